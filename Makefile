@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint migrate bench install clean help
+
+help:
+	@echo "make run      start broker, migrations, demo seed and the three services (Ctrl-C stops)"
+	@echo "make test     install and run the whole test suite"
+	@echo "make lint     ruff and mypy"
+	@echo "make migrate  apply the database migrations (DATABASE_URL)"
+	@echo "make bench    run the benchmarks; writes bench/results/latest.json"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ticketctl dev run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services migrations tests bench
+
+migrate: $(STAMP)
+	$(BIN)/ticketctl migrate
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

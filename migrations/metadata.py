@@ -1,0 +1,11 @@
+"""Imports every table so that Alembic (and test fixtures) see the complete metadata."""
+
+from services.intake import models as intake_models
+from services.metrics import models as metrics_models
+from services.router import models as router_models
+from shared.db import models as shared_models
+from shared.db.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["intake_models", "metadata", "metrics_models", "router_models", "shared_models"]

@@ -1,0 +1,73 @@
+"""The intake service: webhooks and native tickets in, verified ticket events out to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.intake.publisher import EventPublisher
+from services.intake.tickets.endpoints import router as tickets_router
+from shared.http.health import Check, broker_check, database_check, health_router, install_timing
+from shared.http.problems import install_problem_handlers
+from shared.runtime import open_resources
+from shared.settings import IntakeSettings
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings)
+        publisher = EventPublisher(
+            resources.producer,
+            resources.sessions,
+            settings.topic_ticket_events,
+            settings.intake_publish_timeout_s,
+        )
+        app.state.settings = settings
+        app.state.resources = resources
+        app.state.sessions = resources.sessions
+        app.state.keys = resources.keys
+        app.state.publisher = publisher
+        app.state.checks = {
+            "database": database_check(resources.engine),
+            "broker": broker_check(resources.producer),
+        }
+        app.state.degraded_checks = {"outbox": _outbox_check(publisher)}
+        relay = asyncio.create_task(
+            publisher.relay_forever(settings.intake_outbox_poll_s), name="outbox-relay"
+        )
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await resources.close()
+
+    app = FastAPI(
+        title="Ticket router: intake",
+        version="0.1.0",
+        description="Receives tickets and ticketing-system webhooks, verifies, normalises, "
+        "deduplicates and publishes them as ticket events.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    install_timing(app, "intake")
+    app.include_router(health_router())
+    app.include_router(tickets_router)
+    return app
+
+
+def _outbox_check(publisher: EventPublisher) -> Check:
+    async def check() -> str | None:
+        if publisher.degraded:
+            return f"degraded: {publisher.outbox_pending} events waiting in the outbox for the broker"
+        return None
+
+    return check

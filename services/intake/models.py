@@ -1,0 +1,36 @@
+"""Intake's tables: configured webhook sources and the deliveries already accepted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.base import Base, JsonDoc
+from shared.events import utc_now
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    adapter: Mapped[str] = mapped_column(String(30))
+    # HMAC verification needs the secret itself, so it cannot be hashed; keep the DB private.
+    secrets: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class WebhookDelivery(Base):
+    """Deduplication: a (source, delivery id) pair is accepted once, by any intake replica."""
+
+    __tablename__ = "webhook_deliveries"
+
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,82 @@
+"""The native JSON ticket accepted by ``POST /v1/tickets``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.events import Priority, Requester, TicketSnapshot, TicketStatus, parse_priority
+
+NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
+
+
+class TicketIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "4711",
+                    "subject": "Cannot log in to VPN",
+                    "description": "Since this morning the VPN rejects my password.",
+                    "requester": {"email": "ann@example.com", "name": "Ann"},
+                    "priority": "high",
+                    "tags": ["vpn"],
+                    "channel": "email",
+                }
+            ]
+        },
+    )
+
+    external_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")
+    subject: str = Field(default="", max_length=2_000)
+    description: str = Field(default="", max_length=200_000)
+    source: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    requester: Requester = Field(default_factory=Requester)
+    priority: str | None = Field(default=None, description="P1-P4 or urgent/high/normal/low")
+    tags: list[str] = Field(default_factory=list, max_length=200)
+    channel: str | None = Field(default=None, max_length=100)
+    status: NativeStatus = "new"
+    url: str | None = Field(default=None, max_length=2_000)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("priority")
+    @classmethod
+    def _known_priority(cls, value: str | None) -> str | None:
+        parse_priority(value)  # raises ValueError naming the bad word
+        return value
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamp needs a time zone offset, e.g. 2026-01-01T10:00:00Z")
+        return value
+
+    def snapshot(self) -> TicketSnapshot:
+        status = TicketStatus.OPEN if self.status == "reopened" else TicketStatus(self.status)
+        priority: Priority | None = parse_priority(self.priority)
+        return TicketSnapshot(
+            external_id=self.external_id,
+            subject=self.subject,
+            description=self.description,
+            status=status,
+            priority=priority,
+            requester=self.requester,
+            tags=self.tags,
+            channel=self.channel,
+            url=self.url,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            custom_fields=self.custom_fields,
+        )
+
+
+class Accepted(BaseModel):
+    event_id: str
+    ticket_key: str
+    delivery: Literal["published", "queued"]

@@ -1,0 +1,263 @@
+"""Helpers shared by the vendor adapters.
+
+Lookups take RFC 6901 JSON pointers ("/issue/number") so that an :class:`UnmappableError` names the
+exact place in the vendor's payload that was missing or wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from shared.events import (
+    TICKET_EVENT_TYPES,
+    EventType,
+    Priority,
+    TicketSnapshot,
+    TicketStatus,
+    parse_priority,
+)
+
+from .errors import MalformedBodyError, UnmappableError
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBodyError("body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise MalformedBodyError("body must be a JSON object")
+    return data
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def pointer_get(doc: Any, pointer: str, default: Any = None) -> Any:
+    """Resolve an RFC 6901 pointer; ``default`` when any step is absent."""
+    if pointer == "":
+        return doc
+    current = doc
+    for raw in pointer.lstrip("/").split("/"):
+        token = _unescape(raw)
+        if isinstance(current, Mapping):
+            if token not in current:
+                return default
+            current = current[token]
+        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
+            current = current[int(token)]
+        else:
+            return default
+    return current
+
+
+def first(doc: Any, *pointers: str) -> Any:
+    """The first pointer that resolves to something other than None/""."""
+    for pointer in pointers:
+        value = pointer_get(doc, pointer)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def require(doc: Any, pointer: str) -> Any:
+    value = pointer_get(doc, pointer)
+    if value is None or value == "":
+        raise UnmappableError(pointer, "required field is missing")
+    return value
+
+
+def require_str(doc: Any, pointer: str) -> str:
+    value = require(doc, pointer)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise UnmappableError(pointer, "expected a string or an integer")
+    return str(value)
+
+
+def opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def require_object(doc: Any, pointer: str) -> dict[str, Any]:
+    value = pointer_get(doc, pointer)
+    if not isinstance(value, dict):
+        raise UnmappableError(pointer, "expected an object")
+    return value
+
+
+def parse_datetime(value: Any, field: str) -> datetime | None:
+    """ISO-8601 strings (incl. ``Z`` and ``+0000``) or Unix seconds/milliseconds; naive means UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise UnmappableError(field, "expected a timestamp")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 100_000_000_000 else value  # Jira sends milliseconds
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise UnmappableError(field, "timestamp out of range") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_datetime(int(text), field)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise UnmappableError(field, "expected an ISO-8601 timestamp") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise UnmappableError(field, "expected a timestamp")
+
+
+def as_tags(value: Any) -> list[str]:
+    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t for t in re.split(r"[,\s]+", value) if t]
+    if isinstance(value, list):
+        return [str(t) for t in value if isinstance(t, str | int) and not isinstance(t, bool)]
+    return []
+
+
+def norm_word(word: str) -> str:
+    return " ".join(word.strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+# Our own words are always understood, whatever the vendor.
+_OWN_STATUSES = {norm_word(s.value): s for s in TicketStatus} | {"reopened": TicketStatus.OPEN}
+
+
+def map_status(
+    value: Any, table: Mapping[str, TicketStatus], field: str, options: Mapping[str, Any]
+) -> TicketStatus | None:
+    """Vendor status word -> TicketStatus. ``options["status_map"]`` (admin overrides for custom
+    workflow states) wins over the vendor table, which wins over our own words."""
+    text = opt_str(value)
+    if text is None:
+        return None
+    key = norm_word(text)
+    overrides = {norm_word(k): v for k, v in (options.get("status_map") or {}).items()}
+    if key in overrides:
+        try:
+            return TicketStatus(overrides[key])
+        except ValueError as exc:  # a bad source config must not become a 500
+            raise UnmappableError(field, f"status_map sends {text[:50]!r} to an unknown status") from exc
+    found = table.get(key) or _OWN_STATUSES.get(key)
+    if found is None:
+        raise UnmappableError(field, f"unknown status {text[:50]!r}")
+    return found
+
+
+def map_priority(
+    value: Any, table: Mapping[str, Priority], field: str, options: Mapping[str, Any]
+) -> Priority | None:
+    text = opt_str(value)
+    if text is None:
+        return None
+    key = norm_word(text)
+    overrides = {norm_word(k): v for k, v in (options.get("priority_map") or {}).items()}
+    if key in overrides:
+        try:
+            return parse_priority(overrides[key])
+        except ValueError as exc:
+            raise UnmappableError(field, f"priority_map sends {text[:50]!r} to an unknown priority") from exc
+    if key in table:
+        return table[key]
+    try:
+        return parse_priority(key)
+    except ValueError as exc:
+        raise UnmappableError(field, f"unknown priority {text[:50]!r}") from exc
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text for the classifier: Intercom and Zammad send message bodies as HTML."""
+    if "<" not in html and "&" not in html:
+        return html.strip()
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def build_snapshot(fields: dict[str, Any]) -> TicketSnapshot:
+    """Validate the normalised fields; a contract violation becomes a 422 naming the snapshot field."""
+    try:
+        return TicketSnapshot.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = "/" + "/".join(str(part) for part in error["loc"])
+        raise UnmappableError(path, error["msg"]) from exc
+
+
+# Words an admin may put in a hand-written payload's event field (Zendesk triggers, generic sources).
+_EVENT_WORDS: dict[str, EventType] = {
+    "created": EventType.TICKET_CREATED,
+    "create": EventType.TICKET_CREATED,
+    "new": EventType.TICKET_CREATED,
+    "updated": EventType.TICKET_UPDATED,
+    "update": EventType.TICKET_UPDATED,
+    "commented": EventType.TICKET_COMMENTED,
+    "comment": EventType.TICKET_COMMENTED,
+    "comment added": EventType.TICKET_COMMENTED,
+    "status changed": EventType.TICKET_STATUS_CHANGED,
+    "status": EventType.TICKET_STATUS_CHANGED,
+    "solved": EventType.TICKET_STATUS_CHANGED,
+    "closed": EventType.TICKET_STATUS_CHANGED,
+    "reopened": EventType.TICKET_STATUS_CHANGED,
+    "reassigned": EventType.TICKET_REASSIGNED_EXTERNALLY,
+    "assigned": EventType.TICKET_REASSIGNED_EXTERNALLY,
+} | {norm_word(t.value): t for t in TICKET_EVENT_TYPES}
+
+
+def map_event_word(value: Any, field: str) -> EventType | None:
+    text = opt_str(value)
+    if text is None:
+        return None
+    key = norm_word(text)
+    found = _EVENT_WORDS.get(key) or _EVENT_WORDS.get(key.removeprefix("ticket."))
+    if found is None:
+        raise UnmappableError(field, f"unknown event {text[:50]!r}")
+    return found
+
+
+def as_bool(value: Any, default: bool) -> bool:
+    """Placeholders render booleans as strings ("true", "false")."""
+    if isinstance(value, bool):
+        return value
+    text = opt_str(value)
+    if text is None:
+        return default
+    return text.lower() in ("true", "1", "yes", "y", "t")
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (optional sub-objects)."""
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,44 @@
+"""Entry points: pick the adapter for a source, and wrap adapted events in envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from shared.events import EventEnvelope, derived_event_id, ticket_event, utc_now
+
+from . import freshdesk, generic, github, intercom, jira, native, zammad, zendesk
+from .models import AdaptedEvent, AdapterName, SourceConfig, WebhookRequest
+
+Adapter = Callable[[SourceConfig, WebhookRequest, datetime], list[AdaptedEvent]]
+
+ADAPTERS: dict[AdapterName, Adapter] = {
+    "zendesk": zendesk.adapt,
+    "jira": jira.adapt,
+    "github": github.adapt,
+    "freshdesk": freshdesk.adapt,
+    "intercom": intercom.adapt,
+    "zammad": zammad.adapt,
+    "generic": generic.adapt,
+    "native": native.adapt,
+}
+
+
+def adapt(config: SourceConfig, request: WebhookRequest, now: datetime | None = None) -> list[AdaptedEvent]:
+    """Normalise one verified webhook into ticket events (usually exactly one).
+
+    Raises :class:`MalformedBodyError` (400), :class:`UnmappableError` (422) or
+    :class:`IgnoredEvent` (202, publish nothing). ``now`` is the fallback ``occurred_at`` for payloads
+    that carry no time.
+    """
+    return ADAPTERS[config.adapter](config, request, now or utc_now())
+
+
+def to_envelopes(config: SourceConfig, delivery: str, events: list[AdaptedEvent]) -> list[EventEnvelope]:
+    """Envelopes whose ids derive from the delivery id, so a redelivery republishes the same ids and
+    consumers' idempotency on ``event_id`` absorbs it."""
+    return [
+        ticket_event(event.type, config.name, event.snapshot, event.occurred_at,
+                     event_id=derived_event_id(config.name, delivery, str(index)))
+        for index, event in enumerate(events)
+    ]

@@ -1,0 +1,104 @@
+"""Freshdesk automation-rule webhooks.
+
+Freshdesk does not sign webhooks; the rule sends our secret in a header or as Basic auth (see
+``signatures``). The body is the "simple" JSON of the rule, wrapped or not::
+
+    {"freshdesk_webhook": {
+        "ticket_id": 42, "ticket_subject": "...", "ticket_description": "...",
+        "ticket_status": "Open" | 2, "ticket_priority": "Urgent" | 4,
+        "ticket_requester_email": "...", "ticket_requester_name": "...", "ticket_company_name": "...",
+        "ticket_tags": "a, b", "ticket_source": "Email", "ticket_group_name": "...",
+        "ticket_url": "https://acme.freshdesk.com/helpdesk/tickets/42",
+        "ticket_created_at": "...", "ticket_updated_at": "...",
+        "ticket_latest_public_comment": "...", "triggered_event": "{ticket_action:created}"}}
+
+``triggered_event`` is free text across rule types, so it is classified by keywords.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import EventType, Priority, TicketStatus
+
+from .common import (
+    as_tags,
+    build_snapshot,
+    first,
+    map_priority,
+    map_status,
+    opt_str,
+    parse_datetime,
+    parse_json_object,
+    require_str,
+)
+from .models import AdaptedEvent, SourceConfig, WebhookRequest
+
+_STATUSES = {
+    "2": TicketStatus.OPEN,
+    "3": TicketStatus.PENDING,
+    "4": TicketStatus.SOLVED,
+    "5": TicketStatus.CLOSED,
+    "resolved": TicketStatus.SOLVED,
+    "waiting on customer": TicketStatus.PENDING,
+    "waiting on third party": TicketStatus.ON_HOLD,
+}
+# Freshdesk numbers priorities 1 (low) .. 4 (urgent), which the contract's digit aliases already follow.
+_PRIORITIES: dict[str, Priority] = {}
+
+
+def _classify(triggered: str | None, has_comment: bool) -> EventType:
+    text = (triggered or "").lower()
+    if "created" in text or "ticket_action:new" in text:
+        return EventType.TICKET_CREATED
+    if "status" in text:
+        return EventType.TICKET_STATUS_CHANGED
+    if any(word in text for word in ("reply", "note", "comment")) or (has_comment and not text):
+        return EventType.TICKET_COMMENTED
+    if any(word in text for word in ("group", "agent", "responder", "assign")):
+        return EventType.TICKET_REASSIGNED_EXTERNALLY
+    return EventType.TICKET_UPDATED
+
+
+def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
+    data = parse_json_object(request.body)
+    root = "/freshdesk_webhook" if isinstance(data.get("freshdesk_webhook"), dict) else ""
+    ticket: dict[str, Any] = data["freshdesk_webhook"] if root else data
+
+    def field(key: str) -> str:
+        return f"{root}/{key}"
+
+    triggered = opt_str(ticket.get("triggered_event"))
+    comment = opt_str(ticket.get("ticket_latest_public_comment"))
+    event_type = _classify(triggered, comment is not None)
+    fields: dict[str, Any] = {
+        "external_id": require_str(data, field("ticket_id")),
+        "subject": opt_str(ticket.get("ticket_subject")) or "",
+        "description": opt_str(first(ticket, "/ticket_description_text", "/ticket_description")) or "",
+        "status": map_status(ticket.get("ticket_status"), _STATUSES, field("ticket_status"), config.options),
+        "priority": map_priority(ticket.get("ticket_priority"), _PRIORITIES, field("ticket_priority"),
+                                 config.options),
+        "requester": {
+            "email": opt_str(ticket.get("ticket_requester_email")),
+            "name": opt_str(ticket.get("ticket_requester_name")),
+            "organization": opt_str(ticket.get("ticket_company_name")),
+        },
+        "tags": as_tags(ticket.get("ticket_tags")),
+        "channel": opt_str(ticket.get("ticket_source")),
+        "url": opt_str(ticket.get("ticket_url")),
+        "created_at": parse_datetime(ticket.get("ticket_created_at"), field("ticket_created_at")),
+        "updated_at": parse_datetime(ticket.get("ticket_updated_at"), field("ticket_updated_at")),
+        "external_assignee_group": opt_str(ticket.get("ticket_group_name")),
+    }
+    if fields["status"] is None:
+        fields["status"] = TicketStatus.NEW if event_type is EventType.TICKET_CREATED else TicketStatus.OPEN
+    if event_type is EventType.TICKET_COMMENTED and comment is not None:
+        text = (triggered or "").lower()
+        fields["comment"] = {
+            "body": comment,
+            "public": True,  # the placeholder only ever renders public comments
+            # Agents "send replies" and add notes; customers "reply". Default: the requester wrote it.
+            "from_agent": any(word in text for word in ("agent", "reply_sent", "note")),
+        }
+    return [AdaptedEvent(event_type, build_snapshot(fields), fields["updated_at"] or now)]

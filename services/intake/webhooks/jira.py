@@ -1,0 +1,182 @@
+"""Jira Cloud / Jira Service Management webhooks (``webhookEvent`` in the body).
+
+``external_id`` is the issue key (``SUP-42``), ``url`` is ``<site>/browse/<key>``. Statuses are custom
+per workflow, so the status *name* is looked up first (``options["status_map"]``, then the JSM
+defaults below) and the status *category* (new / indeterminate / done), which every status has, is
+the fallback. ``options["group_field"]`` names the field holding the team (e.g. ``customfield_10001``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import EventType, TicketStatus
+
+from .common import (
+    as_object,
+    as_tags,
+    build_snapshot,
+    map_priority,
+    map_status,
+    norm_word,
+    opt_str,
+    parse_datetime,
+    parse_json_object,
+    pointer_get,
+    require_object,
+    require_str,
+)
+from .errors import IgnoredEvent
+from .models import AdaptedEvent, SourceConfig, WebhookRequest
+
+_STATUS_NAMES = {
+    "waiting for support": TicketStatus.OPEN,
+    "in progress": TicketStatus.OPEN,
+    "work in progress": TicketStatus.OPEN,
+    "escalated": TicketStatus.OPEN,
+    "reopened": TicketStatus.OPEN,
+    "waiting for customer": TicketStatus.PENDING,
+    "pending": TicketStatus.ON_HOLD,  # JSM "Pending": waiting on a third party or a change
+    "waiting for third party": TicketStatus.ON_HOLD,
+    "resolved": TicketStatus.SOLVED,
+    "done": TicketStatus.SOLVED,
+    "closed": TicketStatus.CLOSED,
+    "canceled": TicketStatus.CLOSED,
+    "cancelled": TicketStatus.CLOSED,
+    "declined": TicketStatus.CLOSED,
+    "won't do": TicketStatus.CLOSED,
+}
+_CATEGORIES = {"new": TicketStatus.NEW, "indeterminate": TicketStatus.OPEN, "done": TicketStatus.SOLVED}
+_STATUS_FIELDS = frozenset({"status", "resolution"})
+
+
+def adf_to_text(node: Any) -> str:
+    """Plain text of an Atlassian Document Format tree (Jira Cloud REST v3 descriptions/comments)."""
+    if isinstance(node, list):
+        return "".join(adf_to_text(child) for child in node)
+    if not isinstance(node, dict):
+        return ""
+    kind = node.get("type")
+    attrs = as_object(node.get("attrs"))
+    if kind == "text":
+        return str(node.get("text") or "")
+    if kind == "hardBreak":
+        return "\n"
+    if kind in ("mention", "emoji", "inlineCard"):
+        return str(attrs.get("text") or attrs.get("shortName") or attrs.get("url") or "")
+    text = adf_to_text(node.get("content") or [])
+    if kind in ("paragraph", "heading", "listItem", "codeBlock", "blockquote", "rule", "tableRow"):
+        return text.rstrip("\n") + "\n"
+    return text
+
+
+def _text(value: Any) -> str:
+    return adf_to_text(value).strip() if isinstance(value, dict) else (opt_str(value) or "")
+
+
+def _status(fields: dict[str, Any], options: dict[str, Any]) -> TicketStatus | None:
+    name = opt_str(pointer_get(fields, "/status/name"))
+    category = opt_str(pointer_get(fields, "/status/statusCategory/key"))
+    known = {norm_word(k) for k in options.get("status_map") or {}} | set(_STATUS_NAMES)
+    if name is not None and (norm_word(name) in known or category is None):
+        return map_status(name, _STATUS_NAMES, "/issue/fields/status/name", options)
+    return map_status(category, _CATEGORIES, "/issue/fields/status/statusCategory/key", {})
+
+
+def _site(issue: dict[str, Any]) -> str | None:
+    self_url = opt_str(issue.get("self"))
+    if self_url is None or "/rest/" not in self_url:
+        return None
+    return self_url.split("/rest/", 1)[0]
+
+
+def _group(fields: dict[str, Any], options: dict[str, Any]) -> str | None:
+    field = opt_str(options.get("group_field"))
+    value = fields.get(field) if field else None
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("value")
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0].get("name") or value[0].get("value")
+    return opt_str(value)
+
+
+def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, Any]:
+    key = require_str(issue, "/key")
+    fields = as_object(issue.get("fields"))
+    site = _site(issue)
+    return {
+        "external_id": key,
+        "subject": opt_str(fields.get("summary")) or "",
+        "description": _text(fields.get("description")),
+        "status": _status(fields, config.options),
+        "priority": map_priority(pointer_get(fields, "/priority/name"), {}, "/issue/fields/priority/name",
+                                 config.options),
+        "requester": {
+            "email": opt_str(pointer_get(fields, "/reporter/emailAddress")),
+            "name": opt_str(pointer_get(fields, "/reporter/displayName")),
+        },
+        "tags": as_tags(fields.get("labels")),
+        "channel": "jira",
+        "url": f"{site}/browse/{key}" if site else None,
+        "created_at": parse_datetime(fields.get("created"), "/issue/fields/created"),
+        "updated_at": parse_datetime(fields.get("updated"), "/issue/fields/updated"),
+        "external_assignee_group": _group(fields, config.options),
+        "custom_fields": {
+            k: v for k, v in (("project", pointer_get(fields, "/project/key")),
+                              ("issue_type", pointer_get(fields, "/issuetype/name"))) if opt_str(v)
+        },
+    }
+
+
+def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
+    comment = require_object(data, "/comment")
+    public = comment.get("jsdPublic") is not False
+    author_id = opt_str(pointer_get(comment, "/author/accountId"))
+    reporter_id = opt_str(pointer_get(issue, "/fields/reporter/accountId"))
+    # Only agents can write internal notes; otherwise anyone but the reporter answers for support.
+    from_agent = not public or (reporter_id is not None and author_id != reporter_id)
+    return {
+        "body": _text(comment.get("body")) or " ",
+        "author": opt_str(pointer_get(comment, "/author/displayName")),
+        "public": public,
+        "from_agent": from_agent,
+    }
+
+
+def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
+    data = parse_json_object(request.body)
+    kind = require_str(data, "/webhookEvent")
+    if kind not in ("jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created"):
+        # comment_updated/_deleted: an edit is not a new response; worklogs, links, sprints: no ticket.
+        raise IgnoredEvent(f"Jira {kind[:60]} changes no ticket")
+    issue = require_object(data, "/issue")
+    fields = _snapshot_fields(config, issue)
+    occurred_at = parse_datetime(data.get("timestamp"), "/timestamp") or fields["updated_at"] or now
+
+    if kind == "comment_created":
+        fields["comment"] = _comment(data, issue)
+        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields), occurred_at)]
+    if kind == "jira:issue_deleted":
+        fields["status"] = TicketStatus.CLOSED
+        return [AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(fields), occurred_at)]
+    if kind == "jira:issue_created":
+        if pointer_get(issue, "/fields/status/statusCategory/key") == "new":
+            fields["status"] = TicketStatus.NEW  # "Waiting for support" means new until first touched
+        return [AdaptedEvent(EventType.TICKET_CREATED, build_snapshot(fields), occurred_at)]
+
+    items = pointer_get(data, "/changelog/items") or []
+    changed = {str(i.get("field", "")).lower() for i in items if isinstance(i, dict)}
+    group_field = opt_str(config.options.get("group_field"))
+    event_type = EventType.TICKET_UPDATED
+    if changed & _STATUS_FIELDS:
+        event_type = EventType.TICKET_STATUS_CHANGED
+    elif "assignee" in changed or (group_field and group_field.lower() in changed):
+        event_type = EventType.TICKET_REASSIGNED_EXTERNALLY
+    events = []
+    if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
+        events.append(AdaptedEvent(event_type, build_snapshot(fields), occurred_at))
+    if isinstance(data.get("comment"), dict):  # "issue_commented" arrives as jira:issue_updated
+        events.append(AdaptedEvent(EventType.TICKET_COMMENTED,
+                                   build_snapshot(fields | {"comment": _comment(data, issue)}), occurred_at))
+    return events

@@ -1,0 +1,112 @@
+"""Zammad trigger webhooks with the default payload: ``{"ticket": {...}, "article": {...}}``.
+
+The payload names no event, so it is inferred: the first article of a ticket means creation, any
+other article a comment, no article a status change (closed/merged) or an update.
+``options["trigger_events"]`` maps trigger names (``X-Zammad-Trigger``) to event words to override
+that. ``external_id`` is Zammad's ticket id (the number shown to humans goes to custom_fields), and
+``options["base_url"]`` (``https://support.example.com``) yields ``<base>/#ticket/zoom/<id>``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import EventType, Priority, TicketStatus
+
+from .common import (
+    as_object,
+    as_tags,
+    build_snapshot,
+    html_to_text,
+    map_event_word,
+    map_priority,
+    map_status,
+    opt_str,
+    parse_datetime,
+    parse_json_object,
+    pointer_get,
+    require_object,
+    require_str,
+)
+from .models import AdaptedEvent, SourceConfig, WebhookRequest
+
+_STATES = {
+    "new": TicketStatus.NEW,
+    "open": TicketStatus.OPEN,
+    "pending reminder": TicketStatus.PENDING,
+    "pending close": TicketStatus.PENDING,  # closes by itself unless the customer answers
+    "closed": TicketStatus.CLOSED,
+    "merged": TicketStatus.CLOSED,
+    "removed": TicketStatus.CLOSED,
+}
+# "1 low", "2 normal", "3 high" (and an admin's "4 urgent"): the word after the number decides.
+_PRIORITIES = {"1 low": Priority.P4, "2 normal": Priority.P3, "3 high": Priority.P2, "4 urgent": Priority.P1}
+
+
+def _name(value: Any) -> str | None:
+    """Zammad renders associations either as objects with a name or as plain strings."""
+    if isinstance(value, dict):
+        return opt_str(value.get("name"))
+    return opt_str(value)
+
+
+def _event_type(config: SourceConfig, request: WebhookRequest, ticket: dict[str, Any],
+                article: dict[str, Any], status: TicketStatus | None) -> EventType:
+    trigger = request.header("X-Zammad-Trigger")
+    overrides = as_object(config.options.get("trigger_events"))
+    if trigger and trigger in overrides:
+        found = map_event_word(overrides[trigger], "options/trigger_events")
+        if found is not None:
+            return found
+    if article:
+        ids = ticket.get("article_ids") or []
+        first_article = ticket.get("article_count") == 1 or (ids and ids[0] == article.get("id"))
+        return EventType.TICKET_CREATED if first_article else EventType.TICKET_COMMENTED
+    if status is not None and status.is_resolved:
+        return EventType.TICKET_STATUS_CHANGED
+    return EventType.TICKET_UPDATED
+
+
+def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
+    data = parse_json_object(request.body)
+    ticket = require_object(data, "/ticket")
+    ticket_id = require_str(data, "/ticket/id")
+    article = as_object(data.get("article"))
+    customer = as_object(ticket.get("customer"))
+    name = " ".join(filter(None, (opt_str(customer.get("firstname")), opt_str(customer.get("lastname")))))
+    base = opt_str(config.options.get("base_url"))
+    state_field = "/ticket/state/name" if isinstance(ticket.get("state"), dict) else "/ticket/state"
+    priority_field = "/ticket/priority" + ("/name" if isinstance(ticket.get("priority"), dict) else "")
+    fields: dict[str, Any] = {
+        "external_id": ticket_id,
+        "subject": opt_str(ticket.get("title")) or "",
+        "status": map_status(_name(ticket.get("state")), _STATES, state_field, config.options),
+        "priority": map_priority(_name(ticket.get("priority")), _PRIORITIES, priority_field, config.options),
+        "requester": {
+            "email": opt_str(customer.get("email")),
+            "name": name or None,
+            "organization": _name(customer.get("organization")) or _name(ticket.get("organization")),
+        },
+        "tags": as_tags(ticket.get("tags")),
+        "channel": opt_str(ticket.get("create_article_type")),
+        "url": f"{base.rstrip('/')}/#ticket/zoom/{ticket_id}" if base else None,
+        "created_at": parse_datetime(ticket.get("created_at"), "/ticket/created_at"),
+        "updated_at": parse_datetime(ticket.get("updated_at"), "/ticket/updated_at"),
+        "external_assignee_group": _name(ticket.get("group")),
+        "custom_fields": {"number": str(ticket["number"])} if opt_str(ticket.get("number")) else {},
+    }
+    event_type = _event_type(config, request, ticket, article, fields["status"])
+    body = opt_str(article.get("body"))
+    if body is not None and article.get("content_type", "text/html") == "text/html":
+        body = html_to_text(body)
+    if event_type is EventType.TICKET_CREATED:
+        fields["description"] = body or ""
+    elif event_type is EventType.TICKET_COMMENTED and body:
+        fields["comment"] = {
+            "body": body,
+            "author": opt_str(pointer_get(article, "/created_by/email") or article.get("from")),
+            "public": article.get("internal") is not True,
+            "from_agent": article.get("sender") == "Agent",
+        }
+    return [AdaptedEvent(event_type, build_snapshot(fields), fields["updated_at"] or now)]

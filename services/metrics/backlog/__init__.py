@@ -1,0 +1,16 @@
+"""Live backlog state of the metrics service and its Prometheus exposition."""
+
+from .collector import BacklogCollector
+from .config import BacklogConfig
+from .erlang import agents_needed, erlang_b, erlang_c, service_level
+from .state import BacklogState
+
+__all__ = [
+    "BacklogCollector",
+    "BacklogConfig",
+    "BacklogState",
+    "agents_needed",
+    "erlang_b",
+    "erlang_c",
+    "service_level",
+]

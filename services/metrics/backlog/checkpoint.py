@@ -1,0 +1,103 @@
+"""Checkpoint layout: ``MAGIC`` + zlib( u32 header length + orjson header + raw array bytes ).
+
+The header holds the config, label vocabularies, the small aggregates (gauges, counters,
+histograms, flow windows) and the name/typecode/length of each raw column that follows. The
+per-slot columns, the key index table, recently seen event ids and the resolved FIFO are stored
+verbatim as machine arrays, so a 1M-ticket state dumps and loads without a per-ticket Python
+loop. The heaps are not stored: they are rebuilt from the ``next``/``created`` columns.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from array import array
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .aggregates import FlowWindow, Histogram
+from .config import BacklogConfig
+from .keyindex import SlotIndex
+from .labels import LabelInterner
+
+if TYPE_CHECKING:
+    from .state import BacklogState
+
+MAGIC = b"BKLG\x01"
+_COLUMNS = ("a_team", "a_cat", "a_src", "a_flags", "a_prio", "a_status", "a_bucket",
+            "a_created", "a_fr_due", "a_res_due", "a_next", "a_rev", "free")
+_LISTS = ("g_open", "g_overdue", "g_risk", "g_status", "g_age", "c_received", "c_routed",
+          "c_resolved", "c_reopened", "c_escalated", "c_breach")
+
+
+def dump(state: BacklogState) -> bytes:
+    hashes, slots = state.index.dump()
+    blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS]
+    blobs += [("index_hashes", hashes), ("index_slots", slots),
+              ("seen", array("Q", state.seen_order)), ("resolved_fifo", array("Q", state.resolved_fifo))]
+    header: dict[str, Any] = {
+        "byteorder": sys.byteorder,
+        "config": state.config.to_json(),
+        "now_ms": state.now_ms,
+        "n_open": state.n_open,
+        "labels": [state.teams.values, state.sources.values, state.categories.values],
+        "lists": {name: getattr(state, name) for name in _LISTS},
+        "h_ttr": state.h_ttr.to_json(),
+        "h_fr": {str(k): v.to_json() for k, v in state.h_fr.items()},
+        "h_res": {str(k): v.to_json() for k, v in state.h_res.items()},
+        "inflow": state.inflow.to_json(),
+        "outflow": state.outflow.to_json(),
+        "recent_handle": {str(k): list(v) for k, v in state.recent_handle.items()},
+        "recent_target": {str(k): list(v) for k, v in state.recent_target.items()},
+        "blobs": [[name, arr.typecode, len(arr) * arr.itemsize] for name, arr in blobs],
+    }
+    head = orjson.dumps(header)
+    body = b"".join([len(head).to_bytes(4, "little"), head, *(arr.tobytes() for _, arr in blobs)])
+    return MAGIC + zlib.compress(body, 3)
+
+
+def load(data: bytes) -> BacklogState:
+    from .state import BacklogState
+
+    if not data.startswith(MAGIC):
+        raise ValueError("not a backlog checkpoint (or an unknown version)")
+    body = zlib.decompress(data[len(MAGIC):])
+    head_len = int.from_bytes(body[:4], "little")
+    header = orjson.loads(body[4 : 4 + head_len])
+    offset = 4 + head_len
+    arrays: dict[str, array[int]] = {}
+    for name, typecode, length in header["blobs"]:
+        arr = array(typecode)
+        arr.frombytes(body[offset : offset + length])
+        if header["byteorder"] != sys.byteorder:
+            arr.byteswap()
+        arrays[name] = arr
+        offset += length
+
+    config = BacklogConfig.from_json(header["config"])
+    state = BacklogState(config)
+    for name in _COLUMNS:
+        setattr(state, name, arrays[name])
+    for name, values in header["lists"].items():
+        setattr(state, name, list(values))
+    state.index = SlotIndex.load(arrays["index_hashes"], arrays["index_slots"])
+    state.seen_order = deque(arrays["seen"])
+    state.seen = set(state.seen_order)
+    state.resolved_fifo = deque(arrays["resolved_fifo"])
+    teams, sources, categories = header["labels"]
+    state.teams = LabelInterner.restore(config.max_teams, teams)
+    state.sources = LabelInterner.restore(config.max_sources, sources)
+    state.categories = LabelInterner.restore(config.max_categories, categories)
+    state.now_ms, state.n_open = header["now_ms"], header["n_open"]
+    state.h_ttr = Histogram.from_json(header["h_ttr"])
+    state.h_fr = {int(k): Histogram.from_json(v) for k, v in header["h_fr"].items()}
+    state.h_res = {int(k): Histogram.from_json(v) for k, v in header["h_res"].items()}
+    state.inflow = FlowWindow.from_json(config.flow_window_minutes, header["inflow"])
+    state.outflow = FlowWindow.from_json(config.flow_window_minutes, header["outflow"])
+    n = config.recent_samples
+    state.recent_handle = {int(k): deque(v, maxlen=n) for k, v in header["recent_handle"].items()}
+    state.recent_target = {int(k): deque(v, maxlen=n) for k, v in header["recent_target"].items()}
+    state.rebuild_heaps()
+    return state

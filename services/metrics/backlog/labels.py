@@ -1,0 +1,50 @@
+"""String interning with a hard cap, so label values stay a bounded set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .config import OTHER
+
+
+class LabelInterner:
+    """Maps label values to small ints. Reserved values come first (``reserved[0]`` gets id 0).
+
+    Once ``cap`` values are known every new value maps to ``"other"``, which is always reserved.
+    A real value equal to a reserved one shares its id (documented: "other", "triage").
+    """
+
+    __slots__ = ("_ids", "cap", "other_id", "values")
+
+    def __init__(self, cap: int, reserved: Iterable[str] = ()) -> None:
+        self.values: list[str] = []
+        self._ids: dict[str, int] = {}
+        for value in (*reserved, OTHER):
+            if value not in self._ids:
+                self._ids[value] = len(self.values)
+                self.values.append(value)
+        if cap < len(self.values):
+            raise ValueError("cap smaller than the reserved values")
+        self.cap = cap
+        self.other_id = self._ids[OTHER]
+
+    def intern(self, value: str) -> int:
+        found = self._ids.get(value)
+        if found is not None:
+            return found
+        if len(self.values) >= self.cap:
+            return self.other_id
+        self._ids[value] = len(self.values)
+        self.values.append(value)
+        return self._ids[value]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def restore(cls, cap: int, values: list[str]) -> LabelInterner:
+        interner = cls(cap)
+        interner.values = list(values)
+        interner._ids = {v: i for i, v in enumerate(values)}
+        interner.other_id = interner._ids[OTHER]
+        return interner

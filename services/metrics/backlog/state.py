@@ -1,0 +1,422 @@
+"""In-memory live backlog of the metrics service.
+
+Per ticket, fields live in parallel ``array`` columns indexed by a slot number (~47 bytes), the
+key is a 64-bit digest in a flat hash table (:mod:`.keyindex`), and every gauge is an aggregate
+list updated when a ticket enters or leaves a classification, so a scrape costs O(label
+combinations). Time-driven changes (age bucket boundary, at-risk, overdue, breach) come from one
+min-heap holding, per open ticket, the next instant at which its classification can change;
+entries are plain ints ``time_ms << 32 | slot`` (no tuples) and are lazily deleted: an entry is
+live only while it equals the slot's ``next`` column. Oldest open age per team uses one such
+heap per team keyed by ``created_ms << 32 | slot``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+import uuid
+from array import array
+from bisect import bisect_left
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.events import TICKET_EVENT_TYPES, EventEnvelope, EventType, TicketState
+
+from . import views
+from .aggregates import FlowWindow, Histogram
+from .config import FIRST_RESOLVED_STATUS, NO_CATEGORY, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
+from .keyindex import SlotIndex, key_hash
+from .labels import LabelInterner
+
+UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
+NEVER = 1 << 62  # "no pending time transition"
+_MASK32 = 0xFFFFFFFF
+_MASK64 = (1 << 64) - 1
+_COMPACT_SLACK = 65_536
+
+F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
+F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
+
+NP, NS = len(PRIORITIES), len(STATUSES)
+_PRIO = {p: i for i, p in enumerate(PRIORITIES)}
+_STATUS = {s: i for i, s in enumerate(STATUSES)}
+
+
+def to_ms(value: object) -> int:
+    """ISO string or datetime (naive = UTC) -> epoch milliseconds; None -> UNSET."""
+    if value is None:
+        return UNSET
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(dt, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+def _event_key(event_id: uuid.UUID | str) -> int:
+    value = (event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))).int
+    return (value >> 64) ^ (value & _MASK64)
+
+
+class BacklogState:
+    def __init__(self, config: BacklogConfig | None = None) -> None:
+        cfg = self.config = config or BacklogConfig()
+        self.lock = threading.RLock()  # apply (consumer) vs collect/checkpoint (scrape thread)
+        self.teams = LabelInterner(cfg.max_teams, (TRIAGE,))  # triage = 0
+        self.sources = LabelInterner(cfg.max_sources)
+        self.categories = LabelInterner(cfg.max_categories, (NO_CATEGORY,))
+        self.edges_ms = tuple(round(s * 1000) for s in cfg.age_buckets_seconds)
+        self.nb = len(self.edges_ms) + 1
+        self.now_ms = 0
+        # Per-slot columns.
+        self.a_team, self.a_cat, self.a_src, self.a_flags = array("H"), array("H"), array("H"), array("H")
+        self.a_prio, self.a_status, self.a_bucket = array("B"), array("B"), array("B")
+        self.a_created, self.a_fr_due, self.a_res_due, self.a_next = (array("q") for _ in range(4))
+        self.a_rev = array("I")  # TicketState.revision: older states are ignored
+        self.free = array("I")
+        self.index = SlotIndex()
+        self.n_open = 0
+        t = cfg.max_teams
+        self.g_open, self.g_overdue, self.g_risk = [0] * (t * NP), [0] * (t * NP), [0] * (t * NP)
+        self.g_status, self.g_age = [0] * (t * NS), [0] * (t * self.nb)
+        self.c_received = [0] * cfg.max_sources
+        self.c_routed, self.c_resolved, self.c_reopened, self.c_escalated = ([0] * t for _ in range(4))
+        self.c_breach = [0] * (t * 2)  # team*2 + kind (0 first_response, 1 resolution)
+        self.h_ttr = Histogram(len(cfg.time_to_route_buckets))
+        self.h_fr: dict[int, Histogram] = {}
+        self.h_res: dict[int, Histogram] = {}  # team*NP + priority
+        self.inflow = FlowWindow(cfg.flow_window_minutes)
+        self.outflow = FlowWindow(cfg.flow_window_minutes)
+        self.recent_handle: dict[int, deque[float]] = {}
+        self.recent_target: dict[int, deque[float]] = {}
+        self.seen: set[int] = set()
+        self.seen_order: deque[int] = deque()
+        self.resolved_fifo: deque[int] = deque()
+        self.sched: list[int] = []
+        self.oldest: dict[int, list[int]] = {}
+        self.n_oldest = 0
+
+    # ---------------------------------------------------------------- public ingestion API
+    def apply(self, envelope: EventEnvelope, now: datetime) -> None:
+        """Apply one decoded event (ticket or routing) observed at processing time ``now``."""
+        with self.lock:
+            self.advance_clock(now)
+            if not self._first_sight(envelope.event_id):
+                return
+            if envelope.type in TICKET_EVENT_TYPES:
+                if envelope.type == EventType.TICKET_CREATED:
+                    self.c_received[self.sources.intern(envelope.source)] += 1
+                return
+            # The envelope was validated by EventEnvelope.from_bytes; reading the raw dict here
+            # avoids a second pydantic pass, which would dominate the cost per event.
+            s = envelope.payload["state"]
+            sla = s.get("sla") or {}
+            self._apply_values(
+                s["ticket_key"], s.get("revision", 0), s["source"], s["status"], s.get("team"), s["priority"],
+                s.get("category"),
+                to_ms(s["created_at"]), to_ms(s.get("routed_at")), to_ms(s.get("resolved_at")),
+                to_ms(sla.get("first_response_due")), to_ms(sla.get("resolution_due")),
+                to_ms(sla.get("first_responded_at")), bool(sla.get("paused")),
+                to_ms(envelope.occurred_at), envelope.type,
+            )
+
+    def apply_state(
+        self,
+        state: TicketState,
+        now: datetime,
+        *,
+        event_id: uuid.UUID | None = None,
+        event_type: EventType | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Typed variant of :meth:`apply` for a decoded routing payload's state."""
+        with self.lock:
+            self.advance_clock(now)
+            if event_id is not None and not self._first_sight(event_id):
+                return
+            sla = state.sla
+            self._apply_values(
+                state.ticket_key, state.revision, state.source, state.status.value, state.team,
+                state.priority.value,
+                state.category, to_ms(state.created_at), to_ms(state.routed_at), to_ms(state.resolved_at),
+                to_ms(sla.first_response_due), to_ms(sla.resolution_due), to_ms(sla.first_responded_at),
+                sla.paused, to_ms(occurred_at or now), event_type,
+            )
+
+    def record_received(self, source: str, now: datetime, event_id: uuid.UUID | None = None) -> None:
+        """Count one ticket received by intake (``tickets_received_total{source}``)."""
+        with self.lock:
+            self.advance_clock(now)
+            if event_id is None or self._first_sight(event_id):
+                self.c_received[self.sources.intern(source)] += 1
+
+    def advance_clock(self, now: datetime) -> None:
+        """Move the clock forward (never back) and apply the time transitions now due."""
+        ms = to_ms(now)
+        with self.lock:
+            if ms > self.now_ms:
+                self.now_ms = ms
+            heap, a_next, flags = self.sched, self.a_next, self.a_flags
+            limit = (self.now_ms + 1) << 32
+            while heap and heap[0] < limit:
+                key = heapq.heappop(heap)
+                slot = key & _MASK32
+                if a_next[slot] == key >> 32 and flags[slot] & F_OPEN:
+                    self._unindex(slot)
+                    self._index(slot)
+
+    # ---------------------------------------------------------------- transitions
+    def _first_sight(self, event_id: uuid.UUID) -> bool:
+        key = _event_key(event_id)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        self.seen_order.append(key)
+        if len(self.seen_order) > self.config.seen_event_ids:
+            self.seen.discard(self.seen_order.popleft())
+        return True
+
+    def _apply_values(
+        self, key: str, revision: int, source: str, status_name: str, team_name: str | None, prio_name: str,
+        category: str | None, created: int, routed: int, resolved: int, fr_due: int, res_due: int,
+        responded: int, paused: bool, event_ms: int, event_type: EventType | None,
+    ) -> None:
+        h = key_hash(key)
+        slot = self.index.get(h)
+        revision = min(max(revision, 0), _MASK32)
+        if slot >= 0 and revision < self.a_rev[slot]:
+            return  # an older decision re-published after a newer one: never move backwards
+        team = 0 if team_name is None else self.teams.intern(team_name)
+        prio, status = _PRIO[prio_name], _STATUS[status_name]
+        new_open = status < FIRST_RESOLVED_STATUS
+        existed = slot >= 0
+        if existed:
+            f = self.a_flags[slot]
+            prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
+            prev_open = bool(f & F_OPEN)
+            if prev_open:
+                self._unindex(slot)
+            # A changed deadline is a new obligation that can be breached again.
+            if self.a_fr_due[slot] != fr_due:
+                f &= ~F_FR_BREACHED
+            if self.a_res_due[slot] != res_due:
+                f &= ~F_RES_BREACHED
+        else:
+            slot = self._alloc_slot()
+            self.index.put(h, slot)
+            f, prev_team, prev_prio, prev_created, prev_open = 0, -1, prio, UNSET, False
+        self.a_team[slot], self.a_prio[slot], self.a_status[slot] = team, prio, status
+        self.a_rev[slot] = revision
+        self.a_cat[slot] = self.categories.intern(category) if category else 0
+        self.a_src[slot] = self.sources.intern(source)
+        self.a_created[slot], self.a_fr_due[slot], self.a_res_due[slot] = created, fr_due, res_due
+        f &= ~(F_OPEN | F_PAUSED | F_RESPONDED)
+        f |= F_OPEN if new_open else 0
+        f |= (F_PAUSED if paused else 0) | (F_RESPONDED if responded != UNSET else 0)
+        minute, now_minute = min(event_ms, self.now_ms) // 60_000, self.now_ms // 60_000
+
+        if new_open and team != 0 and team != prev_team:
+            self.c_routed[team] += 1
+        if team != 0 and not f & F_ROUTED:
+            f |= F_ROUTED
+            if routed != UNSET:
+                self.h_ttr.observe(self.config.time_to_route_buckets, max(0, routed - created) / 1000)
+        if responded != UNSET and not f & F_FR_SEEN:
+            f |= F_FR_SEEN
+            self._hist(self.h_fr, team, len(self.config.first_response_buckets)).observe(
+                self.config.first_response_buckets, max(0, responded - created) / 1000
+            )
+            if fr_due != UNSET and responded > fr_due and not f & F_FR_BREACHED:
+                f |= F_FR_BREACHED
+                self.c_breach[team * 2] += 1
+        if not new_open and (prev_open or not existed):
+            self.c_resolved[team] += 1
+            end = resolved if resolved != UNSET else self.now_ms
+            seconds = max(0, end - created) / 1000
+            self._hist(self.h_res, team * NP + prio, len(self.config.resolution_buckets)).observe(
+                self.config.resolution_buckets, seconds
+            )
+            self._recent(self.recent_handle, team).append(seconds)
+            if res_due != UNSET and end > res_due and not f & F_RES_BREACHED:
+                f |= F_RES_BREACHED
+                self.c_breach[team * 2 + 1] += 1
+            self.resolved_fifo.append(h)
+        reopened = (existed and not prev_open) or (not existed and event_type == EventType.TICKET_REOPENED)
+        if new_open and reopened:
+            self.c_reopened[team] += 1
+        if event_type == EventType.TICKET_ESCALATED or (existed and prio < prev_prio):
+            self.c_escalated[team] += 1
+        if prev_open and (not new_open or team != prev_team):
+            self.outflow.add(prev_team, minute, now_minute)
+        if new_open and (not prev_open or team != prev_team):
+            self.inflow.add(team, minute, now_minute)
+            if fr_due != UNSET:
+                self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
+        self.a_flags[slot] = f
+        if new_open:
+            self._index(slot)
+            if not prev_open or team != prev_team or created != prev_created:
+                heapq.heappush(self.oldest.setdefault(team, []), (created << 32) | slot)
+                self.n_oldest += 1
+                if self.n_oldest > 2 * self.n_open + _COMPACT_SLACK:
+                    self.rebuild_heaps()
+        else:
+            self.a_next[slot] = NEVER
+            self._evict_resolved()
+
+    def _index(self, slot: int) -> None:
+        """Classify an open ticket at the current clock and add it to the aggregates."""
+        now, created, f = self.now_ms, self.a_created[slot], self.a_flags[slot] & ~(F_AT_RISK | F_OVERDUE)
+        team, prio = self.a_team[slot], self.a_prio[slot]
+        bucket = bisect_left(self.edges_ms, now - created)  # age <= edge -> that bucket
+        nxt = created + self.edges_ms[bucket] + 1 if bucket < len(self.edges_ms) else NEVER
+        if not f & F_PAUSED:
+            due = self.a_res_due[slot]
+            if due != UNSET:
+                if now >= due:
+                    f |= F_OVERDUE
+                    if not f & F_RES_BREACHED:
+                        f |= F_RES_BREACHED
+                        self.c_breach[team * 2 + 1] += 1
+                else:
+                    warn = self.warn_at(created, due)
+                    if now >= warn:
+                        f |= F_AT_RISK
+                        nxt = min(nxt, due)
+                    else:
+                        nxt = min(nxt, warn)
+            due = self.a_fr_due[slot]
+            if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED):
+                if now >= due:
+                    f |= F_FR_BREACHED
+                    self.c_breach[team * 2] += 1
+                else:
+                    nxt = min(nxt, due)
+        self.a_flags[slot], self.a_bucket[slot] = f, bucket
+        tp = team * NP + prio
+        self.g_open[tp] += 1
+        self.g_status[team * NS + self.a_status[slot]] += 1
+        self.g_age[team * self.nb + bucket] += 1
+        if f & F_OVERDUE:
+            self.g_overdue[tp] += 1
+        elif f & F_AT_RISK:
+            self.g_risk[tp] += 1
+        self.n_open += 1
+        if nxt != self.a_next[slot]:
+            self.a_next[slot] = nxt
+            if nxt != NEVER:
+                heapq.heappush(self.sched, (nxt << 32) | slot)
+                if len(self.sched) > 2 * self.n_open + _COMPACT_SLACK:
+                    self.rebuild_heaps()
+
+    def _unindex(self, slot: int) -> None:
+        team, f = self.a_team[slot], self.a_flags[slot]
+        tp = team * NP + self.a_prio[slot]
+        self.g_open[tp] -= 1
+        self.g_status[team * NS + self.a_status[slot]] -= 1
+        self.g_age[team * self.nb + self.a_bucket[slot]] -= 1
+        if f & F_OVERDUE:
+            self.g_overdue[tp] -= 1
+        elif f & F_AT_RISK:
+            self.g_risk[tp] -= 1
+        self.n_open -= 1
+
+    def warn_at(self, created: int, due: int) -> int:
+        """First millisecond at which ``warning_share`` of the resolution target has elapsed."""
+        return min(due, created + math.ceil(self.config.warning_share * (due - created)))
+
+    # ---------------------------------------------------------------- storage helpers
+    def _alloc_slot(self) -> int:
+        if self.free:
+            return self.free.pop()
+        for column in (self.a_team, self.a_cat, self.a_src, self.a_flags, self.a_prio, self.a_status,
+                       self.a_bucket, self.a_rev):
+            column.append(0)
+        for column in (self.a_created, self.a_fr_due, self.a_res_due):
+            column.append(UNSET)
+        self.a_next.append(NEVER)
+        return len(self.a_flags) - 1
+
+    def _evict_resolved(self) -> None:
+        fifo, limit = self.resolved_fifo, self.config.resolved_retention
+        while fifo and self.n_used - self.n_open > limit:
+            h = fifo.popleft()
+            slot = self.index.get(h)
+            if slot >= 0 and not self.a_flags[slot] & F_OPEN:
+                self.index.remove(h)
+                self.a_flags[slot], self.a_next[slot] = 0, NEVER
+                self.free.append(slot)
+        if len(fifo) > 2 * limit + _COMPACT_SLACK:  # drop entries of reopened/forgotten tickets
+            keep = [h for h in dict.fromkeys(fifo) if (s := self.index.get(h)) >= 0
+                    and not self.a_flags[s] & F_OPEN]
+            self.resolved_fifo = deque(keep)
+
+    def rebuild_heaps(self) -> None:
+        """Drop stale heap entries (O(open tickets)); runs when stale entries outnumber live ones."""
+        self.sched = [(self.a_next[s] << 32) | s for s in self.open_slots() if self.a_next[s] != NEVER]
+        heapq.heapify(self.sched)
+        self.oldest = {}
+        for s in self.open_slots():
+            self.oldest.setdefault(self.a_team[s], []).append((self.a_created[s] << 32) | s)
+        for heap in self.oldest.values():
+            heapq.heapify(heap)
+        self.n_oldest = self.n_open
+
+    def open_slots(self) -> list[int]:
+        return [s for s, f in enumerate(self.a_flags) if f & F_OPEN]
+
+    @property
+    def n_used(self) -> int:
+        return len(self.a_flags) - len(self.free)
+
+    def _hist(self, table: dict[int, Histogram], key: int, n_buckets: int) -> Histogram:
+        hist = table.get(key)
+        if hist is None:
+            hist = table[key] = Histogram(n_buckets)
+        return hist
+
+    def _recent(self, table: dict[int, deque[float]], team: int) -> deque[float]:
+        ring = table.get(team)
+        if ring is None:
+            ring = table[team] = deque(maxlen=self.config.recent_samples)
+        return ring
+
+    # ---------------------------------------------------------------- reads
+    def oldest_created(self, team: int) -> int | None:
+        heap = self.oldest.get(team)
+        while heap:
+            key = heap[0]
+            slot, created = key & _MASK32, key >> 32
+            if self.a_flags[slot] & F_OPEN and self.a_team[slot] == team and self.a_created[slot] == created:
+                return created
+            heapq.heappop(heap)
+            self.n_oldest -= 1
+        return None
+
+    def team_open(self, team: int) -> int:
+        return sum(self.g_open[team * NP : team * NP + NP])
+
+    def forecast(self, team: int) -> dict[str, float]:
+        """Flow per hour, hours to clear and Erlang C agents of one team (see :mod:`.views`)."""
+        return views.forecast(self, team)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready per-team view for ``GET /v1/backlog`` (see :mod:`.views`)."""
+        with self.lock:
+            return views.summary(self)
+
+    # ---------------------------------------------------------------- checkpoint
+    def to_checkpoint(self) -> bytes:
+        from .checkpoint import dump
+
+        with self.lock:
+            return dump(self)
+
+    @classmethod
+    def from_checkpoint(cls, data: bytes) -> BacklogState:
+        from .checkpoint import load
+
+        return load(data)

@@ -1,0 +1,71 @@
+"""The router service: consumes ticket events, decides, records why, publishes routing events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.router.routing.handler import RoutingHandler
+from services.router.routing.policy import LiveRules
+from services.router.tickets.endpoints import router as tickets_router
+from shared.http.health import broker_check, database_check, health_router, install_timing
+from shared.http.problems import install_problem_handlers
+from shared.kafka.checks import consumer_check
+from shared.kafka.runner import ConsumerRunner
+from shared.runtime import open_resources
+from shared.settings import RouterSettings
+
+
+def create_app(settings: RouterSettings | None = None) -> FastAPI:
+    settings = settings or RouterSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings)
+        rules = LiveRules(resources.sessions, settings.router_default_team)
+        await rules.refresh()
+        handler = RoutingHandler(
+            resources.sessions, resources.producer, settings.topic_routing_events, lambda: rules.policy.route
+        )
+        runner = ConsumerRunner(
+            settings,
+            resources.producer,
+            group_id=settings.router_group_id,
+            topics=[settings.topic_ticket_events],
+            handler=handler,
+        )
+        app.state.settings = settings
+        app.state.sessions = resources.sessions
+        app.state.keys = resources.keys
+        app.state.rules = rules
+        app.state.checks = {
+            "database": database_check(resources.engine),
+            "broker": broker_check(resources.producer),
+            "consumer": consumer_check(runner),
+        }
+        watcher = asyncio.create_task(rules.watch(settings.router_ruleset_poll_s), name="ruleset-watch")
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await resources.close()
+
+    app = FastAPI(
+        title="Ticket router: router",
+        version="0.1.0",
+        description="Classifies and routes tickets, tracks SLAs, and exposes the admin API.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    install_timing(app, "router")
+    app.include_router(health_router())
+    app.include_router(tickets_router)
+    return app

@@ -1,0 +1,37 @@
+"""Ticket classification: labelled-history loading, training with a cross-validated confidence
+threshold, evaluation, language detection and urgency signals. Pure Python, no I/O besides files."""
+
+from services.router.classification.data import load_labelled_file
+from services.router.classification.evaluation import ClassFigures, EvaluationReport, evaluate
+from services.router.classification.features import FeatureConfig
+from services.router.classification.language import DEFAULT_LANGUAGES, LanguageGuess, detect_language
+from services.router.classification.model import (
+    FORMAT_VERSION,
+    ModelMetadata,
+    Prediction,
+    TicketClassifier,
+    TrainingFigures,
+)
+from services.router.classification.training import TrainedModel, choose_threshold, train
+from services.router.classification.urgency import UrgencyAssessment, assess_urgency
+
+__all__ = [
+    "DEFAULT_LANGUAGES",
+    "FORMAT_VERSION",
+    "ClassFigures",
+    "EvaluationReport",
+    "FeatureConfig",
+    "LanguageGuess",
+    "ModelMetadata",
+    "Prediction",
+    "TicketClassifier",
+    "TrainedModel",
+    "TrainingFigures",
+    "UrgencyAssessment",
+    "assess_urgency",
+    "choose_threshold",
+    "detect_language",
+    "evaluate",
+    "load_labelled_file",
+    "train",
+]

@@ -1,0 +1,221 @@
+"""The ticket classifier: TF-IDF features, a linear SVM and temperature-scaled softmax confidence."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+from sklearn.svm import LinearSVC
+
+from services.router.classification.features import FeatureConfig, TextFeaturizer
+
+FORMAT_VERSION = 1
+_MAGIC = "ticket-classifier"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    # True when confidence reaches the model's threshold: safe to route without a human.
+    above_threshold: bool = False
+
+
+class TrainingFigures(BaseModel):
+    """Cross-validated (out-of-fold) figures measured on the training data by ``train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int
+    accuracy: float
+    macro_f1: float
+    target_precision: float
+    target_reached: bool
+    coverage_at_threshold: float
+    precision_at_threshold: float | None
+
+
+class ModelMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    labels: list[str]
+    threshold: float = 0.0
+    temperature: float = 1.0
+    c: float
+    features: dict[str, Any]
+    n_examples: int
+    trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    training: TrainingFigures | None = None
+
+
+def fit_linear(
+    x: sp.csr_matrix, y: NDArray[np.int64], n_classes: int, c: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the SVM; returns (weights as n_features x n_classes, intercepts)."""
+    svm = LinearSVC(C=c, class_weight="balanced", dual=True, max_iter=5000, random_state=0).fit(x, y)
+    coef, intercept = svm.coef_, svm.intercept_
+    if n_classes == 2:  # sklearn keeps one weight vector for two classes; expand to one per class
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = scores / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(scores: np.ndarray, y: NDArray[np.int64]) -> float:
+    """Temperature minimising the log loss of softmax(scores / T) on held-out scores."""
+
+    def nll(log_t: float) -> float:
+        z = scores / np.exp(log_t)
+        return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(y)), y]))
+
+    res = minimize_scalar(nll, bounds=(-6.0, 4.0), method="bounded")
+    return float(np.exp(res.x))
+
+
+class TicketClassifier:
+    """Predicts a label (category, team or priority: any string) with a calibrated confidence."""
+
+    def __init__(self, c: float = 0.4, features: FeatureConfig | None = None) -> None:
+        self.c = c
+        self.featurizer = TextFeaturizer(features)
+        self.metadata: ModelMetadata | None = None
+        self._weights = np.zeros((0, 0), dtype=np.float32)
+        self._intercept = np.zeros(0, dtype=np.float32)
+        self._labels: list[str] = []
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    @property
+    def threshold(self) -> float:
+        return self._meta().threshold
+
+    def _meta(self) -> ModelMetadata:
+        if self.metadata is None:
+            raise RuntimeError("the classifier is not fitted")
+        return self.metadata
+
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[str], temperature: float = 1.0, threshold: float = 0.0
+    ) -> TicketClassifier:
+        """Fit on all given data. ``train`` picks temperature and threshold by cross-validation."""
+        x, y, names = self._prepare(texts, labels)
+        return self.fit_matrix(x, y, names, temperature, threshold)
+
+    def _prepare(
+        self, texts: Sequence[str], labels: Sequence[str]
+    ) -> tuple[sp.csr_matrix, np.ndarray, list[str]]:
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        names = sorted(set(labels))
+        if len(names) < 2:
+            raise ValueError("need at least two distinct labels to train")
+        lookup = {n: i for i, n in enumerate(names)}
+        y = np.fromiter((lookup[lab] for lab in labels), np.int64, len(labels))
+        return self.featurizer.fit_transform(texts), y, names
+
+    def fit_matrix(
+        self,
+        x: sp.csr_matrix,
+        y: np.ndarray,
+        names: list[str],
+        temperature: float,
+        threshold: float,
+        training: TrainingFigures | None = None,
+    ) -> TicketClassifier:
+        """Fit the linear model on features already produced by this classifier's featurizer."""
+        self._weights, self._intercept = fit_linear(x, y, len(names), self.c)
+        self._labels = names
+        self.metadata = ModelMetadata(
+            labels=names,
+            threshold=threshold,
+            temperature=temperature,
+            c=self.c,
+            features=self.featurizer.config.to_dict(),
+            n_examples=x.shape[0],
+            training=training,
+        )
+        return self
+
+    def decision_scores(self, texts: Sequence[str]) -> np.ndarray:
+        self._meta()
+        return np.asarray(self.featurizer.transform(texts) @ self._weights) + self._intercept
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return softmax(self.decision_scores(texts), self._meta().temperature)
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        proba = self.predict_proba(texts)
+        best = proba.argmax(axis=1)
+        threshold = self._meta().threshold
+        return [
+            Prediction(self._labels[b], float(p[b]), bool(p[b] >= threshold))
+            for b, p in zip(best, proba, strict=True)
+        ]
+
+    def predict(self, text: str) -> Prediction:
+        """One ticket, via the sparse fast path (no scipy matrices, no sklearn validation)."""
+        meta = self._meta()
+        idx, vals = self.featurizer.transform_one(text)
+        scores = (vals @ self._weights[idx] + self._intercept) / meta.temperature
+        scores = np.exp(scores - scores.max())
+        best = int(scores.argmax())
+        confidence = float(scores[best] / scores.sum())
+        return Prediction(self._labels[best], confidence, confidence >= meta.threshold)
+
+    # Serialisation: an .npz archive of plain arrays (never unpickled) plus JSON metadata.
+    def to_bytes(self) -> bytes:
+        meta = self._meta()
+        header = {"magic": _MAGIC, "metadata": meta.model_dump(mode="json")}
+        buf = io.BytesIO()
+        arrays: dict[str, Any] = {
+            "header": np.frombuffer(orjson.dumps(header), dtype=np.uint8),
+            "weights": self._weights,
+            "intercept": self._intercept,
+            **self.featurizer.to_arrays(),
+        }
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> TicketClassifier:
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+            header = orjson.loads(arrays.pop("header").tobytes())
+        except Exception as exc:  # zip, npz and JSON errors all mean "not a model blob"
+            raise ValueError(f"not a serialised ticket classifier: {exc}") from exc
+        if not isinstance(header, dict) or header.get("magic") != _MAGIC:
+            raise ValueError("not a serialised ticket classifier")
+        version = header["metadata"].get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"unsupported model format version {version}; this code reads {FORMAT_VERSION}")
+        meta = ModelMetadata.model_validate(header["metadata"])
+        model = cls(c=meta.c, features=FeatureConfig(**meta.features))
+        model.featurizer = TextFeaturizer.from_arrays(model.featurizer.config, arrays)
+        model._weights = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
+        model._intercept = arrays["intercept"].astype(np.float32)
+        model._labels = list(meta.labels)
+        model.metadata = meta
+        if model._weights.shape != (model.featurizer.n_features, len(meta.labels)):
+            raise ValueError("corrupt model: weight matrix does not match features and labels")
+        return model

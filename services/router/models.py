@@ -1,0 +1,100 @@
+"""The router's tables: teams, versioned rule sets, ticket routing state, decisions, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.base import Base, JsonDoc
+from shared.db.models import BigId
+from shared.events import utc_now
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Open tickets the team can carry at once (agents on shift x tickets per agent).
+    capacity: Mapped[int] = mapped_column(Integer, default=50)
+    skills: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    languages: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    calendar: Mapped[str | None] = mapped_column(String(100), default=None)
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class RuleSetVersion(Base):
+    """Every change to the rules is a new immutable version; the highest one is live."""
+
+    __tablename__ = "ruleset_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    author: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    diff: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class RouterTicket(Base):
+    """The router's current view of each ticket (the state it publishes after every decision)."""
+
+    __tablename__ = "router_tickets"
+    __table_args__ = (Index("ix_router_tickets_team_status", "team", "status"),)
+
+    ticket_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))
+    team: Mapped[str | None] = mapped_column(String(100), default=None)
+    priority: Mapped[str] = mapped_column(String(2))
+    category: Mapped[str | None] = mapped_column(String(100), default=None)
+    category_confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    routed_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    sla: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+class RoutingDecision(Base):
+    """One row per published routing event; the unique event id makes redelivery harmless."""
+
+    __tablename__ = "routing_decisions"
+    __table_args__ = (Index("ix_routing_decisions_ticket", "ticket_key", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    caused_by: Mapped[str] = mapped_column(String(36))
+    ticket_key: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(40))
+    team: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_team: Mapped[str | None] = mapped_column(String(100), default=None)
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[str] = mapped_column(String(2))
+    rule: Mapped[str | None] = mapped_column(String(200), default=None)
+    ruleset_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    reasons: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    decided_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    entity: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)

@@ -1,0 +1,208 @@
+"""The router's batch handler: ticket events in, decisions stored and routing events out.
+
+Exactly-once effect on top of at-least-once delivery:
+
+1. in ONE database transaction per batch: skip event ids already processed, apply
+   :func:`decide`, write ticket state, decision rows, outbox rows and the processed ids;
+2. after the commit, publish the outbox rows (acks=all) and delete them;
+3. return, so the consumer loop commits the Kafka offsets.
+
+A crash after 1 leaves outbox rows that the next start publishes before anything else; a crash
+before 1 leaves nothing. Re-published events carry the same ids and ticket revisions, so
+consumers ignore the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.models import RouterTicket, RoutingDecision
+from services.router.routing.lifecycle import RouteFn, decide
+from shared.db.models import OutboxMessage, ProcessedEvent
+from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
+from shared.events import (
+    TICKET_EVENT_TYPES,
+    EventType,
+    Priority,
+    RoutingPayload,
+    SlaState,
+    TicketState,
+    TicketStatus,
+    routing_event,
+    utc_now,
+)
+from shared.kafka.consumer import ConsumedEvent
+
+log = logging.getLogger(__name__)
+
+CONSUMER_NAME = "router"
+OUTBOX_OWNER = "router"
+
+DECISIONS = Counter("router_decisions_total", "Routing events published, by kind", ["kind"])
+DUPLICATES = Counter("router_duplicate_events_total", "Ticket events skipped as already processed")
+STALE = Counter("router_stale_events_total", "Ticket events older than the state we hold")
+
+
+def state_from_row(row: RouterTicket) -> TicketState:
+    return TicketState(
+        ticket_key=row.ticket_key,
+        source=row.source,
+        revision=row.revision,
+        status=TicketStatus(row.status),
+        team=row.team,
+        priority=Priority(row.priority),
+        category=row.category,
+        category_confidence=row.category_confidence,
+        language=row.language,
+        created_at=row.created_at,
+        resolved_at=row.resolved_at,
+        routed_at=row.routed_at,
+        sla=SlaState.model_validate(row.sla or {}),
+    )
+
+
+def apply_state(row: RouterTicket, state: TicketState, snapshot: dict[str, Any], now: datetime) -> None:
+    row.revision = state.revision
+    row.status = state.status.value
+    row.team = state.team
+    row.priority = state.priority.value
+    row.category = state.category
+    row.category_confidence = state.category_confidence
+    row.language = state.language
+    row.created_at = state.created_at
+    row.routed_at = state.routed_at
+    row.resolved_at = state.resolved_at
+    row.sla = state.sla.model_dump(mode="json")
+    row.snapshot = snapshot
+    row.updated_at = now
+
+
+def decision_row(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> RoutingDecision:
+    return RoutingDecision(
+        event_id=event_id,
+        caused_by=str(payload.caused_by),
+        ticket_key=payload.state.ticket_key,
+        kind=kind.value,
+        team=payload.state.team,
+        previous_team=payload.previous_team,
+        status=payload.state.status.value,
+        priority=payload.state.priority.value,
+        rule=payload.rule,
+        ruleset_version=payload.ruleset_version,
+        reasons=payload.reasons,
+        decided_at=at,
+    )
+
+
+class RoutingHandler:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        routing_topic: str,
+        route_provider: Callable[[], RouteFn],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.sessions = sessions
+        self.producer = producer
+        self.routing_topic = routing_topic
+        self.route_provider = route_provider
+        self.clock = clock
+        # Unknown until checked: a previous process may have died with unpublished rows.
+        self.outbox_dirty = True
+
+    async def __call__(self, batch: list[ConsumedEvent]) -> None:
+        if self.outbox_dirty:
+            await self.flush_leftovers()
+        route = self.route_provider()
+        now = self.clock()
+        kinds: list[str] = []
+        async with self.sessions() as session, session.begin():
+            rows = await self._process(session, batch, route, now, kinds)
+        try:
+            await publish_rows(self.producer, rows)
+        except Exception:
+            self.outbox_dirty = True  # the rows are safe in the DB; the retry publishes them
+            raise
+        async with self.sessions() as session, session.begin():
+            await delete_rows(session, [row.id for row in rows])
+        for kind in kinds:
+            DECISIONS.labels(kind).inc()
+
+    async def flush_leftovers(self) -> None:
+        while await relay_once(self.sessions, self.producer, OUTBOX_OWNER):
+            pass
+        self.outbox_dirty = False
+
+    async def _process(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ConsumedEvent],
+        route: RouteFn,
+        now: datetime,
+        kinds: list[str],
+    ) -> list[OutboxMessage]:
+        events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
+        ids = {str(e.event_id) for e in events}
+        done = set(
+            (
+                await session.scalars(
+                    select(ProcessedEvent.event_id).where(
+                        ProcessedEvent.consumer == CONSUMER_NAME, ProcessedEvent.event_id.in_(ids)
+                    )
+                )
+            ).all()
+        )
+        keys = {e.ticket_key for e in events}
+        tickets = {
+            row.ticket_key: row
+            for row in (
+                await session.scalars(select(RouterTicket).where(RouterTicket.ticket_key.in_(keys)))
+            ).all()
+        }
+        outbox: list[OutboxMessage] = []
+        for envelope in events:
+            event_id = str(envelope.event_id)
+            if event_id in done:
+                DUPLICATES.inc()
+                continue
+            done.add(event_id)
+            session.add(ProcessedEvent(consumer=CONSUMER_NAME, event_id=event_id, processed_at=now))
+            snapshot = envelope.ticket()
+            row = tickets.get(envelope.ticket_key)
+            current = state_from_row(row) if row is not None else None
+            updated_at = row.snapshot.get("updated_at") if row is not None else None
+            decision = decide(
+                current,
+                datetime.fromisoformat(updated_at) if updated_at else None,
+                envelope,
+                snapshot,
+                route,
+                now,
+            )
+            if decision.stale or decision.state is None:
+                STALE.inc()
+                continue
+            if row is None:
+                row = RouterTicket(
+                    ticket_key=envelope.ticket_key, source=envelope.source, external_id=snapshot.external_id
+                )
+                session.add(row)
+                tickets[envelope.ticket_key] = row
+            apply_state(row, decision.state, envelope.payload, now)
+            for kind, payload in decision.events:
+                out = routing_event(kind, payload, now, envelope.event_id)
+                session.add(decision_row(kind, str(out.event_id), payload, now))
+                outbox.append(outbox_row(OUTBOX_OWNER, self.routing_topic, out))
+                kinds.append(kind.value)
+        session.add_all(outbox)
+        await session.flush()
+        return outbox

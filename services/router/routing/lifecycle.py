@@ -1,0 +1,199 @@
+"""What a ticket event does to a ticket: a pure function of the old state and the event.
+
+No I/O here: the handler loads the current state, calls :func:`decide`, and persists and
+publishes what it returns. Routing itself (rules, classifier, load) is behind ``route``, so the
+lifecycle can be tested with any routing function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.events import (
+    EventEnvelope,
+    EventType,
+    Priority,
+    RoutingPayload,
+    TicketSnapshot,
+    TicketState,
+    TicketStatus,
+)
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """The outcome of routing one ticket (rules, classifier and load already applied)."""
+
+    team: str | None  # None: triage
+    priority: Priority | None = None
+    rule: str | None = None
+    ruleset_version: int | None = None
+    reasons: list[str] = field(default_factory=list)
+    category: str | None = None
+    category_confidence: float | None = None
+    language: str | None = None
+    sla_policy: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+RouteFn = Callable[[TicketSnapshot, str], RouteResult]
+
+
+@dataclass
+class Decision:
+    """The new state, and the routing events to publish (each with the state after it)."""
+
+    state: TicketState | None
+    events: list[tuple[EventType, RoutingPayload]] = field(default_factory=list)
+    stale: bool = False  # the event was older than what we know; nothing changed
+
+
+DEFAULT_PRIORITY = Priority.P3
+
+
+def decide(
+    current: TicketState | None,
+    current_updated_at: datetime | None,
+    envelope: EventEnvelope,
+    snapshot: TicketSnapshot,
+    route: RouteFn,
+    now: datetime,
+) -> Decision:
+    # Sources can deliver out of order; never let an older snapshot overwrite a newer one.
+    if (
+        current is not None
+        and current_updated_at
+        and snapshot.updated_at
+        and snapshot.updated_at < current_updated_at
+    ):
+        return Decision(state=current, stale=True)
+
+    if current is None:
+        return _first_sight(envelope, snapshot, route, now)
+
+    state = current.model_copy(deep=True)
+    events: list[tuple[EventType, RoutingPayload]] = []
+    previous = (current.team, current.status, current.priority)
+
+    def emit(kind: EventType, reasons: list[str], **extra: object) -> None:
+        state.revision += 1
+        payload = RoutingPayload(
+            state=state.model_copy(deep=True),
+            previous_team=previous[0],
+            previous_status=previous[1],
+            previous_priority=previous[2],
+            reasons=reasons,
+            caused_by=envelope.event_id,
+            **extra,
+        )
+        events.append((kind, payload))
+
+    was_resolved = current.status.is_resolved
+    status = snapshot.status
+    # A "new" status on an update says nothing new; keep what we have unless it is resolved.
+    if status == TicketStatus.NEW and not was_resolved:
+        status = current.status
+
+    if not was_resolved and status.is_resolved:
+        state.status = status
+        state.resolved_at = envelope.occurred_at
+        emit(EventType.TICKET_RESOLVED, [f"source marked the ticket {status.value}"])
+        return Decision(state, events)
+    if was_resolved and not status.is_resolved:
+        state.status = status if status != TicketStatus.NEW else TicketStatus.OPEN
+        state.resolved_at = None
+        emit(EventType.TICKET_REOPENED, ["source reopened the ticket"])
+        return Decision(state, events)
+
+    reasons: list[str] = []
+    if status != current.status:
+        state.status = status
+        reasons.append(f"status {current.status.value} -> {status.value}")
+    if snapshot.priority is not None and snapshot.priority != current.priority:
+        state.priority = snapshot.priority
+        reasons.append(f"source set priority {snapshot.priority.value}")
+    external_team = snapshot.external_assignee_group
+    if (
+        envelope.type == EventType.TICKET_REASSIGNED_EXTERNALLY
+        and external_team
+        and external_team != current.team
+    ):
+        state.team = external_team
+        reasons.append(f"reassigned in the source system to {external_team}")
+    comment = snapshot.comment
+    if comment is not None and comment.from_agent and state.sla.first_responded_at is None:
+        state.sla.first_responded_at = envelope.occurred_at
+        reasons.append("first agent response")
+    if state.team is None and not state.status.is_resolved:
+        # Tickets waiting in triage get another chance at every update (rules may have changed).
+        result = route(snapshot, envelope.source)
+        if result.team is not None:
+            _apply_route(state, result, now)
+            emit(
+                EventType.TICKET_ROUTED,
+                result.reasons,
+                rule=result.rule,
+                ruleset_version=result.ruleset_version,
+            )
+            return Decision(state, events)
+    if reasons:
+        emit(EventType.TICKET_STATE_CHANGED, reasons)
+    return Decision(state, events)
+
+
+def _first_sight(
+    envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime
+) -> Decision:
+    result = route(snapshot, envelope.source)
+    status = TicketStatus.OPEN if snapshot.status == TicketStatus.NEW else snapshot.status
+    state = TicketState(
+        ticket_key=envelope.ticket_key,
+        source=envelope.source,
+        revision=1,
+        status=status,
+        team=None,
+        priority=DEFAULT_PRIORITY,
+        created_at=snapshot.created_at or envelope.occurred_at,
+    )
+    _apply_route(state, result, now)
+    if snapshot.priority is not None and result.priority is None:
+        state.priority = snapshot.priority
+    routed = RoutingPayload(
+        state=state.model_copy(deep=True),
+        rule=result.rule,
+        ruleset_version=result.ruleset_version,
+        reasons=result.reasons,
+        caused_by=envelope.event_id,
+    )
+    events: list[tuple[EventType, RoutingPayload]] = [(EventType.TICKET_ROUTED, routed)]
+    if status.is_resolved:
+        # Seen for the first time already solved (e.g. history import): routed, then resolved.
+        state.revision += 1
+        state.resolved_at = envelope.occurred_at
+        events.append(
+            (
+                EventType.TICKET_RESOLVED,
+                RoutingPayload(
+                    state=state.model_copy(deep=True),
+                    previous_team=state.team,
+                    previous_status=TicketStatus.OPEN,
+                    reasons=[f"source marked the ticket {status.value}"],
+                    caused_by=envelope.event_id,
+                ),
+            )
+        )
+    return Decision(state, events)
+
+
+def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> None:
+    state.team = result.team
+    if result.priority is not None:
+        state.priority = result.priority
+    state.category = result.category
+    state.category_confidence = result.category_confidence
+    state.language = result.language
+    state.routed_at = now
+    if result.sla_policy:
+        state.sla.policy = result.sla_policy

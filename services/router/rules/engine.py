@@ -1,0 +1,340 @@
+"""The compiled rule set and its evaluation.
+
+Evaluation order and precedence: enabled rules run top-down. A matching rule applies its
+actions; for every single-valued action (team/pool/triage, priority, urgency, impact, SLA
+policy) the *first* matching rule that sets it wins, tags accumulate. A matching rule with
+``stop`` ends evaluation. When no rule assigned, ``default_team`` applies, else triage.
+
+Fast path: most rules carry cheap necessary conditions (guards: ``channel equals x``,
+``tags contains y``, ``subject contains z``...). The best two guards of every rule are indexed
+once at compile time: dict lookups for equalities and one RE2 set scan per text field for
+literals. Per ticket the engine computes a bitmask of rules whose guards both hold and
+evaluates only those, in order.
+Trace mode skips the index and evaluates rule by rule, so tests can check both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import re2
+
+from shared.events import Priority
+
+from .conditions import Guards, Node, Test, compile_condition, display, present
+from .facts import TicketFacts, fact_key
+from .schema import Rule, RuleSet
+
+_SET_MAX_MEM = 64 << 20  # RE2 sets of literals stay far below this; see _literal_set
+_SUMMARY_CHARS = 300
+_LAYERS = 2  # guards indexed per rule; _candidates ANDs exactly two layers
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTarget:
+    teams: tuple[str, ...]
+    strategy: str
+    weights: Mapping[str, float] | None = None
+
+    @property
+    def label(self) -> str:
+        return "pool:" + "|".join(self.teams)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFailure:
+    path: str  # e.g. when.all[1].any[0]
+    field: str
+    op: str
+    expected: str
+    actual: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    index: int  # position in the rule set
+    rule_id: str
+    rule_name: str
+    matched: bool
+    failure: ConditionFailure | None = None  # the first failing condition of a non-match
+    stopped: bool = False  # this rule ended evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingOutcome:
+    team: str | None
+    pool: PoolTarget | None
+    triage: bool
+    priority: Priority | None
+    urgency: int | None
+    impact: int | None
+    tags: tuple[str, ...]
+    sla_policy: str | None
+    rule_id: str | None  # the rule that decided the assignment (None: default team / triage)
+    rule_name: str | None
+    matched_rules: tuple[str, ...]
+    used_default: bool
+    reasons: list[str]
+    ruleset_version: int | None
+    trace: list[RuleTrace] | None = None
+
+    @property
+    def target(self) -> str:
+        """'<team>', 'pool:<a>|<b>' or 'triage': one label for counting and diffing."""
+        if self.pool is not None:
+            return self.pool.label
+        return self.team if self.team is not None else "triage"
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    index: int
+    id: str
+    name: str
+    test: Test
+    node: Node | None
+    reason: str
+    assigns: bool
+    team: str | None
+    pool: PoolTarget | None
+    triage: bool
+    priority: Priority | None
+    urgency: int | None
+    impact: int | None
+    tags: tuple[str, ...]
+    sla_policy: str | None
+    stop: bool
+
+
+def _always(_: TicketFacts) -> bool:
+    return True
+
+
+def _compile_rule(rule: Rule, index: int, timezone: str) -> tuple[_CompiledRule, Guards]:
+    node: Node | None = None
+    guard: Guards = []
+    if rule.when is not None:
+        node, guard = compile_condition(rule.when, rule.timezone or timezone)
+    summary = "always" if node is None else node.summary
+    if len(summary) > _SUMMARY_CHARS:
+        summary = summary[: _SUMMARY_CHARS - 1] + "…"
+    a = rule.actions
+    pool = None
+    if a.assign_pool is not None:
+        weights = None if a.assign_pool.weights is None else MappingProxyType(dict(a.assign_pool.weights))
+        pool = PoolTarget(tuple(a.assign_pool.teams), a.assign_pool.strategy, weights)
+    compiled = _CompiledRule(
+        index, rule.id, rule.name, _always if node is None else node.test, node,
+        f'rule "{rule.name}" matched: {summary}',
+        a.assigns, a.assign_team, pool, a.route_to_triage, a.set_priority, a.set_urgency, a.set_impact,
+        tuple(a.add_tags), a.sla_policy, a.stop,
+    )
+    return compiled, guard
+
+
+class _Outcome:
+    """Mutable accumulator of one evaluation; first writer wins for single values."""
+
+    __slots__ = ("assigned", "impact", "matched", "priority", "reasons", "sla", "tags", "urgency")
+
+    def __init__(self) -> None:
+        self.assigned: _CompiledRule | None = None
+        self.priority: Priority | None = None
+        self.urgency: int | None = None
+        self.impact: int | None = None
+        self.sla: str | None = None
+        self.tags: dict[str, None] = {}
+        self.matched: list[str] = []
+        self.reasons: list[str] = []
+
+    def apply(self, rule: _CompiledRule) -> bool:
+        self.matched.append(rule.id)
+        self.reasons.append(rule.reason)
+        if rule.assigns and self.assigned is None:
+            self.assigned = rule
+        if self.priority is None:
+            self.priority = rule.priority
+        if self.urgency is None:
+            self.urgency = rule.urgency
+        if self.impact is None:
+            self.impact = rule.impact
+        if self.sla is None:
+            self.sla = rule.sla_policy
+        for tag in rule.tags:
+            self.tags[tag] = None
+        return rule.stop
+
+    def finish(self, rs: CompiledRuleSet, trace: list[RuleTrace] | None) -> RoutingOutcome:
+        won = self.assigned
+        team, pool, triage, used_default = None, None, False, False
+        if won is not None:
+            team, pool, triage = won.team, won.pool, won.triage
+        elif rs.default_team is not None:
+            team, used_default = rs.default_team, True
+            self.reasons.append(f'no rule assigned a team: default team "{rs.default_team}"')
+        else:
+            triage = True
+            self.reasons.append("no rule assigned a team and there is no default team: triage")
+        return RoutingOutcome(
+            team, pool, triage, self.priority, self.urgency, self.impact, tuple(self.tags), self.sla,
+            None if won is None else won.id, None if won is None else won.name, tuple(self.matched),
+            used_default, self.reasons, rs.version, trace,
+        )
+
+
+class CompiledRuleSet:
+    """A rule set ready to evaluate; build once per version with :func:`compile_ruleset`."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.version = ruleset.version
+        self.default_team = ruleset.default_team
+        self.timezone = ruleset.timezone
+        rules: list[_CompiledRule] = []
+        guards: list[Guards] = []
+        for index, rule in enumerate(ruleset.rules):
+            if rule.enabled:
+                compiled, guard = _compile_rule(rule, index, ruleset.timezone)
+                rules.append(compiled)
+                guards.append(guard)
+        self._rules = tuple(rules)
+        self._build_index(guards)
+
+    @property
+    def rule_count(self) -> int:
+        return len(self._rules)
+
+    @property
+    def guarded_rule_count(self) -> int:
+        """How many rules the index can skip; the rest are evaluated for every ticket."""
+        return len(self._rules) - bin(self._unguarded & self._rule_bits).count("1")
+
+    def _build_index(self, guards: list[Guards]) -> None:
+        # Bit i of layer l sits at l * n + i: one int carries both layers, so a single pass
+        # over the tables fills both and `mask & (mask >> n)` ANDs them per rule.
+        n = len(guards)
+        unguarded = 0
+        eq: dict[str, dict[Any, int]] = {}
+        lit: dict[str, dict[str, int]] = {}
+        for rule_bit, rule_guards in enumerate(guards):
+            for layer in range(_LAYERS):
+                bit = 1 << (layer * n + rule_bit)
+                if layer >= len(rule_guards):
+                    unguarded |= bit
+                    continue
+                for atom in rule_guards[layer]:
+                    key = fact_key(atom.field, atom.folded)
+                    table = (eq if atom.kind == "eq" else lit).setdefault(key, {})
+                    table[atom.key] = table.get(atom.key, 0) | bit
+        self._n = n
+        self._rule_bits = (1 << n) - 1
+        self._unguarded = unguarded
+        self._eq_index = tuple(eq.items())
+        self._lit_index = tuple((key, *_literal_set(table)) for key, table in lit.items())
+
+    def _candidates(self, facts: TicketFacts) -> int:
+        """Bitmask of the rules whose indexed guards hold (unguarded rules always qualify)."""
+        mask = self._unguarded
+        values = facts.values
+        for key, table in self._eq_index:
+            value = values.get(key)
+            if value is None:
+                continue
+            if isinstance(value, frozenset | tuple):  # tags, multi-select custom fields
+                for item in value:
+                    mask |= table.get(item, 0)
+            else:
+                mask |= table.get(value, 0)
+        for key, rset, masks in self._lit_index:
+            text = values.get(key)
+            if text:
+                for hit in rset.Match(text) or ():
+                    mask |= masks[hit]
+        return mask & (mask >> self._n) & self._rule_bits
+
+    def evaluate(self, facts: TicketFacts, trace: bool = False) -> RoutingOutcome:
+        if trace:
+            return self._evaluate_traced(facts)
+        mask = self._candidates(facts)
+        rules = self._rules
+        out = _Outcome()
+        while mask:
+            low = mask & -mask
+            mask ^= low
+            rule = rules[low.bit_length() - 1]
+            if rule.test(facts) and out.apply(rule):
+                break
+        return out.finish(self, None)
+
+    def _evaluate_traced(self, facts: TicketFacts) -> RoutingOutcome:
+        out = _Outcome()
+        steps: list[RuleTrace] = []
+        for rule in self._rules:
+            if not rule.test(facts):
+                failure = None if rule.node is None else explain(rule.node, facts)
+                steps.append(RuleTrace(rule.index, rule.id, rule.name, False, failure))
+                continue
+            stop = out.apply(rule)
+            steps.append(RuleTrace(rule.index, rule.id, rule.name, True, None, stop))
+            if stop:
+                break
+        return out.finish(self, steps)
+
+
+def _literal_set(table: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
+    """One RE2 set scanning a field once for every literal guard on it.
+
+    Only escaped literals go in (never user regexes): their DFA is an Aho-Corasick automaton,
+    bounded by the total literal length, so the set cannot run out of memory and silently
+    report no match. Matching is case-sensitive on already folded text, mirroring ``in``.
+    """
+    options = re2.Options()
+    options.case_sensitive = True
+    options.never_capture = True
+    options.log_errors = False
+    options.max_mem = _SET_MAX_MEM
+    rset = re2.Set.SearchSet(options)
+    masks = []
+    for pattern, mask in table.items():
+        rset.Add(pattern)
+        masks.append(mask)
+    rset.Compile()
+    return rset, tuple(masks)
+
+
+def explain(node: Node, facts: TicketFacts) -> ConditionFailure | None:
+    """The first failing condition under ``node`` and why; None when it holds."""
+    if node.test(facts):
+        return None
+    if node.kind == "all":
+        for child in node.children:
+            failure = explain(child, facts)
+            if failure is not None:
+                return failure
+    if node.kind == "any":
+        first = explain(node.children[0], facts)
+        detail = f"; first: {first.reason}" if first else ""
+        return ConditionFailure(node.path, "any", "any", node.summary, "",
+                                f"none of {len(node.children)} alternatives matched{detail}")
+    if node.kind == "not":
+        inner = node.children[0]
+        actual = _actual(inner, facts) if inner.kind == "leaf" else ""
+        return ConditionFailure(node.path, inner.field or "not", "not", node.summary, actual,
+                                f"negated condition holds: {inner.summary}")
+    actual = _actual(node, facts)
+    reason = f"{node.summary}: actual {actual}"
+    return ConditionFailure(node.path, node.field, node.op, node.summary, actual, reason)
+
+
+def _actual(node: Node, facts: TicketFacts) -> str:
+    value = None if node.actual is None else node.actual(facts)
+    return display(value) if present(value) else "missing"
+
+
+def compile_ruleset(ruleset: RuleSet) -> CompiledRuleSet:
+    return CompiledRuleSet(ruleset)
+

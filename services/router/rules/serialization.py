@@ -1,0 +1,102 @@
+"""Rules as code: YAML (or JSON, a YAML subset) in and out, with errors that point at the rule.
+
+Hand-written YAML meets YAML 1.1's implicit typing: ``10:30`` is the integer 630, ``no`` is
+False (and also Norwegian), ``2024-05-01`` a date. The loader below keeps only the core types
+(null, bool as true/false, int, float), so those stay the strings the author meant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .schema import RuleSet
+
+
+class _CoreLoader(yaml.SafeLoader):
+    pass
+
+
+_CoreLoader.yaml_implicit_resolvers = {}
+_DIGITS = "0123456789"
+_FLOAT = r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"
+for _tag, _regexp, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", [*"-+", *_DIGITS]),
+    ("tag:yaml.org,2002:float", _FLOAT, [*"-+.", *_DIGITS]),
+):
+    _CoreLoader.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str  # e.g. rules[3].when.all[0].field
+    message: str
+
+
+class RuleSetError(ValueError):
+    """A rule set that does not parse or validate; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems))
+
+
+def _path(loc: tuple[int | str, ...], data: Any) -> str:
+    """('rules', 3, 'when', 'all', 0, 'op') -> 'rules[3] (id vip).when.all[0].op'."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, Mapping) and out.count("[") == 1 and isinstance(node.get("id"), str):
+                out += f" (id {node['id']})"
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return out
+
+
+def problems_from_validation(exc: ValidationError, data: Any) -> list[Problem]:
+    """Readable problems from a pydantic error; ``data`` lets them name the rule's id."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(Problem(_path(tuple(error["loc"]), data), message))
+    return problems
+
+
+def parse_ruleset(data: Any) -> RuleSet:
+    """Validate plain data (from YAML, JSON or a request body); raises :class:`RuleSetError`."""
+    try:
+        return RuleSet.model_validate(data)
+    except ValidationError as exc:
+        raise RuleSetError(problems_from_validation(exc, data)) from exc
+
+
+def ruleset_from_yaml(text: str) -> RuleSet:
+    try:
+        data = yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: no object tags
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise RuleSetError([Problem(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]) from exc
+    if not isinstance(data, Mapping):
+        raise RuleSetError([Problem("", "a rule set is a mapping with a 'rules' list")])
+    return parse_ruleset(data)
+
+
+def ruleset_to_dict(ruleset: RuleSet) -> dict[str, Any]:
+    # Defaults are left out so files stay short; loading fills them back in identically.
+    return ruleset.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def ruleset_to_yaml(ruleset: RuleSet) -> str:
+    return yaml.safe_dump(ruleset_to_dict(ruleset), sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,325 @@
+"""Business calendars and business-time arithmetic.
+
+A calendar is a set of weekly opening intervals in local wall time of one IANA zone, minus
+holidays (local dates). Business time is real elapsed time inside those intervals.
+
+Local wall times are mapped to instants by :func:`wall_to_utc`: the *first* instant at which
+the local clock shows that time or later. Consequences, all deliberate:
+
+* a bound inside a skipped hour (spring forward) maps to the transition itself, so an interval
+  starting at 02:30 on the day New York skips 02:00-03:00 starts at 03:00 EDT;
+* a bound inside a repeated hour (fall back) maps to its first occurrence, so ``00:00-24:00``
+  lasts 25 real hours on that day and 23 on the spring-forward day;
+* the mapping is monotonic, so adjacent intervals (``09:00-12:00`` + ``12:00-17:00``) tile
+  time exactly as one interval would.
+
+Intervals must lie within one local day; a night shift is ``22:00-24:00`` on one day plus
+``00:00-06:00`` on the next.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from itertools import pairwise
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+ALWAYS_OPEN = "24x7"
+
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+_DAY_MINUTES = 24 * 60
+_ZERO = timedelta(0)
+
+
+def parse_hhmm(value: str) -> int:
+    """Minutes since local midnight for ``HH:MM``; ``24:00`` (1440) is the end of the day."""
+    match = _HHMM.match(value.strip())
+    if match is None:
+        raise ValueError(f"time {value!r} must be HH:MM")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    total = hours * 60 + minutes
+    if minutes > 59 or total > _DAY_MINUTES:
+        raise ValueError(f"time {value!r} is outside 00:00-24:00")
+    return total
+
+
+class Interval(BaseModel):
+    """``[start, end)`` in local wall time. Accepts ``"09:00-17:00"`` or ``["09:00", "17:00"]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str
+    end: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            start, sep, end = data.partition("-")
+            if not sep:
+                raise ValueError(f"interval {data!r} must look like 09:00-17:00")
+            return {"start": start.strip(), "end": end.strip()}
+        if isinstance(data, list | tuple):
+            if len(data) != 2:
+                raise ValueError("an interval is a [start, end] pair")
+            return {"start": data[0], "end": data[1]}
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if self.start_minute >= self.end_minute:
+            raise ValueError(f"interval {self.start}-{self.end} must end after it starts (same day)")
+        return self
+
+    @property
+    def start_minute(self) -> int:
+        return parse_hhmm(self.start)
+
+    @property
+    def end_minute(self) -> int:
+        return parse_hhmm(self.end)
+
+
+WeeklyHours = dict[Weekday, list[Interval]]
+
+
+def _expand_days(key: str) -> list[Weekday]:
+    """``"mon"``, ``"mon-fri"`` (wrapping ranges like ``"sat-mon"`` allowed) or ``"daily"``."""
+    key = key.strip().lower()
+    if key in ("daily", "all", "*"):
+        return list(WEEKDAYS)
+    first, sep, last = key.partition("-")
+    if first not in WEEKDAYS or (sep and last not in WEEKDAYS):
+        raise ValueError(f"unknown weekday {key!r}; use mon..sun, ranges like mon-fri, or daily")
+    i = WEEKDAYS.index(first)
+    j = WEEKDAYS.index(last) if sep else i
+    return [WEEKDAYS[(i + k) % 7] for k in range((j - i) % 7 + 1)]
+
+
+def normalise_weekly_hours(raw: Any) -> Any:
+    """Expand day ranges and single-interval values before field validation."""
+    if not isinstance(raw, dict):
+        return raw
+    out: dict[str, list[Any]] = {}
+    for key, value in raw.items():
+        items = value if isinstance(value, list) and not _is_pair(value) else [value]
+        for day in _expand_days(str(key)):
+            out.setdefault(day, []).extend(items)
+    return out
+
+
+def _is_pair(value: list[Any]) -> bool:
+    # ["09:00", "17:00"] is one interval, ["09:00-12:00", "13:00-17:00"] is two.
+    return len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value)
+
+
+def check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
+    """Sort each day's intervals and reject overlaps (they would double-count time)."""
+    for day, intervals in hours.items():
+        intervals.sort(key=lambda iv: iv.start_minute)
+        for prev, nxt in pairwise(intervals):
+            if nxt.start_minute < prev.end_minute:
+                raise ValueError(f"{day}: {prev.start}-{prev.end} overlaps {nxt.start}-{nxt.end}")
+    return hours
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+IanaTimezone = Annotated[str, AfterValidator(check_timezone)]
+
+
+class Holiday(BaseModel):
+    """A closed local date. Accepts ``"2024-12-25"`` or ``{"day": ..., "name": ...}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: date
+    name: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"day": data} if isinstance(data, str | date) else data
+
+
+class BusinessCalendar(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    timezone: IanaTimezone = "UTC"
+    weekly_hours: WeeklyHours = Field(default_factory=dict)
+    holidays: list[Holiday] = Field(default_factory=list)
+
+    @field_validator("weekly_hours", mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        return normalise_weekly_hours(raw)
+
+    @field_validator("weekly_hours")
+    @classmethod
+    def _check_hours(cls, hours: WeeklyHours) -> WeeklyHours:
+        check_weekly_hours(hours)
+        if not any(hours.values()):
+            # Without open hours no deadline could ever be reached.
+            raise ValueError("a business calendar needs at least one open interval per week")
+        return hours
+
+    @classmethod
+    def always_open(cls, name: str = ALWAYS_OPEN, timezone: str = "UTC") -> BusinessCalendar:
+        return cls(name=name, timezone=timezone, weekly_hours={"daily": ["00:00-24:00"]})
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def minutes_by_weekday(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Open ``(start, end)`` minutes per weekday, Monday first (``date.weekday()`` order)."""
+        return tuple(
+            tuple((iv.start_minute, iv.end_minute) for iv in self.weekly_hours.get(day, []))
+            for day in WEEKDAYS
+        )
+
+    @cached_property
+    def week_total(self) -> timedelta:
+        """Business time of a week without holidays or UTC offset changes."""
+        return timedelta(minutes=sum(e - s for day in self.minutes_by_weekday for s, e in day))
+
+    @cached_property
+    def holiday_dates(self) -> tuple[date, ...]:
+        return tuple(sorted({h.day for h in self.holidays}))
+
+    def is_holiday(self, day: date) -> bool:
+        i = bisect.bisect_left(self.holiday_dates, day)
+        return i < len(self.holiday_dates) and self.holiday_dates[i] == day
+
+    def has_holiday_between(self, first: date, end: date) -> bool:
+        """Any holiday in ``[first, end)``."""
+        i = bisect.bisect_left(self.holiday_dates, first)
+        return i < len(self.holiday_dates) and self.holiday_dates[i] < end
+
+    def day_start(self, day: date) -> datetime:
+        return wall_to_utc(self.tz, datetime.combine(day, time()))
+
+    def intervals_on(self, day: date) -> list[tuple[datetime, datetime]]:
+        """The UTC ``[start, end)`` business intervals of one local date (empty ones dropped)."""
+        if self.is_holiday(day):
+            return []
+        tz, midnight = self.tz, datetime.combine(day, time())
+        out: list[tuple[datetime, datetime]] = []
+        for start_min, end_min in self.minutes_by_weekday[day.weekday()]:
+            start = wall_to_utc(tz, midnight + timedelta(minutes=start_min))
+            end = wall_to_utc(tz, midnight + timedelta(minutes=end_min))
+            if end > start:
+                out.append((start, end))
+        return out
+
+    def is_open(self, at: datetime) -> bool:
+        at = as_utc(at)
+        return any(s <= at < e for s, e in self.intervals_on(at.astimezone(self.tz).date()))
+
+    def week_is_regular(self, first: date) -> bool:
+        """True when the 7 days from ``first`` hold exactly :attr:`week_total` of business time.
+
+        Assumes a zone changes its offset at most once a week (true of every real zone), so
+        equal offsets at both ends mean no transition inside.
+        """
+        if self.has_holiday_between(first, first + timedelta(days=7)):
+            return False
+        tz = self.tz
+        return self.day_start(first).astimezone(tz).utcoffset() == self.day_start(
+            first + timedelta(days=7)
+        ).astimezone(tz).utcoffset()
+
+
+def as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"datetime {value.isoformat()} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def wall_to_utc(tz: ZoneInfo, wall: datetime) -> datetime:
+    """The first instant at which the clock of ``tz`` shows ``wall`` (naive) or later."""
+    early = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    late = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if early <= late:  # an ordinary time, or a repeated one whose first occurrence is fold=0
+        return early
+    # ``wall`` was skipped: fold=1 lands before the transition, fold=0 after it (PEP 495).
+    # Transitions fall on whole seconds, so bisect seconds for the first one showing >= wall.
+    lo, hi = math.floor(late.timestamp()), math.ceil(early.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, UTC).astimezone(tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def add_business_time(calendar: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
+    """The earliest instant (UTC) by which ``duration`` of business time has elapsed after ``start``."""
+    cursor = as_utc(start)
+    if duration < _ZERO:
+        raise ValueError("duration must not be negative")
+    if duration == _ZERO:
+        return cursor
+    remaining = duration
+    week = timedelta(days=7)
+    day = cursor.astimezone(calendar.tz).date()
+    while True:
+        # Skip whole regular weeks; strictly greater keeps the final instant inside the walk below.
+        if (
+            remaining > calendar.week_total
+            and calendar.day_start(day) >= cursor
+            and calendar.week_is_regular(day)
+        ):
+            remaining -= calendar.week_total
+            day += week
+            continue
+        for begin, end in calendar.intervals_on(day):
+            if end <= cursor:
+                continue
+            begin = max(begin, cursor)
+            if end - begin >= remaining:
+                return begin + remaining
+            remaining -= end - begin
+        day += timedelta(days=1)
+
+
+def business_time_between(calendar: BusinessCalendar, a: datetime, b: datetime) -> timedelta:
+    """Business time in ``[a, b)``; negative when ``b`` is before ``a``."""
+    a, b = as_utc(a), as_utc(b)
+    if b < a:
+        return -business_time_between(calendar, b, a)
+    total = _ZERO
+    week = timedelta(days=7)
+    day = a.astimezone(calendar.tz).date()
+    while calendar.day_start(day) < b:
+        if (
+            calendar.day_start(day) >= a
+            and calendar.day_start(day + week) <= b
+            and calendar.week_is_regular(day)
+        ):
+            total += calendar.week_total
+            day += week
+            continue
+        for begin, end in calendar.intervals_on(day):
+            begin, end = max(begin, a), min(end, b)
+            if end > begin:
+                total += end - begin
+        day += timedelta(days=1)
+    return total

@@ -1,0 +1,178 @@
+"""``ticketctl dev run``: what ``make run`` starts: broker, migrations, seed, three services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from sqlalchemy import select
+
+from services.ticketctl.demo import seed_demo
+from shared.auth import Role, create_api_key, hash_key
+from shared.db.engine import create_engine, session_factory
+from shared.db.migrate import upgrade
+from shared.db.models import ApiKey
+from shared.kafka.embedded import EmbeddedBroker
+from shared.settings import DevSettings
+
+console = Console()
+
+SERVICES = [("intake", 8000), ("router", 8001), ("metrics", 8002)]
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+async def ensure_credentials(database_url: str, path: Path) -> tuple[dict[str, str], bool]:
+    """Reuse the keys in ``path`` while they are valid; otherwise create and write new ones."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        existing = read_credentials(path)
+        async with sessions() as session:
+            valid = True
+            for name in ("INTAKE_API_KEY", "ADMIN_API_KEY"):
+                key = existing.get(name)
+                row = (
+                    await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+                    if key
+                    else None
+                )
+                valid = valid and row is not None and row.revoked_at is None
+            if valid:
+                return existing, False
+            async with session.begin():
+                _, intake = await create_api_key(session, "dev intake (make run)", Role.INTAKE)
+                _, admin = await create_api_key(session, "dev admin (make run)", Role.ADMIN)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"INTAKE_API_KEY={intake}\nADMIN_API_KEY={admin}\n")
+        os.chmod(path, 0o600)
+        return {"INTAKE_API_KEY": intake, "ADMIN_API_KEY": admin}, True
+    finally:
+        await engine.dispose()
+
+
+async def seed(database_url: str) -> bool:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await seed_demo(session)
+    finally:
+        await engine.dispose()
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"service on :{port} exited with code {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"service on :{port} not ready after {timeout_s}s")
+
+
+def run(embedded_broker: bool = True) -> int:
+    settings = DevSettings()
+    var = settings.var_dir
+    (var / "logs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    broker: EmbeddedBroker | None = None
+    if embedded_broker:
+        port = int(settings.kafka_servers()[0].rsplit(":", 1)[1])
+        broker = EmbeddedBroker(port=port, log_path=var / "logs" / "broker.log")
+        console.print(f"[bold]broker[/] tansu (in memory) on {broker.start()}")
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stop = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        upgrade(settings.database_url)
+        console.print("[bold]database[/] migrated")
+        if asyncio.run(seed(settings.database_url)):
+            console.print("[bold]demo[/] seeded teams and rules")
+        credentials_path = var / "dev-credentials.env"
+        credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
+        for name, _port in SERVICES:
+            log = open(var / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            processes.append(
+                (
+                    name,
+                    subprocess.Popen(
+                        [sys.executable, "-m", f"services.{name}"],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    ),
+                )
+            )
+        for (_name, process), (_, port) in zip(processes, SERVICES, strict=True):
+            wait_ready(port, process)
+        _print_banner(credentials, created, credentials_path)
+        while not stop:
+            for name, process in processes:
+                if process.poll() is not None:
+                    console.print(
+                        f"[red]{name} exited with code {process.returncode}; see var/logs/{name}.log[/]"
+                    )
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        console.print("stopping...")
+        for _, process in processes:
+            if process.poll() is None:
+                process.terminate()  # SIGTERM: each service drains, commits and checkpoints
+        for name, process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in time; killing it[/]")
+                process.kill()
+        if broker is not None:
+            broker.stop()
+        console.print("stopped.")
+
+
+def _print_banner(credentials: dict[str, str], created: bool, path: Path) -> None:
+    console.print()
+    console.print("[bold green]ticket router is running[/]")
+    console.print("  intake   http://127.0.0.1:8000  (API docs: /docs)")
+    console.print("  router   http://127.0.0.1:8001  (API docs: /docs)")
+    console.print("  metrics  http://127.0.0.1:8002/metrics")
+    console.print(f"  keys     {'created and ' if created else ''}stored in {path} (mode 600)")
+    console.print(f"           INTAKE_API_KEY={credentials['INTAKE_API_KEY']}")
+    console.print(f"           ADMIN_API_KEY={credentials['ADMIN_API_KEY']}")
+    console.print("  logs     var/logs/")
+    console.print()
+    console.print(
+        "Try:  source var/dev-credentials.env && curl -s -X POST http://127.0.0.1:8000/v1/tickets \\"
+    )
+    console.print('        -H "Authorization: Bearer $INTAKE_API_KEY" -H "Content-Type: application/json" \\')
+    console.print(
+        """        -d '{"external_id": "1", "subject": "VPN down", "description": "cannot log in"}'"""
+    )
+    console.print("Press Ctrl-C to stop.")

@@ -1,0 +1,107 @@
+"""``ticketctl``: admin and ops commands (keys, migrations, the dev stack, and more)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from shared.auth import Role, create_api_key, revoke_api_key
+from shared.db.engine import create_engine, session_factory
+from shared.db.models import ApiKey
+from shared.settings import CommonSettings
+
+app = typer.Typer(help="Admin and ops commands for the ticket router.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+dev_app = typer.Typer(help="The local development stack.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(dev_app, name="dev")
+console = Console()
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("heads", help="Target revision.")) -> None:
+    """Apply the database migrations (DATABASE_URL)."""
+    from shared.db.migrate import upgrade
+
+    upgrade(CommonSettings().database_url, revision)
+    console.print("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="Who or what uses the key."),
+    role: Role = typer.Option(Role.VIEWER, help="admin, editor, viewer or intake."),
+) -> None:
+    """Create a key; its plain text is printed once and never stored."""
+
+    async def create() -> str:
+        engine = create_engine(CommonSettings().database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                row, plain = await create_api_key(session, name, role)
+            console.print(f"id: {row.id}  role: {role.value}")
+            return plain
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(create()))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+
+    async def rows() -> list[ApiKey]:
+        engine = create_engine(CommonSettings().database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
+        finally:
+            await engine.dispose()
+
+    table = Table("id", "name", "role", "created", "revoked")
+    for row in asyncio.run(rows()):
+        table.add_row(
+            row.id,
+            row.name,
+            row.role,
+            row.created_at.isoformat(timespec="seconds"),
+            row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see keys list).")) -> None:
+    """Revoke a key; services stop accepting it within seconds."""
+
+    async def revoke() -> bool:
+        engine = create_engine(CommonSettings().database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await revoke_api_key(session, key_id)
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(revoke()):
+        console.print(f"[red]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@dev_app.command("run")
+def dev_run(
+    embedded_broker: bool = typer.Option(True, help="Start the embedded tansu broker (else use KAFKA_*)."),
+) -> None:
+    """Start broker, migrations, demo seed and the three services; Ctrl-C stops all."""
+    from services.ticketctl.dev import run
+
+    raise typer.Exit(run(embedded_broker))
+
+
+if __name__ == "__main__":
+    app()

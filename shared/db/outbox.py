@@ -1,0 +1,64 @@
+"""Transactional outbox: messages stored with the state that produced them, published later.
+
+The router writes its output events here in the same transaction as its decisions, then
+publishes them once that transaction committed; intake parks events here when the broker is
+down. A relay publishes what is left (after a crash, or once the broker is back) in id order,
+which is insertion order, so the events of one ticket keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db.models import OutboxMessage
+from shared.events import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+
+def outbox_row(owner: str, topic: str, envelope: EventEnvelope) -> OutboxMessage:
+    return OutboxMessage(owner=owner, topic=topic, key=envelope.ticket_key, value=envelope.to_bytes())
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage]) -> None:
+    """Send all rows, then wait for every acknowledgement (batched, order kept per partition)."""
+    futures = [await producer.send(row.topic, value=row.value, key=row.key.encode()) for row in rows]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def delete_rows(session: AsyncSession, ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+
+
+async def outbox_depth(sessions: async_sessionmaker[AsyncSession], owner: str) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).where(OutboxMessage.owner == owner)) or 0)
+
+
+async def relay_once(
+    sessions: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer, owner: str, limit: int = 1000
+) -> int:
+    """Publish up to ``limit`` pending rows of ``owner`` in order; returns how many were sent."""
+    async with sessions() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.owner == owner)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+        ).all()
+        if not rows:
+            return 0
+        await publish_rows(producer, rows)
+        await delete_rows(session, [row.id for row in rows])
+        await session.commit()
+        return len(rows)

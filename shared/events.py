@@ -1,0 +1,304 @@
+"""The event contract shared by every service.
+
+Every message on every topic is an :class:`EventEnvelope` serialised as JSON and keyed by
+``ticket_key``, so that all events of one ticket land in one partition, in order.
+
+Two families of events exist:
+
+* **ticket events** (topic ``tickets``): what a source system told us about a ticket. Intake
+  produces them; the payload is a :class:`TicketSnapshot`, the ticket as the source sees it
+  now (plus an optional comment). Consumers apply them with upsert semantics, so the exact
+  ``type`` is informative rather than load-bearing.
+* **routing events** (topic ``routing``): what the router decided. The payload is a
+  :class:`RoutingPayload` carrying the complete :class:`TicketState` after the decision, so a
+  consumer can apply any routing event by replacing its copy of the ticket: redelivery and
+  reordering across tickets cannot corrupt derived state.
+
+Bump ``SCHEMA_VERSION`` only for incompatible changes; consumers reject versions they do not
+know by sending the message to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+# Namespace for deterministic event ids: an event derived from another one (a routing decision
+# derived from a ticket event) gets the same id every time it is derived, which is what makes
+# re-publishing after a crash harmless.
+_EVENT_NAMESPACE = uuid.UUID("6f1d8e0a-8a43-4f7e-9d3e-2f4b1c0e7a55")
+
+
+def derived_event_id(*parts: str) -> uuid.UUID:
+    return uuid.uuid5(_EVENT_NAMESPACE, "|".join(parts))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TicketStatus(StrEnum):
+    """Normalised lifecycle status; every adapter maps its vendor's statuses onto these."""
+
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the requester
+    ON_HOLD = "on_hold"  # waiting on a third party
+    SOLVED = "solved"
+    CLOSED = "closed"
+
+    @property
+    def is_resolved(self) -> bool:
+        return self in (TicketStatus.SOLVED, TicketStatus.CLOSED)
+
+
+class Priority(StrEnum):
+    P1 = "P1"  # critical
+    P2 = "P2"  # high
+    P3 = "P3"  # normal
+    P4 = "P4"  # low
+
+
+# Vendor words for priority, mapped once here so adapters and the native API agree.
+PRIORITY_ALIASES: dict[str, Priority] = {
+    "p1": Priority.P1,
+    "urgent": Priority.P1,
+    "critical": Priority.P1,
+    "highest": Priority.P1,
+    "blocker": Priority.P1,
+    "4": Priority.P1,
+    "p2": Priority.P2,
+    "high": Priority.P2,
+    "major": Priority.P2,
+    "3": Priority.P2,
+    "p3": Priority.P3,
+    "normal": Priority.P3,
+    "medium": Priority.P3,
+    "2": Priority.P3,
+    "p4": Priority.P4,
+    "low": Priority.P4,
+    "lowest": Priority.P4,
+    "minor": Priority.P4,
+    "trivial": Priority.P4,
+    "1": Priority.P4,
+}
+
+
+def parse_priority(value: str | int | None) -> Priority | None:
+    if value is None or value == "":
+        return None
+    found = PRIORITY_ALIASES.get(str(value).strip().lower())
+    if found is None:
+        raise ValueError(f"unknown priority {value!r}; use P1-P4 or urgent/high/normal/low")
+    return found
+
+
+class EventType(StrEnum):
+    # ticket events (intake -> tickets topic)
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    TICKET_COMMENTED = "ticket.commented"
+    TICKET_STATUS_CHANGED = "ticket.status_changed"
+    TICKET_REASSIGNED_EXTERNALLY = "ticket.reassigned_externally"
+    # routing events (router -> routing topic)
+    TICKET_ROUTED = "ticket.routed"
+    TICKET_STATE_CHANGED = "ticket.state_changed"
+    TICKET_RESOLVED = "ticket.resolved"
+    TICKET_REOPENED = "ticket.reopened"
+    SLA_WARNING = "sla.warning"
+    SLA_BREACHED = "sla.breached"
+    TICKET_ESCALATED = "ticket.escalated"
+
+
+TICKET_EVENT_TYPES = frozenset(
+    {
+        EventType.TICKET_CREATED,
+        EventType.TICKET_UPDATED,
+        EventType.TICKET_COMMENTED,
+        EventType.TICKET_STATUS_CHANGED,
+        EventType.TICKET_REASSIGNED_EXTERNALLY,
+    }
+)
+
+
+class Requester(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=300)
+    organization: str | None = Field(default=None, max_length=300)
+    customer_tier: str | None = Field(default=None, max_length=50)
+
+    @property
+    def domain(self) -> str | None:
+        if self.email and "@" in self.email:
+            return self.email.rsplit("@", 1)[1].lower()
+        return None
+
+
+class Comment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(max_length=100_000)
+    author: str | None = Field(default=None, max_length=320)
+    public: bool = True
+    # True when the comment comes from the support side: the first one is the first response.
+    from_agent: bool = False
+
+
+class TicketSnapshot(BaseModel):
+    """A ticket as its source system describes it right now (normalised)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str = Field(min_length=1, max_length=200)
+    subject: str = Field(default="", max_length=2_000)
+    description: str = Field(default="", max_length=200_000)
+    status: TicketStatus = TicketStatus.NEW
+    priority: Priority | None = None
+    requester: Requester = Field(default_factory=Requester)
+    tags: list[str] = Field(default_factory=list, max_length=200)
+    channel: str | None = Field(default=None, max_length=100)
+    url: str | None = Field(default=None, max_length=2_000)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    # The team/group the source system has the ticket assigned to, when it says so.
+    external_assignee_group: str | None = Field(default=None, max_length=300)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    comment: Comment | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _normalise_tags(cls, tags: list[str]) -> list[str]:
+        seen: dict[str, None] = {}
+        for tag in tags:
+            cleaned = tag.strip().lower()
+            if cleaned:
+                seen.setdefault(cleaned[:100], None)
+        return list(seen)
+
+
+class SlaState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str | None = None
+    first_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    first_responded_at: datetime | None = None
+    warning_sent: bool = False
+    breached: bool = False
+    paused: bool = False
+
+
+class TicketState(BaseModel):
+    """The router's complete view of a ticket after a decision: enough to rebuild any gauge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_key: str
+    source: str
+    # Grows by one with every decision on this ticket: consumers ignore a state older than the
+    # one they hold, so duplicates or a re-published outbox can never move a ticket backwards.
+    revision: int = 0
+    status: TicketStatus
+    team: str | None  # None: in the triage queue
+    priority: Priority
+    category: str | None = None
+    category_confidence: float | None = None
+    language: str | None = None
+    created_at: datetime
+    resolved_at: datetime | None = None
+    routed_at: datetime | None = None
+    sla: SlaState = Field(default_factory=SlaState)
+
+
+class RoutingPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: TicketState
+    previous_team: str | None = None
+    previous_status: TicketStatus | None = None
+    previous_priority: Priority | None = None
+    ruleset_version: int | None = None
+    rule: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    caused_by: uuid.UUID | None = None  # the ticket event this decision answers
+
+
+class EventEnvelope(BaseModel):
+    """The versioned envelope around every message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: EventType
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION
+    ticket_key: str = Field(min_length=1, max_length=300)
+    occurred_at: datetime
+    produced_at: datetime = Field(default_factory=utc_now)
+    source: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any]
+
+    def ticket(self) -> TicketSnapshot:
+        return TicketSnapshot.model_validate(self.payload)
+
+    def routing(self) -> RoutingPayload:
+        return RoutingPayload.model_validate(self.payload)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> EventEnvelope:
+        """Decode and validate; raises ``ValueError`` (incl. pydantic's) for poison input."""
+        envelope = cls.model_validate(orjson.loads(raw))
+        # Validate the payload against its type now, so a bad payload is poison here and
+        # never a crash deep inside a handler.
+        if envelope.type in TICKET_EVENT_TYPES:
+            envelope.ticket()
+        else:
+            envelope.routing()
+        return envelope
+
+
+def ticket_key(source: str, external_id: str) -> str:
+    """The partition key: one ticket of one source system."""
+    return f"{source}:{external_id}"
+
+
+def ticket_event(
+    event_type: EventType,
+    source: str,
+    snapshot: TicketSnapshot,
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+) -> EventEnvelope:
+    return EventEnvelope(
+        event_id=event_id or uuid.uuid4(),
+        type=event_type,
+        ticket_key=ticket_key(source, snapshot.external_id),
+        occurred_at=occurred_at or snapshot.updated_at or utc_now(),
+        source=source,
+        payload=snapshot.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def routing_event(
+    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
+) -> EventEnvelope:
+    """A routing event whose id is derived from its cause, so re-deriving it is idempotent."""
+    return EventEnvelope(
+        event_id=derived_event_id(str(caused_by), event_type.value),
+        type=event_type,
+        ticket_key=payload.state.ticket_key,
+        occurred_at=occurred_at,
+        source=payload.state.source,
+        payload=payload.model_dump(mode="json"),
+    )

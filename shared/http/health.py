@@ -1,0 +1,111 @@
+"""Liveness, readiness and operational metrics endpoints every service mounts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# A check returns None when fine, or a short reason; "degraded" checks do not fail readiness.
+Check = Callable[[], Awaitable[str | None]]
+
+HTTP_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template (never the raw path, to bound cardinality)",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def database_check(engine: AsyncEngine) -> Check:
+    async def check() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return f"database unreachable: {type(exc).__name__}"
+        return None
+
+    return check
+
+
+def broker_check(producer: AIOKafkaProducer) -> Check:
+    async def check() -> str | None:
+        try:
+            async with asyncio.timeout(2):
+                await producer.client.fetch_all_metadata()
+        except Exception as exc:
+            return f"broker unreachable: {type(exc).__name__}"
+        return None
+
+    return check
+
+
+def health_router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
+    """Mounted at app creation; the checks come from ``app.state.checks`` set in the lifespan."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: broker and database reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, Check] = getattr(request.app.state, "checks", {})
+        degraded_checks: dict[str, Check] = getattr(request.app.state, "degraded_checks", {})
+        names = [*checks, *degraded_checks]
+        results = await asyncio.gather(*(check() for check in [*checks.values(), *degraded_checks.values()]))
+        report = {name: reason or "ok" for name, reason in zip(names, results, strict=True)}
+        failed = any(report[name] != "ok" for name in checks) or not checks
+        degraded = any(report[name] != "ok" for name in degraded_checks)
+        status = "unavailable" if failed else "degraded" if degraded else "ready"
+        return JSONResponse({"status": status, "checks": report}, status_code=503 if failed else 200)
+
+    @router.get("/metrics", summary="Prometheus exposition", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class TimingMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead): latency per route template and status."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = str(getattr(route, "path", "unmatched"))
+            HTTP_SECONDS.labels(self.service, scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def install_timing(app: FastAPI, service: str) -> None:
+    app.add_middleware(TimingMiddleware, service=service)

@@ -1,0 +1,105 @@
+"""RFC 9457 problem details for every error any service returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class Problem(Exception):
+    """Raise anywhere in a request to answer with problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        type_: str = "about:blank",
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+        self.type = type_
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> ProblemResponse:
+    body: dict[str, Any] = {"type": problem.type, "title": problem.title, "status": problem.status}
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    if problem.errors:
+        body["errors"] = problem.errors
+    return ProblemResponse(body, status_code=problem.status, headers=problem.headers)
+
+
+def field_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"field": "/a/0/b", "message": ...}`` (a JSON pointer to the culprit)."""
+    out = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        out.append({"field": "/" + "/".join(loc), "message": error.get("msg", "invalid")})
+    return out
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = field_errors(exc.errors())
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem_response(Problem(422, "Invalid request", detail, errors=errors), request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = Problem(
+            exc.status_code,
+            _TITLES.get(exc.status_code, "Error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    428: "Precondition required",
+    429: "Too many requests",
+    503: "Service unavailable",
+}

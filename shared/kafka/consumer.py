@@ -1,0 +1,294 @@
+"""The one consumer loop used by router and metrics.
+
+It owns polling, decoding, the dead-letter topic, retries, commits and shutdown; the business
+logic is a plain ``async`` batch handler. The contract with the handler:
+
+* the handler receives decoded, validated events and returns only once their effects are
+  durable (database committed, produced messages acknowledged);
+* it must be idempotent by event id: after a crash between its effects and our commit, the
+  same events are delivered again;
+* only after the handler returned do we commit the offsets past the batch (at-least-once).
+
+Poison messages (not JSON, not a valid envelope, an unknown schema version) go to the
+dead-letter topic with the reason, and are committed past. Handler errors are retried with
+exponential backoff: transient ones (database or broker unreachable) forever, others up to
+``max_attempts`` per message, after which that single message is dead-lettered with the error.
+Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.events import EventEnvelope
+
+log = logging.getLogger(__name__)
+
+CONSUMER_LAG = Gauge(
+    "consumer_lag_messages", "Messages behind the partition end", ["group", "topic", "partition"]
+)
+BATCH_SECONDS = Histogram(
+    "consumer_batch_seconds",
+    "Time to process one batch, effects made durable",
+    ["group"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MESSAGES = Counter("consumer_messages_total", "Messages consumed, by outcome", ["group", "outcome"])
+DEAD_LETTERS = Counter("dead_letters_total", "Messages sent to the dead-letter topic", ["group", "reason"])
+HANDLER_FAILURES = Counter("consumer_handler_failures_total", "Failed batch attempts", ["group", "kind"])
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedEvent:
+    envelope: EventEnvelope
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
+# Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
+AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
+
+class PoisonMessage(Exception):
+    """A message that can never be processed; raised by handlers to dead-letter one event."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that a retry can cure: infrastructure being down rather than a bad message."""
+    if isinstance(exc, OperationalError | KafkaError | OSError | TimeoutError | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            labels = (self.loop.group_id, tp.topic, str(tp.partition))
+            self.loop.lag.pop(tp, None)
+            if labels in self.loop.lag_labels:
+                self.loop.lag_labels.discard(labels)
+                CONSUMER_LAG.remove(*labels)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        tps = set(assigned)
+        self.loop.assigned_once = True
+        if self.loop.on_assign is not None and tps:
+            for tp, offset in (await self.loop.on_assign(tps)).items():
+                self.loop.consumer.seek(tp, offset)
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        topics: list[str],
+        group_id: str,
+        handler: BatchHandler,
+        dead_letter_topic: str,
+        batch_max: int = 500,
+        poll_timeout_ms: int = 200,
+        backoff_max_s: float = 30.0,
+        max_attempts: int = 8,
+        on_assign: AssignHandler | None = None,
+        pause_before_commit_s: float = 0.0,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = topics
+        self.group_id = group_id
+        self.handler = handler
+        self.dead_letter_topic = dead_letter_topic
+        self.batch_max = batch_max
+        self.poll_timeout_ms = poll_timeout_ms
+        self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
+        self.on_assign = on_assign
+        self.pause_before_commit_s = pause_before_commit_s
+        self.lag_labels: set[tuple[str, str, str]] = set()
+        self.lag: dict[TopicPartition, int] = {}
+        self.assigned_once = False
+        self.last_poll_monotonic = 0.0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit, and return."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        while not self.stopping:
+            records = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
+            self.last_poll_monotonic = time.monotonic()
+            if records:
+                await self._process(records)
+            await self._update_lag()
+
+    async def _process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        started = time.perf_counter()
+        events: list[ConsumedEvent] = []
+        for tp, messages in records.items():
+            for message in messages:
+                try:
+                    envelope = EventEnvelope.from_bytes(message.value or b"")
+                except (ValueError, ValidationError) as exc:
+                    await self.dead_letter(message, f"undecodable: {_short(exc)}", "undecodable")
+                    continue
+                events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset))
+        if events and not await self._handle_with_retry(events):
+            return  # stopping mid-retry: do not commit, the batch is delivered again
+        if self.pause_before_commit_s:
+            # Fault-injection window: effects are durable, the offsets are not committed yet.
+            log.warning(
+                "handled batch, pausing before commit", extra={"group": self.group_id, "size": len(events)}
+            )
+            await asyncio.sleep(self.pause_before_commit_s)
+        await self._commit({tp: messages[-1].offset + 1 for tp, messages in records.items()})
+        BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
+        MESSAGES.labels(self.group_id, "processed").inc(len(events))
+
+    async def _handle_with_retry(self, events: list[ConsumedEvent]) -> bool:
+        """True once every event is handled or dead-lettered; False when asked to stop first."""
+        attempt = 0
+        while True:
+            try:
+                await self.handler(events)
+                return True
+            except PoisonMessage as exc:
+                if len(events) == 1:
+                    await self._dead_letter_event(events[0], f"rejected: {_short(exc)}", "rejected")
+                    return True
+                return await self._handle_one_by_one(events)
+            except Exception as exc:
+                attempt += 1
+                transient = is_transient(exc)
+                HANDLER_FAILURES.labels(self.group_id, "transient" if transient else "error").inc()
+                log.warning(
+                    "batch failed, will retry",
+                    extra={
+                        "group": self.group_id,
+                        "attempt": attempt,
+                        "size": len(events),
+                        "error": _short(exc),
+                        "transient": transient,
+                    },
+                    exc_info=not transient,
+                )
+                if not transient and attempt >= self.max_attempts:
+                    if len(events) == 1:
+                        await self._dead_letter_event(
+                            events[0], f"handler failed {attempt} times: {_short(exc)}", "handler_error"
+                        )
+                        return True
+                    # Isolate the bad message so the rest of the batch goes through.
+                    return await self._handle_one_by_one(events)
+                if await self._backoff(attempt):
+                    return False
+
+    async def _handle_one_by_one(self, events: list[ConsumedEvent]) -> bool:
+        for event in events:
+            if not await self._handle_with_retry([event]):
+                return False
+        return True
+
+    async def _backoff(self, attempt: int) -> bool:
+        """Sleep before the next attempt; True when stop was requested meanwhile."""
+        delay = min(0.1 * 2 ** (attempt - 1), self.backoff_max_s)
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions away: the new owner re-reads from the last commit
+            # and our idempotent handler makes the repeat harmless.
+            log.warning("commit failed after rebalance", extra={"group": self.group_id, "error": _short(exc)})
+
+    async def dead_letter(self, message: ConsumerRecord, reason: str, kind: str) -> None:
+        headers = [
+            ("dlq.reason", reason.encode()[:2000]),
+            ("dlq.group", self.group_id.encode()),
+            ("dlq.topic", message.topic.encode()),
+            ("dlq.partition", str(message.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self.producer.send_and_wait(
+            self.dead_letter_topic, value=message.value or b"", key=message.key, headers=headers
+        )
+        DEAD_LETTERS.labels(self.group_id, kind).inc()
+        MESSAGES.labels(self.group_id, "dead_lettered").inc()
+        log.error(
+            "message dead-lettered",
+            extra={
+                "group": self.group_id,
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "reason": reason,
+            },
+        )
+
+    async def _dead_letter_event(self, event: ConsumedEvent, reason: str, kind: str) -> None:
+        record = ConsumerRecord(
+            topic=event.topic,
+            partition=event.partition,
+            offset=event.offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=event.envelope.ticket_key.encode(),
+            value=event.envelope.to_bytes(),
+            checksum=None,
+            serialized_key_size=-1,
+            serialized_value_size=-1,
+            headers=(),
+        )
+        await self.dead_letter(record, reason, kind)
+
+    async def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except KafkaError:
+                continue
+            labels = (self.group_id, tp.topic, str(tp.partition))
+            self.lag_labels.add(labels)
+            self.lag[tp] = max(0, highwater - position)
+            CONSUMER_LAG.labels(*labels).set(self.lag[tp])
+
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+def _short(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,21 @@
+"""The producer every service uses: acks=all, no idempotence (tansu lacks it; consumers dedupe)."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+from shared.settings import CommonSettings
+
+
+def make_producer(
+    settings: CommonSettings, *, linger_ms: int = 2, request_timeout_ms: int = 10_000
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_servers(),
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        request_timeout_ms=request_timeout_ms,
+        # One in-flight request per connection keeps per-partition order even when a send is retried.
+        max_batch_size=256 * 1024,
+    )

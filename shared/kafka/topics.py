@@ -1,0 +1,44 @@
+"""Topic names and their creation at startup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+def all_topics(settings: CommonSettings) -> list[str]:
+    return [settings.topic_ticket_events, settings.topic_routing_events, settings.topic_dead_letter]
+
+
+async def ensure_topics(settings: CommonSettings, attempts: int = 30) -> None:
+    """Create our topics when missing. Every service calls this; creation races are harmless."""
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers(), request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in all_topics(settings) if t not in existing]
+            if missing:
+                new = [
+                    NewTopic(t, settings.topic_partitions, settings.topic_replication_factor) for t in missing
+                ]
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("created topics", extra={"topics": missing})
+            return
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+            await asyncio.sleep(min(0.2 * (attempt + 1), 2.0))
+        finally:
+            await admin.close()
+    raise RuntimeError(f"could not reach Kafka to create topics: {last_error}")

@@ -1,0 +1,73 @@
+"""Resources a service opens in its FastAPI lifespan (never at import) and closes on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import KeyCache
+from shared.db.engine import create_engine, session_factory
+from shared.kafka.producer import make_producer
+from shared.kafka.topics import ensure_topics
+from shared.logging import configure_logging
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    keys: KeyCache
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.engine.dispose()
+
+
+async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None:
+    for attempt in range(attempts):
+        try:
+            await producer.start()
+            return
+        except (KafkaError, OSError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def open_resources(settings: CommonSettings) -> Resources:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await start_producer(producer)
+    return Resources(engine=engine, sessions=sessions, producer=producer, keys=KeyCache(sessions))
+
+
+def serve(
+    create_app: Callable[[], FastAPI], settings: CommonSettings, service: str, host: str, port: int
+) -> None:
+    """Run one service under uvicorn with uvloop; SIGTERM/SIGINT trigger a graceful lifespan shutdown."""
+    configure_logging(service, settings.log_level, settings.log_json)
+    config = uvicorn.Config(
+        create_app(),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(config).run()

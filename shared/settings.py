@@ -1,0 +1,102 @@
+"""Environment-driven settings, one class per service, all documented in the README.
+
+Every variable can be set in the environment or in a ``.env`` file in the working directory.
+Secrets are ``SecretStr`` so that they never show up in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers (comma separated)."
+    )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/ticket-router.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
+    topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
+    topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics we create.")
+    topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
+    log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    log_json: bool = Field(default=True, description="JSON log lines (false: human readable).")
+
+    def kafka_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+class ConsumerSettings(CommonSettings):
+    """Tuning of the shared consumer loop."""
+
+    consumer_batch_max: int = Field(default=500, ge=1, description="Max messages per batch.")
+    consumer_poll_timeout_ms: int = Field(default=200, ge=1, description="getmany timeout.")
+    consumer_retry_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Cap of the exponential backoff when a batch fails."
+    )
+    consumer_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts before a message failing with a non-transient error is dead-lettered.",
+    )
+    fault_pause_before_commit_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Fault tests only: sleep between a batch's effects and its offset commit.",
+    )
+
+
+class IntakeSettings(CommonSettings):
+    intake_host: str = Field(default="127.0.0.1", description="Intake bind address.")
+    intake_port: int = Field(default=8000, description="Intake HTTP port.")
+    intake_publish_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a request waits for the broker before the outbox."
+    )
+    intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Max webhook body size.")
+    intake_rate_limit_per_s: float = Field(
+        default=200.0, gt=0, description="Per-source sustained webhook rate (token bucket)."
+    )
+    intake_rate_limit_burst: int = Field(default=400, ge=1, description="Per-source burst size.")
+    intake_outbox_poll_s: float = Field(default=1.0, gt=0, description="Outbox relay poll period.")
+
+
+class RouterSettings(ConsumerSettings):
+    router_host: str = Field(default="127.0.0.1", description="Router bind address.")
+    router_port: int = Field(default=8001, description="Router HTTP port.")
+    router_group_id: str = Field(default="router", description="Router consumer group.")
+    router_default_team: str | None = Field(
+        default=None, description="Team used when no rule matches and the rule set names none."
+    )
+    router_ruleset_poll_s: float = Field(
+        default=0.5, gt=0, description="How often a router checks for a new rule set version."
+    )
+    router_timer_poll_s: float = Field(default=1.0, gt=0, description="SLA timer scan period.")
+
+
+class MetricsSettings(ConsumerSettings):
+    metrics_host: str = Field(default="127.0.0.1", description="Metrics bind address.")
+    metrics_port: int = Field(default=8002, description="Metrics HTTP port.")
+    metrics_group_id: str = Field(default="metrics", description="Metrics consumer group.")
+    metrics_checkpoint_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the backlog state is checkpointed."
+    )
+    metrics_clock_tick_s: float = Field(default=5.0, gt=0, description="Age/overdue recompute period.")
+
+
+class DevSettings(CommonSettings):
+    """Used by ``ticketctl dev run`` (the ``make run`` supervisor)."""
+
+    var_dir: Path = Field(default=DEFAULT_VAR_DIR, description="Where dev data and credentials live.")
+    admin_api_key: SecretStr | None = Field(default=None, description="Bootstrap admin key (optional).")

@@ -1,0 +1,131 @@
+"""The three services as real processes, on the embedded broker and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.auth import Role, create_api_key
+from shared.db.engine import create_engine, session_factory
+from shared.kafka.embedded import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def make_key(database_url: str, role: Role) -> str:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            _, plain = await create_api_key(session, f"test {role.value}", role)
+        return plain
+    finally:
+        await engine.dispose()
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.ports = {"intake": free_port(), "router": free_port(), "metrics": free_port()}
+        self.env = {
+            **os.environ,
+            **env,
+            "INTAKE_PORT": str(self.ports["intake"]),
+            "ROUTER_PORT": str(self.ports["router"]),
+            "METRICS_PORT": str(self.ports["metrics"]),
+            "METRICS_CHECKPOINT_INTERVAL_S": "1",
+            "METRICS_CLOCK_TICK_S": "0.5",
+        }
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.intake_key = asyncio.run(make_key(env["DATABASE_URL"], Role.INTAKE))
+        self.admin_key = asyncio.run(make_key(env["DATABASE_URL"], Role.ADMIN))
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(self, service: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
+        log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=REPO_ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_ready(service)
+
+    def start_all(self) -> None:
+        for service in ("router", "metrics", "intake"):
+            self.start(service, wait=False)
+        for service in ("router", "metrics", "intake"):
+            self.wait_ready(service)
+
+    def wait_ready(self, service: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            process = self.processes[service]
+            if process.poll() is not None:
+                raise RuntimeError(f"{service} exited with {process.returncode}: {self.log_tail(service)}")
+            try:
+                if httpx.get(self.url(service) + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} not ready: {self.log_tail(service)}")
+
+    def log_tail(self, service: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{service}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes[service]
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def post_ticket(self, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(
+            self.url("intake") + "/v1/tickets",
+            json=body,
+            headers={"Authorization": f"Bearer {self.intake_key}"},
+            timeout=30,
+        )
+
+    def metrics_text(self, service: str) -> str:
+        return httpx.get(self.url(service) + "/metrics", timeout=10).text
+
+    def metric_sum(self, name: str, service: str = "metrics", **labels: str) -> float:
+        text = self.metrics_text(service)
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def wait_for(self, predicate, timeout_s: float = 10.0, what: str = "condition") -> float:  # type: ignore[no-untyped-def]
+        """Poll until ``predicate()`` holds; returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if predicate():
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

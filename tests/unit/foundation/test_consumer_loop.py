@@ -1,0 +1,187 @@
+"""The consumer loop's delivery semantics, with an in-memory consumer and producer."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import OperationalError
+
+from shared.events import EventType, TicketSnapshot, ticket_event
+from shared.kafka.consumer import ConsumedEvent, ConsumerLoop, PoisonMessage
+
+TP = TopicPartition("tickets", 0)
+
+
+def record(offset: int, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(topic=TP.topic, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+                          key=b"k", value=value, checksum=None, serialized_key_size=1,
+                          serialized_value_size=len(value), headers=())
+
+
+def good(n: int) -> bytes:
+    snapshot = TicketSnapshot(external_id=str(n), subject=f"ticket {n}")
+    return ticket_event(EventType.TICKET_CREATED, "api", snapshot, datetime(2026, 1, 1, tzinfo=UTC)).to_bytes()
+
+
+class FakeConsumer:
+    def __init__(self, values: list[bytes]) -> None:
+        self.pending = [record(i, v) for i, v in enumerate(values)]
+        self.committed: list[dict[TopicPartition, int]] = []
+        self.listener = None
+
+    def subscribe(self, topics, listener=None):
+        self.listener = listener
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        if not self.pending:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        batch, self.pending = self.pending[:max_records], self.pending[max_records:]
+        return {TP: batch}
+
+    async def commit(self, offsets):
+        self.committed.append(dict(offsets))
+
+    def assignment(self):
+        return {TP}
+
+    def highwater(self, tp):
+        return 10
+
+    async def position(self, tp):
+        return 10 - len(self.pending)
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, list]] = []
+
+    async def send_and_wait(self, topic, value, key=None, headers=None):
+        self.sent.append((topic, value, headers or []))
+
+
+async def run_until(loop: ConsumerLoop, condition, timeout: float = 5.0) -> None:
+    task = asyncio.create_task(loop.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    finally:
+        loop.stop()
+        await task
+
+
+def make_loop(consumer, producer, handler, **kwargs) -> ConsumerLoop:
+    return ConsumerLoop(consumer=consumer, producer=producer, topics=["tickets"], group_id="test",
+                        handler=handler, dead_letter_topic="dlq", batch_max=kwargs.pop("batch_max", 100),
+                        poll_timeout_ms=10, backoff_max_s=0.02, **kwargs)
+
+
+async def test_commits_only_after_the_handler_returned():
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    seen: list[str] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        assert not consumer.committed  # nothing committed before our effects are durable
+        seen.extend(e.envelope.ticket_key for e in events)
+
+    loop = make_loop(consumer, producer, handler)
+    await run_until(loop, lambda: consumer.committed)
+    assert seen == ["api:1", "api:2"]
+    assert consumer.committed == [{TP: 2}]
+    assert loop.total_lag() == 0
+
+
+async def test_poison_goes_to_the_dead_letter_topic_with_a_reason_and_is_committed_past():
+    consumer, producer = FakeConsumer([b"not json", good(1)]), FakeProducer()
+    handled: list[str] = []
+
+    async def handler(events):
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    assert handled == ["api:1"]
+    assert len(producer.sent) == 1
+    topic, value, headers = producer.sent[0]
+    assert topic == "dlq" and value == b"not json"
+    reason = dict(headers)["dlq.reason"].decode()
+    assert reason.startswith("undecodable:")
+    assert dict(headers)["dlq.offset"] == b"0"
+    assert consumer.committed == [{TP: 2}]
+
+
+async def test_transient_errors_are_retried_until_they_pass():
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    attempts = 0
+
+    async def handler(events):
+        nonlocal attempts
+        attempts += 1
+        if attempts < 4:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
+    assert attempts == 4  # transient: retried beyond max_attempts, never dead-lettered
+    assert producer.sent == []
+    assert consumer.committed == [{TP: 1}]
+
+
+async def test_a_message_that_keeps_failing_is_isolated_and_dead_lettered_the_rest_goes_through():
+    consumer, producer = FakeConsumer([good(1), good(2), good(3)]), FakeProducer()
+    done: list[str] = []
+
+    async def handler(events):
+        if any(e.envelope.ticket_key == "api:2" for e in events):
+            raise RuntimeError("bug triggered by ticket 2")
+        done.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
+    assert done == ["api:1", "api:3"]
+    assert len(producer.sent) == 1
+    reason = dict(producer.sent[0][2])["dlq.reason"].decode()
+    assert "handler failed 2 times" in reason and "bug triggered by ticket 2" in reason
+    assert consumer.committed == [{TP: 3}]
+
+
+async def test_poison_message_raised_by_the_handler_is_dead_lettered_once():
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+
+    async def handler(events):
+        raise PoisonMessage("unknown source")
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    assert dict(producer.sent[0][2])["dlq.reason"].decode() == "rejected: PoisonMessage: unknown source"
+
+
+async def test_stop_during_retries_commits_nothing():
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
+
+    async def handler(events):
+        nonlocal calls
+        calls += 1
+        raise OperationalError("x", {}, ConnectionRefusedError())
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    while calls < 2:
+        await asyncio.sleep(0.01)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    assert consumer.committed == []  # redelivered after restart, never lost
+
+
+@pytest.mark.parametrize("batch_max", [1, 2, 100])
+async def test_batches_respect_the_size_limit(batch_max):
+    consumer, producer = FakeConsumer([good(i) for i in range(5)]), FakeProducer()
+    sizes: list[int] = []
+
+    async def handler(events):
+        sizes.append(len(events))
+
+    await run_until(make_loop(consumer, producer, handler, batch_max=batch_max),
+                    lambda: sum(sizes) == 5 and len(consumer.committed) == len(sizes))
+    assert max(sizes) <= batch_max
+    assert consumer.committed[-1] == {TP: 5}

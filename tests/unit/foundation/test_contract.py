@@ -1,0 +1,90 @@
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from shared.events import (
+    EventEnvelope,
+    EventType,
+    Priority,
+    RoutingPayload,
+    TicketSnapshot,
+    TicketState,
+    TicketStatus,
+    derived_event_id,
+    parse_priority,
+    routing_event,
+    ticket_event,
+    ticket_key,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_ticket_event_round_trips_as_json_keyed_by_ticket():
+    snapshot = TicketSnapshot(external_id="42", subject="VPN", tags=[" VPN ", "vpn", "Urgent"])
+    envelope = ticket_event(EventType.TICKET_CREATED, "zendesk", snapshot, occurred_at=NOW)
+    raw = envelope.to_bytes()
+    decoded = EventEnvelope.from_bytes(raw)
+    assert decoded == envelope
+    assert decoded.ticket_key == "zendesk:42" == ticket_key("zendesk", "42")
+    assert decoded.schema_version == 1
+    assert decoded.ticket().tags == ["vpn", "urgent"]  # normalised and deduplicated
+    body = orjson.loads(raw)
+    assert set(body) == {"event_id", "type", "schema_version", "ticket_key", "occurred_at", "produced_at",
+                         "source", "payload"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"{}",
+        b'{"event_id": "x"}',
+        # unknown schema version
+        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.created", "schema_version": 2,
+                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
+                      "payload": {"external_id": "1"}}),
+        # valid envelope, payload invalid for its type
+        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.created", "schema_version": 1,
+                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
+                      "payload": {"subject": "no external id"}}),
+        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.routed", "schema_version": 1,
+                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
+                      "payload": {"state": {"ticket_key": "a:1"}}}),
+    ],
+)
+def test_poison_messages_are_rejected_at_decode(raw):
+    with pytest.raises((ValueError, ValidationError)):
+        EventEnvelope.from_bytes(raw)
+
+
+def test_routing_event_ids_are_derived_from_their_cause():
+    cause = uuid.uuid4()
+    state = TicketState(ticket_key="a:1", source="a", status=TicketStatus.OPEN, team="x",
+                        priority=Priority.P3, created_at=NOW)
+    payload = RoutingPayload(state=state, caused_by=cause)
+    first = routing_event(EventType.TICKET_ROUTED, payload, NOW, cause)
+    again = routing_event(EventType.TICKET_ROUTED, payload, NOW, cause)
+    other_kind = routing_event(EventType.TICKET_RESOLVED, payload, NOW, cause)
+    assert first.event_id == again.event_id == derived_event_id(str(cause), "ticket.routed")
+    assert other_kind.event_id != first.event_id
+    assert EventEnvelope.from_bytes(first.to_bytes()).routing().state.team == "x"
+
+
+@pytest.mark.parametrize(("word", "expected"), [("urgent", Priority.P1), ("P2", Priority.P2),
+                                                 ("Normal", Priority.P3), ("low", Priority.P4), (None, None)])
+def test_priority_words(word, expected):
+    assert parse_priority(word) == expected
+
+
+def test_unknown_priority_names_the_value():
+    with pytest.raises(ValueError, match="'sometime'"):
+        parse_priority("sometime")
+
+
+def test_status_resolution():
+    assert TicketStatus.SOLVED.is_resolved and TicketStatus.CLOSED.is_resolved
+    assert not TicketStatus.PENDING.is_resolved

@@ -1,0 +1,108 @@
+"""The ticket lifecycle as a pure function: first sight, solve, reopen, changes, stale events."""
+
+from datetime import UTC, datetime, timedelta
+
+from services.router.routing.lifecycle import RouteResult, decide
+from shared.events import Comment, EventType, Priority, TicketSnapshot, TicketStatus, ticket_event
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def route_to(team):
+    def route(snapshot, source):
+        return RouteResult(team=team, rule="r1" if team else None, ruleset_version=3,
+                           reasons=[f"to {team}"], priority=None)
+
+    return route
+
+
+def event(status="new", event_type=EventType.TICKET_CREATED, **kw):
+    snapshot = TicketSnapshot(external_id="7", status=status, **kw)
+    return ticket_event(event_type, "api", snapshot, occurred_at=T0), snapshot
+
+
+def test_first_sight_routes_with_reasons_and_default_priority():
+    env, snap = event()
+    decision = decide(None, None, env, snap, route_to("access"), T0)
+    assert [k for k, _ in decision.events] == [EventType.TICKET_ROUTED]
+    state = decision.state
+    assert state.team == "access" and state.status == TicketStatus.OPEN and state.priority == Priority.P3
+    assert state.revision == 1 and state.routed_at == T0
+    payload = decision.events[0][1]
+    assert payload.rule == "r1" and payload.ruleset_version == 3 and payload.caused_by == env.event_id
+
+
+def test_source_priority_is_kept_unless_a_rule_sets_one():
+    env, snap = event(priority=Priority.P1)
+    assert decide(None, None, env, snap, route_to("a"), T0).state.priority == Priority.P1
+
+
+def test_solve_then_reopen():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("access"), T0).state
+    env2, snap2 = event("solved", EventType.TICKET_STATUS_CHANGED)
+    solved = decide(routed, None, env2, snap2, route_to("x"), T0)
+    assert [k for k, _ in solved.events] == [EventType.TICKET_RESOLVED]
+    assert solved.state.status == TicketStatus.SOLVED and solved.state.team == "access"
+    assert solved.state.revision == 2
+    env3, snap3 = event("open", EventType.TICKET_STATUS_CHANGED)
+    reopened = decide(solved.state, None, env3, snap3, route_to("x"), T0)
+    assert [k for k, _ in reopened.events] == [EventType.TICKET_REOPENED]
+    assert reopened.state.status == TicketStatus.OPEN and reopened.state.resolved_at is None
+    assert reopened.state.team == "access" and reopened.state.revision == 3
+    assert reopened.events[0][1].previous_status == TicketStatus.SOLVED
+
+
+def test_repeated_update_without_change_emits_nothing():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    again = decide(routed, None, *event(), route_to("b"), T0)
+    assert again.events == [] and again.state.team == "a"
+
+
+def test_pending_and_priority_changes_are_state_changes():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    d = decide(routed, None, *event("pending", priority=Priority.P2), route_to("a"), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_STATE_CHANGED]
+    assert d.state.status == TicketStatus.PENDING and d.state.priority == Priority.P2
+    assert "status open -> pending" in d.events[0][1].reasons
+
+
+def test_triage_ticket_is_routed_again_on_update():
+    env, snap = event()
+    triaged = decide(None, None, env, snap, route_to(None), T0).state
+    assert triaged.team is None
+    d = decide(triaged, None, *event(), route_to("hardware"), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_ROUTED] and d.state.team == "hardware"
+
+
+def test_first_agent_comment_is_the_first_response():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED,
+                                    comment=Comment(body="on it", from_agent=True)), route_to("a"), T0)
+    assert d.state.sla.first_responded_at == T0
+
+
+def test_first_sight_of_a_solved_ticket_is_routed_then_resolved():
+    env, snap = event("closed")
+    d = decide(None, None, env, snap, route_to("a"), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_ROUTED, EventType.TICKET_RESOLVED]
+    assert [p.state.revision for _, p in d.events] == [1, 2]
+
+
+def test_older_snapshot_than_the_one_we_hold_is_ignored():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    stale_env, stale_snap = event("solved", updated_at=T0 - timedelta(hours=1))
+    d = decide(routed, T0, stale_env, stale_snap, route_to("a"), T0)
+    assert d.stale and d.events == [] and d.state.status == TicketStatus.OPEN
+
+
+def test_external_reassignment_moves_the_team():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    d = decide(routed, None, *event("open", EventType.TICKET_REASSIGNED_EXTERNALLY,
+                                    external_assignee_group="b"), route_to("a"), T0)
+    assert d.state.team == "b" and d.events[0][1].previous_team == "a"

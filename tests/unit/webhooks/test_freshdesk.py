@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.intake.webhooks import UnmappableError, WebhookRequest, adapt
+from shared.events import EventType, Priority, TicketStatus
+
+from ._helpers import NOW, adapt_one, config, fixture
+
+CFG = config("freshdesk")
+
+
+def test_wrapped_creation() -> None:
+    result = adapt_one(CFG, fixture("freshdesk", "ticket_created.json"))
+    snap = result.snapshot
+    assert result.type is EventType.TICKET_CREATED
+    assert snap.external_id == "1234"
+    assert snap.subject == "Order #5521 arrived damaged"
+    assert snap.description == "The box was crushed and the mug inside is broken."
+    assert (snap.status, snap.priority) == (TicketStatus.OPEN, Priority.P2)
+    assert (snap.requester.email, snap.requester.name, snap.requester.organization) == (
+        "lee@shopper.example",
+        "Lee Shopper",
+        None,
+    )
+    assert snap.tags == ["shipping", "damaged"]
+    assert (snap.channel, snap.external_assignee_group) == ("Email", "Returns")
+    assert snap.url == "https://acme.freshdesk.com/helpdesk/tickets/1234"
+    assert result.occurred_at.isoformat() == "2024-03-02T09:15:00+00:00"
+
+
+def test_unwrapped_status_codes() -> None:
+    result = adapt_one(CFG, fixture("freshdesk", "status_resolved.json"))
+    assert result.type is EventType.TICKET_STATUS_CHANGED
+    assert (result.snapshot.status, result.snapshot.priority) == (TicketStatus.SOLVED, Priority.P1)
+
+
+def _body(**changes: object) -> bytes:
+    data = json.loads(fixture("freshdesk", "status_resolved.json"))
+    data.update(changes)
+    return json.dumps({k: v for k, v in data.items() if v is not None}).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2, TicketStatus.OPEN),
+        ("3", TicketStatus.PENDING),
+        (4, TicketStatus.SOLVED),
+        (5, TicketStatus.CLOSED),
+        ("Open", TicketStatus.OPEN),
+        ("Pending", TicketStatus.PENDING),
+        ("Resolved", TicketStatus.SOLVED),
+        ("Closed", TicketStatus.CLOSED),
+        ("Waiting on Customer", TicketStatus.PENDING),
+        ("Waiting on Third Party", TicketStatus.ON_HOLD),
+    ],
+)
+def test_status_table(value: object, expected: TicketStatus) -> None:
+    assert adapt_one(CFG, _body(ticket_status=value)).snapshot.status is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1, Priority.P4),
+        (2, Priority.P3),
+        (3, Priority.P2),
+        (4, Priority.P1),
+        ("Low", Priority.P4),
+        ("Medium", Priority.P3),
+        ("Urgent", Priority.P1),
+    ],
+)
+def test_priority_table(value: object, expected: Priority) -> None:
+    assert adapt_one(CFG, _body(ticket_priority=value)).snapshot.priority is expected
+
+
+@pytest.mark.parametrize(
+    ("triggered", "expected"),
+    [
+        ("{note_type:public}", EventType.TICKET_COMMENTED),
+        ("{group_id:{from:1,to:2}}", EventType.TICKET_REASSIGNED_EXTERNALLY),
+        ("{priority:{from:Low,to:High}}", EventType.TICKET_UPDATED),
+        (None, EventType.TICKET_UPDATED),
+    ],
+)
+def test_triggered_event(triggered: str | None, expected: EventType) -> None:
+    assert adapt_one(CFG, _body(triggered_event=triggered)).type is expected
+
+
+def test_customer_reply_comment() -> None:
+    result = adapt_one(
+        CFG, _body(triggered_event="{customer_reply:true}", ticket_latest_public_comment="Still broken")
+    )
+    assert result.type is EventType.TICKET_COMMENTED
+    comment = result.snapshot.comment
+    assert comment is not None and comment.body == "Still broken" and not comment.from_agent
+
+
+def test_agent_reply_comment() -> None:
+    result = adapt_one(
+        CFG, _body(triggered_event="{reply_sent:agent}", ticket_latest_public_comment="Refunded.")
+    )
+    assert result.snapshot.comment is not None and result.snapshot.comment.from_agent
+
+
+def test_unknown_status_names_wrapped_field() -> None:
+    data = json.loads(fixture("freshdesk", "ticket_created.json"))
+    data["freshdesk_webhook"]["ticket_status"] = "Frozen"
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/freshdesk_webhook/ticket_status"
+
+
+def test_missing_id() -> None:
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, _body(ticket_id=None)), NOW)
+    assert info.value.field == "/ticket_id"

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.intake.webhooks import IgnoredEvent, MalformedBodyError, UnmappableError, WebhookRequest, adapt
+from services.intake.webhooks.github import priority_from_labels
+from shared.events import EventType, Priority, TicketStatus
+
+from ._helpers import NOW, adapt_one, config, github_sample
+
+CFG = config("github")
+
+
+@pytest.mark.parametrize(
+    ("sample", "event", "expected_type", "expected_status"),
+    [
+        ("issues.opened.json", "issues", EventType.TICKET_CREATED, TicketStatus.NEW),
+        ("issues.edited.json", "issues", EventType.TICKET_UPDATED, TicketStatus.OPEN),
+        ("issues.labeled.json", "issues", EventType.TICKET_UPDATED, TicketStatus.OPEN),
+        ("issues.assigned.json", "issues", EventType.TICKET_REASSIGNED_EXTERNALLY, TicketStatus.OPEN),
+        ("issues.reopened.json", "issues", EventType.TICKET_STATUS_CHANGED, TicketStatus.OPEN),
+        ("issues.deleted.json", "issues", EventType.TICKET_STATUS_CHANGED, TicketStatus.CLOSED),
+        ("issue_comment.created.json", "issue_comment", EventType.TICKET_COMMENTED, TicketStatus.OPEN),
+    ],
+)
+def test_real_samples(
+    sample: str, event: str, expected_type: EventType, expected_status: TicketStatus
+) -> None:
+    result = adapt_one(CFG, github_sample(sample), {"X-GitHub-Event": event})
+    assert result.type is expected_type
+    snap = result.snapshot
+    assert snap.status is expected_status
+    assert snap.external_id == "Codertocat/Hello-World#1"
+    assert snap.url == "https://github.com/Codertocat/Hello-World/issues/1"
+    assert snap.subject == "Spelling error in the README file"
+    assert snap.tags == ["bug"]
+    assert snap.channel == "github"
+    assert snap.requester.name == "Codertocat"
+    assert snap.created_at is not None and snap.updated_at is not None
+
+
+def test_opened_fields_and_time() -> None:
+    result = adapt_one(CFG, github_sample("issues.opened.json"), {"X-GitHub-Event": "issues"})
+    assert result.snapshot.description.startswith("It looks like you accidently spelled 'commit'")
+    assert result.occurred_at.isoformat() == "2019-05-15T15:20:18+00:00"
+    assert result.snapshot.comment is None
+
+
+def test_comment_fields() -> None:
+    result = adapt_one(CFG, github_sample("issue_comment.created.json"), {"X-GitHub-Event": "issue_comment"})
+    comment = result.snapshot.comment
+    assert comment is not None
+    assert comment.body == "You are totally right! I'll get this fixed right away."
+    assert comment.author == "Codertocat" and comment.public and comment.from_agent  # OWNER answers
+
+
+def _edit(sample: str, **changes: object) -> bytes:
+    data = json.loads(github_sample(sample))
+    for path, value in changes.items():
+        target = data
+        *parents, leaf = path.split("__")
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return json.dumps(data).encode()
+
+
+def test_comment_by_outsider_is_not_from_agent() -> None:
+    body = _edit("issue_comment.created.json", comment__author_association="NONE")
+    result = adapt_one(CFG, body, {"X-GitHub-Event": "issue_comment"})
+    assert result.snapshot.comment is not None and not result.snapshot.comment.from_agent
+
+
+def test_closed_action() -> None:
+    body = _edit("issues.opened.json", action="closed", issue__state="closed")
+    result = adapt_one(CFG, body, {"X-GitHub-Event": "issues"})
+    assert (result.type, result.snapshot.status) == (EventType.TICKET_STATUS_CHANGED, TicketStatus.CLOSED)
+
+
+def test_priority_label() -> None:
+    labels = [{"name": "bug"}, {"name": "priority: high"}]
+    result = adapt_one(CFG, _edit("issues.labeled.json", issue__labels=labels), {"X-GitHub-Event": "issues"})
+    assert result.snapshot.priority is Priority.P2
+    assert result.snapshot.tags == ["bug", "priority: high"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (["P1"], Priority.P1),
+        (["priority/P3"], Priority.P3),
+        (["Priority 2"], Priority.P2),
+        (["prio-urgent"], Priority.P1),
+        (["priority: low"], Priority.P4),
+        (["bug", "print"], None),
+        (["priority: whatever", "p4"], Priority.P4),
+        ([], None),
+        (["P9"], None),
+    ],
+)
+def test_priority_from_labels(labels: list[str], expected: Priority | None) -> None:
+    assert priority_from_labels(labels) is expected
+
+
+@pytest.mark.parametrize(
+    ("event", "body"),
+    [("ping", b'{"zen": "Design for failure."}'), ("push", b"{}"), ("issues", None), ("issue_comment", None)],
+)
+def test_ignored(event: str, body: bytes | None) -> None:
+    if body is None:
+        sample = "issues.opened.json" if event == "issues" else "issue_comment.created.json"
+        body = (
+            _edit(sample, action="pinned")
+            if event == "issues"
+            else _edit(sample, issue__pull_request={"url": "https://api.github.com/repos/o/r/pulls/1"})
+        )
+    with pytest.raises(IgnoredEvent):
+        adapt(CFG, WebhookRequest({"X-GitHub-Event": event}, body), NOW)
+
+
+def test_comment_edits_are_ignored() -> None:
+    with pytest.raises(IgnoredEvent):
+        adapt(
+            CFG,
+            WebhookRequest(
+                {"X-GitHub-Event": "issue_comment"}, _edit("issue_comment.created.json", action="edited")
+            ),
+            NOW,
+        )
+
+
+def test_missing_event_header() -> None:
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, github_sample("issues.opened.json")), NOW)
+    assert info.value.field == "header:X-GitHub-Event"
+
+
+def test_unmappable_names_the_field() -> None:
+    data = json.loads(github_sample("issues.opened.json"))
+    del data["issue"]["number"]
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({"X-GitHub-Event": "issues"}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/issue/number"
+
+
+def test_malformed_json() -> None:
+    with pytest.raises(MalformedBodyError):
+        adapt(CFG, WebhookRequest({"X-GitHub-Event": "issues"}, b'{"action": '), NOW)

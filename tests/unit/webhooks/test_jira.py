@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from services.intake.webhooks import IgnoredEvent, UnmappableError, WebhookRequest, adapt
+from services.intake.webhooks.jira import adf_to_text
+from shared.events import EventType, Priority, TicketStatus
+
+from ._helpers import NOW, adapt_one, config, fixture
+
+CFG = config("jira", group_field="customfield_10050")
+
+
+def test_issue_created() -> None:
+    result = adapt_one(CFG, fixture("jira", "issue_created.json"))
+    snap = result.snapshot
+    assert result.type is EventType.TICKET_CREATED
+    assert result.occurred_at.isoformat() == "2024-01-15T10:30:00+00:00"  # from the ms timestamp
+    assert snap.external_id == "SUP-42"
+    assert snap.url == "https://acme.atlassian.net/browse/SUP-42"
+    assert snap.subject == "VPN drops every 10 minutes"
+    assert snap.description == "Since Monday the VPN disconnects.\nClient version 5.2\nOS: Windows 11"
+    assert (snap.status, snap.priority) == (TicketStatus.NEW, Priority.P2)
+    assert (snap.requester.email, snap.requester.name) == ("ana@customer.example", "Ana Customer")
+    assert snap.tags == ["vpn", "network"]
+    assert snap.external_assignee_group == "Network team"
+    assert snap.created_at is not None and snap.created_at.isoformat() == "2024-01-15T10:30:00+00:00"
+    assert snap.custom_fields == {"project": "SUP", "issue_type": "IT Help"}
+
+
+def test_issue_updated_status_change() -> None:
+    result = adapt_one(CFG, fixture("jira", "issue_updated.status.json"))
+    assert result.type is EventType.TICKET_STATUS_CHANGED
+    assert (result.snapshot.status, result.snapshot.priority) == (TicketStatus.PENDING, Priority.P1)
+    assert result.snapshot.description == "Since Monday the VPN disconnects."  # plain-string description
+
+
+def _updated(items: list[dict[str, str]], **extra: object) -> bytes:
+    data = json.loads(fixture("jira", "issue_updated.status.json"))
+    data["changelog"]["items"] = items
+    data.update(extra)
+    return json.dumps(data).encode()
+
+
+def test_priority_only_change_is_update() -> None:
+    result = adapt_one(CFG, _updated([{"field": "priority", "toString": "Highest"}]))
+    assert result.type is EventType.TICKET_UPDATED
+
+
+def test_assignee_change_is_reassignment() -> None:
+    assert adapt_one(CFG, _updated([{"field": "assignee"}])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    assert (
+        adapt_one(CFG, _updated([{"field": "customfield_10050"}])).type
+        is EventType.TICKET_REASSIGNED_EXTERNALLY
+    )
+
+
+def test_issue_commented_via_issue_updated() -> None:
+    comment = {
+        "id": "1",
+        "body": "Any news?",
+        "author": {"accountId": "5b10a2844c20165700ede21g", "displayName": "Ana Customer"},
+    }
+    events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment)), NOW)
+    assert [e.type for e in events] == [EventType.TICKET_COMMENTED]
+    assert events[0].snapshot.comment is not None and not events[0].snapshot.comment.from_agent
+
+
+def test_status_change_with_comment_yields_both() -> None:
+    comment = {"id": "1", "body": "Resolving.", "author": {"accountId": "agent"}}
+    events = adapt(CFG, WebhookRequest({}, _updated([{"field": "status"}], comment=comment)), NOW)
+    assert [e.type for e in events] == [EventType.TICKET_STATUS_CHANGED, EventType.TICKET_COMMENTED]
+
+
+def test_comment_created_internal_note() -> None:
+    result = adapt_one(CFG, fixture("jira", "comment_created.json"))
+    assert result.type is EventType.TICKET_COMMENTED
+    assert result.snapshot.status is TicketStatus.OPEN
+    comment = result.snapshot.comment
+    assert comment is not None and comment.body.startswith("Internal: looks like")
+    assert (comment.author, comment.public, comment.from_agent) == ("Sam Agent", False, True)
+
+
+def test_issue_deleted_is_closed() -> None:
+    data = json.loads(fixture("jira", "issue_created.json"))
+    data["webhookEvent"] = "jira:issue_deleted"
+    result = adapt_one(CFG, json.dumps(data).encode())
+    assert (result.type, result.snapshot.status) == (EventType.TICKET_STATUS_CHANGED, TicketStatus.CLOSED)
+
+
+@pytest.mark.parametrize("kind", ["comment_updated", "comment_deleted", "worklog_created", "sprint_started"])
+def test_ignored(kind: str) -> None:
+    data = json.loads(fixture("jira", "comment_created.json"))
+    data["webhookEvent"] = kind
+    with pytest.raises(IgnoredEvent):
+        adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+
+
+def _with_status(name: str | None, category: str | None, **options: Any) -> TicketStatus | None:
+    data = json.loads(fixture("jira", "issue_updated.status.json"))
+    status: dict[str, object] = {}
+    if name is not None:
+        status["name"] = name
+    if category is not None:
+        status["statusCategory"] = {"key": category}
+    data["issue"]["fields"]["status"] = status
+    return adapt_one(config("jira", **options), json.dumps(data).encode()).snapshot.status
+
+
+@pytest.mark.parametrize(
+    ("name", "category", "expected"),
+    [
+        ("Waiting for support", "new", TicketStatus.OPEN),
+        ("Waiting for customer", "indeterminate", TicketStatus.PENDING),
+        ("Pending", "indeterminate", TicketStatus.ON_HOLD),
+        ("Escalated", "indeterminate", TicketStatus.OPEN),
+        ("Resolved", "done", TicketStatus.SOLVED),
+        ("Closed", "done", TicketStatus.CLOSED),
+        ("Canceled", "done", TicketStatus.CLOSED),
+        ("Backlog", "new", TicketStatus.NEW),
+        ("Under review", "indeterminate", TicketStatus.OPEN),
+        ("Shipped", "done", TicketStatus.SOLVED),
+    ],
+)
+def test_status_names_then_categories(name: str, category: str, expected: TicketStatus) -> None:
+    assert _with_status(name, category) is expected
+
+
+def test_status_map_overrides_names() -> None:
+    assert _with_status("Shipped", "done", status_map={"Shipped": "closed"}) is TicketStatus.CLOSED
+
+
+def test_unknown_status_without_category() -> None:
+    with pytest.raises(UnmappableError) as info:
+        _with_status("Shipped", None)
+    assert info.value.field == "/issue/fields/status/name"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Highest", Priority.P1),
+        ("High", Priority.P2),
+        ("Medium", Priority.P3),
+        ("Low", Priority.P4),
+        ("Lowest", Priority.P4),
+        ("Blocker", Priority.P1),
+    ],
+)
+def test_priorities(name: str, expected: Priority) -> None:
+    data = json.loads(fixture("jira", "issue_created.json"))
+    data["issue"]["fields"]["priority"] = {"name": name}
+    assert adapt_one(CFG, json.dumps(data).encode()).snapshot.priority is expected
+
+
+def test_missing_key_names_field() -> None:
+    data = json.loads(fixture("jira", "issue_created.json"))
+    del data["issue"]["key"]
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/key"  # relative to the issue object
+
+
+def test_adf_to_text() -> None:
+    doc = {
+        "type": "doc",
+        "content": [
+            {"type": "heading", "content": [{"type": "text", "text": "Title"}]},
+            {
+                "type": "bulletList",
+                "content": [
+                    {
+                        "type": "listItem",
+                        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "one"}]}],
+                    },
+                    {
+                        "type": "listItem",
+                        "content": [
+                            {
+                                "type": "paragraph",
+                                "content": [{"type": "mention", "attrs": {"id": "1", "text": "@Sam"}}],
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    assert adf_to_text(doc).strip() == "Title\none\n@Sam"
