@@ -286,7 +286,9 @@ def ticket_event(
         ticket_key=ticket_key(source, snapshot.external_id),
         occurred_at=occurred_at or snapshot.updated_at or utc_now(),
         source=source,
-        payload=snapshot.model_dump(mode="json", exclude_none=True),
+        # Only what the source actually said: consumers merge it onto what they know, so a
+        # partial webhook (a comment event without the subject, say) never blanks a field.
+        payload=snapshot.model_dump(mode="json", exclude_defaults=True),
     )
 
 

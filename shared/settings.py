@@ -1,14 +1,14 @@
 """Environment-driven settings, one class per service, all documented in the README.
 
 Every variable can be set in the environment or in a ``.env`` file in the working directory.
-Secrets are ``SecretStr`` so that they never show up in a repr or a log line.
+No secret lives in these classes: API keys and webhook secrets are stored in the database.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
@@ -99,4 +99,3 @@ class DevSettings(CommonSettings):
     """Used by ``ticketctl dev run`` (the ``make run`` supervisor)."""
 
     var_dir: Path = Field(default=DEFAULT_VAR_DIR, description="Where dev data and credentials live.")
-    admin_api_key: SecretStr | None = Field(default=None, description="Bootstrap admin key (optional).")

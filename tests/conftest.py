@@ -52,7 +52,10 @@ async def _create_postgres_database(base_url: str) -> str:
     url = make_url(base_url)
     name = f"tr_test_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(
-        user=url.username, password=url.password, host=url.host or "127.0.0.1", port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
         database=url.database or "postgres",
     )
     try:
@@ -65,10 +68,14 @@ async def _create_postgres_database(base_url: str) -> str:
 def _database_params() -> list[object]:
     return [
         pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=[
-            pytest.mark.postgres,
-            pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
-        ]),
+        pytest.param(
+            "postgres",
+            id="postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
+            ],
+        ),
     ]
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from services.ticketctl.dev import seed
 from shared.kafka.embedded import EmbeddedBroker
 from tests.conftest import unique_topics
 from tests.e2e.stack import Stack
@@ -23,6 +25,7 @@ def stack(broker: EmbeddedBroker, database_url: str, tmp_path: Path) -> Iterator
         "LOG_LEVEL": "INFO",
         **{k.upper(): v for k, v in unique_topics().items()},
     }
+    asyncio.run(seed(database_url))  # the demo teams and rules (no-op when already seeded)
     running = Stack(env, tmp_path)
     try:
         yield running

@@ -32,8 +32,12 @@ async def count_decisions(database_url: str, key: str) -> int:
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
-            return int(await session.scalar(
-                select(func.count()).select_from(RoutingDecision).where(RoutingDecision.ticket_key == key)) or 0)
+            return int(
+                await session.scalar(
+                    select(func.count()).select_from(RoutingDecision).where(RoutingDecision.ticket_key == key)
+                )
+                or 0
+            )
     finally:
         await engine.dispose()
 
@@ -42,8 +46,14 @@ def test_ticket_is_routed_counted_and_resolved(stack: Stack) -> None:
     stack.start_all()
     external_id = uuid.uuid4().hex
     assert backlog(stack) == 0
-    response = stack.post_ticket({"external_id": external_id, "subject": "Cannot log in to the VPN",
-                                  "requester": {"email": "ann@example.com"}, "priority": "high"})
+    response = stack.post_ticket(
+        {
+            "external_id": external_id,
+            "subject": "Cannot log in to the VPN",
+            "requester": {"email": "ann@example.com"},
+            "priority": "high",
+        }
+    )
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["ticket_key"] == f"api:{external_id}" and body["delivery"] == "published"
@@ -86,15 +96,21 @@ def test_router_killed_between_effects_and_commit_decides_once(stack: Stack) -> 
     stack.start("router", extra_env={"FAULT_PAUSE_BEFORE_COMMIT_S": "60"})
     external_id = uuid.uuid4().hex
     assert stack.post_ticket({"external_id": external_id, "subject": "printer jam"}).status_code == 202
-    stack.wait_for(lambda: "pausing before commit" in stack.log_tail("router", 200), timeout_s=30,
-                   what="router to hold a handled, uncommitted batch")
+    stack.wait_for(
+        lambda: "pausing before commit" in stack.log_tail("router", 200),
+        timeout_s=30,
+        what="router to hold a handled, uncommitted batch",
+    )
     key = f"api:{external_id}"
     assert asyncio.run(count_decisions(stack.env["DATABASE_URL"], key)) == 1  # effect durable
     stack.kill("router")  # SIGKILL: no commit, no goodbye
 
     stack.start("router")  # same group: the event is delivered again
-    stack.wait_for(lambda: "duplicate" in stack.metrics_text("router") or False, timeout_s=30,
-                   what="router to see the redelivered event")
+    stack.wait_for(
+        lambda: "duplicate" in stack.metrics_text("router") or False,
+        timeout_s=30,
+        what="router to see the redelivered event",
+    )
     assert asyncio.run(count_decisions(stack.env["DATABASE_URL"], key)) == 1
     assert [d["kind"] for d in decisions(stack, key)] == ["ticket.routed"]
     stack.wait_for(lambda: backlog(stack) == 1, what="ticket counted")
@@ -118,12 +134,20 @@ def test_non_json_message_is_dead_lettered_and_later_tickets_still_flow(stack: S
     asyncio.run(produce_garbage())
     external_id = uuid.uuid4().hex
     assert stack.post_ticket({"external_id": external_id, "subject": "after the garbage"}).status_code == 202
-    stack.wait_for(lambda: len(decisions(stack, f"api:{external_id}")) == 1, timeout_s=20,
-                   what="the ticket after the poison message to be routed")
+    stack.wait_for(
+        lambda: len(decisions(stack, f"api:{external_id}")) == 1,
+        timeout_s=20,
+        what="the ticket after the poison message to be routed",
+    )
 
     async def read_dead_letters() -> list:
-        consumer = AIOKafkaConsumer(dlq_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            dlq_topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            enable_auto_commit=False,
+        )
         await consumer.start()
         try:
             records = []

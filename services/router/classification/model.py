@@ -63,7 +63,8 @@ def fit_linear(
     x: sp.csr_matrix, y: NDArray[np.int64], n_classes: int, c: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the SVM; returns (weights as n_features x n_classes, intercepts)."""
-    svm = LinearSVC(C=c, class_weight="balanced", dual=True, max_iter=5000, random_state=0).fit(x, y)
+    svm = LinearSVC(C=c, class_weight="balanced", dual=True, tol=1e-3, max_iter=5000, random_state=0)
+    svm.fit(x, y)
     coef, intercept = svm.coef_, svm.intercept_
     if n_classes == 2:  # sklearn keeps one weight vector for two classes; expand to one per class
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])

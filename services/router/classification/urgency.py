@@ -82,7 +82,7 @@ _LEXICON: tuple[tuple[str, Level, re.Pattern[str]], ...] = (
     ("medium", "medium", _compile(_MEDIUM)),
 )
 _EXCLAMATIONS = re.compile(r"!{2,}|(?:!.*){3,}", re.DOTALL)
-_CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{4,}(?!\w)")
+_CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{3,}(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ class UrgencyAssessment:
 def _shouting(text: str) -> bool:
     words = _CAPS_WORD.findall(text)
     caps = [w for w in words if w.isupper()]
-    # Three capitalised words, or most of a short text, is shouting; a lone acronym is not.
-    return len(caps) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
+    # Three different capitalised words, or most of the text, is shouting; a repeated acronym is not.
+    return len(set(caps)) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
 
 
 def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> UrgencyAssessment:

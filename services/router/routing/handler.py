@@ -34,6 +34,7 @@ from shared.events import (
     Priority,
     RoutingPayload,
     SlaState,
+    TicketSnapshot,
     TicketState,
     TicketStatus,
     routing_event,
@@ -176,8 +177,11 @@ class RoutingHandler:
                 continue
             done.add(event_id)
             session.add(ProcessedEvent(consumer=CONSUMER_NAME, event_id=event_id, processed_at=now))
-            snapshot = envelope.ticket()
             row = tickets.get(envelope.ticket_key)
+            # Merge what the source said now onto what we know; a comment is an event, not state.
+            merged = {**(row.snapshot if row is not None else {}), **envelope.payload}
+            snapshot = TicketSnapshot.model_validate(merged)
+            merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
             updated_at = row.snapshot.get("updated_at") if row is not None else None
             decision = decide(
@@ -197,7 +201,7 @@ class RoutingHandler:
                 )
                 session.add(row)
                 tickets[envelope.ticket_key] = row
-            apply_state(row, decision.state, envelope.payload, now)
+            apply_state(row, decision.state, merged, now)
             for kind, payload in decision.events:
                 out = routing_event(kind, payload, now, envelope.event_id)
                 session.add(decision_row(kind, str(out.event_id), payload, now))

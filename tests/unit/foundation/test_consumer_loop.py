@@ -15,14 +15,26 @@ TP = TopicPartition("tickets", 0)
 
 
 def record(offset: int, value: bytes) -> ConsumerRecord:
-    return ConsumerRecord(topic=TP.topic, partition=0, offset=offset, timestamp=0, timestamp_type=0,
-                          key=b"k", value=value, checksum=None, serialized_key_size=1,
-                          serialized_value_size=len(value), headers=())
+    return ConsumerRecord(
+        topic=TP.topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=value,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=len(value),
+        headers=(),
+    )
 
 
 def good(n: int) -> bytes:
     snapshot = TicketSnapshot(external_id=str(n), subject=f"ticket {n}")
-    return ticket_event(EventType.TICKET_CREATED, "api", snapshot, datetime(2026, 1, 1, tzinfo=UTC)).to_bytes()
+    return ticket_event(
+        EventType.TICKET_CREATED, "api", snapshot, datetime(2026, 1, 1, tzinfo=UTC)
+    ).to_bytes()
 
 
 class FakeConsumer:
@@ -74,9 +86,18 @@ async def run_until(loop: ConsumerLoop, condition, timeout: float = 5.0) -> None
 
 
 def make_loop(consumer, producer, handler, **kwargs) -> ConsumerLoop:
-    return ConsumerLoop(consumer=consumer, producer=producer, topics=["tickets"], group_id="test",
-                        handler=handler, dead_letter_topic="dlq", batch_max=kwargs.pop("batch_max", 100),
-                        poll_timeout_ms=10, backoff_max_s=0.02, **kwargs)
+    return ConsumerLoop(
+        consumer=consumer,
+        producer=producer,
+        topics=["tickets"],
+        group_id="test",
+        handler=handler,
+        dead_letter_topic="dlq",
+        batch_max=kwargs.pop("batch_max", 100),
+        poll_timeout_ms=10,
+        backoff_max_s=0.02,
+        **kwargs,
+    )
 
 
 async def test_commits_only_after_the_handler_returned():
@@ -181,7 +202,9 @@ async def test_batches_respect_the_size_limit(batch_max):
     async def handler(events):
         sizes.append(len(events))
 
-    await run_until(make_loop(consumer, producer, handler, batch_max=batch_max),
-                    lambda: sum(sizes) == 5 and len(consumer.committed) == len(sizes))
+    await run_until(
+        make_loop(consumer, producer, handler, batch_max=batch_max),
+        lambda: sum(sizes) == 5 and len(consumer.committed) == len(sizes),
+    )
     assert max(sizes) <= batch_max
     assert consumer.committed[-1] == {TP: 5}

@@ -33,8 +33,16 @@ def test_ticket_event_round_trips_as_json_keyed_by_ticket():
     assert decoded.schema_version == 1
     assert decoded.ticket().tags == ["vpn", "urgent"]  # normalised and deduplicated
     body = orjson.loads(raw)
-    assert set(body) == {"event_id", "type", "schema_version", "ticket_key", "occurred_at", "produced_at",
-                         "source", "payload"}
+    assert set(body) == {
+        "event_id",
+        "type",
+        "schema_version",
+        "ticket_key",
+        "occurred_at",
+        "produced_at",
+        "source",
+        "payload",
+    }
 
 
 @pytest.mark.parametrize(
@@ -44,16 +52,40 @@ def test_ticket_event_round_trips_as_json_keyed_by_ticket():
         b"{}",
         b'{"event_id": "x"}',
         # unknown schema version
-        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.created", "schema_version": 2,
-                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
-                      "payload": {"external_id": "1"}}),
+        orjson.dumps(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "ticket.created",
+                "schema_version": 2,
+                "ticket_key": "a:1",
+                "occurred_at": NOW.isoformat(),
+                "source": "a",
+                "payload": {"external_id": "1"},
+            }
+        ),
         # valid envelope, payload invalid for its type
-        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.created", "schema_version": 1,
-                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
-                      "payload": {"subject": "no external id"}}),
-        orjson.dumps({"event_id": str(uuid.uuid4()), "type": "ticket.routed", "schema_version": 1,
-                      "ticket_key": "a:1", "occurred_at": NOW.isoformat(), "source": "a",
-                      "payload": {"state": {"ticket_key": "a:1"}}}),
+        orjson.dumps(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "ticket.created",
+                "schema_version": 1,
+                "ticket_key": "a:1",
+                "occurred_at": NOW.isoformat(),
+                "source": "a",
+                "payload": {"subject": "no external id"},
+            }
+        ),
+        orjson.dumps(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "ticket.routed",
+                "schema_version": 1,
+                "ticket_key": "a:1",
+                "occurred_at": NOW.isoformat(),
+                "source": "a",
+                "payload": {"state": {"ticket_key": "a:1"}},
+            }
+        ),
     ],
 )
 def test_poison_messages_are_rejected_at_decode(raw):
@@ -63,8 +95,9 @@ def test_poison_messages_are_rejected_at_decode(raw):
 
 def test_routing_event_ids_are_derived_from_their_cause():
     cause = uuid.uuid4()
-    state = TicketState(ticket_key="a:1", source="a", status=TicketStatus.OPEN, team="x",
-                        priority=Priority.P3, created_at=NOW)
+    state = TicketState(
+        ticket_key="a:1", source="a", status=TicketStatus.OPEN, team="x", priority=Priority.P3, created_at=NOW
+    )
     payload = RoutingPayload(state=state, caused_by=cause)
     first = routing_event(EventType.TICKET_ROUTED, payload, NOW, cause)
     again = routing_event(EventType.TICKET_ROUTED, payload, NOW, cause)
@@ -74,8 +107,16 @@ def test_routing_event_ids_are_derived_from_their_cause():
     assert EventEnvelope.from_bytes(first.to_bytes()).routing().state.team == "x"
 
 
-@pytest.mark.parametrize(("word", "expected"), [("urgent", Priority.P1), ("P2", Priority.P2),
-                                                 ("Normal", Priority.P3), ("low", Priority.P4), (None, None)])
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("urgent", Priority.P1),
+        ("P2", Priority.P2),
+        ("Normal", Priority.P3),
+        ("low", Priority.P4),
+        (None, None),
+    ],
+)
 def test_priority_words(word, expected):
     assert parse_priority(word) == expected
 

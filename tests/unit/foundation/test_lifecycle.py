@@ -10,8 +10,9 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 def route_to(team):
     def route(snapshot, source):
-        return RouteResult(team=team, rule="r1" if team else None, ruleset_version=3,
-                           reasons=[f"to {team}"], priority=None)
+        return RouteResult(
+            team=team, rule="r1" if team else None, ruleset_version=3, reasons=[f"to {team}"], priority=None
+        )
 
     return route
 
@@ -80,8 +81,13 @@ def test_triage_ticket_is_routed_again_on_update():
 def test_first_agent_comment_is_the_first_response():
     env, snap = event()
     routed = decide(None, None, env, snap, route_to("a"), T0).state
-    d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED,
-                                    comment=Comment(body="on it", from_agent=True)), route_to("a"), T0)
+    d = decide(
+        routed,
+        None,
+        *event("open", EventType.TICKET_COMMENTED, comment=Comment(body="on it", from_agent=True)),
+        route_to("a"),
+        T0,
+    )
     assert d.state.sla.first_responded_at == T0
 
 
@@ -103,6 +109,11 @@ def test_older_snapshot_than_the_one_we_hold_is_ignored():
 def test_external_reassignment_moves_the_team():
     env, snap = event()
     routed = decide(None, None, env, snap, route_to("a"), T0).state
-    d = decide(routed, None, *event("open", EventType.TICKET_REASSIGNED_EXTERNALLY,
-                                    external_assignee_group="b"), route_to("a"), T0)
+    d = decide(
+        routed,
+        None,
+        *event("open", EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="b"),
+        route_to("a"),
+        T0,
+    )
     assert d.state.team == "b" and d.events[0][1].previous_team == "a"

@@ -1,0 +1,47 @@
+"""Docker HEALTHCHECK: GET /readyz of the service this container runs (stdlib only: no curl in slim).
+
+The service is $SERVICE, else the ``services.<name>`` module that PID 1 runs (the entrypoint execs it);
+its port is $<NAME>_PORT, else the default. Exit 0 when ready (200), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+
+DEFAULT_PORTS = {"intake": 8000, "router": 8001, "metrics": 8002}
+
+
+def running_service() -> str | None:
+    if os.environ.get("SERVICE") in DEFAULT_PORTS:
+        return os.environ["SERVICE"]
+    try:
+        with open("/proc/1/cmdline", "rb") as handle:
+            argv = handle.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    for arg in argv:
+        name = arg.removeprefix("services.")
+        if arg.startswith("services.") and name in DEFAULT_PORTS:
+            return name
+    return None
+
+
+def main() -> int:
+    service = running_service()
+    if service is None:
+        print("not a service container: nothing to check", file=sys.stderr)
+        return 1
+    port = int(os.environ.get(f"{service.upper()}_PORT", DEFAULT_PORTS[service]))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=4) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{service} not ready: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from services.router.classification import load_labelled_file
+
+
+def test_csv_and_gzip(tmp_path):
+    content = "text,team,other\nprinter jammed,Hardware,x\n\"vpn, broken\",Network,y\nno label,,z\n"
+    plain = tmp_path / "t.csv"
+    plain.write_text(content)
+    packed = tmp_path / "t.csv.gz"
+    packed.write_bytes(gzip.compress(content.encode()))
+    for path in (plain, packed):
+        assert load_labelled_file(path, label_column="team") == (
+            ["printer jammed", "vpn, broken"],
+            ["Hardware", "Network"],
+        )
+
+
+def test_jsonl_with_numeric_priority(tmp_path):
+    path = tmp_path / "t.jsonl.gz"
+    lines = b'{"body": "server down", "priority": 1}\n\n{"body": "typo", "priority": "P4"}\n'
+    path.write_bytes(gzip.compress(lines))
+    assert load_labelled_file(path, text_column="body", label_column="priority") == (
+        ["server down", "typo"],
+        ["1", "P4"],
+    )
+
+
+def test_missing_column_is_named(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nhello,a\n")
+    with pytest.raises(ValueError, match="missing column 'category'"):
+        load_labelled_file(path)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "a", "category": "x"}\n{"text": "b"}\n')
+    with pytest.raises(ValueError, match="line 2: missing column 'category'"):
+        load_labelled_file(jsonl)
+
+
+def test_bad_lines(tmp_path):
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "a", "category": "x"}\n{oops\n')
+    with pytest.raises(ValueError, match="line 2: invalid JSON"):
+        load_labelled_file(jsonl)
+    jsonl.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="line 1: expected a JSON object"):
+        load_labelled_file(jsonl)
+    short = tmp_path / "s.csv"
+    short.write_text("text,category\nonly text\n")
+    with pytest.raises(ValueError, match="line 2: too few fields"):
+        load_labelled_file(short)
+    with pytest.raises(ValueError, match="unsupported file type"):
+        load_labelled_file(tmp_path / "t.xlsx")

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from services.router.classification import DEFAULT_LANGUAGES, assess_urgency, detect_language
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ma ei saa oma kontole sisse logida, palun aidake mind võimalikult kiiresti.", "et"),
+        ("I cannot log in to my account since this morning, please reset my password.", "en"),
+        ("Ich kann mich seit heute Morgen nicht mehr anmelden, bitte setzen Sie mein Passwort zurück.", "de"),
+    ],
+)
+def test_detects_et_en_de(text, expected):
+    guess = detect_language(text)
+    assert guess.language == expected
+    assert guess.confidence > 0.5
+    assert detect_language(text, languages=None).language == expected
+
+
+def test_short_or_empty_text_has_no_language():
+    assert detect_language("").language is None
+    assert detect_language("ok thx").language is None
+
+
+def test_language_set():
+    assert len(DEFAULT_LANGUAGES) >= 20 and {"et", "en", "de"} <= DEFAULT_LANGUAGES
+    french = "Bonjour, je ne peux pas imprimer"
+    assert detect_language(french, languages={"en", "de"}).language in {"en", "de"}
+    with pytest.raises(ValueError, match="does not know"):
+        detect_language("some long enough english text here", languages={"en", "xx"})
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level", "signal"),
+    [
+        ("Printer toner", "Please order a new toner cartridge when convenient.", "low", None),
+        ("Excel error", "I get an error when saving", "medium", "medium: 'error'"),
+        ("VPN", "I cannot log in since the update", "high", "high: 'cannot log in'"),
+        ("Datenverlust", "Nach dem Update fehlen alle Dateien", "critical", "critical: 'datenverlust'"),
+        ("Systemausfall", "", "critical", "critical: 'systemausfall'"),
+        ("Server on maas", "palun kiiresti", "high", "high: 'kiiresti'"),
+        ("Teenuse katkestus", "", "critical", "critical: 'katkestus'"),
+        ("Panne", "Impossible de se connecter", "high", "high: 'impossible de se connecter'"),
+        ("Correo", "No funciona desde ayer", "high", "high: 'no funciona'"),
+        ("Mail", "Werkt niet, graag zo snel mogelijk", "high", "high: 'zo snel mogelijk'"),
+        ("Sähköposti", "ei toimi", "high", "high: 'ei toimi'"),
+        ("Skrivare", "fungerar inte", "high", "high: 'fungerar inte'"),
+        ("Email down", "All users are affected", "critical", "scope: 'all users'"),
+    ],
+)
+def test_urgency_lexicon(subject, description, level, signal):
+    result = assess_urgency(subject, description)
+    assert result.level == level, result.signals
+    if signal is None:
+        assert result.signals == []
+    else:
+        assert signal in result.signals
+
+
+def test_word_boundaries():
+    # "download" and "errorless" must not match "down" / "error" (no trailing wildcard on "down").
+    assert assess_urgency("Download folder", "Where is my download?").level == "low"
+
+
+def test_tone_raises_but_never_to_critical():
+    assert assess_urgency("Laptop", "Where is my new laptop!!").level == "medium"
+    shouting = assess_urgency("PLEASE FIX THIS NOW", "my monitor flickers")
+    assert "tone: shouting (all caps)" in shouting.signals and shouting.level == "medium"
+    assert assess_urgency("URGENT!!!", "SERVER NOT WORKING").level == "high"
+    assert assess_urgency("VPN config", "VPN needs the new SAML cert").level == "low"  # acronyms
+
+
+def test_tags_and_rank():
+    result = assess_urgency("Question", "How do I change my wallpaper?", tags=["P1"])
+    assert result.level == "critical" and result.rank == 4 and "tag: 'p1'" in result.signals
