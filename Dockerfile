@@ -44,9 +44,11 @@ COPY services/ services/
 COPY migrations/ migrations/
 COPY deploy/docker/entrypoint.sh /usr/local/bin/ticket-router
 COPY deploy/docker/healthcheck.py /usr/local/bin/ticket-router-healthcheck
+COPY deploy/docker/wait_for_schema.py /usr/local/bin/ticket-router-wait-for-schema
 # Bytecode compiled at build time: the root filesystem can then be mounted read-only.
 RUN python -m compileall -q /app \
-    && chmod 0755 /usr/local/bin/ticket-router /usr/local/bin/ticket-router-healthcheck
+    && chmod 0755 /usr/local/bin/ticket-router /usr/local/bin/ticket-router-healthcheck \
+        /usr/local/bin/ticket-router-wait-for-schema
 USER 10001:10001
 EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -70,6 +70,15 @@ class IntakeSettings(CommonSettings):
     )
     intake_rate_limit_burst: int = Field(default=400, ge=1, description="Per-source burst size.")
     intake_outbox_poll_s: float = Field(default=1.0, gt=0, description="Outbox relay poll period.")
+    intake_source_cache_ttl_s: float = Field(
+        default=2.0, ge=0, description="How long a replica caches a webhook source before re-reading it."
+    )
+    intake_delivery_retention_days: float = Field(
+        default=7.0, gt=0, description="How long webhook delivery ids are kept to recognise redeliveries."
+    )
+    intake_delivery_prune_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often old webhook delivery ids are pruned."
+    )
 
 
 class RouterSettings(ConsumerSettings):

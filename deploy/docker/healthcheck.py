@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Docker HEALTHCHECK: GET /readyz of the service this container runs (stdlib only: no curl in slim).
 
 The service is $SERVICE, else the ``services.<name>`` module that PID 1 runs (the entrypoint execs it);

@@ -1,35 +1,75 @@
-"""Publishing ticket events without ever losing an acknowledged one.
+"""Accepting ticket events without ever losing an acknowledged one, and without reordering a ticket.
 
-The fast path waits (bounded) for the broker's acks=all acknowledgement. When the broker is
-down or slow past that bound, the event is written to the outbox in the database instead and
-the caller still gets its 2xx: the relay publishes it once the broker is back. While anything
-waits in the outbox, new events queue behind it too, so per-ticket order is kept.
+:meth:`EventPublisher.accept` runs ONE database transaction per request:
+
+1. claim the delivery id (dedupe row; a conflict means a redelivery: answer ``duplicate``);
+2. if the outbox is empty, send to the broker and wait (bounded, ``INTAKE_PUBLISH_TIMEOUT_S``) for
+   the acks=all acknowledgement, then commit the dedupe row;
+3. otherwise (outbox not empty, broker down or slow) add the events to the outbox and commit them
+   together with the dedupe row. If that commit fails nothing was recorded: the caller answers 503
+   and the sender retries. A crash anywhere before the commit also rolls the dedupe row back.
+
+Ordering argument (per ticket, for a request B that arrives after request A was answered 2xx):
+A was either acknowledged by the broker (then anything B produces lands after it), or committed to
+the outbox before its 2xx. Then B's transaction sees the outbox non-empty (the check is a read of
+the shared database, so it holds across replicas) and parks B with a larger id. The relay sends
+rows in id order and never sends a ticket's next row before the previous one was acknowledged
+("waves"), so even concurrent relays (several replicas) can only duplicate, never reorder. Requests
+that overlap in time have no order to keep.
+
+A send that timed out may still be delivered by the producer later ("limbo"). Its row stays in
+the outbox, and the relay waits for the producer's verdict before it publishes anything: delivered
+rows are deleted, failed ones relayed. That keeps the topic free of duplicates in one process;
+event ids derive from delivery ids, so any duplicate that slips through is harmless downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.outbox import outbox_depth, outbox_row, relay_once
+from services.intake.deliveries import claim_delivery
+from shared.db.models import OutboxMessage
+from shared.db.outbox import outbox_depth, outbox_row
 from shared.events import EventEnvelope
 
 log = logging.getLogger(__name__)
 
 OUTBOX_OWNER = "intake"
+RELAY_BATCH = 500
+# Arbitrary constant for pg_try_advisory_lock: one relay at a time per database (an optimisation:
+# concurrent relays would only duplicate).
+_RELAY_LOCK_KEY = 0x1A7A_4E01
 
 EVENTS_PUBLISHED = Counter("intake_events_total", "Ticket events accepted, by path", ["path"])
+DUPLICATES = Counter("intake_duplicate_deliveries_total", "Redeliveries acknowledged without publishing")
 OUTBOX_DEPTH = Gauge("intake_outbox_depth", "Events waiting in the outbox for the broker")
 
 
 class Delivery(StrEnum):
     PUBLISHED = "published"  # acknowledged by the broker
     QUEUED = "queued"  # stored durably in the outbox; published when the broker is back
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery: Delivery | None  # None for a duplicate
+    duplicate: bool = False
+
+
+class Unavailable(Exception):
+    """Neither the broker nor the database took the events; nothing was recorded (answer 503)."""
+
+
+Future = asyncio.Future[Any]
 
 
 class EventPublisher:
@@ -39,58 +79,230 @@ class EventPublisher:
         sessions: async_sessionmaker[AsyncSession],
         topic: str,
         timeout_s: float,
+        owner: str = OUTBOX_OWNER,
     ) -> None:
         self.producer = producer
         self.sessions = sessions
         self.topic = topic
         self.timeout_s = timeout_s
+        self.owner = owner
+        self.relay_wait_s = max(timeout_s, 10.0)
         self.outbox_pending = 0  # rows we know are waiting; refreshed by the relay
+        self._parks = 0  # parks so far: lets the relay tell a fresh park from a stale count
+        self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
 
     @property
     def degraded(self) -> bool:
-        return self.outbox_pending > 0
+        return self.outbox_pending > 0 or bool(self._limbo)
 
-    async def publish(self, events: list[EventEnvelope]) -> Delivery:
-        """Return only once every event is acknowledged by the broker or stored in the outbox."""
-        if not events:
-            return Delivery.PUBLISHED
-        if not self.degraded:
+    async def accept(self, events: list[EventEnvelope], dedupe: tuple[str, str] | None = None) -> Outcome:
+        """Return once the events are acknowledged by the broker or stored in the outbox (or were
+        already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`."""
+        async with self.sessions() as session:
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    futures = [
-                        await self.producer.send(self.topic, value=e.to_bytes(), key=e.ticket_key.encode())
-                        for e in events
-                    ]
-                    await asyncio.gather(*futures)
-                EVENTS_PUBLISHED.labels("broker").inc(len(events))
-                return Delivery.PUBLISHED
-            except Exception as exc:  # timeout or broker error: fall back to the durable outbox
-                log.warning("broker unavailable, parking events in the outbox", extra={"error": repr(exc)})
-        await self.park(events)
-        return Delivery.QUEUED
-
-    async def park(self, events: list[EventEnvelope]) -> None:
-        async with self.sessions() as session, session.begin():
-            session.add_all([outbox_row(OUTBOX_OWNER, self.topic, e) for e in events])
-        self.outbox_pending += len(events)
+                if dedupe is not None and not await claim_delivery(session, *dedupe, len(events)):
+                    await session.rollback()
+                    DUPLICATES.inc()
+                    return Outcome(None, duplicate=True)
+                if not events:
+                    await session.commit()
+                    return Outcome(Delivery.PUBLISHED)
+                unacked: dict[int, Future | None]
+                if self.degraded or await self._outbox_has_rows(session):
+                    unacked = dict.fromkeys(range(len(events)))
+                else:
+                    unacked = await self._send(events)
+                    if not unacked:
+                        await self._commit_after_ack(session)
+                        EVENTS_PUBLISHED.labels("broker").inc(len(events))
+                        return Outcome(Delivery.PUBLISHED)
+                rows = [outbox_row(self.owner, self.topic, events[i]) for i in unacked]
+                session.add_all(rows)
+                await session.flush()
+                await session.commit()
+            except Exception as exc:
+                log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
+                raise Unavailable("neither the broker nor the database accepted the events") from exc
+        for row, future in zip(rows, unacked.values(), strict=True):
+            if future is not None:
+                self._limbo[row.id] = future
+        self._parks += 1
+        self.outbox_pending += len(rows)
         OUTBOX_DEPTH.set(self.outbox_pending)
-        EVENTS_PUBLISHED.labels("outbox").inc(len(events))
+        EVENTS_PUBLISHED.labels("outbox").inc(len(rows))
+        if len(rows) < len(events):
+            EVENTS_PUBLISHED.labels("broker").inc(len(events) - len(rows))
+        return Outcome(Delivery.QUEUED)
+
+    async def _outbox_has_rows(self, session: AsyncSession) -> bool:
+        found = await session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.owner == self.owner).limit(1)
+        )
+        return found is not None
+
+    async def _commit_after_ack(self, session: AsyncSession) -> None:
+        try:
+            await session.commit()
+        except Exception as exc:  # the broker has the events; a lost dedupe row only allows a republish
+            log.warning("dedupe row not stored after publish", extra={"error": repr(exc)})
+
+    async def _send(self, events: list[EventEnvelope]) -> dict[int, Future | None]:
+        """Send with a bounded wait; returns the events not acknowledged, with their producer futures
+        (None when never handed to the producer or failed). Futures are never cancelled: a timed-out
+        send may still be delivered, and the relay must learn whether it was."""
+        futures: list[Future] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                for event in events:
+                    futures.append(
+                        await self.producer.send(self.topic, value=event.to_bytes(), key=event.ticket_key.encode())
+                    )
+        except Exception as exc:  # timeout (e.g. waiting for metadata) or producer error
+            log.warning("broker unavailable, parking events in the outbox", extra={"error": repr(exc)})
+        if futures:
+            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        unacked: dict[int, Future | None] = {}
+        for index in range(len(events)):
+            future = futures[index] if index < len(futures) else None
+            if future is None or not future.done():
+                unacked[index] = future
+            elif future.exception() is not None:
+                unacked[index] = None
+        if unacked:
+            log.warning("broker slow or down, parking events in the outbox", extra={"events": len(unacked)})
+        return unacked
+
+    # -- the relay ---------------------------------------------------------------------------------
 
     async def relay_forever(self, poll_s: float) -> None:
         """Drain the outbox whenever it has rows; runs for the life of the service."""
         while True:
             try:
-                self.outbox_pending = await outbox_depth(self.sessions, OUTBOX_OWNER)
-                while self.outbox_pending:
-                    async with asyncio.timeout(max(self.timeout_s, 10.0)):
-                        sent = await relay_once(self.sessions, self.producer, OUTBOX_OWNER)
-                    self.outbox_pending = await outbox_depth(self.sessions, OUTBOX_OWNER)
-                    OUTBOX_DEPTH.set(self.outbox_pending)
-                    if sent:
-                        log.info("outbox relayed", extra={"sent": sent, "left": self.outbox_pending})
-                OUTBOX_DEPTH.set(0)
+                sent = await self.relay_once()
+                if sent:
+                    log.info("outbox relayed", extra={"sent": sent, "left": self.outbox_pending})
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
             await asyncio.sleep(poll_s)
+
+    async def relay_once(self) -> int:
+        """One relay round: settle limbo sends, then publish what is left in order. Returns the
+        number of rows taken out of the outbox."""
+        settled, done = await self._settle_limbo()
+        if not done:
+            await self._refresh_depth()
+            return settled
+        async with self.sessions() as lock_session:
+            if not await self._try_relay_lock(lock_session):
+                await self._refresh_depth()
+                return settled
+            try:
+                if await self._outbox_rows_exist() and await self._broker_reachable():
+                    settled += await self._drain()
+            finally:
+                await self._release_relay_lock(lock_session)
+        await self._refresh_depth()
+        return settled
+
+    async def _drain(self) -> int:
+        sent = 0
+        while True:
+            async with self.sessions() as session:
+                rows = list(
+                    (
+                        await session.scalars(
+                            select(OutboxMessage)
+                            .where(OutboxMessage.owner == self.owner)
+                            .order_by(OutboxMessage.id)
+                            .limit(RELAY_BATCH)
+                        )
+                    ).all()
+                )
+            if not rows:
+                return sent
+            count, complete = await self._publish_in_waves(rows)
+            sent += count
+            if not complete:
+                return sent
+
+    async def _publish_in_waves(self, rows: list[OutboxMessage]) -> tuple[int, bool]:
+        """Wave k holds the k-th row of every ticket, so a ticket's next row is sent only after the
+        previous one was acknowledged. Returns (rows published, whether all were)."""
+        waves: list[list[OutboxMessage]] = []
+        seen: dict[str, int] = {}
+        for row in rows:
+            index = seen.get(row.key, 0)
+            seen[row.key] = index + 1
+            if index == len(waves):
+                waves.append([])
+            waves[index].append(row)
+        sent = 0
+        for wave in waves:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    for row in wave:
+                        self._limbo[row.id] = await self.producer.send(
+                            row.topic, value=row.value, key=row.key.encode()
+                        )
+            except Exception as exc:  # what was handed over is in limbo and settled below
+                log.warning("outbox relay: broker not taking messages", extra={"error": repr(exc)})
+                settled, _ = await self._settle_limbo()
+                return sent + settled, False
+            settled, done = await self._settle_limbo()
+            sent += settled
+            if not done or settled < len(wave):
+                return sent, False
+        return sent, True
+
+    async def _settle_limbo(self) -> tuple[int, bool]:
+        """Wait (bounded) for unanswered sends; delete rows that were delivered, forget failed sends
+        (their rows stay for the relay). Returns (rows deleted, whether nothing is pending)."""
+        if not self._limbo:
+            return 0, True
+        await asyncio.wait(list(self._limbo.values()), timeout=self.relay_wait_s)
+        delivered: list[int] = []
+        for row_id, future in list(self._limbo.items()):
+            if not future.done():
+                continue
+            del self._limbo[row_id]
+            if not future.cancelled() and future.exception() is None:
+                delivered.append(row_id)
+        if delivered:
+            async with self.sessions() as session, session.begin():
+                await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(delivered)))
+        return len(delivered), not self._limbo
+
+    async def _outbox_rows_exist(self) -> bool:
+        async with self.sessions() as session:
+            return await self._outbox_has_rows(session)
+
+    async def _broker_reachable(self) -> bool:
+        # A metadata round trip has no side effects; sending into a hung broker would leave
+        # messages in limbo that a later retry by the producer might duplicate.
+        try:
+            async with asyncio.timeout(min(self.relay_wait_s, 2.0)):
+                await self.producer.client.fetch_all_metadata()
+        except Exception:
+            return False
+        return True
+
+    async def _try_relay_lock(self, session: AsyncSession) -> bool:
+        if session.get_bind().dialect.name != "postgresql":
+            return True  # SQLite: replicas share a host-local file; concurrent relays only duplicate
+        return bool(await session.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _RELAY_LOCK_KEY}))
+
+    async def _release_relay_lock(self, session: AsyncSession) -> None:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _RELAY_LOCK_KEY})
+            await session.commit()
+
+    async def _refresh_depth(self) -> None:
+        parks = self._parks
+        depth = await outbox_depth(self.sessions, self.owner)
+        # A park that committed while we counted may be missing from ``depth``: keep our count then.
+        self.outbox_pending = depth if parks == self._parks else max(depth, self.outbox_pending)
+        OUTBOX_DEPTH.set(self.outbox_pending)

@@ -344,7 +344,7 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
 
         def hit(f: TicketFacts) -> bool:
             v = f.values.get(k)
-            if False:
+            if isinstance(v, tuple):  # multi-select fields: any element
                 return any(_custom_key(x) in keys for x in v)
             if op == "contains":
                 return isinstance(v, str) and isinstance(c, str) and c in v

@@ -63,14 +63,21 @@ def test_yaml_keeps_what_the_author_wrote():
 
 
 def test_diff():
-    old = ruleset(rule("a", leaf("channel", "equals", "web"), assign_team="x"),
-                  rule("b", None, assign_team="y"),
-                  rule("c", None, add_tags=["t"]),
-                  rule("d", None, assign_team="z"), default_team="general")
-    new = ruleset(rule("d", None, assign_team="z"),
-                  rule("a", leaf("channel", "equals", "chat"), assign_team="x", set_priority="P2"),
-                  rule("c", None, add_tags=["t"]),
-                  rule("e", None, assign_team="q"), default_team="other", timezone="Europe/Paris")
+    old = ruleset(
+        rule("a", leaf("channel", "equals", "web"), assign_team="x"),
+        rule("b", None, assign_team="y"),
+        rule("c", None, add_tags=["t"]),
+        rule("d", None, assign_team="z"),
+        default_team="general",
+    )
+    new = ruleset(
+        rule("d", None, assign_team="z"),
+        rule("a", leaf("channel", "equals", "chat"), assign_team="x", set_priority="P2"),
+        rule("c", None, add_tags=["t"]),
+        rule("e", None, assign_team="q"),
+        default_team="other",
+        timezone="Europe/Paris",
+    )
     diff = diff_rulesets(old, new)
     assert diff.added == ("e",) and diff.removed == ("b",) and diff.moved == ("d",)
     assert [(c.rule_id, c.keys) for c in diff.changed] == [("a", ("when", "actions.set_priority"))]
@@ -96,13 +103,20 @@ def test_diff_of_a_swap_moves_one_rule():
 
 
 def test_replay_counts():
-    old = compile_ruleset(ruleset(rule("web", leaf("channel", "equals", "web"), assign_team="web"),
-                                  default_team="general"))
-    new = compile_ruleset(ruleset(
-        rule("web", leaf("channel", "equals", "web"),
-             assign_pool={"teams": ["web-a", "web-b"], "strategy": "round_robin"}),
-        rule("chat", leaf("channel", "equals", "chat"), route_to_triage=True),
-        default_team="general"))
+    old = compile_ruleset(
+        ruleset(rule("web", leaf("channel", "equals", "web"), assign_team="web"), default_team="general")
+    )
+    new = compile_ruleset(
+        ruleset(
+            rule(
+                "web",
+                leaf("channel", "equals", "web"),
+                assign_pool={"teams": ["web-a", "web-b"], "strategy": "round_robin"},
+            ),
+            rule("chat", leaf("channel", "equals", "chat"), route_to_triage=True),
+            default_team="general",
+        )
+    )
     tickets = [facts(channel=c, ticket_key=f"t{i}") for i, c in enumerate(["web", "web", "chat", "email"])]
     report = replay(old, new, tickets, max_examples=1)
     assert (report.total, report.changed) == (4, 3)
@@ -111,5 +125,9 @@ def test_replay_counts():
     assert report.transitions == {("web", "pool:web-a|web-b"): 2, ("general", "triage"): 1}
     [example] = report.examples
     assert (example.ticket_key, example.before, example.after, example.rule_after) == (
-        "t0", "web", "pool:web-a|web-b", "web")
+        "t0",
+        "web",
+        "pool:web-a|web-b",
+        "web",
+    )
     assert report.render().startswith("3 of 4 tickets would change team")

@@ -18,10 +18,18 @@ REFUND = leaf("subject", "contains", "refund")
 
 
 def test_first_matching_assigning_rule_wins():
-    rs = compiled(rule("refunds", REFUND, assign_team="billing"),
-                  rule("vip", VIP, assign_team="vip-desk"), default_team="general")
+    rs = compiled(
+        rule("refunds", REFUND, assign_team="billing"),
+        rule("vip", VIP, assign_team="vip-desk"),
+        default_team="general",
+    )
     out = rs.evaluate(facts(subject="Refund please", requester_email="a@acme.com"))
-    assert (out.team, out.rule_id, out.rule_name, out.matched_rules) == ("billing", "refunds", "Refunds", ("refunds",))
+    assert (out.team, out.rule_id, out.rule_name, out.matched_rules) == (
+        "billing",
+        "refunds",
+        "Refunds",
+        ("refunds",),
+    )
     assert out.target == "billing" and not out.triage and not out.used_default
 
 
@@ -42,8 +50,11 @@ def test_non_stop_rules_contribute_and_let_later_rules_assign():
 
 
 def test_a_stop_rule_without_assignment_ends_evaluation():
-    rs = compiled(rule("quiet", leaf("channel", "equals", "api"), add_tags=["api"]),
-                  rule("catch-all", None, assign_team="general"), default_team="fallback")
+    rs = compiled(
+        rule("quiet", leaf("channel", "equals", "api"), add_tags=["api"]),
+        rule("catch-all", None, assign_team="general"),
+        default_team="fallback",
+    )
     out = rs.evaluate(facts(channel="api"))
     assert out.team == "fallback" and out.used_default and out.tags == ("api",)
     assert out.rule_id is None and out.reasons[-1] == 'no rule assigned a team: default team "fallback"'
@@ -56,15 +67,19 @@ def test_non_stop_assignment_keeps_the_first_target():
 
 
 def test_default_team_and_triage():
-    assert compiled(rule("r", REFUND, assign_team="b"), default_team="general").evaluate(facts()).team == "general"
+    assert (
+        compiled(rule("r", REFUND, assign_team="b"), default_team="general").evaluate(facts()).team
+        == "general"
+    )
     out = compiled(rule("r", REFUND, assign_team="b")).evaluate(facts())
     assert out.triage and out.team is None and out.target == "triage"
     assert "triage" in out.reasons[-1]
 
 
 def test_route_to_triage_overrides_default_team():
-    out = compiled(rule("spam", leaf("tags", "contains", "spam"), route_to_triage=True),
-                   default_team="general").evaluate(facts(tags=["spam"]))
+    out = compiled(
+        rule("spam", leaf("tags", "contains", "spam"), route_to_triage=True), default_team="general"
+    ).evaluate(facts(tags=["spam"]))
     assert out.triage and out.team is None and out.rule_id == "spam" and not out.used_default
 
 
@@ -73,7 +88,10 @@ def test_pools():
     out = compiled(rule("p", None, assign_pool=pool)).evaluate(facts())
     assert out.pool is not None and out.team is None and not out.triage
     assert (out.pool.teams, out.pool.strategy, dict(out.pool.weights or {})) == (
-        ("l1-a", "l1-b"), "weighted", {"l1-a": 2, "l1-b": 1})
+        ("l1-a", "l1-b"),
+        "weighted",
+        {"l1-a": 2, "l1-b": 1},
+    )
     assert out.target == "pool:l1-a|l1-b"
 
 
@@ -85,8 +103,11 @@ def test_disabled_rules_are_skipped():
 
 def test_rule_time_zone_overrides_rule_set_time_zone():
     business_hours = leaf("time_of_day", "between", ["09:00", "17:00"])
-    rs = compiled({**rule("tokyo", business_hours, assign_team="apac"), "timezone": "Asia/Tokyo"},
-                  rule("berlin", business_hours, assign_team="emea"), timezone="Europe/Berlin")
+    rs = compiled(
+        {**rule("tokyo", business_hours, assign_team="apac"), "timezone": "Asia/Tokyo"},
+        rule("berlin", business_hours, assign_team="emea"),
+        timezone="Europe/Berlin",
+    )
     assert rs.evaluate(facts(now=NOW)).team == "emea"  # 19:30 in Tokyo, 12:30 in Berlin
     assert rs.evaluate(facts(now=NOW.replace(hour=1))).team == "apac"  # 10:00 Tokyo, 03:00 Berlin
 
@@ -108,15 +129,20 @@ def test_trace_lists_every_evaluated_rule_with_the_first_failure():
     assert vip.failure.actual == "'initech.com'"
     assert vip.failure.reason == "requester.domain in [acme.com, globex.com]: actual 'initech.com'"
     assert either.failure is not None and either.failure.op == "any"
-    assert "none of 2 alternatives matched; first: subject contains 'refund': actual 'Hello'" == either.failure.reason
+    assert (
+        either.failure.reason
+        == "none of 2 alternatives matched; first: subject contains 'refund': actual 'Hello'"
+    )
     assert not_api.failure is not None and not_api.failure.op == "not" and not_api.failure.actual == "'email'"
     assert (web.matched, web.failure, web.stopped) == (True, None, True)
     assert rs.evaluate(facts(channel="email")).trace is None  # fast path builds no trace
 
 
 def test_trace_truncates_long_actual_values_and_reports_missing():
-    rs = compiled(rule("r", leaf("subject", "equals", "x"), assign_team="t"),
-                  rule("s", leaf("language", "equals", "de"), assign_team="t"))
+    rs = compiled(
+        rule("r", leaf("subject", "equals", "x"), assign_team="t"),
+        rule("s", leaf("language", "equals", "de"), assign_team="t"),
+    )
     first, second = rs.evaluate(facts(subject="y" * 5000), trace=True).trace or []
     assert first.failure is not None and len(first.failure.actual) <= 120
     assert second.failure is not None and second.failure.actual == "missing"
@@ -149,14 +175,20 @@ def test_catastrophic_backtracking_pattern_finishes_fast():
 
 
 def test_only_the_first_max_match_chars_are_examined():
-    rs = compiled(rule("deep", leaf("description", "contains", "needle"), assign_team="t"),
-                  rule("deep-rx", leaf("description", "matches", "needle$"), assign_team="t"),
-                  rule("text", leaf("text", "contains", "needle"), assign_team="t"), default_team="d")
+    rs = compiled(
+        rule("deep", leaf("description", "contains", "needle"), assign_team="t"),
+        rule("deep-rx", leaf("description", "matches", "needle$"), assign_team="t"),
+        rule("text", leaf("text", "contains", "needle"), assign_team="t"),
+        default_team="d",
+    )
     late = facts(description="x" * MAX_MATCH_CHARS + "needle")
     early = facts(description="x" * (MAX_MATCH_CHARS - 6) + "needle")
     assert rs.evaluate(late).team == "d" and rs.evaluate(late, trace=True).team == "d"
     assert rs.evaluate(early).rule_id == "deep"
-    assert compiled(rule("rx", leaf("description", "matches", "needle$"), assign_team="t")).evaluate(early).team == "t"
+    assert (
+        compiled(rule("rx", leaf("description", "matches", "needle$"), assign_team="t")).evaluate(early).team
+        == "t"
+    )
     assert len(str(early.values["text"])) == MAX_MATCH_CHARS
 
 
@@ -174,8 +206,10 @@ def test_only_the_first_max_match_chars_are_examined():
         (leaf("urgency", "in", ["high", 4]), {"urgency": 3}),
         (leaf("priority", "equals", "P2"), {"priority": "P2"}),
         ({"any": [leaf("tags", "in", ["a", "b"]), leaf("subject", "ends_with", "?")]}, {"subject": "why?"}),
-        ({"all": [leaf("channel", "equals", "web"), leaf("category", "in", ["x", "y"])]},
-         {"channel": "WEB", "category": "y"}),
+        (
+            {"all": [leaf("channel", "equals", "web"), leaf("category", "in", ["x", "y"])]},
+            {"channel": "WEB", "category": "y"},
+        ),
     ],
 )
 def test_indexed_fast_path_matches(condition, fact_kwargs):
@@ -188,22 +222,56 @@ def test_indexed_fast_path_matches(condition, fact_kwargs):
 
 def test_facts_from_ticket():
     snapshot = TicketSnapshot(
-        external_id="42", subject="Refund", description="Please", tags=["VIP ", "beta"], channel="email",
+        external_id="42",
+        subject="Refund",
+        description="Please",
+        tags=["VIP ", "beta"],
+        channel="email",
         requester=Requester(email="Bob@Acme.COM", name="Bob", organization="Acme", customer_tier="gold"),
-        priority="P2", custom_fields={"plan": "gold", "seats": 5, "meta": {"x": 1}},
-        created_at=NOW.replace(hour=9, minute=0), status="open",
+        priority="P2",
+        custom_fields={"plan": "gold", "seats": 5, "meta": {"x": 1}},
+        created_at=NOW.replace(hour=9, minute=0),
+        status="open",
     )
-    ticket = facts_from_ticket(snapshot, "zendesk", NOW, language="en", category="billing",
-                               category_confidence=0.9, urgency="high", impact=2)
+    ticket = facts_from_ticket(
+        snapshot,
+        "zendesk",
+        NOW,
+        language="en",
+        category="billing",
+        category_confidence=0.9,
+        urgency="high",
+        impact=2,
+    )
     v = ticket.values
     assert ticket.ticket_key == "zendesk:42"
     assert (v["requester.domain"], v["requester.email"], v["~requester.email"]) == (
-        "acme.com", "Bob@Acme.COM", "bob@acme.com")
+        "acme.com",
+        "Bob@Acme.COM",
+        "bob@acme.com",
+    )
     assert v["tags"] == frozenset({"vip", "beta"}) and v["text"] == "Refund\nPlease"
-    assert (v["source"], v["status"], v["priority"], v["urgency"], v["impact"]) == ("zendesk", "open", "P2", 3, 2)
+    assert (v["source"], v["status"], v["priority"], v["urgency"], v["impact"]) == (
+        "zendesk",
+        "open",
+        "P2",
+        3,
+        2,
+    )
     assert (v["custom.plan"], v["custom.seats"], v["custom.meta"]) == ("gold", 5, None)
     assert v["age_minutes"] == 90.0 and ticket.local_time("Europe/Berlin") == (12 * 60 + 30, "mon")
-    rs = compiled(rule("vip", {"all": [VIP, leaf("category", "equals", "billing"),
-                                       leaf("custom.seats", "lt", 10), leaf("age_minutes", "gte", 90)]},
-                       assign_team="vip"))
+    rs = compiled(
+        rule(
+            "vip",
+            {
+                "all": [
+                    VIP,
+                    leaf("category", "equals", "billing"),
+                    leaf("custom.seats", "lt", 10),
+                    leaf("age_minutes", "gte", 90),
+                ]
+            },
+            assign_team="vip",
+        )
+    )
     assert rs.evaluate(ticket).team == "vip"

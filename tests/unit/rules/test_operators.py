@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -179,7 +180,9 @@ def test_time_zone_changes_the_answer():
 
 
 def test_naive_datetimes_are_utc():
-    assert holds(L("created_at", "before", "2024-05-01T12:00:00+00:00"), created_at=datetime(2024, 5, 1, 11, 0))
+    assert holds(
+        L("created_at", "before", "2024-05-01T12:00:00+00:00"), created_at=datetime(2024, 5, 1, 11, 0)
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,13 +194,28 @@ def test_naive_datetimes_are_utc():
         ({"any": [L("channel", "equals", "chat"), L("tags", "contains", "beta")]}, False),
         ({"not": L("channel", "equals", "web")}, False),
         ({"not": {"not": L("channel", "equals", "web")}}, True),
-        ({"all": [{"any": [L("urgency", "gte", 3), L("impact", "gte", 3)]},
-                  {"not": {"any": [L("status", "equals", "solved"), L("status", "equals", "closed")]}}]}, True),
-        ({"all": [{"any": [L("urgency", "gte", 4), L("impact", "gte", 4)]}, L("channel", "equals", "web")]}, False),
+        (
+            {
+                "all": [
+                    {"any": [L("urgency", "gte", 3), L("impact", "gte", 3)]},
+                    {"not": {"any": [L("status", "equals", "solved"), L("status", "equals", "closed")]}},
+                ]
+            },
+            True,
+        ),
+        (
+            {
+                "all": [
+                    {"any": [L("urgency", "gte", 4), L("impact", "gte", 4)]},
+                    L("channel", "equals", "web"),
+                ]
+            },
+            False,
+        ),
         ({"all": [L("subject", "contains", "x")] * 5}, False),  # more than three children
         ({"any": [L("subject", "contains", "x")] * 4 + [L("channel", "equals", "web")]}, True),
     ],
 )
 def test_nesting(condition, expected):
-    kwargs = {"channel": "web", "tags": ["vip"], "urgency": 3, "impact": 1, "status": "open"}
+    kwargs: dict[str, Any] = {"channel": "web", "tags": ["vip"], "urgency": 3, "impact": 1, "status": "open"}
     assert holds(condition, **kwargs) is expected

@@ -31,39 +31,79 @@ ticket_kwargs = st.fixed_dictionaries(
         "requester_email": st.sampled_from(["a@Acme.com", "b@globex.com", "nobody"]),
         "priority": st.sampled_from(["P1", "P2", "P3"]),
         "custom": st.fixed_dictionaries(
-            {"plan": st.one_of(st.sampled_from(PLANS), st.lists(st.sampled_from(["gold", "Silver"]), max_size=2))}
+            {
+                "plan": st.one_of(
+                    st.sampled_from(PLANS), st.lists(st.sampled_from(["gold", "Silver"]), max_size=2)
+                )
+            }
         ),
     },
 )
 
 cs = st.booleans()
 string_leaf = st.one_of(
-    st.builds(lambda f, op, v, c: {"field": f, "op": op, "value": v, "case_sensitive": c},
-              st.sampled_from(["subject", "text", "channel", "requester.domain"]),
-              st.sampled_from(["equals", "not_equals", "contains", "starts_with", "ends_with"]),
-              st.sampled_from([*WORDS, *CHANNELS, "acme.com"]), cs),
-    st.builds(lambda f, op, v, c: {"field": f, "op": op, "value": v, "case_sensitive": c},
-              st.sampled_from(["subject", "channel", "description"]), st.sampled_from(["in", "not_in"]),
-              st.lists(st.sampled_from([*WORDS, *CHANNELS]), min_size=1, max_size=3), cs),
-    st.builds(lambda f, v, c: {"field": f, "op": "matches", "value": v, "case_sensitive": c},
-              st.sampled_from(["subject", "text"]), st.sampled_from(PATTERNS), cs),
-    st.builds(lambda f: {"field": f, "op": "exists"}, st.sampled_from(["subject", "channel", "tags", "urgency"])),
+    st.builds(
+        lambda f, op, v, c: {"field": f, "op": op, "value": v, "case_sensitive": c},
+        st.sampled_from(["subject", "text", "channel", "requester.domain"]),
+        st.sampled_from(["equals", "not_equals", "contains", "starts_with", "ends_with"]),
+        st.sampled_from([*WORDS, *CHANNELS, "acme.com"]),
+        cs,
+    ),
+    st.builds(
+        lambda f, op, v, c: {"field": f, "op": op, "value": v, "case_sensitive": c},
+        st.sampled_from(["subject", "channel", "description"]),
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from([*WORDS, *CHANNELS]), min_size=1, max_size=3),
+        cs,
+    ),
+    st.builds(
+        lambda f, v, c: {"field": f, "op": "matches", "value": v, "case_sensitive": c},
+        st.sampled_from(["subject", "text"]),
+        st.sampled_from(PATTERNS),
+        cs,
+    ),
+    st.builds(
+        lambda f: {"field": f, "op": "exists"}, st.sampled_from(["subject", "channel", "tags", "urgency"])
+    ),
 )
 other_leaf = st.one_of(
-    st.builds(lambda op, v: {"field": "tags", "op": op, "value": v}, st.just("contains"), st.sampled_from(TAGS)),
-    st.builds(lambda op, v: {"field": "tags", "op": op, "value": v}, st.sampled_from(["in", "not_in"]),
-              st.lists(st.sampled_from(TAGS), min_size=1)),
-    st.builds(lambda op, v: {"field": "urgency", "op": op, "value": v},
-              st.sampled_from(["equals", "not_equals", "gt", "gte", "lt", "lte"]), st.integers(1, 4)),
-    st.builds(lambda v: {"field": "urgency", "op": "in", "value": v}, st.lists(st.integers(1, 4), min_size=1)),
-    st.builds(lambda a, b: {"field": "category_confidence", "op": "between", "value": sorted([a, b])},
-              st.floats(0, 1), st.floats(0, 1)),
-    st.builds(lambda op, v: {"field": "priority", "op": op, "value": v}, st.sampled_from(["equals", "not_equals"]),
-              st.sampled_from(["P1", "P2"])),
-    st.builds(lambda op, v, c: {"field": "custom.plan", "op": op, "value": v, "case_sensitive": c},
-              st.sampled_from(["equals", "not_equals", "contains"]), st.sampled_from(PLANS), cs),
-    st.builds(lambda op, v: {"field": "custom.plan", "op": op, "value": v}, st.sampled_from(["in", "not_in"]),
-              st.lists(st.sampled_from(PLANS), min_size=1, max_size=3)),
+    st.builds(
+        lambda op, v: {"field": "tags", "op": op, "value": v}, st.just("contains"), st.sampled_from(TAGS)
+    ),
+    st.builds(
+        lambda op, v: {"field": "tags", "op": op, "value": v},
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from(TAGS), min_size=1),
+    ),
+    st.builds(
+        lambda op, v: {"field": "urgency", "op": op, "value": v},
+        st.sampled_from(["equals", "not_equals", "gt", "gte", "lt", "lte"]),
+        st.integers(1, 4),
+    ),
+    st.builds(
+        lambda v: {"field": "urgency", "op": "in", "value": v}, st.lists(st.integers(1, 4), min_size=1)
+    ),
+    st.builds(
+        lambda a, b: {"field": "category_confidence", "op": "between", "value": sorted([a, b])},
+        st.floats(0, 1),
+        st.floats(0, 1),
+    ),
+    st.builds(
+        lambda op, v: {"field": "priority", "op": op, "value": v},
+        st.sampled_from(["equals", "not_equals"]),
+        st.sampled_from(["P1", "P2"]),
+    ),
+    st.builds(
+        lambda op, v, c: {"field": "custom.plan", "op": op, "value": v, "case_sensitive": c},
+        st.sampled_from(["equals", "not_equals", "contains"]),
+        st.sampled_from(PLANS),
+        cs,
+    ),
+    st.builds(
+        lambda op, v: {"field": "custom.plan", "op": op, "value": v},
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from(PLANS), min_size=1, max_size=3),
+    ),
 )
 conditions = st.recursive(
     st.one_of(string_leaf, other_leaf),
@@ -99,7 +139,8 @@ def reference(cond: dict[str, Any], kw: dict[str, Any]) -> bool:
         return any(reference(c, kw) for c in cond["any"])
     if "not" in cond:
         return not reference(cond["not"], kw)
-    field, op, c = cond["field"], cond["op"], cond.get("value")
+    field, op = cond["field"], cond["op"]
+    c: Any = cond.get("value")
     sensitive = cond.get("case_sensitive", False)
     v = _fact(field, kw)
 
@@ -109,8 +150,10 @@ def reference(cond: dict[str, Any], kw: dict[str, Any]) -> bool:
     if op == "exists":
         return v is not None and v != "" and v != []
     if field == "custom.plan":
+
         def same(a: Any, b: Any) -> bool:
             return isinstance(a, bool) == isinstance(b, bool) and f(a) == f(b)
+
         items = v if isinstance(v, list) else [v]
         if op == "contains" and not isinstance(v, list):
             return isinstance(v, str) and isinstance(c, str) and f(c) in f(v)
@@ -160,7 +203,9 @@ def test_compiled_condition_equals_reference(cond, kw):
 
 
 rules = st.lists(
-    st.tuples(st.one_of(st.none(), conditions), st.sampled_from(["a", "b", None]), st.booleans(), st.booleans()),
+    st.tuples(
+        st.one_of(st.none(), conditions), st.sampled_from(["a", "b", None]), st.booleans(), st.booleans()
+    ),
     max_size=8,
 )
 
@@ -175,14 +220,20 @@ def test_indexed_fast_path_equals_trace_path_and_reference(rule_specs, tickets):
             actions["assign_team"] = team
         if tag:
             actions["add_tags"] = [f"t{index}"]
-        data.append({"id": f"r{index}", "name": f"R{index}", "actions": actions,
-                     **({"when": when} if when else {})})
+        data.append(
+            {"id": f"r{index}", "name": f"R{index}", "actions": actions, **({"when": when} if when else {})}
+        )
     compiled = compile_ruleset(parse_ruleset({"rules": data, "default_team": "default"}))
     for kw in tickets:
         ticket = facts(**kw)
         fast, traced = compiled.evaluate(ticket), compiled.evaluate(ticket, trace=True)
         assert (fast.target, fast.rule_id, fast.tags, fast.matched_rules, fast.reasons) == (
-            traced.target, traced.rule_id, traced.tags, traced.matched_rules, traced.reasons)
+            traced.target,
+            traced.rule_id,
+            traced.tags,
+            traced.matched_rules,
+            traced.reasons,
+        )
         # Reference: walk the rules in order, first assignment wins, tags accumulate, stop ends.
         team, tags, matched = None, [], []
         for index, (when, rule_team, stop, tag) in enumerate(rule_specs):

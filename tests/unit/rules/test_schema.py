@@ -95,12 +95,21 @@ def test_ruleset_level_errors():
         ({}, ("rules", 0, "actions"), "actions is empty"),
         ({"set_priority": "P7"}, ("rules", 0, "actions", "set_priority"), "unknown priority"),
         ({"set_urgency": 9}, ("rules", 0, "actions", "set_urgency"), "1-4"),
-        ({"assign_pool": {"teams": ["a", "b"], "strategy": "weighted"}}, ("rules", 0, "actions", "assign_pool"),
-         "needs weights"),
-        ({"assign_pool": {"teams": ["a"], "strategy": "weighted", "weights": {"a": 1, "z": 2}}},
-         ("rules", 0, "actions", "assign_pool"), "not in the pool"),
-        ({"assign_pool": {"teams": ["a"], "strategy": "random"}}, ("rules", 0, "actions", "assign_pool", "strategy"),
-         "Input should be"),
+        (
+            {"assign_pool": {"teams": ["a", "b"], "strategy": "weighted"}},
+            ("rules", 0, "actions", "assign_pool"),
+            "needs weights",
+        ),
+        (
+            {"assign_pool": {"teams": ["a"], "strategy": "weighted", "weights": {"a": 1, "z": 2}}},
+            ("rules", 0, "actions", "assign_pool"),
+            "not in the pool",
+        ),
+        (
+            {"assign_pool": {"teams": ["a"], "strategy": "random"}},
+            ("rules", 0, "actions", "assign_pool", "strategy"),
+            "Input should be",
+        ),
         ({"assign_team": "a", "bogus": 1}, ("rules", 0, "actions", "bogus"), "Extra inputs"),
     ],
 )
@@ -111,8 +120,20 @@ def test_action_errors(actions, loc, message):
 
 
 def test_actions_are_normalised():
-    rs = parse_ruleset({"rules": [rule("r", set_priority="urgent", set_urgency="high", set_impact=2,
-                                       add_tags=[" VIP ", "vip", "", "Beta"], stop=False)]})
+    rs = parse_ruleset(
+        {
+            "rules": [
+                rule(
+                    "r",
+                    set_priority="urgent",
+                    set_urgency="high",
+                    set_impact=2,
+                    add_tags=[" VIP ", "vip", "", "Beta"],
+                    stop=False,
+                )
+            ]
+        }
+    )
     actions = rs.rules[0].actions
     assert (actions.set_priority, actions.set_urgency, actions.set_impact) == ("P1", 3, 2)
     assert actions.add_tags == ["vip", "beta"]
@@ -120,8 +141,12 @@ def test_actions_are_normalised():
 
 
 def test_rule_set_error_names_rule_index_id_and_field():
-    data = {"rules": [rule("ok", assign_team="a"),
-                      rule("broken", {"any": [leaf("subject", "gt", 1)]}, assign_team="b")]}
+    data = {
+        "rules": [
+            rule("ok", assign_team="a"),
+            rule("broken", {"any": [leaf("subject", "gt", 1)]}, assign_team="b"),
+        ]
+    }
     with pytest.raises(RuleSetError) as info:
         parse_ruleset(data)
     [problem] = info.value.problems

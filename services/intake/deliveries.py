@@ -1,0 +1,60 @@
+"""Webhook delivery ids: claimed once per (source, delivery id) by any replica, pruned after a while."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake.models import WebhookDelivery
+from shared.events import utc_now
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERY_ID = 200  # the column's length
+
+
+async def claim_delivery(session: AsyncSession, source: str, delivery_id: str, events: int) -> bool:
+    """Insert the dedupe row inside the caller's transaction; False when it already exists.
+
+    ON CONFLICT DO NOTHING is race-free: on PostgreSQL a concurrent claim of the same key waits for
+    the first transaction and then sees its row (or inserts, if the first rolled back); SQLite
+    serialises writers altogether.
+    """
+    dialect = session.get_bind().dialect.name
+    values = {"source": source, "delivery_id": delivery_id, "received_at": utc_now(), "events": events}
+    if dialect == "postgresql":
+        statement = postgresql.insert(WebhookDelivery).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(WebhookDelivery).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - we only support the two backends above
+        raise RuntimeError(f"unsupported database {dialect}")
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune_deliveries(sessions: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
+    cutoff = utc_now() - retention
+    async with sessions() as session, session.begin():
+        result = await session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def prune_forever(
+    sessions: async_sessionmaker[AsyncSession], retention: timedelta, interval_s: float
+) -> None:
+    """Runs for the life of the service; every replica may prune, the deletes are idempotent."""
+    while True:
+        try:
+            pruned = await prune_deliveries(sessions, retention)
+            if pruned:
+                log.info("pruned old webhook deliveries", extra={"pruned": pruned})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("pruning webhook deliveries failed, will retry", extra={"error": repr(exc)})
+        await asyncio.sleep(interval_s)

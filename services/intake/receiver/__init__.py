@@ -1,0 +1,1 @@
+"""``POST /v1/webhooks/{name}``: the HTTP side of the webhook adapters."""

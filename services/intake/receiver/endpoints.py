@@ -1,0 +1,128 @@
+"""``POST /v1/webhooks/{name}``: verify over the raw bytes, adapt, deduplicate, publish durably.
+
+Order of checks: unknown/disabled source 404, rate limit 429, content type 415, size 413,
+signature 401 (before any parsing), body 400/422, ignored event 202; then the delivery is claimed
+and published (or parked in the outbox) by :meth:`EventPublisher.accept`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from typing import Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.intake.deliveries import MAX_DELIVERY_ID
+from services.intake.openapi import problems
+from services.intake.publisher import EventPublisher, Unavailable
+from services.intake.receiver.limits import TokenBuckets, is_json_media_type, read_body
+from services.intake.sources.cache import SourceCache
+from services.intake.webhooks import (
+    IgnoredEvent,
+    SignatureError,
+    UnmappableError,
+    WebhookError,
+    WebhookRequest,
+    adapt,
+    delivery_id,
+    to_envelopes,
+    verify_signature,
+)
+from shared.events import utc_now
+from shared.http.problems import Problem
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+class WebhookAccepted(BaseModel):
+    delivery_id: str
+    duplicate: bool
+    ignored: bool = False
+    delivery: Literal["published", "queued"] | None
+    event_ids: list[str]
+    ticket_keys: list[str]
+
+
+_RAW_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The vendor's webhook payload, verbatim: the signature covers these exact bytes.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _bounded_delivery_id(raw: str) -> str:
+    # Vendor ids come from headers the signature does not cover: keep the column's bound.
+    if len(raw) <= MAX_DELIVERY_ID:
+        return raw
+    return "sha256id:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+@router.post(
+    "/webhooks/{name}",
+    status_code=202,
+    response_model=WebhookAccepted,
+    responses={
+        200: {"model": WebhookAccepted, "description": "A redelivery, acknowledged without publishing"},
+        **problems(400, 401, 404, 413, 415, 422, 429, 503),
+    },
+    openapi_extra=_RAW_JSON_BODY,
+    summary="Receive a webhook from a configured source (signed by the vendor)",
+)
+async def receive_webhook(request: Request, name: str = Path(max_length=100)) -> JSONResponse:
+    state = request.app.state
+    cache: SourceCache = state.source_cache
+    config = await cache.get(name)
+    if config is None:
+        raise Problem(404, "Not found", f"no enabled source named {name!r}")
+    limits: TokenBuckets = state.rate_limits
+    wait_s = limits.take(config.name)
+    if wait_s:
+        raise Problem(429, "Too many requests", f"rate limit of source {config.name!r} exceeded",
+                      headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise Problem(415, "Unsupported media type", "send the payload as application/json")
+    body = await read_body(request, state.settings.intake_max_body_bytes)
+    webhook = WebhookRequest(headers=dict(request.headers), body=body, query=dict(request.query_params))
+    now = utc_now()
+    try:
+        verify_signature(config, webhook, now)
+    except SignatureError as exc:
+        log.info("webhook signature rejected", extra={"source": config.name, "reason": exc.message})
+        raise Problem(401, "Unauthorized", exc.message) from exc
+    delivery = _bounded_delivery_id(delivery_id(config, webhook))
+    try:
+        events = adapt(config, webhook, now)
+    except IgnoredEvent as exc:
+        log.info("webhook ignored", extra={"source": config.name, "reason": exc.message})
+        result = WebhookAccepted(delivery_id=delivery, duplicate=False, ignored=True, delivery=None,
+                                 event_ids=[], ticket_keys=[])
+        return JSONResponse(result.model_dump(mode="json"), status_code=202)
+    except UnmappableError as exc:
+        raise Problem(422, "Unmappable webhook", exc.message,
+                      errors=[{"field": exc.field, "message": exc.reason}]) from exc
+    except WebhookError as exc:
+        raise Problem(exc.status_code, "Bad request", exc.message) from exc
+    envelopes = to_envelopes(config, delivery, events)
+    publisher: EventPublisher = state.publisher
+    try:
+        outcome = await publisher.accept(envelopes, dedupe=(config.name, delivery))
+    except Unavailable as exc:
+        raise Problem(503, "Service unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    log.info("webhook accepted", extra={"source": config.name, "delivery_id": delivery,
+                                         "events": len(envelopes), "duplicate": outcome.duplicate})
+    result = WebhookAccepted(
+        delivery_id=delivery,
+        duplicate=outcome.duplicate,
+        delivery=outcome.delivery.value if outcome.delivery else None,
+        event_ids=[str(e.event_id) for e in envelopes],
+        ticket_keys=sorted({e.ticket_key for e in envelopes}),
+    )
+    return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcome.duplicate else 202)

@@ -1,0 +1,1 @@
+"""Configured webhook sources: admin REST API, service functions shared with ``ticketctl``, cache."""

@@ -1,0 +1,101 @@
+"""``/v1/sources``: the admin API for webhook sources (admin API key)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.openapi import problems
+from services.intake.sources import service
+from services.intake.sources.cache import SourceCache
+from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceCreate, SourceOut, SourceUpdate
+from shared.auth import Role, require_role
+from shared.http.problems import Problem
+
+router = APIRouter(prefix="/v1/sources", tags=["sources"], dependencies=[Depends(require_role(Role.ADMIN))])
+
+NamePath = Path(min_length=1, max_length=100, pattern=SOURCE_NAME)
+
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+async def _run(request: Request, work: Callable[[AsyncSession], Awaitable[T]], changed: str | None = None) -> T:
+    """Run ``work`` in one committed transaction; map service errors to problem+json."""
+    try:
+        async with _transaction(request) as session:
+            result = await work(session)
+    except service.SourceError as exc:
+        raise _problem(exc) from exc
+    if changed is not None:  # after the commit, so the next webhook re-reads the new state
+        cache: SourceCache = request.app.state.source_cache
+        cache.invalidate(changed)
+    return result
+
+
+def _problem(exc: service.SourceError) -> Problem:
+    if isinstance(exc, service.SourceNotFound):
+        return Problem(404, "Not found", exc.message)
+    status, title = (409, "Conflict") if isinstance(exc, service.SourceExists) else (422, "Invalid request")
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    return Problem(status, title, exc.message, errors=errors)
+
+
+@router.post("", status_code=201, response_model=SourceOut, responses=problems(401, 403, 409, 422),
+             summary="Configure a webhook source")
+async def create(data: SourceCreate, request: Request) -> SourceOut:
+    async def work(session: AsyncSession) -> SourceOut:
+        return service.to_out(await service.create_source(session, data))
+
+    return await _run(request, work, changed=data.name)
+
+
+@router.get("", response_model=list[SourceOut], responses=problems(401, 403), summary="List sources")
+async def list_all(request: Request) -> list[SourceOut]:
+    async def work(session: AsyncSession) -> list[SourceOut]:
+        return [service.to_out(row) for row in await service.list_sources(session)]
+
+    return await _run(request, work)
+
+
+@router.get("/{name}", response_model=SourceOut, responses=problems(401, 403, 404, 422), summary="One source")
+async def get_one(request: Request, name: str = NamePath) -> SourceOut:
+    async def work(session: AsyncSession) -> SourceOut:
+        return service.to_out(await service.get_source(session, name))
+
+    return await _run(request, work)
+
+
+@router.patch("/{name}", response_model=SourceOut, responses=problems(401, 403, 404, 422),
+              summary="Enable, disable or reconfigure a source")
+async def update(data: SourceUpdate, request: Request, name: str = NamePath) -> SourceOut:
+    async def work(session: AsyncSession) -> SourceOut:
+        return service.to_out(await service.update_source(session, name, data))
+
+    return await _run(request, work, changed=name)
+
+
+@router.delete("/{name}", status_code=204, response_class=Response, responses=problems(401, 403, 404, 422),
+               summary="Remove a source")
+async def remove(request: Request, name: str = NamePath) -> Response:
+    await _run(request, lambda session: service.delete_source(session, name), changed=name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/rotate", response_model=SourceOut, responses=problems(401, 403, 404, 422),
+             summary="Add a new secret; the newest two stay valid")
+async def rotate(data: SecretRotation, request: Request, name: str = NamePath) -> SourceOut:
+    async def work(session: AsyncSession) -> SourceOut:
+        return service.to_out(await service.rotate_secret(session, name, data.secret))
+
+    return await _run(request, work, changed=name)

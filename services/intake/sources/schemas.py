@@ -1,0 +1,48 @@
+"""Request and response bodies of the sources admin API. Responses never carry secrets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.intake.webhooks import AdapterName
+
+SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+Secret = Field(min_length=8, max_length=500, description="Shared secret or HMAC key (never returned).")
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=SOURCE_NAME)
+    type: AdapterName = Field(description="The adapter: which vendor's webhooks this source sends.")
+    secret: str = Secret
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter configuration.")
+    enabled: bool = True
+
+
+class SourceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    options: dict[str, Any] | None = Field(default=None, description="Replaces the adapter configuration.")
+    enabled: bool | None = None
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Secret
+
+
+class SourceOut(BaseModel):
+    name: str
+    type: str
+    enabled: bool
+    options: dict[str, Any]
+    secret_count: int = Field(description="1, or 2 during a rotation.")
+    secret_fingerprints: list[str] = Field(description="sha256 prefixes, oldest first, to tell secrets apart.")
+    created_at: datetime
+    updated_at: datetime
+    webhook_path: str

@@ -1,0 +1,147 @@
+"""The router's batch handler on a real database and broker: exactly-once effects."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import func, select
+
+from services.router.models import RouterTicket, RoutingDecision
+from services.router.routing.handler import RoutingHandler
+from services.router.routing.lifecycle import RouteResult
+from shared.db.models import OutboxMessage
+from shared.events import EventEnvelope, EventType, TicketSnapshot, TicketStatus, ticket_event
+from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.producer import make_producer
+from shared.kafka.topics import ensure_topics
+from shared.settings import CommonSettings
+
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+
+
+def route(snapshot, source):
+    team = "access" if "vpn" in snapshot.subject.lower() else None
+    return RouteResult(team=team, rule="vpn" if team else None, ruleset_version=1, reasons=["test rule"])
+
+
+def consumed(envelope: EventEnvelope, offset: int = 0) -> ConsumedEvent:
+    return ConsumedEvent(envelope, "tickets", 0, offset)
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int) -> list[EventEnvelope]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        out: list[EventEnvelope] = []
+        for _ in range(30):
+            batch = await consumer.getmany(timeout_ms=100)
+            out += [EventEnvelope.from_bytes(r.value) for rs in batch.values() for r in rs]
+            if len(out) >= expect:
+                # one more poll proves nothing else arrives
+                extra = await consumer.getmany(timeout_ms=300)
+                out += [EventEnvelope.from_bytes(r.value) for rs in extra.values() for r in rs]
+                break
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def decisions_for(sessions, key: str) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(RoutingDecision).where(RoutingDecision.ticket_key == key)) or 0)
+
+
+async def test_redelivered_batch_has_no_second_effect(sessions, settings_kwargs):
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        handler = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        external_id = uuid.uuid4().hex
+        event = ticket_event(EventType.TICKET_CREATED, "api",
+                             TicketSnapshot(external_id=external_id, subject="VPN broken"), NOW)
+        await handler([consumed(event)])
+        await handler([consumed(event)])  # redelivery after a crash before the commit
+        key = event.ticket_key
+        assert await decisions_for(sessions, key) == 1
+        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
+                                                 settings.topic_routing_events, 1) if e.ticket_key == key]
+        assert [e.type for e in published] == [EventType.TICKET_ROUTED]
+        state = published[0].routing().state
+        assert state.team == "access" and state.revision == 1 and state.status == TicketStatus.OPEN
+        async with sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.team == "access" and row.revision == 1
+            assert await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                        .where(OutboxMessage.key == key)) == 0
+    finally:
+        await producer.stop()
+
+
+async def test_events_left_in_the_outbox_are_published_by_the_next_handler(sessions, settings_kwargs):
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+
+    class BrokenProducer:
+        """Acknowledges nothing: like a crash right after the database commit."""
+
+        async def send(self, *args, **kwargs):
+            raise ConnectionError("broker gone")
+
+    try:
+        crashed = RoutingHandler(sessions, BrokenProducer(), settings.topic_routing_events,  # type: ignore[arg-type]
+                                 lambda: route, lambda: NOW)
+        crashed.outbox_dirty = False
+        event = ticket_event(EventType.TICKET_CREATED, "api",
+                             TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW)
+        try:
+            await crashed([consumed(event)])
+        except ConnectionError:
+            pass
+        assert await decisions_for(sessions, event.ticket_key) == 1  # the decision is durable
+
+        restarted = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        await restarted([consumed(event)])  # redelivered: skipped, but the outbox is flushed first
+        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
+                                                 settings.topic_routing_events, 1)
+                     if e.ticket_key == event.ticket_key]
+        assert [e.type for e in published] == [EventType.TICKET_ROUTED]
+        assert await decisions_for(sessions, event.ticket_key) == 1
+    finally:
+        await producer.stop()
+
+
+async def test_one_batch_with_several_events_of_one_ticket_keeps_their_order(sessions, settings_kwargs):
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        handler = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        external_id = uuid.uuid4().hex
+        created = ticket_event(EventType.TICKET_CREATED, "api",
+                               TicketSnapshot(external_id=external_id, subject="vpn"), NOW)
+        solved = ticket_event(EventType.TICKET_STATUS_CHANGED, "api",
+                              TicketSnapshot(external_id=external_id, status=TicketStatus.SOLVED), NOW)
+        reopened = ticket_event(EventType.TICKET_STATUS_CHANGED, "api",
+                                TicketSnapshot(external_id=external_id, status=TicketStatus.OPEN), NOW)
+        await handler([consumed(created, 0), consumed(solved, 1), consumed(reopened, 2)])
+        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
+                                                 settings.topic_routing_events, 3)
+                     if e.ticket_key == created.ticket_key]
+        assert [e.type for e in published] == [EventType.TICKET_ROUTED, EventType.TICKET_RESOLVED,
+                                               EventType.TICKET_REOPENED]
+        assert [e.routing().state.revision for e in published] == [1, 2, 3]
+        # the subject from the first event survives the partial later snapshots
+        async with sessions() as session:
+            row = await session.get(RouterTicket, created.ticket_key)
+            assert row is not None and row.snapshot["subject"] == "vpn" and row.status == "open"
+    finally:
+        await producer.stop()
