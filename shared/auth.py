@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from fastapi import Request
@@ -61,17 +63,25 @@ async def revoke_api_key(session: AsyncSession, key_id: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a request: the key's id, its name (the audit log's actor) and its role."""
+
+    key_id: str
+    name: str
+    role: Role
+
+
 class KeyCache:
-    """Resolves bearer keys to roles; caches hits briefly so a request costs no DB round trip."""
+    """Resolves bearer keys to callers; caches lookups for ``ttl_s`` so a request costs no DB
+    round trip. A revoked key therefore keeps working for at most ``ttl_s`` seconds."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float = 5.0) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[Role | None, float]] = {}
+        self._cache: dict[str, tuple[Caller | None, float]] = {}
 
-    async def role_of(self, plain: str) -> Role | None:
-        import time
-
+    async def caller_of(self, plain: str) -> Caller | None:
         digest = hash_key(plain)
         hit = self._cache.get(digest)
         now = time.monotonic()
@@ -79,11 +89,17 @@ class KeyCache:
             return hit[0]
         async with self.sessions() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-        role = Role(row.role) if row is not None and row.revoked_at is None else None
+        caller = None
+        if row is not None and row.revoked_at is None:
+            caller = Caller(row.id, row.name, Role(row.role))
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (role, now + self.ttl_s)
-        return role
+        self._cache[digest] = (caller, now + self.ttl_s)
+        return caller
+
+    async def role_of(self, plain: str) -> Role | None:
+        caller = await self.caller_of(plain)
+        return None if caller is None else caller.role
 
 
 def bearer_token(request: Request) -> str | None:
@@ -94,23 +110,33 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_role(required: Role) -> Callable[[Request], Awaitable[Role]]:
-    """A FastAPI dependency: 401 without a valid key, 403 with a key of too little power."""
+def require_caller(required: Role) -> Callable[[Request], Awaitable[Caller]]:
+    """A FastAPI dependency returning the caller: 401 without a valid key, 403 with too little power."""
 
-    async def dependency(request: Request) -> Role:
+    async def dependency(request: Request) -> Caller:
         token = bearer_token(request)
         if token is None:
             raise Problem(
                 401, "Unauthorized", "missing bearer API key", headers={"WWW-Authenticate": "Bearer"}
             )
         keys: KeyCache = request.app.state.keys
-        role = await keys.role_of(token)
-        if role is None:
+        caller = await keys.caller_of(token)
+        if caller is None:
             raise Problem(
                 401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
             )
-        if role not in _GRANTS[required]:
+        if caller.role not in _GRANTS[required]:
             raise Problem(403, "Forbidden", f"this endpoint needs the {required.value} role")
-        return role
+        return caller
+
+    return dependency
+
+
+def require_role(required: Role) -> Callable[[Request], Awaitable[Role]]:
+    """Like :func:`require_caller`, for endpoints that only need the role."""
+    caller_dependency = require_caller(required)
+
+    async def dependency(request: Request) -> Role:
+        return (await caller_dependency(request)).role
 
     return dependency

@@ -15,6 +15,7 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)((?:api[_-]?key|secret|password|token|signature)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
     re.compile(r"\b(tr_(?:intake|admin|editor|viewer)_)[A-Za-z0-9_-]{8,}"),
+    re.compile(r"(://[^:/@\s]+:)[^@\s]+(?=@)"),  # passwords inside URLs (DATABASE_URL)
 ]
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

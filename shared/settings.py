@@ -7,6 +7,7 @@ No secret lives in these classes: API keys and webhook secrets are stored in the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -92,6 +93,42 @@ class RouterSettings(ConsumerSettings):
         default=0.5, gt=0, description="How often a router checks for a new rule set version."
     )
     router_timer_poll_s: float = Field(default=1.0, gt=0, description="SLA timer scan period.")
+    router_sla_poll_s: float = Field(
+        default=1.0, gt=0, description="How often a router checks for changed SLA policies and calendars."
+    )
+    router_overflow_team: str | None = Field(
+        default=None, description="Team for tickets whose assignment pool is full (unset: triage)."
+    )
+    router_load_counted_statuses: str = Field(
+        default="new,open", description="Ticket statuses that count towards a team's load (comma separated)."
+    )
+    router_load_weighted: bool = Field(
+        default=False,
+        description="Weigh team load by priority (P1 4, P2 2, P3 1, P4 0.5) instead of counting.",
+    )
+    router_priority_matrix: str | None = Field(
+        default=None,
+        description="Urgency x impact -> priority as JSON {urgency: {impact: P1..P4}} (levels 1-4 or "
+        "low/medium/high/critical); unset: the built-in ITIL-like matrix.",
+    )
+    router_writeback_poll_s: float = Field(default=1.0, gt=0, description="Write-back sender poll period.")
+    router_writeback_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts before a write-back delivery is marked failed."
+    )
+    router_writeback_backoff_base_s: float = Field(
+        default=2.0, gt=0, description="First write-back retry delay; doubles with every attempt."
+    )
+    router_writeback_backoff_max_s: float = Field(
+        default=600.0, gt=0, description="Cap of the write-back retry delay."
+    )
+    router_writeback_timeout_s: float = Field(default=10.0, gt=0, description="Write-back HTTP timeout.")
+    router_classifier_poll_s: float = Field(
+        default=1.0, gt=0, description="How often a router checks which classifier models are active."
+    )
+    router_classifier_below_threshold: Literal["triage", "rules"] = Field(
+        default="triage",
+        description="Team model unsure (confidence below its threshold): triage, or the rules' default team.",
+    )
 
 
 class MetricsSettings(ConsumerSettings):

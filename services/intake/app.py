@@ -6,10 +6,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
+from services.intake.deliveries import prune_forever
 from services.intake.publisher import EventPublisher
+from services.intake.receiver.endpoints import router as webhooks_router
+from services.intake.receiver.limits import TokenBuckets
+from services.intake.sources.cache import SourceCache
+from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
@@ -34,20 +40,33 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys
         app.state.publisher = publisher
+        app.state.source_cache = SourceCache(resources.sessions, settings.intake_source_cache_ttl_s)
+        app.state.rate_limits = TokenBuckets(
+            settings.intake_rate_limit_per_s, settings.intake_rate_limit_burst
+        )
         app.state.checks = {
             "database": database_check(resources.engine),
             "broker": broker_check(resources.producer),
         }
         app.state.degraded_checks = {"outbox": _outbox_check(publisher)}
-        relay = asyncio.create_task(
-            publisher.relay_forever(settings.intake_outbox_poll_s), name="outbox-relay"
-        )
+        tasks = [
+            asyncio.create_task(publisher.relay_forever(settings.intake_outbox_poll_s), name="outbox-relay"),
+            asyncio.create_task(
+                prune_forever(
+                    resources.sessions,
+                    timedelta(days=settings.intake_delivery_retention_days),
+                    settings.intake_delivery_prune_interval_s,
+                ),
+                name="delivery-pruner",
+            ),
+        ]
         try:
             yield
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await resources.close()
 
     app = FastAPI(
@@ -61,6 +80,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     install_timing(app, "intake")
     app.include_router(health_router())
     app.include_router(tickets_router)
+    app.include_router(webhooks_router)
+    app.include_router(sources_router)
     return app
 
 

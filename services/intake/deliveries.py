@@ -27,6 +27,7 @@ async def claim_delivery(session: AsyncSession, source: str, delivery_id: str, e
     """
     dialect = session.get_bind().dialect.name
     values = {"source": source, "delivery_id": delivery_id, "received_at": utc_now(), "events": events}
+    statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         statement = postgresql.insert(WebhookDelivery).values(values).on_conflict_do_nothing()
     elif dialect == "sqlite":

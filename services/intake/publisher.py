@@ -157,7 +157,9 @@ class EventPublisher:
             async with asyncio.timeout_at(deadline):
                 for event in events:
                     futures.append(
-                        await self.producer.send(self.topic, value=event.to_bytes(), key=event.ticket_key.encode())
+                        await self.producer.send(
+                            self.topic, value=event.to_bytes(), key=event.ticket_key.encode()
+                        )
                     )
         except Exception as exc:  # timeout (e.g. waiting for metadata) or producer error
             log.warning("broker unavailable, parking events in the outbox", extra={"error": repr(exc)})

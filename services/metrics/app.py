@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Gauge
 
-from services.metrics.backlog import BacklogCollector
+from services.metrics.backlog import BacklogCollector, BacklogState
+from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
 from shared.auth import Role, require_role
 from shared.events import utc_now
@@ -26,13 +27,15 @@ from shared.settings import MetricsSettings
 log = logging.getLogger(__name__)
 
 backlog_router = APIRouter(prefix="/v1", tags=["backlog"])
+CAUGHT_UP = Gauge(
+    "metrics_backlog_caught_up", "1 once every owned partition was replayed to its end since assignment"
+)
 
 
 @backlog_router.get("/backlog", summary="Backlog summary per team (JSON)")
 async def backlog(request: Request, _role: Role = Depends(require_role(Role.VIEWER))) -> dict[str, Any]:
-    ingest: BacklogIngest = request.app.state.ingest
-    ingest.state.advance_clock(utc_now())
-    return ingest.state.summary()
+    collector: BacklogCollector = request.app.state.collector
+    return summary(collector.snapshot())  # the union of this instance's partitions
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -41,9 +44,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
+        # Shards are restored from their checkpoints as partitions are assigned (on_assign).
         ingest = BacklogIngest(resources.sessions, name=settings.metrics_group_id)
-        await ingest.restore()
-        collector = _LiveCollector(ingest)
+        collector = ShardsCollector(ingest)
         REGISTRY.register(collector)
         runner = ConsumerRunner(
             settings,
@@ -52,27 +55,40 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             topics=[settings.topic_ticket_events, settings.topic_routing_events],
             handler=ingest,
             on_assign=ingest.on_assign,
+            on_revoke=ingest.on_revoke,
         )
         app.state.settings = settings
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys
         app.state.ingest = ingest
+        app.state.collector = collector
+        caught_up = _caught_up(runner, ingest)
+        CAUGHT_UP.set_function(lambda: float(caught_up()))
         app.state.checks = {
             "database": database_check(resources.engine),
             "broker": broker_check(resources.producer),
             "consumer": consumer_check(runner),
-            "caught_up": _caught_up_check(runner),
+            "caught_up": _caught_up_check(caught_up),
         }
         await runner.start()
         ticker = asyncio.create_task(_checkpoint_and_tick(ingest, settings), name="checkpoint")
         try:
             yield
         finally:
-            await runner.stop()
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            await ingest.checkpoint()  # the final, consistent state: a restart replays nothing
+            # Finish the batch in hand, checkpoint every shard while the partitions are still ours
+            # (closing the consumer does not call on_revoke), then leave the group: the next owner
+            # or a restart replays nothing.
+            runner.loop.stop()
+            if runner.task is not None:
+                await asyncio.wait({runner.task}, timeout=15)
+            try:
+                await ingest.checkpoint()
+            except Exception as exc:  # the next owner replays from the previous checkpoint
+                log.warning("final checkpoint failed", extra={"error": repr(exc)})
+            await runner.stop()
             REGISTRY.unregister(collector)
             await resources.close()
 
@@ -89,32 +105,31 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     return app
 
 
-class _LiveCollector(BacklogCollector):
-    """Follows ``ingest.state``, which a restore replaces."""
+class ShardsCollector(BacklogCollector):
+    """Exposes the union of the instance's shards (one state per owned partition), merged."""
 
     def __init__(self, ingest: BacklogIngest) -> None:
-        super().__init__(ingest.state)
+        super().__init__(BacklogState())  # the template state only provides the configuration
         self.ingest = ingest
 
-    def collect(self):  # type: ignore[no-untyped-def]
-        self.state = self.ingest.state
-        return super().collect()
+    def states(self) -> list[BacklogState]:
+        return self.ingest.states()
 
 
-def _caught_up_check(runner: ConsumerRunner) -> Check:
-    """Ready once the state has been replayed up to the end of every partition at least once."""
-    seen_caught_up = False
+def _caught_up(runner: ConsumerRunner, ingest: BacklogIngest) -> Callable[[], bool]:
+    """Every assigned partition has its shard restored and was replayed to its end once since it
+    was assigned (a rebalance that brings new partitions makes the instance unready until then)."""
 
+    def caught_up() -> bool:
+        loop = runner.loop
+        return loop.assigned_once and ingest.caught_up(runner.consumer.assignment(), loop.lag)
+
+    return caught_up
+
+
+def _caught_up_check(caught_up: Callable[[], bool]) -> Check:
     async def check() -> str | None:
-        nonlocal seen_caught_up
-        if (
-            not seen_caught_up
-            and runner.loop.assigned_once
-            and runner.loop.lag
-            and runner.loop.total_lag() == 0
-        ):
-            seen_caught_up = True
-        return None if seen_caught_up else "replaying events since the last checkpoint"
+        return None if caught_up() else "replaying events since the last checkpoint"
 
     return check
 
@@ -125,7 +140,9 @@ async def _checkpoint_and_tick(ingest: BacklogIngest, settings: MetricsSettings)
     while True:
         await asyncio.sleep(settings.metrics_clock_tick_s)
         try:
-            ingest.state.advance_clock(utc_now())
+            now = utc_now()
+            for state in ingest.states():
+                state.advance_clock(now)
             if loop.time() - last_checkpoint >= settings.metrics_checkpoint_interval_s:
                 await ingest.checkpoint()
                 last_checkpoint = loop.time()

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.router.admin_routes import admin_routers
+from services.router.classifiers.endpoints import router as classifiers_router
+from services.router.classifiers.live import LiveClassifier
 from services.router.routing.handler import RoutingHandler
 from services.router.routing.policy import LiveRules
+from services.router.slas.endpoints import router as slas_router
+from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
+from services.router.writeback.endpoints import router as writeback_router
 from shared.http.health import broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
@@ -26,10 +33,18 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
-        rules = LiveRules(resources.sessions, settings.router_default_team)
+        rules = LiveRules(resources.sessions, settings.router_default_team, priority_matrix(settings))
+        sla = await start_sla_runtime(settings, resources.sessions, resources.producer)
         await rules.refresh()
+        classifiers = LiveClassifier(resources.sessions, settings.router_classifier_below_threshold)
+        await classifiers.refresh()
         handler = RoutingHandler(
-            resources.sessions, resources.producer, settings.topic_routing_events, lambda: rules.policy.route
+            resources.sessions,
+            resources.producer,
+            settings.topic_routing_events,
+            # One rule set and one classifier view per batch, whatever reloads meanwhile.
+            lambda: functools.partial(rules.policy.route, classifiers=classifiers.view),
+            options=sla.handler_options,
         )
         runner = ConsumerRunner(
             settings,
@@ -42,20 +57,29 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys
         app.state.rules = rules
+        app.state.classifiers = classifiers
+        app.state.degraded_checks = {"classifier": classifiers.check}
         app.state.checks = {
             "database": database_check(resources.engine),
             "broker": broker_check(resources.producer),
             "consumer": consumer_check(runner),
         }
         watcher = asyncio.create_task(rules.watch(settings.router_ruleset_poll_s), name="ruleset-watch")
+        classifier_watcher = asyncio.create_task(
+            classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
+        )
         await runner.start()
         try:
             yield
         finally:
             await runner.stop()
+            await sla.stop()
             watcher.cancel()
+            classifier_watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            with contextlib.suppress(asyncio.CancelledError):
+                await classifier_watcher
             await resources.close()
 
     app = FastAPI(
@@ -68,4 +92,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     install_timing(app, "router")
     app.include_router(health_router())
     app.include_router(tickets_router)
+    for admin_router in admin_routers():  # teams, rules, dry runs, audit
+        app.include_router(admin_router)
+    app.include_router(slas_router)
+    app.include_router(writeback_router)
+    app.include_router(classifiers_router)
     return app

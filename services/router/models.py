@@ -1,11 +1,12 @@
-"""The router's tables: teams, versioned rule sets, ticket routing state, decisions, audit."""
+"""The router's tables: teams, versioned rule sets, ticket routing state, decisions, audit,
+classifier models and classifier feedback."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, JsonDoc
@@ -65,6 +66,9 @@ class RouterTicket(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     sla: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     snapshot: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    # The SlaClock (+ fired timer ids) of the ticket, and when its next escalation is due.
+    sla_clock: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, default=None)
+    sla_next_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
 
 class RoutingDecision(Base):
@@ -98,3 +102,42 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+
+
+class ClassifierModel(Base):
+    """A trained classifier; the id is its version. At most one active model per label kind."""
+
+    __tablename__ = "classifier_models"
+    __table_args__ = (
+        # A partial unique index keeps "one active model per kind" true even for racing admins.
+        Index(
+            "uq_classifier_models_active_kind",
+            "label_kind",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    label_kind: Mapped[str] = mapped_column(String(20))  # category | team | priority
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    trained_on: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)  # file, rows, feedback rows
+    figures: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ClassifierFeedback(Base):
+    """A human correction: the source system moved a ticket to another team (a labelled example)."""
+
+    __tablename__ = "classifier_feedback"
+    __table_args__ = (Index("ix_classifier_feedback_created", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_key: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(300))  # the team the ticket was moved to
+    previous_label: Mapped[str | None] = mapped_column(String(300), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -19,6 +19,11 @@ keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=T
 dev_app = typer.Typer(help="The local development stack.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(dev_app, name="dev")
+app.add_typer(__import__("services.ticketctl.sla", fromlist=["sla_app"]).sla_app, name="sla")
+app.add_typer(__import__("services.ticketctl.sources").ticketctl.sources.sources_app, name="sources")
+app.add_typer(__import__("services.ticketctl.rules", fromlist=["_"]).rules_app, name="rules")
+app.add_typer(__import__("services.ticketctl.teams", fromlist=["_"]).teams_app, name="teams")
+app.add_typer(__import__("services.ticketctl.classifier", fromlist=["_"]).classifier_app, name="classifier")
 console = Console()
 
 

@@ -61,6 +61,8 @@ class ConsumedEvent:
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
 # Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
 AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+# Called with partitions about to move away (no batch is in flight: batches are handled inline).
+RevokeHandler = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -85,6 +87,9 @@ class _Rebalance(ConsumerRebalanceListener):
             if labels in self.loop.lag_labels:
                 self.loop.lag_labels.discard(labels)
                 CONSUMER_LAG.remove(*labels)
+        tps = set(revoked)
+        if self.loop.on_revoke is not None and tps:
+            await self.loop.on_revoke(tps)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         tps = set(assigned)
@@ -110,6 +115,7 @@ class ConsumerLoop:
         max_attempts: int = 8,
         on_assign: AssignHandler | None = None,
         pause_before_commit_s: float = 0.0,
+        on_revoke: RevokeHandler | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -122,6 +128,7 @@ class ConsumerLoop:
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
         self.on_assign = on_assign
+        self.on_revoke = on_revoke
         self.pause_before_commit_s = pause_before_commit_s
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}

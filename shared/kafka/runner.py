@@ -8,7 +8,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.kafka.consumer import AssignHandler, BatchHandler, ConsumerLoop
+from shared.kafka.consumer import AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class ConsumerRunner:
         topics: list[str],
         handler: BatchHandler,
         on_assign: AssignHandler | None = None,
+        on_revoke: RevokeHandler | None = None,
     ) -> None:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_servers(),
@@ -49,6 +50,7 @@ class ConsumerRunner:
             on_assign=on_assign,
             max_attempts=settings.consumer_max_attempts,
             pause_before_commit_s=settings.fault_pause_before_commit_s,
+            on_revoke=on_revoke,
         )
         self.task: asyncio.Task[None] | None = None
 

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, REPO_ROOT, SERVICES, docker_compose_available, env_names, read_env_file
+from tests.deploy.conftest import (
+    DEPLOY,
+    REPO_ROOT,
+    SERVICES,
+    docker_compose_available,
+    env_names,
+    read_env_file,
+)
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"

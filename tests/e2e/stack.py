@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -121,7 +122,7 @@ class Stack:
                     total += sample.value
         return total
 
-    def wait_for(self, predicate, timeout_s: float = 10.0, what: str = "condition") -> float:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> float:
         """Poll until ``predicate()`` holds; returns the seconds it took."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:

@@ -85,8 +85,12 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
     limits: TokenBuckets = state.rate_limits
     wait_s = limits.take(config.name)
     if wait_s:
-        raise Problem(429, "Too many requests", f"rate limit of source {config.name!r} exceeded",
-                      headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        raise Problem(
+            429,
+            "Too many requests",
+            f"rate limit of source {config.name!r} exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
     if not is_json_media_type(request.headers.get("content-type")):
         raise Problem(415, "Unsupported media type", "send the payload as application/json")
     body = await read_body(request, state.settings.intake_max_body_bytes)
@@ -102,12 +106,14 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
         events = adapt(config, webhook, now)
     except IgnoredEvent as exc:
         log.info("webhook ignored", extra={"source": config.name, "reason": exc.message})
-        result = WebhookAccepted(delivery_id=delivery, duplicate=False, ignored=True, delivery=None,
-                                 event_ids=[], ticket_keys=[])
+        result = WebhookAccepted(
+            delivery_id=delivery, duplicate=False, ignored=True, delivery=None, event_ids=[], ticket_keys=[]
+        )
         return JSONResponse(result.model_dump(mode="json"), status_code=202)
     except UnmappableError as exc:
-        raise Problem(422, "Unmappable webhook", exc.message,
-                      errors=[{"field": exc.field, "message": exc.reason}]) from exc
+        raise Problem(
+            422, "Unmappable webhook", exc.message, errors=[{"field": exc.field, "message": exc.reason}]
+        ) from exc
     except WebhookError as exc:
         raise Problem(exc.status_code, "Bad request", exc.message) from exc
     envelopes = to_envelopes(config, delivery, events)
@@ -116,8 +122,15 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
         outcome = await publisher.accept(envelopes, dedupe=(config.name, delivery))
     except Unavailable as exc:
         raise Problem(503, "Service unavailable", str(exc), headers={"Retry-After": "5"}) from exc
-    log.info("webhook accepted", extra={"source": config.name, "delivery_id": delivery,
-                                         "events": len(envelopes), "duplicate": outcome.duplicate})
+    log.info(
+        "webhook accepted",
+        extra={
+            "source": config.name,
+            "delivery_id": delivery,
+            "events": len(envelopes),
+            "duplicate": outcome.duplicate,
+        },
+    )
     result = WebhookAccepted(
         delivery_id=delivery,
         duplicate=outcome.duplicate,

@@ -30,7 +30,9 @@ async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _run(request: Request, work: Callable[[AsyncSession], Awaitable[T]], changed: str | None = None) -> T:
+async def _run(
+    request: Request, work: Callable[[AsyncSession], Awaitable[T]], changed: str | None = None
+) -> T:
     """Run ``work`` in one committed transaction; map service errors to problem+json."""
     try:
         async with _transaction(request) as session:
@@ -51,8 +53,13 @@ def _problem(exc: service.SourceError) -> Problem:
     return Problem(status, title, exc.message, errors=errors)
 
 
-@router.post("", status_code=201, response_model=SourceOut, responses=problems(401, 403, 409, 422),
-             summary="Configure a webhook source")
+@router.post(
+    "",
+    status_code=201,
+    response_model=SourceOut,
+    responses=problems(400, 401, 403, 409, 422),
+    summary="Configure a webhook source",
+)
 async def create(data: SourceCreate, request: Request) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
         return service.to_out(await service.create_source(session, data))
@@ -76,8 +83,12 @@ async def get_one(request: Request, name: str = NamePath) -> SourceOut:
     return await _run(request, work)
 
 
-@router.patch("/{name}", response_model=SourceOut, responses=problems(401, 403, 404, 422),
-              summary="Enable, disable or reconfigure a source")
+@router.patch(
+    "/{name}",
+    response_model=SourceOut,
+    responses=problems(400, 401, 403, 404, 422),
+    summary="Enable, disable or reconfigure a source",
+)
 async def update(data: SourceUpdate, request: Request, name: str = NamePath) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
         return service.to_out(await service.update_source(session, name, data))
@@ -85,15 +96,24 @@ async def update(data: SourceUpdate, request: Request, name: str = NamePath) -> 
     return await _run(request, work, changed=name)
 
 
-@router.delete("/{name}", status_code=204, response_class=Response, responses=problems(401, 403, 404, 422),
-               summary="Remove a source")
+@router.delete(
+    "/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=problems(401, 403, 404, 422),
+    summary="Remove a source",
+)
 async def remove(request: Request, name: str = NamePath) -> Response:
     await _run(request, lambda session: service.delete_source(session, name), changed=name)
     return Response(status_code=204)
 
 
-@router.post("/{name}/rotate", response_model=SourceOut, responses=problems(401, 403, 404, 422),
-             summary="Add a new secret; the newest two stay valid")
+@router.post(
+    "/{name}/rotate",
+    response_model=SourceOut,
+    responses=problems(400, 401, 403, 404, 422),
+    summary="Add a new secret; the newest two stay valid",
+)
 async def rotate(data: SecretRotation, request: Request, name: str = NamePath) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
         return service.to_out(await service.rotate_secret(session, name, data.secret))

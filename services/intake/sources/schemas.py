@@ -5,15 +5,42 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.intake.webhooks import AdapterName
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-Secret = Field(min_length=8, max_length=500, description="Shared secret or HMAC key (never returned).")
+Secret = Field(
+    min_length=8,
+    max_length=500,
+    pattern=r"^[^\x00]+$",
+    description="Shared secret or HMAC key (never returned).",
+)
 
 
-class SourceCreate(BaseModel):
+def _reject_nul(value: Any) -> None:
+    """PostgreSQL cannot store U+0000 in text or JSONB; refuse it here rather than fail later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain U+0000")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key)
+            _reject_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item)
+
+
+class _ChecksOptions(BaseModel):
+    @field_validator("options", check_fields=False)
+    @classmethod
+    def _storable(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        _reject_nul(options)
+        return options
+
+
+class SourceCreate(_ChecksOptions):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=SOURCE_NAME)
@@ -23,7 +50,7 @@ class SourceCreate(BaseModel):
     enabled: bool = True
 
 
-class SourceUpdate(BaseModel):
+class SourceUpdate(_ChecksOptions):
     model_config = ConfigDict(extra="forbid")
 
     options: dict[str, Any] | None = Field(default=None, description="Replaces the adapter configuration.")
@@ -42,7 +69,9 @@ class SourceOut(BaseModel):
     enabled: bool
     options: dict[str, Any]
     secret_count: int = Field(description="1, or 2 during a rotation.")
-    secret_fingerprints: list[str] = Field(description="sha256 prefixes, oldest first, to tell secrets apart.")
+    secret_fingerprints: list[str] = Field(
+        description="sha256 prefixes, oldest first, to tell secrets apart."
+    )
     created_at: datetime
     updated_at: datetime
     webhook_path: str

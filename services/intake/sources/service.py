@@ -76,7 +76,7 @@ def to_out(row: Source) -> SourceOut:
 
 
 def to_config(row: Source) -> SourceConfig:
-    return SourceConfig(name=row.name, adapter=row.adapter, secrets=row.secrets, options=row.options)  # type: ignore[arg-type]
+    return SourceConfig(name=row.name, adapter=row.adapter, secrets=row.secrets, options=row.options)
 
 
 async def get_source(session: AsyncSession, name: str) -> Source:

@@ -79,4 +79,5 @@ class TicketIn(BaseModel):
 class Accepted(BaseModel):
     event_id: str
     ticket_key: str
-    delivery: Literal["published", "queued"]
+    delivery: Literal["published", "queued"] | None = Field(description="None for a duplicate")
+    duplicate: bool = False

@@ -32,13 +32,16 @@ class FlowWindow:
         elif marks[r] < minute:
             marks[r], counts[r] = minute, 1
 
-    def per_hour(self, team: int, now_minute: int) -> float:
+    def count(self, team: int, now_minute: int) -> int:
+        """Events of ``team`` within the window ending at ``now_minute``."""
         counts = self._counts.get(team)
         if counts is None:
-            return 0.0
+            return 0
         oldest = now_minute - self.minutes
-        total = sum(c for c, m in zip(counts, self._marks[team], strict=True) if oldest < m <= now_minute)
-        return total * 60.0 / self.minutes
+        return sum(c for c, m in zip(counts, self._marks[team], strict=True) if oldest < m <= now_minute)
+
+    def per_hour(self, team: int, now_minute: int) -> float:
+        return self.count(team, now_minute) * 60.0 / self.minutes
 
     def to_json(self) -> dict[str, Any]:
         return {str(t): [self._counts[t], self._marks[t]] for t in self._counts}

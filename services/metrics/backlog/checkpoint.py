@@ -26,17 +26,46 @@ if TYPE_CHECKING:
     from .state import BacklogState
 
 MAGIC = b"BKLG\x01"
-_COLUMNS = ("a_team", "a_cat", "a_src", "a_flags", "a_prio", "a_status", "a_bucket",
-            "a_created", "a_fr_due", "a_res_due", "a_next", "a_rev", "free")
-_LISTS = ("g_open", "g_overdue", "g_risk", "g_status", "g_age", "c_received", "c_routed",
-          "c_resolved", "c_reopened", "c_escalated", "c_breach")
+_COLUMNS = (
+    "a_team",
+    "a_cat",
+    "a_src",
+    "a_flags",
+    "a_prio",
+    "a_status",
+    "a_bucket",
+    "a_created",
+    "a_fr_due",
+    "a_res_due",
+    "a_next",
+    "a_rev",
+    "free",
+)
+_LISTS = (
+    "g_open",
+    "g_overdue",
+    "g_risk",
+    "g_status",
+    "g_age",
+    "c_received",
+    "c_routed",
+    "c_resolved",
+    "c_reopened",
+    "c_escalated",
+    "c_breach",
+    "s_created",
+)
 
 
 def dump(state: BacklogState) -> bytes:
     hashes, slots = state.index.dump()
     blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS]
-    blobs += [("index_hashes", hashes), ("index_slots", slots),
-              ("seen", array("Q", state.seen_order)), ("resolved_fifo", array("Q", state.resolved_fifo))]
+    blobs += [
+        ("index_hashes", hashes),
+        ("index_slots", slots),
+        ("seen", array("Q", state.seen_order)),
+        ("resolved_fifo", array("Q", state.resolved_fifo)),
+    ]
     header: dict[str, Any] = {
         "byteorder": sys.byteorder,
         "config": state.config.to_json(),
@@ -63,7 +92,7 @@ def load(data: bytes) -> BacklogState:
 
     if not data.startswith(MAGIC):
         raise ValueError("not a backlog checkpoint (or an unknown version)")
-    body = zlib.decompress(data[len(MAGIC):])
+    body = zlib.decompress(data[len(MAGIC) :])
     head_len = int.from_bytes(body[:4], "little")
     header = orjson.loads(body[4 : 4 + head_len])
     offset = 4 + head_len
@@ -99,5 +128,8 @@ def load(data: bytes) -> BacklogState:
     n = config.recent_samples
     state.recent_handle = {int(k): deque(v, maxlen=n) for k, v in header["recent_handle"].items()}
     state.recent_target = {int(k): deque(v, maxlen=n) for k, v in header["recent_target"].items()}
+    if "s_created" not in header["lists"]:  # checkpoint written before the age sums existed
+        for slot in state.open_slots():
+            state.s_created[state.a_team[slot]] += state.a_created[slot]
     state.rebuild_heaps()
     return state

@@ -35,9 +35,7 @@ def _service_level(servers: int, traffic: float, c: float, handle_s: float, targ
 
 def service_level(servers: int, traffic: float, handle_seconds: float, target_answer_seconds: float) -> float:
     """Share of arrivals answered within the target answer time."""
-    return _service_level(
-        servers, traffic, erlang_c(servers, traffic), handle_seconds, target_answer_seconds
-    )
+    return _service_level(servers, traffic, erlang_c(servers, traffic), handle_seconds, target_answer_seconds)
 
 
 def agents_needed(

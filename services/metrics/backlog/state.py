@@ -29,6 +29,7 @@ from .aggregates import FlowWindow, Histogram
 from .config import FIRST_RESOLVED_STATUS, NO_CATEGORY, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
 from .keyindex import SlotIndex, key_hash
 from .labels import LabelInterner
+from .snapshot import Snapshot, take
 
 UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
 NEVER = 1 << 62  # "no pending time transition"
@@ -82,6 +83,7 @@ class BacklogState:
         t = cfg.max_teams
         self.g_open, self.g_overdue, self.g_risk = [0] * (t * NP), [0] * (t * NP), [0] * (t * NP)
         self.g_status, self.g_age = [0] * (t * NS), [0] * (t * self.nb)
+        self.s_created = [0] * t  # per team: sum of the open tickets' created_ms (-> sum of ages)
         self.c_received = [0] * cfg.max_sources
         self.c_routed, self.c_resolved, self.c_reopened, self.c_escalated = ([0] * t for _ in range(4))
         self.c_breach = [0] * (t * 2)  # team*2 + kind (0 first_response, 1 resolution)
@@ -115,12 +117,22 @@ class BacklogState:
             s = envelope.payload["state"]
             sla = s.get("sla") or {}
             self._apply_values(
-                s["ticket_key"], s.get("revision", 0), s["source"], s["status"], s.get("team"), s["priority"],
+                s["ticket_key"],
+                s.get("revision", 0),
+                s["source"],
+                s["status"],
+                s.get("team"),
+                s["priority"],
                 s.get("category"),
-                to_ms(s["created_at"]), to_ms(s.get("routed_at")), to_ms(s.get("resolved_at")),
-                to_ms(sla.get("first_response_due")), to_ms(sla.get("resolution_due")),
-                to_ms(sla.get("first_responded_at")), bool(sla.get("paused")),
-                to_ms(envelope.occurred_at), envelope.type,
+                to_ms(s["created_at"]),
+                to_ms(s.get("routed_at")),
+                to_ms(s.get("resolved_at")),
+                to_ms(sla.get("first_response_due")),
+                to_ms(sla.get("resolution_due")),
+                to_ms(sla.get("first_responded_at")),
+                bool(sla.get("paused")),
+                to_ms(envelope.occurred_at),
+                envelope.type,
             )
 
     def apply_state(
@@ -139,11 +151,22 @@ class BacklogState:
                 return
             sla = state.sla
             self._apply_values(
-                state.ticket_key, state.revision, state.source, state.status.value, state.team,
+                state.ticket_key,
+                state.revision,
+                state.source,
+                state.status.value,
+                state.team,
                 state.priority.value,
-                state.category, to_ms(state.created_at), to_ms(state.routed_at), to_ms(state.resolved_at),
-                to_ms(sla.first_response_due), to_ms(sla.resolution_due), to_ms(sla.first_responded_at),
-                sla.paused, to_ms(occurred_at or now), event_type,
+                state.category,
+                to_ms(state.created_at),
+                to_ms(state.routed_at),
+                to_ms(state.resolved_at),
+                to_ms(sla.first_response_due),
+                to_ms(sla.resolution_due),
+                to_ms(sla.first_responded_at),
+                sla.paused,
+                to_ms(occurred_at or now),
+                event_type,
             )
 
     def record_received(self, source: str, now: datetime, event_id: uuid.UUID | None = None) -> None:
@@ -180,9 +203,23 @@ class BacklogState:
         return True
 
     def _apply_values(
-        self, key: str, revision: int, source: str, status_name: str, team_name: str | None, prio_name: str,
-        category: str | None, created: int, routed: int, resolved: int, fr_due: int, res_due: int,
-        responded: int, paused: bool, event_ms: int, event_type: EventType | None,
+        self,
+        key: str,
+        revision: int,
+        source: str,
+        status_name: str,
+        team_name: str | None,
+        prio_name: str,
+        category: str | None,
+        created: int,
+        routed: int,
+        resolved: int,
+        fr_due: int,
+        res_due: int,
+        responded: int,
+        paused: bool,
+        event_ms: int,
+        event_type: EventType | None,
     ) -> None:
         h = key_hash(key)
         slot = self.index.get(h)
@@ -300,6 +337,7 @@ class BacklogState:
         self.g_open[tp] += 1
         self.g_status[team * NS + self.a_status[slot]] += 1
         self.g_age[team * self.nb + bucket] += 1
+        self.s_created[team] += created
         if f & F_OVERDUE:
             self.g_overdue[tp] += 1
         elif f & F_AT_RISK:
@@ -318,6 +356,7 @@ class BacklogState:
         self.g_open[tp] -= 1
         self.g_status[team * NS + self.a_status[slot]] -= 1
         self.g_age[team * self.nb + self.a_bucket[slot]] -= 1
+        self.s_created[team] -= self.a_created[slot]
         if f & F_OVERDUE:
             self.g_overdue[tp] -= 1
         elif f & F_AT_RISK:
@@ -332,8 +371,16 @@ class BacklogState:
     def _alloc_slot(self) -> int:
         if self.free:
             return self.free.pop()
-        for column in (self.a_team, self.a_cat, self.a_src, self.a_flags, self.a_prio, self.a_status,
-                       self.a_bucket, self.a_rev):
+        for column in (
+            self.a_team,
+            self.a_cat,
+            self.a_src,
+            self.a_flags,
+            self.a_prio,
+            self.a_status,
+            self.a_bucket,
+            self.a_rev,
+        ):
             column.append(0)
         for column in (self.a_created, self.a_fr_due, self.a_res_due):
             column.append(UNSET)
@@ -350,8 +397,11 @@ class BacklogState:
                 self.a_flags[slot], self.a_next[slot] = 0, NEVER
                 self.free.append(slot)
         if len(fifo) > 2 * limit + _COMPACT_SLACK:  # drop entries of reopened/forgotten tickets
-            keep = [h for h in dict.fromkeys(fifo) if (s := self.index.get(h)) >= 0
-                    and not self.a_flags[s] & F_OPEN]
+            keep = [
+                h
+                for h in dict.fromkeys(fifo)
+                if (s := self.index.get(h)) >= 0 and not self.a_flags[s] & F_OPEN
+            ]
             self.resolved_fifo = deque(keep)
 
     def rebuild_heaps(self) -> None:
@@ -399,14 +449,19 @@ class BacklogState:
     def team_open(self, team: int) -> int:
         return sum(self.g_open[team * NP : team * NP + NP])
 
+    def snapshot(self) -> Snapshot:
+        """A mergeable copy of the aggregates, O(teams x label values) (see :mod:`.snapshot`)."""
+        with self.lock:
+            return take(self)
+
     def forecast(self, team: int) -> dict[str, float]:
-        """Flow per hour, hours to clear and Erlang C agents of one team (see :mod:`.views`)."""
-        return views.forecast(self, team)
+        """Flow per hour, hours to clear and Erlang C agents of one team (see :mod:`.snapshot`)."""
+        snap = self.snapshot()
+        return snap.forecast(snap.teams[self.teams.values[team]])
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready per-team view for ``GET /v1/backlog`` (see :mod:`.views`)."""
-        with self.lock:
-            return views.summary(self)
+        return views.summary(self.snapshot())
 
     # ---------------------------------------------------------------- checkpoint
     def to_checkpoint(self) -> bytes:

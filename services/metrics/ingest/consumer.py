@@ -1,37 +1,65 @@
-"""Feeding the backlog state from both topics, and checkpointing it with the offsets it covers.
+"""Feeding the backlog state from both topics, one shard per partition, checkpointed with offsets.
 
-The in-memory state is the effect of every message; it becomes durable when a checkpoint
-(state + the next offset of every partition it covers) is committed to the database. After a
-crash the service restores the checkpoint and seeks each partition to the stored offset, so
-exactly the events after it are replayed: no double counting, no full-history replay.
+Both topics are keyed by ticket_key and have the same partition count, so partition p of
+``tickets`` and partition p of ``routing`` carry the same tickets. The state is sharded by that
+partition number: shard p is one :class:`BacklogState` fed by tickets-p and routing-p, and its
+checkpoint row ``f"{name}:{p}"`` holds the state and the next offset of both partitions. Several
+metrics instances in one consumer group therefore own disjoint sets of tickets; their gauges
+add up in PromQL.
+
+On assignment a shard is restored from its row and both partitions are sought to the offsets it
+covers (exactly the events after it are replayed: no double counting, no full-history replay).
+On revocation the shard is checkpointed and dropped; the new owner restores that checkpoint.
+The loop handles batches inline, so no batch is mid-flight while a rebalance callback runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import TopicPartition
 from prometheus_client import Gauge, Histogram
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.backlog import BacklogState
 from services.metrics.backlog.checkpoint import dump, load
 from services.metrics.models import MetricsCheckpoint
 from shared.events import utc_now
-from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.consumer import ConsumedEvent, is_transient
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SECONDS = Histogram("metrics_checkpoint_seconds", "Time to write one state checkpoint")
-CHECKPOINT_BYTES = Gauge("metrics_checkpoint_bytes", "Size of the last state checkpoint")
-CHECKPOINT_AGE = Gauge("metrics_checkpoint_timestamp_seconds", "When the last checkpoint was written")
+CHECKPOINT_SECONDS = Histogram(
+    "metrics_checkpoint_seconds", "Time to encode and write one shard's checkpoint, in seconds"
+)
+CHECKPOINT_BYTES = Gauge(
+    "metrics_checkpoint_bytes", "Size of the last checkpoint of the shard, in bytes", ["partition"]
+)
+CHECKPOINT_TIME = Gauge(
+    "metrics_checkpoint_timestamp_seconds", "Unix time of the last checkpoint of the shard", ["partition"]
+)
+SHARDS = Gauge("metrics_partitions_owned", "Partitions (backlog shards) this instance owns")
 
 
 def _tp_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+@dataclass
+class Shard:
+    partition: int
+    state: BacklogState
+    next_offsets: dict[str, int]  # {"topic:partition": next offset to read}; changed under state.lock
+    pending: int = 0  # events applied since the last checkpoint; changed under state.lock
+    persisted: bool = False  # a checkpoint row describes this state
+    caught_up: set[str] = field(default_factory=set)  # topics read to their end once since assigned
 
 
 class BacklogIngest:
@@ -40,55 +68,152 @@ class BacklogIngest:
         sessions: async_sessionmaker[AsyncSession],
         name: str = "metrics",
         clock: Callable[[], datetime] = utc_now,
+        retry_s: float = 1.0,
     ) -> None:
         self.sessions = sessions
         self.name = name
         self.clock = clock
-        self.state = BacklogState()
-        self.next_offsets: dict[str, int] = {}
-        self.restored = False
-        self.events_since_checkpoint = 0
+        self.retry_s = retry_s
+        self.shards: dict[int, Shard] = {}
+        # Shards checkpointed at revocation, reused if we get the partition back and nobody
+        # checkpointed it meanwhile (an eager rebalance revokes everything, then reassigns).
+        self._parked: dict[int, Shard] = {}
+        self._lock = asyncio.Lock()  # one checkpoint/restore/drop at a time
 
-    async def restore(self) -> None:
-        async with self.sessions() as session:
-            row = await session.get(MetricsCheckpoint, self.name)
-        if row is not None:
-            self.state = load(row.state)
-            self.next_offsets = {k: int(v) for k, v in row.offsets.items()}
-            log.info("backlog state restored", extra={"partitions": len(self.next_offsets)})
-        self.restored = True
+    def row_name(self, partition: int) -> str:
+        return f"{self.name}:{partition}"
 
+    def states(self) -> list[BacklogState]:
+        return [shard.state for shard in list(self.shards.values())]
+
+    # ---------------------------------------------------------------- rebalance hooks
     async def on_assign(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
-        """Seek every assigned partition to the offset our checkpoint covers (else: earliest)."""
-        seeks: dict[TopicPartition, int] = {}
-        for tp in assigned:
-            seeks[tp] = self.next_offsets.get(_tp_key(tp.topic, tp.partition), 0)
-        return seeks
+        """Restore the shard of every newly assigned partition number; seek to what it covers."""
+        async with self._lock:
+            for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
+                shard = await self._restore(p)
+                shard.caught_up.clear()
+                self.shards[p] = shard
+            self._parked.clear()
+            SHARDS.set(len(self.shards))
+        return {
+            tp: self.shards[tp.partition].next_offsets.get(_tp_key(tp.topic, tp.partition), 0)
+            for tp in assigned
+        }
 
+    async def on_revoke(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint and drop the shards of the revoked partitions, before they move."""
+        async with self._lock:
+            for p in sorted({tp.partition for tp in revoked}):
+                shard = self.shards.pop(p, None)
+                if shard is None:
+                    continue
+                try:
+                    await self._checkpoint(shard)
+                    self._parked[p] = shard
+                except Exception as exc:
+                    # The new owner replays from the previous checkpoint: nothing is lost.
+                    log.warning("checkpoint at revocation failed", extra={"partition": p, "error": repr(exc)})
+                for gauge in (CHECKPOINT_BYTES, CHECKPOINT_TIME):
+                    with contextlib.suppress(KeyError):  # never checkpointed here
+                        gauge.remove(str(p))
+            SHARDS.set(len(self.shards))
+
+    async def _restore(self, p: int) -> Shard:
+        delay = self.retry_s
+        while True:
+            try:
+                return await self._load_shard(p)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("shard restore failed, will retry", extra={"partition": p, "error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+
+    async def _load_shard(self, p: int) -> Shard:
+        parked = self._parked.get(p)
+        async with self.sessions() as session:
+            if parked is not None:
+                offsets = await session.scalar(
+                    select(MetricsCheckpoint.offsets).where(MetricsCheckpoint.name == self.row_name(p))
+                )
+                if offsets == parked.next_offsets:
+                    return parked
+            row = await session.get(MetricsCheckpoint, self.row_name(p))
+        if row is None:
+            return Shard(p, BacklogState(), {})
+        try:
+            state = await asyncio.to_thread(load, row.state)
+        except (ValueError, KeyError) as exc:
+            # Unreadable (e.g. an older format): rebuild from the start of the partitions.
+            log.error("checkpoint unreadable, replaying from 0", extra={"partition": p, "error": repr(exc)})
+            return Shard(p, BacklogState(), {})
+        offsets = {k: int(v) for k, v in row.offsets.items()}
+        log.info("backlog shard restored", extra={"partition": p, "offsets": offsets})
+        return Shard(p, state, offsets, persisted=True)
+
+    # ---------------------------------------------------------------- batch handler
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
         now = self.clock()
-        state = self.state
+        by_partition: dict[int, list[ConsumedEvent]] = {}
         for event in batch:
-            state.apply(event.envelope, now)
-            self.next_offsets[_tp_key(event.topic, event.partition)] = event.offset + 1
-        self.events_since_checkpoint += len(batch)
+            by_partition.setdefault(event.partition, []).append(event)
+        for p, events in by_partition.items():
+            shard = self.shards.get(p)
+            if shard is None:
+                # Revoked while this batch waited for a retry: the new owner replays these
+                # events from our revocation checkpoint, so skipping them here loses nothing.
+                continue
+            with shard.state.lock:  # state and offsets move together (see checkpoint)
+                for event in events:
+                    shard.state.apply(event.envelope, now)
+                    shard.next_offsets[_tp_key(event.topic, event.partition)] = event.offset + 1
+                shard.pending += len(events)
 
+    # ---------------------------------------------------------------- checkpoints
     async def checkpoint(self) -> None:
-        if self.events_since_checkpoint == 0 and self.restored:
+        """Checkpoint every owned shard that changed since its last checkpoint."""
+        async with self._lock:
+            for shard in list(self.shards.values()):
+                await self._checkpoint(shard)
+
+    async def _checkpoint(self, shard: Shard) -> None:
+        if shard.pending == 0 and shard.persisted:
             return
         started = time.perf_counter()
-        # No await between these two lines: the state and the offsets describe the same moment.
-        data, offsets = dump(self.state), dict(self.next_offsets)
-        pending = self.events_since_checkpoint
+        data, offsets, pending = await asyncio.to_thread(_encode, shard)
+        name = self.row_name(shard.partition)
         async with self.sessions() as session, session.begin():
-            row = await session.get(MetricsCheckpoint, self.name)
+            row = await session.get(MetricsCheckpoint, name)
             if row is None:
-                session.add(
-                    MetricsCheckpoint(name=self.name, state=data, offsets=offsets, updated_at=utc_now())
-                )
+                session.add(MetricsCheckpoint(name=name, state=data, offsets=offsets, updated_at=utc_now()))
             else:
                 row.state, row.offsets, row.updated_at = data, offsets, utc_now()
-        self.events_since_checkpoint -= pending
+        with shard.state.lock:
+            shard.pending -= pending
+        shard.persisted = True
         CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
-        CHECKPOINT_BYTES.set(len(data))
-        CHECKPOINT_AGE.set(time.time())
+        CHECKPOINT_BYTES.labels(str(shard.partition)).set(len(data))
+        CHECKPOINT_TIME.labels(str(shard.partition)).set(time.time())
+
+    # ---------------------------------------------------------------- readiness
+    def caught_up(self, assignment: set[TopicPartition], lag: dict[TopicPartition, int]) -> bool:
+        """Every assigned partition has a restored shard and was read to its end once since."""
+        ready = True
+        for tp in assignment:
+            shard = self.shards.get(tp.partition)
+            if shard is None:
+                ready = False
+                continue
+            if lag.get(tp) == 0:
+                shard.caught_up.add(tp.topic)
+            ready = ready and tp.topic in shard.caught_up
+        return ready
+
+
+def _encode(shard: Shard) -> tuple[bytes, dict[str, int], int]:
+    # Worker thread: the state lock keeps the handler out while the state, the offsets it
+    # covers and the count of events it includes are captured together.
+    with shard.state.lock:
+        return dump(shard.state), dict(shard.next_offsets), shard.pending

@@ -14,8 +14,10 @@ consumers ignore the repeat.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +26,14 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router.assignment import LoadConfig
+from services.router.classifiers.service import feedback_row, is_team_correction
+from services.router.load.book import LoadBook
+from services.router.load.store import is_postgres, persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import RouteFn, decide
+from services.router.slas.tracking import SlaConfig, SlaTracker
+from services.router.writeback.queue import WritebackQueue
 from shared.db.models import OutboxMessage, ProcessedEvent
 from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
 from shared.events import (
@@ -103,6 +111,25 @@ def decision_row(kind: EventType, event_id: str, payload: RoutingPayload, at: da
     )
 
 
+@dataclass(frozen=True)
+class HandlerOptions:
+    """Optional stages; each one's state changes share the batch's single transaction.
+
+    ``load``: keep ``team_load`` counters and pass the batch's loads to the route function as
+    ``loads=`` (it must accept it); ``sla``: the live SLA configuration; ``writeback``: queue
+    outbound notifications.
+    """
+
+    load: LoadConfig | None = None
+    overflow_team: str | None = None
+    sla: Callable[[], SlaConfig] | None = None
+    writeback: bool = False
+
+
+def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Priority] | None:
+    return None if state is None else (state.team, state.status, state.priority)
+
+
 class RoutingHandler:
     def __init__(
         self,
@@ -111,12 +138,14 @@ class RoutingHandler:
         routing_topic: str,
         route_provider: Callable[[], RouteFn],
         clock: Callable[[], datetime] = utc_now,
+        options: HandlerOptions = HandlerOptions(),
     ) -> None:
         self.sessions = sessions
         self.producer = producer
         self.routing_topic = routing_topic
         self.route_provider = route_provider
         self.clock = clock
+        self.options = options
         # Unknown until checked: a previous process may have died with unpublished rows.
         self.outbox_dirty = True
 
@@ -163,12 +192,21 @@ class RoutingHandler:
             ).all()
         )
         keys = {e.ticket_key for e in events}
-        tickets = {
-            row.ticket_key: row
-            for row in (
-                await session.scalars(select(RouterTicket).where(RouterTicket.ticket_key.in_(keys)))
-            ).all()
-        }
+        options = self.options
+        locking = options.load is not None or options.sla is not None
+        if locking:
+            await take_write_lock(session)  # SQLite: read nothing that another writer may change
+        query = select(RouterTicket).where(RouterTicket.ticket_key.in_(keys))
+        if locking and is_postgres(session):
+            # Ticket rows first, then team_load: the escalation scanner locks in the same order.
+            query = query.order_by(RouterTicket.ticket_key).with_for_update()
+        tickets = {row.ticket_key: row for row in (await session.scalars(query)).all()}
+        book: LoadBook | None = None
+        if options.load is not None:
+            book = await prefetch(session, options.load, options.overflow_team)
+            route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
+        sla_config = options.sla() if options.sla is not None else None
+        writeback = WritebackQueue() if options.writeback else None
         outbox: list[OutboxMessage] = []
         for envelope in events:
             event_id = str(envelope.event_id)
@@ -184,6 +222,10 @@ class RoutingHandler:
             merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
             updated_at = row.snapshot.get("updated_at") if row is not None else None
+            tracker = None
+            if sla_config is not None:
+                stored = row.sla_clock if row is not None else None
+                tracker = SlaTracker(sla_config, stored, snapshot, envelope.occurred_at)
             decision = decide(
                 current,
                 datetime.fromisoformat(updated_at) if updated_at else None,
@@ -191,6 +233,7 @@ class RoutingHandler:
                 snapshot,
                 route,
                 now,
+                sla=tracker,
             )
             if decision.stale or decision.state is None:
                 STALE.inc()
@@ -202,11 +245,25 @@ class RoutingHandler:
                 session.add(row)
                 tickets[envelope.ticket_key] = row
             apply_state(row, decision.state, merged, now)
+            if tracker is not None and decision.events:
+                row.sla_clock = tracker.stored()
+                row.sla_next_due_at = tracker.next_due()
+            if book is not None:
+                book.move(position(current), position(decision.state))
             for kind, payload in decision.events:
                 out = routing_event(kind, payload, now, envelope.event_id)
                 session.add(decision_row(kind, str(out.event_id), payload, now))
                 outbox.append(outbox_row(OUTBOX_OWNER, self.routing_topic, out))
                 kinds.append(kind.value)
+                if writeback is not None:
+                    writeback.add(kind, out, payload, row.external_id)
+                if is_team_correction(kind, payload):
+                    # A human moved the ticket: a labelled example for the next team model.
+                    session.add(feedback_row(row.ticket_key, snapshot.subject, snapshot.description, payload))
+        if book is not None:
+            await persist(session, book)
+        if writeback is not None:
+            await writeback.flush(session, now)
         session.add_all(outbox)
         await session.flush()
         return outbox

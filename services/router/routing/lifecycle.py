@@ -36,9 +36,14 @@ class RouteResult:
     language: str | None = None
     sla_policy: str | None = None
     tags: list[str] = field(default_factory=list)
+    urgency: int | None = None  # 1-4, 4 the most severe (rules or classifier)
+    impact: int | None = None
 
 
 RouteFn = Callable[[TicketSnapshot, str], RouteResult]
+# Called with the state just before each routing event is emitted (and on first sight): the
+# router's SLA tracker refreshes ``state.sla`` there, so every event carries its deadlines.
+StateHook = Callable[[TicketState], None]
 
 
 @dataclass
@@ -60,6 +65,7 @@ def decide(
     snapshot: TicketSnapshot,
     route: RouteFn,
     now: datetime,
+    sla: StateHook | None = None,
 ) -> Decision:
     # Sources can deliver out of order; never let an older snapshot overwrite a newer one.
     if (
@@ -71,7 +77,7 @@ def decide(
         return Decision(state=current, stale=True)
 
     if current is None:
-        return _first_sight(envelope, snapshot, route, now)
+        return _first_sight(envelope, snapshot, route, now, sla)
 
     state = current.model_copy(deep=True)
     events: list[tuple[EventType, RoutingPayload]] = []
@@ -79,6 +85,8 @@ def decide(
 
     def emit(kind: EventType, reasons: list[str], **extra: object) -> None:
         state.revision += 1
+        if sla is not None:
+            sla(state)
         payload = RoutingPayload(
             state=state.model_copy(deep=True),
             previous_team=previous[0],
@@ -144,7 +152,7 @@ def decide(
 
 
 def _first_sight(
-    envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime
+    envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime, sla: StateHook | None
 ) -> Decision:
     result = route(snapshot, envelope.source)
     status = TicketStatus.OPEN if snapshot.status == TicketStatus.NEW else snapshot.status
@@ -160,6 +168,8 @@ def _first_sight(
     _apply_route(state, result, now)
     if snapshot.priority is not None and result.priority is None:
         state.priority = snapshot.priority
+    if sla is not None:
+        sla(state)
     routed = RoutingPayload(
         state=state.model_copy(deep=True),
         rule=result.rule,
@@ -172,6 +182,8 @@ def _first_sight(
         # Seen for the first time already solved (e.g. history import): routed, then resolved.
         state.revision += 1
         state.resolved_at = envelope.occurred_at
+        if sla is not None:
+            sla(state)
         events.append(
             (
                 EventType.TICKET_RESOLVED,

@@ -15,9 +15,18 @@ from datetime import datetime
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router.classifiers.enrichment import (
+    NO_CLASSIFIERS,
+    ClassifierView,
+    classifier_team,
+    compute_signals,
+    filter_pool_by_language,
+)
+from services.router.load.book import LoadBook
 from services.router.routing.lifecycle import RouteResult
-from services.router.rules import CompiledRuleSet, RuleSet, compile_ruleset, facts_from_ticket
+from services.router.rules import CompiledRuleSet, PoolTarget, RuleSet, compile_ruleset, facts_from_ticket
 from services.router.rulesets.store import latest, latest_version_number, ruleset_of
+from services.router.sla.priority import DEFAULT_MATRIX, Level, PriorityMatrix
 from shared.events import TicketSnapshot, utc_now
 
 log = logging.getLogger(__name__)
@@ -29,35 +38,84 @@ class RoutingPolicy:
     """Routes one ticket with one compiled rule set (plus, later, classifier and team load)."""
 
     def __init__(
-        self, compiled: CompiledRuleSet, version: int, clock: Callable[[], datetime] = utc_now
+        self,
+        compiled: CompiledRuleSet,
+        version: int,
+        clock: Callable[[], datetime] = utc_now,
+        matrix: PriorityMatrix = DEFAULT_MATRIX,
     ) -> None:
         self.compiled = compiled
         self.version = version
         self.clock = clock
+        self.matrix = matrix
 
-    def route(self, snapshot: TicketSnapshot, source: str) -> RouteResult:
-        facts = facts_from_ticket(snapshot, source, self.clock())
+    def route(
+        self,
+        snapshot: TicketSnapshot,
+        source: str,
+        classifiers: ClassifierView = NO_CLASSIFIERS,
+        loads: LoadBook | None = None,
+    ) -> RouteResult:
+        """``loads``: the batch's team loads; without them a pool assigns its first team."""
+        signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers)
+        facts = facts_from_ticket(snapshot, source, self.clock(), **signals.facts())
         outcome = self.compiled.evaluate(facts)
+        reasons = [*outcome.reasons, signals.summary()]
         team = outcome.team
         if outcome.pool is not None:
-            team = outcome.pool.teams[0]
+            pool = filter_pool_by_language(outcome.pool.teams, signals.language, classifiers.team_languages)
+            team = pool[0]
+            if loads is not None and pool:
+                target = outcome.pool
+                if tuple(pool) != target.teams:
+                    target = PoolTarget(tuple(pool), target.strategy, target.weights)
+                choice = loads.choose(target, f"{source}:{snapshot.external_id}")
+                team = choice.team
+                reasons.append(choice.reason)
         if outcome.triage:
             team = None
+        if outcome.rule_id is None and signals.team is not None and signals.team_model is not None:
+            # No rule chose a team (default team or triage): the team model may.
+            team, why = classifier_team(
+                signals.team, signals.team_model.model.threshold, team, classifiers.below_threshold
+            )
+            reasons.append(why)
+        priority = outcome.priority
+        # Text urgency counts only when the detector found evidence (no signal is no opinion).
+        detected = signals.urgency.rank if signals.urgency.signals else None
+        urgency, impact = outcome.urgency or detected, outcome.impact
+        if priority is None and snapshot.priority is None and (urgency or impact):
+            # Neither a rule nor the source set a priority: derive it from urgency x impact.
+            u, i = Level(urgency or Level.MEDIUM), Level(impact or Level.MEDIUM)
+            priority = self.matrix.priority_for(u, i)
+            why = f"urgency {u.name.lower()} x impact {i.name.lower()}"
+            reasons.append(f"priority {priority.value} from {why}")
         return RouteResult(
             team=team,
-            priority=outcome.priority,
+            priority=priority,
+            urgency=urgency,
+            impact=impact,
             rule=outcome.rule_name,
             ruleset_version=self.version or None,
-            reasons=list(outcome.reasons),
+            reasons=reasons,
+            category=None if signals.category is None else signals.category.label,
+            category_confidence=None if signals.category is None else signals.category.confidence,
+            language=signals.language,
             sla_policy=outcome.sla_policy,
             tags=list(outcome.tags),
         )
 
 
 class LiveRules:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], default_team: str | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        default_team: str | None = None,
+        matrix: PriorityMatrix = DEFAULT_MATRIX,
+    ) -> None:
         self.sessions = sessions
         self.default_team = default_team
+        self.matrix = matrix
         self.version = -1
         self.policy = self._build(RuleSet(default_team=default_team), 0)
 
@@ -65,7 +123,7 @@ class LiveRules:
         if ruleset.default_team is None and self.default_team is not None:
             ruleset = ruleset.model_copy(update={"default_team": self.default_team})
         ruleset.version = version
-        return RoutingPolicy(compile_ruleset(ruleset), version)
+        return RoutingPolicy(compile_ruleset(ruleset), version, matrix=self.matrix)
 
     async def refresh(self) -> bool:
         """Load and compile the newest version if it changed; True when it did."""

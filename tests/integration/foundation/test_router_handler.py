@@ -96,7 +96,7 @@ async def test_events_left_in_the_outbox_are_published_by_the_next_handler(sessi
             raise ConnectionError("broker gone")
 
     try:
-        crashed = RoutingHandler(sessions, BrokenProducer(), settings.topic_routing_events,  # type: ignore[arg-type]
+        crashed = RoutingHandler(sessions, BrokenProducer(), settings.topic_routing_events,
                                  lambda: route, lambda: NOW)
         crashed.outbox_dirty = False
         event = ticket_event(EventType.TICKET_CREATED, "api",

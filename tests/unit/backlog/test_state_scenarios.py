@@ -169,7 +169,11 @@ def test_collector_exposition_conventions() -> None:
     assert families["ticket_triage_open"].samples[0].value == 0
     oldest = families["ticket_oldest_open_age_seconds"].samples
     assert [(s.labels["team"], s.value) for s in oldest] == [("triage", 0.0), ("other", 0.0), ("tech", 120.0)]
-    expected = {"ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age_bucket",
+    # Age distribution: a gauge histogram (TYPE histogram in text 0.0.4, so promtool's lint accepts
+    # the _bucket suffix and the le label), with _gcount/_gsum gauges beside it.
+    assert families["ticket_open_age"].type == "histogram"
+    assert families["ticket_open_age_gsum"].samples[-1].value == 120.0
+    expected = {"ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age", "ticket_open_age_gcount",
                 "ticket_sla_at_risk", "sla_breaches", "ticket_first_response_seconds",
                 "ticket_resolution_seconds", "ticket_inflow_per_hour", "ticket_outflow_per_hour",
                 "ticket_net_flow_per_hour", "ticket_backlog_hours_to_clear", "ticket_agents_needed",

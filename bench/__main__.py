@@ -1,0 +1,176 @@
+"""``python -m bench`` (``make bench``): run every benchmark, print a table, write the results.
+
+    .venv/bin/python -m bench [--only intake,router,e2e,rules,classifier,metrics] [--quick]
+
+The service benchmarks (intake, router, e2e) start the broker, a database and the services as
+separate processes on loopback; the script benchmarks (rules, classifier, metrics) run as
+subprocesses and their ``--json`` output is collected. Results go to bench/results/latest.json.
+Every number is measured in this run; targets are shown next to them, never substituted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness.procs import REPO_ROOT
+from bench.harness.run import Row
+
+RESULTS = REPO_ROOT / "bench" / "results"
+CLASSIFIER_DATA = REPO_ROOT.parent / "shared" / "datasets" / "it_tickets.csv.gz"
+ALL = ["intake", "router", "e2e", "rules", "classifier", "metrics"]
+
+Measure = Callable[[Path, bool], tuple[dict[str, Any], list[Row]]]
+
+
+def _script(name: str, args: list[str], workdir: Path, timeout_s: float) -> dict[str, Any]:
+    out = workdir / f"{name}.json"
+    argv = [sys.executable, str(REPO_ROOT / "bench" / f"bench_{name}.py"), *args, "--json", str(out)]
+    subprocess.run(argv, cwd=REPO_ROOT, check=True, timeout=timeout_s)
+    return dict(json.loads(out.read_text()))
+
+
+def rules(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+    args = ["--tickets", "1000", "--seconds", "1"] if quick else []
+    result = _script("rules", args, workdir, 300)
+    return result, [
+        Row("rules", "evaluations, 200 rules", result["evaluations_per_cpu_second_median"], "/cpu-s"),
+        Row("rules", "facts + evaluation", result["facts_plus_evaluations_per_cpu_second"], "/cpu-s"),
+    ]
+
+
+def classifier(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+    if not CLASSIFIER_DATA.is_file():
+        print(f"classifier: skipped, dataset not found at {CLASSIFIER_DATA}")
+        return {"skipped": f"dataset not found: {CLASSIFIER_DATA}"}, []
+    args = ["--data", str(CLASSIFIER_DATA)]
+    if quick:
+        args += ["--folds", "2", "--inner-folds", "2", "--latency-samples", "300"]
+    result = _script("classifier", args, workdir, 900)
+    mean, latency = result["mean"], result["predict_latency_us"]
+    return result, [
+        Row("classifier", "macro-F1 (CV mean)", round(mean["macro_f1"], 4), ""),
+        Row("classifier", "precision at threshold", round(mean["precision_at_threshold"], 4), ""),
+        Row("classifier", "coverage at threshold", round(mean["coverage"], 4), ""),
+        Row("classifier", "predict p99", round(latency["p99"], 1), "µs"),
+    ]
+
+
+def metrics(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+    sizes = "10000,100000" if quick else "10000,100000,1000000"
+    result = _script("metrics", ["--sizes", sizes], workdir, 900)
+    rows = []
+    for size, figures in result.items():
+        n = f"{int(size):,}"
+        rows += [
+            Row("metrics", f"ingest, {n} open", figures["ingest_events_per_cpu_second"], "events/cpu-s"),
+            Row("metrics", f"scrape, {n} open", figures["scrape_ms_median"], "ms"),
+            Row("metrics", f"memory, {n} open", figures["rss_delta_bytes_per_open_ticket"], "B/ticket"),
+        ]
+    return result, rows
+
+
+def _service(name: str) -> Measure:
+    def run(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+        module = __import__(f"bench.bench_{name}", fromlist=["measure"])
+        measure: Measure = module.measure
+        return measure(workdir, quick)
+
+    return run
+
+
+BENCHES: dict[str, Measure] = {
+    "intake": _service("intake"),
+    "router": _service("router"),
+    "e2e": _service("e2e"),
+    "rules": rules,
+    "classifier": classifier,
+    "metrics": metrics,
+}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("bench", "metric", "measured", "unit", "target", "met")
+    cells = [
+        (r.bench, r.metric, _cell(r.value), r.unit, r.target, "" if r.met is None else ("yes" if r.met else "NO"))
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print("\n" + line + "\n" + "-" * len(line))
+    for c in cells:
+        print("  ".join(v.rjust(w) if i == 2 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma separated subset of {','.join(ALL)}")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in selected if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ALL)}")
+
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "note": "load generators, broker, database and services share the machine's cores",
+        "benchmarks": {},
+    }
+    rows: list[Row] = []
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for name in selected:
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            print(f"== {name} ==", flush=True)
+            started = time.perf_counter()
+            try:
+                result, new_rows = BENCHES[name](workdir, args.quick)
+            except Exception as exc:
+                traceback.print_exc()
+                failed.append(name)
+                result, new_rows = {"error": repr(exc)}, []
+                for log in sorted(workdir.glob("*.log")):
+                    tail = log.read_text(errors="replace").splitlines()[-15:]
+                    print(f"--- {log.name} (tail)\n" + "\n".join(tail))
+            result["elapsed_s"] = round(time.perf_counter() - started, 1)
+            report["benchmarks"][name] = {**result, "rows": [r.as_dict() for r in new_rows]}
+            rows += new_rows
+            for row in new_rows:
+                print(f"  {row.metric}: {_cell(row.value)} {row.unit}", flush=True)
+    print_table(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.out}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Router throughput: ticket events in, routing events out, one router process, 200 rules.
+
+    .venv/bin/python -m bench --only router [--quick]
+
+Per database (SQLite; PostgreSQL when BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set): store a
+200-rule rule set (bench_rules.make_ruleset) as a version, pre-load N ticket events onto the
+tickets topic, then start one router and count the routing events appearing on the routing
+topic. The rate is taken from the first routing event to the N-th, so start-up and the group
+join are not counted. In the same run, the bare loop (bench/harness/bare_router.py: getmany ->
+send -> acks -> commit, same settings) forwards the same N events, measured the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.bench_rules import make_ruleset, make_tickets
+from bench.harness.procs import Process, base_env, broker, database, databases, service
+from bench.harness.run import Row
+from services.router.rulesets.store import save_version
+from shared.db.engine import create_engine, session_factory
+from shared.events import EventType, Requester, TicketSnapshot, ticket_event
+from shared.kafka.topics import ensure_topics
+from shared.settings import CommonSettings
+
+TARGET = 5000.0  # tickets/s per router process on PostgreSQL
+
+
+async def store_rules(database_url: str, count: int) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await save_version(session, make_ruleset(count), "bench", f"{count} generated rules")
+    finally:
+        await engine.dispose()
+
+
+async def preload(settings: CommonSettings, count: int) -> None:
+    """Put ``count`` ticket-created events with varied text on the tickets topic."""
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        run = uuid.uuid4().hex[:6]
+        futures = []
+        for index, spec in enumerate(make_tickets(count)):
+            snapshot = TicketSnapshot(
+                external_id=f"{run}-{index}",
+                subject=spec["subject"],
+                description=spec["description"],
+                tags=spec["tags"],
+                channel=spec["channel"],
+                requester=Requester(email=spec["requester_email"], customer_tier=spec["customer_tier"]),
+                priority=spec["priority"],
+                custom_fields=spec["custom"],
+            )
+            envelope = ticket_event(EventType.TICKET_CREATED, spec["source"], snapshot)
+            futures.append(
+                await producer.send(
+                    settings.topic_ticket_events, value=envelope.to_bytes(), key=envelope.ticket_key.encode()
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def count_arrivals(bootstrap: str, topic: str, expected: int, timeout_s: float) -> dict[str, Any]:
+    """Follow ``topic`` from the start until ``expected`` messages arrived (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    seen = 0
+    first: tuple[float, int] | None = None
+    last = 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+            arrived = sum(len(records) for records in batch.values())
+            if arrived:
+                seen += arrived
+                last = time.monotonic()
+                if first is None:
+                    first = (last, seen)
+    finally:
+        await consumer.stop()
+    rate = None
+    if first is not None and last > first[0]:
+        rate = (seen - first[1]) / (last - first[0])
+    return {"events": seen, "expected": expected, "per_second": None if rate is None else round(rate, 1)}
+
+
+def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+    count = 4000 if quick else 30_000
+    timeout_s = 60.0 if quick else 240.0
+    results: dict[str, Any] = {"events": count, "rules": 200}
+    rows: list[Row] = []
+    with broker(workdir) as kafka:
+        for kind in databases():
+            with database(kind, workdir) as url:
+                env = base_env(kafka.bootstrap, url)
+                settings = CommonSettings(
+                    kafka_bootstrap_servers=kafka.bootstrap, topic_partitions=int(env["TOPIC_PARTITIONS"]),
+                    topic_ticket_events=env["TOPIC_TICKET_EVENTS"], topic_routing_events=env["TOPIC_ROUTING_EVENTS"],
+                    topic_dead_letter=env["TOPIC_DEAD_LETTER"],
+                )  # fmt: skip
+                asyncio.run(store_rules(url, 200))
+                asyncio.run(preload(settings, count))
+
+                bare_topic = f"{settings.topic_routing_events}-bare"
+                bare = Process(
+                    "bare_router",
+                    [sys.executable, "-m", "bench.harness.bare_router", "--bootstrap", kafka.bootstrap,
+                     "--source", settings.topic_ticket_events, "--target", bare_topic,
+                     "--group", f"bare-{uuid.uuid4().hex[:6]}", "--count", str(count),
+                     "--timeout", str(timeout_s)],
+                    env, workdir,
+                )  # fmt: skip
+                try:
+                    baseline = asyncio.run(count_arrivals(kafka.bootstrap, bare_topic, count, timeout_s))
+                finally:
+                    bare.stop()
+
+                router, port = service("router", {**env, "ROUTER_GROUP_ID": f"router-{uuid.uuid4().hex[:6]}"}, workdir)
+                try:
+                    routed = asyncio.run(
+                        count_arrivals(kafka.bootstrap, settings.topic_routing_events, count, timeout_s)
+                    )
+                finally:
+                    router.stop()
+            results[kind] = {"bare": baseline, "router": routed}
+            if routed["events"] < count:
+                print(f"router ({kind}): only {routed['events']} of {count} routing events within {timeout_s}s")
+            rate = routed["per_second"]
+            on_postgres = kind == "postgres"
+            rows += [
+                Row("router", f"bare consume+produce ({kind})", baseline["per_second"], "events/s"),
+                Row(
+                    "router", f"routed, 200 rules ({kind})", rate, "tickets/s",
+                    f">= {TARGET:,.0f}" if on_postgres else "",
+                    (rate is not None and rate >= TARGET) if on_postgres else None,
+                ),  # fmt: skip
+            ]
+    return results, rows

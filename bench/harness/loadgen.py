@@ -1,0 +1,209 @@
+"""HTTP load generator, run as its own process: ``python -m bench.harness.loadgen --help``.
+
+It posts native tickets (unique external ids) to ``POST /v1/tickets`` over keep-alive
+connections with a minimal HTTP/1.1 client (asyncio streams on uvloop), so the generator costs
+as little CPU as possible on a machine it shares with the services under test. Two modes:
+
+* closed loop (``--rate 0``): ``--concurrency`` requests in flight, each connection sends its
+  next request when the previous answer arrived (throughput and latency at fixed concurrency);
+* open loop (``--rate R``): request i is due at start + i/R whatever the answers do, on a pool
+  of connections that grows up to ``--max-connections`` (a sustained arrival rate).
+
+Bounded by ``--duration`` and ``--max-requests``; stops by itself. Writes a JSON summary
+(and, with ``--times``, the monotonic time of every 2xx answer, for end-to-end attribution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import uvloop
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        close = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            lowered = name.strip().lower()
+            if lowered == b"content-length":
+                length = int(value)
+            elif lowered == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if length:
+            await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def build_request(args: argparse.Namespace, index: int) -> bytes:
+    body = (
+        b'{"external_id":"%s-%d","subject":"Cannot log in to the VPN since this morning",'
+        b'"description":"The VPN client says my password is wrong, but it works for email.",'
+        b'"requester":{"email":"user%d@example.com"},"priority":"high","tags":["vpn"],"channel":"email"}'
+        % (args.prefix.encode(), index, index % 997)
+    )
+    return (
+        b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (args.path.encode(), args.host.encode(), args.port, args.token.encode(), len(body), body)
+    )
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.next_index = 0
+        self.latencies: list[float] = []
+        self.ok_times: list[float] = []
+        self.statuses: Counter[str] = Counter()
+        self.started = 0.0
+        self.measure_from = 0.0
+        self.deadline = 0.0
+
+    def take(self) -> int | None:
+        if self.next_index >= self.args.max_requests or time.monotonic() >= self.deadline:
+            return None
+        self.next_index += 1
+        return self.next_index - 1
+
+    async def one(self, conn: Connection, index: int, due: float) -> None:
+        raw = build_request(self.args, index)
+        try:
+            status = await asyncio.wait_for(conn.request(raw), self.args.timeout)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            conn.close()
+            self.statuses[type(exc).__name__] += 1
+            return
+        done = time.monotonic()
+        self.statuses[str(status)] += 1
+        if 200 <= status < 300:
+            self.ok_times.append(done)
+            if due >= self.measure_from:
+                self.latencies.append(done - due)
+
+    async def closed_worker(self) -> None:
+        conn = Connection(self.args.host, self.args.port)
+        while (index := self.take()) is not None:
+            await self.one(conn, index, time.monotonic())
+        conn.close()
+
+    async def open_loop(self) -> None:
+        idle: list[Connection] = []
+        opened = 0
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def send(index: int, due: float) -> None:
+            nonlocal opened
+            conn = idle.pop() if idle else Connection(self.args.host, self.args.port)
+            try:
+                await self.one(conn, index, due)
+            finally:
+                idle.append(conn)
+
+        while True:
+            index = self.take()
+            if index is None:
+                break
+            due = self.started + index / self.args.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(tasks) >= self.args.max_connections:  # saturated: wait instead of queueing forever
+                _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(send(index, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks)
+        for conn in idle:
+            conn.close()
+
+    async def main(self) -> dict[str, object]:
+        self.started = time.monotonic()
+        self.measure_from = self.started + self.args.warmup
+        self.deadline = self.measure_from + self.args.duration
+        if self.args.rate > 0:
+            await self.open_loop()
+        else:
+            await asyncio.gather(*(self.closed_worker() for _ in range(self.args.concurrency)))
+        finished = time.monotonic()
+        measured = [t for t in self.ok_times if t >= self.measure_from]
+        window = max(1e-9, min(finished, self.deadline) - self.measure_from)
+        ms = [x * 1000 for x in self.latencies]
+        return {
+            "mode": "open" if self.args.rate > 0 else "closed",
+            "concurrency": self.args.concurrency,
+            "target_rate": self.args.rate or None,
+            "sent": self.next_index,
+            "statuses": dict(self.statuses),
+            "ok": len(self.ok_times),
+            "measured_seconds": round(window, 3),
+            "ok_per_second": round(len(measured) / window, 1),
+            "latency_ms_p50": _round(percentile(ms, 0.50)),
+            "latency_ms_p99": _round(percentile(ms, 0.99)),
+            "latency_ms_max": _round(max(ms) if ms else None),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/v1/tickets")
+    parser.add_argument("--token", default="none")
+    parser.add_argument("--prefix", required=True, help="external ids are <prefix>-<n>")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=0.0, help="requests/s (open loop); 0: closed loop")
+    parser.add_argument("--max-connections", type=int, default=256)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (after warm-up)")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--max-requests", type=int, default=1_000_000)
+    parser.add_argument("--timeout", type=float, default=30.0, help="per request")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--times", type=Path, help="write the monotonic time of every 2xx answer here")
+    args = parser.parse_args()
+    run = Run(args)
+    summary = uvloop.run(run.main())
+    args.out.write_text(json.dumps(summary, indent=2))
+    if args.times:
+        args.times.write_text(json.dumps(run.ok_times))
+
+
+if __name__ == "__main__":
+    main()

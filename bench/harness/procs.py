@@ -1,0 +1,173 @@
+"""Starting the broker, a database and services as separate processes, and stopping them again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from shared.auth import Role, create_api_key
+from shared.db.engine import create_engine, session_factory
+from shared.db.migrate import upgrade
+from shared.kafka.embedded import EmbeddedBroker, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_POSTGRES_URL")
+
+
+def databases() -> list[str]:
+    """The backends to measure: SQLite always, PostgreSQL when a server URL is configured."""
+    return ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+async def _create_postgres_database(base_url: str) -> str:
+    import asyncpg
+
+    url = make_url(base_url)
+    name = f"tr_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        database=url.database or "postgres",
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(url_text: str) -> None:
+    import asyncpg
+
+    url = make_url(url_text)
+    conn = await asyncpg.connect(
+        user=url.username, password=url.password, host=url.host or "127.0.0.1", port=url.port or 5432,
+        database="postgres",
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh, migrated database; PostgreSQL ones are dropped afterwards."""
+    if kind == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+        upgrade(url)
+        yield url
+        return
+    assert POSTGRES_URL, "no PostgreSQL URL configured"
+    url = asyncio.run(_create_postgres_database(POSTGRES_URL))
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_drop_postgres_database(url))
+
+
+async def make_key(database_url: str, role: Role) -> str:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            _, plain = await create_api_key(session, f"bench {role.value}", role)
+        return plain
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def broker(workdir: Path) -> Iterator[EmbeddedBroker]:
+    embedded = EmbeddedBroker(log_path=workdir / "broker.log")
+    embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+def unique_topics(prefix: str = "bench") -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "TOPIC_TICKET_EVENTS": f"{prefix}-tickets-{suffix}",
+        "TOPIC_ROUTING_EVENTS": f"{prefix}-routing-{suffix}",
+        "TOPIC_DEAD_LETTER": f"{prefix}-dead-letter-{suffix}",
+    }
+
+
+class Process:
+    """One child process with its log file; ``ready`` polls ``/readyz`` when it serves HTTP."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.popen = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, port: int, timeout_s: float = 60.0, path: str = "/readyz") -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout_s}s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.popen.poll() is None:
+            # py-spy writes its profile on SIGINT (and forwards it: uvicorn stops gracefully).
+            self.popen.send_signal(signal.SIGINT if "py-spy" in self.popen.args[0] else signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def service(name: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
+    """Start ``services.<name>`` on a free port; returns the process and its port."""
+    port = free_port()
+    argv = [sys.executable, "-m", f"services.{name}"]
+    if name in os.environ.get("BENCH_PROFILE", "").split(","):
+        # py-spy (pip install py-spy) samples the service; collapsed stacks land in bench/results.
+        out = REPO_ROOT / "bench" / "results" / f"profile-{name}-{uuid.uuid4().hex[:6]}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw", "-o", str(out),
+                "--", *argv]  # fmt: skip
+    process = Process(name, argv, {**env, f"{name.upper()}_PORT": str(port)}, log_dir)
+    return process, port
+
+
+def base_env(bootstrap: str, database_url: str, partitions: int = 6) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        "TOPIC_PARTITIONS": str(partitions),
+        "LOG_LEVEL": "WARNING",
+        **unique_topics(),
+    }

@@ -1,0 +1,54 @@
+"""Running the load generator and reporting rows for the summary table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness.procs import REPO_ROOT
+
+
+@dataclass
+class Row:
+    """One line of the summary table: what was measured, and the target it is held against."""
+
+    bench: str
+    metric: str
+    value: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def loadgen(
+    port: int,
+    token: str,
+    workdir: Path,
+    *,
+    duration: float,
+    warmup: float,
+    concurrency: int = 32,
+    rate: float = 0.0,
+    times: bool = False,
+) -> tuple[dict[str, Any], list[float]]:
+    """Run the load generator in its own process; returns its summary and the 2xx times."""
+    tag = uuid.uuid4().hex[:8]
+    out, times_path = workdir / f"loadgen-{tag}.json", workdir / f"loadgen-{tag}-times.json"
+    argv = [
+        sys.executable, "-m", "bench.harness.loadgen", "--port", str(port), "--token", token,
+        "--prefix", f"bench-{tag}", "--duration", str(duration), "--warmup", str(warmup),
+        "--concurrency", str(concurrency), "--rate", str(rate), "--out", str(out),
+    ]  # fmt: skip
+    if times:
+        argv += ["--times", str(times_path)]
+    subprocess.run(argv, cwd=REPO_ROOT, check=True, timeout=duration + warmup + 120)
+    summary = json.loads(out.read_text())
+    return summary, (json.loads(times_path.read_text()) if times else [])

@@ -1,0 +1,143 @@
+"""``/v1/classifiers``: the model registry (list, show, activate, deactivate) and a dry-run predict."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.router.classification import TicketClassifier
+from services.router.classifiers import service
+from services.router.classifiers.enrichment import ActiveModel, compute_signals, ticket_text
+from services.router.classifiers.live import LiveClassifier
+from services.router.classifiers.schemas import (
+    ClassifierList,
+    ClassifierOut,
+    LabelKind,
+    PredictIn,
+    PredictOut,
+)
+from shared.auth import Role, bearer_token, hash_key, require_role
+from shared.db.models import ApiKey
+from shared.http.problems import Problem
+
+router = APIRouter(prefix="/v1/classifiers", tags=["classifiers"])
+
+
+class DeactivateOut(BaseModel):
+    label_kind: LabelKind
+    deactivated: int | None  # the version that stepped down; None when none was active
+
+
+def _not_found(version: int) -> Problem:
+    return Problem(
+        404,
+        "Not found",
+        f"no classifier model version {version}",
+        errors=[{"field": "/path/version", "message": "unknown model version"}],
+    )
+
+
+async def _actor(request: Request) -> str:
+    """The name of the API key making the change, for the audit log (never the key itself)."""
+    token = bearer_token(request) or ""
+    async with request.app.state.sessions() as session:
+        name = await session.scalar(select(ApiKey.name).where(ApiKey.key_hash == hash_key(token)))
+    return f"api-key:{name}"
+
+
+@router.get("", response_model=ClassifierList, summary="Stored models with their figures (no blobs)")
+async def list_classifiers(
+    request: Request,
+    label_kind: LabelKind | None = Query(default=None, description="Only models of this kind."),
+    _role: Role = Depends(require_role(Role.VIEWER)),
+) -> ClassifierList:
+    async with request.app.state.sessions() as session:
+        rows = await service.list_models(session, label_kind)
+    return ClassifierList(items=[service.summary(row) for row in rows])
+
+
+@router.get("/{version}", response_model=ClassifierOut, summary="One stored model and its figures")
+async def get_classifier(
+    version: int, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
+) -> ClassifierOut:
+    async with request.app.state.sessions() as session:
+        row = await service.get_model(session, version)
+    if row is None:
+        raise _not_found(version)
+    return service.summary(row)
+
+
+@router.post(
+    "/{version}/activate", response_model=ClassifierOut, summary="Make a model the active one of its kind"
+)
+async def activate_classifier(
+    version: int, request: Request, _role: Role = Depends(require_role(Role.ADMIN))
+) -> ClassifierOut:
+    actor = await _actor(request)
+    async with request.app.state.sessions() as session, session.begin():
+        row = await service.activate(session, version, actor)
+        if row is None:
+            raise _not_found(version)
+        out = service.summary(row)
+    # This router switches now; the others within their poll period.
+    await request.app.state.classifiers.refresh()
+    return out
+
+
+@router.post("/deactivate", response_model=DeactivateOut, summary="Stop using any model of a kind")
+async def deactivate_classifier(
+    request: Request,
+    label_kind: LabelKind = Query(description="category, team or priority."),
+    _role: Role = Depends(require_role(Role.ADMIN)),
+) -> DeactivateOut:
+    actor = await _actor(request)
+    async with request.app.state.sessions() as session, session.begin():
+        version = await service.deactivate(session, label_kind, actor)
+    await request.app.state.classifiers.refresh()
+    return DeactivateOut(label_kind=label_kind, deactivated=version)
+
+
+@router.post("/predict", response_model=PredictOut, summary="Dry run: what the router would detect")
+async def predict(
+    body: PredictIn, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
+) -> PredictOut:
+    if not (body.subject.strip() or body.description.strip()):
+        raise Problem(
+            422,
+            "Invalid request",
+            "give a subject or a description",
+            errors=[{"field": "/subject", "message": "subject and description are both empty"}],
+        )
+    live: LiveClassifier = request.app.state.classifiers
+    chosen: ActiveModel | None
+    if body.version is None:
+        chosen = live.view.models.get(body.label_kind)
+    else:
+        async with request.app.state.sessions() as session:
+            row = await service.get_model(session, body.version, with_blob=True)
+        if row is None:
+            raise Problem(
+                404,
+                "Not found",
+                f"no classifier model version {body.version}",
+                errors=[{"field": "/version", "message": "unknown model version"}],
+            )
+        model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+        chosen = ActiveModel(row.id, row.name, LabelKind(row.label_kind), model)
+    # Language and urgency exactly as the router computes them; the prediction from the chosen model.
+    signals = compute_signals(body.subject, body.description)
+    prediction = None if chosen is None else chosen.model.predict(ticket_text(body.subject, body.description))
+    return PredictOut(
+        version=None if chosen is None else chosen.version,
+        label_kind=body.label_kind if chosen is None else chosen.label_kind,
+        label=None if prediction is None else prediction.label,
+        confidence=None if prediction is None else prediction.confidence,
+        threshold=None if chosen is None else chosen.model.threshold,
+        above_threshold=prediction is not None and prediction.above_threshold,
+        language=signals.language,
+        urgency=signals.urgency.level,
+        urgency_signals=signals.urgency.signals,
+    )

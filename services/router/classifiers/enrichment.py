@@ -1,0 +1,138 @@
+"""Routing-time signals: language, urgency and the active models' predictions. Pure functions.
+
+A router computes these once per ticket, before the rules, so rules can test ``language``,
+``urgency``, ``category`` and ``category_confidence``; a team model then fills in where no rule
+assigned a team. The cost per ticket is one language guess on at most ``LANGUAGE_CHARS``
+characters, one urgency scan and one ``predict`` per active routing model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.router.classification import (
+    Prediction,
+    TicketClassifier,
+    UrgencyAssessment,
+    assess_urgency,
+    detect_language,
+)
+from services.router.classifiers.schemas import LabelKind
+
+LANGUAGE_CHARS = 1_000  # enough for a confident guess; longer text only costs time
+CLASSIFY_CHARS = 10_000  # descriptions may be 200 kB (pasted logs); the opening carries the topic
+
+BelowThreshold = Literal["triage", "rules"]
+# The urgency lexicon's compound patterns scan a long unbroken token in quadratic time (a pasted
+# base64 blob of 10 kB costs seconds); no urgency phrase is that long, so such tokens are blanked.
+_LONG_TOKEN = re.compile(r"\w{48,}")
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    version: int
+    name: str
+    label_kind: LabelKind
+    model: TicketClassifier
+
+
+@dataclass(frozen=True)
+class ClassifierView:
+    """What a router knows at one instant. Immutable: a refresh swaps in a new view."""
+
+    models: Mapping[LabelKind, ActiveModel] = field(default_factory=dict)
+    team_languages: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    below_threshold: BelowThreshold = "triage"
+
+
+NO_CLASSIFIERS = ClassifierView()
+
+
+@dataclass(frozen=True)
+class Signals:
+    language: str | None
+    urgency: UrgencyAssessment
+    category: Prediction | None = None
+    team: Prediction | None = None
+    team_model: ActiveModel | None = None
+
+    def facts(self) -> dict[str, Any]:
+        """Keyword arguments for ``facts_from_ticket``."""
+        return {
+            "language": self.language,
+            "urgency": self.urgency.level,
+            "category": None if self.category is None else self.category.label,
+            "category_confidence": None if self.category is None else self.category.confidence,
+        }
+
+    def summary(self) -> str:
+        parts = [f"language {self.language or 'unknown'}", f"urgency {self.urgency.level}"]
+        if self.category is not None:
+            parts.append(f"category {self.category.label} (confidence {self.category.confidence:.2f})")
+        return "detected: " + ", ".join(parts)
+
+
+def ticket_text(subject: str, description: str) -> str:
+    return f"{subject}\n{description}"[:CLASSIFY_CHARS]
+
+
+def compute_signals(
+    subject: str, description: str, tags: Iterable[str] = (), view: ClassifierView = NO_CLASSIFIERS
+) -> Signals:
+    text = ticket_text(subject, description)
+    language = detect_language(text[:LANGUAGE_CHARS]).language
+    urgency = assess_urgency(
+        _LONG_TOKEN.sub(" ", subject), _LONG_TOKEN.sub(" ", description[:CLASSIFY_CHARS]), tags
+    )
+    category_model = view.models.get(LabelKind.CATEGORY)
+    team_model = view.models.get(LabelKind.TEAM)
+    return Signals(
+        language=language,
+        urgency=urgency,
+        category=None if category_model is None else category_model.model.predict(text),
+        team=None if team_model is None else team_model.model.predict(text),
+        team_model=team_model,
+    )
+
+
+def _pair(confidence: float, threshold: float) -> tuple[str, str]:
+    """Two decimals, unless rounding would make a miss look like a tie."""
+    a, b = f"{confidence:.2f}", f"{threshold:.2f}"
+    if a == b and math.isfinite(threshold) and confidence != threshold:
+        a, b = f"{confidence:.4f}", f"{threshold:.4f}"
+    return a, b
+
+
+def classifier_team(
+    prediction: Prediction, threshold: float, rules_team: str | None, below: BelowThreshold
+) -> tuple[str | None, str]:
+    """The team once a team model has spoken where no rule assigned one; with the reason.
+
+    ``rules_team`` is what the rules fell back to (their default team, or None for triage).
+    """
+    confidence, limit = _pair(prediction.confidence, threshold)
+    if prediction.above_threshold:
+        return prediction.label, (
+            f"classifier: team {prediction.label} (confidence {confidence} >= threshold {limit})"
+        )
+    unsure = f"classifier unsure: team {prediction.label} (confidence {confidence} < threshold {limit})"
+    if below == "rules" and rules_team is not None:
+        return rules_team, f'{unsure}: rules\' default team "{rules_team}"'
+    return None, f"{unsure}: triage"
+
+
+def filter_pool_by_language(
+    teams: Sequence[str], language: str | None, team_languages: Mapping[str, Iterable[str]]
+) -> tuple[str, ...]:
+    """The pool's teams that speak ``language``, in pool order; the whole pool when none does.
+
+    Teams without listed languages are not assumed to speak anything in particular.
+    """
+    if language is None:
+        return tuple(teams)
+    speaking = tuple(t for t in teams if language in team_languages.get(t, ()))
+    return speaking or tuple(teams)

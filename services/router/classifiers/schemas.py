@@ -1,0 +1,56 @@
+"""Request and response bodies of the classifier registry API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LabelKind(StrEnum):
+    """What a model predicts. Only category and team models take part in routing."""
+
+    CATEGORY = "category"
+    TEAM = "team"
+    PRIORITY = "priority"
+
+
+class ClassifierOut(BaseModel):
+    """A stored model without its blob."""
+
+    version: int
+    name: str
+    label_kind: LabelKind
+    active: bool
+    created_at: datetime
+    trained_on: dict[str, Any]
+    figures: dict[str, Any]
+
+
+class ClassifierList(BaseModel):
+    items: list[ClassifierOut]
+
+
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(default="", max_length=2_000)
+    description: str = Field(default="", max_length=200_000)
+    label_kind: LabelKind = LabelKind.CATEGORY
+    version: int | None = Field(
+        default=None, ge=1, description="Try this stored model instead of the active one of label_kind."
+    )
+
+
+class PredictOut(BaseModel):
+    version: int | None  # the model used; None when no model of that kind is active
+    label_kind: LabelKind
+    label: str | None
+    confidence: float | None
+    threshold: float | None
+    above_threshold: bool
+    language: str | None
+    urgency: str
+    urgency_signals: list[str]

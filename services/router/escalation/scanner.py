@@ -1,0 +1,261 @@
+"""The SLA timer scanner: fires due warnings and breaches once, with their escalation actions.
+
+Each ticket stores the instant its next escalation is due (``router_tickets.sla_next_due_at``,
+indexed), so timers survive restarts and a scan is one range query. Firing exactly once with
+several routers: due rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the write
+lock on SQLite), and each escalation first inserts its deterministic timer id into
+``sla_fired_timers`` (UNIQUE) in the same transaction as the state change, the decision rows,
+the outbox rows and the write-back deliveries: an insert that hits an existing id means another
+scanner already fired it. Events are published after the commit, like the batch handler does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.assignment import LoadConfig
+from services.router.escalation.models import FiredTimer
+from services.router.load.book import LoadBook
+from services.router.load.store import is_postgres, persist, prefetch, take_write_lock
+from services.router.models import RouterTicket
+from services.router.routing.handler import OUTBOX_OWNER, apply_state, decision_row, position, state_from_row
+from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
+from services.router.slas.tracking import SlaConfig, SlaTracker
+from services.router.writeback.queue import WritebackQueue
+from shared.db.models import OutboxMessage
+from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
+from shared.events import (
+    EventType,
+    RoutingPayload,
+    TicketSnapshot,
+    TicketState,
+    derived_event_id,
+    routing_event,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+FIRED = Counter("router_sla_escalations_total", "SLA escalations fired, by kind", ["kind"])
+
+
+@dataclass(frozen=True)
+class ScannerOptions:
+    load: LoadConfig | None = None
+    overflow_team: str | None = None
+    writeback: bool = False
+    batch: int = 200
+
+
+async def claim_timer(session: AsyncSession, due: EscalationDue, now: datetime) -> bool:
+    """Insert the timer id; False when it already exists (fired by someone else)."""
+    dialect = postgresql if is_postgres(session) else sqlite
+    result = await session.execute(
+        dialect.insert(FiredTimer)
+        .values(timer_id=due.timer_id, ticket_key=due.ticket_key, kind=due.kind, fired_at=now)
+        .on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class EscalationScanner:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        routing_topic: str,
+        sla_provider: Callable[[], SlaConfig],
+        clock: Callable[[], datetime] = utc_now,
+        options: ScannerOptions = ScannerOptions(),
+    ) -> None:
+        self.sessions = sessions
+        self.producer = producer
+        self.routing_topic = routing_topic
+        self.sla_provider = sla_provider
+        self.clock = clock
+        self.options = options
+        self.outbox_dirty = False
+
+    async def scan_once(self) -> int:
+        """Fire what is due now; returns the number of escalations fired."""
+        if self.outbox_dirty:
+            while await relay_once(self.sessions, self.producer, OUTBOX_OWNER):
+                pass
+            self.outbox_dirty = False
+        now = self.clock()
+        fired: list[str] = []
+        async with self.sessions() as session, session.begin():
+            rows = await self._process(session, now, fired)
+        try:
+            await publish_rows(self.producer, rows)
+        except Exception:
+            self.outbox_dirty = True  # safe in the outbox; the next scan (or handler) relays them
+            raise
+        async with self.sessions() as session, session.begin():
+            await delete_rows(session, [row.id for row in rows])
+        for kind in fired:
+            FIRED.labels(kind).inc()
+        return len(fired)
+
+    async def _process(self, session: AsyncSession, now: datetime, fired: list[str]) -> list[OutboxMessage]:
+        await take_write_lock(session)
+        query = (
+            select(RouterTicket)
+            .where(RouterTicket.sla_next_due_at <= now)
+            .order_by(RouterTicket.sla_next_due_at, RouterTicket.ticket_key)
+            .limit(self.options.batch)
+        )
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        rows = (await session.scalars(query)).all()
+        if not rows:
+            return []
+        book = None
+        if self.options.load is not None:
+            book = await prefetch(session, self.options.load, self.options.overflow_team)
+        config = self.sla_provider()
+        writeback = WritebackQueue() if self.options.writeback else None
+        outbox: list[OutboxMessage] = []
+        for row in rows:
+            outbox += await self._fire_ticket(session, row, config, now, book, writeback, fired)
+        if book is not None:
+            await persist(session, book)
+        if writeback is not None:
+            await writeback.flush(session, now)
+        session.add_all(outbox)
+        await session.flush()
+        return outbox
+
+    async def _fire_ticket(
+        self,
+        session: AsyncSession,
+        row: RouterTicket,
+        config: SlaConfig,
+        now: datetime,
+        book: LoadBook | None,
+        writeback: WritebackQueue | None,
+        fired: list[str],
+    ) -> list[OutboxMessage]:
+        snapshot_doc = dict(row.snapshot)
+        tracker = SlaTracker(config, row.sla_clock, TicketSnapshot.model_validate(snapshot_doc), now)
+        if tracker.clock is None:
+            row.sla_next_due_at = None
+            return []
+        state = state_from_row(row)
+        initial = state.model_copy(deep=True)
+        policy = config.policy_named(tracker.clock.policy)
+        calendar = config.calendar(tracker.clock.calendar)
+        out: list[OutboxMessage] = []
+        for due in due_escalations(tracker.clock, tracker.clock.deadlines(calendar), now, tracker.fired):
+            tracker.fired.add(due.timer_id)
+            if not await claim_timer(session, due, now):
+                continue  # another scanner fired it
+            fired.append(due.kind)
+            before = state.model_copy(deep=True)
+            assert tracker.clock is not None
+            tracker.clock = tracker.clock.on_escalation_fired(due.kind)
+            tracker.refresh(state)
+            what = f"{due.target.replace('_', ' ')} {'breached' if due.kind == 'breach' else 'at risk'}"
+            reasons = [f"SLA {what}: due {due.due_at.isoformat()} (policy {tracker.clock.policy})"]
+            kind = EventType.SLA_BREACHED if due.kind == "breach" else EventType.SLA_WARNING
+            cause = derived_event_id("sla-timer", due.timer_id)
+            effects = (
+                None
+                if policy is None
+                else apply_escalation_actions(policy, due.kind, state.priority, state.team)
+            )
+            changes_anything = effects is not None and (
+                effects.priority != state.priority
+                or effects.team != state.team
+                or any(t not in snapshot_doc.get("tags", []) for t in effects.tags)
+            )
+            # Notifications ride on the escalation event when there is one, else on this one.
+            notify = effects.notifications if effects is not None and not changes_anything else []
+            out.append(self._emit(session, kind, state, before, reasons, cause, now, row, writeback, notify))
+            if effects is None or not changes_anything:
+                continue
+            pre_actions = state.model_copy(deep=True)
+            changes: list[str] = []
+            if effects.priority != state.priority:
+                changes.append(f"priority raised {state.priority.value} -> {effects.priority.value}")
+                state.priority = effects.priority
+            if effects.team != state.team:
+                changes.append(f"reassigned {state.team or 'triage'} -> {effects.team}")
+                state.team = effects.team
+            tags = list(snapshot_doc.get("tags", []))
+            new_tags = [t for t in effects.tags if t not in tags]
+            if new_tags:
+                changes.append(f"tagged {', '.join(new_tags)}")
+                snapshot_doc["tags"] = tags + new_tags
+            if changes:
+                tracker(state)  # a new priority means new targets: the deadlines move
+                out.append(
+                    self._emit(
+                        session,
+                        EventType.TICKET_ESCALATED,
+                        state,
+                        pre_actions,
+                        [f"escalation on SLA {due.kind}", *changes],
+                        cause,
+                        now,
+                        row,
+                        writeback,
+                        effects.notifications,
+                    )
+                )
+        if book is not None:
+            book.move(position(initial), position(state))
+        apply_state(row, state, snapshot_doc, now)
+        row.sla_clock = tracker.stored()
+        row.sla_next_due_at = tracker.next_due()
+        return out
+
+    def _emit(
+        self,
+        session: AsyncSession,
+        kind: EventType,
+        state: TicketState,
+        previous: TicketState,
+        reasons: list[str],
+        cause: uuid.UUID,
+        now: datetime,
+        row: RouterTicket,
+        writeback: WritebackQueue | None,
+        notify: list[str] | tuple[str, ...],
+    ) -> OutboxMessage:
+        state.revision += 1
+        payload = RoutingPayload(
+            state=state.model_copy(deep=True),
+            previous_team=previous.team,
+            previous_status=previous.status,
+            previous_priority=previous.priority,
+            reasons=reasons,
+            caused_by=cause,
+        )
+        envelope = routing_event(kind, payload, now, cause)
+        session.add(decision_row(kind, str(envelope.event_id), payload, now))
+        if writeback is not None:
+            writeback.add(kind, envelope, payload, row.external_id, notify)
+        return outbox_row(OUTBOX_OWNER, self.routing_topic, envelope)
+
+    async def run_forever(self, poll_s: float) -> None:
+        while True:
+            try:
+                while await self.scan_once() >= self.options.batch:
+                    pass  # a backlog: keep going without sleeping
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # timers are durable; the next scan retries
+                log.warning("SLA timer scan failed", extra={"error": repr(exc)})
+            await asyncio.sleep(poll_s)

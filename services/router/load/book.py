@@ -1,0 +1,75 @@
+"""The team loads one batch works with: prefetched (and locked), updated as the batch assigns.
+
+Pure: :class:`LoadBook` knows nothing about the database. The handler builds it from
+``team_load`` rows, lets :meth:`RoutingPolicy.route` choose from pools with it, records every
+ticket's move between (team, status, priority) with :meth:`move`, and persists :attr:`deltas`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.router.assignment import AssignmentChoice, LoadConfig, Strategy, TeamLoad, choose_team
+from services.router.rules import PoolTarget
+from shared.events import Priority, TicketStatus
+
+Position = tuple[str | None, TicketStatus, Priority]  # (team, status, priority) of a ticket
+
+
+@dataclass
+class LoadBook:
+    config: LoadConfig
+    capacities: Mapping[str, float]  # team -> capacity; unknown teams have none
+    inactive: frozenset[str] = frozenset()
+    counts: dict[str, int] = field(default_factory=dict)
+    weighted: dict[str, float] = field(default_factory=dict)
+    cursors: dict[str, str] = field(default_factory=dict)
+    overflow_team: str | None = None
+    count_deltas: dict[str, int] = field(default_factory=dict)
+    weight_deltas: dict[str, float] = field(default_factory=dict)
+    cursor_updates: dict[str, str] = field(default_factory=dict)
+
+    def load(self, team: str) -> TeamLoad:
+        used = self.weighted.get(team, 0.0) if self.config.weighted else float(self.counts.get(team, 0))
+        return TeamLoad(team, used, float(self.capacities.get(team, 0)), team not in self.inactive)
+
+    def choose(self, pool: PoolTarget, ticket_key: str) -> AssignmentChoice:
+        choice = choose_team(
+            Strategy(pool.strategy),
+            [self.load(t) for t in pool.teams],
+            ticket_key=ticket_key,
+            weights=pool.weights,
+            last_assigned=self.cursors.get(pool.label),
+            overflow_team=self.overflow_team,
+        )
+        if pool.strategy == Strategy.ROUND_ROBIN and choice.team in pool.teams:
+            self.cursors[pool.label] = self.cursor_updates[pool.label] = choice.team
+        return choice
+
+    def _add(self, position: Position | None, sign: int) -> None:
+        if position is None:
+            return
+        team, status, priority = position
+        if team is None or status not in self.config.counted_statuses:
+            return
+        weight = self.config.priority_weights.get(priority, 1.0)
+        self.counts[team] = self.counts.get(team, 0) + sign
+        self.weighted[team] = self.weighted.get(team, 0.0) + sign * weight
+        self.count_deltas[team] = self.count_deltas.get(team, 0) + sign
+        self.weight_deltas[team] = self.weight_deltas.get(team, 0.0) + sign * weight
+
+    def move(self, old: Position | None, new: Position | None) -> None:
+        """A ticket went from ``old`` to ``new`` (``None``: did not exist / gone)."""
+        if old == new:
+            return
+        self._add(old, -1)
+        self._add(new, +1)
+
+    @property
+    def touched(self) -> list[str]:
+        return sorted(
+            t
+            for t in set(self.count_deltas) | set(self.weight_deltas)
+            if self.count_deltas.get(t) or self.weight_deltas.get(t)
+        )

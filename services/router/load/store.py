@@ -1,0 +1,129 @@
+"""``team_load`` in the database: prefetch-and-lock for a batch, atomic deltas, recount.
+
+Concurrency (several routers on PostgreSQL): a batch first locks its ticket rows, then *every*
+``team_load`` row in name order (``SELECT ... FOR UPDATE``), so two routers cannot both see
+the last free slot of a team, and a single global lock order rules out deadlocks. The table
+holds one row per team, so locking all of them is cheap. SQLite has no row locks; there we
+take the database write lock up front (see :func:`take_write_lock`), which serialises batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Table, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.assignment import LoadConfig
+from services.router.load.book import LoadBook
+from services.router.load.models import AssignmentCursor, TeamLoadRow
+from services.router.models import RouterTicket, Team
+from shared.events import Priority, TicketStatus, utc_now
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def take_write_lock(session: AsyncSession) -> None:
+    """On SQLite, make the transaction a writer now, so what it reads next cannot go stale.
+
+    pysqlite opens the transaction lazily at the first write; a no-op write takes the database
+    lock before any read of the batch. PostgreSQL uses row locks instead (no-op here).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("DELETE FROM team_load WHERE 1 = 0"))
+
+
+async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = postgresql if is_postgres(session) else sqlite
+    await session.execute(dialect.insert(table).values(rows).on_conflict_do_nothing())
+
+
+async def prefetch(
+    session: AsyncSession,
+    config: LoadConfig,
+    overflow_team: str | None,
+    extra_teams: Iterable[str] = (),
+    lock: bool = True,
+) -> LoadBook:
+    teams = {t.name: t for t in (await session.scalars(select(Team))).all()}
+    names = sorted(set(teams) | set(extra_teams) | ({overflow_team} if overflow_team else set()))
+    now = utc_now()
+    await insert_ignore(
+        session,
+        TeamLoadRow.__table__,  # type: ignore[arg-type]
+        [{"team": n, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for n in names],
+    )
+    query = select(TeamLoadRow).order_by(TeamLoadRow.team)
+    if lock and is_postgres(session):
+        query = query.with_for_update()
+    rows = (await session.execute(query)).scalars().all()
+    cursors = {c.pool: c.last_team for c in (await session.scalars(select(AssignmentCursor))).all()}
+    return LoadBook(
+        config=config,
+        capacities={name: float(team.capacity) for name, team in teams.items()},
+        inactive=frozenset(name for name, team in teams.items() if not team.active),
+        counts={r.team: r.open_count for r in rows},
+        weighted={r.team: r.open_weighted for r in rows},
+        cursors=cursors,
+        overflow_team=overflow_team,
+    )
+
+
+async def persist(session: AsyncSession, book: LoadBook) -> None:
+    """Apply the batch's deltas atomically (``x = x + d``), in team order like the locks."""
+    touched = book.touched
+    if touched:
+        await insert_ignore(
+            session,
+            TeamLoadRow.__table__,  # type: ignore[arg-type]
+            [{"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": utc_now()} for t in touched],
+        )
+    for team in touched:
+        await session.execute(
+            update(TeamLoadRow)
+            .where(TeamLoadRow.team == team)
+            .values(
+                open_count=TeamLoadRow.open_count + book.count_deltas.get(team, 0),
+                open_weighted=TeamLoadRow.open_weighted + book.weight_deltas.get(team, 0.0),
+                updated_at=utc_now(),
+            )
+        )
+    for pool, team in sorted(book.cursor_updates.items()):
+        await insert_ignore(
+            session,
+            AssignmentCursor.__table__,  # type: ignore[arg-type]
+            [{"pool": pool, "last_team": team}],
+        )
+        await session.execute(
+            update(AssignmentCursor).where(AssignmentCursor.pool == pool).values(last_team=team)
+        )
+    book.count_deltas.clear()
+    book.weight_deltas.clear()
+    book.cursor_updates.clear()
+
+
+async def recount(session: AsyncSession, config: LoadConfig) -> dict[str, tuple[int, float]]:
+    """Team -> (count, weighted) recomputed from ``router_tickets`` (for checks and repair)."""
+    rows = await session.execute(
+        select(RouterTicket.team, RouterTicket.status, RouterTicket.priority, func.count())
+        .where(RouterTicket.team.is_not(None))
+        .group_by(RouterTicket.team, RouterTicket.status, RouterTicket.priority)
+    )
+    out: dict[str, tuple[int, float]] = {}
+    for team, status, priority, n in rows.all():
+        if team is None or TicketStatus(status) not in config.counted_statuses:
+            continue
+        count, weighted = out.get(team, (0, 0.0))
+        out[team] = (count + n, weighted + n * config.priority_weights.get(Priority(priority), 1.0))
+    return out
+
+
+async def stored_loads(session: AsyncSession) -> Mapping[str, tuple[int, float]]:
+    rows = (await session.scalars(select(TeamLoadRow))).all()
+    return {r.team: (r.open_count, r.open_weighted) for r in rows}

@@ -1,0 +1,50 @@
+"""OpenAPI declarations of the router's problem+json error responses and ETag headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.http.problems import PROBLEM_JSON
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_DESCRIPTIONS = {
+    401: "Missing, unknown or revoked API key",
+    403: "The API key lacks the required role",
+    404: "Not found",
+    409: "Conflict (e.g. the team is referenced by the live rules, or a concurrent change)",
+    412: "If-Match does not match the current ETag (given in the detail and the ETag header)",
+    422: "Invalid input; `errors[].field` is a JSON pointer to the culprit",
+    428: "If-Match is required on this mutation",
+}
+
+ETAG_HEADER = {
+    "ETag": {"description": "Send it back in If-Match to change this resource.", "schema": {"type": "string"}}
+}
+READ = (401, 403, 422)
+WRITE = (401, 403, 409, 412, 422, 428)
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": _DESCRIPTIONS[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for code in codes
+    }

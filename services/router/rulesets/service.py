@@ -1,0 +1,337 @@
+"""Changing the rules: every change is validated (schema and team references), saved as a new
+version with author, comment and diff, and audited in the same transaction.
+
+Used by the REST API and by ``ticketctl rules``. Optimistic concurrency: callers pass the
+version they edited (``expected``); the version number is the table's primary key, so of two
+concurrent saves of version N+1 exactly one commits and the other gets :class:`Stale`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.audit.service import record
+from services.router.errors import Conflict, Invalid, NotFound, Stale, check_expected
+from services.router.models import RuleSetVersion, Team
+from services.router.rules import Rule, RuleSet, diff_rulesets
+from services.router.rulesets.store import latest, ruleset_of, save_version
+from shared.http.preconditions import etag
+from shared.http.problems import field_errors
+
+RESERVED_RULE_IDS = frozenset({"versions"})  # /v1/rules/versions is the history, not a rule
+
+
+def ruleset_etag(version: int) -> str:
+    return etag("ruleset", version)
+
+
+async def live(session: AsyncSession) -> RuleSet:
+    """The newest version (``version`` 0 and no rules when nothing was ever saved)."""
+    row = await latest(session)
+    return ruleset_of(row) if row is not None else RuleSet(version=0)
+
+
+async def get_version(session: AsyncSession, version: int) -> RuleSetVersion:
+    row = await session.get(RuleSetVersion, version)
+    if row is None:
+        raise NotFound(f"no rule set version {version}")
+    return row
+
+
+async def list_versions(
+    session: AsyncSession, limit: int = 50, before: int | None = None
+) -> list[RuleSetVersion]:
+    query = select(RuleSetVersion).order_by(RuleSetVersion.version.desc()).limit(limit)
+    if before is not None:
+        query = query.where(RuleSetVersion.version < before)
+    return list((await session.scalars(query)).all())
+
+
+def validated(data: dict[str, Any]) -> RuleSet:
+    """A rule set from plain data, with JSON-pointer errors (``/rules/3/when/op``)."""
+    try:
+        return RuleSet.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc.errors())
+        for error in errors:
+            error["message"] = error["message"].removeprefix("Value error, ")
+        raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
+
+
+def team_references(ruleset: RuleSet) -> dict[str, list[tuple[str, str]]]:
+    """team -> [(JSON pointer, rule id or 'default_team')] for every place the rules name it."""
+    refs: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for index, rule in enumerate(ruleset.rules):
+        actions = rule.actions
+        if actions.assign_team is not None:
+            refs[actions.assign_team].append((f"/rules/{index}/actions/assign_team", rule.id))
+        if actions.assign_pool is not None:
+            for position, team in enumerate(actions.assign_pool.teams):
+                refs[team].append((f"/rules/{index}/actions/assign_pool/teams/{position}", rule.id))
+    if ruleset.default_team is not None:
+        refs[ruleset.default_team].append(("/default_team", "default_team"))
+    return refs
+
+
+async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict[str, Any]]:
+    """Errors for unknown or inactive teams and reserved rule ids; empty when the set is saveable."""
+    rows = await session.execute(select(Team.name, Team.active))
+    teams: dict[str, bool] = {name: active for name, active in rows}
+    errors: list[dict[str, Any]] = []
+    for team, places in team_references(ruleset).items():
+        problem = None if teams.get(team) else ("unknown team" if team not in teams else "inactive team")
+        if problem is None:
+            continue
+        for pointer, rule_id in places:
+            who = "default_team" if rule_id == "default_team" else f"rule {rule_id!r}"
+            errors.append({"field": pointer, "message": f"{who}: {problem} {team!r}"})
+    for index, rule in enumerate(ruleset.rules):
+        if rule.id in RESERVED_RULE_IDS:
+            errors.append({"field": f"/rules/{index}/id", "message": f"rule id {rule.id!r} is reserved"})
+    return sorted(errors, key=lambda e: e["field"])
+
+
+async def save(
+    session: AsyncSession,
+    ruleset: RuleSet,
+    *,
+    expected: int | None,
+    author: str,
+    action: str,
+    comment: str = "",
+    detail: dict[str, Any] | None = None,
+) -> RuleSet:
+    """Validate and store ``ruleset`` as the next version; ``expected`` None means "whatever is live"."""
+    current = await _base(session, expected)
+    assert current.version is not None
+    errors = await check_references(session, ruleset)
+    if errors:
+        raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors)
+    change = diff_rulesets(current, ruleset)
+    try:
+        row = await save_version(session, ruleset.model_copy(update={"version": None}), author, comment)
+    except IntegrityError as exc:
+        # Another writer committed version N+1 between our read and our insert.
+        number = current.version + 1
+        raise Stale(
+            ruleset_etag(number), f"version {number} was saved concurrently; re-read and retry"
+        ) from exc
+    record(
+        session,
+        author,
+        action,
+        "ruleset",
+        str(row.version),
+        {
+            "version": row.version,
+            "previous_version": current.version,
+            "comment": comment,
+            "diff": change.to_dict(),
+            **(detail or {}),
+        },
+    )
+    return ruleset_of(row)
+
+
+async def _base(session: AsyncSession, expected: int | None) -> RuleSet:
+    """The live set, after checking the caller edited this version (before any other check)."""
+    current = await live(session)
+    assert current.version is not None
+    check_expected(expected, current.version, ruleset_etag(current.version))
+    return current
+
+
+def _index(ruleset: RuleSet, rule_id: str) -> int:
+    for index, rule in enumerate(ruleset.rules):
+        if rule.id == rule_id:
+            return index
+    raise NotFound(f"no rule {rule_id!r} in version {ruleset.version}")
+
+
+def _check_position(position: int | None, size: int) -> int:
+    if position is None:
+        return size
+    if not 0 <= position <= size:
+        raise Invalid(
+            f"position must be between 0 and {size}",
+            [{"field": "/query/position", "message": f"must be between 0 and {size}"}],
+        )
+    return position
+
+
+def _with_rules(ruleset: RuleSet, rules: list[Rule]) -> RuleSet:
+    data = ruleset.model_dump(mode="json", by_alias=True, exclude={"version"}, exclude_none=True)
+    data["rules"] = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in rules]
+    return validated(data)
+
+
+async def replace_ruleset(
+    session: AsyncSession, ruleset: RuleSet, *, expected: int | None, author: str, comment: str = ""
+) -> RuleSet:
+    return await save(
+        session, ruleset, expected=expected, author=author, action="ruleset.replace", comment=comment
+    )
+
+
+async def add_rule(
+    session: AsyncSession,
+    rule: Rule,
+    position: int | None,
+    *,
+    expected: int | None,
+    author: str,
+    comment: str = "",
+) -> RuleSet:
+    current = await _base(session, expected)
+    if any(r.id == rule.id for r in current.rules):
+        raise Conflict(
+            f"a rule with id {rule.id!r} exists", [{"field": "/id", "message": "duplicate rule id"}]
+        )
+    rules = list(current.rules)
+    rules.insert(_check_position(position, len(rules)), rule)
+    return await save(
+        session,
+        _with_rules(current, rules),
+        expected=expected,
+        author=author,
+        action="rule.create",
+        comment=comment,
+        detail={"rule_id": rule.id},
+    )
+
+
+async def replace_rule(
+    session: AsyncSession, rule_id: str, rule: Rule, *, expected: int | None, author: str, comment: str = ""
+) -> RuleSet:
+    current = await _base(session, expected)
+    index = _index(current, rule_id)
+    if rule.id != rule_id and any(r.id == rule.id for r in current.rules):
+        raise Conflict(
+            f"a rule with id {rule.id!r} exists", [{"field": "/id", "message": "duplicate rule id"}]
+        )
+    rules = list(current.rules)
+    rules[index] = rule
+    return await save(
+        session,
+        _with_rules(current, rules),
+        expected=expected,
+        author=author,
+        action="rule.update",
+        comment=comment,
+        detail={"rule_id": rule_id},
+    )
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge recursively, null removes a key."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+async def patch_rule(
+    session: AsyncSession,
+    rule_id: str,
+    patch: dict[str, Any],
+    *,
+    expected: int | None,
+    author: str,
+    comment: str = "",
+) -> RuleSet:
+    current = await _base(session, expected)
+    index = _index(current, rule_id)
+    if "id" in patch and patch["id"] != rule_id:
+        raise Invalid(
+            "a rule's id cannot be patched; PUT the rule instead",
+            [{"field": "/id", "message": "cannot change"}],
+        )
+    merged = merge_patch(
+        current.rules[index].model_dump(mode="json", by_alias=True, exclude_none=True), patch
+    )
+    try:
+        rule = Rule.model_validate(merged)
+    except ValidationError as exc:
+        errors = field_errors(exc.errors())
+        raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
+    rules = list(current.rules)
+    rules[index] = rule
+    return await save(
+        session,
+        _with_rules(current, rules),
+        expected=expected,
+        author=author,
+        action="rule.update",
+        comment=comment,
+        detail={"rule_id": rule_id, "patch": patch},
+    )
+
+
+async def delete_rule(
+    session: AsyncSession, rule_id: str, *, expected: int | None, author: str, comment: str = ""
+) -> RuleSet:
+    current = await _base(session, expected)
+    index = _index(current, rule_id)
+    rules = [r for i, r in enumerate(current.rules) if i != index]
+    return await save(
+        session,
+        _with_rules(current, rules),
+        expected=expected,
+        author=author,
+        action="rule.delete",
+        comment=comment,
+        detail={"rule_id": rule_id},
+    )
+
+
+async def move_rule(
+    session: AsyncSession,
+    rule_id: str,
+    position: int,
+    *,
+    expected: int | None,
+    author: str,
+    comment: str = "",
+) -> RuleSet:
+    current = await _base(session, expected)
+    index = _index(current, rule_id)
+    rules = list(current.rules)
+    rule = rules.pop(index)
+    rules.insert(_check_position(position, len(rules)), rule)
+    return await save(
+        session,
+        _with_rules(current, rules),
+        expected=expected,
+        author=author,
+        action="rule.move",
+        comment=comment,
+        detail={"rule_id": rule_id, "from": index, "to": position},
+    )
+
+
+async def rollback(
+    session: AsyncSession, version: int, *, expected: int | None, author: str, comment: str = ""
+) -> RuleSet:
+    """A new version equal to ``version`` (history is never rewritten)."""
+    await _base(session, expected)
+    target = ruleset_of(await get_version(session, version))
+    return await save(
+        session,
+        target,
+        expected=expected,
+        author=author,
+        action="ruleset.rollback",
+        comment=comment or f"rollback to version {version}",
+        detail={"rollback_to": version},
+    )

@@ -1,0 +1,39 @@
+"""The live SLA configuration of one router, hot-reloaded like the rule set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.slas.service import config_version, load_config
+from services.router.slas.tracking import SlaConfig
+
+log = logging.getLogger(__name__)
+
+
+class LiveSla:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.config = SlaConfig()
+        self.version = -1
+
+    async def refresh(self) -> bool:
+        async with self.sessions() as session:
+            if await config_version(session) == self.version:
+                return False
+            self.config = await load_config(session)
+        self.version = self.config.version
+        log.info("SLA configuration loaded", extra={"version": self.version})
+        return True
+
+    async def watch(self, poll_s: float) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the configuration we have
+                log.warning("SLA configuration refresh failed", extra={"error": repr(exc)})
+            await asyncio.sleep(poll_s)

@@ -1,0 +1,158 @@
+"""Versioned storage and validation of SLA policies and business calendars.
+
+Same model as rule sets: every change is a new immutable version with author, comment and a
+diff against the previous one; a deletion is a version too (``deleted``), so history survives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.sla import BusinessCalendar
+from services.router.sla.calendar import ALWAYS_OPEN
+from services.router.slas.models import SlaConfigVersion
+from services.router.slas.schemas import StoredPolicy
+from services.router.slas.tracking import SlaConfig, compile_condition_set
+from shared.events import utc_now
+from shared.http.problems import field_errors
+
+MODELS: dict[str, type[BaseModel]] = {"policy": StoredPolicy, "calendar": BusinessCalendar}
+
+
+class ConfigInvalid(ValueError):
+    """Validation failure; ``errors`` are ``{"field": "/json/pointer", "message": ...}``."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(exc.errors())]
+
+
+def validate_document(kind: str, name: str, document: dict[str, Any], calendars: set[str]) -> BaseModel:
+    """Parse ``document`` (its ``name`` defaults to ``name``); errors name the field at fault."""
+    document = {**document, "name": document.get("name", name)}
+    if document["name"] != name:
+        raise ConfigInvalid([{"field": "/name", "message": f"must equal the name in the URL ({name!r})"}])
+    try:
+        model = MODELS[kind].model_validate(document)
+    except ValidationError as exc:
+        raise ConfigInvalid(_pointer_errors(exc)) from None
+    if isinstance(model, StoredPolicy):
+        errors = []
+        if model.calendar != ALWAYS_OPEN and model.calendar not in calendars:
+            errors.append({"field": "/calendar", "message": f"unknown business calendar {model.calendar!r}"})
+        if model.applies_when is not None:
+            try:
+                compile_condition_set(name, model.applies_when)
+            except ValidationError as exc:
+                errors += _pointer_errors(exc, "/applies_when")
+            except ValueError as exc:
+                errors.append({"field": "/applies_when", "message": str(exc)})
+        if errors:
+            raise ConfigInvalid(errors)
+    return model
+
+
+def render_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    if old is None and new is None:
+        return "no changes"
+    if old is None:
+        return "created"
+    if new is None:
+        return "deleted"
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before, after = json.dumps(old.get(key), sort_keys=True), json.dumps(new.get(key), sort_keys=True)
+            lines.append(f"~ {key}: {before} -> {after}")
+    return "\n".join(lines) or "no changes"
+
+
+async def latest(session: AsyncSession, kind: str, name: str) -> SlaConfigVersion | None:
+    return await session.scalar(
+        select(SlaConfigVersion)
+        .where(SlaConfigVersion.kind == kind, SlaConfigVersion.name == name)
+        .order_by(SlaConfigVersion.version.desc())
+        .limit(1)
+    )
+
+
+async def live_rows(session: AsyncSession, kind: str) -> list[SlaConfigVersion]:
+    newest = (
+        select(SlaConfigVersion.name, func.max(SlaConfigVersion.version).label("v"))
+        .where(SlaConfigVersion.kind == kind)
+        .group_by(SlaConfigVersion.name)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(SlaConfigVersion)
+        .join(newest, (SlaConfigVersion.name == newest.c.name) & (SlaConfigVersion.version == newest.c.v))
+        .where(SlaConfigVersion.kind == kind, SlaConfigVersion.deleted.is_(False))
+        .order_by(SlaConfigVersion.name)
+    )
+    return list(rows.all())
+
+
+async def history(session: AsyncSession, kind: str, name: str) -> Sequence[SlaConfigVersion]:
+    return (
+        await session.scalars(
+            select(SlaConfigVersion)
+            .where(SlaConfigVersion.kind == kind, SlaConfigVersion.name == name)
+            .order_by(SlaConfigVersion.version)
+        )
+    ).all()
+
+
+async def save(
+    session: AsyncSession,
+    kind: str,
+    name: str,
+    document: dict[str, Any] | None,
+    author: str,
+    comment: str = "",
+) -> SlaConfigVersion:
+    """Append the next version (``document=None``: a deletion). Concurrency is the caller's
+    If-Match check plus the UNIQUE (kind, name, version) constraint for a simultaneous writer."""
+    previous = await latest(session, kind, name)
+    old = None if previous is None or previous.deleted else previous.document
+    row = SlaConfigVersion(
+        kind=kind,
+        name=name,
+        version=(previous.version if previous is not None else 0) + 1,
+        document=document if document is not None else (old or {}),
+        deleted=document is None,
+        author=author,
+        comment=comment,
+        diff=render_diff(old, document),
+        created_at=utc_now(),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def calendar_names(session: AsyncSession) -> set[str]:
+    return {row.name for row in await live_rows(session, "calendar")}
+
+
+async def config_version(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.max(SlaConfigVersion.id))) or 0)
+
+
+async def load_config(session: AsyncSession) -> SlaConfig:
+    version = await config_version(session)
+    calendars = {
+        r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
+    }
+    policies = [StoredPolicy.model_validate(r.document) for r in await live_rows(session, "policy")]
+    policies.sort(key=lambda p: (p.rank, p.name))
+    return SlaConfig(policies=policies, calendars=calendars, version=version)

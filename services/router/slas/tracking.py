@@ -1,0 +1,129 @@
+"""SLA clocks of tickets as the router decides: the pure glue between TicketState and SlaClock.
+
+:class:`SlaConfig` is one immutable snapshot of the live policies (ordered) and calendars, with
+each policy's ``applies_when`` compiled once as a one-rule rule set. :class:`SlaTracker` carries
+one ticket's clock through a decision: :func:`decide` calls it before every routing event, so
+each event's ``state.sla`` holds the deadlines after that event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.router.rules import Actions, CompiledRuleSet, Condition, Rule, RuleSet, compile_ruleset
+from services.router.rules.facts import facts_from_ticket
+from services.router.sla import BusinessCalendar, SlaClock, SlaPolicy, next_escalation_at
+from services.router.sla.calendar import ALWAYS_OPEN
+from shared.events import SlaState, TicketSnapshot, TicketState
+
+
+def compile_condition_set(name: str, condition: Mapping[str, Any]) -> CompiledRuleSet:
+    """``applies_when`` as a one-rule rule set (raises pydantic's ValidationError when invalid)."""
+    rule = Rule(
+        id="applies-when", name=name, when=Condition.model_validate(condition), actions=Actions(stop=True)
+    )
+    return compile_ruleset(RuleSet(rules=[rule]))
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    policies: Sequence[SlaPolicy] = ()
+    calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
+    version: int = 0  # max id of the config versions it was built from
+
+    def __post_init__(self) -> None:
+        matchers = {
+            p.name: compile_condition_set(p.name, p.applies_when) for p in self.policies if p.applies_when
+        }
+        object.__setattr__(self, "_matchers", matchers)
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.policies})
+
+    def policy_named(self, name: str | None) -> SlaPolicy | None:
+        return None if name is None else self._by_name.get(name)  # type: ignore[attr-defined]
+
+    def select(self, snapshot: TicketSnapshot, state: TicketState, at: datetime) -> SlaPolicy | None:
+        """The first policy (in order) whose ``applies_when`` holds for the ticket."""
+        facts = facts_from_ticket(
+            snapshot.model_copy(update={"priority": state.priority, "status": state.status}),
+            state.source,
+            at,
+            language=state.language,
+            category=state.category,
+            category_confidence=state.category_confidence,
+        )
+        matchers: dict[str, CompiledRuleSet] = self._matchers  # type: ignore[attr-defined]
+        for policy in self.policies:
+            matcher = matchers.get(policy.name)
+            if matcher is None or matcher.evaluate(facts).matched_rules:
+                return policy
+        return None
+
+    def calendar(self, name: str) -> BusinessCalendar:
+        found = self.calendars.get(name)
+        if found is not None:
+            return found
+        # "24x7", or a calendar deleted while clocks still run on it: count every hour.
+        return BusinessCalendar.always_open(name=name or ALWAYS_OPEN)
+
+
+class SlaTracker:
+    """One ticket's clock during one decision; ``stored()`` is what goes to ``router_tickets``."""
+
+    def __init__(
+        self, config: SlaConfig, stored: Mapping[str, Any] | None, snapshot: TicketSnapshot, at: datetime
+    ) -> None:
+        self.config = config
+        self.snapshot = snapshot
+        self.at = at
+        self.clock = SlaClock.model_validate(stored["clock"]) if stored and stored.get("clock") else None
+        self.fired: set[str] = set(stored.get("fired", [])) if stored else set()
+
+    def __call__(self, state: TicketState) -> None:
+        policy = self.config.policy_named(state.sla.policy) or self.config.select(
+            self.snapshot, state, self.at
+        )
+        if policy is None:
+            self.clock = None
+            state.sla = SlaState(first_responded_at=state.sla.first_responded_at)
+            return
+        clock = self.clock
+        if clock is None:
+            clock = SlaClock.start(state.ticket_key, policy, state.priority, state.created_at, state.status)
+        else:
+            targets = policy.targets_for(state.priority)
+            if (
+                policy.name != clock.policy
+                or policy.calendar != clock.calendar
+                or state.priority != clock.priority
+                or policy.warning_share != clock.warning_share
+                or targets.first_response != clock.first_response.target
+                or targets.resolution != clock.resolution.target
+            ):
+                clock = clock.on_priority_change(
+                    state.priority, policy, self.at, self.config.calendar(clock.calendar)
+                )
+            if state.status != clock.status:
+                clock = clock.on_status(state.status, self.at, self.config.calendar(clock.calendar))
+        responded = state.sla.first_responded_at
+        if responded is not None and clock.first_responded_at is None:
+            clock = clock.on_first_response(responded, self.config.calendar(clock.calendar))
+        self.clock = clock
+        self.refresh(state)
+
+    def refresh(self, state: TicketState) -> None:
+        if self.clock is not None:
+            state.sla = self.clock.to_sla_state(self.config.calendar(self.clock.calendar))
+
+    def next_due(self) -> datetime | None:
+        if self.clock is None:
+            return None
+        deadlines = self.clock.deadlines(self.config.calendar(self.clock.calendar))
+        return next_escalation_at(self.clock, deadlines, self.fired)
+
+    def stored(self) -> dict[str, Any] | None:
+        if self.clock is None:
+            return None
+        return {"clock": self.clock.model_dump(mode="json"), "fired": sorted(self.fired)}

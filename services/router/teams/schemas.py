@@ -1,0 +1,105 @@
+"""Request and response bodies of the teams API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.router.errors import Invalid
+from services.router.rules.schema import validate_timezone
+from shared.http.problems import field_errors
+
+TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+Skill = Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"  # ISO 639 code, optionally with a region
+
+
+class TeamFields(BaseModel):
+    """Everything about a team except its name (a PUT replaces all of these)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(default="", max_length=2_000)
+    active: bool = True
+    capacity: int = Field(
+        default=50, ge=0, le=100_000, description="Open tickets the team can carry at once."
+    )
+    skills: list[str] = Field(default_factory=list, max_length=100)
+    languages: list[str] = Field(
+        default_factory=list, max_length=50, description="ISO 639 codes, e.g. en, de"
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone")
+    calendar: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Business-hours calendar"
+    )
+
+    @field_validator("skills")
+    @classmethod
+    def _skills(cls, skills: list[str]) -> list[str]:
+        cleaned = [s.strip() for s in skills]
+        if any(not s or len(s) > 50 for s in cleaned):
+            raise ValueError("skills are 1 to 50 characters")
+        return list(dict.fromkeys(cleaned))
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not re.match(LANGUAGE, code):
+                raise ValueError(f"{code!r} is not an ISO 639 language code (e.g. en, de, pt-BR)")
+        return list(dict.fromkeys(languages))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        validate_timezone(value)
+        return value
+
+
+class TeamCreate(TeamFields):
+    name: str = Field(min_length=1, max_length=100, pattern=TEAM_NAME)
+
+
+class TeamPatch(BaseModel):
+    """Only the keys given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2_000)
+    active: bool | None = None
+    capacity: int | None = Field(default=None, ge=0, le=100_000)
+    skills: list[str] | None = Field(default=None, max_length=100)
+    languages: list[str] | None = Field(default=None, max_length=50)
+    timezone: str | None = Field(default=None, max_length=64)
+    calendar: str | None = Field(default=None, min_length=1, max_length=100)
+
+    def changes(self) -> dict[str, object]:
+        """The given keys, validated with TeamFields' rules (``calendar: null`` clears it)."""
+        given = self.model_dump(exclude_unset=True)
+        nulls = [k for k, v in given.items() if v is None and k != "calendar"]
+        if nulls:
+            raise Invalid(
+                "only calendar may be null", [{"field": f"/{k}", "message": "may not be null"} for k in nulls]
+            )
+        try:
+            checked = TeamFields.model_validate(given)
+        except ValidationError as exc:
+            errors = field_errors(exc.errors())
+            raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors) from exc
+        return {key: getattr(checked, key) for key in given}
+
+
+class TeamOut(BaseModel):
+    name: str
+    description: str
+    active: bool
+    capacity: int
+    skills: list[str]
+    languages: list[str]
+    timezone: str
+    calendar: str | None
+    revision: int = Field(description='The ETag is W/"team-<name>-<revision>".')
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,143 @@
+"""Teams: create, read, change, deactivate or delete; every change audited, revision-checked.
+
+A team the live rule set names can be neither deactivated nor deleted (409 naming the rules):
+routing to it would silently fail. A team that tickets were routed to is deactivated rather
+than deleted, so the history keeps pointing at a real row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.audit.service import record
+from services.router.errors import Conflict, NotFound, Stale, check_expected
+from services.router.models import RouterTicket, RoutingDecision, Team
+from services.router.rulesets.service import live, team_references
+from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
+from shared.events import utc_now
+from shared.http.preconditions import etag
+
+FIELDS = tuple(TeamFields.model_fields)
+
+
+def team_etag(row: Team) -> str:
+    return etag(f"team-{row.name}", row.revision)
+
+
+def to_out(row: Team) -> TeamOut:
+    return TeamOut.model_validate(row, from_attributes=True)
+
+
+async def list_teams(session: AsyncSession, active: bool | None = None) -> list[Team]:
+    query = select(Team).order_by(Team.name)
+    if active is not None:
+        query = query.where(Team.active == active)
+    return list((await session.scalars(query)).all())
+
+
+async def get_team(session: AsyncSession, name: str) -> Team:
+    row = await session.get(Team, name)
+    if row is None:
+        raise NotFound(f"no team {name!r}")
+    return row
+
+
+async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Team:
+    if await session.get(Team, data.name) is not None:
+        raise Conflict(f"team {data.name!r} exists", [{"field": "/name", "message": "already exists"}])
+    now = utc_now()
+    row = Team(
+        name=data.name, revision=1, created_at=now, updated_at=now, **data.model_dump(include=set(FIELDS))
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # created concurrently
+        raise Conflict(
+            f"team {data.name!r} exists", [{"field": "/name", "message": "already exists"}]
+        ) from exc
+    record(session, actor, "team.create", "team", data.name, {"team": data.model_dump(mode="json")})
+    return row
+
+
+async def _rules_using(session: AsyncSession, name: str) -> str | None:
+    ruleset = await live(session)
+    places = team_references(ruleset).get(name)
+    if not places:
+        return None
+    ids = sorted({rule_id for _, rule_id in places})
+    return f"team {name!r} is used by the live rule set (version {ruleset.version}): {', '.join(ids)}"
+
+
+def _check_revision(row: Team, expected: int | None) -> None:
+    check_expected(expected, row.revision, team_etag(row))
+
+
+async def _guarded_update(session: AsyncSession, row: Team, values: dict[str, Any]) -> None:
+    """UPDATE ... WHERE revision = seen: a concurrent writer makes it match no row."""
+    result = await session.execute(
+        update(Team)
+        .where(Team.name == row.name, Team.revision == row.revision)
+        .values(**values, revision=row.revision + 1, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(row)
+        raise Stale(team_etag(row))
+    await session.refresh(row)
+
+
+async def update_team(
+    session: AsyncSession, name: str, changes: dict[str, Any], *, expected: int | None, actor: str
+) -> Team:
+    """Apply ``changes`` (a subset of the team's fields); a no-op keeps the revision."""
+    row = await get_team(session, name)
+    _check_revision(row, expected)
+    diff = {k: {"old": getattr(row, k), "new": v} for k, v in changes.items() if getattr(row, k) != v}
+    if not diff:
+        return row
+    if changes.get("active") is False:
+        using = await _rules_using(session, name)
+        if using:
+            raise Conflict(using + "; change those rules first")
+    await _guarded_update(session, row, changes)
+    record(session, actor, "team.update", "team", name, {"changes": diff, "revision": row.revision})
+    return row
+
+
+async def delete_team(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> str:
+    """'deleted', or 'deactivated' when tickets were routed to the team."""
+    row = await get_team(session, name)
+    _check_revision(row, expected)
+    using = await _rules_using(session, name)
+    if using:
+        raise Conflict(using + "; change those rules first")
+    routed = await session.scalar(
+        select(
+            or_(
+                exists().where(RouterTicket.team == name),
+                exists().where(or_(RoutingDecision.team == name, RoutingDecision.previous_team == name)),
+            )
+        )
+    )
+    if routed:
+        if row.active:
+            await _guarded_update(session, row, {"active": False})
+        outcome = "deactivated"
+    else:
+        result = await session.execute(
+            delete(Team)
+            .where(Team.name == name, Team.revision == row.revision)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise Stale(team_etag(row))
+        session.expunge(row)
+        outcome = "deleted"
+    action = "team.delete" if outcome == "deleted" else "team.deactivate"
+    record(session, actor, action, "team", name, {"outcome": outcome})
+    return outcome

@@ -1,0 +1,48 @@
+"""Write-back targets (signed webhooks per source) and their delivery queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.base import Base, JsonDoc
+from shared.db.models import BigId
+from shared.events import utc_now
+
+
+class WritebackTarget(Base):
+    __tablename__ = "writeback_targets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # what `notify` actions refer to
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(500))  # HMAC key; never returned by the API
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    event_kinds: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class WritebackDelivery(Base):
+    __tablename__ = "writeback_deliveries"
+    __table_args__ = (
+        UniqueConstraint("target_id", "event_id", name="uq_writeback_deliveries_target_event"),
+        Index("ix_writeback_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    target_id: Mapped[int] = mapped_column(BigId, index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(40))
+    ticket_key: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes signed and sent (UTF-8 JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

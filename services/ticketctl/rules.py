@@ -1,0 +1,137 @@
+"""``ticketctl rules``: rules as code. Export the live set as YAML, apply a file (validated, with
+a diff and a confirmation), list versions, roll back. Same service functions as the REST API,
+directly on DATABASE_URL; every change is a new version with author "ticketctl"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.errors import AdminError
+from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_from_yaml, ruleset_to_yaml
+from services.router.rulesets import service
+from services.router.rulesets.store import ruleset_of
+from shared.db.engine import create_engine, session_factory
+from shared.settings import CommonSettings
+
+AUTHOR = "ticketctl"
+rules_app = typer.Typer(help="Rules as code: export, apply, versions, rollback.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One committed transaction on DATABASE_URL; service errors end the command with exit code 1."""
+
+    async def go() -> T:
+        engine = create_engine(CommonSettings().database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except AdminError as exc:
+        report(exc)
+        raise typer.Exit(1) from exc
+
+
+def report(exc: AdminError) -> None:
+    errors.print(f"[red]{exc.message}[/]" if not exc.errors else "[red]the rule set is not valid:[/]")
+    for error in exc.errors:
+        errors.print(f"  {error['field']}: {error['message']}")
+
+
+@rules_app.command("export")
+def export() -> None:
+    """Print the live rule set as YAML (``ticketctl rules export > rules.yaml``)."""
+    live = run(service.live)
+    print(f"# rule set version {live.version}; apply changes with: ticketctl rules apply <file>")
+    print(ruleset_to_yaml(live.model_copy(update={"version": None})), end="")
+
+
+def _load(path: Path) -> RuleSet:
+    try:
+        return ruleset_from_yaml(path.read_text())
+    except OSError as exc:
+        errors.print(f"[red]cannot read {path}: {exc.strerror}[/]")
+        raise typer.Exit(1) from exc
+    except RuleSetError as exc:
+        errors.print(f"[red]{path} is not a valid rule set:[/]")
+        for problem in exc.problems:
+            errors.print(f"  {problem.path or '(document)'}: {problem.message}")
+        raise typer.Exit(1) from exc
+
+
+@rules_app.command("apply")
+def apply(
+    path: Path = typer.Argument(..., help="YAML (or JSON) rule set file."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the diff; save nothing."),
+    comment: str = typer.Option("", help="Why; stored with the version."),
+) -> None:
+    """Validate a file, show its diff against the live set, confirm, save a new version."""
+    draft = _load(path)
+
+    async def preview(session: AsyncSession) -> tuple[RuleSet, list[dict[str, str]]]:
+        return await service.live(session), await service.check_references(session, draft)
+
+    live, problems = run(preview)
+    if problems:
+        report(AdminError("invalid", problems))
+        raise typer.Exit(1)
+    change = diff_rulesets(live, draft)
+    console.print(f"changes against the live version {live.version}:")
+    console.print(change.render(), markup=False)
+    if change.empty or dry_run:
+        return
+    if not yes and not typer.confirm(f"save as version {(live.version or 0) + 1}?"):
+        raise typer.Exit(1)
+
+    async def save(session: AsyncSession) -> RuleSet:
+        # Based on the version the diff was shown against: a change made meanwhile fails cleanly.
+        return await service.replace_ruleset(
+            session, draft, expected=live.version, author=AUTHOR, comment=comment or f"applied {path.name}"
+        )
+
+    console.print(f"saved version {run(save).version}")
+
+
+@rules_app.command("versions")
+def versions(limit: int = typer.Option(20, min=1, max=1000, help="How many, newest first.")) -> None:
+    """List rule set versions."""
+    rows = run(lambda session: service.list_versions(session, limit))
+    table = Table("version", "author", "created", "comment", "diff")
+    for row in rows:
+        table.add_row(
+            str(row.version), row.author, row.created_at.isoformat(timespec="seconds"), row.comment, row.diff
+        )
+    console.print(table)
+
+
+@rules_app.command("rollback")
+def rollback(
+    version: int = typer.Argument(..., min=1, help="The version to restore (as a new version)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Save a new version equal to VERSION."""
+
+    async def preview(session: AsyncSession) -> tuple[RuleSet, RuleSet]:
+        return await service.live(session), ruleset_of(await service.get_version(session, version))
+
+    live, target = run(preview)
+    console.print(diff_rulesets(live, target).render(), markup=False)
+    if not yes and not typer.confirm(f"roll back to version {version}?"):
+        raise typer.Exit(1)
+    saved = run(lambda session: service.rollback(session, version, expected=live.version, author=AUTHOR))
+    console.print(f"saved version {saved.version} (equal to version {version})")

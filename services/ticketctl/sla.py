@@ -1,0 +1,96 @@
+"""``ticketctl sla``: SLA policies and business calendars (versioned, validated like the API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from services.router.slas import service
+from shared.db.engine import create_engine, session_factory
+from shared.settings import CommonSettings
+
+sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
+console = Console()
+KINDS = {"policy": "policy", "calendar": "calendar"}
+
+
+async def _with_session(work: Any) -> Any:
+    engine = create_engine(CommonSettings().database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@sla_app.command("list")
+def sla_list(kind: str = typer.Argument(..., help="policy or calendar")) -> None:
+    """List the live policies or calendars (newest version of each)."""
+    if kind not in KINDS:
+        raise typer.BadParameter("use policy or calendar")
+    rows = asyncio.run(_with_session(lambda s: service.live_rows(s, kind)))
+    table = Table("name", "version", "author", "changed")
+    for row in rows:
+        table.add_row(row.name, str(row.version), row.author, row.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@sla_app.command("show")
+def sla_show(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    """Print the live document of one policy or calendar as YAML."""
+    row = asyncio.run(_with_session(lambda s: service.latest(s, kind, name)))
+    if row is None or row.deleted:
+        console.print(f"[red]no {kind} {name!r}[/]")
+        raise typer.Exit(1)
+    print(yaml.safe_dump(row.document, sort_keys=False), end="")
+
+
+@sla_app.command("apply")
+def sla_apply(
+    kind: str = typer.Argument(..., help="policy or calendar"),
+    path: Path = typer.Argument(..., exists=True, readable=True, help="YAML or JSON document"),
+    author: str = typer.Option("ticketctl", help="Recorded as the author of the version."),
+    comment: str = typer.Option("", help="Change comment."),
+) -> None:
+    """Validate and store a document as the next version of its ``name``."""
+    if kind not in KINDS:
+        raise typer.BadParameter("use policy or calendar")
+    document = yaml.safe_load(path.read_text())
+    if not isinstance(document, dict) or not isinstance(document.get("name"), str):
+        console.print("[red]/name: the document needs a name[/]")
+        raise typer.Exit(2)
+
+    async def apply(session: Any) -> Any:
+        model = service.validate_document(
+            kind, document["name"], document, await service.calendar_names(session)
+        )
+        return await service.save(
+            session, kind, document["name"], model.model_dump(mode="json"), author, comment
+        )
+
+    try:
+        row = asyncio.run(_with_session(apply))
+    except service.ConfigInvalid as exc:
+        for error in exc.errors:
+            console.print(f"[red]{error['field']}: {error['message']}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"{kind} {row.name} is now version {row.version}\n{row.diff}")
+
+
+@sla_app.command("history")
+def sla_history(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+    """Every version with author, comment and diff."""
+    rows = asyncio.run(_with_session(lambda s: service.history(s, kind, name)))
+    for row in rows:
+        flag = " (deleted)" if row.deleted else ""
+        console.print(
+            f"[bold]v{row.version}[/]{flag} {row.created_at.isoformat(timespec='seconds')} {row.author}"
+            f" {json.dumps(row.comment) if row.comment else ''}\n{row.diff}"
+        )

@@ -1,0 +1,164 @@
+"""``ticketctl sources``: manage webhook sources in the database, through the intake's service functions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.sources import service
+from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
+from shared.db.engine import create_engine, session_factory
+from shared.settings import CommonSettings
+
+sources_app = typer.Typer(
+    help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
+)
+console = Console()
+T = TypeVar("T")
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One committed transaction on DATABASE_URL; errors end the command with exit code 1."""
+
+    async def run() -> T:
+        engine = create_engine(CommonSettings().database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except service.SourceError as exc:
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
+
+
+def _option_value(raw: str) -> Any:
+    """``key=value``: the value is JSON when it parses (numbers, objects), else the plain string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--option")
+        # Dotted keys build nested objects: mapping.external_id=/ticket/id
+        target = options
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise typer.BadParameter(f"{key}: {part} is not an object", param_hint="--option")
+        target[leaf] = _option_value(value)
+    return options
+
+
+def _validated(model: type[T], **fields: Any) -> T:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        console.print(f"[red]{field}: {error['msg']}[/]")
+        raise typer.Exit(1) from exc
+
+
+def _show(source: SourceOut) -> None:
+    state = "enabled" if source.enabled else "disabled"
+    console.print(
+        f"{source.name} ({source.type}, {state}): {source.secret_count} secret(s) "
+        f"[{', '.join(source.secret_fingerprints)}]; webhook path {source.webhook_path}"
+    )
+
+
+@sources_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Source name; webhooks go to /v1/webhooks/NAME."),
+    type_: str = typer.Option(
+        ..., "--type", help="zendesk, jira, github, freshdesk, intercom, zammad, generic or native."
+    ),
+    secret: str = typer.Option(
+        ..., help="The webhook secret configured at the vendor.", prompt=True, hide_input=True
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", help="Adapter option key=value (repeatable; dotted keys nest, JSON values allowed)."
+    ),
+    disabled: bool = typer.Option(False, help="Create it disabled."),
+) -> None:
+    """Configure a webhook source."""
+    data = _validated(
+        SourceCreate,
+        name=name,
+        type=type_,
+        secret=secret,
+        options=parse_options(option),
+        enabled=not disabled,
+    )
+    _show(_run(lambda s: _out(service.create_source(s, data))))
+
+
+async def _out(row: Awaitable[Any]) -> SourceOut:
+    return service.to_out(await row)
+
+
+@sources_app.command("list")
+def list_() -> None:
+    """List sources (never their secrets)."""
+
+    async def rows(session: AsyncSession) -> list[SourceOut]:
+        return [service.to_out(r) for r in await service.list_sources(session)]
+
+    table = Table("name", "type", "enabled", "secrets", "options")
+    for source in _run(rows):
+        table.add_row(
+            source.name,
+            source.type,
+            "yes" if source.enabled else "no",
+            f"{source.secret_count} [{', '.join(source.secret_fingerprints)}]",
+            json.dumps(source.options, sort_keys=True),
+        )
+    console.print(table)
+
+
+@sources_app.command("rotate")
+def rotate(
+    name: str = typer.Argument(...),
+    secret: str = typer.Option(..., help="The new secret.", prompt=True, hide_input=True),
+) -> None:
+    """Add a new secret; the previous one stays valid until the next rotation."""
+    data = _validated(SecretRotation, secret=secret)
+    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret))))
+
+
+@sources_app.command("disable")
+def disable(name: str = typer.Argument(...)) -> None:
+    """Refuse this source's webhooks (404) until enabled again."""
+    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=False)))))
+
+
+@sources_app.command("enable")
+def enable(name: str = typer.Argument(...)) -> None:
+    """Accept this source's webhooks again."""
+    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=True)))))
+
+
+@sources_app.command("remove")
+def remove(name: str = typer.Argument(...)) -> None:
+    """Delete a source and its secrets."""
+    _run(lambda s: service.delete_source(s, name))
+    console.print(f"removed {name}")

@@ -1,0 +1,53 @@
+"""deploy/prometheus: promtool accepts the configuration and rules; the scrape jobs match the services."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import DEPLOY, SERVICES
+
+PROMETHEUS = DEPLOY / "prometheus"
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is not installed (Debian: apt-get install prometheus)"
+)
+
+
+@needs_promtool
+def test_promtool_accepts_the_configuration() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "config", str(PROMETHEUS / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rule files found" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_rejects_a_broken_rule(tmp_path) -> None:
+    broken = tmp_path / "alerts.yml"
+    broken.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum by (\n")
+    result = subprocess.run(["promtool", "check", "rules", str(broken)], capture_output=True, timeout=60)
+    assert result.returncode != 0
+
+
+def test_rules_file_is_the_shared_alerts_file() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    assert "ConsumerLagHigh" in alerts
+
+
+def test_every_service_is_scraped_on_its_port() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name, (_, port) in SERVICES.items():
+        (discovery,) = jobs[name]["dns_sd_configs"]
+        assert discovery == {"names": [name], "type": "A", "port": port, "refresh_interval": "30s"}
+        assert jobs[name].get("metrics_path", "/metrics") == "/metrics"

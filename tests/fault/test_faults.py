@@ -1,0 +1,111 @@
+"""Fault injection under load: crashed services, a hung broker, a stopped database.
+
+After each fault, with a generator posting tickets all along: every ticket intake acknowledged
+is routed exactly once (one ``ticket.routed`` decision) and counted once by the metrics service,
+and nothing that was refused shows up. Timings are not judged here; they live in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from shared.kafka.embedded import EmbeddedBroker
+from tests.e2e.stack import Stack
+from tests.fault.conftest import TicketLoad, assert_conserved
+
+pytestmark = [pytest.mark.fault, pytest.mark.e2e, pytest.mark.slow]
+
+BROKER_PAUSE_S = float(os.environ.get("FAULT_BROKER_PAUSE_S", "30"))
+DATABASE_STOP_S = float(os.environ.get("FAULT_DATABASE_STOP_S", "10"))
+
+
+@pytest.mark.parametrize("service", ["intake", "router", "metrics"])
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(fault_stack: Stack, service: str) -> None:
+    fault_stack.start_all()
+    load = TicketLoad(fault_stack)
+    load.start()
+    try:
+        fault_stack.wait_for(lambda: len(load.acked) >= 100, timeout_s=30, what="load under way")
+        fault_stack.kill(service)  # SIGKILL: no shutdown, no flush, no commit
+        time.sleep(1)
+        fault_stack.start(service)
+        started = len(load.acked)
+        fault_stack.wait_for(lambda: len(load.acked) >= started + 100, timeout_s=60, what="load after restart")
+    finally:
+        load.finish()
+    if service != "intake":
+        assert not load.refused and not load.unknown, (load.refused, load.unknown)
+    assert_conserved(fault_stack, load)
+
+
+def test_hung_broker_intake_keeps_accepting_via_outbox(fault_stack: Stack, own_broker: EmbeddedBroker) -> None:
+    fault_stack.start_all()
+    load = TicketLoad(fault_stack)
+    load.start()
+    try:
+        fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        own_broker.pause()  # SIGSTOP: sockets open, nobody answering
+        paused_at = time.monotonic()
+        try:
+            time.sleep(BROKER_PAUSE_S)
+        finally:
+            own_broker.resume()
+        resumed_at = time.monotonic()
+        accepted_while_hung = load.acked_between(paused_at, resumed_at)
+        fault_stack.wait_for(
+            lambda: len(load.acked) >= accepted_while_hung + 100, timeout_s=60, what="load after resume"
+        )
+    finally:
+        load.finish()
+    assert not load.refused and not load.unknown, (dict(list(load.refused.items())[:5]), load.unknown)
+    # At ~50/s with a bounded wait for the broker, intake answered throughout the hang.
+    assert accepted_while_hung >= BROKER_PAUSE_S * 10, accepted_while_hung
+    assert_conserved(fault_stack, load, timeout_s=120)
+
+
+def _controllable_postgres(url: str | None) -> tuple[str, str] | None:
+    """(version, cluster) of the local cluster serving ``url`` when we may stop and start it."""
+    if not url or shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        return None
+    parsed = make_url(url)
+    if (parsed.host or "127.0.0.1") not in ("127.0.0.1", "localhost"):
+        return None
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == str(parsed.port or 5432) and fields[3] == "online":
+            return fields[0], fields[1]
+    return None
+
+
+def test_database_stopped_router_holds_the_batch(fault_stack: Stack) -> None:
+    url = fault_stack.env["DATABASE_URL"]
+    cluster = _controllable_postgres(url) if url.startswith("postgresql") else None
+    if cluster is None:
+        pytest.skip("needs TEST_POSTGRES_URL on a local cluster that pg_ctlcluster can stop (as root)")
+    version, name = cluster
+    fault_stack.start_all()
+    load = TicketLoad(fault_stack)
+    load.start()
+    try:
+        fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        subprocess.run(["pg_ctlcluster", version, name, "stop", "-m", "fast"], check=True, timeout=60)
+        try:
+            time.sleep(DATABASE_STOP_S)
+        finally:
+            subprocess.run(["pg_ctlcluster", version, name, "start"], check=True, timeout=60)
+        restarted = len(load.acked)
+        fault_stack.wait_for(lambda: len(load.acked) >= restarted + 100, timeout_s=60, what="load after restart")
+    finally:
+        load.finish()
+    # While the database was down intake refused (503, nothing recorded); those do not count.
+    assert not load.unknown, load.unknown
+    assert all(reason.startswith("503") for reason in load.refused.values()), list(load.refused.values())[:3]
+    assert_conserved(fault_stack, load, timeout_s=120)
+    assert "batch failed, will retry" in fault_stack.log_tail("router", 2000)

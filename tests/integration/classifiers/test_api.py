@@ -1,0 +1,130 @@
+"""The classifier registry API on a running router: list, show, activate, deactivate, predict."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from services.router.classifiers.schemas import LabelKind
+from services.router.models import AuditEntry
+from tests.conftest import unique_topics
+from tests.integration.classifiers.helpers import Router, running_router, stored
+from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE
+
+
+@pytest.fixture(scope="module")
+async def router(broker, database_url) -> AsyncIterator[Router]:
+    """One router for the module: stopping one takes seconds (the consumer leaves its group)."""
+    async with running_router(
+        database_url=database_url,
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic_partitions=1,
+        router_classifier_poll_s=0.2,
+        **unique_topics(),
+    ) as running:
+        yield running
+
+
+async def test_registry_roles_activation_and_predict(sessions, router):
+    first = await stored(sessions, LabelKind.TEAM)
+    second = await stored(sessions, LabelKind.TEAM)
+    listed = await router.client.get("/v1/classifiers", params={"label_kind": "team"}, headers=router.viewer)
+    assert listed.status_code == 200
+    items = {item["version"]: item for item in listed.json()["items"]}
+    assert {first, second} <= set(items) and "blob" not in items[first]
+    assert items[first]["figures"]["threshold"] > 0 and not items[first]["active"]
+
+    shown = await router.client.get(f"/v1/classifiers/{first}", headers=router.viewer)
+    assert shown.status_code == 200 and shown.json()["label_kind"] == "team"
+
+    # Viewers read, only admins change; no key at all is 401.
+    denied = await router.client.post(f"/v1/classifiers/{first}/activate", headers=router.viewer)
+    assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json"
+    assert (await router.client.post(f"/v1/classifiers/{first}/activate")).status_code == 401
+
+    activated = await router.client.post(f"/v1/classifiers/{first}/activate", headers=router.admin)
+    assert activated.status_code == 200 and activated.json()["active"] is True
+    # The router that took the request uses it at once (others within their poll period).
+    assert router.app.state.classifiers.view.models[LabelKind.TEAM].version == first
+
+    predicted = await router.client.post(
+        "/v1/classifiers/predict",
+        json={"subject": "VPN", "description": SURE_NETWORK, "label_kind": "team"},
+        headers=router.viewer,
+    )
+    assert predicted.status_code == 200, predicted.text
+    body = predicted.json()
+    assert body["version"] == first and body["label"] == "network" and body["above_threshold"] is True
+    assert body["confidence"] >= body["threshold"] and body["language"] == "en"
+    assert body["urgency"] in {"low", "medium", "high", "critical"}
+
+    unsure = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": UNSURE, "label_kind": "team"}, headers=router.viewer
+    )
+    assert unsure.json()["above_threshold"] is False
+
+    # One active model per kind: activating the second retires the first.
+    await router.client.post(f"/v1/classifiers/{second}/activate", headers=router.admin)
+    listed = (
+        await router.client.get("/v1/classifiers", params={"label_kind": "team"}, headers=router.viewer)
+    ).json()
+    active = [item["version"] for item in listed["items"] if item["active"]]
+    assert active == [second]
+
+    gone = await router.client.post(
+        "/v1/classifiers/deactivate", params={"label_kind": "team"}, headers=router.admin
+    )
+    assert gone.status_code == 200 and gone.json() == {"label_kind": "team", "deactivated": second}
+    assert LabelKind.TEAM not in router.app.state.classifiers.view.models
+    none_left = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": SURE_NETWORK, "label_kind": "team"}, headers=router.viewer
+    )
+    assert none_left.json()["label"] is None and none_left.json()["version"] is None
+
+    # A stored model can be tried without activating it.
+    trial = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": SURE_NETWORK, "version": first}, headers=router.viewer
+    )
+    assert trial.json()["version"] == first and trial.json()["label"] == "network"
+
+    async with sessions() as session:
+        audit = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity == "classifier_model",
+                    AuditEntry.entity_id.in_([str(first), str(second)]),
+                )
+            )
+        ).all()
+    assert {(a.action, a.entity_id) for a in audit} >= {("activate", str(first)), ("deactivate", str(second))}
+    assert all(a.actor == "api-key:test admin" for a in audit)
+
+
+async def test_bad_input_is_problem_json_naming_the_field(router):
+    missing = await router.client.post("/v1/classifiers/999999/activate", headers=router.admin)
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["field"] == "/path/version"
+    assert (await router.client.get("/v1/classifiers/999999", headers=router.viewer)).status_code == 404
+
+    kind = await router.client.post(
+        "/v1/classifiers/deactivate", params={"label_kind": "mood"}, headers=router.admin
+    )
+    assert kind.status_code == 422 and kind.json()["errors"][0]["field"] == "/query/label_kind"
+
+    not_int = await router.client.get("/v1/classifiers/latest", headers=router.viewer)
+    assert not_int.status_code == 422 and not_int.json()["errors"][0]["field"] == "/path/version"
+
+    empty = await router.client.post("/v1/classifiers/predict", json={"subject": " "}, headers=router.viewer)
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "/subject"
+
+    extra = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": "x", "sbject": "y"}, headers=router.viewer
+    )
+    assert extra.status_code == 422 and extra.json()["errors"][0]["field"] == "/sbject"
+
+    unknown = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": "x", "version": 999999}, headers=router.viewer
+    )
+    assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "/version"

@@ -1,0 +1,99 @@
+"""``ticketctl classifier``: train into the database, evaluate as JSON, feedback in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+
+import orjson
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from services.router.classifiers.schemas import LabelKind
+from services.router.models import ClassifierFeedback, ClassifierModel
+from services.ticketctl.main import app
+from tests.unit.classifiers.helpers import SURE_NETWORK, synthetic
+
+
+async def ticketctl(*args: str):
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+
+
+def write_csv(path, texts, labels, label_column="team"):
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", label_column])
+        writer.writerows(zip(texts, labels, strict=True))
+
+
+async def test_train_evaluate_and_feedback(tmp_path, sessions, cli_env):
+    texts, labels = synthetic(n=60, seed=3)
+    train_file, test_file = tmp_path / "history.csv", tmp_path / "fresh.jsonl.gz"
+    write_csv(train_file, texts[:150], labels[:150])
+    with gzip.open(test_file, "wt") as fh:
+        for text, label in zip(texts[150:], labels[150:], strict=True):
+            fh.write(json.dumps({"text": text, "team": label}) + "\n")
+    async with sessions() as session, session.begin():
+        session.add(ClassifierFeedback(ticket_key="api:fb-1", text=SURE_NETWORK, label="network"))
+        session.add(
+            ClassifierFeedback(ticket_key="api:fb-1", text=SURE_NETWORK, label="netops", previous_label="x")
+        )
+        session.add(ClassifierFeedback(ticket_key="api:fb-2", text="dns " + SURE_NETWORK, label="netops"))
+        session.add(ClassifierFeedback(ticket_key="api:fb-3", text="once", label="only-once"))
+
+    trained = await ticketctl(
+        "classifier", "train", str(train_file), "--label", "team", "--label-kind", "team",
+        "--target-precision", "0.9", "--name", "cli-team", "--activate", "--include-feedback",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    async with sessions() as session:
+        row = await session.scalar(select(ClassifierModel).where(ClassifierModel.name == "cli-team"))
+    assert row is not None and row.active and row.label_kind == "team"
+    assert row.trained_on["rows"] == 150 and row.trained_on["feedback_rows"] >= 1
+    # The latest correction of a ticket is the one used; a label seen once cannot be learned.
+    assert "netops" in row.figures["labels"] and "only-once" not in row.figures["labels"]
+    assert row.trained_on["left_out"].get("only-once") == 1 and "only-once (1)" in trained.output
+    for key in ("accuracy", "macro_f1", "coverage", "precision_at_threshold"):
+        assert key in row.figures["cross_validated"]
+    assert f"stored model version {row.id}" in trained.output
+
+    evaluated = await ticketctl(
+        "classifier", "evaluate", str(test_file), "--label", "team", "--label-kind", "team", "--json"
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["version"] == row.id and report["n"] == 30
+    for key in ("accuracy", "macro_f1", "threshold", "coverage", "precision_at_threshold", "per_class"):
+        assert key in report
+    assert report["threshold"] == row.figures["threshold"]
+    assert {"precision", "recall"} <= set(report["per_class"]["network"])
+
+    table = await ticketctl(
+        "classifier", "evaluate", str(test_file), "--label", "team", "--model", str(row.id)
+    )
+    assert table.exit_code == 0 and "precision at threshold" in table.output
+
+    exported = tmp_path / "feedback.jsonl"
+    out = await ticketctl("classifier", "feedback", "export", str(exported))
+    assert out.exit_code == 0, out.output
+    records = [orjson.loads(line) for line in exported.read_bytes().splitlines()]
+    mine = [r for r in records if r["ticket_key"] == "api:fb-1"]
+    assert [(r["team"], r["previous_team"]) for r in mine] == [("netops", "x")]
+
+
+async def test_bad_input_ends_with_a_message(tmp_path, cli_env):
+    texts, labels = synthetic(n=5)
+    data = tmp_path / "history.csv"
+    write_csv(data, texts, labels)
+    missing = await ticketctl("classifier", "train", str(data), "--label", "category")
+    assert missing.exit_code == 1 and "missing column 'category'" in missing.output
+    feedback = await ticketctl("classifier", "train", str(data), "--label", "team", "--include-feedback")
+    assert feedback.exit_code == 2 and "--label-kind team" in feedback.output
+    no_model = await ticketctl("classifier", "evaluate", str(data), "--label", "team", "--model", "999999")
+    assert no_model.exit_code == 1 and "no model version 999999" in no_model.output
+    none_active = await ticketctl(
+        "classifier", "evaluate", str(data), "--label", "team", "--label-kind", "priority"
+    )
+    assert none_active.exit_code == 1 and f"no active {LabelKind.PRIORITY.value} model" in none_active.output

@@ -1,0 +1,245 @@
+"""Every adapter through POST /v1/webhooks/{name}: real app, real broker, real database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from shared.events import utc_now
+from tests.integration.intake.helpers import Intake, read_topic, running_intake
+from tests.unit.webhooks._helpers import basic, fixture, github_sample, hub, zendesk_signature
+
+SECRET = "whsec-current-0123456789"
+WRONG = "whsec-wrong-0123456789"
+PROBLEM = "application/problem+json"
+
+GENERIC_OPTIONS: dict[str, Any] = {
+    "mapping": {
+        "external_id": "/ticket/id",
+        "subject": "/ticket/title",
+        "status": "/ticket/state",
+        "priority": "/ticket/severity",
+        "event_type": "/event",
+    },
+    "status_map": {"Triggered": "open", "Acknowledged": "pending"},
+    "priority_map": {"Sev1": "P1", "Sev2": "high"},
+    "event_map": {"incident.triggered": "created"},
+}
+
+
+def _hub(
+    header: str, algorithm: str, extra: dict[str, str] | None = None
+) -> Callable[[bytes, str], dict[str, str]]:
+    return lambda body, secret: {header: hub(body, secret, algorithm), **(extra or {})}
+
+
+def _zendesk(body: bytes, secret: str) -> dict[str, str]:
+    stamp = utc_now().isoformat()
+    return {
+        "X-Zendesk-Webhook-Signature": zendesk_signature(body, secret, stamp),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "X-Zendesk-Webhook-Id": "01HWEBHOOK",
+        "X-Zendesk-Webhook-Invocation-Id": uuid.uuid4().hex,
+    }
+
+
+@dataclass
+class Case:
+    adapter: str
+    body: Callable[[], bytes]
+    sign: Callable[[bytes, str], dict[str, str]]
+    external_id: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case(
+        "github",
+        lambda: github_sample("issues.opened.json"),
+        _hub("X-Hub-Signature-256", "sha256", {"X-GitHub-Event": "issues"}),
+        "Codertocat/Hello-World#1",
+    ),
+    Case(
+        "github",
+        lambda: github_sample("issue_comment.created.json"),
+        _hub("X-Hub-Signature-256", "sha256", {"X-GitHub-Event": "issue_comment"}),
+        "Codertocat/Hello-World#1",
+    ),
+    Case("zendesk", lambda: fixture("zendesk", "ticket.created.json"), _zendesk, ""),
+    Case("jira", lambda: fixture("jira", "issue_created.json"), _hub("X-Hub-Signature", "sha256"), ""),
+    Case("intercom", lambda: fixture("intercom", "ticket.created.json"), _hub("X-Hub-Signature", "sha1"), ""),
+    Case("zammad", lambda: fixture("zammad", "ticket_created.json"), _hub("X-Hub-Signature", "sha1"), ""),
+    Case(
+        "freshdesk",
+        lambda: fixture("freshdesk", "ticket_created.json"),
+        lambda body, secret: {"X-Webhook-Secret": secret},
+        "",
+    ),
+    Case(
+        "generic",
+        lambda: fixture("generic", "alert.json"),
+        lambda body, secret: {"X-Webhook-Secret": secret},
+        "9001",
+        GENERIC_OPTIONS,
+    ),
+    Case(
+        "native",
+        lambda: fixture("native", "ticket.json"),
+        lambda body, secret: {"Authorization": basic("native", secret)},
+        "",
+    ),
+]
+
+
+def _name(adapter: str) -> str:
+    return f"{adapter}-{uuid.uuid4().hex[:8]}"
+
+
+async def _post(
+    intake: Intake, name: str, body: bytes, headers: dict[str, str], content_type: str = "application/json"
+) -> Any:
+    return await intake.client.post(
+        f"/v1/webhooks/{name}", content=body, headers={"Content-Type": content_type, **headers}
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.adapter}-{c.external_id or 'fixture'}")
+async def test_adapter_signed_and_unsigned(intake: Intake, case: Case) -> None:
+    body = case.body()
+    name = _name(case.adapter)
+    await intake.add_source(name, case.adapter, SECRET, **case.options)
+
+    forged = await _post(intake, name, body, case.sign(body, WRONG))
+    assert forged.status_code == 401, forged.text
+    assert forged.headers["content-type"] == PROBLEM and forged.json()["status"] == 401
+
+    accepted = await _post(intake, name, body, case.sign(body, SECRET))
+    assert accepted.status_code == 202, accepted.text
+    result = accepted.json()
+    assert result["duplicate"] is False and result["delivery"] == "published"
+    assert len(result["event_ids"]) == 1
+
+    again = await _post(intake, name, body, case.sign(body, SECRET) | _same_delivery(accepted))
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [str(e.event_id) for e in events] == result["event_ids"]  # one event: no forged, no duplicate
+    event = events[0]
+    assert event.source == name and event.ticket_key == result["ticket_keys"][0]
+    if case.external_id:
+        assert event.ticket().external_id == case.external_id
+
+
+def _same_delivery(accepted: Any) -> dict[str, str]:
+    """Redeliveries repeat the vendor's delivery headers; the body-hash ids repeat by themselves."""
+    request = accepted.request
+    return {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() in ("x-github-delivery", "x-zendesk-webhook-invocation-id")
+    }
+
+
+async def test_rotation_keeps_the_newest_two_secrets(intake: Intake) -> None:
+    name = _name("github")
+    await intake.add_source(name, "github", "first-secret-000")
+    body = github_sample("issues.opened.json")
+    for secret in ("second-secret-00", "third-secret-000"):
+        rotated = await intake.client.post(
+            f"/v1/sources/{name}/rotate", json={"secret": secret}, headers=intake.admin
+        )
+        assert rotated.status_code == 200 and rotated.json()["secret_count"] == 2
+        assert secret not in rotated.text
+    headers = {"X-GitHub-Event": "issues"}
+    old = await _post(
+        intake, name, body, {**headers, "X-Hub-Signature-256": hub(body, "first-secret-000", "sha256")}
+    )
+    assert old.status_code == 401
+    for secret in ("second-secret-00", "third-secret-000"):
+        ok = await _post(
+            intake,
+            name,
+            body,
+            {
+                **headers,
+                "X-GitHub-Delivery": uuid.uuid4().hex,
+                "X-Hub-Signature-256": hub(body, secret, "sha256"),
+            },
+        )
+        assert ok.status_code == 202, ok.text
+
+
+async def test_error_statuses_are_problem_json(intake: Intake) -> None:
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("x", SECRET)}
+    good = json.dumps({"external_id": "ok-1", "subject": "fine"}).encode()
+
+    unknown = await _post(intake, "no-such-source", good, auth)
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == PROBLEM
+
+    wrong_type = await _post(intake, name, good, auth, content_type="text/plain")
+    assert wrong_type.status_code == 415 and wrong_type.headers["content-type"] == PROBLEM
+    vendor_json = await _post(
+        intake,
+        name,
+        json.dumps({"external_id": "ok-2"}).encode(),
+        auth,
+        content_type="application/vnd.vendor+json; charset=utf-8",
+    )
+    assert vendor_json.status_code == 202
+
+    too_big = await _post(
+        intake, name, b'{"external_id": "x", "description": "' + b"a" * 1_100_000 + b'"}', auth
+    )
+    assert too_big.status_code == 413 and too_big.headers["content-type"] == PROBLEM
+
+    malformed = await _post(intake, name, b'{"external_id": ', auth)
+    assert malformed.status_code == 400 and malformed.headers["content-type"] == PROBLEM
+
+    unmappable = await _post(intake, name, json.dumps({"subject": "no id"}).encode(), auth)
+    assert unmappable.status_code == 422 and unmappable.headers["content-type"] == PROBLEM
+    assert unmappable.json()["errors"][0]["field"] == "/external_id"
+
+    ignored_name = _name("intercom")
+    await intake.add_source(ignored_name, "intercom", SECRET)
+    ping = fixture("intercom", "ping.json")
+    ignored = await _post(intake, ignored_name, ping, {"X-Hub-Signature": hub(ping, SECRET, "sha1")})
+    assert (
+        ignored.status_code == 202 and ignored.json()["ignored"] is True and ignored.json()["event_ids"] == []
+    )
+
+    disabled = await intake.client.patch(f"/v1/sources/{name}", json={"enabled": False}, headers=intake.admin)
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    gone = await _post(intake, name, good, auth)
+    assert gone.status_code == 404
+
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [e.ticket().external_id for e in events] == ["ok-2"]
+
+
+async def test_rate_limit_per_source(settings_kwargs: dict[str, object], database_url: str) -> None:
+    async with running_intake(
+        database_url=database_url, intake_rate_limit_per_s=0.5, intake_rate_limit_burst=2, **settings_kwargs
+    ) as intake:
+        limited, other = _name("native"), _name("native")
+        await intake.add_source(limited, "native", SECRET)
+        await intake.add_source(other, "native", SECRET)
+        auth = {"Authorization": basic("x", SECRET)}
+        statuses = []
+        for i in range(3):
+            body = json.dumps({"external_id": f"rl-{i}"}).encode()
+            statuses.append((await _post(intake, limited, body, auth)).status_code)
+        assert statuses == [202, 202, 429]
+        limited_response = await _post(intake, limited, b"{}", auth)
+        assert limited_response.headers["content-type"] == PROBLEM
+        assert 1 <= int(limited_response.headers["retry-after"]) <= 2
+        # Buckets are per source: another source is unaffected.
+        assert (
+            await _post(intake, other, json.dumps({"external_id": "x"}).encode(), auth)
+        ).status_code == 202

@@ -1,0 +1,125 @@
+"""Teams CRUD over HTTP: validation with field pointers, ETags, references from the rules, audit."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.integration.router_api.helpers import Router, rule
+
+
+async def test_team_crud_with_etags_and_audit(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    name = f"billing-{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "description": "Invoices", "capacity": 12, "skills": ["billing"],
+            "languages": ["en", "de"], "timezone": "Europe/Berlin", "calendar": "berlin-office"}
+    created = await c.post("/v1/teams", json=body, headers=editor)
+    assert created.status_code == 201, created.text
+    assert created.headers["ETag"] == f'W/"team-{name}-1"'
+    assert created.json()["timezone"] == "Europe/Berlin"
+    assert (await c.post("/v1/teams", json=body, headers=editor)).status_code == 409
+
+    listed = await c.get("/v1/teams", headers=router_api.viewer)
+    assert name in {t["name"] for t in listed.json()}
+    one = await c.get(f"/v1/teams/{name}", headers=router_api.viewer)
+    assert one.json()["capacity"] == 12 and one.headers["ETag"] == f'W/"team-{name}-1"'
+
+    # Mutations need If-Match: missing -> 428, stale -> 412 naming the current ETag.
+    missing = await c.patch(f"/v1/teams/{name}", json={"capacity": 20}, headers=editor)
+    assert missing.status_code == 428
+    assert missing.headers["content-type"] == "application/problem+json"
+    patched = await c.patch(
+        f"/v1/teams/{name}", json={"capacity": 20}, headers={**editor, "If-Match": f'W/"team-{name}-1"'}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["capacity"] == 20 and patched.headers["ETag"] == f'W/"team-{name}-2"'
+    stale = await c.patch(
+        f"/v1/teams/{name}", json={"capacity": 30}, headers={**editor, "If-Match": f'W/"team-{name}-1"'}
+    )
+    assert stale.status_code == 412
+    assert f'W/"team-{name}-2"' in stale.json()["detail"]
+
+    replaced = await c.put(
+        f"/v1/teams/{name}", json={"description": "All money", "capacity": 5},
+        headers={**editor, "If-Match": f'W/"team-{name}-2"'},
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["skills"] == [] and replaced.json()["timezone"] == "UTC"
+
+    deleted = await c.delete(f"/v1/teams/{name}", headers={**editor, "If-Match": "*"})
+    assert deleted.status_code == 204 and deleted.headers["X-Outcome"] == "deleted"
+    assert (await c.get(f"/v1/teams/{name}", headers=router_api.viewer)).status_code == 404
+
+    audit = await c.get("/v1/audit", params={"entity": "team", "entity_id": name}, headers=router_api.viewer)
+    actions = [e["action"] for e in audit.json()]
+    assert actions == ["team.delete", "team.update", "team.update", "team.create"]
+    assert audit.json()[0]["actor"] == "test editor"
+    assert audit.json()[2]["detail"]["changes"]["capacity"] == {"old": 12, "new": 20}
+
+
+async def test_validation_errors_name_the_field(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    bad = await c.post(
+        "/v1/teams",
+        json={"name": "ok-name", "capacity": -1, "languages": ["english"], "timezone": "Mars/Base"},
+        headers=editor,
+    )
+    assert bad.status_code == 422
+    fields = {e["field"] for e in bad.json()["errors"]}
+    assert {"/capacity", "/languages", "/timezone"} <= fields
+    name = await router_api.add_team()
+    bad_patch = await c.patch(
+        f"/v1/teams/{name}", json={"skills": [""], "capacity": None}, headers={**editor, "If-Match": "*"}
+    )
+    assert bad_patch.status_code == 422
+    assert {e["field"] for e in bad_patch.json()["errors"]} == {"/capacity"}
+    bad_name = await c.post("/v1/teams", json={"name": "has space"}, headers=editor)
+    assert bad_name.status_code == 422 and bad_name.json()["errors"][0]["field"] == "/name"
+
+
+async def test_rules_must_name_known_active_teams(router_api: Router) -> None:
+    team = await router_api.add_team()
+    unknown = f"ghost-{uuid.uuid4().hex[:6]}"
+    response = await router_api.put_rules(
+        {
+            "rules": [
+                rule("ok", team, "a"),
+                rule("ghost", unknown, "b"),
+                {"id": "pool", "name": "Pool", "actions": {"assign_pool": {"teams": [team, unknown]}}},
+            ],
+            "default_team": unknown,
+        }
+    )
+    assert response.status_code == 422, response.text
+    errors = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert set(errors) == {"/default_team", "/rules/1/actions/assign_team", "/rules/2/actions/assign_pool/teams/1"}
+    assert "rule 'ghost'" in errors["/rules/1/actions/assign_team"] and unknown in errors["/default_team"]
+
+
+async def test_team_used_by_live_rules_cannot_go(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    team, spare = await router_api.add_team(), await router_api.add_team()
+    saved = await router_api.put_rules(
+        {"rules": [rule("uses-team", team, "x"), rule("also", team, "y"), rule("spare", spare, "z")]}
+    )
+    assert saved.status_code == 200, saved.text
+    refused = await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": "*"})
+    assert refused.status_code == 409
+    assert "also" in refused.json()["detail"] and "uses-team" in refused.json()["detail"]
+    deactivate = await c.patch(f"/v1/teams/{team}", json={"active": False}, headers={**editor, "If-Match": "*"})
+    assert deactivate.status_code == 409
+    # Once no rule names it, it can go.
+    assert (await router_api.put_rules({"rules": [rule("spare", spare, "z")]})).status_code == 200
+    assert (await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": "*"})).status_code == 204
+
+
+async def test_roles_and_keys(router_api: Router) -> None:
+    c = router_api.client
+    assert (await c.get("/v1/teams")).status_code == 401
+    assert (await c.get("/v1/teams", headers={"Authorization": "Bearer tr_admin_nope"})).status_code == 401
+    forbidden = await c.post("/v1/teams", json={"name": "viewer-made"}, headers=router_api.viewer)
+    assert forbidden.status_code == 403 and forbidden.headers["content-type"] == "application/problem+json"
+    put = await c.put("/v1/rules", json={"rules": []}, headers={**router_api.viewer, "If-Match": "*"})
+    assert put.status_code == 403
+    assert (await c.get("/v1/audit", headers=router_api.viewer)).status_code == 200
+    admin = await c.post("/v1/teams", json={"name": f"adm-{uuid.uuid4().hex[:6]}"}, headers=router_api.admin)
+    assert admin.status_code == 201

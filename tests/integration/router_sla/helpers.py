@@ -1,0 +1,86 @@
+"""Shared set-up for the SLA integration tests: a controllable clock, configs, a producer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+
+from services.router.routing.lifecycle import RouteResult
+from services.router.sla import BusinessCalendar
+from services.router.slas.schemas import StoredPolicy
+from services.router.slas.tracking import SlaConfig
+from shared.events import EventType, TicketSnapshot, TicketStatus, ticket_event
+from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.producer import make_producer
+from shared.kafka.topics import ensure_topics
+from shared.settings import CommonSettings
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+OFFICE = BusinessCalendar(
+    name="office",
+    timezone="Europe/Berlin",
+    weekly_hours={"mon-fri": ["09:00-17:00"]},
+    holidays=["2026-12-25"],
+)
+
+
+def config(**policy: object) -> SlaConfig:
+    doc = {
+        "name": "standard",
+        "calendar": "office",
+        "targets": {
+            "P3": {"first_response": 120, "resolution": 480},
+            "P2": {"first_response": 60, "resolution": 240},
+        },
+        **policy,
+    }
+    return SlaConfig(policies=[StoredPolicy.model_validate(doc)], calendars={"office": OFFICE})
+
+
+def route(snapshot: TicketSnapshot, source: str) -> RouteResult:
+    return RouteResult(team="access", reasons=["test"])
+
+
+def event(
+    external_id: str,
+    at: datetime,
+    status: TicketStatus = TicketStatus.NEW,
+    kind=EventType.TICKET_CREATED,
+    **kw: object,
+) -> ConsumedEvent:
+    snapshot = TicketSnapshot(
+        external_id=external_id, subject="s", status=status, created_at=at, updated_at=at, **kw
+    )
+    return ConsumedEvent(ticket_event(kind, "api", snapshot, occurred_at=at), "tickets", 0, 0)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@asynccontextmanager
+async def producer_for(settings_kwargs: dict[str, object]) -> AsyncIterator[tuple[AIOKafkaProducer, str]]:
+    settings = CommonSettings(**settings_kwargs)  # type: ignore[arg-type]
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        yield producer, settings.topic_routing_events
+    finally:
+        await producer.stop()
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)

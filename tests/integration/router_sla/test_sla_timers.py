@@ -1,0 +1,110 @@
+"""SLA clocks through the real handler and timer scanner on a real database, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from services.router.escalation.models import FiredTimer
+from services.router.escalation.scanner import EscalationScanner
+from services.router.models import RouterTicket, RoutingDecision
+from services.router.routing.handler import HandlerOptions, RoutingHandler
+from shared.events import EventType, Priority, TicketStatus
+from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, route, utc
+
+
+async def ticket(sessions, key: str) -> RouterTicket:
+    async with sessions() as session:
+        row = await session.get(RouterTicket, key)
+        assert row is not None
+        return row
+
+
+async def kinds(sessions, key: str) -> list[str]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(RoutingDecision.kind).where(RoutingDecision.ticket_key == key).order_by(RoutingDecision.id)
+        )
+        return list(rows.all())
+
+
+async def test_friday_evening_ticket_gets_monday_deadlines_and_pending_pauses(sessions, settings_kwargs):
+    cfg = config()
+    friday_evening = utc(2026, 6, 5, 17, 30)  # 19:30 in Berlin, after hours
+    clock = Clock(friday_evening)
+    async with producer_for(settings_kwargs) as (producer, topic):
+        handler = RoutingHandler(
+            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
+        )
+        ext = new_id()
+        await handler([event(ext, friday_evening)])
+        row = await ticket(sessions, f"api:{ext}")
+        # Monday 08 Jun 09:00 Berlin (07:00 UTC) + 2 h / + 8 h of business time.
+        assert row.sla["first_response_due"] == "2026-06-08T09:00:00Z"
+        assert row.sla["resolution_due"] == "2026-06-08T15:00:00Z"
+        assert row.sla["policy"] == "standard" and row.sla["paused"] is False
+        assert row.sla_next_due_at == utc(2026, 6, 8, 8, 30)  # first-response warning at 75 %
+
+        # Monday 10:00 Berlin the requester is asked something: pending pauses both clocks.
+        monday_10 = utc(2026, 6, 8, 8, 0)
+        await handler([event(ext, monday_10, TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED)])
+        row = await ticket(sessions, f"api:{ext}")
+        assert row.sla["paused"] is True and row.sla["resolution_due"] is None and row.sla_next_due_at is None
+        # Tuesday 09:00 Berlin the answer arrives: 1 h of 8 was used, 7 h left -> Tuesday 16:00 Berlin.
+        tuesday_9 = utc(2026, 6, 9, 7, 0)
+        await handler([event(ext, tuesday_9, TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)])
+        row = await ticket(sessions, f"api:{ext}")
+        assert row.sla["paused"] is False
+        assert row.sla["resolution_due"] == "2026-06-09T14:00:00Z"
+        assert row.sla["first_response_due"] == "2026-06-09T08:00:00Z"  # 1 h of 2 h left
+
+        # Solved, then reopened: the resolution clock continues from consumed time (new cycle).
+        tuesday_10 = utc(2026, 6, 9, 8, 0)
+        await handler([event(ext, tuesday_10, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        row = await ticket(sessions, f"api:{ext}")
+        assert row.sla["resolution_due"] is None and row.sla_next_due_at is None
+        wednesday_9 = utc(2026, 6, 10, 7, 0)
+        await handler([event(ext, wednesday_9, TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)])
+        row = await ticket(sessions, f"api:{ext}")
+        # 2 h consumed (Mon 9-10, Tue 9-10), 6 h left from Wednesday 09:00 Berlin.
+        assert row.sla["resolution_due"] == "2026-06-10T13:00:00Z"
+        assert row.sla_clock is not None and row.sla_clock["clock"]["cycle"] == 1
+
+
+async def test_warning_and_breach_fire_once_with_two_concurrent_scanners(sessions, settings_kwargs):
+    cfg = config(on_breach=[{"action": "raise_priority"}, {"action": "add_tag", "tag": "sla-breached"}])
+    start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
+    clock = Clock(start)
+    async with producer_for(settings_kwargs) as (producer, topic):
+        handler = RoutingHandler(
+            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
+        )
+        ext = new_id()
+        key = f"api:{ext}"
+        await handler([event(ext, start)])
+        scanners = [EscalationScanner(sessions, producer, topic, lambda: cfg, clock) for _ in range(2)]
+
+        clock.now = utc(2026, 6, 8, 8, 31)  # past the first-response warning (1 h 30 of 2 h)
+        fired = await asyncio.gather(*(s.scan_once() for s in scanners))
+        assert sum(fired) == 1
+        assert (await ticket(sessions, key)).sla["warning_sent"] is True
+
+        clock.now = utc(2026, 6, 8, 9, 5)  # past the first-response deadline
+        for _ in range(3):  # repeated concurrent scans fire nothing more
+            await asyncio.gather(*(s.scan_once() for s in scanners))
+        row = await ticket(sessions, key)
+        assert row.sla["breached"] is True
+        assert row.priority == Priority.P2.value  # raised one step by the breach action
+        assert "sla-breached" in row.snapshot["tags"]
+        history = await kinds(sessions, key)
+        assert history.count(EventType.SLA_WARNING.value) == 1
+        assert history.count(EventType.SLA_BREACHED.value) == 1
+        assert history.count(EventType.TICKET_ESCALATED.value) == 1
+        async with sessions() as session:
+            timers = await session.scalar(
+                select(func.count()).select_from(FiredTimer).where(FiredTimer.ticket_key == key)
+            )
+        assert timers == 2
+        # P2 targets now apply (1 h first response already exceeded; resolution 4 h from Monday 09:00).
+        assert row.sla["resolution_due"] == "2026-06-08T11:00:00Z"

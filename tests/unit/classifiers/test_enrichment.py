@@ -1,0 +1,206 @@
+"""Routing-time signals: language and urgency feed the rules, a team model fills in where no
+rule chose a team, unsure predictions go to triage, pools prefer teams speaking the language."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.router.classification import Prediction
+from services.router.classifiers.enrichment import (
+    LANGUAGE_CHARS,
+    NO_CLASSIFIERS,
+    classifier_team,
+    compute_signals,
+    filter_pool_by_language,
+)
+from services.router.classifiers.schemas import LabelKind
+from services.router.routing.policy import RoutingPolicy
+from services.router.rules import compile_ruleset, parse_ruleset
+from shared.events import TicketSnapshot
+from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE, model, view
+
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+ESTONIAN = "Tere! Minu arvuti ei lülitu sisse ja ma ei saa tööd teha. Palun aidake kiiresti."
+
+
+def policy(document: dict) -> RoutingPolicy:
+    ruleset = parse_ruleset(document)
+    ruleset.version = 4
+    return RoutingPolicy(compile_ruleset(ruleset), 4, lambda: NOW)
+
+
+def ticket(subject: str, description: str = "") -> TicketSnapshot:
+    return TicketSnapshot(external_id="1", subject=subject, description=description)
+
+
+ESTONIAN_RULE = {
+    "rules": [
+        {
+            "id": "estonian",
+            "name": "Estonian speakers",
+            "when": {"field": "language", "op": "equals", "value": "et"},
+            "actions": {"assign_team": "eesti"},
+        }
+    ],
+    "default_team": "general",
+}
+
+
+def test_language_rule_routes_an_estonian_ticket():
+    result = policy(ESTONIAN_RULE).route(ticket("Arvuti ei tööta", ESTONIAN), "api")
+    assert result.team == "eesti" and result.rule == "Estonian speakers"
+    assert result.language == "et"
+    english = policy(ESTONIAN_RULE).route(ticket("My laptop does not start", "It stays black. Help!"), "api")
+    assert english.team == "general" and english.language == "en"
+
+
+def test_urgency_is_a_fact_rules_can_test():
+    rules = {
+        "rules": [
+            {
+                "id": "urgent",
+                "name": "Urgent",
+                "when": {"field": "urgency", "op": "gte", "value": "critical"},
+                "actions": {"assign_team": "major-incidents"},
+            }
+        ],
+        "default_team": "general",
+    }
+    assert policy(rules).route(ticket("Production down", "Outage for all users"), "api").team == (
+        "major-incidents"
+    )
+    assert policy(rules).route(ticket("Mouse", "The mouse squeaks"), "api").team == "general"
+
+
+def test_language_detection_reads_only_the_opening():
+    signals = compute_signals("Arvuti", ESTONIAN + " " + "x" * 200_000)
+    assert signals.language == "et"
+    late = compute_signals("", "1234 " * (LANGUAGE_CHARS // 5 + 1) + ESTONIAN)
+    assert late.language is None  # the Estonian text starts after the first LANGUAGE_CHARS
+
+
+def test_category_model_feeds_rules_and_the_route_result():
+    rules = {
+        "rules": [
+            {
+                "id": "sure-network",
+                "name": "Sure network",
+                "when": {
+                    "all": [
+                        {"field": "category", "op": "equals", "value": "network"},
+                        {"field": "category_confidence", "op": "gte", "value": 0.9},
+                    ]
+                },
+                "actions": {"assign_team": "netops"},
+            }
+        ],
+        "default_team": "general",
+    }
+    categories = view(LabelKind.CATEGORY)
+    result = policy(rules).route(ticket(SURE_NETWORK), "api", categories)
+    assert result.team == "netops"
+    assert result.category == "network" and result.category_confidence is not None
+    assert result.category_confidence >= 0.9
+    unsure = policy(rules).route(ticket(UNSURE), "api", categories)
+    assert unsure.team == "general" and unsure.category_confidence is not None
+    assert unsure.category_confidence < 0.9
+    # A category model never assigns a team by itself.
+    assert policy({"rules": []}).route(ticket(SURE_NETWORK), "api", categories).team is None
+
+
+def test_team_model_routes_when_no_rule_chose_a_team():
+    result = policy({"rules": [], "default_team": "general"}).route(ticket(SURE_NETWORK), "api", view())
+    assert result.team == "network"
+    assert any(
+        r.startswith("classifier: team network (confidence") and ">= threshold" in r for r in result.reasons
+    )
+
+
+def test_team_model_below_threshold_sends_to_triage_with_the_reason():
+    result = policy({"rules": [], "default_team": "general"}).route(ticket(UNSURE), "api", view())
+    assert result.team is None
+    assert any(r.startswith("classifier unsure: team") and r.endswith(": triage") for r in result.reasons)
+
+
+def test_below_threshold_can_fall_back_to_the_rules_default():
+    result = policy({"rules": [], "default_team": "general"}).route(
+        ticket(UNSURE), "api", view(below="rules")
+    )
+    assert result.team == "general"
+    assert any('rules\' default team "general"' in r for r in result.reasons)
+    # Without a default team the rules' answer is triage.
+    assert policy({"rules": []}).route(ticket(UNSURE), "api", view(below="rules")).team is None
+
+
+def test_a_rule_that_assigns_a_team_wins_over_the_team_model():
+    rules = {
+        "rules": [
+            {
+                "id": "vpn",
+                "name": "VPN",
+                "when": {"field": "text", "op": "contains", "value": "vpn"},
+                "actions": {"assign_team": "vpn-team"},
+            },
+            {
+                "id": "spam",
+                "name": "Spam to triage",
+                "when": {"field": "text", "op": "contains", "value": "zzz"},
+                "actions": {"route_to_triage": True},
+            },
+        ]
+    }
+    assert policy(rules).route(ticket(SURE_NETWORK), "api", view()).team == "vpn-team"
+    assert policy(rules).route(ticket(UNSURE), "api", view()).team is None
+
+
+def test_no_models_means_rules_only():
+    result = policy({"rules": [], "default_team": "general"}).route(
+        ticket(SURE_NETWORK), "api", NO_CLASSIFIERS
+    )
+    assert result.team == "general" and result.category is None and result.language == "en"
+
+
+@pytest.mark.parametrize(
+    ("confidence", "threshold", "team", "fragment"),
+    [
+        (0.97, 0.81, "network", "(confidence 0.97 >= threshold 0.81)"),
+        (0.42, 0.81, None, "(confidence 0.42 < threshold 0.81): triage"),
+        (0.8099, 0.81, None, "(confidence 0.8099 < threshold 0.8100)"),  # no misleading tie
+    ],
+)
+def test_classifier_team_reasons(confidence, threshold, team, fragment):
+    prediction = Prediction("network", confidence, confidence >= threshold)
+    chosen, reason = classifier_team(prediction, threshold, "general", "triage")
+    assert chosen == team and fragment in reason
+
+
+def test_filter_pool_by_language():
+    speaks = {"a": frozenset({"en"}), "b": frozenset({"et", "en"}), "c": frozenset({"et"})}
+    assert filter_pool_by_language(["a", "b", "c"], "et", speaks) == ("b", "c")
+    assert filter_pool_by_language(["a", "b", "c"], "fi", speaks) == ("a", "b", "c")  # nobody: whole pool
+    assert filter_pool_by_language(["a", "b"], None, speaks) == ("a", "b")
+    assert filter_pool_by_language(["x", "c"], "et", speaks) == ("c",)  # unknown teams speak nothing
+
+
+def test_pools_prefer_teams_speaking_the_ticket_language():
+    rules = {
+        "rules": [{"id": "all", "name": "All", "actions": {"assign_pool": {"teams": ["desk-en", "desk-et"]}}}]
+    }
+    speaks = {"desk-en": frozenset({"en"}), "desk-et": frozenset({"et"})}
+    languages = view(team_languages=speaks)
+    assert policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages).team == "desk-et"
+    assert policy(rules).route(
+        ticket("Laptop", "My laptop does not start at all"), "api", languages
+    ).team == ("desk-en")
+
+
+def test_model_helper_is_trained():
+    assert model().threshold > 0
+
+
+def test_long_tokens_are_skipped_by_the_urgency_scan():
+    blob = "QUJD" * 50_000  # a pasted base64 attachment: one 200 kB "word"
+    signals = compute_signals("Outage: production down", blob)
+    assert signals.urgency.level == "critical"

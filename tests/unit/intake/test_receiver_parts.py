@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+import typer
+
+from services.intake.receiver.limits import TokenBuckets, is_json_media_type
+from services.intake.sources.service import InvalidSource, validate_options
+from services.ticketctl.sources import parse_options
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    buckets = TokenBuckets(rate=2.0, burst=3)
+    assert [buckets.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a", now=0.0) == pytest.approx(0.5)
+    assert buckets.take("b", now=0.0) == 0.0  # per key
+    assert buckets.take("a", now=0.5) == 0.0  # one token back after 1/rate seconds
+    assert buckets.take("a", now=0.5) > 0
+    assert [buckets.take("a", now=100.0) for _ in range(4)].count(0.0) == 3  # never more than the burst
+
+
+@pytest.mark.parametrize(
+    ("content_type", "ok"),
+    [
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("Application/JSON", True),
+        ("application/vnd.api+json", True),
+        ("text/plain", False),
+        (None, False),
+        ("application/jsonx", False),
+        ("text/json+xml", False),
+    ],
+)
+def test_json_media_types(content_type: str | None, ok: bool) -> None:
+    assert is_json_media_type(content_type) is ok
+
+
+def test_generic_options_error_points_at_the_field() -> None:
+    with pytest.raises(InvalidSource) as caught:
+        validate_options("generic", {"mapping": {"external_id": "/id", "colour": "/c"}})
+    assert caught.value.field == "/options/mapping/colour"
+    with pytest.raises(InvalidSource) as caught:
+        validate_options("generic", {"mapping": {"external_id": "/id"}, "status_map": {"x": "limbo"}})
+    assert caught.value.field == "/options/status_map/x"
+    validate_options("zendesk", {"timestamp_tolerance": 60})
+
+
+def test_cli_options_nest_and_parse_json() -> None:
+    assert parse_options(
+        [
+            "mapping.external_id=/ticket/id",
+            "mapping.tags=$.tags[*]",
+            "timestamp_tolerance=60",
+            'status_map={"Waiting": "pending"}',
+        ]
+    ) == {
+        "mapping": {"external_id": "/ticket/id", "tags": "$.tags[*]"},
+        "timestamp_tolerance": 60,
+        "status_map": {"Waiting": "pending"},
+    }
+    with pytest.raises(typer.BadParameter):
+        parse_options(["no-equals-sign"])
