@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY, Gauge
 
@@ -56,6 +57,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             handler=ingest,
             on_assign=ingest.on_assign,
             on_revoke=ingest.on_revoke,
+            assignor=RangePartitionAssignor,  # tickets-p and routing-p together: one shard per p
         )
         app.state.settings = settings
         app.state.sessions = resources.sessions

@@ -7,6 +7,8 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from shared.kafka.consumer import AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.settings import ConsumerSettings
@@ -25,6 +27,8 @@ class ConsumerRunner:
         handler: BatchHandler,
         on_assign: AssignHandler | None = None,
         on_revoke: RevokeHandler | None = None,
+        # RangePartitionAssignor keeps partition p of every topic on one member (co-partitioning).
+        assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
     ) -> None:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_servers(),
@@ -36,6 +40,7 @@ class ConsumerRunner:
             max_poll_interval_ms=600_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            partition_assignment_strategy=(assignor,),
         )
         self.loop = ConsumerLoop(
             consumer=self.consumer,

@@ -82,7 +82,7 @@ class TicketLoad(threading.Thread):
         self.refused: dict[str, str] = {}
         self.unknown: set[str] = set()
         self.slowest_s = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def key(self, external_id: str) -> str:
         return f"api:{external_id}"
@@ -90,7 +90,7 @@ class TicketLoad(threading.Thread):
     def run(self) -> None:
         n = 0
         with httpx.Client(timeout=20) as client:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 external_id = f"{self.prefix}-{n}"
                 n += 1
                 began = time.monotonic()
@@ -111,10 +111,10 @@ class TicketLoad(threading.Thread):
                     else:
                         self.refused[self.key(external_id)] = f"{response.status_code}: {response.text[:200]}"
                 self.slowest_s = max(self.slowest_s, time.monotonic() - began)
-                self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+                self._halt.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def finish(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=30)
         assert not self.is_alive(), "load generator did not stop"
 

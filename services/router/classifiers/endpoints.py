@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.router.classification import TicketClassifier
 from services.router.classifiers import service
@@ -19,8 +19,7 @@ from services.router.classifiers.schemas import (
     PredictIn,
     PredictOut,
 )
-from shared.auth import Role, bearer_token, hash_key, require_role
-from shared.db.models import ApiKey
+from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/classifiers", tags=["classifiers"])
@@ -38,14 +37,6 @@ def _not_found(version: int) -> Problem:
         f"no classifier model version {version}",
         errors=[{"field": "/path/version", "message": "unknown model version"}],
     )
-
-
-async def _actor(request: Request) -> str:
-    """The name of the API key making the change, for the audit log (never the key itself)."""
-    token = bearer_token(request) or ""
-    async with request.app.state.sessions() as session:
-        name = await session.scalar(select(ApiKey.name).where(ApiKey.key_hash == hash_key(token)))
-    return f"api-key:{name}"
 
 
 @router.get("", response_model=ClassifierList, summary="Stored models with their figures (no blobs)")
@@ -74,14 +65,18 @@ async def get_classifier(
     "/{version}/activate", response_model=ClassifierOut, summary="Make a model the active one of its kind"
 )
 async def activate_classifier(
-    version: int, request: Request, _role: Role = Depends(require_role(Role.ADMIN))
+    version: int, request: Request, caller: Caller = Depends(require_caller(Role.ADMIN))
 ) -> ClassifierOut:
-    actor = await _actor(request)
-    async with request.app.state.sessions() as session, session.begin():
-        row = await service.activate(session, version, actor)
-        if row is None:
-            raise _not_found(version)
-        out = service.summary(row)
+    try:
+        async with request.app.state.sessions() as session, session.begin():
+            row = await service.activate(session, version, caller.name)
+            if row is None:
+                raise _not_found(version)
+            out = service.summary(row)
+    except IntegrityError as exc:  # the partial unique index: another activation of this kind won
+        raise Problem(
+            409, "Conflict", "another model of this kind was activated at the same time; retry"
+        ) from exc
     # This router switches now; the others within their poll period.
     await request.app.state.classifiers.refresh()
     return out
@@ -91,11 +86,10 @@ async def activate_classifier(
 async def deactivate_classifier(
     request: Request,
     label_kind: LabelKind = Query(description="category, team or priority."),
-    _role: Role = Depends(require_role(Role.ADMIN)),
+    caller: Caller = Depends(require_caller(Role.ADMIN)),
 ) -> DeactivateOut:
-    actor = await _actor(request)
     async with request.app.state.sessions() as session, session.begin():
-        version = await service.deactivate(session, label_kind, actor)
+        version = await service.deactivate(session, label_kind, caller.name)
     await request.app.state.classifiers.refresh()
     return DeactivateOut(label_kind=label_kind, deactivated=version)
 

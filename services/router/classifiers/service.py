@@ -11,11 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from services.router.audit import service as audit
 from services.router.classification import EvaluationReport, TicketClassifier, evaluate, train
 from services.router.classification.training import Progress
 from services.router.classifiers.enrichment import ticket_text
 from services.router.classifiers.schemas import ClassifierOut, LabelKind
-from services.router.models import AuditEntry, ClassifierFeedback, ClassifierModel, Team
+from services.router.models import ClassifierFeedback, ClassifierModel, Team
 from shared.events import EventType, RoutingPayload, utc_now
 
 # --- training -------------------------------------------------------------------------------
@@ -181,16 +182,8 @@ async def activate(session: AsyncSession, version: int, actor: str) -> Classifie
         .values(active=False)
     )
     await session.execute(update(ClassifierModel).where(ClassifierModel.id == version).values(active=True))
-    session.add(
-        AuditEntry(
-            at=utc_now(),
-            actor=actor,
-            action="activate",
-            entity="classifier_model",
-            entity_id=str(version),
-            detail={"label_kind": row.label_kind, "previous": None if previous is None else previous.id},
-        )
-    )
+    detail = {"label_kind": row.label_kind, "previous": None if previous is None else previous.id}
+    audit.record(session, actor, "activate", "classifier_model", str(version), detail)
     await session.flush()
     await session.refresh(row, attribute_names=["active"])
     return row
@@ -204,15 +197,8 @@ async def deactivate(session: AsyncSession, label_kind: LabelKind, actor: str) -
     await session.execute(
         update(ClassifierModel).where(ClassifierModel.id == previous.id).values(active=False)
     )
-    session.add(
-        AuditEntry(
-            at=utc_now(),
-            actor=actor,
-            action="deactivate",
-            entity="classifier_model",
-            entity_id=str(previous.id),
-            detail={"label_kind": label_kind.value},
-        )
+    audit.record(
+        session, actor, "deactivate", "classifier_model", str(previous.id), {"label_kind": label_kind.value}
     )
     return previous.id
 

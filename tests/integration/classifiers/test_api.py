@@ -99,7 +99,7 @@ async def test_registry_roles_activation_and_predict(sessions, router):
             )
         ).all()
     assert {(a.action, a.entity_id) for a in audit} >= {("activate", str(first)), ("deactivate", str(second))}
-    assert all(a.actor == "api-key:test admin" for a in audit)
+    assert all(a.actor == "test admin" for a in audit)
 
 
 async def test_bad_input_is_problem_json_naming_the_field(router):

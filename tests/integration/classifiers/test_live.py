@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from services.router.classifiers import service
 from services.router.classifiers.live import LiveClassifier
@@ -82,3 +84,16 @@ async def test_team_languages_follow_the_teams_table(sessions):
         await session.execute(update(Team).where(Team.name == "live-test-desk").values(active=False))
     assert await live.refresh() is True
     assert "live-test-desk" not in live.view.team_languages
+
+
+async def test_the_database_allows_one_active_model_per_kind(sessions):
+    first, second = await stored(sessions), await stored(sessions)
+    async with sessions() as session, session.begin():
+        await service.activate(session, first, "test")
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(ClassifierModel).where(ClassifierModel.id == second).values(active=True)
+            )
+    async with sessions() as session:
+        assert await service.active_versions(session) == {LabelKind.TEAM: first}

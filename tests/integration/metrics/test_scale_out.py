@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -81,6 +82,7 @@ async def start_instance(settings: MetricsSettings, sessions: async_sessionmaker
         settings, producer, group_id=settings.metrics_group_id,
         topics=[settings.topic_ticket_events, settings.topic_routing_events],
         handler=ingest, on_assign=ingest.on_assign, on_revoke=ingest.on_revoke,
+        assignor=RangePartitionAssignor,
     )
     await runner.start()
     return Instance(ingest, runner, producer)

@@ -1,0 +1,98 @@
+"""``ticketctl rules`` and ``ticketctl teams`` on the database, through the same services as the API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from services.router.audit.service import list_entries
+from services.router.rulesets import service
+from services.ticketctl import rules as rules_cli
+from services.ticketctl import teams as teams_cli
+from services.ticketctl.main import app
+from shared.db.engine import create_engine, session_factory
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for console in (rules_cli.console, rules_cli.errors, teams_cli.console, teams_cli.errors):
+        monkeypatch.setattr(console, "width", 250)  # no wrapping or ellipsis in the captured tables
+    return CliRunner()
+
+
+def live_version(database_url: str) -> int:
+    async def read() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return (await service.live(session)).version or 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_teams_and_rules_as_code(cli: CliRunner, database_url: str, tmp_path: Path) -> None:
+    team = f"cli-{uuid.uuid4().hex[:8]}"
+    added = cli.invoke(app, ["teams", "add", team, "--capacity", "7", "--language", "en", "--skill", "vpn"])
+    assert added.exit_code == 0, added.output
+    bad = cli.invoke(app, ["teams", "add", f"x{team}", "--language", "klingon"])
+    assert bad.exit_code == 1 and "/languages" in bad.output
+    updated = cli.invoke(app, ["teams", "update", team, "--capacity", "9"])
+    assert updated.exit_code == 0 and "revision 2" in updated.output
+    listed = cli.invoke(app, ["teams", "list"])
+    assert team in listed.output
+
+    exported = cli.invoke(app, ["rules", "export"])
+    assert exported.exit_code == 0, exported.output
+    document = yaml.safe_load(exported.stdout) or {}
+    document["rules"] = [
+        {"id": "cli-vpn", "name": "VPN via CLI", "when": {"field": "subject", "op": "contains", "value": "vpn"},
+         "actions": {"assign_team": team}}
+    ]
+    document.pop("default_team", None)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(document))
+    before = live_version(database_url)
+
+    dry = cli.invoke(app, ["rules", "apply", str(path), "--dry-run"])
+    assert dry.exit_code == 0 and "+ rule cli-vpn" in dry.output
+    assert live_version(database_url) == before
+    declined = cli.invoke(app, ["rules", "apply", str(path)], input="n\n")
+    assert declined.exit_code == 1 and live_version(database_url) == before
+    applied = cli.invoke(app, ["rules", "apply", str(path)], input="y\n")
+    assert applied.exit_code == 0, applied.output
+    assert live_version(database_url) == before + 1
+    versions = cli.invoke(app, ["rules", "versions", "--limit", "1"])
+    assert "ticketctl" in versions.output and str(before + 1) in versions.output
+
+    # Errors name the rule and the field.
+    path.write_text("rules:\n  - id: broken\n    name: Broken\n    when: {field: subject, op: gt, value: 1}\n"
+                    "    actions: {assign_team: " + team + "}\n")
+    invalid = cli.invoke(app, ["rules", "apply", str(path), "--yes"])
+    assert invalid.exit_code == 1 and "rules[0] (id broken).when.op" in invalid.output
+    path.write_text("rules:\n  - id: ghost\n    name: Ghost\n    actions: {assign_team: no-such-team}\n")
+    unknown = cli.invoke(app, ["rules", "apply", str(path), "--yes"])
+    assert unknown.exit_code == 1 and "/rules/0/actions/assign_team" in unknown.output
+    assert "rule 'ghost'" in unknown.output
+
+    if before > 0:
+        rolled = cli.invoke(app, ["rules", "rollback", str(before), "--yes"])
+        assert rolled.exit_code == 0, rolled.output
+        assert live_version(database_url) == before + 2
+
+    async def audit_actors() -> list[str]:
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return [e.actor for e in await list_entries(session, entity="ruleset", limit=1)]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(audit_actors()) == ["ticketctl"]
