@@ -44,7 +44,12 @@ class Router:
 
 def rule(rule_id: str, team: str, subject: str | None = None, **extra: Any) -> dict[str, Any]:
     when = {"field": "subject", "op": "contains", "value": subject} if subject else None
-    body: dict[str, Any] = {"id": rule_id, "name": f"Rule {rule_id}", "actions": {"assign_team": team}, **extra}
+    body: dict[str, Any] = {
+        "id": rule_id,
+        "name": f"Rule {rule_id}",
+        "actions": {"assign_team": team},
+        **extra,
+    }
     if when:
         body["when"] = when
     return body

@@ -53,8 +53,12 @@ def test_teams_and_rules_as_code(cli: CliRunner, database_url: str, tmp_path: Pa
     assert exported.exit_code == 0, exported.output
     document = yaml.safe_load(exported.stdout) or {}
     document["rules"] = [
-        {"id": "cli-vpn", "name": "VPN via CLI", "when": {"field": "subject", "op": "contains", "value": "vpn"},
-         "actions": {"assign_team": team}}
+        {
+            "id": "cli-vpn",
+            "name": "VPN via CLI",
+            "when": {"field": "subject", "op": "contains", "value": "vpn"},
+            "actions": {"assign_team": team},
+        }
     ]
     document.pop("default_team", None)
     path = tmp_path / "rules.yaml"
@@ -73,8 +77,10 @@ def test_teams_and_rules_as_code(cli: CliRunner, database_url: str, tmp_path: Pa
     assert "ticketctl" in versions.output and str(before + 1) in versions.output
 
     # Errors name the rule and the field.
-    path.write_text("rules:\n  - id: broken\n    name: Broken\n    when: {field: subject, op: gt, value: 1}\n"
-                    "    actions: {assign_team: " + team + "}\n")
+    path.write_text(
+        "rules:\n  - id: broken\n    name: Broken\n    when: {field: subject, op: gt, value: 1}\n"
+        "    actions: {assign_team: " + team + "}\n"
+    )
     invalid = cli.invoke(app, ["rules", "apply", str(path), "--yes"])
     assert invalid.exit_code == 1 and "rules[0] (id broken).when.op" in invalid.output
     path.write_text("rules:\n  - id: ghost\n    name: Ghost\n    actions: {assign_team: no-such-team}\n")

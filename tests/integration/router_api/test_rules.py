@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from services.router.rulesets import service
 from services.router.rules import RuleSet
+from services.router.rulesets import service
 from shared.auth import Role, create_api_key, revoke_api_key
 from shared.db.engine import create_engine, session_factory
 from tests.integration.router_api.helpers import Router, rule
@@ -43,8 +43,9 @@ async def test_single_rule_crud_makes_versions(router_api: Router) -> None:
     disabled = await c.patch("/v1/rules/second", json={"enabled": False}, headers=at(v0 + 1))
     assert disabled.status_code == 200, disabled.text
     assert disabled.json()["rules"][0]["enabled"] is False
-    bad = await c.patch("/v1/rules/second", json={"when": {"field": "subject", "op": "gt", "value": 1}},
-                        headers=at(v0 + 2))
+    bad = await c.patch(
+        "/v1/rules/second", json={"when": {"field": "subject", "op": "gt", "value": 1}}, headers=at(v0 + 2)
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("/when")
 
     replaced = await c.put("/v1/rules/first", json=rule("first", b, "uno"), headers=at(v0 + 2))
@@ -76,7 +77,12 @@ async def test_single_rule_crud_makes_versions(router_api: Router) -> None:
 
     audit = (await c.get("/v1/audit", params={"entity": "ruleset", "limit": 7}, headers=viewer)).json()
     assert [e["action"] for e in audit] == [
-        "ruleset.rollback", "rule.delete", "rule.move", "rule.update", "rule.update", "rule.create",
+        "ruleset.rollback",
+        "rule.delete",
+        "rule.move",
+        "rule.update",
+        "rule.update",
+        "rule.create",
         "ruleset.replace",
     ]
     assert audit[0]["detail"]["rollback_to"] == v0 + 1 and audit[0]["entity_id"] == str(v0 + 6)
@@ -120,12 +126,17 @@ async def test_service_level_race_on_the_primary_key(router_api: Router) -> None
     async with sessions() as first, sessions() as second:
         await first.begin()
         await second.begin()
-        await service.replace_ruleset(first, RuleSet.model_validate({"rules": [rule("w1", team, "a")]}),
-                                      expected=live, author="one")
+        await service.replace_ruleset(
+            first, RuleSet.model_validate({"rules": [rule("w1", team, "a")]}), expected=live, author="one"
+        )
         await first.commit()
         try:
-            await service.replace_ruleset(second, RuleSet.model_validate({"rules": [rule("w2", team, "b")]}),
-                                          expected=live, author="two")
+            await service.replace_ruleset(
+                second,
+                RuleSet.model_validate({"rules": [rule("w2", team, "b")]}),
+                expected=live,
+                author="two",
+            )
             await second.commit()
             raised = None
         except Exception as exc:  # Stale on PostgreSQL (and SQLite when it sees the row), or a lock error

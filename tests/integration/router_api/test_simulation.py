@@ -16,8 +16,12 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
         {
             "default_team": desk,
             "rules": [
-                {"id": "vip", "name": "VIP", "when": {"field": "customer_tier", "op": "equals", "value": "gold"},
-                 "actions": {"set_priority": "P1", "add_tags": ["vip"], "stop": False}},
+                {
+                    "id": "vip",
+                    "name": "VIP",
+                    "when": {"field": "customer_tier", "op": "equals", "value": "gold"},
+                    "actions": {"set_priority": "P1", "add_tags": ["vip"], "stop": False},
+                },
                 {"id": "night", "name": "Night shift", "enabled": False, "actions": {"assign_team": desk}},
                 rule("vpn", network, "vpn", actions={"assign_team": network, "sla_policy": "fast"}),
             ],
@@ -41,17 +45,20 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
     assert "gold" in failure["reason"] and trace[1]["stopped"] is True
 
     gold = {**ticket, "requester": {"customer_tier": "gold"}, "subject": "printer"}
-    body = (await router_api.client.post(
-        "/v1/routing/simulate", json={"ticket": gold}, headers=router_api.viewer
-    )).json()
+    body = (
+        await router_api.client.post("/v1/routing/simulate", json={"ticket": gold}, headers=router_api.viewer)
+    ).json()
     assert body["decision"]["priority"] == "P1" and body["decision"]["tags"] == ["vip"]
     assert body["decision"]["team"] == desk and body["decision"]["used_default"] is True
 
     draft = {"rules": [rule("draft", "nobody-yet", "printer")]}
-    body = (await router_api.client.post(
-        "/v1/routing/simulate", json={"ticket": gold, "ruleset": draft, "now": "2030-01-01T00:00:00Z"},
-        headers=router_api.viewer,
-    )).json()
+    body = (
+        await router_api.client.post(
+            "/v1/routing/simulate",
+            json={"ticket": gold, "ruleset": draft, "now": "2030-01-01T00:00:00Z"},
+            headers=router_api.viewer,
+        )
+    ).json()
     assert body["draft"] is True and body["ruleset_version"] is None
     assert body["decision"]["team"] == "nobody-yet"
     assert any("unknown team" in w for w in body["warnings"])
@@ -73,15 +80,30 @@ async def test_replay_reports_changes(router_api: Router) -> None:
         for base in (newest, window):
             for index, subject in enumerate(subjects):
                 external = uuid.uuid4().hex
-                session.add(RouterTicket(
-                    ticket_key=f"replay:{external}", source="replay", external_id=external, status="assigned",
-                    team=old_team, priority="P3", language="en", created_at=base + timedelta(minutes=index),
-                    snapshot={"external_id": external, "subject": subject, "tags": ["x"]},
-                ))
-        session.add(RouterTicket(
-            ticket_key=f"replay:{uuid.uuid4().hex}", source="replay", external_id="broken", status="new",
-            priority="P3", created_at=window + timedelta(minutes=30), snapshot={"subject": "no id"},
-        ))
+                session.add(
+                    RouterTicket(
+                        ticket_key=f"replay:{external}",
+                        source="replay",
+                        external_id=external,
+                        status="assigned",
+                        team=old_team,
+                        priority="P3",
+                        language="en",
+                        created_at=base + timedelta(minutes=index),
+                        snapshot={"external_id": external, "subject": subject, "tags": ["x"]},
+                    )
+                )
+        session.add(
+            RouterTicket(
+                ticket_key=f"replay:{uuid.uuid4().hex}",
+                source="replay",
+                external_id="broken",
+                status="new",
+                priority="P3",
+                created_at=window + timedelta(minutes=30),
+                snapshot={"subject": "no id"},
+            )
+        )
     draft = {"rules": [rule("printers", new_team, "printer")], "default_team": old_team}
     response = await router_api.client.post(
         "/v1/routing/replay", json={"ruleset": draft, "last": 3}, headers=router_api.viewer
@@ -92,20 +114,29 @@ async def test_replay_reports_changes(router_api: Router) -> None:
     assert report["before"] == {old_team: 2, "triage": 1}
     assert report["after"] == {new_team: 2, old_team: 1}
     assert {(t["before"], t["after"], t["count"]) for t in report["transitions"]} == {
-        (old_team, new_team, 2), ("triage", old_team, 1)
+        (old_team, new_team, 2),
+        ("triage", old_team, 1),
     }
     assert report["examples"][0]["ticket_key"].startswith("replay:")
 
-    windowed = (await router_api.client.post(
-        "/v1/routing/replay",
-        json={"ruleset": draft, "since": window.isoformat(), "until": (window + timedelta(hours=1)).isoformat()},
-        headers=router_api.viewer,
-    )).json()
+    windowed = (
+        await router_api.client.post(
+            "/v1/routing/replay",
+            json={
+                "ruleset": draft,
+                "since": window.isoformat(),
+                "until": (window + timedelta(hours=1)).isoformat(),
+            },
+            headers=router_api.viewer,
+        )
+    ).json()
     assert windowed["total"] == 3 and windowed["skipped"] == 1 and windowed["truncated"] is False
 
     too_many = await router_api.client.post(
         "/v1/routing/replay", json={"ruleset": draft, "last": 10_001}, headers=router_api.viewer
     )
     assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "/last"
-    neither = await router_api.client.post("/v1/routing/replay", json={"ruleset": draft}, headers=router_api.viewer)
+    neither = await router_api.client.post(
+        "/v1/routing/replay", json={"ruleset": draft}, headers=router_api.viewer
+    )
     assert neither.status_code == 422

@@ -10,8 +10,15 @@ from tests.integration.router_api.helpers import Router, rule
 async def test_team_crud_with_etags_and_audit(router_api: Router) -> None:
     c, editor = router_api.client, router_api.editor
     name = f"billing-{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "description": "Invoices", "capacity": 12, "skills": ["billing"],
-            "languages": ["en", "de"], "timezone": "Europe/Berlin", "calendar": "berlin-office"}
+    body = {
+        "name": name,
+        "description": "Invoices",
+        "capacity": 12,
+        "skills": ["billing"],
+        "languages": ["en", "de"],
+        "timezone": "Europe/Berlin",
+        "calendar": "berlin-office",
+    }
     created = await c.post("/v1/teams", json=body, headers=editor)
     assert created.status_code == 201, created.text
     assert created.headers["ETag"] == f'W/"team-{name}-1"'
@@ -39,7 +46,8 @@ async def test_team_crud_with_etags_and_audit(router_api: Router) -> None:
     assert f'W/"team-{name}-2"' in stale.json()["detail"]
 
     replaced = await c.put(
-        f"/v1/teams/{name}", json={"description": "All money", "capacity": 5},
+        f"/v1/teams/{name}",
+        json={"description": "All money", "capacity": 5},
         headers={**editor, "If-Match": f'W/"team-{name}-2"'},
     )
     assert replaced.status_code == 200, replaced.text
@@ -91,7 +99,11 @@ async def test_rules_must_name_known_active_teams(router_api: Router) -> None:
     )
     assert response.status_code == 422, response.text
     errors = {e["field"]: e["message"] for e in response.json()["errors"]}
-    assert set(errors) == {"/default_team", "/rules/1/actions/assign_team", "/rules/2/actions/assign_pool/teams/1"}
+    assert set(errors) == {
+        "/default_team",
+        "/rules/1/actions/assign_team",
+        "/rules/2/actions/assign_pool/teams/1",
+    }
     assert "rule 'ghost'" in errors["/rules/1/actions/assign_team"] and unknown in errors["/default_team"]
 
 
@@ -105,7 +117,9 @@ async def test_team_used_by_live_rules_cannot_go(router_api: Router) -> None:
     refused = await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": "*"})
     assert refused.status_code == 409
     assert "also" in refused.json()["detail"] and "uses-team" in refused.json()["detail"]
-    deactivate = await c.patch(f"/v1/teams/{team}", json={"active": False}, headers={**editor, "If-Match": "*"})
+    deactivate = await c.patch(
+        f"/v1/teams/{team}", json={"active": False}, headers={**editor, "If-Match": "*"}
+    )
     assert deactivate.status_code == 409
     # Once no rule names it, it can go.
     assert (await router_api.put_rules({"rules": [rule("spare", spare, "z")]})).status_code == 200

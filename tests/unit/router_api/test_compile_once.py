@@ -1,0 +1,61 @@
+"""Rules are compiled once per version by LiveRules, never parsed or compiled per ticket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.routing import policy
+from services.router.rules import RuleSet
+from services.router.rulesets.store import save_version
+from shared.events import TicketSnapshot
+
+
+async def test_each_version_is_compiled_once(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"compile": 0, "parse": 0}
+    real_compile, real_parse = policy.compile_ruleset, policy.ruleset_of
+
+    def counting_compile(ruleset: RuleSet) -> Any:
+        calls["compile"] += 1
+        return real_compile(ruleset)
+
+    def counting_parse(row: Any) -> RuleSet:
+        calls["parse"] += 1
+        return real_parse(row)
+
+    monkeypatch.setattr(policy, "compile_ruleset", counting_compile)
+    monkeypatch.setattr(policy, "ruleset_of", counting_parse)
+    document = {
+        "rules": [
+            {
+                "id": f"r{i}",
+                "name": f"R{i}",
+                "when": {"field": "subject", "op": "contains", "value": f"topic-{i}-end"},
+                "actions": {"assign_team": f"team{i % 5}"},
+            }
+            for i in range(50)
+        ]
+    }
+    async with sessions() as session, session.begin():
+        saved = await save_version(session, RuleSet.model_validate(document), author="test")
+    live = policy.LiveRules(sessions)
+    calls.update(compile=0, parse=0)  # the constructor compiles the empty placeholder set
+    assert await live.refresh()
+    assert live.version == saved.version and calls == {"compile": 1, "parse": 1}
+
+    for n in range(300):
+        ticket = TicketSnapshot(external_id=str(n), subject=f"about topic-{n % 50}-end")
+        result = live.policy.route(ticket, "test")
+        assert result.team == f"team{(n % 50) % 5}" and result.ruleset_version == saved.version
+        assert result.rule == f"R{n % 50}"
+    assert not await live.refresh()  # same version: nothing reloaded
+    assert calls == {"compile": 1, "parse": 1}
+
+    async with sessions() as session, session.begin():
+        newer = await save_version(session, RuleSet.model_validate({"rules": []}), author="test")
+    assert await live.refresh()
+    assert live.version == newer.version and calls == {"compile": 2, "parse": 2}
