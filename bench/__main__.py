@@ -113,18 +113,31 @@ def _cell(value: object) -> str:
 def print_table(rows: list[Row]) -> None:
     header = ("bench", "metric", "measured", "unit", "target", "met")
     cells = [
-        (r.bench, r.metric, _cell(r.value), r.unit, r.target, "" if r.met is None else ("yes" if r.met else "NO"))
+        (
+            r.bench,
+            r.metric,
+            _cell(r.value),
+            r.unit,
+            r.target,
+            "" if r.met is None else ("yes" if r.met else "NO"),
+        )
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     print("\n" + line + "\n" + "-" * len(line))
     for c in cells:
-        print("  ".join(v.rjust(w) if i == 2 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))))
+        print(
+            "  ".join(
+                v.rjust(w) if i == 2 else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths, strict=True))
+            )
+        )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(ALL), help=f"comma separated subset of {','.join(ALL)}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -137,7 +150,11 @@ def main() -> int:
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "quick": args.quick,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "note": "load generators, broker, database and services share the machine's cores",
         "benchmarks": {},
     }

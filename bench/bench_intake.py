@@ -56,15 +56,23 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                 Row("intake", f"bare baseline ({kind})", baseline["ok_per_second"], "req/s"),
                 Row("intake", f"bare p99 ({kind})", baseline["latency_ms_p99"], "ms"),
                 Row(
-                    "intake", f"accepted ({kind})", real["ok_per_second"], "req/s", ">= 2000",
+                    "intake",
+                    f"accepted ({kind})",
+                    real["ok_per_second"],
+                    "req/s",
+                    ">= 2000",
                     real["ok_per_second"] >= 2000,
-                ),  # fmt: skip
+                ),
                 Row("intake", f"p50 ({kind})", real["latency_ms_p50"], "ms"),
                 Row("intake", f"p99 ({kind})", p99, "ms", "< 50", p99 is not None and p99 < 50),
                 Row(
-                    "intake", f"ratio to bare ({kind})", None if ratio is None else round(ratio, 3), "x",
-                    ">= 0.8", ratio is not None and ratio >= 0.8,
-                ),  # fmt: skip
+                    "intake",
+                    f"ratio to bare ({kind})",
+                    None if ratio is None else round(ratio, 3),
+                    "x",
+                    ">= 0.8",
+                    ratio is not None and ratio >= 0.8,
+                ),
             ]
             non_2xx = {k: v for k, v in real["statuses"].items() if not k.startswith("2")}
             if non_2xx:

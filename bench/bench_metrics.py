@@ -56,21 +56,40 @@ def iso(seconds: float) -> str:
     return (START + timedelta(seconds=seconds)).isoformat()
 
 
-def ticket(i: int, now: float, revision: int, status: str = "open", team: int | None = None,
-           prio: int | None = None, resolved: float | None = None) -> dict[str, Any]:
+def ticket(
+    i: int,
+    now: float,
+    revision: int,
+    status: str = "open",
+    team: int | None = None,
+    prio: int | None = None,
+    resolved: float | None = None,
+) -> dict[str, Any]:
     """A deterministic ticket #i as the router would describe it (JSON form, as decoded)."""
     created = now - (i * 7919 % int(10 * DAY))  # ages spread over 10 days
     team_i = i % 21 if team is None else team  # 1 in 21 stays in triage
     prio_i = i % 4 if prio is None else prio
     target = (4, 8, 24, 72)[prio_i] * 3600.0
     return {
-        "ticket_key": f"zendesk:{i}", "source": ("zendesk", "jira", "email")[i % 3], "revision": revision,
-        "status": status, "team": None if team_i == 20 else TEAMS[team_i], "priority": PRIOS[prio_i],
-        "category": f"cat-{i % 30}", "created_at": iso(created), "routed_at": iso(created + 30),
+        "ticket_key": f"zendesk:{i}",
+        "source": ("zendesk", "jira", "email")[i % 3],
+        "revision": revision,
+        "status": status,
+        "team": None if team_i == 20 else TEAMS[team_i],
+        "priority": PRIOS[prio_i],
+        "category": f"cat-{i % 30}",
+        "created_at": iso(created),
+        "routed_at": iso(created + 30),
         "resolved_at": None if resolved is None else iso(resolved),
-        "sla": {"first_response_due": iso(created + target / 4), "resolution_due": iso(created + target),
-                "first_responded_at": iso(created + 600) if i % 2 else None, "paused": status == "pending",
-                "warning_sent": False, "breached": False, "policy": None},
+        "sla": {
+            "first_response_due": iso(created + target / 4),
+            "resolution_due": iso(created + target),
+            "first_responded_at": iso(created + 600) if i % 2 else None,
+            "paused": status == "pending",
+            "warning_sent": False,
+            "breached": False,
+            "policy": None,
+        },
     }
 
 
@@ -78,8 +97,13 @@ def envelope(etype: EventType, state: dict[str, Any], now: float) -> EventEnvelo
     # model_construct: the payload is already the validated JSON form; building 1M envelopes with
     # full validation would dominate the benchmark without being part of the measured path.
     return EventEnvelope.model_construct(
-        event_id=uuid.uuid4(), type=etype, schema_version=1, ticket_key=state["ticket_key"],
-        occurred_at=START + timedelta(seconds=now), produced_at=START, source=state["source"],
+        event_id=uuid.uuid4(),
+        type=etype,
+        schema_version=1,
+        ticket_key=state["ticket_key"],
+        occurred_at=START + timedelta(seconds=now),
+        produced_at=START,
+        source=state["source"],
         payload={"state": state, "reasons": []},
     )
 
@@ -124,7 +148,8 @@ def run_one(size: int) -> dict[str, Any]:
     gc.collect()
     rss1 = rss_bytes()
     result: dict[str, Any] = {
-        "open_tickets": state.n_open, "build_seconds": round(build_s, 2),
+        "open_tickets": state.n_open,
+        "build_seconds": round(build_s, 2),
         "build_events_per_second": round(size / build_s),
         "rss_delta_bytes_per_open_ticket": round((rss1 - rss0) / state.n_open, 1),
     }
@@ -182,8 +207,9 @@ def main() -> None:
         return
     results: dict[str, Any] = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--one", str(size)], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(size)], check=True, capture_output=True, text=True
+        ).stdout
         results[str(size)] = json.loads(out.strip().splitlines()[-1])
         print(f"open tickets {size}:")
         for key, value in results[str(size)].items():

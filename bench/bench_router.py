@@ -101,7 +101,7 @@ async def count_arrivals(bootstrap: str, topic: str, expected: int, timeout_s: f
 
 
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
-    count = 4000 if quick else 30_000
+    count = 3000 if quick else 10_000
     timeout_s = 60.0 if quick else 240.0
     results: dict[str, Any] = {"events": count, "rules": 200}
     rows: list[Row] = []
@@ -111,7 +111,8 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                 env = base_env(kafka.bootstrap, url)
                 settings = CommonSettings(
                     kafka_bootstrap_servers=kafka.bootstrap, topic_partitions=int(env["TOPIC_PARTITIONS"]),
-                    topic_ticket_events=env["TOPIC_TICKET_EVENTS"], topic_routing_events=env["TOPIC_ROUTING_EVENTS"],
+                    topic_ticket_events=env["TOPIC_TICKET_EVENTS"],
+                    topic_routing_events=env["TOPIC_ROUTING_EVENTS"],
                     topic_dead_letter=env["TOPIC_DEAD_LETTER"],
                 )  # fmt: skip
                 asyncio.run(store_rules(url, 200))
@@ -131,7 +132,9 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                 finally:
                     bare.stop()
 
-                router, port = service("router", {**env, "ROUTER_GROUP_ID": f"router-{uuid.uuid4().hex[:6]}"}, workdir)
+                router, _port = service(
+                    "router", {**env, "ROUTER_GROUP_ID": f"router-{uuid.uuid4().hex[:6]}"}, workdir
+                )
                 try:
                     routed = asyncio.run(
                         count_arrivals(kafka.bootstrap, settings.topic_routing_events, count, timeout_s)
@@ -140,15 +143,20 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     router.stop()
             results[kind] = {"bare": baseline, "router": routed}
             if routed["events"] < count:
-                print(f"router ({kind}): only {routed['events']} of {count} routing events within {timeout_s}s")
+                print(
+                    f"router ({kind}): only {routed['events']} of {count} routing events within {timeout_s}s"
+                )
             rate = routed["per_second"]
             on_postgres = kind == "postgres"
             rows += [
                 Row("router", f"bare consume+produce ({kind})", baseline["per_second"], "events/s"),
                 Row(
-                    "router", f"routed, 200 rules ({kind})", rate, "tickets/s",
+                    "router",
+                    f"routed, 200 rules ({kind})",
+                    rate,
+                    "tickets/s",
                     f">= {TARGET:,.0f}" if on_postgres else "",
                     (rate is not None and rate >= TARGET) if on_postgres else None,
-                ),  # fmt: skip
+                ),
             ]
     return results, rows

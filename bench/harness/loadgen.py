@@ -141,7 +141,7 @@ class Run:
             if delay > 0:
                 await asyncio.sleep(delay)
             if len(tasks) >= self.args.max_connections:  # saturated: wait instead of queueing forever
-                _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             task = asyncio.create_task(send(index, due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -182,7 +182,9 @@ def _round(value: float | None) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/v1/tickets")

@@ -54,7 +54,10 @@ async def _drop_postgres_database(url_text: str) -> None:
 
     url = make_url(url_text)
     conn = await asyncpg.connect(
-        user=url.username, password=url.password, host=url.host or "127.0.0.1", port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
         database="postgres",
     )
     try:
@@ -115,6 +118,7 @@ class Process:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        self.profiled = "py-spy" in argv[0]
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.popen = subprocess.Popen(
             argv, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
@@ -141,7 +145,7 @@ class Process:
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.popen.poll() is None:
             # py-spy writes its profile on SIGINT (and forwards it: uvicorn stops gracefully).
-            self.popen.send_signal(signal.SIGINT if "py-spy" in self.popen.args[0] else signal.SIGTERM)
+            self.popen.send_signal(signal.SIGINT if self.profiled else signal.SIGTERM)
             try:
                 self.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -157,8 +161,8 @@ def service(name: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int
         # py-spy (pip install py-spy) samples the service; collapsed stacks land in bench/results.
         out = REPO_ROOT / "bench" / "results" / f"profile-{name}-{uuid.uuid4().hex[:6]}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
-        argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw", "-o", str(out),
-                "--", *argv]  # fmt: skip
+        py_spy = str(Path(sys.executable).parent / "py-spy")
+        argv = [py_spy, "record", "-r", "200", "-f", "raw", "-o", str(out), "--", *argv]
     process = Process(name, argv, {**env, f"{name.upper()}_PORT": str(port)}, log_dir)
     return process, port
 

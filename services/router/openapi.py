@@ -27,6 +27,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _DESCRIPTIONS = {
+    400: "Malformed request body (not JSON)",
     401: "Missing, unknown or revoked API key",
     403: "The API key lacks the required role",
     404: "Not found",
@@ -39,8 +40,8 @@ _DESCRIPTIONS = {
 ETAG_HEADER = {
     "ETag": {"description": "Send it back in If-Match to change this resource.", "schema": {"type": "string"}}
 }
-READ = (401, 403, 422)
-WRITE = (401, 403, 409, 412, 422, 428)
+READ = (400, 401, 403, 422)
+WRITE = (400, 401, 403, 409, 412, 422, 428)
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:

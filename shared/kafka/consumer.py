@@ -279,7 +279,15 @@ class ConsumerLoop:
         await self.dead_letter(record, reason, kind)
 
     async def _update_lag(self) -> None:
-        for tp in self.consumer.assignment():
+        assignment = self.consumer.assignment()
+        for tp in [tp for tp in self.lag if tp not in assignment]:
+            # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
+            self.lag.pop(tp, None)
+            labels = (self.group_id, tp.topic, str(tp.partition))
+            if labels in self.lag_labels:
+                self.lag_labels.discard(labels)
+                CONSUMER_LAG.remove(*labels)
+        for tp in assignment:
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue

@@ -46,7 +46,11 @@ def produce(stack: Stack, events: Iterable[EventEnvelope], truth: Truth) -> int:
         await producer.start()
         try:
             for event in batch:
-                topic = env["TOPIC_TICKET_EVENTS"] if event.type in TICKET_EVENT_TYPES else env["TOPIC_ROUTING_EVENTS"]
+                topic = (
+                    env["TOPIC_TICKET_EVENTS"]
+                    if event.type in TICKET_EVENT_TYPES
+                    else env["TOPIC_ROUTING_EVENTS"]
+                )
                 await producer.send_and_wait(topic, event.to_bytes(), key=event.ticket_key.encode())
                 truth.apply(event, now_ms())
         finally:
@@ -62,8 +66,11 @@ def wait_caught_up(stack: Stack, truth: Truth, timeout_s: float = 90) -> None:
 
     def done() -> bool:
         got = scrape(stack)
-        lags = [v for (name, labels), v in got.items()
-                if name == "consumer_lag_messages" and ("group", group) in labels]
+        lags = [
+            v
+            for (name, labels), v in got.items()
+            if name == "consumer_lag_messages" and ("group", group) in labels
+        ]
         received = sum(v for (name, _), v in got.items() if name == "tickets_received_total")
         return len(lags) == 6 and not any(lags) and received >= expected
 

@@ -80,7 +80,7 @@ class TicketLoad(threading.Thread):
         self.interval = 1.0 / rate
         self.acked: dict[str, float] = {}  # key -> monotonic time of the 2xx
         self.refused: dict[str, str] = {}
-        self.unknown: set[str] = set()
+        self.unknown: dict[str, str] = {}
         self.slowest_s = 0.0
         self._halt = threading.Event()
 
@@ -103,8 +103,8 @@ class TicketLoad(threading.Thread):
                 except httpx.ConnectError as exc:
                     self.refused[self.key(external_id)] = repr(exc)
                     time.sleep(0.05)  # intake is down: do not spin
-                except httpx.HTTPError:
-                    self.unknown.add(self.key(external_id))
+                except httpx.HTTPError as exc:
+                    self.unknown[self.key(external_id)] = repr(exc)
                 else:
                     if 200 <= response.status_code < 300:
                         self.acked[self.key(external_id)] = time.monotonic()
@@ -164,7 +164,9 @@ def assert_conserved(stack: Stack, load: TicketLoad, timeout_s: float = 90.0) ->
         ) from None
     assert load.acked, "the generator got no ticket accepted at all"
     extra = set(routed) - set(load.acked)
-    assert extra <= load.unknown, f"routed tickets that were never accepted: {sorted(extra - load.unknown)[:5]}"
+    assert extra <= set(load.unknown), (
+        f"routed tickets never accepted: {sorted(extra - set(load.unknown))[:5]}"
+    )
     twice = {key: n for key, n in routed.items() if n > 1}
     assert not twice, f"tickets with more than one ticket.routed decision: {list(twice.items())[:5]}"
     assert stack.metric_sum("tickets_routed_total") == len(routed)

@@ -156,18 +156,28 @@ def render(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
     yield from (h_ttr, h_fr, h_res)
 
     names = ("inflow_per_hour", "outflow_per_hour", "net_flow_per_hour", "hours_to_clear", "agents_needed")
-    docs = (
-        "Tickets entering the team's open set per hour (sliding window).",
-        "Tickets leaving the team's open set (resolved or moved) per hour (sliding window).",
-        "Inflow minus outflow per hour.",
-        "Open backlog / outflow per hour; +Inf when open > 0 and nothing flows out.",
-        "Erlang C agents for the service-level target at the measured arrival rate.",
+    families = (
+        ("ticket_inflow_per_hour", "Tickets entering the team's open set per hour (sliding window)."),
+        (
+            "ticket_outflow_per_hour",
+            "Tickets leaving the team's open set (resolved or moved) per hour (sliding window).",
+        ),
+        ("ticket_net_flow_per_hour", "Inflow minus outflow per hour."),
+        # Seconds, the base unit (promtool lint); the JSON summary keeps hours_to_clear.
+        (
+            "ticket_backlog_time_to_clear_seconds",
+            "Open backlog / outflow, in seconds; +Inf when open > 0 and nothing flows out.",
+        ),
+        (
+            "ticket_agents_needed",
+            "Erlang C agents for the service-level target at the measured arrival rate.",
+        ),
     )
-    prefixed = [f"ticket_backlog_{n}" if n == "hours_to_clear" else f"ticket_{n}" for n in names]
-    flows = [gauge(n, d, ["team"]) for n, d in zip(prefixed, docs, strict=True)]
+    scale = {"hours_to_clear": 3600.0}
+    flows = [gauge(n, d, ["team"]) for n, d in families]
     for team, t in teams:
         assert snap is not None
         forecast = snap.forecast(t)
         for flow, name in zip(flows, names, strict=True):
-            flow.add_metric([team], forecast[name])
+            flow.add_metric([team], forecast[name] * scale.get(name, 1.0))
     yield from flows

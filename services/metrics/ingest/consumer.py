@@ -92,7 +92,9 @@ class BacklogIngest:
         topics = {tp.topic for tp in assigned}
         split = [tp for tp in assigned if {TopicPartition(t, tp.partition) for t in topics} - assigned]
         if split:  # another member reads the other topic of these partitions: shards would clash
-            log.error("partitions not co-assigned across topics (use the range assignor)", extra={"tps": split})
+            log.error(
+                "partitions not co-assigned across topics (use the range assignor)", extra={"tps": split}
+            )
         async with self._lock:
             for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
                 shard = await self._restore(p)

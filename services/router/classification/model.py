@@ -43,6 +43,9 @@ class TrainingFigures(BaseModel):
     target_reached: bool
     coverage_at_threshold: float
     precision_at_threshold: float | None
+    # Added after format 1 shipped; the defaults describe models trained before (point estimate).
+    bound_z: float = 0.0  # the threshold's precision had to reach the target at this Wilson z
+    precision_lower_bound: float | None = None  # Wilson lower bound at bound_z of precision_at_threshold
 
 
 class ModelMetadata(BaseModel):

@@ -22,13 +22,38 @@ TrainedModel = TicketClassifier
 Progress = Callable[[str, float], None]
 
 
-def choose_threshold(confidences: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray,
-                     target_precision: float) -> tuple[float, bool]:
+# One-sided 95 % normal quantile: a margin between the cross-validated precision and the target.
+DEFAULT_BOUND_Z = 1.645
+
+
+def wilson_lower_bound(correct: np.ndarray, total: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score lower bound of a binomial proportion (elementwise); ``z = 0`` gives correct / total."""
+    n = np.asarray(total, dtype=np.float64)
+    p = np.asarray(correct, dtype=np.float64) / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return np.asarray((centre - spread) / (1 + z2 / n))
+
+
+def choose_threshold(
+    confidences: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    target_precision: float,
+    z: float = 0.0,
+) -> tuple[float, bool]:
     """Lowest confidence threshold t such that precision over {confidence >= t} >= target.
+
+    With ``z > 0`` the precision must be reached by its Wilson lower bound at that z rather than by
+    the point estimate. Picking the lowest of many cuts favours cuts where the sample happened to be
+    lucky, so the point estimate is optimistic on new data; the bound's margin shrinks as the covered
+    set grows, so it costs coverage only where the evidence is thin.
 
     Returns (threshold, reached). When no threshold reaches the target, the threshold is set just
     above the highest confidence, so nothing is auto-routed.
     """
+    if z < 0:
+        raise ValueError("z must be >= 0")
     conf = np.asarray(confidences, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     if conf.shape != ok.shape or conf.ndim != 1:
@@ -37,7 +62,7 @@ def choose_threshold(confidences: Sequence[float] | np.ndarray, correct: Sequenc
         return math.inf, False
     order = np.argsort(-conf, kind="stable")
     conf, ok = conf[order], ok[order]
-    precision = np.cumsum(ok) / np.arange(1, len(ok) + 1)
+    precision = wilson_lower_bound(np.cumsum(ok), np.arange(1, len(ok) + 1), z)
     # Only the last position of a run of tied confidences is a real cut: "at or above" takes all ties.
     last_of_tie = np.r_[conf[1:] != conf[:-1], True]
     good = np.flatnonzero(last_of_tie & (precision >= target_precision))
@@ -55,8 +80,12 @@ def train(
     c: float = 0.4,
     features: FeatureConfig | None = None,
     random_state: int = 0,
+    bound_z: float = 0.0,
 ) -> TrainedModel:
     """Fit a classifier on all data; temperature and threshold come from out-of-fold predictions.
+
+    The threshold is the lowest one whose out-of-fold precision reaches ``target_precision`` by its
+    Wilson lower bound at ``bound_z`` (0 = by the point estimate); see ``choose_threshold``.
 
     The TF-IDF vocabulary and idf are fitted once on all given texts and shared by the inner folds:
     they use no labels, and refitting them per fold would double the training time. Only the
@@ -64,6 +93,8 @@ def train(
     """
     if not 0 < target_precision <= 1:
         raise ValueError("target_precision must be in (0, 1]")
+    if bound_z < 0:
+        raise ValueError("bound_z must be >= 0")
     report = progress or (lambda stage, fraction: None)
     model = TicketClassifier(c=c, features=features)
     report("features", 0.0)
@@ -76,15 +107,20 @@ def train(
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     for k, (tr, te) in enumerate(splitter.split(np.zeros(len(y)), y)):
         report("cross-validation", k / (n_folds + 1))
-        weights, intercept = fit_linear(x[tr], y[tr], len(names), c)
+        # liblinear minimises |w|^2 / 2 + C * (sum of losses): with fewer examples the same C means
+        # more regularisation, smaller scores and a lower fitted temperature than the final model needs
+        # (its confidences would come out too high and the threshold too low). Scaling C by n / n_fold
+        # keeps the per-example balance of the final fit.
+        weights, intercept = fit_linear(x[tr], y[tr], len(names), c * len(y) / len(tr))
         scores[te] = np.asarray(x[te] @ weights) + intercept
     temperature = fit_temperature(scores, y)
     proba = softmax(scores, temperature)
     predicted = proba.argmax(axis=1)
     confidence = proba[np.arange(len(y)), predicted]
     correct = predicted == y
-    threshold, reached = choose_threshold(confidence, correct, target_precision)
+    threshold, reached = choose_threshold(confidence, correct, target_precision, bound_z)
     covered = confidence >= threshold
+    n_covered, n_right = int(covered.sum()), int(correct[covered].sum())
     figures = TrainingFigures(
         folds=n_folds,
         accuracy=float(correct.mean()),
@@ -92,7 +128,11 @@ def train(
         target_precision=target_precision,
         target_reached=reached,
         coverage_at_threshold=float(covered.mean()),
-        precision_at_threshold=float(correct[covered].mean()) if covered.any() else None,
+        precision_at_threshold=n_right / n_covered if n_covered else None,
+        bound_z=bound_z,
+        precision_lower_bound=float(wilson_lower_bound(np.array(n_right), np.array(n_covered), bound_z))
+        if n_covered
+        else None,
     )
     report("final fit", n_folds / (n_folds + 1))
     model.fit_matrix(x, y, names, temperature, threshold, training=figures)

@@ -47,7 +47,9 @@ class Condition(BaseModel):
 
     @field_validator("field")
     @classmethod
-    def _known_field(cls, name: str) -> str:
+    def _known_field(cls, name: str | None) -> str | None:
+        if name is None:  # an explicit null is the key left out; _one_shape reports what is missing
+            return None
         if field_kind(name) is None:
             raise ValueError(f"unknown field {name!r} (custom fields are written custom.<name>)")
         return name

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.router.models import RouterTicket, RoutingDecision
+from services.router.openapi import problems
 from shared.auth import Role, require_role
 from shared.http.problems import Problem
 
@@ -33,6 +34,8 @@ class TicketOut(BaseModel):
     ticket_key: str
     source: str
     external_id: str
+    subject: str
+    tags: list[str]
     status: str
     team: str | None
     priority: str
@@ -46,7 +49,12 @@ class TicketOut(BaseModel):
     decisions: list[DecisionOut]
 
 
-@router.get("/{ticket_key:path}", response_model=TicketOut, summary="Routing state and decision history")
+@router.get(
+    "/{ticket_key:path}",
+    response_model=TicketOut,
+    responses=problems(401, 403, 404, 422),
+    summary="Routing state and decision history",
+)
 async def get_ticket(
     ticket_key: str, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
 ) -> TicketOut:
@@ -65,6 +73,8 @@ async def get_ticket(
         ticket_key=row.ticket_key,
         source=row.source,
         external_id=row.external_id,
+        subject=str(row.snapshot.get("subject", "")),
+        tags=[str(t) for t in row.snapshot.get("tags", [])],
         status=row.status,
         team=row.team,
         priority=row.priority,

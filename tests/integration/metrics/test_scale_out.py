@@ -69,7 +69,9 @@ def scrape(instances: list[Instance], now: datetime) -> dict[Key, float]:
                 key = (sample.name, tuple(sorted(sample.labels.items())))
                 if sample.name in ("ticket_oldest_open_age_seconds",):
                     out[key] = max(out.get(key, 0.0), sample.value)  # max() by team in PromQL
-                elif not sample.name.startswith(("ticket_backlog_hours", "ticket_agents", "ticket_net")):
+                elif not sample.name.startswith(
+                    ("ticket_backlog_time_to_clear", "ticket_agents", "ticket_net")
+                ):
                     out[key] = out.get(key, 0.0) + sample.value
     return out
 
@@ -79,9 +81,13 @@ async def start_instance(settings: MetricsSettings, sessions: async_sessionmaker
     await producer.start()
     ingest = BacklogIngest(sessions, name=settings.metrics_group_id)
     runner = ConsumerRunner(
-        settings, producer, group_id=settings.metrics_group_id,
+        settings,
+        producer,
+        group_id=settings.metrics_group_id,
         topics=[settings.topic_ticket_events, settings.topic_routing_events],
-        handler=ingest, on_assign=ingest.on_assign, on_revoke=ingest.on_revoke,
+        handler=ingest,
+        on_assign=ingest.on_assign,
+        on_revoke=ingest.on_revoke,
         assignor=RangePartitionAssignor,
     )
     await runner.start()
@@ -93,7 +99,11 @@ async def produce(settings: MetricsSettings, events: list[EventEnvelope], truth:
     await producer.start()
     try:
         for event in events:
-            topic = settings.topic_ticket_events if event.type in TICKET_EVENT_TYPES else settings.topic_routing_events
+            topic = (
+                settings.topic_ticket_events
+                if event.type in TICKET_EVENT_TYPES
+                else settings.topic_routing_events
+            )
             await producer.send_and_wait(topic, event.to_bytes(), key=event.ticket_key.encode())
             truth.apply(event, round(time.time() * 1000))
     finally:
@@ -116,14 +126,21 @@ async def settle(instances: list[Instance], truth: Truth, timeout_s: float = 60)
         if sorted(owned) == [0, 1, 2] and caught_up and received == sum(truth.received.values()):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"did not settle: {[i.partitions() for i in instances]}")
+    lags = [dict(i.runner.loop.lag) for i in instances]
+    raise AssertionError(
+        f"did not settle: {[i.partitions() for i in instances]} lag={lags} caught_up={caught_up} "
+        f"received={received} expected={sum(truth.received.values())}"
+    )
 
 
 def assert_matches(instances: list[Instance], truth: Truth) -> None:
     now = utc_now()
     got = scrape(instances, now)
-    exp = {k: v for k, v in truth.expected(round(now.timestamp() * 1000)).items()
-           if not k[0].startswith(("ticket_backlog_hours", "ticket_agents", "ticket_net"))}
+    exp = {
+        k: v
+        for k, v in truth.expected(round(now.timestamp() * 1000)).items()
+        if not k[0].startswith(("ticket_backlog_time_to_clear", "ticket_agents", "ticket_net"))
+    }
     assert set(got) == set(exp), sorted(set(got) ^ set(exp))
     for key, value in exp.items():
         if key[0].endswith(("_sum", "_gsum")):
@@ -134,23 +151,30 @@ def assert_matches(instances: list[Instance], truth: Truth) -> None:
     single = {k: v for k, v in _scrape_union(instances, now).items()}
     full = truth.expected(round(now.timestamp() * 1000))
     for key, value in full.items():
-        if key[0].startswith(("ticket_backlog_hours", "ticket_agents", "ticket_net")):
+        if key[0].startswith(("ticket_backlog_time_to_clear", "ticket_agents", "ticket_net")):
             assert single[key] == value, key
 
 
 def _scrape_union(instances: list[Instance], now: datetime) -> dict[Key, float]:
     registry = CollectorRegistry()
     registry.register(Union(instances, now))
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+    }
 
 
 async def test_partitions_move_between_instances_without_double_counting(
     settings_kwargs: dict[str, object], sessions: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    settings = MetricsSettings(
-        **settings_kwargs, database_url=database_url,  # type: ignore[arg-type]
-        metrics_group_id=f"metrics-{uuid.uuid4().hex[:8]}", consumer_poll_timeout_ms=50,
+    settings = MetricsSettings.model_validate(
+        {
+            **settings_kwargs,
+            "database_url": database_url,
+            "metrics_group_id": f"metrics-{uuid.uuid4().hex[:8]}",
+            "consumer_poll_timeout_ms": 50,
+        }
     )
     await ensure_topics(settings)
     stream, truth = Stream(datetime.now(UTC), random.Random(7)), Truth()
@@ -183,6 +207,11 @@ async def test_partitions_move_between_instances_without_double_counting(
             await b.stop()
         await a.stop()
     async with sessions() as session:
-        names = set(await session.scalars(select(MetricsCheckpoint.name).where(
-            MetricsCheckpoint.name.like(f"{settings.metrics_group_id}:%"))))
+        names = set(
+            await session.scalars(
+                select(MetricsCheckpoint.name).where(
+                    MetricsCheckpoint.name.like(f"{settings.metrics_group_id}:%")
+                )
+            )
+        )
     assert names == {f"{settings.metrics_group_id}:{p}" for p in range(3)}

@@ -125,7 +125,9 @@ class Truth:
             if res_due is not None and end > res_due and not flags.res_breached:
                 flags.res_breached = True
                 self.breaches[(team, "resolution")] += 1
-        reopened = (old is not None and not prev_open) or (old is None and env.type == EventType.TICKET_REOPENED)
+        reopened = (old is not None and not prev_open) or (
+            old is None and env.type == EventType.TICKET_REOPENED
+        )
         if new_open and reopened:
             self.counters[("reopened", team)] += 1
         raised = old is not None and PRIOS.index(new.priority.value) < PRIOS.index(old.priority.value)
@@ -151,8 +153,12 @@ class Truth:
             if res_due is not None and now_ms >= res_due and not flags.res_breached:
                 flags.res_breached = True
                 self.breaches[(team, "resolution")] += 1
-            if (fr_due is not None and st.sla.first_responded_at is None and now_ms >= fr_due
-                    and not flags.fr_breached):
+            if (
+                fr_due is not None
+                and st.sla.first_responded_at is None
+                and now_ms >= fr_due
+                and not flags.fr_breached
+            ):
                 flags.fr_breached = True
                 self.breaches[(team, "first_response")] += 1
 
@@ -209,11 +215,17 @@ class Truth:
             exp[("tickets_received_total", (("source", source),))] = self.received[source]
         self._histogram(exp, "ticket_time_to_route_seconds", (), self.ttr, cfg.time_to_route_buckets)
         for team, samples in self.fr.items():
-            self._histogram(exp, "ticket_first_response_seconds", (("team", team),), samples,
-                            cfg.first_response_buckets)
+            self._histogram(
+                exp, "ticket_first_response_seconds", (("team", team),), samples, cfg.first_response_buckets
+            )
         for (team, prio), samples in self.res.items():
-            self._histogram(exp, "ticket_resolution_seconds", (("priority", prio), ("team", team)), samples,
-                            cfg.resolution_buckets)
+            self._histogram(
+                exp,
+                "ticket_resolution_seconds",
+                (("priority", prio), ("team", team)),
+                samples,
+                cfg.resolution_buckets,
+            )
         now_minute = now_ms // 60_000
         inflow, outflow = Counter[str](), Counter[str]()
         for minute, team, kind in self.flow:
@@ -222,8 +234,9 @@ class Truth:
         per_hour = 60.0 / cfg.flow_window_minutes
         for team in teams:
             i, o = inflow[team] * per_hour, outflow[team] * per_hour
-            open_count = sum(1 for s in self.latest.values()
-                             if not s.status.is_resolved and (s.team or "triage") == team)
+            open_count = sum(
+                1 for s in self.latest.values() if not s.status.is_resolved and (s.team or "triage") == team
+            )
             hours = open_count / o if o else (math.inf if open_count else 0.0)
             handle, target = self.handle.get(team), self.target.get(team)
             agents = agents_needed(
@@ -237,13 +250,18 @@ class Truth:
             exp[("ticket_inflow_per_hour", label)] = i
             exp[("ticket_outflow_per_hour", label)] = o
             exp[("ticket_net_flow_per_hour", label)] = i - o
-            exp[("ticket_backlog_hours_to_clear", label)] = hours
+            exp[("ticket_backlog_time_to_clear_seconds", label)] = hours * 3600
             exp[("ticket_agents_needed", label)] = float(agents)
         return dict(exp)
 
     @staticmethod
-    def _histogram(exp: dict[Key, float], name: str, labels: tuple[tuple[str, str], ...],
-                   samples: list[float], bounds: tuple[float, ...]) -> None:
+    def _histogram(
+        exp: dict[Key, float],
+        name: str,
+        labels: tuple[tuple[str, str], ...],
+        samples: list[float],
+        bounds: tuple[float, ...],
+    ) -> None:
         for edge in (*bounds, math.inf):
             le = tuple(sorted((*labels, ("le", _le(edge)))))
             exp[(f"{name}_bucket", le)] = sum(1 for s in samples if s <= edge)
@@ -318,8 +336,12 @@ class Stream:
             return [rng.choice(self.sent)]
         if roll < 0.33:  # an older decision re-published under a new id: stale by revision
             old = TicketState.model_validate(rng.choice(self.sent).payload["state"])
-            env = routing_event(EventType.TICKET_STATE_CHANGED, RoutingPayload(state=old), self._tick(),
-                                caused_by=uuid.uuid4())
+            env = routing_event(
+                EventType.TICKET_STATE_CHANGED,
+                RoutingPayload(state=old),
+                self._tick(),
+                caused_by=uuid.uuid4(),
+            )
             return [env]
         if roll < 0.36:  # a ticket event that is not a creation (counted nowhere)
             key = rng.choice(list(self.latest))
@@ -343,12 +365,22 @@ class Stream:
         snap = TicketSnapshot(external_id=external, subject=f"ticket {self.n}")
         created_event = ticket_event(EventType.TICKET_CREATED, source, snap, occurred_at=self._tick())
         state = TicketState(
-            ticket_key=key, source=source, revision=1, status=rng.choice(["new", "open"]), team=team,
-            priority=rng.choice(PRIOS), category=rng.choice(["billing", "vpn", None]), created_at=created,
-            routed_at=None if team is None else min(created + timedelta(seconds=rng.uniform(1, 7200)),
-                                                    self.t0 - timedelta(minutes=2)),
-            sla=SlaState(first_response_due=fr_due, resolution_due=self._deadline(created),
-                         first_responded_at=responded),
+            ticket_key=key,
+            source=source,
+            revision=1,
+            status=rng.choice(["new", "open"]),
+            team=team,
+            priority=rng.choice(PRIOS),
+            category=rng.choice(["billing", "vpn", None]),
+            created_at=created,
+            routed_at=None
+            if team is None
+            else min(created + timedelta(seconds=rng.uniform(1, 7200)), self.t0 - timedelta(minutes=2)),
+            sla=SlaState(
+                first_response_due=fr_due,
+                resolution_due=self._deadline(created),
+                first_responded_at=responded,
+            ),
         )
         return [created_event, *self._emit(state, EventType.TICKET_ROUTED)]
 
@@ -358,8 +390,9 @@ class Stream:
         upd: dict[str, object] = {}
         sla: dict[str, object] = {}
         etype = EventType.TICKET_STATE_CHANGED
-        action = rng.choice(["team", "prio", "escalate", "pending", "open", "solve", "solve", "reopen",
-                             "respond", "deadline"])
+        action = rng.choice(
+            ["team", "prio", "escalate", "pending", "open", "solve", "solve", "reopen", "respond", "deadline"]
+        )
         if action == "team":
             upd["team"] = rng.choice([None, *TEAMS])
             etype = EventType.TICKET_ROUTED

@@ -12,6 +12,9 @@ import httpx
 from fastapi import FastAPI
 
 from services.router.app import create_app
+from services.router.rules import RuleSet
+from services.router.rulesets.service import live
+from services.router.rulesets.store import save_version
 from shared.auth import Role
 from shared.settings import RouterSettings
 from tests.e2e.stack import make_key
@@ -64,6 +67,23 @@ async def running_router(**settings: Any) -> AsyncIterator[Router]:
     editor = {"Authorization": f"Bearer {await make_key(url, Role.EDITOR)}"}
     viewer = {"Authorization": f"Bearer {await make_key(url, Role.VIEWER)}"}
     async with app.router.lifespan_context(app):
+        before = await live_rules(app.state.sessions)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as client:
-            yield Router(app, client, config, admin, editor, viewer)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as client:
+                yield Router(app, client, config, admin, editor, viewer)
+        finally:
+            await restore_live_rules(app.state.sessions, before)
+
+
+async def restore_live_rules(sessions: Any, before: RuleSet) -> None:
+    """Tests share one database per session: put back the rule set that was live before them,
+    so tests that rely on the demo rules (the walking skeleton) still find them."""
+    async with sessions() as session, session.begin():
+        if (await live(session)).version != before.version:
+            await save_version(session, before.model_copy(update={"version": None}), "tests", "restore")
+
+
+async def live_rules(sessions: Any) -> RuleSet:
+    async with sessions() as session:
+        return await live(session)

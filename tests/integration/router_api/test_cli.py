@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,14 +18,25 @@ from services.ticketctl import rules as rules_cli
 from services.ticketctl import teams as teams_cli
 from services.ticketctl.main import app
 from shared.db.engine import create_engine, session_factory
+from tests.integration.router_api.helpers import live_rules, restore_live_rules
 
 
 @pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("DATABASE_URL", database_url)
     for console in (rules_cli.console, rules_cli.errors, teams_cli.console, teams_cli.errors):
         monkeypatch.setattr(console, "width", 250)  # no wrapping or ellipsis in the captured tables
-    return CliRunner()
+
+    async def on_database(work: Callable[[Any], Awaitable[Any]]) -> Any:
+        engine = create_engine(database_url)
+        try:
+            return await work(session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    before = asyncio.run(on_database(live_rules))
+    yield CliRunner()
+    asyncio.run(on_database(lambda sessions: restore_live_rules(sessions, before)))
 
 
 def live_version(database_url: str) -> int:

@@ -92,14 +92,14 @@ class Model:
             open_count = sum(v for k, v in exp.items()
                              if k[0] == "ticket_backlog_open" and k[1][1][1] == team)
             hours = open_count / outflow[team] if outflow[team] else (math.inf if open_count else 0.0)
-            exp[("ticket_backlog_hours_to_clear", (("team", team),))] = hours
+            exp[("ticket_backlog_time_to_clear_seconds", (("team", team),))] = hours * 3600
         return exp
 
 
 COMPARED = (
     "ticket_backlog_open", "ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age_bucket",
     "ticket_oldest_open_age_seconds", "ticket_sla_at_risk", "ticket_triage_open", "ticket_inflow_per_hour",
-    "ticket_outflow_per_hour", "ticket_net_flow_per_hour", "ticket_backlog_hours_to_clear",
+    "ticket_outflow_per_hour", "ticket_net_flow_per_hour", "ticket_backlog_time_to_clear_seconds",
 )
 
 

@@ -150,7 +150,7 @@ def test_flow_forecast_and_summary() -> None:
     assert gauge(m, "ticket_agents_needed", team="sales") == summary["agents_needed"]
     assert gauge(m, "ticket_net_flow_per_hour", team="sales") == 20
     state.advance_clock(at(2400 + 2 * H))  # window empties: nothing flows out any more
-    assert math.isinf(gauge(scrape(state), "ticket_backlog_hours_to_clear", team="sales"))
+    assert math.isinf(gauge(scrape(state), "ticket_backlog_time_to_clear_seconds", team="sales"))
     assert state.summary()["teams"]["sales"]["hours_to_clear"] is None
 
 
@@ -173,10 +173,11 @@ def test_collector_exposition_conventions() -> None:
     # the _bucket suffix and the le label), with _gcount/_gsum gauges beside it.
     assert families["ticket_open_age"].type == "histogram"
     assert families["ticket_open_age_gsum"].samples[-1].value == 120.0
-    expected = {"ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age", "ticket_open_age_gcount",
-                "ticket_sla_at_risk", "sla_breaches", "ticket_first_response_seconds",
+    expected = {"ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age",
+                "ticket_open_age_gcount", "ticket_sla_at_risk", "sla_breaches",
+                "ticket_first_response_seconds",
                 "ticket_resolution_seconds", "ticket_inflow_per_hour", "ticket_outflow_per_hour",
-                "ticket_net_flow_per_hour", "ticket_backlog_hours_to_clear", "ticket_agents_needed",
+                "ticket_net_flow_per_hour", "ticket_backlog_time_to_clear_seconds", "ticket_agents_needed",
                 "tickets_received", "tickets_resolved", "tickets_reopened", "tickets_escalated"}
     assert expected <= set(families)
 

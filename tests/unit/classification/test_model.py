@@ -13,6 +13,8 @@ from services.router.classification import (
 )
 from services.router.classification.evaluation import report_from_predictions
 from services.router.classification.features import TextFeaturizer, char_wb_ngrams
+from services.router.classification.model import TrainingFigures
+from services.router.classification.training import DEFAULT_BOUND_Z, wilson_lower_bound
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +58,54 @@ def test_train_records_metadata_and_progress(trained, synthetic):
     assert [f for _, f in stages] == sorted(f for _, f in stages)
 
 
-def test_threshold_reaches_target_precision_out_of_fold(trained):
+def test_threshold_reaches_target_precision_out_of_fold(trained, synthetic):
     model, _ = trained
     figures = model.metadata.training
     assert figures.target_reached
-    assert figures.precision_at_threshold >= 0.9
+    assert figures.bound_z == 0.0  # default: the point estimate reaches the target
+    assert figures.precision_at_threshold == figures.precision_lower_bound >= 0.9
     assert 0 < figures.coverage_at_threshold < 1
     assert model.threshold > 0
+    # With a Wilson margin the bound reaches the target: same folds and temperature, stricter cut.
+    strict = train(*synthetic, target_precision=0.9, folds=4, bound_z=DEFAULT_BOUND_Z)
+    tight = strict.metadata.training
+    assert tight.bound_z == DEFAULT_BOUND_Z
+    assert tight.precision_at_threshold > tight.precision_lower_bound >= 0.9
+    assert strict.metadata.temperature == model.metadata.temperature
+    assert strict.threshold >= model.threshold
+    assert tight.coverage_at_threshold <= figures.coverage_at_threshold
+
+
+def test_inner_folds_scale_c_to_the_final_fit(synthetic, monkeypatch):
+    import services.router.classification.training as training
+
+    seen: list[tuple[int, float]] = []
+    real = training.fit_linear
+
+    def spy(x, y, n_classes, c):
+        seen.append((x.shape[0], c))
+        return real(x, y, n_classes, c)
+
+    monkeypatch.setattr(training, "fit_linear", spy)
+    train(*synthetic, folds=4, c=0.5)
+    n = len(synthetic[0])
+    assert len(seen) == 4  # the final fit goes through the model, with c itself
+    for rows, c in seen:
+        assert rows < n and c == pytest.approx(0.5 * n / rows)
+
+
+def test_training_figures_of_older_models_still_load():
+    old = {
+        "folds": 5,
+        "accuracy": 0.86,
+        "macro_f1": 0.85,
+        "target_precision": 0.95,
+        "target_reached": True,
+        "coverage_at_threshold": 0.77,
+        "precision_at_threshold": 0.95,
+    }
+    figures = TrainingFigures.model_validate(old)
+    assert figures.bound_z == 0.0 and figures.precision_lower_bound is None
 
 
 def test_choose_threshold_is_lowest_reaching_target():
@@ -75,6 +118,42 @@ def test_choose_threshold_is_lowest_reaching_target():
     assert not reached and threshold > 0.7
 
 
+def test_wilson_lower_bound_by_hand():
+    # 90/100 at z=1.96: the textbook two-sided 95 % Wilson interval is [0.8256, 0.9448].
+    assert wilson_lower_bound(np.array(90), np.array(100), 1.96) == pytest.approx(0.82564, abs=1e-5)
+    assert wilson_lower_bound(np.array([3, 1]), np.array([4, 1]), 0.0).tolist() == [0.75, 1.0]
+    bounds = wilson_lower_bound(np.array([95, 950, 9500]), np.array([100, 1000, 10000]), 1.645)
+    assert np.all(bounds < 0.95) and np.all(np.diff(bounds) > 0)  # the margin shrinks with more evidence
+
+
+def test_choose_threshold_with_bound_needs_evidence():
+    conf = [0.99, 0.9, 0.8, 0.7, 0.6, 0.5]
+    correct = [True, True, True, False, True, False]
+    # Three right out of three has a lower bound of 0.75 at z=1, below 0.8: nothing is safe to route.
+    threshold, reached = choose_threshold(conf, correct, 0.8, z=1.0)
+    assert not reached and threshold > 0.99
+    with pytest.raises(ValueError, match="z must be"):
+        choose_threshold(conf, correct, 0.8, z=-1.0)
+
+
+@pytest.mark.parametrize("z", [0.0, 1.0, DEFAULT_BOUND_Z])
+def test_choose_threshold_is_lowest_cut_whose_bound_reaches_target(z):
+    rng = np.random.default_rng(3)
+    conf = rng.random(5000).round(3)  # rounding makes ties
+    correct = rng.random(5000) < 0.55 + 0.45 * conf  # higher confidence, more often right
+    threshold, reached = choose_threshold(conf, correct, 0.9, z=z)
+    assert reached
+
+    def bound_at(t: float) -> float:
+        covered = conf >= t
+        return float(wilson_lower_bound(np.array(correct[covered].sum()), np.array(covered.sum()), z))
+
+    assert bound_at(threshold) >= 0.9
+    assert bound_at(conf[conf < threshold].max()) < 0.9  # the next cut down fails
+    if z > 0:
+        assert threshold > choose_threshold(conf, correct, 0.9)[0]  # stricter than the point estimate
+
+
 def test_choose_threshold_counts_ties_together():
     # Both 0.8 tickets are covered by threshold 0.8, so their precision is 1/2 as a group.
     assert choose_threshold([0.9, 0.8, 0.8], [True, True, False], 0.75) == (0.9, True)
@@ -82,7 +161,9 @@ def test_choose_threshold_counts_ties_together():
 
 def test_evaluation_figures_by_hand():
     report = report_from_predictions(
-        predicted=["a", "a", "b", "b"], confidences=[0.9, 0.4, 0.8, 0.3], labels=["a", "b", "b", "b"],
+        predicted=["a", "a", "b", "b"],
+        confidences=[0.9, 0.4, 0.8, 0.3],
+        labels=["a", "b", "b", "b"],
         threshold=0.5,
     )
     assert report.accuracy == 0.75
@@ -144,6 +225,8 @@ def test_training_input_errors():
         train(["a b", "c d"], ["x", "x"])
     with pytest.raises(ValueError, match="at least 2 examples"):
         train(["a b", "c d", "e f"], ["x", "x", "y"])
+    with pytest.raises(ValueError, match="bound_z"):
+        train(["a b", "c d", "e f", "g h"], ["x", "x", "y", "y"], bound_z=-1)
     with pytest.raises(RuntimeError):
         TicketClassifier().predict("hello")
 

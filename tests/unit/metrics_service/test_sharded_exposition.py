@@ -36,7 +36,7 @@ def scrape(collector: BacklogCollector) -> dict[Key, float]:
 
 
 def assert_matches(got: dict[Key, float], exp: dict[Key, float]) -> None:
-    assert set(got) == set(exp), (set(got) ^ set(exp))
+    assert set(got) == set(exp), set(got) ^ set(exp)
     for key, value in exp.items():
         if key[0].endswith(("_sum", "_gsum")):  # float sums: order of addition differs
             assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-6), key

@@ -11,6 +11,7 @@ from services.router.routing import policy
 from services.router.rules import RuleSet
 from services.router.rulesets.store import save_version
 from shared.events import TicketSnapshot
+from tests.integration.router_api.helpers import live_rules, restore_live_rules
 
 
 async def test_each_version_is_compiled_once(
@@ -40,6 +41,7 @@ async def test_each_version_is_compiled_once(
             for i in range(50)
         ]
     }
+    before = await live_rules(sessions)
     async with sessions() as session, session.begin():
         saved = await save_version(session, RuleSet.model_validate(document), author="test")
     live = policy.LiveRules(sessions)
@@ -59,3 +61,4 @@ async def test_each_version_is_compiled_once(
         newer = await save_version(session, RuleSet.model_validate({"rules": []}), author="test")
     assert await live.refresh()
     assert live.version == newer.version and calls == {"compile": 2, "parse": 2}
+    await restore_live_rules(sessions, before)
