@@ -83,7 +83,9 @@ _LEXICON: tuple[tuple[str, Level, re.Pattern[str]], ...] = (
     ("scope", "high", _compile(_SCOPE)),
     ("medium", "medium", _compile(_MEDIUM)),
 )
-_EXCLAMATIONS = re.compile(r"!{2,}|(?:!.*){3,}", re.DOTALL)
+# No real word is this long; base64 blobs and hashes are, and the compound-word patterns (\w*)
+# would cost quadratic time on them, so they are blanked before matching.
+_LONG_TOKEN = re.compile(r"\w{48,}")
 _CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{3,}(?!\w)")
 
 
@@ -106,7 +108,7 @@ def _shouting(text: str) -> bool:
 
 
 def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> UrgencyAssessment:
-    text = f"{subject}\n{description}"
+    text = _LONG_TOKEN.sub(" ", f"{subject}\n{description}")
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
@@ -121,11 +123,11 @@ def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> 
         if tag_level is not None:
             rank = max(rank, LEVELS.index(tag_level) + 1)
             signals.append(f"tag: {tag.strip().lower()!r}")
-    if "scope" in found and "high" in found | {"critical"} & found:
+    if "scope" in found and found & {"high", "critical"}:
         rank = 4
         signals.append("scope: many users affected by a high-urgency problem")
     tone = []
-    if _EXCLAMATIONS.search(text):
+    if "!!" in text or text.count("!") >= 3:
         tone.append("tone: exclamation marks")
     if _shouting(text):
         tone.append("tone: shouting (all caps)")

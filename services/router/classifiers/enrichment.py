@@ -9,7 +9,6 @@ characters, one urgency scan and one ``predict`` per active routing model.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,9 +26,6 @@ LANGUAGE_CHARS = 1_000  # enough for a confident guess; longer text only costs t
 CLASSIFY_CHARS = 10_000  # descriptions may be 200 kB (pasted logs); the opening carries the topic
 
 BelowThreshold = Literal["triage", "rules"]
-# The urgency lexicon's compound patterns scan a long unbroken token in quadratic time (a pasted
-# base64 blob of 10 kB costs seconds); no urgency phrase is that long, so such tokens are blanked.
-_LONG_TOKEN = re.compile(r"\w{48,}")
 
 
 @dataclass(frozen=True)
@@ -85,9 +81,7 @@ def compute_signals(
 ) -> Signals:
     text = ticket_text(subject, description)
     language = detect_language(text[:LANGUAGE_CHARS]).language
-    urgency = assess_urgency(
-        _LONG_TOKEN.sub(" ", subject), _LONG_TOKEN.sub(" ", description[:CLASSIFY_CHARS]), tags
-    )
+    urgency = assess_urgency(subject, description[:CLASSIFY_CHARS], tags)  # blanks long tokens itself
     category_model = view.models.get(LabelKind.CATEGORY)
     team_model = view.models.get(LabelKind.TEAM)
     return Signals(

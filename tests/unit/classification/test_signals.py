@@ -76,3 +76,20 @@ def test_tone_raises_but_never_to_critical():
 def test_tags_and_rank():
     result = assess_urgency("Question", "How do I change my wallpaper?", tags=["P1"])
     assert result.level == "critical" and result.rank == 4 and "tag: 'p1'" in result.signals
+
+
+def test_urgency_is_fast_on_pasted_blobs_and_many_exclamation_marks():
+    import base64
+    import os
+    import time
+
+    blob = base64.b64encode(os.urandom(7_500)).decode() + " " + "a" * 20_000 + " !" * 3_000
+    started = time.process_time()
+    result = assess_urgency("x", blob)
+    # linear time: well under a second even on a loaded machine (the old patterns took seconds)
+    assert time.process_time() - started < 1.0
+    assert "tone: exclamation marks" in result.signals
+
+
+def test_many_users_with_a_critical_problem_is_critical():
+    assert assess_urgency("Outage", "all users affected").level == "critical"
