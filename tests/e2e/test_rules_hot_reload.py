@@ -61,8 +61,8 @@ async def _on_db(database_url: str, before: object | None) -> object:
 
 
 @pytest.fixture
-def restore_rules(database_url: str) -> Iterator[None]:
-    """The session's database is shared: leave the demo rules live for the other e2e tests."""
+def restore_rules(stack: Stack, database_url: str) -> Iterator[None]:
+    """The session's database is shared: leave the (seeded) demo rules live for the other tests."""
     before = asyncio.run(_on_db(database_url, None))
     yield
     asyncio.run(_on_db(database_url, before))

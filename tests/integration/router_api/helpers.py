@@ -15,6 +15,7 @@ from services.router.app import create_app
 from services.router.rules import RuleSet
 from services.router.rulesets.service import live
 from services.router.rulesets.store import save_version
+from services.ticketctl.dev import seed
 from shared.auth import Role
 from shared.settings import RouterSettings
 from tests.e2e.stack import make_key
@@ -61,6 +62,9 @@ def rule(rule_id: str, team: str, subject: str | None = None, **extra: Any) -> d
 @asynccontextmanager
 async def running_router(**settings: Any) -> AsyncIterator[Router]:
     config = RouterSettings(**settings)
+    # The demo teams and rules first, as the e2e stack does: seeding only happens while no team
+    # exists, and the e2e tests that share this database rely on the demo rules.
+    await seed(config.database_url)
     app = create_app(config)
     url = config.database_url
     admin = {"Authorization": f"Bearer {await make_key(url, Role.ADMIN)}"}

@@ -16,6 +16,7 @@ from services.router.audit.service import list_entries
 from services.router.rulesets import service
 from services.ticketctl import rules as rules_cli
 from services.ticketctl import teams as teams_cli
+from services.ticketctl.dev import seed
 from services.ticketctl.main import app
 from shared.db.engine import create_engine, session_factory
 from tests.integration.router_api.helpers import live_rules, restore_live_rules
@@ -34,6 +35,7 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunne
         finally:
             await engine.dispose()
 
+    asyncio.run(seed(database_url))  # see running_router
     before = asyncio.run(on_database(live_rules))
     yield CliRunner()
     asyncio.run(on_database(lambda sessions: restore_live_rules(sessions, before)))

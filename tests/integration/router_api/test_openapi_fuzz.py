@@ -20,6 +20,7 @@ from schemathesis import GenerationMode, checks
 from schemathesis.python import asgi
 
 from services.router.app import create_app
+from services.ticketctl.dev import seed
 from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
 from shared.settings import RouterSettings
@@ -52,6 +53,7 @@ def test_admin_api_conforms_to_its_schema(
 ) -> None:
     app = create_app(RouterSettings(database_url=database_url, **settings_kwargs))
     headers = {"Authorization": f"Bearer {asyncio.run(make_key(database_url, Role.ADMIN))}"}
+    asyncio.run(seed(database_url))  # see running_router
     before = asyncio.run(on_database(database_url, live_rules))
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.router.routing import policy
 from services.router.rules import RuleSet
 from services.router.rulesets.store import save_version
+from services.ticketctl.demo import seed_demo
 from shared.events import TicketSnapshot
 from tests.integration.router_api.helpers import live_rules, restore_live_rules
 
@@ -41,6 +42,8 @@ async def test_each_version_is_compiled_once(
             for i in range(50)
         ]
     }
+    async with sessions() as session, session.begin():
+        await seed_demo(session)  # see running_router: the e2e tests need the demo rules
     before = await live_rules(sessions)
     async with sessions() as session, session.begin():
         saved = await save_version(session, RuleSet.model_validate(document), author="test")
