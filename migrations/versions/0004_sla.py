@@ -1,7 +1,7 @@
 """SLA policies and calendars, escalation timers, team load, write-back
 
 Revision ID: 0004_sla
-Revises: 0001
+Revises: 0003_classifiers
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0004_sla"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003_classifiers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

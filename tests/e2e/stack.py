@@ -122,7 +122,9 @@ class Stack:
                     total += sample.value
         return total
 
-    def wait_for(self, predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> float:
+    def wait_for(
+        self, predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"
+    ) -> float:
         """Poll until ``predicate()`` holds; returns the seconds it took."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:

@@ -135,7 +135,9 @@ def test_two_routers_never_overbook_a_pool(broker: EmbeddedBroker, tmp_path: Pat
                 time.sleep(0.2)
             else:
                 raise TimeoutError((tmp_path / f"router-{port}.log").read_text()[-3000:])
-        settings = CommonSettings(kafka_bootstrap_servers=broker.bootstrap, topic_partitions=6, **topics)
+        settings = CommonSettings.model_validate(
+            {"kafka_bootstrap_servers": broker.bootstrap, "topic_partitions": 6, **topics}
+        )
         asyncio.run(produce(settings))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

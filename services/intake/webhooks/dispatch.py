@@ -38,7 +38,12 @@ def to_envelopes(config: SourceConfig, delivery: str, events: list[AdaptedEvent]
     """Envelopes whose ids derive from the delivery id, so a redelivery republishes the same ids and
     consumers' idempotency on ``event_id`` absorbs it."""
     return [
-        ticket_event(event.type, config.name, event.snapshot, event.occurred_at,
-                     event_id=derived_event_id(config.name, delivery, str(index)))
+        ticket_event(
+            event.type,
+            config.name,
+            event.snapshot,
+            event.occurred_at,
+            event_id=derived_event_id(config.name, delivery, str(index)),
+        )
         for index, event in enumerate(events)
     ]

@@ -77,8 +77,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "subject": opt_str(ticket.get("ticket_subject")) or "",
         "description": opt_str(first(ticket, "/ticket_description_text", "/ticket_description")) or "",
         "status": map_status(ticket.get("ticket_status"), _STATUSES, field("ticket_status"), config.options),
-        "priority": map_priority(ticket.get("ticket_priority"), _PRIORITIES, field("ticket_priority"),
-                                 config.options),
+        "priority": map_priority(
+            ticket.get("ticket_priority"), _PRIORITIES, field("ticket_priority"), config.options
+        ),
         "requester": {
             "email": opt_str(ticket.get("ticket_requester_email")),
             "name": opt_str(ticket.get("ticket_requester_name")),

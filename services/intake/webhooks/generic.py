@@ -48,11 +48,30 @@ from .common import (
 from .errors import UnmappableError
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
 
-MAPPABLE_FIELDS = frozenset({
-    "external_id", "subject", "description", "status", "priority", "requester_email", "requester_name",
-    "requester_organization", "tags", "channel", "url", "created_at", "updated_at", "assignee_group",
-    "comment_body", "comment_author", "comment_public", "comment_from_agent", "event_type", "occurred_at",
-})
+MAPPABLE_FIELDS = frozenset(
+    {
+        "external_id",
+        "subject",
+        "description",
+        "status",
+        "priority",
+        "requester_email",
+        "requester_name",
+        "requester_organization",
+        "tags",
+        "channel",
+        "url",
+        "created_at",
+        "updated_at",
+        "assignee_group",
+        "comment_body",
+        "comment_author",
+        "comment_public",
+        "comment_from_agent",
+        "event_type",
+        "occurred_at",
+    }
+)
 
 
 @lru_cache(maxsize=512)
@@ -143,8 +162,11 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "description": text("description") or "",
         "status": map_status(status, {}, status_expression, config.options) or TicketStatus.NEW,
         "priority": map_priority(priority, {}, priority_expression, config.options),
-        "requester": {"email": text("requester_email"), "name": text("requester_name"),
-                      "organization": text("requester_organization")},
+        "requester": {
+            "email": text("requester_email"),
+            "name": text("requester_name"),
+            "organization": text("requester_organization"),
+        },
         "tags": tags,
         "channel": text("channel"),
         "url": text("url"),

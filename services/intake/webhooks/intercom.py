@@ -63,8 +63,9 @@ def _status(item: dict[str, Any], options: dict[str, Any]) -> TicketStatus | Non
     if item.get("type") == "ticket":
         state = item.get("ticket_state")
         if isinstance(state, dict):  # API 2.12+: custom states, each with a fixed category
-            return map_status(state.get("category"), _TICKET_STATES, "/data/item/ticket_state/category",
-                              options)
+            return map_status(
+                state.get("category"), _TICKET_STATES, "/data/item/ticket_state/category", options
+            )
         found = map_status(state, _TICKET_STATES, "/data/item/ticket_state", options)
         return TicketStatus.CLOSED if found is None and item.get("open") is False else found
     return map_status(item.get("state"), _CONVERSATION_STATES, "/data/item/state", options)
@@ -102,14 +103,20 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     tags = pointer_get(item, "/tags/tags") or []
     fields: dict[str, Any] = {
         "external_id": item_id,
-        "subject": html_to_text(str(
-            (first(item, "/ticket_attributes/_default_title_") if is_ticket else None)
-            or first(item, "/title", "/source/subject") or ""
-        )),
-        "description": html_to_text(str(
-            (first(item, "/ticket_attributes/_default_description_") if is_ticket else None)
-            or first(item, "/source/body") or ""
-        )),
+        "subject": html_to_text(
+            str(
+                (first(item, "/ticket_attributes/_default_title_") if is_ticket else None)
+                or first(item, "/title", "/source/subject")
+                or ""
+            )
+        ),
+        "description": html_to_text(
+            str(
+                (first(item, "/ticket_attributes/_default_description_") if is_ticket else None)
+                or first(item, "/source/body")
+                or ""
+            )
+        ),
         "status": _status(item, config.options),
         "priority": map_priority(item.get("priority"), _PRIORITIES, "/data/item/priority", config.options),
         "requester": _requester(item),
@@ -117,12 +124,14 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "channel": opt_str(first(item, "/source/delivered_as", "/source/type")) or "intercom",
         # str.replace, not format(): a stray brace in the admin's template must not become a 500.
         "url": template.replace("{app_id}", str(data.get("app_id", ""))).replace("{id}", item_id)
-        if template else None,
+        if template
+        else None,
         "created_at": parse_datetime(item.get("created_at"), "/data/item/created_at"),
         "updated_at": parse_datetime(item.get("updated_at"), "/data/item/updated_at"),
         "external_assignee_group": opt_str(item.get("team_assignee_id")),
-        "custom_fields": {"intercom_ticket_id": str(item["ticket_id"])} if is_ticket and opt_str(
-            item.get("ticket_id")) else {},
+        "custom_fields": {"intercom_ticket_id": str(item["ticket_id"])}
+        if is_ticket and opt_str(item.get("ticket_id"))
+        else {},
     }
     if topic == "conversation.deleted":
         fields["status"] = TicketStatus.CLOSED

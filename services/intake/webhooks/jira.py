@@ -110,8 +110,9 @@ def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, A
         "subject": opt_str(fields.get("summary")) or "",
         "description": _text(fields.get("description")),
         "status": _status(fields, config.options),
-        "priority": map_priority(pointer_get(fields, "/priority/name"), {}, "/issue/fields/priority/name",
-                                 config.options),
+        "priority": map_priority(
+            pointer_get(fields, "/priority/name"), {}, "/issue/fields/priority/name", config.options
+        ),
         "requester": {
             "email": opt_str(pointer_get(fields, "/reporter/emailAddress")),
             "name": opt_str(pointer_get(fields, "/reporter/displayName")),
@@ -123,8 +124,12 @@ def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, A
         "updated_at": parse_datetime(fields.get("updated"), "/issue/fields/updated"),
         "external_assignee_group": _group(fields, config.options),
         "custom_fields": {
-            k: v for k, v in (("project", pointer_get(fields, "/project/key")),
-                              ("issue_type", pointer_get(fields, "/issuetype/name"))) if opt_str(v)
+            k: v
+            for k, v in (
+                ("project", pointer_get(fields, "/project/key")),
+                ("issue_type", pointer_get(fields, "/issuetype/name")),
+            )
+            if opt_str(v)
         },
     }
 
@@ -177,6 +182,11 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
         events.append(AdaptedEvent(event_type, build_snapshot(fields), occurred_at))
     if isinstance(data.get("comment"), dict):  # "issue_commented" arrives as jira:issue_updated
-        events.append(AdaptedEvent(EventType.TICKET_COMMENTED,
-                                   build_snapshot(fields | {"comment": _comment(data, issue)}), occurred_at))
+        events.append(
+            AdaptedEvent(
+                EventType.TICKET_COMMENTED,
+                build_snapshot(fields | {"comment": _comment(data, issue)}),
+                occurred_at,
+            )
+        )
     return events

@@ -68,8 +68,9 @@ def _verify_zendesk(config: SourceConfig, request: WebhookRequest, now: datetime
         raise SignatureError("unparseable X-Zendesk-Webhook-Signature-Timestamp") from exc
     if signed_at.tzinfo is None or now.tzinfo is None:
         raise SignatureError("X-Zendesk-Webhook-Signature-Timestamp must carry a timezone")
-    tolerance = timedelta(seconds=float(config.options.get("timestamp_tolerance",
-                                                           DEFAULT_ZENDESK_TOLERANCE_SECONDS)))
+    tolerance = timedelta(
+        seconds=float(config.options.get("timestamp_tolerance", DEFAULT_ZENDESK_TOLERANCE_SECONDS))
+    )
     if abs(now - signed_at) > tolerance:
         raise SignatureError("signature timestamp outside the allowed window")
     message = timestamp.encode() + request.body

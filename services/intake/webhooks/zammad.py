@@ -51,8 +51,13 @@ def _name(value: Any) -> str | None:
     return opt_str(value)
 
 
-def _event_type(config: SourceConfig, request: WebhookRequest, ticket: dict[str, Any],
-                article: dict[str, Any], status: TicketStatus | None) -> EventType:
+def _event_type(
+    config: SourceConfig,
+    request: WebhookRequest,
+    ticket: dict[str, Any],
+    article: dict[str, Any],
+    status: TicketStatus | None,
+) -> EventType:
     trigger = request.header("X-Zammad-Trigger")
     overrides = as_object(config.options.get("trigger_events"))
     if trigger and trigger in overrides:

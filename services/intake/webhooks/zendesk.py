@@ -71,12 +71,19 @@ _STATUSES = {
 _PRIORITIES: dict[str, Priority] = {}  # urgent/high/normal/low are the contract's own aliases
 
 _EVENT_PREFIX = "zen:event-type:"
-_GONE = frozenset({"ticket.soft_deleted", "ticket.permanently_deleted", "ticket.marked_as_spam",
-                   "ticket.merged"})
+_GONE = frozenset(
+    {"ticket.soft_deleted", "ticket.permanently_deleted", "ticket.marked_as_spam", "ticket.merged"}
+)
 _REASSIGNED = frozenset({"ticket.agent_assignment_changed", "ticket.group_assignment_changed"})
 # Comment visibility and attachment housekeeping change nothing the router looks at.
-_NOISE = frozenset({"ticket.comment_made_private", "ticket.comment_redacted",
-                    "ticket.attachment_linked_to_comment", "ticket.attachment_redacted_from_comment"})
+_NOISE = frozenset(
+    {
+        "ticket.comment_made_private",
+        "ticket.comment_redacted",
+        "ticket.attachment_linked_to_comment",
+        "ticket.attachment_redacted_from_comment",
+    }
+)
 
 
 def _ticket_url(config: SourceConfig, ticket_id: str) -> str | None:
@@ -93,7 +100,8 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
     detail = data["detail"]
     current = pointer_get(data, "/event/current")
     status_source, status_field = (
-        (current, "/event/current") if kind == "ticket.status_changed" and isinstance(current, str)
+        (current, "/event/current")
+        if kind == "ticket.status_changed" and isinstance(current, str)
         else (detail.get("status"), "/detail/status")
     )
     custom = {
@@ -166,8 +174,9 @@ def _adapt_trigger(config: SourceConfig, data: dict[str, Any], now: datetime) ->
         "requester": {
             "email": opt_str(first(data, "/requester_email", "/requester/email")),
             "name": opt_str(first(data, "/requester_name", "/requester/name")),
-            "organization": opt_str(first(data, "/organization", "/requester_organization",
-                                          "/organization_name")),
+            "organization": opt_str(
+                first(data, "/organization", "/requester_organization", "/organization_name")
+            ),
         },
         "tags": as_tags(data.get("tags")),
         "channel": opt_str(first(data, "/via", "/channel")),
@@ -187,8 +196,9 @@ def _adapt_trigger(config: SourceConfig, data: dict[str, Any], now: datetime) ->
             "public": as_bool(data.get("comment_public"), True),
             "from_agent": as_bool(data.get("comment_from_agent"), False),
         }
-    return AdaptedEvent(event_type or EventType.TICKET_UPDATED, build_snapshot(fields),
-                        fields["updated_at"] or now)
+    return AdaptedEvent(
+        event_type or EventType.TICKET_UPDATED, build_snapshot(fields), fields["updated_at"] or now
+    )
 
 
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:

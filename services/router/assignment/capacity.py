@@ -24,12 +24,14 @@ from services.router.sla.calendar import (
 )
 from shared.events import Priority, TicketStatus
 
-DEFAULT_PRIORITY_WEIGHTS: Mapping[Priority, float] = MappingProxyType({
-    Priority.P1: 4.0,
-    Priority.P2: 2.0,
-    Priority.P3: 1.0,
-    Priority.P4: 0.5,
-})
+DEFAULT_PRIORITY_WEIGHTS: Mapping[Priority, float] = MappingProxyType(
+    {
+        Priority.P1: 4.0,
+        Priority.P2: 2.0,
+        Priority.P3: 1.0,
+        Priority.P4: 0.5,
+    }
+)
 # Pending/on-hold tickets wait on someone else and do not occupy an agent.
 DEFAULT_COUNTED_STATUSES: frozenset[TicketStatus] = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 

@@ -92,7 +92,8 @@ def round_robin(
         if candidate.has_room:
             skipped = f", skipped {offset} without room" if offset else ""
             return AssignmentChoice(
-                candidate.team, f"round robin after {last_assigned or '(start)'}: {candidate.team}{skipped}",
+                candidate.team,
+                f"round robin after {last_assigned or '(start)'}: {candidate.team}{skipped}",
                 considered,
             )
     return _no_room(considered, overflow_team, _why_none(considered))

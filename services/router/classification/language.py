@@ -13,8 +13,32 @@ from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 # short, jargon-heavy tickets. Pass languages=None to use all ~97 languages of the model.
 DEFAULT_LANGUAGES: frozenset[str] = frozenset(
     {
-        "et", "en", "de", "fi", "sv", "ru", "lv", "lt", "fr", "es", "it", "nl", "pt",
-        "pl", "da", "no", "cs", "sk", "hu", "ro", "uk", "tr", "el", "bg", "hr", "sl",
+        "et",
+        "en",
+        "de",
+        "fi",
+        "sv",
+        "ru",
+        "lv",
+        "lt",
+        "fr",
+        "es",
+        "it",
+        "nl",
+        "pt",
+        "pl",
+        "da",
+        "no",
+        "cs",
+        "sk",
+        "hu",
+        "ro",
+        "uk",
+        "tr",
+        "el",
+        "bg",
+        "hr",
+        "sl",
     }
 )
 MIN_LETTERS = 12  # below this the guess is noise

@@ -59,9 +59,18 @@ erreur|lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|felmeddelande|l√
 """
 # Tags are single words: vendor priority words and a few urgency labels.
 _TAG_LEVELS: dict[str, Level] = {
-    "p1": "critical", "critical": "critical", "blocker": "critical", "outage": "critical",
-    "sev1": "critical", "security": "high", "p2": "high", "urgent": "high", "high": "high",
-    "major": "high", "vip": "medium", "escalated": "high",
+    "p1": "critical",
+    "critical": "critical",
+    "blocker": "critical",
+    "outage": "critical",
+    "sev1": "critical",
+    "security": "high",
+    "p2": "high",
+    "urgent": "high",
+    "high": "high",
+    "major": "high",
+    "vip": "medium",
+    "escalated": "high",
 }
 
 

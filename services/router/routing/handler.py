@@ -235,7 +235,7 @@ class RoutingHandler:
                 now,
                 sla=tracker,
             )
-            if decision.stale or decision.state is None:
+            if decision.stale:
                 STALE.inc()
                 continue
             if row is None:

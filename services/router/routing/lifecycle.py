@@ -50,7 +50,7 @@ StateHook = Callable[[TicketState], None]
 class Decision:
     """The new state, and the routing events to publish (each with the state after it)."""
 
-    state: TicketState | None
+    state: TicketState
     events: list[tuple[EventType, RoutingPayload]] = field(default_factory=list)
     stale: bool = False  # the event was older than what we know; nothing changed
 

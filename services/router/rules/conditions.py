@@ -210,8 +210,18 @@ def _leaf(cond: Condition, timezone: str, path: str) -> tuple[Node, Guards]:
 
 
 # Fields whose values are spread thin, so an equality on them rarely holds: the best guards.
-_SELECTIVE = {"requester.domain": 0, "requester.email": 0, "organization": 0, "requester.name": 0,
-              "tags": 1, "subject": 1, "description": 1, "text": 1, "category": 2, "language": 3}
+_SELECTIVE = {
+    "requester.domain": 0,
+    "requester.email": 0,
+    "organization": 0,
+    "requester.name": 0,
+    "tags": 1,
+    "subject": 1,
+    "description": 1,
+    "text": 1,
+    "category": 2,
+    "language": 3,
+}
 
 
 def _guard(kind: Kind, name: str, op: str, const: Any, fold: bool) -> Guard | None:
@@ -367,7 +377,10 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
         return string_test
     low, high = c if op == "between" else (c, c)
     compare: dict[str, Callable[[float], bool]] = {
-        "gt": lambda v: v > c, "gte": lambda v: v >= c, "lt": lambda v: v < c, "lte": lambda v: v <= c,
+        "gt": lambda v: v > c,
+        "gte": lambda v: v >= c,
+        "lt": lambda v: v < c,
+        "lte": lambda v: v <= c,
         "between": lambda v: low <= v <= high,
     }
     check = compare[op]

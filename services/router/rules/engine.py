@@ -128,10 +128,22 @@ def _compile_rule(rule: Rule, index: int, timezone: str) -> tuple[_CompiledRule,
         weights = None if a.assign_pool.weights is None else MappingProxyType(dict(a.assign_pool.weights))
         pool = PoolTarget(tuple(a.assign_pool.teams), a.assign_pool.strategy, weights)
     compiled = _CompiledRule(
-        index, rule.id, rule.name, _always if node is None else node.test, node,
+        index,
+        rule.id,
+        rule.name,
+        _always if node is None else node.test,
+        node,
         f'rule "{rule.name}" matched: {summary}',
-        a.assigns, a.assign_team, pool, a.route_to_triage, a.set_priority, a.set_urgency, a.set_impact,
-        tuple(a.add_tags), a.sla_policy, a.stop,
+        a.assigns,
+        a.assign_team,
+        pool,
+        a.route_to_triage,
+        a.set_priority,
+        a.set_urgency,
+        a.set_impact,
+        tuple(a.add_tags),
+        a.sla_policy,
+        a.stop,
     )
     return compiled, guard
 
@@ -180,9 +192,21 @@ class _Outcome:
             triage = True
             self.reasons.append("no rule assigned a team and there is no default team: triage")
         return RoutingOutcome(
-            team, pool, triage, self.priority, self.urgency, self.impact, tuple(self.tags), self.sla,
-            None if won is None else won.id, None if won is None else won.name, tuple(self.matched),
-            used_default, self.reasons, rs.version, trace,
+            team,
+            pool,
+            triage,
+            self.priority,
+            self.urgency,
+            self.impact,
+            tuple(self.tags),
+            self.sla,
+            None if won is None else won.id,
+            None if won is None else won.name,
+            tuple(self.matched),
+            used_default,
+            self.reasons,
+            rs.version,
+            trace,
         )
 
 
@@ -318,13 +342,25 @@ def explain(node: Node, facts: TicketFacts) -> ConditionFailure | None:
     if node.kind == "any":
         first = explain(node.children[0], facts)
         detail = f"; first: {first.reason}" if first else ""
-        return ConditionFailure(node.path, "any", "any", node.summary, "",
-                                f"none of {len(node.children)} alternatives matched{detail}")
+        return ConditionFailure(
+            node.path,
+            "any",
+            "any",
+            node.summary,
+            "",
+            f"none of {len(node.children)} alternatives matched{detail}",
+        )
     if node.kind == "not":
         inner = node.children[0]
         actual = _actual(inner, facts) if inner.kind == "leaf" else ""
-        return ConditionFailure(node.path, inner.field or "not", "not", node.summary, actual,
-                                f"negated condition holds: {inner.summary}")
+        return ConditionFailure(
+            node.path,
+            inner.field or "not",
+            "not",
+            node.summary,
+            actual,
+            f"negated condition holds: {inner.summary}",
+        )
     actual = _actual(node, facts)
     reason = f"{node.summary}: actual {actual}"
     return ConditionFailure(node.path, node.field, node.op, node.summary, actual, reason)
@@ -337,4 +373,3 @@ def _actual(node: Node, facts: TicketFacts) -> str:
 
 def compile_ruleset(ruleset: RuleSet) -> CompiledRuleSet:
     return CompiledRuleSet(ruleset)
-

@@ -45,8 +45,11 @@ def _custom_value(value: Any) -> Fact:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
-        return tuple(v[:MAX_MATCH_CHARS] if isinstance(v, str) else v for v in value
-                     if v is None or isinstance(v, str | bool | int | float))
+        return tuple(
+            v[:MAX_MATCH_CHARS] if isinstance(v, str) else v
+            for v in value
+            if v is None or isinstance(v, str | bool | int | float)
+        )
     return None
 
 

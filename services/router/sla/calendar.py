@@ -241,9 +241,10 @@ class BusinessCalendar(BaseModel):
         if self.has_holiday_between(first, first + timedelta(days=7)):
             return False
         tz = self.tz
-        return self.day_start(first).astimezone(tz).utcoffset() == self.day_start(
-            first + timedelta(days=7)
-        ).astimezone(tz).utcoffset()
+        return (
+            self.day_start(first).astimezone(tz).utcoffset()
+            == self.day_start(first + timedelta(days=7)).astimezone(tz).utcoffset()
+        )
 
 
 def as_utc(value: datetime) -> datetime:

@@ -31,11 +31,19 @@ async def table_names(url: str) -> set[str]:
         await engine.dispose()
 
 
-@pytest.mark.parametrize("kind", [
-    "sqlite",
-    pytest.param("postgres", marks=[pytest.mark.postgres,
-                                    pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set")]),
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
+            ],
+        ),
+    ],
+)
 def test_upgrade_downgrade_upgrade(kind, tmp_path):
     url = fresh_url(kind, tmp_path)
     upgrade(url)

@@ -31,8 +31,13 @@ def consumed(envelope: EventEnvelope, offset: int = 0) -> ConsumedEvent:
 
 
 async def read_topic(bootstrap: str, topic: str, expect: int) -> list[EventEnvelope]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     try:
         out: list[EventEnvelope] = []
@@ -51,8 +56,12 @@ async def read_topic(bootstrap: str, topic: str, expect: int) -> list[EventEnvel
 
 async def decisions_for(sessions, key: str) -> int:
     async with sessions() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(RoutingDecision).where(RoutingDecision.ticket_key == key)) or 0)
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(RoutingDecision).where(RoutingDecision.ticket_key == key)
+            )
+            or 0
+        )
 
 
 async def test_redelivered_batch_has_no_second_effect(sessions, settings_kwargs):
@@ -61,24 +70,37 @@ async def test_redelivered_batch_has_no_second_effect(sessions, settings_kwargs)
     producer = make_producer(settings)
     await producer.start()
     try:
-        handler = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
+        )
         external_id = uuid.uuid4().hex
-        event = ticket_event(EventType.TICKET_CREATED, "api",
-                             TicketSnapshot(external_id=external_id, subject="VPN broken"), NOW)
+        event = ticket_event(
+            EventType.TICKET_CREATED,
+            "api",
+            TicketSnapshot(external_id=external_id, subject="VPN broken"),
+            NOW,
+        )
         await handler([consumed(event)])
         await handler([consumed(event)])  # redelivery after a crash before the commit
         key = event.ticket_key
         assert await decisions_for(sessions, key) == 1
-        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
-                                                 settings.topic_routing_events, 1) if e.ticket_key == key]
+        published = [
+            e
+            for e in await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 1)
+            if e.ticket_key == key
+        ]
         assert [e.type for e in published] == [EventType.TICKET_ROUTED]
         state = published[0].routing().state
         assert state.team == "access" and state.revision == 1 and state.status == TicketStatus.OPEN
         async with sessions() as session:
             row = await session.get(RouterTicket, key)
             assert row is not None and row.team == "access" and row.revision == 1
-            assert await session.scalar(select(func.count()).select_from(OutboxMessage)
-                                        .where(OutboxMessage.key == key)) == 0
+            assert (
+                await session.scalar(
+                    select(func.count()).select_from(OutboxMessage).where(OutboxMessage.key == key)
+                )
+                == 0
+            )
     finally:
         await producer.stop()
 
@@ -96,22 +118,28 @@ async def test_events_left_in_the_outbox_are_published_by_the_next_handler(sessi
             raise ConnectionError("broker gone")
 
     try:
-        crashed = RoutingHandler(sessions, BrokenProducer(), settings.topic_routing_events,
-                                 lambda: route, lambda: NOW)
+        crashed = RoutingHandler(
+            sessions, BrokenProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
+        )
         crashed.outbox_dirty = False
-        event = ticket_event(EventType.TICKET_CREATED, "api",
-                             TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW)
+        event = ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
+        )
         try:
             await crashed([consumed(event)])
         except ConnectionError:
             pass
         assert await decisions_for(sessions, event.ticket_key) == 1  # the decision is durable
 
-        restarted = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        restarted = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
+        )
         await restarted([consumed(event)])  # redelivered: skipped, but the outbox is flushed first
-        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
-                                                 settings.topic_routing_events, 1)
-                     if e.ticket_key == event.ticket_key]
+        published = [
+            e
+            for e in await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 1)
+            if e.ticket_key == event.ticket_key
+        ]
         assert [e.type for e in published] == [EventType.TICKET_ROUTED]
         assert await decisions_for(sessions, event.ticket_key) == 1
     finally:
@@ -124,20 +152,36 @@ async def test_one_batch_with_several_events_of_one_ticket_keeps_their_order(ses
     producer = make_producer(settings)
     await producer.start()
     try:
-        handler = RoutingHandler(sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW)
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
+        )
         external_id = uuid.uuid4().hex
-        created = ticket_event(EventType.TICKET_CREATED, "api",
-                               TicketSnapshot(external_id=external_id, subject="vpn"), NOW)
-        solved = ticket_event(EventType.TICKET_STATUS_CHANGED, "api",
-                              TicketSnapshot(external_id=external_id, status=TicketStatus.SOLVED), NOW)
-        reopened = ticket_event(EventType.TICKET_STATUS_CHANGED, "api",
-                                TicketSnapshot(external_id=external_id, status=TicketStatus.OPEN), NOW)
+        created = ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=external_id, subject="vpn"), NOW
+        )
+        solved = ticket_event(
+            EventType.TICKET_STATUS_CHANGED,
+            "api",
+            TicketSnapshot(external_id=external_id, status=TicketStatus.SOLVED),
+            NOW,
+        )
+        reopened = ticket_event(
+            EventType.TICKET_STATUS_CHANGED,
+            "api",
+            TicketSnapshot(external_id=external_id, status=TicketStatus.OPEN),
+            NOW,
+        )
         await handler([consumed(created, 0), consumed(solved, 1), consumed(reopened, 2)])
-        published = [e for e in await read_topic(settings.kafka_bootstrap_servers,
-                                                 settings.topic_routing_events, 3)
-                     if e.ticket_key == created.ticket_key]
-        assert [e.type for e in published] == [EventType.TICKET_ROUTED, EventType.TICKET_RESOLVED,
-                                               EventType.TICKET_REOPENED]
+        published = [
+            e
+            for e in await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 3)
+            if e.ticket_key == created.ticket_key
+        ]
+        assert [e.type for e in published] == [
+            EventType.TICKET_ROUTED,
+            EventType.TICKET_RESOLVED,
+            EventType.TICKET_REOPENED,
+        ]
         assert [e.routing().state.revision for e in published] == [1, 2, 3]
         # the subject from the first event survives the partial later snapshots
         async with sessions() as session:

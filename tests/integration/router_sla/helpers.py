@@ -82,5 +82,5 @@ async def producer_for(settings_kwargs: dict[str, object]) -> AsyncIterator[tupl
         await producer.stop()
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

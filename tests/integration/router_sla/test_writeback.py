@@ -49,7 +49,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/{name}", rec.hook, methods=["POST"])])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=rec.port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+    while not server.started:
         await asyncio.sleep(0.02)
     yield rec
     server.should_exit = True

@@ -18,13 +18,31 @@ def at(seconds: float) -> datetime:
     return BASE + timedelta(seconds=seconds)
 
 
-def make_state(key: str, created: float, *, team: str | None = None, priority: str = "P3",
-               status: str = "open", category: str | None = "billing", resolved: float | None = None,
-               routed: float | None = None, fr_due: float | None = None, res_due: float | None = None,
-               responded: float | None = None, paused: bool = False, source: str = "zendesk") -> TicketState:
+def make_state(
+    key: str,
+    created: float,
+    *,
+    team: str | None = None,
+    priority: str = "P3",
+    status: str = "open",
+    category: str | None = "billing",
+    resolved: float | None = None,
+    routed: float | None = None,
+    fr_due: float | None = None,
+    res_due: float | None = None,
+    responded: float | None = None,
+    paused: bool = False,
+    source: str = "zendesk",
+) -> TicketState:
     return TicketState(
-        ticket_key=key, source=source, status=status, team=team, priority=priority, category=category,
-        created_at=at(created), resolved_at=None if resolved is None else at(resolved),
+        ticket_key=key,
+        source=source,
+        status=status,
+        team=team,
+        priority=priority,
+        category=category,
+        created_at=at(created),
+        resolved_at=None if resolved is None else at(resolved),
         routed_at=None if routed is None else at(routed),
         sla=SlaState(
             first_response_due=None if fr_due is None else at(fr_due),
@@ -35,8 +53,9 @@ def make_state(key: str, created: float, *, team: str | None = None, priority: s
     )
 
 
-def envelope(state: TicketState, now: float, event_type: EventType = EventType.TICKET_STATE_CHANGED
-             ) -> EventEnvelope:
+def envelope(
+    state: TicketState, now: float, event_type: EventType = EventType.TICKET_STATE_CHANGED
+) -> EventEnvelope:
     return routing_event(event_type, RoutingPayload(state=state), at(now), caused_by=uuid.uuid4())
 
 

@@ -89,17 +89,26 @@ class Model:
             exp[("ticket_inflow_per_hour", (("team", team),))] = inflow[team]
             exp[("ticket_outflow_per_hour", (("team", team),))] = outflow[team]
             exp[("ticket_net_flow_per_hour", (("team", team),))] = inflow[team] - outflow[team]
-            open_count = sum(v for k, v in exp.items()
-                             if k[0] == "ticket_backlog_open" and k[1][1][1] == team)
+            open_count = sum(
+                v for k, v in exp.items() if k[0] == "ticket_backlog_open" and k[1][1][1] == team
+            )
             hours = open_count / outflow[team] if outflow[team] else (math.inf if open_count else 0.0)
             exp[("ticket_backlog_time_to_clear_seconds", (("team", team),))] = hours * 3600
         return exp
 
 
 COMPARED = (
-    "ticket_backlog_open", "ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age_bucket",
-    "ticket_oldest_open_age_seconds", "ticket_sla_at_risk", "ticket_triage_open", "ticket_inflow_per_hour",
-    "ticket_outflow_per_hour", "ticket_net_flow_per_hour", "ticket_backlog_time_to_clear_seconds",
+    "ticket_backlog_open",
+    "ticket_open_by_status",
+    "ticket_backlog_overdue",
+    "ticket_open_age_bucket",
+    "ticket_oldest_open_age_seconds",
+    "ticket_sla_at_risk",
+    "ticket_triage_open",
+    "ticket_inflow_per_hour",
+    "ticket_outflow_per_hour",
+    "ticket_net_flow_per_hour",
+    "ticket_backlog_time_to_clear_seconds",
 )
 
 
@@ -145,12 +154,19 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
             created = now - rng.uniform(0, 9 * 24 * H)
             created = float(int(created))
             team = rng.choice([None, *TEAMS])
-            deliver(make_state(
-                key, created, team=team, priority=rng.choice(["P1", "P2", "P3", "P4"]),
-                status=rng.choice(["new", "open"]), routed=None if team is None else now,
-                fr_due=created + rng.choice([1800, 4 * H, 30 * H]) if rng.random() < 0.8 else None,
-                res_due=created + rng.uniform(H, 6 * 24 * H) if rng.random() < 0.8 else None,
-            ), EventType.TICKET_ROUTED)
+            deliver(
+                make_state(
+                    key,
+                    created,
+                    team=team,
+                    priority=rng.choice(["P1", "P2", "P3", "P4"]),
+                    status=rng.choice(["new", "open"]),
+                    routed=None if team is None else now,
+                    fr_due=created + rng.choice([1800, 4 * H, 30 * H]) if rng.random() < 0.8 else None,
+                    res_due=created + rng.uniform(H, 6 * 24 * H) if rng.random() < 0.8 else None,
+                ),
+                EventType.TICKET_ROUTED,
+            )
         elif roll < 0.3:
             now += rng.choice([1, 59, 600, 3600, rng.uniform(0, 12 * H)])
             now = float(int(now))
@@ -168,8 +184,9 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
             upd: dict[str, object] = {}
             sla: dict[str, object] = {}
             etype = EventType.TICKET_STATE_CHANGED
-            action = rng.choice(["team", "prio", "pending", "open", "solve", "reopen", "respond", "same",
-                                 "deadline"])
+            action = rng.choice(
+                ["team", "prio", "pending", "open", "solve", "reopen", "respond", "same", "deadline"]
+            )
             if action == "team":
                 upd["team"] = rng.choice([None, *TEAMS])
             elif action == "prio":
@@ -190,8 +207,12 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
             elif action == "deadline":
                 sla["resolution_due"] = at(now + rng.uniform(-H, 24 * H))
             new_sla = {**old.sla.model_dump(), **sla}
-            deliver(TicketState.model_validate(
-                {**old.model_dump(), **upd, "sla": new_sla, "revision": old.revision + 1}), etype)
+            deliver(
+                TicketState.model_validate(
+                    {**old.model_dump(), **upd, "sla": new_sla, "revision": old.revision + 1}
+                ),
+                etype,
+            )
         if step % 37 == 0:
             compare(state, model, check_counters)
         if checkpoint_at is not None and step == checkpoint_at:

@@ -53,13 +53,29 @@ def test_time_transitions_at_exact_boundaries() -> None:
     assert gauge(m, "ticket_oldest_open_age_seconds", team="billing") == 30 * H
 
     # Pausing (pending on the requester) stops the SLA gauges; moving the deadline re-arms.
-    state.apply(envelope(make_state("z:1", 0, team="billing", priority="P2", status="pending", fr_due=1800,
-                                    res_due=8 * H, paused=True), 30 * H), at(30 * H))
+    state.apply(
+        envelope(
+            make_state(
+                "z:1",
+                0,
+                team="billing",
+                priority="P2",
+                status="pending",
+                fr_due=1800,
+                res_due=8 * H,
+                paused=True,
+            ),
+            30 * H,
+        ),
+        at(30 * H),
+    )
     m = scrape(state)
     assert gauge(m, "ticket_backlog_overdue", team="billing", priority="P2") == 0
     assert gauge(m, "ticket_open_by_status", team="billing", status="pending") == 1
-    state.apply(envelope(make_state("z:1", 0, team="billing", priority="P2", fr_due=1800, res_due=40 * H),
-                         31 * H), at(31 * H))
+    state.apply(
+        envelope(make_state("z:1", 0, team="billing", priority="P2", fr_due=1800, res_due=40 * H), 31 * H),
+        at(31 * H),
+    )
     state.advance_clock(at(41 * H))
     assert gauge(scrape(state), "sla_breaches_total", team="billing", kind="resolution") == 2
 
@@ -72,8 +88,9 @@ def test_transition_counters_and_duplicates() -> None:
     ev = envelope(routed, 100, EventType.TICKET_ROUTED)
     state.apply(ev, at(100))
     state.apply(ev, at(101))  # duplicate delivery
-    escalated = make_state("z:1", 0, team="tech", priority="P1", routed=100, fr_due=H, res_due=24 * H,
-                           responded=2 * H)
+    escalated = make_state(
+        "z:1", 0, team="tech", priority="P1", routed=100, fr_due=H, res_due=24 * H, responded=2 * H
+    )
     state.apply(envelope(escalated, 2 * H, EventType.TICKET_ESCALATED), at(2 * H))
     solved = escalated.model_copy(update={"status": TicketStatus.SOLVED, "resolved_at": at(3 * H)})
     state.apply(envelope(solved, 3 * H, EventType.TICKET_RESOLVED), at(3 * H))
@@ -132,8 +149,15 @@ def test_flow_forecast_and_summary() -> None:
         st = make_state(f"z:{i}", i * 60, team="sales", routed=i * 60, res_due=i * 60 + 4 * H)
         state.apply(envelope(st, i * 60), at(i * 60))
     for i in range(10):
-        st = make_state(f"z:{i}", i * 60, team="sales", status="solved", resolved=1800 + i * 60,
-                        routed=i * 60, res_due=i * 60 + 4 * H)
+        st = make_state(
+            f"z:{i}",
+            i * 60,
+            team="sales",
+            status="solved",
+            resolved=1800 + i * 60,
+            routed=i * 60,
+            res_due=i * 60 + 4 * H,
+        )
         state.apply(envelope(st, 1800 + i * 60), at(1800 + i * 60))
     state.advance_clock(at(2400))
     summary = state.summary()["teams"]["sales"]
@@ -173,20 +197,40 @@ def test_collector_exposition_conventions() -> None:
     # the _bucket suffix and the le label), with _gcount/_gsum gauges beside it.
     assert families["ticket_open_age"].type == "histogram"
     assert families["ticket_open_age_gsum"].samples[-1].value == 120.0
-    expected = {"ticket_open_by_status", "ticket_backlog_overdue", "ticket_open_age",
-                "ticket_open_age_gcount", "ticket_sla_at_risk", "sla_breaches",
-                "ticket_first_response_seconds",
-                "ticket_resolution_seconds", "ticket_inflow_per_hour", "ticket_outflow_per_hour",
-                "ticket_net_flow_per_hour", "ticket_backlog_time_to_clear_seconds", "ticket_agents_needed",
-                "tickets_received", "tickets_resolved", "tickets_reopened", "tickets_escalated"}
+    expected = {
+        "ticket_open_by_status",
+        "ticket_backlog_overdue",
+        "ticket_open_age",
+        "ticket_open_age_gcount",
+        "ticket_sla_at_risk",
+        "sla_breaches",
+        "ticket_first_response_seconds",
+        "ticket_resolution_seconds",
+        "ticket_inflow_per_hour",
+        "ticket_outflow_per_hour",
+        "ticket_net_flow_per_hour",
+        "ticket_backlog_time_to_clear_seconds",
+        "ticket_agents_needed",
+        "tickets_received",
+        "tickets_resolved",
+        "tickets_reopened",
+        "tickets_escalated",
+    }
     assert expected <= set(families)
 
 
 def test_checkpoint_round_trip_is_exact_and_compact() -> None:
     state = BacklogState()
     for i in range(500):
-        st = make_state(f"z:{i}", i * 10, team=f"t{i % 7}", priority=f"P{i % 4 + 1}", routed=i * 10,
-                        fr_due=i * 10 + H, res_due=i * 10 + 5 * H)
+        st = make_state(
+            f"z:{i}",
+            i * 10,
+            team=f"t{i % 7}",
+            priority=f"P{i % 4 + 1}",
+            routed=i * 10,
+            fr_due=i * 10 + H,
+            res_due=i * 10 + 5 * H,
+        )
         state.apply(envelope(st, 5000), at(5000))
     raw = state.to_checkpoint()
     restored = BacklogState.from_checkpoint(raw)

@@ -8,7 +8,7 @@ from services.router.classification import load_labelled_file
 
 
 def test_csv_and_gzip(tmp_path):
-    content = "text,team,other\nprinter jammed,Hardware,x\n\"vpn, broken\",Network,y\nno label,,z\n"
+    content = 'text,team,other\nprinter jammed,Hardware,x\n"vpn, broken",Network,y\nno label,,z\n'
     plain = tmp_path / "t.csv"
     plain.write_text(content)
     packed = tmp_path / "t.csv.gz"

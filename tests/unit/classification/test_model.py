@@ -67,8 +67,11 @@ def test_threshold_reaches_target_precision_out_of_fold(trained, synthetic):
     assert 0 < figures.coverage_at_threshold < 1
     assert model.threshold > 0
     # With a Wilson margin the bound reaches the target: same folds and temperature, stricter cut.
-    strict = train(*synthetic, target_precision=0.9, folds=4, bound_z=DEFAULT_BOUND_Z)
+    strict = train(synthetic[0], synthetic[1], target_precision=0.9, folds=4, bound_z=DEFAULT_BOUND_Z)
+    assert strict.metadata is not None and model.metadata is not None
     tight = strict.metadata.training
+    assert tight is not None and figures is not None
+    assert tight.precision_at_threshold is not None and tight.precision_lower_bound is not None
     assert tight.bound_z == DEFAULT_BOUND_Z
     assert tight.precision_at_threshold > tight.precision_lower_bound >= 0.9
     assert strict.metadata.temperature == model.metadata.temperature
@@ -87,7 +90,7 @@ def test_inner_folds_scale_c_to_the_final_fit(synthetic, monkeypatch):
         return real(x, y, n_classes, c)
 
     monkeypatch.setattr(training, "fit_linear", spy)
-    train(*synthetic, folds=4, c=0.5)
+    train(synthetic[0], synthetic[1], folds=4, c=0.5)
     n = len(synthetic[0])
     assert len(seen) == 4  # the final fit goes through the model, with c itself
     for rows, c in seen:
@@ -215,6 +218,7 @@ def test_from_bytes_rejects_garbage_and_other_versions(trained):
         TicketClassifier.from_bytes(b"not a model")
     raw = model.to_bytes()
     other = TicketClassifier.from_bytes(raw)
+    assert other.metadata is not None
     other.metadata = other.metadata.model_copy(update={"format_version": FORMAT_VERSION + 1})
     with pytest.raises(ValueError, match="format version"):
         TicketClassifier.from_bytes(other.to_bytes())

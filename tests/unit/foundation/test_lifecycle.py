@@ -3,7 +3,15 @@
 from datetime import UTC, datetime, timedelta
 
 from services.router.routing.lifecycle import RouteResult, decide
-from shared.events import Comment, EventType, Priority, TicketSnapshot, TicketStatus, ticket_event
+from shared.events import (
+    Comment,
+    EventEnvelope,
+    EventType,
+    Priority,
+    TicketSnapshot,
+    TicketStatus,
+    ticket_event,
+)
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
@@ -17,7 +25,7 @@ def route_to(team):
     return route
 
 
-def event(status="new", event_type=EventType.TICKET_CREATED, **kw):
+def event(status="new", event_type=EventType.TICKET_CREATED, **kw) -> tuple[EventEnvelope, TicketSnapshot]:
     snapshot = TicketSnapshot(external_id="7", status=status, **kw)
     return ticket_event(event_type, "api", snapshot, occurred_at=T0), snapshot
 

@@ -9,8 +9,10 @@ from shared.logging import JsonFormatter, scrub
 
 
 def test_scrub_masks_keys_bearer_tokens_and_url_passwords():
-    line = scrub("auth Bearer abcdefghijklmnop key=tr_admin_AbCdEf123456789 "
-                 "url=postgresql+asyncpg://app:hunter2@db:5432/x secret=topsecretvalue")
+    line = scrub(
+        "auth Bearer abcdefghijklmnop key=tr_admin_AbCdEf123456789 "
+        "url=postgresql+asyncpg://app:hunter2@db:5432/x secret=topsecretvalue"
+    )
     assert "abcdefghijklmnop" not in line
     assert "AbCdEf123456789" not in line
     assert "hunter2" not in line and "app:***@db" in line
@@ -28,8 +30,9 @@ def test_json_formatter_scrubs_message_extras_and_tracebacks():
         try:
             raise RuntimeError("failed with api_key=tr_intake_SECRETSECRET1")
         except RuntimeError:
-            logger.exception("posting with Bearer tr_intake_SECRETSECRET2",
-                             extra={"url": "postgresql://u:pw123456@h/db"})
+            logger.exception(
+                "posting with Bearer tr_intake_SECRETSECRET2", extra={"url": "postgresql://u:pw123456@h/db"}
+            )
     finally:
         logger.removeHandler(handler)
     text = stream.getvalue()
