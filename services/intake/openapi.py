@@ -4,27 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.http.problems import PROBLEM_JSON
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
+from shared.http.openapi import problem_responses
 
 _DESCRIPTIONS = {
     400: "Malformed body",
@@ -40,14 +20,8 @@ _DESCRIPTIONS = {
 }
 
 
+_RETRY_AFTER = {429: {"Retry-After": {"schema": {"type": "integer"}}}}
+
+
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    responses: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        response: dict[str, Any] = {
-            "description": _DESCRIPTIONS[code],
-            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
-        }
-        if code == 429:
-            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
-        responses[code] = response
-    return responses
+    return problem_responses(_DESCRIPTIONS, codes, _RETRY_AFTER)

@@ -4,27 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.http.problems import PROBLEM_JSON
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
+from shared.http.openapi import problem_responses
 
 _DESCRIPTIONS = {
     400: "Malformed request body (not JSON)",
@@ -45,7 +25,4 @@ WRITE = (400, 401, 403, 409, 412, 422, 428)
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"description": _DESCRIPTIONS[code], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
-        for code in codes
-    }
+    return problem_responses(_DESCRIPTIONS, codes)

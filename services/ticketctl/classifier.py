@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,8 +18,7 @@ from services.router.classification import EvaluationReport, TicketClassifier, e
 from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
-from shared.db.engine import create_engine, session_factory
-from shared.settings import CommonSettings
+from services.ticketctl.database import run_in_transaction
 
 classifier_app = typer.Typer(
     help="Classifier models: train, evaluate, list, activate, deactivate; feedback export.",
@@ -36,15 +34,7 @@ ACTOR = "ticketctl"
 def _db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One committed transaction on DATABASE_URL."""
 
-    async def run() -> T:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return run_in_transaction(work)
 
 
 def _fail(message: str) -> typer.Exit:

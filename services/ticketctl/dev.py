@@ -14,6 +14,7 @@ import httpx
 from rich.console import Console
 from sqlalchemy import select
 
+from services.ticketctl.database import in_transaction
 from services.ticketctl.demo import seed_demo
 from shared.auth import Role, create_api_key, hash_key
 from shared.db.engine import create_engine, session_factory
@@ -66,12 +67,7 @@ async def ensure_credentials(database_url: str, path: Path) -> tuple[dict[str, s
 
 
 async def seed(database_url: str) -> bool:
-    engine = create_engine(database_url)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            return await seed_demo(session)
-    finally:
-        await engine.dispose()
+    return await in_transaction(seed_demo, database_url)
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ticketctl.database import run_in_transaction
 from shared.auth import Role, create_api_key, revoke_api_key
-from shared.db.engine import create_engine, session_factory
 from shared.db.models import ApiKey
 from shared.settings import CommonSettings
 
@@ -43,33 +42,20 @@ def keys_create(
 ) -> None:
     """Create a key; its plain text is printed once and never stored."""
 
-    async def create() -> str:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                row, plain = await create_api_key(session, name, role)
-            console.print(f"id: {row.id}  role: {role.value}")
-            return plain
-        finally:
-            await engine.dispose()
-
-    print(asyncio.run(create()))
+    row, plain = run_in_transaction(lambda session: create_api_key(session, name, role))
+    console.print(f"id: {row.id}  role: {role.value}")
+    print(plain)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
 
-    async def rows() -> list[ApiKey]:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session:
-                return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
-        finally:
-            await engine.dispose()
+    async def rows(session: AsyncSession) -> list[ApiKey]:
+        return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
 
     table = Table("id", "name", "role", "created", "revoked")
-    for row in asyncio.run(rows()):
+    for row in run_in_transaction(rows):
         table.add_row(
             row.id,
             row.name,
@@ -84,15 +70,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see keys list).")) -> None:
     """Revoke a key; services stop accepting it within seconds."""
 
-    async def revoke() -> bool:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await revoke_api_key(session, key_id)
-        finally:
-            await engine.dispose()
-
-    if not asyncio.run(revoke()):
+    if not run_in_transaction(lambda session: revoke_api_key(session, key_id)):
         console.print(f"[red]no active key {key_id}[/]")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")

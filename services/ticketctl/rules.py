@@ -4,7 +4,6 @@ directly on DATABASE_URL; every change is a new version with author "ticketctl".
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,8 +17,7 @@ from services.router.errors import AdminError
 from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_from_yaml, ruleset_to_yaml
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
-from shared.db.engine import create_engine, session_factory
-from shared.settings import CommonSettings
+from services.ticketctl.database import run_in_transaction
 
 AUTHOR = "ticketctl"
 rules_app = typer.Typer(help="Rules as code: export, apply, versions, rollback.", no_args_is_help=True)
@@ -31,16 +29,8 @@ T = TypeVar("T")
 def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One committed transaction on DATABASE_URL; service errors end the command with exit code 1."""
 
-    async def go() -> T:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(go())
+        return run_in_transaction(work)
     except AdminError as exc:
         report(exc)
         raise typer.Exit(1) from exc

@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.router.slas import service
-from shared.db.engine import create_engine, session_factory
-from shared.settings import CommonSettings
+from services.ticketctl.database import in_transaction
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
 console = Console()
@@ -22,12 +21,7 @@ KINDS = {"policy": "policy", "calendar": "calendar"}
 
 
 async def _with_session(work: Any) -> Any:
-    engine = create_engine(CommonSettings().database_url)
-    try:
-        async with session_factory(engine)() as session, session.begin():
-            return await work(session)
-    finally:
-        await engine.dispose()
+    return await in_transaction(work)
 
 
 @sla_app.command("list")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
-from shared.db.engine import create_engine, session_factory
-from shared.settings import CommonSettings
+from services.ticketctl.database import run_in_transaction
 
 sources_app = typer.Typer(
     help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
@@ -28,16 +26,8 @@ T = TypeVar("T")
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One committed transaction on DATABASE_URL; errors end the command with exit code 1."""
 
-    async def run() -> T:
-        engine = create_engine(CommonSettings().database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(run())
+        return run_in_transaction(work)
     except service.SourceError as exc:
         console.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from exc

@@ -63,6 +63,9 @@ async def test_running_router_picks_up_a_new_model_without_restart(sessions):
 async def test_a_model_that_does_not_load_is_reported_not_retried(sessions):
     version = await stored(sessions)
     async with sessions() as session, session.begin():
+        # The session database is shared: start from no active model of any kind.
+        for kind in LabelKind:
+            await service.deactivate(session, kind, "test")
         await session.execute(
             update(ClassifierModel).where(ClassifierModel.id == version).values(blob=b"junk")
         )
