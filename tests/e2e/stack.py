@@ -52,11 +52,14 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(self, service: str, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
+        """Start ``service`` ("router"), or a replica of it named like "router-2" on its own port."""
+        module = service.split("-", 1)[0]
+        port = self.ports.setdefault(service, free_port())
         log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"],
+            [sys.executable, "-m", f"services.{module}"],
             cwd=REPO_ROOT,
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, f"{module.upper()}_PORT": str(port), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -1,0 +1,118 @@
+"""Scale-out: two of each service on the embedded broker and PostgreSQL, one router killed mid-way.
+
+Every ticket must be routed exactly once, and the gauges of the two metrics instances must sum
+to the exact totals (each instance owns a disjoint set of partitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.router.models import RoutingDecision
+from shared.db.engine import create_engine, session_factory
+from tests.conftest import POSTGRES_URL
+from tests.e2e.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
+
+TICKETS = 10_000
+CONCURRENCY = 32
+METRICS = ("metrics", "metrics-2")
+
+
+async def post_all(stack: Stack, prefix: str, on_progress) -> int:
+    """Post TICKETS tickets alternating between the two intakes; returns how many got a 2xx."""
+    urls = itertools.cycle([stack.url("intake") + "/v1/tickets", stack.url("intake-2") + "/v1/tickets"])
+    headers = {"Authorization": f"Bearer {stack.intake_key}"}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(TICKETS):
+        queue.put_nowait(i)
+    accepted = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty():
+            i = queue.get_nowait()
+            body = {"external_id": f"{prefix}-{i}", "subject": f"scale-out ticket {i}"}
+            response = await client.post(next(urls), json=body, headers=headers)
+            assert response.status_code == 202, response.text
+            accepted += 1
+            on_progress(accepted)
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+    return accepted
+
+
+async def routed_counts(database_url: str, prefix: str) -> tuple[int, int]:
+    """(tickets with a routing decision, tickets with more than one)."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            per_ticket = (
+                select(RoutingDecision.ticket_key, func.count().label("n"))
+                .where(RoutingDecision.kind == "ticket.routed")
+                .where(RoutingDecision.ticket_key.like(f"api:{prefix}-%"))
+                .group_by(RoutingDecision.ticket_key)
+                .subquery()
+            )
+            routed = await session.scalar(select(func.count()).select_from(per_ticket))
+            doubled = await session.scalar(
+                select(func.count()).select_from(per_ticket).where(per_ticket.c.n > 1)
+            )
+            return int(routed or 0), int(doubled or 0)
+    finally:
+        await engine.dispose()
+
+
+def summed(stack: Stack, metric: str) -> float:
+    return sum(stack.metric_sum(metric, service=name) for name in METRICS)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="scale-out shares state through PostgreSQL: TEST_POSTGRES_URL")
+def test_two_of_each_service_route_every_ticket_once_and_sum_exactly(stack: Stack) -> None:
+    if "postgresql" not in stack.env["DATABASE_URL"]:
+        pytest.skip("runs on PostgreSQL only")
+    stack.env["TOPIC_PARTITIONS"] = "6"
+    for name in ("router", "router-2", "metrics", "metrics-2", "intake", "intake-2"):
+        stack.start(name, wait=False)
+    for name in ("router", "router-2", "metrics", "metrics-2", "intake", "intake-2"):
+        stack.wait_ready(name)
+    prefix = uuid.uuid4().hex[:12]
+    killed = False
+
+    def kill_one_router_halfway(accepted: int) -> None:
+        nonlocal killed
+        if not killed and accepted >= TICKETS // 2:
+            killed = True
+            stack.processes["router"].send_signal(signal.SIGKILL)
+
+    assert asyncio.run(post_all(stack, prefix, kill_one_router_halfway)) == TICKETS
+    assert killed and stack.processes["router"].wait(timeout=30) == -signal.SIGKILL
+
+    database_url = stack.env["DATABASE_URL"]
+    stack.wait_for(
+        lambda: asyncio.run(routed_counts(database_url, prefix))[0] == TICKETS,
+        timeout_s=300,
+        what="the surviving router to route every ticket",
+    )
+    routed, doubled = asyncio.run(routed_counts(database_url, prefix))
+    assert (routed, doubled) == (TICKETS, 0)
+
+    # Each metrics instance exposes only its partitions; their sum is the exact total.
+    stack.wait_for(
+        lambda: summed(stack, "tickets_routed_total") == TICKETS,
+        timeout_s=120,
+        what="the summed routed counter to reach the ticket count",
+    )
+    assert summed(stack, "tickets_received_total") == TICKETS
+    assert summed(stack, "ticket_backlog_open") == TICKETS
+    per_instance = [stack.metric_sum("ticket_backlog_open", service=name) for name in METRICS]
+    assert all(0 < n < TICKETS for n in per_instance), per_instance  # the partitions really are split
