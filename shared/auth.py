@@ -7,7 +7,9 @@ is recognisable in a secret scanner and scrubbed from our own logs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -22,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.models import ApiKey
 from shared.events import utc_now
 from shared.http.problems import Problem
+
+log = logging.getLogger(__name__)
 
 
 class Role(StrEnum):
@@ -74,21 +78,43 @@ class Caller:
 
 class KeyCache:
     """Resolves bearer keys to callers; caches lookups for ``ttl_s`` so a request costs no DB
-    round trip. A revoked key therefore keeps working for at most ``ttl_s`` seconds."""
+    round trip. A revoked key therefore keeps working for at most ``ttl_s`` seconds.
+
+    When a refresh fails (database unreachable) the expired entry keeps being served: the key was
+    valid a moment ago, and failing every request during a database blip would turn a read-only
+    check into an outage. A key never seen before cannot be checked then: 503."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float = 5.0) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[Caller | None, float]] = {}
+        self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
 
     async def caller_of(self, plain: str) -> Caller | None:
         digest = hash_key(plain)
         hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > time.monotonic():
             return hit[0]
-        async with self.sessions() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        lookup = self._lookups.get(digest)
+        if lookup is None:  # one database read per key, however many requests wait for it
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._lookup(digest, hit))
+            lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, digest: str, hit: tuple[Caller | None, float] | None) -> Caller | None:
+        now = time.monotonic()
+        try:
+            async with self.sessions() as session:
+                row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        except Exception as exc:
+            if hit is not None:
+                log.warning("API key lookup failed, serving the cached answer", extra={"error": repr(exc)})
+                self._cache[digest] = (hit[0], now + min(self.ttl_s, 1.0))  # retry soon, not per request
+                return hit[0]
+            log.error("API key lookup failed", extra={"error": repr(exc)})
+            raise Problem(
+                503, "Service unavailable", "cannot check the API key now", headers={"Retry-After": "5"}
+            ) from exc
         caller = None
         if row is not None and row.revoked_at is None:
             caller = Caller(row.id, row.name, Role(row.role))
@@ -96,6 +122,12 @@ class KeyCache:
             self._cache.clear()
         self._cache[digest] = (caller, now + self.ttl_s)
         return caller
+
+    def _lookup_done(self, digest: str, done: asyncio.Future[Caller | None]) -> None:
+        if self._lookups.get(digest) is done:
+            del self._lookups[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have been cancelled
 
     async def role_of(self, plain: str) -> Role | None:
         caller = await self.caller_of(plain)
@@ -110,24 +142,29 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+async def authenticate(request: Request, required: Role) -> Caller:
+    """The caller of ``request``: 401 without a valid key, 403 with too little power, 503 when the
+    key cannot be checked. A plain function, so hot endpoints can call it without the dependency
+    machinery."""
+    token = bearer_token(request)
+    if token is None:
+        raise Problem(401, "Unauthorized", "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+    keys: KeyCache = request.app.state.keys
+    caller = await keys.caller_of(token)
+    if caller is None:
+        raise Problem(
+            401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if caller.role not in _GRANTS[required]:
+        raise Problem(403, "Forbidden", f"this endpoint needs the {required.value} role")
+    return caller
+
+
 def require_caller(required: Role) -> Callable[[Request], Awaitable[Caller]]:
-    """A FastAPI dependency returning the caller: 401 without a valid key, 403 with too little power."""
+    """A FastAPI dependency returning the caller (see :func:`authenticate`)."""
 
     async def dependency(request: Request) -> Caller:
-        token = bearer_token(request)
-        if token is None:
-            raise Problem(
-                401, "Unauthorized", "missing bearer API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        keys: KeyCache = request.app.state.keys
-        caller = await keys.caller_of(token)
-        if caller is None:
-            raise Problem(
-                401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if caller.role not in _GRANTS[required]:
-            raise Problem(403, "Forbidden", f"this endpoint needs the {required.value} role")
-        return caller
+        return await authenticate(request, required)
 
     return dependency
 

@@ -1,6 +1,7 @@
 """Accepting ticket events without ever losing an acknowledged one, and without reordering a ticket.
 
-:meth:`EventPublisher.accept` runs ONE database transaction per request:
+:meth:`EventPublisher.accept` with a delivery id (webhooks, ``Idempotency-Key``) runs ONE database
+transaction per request:
 
 1. claim the delivery id (dedupe row; a conflict means a redelivery: answer ``duplicate``);
 2. if the outbox is empty, send to the broker and wait (bounded, ``INTAKE_PUBLISH_TIMEOUT_S``) for
@@ -9,10 +10,15 @@
    together with the dedupe row. If that commit fails nothing was recorded: the caller answers 503
    and the sender retries. A crash anywhere before the commit also rolls the dedupe row back.
 
+Without a delivery id there is nothing to deduplicate (the event id is random), so steps 2 and 3
+run without a transaction; only a park writes to the database.
+
 Ordering argument (per ticket, for a request B that arrives after request A was answered 2xx):
 A was either acknowledged by the broker (then anything B produces lands after it), or committed to
-the outbox before its 2xx. Then B's transaction sees the outbox non-empty (the check is a read of
-the shared database, so it holds across replicas) and parks B with a larger id. The relay sends
+the outbox before its 2xx. Then B sees the outbox non-empty and parks B with a larger id: "is the
+outbox empty" is a read of the shared database, shared for up to 100 ms per replica, and a
+park holds its 2xx until every such cached read started after its commit (the proof is in
+services/intake/outbox_gate.py), so this holds across replicas. The relay sends
 rows in id order and never sends a ticket's next row before the previous one was acknowledged
 ("waves"), so even concurrent relays (several replicas) can only duplicate, never reorder. Requests
 that overlap in time have no order to keep.
@@ -26,7 +32,9 @@ event ids derive from delivery ids, so any duplicate that slips through is harml
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -37,6 +45,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.deliveries import claim_delivery
+from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
 from shared.events import EventEnvelope
@@ -45,6 +54,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_OWNER = "intake"
 RELAY_BATCH = 500
+RELAY_MIN_GAP_S = 0.05
 # Arbitrary constant for pg_try_advisory_lock: one relay at a time per database (an optimisation:
 # concurrent relays would only duplicate).
 _RELAY_LOCK_KEY = 0x1A7A_4E01
@@ -90,6 +100,8 @@ class EventPublisher:
         self.outbox_pending = 0  # rows we know are waiting; refreshed by the relay
         self._parks = 0  # parks so far: lets the relay tell a fresh park from a stale count
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
+        self.gate = OutboxGate(sessions, owner)
+        self._wake = asyncio.Event()  # set by parks: the relay should look now
 
     @property
     def degraded(self) -> bool:
@@ -98,9 +110,11 @@ class EventPublisher:
     async def accept(self, events: list[EventEnvelope], dedupe: tuple[str, str] | None = None) -> Outcome:
         """Return once the events are acknowledged by the broker or stored in the outbox (or were
         already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`."""
+        if dedupe is None:
+            return await self._accept_fresh(events)
         async with self.sessions() as session:
             try:
-                if dedupe is not None and not await claim_delivery(session, *dedupe, len(events)):
+                if not await claim_delivery(session, *dedupe, len(events)):
                     await session.rollback()
                     DUPLICATES.inc()
                     return Outcome(None, duplicate=True)
@@ -108,7 +122,7 @@ class EventPublisher:
                     await session.commit()
                     return Outcome(Delivery.PUBLISHED)
                 unacked: dict[int, Future | None]
-                if self.degraded or await self._outbox_has_rows(session):
+                if self.degraded or not await self.gate.outbox_empty():
                     unacked = dict.fromkeys(range(len(events)))
                 else:
                     unacked = await self._send(events)
@@ -116,13 +130,46 @@ class EventPublisher:
                         await self._commit_after_ack(session)
                         EVENTS_PUBLISHED.labels("broker").inc(len(events))
                         return Outcome(Delivery.PUBLISHED)
-                rows = [outbox_row(self.owner, self.topic, events[i]) for i in unacked]
-                session.add_all(rows)
-                await session.flush()
-                await session.commit()
+                rows = await self._park(session, events, unacked)
             except Exception as exc:
                 log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
                 raise Unavailable("neither the broker nor the database accepted the events") from exc
+        return await self._parked(events, rows, unacked)
+
+    async def _accept_fresh(self, events: list[EventEnvelope]) -> Outcome:
+        """Without a delivery id there is nothing to deduplicate (event ids are random): no
+        transaction unless the events must be parked."""
+        if not events:
+            return Outcome(Delivery.PUBLISHED)
+        unacked: dict[int, Future | None]
+        try:
+            if self.degraded or not await self.gate.outbox_empty():
+                unacked = dict.fromkeys(range(len(events)))
+            else:
+                unacked = await self._send(events)
+                if not unacked:
+                    EVENTS_PUBLISHED.labels("broker").inc(len(events))
+                    return Outcome(Delivery.PUBLISHED)
+            async with self.sessions() as session:
+                rows = await self._park(session, events, unacked)
+        except Exception as exc:
+            log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
+            raise Unavailable("neither the broker nor the database accepted the events") from exc
+        return await self._parked(events, rows, unacked)
+
+    async def _park(
+        self, session: AsyncSession, events: list[EventEnvelope], unacked: dict[int, Future | None]
+    ) -> list[OutboxMessage]:
+        rows = [outbox_row(self.owner, self.topic, events[i]) for i in unacked]
+        session.add_all(rows)
+        await session.flush()
+        await session.commit()
+        return rows
+
+    async def _parked(
+        self, events: list[EventEnvelope], rows: list[OutboxMessage], unacked: dict[int, Future | None]
+    ) -> Outcome:
+        committed_at = time.monotonic()
         for row, future in zip(rows, unacked.values(), strict=True):
             if future is not None:
                 self._limbo[row.id] = future
@@ -132,6 +179,8 @@ class EventPublisher:
         EVENTS_PUBLISHED.labels("outbox").inc(len(rows))
         if len(rows) < len(events):
             EVENTS_PUBLISHED.labels("broker").inc(len(events) - len(rows))
+        self._wake.set()
+        await self.gate.hold_after_park(committed_at)
         return Outcome(Delivery.QUEUED)
 
     async def _outbox_has_rows(self, session: AsyncSession) -> bool:
@@ -189,7 +238,12 @@ class EventPublisher:
                 raise
             except Exception as exc:
                 log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+            # A park wakes the relay early (so ``degraded`` does not outlive a blip by a whole
+            # poll period), but at most every RELAY_MIN_GAP_S.
+            await asyncio.sleep(min(poll_s, RELAY_MIN_GAP_S))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, poll_s - RELAY_MIN_GAP_S))
+            self._wake.clear()
 
     async def relay_once(self) -> int:
         """One relay round: settle limbo sends, then publish what is left in order. Returns the
@@ -276,6 +330,7 @@ class EventPublisher:
         if delivered:
             async with self.sessions() as session, session.begin():
                 await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(delivered)))
+            self.gate.forget()  # the outbox may be empty now: look again rather than park
         return len(delivered), not self._limbo
 
     async def _outbox_rows_exist(self) -> bool:

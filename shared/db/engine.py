@@ -21,6 +21,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Three processes share one SQLite file in dev: WAL lets readers run beside the writer
         # and busy_timeout makes writers queue instead of failing with "database is locked".
+        if database and database != ":memory:":
+            # Each aiosqlite connection is a thread: keep enough open for a busy service instead of
+            # opening and closing overflow connections (and threads) per request.
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 20)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

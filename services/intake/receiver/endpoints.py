@@ -12,8 +12,7 @@ import logging
 import math
 from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
 from services.intake.deliveries import MAX_DELIVERY_ID
@@ -76,7 +75,7 @@ def _bounded_delivery_id(raw: str) -> str:
     openapi_extra=_RAW_JSON_BODY,
     summary="Receive a webhook from a configured source (signed by the vendor)",
 )
-async def receive_webhook(request: Request, name: str = Path(max_length=100)) -> JSONResponse:
+async def receive_webhook(request: Request, name: str = Path(max_length=100)) -> Response:
     state = request.app.state
     cache: SourceCache = state.source_cache
     config = await cache.get(name)
@@ -109,7 +108,7 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
         result = WebhookAccepted(
             delivery_id=delivery, duplicate=False, ignored=True, delivery=None, event_ids=[], ticket_keys=[]
         )
-        return JSONResponse(result.model_dump(mode="json"), status_code=202)
+        return Response(result.model_dump_json(), status_code=202, media_type="application/json")
     except UnmappableError as exc:
         raise Problem(
             422, "Unmappable webhook", exc.message, errors=[{"field": exc.field, "message": exc.reason}]
@@ -138,4 +137,5 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
         event_ids=[str(e.event_id) for e in envelopes],
         ticket_keys=sorted({e.ticket_key for e in envelopes}),
     )
-    return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcome.duplicate else 202)
+    status = 200 if outcome.duplicate else 202
+    return Response(result.model_dump_json(), status_code=status, media_type="application/json")

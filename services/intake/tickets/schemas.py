@@ -12,6 +12,21 @@ from shared.events import Priority, Requester, TicketSnapshot, TicketStatus, par
 NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
 
 
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _check_integers(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_integers(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_integers(item)
+
+
 class TicketIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -48,6 +63,12 @@ class TicketIn(BaseModel):
     @classmethod
     def _known_priority(cls, value: str | None) -> str | None:
         parse_priority(value)  # raises ValueError naming the bad word
+        return value
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _encodable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_integers(value)  # the event encoder (orjson) takes 64-bit integers only
         return value
 
     @field_validator("created_at", "updated_at")

@@ -1,0 +1,124 @@
+"""``POST /v1/tickets`` over HTTP: auth and validation answers, Idempotency-Key dedupe, and the
+cached "outbox empty" check keeping a ticket's order behind rows another replica parked."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import func, select
+
+from services.intake.models import WebhookDelivery
+from services.intake.publisher import EventPublisher
+from services.intake.tickets.schemas import TicketIn
+from shared.db.models import OutboxMessage
+from shared.db.outbox import outbox_row
+from shared.events import EventType, ticket_event
+from tests.integration.intake.helpers import Intake, read_topic
+
+PROBLEM = "application/problem+json"
+
+
+async def test_auth_comes_before_validation(intake: Intake) -> None:
+    missing = await intake.client.post("/v1/tickets", json={"priority": "whenever"})
+    assert missing.status_code == 401 and missing.headers["content-type"] == PROBLEM
+    viewer = await intake.client.post(
+        "/v1/tickets", json={"external_id": "1"}, headers={"Authorization": "Bearer tr_intake_nope"}
+    )
+    assert viewer.status_code == 401
+
+
+async def test_bad_input_names_the_field(intake: Intake) -> None:
+    bad = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "1", "priority": "whenever"}
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert bad.json()["errors"][0]["field"] == "/priority"
+    nested = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "1", "requester": {"email": 3}}
+    )
+    assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "/requester/email"
+    huge = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "1", "custom_fields": {"n": [2**70]}}
+    )
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "/custom_fields"
+    key = await intake.client.post(
+        "/v1/tickets",
+        headers={**intake.intake, "Idempotency-Key": "has space"},
+        json={"external_id": "1"},
+    )
+    assert key.status_code == 422 and key.json()["errors"][0]["field"] == "/header/Idempotency-Key"
+    broken = await intake.client.post(
+        "/v1/tickets", headers={**intake.intake, "Content-Type": "application/json"}, content=b"{"
+    )
+    assert broken.status_code == 422 and broken.headers["content-type"] == PROBLEM
+    text = await intake.client.post(
+        "/v1/tickets",
+        headers={**intake.intake, "Content-Type": "text/plain"},
+        content=b'{"external_id": "1"}',
+    )
+    assert text.status_code == 422
+
+
+async def test_idempotency_key_publishes_once(intake: Intake) -> None:
+    headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    ticket = {"external_id": "idem-1", "subject": "once"}
+    first = await intake.client.post("/v1/tickets", headers=headers, json=ticket)
+    again = await intake.client.post("/v1/tickets", headers=headers, json=ticket)
+    assert first.status_code == 202 and first.json()["delivery"] == "published"
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["event_id"] == first.json()["event_id"]
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [str(e.event_id) for e in events] == [first.json()["event_id"]]
+
+
+async def test_without_a_key_no_dedupe_row_is_written(intake: Intake) -> None:
+    publisher: EventPublisher = intake.app.state.publisher
+    async with publisher.sessions() as session:
+        before = await session.scalar(select(func.count()).select_from(WebhookDelivery))
+    for n in range(5):
+        response = await intake.client.post(
+            "/v1/tickets", headers=intake.intake, json={"external_id": f"plain-{n}"}
+        )
+        assert response.status_code == 202 and response.json()["delivery"] == "published"
+    async with publisher.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == before
+
+
+async def test_rows_parked_by_another_replica_keep_the_ticket_in_order(intake: Intake) -> None:
+    publisher: EventPublisher = intake.app.state.publisher
+    warm = await intake.client.post("/v1/tickets", headers=intake.intake, json={"external_id": "warm"})
+    assert warm.json()["delivery"] == "published"  # this replica now caches "outbox empty"
+    relay_once = publisher.relay_once
+
+    async def paused() -> int:
+        return 0
+
+    publisher.relay_once = paused  # type: ignore[method-assign]  # so the park below waits for us
+    try:
+        # Another replica parks the first event of ticket "ord" and (after its hold) answers 2xx.
+        parked = ticket_event(EventType.TICKET_CREATED, "api", TicketIn(external_id="ord").snapshot())
+        async with publisher.sessions() as session, session.begin():
+            session.add(outbox_row(publisher.owner, publisher.topic, parked))
+        await asyncio.sleep(publisher.gate.ttl_s * 1.01 + 0.005)
+        update = await intake.client.post(
+            "/v1/tickets", headers=intake.intake, json={"external_id": "ord", "status": "open"}
+        )
+        assert update.status_code == 202 and update.json()["delivery"] == "queued"
+    finally:
+        publisher.relay_once = relay_once  # type: ignore[method-assign]
+    events = await read_topic(
+        intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 3, timeout_s=30
+    )
+    order = [str(e.event_id) for e in events if e.ticket_key == "api:ord"]
+    assert order == [str(parked.event_id), update.json()["event_id"]]
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # rows are deleted once the broker acknowledged them
+        async with publisher.sessions() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.topic == publisher.topic)
+            )
+        if left == 0:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"{left} rows still in the outbox"
+        await asyncio.sleep(0.1)

@@ -1,0 +1,58 @@
+"""KeyCache when the database is unreachable: a known key keeps working, an unknown one gets 503."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared.auth import Caller, KeyCache, Role, hash_key
+from shared.http.problems import Problem
+
+
+class DownSessions:
+    """A session factory whose sessions fail like an unreachable database."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        return self
+
+    async def __aenter__(self) -> Any:
+        raise ConnectionRefusedError("database down")
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_expired_entry_is_served_while_the_database_is_down() -> None:
+    sessions = DownSessions()
+    keys = KeyCache(sessions, ttl_s=5.0)  # type: ignore[arg-type]
+    caller = Caller("id-1", "loader", Role.INTAKE)
+    keys._cache[hash_key("tr_intake_x")] = (caller, 0.0)  # expired long ago
+    assert await keys.caller_of("tr_intake_x") == caller
+    assert sessions.calls == 1
+    # The failed refresh is not retried on every request.
+    assert await keys.caller_of("tr_intake_x") == caller
+    assert sessions.calls == 1
+
+
+async def test_unknown_key_while_the_database_is_down_is_a_503() -> None:
+    keys = KeyCache(DownSessions(), ttl_s=5.0)  # type: ignore[arg-type]
+    with pytest.raises(Problem) as raised:
+        await keys.caller_of("tr_intake_never_seen")
+    assert raised.value.status == 503
+    assert raised.value.headers == {"Retry-After": "5"}
+
+
+async def test_concurrent_requests_share_one_lookup() -> None:
+    sessions = DownSessions()
+    keys = KeyCache(sessions, ttl_s=5.0)  # type: ignore[arg-type]
+    caller = Caller("id-2", "loader", Role.INTAKE)
+    keys._cache[hash_key("tr_intake_y")] = (caller, 0.0)
+    results = await asyncio.gather(*(keys.caller_of("tr_intake_y") for _ in range(20)))
+    assert results == [caller] * 20
+    assert sessions.calls == 1
