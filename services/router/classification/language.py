@@ -64,11 +64,21 @@ def _identifier(languages: frozenset[str] | None) -> LanguageIdentifier:
     return identifier
 
 
+def _has_letters(text: str, count: int) -> bool:
+    """At least ``count`` letters; stops at the count (a full scan cost as much as the guess)."""
+    for ch in text:
+        if ch.isalpha():
+            count -= 1
+            if count <= 0:
+                return True
+    return count <= 0
+
+
 def detect_language(
     text: str, languages: Iterable[str] | None = DEFAULT_LANGUAGES, min_confidence: float = 0.5
 ) -> LanguageGuess:
     """Guess the language of ``text`` among ``languages`` (None: every language the model knows)."""
-    if sum(ch.isalpha() for ch in text) < MIN_LETTERS:
+    if not _has_letters(text, MIN_LETTERS):
         return LanguageGuess(None, 0.0)
     identifier = _identifier(None if languages is None else frozenset(languages))
     with _lock:

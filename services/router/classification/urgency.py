@@ -8,8 +8,9 @@ lets it take an inflection or continue into a compound (Estonian "katkestuse").
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 Level = Literal["low", "medium", "high", "critical"]
@@ -74,24 +75,107 @@ _TAG_LEVELS: dict[str, Level] = {
 }
 
 
-def _compile(phrases: str) -> re.Pattern[str]:
-    parts = []
-    for raw in sorted({p.strip() for p in phrases.split("|") if p.strip()}, key=len, reverse=True):
-        core = r"\s+".join(re.escape(w) for w in raw.strip("*").split())
-        prefix = r"\w*" if raw.startswith("*") else ""
-        suffix = r"\w*" if raw.endswith("*") else r"(?!\w)"
-        parts.append(prefix + core + suffix)
+def _alternative(raw: str) -> str:
+    core = r"\s+".join(re.escape(w) for w in raw.strip("*").split())
+    prefix = r"\w*" if raw.startswith("*") else ""
+    suffix = r"\w*" if raw.endswith("*") else r"(?!\w)"
+    return prefix + core + suffix
+
+
+def _join(alternatives: Iterable[str], flags: re.RegexFlag = re.IGNORECASE) -> re.Pattern[str]:
     # One word-start check in front of the alternation: mid-word positions fail at once instead
     # of trying every phrase (20x faster). Same matches: a leading \w* never starts mid-word.
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")", re.IGNORECASE)
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + ")", flags)
 
 
-_LEXICON: tuple[tuple[str, Level, re.Pattern[str]], ...] = (
-    ("critical", "critical", _compile(_CRITICAL)),
-    ("high", "high", _compile(_HIGH)),
-    ("scope", "high", _compile(_SCOPE)),
-    ("medium", "medium", _compile(_MEDIUM)),
+@dataclass(frozen=True)
+class _Lexicon:
+    """One level's phrases, longest first, each with the longest word it cannot match without.
+
+    Case-insensitive alternation is slow in ``re`` (every phrase is tried at every word start),
+    so :meth:`finditer` first keeps the phrases whose key word occurs in the case-folded text
+    (a plain substring test) and runs the alternation of just those, in the same order. A
+    phrase whose key word is absent cannot match anywhere, so the matches are the same.
+    """
+
+    alternatives: tuple[str, ...]
+    lowered: tuple[str, ...]  # the same, lower-cased, to match case-sensitively on lowered ASCII
+    keys: tuple[str, ...]
+    # For ASCII text: the first word's leading run of word characters, when the phrase can only
+    # match where that run is a whole word of the text (set lookup); None: use the substring test.
+    words: tuple[str | None, ...]
+
+    @classmethod
+    def of(cls, phrases: str) -> _Lexicon:
+        raws = sorted({p.strip() for p in phrases.split("|") if p.strip()}, key=len, reverse=True)
+        return cls(
+            tuple(_alternative(raw) for raw in raws),
+            tuple(_alternative(raw.lower()) for raw in raws),
+            tuple(_fold(max(raw.strip("*").split(), key=len)) for raw in raws),
+            tuple(_whole_word(raw) for raw in raws),
+        )
+
+    def finditer(self, text: str, folded: str, words: frozenset[str] | None) -> Iterator[re.Match[str]]:
+        """``words``: the \\w+ runs of ``folded`` when the text is ASCII, else None."""
+        if words is None:
+            chosen = tuple(i for i, key in enumerate(self.keys) if key in folded)
+            return _subpattern(self, chosen, True).finditer(text) if chosen else iter(())
+        chosen = tuple(
+            i
+            for i, (key, word) in enumerate(zip(self.keys, self.words, strict=True))
+            if (word is None or word in words) and key in folded
+        )
+        # Lower-cased ASCII has the same positions and word boundaries as the text, and the
+        # IGNORECASE equivalences beyond lower-casing involve non-ASCII letters only; matching
+        # case-sensitively lets re skip phrases by their first letter (matches come out lower-cased).
+        return _subpattern(self, chosen, False).finditer(folded) if chosen else iter(())
+
+
+def _whole_word(raw: str) -> str | None:
+    """The word a match must start with, as a whole \\w+ run (see :attr:`_Lexicon.words`).
+
+    A phrase without a leading ``*`` starts at a word start; its first word's leading run of
+    word characters ends at a non-word character: the rest of the word ("doesn't"), the space
+    before the next word, or the ``(?!\\w)`` end of the phrase. A single word with a trailing
+    ``*`` may continue into a longer word: no whole-word test there.
+    """
+    if raw.startswith("*"):
+        return None
+    words = raw.strip("*").split()
+    run = _WORD_RUN.match(words[0])
+    if run is None or not run.group(0).isascii():
+        return None
+    if len(words) == 1 and run.end() == len(words[0]) and raw.endswith("*"):
+        return None
+    return run.group(0)
+
+
+@lru_cache(maxsize=1024)
+def _subpattern(lexicon: _Lexicon, chosen: tuple[int, ...], ignorecase: bool) -> re.Pattern[str]:
+    if ignorecase:
+        return _join(lexicon.alternatives[i] for i in chosen)
+    return _join((lexicon.lowered[i] for i in chosen), re.RegexFlag(0))
+
+
+# What re.IGNORECASE treats as equal beyond simple lower-casing, for the letters of the lexicon
+# (re._casefix): dotless i and long s; and "İ", which str.lower() turns into two characters.
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+_WORD_RUN = re.compile(r"\w+")
+
+
+def _fold(text: str) -> str:
+    return text.translate(_FOLD).lower()
+
+
+_LEXICON: tuple[tuple[str, Level, _Lexicon], ...] = (
+    ("critical", "critical", _Lexicon.of(_CRITICAL)),
+    ("high", "high", _Lexicon.of(_HIGH)),
+    ("scope", "high", _Lexicon.of(_SCOPE)),
+    ("medium", "medium", _Lexicon.of(_MEDIUM)),
 )
+
 # No real word is this long; base64 blobs and hashes are, and the compound-word patterns (\w*)
 # would cost quadratic time on them, so they are blanked before matching.
 _LONG_TOKEN = re.compile(r"\w{48,}")
@@ -121,8 +205,13 @@ def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> 
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
-    for kind, level, pattern in _LEXICON:
-        matches = sorted({" ".join(m.group(0).lower().split()) for m in pattern.finditer(text)})
+    folded = _fold(text)
+    # ASCII text: lower-casing is exact there and keeps word boundaries, so words can be looked up.
+    words = frozenset(_WORD_RUN.findall(folded)) if text.isascii() else None
+    for kind, level, lexicon in _LEXICON:
+        matches = sorted(
+            {" ".join(m.group(0).lower().split()) for m in lexicon.finditer(text, folded, words)}
+        )
         if matches:
             found.add(kind)
             rank = max(rank, LEVELS.index(level) + 1)

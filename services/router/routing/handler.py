@@ -19,11 +19,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.assignment import LoadConfig
@@ -34,6 +34,7 @@ from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import RouteFn, decide
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
+from shared.db.base import Base
 from shared.db.models import OutboxMessage, ProcessedEvent
 from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
 from shared.events import (
@@ -94,21 +95,42 @@ def apply_state(row: RouterTicket, state: TicketState, snapshot: dict[str, Any],
     row.updated_at = now
 
 
+def decision_values(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "caused_by": str(payload.caused_by),
+        "ticket_key": payload.state.ticket_key,
+        "kind": kind.value,
+        "team": payload.state.team,
+        "previous_team": payload.previous_team,
+        "status": payload.state.status.value,
+        "priority": payload.state.priority.value,
+        "rule": payload.rule,
+        "ruleset_version": payload.ruleset_version,
+        "reasons": payload.reasons,
+        "decided_at": at,
+    }
+
+
 def decision_row(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> RoutingDecision:
-    return RoutingDecision(
-        event_id=event_id,
-        caused_by=str(payload.caused_by),
-        ticket_key=payload.state.ticket_key,
-        kind=kind.value,
-        team=payload.state.team,
-        previous_team=payload.previous_team,
-        status=payload.state.status.value,
-        priority=payload.state.priority.value,
-        rule=payload.rule,
-        ruleset_version=payload.ruleset_version,
-        reasons=payload.reasons,
-        decided_at=at,
-    )
+    return RoutingDecision(**decision_values(kind, event_id, payload, at))
+
+
+def _table(model: type[Base]) -> Table:
+    # Core statements on the tables skip the ORM's per-row bookkeeping.
+    return cast(Table, model.__table__)
+
+
+async def insert_outbox(session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
+    """Insert transient outbox rows in one statement, in order, and give each its id."""
+    if not rows:
+        return
+    values = [{"owner": r.owner, "topic": r.topic, "key": r.key, "value": r.value} for r in rows]
+    table = _table(OutboxMessage)
+    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    ids = (await session.scalars(statement, values)).all()
+    for row, row_id in zip(rows, ids, strict=True):
+        row.id = row_id
 
 
 @dataclass(frozen=True)
@@ -207,6 +229,10 @@ class RoutingHandler:
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
         writeback = WritebackQueue() if options.writeback else None
+        # Bulk-inserted at the end (Core, one statement per table): ORM objects cost more than
+        # the routing itself. The outbox rows stay transient; they only carry what is published.
+        processed: list[dict[str, Any]] = []
+        decisions: list[dict[str, Any]] = []
         outbox: list[OutboxMessage] = []
         for envelope in events:
             event_id = str(envelope.event_id)
@@ -214,7 +240,7 @@ class RoutingHandler:
                 DUPLICATES.inc()
                 continue
             done.add(event_id)
-            session.add(ProcessedEvent(consumer=CONSUMER_NAME, event_id=event_id, processed_at=now))
+            processed.append({"consumer": CONSUMER_NAME, "event_id": event_id, "processed_at": now})
             row = tickets.get(envelope.ticket_key)
             # Merge what the source said now onto what we know; a comment is an event, not state.
             merged = {**(row.snapshot if row is not None else {}), **envelope.payload}
@@ -252,7 +278,7 @@ class RoutingHandler:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:
                 out = routing_event(kind, payload, now, envelope.event_id)
-                session.add(decision_row(kind, str(out.event_id), payload, now))
+                decisions.append(decision_values(kind, str(out.event_id), payload, now))
                 outbox.append(outbox_row(OUTBOX_OWNER, self.routing_topic, out))
                 kinds.append(kind.value)
                 if writeback is not None:
@@ -264,6 +290,10 @@ class RoutingHandler:
             await persist(session, book)
         if writeback is not None:
             await writeback.flush(session, now)
-        session.add_all(outbox)
         await session.flush()
+        if processed:
+            await session.execute(_table(ProcessedEvent).insert(), processed)
+        if decisions:
+            await session.execute(_table(RoutingDecision).insert(), decisions)
+        await insert_outbox(session, outbox)
         return outbox
