@@ -26,6 +26,8 @@ class Team(Base):
     languages: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     calendar: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Shift schedule (teams.schemas.ScheduleDoc as JSON); when set, it gives the capacity instead.
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, default=None)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +19,20 @@ from shared.http.problems import field_errors
 teams_app = typer.Typer(help="Teams: list, add, update.", no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True)
+
+
+def _schedule(path: Path | None) -> Any:
+    """The schedule document in a JSON or YAML file (JSON is YAML); ``None`` when not given."""
+    if path is None:
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        errors.print(f"[red]--schedule: {exc}[/]")
+        raise typer.Exit(1) from exc
+
+
+SCHEDULE_HELP = "JSON/YAML file: timezone, tickets_per_agent, shifts [{name, hours, agents}], holidays."
 
 
 def _invalid(exc: ValidationError) -> typer.Exit:
@@ -53,10 +69,12 @@ def add(
     language: list[str] = typer.Option([], "--language", help="ISO 639 code; repeat for several."),
     timezone: str = typer.Option("UTC", help="IANA time zone."),
     calendar: str | None = typer.Option(None, help="Business-hours calendar name."),
+    schedule: Path | None = typer.Option(None, help=SCHEDULE_HELP),
 ) -> None:
     """Add a team."""
     try:
         data = TeamCreate(
+            schedule=_schedule(schedule),
             name=name,
             description=description,
             capacity=capacity,
@@ -81,6 +99,8 @@ def update(
     timezone: str | None = typer.Option(None),
     calendar: str | None = typer.Option(None),
     active: bool | None = typer.Option(None, "--active/--inactive", help="Activate or deactivate."),
+    schedule: Path | None = typer.Option(None, help=SCHEDULE_HELP),
+    no_schedule: bool = typer.Option(False, "--no-schedule", help="Drop the schedule (use capacity)."),
 ) -> None:
     """Change some of a team's fields (only the options given)."""
     given: dict[str, Any] = {
@@ -93,7 +113,10 @@ def update(
         "active": active,
     }
     try:
-        patch = TeamPatch(**{k: v for k, v in given.items() if v is not None})
+        given = {k: v for k, v in given.items() if v is not None}
+        if no_schedule or schedule is not None:
+            given["schedule"] = None if no_schedule else _schedule(schedule)
+        patch = TeamPatch(**given)
     except ValidationError as exc:
         raise _invalid(exc) from exc
     row = run(lambda session: _update(session, name, patch))

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import func, select
 
 from services.router.models import RoutingDecision
-from services.ticketctl.dev import seed
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 from shared.kafka.embedded import EmbeddedBroker
 from tests.conftest import POSTGRES_URL, _create_postgres_database, unique_topics
+from tests.e2e.conftest import ensure_demo_live
 from tests.e2e.stack import Stack
 
 
@@ -40,7 +40,7 @@ def fault_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('faultdb') / 'fault.db'}"
     upgrade(url)
-    asyncio.run(seed(url))  # the demo teams and rules
+    asyncio.run(ensure_demo_live(url))  # the demo teams active and the demo rules live
     return url
 
 

@@ -9,9 +9,12 @@ take the database write lock up front (see :func:`take_write_lock`), which seria
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +23,10 @@ from services.router.assignment import LoadConfig
 from services.router.load.book import LoadBook
 from services.router.load.models import AssignmentCursor, TeamLoadRow
 from services.router.models import RouterTicket, Team
+from services.router.teams.schemas import ScheduleDoc
 from shared.events import Priority, TicketStatus, utc_now
+
+log = logging.getLogger(__name__)
 
 
 def is_postgres(session: AsyncSession) -> bool:
@@ -50,7 +56,9 @@ async def prefetch(
     overflow_team: str | None,
     extra_teams: Iterable[str] = (),
     lock: bool = True,
+    at: datetime | None = None,
 ) -> LoadBook:
+    """``at``: when scheduled teams' capacities are taken (default: now), once for the batch."""
     teams = {t.name: t for t in (await session.scalars(select(Team))).all()}
     names = sorted(set(teams) | set(extra_teams) | ({overflow_team} if overflow_team else set()))
     now = utc_now()
@@ -66,13 +74,28 @@ async def prefetch(
     cursors = {c.pool: c.last_team for c in (await session.scalars(select(AssignmentCursor))).all()}
     return LoadBook(
         config=config,
-        capacities={name: float(team.capacity) for name, team in teams.items()},
+        capacities={name: capacity(team, at or now) for name, team in teams.items()},
         inactive=frozenset(name for name, team in teams.items() if not team.active),
         counts={r.team: r.open_count for r in rows},
         weighted={r.team: r.open_weighted for r in rows},
         cursors=cursors,
         overflow_team=overflow_team,
     )
+
+
+def capacity(team: Team, at: datetime) -> float:
+    """Agents on shift x tickets per agent when the team has a schedule, else its fixed capacity.
+
+    Evaluated once per team per batch, so a ticket only reads a number.
+    """
+    if team.schedule is None:
+        return float(team.capacity)
+    try:
+        schedule = ScheduleDoc.model_validate(team.schedule).for_team(team.name, team.active)
+    except ValidationError:  # written around the API; the fixed number beats failing every batch
+        log.warning("team %s: invalid stored schedule, using capacity %d", team.name, team.capacity)
+        return float(team.capacity)
+    return schedule.capacity_at(at)
 
 
 async def persist(session: AsyncSession, book: LoadBook) -> None:

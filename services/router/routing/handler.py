@@ -225,7 +225,7 @@ class RoutingHandler:
         tickets = {row.ticket_key: row for row in (await session.scalars(query)).all()}
         book: LoadBook | None = None
         if options.load is not None:
-            book = await prefetch(session, options.load, options.overflow_team)
+            book = await prefetch(session, options.load, options.overflow_team, at=now)
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
         writeback = WritebackQueue() if options.writeback else None

@@ -102,7 +102,7 @@ async def put_team(
     async with transaction(request) as session:
         expected = _expected(name, if_match)
         row = await service.update_team(
-            session, name, data.model_dump(), expected=expected, actor=caller.name
+            session, name, data.model_dump(mode="json"), expected=expected, actor=caller.name
         )
     response.headers["ETag"] = service.team_etag(row)
     return service.to_out(row)

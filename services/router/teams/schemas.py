@@ -5,15 +5,39 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.router.assignment.capacity import Shift, TeamSchedule
 from services.router.errors import Invalid
 from services.router.rules.schema import validate_timezone
+from services.router.sla.calendar import Holiday, IanaTimezone
 from shared.http.problems import field_errors
 
 TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Skill = Field(min_length=1, max_length=50, pattern=r"^\S(.*\S)?$")
 LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"  # ISO 639 code, optionally with a region
+
+
+class ScheduleDoc(BaseModel):
+    """Shifts that give the team's capacity: agents on shift x ``tickets_per_agent``.
+
+    Shifts use the business calendar's weekly-hours format; overlapping shifts add up.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: IanaTimezone = "UTC"
+    tickets_per_agent: float = Field(gt=0, le=10_000, description="Open tickets one agent carries.")
+    shifts: list[Shift] = Field(min_length=1, max_length=100)
+    holidays: list[Holiday] = Field(default_factory=list, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _as_team_schedule(self) -> ScheduleDoc:
+        self.for_team("check")  # the router builds exactly this; fail here, not at routing time
+        return self
+
+    def for_team(self, team: str, active: bool = True) -> TeamSchedule:
+        return TeamSchedule(team=team, active=active, **self.model_dump())
 
 
 class TeamFields(BaseModel):
@@ -33,6 +57,9 @@ class TeamFields(BaseModel):
     timezone: str = Field(default="UTC", max_length=64, description="IANA time zone")
     calendar: str | None = Field(
         default=None, min_length=1, max_length=100, description="Business-hours calendar"
+    )
+    schedule: ScheduleDoc | None = Field(
+        default=None, description="Shift schedule; when set, capacity comes from the agents on shift."
     )
 
     @field_validator("skills")
@@ -62,6 +89,9 @@ class TeamCreate(TeamFields):
     name: str = Field(min_length=1, max_length=100, pattern=TEAM_NAME)
 
 
+NULLABLE = frozenset({"calendar", "schedule"})
+
+
 class TeamPatch(BaseModel):
     """Only the keys given change."""
 
@@ -74,21 +104,23 @@ class TeamPatch(BaseModel):
     languages: list[str] | None = Field(default=None, max_length=50)
     timezone: str | None = Field(default=None, max_length=64)
     calendar: str | None = Field(default=None, min_length=1, max_length=100)
+    schedule: ScheduleDoc | None = None
 
     def changes(self) -> dict[str, object]:
-        """The given keys, validated with TeamFields' rules (``calendar: null`` clears it)."""
+        """The given keys, validated with TeamFields' rules (``calendar``/``schedule: null`` clear)."""
         given = self.model_dump(exclude_unset=True)
-        nulls = [k for k, v in given.items() if v is None and k != "calendar"]
+        nulls = [k for k, v in given.items() if v is None and k not in NULLABLE]
         if nulls:
             raise Invalid(
-                "only calendar may be null", [{"field": f"/{k}", "message": "may not be null"} for k in nulls]
+                "only calendar and schedule may be null",
+                [{"field": f"/{k}", "message": "may not be null"} for k in nulls],
             )
         try:
             checked = TeamFields.model_validate(given)
         except ValidationError as exc:
             errors = field_errors(exc.errors())
             raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors) from exc
-        return {key: getattr(checked, key) for key in given}
+        return checked.model_dump(mode="json", include=set(given))
 
 
 class TeamOut(BaseModel):
@@ -100,6 +132,7 @@ class TeamOut(BaseModel):
     languages: list[str]
     timezone: str
     calendar: str | None
+    schedule: ScheduleDoc | None
     revision: int = Field(description='The ETag is W/"team-<name>-<revision>".')
     created_at: datetime
     updated_at: datetime

@@ -51,7 +51,11 @@ async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Te
         raise Conflict(f"team {data.name!r} exists", [{"field": "/name", "message": "already exists"}])
     now = utc_now()
     row = Team(
-        name=data.name, revision=1, created_at=now, updated_at=now, **data.model_dump(include=set(FIELDS))
+        name=data.name,
+        revision=1,
+        created_at=now,
+        updated_at=now,
+        **data.model_dump(mode="json", include=set(FIELDS)),
     )
     session.add(row)
     try:

@@ -117,3 +117,22 @@ def test_teams_and_rules_as_code(cli: CliRunner, database_url: str, tmp_path: Pa
             await engine.dispose()
 
     assert asyncio.run(audit_actors()) == ["ticketctl"]
+
+
+def test_team_schedule_from_a_file(cli: CliRunner, tmp_path: Path) -> None:
+    team = f"cli-{uuid.uuid4().hex[:8]}"
+    good, bad = tmp_path / "shifts.yaml", tmp_path / "bad.json"
+    good.write_text(
+        "tickets_per_agent: 5\nshifts:\n  - {name: day, hours: {mon-fri: '09:00-17:00'}, agents: 2}\n"
+    )
+    bad.write_text('{"tickets_per_agent": 5, "shifts": [{"name": "day", "hours": {}, "agents": -2}]}')
+    rejected = cli.invoke(app, ["teams", "add", team, "--schedule", str(bad)])
+    assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output
+    added = cli.invoke(app, ["teams", "add", team, "--schedule", str(good)])
+    assert added.exit_code == 0, added.output
+    dropped = cli.invoke(app, ["teams", "update", team, "--no-schedule"])
+    assert dropped.exit_code == 0 and "revision 2" in dropped.output
+    again = cli.invoke(app, ["teams", "update", team, "--schedule", str(good)])
+    assert again.exit_code == 0 and "revision 3" in again.output
+    rejected = cli.invoke(app, ["teams", "update", team, "--schedule", str(bad)])
+    assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output

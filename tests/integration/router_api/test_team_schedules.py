@@ -1,0 +1,74 @@
+"""Team shift schedules over HTTP: accepted, returned, patched, cleared; bad ones name the field."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.integration.router_api.helpers import Router
+
+SCHEDULE: dict[str, Any] = {
+    "timezone": "Europe/Berlin",
+    "tickets_per_agent": 4,
+    "shifts": [
+        {"name": "early", "hours": {"mon-fri": "06:00-14:00"}, "agents": 3},
+        {"name": "late", "hours": {"mon-fri": ["14:00", "22:00"]}, "agents": 2},
+    ],
+    "holidays": ["2026-12-25"],
+}
+
+
+async def test_schedule_is_stored_patched_and_cleared(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    name = f"shifts-{uuid.uuid4().hex[:8]}"
+    created = await c.post("/v1/teams", json={"name": name, "schedule": SCHEDULE}, headers=editor)
+    assert created.status_code == 201, created.text
+    stored = created.json()["schedule"]
+    assert stored["tickets_per_agent"] == 4 and [s["agents"] for s in stored["shifts"]] == [3, 2]
+    assert stored["shifts"][0]["hours"]["fri"] == [{"start": "06:00", "end": "14:00"}]
+    assert stored["holidays"] == [{"day": "2026-12-25", "name": None}]
+
+    one = await c.get(f"/v1/teams/{name}", headers=router_api.viewer)
+    assert one.json()["schedule"] == stored
+
+    fewer = {**SCHEDULE, "shifts": [{"name": "all day", "hours": {"mon-sun": "08:00-20:00"}, "agents": 1}]}
+    patched = await c.patch(
+        f"/v1/teams/{name}", json={"schedule": fewer}, headers={**editor, "If-Match": one.headers["ETag"]}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["schedule"]["shifts"][0]["name"] == "all day"
+    cleared = await c.patch(
+        f"/v1/teams/{name}", json={"schedule": None}, headers={**editor, "If-Match": patched.headers["ETag"]}
+    )
+    assert cleared.status_code == 200 and cleared.json()["schedule"] is None
+    assert (await c.get(f"/v1/teams/{name}", headers=router_api.viewer)).json()["schedule"] is None
+
+
+async def test_bad_schedule_is_422_naming_the_field(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    name = f"shifts-{uuid.uuid4().hex[:8]}"
+    bad_shift = {**SCHEDULE, "shifts": [{**SCHEDULE["shifts"][0], "agents": -1}]}
+    response = await c.post("/v1/teams", json={"name": name, "schedule": bad_shift}, headers=editor)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert {e["field"] for e in response.json()["errors"]} == {"/schedule/shifts/0/agents"}
+
+    overlapping = {
+        **SCHEDULE,
+        "timezone": "Mars/Olympus",
+        "shifts": [{"name": "x", "hours": {"mon": ["09:00-12:00", "11:00-13:00"]}, "agents": 1}],
+    }
+    response = await c.post("/v1/teams", json={"name": name, "schedule": overlapping}, headers=editor)
+    assert response.status_code == 422, response.text
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert fields == {"/schedule/timezone", "/schedule/shifts/0/hours"}, fields
+
+    created = await c.post("/v1/teams", json={"name": name}, headers=editor)
+    assert created.status_code == 201 and created.json()["schedule"] is None
+    bad_patch = await c.patch(
+        f"/v1/teams/{name}",
+        json={"schedule": {**SCHEDULE, "tickets_per_agent": 0}},
+        headers={**editor, "If-Match": "*"},
+    )
+    assert bad_patch.status_code == 422, bad_patch.text
+    assert {e["field"] for e in bad_patch.json()["errors"]} == {"/schedule/tickets_per_agent"}
