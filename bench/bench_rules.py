@@ -32,21 +32,97 @@ from services.router.rules import (
     parse_ruleset,
 )
 
-CATEGORIES = ["billing", "technical", "account", "shipping", "security", "sales", "legal", "onboarding",
-              "integrations", "mobile", "reporting", "api", "performance", "data", "compliance"]
+CATEGORIES = [
+    "billing",
+    "technical",
+    "account",
+    "shipping",
+    "security",
+    "sales",
+    "legal",
+    "onboarding",
+    "integrations",
+    "mobile",
+    "reporting",
+    "api",
+    "performance",
+    "data",
+    "compliance",
+]
 CHANNELS = ["email", "web", "phone", "chat", "api", "social"]
 TIERS = ["free", "starter", "pro", "business", "enterprise"]
 LANGUAGES = ["en", "de", "fr", "es", "it", "pt", "nl", "ja", "sv", "pl"]
 STATUSES = ["new", "open", "pending", "on_hold"]
 KEYWORDS = [
-    "refund", "invoice", "chargeback", "outage", "crash", "password", "sso", "saml", "gdpr", "export",
-    "import", "webhook", "timeout", "latency", "billing cycle", "downgrade", "upgrade", "cancel", "license",
-    "api key", "rate limit", "certificate", "dns", "vpn", "two-factor", "locked out", "data loss", "backup",
-    "restore", "migration", "integration", "salesforce", "slack", "jira", "zendesk", "mobile app", "android",
-    "ios", "printer", "shipment", "tracking", "customs", "damaged", "return label", "warranty", "contract",
-    "renewal", "quote", "purchase order", "tax", "vat", "receipt", "discount", "coupon", "trial", "seat",
-    "permissions", "audit log", "security incident", "phishing", "vulnerability", "penetration test",
-    "legal hold", "subpoena", "accessibility", "dark mode", "notification", "email bounce", "spam filter",
+    "refund",
+    "invoice",
+    "chargeback",
+    "outage",
+    "crash",
+    "password",
+    "sso",
+    "saml",
+    "gdpr",
+    "export",
+    "import",
+    "webhook",
+    "timeout",
+    "latency",
+    "billing cycle",
+    "downgrade",
+    "upgrade",
+    "cancel",
+    "license",
+    "api key",
+    "rate limit",
+    "certificate",
+    "dns",
+    "vpn",
+    "two-factor",
+    "locked out",
+    "data loss",
+    "backup",
+    "restore",
+    "migration",
+    "integration",
+    "salesforce",
+    "slack",
+    "jira",
+    "zendesk",
+    "mobile app",
+    "android",
+    "ios",
+    "printer",
+    "shipment",
+    "tracking",
+    "customs",
+    "damaged",
+    "return label",
+    "warranty",
+    "contract",
+    "renewal",
+    "quote",
+    "purchase order",
+    "tax",
+    "vat",
+    "receipt",
+    "discount",
+    "coupon",
+    "trial",
+    "seat",
+    "permissions",
+    "audit log",
+    "security incident",
+    "phishing",
+    "vulnerability",
+    "penetration test",
+    "legal hold",
+    "subpoena",
+    "accessibility",
+    "dark mode",
+    "notification",
+    "email bounce",
+    "spam filter",
 ]
 _FILLER_TEXT = """the a we our your please thanks hello hi team issue problem question since yesterday today
 again still not working when after before with without account user users page screen error message
@@ -55,9 +131,29 @@ work site portal dashboard report weekly monthly settings option"""
 FILLER = _FILLER_TEXT.split()
 TAGS = [f"tag-{i}" for i in range(60)] + ["vip", "escalated", "beta", "partner", "churn-risk", "internal"]
 DOMAINS = [f"company{i}.com" for i in range(400)]
-TEAMS = [f"team-{name}" for name in ["billing", "tech", "accounts", "logistics", "security", "sales",
-                                     "legal", "nordics", "dach", "apac", "mobile", "platform", "night",
-                                     "vip", "compliance", "integrations", "data", "enterprise"]]
+TEAMS = [
+    f"team-{name}"
+    for name in [
+        "billing",
+        "tech",
+        "accounts",
+        "logistics",
+        "security",
+        "sales",
+        "legal",
+        "nordics",
+        "dach",
+        "apac",
+        "mobile",
+        "platform",
+        "night",
+        "vip",
+        "compliance",
+        "integrations",
+        "data",
+        "enterprise",
+    ]
+]
 
 
 def _leaf(field: str, op: str, value: Any = None, **extra: Any) -> dict[str, Any]:
@@ -79,37 +175,79 @@ def _condition(rng: random.Random, kind: str) -> dict[str, Any]:
     if kind == "domains":
         return _leaf("requester.domain", "in", rng.sample(DOMAINS, rng.randint(3, 20)))
     if kind == "channel":
-        return {"all": [_leaf("channel", "equals", pick(CHANNELS)),
-                        _leaf("category", "in", rng.sample(CATEGORIES, 2)),
-                        _leaf("category_confidence", "gte", round(rng.uniform(0.6, 0.95), 2))]}
+        return {
+            "all": [
+                _leaf("channel", "equals", pick(CHANNELS)),
+                _leaf("category", "in", rng.sample(CATEGORIES, 2)),
+                _leaf("category_confidence", "gte", round(rng.uniform(0.6, 0.95), 2)),
+            ]
+        }
     if kind == "regex":
-        pattern = pick([r"order\s*#?\d{7,}", r"inv(oice)?[-\s]?\d{6}", r"\b(err|error)[-_ ]?5\d\d\b",
-                        r"case\s+ref\s*:\s*[a-z]{3}-\d+", r"^(re|fwd?):\s*urgent"])
+        pattern = pick(
+            [
+                r"order\s*#?\d{7,}",
+                r"inv(oice)?[-\s]?\d{6}",
+                r"\b(err|error)[-_ ]?5\d\d\b",
+                r"case\s+ref\s*:\s*[a-z]{3}-\d+",
+                r"^(re|fwd?):\s*urgent",
+            ]
+        )
         regex = _leaf(pick(["subject", "text"]), "matches", pattern)
         return regex if rng.random() < 0.3 else {"all": [_leaf("tags", "contains", pick(TAGS)), regex]}
     if kind == "hours":
-        return {"all": [_leaf("customer_tier", "equals", pick(TIERS)),
-                        _leaf("time_of_day", "between", ["18:00", "08:00"]),
-                        {"not": _leaf("weekday", "in", ["sat", "sun"])}]}
+        return {
+            "all": [
+                _leaf("customer_tier", "equals", pick(TIERS)),
+                _leaf("time_of_day", "between", ["18:00", "08:00"]),
+                {"not": _leaf("weekday", "in", ["sat", "sun"])},
+            ]
+        }
     if kind == "nested":
-        return {"all": [{"any": [_leaf("tags", "contains", t) for t in rng.sample(TAGS, 2)]},
-                        {"not": _leaf("status", "in", ["pending", "on_hold"])},
-                        _leaf("language", "in", rng.sample(LANGUAGES, 2))]}
+        return {
+            "all": [
+                {"any": [_leaf("tags", "contains", t) for t in rng.sample(TAGS, 2)]},
+                {"not": _leaf("status", "in", ["pending", "on_hold"])},
+                _leaf("language", "in", rng.sample(LANGUAGES, 2)),
+            ]
+        }
     if kind == "custom":
-        return {"all": [_leaf("custom.plan", "equals", f"plan-{rng.randint(0, 30)}"),
-                        _leaf("urgency", "gte", pick(["high", "critical"]))]}
+        return {
+            "all": [
+                _leaf("custom.plan", "equals", f"plan-{rng.randint(0, 30)}"),
+                _leaf("urgency", "gte", pick(["high", "critical"])),
+            ]
+        }
     if kind == "ageing":
-        return {"all": [_leaf("status", "equals", "pending"), _leaf("priority", "in", ["P1", "P2"]),
-                        _leaf("age_minutes", "gt", rng.choice([720, 1440, 2880]))]}
+        return {
+            "all": [
+                _leaf("status", "equals", "pending"),
+                _leaf("priority", "in", ["P1", "P2"]),
+                _leaf("age_minutes", "gt", rng.choice([720, 1440, 2880])),
+            ]
+        }
     # Unindexable on purpose: evaluated for every ticket.
-    return {"all": [_leaf("urgency", "gte", 4), _leaf("impact", "gte", 3),
-                    {"not": _leaf("requester.email", "ends_with", pick(DOMAINS))}]}
+    return {
+        "all": [
+            _leaf("urgency", "gte", 4),
+            _leaf("impact", "gte", 3),
+            {"not": _leaf("requester.email", "ends_with", pick(DOMAINS))},
+        ]
+    }
 
 
 def make_ruleset(count: int, seed: int = 7) -> RuleSet:
     rng = random.Random(seed)
-    kinds = ["keywords"] * 40 + ["domains"] * 12 + ["channel"] * 12 + ["regex"] * 4 + ["hours"] * 4 \
-        + ["nested"] * 12 + ["custom"] * 6 + ["ageing"] * 5 + ["unindexed"] * 5
+    kinds = (
+        ["keywords"] * 40
+        + ["domains"] * 12
+        + ["channel"] * 12
+        + ["regex"] * 4
+        + ["hours"] * 4
+        + ["nested"] * 12
+        + ["custom"] * 6
+        + ["ageing"] * 5
+        + ["unindexed"] * 5
+    )
     rules = []
     for index in range(count):
         kind = rng.choice(kinds)
@@ -118,8 +256,14 @@ def make_ruleset(count: int, seed: int = 7) -> RuleSet:
             actions = {"add_tags": [f"auto-{kind}"], "set_priority": rng.choice(["P2", "P3"]), "stop": False}
         elif rng.random() < 0.1:
             actions = {"assign_pool": {"teams": rng.sample(TEAMS, 2), "strategy": "least_loaded"}}
-        rules.append({"id": f"r{index:04d}-{kind}", "name": f"{kind} rule {index}",
-                      "when": _condition(rng, kind), "actions": actions})
+        rules.append(
+            {
+                "id": f"r{index:04d}-{kind}",
+                "name": f"{kind} rule {index}",
+                "when": _condition(rng, kind),
+                "actions": actions,
+            }
+        )
     return parse_ruleset({"rules": rules, "default_team": "team-general", "timezone": "Europe/Berlin"})
 
 
@@ -129,33 +273,38 @@ def make_tickets(count: int, seed: int = 11) -> list[dict[str, Any]]:
     now = datetime(2024, 5, 6, 9, 30, tzinfo=UTC)
     tickets = []
     for index in range(count):
+
         def words(n: int) -> str:
             # Keywords are rare: most tickets are ordinary chatter that no keyword rule catches.
-            return " ".join(rng.choice(KEYWORDS) if rng.random() < 0.004 else rng.choice(FILLER)
-                            for _ in range(n))
+            return " ".join(
+                rng.choice(KEYWORDS) if rng.random() < 0.004 else rng.choice(FILLER) for _ in range(n)
+            )
+
         subject = words(rng.randint(3, 10)).capitalize()
         if rng.random() < 0.03:
             subject = f"Order #{rng.randint(10**6, 10**8)} " + subject
-        tickets.append(dict(
-            now=now + timedelta(minutes=rng.randint(0, 7 * 24 * 60)),
-            subject=subject,
-            description=words(rng.randint(30, 400)),
-            tags=rng.sample(TAGS, rng.randint(0, 3)),
-            channel=rng.choice(CHANNELS),
-            source=rng.choice(["zendesk", "jira", "email", "native"]),
-            status=rng.choice(STATUSES),
-            requester_email=f"user{index}@{rng.choice(DOMAINS) if rng.random() < 0.5 else 'example.org'}",
-            customer_tier=rng.choice(TIERS),
-            custom={"plan": f"plan-{rng.randint(0, 200)}", "seats": rng.randint(1, 500)},
-            language=rng.choice(LANGUAGES),
-            category=rng.choice(CATEGORIES),
-            category_confidence=round(rng.random(), 2),
-            urgency=rng.randint(1, 4),
-            impact=rng.randint(1, 4),
-            priority=rng.choice(["P1", "P2", "P3", "P4"]),
-            created_at=now - timedelta(minutes=rng.randint(0, 5000)),
-            ticket_key=f"bench:{index}",
-        ))
+        tickets.append(
+            dict(
+                now=now + timedelta(minutes=rng.randint(0, 7 * 24 * 60)),
+                subject=subject,
+                description=words(rng.randint(30, 400)),
+                tags=rng.sample(TAGS, rng.randint(0, 3)),
+                channel=rng.choice(CHANNELS),
+                source=rng.choice(["zendesk", "jira", "email", "native"]),
+                status=rng.choice(STATUSES),
+                requester_email=f"user{index}@{rng.choice(DOMAINS) if rng.random() < 0.5 else 'example.org'}",
+                customer_tier=rng.choice(TIERS),
+                custom={"plan": f"plan-{rng.randint(0, 200)}", "seats": rng.randint(1, 500)},
+                language=rng.choice(LANGUAGES),
+                category=rng.choice(CATEGORIES),
+                category_confidence=round(rng.random(), 2),
+                urgency=rng.randint(1, 4),
+                impact=rng.randint(1, 4),
+                priority=rng.choice(["P1", "P2", "P3", "P4"]),
+                created_at=now - timedelta(minutes=rng.randint(0, 5000)),
+                ticket_key=f"bench:{index}",
+            )
+        )
     return tickets
 
 
@@ -171,7 +320,7 @@ def measure(
     start = time.perf_counter()
     position = 0
     while time.perf_counter() - start < seconds or len(rates) < 5:
-        batch = tickets[position:position + 250]
+        batch = tickets[position : position + 250]
         position = (position + 250) % len(tickets)
         began = time.process_time()
         for facts in batch:
@@ -203,11 +352,18 @@ def main() -> None:
     for facts in tickets:
         fast, traced = compiled.evaluate(facts), compiled.evaluate(facts, trace=True)
         if (fast.target, fast.rule_id, fast.tags, fast.priority) != (
-                traced.target, traced.rule_id, traced.tags, traced.priority):
+            traced.target,
+            traced.rule_id,
+            traced.tags,
+            traced.priority,
+        ):
             raise SystemExit(f"fast and traced outcomes differ for {facts.ticket_key}")
         by_rule["default team" if fast.used_default else "rule"] += 1
-    positions = [ruleset.rules.index(next(r for r in ruleset.rules if r.id == o.rule_id))
-                 for o in (compiled.evaluate(f) for f in tickets) if o.rule_id]
+    positions = [
+        ruleset.rules.index(next(r for r in ruleset.rules if r.id == o.rule_id))
+        for o in (compiled.evaluate(f) for f in tickets)
+        if o.rule_id
+    ]
 
     per_sec, per_sec_best = measure(compiled, tickets, args.seconds, trace=False)
     per_sec_trace, _ = measure(compiled, tickets, args.seconds, trace=True)

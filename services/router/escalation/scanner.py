@@ -123,7 +123,7 @@ class EscalationScanner:
             return []
         book = None
         if self.options.load is not None:
-            book = await prefetch(session, self.options.load, self.options.overflow_team)
+            book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
         config = self.sla_provider()
         writeback = WritebackQueue() if self.options.writeback else None
         outbox: list[OutboxMessage] = []
