@@ -49,6 +49,7 @@ from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
 from shared.events import EventEnvelope
+from shared.kafka.producer import REQUEST_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ class EventPublisher:
         self.topic = topic
         self.timeout_s = timeout_s
         self.owner = owner
-        self.relay_wait_s = max(timeout_s, 10.0)
+        # Longer than the producer's request timeout: a send to a hung broker is answered (delivered
+        # or failed) before the relay decides, so a late delivery is never published twice.
+        self.relay_wait_s = max(timeout_s, REQUEST_TIMEOUT_MS / 1000 + 5.0)
         self.outbox_pending = 0  # rows we know are waiting; refreshed by the relay
         self._parks = 0  # parks so far: lets the relay tell a fresh park from a stale count
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send

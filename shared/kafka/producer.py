@@ -6,9 +6,14 @@ from aiokafka import AIOKafkaProducer
 
 from shared.settings import CommonSettings
 
+# Longer than the broker stalls we ride out: a request that times out is retried by the client, and
+# without idempotence (tansu lacks it) a retry of a request the stalled broker did receive is a
+# duplicate on the topic. Consumers dedupe by event id anyway; this keeps the topic clean too.
+REQUEST_TIMEOUT_MS = 30_000
+
 
 def make_producer(
-    settings: CommonSettings, *, linger_ms: int = 2, request_timeout_ms: int = 10_000
+    settings: CommonSettings, *, linger_ms: int = 2, request_timeout_ms: int = REQUEST_TIMEOUT_MS
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_servers(),

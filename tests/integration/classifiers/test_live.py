@@ -66,11 +66,13 @@ async def test_a_model_that_does_not_load_is_reported_not_retried(sessions):
         # The session database is shared: start from no active model of any kind.
         for kind in LabelKind:
             await service.deactivate(session, kind, "test")
+    live = LiveClassifier(sessions)
+    await live.refresh()  # whatever else the shared database holds (team languages) is loaded now
+    async with sessions() as session, session.begin():
         await session.execute(
             update(ClassifierModel).where(ClassifierModel.id == version).values(blob=b"junk")
         )
         await service.activate(session, version, "test")
-    live = LiveClassifier(sessions)
     assert await live.refresh() is False  # nothing usable changed
     assert version_of(live) is None and version in live.failed
     assert f"{version}" in (await live.check() or "")
