@@ -48,7 +48,7 @@ async def test_each_version_is_compiled_once(
     async with sessions() as session, session.begin():
         saved = await save_version(session, RuleSet.model_validate(document), author="test")
     live = policy.LiveRules(sessions)
-    calls.update(compile=0, parse=0)  # the constructor compiles the empty placeholder set
+    calls.update(compile=0, parse=0)  # the constructor compiles the initial empty rule set
     assert await live.refresh()
     assert live.version == saved.version and calls == {"compile": 1, "parse": 1}
 
