@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
+from shared.db.scratch import create_database
 from shared.kafka.embedded import EmbeddedBroker
 from shared.settings import CommonSettings
 
@@ -47,22 +47,7 @@ def settings_kwargs(broker: EmbeddedBroker) -> dict[str, object]:
 
 
 async def _create_postgres_database(base_url: str) -> str:
-    import asyncpg
-
-    url = make_url(base_url)
-    name = f"tr_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.database or "postgres",
-    )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    return await create_database(base_url, "tr_test")
 
 
 def _database_params() -> list[object]:

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from shared.auth import Role, create_api_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
+from shared.db.scratch import create_database, drop_database
 from shared.kafka.embedded import EmbeddedBroker, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,42 +30,6 @@ def databases() -> list[str]:
     return ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 
 
-async def _create_postgres_database(base_url: str) -> str:
-    import asyncpg
-
-    url = make_url(base_url)
-    name = f"tr_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.database or "postgres",
-    )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres_database(url_text: str) -> None:
-    import asyncpg
-
-    url = make_url(url_text)
-    conn = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database="postgres",
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def database(kind: str, workdir: Path) -> Iterator[str]:
     """A fresh, migrated database; PostgreSQL ones are dropped afterwards."""
@@ -75,12 +39,12 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         yield url
         return
     assert POSTGRES_URL, "no PostgreSQL URL configured"
-    url = asyncio.run(_create_postgres_database(POSTGRES_URL))
+    url = asyncio.run(create_database(POSTGRES_URL, "tr_bench"))
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_drop_postgres_database(url))
+        asyncio.run(drop_database(url))
 
 
 async def make_key(database_url: str, role: Role) -> str:
