@@ -94,6 +94,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         tps = set(assigned)
         self.loop.assigned_once = True
+        self.loop.assignment_epoch += 1
         if self.loop.on_assign is not None and tps:
             for tp, offset in (await self.loop.on_assign(tps)).items():
                 self.loop.consumer.seek(tp, offset)
@@ -133,6 +134,9 @@ class ConsumerLoop:
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}
         self.assigned_once = False
+        # Bumped on every assignment: a batch fetched before it may come from positions that the
+        # assignment has since moved (a seek to a checkpoint), so it is dropped, not handled.
+        self.assignment_epoch = 0
         self.last_poll_monotonic = 0.0
         self._stopping = asyncio.Event()
 
@@ -154,7 +158,7 @@ class ConsumerLoop:
             await self._update_lag()
 
     async def _process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        started = time.perf_counter()
+        started, epoch = time.perf_counter(), self.assignment_epoch
         events: list[ConsumedEvent] = []
         for tp, messages in records.items():
             for message in messages:
@@ -164,8 +168,8 @@ class ConsumerLoop:
                     await self.dead_letter(message, f"undecodable: {_short(exc)}", "undecodable")
                     continue
                 events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset))
-        if events and not await self._handle_with_retry(events):
-            return  # stopping mid-retry: do not commit, the batch is delivered again
+        if events and not await self._handle_with_retry(events, epoch):
+            return  # stopping, or reassigned mid-retry: do not commit, the batch is delivered again
         if self.pause_before_commit_s:
             # Fault-injection window: effects are durable, the offsets are not committed yet.
             log.warning(
@@ -176,10 +180,14 @@ class ConsumerLoop:
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
-    async def _handle_with_retry(self, events: list[ConsumedEvent]) -> bool:
-        """True once every event is handled or dead-lettered; False when asked to stop first."""
+    async def _handle_with_retry(self, events: list[ConsumedEvent], epoch: int) -> bool:
+        """True once every event is handled or dead-lettered; False when asked to stop first or
+        when a rebalance happened since the batch was fetched (it is fetched again)."""
         attempt = 0
         while True:
+            if epoch != self.assignment_epoch:
+                log.info("dropping a batch fetched before a rebalance", extra={"group": self.group_id})
+                return False
             try:
                 await self.handler(events)
                 return True
@@ -187,7 +195,7 @@ class ConsumerLoop:
                 if len(events) == 1:
                     await self._dead_letter_event(events[0], f"rejected: {_short(exc)}", "rejected")
                     return True
-                return await self._handle_one_by_one(events)
+                return await self._handle_one_by_one(events, epoch)
             except Exception as exc:
                 attempt += 1
                 transient = is_transient(exc)
@@ -210,13 +218,13 @@ class ConsumerLoop:
                         )
                         return True
                     # Isolate the bad message so the rest of the batch goes through.
-                    return await self._handle_one_by_one(events)
+                    return await self._handle_one_by_one(events, epoch)
                 if await self._backoff(attempt):
                     return False
 
-    async def _handle_one_by_one(self, events: list[ConsumedEvent]) -> bool:
+    async def _handle_one_by_one(self, events: list[ConsumedEvent], epoch: int) -> bool:
         for event in events:
-            if not await self._handle_with_retry([event]):
+            if not await self._handle_with_retry([event], epoch):
                 return False
         return True
 

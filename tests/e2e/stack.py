@@ -126,12 +126,16 @@ class Stack:
         return total
 
     def wait_for(
-        self, predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition"
+        self,
+        predicate: Callable[[], object],
+        timeout_s: float = 10.0,
+        what: str | Callable[[], str] = "condition",
     ) -> float:
-        """Poll until ``predicate()`` holds; returns the seconds it took."""
+        """Poll until ``predicate()`` holds; returns the seconds it took. ``what`` may be a function
+        so that the failure message describes the last state seen."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             if predicate():
                 return time.monotonic() - started
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        raise AssertionError(f"timed out after {timeout_s}s waiting for {what() if callable(what) else what}")

@@ -64,17 +64,21 @@ def wait_caught_up(stack: Stack, truth: Truth, timeout_s: float = 90) -> None:
     """Every partition of the group read to its end and every creation counted."""
     group, expected = stack.env["METRICS_GROUP_ID"], sum(truth.received.values())
 
+    seen: dict[str, object] = {}
+
     def done() -> bool:
         got = scrape(stack)
-        lags = [
-            v
+        lags = {
+            dict(labels)["topic"] + ":" + dict(labels)["partition"]: v
             for (name, labels), v in got.items()
             if name == "consumer_lag_messages" and ("group", group) in labels
-        ]
+        }
         received = sum(v for (name, _), v in got.items() if name == "tickets_received_total")
-        return len(lags) == 6 and not any(lags) and received >= expected
+        seen.update(lags=lags, received=received)
+        return len(lags) == 6 and not any(lags.values()) and received >= expected
 
-    stack.wait_for(done, timeout_s=timeout_s, what="metrics to consume the whole stream")
+    what = lambda: f"metrics to consume the whole stream ({expected} received): {seen}"  # noqa: E731
+    stack.wait_for(done, timeout_s=timeout_s, what=what)
 
 
 def converged(stack: Stack, truth: Truth, timeout_s: float = 30.0) -> dict[Key, float]:

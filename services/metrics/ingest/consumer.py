@@ -88,7 +88,14 @@ class BacklogIngest:
 
     # ---------------------------------------------------------------- rebalance hooks
     async def on_assign(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
-        """Restore the shard of every newly assigned partition number; seek to what it covers."""
+        """Restore the shard of every newly assigned partition number; seek to what it covers.
+
+        The fetcher may already hold records read from the committed offsets while the shards are
+        loading. Shards are therefore restored off to the side and published together with the
+        offsets to seek to, with no await in between (the caller seeks before yielding): no batch
+        can reach a restored shard before the seek, so nothing between the checkpoint and the
+        committed offset is skipped.
+        """
         topics = {tp.topic for tp in assigned}
         split = [tp for tp in assigned if {TopicPartition(t, tp.partition) for t in topics} - assigned]
         if split:  # another member reads the other topic of these partitions: shards would clash
@@ -96,19 +103,25 @@ class BacklogIngest:
                 "partitions not co-assigned across topics (use the range assignor)", extra={"tps": split}
             )
         async with self._lock:
+            restored: dict[int, Shard] = {}
             for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
-                shard = await self._restore(p)
-                shard.caught_up.clear()
-                self.shards[p] = shard
+                restored[p] = await self._restore(p)
+                restored[p].caught_up.clear()
+            self.shards.update(restored)
             self._parked.clear()
             SHARDS.set(len(self.shards))
-        return {
-            tp: self.shards[tp.partition].next_offsets.get(_tp_key(tp.topic, tp.partition), 0)
-            for tp in assigned
-        }
+            log.info(
+                "partitions assigned",
+                extra={"partitions": sorted({tp.partition for tp in assigned}), "restored": sorted(restored)},
+            )
+            return {
+                tp: self.shards[tp.partition].next_offsets.get(_tp_key(tp.topic, tp.partition), 0)
+                for tp in assigned
+            }
 
     async def on_revoke(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint and drop the shards of the revoked partitions, before they move."""
+        log.info("partitions revoked", extra={"partitions": sorted({tp.partition for tp in revoked})})
         async with self._lock:
             for p in sorted({tp.partition for tp in revoked}):
                 shard = self.shards.pop(p, None)
@@ -171,11 +184,16 @@ class BacklogIngest:
                 # Revoked while this batch waited for a retry: the new owner replays these
                 # events from our revocation checkpoint, so skipping them here loses nothing.
                 continue
+            applied = 0
             with shard.state.lock:  # state and offsets move together (see checkpoint)
                 for event in events:
+                    key = _tp_key(event.topic, event.partition)
+                    if event.offset < shard.next_offsets.get(key, 0):
+                        continue  # already in the state (a redelivery): counting it twice would drift
                     shard.state.apply(event.envelope, now)
-                    shard.next_offsets[_tp_key(event.topic, event.partition)] = event.offset + 1
-                shard.pending += len(events)
+                    shard.next_offsets[key] = event.offset + 1
+                    applied += 1
+                shard.pending += applied
 
     # ---------------------------------------------------------------- checkpoints
     async def checkpoint(self) -> None:

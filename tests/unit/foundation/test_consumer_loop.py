@@ -208,3 +208,24 @@ async def test_batches_respect_the_size_limit(batch_max):
     )
     assert max(sizes) <= batch_max
     assert consumer.committed[-1] == {TP: 5}
+
+
+async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled_or_committed():
+    """A rebalance may seek the partition elsewhere (a checkpoint): the batch in hand is stale."""
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
+
+    async def handler(events):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await consumer.listener.on_partitions_assigned({TP})  # the rebalance lands mid-retry
+            raise OperationalError("x", {}, ConnectionRefusedError())
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.3)  # backoff_max_s is 0.02: without the guard the batch is retried and committed
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    assert (calls, loop.assignment_epoch) == (1, 1)
+    assert consumer.committed == []  # the new positions deliver the batch again
