@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -41,7 +42,7 @@ class FakeConsumer:
     def __init__(self, values: list[bytes]) -> None:
         self.pending = [record(i, v) for i, v in enumerate(values)]
         self.committed: list[dict[TopicPartition, int]] = []
-        self.listener = None
+        self.listener: Any = None
 
     def subscribe(self, topics, listener=None):
         self.listener = listener
