@@ -1,13 +1,16 @@
-"""Router throughput: ticket events in, routing events out, one router process, 200 rules.
+"""Router throughput: ticket events in, routing events out, one router process, 200 rules and
+an active category classifier.
 
     .venv/bin/python -m bench --only router [--quick]
 
 Per database (SQLite; PostgreSQL when BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set): store a
-200-rule rule set (bench_rules.make_ruleset) as a version, pre-load N ticket events onto the
-tickets topic, then start one router and count the routing events appearing on the routing
-topic. The rate is taken from the first routing event to the N-th, so start-up and the group
-join are not counted. In the same run, the bare loop (bench/harness/bare_router.py: getmany ->
-send -> acks -> commit, same settings) forwards the same N events, measured the same way.
+200-rule rule set (bench_rules.make_ruleset) as a version and an active category model trained
+on generated tickets (language and urgency detection run on every ticket anyway), pre-load N
+ticket events onto the tickets topic, then start one router and count the routing events
+appearing on the routing topic. The rate is taken from the first routing event to the N-th,
+so start-up and the group join are not counted. In the same run, the bare loop
+(bench/harness/bare_router.py: getmany -> send -> acks -> commit, same settings) forwards the
+same N events, measured the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.bench_rules import make_ruleset, make_tickets
 from bench.harness.procs import Process, base_env, broker, database, databases, service
 from bench.harness.run import Row
+from services.router.classification import train
+from services.router.classifiers.enrichment import ticket_text
+from services.router.classifiers.schemas import LabelKind
+from services.router.classifiers.service import activate, store_model
 from services.router.rulesets.store import save_version
 from shared.db.engine import create_engine, session_factory
 from shared.events import EventType, Requester, TicketSnapshot, ticket_event
@@ -38,6 +45,29 @@ async def store_rules(database_url: str, count: int) -> None:
     try:
         async with session_factory(engine)() as session, session.begin():
             await save_version(session, make_ruleset(count), "bench", f"{count} generated rules")
+    finally:
+        await engine.dispose()
+
+
+async def store_classifier(database_url: str, count: int = 2000) -> None:
+    """Train, store and activate a category model on generated tickets, so that every routed
+    ticket pays for a real prediction (the labels are the generator's categories: the cost of
+    predict() depends on the text and the model's size, not on how learnable the labels are)."""
+    specs = make_tickets(count, seed=5)
+    texts = [ticket_text(spec["subject"], spec["description"]) for spec in specs]
+    model = train(texts, [spec["category"] for spec in specs], folds=3)
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            row = await store_model(
+                session,
+                model,
+                name="bench",
+                label_kind=LabelKind.CATEGORY,
+                figures={},
+                trained_on={"n": count},
+            )
+            await activate(session, row.id, "bench")
     finally:
         await engine.dispose()
 
@@ -103,7 +133,7 @@ async def count_arrivals(bootstrap: str, topic: str, expected: int, timeout_s: f
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     count = 3000 if quick else 10_000
     timeout_s = 60.0 if quick else 240.0
-    results: dict[str, Any] = {"events": count, "rules": 200}
+    results: dict[str, Any] = {"events": count, "rules": 200, "classifier": "category model, active"}
     rows: list[Row] = []
     with broker(workdir) as kafka:
         for kind in databases():
@@ -116,6 +146,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     topic_dead_letter=env["TOPIC_DEAD_LETTER"],
                 )  # fmt: skip
                 asyncio.run(store_rules(url, 200))
+                asyncio.run(store_classifier(url))
                 asyncio.run(preload(settings, count))
 
                 bare_topic = f"{settings.topic_routing_events}-bare"
@@ -152,7 +183,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                 Row("router", f"bare consume+produce ({kind})", baseline["per_second"], "events/s"),
                 Row(
                     "router",
-                    f"routed, 200 rules ({kind})",
+                    f"routed, 200 rules + classifier ({kind})",
                     rate,
                     "tickets/s",
                     f">= {TARGET:,.0f}" if on_postgres else "",
