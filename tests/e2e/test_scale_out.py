@@ -72,6 +72,13 @@ async def routed_counts(database_url: str, prefix: str) -> tuple[int, int]:
         await engine.dispose()
 
 
+def instance_view(stack: Stack) -> dict[str, dict[str, float]]:
+    """What each metrics instance counts and how far behind it is, for failure messages."""
+    names = ["tickets_routed_total", "tickets_received_total", "consumer_lag_messages"]
+    names.append("metrics_partitions_owned")
+    return {service: {name: stack.metric_sum(name, service=service) for name in names} for service in METRICS}
+
+
 def summed(stack: Stack, metric: str) -> float:
     return sum(stack.metric_sum(metric, service=name) for name in METRICS)
 
@@ -110,7 +117,7 @@ def test_two_of_each_service_route_every_ticket_once_and_sum_exactly(stack: Stac
     stack.wait_for(
         lambda: summed(stack, "tickets_routed_total") == TICKETS,
         timeout_s=120,
-        what="the summed routed counter to reach the ticket count",
+        what=lambda: f"the summed routed counter to reach the ticket count: {instance_view(stack)}",
     )
     assert summed(stack, "tickets_received_total") == TICKETS
     assert summed(stack, "ticket_backlog_open") == TICKETS
