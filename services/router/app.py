@@ -52,6 +52,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             group_id=settings.router_group_id,
             topics=[settings.topic_ticket_events],
             handler=handler,
+            on_assign=handler.on_assign,
         )
         app.state.settings = settings
         app.state.sessions = resources.sessions

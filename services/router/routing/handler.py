@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -188,6 +188,14 @@ class RoutingHandler:
             await delete_rows(session, [row.id for row in rows])
         for kind in kinds:
             DECISIONS.labels(kind).inc()
+
+    async def on_assign(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """A rebalance: the partitions may come from a router that died between its database
+        commit and its publish. Its rows wait in the shared outbox; relay them before handling
+        the redelivered events, so the ticket's events keep their order. No seek: the group's
+        committed offsets are where to resume."""
+        self.outbox_dirty = True
+        return {}
 
     async def flush_leftovers(self) -> None:
         while await relay_once(self.sessions, self.producer, OUTBOX_OWNER):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from services.router.models import RouterTicket, RoutingDecision
@@ -187,5 +187,50 @@ async def test_one_batch_with_several_events_of_one_ticket_keeps_their_order(ses
         async with sessions() as session:
             row = await session.get(RouterTicket, created.ticket_key)
             assert row is not None and row.snapshot["subject"] == "vpn" and row.status == "open"
+    finally:
+        await producer.stop()
+
+
+async def test_a_surviving_router_relays_a_dead_peers_outbox_once_it_takes_over(sessions, settings_kwargs):
+    """Two routers: one dies between its database commit and its publish. The other one, long past
+    its own start-up flush, gets the partitions and must publish the dead one's events."""
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+
+    class DeadProducer:
+        async def send(self, *args, **kwargs):
+            raise ConnectionError("killed before the publish")
+
+    try:
+        survivor = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
+        )
+        own = ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
+        )
+        await survivor([consumed(own)])  # its start-up flush is behind it
+        dead = RoutingHandler(
+            sessions, DeadProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
+        )
+        dead.outbox_dirty = False
+        lost = ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
+        )
+        try:
+            await dead([consumed(lost, offset=1)])
+        except ConnectionError:
+            pass
+
+        assert await survivor.on_assign({TopicPartition(settings.topic_ticket_events, 0)}) == {}
+        await survivor([consumed(lost, offset=1)])  # redelivered to the survivor: already decided
+        published = [
+            e
+            for e in await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 2)
+            if e.ticket_key == lost.ticket_key
+        ]
+        assert [e.type for e in published] == [EventType.TICKET_ROUTED]
+        assert await decisions_for(sessions, lost.ticket_key) == 1
     finally:
         await producer.stop()
