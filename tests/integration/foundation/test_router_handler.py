@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
 
@@ -64,6 +65,29 @@ async def decisions_for(sessions, key: str) -> int:
         )
 
 
+class BrokenProducer:
+    """Acknowledges nothing: like a crash right after the database commit."""
+
+    async def send(self, *args, **kwargs):
+        raise ConnectionError("broker gone")
+
+
+def vpn_ticket() -> EventEnvelope:
+    return ticket_event(
+        EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
+    )
+
+
+async def crash_between_commit_and_publish(sessions, settings: CommonSettings, event: ConsumedEvent) -> None:
+    """A router that stores its decision for ``event`` and dies before publishing it."""
+    crashed = RoutingHandler(
+        sessions, BrokenProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
+    )
+    crashed.outbox_dirty = False
+    with contextlib.suppress(ConnectionError):
+        await crashed([event])
+
+
 async def test_redelivered_batch_has_no_second_effect(sessions, settings_kwargs):
     settings = CommonSettings(**settings_kwargs)
     await ensure_topics(settings)
@@ -111,24 +135,9 @@ async def test_events_left_in_the_outbox_are_published_by_the_next_handler(sessi
     producer = make_producer(settings)
     await producer.start()
 
-    class BrokenProducer:
-        """Acknowledges nothing: like a crash right after the database commit."""
-
-        async def send(self, *args, **kwargs):
-            raise ConnectionError("broker gone")
-
     try:
-        crashed = RoutingHandler(
-            sessions, BrokenProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
-        )
-        crashed.outbox_dirty = False
-        event = ticket_event(
-            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
-        )
-        try:
-            await crashed([consumed(event)])
-        except ConnectionError:
-            pass
+        event = vpn_ticket()
+        await crash_between_commit_and_publish(sessions, settings, consumed(event))
         assert await decisions_for(sessions, event.ticket_key) == 1  # the decision is durable
 
         restarted = RoutingHandler(
@@ -199,29 +208,13 @@ async def test_a_surviving_router_relays_a_dead_peers_outbox_once_it_takes_over(
     producer = make_producer(settings)
     await producer.start()
 
-    class DeadProducer:
-        async def send(self, *args, **kwargs):
-            raise ConnectionError("killed before the publish")
-
     try:
         survivor = RoutingHandler(
             sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
         )
-        own = ticket_event(
-            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
-        )
-        await survivor([consumed(own)])  # its start-up flush is behind it
-        dead = RoutingHandler(
-            sessions, DeadProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
-        )
-        dead.outbox_dirty = False
-        lost = ticket_event(
-            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn"), NOW
-        )
-        try:
-            await dead([consumed(lost, offset=1)])
-        except ConnectionError:
-            pass
+        await survivor([consumed(vpn_ticket())])  # its start-up flush is behind it
+        lost = vpn_ticket()
+        await crash_between_commit_and_publish(sessions, settings, consumed(lost, offset=1))
 
         assert await survivor.on_assign({TopicPartition(settings.topic_ticket_events, 0)}) == {}
         await survivor([consumed(lost, offset=1)])  # redelivered to the survivor: already decided
