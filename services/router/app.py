@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,7 +42,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             resources.producer,
             settings.topic_routing_events,
             # One rule set and one classifier view per batch, whatever reloads meanwhile.
-            lambda: functools.partial(rules.policy.route, classifiers=classifiers.view),
+            lambda: rules.policy.bind(classifiers.view),
             options=sla.handler_options,
         )
         runner = ConsumerRunner(

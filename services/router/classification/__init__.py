@@ -4,7 +4,12 @@ threshold, evaluation, language detection and urgency signals. Pure Python, no I
 from services.router.classification.data import load_labelled_file
 from services.router.classification.evaluation import ClassFigures, EvaluationReport, evaluate
 from services.router.classification.features import FeatureConfig
-from services.router.classification.language import DEFAULT_LANGUAGES, LanguageGuess, detect_language
+from services.router.classification.language import (
+    DEFAULT_LANGUAGES,
+    LanguageGuess,
+    detect_language,
+    detect_languages,
+)
 from services.router.classification.model import (
     FORMAT_VERSION,
     ModelMetadata,
@@ -31,6 +36,7 @@ __all__ = [
     "assess_urgency",
     "choose_threshold",
     "detect_language",
+    "detect_languages",
     "evaluate",
     "load_labelled_file",
     "train",

@@ -19,6 +19,7 @@ from services.router.classification import (
     UrgencyAssessment,
     assess_urgency,
     detect_language,
+    detect_languages,
 )
 from services.router.classifiers.schemas import LabelKind
 
@@ -76,20 +77,61 @@ def ticket_text(subject: str, description: str) -> str:
     return f"{subject}\n{description}"[:CLASSIFY_CHARS]
 
 
-def compute_signals(
-    subject: str, description: str, tags: Iterable[str] = (), view: ClassifierView = NO_CLASSIFIERS
-) -> Signals:
+@dataclass(frozen=True)
+class TextSignals:
+    """The signals that depend on the subject and description alone (the costly ones)."""
+
+    language: str | None
+    category: Prediction | None
+    team: Prediction | None
+
+
+def text_signals(subject: str, description: str, view: ClassifierView = NO_CLASSIFIERS) -> TextSignals:
     text = ticket_text(subject, description)
-    language = detect_language(text[:LANGUAGE_CHARS]).language
-    urgency = assess_urgency(subject, description[:CLASSIFY_CHARS], tags)  # blanks long tokens itself
     category_model = view.models.get(LabelKind.CATEGORY)
     team_model = view.models.get(LabelKind.TEAM)
-    return Signals(
-        language=language,
-        urgency=urgency,
+    return TextSignals(
+        language=detect_language(text[:LANGUAGE_CHARS]).language,
         category=None if category_model is None else category_model.model.predict(text),
         team=None if team_model is None else team_model.model.predict(text),
-        team_model=team_model,
+    )
+
+
+def text_signals_many(
+    texts: Sequence[tuple[str, str]], view: ClassifierView = NO_CLASSIFIERS
+) -> list[TextSignals]:
+    """``text_signals`` of many (subject, description) pairs: one batched language walk and one
+    matrix product per model instead of one Python pass per ticket."""
+    joined = [ticket_text(subject, description) for subject, description in texts]
+    languages = detect_languages([text[:LANGUAGE_CHARS] for text in joined])
+    predictions: dict[LabelKind, list[Prediction] | list[None]] = {}
+    for kind in (LabelKind.CATEGORY, LabelKind.TEAM):
+        active = view.models.get(kind)
+        predictions[kind] = [None] * len(joined) if active is None else active.model.predict_many(joined)
+    return [
+        TextSignals(language.language, category, team)
+        for language, category, team in zip(
+            languages, predictions[LabelKind.CATEGORY], predictions[LabelKind.TEAM], strict=True
+        )
+    ]
+
+
+def compute_signals(
+    subject: str,
+    description: str,
+    tags: Iterable[str] = (),
+    view: ClassifierView = NO_CLASSIFIERS,
+    known: TextSignals | None = None,
+) -> Signals:
+    """``known``: this text's signals when a batch computed them already (see text_signals_many)."""
+    text_part = known if known is not None else text_signals(subject, description, view)
+    urgency = assess_urgency(subject, description[:CLASSIFY_CHARS], tags)  # blanks long tokens itself
+    return Signals(
+        language=text_part.language,
+        urgency=urgency,
+        category=text_part.category,
+        team=text_part.team,
+        team_model=view.models.get(LabelKind.TEAM),
     )
 
 

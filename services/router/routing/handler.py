@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -31,7 +31,7 @@ from services.router.classifiers.service import feedback_row, is_team_correction
 from services.router.load.book import LoadBook
 from services.router.load.store import is_postgres, persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.lifecycle import RouteFn, decide
+from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
@@ -39,6 +39,7 @@ from shared.db.models import OutboxMessage, ProcessedEvent
 from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
 from shared.events import (
     TICKET_EVENT_TYPES,
+    EventEnvelope,
     EventType,
     Priority,
     RoutingPayload,
@@ -148,6 +149,24 @@ class HandlerOptions:
     writeback: bool = False
 
 
+def texts_to_route(
+    events: Sequence[EventEnvelope], tickets: Mapping[str, RouterTicket]
+) -> list[tuple[str, str]]:
+    """(subject, description) of the events that will probably be routed: new tickets and tickets
+    waiting in triage, merged as the handler will merge them. A guess that turns out wrong costs
+    only time: the route function computes what was not prepared."""
+    merged: dict[str, dict[str, Any]] = {}
+    texts: list[tuple[str, str]] = []
+    for envelope in events:
+        row = tickets.get(envelope.ticket_key)
+        if row is not None and row.team is not None:
+            continue
+        base = merged.get(envelope.ticket_key, row.snapshot if row is not None else {})
+        snapshot = merged[envelope.ticket_key] = {**base, **envelope.payload}
+        texts.append((str(snapshot.get("subject", "")), str(snapshot.get("description", ""))))
+    return texts
+
+
 def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Priority] | None:
     return None if state is None else (state.team, state.status, state.priority)
 
@@ -231,6 +250,8 @@ class RoutingHandler:
             # Ticket rows first, then team_load: the escalation scanner locks in the same order.
             query = query.order_by(RouterTicket.ticket_key).with_for_update()
         tickets = {row.ticket_key: row for row in (await session.scalars(query)).all()}
+        if isinstance(route, PreparesBatch):
+            route.prepare(texts_to_route(events, tickets))
         book: LoadBook | None = None
         if options.load is not None:
             book = await prefetch(session, options.load, options.overflow_team, at=now)

@@ -7,9 +7,10 @@ lifecycle can be tested with any routing function.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from shared.events import (
     EventEnvelope,
@@ -41,6 +42,17 @@ class RouteResult:
 
 
 RouteFn = Callable[[TicketSnapshot, str], RouteResult]
+
+
+@runtime_checkable
+class PreparesBatch(Protocol):
+    """A route function that can do a batch's text work (language, models) in one go, given the
+    (subject, description) of the tickets it will probably route; routing a ticket whose text was
+    not prepared still works, at the single-ticket cost."""
+
+    def prepare(self, texts: Sequence[tuple[str, str]]) -> None: ...
+
+
 # Called with the state just before each routing event is emitted (and on first sight): the
 # router's SLA tracker refreshes ``state.sla`` there, so every event carries its deadlines.
 StateHook = Callable[[TicketState], None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from prometheus_client import Gauge
@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.router.classifiers.enrichment import (
     NO_CLASSIFIERS,
     ClassifierView,
+    TextSignals,
     classifier_team,
     compute_signals,
     filter_pool_by_language,
+    text_signals_many,
 )
 from services.router.load.book import LoadBook
 from services.router.routing.lifecycle import RouteResult
@@ -55,9 +57,11 @@ class RoutingPolicy:
         source: str,
         classifiers: ClassifierView = NO_CLASSIFIERS,
         loads: LoadBook | None = None,
+        known: TextSignals | None = None,
     ) -> RouteResult:
-        """``loads``: the batch's team loads; without them a pool assigns its first team."""
-        signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers)
+        """``loads``: the batch's team loads; without them a pool assigns its first team.
+        ``known``: the ticket's text signals when computed for the batch already."""
+        signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers, known)
         facts = facts_from_ticket(snapshot, source, self.clock(), **signals.facts())
         outcome = self.compiled.evaluate(facts)
         reasons = [*outcome.reasons, signals.summary()]
@@ -104,6 +108,31 @@ class RoutingPolicy:
             sla_policy=outcome.sla_policy,
             tags=list(outcome.tags),
         )
+
+    def bind(self, classifiers: ClassifierView = NO_CLASSIFIERS) -> BoundRoute:
+        return BoundRoute(self, classifiers)
+
+
+class BoundRoute:
+    """One batch's route function: one policy and one classifier view, whatever reloads meanwhile.
+
+    ``prepare`` computes the text signals of the batch's tickets together (a batched language
+    walk and one matrix product per model cost a fraction of one pass per ticket).
+    """
+
+    def __init__(self, policy: RoutingPolicy, classifiers: ClassifierView) -> None:
+        self.policy = policy
+        self.classifiers = classifiers
+        self.known: dict[tuple[str, str], TextSignals] = {}
+
+    def prepare(self, texts: Sequence[tuple[str, str]]) -> None:
+        pending = [text for text in dict.fromkeys(texts) if text not in self.known]
+        if pending:
+            self.known.update(zip(pending, text_signals_many(pending, self.classifiers), strict=True))
+
+    def __call__(self, snapshot: TicketSnapshot, source: str, loads: LoadBook | None = None) -> RouteResult:
+        known = self.known.get((snapshot.subject, snapshot.description))
+        return self.policy.route(snapshot, source, self.classifiers, loads, known)
 
 
 class LiveRules:

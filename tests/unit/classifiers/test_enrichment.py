@@ -8,12 +8,17 @@ from datetime import UTC, datetime
 import pytest
 
 from services.router.classification import Prediction
+from services.router.classifiers import enrichment
 from services.router.classifiers.enrichment import (
     LANGUAGE_CHARS,
     NO_CLASSIFIERS,
+    ActiveModel,
+    ClassifierView,
     classifier_team,
     compute_signals,
     filter_pool_by_language,
+    text_signals,
+    text_signals_many,
 )
 from services.router.classifiers.schemas import LabelKind
 from services.router.routing.policy import RoutingPolicy
@@ -204,3 +209,66 @@ def test_long_tokens_are_skipped_by_the_urgency_scan():
     blob = "QUJD" * 50_000  # a pasted base64 attachment: one 200 kB "word"
     signals = compute_signals("Outage: production down", blob)
     assert signals.urgency.level == "critical"
+
+
+BATCH_TEXTS = [
+    ("Arvuti ei tööta", ESTONIAN),
+    ("VPN down", SURE_NETWORK),
+    ("", UNSURE),
+    ("", ""),
+    ("Laptop", "laptop screen battery dock charger monitor"),
+    ("Passwort", "Ich kann mich nicht anmelden, mein Konto ist gesperrt. Bitte helfen Sie mir."),
+]
+
+
+def both_models() -> ClassifierView:
+    return ClassifierView(
+        {kind: ActiveModel(1, "synthetic", kind, model()) for kind in (LabelKind.CATEGORY, LabelKind.TEAM)}
+    )
+
+
+def same_prediction(got: Prediction | None, want: Prediction | None) -> bool:
+    if got is None or want is None:
+        return got is want
+    return (got.label, got.above_threshold) == (want.label, want.above_threshold) and got.confidence == (
+        pytest.approx(want.confidence, abs=1e-5)
+    )
+
+
+def test_text_signals_of_a_batch_equal_each_tickets_own():
+    signals_view = both_models()
+    batch = text_signals_many(BATCH_TEXTS, signals_view)
+    assert len(batch) == len(BATCH_TEXTS)
+    for (subject, description), got in zip(BATCH_TEXTS, batch, strict=True):
+        want = text_signals(subject, description, signals_view)
+        assert got.language == want.language
+        assert same_prediction(got.category, want.category) and same_prediction(got.team, want.team)
+    assert [s.language for s in batch[:2]] == ["et", text_signals(*BATCH_TEXTS[1]).language]
+    assert text_signals_many([], signals_view) == []
+    assert text_signals_many(BATCH_TEXTS[:1])[0].category is None  # no model, no prediction
+
+
+def test_a_bound_route_uses_the_prepared_signals_and_routes_as_the_policy_does(monkeypatch):
+    rules = policy(ESTONIAN_RULE)
+    team_view = view(below="rules")
+    tickets = [ticket(subject, description) for subject, description in BATCH_TEXTS]
+    expected = [rules.route(t, "api", team_view) for t in tickets]
+    bound = rules.bind(team_view)
+    bound.prepare([(t.subject, t.description) for t in tickets] * 2)  # repeats computed once
+    assert len(bound.known) == len(BATCH_TEXTS)
+
+    def no_single_pass(*args: object) -> None:
+        raise AssertionError("a prepared text was analysed again")
+
+    monkeypatch.setattr(enrichment, "text_signals", no_single_pass)
+    for t, want in zip(tickets, expected, strict=True):
+        got = bound(t, "api")
+        assert (got.team, got.rule, got.language, got.priority) == (
+            want.team,
+            want.rule,
+            want.language,
+            want.priority,
+        )
+        assert got.reasons == want.reasons
+    with pytest.raises(AssertionError, match="analysed again"):
+        bound(ticket("not prepared", "some other text"), "api")

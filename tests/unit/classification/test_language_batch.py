@@ -1,0 +1,57 @@
+"""The batched language walk gives py3langid's own answer for every text, whatever the mix."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from services.router.classification import detect_language, detect_languages
+
+MIXED = [
+    "Ma ei saa oma kontole sisse logida, palun aidake mind võimalikult kiiresti.",
+    "I cannot log in to my account since this morning, please reset my password.",
+    "Ich kann mich seit heute Morgen nicht mehr anmelden, bitte setzen Sie mein Passwort zurück.",
+    "Здравствуйте, не работает почта уже второй день, помогите пожалуйста",
+    "ПРИНТЕР НЕ ПЕЧАТАЕТ С УТРА СРОЧНО",  # all caps: lower-cased before the walk
+    "Γεια σας, ο υπολογιστής μου δεν λειτουργεί από χθες",
+    "Bonjour, je ne peux pas imprimer depuis la mise à jour",
+    "",
+    "ok thx",
+    "12345 67890 !!! ??? ... 2026-11-24",
+    "x" * 40,
+    "broken \udcff surrogate in an otherwise English sentence about printers",
+    "Tere! Minu arvuti ei lülitu sisse. " * 40,  # longer than the rest: a late finisher
+]
+
+
+def _same(texts: list[str], **kwargs: object) -> None:
+    batch = detect_languages(texts, **kwargs)  # type: ignore[arg-type]
+    assert len(batch) == len(texts)
+    for text, guess in zip(texts, batch, strict=True):
+        single = detect_language(text, **kwargs)  # type: ignore[arg-type]
+        assert guess.language == single.language, text
+        assert guess.confidence == pytest.approx(single.confidence, abs=1e-4), text
+
+
+def test_batch_matches_single_detection_on_a_mixed_batch():
+    _same(MIXED)
+    assert [g.language for g in detect_languages(MIXED[:3])] == ["et", "en", "de"]
+
+
+def test_batch_matches_single_detection_with_every_language_and_a_restricted_set():
+    _same(MIXED, languages=None)  # None: every language of the model
+    _same(MIXED, languages=frozenset({"en", "de"}))
+
+
+def test_batch_matches_on_random_word_salad_of_varied_length():
+    rng = random.Random(3)
+    words = " ".join(MIXED).split()
+    texts = [" ".join(rng.choices(words, k=rng.randint(0, 120))) for _ in range(200)]
+    _same(texts)
+
+
+def test_empty_batch_and_order_kept():
+    assert detect_languages([]) == []
+    reversed_guesses = detect_languages(MIXED[::-1])
+    assert reversed_guesses == detect_languages(MIXED)[::-1]
