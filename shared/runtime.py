@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ async def open_resources(settings: CommonSettings) -> Resources:
     producer = make_producer(settings)
     await start_producer(producer)
     return Resources(engine=engine, sessions=sessions, producer=producer, keys=KeyCache(sessions))
+
+
+def freeze_startup_heap() -> None:
+    """Leave everything allocated at start-up (modules, the app, ORM mappers, models) out of later
+    garbage collections: a full collection walks every tracked object, a pause of tens of
+    milliseconds on whatever request or batch is in flight when it strikes."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(

@@ -20,7 +20,7 @@ from services.intake.tickets.schemas import TicketIn
 from shared.events import EventType, ticket_event
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
-from shared.runtime import start_producer
+from shared.runtime import freeze_startup_heap, start_producer
 from shared.settings import CommonSettings
 
 
@@ -31,6 +31,7 @@ def create_app(settings: CommonSettings) -> FastAPI:
         producer = make_producer(settings)
         await start_producer(producer)
         app.state.producer = producer
+        freeze_startup_heap()  # as the real services do
         try:
             yield
         finally:

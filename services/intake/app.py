@@ -19,7 +19,7 @@ from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
-from shared.runtime import open_resources
+from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import IntakeSettings
 
 
@@ -60,6 +60,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 name="delivery-pruner",
             ),
         ]
+        freeze_startup_heap()
         try:
             yield
         finally:

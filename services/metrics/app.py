@@ -22,7 +22,7 @@ from shared.http.health import Check, broker_check, database_check, health_route
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import open_resources
+from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             "consumer": consumer_check(runner),
             "caught_up": _caught_up_check(caught_up),
         }
+        freeze_startup_heap()
         await runner.start()
         ticker = asyncio.create_task(_checkpoint_and_tick(ingest, settings), name="checkpoint")
         try:

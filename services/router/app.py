@@ -22,7 +22,7 @@ from shared.http.health import broker_check, database_check, health_router, inst
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import open_resources
+from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import RouterSettings
 
 
@@ -68,6 +68,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         classifier_watcher = asyncio.create_task(
             classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
         )
+        freeze_startup_heap()
         await runner.start()
         try:
             yield
