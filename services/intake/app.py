@@ -79,9 +79,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_timing(app, "intake")
-    app.include_router(health_router())
+    # Routes are matched in order: the hot path first, so a ticket is not tried against the rest.
     app.include_router(tickets_router)
     app.include_router(webhooks_router)
+    app.include_router(health_router())
     app.include_router(sources_router)
     return app
 

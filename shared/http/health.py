@@ -83,6 +83,8 @@ class TimingMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # labels() resolves the child series under a lock on every call; resolve each one once.
+        self._series: dict[tuple[str, str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,10 +103,11 @@ class TimingMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            template = str(getattr(route, "path", "unmatched"))
-            HTTP_SECONDS.labels(self.service, scope["method"], template, str(status)).observe(
-                time.perf_counter() - started
-            )
+            key = (scope["method"], str(getattr(route, "path", "unmatched")), str(status))
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = HTTP_SECONDS.labels(self.service, *key)
+            series.observe(time.perf_counter() - started)
 
 
 def install_timing(app: FastAPI, service: str) -> None:
