@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
 from sqlalchemy import text
@@ -70,9 +71,18 @@ def health_router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
         status = "unavailable" if failed else "degraded" if degraded else "ready"
         return JSONResponse({"status": status, "checks": report}, status_code=503 if failed else 200)
 
-    @router.get("/metrics", summary="Prometheus exposition", response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    @router.get(
+        "/metrics",
+        summary="Prometheus exposition",
+        description="All series, or with `name[]=` (repeatable) only the named series, as "
+        "prometheus_client's own handlers do: a cheap probe for one value.",
+        response_class=Response,
+    )
+    async def metrics(
+        names: Annotated[list[str] | None, Query(alias="name[]", description="series names to keep")] = None,
+    ) -> Response:
+        source = registry.restricted_registry(names) if names else registry
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -104,6 +104,17 @@ class _Lexicon:
     # For ASCII text: the first word's leading run of word characters, when the phrase can only
     # match where that run is a whole word of the text (set lookup); None: use the substring test.
     words: tuple[str | None, ...]
+    # The same, indexed: phrase positions by required word, and the positions without one.
+    by_word: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, hash=False)
+    loose: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        by_word: dict[str, list[int]] = {}
+        for i, word in enumerate(self.words):
+            if word is not None:
+                by_word.setdefault(word, []).append(i)
+        object.__setattr__(self, "by_word", {w: tuple(ids) for w, ids in by_word.items()})
+        object.__setattr__(self, "loose", tuple(i for i, word in enumerate(self.words) if word is None))
 
     @classmethod
     def of(cls, phrases: str) -> _Lexicon:
@@ -120,11 +131,11 @@ class _Lexicon:
         if words is None:
             chosen = tuple(i for i, key in enumerate(self.keys) if key in folded)
             return _subpattern(self, chosen, True).finditer(text) if chosen else iter(())
-        chosen = tuple(
-            i
-            for i, (key, word) in enumerate(zip(self.keys, self.words, strict=True))
-            if (word is None or word in words) and key in folded
+        # Only phrases whose required word is in the text (a set intersection), in lexicon order.
+        candidates = sorted(
+            [*self.loose, *(i for word in words & self.by_word.keys() for i in self.by_word[word])]
         )
+        chosen = tuple(i for i in candidates if self.keys[i] in folded)
         # Lower-cased ASCII has the same positions and word boundaries as the text, and the
         # IGNORECASE equivalences beyond lower-casing involve non-ASCII letters only; matching
         # case-sensitively lets re skip phrases by their first letter (matches come out lower-cased).
@@ -180,6 +191,7 @@ _LEXICON: tuple[tuple[str, Level, _Lexicon], ...] = (
 # would cost quadratic time on them, so they are blanked before matching.
 _LONG_TOKEN = re.compile(r"\w{48,}")
 _CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{3,}(?!\w)")
+_ASCII_CAPS_WORD = re.compile(r"(?<!\w)[A-Z]{3,}(?!\w)")  # the all-caps words of ASCII text
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,8 @@ class UrgencyAssessment:
 
 
 def _shouting(text: str) -> bool:
+    if text.isascii() and len(_ASCII_CAPS_WORD.findall(text)) < 2:
+        return False  # fewer than two all-caps words: neither test below can pass (the common case)
     words = _CAPS_WORD.findall(text)
     caps = [w for w in words if w.isupper()]
     # Three different capitalised words, or most of the text, is shouting; a repeated acronym is not.

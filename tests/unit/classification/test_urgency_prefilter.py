@@ -106,3 +106,32 @@ def test_every_phrase_is_found_in_any_case() -> None:
         for text in (phrase, phrase.upper(), phrase.title(), f"x {phrase}, y", f"x{phrase} {phrase}x"):
             assert matches(text) == reference_matches(text), text
         assert any(matches(phrase)), phrase
+
+
+def reference_shouting(text: str) -> bool:
+    words = re.findall(r"(?<!\w)[^\W\d_]{3,}(?!\w)", text)
+    caps = [w for w in words if w.isupper()]
+    return len(set(caps)) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
+
+
+def test_the_shouting_shortcut_agrees_with_the_full_test():
+    rng = random.Random(11)
+    pieces = [
+        "HELP",
+        "NOW",
+        "ASAP",
+        "Server",
+        "down",
+        "VPN",
+        "vpn",
+        "ok",
+        "A1B",
+        "ABC_D",
+        "ÄRGER",
+        "x",
+        "URGENT!!",
+    ]
+    texts = ["", "HELP NOW", "HELP", "SERVER DOWN AGAIN", "VPN VPN VPN", "VPN is down", "ÄRGER ÜBER ALLES"]
+    texts += [" ".join(rng.choices(pieces, k=rng.randint(1, 8))) for _ in range(2000)]
+    for text in texts:
+        assert urgency._shouting(text) is reference_shouting(text), text

@@ -1,12 +1,13 @@
-"""Request latency is recorded per route template and status, never per raw path."""
+"""Request latency is recorded per route template and status, never per raw path; /metrics can
+return only the named series."""
 
 from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI, HTTPException
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from shared.http.health import install_timing
+from shared.http.health import health_router, install_timing
 
 
 def count(service: str, route: str, status: str) -> float:
@@ -32,3 +33,18 @@ async def test_latency_is_counted_per_route_template_and_status():
     assert count("timing-test", "/items/{item_id}", "200") == 3
     assert count("timing-test", "/items/{item_id}", "404") == 1
     assert count("timing-test", "unmatched", "404") == 1
+
+
+async def test_metrics_endpoint_can_return_only_the_named_series():
+    registry = CollectorRegistry()
+    wanted = Counter("probe_wanted", "kept", registry=registry)
+    Counter("probe_other", "filtered out", registry=registry).inc(5)
+    wanted.inc(3)
+    app = FastAPI()
+    app.include_router(health_router(registry))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        everything = (await client.get("/metrics")).text
+        only = (await client.get("/metrics", params={"name[]": "probe_wanted_total"})).text
+    assert "probe_wanted_total 3.0" in everything and "probe_other_total 5.0" in everything
+    assert "probe_wanted_total 3.0" in only and "probe_other" not in only
