@@ -46,18 +46,22 @@ class SlaConfig:
 
     def select(self, snapshot: TicketSnapshot, state: TicketState, at: datetime) -> SlaPolicy | None:
         """The first policy (in order) whose ``applies_when`` holds for the ticket."""
-        facts = facts_from_ticket(
-            snapshot.model_copy(update={"priority": state.priority, "status": state.status}),
-            state.source,
-            at,
-            language=state.language,
-            category=state.category,
-            category_confidence=state.category_confidence,
-        )
         matchers: dict[str, CompiledRuleSet] = self._matchers  # type: ignore[attr-defined]
+        facts = None  # built only when a condition needs them: most tickets meet a catch-all first
         for policy in self.policies:
             matcher = matchers.get(policy.name)
-            if matcher is None or matcher.evaluate(facts).matched_rules:
+            if matcher is None:
+                return policy
+            if facts is None:
+                facts = facts_from_ticket(
+                    snapshot.model_copy(update={"priority": state.priority, "status": state.status}),
+                    state.source,
+                    at,
+                    language=state.language,
+                    category=state.category,
+                    category_confidence=state.category_confidence,
+                )
+            if matcher.evaluate(facts).matched_rules:
                 return policy
         return None
 
