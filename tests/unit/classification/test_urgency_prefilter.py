@@ -135,3 +135,13 @@ def test_the_shouting_shortcut_agrees_with_the_full_test():
     texts += [" ".join(rng.choices(pieces, k=rng.randint(1, 8))) for _ in range(2000)]
     for text in texts:
         assert urgency._shouting(text) is reference_shouting(text), text
+
+
+def test_long_token_blanking_shortcut_changes_nothing_it_should_not():
+    rng = random.Random(5)
+    alphabet = "ab_1-/.é "
+    texts = ["", "short words only", "x" * 47, "x" * 48, "y" * 60 + " tail", "http://example.com/" + "a" * 50]
+    texts += ["".join(rng.choices(alphabet, k=rng.randint(0, 200))) for _ in range(500)]
+    texts += [" ".join(["w" * rng.randint(1, 60) for _ in range(5)]) for _ in range(200)]
+    for text in texts:
+        assert urgency._blank_long_tokens(text) == _LONG_TOKEN.sub(" ", text), text
