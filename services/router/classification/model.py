@@ -1,4 +1,5 @@
-"""The ticket classifier: TF-IDF features, a linear SVM and temperature-scaled softmax confidence."""
+"""The ticket classifier: TF-IDF features, a stack of linear models collapsed into one weight matrix
+(see ``stacking``) and temperature-scaled softmax confidence."""
 
 from __future__ import annotations
 
@@ -15,9 +16,18 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
-from sklearn.svm import LinearSVC
+from sklearn.model_selection import StratifiedKFold
 
 from services.router.classification.features import FeatureConfig, TextFeaturizer
+from services.router.classification.stacking import (
+    Blocks,
+    Meta,
+    collapse,
+    fit_bases,
+    fit_linear,
+    fit_meta,
+    out_of_fold_scores,
+)
 
 FORMAT_VERSION = 1
 _MAGIC = "ticket-classifier"
@@ -60,18 +70,6 @@ class ModelMetadata(BaseModel):
     n_examples: int
     trained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     training: TrainingFigures | None = None
-
-
-def fit_linear(
-    x: sp.csr_matrix, y: NDArray[np.int64], n_classes: int, c: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the SVM; returns (weights as n_features x n_classes, intercepts)."""
-    svm = LinearSVC(C=c, class_weight="balanced", dual=True, tol=1e-3, max_iter=5000, random_state=0)
-    svm.fit(x, y)
-    coef, intercept = svm.coef_, svm.intercept_
-    if n_classes == 2:  # sklearn keeps one weight vector for two classes; expand to one per class
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -143,9 +141,25 @@ class TicketClassifier:
         temperature: float,
         threshold: float,
         training: TrainingFigures | None = None,
+        meta: Meta | None = None,
     ) -> TicketClassifier:
-        """Fit the linear model on features already produced by this classifier's featurizer."""
-        self._weights, self._intercept = fit_linear(x, y, len(names), self.c)
+        """Fit on features already produced by this classifier's featurizer.
+
+        ``meta`` is the meta-model fitted on out-of-fold base scores (``train`` passes the one from its
+        cross-validation); without it one is fitted here on up to 3 inner folds. With a label seen
+        only once there are no out-of-fold scores, and the model is a single LinearSVC.
+        """
+        blocks = self.blocks(x)
+        n_classes = len(names)
+        smallest = int(np.bincount(y, minlength=n_classes).min())
+        if meta is None and smallest >= 2:
+            splitter = StratifiedKFold(n_splits=min(3, smallest), shuffle=True, random_state=0)
+            splits = list(splitter.split(np.zeros(len(y)), y))
+            meta = fit_meta(out_of_fold_scores(blocks, y, n_classes, self.c, splits), y, n_classes)
+        if meta is None:
+            self._weights, self._intercept = fit_linear(x, y, n_classes, self.c)
+        else:
+            self._weights, self._intercept = collapse(fit_bases(blocks, y, n_classes, self.c), meta, blocks)
         self._labels = names
         self.metadata = ModelMetadata(
             labels=names,
@@ -157,6 +171,10 @@ class TicketClassifier:
             training=training,
         )
         return self
+
+    def blocks(self, x: sp.csr_matrix) -> Blocks:
+        """The word and char blocks of this classifier's feature rows, as the stack's bases see them."""
+        return Blocks.of(x, len(self.featurizer.word_idf), self.featurizer.config.char_weight)
 
     def decision_scores(self, texts: Sequence[str]) -> np.ndarray:
         self._meta()

@@ -80,16 +80,16 @@ def test_threshold_reaches_target_precision_out_of_fold(trained, synthetic):
 
 
 def test_inner_folds_scale_c_to_the_final_fit(synthetic, monkeypatch):
-    import services.router.classification.training as training
+    from services.router.classification import stacking
 
     seen: list[tuple[int, float]] = []
-    real = training.fit_linear
+    real = stacking.fit_bases
 
-    def spy(x, y, n_classes, c):
-        seen.append((x.shape[0], c))
-        return real(x, y, n_classes, c)
+    def spy(blocks, y, n_classes, c):
+        seen.append((blocks.word.shape[0], c))
+        return real(blocks, y, n_classes, c)
 
-    monkeypatch.setattr(training, "fit_linear", spy)
+    monkeypatch.setattr(stacking, "fit_bases", spy)
     train(synthetic[0], synthetic[1], folds=4, c=0.5)
     n = len(synthetic[0])
     assert len(seen) == 4  # the final fit goes through the model, with c itself
