@@ -44,6 +44,14 @@ class ConsumerSettings(CommonSettings):
 
     consumer_batch_max: int = Field(default=500, ge=1, description="Max messages per batch.")
     consumer_poll_timeout_ms: int = Field(default=200, ge=1, description="getmany timeout.")
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Longest a fetch waits for new messages. A broker that holds an empty fetch for "
+        "the whole wait (the embedded tansu does) adds up to this much latency per hop; Apache Kafka "
+        "answers as soon as a message arrives.",
+    )
     consumer_retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Cap of the exponential backoff when a batch fails."
     )

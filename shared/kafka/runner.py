@@ -36,6 +36,7 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.consumer_batch_max,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             # A long retry of one batch must not get us thrown out of the group.
             max_poll_interval_ms=600_000,
             session_timeout_ms=10_000,
