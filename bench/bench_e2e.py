@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import os
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from bench.bench_router import store_rules
+from bench.harness.bare_e2e import await_all, run_bare, warm_up
 from bench.harness.loadgen import percentile
 from bench.harness.procs import base_env, broker, database, databases, make_key, service
 from bench.harness.run import Row, loadgen
@@ -79,27 +79,6 @@ class Poller(threading.Thread):
                 time.sleep(POLL_S)
 
 
-def warm_up(
-    intake_port: int, probe_url: str, token: str, tickets: int = 12, timeout_s: float = 120.0
-) -> float:
-    """Post a few tickets and wait until the metrics service counts them all, so the measured run
-    starts on a flowing pipeline: every consumer group has its partitions (a rebalance on the
-    embedded broker takes seconds) and every connection is open. Returns the routed sum then."""
-    deadline = time.monotonic() + timeout_s
-    tag = uuid.uuid4().hex[:6]
-    with httpx.Client(timeout=5, headers={"Authorization": f"Bearer {token}"}) as client:
-        for index in range(tickets):
-            body = {"external_id": f"warm-up-{tag}-{index}", "subject": "Warm-up", "description": "Warm-up"}
-            client.post(f"http://127.0.0.1:{intake_port}/v1/tickets", json=body).raise_for_status()
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                value = routed_sum(client.get(probe_url).text)
-                if value >= tickets:
-                    return value
-            time.sleep(0.05)
-    raise RuntimeError(f"the pipeline did not count {tickets} warm-up tickets within {timeout_s:.0f} s")
-
-
 def attribute(accepted: list[float], samples: list[tuple[float, float]]) -> list[float]:
     """Latency (s) of the i-th accepted ticket: first time the count reached i+1, minus its 202."""
     counts = [count for _, count in samples]
@@ -112,9 +91,25 @@ def attribute(accepted: list[float], samples: list[tuple[float, float]]) -> list
     return latencies
 
 
+def windows(accepted: list[float], latencies_ms: list[float], width_s: float = 10.0) -> list[dict[str, Any]]:
+    """p50/p99 per ``width_s`` of the run by 202 time: the embedded broker slows as its logs grow."""
+    if not latencies_ms:
+        return []
+    start = min(accepted)
+    groups: dict[int, list[float]] = {}
+    for t202, latency in zip(sorted(accepted), latencies_ms, strict=False):
+        groups.setdefault(int((t202 - start) // width_s), []).append(latency)
+    return [
+        {"from_s": k * width_s, "p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v)}
+        for k, v in sorted(groups.items())
+    ]
+
+
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     duration = 10.0 if quick else float(os.environ.get("BENCH_E2E_SECONDS", "60"))
     kind = databases()[-1]  # PostgreSQL when configured: the production database
+    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE)
+    bare_ms = [x * 1000 for x in attribute(bare_accepted, bare_samples)]
     with broker(workdir) as kafka, database(kind, workdir) as url:
         asyncio.run(store_rules(url, 200))
         token = asyncio.run(make_key(url, Role.INTAKE))
@@ -131,19 +126,15 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
             metrics_port, intake_port = started[1][1], started[2][1]
             probe_url = f"http://127.0.0.1:{metrics_port}{PROBE}"
             warming = time.monotonic()
-            base = warm_up(intake_port, probe_url, token)
+            with httpx.Client(timeout=5) as probe:
+                base = warm_up(intake_port, token, lambda: routed_sum(probe.get(probe_url).text))
             warm_up_s = time.monotonic() - warming
             poller = Poller(probe_url, base)
             poller.start()
             summary, accepted = loadgen(
                 intake_port, token, workdir, duration=duration, warmup=0.0, rate=RATE, times=True
             )
-            # Wait until every accepted ticket was counted (bounded).
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (
-                not poller.samples or poller.samples[-1][1] < len(accepted)
-            ):
-                time.sleep(0.05)
+            await_all(lambda: poller.samples, len(accepted))
             poller.stop_at = time.monotonic()
             poller.join()
         finally:
@@ -165,9 +156,25 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         "latency_ms_max": max(latencies_ms) if latencies_ms else None,
         "scrape_ms_median": percentile(poller.scrape_ms, 0.5),
         "warm_up_s": round(warm_up_s, 1),
+        "by_10s": windows(accepted, latencies_ms),
+        "bare": {
+            "loadgen": bare_summary,
+            "accepted": len(bare_accepted),
+            "attributed": len(bare_ms),
+            "latency_ms_p50": percentile(bare_ms, 0.5),
+            "latency_ms_p99": percentile(bare_ms, 0.99),
+            "by_10s": windows(bare_accepted, bare_ms),
+        },
     }
     achieved = summary["ok_per_second"]
+    bare_p50, bare_p99 = percentile(bare_ms, 0.5), percentile(bare_ms, 0.99)
     rows = [
+        Row(
+            "e2e", "bare pipeline 202 -> arrived p50", None if bare_p50 is None else round(bare_p50, 1), "ms"
+        ),
+        Row(
+            "e2e", "bare pipeline 202 -> arrived p99", None if bare_p99 is None else round(bare_p99, 1), "ms"
+        ),
         Row(
             "e2e", f"achieved rate ({kind})", achieved, "tickets/s", f">= {RATE:.0f}", achieved >= 0.98 * RATE
         ),

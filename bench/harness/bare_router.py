@@ -29,6 +29,7 @@ async def run(args: argparse.Namespace) -> int:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.consumer_batch_max,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         max_poll_interval_ms=600_000,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,

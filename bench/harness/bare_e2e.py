@@ -1,0 +1,130 @@
+"""The end-to-end baseline: the same two broker hops with nothing of ours in between.
+
+bare intake (bench/harness/bare_intake.py: parse, produce, 202 after the ack) -> tickets topic ->
+bare router (bench/harness/bare_router.py: getmany, produce, acks, commit) -> output topic -> a
+reader in this process, all with the services' client settings, at the same offered rate and
+duration, on a broker of its own (the embedded broker slows down as its logs grow, so each
+pipeline gets a fresh one). Latency is attributed by counting arrivals, as for the real pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from bench.harness.procs import Process, base_env, broker
+from bench.harness.run import loadgen
+from shared.kafka.embedded import free_port
+from shared.settings import ConsumerSettings
+
+
+class ArrivalCounter(threading.Thread):
+    """Samples (monotonic time, messages arrived beyond ``base``) on one topic, until stopped."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.count = 0
+        self.base = 0
+        self.samples: list[tuple[float, float]] = []
+        self.stop_at = float("inf")
+
+    def run(self) -> None:
+        asyncio.run(self._follow())
+
+    async def _follow(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=ConsumerSettings().consumer_fetch_max_wait_ms,
+        )
+        await consumer.start()
+        try:
+            while time.monotonic() < self.stop_at:
+                batch = await consumer.getmany(timeout_ms=50)
+                arrived = sum(len(records) for records in batch.values())
+                if arrived:
+                    self.count += arrived
+                    self.samples.append((time.monotonic(), float(self.count - self.base)))
+        finally:
+            await consumer.stop()
+
+
+def warm_up(
+    intake_port: int, token: str, counted: Callable[[], float], tickets: int = 12, timeout_s: float = 120.0
+) -> float:
+    """Post a few tickets and wait until ``counted()`` reaches them all, so the measured run starts
+    on a flowing pipeline: every consumer group has its partitions (a rebalance on the embedded
+    broker takes seconds) and every connection is open. Returns the count then."""
+    deadline = time.monotonic() + timeout_s
+    tag = uuid.uuid4().hex[:6]
+    with httpx.Client(timeout=5, headers={"Authorization": f"Bearer {token}"}) as client:
+        for index in range(tickets):
+            body = {"external_id": f"warm-up-{tag}-{index}", "subject": "Warm-up", "description": "Warm-up"}
+            client.post(f"http://127.0.0.1:{intake_port}/v1/tickets", json=body).raise_for_status()
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            value = counted()
+            if value >= tickets:
+                return value
+        time.sleep(0.05)
+    raise RuntimeError(f"the pipeline did not count {tickets} warm-up tickets within {timeout_s:.0f} s")
+
+
+def await_all(
+    samples: Callable[[], list[tuple[float, float]]], expected: int, timeout_s: float = 30.0
+) -> None:
+    """Wait (bounded) until the last sample counts every accepted ticket."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (not samples() or samples()[-1][1] < expected):
+        time.sleep(0.05)
+
+
+def run_bare(
+    workdir: Path, duration: float, rate: float
+) -> tuple[dict[str, Any], list[float], list[tuple[float, float]]]:
+    """(load generator summary, 202 times, arrival samples) of the bare pipeline."""
+    with broker(workdir) as kafka:
+        env = base_env(kafka.bootstrap, "sqlite+aiosqlite:///:memory:")  # the bare processes use no database
+        port = free_port()
+        intake = Process(
+            "bare_intake",
+            [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)],
+            env,
+            workdir,
+        )
+        forwarder = Process(
+            "bare_router",
+            [sys.executable, "-m", "bench.harness.bare_router", "--bootstrap", kafka.bootstrap,
+             "--source", env["TOPIC_TICKET_EVENTS"], "--target", env["TOPIC_ROUTING_EVENTS"],
+             "--group", f"bare-e2e-{uuid.uuid4().hex[:6]}", "--count", str(10**9),
+             "--timeout", str(duration + 300)],
+            env, workdir,
+        )  # fmt: skip
+        counter = ArrivalCounter(kafka.bootstrap, env["TOPIC_ROUTING_EVENTS"])
+        try:
+            intake.wait_ready(port)
+            counter.start()
+            counter.base = int(warm_up(port, "none", lambda: float(counter.count)))
+            summary, accepted = loadgen(
+                port, "none", workdir, duration=duration, warmup=0.0, rate=rate, times=True
+            )
+            await_all(lambda: counter.samples, len(accepted))
+        finally:
+            counter.stop_at = time.monotonic()
+            forwarder.stop()
+            intake.stop()
+        counter.join(timeout=30)
+    return summary, accepted, counter.samples
