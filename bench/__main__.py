@@ -58,45 +58,39 @@ def classifier(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     if quick:
         args += ["--folds", "2", "--inner-folds", "2", "--latency-samples", "300"]
     result = _script("classifier", args, workdir, 900)
-    mean, latency, train_s = result["mean"], result["predict_latency_us"], result["full_train_seconds"]
-    per_ticket = max(latency["mean"], latency["batched_per_ticket"])
-    return result, [
-        Row(
-            "classifier",
-            "accuracy (CV mean)",
-            round(mean["accuracy"], 4),
-            "",
-            ">= 0.87",
-            mean["accuracy"] >= 0.87,
-        ),
-        Row("classifier", "macro-F1 (CV mean)", round(mean["macro_f1"], 4), ""),
-        Row(
-            "classifier",
+    mean, latency = result["mean"], result["predict_latency_us"]
+    met = result["checks"]  # bench_classifier.py holds the acceptance tests; the rows show them
+    table: list[tuple[str, float, str, str, str | None]] = [  # metric, value, unit, target, check
+        ("accuracy (CV mean)", round(mean["accuracy"], 4), "", ">= 0.87", "accuracy >= 0.87"),
+        ("macro-F1 (CV mean)", round(mean["macro_f1"], 4), "", "", None),
+        (
             "precision at threshold",
             round(mean["precision_at_threshold"], 4),
             "",
-            ">= 0.95",
-            mean["precision_at_threshold"] >= 0.95,
+            f">= {result['target_precision']}",
+            "held-out precision >= target",
         ),
-        Row(
-            "classifier",
-            "coverage at threshold",
-            round(mean["coverage"], 4),
-            "",
-            ">= 0.75",
-            mean["coverage"] >= 0.75,
-        ),
-        Row(
-            "classifier",
+        ("coverage at threshold", round(mean["coverage"], 4), "", ">= 0.75", "coverage >= 0.75"),
+        (
             "predict, single (mean)",
             round(latency["mean"], 1),
             "µs",
             "<= 200",
-            per_ticket <= 200,
+            "predict <= 200 µs per ticket (single and batched)",
         ),
-        Row("classifier", "predict, batched per ticket", round(latency["batched_per_ticket"], 1), "µs"),
-        Row("classifier", "predict, single p99 (long tickets)", round(latency["p99"], 1), "µs"),
-        Row("classifier", "training, full file", round(train_s, 1), "s", "< 60", train_s < 60),
+        ("predict, batched per ticket", round(latency["batched_per_ticket"], 1), "µs", "", None),
+        ("predict, single p99 (long tickets)", round(latency["p99"], 1), "µs", "", None),
+        (
+            "training, full file",
+            round(result["full_train_seconds"], 1),
+            "s",
+            "< 60",
+            "full-file training < 60 s",
+        ),
+    ]
+    return result, [
+        Row("classifier", metric, value, unit, target, None if check is None else met[check])
+        for metric, value, unit, target, check in table
     ]
 
 

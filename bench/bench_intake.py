@@ -12,14 +12,12 @@ intake's rate as a fraction of the baseline's.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
-from bench.harness.procs import Process, base_env, broker, database, databases, make_key, service
+from bench.harness.procs import bare_intake, base_env, broker, database, databases, make_key, service
 from bench.harness.run import Row, loadgen
 from shared.auth import Role
-from shared.kafka.embedded import free_port
 
 CONCURRENCY = 32
 
@@ -32,11 +30,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         for kind in databases():
             with database(kind, workdir) as url:
                 env = base_env(kafka.bootstrap, url)
-                port = free_port()
-                bare = Process(
-                    "bare_intake", [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)],
-                    env, workdir,
-                )  # fmt: skip
+                bare, port = bare_intake(env, workdir)
                 try:
                     bare.wait_ready(port)
                     baseline, _ = loadgen(port, "none", workdir, duration=duration, warmup=warmup)

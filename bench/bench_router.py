@@ -17,7 +17,6 @@ send -> acks -> commit, same settings) forwards the same N events, measured the 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.bench_rules import make_ruleset, make_tickets
-from bench.harness.procs import Process, base_env, broker, database, databases, service
+from bench.harness.procs import bare_router, base_env, broker, database, databases, service
 from bench.harness.run import Row
 from services.router.classification import train
 from services.router.classifiers.enrichment import ticket_text
@@ -150,14 +149,9 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                 asyncio.run(preload(settings, count))
 
                 bare_topic = f"{settings.topic_routing_events}-bare"
-                bare = Process(
-                    "bare_router",
-                    [sys.executable, "-m", "bench.harness.bare_router", "--bootstrap", kafka.bootstrap,
-                     "--source", settings.topic_ticket_events, "--target", bare_topic,
-                     "--group", f"bare-{uuid.uuid4().hex[:6]}", "--count", str(count),
-                     "--timeout", str(timeout_s)],
-                    env, workdir,
-                )  # fmt: skip
+                bare = bare_router(
+                    env, workdir, kafka.bootstrap, settings.topic_ticket_events, bare_topic, count, timeout_s
+                )
                 try:
                     baseline = asyncio.run(count_arrivals(kafka.bootstrap, bare_topic, count, timeout_s))
                 finally:

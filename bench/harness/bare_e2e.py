@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import time
 import uuid
@@ -22,9 +21,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench.harness.procs import Process, base_env, broker
+from bench.harness.procs import bare_intake, bare_router, base_env, broker
 from bench.harness.run import loadgen
-from shared.kafka.embedded import free_port
 from shared.settings import ConsumerSettings
 
 
@@ -98,20 +96,10 @@ def run_bare(
     """(load generator summary, 202 times, arrival samples) of the bare pipeline."""
     with broker(workdir) as kafka:
         env = base_env(kafka.bootstrap, "sqlite+aiosqlite:///:memory:")  # the bare processes use no database
-        port = free_port()
-        intake = Process(
-            "bare_intake",
-            [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)],
-            env,
-            workdir,
-        )
-        forwarder = Process(
-            "bare_router",
-            [sys.executable, "-m", "bench.harness.bare_router", "--bootstrap", kafka.bootstrap,
-             "--source", env["TOPIC_TICKET_EVENTS"], "--target", env["TOPIC_ROUTING_EVENTS"],
-             "--group", f"bare-e2e-{uuid.uuid4().hex[:6]}", "--count", str(10**9),
-             "--timeout", str(duration + 300)],
-            env, workdir,
+        intake, port = bare_intake(env, workdir)
+        forwarder = bare_router(
+            env, workdir, kafka.bootstrap, env["TOPIC_TICKET_EVENTS"], env["TOPIC_ROUTING_EVENTS"],
+            count=10**9, timeout_s=duration + 300,
         )  # fmt: skip
         counter = ArrivalCounter(kafka.bootstrap, env["TOPIC_ROUTING_EVENTS"])
         try:

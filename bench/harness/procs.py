@@ -131,6 +131,25 @@ def service(name: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int
     return process, port
 
 
+def bare_intake(env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
+    """Start the intake baseline (bench/harness/bare_intake.py) on a free port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)]
+    return Process("bare_intake", argv, env, log_dir), port
+
+
+def bare_router(
+    env: dict[str, str], log_dir: Path, bootstrap: str, source: str, target: str, count: int, timeout_s: float
+) -> Process:
+    """Start the router baseline (bench/harness/bare_router.py): forward ``count`` events, own group."""
+    argv = [
+        sys.executable, "-m", "bench.harness.bare_router", "--bootstrap", bootstrap, "--source", source,
+        "--target", target, "--group", f"bare-{uuid.uuid4().hex[:6]}", "--count", str(count),
+        "--timeout", str(timeout_s),
+    ]  # fmt: skip
+    return Process("bare_router", argv, env, log_dir)
+
+
 def base_env(bootstrap: str, database_url: str, partitions: int = 6) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
