@@ -107,6 +107,8 @@ class _Automaton:
 @lru_cache(maxsize=8)
 def _automaton(languages: frozenset[str] | None) -> _Automaton:
     identifier = _identifier(languages)
+    if identifier.tk_output[0] >= 0:  # detect_languages pads finished texts with the start state
+        raise ValueError("py3langid's start state emits a feature: batch detection cannot pad with it")
     return _Automaton(
         np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).astype(np.int32),
         np.asarray(identifier._rowbase, dtype=np.int64),
@@ -147,6 +149,7 @@ def detect_languages(
     grid = np.zeros((width, len(order)), dtype=np.uint8)
     for row, k in enumerate(order):
         grid[: lengths[row], row] = np.frombuffer(encoded[k], dtype=np.uint8)
+    # A text's steps after its end stay at state 0, the start state, which emits no feature.
     visited = np.zeros((width, len(order)), dtype=np.int32)
     states = np.zeros(len(order), dtype=np.int64)
     active = len(order)
@@ -156,7 +159,6 @@ def detect_languages(
         states[:active] = dfa.next_move[dfa.row_base[states[:active]] + grid[step, :active]]
         visited[step, :active] = states[:active]
     features = dfa.output[visited]
-    features[np.arange(width)[:, None] >= lengths[None, :]] = -1  # padding after a text's end
     steps, rows = np.nonzero(features >= 0)
     counts = sp.csr_matrix(
         (np.ones(len(rows), dtype=np.float32), (rows, features[steps, rows])),
