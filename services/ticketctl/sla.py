@@ -65,8 +65,9 @@ def sla_apply(
         model = service.validate_document(
             kind, document["name"], document, await service.calendar_names(session)
         )
+        previous = await service.latest(session, kind, document["name"])
         return await service.save(
-            session, kind, document["name"], model.model_dump(mode="json"), author, comment
+            session, kind, document["name"], model.model_dump(mode="json"), author, comment, previous=previous
         )
 
     try:

@@ -115,7 +115,9 @@ async def save(
         raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors)
     change = diff_rulesets(current, ruleset)
     try:
-        row = await save_version(session, ruleset.model_copy(update={"version": None}), author, comment)
+        row = await save_version(
+            session, ruleset.model_copy(update={"version": None}), author, comment, base=current
+        )
     except IntegrityError as exc:
         # Another writer committed version N+1 between our read and our insert.
         number = current.version + 1

@@ -25,12 +25,26 @@ async def latest(session: AsyncSession) -> RuleSetVersion | None:
 
 
 async def save_version(
-    session: AsyncSession, ruleset: RuleSet, author: str, comment: str = ""
+    session: AsyncSession,
+    ruleset: RuleSet,
+    author: str,
+    comment: str = "",
+    *,
+    base: RuleSet | None = None,
 ) -> RuleSetVersion:
-    """Store ``ruleset`` as the next version; the diff against the previous one is kept with it."""
-    previous = await latest(session)
-    old = ruleset_of(previous) if previous is not None else RuleSet()
-    number = (previous.version if previous is not None else 0) + 1
+    """Store ``ruleset`` as the next version; the diff against the previous one is kept with it.
+
+    ``base`` is the version the caller read and checked: the new row is ``base.version + 1``, so a
+    writer that committed in between makes this insert collide on the primary key. Re-reading the
+    newest version here instead would, under READ COMMITTED, silently save on top of that writer.
+    Without ``base`` (seeding tools) the newest version is read.
+    """
+    if base is None:
+        previous = await latest(session)
+        old = ruleset_of(previous) if previous is not None else RuleSet()
+        number = (previous.version if previous is not None else 0) + 1
+    else:
+        old, number = base, (base.version or 0) + 1
     document = ruleset.model_dump(mode="json", by_alias=True, exclude={"version"}, exclude_none=True)
     row = RuleSetVersion(
         version=number,

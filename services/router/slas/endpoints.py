@@ -117,7 +117,7 @@ async def put_config(
                     errors=[{**e, "field": "/document" + e["field"]} for e in exc.errors],
                 ) from None
             document = model.model_dump(mode="json", exclude_defaults=False)
-            row = await service.save(session, kind, name, document, author, body.comment)
+            row = await service.save(session, kind, name, document, author, body.comment, previous=current)
     except IntegrityError:
         raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
     response.headers["ETag"] = etag(row.version)
@@ -145,7 +145,7 @@ async def delete_config(
                 ]
                 if users:
                     raise Problem(409, "Conflict", f"calendar {name!r} is used by SLA policies {users}")
-            await service.save(session, kind, name, None, author)
+            await service.save(session, kind, name, None, author, previous=current)
     except IntegrityError:
         raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
     return Response(status_code=204)

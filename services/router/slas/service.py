@@ -119,10 +119,14 @@ async def save(
     document: dict[str, Any] | None,
     author: str,
     comment: str = "",
+    *,
+    previous: SlaConfigVersion | None,
 ) -> SlaConfigVersion:
-    """Append the next version (``document=None``: a deletion). Concurrency is the caller's
-    If-Match check plus the UNIQUE (kind, name, version) constraint for a simultaneous writer."""
-    previous = await latest(session, kind, name)
+    """Append the version after ``previous`` (``document=None``: a deletion).
+
+    ``previous`` is the version the caller read and checked against If-Match; numbering from it
+    (not from a fresh read) lets the UNIQUE (kind, name, version) constraint reject a writer that
+    committed in between, which READ COMMITTED would otherwise let us silently save on top of."""
     old = None if previous is None or previous.deleted else previous.document
     row = SlaConfigVersion(
         kind=kind,

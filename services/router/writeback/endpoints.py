@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.queue import WRITEBACK_KINDS
@@ -90,7 +91,7 @@ async def create_target(
     body: TargetIn, request: Request, response: Response, _role: Role = Depends(require_role(Role.ADMIN))
 ) -> TargetOut:
     now = utc_now()
-    row = WritebackTarget(**body.model_dump(mode="json"), revision=1, created_at=now, updated_at=now)
+    row = WritebackTarget(**body.model_dump(mode="json"), created_at=now, updated_at=now)
     try:
         async with request.app.state.sessions() as session, session.begin():
             session.add(row)
@@ -125,8 +126,9 @@ async def update_target(
                 raise Problem(412, "Precondition failed", f'current ETag is "{row.revision}"')
             for key, value in body.model_dump(mode="json").items():
                 setattr(row, key, value)
-            row.revision += 1
-            row.updated_at = utc_now()
+            row.updated_at = utc_now()  # the flush bumps ``revision`` (version_id_col)
+    except StaleDataError:
+        raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
     except IntegrityError:
         raise Problem(
             409,

@@ -26,6 +26,10 @@ class WritebackTarget(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
+    # The ORM bumps ``revision`` on every UPDATE and adds ``WHERE revision = <read>``: of two admins
+    # who both passed the If-Match check, the second one's UPDATE matches no row (StaleDataError).
+    __mapper_args__ = {"version_id_col": revision}
+
 
 class WritebackDelivery(Base):
     __tablename__ = "writeback_deliveries"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
+import pytest
+
+from services.router.errors import Stale
 from services.router.rules import RuleSet
 from services.router.rulesets import service
 from shared.auth import Role, create_api_key, revoke_api_key
@@ -145,6 +149,47 @@ async def test_service_level_race_on_the_primary_key(router_api: Router) -> None
     assert raised is not None
     assert type(raised).__name__ in ("Stale", "OperationalError"), repr(raised)
     assert version_of(await router_api.rules_etag()) == live + 1
+
+
+async def test_writer_that_commits_after_the_check_wins(
+    router_api: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race CI once hit: the other writer commits between our If-Match check and our insert.
+
+    Our save must fail (Stale) instead of landing as version N+2 on top of theirs."""
+    sessions = router_api.app.state.sessions
+    team = await router_api.add_team()
+    live = version_of(await router_api.rules_etag())
+    checked, other_committed = asyncio.Event(), asyncio.Event()
+    check_references = service.check_references
+
+    async def check_then_wait(session: Any, ruleset: RuleSet) -> list[dict[str, Any]]:
+        errors = await check_references(session, ruleset)
+        if ruleset.rules[0].id == "slow":
+            checked.set()
+            await other_committed.wait()
+        return errors
+
+    monkeypatch.setattr(service, "check_references", check_then_wait)
+
+    async def slow_writer() -> None:
+        async with sessions() as session, session.begin():
+            ruleset = RuleSet.model_validate({"rules": [rule("slow", team, "a")]})
+            await service.replace_ruleset(session, ruleset, expected=live, author="slow")
+
+    async def fast_writer() -> None:
+        await checked.wait()
+        async with sessions() as session, session.begin():
+            ruleset = RuleSet.model_validate({"rules": [rule("fast", team, "b")]})
+            await service.replace_ruleset(session, ruleset, expected=live, author="fast")
+        other_committed.set()
+
+    slow, fast = await asyncio.gather(slow_writer(), fast_writer(), return_exceptions=True)
+    assert fast is None
+    assert isinstance(slow, Stale), repr(slow)
+    assert version_of(await router_api.rules_etag()) == live + 1
+    async with sessions() as session:
+        assert [r.id for r in (await service.live(session)).rules] == ["fast"]
 
 
 async def test_revoked_key_stops_working(router_api: Router) -> None:

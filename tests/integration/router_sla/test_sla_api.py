@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
-from fastapi import FastAPI
+import asyncio
 
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
+
+from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
 from shared.auth import KeyCache, Role, create_api_key
@@ -89,3 +94,48 @@ async def test_policy_lifecycle_with_validation_and_etags(sessions):
     async with sessions() as session:
         config = await load_config(session)
     assert config.policy_named(pol) is not None and cal in config.calendars
+
+
+async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessions):
+    """Both admins read version 1 and passed If-Match; the second save must not land as version 3."""
+    cal = f"cal-{new_id()[:8]}"
+    document = {"timezone": "Europe/Berlin", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
+    async with sessions() as session, session.begin():
+        await service.save(session, "calendar", cal, document, "setup", previous=None)
+    async with sessions() as slow:
+        await slow.begin()
+        seen = await service.latest(slow, "calendar", cal)
+        async with sessions() as fast, fast.begin():
+            await service.save(
+                fast, "calendar", cal, {**document, "holidays": ["2026-12-24"]}, "fast", previous=seen
+            )
+        with pytest.raises(IntegrityError):
+            await service.save(
+                slow, "calendar", cal, {**document, "holidays": ["2026-12-31"]}, "slow", previous=seen
+            )
+        await slow.rollback()
+    async with sessions() as session:
+        rows = await service.history(session, "calendar", cal)
+    assert [(r.version, r.author) for r in rows] == [(1, "setup"), (2, "fast")]
+
+
+async def test_concurrent_puts_with_one_etag_save_one_version(sessions):
+    pol_calendar = f"cal-{new_id()[:8]}"
+    document = {"timezone": "UTC", "weekly_hours": {"mon-sun": ["00:00-24:00"]}}
+    async with await client_for(sessions) as client:
+        created = await client.put(f"/v1/sla/calendars/{pol_calendar}", json={"document": document})
+        assert created.status_code == 201
+        responses = await asyncio.gather(
+            *(
+                client.put(
+                    f"/v1/sla/calendars/{pol_calendar}",
+                    json={"document": {**document, "holidays": [f"2026-12-{day}"]}},
+                    headers={"If-Match": created.headers["etag"]},
+                )
+                for day in (24, 25, 26, 31)
+            )
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [200, 412, 412, 412], [r.text for r in responses]
+        history = (await client.get(f"/v1/sla/calendars/{pol_calendar}/versions")).json()
+    assert [v["version"] for v in history] == [1, 2]

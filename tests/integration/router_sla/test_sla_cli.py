@@ -1,0 +1,40 @@
+"""``ticketctl sla``: documents applied from files become versions, validated like the API."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from services.ticketctl import sla as sla_cli
+from services.ticketctl.main import app
+
+
+def test_apply_show_and_history(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(sla_cli.console, "width", 250)
+    cli, name = CliRunner(), f"cal-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "calendar.yaml"
+    document = {"name": name, "timezone": "Europe/Tallinn", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
+
+    path.write_text(yaml.safe_dump({**document, "timezone": "Mars/Olympus"}))
+    invalid = cli.invoke(app, ["sla", "apply", "calendar", str(path)])
+    assert invalid.exit_code == 2 and "/timezone" in invalid.output
+
+    path.write_text(yaml.safe_dump(document))
+    first = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--comment", "office hours"])
+    assert first.exit_code == 0 and f"calendar {name} is now version 1" in first.output, first.output
+    path.write_text(yaml.safe_dump({**document, "holidays": ["2026-12-24"]}))
+    second = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--author", "ops"])
+    assert second.exit_code == 0 and "version 2" in second.output, second.output
+
+    shown = cli.invoke(app, ["sla", "show", "calendar", name])
+    assert shown.exit_code == 0 and [h["day"] for h in yaml.safe_load(shown.output)["holidays"]] == [
+        "2026-12-24"
+    ]
+    history = cli.invoke(app, ["sla", "history", "calendar", name])
+    assert "v1" in history.output and '"office hours"' in history.output
+    assert "v2" in history.output and "ops" in history.output
