@@ -113,7 +113,9 @@ def _automaton(languages: frozenset[str] | None) -> _Automaton:
         np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).astype(np.int32),
         np.asarray(identifier._rowbase, dtype=np.int64),
         np.asarray(identifier.tk_output, dtype=np.int64),
-        np.asarray(identifier.nb_ptc, dtype=np.float32),
+        # C order: py3langid's table is Fortran-ordered after set_languages, and scipy's sparse @ dense
+        # would copy all 10 MB of it on every batch to get a C-ordered view.
+        np.ascontiguousarray(identifier.nb_ptc, dtype=np.float32),
         np.asarray(identifier.nb_pc, dtype=np.float32),
         tuple(identifier.nb_classes),
         tuple(identifier._alias_pairs),

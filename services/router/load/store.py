@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,32 +99,45 @@ def capacity(team: Team, at: datetime) -> float:
 
 
 async def persist(session: AsyncSession, book: LoadBook) -> None:
-    """Apply the batch's deltas atomically (``x = x + d``), in team order like the locks."""
+    """Apply the batch's deltas atomically (``x = x + d``): one executemany for every touched team
+    (pipelined by the driver: a round trip per batch, not per team) and one upsert for the cursors.
+    The rows are already locked (see :func:`prefetch`), so the statement order cannot deadlock."""
     touched = book.touched
     if touched:
+        now = utc_now()
+        load = cast(Table, TeamLoadRow.__table__)
         await insert_ignore(
             session,
-            TeamLoadRow.__table__,  # type: ignore[arg-type]
-            [{"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": utc_now()} for t in touched],
+            load,
+            [{"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for t in touched],
         )
-    for team in touched:
+        # A Core table, not the entity: a list of parameters is then a plain executemany.
         await session.execute(
-            update(TeamLoadRow)
-            .where(TeamLoadRow.team == team)
+            update(load)
+            .where(load.c.team == bindparam("b_team"))
             .values(
-                open_count=TeamLoadRow.open_count + book.count_deltas.get(team, 0),
-                open_weighted=TeamLoadRow.open_weighted + book.weight_deltas.get(team, 0.0),
-                updated_at=utc_now(),
-            )
+                open_count=load.c.open_count + bindparam("b_count"),
+                open_weighted=load.c.open_weighted + bindparam("b_weighted"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "b_team": team,
+                    "b_count": book.count_deltas.get(team, 0),
+                    "b_weighted": book.weight_deltas.get(team, 0.0),
+                }
+                for team in touched
+            ],
         )
-    for pool, team in sorted(book.cursor_updates.items()):
-        await insert_ignore(
-            session,
-            AssignmentCursor.__table__,  # type: ignore[arg-type]
-            [{"pool": pool, "last_team": team}],
+    if book.cursor_updates:
+        dialect = postgresql if is_postgres(session) else sqlite
+        upsert = dialect.insert(AssignmentCursor.__table__).values(
+            [{"pool": pool, "last_team": team} for pool, team in sorted(book.cursor_updates.items())]
         )
         await session.execute(
-            update(AssignmentCursor).where(AssignmentCursor.pool == pool).values(last_team=team)
+            upsert.on_conflict_do_update(
+                index_elements=["pool"], set_={"last_team": upsert.excluded.last_team}
+            )
         )
     book.count_deltas.clear()
     book.weight_deltas.clear()

@@ -1,0 +1,48 @@
+"""``team_load`` and round-robin cursors in the database: a batch's deltas and cursors persist in
+one statement each and add up across batches."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from services.router.assignment import LoadConfig
+from services.router.load.models import AssignmentCursor, TeamLoadRow
+from services.router.load.store import persist, prefetch
+from services.router.models import Team
+from services.router.rules import PoolTarget
+from shared.events import Priority, TicketStatus
+from tests.integration.router_sla.helpers import new_id
+
+
+async def test_deltas_and_cursors_add_up_over_batches(sessions):
+    run = new_id()[:8]
+    a, b, c = (f"{name}-{run}" for name in ("a", "b", "c"))
+    pool = PoolTarget(teams=(a, b, c), strategy="round_robin")
+    async with sessions() as session, session.begin():
+        session.add_all(Team(name=t, capacity=10) for t in (a, b, c))
+    config = LoadConfig()
+    chosen: list[str] = []
+    for batch in range(2):
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, config, None)
+            for n in range(4):
+                team = book.choose(pool, f"{run}-{batch}-{n}").team
+                assert team is not None
+                chosen.append(team)
+                book.move(None, (team, TicketStatus.NEW, Priority.P2))
+            if batch == 1:  # one ticket of the first batch is solved: its team loses it
+                book.move(
+                    (chosen[0], TicketStatus.NEW, Priority.P2), (chosen[0], TicketStatus.SOLVED, Priority.P2)
+                )
+            await persist(session, book)
+            assert not book.count_deltas and not book.cursor_updates
+    assert chosen == [a, b, c, a, b, c, a, b]  # the cursor carried over from the first batch
+    weight = config.priority_weights.get(Priority.P2, 1.0)
+    async with sessions() as session:
+        rows = {
+            r.team: (r.open_count, r.open_weighted)
+            for r in await session.scalars(select(TeamLoadRow).where(TeamLoadRow.team.in_((a, b, c))))
+        }
+        cursor = await session.get(AssignmentCursor, pool.label)
+    assert rows == {a: (2, 2 * weight), b: (3, 3 * weight), c: (2, 2 * weight)}
+    assert cursor is not None and cursor.last_team == b
