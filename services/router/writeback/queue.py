@@ -89,13 +89,15 @@ class WritebackQueue:
         targets: Sequence[WritebackTarget] = (await session.scalars(query)).all()
         now = now or utc_now()
         added = 0
-        for wb_kind, envelope, payload, external_id, named in self.items:
-            body = body_for(wb_kind, envelope, payload, external_id)
+        for wb_kind, envelope, payload, external_id, named in self.items if targets else ():
+            body: str | None = None  # built once, and only for a ticket some target wants
             for target in targets:
                 by_kind = target.source == envelope.source and (
                     not target.event_kinds or wb_kind in target.event_kinds
                 )
                 if by_kind or target.name in named:
+                    if body is None:
+                        body = body_for(wb_kind, envelope, payload, external_id)
                     session.add(
                         WritebackDelivery(
                             target_id=target.id,
