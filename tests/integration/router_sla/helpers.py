@@ -1,4 +1,5 @@
-"""Shared set-up for the SLA integration tests: a controllable clock, configs, a producer."""
+"""Shared set-up for the SLA integration tests: a controllable clock, configs, a producer, an
+admin API client."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import httpx
 from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.routing.lifecycle import RouteResult
 from services.router.sla import BusinessCalendar
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig
+from shared.auth import KeyCache, Role, create_api_key
 from shared.events import EventType, TicketSnapshot, TicketStatus, ticket_event
+from shared.http.problems import install_problem_handlers
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
@@ -84,3 +90,21 @@ async def producer_for(settings_kwargs: dict[str, object]) -> AsyncIterator[tupl
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+async def api_client(
+    sessions: async_sessionmaker[AsyncSession], router: APIRouter, role: Role, key_name: str
+) -> httpx.AsyncClient:
+    """A client of an app serving ``router`` alone, authenticated by a fresh key with ``role``."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.state.sessions = sessions
+    app.state.keys = KeyCache(sessions)
+    async with sessions() as session, session.begin():
+        _, key = await create_api_key(session, key_name, role)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {key}"},
+    )

@@ -6,30 +6,17 @@ import asyncio
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
-from shared.auth import KeyCache, Role, create_api_key
-from shared.http.problems import install_problem_handlers
-from tests.integration.router_sla.helpers import new_id
+from shared.auth import Role
+from tests.integration.router_sla.helpers import api_client, new_id
 
 
 async def client_for(sessions) -> httpx.AsyncClient:
-    app = FastAPI()
-    install_problem_handlers(app)
-    app.include_router(router)
-    app.state.sessions = sessions
-    app.state.keys = KeyCache(sessions)
-    async with sessions() as session, session.begin():
-        _, key = await create_api_key(session, "sla editor", Role.EDITOR)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://test",
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    return await api_client(sessions, router, Role.EDITOR, "sla editor")
 
 
 async def test_policy_lifecycle_with_validation_and_etags(sessions):
