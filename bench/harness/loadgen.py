@@ -32,14 +32,23 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# uvicorn closes a keep-alive connection after 5 s idle; a request written into one it is closing
+# fails (IncompleteReadError) without the server ever seeing it. Like HTTP client pools, do not
+# reuse a connection idle for longer than this.
+MAX_IDLE_REUSE_S = 4.0
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def request(self, raw: bytes) -> int:
+        if self.writer is not None and time.monotonic() - self.last_used > MAX_IDLE_REUSE_S:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -57,6 +66,7 @@ class Connection:
                 close = True
         if length:
             await self.reader.readexactly(length)
+        self.last_used = time.monotonic()
         if close:
             self.close()
         return status
