@@ -44,6 +44,9 @@ async def test_update_needs_the_current_etag_and_never_returns_the_secret(sessio
         stale = await client.put(url, json=target(name), headers={"If-Match": '"1"'})
         assert stale.status_code == 412
         assert (await client.get(url)).json()["enabled"] is False
+        assert (await client.delete(url)).status_code == 204
+        assert (await client.get(url)).status_code == 404
+        assert (await client.delete(url)).status_code == 404
 
 
 async def test_concurrent_updates_with_one_etag_have_one_winner(sessions):
