@@ -79,10 +79,18 @@ def fit_linear(
     """A one-vs-rest LinearSVC; returns (weights as n_features x n_classes, intercepts) in float32."""
     svm = LinearSVC(C=c, class_weight="balanced", dual=True, tol=1e-3, max_iter=5000, random_state=0)
     svm.fit(x, y)
-    coef, intercept = svm.coef_, svm.intercept_
-    if n_classes == 2:  # sklearn keeps one weight vector for two classes; expand to one per class
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    coef, intercept = _one_row_per_class(svm.coef_, svm.intercept_, n_classes)
     return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
+
+
+def _one_row_per_class(
+    coef: np.ndarray, intercept: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn keeps one score s for two classes; (-s/2, s/2) ranks them the same and its softmax is
+    sigmoid(s), so every model here has one weight row per class."""
+    if n_classes != 2:
+        return coef, intercept
+    return np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
 
 
 def _nb_map(model: ComplementNB | MultinomialNB, n_features: int) -> LinearMap:
@@ -155,9 +163,7 @@ def fit_meta(z: np.ndarray, y: NDArray[np.int64], n_classes: int, start: Meta | 
     # A few dozen columns: BLAS threads only add overhead, and contend badly on a busy machine.
     with threadpool_limits(limits=1):
         lr.fit(z * scale, y)
-    coef, intercept = lr.coef_, lr.intercept_
-    if n_classes == 2:  # one logit for two classes: softmax of (-s/2, s/2) is sigmoid(s)
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    coef, intercept = _one_row_per_class(lr.coef_, lr.intercept_, n_classes)
     return Meta(coef.T * scale[:, None], intercept.astype(np.float64))
 
 
