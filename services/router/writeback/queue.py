@@ -89,7 +89,7 @@ class WritebackQueue:
         targets: Sequence[WritebackTarget] = (await session.scalars(query)).all()
         now = now or utc_now()
         added = 0
-        for wb_kind, envelope, payload, external_id, named in self.items if targets else ():
+        for wb_kind, envelope, payload, external_id, named in self.items:
             body: str | None = None  # built once, and only for a ticket some target wants
             for target in targets:
                 by_kind = target.source == envelope.source and (
