@@ -113,13 +113,19 @@ def test_two_of_each_service_route_every_ticket_once_and_sum_exactly(stack: Stac
     routed, doubled = asyncio.run(routed_counts(database_url, prefix))
     assert (routed, doubled) == (TICKETS, 0)
 
-    # Each metrics instance exposes only its partitions; their sum is the exact total.
+    # Each metrics instance exposes only its partitions; their sum is the exact total. The tickets
+    # and routing topics are fetched independently: wait for both counters, not for one then read
+    # the other (CI once read received 9,999 just as routed reached 10,000).
     stack.wait_for(
-        lambda: summed(stack, "tickets_routed_total") == TICKETS,
+        lambda: (
+            (summed(stack, "tickets_routed_total"), summed(stack, "tickets_received_total"))
+            == (TICKETS, TICKETS)
+        ),
         timeout_s=120,
-        what=lambda: f"the summed routed counter to reach the ticket count: {instance_view(stack)}",
+        what=lambda: (
+            f"the summed routed and received counters to reach the ticket count: {instance_view(stack)}"
+        ),
     )
-    assert summed(stack, "tickets_received_total") == TICKETS
     assert summed(stack, "ticket_backlog_open") == TICKETS
     per_instance = [stack.metric_sum("ticket_backlog_open", service=name) for name in METRICS]
     assert all(0 < n < TICKETS for n in per_instance), per_instance  # the partitions really are split
