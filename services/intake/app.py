@@ -19,6 +19,7 @@ from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
+from shared.http.raw_route import add_routes_first
 from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import IntakeSettings
 
@@ -79,8 +80,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_timing(app, "intake")
-    # Routes are matched in order: the hot path first, so a ticket is not tried against the rest.
-    app.include_router(tickets_router)
+    # The hot path first and on the app itself: a ticket is not tried against the other routes.
+    add_routes_first(app, tickets_router)
     app.include_router(webhooks_router)
     app.include_router(health_router())
     app.include_router(sources_router)

@@ -61,6 +61,8 @@ RELAY_MIN_GAP_S = 0.05
 _RELAY_LOCK_KEY = 0x1A7A_4E01
 
 EVENTS_PUBLISHED = Counter("intake_events_total", "Ticket events accepted, by path", ["path"])
+PUBLISHED_TO_BROKER = EVENTS_PUBLISHED.labels("broker")  # resolved once: labels() takes a lock
+PARKED_IN_OUTBOX = EVENTS_PUBLISHED.labels("outbox")
 DUPLICATES = Counter("intake_duplicate_deliveries_total", "Redeliveries acknowledged without publishing")
 OUTBOX_DEPTH = Gauge("intake_outbox_depth", "Events waiting in the outbox for the broker")
 
@@ -74,6 +76,11 @@ class Delivery(StrEnum):
 class Outcome:
     delivery: Delivery | None  # None for a duplicate
     duplicate: bool = False
+
+
+_PUBLISHED = Outcome(Delivery.PUBLISHED)  # immutable: shared by every request
+_QUEUED = Outcome(Delivery.QUEUED)
+_DUPLICATE = Outcome(None, duplicate=True)
 
 
 class Unavailable(Exception):
@@ -120,10 +127,10 @@ class EventPublisher:
                 if not await claim_delivery(session, *dedupe, len(events)):
                     await session.rollback()
                     DUPLICATES.inc()
-                    return Outcome(None, duplicate=True)
+                    return _DUPLICATE
                 if not events:
                     await session.commit()
-                    return Outcome(Delivery.PUBLISHED)
+                    return _PUBLISHED
                 unacked: dict[int, Future | None]
                 if self.degraded or not await self.gate.outbox_empty():
                     unacked = dict.fromkeys(range(len(events)))
@@ -131,8 +138,8 @@ class EventPublisher:
                     unacked = await self._send(events)
                     if not unacked:
                         await self._commit_after_ack(session)
-                        EVENTS_PUBLISHED.labels("broker").inc(len(events))
-                        return Outcome(Delivery.PUBLISHED)
+                        PUBLISHED_TO_BROKER.inc(len(events))
+                        return _PUBLISHED
                 rows = await self._park(session, events, unacked)
             except Exception as exc:
                 log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
@@ -143,7 +150,7 @@ class EventPublisher:
         """Without a delivery id there is nothing to deduplicate (event ids are random): no
         transaction unless the events must be parked."""
         if not events:
-            return Outcome(Delivery.PUBLISHED)
+            return _PUBLISHED
         unacked: dict[int, Future | None]
         try:
             if self.degraded or not await self.gate.outbox_empty():
@@ -151,8 +158,8 @@ class EventPublisher:
             else:
                 unacked = await self._send(events)
                 if not unacked:
-                    EVENTS_PUBLISHED.labels("broker").inc(len(events))
-                    return Outcome(Delivery.PUBLISHED)
+                    PUBLISHED_TO_BROKER.inc(len(events))
+                    return _PUBLISHED
             async with self.sessions() as session:
                 rows = await self._park(session, events, unacked)
         except Exception as exc:
@@ -179,12 +186,12 @@ class EventPublisher:
         self._parks += 1
         self.outbox_pending += len(rows)
         OUTBOX_DEPTH.set(self.outbox_pending)
-        EVENTS_PUBLISHED.labels("outbox").inc(len(rows))
+        PARKED_IN_OUTBOX.inc(len(rows))
         if len(rows) < len(events):
-            EVENTS_PUBLISHED.labels("broker").inc(len(events) - len(rows))
+            PUBLISHED_TO_BROKER.inc(len(events) - len(rows))
         self._wake.set()
         await self.gate.hold_after_park(committed_at)
-        return Outcome(Delivery.QUEUED)
+        return _QUEUED
 
     async def _outbox_has_rows(self, session: AsyncSession) -> bool:
         found = await session.scalar(
@@ -216,7 +223,7 @@ class EventPublisher:
         except Exception as exc:  # timeout (e.g. waiting for metadata) or producer error
             log.warning("broker unavailable, parking events in the outbox", extra={"error": repr(exc)})
         if futures:
-            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+            await wait_done_or_deadline(loop, futures, deadline)
         unacked: dict[int, Future | None] = {}
         for index in range(len(events)):
             future = futures[index] if index < len(futures) else None
@@ -366,3 +373,36 @@ class EventPublisher:
         # A park that committed while we counted may be missing from ``depth``: keep our count then.
         self.outbox_pending = depth if parks == self._parks else max(depth, self.outbox_pending)
         OUTBOX_DEPTH.set(self.outbox_pending)
+
+
+async def wait_done_or_deadline(
+    loop: asyncio.AbstractEventLoop, futures: list[Future], deadline: float
+) -> None:
+    """Wait until every future is done or ``deadline`` passes, never cancelling them (a timed-out
+    send may still be delivered). ``asyncio.wait`` does the same with more bookkeeping (a timeout
+    per call, sets of done and pending futures): ~7 µs of CPU on a path taken once per request."""
+    pending = [future for future in futures if not future.done()]
+    if not pending:
+        return
+    waiter: asyncio.Future[None] = loop.create_future()
+    remaining = len(pending)
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def one_done(_: object) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            wake()
+
+    for future in pending:
+        future.add_done_callback(one_done)
+    timer = loop.call_at(deadline, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for future in pending:
+            future.remove_done_callback(one_done)

@@ -1,9 +1,9 @@
 """``POST /v1/tickets``: our own JSON ticket format, authenticated with an intake API key.
 
-The hot path of the service, so the handler takes the raw request: auth, header and body are
-checked here (same rules, same 401/403/422 problem+json as the declarative form) instead of by
-FastAPI's per-request dependency solving, and the answer is serialised with orjson. The OpenAPI
-operation is declared by hand from the same :class:`TicketIn` model.
+The hot path of the service, so the handler is a :class:`RawRoute` taking the raw request: auth,
+header and body are checked here (same rules, same 401/403/422 problem+json as the declarative
+form) instead of by FastAPI's per-request dependency solving, and the answer is serialised with
+orjson. The OpenAPI operation is declared by hand from the same :class:`TicketIn` model.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, ticket_event
 from shared.http.problems import Problem
+from shared.http.raw_route import RawRoute
 
-router = APIRouter(prefix="/v1", tags=["tickets"])
+router = APIRouter(prefix="/v1", tags=["tickets"], route_class=RawRoute)
 
 IDEMPOTENCY_PREFIX = "idempotency:"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
