@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import delete, func, select
@@ -26,7 +27,23 @@ def outbox_row(owner: str, topic: str, envelope: EventEnvelope) -> OutboxMessage
     return OutboxMessage(owner=owner, topic=topic, key=envelope.ticket_key, value=envelope.to_bytes())
 
 
-async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage]) -> None:
+@dataclass(slots=True)
+class PendingMessage:
+    """An outbox row for a Core insert: what an ``OutboxMessage`` carries, without the ORM's
+    per-instance bookkeeping (the router writes one per routing event). ``id`` once inserted."""
+
+    owner: str
+    topic: str
+    key: str
+    value: bytes
+    id: int = 0
+
+
+def pending_message(owner: str, topic: str, envelope: EventEnvelope) -> PendingMessage:
+    return PendingMessage(owner, topic, envelope.ticket_key, envelope.to_bytes())
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage | PendingMessage]) -> None:
     """Send all rows, then wait for every acknowledgement (batched, order kept per partition)."""
     futures = [await producer.send(row.topic, value=row.value, key=row.key.encode()) for row in rows]
     if futures:

@@ -36,7 +36,7 @@ from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
 from shared.db.models import OutboxMessage, ProcessedEvent
-from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
+from shared.db.outbox import PendingMessage, delete_rows, pending_message, publish_rows, relay_once
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventEnvelope,
@@ -122,8 +122,16 @@ def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-async def insert_outbox(session: AsyncSession, rows: Sequence[OutboxMessage]) -> None:
-    """Insert transient outbox rows in one statement, in order, and give each its id."""
+_TICKET_COLUMNS = tuple(_table(RouterTicket).columns)
+
+
+def ticket_values(row: RouterTicket) -> dict[str, Any]:
+    """A transient ticket row as Core insert values: every column, as the decision left it."""
+    return {column.key: getattr(row, column.key) for column in _TICKET_COLUMNS}
+
+
+async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -> None:
+    """Insert outbox messages in one statement, in order, and give each its id."""
     if not rows:
         return
     values = [{"owner": r.owner, "topic": r.topic, "key": r.key, "value": r.value} for r in rows]
@@ -228,7 +236,7 @@ class RoutingHandler:
         route: RouteFn,
         now: datetime,
         kinds: list[str],
-    ) -> list[OutboxMessage]:
+    ) -> list[PendingMessage]:
         events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
         ids = {str(e.event_id) for e in events}
         done = set(
@@ -262,7 +270,8 @@ class RoutingHandler:
         # the routing itself. The outbox rows stay transient; they only carry what is published.
         processed: list[dict[str, Any]] = []
         decisions: list[dict[str, Any]] = []
-        outbox: list[OutboxMessage] = []
+        outbox: list[PendingMessage] = []
+        created: list[RouterTicket] = []
         for envelope in events:
             event_id = str(envelope.event_id)
             if event_id in done:
@@ -294,10 +303,11 @@ class RoutingHandler:
                 STALE.inc()
                 continue
             if row is None:
+                # Transient: inserted with the batch's other new tickets in one Core statement.
                 row = RouterTicket(
                     ticket_key=envelope.ticket_key, source=envelope.source, external_id=snapshot.external_id
                 )
-                session.add(row)
+                created.append(row)
                 tickets[envelope.ticket_key] = row
             apply_state(row, decision.state, merged, now)
             if tracker is not None and decision.events:
@@ -308,7 +318,7 @@ class RoutingHandler:
             for kind, payload in decision.events:
                 out = routing_event(kind, payload, now, envelope.event_id)
                 decisions.append(decision_values(kind, str(out.event_id), payload, now))
-                outbox.append(outbox_row(OUTBOX_OWNER, self.routing_topic, out))
+                outbox.append(pending_message(OUTBOX_OWNER, self.routing_topic, out))
                 kinds.append(kind.value)
                 if writeback is not None:
                     writeback.add(kind, out, payload, row.external_id)
@@ -319,7 +329,9 @@ class RoutingHandler:
             await persist(session, book)
         if writeback is not None:
             await writeback.flush(session, now)
-        await session.flush()
+        await session.flush()  # the loaded tickets' changes (and feedback rows)
+        if created:
+            await session.execute(_table(RouterTicket).insert(), [ticket_values(row) for row in created])
         if processed:
             await session.execute(_table(ProcessedEvent).insert(), processed)
         if decisions:

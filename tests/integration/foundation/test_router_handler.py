@@ -196,6 +196,8 @@ async def test_one_batch_with_several_events_of_one_ticket_keeps_their_order(ses
         async with sessions() as session:
             row = await session.get(RouterTicket, created.ticket_key)
             assert row is not None and row.snapshot["subject"] == "vpn" and row.status == "open"
+            # created and changed twice in one batch: one row, inserted with the final state
+            assert (row.revision, row.team, row.routed_at is not None) == (3, "access", True)
     finally:
         await producer.stop()
 
