@@ -8,7 +8,9 @@ with uvloop on the embedded broker, each driven by the load generator process at
 concurrency of keep-alive connections. They take turns bare, intake, intake, bare, twice (a
 quarter of the duration each): the embedded broker gets slower as it fills, and this order puts
 neither side on the fuller broker. Reports accepted requests per second and p50 latency (medians
-of the turns), p99 (the worst turn), and intake's rate as a fraction of the baseline's.
+of the turns), p99 (the worst turn), intake's rate as a fraction of the baseline's, and each
+server process's CPU time per answered request (median of the turns; steadier than the rates on
+a shared machine).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
     """One contender's turns as one result: the median rate and p50 (one disturbed turn does not
     set the figure, for either side), the worst p99, the answers summed; the turns are kept too."""
     p50s = [turn["latency_ms_p50"] for turn in turns if turn["latency_ms_p50"] is not None]
+    cpus = [turn["cpu_us_per_request"] for turn in turns if turn.get("cpu_us_per_request") is not None]
     p99s = [turn["latency_ms_p99"] for turn in turns if turn["latency_ms_p99"] is not None]
     statuses: dict[str, int] = {}
     for turn in turns:
@@ -41,9 +44,17 @@ def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "ok_per_second": round(statistics.median(turn["ok_per_second"] for turn in turns), 1),
         "latency_ms_p50": round(statistics.median(p50s), 2) if p50s else None,
         "latency_ms_p99": max(p99s) if p99s else None,
+        "cpu_us_per_request": round(statistics.median(cpus), 1) if cpus else None,
         "statuses": statuses,
         "turns": turns,
     }
+
+
+def cpu_per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    """The server process's CPU per answered request over one turn (warm-up included in both)."""
+    if before is None or after is None or not requests:
+        return None
+    return round((after - before) / requests * 1e6, 1)
 
 
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
@@ -63,7 +74,11 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     try:
                         process.wait_ready(port)
                         bearer = token if contender == "intake" else "none"
+                        cpu_before = process.cpu_seconds()
                         summary, _ = loadgen(port, bearer, workdir, duration=duration / 4, warmup=warmup)
+                        summary["cpu_us_per_request"] = cpu_per_request(
+                            cpu_before, process.cpu_seconds(), summary["ok"]
+                        )
                     finally:
                         process.stop()
                     turns[contender].append(summary)
@@ -92,6 +107,8 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     ">= 0.8",
                     ratio is not None and ratio >= 0.8,
                 ),
+                Row("intake", f"bare CPU per request ({kind})", baseline["cpu_us_per_request"], "µs"),
+                Row("intake", f"CPU per request ({kind})", real["cpu_us_per_request"], "µs"),
             ]
             non_2xx = {k: v for k, v in real["statuses"].items() if not k.startswith("2")}
             if non_2xx:

@@ -89,6 +89,17 @@ class Process:
         )
         log.close()
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far (Linux /proc); None when unknown or when
+        py-spy wraps it (the pid would be py-spy's)."""
+        if self.profiled:
+            return None
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
