@@ -266,8 +266,8 @@ class RoutingHandler:
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
         writeback = WritebackQueue() if options.writeback else None
-        # Bulk-inserted at the end (Core, one statement per table): ORM objects cost more than
-        # the routing itself. The outbox rows stay transient; they only carry what is published.
+        # Bulk-inserted at the end (Core, one statement per table): the ORM's per-object work cost
+        # more than the routing itself. Only tickets already stored are updated through the ORM.
         processed: list[dict[str, Any]] = []
         decisions: list[dict[str, Any]] = []
         outbox: list[PendingMessage] = []
