@@ -12,9 +12,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import OutboxMessage
@@ -41,6 +42,18 @@ class PendingMessage:
 
 def pending_message(owner: str, topic: str, envelope: EventEnvelope) -> PendingMessage:
     return PendingMessage(owner, topic, envelope.ticket_key, envelope.to_bytes())
+
+
+async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -> None:
+    """Insert pending messages in one Core statement, in order, and give each its id."""
+    if not rows:
+        return
+    values = [{"owner": r.owner, "topic": r.topic, "key": r.key, "value": r.value} for r in rows]
+    table = cast(Table, OutboxMessage.__table__)
+    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    ids = (await session.scalars(statement, values)).all()
+    for row, row_id in zip(rows, ids, strict=True):
+        row.id = row_id
 
 
 async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage | PendingMessage]) -> None:

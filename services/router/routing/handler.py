@@ -35,8 +35,15 @@ from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
-from shared.db.models import OutboxMessage, ProcessedEvent
-from shared.db.outbox import PendingMessage, delete_rows, pending_message, publish_rows, relay_once
+from shared.db.models import ProcessedEvent
+from shared.db.outbox import (
+    PendingMessage,
+    delete_rows,
+    insert_outbox,
+    pending_message,
+    publish_rows,
+    relay_once,
+)
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventEnvelope,
@@ -128,18 +135,6 @@ _TICKET_COLUMNS = tuple(_table(RouterTicket).columns)
 def ticket_values(row: RouterTicket) -> dict[str, Any]:
     """A transient ticket row as Core insert values: every column, as the decision left it."""
     return {column.key: getattr(row, column.key) for column in _TICKET_COLUMNS}
-
-
-async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -> None:
-    """Insert outbox messages in one statement, in order, and give each its id."""
-    if not rows:
-        return
-    values = [{"owner": r.owner, "topic": r.topic, "key": r.key, "value": r.value} for r in rows]
-    table = _table(OutboxMessage)
-    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-    ids = (await session.scalars(statement, values)).all()
-    for row, row_id in zip(rows, ids, strict=True):
-        row.id = row_id
 
 
 @dataclass(frozen=True)
