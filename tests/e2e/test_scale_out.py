@@ -46,7 +46,10 @@ async def post_all(stack: Stack, prefix: str, on_progress) -> int:
             accepted += 1
             on_progress(accepted)
 
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+    # httpx keeps an idle connection for 5 s by default, exactly as long as uvicorn does: a request
+    # written into one that the server is closing fails with ReadError. Drop idle ones sooner.
+    limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
     return accepted
 
