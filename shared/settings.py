@@ -32,6 +32,12 @@ class CommonSettings(BaseSettings):
     topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics we create.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
+    kafka_producer_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        le=1000,
+        description="How long a producer waits to fill a batch before sending it (Kafka's linger.ms).",
+    )
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(default=True, description="JSON log lines (false: human readable).")
 

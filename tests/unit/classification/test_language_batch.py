@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from services.router.classification import detect_language, detect_languages
+from services.router.classification import detect_language, detect_languages, language
 
 MIXED = [
     "Ma ei saa oma kontole sisse logida, palun aidake mind võimalikult kiiresti.",
@@ -55,3 +55,14 @@ def test_empty_batch_and_order_kept():
     assert detect_languages([]) == []
     reversed_guesses = detect_languages(MIXED[::-1])
     assert reversed_guesses == detect_languages(MIXED)[::-1]
+
+
+@pytest.mark.parametrize("segment_bytes", [1, 5, 64])
+def test_cutting_texts_into_segments_changes_no_guess(monkeypatch: pytest.MonkeyPatch, segment_bytes: int):
+    # One-byte segments restart the walk before every byte: each lead-in must bring the automaton
+    # to the full walk's state, also inside multi-byte characters (Cyrillic, Greek, Estonian).
+    monkeypatch.setattr(language, "SEGMENT_BYTES", segment_bytes)
+    _same(MIXED)
+    rng = random.Random(segment_bytes)
+    words = " ".join(MIXED).split()
+    _same([" ".join(rng.choices(words, k=rng.randint(5, 60))) for _ in range(40)])
