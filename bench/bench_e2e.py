@@ -33,6 +33,11 @@ from bench.harness.run import Row, loadgen
 from shared.auth import Role
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
+# The deployment both pipelines run with. Defaults: the product's (6 partitions per topic, 2 ms
+# producer linger). The embedded broker's fetch cost grows with the batches stored per partition
+# (README, Performance), so fewer partitions and a longer linger measure less of the broker.
+PARTITIONS = int(os.environ.get("BENCH_E2E_PARTITIONS", "6"))
+LINGER_MS = os.environ.get("BENCH_E2E_LINGER_MS")
 TARGET_P99_MS = 250.0
 # The probe asks for the one series it reads (name[] filter) and pauses between scrapes, so that
 # measuring costs the services under test little CPU; a change is dated to the midpoint of the
@@ -105,10 +110,38 @@ def windows(accepted: list[float], latencies_ms: list[float], width_s: float = 1
     ]
 
 
+def deployment() -> dict[str, str]:
+    env = {"TOPIC_PARTITIONS": str(PARTITIONS)}
+    if LINGER_MS is not None:
+        env["KAFKA_PRODUCER_LINGER_MS"] = LINGER_MS
+    return env
+
+
+def batch_figures(metrics_text: str, group: str) -> dict[str, float | None]:
+    """Mean batch size and time of one consumer group, from its service's /metrics."""
+    values: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if f'group="{group}"' not in line:
+            continue
+        name = line.split("{", 1)[0]
+        if name in ("consumer_batch_seconds_sum", "consumer_batch_seconds_count") or (
+            name == "consumer_messages_total" and 'outcome="processed"' in line
+        ):
+            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    batches = values.get("consumer_batch_seconds_count", 0.0)
+    if not batches:
+        return {"batches": 0, "mean_events": None, "mean_ms": None}
+    return {
+        "batches": batches,
+        "mean_events": values.get("consumer_messages_total", 0.0) / batches,
+        "mean_ms": 1000 * values.get("consumer_batch_seconds_sum", 0.0) / batches,
+    }
+
+
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     duration = 10.0 if quick else float(os.environ.get("BENCH_E2E_SECONDS", "60"))
     kind = databases()[-1]  # PostgreSQL when configured: the production database
-    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE)
+    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, deployment())
     bare_ms = [x * 1000 for x in attribute(bare_accepted, bare_samples)]
     with broker(workdir) as kafka, database(kind, workdir) as url:
         asyncio.run(store_rules(url, 200))
@@ -116,6 +149,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         suffix = uuid.uuid4().hex[:6]
         env = {
             **base_env(kafka.bootstrap, url),
+            **deployment(),
             "ROUTER_GROUP_ID": f"router-{suffix}",
             "METRICS_GROUP_ID": f"metrics-{suffix}",
         }
@@ -137,6 +171,14 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
             await_all(lambda: poller.samples, len(accepted))
             poller.stop_at = time.monotonic()
             poller.join()
+            # Includes the warm-up's few batches: what each consumer's batches were like.
+            stages = {
+                name: batch_figures(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text, group)
+                for name, port, group in (
+                    ("router", started[0][1], env["ROUTER_GROUP_ID"]),
+                    ("metrics", metrics_port, env["METRICS_GROUP_ID"]),
+                )
+            }
         finally:
             for process, _ in reversed(started):
                 process.stop()
@@ -148,6 +190,8 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         "database": kind,
         "target_rate": RATE,
         "seconds": duration,
+        "deployment": deployment(),
+        "batches": stages,
         "loadgen": summary,
         "accepted": len(accepted),
         "counted": counted,
@@ -197,4 +241,9 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         ),
         Row("e2e", f"intake p99 at {RATE:.0f}/s ({kind})", summary["latency_ms_p99"], "ms"),
     ]
+    for name, figures in stages.items():
+        if figures["mean_ms"] is not None and figures["mean_events"] is not None:
+            rows.append(Row("e2e", f"{name} batch, mean ({kind})", round(figures["mean_ms"], 1), "ms"))
+            size = round(figures["mean_events"], 1)
+            rows.append(Row("e2e", f"{name} batch size, mean ({kind})", size, "events"))
     return result, rows

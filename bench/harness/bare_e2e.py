@@ -91,11 +91,13 @@ def await_all(
 
 
 def run_bare(
-    workdir: Path, duration: float, rate: float
+    workdir: Path, duration: float, rate: float, deployment: dict[str, str]
 ) -> tuple[dict[str, Any], list[float], list[tuple[float, float]]]:
-    """(load generator summary, 202 times, arrival samples) of the bare pipeline."""
+    """(load generator summary, 202 times, arrival samples) of the bare pipeline; ``deployment``:
+    the environment both pipelines share (partitions, producer linger)."""
     with broker(workdir) as kafka:
-        env = base_env(kafka.bootstrap, "sqlite+aiosqlite:///:memory:")  # the bare processes use no database
+        # The bare processes use no database.
+        env = {**base_env(kafka.bootstrap, "sqlite+aiosqlite:///:memory:"), **deployment}
         intake, port = bare_intake(env, workdir)
         forwarder = bare_router(
             env, workdir, kafka.bootstrap, env["TOPIC_TICKET_EVENTS"], env["TOPIC_ROUTING_EVENTS"],

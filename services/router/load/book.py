@@ -29,6 +29,8 @@ class LoadBook:
     count_deltas: dict[str, int] = field(default_factory=dict)
     weight_deltas: dict[str, float] = field(default_factory=dict)
     cursor_updates: dict[str, str] = field(default_factory=dict)
+    # Teams whose ``team_load`` row existed when the book was read (None: unknown, assume none).
+    stored: frozenset[str] | None = None
 
     def load(self, team: str) -> TeamLoad:
         used = self.weighted.get(team, 0.0) if self.config.weighted else float(self.counts.get(team, 0))

@@ -60,17 +60,22 @@ async def prefetch(
 ) -> LoadBook:
     """``at``: when scheduled teams' capacities are taken (default: now), once for the batch."""
     teams = {t.name: t for t in (await session.scalars(select(Team))).all()}
-    names = sorted(set(teams) | set(extra_teams) | ({overflow_team} if overflow_team else set()))
+    names = set(teams) | set(extra_teams) | ({overflow_team} if overflow_team else set())
     now = utc_now()
-    await insert_ignore(
-        session,
-        TeamLoadRow.__table__,  # type: ignore[arg-type]
-        [{"team": n, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for n in names],
-    )
     query = select(TeamLoadRow).order_by(TeamLoadRow.team)
     if lock and is_postgres(session):
         query = query.with_for_update()
     rows = (await session.execute(query)).scalars().all()
+    missing = names - {r.team for r in rows}
+    if missing:
+        # Rare (a new team): create its row and lock again. Every existing row is locked already,
+        # so a second router waits on those first: the global lock order still holds.
+        await insert_ignore(
+            session,
+            TeamLoadRow.__table__,  # type: ignore[arg-type]
+            [{"team": n, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for n in sorted(missing)],
+        )
+        rows = (await session.execute(query)).scalars().all()
     cursors = {c.pool: c.last_team for c in (await session.scalars(select(AssignmentCursor))).all()}
     return LoadBook(
         config=config,
@@ -80,6 +85,7 @@ async def prefetch(
         weighted={r.team: r.open_weighted for r in rows},
         cursors=cursors,
         overflow_team=overflow_team,
+        stored=frozenset(r.team for r in rows),
     )
 
 
@@ -106,10 +112,16 @@ async def persist(session: AsyncSession, book: LoadBook) -> None:
     if touched:
         now = utc_now()
         load = cast(Table, TeamLoadRow.__table__)
+        # Rows prefetch saw exist; a team it did not know (a rule naming a team that has no
+        # ``teams`` row) gets its row now.
         await insert_ignore(
             session,
             load,
-            [{"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for t in touched],
+            [
+                {"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": now}
+                for t in touched
+                if book.stored is None or t not in book.stored
+            ],
         )
         # A Core table, not the entity: a list of parameters is then a plain executemany.
         await session.execute(

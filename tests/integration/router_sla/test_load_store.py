@@ -46,3 +46,32 @@ async def test_deltas_and_cursors_add_up_over_batches(sessions):
         cursor = await session.get(AssignmentCursor, pool.label)
     assert rows == {a: (2, 2 * weight), b: (3, 3 * weight), c: (2, 2 * weight)}
     assert cursor is not None and cursor.last_team == b
+
+
+async def test_rows_appear_for_a_new_team_and_for_a_team_without_a_teams_row(sessions):
+    # prefetch creates rows only for teams it has not seen (a team added between batches), and
+    # persist for a team no ``teams`` row names (a rule may route to any name).
+    run = new_id()[:8]
+    known, added, unlisted = (f"{name}-{run}" for name in ("known", "added", "unlisted"))
+    async with sessions() as session, session.begin():
+        session.add(Team(name=known, capacity=5))
+    config = LoadConfig()
+    async with sessions() as session, session.begin():
+        book = await prefetch(session, config, None)
+        assert book.stored is not None and known in book.stored and added not in book.stored
+    async with sessions() as session, session.begin():
+        session.add(Team(name=added, capacity=5))
+    async with sessions() as session, session.begin():
+        book = await prefetch(session, config, None)
+        assert book.stored is not None and {known, added} <= book.stored and unlisted not in book.stored
+        book.move(None, (added, TicketStatus.NEW, Priority.P2))
+        book.move(None, (unlisted, TicketStatus.NEW, Priority.P2))
+        await persist(session, book)
+    async with sessions() as session:
+        rows = {
+            r.team: r.open_count
+            for r in await session.scalars(
+                select(TeamLoadRow).where(TeamLoadRow.team.in_((known, added, unlisted)))
+            )
+        }
+    assert rows == {known: 0, added: 1, unlisted: 1}
