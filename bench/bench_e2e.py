@@ -10,6 +10,10 @@ milliseconds for the sum of ``tickets_routed_total``. Latency is attributed by c
 i-th accepted ticket's latency is the time the sum first reached i+1 minus its 202 time. The run
 starts once a dozen warm-up tickets went all the way through (consumer groups joined), so it
 measures the pipeline in service, not its start-up; the warm-up time is reported beside it.
+
+Both pipelines run twice: with the product's defaults, and with one partition per topic and a
+10 ms linger on intake's producer (:data:`DEPLOYMENTS`; BENCH_E2E_PARTITIONS and
+BENCH_E2E_LINGER_MS run one deployment of your own instead).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +38,42 @@ from bench.harness.run import Row, loadgen
 from shared.auth import Role
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
-# The deployment both pipelines run with. Defaults: the product's (6 partitions per topic, 2 ms
-# producer linger). The embedded broker's fetch cost grows with the batches stored per partition
-# (README, Performance), so fewer partitions and a longer linger measure less of the broker.
-PARTITIONS = int(os.environ.get("BENCH_E2E_PARTITIONS", "6"))
-LINGER_MS = os.environ.get("BENCH_E2E_LINGER_MS")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What both pipelines of one run are deployed with: partitions per topic, intake's linger."""
+
+    label: str
+    partitions: int
+    intake_linger_ms: int | None = None  # None: the product's default
+
+    def env(self) -> dict[str, str]:
+        env = {"TOPIC_PARTITIONS": str(self.partitions)}
+        if self.intake_linger_ms is not None:
+            env["INTAKE_PRODUCER_LINGER_MS"] = str(self.intake_linger_ms)
+        return env
+
+
+# The product's defaults, then a deployment sized for one instance of each service. The embedded
+# broker's fetch cost grows with the batches stored per partition (README, Performance): one
+# partition and a 10 ms linger on intake's producer store ~5 tickets per batch instead of ~1.
+DEPLOYMENTS = (
+    Deployment("defaults: 6 partitions", 6),
+    Deployment("1 partition, intake linger 10 ms", 1, 10),
+)
+
+
+def deployments() -> tuple[Deployment, ...]:
+    """BENCH_E2E_PARTITIONS (and optionally BENCH_E2E_LINGER_MS) run one deployment of your own."""
+    partitions = os.environ.get("BENCH_E2E_PARTITIONS")
+    if partitions is None:
+        return DEPLOYMENTS
+    linger = os.environ.get("BENCH_E2E_LINGER_MS")
+    label = f"{partitions} partitions" + (f", intake linger {linger} ms" if linger else "")
+    return (Deployment(label, int(partitions), None if linger is None else int(linger)),)
+
+
 TARGET_P99_MS = 250.0
 # The probe asks for the one series it reads (name[] filter) and pauses between scrapes, so that
 # measuring costs the services under test little CPU; a change is dated to the midpoint of the
@@ -110,13 +146,6 @@ def windows(accepted: list[float], latencies_ms: list[float], width_s: float = 1
     ]
 
 
-def deployment() -> dict[str, str]:
-    env = {"TOPIC_PARTITIONS": str(PARTITIONS)}
-    if LINGER_MS is not None:
-        env["KAFKA_PRODUCER_LINGER_MS"] = LINGER_MS
-    return env
-
-
 def batch_figures(metrics_text: str, group: str) -> dict[str, float | None]:
     """Mean batch size and time of one consumer group, from its service's /metrics."""
     values: dict[str, float] = {}
@@ -141,7 +170,19 @@ def batch_figures(metrics_text: str, group: str) -> dict[str, float | None]:
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     duration = 10.0 if quick else float(os.environ.get("BENCH_E2E_SECONDS", "60"))
     kind = databases()[-1]  # PostgreSQL when configured: the production database
-    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, deployment())
+    results: list[dict[str, Any]] = []
+    rows: list[Row] = []
+    for plan in deployments():
+        result, plan_rows = measure_one(workdir, duration, kind, plan)
+        results.append(result)
+        rows.extend(plan_rows)
+    return {"database": kind, "target_rate": RATE, "seconds": duration, "deployments": results}, rows
+
+
+def measure_one(
+    workdir: Path, duration: float, kind: str, plan: Deployment
+) -> tuple[dict[str, Any], list[Row]]:
+    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, plan.env())
     bare_ms = [x * 1000 for x in attribute(bare_accepted, bare_samples)]
     with broker(workdir) as kafka, database(kind, workdir) as url:
         asyncio.run(store_rules(url, 200))
@@ -149,7 +190,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         suffix = uuid.uuid4().hex[:6]
         env = {
             **base_env(kafka.bootstrap, url),
-            **deployment(),
+            **plan.env(),
             "ROUTER_GROUP_ID": f"router-{suffix}",
             "METRICS_GROUP_ID": f"metrics-{suffix}",
         }
@@ -187,10 +228,8 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     p50, p99 = percentile(latencies_ms, 0.5), percentile(latencies_ms, 0.99)
     bare_p50, bare_p99 = percentile(bare_ms, 0.5), percentile(bare_ms, 0.99)
     result = {
-        "database": kind,
-        "target_rate": RATE,
-        "seconds": duration,
-        "deployment": deployment(),
+        "deployment": plan.label,
+        "env": plan.env(),
         "batches": stages,
         "loadgen": summary,
         "accepted": len(accepted),
@@ -214,36 +253,51 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     achieved = summary["ok_per_second"]
     rows = [
         Row(
-            "e2e", "bare pipeline 202 -> arrived p50", None if bare_p50 is None else round(bare_p50, 1), "ms"
-        ),
-        Row(
-            "e2e", "bare pipeline 202 -> arrived p99", None if bare_p99 is None else round(bare_p99, 1), "ms"
-        ),
-        Row(
-            "e2e", f"achieved rate ({kind})", achieved, "tickets/s", f">= {RATE:.0f}", achieved >= 0.98 * RATE
+            "e2e",
+            f"bare pipeline 202 -> arrived p50 ({plan.label})",
+            None if bare_p50 is None else round(bare_p50, 1),
+            "ms",
         ),
         Row(
             "e2e",
-            f"counted / accepted ({kind})",
+            f"bare pipeline 202 -> arrived p99 ({plan.label})",
+            None if bare_p99 is None else round(bare_p99, 1),
+            "ms",
+        ),
+        Row(
+            "e2e",
+            f"achieved rate ({kind}; {plan.label})",
+            achieved,
+            "tickets/s",
+            f">= {RATE:.0f}",
+            achieved >= 0.98 * RATE,
+        ),
+        Row(
+            "e2e",
+            f"counted / accepted ({kind}; {plan.label})",
             counted,
             f"of {len(accepted)}",
             "all",
             counted == len(accepted),
         ),
-        Row("e2e", f"202 -> counted p50 ({kind})", None if p50 is None else round(p50, 1), "ms"),
+        Row(
+            "e2e", f"202 -> counted p50 ({kind}; {plan.label})", None if p50 is None else round(p50, 1), "ms"
+        ),
         Row(
             "e2e",
-            f"202 -> counted p99 ({kind})",
+            f"202 -> counted p99 ({kind}; {plan.label})",
             None if p99 is None else round(p99, 1),
             "ms",
             f"< {TARGET_P99_MS:.0f}",
             p99 is not None and p99 < TARGET_P99_MS,
         ),
-        Row("e2e", f"intake p99 at {RATE:.0f}/s ({kind})", summary["latency_ms_p99"], "ms"),
+        Row("e2e", f"intake p99 at {RATE:.0f}/s ({kind}; {plan.label})", summary["latency_ms_p99"], "ms"),
     ]
     for name, figures in stages.items():
         if figures["mean_ms"] is not None and figures["mean_events"] is not None:
-            rows.append(Row("e2e", f"{name} batch, mean ({kind})", round(figures["mean_ms"], 1), "ms"))
+            rows.append(
+                Row("e2e", f"{name} batch, mean ({kind}; {plan.label})", round(figures["mean_ms"], 1), "ms")
+            )
             size = round(figures["mean_events"], 1)
-            rows.append(Row("e2e", f"{name} batch size, mean ({kind})", size, "events"))
+            rows.append(Row("e2e", f"{name} batch size, mean ({kind}; {plan.label})", size, "events"))
     return result, rows

@@ -47,11 +47,11 @@ async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None
             await asyncio.sleep(0.5)
 
 
-async def open_resources(settings: CommonSettings) -> Resources:
+async def open_resources(settings: CommonSettings, *, linger_ms: int = 2) -> Resources:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     await ensure_topics(settings)
-    producer = make_producer(settings)
+    producer = make_producer(settings, linger_ms=linger_ms)
     await start_producer(producer)
     return Resources(engine=engine, sessions=sessions, producer=producer, keys=KeyCache(sessions))
 

@@ -32,12 +32,6 @@ class CommonSettings(BaseSettings):
     topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics we create.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
-    kafka_producer_linger_ms: int = Field(
-        default=2,
-        ge=0,
-        le=1000,
-        description="How long a producer waits to fill a batch before sending it (Kafka's linger.ms).",
-    )
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(default=True, description="JSON log lines (false: human readable).")
 
@@ -78,6 +72,14 @@ class IntakeSettings(CommonSettings):
     intake_port: int = Field(default=8000, description="Intake HTTP port.")
     intake_publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a request waits for the broker before the outbox."
+    )
+    intake_producer_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        le=1000,
+        description="How long intake's producer waits to fill a batch before sending it (Kafka's "
+        "linger.ms); every request waits for its batch's acknowledgement. The router and metrics "
+        "send whole batches at once and keep 2 ms.",
     )
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Max webhook body size.")
     intake_rate_limit_per_s: float = Field(

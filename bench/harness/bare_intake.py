@@ -21,14 +21,14 @@ from shared.events import EventType, ticket_event
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.runtime import freeze_startup_heap, start_producer
-from shared.settings import CommonSettings
+from shared.settings import IntakeSettings
 
 
-def create_app(settings: CommonSettings) -> FastAPI:
+def create_app(settings: IntakeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        producer = make_producer(settings)
+        producer = make_producer(settings, linger_ms=settings.intake_producer_linger_ms)  # as intake's
         await start_producer(producer)
         app.state.producer = producer
         freeze_startup_heap()  # as the real services do
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     config = uvicorn.Config(
-        create_app(CommonSettings()),
+        create_app(IntakeSettings()),
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",

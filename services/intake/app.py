@@ -29,7 +29,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = await open_resources(settings)
+        resources = await open_resources(settings, linger_ms=settings.intake_producer_linger_ms)
         publisher = EventPublisher(
             resources.producer,
             resources.sessions,

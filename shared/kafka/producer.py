@@ -13,13 +13,13 @@ REQUEST_TIMEOUT_MS = 30_000
 
 
 def make_producer(
-    settings: CommonSettings, *, linger_ms: int | None = None, request_timeout_ms: int = REQUEST_TIMEOUT_MS
+    settings: CommonSettings, *, linger_ms: int = 2, request_timeout_ms: int = REQUEST_TIMEOUT_MS
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_servers(),
         acks="all",
         enable_idempotence=False,
-        linger_ms=settings.kafka_producer_linger_ms if linger_ms is None else linger_ms,
+        linger_ms=linger_ms,
         request_timeout_ms=request_timeout_ms,
         # One in-flight request per connection keeps per-partition order even when a send is retried.
         max_batch_size=256 * 1024,
