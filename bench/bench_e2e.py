@@ -11,9 +11,9 @@ i-th accepted ticket's latency is the time the sum first reached i+1 minus its 2
 starts once a dozen warm-up tickets went all the way through (consumer groups joined), so it
 measures the pipeline in service, not its start-up; the warm-up time is reported beside it.
 
-Both pipelines run twice: with the product's defaults, and with one partition per topic and a
-10 ms linger on intake's producer (:data:`DEPLOYMENTS`; BENCH_E2E_PARTITIONS and
-BENCH_E2E_LINGER_MS run one deployment of your own instead).
+Both pipelines run twice: with the product's defaults, and with one partition per topic, a 10 ms
+linger on intake's producer and a 10 ms consumer fetch wait (:data:`DEPLOYMENTS`;
+BENCH_E2E_PARTITIONS and BENCH_E2E_LINGER_MS run one deployment of your own instead).
 """
 
 from __future__ import annotations
@@ -42,30 +42,37 @@ RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
 
 @dataclass(frozen=True)
 class Deployment:
-    """What both pipelines of one run are deployed with: partitions per topic, intake's linger."""
+    """What both pipelines of one run are deployed with: partitions per topic, intake's linger,
+    the consumers' fetch wait (None: the product's default)."""
 
     label: str
     partitions: int
-    intake_linger_ms: int | None = None  # None: the product's default
+    intake_linger_ms: int | None = None
+    fetch_max_wait_ms: int | None = None
 
     def env(self) -> dict[str, str]:
         env = {"TOPIC_PARTITIONS": str(self.partitions)}
         if self.intake_linger_ms is not None:
             env["INTAKE_PRODUCER_LINGER_MS"] = str(self.intake_linger_ms)
+        if self.fetch_max_wait_ms is not None:
+            env["CONSUMER_FETCH_MAX_WAIT_MS"] = str(self.fetch_max_wait_ms)
         return env
 
 
-# The product's defaults, then a deployment sized for one instance of each service. The embedded
-# broker's fetch cost grows with the batches stored per partition (README, Performance): one
-# partition and a 10 ms linger on intake's producer store ~5 tickets per batch instead of ~1.
+# The product's defaults, then a deployment sized for one instance of each service on the embedded
+# broker. Its fetch cost grows with the batches stored per partition (README, Performance): one
+# partition and a 10 ms linger on intake's producer store ~5 tickets per batch instead of ~1, and
+# that leaves the broker room for a fetch every 10 ms rather than 20 ms (it holds each fetch for
+# the whole wait).
 DEPLOYMENTS = (
     Deployment("defaults: 6 partitions", 6),
-    Deployment("1 partition, intake linger 10 ms", 1, 10),
+    Deployment("1 partition, linger 10 ms, fetch wait 10 ms", 1, 10, 10),
 )
 
 
 def deployments() -> tuple[Deployment, ...]:
-    """BENCH_E2E_PARTITIONS (and optionally BENCH_E2E_LINGER_MS) run one deployment of your own."""
+    """BENCH_E2E_PARTITIONS (optionally with BENCH_E2E_LINGER_MS, and CONSUMER_FETCH_MAX_WAIT_MS
+    from the environment) runs one deployment of your own."""
     partitions = os.environ.get("BENCH_E2E_PARTITIONS")
     if partitions is None:
         return DEPLOYMENTS

@@ -29,9 +29,10 @@ from shared.settings import ConsumerSettings
 class ArrivalCounter(threading.Thread):
     """Samples (monotonic time, messages arrived beyond ``base``) on one topic, until stopped."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic = bootstrap, topic
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.count = 0
         self.base = 0
         self.samples: list[tuple[float, float]] = []
@@ -46,7 +47,7 @@ class ArrivalCounter(threading.Thread):
             bootstrap_servers=self.bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=ConsumerSettings().consumer_fetch_max_wait_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         await consumer.start()
         try:
@@ -103,7 +104,10 @@ def run_bare(
             env, workdir, kafka.bootstrap, env["TOPIC_TICKET_EVENTS"], env["TOPIC_ROUTING_EVENTS"],
             count=10**9, timeout_s=duration + 300,
         )  # fmt: skip
-        counter = ArrivalCounter(kafka.bootstrap, env["TOPIC_ROUTING_EVENTS"])
+        # The reader consumes as the metrics service would in this deployment.
+        wait = env.get("CONSUMER_FETCH_MAX_WAIT_MS")
+        wait_ms = ConsumerSettings().consumer_fetch_max_wait_ms if wait is None else int(wait)
+        counter = ArrivalCounter(kafka.bootstrap, env["TOPIC_ROUTING_EVENTS"], wait_ms)
         try:
             intake.wait_ready(port)
             counter.start()

@@ -35,7 +35,6 @@ from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
-from shared.db.models import ProcessedEvent
 from shared.db.outbox import (
     PendingMessage,
     delete_rows,
@@ -44,6 +43,7 @@ from shared.db.outbox import (
     publish_rows,
     relay_once,
 )
+from shared.db.processed import claim_events
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventEnvelope,
@@ -233,16 +233,8 @@ class RoutingHandler:
         kinds: list[str],
     ) -> list[PendingMessage]:
         events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
-        ids = {str(e.event_id) for e in events}
-        done = set(
-            (
-                await session.scalars(
-                    select(ProcessedEvent.event_id).where(
-                        ProcessedEvent.consumer == CONSUMER_NAME, ProcessedEvent.event_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
+        # Claimed in this transaction: a rollback un-claims them, a redelivery finds them taken.
+        fresh = await claim_events(session, CONSUMER_NAME, (str(e.event_id) for e in events), now)
         keys = {e.ticket_key for e in events}
         options = self.options
         locking = options.load is not None or options.sla is not None
@@ -263,17 +255,15 @@ class RoutingHandler:
         writeback = WritebackQueue() if options.writeback else None
         # Bulk-inserted at the end (Core, one statement per table): the ORM's per-object work cost
         # more than the routing itself. Only tickets already stored are updated through the ORM.
-        processed: list[dict[str, Any]] = []
         decisions: list[dict[str, Any]] = []
         outbox: list[PendingMessage] = []
         created: list[RouterTicket] = []
         for envelope in events:
             event_id = str(envelope.event_id)
-            if event_id in done:
+            if event_id not in fresh:  # applied before, or earlier in this batch
                 DUPLICATES.inc()
                 continue
-            done.add(event_id)
-            processed.append({"consumer": CONSUMER_NAME, "event_id": event_id, "processed_at": now})
+            fresh.discard(event_id)
             row = tickets.get(envelope.ticket_key)
             # Merge what the source said now onto what we know; a comment is an event, not state.
             merged = {**(row.snapshot if row is not None else {}), **envelope.payload}
@@ -327,8 +317,6 @@ class RoutingHandler:
         await session.flush()  # the loaded tickets' changes (and feedback rows)
         if created:
             await session.execute(_table(RouterTicket).insert(), [ticket_values(row) for row in created])
-        if processed:
-            await session.execute(_table(ProcessedEvent).insert(), processed)
         if decisions:
             await session.execute(_table(RoutingDecision).insert(), decisions)
         await insert_outbox(session, outbox)
