@@ -13,7 +13,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY, Gauge
 
-from services.metrics.backlog import BacklogCollector, BacklogState
+from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
 from shared.auth import Role, require_role
@@ -48,7 +48,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         # Shards are restored from their checkpoints as partitions are assigned (on_assign).
         ingest = BacklogIngest(resources.sessions, name=settings.metrics_group_id)
         collector = ShardsCollector(ingest)
+        flows = FlowCollector(collector)
         REGISTRY.register(collector)
+        REGISTRY.register(flows)
         runner = ConsumerRunner(
             settings,
             resources.producer,
@@ -92,6 +94,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             except Exception as exc:  # the next owner replays from the previous checkpoint
                 log.warning("final checkpoint failed", extra={"error": repr(exc)})
             await runner.stop()
+            REGISTRY.unregister(flows)
             REGISTRY.unregister(collector)
             await resources.close()
 
@@ -112,7 +115,8 @@ class ShardsCollector(BacklogCollector):
     """Exposes the union of the instance's shards (one state per owned partition), merged."""
 
     def __init__(self, ingest: BacklogIngest) -> None:
-        super().__init__(BacklogState())  # the template state only provides the configuration
+        # The template state only provides the configuration; FlowCollector exposes the flows.
+        super().__init__(BacklogState(), include_flows=False)
         self.ingest = ingest
 
     def states(self) -> list[BacklogState]:

@@ -35,10 +35,19 @@ from .state import BacklogState
 
 
 class BacklogCollector(Collector):
-    def __init__(self, state: BacklogState, clock: Callable[[], datetime] | None = utc_now) -> None:
-        """``clock``: advance the state's clock to it before each scrape (None: leave as fed)."""
+    def __init__(
+        self,
+        state: BacklogState,
+        clock: Callable[[], datetime] | None = utc_now,
+        *,
+        include_flows: bool = True,
+    ) -> None:
+        """``clock``: advance the state's clock to it before each scrape (None: leave as fed).
+        ``include_flows``: also the flow and staffing families (False when a :class:`FlowCollector`
+        exposes them)."""
         self.state = state
         self.clock = clock
+        self.include_flows = include_flows
 
     def states(self) -> list[BacklogState]:
         """The states exposed together; subclasses expose one per owned partition."""
@@ -61,14 +70,33 @@ class BacklogCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Names only, so registering does not run a full collect().
-        yield from render(None, self.config)
+        yield from render(None, self.config, flows=self.include_flows)
 
     def collect(self) -> Iterator[Metric]:
-        yield from list(render(self.snapshot(), self.config))
+        yield from list(render(self.snapshot(), self.config, flows=self.include_flows))
 
 
-def render(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
-    """The metric families of ``snap`` (None: the families without samples)."""
+class FlowCollector(Collector):
+    """The flow and staffing families of a :class:`BacklogCollector`, as a collector of their own.
+
+    The Erlang C staffing figure is most of a full scrape's cost at high arrival rates (its
+    recursion runs once per agent). Registered apart, it is computed only by scrapes that ask for
+    these families: a ``name[]=`` scrape of a counter (alerts, the end-to-end bench's probe) skips it.
+    """
+
+    def __init__(self, source: BacklogCollector) -> None:
+        self.source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield from render_flows(None, self.source.config)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from list(render_flows(self.source.snapshot(), self.source.config))
+
+
+def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> Iterator[Metric]:
+    """The metric families of ``snap`` (None: the families without samples); ``flows``: with
+    those of :func:`render_flows`."""
     teams = list(snap.teams.items()) if snap is not None else []
 
     def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
@@ -154,6 +182,13 @@ def render(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
         for code, hist in sorted(t.resolution.items()):
             h_res.add_metric([team, PRIORITIES[code]], hist.cumulative(cfg.resolution_buckets), hist.total)
     yield from (h_ttr, h_fr, h_res)
+    if flows:
+        yield from render_flows(snap, cfg)
+
+
+def render_flows(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
+    """Per team: inflow, outflow and net flow per hour, time to clear, Erlang C agents needed."""
+    teams = list(snap.teams.items()) if snap is not None else []
 
     names = ("inflow_per_hour", "outflow_per_hour", "net_flow_per_hour", "hours_to_clear", "agents_needed")
     families = (
@@ -174,7 +209,7 @@ def render(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
         ),
     )
     scale = {"hours_to_clear": 3600.0}
-    flows = [gauge(n, d, ["team"]) for n, d in families]
+    flows = [GaugeMetricFamily(n, d, labels=["team"]) for n, d in families]
     for team, t in teams:
         assert snap is not None
         forecast = snap.forecast(t)
