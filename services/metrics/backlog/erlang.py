@@ -8,12 +8,30 @@ from __future__ import annotations
 
 import math
 
+from scipy.special import gammaincc, gammaln
+
+# Above this many servers the recursion (one step per server) gives way to the closed form.
+_RECURSION_LIMIT = 256
+
 
 def erlang_b(servers: int, traffic: float) -> float:
+    if servers > _RECURSION_LIMIT and servers > traffic > 0:
+        return _erlang_b_closed(servers, traffic)
     b = 1.0
     for n in range(1, servers + 1):
         b = traffic * b / (n + traffic * b)
     return b
+
+
+def _erlang_b_closed(servers: int, traffic: float) -> float:
+    """B(N, A) = Poisson pmf(N; A) / Poisson cdf(N; A), in logs; cdf(N; A) = Q(N + 1, A).
+
+    O(1) where the recursion takes N steps: at 500 tickets/s and hours of handling time the offered
+    load is tens of thousands of Erlangs. Used for N > A only, where cdf(N; A) >= ~0.5: staffing asks
+    about nothing else, and below A the cdf can underflow.
+    """
+    log_pmf = servers * math.log(traffic) - traffic - float(gammaln(servers + 1))
+    return math.exp(log_pmf - math.log(float(gammaincc(servers + 1, traffic))))
 
 
 def _c_from_b(servers: int, traffic: float, b: float) -> float:
@@ -49,7 +67,9 @@ def agents_needed(
     if arrivals_per_hour <= 0 or handle_seconds <= 0:
         return 0
     traffic = arrivals_per_hour * handle_seconds / 3600.0
-    servers = min(math.floor(traffic) + 1, max_agents)
+    servers = math.floor(traffic) + 1
+    if servers >= max_agents:
+        return max_agents
     b = erlang_b(servers, traffic)
     while servers < max_agents:
         c = _c_from_b(servers, traffic, b)

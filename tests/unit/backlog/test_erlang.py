@@ -48,3 +48,25 @@ def test_stable_for_large_traffic_and_edges() -> None:
     assert agents_needed(0, 300, 30, 0.8) == 0
     assert erlang_c(5, 5.0) == 1.0  # unstable queue: everyone waits
     assert agents_needed(1e9, 3600, 60, 0.8, max_agents=50) == 50
+
+
+def _recursion(n: int, a: float) -> float:
+    b = 1.0
+    for k in range(1, n + 1):
+        b = a * b / (k + a * b)
+    return b
+
+
+@pytest.mark.parametrize("traffic", [200.5, 300.0, 1234.5, 9000.25, 90000.0])
+def test_closed_form_erlang_b_matches_the_recursion_where_staffing_asks(traffic: float) -> None:
+    # Above 256 servers erlang_b uses the closed form; staffing asks about N > A.
+    start = max(math.floor(traffic) + 1, 257)
+    for servers in (start, start + 1, start + 17, start + 400):
+        assert erlang_b(servers, traffic) == pytest.approx(_recursion(servers, traffic), rel=1e-9)
+
+
+def test_agents_needed_at_tens_of_thousands_of_erlangs() -> None:
+    # 500 tickets/s handled in 4 h: 7.2 M Erlangs would be absurd; 180,000/h for 30 min is 90,000.
+    n = agents_needed(180_000, 1800, 60, 0.8)
+    assert 90_000 < n < 91_000
+    assert service_level(n, 90_000.0, 1800, 60) >= 0.8 > service_level(n - 1, 90_000.0, 1800, 60)
