@@ -62,8 +62,8 @@ class Deployment:
 # The product's defaults, then a deployment sized for one instance of each service on the embedded
 # broker. Its fetch cost grows with the batches stored per partition (README, Performance): one
 # partition and a 10 ms linger on intake's producer store ~5 tickets per batch instead of ~1, and
-# that leaves the broker room for a fetch every 10 ms rather than 20 ms (it holds each fetch for
-# the whole wait).
+# that leaves the broker room for twice the fetches of a 10 ms fetch wait (it does not answer a
+# waiting fetch when a message arrives, it looks again after sleeping part of the wait).
 DEPLOYMENTS = (
     Deployment("defaults: 6 partitions", 6),
     Deployment("1 partition, linger 10 ms, fetch wait 10 ms", 1, 10, 10),

@@ -48,9 +48,9 @@ class ConsumerSettings(CommonSettings):
         default=20,
         ge=1,
         le=10_000,
-        description="Longest a fetch waits for new messages. A broker that holds an empty fetch for "
-        "the whole wait (the embedded tansu does) adds up to this much latency per hop; Apache Kafka "
-        "answers as soon as a message arrives.",
+        description="Longest a fetch waits for new messages. The embedded tansu does not answer a "
+        "waiting fetch when a message arrives but looks again after sleeping (about half the wait, "
+        "measured), so each hop can add that much; Apache Kafka answers as soon as a message arrives.",
     )
     consumer_retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Cap of the exponential backoff when a batch fails."
