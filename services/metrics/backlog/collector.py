@@ -79,9 +79,9 @@ class BacklogCollector(Collector):
 class FlowCollector(Collector):
     """The flow and staffing families of a :class:`BacklogCollector`, as a collector of their own.
 
-    The Erlang C staffing figure is most of a full scrape's cost at high arrival rates (its
-    recursion runs once per agent). Registered apart, it is computed only by scrapes that ask for
-    these families: a ``name[]=`` scrape of a counter (alerts, the end-to-end bench's probe) skips it.
+    The Erlang C staffing figure is the costly part of a scrape (a search over agent counts per
+    team). Registered apart, it is computed only by scrapes that ask for these families: a
+    ``name[]=`` scrape of a counter (alerts, the end-to-end bench's probe) skips it.
     """
 
     def __init__(self, source: BacklogCollector) -> None:
