@@ -121,15 +121,12 @@ def _max_depth(next_move: NDArray[np.int32], row_base: NDArray[np.int64]) -> int
     every_byte = np.arange(256, dtype=np.int64)
     distance = 0
     while True:
-        reached = np.unique(
-            np.concatenate(
-                [
-                    next_move[row_base[frontier[i : i + 4096]][:, None] + every_byte].ravel()
-                    for i in range(0, len(frontier), 4096)
-                ]
-            )
-        )
-        frontier = reached[~seen[reached]].astype(np.int64)
+        # A mask of the states reached, not np.unique of every move: no sort of millions of ids
+        # (0.7 -> 0.13 s at start-up for py3langid's 104,583 states).
+        reached = np.zeros(len(row_base), dtype=bool)
+        for i in range(0, len(frontier), 4096):
+            reached[next_move[row_base[frontier[i : i + 4096]][:, None] + every_byte]] = True
+        frontier = np.flatnonzero(reached & ~seen)
         if not len(frontier):
             return distance
         seen[frontier] = True
