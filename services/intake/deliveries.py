@@ -7,10 +7,10 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import WebhookDelivery
+from shared.db.dialect import conflict_insert
 from shared.events import utc_now
 
 log = logging.getLogger(__name__)
@@ -25,16 +25,10 @@ async def claim_delivery(session: AsyncSession, source: str, delivery_id: str, e
     the first transaction and then sees its row (or inserts, if the first rolled back); SQLite
     serialises writers altogether.
     """
-    dialect = session.get_bind().dialect.name
     values = {"source": source, "delivery_id": delivery_id, "received_at": utc_now(), "events": events}
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(WebhookDelivery).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(WebhookDelivery).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - we only support the two backends above
-        raise RuntimeError(f"unsupported database {dialect}")
-    result = await session.execute(statement)
+    result = await session.execute(
+        conflict_insert(session, WebhookDelivery).values(values).on_conflict_do_nothing()
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

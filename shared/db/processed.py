@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.dialect import conflict_insert
 from shared.db.models import ProcessedEvent
 
 _TABLE = cast(Table, ProcessedEvent.__table__)
@@ -30,9 +30,8 @@ async def claim_events(
     ids = sorted(set(event_ids))
     if not ids:
         return set()
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(_TABLE)
+        conflict_insert(session, _TABLE)
         .values([{"consumer": consumer, "event_id": event_id, "processed_at": at} for event_id in ids])
         .on_conflict_do_nothing()
         .returning(_TABLE.c.event_id)

@@ -21,18 +21,18 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.assignment import LoadConfig
 from services.router.escalation.models import FiredTimer
 from services.router.load.book import LoadBook
-from services.router.load.store import is_postgres, persist, prefetch, take_write_lock
+from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket
 from services.router.routing.handler import OUTBOX_OWNER, apply_state, decision_row, position, state_from_row
 from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
+from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
 from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
 from shared.events import (
@@ -60,9 +60,8 @@ class ScannerOptions:
 
 async def claim_timer(session: AsyncSession, due: EscalationDue, now: datetime) -> bool:
     """Insert the timer id; False when it already exists (fired by someone else)."""
-    dialect = postgresql if is_postgres(session) else sqlite
     result = await session.execute(
-        dialect.insert(FiredTimer)
+        conflict_insert(session, FiredTimer)
         .values(timer_id=due.timer_id, ticket_key=due.ticket_key, kind=due.kind, fired_at=now)
         .on_conflict_do_nothing()
     )

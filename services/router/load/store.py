@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.assignment import LoadConfig
@@ -24,13 +23,10 @@ from services.router.load.book import LoadBook
 from services.router.load.models import AssignmentCursor, TeamLoadRow
 from services.router.models import RouterTicket, Team
 from services.router.teams.schemas import ScheduleDoc
+from shared.db.dialect import conflict_insert, is_postgres
 from shared.events import Priority, TicketStatus, utc_now
 
 log = logging.getLogger(__name__)
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 async def take_write_lock(session: AsyncSession) -> None:
@@ -46,8 +42,7 @@ async def take_write_lock(session: AsyncSession) -> None:
 async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    dialect = postgresql if is_postgres(session) else sqlite
-    await session.execute(dialect.insert(table).values(rows).on_conflict_do_nothing())
+    await session.execute(conflict_insert(session, table).values(rows).on_conflict_do_nothing())
 
 
 async def prefetch(
@@ -142,8 +137,7 @@ async def persist(session: AsyncSession, book: LoadBook) -> None:
             ],
         )
     if book.cursor_updates:
-        dialect = postgresql if is_postgres(session) else sqlite
-        upsert = dialect.insert(AssignmentCursor.__table__).values(
+        upsert = conflict_insert(session, AssignmentCursor).values(
             [{"pool": pool, "last_team": team} for pool, team in sorted(book.cursor_updates.items())]
         )
         await session.execute(

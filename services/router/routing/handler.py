@@ -29,12 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.router.assignment import LoadConfig
 from services.router.classifiers.service import feedback_row, is_team_correction
 from services.router.load.book import LoadBook
-from services.router.load.store import is_postgres, persist, prefetch, take_write_lock
+from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
+from shared.db.dialect import is_postgres
 from shared.db.outbox import (
     PendingMessage,
     delete_rows,

@@ -21,8 +21,9 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.router.load.store import is_postgres, take_write_lock
+from services.router.load.store import take_write_lock
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from shared.db.dialect import is_postgres
 from shared.events import utc_now
 
 log = logging.getLogger(__name__)
