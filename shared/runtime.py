@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import KeyCache
 from shared.db.engine import create_engine, session_factory
-from shared.kafka.producer import make_producer
+from shared.kafka.producer import LINGER_MS, make_producer
 from shared.kafka.topics import ensure_topics
 from shared.logging import configure_logging
 from shared.settings import CommonSettings
@@ -47,7 +47,7 @@ async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None
             await asyncio.sleep(0.5)
 
 
-async def open_resources(settings: CommonSettings, *, linger_ms: int = 2) -> Resources:
+async def open_resources(settings: CommonSettings, *, linger_ms: int = LINGER_MS) -> Resources:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     await ensure_topics(settings)

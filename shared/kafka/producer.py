@@ -10,10 +10,12 @@ from shared.settings import CommonSettings
 # without idempotence (tansu lacks it) a retry of a request the stalled broker did receive is a
 # duplicate on the topic. Consumers dedupe by event id anyway; this keeps the topic clean too.
 REQUEST_TIMEOUT_MS = 30_000
+# A producer that sends whole batches at once (router, metrics) gains nothing from a longer wait.
+LINGER_MS = 2
 
 
 def make_producer(
-    settings: CommonSettings, *, linger_ms: int = 2, request_timeout_ms: int = REQUEST_TIMEOUT_MS
+    settings: CommonSettings, *, linger_ms: int = LINGER_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_servers(),

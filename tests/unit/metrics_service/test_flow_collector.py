@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
 
 from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
 from services.metrics.backlog.snapshot import Snapshot
@@ -24,10 +25,10 @@ def _state() -> BacklogState:
     return state
 
 
-def _registry(*collectors: object) -> CollectorRegistry:
+def _registry(*collectors: Collector) -> CollectorRegistry:
     registry = CollectorRegistry()
     for collector in collectors:
-        registry.register(collector)  # type: ignore[arg-type]
+        registry.register(collector)
     return registry
 
 
