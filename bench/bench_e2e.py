@@ -77,7 +77,12 @@ def deployments() -> tuple[Deployment, ...]:
     if partitions is None:
         return DEPLOYMENTS
     linger = os.environ.get("BENCH_E2E_LINGER_MS")
-    label = f"{partitions} partitions" + (f", intake linger {linger} ms" if linger else "")
+    wait = os.environ.get("CONSUMER_FETCH_MAX_WAIT_MS")  # reaches every process through the environment
+    label = (
+        f"{partitions} partitions"
+        + (f", intake linger {linger} ms" if linger else "")
+        + (f", fetch wait {wait} ms" if wait else "")
+    )
     return (Deployment(label, int(partitions), None if linger is None else int(linger)),)
 
 
