@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -14,7 +16,19 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' serializer: orjson, several times faster than ``json.dumps`` on the router's
+    snapshots and SLA documents. Non-string keys become strings, as ``json.dumps`` does; what
+    orjson refuses (integers beyond 64 bits) still goes through ``json.dumps``."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    kwargs.setdefault("json_serializer", json_text)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":

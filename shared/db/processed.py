@@ -26,14 +26,14 @@ async def claim_events(
     of the table's size (a lookup planned while the table was young scanned all of it). Ids are
     inserted in sorted order, so two consumers claiming overlapping batches wait on each other
     instead of deadlocking; the second one sees the ids as taken once the first commits.
+
+    The rows go as executemany parameters, not as ``.values([...])``: SQLAlchemy then sends them
+    as multi-row VALUES pages in order ("insertmanyvalues") from one cached compilation, where a
+    500-row ``.values()`` statement had no cache key and was compiled anew for every batch.
     """
     ids = sorted(set(event_ids))
     if not ids:
         return set()
-    statement = (
-        conflict_insert(session, _TABLE)
-        .values([{"consumer": consumer, "event_id": event_id, "processed_at": at} for event_id in ids])
-        .on_conflict_do_nothing()
-        .returning(_TABLE.c.event_id)
-    )
-    return set((await session.scalars(statement)).all())
+    statement = conflict_insert(session, _TABLE).on_conflict_do_nothing().returning(_TABLE.c.event_id)
+    rows = [{"consumer": consumer, "event_id": event_id, "processed_at": at} for event_id in ids]
+    return set((await session.scalars(statement, rows)).all())
