@@ -1,5 +1,6 @@
+import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -21,6 +22,26 @@ from shared.events import (
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_event_bytes_are_the_json_of_the_events_fields():
+    snapshot = TicketSnapshot(
+        external_id="42",
+        subject="Systemausfall – größte Störung ✓ \u2028",
+        custom_fields={"ratio": 0.1 + 0.2, "big": 2**70, "nested": [{"a": None}], "flag": True},
+        updated_at=datetime(2026, 3, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2))),
+    )
+    created = ticket_event(EventType.TICKET_CREATED, "zendesk", snapshot, occurred_at=NOW)
+    state = TicketState(
+        ticket_key=created.ticket_key, source="zendesk", status=TicketStatus.OPEN, team="access",
+        priority=Priority.P2, category_confidence=0.8732, created_at=NOW,
+    )  # fmt: skip
+    routed = routing_event(EventType.TICKET_ROUTED, RoutingPayload(state=state), NOW, created.event_id)
+    for envelope in (created, routed):
+        raw = envelope.to_bytes()
+        assert orjson.loads(raw) == orjson.loads(json.dumps(envelope.model_dump(mode="json")))
+        assert EventEnvelope.from_bytes(raw) == envelope
+    assert b'"updated_at":"2026-03-01T14:00:00.123456+02:00"' in created.to_bytes()
 
 
 def test_ticket_event_round_trips_as_json_keyed_by_ticket():
