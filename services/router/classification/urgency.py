@@ -1,14 +1,22 @@
 """Urgency signals from a multilingual phrase lexicon plus cheap tone and scope cues.
 
-Phrases are matched on word boundaries, case-insensitively, with precompiled regexes. In a
-phrase, a leading ``*`` lets it end a compound word (German "Systemausfall"), a trailing ``*``
-lets it take an inflection or continue into a compound (Estonian "katkestuse").
+Phrases are matched on word boundaries, case-insensitively: per level, the leftmost-first
+matches of one regex alternation of its phrases, longest first. In a phrase, a leading ``*``
+lets it end a compound word (German "Systemausfall"), a trailing ``*`` lets it take an
+inflection or continue into a compound (Estonian "katkestuse").
+
+Case-insensitive alternation is slow in ``re`` (every phrase is tried at every word start), so
+a prefilter first keeps the phrases the text has the words for (:func:`_candidates`) and the
+alternation of just those runs, in the same order: an alternative that cannot match anywhere
+changes no match, so the matches are the same. Most tickets leave no phrase to try at all.
+The alternation runs case-sensitively on case-folded text, which finds the same (see _fold)
+and lets re skip to the phrases' first letters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -82,126 +90,174 @@ def _alternative(raw: str) -> str:
     return prefix + core + suffix
 
 
-def _join(alternatives: Iterable[str], flags: re.RegexFlag = re.IGNORECASE) -> re.Pattern[str]:
-    # One word-start check in front of the alternation: mid-word positions fail at once instead
-    # of trying every phrase (20x faster). Same matches: a leading \w* never starts mid-word.
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + ")", flags)
+# What re.IGNORECASE treats as equal beyond simple lower-casing, for the letters of the lexicon
+# (re._casefix): dotless i and long s; and "İ", which str.lower() turns into two characters.
+# Folded, a character of the text equals one of a phrase exactly when IGNORECASE matches them,
+# and each character stays one character, a word character or a space as before (the tests
+# check this over all of Unicode): the folded text has the text's words in the same places.
+def _fold(text: str) -> str:
+    # Not str.translate: it looks non-ASCII characters up one by one, ten times slower.
+    return text.replace("\u0130", "i").replace("\u0131", "i").replace("\u017f", "s").lower()
+
+
+_WORD_RUN = re.compile(r"\w+")
+# ASCII text's words in one translate (letters lower-cased, every non-\w character a space) and a split.
+_ASCII_WORDS = str.maketrans({chr(c): chr(c).lower() if _WORD_RUN.match(chr(c)) else " " for c in range(128)})
 
 
 @dataclass(frozen=True)
 class _Lexicon:
-    """One level's phrases, longest first, each with the longest word it cannot match without.
-
-    Case-insensitive alternation is slow in ``re`` (every phrase is tried at every word start),
-    so :meth:`finditer` first keeps the phrases whose key word occurs in the case-folded text
-    (a plain substring test) and runs the alternation of just those, in the same order. A
-    phrase whose key word is absent cannot match anywhere, so the matches are the same.
-    """
-
-    alternatives: tuple[str, ...]
-    lowered: tuple[str, ...]  # the same, lower-cased, to match case-sensitively on lowered ASCII
-    keys: tuple[str, ...]
-    # For ASCII text: the first word's leading run of word characters, when the phrase can only
-    # match where that run is a whole word of the text (set lookup); None: use the substring test.
-    words: tuple[str | None, ...]
-    # The same, indexed: phrase positions by required word, and the positions without one.
-    by_word: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, hash=False)
-    loose: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        by_word: dict[str, list[int]] = {}
-        for i, word in enumerate(self.words):
-            if word is not None:
-                by_word.setdefault(word, []).append(i)
-        object.__setattr__(self, "by_word", {w: tuple(ids) for w, ids in by_word.items()})
-        object.__setattr__(self, "loose", tuple(i for i, word in enumerate(self.words) if word is None))
+    kind: str  # the signal's name
+    level: Level
+    raws: tuple[str, ...]  # the phrases, longest first: the order of the alternation
 
     @classmethod
-    def of(cls, phrases: str) -> _Lexicon:
+    def of(cls, kind: str, level: Level, phrases: str) -> _Lexicon:
         raws = sorted({p.strip() for p in phrases.split("|") if p.strip()}, key=len, reverse=True)
-        return cls(
-            tuple(_alternative(raw) for raw in raws),
-            tuple(_alternative(raw.lower()) for raw in raws),
-            tuple(_fold(max(raw.strip("*").split(), key=len)) for raw in raws),
-            tuple(_whole_word(raw) for raw in raws),
-        )
-
-    def finditer(self, text: str, folded: str, words: frozenset[str] | None) -> Iterator[re.Match[str]]:
-        """``words``: the \\w+ runs of ``folded`` when the text is ASCII, else None."""
-        if words is None:
-            chosen = tuple(i for i, key in enumerate(self.keys) if key in folded)
-            return _subpattern(self, chosen, True).finditer(text) if chosen else iter(())
-        # Only phrases whose required word is in the text (a set intersection), in lexicon order.
-        candidates = sorted(
-            [*self.loose, *(i for word in words & self.by_word.keys() for i in self.by_word[word])]
-        )
-        chosen = tuple(i for i in candidates if self.keys[i] in folded)
-        # Lower-cased ASCII has the same positions and word boundaries as the text, and the
-        # IGNORECASE equivalences beyond lower-casing involve non-ASCII letters only; matching
-        # case-sensitively lets re skip phrases by their first letter (matches come out lower-cased).
-        return _subpattern(self, chosen, False).finditer(folded) if chosen else iter(())
+        return cls(kind, level, tuple(raws))
 
 
-def _whole_word(raw: str) -> str | None:
-    """The word a match must start with, as a whole \\w+ run (see :attr:`_Lexicon.words`).
-
-    A phrase without a leading ``*`` starts at a word start; its first word's leading run of
-    word characters ends at a non-word character: the rest of the word ("doesn't"), the space
-    before the next word, or the ``(?!\\w)`` end of the phrase. A single word with a trailing
-    ``*`` may continue into a longer word: no whole-word test there.
-    """
-    if raw.startswith("*"):
-        return None
-    words = raw.strip("*").split()
-    run = _WORD_RUN.match(words[0])
-    if run is None or not run.group(0).isascii():
-        return None
-    if len(words) == 1 and run.end() == len(words[0]) and raw.endswith("*"):
-        return None
-    return run.group(0)
-
-
-@lru_cache(maxsize=1024)
-def _subpattern(lexicon: _Lexicon, chosen: tuple[int, ...], ignorecase: bool) -> re.Pattern[str]:
-    if ignorecase:
-        return _join(lexicon.alternatives[i] for i in chosen)
-    return _join((lexicon.lowered[i] for i in chosen), re.RegexFlag(0))
-
-
-# What re.IGNORECASE treats as equal beyond simple lower-casing, for the letters of the lexicon
-# (re._casefix): dotless i and long s; and "İ", which str.lower() turns into two characters.
-_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
-
-
-_WORD_RUN = re.compile(r"\w+")
-
-
-def _fold(text: str) -> str:
-    return text.translate(_FOLD).lower()
-
-
-_LEXICON: tuple[tuple[str, Level, _Lexicon], ...] = (
-    ("critical", "critical", _Lexicon.of(_CRITICAL)),
-    ("high", "high", _Lexicon.of(_HIGH)),
-    ("scope", "high", _Lexicon.of(_SCOPE)),
-    ("medium", "medium", _Lexicon.of(_MEDIUM)),
+_LEXICON: tuple[_Lexicon, ...] = (
+    _Lexicon.of("critical", "critical", _CRITICAL),
+    _Lexicon.of("high", "high", _HIGH),
+    _Lexicon.of("scope", "high", _SCOPE),
+    _Lexicon.of("medium", "medium", _MEDIUM),
 )
+
+
+def _word_start_alternative(raw: str) -> str:
+    """``(?<!\\w)`` + the alternative, as an alternative of its own, for the folded phrase.
+
+    Without a leading ``*`` the check goes after the first word: ``error(?<!\\werror)\\w*``, the
+    same test, but the alternation then starts with literals, so re finds candidate positions
+    with a fast search for the word (alone) or the first letters instead of trying them all.
+    """
+    alternative = _alternative(_fold(raw))
+    if raw.startswith("*"):
+        return r"(?<!\w)" + alternative
+    first = re.escape(_fold(raw).rstrip("*").split()[0])
+    return first + rf"(?<!\w{first})" + alternative.removeprefix(first)
+
+
+@lru_cache(maxsize=2048)
+def _pattern(lexicon: int, chosen: tuple[int, ...]) -> re.Pattern[str]:
+    """The alternation of the ``chosen`` phrases of a lexicon, to run on folded text.
+
+    Case-sensitive on folded text, it finds what IGNORECASE finds in the text (see _fold), and
+    re can skip by first letters then. Cached under plain ints, cheap to hash.
+    """
+    return re.compile("|".join(_word_start_alternative(_LEXICON[lexicon].raws[i]) for i in chosen))
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """What a phrase needs of the text's folded words, as a set and as ``spaced``: " w1 w2 ... ".
+
+    A phrase is runs of word characters joined by other characters, and a match has a word of
+    the text for each run (folding to it; see _fold). A run next to a ``*`` may be part of a
+    longer word: it must occur in ``spaced``, after a space unless a leading ``*`` precedes it,
+    before one unless a trailing ``*`` follows it (``parts``). Any other run lies between
+    non-word characters or the phrase's ``(?<!\\w)`` and ``(?!\\w)``: a whole word (``words``).
+    """
+
+    lexicon: int
+    order: int  # in the lexicon's alternation
+    words: frozenset[str]
+    parts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, lexicon: int, order: int, raw: str) -> _Phrase:
+        runs = [f" {run} " for run in _WORD_RUN.findall(_fold(raw))]
+        if raw.startswith("*"):
+            runs[0] = runs[0][1:]
+        if raw.endswith("*"):
+            runs[-1] = runs[-1][:-1]
+        whole = [run.startswith(" ") and run.endswith(" ") for run in runs]
+        return cls(
+            lexicon,
+            order,
+            frozenset(run.strip() for run, w in zip(runs, whole, strict=True) if w),
+            tuple(run for run, w in zip(runs, whole, strict=True) if not w),
+        )
+
+
+_PHRASES = tuple(_Phrase.of(i, j, raw) for i, lex in enumerate(_LEXICON) for j, raw in enumerate(lex.raws))
+_WORDS = frozenset(word for p in _PHRASES for word in p.words)
+_BY_WORD: dict[str, list[_Phrase]] = {}  # phrases with whole words, by the longest (rarest, roughly)
+for _p in _PHRASES:
+    if _p.words:
+        _BY_WORD.setdefault(max(_p.words, key=len), []).append(_p)
+# The rest are one run with a "*" ("urgent*") or two ("*foo bar*"). Word starts (" urgent", no
+# other space) are found by one regex, whose leading literal space lets re jump from space to
+# space; at a word start it finds the longest start there, and a phrase needs any prefix of it.
+_STARTING = [p for p in _PHRASES if not p.words and p.parts[0].startswith(" ")]
+_STARTS = sorted({p.parts[0] for p in _STARTING}, key=len, reverse=True)
+_START_RE = re.compile(" (?:" + "|".join(re.escape(s[1:]) for s in _STARTS) + ")")
+_BY_START = {s: [p for p in _STARTING if s.startswith(p.parts[0])] for s in _STARTS}
+_INSIDE = [p for p in _PHRASES if not p.words and not p.parts[0].startswith(" ")]  # substring tests
+
+
+def _candidates(words: Iterable[str], spaced: str) -> dict[int, set[int]]:
+    """By lexicon, the phrases that may match a text with these folded words (see _Phrase)."""
+    present = _WORDS.intersection(words)
+    maybe = [p for word in present for p in _BY_WORD.get(word, ()) if p.words <= present]
+    maybe += [p for start in set(_START_RE.findall(spaced)) for p in _BY_START[start]]
+    maybe += [p for p in _INSIDE if p.parts[0] in spaced]
+    chosen: dict[int, set[int]] = {}
+    for p in maybe:
+        if all(part in spaced for part in p.parts):
+            chosen.setdefault(p.lexicon, set()).add(p.order)
+    return chosen
+
 
 # No real word is this long; base64 blobs and hashes are, and the compound-word patterns (\w*)
 # would cost quadratic time on them, so they are blanked before matching.
-_LONG_TOKEN = re.compile(r"\w{48,}")
+_LONG = 48
+_LONG_TOKEN = re.compile(rf"\w{{{_LONG},}}")
 
 
 def _blank_long_tokens(text: str) -> str:
     # A \w run lies inside one whitespace-free chunk: without a chunk of 48+ characters (the
     # usual ticket) there is nothing to blank, and splitting costs a fraction of the regex scan.
-    if max(map(len, text.split()), default=0) < 48:
+    if max(map(len, text.split()), default=0) < _LONG:
         return text
     return _LONG_TOKEN.sub(" ", text)
 
 
+def _phrases(text: str) -> list[list[str]]:
+    """By lexicon, the phrases matched in ``text`` once long tokens are blanked, in order.
+
+    Matches in ASCII text come out lower-cased.
+    """
+    if text.isascii():
+        # Words from before the blanking: the long ones only let more phrases through, still sound.
+        spaced = f" {text.translate(_ASCII_WORDS)} "
+        words: list[str] = spaced.split()
+        chosen = _candidates(words, spaced)
+        if not chosen:
+            return [[] for _ in _LEXICON]  # the usual ticket: nothing to match, nothing to blank
+        if max(map(len, words)) >= _LONG:
+            text = _LONG_TOKEN.sub(" ", text)
+        folded = text.lower()  # = _fold(text) for ASCII: the matches are the text's, lower-cased
+        return [
+            _pattern(i, tuple(sorted(chosen[i]))).findall(folded) if i in chosen else []
+            for i in range(len(_LEXICON))
+        ]
+    text = _blank_long_tokens(text)
+    folded = _fold(text)
+    words = _WORD_RUN.findall(folded)
+    chosen = _candidates(words, f" {' '.join(words)} ")
+    return [
+        [text[m.start() : m.end()] for m in _pattern(i, tuple(sorted(chosen[i]))).finditer(folded)]
+        if i in chosen
+        else []
+        for i in range(len(_LEXICON))
+    ]
+
+
 _CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{3,}(?!\w)")
 _ASCII_CAPS_WORD = re.compile(r"(?<!\w)[A-Z]{3,}(?!\w)")  # the all-caps words of ASCII text
+_NOT_CAPITAL = bytes(c for c in range(256) if not ord("A") <= c <= ord("Z"))
 
 
 @dataclass(frozen=True)
@@ -216,30 +272,32 @@ class UrgencyAssessment:
 
 
 def _shouting(text: str) -> bool:
+    """Whether ``text``, once long tokens are blanked, shouts."""
+    # Both tests below need two all-caps words of three letters, each letter A-Z or non-ASCII:
+    # six such characters, counted without a regex scan. Blanking only removes words: it holds before.
+    ascii_part = text.encode("ascii", "ignore")
+    if len(ascii_part.translate(None, _NOT_CAPITAL)) + len(text) - len(ascii_part) < 6:
+        return False
     if text.isascii() and len(_ASCII_CAPS_WORD.findall(text)) < 2:
-        return False  # fewer than two all-caps words: neither test below can pass (the common case)
-    words = _CAPS_WORD.findall(text)
+        return False
+    words = _CAPS_WORD.findall(_blank_long_tokens(text))
     caps = [w for w in words if w.isupper()]
     # Three different capitalised words, or most of the text, is shouting; a repeated acronym is not.
     return len(set(caps)) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
 
 
 def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> UrgencyAssessment:
-    text = _blank_long_tokens(f"{subject}\n{description}")
+    text = f"{subject}\n{description}"
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
-    folded = _fold(text)
-    # ASCII text: lower-casing is exact there and keeps word boundaries, so words can be looked up.
-    words = frozenset(_WORD_RUN.findall(folded)) if text.isascii() else None
-    for kind, level, lexicon in _LEXICON:
-        matches = sorted(
-            {" ".join(m.group(0).lower().split()) for m in lexicon.finditer(text, folded, words)}
-        )
+    for lexicon, matches in zip(_LEXICON, _phrases(text), strict=True):
         if matches:
-            found.add(kind)
-            rank = max(rank, LEVELS.index(level) + 1)
-            signals.extend(f"{kind}: {m!r}" for m in matches)
+            found.add(lexicon.kind)
+            rank = max(rank, LEVELS.index(lexicon.level) + 1)
+            signals.extend(
+                f"{lexicon.kind}: {m!r}" for m in sorted({" ".join(m.lower().split()) for m in matches})
+            )
     for tag in tags:
         tag_level = _TAG_LEVELS.get(tag.strip().lower())
         if tag_level is not None:
@@ -248,7 +306,7 @@ def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> 
     if "scope" in found and found & {"high", "critical"}:
         rank = 4
         signals.append("scope: many users affected by a high-urgency problem")
-    tone = []
+    tone = []  # blanking long tokens changes no "!" (and _shouting blanks for itself)
     if "!!" in text or text.count("!") >= 3:
         tone.append("tone: exclamation marks")
     if _shouting(text):
