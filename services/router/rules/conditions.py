@@ -21,6 +21,7 @@ import re2
 
 from .facts import Fact, TicketFacts, _fold, fact_key
 from .fields import Kind, compile_regex, field_kind, is_number, parse_datetime, parse_time_of_day
+from .regexes import RegexGroups, regex_test
 from .schema import Condition
 
 Test = Callable[[TicketFacts], bool]
@@ -111,13 +112,16 @@ def _as_number(value: Fact) -> float | None:
     return None
 
 
-def compile_condition(cond: Condition, timezone: str, path: str = "when") -> tuple[Node, Guards]:
+def compile_condition(
+    cond: Condition, timezone: str, path: str = "when", groups: RegexGroups | None = None
+) -> tuple[Node, Guards]:
+    """``groups``: where a rule set collects its regex tests (see regexes.py); optional."""
     if cond.all_ is not None or cond.any_ is not None:
         is_all = cond.all_ is not None
         kids = cond.all_ if cond.all_ is not None else cond.any_
         assert kids is not None
         name = "all" if is_all else "any"
-        compiled = [compile_condition(c, timezone, f"{path}.{name}[{i}]") for i, c in enumerate(kids)]
+        compiled = [compile_condition(c, timezone, f"{path}.{name}[{i}]", groups) for i, c in enumerate(kids)]
         nodes = tuple(n for n, _ in compiled)
         tests = tuple(n.test for n in nodes)
         guards = [g for _, g in compiled]
@@ -128,14 +132,14 @@ def compile_condition(cond: Condition, timezone: str, path: str = "when") -> tup
             combined = [] if any(not g for g in guards) else [tuple(a for child in guards for a in child[0])]
         return Node(name, test, nodes, render(cond), path), combined
     if cond.not_ is not None:
-        inner, _ = compile_condition(cond.not_, timezone, f"{path}.not")
+        inner, _ = compile_condition(cond.not_, timezone, f"{path}.not", groups)
         inner_test = inner.test
 
         def negated(f: TicketFacts) -> bool:
             return not inner_test(f)
 
         return Node("not", negated, (inner,), render(cond), path), []
-    return _leaf(cond, timezone, path)
+    return _leaf(cond, timezone, path, groups)
 
 
 def _all(tests: tuple[Test, ...]) -> Test:
@@ -177,7 +181,7 @@ def _any(tests: tuple[Test, ...]) -> Test:
     return test
 
 
-def _leaf(cond: Condition, timezone: str, path: str) -> tuple[Node, Guards]:
+def _leaf(cond: Condition, timezone: str, path: str, groups: RegexGroups | None) -> tuple[Node, Guards]:
     name, op, value, cs = cond.field, cond.op, cond.value, cond.case_sensitive
     assert name is not None and op is not None
     kind = field_kind(name)
@@ -199,10 +203,10 @@ def _leaf(cond: Condition, timezone: str, path: str) -> tuple[Node, Guards]:
         if kind is Kind.CUSTOM:
             test = _custom_operator(op, const, cs, key)
         else:
-            test = _operator(kind, op, const, cs, key)
+            test = _operator(kind, op, const, cs, key, groups)
 
         def shown(f: TicketFacts) -> Fact:
-            return f.values.get(name)
+            return f.lookup[name]
 
     node = Node("leaf", test, (), render(cond), path, name, op, shown)
     guard = _guard(kind, name, op, const, fold)
@@ -272,8 +276,8 @@ def _tod_display(timezone: str) -> Getter:
     return getter
 
 
-def _operator(kind: Kind, op: str, c: Any, cs: bool, k: str) -> Test:
-    """The closure for one leaf. Each reads ``f.values`` once and never raises on odd facts.
+def _operator(kind: Kind, op: str, c: Any, cs: bool, k: str, groups: RegexGroups | None) -> Test:
+    """The closure for one leaf. Each reads ``f.lookup`` once and never raises on odd facts.
 
     Written out per operator (not composed from a getter) because this is the hot loop: one
     Python call per leaf instead of two doubles the router's throughput.
@@ -282,46 +286,44 @@ def _operator(kind: Kind, op: str, c: Any, cs: bool, k: str) -> Test:
         c = parse_datetime(c)
     if op == "exists":
         want = c is not False
-        return lambda f: present(f.values.get(k)) is want
+        return lambda f: present(f.lookup[k]) is want
     if kind is Kind.TAGS:
         if op == "contains":
-            return lambda f: c in f.values[k]  # type: ignore[operator]
+            return lambda f: c in f.lookup[k]  # type: ignore[operator]
         if op in ("in", "not_in"):
             wanted, hit = frozenset(c), op == "in"
-            return lambda f: wanted.isdisjoint(f.values[k]) is not hit  # type: ignore[arg-type]
+            return lambda f: wanted.isdisjoint(f.lookup[k]) is not hit  # type: ignore[arg-type]
         rx = compile_regex(c, cs)
-        return lambda f: any(rx.search(t) is not None for t in f.values[k])  # type: ignore[union-attr]
+        return lambda f: any(rx.search(t) is not None for t in f.lookup[k])  # type: ignore[union-attr]
     if op == "equals":
-        return lambda f: f.values.get(k) == c
+        return lambda f: f.lookup[k] == c
     if op == "not_equals":
-        return lambda f: f.values.get(k) != c
+        return lambda f: f.lookup[k] != c
     if op in ("in", "not_in"):
         members = frozenset(c)
         if op == "in":
-            return lambda f: f.values.get(k) in members
-        return lambda f: f.values.get(k) not in members
+            return lambda f: f.lookup[k] in members
+        return lambda f: f.lookup[k] not in members
     if op == "contains":
-        return lambda f: (v := f.values.get(k)) is not None and c in v  # type: ignore[operator]
+        return lambda f: (v := f.lookup[k]) is not None and c in v  # type: ignore[operator]
     if op == "starts_with":
-        return lambda f: (v := f.values.get(k)) is not None and v.startswith(c)  # type: ignore[union-attr]
+        return lambda f: (v := f.lookup[k]) is not None and v.startswith(c)  # type: ignore[union-attr]
     if op == "ends_with":
-        return lambda f: (v := f.values.get(k)) is not None and v.endswith(c)  # type: ignore[union-attr]
+        return lambda f: (v := f.lookup[k]) is not None and v.endswith(c)  # type: ignore[union-attr]
     if op == "matches":
-        rx = compile_regex(c, cs)
-        # On bytes: spares the wrapper from encoding and mapping offsets for every rule.
-        return lambda f: (v := f.utf8(k)) is not None and rx.search(v) is not None
+        return regex_test(c, cs, k, groups)
     # Order operators: facts here are numbers or aware datetimes; None never compares.
     if op == "gt":
-        return lambda f: (v := f.values.get(k)) is not None and v > c
+        return lambda f: (v := f.lookup[k]) is not None and v > c
     if op in ("gte", "after"):
-        return lambda f: (v := f.values.get(k)) is not None and v >= c
+        return lambda f: (v := f.lookup[k]) is not None and v >= c
     if op in ("lt", "before"):
-        return lambda f: (v := f.values.get(k)) is not None and v < c
+        return lambda f: (v := f.lookup[k]) is not None and v < c
     if op == "lte":
-        return lambda f: (v := f.values.get(k)) is not None and v <= c
+        return lambda f: (v := f.lookup[k]) is not None and v <= c
     if op == "between":
         low, high = c
-        return lambda f: (v := f.values.get(k)) is not None and low <= v <= high
+        return lambda f: (v := f.lookup[k]) is not None and low <= v <= high
     raise ValueError(f"operator {op!r} is not supported on {kind.value} fields")
 
 
@@ -348,12 +350,12 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
     """Custom fields have no declared type: each operator checks the fact's type itself."""
     if op == "exists":
         want = c is not False
-        return lambda f: present(f.values.get(k)) is want
+        return lambda f: present(f.lookup[k]) is want
     if op in ("equals", "not_equals", "in", "not_in", "contains"):
         keys = frozenset(_custom_key(v) for v in (c if isinstance(c, list) else [c]))
 
         def hit(f: TicketFacts) -> bool:
-            v = f.values.get(k)
+            v = f.lookup[k]
             if isinstance(v, tuple):  # multi-select fields: any element
                 return any(_custom_key(x) in keys for x in v)
             if op == "contains":
@@ -367,7 +369,7 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
         rx = compile_regex(c, cs) if op == "matches" else None
 
         def string_test(f: TicketFacts) -> bool:
-            v = f.values.get(k)
+            v = f.lookup[k]
             if not isinstance(v, str):
                 return False
             if rx is not None:
@@ -386,7 +388,7 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
     check = compare[op]
 
     def number_test(f: TicketFacts) -> bool:
-        v = _as_number(f.values.get(k))
+        v = _as_number(f.lookup[k])
         return v is not None and check(v)
 
     return number_test

@@ -11,6 +11,9 @@ once at compile time: dict lookups for equalities and one RE2 set scan per text 
 literals. Per ticket the engine computes a bitmask of rules whose guards both hold and
 evaluates only those, in order.
 Trace mode skips the index and evaluates rule by rule, so tests can check both agree.
+
+Facts are lazy (TicketFacts.lookup): the index folds the ones it reads inline, a rule's test
+computes the rest on first read, so a ticket pays only for what its rule set reads.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ import re2
 from shared.events import Priority
 
 from .conditions import Guards, Node, Test, compile_condition, display, present
-from .facts import TicketFacts, fact_key
+from .facts import FOLDED, TicketFacts, _fold, fact_key
+from .regexes import RegexGroups
 from .schema import Rule, RuleSet
 
 _SET_MAX_MEM = 64 << 20  # RE2 sets of literals stay far below this; see _literal_set
 _SUMMARY_CHARS = 300
 _LAYERS = 2  # guards indexed per rule; _candidates ANDs exactly two layers
+_MULTI = (frozenset, tuple)  # fact types the index looks up element by element
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +120,11 @@ def _always(_: TicketFacts) -> bool:
     return True
 
 
-def _compile_rule(rule: Rule, index: int, timezone: str) -> tuple[_CompiledRule, Guards]:
+def _compile_rule(rule: Rule, index: int, timezone: str, groups: RegexGroups) -> tuple[_CompiledRule, Guards]:
     node: Node | None = None
     guard: Guards = []
     if rule.when is not None:
-        node, guard = compile_condition(rule.when, rule.timezone or timezone)
+        node, guard = compile_condition(rule.when, rule.timezone or timezone, groups=groups)
     summary = "always" if node is None else node.summary
     if len(summary) > _SUMMARY_CHARS:
         summary = summary[: _SUMMARY_CHARS - 1] + "…"
@@ -148,68 +154,6 @@ def _compile_rule(rule: Rule, index: int, timezone: str) -> tuple[_CompiledRule,
     return compiled, guard
 
 
-class _Outcome:
-    """Mutable accumulator of one evaluation; first writer wins for single values."""
-
-    __slots__ = ("assigned", "impact", "matched", "priority", "reasons", "sla", "tags", "urgency")
-
-    def __init__(self) -> None:
-        self.assigned: _CompiledRule | None = None
-        self.priority: Priority | None = None
-        self.urgency: int | None = None
-        self.impact: int | None = None
-        self.sla: str | None = None
-        self.tags: dict[str, None] = {}
-        self.matched: list[str] = []
-        self.reasons: list[str] = []
-
-    def apply(self, rule: _CompiledRule) -> bool:
-        self.matched.append(rule.id)
-        self.reasons.append(rule.reason)
-        if rule.assigns and self.assigned is None:
-            self.assigned = rule
-        if self.priority is None:
-            self.priority = rule.priority
-        if self.urgency is None:
-            self.urgency = rule.urgency
-        if self.impact is None:
-            self.impact = rule.impact
-        if self.sla is None:
-            self.sla = rule.sla_policy
-        for tag in rule.tags:
-            self.tags[tag] = None
-        return rule.stop
-
-    def finish(self, rs: CompiledRuleSet, trace: list[RuleTrace] | None) -> RoutingOutcome:
-        won = self.assigned
-        team, pool, triage, used_default = None, None, False, False
-        if won is not None:
-            team, pool, triage = won.team, won.pool, won.triage
-        elif rs.default_team is not None:
-            team, used_default = rs.default_team, True
-            self.reasons.append(f'no rule assigned a team: default team "{rs.default_team}"')
-        else:
-            triage = True
-            self.reasons.append("no rule assigned a team and there is no default team: triage")
-        return RoutingOutcome(
-            team,
-            pool,
-            triage,
-            self.priority,
-            self.urgency,
-            self.impact,
-            tuple(self.tags),
-            self.sla,
-            None if won is None else won.id,
-            None if won is None else won.name,
-            tuple(self.matched),
-            used_default,
-            self.reasons,
-            rs.version,
-            trace,
-        )
-
-
 class CompiledRuleSet:
     """A rule set ready to evaluate; build once per version with :func:`compile_ruleset`."""
 
@@ -220,11 +164,13 @@ class CompiledRuleSet:
         self.timezone = ruleset.timezone
         rules: list[_CompiledRule] = []
         guards: list[Guards] = []
+        groups = RegexGroups()
         for index, rule in enumerate(ruleset.rules):
             if rule.enabled:
-                compiled, guard = _compile_rule(rule, index, ruleset.timezone)
+                compiled, guard = _compile_rule(rule, index, ruleset.timezone, groups)
                 rules.append(compiled)
                 guards.append(guard)
+        groups.finish()
         self._rules = tuple(rules)
         self._build_index(guards)
 
@@ -257,26 +203,40 @@ class CompiledRuleSet:
         self._n = n
         self._rule_bits = (1 << n) - 1
         self._unguarded = unguarded
-        self._eq_index = tuple(eq.items())
-        self._lit_index = tuple((key, *_literal_set(table)) for key, table in lit.items())
+        # Each entry names the unfolded fact a folded key derives from (else the key itself).
+        self._eq_index = tuple((key, _unfolded(key), table) for key, table in eq.items())
+        self._lit_index = tuple((key, _unfolded(key), *_literal_set(table)) for key, table in lit.items())
 
     def _candidates(self, facts: TicketFacts) -> int:
         """Bitmask of the rules whose indexed guards hold (unguarded rules always qualify)."""
         mask = self._unguarded
-        values = facts.values
-        for key, table in self._eq_index:
-            value = values.get(key)
+        values = facts.lookup
+        get = values.get
+        for key, name, table in self._eq_index:
+            value = get(key, _UNSET)
+            if value is _UNSET:  # not read yet: fold inline, a call of __missing__ costs more
+                value = get(name)
+                if value is None or name == key:
+                    value = values[key]  # a lazy fact, or none at all: FactLookup decides
+                else:
+                    value = values[key] = value.lower() if type(value) is str else _fold(value)
             if value is None:
                 continue
-            if isinstance(value, frozenset | tuple):  # tags, multi-select custom fields
+            if isinstance(value, _MULTI):  # tags, multi-select custom fields
                 for item in value:
                     mask |= table.get(item, 0)
             else:
                 mask |= table.get(value, 0)
-        for key, rset, masks in self._lit_index:
-            text = values.get(key)
+        for key, name, match, masks in self._lit_index:
+            text = get(key, _UNSET)
+            if text is _UNSET:
+                text = get(name)
+                if text is None or name == key:
+                    text = values[key]
+                else:
+                    text = values[key] = text.lower() if type(text) is str else _fold(text)
             if text:
-                for hit in rset.Match(text) or ():
+                for hit in match(text) or ():  # Set.Match: a list of indices, or None
                     mask |= masks[hit]
         return mask & (mask >> self._n) & self._rule_bits
 
@@ -285,32 +245,88 @@ class CompiledRuleSet:
             return self._evaluate_traced(facts)
         mask = self._candidates(facts)
         rules = self._rules
-        out = _Outcome()
+        matched: list[_CompiledRule] = []
         while mask:
             low = mask & -mask
             mask ^= low
             rule = rules[low.bit_length() - 1]
-            if rule.test(facts) and out.apply(rule):
-                break
-        return out.finish(self, None)
+            if rule.test(facts):
+                matched.append(rule)
+                if rule.stop:
+                    break
+        return self._finish(matched, None)
 
     def _evaluate_traced(self, facts: TicketFacts) -> RoutingOutcome:
-        out = _Outcome()
+        matched: list[_CompiledRule] = []
         steps: list[RuleTrace] = []
         for rule in self._rules:
             if not rule.test(facts):
                 failure = None if rule.node is None else explain(rule.node, facts)
                 steps.append(RuleTrace(rule.index, rule.id, rule.name, False, failure))
                 continue
-            stop = out.apply(rule)
-            steps.append(RuleTrace(rule.index, rule.id, rule.name, True, None, stop))
-            if stop:
+            matched.append(rule)
+            steps.append(RuleTrace(rule.index, rule.id, rule.name, True, None, rule.stop))
+            if rule.stop:
                 break
-        return out.finish(self, steps)
+        return self._finish(matched, steps)
+
+    def _finish(self, matched: list[_CompiledRule], trace: list[RuleTrace] | None) -> RoutingOutcome:
+        """The outcome of the matching rules, in order: the first to set a single value wins."""
+        won: _CompiledRule | None = None
+        priority: Priority | None = None
+        urgency: int | None = None
+        impact: int | None = None
+        sla: str | None = None
+        tags: dict[str, None] = {}
+        for rule in matched:
+            if won is None and rule.assigns:
+                won = rule
+            if priority is None:
+                priority = rule.priority
+            if urgency is None:
+                urgency = rule.urgency
+            if impact is None:
+                impact = rule.impact
+            if sla is None:
+                sla = rule.sla_policy
+            for tag in rule.tags:
+                tags[tag] = None
+        reasons = [rule.reason for rule in matched]
+        team, pool, triage, used_default = None, None, False, False
+        if won is not None:
+            team, pool, triage = won.team, won.pool, won.triage
+        elif self.default_team is not None:
+            team, used_default = self.default_team, True
+            reasons.append(f'no rule assigned a team: default team "{self.default_team}"')
+        else:
+            triage = True
+            reasons.append("no rule assigned a team and there is no default team: triage")
+        return RoutingOutcome(
+            team,
+            pool,
+            triage,
+            priority,
+            urgency,
+            impact,
+            tuple(tags),
+            sla,
+            None if won is None else won.id,
+            None if won is None else won.name,
+            tuple([rule.id for rule in matched]),
+            used_default,
+            reasons,
+            self.version,
+            trace,
+        )
+
+
+def _unfolded(key: str) -> str:
+    return key[len(FOLDED) :] if key.startswith(FOLDED) else key
 
 
 def _literal_set(table: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
-    """One RE2 set scanning a field once for every literal guard on it.
+    """One RE2 set scanning a field once for every literal guard on it: its Match, and the
+    rule bits each of its patterns (in order) stands for.
 
     Only escaped literals go in (never user regexes): their DFA is an Aho-Corasick automaton,
     bounded by the total literal length, so the set cannot run out of memory and silently
@@ -327,7 +343,7 @@ def _literal_set(table: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
         rset.Add(pattern)
         masks.append(mask)
     rset.Compile()
-    return rset, tuple(masks)
+    return rset.Match, tuple(masks)
 
 
 def explain(node: Node, facts: TicketFacts) -> ConditionFailure | None:

@@ -1,8 +1,10 @@
-"""TicketFacts: a flat, precomputed view of one ticket, built once and evaluated by many rules.
+"""TicketFacts: a flat view of one ticket, built once and evaluated by many rules.
 
 Everything a rule might need repeatedly (lower-cased text, the tag set, the email domain, the
-ticket's age) is computed here once, so the per-rule work in the engine is a dict lookup and a
-comparison. Strings are cut to ``MAX_MATCH_CHARS`` so no operator ever scans more than that.
+ticket's age) is computed at most once per ticket, so the per-rule work in the engine is a dict
+lookup and a comparison. Strings are cut to ``MAX_MATCH_CHARS`` so no operator ever scans more
+than that. What a rule set may never read is computed lazily, on first read: the lower-cased
+variants (a rule set folds a handful of the ~20 fields) and the ticket's age.
 """
 
 from __future__ import annotations
@@ -14,25 +16,49 @@ from zoneinfo import ZoneInfo
 
 from shared.events import Priority, TicketSnapshot, TicketStatus
 
-from .fields import CUSTOM_PREFIX, MAX_MATCH_CHARS, WEEKDAYS, parse_level
+from .fields import CUSTOM_PREFIX, LEVEL_NAMES, MAX_MATCH_CHARS, WEEKDAYS, parse_level
 
 Fact = str | int | float | bool | datetime | frozenset[str] | tuple[Any, ...] | None
 FOLDED = "~"  # values[FOLDED + name] is the lower-cased variant of values[name]
+AGE = "age_minutes"
+MEMO = "\0"  # lookup keys starting with it hold per-ticket results of costly tests, never facts
+# The built-in facts in the order ``values`` lists them (custom fields follow, then the folded).
+BASE_FACTS = (
+    "subject",
+    "description",
+    "text",
+    "tags",
+    "channel",
+    "source",
+    "status",
+    "requester.email",
+    "requester.domain",
+    "requester.name",
+    "organization",
+    "customer_tier",
+    "language",
+    "category",
+    "category_confidence",
+    "urgency",
+    "impact",
+    "priority",
+    "created_at",
+    AGE,
+)
+# Enum member or value -> value: one dict lookup instead of an enum call per ticket.
+_STATUS = {s.value: s.value for s in TicketStatus}
+_PRIORITY = {p.value: p.value for p in Priority}
 
 
 def fact_key(name: str, folded: bool) -> str:
     return FOLDED + name if folded else name
 
 
-def _cut(value: str | None) -> str | None:
-    return None if value is None else value[:MAX_MATCH_CHARS]
-
-
 def _fold(value: Any) -> Any:
     if isinstance(value, str):
         return value.lower()
     if isinstance(value, frozenset):
-        return frozenset(v.lower() for v in value)
+        return frozenset(map(str.lower, value))
     if isinstance(value, tuple):
         return tuple(v.lower() if isinstance(v, str) else v for v in value)
     return value
@@ -53,15 +79,71 @@ def _custom_value(value: Any) -> Fact:
     return None
 
 
+def _level(value: int | str) -> int:
+    if type(value) is int and 0 < value < 5:
+        return value
+    if type(value) is str and value in LEVEL_NAMES:
+        return LEVEL_NAMES[value]
+    return parse_level(value)  # other spellings, and the error for a bad value
+
+
+def _status(value: TicketStatus | str) -> str:
+    try:
+        return _STATUS[value]
+    except (KeyError, TypeError):
+        return str(TicketStatus(value).value)
+
+
+def _priority(value: Priority | str) -> str:
+    try:
+        return _PRIORITY[value]
+    except (KeyError, TypeError):
+        return str(Priority(value).value)
+
+
+def _tag_set(tags: frozenset[str] | list[str] | tuple[str, ...]) -> frozenset[str]:
+    found = frozenset(tags)
+    if found and max(map(len, found)) > MAX_MATCH_CHARS:
+        found = frozenset(t[:MAX_MATCH_CHARS] for t in tags)
+    return found
+
+
+class FactLookup(dict[str, Fact]):
+    """The engine's view of the facts: ``lookup[key]`` never raises, None means no such fact.
+
+    Holds the eagerly computed facts; a lazy one (a folded variant, the age) is computed and
+    stored on its first read by ``__missing__``, so a rule set that never reads it never pays.
+    A subscript on a dict subclass stays in C until a key is missing. Keys starting with
+    ``MEMO`` memoise tests for this ticket (see regexes.py); ``values`` omits them.
+    """
+
+    __slots__ = ("now",)
+    now: datetime  # set right after construction: dict's own __init__ is cheaper than an override
+
+    def __missing__(self, key: str) -> Fact:
+        if key == AGE:
+            created = self.get("created_at")
+            value: Fact = None if created is None else (self.now - created).total_seconds() / 60.0  # type: ignore[operator]
+        elif key.startswith(FOLDED) and (key[1:] in self or key[1:] == AGE):
+            value = _fold(self[key[1:]])
+        else:
+            return None  # not a fact of this ticket (e.g. an absent custom field)
+        self[key] = value
+        return value
+
+
 class TicketFacts:
     """Field name -> value in ``values``; ``values["~" + name]`` holds the lower-cased variant.
 
     One dict for both flavours keeps a compiled condition to one lookup with a constant key.
     ``now`` is the evaluation instant (time_of_day, weekday, age_minutes derive from it) so a
     replay of yesterday's tickets can be evaluated as of yesterday.
+
+    ``values`` is complete (every folded variant computed); conditions read ``lookup``, the
+    same facts with the lazy ones computed on demand.
     """
 
-    __slots__ = ("_local", "_utf8", "now", "ticket_key", "values")
+    __slots__ = ("_local", "_utf8", "_values", "lookup", "now", "ticket_key")
 
     def __init__(
         self,
@@ -87,6 +169,53 @@ class TicketFacts:
         created_at: datetime | None = None,
         ticket_key: str | None = None,
     ) -> None:
+        self._fill(
+            now,
+            subject,
+            description,
+            tags,
+            channel,
+            source,
+            status,
+            requester_email,
+            requester_name,
+            organization,
+            customer_tier,
+            custom,
+            language,
+            category,
+            category_confidence,
+            urgency,
+            impact,
+            priority,
+            created_at,
+            ticket_key,
+        )
+
+    def _fill(
+        self,
+        now: datetime,
+        subject: str,
+        description: str,
+        tags: frozenset[str] | list[str] | tuple[str, ...],
+        channel: str | None,
+        source: str | None,
+        status: TicketStatus | str | None,
+        requester_email: str | None,
+        requester_name: str | None,
+        organization: str | None,
+        customer_tier: str | None,
+        custom: Mapping[str, Any] | None,
+        language: str | None,
+        category: str | None,
+        category_confidence: float | None,
+        urgency: int | str | None,
+        impact: int | str | None,
+        priority: Priority | str | None,
+        created_at: datetime | None,
+        ticket_key: str | None,
+    ) -> None:
+        # Positional: binding twenty keyword arguments costs more than building the facts.
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         if created_at is not None and created_at.tzinfo is None:
@@ -95,61 +224,77 @@ class TicketFacts:
         self.ticket_key = ticket_key
         domain = None
         if requester_email and "@" in requester_email:
-            domain = requester_email.rsplit("@", 1)[1].lower()
-        age = None if created_at is None else (now - created_at).total_seconds() / 60.0
-        subject, description = subject[:MAX_MATCH_CHARS], description[:MAX_MATCH_CHARS]
+            domain = requester_email.rsplit("@", 1)[1].lower()[:MAX_MATCH_CHARS]
+        cut = MAX_MATCH_CHARS
+        subject, description = subject[:cut], description[:cut]
+        # Written out rather than through helpers: this runs once per ticket on the hot path.
         raw: dict[str, Fact] = {
             "subject": subject,
             "description": description,
-            "text": f"{subject}\n{description}"[:MAX_MATCH_CHARS],
-            "tags": frozenset(t[:MAX_MATCH_CHARS] for t in tags),
-            "channel": _cut(channel),
-            "source": _cut(source),
-            "status": None if status is None else str(TicketStatus(status).value),
-            "requester.email": _cut(requester_email),
-            "requester.domain": _cut(domain),
-            "requester.name": _cut(requester_name),
-            "organization": _cut(organization),
-            "customer_tier": _cut(customer_tier),
-            "language": _cut(language),
-            "category": _cut(category),
+            "text": f"{subject}\n{description}"[:cut],
+            "tags": _tag_set(tags),
+            "channel": None if channel is None else channel[:cut],
+            "source": None if source is None else source[:cut],
+            "status": None if status is None else _status(status),
+            "requester.email": None if requester_email is None else requester_email[:cut],
+            "requester.domain": domain,
+            "requester.name": None if requester_name is None else requester_name[:cut],
+            "organization": None if organization is None else organization[:cut],
+            "customer_tier": None if customer_tier is None else customer_tier[:cut],
+            "language": None if language is None else language[:cut],
+            "category": None if category is None else category[:cut],
             "category_confidence": category_confidence,
-            "urgency": None if urgency is None else parse_level(urgency),
-            "impact": None if impact is None else parse_level(impact),
-            "priority": None if priority is None else str(Priority(priority).value),
+            "urgency": None if urgency is None else _level(urgency),
+            "impact": None if impact is None else _level(impact),
+            "priority": None if priority is None else _priority(priority),
             "created_at": created_at,
-            "age_minutes": age,
         }
-        for name, value in (custom or {}).items():
-            raw[CUSTOM_PREFIX + str(name)] = _custom_value(value)
-        values = dict(raw)
-        for name, value in raw.items():
-            values[FOLDED + name] = _fold(value)
-        self.values = values
-        self._local: dict[str, tuple[int, str]] = {}
-        self._utf8: dict[str, bytes | None] = {}
+        if custom:
+            for name, value in custom.items():
+                key = CUSTOM_PREFIX + (name if type(name) is str else str(name))
+                raw[key] = value[:cut] if type(value) is str else _custom_value(value)
+        lookup = self.lookup = FactLookup(raw)
+        lookup.now = now
+        self._values: dict[str, Fact] | None = None
+        self._local: dict[str, tuple[int, str]] | None = None
+        self._utf8: dict[str, bytes | None] | None = None
+
+    @property
+    def values(self) -> dict[str, Fact]:
+        """Every fact, folded variants included: built on first use (the engine reads ``lookup``)."""
+        if self._values is None:
+            lookup = self.lookup
+            names = [*BASE_FACTS, *(k for k in lookup if k.startswith(CUSTOM_PREFIX))]
+            values = {name: lookup[name] for name in names}
+            self._values = values | {FOLDED + name: _fold(value) for name, value in values.items()}
+        return self._values
 
     def utf8(self, key: str) -> bytes | None:
         """A string fact encoded once for RE2 (which matches UTF-8 bytes); None if not a string."""
-        try:
-            return self._utf8[key]
-        except KeyError:
-            value = self.values.get(key)
-            encoded = value.encode() if isinstance(value, str) else None
-            self._utf8[key] = encoded
-            return encoded
+        cache = self._utf8
+        if cache is None:
+            cache = self._utf8 = {}
+        elif key in cache:
+            return cache[key]
+        value = self.lookup[key]
+        encoded = value.encode() if isinstance(value, str) else None
+        cache[key] = encoded
+        return encoded
 
     def local_time(self, timezone: str) -> tuple[int, str]:
         """(minutes since local midnight, weekday mon..sun) of ``now`` in ``timezone``; cached."""
-        found = self._local.get(timezone)
+        cache = self._local
+        if cache is None:
+            cache = self._local = {}
+        found = cache.get(timezone)
         if found is None:
             local = self.now.astimezone(ZoneInfo(timezone))
             found = (local.hour * 60 + local.minute, WEEKDAYS[local.weekday()])
-            self._local[timezone] = found
+            cache[timezone] = found
         return found
 
     def get(self, name: str, folded: bool = False) -> Fact:
-        return self.values.get(fact_key(name, folded))
+        return self.lookup[fact_key(name, folded)]
 
     def __repr__(self) -> str:
         return f"TicketFacts(ticket_key={self.ticket_key!r}, now={self.now.isoformat()})"
@@ -168,25 +313,27 @@ def facts_from_ticket(
 ) -> TicketFacts:
     """Facts for a ticket; the keyword arguments come from enrichment (classifier, detector)."""
     requester = snapshot.requester
-    return TicketFacts(
-        now=now,
-        subject=snapshot.subject,
-        description=snapshot.description,
-        tags=snapshot.tags,
-        channel=snapshot.channel,
-        source=source,
-        status=snapshot.status,
-        requester_email=requester.email,
-        requester_name=requester.name,
-        organization=requester.organization,
-        customer_tier=requester.customer_tier,
-        custom=snapshot.custom_fields,
-        language=language,
-        category=category,
-        category_confidence=category_confidence,
-        urgency=urgency,
-        impact=impact,
-        priority=snapshot.priority,
-        created_at=snapshot.created_at,
-        ticket_key=f"{source}:{snapshot.external_id}",
+    facts = TicketFacts.__new__(TicketFacts)
+    facts._fill(
+        now,
+        snapshot.subject,
+        snapshot.description,
+        snapshot.tags,
+        snapshot.channel,
+        source,
+        snapshot.status,
+        requester.email,
+        requester.name,
+        requester.organization,
+        requester.customer_tier,
+        snapshot.custom_fields,
+        language,
+        category,
+        category_confidence,
+        urgency,
+        impact,
+        snapshot.priority,
+        snapshot.created_at,
+        f"{source}:{snapshot.external_id}",
     )
+    return facts
