@@ -186,22 +186,25 @@ def detect_languages(
     dfa = _automaton(None if languages is None else frozenset(languages))
     encoded = [_encode(texts[i]) for i in chosen]
     lengths = np.array([len(data) for data in encoded], dtype=np.int64)
-    owners: list[int] = []  # segment -> row of its text in ``encoded``
-    leads: list[int] = []  # segment -> bytes at its start that the previous segment counted
-    pieces: list[bytes] = []
-    for row, data in enumerate(encoded):
-        for start in range(0, len(data), SEGMENT_BYTES):
-            begin = max(0, start - dfa.depth)
-            owners.append(row)
-            leads.append(start - begin)
-            pieces.append(data[begin : start + SEGMENT_BYTES])
-    order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))  # longest first
-    sizes = np.array([len(pieces[k]) for k in order], dtype=np.int64)
+    # The segments, as arrays (no Python loop per segment): owner text, start, lead-in, size.
+    per_text = (lengths + SEGMENT_BYTES - 1) // SEGMENT_BYTES
+    owners = np.repeat(np.arange(len(encoded)), per_text)
+    first_of_owner = np.repeat(np.cumsum(per_text) - per_text, per_text)
+    starts = (np.arange(len(owners)) - first_of_owner) * SEGMENT_BYTES
+    begins = np.maximum(starts - dfa.depth, 0)
+    sizes = np.minimum(starts + SEGMENT_BYTES, lengths[owners]) - begins
+    order = np.argsort(-sizes, kind="stable")  # longest first
+    owners, begins, sizes = owners[order], begins[order], sizes[order]
+    lead = (starts[order] - begins).astype(np.int64)
     width = int(sizes[0])
-    # Position-major, so that each step reads and writes contiguous memory.
-    grid = np.zeros((width, len(order)), dtype=np.uint8)
-    for column, k in enumerate(order):
-        grid[: sizes[column], column] = np.frombuffer(pieces[k], dtype=np.uint8)
+    # Position-major, so that each step reads and writes contiguous memory; the bytes of every
+    # segment gathered from one buffer of all texts, zero past a segment's end.
+    joined = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    text_starts = np.cumsum(lengths) - lengths
+    steps_of = np.arange(width, dtype=np.int64)[:, None]
+    inside = steps_of < sizes[None, :]
+    where = np.where(inside, (text_starts[owners] + begins)[None, :] + steps_of, 0)
+    grid = np.where(inside, joined[where], 0).astype(np.uint8)
     # A segment's steps after its end stay at state 0, the start state, which emits no feature.
     visited = np.zeros((width, len(order)), dtype=np.int32)
     states = np.zeros(len(order), dtype=np.int64)
@@ -212,12 +215,10 @@ def detect_languages(
         states[:active] = dfa.next_move[dfa.row_base[states[:active]] + grid[step, :active]]
         visited[step, :active] = states[:active]
     features = dfa.output[visited]
-    lead = np.array([leads[k] for k in order], dtype=np.int64)
-    features[np.arange(width)[:, None] < lead[None, :]] = -1
+    features[steps_of < lead[None, :]] = -1
     steps, columns = np.nonzero(features >= 0)
-    text_of = np.array([owners[k] for k in order], dtype=np.int64)
     counts = sp.csr_matrix(
-        (np.ones(len(columns), dtype=np.float32), (text_of[columns], features[steps, columns])),
+        (np.ones(len(columns), dtype=np.float32), (owners[columns], features[steps, columns])),
         shape=(len(encoded), len(dfa.feature_scores)),
     )
     counts.sum_duplicates()
