@@ -1,18 +1,20 @@
-"""TF-IDF features (word 1-2 grams + char_wb n-grams) with a fast single-text path.
+"""TF-IDF features (word 1-2 grams + char_wb n-grams) with fast single-text and batch paths.
 
 Written instead of using sklearn's ``TfidfVectorizer`` for two reasons: routing calls
 ``predict`` one ticket at a time, where sklearn's per-call overhead alone eats most of the
 200 µs budget; and char_wb n-grams depend only on the word, so caching them per word makes
-training and prediction several times faster. Semantics follow sklearn's: lowercase,
+training and prediction several times faster. Batches (``predict_many``) are counted as a whole,
+in a few C loops (``transform_stacked``). Semantics follow sklearn's: lowercase,
 ``\\b\\w\\w+\\b`` word tokens, smooth idf, sublinear tf, L2 norm per block.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from itertools import pairwise
+from itertools import chain, pairwise, repeat
 from typing import Any
 
 import numpy as np
@@ -20,11 +22,19 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+# In ASCII text \w is [a-zA-Z0-9_]: blanking every other non-space character leaves the tokens
+# (and 1-char runs) between whitespace, which str.split finds faster than the regex.
+_BLANK_NON_WORD = str.maketrans(
+    {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())}
+)
 _EMPTY = np.zeros(0, dtype=np.int64)
-# Unseen words met at prediction time are cached too, but only up to this many.
+# Unseen words met at prediction time are cached too, but only up to this many,
 _MAX_CACHED_WORDS = 500_000
+# and up to this many n-gram ids in all (4 bytes each, twice).
+_MAX_CACHED_GRAMS = 1 << 25
 
 IntArray = NDArray[np.int64]
+Int32Array = NDArray[np.int32]
 FloatArray = NDArray[np.float32]
 
 
@@ -86,6 +96,44 @@ def _tfidf(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matr
     return m
 
 
+def _word_runs(lowered: str, words: list[str]) -> list[str]:
+    """The tokens of ``_TOKEN`` in a text, and in ASCII text its 1-char runs of word characters too.
+
+    ``words`` is ``lowered.split()``, the tokens too when the text has no punctuation."""
+    if not lowered.isascii():
+        return _TOKEN.findall(lowered)
+    blanked = lowered.translate(_BLANK_NON_WORD)
+    return words if blanked == lowered else blanked.split()
+
+
+def _normalise_rows(m: sp.csr_matrix, row_norms: FloatArray) -> None:
+    """Scales each non-empty row of ``m`` in place to the given L2 norm."""
+    lengths = np.diff(m.indptr)
+    filled = lengths > 0
+    sums = np.ones(len(lengths), dtype=np.float32)
+    if len(m.data):
+        sums[filled] = np.add.reduceat(m.data * m.data, m.indptr[:-1][filled])
+    m.data *= np.repeat(row_norms / np.sqrt(sums), lengths)
+
+
+def _side_by_side(stacked: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows i and n + i of a 2n-row matrix, whose columns do not overlap, joined as row i."""
+    ptr = stacked.indptr
+    n = (len(ptr) - 1) // 2
+    lengths = np.diff(ptr)
+    first = lengths[:n]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(first + lengths[n:], out=indptr[1:])
+    # Where each stored value goes: its text's row, the char part after the word part.
+    shift = np.concatenate([indptr[:-1] - ptr[:n], indptr[:-1] + first - ptr[n:-1]])
+    dest = np.arange(len(stacked.data)) + np.repeat(shift, lengths)
+    data = np.empty_like(stacked.data)
+    data[dest] = stacked.data
+    indices = np.empty_like(stacked.indices)
+    indices[dest] = stacked.indices
+    return sp.csr_matrix((data, indices, indptr), shape=(n, stacked.shape[1]))
+
+
 class TextFeaturizer:
     """Maps texts to L2-normalised TF-IDF rows: [word block | char block * char_weight]."""
 
@@ -95,7 +143,8 @@ class TextFeaturizer:
         self.char_index: dict[str, int] = {}
         self.word_idf: FloatArray = np.zeros(0, dtype=np.float32)
         self.char_idf: FloatArray = np.zeros(0, dtype=np.float32)
-        self._word_cache: dict[str, IntArray] = {}
+        self._bigrams: _BigramTable | None = None
+        self._rows: _FeatureRows | None = None
 
     @property
     def n_features(self) -> int:
@@ -133,10 +182,9 @@ class TextFeaturizer:
         gram_list = list(grams)
         self.char_index = {gram_list[i]: n for n, i in enumerate(kept)}
         char_counts = char_counts[:, kept]
-        self._word_cache = {}
-        for w, ids in per_word.items():
-            new = remap[ids]
-            self._word_cache[w] = new[new >= 0]
+        self._bigrams = None
+        kept_ids = [new[new >= 0] for new in map(remap.__getitem__, per_word.values())]
+        self._rows = _FeatureRows(self.word_idf, self.char_idf, list(per_word), kept_ids)
         return self._combine(word_counts, char_counts)
 
     def _combine(self, word_counts: sp.csr_matrix, char_counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -148,50 +196,100 @@ class TextFeaturizer:
             format="csr",
         )
 
-    def _word_ids(self, lowered: str) -> IntArray:
-        index = self.word_index
-        return np.fromiter((i for i in map(index.get, word_terms(lowered)) if i is not None), np.int64)
+    def _new_grams(self, word: str) -> IntArray:
+        cfg = self.config
+        found = map(self.char_index.get, char_wb_ngrams(word, cfg.char_min_n, cfg.char_max_n))
+        return np.fromiter((i for i in found if i is not None), np.int64)
 
-    def _char_ids(self, lowered: str) -> IntArray:
-        cache = self._word_cache
-        parts = []
-        for w in lowered.split():
-            ids = cache.get(w)
-            if ids is None:
-                cfg = self.config
-                found = map(self.char_index.get, char_wb_ngrams(w, cfg.char_min_n, cfg.char_max_n))
-                ids = np.fromiter((i for i in found if i is not None), np.int64)
-                if len(cache) < _MAX_CACHED_WORDS:
-                    cache[w] = ids
-            parts.append(ids)
-        return np.concatenate(parts) if parts else _EMPTY
+    def _feature_rows(self) -> _FeatureRows:
+        table = self._rows
+        if table is None:
+            table = self._rows = _FeatureRows(self.word_idf, self.char_idf)
+        return table
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The rows ``fit_transform`` would give these texts (to float32 rounding). Column indices
+        within a row are not sorted (that would add a third); ``sort_indices()`` where it matters."""
+        return _side_by_side(self.transform_stacked(texts))
+
+    def transform_stacked(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """``transform`` with each text's blocks on two rows: row i holds the word block of text i
+        and row n + i its weighted char block, in the same columns. ``x @ w`` then scores a text as
+        the sum of its two rows' products, with no joining of the blocks.
+
+        The whole batch is counted at once, in C loops: each token is looked up once, bigrams are
+        found by the ids of their words (``_BigramTable``), and one sparse product turns the word
+        terms and whitespace words met in each text into both blocks' counts (``_FeatureRows``).
+        """
         lowered = [t.lower() for t in texts]
-        word_counts = _counts([self._word_ids(d) for d in lowered], len(self.word_idf))
-        char_counts = _counts([self._char_ids(d) for d in lowered], len(self.char_idf))
-        return self._combine(word_counts, char_counts)
+        n = len(lowered)
+        words = [d.split() for d in lowered]
+        terms, term_ptr = self._term_occurrences(list(map(_word_runs, lowered, words)))
+        word_ptr = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.fromiter(map(len, words), np.int32, n), out=word_ptr[1:])
+        table = self._feature_rows()
+        with table.lock:  # until the product: the rows of uncached words are for this call only
+            rows, n_rows = table.resolve(list(chain.from_iterable(words)), self._new_grams)
+            occurrences = sp.csr_matrix(
+                (
+                    np.ones(len(terms) + len(rows), dtype=np.float32),
+                    np.concatenate([terms, rows]),
+                    np.concatenate([term_ptr, word_ptr[1:] + np.int32(len(terms))]),
+                ),
+                shape=(2 * n, n_rows),
+            )
+            x: sp.csr_matrix = occurrences @ table.matrix(n_rows)
+        np.log(x.data, out=x.data)  # sublinear tf: 1 + log(count)
+        x.data += 1
+        x.data *= table.idf[x.indices]
+        _normalise_rows(x, np.repeat(np.array([1, self.config.char_weight], dtype=np.float32), n))
+        return x
+
+    def _term_occurrences(self, runs: list[list[str]]) -> tuple[Int32Array, Int32Array]:
+        """The word-term ids met in the texts (given as ``_word_runs``), repeats included, and where
+        each text's ids start."""
+        n_terms = len(self.word_idf)
+        bigrams = self._bigrams
+        if bigrams is None:
+            bigrams = self._bigrams = _BigramTable.of(self.word_index)
+        flat = list(chain.from_iterable(runs))
+        ids = np.fromiter(map(self.word_index.get, flat, repeat(-1)), np.int64, len(flat))
+        if bigrams.extra:
+            for k in np.flatnonzero(ids < 0).tolist():
+                ids[k] = bigrams.extra.get(flat[k], -1)
+        text = np.repeat(np.arange(len(runs)), np.fromiter(map(len, runs), np.int64, len(runs)))
+        tokens = np.fromiter(map(len, flat), np.int64, len(flat)) > 1  # 1-char runs are no tokens
+        ids, text = ids[tokens], text[tokens]
+        starts = np.searchsorted(text, np.arange(len(runs) + 1))
+        pairs = np.flatnonzero((ids[:-1] >= 0) & (ids[1:] >= 0) & (text[:-1] == text[1:]))
+        found, bigram_ids = bigrams.find(ids[pairs], ids[pairs + 1])
+        # Place 2k holds token k as a unigram term, 2k + 1 the bigram it starts: texts stay apart.
+        terms = np.full(2 * len(ids), -1, dtype=np.int64)
+        terms[0::2] = np.where(ids < n_terms, ids, -1)
+        terms[2 * pairs[found] + 1] = bigram_ids
+        kept = terms >= 0
+        kept_before = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(kept, out=kept_before[1:])
+        return terms[kept].astype(np.int32), kept_before[2 * starts].astype(np.int32)
 
     def transform_one(self, text: str) -> tuple[IntArray, FloatArray]:
         """Sparse (column indices, values) of one text; same numbers as a ``transform`` row."""
         lowered = text.lower()
-        out_idx: list[IntArray] = []
-        out_val: list[FloatArray] = []
-        blocks = (
-            (self._word_ids(lowered), self.word_idf, 1.0, 0),
-            (self._char_ids(lowered), self.char_idf, self.config.char_weight, len(self.word_idf)),
-        )
-        for ids, idf, weight, offset in blocks:
-            if len(ids) == 0:
-                continue
-            cols, counts = np.unique(ids, return_counts=True)
-            vals = (1 + np.log(counts.astype(np.float32))) * idf[cols]
-            vals *= weight / np.sqrt(np.dot(vals, vals))
-            out_idx.append(cols + offset)
-            out_val.append(vals)
-        if not out_idx:
-            return _EMPTY, np.zeros(0, dtype=np.float32)
-        return np.concatenate(out_idx), np.concatenate(out_val)
+        words = lowered.split()
+        tokens = [t for t in _word_runs(lowered, words) if len(t) > 1]
+        terms = chain(tokens, map(" ".join, pairwise(tokens)))  # as word_terms
+        word_ids = np.fromiter(map(self.word_index.get, terms, repeat(-1)), np.int64)
+        table = self._feature_rows()
+        with table.lock:
+            rows, _ = table.resolve(words, self._new_grams)
+            char_cols = table.columns_of(rows)
+        cols, counts = np.unique(np.concatenate([word_ids[word_ids >= 0], char_cols]), return_counts=True)
+        vals = (1 + np.log(counts.astype(np.float32))) * table.idf[cols]
+        split = int(np.searchsorted(cols, len(self.word_idf)))
+        for block, weight in ((vals[:split], 1.0), (vals[split:], self.config.char_weight)):
+            if len(block):
+                block *= weight / np.sqrt(np.dot(block, block))
+        return cols, vals
 
     # Serialisation: plain arrays only, so loading a model never unpickles anything.
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -211,7 +309,130 @@ class TextFeaturizer:
         f.char_idf = arrays["char_idf"].astype(np.float32)
         if len(f.word_index) != len(f.word_idf) or len(f.char_index) != len(f.char_idf):
             raise ValueError("corrupt model: vocabulary and idf sizes differ")
+        # Built here (~20 ms for 60k features) rather than by the first batch: models load off the event loop.
+        f._bigrams = _BigramTable.of(f.word_index)
+        f._rows = _FeatureRows(f.word_idf, f.char_idf)
         return f
+
+
+class _FeatureRows:
+    """The (symbol x feature) matrix that turns a batch's symbol occurrences into feature counts.
+
+    A symbol is a word term (rows 0 to n_terms - 1: the identity on the word-term columns) or a
+    whitespace-separated word (a row per word met so far: its char n-gram columns, repeats kept).
+    (text x symbol occurrences) @ this counts both blocks in one C loop that adds repeats up in a
+    dense accumulator, with no sorting. The rows live in flat int32 arrays that only grow, so the
+    matrix is a view. At most _MAX_CACHED_WORDS words (plus the training words, all kept) and
+    _MAX_CACHED_GRAMS n-gram ids are kept; other words get a row past those, for one call only.
+    """
+
+    def __init__(
+        self,
+        word_idf: FloatArray,
+        char_idf: FloatArray,
+        words: Sequence[str] = (),
+        grams: Sequence[IntArray] = (),
+    ) -> None:
+        n_terms = self.n_terms = len(word_idf)
+        self.idf = np.concatenate([word_idf, char_idf])  # of the matrix's columns
+        self.rows = {w: n_terms + i for i, w in enumerate(words)}
+        self.lock = threading.Lock()
+        n_rows = n_terms + len(words)
+        self._ptr = np.zeros(n_rows + 1024, dtype=np.int32)  # row r is ids[ptr[r] : ptr[r + 1]]
+        self._ptr[1 : n_terms + 1] = np.arange(1, n_terms + 1)
+        np.cumsum(np.fromiter(map(len, grams), np.int32, len(grams)), out=self._ptr[n_terms + 1 : n_rows + 1])
+        self._ptr[n_terms + 1 : n_rows + 1] += n_terms
+        nnz = int(self._ptr[n_rows])
+        self._ids = np.zeros(nnz + 16384, dtype=np.int32)
+        self._ids[:n_terms] = np.arange(n_terms)
+        if len(grams):
+            self._ids[n_terms:nnz] = np.concatenate(grams) + n_terms
+        self._ones = np.ones(len(self._ids), dtype=np.float32)  # the matrix's values
+
+    def _grow(self, rows: int, ids: int) -> None:
+        # New arrays: a matrix built earlier keeps its own, still valid.
+        if rows > len(self._ptr):
+            self._ptr = np.resize(self._ptr, max(rows, 2 * len(self._ptr)))
+        if ids > len(self._ids):
+            self._ids = np.resize(self._ids, max(ids, 2 * len(self._ids)))
+            self._ones = np.ones(len(self._ids), dtype=np.float32)
+
+    def resolve(self, words: list[str], new_grams: Callable[[str], IntArray]) -> tuple[Int32Array, int]:
+        """(the row of each word, the number of rows in use); call with the lock held."""
+        found = np.fromiter(map(self.rows.get, words, repeat(-1)), np.int32, len(words))
+        n_rows = self.n_terms + len(self.rows)
+        if len(found) and found.min() < 0:
+            once: dict[str, int] = {}
+            for k in np.flatnonzero(found < 0).tolist():
+                word = words[k]
+                row = self.rows.get(word, once.get(word, -1))
+                if row < 0:
+                    ids = new_grams(word) + self.n_terms
+                    row, start = n_rows, int(self._ptr[n_rows])
+                    self._grow(row + 2, start + len(ids))
+                    self._ids[start : start + len(ids)] = ids
+                    self._ptr[row + 1] = start + len(ids)
+                    n_rows += 1
+                    kept = len(self.rows) < _MAX_CACHED_WORDS and start + len(ids) <= _MAX_CACHED_GRAMS
+                    # Kept rows must be contiguous (both bounds only tighten, so this is a safeguard).
+                    (self.rows if kept and not once else once)[word] = row
+                found[k] = row
+        return found, n_rows
+
+    def matrix(self, n_rows: int) -> sp.csr_matrix:
+        nnz = int(self._ptr[n_rows])
+        shape = (n_rows, len(self.idf))
+        return sp.csr_matrix((self._ones[:nnz], self._ids[:nnz], self._ptr[: n_rows + 1]), shape=shape)
+
+    def columns_of(self, rows: Int32Array) -> IntArray:
+        """The columns of the given rows, one row after the other."""
+        starts = self._ptr[rows]
+        lengths = self._ptr[rows + 1] - starts
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        return self._ids[offsets + np.arange(len(offsets))].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _BigramTable:
+    """The vocabulary's bigrams keyed by ``first * modulus + second``, the term ids of their words.
+
+    A word that is a term itself has that id; ``extra`` numbers (from ``len(word_index)``) the words
+    found only inside bigrams, which a vocabulary from ``fit_transform`` never has: a bigram is in
+    at most as many texts as each of its words, so the same min_df keeps both.
+    """
+
+    extra: dict[str, int]
+    modulus: int
+    keys: IntArray  # sorted
+    ids: IntArray  # bigram term id of each key
+
+    @classmethod
+    def of(cls, word_index: dict[str, int]) -> _BigramTable:
+        extra: dict[str, int] = {}
+
+        def word_id(word: str) -> int:
+            known = word_index.get(word)
+            return extra.setdefault(word, len(word_index) + len(extra)) if known is None else known
+
+        pairs: list[tuple[int, int, int]] = []
+        for term, term_id in word_index.items():
+            parts = term.split(" ")
+            if len(parts) == 2:  # a bigram; other terms have no space (or word_terms never makes them)
+                pairs.append((word_id(parts[0]), word_id(parts[1]), term_id))
+        modulus = len(word_index) + len(extra)
+        flat = np.array(pairs, dtype=np.int64).reshape(-1, 3)
+        keys = flat[:, 0] * modulus + flat[:, 1]
+        order = np.argsort(keys)
+        return cls(extra, modulus, keys[order], flat[order, 2])
+
+    def find(self, first: IntArray, second: IntArray) -> tuple[IntArray, IntArray]:
+        """(positions of the pairs that are bigram terms, their term ids)."""
+        if not len(self.keys) or not len(first):
+            return _EMPTY, _EMPTY
+        wanted = first * self.modulus + second
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        found = np.flatnonzero(self.keys[at] == wanted)
+        return found, self.ids[at[found]]
 
 
 def _pack_terms(index: dict[str, int]) -> NDArray[np.uint8]:
