@@ -18,7 +18,7 @@ from services.router.classification.model import (
     TrainingFigures,
 )
 from services.router.classification.training import TrainedModel, choose_threshold, train
-from services.router.classification.urgency import UrgencyAssessment, assess_urgency
+from services.router.classification.urgency import TextUrgency, UrgencyAssessment, assess_urgency, scan_text
 
 __all__ = [
     "DEFAULT_LANGUAGES",
@@ -29,6 +29,7 @@ __all__ = [
     "LanguageGuess",
     "ModelMetadata",
     "Prediction",
+    "TextUrgency",
     "TicketClassifier",
     "TrainedModel",
     "TrainingFigures",
@@ -39,5 +40,6 @@ __all__ = [
     "detect_languages",
     "evaluate",
     "load_labelled_file",
+    "scan_text",
     "train",
 ]

@@ -286,18 +286,41 @@ def _shouting(text: str) -> bool:
     return len(set(caps)) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
 
 
-def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> UrgencyAssessment:
+@dataclass(frozen=True)
+class TextUrgency:
+    """What the subject and description say, before tags: the costly part of an assessment.
+
+    The router scans a whole batch's texts in one pass (see ``text_signals_many``), which costs
+    about half as much per ticket as scanning each one between its other routing steps."""
+
+    phrases: tuple[tuple[str, ...], ...]  # per lexicon: the matched phrases, normalised and sorted
+    exclaims: bool
+    shouts: bool
+
+
+def scan_text(subject: str, description: str) -> TextUrgency:
     text = f"{subject}\n{description}"
+    return TextUrgency(
+        tuple(tuple(sorted({" ".join(m.lower().split()) for m in matches})) for matches in _phrases(text)),
+        # Blanking long tokens changes no "!" (and _shouting blanks for itself).
+        "!!" in text or text.count("!") >= 3,
+        _shouting(text),
+    )
+
+
+def assess_urgency(
+    subject: str, description: str, tags: Iterable[str] = (), scanned: TextUrgency | None = None
+) -> UrgencyAssessment:
+    """``scanned``: ``scan_text(subject, description)`` when it was computed already."""
+    scan = scanned if scanned is not None else scan_text(subject, description)
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
-    for lexicon, matches in zip(_LEXICON, _phrases(text), strict=True):
+    for lexicon, matches in zip(_LEXICON, scan.phrases, strict=True):
         if matches:
             found.add(lexicon.kind)
             rank = max(rank, LEVELS.index(lexicon.level) + 1)
-            signals.extend(
-                f"{lexicon.kind}: {m!r}" for m in sorted({" ".join(m.lower().split()) for m in matches})
-            )
+            signals.extend(f"{lexicon.kind}: {m!r}" for m in matches)
     for tag in tags:
         tag_level = _TAG_LEVELS.get(tag.strip().lower())
         if tag_level is not None:
@@ -306,10 +329,10 @@ def assess_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> 
     if "scope" in found and found & {"high", "critical"}:
         rank = 4
         signals.append("scope: many users affected by a high-urgency problem")
-    tone = []  # blanking long tokens changes no "!" (and _shouting blanks for itself)
-    if "!!" in text or text.count("!") >= 3:
+    tone = []
+    if scan.exclaims:
         tone.append("tone: exclamation marks")
-    if _shouting(text):
+    if scan.shouts:
         tone.append("tone: shouting (all caps)")
     if tone:
         signals.extend(tone)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.router.classification import Prediction
+from services.router.classification import Prediction, urgency
 from services.router.classifiers import enrichment
 from services.router.classifiers.enrichment import (
     LANGUAGE_CHARS,
@@ -211,6 +211,18 @@ def test_long_tokens_are_skipped_by_the_urgency_scan():
     assert signals.urgency.level == "critical"
 
 
+def test_an_assessment_from_a_prior_scan_equals_a_fresh_one():
+    subject, description = "URGENT: outage", "Everyone is locked out!!! PLEASE HELP NOW"
+    scanned = urgency.scan_text(subject, description)
+    fresh = urgency.assess_urgency(subject, description, ["vip", "P1"])
+    assert urgency.assess_urgency(subject, description, ["vip", "P1"], scanned) == fresh
+    assert (
+        fresh.level == "critical"
+        and "tag: 'p1'" in fresh.signals
+        and "tone: exclamation marks" in fresh.signals
+    )
+
+
 BATCH_TEXTS = [
     ("Arvuti ei tööta", ESTONIAN),
     ("VPN down", SURE_NETWORK),
@@ -218,6 +230,7 @@ BATCH_TEXTS = [
     ("", ""),
     ("Laptop", "laptop screen battery dock charger monitor"),
     ("Passwort", "Ich kann mich nicht anmelden, mein Konto ist gesperrt. Bitte helfen Sie mir."),
+    ("URGENT!!! ALL USERS LOCKED OUT", "Nobody can log in, the whole company is blocked."),
 ]
 
 
@@ -243,6 +256,8 @@ def test_text_signals_of_a_batch_equal_each_tickets_own():
         want = text_signals(subject, description, signals_view)
         assert got.language == want.language
         assert same_prediction(got.category, want.category) and same_prediction(got.team, want.team)
+        assert got.urgency == want.urgency
+    assert batch[-1].urgency.shouts and batch[-1].urgency.exclaims
     assert [s.language for s in batch[:2]] == ["et", text_signals(*BATCH_TEXTS[1]).language]
     assert text_signals_many([], signals_view) == []
     assert text_signals_many(BATCH_TEXTS[:1])[0].category is None  # no model, no prediction
@@ -261,6 +276,7 @@ def test_a_bound_route_uses_the_prepared_signals_and_routes_as_the_policy_does(m
         raise AssertionError("a prepared text was analysed again")
 
     monkeypatch.setattr(enrichment, "text_signals", no_single_pass)
+    monkeypatch.setattr(urgency, "scan_text", no_single_pass)
     for t, want in zip(tickets, expected, strict=True):
         got = bound(t, "api")
         assert (got.team, got.rule, got.language, got.priority) == (
