@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -70,7 +70,38 @@ DUPLICATES = Counter("router_duplicate_events_total", "Ticket events skipped as 
 STALE = Counter("router_stale_events_total", "Ticket events older than the state we hold")
 
 
-def state_from_row(row: RouterTicket) -> TicketState:
+@dataclass(slots=True)
+class NewTicket:
+    """A ticket first seen in this batch, with RouterTicket's columns (a test keeps them equal).
+
+    Inserted with the batch's other new tickets in one Core statement, so a plain object will do:
+    a transient ORM instance cost more in attribute instrumentation than in the insert itself.
+    """
+
+    ticket_key: str
+    source: str
+    external_id: str
+    revision: int = 0
+    status: str = ""
+    team: str | None = None
+    priority: str = ""
+    category: str | None = None
+    category_confidence: float | None = None
+    language: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    routed_at: datetime | None = None
+    resolved_at: datetime | None = None
+    sla: dict[str, Any] = field(default_factory=dict)
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    sla_clock: dict[str, Any] | None = None
+    sla_next_due_at: datetime | None = None
+
+
+TicketRow = RouterTicket | NewTicket
+
+
+def state_from_row(row: TicketRow) -> TicketState:
     return TicketState(
         ticket_key=row.ticket_key,
         source=row.source,
@@ -88,7 +119,7 @@ def state_from_row(row: RouterTicket) -> TicketState:
     )
 
 
-def apply_state(row: RouterTicket, state: TicketState, snapshot: dict[str, Any], now: datetime) -> None:
+def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], now: datetime) -> None:
     row.revision = state.revision
     row.status = state.status.value
     row.team = state.team
@@ -130,12 +161,12 @@ def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-_TICKET_COLUMNS = tuple(_table(RouterTicket).columns)
+_TICKET_COLUMNS = tuple(column.key for column in _table(RouterTicket).columns)
 
 
-def ticket_values(row: RouterTicket) -> dict[str, Any]:
-    """A transient ticket row as Core insert values: every column, as the decision left it."""
-    return {column.key: getattr(row, column.key) for column in _TICKET_COLUMNS}
+def ticket_values(row: NewTicket) -> dict[str, Any]:
+    """A new ticket as Core insert values: every column, as the decision left it."""
+    return {key: getattr(row, key) for key in _TICKET_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -154,7 +185,7 @@ class HandlerOptions:
 
 
 def texts_to_route(
-    events: Sequence[EventEnvelope], tickets: Mapping[str, RouterTicket]
+    events: Sequence[EventEnvelope], tickets: Mapping[str, TicketRow]
 ) -> list[tuple[str, str]]:
     """(subject, description) of the events that will probably be routed: new tickets and tickets
     waiting in triage, merged as the handler will merge them. A guess that turns out wrong costs
@@ -245,7 +276,7 @@ class RoutingHandler:
         if locking and is_postgres(session):
             # Ticket rows first, then team_load: the escalation scanner locks in the same order.
             query = query.order_by(RouterTicket.ticket_key).with_for_update()
-        tickets = {row.ticket_key: row for row in (await session.scalars(query)).all()}
+        tickets: dict[str, TicketRow] = {row.ticket_key: row for row in (await session.scalars(query)).all()}
         if isinstance(route, PreparesBatch):
             route.prepare(texts_to_route(events, tickets))
         book: LoadBook | None = None
@@ -258,7 +289,7 @@ class RoutingHandler:
         # more than the routing itself. Only tickets already stored are updated through the ORM.
         decisions: list[dict[str, Any]] = []
         outbox: list[PendingMessage] = []
-        created: list[RouterTicket] = []
+        created: list[NewTicket] = []
         for envelope in events:
             event_id = str(envelope.event_id)
             if event_id not in fresh:  # applied before, or earlier in this batch
@@ -289,10 +320,7 @@ class RoutingHandler:
                 STALE.inc()
                 continue
             if row is None:
-                # Transient: inserted with the batch's other new tickets in one Core statement.
-                row = RouterTicket(
-                    ticket_key=envelope.ticket_key, source=envelope.source, external_id=snapshot.external_id
-                )
+                row = NewTicket(envelope.ticket_key, envelope.source, snapshot.external_id)
                 created.append(row)
                 tickets[envelope.ticket_key] = row
             apply_state(row, decision.state, merged, now)

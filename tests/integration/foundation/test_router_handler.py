@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.handler import RoutingHandler
+from services.router.routing.handler import NewTicket, RoutingHandler, ticket_values
 from services.router.routing.lifecycle import RouteResult
 from shared.db.models import OutboxMessage
 from shared.events import EventEnvelope, EventType, TicketSnapshot, TicketStatus, ticket_event
@@ -25,6 +26,12 @@ NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 def route(snapshot, source):
     team = "access" if "vpn" in snapshot.subject.lower() else None
     return RouteResult(team=team, rule="vpn" if team else None, ruleset_version=1, reasons=["test rule"])
+
+
+def test_a_new_ticket_has_exactly_the_ticket_tables_columns():
+    columns = {column.key for column in RouterTicket.__table__.columns}
+    assert [f.name for f in dataclasses.fields(NewTicket)] == list(ticket_values(NewTicket("k", "s", "1")))
+    assert set(ticket_values(NewTicket("k", "s", "1"))) == columns
 
 
 def consumed(envelope: EventEnvelope, offset: int = 0) -> ConsumedEvent:
