@@ -46,6 +46,11 @@ class RegexGroups:
         self._groups: dict[tuple[str, bool], list[RegexGroup]] = {}
 
     def add(self, key: str, case_sensitive: bool, pattern: str) -> RegexGroup:
+        if "\\Q" in pattern:
+            # \Q quotes up to the next \E, or to the end: in an alternation an unterminated one
+            # turns the patterns after it into literal text, and a later "\Q...\E)" can still make
+            # the whole compile. Such a pattern is searched on its own.
+            return RegexGroup()
         chunks = self._groups.setdefault((key, case_sensitive), [])
         for group in chunks:
             if pattern in group.patterns:
@@ -68,7 +73,7 @@ class RegexGroups:
                 combined = "|".join(f"(?:{p})" for p in group.patterns)
                 try:  # not compile_regex: its length limit is for the patterns users write
                     rx = re2.compile(combined, regex_options(cs))
-                except re2.error:  # too large, or a \Q quoting the parentheses: one by one
+                except re2.error:  # too large: one by one
                     continue
                 group.memo = f"{MEMO}{MEMO}{key}{MEMO}{cs:d}{combined}"
                 group.rx = rx

@@ -79,13 +79,18 @@ def test_a_group_is_searched_once_per_ticket():
     assert rs.evaluate(facts(subject="re: 42")).tags == ("t0", "t1")
 
 
-def test_a_group_that_cannot_be_combined_searches_each_pattern():
+def test_a_quoting_pattern_is_searched_on_its_own():
     groups = RegexGroups()
     quoted, other = groups.add("subject", False, r"\Qa.c"), groups.add("subject", False, "b")
-    groups.finish()  # (?:\Qa.c)|(?:b) does not compile: the quote swallows the parenthesis
-    assert quoted is other and quoted.rx is None
+    groups.finish()  # in (?:\Qa.c)|(?:b) the quote would swallow the rest
+    assert quoted is not other and quoted.rx is None
     rs = compiled(tagging("q", "subject", r"\Qa.c", False), tagging("b", "subject", "b", False))
     assert [rs.evaluate(facts(subject=s)).tags for s in ("A.C", "abc", "xyz")] == [("q",), ("b",), ()]
+    # Found by the property test above: the alternation of these three compiles (the last
+    # pattern's "\E)" ends the first one's quote and closes its group) and matched nothing.
+    specs = [(r"\Qa.c", "t0"), ("a|b", "t1"), (r"\Qx)\E", "t2")]
+    rs = compiled(*(tagging(tag, "text", pattern, False) for pattern, tag in specs), default_team="d")
+    assert rs.evaluate(facts(subject="", description="A")).tags == ("t1",)
 
 
 def test_rule_sets_sharing_a_ticket_keep_their_groups_apart():
