@@ -12,8 +12,8 @@ literals. Per ticket the engine computes a bitmask of rules whose guards both ho
 evaluates only those, in order.
 Trace mode skips the index and evaluates rule by rule, so tests can check both agree.
 
-Facts are lazy (TicketFacts.lookup): the index folds the ones it reads inline, a rule's test
-computes the rest on first read, so a ticket pays only for what its rule set reads.
+Facts are lazy (TicketFacts.lookup computes a folded variant or the age on its first read, for
+the index or a rule's test alike), so a ticket pays only for what its rule set reads.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ _SET_MAX_MEM = 64 << 20  # RE2 sets of literals stay far below this; see _litera
 _SUMMARY_CHARS = 300
 _LAYERS = 2  # guards indexed per rule; _candidates ANDs exactly two layers
 _MULTI = (frozenset, tuple)  # fact types the index looks up element by element
-_UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,23 +202,23 @@ class CompiledRuleSet:
         self._n = n
         self._rule_bits = (1 << n) - 1
         self._unguarded = unguarded
-        # Each entry names the unfolded fact a folded key derives from (else the key itself).
-        self._eq_index = tuple((key, _unfolded(key), table) for key, table in eq.items())
-        self._lit_index = tuple((key, _unfolded(key), *_literal_set(table)) for key, table in lit.items())
+        self._eq_index = tuple(eq.items())
+        self._lit_index = tuple((key, *_literal_set(table)) for key, table in lit.items())
+        # The folded facts the index reads, with the fact each folds (see _candidates).
+        folded = dict.fromkeys(key for key in (*eq, *lit) if key.startswith(FOLDED))
+        self._folds = tuple((key, key[len(FOLDED) :]) for key in folded)
 
     def _candidates(self, facts: TicketFacts) -> int:
         """Bitmask of the rules whose indexed guards hold (unguarded rules always qualify)."""
         mask = self._unguarded
         values = facts.lookup
-        get = values.get
-        for key, name, table in self._eq_index:
-            value = get(key, _UNSET)
-            if value is _UNSET:  # not read yet: fold inline, a call of __missing__ costs more
-                value = get(name)
-                if value is None or name == key:
-                    value = values[key]  # a lazy fact, or none at all: FactLookup decides
-                else:
-                    value = values[key] = value.lower() if type(value) is str else _fold(value)
+        # The index reads its folded facts for every ticket, first of all: fold them here in one
+        # loop, as FactLookup would on each one's first read, without a __missing__ call per key.
+        for key, name in self._folds:
+            if key not in values and (raw := values.get(name)) is not None:
+                values[key] = raw.lower() if type(raw) is str else _fold(raw)
+        for key, table in self._eq_index:
+            value = values[key]
             if value is None:
                 continue
             if isinstance(value, _MULTI):  # tags, multi-select custom fields
@@ -227,14 +226,8 @@ class CompiledRuleSet:
                     mask |= table.get(item, 0)
             else:
                 mask |= table.get(value, 0)
-        for key, name, match, masks in self._lit_index:
-            text = get(key, _UNSET)
-            if text is _UNSET:
-                text = get(name)
-                if text is None or name == key:
-                    text = values[key]
-                else:
-                    text = values[key] = text.lower() if type(text) is str else _fold(text)
+        for key, match, masks in self._lit_index:
+            text = values[key]
             if text:
                 for hit in match(text) or ():  # Set.Match: a list of indices, or None
                     mask |= masks[hit]
@@ -318,10 +311,6 @@ class CompiledRuleSet:
             self.version,
             trace,
         )
-
-
-def _unfolded(key: str) -> str:
-    return key[len(FOLDED) :] if key.startswith(FOLDED) else key
 
 
 def _literal_set(table: dict[str, int]) -> tuple[Any, tuple[int, ...]]:
