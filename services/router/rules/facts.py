@@ -147,7 +147,6 @@ class TicketFacts:
 
     def __init__(
         self,
-        *,
         now: datetime,
         subject: str = "",
         description: str = "",
@@ -169,53 +168,8 @@ class TicketFacts:
         created_at: datetime | None = None,
         ticket_key: str | None = None,
     ) -> None:
-        self._fill(
-            now,
-            subject,
-            description,
-            tags,
-            channel,
-            source,
-            status,
-            requester_email,
-            requester_name,
-            organization,
-            customer_tier,
-            custom,
-            language,
-            category,
-            category_confidence,
-            urgency,
-            impact,
-            priority,
-            created_at,
-            ticket_key,
-        )
-
-    def _fill(
-        self,
-        now: datetime,
-        subject: str,
-        description: str,
-        tags: frozenset[str] | list[str] | tuple[str, ...],
-        channel: str | None,
-        source: str | None,
-        status: TicketStatus | str | None,
-        requester_email: str | None,
-        requester_name: str | None,
-        organization: str | None,
-        customer_tier: str | None,
-        custom: Mapping[str, Any] | None,
-        language: str | None,
-        category: str | None,
-        category_confidence: float | None,
-        urgency: int | str | None,
-        impact: int | str | None,
-        priority: Priority | str | None,
-        created_at: datetime | None,
-        ticket_key: str | None,
-    ) -> None:
-        # Positional: binding twenty keyword arguments costs more than building the facts.
+        # Positional-or-keyword: facts_from_ticket passes all twenty positionally on the hot
+        # path, where binding them by keyword cost more than building the facts.
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         if created_at is not None and created_at.tzinfo is None:
@@ -313,8 +267,7 @@ def facts_from_ticket(
 ) -> TicketFacts:
     """Facts for a ticket; the keyword arguments come from enrichment (classifier, detector)."""
     requester = snapshot.requester
-    facts = TicketFacts.__new__(TicketFacts)
-    facts._fill(
+    return TicketFacts(
         now,
         snapshot.subject,
         snapshot.description,
@@ -336,4 +289,3 @@ def facts_from_ticket(
         snapshot.created_at,
         f"{source}:{snapshot.external_id}",
     )
-    return facts
