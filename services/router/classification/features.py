@@ -51,7 +51,11 @@ class FeatureConfig:
 
 
 def word_terms(lowered: str) -> list[str]:
-    tokens = _TOKEN.findall(lowered)
+    return _terms_of(_TOKEN.findall(lowered))
+
+
+def _terms_of(tokens: list[str]) -> list[str]:
+    """The word terms of a text's tokens: each token, then each pair of neighbours."""
     return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
 
 
@@ -277,8 +281,7 @@ class TextFeaturizer:
         lowered = text.lower()
         words = lowered.split()
         tokens = [t for t in _word_runs(lowered, words) if len(t) > 1]
-        terms = chain(tokens, map(" ".join, pairwise(tokens)))  # as word_terms
-        word_ids = np.fromiter(map(self.word_index.get, terms, repeat(-1)), np.int64)
+        word_ids = np.fromiter(map(self.word_index.get, _terms_of(tokens), repeat(-1)), np.int64)
         table = self._feature_rows()
         with table.lock:
             rows, _ = table.resolve(words, self._new_grams)
