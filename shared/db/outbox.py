@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db.bulk import among, insert_rows
 from shared.db.models import OutboxMessage
 from shared.events import EventEnvelope
 
@@ -50,8 +51,8 @@ async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -
         return
     values = [{"owner": r.owner, "topic": r.topic, "key": r.key, "value": r.value} for r in rows]
     table = cast(Table, OutboxMessage.__table__)
-    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
-    ids = (await session.scalars(statement, values)).all()
+    # Ids are drawn in row order, so the sorted ids are the rows' ids in order.
+    ids = sorted(await insert_rows(session, table, values, returning=table.c.id))
     for row, row_id in zip(rows, ids, strict=True):
         row.id = row_id
 
@@ -65,7 +66,7 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage 
 
 async def delete_rows(session: AsyncSession, ids: Sequence[int]) -> None:
     if ids:
-        await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        await session.execute(delete(OutboxMessage).where(among(OutboxMessage.id, ids, session)))
 
 
 async def outbox_depth(sessions: async_sessionmaker[AsyncSession], owner: str) -> int:

@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.dialect import conflict_insert
+from shared.db.bulk import insert_rows
 from shared.db.models import ProcessedEvent
 
 _TABLE = cast(Table, ProcessedEvent.__table__)
@@ -27,13 +27,12 @@ async def claim_events(
     inserted in sorted order, so two consumers claiming overlapping batches wait on each other
     instead of deadlocking; the second one sees the ids as taken once the first commits.
 
-    The rows go as executemany parameters, not as ``.values([...])``: SQLAlchemy then sends them
-    as multi-row VALUES pages in order ("insertmanyvalues") from one cached compilation, where a
-    500-row ``.values()`` statement had no cache key and was compiled anew for every batch.
+    The rows go through :func:`insert_rows` (one ``unnest`` statement on PostgreSQL), not as
+    ``.values([...])``: a 500-row ``.values()`` statement had no cache key and was compiled anew
+    for every batch.
     """
     ids = sorted(set(event_ids))
     if not ids:
         return set()
-    statement = conflict_insert(session, _TABLE).on_conflict_do_nothing().returning(_TABLE.c.event_id)
     rows = [{"consumer": consumer, "event_id": event_id, "processed_at": at} for event_id in ids]
-    return set((await session.scalars(statement, rows)).all())
+    return set(await insert_rows(session, _TABLE, rows, skip_conflicts=True, returning=_TABLE.c.event_id))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -32,9 +32,11 @@ from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
+from services.router.routing.texts import prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
+from shared.db.bulk import among, insert_rows
 from shared.db.dialect import is_postgres
 from shared.db.outbox import (
     PendingMessage,
@@ -184,24 +186,6 @@ class HandlerOptions:
     writeback: bool = False
 
 
-def texts_to_route(
-    events: Sequence[EventEnvelope], tickets: Mapping[str, TicketRow]
-) -> list[tuple[str, str]]:
-    """(subject, description) of the events that will probably be routed: new tickets and tickets
-    waiting in triage, merged as the handler will merge them. A guess that turns out wrong costs
-    only time: the route function computes what was not prepared."""
-    merged: dict[str, dict[str, Any]] = {}
-    texts: list[tuple[str, str]] = []
-    for envelope in events:
-        row = tickets.get(envelope.ticket_key)
-        if row is not None and row.team is not None:
-            continue
-        base = merged.get(envelope.ticket_key, row.snapshot if row is not None else {})
-        snapshot = merged[envelope.ticket_key] = {**base, **envelope.payload}
-        texts.append((str(snapshot.get("subject", "")), str(snapshot.get("description", ""))))
-    return texts
-
-
 def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Priority] | None:
     return None if state is None else (state.team, state.status, state.priority)
 
@@ -256,6 +240,27 @@ class RoutingHandler:
             pass
         self.outbox_dirty = False
 
+    async def _read(
+        self, session: AsyncSession, events: Sequence[EventEnvelope], now: datetime
+    ) -> tuple[set[str], dict[str, TicketRow], LoadBook | None]:
+        """The batch's reads: claim its event ids, lock and load its tickets, then the team loads."""
+        # Claimed in this transaction: a rollback un-claims them, a redelivery finds them taken.
+        fresh = await claim_events(session, CONSUMER_NAME, (str(e.event_id) for e in events), now)
+        keys = {e.ticket_key for e in events}
+        options = self.options
+        locking = options.load is not None or options.sla is not None
+        if locking:
+            await take_write_lock(session)  # SQLite: read nothing that another writer may change
+        query = select(RouterTicket).where(among(RouterTicket.ticket_key, keys, session))
+        if locking and is_postgres(session):
+            # Ticket rows first, then team_load: the escalation scanner locks in the same order.
+            query = query.order_by(RouterTicket.ticket_key).with_for_update()
+        tickets: dict[str, TicketRow] = {row.ticket_key: row for row in (await session.scalars(query)).all()}
+        book = None
+        if options.load is not None:
+            book = await prefetch(session, options.load, options.overflow_team, at=now)
+        return fresh, tickets, book
+
     async def _process(
         self,
         session: AsyncSession,
@@ -265,23 +270,16 @@ class RoutingHandler:
         kinds: list[str],
     ) -> list[PendingMessage]:
         events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
-        # Claimed in this transaction: a rollback un-claims them, a redelivery finds them taken.
-        fresh = await claim_events(session, CONSUMER_NAME, (str(e.event_id) for e in events), now)
-        keys = {e.ticket_key for e in events}
         options = self.options
-        locking = options.load is not None or options.sla is not None
-        if locking:
-            await take_write_lock(session)  # SQLite: read nothing that another writer may change
-        query = select(RouterTicket).where(RouterTicket.ticket_key.in_(keys))
-        if locking and is_postgres(session):
-            # Ticket rows first, then team_load: the escalation scanner locks in the same order.
-            query = query.order_by(RouterTicket.ticket_key).with_for_update()
-        tickets: dict[str, TicketRow] = {row.ticket_key: row for row in (await session.scalars(query)).all()}
+        reads = self._read(session, events, now)
         if isinstance(route, PreparesBatch):
+            # The created tickets' text work runs while the reads wait on the database; what the
+            # reads show is still to route (a triaged ticket's update) is prepared after them.
+            fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads)
             route.prepare(texts_to_route(events, tickets))
-        book: LoadBook | None = None
-        if options.load is not None:
-            book = await prefetch(session, options.load, options.overflow_team, at=now)
+        else:
+            fresh, tickets, book = await reads
+        if book is not None:
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
         writeback = WritebackQueue() if options.writeback else None
@@ -344,9 +342,7 @@ class RoutingHandler:
         if writeback is not None:
             await writeback.flush(session, now)
         await session.flush()  # the loaded tickets' changes (and feedback rows)
-        if created:
-            await session.execute(_table(RouterTicket).insert(), [ticket_values(row) for row in created])
-        if decisions:
-            await session.execute(_table(RoutingDecision).insert(), decisions)
+        await insert_rows(session, _table(RouterTicket), [ticket_values(row) for row in created])
+        await insert_rows(session, _table(RoutingDecision), decisions)
         await insert_outbox(session, outbox)
         return outbox
