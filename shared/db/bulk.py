@@ -79,8 +79,8 @@ async def insert_rows(
     returning: Column[Any] | None = None,
 ) -> list[Any]:
     """Insert ``rows`` (all with the same keys) in the given order; with ``returning``, that
-    column of the inserted rows (on PostgreSQL in no promised order: sort serial ids to match
-    them to the rows). ``skip_conflicts``: rows violating a unique constraint are left out.
+    column of the inserted rows, in no promised order (serial ids are drawn in row order: sorted,
+    they match the rows). ``skip_conflicts``: rows violating a unique constraint are left out.
 
     Columns the rows leave out get their Python-side default, evaluated once per call (SQLAlchemy
     evaluates it per row; for a timestamp default the batch then shares one instant).
@@ -101,7 +101,9 @@ async def insert_rows(
         if returning is None:
             await session.execute(statement, list(rows))
             return []
-        statement = statement.returning(returning, sort_by_parameter_order=True)
+        # Not sort_by_parameter_order: SQLite would then insert the rows one statement each.
+        # Multi-row VALUES pages draw serial ids in row order all the same.
+        statement = statement.returning(returning)
         return list((await session.scalars(statement, list(rows))).all())
     arrays = [[row[name] for row in rows] for name in columns]
     for _, default in plan.defaults:

@@ -272,13 +272,16 @@ class RoutingHandler:
         events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
         options = self.options
         reads = self._read(session, events, now)
-        if isinstance(route, PreparesBatch):
+        if isinstance(route, PreparesBatch) and is_postgres(session):
             # The created tickets' text work runs while the reads wait on the database; what the
             # reads show is still to route (a triaged ticket's update) is prepared after them.
             fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads)
-            route.prepare(texts_to_route(events, tickets))
         else:
+            # Not on SQLite: its statements wait on no other process, they run on aiosqlite's
+            # thread, which needs the GIL that the text work holds; there is nothing to overlap.
             fresh, tickets, book = await reads
+        if isinstance(route, PreparesBatch):
+            route.prepare(texts_to_route(events, tickets))
         if book is not None:
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
