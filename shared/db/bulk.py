@@ -31,7 +31,7 @@ class _UnnestInsert:
     defaults: tuple[tuple[str, Any], ...]  # (column, ColumnDefault) filled in when rows lack them
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)  # per (table, columns, dialect): a few per process
 def _unnest_insert(
     table: Table, columns: tuple[str, ...], dialect: Dialect, skip_conflicts: bool, returning: str | None
 ) -> _UnnestInsert | None:
