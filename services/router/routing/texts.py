@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from services.router.routing.lifecycle import PreparesBatch
 from shared.events import EventEnvelope, EventType
 
 # Texts per slice of the early text work. Between slices the batch's reads take their next
@@ -52,11 +53,7 @@ def texts_to_route(events: Sequence[EventEnvelope], tickets: Mapping[str, _Route
     return texts
 
 
-class Prepares(Protocol):
-    def prepare(self, texts: Sequence[tuple[str, str]]) -> None: ...
-
-
-async def prepare_while(route: Prepares, texts: Sequence[tuple[str, str]], reads: Awaitable[T]) -> T:
+async def prepare_while(route: PreparesBatch, texts: Sequence[tuple[str, str]], reads: Awaitable[T]) -> T:
     """Run ``reads`` (the batch's database reads) and meanwhile prepare ``texts`` in slices,
     yielding to the event loop between slices; return what the reads returned.
 
