@@ -28,7 +28,8 @@ from services.router.escalation.models import FiredTimer
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket
-from services.router.routing.handler import OUTBOX_OWNER, apply_state, decision_row, position, state_from_row
+from services.router.routing.handler import apply_state, position, state_from_row
+from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue

@@ -32,32 +32,24 @@ from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
+from services.router.routing.messages import OUTBOX_OWNER, Emitted, RoutingMessages
+from services.router.routing.overlap import work_while
 from services.router.routing.texts import prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
 from shared.db.bulk import among, insert_rows
 from shared.db.dialect import is_postgres
-from shared.db.outbox import (
-    PendingMessage,
-    delete_rows,
-    insert_outbox,
-    pending_message,
-    publish_rows,
-    relay_once,
-)
+from shared.db.outbox import PendingMessage, delete_rows, insert_outbox, publish_rows, relay_once
 from shared.db.processed import claim_events
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventEnvelope,
-    EventType,
     Priority,
-    RoutingPayload,
     SlaState,
     TicketSnapshot,
     TicketState,
     TicketStatus,
-    routing_event,
     utc_now,
 )
 from shared.kafka.consumer import ConsumedEvent
@@ -65,7 +57,6 @@ from shared.kafka.consumer import ConsumedEvent
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "router"
-OUTBOX_OWNER = "router"
 
 DECISIONS = Counter("router_decisions_total", "Routing events published, by kind", ["kind"])
 DUPLICATES = Counter("router_duplicate_events_total", "Ticket events skipped as already processed")
@@ -135,27 +126,6 @@ def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], no
     row.sla = state.sla.model_dump(mode="json")
     row.snapshot = snapshot
     row.updated_at = now
-
-
-def decision_values(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "caused_by": str(payload.caused_by),
-        "ticket_key": payload.state.ticket_key,
-        "kind": kind.value,
-        "team": payload.state.team,
-        "previous_team": payload.previous_team,
-        "status": payload.state.status.value,
-        "priority": payload.state.priority.value,
-        "rule": payload.rule,
-        "ruleset_version": payload.ruleset_version,
-        "reasons": payload.reasons,
-        "decided_at": at,
-    }
-
-
-def decision_row(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> RoutingDecision:
-    return RoutingDecision(**decision_values(kind, event_id, payload, at))
 
 
 def _table(model: type[Base]) -> Table:
@@ -285,12 +255,8 @@ class RoutingHandler:
         if book is not None:
             route = functools.partial(route, loads=book)  # type: ignore[call-arg]  # load-aware policy
         sla_config = options.sla() if options.sla is not None else None
-        writeback = WritebackQueue() if options.writeback else None
-        # Bulk-inserted at the end (Core, one statement per table): the ORM's per-object work cost
-        # more than the routing itself. Only tickets already stored are updated through the ORM.
-        decisions: list[dict[str, Any]] = []
-        outbox: list[PendingMessage] = []
         created: list[NewTicket] = []
+        emitted: list[Emitted] = []
         for envelope in events:
             event_id = str(envelope.event_id)
             if event_id not in fresh:  # applied before, or earlier in this batch
@@ -331,21 +297,35 @@ class RoutingHandler:
             if book is not None:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:
-                out = routing_event(kind, payload, now, envelope.event_id)
-                decisions.append(decision_values(kind, str(out.event_id), payload, now))
-                outbox.append(pending_message(OUTBOX_OWNER, self.routing_topic, out))
+                emitted.append((kind, payload, envelope.event_id, row.external_id))
                 kinds.append(kind.value)
-                if writeback is not None:
-                    writeback.add(kind, out, payload, row.external_id)
                 if is_team_correction(kind, payload):
                     # A human moved the ticket: a labelled example for the next team model.
                     session.add(feedback_row(row.ticket_key, snapshot.subject, snapshot.description, payload))
+        # The routing events are built while the tickets' state is written (see work_while):
+        # then their decision rows and outbox messages.
+        messages = RoutingMessages(self.routing_topic, now, WritebackQueue() if options.writeback else None)
+        steps = messages.steps(emitted)
+        writes = self._write_state(session, book, created)
+        if is_postgres(session):
+            await work_while(steps, writes)
+        else:
+            # SQLite's statements run on aiosqlite's thread, which needs the GIL the work holds.
+            for step in steps:
+                step()
+            await writes
+        if messages.writeback is not None:
+            await messages.writeback.flush(session, now)
+        await insert_rows(session, _table(RoutingDecision), messages.decisions)
+        await insert_outbox(session, messages.outbox)
+        return messages.outbox
+
+    async def _write_state(
+        self, session: AsyncSession, book: LoadBook | None, created: list[NewTicket]
+    ) -> None:
+        """The tickets' new state: team loads, loaded tickets' changes (and feedback rows), new rows."""
         if book is not None:
             await persist(session, book)
-        if writeback is not None:
-            await writeback.flush(session, now)
-        await session.flush()  # the loaded tickets' changes (and feedback rows)
+        await session.flush()
+        # Bulk-inserted (one statement): the ORM's per-object work cost more than the routing itself.
         await insert_rows(session, _table(RouterTicket), [ticket_values(row) for row in created])
-        await insert_rows(session, _table(RoutingDecision), decisions)
-        await insert_outbox(session, outbox)
-        return outbox

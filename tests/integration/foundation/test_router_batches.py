@@ -1,5 +1,6 @@
 """A batch routes its tickets as one-event batches would, with the real bound policy (text work
-prepared for the batch, early beside the reads on PostgreSQL), on both databases."""
+prepared for the batch, early beside the reads on PostgreSQL; routing events built beside the
+tickets' writes there), on both databases."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.classifiers.enrichment import NO_CLASSIFIERS
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.handler import RoutingHandler
+from services.router.routing.messages import BUILD_SLICE, Emitted, RoutingMessages
 from services.router.routing.policy import BoundRoute, RoutingPolicy
 from services.router.rules import compile_ruleset, parse_ruleset
 from shared.db.dialect import is_postgres
@@ -41,9 +44,15 @@ RULES = {
 
 
 class RecordingProducer:
-    """Acknowledges every send at once; the handler's publishing is tested elsewhere."""
+    """Keeps what is sent and acknowledges it at once; the handler's publishing is tested elsewhere."""
+
+    def __init__(self) -> None:
+        self.sent: list[EventEnvelope] = []
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        envelope = EventEnvelope.from_bytes(value)
+        assert key == envelope.ticket_key.encode()
+        self.sent.append(envelope)
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -87,7 +96,7 @@ def events(run: str) -> list[list[EventEnvelope]]:
 
 async def route_batches(
     sessions: async_sessionmaker[AsyncSession], batches: list[list[EventEnvelope]]
-) -> list[RecordingRoute]:
+) -> tuple[list[RecordingRoute], list[EventEnvelope]]:
     ruleset = parse_ruleset(RULES)
     ruleset.version = 2
     policy = RoutingPolicy(compile_ruleset(ruleset), 2, lambda: NOW)
@@ -97,10 +106,26 @@ async def route_batches(
         routes.append(RecordingRoute(policy))
         return routes[-1]
 
-    handler = RoutingHandler(sessions, RecordingProducer(), "routing", provide, lambda: NOW)
+    producer = RecordingProducer()
+    handler = RoutingHandler(sessions, producer, "routing", provide, lambda: NOW)
     for offset, batch in enumerate(batches):
         await handler([ConsumedEvent(event, "tickets", 0, offset) for event in batch])
-    return routes
+    return routes, producer.sent
+
+
+def published(sent: list[EventEnvelope], run: str) -> list[tuple[Any, ...]]:
+    """The routing events in the order published, with the ticket's number for its key."""
+    return [
+        (
+            e.ticket_key.split("-")[-1],
+            e.type,
+            e.routing().state.revision,
+            e.routing().state.team,
+            e.routing().rule,
+        )
+        for e in sent
+        if e.ticket_key.startswith(f"api:{run}-")
+    ]
 
 
 async def outcome(sessions: async_sessionmaker[AsyncSession], run: str) -> dict[str, Any]:
@@ -128,10 +153,20 @@ async def outcome(sessions: async_sessionmaker[AsyncSession], run: str) -> dict[
 
 async def test_batched_routing_equals_one_event_at_a_time(sessions: async_sessionmaker[AsyncSession]):
     batched, single = uuid.uuid4().hex, uuid.uuid4().hex
-    routes = await route_batches(sessions, events(batched))
-    await route_batches(sessions, [[event] for batch in events(single) for event in batch])
+    routes, sent_batched = await route_batches(sessions, events(batched))
+    _, sent_single = await route_batches(sessions, [[event] for batch in events(single) for event in batch])
     got, want = await outcome(sessions, batched), await outcome(sessions, single)
     assert got == want
+    # The same routing events, published in the order decided, with the ids stored as decisions.
+    assert published(sent_batched, batched) == published(sent_single, single)
+    assert [e.type for e in sent_batched] == [EventType(kind) for _, kind, *_ in got["decisions"]]
+    async with sessions() as session:
+        stored_ids = await session.scalars(
+            select(RoutingDecision.event_id)
+            .where(RoutingDecision.ticket_key.in_({e.ticket_key for e in sent_batched}))
+            .order_by(RoutingDecision.id)
+        )
+        assert [str(e.event_id) for e in sent_batched] == list(stored_ids)
     teams = {number: team for number, team, *_ in got["tickets"]}
     assert teams == {"1": "network", "2": "dach", "3": "dach", "4": "network"}
     # Every ticket routed in a batch had its text work prepared with the batch, none alone.
@@ -146,3 +181,43 @@ async def test_batched_routing_equals_one_event_at_a_time(sessions: async_sessio
         assert second.calls == [[("URGENT: VPN", "NOTHING WORKS FOR ANYONE")], [merged, second.calls[0][0]]]
     else:
         assert second.calls == [[merged, ("URGENT: VPN", "NOTHING WORKS FOR ANYONE")]]
+
+
+async def test_routing_events_are_built_while_the_tickets_are_written_on_postgres(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+):
+    order: list[str] = []
+    build = RoutingMessages.build
+
+    def logged_build(self: RoutingMessages, emitted: Sequence[Emitted]) -> None:
+        order.append(f"build {len(emitted)}")
+        build(self, emitted)
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        for table in ("router_tickets", "routing_decisions", "outbox"):
+            if sql.lstrip().startswith(f"INSERT INTO {table}"):
+                order.append(f"insert {table}")
+
+    monkeypatch.setattr(RoutingMessages, "build", logged_build)
+    run = uuid.uuid4().hex
+    batch = [
+        ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=f"{run}-{n}", subject="VPN"), NOW
+        )
+        for n in range(BUILD_SLICE + 1)
+    ]
+    async with sessions() as session:
+        postgres = is_postgres(session)
+        engine = session.bind
+    event.listen(engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        await route_batches(sessions, [batch])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", statement)
+    built = [f"build {BUILD_SLICE}", "build 1"]
+    writes = ["insert router_tickets", "insert routing_decisions", "insert outbox"]
+    if postgres:
+        # The tickets' insert is in flight before any routing event is built.
+        assert order == [writes[0], *built, *writes[1:]]
+    else:
+        assert order == [*built, *writes]

@@ -1,0 +1,34 @@
+"""CPU work of a batch done while the batch's database statements are in flight.
+
+One router process is one thread: a statement's round trip is time the CPU would idle. Running a
+statement as a task and the CPU work in slices between event-loop turns lets the database work
+on its other core meanwhile, so the two take about as long as the longer of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def work_while(steps: Iterable[Callable[[], object]], io: Awaitable[T]) -> T:
+    """Run ``io`` (statements on the batch's session) and meanwhile call ``steps``, each one slice
+    of CPU work; return what ``io`` returned.
+
+    Before each step the event loop takes a turn, so ``io`` sends its first statement before any
+    CPU work and its next one between slices. If a step fails (or the batch is cancelled), ``io``
+    is cancelled and awaited before the error goes on: the session is its own until then.
+    """
+    running = asyncio.ensure_future(io)
+    try:
+        for step in steps:
+            await asyncio.sleep(0)
+            step()
+    except BaseException:
+        running.cancel()
+        await asyncio.wait([running])
+        raise
+    return await running
