@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.router.classifiers.enrichment import NO_CLASSIFIERS
 from services.router.models import RouterTicket, RoutingDecision
@@ -184,7 +184,7 @@ async def test_batched_routing_equals_one_event_at_a_time(sessions: async_sessio
 
 
 async def test_routing_events_are_built_while_the_tickets_are_written_on_postgres(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ):
     order: list[str] = []
     build = RoutingMessages.build
@@ -208,7 +208,6 @@ async def test_routing_events_are_built_while_the_tickets_are_written_on_postgre
     ]
     async with sessions() as session:
         postgres = is_postgres(session)
-        engine = session.bind
     event.listen(engine.sync_engine, "before_cursor_execute", statement)
     try:
         await route_batches(sessions, [batch])
