@@ -259,14 +259,19 @@ class EventEnvelope(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> EventEnvelope:
         """Decode and validate; raises ``ValueError`` (incl. pydantic's) for poison input."""
+        return cls.decode(raw)[0]
+
+    @classmethod
+    def decode(cls, raw: bytes) -> tuple[EventEnvelope, TicketSnapshot | None]:
+        """``from_bytes``, with the snapshot a ticket event's payload validated to (None for a
+        routing event), so that a consumer need not validate the payload a second time."""
         envelope = cls.model_validate_json(raw)
         # Validate the payload against its type now, so a bad payload is poison here and
         # never a crash deep inside a handler.
         if envelope.type in TICKET_EVENT_TYPES:
-            envelope.ticket()
-        else:
-            envelope.routing()
-        return envelope
+            return envelope, envelope.ticket()
+        envelope.routing()
+        return envelope, None
 
 
 def ticket_key(source: str, external_id: str) -> str:

@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shared.events import EventEnvelope
+from shared.events import EventEnvelope, TicketSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class ConsumedEvent:
     topic: str
     partition: int
     offset: int
+    # A ticket event's payload as validated when decoded (read-only: the handler may reuse it).
+    ticket: TicketSnapshot | None = None
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
@@ -163,11 +165,11 @@ class ConsumerLoop:
         for tp, messages in records.items():
             for message in messages:
                 try:
-                    envelope = EventEnvelope.from_bytes(message.value or b"")
+                    envelope, ticket = EventEnvelope.decode(message.value or b"")
                 except (ValueError, ValidationError) as exc:
                     await self.dead_letter(message, f"undecodable: {_short(exc)}", "undecodable")
                     continue
-                events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset))
+                events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket))
         if events and not await self._handle_with_retry(events, epoch):
             return  # stopping, or reassigned mid-retry: do not commit, the batch is delivered again
         if self.pause_before_commit_s:

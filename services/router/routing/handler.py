@@ -239,7 +239,8 @@ class RoutingHandler:
         now: datetime,
         kinds: list[str],
     ) -> list[PendingMessage]:
-        events = [e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
+        decoded = [(e.envelope, e.ticket) for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
+        events = [envelope for envelope, _ in decoded]
         options = self.options
         reads = self._read(session, events, now)
         if isinstance(route, PreparesBatch) and is_postgres(session):
@@ -257,7 +258,7 @@ class RoutingHandler:
         sla_config = options.sla() if options.sla is not None else None
         created: list[NewTicket] = []
         emitted: list[Emitted] = []
-        for envelope in events:
+        for envelope, ticket in decoded:
             event_id = str(envelope.event_id)
             if event_id not in fresh:  # applied before, or earlier in this batch
                 DUPLICATES.inc()
@@ -266,7 +267,8 @@ class RoutingHandler:
             row = tickets.get(envelope.ticket_key)
             # Merge what the source said now onto what we know; a comment is an event, not state.
             merged = {**(row.snapshot if row is not None else {}), **envelope.payload}
-            snapshot = TicketSnapshot.model_validate(merged)
+            # A new ticket's snapshot is its payload, validated already when it was decoded.
+            snapshot = ticket if row is None and ticket is not None else TicketSnapshot.model_validate(merged)
             merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
             updated_at = row.snapshot.get("updated_at") if row is not None else None

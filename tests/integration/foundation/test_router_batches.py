@@ -109,7 +109,9 @@ async def route_batches(
     producer = RecordingProducer()
     handler = RoutingHandler(sessions, producer, "routing", provide, lambda: NOW)
     for offset, batch in enumerate(batches):
-        await handler([ConsumedEvent(event, "tickets", 0, offset) for event in batch])
+        # As the consumer loop passes them: decoded, with the snapshot the decoding validated.
+        decoded = [EventEnvelope.decode(event.to_bytes()) for event in batch]
+        await handler([ConsumedEvent(event, "tickets", 0, offset, ticket) for event, ticket in decoded])
     return routes, producer.sent
 
 

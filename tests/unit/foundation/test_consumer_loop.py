@@ -108,6 +108,8 @@ async def test_commits_only_after_the_handler_returned():
     async def handler(events: list[ConsumedEvent]) -> None:
         assert not consumer.committed  # nothing committed before our effects are durable
         seen.extend(e.envelope.ticket_key for e in events)
+        # Each ticket event comes with the snapshot its decoding validated.
+        assert all(e.ticket == e.envelope.ticket() and e.ticket is not None for e in events)
 
     loop = make_loop(consumer, producer, handler)
     await run_until(loop, lambda: consumer.committed)

@@ -53,6 +53,9 @@ def test_ticket_event_round_trips_as_json_keyed_by_ticket():
     assert decoded.ticket_key == "zendesk:42" == ticket_key("zendesk", "42")
     assert decoded.schema_version == 1
     assert decoded.ticket().tags == ["vpn", "urgent"]  # normalised and deduplicated
+    # decode also gives the snapshot its validation produced, for a consumer to reuse.
+    again, ticket = EventEnvelope.decode(raw)
+    assert again == envelope and ticket == decoded.ticket() == snapshot
     body = orjson.loads(raw)
     assert set(body) == {
         "event_id",
@@ -126,6 +129,7 @@ def test_routing_event_ids_are_derived_from_their_cause():
     assert first.event_id == again.event_id == derived_event_id(str(cause), "ticket.routed")
     assert other_kind.event_id != first.event_id
     assert EventEnvelope.from_bytes(first.to_bytes()).routing().state.team == "x"
+    assert EventEnvelope.decode(first.to_bytes()) == (first, None)  # no ticket snapshot in a routing event
 
 
 @pytest.mark.parametrize(
