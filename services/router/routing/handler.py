@@ -32,8 +32,8 @@ from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
-from services.router.routing.messages import OUTBOX_OWNER, Emitted, RoutingMessages
-from services.router.routing.overlap import work_while
+from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
+from services.router.routing.overlap import in_slices, work_while
 from services.router.routing.texts import prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
@@ -307,7 +307,7 @@ class RoutingHandler:
         # The routing events are built while the tickets' state is written (see work_while):
         # then their decision rows and outbox messages.
         messages = RoutingMessages(self.routing_topic, now, WritebackQueue() if options.writeback else None)
-        steps = messages.steps(emitted)
+        steps = in_slices(messages.build, emitted, BUILD_SLICE)
         writes = self._write_state(session, book, created)
         if is_postgres(session):
             await work_while(steps, writes)

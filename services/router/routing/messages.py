@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,11 +54,6 @@ class RoutingMessages:
         self.writeback = writeback
         self.decisions: list[dict[str, Any]] = []
         self.outbox: list[PendingMessage] = []
-
-    def steps(self, emitted: Sequence[Emitted]) -> list[Callable[[], None]]:
-        """The building of ``emitted`` as steps of ``BUILD_SLICE`` events (see ``work_while``)."""
-        starts = range(0, len(emitted), BUILD_SLICE)
-        return [functools.partial(self.build, emitted[at : at + BUILD_SLICE]) for at in starts]
 
     def build(self, emitted: Sequence[Emitted]) -> None:
         now, writeback = self.now, self.writeback

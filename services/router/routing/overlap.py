@@ -8,10 +8,19 @@ on its other core meanwhile, so the two take about as long as the longer of them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+def in_slices(
+    work: Callable[[Sequence[Item]], object], items: Sequence[Item], size: int
+) -> list[Callable[[], object]]:
+    """``work`` over ``items`` as steps of ``size`` items each, for :func:`work_while`."""
+    return [functools.partial(work, items[at : at + size]) for at in range(0, len(items), size)]
 
 
 async def work_while(steps: Iterable[Callable[[], object]], io: Awaitable[T]) -> T:

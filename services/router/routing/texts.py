@@ -3,12 +3,11 @@ for the batch at once, and as much of it as possible while the batch's reads are
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from services.router.routing.lifecycle import PreparesBatch
-from services.router.routing.overlap import work_while
+from services.router.routing.overlap import in_slices, work_while
 from shared.events import EventEnvelope, EventType
 
 # Texts per slice of the early text work. Between slices the batch's reads take their next
@@ -62,5 +61,4 @@ async def prepare_while(route: PreparesBatch, texts: Sequence[tuple[str, str]], 
     as long as the longer of the two. If the text work fails (or the batch is cancelled), the
     reads are cancelled and awaited before the error goes on: the session is theirs until then.
     """
-    slices = [texts[at : at + EARLY_SLICE] for at in range(0, len(texts), EARLY_SLICE)]
-    return await work_while([functools.partial(route.prepare, part) for part in slices], reads)
+    return await work_while(in_slices(route.prepare, texts, EARLY_SLICE), reads)
