@@ -244,8 +244,8 @@ class RoutingHandler:
         options = self.options
         reads = self._read(session, events, now)
         if isinstance(route, PreparesBatch) and is_postgres(session):
-            # The created tickets' text work runs while the reads wait on the database; what the
-            # reads show is still to route (a triaged ticket's update) is prepared after them.
+            # The created tickets' text work runs while the reads wait on the database; the rest
+            # of it, and what the reads show is still to route (a triaged ticket's update), after.
             fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads)
         else:
             # Not on SQLite: its statements wait on no other process, they run on aiosqlite's

@@ -23,18 +23,26 @@ def in_slices(
     return [functools.partial(work, items[at : at + size]) for at in range(0, len(items), size)]
 
 
-async def work_while(steps: Iterable[Callable[[], object]], io: Awaitable[T]) -> T:
+async def work_while(
+    steps: Iterable[Callable[[], object]], io: Awaitable[T], *, until_done: bool = False
+) -> T:
     """Run ``io`` (statements on the batch's session) and meanwhile call ``steps``, each one slice
     of CPU work; return what ``io`` returned.
 
     Before each step the event loop takes a turn, so ``io`` sends its first statement before any
     CPU work and its next one between slices. If a step fails (or the batch is cancelled), ``io``
     is cancelled and awaited before the error goes on: the session is its own until then.
+
+    ``until_done`` makes the steps optional: none is called once ``io`` has finished, and the
+    caller does what is left in one go (batched work costs less per item in one big call than in
+    slices, which only pay while there is a wait to fill).
     """
     running = asyncio.ensure_future(io)
     try:
         for step in steps:
             await asyncio.sleep(0)
+            if until_done and running.done():
+                break
             step()
     except BaseException:
         running.cancel()

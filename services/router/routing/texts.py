@@ -55,10 +55,12 @@ def texts_to_route(events: Sequence[EventEnvelope], tickets: Mapping[str, _Route
 
 async def prepare_while(route: PreparesBatch, texts: Sequence[tuple[str, str]], reads: Awaitable[T]) -> T:
     """Run ``reads`` (the batch's database reads) and meanwhile prepare ``texts`` in slices,
-    yielding to the event loop between slices; return what the reads returned.
+    yielding to the event loop between slices, until the reads are done; return what they returned.
 
     The text work is CPU and the reads mostly wait for the database, so together they take about
-    as long as the longer of the two. If the text work fails (or the batch is cancelled), the
+    as long as the longer of the two. The texts not prepared by then are the caller's to prepare,
+    with the rest of the batch's (``texts_to_route``), in one call: a slice of 64 costs ~10 % more
+    per text than a batch of hundreds. If the text work fails (or the batch is cancelled), the
     reads are cancelled and awaited before the error goes on: the session is theirs until then.
     """
-    return await work_while(in_slices(route.prepare, texts, EARLY_SLICE), reads)
+    return await work_while(in_slices(route.prepare, texts, EARLY_SLICE), reads, until_done=True)

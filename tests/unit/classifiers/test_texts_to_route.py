@@ -77,10 +77,10 @@ async def test_the_reads_advance_between_slices_of_the_text_work():
         return "rows"
 
     route = RecordingRoute(log)
-    n = 3 * EARLY_SLICE + 1
+    n = 5 * EARLY_SLICE + 1
     assert await prepare_while(route, texts(n), reads()) == "rows"
-    assert route.prepared == texts(n)
     # The first statement goes out before any text work, and each slice lets the reads go on.
+    # Once they are done no slice follows: the caller prepares the rest in one call.
     assert log == [
         "read 0",
         f"prepare {EARLY_SLICE}",
@@ -88,8 +88,28 @@ async def test_the_reads_advance_between_slices_of_the_text_work():
         f"prepare {EARLY_SLICE}",
         "read 2",
         f"prepare {EARLY_SLICE}",
-        "prepare 1",
     ]
+    assert route.prepared == texts(3 * EARLY_SLICE)
+
+
+async def test_text_work_goes_on_while_the_reads_wait():
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def reads() -> str:
+        await release.wait()
+        log.append("reads finished")
+        return "rows"
+
+    class ReleasingRoute(RecordingRoute):
+        def prepare(self, texts: Sequence[tuple[str, str]]) -> None:
+            super().prepare(texts)
+            if len(self.prepared) == 2 * EARLY_SLICE:
+                release.set()  # the database answers during the second slice
+
+    route = ReleasingRoute(log)
+    assert await prepare_while(route, texts(4 * EARLY_SLICE), reads()) == "rows"
+    assert log == [f"prepare {EARLY_SLICE}", f"prepare {EARLY_SLICE}", "reads finished"]
 
 
 async def test_failed_text_work_cancels_the_reads_and_waits_for_them():
