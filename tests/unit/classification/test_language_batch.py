@@ -51,6 +51,21 @@ def test_batch_matches_on_random_word_salad_of_varied_length():
     _same(texts)
 
 
+def test_a_few_texts_are_guessed_one_by_one_with_the_same_answers(monkeypatch: pytest.MonkeyPatch):
+    walks: list[frozenset[str] | None] = []
+    automaton = language._automaton
+
+    def counted(languages: frozenset[str] | None) -> object:
+        walks.append(languages)
+        return automaton(languages)
+
+    monkeypatch.setattr(language, "_automaton", counted)
+    for n in range(1, language.BATCH_FROM + 1):
+        _same(MIXED[:n])
+    # Only the call with BATCH_FROM texts took the batched walk.
+    assert len(walks) == 1
+
+
 def test_empty_batch_and_order_kept():
     assert detect_languages([]) == []
     reversed_guesses = detect_languages(MIXED[::-1])

@@ -13,7 +13,7 @@ from services.router.classification import (
 )
 from services.router.classification.evaluation import report_from_predictions
 from services.router.classification.features import TextFeaturizer, char_wb_ngrams
-from services.router.classification.model import TrainingFigures
+from services.router.classification.model import BATCH_FROM, TrainingFigures
 from services.router.classification.training import DEFAULT_BOUND_Z, wilson_lower_bound
 
 
@@ -244,3 +244,15 @@ def test_real_sample_held_out(real_sample):
     assert report.accuracy > 0.7
     assert report.coverage > 0.2
     assert report.precision_at_threshold is not None and report.precision_at_threshold > 0.85
+
+
+def test_a_few_texts_take_the_single_path_with_the_batch_answers(trained, synthetic):
+    model, _ = trained
+    texts = synthetic[0][:BATCH_FROM]
+    batch = model.predict_many(texts)  # the batch path
+    for n in range(1, BATCH_FROM):
+        few = model.predict_many(texts[:n])
+        assert few == [model.predict(text) for text in texts[:n]]
+        assert [p.label for p in few] == [p.label for p in batch[:n]]
+        assert [p.confidence for p in few] == pytest.approx([p.confidence for p in batch[:n]], abs=1e-5)
+    assert model.predict_many([]) == []
