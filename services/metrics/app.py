@@ -61,6 +61,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             on_revoke=ingest.on_revoke,
             assignor=RangePartitionAssignor,  # tickets-p and routing-p together: one shard per p
         )
+        ingest.end_offsets = runner.consumer.end_offsets
         app.state.settings = settings
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +35,9 @@ from shared.events import utc_now
 from shared.kafka.consumer import ConsumedEvent, is_transient
 
 log = logging.getLogger(__name__)
+
+# The consumer's ``end_offsets``: the next offset to be written to each partition.
+EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 
 CHECKPOINT_SECONDS = Histogram(
     "metrics_checkpoint_seconds", "Time to encode and write one shard's checkpoint, in seconds"
@@ -79,6 +82,8 @@ class BacklogIngest:
         # checkpointed it meanwhile (an eager rebalance revokes everything, then reassigns).
         self._parked: dict[int, Shard] = {}
         self._lock = asyncio.Lock()  # one checkpoint/restore/drop at a time
+        # Set to the consumer's end_offsets by the app: restored offsets are checked against it.
+        self.end_offsets: EndOffsets | None = None
 
     def row_name(self, partition: int) -> str:
         return f"{self.name}:{partition}"
@@ -107,6 +112,7 @@ class BacklogIngest:
             for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
                 restored[p] = await self._restore(p)
                 restored[p].caught_up.clear()
+            await self._read_recreated_from_start(restored, assigned)
             self.shards.update(restored)
             self._parked.clear()
             SHARDS.set(len(self.shards))
@@ -118,6 +124,42 @@ class BacklogIngest:
                 tp: self.shards[tp.partition].next_offsets.get(_tp_key(tp.topic, tp.partition), 0)
                 for tp in assigned
             }
+
+    async def _read_recreated_from_start(
+        self, restored: dict[int, Shard], assigned: set[TopicPartition]
+    ) -> None:
+        """Read a partition from its start when its checkpointed offset is past its end.
+
+        Offsets only grow, so such a checkpoint was taken from another incarnation of the topic:
+        it was deleted and created again (the in-memory dev broker restarted while the database
+        kept the checkpoints, say). Its offsets would make every event of the new topic look
+        applied already, so the new tickets would go uncounted. The state is kept: its tickets
+        are still open as far as the router knows, and the state ignores an event id seen twice.
+        A topic re-created and refilled past the old offset cannot be told apart this way.
+        """
+        checked = [
+            tp
+            for tp in assigned
+            if tp.partition in restored
+            and _tp_key(tp.topic, tp.partition) in restored[tp.partition].next_offsets
+        ]
+        if self.end_offsets is None or not checked:
+            return
+        try:
+            ends = await self.end_offsets(checked)
+        except Exception as exc:  # the check is a safeguard: never let it fail an assignment
+            log.warning("could not compare checkpoints with the partitions' ends", extra={"error": repr(exc)})
+            return
+        for tp in checked:
+            shard, key = restored[tp.partition], _tp_key(tp.topic, tp.partition)
+            end = ends.get(tp)
+            if end is not None and shard.next_offsets[key] > end:
+                log.warning(
+                    "checkpoint is past the partition's end (topic re-created?): reading it from the start",
+                    extra={"partition": key, "checkpoint_offset": shard.next_offsets[key], "end_offset": end},
+                )
+                shard.next_offsets[key] = 0
+                shard.persisted = False  # the next checkpoint records the new offsets
 
     async def on_revoke(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint and drop the shards of the revoked partitions, before they move."""
