@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY, Gauge
 
 from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
+from services.metrics.ingest.runner import ingest_runner
 from shared.auth import Role, require_role
 from shared.events import utc_now
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
@@ -51,17 +51,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         flows = FlowCollector(collector)
         REGISTRY.register(collector)
         REGISTRY.register(flows)
-        runner = ConsumerRunner(
-            settings,
-            resources.producer,
-            group_id=settings.metrics_group_id,
-            topics=[settings.topic_ticket_events, settings.topic_routing_events],
-            handler=ingest,
-            on_assign=ingest.on_assign,
-            on_revoke=ingest.on_revoke,
-            assignor=RangePartitionAssignor,  # tickets-p and routing-p together: one shard per p
-        )
-        ingest.end_offsets = runner.consumer.end_offsets
+        runner = ingest_runner(settings, resources.producer, ingest)
         app.state.settings = settings
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys

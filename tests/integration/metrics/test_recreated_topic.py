@@ -10,14 +10,13 @@ import uuid
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.ingest.consumer import BacklogIngest
+from services.metrics.ingest.runner import ingest_runner
 from shared.events import EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.producer import make_producer
-from shared.kafka.runner import ConsumerRunner
 from shared.kafka.topics import ensure_topics
 from shared.settings import MetricsSettings
 
@@ -54,17 +53,7 @@ async def test_a_checkpoint_past_the_partitions_end_is_read_from_the_start(
         await producer.send_and_wait(tickets.topic, event.to_bytes(), key=event.ticket_key.encode())
 
     ingest = BacklogIngest(sessions, name=settings.metrics_group_id)
-    runner = ConsumerRunner(
-        settings,
-        producer,
-        group_id=settings.metrics_group_id,
-        topics=[settings.topic_ticket_events, settings.topic_routing_events],
-        handler=ingest,
-        on_assign=ingest.on_assign,
-        on_revoke=ingest.on_revoke,
-        assignor=RangePartitionAssignor,
-    )
-    ingest.end_offsets = runner.consumer.end_offsets  # as the metrics app wires it
+    runner = ingest_runner(settings, producer, ingest)  # as the metrics app runs it
     await runner.start()
     try:
         deadline = time.monotonic() + 30

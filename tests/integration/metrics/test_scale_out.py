@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.backlog import BacklogCollector, BacklogState
 from services.metrics.ingest.consumer import BacklogIngest
+from services.metrics.ingest.runner import ingest_runner
 from services.metrics.models import MetricsCheckpoint
 from shared.events import TICKET_EVENT_TYPES, EventEnvelope, utc_now
 from shared.kafka.producer import make_producer
@@ -80,16 +80,7 @@ async def start_instance(settings: MetricsSettings, sessions: async_sessionmaker
     producer = make_producer(settings)
     await producer.start()
     ingest = BacklogIngest(sessions, name=settings.metrics_group_id)
-    runner = ConsumerRunner(
-        settings,
-        producer,
-        group_id=settings.metrics_group_id,
-        topics=[settings.topic_ticket_events, settings.topic_routing_events],
-        handler=ingest,
-        on_assign=ingest.on_assign,
-        on_revoke=ingest.on_revoke,
-        assignor=RangePartitionAssignor,
-    )
+    runner = ingest_runner(settings, producer, ingest)
     await runner.start()
     return Instance(ingest, runner, producer)
 

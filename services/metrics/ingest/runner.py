@@ -1,0 +1,30 @@
+"""The consumer that feeds a :class:`BacklogIngest`, wired the same way wherever one runs."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from services.metrics.ingest.consumer import BacklogIngest
+from shared.kafka.runner import ConsumerRunner
+from shared.settings import MetricsSettings
+
+
+def ingest_runner(
+    settings: MetricsSettings, producer: AIOKafkaProducer, ingest: BacklogIngest
+) -> ConsumerRunner:
+    """Both topics in the metrics group, range-assigned (tickets-p and routing-p on one member:
+    one shard per p); shards restored and checkpointed as partitions move, and restored offsets
+    checked against the partitions' ends (see ``BacklogIngest``)."""
+    runner = ConsumerRunner(
+        settings,
+        producer,
+        group_id=settings.metrics_group_id,
+        topics=[settings.topic_ticket_events, settings.topic_routing_events],
+        handler=ingest,
+        on_assign=ingest.on_assign,
+        on_revoke=ingest.on_revoke,
+        assignor=RangePartitionAssignor,
+    )
+    ingest.end_offsets = runner.consumer.end_offsets
+    return runner
