@@ -79,7 +79,7 @@ class IntakeSettings(CommonSettings):
         le=1000,
         description="How long intake's producer waits to fill a batch before sending it (Kafka's "
         "linger.ms); every request waits for its batch's acknowledgement. The router and metrics "
-        "send whole batches at once and keep 2 ms.",
+        "send whole batches at once and do not linger.",
     )
     intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Max webhook body size.")
     intake_rate_limit_per_s: float = Field(

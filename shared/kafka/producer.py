@@ -10,8 +10,10 @@ from shared.settings import CommonSettings
 # without idempotence (tansu lacks it) a retry of a request the stalled broker did receive is a
 # duplicate on the topic. Consumers dedupe by event id anyway; this keeps the topic clean too.
 REQUEST_TIMEOUT_MS = 30_000
-# A producer that sends whole batches at once (router, metrics) gains nothing from a longer wait.
-LINGER_MS = 2
+# A producer that sends whole batches at once (router, metrics, outbox relay) gains nothing from
+# lingering: no send yields, so a batch's messages are all appended before the sender task runs.
+# A linger only delayed the acknowledgement: 20 routing events took 3.0 ms with 2 ms, 0.8 with 0.
+LINGER_MS = 0
 
 
 def make_producer(
