@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db.bulk import among, insert_rows
 from shared.db.models import OutboxMessage
@@ -93,3 +93,53 @@ async def relay_once(
         await delete_rows(session, [row.id for row in rows])
         await session.commit()
         return len(rows)
+
+
+Stored = OutboxMessage | PendingMessage
+
+
+class OutboxWriter:
+    """One writer's side of the outbox (the router's handler, its escalation scanner): effects
+    and their messages committed together, then published and deleted; and what a failed publish
+    (or a previous process) left behind relayed, in order, before anything new goes out."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        owner: str,
+        *,
+        dirty: bool,
+    ) -> None:
+        self.sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
+        self.producer = producer
+        self.owner = owner
+        self.dirty = dirty  # rows of ``owner`` may be waiting in the outbox, unpublished
+
+    async def relay_leftovers(self) -> None:
+        """Publish what waits in the outbox, when something may (see ``dirty``)."""
+        if not self.dirty:
+            return
+        while await relay_once(self.sessions, self.producer, self.owner):
+            pass
+        self.dirty = False
+
+    async def commit_then_publish(self, store: Callable[[AsyncSession], Awaitable[Sequence[Stored]]]) -> None:
+        """Run ``store`` in a transaction (it writes the effects and their outbox rows and returns
+        the rows); once committed, publish the rows and delete them.
+
+        Both transactions use one pooled connection: a checkout (and its liveness ping) is a round
+        trip and ~0.25 ms of CPU, which a batch of a few tickets feels. If publishing fails the
+        rows stay in the outbox and ``dirty`` is set: the next call relays them first.
+        """
+        async with self._engine.connect() as connection:
+            async with self.sessions(bind=connection) as session, session.begin():
+                rows = await store(session)
+            try:
+                await publish_rows(self.producer, rows)
+            except Exception:
+                self.dirty = True
+                raise
+            async with self.sessions(bind=connection) as session, session.begin():
+                await delete_rows(session, [row.id for row in rows])

@@ -35,7 +35,7 @@ from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
-from shared.db.outbox import delete_rows, outbox_row, publish_rows, relay_once
+from shared.db.outbox import OutboxWriter, outbox_row
 from shared.events import (
     EventType,
     RoutingPayload,
@@ -85,25 +85,15 @@ class EscalationScanner:
         self.sla_provider = sla_provider
         self.clock = clock
         self.options = options
-        self.outbox_dirty = False
+        self.outbox = OutboxWriter(sessions, producer, OUTBOX_OWNER, dirty=False)
 
     async def scan_once(self) -> int:
         """Fire what is due now; returns the number of escalations fired."""
-        if self.outbox_dirty:
-            while await relay_once(self.sessions, self.producer, OUTBOX_OWNER):
-                pass
-            self.outbox_dirty = False
+        await self.outbox.relay_leftovers()
         now = self.clock()
         fired: list[str] = []
-        async with self.sessions() as session, session.begin():
-            rows = await self._process(session, now, fired)
-        try:
-            await publish_rows(self.producer, rows)
-        except Exception:
-            self.outbox_dirty = True  # safe in the outbox; the next scan (or handler) relays them
-            raise
-        async with self.sessions() as session, session.begin():
-            await delete_rows(session, [row.id for row in rows])
+        # A failed publish leaves the rows in the outbox; the next scan (or handler) relays them.
+        await self.outbox.commit_then_publish(lambda session: self._process(session, now, fired))
         for kind in fired:
             FIRED.labels(kind).inc()
         return len(fired)

@@ -24,7 +24,7 @@ from typing import Any, cast
 from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.assignment import LoadConfig
 from services.router.classifiers.service import feedback_row, is_team_correction
@@ -40,7 +40,7 @@ from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
 from shared.db.bulk import among, insert_rows
 from shared.db.dialect import is_postgres
-from shared.db.outbox import PendingMessage, delete_rows, insert_outbox, publish_rows, relay_once
+from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox
 from shared.db.processed import claim_events
 from shared.events import (
     TICKET_EVENT_TYPES,
@@ -171,33 +171,23 @@ class RoutingHandler:
         options: HandlerOptions = HandlerOptions(),
     ) -> None:
         self.sessions = sessions
-        self._engine: AsyncEngine = sessions.kw["bind"]
         self.producer = producer
         self.routing_topic = routing_topic
         self.route_provider = route_provider
         self.clock = clock
         self.options = options
-        # Unknown until checked: a previous process may have died with unpublished rows.
-        self.outbox_dirty = True
+        # Dirty until checked: a previous process may have died with unpublished rows.
+        self.outbox = OutboxWriter(sessions, producer, OUTBOX_OWNER, dirty=True)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
-        if self.outbox_dirty:
-            await self.flush_leftovers()
+        await self.outbox.relay_leftovers()
         route = self.route_provider()
         now = self.clock()
         kinds: list[str] = []
-        # One connection for both transactions: a checkout (and its liveness ping) is a round
-        # trip and ~0.25 ms of CPU, which a batch of a few tickets feels.
-        async with self._engine.connect() as connection:
-            async with self.sessions(bind=connection) as session, session.begin():
-                rows = await self._process(session, batch, route, now, kinds)
-            try:
-                await publish_rows(self.producer, rows)
-            except Exception:
-                self.outbox_dirty = True  # the rows are safe in the DB; the retry publishes them
-                raise
-            async with self.sessions(bind=connection) as session, session.begin():
-                await delete_rows(session, [row.id for row in rows])
+        # A failed publish leaves the rows in the outbox; the retry relays them first.
+        await self.outbox.commit_then_publish(
+            lambda session: self._process(session, batch, route, now, kinds)
+        )
         for kind in kinds:
             DECISIONS.labels(kind).inc()
 
@@ -206,13 +196,8 @@ class RoutingHandler:
         commit and its publish. Its rows wait in the shared outbox; relay them before handling
         the redelivered events, so the ticket's events keep their order. No seek: the group's
         committed offsets are where to resume."""
-        self.outbox_dirty = True
+        self.outbox.dirty = True
         return {}
-
-    async def flush_leftovers(self) -> None:
-        while await relay_once(self.sessions, self.producer, OUTBOX_OWNER):
-            pass
-        self.outbox_dirty = False
 
     async def _read(
         self, session: AsyncSession, events: Sequence[EventEnvelope], now: datetime

@@ -90,7 +90,7 @@ async def crash_between_commit_and_publish(sessions, settings: CommonSettings, e
     crashed = RoutingHandler(
         sessions, BrokenProducer(), settings.topic_routing_events, lambda: route, lambda: NOW
     )
-    crashed.outbox_dirty = False
+    crashed.outbox.dirty = False
     with contextlib.suppress(ConnectionError):
         await crashed([event])
 
