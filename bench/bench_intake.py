@@ -20,7 +20,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.harness.procs import bare_intake, base_env, broker, database, databases, make_key, service
+from bench.harness.procs import (
+    bare_intake,
+    base_env,
+    broker,
+    cpu_us_per_item,
+    database,
+    databases,
+    make_key,
+    service,
+)
 from bench.harness.run import Row, loadgen
 from shared.auth import Role
 
@@ -50,13 +59,6 @@ def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def cpu_per_request(before: float | None, after: float | None, requests: int) -> float | None:
-    """The server process's CPU per answered request over one turn (warm-up included in both)."""
-    if before is None or after is None or not requests:
-        return None
-    return round((after - before) / requests * 1e6, 1)
-
-
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     duration, warmup = (3.0, 0.5) if quick else (10.0, 1.0)  # duration over all turns; warm-up per turn
     results: dict[str, Any] = {"concurrency": CONCURRENCY, "duration_s": duration}
@@ -76,7 +78,8 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                         bearer = token if contender == "intake" else "none"
                         cpu_before = process.cpu_seconds()
                         summary, _ = loadgen(port, bearer, workdir, duration=duration / 4, warmup=warmup)
-                        summary["cpu_us_per_request"] = cpu_per_request(
+                        # The server's CPU per answered request over the turn (warm-up included).
+                        summary["cpu_us_per_request"] = cpu_us_per_item(
                             cpu_before, process.cpu_seconds(), summary["ok"]
                         )
                     finally:

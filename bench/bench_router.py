@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.bench_rules import make_ruleset, make_tickets
-from bench.harness.procs import bare_router, base_env, broker, database, databases, service
+from bench.harness.procs import bare_router, base_env, broker, cpu_us_per_item, database, databases, service
 from bench.harness.run import Row
 from services.router.classification import train
 from services.router.classifiers.enrichment import ticket_text
@@ -123,7 +123,8 @@ async def count_arrivals(
     # Rates come from the records' own timestamps (set when the producer sent them), so they do
     # not depend on when this reader caught up: it may start after the bare loop has finished.
     first_ms, last_ms = float("inf"), float("-inf")
-    cpu_first: tuple[int, float | None] | None = None  # (seen, CPU seconds) at the first arrival
+    seen_first = 0  # arrivals by the first reading of the CPU time
+    cpu_first: float | None = None
     cpu_last: float | None = None
     deadline = time.monotonic() + timeout_s
     try:
@@ -135,21 +136,18 @@ async def count_arrivals(
                     first_ms, last_ms = min(first_ms, record.timestamp), max(last_ms, record.timestamp)
             if batch and cpu_seconds is not None:
                 cpu_last = cpu_seconds()
-                if cpu_first is None:
-                    cpu_first = (seen, cpu_last)
+                if not seen_first:
+                    seen_first, cpu_first = seen, cpu_last
     finally:
         await consumer.stop()
     rate = None
     if seen > 1 and last_ms > first_ms:
         rate = (seen - 1) / ((last_ms - first_ms) / 1000)
-    cpu_us = None
-    if cpu_first is not None and cpu_first[1] is not None and cpu_last is not None and seen > cpu_first[0]:
-        cpu_us = round((cpu_last - cpu_first[1]) / (seen - cpu_first[0]) * 1e6, 1)
     return {
         "events": seen,
         "expected": expected,
         "per_second": None if rate is None else round(rate, 1),
-        "cpu_us_per_event": cpu_us,
+        "cpu_us_per_event": cpu_us_per_item(cpu_first, cpu_last, seen - seen_first),
     }
 
 

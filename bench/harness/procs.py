@@ -76,6 +76,13 @@ def unique_topics(prefix: str = "bench") -> dict[str, str]:
     }
 
 
+def cpu_us_per_item(before: float | None, after: float | None, items: int) -> float | None:
+    """A process's CPU time per item, in µs, between two ``Process.cpu_seconds`` readings."""
+    if before is None or after is None or not items:
+        return None
+    return round((after - before) / items * 1e6, 1)
+
+
 class Process:
     """One child process with its log file; ``ready`` polls ``/readyz`` when it serves HTTP."""
 
