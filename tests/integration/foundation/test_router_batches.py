@@ -43,16 +43,30 @@ RULES = {
 }
 
 
+class RecordingBatch(list[tuple[bytes, bytes]]):
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> bool:  # type: ignore[override]
+        super().append((key, value))
+        return True
+
+
 class RecordingProducer:
-    """Keeps what is sent and acknowledges it at once; the handler's publishing is tested elsewhere."""
+    """Keeps what is sent (one partition) and acknowledges it at once; the handler's publishing is
+    tested elsewhere."""
 
     def __init__(self) -> None:
         self.sent: list[EventEnvelope] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
-        envelope = EventEnvelope.from_bytes(value)
-        assert key == envelope.ticket_key.encode()
-        self.sent.append(envelope)
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> RecordingBatch:
+        return RecordingBatch()
+
+    async def send_batch(self, batch: RecordingBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        for key, value in batch:
+            envelope = EventEnvelope.from_bytes(value)
+            assert key == envelope.ticket_key.encode()
+            self.sent.append(envelope)
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
