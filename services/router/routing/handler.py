@@ -33,7 +33,7 @@ from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
-from services.router.routing.overlap import in_slices, work_while
+from services.router.routing.overlap import in_slices, work_beside
 from services.router.routing.texts import prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
@@ -293,21 +293,17 @@ class RoutingHandler:
                 if is_team_correction(kind, payload):
                     # A human moved the ticket: a labelled example for the next team model.
                     session.add(feedback_row(row.ticket_key, snapshot.subject, snapshot.description, payload))
-        # The routing events are built while the tickets' state is written (see work_while):
-        # then their decision rows and outbox messages.
+        # The routing events are built while the tickets' state is written, then their outbox
+        # messages serialized while their decision rows are inserted (see work_beside).
         messages = RoutingMessages(self.routing_topic, now, WritebackQueue() if options.writeback else None)
-        steps = in_slices(messages.build, emitted, BUILD_SLICE)
+        overlap = is_postgres(session)
         writes = self._write_state(session, book, created)
-        if is_postgres(session):
-            await work_while(steps, writes)
-        else:
-            # SQLite's statements run on aiosqlite's thread, which needs the GIL the work holds.
-            for step in steps:
-                step()
-            await writes
+        await work_beside(in_slices(messages.build, emitted, BUILD_SLICE), writes, overlap=overlap)
         if messages.writeback is not None:
             await messages.writeback.flush(session, now)
-        await insert_rows(session, _table(RoutingDecision), messages.decisions)
+        serialize = in_slices(messages.serialize, messages.events, BUILD_SLICE)
+        decisions = insert_rows(session, _table(RoutingDecision), messages.decisions)
+        await work_beside(serialize, decisions, overlap=overlap)
         await insert_outbox(session, messages.outbox)
         return messages.outbox
 

@@ -10,7 +10,7 @@ from typing import Any
 from services.router.models import RoutingDecision
 from services.router.writeback.queue import WritebackQueue
 from shared.db.outbox import PendingMessage, pending_message
-from shared.events import EventType, RoutingPayload, routing_event
+from shared.events import EventEnvelope, EventType, RoutingPayload, routing_event
 
 OUTBOX_OWNER = "router"
 
@@ -46,13 +46,18 @@ def decision_row(kind: EventType, event_id: str, payload: RoutingPayload, at: da
 
 class RoutingMessages:
     """The batch's routing events as decision rows and outbox messages, in the order emitted, and
-    queued for write-back when a queue is given."""
+    queued for write-back when a queue is given.
+
+    ``build`` makes the events and their decision rows; ``serialize`` turns the events into outbox
+    messages, a step of its own so that it can run while the decision rows are being inserted.
+    """
 
     def __init__(self, topic: str, now: datetime, writeback: WritebackQueue | None) -> None:
         self.topic = topic
         self.now = now
         self.writeback = writeback
         self.decisions: list[dict[str, Any]] = []
+        self.events: list[EventEnvelope] = []
         self.outbox: list[PendingMessage] = []
 
     def build(self, emitted: Sequence[Emitted]) -> None:
@@ -60,6 +65,9 @@ class RoutingMessages:
         for kind, payload, caused_by, external_id in emitted:
             out = routing_event(kind, payload, now, caused_by)
             self.decisions.append(decision_values(kind, str(out.event_id), payload, now))
-            self.outbox.append(pending_message(OUTBOX_OWNER, self.topic, out))
+            self.events.append(out)
             if writeback is not None:
                 writeback.add(kind, out, payload, external_id)
+
+    def serialize(self, events: Sequence[EventEnvelope]) -> None:
+        self.outbox += [pending_message(OUTBOX_OWNER, self.topic, out) for out in events]

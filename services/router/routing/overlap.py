@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
@@ -49,3 +50,19 @@ async def work_while(
         await asyncio.wait([running])
         raise
     return await running
+
+
+async def work_beside(steps: Iterable[Callable[[], object]], io: Awaitable[T], *, overlap: bool) -> T:
+    """:func:`work_while` when ``overlap``; else the steps first, then ``io``. On SQLite there is
+    nothing to overlap: its statements run on aiosqlite's thread, which needs the GIL the steps hold.
+    """
+    if overlap:
+        return await work_while(steps, io)
+    try:
+        for step in steps:
+            step()
+    except BaseException:
+        if inspect.iscoroutine(io):
+            io.close()  # never started: close it rather than leave it unawaited
+        raise
+    return await io
