@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.kafka.embedded import EmbeddedBroker
@@ -28,11 +28,15 @@ async def create_topics(bootstrap: str, *names: str) -> None:
 async def read_all(bootstrap: str, topic: str, expect: int) -> dict[bytes, list[tuple[int, bytes]]]:
     """Each key's (partition, value) in the order stored."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     try:
-        records = []
+        records: list[ConsumerRecord[bytes, bytes]] = []
         async with asyncio.timeout(20):
             while len(records) < expect:
                 batch = await consumer.getmany(timeout_ms=200)
