@@ -7,12 +7,13 @@ import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from services.router.models import RoutingDecision
 from shared.db.engine import create_engine, session_factory
 from tests.e2e.stack import Stack
+from tests.kafka_reading import read_records
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -140,27 +141,7 @@ def test_non_json_message_is_dead_lettered_and_later_tickets_still_flow(stack: S
         what="the ticket after the poison message to be routed",
     )
 
-    async def read_dead_letters() -> list:
-        consumer = AIOKafkaConsumer(
-            dlq_topic,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            records = []
-            for _ in range(50):
-                batch = await consumer.getmany(timeout_ms=200)
-                records += [r for rs in batch.values() for r in rs]
-                if len(records) >= 2:
-                    break
-            return records
-        finally:
-            await consumer.stop()
-
-    records = asyncio.run(read_dead_letters())
+    records = asyncio.run(read_records(bootstrap, dlq_topic, 2, idle_s=0.5, timeout_s=10.0))
     # Both consumers (router and metrics) dead-letter the poison they read, each with its reason.
     groups = {dict(r.headers)["dlq.group"].decode() for r in records}
     assert groups == {stack.env["ROUTER_GROUP_ID"], stack.env["METRICS_GROUP_ID"]}

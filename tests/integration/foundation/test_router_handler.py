@@ -7,7 +7,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import func, select
 
 from services.router.models import RouterTicket, RoutingDecision
@@ -19,6 +19,7 @@ from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import CommonSettings
+from tests.kafka_reading import read_records
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
@@ -39,27 +40,9 @@ def consumed(envelope: EventEnvelope, offset: int = 0) -> ConsumedEvent:
 
 
 async def read_topic(bootstrap: str, topic: str, expect: int) -> list[EventEnvelope]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        out: list[EventEnvelope] = []
-        for _ in range(30):
-            batch = await consumer.getmany(timeout_ms=100)
-            out += [EventEnvelope.from_bytes(r.value) for rs in batch.values() for r in rs]
-            if len(out) >= expect:
-                # one more poll proves nothing else arrives
-                extra = await consumer.getmany(timeout_ms=300)
-                out += [EventEnvelope.from_bytes(r.value) for rs in extra.values() for r in rs]
-                break
-        return out
-    finally:
-        await consumer.stop()
+    # A further 0.3 s without records proves nothing else arrives.
+    records = await read_records(bootstrap, topic, expect, idle_s=0.3, timeout_s=5.0)
+    return [EventEnvelope.from_bytes(record.value) for record in records]
 
 
 async def decisions_for(sessions, key: str) -> int:

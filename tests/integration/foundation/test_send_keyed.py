@@ -7,11 +7,12 @@ import asyncio
 import uuid
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.kafka.embedded import EmbeddedBroker
 from shared.kafka.producer import send_keyed
+from tests.kafka_reading import read_records
 
 PARTITIONS = 6
 
@@ -27,27 +28,13 @@ async def create_topics(bootstrap: str, *names: str) -> None:
 
 async def read_all(bootstrap: str, topic: str, expect: int) -> dict[bytes, list[tuple[int, bytes]]]:
     """Each key's (partition, value) in the order stored."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        async with asyncio.timeout(20):
-            while len(records) < expect:
-                batch = await consumer.getmany(timeout_ms=200)
-                records += [r for rs in batch.values() for r in rs]
-        by_key: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
-        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-            assert record.key is not None and record.value is not None
-            by_key[record.key].append((record.partition, record.value))
-        return by_key
-    finally:
-        await consumer.stop()
+    records = await read_records(bootstrap, topic, expect, idle_s=0.3, timeout_s=20.0)
+    assert len(records) == expect
+    by_key: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        assert record.key is not None and record.value is not None
+        by_key[record.key].append((record.partition, record.value))
+    return by_key
 
 
 async def test_batched_messages_land_where_send_puts_them_in_order(broker: EmbeddedBroker):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.intake.app import create_app
@@ -18,6 +15,7 @@ from shared.auth import Role
 from shared.events import EventEnvelope
 from shared.settings import IntakeSettings
 from tests.e2e.stack import make_key
+from tests.kafka_reading import read_records
 
 
 @dataclass
@@ -54,28 +52,5 @@ async def read_topic(
     bootstrap: str, topic: str, expected: int, idle_s: float = 1.0, timeout_s: float = 30.0
 ) -> list[EventEnvelope]:
     """Everything on ``topic``: waits for ``expected`` messages, then ``idle_s`` more for extras."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    events: list[EventEnvelope] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                for message in messages:
-                    assert message.value is not None
-                    events.append(EventEnvelope.from_bytes(message.value))
-                    last_new = time.monotonic()
-            if len(events) >= expected and time.monotonic() - last_new >= idle_s:
-                break
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()
-    return events
+    records = await read_records(bootstrap, topic, expected, idle_s=idle_s, timeout_s=timeout_s)
+    return [EventEnvelope.from_bytes(record.value) for record in records]
