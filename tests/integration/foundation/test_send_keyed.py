@@ -4,26 +4,15 @@ each partition's messages in order, and nothing lost when a batch fills up."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import defaultdict
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.kafka.embedded import EmbeddedBroker
 from shared.kafka.producer import send_keyed
+from shared.kafka.topics import ensure_topics
+from shared.settings import CommonSettings
 from tests.kafka_reading import read_records
-
-PARTITIONS = 6
-
-
-async def create_topics(bootstrap: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
-    finally:
-        await admin.close()
 
 
 async def read_all(bootstrap: str, topic: str, expect: int) -> dict[bytes, list[tuple[int, bytes]]]:
@@ -37,26 +26,28 @@ async def read_all(bootstrap: str, topic: str, expect: int) -> dict[bytes, list[
     return by_key
 
 
-async def test_batched_messages_land_where_send_puts_them_in_order(broker: EmbeddedBroker):
-    one_by_one, batched = f"send-{uuid.uuid4().hex[:8]}", f"batched-{uuid.uuid4().hex[:8]}"
-    await create_topics(broker.bootstrap, one_by_one, batched)
+async def test_batched_messages_land_where_send_puts_them_in_order(settings_kwargs: dict[str, Any]):
+    settings = CommonSettings(**settings_kwargs)  # fresh topics of several partitions
+    await ensure_topics(settings)
+    bootstrap = settings.kafka_bootstrap_servers
+    one_by_one, batched = settings.topic_ticket_events, settings.topic_routing_events
     # 2 KB batches: the 300 messages of ~100 bytes fill several per partition, so full batches
     # are sent and new ones started mid-way.
     producer = AIOKafkaProducer(
-        bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False, max_batch_size=2048
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, max_batch_size=2048
     )
     await producer.start()
     try:
         messages = [(f"api:{i % 40}".encode(), f"{i:04d}".encode() + b"x" * 90) for i in range(300)]
         await asyncio.gather(*[await producer.send(one_by_one, value=v, key=k) for k, v in messages])
         futures = await send_keyed(producer, [(batched, k, v) for k, v in messages])
-        assert len(futures) > PARTITIONS  # some partitions needed more than one batch
+        assert len(futures) > settings.topic_partitions  # some partitions needed more than one batch
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
-    expected = await read_all(broker.bootstrap, one_by_one, len(messages))
-    got = await read_all(broker.bootstrap, batched, len(messages))
+    expected = await read_all(bootstrap, one_by_one, len(messages))
+    got = await read_all(bootstrap, batched, len(messages))
     assert got == expected
     assert sum(len(values) for values in got.values()) == len(messages)
     assert len({partition for values in got.values() for partition, _ in values}) > 1
