@@ -45,6 +45,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             # One rule set and one classifier view per batch, whatever reloads meanwhile.
             lambda: rules.policy.bind(classifiers.view),
             options=sla.handler_options,
+            outbox=sla.outbox,
         )
         runner = ConsumerRunner(
             settings,

@@ -28,7 +28,7 @@ from services.router.escalation.models import FiredTimer
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket
-from services.router.routing.handler import apply_state, position, state_from_row
+from services.router.routing.handler import apply_state, position, router_outbox, state_from_row
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
 from services.router.slas.tracking import SlaConfig, SlaTracker
@@ -49,6 +49,9 @@ from shared.events import (
 log = logging.getLogger(__name__)
 
 FIRED = Counter("router_sla_escalations_total", "SLA escalations fired, by kind", ["kind"])
+UNREADABLE = Counter(
+    "router_sla_unreadable_tickets_total", "Due tickets whose stored state could not be read (timers off)"
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class EscalationScanner:
         sla_provider: Callable[[], SlaConfig],
         clock: Callable[[], datetime] = utc_now,
         options: ScannerOptions = ScannerOptions(),
+        outbox: OutboxWriter | None = None,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
@@ -85,7 +89,8 @@ class EscalationScanner:
         self.sla_provider = sla_provider
         self.clock = clock
         self.options = options
-        self.outbox = OutboxWriter(sessions, producer, OUTBOX_OWNER, dirty=False)
+        # The batch handler's writer in a router (see router_outbox); its own one otherwise.
+        self.outbox = outbox or router_outbox(sessions, producer)
 
     async def scan_once(self) -> int:
         """Fire what is due now; returns the number of escalations fired."""
@@ -138,11 +143,22 @@ class EscalationScanner:
         fired: list[str],
     ) -> list[OutboxMessage]:
         snapshot_doc = dict(row.snapshot)
-        tracker = SlaTracker(config, row.sla_clock, TicketSnapshot.model_validate(snapshot_doc), now)
+        try:
+            tracker = SlaTracker(config, row.sla_clock, TicketSnapshot.model_validate(snapshot_doc), now)
+            state = state_from_row(row)
+        except ValueError as exc:  # pydantic's ValidationError and a bad enum value are ValueErrors
+            # A row this code cannot read (stored by an older version, edited by hand) must not
+            # fail every scan, and so every other ticket's timers: its timers are switched off.
+            UNREADABLE.inc()
+            log.error(
+                "ticket unreadable: its SLA timers are switched off",
+                extra={"ticket_key": row.ticket_key, "error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            row.sla_next_due_at = None
+            return []
         if tracker.clock is None:
             row.sla_next_due_at = None
             return []
-        state = state_from_row(row)
         initial = state.model_copy(deep=True)
         policy = config.policy_named(tracker.clock.policy)
         calendar = config.calendar(tracker.clock.calendar)

@@ -160,6 +160,17 @@ def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Prior
     return None if state is None else (state.team, state.status, state.priority)
 
 
+def router_outbox(sessions: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer) -> OutboxWriter:
+    """The router's side of the outbox, for its batch handler and its escalation scanner to share.
+
+    Shared, a rebalance or a failed publish marks it dirty for both, so the leftovers go out
+    before either one's next events: after the batch handler's, or at the scanner's next tick
+    when no ticket event comes (a dead router's scanner rows answer no event that would be
+    redelivered). Dirty at first: a previous process may have died with unpublished rows.
+    """
+    return OutboxWriter(sessions, producer, OUTBOX_OWNER, dirty=True)
+
+
 class RoutingHandler:
     def __init__(
         self,
@@ -169,6 +180,7 @@ class RoutingHandler:
         route_provider: Callable[[], RouteFn],
         clock: Callable[[], datetime] = utc_now,
         options: HandlerOptions = HandlerOptions(),
+        outbox: OutboxWriter | None = None,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
@@ -176,8 +188,9 @@ class RoutingHandler:
         self.route_provider = route_provider
         self.clock = clock
         self.options = options
-        # Dirty until checked: a previous process may have died with unpublished rows.
-        self.outbox = OutboxWriter(sessions, producer, OUTBOX_OWNER, dirty=True)
+        # ``outbox``: the writer the escalation scanner uses too (see ``router_outbox``); by default
+        # one of its own, dirty until checked: a previous process may have died with unpublished rows.
+        self.outbox = outbox or router_outbox(sessions, producer)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
         await self.outbox.relay_leftovers()
@@ -194,7 +207,8 @@ class RoutingHandler:
     async def on_assign(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
         """A rebalance: the partitions may come from a router that died between its database
         commit and its publish. Its rows wait in the shared outbox; relay them before handling
-        the redelivered events, so the ticket's events keep their order. No seek: the group's
+        the redelivered events, so the ticket's events keep their order (and, with the writer
+        shared, at the escalation scanner's next tick when no event comes). No seek: the group's
         committed offsets are where to resume."""
         self.outbox.dirty = True
         return {}

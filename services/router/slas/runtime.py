@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.assignment import DEFAULT_PRIORITY_WEIGHTS, LoadConfig
 from services.router.escalation.scanner import EscalationScanner, ScannerOptions
-from services.router.routing.handler import HandlerOptions
+from services.router.routing.handler import HandlerOptions, router_outbox
 from services.router.sla import DEFAULT_MATRIX, PriorityMatrix
 from services.router.slas.live import LiveSla
 from services.router.writeback.sender import SenderConfig, WritebackSender
+from shared.db.outbox import OutboxWriter
 from shared.events import TicketStatus
 from shared.settings import RouterSettings
 
@@ -43,6 +44,7 @@ class SlaRuntime:
     sla: LiveSla
     handler_options: HandlerOptions
     matrix: PriorityMatrix
+    outbox: OutboxWriter  # the escalation scanner's, for the batch handler to share
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
 
@@ -65,13 +67,14 @@ async def start_sla_runtime(
     options = HandlerOptions(
         load=load, overflow_team=settings.router_overflow_team, sla=lambda: live.config, writeback=True
     )
-    runtime = SlaRuntime(live, options, priority_matrix(settings))
+    runtime = SlaRuntime(live, options, priority_matrix(settings), router_outbox(sessions, producer))
     scanner = EscalationScanner(
         sessions,
         producer,
         settings.topic_routing_events,
         lambda: live.config,
         options=ScannerOptions(load=load, overflow_team=settings.router_overflow_team, writeback=True),
+        outbox=runtime.outbox,
     )
     runtime.client = httpx.AsyncClient(follow_redirects=False)
     sender = WritebackSender(

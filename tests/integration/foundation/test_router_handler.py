@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import uuid
@@ -13,12 +14,25 @@ from sqlalchemy import func, select
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.handler import NewTicket, RoutingHandler, ticket_values
 from services.router.routing.lifecycle import RouteResult
+from services.router.routing.messages import OUTBOX_OWNER
+from services.router.slas.runtime import start_sla_runtime
 from shared.db.models import OutboxMessage
-from shared.events import EventEnvelope, EventType, TicketSnapshot, TicketStatus, ticket_event
+from shared.db.outbox import outbox_row
+from shared.events import (
+    EventEnvelope,
+    EventType,
+    Priority,
+    RoutingPayload,
+    TicketSnapshot,
+    TicketState,
+    TicketStatus,
+    routing_event,
+    ticket_event,
+)
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, RouterSettings
 from tests.kafka_reading import read_records
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -219,3 +233,60 @@ async def test_a_surviving_router_relays_a_dead_peers_outbox_once_it_takes_over(
         assert await decisions_for(sessions, lost.ticket_key) == 1
     finally:
         await producer.stop()
+
+
+async def outbox_rows(sessions, key: str) -> int:
+    async with sessions() as session:
+        query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.key == key)
+        return int(await session.scalar(query) or 0)
+
+
+async def test_a_dead_peers_scanner_rows_go_out_at_the_survivors_next_tick_without_a_ticket_event(
+    sessions, settings_kwargs
+):
+    """A router's SLA scanner dies between its commit and its publish. Its events answer no ticket
+    event, so no redelivery brings the survivor's batch handler to them, and on a quiet system no
+    batch comes at all. Wired as the router's lifespan wires them, the survivor's handler and
+    scanner share one outbox writer: the rebalance marks it, and the scanner's next tick relays."""
+    settings = RouterSettings(**settings_kwargs, router_timer_poll_s=0.1)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    runtime = await start_sla_runtime(settings, sessions, producer)
+    try:
+        survivor = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW,
+            options=runtime.handler_options, outbox=runtime.outbox,
+        )  # fmt: skip
+        await until(lambda: not runtime.outbox.dirty)  # the start-up relay is behind it
+        # What the dead scanner committed and never published: an SLA warning.
+        payload = RoutingPayload(
+            state=TicketState(
+                ticket_key=f"api:{uuid.uuid4().hex}", source="api", revision=2, status=TicketStatus.OPEN,
+                team="access", priority=Priority.P2, created_at=NOW,
+            ),
+            reasons=["SLA resolution at risk"],
+        )  # fmt: skip
+        warning = routing_event(EventType.SLA_WARNING, payload, NOW, uuid.uuid4())
+        async with sessions() as session, session.begin():
+            session.add(outbox_row(OUTBOX_OWNER, settings.topic_routing_events, warning))
+        await asyncio.sleep(0.5)  # five ticks: nothing says the outbox holds anything
+        assert await outbox_rows(sessions, warning.ticket_key) == 1
+
+        assert await survivor.on_assign({TopicPartition(settings.topic_ticket_events, 0)}) == {}
+        await until(lambda: not runtime.outbox.dirty)  # relayed by the scanner: no batch came
+        assert await outbox_rows(sessions, warning.ticket_key) == 0
+        published = await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 1)
+        # (The database is the test session's: the scanner fires earlier tests' due timers too.)
+        mine = [(e.event_id, e.type) for e in published if e.ticket_key == warning.ticket_key]
+        assert mine == [(warning.event_id, EventType.SLA_WARNING)]
+    finally:
+        await runtime.stop()
+        await producer.stop()
+
+
+async def until(condition, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.router.escalation.models import FiredTimer
@@ -108,3 +110,34 @@ async def test_warning_and_breach_fire_once_with_two_concurrent_scanners(session
         assert timers == 2
         # P2 targets now apply (1 h first response already exceeded; resolution 4 h from Monday 09:00).
         assert row.sla["resolution_due"] == "2026-06-08T11:00:00Z"
+
+
+async def test_a_ticket_row_the_scanner_cannot_read_does_not_hold_up_the_others(sessions, settings_kwargs):
+    """A stored ticket this code cannot read (an older version's, edited by hand) used to fail the
+    whole scan, every time, and so every other ticket's timers. Its own timers are switched off,
+    counted and logged; the rest fire."""
+    cfg = config()
+    start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
+    clock = Clock(start)
+    async with producer_for(settings_kwargs) as (producer, topic):
+        handler = RoutingHandler(
+            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
+        )
+        broken, healthy = new_id(), new_id()
+        await handler([event(broken, start)])
+        await handler([event(healthy, start + timedelta(minutes=1))])
+        async with sessions() as session, session.begin():
+            row = await session.get(RouterTicket, f"api:{broken}")
+            assert row is not None and row.sla_next_due_at is not None
+            row.snapshot = {"subject": "stored by hand", "no_such_field": 1}  # and no external_id
+
+        before = REGISTRY.get_sample_value("router_sla_unreadable_tickets_total") or 0.0
+        clock.now = utc(2026, 6, 8, 8, 40)  # past both tickets' first-response warnings
+        assert await EscalationScanner(sessions, producer, topic, lambda: cfg, clock).scan_once() == 1
+        assert await kinds(sessions, f"api:{healthy}") == [
+            EventType.TICKET_ROUTED.value,
+            EventType.SLA_WARNING.value,
+        ]
+        assert await kinds(sessions, f"api:{broken}") == [EventType.TICKET_ROUTED.value]
+        assert (await ticket(sessions, f"api:{broken}")).sla_next_due_at is None  # not picked again
+        assert REGISTRY.get_sample_value("router_sla_unreadable_tickets_total") == before + 1
