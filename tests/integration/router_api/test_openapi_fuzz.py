@@ -30,7 +30,7 @@ from tests.integration.router_api.helpers import live_rules, restore_live_rules
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
-ADMIN_PREFIXES = ("/v1/teams", "/v1/rules", "/v1/routing", "/v1/audit", "/v1/tickets")
+ADMIN_PREFIXES = ("/v1/teams", "/v1/rules", "/v1/routing", "/v1/audit", "/v1/tickets", "/v1/api-keys")
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
@@ -71,6 +71,8 @@ def test_admin_api_conforms_to_its_schema(
             "/v1/routing/simulate",
             "/v1/routing/replay",
             "/v1/audit",
+            "/v1/api-keys",
+            "/v1/api-keys/{key_id}",
         }
         for operation in operations:
             inputs = [operation.body, operation.path_parameters, operation.query, operation.headers]

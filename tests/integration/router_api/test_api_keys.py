@@ -1,0 +1,103 @@
+"""API keys over HTTP: created by admins and shown once, listed without secrets, revoked (and then
+refused), every change audited; the last active admin key cannot be revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.router.apikeys import service
+from services.router.apikeys.schemas import ApiKeyCreate
+from services.router.errors import Conflict
+from shared.auth import Role
+from shared.db.engine import create_engine, session_factory
+from shared.db.migrate import upgrade
+from tests.integration.router_api.helpers import Router
+
+
+async def test_an_admin_creates_lists_and_revokes_a_key(
+    router_api: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    c, admin = router_api.client, router_api.admin
+    caplog.set_level(logging.DEBUG)
+    name = f"grafana-{uuid.uuid4().hex[:8]}"
+    created = await c.post("/v1/api-keys", json={"name": name, "role": "viewer"}, headers=admin)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    key_id, plain = body["id"], body["key"]
+    assert plain.startswith("tr_viewer_") and body["role"] == "viewer" and body["revoked_at"] is None
+    assert created.headers["Location"] == f"/v1/api-keys/{key_id}"
+    assert created.headers["Cache-Control"] == "no-store"
+    own = {"Authorization": f"Bearer {plain}"}
+    assert (await c.get("/v1/teams", headers=own)).status_code == 200  # it works at once
+    assert (await c.get("/v1/api-keys", headers=own)).status_code == 403  # as a viewer only
+
+    listed = await c.get("/v1/api-keys", params={"active": "true"}, headers=admin)
+    assert listed.status_code == 200
+    mine = [k for k in listed.json() if k["id"] == key_id]
+    assert mine == [{k: body[k] for k in ("id", "name", "role", "created_at", "revoked_at")}]
+    assert plain not in listed.text and "hash" not in listed.text
+    one = await c.get(f"/v1/api-keys/{key_id}", headers=admin)
+    assert one.json()["name"] == name and "key" not in one.json()
+
+    revoked = await c.delete(f"/v1/api-keys/{key_id}", headers=admin)
+    assert (revoked.status_code, revoked.headers["X-Outcome"]) == (204, "revoked")
+    again = await c.delete(f"/v1/api-keys/{key_id}", headers=admin)
+    assert (again.status_code, again.headers["X-Outcome"]) == (204, "unchanged")
+    assert (await c.get(f"/v1/api-keys/{key_id}", headers=admin)).json()["revoked_at"] is not None
+    assert key_id in {k["id"] for k in (await c.get("/v1/api-keys?active=false", headers=admin)).json()}
+    # Services cache a key lookup for 5 s: refused within that.
+    for _ in range(80):
+        if (await c.get("/v1/teams", headers=own)).status_code == 401:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("a revoked key was still accepted after 8 s")
+
+    audit = await c.get("/v1/audit", params={"entity": "api_key", "entity_id": key_id}, headers=admin)
+    assert [(e["action"], e["detail"]) for e in audit.json()] == [
+        ("revoke", {"name": name, "role": "viewer"}),
+        ("create", {"name": name, "role": "viewer"}),
+    ]
+    assert plain not in caplog.text  # nor in any log line
+
+
+async def test_bad_requests_get_problems_naming_the_field(router_api: Router) -> None:
+    c, admin = router_api.client, router_api.admin
+    bad = await c.post("/v1/api-keys", json={"name": " ", "role": "root"}, headers=admin)
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert {e["field"] for e in bad.json()["errors"]} == {"/name", "/role"}
+    unknown = await c.delete(f"/v1/api-keys/{uuid.uuid4()}", headers=admin)
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    assert (await c.get("/v1/api-keys/not-a-uuid", headers=admin)).status_code == 422
+    only_editor = await c.post("/v1/api-keys", json={"name": "x"}, headers=router_api.editor)
+    assert only_editor.status_code == 403
+    assert (await c.get("/v1/api-keys")).status_code == 401
+
+
+async def test_the_last_active_admin_key_cannot_be_revoked(tmp_path: Path) -> None:
+    """On a database of its own: the shared one holds other tests' admin keys."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    await asyncio.to_thread(upgrade, url)  # it runs an event loop of its own
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            first, _ = await service.create_key(session, ApiKeyCreate(name="first", role=Role.ADMIN), "t")
+            second, _ = await service.create_key(session, ApiKeyCreate(name="second", role=Role.ADMIN), "t")
+            viewer, _ = await service.create_key(session, ApiKeyCreate(name="viewer"), "t")
+        async with sessions() as session, session.begin():
+            assert await service.revoke_key(session, first.id, "t")
+        async with sessions() as session, session.begin():
+            with pytest.raises(Conflict, match="last active admin key"):
+                await service.revoke_key(session, second.id, "t")
+            assert await service.revoke_key(session, viewer.id, "t")  # other roles do not count
+        async with sessions() as session:
+            assert [k.name for k in await service.list_keys(session, active=True)] == ["second"]
+    finally:
+        await engine.dispose()
