@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.apikeys import service as key_service
+from services.router.apikeys.schemas import ApiKeyCreate
+from services.router.errors import AdminError
 from services.ticketctl.database import run_in_transaction
-from shared.auth import Role, create_api_key, revoke_api_key
-from shared.db.models import ApiKey
+from shared.auth import Role
 from shared.settings import CommonSettings
 
 app = typer.Typer(help="Admin and ops commands for the ticket router.", no_args_is_help=True)
@@ -24,6 +25,7 @@ app.add_typer(__import__("services.ticketctl.rules", fromlist=["_"]).rules_app, 
 app.add_typer(__import__("services.ticketctl.teams", fromlist=["_"]).teams_app, name="teams")
 app.add_typer(__import__("services.ticketctl.classifier", fromlist=["_"]).classifier_app, name="classifier")
 console = Console()
+AUTHOR = "ticketctl"  # the audit log's actor for key changes made here
 
 
 @app.command()
@@ -42,7 +44,13 @@ def keys_create(
 ) -> None:
     """Create a key; its plain text is printed once and never stored."""
 
-    row, plain = run_in_transaction(lambda session: create_api_key(session, name, role))
+    # Checked as the API checks it (the same service: audited as "ticketctl").
+    try:
+        data = ApiKeyCreate(name=name, role=role)
+    except ValidationError as exc:
+        console.print(f"[red]{'; '.join(str(e['msg']) for e in exc.errors())}[/]")
+        raise typer.Exit(1) from exc
+    row, plain = run_in_transaction(lambda session: key_service.create_key(session, data, AUTHOR))
     console.print(f"id: {row.id}  role: {role.value}")
     print(plain)
 
@@ -51,11 +59,8 @@ def keys_create(
 def keys_list() -> None:
     """List keys (never their secrets)."""
 
-    async def rows(session: AsyncSession) -> list[ApiKey]:
-        return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all())
-
     table = Table("id", "name", "role", "created", "revoked")
-    for row in run_in_transaction(rows):
+    for row in run_in_transaction(key_service.list_keys):
         table.add_row(
             row.id,
             row.name,
@@ -68,12 +73,14 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see keys list).")) -> None:
-    """Revoke a key; services stop accepting it within seconds."""
+    """Revoke a key; services stop accepting it within seconds. Not the last active admin key."""
 
-    if not run_in_transaction(lambda session: revoke_api_key(session, key_id)):
-        console.print(f"[red]no active key {key_id}[/]")
-        raise typer.Exit(1)
-    console.print(f"revoked {key_id}")
+    try:
+        revoked = run_in_transaction(lambda session: key_service.revoke_key(session, key_id, AUTHOR))
+    except AdminError as exc:  # unknown key; the last active admin key
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"revoked {key_id}" if revoked else f"{key_id} was revoked already")
 
 
 @dev_app.command("run")
