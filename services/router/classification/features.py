@@ -11,8 +11,7 @@ in a few C loops (``transform_stacked``). Semantics follow sklearn's: lowercase,
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain, pairwise, repeat
 from typing import Any
@@ -21,21 +20,21 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from services.router.classification.feature_tables import (
+    EMPTY,
+    BigramTable,
+    FeatureRows,
+    FloatArray,
+    Int32Array,
+    IntArray,
+)
+
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 # In ASCII text \w is [a-zA-Z0-9_]: blanking every other non-space character leaves the tokens
 # (and 1-char runs) between whitespace, which str.split finds faster than the regex.
 _BLANK_NON_WORD = str.maketrans(
     {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())}
 )
-_EMPTY = np.zeros(0, dtype=np.int64)
-# Unseen words met at prediction time are cached too, but only up to this many,
-_MAX_CACHED_WORDS = 500_000
-# and up to this many n-gram ids in all (4 bytes each, twice).
-_MAX_CACHED_GRAMS = 1 << 25
-
-IntArray = NDArray[np.int64]
-Int32Array = NDArray[np.int32]
-FloatArray = NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def char_wb_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
 def _counts(doc_ids: Sequence[IntArray], n_cols: int) -> sp.csr_matrix:
     indptr = np.zeros(len(doc_ids) + 1, dtype=np.int64)
     np.cumsum([len(d) for d in doc_ids], out=indptr[1:])
-    indices = np.concatenate(list(doc_ids)) if len(doc_ids) else _EMPTY
+    indices = np.concatenate(list(doc_ids)) if len(doc_ids) else EMPTY
     data = np.ones(len(indices), dtype=np.float32)
     m = sp.csr_matrix((data, indices, indptr), shape=(len(doc_ids), n_cols))
     m.sum_duplicates()
@@ -147,8 +146,8 @@ class TextFeaturizer:
         self.char_index: dict[str, int] = {}
         self.word_idf: FloatArray = np.zeros(0, dtype=np.float32)
         self.char_idf: FloatArray = np.zeros(0, dtype=np.float32)
-        self._bigrams: _BigramTable | None = None
-        self._rows: _FeatureRows | None = None
+        self._bigrams: BigramTable | None = None
+        self._rows: FeatureRows | None = None
 
     @property
     def n_features(self) -> int:
@@ -180,7 +179,7 @@ class TextFeaturizer:
                     ids = np.fromiter((grams.setdefault(g, len(grams)) for g in ngrams), np.int64)
                     per_word[w] = ids
                 parts.append(ids)
-            char_docs.append(np.concatenate(parts) if parts else _EMPTY)
+            char_docs.append(np.concatenate(parts) if parts else EMPTY)
         char_counts = _counts(char_docs, len(grams))
         kept, self.char_idf, remap = _prune(char_counts, cfg.char_min_df)
         gram_list = list(grams)
@@ -188,7 +187,7 @@ class TextFeaturizer:
         char_counts = char_counts[:, kept]
         self._bigrams = None
         kept_ids = [new[new >= 0] for new in map(remap.__getitem__, per_word.values())]
-        self._rows = _FeatureRows(self.word_idf, self.char_idf, list(per_word), kept_ids)
+        self._rows = FeatureRows(self.word_idf, self.char_idf, list(per_word), kept_ids)
         return self._combine(word_counts, char_counts)
 
     def _combine(self, word_counts: sp.csr_matrix, char_counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -205,10 +204,10 @@ class TextFeaturizer:
         found = map(self.char_index.get, char_wb_ngrams(word, cfg.char_min_n, cfg.char_max_n))
         return np.fromiter((i for i in found if i is not None), np.int64)
 
-    def _feature_rows(self) -> _FeatureRows:
+    def _feature_rows(self) -> FeatureRows:
         table = self._rows
         if table is None:
-            table = self._rows = _FeatureRows(self.word_idf, self.char_idf)
+            table = self._rows = FeatureRows(self.word_idf, self.char_idf)
         return table
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -222,8 +221,8 @@ class TextFeaturizer:
         the sum of its two rows' products, with no joining of the blocks.
 
         The whole batch is counted at once, in C loops: each token is looked up once, bigrams are
-        found by the ids of their words (``_BigramTable``), and one sparse product turns the word
-        terms and whitespace words met in each text into both blocks' counts (``_FeatureRows``).
+        found by the ids of their words (``BigramTable``), and one sparse product turns the word
+        terms and whitespace words met in each text into both blocks' counts (``FeatureRows``).
         """
         lowered = [t.lower() for t in texts]
         n = len(lowered)
@@ -255,7 +254,7 @@ class TextFeaturizer:
         n_terms = len(self.word_idf)
         bigrams = self._bigrams
         if bigrams is None:
-            bigrams = self._bigrams = _BigramTable.of(self.word_index)
+            bigrams = self._bigrams = BigramTable.of(self.word_index)
         flat = list(chain.from_iterable(runs))
         ids = np.fromiter(map(self.word_index.get, flat, repeat(-1)), np.int64, len(flat))
         if bigrams.extra:
@@ -313,129 +312,9 @@ class TextFeaturizer:
         if len(f.word_index) != len(f.word_idf) or len(f.char_index) != len(f.char_idf):
             raise ValueError("corrupt model: vocabulary and idf sizes differ")
         # Built here (~20 ms for 60k features) rather than by the first batch: models load off the event loop.
-        f._bigrams = _BigramTable.of(f.word_index)
-        f._rows = _FeatureRows(f.word_idf, f.char_idf)
+        f._bigrams = BigramTable.of(f.word_index)
+        f._rows = FeatureRows(f.word_idf, f.char_idf)
         return f
-
-
-class _FeatureRows:
-    """The (symbol x feature) matrix that turns a batch's symbol occurrences into feature counts.
-
-    A symbol is a word term (rows 0 to n_terms - 1: the identity on the word-term columns) or a
-    whitespace-separated word (a row per word met so far: its char n-gram columns, repeats kept).
-    (text x symbol occurrences) @ this counts both blocks in one C loop that adds repeats up in a
-    dense accumulator, with no sorting. The rows live in flat int32 arrays that only grow, so the
-    matrix is a view. At most _MAX_CACHED_WORDS words (plus the training words, all kept) and
-    _MAX_CACHED_GRAMS n-gram ids are kept; other words get a row past those, for one call only.
-    """
-
-    def __init__(
-        self,
-        word_idf: FloatArray,
-        char_idf: FloatArray,
-        words: Sequence[str] = (),
-        grams: Sequence[IntArray] = (),
-    ) -> None:
-        n_terms = self.n_terms = len(word_idf)
-        self.idf = np.concatenate([word_idf, char_idf])  # of the matrix's columns
-        self.rows = {w: n_terms + i for i, w in enumerate(words)}
-        self.lock = threading.Lock()
-        n_rows = n_terms + len(words)
-        self._ptr = np.zeros(n_rows + 1024, dtype=np.int32)  # row r is ids[ptr[r] : ptr[r + 1]]
-        self._ptr[1 : n_terms + 1] = np.arange(1, n_terms + 1)
-        np.cumsum(np.fromiter(map(len, grams), np.int32, len(grams)), out=self._ptr[n_terms + 1 : n_rows + 1])
-        self._ptr[n_terms + 1 : n_rows + 1] += n_terms
-        nnz = int(self._ptr[n_rows])
-        self._ids = np.zeros(nnz + 16384, dtype=np.int32)
-        self._ids[:n_terms] = np.arange(n_terms)
-        if len(grams):
-            self._ids[n_terms:nnz] = np.concatenate(grams) + n_terms
-        self._ones = np.ones(len(self._ids), dtype=np.float32)  # the matrix's values
-
-    def _grow(self, rows: int, ids: int) -> None:
-        # New arrays: a matrix built earlier keeps its own, still valid.
-        if rows > len(self._ptr):
-            self._ptr = np.resize(self._ptr, max(rows, 2 * len(self._ptr)))
-        if ids > len(self._ids):
-            self._ids = np.resize(self._ids, max(ids, 2 * len(self._ids)))
-            self._ones = np.ones(len(self._ids), dtype=np.float32)
-
-    def resolve(self, words: list[str], new_grams: Callable[[str], IntArray]) -> tuple[Int32Array, int]:
-        """(the row of each word, the number of rows in use); call with the lock held."""
-        found = np.fromiter(map(self.rows.get, words, repeat(-1)), np.int32, len(words))
-        n_rows = self.n_terms + len(self.rows)
-        if len(found) and found.min() < 0:
-            once: dict[str, int] = {}
-            for k in np.flatnonzero(found < 0).tolist():
-                word = words[k]
-                row = self.rows.get(word, once.get(word, -1))
-                if row < 0:
-                    ids = new_grams(word) + self.n_terms
-                    row, start = n_rows, int(self._ptr[n_rows])
-                    self._grow(row + 2, start + len(ids))
-                    self._ids[start : start + len(ids)] = ids
-                    self._ptr[row + 1] = start + len(ids)
-                    n_rows += 1
-                    kept = len(self.rows) < _MAX_CACHED_WORDS and start + len(ids) <= _MAX_CACHED_GRAMS
-                    # Kept rows must be contiguous (both bounds only tighten, so this is a safeguard).
-                    (self.rows if kept and not once else once)[word] = row
-                found[k] = row
-        return found, n_rows
-
-    def matrix(self, n_rows: int) -> sp.csr_matrix:
-        nnz = int(self._ptr[n_rows])
-        shape = (n_rows, len(self.idf))
-        return sp.csr_matrix((self._ones[:nnz], self._ids[:nnz], self._ptr[: n_rows + 1]), shape=shape)
-
-    def columns_of(self, rows: Int32Array) -> IntArray:
-        """The columns of the given rows, one row after the other."""
-        starts = self._ptr[rows]
-        lengths = self._ptr[rows + 1] - starts
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        return self._ids[offsets + np.arange(len(offsets))].astype(np.int64)
-
-
-@dataclass(frozen=True)
-class _BigramTable:
-    """The vocabulary's bigrams keyed by ``first * modulus + second``, the term ids of their words.
-
-    A word that is a term itself has that id; ``extra`` numbers (from ``len(word_index)``) the words
-    found only inside bigrams, which a vocabulary from ``fit_transform`` never has: a bigram is in
-    at most as many texts as each of its words, so the same min_df keeps both.
-    """
-
-    extra: dict[str, int]
-    modulus: int
-    keys: IntArray  # sorted
-    ids: IntArray  # bigram term id of each key
-
-    @classmethod
-    def of(cls, word_index: dict[str, int]) -> _BigramTable:
-        extra: dict[str, int] = {}
-
-        def word_id(word: str) -> int:
-            known = word_index.get(word)
-            return extra.setdefault(word, len(word_index) + len(extra)) if known is None else known
-
-        pairs: list[tuple[int, int, int]] = []
-        for term, term_id in word_index.items():
-            parts = term.split(" ")
-            if len(parts) == 2:  # a bigram; other terms have no space (or word_terms never makes them)
-                pairs.append((word_id(parts[0]), word_id(parts[1]), term_id))
-        modulus = len(word_index) + len(extra)
-        flat = np.array(pairs, dtype=np.int64).reshape(-1, 3)
-        keys = flat[:, 0] * modulus + flat[:, 1]
-        order = np.argsort(keys)
-        return cls(extra, modulus, keys[order], flat[order, 2])
-
-    def find(self, first: IntArray, second: IntArray) -> tuple[IntArray, IntArray]:
-        """(positions of the pairs that are bigram terms, their term ids)."""
-        if not len(self.keys) or not len(first):
-            return _EMPTY, _EMPTY
-        wanted = first * self.modulus + second
-        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-        found = np.flatnonzero(self.keys[at] == wanted)
-        return found, self.ids[at[found]]
 
 
 def _pack_terms(index: dict[str, int]) -> NDArray[np.uint8]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.bench_rules import make_tickets
-from services.router.classification import TicketClassifier, features, train
+from services.router.classification import TicketClassifier, feature_tables, train
 from services.router.classification.features import TextFeaturizer, char_wb_ngrams
 from services.router.classification.model import softmax
 from services.router.classifiers.enrichment import ticket_text
@@ -132,7 +132,7 @@ def test_stacked_rows_are_the_blocks(fitted, synthetic, tickets):
 
 
 def test_word_cache_stays_bounded(fitted, synthetic, tickets, monkeypatch):
-    monkeypatch.setattr(features, "_MAX_CACHED_WORDS", 5)
+    monkeypatch.setattr(feature_tables, "MAX_CACHED_WORDS", 5)
     loaded = TextFeaturizer.from_arrays(fitted.config, fitted.to_arrays())
     texts = probe_texts(synthetic, tickets)
     expected = reference_rows(loaded, texts)
@@ -142,7 +142,7 @@ def test_word_cache_stays_bounded(fitted, synthetic, tickets, monkeypatch):
         idx, _ = loaded.transform_one(text)
         assert set(idx.tolist()) == set(np.flatnonzero(row).tolist())
     assert loaded._rows is not None and len(loaded._rows.rows) == 5
-    monkeypatch.setattr(features, "_MAX_CACHED_GRAMS", 0)
+    monkeypatch.setattr(feature_tables, "MAX_CACHED_GRAMS", 0)
     again = TextFeaturizer.from_arrays(fitted.config, fitted.to_arrays())
     assert_rows_match(again.transform(texts), expected)
     assert again._rows is not None and not again._rows.rows
