@@ -116,15 +116,34 @@ class OutboxWriter:
         self._engine: AsyncEngine = sessions.kw["bind"]
         self.producer = producer
         self.owner = owner
-        self.dirty = dirty  # rows of ``owner`` may be waiting in the outbox, unpublished
+        # Shared by tasks (the router's batch handler and its escalation scanner): one relays at a
+        # time, and a mark made while it relays is not lost when it finishes (see ``dirty``).
+        self._dirty = dirty
+        self._marks = 0
+        self._relaying = asyncio.Lock()
+
+    @property
+    def dirty(self) -> bool:
+        """Rows of ``owner`` may be waiting in the outbox, unpublished."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        self._marks += value
 
     async def relay_leftovers(self) -> None:
         """Publish what waits in the outbox, when something may (see ``dirty``)."""
-        if not self.dirty:
+        if not self._dirty:
             return
-        while await relay_once(self.sessions, self.producer, self.owner):
-            pass
-        self.dirty = False
+        async with self._relaying:
+            marks = self._marks
+            if not self._dirty:  # relayed by another task meanwhile
+                return
+            while await relay_once(self.sessions, self.producer, self.owner):
+                pass
+            if self._marks == marks:  # else marked again meanwhile: rows may have come since
+                self._dirty = False
 
     async def commit_then_publish(self, store: Callable[[AsyncSession], Awaitable[Sequence[Stored]]]) -> None:
         """Run ``store`` in a transaction (it writes the effects and their outbox rows and returns
