@@ -42,7 +42,13 @@ class CommonSettings(BaseSettings):
 class ConsumerSettings(CommonSettings):
     """Tuning of the shared consumer loop."""
 
-    consumer_batch_max: int = Field(default=500, ge=1, description="Max messages per batch.")
+    # A batch's fixed costs (its ~15 round trips, the text work's array set-up) are shared by more
+    # tickets in a bigger batch: 2,000 routed ~6-17 % more per second than 500 on PostgreSQL
+    # (bench --only router). Below saturation batches are as small as the traffic, so only a
+    # backlog ever fills one.
+    consumer_batch_max: int = Field(
+        default=2000, ge=1, description="Max messages per batch (only a backlog fills one)."
+    )
     consumer_poll_timeout_ms: int = Field(default=200, ge=1, description="getmany timeout.")
     consumer_fetch_max_wait_ms: int = Field(
         default=20,
