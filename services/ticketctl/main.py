@@ -9,8 +9,7 @@ from rich.table import Table
 
 from services.router.apikeys import service as key_service
 from services.router.apikeys.schemas import ApiKeyCreate
-from services.router.errors import AdminError
-from services.ticketctl.database import run_in_transaction
+from services.ticketctl.rules import AUTHOR, invalid, run
 from shared.auth import Role
 from shared.settings import CommonSettings
 
@@ -25,7 +24,6 @@ app.add_typer(__import__("services.ticketctl.rules", fromlist=["_"]).rules_app, 
 app.add_typer(__import__("services.ticketctl.teams", fromlist=["_"]).teams_app, name="teams")
 app.add_typer(__import__("services.ticketctl.classifier", fromlist=["_"]).classifier_app, name="classifier")
 console = Console()
-AUTHOR = "ticketctl"  # the audit log's actor for key changes made here
 
 
 @app.command()
@@ -48,9 +46,8 @@ def keys_create(
     try:
         data = ApiKeyCreate(name=name, role=role)
     except ValidationError as exc:
-        console.print(f"[red]{'; '.join(str(e['msg']) for e in exc.errors())}[/]")
-        raise typer.Exit(1) from exc
-    row, plain = run_in_transaction(lambda session: key_service.create_key(session, data, AUTHOR))
+        raise invalid(exc) from exc
+    row, plain = run(lambda session: key_service.create_key(session, data, AUTHOR))
     console.print(f"id: {row.id}  role: {role.value}")
     print(plain)
 
@@ -60,7 +57,7 @@ def keys_list() -> None:
     """List keys (never their secrets)."""
 
     table = Table("id", "name", "role", "created", "revoked")
-    for row in run_in_transaction(key_service.list_keys):
+    for row in run(key_service.list_keys):
         table.add_row(
             row.id,
             row.name,
@@ -75,11 +72,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see keys list).")) -> None:
     """Revoke a key; services stop accepting it within seconds. Not the last active admin key."""
 
-    try:
-        revoked = run_in_transaction(lambda session: key_service.revoke_key(session, key_id, AUTHOR))
-    except AdminError as exc:  # unknown key; the last active admin key
-        console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from exc
+    revoked = run(lambda session: key_service.revoke_key(session, key_id, AUTHOR))  # 1: unknown, last admin
     console.print(f"revoked {key_id}" if revoked else f"{key_id} was revoked already")
 
 

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.errors import AdminError
+from services.router.errors import AdminError, Invalid
 from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_from_yaml, ruleset_to_yaml
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
 from services.ticketctl.database import run_in_transaction
+from shared.http.problems import field_errors
 
 AUTHOR = "ticketctl"
 rules_app = typer.Typer(help="Rules as code: export, apply, versions, rollback.", no_args_is_help=True)
@@ -37,9 +39,19 @@ def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 def report(exc: AdminError) -> None:
-    errors.print(f"[red]{exc.message}[/]" if not exc.errors else "[red]the rule set is not valid:[/]")
+    # An Invalid's message is its field errors joined: they are listed one per line instead.
+    # Other errors (a conflict) say what happened, then which field it concerns.
+    header = "not valid:" if isinstance(exc, Invalid) and exc.errors else exc.message
+    errors.print(f"[red]{header}[/]")
     for error in exc.errors:
         errors.print(f"  {error['field']}: {error['message']}")
+
+
+def invalid(exc: ValidationError) -> typer.Exit:
+    """Command-line input the service's schema refuses: each field's error, then exit code 1."""
+    for error in field_errors(exc.errors()):
+        errors.print(f"[red]{error['field']}: {error['message']}[/]")
+    return typer.Exit(1)
 
 
 @rules_app.command("export")

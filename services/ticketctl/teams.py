@@ -13,12 +13,10 @@ from rich.table import Table
 
 from services.router.teams import service
 from services.router.teams.schemas import TeamCreate, TeamPatch
-from services.ticketctl.rules import AUTHOR, run
-from shared.http.problems import field_errors
+from services.ticketctl.rules import AUTHOR, errors, invalid, run
 
 teams_app = typer.Typer(help="Teams: list, add, update.", no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
 
 
 def _schedule(path: Path | None) -> Any:
@@ -33,12 +31,6 @@ def _schedule(path: Path | None) -> Any:
 
 
 SCHEDULE_HELP = "JSON/YAML file: timezone, tickets_per_agent, shifts [{name, hours, agents}], holidays."
-
-
-def _invalid(exc: ValidationError) -> typer.Exit:
-    for error in field_errors(exc.errors()):
-        errors.print(f"[red]{error['field']}: {error['message']}[/]")
-    return typer.Exit(1)
 
 
 @teams_app.command("list")
@@ -84,7 +76,7 @@ def add(
             calendar=calendar,
         )
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid(exc) from exc
     run(lambda session: service.create_team(session, data, AUTHOR))
     console.print(f"added team {name}")
 
@@ -118,7 +110,7 @@ def update(
             given["schedule"] = None if no_schedule else _schedule(schedule)
         patch = TeamPatch(**given)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid(exc) from exc
     row = run(lambda session: _update(session, name, patch))
     console.print(f"updated team {name} (revision {row.revision})")
 
