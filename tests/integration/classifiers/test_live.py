@@ -14,15 +14,9 @@ from services.router.classifiers.live import LiveClassifier
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel, Team
 from tests.integration.classifiers.helpers import stored
+from tests.waiting import wait_for
 
 POLL_S = 0.1
-
-
-async def wait_for(condition, timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "not within the timeout"
-        await asyncio.sleep(POLL_S / 2)
 
 
 def version_of(live: LiveClassifier, kind: LabelKind = LabelKind.TEAM) -> int | None:

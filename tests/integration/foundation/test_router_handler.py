@@ -34,6 +34,7 @@ from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import CommonSettings, RouterSettings
 from tests.kafka_reading import read_records
+from tests.waiting import wait_for
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 
@@ -258,7 +259,7 @@ async def test_a_dead_peers_scanner_rows_go_out_at_the_survivors_next_tick_witho
             sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW,
             options=runtime.handler_options, outbox=runtime.outbox,
         )  # fmt: skip
-        await until(lambda: not runtime.outbox.dirty)  # the start-up relay is behind it
+        await wait_for(lambda: not runtime.outbox.dirty, timeout_s=10)  # the start-up relay is behind it
         # What the dead scanner committed and never published: an SLA warning.
         payload = RoutingPayload(
             state=TicketState(
@@ -274,7 +275,8 @@ async def test_a_dead_peers_scanner_rows_go_out_at_the_survivors_next_tick_witho
         assert await outbox_rows(sessions, warning.ticket_key) == 1
 
         assert await survivor.on_assign({TopicPartition(settings.topic_ticket_events, 0)}) == {}
-        await until(lambda: not runtime.outbox.dirty)  # relayed by the scanner: no batch came
+        # Relayed by the scanner: no batch came.
+        await wait_for(lambda: not runtime.outbox.dirty, timeout_s=10)
         assert await outbox_rows(sessions, warning.ticket_key) == 0
         published = await read_topic(settings.kafka_bootstrap_servers, settings.topic_routing_events, 1)
         # (The database is the test session's: the scanner fires earlier tests' due timers too.)
@@ -283,10 +285,3 @@ async def test_a_dead_peers_scanner_rows_go_out_at_the_survivors_next_tick_witho
     finally:
         await runtime.stop()
         await producer.stop()
-
-
-async def until(condition, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
