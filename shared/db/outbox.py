@@ -58,7 +58,10 @@ async def insert_outbox(session: AsyncSession, rows: Sequence[PendingMessage]) -
         row.id = row_id
 
 
-async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[OutboxMessage | PendingMessage]) -> None:
+Stored = OutboxMessage | PendingMessage
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[Stored]) -> None:
     """Send all rows, then wait for every acknowledgement (batched, order kept per partition)."""
     futures = await send_keyed(producer, ((row.topic, row.key.encode(), row.value) for row in rows))
     if futures:
@@ -94,9 +97,6 @@ async def relay_once(
         await delete_rows(session, [row.id for row in rows])
         await session.commit()
         return len(rows)
-
-
-Stored = OutboxMessage | PendingMessage
 
 
 class OutboxWriter:
