@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.exc import OperationalError
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.http.preconditions import MISSING, required, stale
 from shared.http.problems import Problem
+
+Row = TypeVar("Row")
 
 
 class AdminError(Exception):
@@ -31,6 +33,14 @@ class AdminError(Exception):
 class NotFound(AdminError):
     status = 404
     title = "Not found"
+
+
+async def get_or_404(session: AsyncSession, model: type[Row], key: Any, what: str) -> Row:
+    """The row of ``model`` with primary key ``key``, or NotFound("no <what>")."""
+    row = await session.get(model, key)
+    if row is None:
+        raise NotFound(f"no {what}")
+    return row
 
 
 class Conflict(AdminError):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.apikeys.schemas import ApiKeyCreate
 from services.router.audit.service import record
-from services.router.errors import Conflict, NotFound
+from services.router.errors import Conflict, get_or_404
 from shared.auth import Role, create_api_key, revoke_api_key
 from shared.db.models import ApiKey
 
@@ -26,10 +26,7 @@ async def list_keys(session: AsyncSession, active: bool | None = None) -> list[A
 
 
 async def get_key(session: AsyncSession, key_id: str) -> ApiKey:
-    row = await session.get(ApiKey, key_id)
-    if row is None:
-        raise NotFound(f"no API key {key_id}")
-    return row
+    return await get_or_404(session, ApiKey, key_id, f"API key {key_id}")
 
 
 async def create_key(session: AsyncSession, data: ApiKeyCreate, actor: str) -> tuple[ApiKey, str]:

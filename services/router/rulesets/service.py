@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.audit.service import record
-from services.router.errors import Conflict, Invalid, NotFound, Stale, check_expected
+from services.router.errors import Conflict, Invalid, NotFound, Stale, check_expected, get_or_404
 from services.router.models import RuleSetVersion, Team
 from services.router.rules import Rule, RuleSet, diff_rulesets
 from services.router.rulesets.store import latest, ruleset_of, save_version
@@ -38,10 +38,7 @@ async def live(session: AsyncSession) -> RuleSet:
 
 
 async def get_version(session: AsyncSession, version: int) -> RuleSetVersion:
-    row = await session.get(RuleSetVersion, version)
-    if row is None:
-        raise NotFound(f"no rule set version {version}")
-    return row
+    return await get_or_404(session, RuleSetVersion, version, f"rule set version {version}")
 
 
 async def list_versions(

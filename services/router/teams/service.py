@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.audit.service import record
-from services.router.errors import Conflict, NotFound, Stale, check_expected
+from services.router.errors import Conflict, Stale, check_expected, get_or_404
 from services.router.models import RouterTicket, RoutingDecision, Team
 from services.router.rulesets.service import live, team_references
 from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
@@ -40,10 +40,7 @@ async def list_teams(session: AsyncSession, active: bool | None = None) -> list[
 
 
 async def get_team(session: AsyncSession, name: str) -> Team:
-    row = await session.get(Team, name)
-    if row is None:
-        raise NotFound(f"no team {name!r}")
-    return row
+    return await get_or_404(session, Team, name, f"team {name!r}")
 
 
 async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Team:

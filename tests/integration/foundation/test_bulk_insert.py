@@ -4,6 +4,7 @@ Core statements; either way what is stored and found is what a plain Core insert
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -22,6 +23,22 @@ TICKETS = cast(Table, RouterTicket.__table__)
 DECISIONS = cast(Table, RoutingDecision.__table__)
 OUTBOX = cast(Table, OutboxMessage.__table__)
 CLAIMS = cast(Table, ProcessedEvent.__table__)
+
+# The rows these tests write, by key prefix and owner, so that they can be removed afterwards: the
+# tickets' snapshots are not TicketSnapshots and their SLA timers are due, so left in the session's
+# shared database they would be tickets the escalation scanner of a later test cannot read.
+KEY_PREFIX = "bulk-test:"
+OWNER = "bulk-test"
+
+
+@pytest.fixture(autouse=True)
+async def _remove_written_rows(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    yield
+    async with sessions() as session, session.begin():
+        await session.execute(TICKETS.delete().where(TICKETS.c.ticket_key.startswith(KEY_PREFIX)))
+        await session.execute(DECISIONS.delete().where(DECISIONS.c.ticket_key.startswith(KEY_PREFIX)))
+        await session.execute(OUTBOX.delete().where(OUTBOX.c.owner == OWNER))
+        await session.execute(CLAIMS.delete().where(CLAIMS.c.consumer == OWNER))
 
 
 def _ticket(key: str, **changes: Any) -> dict[str, Any]:
@@ -57,7 +74,7 @@ async def _stored(session: AsyncSession, key: str) -> dict[str, Any]:
 
 
 async def test_insert_rows_stores_what_a_core_insert_stores(sessions: async_sessionmaker[AsyncSession]):
-    bulk_key, core_key = f"t:{uuid.uuid4()}", f"t:{uuid.uuid4()}"
+    bulk_key, core_key = f"{KEY_PREFIX}{uuid.uuid4()}", f"{KEY_PREFIX}{uuid.uuid4()}"
     async with sessions() as session, session.begin():
         await insert_rows(session, TICKETS, [_ticket(bulk_key)])
         await session.execute(TICKETS.insert(), [_ticket(core_key)])
@@ -77,7 +94,7 @@ async def test_a_naive_datetime_is_refused_as_the_column_type_refuses_it(
     with pytest.raises((ValueError, StatementError), match="naive datetime"):
         async with sessions() as session, session.begin():
             await insert_rows(
-                session, TICKETS, [_ticket(f"t:{uuid.uuid4()}", created_at=datetime(2026, 1, 1))]
+                session, TICKETS, [_ticket(f"{KEY_PREFIX}{uuid.uuid4()}", created_at=datetime(2026, 1, 1))]
             )
 
 
@@ -85,7 +102,7 @@ async def test_many_rows_in_order_with_their_serial_ids_and_defaults(
     sessions: async_sessionmaker[AsyncSession],
 ):
     before = utc_now()
-    messages = [PendingMessage("bulk-test", "routing", f"k{i}", f"v{i}".encode()) for i in range(700)]
+    messages = [PendingMessage(OWNER, "routing", f"k{i}", f"v{i}".encode()) for i in range(700)]
     async with sessions() as session, session.begin():
         await insert_outbox(session, messages)
     ids = [m.id for m in messages]
@@ -108,7 +125,7 @@ async def test_skip_conflicts_returns_only_the_rows_inserted(sessions: async_ses
     taken, new = str(uuid.uuid4()), str(uuid.uuid4())
 
     def rows(*ids: str) -> list[dict[str, Any]]:
-        return [{"consumer": "bulk-test", "event_id": i, "processed_at": at} for i in ids]
+        return [{"consumer": OWNER, "event_id": i, "processed_at": at} for i in ids]
 
     async with sessions() as session, session.begin():
         assert await insert_rows(
@@ -129,7 +146,7 @@ async def test_rows_without_returning_and_no_rows(sessions: async_sessionmaker[A
     decision = {
         "event_id": event_id,
         "caused_by": str(uuid.uuid4()),
-        "ticket_key": "t:bulk",
+        "ticket_key": f"{KEY_PREFIX}decision",
         "kind": "ticket.routed",
         "team": "access",
         "previous_team": None,
@@ -151,7 +168,7 @@ async def test_rows_without_returning_and_no_rows(sessions: async_sessionmaker[A
 
 
 async def test_among_finds_the_rows_in_the_collection(sessions: async_sessionmaker[AsyncSession]):
-    keys = [f"t:{uuid.uuid4()}" for _ in range(3)]
+    keys = [f"{KEY_PREFIX}{uuid.uuid4()}" for _ in range(3)]
     async with sessions() as session, session.begin():
         await insert_rows(session, TICKETS, [_ticket(key) for key in keys])
     async with sessions() as session:
@@ -160,5 +177,5 @@ async def test_among_finds_the_rows_in_the_collection(sessions: async_sessionmak
             query = select(TICKETS.c.ticket_key).where(among(TICKETS.c.ticket_key, wanted, session))
             return set((await session.scalars(query)).all())
 
-        assert await found({keys[0], keys[2], "t:missing"}) == {keys[0], keys[2]}
+        assert await found({keys[0], keys[2], f"{KEY_PREFIX}missing"}) == {keys[0], keys[2]}
         assert await found(set()) == set()
