@@ -34,8 +34,7 @@ from services.router.sla import EscalationDue, apply_escalation_actions, due_esc
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
-from shared.db.models import OutboxMessage
-from shared.db.outbox import OutboxWriter, outbox_row
+from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message
 from shared.events import (
     EventType,
     RoutingPayload,
@@ -103,7 +102,7 @@ class EscalationScanner:
             FIRED.labels(kind).inc()
         return len(fired)
 
-    async def _process(self, session: AsyncSession, now: datetime, fired: list[str]) -> list[OutboxMessage]:
+    async def _process(self, session: AsyncSession, now: datetime, fired: list[str]) -> list[PendingMessage]:
         await take_write_lock(session)
         query = (
             select(RouterTicket)
@@ -121,15 +120,15 @@ class EscalationScanner:
             book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
         config = self.sla_provider()
         writeback = WritebackQueue() if self.options.writeback else None
-        outbox: list[OutboxMessage] = []
+        outbox: list[PendingMessage] = []
         for row in rows:
             outbox += await self._fire_ticket(session, row, config, now, book, writeback, fired)
         if book is not None:
             await persist(session, book)
         if writeback is not None:
             await writeback.flush(session, now)
-        session.add_all(outbox)
-        await session.flush()
+        await session.flush()  # the tickets' changes and decision rows
+        await insert_outbox(session, outbox)
         return outbox
 
     async def _fire_ticket(
@@ -141,7 +140,7 @@ class EscalationScanner:
         book: LoadBook | None,
         writeback: WritebackQueue | None,
         fired: list[str],
-    ) -> list[OutboxMessage]:
+    ) -> list[PendingMessage]:
         snapshot_doc = dict(row.snapshot)
         try:
             tracker = SlaTracker(config, row.sla_clock, TicketSnapshot.model_validate(snapshot_doc), now)
@@ -162,7 +161,7 @@ class EscalationScanner:
         initial = state.model_copy(deep=True)
         policy = config.policy_named(tracker.clock.policy)
         calendar = config.calendar(tracker.clock.calendar)
-        out: list[OutboxMessage] = []
+        out: list[PendingMessage] = []
         for due in due_escalations(tracker.clock, tracker.clock.deadlines(calendar), now, tracker.fired):
             tracker.fired.add(due.timer_id)
             if not await claim_timer(session, due, now):
@@ -239,7 +238,7 @@ class EscalationScanner:
         row: RouterTicket,
         writeback: WritebackQueue | None,
         notify: list[str] | tuple[str, ...],
-    ) -> OutboxMessage:
+    ) -> PendingMessage:
         state.revision += 1
         payload = RoutingPayload(
             state=state.model_copy(deep=True),
@@ -253,7 +252,7 @@ class EscalationScanner:
         session.add(decision_row(kind, str(envelope.event_id), payload, now))
         if writeback is not None:
             writeback.add(kind, envelope, payload, row.external_id, notify)
-        return outbox_row(OUTBOX_OWNER, self.routing_topic, envelope)
+        return pending_message(OUTBOX_OWNER, self.routing_topic, envelope)
 
     async def run_forever(self, poll_s: float) -> None:
         while True:
