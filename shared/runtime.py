@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import uvicorn
@@ -80,3 +80,21 @@ def serve(
         timeout_graceful_shutdown=20,
     )
     uvicorn.Server(config).run()
+
+
+async def repeat_forever(
+    step: Callable[[], Awaitable[object]], period_s: float, logger: logging.Logger, failure: str
+) -> None:
+    """Run ``step``, then sleep ``period_s``, for the life of the service (until cancelled).
+
+    A failed step is logged as ``failure`` (a warning, with the error) and retried at the next
+    period: the background jobs that use this keep their state in the database or in memory, so a
+    database or broker blip delays them and stops nothing."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning(failure, extra={"error": repr(exc)})
+        await asyncio.sleep(period_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.models import WebhookDelivery
 from shared.db.dialect import conflict_insert
 from shared.events import utc_now
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,10 @@ async def prune_forever(
     sessions: async_sessionmaker[AsyncSession], retention: timedelta, interval_s: float
 ) -> None:
     """Runs for the life of the service; every replica may prune, the deletes are idempotent."""
-    while True:
-        try:
-            pruned = await prune_deliveries(sessions, retention)
-            if pruned:
-                log.info("pruned old webhook deliveries", extra={"pruned": pruned})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("pruning webhook deliveries failed, will retry", extra={"error": repr(exc)})
-        await asyncio.sleep(interval_s)
+
+    async def prune() -> None:
+        pruned = await prune_deliveries(sessions, retention)
+        if pruned:
+            log.info("pruned old webhook deliveries", extra={"pruned": pruned})
+
+    await repeat_forever(prune, interval_s, log, "pruning webhook deliveries failed, will retry")

@@ -18,6 +18,7 @@ from services.router.classification import TicketClassifier
 from services.router.classifiers.enrichment import ActiveModel, BelowThreshold, ClassifierView
 from services.router.classifiers.schemas import LabelKind
 from services.router.classifiers.service import active_versions, get_model, team_languages
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,5 @@ class LiveClassifier:
         return None
 
     async def watch(self, poll_s: float) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep routing with the models we have
-                log.warning("classifier refresh failed", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+        # A failed refresh keeps routing with the models we have.
+        await repeat_forever(self.refresh, poll_s, log, "classifier refresh failed")

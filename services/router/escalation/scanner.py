@@ -11,7 +11,6 @@ scanner already fired it. Events are published after the commit, like the batch 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from shared.events import (
     routing_event,
     utc_now,
 )
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +255,9 @@ class EscalationScanner:
         return pending_message(OUTBOX_OWNER, self.routing_topic, envelope)
 
     async def run_forever(self, poll_s: float) -> None:
-        while True:
-            try:
-                while await self.scan_once() >= self.options.batch:
-                    pass  # a backlog: keep going without sleeping
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # timers are durable; the next scan retries
-                log.warning("SLA timer scan failed", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+        async def scan_all_due() -> None:
+            while await self.scan_once() >= self.options.batch:
+                pass  # a backlog: keep going without sleeping
+
+        # Timers are durable: a failed scan is retried by the next one.
+        await repeat_forever(scan_all_due, poll_s, log, "SLA timer scan failed")

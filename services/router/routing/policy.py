@@ -7,7 +7,6 @@ without a restart, and no ticket pays for parsing rules.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -30,6 +29,7 @@ from services.router.rules import CompiledRuleSet, PoolTarget, RuleSet, compile_
 from services.router.rulesets.store import latest, latest_version_number, ruleset_of
 from services.router.sla.priority import DEFAULT_MATRIX, Level, PriorityMatrix
 from shared.events import TicketSnapshot, utc_now
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,5 @@ class LiveRules:
         return True
 
     async def watch(self, poll_s: float) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep routing with the rules we have
-                log.warning("rule set refresh failed", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+        # A failed refresh keeps routing with the rules we have.
+        await repeat_forever(self.refresh, poll_s, log, "rule set refresh failed")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.slas.service import config_version, load_config
 from services.router.slas.tracking import SlaConfig
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,5 @@ class LiveSla:
         return True
 
     async def watch(self, poll_s: float) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the configuration we have
-                log.warning("SLA configuration refresh failed", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+        # A failed refresh keeps the configuration we have.
+        await repeat_forever(self.refresh, poll_s, log, "SLA configuration refresh failed")

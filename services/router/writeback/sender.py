@@ -25,6 +25,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
+from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,9 @@ class WritebackSender:
         return len(claimed)
 
     async def run_forever(self, poll_s: float) -> None:
-        while True:
-            try:
-                while await self.run_once():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the queue is durable; try again next period
-                log.warning("write-back sender pass failed", extra={"error": repr(exc)})
-            await asyncio.sleep(poll_s)
+        async def send_all_due() -> None:
+            while await self.run_once():
+                pass
+
+        # The queue is durable: a failed pass is retried at the next period.
+        await repeat_forever(send_all_due, poll_s, log, "write-back sender pass failed")
