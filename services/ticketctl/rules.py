@@ -102,9 +102,8 @@ def apply(
 
     async def save(session: AsyncSession) -> RuleSet:
         # Based on the version the diff was shown against: a change made meanwhile fails cleanly.
-        return await service.replace_ruleset(
-            session, draft, expected=live.version, author=AUTHOR, comment=comment or f"applied {path.name}"
-        )
+        edit = service.Edit(live.version, AUTHOR, comment or f"applied {path.name}")
+        return await service.replace_ruleset(session, draft, edit)
 
     console.print(f"saved version {run(save).version}")
 
@@ -135,5 +134,5 @@ def rollback(
     console.print(diff_rulesets(live, target).render(), markup=False)
     if not yes and not typer.confirm(f"roll back to version {version}?"):
         raise typer.Exit(1)
-    saved = run(lambda session: service.rollback(session, version, expected=live.version, author=AUTHOR))
+    saved = run(lambda session: service.rollback(session, version, service.Edit(live.version, AUTHOR)))
     console.print(f"saved version {saved.version} (equal to version {version})")

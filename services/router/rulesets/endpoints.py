@@ -27,8 +27,12 @@ _editor = Depends(require_caller(Role.EDITOR))
 _RULESET_OK = {"description": "The rule set (new version after a change)", "headers": ETAG_HEADER}
 
 
-def _expected(if_match: str | None) -> int | None:
-    return expected_revision(if_match, "ruleset")
+def _edit(if_match: str | None = IfMatch, comment: str = Comment, caller: Caller = _editor) -> service.Edit:
+    """A mutation's If-Match, comment and author (editor role), as one parameter of each endpoint."""
+    return service.Edit(expected_revision(if_match, "ruleset"), caller.name, comment)
+
+
+_Edit = Depends(_edit)
 
 
 def _answer(response: Response, ruleset: RuleSet) -> RuleSet:
@@ -64,14 +68,10 @@ async def put_rules(
     ruleset: RuleSet,
     request: Request,
     response: Response,
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.replace_ruleset(
-            session, ruleset, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.replace_ruleset(session, ruleset, edit)
     return _answer(response, saved)
 
 
@@ -88,14 +88,10 @@ async def post_rule(
     request: Request,
     response: Response,
     position: int | None = Query(None, ge=0, le=5_000, description="0-based; default: last"),
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.add_rule(
-            session, rule, position, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.add_rule(session, rule, position, edit)
     response.headers["Location"] = f"/v1/rules/{rule.id}"
     return _answer(response, saved)
 
@@ -162,14 +158,10 @@ async def rollback(
     request: Request,
     response: Response,
     version: int = VersionPath,
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.rollback(
-            session, version, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.rollback(session, version, edit)
     return _answer(response, saved)
 
 
@@ -204,14 +196,10 @@ async def put_rule(
     request: Request,
     response: Response,
     rule_id: str = RuleIdPath,
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.replace_rule(
-            session, rule_id, rule, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.replace_rule(session, rule_id, rule, edit)
     return _answer(response, saved)
 
 
@@ -227,14 +215,10 @@ async def patch_rule(
     request: Request,
     response: Response,
     rule_id: str = RuleIdPath,
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.patch_rule(
-            session, rule_id, patch.patch(), expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.patch_rule(session, rule_id, patch.patch(), edit)
     return _answer(response, saved)
 
 
@@ -249,14 +233,10 @@ async def delete_rule(
     request: Request,
     response: Response,
     rule_id: str = RuleIdPath,
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.delete_rule(
-            session, rule_id, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.delete_rule(session, rule_id, edit)
     return _answer(response, saved)
 
 
@@ -272,12 +252,8 @@ async def move_rule(
     response: Response,
     rule_id: str = RuleIdPath,
     position: int = Query(..., ge=0, le=5_000, description="0-based target position"),
-    if_match: str | None = IfMatch,
-    comment: str = Comment,
-    caller: Caller = _editor,
+    edit: service.Edit = _Edit,
 ) -> RuleSet:
     async with transaction(request) as session:
-        saved = await service.move_rule(
-            session, rule_id, position, expected=_expected(if_match), author=caller.name, comment=comment
-        )
+        saved = await service.move_rule(session, rule_id, position, edit)
     return _answer(response, saved)

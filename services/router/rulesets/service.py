@@ -9,6 +9,7 @@ concurrent saves of version N+1 exactly one commits and the other gets :class:`S
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +26,18 @@ from shared.http.preconditions import etag
 from shared.http.problems import field_errors
 
 RESERVED_RULE_IDS = frozenset({"versions"})  # /v1/rules/versions is the history, not a rule
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Who changes the rule set, from which version, and why.
+
+    ``expected`` is the version the author edited (the REST API's If-Match; None: whatever is
+    live), checked before anything else; ``comment`` is stored with the version and audited."""
+
+    expected: int | None
+    author: str
+    comment: str = ""
 
 
 def ruleset_etag(version: int) -> str:
@@ -95,17 +108,10 @@ async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict
 
 
 async def save(
-    session: AsyncSession,
-    ruleset: RuleSet,
-    *,
-    expected: int | None,
-    author: str,
-    action: str,
-    comment: str = "",
-    detail: dict[str, Any] | None = None,
+    session: AsyncSession, ruleset: RuleSet, edit: Edit, *, action: str, detail: dict[str, Any] | None = None
 ) -> RuleSet:
-    """Validate and store ``ruleset`` as the next version; ``expected`` None means "whatever is live"."""
-    current = await _base(session, expected)
+    """Validate and store ``ruleset`` as the next version of the one ``edit`` expects."""
+    current = await _base(session, edit.expected)
     assert current.version is not None
     errors = await check_references(session, ruleset)
     if errors:
@@ -113,7 +119,7 @@ async def save(
     change = diff_rulesets(current, ruleset)
     try:
         row = await save_version(
-            session, ruleset.model_copy(update={"version": None}), author, comment, base=current
+            session, ruleset.model_copy(update={"version": None}), edit.author, edit.comment, base=current
         )
     except IntegrityError as exc:
         # Another writer committed version N+1 between our read and our insert.
@@ -123,14 +129,14 @@ async def save(
         ) from exc
     record(
         session,
-        author,
+        edit.author,
         action,
         "ruleset",
         str(row.version),
         {
             "version": row.version,
             "previous_version": current.version,
-            "comment": comment,
+            "comment": edit.comment,
             "diff": change.to_dict(),
             **(detail or {}),
         },
@@ -170,24 +176,12 @@ def _with_rules(ruleset: RuleSet, rules: list[Rule]) -> RuleSet:
     return validated(data)
 
 
-async def replace_ruleset(
-    session: AsyncSession, ruleset: RuleSet, *, expected: int | None, author: str, comment: str = ""
-) -> RuleSet:
-    return await save(
-        session, ruleset, expected=expected, author=author, action="ruleset.replace", comment=comment
-    )
+async def replace_ruleset(session: AsyncSession, ruleset: RuleSet, edit: Edit) -> RuleSet:
+    return await save(session, ruleset, edit, action="ruleset.replace")
 
 
-async def add_rule(
-    session: AsyncSession,
-    rule: Rule,
-    position: int | None,
-    *,
-    expected: int | None,
-    author: str,
-    comment: str = "",
-) -> RuleSet:
-    current = await _base(session, expected)
+async def add_rule(session: AsyncSession, rule: Rule, position: int | None, edit: Edit) -> RuleSet:
+    current = await _base(session, edit.expected)
     if any(r.id == rule.id for r in current.rules):
         raise Conflict(
             f"a rule with id {rule.id!r} exists", [{"field": "/id", "message": "duplicate rule id"}]
@@ -197,18 +191,14 @@ async def add_rule(
     return await save(
         session,
         _with_rules(current, rules),
-        expected=expected,
-        author=author,
+        edit,
         action="rule.create",
-        comment=comment,
         detail={"rule_id": rule.id},
     )
 
 
-async def replace_rule(
-    session: AsyncSession, rule_id: str, rule: Rule, *, expected: int | None, author: str, comment: str = ""
-) -> RuleSet:
-    current = await _base(session, expected)
+async def replace_rule(session: AsyncSession, rule_id: str, rule: Rule, edit: Edit) -> RuleSet:
+    current = await _base(session, edit.expected)
     index = _index(current, rule_id)
     if rule.id != rule_id and any(r.id == rule.id for r in current.rules):
         raise Conflict(
@@ -219,10 +209,8 @@ async def replace_rule(
     return await save(
         session,
         _with_rules(current, rules),
-        expected=expected,
-        author=author,
+        edit,
         action="rule.update",
-        comment=comment,
         detail={"rule_id": rule_id},
     )
 
@@ -240,16 +228,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-async def patch_rule(
-    session: AsyncSession,
-    rule_id: str,
-    patch: dict[str, Any],
-    *,
-    expected: int | None,
-    author: str,
-    comment: str = "",
-) -> RuleSet:
-    current = await _base(session, expected)
+async def patch_rule(session: AsyncSession, rule_id: str, patch: dict[str, Any], edit: Edit) -> RuleSet:
+    current = await _base(session, edit.expected)
     index = _index(current, rule_id)
     if "id" in patch and patch["id"] != rule_id:
         raise Invalid(
@@ -269,41 +249,27 @@ async def patch_rule(
     return await save(
         session,
         _with_rules(current, rules),
-        expected=expected,
-        author=author,
+        edit,
         action="rule.update",
-        comment=comment,
         detail={"rule_id": rule_id, "patch": patch},
     )
 
 
-async def delete_rule(
-    session: AsyncSession, rule_id: str, *, expected: int | None, author: str, comment: str = ""
-) -> RuleSet:
-    current = await _base(session, expected)
+async def delete_rule(session: AsyncSession, rule_id: str, edit: Edit) -> RuleSet:
+    current = await _base(session, edit.expected)
     index = _index(current, rule_id)
     rules = [r for i, r in enumerate(current.rules) if i != index]
     return await save(
         session,
         _with_rules(current, rules),
-        expected=expected,
-        author=author,
+        edit,
         action="rule.delete",
-        comment=comment,
         detail={"rule_id": rule_id},
     )
 
 
-async def move_rule(
-    session: AsyncSession,
-    rule_id: str,
-    position: int,
-    *,
-    expected: int | None,
-    author: str,
-    comment: str = "",
-) -> RuleSet:
-    current = await _base(session, expected)
+async def move_rule(session: AsyncSession, rule_id: str, position: int, edit: Edit) -> RuleSet:
+    current = await _base(session, edit.expected)
     index = _index(current, rule_id)
     rules = list(current.rules)
     rule = rules.pop(index)
@@ -311,26 +277,20 @@ async def move_rule(
     return await save(
         session,
         _with_rules(current, rules),
-        expected=expected,
-        author=author,
+        edit,
         action="rule.move",
-        comment=comment,
         detail={"rule_id": rule_id, "from": index, "to": position},
     )
 
 
-async def rollback(
-    session: AsyncSession, version: int, *, expected: int | None, author: str, comment: str = ""
-) -> RuleSet:
+async def rollback(session: AsyncSession, version: int, edit: Edit) -> RuleSet:
     """A new version equal to ``version`` (history is never rewritten)."""
-    await _base(session, expected)
+    await _base(session, edit.expected)
     target = ruleset_of(await get_version(session, version))
     return await save(
         session,
         target,
-        expected=expected,
-        author=author,
+        replace(edit, comment=edit.comment or f"rollback to version {version}"),
         action="ruleset.rollback",
-        comment=comment or f"rollback to version {version}",
         detail={"rollback_to": version},
     )

@@ -131,15 +131,14 @@ async def test_service_level_race_on_the_primary_key(router_api: Router) -> None
         await first.begin()
         await second.begin()
         await service.replace_ruleset(
-            first, RuleSet.model_validate({"rules": [rule("w1", team, "a")]}), expected=live, author="one"
+            first, RuleSet.model_validate({"rules": [rule("w1", team, "a")]}), service.Edit(live, "one")
         )
         await first.commit()
         try:
             await service.replace_ruleset(
                 second,
                 RuleSet.model_validate({"rules": [rule("w2", team, "b")]}),
-                expected=live,
-                author="two",
+                service.Edit(live, "two"),
             )
             await second.commit()
             raised = None
@@ -175,13 +174,13 @@ async def test_writer_that_commits_after_the_check_wins(
     async def slow_writer() -> None:
         async with sessions() as session, session.begin():
             ruleset = RuleSet.model_validate({"rules": [rule("slow", team, "a")]})
-            await service.replace_ruleset(session, ruleset, expected=live, author="slow")
+            await service.replace_ruleset(session, ruleset, service.Edit(live, "slow"))
 
     async def fast_writer() -> None:
         await checked.wait()
         async with sessions() as session, session.begin():
             ruleset = RuleSet.model_validate({"rules": [rule("fast", team, "b")]})
-            await service.replace_ruleset(session, ruleset, expected=live, author="fast")
+            await service.replace_ruleset(session, ruleset, service.Edit(live, "fast"))
         other_committed.set()
 
     slow, fast = await asyncio.gather(slow_writer(), fast_writer(), return_exceptions=True)
