@@ -1,89 +1,112 @@
 """Admin API for SLA policies and business calendars: versioned, validated, ETag-guarded.
 
-``/v1/sla/{policies|calendars}/{name}``: GET (ETag = version), PUT (create: no If-Match or
-``If-None-Match: *``; update: ``If-Match`` required -> 428 without, 412 on mismatch), DELETE
-(If-Match), ``/versions`` for the history with author and diff.
+``/v1/sla/{policies|calendars}/{name}``: GET (ETag ``W/"sla-policy-<name>-<version>"``), PUT
+(create: no If-Match or ``*``; update: ``If-Match`` required -> 428 without, 412 when stale),
+DELETE (If-Match), ``/versions`` for the history with author (the API key's name) and diff.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Header, Request, Response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.errors import Conflict, NotFound, Stale, check_expected, transaction
+from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.slas import service
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
-from shared.auth import Role, bearer_token, hash_key, require_role
-from shared.db.models import ApiKey
+from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.preconditions import ANY, MISSING, etag, expected_revision
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
 
 Plural = Literal["policies", "calendars"]
 KIND: dict[str, str] = {"policies": "policy", "calendars": "calendar"}
+IfMatch = Header(None, alias="If-Match", description='The ETag you read, e.g. W/"sla-policy-gold-3" (or *).')
+_viewer = Depends(require_role(Role.VIEWER))
+_editor = Depends(require_caller(Role.EDITOR))
 
 
-async def actor(request: Request) -> str:
-    """The API key's name (never the key) as the author of a change."""
-    token = bearer_token(request) or ""
-    async with request.app.state.sessions() as session:
-        name = await session.scalar(select(ApiKey.name).where(ApiKey.key_hash == hash_key(token)))
-    return f"api-key:{name}" if name else "api-key"
+def _tagged(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "headers": ETAG_HEADER, **extra}
 
 
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def check_if_match(request: Request, current: SlaConfigVersion | None) -> None:
-    if_match = request.headers.get("if-match")
-    exists = current is not None and not current.deleted
-    if not exists:
-        if if_match not in (None, "*") and current is None:
-            raise Problem(412, "Precondition failed", "the resource does not exist")
+def check_if_match(kind: str, name: str, current: SlaConfigVersion | None, if_match: str | None) -> None:
+    """Absent (never created, or deleted): no If-Match or ``*`` (re)creates it, a named version
+    cannot match (412, no ETag to offer). Present: 428/412 naming the current ETag."""
+    expected = expected_revision(if_match, service.etag_prefix(kind, name))
+    if current is None or current.deleted:
+        if expected not in (ANY, MISSING):
+            raise Problem(412, "Precondition failed", f"there is no {kind} {name!r} to match If-Match")
         return
-    assert current is not None
-    if if_match is None:
-        raise Problem(428, "Precondition required", f"send If-Match: {etag(current.version)} to change it")
-    if if_match.strip() not in ("*", etag(current.version), f"W/{etag(current.version)}"):
-        raise Problem(412, "Precondition failed", f"current version is {etag(current.version)}")
+    check_expected(expected, current.version, service.config_etag(current))
+
+
+async def _save(
+    session: AsyncSession,
+    kind: str,
+    name: str,
+    document: dict[str, Any] | None,
+    author: str,
+    comment: str = "",
+    *,
+    previous: SlaConfigVersion | None,
+) -> SlaConfigVersion:
+    """:func:`service.save`; losing the race for the next version number (see there) is a 412
+    naming the winner's ETag, as for rule sets."""
+    number = (previous.version if previous is not None else 0) + 1  # before a rollback expires it
+    try:
+        return await service.save(session, kind, name, document, author, comment, previous=previous)
+    except IntegrityError as exc:
+        raise Stale(
+            etag(service.etag_prefix(kind, name), number),
+            f"version {number} was saved concurrently; re-read and retry",
+        ) from exc
 
 
 def out(row: SlaConfigVersion) -> ConfigOut:
     return ConfigOut.model_validate(row, from_attributes=True)
 
 
-@router.get("/{plural}", response_model=list[ConfigOut], summary="Live SLA policies or calendars")
-async def list_configs(
-    plural: Plural, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
-) -> list[ConfigOut]:
+@router.get(
+    "/{plural}",
+    response_model=list[ConfigOut],
+    responses=problems(*READ),
+    summary="Live SLA policies or calendars",
+)
+async def list_configs(plural: Plural, request: Request, _role: Role = _viewer) -> list[ConfigOut]:
     async with request.app.state.sessions() as session:
         return [out(r) for r in await service.live_rows(session, KIND[plural])]
 
 
-@router.get("/{plural}/{name}", response_model=ConfigOut, summary="One SLA policy or calendar")
+@router.get(
+    "/{plural}/{name}",
+    response_model=ConfigOut,
+    responses={**problems(*READ, 404), 200: _tagged("The live version")},
+    summary="One SLA policy or calendar",
+)
 async def get_config(
-    plural: Plural,
-    name: str,
-    request: Request,
-    response: Response,
-    _role: Role = Depends(require_role(Role.VIEWER)),
+    plural: Plural, name: str, request: Request, response: Response, _role: Role = _viewer
 ) -> ConfigOut:
     async with request.app.state.sessions() as session:
         row = await service.latest(session, KIND[plural], name)
     if row is None or row.deleted:
         raise Problem(404, "Not found", f"no {KIND[plural]} {name!r}")
-    response.headers["ETag"] = etag(row.version)
+    response.headers["ETag"] = service.config_etag(row)
     return out(row)
 
 
-@router.get("/{plural}/{name}/versions", response_model=list[VersionOut], summary="Change history")
-async def versions(
-    plural: Plural, name: str, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
-) -> list[VersionOut]:
+@router.get(
+    "/{plural}/{name}/versions",
+    response_model=list[VersionOut],
+    responses=problems(*READ, 404),
+    summary="Change history",
+)
+async def versions(plural: Plural, name: str, request: Request, _role: Role = _viewer) -> list[VersionOut]:
     async with request.app.state.sessions() as session:
         rows = await service.history(session, KIND[plural], name)
     if not rows:
@@ -91,61 +114,70 @@ async def versions(
     return [VersionOut.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.put("/{plural}/{name}", response_model=ConfigOut, summary="Create or update (new version)")
+@router.put(
+    "/{plural}/{name}",
+    response_model=ConfigOut,
+    responses={
+        **problems(*WRITE),
+        200: _tagged("Updated: the new version"),
+        201: _tagged("Created (or re-created after a deletion)", model=ConfigOut),
+    },
+    summary="Create or update (new version)",
+)
 async def put_config(
     plural: Plural,
     name: str,
     body: WriteIn,
     request: Request,
     response: Response,
-    _role: Role = Depends(require_role(Role.EDITOR)),
+    if_match: str | None = IfMatch,
+    caller: Caller = _editor,
 ) -> ConfigOut:
     kind = KIND[plural]
-    author = await actor(request)
-    try:
-        async with request.app.state.sessions() as session, session.begin():
-            current = await service.latest(session, kind, name)
-            check_if_match(request, current)
-            calendars = await service.calendar_names(session)
-            try:
-                model = service.validate_document(kind, name, body.document, calendars)
-            except service.ConfigInvalid as exc:
-                raise Problem(
-                    422,
-                    "Invalid SLA configuration",
-                    str(exc),
-                    errors=[{**e, "field": "/document" + e["field"]} for e in exc.errors],
-                ) from None
-            document = model.model_dump(mode="json", exclude_defaults=False)
-            row = await service.save(session, kind, name, document, author, body.comment, previous=current)
-    except IntegrityError:
-        raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
-    response.headers["ETag"] = etag(row.version)
-    response.status_code = 201 if row.version == 1 or current is None or current.deleted else 200
+    async with transaction(request) as session:
+        current = await service.latest(session, kind, name)
+        check_if_match(kind, name, current, if_match)
+        calendars = await service.calendar_names(session)
+        try:
+            model = service.validate_document(kind, name, body.document, calendars)
+        except service.ConfigInvalid as exc:
+            raise Problem(
+                422,
+                "Invalid SLA configuration",
+                str(exc),
+                errors=[{**e, "field": "/document" + e["field"]} for e in exc.errors],
+            ) from None
+        document = model.model_dump(mode="json", exclude_defaults=False)
+        row = await _save(session, kind, name, document, caller.name, body.comment, previous=current)
+    response.headers["ETag"] = service.config_etag(row)
+    response.status_code = 201 if current is None or current.deleted else 200
     return out(row)
 
 
-@router.delete("/{plural}/{name}", status_code=204, summary="Delete (recorded as a version)")
+@router.delete(
+    "/{plural}/{name}",
+    status_code=204,
+    response_class=Response,
+    responses={**problems(*WRITE, 404), 204: {"description": "Deleted (recorded as a version)"}},
+    summary="Delete (recorded as a version)",
+)
 async def delete_config(
-    plural: Plural, name: str, request: Request, _role: Role = Depends(require_role(Role.EDITOR))
+    plural: Plural,
+    name: str,
+    request: Request,
+    if_match: str | None = IfMatch,
+    caller: Caller = _editor,
 ) -> Response:
     kind = KIND[plural]
-    author = await actor(request)
-    try:
-        async with request.app.state.sessions() as session, session.begin():
-            current = await service.latest(session, kind, name)
-            if current is None or current.deleted:
-                raise Problem(404, "Not found", f"no {kind} {name!r}")
-            check_if_match(request, current)
-            if kind == "calendar":
-                users = [
-                    r.name
-                    for r in await service.live_rows(session, "policy")
-                    if r.document.get("calendar") == name
-                ]
-                if users:
-                    raise Problem(409, "Conflict", f"calendar {name!r} is used by SLA policies {users}")
-            await service.save(session, kind, name, None, author, previous=current)
-    except IntegrityError:
-        raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
+    async with transaction(request) as session:
+        current = await service.latest(session, kind, name)
+        if current is None or current.deleted:
+            raise NotFound(f"no {kind} {name!r}")
+        check_if_match(kind, name, current, if_match)
+        if kind == "calendar":
+            policies = await service.live_rows(session, "policy")
+            users = [r.name for r in policies if r.document.get("calendar") == name]
+            if users:
+                raise Conflict(f"calendar {name!r} is used by SLA policies {users}")
+        await _save(session, kind, name, None, caller.name, previous=current)
     return Response(status_code=204)

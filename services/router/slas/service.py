@@ -9,20 +9,33 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.audit.service import record
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from shared.events import utc_now
+from shared.http.preconditions import etag
 from shared.http.problems import field_errors
 
 MODELS: dict[str, type[BaseModel]] = {"policy": StoredPolicy, "calendar": BusinessCalendar}
+
+
+def etag_prefix(kind: str, name: str) -> str:
+    """``sla-policy-<name>``, like ``team-<name>``. Unlike team names, SLA names are free text:
+    percent-encoding keeps quotes, commas, spaces and non-ASCII out of the header."""
+    return f"sla-{kind}-{quote(name, safe='')}"
+
+
+def config_etag(row: SlaConfigVersion) -> str:
+    return etag(etag_prefix(row.kind, row.name), row.version)
 
 
 class ConfigInvalid(ValueError):
@@ -140,6 +153,16 @@ async def save(
         created_at=utc_now(),
     )
     session.add(row)
+    # In the audit log beside the teams' and rule sets' changes, committed with the version.
+    action = "delete" if document is None else "create" if old is None else "update"
+    record(
+        session,
+        author,
+        f"sla_{kind}.{action}",
+        f"sla_{kind}",
+        name,
+        {"version": row.version, "comment": comment, "diff": row.diff},
+    )
     await session.flush()
     return row
 

@@ -1,4 +1,6 @@
-"""SLA policy/calendar admin API: versions with author and diff, validation, ETag concurrency."""
+"""SLA policy/calendar admin API: versions with author and diff, validation, ETag concurrency
+(the admin API's conventions: weak ``W/"sla-<kind>-<name>-<version>"`` ETags, If-Match lists,
+428/412 problems naming the current ETag, the API key's name as author)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,18 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 
+from services.router.audit.service import list_entries
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
 from shared.auth import Role
+from shared.http.problems import PROBLEM_JSON
 from tests.integration.router_sla.helpers import api_client, new_id
+
+CALENDAR = {"timezone": "UTC", "weekly_hours": {"mon-sun": ["00:00-24:00"]}}
 
 
 async def client_for(sessions) -> httpx.AsyncClient:
@@ -39,7 +46,7 @@ async def test_policy_lifecycle_with_validation_and_etags(sessions):
                 }
             },
         )
-        assert ok.status_code == 201 and ok.headers["etag"] == '"1"'
+        assert ok.status_code == 201 and ok.headers["etag"] == f'W/"sla-calendar-{cal}-1"'
 
         unknown_cal = await client.put(f"/v1/sla/policies/{pol}", json={"document": {"calendar": "nope"}})
         assert (
@@ -61,27 +68,41 @@ async def test_policy_lifecycle_with_validation_and_etags(sessions):
             "applies_when": {"field": "customer_tier", "op": "equals", "value": "gold"},
         }
         created = await client.put(f"/v1/sla/policies/{pol}", json={"document": doc, "comment": "first"})
-        assert created.status_code == 201
+        v1 = f'W/"sla-policy-{pol}-1"'
+        assert created.status_code == 201 and created.headers["etag"] == v1
         doc["targets"] = {"P1": {"resolution": 120}}
-        assert (await client.put(f"/v1/sla/policies/{pol}", json={"document": doc})).status_code == 428
+        missing = await client.put(f"/v1/sla/policies/{pol}", json={"document": doc})
+        assert missing.status_code == 428 and missing.headers["etag"] == v1
         stale = await client.put(
-            f"/v1/sla/policies/{pol}", json={"document": doc}, headers={"If-Match": '"7"'}
+            f"/v1/sla/policies/{pol}", json={"document": doc}, headers={"If-Match": f'W/"sla-policy-{pol}-7"'}
         )
-        assert stale.status_code == 412
+        assert stale.status_code == 412 and stale.headers["etag"] == v1
         updated = await client.put(
-            f"/v1/sla/policies/{pol}", json={"document": doc}, headers={"If-Match": '"1"'}
+            f"/v1/sla/policies/{pol}", json={"document": doc}, headers={"If-Match": v1}
         )
-        assert updated.status_code == 200 and updated.headers["etag"] == '"2"'
+        assert updated.status_code == 200 and updated.headers["etag"] == f'W/"sla-policy-{pol}-2"'
+        assert (await client.get(f"/v1/sla/policies/{pol}")).headers["etag"] == f'W/"sla-policy-{pol}-2"'
 
         history = (await client.get(f"/v1/sla/policies/{pol}/versions")).json()
         assert [v["version"] for v in history] == [1, 2]
-        assert history[1]["author"] == "api-key:sla editor" and "targets" in history[1]["diff"]
-        in_use = await client.delete(f"/v1/sla/calendars/{cal}", headers={"If-Match": '"1"'})
+        # The key's name, as rule set versions and the audit log record it.
+        assert [v["author"] for v in history] == ["sla editor", "sla editor"]
+        assert "targets" in history[1]["diff"]
+        in_use = await client.delete(
+            f"/v1/sla/calendars/{cal}", headers={"If-Match": f'W/"sla-calendar-{cal}-1"'}
+        )
         assert in_use.status_code == 409
 
     async with sessions() as session:
         config = await load_config(session)
+        audited = await list_entries(session, entity="sla_policy", entity_id=pol)
     assert config.policy_named(pol) is not None and cal in config.calendars
+    # Every change is in the audit log too, as the teams' and rule sets' are (newest first).
+    assert [(e.action, e.actor, e.detail["version"]) for e in audited] == [
+        ("sla_policy.update", "sla editor", 2),
+        ("sla_policy.create", "sla editor", 1),
+    ]
+    assert audited[1].detail["comment"] == "first"
 
 
 async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessions):
@@ -128,5 +149,99 @@ async def test_concurrent_puts_with_one_etag_save_one_version(sessions):
         )
         codes = sorted(r.status_code for r in responses)
         assert codes == [200, 412, 412, 412], [r.text for r in responses]
+        # The losers are told the winner's ETag, as for rule sets.
+        winner = f'W/"sla-calendar-{pol_calendar}-2"'
+        assert {r.headers["etag"] for r in responses} == {winner}
         history = (await client.get(f"/v1/sla/calendars/{pol_calendar}/versions")).json()
     assert [v["version"] for v in history] == [1, 2]
+
+
+async def test_if_match_forms_and_problems_follow_the_admin_api(sessions):
+    """Lists, weak/strong and ``*`` as for teams and rule sets; 428/412 name the current ETag."""
+    cal = f"cal-{new_id()[:8]}"
+    url = f"/v1/sla/calendars/{cal}"
+
+    def tag(version: int, weak: bool = True) -> str:
+        return f'{"W/" if weak else ""}"sla-calendar-{cal}-{version}"'
+
+    def put(holidays: list[str], if_match: str | None = None) -> Any:
+        headers = {"If-Match": if_match} if if_match is not None else {}
+        return client.put(url, json={"document": {**CALENDAR, "holidays": holidays}}, headers=headers)
+
+    async with await client_for(sessions) as client:
+        never = await put([], if_match=tag(1))
+        assert never.status_code == 412 and never.headers["content-type"] == PROBLEM_JSON
+        assert (await put([])).status_code == 201
+
+        listed = await put(["2026-12-24"], if_match=f'W/"sla-calendar-other-1", {tag(1)}')
+        assert listed.status_code == 200 and listed.headers["etag"] == tag(2)
+        strong = await put(["2026-12-25"], if_match=tag(2, weak=False))
+        assert strong.status_code == 200 and strong.headers["etag"] == tag(3)
+        assert (await put(["2026-12-26"], if_match="*")).headers["etag"] == tag(4)
+
+        for answer, status in [
+            (await put([]), 428),
+            (await put([], if_match='"4"'), 412),  # the old, unprefixed form names no SLA version
+            (await put([], if_match=f"{tag(2)}, {tag(3, weak=False)}"), 412),
+            (await client.delete(url), 428),
+            (await client.delete(url, headers={"If-Match": tag(3)}), 412),
+        ]:
+            assert answer.status_code == status, answer.text
+            assert answer.headers["content-type"] == PROBLEM_JSON
+            assert answer.headers["etag"] == tag(4) and tag(4) in answer.json()["detail"]
+
+        assert (await client.delete(url, headers={"If-Match": tag(4, weak=False)})).status_code == 204
+        assert (await client.delete(url, headers={"If-Match": tag(4)})).status_code == 404
+        # A deleted one is absent: an ETag from before the deletion cannot (re)create it.
+        assert (await put([], if_match=tag(4))).status_code == 412
+        again = await put([], if_match="*")
+        assert again.status_code == 201 and again.headers["etag"] == tag(6)
+        history = (await client.get(f"{url}/versions")).json()
+    assert [(v["version"], v["deleted"], v["author"]) for v in history] == [
+        (1, False, "sla editor"),
+        (2, False, "sla editor"),
+        (3, False, "sla editor"),
+        (4, False, "sla editor"),
+        (5, True, "sla editor"),
+        (6, False, "sla editor"),
+    ]
+    async with sessions() as session:
+        audited = await list_entries(session, entity="sla_calendar", entity_id=cal)
+    assert [(e.action, e.detail["version"]) for e in reversed(audited)] == [
+        ("sla_calendar.create", 1),
+        *[("sla_calendar.update", version) for version in (2, 3, 4)],
+        ("sla_calendar.delete", 5),
+        ("sla_calendar.create", 6),
+    ]
+
+
+async def test_names_that_are_not_header_safe_still_make_valid_etags(sessions):
+    cal = f"Office hours, EU {new_id()[:6]} \u00e9t\u00e9"
+    async with await client_for(sessions) as client:
+        created = await client.put(f"/v1/sla/calendars/{cal}", json={"document": CALENDAR})
+        assert created.status_code == 201
+        encoded = service.etag_prefix("calendar", cal)
+        assert created.headers["etag"] == f'W/"{encoded}-1"' and encoded.isascii()
+        assert not {" ", ",", '"'} & set(encoded)
+        updated = await client.put(
+            f"/v1/sla/calendars/{cal}",
+            json={"document": CALENDAR},
+            headers={"If-Match": created.headers["etag"]},
+        )
+        assert updated.status_code == 200, updated.text
+
+
+def test_openapi_documents_etags_and_preconditions() -> None:
+    app = FastAPI()
+    app.include_router(router)
+    paths = app.openapi()["paths"]
+    one = paths["/v1/sla/{plural}/{name}"]
+    assert "ETag" in one["get"]["responses"]["200"]["headers"]
+    assert {"200", "201"} <= set(one["put"]["responses"])
+    for code in ("200", "201"):
+        assert "ETag" in one["put"]["responses"][code]["headers"]
+    for method in ("put", "delete"):
+        responses = one[method]["responses"]
+        assert {"412", "428"} <= set(responses)
+        assert PROBLEM_JSON in responses["412"]["content"]
+        assert any(p["name"] == "If-Match" for p in one[method]["parameters"])
