@@ -14,9 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode, checks
+from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
 from services.router.app import create_app
@@ -25,26 +23,13 @@ from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
 from shared.settings import RouterSettings
 from tests.e2e.stack import make_key
+from tests.fuzzing import fuzz_operations
 from tests.integration.router_api.helpers import live_rules, restore_live_rules
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
 ADMIN_PREFIXES = ("/v1/teams", "/v1/rules", "/v1/routing", "/v1/audit", "/v1/tickets", "/v1/api-keys")
-CHECKS = [
-    checks.not_a_server_error,
-    checks.status_code_conformance,
-    checks.content_type_conformance,
-    checks.response_schema_conformance,
-    checks.response_headers_conformance,
-]
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
@@ -74,21 +59,7 @@ def test_admin_api_conforms_to_its_schema(
             "/v1/api-keys",
             "/v1/api-keys/{key_id}",
         }
-        for operation in operations:
-            inputs = [operation.body, operation.path_parameters, operation.query, operation.headers]
-            if mode is GenerationMode.NEGATIVE and not any(len(group) for group in inputs):
-                continue
-
-            @FUZZ
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def call(case: schemathesis.Case) -> None:
-                case.call_and_validate(headers=headers, checks=CHECKS)
-
-            try:
-                call()
-            except Unsatisfiable:
-                # Nothing invalid to generate (e.g. an unconstrained path string): nothing to test.
-                assert mode is GenerationMode.NEGATIVE, operation.path
+        fuzz_operations(operations, headers, mode, max_examples=25)
     finally:
         asgi.shutdown_lifespans()
         asyncio.run(on_database(database_url, lambda sessions: restore_live_rules(sessions, before)))
