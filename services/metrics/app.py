@@ -50,7 +50,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         collector = ShardsCollector(ingest)
         flows = FlowCollector(collector)
         REGISTRY.register(collector)
-        REGISTRY.register(flows)
+        REGISTRY.register(flows)  # after it: a scrape's flows reuse its snapshot (see handoff)
         runner = ingest_runner(settings, resources.producer, ingest)
         app.state.settings = settings
         app.state.sessions = resources.sessions

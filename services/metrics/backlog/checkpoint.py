@@ -4,7 +4,7 @@ The header holds the config, label vocabularies, the small aggregates (gauges, c
 histograms, flow windows) and the name/typecode/length of each raw column that follows. The
 per-slot columns, the key index table, recently seen event ids and the resolved FIFO are stored
 verbatim as machine arrays, so a 1M-ticket state dumps and loads without a per-ticket Python
-loop. The heaps are not stored: they are rebuilt from the ``next``/``created`` columns.
+loop. The heaps are not stored: :func:`.transitions.rebuild_heaps` rebuilds them from the columns.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .aggregates import FlowWindow, Histogram
 from .config import BacklogConfig
 from .keyindex import SlotIndex
 from .labels import LabelInterner
+from .transitions import rebuild_heaps
 
 if TYPE_CHECKING:
     from .state import BacklogState
@@ -131,5 +132,5 @@ def load(data: bytes) -> BacklogState:
     if "s_created" not in header["lists"]:  # checkpoint written before the age sums existed
         for slot in state.open_slots():
             state.s_created[state.a_team[slot]] += state.a_created[slot]
-    state.rebuild_heaps()
+    rebuild_heaps(state)
     return state

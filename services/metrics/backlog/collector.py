@@ -15,6 +15,8 @@ value (:func:`.snapshot.merge`), so one instance exports the union of its partit
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -35,6 +37,9 @@ from .state import BacklogState
 
 
 class BacklogCollector(Collector):
+    # How long the snapshot of a collect() stays on offer to the FlowCollector (see handoff()).
+    handoff_seconds = 1.0
+
     def __init__(
         self,
         state: BacklogState,
@@ -48,6 +53,7 @@ class BacklogCollector(Collector):
         self.state = state
         self.clock = clock
         self.include_flows = include_flows
+        self._handoff = threading.local()
 
     def states(self) -> list[BacklogState]:
         """The states exposed together; subclasses expose one per owned partition."""
@@ -73,7 +79,27 @@ class BacklogCollector(Collector):
         yield from render(None, self.config, flows=self.include_flows)
 
     def collect(self) -> Iterator[Metric]:
-        yield from list(render(self.snapshot(), self.config, flows=self.include_flows))
+        snap = self.snapshot()
+        if not self.include_flows:
+            self._handoff.taken = (snap, time.monotonic())
+        yield from list(render(snap, self.config, flows=self.include_flows))
+
+    def handoff(self) -> Snapshot | None:
+        """The snapshot the last :meth:`collect` of this thread rendered, once, if still fresh.
+
+        One exposition calls the registered collectors one after another in the scrape's thread,
+        this one before its :class:`FlowCollector` (registered after it), so the flows describe the
+        same instant as the gauges and the snapshot is taken once. Concurrent scrapes run in other
+        threads, hence a thread-local slot. Taken at most once and only within ``handoff_seconds``:
+        a scrape can leave it behind (a ``name[]=`` filter without the flow families, or a
+        restricted registry, which calls its collectors in set order, reaching the FlowCollector
+        first), and a later scrape's flows must not be older than that.
+        """
+        taken = getattr(self._handoff, "taken", None)
+        self._handoff.taken = None
+        if taken is None or time.monotonic() - taken[1] >= self.handoff_seconds:
+            return None
+        return taken[0]
 
 
 class FlowCollector(Collector):
@@ -81,7 +107,8 @@ class FlowCollector(Collector):
 
     The Erlang C staffing figure is the costly part of a scrape (a search over agent counts per
     team). Registered apart, it is computed only by scrapes that ask for these families: a
-    ``name[]=`` scrape of a counter (alerts, the end-to-end bench's probe) skips it.
+    ``name[]=`` scrape of a counter (alerts, the end-to-end bench's probe) skips it. In a full
+    scrape it renders the snapshot its source just took (:meth:`BacklogCollector.handoff`).
     """
 
     def __init__(self, source: BacklogCollector) -> None:
@@ -91,7 +118,10 @@ class FlowCollector(Collector):
         yield from render_flows(None, self.source.config)
 
     def collect(self) -> Iterator[Metric]:
-        yield from list(render_flows(self.source.snapshot(), self.source.config))
+        snap = self.source.handoff()
+        if snap is None:  # not preceded by its source in this scrape (see handoff)
+            snap = self.source.snapshot()
+        yield from list(render_flows(snap, self.source.config))
 
 
 def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .aggregates import Histogram
 from .config import PRIORITIES, STATUSES, BacklogConfig
 from .erlang import agents_needed
+from .transitions import oldest_created
 
 if TYPE_CHECKING:
     from .state import BacklogState
@@ -135,7 +136,7 @@ def take(state: BacklogState) -> Snapshot:
     teams: dict[str, TeamTotals] = {}
     for t, name in enumerate(state.teams.values):
         p, s, b = t * NP, t * NS, t * nb
-        oldest = state.oldest_created(t)
+        oldest = oldest_created(state, t)
         handle = state.recent_handle.get(t, ())
         target = state.recent_target.get(t, ())
         fr = state.h_fr.get(t)

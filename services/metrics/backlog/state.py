@@ -1,60 +1,57 @@
-"""In-memory live backlog of the metrics service.
+"""In-memory live backlog of the metrics service: storage and event-driven updates.
 
-Per ticket, fields live in parallel ``array`` columns indexed by a slot number (~47 bytes), the
-key is a 64-bit digest in a flat hash table (:mod:`.keyindex`), and every gauge is an aggregate
-list updated when a ticket enters or leaves a classification, so a scrape costs O(label
-combinations). Time-driven changes (age bucket boundary, at-risk, overdue, breach) come from one
-min-heap holding, per open ticket, the next instant at which its classification can change;
-entries are plain ints ``time_ms << 32 | slot`` (no tuples) and are lazily deleted: an entry is
-live only while it equals the slot's ``next`` column. Oldest open age per team uses one such
-heap per team keyed by ``created_ms << 32 | slot``.
+Per ticket, fields live in parallel ``array`` columns indexed by a slot number (~47 bytes, see
+:mod:`.columns`), the key is a 64-bit digest in a flat hash table (:mod:`.keyindex`), and every
+series is an aggregate list updated when a ticket enters or leaves a classification, so a scrape
+costs O(label combinations). Where each part is computed:
+
+* counters, histograms, flow windows, Erlang C samples: :meth:`BacklogState._apply_values`, per
+  event;
+* open-ticket gauges (open, overdue, at risk, by status, age buckets and sums) and their changes
+  with the clock (age boundary, at risk, overdue, breach), oldest open ticket:
+  :mod:`.transitions`;
+* copying and merging them for a scrape, forecast: :mod:`.snapshot`; exposition:
+  :mod:`.collector`; JSON summary: :mod:`.views`; persistence: :mod:`.checkpoint`.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
 import threading
 import uuid
 from array import array
-from bisect import bisect_left
 from collections import deque
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.events import TICKET_EVENT_TYPES, EventEnvelope, EventType, TicketState
 
 from . import views
 from .aggregates import FlowWindow, Histogram
+from .columns import (
+    COMPACT_SLACK,
+    F_FR_BREACHED,
+    F_FR_SEEN,
+    F_OPEN,
+    F_PAUSED,
+    F_RES_BREACHED,
+    F_RESPONDED,
+    F_ROUTED,
+    MASK32,
+    NEVER,
+    NP,
+    NS,
+    UNSET,
+    to_ms,
+)
 from .config import FIRST_RESOLVED_STATUS, NO_CATEGORY, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
 from .keyindex import SlotIndex, key_hash
 from .labels import LabelInterner
 from .snapshot import Snapshot, take
+from .transitions import add_open, advance_clock, remove_open
 
-UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
-NEVER = 1 << 62  # "no pending time transition"
-_MASK32 = 0xFFFFFFFF
 _MASK64 = (1 << 64) - 1
-_COMPACT_SLACK = 65_536
-
-F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
-F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
-
-NP, NS = len(PRIORITIES), len(STATUSES)
 _PRIO = {p: i for i, p in enumerate(PRIORITIES)}
 _STATUS = {s: i for i, s in enumerate(STATUSES)}
-
-
-def to_ms(value: object) -> int:
-    """ISO string or datetime (naive = UTC) -> epoch milliseconds; None -> UNSET."""
-    if value is None:
-        return UNSET
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(dt, datetime):
-        raise TypeError(f"not a timestamp: {value!r}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return round(dt.timestamp() * 1000)
 
 
 def _event_key(event_id: uuid.UUID | str) -> int:
@@ -63,6 +60,8 @@ def _event_key(event_id: uuid.UUID | str) -> int:
 
 
 class BacklogState:
+    """The live backlog of one partition's tickets; every access holds :attr:`lock`."""
+
     def __init__(self, config: BacklogConfig | None = None) -> None:
         cfg = self.config = config or BacklogConfig()
         self.lock = threading.RLock()  # apply (consumer) vs collect/checkpoint (scrape thread)
@@ -97,15 +96,16 @@ class BacklogState:
         self.seen: set[int] = set()
         self.seen_order: deque[int] = deque()
         self.resolved_fifo: deque[int] = deque()
-        self.sched: list[int] = []
-        self.oldest: dict[int, list[int]] = {}
-        self.n_oldest = 0
+        # Lazily deleted heaps, maintained by .transitions (not checkpointed: rebuilt on load).
+        self.sched: list[int] = []  # next transition instant per open ticket
+        self.oldest: dict[int, list[int]] = {}  # per team: open tickets by creation time
+        self.n_oldest = 0  # entries in all of self.oldest
 
     # ---------------------------------------------------------------- public ingestion API
     def apply(self, envelope: EventEnvelope, now: datetime) -> None:
         """Apply one decoded event (ticket or routing) observed at processing time ``now``."""
         with self.lock:
-            self.advance_clock(now)
+            advance_clock(self, now)  # the function, not the method: one call less per event
             if not self._first_sight(envelope.event_id):
                 return
             if envelope.type in TICKET_EVENT_TYPES:
@@ -146,7 +146,7 @@ class BacklogState:
     ) -> None:
         """Typed variant of :meth:`apply` for a decoded routing payload's state."""
         with self.lock:
-            self.advance_clock(now)
+            advance_clock(self, now)
             if event_id is not None and not self._first_sight(event_id):
                 return
             sla = state.sla
@@ -172,26 +172,15 @@ class BacklogState:
     def record_received(self, source: str, now: datetime, event_id: uuid.UUID | None = None) -> None:
         """Count one ticket received by intake (``tickets_received_total{source}``)."""
         with self.lock:
-            self.advance_clock(now)
+            advance_clock(self, now)
             if event_id is None or self._first_sight(event_id):
                 self.c_received[self.sources.intern(source)] += 1
 
     def advance_clock(self, now: datetime) -> None:
         """Move the clock forward (never back) and apply the time transitions now due."""
-        ms = to_ms(now)
-        with self.lock:
-            if ms > self.now_ms:
-                self.now_ms = ms
-            heap, a_next, flags = self.sched, self.a_next, self.a_flags
-            limit = (self.now_ms + 1) << 32
-            while heap and heap[0] < limit:
-                key = heapq.heappop(heap)
-                slot = key & _MASK32
-                if a_next[slot] == key >> 32 and flags[slot] & F_OPEN:
-                    self._unindex(slot)
-                    self._index(slot)
+        advance_clock(self, now)
 
-    # ---------------------------------------------------------------- transitions
+    # ---------------------------------------------------------------- event-driven transitions
     def _first_sight(self, event_id: uuid.UUID) -> bool:
         key = _event_key(event_id)
         if key in self.seen:
@@ -221,9 +210,12 @@ class BacklogState:
         event_ms: int,
         event_type: EventType | None,
     ) -> None:
+        """Store a ticket's latest state and count its event-driven transitions (routed, resolved,
+        reopened, escalated, breaches at response/resolution, histograms, flows); the open-ticket
+        gauges follow through :func:`.transitions.remove_open` / :func:`.transitions.add_open`."""
         h = key_hash(key)
         slot = self.index.get(h)
-        revision = min(max(revision, 0), _MASK32)
+        revision = min(max(revision, 0), MASK32)
         if slot >= 0 and revision < self.a_rev[slot]:
             return  # an older decision re-published after a newer one: never move backwards
         team = 0 if team_name is None else self.teams.intern(team_name)
@@ -235,7 +227,7 @@ class BacklogState:
             prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
             prev_open = bool(f & F_OPEN)
             if prev_open:
-                self._unindex(slot)
+                remove_open(self, slot)
             # A changed deadline is a new obligation that can be breached again.
             if self.a_fr_due[slot] != fr_due:
                 f &= ~F_FR_BREACHED
@@ -294,78 +286,10 @@ class BacklogState:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
         if new_open:
-            self._index(slot)
-            if not prev_open or team != prev_team or created != prev_created:
-                heapq.heappush(self.oldest.setdefault(team, []), (created << 32) | slot)
-                self.n_oldest += 1
-                if self.n_oldest > 2 * self.n_open + _COMPACT_SLACK:
-                    self.rebuild_heaps()
+            add_open(self, slot, not prev_open or team != prev_team or created != prev_created)
         else:
             self.a_next[slot] = NEVER
             self._evict_resolved()
-
-    def _index(self, slot: int) -> None:
-        """Classify an open ticket at the current clock and add it to the aggregates."""
-        now, created, f = self.now_ms, self.a_created[slot], self.a_flags[slot] & ~(F_AT_RISK | F_OVERDUE)
-        team, prio = self.a_team[slot], self.a_prio[slot]
-        bucket = bisect_left(self.edges_ms, now - created)  # age <= edge -> that bucket
-        nxt = created + self.edges_ms[bucket] + 1 if bucket < len(self.edges_ms) else NEVER
-        if not f & F_PAUSED:
-            due = self.a_res_due[slot]
-            if due != UNSET:
-                if now >= due:
-                    f |= F_OVERDUE
-                    if not f & F_RES_BREACHED:
-                        f |= F_RES_BREACHED
-                        self.c_breach[team * 2 + 1] += 1
-                else:
-                    warn = self.warn_at(created, due)
-                    if now >= warn:
-                        f |= F_AT_RISK
-                        nxt = min(nxt, due)
-                    else:
-                        nxt = min(nxt, warn)
-            due = self.a_fr_due[slot]
-            if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED):
-                if now >= due:
-                    f |= F_FR_BREACHED
-                    self.c_breach[team * 2] += 1
-                else:
-                    nxt = min(nxt, due)
-        self.a_flags[slot], self.a_bucket[slot] = f, bucket
-        tp = team * NP + prio
-        self.g_open[tp] += 1
-        self.g_status[team * NS + self.a_status[slot]] += 1
-        self.g_age[team * self.nb + bucket] += 1
-        self.s_created[team] += created
-        if f & F_OVERDUE:
-            self.g_overdue[tp] += 1
-        elif f & F_AT_RISK:
-            self.g_risk[tp] += 1
-        self.n_open += 1
-        if nxt != self.a_next[slot]:
-            self.a_next[slot] = nxt
-            if nxt != NEVER:
-                heapq.heappush(self.sched, (nxt << 32) | slot)
-                if len(self.sched) > 2 * self.n_open + _COMPACT_SLACK:
-                    self.rebuild_heaps()
-
-    def _unindex(self, slot: int) -> None:
-        team, f = self.a_team[slot], self.a_flags[slot]
-        tp = team * NP + self.a_prio[slot]
-        self.g_open[tp] -= 1
-        self.g_status[team * NS + self.a_status[slot]] -= 1
-        self.g_age[team * self.nb + self.a_bucket[slot]] -= 1
-        self.s_created[team] -= self.a_created[slot]
-        if f & F_OVERDUE:
-            self.g_overdue[tp] -= 1
-        elif f & F_AT_RISK:
-            self.g_risk[tp] -= 1
-        self.n_open -= 1
-
-    def warn_at(self, created: int, due: int) -> int:
-        """First millisecond at which ``warning_share`` of the resolution target has elapsed."""
-        return min(due, created + math.ceil(self.config.warning_share * (due - created)))
 
     # ---------------------------------------------------------------- storage helpers
     def _alloc_slot(self) -> int:
@@ -396,24 +320,13 @@ class BacklogState:
                 self.index.remove(h)
                 self.a_flags[slot], self.a_next[slot] = 0, NEVER
                 self.free.append(slot)
-        if len(fifo) > 2 * limit + _COMPACT_SLACK:  # drop entries of reopened/forgotten tickets
+        if len(fifo) > 2 * limit + COMPACT_SLACK:  # drop entries of reopened/forgotten tickets
             keep = [
                 h
                 for h in dict.fromkeys(fifo)
                 if (s := self.index.get(h)) >= 0 and not self.a_flags[s] & F_OPEN
             ]
             self.resolved_fifo = deque(keep)
-
-    def rebuild_heaps(self) -> None:
-        """Drop stale heap entries (O(open tickets)); runs when stale entries outnumber live ones."""
-        self.sched = [(self.a_next[s] << 32) | s for s in self.open_slots() if self.a_next[s] != NEVER]
-        heapq.heapify(self.sched)
-        self.oldest = {}
-        for s in self.open_slots():
-            self.oldest.setdefault(self.a_team[s], []).append((self.a_created[s] << 32) | s)
-        for heap in self.oldest.values():
-            heapq.heapify(heap)
-        self.n_oldest = self.n_open
 
     def open_slots(self) -> list[int]:
         return [s for s, f in enumerate(self.a_flags) if f & F_OPEN]
@@ -435,17 +348,6 @@ class BacklogState:
         return ring
 
     # ---------------------------------------------------------------- reads
-    def oldest_created(self, team: int) -> int | None:
-        heap = self.oldest.get(team)
-        while heap:
-            key = heap[0]
-            slot, created = key & _MASK32, key >> 32
-            if self.a_flags[slot] & F_OPEN and self.a_team[slot] == team and self.a_created[slot] == created:
-                return created
-            heapq.heappop(heap)
-            self.n_oldest -= 1
-        return None
-
     def team_open(self, team: int) -> int:
         return sum(self.g_open[team * NP : team * NP + NP])
 

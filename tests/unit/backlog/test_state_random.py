@@ -236,6 +236,9 @@ def test_random_stream_with_eviction_and_slot_reuse(seed: int) -> None:
 
 def test_random_stream_with_heap_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
     import services.metrics.backlog.state as state_module
+    import services.metrics.backlog.transitions as transitions_module
 
-    monkeypatch.setattr(state_module, "_COMPACT_SLACK", 0)  # compact the heaps all the time
+    # Compact the heaps (transitions) and the resolved FIFO (state) all the time.
+    for module in (state_module, transitions_module):
+        monkeypatch.setattr(module, "COMPACT_SLACK", 0)
     run_stream(7, 800, BacklogConfig(), checkpoint_at=None)

@@ -1,0 +1,35 @@
+"""Encoding of the per-ticket columns, shared by :mod:`.state` and :mod:`.transitions`.
+
+Timestamps are int64 epoch milliseconds; flags are bits of the ``a_flags`` column; priority and
+status are codes into :data:`.config.PRIORITIES` / :data:`.config.STATUSES`, so a per-team list
+of gauges is indexed ``team * NP + priority`` or ``team * NS + status``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from .config import PRIORITIES, STATUSES
+
+UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
+NEVER = 1 << 62  # "no pending time transition"
+MASK32 = 0xFFFFFFFF  # heap entries are ``instant << 32 | slot``
+# Heaps and FIFOs are compacted once stale entries outnumber live ones by this much.
+COMPACT_SLACK = 65_536
+
+F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
+F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
+
+NP, NS = len(PRIORITIES), len(STATUSES)
+
+
+def to_ms(value: object) -> int:
+    """ISO string or datetime (naive = UTC) -> epoch milliseconds; None -> UNSET."""
+    if value is None:
+        return UNSET
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(dt, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)

@@ -1,0 +1,166 @@
+"""Time transitions: the part of an open ticket's classification that changes with the clock.
+
+An open ticket changes age bucket, becomes at risk, overdue, or breaches a first-response target
+as time passes, with no event. :func:`add_open` classifies one open ticket at the state's clock,
+counts it into the open-ticket gauges of its :class:`.BacklogState` (open, overdue, at risk, by
+status, age buckets, age sum; breach counters when a deadline has passed) and schedules the next
+instant at which that classification can change; :func:`remove_open` uncounts it.
+:func:`advance_clock` moves the clock and re-classifies every ticket whose instant has come.
+Event-driven changes (counters, histograms, flows) are in :meth:`.BacklogState._apply_values`.
+
+Schedule: one min-heap (``state.sched``) holding, per open ticket, its next transition instant
+as a plain int ``time_ms << 32 | slot`` (no tuples). Entries are deleted lazily: one is live
+only while its instant equals the slot's ``a_next`` column. Oldest open ticket per team: one heap
+per team (``state.oldest``) keyed ``created_ms << 32 | slot``, an entry live while that slot is
+open in that team with that creation time. Both are rebuilt from the columns when stale entries
+outnumber live ones, and after a checkpoint load (they are not stored).
+
+These are functions of the state rather than methods of an object it owns: the per-event path
+then costs no extra call or attribute hop, and no reference cycle keeps a dropped shard alive.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from datetime import datetime
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING
+
+from .columns import (
+    COMPACT_SLACK,
+    F_AT_RISK,
+    F_FR_BREACHED,
+    F_OPEN,
+    F_OVERDUE,
+    F_PAUSED,
+    F_RES_BREACHED,
+    F_RESPONDED,
+    MASK32,
+    NEVER,
+    NP,
+    NS,
+    UNSET,
+    to_ms,
+)
+
+if TYPE_CHECKING:
+    from .state import BacklogState
+
+
+def advance_clock(st: BacklogState, now: datetime) -> None:
+    """Move the clock forward (never back) and re-classify the open tickets now due."""
+    ms = to_ms(now)
+    with st.lock:
+        if ms > st.now_ms:
+            st.now_ms = ms
+        # A rebuild inside add_open replaces st.sched; entries still due stay in this list.
+        heap, a_next, flags = st.sched, st.a_next, st.a_flags
+        limit = (st.now_ms + 1) << 32
+        while heap and heap[0] < limit:
+            key = heappop(heap)
+            slot = key & MASK32
+            if a_next[slot] == key >> 32 and flags[slot] & F_OPEN:
+                remove_open(st, slot)
+                add_open(st, slot)
+
+
+def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
+    """Classify open ticket ``slot`` at the clock, count it into the gauges and schedule its next
+    transition. ``joined``: it just entered its team's open set (or its creation time changed), so
+    it also joins that team's oldest-open heap."""
+    now, created, f = st.now_ms, st.a_created[slot], st.a_flags[slot] & ~(F_AT_RISK | F_OVERDUE)
+    team, prio = st.a_team[slot], st.a_prio[slot]
+    edges = st.edges_ms
+    bucket = bisect_left(edges, now - created)  # age <= edge -> that bucket
+    nxt = created + edges[bucket] + 1 if bucket < len(edges) else NEVER
+    if not f & F_PAUSED:
+        due = st.a_res_due[slot]
+        if due != UNSET:
+            if now >= due:
+                f |= F_OVERDUE
+                if not f & F_RES_BREACHED:
+                    f |= F_RES_BREACHED
+                    st.c_breach[team * 2 + 1] += 1
+            else:
+                warn = warn_at(st.config.warning_share, created, due)
+                if now >= warn:
+                    f |= F_AT_RISK
+                    nxt = min(nxt, due)
+                else:
+                    nxt = min(nxt, warn)
+        due = st.a_fr_due[slot]
+        if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED):
+            if now >= due:
+                f |= F_FR_BREACHED
+                st.c_breach[team * 2] += 1
+            else:
+                nxt = min(nxt, due)
+    st.a_flags[slot], st.a_bucket[slot] = f, bucket
+    tp = team * NP + prio
+    st.g_open[tp] += 1
+    st.g_status[team * NS + st.a_status[slot]] += 1
+    st.g_age[team * st.nb + bucket] += 1
+    st.s_created[team] += created
+    if f & F_OVERDUE:
+        st.g_overdue[tp] += 1
+    elif f & F_AT_RISK:
+        st.g_risk[tp] += 1
+    st.n_open += 1
+    if nxt != st.a_next[slot]:
+        st.a_next[slot] = nxt
+        if nxt != NEVER:
+            heappush(st.sched, (nxt << 32) | slot)
+            if len(st.sched) > 2 * st.n_open + COMPACT_SLACK:
+                rebuild_heaps(st)
+    if joined:
+        heappush(st.oldest.setdefault(team, []), (created << 32) | slot)
+        st.n_oldest += 1
+        if st.n_oldest > 2 * st.n_open + COMPACT_SLACK:
+            rebuild_heaps(st)
+
+
+def remove_open(st: BacklogState, slot: int) -> None:
+    """Uncount open ticket ``slot`` from the gauges (its heap entries go stale, see above)."""
+    team, f = st.a_team[slot], st.a_flags[slot]
+    tp = team * NP + st.a_prio[slot]
+    st.g_open[tp] -= 1
+    st.g_status[team * NS + st.a_status[slot]] -= 1
+    st.g_age[team * st.nb + st.a_bucket[slot]] -= 1
+    st.s_created[team] -= st.a_created[slot]
+    if f & F_OVERDUE:
+        st.g_overdue[tp] -= 1
+    elif f & F_AT_RISK:
+        st.g_risk[tp] -= 1
+    st.n_open -= 1
+
+
+def warn_at(warning_share: float, created: int, due: int) -> int:
+    """First millisecond at which ``warning_share`` of the resolution target has elapsed."""
+    return min(due, created + math.ceil(warning_share * (due - created)))
+
+
+def oldest_created(st: BacklogState, team: int) -> int | None:
+    """Creation time of the team's oldest open ticket (stale heap tops are dropped on the way)."""
+    heap = st.oldest.get(team)
+    while heap:
+        key = heap[0]
+        slot, created = key & MASK32, key >> 32
+        if st.a_flags[slot] & F_OPEN and st.a_team[slot] == team and st.a_created[slot] == created:
+            return created
+        heappop(heap)
+        st.n_oldest -= 1
+    return None
+
+
+def rebuild_heaps(st: BacklogState) -> None:
+    """Rebuild both heaps from the columns, without stale entries (O(open tickets))."""
+    a_next, a_team, a_created = st.a_next, st.a_team, st.a_created
+    st.sched = [(a_next[s] << 32) | s for s in st.open_slots() if a_next[s] != NEVER]
+    heapify(st.sched)
+    st.oldest = {}
+    for s in st.open_slots():
+        st.oldest.setdefault(a_team[s], []).append((a_created[s] << 32) | s)
+    for heap in st.oldest.values():
+        heapify(heap)
+    st.n_oldest = st.n_open
