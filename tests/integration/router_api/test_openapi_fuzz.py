@@ -16,8 +16,10 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
+from sqlalchemy import delete, func, select
 
 from services.router.app import create_app
+from services.router.slas.models import SlaConfigVersion
 from services.ticketctl.dev import seed
 from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
@@ -29,7 +31,15 @@ from tests.integration.router_api.helpers import live_rules, restore_live_rules
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
-ADMIN_PREFIXES = ("/v1/teams", "/v1/rules", "/v1/routing", "/v1/audit", "/v1/tickets", "/v1/api-keys")
+ADMIN_PREFIXES = (
+    "/v1/teams",
+    "/v1/rules",
+    "/v1/routing",
+    "/v1/audit",
+    "/v1/tickets",
+    "/v1/api-keys",
+    "/v1/sla",
+)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
@@ -40,6 +50,7 @@ def test_admin_api_conforms_to_its_schema(
     headers = {"Authorization": f"Bearer {asyncio.run(make_key(database_url, Role.ADMIN))}"}
     asyncio.run(seed(database_url))  # see running_router
     before = asyncio.run(on_database(database_url, live_rules))
+    sla_before = asyncio.run(on_database(database_url, last_sla_version))
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [
@@ -58,11 +69,24 @@ def test_admin_api_conforms_to_its_schema(
             "/v1/audit",
             "/v1/api-keys",
             "/v1/api-keys/{key_id}",
+            "/v1/sla/{plural}/{name}",
         }
         fuzz_operations(operations, headers, mode, max_examples=25)
     finally:
         asgi.shutdown_lifespans()
         asyncio.run(on_database(database_url, lambda sessions: restore_live_rules(sessions, before)))
+        asyncio.run(on_database(database_url, lambda sessions: drop_sla_versions_after(sessions, sla_before)))
+
+
+async def last_sla_version(sessions: Any) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.max(SlaConfigVersion.id))) or 0)
+
+
+async def drop_sla_versions_after(sessions: Any, last: int) -> None:
+    """Fuzzed SLA policies would apply to later tests' tickets in this session's database."""
+    async with sessions() as session, session.begin():
+        await session.execute(delete(SlaConfigVersion).where(SlaConfigVersion.id > last))
 
 
 async def on_database(database_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
