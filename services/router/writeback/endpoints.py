@@ -1,184 +1,140 @@
-"""Admin API for write-back: targets (CRUD, secrets write-only) and the delivery queue."""
+"""``/v1/writeback``: write-back targets (CRUD, secrets write-only) and the delivery queue.
+
+Viewers read; admins change (If-Match on PUT and DELETE, ETag ``W/"writeback-target-<id>-<rev>"``)
+and retry failed deliveries; every change is audited with the API key's name.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from services.router.writeback.models import WritebackDelivery, WritebackTarget
-from services.router.writeback.queue import WRITEBACK_KINDS
-from shared.auth import Role, require_role
-from shared.events import utc_now
-from shared.http.problems import Problem
+from services.router.errors import transaction
+from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
+from services.router.writeback import service
+from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
+from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.preconditions import expected_revision
 
 router = APIRouter(prefix="/v1/writeback", tags=["writeback"])
+MAX_ID = 2**63 - 1  # BIGINT: a larger id is a 422, not a database error
+TargetPath = Path(ge=1, le=MAX_ID, description="The target's id.")
+DeliveryPath = Path(ge=1, le=MAX_ID, description="The delivery's id.")
+IfMatch = Header(
+    None, alias="If-Match", description='The ETag you read, e.g. W/"writeback-target-7-3" (or *).'
+)
+_viewer = Depends(require_role(Role.VIEWER))
+_admin = Depends(require_caller(Role.ADMIN))
 
 
-class TargetIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")
-    source: str = Field(min_length=1, max_length=100)
-    url: AnyHttpUrl
-    secret: str = Field(min_length=16, max_length=500)
-    enabled: bool = True
-    event_kinds: list[str] = Field(default_factory=list, description="Empty: every kind.")
-
-    @field_validator("event_kinds")
-    @classmethod
-    def _kinds(cls, kinds: list[str]) -> list[str]:
-        unknown = sorted(set(kinds) - set(WRITEBACK_KINDS))
-        if unknown:
-            raise ValueError(f"unknown event kinds {unknown}; use {list(WRITEBACK_KINDS)}")
-        return kinds
+def _expected(target_id: int, if_match: str | None) -> int | None:
+    return expected_revision(if_match, service.etag_prefix(target_id))
 
 
-class TargetOut(BaseModel):
-    id: int
-    name: str
-    source: str
-    url: str
-    enabled: bool
-    event_kinds: list[str]
-    revision: int
-    created_at: datetime
-    updated_at: datetime
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    target_id: int
-    event_id: str
-    kind: str
-    ticket_key: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-def target_out(row: WritebackTarget) -> TargetOut:
-    return TargetOut.model_validate(row, from_attributes=True)
-
-
-@router.get("/targets", response_model=list[TargetOut])
-async def list_targets(request: Request, _role: Role = Depends(require_role(Role.VIEWER))) -> list[TargetOut]:
+@router.get(
+    "/targets", response_model=list[TargetOut], responses=problems(*READ), summary="List write-back targets"
+)
+async def list_targets(request: Request, _role: Role = _viewer) -> list[TargetOut]:
     async with request.app.state.sessions() as session:
-        rows = (await session.scalars(select(WritebackTarget).order_by(WritebackTarget.id))).all()
-    return [target_out(r) for r in rows]
+        return [service.to_out(row) for row in await service.list_targets(session)]
 
 
-@router.get("/targets/{target_id}", response_model=TargetOut)
-async def get_target(
-    target_id: int, request: Request, response: Response, _role: Role = Depends(require_role(Role.VIEWER))
-) -> TargetOut:
-    async with request.app.state.sessions() as session:
-        row = await session.get(WritebackTarget, target_id)
-    if row is None:
-        raise Problem(404, "Not found", f"no write-back target {target_id}")
-    response.headers["ETag"] = f'"{row.revision}"'
-    return target_out(row)
-
-
-@router.post("/targets", response_model=TargetOut, status_code=201)
+@router.post(
+    "/targets",
+    status_code=201,
+    response_model=TargetOut,
+    responses={**problems(*READ, 409), 201: {"description": "Created", "headers": ETAG_HEADER}},
+    summary="Create a write-back target",
+)
 async def create_target(
-    body: TargetIn, request: Request, response: Response, _role: Role = Depends(require_role(Role.ADMIN))
+    data: TargetIn, request: Request, response: Response, caller: Caller = _admin
 ) -> TargetOut:
-    now = utc_now()
-    row = WritebackTarget(**body.model_dump(mode="json"), created_at=now, updated_at=now)
-    try:
-        async with request.app.state.sessions() as session, session.begin():
-            session.add(row)
-    except IntegrityError:
-        raise Problem(
-            409,
-            "Conflict",
-            f"a target named {body.name!r} exists",
-            errors=[{"field": "/name", "message": "already exists"}],
-        ) from None
-    response.headers["ETag"] = f'"{row.revision}"'
-    return target_out(row)
+    async with transaction(request) as session:
+        row = await service.create_target(session, data, caller.name)
+    response.headers["ETag"] = service.target_etag(row)
+    response.headers["Location"] = f"/v1/writeback/targets/{row.id}"
+    return service.to_out(row)
 
 
-@router.put("/targets/{target_id}", response_model=TargetOut)
+@router.get(
+    "/targets/{target_id}",
+    response_model=TargetOut,
+    responses={**problems(*READ, 404), 200: {"description": "The target", "headers": ETAG_HEADER}},
+    summary="One write-back target",
+)
+async def get_target(
+    request: Request, response: Response, target_id: int = TargetPath, _role: Role = _viewer
+) -> TargetOut:
+    async with transaction(request) as session:
+        row = await service.get_target(session, target_id)
+    response.headers["ETag"] = service.target_etag(row)
+    return service.to_out(row)
+
+
+@router.put(
+    "/targets/{target_id}",
+    response_model=TargetOut,
+    responses={**problems(*WRITE, 404), 200: {"description": "Replaced", "headers": ETAG_HEADER}},
+    summary="Replace all of a write-back target's fields (the secret too)",
+)
 async def update_target(
-    target_id: int,
-    body: TargetIn,
+    data: TargetIn,
     request: Request,
     response: Response,
-    _role: Role = Depends(require_role(Role.ADMIN)),
+    target_id: int = TargetPath,
+    if_match: str | None = IfMatch,
+    caller: Caller = _admin,
 ) -> TargetOut:
-    if_match = request.headers.get("if-match")
-    if if_match is None:
-        raise Problem(428, "Precondition required", "send If-Match with the target's ETag")
-    try:
-        async with request.app.state.sessions() as session, session.begin():
-            row = await session.get(WritebackTarget, target_id)
-            if row is None:
-                raise Problem(404, "Not found", f"no write-back target {target_id}")
-            if if_match.strip() not in ("*", f'"{row.revision}"'):
-                raise Problem(412, "Precondition failed", f'current ETag is "{row.revision}"')
-            for key, value in body.model_dump(mode="json").items():
-                setattr(row, key, value)
-            row.updated_at = utc_now()  # the flush bumps ``revision`` (version_id_col)
-    except StaleDataError:
-        raise Problem(412, "Precondition failed", "changed concurrently; reload and retry") from None
-    except IntegrityError:
-        raise Problem(
-            409,
-            "Conflict",
-            f"a target named {body.name!r} exists",
-            errors=[{"field": "/name", "message": "already exists"}],
-        ) from None
-    response.headers["ETag"] = f'"{row.revision}"'
-    return target_out(row)
+    async with transaction(request) as session:
+        expected = _expected(target_id, if_match)
+        row = await service.update_target(session, target_id, data, expected=expected, actor=caller.name)
+    response.headers["ETag"] = service.target_etag(row)
+    return service.to_out(row)
 
 
-@router.delete("/targets/{target_id}", status_code=204)
+@router.delete(
+    "/targets/{target_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**problems(*WRITE, 404), 204: {"description": "Deleted"}},
+    summary="Delete a write-back target",
+)
 async def delete_target(
-    target_id: int, request: Request, _role: Role = Depends(require_role(Role.ADMIN))
+    request: Request, target_id: int = TargetPath, if_match: str | None = IfMatch, caller: Caller = _admin
 ) -> Response:
-    async with request.app.state.sessions() as session, session.begin():
-        # A Core delete: the ORM's would also require the revision it read (version_id_col) and
-        # fail on a concurrent edit, which a delete without If-Match has no reason to.
-        result = await session.execute(delete(WritebackTarget).where(WritebackTarget.id == target_id))
-        if result.rowcount == 0:
-            raise Problem(404, "Not found", f"no write-back target {target_id}")
+    async with transaction(request) as session:
+        expected = _expected(target_id, if_match)
+        await service.delete_target(session, target_id, expected=expected, actor=caller.name)
     return Response(status_code=204)
 
 
-@router.get("/deliveries", response_model=list[DeliveryOut])
+@router.get(
+    "/deliveries",
+    response_model=list[DeliveryOut],
+    responses=problems(*READ),
+    summary="Write-back deliveries, newest first",
+)
 async def list_deliveries(
     request: Request,
     status: Literal["pending", "delivered", "failed"] | None = Query(default=None),
     limit: int = Query(default=100, ge=1, le=1000),
-    _role: Role = Depends(require_role(Role.VIEWER)),
+    _role: Role = _viewer,
 ) -> list[DeliveryOut]:
-    query = select(WritebackDelivery).order_by(WritebackDelivery.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(WritebackDelivery.status == status)
     async with request.app.state.sessions() as session:
-        rows = (await session.scalars(query)).all()
-    return [DeliveryOut.model_validate(r, from_attributes=True) for r in rows]
+        rows = await service.list_deliveries(session, status, limit)
+    return [DeliveryOut.model_validate(row) for row in rows]
 
 
-@router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryOut)
+@router.post(
+    "/deliveries/{delivery_id}/retry",
+    response_model=DeliveryOut,
+    responses=problems(*READ, 404, 409),
+    summary="Re-queue a failed delivery; 409 for one that is not failed",
+)
 async def retry_delivery(
-    delivery_id: int, request: Request, _role: Role = Depends(require_role(Role.ADMIN))
+    request: Request, delivery_id: int = DeliveryPath, caller: Caller = _admin
 ) -> DeliveryOut:
-    async with request.app.state.sessions() as session, session.begin():
-        row = await session.get(WritebackDelivery, delivery_id)
-        if row is None:
-            raise Problem(404, "Not found", f"no delivery {delivery_id}")
-        if row.status != "failed":
-            raise Problem(
-                409, "Conflict", f"delivery {delivery_id} is {row.status}, only failed ones are retried"
-            )
-        row.status, row.attempts, row.next_attempt_at = "pending", 0, utc_now()
-    return DeliveryOut.model_validate(row, from_attributes=True)
+    async with transaction(request) as session:
+        row = await service.retry_delivery(session, delivery_id, caller.name)
+    return DeliveryOut.model_validate(row)

@@ -1,21 +1,35 @@
-"""Write-back targets API: secrets write-only, If-Match on update, one winner among concurrent edits."""
+"""Write-back targets API, with the admin API's conventions: weak ``W/"writeback-target-<id>-<rev>"``
+ETags, If-Match required on PUT and DELETE (428/412 problems naming the current ETag), one winner
+among concurrent edits, secrets write-only and never audited, every change audited by key name."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete
 from sqlalchemy.orm.exc import StaleDataError
 
+from services.router.audit.service import list_entries
+from services.router.errors import Stale
+from services.router.writeback import service
 from services.router.writeback.endpoints import router
-from services.router.writeback.models import WritebackTarget
+from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.router.writeback.schemas import TargetIn
 from shared.auth import Role
+from shared.events import utc_now
+from shared.http.problems import PROBLEM_JSON
 from tests.integration.router_sla.helpers import api_client, new_id
 
+ADMIN = "writeback admin"
+SECRET = "s3cret-s3cret-s3cret"
 
-async def client_for(sessions) -> httpx.AsyncClient:
-    return await api_client(sessions, router, Role.ADMIN, "writeback admin")
+
+async def client_for(sessions, role: Role = Role.ADMIN, name: str = ADMIN) -> httpx.AsyncClient:
+    return await api_client(sessions, router, role, name)
 
 
 def target(name: str, **changes: object) -> dict[str, object]:
@@ -23,67 +37,219 @@ def target(name: str, **changes: object) -> dict[str, object]:
         "name": name,
         "source": "zendesk",
         "url": "https://helpdesk.example.com/hooks/routing",
-        "secret": "s3cret-s3cret-s3cret",
+        "secret": SECRET,
         **changes,
     }
 
 
-async def test_update_needs_the_current_etag_and_never_returns_the_secret(sessions):
+def tag(target_id: int, revision: int) -> str:
+    return f'W/"writeback-target-{target_id}-{revision}"'
+
+
+def is_problem(response: httpx.Response, status: int) -> bool:
+    return response.status_code == status and response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_update_and_delete_need_the_current_etag_and_never_return_the_secret(sessions):
     name = f"target-{new_id()[:8]}"
     async with await client_for(sessions) as client:
         created = await client.post("/v1/writeback/targets", json=target(name))
-        assert created.status_code == 201 and created.headers["etag"] == '"1"'
-        assert "secret" not in created.json()
-        url = f"/v1/writeback/targets/{created.json()['id']}"
+        target_id = created.json()["id"]
+        v1, url = tag(target_id, 1), f"/v1/writeback/targets/{target_id}"
+        assert created.status_code == 201 and created.headers["etag"] == v1
+        assert created.headers["location"] == url
+        assert "secret" not in created.json() and SECRET not in created.text
+        assert (await client.get(url)).headers["etag"] == v1
+
         missing = await client.put(url, json=target(name, enabled=False))
-        assert missing.status_code == 428
-        assert missing.headers["content-type"] == "application/problem+json"
-        updated = await client.put(url, json=target(name, enabled=False), headers={"If-Match": '"1"'})
-        assert updated.status_code == 200 and updated.headers["etag"] == '"2"'
+        assert is_problem(missing, 428) and missing.headers["etag"] == v1
+        old_form = await client.put(url, json=target(name, enabled=False), headers={"If-Match": '"1"'})
+        assert is_problem(old_form, 412) and old_form.headers["etag"] == v1
+        other = await client.put(url, json=target(name), headers={"If-Match": tag(target_id + 1, 1)})
+        assert is_problem(other, 412)
+        updated = await client.put(url, json=target(name, enabled=False), headers={"If-Match": v1})
+        assert updated.status_code == 200 and updated.headers["etag"] == tag(target_id, 2)
         assert updated.json()["enabled"] is False and updated.json()["revision"] == 2
-        stale = await client.put(url, json=target(name), headers={"If-Match": '"1"'})
-        assert stale.status_code == 412
+        stale = await client.put(url, json=target(name), headers={"If-Match": v1})
+        assert is_problem(stale, 412) and stale.headers["etag"] == tag(target_id, 2)
         assert (await client.get(url)).json()["enabled"] is False
-        assert (await client.delete(url)).status_code == 204
-        assert (await client.get(url)).status_code == 404
-        assert (await client.delete(url)).status_code == 404
+        listed = await client.get("/v1/writeback/targets")
+        assert target_id in {t["id"] for t in listed.json()} and SECRET not in listed.text
+
+        no_match = await client.delete(url)
+        assert is_problem(no_match, 428) and no_match.headers["etag"] == tag(target_id, 2)
+        stale_delete = await client.delete(url, headers={"If-Match": v1})
+        assert is_problem(stale_delete, 412) and stale_delete.headers["etag"] == tag(target_id, 2)
+        assert (await client.get(url)).status_code == 200  # neither deleted it
+        deleted = await client.delete(url, headers={"If-Match": f'W/"x-1", {tag(target_id, 2)}'})
+        assert deleted.status_code == 204
+        assert is_problem(await client.get(url), 404)
+        assert is_problem(await client.delete(url, headers={"If-Match": "*"}), 404)
+
+
+async def test_changes_are_audited_by_key_name_without_the_secret(sessions):
+    name, new_secret, start = f"target-{new_id()[:8]}", f"rotated-{new_id()}", utc_now()
+    async with await client_for(sessions) as client:
+        created = await client.post("/v1/writeback/targets", json=target(name))
+        target_id = created.json()["id"]
+        url = f"/v1/writeback/targets/{target_id}"
+        moved = target(name, url="https://elsewhere.example.com/hook", secret=new_secret)
+        assert (await client.put(url, json=moved, headers={"If-Match": tag(target_id, 1)})).status_code == 200
+        same = await client.put(url, json=moved, headers={"If-Match": tag(target_id, 2)})
+        assert same.status_code == 200 and same.headers["etag"] == tag(target_id, 2)  # a no-op
+        rotated = target(name, url="https://elsewhere.example.com/hook", secret=SECRET)
+        assert (await client.put(url, json=rotated, headers={"If-Match": "*"})).status_code == 200
+        assert (await client.delete(url, headers={"If-Match": tag(target_id, 3)})).status_code == 204
+    async with sessions() as session:
+        # Since the start: SQLite reuses the id of a target another test deleted.
+        audited = await list_entries(
+            session, entity="writeback_target", entity_id=str(target_id), since=start
+        )
+    assert [(e.action, e.actor) for e in reversed(audited)] == [
+        ("writeback_target.create", ADMIN),
+        ("writeback_target.update", ADMIN),
+        ("writeback_target.update", ADMIN),  # the no-op PUT is not a change
+        ("writeback_target.delete", ADMIN),
+    ]
+    create, move, rotate, removal = (e.detail for e in reversed(audited))
+    assert create["target"]["url"] == "https://helpdesk.example.com/hooks/routing"
+    assert move["changes"] == {
+        "url": {
+            "old": "https://helpdesk.example.com/hooks/routing",
+            "new": "https://elsewhere.example.com/hook",
+        }
+    }
+    assert (move["secret_changed"], move["revision"]) == (True, 2)
+    assert (rotate["changes"], rotate["secret_changed"]) == ({}, True)
+    assert removal["target"]["name"] == name and removal["revision"] == 3
+    serialized = json.dumps([(e.actor, e.action, e.entity_id, e.detail) for e in audited])
+    assert SECRET not in serialized and new_secret not in serialized
+    assert "secret" not in json.dumps([create, removal])  # not even the key
+
+
+async def test_retrying_a_failed_delivery_is_audited(sessions):
+    start = utc_now()
+    async with sessions() as session, session.begin():
+        failed = WritebackDelivery(
+            target_id=0,  # no such target: the sender never claims it
+            event_id=new_id()[:36],
+            kind="assignment",
+            ticket_key=f"api:{new_id()[:8]}",
+            body="{}",
+            status="failed",
+            attempts=8,
+            last_error="HTTP 500: boom",
+        )
+        session.add(failed)
+    try:
+        async with await client_for(sessions) as client:
+            retried = await client.post(f"/v1/writeback/deliveries/{failed.id}/retry")
+            assert retried.status_code == 200, retried.text
+            assert (retried.json()["status"], retried.json()["attempts"]) == ("pending", 0)
+            again = await client.post(f"/v1/writeback/deliveries/{failed.id}/retry")
+            assert is_problem(again, 409) and "pending" in again.json()["detail"]
+            assert is_problem(await client.post("/v1/writeback/deliveries/999999999/retry"), 404)
+            pending = await client.get("/v1/writeback/deliveries", params={"status": "pending"})
+            assert failed.id in {d["id"] for d in pending.json()}
+        async with sessions() as session:
+            audited = await list_entries(
+                session, entity="writeback_delivery", entity_id=str(failed.id), since=start
+            )
+        assert [(e.action, e.actor) for e in audited] == [("writeback_delivery.retry", ADMIN)]
+        assert audited[0].detail["attempts"] == 8 and audited[0].detail["last_error"] == "HTTP 500: boom"
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id == failed.id))
+
+
+async def test_problems_name_the_field_and_viewers_only_read(sessions):
+    taken, name = f"taken-{new_id()[:8]}", f"target-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        assert (await client.post("/v1/writeback/targets", json=target(taken))).status_code == 201
+        duplicate = await client.post("/v1/writeback/targets", json=target(taken))
+        assert is_problem(duplicate, 409)
+        assert duplicate.json()["errors"] == [{"field": "/name", "message": "already exists"}]
+        created = await client.post("/v1/writeback/targets", json=target(name))
+        url = f"/v1/writeback/targets/{created.json()['id']}"
+        renamed = await client.put(url, json=target(taken), headers={"If-Match": "*"})
+        assert is_problem(renamed, 409) and renamed.json()["errors"][0]["field"] == "/name"
+        bad = await client.post(
+            "/v1/writeback/targets", json=target(name, event_kinds=["nope"], secret="short", extra=1)
+        )
+        assert is_problem(bad, 422)
+        assert {e["field"] for e in bad.json()["errors"]} == {"/event_kinds", "/secret", "/extra"}
+        assert "short" not in bad.text  # a rejected secret is not echoed either
+        missing = await client.put(
+            "/v1/writeback/targets/999999999", json=target(name), headers={"If-Match": "*"}
+        )
+        assert is_problem(missing, 404)
+        assert is_problem(await client.get(f"/v1/writeback/targets/{2**63}"), 422)
+    async with await client_for(sessions, Role.VIEWER, "writeback viewer") as viewer:
+        assert (await viewer.get(url)).status_code == 200
+        assert (await viewer.get("/v1/writeback/deliveries")).status_code == 200
+        assert is_problem(await viewer.post("/v1/writeback/targets", json=target("x")), 403)
+        assert is_problem(await viewer.delete(url, headers={"If-Match": "*"}), 403)
 
 
 async def test_concurrent_updates_with_one_etag_have_one_winner(sessions):
     name = f"target-{new_id()[:8]}"
     async with await client_for(sessions) as client:
         created = await client.post("/v1/writeback/targets", json=target(name))
-        url = f"/v1/writeback/targets/{created.json()['id']}"
+        target_id = created.json()["id"]
+        url = f"/v1/writeback/targets/{target_id}"
+        v1 = {"If-Match": tag(target_id, 1)}
         responses = await asyncio.gather(
-            *(
-                client.put(url, json=target(name, source=f"source-{i}"), headers={"If-Match": '"1"'})
-                for i in range(4)
-            )
+            *(client.put(url, json=target(name, source=f"source-{i}"), headers=v1) for i in range(4))
         )
         codes = sorted(r.status_code for r in responses)
         assert codes == [200, 412, 412, 412], [r.text for r in responses]
         final = (await client.get(url)).json()
     winner = next(r.json() for r in responses if r.status_code == 200)
     assert final["revision"] == 2 and final["source"] == winner["source"]
+    assert {r.headers["etag"] for r in responses} == {tag(target_id, 2)}  # the losers learn it too
 
 
-async def test_an_update_based_on_a_stale_read_matches_no_row(sessions):
-    """Both admins read revision 1; the later flush must fail instead of overwriting the first."""
+@pytest.mark.parametrize("change", ["update", "delete"])
+async def test_a_change_checked_against_a_stale_read_is_refused(sessions, change):
+    """Both admins passed the If-Match check on revision 1; the later flush must fail, not overwrite."""
+    start = utc_now()
     async with sessions() as session, session.begin():
-        row = WritebackTarget(**target(f"target-{new_id()[:8]}"))
-        session.add(row)
+        row = await service.create_target(session, TargetIn.model_validate(target(f"t-{new_id()[:8]}")), "a")
     async with sessions() as slow:
         await slow.begin()
-        seen = await slow.get(WritebackTarget, row.id)
+        seen = await slow.get(WritebackTarget, row.id)  # what the slow admin's check will see
         assert seen is not None and seen.revision == 1
         async with sessions() as fast, fast.begin():
-            first = await fast.get(WritebackTarget, row.id)
-            assert first is not None
-            first.source = "fast"
-        seen.source = "slow"
-        with pytest.raises(StaleDataError):
-            await slow.flush()
+            await service.update_target(
+                fast, row.id, TargetIn.model_validate(target(row.name, source="fast")), expected=1, actor="b"
+            )
+        with pytest.raises(Stale) as refused:
+            if change == "update":
+                body = TargetIn.model_validate(target(row.name, source="slow"))
+                await service.update_target(slow, row.id, body, expected=1, actor="c")
+            else:
+                await service.delete_target(slow, row.id, expected=1, actor="c")
+        assert refused.value.current_etag == tag(row.id, 2)
+        assert isinstance(refused.value.__cause__, StaleDataError)
         await slow.rollback()
     async with sessions() as session:
         final = await session.get(WritebackTarget, row.id)
+        audited = await list_entries(session, entity="writeback_target", entity_id=str(row.id), since=start)
     assert final is not None and (final.source, final.revision) == ("fast", 2)
+    assert [e.actor for e in audited] == ["b", "a"]
+
+
+def test_openapi_documents_problems_and_etags():
+    app = FastAPI()
+    app.include_router(router)
+    paths = app.openapi()["paths"]
+    one, many = paths["/v1/writeback/targets/{target_id}"], paths["/v1/writeback/targets"]
+    assert {"404", "412", "428"} <= set(one["put"]["responses"])
+    assert "ETag" in one["put"]["responses"]["200"]["headers"]
+    assert {"404", "412", "428"} <= set(one["delete"]["responses"])
+    assert "If-Match" in {p["name"] for p in one["delete"]["parameters"]}
+    assert "ETag" in one["get"]["responses"]["200"]["headers"]
+    assert "409" in many["post"]["responses"] and "ETag" in many["post"]["responses"]["201"]["headers"]
+    retry = paths["/v1/writeback/deliveries/{delivery_id}/retry"]["post"]["responses"]
+    assert {"404", "409"} <= set(retry)
+    assert PROBLEM_JSON in retry["409"]["content"]

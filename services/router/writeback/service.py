@@ -1,0 +1,148 @@
+"""Write-back targets and deliveries: list, create, replace, delete, retry; every change audited.
+
+A target holds a signing secret and the URL ticket data is sent to, so who changed it matters:
+each change is in the audit log, whose detail says whether the secret changed, never what it is.
+Changes are revision-checked twice: against the client's If-Match, then by the mapper's
+``version_id_col`` (``WHERE revision = <read>`` on UPDATE and DELETE), so a writer that committed
+in between makes the flush fail (StaleDataError) instead of being overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from services.router.audit.service import record
+from services.router.errors import Conflict, Stale, check_expected, get_or_404
+from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.router.writeback.schemas import TargetIn, TargetOut
+from shared.events import utc_now
+from shared.http.preconditions import etag
+
+ENTITY = "writeback_target"
+DELIVERY = "writeback_delivery"
+AUDITED = ("name", "source", "url", "enabled", "event_kinds")  # every field but the secret
+
+
+def etag_prefix(target_id: int) -> str:
+    return f"writeback-target-{target_id}"
+
+
+def target_etag(row: WritebackTarget) -> str:
+    return etag(etag_prefix(row.id), row.revision)
+
+
+def to_out(row: WritebackTarget) -> TargetOut:
+    return TargetOut.model_validate(row)
+
+
+def _fields(row: WritebackTarget) -> dict[str, Any]:
+    return {key: getattr(row, key) for key in AUDITED}
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a target named {name!r} exists", [{"field": "/name", "message": "already exists"}])
+
+
+def _lost_race(target_id: int, seen: int) -> Stale:
+    # The winner bumped the revision to seen + 1: name its ETag, as rule sets' and SLA configs'
+    # races do. Had it deleted the target, the client's re-read gets 404.
+    return Stale(etag(etag_prefix(target_id), seen + 1), "changed concurrently; re-read and retry")
+
+
+async def list_targets(session: AsyncSession) -> list[WritebackTarget]:
+    return list((await session.scalars(select(WritebackTarget).order_by(WritebackTarget.id))).all())
+
+
+async def get_target(session: AsyncSession, target_id: int) -> WritebackTarget:
+    return await get_or_404(session, WritebackTarget, target_id, f"write-back target {target_id}")
+
+
+async def _check_name_free(session: AsyncSession, name: str, target_id: int | None = None) -> None:
+    query = select(WritebackTarget.id).where(WritebackTarget.name == name)
+    if target_id is not None:
+        query = query.where(WritebackTarget.id != target_id)
+    if await session.scalar(query.limit(1)) is not None:
+        raise _name_taken(name)
+
+
+async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> WritebackTarget:
+    await _check_name_free(session, data.name)
+    now = utc_now()
+    row = WritebackTarget(**data.model_dump(mode="json"), created_at=now, updated_at=now)
+    session.add(row)
+    try:
+        await session.flush()  # the id, and revision 1
+    except IntegrityError as exc:  # the same name, created concurrently
+        raise _name_taken(data.name) from exc
+    record(session, actor, f"{ENTITY}.create", ENTITY, str(row.id), {"target": _fields(row)})
+    return row
+
+
+async def update_target(
+    session: AsyncSession, target_id: int, data: TargetIn, *, expected: int | None, actor: str
+) -> WritebackTarget:
+    """Replace every field; a no-op keeps the revision (and the ETag clients hold), as for teams."""
+    row = await get_target(session, target_id)
+    check_expected(expected, row.revision, target_etag(row))
+    new = data.model_dump(mode="json")
+    changes = {k: {"old": old, "new": new[k]} for k, old in _fields(row).items() if old != new[k]}
+    secret_changed = row.secret != data.secret
+    if not changes and not secret_changed:
+        return row
+    if "name" in changes:
+        await _check_name_free(session, data.name, target_id)
+    seen = row.revision
+    for key, value in new.items():
+        setattr(row, key, value)
+    row.updated_at = utc_now()
+    try:
+        await session.flush()  # bumps ``revision`` WHERE revision = seen
+    except IntegrityError as exc:  # renamed to a name taken concurrently
+        raise _name_taken(data.name) from exc
+    except StaleDataError as exc:
+        raise _lost_race(target_id, seen) from exc
+    detail = {"changes": changes, "secret_changed": secret_changed, "revision": row.revision}
+    record(session, actor, f"{ENTITY}.update", ENTITY, str(target_id), detail)
+    return row
+
+
+async def delete_target(session: AsyncSession, target_id: int, *, expected: int | None, actor: str) -> None:
+    row = await get_target(session, target_id)
+    check_expected(expected, row.revision, target_etag(row))
+    seen, detail = row.revision, {"target": _fields(row), "revision": row.revision}
+    await session.delete(row)
+    try:
+        await session.flush()  # DELETE WHERE revision = seen: an edit since the check is not lost
+    except StaleDataError as exc:
+        raise _lost_race(target_id, seen) from exc
+    record(session, actor, f"{ENTITY}.delete", ENTITY, str(target_id), detail)
+
+
+async def list_deliveries(session: AsyncSession, status: str | None, limit: int) -> list[WritebackDelivery]:
+    query = select(WritebackDelivery).order_by(WritebackDelivery.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(WritebackDelivery.status == status)
+    return list((await session.scalars(query)).all())
+
+
+async def retry_delivery(session: AsyncSession, delivery_id: int, actor: str) -> WritebackDelivery:
+    """Re-queue a failed delivery with fresh attempts; 409 for one that is not failed."""
+    row = await get_or_404(session, WritebackDelivery, delivery_id, f"delivery {delivery_id}")
+    if row.status != "failed":
+        raise Conflict(f"delivery {delivery_id} is {row.status}, only failed ones are retried")
+    detail = {
+        "target_id": row.target_id,
+        "ticket_key": row.ticket_key,
+        "kind": row.kind,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+    }
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, utc_now()
+    await session.flush()
+    record(session, actor, f"{DELIVERY}.retry", DELIVERY, str(delivery_id), detail)
+    return row
