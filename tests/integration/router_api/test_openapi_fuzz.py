@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select
 
 from services.router.app import create_app
 from services.router.slas.models import SlaConfigVersion
+from services.router.writeback.models import WritebackTarget
 from services.ticketctl.dev import seed
 from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
@@ -39,6 +40,7 @@ ADMIN_PREFIXES = (
     "/v1/tickets",
     "/v1/api-keys",
     "/v1/sla",
+    "/v1/writeback",
 )
 
 
@@ -50,7 +52,7 @@ def test_admin_api_conforms_to_its_schema(
     headers = {"Authorization": f"Bearer {asyncio.run(make_key(database_url, Role.ADMIN))}"}
     asyncio.run(seed(database_url))  # see running_router
     before = asyncio.run(on_database(database_url, live_rules))
-    sla_before = asyncio.run(on_database(database_url, last_sla_version))
+    last_ids = asyncio.run(on_database(database_url, last_fuzzable_ids))
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [
@@ -70,23 +72,29 @@ def test_admin_api_conforms_to_its_schema(
             "/v1/api-keys",
             "/v1/api-keys/{key_id}",
             "/v1/sla/{plural}/{name}",
+            "/v1/writeback/targets/{target_id}",
         }
         fuzz_operations(operations, headers, mode, max_examples=25)
     finally:
         asgi.shutdown_lifespans()
         asyncio.run(on_database(database_url, lambda sessions: restore_live_rules(sessions, before)))
-        asyncio.run(on_database(database_url, lambda sessions: drop_sla_versions_after(sessions, sla_before)))
+        asyncio.run(on_database(database_url, lambda sessions: drop_rows_after(sessions, last_ids)))
 
 
-async def last_sla_version(sessions: Any) -> int:
+# Rows the fuzzing creates that would act on later tests in this session's database: SLA policies
+# would apply to their tickets, write-back targets would be sent their events.
+FUZZED_IDS = (SlaConfigVersion.id, WritebackTarget.id)
+
+
+async def last_fuzzable_ids(sessions: Any) -> list[int]:
     async with sessions() as session:
-        return int(await session.scalar(select(func.max(SlaConfigVersion.id))) or 0)
+        return [int(await session.scalar(select(func.max(column))) or 0) for column in FUZZED_IDS]
 
 
-async def drop_sla_versions_after(sessions: Any, last: int) -> None:
-    """Fuzzed SLA policies would apply to later tests' tickets in this session's database."""
+async def drop_rows_after(sessions: Any, last_ids: list[int]) -> None:
     async with sessions() as session, session.begin():
-        await session.execute(delete(SlaConfigVersion).where(SlaConfigVersion.id > last))
+        for column, last in zip(FUZZED_IDS, last_ids, strict=True):
+            await session.execute(delete(column.class_).where(column > last))
 
 
 async def on_database(database_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
