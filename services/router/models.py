@@ -94,18 +94,6 @@ class RoutingDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
-class AuditEntry(Base):
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(default=utc_now)
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(50))
-    entity: Mapped[str] = mapped_column(String(50))
-    entity_id: Mapped[str] = mapped_column(String(200))
-    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
-
-
 class ClassifierModel(Base):
     """A trained classifier; the id is its version. At most one active model per label kind."""
 

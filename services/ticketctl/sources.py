@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from services.ticketctl.database import run_in_transaction
+from services.ticketctl.rules import AUTHOR
 
 sources_app = typer.Typer(
     help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
@@ -99,7 +100,7 @@ def add(
         options=parse_options(option),
         enabled=not disabled,
     )
-    _show(_run(lambda s: _out(service.create_source(s, data))))
+    _show(_run(lambda s: _out(service.create_source(s, data, AUTHOR))))
 
 
 async def _out(row: Awaitable[Any]) -> SourceOut:
@@ -132,23 +133,23 @@ def rotate(
 ) -> None:
     """Add a new secret; the previous one stays valid until the next rotation."""
     data = _validated(SecretRotation, secret=secret)
-    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret))))
+    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, AUTHOR))))
 
 
 @sources_app.command("disable")
 def disable(name: str = typer.Argument(...)) -> None:
     """Refuse this source's webhooks (404) until enabled again."""
-    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=False)))))
+    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=False), AUTHOR))))
 
 
 @sources_app.command("enable")
 def enable(name: str = typer.Argument(...)) -> None:
     """Accept this source's webhooks again."""
-    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=True)))))
+    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=True), AUTHOR))))
 
 
 @sources_app.command("remove")
 def remove(name: str = typer.Argument(...)) -> None:
     """Delete a source and its secrets."""
-    _run(lambda s: service.delete_source(s, name))
+    _run(lambda s: service.delete_source(s, name, AUTHOR))
     console.print(f"removed {name}")

@@ -1,13 +1,14 @@
-"""Infrastructure tables every service uses: API keys, processed events, the outbox."""
+"""Infrastructure tables every service uses: API keys, processed events, the outbox, the audit log."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.base import Base
+from shared.db.base import Base, JsonDoc
 from shared.events import utc_now
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
@@ -48,3 +49,17 @@ class OutboxMessage(Base):
     key: Mapped[str] = mapped_column(String(300))
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class AuditEntry(Base):
+    """Who changed which admin-managed entity, when, and how (the detail never holds a secret)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    entity: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)

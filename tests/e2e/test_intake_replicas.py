@@ -28,7 +28,9 @@ async def add_source(database_url: str, name: str) -> None:
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session, session.begin():
-            await service.create_source(session, SourceCreate(name=name, type="github", secret=SECRET))
+            await service.create_source(
+                session, SourceCreate(name=name, type="github", secret=SECRET), "tests"
+            )
     finally:
         await engine.dispose()
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.models import Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
+from shared.db.audit import record
 from shared.events import utc_now
 
 MAX_SECRETS = 2
@@ -90,7 +91,12 @@ async def list_sources(session: AsyncSession) -> list[Source]:
     return list((await session.scalars(select(Source).order_by(Source.name))).all())
 
 
-async def create_source(session: AsyncSession, data: SourceCreate) -> Source:
+def _audit(session: AsyncSession, actor: str, action: str, name: str, detail: dict[str, Any]) -> None:
+    # Secrets appear by fingerprint only (as the API shows them), never in the clear.
+    record(session, actor, f"source.{action}", "source", name, detail)
+
+
+async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -> Source:
     validate_options(data.type, data.options)
     if await session.get(Source, data.name) is not None:
         raise SourceExists(f"a source named {data.name!r} exists", "/name")
@@ -99,32 +105,54 @@ async def create_source(session: AsyncSession, data: SourceCreate) -> Source:
     )
     session.add(row)
     await session.flush()
+    _audit(
+        session,
+        actor,
+        "create",
+        data.name,
+        {
+            "type": data.type,
+            "enabled": data.enabled,
+            "options": data.options,
+            "secret": fingerprint(data.secret),
+        },
+    )
     return row
 
 
-async def update_source(session: AsyncSession, name: str, data: SourceUpdate) -> Source:
+async def update_source(session: AsyncSession, name: str, data: SourceUpdate, actor: str) -> Source:
     row = await get_source(session, name)
+    changes: dict[str, Any] = {}
     if data.options is not None:
         validate_options(row.adapter, data.options)
+        if data.options != row.options:
+            changes["options"] = {"old": row.options, "new": data.options}
         row.options = data.options
     if data.enabled is not None:
+        if data.enabled != row.enabled:
+            changes["enabled"] = {"old": row.enabled, "new": data.enabled}
         row.enabled = data.enabled
     row.updated_at = utc_now()
     await session.flush()
+    if changes:
+        _audit(session, actor, "update", name, {"changes": changes})
     return row
 
 
-async def rotate_secret(session: AsyncSession, name: str, secret: str) -> Source:
+async def rotate_secret(session: AsyncSession, name: str, secret: str, actor: str) -> Source:
     """Add ``secret``; keep the newest two so signatures under the previous one still pass."""
     row = await get_source(session, name)
     # A new list (not an in-place append) so the JSON column is seen as changed.
     row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
     row.updated_at = utc_now()
     await session.flush()
+    _audit(session, actor, "rotate", name, {"secrets": [fingerprint(s) for s in row.secrets]})
     return row
 
 
-async def delete_source(session: AsyncSession, name: str) -> None:
+async def delete_source(session: AsyncSession, name: str, actor: str) -> None:
     row = await get_source(session, name)
+    detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets]}
     await session.delete(row)
     await session.flush()
+    _audit(session, actor, "delete", name, detail)

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.apikeys.schemas import ApiKeyCreate
-from services.router.audit.service import record
 from services.router.errors import Conflict, get_or_404
 from shared.auth import Role, create_api_key, revoke_api_key
+from shared.db.audit import record
 from shared.db.models import ApiKey
 
 ENTITY = "api_key"

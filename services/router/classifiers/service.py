@@ -11,12 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from services.router.audit import service as audit
 from services.router.classification import EvaluationReport, TicketClassifier, evaluate, train
 from services.router.classification.training import Progress
 from services.router.classifiers.enrichment import ticket_text
 from services.router.classifiers.schemas import ClassifierOut, LabelKind
 from services.router.models import ClassifierFeedback, ClassifierModel, Team
+from shared.db import audit
 from shared.events import EventType, RoutingPayload, utc_now
 
 # --- training -------------------------------------------------------------------------------

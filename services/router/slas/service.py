@@ -15,12 +15,12 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.audit.service import record
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
+from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import etag
 from shared.http.problems import field_errors

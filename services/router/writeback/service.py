@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.router.audit.service import record
 from services.router.errors import Conflict, Stale, check_expected, get_or_404
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut
+from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import etag
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from services.router.classifiers.schemas import LabelKind
-from services.router.models import AuditEntry
+from shared.db.models import AuditEntry
 from tests.conftest import unique_topics
 from tests.integration.classifiers.helpers import Router, running_router, stored
 from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE

@@ -16,15 +16,20 @@ from services.intake.deliveries import prune_deliveries
 from services.intake.models import Source, WebhookDelivery
 from services.intake.sources import service
 from services.intake.sources.schemas import SourceUpdate
+from services.intake.sources.service import fingerprint
 from services.ticketctl.main import app as ticketctl
+from shared.db.audit import list_entries
 from shared.events import utc_now
 from tests.integration.intake.helpers import Intake, read_topic, running_intake
 from tests.unit.webhooks._helpers import basic
 
 SECRET = "admin-test-secret-1"
+NEW_SECRET = "admin-test-secret-2"
 
 
-async def test_crud_never_returns_secrets(intake: Intake) -> None:
+async def test_crud_never_returns_secrets_and_is_audited(
+    intake: Intake, sessions: async_sessionmaker[AsyncSession]
+) -> None:
     name = f"zd-{uuid.uuid4().hex[:8]}"
     created = await intake.client.post(
         "/v1/sources",
@@ -50,11 +55,29 @@ async def test_crud_never_returns_secrets(intake: Intake) -> None:
         f"/v1/sources/{name}", headers=intake.admin, json={"enabled": False, "options": {}}
     )
     assert patched.json()["enabled"] is False and patched.json()["options"] == {}
+    rotated = await intake.client.post(
+        f"/v1/sources/{name}/rotate", headers=intake.admin, json={"secret": NEW_SECRET}
+    )
+    assert rotated.status_code == 200 and rotated.json()["secret_count"] == 2
 
     deleted = await intake.client.delete(f"/v1/sources/{name}", headers=intake.admin)
     assert deleted.status_code == 204
     missing = await intake.client.get(f"/v1/sources/{name}", headers=intake.admin)
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+    # Every change is in the audit log under the admin key's name, secrets by fingerprint only.
+    async with sessions() as session:
+        entries = list(reversed(await list_entries(session, entity="source", entity_id=name)))
+    assert [(e.action, e.actor) for e in entries] == [
+        (f"source.{action}", "test admin") for action in ("create", "update", "rotate", "delete")
+    ]
+    assert entries[1].detail["changes"] == {
+        "options": {"old": {"timestamp_tolerance": 60}, "new": {}},
+        "enabled": {"old": True, "new": False},
+    }
+    assert entries[2].detail["secrets"] == [fingerprint(SECRET), fingerprint(NEW_SECRET)]
+    logged = json.dumps([e.detail for e in entries])
+    assert SECRET not in logged and NEW_SECRET not in logged
 
 
 async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> None:
@@ -106,7 +129,7 @@ async def test_cache_picks_up_changes_made_elsewhere_within_ttl(
         )
         assert (await post(1)).status_code == 202
         async with sessions() as session, session.begin():  # what ticketctl (another process) does
-            await service.update_source(session, name, SourceUpdate(enabled=False))
+            await service.update_source(session, name, SourceUpdate(enabled=False), "tests")
         await asyncio.sleep(0.4)
         assert (await post(2)).status_code == 404
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from services.router.audit.service import list_entries
 from services.router.rulesets import service
 from services.ticketctl import rules as rules_cli
 from services.ticketctl import teams as teams_cli
 from services.ticketctl.dev import seed
 from services.ticketctl.main import app
+from shared.db.audit import list_entries
 from shared.db.engine import create_engine, session_factory
 from tests.integration.router_api.helpers import live_rules, restore_live_rules
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.router.audit.service import list_entries
 from services.ticketctl import main as ticketctl
 from services.ticketctl.main import app
+from shared.db.audit import list_entries
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 

@@ -1,4 +1,5 @@
-"""Writing and reading audit entries."""
+"""The audit log: every service records its admin changes here, in the change's own transaction;
+the router's ``GET /v1/audit`` reads it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.models import AuditEntry
+from shared.db.models import AuditEntry
 from shared.events import utc_now
 
 MAX_LIMIT = 1_000
