@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from services.router.errors import Stale
 from services.router.slas import service
 from services.ticketctl.database import in_transaction
 
@@ -76,6 +77,9 @@ def sla_apply(
         for error in exc.errors:
             console.print(f"[red]{error['field']}: {error['message']}[/]")
         raise typer.Exit(2) from None
+    except Stale as exc:  # another writer saved the same version first
+        console.print(f"[red]{exc.message}[/]")
+        raise typer.Exit(1) from None
     console.print(f"{kind} {row.name} is now version {row.version}\n{row.diff}")
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.errors import Conflict, NotFound, Stale, check_expected, transaction
+from services.router.errors import Conflict, NotFound, check_expected, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.slas import service
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import ANY, MISSING, etag, expected_revision
+from shared.http.preconditions import ANY, MISSING, expected_revision
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
@@ -44,28 +42,6 @@ def check_if_match(kind: str, name: str, current: SlaConfigVersion | None, if_ma
             raise Problem(412, "Precondition failed", f"there is no {kind} {name!r} to match If-Match")
         return
     check_expected(expected, current.version, service.config_etag(current))
-
-
-async def _save(
-    session: AsyncSession,
-    kind: str,
-    name: str,
-    document: dict[str, Any] | None,
-    author: str,
-    comment: str = "",
-    *,
-    previous: SlaConfigVersion | None,
-) -> SlaConfigVersion:
-    """:func:`service.save`; losing the race for the next version number (see there) is a 412
-    naming the winner's ETag, as for rule sets."""
-    number = (previous.version if previous is not None else 0) + 1  # before a rollback expires it
-    try:
-        return await service.save(session, kind, name, document, author, comment, previous=previous)
-    except IntegrityError as exc:
-        raise Stale(
-            etag(service.etag_prefix(kind, name), number),
-            f"version {number} was saved concurrently; re-read and retry",
-        ) from exc
 
 
 def out(row: SlaConfigVersion) -> ConfigOut:
@@ -148,7 +124,7 @@ async def put_config(
                 errors=[{**e, "field": "/document" + e["field"]} for e in exc.errors],
             ) from None
         document = model.model_dump(mode="json", exclude_defaults=False)
-        row = await _save(session, kind, name, document, caller.name, body.comment, previous=current)
+        row = await service.save(session, kind, name, document, caller.name, body.comment, previous=current)
     response.headers["ETag"] = service.config_etag(row)
     response.status_code = 201 if current is None or current.deleted else 200
     return out(row)
@@ -179,5 +155,5 @@ async def delete_config(
             users = [r.name for r in policies if r.document.get("calendar") == name]
             if users:
                 raise Conflict(f"calendar {name!r} is used by SLA policies {users}")
-        await _save(session, kind, name, None, caller.name, previous=current)
+        await service.save(session, kind, name, None, caller.name, previous=current)
     return Response(status_code=204)

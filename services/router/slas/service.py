@@ -13,8 +13,10 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.errors import Stale
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.slas.models import SlaConfigVersion
@@ -163,7 +165,14 @@ async def save(
         name,
         {"version": row.version, "comment": comment, "diff": row.diff},
     )
-    await session.flush()
+    number = row.version  # read before the flush: a failed one leaves the row unusable
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # another writer saved this version number first
+        raise Stale(
+            etag(etag_prefix(kind, name), number),
+            f"version {number} was saved concurrently; re-read and retry",
+        ) from exc
     return row
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.exc import IntegrityError
 
+from services.router.errors import Stale
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
@@ -123,8 +123,9 @@ async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessio
         seen = await service.latest(slow, "calendar", cal)
         async with sessions() as fast, fast.begin():
             await service.save(fast, "calendar", cal, stored(["2026-12-24"]), "fast", previous=seen)
-        with pytest.raises(IntegrityError):
+        with pytest.raises(Stale) as lost:
             await service.save(slow, "calendar", cal, stored(["2026-12-31"]), "slow", previous=seen)
+        assert lost.value.current_etag == f'W/"sla-calendar-{cal}-2"'
         await slow.rollback()
     async with sessions() as session:
         rows = await service.history(session, "calendar", cal)
