@@ -104,6 +104,11 @@ def metrics(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
             Row("metrics", f"ingest, {n} open", figures["ingest_events_per_cpu_second"], "events/cpu-s"),
             Row("metrics", f"scrape, {n} open", figures["scrape_ms_median"], "ms"),
             Row("metrics", f"memory, {n} open", figures["rss_delta_bytes_per_open_ticket"], "B/ticket"),
+            # Ingest and scrapes wait while the state is locked; the rest runs beside them.
+            Row("metrics", f"checkpoint, {n} open", figures["checkpoint_dump_seconds"], "s"),
+            Row(
+                "metrics", f"checkpoint, {n} open, state locked", figures["checkpoint_lock_held_seconds"], "s"
+            ),
         ]
     return result, rows
 

@@ -59,6 +59,13 @@ _LISTS = (
 
 
 def dump(state: BacklogState) -> bytes:
+    return seal(capture(state))
+
+
+def capture(state: BacklogState) -> bytes:
+    """The uncompressed checkpoint body: copies of the state's columns and aggregates, so the
+    caller can release the state's lock before :func:`seal` compresses it (at 1M open tickets the
+    copy is a few tens of MB of memcpy, the compression several times longer)."""
     hashes, slots = state.index.dump()
     blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS]
     blobs += [
@@ -84,7 +91,11 @@ def dump(state: BacklogState) -> bytes:
         "blobs": [[name, arr.typecode, len(arr) * arr.itemsize] for name, arr in blobs],
     }
     head = orjson.dumps(header)
-    body = b"".join([len(head).to_bytes(4, "little"), head, *(arr.tobytes() for _, arr in blobs)])
+    return b"".join([len(head).to_bytes(4, "little"), head, *(arr.tobytes() for _, arr in blobs)])
+
+
+def seal(body: bytes) -> bytes:
+    """A checkpoint from a :func:`capture` body; needs no lock (zlib also releases the GIL)."""
     return MAGIC + zlib.compress(body, 3)
 
 

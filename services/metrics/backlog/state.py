@@ -367,10 +367,11 @@ class BacklogState:
 
     # ---------------------------------------------------------------- checkpoint
     def to_checkpoint(self) -> bytes:
-        from .checkpoint import dump
+        from .checkpoint import capture, seal
 
         with self.lock:
-            return dump(self)
+            body = capture(self)
+        return seal(body)  # outside the lock: see capture
 
     @classmethod
     def from_checkpoint(cls, data: bytes) -> BacklogState:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.backlog import BacklogState
-from services.metrics.backlog.checkpoint import dump, load
+from services.metrics.backlog.checkpoint import capture, load, seal
 from services.metrics.models import MetricsCheckpoint
 from shared.events import utc_now
 from shared.kafka.consumer import ConsumedEvent, is_transient
@@ -279,7 +279,9 @@ class BacklogIngest:
 
 
 def _encode(shard: Shard) -> tuple[bytes, dict[str, int], int]:
-    # Worker thread: the state lock keeps the handler out while the state, the offsets it
-    # covers and the count of events it includes are captured together.
+    # Worker thread: the state lock keeps the handler (and scrapes) out while the state, the
+    # offsets it covers and the count of events it includes are copied together; the
+    # compression, most of the time, runs after the lock is released.
     with shard.state.lock:
-        return dump(shard.state), dict(shard.next_offsets), shard.pending
+        body, offsets, pending = capture(shard.state), dict(shard.next_offsets), shard.pending
+    return seal(body), offsets, pending
