@@ -21,8 +21,13 @@ class Source(Base):
     secrets: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     options: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    # The ORM bumps ``revision`` on every UPDATE and adds ``WHERE revision = <read>`` (DELETE too):
+    # of two admins who both passed the If-Match check, the second one's flush matches no row.
+    __mapper_args__ = {"version_id_col": revision}
 
 
 class WebhookDelivery(Base):

@@ -1,4 +1,8 @@
-"""``ticketctl sources``: manage webhook sources in the database, through the intake's service functions."""
+"""``ticketctl sources``: manage webhook sources in the database, through the intake's service functions.
+
+Changes pass ``expected=None``: the CLI has no ETag to hold and changes whatever is current (a
+concurrent change flushed first still fails it, as for the REST API).
+"""
 
 from __future__ import annotations
 
@@ -133,23 +137,28 @@ def rotate(
 ) -> None:
     """Add a new secret; the previous one stays valid until the next rotation."""
     data = _validated(SecretRotation, secret=secret)
-    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, AUTHOR))))
+    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, expected=None, actor=AUTHOR))))
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    data = SourceUpdate(enabled=enabled)
+    _show(_run(lambda s: _out(service.update_source(s, name, data, expected=None, actor=AUTHOR))))
 
 
 @sources_app.command("disable")
 def disable(name: str = typer.Argument(...)) -> None:
     """Refuse this source's webhooks (404) until enabled again."""
-    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=False), AUTHOR))))
+    _set_enabled(name, False)
 
 
 @sources_app.command("enable")
 def enable(name: str = typer.Argument(...)) -> None:
     """Accept this source's webhooks again."""
-    _show(_run(lambda s: _out(service.update_source(s, name, SourceUpdate(enabled=True), AUTHOR))))
+    _set_enabled(name, True)
 
 
 @sources_app.command("remove")
 def remove(name: str = typer.Argument(...)) -> None:
     """Delete a source and its secrets."""
-    _run(lambda s: service.delete_source(s, name, AUTHOR))
+    _run(lambda s: service.delete_source(s, name, expected=None, actor=AUTHOR))
     console.print(f"removed {name}")

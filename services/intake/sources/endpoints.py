@@ -1,4 +1,9 @@
-"""``/v1/sources``: the admin API for webhook sources (admin API key)."""
+"""``/v1/sources``: the admin API for webhook sources (admin API key).
+
+Optimistic concurrency as in the router's admin APIs: ETag ``W/"source-<name>-<revision>"``,
+If-Match required on PATCH, DELETE and rotate (428 without, 412 when stale, both naming the
+current ETag).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.openapi import problems
+from services.intake.openapi import ETAG_HEADER, problems
 from services.intake.sources import service
 from services.intake.sources.cache import SourceCache
 from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.preconditions import expected_revision, required, stale
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
@@ -22,6 +28,10 @@ _admin_role = Depends(require_role(Role.ADMIN))
 _admin = Depends(require_caller(Role.ADMIN))
 
 NamePath = Path(min_length=1, max_length=100, pattern=SOURCE_NAME)
+IfMatch = Header(
+    None, alias="If-Match", description='The ETag you read, e.g. W/"source-github-main-3" (or *).'
+)
+WRITE = (400, 401, 403, 404, 412, 422, 428)
 
 
 T = TypeVar("T")
@@ -49,6 +59,10 @@ async def _run(
 
 
 def _problem(exc: service.SourceError) -> Problem:
+    if isinstance(exc, service.SourcePreconditionRequired):
+        return required(exc.current_etag)
+    if isinstance(exc, service.SourceStale):
+        return stale(exc.current_etag)
     if isinstance(exc, service.SourceNotFound):
         return Problem(404, "Not found", exc.message)
     status, title = (409, "Conflict") if isinstance(exc, service.SourceExists) else (422, "Invalid request")
@@ -56,18 +70,31 @@ def _problem(exc: service.SourceError) -> Problem:
     return Problem(status, title, exc.message, errors=errors)
 
 
+def _expected(name: str, if_match: str | None) -> int | None:
+    return expected_revision(if_match, service.etag_prefix(name))
+
+
+def _tagged(response: Response, source: SourceOut) -> SourceOut:
+    response.headers["ETag"] = service.source_etag(source.name, source.revision)
+    return source
+
+
 @router.post(
     "",
     status_code=201,
     response_model=SourceOut,
-    responses=problems(400, 401, 403, 409, 422),
+    responses={**problems(400, 401, 403, 409, 422), 201: {"description": "Created", "headers": ETAG_HEADER}},
     summary="Configure a webhook source",
 )
-async def create(data: SourceCreate, request: Request, caller: Caller = _admin) -> SourceOut:
+async def create(
+    data: SourceCreate, request: Request, response: Response, caller: Caller = _admin
+) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
         return service.to_out(await service.create_source(session, data, caller.name))
 
-    return await _run(request, work, changed=data.name)
+    created = await _run(request, work, changed=data.name)
+    response.headers["Location"] = f"/v1/sources/{created.name}"
+    return _tagged(response, created)
 
 
 @router.get("", response_model=list[SourceOut], responses=problems(401, 403), summary="List sources")
@@ -78,51 +105,79 @@ async def list_all(request: Request, _role: Role = _admin_role) -> list[SourceOu
     return await _run(request, work)
 
 
-@router.get("/{name}", response_model=SourceOut, responses=problems(401, 403, 404, 422), summary="One source")
-async def get_one(request: Request, name: str = NamePath, _role: Role = _admin_role) -> SourceOut:
+@router.get(
+    "/{name}",
+    response_model=SourceOut,
+    responses={**problems(401, 403, 404, 422), 200: {"description": "The source", "headers": ETAG_HEADER}},
+    summary="One source",
+)
+async def get_one(
+    request: Request, response: Response, name: str = NamePath, _role: Role = _admin_role
+) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
         return service.to_out(await service.get_source(session, name))
 
-    return await _run(request, work)
+    return _tagged(response, await _run(request, work))
 
 
 @router.patch(
     "/{name}",
     response_model=SourceOut,
-    responses=problems(400, 401, 403, 404, 422),
-    summary="Enable, disable or reconfigure a source",
+    responses={**problems(*WRITE), 200: {"description": "Updated", "headers": ETAG_HEADER}},
+    summary="Enable, disable or reconfigure a source (If-Match required)",
 )
 async def update(
-    data: SourceUpdate, request: Request, name: str = NamePath, caller: Caller = _admin
+    data: SourceUpdate,
+    request: Request,
+    response: Response,
+    name: str = NamePath,
+    if_match: str | None = IfMatch,
+    caller: Caller = _admin,
 ) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
-        return service.to_out(await service.update_source(session, name, data, caller.name))
+        row = await service.update_source(
+            session, name, data, expected=_expected(name, if_match), actor=caller.name
+        )
+        return service.to_out(row)
 
-    return await _run(request, work, changed=name)
+    return _tagged(response, await _run(request, work, changed=name))
 
 
 @router.delete(
     "/{name}",
     status_code=204,
     response_class=Response,
-    responses=problems(401, 403, 404, 422),
-    summary="Remove a source",
+    responses={**problems(*WRITE), 204: {"description": "Deleted"}},
+    summary="Remove a source (If-Match required)",
 )
-async def remove(request: Request, name: str = NamePath, caller: Caller = _admin) -> Response:
-    await _run(request, lambda session: service.delete_source(session, name, caller.name), changed=name)
+async def remove(
+    request: Request, name: str = NamePath, if_match: str | None = IfMatch, caller: Caller = _admin
+) -> Response:
+    async def work(session: AsyncSession) -> None:
+        await service.delete_source(session, name, expected=_expected(name, if_match), actor=caller.name)
+
+    await _run(request, work, changed=name)
     return Response(status_code=204)
 
 
 @router.post(
     "/{name}/rotate",
     response_model=SourceOut,
-    responses=problems(400, 401, 403, 404, 422),
-    summary="Add a new secret; the newest two stay valid",
+    responses={**problems(*WRITE), 200: {"description": "Rotated", "headers": ETAG_HEADER}},
+    summary="Add a new secret; the newest two stay valid (If-Match required)",
 )
 async def rotate(
-    data: SecretRotation, request: Request, name: str = NamePath, caller: Caller = _admin
+    data: SecretRotation,
+    request: Request,
+    response: Response,
+    name: str = NamePath,
+    if_match: str | None = IfMatch,
+    caller: Caller = _admin,
 ) -> SourceOut:
     async def work(session: AsyncSession) -> SourceOut:
-        return service.to_out(await service.rotate_secret(session, name, data.secret, caller.name))
+        row = await service.rotate_secret(
+            session, name, data.secret, expected=_expected(name, if_match), actor=caller.name
+        )
+        return service.to_out(row)
 
-    return await _run(request, work, changed=name)
+    return _tagged(response, await _run(request, work, changed=name))

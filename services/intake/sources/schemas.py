@@ -72,6 +72,7 @@ class SourceOut(BaseModel):
     secret_fingerprints: list[str] = Field(
         description="sha256 prefixes, oldest first, to tell secrets apart."
     )
+    revision: int = Field(description='Bumped by every change; the ETag is W/"source-<name>-<revision>".')
     created_at: datetime
     updated_at: datetime
     webhook_path: str

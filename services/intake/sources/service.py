@@ -1,4 +1,10 @@
-"""Source management: plain functions over a session, used by the REST API and by ``ticketctl``."""
+"""Source management: plain functions over a session, used by the REST API and by ``ticketctl``.
+
+Changes are revision-checked twice, as the router's write-back targets are: against ``expected``
+(the client's If-Match; None for ``ticketctl``, which changes whatever is current), then by the
+mapper's ``version_id_col``, so a writer that committed in between makes the flush fail
+(StaleDataError -> :class:`SourceStale`) instead of being overwritten.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from services.intake.models import Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
 from shared.db.audit import record
 from shared.events import utc_now
+from shared.http.preconditions import MISSING, etag
 
 MAX_SECRETS = 2
 
@@ -35,6 +43,44 @@ class SourceExists(SourceError):
 
 class InvalidSource(SourceError):
     pass
+
+
+class SourceStale(SourceError):
+    """``expected`` is not the current revision, or a concurrent change was flushed first."""
+
+    def __init__(self, current_etag: str, message: str | None = None) -> None:
+        super().__init__(message or f"changed meanwhile; the current ETag is {current_etag}")
+        self.current_etag = current_etag
+
+
+class SourcePreconditionRequired(SourceStale):
+    """No If-Match was sent (the REST API requires one on every change)."""
+
+
+def etag_prefix(name: str) -> str:
+    return f"source-{name}"
+
+
+def source_etag(name: str, revision: int) -> str:
+    return etag(etag_prefix(name), revision)
+
+
+def _check_expected(row: Source, expected: int | None) -> None:
+    current = source_etag(row.name, row.revision)
+    if expected == MISSING:
+        raise SourcePreconditionRequired(current, f"send If-Match; the current ETag is {current}")
+    if expected is not None and expected != row.revision:
+        raise SourceStale(current)
+
+
+async def _flush(session: AsyncSession, name: str, seen: int) -> None:
+    """Flush the change ``WHERE revision = seen``; a concurrent writer's commit makes it fail."""
+    try:
+        await session.flush()
+    except StaleDataError as exc:
+        # The winner bumped the revision to seen + 1: name its ETag (had it deleted the source,
+        # the client's re-read gets 404).
+        raise SourceStale(source_etag(name, seen + 1), "changed concurrently; re-read and retry") from exc
 
 
 def _options_pointer(message: str) -> str:
@@ -70,6 +116,7 @@ def to_out(row: Source) -> SourceOut:
         options=row.options,
         secret_count=len(row.secrets),
         secret_fingerprints=[fingerprint(s) for s in row.secrets],
+        revision=row.revision,
         created_at=row.created_at,
         updated_at=row.updated_at,
         webhook_path=f"/v1/webhooks/{row.name}",
@@ -104,7 +151,7 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
         name=data.name, adapter=data.type, secrets=[data.secret], options=data.options, enabled=data.enabled
     )
     session.add(row)
-    await session.flush()
+    await session.flush()  # revision 1
     _audit(
         session,
         actor,
@@ -115,44 +162,57 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
             "enabled": data.enabled,
             "options": data.options,
             "secret": fingerprint(data.secret),
+            "revision": row.revision,
         },
     )
     return row
 
 
-async def update_source(session: AsyncSession, name: str, data: SourceUpdate, actor: str) -> Source:
+async def update_source(
+    session: AsyncSession, name: str, data: SourceUpdate, *, expected: int | None, actor: str
+) -> Source:
+    """Apply the given fields; a no-op keeps the revision (and the ETag clients hold), as for teams."""
     row = await get_source(session, name)
+    _check_expected(row, expected)
     changes: dict[str, Any] = {}
     if data.options is not None:
         validate_options(row.adapter, data.options)
         if data.options != row.options:
             changes["options"] = {"old": row.options, "new": data.options}
-        row.options = data.options
-    if data.enabled is not None:
-        if data.enabled != row.enabled:
-            changes["enabled"] = {"old": row.enabled, "new": data.enabled}
-        row.enabled = data.enabled
+    if data.enabled is not None and data.enabled != row.enabled:
+        changes["enabled"] = {"old": row.enabled, "new": data.enabled}
+    if not changes:
+        return row
+    seen = row.revision
+    for key, change in changes.items():
+        setattr(row, key, change["new"])
     row.updated_at = utc_now()
-    await session.flush()
-    if changes:
-        _audit(session, actor, "update", name, {"changes": changes})
+    await _flush(session, name, seen)  # bumps ``revision``
+    _audit(session, actor, "update", name, {"changes": changes, "revision": row.revision})
     return row
 
 
-async def rotate_secret(session: AsyncSession, name: str, secret: str, actor: str) -> Source:
+async def rotate_secret(
+    session: AsyncSession, name: str, secret: str, *, expected: int | None, actor: str
+) -> Source:
     """Add ``secret``; keep the newest two so signatures under the previous one still pass."""
     row = await get_source(session, name)
+    _check_expected(row, expected)
+    seen = row.revision
     # A new list (not an in-place append) so the JSON column is seen as changed.
     row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
     row.updated_at = utc_now()
-    await session.flush()
-    _audit(session, actor, "rotate", name, {"secrets": [fingerprint(s) for s in row.secrets]})
+    await _flush(session, name, seen)
+    detail = {"secrets": [fingerprint(s) for s in row.secrets], "revision": row.revision}
+    _audit(session, actor, "rotate", name, detail)
     return row
 
 
-async def delete_source(session: AsyncSession, name: str, actor: str) -> None:
+async def delete_source(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> None:
     row = await get_source(session, name)
-    detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets]}
+    _check_expected(row, expected)
+    seen = row.revision
+    detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets], "revision": seen}
     await session.delete(row)
-    await session.flush()
+    await _flush(session, name, seen)  # DELETE WHERE revision = seen: an edit since the check is not lost
     _audit(session, actor, "delete", name, detail)

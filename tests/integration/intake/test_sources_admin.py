@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 from typer.testing import CliRunner
 
 from services.intake.deliveries import prune_deliveries
 from services.intake.models import Source, WebhookDelivery
 from services.intake.sources import service
-from services.intake.sources.schemas import SourceUpdate
+from services.intake.sources.schemas import SourceCreate, SourceUpdate
 from services.intake.sources.service import fingerprint
 from services.ticketctl.main import app as ticketctl
 from shared.db.audit import list_entries
 from shared.events import utc_now
+from shared.http.problems import PROBLEM_JSON
 from tests.integration.intake.helpers import Intake, read_topic, running_intake
 from tests.unit.webhooks._helpers import basic
 
@@ -52,15 +56,21 @@ async def test_crud_never_returns_secrets_and_is_audited(
     assert one.status_code == 200 and one.json()["options"] == {"timestamp_tolerance": 60}
 
     patched = await intake.client.patch(
-        f"/v1/sources/{name}", headers=intake.admin, json={"enabled": False, "options": {}}
+        f"/v1/sources/{name}",
+        headers={**intake.admin, "If-Match": one.headers["etag"]},
+        json={"enabled": False, "options": {}},
     )
     assert patched.json()["enabled"] is False and patched.json()["options"] == {}
     rotated = await intake.client.post(
-        f"/v1/sources/{name}/rotate", headers=intake.admin, json={"secret": NEW_SECRET}
+        f"/v1/sources/{name}/rotate",
+        headers={**intake.admin, "If-Match": patched.headers["etag"]},
+        json={"secret": NEW_SECRET},
     )
     assert rotated.status_code == 200 and rotated.json()["secret_count"] == 2
 
-    deleted = await intake.client.delete(f"/v1/sources/{name}", headers=intake.admin)
+    deleted = await intake.client.delete(
+        f"/v1/sources/{name}", headers={**intake.admin, "If-Match": rotated.headers["etag"]}
+    )
     assert deleted.status_code == 204
     missing = await intake.client.get(f"/v1/sources/{name}", headers=intake.admin)
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
@@ -76,8 +86,126 @@ async def test_crud_never_returns_secrets_and_is_audited(
         "enabled": {"old": True, "new": False},
     }
     assert entries[2].detail["secrets"] == [fingerprint(SECRET), fingerprint(NEW_SECRET)]
+    assert [e.detail["revision"] for e in entries] == [1, 2, 3, 3]  # delete: the revision removed
     logged = json.dumps([e.detail for e in entries])
     assert SECRET not in logged and NEW_SECRET not in logged
+
+
+def tag(name: str, revision: int) -> str:
+    return f'W/"source-{name}-{revision}"'
+
+
+def is_problem(response: httpx.Response, status: int) -> bool:
+    return response.status_code == status and response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_changes_need_the_current_etag(intake: Intake) -> None:
+    """PATCH, rotate and DELETE: 428 without If-Match, 412 when stale, both naming the current ETag."""
+    name = f"etag-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+    created = await intake.add_source(name, "native", SECRET)
+    assert created.headers["etag"] == tag(name, 1) and created.headers["location"] == url
+    assert created.json()["revision"] == 1
+    one = await intake.client.get(url, headers=intake.admin)
+    assert one.headers["etag"] == tag(name, 1) and one.json()["revision"] == 1
+
+    def changes(if_match: str | None) -> list[Awaitable[httpx.Response]]:
+        headers = intake.admin if if_match is None else {**intake.admin, "If-Match": if_match}
+        return [
+            intake.client.patch(url, headers=headers, json={"enabled": False}),
+            intake.client.post(f"{url}/rotate", headers=headers, json={"secret": NEW_SECRET}),
+            intake.client.delete(url, headers=headers),
+        ]
+
+    for response in [await change for change in changes(None)]:
+        assert is_problem(response, 428), response.text
+        assert response.headers["etag"] == tag(name, 1) and tag(name, 1) in response.json()["detail"]
+    patched = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": tag(name, 1)}, json={"enabled": False}
+    )
+    assert patched.status_code == 200 and patched.headers["etag"] == tag(name, 2)
+    assert patched.json()["revision"] == 2 and patched.json()["enabled"] is False
+
+    # A stale ETag, another source's, or a malformed one: 412 naming the current ETag; nothing changes.
+    for stale_tag in (tag(name, 1), tag(f"{name}-x", 2), "W/garbage"):
+        for response in [await change for change in changes(stale_tag)]:
+            assert is_problem(response, 412), response.text
+            assert response.headers["etag"] == tag(name, 2) and tag(name, 2) in response.json()["detail"]
+
+    # A no-op keeps the revision; the list form and `*` are accepted, each change bumps it.
+    noop = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": tag(name, 2)}, json={"enabled": False}
+    )
+    assert noop.status_code == 200 and noop.headers["etag"] == tag(name, 2)
+    listed = f'W/"source-other-9", {tag(name, 2)}'
+    rotated = await intake.client.post(
+        f"{url}/rotate", headers={**intake.admin, "If-Match": listed}, json={"secret": NEW_SECRET}
+    )
+    assert rotated.status_code == 200 and rotated.headers["etag"] == tag(name, 3)
+    assert rotated.json()["revision"] == 3
+    enabled = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": "*"}, json={"enabled": True}
+    )
+    assert enabled.status_code == 200 and enabled.headers["etag"] == tag(name, 4)
+    deleted = await intake.client.delete(url, headers={**intake.admin, "If-Match": f'"source-{name}-4"'})
+    assert deleted.status_code == 204
+    assert is_problem(await intake.client.get(url, headers=intake.admin), 404)
+    # An unknown source is a 404 whether or not If-Match was sent.
+    assert is_problem(await intake.client.delete(url, headers=intake.admin), 404)
+
+
+async def test_openapi_documents_if_match_and_etags(intake: Intake) -> None:
+    paths = intake.app.openapi()["paths"]
+    for path, method in (
+        ("/v1/sources/{name}", "patch"),
+        ("/v1/sources/{name}", "delete"),
+        ("/v1/sources/{name}/rotate", "post"),
+    ):
+        operation = paths[path][method]
+        assert "If-Match" in [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+        assert {"412", "428"} <= set(operation["responses"])
+        assert "ETag" in operation["responses"]["412"]["headers"]
+    for path, method, status in (
+        ("/v1/sources", "post", "201"),
+        ("/v1/sources/{name}", "get", "200"),
+        ("/v1/sources/{name}", "patch", "200"),
+        ("/v1/sources/{name}/rotate", "post", "200"),
+    ):
+        assert "ETag" in paths[path][method]["responses"][status]["headers"], (path, method)
+
+
+@pytest.mark.parametrize("change", ["update", "rotate", "delete"])
+async def test_a_change_checked_against_a_stale_read_is_refused(
+    sessions: async_sessionmaker[AsyncSession], change: str
+) -> None:
+    """Both admins passed the If-Match check on revision 1; the later flush must fail, not overwrite."""
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    async with sessions() as session, session.begin():
+        await service.create_source(session, SourceCreate(name=name, type="native", secret=SECRET), "a")
+    async with sessions() as slow:
+        await slow.begin()
+        seen = await slow.get(Source, name)  # what the slow admin's check will see
+        assert seen is not None and seen.revision == 1
+        async with sessions() as fast, fast.begin():
+            await service.update_source(fast, name, SourceUpdate(enabled=False), expected=1, actor="b")
+        with pytest.raises(service.SourceStale) as refused:
+            if change == "update":
+                await service.update_source(
+                    slow, name, SourceUpdate(options={"auth_header": "X-Slow"}), expected=1, actor="c"
+                )
+            elif change == "rotate":
+                await service.rotate_secret(slow, name, NEW_SECRET, expected=1, actor="c")
+            else:
+                await service.delete_source(slow, name, expected=1, actor="c")
+        assert refused.value.current_etag == tag(name, 2)
+        assert isinstance(refused.value.__cause__, StaleDataError)
+        await slow.rollback()
+    async with sessions() as session:
+        final = await session.get(Source, name)
+        audited = await list_entries(session, entity="source", entity_id=name)
+    assert final is not None and (final.enabled, final.revision, final.secrets) == (False, 2, [SECRET])
+    assert final.options == {}
+    assert [e.actor for e in audited] == ["b", "a"]
 
 
 async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> None:
@@ -129,7 +257,9 @@ async def test_cache_picks_up_changes_made_elsewhere_within_ttl(
         )
         assert (await post(1)).status_code == 202
         async with sessions() as session, session.begin():  # what ticketctl (another process) does
-            await service.update_source(session, name, SourceUpdate(enabled=False), "tests")
+            await service.update_source(
+                session, name, SourceUpdate(enabled=False), expected=None, actor="tests"
+            )
         await asyncio.sleep(0.4)
         assert (await post(2)).status_code == 404
 

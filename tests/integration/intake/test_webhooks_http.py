@@ -147,14 +147,15 @@ def _same_delivery(accepted: Any) -> dict[str, str]:
 
 async def test_rotation_keeps_the_newest_two_secrets(intake: Intake) -> None:
     name = _name("github")
-    await intake.add_source(name, "github", "first-secret-000")
+    tag = (await intake.add_source(name, "github", "first-secret-000")).headers["etag"]
     body = github_sample("issues.opened.json")
     for secret in ("second-secret-00", "third-secret-000"):
         rotated = await intake.client.post(
-            f"/v1/sources/{name}/rotate", json={"secret": secret}, headers=intake.admin
+            f"/v1/sources/{name}/rotate", json={"secret": secret}, headers={**intake.admin, "If-Match": tag}
         )
         assert rotated.status_code == 200 and rotated.json()["secret_count"] == 2
         assert secret not in rotated.text
+        tag = rotated.headers["etag"]
     headers = {"X-GitHub-Event": "issues"}
     old = await _post(
         intake, name, body, {**headers, "X-Hub-Signature-256": hub(body, "first-secret-000", "sha256")}
@@ -214,7 +215,9 @@ async def test_error_statuses_are_problem_json(intake: Intake) -> None:
         ignored.status_code == 202 and ignored.json()["ignored"] is True and ignored.json()["event_ids"] == []
     )
 
-    disabled = await intake.client.patch(f"/v1/sources/{name}", json={"enabled": False}, headers=intake.admin)
+    disabled = await intake.client.patch(
+        f"/v1/sources/{name}", json={"enabled": False}, headers={**intake.admin, "If-Match": "*"}
+    )
     assert disabled.status_code == 200 and disabled.json()["enabled"] is False
     gone = await _post(intake, name, good, auth)
     assert gone.status_code == 404
