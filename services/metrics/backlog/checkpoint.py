@@ -58,10 +58,6 @@ _LISTS = (
 )
 
 
-def dump(state: BacklogState) -> bytes:
-    return seal(capture(state))
-
-
 def capture(state: BacklogState) -> bytes:
     """The uncompressed checkpoint body: copies of the state's columns and aggregates, so the
     caller can release the state's lock before :func:`seal` compresses it (at 1M open tickets the
