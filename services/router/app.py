@@ -54,6 +54,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             topics=[settings.topic_ticket_events],
             handler=handler,
             on_assign=handler.on_assign,
+            on_next_batch=handler.prepare_next,
         )
         app.state.settings = settings
         app.state.sessions = resources.sessions

@@ -61,10 +61,30 @@ class ConsumedEvent:
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
+# Called with the next batch, fetched and decoded before the current one is handled, when there
+# is a backlog (the current batch is full and more is buffered). The handler may queue CPU work
+# for it, to be done while the current batch waits on I/O (shared/overlap.py ``IdleWork``); it
+# must not act on it: the next batch may still be dropped (a rebalance, a stop) and fetched again.
+AheadHandler = Callable[[list[ConsumedEvent]], None]
 # Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
 AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 # Called with partitions about to move away (no batch is in flight: batches are handled inline).
 RevokeHandler = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """One batch as fetched: its records, the events decoded from them and the undecodable ones."""
+
+    records: dict[TopicPartition, list[ConsumerRecord]]
+    events: list[ConsumedEvent]
+    undecodable: list[tuple[ConsumerRecord, str]]
+    epoch: int  # the assignment it was fetched under
+    decode_s: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return sum(len(messages) for messages in self.records.values())
 
 
 class PoisonMessage(Exception):
@@ -119,6 +139,7 @@ class ConsumerLoop:
         on_assign: AssignHandler | None = None,
         pause_before_commit_s: float = 0.0,
         on_revoke: RevokeHandler | None = None,
+        on_next_batch: AheadHandler | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -132,6 +153,7 @@ class ConsumerLoop:
         self.max_attempts = max_attempts
         self.on_assign = on_assign
         self.on_revoke = on_revoke
+        self.on_next_batch = on_next_batch
         self.pause_before_commit_s = pause_before_commit_s
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}
@@ -152,33 +174,60 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        ahead: _Fetched | None = None
         while not self.stopping:
-            records = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_max)
-            self.last_poll_monotonic = time.monotonic()
-            if records:
-                await self._process(records)
+            batch, ahead = ahead, None
+            if batch is None:
+                batch = await self._fetch(self.poll_timeout_ms)
+            if batch is not None:
+                if self.on_next_batch is not None and batch.size >= self.batch_max:
+                    # A backlog: take what is buffered now, so that the handler can work on the
+                    # next batch while this one waits (only then: below saturation the next batch
+                    # would be smaller than what arrives while this one is handled).
+                    ahead = await self._fetch(0)
+                    if ahead is not None and ahead.events:
+                        self.on_next_batch(ahead.events)
+                # Dropped when reassigned since fetched (so is the next batch if fetched before the
+                # same rebalance: each is checked in its turn) or when stopping: delivered again.
+                await self._process(batch)
             await self._update_lag()
 
-    async def _process(self, records: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        started, epoch = time.perf_counter(), self.assignment_epoch
-        events: list[ConsumedEvent] = []
+    async def _fetch(self, timeout_ms: int) -> _Fetched | None:
+        records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
+        self.last_poll_monotonic = time.monotonic()
+        if not records:
+            return None
+        started = time.perf_counter()
+        fetched = _Fetched(records, [], [], self.assignment_epoch)
         for tp, messages in records.items():
             for message in messages:
                 try:
                     envelope, ticket = EventEnvelope.decode(message.value or b"")
                 except (ValueError, ValidationError) as exc:
-                    await self.dead_letter(message, f"undecodable: {_short(exc)}", "undecodable")
+                    fetched.undecodable.append((message, f"undecodable: {_short(exc)}"))
                     continue
-                events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket))
-        if events and not await self._handle_with_retry(events, epoch):
-            return  # stopping, or reassigned mid-retry: do not commit, the batch is delivered again
+                fetched.events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket))
+        fetched.decode_s = time.perf_counter() - started
+        return fetched
+
+    async def _process(self, batch: _Fetched) -> None:
+        """Handle one batch and commit past it, unless it is dropped instead (stopping, or
+        reassigned since it was fetched): then it is not committed and is delivered again."""
+        started = time.perf_counter() - batch.decode_s
+        if self._reassigned_since(batch.epoch):
+            return
+        for message, reason in batch.undecodable:
+            await self.dead_letter(message, reason, "undecodable")
+        events = batch.events
+        if events and not await self._handle_with_retry(events, batch.epoch):
+            return
         if self.pause_before_commit_s:
             # Fault-injection window: effects are durable, the offsets are not committed yet.
             log.warning(
                 "handled batch, pausing before commit", extra={"group": self.group_id, "size": len(events)}
             )
             await asyncio.sleep(self.pause_before_commit_s)
-        await self._commit({tp: messages[-1].offset + 1 for tp, messages in records.items()})
+        await self._commit({tp: messages[-1].offset + 1 for tp, messages in batch.records.items()})
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
@@ -187,8 +236,7 @@ class ConsumerLoop:
         when a rebalance happened since the batch was fetched (it is fetched again)."""
         attempt = 0
         while True:
-            if epoch != self.assignment_epoch:
-                log.info("dropping a batch fetched before a rebalance", extra={"group": self.group_id})
+            if self._reassigned_since(epoch):
                 return False
             try:
                 await self.handler(events)
@@ -223,6 +271,12 @@ class ConsumerLoop:
                     return await self._handle_one_by_one(events, epoch)
                 if await self._backoff(attempt):
                     return False
+
+    def _reassigned_since(self, epoch: int) -> bool:
+        if epoch == self.assignment_epoch:
+            return False
+        log.info("dropping a batch fetched before a rebalance", extra={"group": self.group_id})
+        return True
 
     async def _handle_one_by_one(self, events: list[ConsumedEvent], epoch: int) -> bool:
         for event in events:

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-from shared.kafka.consumer import AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
+from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class ConsumerRunner:
         handler: BatchHandler,
         on_assign: AssignHandler | None = None,
         on_revoke: RevokeHandler | None = None,
+        on_next_batch: AheadHandler | None = None,
         # RangePartitionAssignor keeps partition p of every topic on one member (co-partitioning).
         assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
     ) -> None:
@@ -57,6 +58,7 @@ class ConsumerRunner:
             max_attempts=settings.consumer_max_attempts,
             pause_before_commit_s=settings.fault_pause_before_commit_s,
             on_revoke=on_revoke,
+            on_next_batch=on_next_batch,
         )
         self.task: asyncio.Task[None] | None = None
 

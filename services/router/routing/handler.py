@@ -33,8 +33,7 @@ from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
-from services.router.routing.overlap import in_slices, work_beside
-from services.router.routing.texts import prepare_while, texts_of_created, texts_to_route
+from services.router.routing.texts import EARLY_SLICE, prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
@@ -53,6 +52,7 @@ from shared.events import (
     utc_now,
 )
 from shared.kafka.consumer import ConsumedEvent
+from shared.overlap import IdleWork, during, in_slices, work_beside
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,11 @@ def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], no
     row.updated_at = now
 
 
+def _batch_key(batch: Sequence[ConsumedEvent]) -> tuple[str, int, int]:
+    first = batch[0]
+    return first.topic, first.partition, first.offset
+
+
 def _table(model: type[Base]) -> Table:
     # Core statements on the tables skip the ORM's per-row bookkeeping.
     return cast(Table, model.__table__)
@@ -191,15 +196,43 @@ class RoutingHandler:
         # ``outbox``: the writer the escalation scanner uses too (see ``router_outbox``); by default
         # one of its own, dirty until checked: a previous process may have died with unpublished rows.
         self.outbox = outbox or router_outbox(sessions, producer)
+        # The next batch's text work, done while this batch waits (see ``prepare_next``), and the
+        # route functions bound for batches seen ahead (the next one's, at most two).
+        self.idle = IdleWork()
+        self._routes_ahead: dict[tuple[str, int, int], RouteFn] = {}
+        # Not on SQLite: its statements run on aiosqlite's thread, which needs the GIL that text
+        # work holds, so there are no waits to fill.
+        self.look_ahead = sessions.kw["bind"].dialect.name == "postgresql"
+
+    def prepare_next(self, batch: list[ConsumedEvent]) -> None:
+        """The consumer loop's look-ahead: ``batch`` comes after the one about to be handled. Bind
+        its route function now and queue its new tickets' text work as idle work, which the
+        current batch does while it waits on the database and the broker. The batch is handled
+        with that route function (one rule set and classifier view per batch, as ever, bound a
+        batch earlier); whatever text work was not done by then it does itself."""
+        if not self.look_ahead or not batch:
+            return
+        route = self.route_provider()
+        key = _batch_key(batch)
+        self._routes_ahead[key] = route
+        if len(self._routes_ahead) > 2:  # the oldest was never handled (dropped at a rebalance)
+            del self._routes_ahead[next(iter(self._routes_ahead))]
+        if isinstance(route, PreparesBatch):
+            texts = texts_of_created([e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES])
+            self.idle.replace(key, in_slices(route.prepare, texts, EARLY_SLICE))
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
         await self.outbox.relay_leftovers()
-        route = self.route_provider()
+        key = _batch_key(batch) if batch else None
+        self.idle.discard(key)  # its text work's turn has come: done below, in bigger slices
+        route = self._routes_ahead.pop(key, None) if key is not None else None
+        if route is None:
+            route = self.route_provider()
         now = self.clock()
         kinds: list[str] = []
         # A failed publish leaves the rows in the outbox; the retry relays them first.
         await self.outbox.commit_then_publish(
-            lambda session: self._process(session, batch, route, now, kinds)
+            lambda session: self._process(session, batch, route, now, kinds), self.idle
         )
         for kind in kinds:
             DECISIONS.labels(kind).inc()
@@ -249,7 +282,7 @@ class RoutingHandler:
         if isinstance(route, PreparesBatch) and is_postgres(session):
             # The created tickets' text work runs while the reads wait on the database; the rest
             # of it, and what the reads show is still to route (a triaged ticket's update), after.
-            fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads)
+            fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads, self.idle)
         else:
             # Not on SQLite: its statements wait on no other process, they run on aiosqlite's
             # thread, which needs the GIL that the text work holds; there is nothing to overlap.
@@ -312,13 +345,14 @@ class RoutingHandler:
         messages = RoutingMessages(self.routing_topic, now, WritebackQueue() if options.writeback else None)
         overlap = is_postgres(session)
         writes = self._write_state(session, book, created)
-        await work_beside(in_slices(messages.build, emitted, BUILD_SLICE), writes, overlap=overlap)
+        build = in_slices(messages.build, emitted, BUILD_SLICE)
+        await work_beside(build, writes, overlap=overlap, idle=self.idle)
         if messages.writeback is not None:
             await messages.writeback.flush(session, now)
         serialize = in_slices(messages.serialize, messages.events, BUILD_SLICE)
         decisions = insert_rows(session, _table(RoutingDecision), messages.decisions)
-        await work_beside(serialize, decisions, overlap=overlap)
-        await insert_outbox(session, messages.outbox)
+        await work_beside(serialize, decisions, overlap=overlap, idle=self.idle)
+        await during(self.idle, insert_outbox(session, messages.outbox))
         return messages.outbox
 
     async def _write_state(

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from services.router.routing.lifecycle import PreparesBatch
-from services.router.routing.overlap import in_slices, work_while
 from shared.events import EventEnvelope, EventType
+from shared.overlap import IdleWork, in_slices, work_while
 
 # Texts per slice of the early text work. Between slices the batch's reads take their next
 # round trip: a slice is a few milliseconds, so the reads barely wait, and slices this big keep
@@ -53,7 +53,9 @@ def texts_to_route(events: Sequence[EventEnvelope], tickets: Mapping[str, _Route
     return texts
 
 
-async def prepare_while(route: PreparesBatch, texts: Sequence[tuple[str, str]], reads: Awaitable[T]) -> T:
+async def prepare_while(
+    route: PreparesBatch, texts: Sequence[tuple[str, str]], reads: Awaitable[T], idle: IdleWork | None = None
+) -> T:
     """Run ``reads`` (the batch's database reads) and meanwhile prepare ``texts`` in slices,
     yielding to the event loop between slices, until the reads are done; return what they returned.
 
@@ -62,5 +64,6 @@ async def prepare_while(route: PreparesBatch, texts: Sequence[tuple[str, str]], 
     with the rest of the batch's (``texts_to_route``), in one call: a slice of 64 costs ~10 % more
     per text than a batch of hundreds. If the text work fails (or the batch is cancelled), the
     reads are cancelled and awaited before the error goes on: the session is theirs until then.
+    Once these texts are prepared, ``idle`` work (the next batch's) fills the rest of the wait.
     """
-    return await work_while(in_slices(route.prepare, texts, EARLY_SLICE), reads, until_done=True)
+    return await work_while(in_slices(route.prepare, texts, EARLY_SLICE), reads, until_done=True, idle=idle)

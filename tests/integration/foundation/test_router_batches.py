@@ -73,12 +73,16 @@ class RecordingProducer:
 
 
 class RecordingRoute(BoundRoute):
-    def __init__(self, policy: RoutingPolicy) -> None:
+    def __init__(self, policy: RoutingPolicy, phase: list[str]) -> None:
         super().__init__(policy, NO_CLASSIFIERS)
+        self.phase = phase  # what the test is doing: announcing a batch, or handling one
+        self.bound_in = phase[0]
         self.calls: list[list[tuple[str, str]]] = []
+        self.call_phases: list[str] = []
 
     def prepare(self, texts: Sequence[tuple[str, str]]) -> None:
         self.calls.append(list(texts))
+        self.call_phases.append(self.phase[0])
         super().prepare(texts)
 
 
@@ -109,24 +113,38 @@ def events(run: str) -> list[list[EventEnvelope]]:
 
 
 async def route_batches(
-    sessions: async_sessionmaker[AsyncSession], batches: list[list[EventEnvelope]]
+    sessions: async_sessionmaker[AsyncSession], batches: list[list[EventEnvelope]], look_ahead: bool = False
 ) -> tuple[list[RecordingRoute], list[EventEnvelope]]:
+    """Route the batches in order; with ``look_ahead`` as the consumer loop does under a backlog:
+    each batch is announced (``prepare_next``) before the one before it is handled."""
     ruleset = parse_ruleset(RULES)
     ruleset.version = 2
     policy = RoutingPolicy(compile_ruleset(ruleset), 2, lambda: NOW)
     routes: list[RecordingRoute] = []
+    phase = [""]
 
     def provide() -> RecordingRoute:
-        routes.append(RecordingRoute(policy))
+        routes.append(RecordingRoute(policy, phase))
         return routes[-1]
 
     producer = RecordingProducer()
     handler = RoutingHandler(sessions, producer, "routing", provide, lambda: NOW)
-    for offset, batch in enumerate(batches):
-        # As the consumer loop passes them: decoded, with the snapshot the decoding validated.
-        decoded = [EventEnvelope.decode(event.to_bytes()) for event in batch]
-        await handler([ConsumedEvent(event, "tickets", 0, offset, ticket) for event, ticket in decoded])
+    # As the consumer loop passes them: decoded, with the snapshot the decoding validated.
+    consumed = [
+        [ConsumedEvent(event, "tickets", 0, offset, ticket) for event, ticket in map(decode, batch)]
+        for offset, batch in enumerate(batches)
+    ]
+    for turn, batch in enumerate(consumed):
+        if look_ahead and turn + 1 < len(consumed):
+            phase[0] = f"announcing {turn + 1}"
+            handler.prepare_next(consumed[turn + 1])
+        phase[0] = f"handling {turn}"
+        await handler(batch)
     return routes, producer.sent
+
+
+def decode(event: EventEnvelope) -> tuple[EventEnvelope, TicketSnapshot | None]:
+    return EventEnvelope.decode(event.to_bytes())
 
 
 def published(sent: list[EventEnvelope], run: str) -> list[tuple[Any, ...]]:
@@ -236,3 +254,30 @@ async def test_routing_events_are_built_while_the_tickets_are_written_on_postgre
         assert order == [writes[0], *built, *writes[1:]]
     else:
         assert order == [*built, *writes]
+
+
+async def test_a_batch_announced_ahead_routes_as_without_and_has_its_text_work_done_in_the_waits(
+    sessions: async_sessionmaker[AsyncSession],
+):
+    plain, ahead = uuid.uuid4().hex, uuid.uuid4().hex
+    _, sent_plain = await route_batches(sessions, events(plain))
+    routes, sent_ahead = await route_batches(sessions, events(ahead), look_ahead=True)
+    assert await outcome(sessions, ahead) == await outcome(sessions, plain)
+    assert published(sent_ahead, ahead) == published(sent_plain, plain)
+    async with sessions() as session:
+        postgres = is_postgres(session)
+    bound = {route.bound_in: route for route in routes}
+    if not postgres:
+        # SQLite's statements need the GIL the text work would hold: nothing to fill, no look-ahead.
+        assert set(bound) == {"handling 0", "handling 1"}
+        return
+    # The second batch's route was bound when it was announced, and its created ticket's text was
+    # prepared while the first batch waited on the database; in its turn only the triaged
+    # ticket's merged text (known only after its reads) was left to do.
+    assert set(bound) == {"handling 0", "announcing 1"}
+    second = bound["announcing 1"]
+    urgent = ("URGENT: VPN", "NOTHING WORKS FOR ANYONE")
+    merged = ("Question", "Die Reisekostenabrechnung finde ich nicht, bitte helfen Sie mir.")
+    calls = list(zip(second.call_phases, second.calls, strict=True))
+    assert calls[0] == ("handling 0", [urgent])
+    assert calls[-1] == ("handling 1", [merged, urgent])

@@ -232,3 +232,82 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled_or_comm
     await asyncio.wait_for(task, 2)
     assert (calls, loop.assignment_epoch) == (1, 1)
     assert consumer.committed == []  # the new positions deliver the batch again
+
+
+async def test_under_a_backlog_the_next_batch_is_announced_before_the_current_one_is_handled():
+    consumer, producer = FakeConsumer([good(i) for i in range(5)]), FakeProducer()
+    log: list[str] = []
+
+    def keys(events: list[ConsumedEvent]) -> str:
+        return ",".join(e.envelope.ticket_key.removeprefix("api:") for e in events)
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        log.append(f"handle {keys(events)}")
+
+    def on_next_batch(events: list[ConsumedEvent]) -> None:
+        log.append(f"next {keys(events)}")
+
+    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=on_next_batch)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 5})
+    # Full batches look ahead; the last, short one does not (below saturation it would only split
+    # what arrives meanwhile). Every batch is handled once, in order, and committed in order.
+    assert log == ["next 2,3", "handle 0,1", "next 4", "handle 2,3", "handle 4"]
+    assert consumer.committed == [{TP: 2}, {TP: 4}, {TP: 5}]
+
+
+async def test_below_a_full_batch_there_is_no_look_ahead():
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    announced: list[list[ConsumedEvent]] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    loop = make_loop(consumer, producer, handler, batch_max=3, on_next_batch=announced.append)
+    await run_until(loop, lambda: consumer.committed)
+    assert announced == []
+
+
+async def test_a_next_batch_fetched_before_a_rebalance_is_dropped_with_the_current_one():
+    consumer, producer = FakeConsumer([good(i) for i in range(4)]), FakeProducer()
+    handled: list[int] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.append(len(events))
+        await consumer.listener.on_partitions_assigned({TP})  # lands while the batch is handled
+
+    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=lambda events: None)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.2)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    # The first batch was handled (its effects are idempotent) and committed; the one fetched
+    # ahead of it, under the old assignment, was neither: the new positions deliver it again.
+    assert handled == [2] and consumer.committed == [{TP: 2}]
+
+
+async def test_a_next_batch_fetched_after_a_rebalance_is_handled_though_the_current_one_is_dropped():
+    """The rebalance completes while the look-ahead fetches: the current batch is stale, the next
+    one was fetched from the new positions (the committed offsets) and must not be dropped with
+    it, or its records would be skipped."""
+    consumer, producer = FakeConsumer([good(i) for i in range(4)]), FakeProducer()
+    handled: list[list[int]] = []
+    original = consumer.getmany
+    fetches = 0
+
+    async def getmany(timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        nonlocal fetches
+        fetches += 1
+        if fetches == 2:  # the look-ahead: the assignment lands, positions back to the commit (0)
+            await consumer.listener.on_partitions_assigned({TP})
+            consumer.pending = [record(i, good(i)) for i in range(4)]
+        return await original(timeout_ms, max_records)
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.append([e.offset for e in events])
+
+    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=lambda events: None)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 4})
+    assert handled == [[0, 1], [2, 3]]  # the stale first fetch was dropped, nothing skipped
+    assert consumer.committed == [{TP: 2}, {TP: 4}]

@@ -1,16 +1,17 @@
-"""CPU steps beside a batch's statements (services/router/routing/overlap.py): the order things
+"""CPU steps beside a batch's statements (shared/overlap.py): the order things
 happen in, and what a failing step leaves behind."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from services.router.routing.overlap import in_slices, work_beside, work_while
+from shared.overlap import IdleWork, during, in_slices, work_beside, work_while
 
 
 def recorder() -> tuple[list[str], Callable[[], Coroutine[Any, Any, str]]]:
@@ -66,3 +67,53 @@ async def test_until_done_leaves_the_remaining_steps_to_the_caller():
     done.set_result("rows")
     assert await work_while(steps(log, 3), done, until_done=True) == "rows"
     assert log == []  # the reads were back before the first step
+
+
+async def test_idle_work_fills_the_wait_after_the_batchs_own_steps_and_stops_when_the_io_is_back():
+    log, io = recorder()
+    idle = IdleWork()
+
+    def idle_step(n: int) -> Callable[[], object]:
+        def step() -> None:
+            log.append(f"idle {n}")
+            time.sleep(0.004)  # a few milliseconds of CPU: the 10 ms round trip ends after a few
+
+        return step
+
+    idle.replace("next batch", [idle_step(n) for n in range(100)])
+    assert await work_while(steps(log, 1), io(), idle=idle) == "rows"
+    assert log[:3] == ["io started", "step 0", "idle 0"]
+    assert log[-1] == "io done"
+    done = sum(entry.startswith("idle") for entry in log)
+    assert 0 < done < 100 and len(idle) == 100 - done  # the rest waits for the next wait
+
+
+async def test_during_does_idle_work_only_while_the_io_is_in_flight():
+    log, io = recorder()
+    idle = IdleWork()
+    idle.replace("next", [lambda: log.append("idle")] * 3)
+    assert await during(idle, io()) == "rows"
+    assert log == ["io started", "idle", "idle", "idle", "io done"]
+    assert await during(None, io()) == "rows"
+
+
+async def test_a_failing_idle_step_drops_the_queue_not_the_batch_it_filled_in_for():
+    log, io = recorder()
+    idle = IdleWork()
+
+    def fail() -> None:
+        raise ValueError("bad ticket in the next batch")
+
+    idle.replace("next", [lambda: log.append("idle 0"), fail, lambda: log.append("never")])
+    assert await during(idle, io()) == "rows"
+    assert log == ["io started", "idle 0", "io done"]
+    assert len(idle) == 0  # the next batch does its own work in its turn, where errors count
+
+
+def test_idle_work_is_discarded_only_by_its_owner():
+    idle = IdleWork()
+    idle.replace("batch 2", [lambda: None, lambda: None])
+    idle.discard("batch 1")
+    assert len(idle) == 2
+    idle.discard("batch 2")
+    assert len(idle) == 0
