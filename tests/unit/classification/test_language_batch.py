@@ -81,3 +81,8 @@ def test_cutting_texts_into_segments_changes_no_guess(monkeypatch: pytest.Monkey
     rng = random.Random(segment_bytes)
     words = " ".join(MIXED).split()
     _same([" ".join(rng.choices(words, k=rng.randint(5, 60))) for _ in range(40)])
+
+
+def test_keys_of_64_bits_for_batches_too_big_for_32_give_the_same_guesses(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(language, "INT32_KEYS_BELOW", 0)
+    _same(MIXED)
