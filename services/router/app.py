@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.router.admin_routes import admin_routers
-from services.router.classification import detect_languages
+from services.router.classification import load_language_model
 from services.router.classifiers.endpoints import router as classifiers_router
 from services.router.classifiers.live import LiveClassifier
 from services.router.routing.handler import RoutingHandler
@@ -72,7 +72,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
         )
         # Load the language model now (about a second), not in the first batch of tickets.
-        await asyncio.to_thread(detect_languages, ["warm-up: load the language model"])
+        await asyncio.to_thread(load_language_model)
         freeze_startup_heap()
         await runner.start()
         try:

@@ -9,6 +9,7 @@ from services.router.classification.language import (
     LanguageGuess,
     detect_language,
     detect_languages,
+    load_language_model,
 )
 from services.router.classification.model import (
     FORMAT_VERSION,
@@ -40,6 +41,7 @@ __all__ = [
     "detect_languages",
     "evaluate",
     "load_labelled_file",
+    "load_language_model",
     "scan_text",
     "train",
 ]

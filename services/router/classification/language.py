@@ -155,6 +155,12 @@ def _automaton(languages: frozenset[str] | None) -> _Automaton:
     )
 
 
+def load_language_model(languages: Iterable[str] | None = DEFAULT_LANGUAGES) -> None:
+    """Load py3langid's model and build the batched walk's tables now (about a second), so that
+    neither a single guess nor the first batch pays for it."""
+    _automaton(None if languages is None else frozenset(languages))
+
+
 def _encode(text: str) -> bytes:
     # As py3langid does before its walk: all-caps text lower-cased, NFC, UTF-8.
     if text.isupper():

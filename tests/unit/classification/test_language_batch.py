@@ -86,3 +86,14 @@ def test_cutting_texts_into_segments_changes_no_guess(monkeypatch: pytest.Monkey
 def test_keys_of_64_bits_for_batches_too_big_for_32_give_the_same_guesses(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(language, "INT32_KEYS_BELOW", 0)
     _same(MIXED)
+
+
+def test_loading_the_model_builds_the_batched_walk_then_not_the_first_batch(monkeypatch: pytest.MonkeyPatch):
+    language._automaton.cache_clear()
+    language.load_language_model()
+
+    def build_again(*args: object) -> int:
+        raise AssertionError("the first batch built the walk's tables")
+
+    monkeypatch.setattr(language, "_max_depth", build_again)
+    _same(MIXED)
