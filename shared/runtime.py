@@ -64,6 +64,21 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+# A batch consumer allocates a few hundred container objects per event (decoded envelopes and
+# snapshots, states, routing events, their dicts) and drops nearly all of them when the batch
+# ends. With Python's default thresholds (700, 10, 10) the collector runs after every 700 of
+# them and walks everything alive (the batch in hand included) every 70,000: the router spent
+# ~10 % of its CPU there at batches of 2,000 (in-process on PostgreSQL, 244 -> 222 µs per ticket;
+# 100,000 and 200,000 measured alike, peak memory unchanged). Intake keeps the defaults: a young
+# collection of 100,000 objects would be a pause of milliseconds inside one request.
+BATCH_CONSUMER_GC_THRESHOLDS = (100_000, 20, 20)
+
+
+def tune_collector_for_batches() -> None:
+    """Run the cycle collector about once per batch rather than hundreds of times per batch."""
+    gc.set_threshold(*BATCH_CONSUMER_GC_THRESHOLDS)
+
+
 def serve(
     create_app: Callable[[], FastAPI], settings: CommonSettings, service: str, host: str, port: int
 ) -> None:

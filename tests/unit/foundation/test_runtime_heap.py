@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from shared.runtime import freeze_startup_heap
+from shared.runtime import freeze_startup_heap, tune_collector_for_batches
 
 
 def test_freeze_moves_existing_objects_out_of_the_collected_generations():
@@ -18,3 +18,16 @@ def test_freeze_moves_existing_objects_out_of_the_collected_generations():
         assert sum(gc.get_count()) < 100  # everything tracked before the call is in the permanent generation
     finally:
         gc.unfreeze()
+
+
+def test_batch_consumers_collect_young_objects_about_once_per_batch_not_per_700():
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)  # Python's defaults
+        tune_collector_for_batches()
+        young, middle, old = gc.get_threshold()
+        # A young collection per ~100,000 new container objects (a few hundred tickets of a batch
+        # of 2,000), a full one per 40 million: not one per 700 and per 70,000.
+        assert young >= 100_000 and young * middle * old >= 40_000_000
+    finally:
+        gc.set_threshold(*before)
