@@ -1,7 +1,8 @@
 """Errors of the router's admin services, and their mapping to problem+json.
 
-The services (used by both the REST API and ``ticketctl``) raise these; the HTTP layer turns
-them into problems and the CLI into messages, so neither knows the other.
+The services (used by both the REST API and ``ticketctl``) raise these, and the shared
+:class:`~shared.http.preconditions.Stale` (412/428) of If-Match checks; the HTTP layer turns them
+into problems and the CLI into messages, so neither knows the other.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.http.preconditions import MISSING, required, stale
+from shared.http.preconditions import Stale
 from shared.http.problems import Problem
 
 Row = TypeVar("Row")
@@ -52,37 +53,9 @@ class Invalid(AdminError):
     pass
 
 
-class Stale(AdminError):
-    """The client's If-Match (or the CLI's base version) is not the current state."""
-
-    status = 412
-    title = "Precondition failed"
-
-    def __init__(self, current_etag: str, message: str | None = None) -> None:
-        super().__init__(message or f"changed meanwhile; the current ETag is {current_etag}")
-        self.current_etag = current_etag
-
-
-class Required(Stale):
-    """No If-Match was sent (the REST API requires one on every mutation)."""
-
-    status = 428
-    title = "Precondition required"
-
-
-def check_expected(expected: int | None, current: int, current_etag: str) -> None:
-    """``expected`` from If-Match (None: any) against the current revision."""
-    if expected == MISSING:
-        raise Required(current_etag, f"send If-Match; the current ETag is {current_etag}")
-    if expected is not None and expected != current:
-        raise Stale(current_etag)
-
-
-def to_problem(exc: AdminError) -> Problem:
-    if isinstance(exc, Required):
-        return required(exc.current_etag)
+def to_problem(exc: AdminError | Stale) -> Problem:
     if isinstance(exc, Stale):
-        return stale(exc.current_etag)
+        return exc.problem()
     return Problem(exc.status, exc.title, exc.message, errors=exc.errors or None)
 
 
@@ -97,7 +70,7 @@ async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         async with request.app.state.sessions() as session, session.begin():
             yield session
-    except AdminError as exc:
+    except (AdminError, Stale) as exc:
         raise to_problem(exc) from exc
     except OperationalError as exc:
         if not is_lock_conflict(exc):

@@ -19,6 +19,7 @@ from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
 from services.ticketctl.database import run_in_transaction
+from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
 
 AUTHOR = "ticketctl"
@@ -35,6 +36,9 @@ def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return run_in_transaction(work)
     except AdminError as exc:
         report(exc)
+        raise typer.Exit(1) from exc
+    except Stale as exc:  # another writer changed it first; the message names the current state
+        errors.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from exc
 
 

@@ -12,9 +12,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from services.router.errors import Stale
 from services.router.slas import service
 from services.ticketctl.database import in_transaction
+from shared.http.preconditions import Stale
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
 console = Console()

@@ -20,6 +20,7 @@ from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from services.ticketctl.database import run_in_transaction
 from services.ticketctl.rules import AUTHOR
+from shared.http.preconditions import Stale
 
 sources_app = typer.Typer(
     help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
@@ -33,7 +34,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
     try:
         return run_in_transaction(work)
-    except service.SourceError as exc:
+    except (service.SourceError, Stale) as exc:  # Stale: a concurrent change was flushed first
         console.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from exc
 

@@ -19,7 +19,7 @@ from services.intake.sources import service
 from services.intake.sources.cache import SourceCache
 from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import expected_revision, required, stale
+from shared.http.preconditions import Stale, expected_revision
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
@@ -50,7 +50,7 @@ async def _run(
     try:
         async with _transaction(request) as session:
             result = await work(session)
-    except service.SourceError as exc:
+    except (service.SourceError, Stale) as exc:
         raise _problem(exc) from exc
     if changed is not None:  # after the commit, so the next webhook re-reads the new state
         cache: SourceCache = request.app.state.source_cache
@@ -58,11 +58,9 @@ async def _run(
     return result
 
 
-def _problem(exc: service.SourceError) -> Problem:
-    if isinstance(exc, service.SourcePreconditionRequired):
-        return required(exc.current_etag)
-    if isinstance(exc, service.SourceStale):
-        return stale(exc.current_etag)
+def _problem(exc: service.SourceError | Stale) -> Problem:
+    if isinstance(exc, Stale):
+        return exc.problem()
     if isinstance(exc, service.SourceNotFound):
         return Problem(404, "Not found", exc.message)
     status, title = (409, "Conflict") if isinstance(exc, service.SourceExists) else (422, "Invalid request")

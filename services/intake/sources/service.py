@@ -3,7 +3,7 @@
 Changes are revision-checked twice, as the router's write-back targets are: against ``expected``
 (the client's If-Match; None for ``ticketctl``, which changes whatever is current), then by the
 mapper's ``version_id_col``, so a writer that committed in between makes the flush fail
-(StaleDataError -> :class:`SourceStale`) instead of being overwritten.
+(StaleDataError -> :class:`~shared.http.preconditions.Stale`) instead of being overwritten.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdat
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import MISSING, etag
+from shared.http.preconditions import Stale, check_expected, etag
 
 MAX_SECRETS = 2
 
@@ -45,18 +45,6 @@ class InvalidSource(SourceError):
     pass
 
 
-class SourceStale(SourceError):
-    """``expected`` is not the current revision, or a concurrent change was flushed first."""
-
-    def __init__(self, current_etag: str, message: str | None = None) -> None:
-        super().__init__(message or f"changed meanwhile; the current ETag is {current_etag}")
-        self.current_etag = current_etag
-
-
-class SourcePreconditionRequired(SourceStale):
-    """No If-Match was sent (the REST API requires one on every change)."""
-
-
 def etag_prefix(name: str) -> str:
     return f"source-{name}"
 
@@ -65,12 +53,8 @@ def source_etag(name: str, revision: int) -> str:
     return etag(etag_prefix(name), revision)
 
 
-def _check_expected(row: Source, expected: int | None) -> None:
-    current = source_etag(row.name, row.revision)
-    if expected == MISSING:
-        raise SourcePreconditionRequired(current, f"send If-Match; the current ETag is {current}")
-    if expected is not None and expected != row.revision:
-        raise SourceStale(current)
+def _check_revision(row: Source, expected: int | None) -> None:
+    check_expected(expected, row.revision, source_etag(row.name, row.revision))
 
 
 async def _flush(session: AsyncSession, name: str, seen: int) -> None:
@@ -80,7 +64,7 @@ async def _flush(session: AsyncSession, name: str, seen: int) -> None:
     except StaleDataError as exc:
         # The winner bumped the revision to seen + 1: name its ETag (had it deleted the source,
         # the client's re-read gets 404).
-        raise SourceStale(source_etag(name, seen + 1), "changed concurrently; re-read and retry") from exc
+        raise Stale(source_etag(name, seen + 1), "changed concurrently; re-read and retry") from exc
 
 
 def _options_pointer(message: str) -> str:
@@ -173,7 +157,7 @@ async def update_source(
 ) -> Source:
     """Apply the given fields; a no-op keeps the revision (and the ETag clients hold), as for teams."""
     row = await get_source(session, name)
-    _check_expected(row, expected)
+    _check_revision(row, expected)
     changes: dict[str, Any] = {}
     if data.options is not None:
         validate_options(row.adapter, data.options)
@@ -197,7 +181,7 @@ async def rotate_secret(
 ) -> Source:
     """Add ``secret``; keep the newest two so signatures under the previous one still pass."""
     row = await get_source(session, name)
-    _check_expected(row, expected)
+    _check_revision(row, expected)
     seen = row.revision
     # A new list (not an in-place append) so the JSON column is seen as changed.
     row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
@@ -210,7 +194,7 @@ async def rotate_secret(
 
 async def delete_source(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> None:
     row = await get_source(session, name)
-    _check_expected(row, expected)
+    _check_revision(row, expected)
     seen = row.revision
     detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets], "revision": seen}
     await session.delete(row)

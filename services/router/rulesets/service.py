@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.errors import Conflict, Invalid, NotFound, Stale, check_expected, get_or_404
+from services.router.errors import Conflict, Invalid, NotFound, get_or_404
 from services.router.models import RuleSetVersion, Team
 from services.router.rules import Rule, RuleSet, diff_rulesets
 from services.router.rulesets.store import latest, ruleset_of, save_version
 from shared.db.audit import record
-from shared.http.preconditions import etag
+from shared.http.preconditions import Stale, check_expected, etag
 from shared.http.problems import field_errors
 
 RESERVED_RULE_IDS = frozenset({"versions"})  # /v1/rules/versions is the history, not a rule

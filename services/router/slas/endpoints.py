@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
-from services.router.errors import Conflict, NotFound, check_expected, transaction
+from services.router.errors import Conflict, NotFound, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.slas import service
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import ANY, MISSING, expected_revision
+from shared.http.preconditions import ANY, MISSING, check_expected, expected_revision
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.errors import Stale
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.slas.models import SlaConfigVersion
@@ -24,7 +23,7 @@ from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import etag
+from shared.http.preconditions import Stale, etag
 from shared.http.problems import field_errors
 
 MODELS: dict[str, type[BaseModel]] = {"policy": StoredPolicy, "calendar": BusinessCalendar}

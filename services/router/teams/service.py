@@ -13,13 +13,13 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.errors import Conflict, Stale, check_expected, get_or_404
+from services.router.errors import Conflict, get_or_404
 from services.router.models import RouterTicket, RoutingDecision, Team
 from services.router.rulesets.service import live, team_references
 from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import etag
+from shared.http.preconditions import Stale, check_expected, etag
 
 FIELDS = tuple(TeamFields.model_fields)
 

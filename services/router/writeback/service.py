@@ -16,12 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.router.errors import Conflict, Stale, check_expected, get_or_404
+from services.router.errors import Conflict, get_or_404
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import etag
+from shared.http.preconditions import Stale, check_expected, etag
 
 ENTITY = "writeback_target"
 DELIVERY = "writeback_delivery"

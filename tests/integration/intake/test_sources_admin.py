@@ -23,6 +23,7 @@ from services.intake.sources.service import fingerprint
 from services.ticketctl.main import app as ticketctl
 from shared.db.audit import list_entries
 from shared.events import utc_now
+from shared.http.preconditions import Stale
 from shared.http.problems import PROBLEM_JSON
 from tests.integration.intake.helpers import Intake, read_topic, running_intake
 from tests.unit.webhooks._helpers import basic
@@ -188,7 +189,7 @@ async def test_a_change_checked_against_a_stale_read_is_refused(
         assert seen is not None and seen.revision == 1
         async with sessions() as fast, fast.begin():
             await service.update_source(fast, name, SourceUpdate(enabled=False), expected=1, actor="b")
-        with pytest.raises(service.SourceStale) as refused:
+        with pytest.raises(Stale) as refused:
             if change == "update":
                 await service.update_source(
                     slow, name, SourceUpdate(options={"auth_header": "X-Slow"}), expected=1, actor="c"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from services.router.errors import Stale
 from services.router.rules import RuleSet
 from services.router.rulesets import service
 from shared.auth import Role, create_api_key, revoke_api_key
 from shared.db.engine import create_engine, session_factory
+from shared.http.preconditions import Stale
 from tests.integration.router_api.helpers import Router, rule
 
 

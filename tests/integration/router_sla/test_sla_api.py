@@ -11,12 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.router.errors import Stale
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
 from shared.auth import Role
 from shared.db.audit import list_entries
+from shared.http.preconditions import Stale
 from shared.http.problems import PROBLEM_JSON
 from tests.integration.router_sla.helpers import api_client, new_id
 

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.router.errors import Stale
 from services.router.writeback import service
 from services.router.writeback.endpoints import router
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
@@ -21,6 +20,7 @@ from services.router.writeback.schemas import TargetIn
 from shared.auth import Role
 from shared.db.audit import list_entries
 from shared.events import utc_now
+from shared.http.preconditions import Stale
 from shared.http.problems import PROBLEM_JSON
 from tests.integration.router_sla.helpers import api_client, new_id
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from services.router.errors import Invalid, Required, Stale, check_expected
+from services.router.errors import Invalid
 from services.router.rules import RuleSet
 from services.router.rulesets.service import merge_patch, team_references, validated
-from shared.http.preconditions import ANY, MISSING, NO_MATCH, etag, expected_revision
+from shared.http.preconditions import (
+    ANY,
+    MISSING,
+    NO_MATCH,
+    PreconditionRequired,
+    Stale,
+    check_expected,
+    etag,
+    expected_revision,
+)
 
 
 def test_if_match_parsing() -> None:
@@ -26,7 +35,7 @@ def test_if_match_parsing() -> None:
 def test_check_expected() -> None:
     check_expected(3, 3, 'W/"ruleset-3"')
     check_expected(ANY, 3, 'W/"ruleset-3"')
-    with pytest.raises(Required):
+    with pytest.raises(PreconditionRequired):
         check_expected(MISSING, 3, 'W/"ruleset-3"')
     with pytest.raises(Stale) as stale:
         check_expected(2, 3, 'W/"ruleset-3"')
