@@ -71,6 +71,14 @@ class ConsumerSettings(CommonSettings):
         ge=0,
         description="Fault tests only: sleep between a batch's effects and its offset commit.",
     )
+    # A rebalance after a member died takes about a session timeout (10 s) plus the broker's
+    # join and sync holds on the embedded broker (~25 s in all); several times that is stuck.
+    consumer_stuck_rebalance_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="A rebalance (or first join) still not done after this long is stuck: the "
+        "consumer is replaced by a new one, which joins the group as a new member.",
+    )
 
 
 class IntakeSettings(CommonSettings):

@@ -103,6 +103,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        if self.loop.rebalance_started is None:
+            self.loop.rebalance_started = time.monotonic()
         for tp in revoked:
             labels = (self.loop.group_id, tp.topic, str(tp.partition))
             self.loop.lag.pop(tp, None)
@@ -115,6 +117,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         tps = set(assigned)
+        self.loop.rebalance_started = None
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
         if self.loop.on_assign is not None and tps:
@@ -161,6 +164,9 @@ class ConsumerLoop:
         # Bumped on every assignment: a batch fetched before it may come from positions that the
         # assignment has since moved (a seek to a checkpoint), so it is dropped, not handled.
         self.assignment_epoch = 0
+        # When the current rebalance (or the first join) began; None once partitions are assigned.
+        self.rebalance_started: float | None = None
+        self.in_batch = False
         self.last_poll_monotonic = 0.0
         self._stopping = asyncio.Event()
 
@@ -172,7 +178,13 @@ class ConsumerLoop:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def rebalancing_for(self) -> float:
+        """Seconds since the current rebalance (or the first join) began; 0 when assigned."""
+        started = self.rebalance_started
+        return 0.0 if started is None else time.monotonic() - started
+
     async def run(self) -> None:
+        self.rebalance_started = time.monotonic()  # joining the group
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: _Fetched | None = None
         while not self.stopping:
@@ -189,7 +201,11 @@ class ConsumerLoop:
                         self.on_next_batch(ahead.events)
                 # Dropped when reassigned since fetched (so is the next batch if fetched before the
                 # same rebalance: each is checked in its turn) or when stopping: delivered again.
-                await self._process(batch)
+                self.in_batch = True
+                try:
+                    await self._process(batch)
+                finally:
+                    self.in_batch = False
             await self._update_lag()
 
     async def _fetch(self, timeout_ms: int) -> _Fetched | None:

@@ -1,19 +1,28 @@
-"""Runs a :class:`ConsumerLoop` inside a service's lifespan and stops it gracefully."""
+"""Runs a :class:`ConsumerLoop` inside a service's lifespan, restarts its consumer when a
+rebalance never ends, and stops it gracefully."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
+
+CONSUMER_RESTARTS = Counter(
+    "consumer_restarts_total", "Consumers replaced because a rebalance did not end in time", ["group"]
+)
+WATCH_PERIOD_S = 1.0
 
 
 class ConsumerRunner:
@@ -30,20 +39,26 @@ class ConsumerRunner:
         on_next_batch: AheadHandler | None = None,
         # RangePartitionAssignor keeps partition p of every topic on one member (co-partitioning).
         assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
+        consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
     ) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_servers(),
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.consumer_batch_max,
-            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-            # A long retry of one batch must not get us thrown out of the group.
-            max_poll_interval_ms=600_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            partition_assignment_strategy=(assignor,),
-        )
+        def new_consumer() -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                bootstrap_servers=settings.kafka_servers(),
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=settings.consumer_batch_max,
+                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+                # A long retry of one batch must not get us thrown out of the group.
+                max_poll_interval_ms=600_000,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+                partition_assignment_strategy=(assignor,),
+            )
+
+        self.new_consumer = consumer_factory or new_consumer
+        self.stuck_rebalance_s = settings.consumer_stuck_rebalance_s
+        self.consumer = self.new_consumer()
         self.loop = ConsumerLoop(
             consumer=self.consumer,
             producer=producer,
@@ -61,10 +76,12 @@ class ConsumerRunner:
             on_next_batch=on_next_batch,
         )
         self.task: asyncio.Task[None] | None = None
+        self.watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
         self.task = asyncio.create_task(self._run(), name=f"consumer-{self.loop.group_id}")
+        self.watchdog = asyncio.create_task(self._watch(), name=f"consumer-watchdog-{self.loop.group_id}")
 
     async def _run(self) -> None:
         try:
@@ -75,12 +92,53 @@ class ConsumerRunner:
             log.exception("consumer loop crashed", extra={"group": self.loop.group_id})
             raise
 
+    async def _watch(self) -> None:
+        """A rebalance that outlasts ``stuck_rebalance_s`` (several session timeouts) is stuck: the
+        embedded broker (tansu) moves a group on only when its members send requests, and a member
+        can loop in JoinGroup/SyncGroup for ever after another was killed. A new consumer joins as a
+        new member, which makes the coordinator form the group again and expire the dead one."""
+        while True:
+            await asyncio.sleep(WATCH_PERIOD_S)
+            loop = self.loop
+            if loop.rebalancing_for() > self.stuck_rebalance_s and not loop.in_batch and not loop.stopping:
+                await self._replace_consumer()
+
+    async def _replace_consumer(self) -> None:
+        log.warning(
+            "rebalance not done, replacing the consumer",
+            extra={"group": self.loop.group_id, "seconds": round(self.loop.rebalancing_for(), 1)},
+        )
+        CONSUMER_RESTARTS.labels(self.loop.group_id).inc()
+        if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        with contextlib.suppress(Exception):  # closing waits for the stuck coordination: bounded
+            await asyncio.wait_for(self.consumer.stop(), timeout=10)
+        self.consumer = self.loop.consumer = self.new_consumer()
+        delay = 0.5
+        while True:  # the broker may be down as well: the loop resumes once it is back
+            try:
+                await self.consumer.start()
+                break
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "new consumer cannot start yet", extra={"group": self.loop.group_id, "error": str(exc)}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.task = asyncio.create_task(self._run(), name=f"consumer-{self.loop.group_id}")
+
     @property
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
 
     async def stop(self, timeout_s: float = 15.0) -> None:
         """Drain: finish the batch in hand, commit it, leave the group."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.watchdog
         self.loop.stop()
         if self.task is not None:
             try:

@@ -26,5 +26,6 @@ def ingest_runner(
         on_revoke=ingest.on_revoke,
         assignor=RangePartitionAssignor,
     )
-    ingest.end_offsets = runner.consumer.end_offsets
+    # Through the runner: a consumer replaced after a stuck rebalance is the one to ask.
+    ingest.end_offsets = lambda partitions: runner.consumer.end_offsets(partitions)
     return runner

@@ -1,0 +1,90 @@
+"""The consumer runner replaces a consumer whose rebalance never ends (tansu can leave a surviving
+member looping in JoinGroup/SyncGroup after another member was killed), and only then."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from shared.kafka import runner as runner_module
+from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.runner import CONSUMER_RESTARTS, ConsumerRunner
+from shared.settings import ConsumerSettings
+from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good
+
+
+class StuckConsumer(FakeConsumer):
+    """Joins and never gets an assignment: getmany waits for it for ever, as aiokafka's does."""
+
+    def __init__(self) -> None:
+        super().__init__([good(1)])
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[ConsumerRecord]]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class JoiningConsumer(StuckConsumer):
+    """Gets its partition at the first poll, then serves its messages."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[ConsumerRecord]]:
+        if not self.committed and self.listener is not None and not getattr(self, "joined", False):
+            self.joined = True
+            await self.listener.on_partitions_assigned({TP})
+        return await FakeConsumer.getmany(self, timeout_ms, max_records)
+
+
+def restarts(group: str) -> float:
+    return CONSUMER_RESTARTS.labels(group)._value.get()
+
+
+async def run_runner(consumers: list[StuckConsumer], group: str, handled: list[str], seconds: float) -> None:
+    made = iter(consumers)
+    settings = ConsumerSettings(consumer_stuck_rebalance_s=0.3, consumer_poll_timeout_ms=10)
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id=group,
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: next(made),
+    )
+    await runner.start()
+    await asyncio.sleep(seconds)
+    await runner.stop(timeout_s=1)
+
+
+async def test_a_consumer_stuck_in_a_rebalance_is_replaced_and_the_new_one_consumes(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    stuck, fresh = StuckConsumer(), JoiningConsumer()
+    handled: list[str] = []
+    before = restarts("stuck-group")
+    await run_runner([stuck, fresh], "stuck-group", handled, seconds=1.0)
+    assert stuck.started and stuck.stopped  # left behind, closed
+    assert fresh.started and handled == ["api:1"] and fresh.committed == [{TP: 1}]
+    assert restarts("stuck-group") == before + 1  # once: the new consumer was assigned
+
+
+async def test_an_assigned_consumer_is_never_replaced(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    consumer = JoiningConsumer()
+    handled: list[str] = []
+    before = restarts("healthy-group")
+    await run_runner([consumer], "healthy-group", handled, seconds=1.0)  # a second consumer: StopIteration
+    assert handled == ["api:1"] and restarts("healthy-group") == before
