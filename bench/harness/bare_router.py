@@ -14,26 +14,15 @@ import asyncio
 import time
 
 import uvloop
-from aiokafka import AIOKafkaConsumer
 
 from shared.kafka.producer import make_producer
+from shared.kafka.runner import make_consumer
 from shared.settings import ConsumerSettings
 
 
 async def run(args: argparse.Namespace) -> int:
     settings = ConsumerSettings(kafka_bootstrap_servers=args.bootstrap)
-    consumer = AIOKafkaConsumer(
-        args.source,
-        bootstrap_servers=settings.kafka_servers(),
-        group_id=args.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.consumer_batch_max,
-        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-        max_poll_interval_ms=600_000,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
-    )
+    consumer = make_consumer(settings, args.group, args.source)
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()

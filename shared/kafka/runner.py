@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -25,6 +26,29 @@ CONSUMER_RESTARTS = Counter(
 WATCH_PERIOD_S = 1.0
 
 
+def make_consumer(
+    settings: ConsumerSettings,
+    group_id: str,
+    *topics: str,
+    assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
+) -> AIOKafkaConsumer:
+    """A consumer of our group settings (also the bench's bare loop, so that both batch alike)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_servers(),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.consumer_batch_max,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        # A long retry of one batch must not get us thrown out of the group.
+        max_poll_interval_ms=600_000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        partition_assignment_strategy=(assignor,),
+    )
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -41,22 +65,9 @@ class ConsumerRunner:
         assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
     ) -> None:
-        def new_consumer() -> AIOKafkaConsumer:
-            return AIOKafkaConsumer(
-                bootstrap_servers=settings.kafka_servers(),
-                group_id=group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=settings.consumer_batch_max,
-                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-                # A long retry of one batch must not get us thrown out of the group.
-                max_poll_interval_ms=600_000,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=1_000,
-                partition_assignment_strategy=(assignor,),
-            )
-
-        self.new_consumer = consumer_factory or new_consumer
+        self.new_consumer = consumer_factory or functools.partial(
+            make_consumer, settings, group_id, assignor=assignor
+        )
         self.stuck_rebalance_s = settings.consumer_stuck_rebalance_s
         self.consumer = self.new_consumer()
         self.loop = ConsumerLoop(
