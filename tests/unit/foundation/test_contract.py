@@ -11,10 +11,12 @@ from shared.events import (
     EventType,
     Priority,
     RoutingPayload,
+    SlaState,
     TicketSnapshot,
     TicketState,
     TicketStatus,
     derived_event_id,
+    outgoing_routing_event,
     parse_priority,
     routing_event,
     ticket_event,
@@ -130,6 +132,38 @@ def test_routing_event_ids_are_derived_from_their_cause():
     assert other_kind.event_id != first.event_id
     assert EventEnvelope.from_bytes(first.to_bytes()).routing().state.team == "x"
     assert EventEnvelope.decode(first.to_bytes()) == (first, None)  # no ticket snapshot in a routing event
+    # The same version-5 UUIDs as the standard library's (stored ids must never change).
+    for parts in [(str(cause), "ticket.routed"), ("x", "", "sla.warning"), ("ünïcode", "é")]:
+        assert derived_event_id(*parts) == uuid.uuid5(
+            uuid.UUID("6f1d8e0a-8a43-4f7e-9d3e-2f4b1c0e7a55"), "|".join(parts)
+        )
+
+
+def test_an_outgoing_routing_event_is_written_as_the_routing_event_is():
+    cause = uuid.uuid4()
+    state = TicketState(
+        ticket_key="a:1",
+        source="a",
+        status=TicketStatus.OPEN,
+        team="x",
+        priority=Priority.P2,
+        category="access",
+        category_confidence=0.8125,
+        language="de",
+        created_at=NOW,
+        routed_at=NOW,
+        sla=SlaState(policy="gold", first_response_due=NOW, resolution_due=NOW),
+    )
+    payload = RoutingPayload(
+        state=state, previous_team="y", rule="r1", ruleset_version=7, reasons=["a", "ü"], caused_by=cause
+    )
+    for kind in (EventType.TICKET_ROUTED, EventType.SLA_WARNING):
+        plain = routing_event(kind, payload, NOW, cause)
+        outgoing = outgoing_routing_event(kind, payload, NOW, cause).model_copy(
+            update={"produced_at": plain.produced_at}
+        )
+        assert outgoing.to_bytes() == plain.to_bytes()
+        assert EventEnvelope.decode(outgoing.to_bytes()) == (plain, None)
 
 
 @pytest.mark.parametrize(
