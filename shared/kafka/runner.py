@@ -112,7 +112,10 @@ class ConsumerRunner:
             await asyncio.sleep(WATCH_PERIOD_S)
             loop = self.loop
             if loop.rebalancing_for() > self.stuck_rebalance_s and not loop.in_batch and not loop.stopping:
-                await self._replace_consumer()
+                try:
+                    await self._replace_consumer()
+                except Exception:  # logged; the next period looks again (the clock keeps running)
+                    log.exception("replacing the consumer failed", extra={"group": loop.group_id})
 
     async def _replace_consumer(self) -> None:
         log.warning(
