@@ -249,11 +249,12 @@ def detect_languages(
     starts = np.flatnonzero(new_key)
     repeats = np.diff(starts, append=len(keys)).astype(np.float32)
     text_of, feature_of = np.divmod(keys[starts], n_features)
+    distinct = np.bincount(text_of, minlength=len(encoded))  # features per text
     indptr = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(text_of, minlength=len(encoded)), out=indptr[1:])
+    np.cumsum(distinct, out=indptr[1:])
     counts = sp.csr_matrix((np.log1p(repeats), feature_of, indptr), shape=(len(encoded), n_features))
     scores = np.asarray(counts @ dfa.feature_scores) + dfa.prior
-    scores[np.diff(counts.indptr) == 0] = 0.0  # no feature at all: uniform, as py3langid
+    scores[distinct == 0] = 0.0  # no feature at all: uniform, as py3langid
     # Softmax at temperature sqrt(bytes), as py3langid's norm_probs.
     scores *= (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)[:, None]
     scores = np.exp(scores - scores.max(axis=1, keepdims=True))
