@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.models import RouterTicket, RoutingDecision
-from shared.db.bulk import among, insert_rows
+from shared.db.bulk import _constant_columns, among, insert_rows
 from shared.db.models import OutboxMessage, ProcessedEvent
 from shared.db.outbox import PendingMessage, insert_outbox
 from shared.events import utc_now
@@ -179,3 +179,66 @@ async def test_among_finds_the_rows_in_the_collection(sessions: async_sessionmak
 
         assert await found({keys[0], keys[2], f"{KEY_PREFIX}missing"}) == {keys[0], keys[2]}
         assert await found(set()) == set()
+
+
+def test_columns_with_one_value_in_every_row_are_told_apart():
+    at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    same_instant = at.astimezone(timezone(timedelta(hours=5)))
+    columns = [
+        ["a", "a", "a"],  # one value
+        ["a", "b", "a"],
+        [None, None, None],
+        [at, same_instant, at],  # the same instant in two zones: stored alike
+        [0.0, -0.0, 0.0],  # equal, not alike: stays an array
+        [{"x": 1}, {"x": 1}, {"x": 1}],  # a JSON document: left to the array
+        [1, 1, 1],
+    ]
+    assert _constant_columns(columns) == (True, False, True, True, False, False, True)
+    assert _constant_columns([["a"], [1]]) == (False, False)  # one row: arrays
+    # Every column constant: the first stays an array, which gives unnest its row count.
+    assert _constant_columns([["a", "a"], [1, 1]]) == (False, True)
+
+
+async def test_shared_values_go_as_scalars_and_are_stored_in_every_row(
+    sessions: async_sessionmaker[AsyncSession], request: pytest.FixtureRequest
+):
+    keys = [f"{KEY_PREFIX}{uuid.uuid4()}" for _ in range(3)]
+    core_keys = [f"{KEY_PREFIX}{uuid.uuid4()}" for _ in keys]
+    # Every column but the key and the external id holds one value in all three rows.
+    rows = [_ticket(key, external_id=f"ZD-{i}") for i, key in enumerate(keys)]
+    sent: list[Any] = []
+    async with sessions() as session, session.begin():
+        engine = (await session.connection()).engine.sync_engine
+
+        def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+            sent.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            await insert_rows(session, TICKETS, rows)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        await session.execute(
+            TICKETS.insert(), [_ticket(k, external_id=f"ZD-{i}") for i, k in enumerate(core_keys)]
+        )
+    async with sessions() as session:
+        for key, core_key in zip(keys, core_keys, strict=True):
+            assert await _stored(session, key) == await _stored(session, core_key)
+    if "postgres" in request.node.callspec.id:
+        [(statement, parameters)] = sent
+        arrays = [value for value in parameters if isinstance(value, list)]
+        # ticket_key, external_id, the float confidence, sla and snapshot (documents are not
+        # compared), as arrays; the other 13, sla_clock's JSON null among them, as scalars.
+        assert len(arrays) == 5 and len(parameters) == 18
+        assert "$11::TIMESTAMP WITH TIME ZONE," in statement  # created_at: one parameter
+
+
+async def test_identical_rows_are_all_inserted(sessions: async_sessionmaker[AsyncSession]):
+    messages = [PendingMessage(OWNER, "routing", "same", b"same") for _ in range(3)]
+    async with sessions() as session, session.begin():
+        await insert_outbox(session, messages)
+    ids = [m.id for m in messages]
+    assert len(set(ids)) == 3
+    async with sessions() as session:
+        values = (await session.scalars(select(OUTBOX.c.value).where(among(OUTBOX.c.id, ids, session)))).all()
+    assert values == [b"same"] * 3
