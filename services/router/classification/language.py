@@ -14,6 +14,8 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
+from shared.frozen import frozen
+
 # Languages the helpdesk expects; restricting the model to them avoids exotic guesses on
 # short, jargon-heavy tickets. Pass languages=None to use all ~97 languages of the model.
 DEFAULT_LANGUAGES: frozenset[str] = frozenset(
@@ -49,7 +51,7 @@ DEFAULT_LANGUAGES: frozenset[str] = frozenset(
 MIN_LETTERS = 12  # below this the guess is noise
 
 
-@dataclass(frozen=True)
+@frozen
 class LanguageGuess:
     language: str | None  # ISO 639-1 code; None when the text is too short or the guess too weak
     confidence: float

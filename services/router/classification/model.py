@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from services.router.classification.stacking import (
     fit_meta,
     out_of_fold_scores,
 )
+from shared.frozen import frozen
 
 FORMAT_VERSION = 1
 _MAGIC = "ticket-classifier"
@@ -36,7 +36,7 @@ _MAGIC = "ticket-classifier"
 BATCH_FROM = 3
 
 
-@dataclass(frozen=True)
+@frozen
 class Prediction:
     label: str
     confidence: float

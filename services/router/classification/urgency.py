@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
+from shared.frozen import frozen
+
 Level = Literal["low", "medium", "high", "critical"]
 LEVELS: tuple[Level, ...] = ("low", "medium", "high", "critical")
 
@@ -260,7 +262,7 @@ _ASCII_CAPS_WORD = re.compile(r"(?<!\w)[A-Z]{3,}(?!\w)")  # the all-caps words o
 _NOT_CAPITAL = bytes(c for c in range(256) if not ord("A") <= c <= ord("Z"))
 
 
-@dataclass(frozen=True)
+@frozen
 class UrgencyAssessment:
     level: Level
     signals: list[str] = field(default_factory=list)  # human-readable reasons, e.g. "critical: 'data loss'"
@@ -286,7 +288,7 @@ def _shouting(text: str) -> bool:
     return len(set(caps)) >= 3 or (len(words) >= 2 and len(caps) / len(words) >= 0.6)
 
 
-@dataclass(frozen=True)
+@frozen
 class TextUrgency:
     """What the subject and description say, before tags: the costly part of an assessment.
 

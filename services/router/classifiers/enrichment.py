@@ -24,6 +24,7 @@ from services.router.classification import (
     scan_text,
 )
 from services.router.classifiers.schemas import LabelKind
+from shared.frozen import frozen
 
 LANGUAGE_CHARS = 1_000  # enough for a confident guess; longer text only costs time
 CLASSIFY_CHARS = 10_000  # descriptions may be 200 kB (pasted logs); the opening carries the topic
@@ -51,7 +52,7 @@ class ClassifierView:
 NO_CLASSIFIERS = ClassifierView()
 
 
-@dataclass(frozen=True)
+@frozen
 class Signals:
     language: str | None
     urgency: UrgencyAssessment
@@ -79,7 +80,7 @@ def ticket_text(subject: str, description: str) -> str:
     return f"{subject}\n{description}"[:CLASSIFY_CHARS]
 
 
-@dataclass(frozen=True)
+@frozen
 class TextSignals:
     """The signals that depend on the subject and description alone (the costly ones)."""
 

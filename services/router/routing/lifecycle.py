@@ -21,9 +21,10 @@ from shared.events import (
     TicketState,
     TicketStatus,
 )
+from shared.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class RouteResult:
     """The outcome of routing one ticket (rules, classifier and load already applied)."""
 

@@ -26,6 +26,7 @@ from typing import Any
 import re2
 
 from shared.events import Priority
+from shared.frozen import frozen
 
 from .conditions import Guards, Node, Test, compile_condition, display, present
 from .facts import FOLDED, TicketFacts, _fold, fact_key
@@ -69,7 +70,7 @@ class RuleTrace:
     stopped: bool = False  # this rule ended evaluation
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RoutingOutcome:
     team: str | None
     pool: PoolTarget | None

@@ -184,7 +184,7 @@ async def test_among_finds_the_rows_in_the_collection(sessions: async_sessionmak
 def test_columns_with_one_value_in_every_row_are_told_apart():
     at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     same_instant = at.astimezone(timezone(timedelta(hours=5)))
-    columns = [
+    columns: list[list[Any]] = [
         ["a", "a", "a"],  # one value
         ["a", "b", "a"],
         [None, None, None],
