@@ -55,6 +55,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             handler=handler,
             on_assign=handler.on_assign,
             on_next_batch=handler.prepare_next,
+            # The next batch is decoded in this batch's waits too, where the handler overlaps them.
+            idle=handler.idle if handler.look_ahead else None,
         )
         app.state.settings = settings
         app.state.sessions = resources.sessions

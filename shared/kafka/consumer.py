@@ -22,17 +22,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shared.events import EventEnvelope, TicketSnapshot
+from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
+from shared.overlap import IdleWork
 
 log = logging.getLogger(__name__)
 
@@ -50,41 +49,18 @@ DEAD_LETTERS = Counter("dead_letters_total", "Messages sent to the dead-letter t
 HANDLER_FAILURES = Counter("consumer_handler_failures_total", "Failed batch attempts", ["group", "kind"])
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumedEvent:
-    envelope: EventEnvelope
-    topic: str
-    partition: int
-    offset: int
-    # A ticket event's payload as validated when decoded (read-only: the handler may reuse it).
-    ticket: TicketSnapshot | None = None
-
-
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
 # Called with the next batch, fetched and decoded before the current one is handled, when there
 # is a backlog (the current batch is full and more is buffered). The handler may queue CPU work
 # for it, to be done while the current batch waits on I/O (shared/overlap.py ``IdleWork``); it
 # must not act on it: the next batch may still be dropped (a rebalance, a stop) and fetched again.
+# With the loop's ``idle`` queue the call comes from that queue, once the batch is decoded in the
+# current batch's waits; a batch whose decoding the waits did not finish is not announced.
 AheadHandler = Callable[[list[ConsumedEvent]], None]
 # Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
 AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 # Called with partitions about to move away (no batch is in flight: batches are handled inline).
 RevokeHandler = Callable[[set[TopicPartition]], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class _Fetched:
-    """One batch as fetched: its records, the events decoded from them and the undecodable ones."""
-
-    records: dict[TopicPartition, list[ConsumerRecord]]
-    events: list[ConsumedEvent]
-    undecodable: list[tuple[ConsumerRecord, str]]
-    epoch: int  # the assignment it was fetched under
-    decode_s: float = 0.0
-
-    @property
-    def size(self) -> int:
-        return sum(len(messages) for messages in self.records.values())
 
 
 class PoisonMessage(Exception):
@@ -143,7 +119,10 @@ class ConsumerLoop:
         pause_before_commit_s: float = 0.0,
         on_revoke: RevokeHandler | None = None,
         on_next_batch: AheadHandler | None = None,
+        idle: IdleWork | None = None,
     ) -> None:
+        """``idle``: the handler's queue of work for its waits (it runs it while its statements
+        and acknowledgements are in flight); the next batch's decoding is queued there."""
         self.consumer = consumer
         self.producer = producer
         self.topics = topics
@@ -157,6 +136,7 @@ class ConsumerLoop:
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self.on_next_batch = on_next_batch
+        self.idle = idle
         self.pause_before_commit_s = pause_before_commit_s
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}
@@ -186,19 +166,22 @@ class ConsumerLoop:
     async def run(self) -> None:
         self.rebalance_started = time.monotonic()  # joining the group
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
-        ahead: _Fetched | None = None
+        ahead: FetchedBatch | None = None
         while not self.stopping:
             batch, ahead = ahead, None
             if batch is None:
                 batch = await self._fetch(self.poll_timeout_ms)
             if batch is not None:
+                if self.idle is not None:
+                    self.idle.discard(batch)
+                batch.decode()  # what the previous batch's waits left undecoded, if anything
                 if self.on_next_batch is not None and batch.size >= self.batch_max:
                     # A backlog: take what is buffered now, so that the handler can work on the
                     # next batch while this one waits (only then: below saturation the next batch
                     # would be smaller than what arrives while this one is handled).
                     ahead = await self._fetch(0)
-                    if ahead is not None and ahead.events:
-                        self.on_next_batch(ahead.events)
+                    if ahead is not None:
+                        self._look_ahead(ahead, self.on_next_batch)
                 # Dropped when reassigned since fetched (so is the next batch if fetched before the
                 # same rebalance: each is checked in its turn) or when stopping: delivered again.
                 self.in_batch = True
@@ -208,25 +191,28 @@ class ConsumerLoop:
                     self.in_batch = False
             await self._update_lag()
 
-    async def _fetch(self, timeout_ms: int) -> _Fetched | None:
+    def _look_ahead(self, ahead: FetchedBatch, announce: AheadHandler) -> None:
+        """Announce the next batch: decoded now, or with an idle queue once decoded in the waits."""
+
+        def announce_decoded() -> None:
+            if ahead.events:
+                announce(ahead.events)
+
+        if self.idle is None:
+            ahead.decode()
+            announce_decoded()
+        else:
+            self.idle.replace(ahead, ahead.decode_steps(then=announce_decoded))
+
+    async def _fetch(self, timeout_ms: int) -> FetchedBatch | None:
+        """The next records, not decoded yet (see FetchedBatch.decode)."""
         records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
         self.last_poll_monotonic = time.monotonic()
         if not records:
             return None
-        started = time.perf_counter()
-        fetched = _Fetched(records, [], [], self.assignment_epoch)
-        for tp, messages in records.items():
-            for message in messages:
-                try:
-                    envelope, ticket = EventEnvelope.decode(message.value or b"")
-                except (ValueError, ValidationError) as exc:
-                    fetched.undecodable.append((message, f"undecodable: {_short(exc)}"))
-                    continue
-                fetched.events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket))
-        fetched.decode_s = time.perf_counter() - started
-        return fetched
+        return FetchedBatch(records, self.assignment_epoch)
 
-    async def _process(self, batch: _Fetched) -> None:
+    async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and commit past it, unless it is dropped instead (stopping, or
         reassigned since it was fetched): then it is not committed and is delivered again."""
         started = time.perf_counter() - batch.decode_s  # the batch's time includes its decoding
@@ -259,7 +245,7 @@ class ConsumerLoop:
                 return True
             except PoisonMessage as exc:
                 if len(events) == 1:
-                    await self._dead_letter_event(events[0], f"rejected: {_short(exc)}", "rejected")
+                    await self._dead_letter_event(events[0], f"rejected: {short_error(exc)}", "rejected")
                     return True
                 return await self._handle_one_by_one(events, epoch)
             except Exception as exc:
@@ -272,7 +258,7 @@ class ConsumerLoop:
                         "group": self.group_id,
                         "attempt": attempt,
                         "size": len(events),
-                        "error": _short(exc),
+                        "error": short_error(exc),
                         "transient": transient,
                     },
                     exc_info=not transient,
@@ -280,7 +266,7 @@ class ConsumerLoop:
                 if not transient and attempt >= self.max_attempts:
                     if len(events) == 1:
                         await self._dead_letter_event(
-                            events[0], f"handler failed {attempt} times: {_short(exc)}", "handler_error"
+                            events[0], f"handler failed {attempt} times: {short_error(exc)}", "handler_error"
                         )
                         return True
                     # Isolate the bad message so the rest of the batch goes through.
@@ -315,7 +301,9 @@ class ConsumerLoop:
         except CommitFailedError as exc:
             # A rebalance took the partitions away: the new owner re-reads from the last commit
             # and our idempotent handler makes the repeat harmless.
-            log.warning("commit failed after rebalance", extra={"group": self.group_id, "error": _short(exc)})
+            log.warning(
+                "commit failed after rebalance", extra={"group": self.group_id, "error": short_error(exc)}
+            )
 
     async def dead_letter(self, message: ConsumerRecord, reason: str, kind: str) -> None:
         headers = [
@@ -382,8 +370,3 @@ class ConsumerLoop:
 
     def total_lag(self) -> int:
         return sum(self.lag.values())
-
-
-def _short(exc: BaseException, limit: int = 500) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
+from shared.overlap import IdleWork
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ConsumerRunner:
         on_assign: AssignHandler | None = None,
         on_revoke: RevokeHandler | None = None,
         on_next_batch: AheadHandler | None = None,
+        idle: IdleWork | None = None,
         # RangePartitionAssignor keeps partition p of every topic on one member (co-partitioning).
         assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
@@ -85,6 +87,7 @@ class ConsumerRunner:
             pause_before_commit_s=settings.fault_pause_before_commit_s,
             on_revoke=on_revoke,
             on_next_batch=on_next_batch,
+            idle=idle,
         )
         self.task: asyncio.Task[None] | None = None
         self.watchdog: asyncio.Task[None] | None = None

@@ -11,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 
 from shared.events import EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent, ConsumerLoop, PoisonMessage
+from shared.kafka.fetched import DECODE_SLICE, FetchedBatch
+from shared.overlap import IdleWork
 
 TP = TopicPartition("tickets", 0)
 
@@ -311,3 +313,66 @@ async def test_a_next_batch_fetched_after_a_rebalance_is_handled_though_the_curr
     await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 4})
     assert handled == [[0, 1], [2, 3]]  # the stale first fetch was dropped, nothing skipped
     assert consumer.committed == [{TP: 2}, {TP: 4}]
+
+
+async def test_with_an_idle_queue_the_next_batch_is_decoded_in_the_current_ones_waits():
+    """The next batch's decoding is queued as idle work: the handler runs it in its waits, the
+    batch is announced from there once decoded, then handled and committed as ever."""
+    values = [good(i) for i in range(4)] + [b"not json"] + [good(i) for i in range(5, 8)]
+    consumer, producer = FakeConsumer(values), FakeProducer()
+    idle = IdleWork()
+    log: list[str] = []
+
+    def keys(events: list[ConsumedEvent]) -> str:
+        return ",".join(e.envelope.ticket_key.removeprefix("api:") for e in events)
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        log.append(f"handle {keys(events)} (queued {len(idle)})")
+        while idle:  # the batch's waits: everything queued gets done
+            idle.run_one()
+
+    def on_next_batch(events: list[ConsumedEvent]) -> None:
+        log.append(f"next {keys(events)}")
+
+    loop = make_loop(consumer, producer, handler, batch_max=4, on_next_batch=on_next_batch, idle=idle)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 8})
+    # Two steps each (one slice of decoding, then the announcement); the last batch, short, has
+    # no look-ahead. The undecodable record, decoded in a wait, is dead-lettered in its turn.
+    assert log == ["handle 0,1,2,3 (queued 2)", "next 5,6,7", "handle 5,6,7 (queued 0)"]
+    assert consumer.committed == [{TP: 4}, {TP: 8}]
+    assert [topic for topic, _, _ in producer.sent] == ["dlq"]
+
+
+async def test_a_next_batch_the_waits_did_not_decode_is_decoded_in_its_turn_unannounced():
+    consumer, producer = FakeConsumer([good(i) for i in range(6)]), FakeProducer()
+    idle = IdleWork()
+    handled: list[list[int]] = []
+    announced: list[list[ConsumedEvent]] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.append([e.offset for e in events])  # no waits: no idle work done
+
+    loop = make_loop(consumer, producer, handler, batch_max=3, on_next_batch=announced.append, idle=idle)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 6})
+    assert handled == [[0, 1, 2], [3, 4, 5]] and announced == []
+    assert consumer.committed == [{TP: 3}, {TP: 6}]
+
+
+def test_a_batch_decodes_in_slices_in_fetch_order_and_counts_its_time():
+    values = [good(i) for i in range(DECODE_SLICE + 2)]
+    other = TopicPartition("tickets", 1)
+    batch = FetchedBatch(
+        {TP: [record(i, v) for i, v in enumerate(values)], other: [record(0, b"{")]}, epoch=1
+    )
+    done: list[bool] = []
+    steps = batch.decode_steps(then=lambda: done.append(batch.decoded))
+    assert len(steps) == 3  # two slices for the 131 records, then the announcement
+    steps[0]()
+    assert len(batch.events) == DECODE_SLICE and not batch.decoded and batch.decode_s > 0
+    for step in steps[1:]:
+        step()
+    assert done == [True]
+    assert [e.offset for e in batch.events] == list(range(DECODE_SLICE + 2))
+    assert [(m.partition, why.split(":")[0]) for m, why in batch.undecodable] == [(0, "undecodable")]
+    batch.decode()  # nothing left: a no-op
+    assert len(batch.events) == DECODE_SLICE + 2 and batch.size == DECODE_SLICE + 3
