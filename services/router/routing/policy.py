@@ -58,11 +58,13 @@ class RoutingPolicy:
         classifiers: ClassifierView = NO_CLASSIFIERS,
         loads: LoadBook | None = None,
         known: TextSignals | None = None,
+        now: datetime | None = None,
     ) -> RouteResult:
         """``loads``: the batch's team loads; without them a pool assigns its first team.
-        ``known``: the ticket's text signals when computed for the batch already."""
+        ``known``: the ticket's text signals when computed for the batch already. ``now``: the
+        instant the rules see (time of day, ticket age); the policy's clock when not given."""
         signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers, known)
-        facts = facts_from_ticket(snapshot, source, self.clock(), **signals.facts())
+        facts = facts_from_ticket(snapshot, source, self.clock() if now is None else now, **signals.facts())
         outcome = self.compiled.evaluate(facts)
         reasons = [*outcome.reasons, signals.summary()]
         team = outcome.team
@@ -117,13 +119,15 @@ class BoundRoute:
     """One batch's route function: one policy and one classifier view, whatever reloads meanwhile.
 
     ``prepare`` computes the text signals of the batch's tickets together (a batched language
-    walk and one matrix product per model cost a fraction of one pass per ticket).
+    walk and one matrix product per model cost a fraction of one pass per ticket). The rules see
+    one instant for the whole batch, read from the policy's clock when its first ticket is routed.
     """
 
     def __init__(self, policy: RoutingPolicy, classifiers: ClassifierView) -> None:
         self.policy = policy
         self.classifiers = classifiers
         self.known: dict[tuple[str, str], TextSignals] = {}
+        self.now: datetime | None = None
 
     def prepare(self, texts: Sequence[tuple[str, str]]) -> None:
         pending = [text for text in dict.fromkeys(texts) if text not in self.known]
@@ -132,7 +136,9 @@ class BoundRoute:
 
     def __call__(self, snapshot: TicketSnapshot, source: str, loads: LoadBook | None = None) -> RouteResult:
         known = self.known.get((snapshot.subject, snapshot.description))
-        return self.policy.route(snapshot, source, self.classifiers, loads, known)
+        if self.now is None:
+            self.now = self.policy.clock()
+        return self.policy.route(snapshot, source, self.classifiers, loads, known, self.now)
 
 
 class LiveRules:

@@ -9,6 +9,7 @@ variants (a rule set folds a handful of the ~20 fields) and the ticket's age.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,13 @@ def _tag_set(tags: frozenset[str] | list[str] | tuple[str, ...]) -> frozenset[st
     return found
 
 
+@functools.lru_cache(maxsize=256)
+def _local_time(now: datetime, timezone: str) -> tuple[int, str]:
+    # Per instant and zone: the tickets of a batch share one instant (see BoundRoute).
+    local = now.astimezone(ZoneInfo(timezone))
+    return local.hour * 60 + local.minute, WEEKDAYS[local.weekday()]
+
+
 class FactLookup(dict[str, Fact]):
     """The engine's view of the facts: ``lookup[key]`` never raises, None means no such fact.
 
@@ -143,7 +151,7 @@ class TicketFacts:
     same facts with the lazy ones computed on demand.
     """
 
-    __slots__ = ("_local", "_utf8", "_values", "lookup", "now", "ticket_key")
+    __slots__ = ("_utf8", "_values", "lookup", "now", "ticket_key")
 
     def __init__(
         self,
@@ -210,7 +218,6 @@ class TicketFacts:
         lookup = self.lookup = FactLookup(raw)
         lookup.now = now
         self._values: dict[str, Fact] | None = None
-        self._local: dict[str, tuple[int, str]] | None = None
         self._utf8: dict[str, bytes | None] | None = None
 
     @property
@@ -237,15 +244,7 @@ class TicketFacts:
 
     def local_time(self, timezone: str) -> tuple[int, str]:
         """(minutes since local midnight, weekday mon..sun) of ``now`` in ``timezone``; cached."""
-        cache = self._local
-        if cache is None:
-            cache = self._local = {}
-        found = cache.get(timezone)
-        if found is None:
-            local = self.now.astimezone(ZoneInfo(timezone))
-            found = (local.hour * 60 + local.minute, WEEKDAYS[local.weekday()])
-            cache[timezone] = found
-        return found
+        return _local_time(self.now, timezone)
 
     def get(self, name: str, folded: bool = False) -> Fact:
         return self.lookup[fact_key(name, folded)]

@@ -288,3 +288,30 @@ def test_a_bound_route_uses_the_prepared_signals_and_routes_as_the_policy_does(m
         assert got.reasons == want.reasons
     with pytest.raises(AssertionError, match="analysed again"):
         bound(ticket("not prepared", "some other text"), "api")
+
+
+def test_a_bound_route_shows_its_whole_batch_one_instant():
+    """The clock is read when the batch's first ticket is routed: a batch that straddles the end
+    of business hours is routed as of that instant, the same for every ticket in it."""
+    ruleset = parse_ruleset(
+        {
+            "timezone": "Europe/Berlin",
+            "default_team": "night",
+            "rules": [
+                {
+                    "id": "office-hours",
+                    "name": "office hours",
+                    "when": {"field": "time_of_day", "op": "between", "value": ["09:00", "17:00"]},
+                    "actions": {"assign_team": "day"},
+                }
+            ],
+        }
+    )
+    readings = iter(
+        [datetime(2026, 6, 1, 14, 59, 59, tzinfo=UTC), datetime(2026, 6, 1, 15, 0, 1, tzinfo=UTC)]
+    )
+    rules = RoutingPolicy(compile_ruleset(ruleset), 1, lambda: next(readings))
+    bound = rules.bind()
+    assert [bound(ticket(f"ticket {i}"), "api").team for i in range(3)] == ["day"] * 3
+    # A new batch binds again and reads the clock again: 17:00:01 in Berlin.
+    assert rules.bind()(ticket("later"), "api").team == "night"
