@@ -306,7 +306,7 @@ def ticket_event(
 
 
 def _routing_fields(
-    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
+    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID | str
 ) -> dict[str, Any]:
     return {
         "event_id": derived_event_id(str(caused_by), event_type.value),
@@ -335,8 +335,9 @@ class OutgoingRoutingEvent(EventEnvelope):
 
 
 def outgoing_routing_event(
-    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID
+    event_type: EventType, payload: RoutingPayload, occurred_at: datetime, caused_by: uuid.UUID | str
 ) -> OutgoingRoutingEvent:
+    """``caused_by``: the ticket event's id, or its text (``str(id)``) when the caller has it."""
     return OutgoingRoutingEvent(
         **_routing_fields(event_type, payload, occurred_at, caused_by), payload=payload
     )

@@ -247,11 +247,12 @@ class RoutingHandler:
         return {}
 
     async def _read(
-        self, session: AsyncSession, events: Sequence[EventEnvelope], now: datetime
+        self, session: AsyncSession, events: Sequence[EventEnvelope], ids: Sequence[str], now: datetime
     ) -> tuple[set[str], dict[str, TicketRow], LoadBook | None]:
-        """The batch's reads: claim its event ids, lock and load its tickets, then the team loads."""
+        """The batch's reads: claim its event ids (``ids``, as text), lock and load its tickets,
+        then the team loads."""
         # Claimed in this transaction: a rollback un-claims them, a redelivery finds them taken.
-        fresh = await claim_events(session, CONSUMER_NAME, (str(e.event_id) for e in events), now)
+        fresh = await claim_events(session, CONSUMER_NAME, ids, now)
         keys = {e.ticket_key for e in events}
         options = self.options
         locking = options.load is not None or options.sla is not None
@@ -277,8 +278,9 @@ class RoutingHandler:
     ) -> list[PendingMessage]:
         decoded = [(e.envelope, e.ticket) for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
         events = [envelope for envelope, _ in decoded]
+        ids = [str(envelope.event_id) for envelope in events]
         options = self.options
-        reads = self._read(session, events, now)
+        reads = self._read(session, events, ids, now)
         if isinstance(route, PreparesBatch) and is_postgres(session):
             # The created tickets' text work runs while the reads wait on the database; the rest
             # of it, and what the reads show is still to route (a triaged ticket's update), after.
@@ -294,8 +296,7 @@ class RoutingHandler:
         sla_config = options.sla() if options.sla is not None else None
         created: list[NewTicket] = []
         emitted: list[Emitted] = []
-        for envelope, ticket in decoded:
-            event_id = str(envelope.event_id)
+        for (envelope, ticket), event_id in zip(decoded, ids, strict=True):
             if event_id not in fresh:  # applied before, or earlier in this batch
                 DUPLICATES.inc()
                 continue
@@ -335,7 +336,7 @@ class RoutingHandler:
             if book is not None:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:
-                emitted.append((kind, payload, envelope.event_id, row.external_id))
+                emitted.append((kind, payload, event_id, row.external_id))
                 kinds.append(kind.value)
                 if is_team_correction(kind, payload):
                     # A human moved the ticket: a labelled example for the next team model.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,15 +17,18 @@ OUTBOX_OWNER = "router"
 # millisecond, so a statement that finished waits no longer than that for its next turn.
 BUILD_SLICE = 64
 
-# A decision's routing event before it is built: kind, payload, the ticket event that caused it
-# and the ticket's id in its source (for write-back).
-Emitted = tuple[EventType, RoutingPayload, uuid.UUID, str]
+# A decision's routing event before it is built: kind, payload, the id of the ticket event that
+# caused it (as text) and the ticket's id in its source (for write-back).
+Emitted = tuple[EventType, RoutingPayload, str, str]
 
 
-def decision_values(kind: EventType, event_id: str, payload: RoutingPayload, at: datetime) -> dict[str, Any]:
+def decision_values(
+    kind: EventType, event_id: str, payload: RoutingPayload, at: datetime, caused_by: str | None = None
+) -> dict[str, Any]:
+    """``caused_by``: ``str(payload.caused_by)`` when the caller has it already."""
     return {
         "event_id": event_id,
-        "caused_by": str(payload.caused_by),
+        "caused_by": str(payload.caused_by) if caused_by is None else caused_by,
         "ticket_key": payload.state.ticket_key,
         "kind": kind.value,
         "team": payload.state.team,
@@ -64,7 +66,7 @@ class RoutingMessages:
         now, writeback = self.now, self.writeback
         for kind, payload, caused_by, external_id in emitted:
             out = outgoing_routing_event(kind, payload, now, caused_by)
-            self.decisions.append(decision_values(kind, str(out.event_id), payload, now))
+            self.decisions.append(decision_values(kind, str(out.event_id), payload, now, caused_by))
             self.events.append(out)
             if writeback is not None:
                 writeback.add(kind, out, payload, external_id)

@@ -164,6 +164,8 @@ def test_an_outgoing_routing_event_is_written_as_the_routing_event_is():
         )
         assert outgoing.to_bytes() == plain.to_bytes()
         assert EventEnvelope.decode(outgoing.to_bytes()) == (plain, None)
+        # The cause given as text (the router's batch has it so): the same event.
+        assert outgoing_routing_event(kind, payload, NOW, str(cause)).event_id == plain.event_id
 
 
 @pytest.mark.parametrize(
