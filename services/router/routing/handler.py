@@ -31,7 +31,7 @@ from services.router.classifiers.service import feedback_row, is_team_correction
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.lifecycle import PreparesBatch, RouteFn, decide
+from services.router.routing.lifecycle import EvaluatesAhead, PreparesBatch, RouteFn, decide
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
 from services.router.routing.texts import EARLY_SLICE, prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
@@ -44,6 +44,7 @@ from shared.db.processed import claim_events
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventEnvelope,
+    EventType,
     Priority,
     SlaState,
     TicketSnapshot,
@@ -219,7 +220,16 @@ class RoutingHandler:
             del self._routes_ahead[next(iter(self._routes_ahead))]
         if isinstance(route, PreparesBatch):
             texts = texts_of_created([e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES])
-            self.idle.replace(key, in_slices(route.prepare, texts, EARLY_SLICE))
+            steps = in_slices(route.prepare, texts, EARLY_SLICE)
+            if isinstance(route, EvaluatesAhead):
+                # Then the new tickets' rules: they route these very snapshots (see _process).
+                created = [
+                    (e.ticket, e.envelope.source)
+                    for e in batch
+                    if e.envelope.type == EventType.TICKET_CREATED and e.ticket is not None
+                ]
+                steps += in_slices(route.evaluate_ahead, created, EARLY_SLICE)
+            self.idle.replace(key, steps)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
         await self.outbox.relay_leftovers()

@@ -54,6 +54,14 @@ class PreparesBatch(Protocol):
     def prepare(self, texts: Sequence[tuple[str, str]]) -> None: ...
 
 
+@runtime_checkable
+class EvaluatesAhead(Protocol):
+    """A route function that can evaluate new tickets (snapshot, source) before their batch's
+    turn, once their text is prepared; it routes those same snapshot objects with the result."""
+
+    def evaluate_ahead(self, tickets: Sequence[tuple[TicketSnapshot, str]]) -> None: ...
+
+
 # Called with the state just before each routing event is emitted (and on first sight): the
 # router's SLA tracker refreshes ``state.sla`` there, so every event carries its deadlines.
 StateHook = Callable[[TicketState], None]

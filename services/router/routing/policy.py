@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.router.classifiers.enrichment import (
     NO_CLASSIFIERS,
     ClassifierView,
+    Signals,
     TextSignals,
     classifier_team,
     compute_signals,
@@ -25,15 +26,31 @@ from services.router.classifiers.enrichment import (
 )
 from services.router.load.book import LoadBook
 from services.router.routing.lifecycle import RouteResult
-from services.router.rules import CompiledRuleSet, PoolTarget, RuleSet, compile_ruleset, facts_from_ticket
+from services.router.rules import (
+    CompiledRuleSet,
+    PoolTarget,
+    RoutingOutcome,
+    RuleSet,
+    compile_ruleset,
+    facts_from_ticket,
+)
 from services.router.rulesets.store import latest, latest_version_number, ruleset_of
 from services.router.sla.priority import DEFAULT_MATRIX, Level, PriorityMatrix
 from shared.events import TicketSnapshot, utc_now
+from shared.frozen import frozen
 from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
 RULESET_VERSION = Gauge("router_ruleset_version", "Rule-set version this router is using")
+
+
+@frozen
+class Evaluation:
+    """What routing a ticket finds before the batch's team loads: its signals, its rules' outcome."""
+
+    signals: Signals
+    outcome: RoutingOutcome
 
 
 class RoutingPolicy:
@@ -51,6 +68,21 @@ class RoutingPolicy:
         self.clock = clock
         self.matrix = matrix
 
+    def evaluate(
+        self,
+        snapshot: TicketSnapshot,
+        source: str,
+        classifiers: ClassifierView = NO_CLASSIFIERS,
+        known: TextSignals | None = None,
+        now: datetime | None = None,
+    ) -> Evaluation:
+        """The ticket's signals and what its rules say. ``known``: its text signals when computed
+        for the batch already. ``now``: the instant the rules see (time of day, ticket age); the
+        policy's clock when not given."""
+        signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers, known)
+        facts = facts_from_ticket(snapshot, source, self.clock() if now is None else now, **signals.facts())
+        return Evaluation(signals, self.compiled.evaluate(facts))
+
     def route(
         self,
         snapshot: TicketSnapshot,
@@ -59,13 +91,13 @@ class RoutingPolicy:
         loads: LoadBook | None = None,
         known: TextSignals | None = None,
         now: datetime | None = None,
+        evaluation: Evaluation | None = None,
     ) -> RouteResult:
         """``loads``: the batch's team loads; without them a pool assigns its first team.
-        ``known``: the ticket's text signals when computed for the batch already. ``now``: the
-        instant the rules see (time of day, ticket age); the policy's clock when not given."""
-        signals = compute_signals(snapshot.subject, snapshot.description, snapshot.tags, classifiers, known)
-        facts = facts_from_ticket(snapshot, source, self.clock() if now is None else now, **signals.facts())
-        outcome = self.compiled.evaluate(facts)
+        ``known`` and ``now``: see ``evaluate``; ``evaluation``: its result, when done already."""
+        if evaluation is None:
+            evaluation = self.evaluate(snapshot, source, classifiers, known, now)
+        signals, outcome = evaluation.signals, evaluation.outcome
         reasons = [*outcome.reasons, signals.summary()]
         team = outcome.team
         if outcome.pool is not None:
@@ -119,8 +151,9 @@ class BoundRoute:
     """One batch's route function: one policy and one classifier view, whatever reloads meanwhile.
 
     ``prepare`` computes the text signals of the batch's tickets together (a batched language
-    walk and one matrix product per model cost a fraction of one pass per ticket). The rules see
-    one instant for the whole batch, read from the policy's clock when its first ticket is routed.
+    walk and one matrix product per model cost a fraction of one pass per ticket);
+    ``evaluate_ahead`` evaluates new tickets' rules before the batch's turn. The rules see one
+    instant for the whole batch, read from the policy's clock when its first ticket is evaluated.
     """
 
     def __init__(self, policy: RoutingPolicy, classifiers: ClassifierView) -> None:
@@ -128,6 +161,13 @@ class BoundRoute:
         self.classifiers = classifiers
         self.known: dict[tuple[str, str], TextSignals] = {}
         self.now: datetime | None = None
+        # By id(snapshot): the snapshot (its id is unique while held here), source, evaluation.
+        self._evaluated: dict[int, tuple[TicketSnapshot, str, Evaluation]] = {}
+
+    def instant(self) -> datetime:
+        if self.now is None:
+            self.now = self.policy.clock()
+        return self.now
 
     def prepare(self, texts: Sequence[tuple[str, str]]) -> None:
         pending = [text for text in dict.fromkeys(texts) if text not in self.known]
@@ -136,9 +176,21 @@ class BoundRoute:
 
     def __call__(self, snapshot: TicketSnapshot, source: str, loads: LoadBook | None = None) -> RouteResult:
         known = self.known.get((snapshot.subject, snapshot.description))
-        if self.now is None:
-            self.now = self.policy.clock()
-        return self.policy.route(snapshot, source, self.classifiers, loads, known, self.now)
+        found = self._evaluated.pop(id(snapshot), None)
+        evaluation = found[2] if found is not None and found[0] is snapshot and found[1] == source else None
+        return self.policy.route(snapshot, source, self.classifiers, loads, known, self.instant(), evaluation)
+
+    def evaluate_ahead(self, tickets: Sequence[tuple[TicketSnapshot, str]]) -> None:
+        """Evaluate new tickets (snapshot, source) whose text signals are prepared, for when the
+        very same snapshots are routed: what their rules say does not depend on the batch's reads
+        (only a pool's choice among its teams does, made when routed). The look-ahead does this
+        as idle work, after the text work."""
+        now = self.instant()
+        for snapshot, source in tickets:
+            known = self.known.get((snapshot.subject, snapshot.description))
+            if known is not None:  # else the single-ticket text path: left for the batch's turn
+                evaluation = self.policy.evaluate(snapshot, source, self.classifiers, known, now)
+                self._evaluated[id(snapshot)] = (snapshot, source, evaluation)
 
 
 class LiveRules:

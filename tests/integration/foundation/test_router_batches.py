@@ -18,7 +18,7 @@ from services.router.classifiers.enrichment import NO_CLASSIFIERS
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.handler import RoutingHandler
 from services.router.routing.messages import BUILD_SLICE, Emitted, RoutingMessages
-from services.router.routing.policy import BoundRoute, RoutingPolicy
+from services.router.routing.policy import BoundRoute, Evaluation, RoutingPolicy
 from services.router.rules import compile_ruleset, parse_ruleset
 from shared.db.dialect import is_postgres
 from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
@@ -72,6 +72,21 @@ class RecordingProducer:
         return future
 
 
+class RecordingPolicy(RoutingPolicy):
+    """Logs which tickets' rules are evaluated, and in which phase of the test."""
+
+    def __init__(self, phase: list[str]) -> None:
+        ruleset = parse_ruleset(RULES)
+        ruleset.version = 2
+        super().__init__(compile_ruleset(ruleset), 2, lambda: NOW)
+        self.phase = phase
+        self.evaluated: list[tuple[str, str]] = []
+
+    def evaluate(self, snapshot: TicketSnapshot, *args: Any, **kwargs: Any) -> Evaluation:
+        self.evaluated.append((self.phase[0], snapshot.subject))
+        return super().evaluate(snapshot, *args, **kwargs)
+
+
 class RecordingRoute(BoundRoute):
     def __init__(self, policy: RoutingPolicy, phase: list[str]) -> None:
         super().__init__(policy, NO_CLASSIFIERS)
@@ -117,11 +132,9 @@ async def route_batches(
 ) -> tuple[list[RecordingRoute], list[EventEnvelope]]:
     """Route the batches in order; with ``look_ahead`` as the consumer loop does under a backlog:
     each batch is announced (``prepare_next``) before the one before it is handled."""
-    ruleset = parse_ruleset(RULES)
-    ruleset.version = 2
-    policy = RoutingPolicy(compile_ruleset(ruleset), 2, lambda: NOW)
-    routes: list[RecordingRoute] = []
     phase = [""]
+    policy = RecordingPolicy(phase)
+    routes: list[RecordingRoute] = []
 
     def provide() -> RecordingRoute:
         routes.append(RecordingRoute(policy, phase))
@@ -281,3 +294,12 @@ async def test_a_batch_announced_ahead_routes_as_without_and_has_its_text_work_d
     calls = list(zip(second.call_phases, second.calls, strict=True))
     assert calls[0] == ("handling 0", [urgent])
     assert calls[-1] == ("handling 1", [merged, urgent])
+    # Then its rules, in the same waits; in its turn it was routed with that evaluation.
+    assert [(phase, subject) for phase, subject in policy_of(second).evaluated if subject == urgent[0]] == [
+        ("handling 0", urgent[0])
+    ]
+
+
+def policy_of(route: BoundRoute) -> RecordingPolicy:
+    assert isinstance(route.policy, RecordingPolicy)
+    return route.policy

@@ -315,3 +315,32 @@ def test_a_bound_route_shows_its_whole_batch_one_instant():
     assert [bound(ticket(f"ticket {i}"), "api").team for i in range(3)] == ["day"] * 3
     # A new batch binds again and reads the clock again: 17:00:01 in Berlin.
     assert rules.bind()(ticket("later"), "api").team == "night"
+
+
+def test_tickets_evaluated_ahead_route_as_without_and_only_their_own_snapshots_reuse_it(monkeypatch):
+    rules = policy({"rules": ESTONIAN_RULE["rules"], "default_team": "general"})
+    tickets = [ticket(subject, description) for subject, description in BATCH_TEXTS]
+    expected = [rules.route(t, "api", NO_CLASSIFIERS, now=NOW) for t in tickets]
+    bound = rules.bind()
+    bound.prepare([(t.subject, t.description) for t in tickets[1:]])  # the first one's text: not yet
+    bound.evaluate_ahead([(t, "api") for t in tickets])
+    evaluated: list[str] = []
+    evaluate = RoutingPolicy.evaluate
+
+    def counted(self, snapshot, *args, **kwargs):
+        evaluated.append(snapshot.subject)
+        return evaluate(self, snapshot, *args, **kwargs)
+
+    monkeypatch.setattr(RoutingPolicy, "evaluate", counted)
+    assert [bound(t, "api") for t in tickets] == expected
+    # Only the ticket whose text was not prepared was evaluated in its turn.
+    assert evaluated == [tickets[0].subject]
+    # Another snapshot with the same content (a merged update, say) is evaluated anew; so is the
+    # same snapshot routed as from another source.
+    other = rules.bind()
+    other.prepare([(tickets[1].subject, tickets[1].description)])
+    other.evaluate_ahead([(tickets[1], "api")])
+    assert other(tickets[1].model_copy(), "api") == expected[1]
+    assert other(tickets[1], "email").reasons == rules.route(tickets[1], "email", now=NOW).reasons
+    # Ahead, then the copy and "email" anew, then the plain route.
+    assert evaluated[1:] == [tickets[1].subject] * 4
