@@ -42,8 +42,8 @@ class FetchedBatch:
     events: list[ConsumedEvent] = field(default_factory=list)
     undecodable: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
     decode_s: float = 0.0  # time spent decoding it, wherever that happened
-    _pending: list[tuple[TopicPartition, ConsumerRecord]] = field(default_factory=list)
-    _decoded: int = 0
+    _pending: list[tuple[TopicPartition, ConsumerRecord]] = field(init=False)
+    _decoded: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._pending = [(tp, message) for tp, messages in self.records.items() for message in messages]
