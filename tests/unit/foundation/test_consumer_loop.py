@@ -269,22 +269,37 @@ async def test_below_a_full_batch_there_is_no_look_ahead():
     assert announced == []
 
 
-async def test_a_next_batch_fetched_before_a_rebalance_is_dropped_with_the_current_one():
+@pytest.mark.parametrize("decoded_in_waits", [False, True])
+async def test_a_next_batch_fetched_before_a_rebalance_is_dropped_with_the_current_one(
+    decoded_in_waits: bool,
+):
     consumer, producer = FakeConsumer([good(i) for i in range(4)]), FakeProducer()
     handled: list[int] = []
+    idle = IdleWork() if decoded_in_waits else None
+    announced: list[int] = []
 
     async def handler(events: list[ConsumedEvent]) -> None:
         handled.append(len(events))
+        while idle:  # the next batch decoded (and announced) in this batch's waits
+            idle.run_one()
         await consumer.listener.on_partitions_assigned({TP})  # lands while the batch is handled
 
-    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=lambda events: None)
+    loop = make_loop(
+        consumer,
+        producer,
+        handler,
+        batch_max=2,
+        on_next_batch=lambda events: announced.append(len(events)),
+        idle=idle,
+    )
     task = asyncio.create_task(loop.run())
     await asyncio.sleep(0.2)
     loop.stop()
     await asyncio.wait_for(task, 2)
     # The first batch was handled (its effects are idempotent) and committed; the one fetched
-    # ahead of it, under the old assignment, was neither: the new positions deliver it again.
-    assert handled == [2] and consumer.committed == [{TP: 2}]
+    # ahead of it, under the old assignment, was neither, though announced: the new positions
+    # deliver it again.
+    assert handled == [2] and consumer.committed == [{TP: 2}] and announced == [2]
 
 
 async def test_a_next_batch_fetched_after_a_rebalance_is_handled_though_the_current_one_is_dropped():
