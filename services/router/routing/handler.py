@@ -252,8 +252,10 @@ class RoutingHandler:
         commit and its publish. Its rows wait in the shared outbox; relay them before handling
         the redelivered events, so the ticket's events keep their order (and, with the writer
         shared, at the escalation scanner's next tick when no event comes). No seek: the group's
-        committed offsets are where to resume."""
+        committed offsets are where to resume. Routes bound for batches announced before are
+        forgotten: those batches are dropped, and when fetched again they are routed as of then."""
         self.outbox.dirty = True
+        self._routes_ahead.clear()
         return {}
 
     async def _read(
