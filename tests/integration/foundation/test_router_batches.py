@@ -128,11 +128,11 @@ def events(run: str) -> list[list[EventEnvelope]]:
     ]
 
 
-async def route_batches(
-    sessions: async_sessionmaker[AsyncSession], batches: list[list[EventEnvelope]], look_ahead: bool = False
-) -> tuple[list[RecordingRoute], list[EventEnvelope]]:
-    """Route the batches in order; with ``look_ahead`` as the consumer loop does under a backlog:
-    each batch is announced (``prepare_next``) before the one before it is handled."""
+def recording_handler(
+    sessions: async_sessionmaker[AsyncSession], producer: RecordingProducer
+) -> tuple[RoutingHandler, list[str], list[RecordingRoute]]:
+    """A handler whose route functions record what they do; the test sets ``phase[0]`` to say
+    what it is doing, and finds every route bound, in order, in the returned list."""
     phase = [""]
     policy = RecordingPolicy(phase)
     routes: list[RecordingRoute] = []
@@ -141,8 +141,16 @@ async def route_batches(
         routes.append(RecordingRoute(policy, phase))
         return routes[-1]
 
+    return RoutingHandler(sessions, producer, "routing", provide, lambda: NOW), phase, routes
+
+
+async def route_batches(
+    sessions: async_sessionmaker[AsyncSession], batches: list[list[EventEnvelope]], look_ahead: bool = False
+) -> tuple[list[RecordingRoute], list[EventEnvelope]]:
+    """Route the batches in order; with ``look_ahead`` as the consumer loop does under a backlog:
+    each batch is announced (``prepare_next``) before the one before it is handled."""
     producer = RecordingProducer()
-    handler = RoutingHandler(sessions, producer, "routing", provide, lambda: NOW)
+    handler, phase, routes = recording_handler(sessions, producer)
     # As the consumer loop passes them: decoded, with the snapshot the decoding validated.
     consumed = [
         [ConsumedEvent(event, "tickets", 0, offset, ticket) for event, ticket in map(decode, batch)]
@@ -311,15 +319,7 @@ async def test_a_route_bound_for_a_batch_announced_before_a_rebalance_is_not_use
 ):
     """The announced batch is dropped at the rebalance and fetched again: it is routed with a
     route bound in its turn (the rule set and the instant of then), not the one from before."""
-    phase = [""]
-    policy = RecordingPolicy(phase)
-    routes: list[RecordingRoute] = []
-
-    def provide() -> RecordingRoute:
-        routes.append(RecordingRoute(policy, phase))
-        return routes[-1]
-
-    handler = RoutingHandler(sessions, RecordingProducer(), "routing", provide, lambda: NOW)
+    handler, phase, routes = recording_handler(sessions, RecordingProducer())
     run = uuid.uuid4().hex
     batch = [ConsumedEvent(event, "tickets", 0, 0, ticket) for event, ticket in map(decode, events(run)[0])]
     phase[0] = "announcing"
