@@ -238,6 +238,9 @@ class RoutingPayload(BaseModel):
     caused_by: uuid.UUID | None = None  # the ticket event this decision answers
 
 
+TICKET_KEY_MAX = 300  # the ticket_key columns are varchar(300)
+
+
 class EventEnvelope(BaseModel):
     """The versioned envelope around every message."""
 
@@ -246,7 +249,7 @@ class EventEnvelope(BaseModel):
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     type: EventType
     schema_version: Literal[1] = 1  # SCHEMA_VERSION
-    ticket_key: str = Field(min_length=1, max_length=300)
+    ticket_key: str = Field(min_length=1, max_length=TICKET_KEY_MAX)
     occurred_at: datetime
     produced_at: datetime = Field(default_factory=utc_now)
     source: str = Field(min_length=1, max_length=100)
@@ -284,6 +287,18 @@ class EventEnvelope(BaseModel):
 def ticket_key(source: str, external_id: str) -> str:
     """The partition key: one ticket of one source system."""
     return f"{source}:{external_id}"
+
+
+def external_id_too_long(source: str, external_id: str) -> str | None:
+    """Why ``external_id`` cannot make a ticket key with ``source`` (None when it can): each may be at
+    its own limit, but together with the colon they must fit :data:`TICKET_KEY_MAX`."""
+    room = TICKET_KEY_MAX - len(source) - 1
+    if len(external_id) <= room:
+        return None
+    return (
+        f"at most {room} characters from source {source[:40]!r}: the ticket key "
+        f"(source:external_id) is limited to {TICKET_KEY_MAX}"
+    )
 
 
 def ticket_event(

@@ -83,7 +83,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        # A bug, not bad input: no detail (it could carry data). Starlette re-raises the exception
+        # after this answer, so the server logs it with its traceback.
+        problem = Problem(500, "Internal error", "an unexpected error occurred; it was logged")
+        return problem_response(problem, request.url.path)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 
@@ -101,5 +108,6 @@ _TITLES = {
     422: "Invalid request",
     428: "Precondition required",
     429: "Too many requests",
+    500: "Internal error",
     503: "Service unavailable",
 }

@@ -31,7 +31,7 @@ from services.intake.webhooks import (
     to_envelopes,
     verify_signature,
 )
-from shared.events import utc_now
+from shared.events import external_id_too_long, utc_now
 from shared.http.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,12 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
         ) from exc
     except WebhookError as exc:
         raise Problem(exc.status_code, "Bad request", exc.message) from exc
+    for event in events:
+        too_long = external_id_too_long(config.name, event.snapshot.external_id)
+        if too_long is not None:
+            raise Problem(
+                422, "Unmappable webhook", too_long, errors=[{"field": "/external_id", "message": too_long}]
+            )
     envelopes = to_envelopes(config, delivery, events)
     publisher: EventPublisher = state.publisher
     try:

@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from services.intake.models import Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
+from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Stale, check_expected, etag
@@ -83,6 +84,11 @@ def validate_options(adapter: str, options: dict[str, Any]) -> None:
     for table in ("status_map", "priority_map"):
         if table in options and not isinstance(options[table], dict):
             raise InvalidSource(f"{table}: expected an object of word -> word", f"/options/{table}")
+    if adapter == "zendesk" and "timestamp_tolerance" in options:
+        try:
+            zendesk_tolerance(options)
+        except ValueError as exc:
+            raise InvalidSource(str(exc), "/options/timestamp_tolerance") from exc
     header = options.get("auth_header")
     if header is not None and not (isinstance(header, str) and header.strip()):
         raise InvalidSource("auth_header: expected a header name", "/options/auth_header")

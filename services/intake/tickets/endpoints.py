@@ -21,7 +21,7 @@ from services.intake.publisher import EventPublisher, Unavailable
 from services.intake.receiver.limits import is_json_media_type
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
-from shared.events import EventType, derived_event_id, ticket_event
+from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
 from shared.http.problems import Problem
 from shared.http.raw_route import RawRoute
 
@@ -83,11 +83,15 @@ async def _ticket(request: Request) -> TicketIn:
     if content_type is not None and not is_json_media_type(content_type):
         raise _invalid(("body",), "send the ticket as application/json", "model_attributes_type")
     try:
-        return TicketIn.model_validate_json(await request.body())
+        ticket = TicketIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from exc
+    too_long = external_id_too_long(ticket.source, ticket.external_id)
+    if too_long is not None:
+        raise _invalid(("body", "external_id"), too_long, "string_too_long")
+    return ticket
 
 
 @router.post(

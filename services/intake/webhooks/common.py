@@ -207,14 +207,19 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def build_snapshot(fields: dict[str, Any]) -> TicketSnapshot:
-    """Validate the normalised fields; a contract violation becomes a 422 naming the snapshot field."""
+def build_snapshot(fields: dict[str, Any], origins: Mapping[str, str] | None = None) -> TicketSnapshot:
+    """Validate the normalised fields; a contract violation becomes a 422 naming the field at fault:
+    the vendor's field when ``origins`` says where a snapshot field came from (``{"status":
+    "/issue/state"}``), else the snapshot's own."""
     try:
         return TicketSnapshot.model_validate(fields)
     except ValidationError as exc:
         error = exc.errors()[0]
-        path = "/" + "/".join(str(part) for part in error["loc"])
-        raise UnmappableError(path, error["msg"]) from exc
+        loc = [str(part) for part in error["loc"]]
+        origin = (origins or {}).get(loc[0]) if loc else None
+        if origin is not None and fields.get(loc[0]) is None:
+            raise UnmappableError(origin, "required field is missing") from exc
+        raise UnmappableError("/" + "/".join(loc), error["msg"]) from exc
 
 
 # Words an admin may put in a hand-written payload's event field (Zendesk triggers, generic sources).
@@ -261,3 +266,8 @@ def as_bool(value: Any, default: bool) -> bool:
 def as_object(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (optional sub-objects)."""
     return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one (optional lists: labels, tags, ...)."""
+    return value if isinstance(value, list) else []

@@ -102,4 +102,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             # Agents "send replies" and add notes; customers "reply". Default: the requester wrote it.
             "from_agent": any(word in text for word in ("agent", "reply_sent", "note")),
         }
-    return [AdaptedEvent(event_type, build_snapshot(fields), fields["updated_at"] or now)]
+    return [
+        AdaptedEvent(
+            event_type,
+            build_snapshot(fields),
+            fields["updated_at"] or now,
+        )
+    ]

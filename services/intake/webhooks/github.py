@@ -14,6 +14,7 @@ from typing import Any
 from shared.events import EventType, Priority, TicketStatus, parse_priority
 
 from .common import (
+    as_list,
     build_snapshot,
     map_status,
     opt_str,
@@ -73,8 +74,11 @@ def priority_from_labels(labels: list[str]) -> Priority | None:
 
 
 def _label_names(issue: dict[str, Any]) -> list[str]:
-    labels = issue.get("labels") or []
+    labels = as_list(issue.get("labels"))
     return [str(lb["name"]) for lb in labels if isinstance(lb, dict) and opt_str(lb.get("name"))]
+
+
+_ORIGINS = {"status": "/issue/state"}
 
 
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
@@ -117,14 +121,14 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "body": comment.get("body") or "",
             "author": opt_str(pointer_get(comment, "/user/login")),
             "public": True,
-            "from_agent": comment.get("author_association") in _AGENT_ASSOCIATIONS,
+            "from_agent": opt_str(comment.get("author_association")) in _AGENT_ASSOCIATIONS,
         }
         occurred_at = parse_datetime(comment.get("created_at"), "/comment/created_at") or occurred_at
-        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields), occurred_at)]
+        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields, _ORIGINS), occurred_at)]
 
     if action not in _ISSUE_ACTIONS:
         raise IgnoredEvent(f"issues.{action[:30]} changes no ticket")
     event_type, forced_status = _ISSUE_ACTIONS[action]
     if forced_status is not None:
         fields["status"] = forced_status
-    return [AdaptedEvent(event_type, build_snapshot(fields), occurred_at)]
+    return [AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at)]

@@ -14,6 +14,7 @@ from typing import Any
 from shared.events import EventType, Priority, TicketStatus
 
 from .common import (
+    as_list,
     as_object,
     build_snapshot,
     first,
@@ -73,7 +74,7 @@ def _status(item: dict[str, Any], options: dict[str, Any]) -> TicketStatus | Non
 
 def _requester(item: dict[str, Any]) -> dict[str, Any]:
     author = as_object(pointer_get(item, "/source/author"))
-    if author.get("type") in _AGENT_AUTHORS:
+    if opt_str(author.get("type")) in _AGENT_AUTHORS:
         author = {}
     contact = as_object(pointer_get(item, "/contacts/contacts/0"))
     return {
@@ -100,7 +101,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     is_ticket = item.get("type") == "ticket"
     event_type = _event_type(topic)
     template = opt_str(config.options.get("url_template"))
-    tags = pointer_get(item, "/tags/tags") or []
+    tags = as_list(pointer_get(item, "/tags/tags"))
     fields: dict[str, Any] = {
         "external_id": item_id,
         "subject": html_to_text(
@@ -142,7 +143,15 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "body": html_to_text(str(part["body"])),
             "author": opt_str(author.get("email") or author.get("name")),
             "public": part.get("part_type") not in ("note", "note_and_reopen"),
-            "from_agent": author.get("type") in _AGENT_AUTHORS,
+            "from_agent": opt_str(author.get("type")) in _AGENT_AUTHORS,
         }
     occurred_at = parse_datetime(data.get("created_at"), "/created_at") or fields["updated_at"] or now
-    return [AdaptedEvent(event_type, build_snapshot(fields), occurred_at)]
+    return [
+        AdaptedEvent(
+            event_type,
+            build_snapshot(
+                fields, {"status": "/data/item/ticket_state" if is_ticket else "/data/item/state"}
+            ),
+            occurred_at,
+        )
+    ]

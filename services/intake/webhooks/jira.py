@@ -14,6 +14,7 @@ from typing import Any
 from shared.events import EventType, TicketStatus
 
 from .common import (
+    as_list,
     as_object,
     as_tags,
     build_snapshot,
@@ -149,6 +150,9 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ORIGINS = {"status": "/issue/fields/status"}
+
+
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
     data = parse_json_object(request.body)
     kind = require_str(data, "/webhookEvent")
@@ -161,16 +165,16 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
 
     if kind == "comment_created":
         fields["comment"] = _comment(data, issue)
-        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields), occurred_at)]
+        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields, _ORIGINS), occurred_at)]
     if kind == "jira:issue_deleted":
         fields["status"] = TicketStatus.CLOSED
-        return [AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(fields), occurred_at)]
+        return [AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(fields, _ORIGINS), occurred_at)]
     if kind == "jira:issue_created":
         if pointer_get(issue, "/fields/status/statusCategory/key") == "new":
             fields["status"] = TicketStatus.NEW  # "Waiting for support" means new until first touched
-        return [AdaptedEvent(EventType.TICKET_CREATED, build_snapshot(fields), occurred_at)]
+        return [AdaptedEvent(EventType.TICKET_CREATED, build_snapshot(fields, _ORIGINS), occurred_at)]
 
-    items = pointer_get(data, "/changelog/items") or []
+    items = as_list(pointer_get(data, "/changelog/items"))
     changed = {str(i.get("field", "")).lower() for i in items if isinstance(i, dict)}
     group_field = opt_str(config.options.get("group_field"))
     event_type = EventType.TICKET_UPDATED
@@ -180,12 +184,12 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         event_type = EventType.TICKET_REASSIGNED_EXTERNALLY
     events = []
     if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
-        events.append(AdaptedEvent(event_type, build_snapshot(fields), occurred_at))
+        events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))
     if isinstance(data.get("comment"), dict):  # "issue_commented" arrives as jira:issue_updated
         events.append(
             AdaptedEvent(
                 EventType.TICKET_COMMENTED,
-                build_snapshot(fields | {"comment": _comment(data, issue)}),
+                build_snapshot(fields | {"comment": _comment(data, issue)}, _ORIGINS),
                 occurred_at,
             )
         )

@@ -22,7 +22,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -31,6 +34,20 @@ from .models import SourceConfig, WebhookRequest
 
 DEFAULT_AUTH_HEADER = "X-Webhook-Secret"
 DEFAULT_ZENDESK_TOLERANCE_SECONDS = 300
+MAX_ZENDESK_TOLERANCE_SECONDS = 3600  # beyond an hour the replay window protects little
+
+log = logging.getLogger(__name__)
+
+
+def zendesk_tolerance(options: Mapping[str, Any]) -> float:
+    """``options["timestamp_tolerance"]`` in seconds; ValueError unless a number from 1 to
+    :data:`MAX_ZENDESK_TOLERANCE_SECONDS`."""
+    value = options.get("timestamp_tolerance", DEFAULT_ZENDESK_TOLERANCE_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("timestamp_tolerance: expected a number of seconds")
+    if not 1 <= value <= MAX_ZENDESK_TOLERANCE_SECONDS:  # also refuses NaN and infinity
+        raise ValueError(f"timestamp_tolerance: expected 1 to {MAX_ZENDESK_TOLERANCE_SECONDS} seconds")
+    return float(value)
 
 
 def _matches_any(candidates: list[bytes], presented: str) -> bool:
@@ -68,9 +85,13 @@ def _verify_zendesk(config: SourceConfig, request: WebhookRequest, now: datetime
         raise SignatureError("unparseable X-Zendesk-Webhook-Signature-Timestamp") from exc
     if signed_at.tzinfo is None or now.tzinfo is None:
         raise SignatureError("X-Zendesk-Webhook-Signature-Timestamp must carry a timezone")
-    tolerance = timedelta(
-        seconds=float(config.options.get("timestamp_tolerance", DEFAULT_ZENDESK_TOLERANCE_SECONDS))
-    )
+    try:
+        tolerance = timedelta(seconds=zendesk_tolerance(config.options))
+    except ValueError as exc:  # stored before sources were checked: the sender is not at fault
+        log.warning(
+            "invalid source option, using the default", extra={"source": config.name, "error": str(exc)}
+        )
+        tolerance = timedelta(seconds=DEFAULT_ZENDESK_TOLERANCE_SECONDS)
     if abs(now - signed_at) > tolerance:
         raise SignatureError("signature timestamp outside the allowed window")
     message = timestamp.encode() + request.body

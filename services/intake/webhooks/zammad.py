@@ -15,6 +15,7 @@ from typing import Any
 from shared.events import EventType, Priority, TicketStatus
 
 from .common import (
+    as_list,
     as_object,
     as_tags,
     build_snapshot,
@@ -65,7 +66,7 @@ def _event_type(
         if found is not None:
             return found
     if article:
-        ids = ticket.get("article_ids") or []
+        ids = as_list(ticket.get("article_ids"))
         first_article = ticket.get("article_count") == 1 or (ids and ids[0] == article.get("id"))
         return EventType.TICKET_CREATED if first_article else EventType.TICKET_COMMENTED
     if status is not None and status.is_resolved:
@@ -114,4 +115,6 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "public": article.get("internal") is not True,
             "from_agent": article.get("sender") == "Agent",
         }
-    return [AdaptedEvent(event_type, build_snapshot(fields), fields["updated_at"] or now)]
+    return [
+        AdaptedEvent(event_type, build_snapshot(fields, {"status": state_field}), fields["updated_at"] or now)
+    ]

@@ -141,7 +141,7 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
             "from_agent": as_bool(pointer_get(data, "/event/comment/author/is_staff"), False),
         }
     occurred_at = parse_datetime(data.get("time"), "/time") or fields["updated_at"] or now
-    return AdaptedEvent(event_type, build_snapshot(fields), occurred_at)
+    return AdaptedEvent(event_type, build_snapshot(fields, {"status": status_field}), occurred_at)
 
 
 def _keyed(data: dict[str, Any], *keys: str) -> tuple[Any, str]:

@@ -58,6 +58,16 @@ async def test_bad_input_names_the_field(intake: Intake) -> None:
         content=b'{"external_id": "1"}',
     )
     assert text.status_code == 422
+    # Each within its own limit, but "source:external_id" would not fit the 300-character key.
+    long_key = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "x" * 200, "source": "s" * 100}
+    )
+    assert long_key.status_code == 422 and long_key.headers["content-type"] == PROBLEM
+    assert long_key.json()["errors"][0]["field"] == "/external_id"
+    fits = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "x" * 199, "source": "s" * 100}
+    )
+    assert fits.status_code == 202 and fits.json()["ticket_key"] == "s" * 100 + ":" + "x" * 199
 
 
 async def test_idempotency_key_publishes_once(intake: Intake) -> None:

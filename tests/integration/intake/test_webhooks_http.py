@@ -207,6 +207,12 @@ async def test_error_statuses_are_problem_json(intake: Intake) -> None:
     assert unmappable.status_code == 422 and unmappable.headers["content-type"] == PROBLEM
     assert unmappable.json()["errors"][0]["field"] == "/external_id"
 
+    long_name = "n" * 90 + uuid.uuid4().hex[:10]  # the longest source name there may be
+    await intake.add_source(long_name, "native", SECRET)
+    long_key = await _post(intake, long_name, json.dumps({"external_id": "x" * 200}).encode(), auth)
+    assert long_key.status_code == 422 and long_key.headers["content-type"] == PROBLEM
+    assert long_key.json()["errors"][0]["field"] == "/external_id"
+
     ignored_name = _name("intercom")
     await intake.add_source(ignored_name, "intercom", SECRET)
     ping = fixture("intercom", "ping.json")

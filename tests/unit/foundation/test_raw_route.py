@@ -92,3 +92,19 @@ def test_only_path_operations_can_go_first() -> None:
     router.add_route("/plain", lambda request: Response())
     with pytest.raises(TypeError, match="only path operations"):
         add_routes_first(FastAPI(), router)
+
+
+async def test_an_unexpected_error_is_answered_as_problem_json() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise TypeError("secret-ish internals")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.get("/boom")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["title"] == "Internal error" and "internals" not in answer.text

@@ -43,6 +43,10 @@ def test_generic_options_error_points_at_the_field() -> None:
         validate_options("generic", {"mapping": {"external_id": "/id"}, "status_map": {"x": "limbo"}})
     assert caught.value.field == "/options/status_map/x"
     validate_options("zendesk", {"timestamp_tolerance": 60})
+    for tolerance in (None, "5m", 0, 1e12, float("nan"), True):
+        with pytest.raises(InvalidSource) as caught:
+            validate_options("zendesk", {"timestamp_tolerance": tolerance})
+        assert caught.value.field == "/options/timestamp_tolerance"
 
 
 def test_cli_options_nest_and_parse_json() -> None:

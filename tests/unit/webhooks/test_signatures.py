@@ -125,6 +125,16 @@ class TestZendesk:
         with pytest.raises(SignatureError):
             verify_signature(config("zendesk"), request, NOW)
 
+    @pytest.mark.parametrize("stored", [None, "5m", 1e12, float("inf")])
+    def test_an_invalid_stored_tolerance_means_the_default(self, stored: object) -> None:
+        # Saved before sources were checked: signed deliveries still pass, replays still do not.
+        fresh = self.request(zendesk_signature(self.body, SECRET, self.timestamp))
+        verify_signature(config("zendesk", timestamp_tolerance=stored), fresh, NOW)
+        old = (NOW - timedelta(seconds=600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        replayed = self.request(zendesk_signature(self.body, SECRET, old), timestamp=old)
+        with pytest.raises(SignatureError, match="window"):
+            verify_signature(config("zendesk", timestamp_tolerance=stored), replayed, NOW)
+
     @pytest.mark.parametrize(
         "missing", ["X-Zendesk-Webhook-Signature", "X-Zendesk-Webhook-Signature-Timestamp"]
     )
