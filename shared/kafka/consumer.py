@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -67,11 +67,23 @@ class PoisonMessage(Exception):
     """A message that can never be processed; raised by handlers to dead-letter one event."""
 
 
+# SQLSTATEs a retry cures: connection trouble (08), insufficient resources such as too many
+# connections (53), a server shutting down or starting up (57P0x), a cancelled statement (57014),
+# serialization failures and deadlocks (40001, 40P01), a lock not available (55P03).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P0", "57014", "40001", "40P01", "55P03")
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors that a retry can cure: infrastructure being down rather than a bad message."""
     if isinstance(exc, OperationalError | KafkaError | OSError | TimeoutError | ConnectionError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # asyncpg's server errors arrive as a plain DBAPIError (not OperationalError): read the code.
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    transient_code = isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    return exc.connection_invalidated or transient_code
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -96,9 +108,17 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop.rebalance_started = None
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
-        if self.loop.on_assign is not None and tps:
+        if self.loop.on_assign is None or not tps:
+            return
+        self.loop.assigning.clear()
+        try:
             for tp, offset in (await self.loop.on_assign(tps)).items():
                 self.loop.consumer.seek(tp, offset)
+                # A batch of tp fetched while ``on_assign`` ran (from the committed offset) must
+                # not be handled now: it would move a restored state past its checkpoint.
+                self.loop.seeks[tp] = self.loop.seeks.get(tp, 0) + 1
+        finally:
+            self.loop.assigning.set()
 
 
 class ConsumerLoop:
@@ -144,6 +164,12 @@ class ConsumerLoop:
         # Bumped on every assignment: a batch fetched before it may come from positions that the
         # assignment has since moved (a seek to a checkpoint), so it is dropped, not handled.
         self.assignment_epoch = 0
+        # Seeks per partition: a batch holding records of a partition sought since it was fetched
+        # is dropped (the seek moved the position back: it is fetched again, in order).
+        self.seeks: dict[TopicPartition, int] = {}
+        # Clear while ``on_assign`` runs (the rebalance runs beside the loop): a batch waits for it.
+        self.assigning = asyncio.Event()
+        self.assigning.set()
         # When the current rebalance (or the first join) began; None once partitions are assigned.
         self.rebalance_started: float | None = None
         self.in_batch = False
@@ -210,18 +236,21 @@ class ConsumerLoop:
         self.last_poll_monotonic = time.monotonic()
         if not records:
             return None
-        return FetchedBatch(records, self.assignment_epoch)
+        seek_marks = {tp: self.seeks.get(tp, 0) for tp in records}
+        return FetchedBatch(records, self.assignment_epoch, seek_marks)
 
     async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and commit past it, unless it is dropped instead (stopping, or
         reassigned since it was fetched): then it is not committed and is delivered again."""
         started = time.perf_counter() - batch.decode_s  # the batch's time includes its decoding
-        if self._reassigned_since(batch.epoch):
+        await self.assigning.wait()
+        if self._stale(batch):
             return
         for message, reason in batch.undecodable:
-            await self.dead_letter(message, reason, "undecodable")
+            if not await self._dead_letter_until_sent(message, reason, "undecodable", batch):
+                return
         events = batch.events
-        if events and not await self._handle_with_retry(events, batch.epoch):
+        if events and not await self._handle_with_retry(events, batch):
             return
         if self.pause_before_commit_s:
             # Fault-injection window: effects are durable, the offsets are not committed yet.
@@ -233,21 +262,21 @@ class ConsumerLoop:
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
-    async def _handle_with_retry(self, events: list[ConsumedEvent], epoch: int) -> bool:
+    async def _handle_with_retry(self, events: list[ConsumedEvent], batch: FetchedBatch) -> bool:
         """True once every event is handled or dead-lettered; False when asked to stop first or
         when a rebalance happened since the batch was fetched (it is fetched again)."""
         attempt = 0
         while True:
-            if self._reassigned_since(epoch):
+            if self._stale(batch):
                 return False
             try:
                 await self.handler(events)
                 return True
             except PoisonMessage as exc:
                 if len(events) == 1:
-                    await self._dead_letter_event(events[0], f"rejected: {short_error(exc)}", "rejected")
-                    return True
-                return await self._handle_one_by_one(events, epoch)
+                    record, reason = events[0].as_record(), f"rejected: {short_error(exc)}"
+                    return await self._dead_letter_until_sent(record, reason, "rejected", batch)
+                return await self._handle_one_by_one(events, batch)
             except Exception as exc:
                 attempt += 1
                 transient = is_transient(exc)
@@ -265,24 +294,26 @@ class ConsumerLoop:
                 )
                 if not transient and attempt >= self.max_attempts:
                     if len(events) == 1:
-                        await self._dead_letter_event(
-                            events[0], f"handler failed {attempt} times: {short_error(exc)}", "handler_error"
+                        reason = f"handler failed {attempt} times: {short_error(exc)}"
+                        return await self._dead_letter_until_sent(
+                            events[0].as_record(), reason, "handler_error", batch
                         )
-                        return True
                     # Isolate the bad message so the rest of the batch goes through.
-                    return await self._handle_one_by_one(events, epoch)
+                    return await self._handle_one_by_one(events, batch)
                 if await self._backoff(attempt):
                     return False
 
-    def _reassigned_since(self, epoch: int) -> bool:
-        if epoch == self.assignment_epoch:
+    def _stale(self, batch: FetchedBatch) -> bool:
+        """Reassigned since ``batch`` was fetched, or one of its partitions sought since."""
+        sought = any(self.seeks.get(tp, 0) != mark for tp, mark in batch.seek_marks.items())
+        if batch.epoch == self.assignment_epoch and not sought:
             return False
-        log.info("dropping a batch fetched before a rebalance", extra={"group": self.group_id})
+        log.info("dropping a batch fetched before a rebalance or a seek", extra={"group": self.group_id})
         return True
 
-    async def _handle_one_by_one(self, events: list[ConsumedEvent], epoch: int) -> bool:
+    async def _handle_one_by_one(self, events: list[ConsumedEvent], batch: FetchedBatch) -> bool:
         for event in events:
-            if not await self._handle_with_retry([event], epoch):
+            if not await self._handle_with_retry([event], batch):
                 return False
         return True
 
@@ -296,17 +327,46 @@ class ConsumerLoop:
         return True
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # aiokafka rebalances in the background, even while a batch is handled: partitions taken
+        # away meanwhile are re-read by their new owner from the last commit, and our idempotent
+        # handlers make the repeat harmless. Committing them would fail (IllegalStateError).
+        assignment = self.consumer.assignment()
+        owned = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+        if not owned:
+            return
         try:
-            await self.consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # A rebalance took the partitions away: the new owner re-reads from the last commit
-            # and our idempotent handler makes the repeat harmless.
+            await self.consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as exc:
             log.warning(
                 "commit failed after rebalance", extra={"group": self.group_id, "error": short_error(exc)}
             )
 
+    async def _dead_letter_until_sent(
+        self, message: ConsumerRecord, reason: str, kind: str, batch: FetchedBatch
+    ) -> bool:
+        """Dead-letter ``message``, retrying a failed send (the broker may be away for a while):
+        True once sent; False when asked to stop or reassigned first (then nothing is committed
+        and the message comes again)."""
+        attempt = 0
+        while not self._stale(batch):
+            try:
+                await self.dead_letter(message, reason, kind)
+                return True
+            except Exception as exc:
+                attempt += 1
+                log.warning(
+                    "dead-letter send failed, will retry",
+                    extra={"group": self.group_id, "attempt": attempt, "error": short_error(exc)},
+                )
+                if await self._backoff(attempt):
+                    return False
+        return False
+
     async def dead_letter(self, message: ConsumerRecord, reason: str, kind: str) -> None:
+        """Send the record as consumed (value, key, headers) with why, from where and when."""
+        kept = [(name, value) for name, value in message.headers or () if not name.startswith("dlq.")]
         headers = [
+            *kept,
             ("dlq.reason", reason.encode()[:2000]),
             ("dlq.group", self.group_id.encode()),
             ("dlq.topic", message.topic.encode()),
@@ -329,22 +389,6 @@ class ConsumerLoop:
                 "reason": reason,
             },
         )
-
-    async def _dead_letter_event(self, event: ConsumedEvent, reason: str, kind: str) -> None:
-        record = ConsumerRecord(
-            topic=event.topic,
-            partition=event.partition,
-            offset=event.offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=event.envelope.ticket_key.encode(),
-            value=event.envelope.to_bytes(),
-            checksum=None,
-            serialized_key_size=-1,
-            serialized_value_size=-1,
-            headers=(),
-        )
-        await self.dead_letter(record, reason, kind)
 
     async def _update_lag(self) -> None:
         assignment = self.consumer.assignment()

@@ -31,6 +31,26 @@ class ConsumedEvent:
     offset: int
     # A ticket event's payload as validated when decoded (read-only: the handler may reuse it).
     ticket: TicketSnapshot | None = None
+    # The record as consumed: what the dead-letter topic gets (same bytes, key and headers).
+    record: ConsumerRecord | None = None
+
+    def as_record(self) -> ConsumerRecord:
+        """The consumed record; for an event made in memory (tests, tools), one built from it."""
+        if self.record is not None:
+            return self.record
+        return ConsumerRecord(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=self.envelope.ticket_key.encode(),
+            value=self.envelope.to_bytes(),
+            checksum=None,
+            serialized_key_size=-1,
+            serialized_value_size=-1,
+            headers=(),
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -39,6 +59,7 @@ class FetchedBatch:
 
     records: dict[TopicPartition, list[ConsumerRecord]]
     epoch: int  # the assignment it was fetched under
+    seek_marks: dict[TopicPartition, int] = field(default_factory=dict)  # its partitions' seeks then
     events: list[ConsumedEvent] = field(default_factory=list)
     undecodable: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
     decode_s: float = 0.0  # time spent decoding it, wherever that happened
@@ -66,7 +87,8 @@ class FetchedBatch:
             except (ValueError, ValidationError) as exc:
                 self.undecodable.append((message, f"undecodable: {short_error(exc)}"))
                 continue
-            self.events.append(ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket))
+            event = ConsumedEvent(envelope, tp.topic, tp.partition, message.offset, ticket, message)
+            self.events.append(event)
         self._decoded = end
         self.decode_s += time.perf_counter() - started
 

@@ -22,7 +22,9 @@ from shared.settings import ConsumerSettings
 log = logging.getLogger(__name__)
 
 CONSUMER_RESTARTS = Counter(
-    "consumer_restarts_total", "Consumers replaced because a rebalance did not end in time", ["group"]
+    "consumer_restarts_total",
+    "Consumers replaced because a rebalance did not end in time or the loop failed",
+    ["group"],
 )
 WATCH_PERIOD_S = 1.0
 
@@ -114,22 +116,27 @@ class ConsumerRunner:
         while True:
             await asyncio.sleep(WATCH_PERIOD_S)
             loop = self.loop
-            if loop.rebalancing_for() > self.stuck_rebalance_s and not loop.in_batch and not loop.stopping:
+            if loop.stopping:
+                continue
+            # A loop that died of an error nobody foresaw: its consumer would stay in the group and
+            # keep its partitions unread. A new member re-reads them from the last commit.
+            failed = self.task is not None and self.task.done()
+            stuck = loop.rebalancing_for() > self.stuck_rebalance_s and not loop.in_batch
+            if failed or stuck:
                 try:
-                    await self._replace_consumer()
+                    await self._replace_consumer("consumer loop failed" if failed else "rebalance not done")
                 except Exception:  # logged; the next period looks again (the clock keeps running)
                     log.exception("replacing the consumer failed", extra={"group": loop.group_id})
 
-    async def _replace_consumer(self) -> None:
+    async def _replace_consumer(self, why: str) -> None:
         log.warning(
-            "rebalance not done, replacing the consumer",
+            f"{why}, replacing the consumer",
             extra={"group": self.loop.group_id, "seconds": round(self.loop.rebalancing_for(), 1)},
         )
         CONSUMER_RESTARTS.labels(self.loop.group_id).inc()
         if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+            await _wait_ended(self.task)
         with contextlib.suppress(Exception):  # closing waits for the stuck coordination: bounded
             await asyncio.wait_for(self.consumer.stop(), timeout=10)
         self.consumer = self.loop.consumer = self.new_consumer()
@@ -164,6 +171,25 @@ class ConsumerRunner:
                 self.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self.task
+            except asyncio.CancelledError:
+                _raise_if_cancelled()  # else a replacement that stopping interrupted had cancelled it
             except Exception:
                 pass  # already logged in _run
         await self.consumer.stop()
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise when the current task is being cancelled (not just a task it awaited)."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _wait_ended(task: asyncio.Task[None]) -> None:
+    """Wait for ``task`` to end however it ends, without swallowing our own cancellation."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        _raise_if_cancelled()
+    except Exception:
+        pass  # a failed loop was logged in _run

@@ -1,16 +1,19 @@
 """The consumer loop's delivery semantics, with an in-memory consumer and producer."""
 
 import asyncio
+import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.events import EventType, TicketSnapshot, ticket_event
-from shared.kafka.consumer import ConsumedEvent, ConsumerLoop, PoisonMessage
+from shared.kafka.consumer import ConsumedEvent, ConsumerLoop, PoisonMessage, is_transient
 from shared.kafka.fetched import DECODE_SLICE, FetchedBatch
 from shared.overlap import IdleWork
 
@@ -72,9 +75,11 @@ class FakeConsumer:
 class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, list]] = []
+        self.dead_lettered: list[ConsumerRecord] = []
 
     async def send_and_wait(self, topic, value, key=None, headers=None):
         self.sent.append((topic, value, headers or []))
+        self.dead_lettered.append(dataclasses.replace(record(-1, value), key=key, headers=headers or []))
 
 
 async def run_until(loop: ConsumerLoop, condition, timeout: float = 5.0) -> None:
@@ -391,3 +396,146 @@ def test_a_batch_decodes_in_slices_in_fetch_order_and_counts_its_time():
     assert [(m.partition, why.split(":")[0]) for m, why in batch.undecodable] == [(0, "undecodable")]
     batch.decode()  # nothing left: a no-op
     assert len(batch.events) == DECODE_SLICE + 2 and batch.size == DECODE_SLICE + 3
+
+
+class FlakyProducer(FakeProducer):
+    """Refuses the first ``failures`` sends, as a broker that is away for a moment."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def send_and_wait(self, topic, value, key=None, headers=None):
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("broker unreachable for a moment")
+        await super().send_and_wait(topic, value, key, headers)
+
+
+async def test_a_failed_dead_letter_send_is_retried_and_nothing_is_committed_before_it():
+    consumer, producer = FakeConsumer([b"not json", good(1)]), FlakyProducer(failures=2)
+    handled: list[str] = []
+
+    async def handler(events):
+        assert producer.sent, "the poison message went to the dead-letter topic first"
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    assert [value for _, value, _ in producer.sent] == [b"not json"]
+    assert handled == ["api:1"] and consumer.committed == [{TP: 2}]
+
+
+async def test_stop_while_the_dead_letter_topic_is_unreachable_commits_nothing():
+    consumer, producer = FakeConsumer([b"not json"]), FlakyProducer(failures=10**6)
+    loop = make_loop(consumer, producer, lambda events: asyncio.sleep(0))
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.1)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    assert producer.sent == [] and consumer.committed == []  # read again after the restart
+
+
+async def test_a_dead_lettered_event_keeps_the_bytes_key_and_headers_it_was_consumed_with():
+    # Not our canonical encoding (indented, no produced_at): the dead-letter record must be the
+    # record as consumed, not the envelope encoded anew.
+    consumed = json.dumps({k: v for k, v in json.loads(good(7)).items() if k != "produced_at"}, indent=1)
+    message = dataclasses.replace(
+        record(0, consumed.encode()), key=b"vendor-key", headers=[("trace", b"t-1")]
+    )
+    consumer, producer = FakeConsumer([]), FakeProducer()
+    consumer.pending = [message]
+
+    async def handler(events):
+        raise PoisonMessage("unknown source")
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    sent = producer.dead_lettered[0]
+    assert (sent.value, sent.key) == (consumed.encode(), b"vendor-key")
+    assert sent.headers[0] == ("trace", b"t-1") and dict(sent.headers)["dlq.offset"] == b"0"
+
+
+class ShrinkingConsumer(FakeConsumer):
+    """Loses the partition to another member while the batch is handled (aiokafka rebalances in
+    the background), and refuses commits of partitions it does not own, as aiokafka does."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__(values)
+        self.owned = {TP}
+
+    def assignment(self):
+        return set(self.owned)
+
+    async def commit(self, offsets):
+        if set(offsets) - self.owned:
+            raise IllegalStateError(f"Partition {set(offsets) - self.owned} is not assigned")
+        await super().commit(offsets)
+
+
+async def test_a_partition_taken_away_during_its_batch_is_not_committed_and_the_loop_goes_on():
+    consumer, producer = ShrinkingConsumer([good(1), good(2)]), FakeProducer()
+    handled: list[str] = []
+
+    async def handler(events):
+        handled.extend(e.envelope.ticket_key for e in events)
+        # Taken away during the first batch (its new owner reads it again from the last commit),
+        # given back by the second.
+        consumer.owned = set() if len(handled) == 1 else {TP}
+
+    await run_until(make_loop(consumer, producer, handler, batch_max=1), lambda: consumer.committed)
+    assert handled == ["api:1", "api:2"] and consumer.committed == [{TP: 2}]
+
+
+class SeekingConsumer(FakeConsumer):
+    """A log with a position: the assignment lands while a fetch from the committed offset (3) is
+    under way, and ``on_assign`` seeks back to a checkpoint (0)."""
+
+    def __init__(self, values: list[bytes], committed: int) -> None:
+        super().__init__(values)
+        self.log, self.position_, self.fetches = list(self.pending), committed, 0
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        self.fetches += 1
+        if self.fetches == 1:
+            asyncio.get_running_loop().create_task(self.listener.on_partitions_assigned({TP}))
+            await asyncio.sleep(0.01)
+        batch = self.log[self.position_ :][:max_records]
+        self.position_ += len(batch)
+        if not batch:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        return {TP: batch}
+
+    def seek(self, tp, offset):
+        self.position_ = offset
+
+
+async def test_a_batch_fetched_before_on_assign_seeks_its_partition_is_dropped_and_read_again():
+    consumer, producer = (
+        SeekingConsumer([b"not json", *(good(i) for i in range(1, 5))], committed=3),
+        FlakyProducer(0),
+    )
+    handled: list[int] = []
+
+    async def on_assign(tps):
+        await asyncio.sleep(0.05)  # reading a checkpoint
+        return {TP: 1}
+
+    async def handler(events):
+        handled.extend(e.offset for e in events)
+
+    loop = make_loop(consumer, producer, handler, on_assign=on_assign)
+    await run_until(loop, lambda: handled[-1:] == [4])
+    assert handled == [1, 2, 3, 4]  # not 3, 4 first: that would skip past the checkpoint's replay
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [("53300", True), ("57P03", True), ("08006", True), ("40P01", True), ("23505", False), ("22P02", False)],
+)
+def test_database_errors_are_transient_by_their_sqlstate(sqlstate: str, transient: bool) -> None:
+    class ServerError(Exception):
+        def __init__(self) -> None:
+            super().__init__("server said no")
+            self.sqlstate = sqlstate
+
+    assert is_transient(DBAPIError("SELECT 1", {}, ServerError())) is transient

@@ -88,3 +88,52 @@ async def test_an_assigned_consumer_is_never_replaced(monkeypatch: pytest.Monkey
     before = restarts("healthy-group")
     await run_runner([consumer], "healthy-group", handled, seconds=1.0)  # a second consumer: StopIteration
     assert handled == ["api:1"] and restarts("healthy-group") == before
+
+
+class FailingConsumer(JoiningConsumer):
+    """Assigned, then its loop dies of an error nobody foresaw (its poll raises)."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[ConsumerRecord]]:
+        if self.listener is not None and not getattr(self, "joined", False):
+            self.joined = True
+            await self.listener.on_partitions_assigned({TP})
+        raise RuntimeError("a bug in a library")
+
+
+async def test_a_consumer_whose_loop_failed_is_replaced_and_the_new_one_consumes(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    failing, fresh = FailingConsumer(), JoiningConsumer()
+    handled: list[str] = []
+    before = restarts("failed-group")
+    await run_runner([failing, fresh], "failed-group", handled, seconds=0.5)
+    assert failing.stopped  # it left the group, so its partitions go to a live member
+    assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
+    assert restarts("failed-group") == before + 1
+
+
+class SlowToLeave(StuckConsumer):
+    async def stop(self) -> None:
+        await asyncio.sleep(1.0)  # leaving a group whose coordination is stuck
+        self.stopped = True
+
+
+async def test_stopping_while_a_stuck_consumer_is_being_replaced_still_shuts_down(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    made = iter([SlowToLeave(), SlowToLeave()])
+    settings = ConsumerSettings(consumer_stuck_rebalance_s=0.1, consumer_poll_timeout_ms=10)
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="slow-group",
+        topics=["tickets"],
+        handler=lambda events: asyncio.sleep(0),
+        consumer_factory=lambda: next(made),
+    )
+    await runner.start()
+    await asyncio.sleep(0.4)  # the watchdog is closing the stuck consumer to replace it
+    await runner.stop(timeout_s=1)  # returns (SIGTERM reaches the rest of the shutdown)
+    assert runner.watchdog is not None and runner.watchdog.done()
