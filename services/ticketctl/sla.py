@@ -64,7 +64,11 @@ def sla_apply(
 
     async def apply(session: Any) -> Any:
         model = service.validate_document(
-            kind, document["name"], document, await service.calendar_names(session)
+            kind,
+            document["name"],
+            document,
+            await service.calendar_names(session),
+            await service.team_states(session),
         )
         previous = await service.latest(session, kind, document["name"])
         return await service.save(

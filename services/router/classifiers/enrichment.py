@@ -9,7 +9,7 @@ characters, one urgency scan and one ``predict`` per active routing model.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,11 +42,18 @@ class ActiveModel:
 
 @dataclass(frozen=True)
 class ClassifierView:
-    """What a router knows at one instant. Immutable: a refresh swaps in a new view."""
+    """What a router knows at one instant. Immutable: a refresh swaps in a new view.
+
+    ``team_languages`` has every active team, with or without languages (see
+    ``service.team_languages``): its keys are the teams a team model may route to."""
 
     models: Mapping[LabelKind, ActiveModel] = field(default_factory=dict)
     team_languages: Mapping[str, frozenset[str]] = field(default_factory=dict)
     below_threshold: BelowThreshold = "triage"
+
+    @property
+    def active_teams(self) -> Collection[str]:
+        return self.team_languages.keys()
 
 
 NO_CLASSIFIERS = ClassifierView()
@@ -154,18 +161,27 @@ def _pair(confidence: float, threshold: float) -> tuple[str, str]:
 
 
 def classifier_team(
-    prediction: Prediction, threshold: float, rules_team: str | None, below: BelowThreshold
+    prediction: Prediction,
+    threshold: float,
+    rules_team: str | None,
+    below: BelowThreshold,
+    active_teams: Collection[str],
 ) -> tuple[str | None, str]:
     """The team once a team model has spoken where no rule assigned one; with the reason.
 
-    ``rules_team`` is what the rules fell back to (their default team, or None for triage).
+    ``rules_team`` is what the rules fell back to (their default team, or None for triage). A
+    model trained before a team was deactivated or deleted still predicts it: a label that is not
+    in ``active_teams`` is treated like a prediction below the threshold.
     """
     confidence, limit = _pair(prediction.confidence, threshold)
-    if prediction.above_threshold:
+    if prediction.above_threshold and prediction.label in active_teams:
         return prediction.label, (
             f"classifier: team {prediction.label} (confidence {confidence} >= threshold {limit})"
         )
-    unsure = f"classifier unsure: team {prediction.label} (confidence {confidence} < threshold {limit})"
+    if prediction.above_threshold:
+        unsure = f"classifier: team {prediction.label} is not an active team (confidence {confidence})"
+    else:
+        unsure = f"classifier unsure: team {prediction.label} (confidence {confidence} < threshold {limit})"
     if below == "rules" and rules_team is not None:
         return rules_team, f'{unsure}: rules\' default team "{rules_team}"'
     return None, f"{unsure}: triage"

@@ -26,7 +26,7 @@ from services.router.assignment import LoadConfig
 from services.router.escalation.models import FiredTimer
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
-from services.router.models import RouterTicket
+from services.router.models import RouterTicket, Team
 from services.router.routing.handler import apply_state, position, router_outbox, state_from_row
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
@@ -119,10 +119,13 @@ class EscalationScanner:
         if self.options.load is not None:
             book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
         config = self.sla_provider()
+        # A policy's reassign_to team may have gone since the policy was saved (or never have been
+        # checked, if it was saved by an older version): such a reassignment is skipped, not made.
+        teams = frozenset((await session.scalars(select(Team.name).where(Team.active))).all())
         writeback = WritebackQueue() if self.options.writeback else None
         outbox: list[PendingMessage] = []
         for row in rows:
-            outbox += await self._fire_ticket(session, row, config, now, book, writeback, fired)
+            outbox += await self._fire_ticket(session, row, config, teams, now, book, writeback, fired)
         if book is not None:
             await persist(session, book)
         if writeback is not None:
@@ -136,11 +139,13 @@ class EscalationScanner:
         session: AsyncSession,
         row: RouterTicket,
         config: SlaConfig,
+        teams: frozenset[str],
         now: datetime,
         book: LoadBook | None,
         writeback: WritebackQueue | None,
         fired: list[str],
     ) -> list[PendingMessage]:
+        """``teams``: the active teams, the only ones an escalation may reassign to."""
         snapshot_doc = dict(row.snapshot)
         try:
             tracker = SlaTracker(config, row.sla_clock, TicketSnapshot.model_validate(snapshot_doc), now)
@@ -178,8 +183,15 @@ class EscalationScanner:
             effects = (
                 None
                 if policy is None
-                else apply_escalation_actions(policy, due.kind, state.priority, state.team)
+                else apply_escalation_actions(policy, due.kind, state.priority, state.team, teams)
             )
+            if effects is not None and effects.skipped_teams:
+                skipped = ", ".join(effects.skipped_teams)
+                reasons.append(f"reassign_to {skipped} skipped: not an active team")
+                log.warning(
+                    "SLA escalation: reassign_to skipped, not an active team",
+                    extra={"ticket_key": row.ticket_key, "policy": tracker.clock.policy, "teams": skipped},
+                )
             changes_anything = effects is not None and (
                 effects.priority != state.priority
                 or effects.team != state.team

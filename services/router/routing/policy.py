@@ -115,7 +115,11 @@ class RoutingPolicy:
         if outcome.rule_id is None and signals.team is not None and signals.team_model is not None:
             # No rule chose a team (default team or triage): the team model may.
             team, why = classifier_team(
-                signals.team, signals.team_model.model.threshold, team, classifiers.below_threshold
+                signals.team,
+                signals.team_model.model.threshold,
+                team,
+                classifiers.below_threshold,
+                classifiers.active_teams,
             )
             reasons.append(why)
         priority = outcome.priority

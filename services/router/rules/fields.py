@@ -6,7 +6,7 @@ on it exactly: the schema stores the normalised value and the compiler trusts it
 
 from __future__ import annotations
 
-import math
+import sys
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -90,8 +90,12 @@ def field_kind(name: str) -> Kind | None:
 
 
 def is_number(value: object) -> bool:
-    # bool is an int subclass; a rule saying `gt: true` is a mistake, not a number.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # bool is an int subclass; a rule saying `gt: true` is a mistake, not a number. Only finite
+    # doubles: math.isfinite raises OverflowError on a huge int, and a stored rule set holding one
+    # could not be read back (orjson reads such a number as a double: infinity, an error).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -sys.float_info.max <= value <= sys.float_info.max  # exact for ints; False for NaN
 
 
 def parse_level(value: object) -> int:

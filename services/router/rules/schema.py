@@ -19,6 +19,9 @@ from .fields import ALL_OPS, OPS_BY_KIND, field_kind, normalise_value, parse_lev
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 TeamName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
 MAX_DEPTH = 16  # nesting deeper than this is a mistake and would make evaluation recursive-heavy
+MAX_WEIGHT = 1_000_000  # weights are relative shares; bounded so that a pool's sum stays finite
+# Finite: JSON has no infinity, so one would be stored as null and the stored set would not load.
+Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 
 def validate_timezone(value: str | None) -> str | None:
@@ -110,7 +113,7 @@ class Pool(BaseModel):
 
     teams: list[TeamName] = Field(min_length=1, max_length=100)
     strategy: Literal["least_loaded", "round_robin", "weighted"] = "least_loaded"
-    weights: dict[str, float] | None = None
+    weights: dict[str, Weight] | None = None
 
     @model_validator(mode="after")
     def _weights_fit(self) -> Pool:
@@ -126,8 +129,6 @@ class Pool(BaseModel):
             unknown = sorted(set(self.weights) - set(self.teams))
             if unknown:
                 raise ValueError(f"weights given for teams not in the pool: {unknown}")
-            if any(not (w > 0) for w in self.weights.values()):
-                raise ValueError("weights must be positive")
         return self
 
 

@@ -22,6 +22,12 @@ class _CoreLoader(yaml.SafeLoader):
     pass
 
 
+class _QuotingDumper(yaml.SafeDumper):
+    """Quotes every string that YAML 1.1 or :class:`_CoreLoader` would read as something else:
+    ``1.5e5`` is no float to YAML 1.1 (its exponent has no sign), so the safe dumper leaves it
+    bare, but the core loader reads it as one."""
+
+
 _CoreLoader.yaml_implicit_resolvers = {}
 _DIGITS = "0123456789"
 _FLOAT = r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"
@@ -32,6 +38,17 @@ for _tag, _regexp, _first in (
     ("tag:yaml.org,2002:float", _FLOAT, [*"-+.", *_DIGITS]),
 ):
     _CoreLoader.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+    _QuotingDumper.add_implicit_resolver(_tag, re.compile(_regexp), _first)  # beside YAML 1.1's
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    # The dumper writes NEL / LS / PS raw in plain or single-quoted scalars, where a reader folds
+    # them like line breaks; double quotes escape them (\N, \L, \P).
+    style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_QuotingDumper.add_representer(str, _represent_str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +112,15 @@ def ruleset_from_yaml(text: str) -> RuleSet:
 
 def ruleset_to_dict(ruleset: RuleSet) -> dict[str, Any]:
     # Defaults are left out so files stay short; loading fills them back in identically.
-    return ruleset.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data = ruleset.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    for rule in data.get("rules", []):
+        if not rule["actions"]:
+            # Only defaults (e.g. just `stop: true`): an empty `actions` would not load again.
+            rule["actions"] = {"stop": True}
+    return data
 
 
 def ruleset_to_yaml(ruleset: RuleSet) -> str:
-    return yaml.safe_dump(ruleset_to_dict(ruleset), sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(
+        ruleset_to_dict(ruleset), Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=100
+    )

@@ -8,6 +8,7 @@ applies the actions. A reopen bumps the cycle, so the same thresholds may fire a
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -85,6 +86,7 @@ class EscalationEffects:
     team: str | None
     tags: list[str] = field(default_factory=list)
     notifications: list[str] = field(default_factory=list)
+    skipped_teams: list[str] = field(default_factory=list)  # reassignments to teams not in ``teams``
 
 
 def apply_escalation_actions(
@@ -92,15 +94,22 @@ def apply_escalation_actions(
     kind: Literal["warning", "breach"],
     current_priority: Priority,
     current_team: str | None,
+    teams: Container[str] | None = None,
 ) -> EscalationEffects:
-    """Fold the policy's actions for ``kind`` in order: each raise is one step, the last reassign wins."""
+    """Fold the policy's actions for ``kind`` in order: each raise is one step, the last reassign wins.
+
+    ``teams``: the teams a ticket may be reassigned to (the active ones); a reassignment to any
+    other is skipped and listed in ``skipped_teams``. None: every reassignment applies."""
     priority, team = current_priority, current_team
     tags: list[str] = []
     notifications: list[str] = []
+    skipped: list[str] = []
     for action in policy.actions_for(kind):
         match action:
             case RaisePriority():
                 priority = raise_priority(priority)
+            case ReassignTo(team=new_team) if teams is not None and new_team not in teams:
+                skipped.append(new_team)
             case ReassignTo(team=new_team):
                 team = new_team
             case AddTag(tag=tag):
@@ -109,4 +118,4 @@ def apply_escalation_actions(
             case Notify(target=target):
                 if target not in notifications:
                     notifications.append(target)
-    return EscalationEffects(priority, team, tags, notifications)
+    return EscalationEffects(priority, team, tags, notifications, skipped)

@@ -7,6 +7,7 @@ Policies are plain JSON-serialisable models; persistence and evaluation of ``app
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -16,10 +17,22 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from services.router.sla.calendar import ALWAYS_OPEN, BusinessCalendar
 from shared.events import Priority, TicketStatus
 
+MAX_TARGET = timedelta(days=365)
+_MAX_TARGET_MINUTES = MAX_TARGET // timedelta(minutes=1)
+
 
 def _minutes_if_number(value: Any) -> Any:
     # Pydantic reads a bare number as seconds; policies are written in minutes.
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # Checked before converting: timedelta raises OverflowError (not a validation error) on
+        # infinity and on anything beyond ~2.7 million years. An int is finite (and isfinite
+        # would overflow on a huge one).
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("an SLA target must be a finite number of minutes")
+        if value <= 0:
+            raise ValueError("an SLA target must be positive")
+        if value > _MAX_TARGET_MINUTES:
+            raise ValueError(f"an SLA target is at most {_MAX_TARGET_MINUTES} minutes (365 days)")
         return timedelta(minutes=value)
     return value
 
@@ -37,9 +50,12 @@ class PriorityTargets(BaseModel):
 
     @field_validator("first_response", "resolution")
     @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
+    def _bounded(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
             raise ValueError("an SLA target must be positive")
+        # Deadlines are computed for every routed ticket; far beyond a year they overflow datetime.
+        if value is not None and value > MAX_TARGET:
+            raise ValueError(f"an SLA target is at most {MAX_TARGET.days} days")
         return value
 
 
@@ -51,9 +67,11 @@ class RaisePriority(BaseModel):
 
 
 class ReassignTo(BaseModel):
+    """Reassign to an active team; the admin API and ``ticketctl`` check that it is one."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     action: Literal["reassign_to"] = "reassign_to"
-    team: str = Field(min_length=1, max_length=300)
+    team: str = Field(min_length=1, max_length=100)  # a team name (teams.name is varchar(100))
 
 
 class AddTag(BaseModel):

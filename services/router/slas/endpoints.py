@@ -113,9 +113,9 @@ async def put_config(
     async with transaction(request) as session:
         current = await service.latest(session, kind, name)
         check_if_match(kind, name, current, if_match)
-        calendars = await service.calendar_names(session)
+        calendars, teams = await service.calendar_names(session), await service.team_states(session)
         try:
-            model = service.validate_document(kind, name, body.document, calendars)
+            model = service.validate_document(kind, name, body.document, calendars, teams)
         except service.ConfigInvalid as exc:
             raise Problem(
                 422,

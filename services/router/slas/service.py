@@ -7,8 +7,8 @@ diff against the previous one; a deletion is a version too (``deleted``), so his
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, get_args
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
@@ -16,8 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.models import Team
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
+from services.router.sla.policy import EscalationAction, ReassignTo
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
@@ -47,12 +49,30 @@ class ConfigInvalid(ValueError):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
+ESCALATIONS = ("on_warning", "on_breach")
+# raise_priority, reassign_to, ...: the ``action`` tag of each member of the union
+_ACTION_TAGS = frozenset(m.model_fields["action"].default for m in get_args(get_args(EscalationAction)[0]))
+
+
 def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
-    return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(exc.errors())]
+    errors = []
+    for error in exc.errors():
+        loc = list(error["loc"])
+        # The action union puts its tag in the location (on_breach.0.reassign_to.team): drop it,
+        # so that the pointer points into the document.
+        if len(loc) > 2 and loc[0] in ESCALATIONS and isinstance(loc[1], int) and loc[2] in _ACTION_TAGS:
+            del loc[2]
+        errors.append({**error, "loc": tuple(loc)})
+    return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
 
 
-def validate_document(kind: str, name: str, document: dict[str, Any], calendars: set[str]) -> BaseModel:
-    """Parse ``document`` (its ``name`` defaults to ``name``); errors name the field at fault."""
+def validate_document(
+    kind: str, name: str, document: dict[str, Any], calendars: set[str], teams: Mapping[str, bool]
+) -> BaseModel:
+    """Parse ``document`` (its ``name`` defaults to ``name``); errors name the field at fault.
+
+    ``calendars``: the live calendars' names; ``teams``: every team's name -> active, as the
+    rules check theirs (a reassignment to a missing team would fail or misroute at escalation)."""
     document = {**document, "name": document.get("name", name)}
     if document["name"] != name:
         raise ConfigInvalid([{"field": "/name", "message": f"must equal the name in the URL ({name!r})"}])
@@ -71,6 +91,11 @@ def validate_document(kind: str, name: str, document: dict[str, Any], calendars:
                 errors += _pointer_errors(exc, "/applies_when")
             except ValueError as exc:
                 errors.append({"field": "/applies_when", "message": str(exc)})
+        for key in ESCALATIONS:
+            for index, action in enumerate(getattr(model, key)):
+                if isinstance(action, ReassignTo) and not teams.get(action.team):
+                    problem = "inactive team" if action.team in teams else "unknown team"
+                    errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
         if errors:
             raise ConfigInvalid(errors)
     return model
@@ -177,6 +202,24 @@ async def save(
 
 async def calendar_names(session: AsyncSession) -> set[str]:
     return {row.name for row in await live_rows(session, "calendar")}
+
+
+async def team_states(session: AsyncSession) -> dict[str, bool]:
+    """Every team's name -> active, for :func:`validate_document`."""
+    return {name: active for name, active in await session.execute(select(Team.name, Team.active))}
+
+
+async def policies_reassigning_to(session: AsyncSession, team: str) -> list[str]:
+    """Names of the live policies whose escalations reassign to ``team``."""
+    return [
+        row.name
+        for row in await live_rows(session, "policy")
+        if any(
+            isinstance(action, dict) and action.get("action") == "reassign_to" and action.get("team") == team
+            for key in ESCALATIONS
+            for action in row.document.get(key) or ()
+        )
+    ]
 
 
 async def config_version(session: AsyncSession) -> int:

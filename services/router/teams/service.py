@@ -1,8 +1,9 @@
 """Teams: create, read, change, deactivate or delete; every change audited, revision-checked.
 
-A team the live rule set names can be neither deactivated nor deleted (409 naming the rules):
-routing to it would silently fail. A team that tickets were routed to is deactivated rather
-than deleted, so the history keeps pointing at a real row.
+A team the live rule set or a live SLA policy's escalation names can be neither deactivated nor
+deleted (409 naming the rules or policies): routing or escalating to it would silently fail. A
+team that tickets were routed to is deactivated rather than deleted, so the history keeps
+pointing at a real row.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.router.errors import Conflict, get_or_404
 from services.router.models import RouterTicket, RoutingDecision, Team
 from services.router.rulesets.service import live, team_references
+from services.router.slas.service import policies_reassigning_to
 from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
 from shared.db.audit import record
 from shared.events import utc_now
@@ -65,13 +67,24 @@ async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Te
     return row
 
 
-async def _rules_using(session: AsyncSession, name: str) -> str | None:
+async def _references(session: AsyncSession, name: str) -> str | None:
+    """Why the team cannot go (the live rules or SLA policies that name it), or None."""
+    found = []
     ruleset = await live(session)
     places = team_references(ruleset).get(name)
-    if not places:
-        return None
-    ids = sorted({rule_id for _, rule_id in places})
-    return f"team {name!r} is used by the live rule set (version {ruleset.version}): {', '.join(ids)}"
+    if places:
+        ids = sorted({rule_id for _, rule_id in places})
+        found.append(
+            f"team {name!r} is used by the live rule set (version {ruleset.version}): {', '.join(ids)}"
+            "; change those rules first"
+        )
+    policies = await policies_reassigning_to(session, name)
+    if policies:
+        found.append(
+            f"team {name!r} is the reassign_to team of SLA policies {', '.join(policies)}"
+            "; change those policies first"
+        )
+    return "; ".join(found) or None
 
 
 def _check_revision(row: Team, expected: int | None) -> None:
@@ -102,9 +115,9 @@ async def update_team(
     if not diff:
         return row
     if changes.get("active") is False:
-        using = await _rules_using(session, name)
+        using = await _references(session, name)
         if using:
-            raise Conflict(using + "; change those rules first")
+            raise Conflict(using)
     await _guarded_update(session, row, changes)
     record(session, actor, "team.update", "team", name, {"changes": diff, "revision": row.revision})
     return row
@@ -114,9 +127,9 @@ async def delete_team(session: AsyncSession, name: str, *, expected: int | None,
     """'deleted', or 'deactivated' when tickets were routed to the team."""
     row = await get_team(session, name)
     _check_revision(row, expected)
-    using = await _rules_using(session, name)
+    using = await _references(session, name)
     if using:
-        raise Conflict(using + "; change those rules first")
+        raise Conflict(using)
     routed = await session.scalar(
         select(
             or_(

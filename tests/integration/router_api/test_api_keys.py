@@ -16,6 +16,8 @@ from services.router.errors import Conflict
 from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
+from shared.db.scratch import drop_database
+from tests.conftest import POSTGRES_URL, _create_postgres_database
 from tests.integration.router_api.helpers import Router
 
 
@@ -101,3 +103,61 @@ async def test_the_last_active_admin_key_cannot_be_revoked(tmp_path: Path) -> No
             assert [k.name for k in await service.list_keys(session, active=True)] == ["second"]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
+            ],
+        ),
+    ],
+)
+async def test_two_admins_revoking_each_others_key_at_once_leave_one(database: str, tmp_path: Path) -> None:
+    """Each revocation counted two active admin keys before either wrote: both succeeded, and no
+    admin key was left. On a database of its own, like the test above."""
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
+    else:
+        assert POSTGRES_URL
+        url = await _create_postgres_database(POSTGRES_URL)
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+
+    async def revoke(key_id: str, actor: str) -> bool | str:
+        try:
+            async with sessions() as session, session.begin():
+                return await service.revoke_key(session, key_id, actor)
+        except Conflict:
+            return "conflict"
+
+    try:
+        for round_ in range(5):
+            async with sessions() as session, session.begin():
+                pair = [
+                    (
+                        await service.create_key(
+                            session, ApiKeyCreate(name=f"{n}{round_}", role=Role.ADMIN), "t"
+                        )
+                    )[0]
+                    for n in "ab"
+                ]
+                survivors = [k for k in await service.list_keys(session, active=True) if k not in pair]
+            for key in survivors:  # the last round's: the pair is what is left
+                assert await revoke(key.id, "t") is True
+            a, b = pair
+            outcomes = await asyncio.gather(revoke(b.id, a.name), revoke(a.id, b.name))
+            assert sorted(map(str, outcomes)) == ["True", "conflict"], outcomes
+            async with sessions() as session:
+                active = await service.list_keys(session, active=True)
+            assert len(active) == 1 and active[0].role == Role.ADMIN.value
+    finally:
+        await engine.dispose()
+        if database == "postgres":
+            await drop_database(url)

@@ -107,6 +107,37 @@ async def test_preconditions(router_api: Router) -> None:
     assert foreign.status_code == 412
 
 
+async def test_weights_and_numbers_json_cannot_store_are_refused(router_api: Router) -> None:
+    """A weight of 1e999 / Infinity passed `w > 0` and was stored as null: every later read of the
+    live rule set failed (500s, and routers could not start). A huge integer in a condition was
+    a 500 at once (OverflowError)."""
+    c, editor = router_api.client, router_api.editor
+    a, b = await router_api.add_team("w"), await router_api.add_team("w")
+    pool = '{"teams": ["%s", "%s"], "strategy": "weighted", "weights": {"%s": %s, "%s": 1}}'
+    for weight in ("1e999", "Infinity", "NaN", "1e7"):
+        body = '{"rules": [{"id": "w", "name": "w", "actions": {"assign_pool": %s}}]}' % (
+            pool % (a, b, a, weight, b)
+        )
+        headers = {**editor, "If-Match": await router_api.rules_etag(), "Content-Type": "application/json"}
+        refused = await c.put("/v1/rules", content=body, headers=headers)
+        assert refused.status_code == 422, (weight, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]] == [f"/rules/0/actions/assign_pool/weights/{a}"]
+    huge = rule("huge", a, when={"field": "category_confidence", "op": "gt", "value": 10**400})
+    refused = await router_api.put_rules({"rules": [huge]})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "/rules/0/when/value"
+    assert (await c.get("/v1/rules", headers=router_api.viewer)).status_code == 200
+    ok = '{"rules": [{"id": "w", "name": "w", "actions": {"assign_pool": %s}}]}' % (
+        pool % (a, b, a, "1e6", b)
+    )
+    headers = {**editor, "If-Match": await router_api.rules_etag(), "Content-Type": "application/json"}
+    saved = await c.put("/v1/rules", content=ok, headers=headers)
+    assert saved.status_code == 200, saved.text
+    assert (await c.get("/v1/rules", headers=router_api.viewer)).json()["rules"][0]["actions"]["assign_pool"][
+        "weights"
+    ] == {a: 1e6, b: 1}
+
+
 async def test_concurrent_saves_create_one_version(router_api: Router) -> None:
     """Both writers saw version N; exactly one creates N+1, the other fails cleanly."""
     team = await router_api.add_team()

@@ -126,6 +126,33 @@ async def test_team_used_by_live_rules_cannot_go(router_api: Router) -> None:
     assert (await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": "*"})).status_code == 204
 
 
+async def test_team_an_sla_policy_reassigns_to_cannot_go(router_api: Router) -> None:
+    """As with the rules: the scanner would otherwise escalate tickets to a team that is gone."""
+    c, editor = router_api.client, router_api.editor
+    team, other = await router_api.add_team("esc"), await router_api.add_team("esc")
+    policy = f"reassigns-{uuid.uuid4().hex[:8]}"
+    document = {
+        # Matches no ticket: the database (and its live policies) is shared with later tests.
+        "applies_when": {"field": "customer_tier", "op": "equals", "value": "no tier has this name"},
+        "on_breach": [{"action": "reassign_to", "team": other}, {"action": "reassign_to", "team": team}],
+    }
+    saved = await c.put(f"/v1/sla/policies/{policy}", json={"document": document}, headers=editor)
+    assert saved.status_code == 201, saved.text
+    always = {**editor, "If-Match": "*"}
+    deactivate = await c.patch(f"/v1/teams/{team}", json={"active": False}, headers=always)
+    assert deactivate.status_code == 409, deactivate.text
+    assert deactivate.headers["content-type"] == "application/problem+json"
+    assert policy in deactivate.json()["detail"] and "reassign_to" in deactivate.json()["detail"]
+    refused = await c.delete(f"/v1/teams/{team}", headers=always)
+    assert refused.status_code == 409 and policy in refused.json()["detail"]
+    assert (await c.get(f"/v1/teams/{team}", headers=editor)).json()["active"] is True
+    # Once the policy no longer names it, it can go.
+    gone = await c.delete(f"/v1/sla/policies/{policy}", headers={**editor, "If-Match": saved.headers["ETag"]})
+    assert gone.status_code == 204
+    assert (await c.delete(f"/v1/teams/{team}", headers=always)).status_code == 204
+    assert (await c.delete(f"/v1/teams/{other}", headers=always)).status_code == 204
+
+
 async def test_roles_and_keys(router_api: Router) -> None:
     c = router_api.client
     assert (await c.get("/v1/teams")).status_code == 401

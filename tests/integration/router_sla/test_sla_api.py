@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.service import load_config
+from services.router.teams import service as teams
+from services.router.teams.schemas import TeamCreate
 from shared.auth import Role
 from shared.db.audit import list_entries
 from shared.http.preconditions import Stale
@@ -21,6 +23,8 @@ from shared.http.problems import PROBLEM_JSON
 from tests.integration.router_sla.helpers import api_client, new_id
 
 CALENDAR = {"timezone": "UTC", "weekly_hours": {"mon-sun": ["00:00-24:00"]}}
+# The database is shared with later tests: a policy a test saves must apply to none of their tickets.
+NEVER = {"field": "customer_tier", "op": "equals", "value": "no tier has this name"}
 
 
 async def client_for(sessions) -> httpx.AsyncClient:
@@ -105,6 +109,77 @@ async def test_policy_lifecycle_with_validation_and_etags(sessions):
     assert audited[1].detail["comment"] == "first"
 
 
+async def test_targets_are_finite_and_at_most_a_year(sessions):
+    """1e13 minutes or Infinity overflowed timedelta (a 500); 1e11 was saved, and then every ticket
+    routed under the policy failed its batch with OverflowError."""
+    pol = f"pol-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        for value in (
+            "1e13",
+            "1e999",
+            "Infinity",
+            "-Infinity",
+            "NaN",
+            "1e11",
+            "525601",
+            "-1e13",
+            "1" + "0" * 400,
+        ):
+            body = '{"document": {"targets": {"P1": {"first_response": 30, "resolution": ' + value + "}}}}"
+            bad = await client.put(
+                f"/v1/sla/policies/{pol}", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert bad.status_code == 422, (value, bad.text)
+            assert bad.headers["content-type"] == PROBLEM_JSON
+            assert [e["field"] for e in bad.json()["errors"]] == ["/document/targets/P1/resolution"], value
+        iso = await client.put(
+            f"/v1/sla/policies/{pol}", json={"document": {"targets": {"P2": {"resolution": "P366D"}}}}
+        )
+        assert (
+            iso.status_code == 422 and iso.json()["errors"][0]["field"] == "/document/targets/P2/resolution"
+        )
+        year = {"targets": {"P1": {"resolution": 525_600}}, "applies_when": NEVER}
+        created = await client.put(f"/v1/sla/policies/{pol}", json={"document": year})
+        assert created.status_code == 201, created.text
+        deleted = await client.delete(
+            f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]}
+        )
+        assert deleted.status_code == 204
+
+
+async def test_reassign_to_names_an_active_team(sessions):
+    """Unchecked, a policy could name a team that does not exist (or one longer than the teams
+    column, which on PostgreSQL rolled back every escalation scan)."""
+    active, inactive = f"esc-{new_id()[:8]}", f"esc-{new_id()[:8]}"
+    async with sessions() as session, session.begin():
+        await teams.create_team(session, TeamCreate(name=active), "test")
+        await teams.create_team(session, TeamCreate(name=inactive, active=False), "test")
+    pol = f"pol-{new_id()[:8]}"
+
+    def policy(*names: str) -> dict[str, Any]:
+        on_breach = [{"action": "raise_priority"}, *({"action": "reassign_to", "team": n} for n in names)]
+        return {"document": {"applies_when": NEVER, "on_warning": on_breach[1:], "on_breach": on_breach}}
+
+    async with await client_for(sessions) as client:
+        bad = await client.put(f"/v1/sla/policies/{pol}", json=policy(active, "no-such-team", inactive))
+        assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM_JSON
+        assert {e["field"]: e["message"] for e in bad.json()["errors"]} == {
+            "/document/on_warning/1/team": "unknown team 'no-such-team'",
+            "/document/on_warning/2/team": f"inactive team {inactive!r}",
+            "/document/on_breach/2/team": "unknown team 'no-such-team'",
+            "/document/on_breach/3/team": f"inactive team {inactive!r}",
+        }
+        too_long = await client.put(f"/v1/sla/policies/{pol}", json=policy("t" * 101))
+        assert too_long.status_code == 422
+        assert [e["field"] for e in too_long.json()["errors"]][:1] == ["/document/on_warning/0/team"]
+        created = await client.put(f"/v1/sla/policies/{pol}", json=policy(active))
+        assert created.status_code == 201, created.text
+        deleted = await client.delete(
+            f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]}
+        )
+        assert deleted.status_code == 204
+
+
 async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessions):
     """Both admins read version 1 and passed If-Match; the second save must not land as version 3."""
     cal = f"cal-{new_id()[:8]}"
@@ -114,7 +189,7 @@ async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessio
         # whose router would refuse to start on a calendar it cannot read.
         raw = {"timezone": "Europe/Berlin", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
         raw["holidays"] = holidays
-        return service.validate_document("calendar", cal, raw, set()).model_dump(mode="json")
+        return service.validate_document("calendar", cal, raw, set(), {}).model_dump(mode="json")
 
     async with sessions() as session, session.begin():
         await service.save(session, "calendar", cal, stored([]), "setup", previous=None)

@@ -12,6 +12,8 @@ from services.router.escalation.models import FiredTimer
 from services.router.escalation.scanner import EscalationScanner
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.handler import HandlerOptions, RoutingHandler
+from services.router.teams import service as teams
+from services.router.teams.schemas import TeamCreate
 from shared.events import EventType, Priority, TicketStatus
 from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, route, utc
 
@@ -110,6 +112,59 @@ async def test_warning_and_breach_fire_once_with_two_concurrent_scanners(session
         assert timers == 2
         # P2 targets now apply (1 h first response already exceeded; resolution 4 h from Monday 09:00).
         assert row.sla["resolution_due"] == "2026-06-08T11:00:00Z"
+
+
+async def test_escalations_reassign_only_to_active_teams(sessions, settings_kwargs, caplog):
+    """A policy's reassign_to team may be gone by the time a timer fires (or was never checked):
+    the scanner assigned tickets to whatever was named. Such a reassignment is skipped and logged,
+    the last one to an active team wins, and the other actions still apply."""
+    active, retired = f"esc-{new_id()[:8]}", f"esc-{new_id()[:8]}"
+    async with sessions() as session, session.begin():
+        await teams.create_team(session, TeamCreate(name=active), "test")
+        await teams.create_team(session, TeamCreate(name=retired), "test")
+    cfg = config(
+        on_breach=[
+            {"action": "raise_priority"},
+            {"action": "reassign_to", "team": active},
+            {"action": "reassign_to", "team": retired},
+            {"action": "reassign_to", "team": "never-existed"},
+        ]
+    )
+    async with sessions() as session, session.begin():  # after the policy was saved
+        await teams.update_team(session, retired, {"active": False}, expected=None, actor="test")
+    start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
+    clock = Clock(start)
+    async with producer_for(settings_kwargs) as (producer, topic):
+        handler = RoutingHandler(
+            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
+        )
+        ext = new_id()
+        key = f"api:{ext}"
+        await handler([event(ext, start)])
+        clock.now = utc(2026, 6, 8, 9, 5)  # past the first-response warning and deadline
+        assert await EscalationScanner(sessions, producer, topic, lambda: cfg, clock).scan_once() == 2
+    row = await ticket(sessions, key)
+    assert (row.team, row.priority, row.sla["breached"]) == (active, Priority.P2.value, True)
+    async with sessions() as session:
+        breached = await session.scalar(
+            select(RoutingDecision).where(
+                RoutingDecision.ticket_key == key, RoutingDecision.kind == EventType.SLA_BREACHED.value
+            )
+        )
+    assert breached is not None
+    assert f"reassign_to {retired}, never-existed skipped: not an active team" in breached.reasons
+    [logged] = [r for r in caplog.records if "reassign_to skipped" in r.getMessage()]
+    assert (logged.levelname, logged.ticket_key, logged.teams) == (
+        "WARNING",
+        key,
+        f"{retired}, never-existed",
+    )
+    assert await kinds(sessions, key) == [
+        EventType.TICKET_ROUTED.value,
+        EventType.SLA_WARNING.value,
+        EventType.SLA_BREACHED.value,
+        EventType.TICKET_ESCALATED.value,
+    ]
 
 
 async def test_a_ticket_row_the_scanner_cannot_read_does_not_hold_up_the_others(sessions, settings_kwargs):

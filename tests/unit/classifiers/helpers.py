@@ -45,6 +45,9 @@ def view(
     kind: LabelKind = LabelKind.TEAM,
     below: str = "triage",
     team_languages: dict[str, frozenset[str]] | None = None,
+    active_teams: tuple[str, ...] = tuple(VOCAB),
 ) -> ClassifierView:
+    """``active_teams``: teams a team model may route to (all labels unless said otherwise)."""
     active = ActiveModel(1, "synthetic", kind, model())
-    return ClassifierView({kind: active}, team_languages or {}, below)  # type: ignore[arg-type]
+    languages = {team: frozenset[str]() for team in active_teams} | (team_languages or {})
+    return ClassifierView({kind: active}, languages, below)  # type: ignore[arg-type]

@@ -139,6 +139,20 @@ def test_below_threshold_can_fall_back_to_the_rules_default():
     assert policy({"rules": []}).route(ticket(UNSURE), "api", view(below="rules")).team is None
 
 
+@pytest.mark.parametrize("below", ["triage", "rules"])
+def test_a_confident_prediction_of_a_team_that_is_not_active_takes_the_below_threshold_path(below):
+    """A model trained before a team was deactivated or deleted still predicts it: routing there
+    would leave the ticket with nobody."""
+    retired = view(below=below, active_teams=("access", "hardware"))  # network deactivated or deleted
+    result = policy({"rules": [], "default_team": "general"}).route(ticket(SURE_NETWORK), "api", retired)
+    assert result.team == ("general" if below == "rules" else None)
+    why = next(r for r in result.reasons if r.startswith("classifier"))
+    assert why.startswith("classifier: team network is not an active team (confidence")
+    assert why.endswith('rules\' default team "general"' if below == "rules" else ": triage")
+    # The same model routes there while the team is active.
+    assert policy({"rules": []}).route(ticket(SURE_NETWORK), "api", view(below=below)).team == "network"
+
+
 def test_a_rule_that_assigns_a_team_wins_over_the_team_model():
     rules = {
         "rules": [
@@ -177,7 +191,7 @@ def test_no_models_means_rules_only():
 )
 def test_classifier_team_reasons(confidence, threshold, team, fragment):
     prediction = Prediction("network", confidence, confidence >= threshold)
-    chosen, reason = classifier_team(prediction, threshold, "general", "triage")
+    chosen, reason = classifier_team(prediction, threshold, "general", "triage", {"network"})
     assert chosen == team and fragment in reason
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from services.router.rules import RuleSet, RuleSetError, parse_ruleset, ruleset_from_yaml
 from services.router.rules.fields import MAX_PATTERN_CHARS
+from services.router.rules.schema import MAX_WEIGHT
 
 from .helpers import leaf, rule
 
@@ -40,6 +41,9 @@ def one_error(when: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
         (leaf("category_confidence", "gt", "high"), "value", "expected a number"),
         (leaf("category_confidence", "gt", True), "value", "expected a number"),
         (leaf("category_confidence", "between", [3, 1]), "value", "low <= high"),
+        # Beyond a double: math.isfinite raised OverflowError (a 500), and orjson could not read it back.
+        (leaf("category_confidence", "gt", 10**400), "value", "expected a number"),
+        (leaf("custom.score", "in", [1, -(10**400)]), "value", "expected a string, number or boolean"),
         (leaf("urgency", "gte", "extreme"), "value", "low/medium/high/critical"),
         (leaf("priority", "equals", "P9"), "value", "unknown priority"),
         (leaf("status", "equals", "lost"), "value", "expected one of"),
@@ -87,9 +91,27 @@ def test_ruleset_level_errors():
     assert errors({"rules": [rule("Bad Id!", assign_team="t")]})[0][0] == ("rules", 0, "id")
 
 
+WEIGHTS = ("rules", 0, "actions", "assign_pool", "weights", "a")
+
+
 @pytest.mark.parametrize(
     ("actions", "loc", "message"),
     [
+        # JSON's 1e999 / Infinity: stored as null, after which no read of the live set validated.
+        *(
+            (
+                {"assign_pool": {"teams": ["a", "b"], "strategy": "weighted", "weights": {"a": w, "b": 1}}},
+                WEIGHTS,
+                message,
+            )
+            for w, message in (
+                (float("inf"), "finite number"),
+                (float("nan"), "finite number"),
+                (0, "greater than 0"),
+                (-1, "greater than 0"),
+                (MAX_WEIGHT * 2, f"less than or equal to {MAX_WEIGHT}"),
+            )
+        ),
         ({"assign_team": "a", "assign_pool": {"teams": ["b"]}}, ("rules", 0, "actions"), "only one of"),
         ({"assign_team": "a", "route_to_triage": True}, ("rules", 0, "actions"), "only one of"),
         ({}, ("rules", 0, "actions"), "actions is empty"),

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from services.router.sla.calendar import BusinessCalendar
 from services.router.sla.clock import SlaClock
@@ -119,6 +120,37 @@ class TestActions:
         assert effects.team == "tier2"
         assert effects.tags == ["sla-breached"]
         assert effects.notifications == ["pagerduty"]
+
+    def test_reassignments_to_teams_not_given_are_skipped(self) -> None:
+        policy = SlaPolicy.model_validate(
+            {
+                "name": "x",
+                "on_breach": [
+                    {"action": "reassign_to", "team": "tier2"},
+                    {"action": "raise_priority"},
+                    {"action": "reassign_to", "team": "gone"},
+                ],
+            }
+        )
+        effects = apply_escalation_actions(policy, "breach", Priority.P3, "tier1", teams={"tier1", "tier2"})
+        assert (effects.team, effects.priority, effects.skipped_teams) == ("tier2", Priority.P2, ["gone"])
+        none_left = apply_escalation_actions(policy, "breach", Priority.P3, "tier1", teams=frozenset())
+        assert (none_left.team, none_left.skipped_teams) == ("tier1", ["tier2", "gone"])
+
+    def test_policy_values_the_database_cannot_hold_are_refused(self) -> None:
+        # teams.name is varchar(100): on PostgreSQL a longer one made every escalation scan roll back.
+        with pytest.raises(ValidationError, match="at most 100 characters"):
+            SlaPolicy.model_validate(
+                {"name": "x", "on_breach": [{"action": "reassign_to", "team": "t" * 101}]}
+            )
+
+    @pytest.mark.parametrize("minutes", [float("inf"), float("nan"), 1e11, 1e13, 10**400, 365 * 24 * 60 + 1])
+    def test_targets_are_finite_and_at_most_a_year(self, minutes: float) -> None:
+        # 1e13 (or infinity) raised OverflowError, not a validation error; 1e11 was accepted and
+        # then overflowed computing every ticket's deadlines.
+        with pytest.raises(ValidationError) as info:
+            SlaPolicy.model_validate({"name": "x", "targets": {"P1": {"resolution": minutes}}})
+        assert [e["loc"] for e in info.value.errors()] == [("targets", "P1", "resolution")]
 
     def test_warning_actions_leave_priority_and_team(self) -> None:
         effects = apply_escalation_actions(POLICY, "warning", Priority.P4, None)
