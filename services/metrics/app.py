@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY, Gauge
 
 from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
+from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.ingest.runner import ingest_runner
 from shared.auth import Role, require_role
-from shared.events import utc_now
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
@@ -52,12 +52,12 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         REGISTRY.register(collector)
         REGISTRY.register(flows)  # after it: a scrape's flows reuse its snapshot (see handoff)
         runner = ingest_runner(settings, resources.producer, ingest)
+        caught_up = _caught_up(runner, ingest)
         app.state.settings = settings
         app.state.sessions = resources.sessions
         app.state.keys = resources.keys
         app.state.ingest = ingest
         app.state.collector = collector
-        caught_up = _caught_up(runner, ingest)
         CAUGHT_UP.set_function(lambda: float(caught_up()))
         app.state.checks = {
             "database": database_check(resources.engine),
@@ -67,7 +67,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         }
         freeze_startup_heap()
         await runner.start()
-        ticker = asyncio.create_task(_checkpoint_and_tick(ingest, settings), name="checkpoint")
+        ticker = asyncio.create_task(_checkpoint_and_tick(ingest, settings, caught_up), name="checkpoint")
         try:
             yield
         finally:
@@ -103,15 +103,20 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
 
 
 class ShardsCollector(BacklogCollector):
-    """Exposes the union of the instance's shards (one state per owned partition), merged."""
+    """Exposes the union of the instance's shards (one state per owned partition), merged, with
+    counters and histograms per partition."""
 
     def __init__(self, ingest: BacklogIngest) -> None:
         # The template state only provides the configuration; FlowCollector exposes the flows.
-        super().__init__(BacklogState(), include_flows=False)
+        # No clock: the ingest moves only the caught-up shards' clocks (replaying ones follow events).
+        super().__init__(BacklogState(), clock=None, include_flows=False)
         self.ingest = ingest
 
     def states(self) -> list[BacklogState]:
         return self.ingest.states()
+
+    def snapshots(self) -> list[tuple[int | None, Snapshot]]:
+        return list(self.ingest.snapshots())
 
 
 def _caught_up(runner: ConsumerRunner, ingest: BacklogIngest) -> Callable[[], bool]:
@@ -132,15 +137,16 @@ def _caught_up_check(caught_up: Callable[[], bool]) -> Check:
     return check
 
 
-async def _checkpoint_and_tick(ingest: BacklogIngest, settings: MetricsSettings) -> None:
+async def _checkpoint_and_tick(
+    ingest: BacklogIngest, settings: MetricsSettings, caught_up: Callable[[], bool]
+) -> None:
     loop = asyncio.get_running_loop()
     last_checkpoint = loop.time()
     while True:
         await asyncio.sleep(settings.metrics_clock_tick_s)
         try:
-            now = utc_now()
-            for state in ingest.states():
-                state.advance_clock(now)
+            caught_up()  # shards read to their end go live, even with no event since (quiet topics)
+            ingest.advance_clocks()
             if loop.time() - last_checkpoint >= settings.metrics_checkpoint_interval_s:
                 await ingest.checkpoint()
                 last_checkpoint = loop.time()

@@ -97,7 +97,11 @@ def converged(stack: Stack, truth: Truth, timeout_s: float = 30.0) -> dict[Key, 
 
 def compare(stack: Stack, truth: Truth) -> dict[Key, float]:
     before = now_ms()
-    got = {k: v for k, v in scrape(stack).items() if k[0].startswith(BACKLOG_PREFIXES)}
+    got: dict[Key, float] = {}
+    for (name, labels), value in scrape(stack).items():
+        if name.startswith(BACKLOG_PREFIXES):  # counters carry their partition: sum without (partition)
+            key = (name, tuple(item for item in labels if item[0] != "partition"))
+            got[key] = got.get(key, 0.0) + value
     after = now_ms()
     low, high = truth.expected(before), truth.expected(after)
     assert set(got) == set(low), f"series differ: {sorted(set(got) ^ set(low))}"

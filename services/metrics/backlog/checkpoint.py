@@ -2,7 +2,7 @@
 
 The header holds the config, label vocabularies, the small aggregates (gauges, counters,
 histograms, flow windows) and the name/typecode/length of each raw column that follows. The
-per-slot columns, the key index table, recently seen event ids and the resolved FIFO are stored
+per-slot columns, the key index table, recently seen event ids and the FIFOs of keys are stored
 verbatim as machine arrays, so a 1M-ticket state dumps and loads without a per-ticket Python
 loop. The heaps are not stored: :func:`.transitions.rebuild_heaps` rebuilds them from the columns.
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .aggregates import FlowWindow, Histogram
+from .columns import F_RECEIVED
 from .config import BacklogConfig
 from .keyindex import SlotIndex
 from .labels import LabelInterner
@@ -69,12 +70,15 @@ def capture(state: BacklogState) -> bytes:
         ("index_slots", slots),
         ("seen", array("Q", state.seen_order)),
         ("resolved_fifo", array("Q", state.resolved_fifo)),
+        ("received_fifo", array("Q", state.received_fifo)),
     ]
     header: dict[str, Any] = {
         "byteorder": sys.byteorder,
         "config": state.config.to_json(),
         "now_ms": state.now_ms,
         "n_open": state.n_open,
+        "received_per_key": True,
+        "n_stateless": state.n_stateless,
         "labels": [state.teams.values, state.sources.values, state.categories.values],
         "lists": {name: getattr(state, name) for name in _LISTS},
         "h_ttr": state.h_ttr.to_json(),
@@ -123,6 +127,8 @@ def load(data: bytes) -> BacklogState:
     state.seen_order = deque(arrays["seen"])
     state.seen = set(state.seen_order)
     state.resolved_fifo = deque(arrays["resolved_fifo"])
+    state.received_fifo = deque(arrays.get("received_fifo", ()))
+    state.n_stateless = header.get("n_stateless", 0)
     teams, sources, categories = header["labels"]
     state.teams = LabelInterner.restore(config.max_teams, teams)
     state.sources = LabelInterner.restore(config.max_sources, sources)
@@ -139,5 +145,8 @@ def load(data: bytes) -> BacklogState:
     if "s_created" not in header["lists"]:  # checkpoint written before the age sums existed
         for slot in state.open_slots():
             state.s_created[state.a_team[slot]] += state.a_created[slot]
+    if not header.get("received_per_key"):  # written while every ticket.created was counted
+        for _, slot in state.index.items():
+            state.a_flags[slot] |= F_RECEIVED
     rebuild_heaps(state)
     return state

@@ -10,7 +10,10 @@ most one hour, ``le="+Inf"`` all open tickets of the team; ``ticket_open_age_gco
 count and ``ticket_open_age_gsum`` the sum of their ages in seconds.
 
 A collector may expose several states (one per partition): their snapshots are merged by label
-value (:func:`.snapshot.merge`), so one instance exports the union of its partitions.
+value (:func:`.snapshot.merge`), so one instance exports the union of its partitions. When they
+are partitions (:meth:`BacklogCollector.snapshots` names them), the counters and histograms are
+exported per partition (label ``partition``): they travel with their partition between instances,
+and only then is a moved partition a new series on its new owner rather than a counter reset.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from prometheus_client.registry import Collector
 from shared.events import utc_now
 
 from .config import BREACH_KINDS, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
-from .snapshot import Snapshot, merge
+from .snapshot import LabelCaps, Snapshot, merge
 from .state import BacklogState
+
+# A state's partition number, None when the states exposed are not partitions.
+Part = tuple[int | None, Snapshot]
 
 
 class BacklogCollector(Collector):
@@ -63,16 +69,25 @@ class BacklogCollector(Collector):
     def config(self) -> BacklogConfig:
         return self.state.config
 
-    def snapshot(self) -> Snapshot:
-        """The merged aggregates of :meth:`states`, each taken under its own lock."""
+    def snapshots(self) -> list[Part]:
+        """The aggregates of each of :meth:`states`, taken under its own lock, unpartitioned;
+        subclasses exposing partitions name them."""
         now = self.clock() if self.clock is not None else None
-        snaps = []
+        snaps: list[Part] = []
         for state in self.states():
             with state.lock:
                 if now is not None:
                     state.advance_clock(now)
-                snaps.append(state.snapshot())
-        return merge(snaps, self.config)
+                snaps.append((None, state.snapshot()))
+        return snaps
+
+    def snapshot(self) -> Snapshot:
+        """The merged aggregates of :meth:`snapshots`, with those of each named partition."""
+        parts = self.snapshots()
+        caps = LabelCaps(self.config)  # one mapping for the union and for each partition
+        snap = merge((s for _, s in parts), self.config, caps)
+        snap.partitions = [(p, merge([s], self.config, caps)) for p, s in parts if p is not None]
+        return snap
 
     def describe(self) -> Iterator[Metric]:
         # Names only, so registering does not run a full collect().
@@ -126,8 +141,14 @@ class FlowCollector(Collector):
 
 def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> Iterator[Metric]:
     """The metric families of ``snap`` (None: the families without samples); ``flows``: with
-    those of :func:`render_flows`."""
+    those of :func:`render_flows`. Counters and histograms are those of ``snap.partitions``, with
+    a ``partition`` label, when it has them."""
     teams = list(snap.teams.items()) if snap is not None else []
+    by_part: list[tuple[list[str], Snapshot]] = [] if snap is None else [([], snap)]
+    part_label: list[str] = []
+    if snap is not None and snap.partitions:
+        by_part = [([str(p)], part_snap) for p, part_snap in snap.partitions]
+        part_label = ["partition"]
 
     def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, doc, labels=labels)
@@ -175,42 +196,46 @@ def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> 
         g_triage.add_metric([], 0 if triage is None else triage.open_total)
     yield from (g_status, g_age, g_oldest, g_triage)
 
-    c_received = counter("tickets_received", "Tickets received by intake.", ["source"])
-    for source, count in snap.received.items() if snap is not None else ():
-        c_received.add_metric([source], count)
+    c_received = counter("tickets_received", "Tickets received by intake.", ["source", *part_label])
     per_team: list[CounterMetricFamily] = [
-        counter("tickets_routed", "Routings of an open ticket to a (new) team.", ["team"]),
-        counter("tickets_resolved", "Open -> solved/closed transitions.", ["team"]),
-        counter("tickets_reopened", "Solved/closed -> open transitions.", ["team"]),
-        counter("tickets_escalated", "Escalation events and priority raises.", ["team"]),
+        counter("tickets_routed", "Routings of an open ticket to a (new) team.", ["team", *part_label]),
+        counter("tickets_resolved", "Open -> solved/closed transitions.", ["team", *part_label]),
+        counter("tickets_reopened", "Solved/closed -> open transitions.", ["team", *part_label]),
+        counter("tickets_escalated", "Escalation events and priority raises.", ["team", *part_label]),
     ]
-    c_breach = counter("sla_breaches", "SLA breaches, once per ticket, kind and deadline.", ["team", "kind"])
-    for team, t in teams:
-        for family, value in zip(per_team, (t.routed, t.resolved, t.reopened, t.escalated), strict=True):
-            family.add_metric([team], value)
-        for k, kind in enumerate(BREACH_KINDS):
-            c_breach.add_metric([team, kind], t.breaches[k])
+    c_breach = counter(
+        "sla_breaches", "SLA breaches, once per ticket, kind and deadline.", ["team", "kind", *part_label]
+    )
+    for part, part_snap in by_part:
+        for source, count in part_snap.received.items():
+            c_received.add_metric([source, *part], count)
+        for team, t in part_snap.teams.items():
+            values = (t.routed, t.resolved, t.reopened, t.escalated)
+            for family, value in zip(per_team, values, strict=True):
+                family.add_metric([team, *part], value)
+            for k, kind in enumerate(BREACH_KINDS):
+                c_breach.add_metric([team, kind, *part], t.breaches[k])
     yield from (c_received, *per_team, c_breach)
 
     h_ttr = HistogramMetricFamily(
-        "ticket_time_to_route_seconds", "Creation to first team assignment.", labels=[]
+        "ticket_time_to_route_seconds", "Creation to first team assignment.", labels=part_label
     )
-    if snap is not None:
-        ttr = snap.time_to_route
-        h_ttr.add_metric([], ttr.cumulative(cfg.time_to_route_buckets), ttr.total)
     h_fr = HistogramMetricFamily(
-        "ticket_first_response_seconds", "Creation to first agent response.", labels=["team"]
+        "ticket_first_response_seconds", "Creation to first agent response.", labels=["team", *part_label]
     )
     h_res = HistogramMetricFamily(
-        "ticket_resolution_seconds", "Creation to resolution.", labels=["team", "priority"]
+        "ticket_resolution_seconds", "Creation to resolution.", labels=["team", "priority", *part_label]
     )
-    for team, t in teams:
-        if t.first_response is not None:
-            h_fr.add_metric(
-                [team], t.first_response.cumulative(cfg.first_response_buckets), t.first_response.total
-            )
-        for code, hist in sorted(t.resolution.items()):
-            h_res.add_metric([team, PRIORITIES[code]], hist.cumulative(cfg.resolution_buckets), hist.total)
+    for part, part_snap in by_part:
+        ttr = part_snap.time_to_route
+        h_ttr.add_metric(part, ttr.cumulative(cfg.time_to_route_buckets), ttr.total)
+        for team, t in part_snap.teams.items():
+            if t.first_response is not None:
+                fr = t.first_response
+                h_fr.add_metric([team, *part], fr.cumulative(cfg.first_response_buckets), fr.total)
+            for code, hist in sorted(t.resolution.items()):
+                buckets = hist.cumulative(cfg.resolution_buckets)
+                h_res.add_metric([team, PRIORITIES[code], *part], buckets, hist.total)
     yield from (h_ttr, h_fr, h_res)
     if flows:
         yield from render_flows(snap, cfg)

@@ -1,7 +1,8 @@
 """A mergeable, per-team-name copy of the aggregates of one or more :class:`BacklogState`.
 
 One metrics instance holds one state per partition (see ``services.metrics.ingest``); each
-state interns team names on its own, so aggregates are merged by label value, never by id.
+state interns team names on its own, so aggregates are merged by label value, never by id, and
+the label caps are applied again to the union (:class:`LabelCaps`).
 Counts, counters, histograms, flow counts and age sums add up; the oldest open ticket is the
 minimum creation time; the derived forecast (hours to clear, Erlang C agents) is recomputed
 from the merged inputs, never added. Taking a snapshot costs O(teams x label values).
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .aggregates import Histogram
-from .config import PRIORITIES, STATUSES, BacklogConfig
+from .config import PRIORITIES, STATUSES, TRIAGE, BacklogConfig
 from .erlang import agents_needed
+from .labels import LabelInterner
 from .transitions import oldest_created
 
 if TYPE_CHECKING:
@@ -96,6 +98,8 @@ class Snapshot:
     teams: dict[str, TeamTotals]  # insertion order: triage first, then as first seen
     received: dict[str, int]  # by source
     time_to_route: Histogram
+    # When it merges partitions: each one's snapshot by partition number, labels capped alike.
+    partitions: list[tuple[int, Snapshot]] = field(default_factory=list)
 
     @property
     def n_open(self) -> int:
@@ -168,18 +172,39 @@ def take(state: BacklogState) -> Snapshot:
     return Snapshot(state.config, state.now_ms, teams, received, _copy_hist(state.h_ttr))
 
 
-def merge(snapshots: Iterable[Snapshot], config: BacklogConfig) -> Snapshot:
-    """Sum of ``snapshots`` by label value; with none, an empty snapshot of ``config``."""
+class LabelCaps:
+    """The team and source caps of one exposition. Each state caps its own labels, but together
+    its states know more names: the first ``max_teams`` (``max_sources``) names in merge order
+    keep theirs, later ones are counted as ``other``. Reuse one instance to map several merges
+    alike."""
+
+    def __init__(self, config: BacklogConfig) -> None:
+        self.teams = LabelInterner(config.max_teams, (TRIAGE,))
+        self.sources = LabelInterner(config.max_sources)
+
+    def team(self, name: str) -> str:
+        return self.teams.values[self.teams.intern(name)]
+
+    def source(self, name: str) -> str:
+        return self.sources.values[self.sources.intern(name)]
+
+
+def merge(snapshots: Iterable[Snapshot], config: BacklogConfig, caps: LabelCaps | None = None) -> Snapshot:
+    """Sum of ``snapshots`` by label value, within the label caps of ``config`` (``caps``: the
+    mapping to share with other merges); with none, an empty snapshot of ``config``."""
+    caps = caps or LabelCaps(config)
     nb = len(config.age_buckets_seconds) + 1
     out = Snapshot(config, 0, {}, {}, Histogram(len(config.time_to_route_buckets)))
     for snap in snapshots:
         out.now_ms = max(out.now_ms, snap.now_ms)
         for name, totals in snap.teams.items():
+            name = caps.team(name)
             mine = out.teams.get(name)
             if mine is None:
                 mine = out.teams[name] = TeamTotals.empty(nb)
             mine.add(totals)
         for source, count in snap.received.items():
+            source = caps.source(source)
             out.received[source] = out.received.get(source, 0) + count
         out.time_to_route = _add_hist(out.time_to_route, snap.time_to_route)
     return out

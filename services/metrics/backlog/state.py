@@ -30,10 +30,14 @@ from .aggregates import FlowWindow, Histogram
 from .columns import (
     COMPACT_SLACK,
     F_FR_BREACHED,
+    F_FR_DUE_OFF,
     F_FR_SEEN,
+    F_NO_STATE,
     F_OPEN,
     F_PAUSED,
+    F_RECEIVED,
     F_RES_BREACHED,
+    F_RES_DUE_OFF,
     F_RESPONDED,
     F_ROUTED,
     MASK32,
@@ -96,6 +100,8 @@ class BacklogState:
         self.seen: set[int] = set()
         self.seen_order: deque[int] = deque()
         self.resolved_fifo: deque[int] = deque()
+        self.received_fifo: deque[int] = deque()  # keys known from ticket.created only, when first seen
+        self.n_stateless = 0  # slots of those still without a state (F_NO_STATE)
         # Lazily deleted heaps, maintained by .transitions (not checkpointed: rebuilt on load).
         self.sched: list[int] = []  # next transition instant per open ticket
         self.oldest: dict[int, list[int]] = {}  # per team: open tickets by creation time
@@ -110,7 +116,7 @@ class BacklogState:
                 return
             if envelope.type in TICKET_EVENT_TYPES:
                 if envelope.type == EventType.TICKET_CREATED:
-                    self.c_received[self.sources.intern(envelope.source)] += 1
+                    self._receive(envelope.ticket_key, envelope.source)
                 return
             # The envelope was validated by EventEnvelope.from_bytes; reading the raw dict here
             # avoids a second pydantic pass, which would dominate the cost per event.
@@ -181,6 +187,31 @@ class BacklogState:
         advance_clock(self, now)
 
     # ---------------------------------------------------------------- event-driven transitions
+    def _receive(self, key: str, source: str) -> None:
+        """Count a ticket received once per key: intake also emits ticket.created for an update
+        of an existing ticket (one without a status). A key seen before its routing state gets a
+        stateless slot; beyond ``resolved_retention`` of them, the oldest are forgotten."""
+        h = key_hash(key)
+        slot = self.index.get(h)
+        if slot >= 0:
+            if self.a_flags[slot] & F_RECEIVED:
+                return
+            self.a_flags[slot] |= F_RECEIVED
+        else:
+            slot = self._alloc_slot()
+            self.index.put(h, slot)
+            self.a_flags[slot], self.a_rev[slot], self.a_next[slot] = F_RECEIVED | F_NO_STATE, 0, NEVER
+            self.a_created[slot] = self.a_fr_due[slot] = self.a_res_due[slot] = UNSET
+            self.n_stateless += 1
+            fifo = self.received_fifo
+            fifo.append(h)
+            while len(fifo) > self.config.resolved_retention:  # most got their state long since
+                old = fifo.popleft()
+                if (s := self.index.get(old)) >= 0 and self.a_flags[s] & F_NO_STATE:
+                    self._forget(old, s)
+                    self.n_stateless -= 1
+        self.c_received[self.sources.intern(source)] += 1
+
     def _first_sight(self, event_id: uuid.UUID) -> bool:
         key = _event_key(event_id)
         if key in self.seen:
@@ -221,30 +252,41 @@ class BacklogState:
         team = 0 if team_name is None else self.teams.intern(team_name)
         prio, status = _PRIO[prio_name], _STATUS[status_name]
         new_open = status < FIRST_RESOLVED_STATUS
-        existed = slot >= 0
+        existed = slot >= 0 and not self.a_flags[slot] & F_NO_STATE
         if existed:
             f = self.a_flags[slot]
             prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
             prev_open = bool(f & F_OPEN)
             if prev_open:
                 remove_open(self, slot)
-            # A changed deadline is a new obligation that can be breached again.
-            if self.a_fr_due[slot] != fr_due:
+            # A different deadline is a new obligation that can be breached again; one withdrawn
+            # (paused, solved: the router sends none) and restored is the same obligation.
+            if fr_due != UNSET and self.a_fr_due[slot] != fr_due:
                 f &= ~F_FR_BREACHED
-            if self.a_res_due[slot] != res_due:
+            if res_due != UNSET and self.a_res_due[slot] != res_due:
                 f &= ~F_RES_BREACHED
         else:
-            slot = self._alloc_slot()
-            self.index.put(h, slot)
-            f, prev_team, prev_prio, prev_created, prev_open = 0, -1, prio, UNSET, False
+            if slot < 0:
+                slot = self._alloc_slot()
+                self.index.put(h, slot)
+            else:
+                self.n_stateless -= 1  # known from its ticket.created: its first state
+            f = self.a_flags[slot] & F_RECEIVED  # 0 for a new slot (see _alloc_slot)
+            self.a_fr_due[slot] = self.a_res_due[slot] = UNSET
+            prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False
         self.a_team[slot], self.a_prio[slot], self.a_status[slot] = team, prio, status
         self.a_rev[slot] = revision
         self.a_cat[slot] = self.categories.intern(category) if category else 0
         self.a_src[slot] = self.sources.intern(source)
-        self.a_created[slot], self.a_fr_due[slot], self.a_res_due[slot] = created, fr_due, res_due
-        f &= ~(F_OPEN | F_PAUSED | F_RESPONDED)
+        self.a_created[slot] = created
+        if fr_due != UNSET:
+            self.a_fr_due[slot] = fr_due
+        if res_due != UNSET:
+            self.a_res_due[slot] = res_due
+        f &= ~(F_OPEN | F_PAUSED | F_RESPONDED | F_FR_DUE_OFF | F_RES_DUE_OFF)
         f |= F_OPEN if new_open else 0
         f |= (F_PAUSED if paused else 0) | (F_RESPONDED if responded != UNSET else 0)
+        f |= (F_FR_DUE_OFF if fr_due == UNSET else 0) | (F_RES_DUE_OFF if res_due == UNSET else 0)
         minute, now_minute = min(event_ms, self.now_ms) // 60_000, self.now_ms // 60_000
 
         if new_open and team != 0 and team != prev_team:
@@ -313,13 +355,11 @@ class BacklogState:
 
     def _evict_resolved(self) -> None:
         fifo, limit = self.resolved_fifo, self.config.resolved_retention
-        while fifo and self.n_used - self.n_open > limit:
+        while fifo and self.n_used - self.n_open - self.n_stateless > limit:
             h = fifo.popleft()
             slot = self.index.get(h)
-            if slot >= 0 and not self.a_flags[slot] & F_OPEN:
-                self.index.remove(h)
-                self.a_flags[slot], self.a_next[slot] = 0, NEVER
-                self.free.append(slot)
+            if slot >= 0 and not self.a_flags[slot] & (F_OPEN | F_NO_STATE):
+                self._forget(h, slot)
         if len(fifo) > 2 * limit + COMPACT_SLACK:  # drop entries of reopened/forgotten tickets
             keep = [
                 h
@@ -327,6 +367,11 @@ class BacklogState:
                 if (s := self.index.get(h)) >= 0 and not self.a_flags[s] & F_OPEN
             ]
             self.resolved_fifo = deque(keep)
+
+    def _forget(self, h: int, slot: int) -> None:
+        self.index.remove(h)
+        self.a_flags[slot], self.a_next[slot] = 0, NEVER
+        self.free.append(slot)
 
     def open_slots(self) -> list[int]:
         return [s for s, f in enumerate(self.a_flags) if f & F_OPEN]

@@ -31,10 +31,12 @@ from .columns import (
     COMPACT_SLACK,
     F_AT_RISK,
     F_FR_BREACHED,
+    F_FR_DUE_OFF,
     F_OPEN,
     F_OVERDUE,
     F_PAUSED,
     F_RES_BREACHED,
+    F_RES_DUE_OFF,
     F_RESPONDED,
     MASK32,
     NEVER,
@@ -76,7 +78,7 @@ def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
     nxt = created + edges[bucket] + 1 if bucket < len(edges) else NEVER
     if not f & F_PAUSED:
         due = st.a_res_due[slot]
-        if due != UNSET:
+        if due != UNSET and not f & F_RES_DUE_OFF:
             if now >= due:
                 f |= F_OVERDUE
                 if not f & F_RES_BREACHED:
@@ -90,7 +92,7 @@ def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
                 else:
                     nxt = min(nxt, warn)
         due = st.a_fr_due[slot]
-        if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED):
+        if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
             if now >= due:
                 f |= F_FR_BREACHED
                 st.c_breach[team * 2] += 1

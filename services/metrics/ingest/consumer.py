@@ -11,6 +11,11 @@ On assignment a shard is restored from its row and both partitions are sought to
 covers (exactly the events after it are replayed: no double counting, no full-history replay).
 On revocation the shard is checkpointed and dropped; the new owner restores that checkpoint.
 The loop handles batches inline, so no batch is mid-flight while a rebalance callback runs.
+
+A shard's clock (ages, overdue, deadlines passing) follows its events while it replays, and the
+wall clock once caught up (every topic of its partition read to its end once since assigned, as
+``metrics_backlog_caught_up`` reports): events applied hours after they happened must not count a
+deadline as missed at the wall time, before the later events that met it are applied.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 from prometheus_client import Gauge, Histogram
@@ -30,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.backlog import BacklogState
 from services.metrics.backlog.checkpoint import capture, load, seal
+from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.models import MetricsCheckpoint
 from shared.events import utc_now
 from shared.kafka.consumer import ConsumedEvent, is_transient
@@ -63,6 +69,7 @@ class Shard:
     pending: int = 0  # events applied since the last checkpoint; changed under state.lock
     persisted: bool = False  # a checkpoint row describes this state
     caught_up: set[str] = field(default_factory=set)  # topics read to their end once since assigned
+    live: bool = False  # all of them: the clock follows the wall clock, no longer the events
 
 
 class BacklogIngest:
@@ -91,6 +98,24 @@ class BacklogIngest:
     def states(self) -> list[BacklogState]:
         return [shard.state for shard in list(self.shards.values())]
 
+    def advance_clocks(self) -> None:
+        """Move the clocks of the caught-up shards to now; a replaying one follows its events."""
+        now = self.clock()
+        for shard in list(self.shards.values()):
+            if shard.live:
+                shard.state.advance_clock(now)
+
+    def snapshots(self) -> list[tuple[int, Snapshot]]:
+        """Each owned shard's aggregates by partition, the caught-up ones as of now."""
+        now = self.clock()
+        out = []
+        for p, shard in sorted(list(self.shards.items()), key=lambda item: item[0]):
+            with shard.state.lock:
+                if shard.live:
+                    shard.state.advance_clock(now)
+                out.append((p, shard.state.snapshot()))
+        return out
+
     # ---------------------------------------------------------------- rebalance hooks
     async def on_assign(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
         """Restore the shard of every newly assigned partition number; seek to what it covers.
@@ -112,6 +137,7 @@ class BacklogIngest:
             for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
                 restored[p] = await self._restore(p)
                 restored[p].caught_up.clear()
+                restored[p].live = False
             await self._read_recreated_from_start(restored, assigned)
             self.shards.update(restored)
             self._parked.clear()
@@ -232,7 +258,8 @@ class BacklogIngest:
                     key = _tp_key(event.topic, event.partition)
                     if event.offset < shard.next_offsets.get(key, 0):
                         continue  # already in the state (a redelivery): counting it twice would drift
-                    shard.state.apply(event.envelope, now)
+                    at = now if shard.live else _replayed_at(event.envelope.occurred_at, now)
+                    shard.state.apply(event.envelope, at)
                     shard.next_offsets[key] = event.offset + 1
                     applied += 1
                 shard.pending += applied
@@ -265,8 +292,10 @@ class BacklogIngest:
 
     # ---------------------------------------------------------------- readiness
     def caught_up(self, assignment: set[TopicPartition], lag: dict[TopicPartition, int]) -> bool:
-        """Every assigned partition has a restored shard and was read to its end once since."""
+        """Every assigned partition has a restored shard and was read to its end once since;
+        the shards of the partitions that were go live (see the module docstring)."""
         ready = True
+        behind: set[int] = set()
         for tp in assignment:
             shard = self.shards.get(tp.partition)
             if shard is None:
@@ -274,8 +303,21 @@ class BacklogIngest:
                 continue
             if lag.get(tp) == 0:
                 shard.caught_up.add(tp.topic)
-            ready = ready and tp.topic in shard.caught_up
+            if tp.topic not in shard.caught_up:
+                ready = False
+                behind.add(tp.partition)
+        for tp in assignment:
+            shard = self.shards.get(tp.partition)
+            if shard is not None and tp.partition not in behind:
+                shard.live = True
         return ready
+
+
+def _replayed_at(occurred: datetime, now: datetime) -> datetime:
+    """A replayed event's instant, never past ``now`` (naive = UTC, as the state reads it)."""
+    if occurred.tzinfo is None:
+        occurred = occurred.replace(tzinfo=UTC)
+    return min(occurred, now)
 
 
 def _encode(shard: Shard) -> tuple[bytes, dict[str, int], int]:

@@ -8,7 +8,9 @@ except the pure Erlang C function and the configuration defaults.
 :func:`random_stream` builds events against the *real* clock ``t0`` so a running service (which
 uses the wall clock) can be compared: ages, deadlines and warning instants are kept at least
 15 minutes away from any boundary during the test, and event times fall either well inside or
-well outside the 60-minute flow window.
+well outside the 60-minute flow window. A deadline already past is set before the event that
+carries it happened, so a shard replaying (its clock at its events' time) counts the breaches a
+live one (at the wall clock) does.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class _Flags:
     fr_breached: bool = False
     res_breached: bool = False
     routed: bool = False
+    fr_due: int | None = None  # the last deadlines set: withdrawn and restored, not re-armed
+    res_due: int | None = None
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Truth:
     teams: set[str] = field(default_factory=lambda: {"triage", "other"})
     sources: set[str] = field(default_factory=lambda: {"other"})  # label values seen (zeros exported)
     received: Counter[str] = field(default_factory=Counter)
+    received_keys: set[str] = field(default_factory=set)  # ticket.created counts once per ticket
+    clock_ms: int = 0  # the service's clock: the latest instant it was given
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, team)
     breaches: Counter[tuple[str, str]] = field(default_factory=Counter)  # (team, kind)
     ttr: list[float] = field(default_factory=list)
@@ -76,11 +82,14 @@ class Truth:
     flow: list[tuple[int, str, str]] = field(default_factory=list)  # (minute, team, in/out)
 
     def apply(self, env: EventEnvelope, now_ms: int) -> None:
-        """Apply one event as processed at wall time ``now_ms``."""
+        """Apply one event as processed at ``now_ms`` (wall time, or its own time in a replay)."""
+        self.clock_ms = now_ms = max(self.clock_ms, now_ms)
+        self._time_breaches(now_ms)  # the deadlines passed before it, as the service's clock does
         if env.event_id in self.seen:
             return
         self.seen.add(env.event_id)
-        if env.type == EventType.TICKET_CREATED:
+        if env.type == EventType.TICKET_CREATED and env.ticket_key not in self.received_keys:
+            self.received_keys.add(env.ticket_key)
             self.received[env.source] += 1
             self.sources.add(env.source)
         if "state" not in env.payload:
@@ -99,11 +108,10 @@ class Truth:
         assert created is not None
         fr_due, res_due = _ms(new.sla.first_response_due), _ms(new.sla.resolution_due)
         responded = _ms(new.sla.first_responded_at)
-        if old is not None:
-            if _ms(old.sla.first_response_due) != fr_due:
-                flags.fr_breached = False
-            if _ms(old.sla.resolution_due) != res_due:
-                flags.res_breached = False
+        if fr_due is not None and fr_due != flags.fr_due:
+            flags.fr_breached, flags.fr_due = False, fr_due
+        if res_due is not None and res_due != flags.res_due:
+            flags.res_breached, flags.res_due = False, res_due
         if new_open and team != "triage" and team != prev_team:
             self.counters[("routed", team)] += 1
         if team != "triage" and not flags.routed:
@@ -164,6 +172,7 @@ class Truth:
 
     def expected(self, now_ms: int) -> dict[Key, float]:
         """Every sample of the backlog families at wall time ``now_ms``."""
+        self.clock_ms = max(self.clock_ms, now_ms)
         self._time_breaches(now_ms)
         cfg = self.config
         exp: dict[Key, float] = defaultdict(float)
@@ -315,6 +324,9 @@ class Stream:
             due = self._safe_instant(-48 * H, 72 * H)
             if due <= created + timedelta(minutes=1):
                 continue
+            assert self.clock is not None
+            if min(self.clock, self.t0 - timedelta(minutes=1)) <= due <= self.t0:
+                continue  # past by the wall clock, not yet by the events': see the docstring
             span = (due - created).total_seconds() * 1000
             warn = created + timedelta(milliseconds=math.ceil(0.75 * span))
             if not self.t0 - timedelta(minutes=15) <= warn <= self.t0 + timedelta(minutes=25):

@@ -1,0 +1,116 @@
+"""A shard's clock while it replays: its events' time, not the wall clock, until it is caught up."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics.app import ShardsCollector
+from services.metrics.backlog import BacklogState
+from services.metrics.ingest.consumer import BacklogIngest, Shard
+from shared.events import EventEnvelope, EventType
+from shared.kafka.consumer import ConsumedEvent
+from tests.unit.backlog.helpers import at, envelope, make_state
+
+H = 3600.0
+ROUTING = "routing"
+
+
+class Clock:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self) -> datetime:
+        return at(self.seconds)
+
+
+def ingest_of(clock: Clock, *partitions: int) -> BacklogIngest:
+    ingest = BacklogIngest(cast(Any, None), clock=clock)  # no checkpoints here: no database
+    for p in partitions:
+        ingest.shards[p] = Shard(p, BacklogState(), {})
+    return ingest
+
+
+def batch(partition: int, envelopes: list[EventEnvelope], first_offset: int = 0) -> list[ConsumedEvent]:
+    return [ConsumedEvent(e, ROUTING, partition, first_offset + i) for i, e in enumerate(envelopes)]
+
+
+def breaches(ingest: BacklogIngest) -> dict[str, float]:
+    """sla_breaches_total by kind for team billing, summed over partitions."""
+    registry = CollectorRegistry()
+    registry.register(ShardsCollector(ingest))
+    out = {"first_response": 0.0, "resolution": 0.0}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            if s.name == "sla_breaches_total" and s.labels["team"] == "billing":
+                out[s.labels["kind"]] += s.value
+    return out
+
+
+def answered_in_time() -> list[EventEnvelope]:
+    """Created at 0 (first response due at 30 min, resolution at 4 h), answered at 10 min, solved
+    at 1 h; and a second ticket due at 2 h, still open."""
+    s1 = make_state("z:1", 0, team="billing", routed=0, fr_due=1800, res_due=4 * H)
+    s2 = make_state("z:1", 0, team="billing", routed=0, fr_due=1800, res_due=4 * H, responded=600)
+    s2.revision = 1
+    s3 = make_state(
+        "z:1", 0, team="billing", fr_due=1800, res_due=4 * H, responded=600, status="solved", resolved=H
+    )
+    s3.revision = 2
+    late = make_state("z:2", 0, team="billing", routed=0, res_due=2 * H, responded=60)
+    return [
+        envelope(s1, 0, EventType.TICKET_ROUTED),
+        envelope(late, 0, EventType.TICKET_ROUTED),
+        envelope(s2, 600),
+        envelope(s3, H, EventType.TICKET_RESOLVED),
+    ]
+
+
+async def test_a_replay_hours_later_counts_the_breaches_of_the_events_time() -> None:
+    clock = Clock(5 * H)  # the events are read 5 h after they happened (restart, no checkpoint)
+    ingest = ingest_of(clock, 0)
+    await ingest(batch(0, answered_in_time()))
+    # Scrapes and ticks while replaying leave the clock at the events' time.
+    assert breaches(ingest) == {"first_response": 0, "resolution": 0}
+    ingest.advance_clocks()
+    assert breaches(ingest) == {"first_response": 0, "resolution": 0}
+
+    tps = {TopicPartition(ROUTING, 0)}
+    assert ingest.caught_up(tps, {TopicPartition(ROUTING, 0): 0})
+    # Caught up: the wall clock, at which ticket z:2 is overdue since 2 h.
+    assert breaches(ingest) == {"first_response": 0, "resolution": 1}
+
+
+async def test_only_the_shards_still_replaying_keep_their_events_time() -> None:
+    clock = Clock(5 * H)
+    ingest = ingest_of(clock, 0, 1)
+    await ingest(batch(0, answered_in_time()[:2]))
+    await ingest(batch(1, answered_in_time()[:2]))
+    lag = {TopicPartition(ROUTING, 0): 0, TopicPartition(ROUTING, 1): 7}
+    assert not ingest.caught_up(set(lag), lag)
+    ingest.advance_clocks()
+    assert ingest.shards[0].state.now_ms == round(at(5 * H).timestamp() * 1000)
+    assert ingest.shards[1].state.now_ms == round(at(0).timestamp() * 1000)
+
+    clock.seconds = 6 * H  # a live shard applies events at the wall clock
+    await ingest(batch(0, [envelope(make_state("z:3", 0, team="billing"), 5.5 * H)], first_offset=2))
+    assert ingest.shards[0].state.now_ms == round(at(6 * H).timestamp() * 1000)
+
+
+async def test_a_shard_assigned_again_replays_until_caught_up_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest = ingest_of(Clock(5 * H), 0)
+    tp = TopicPartition(ROUTING, 0)
+    assert ingest.caught_up({tp}, {tp: 0})
+    shard = ingest.shards.pop(0)  # revoked, then reused on its return (see BacklogIngest._parked)
+
+    async def reuse(_p: int) -> Shard:
+        return shard
+
+    monkeypatch.setattr(ingest, "_load_shard", reuse)
+    await ingest.on_assign({tp})
+    assert ingest.shards[0] is shard and not shard.live
