@@ -7,6 +7,7 @@ diff against the previous one; a deletion is a version too (``deleted``), so his
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 from urllib.parse import quote
@@ -27,6 +28,8 @@ from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Stale, etag
 from shared.http.problems import field_errors
+
+log = logging.getLogger(__name__)
 
 MODELS: dict[str, type[BaseModel]] = {"policy": StoredPolicy, "calendar": BusinessCalendar}
 
@@ -231,6 +234,17 @@ async def load_config(session: AsyncSession) -> SlaConfig:
     calendars = {
         r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
     }
-    policies = [StoredPolicy.model_validate(r.document) for r in await live_rows(session, "policy")]
+    policies = []
+    for row in await live_rows(session, "policy"):
+        try:
+            policies.append(StoredPolicy.model_validate(row.document))
+        except ValidationError as exc:
+            # Saved under looser checks by an earlier version (a target over a year, say). Failing
+            # here would stop every router, and the admin API with them, so the policy is left out
+            # until it is saved again (the API refuses it with the field at fault).
+            log.error(
+                "stored SLA policy is invalid and not applied; save it again to fix it",
+                extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
+            )
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version)

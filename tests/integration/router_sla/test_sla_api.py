@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from services.router.slas import service
 from services.router.slas.endpoints import router
+from services.router.slas.models import SlaConfigVersion
 from services.router.slas.service import load_config
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
@@ -145,6 +146,25 @@ async def test_targets_are_finite_and_at_most_a_year(sessions):
             f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]}
         )
         assert deleted.status_code == 204
+
+
+async def test_a_stored_policy_that_newer_checks_refuse_is_left_out_not_fatal(sessions, caplog):
+    """Saved by an earlier version (a two-year target): loading the configuration, which every
+    router does at start, must not fail; the policy is skipped and the error logged."""
+    pol = f"pol-{new_id()[:8]}"
+    old = {"targets": {"P1": {"resolution": 2 * 525_600}}, "applies_when": NEVER}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=old, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert config.policy_named(pol) is None
+        assert any(getattr(r, "policy", None) == pol for r in caplog.records if r.levelname == "ERROR")
+    finally:
+        async with sessions() as session, session.begin():
+            session.add(
+                SlaConfigVersion(kind="policy", name=pol, version=2, document=old, deleted=True, author="t")
+            )
 
 
 async def test_reassign_to_names_an_active_team(sessions):
