@@ -50,7 +50,8 @@ async def _create_postgres_database(base_url: str) -> str:
     return await create_database(base_url, "tr_test")
 
 
-def _database_params() -> list[object]:
+def database_params() -> list[object]:
+    """SQLite, and PostgreSQL when TEST_POSTGRES_URL is set (ids ``sqlite``, ``postgres``)."""
     return [
         pytest.param("sqlite", id="sqlite"),
         pytest.param(
@@ -64,7 +65,7 @@ def _database_params() -> list[object]:
     ]
 
 
-@pytest.fixture(scope="session", params=_database_params())
+@pytest.fixture(scope="session", params=database_params())
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database for the session: SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from migrations.metadata import metadata
 from shared.db.engine import create_engine
 from shared.db.migrate import alembic_config, downgrade, upgrade
-from tests.conftest import POSTGRES_URL, _create_postgres_database
+from tests.conftest import POSTGRES_URL, _create_postgres_database, database_params
 
 
 def fresh_url(kind: str, tmp_path) -> str:
@@ -31,19 +31,7 @@ async def table_names(url: str) -> set[str]:
         await engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", database_params())
 def test_upgrade_downgrade_upgrade(kind, tmp_path):
     url = fresh_url(kind, tmp_path)
     upgrade(url)

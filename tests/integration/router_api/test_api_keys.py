@@ -17,7 +17,7 @@ from shared.auth import Role
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 from shared.db.scratch import drop_database
-from tests.conftest import POSTGRES_URL, _create_postgres_database
+from tests.conftest import POSTGRES_URL, _create_postgres_database, database_params
 from tests.integration.router_api.helpers import Router
 
 
@@ -105,19 +105,7 @@ async def test_the_last_active_admin_key_cannot_be_revoked(tmp_path: Path) -> No
         await engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "database",
-    [
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not POSTGRES_URL, reason="TEST_POSTGRES_URL not set"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("database", database_params())
 async def test_two_admins_revoking_each_others_key_at_once_leave_one(database: str, tmp_path: Path) -> None:
     """Each revocation counted two active admin keys before either wrote: both succeeded, and no
     admin key was left. On a database of its own, like the test above."""
