@@ -24,9 +24,9 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +48,15 @@ def derived_event_id(*parts: str) -> uuid.UUID:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc_if_naive(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# A time without a zone means UTC, as intake reads vendor timestamps: a naive time compared with
+# an aware one raises, which would make every later event of the ticket fail.
+UtcDatetime = Annotated[datetime, AfterValidator(_utc_if_naive)]
 
 
 class TicketStatus(StrEnum):
@@ -173,8 +182,8 @@ class TicketSnapshot(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=200)
     channel: str | None = Field(default=None, max_length=100)
     url: str | None = Field(default=None, max_length=2_000)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
     # The team/group the source system has the ticket assigned to, when it says so.
     external_assignee_group: str | None = Field(default=None, max_length=300)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
@@ -250,8 +259,8 @@ class EventEnvelope(BaseModel):
     type: EventType
     schema_version: Literal[1] = 1  # SCHEMA_VERSION
     ticket_key: str = Field(min_length=1, max_length=TICKET_KEY_MAX)
-    occurred_at: datetime
-    produced_at: datetime = Field(default_factory=utc_now)
+    occurred_at: UtcDatetime
+    produced_at: UtcDatetime = Field(default_factory=utc_now)
     source: str = Field(min_length=1, max_length=100)
     payload: dict[str, Any]
 

@@ -321,6 +321,7 @@ class RoutingHandler:
             merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
             updated_at = row.snapshot.get("updated_at") if row is not None else None
+            said_priority = row.snapshot.get("priority") if row is not None else None
             tracker = None
             if sla_config is not None:
                 stored = row.sla_clock if row is not None else None
@@ -333,6 +334,7 @@ class RoutingHandler:
                 route,
                 now,
                 sla=tracker,
+                said_priority_before=said_priority,
             )
             if decision.stale:
                 STALE.inc()

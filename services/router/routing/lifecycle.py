@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from shared.events import (
@@ -99,8 +99,13 @@ def decide(
     route: RouteFn,
     now: datetime,
     sla: StateHook | None = None,
+    said_priority_before: str | None = None,
 ) -> Decision:
+    """``said_priority_before``: the priority the source gave in its previous events (the stored
+    snapshot's), so that a source repeating it does not undo a priority the router chose."""
     # Sources can deliver out of order; never let an older snapshot overwrite a newer one.
+    if current_updated_at is not None and current_updated_at.tzinfo is None:
+        current_updated_at = current_updated_at.replace(tzinfo=UTC)  # stored before times were UTC'd
     if (
         current is not None
         and current_updated_at
@@ -152,7 +157,11 @@ def decide(
     if status != current.status:
         state.status = status
         reasons.append(f"status {current.status.value} -> {status.value}")
-    if snapshot.priority is not None and snapshot.priority != current.priority:
+    if (
+        snapshot.priority is not None
+        and snapshot.priority != said_priority_before
+        and snapshot.priority != current.priority
+    ):
         state.priority = snapshot.priority
         reasons.append(f"source set priority {snapshot.priority.value}")
     external_team = snapshot.external_assignee_group

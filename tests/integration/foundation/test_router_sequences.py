@@ -1,0 +1,89 @@
+"""Event sequences through the router's batch handler that once left a wrong state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.models import RouterTicket, RoutingDecision
+from services.router.routing.handler import RoutingHandler
+from services.router.routing.lifecycle import RouteResult
+from shared.events import EventEnvelope, EventType, Priority, TicketSnapshot, ticket_event
+from shared.kafka.consumer import ConsumedEvent
+from tests.integration.foundation.test_router_batches import RecordingProducer
+
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def route(snapshot: TicketSnapshot, source: str, **_: Any) -> RouteResult:
+    if "outage" in snapshot.subject.lower():  # a rule that raises the priority
+        return RouteResult(
+            team="ops", priority=Priority.P1, rule="outage", ruleset_version=1, reasons=["outage"]
+        )
+    return RouteResult(team="access", rule="any", ruleset_version=1, reasons=["any"])
+
+
+async def handle(sessions: Sessions, *batches: list[EventEnvelope]) -> None:
+    handler = RoutingHandler(sessions, RecordingProducer(), "routing", lambda: route, lambda: NOW)
+    offset = 0
+    for batch in batches:
+        consumed = []
+        for sent in batch:
+            envelope, ticket = EventEnvelope.decode(sent.to_bytes())
+            consumed.append(ConsumedEvent(envelope, "tickets", 0, offset, ticket))
+            offset += 1
+        await handler(consumed)
+
+
+def said(kind: EventType, ext: str, **fields: Any) -> EventEnvelope:
+    return ticket_event(kind, "api", TicketSnapshot(external_id=ext, **fields), NOW)
+
+
+async def test_a_source_repeating_its_priority_does_not_undo_the_routers(sessions: Sessions) -> None:
+    """The stored snapshot merged with a comment still says P3: that is not the source setting P3."""
+    ext = uuid.uuid4().hex
+    await handle(
+        sessions,
+        [said(EventType.TICKET_CREATED, ext, subject="Outage", priority=Priority.P3)],
+        [said(EventType.TICKET_COMMENTED, ext, comment={"body": "+1", "from_agent": False})],
+        [said(EventType.TICKET_UPDATED, ext, priority=Priority.P3)],  # full-snapshot sources repeat it
+    )
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+        assert row is not None and row.priority == Priority.P1.value
+        decisions = (
+            await session.scalars(select(RoutingDecision).where(RoutingDecision.ticket_key == f"api:{ext}"))
+        ).all()
+    assert [d.kind for d in decisions] == [EventType.TICKET_ROUTED.value]
+    # A change the source makes is still applied.
+    await handle(sessions, [said(EventType.TICKET_UPDATED, ext, priority=Priority.P2)])
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+        assert row is not None and row.priority == Priority.P2.value
+
+
+async def test_a_time_without_a_zone_is_utc_and_later_events_still_apply(sessions: Sessions) -> None:
+    """A native webhook's naive updated_at, then an aware one: comparing them raised TypeError."""
+    ext = uuid.uuid4().hex
+    naive = datetime(2026, 6, 1, 9, 0)
+    await handle(
+        sessions,
+        [said(EventType.TICKET_CREATED, ext, subject="vpn", updated_at=naive)],
+        [
+            said(
+                EventType.TICKET_UPDATED,
+                ext,
+                priority=Priority.P2,
+                updated_at=naive.replace(tzinfo=UTC) + timedelta(minutes=30),
+            )
+        ],
+    )
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+    assert row is not None and row.priority == Priority.P2.value
+    assert row.snapshot["updated_at"].endswith(("+00:00", "Z"))
