@@ -31,7 +31,7 @@ from services.router.classifiers.service import feedback_row, is_team_correction
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.lifecycle import EvaluatesAhead, PreparesBatch, RouteFn, decide
+from services.router.routing.lifecycle import EvaluatesAhead, PreparesBatch, RouteFn, decide, fill_gaps
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
 from services.router.routing.texts import EARLY_SLICE, prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
@@ -338,7 +338,26 @@ class RoutingHandler:
             )
             if decision.stale:
                 STALE.inc()
-                continue
+                assert row is not None and current is not None  # only what we hold can be newer
+                filled = fill_gaps(row.snapshot, envelope.payload)
+                if filled is None:
+                    continue
+                # Its content fills what we lack (and a ticket in triage gets another chance);
+                # its state is older than ours, so it counts as an update that changes none.
+                merged, snapshot = filled, TicketSnapshot.model_validate(filled)
+                if sla_config is not None:
+                    tracker = SlaTracker(sla_config, row.sla_clock, snapshot, envelope.occurred_at)
+                as_update = envelope.model_copy(update={"type": EventType.TICKET_UPDATED})
+                decision = decide(
+                    current,
+                    None,
+                    as_update,
+                    snapshot,
+                    route,
+                    now,
+                    sla=tracker,
+                    said_priority_before=said_priority,
+                )
             if row is None:
                 row = NewTicket(envelope.ticket_key, envelope.source, snapshot.external_id)
                 created.append(row)

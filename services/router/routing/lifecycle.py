@@ -265,3 +265,34 @@ def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> None
 
 def _first(*values: Priority | None) -> Priority:
     return next(value for value in values if value is not None)
+
+
+# What an older event may still tell us: the ticket's content, never its state (status, priority,
+# assignee), which the newer events we applied have decided.
+_CONTENT_FIELDS = (
+    "subject",
+    "description",
+    "requester",
+    "tags",
+    "channel",
+    "url",
+    "created_at",
+    "custom_fields",
+)
+
+
+def fill_gaps(stored: dict[str, Any], older: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored snapshot with the content an older event has and it lacks (a ``created``
+    delivered after a newer comment: its subject and description); None when it adds nothing."""
+    filled: dict[str, Any] = {}
+    for name in _CONTENT_FIELDS:
+        have, offered = stored.get(name), older.get(name)
+        if offered in (None, "", [], {}):
+            continue
+        if isinstance(have, dict) and isinstance(offered, dict):
+            combined = {**offered, **have}  # what we hold wins, key by key
+            if combined != have:
+                filled[name] = combined
+        elif have in (None, "", [], {}):
+            filled[name] = offered
+    return {**stored, **filled} if filled else None

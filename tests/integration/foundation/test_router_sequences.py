@@ -87,3 +87,33 @@ async def test_a_time_without_a_zone_is_utc_and_later_events_still_apply(session
         row = await session.get(RouterTicket, f"api:{ext}")
     assert row is not None and row.priority == Priority.P2.value
     assert row.snapshot["updated_at"].endswith(("+00:00", "Z"))
+
+
+async def test_a_created_delivered_after_a_newer_comment_still_gives_its_content(sessions: Sessions) -> None:
+    """The comment made the ticket (no subject: triage); the older created event was then dropped
+    as stale, with the subject the rules needed."""
+    ext = uuid.uuid4().hex
+    t0 = NOW - timedelta(hours=2)
+
+    def triage_unless_vpn(snapshot: TicketSnapshot, source: str, **_: Any) -> RouteResult:
+        if "vpn" in snapshot.subject.lower():
+            return RouteResult(team="access", rule="vpn", ruleset_version=1, reasons=["vpn"])
+        return RouteResult(team=None, reasons=["no rule"])
+
+    handler = RoutingHandler(sessions, RecordingProducer(), "routing", lambda: triage_unless_vpn, lambda: NOW)
+    comment = said(
+        EventType.TICKET_COMMENTED,
+        ext,
+        updated_at=t0 + timedelta(minutes=5),
+        comment={"body": "any news?", "from_agent": False},
+    )
+    created = said(
+        EventType.TICKET_CREATED, ext, subject="VPN broken", status="open", updated_at=t0, created_at=t0
+    )
+    for offset, sent in enumerate([comment, created]):
+        envelope, ticket = EventEnvelope.decode(sent.to_bytes())
+        await handler([ConsumedEvent(envelope, "tickets", 0, offset, ticket)])
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+    assert row is not None and row.team == "access" and row.snapshot["subject"] == "VPN broken"
+    assert row.snapshot["updated_at"] == comment.payload["updated_at"]  # the newer state stays

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.router.routing.lifecycle import RouteResult, decide
+from services.router.routing.lifecycle import RouteResult, decide, fill_gaps
 from shared.events import (
     Comment,
     EventEnvelope,
@@ -136,3 +136,21 @@ def test_external_reassignment_moves_the_team():
         T0,
     )
     assert d.state.team == "b" and d.events[0][1].previous_team == "a"
+
+
+def test_an_older_event_fills_only_the_content_we_lack():
+    stored = {"external_id": "7", "status": "open", "priority": "P1", "requester": {"email": "a@x"}}
+    older = {
+        "external_id": "7",
+        "status": "new",
+        "priority": "P4",
+        "subject": "VPN broken",
+        "requester": {"email": "old@x", "name": "Ada"},
+        "tags": [],
+    }
+    assert fill_gaps(stored, older) == {
+        **stored,
+        "subject": "VPN broken",
+        "requester": {"email": "a@x", "name": "Ada"},
+    }
+    assert fill_gaps({**stored, "subject": "newer"}, {"subject": "older", "status": "solved"}) is None
