@@ -6,11 +6,15 @@ No secret lives in these classes: API keys and webhook secrets are stored in the
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.events import TicketStatus
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -34,6 +38,14 @@ class CommonSettings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(default=True, description="JSON log lines (false: human readable).")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     def kafka_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
@@ -141,6 +153,32 @@ class RouterSettings(ConsumerSettings):
         description="Urgency x impact -> priority as JSON {urgency: {impact: P1..P4}} (levels 1-4 or "
         "low/medium/high/critical); unset: the built-in ITIL-like matrix.",
     )
+
+    # Checked here, so that a typo is named before the service connects to anything.
+    @field_validator("router_load_counted_statuses")
+    @classmethod
+    def _known_statuses(cls, value: str) -> str:
+        known = [status.value for status in TicketStatus]
+        unknown = [s.strip() for s in value.split(",") if s.strip() and s.strip() not in known]
+        if unknown:
+            raise ValueError(f"unknown status {unknown[0]!r}; expected some of {', '.join(known)}")
+        return value
+
+    @field_validator("router_priority_matrix")
+    @classmethod
+    def _matrix_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            cells = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc.msg} at character {exc.pos}") from exc
+        if not isinstance(cells, dict) or not all(
+            isinstance(row, dict) and all(isinstance(p, str) for p in row.values()) for row in cells.values()
+        ):
+            raise ValueError('expected {urgency: {impact: "P1".."P4"}}')
+        return value
+
     router_writeback_poll_s: float = Field(default=1.0, gt=0, description="Write-back sender poll period.")
     router_writeback_max_attempts: int = Field(
         default=8, ge=1, description="Attempts before a write-back delivery is marked failed."

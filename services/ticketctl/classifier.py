@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +18,7 @@ from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
 from services.ticketctl.database import run_in_transaction
+from services.ticketctl.output import console
 
 classifier_app = typer.Typer(
     help="Classifier models: train, evaluate, list, activate, deactivate; feedback export.",
@@ -26,7 +26,6 @@ classifier_app = typer.Typer(
 )
 feedback_app = typer.Typer(help="Corrections captured when the source system reassigns a ticket.")
 classifier_app.add_typer(feedback_app, name="feedback")
-console = Console()
 T = TypeVar("T")
 ACTOR = "ticketctl"
 
@@ -38,7 +37,7 @@ def _db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]{message}[/]")
+    console.print(f"{message}", style="red")
     return typer.Exit(1)
 
 
@@ -92,7 +91,7 @@ def train_command(
     texts, labels, rare = service.drop_rare(texts, labels)
     if rare:
         listed = ", ".join(f"{k} ({n})" for k, n in sorted(rare.items()))
-        console.print(f"[yellow]left out, too few examples to learn from: {listed}[/]")
+        console.print(f"left out, too few examples to learn from: {listed}", style="yellow")
     with Progress(
         TextColumn("{task.description:<18}"),
         BarColumn(),

@@ -11,19 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
-from rich.console import Console
+from rich.text import Text
 from sqlalchemy import select
 
 from services.ticketctl.database import in_transaction
 from services.ticketctl.demo import seed_demo
+from services.ticketctl.output import console
 from shared.auth import Role, create_api_key, hash_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 from shared.db.models import ApiKey
 from shared.kafka.embedded import EmbeddedBroker
 from shared.settings import DevSettings
-
-console = Console()
 
 SERVICES = [("intake", 8000), ("router", 8001), ("metrics", 8002)]
 
@@ -93,7 +92,7 @@ def run(embedded_broker: bool = True) -> int:
     if embedded_broker:
         port = int(settings.kafka_servers()[0].rsplit(":", 1)[1])
         broker = EmbeddedBroker(port=port, log_path=var / "logs" / "broker.log")
-        console.print(f"[bold]broker[/] tansu (in memory) on {broker.start()}")
+        console.print(Text.assemble(("broker", "bold"), f" tansu (in memory) on {broker.start()}"))
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     stop = False
@@ -106,9 +105,9 @@ def run(embedded_broker: bool = True) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         upgrade(settings.database_url)
-        console.print("[bold]database[/] migrated")
+        console.print(Text.assemble(("database", "bold"), " migrated"))
         if asyncio.run(seed(settings.database_url)):
-            console.print("[bold]demo[/] seeded teams and rules")
+            console.print(Text.assemble(("demo", "bold"), " seeded teams and rules"))
         credentials_path = var / "dev-credentials.env"
         credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
         for name, _port in SERVICES:
@@ -132,7 +131,7 @@ def run(embedded_broker: bool = True) -> int:
             for name, process in processes:
                 if process.poll() is not None:
                     console.print(
-                        f"[red]{name} exited with code {process.returncode}; see var/logs/{name}.log[/]"
+                        f"{name} exited with code {process.returncode}; see var/logs/{name}.log", style="red"
                     )
                     return 1
             time.sleep(0.5)
@@ -146,7 +145,7 @@ def run(embedded_broker: bool = True) -> int:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{name} did not stop in time; killing it[/]")
+                console.print(f"{name} did not stop in time; killing it", style="yellow")
                 process.kill()
         if broker is not None:
             broker.stop()
@@ -155,7 +154,7 @@ def run(embedded_broker: bool = True) -> int:
 
 def _print_banner(credentials: dict[str, str], created: bool, path: Path) -> None:
     console.print()
-    console.print("[bold green]ticket router is running[/]")
+    console.print("ticket router is running", style="bold green")
     console.print("  intake   http://127.0.0.1:8000  (API docs: /docs)")
     console.print("  router   http://127.0.0.1:8001  (API docs: /docs)")
     console.print("  metrics  http://127.0.0.1:8002/metrics")

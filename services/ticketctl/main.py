@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from services.router.apikeys import service as key_service
 from services.router.apikeys.schemas import ApiKeyCreate
+from services.ticketctl.output import console, errors
 from services.ticketctl.rules import AUTHOR, invalid, run
 from shared.auth import Role
 from shared.settings import CommonSettings
@@ -23,7 +23,6 @@ app.add_typer(__import__("services.ticketctl.sources").ticketctl.sources.sources
 app.add_typer(__import__("services.ticketctl.rules", fromlist=["_"]).rules_app, name="rules")
 app.add_typer(__import__("services.ticketctl.teams", fromlist=["_"]).teams_app, name="teams")
 app.add_typer(__import__("services.ticketctl.classifier", fromlist=["_"]).classifier_app, name="classifier")
-console = Console()
 
 
 @app.command()
@@ -86,5 +85,19 @@ def dev_run(
     raise typer.Exit(run(embedded_broker))
 
 
+def main() -> None:
+    """The ``ticketctl`` command: a database that cannot be reached or a migration that cannot be
+    found is one line on stderr and exit status 1, not a page of traceback."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        app()
+    except (CommandError, ArgumentError, DBAPIError, OSError) as exc:
+        # None of these carries the URL's password: SQLAlchemy's messages name no credentials.
+        errors.print(f"ticketctl: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", style="red")
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

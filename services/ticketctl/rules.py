@@ -10,7 +10,6 @@ from typing import TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,13 +18,12 @@ from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
 from services.ticketctl.database import run_in_transaction
+from services.ticketctl.output import console, errors
 from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
 
 AUTHOR = "ticketctl"
 rules_app = typer.Typer(help="Rules as code: export, apply, versions, rollback.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
 T = TypeVar("T")
 
 
@@ -38,7 +36,7 @@ def run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         report(exc)
         raise typer.Exit(1) from exc
     except Stale as exc:  # another writer changed it first; the message names the current state
-        errors.print(f"[red]{exc.message}[/]")
+        errors.print(f"{exc.message}", style="red")
         raise typer.Exit(1) from exc
 
 
@@ -46,7 +44,7 @@ def report(exc: AdminError) -> None:
     # An Invalid's message is its field errors joined: they are listed one per line instead.
     # Other errors (a conflict) say what happened, then which field it concerns.
     header = "not valid:" if isinstance(exc, Invalid) and exc.errors else exc.message
-    errors.print(f"[red]{header}[/]")
+    errors.print(f"{header}", style="red")
     for error in exc.errors:
         errors.print(f"  {error['field']}: {error['message']}")
 
@@ -54,7 +52,7 @@ def report(exc: AdminError) -> None:
 def invalid(exc: ValidationError) -> typer.Exit:
     """Command-line input the service's schema refuses: each field's error, then exit code 1."""
     for error in field_errors(exc.errors()):
-        errors.print(f"[red]{error['field']}: {error['message']}[/]")
+        errors.print(f"{error['field']}: {error['message']}", style="red")
     return typer.Exit(1)
 
 
@@ -70,10 +68,10 @@ def _load(path: Path) -> RuleSet:
     try:
         return ruleset_from_yaml(path.read_text())
     except OSError as exc:
-        errors.print(f"[red]cannot read {path}: {exc.strerror}[/]")
+        errors.print(f"cannot read {path}: {exc.strerror}", style="red")
         raise typer.Exit(1) from exc
     except RuleSetError as exc:
-        errors.print(f"[red]{path} is not a valid rule set:[/]")
+        errors.print(f"{path} is not a valid rule set:", style="red")
         for problem in exc.problems:
             errors.print(f"  {problem.path or '(document)'}: {problem.message}")
         raise typer.Exit(1) from exc

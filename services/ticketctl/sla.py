@@ -9,15 +9,15 @@ from typing import Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from services.router.slas import service
 from services.ticketctl.database import in_transaction
+from services.ticketctl.output import console
 from shared.http.preconditions import Stale
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
-console = Console()
 KINDS = {"policy": "policy", "calendar": "calendar"}
 
 
@@ -42,7 +42,7 @@ def sla_show(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -
     """Print the live document of one policy or calendar as YAML."""
     row = asyncio.run(_with_session(lambda s: service.latest(s, kind, name)))
     if row is None or row.deleted:
-        console.print(f"[red]no {kind} {name!r}[/]")
+        console.print(f"no {kind} {name!r}", style="red")
         raise typer.Exit(1)
     print(yaml.safe_dump(row.document, sort_keys=False), end="")
 
@@ -59,7 +59,7 @@ def sla_apply(
         raise typer.BadParameter("use policy or calendar")
     document = yaml.safe_load(path.read_text())
     if not isinstance(document, dict) or not isinstance(document.get("name"), str):
-        console.print("[red]/name: the document needs a name[/]")
+        console.print("/name: the document needs a name", style="red")
         raise typer.Exit(2)
 
     async def apply(session: Any) -> Any:
@@ -79,10 +79,10 @@ def sla_apply(
         row = asyncio.run(_with_session(apply))
     except service.ConfigInvalid as exc:
         for error in exc.errors:
-            console.print(f"[red]{error['field']}: {error['message']}[/]")
+            console.print(f"{error['field']}: {error['message']}", style="red")
         raise typer.Exit(2) from None
     except Stale as exc:  # another writer saved the same version first
-        console.print(f"[red]{exc.message}[/]")
+        console.print(f"{exc.message}", style="red")
         raise typer.Exit(1) from None
     console.print(f"{kind} {row.name} is now version {row.version}\n{row.diff}")
 
@@ -94,6 +94,9 @@ def sla_history(kind: str = typer.Argument(...), name: str = typer.Argument(...)
     for row in rows:
         flag = " (deleted)" if row.deleted else ""
         console.print(
-            f"[bold]v{row.version}[/]{flag} {row.created_at.isoformat(timespec='seconds')} {row.author}"
-            f" {json.dumps(row.comment) if row.comment else ''}\n{row.diff}"
+            Text.assemble(
+                (f"v{row.version}", "bold"),
+                f"{flag} {row.created_at.isoformat(timespec='seconds')} {row.author}"
+                f" {json.dumps(row.comment) if row.comment else ''}\n{row.diff}",
+            )
         )

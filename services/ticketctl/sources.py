@@ -12,20 +12,19 @@ from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from services.ticketctl.database import run_in_transaction
+from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR
 from shared.http.preconditions import Stale
 
 sources_app = typer.Typer(
     help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
 )
-console = Console()
 T = TypeVar("T")
 
 
@@ -35,7 +34,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return run_in_transaction(work)
     except (service.SourceError, Stale) as exc:  # Stale: a concurrent change was flushed first
-        console.print(f"[red]{exc.message}[/]")
+        console.print(f"{exc.message}", style="red")
         raise typer.Exit(1) from exc
 
 
@@ -70,7 +69,7 @@ def _validated(model: type[T], **fields: Any) -> T:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
-        console.print(f"[red]{field}: {error['msg']}[/]")
+        console.print(f"{field}: {error['msg']}", style="red")
         raise typer.Exit(1) from exc
 
 

@@ -8,15 +8,14 @@ from typing import Any
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from services.router.teams import service
 from services.router.teams.schemas import TeamCreate, TeamPatch
+from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR, errors, invalid, run
 
 teams_app = typer.Typer(help="Teams: list, add, update.", no_args_is_help=True)
-console = Console()
 
 
 def _schedule(path: Path | None) -> Any:
@@ -26,7 +25,7 @@ def _schedule(path: Path | None) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        errors.print(f"[red]--schedule: {exc}[/]")
+        errors.print(f"--schedule: {exc}", style="red")
         raise typer.Exit(1) from exc
 
 

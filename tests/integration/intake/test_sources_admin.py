@@ -281,15 +281,19 @@ def test_ticketctl_sources(database_url: str, monkeypatch: pytest.MonkeyPatch) -
         "--type",
         "generic",
         "--secret",
-        "cli-secret-0001",
+        "cli-secret-0007",
         "--option",
         "mapping.external_id=/id",
         "--option",
         "delivery_header=X-Request-Id",
     )
-    assert "cli-secret-0001" not in added and "1 secret(s)" in added
+    assert "cli-secret-0007" not in added and "1 secret(s)" in added
+    # A fingerprint list reads as a Rich markup tag when it starts with a letter ("[fec80d8e, ...]"):
+    # printed as text, it is not swallowed.
+    assert fingerprint("cli-secret-0007") in added
     assert name in run("list")
-    assert "2 secret(s)" in run("rotate", name, "--secret", "cli-secret-0002")
+    rotated = run("rotate", name, "--secret", "cli-secret-0011")
+    assert "2 secret(s)" in rotated and fingerprint("cli-secret-0011") in rotated
     assert "disabled" in run("disable", name)
     assert "enabled" in run("enable", name)
     bad = runner.invoke(

@@ -45,6 +45,10 @@ def test_keys_are_created_listed_and_revoked_through_the_service(
         assert re.search(r"^tr_admin_\S{20,}$", created.output, re.MULTILINE)
     listed = cli.invoke(app, ["keys", "list"])
     assert all(key_id in listed.output for key_id in ids) and "tr_admin_" not in listed.output
+    # A name that reads as Rich markup is printed as it is, and does not stop the listing.
+    assert cli.invoke(app, ["keys", "create", "[/oops]", "--role", "viewer"]).exit_code == 0
+    odd = cli.invoke(app, ["keys", "list"])
+    assert odd.exit_code == 0 and "[/oops]" in odd.output, odd.output
 
     assert cli.invoke(app, ["keys", "revoke", ids[0]]).exit_code == 0
     again = cli.invoke(app, ["keys", "revoke", ids[0]])
@@ -58,3 +62,31 @@ def test_keys_are_created_listed_and_revoked_through_the_service(
 
     assert asyncio.run(audit_actions(url, ids[0])) == [("ticketctl", "revoke"), ("ticketctl", "create")]
     assert asyncio.run(audit_actions(url, ids[1])) == [("ticketctl", "create")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["migrate", "no-such-revision"], "CommandError"),
+        (["keys", "list"], "NoSuchModuleError"),  # DATABASE_URL with a dialect SQLAlchemy lacks
+    ],
+)
+def test_database_and_migration_failures_are_one_line_not_a_traceback(
+    argv: list[str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    password = "s3cret-pass"
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+        if argv[0] == "migrate"
+        else f"postgres://u:{password}@h/db"
+    )
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setattr("sys.argv", ["ticketctl", *argv])
+    with pytest.raises(SystemExit) as exited:
+        ticketctl.main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and says in err and "Traceback" not in err and password not in err
