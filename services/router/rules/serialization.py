@@ -107,7 +107,21 @@ def ruleset_from_yaml(text: str) -> RuleSet:
         raise RuleSetError([Problem(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]) from exc
     if not isinstance(data, Mapping):
         raise RuleSetError([Problem("", "a rule set is a mapping with a 'rules' list")])
-    return parse_ruleset(data)
+    return parse_ruleset(_join_surrogates(data))
+
+
+def _join_surrogates(value: Any) -> Any:
+    """YAML reads JSON's escaped pairs (``"\\ud83d\\ude00"``) as two lone surrogates, which no
+    text matches and no database stores: join them into the character they stand for."""
+    if isinstance(value, str):
+        if not any("\ud800" <= char <= "\udfff" for char in value):
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, Mapping):
+        return {_join_surrogates(key): _join_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_join_surrogates(item) for item in value]
+    return value
 
 
 def ruleset_to_dict(ruleset: RuleSet) -> dict[str, Any]:

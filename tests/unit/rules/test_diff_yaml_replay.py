@@ -59,6 +59,15 @@ def test_yaml_round_trip_is_stable():
     assert ruleset_from_yaml(json.dumps(ruleset_to_dict(rs))) == rs  # JSON is YAML too
 
 
+def test_json_with_escaped_characters_outside_the_basic_plane_loads_them():
+    """json.dumps writes an emoji as a surrogate pair; YAML alone reads two lone surrogates."""
+    rule = {"id": "fire", "name": "fire", "when": {"field": "subject", "op": "contains", "value": "🔥 down"}}
+    text = json.dumps({"rules": [{**rule, "actions": {"assign_team": "ops"}}]})
+    assert "\\ud83d" in text
+    loaded = ruleset_from_yaml(text)
+    assert loaded.rules[0].when.value == "🔥 down"  # type: ignore[union-attr]
+
+
 def test_yaml_keeps_what_the_author_wrote():
     rs = ruleset_from_yaml(EXAMPLE)
     night = rs.rules[1].when
