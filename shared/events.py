@@ -50,13 +50,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _utc_if_naive(value: datetime) -> datetime:
+def assume_utc(value: datetime) -> datetime:
+    """A time without a zone means UTC (what sources that send no offset mean)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-# A time without a zone means UTC, as intake reads vendor timestamps: a naive time compared with
-# an aware one raises, which would make every later event of the ticket fail.
-UtcDatetime = Annotated[datetime, AfterValidator(_utc_if_naive)]
+# A naive time compared with an aware one raises, which would make every later event of the
+# ticket fail: the contract's times are all aware.
+UtcDatetime = Annotated[datetime, AfterValidator(assume_utc)]
 
 
 class TicketStatus(StrEnum):

@@ -21,6 +21,7 @@ from shared.events import (
     Priority,
     TicketSnapshot,
     TicketStatus,
+    assume_utc,
     parse_priority,
 )
 
@@ -116,7 +117,7 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
             parsed = datetime.fromisoformat(text)
         except ValueError as exc:
             raise UnmappableError(field, "expected an ISO-8601 timestamp") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return assume_utc(parsed)
     raise UnmappableError(field, "expected a timestamp")
 
 

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiokafka import TopicPartition
 from prometheus_client import Gauge, Histogram
@@ -258,7 +258,8 @@ class BacklogIngest:
                     key = _tp_key(event.topic, event.partition)
                     if event.offset < shard.next_offsets.get(key, 0):
                         continue  # already in the state (a redelivery): counting it twice would drift
-                    at = now if shard.live else _replayed_at(event.envelope.occurred_at, now)
+                    # A replayed event's instant, never past now (the contract's times are aware).
+                    at = now if shard.live else min(event.envelope.occurred_at, now)
                     shard.state.apply(event.envelope, at)
                     shard.next_offsets[key] = event.offset + 1
                     applied += 1
@@ -311,13 +312,6 @@ class BacklogIngest:
             if shard is not None and tp.partition not in behind:
                 shard.live = True
         return ready
-
-
-def _replayed_at(occurred: datetime, now: datetime) -> datetime:
-    """A replayed event's instant, never past ``now`` (naive = UTC, as the state reads it)."""
-    if occurred.tzinfo is None:
-        occurred = occurred.replace(tzinfo=UTC)
-    return min(occurred, now)
 
 
 def _encode(shard: Shard) -> tuple[bytes, dict[str, int], int]:

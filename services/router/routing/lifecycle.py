@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from shared.events import (
@@ -20,6 +20,7 @@ from shared.events import (
     TicketSnapshot,
     TicketState,
     TicketStatus,
+    assume_utc,
 )
 from shared.frozen import frozen
 
@@ -104,8 +105,8 @@ def decide(
     """``said_priority_before``: the priority the source gave in its previous events (the stored
     snapshot's), so that a source repeating it does not undo a priority the router chose."""
     # Sources can deliver out of order; never let an older snapshot overwrite a newer one.
-    if current_updated_at is not None and current_updated_at.tzinfo is None:
-        current_updated_at = current_updated_at.replace(tzinfo=UTC)  # stored before times were UTC'd
+    if current_updated_at is not None:
+        current_updated_at = assume_utc(current_updated_at)  # may be stored naive by older versions
     if (
         current is not None
         and current_updated_at
