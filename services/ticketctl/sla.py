@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.router.slas import service
+from services.router.teams.states import team_states
 from services.ticketctl.database import in_transaction
 from services.ticketctl.output import console
 from shared.http.preconditions import Stale
@@ -68,7 +69,7 @@ def sla_apply(
             document["name"],
             document,
             await service.calendar_names(session),
-            await service.team_states(session),
+            await team_states(session),
         )
         previous = await service.latest(session, kind, document["name"])
         return await service.save(

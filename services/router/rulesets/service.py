@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.errors import Conflict, Invalid, NotFound, get_or_404
-from services.router.models import RuleSetVersion, Team
+from services.router.models import RuleSetVersion
 from services.router.rules import Rule, RuleSet, diff_rulesets
 from services.router.rulesets.store import latest, ruleset_of, save_version
+from services.router.teams.states import team_problem, team_states
 from shared.db.audit import record
 from shared.http.preconditions import Stale, check_expected, etag
 from shared.http.problems import field_errors
@@ -91,11 +92,10 @@ def team_references(ruleset: RuleSet) -> dict[str, list[tuple[str, str]]]:
 
 async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict[str, Any]]:
     """Errors for unknown or inactive teams and reserved rule ids; empty when the set is saveable."""
-    rows = await session.execute(select(Team.name, Team.active))
-    teams: dict[str, bool] = {name: active for name, active in rows}
+    teams = await team_states(session)
     errors: list[dict[str, Any]] = []
     for team, places in team_references(ruleset).items():
-        problem = None if teams.get(team) else ("unknown team" if team not in teams else "inactive team")
+        problem = team_problem(teams, team)
         if problem is None:
             continue
         for pointer, rule_id in places:

@@ -16,6 +16,7 @@ from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.slas import service
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
+from services.router.teams.states import team_states
 from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.preconditions import ANY, MISSING, check_expected, expected_revision
 from shared.http.problems import Problem
@@ -113,7 +114,7 @@ async def put_config(
     async with transaction(request) as session:
         current = await service.latest(session, kind, name)
         check_if_match(kind, name, current, if_match)
-        calendars, teams = await service.calendar_names(session), await service.team_states(session)
+        calendars, teams = await service.calendar_names(session), await team_states(session)
         try:
             model = service.validate_document(kind, name, body.document, calendars, teams)
         except service.ConfigInvalid as exc:

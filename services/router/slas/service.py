@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.models import Team
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.sla.policy import EscalationAction, ReassignTo
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
+from services.router.teams.states import team_problem
 from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Stale, etag
@@ -96,8 +96,8 @@ def validate_document(
                 errors.append({"field": "/applies_when", "message": str(exc)})
         for key in ESCALATIONS:
             for index, action in enumerate(getattr(model, key)):
-                if isinstance(action, ReassignTo) and not teams.get(action.team):
-                    problem = "inactive team" if action.team in teams else "unknown team"
+                problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
+                if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
         if errors:
             raise ConfigInvalid(errors)
@@ -205,11 +205,6 @@ async def save(
 
 async def calendar_names(session: AsyncSession) -> set[str]:
     return {row.name for row in await live_rows(session, "calendar")}
-
-
-async def team_states(session: AsyncSession) -> dict[str, bool]:
-    """Every team's name -> active, for :func:`validate_document`."""
-    return {name: active for name, active in await session.execute(select(Team.name, Team.active))}
 
 
 async def policies_reassigning_to(session: AsyncSession, team: str) -> list[str]:
