@@ -4,7 +4,7 @@ admin API client."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.routing.lifecycle import RouteResult
 from services.router.sla import BusinessCalendar
 from services.router.slas.schemas import StoredPolicy
@@ -70,6 +71,17 @@ def event(
         external_id=external_id, subject="s", status=status, created_at=at, updated_at=at, **kw
     )
     return ConsumedEvent(ticket_event(kind, "api", snapshot, occurred_at=at), "tickets", 0, 0)
+
+
+def sla_handler(
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    topic: str,
+    clock: Callable[[], datetime],
+    cfg: SlaConfig,
+) -> RoutingHandler:
+    """A routing handler that routes with :func:`route` and tracks SLAs under ``cfg``."""
+    return RoutingHandler(sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg))
 
 
 def new_id() -> str:

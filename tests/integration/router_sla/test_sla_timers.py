@@ -11,11 +11,10 @@ from sqlalchemy import func, select
 from services.router.escalation.models import FiredTimer
 from services.router.escalation.scanner import EscalationScanner
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
 from shared.events import EventType, Priority, TicketStatus
-from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, route, utc
+from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, sla_handler, utc
 
 
 async def ticket(sessions, key: str) -> RouterTicket:
@@ -38,9 +37,7 @@ async def test_friday_evening_ticket_gets_monday_deadlines_and_pending_pauses(se
     friday_evening = utc(2026, 6, 5, 17, 30)  # 19:30 in Berlin, after hours
     clock = Clock(friday_evening)
     async with producer_for(settings_kwargs) as (producer, topic):
-        handler = RoutingHandler(
-            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
-        )
+        handler = sla_handler(sessions, producer, topic, clock, cfg)
         ext = new_id()
         await handler([event(ext, friday_evening)])
         row = await ticket(sessions, f"api:{ext}")
@@ -81,9 +78,7 @@ async def test_warning_and_breach_fire_once_with_two_concurrent_scanners(session
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
     clock = Clock(start)
     async with producer_for(settings_kwargs) as (producer, topic):
-        handler = RoutingHandler(
-            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
-        )
+        handler = sla_handler(sessions, producer, topic, clock, cfg)
         ext = new_id()
         key = f"api:{ext}"
         await handler([event(ext, start)])
@@ -135,9 +130,7 @@ async def test_escalations_reassign_only_to_active_teams(sessions, settings_kwar
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
     clock = Clock(start)
     async with producer_for(settings_kwargs) as (producer, topic):
-        handler = RoutingHandler(
-            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
-        )
+        handler = sla_handler(sessions, producer, topic, clock, cfg)
         ext = new_id()
         key = f"api:{ext}"
         await handler([event(ext, start)])
@@ -175,9 +168,7 @@ async def test_a_ticket_row_the_scanner_cannot_read_does_not_hold_up_the_others(
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
     clock = Clock(start)
     async with producer_for(settings_kwargs) as (producer, topic):
-        handler = RoutingHandler(
-            sessions, producer, topic, lambda: route, clock, HandlerOptions(sla=lambda: cfg)
-        )
+        handler = sla_handler(sessions, producer, topic, clock, cfg)
         broken, healthy = new_id(), new_id()
         await handler([event(broken, start)])
         await handler([event(healthy, start + timedelta(minutes=1))])

@@ -48,7 +48,9 @@ def restarts(group: str) -> float:
     return CONSUMER_RESTARTS.labels(group)._value.get()
 
 
-async def run_runner(consumers: list[StuckConsumer], group: str, handled: list[str], seconds: float) -> None:
+async def run_runner(
+    consumers: list[StuckConsumer], group: str, handled: list[str], seconds: float
+) -> ConsumerRunner:
     made = iter(consumers)
     settings = ConsumerSettings(consumer_stuck_rebalance_s=0.3, consumer_poll_timeout_ms=10)
 
@@ -66,6 +68,7 @@ async def run_runner(consumers: list[StuckConsumer], group: str, handled: list[s
     await runner.start()
     await asyncio.sleep(seconds)
     await runner.stop(timeout_s=1)
+    return runner
 
 
 async def test_a_consumer_stuck_in_a_rebalance_is_replaced_and_the_new_one_consumes(
@@ -123,17 +126,6 @@ async def test_stopping_while_a_stuck_consumer_is_being_replaced_still_shuts_dow
     monkeypatch: pytest.MonkeyPatch,
 ):
     monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
-    made = iter([SlowToLeave(), SlowToLeave()])
-    settings = ConsumerSettings(consumer_stuck_rebalance_s=0.1, consumer_poll_timeout_ms=10)
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="slow-group",
-        topics=["tickets"],
-        handler=lambda events: asyncio.sleep(0),
-        consumer_factory=lambda: next(made),
-    )
-    await runner.start()
-    await asyncio.sleep(0.4)  # the watchdog is closing the stuck consumer to replace it
-    await runner.stop(timeout_s=1)  # returns (SIGTERM reaches the rest of the shutdown)
-    assert runner.watchdog is not None and runner.watchdog.done()
+    # Stuck from 0.3 s, so at 0.4 s the watchdog is closing the stuck consumer (1 s) to replace it.
+    runner = await run_runner([SlowToLeave(), SlowToLeave()], "slow-group", [], seconds=0.4)
+    assert runner.watchdog is not None and runner.watchdog.done()  # stop returned: SIGTERM goes on
