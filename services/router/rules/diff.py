@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,20 +63,49 @@ def _changed_keys(old: Rule, new: Rule) -> tuple[str, ...]:
 
 
 def _lcs(a: list[str], b: list[str]) -> set[str]:
-    """Ids in a longest common subsequence: the rules that did *not* move."""
-    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) - 1, -1, -1):
-        for j in range(len(b) - 1, -1, -1):
-            table[i][j] = table[i + 1][j + 1] + 1 if a[i] == b[j] else max(table[i + 1][j], table[i][j + 1])
-    kept, i, j = set(), 0, 0
-    while i < len(a) and j < len(b):
-        if a[i] == b[j]:
-            kept.add(a[i])
-            i, j = i + 1, j + 1
-        elif table[i + 1][j] >= table[i][j + 1]:
-            i += 1
+    """Ids in a longest common subsequence: the rules that did *not* move.
+
+    ``a`` and ``b`` hold the same unique ids (the rules both versions have), so a common
+    subsequence of them is an increasing subsequence of ``positions`` (each id of ``a`` replaced by
+    its index in ``b``), found in O(n log n) instead of the O(n^2) table of the textbook LCS.
+
+    Of several longest ones, this picks the one the textbook table's walk from the front picks
+    (on a tie it drops ``a``'s element rather than ``b``'s), so that a diff reads as it always
+    did: walking ``a`` front to back, an element is kept exactly when every longest common
+    subsequence of what is left of ``a`` and ``b`` starts with it.
+    """
+    where = {rule_id: index for index, rule_id in enumerate(b)}
+    positions = [where[rule_id] for rule_id in a]
+    # longest[i]: length of the longest increasing run of positions that starts at index i, by
+    # patience sorting from the right (read backwards, such a run decreases, so it is negated).
+    longest = [0] * len(positions)
+    tails: list[int] = []  # tails[k]: minus the largest position that starts a run of length k + 1
+    for i in range(len(positions) - 1, -1, -1):
+        slot = bisect_left(tails, -positions[i])
+        if slot == len(tails):
+            tails.append(-positions[i])
         else:
-            j += 1
+            tails[slot] = -positions[i]
+        longest[i] = slot + 1
+    # Indices of equal ``longest`` have decreasing positions (a later, larger one would extend
+    # the earlier run), so "a later start of the same length is still usable" is one look at
+    # the next index of that length.
+    following: list[int | None] = [None] * len(positions)
+    last_of_length: dict[int, int] = {}
+    for i in range(len(positions) - 1, -1, -1):
+        following[i] = last_of_length.get(longest[i])
+        last_of_length[longest[i]] = i
+    kept: set[str] = set()
+    wanted, floor = len(tails), -1  # length still to find; positions must exceed floor
+    for i, position in enumerate(positions):
+        if wanted == 0:
+            break
+        if longest[i] != wanted or position <= floor:
+            continue
+        later = following[i]
+        if later is None or positions[later] <= floor:
+            kept.add(a[i])
+            wanted, floor = wanted - 1, position
     return kept
 
 

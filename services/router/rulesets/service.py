@@ -1,5 +1,5 @@
-"""Changing the rules: every change is validated (schema and team references), saved as a new
-version with author, comment and diff, and audited in the same transaction.
+"""Changing the rules: every change is validated (schema, team and SLA policy references), saved
+as a new version with author, comment and diff, and audited in the same transaction.
 
 Used by the REST API and by ``ticketctl rules``. Optimistic concurrency: callers pass the
 version they edited (``expected``); the version number is the table's primary key, so of two
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.router.errors import Conflict, Invalid, NotFound, get_or_404
 from services.router.models import RuleSetVersion
 from services.router.rules import Rule, RuleSet, diff_rulesets
+from services.router.rulesets.sla_references import policy_problem, policy_references, policy_states
 from services.router.rulesets.store import latest, ruleset_of, save_version
 from services.router.teams.states import team_problem, team_states
 from shared.db.audit import record
@@ -91,7 +92,8 @@ def team_references(ruleset: RuleSet) -> dict[str, list[tuple[str, str]]]:
 
 
 async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict[str, Any]]:
-    """Errors for unknown or inactive teams and reserved rule ids; empty when the set is saveable."""
+    """Errors for unknown or inactive teams, unknown or deleted SLA policies and reserved rule
+    ids; empty when the set is saveable."""
     teams = await team_states(session)
     errors: list[dict[str, Any]] = []
     for team, places in team_references(ruleset).items():
@@ -101,6 +103,12 @@ async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict
         for pointer, rule_id in places:
             who = "default_team" if rule_id == "default_team" else f"rule {rule_id!r}"
             errors.append({"field": pointer, "message": f"{who}: {problem} {team!r}"})
+    named = policy_references(ruleset)
+    policies = await policy_states(session) if named else {}
+    for policy, places in named.items():
+        problem = policy_problem(policies, policy)
+        if problem is not None:
+            errors += [{"field": p, "message": f"rule {r!r}: {problem} {policy!r}"} for p, r in places]
     for index, rule in enumerate(ruleset.rules):
         if rule.id in RESERVED_RULE_IDS:
             errors.append({"field": f"/rules/{index}/id", "message": f"rule id {rule.id!r} is reserved"})

@@ -136,3 +136,34 @@ def test_team_schedule_from_a_file(cli: CliRunner, tmp_path: Path) -> None:
     assert again.exit_code == 0 and "revision 3" in again.output
     rejected = cli.invoke(app, ["teams", "update", team, "--schedule", str(bad)])
     assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output
+
+
+def test_rules_apply_checks_the_sla_policies_rules_name(
+    cli: CliRunner, database_url: str, tmp_path: Path
+) -> None:
+    """`rules apply` (and its --dry-run) refuses a policy that does not exist, as the API does."""
+    team, policy = f"cli-{uuid.uuid4().hex[:8]}", f"cli-pol-{uuid.uuid4().hex[:8]}"
+    assert cli.invoke(app, ["teams", "add", team]).exit_code == 0
+    policy_file = tmp_path / "policy.yaml"
+    # Applies to no ticket: the database, and so its live policies, is shared with later tests.
+    never = {"field": "customer_tier", "op": "equals", "value": "no tier has this name"}
+    policy_file.write_text(yaml.safe_dump({"name": policy, "applies_when": never}))
+    created = cli.invoke(app, ["sla", "apply", "policy", str(policy_file)])
+    assert created.exit_code == 0, created.output
+
+    def rules_naming(name: str) -> Path:
+        path = tmp_path / "rules.yaml"
+        actions = {"assign_team": team, "sla_policy": name}
+        path.write_text(yaml.safe_dump({"rules": [{"id": "cli-sla", "name": "SLA", "actions": actions}]}))
+        return path
+
+    before = live_version(database_url)
+    for options in (["--dry-run"], ["--yes"]):
+        refused = cli.invoke(app, ["rules", "apply", str(rules_naming(f"{policy}x")), *options])
+        assert refused.exit_code == 1, refused.output
+        expected = f"/rules/0/actions/sla_policy: rule 'cli-sla': unknown SLA policy '{policy}x'"
+        assert expected in refused.output
+    assert live_version(database_url) == before
+    applied = cli.invoke(app, ["rules", "apply", str(rules_naming(policy)), "--yes"])
+    assert applied.exit_code == 0, applied.output
+    assert live_version(database_url) == before + 1

@@ -12,6 +12,12 @@ from tests.integration.router_api.helpers import Router, rule
 
 async def test_simulate_traces_every_rule(router_api: Router) -> None:
     network, desk = await router_api.add_team("net"), await router_api.add_team("desk")
+    fast = f"fast-{uuid.uuid4().hex[:8]}"  # rules may name only an existing policy
+    never = {"field": "customer_tier", "op": "equals", "value": "no tier has this name"}
+    policy = await router_api.client.put(
+        f"/v1/sla/policies/{fast}", json={"document": {"applies_when": never}}, headers=router_api.editor
+    )
+    assert policy.status_code == 201, policy.text
     saved = await router_api.put_rules(
         {
             "default_team": desk,
@@ -23,7 +29,7 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
                     "actions": {"set_priority": "P1", "add_tags": ["vip"], "stop": False},
                 },
                 {"id": "night", "name": "Night shift", "enabled": False, "actions": {"assign_team": desk}},
-                rule("vpn", network, "vpn", actions={"assign_team": network, "sla_policy": "fast"}),
+                rule("vpn", network, "vpn", actions={"assign_team": network, "sla_policy": fast}),
             ],
         }
     )
@@ -36,7 +42,7 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
     body = response.json()
     assert body["ruleset_version"] == saved.json()["version"] and body["draft"] is False
     decision = body["decision"]
-    assert decision["team"] == network and decision["rule_id"] == "vpn" and decision["sla_policy"] == "fast"
+    assert decision["team"] == network and decision["rule_id"] == "vpn" and decision["sla_policy"] == fast
     assert decision["priority"] is None and decision["tags"] == []
     trace = body["trace"]
     assert [(s["rule_id"], s["matched"]) for s in trace] == [("vip", False), ("vpn", True)]

@@ -1,0 +1,76 @@
+"""The SLA policies a rule set names (``actions.sla_policy``), checked like the teams it names.
+
+A rule set is saved only when every policy its rules name exists (``check_references`` in
+``service``, as for teams with ``teams.states``); a policy the live rule set names cannot be
+deleted (409 naming the rules), as a team cannot. Otherwise a typo or a deleted policy would be
+silently ignored at routing time, and the ticket would get the first policy that applies instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.rules import RuleSet
+from services.router.rulesets.store import latest, ruleset_of
+from services.router.slas.models import SlaConfigVersion
+
+POLICY = "policy"  # SlaConfigVersion.kind of SLA policies
+
+
+async def policy_states(session: AsyncSession) -> dict[str, bool]:
+    """Every SLA policy ever saved: name -> live (False: its newest version is a deletion).
+
+    A live policy that an earlier version stored and today's checks refuse still exists: the
+    routers leave it out (and log it) until it is saved again, and saving it again is the fix."""
+    newest = (
+        select(SlaConfigVersion.name, func.max(SlaConfigVersion.version).label("version"))
+        .where(SlaConfigVersion.kind == POLICY)
+        .group_by(SlaConfigVersion.name)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(SlaConfigVersion.name, SlaConfigVersion.deleted)
+        .join(
+            newest,
+            (SlaConfigVersion.name == newest.c.name) & (SlaConfigVersion.version == newest.c.version),
+        )
+        # The join alone would also match a calendar's row of the same name and version.
+        .where(SlaConfigVersion.kind == POLICY)
+    )
+    return {name: not deleted for name, deleted in rows}
+
+
+def policy_problem(policies: Mapping[str, bool], policy: str) -> str | None:
+    """Why ``policy`` cannot be named ("unknown SLA policy", "deleted SLA policy"), or None."""
+    if policies.get(policy):
+        return None
+    return "deleted SLA policy" if policy in policies else "unknown SLA policy"
+
+
+def policy_references(ruleset: RuleSet) -> dict[str, list[tuple[str, str]]]:
+    """policy -> [(JSON pointer, rule id)] for every rule that names it (enabled or not)."""
+    refs: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for index, rule in enumerate(ruleset.rules):
+        if rule.actions.sla_policy is not None:
+            refs[rule.actions.sla_policy].append((f"/rules/{index}/actions/sla_policy", rule.id))
+    return refs
+
+
+async def policy_in_use(session: AsyncSession, policy: str) -> str | None:
+    """Why ``policy`` cannot be deleted (the live rules that name it), or None."""
+    row = await latest(session)
+    if row is None:
+        return None
+    ruleset = ruleset_of(row)
+    places = policy_references(ruleset).get(policy)
+    if not places:
+        return None
+    ids = ", ".join(sorted({rule_id for _, rule_id in places}))
+    return (
+        f"SLA policy {policy!r} is used by the live rule set (version {ruleset.version}): {ids}"
+        "; change those rules first"
+    )
