@@ -68,7 +68,7 @@ def sla_apply(
             kind,
             document["name"],
             document,
-            await service.calendar_names(session),
+            await service.live_calendars(session),
             await team_states(session),
         )
         previous = await service.latest(session, kind, document["name"])

@@ -15,11 +15,20 @@ the local clock shows that time or later. Consequences, all deliberate:
 
 Intervals must lie within one local day; a night shift is ``22:00-24:00`` on one day plus
 ``00:00-06:00`` on the next.
+
+Deadlines are walked at most :data:`DEADLINE_HORIZON` (ten years) of calendar time ahead: a
+calendar with one open minute a week would otherwise turn a year's target into a walk of 10,000
+years (and an OverflowError past year 9999) for every deadline of every ticket. The walk steps a
+whole week at a time where the week is regular (no holiday, no UTC offset change) and a day at a
+time otherwise, so its cost is bounded by the horizon whatever the calendar. The admin API refuses
+targets that do not end within it (:func:`open_time_within_horizon`); past it,
+:func:`business_deadline` says ``None`` and :func:`add_business_time` caps (and logs).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
@@ -37,6 +46,15 @@ ALWAYS_OPEN = "24x7"
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 _DAY_MINUTES = 24 * 60
 _ZERO = timedelta(0)
+
+log = logging.getLogger(__name__)
+
+DEADLINE_HORIZON_YEARS = 10
+# Calendar time a deadline may lie after the instant it is computed from (leap days included).
+DEADLINE_HORIZON = timedelta(days=365 * DEADLINE_HORIZON_YEARS + 3)
+# The latest instant a capped deadline may be: two days short of datetime's end, so that it still
+# converts to the local time of any zone.
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
 def parse_hhmm(value: str) -> int:
@@ -271,23 +289,40 @@ def wall_to_utc(tz: ZoneInfo, wall: datetime) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
-def add_business_time(calendar: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
-    """The earliest instant (UTC) by which ``duration`` of business time has elapsed after ``start``."""
+def _horizon_end(start: datetime, horizon: timedelta) -> datetime:
+    """``start + horizon``, kept inside datetime's range."""
+    if start >= _LATEST - horizon:
+        return _LATEST
+    return start + horizon
+
+
+def business_deadline(
+    calendar: BusinessCalendar, start: datetime, duration: timedelta, horizon: timedelta = DEADLINE_HORIZON
+) -> datetime | None:
+    """The earliest instant (UTC) by which ``duration`` of business time has elapsed after ``start``,
+    or ``None`` when that is more than ``horizon`` of calendar time after ``start`` (too few open
+    hours for the duration) or beyond datetime's range. Never walks further than the horizon."""
     cursor = as_utc(start)
     if duration < _ZERO:
         raise ValueError("duration must not be negative")
     if duration == _ZERO:
         return cursor
-    remaining = duration
+    limit = _horizon_end(cursor, horizon)
+    try:
+        found = _walk(calendar, cursor, duration, limit)
+    except OverflowError:  # the walk reached the end of datetime's range (a start near year 9999)
+        return None
+    return found if found is not None and found <= limit else None
+
+
+def _walk(
+    calendar: BusinessCalendar, cursor: datetime, remaining: timedelta, limit: datetime
+) -> datetime | None:
     week = timedelta(days=7)
     day = cursor.astimezone(calendar.tz).date()
-    while True:
+    while (day_start := calendar.day_start(day)) <= limit:
         # Skip whole regular weeks; strictly greater keeps the final instant inside the walk below.
-        if (
-            remaining > calendar.week_total
-            and calendar.day_start(day) >= cursor
-            and calendar.week_is_regular(day)
-        ):
+        if remaining > calendar.week_total and day_start >= cursor and calendar.week_is_regular(day):
             remaining -= calendar.week_total
             day += week
             continue
@@ -299,6 +334,58 @@ def add_business_time(calendar: BusinessCalendar, start: datetime, duration: tim
                 return begin + remaining
             remaining -= end - begin
         day += timedelta(days=1)
+    return None
+
+
+def add_business_time(calendar: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
+    """The earliest instant (UTC) by which ``duration`` of business time has elapsed after ``start``.
+
+    At most :data:`DEADLINE_HORIZON` after ``start``: a later deadline (a policy stored before the
+    admin API checked its targets against its calendar, or a calendar changed under a running
+    clock) is capped there, and logged once per calendar, rather than walked for seconds or past
+    datetime's range in every routing batch."""
+    found = business_deadline(calendar, start, duration)
+    if found is not None:
+        return found
+    cursor = as_utc(start)
+    capped = max(cursor, _horizon_end(cursor, DEADLINE_HORIZON))
+    _report_capped(calendar, cursor, duration, capped)
+    return capped
+
+
+# Calendars (by their definition) whose capped deadlines were logged; bounded, see _report_capped.
+_reported: set[tuple[object, ...]] = set()
+
+
+def _report_capped(
+    calendar: BusinessCalendar, start: datetime, duration: timedelta, capped: datetime
+) -> None:
+    key = (calendar.name, calendar.timezone, calendar.minutes_by_weekday, calendar.holiday_dates)
+    if key in _reported:
+        return
+    if len(_reported) >= 1_000:
+        _reported.clear()
+    _reported.add(key)
+    log.error(
+        f"SLA deadline more than {DEADLINE_HORIZON_YEARS} years ahead on business calendar "
+        f"{calendar.name!r} (too few open hours for the target, or a start near year 9999): capped at "
+        f"{capped.isoformat()}; shorten the policy's target or open the calendar longer",
+        extra={
+            "calendar": calendar.name,
+            "start": start.isoformat(),
+            "duration_minutes": duration / timedelta(minutes=1),
+            "capped_at": capped.isoformat(),
+        },
+    )
+
+
+def open_time_within_horizon(
+    calendar: BusinessCalendar, start: datetime, horizon: timedelta = DEADLINE_HORIZON
+) -> timedelta:
+    """Business time in ``[start, start + horizon)``: a duration from ``start`` ends within the
+    horizon exactly when it is at most this (zero: the calendar has no open time there at all)."""
+    cursor = as_utc(start)
+    return business_time_between(calendar, cursor, _horizon_end(cursor, horizon))
 
 
 def business_time_between(calendar: BusinessCalendar, a: datetime, b: datetime) -> timedelta:

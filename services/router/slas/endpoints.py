@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 
 from services.router.errors import Conflict, NotFound, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
+from services.router.rulesets.sla_references import policy_in_use
 from services.router.slas import service
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
@@ -114,7 +115,7 @@ async def put_config(
     async with transaction(request) as session:
         current = await service.latest(session, kind, name)
         check_if_match(kind, name, current, if_match)
-        calendars, teams = await service.calendar_names(session), await team_states(session)
+        calendars, teams = await service.live_calendars(session), await team_states(session)
         try:
             model = service.validate_document(kind, name, body.document, calendars, teams)
         except service.ConfigInvalid as exc:
@@ -156,5 +157,7 @@ async def delete_config(
             users = [r.name for r in policies if r.document.get("calendar") == name]
             if users:
                 raise Conflict(f"calendar {name!r} is used by SLA policies {users}")
+        if kind == "policy" and (using := await policy_in_use(session, name)) is not None:
+            raise Conflict(using)  # the live rule set names it, as a team's rules would
         await service.save(session, kind, name, None, caller.name, previous=current)
     return Response(status_code=204)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from datetime import datetime, timedelta
 from typing import Any, get_args
 from urllib.parse import quote
 
@@ -18,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.sla import BusinessCalendar
-from services.router.sla.calendar import ALWAYS_OPEN
-from services.router.sla.policy import EscalationAction, ReassignTo
+from services.router.sla.calendar import ALWAYS_OPEN, DEADLINE_HORIZON_YEARS, open_time_within_horizon
+from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
@@ -69,13 +71,131 @@ def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, An
     return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
 
 
+class LiveCalendars(dict[str, BusinessCalendar]):
+    """The live calendars by name, and the live policies: what validation on save checks a
+    policy's targets and a calendar's hours against. ``in`` tells a live calendar's name, also of
+    one whose stored document no longer validates (it has no model here, and is not checked)."""
+
+    def __init__(
+        self,
+        calendars: Mapping[str, BusinessCalendar],
+        policies: Sequence[StoredPolicy] = (),
+        unreadable: AbstractSet[str] = frozenset(),
+    ) -> None:
+        super().__init__(calendars)
+        self.policies = list(policies)
+        self.unreadable = frozenset(unreadable)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in self.unreadable
+
+
+def _minutes(value: timedelta) -> str:
+    return f"{value // timedelta(minutes=1)} min"
+
+
+def _hours(value: timedelta) -> str:
+    return f"{value / timedelta(hours=1):g} h"
+
+
+def _targets(policy: SlaPolicy) -> list[tuple[str, timedelta]]:
+    """``(JSON pointer, target)`` of each target the policy sets."""
+    return [
+        (f"/targets/{priority.value}/{field}", value)
+        for priority, targets in policy.targets.items()
+        for field in ("first_response", "resolution")
+        if (value := getattr(targets, field)) is not None
+    ]
+
+
+def horizon_errors(
+    policy: SlaPolicy, calendar: BusinessCalendar | None, now: datetime, open_time: timedelta | None = None
+) -> list[dict[str, Any]]:
+    """Targets whose deadline, from ``now``, lies beyond the deadline horizon of ``calendar``
+    (``None``: always open, where a year's target fits); ``open_time``: the calendar's, if known.
+
+    Past the horizon the routers would cap each such deadline (see ``add_business_time``)."""
+    targets = _targets(policy)
+    if calendar is None or not targets:
+        return []
+    if open_time is None:
+        open_time = open_time_within_horizon(calendar, now)
+    years = DEADLINE_HORIZON_YEARS
+    if open_time <= timedelta(0):
+        return [
+            {
+                "field": "/calendar",
+                "message": f"business calendar {calendar.name!r} has no open time in the next {years} years",
+            }
+        ]
+    return [
+        {
+            "field": pointer,
+            "message": f"{_minutes(target)} of business time end more than {years} years after they "
+            f"start on business calendar {calendar.name!r}, which is open {_hours(open_time)} in the "
+            f"next {years} years; shorten the target or open the calendar longer",
+        }
+        for pointer, target in targets
+        if target > open_time
+    ]
+
+
+def _calendar_horizon_errors(
+    calendar: BusinessCalendar,
+    previous: BusinessCalendar | None,
+    policies: Sequence[SlaPolicy],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The calendar must have open time, and enough for the targets of the policies on it that
+    ``previous`` (its live version) has enough for: a policy stored before this check, already left
+    out of the routers' configuration, names itself when saved and does not block the calendar."""
+    years, open_time = DEADLINE_HORIZON_YEARS, open_time_within_horizon(calendar, now)
+    at_fault = "/holidays" if calendar.holidays else "/weekly_hours"
+    if open_time <= timedelta(0):
+        return [{"field": at_fault, "message": f"no open time in the next {years} years"}]
+    too_long = [
+        (policy.name, pointer, target)
+        for policy in policies
+        if policy.calendar == calendar.name
+        for pointer, target in _targets(policy)
+        if target > open_time
+    ]
+    if too_long and previous is not None:
+        had = open_time_within_horizon(previous, now)
+        too_long = [(policy, pointer, target) for policy, pointer, target in too_long if target <= had]
+    if not too_long:
+        return []
+    if calendar.holidays:  # the holidays are at fault when the hours alone would do
+        hours_only = BusinessCalendar.model_validate(calendar.model_dump(exclude={"holidays"}))
+        enough = open_time_within_horizon(hours_only, now)
+        at_fault = "/holidays" if all(target <= enough for _, _, target in too_long) else "/weekly_hours"
+    listed = ", ".join(f"{name!r} {pointer} ({_minutes(target)})" for name, pointer, target in too_long)
+    return [
+        {
+            "field": at_fault,
+            "message": f"open {_hours(open_time)} in the next {years} years, too little for the targets "
+            f"of the SLA policies on this calendar (each must end within {years} years): {listed}",
+        }
+    ]
+
+
 def validate_document(
-    kind: str, name: str, document: dict[str, Any], calendars: set[str], teams: Mapping[str, bool]
+    kind: str,
+    name: str,
+    document: dict[str, Any],
+    calendars: Mapping[str, BusinessCalendar] | AbstractSet[str],
+    teams: Mapping[str, bool],
+    *,
+    now: datetime | None = None,
 ) -> BaseModel:
     """Parse ``document`` (its ``name`` defaults to ``name``); errors name the field at fault.
 
-    ``calendars``: the live calendars' names; ``teams``: every team's name -> active, as the
-    rules check theirs (a reassignment to a missing team would fail or misroute at escalation)."""
+    ``calendars``: the live calendars (:func:`live_calendars`; a set of names skips the checks
+    against calendars' hours); ``teams``: every team's name -> active, as the rules check theirs
+    (a reassignment to a missing team would fail or misroute at escalation). A policy's targets
+    must end within the deadline horizon of its calendar from ``now`` (default: the current time),
+    and a calendar must have open time, enough for the live policies on it."""
+    now = now or utc_now()
     document = {**document, "name": document.get("name", name)}
     if document["name"] != name:
         raise ConfigInvalid([{"field": "/name", "message": f"must equal the name in the URL ({name!r})"}])
@@ -99,6 +219,13 @@ def validate_document(
                 problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
                 if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
+        if isinstance(calendars, Mapping):
+            errors += horizon_errors(model, calendars.get(model.calendar), now)
+        if errors:
+            raise ConfigInvalid(errors)
+    if isinstance(model, BusinessCalendar):
+        live = calendars if isinstance(calendars, LiveCalendars) else LiveCalendars({})
+        errors = _calendar_horizon_errors(model, live.get(name), live.policies, now)
         if errors:
             raise ConfigInvalid(errors)
     return model
@@ -203,8 +330,20 @@ async def save(
     return row
 
 
-async def calendar_names(session: AsyncSession) -> set[str]:
-    return {row.name for row in await live_rows(session, "calendar")}
+async def live_calendars(session: AsyncSession) -> LiveCalendars:
+    """The live calendars, with the live policies, for :func:`validate_document`."""
+    calendars, unreadable, policies = {}, set(), []
+    for row in await live_rows(session, "calendar"):
+        try:
+            calendars[row.name] = BusinessCalendar.model_validate(row.document)
+        except ValidationError:
+            unreadable.add(row.name)  # stored by an earlier version: saving it again fixes it
+    for row in await live_rows(session, "policy"):
+        try:
+            policies.append(StoredPolicy.model_validate(row.document))
+        except ValidationError:
+            continue  # left out of the routers' configuration too (see load_config)
+    return LiveCalendars(calendars, policies, unreadable)
 
 
 async def policies_reassigning_to(session: AsyncSession, team: str) -> list[str]:
@@ -230,9 +369,10 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
     }
     policies = []
+    now, open_time = utc_now(), dict[str, timedelta]()
     for row in await live_rows(session, "policy"):
         try:
-            policies.append(StoredPolicy.model_validate(row.document))
+            policy = StoredPolicy.model_validate(row.document)
         except ValidationError as exc:
             # Saved under looser checks by an earlier version (a target over a year, say). Failing
             # here would stop every router, and the admin API with them, so the policy is left out
@@ -241,5 +381,18 @@ async def load_config(session: AsyncSession) -> SlaConfig:
                 "stored SLA policy is invalid and not applied; save it again to fix it",
                 extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
             )
+            continue
+        # Saved before targets were checked against their calendar: left out the same way.
+        calendar = calendars.get(policy.calendar)
+        if calendar is not None and _targets(policy) and policy.calendar not in open_time:
+            open_time[policy.calendar] = open_time_within_horizon(calendar, now)
+        errors = horizon_errors(policy, calendar, now, open_time.get(policy.calendar))
+        if errors:
+            log.error(
+                "stored SLA policy is invalid and not applied; save it again to fix it",
+                extra={"policy": row.name, "version": row.version, "errors": errors},
+            )
+            continue
+        policies.append(policy)
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version)
