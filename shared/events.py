@@ -206,7 +206,12 @@ class SlaState(BaseModel):
 
     policy: str | None = None
     first_response_due: datetime | None = None
+    # When the router's escalation scanner fires (or fired, this cycle) the warning of each
+    # target: on the policy's calendar, after pauses, at the policy's warning share. Set together
+    # with its due instant; None from routers older than these fields (consumers then estimate).
+    first_response_warning_at: UtcDatetime | None = None
     resolution_due: datetime | None = None
+    resolution_warning_at: UtcDatetime | None = None
     first_responded_at: datetime | None = None
     warning_sent: bool = False
     breached: bool = False

@@ -5,6 +5,12 @@ histograms, flow windows) and the name/typecode/length of each raw column that f
 per-slot columns, the key index table, recently seen event ids and the FIFOs of keys are stored
 verbatim as machine arrays, so a 1M-ticket state dumps and loads without a per-ticket Python
 loop. The heaps are not stored: :func:`.transitions.rebuild_heaps` rebuilds them from the columns.
+
+Versions: ``MAGIC`` changes only for a layout an older loader would misread. Additions are
+recognised by what the header lists, and a loader skips blobs it does not know, so checkpoints
+stay readable in both directions (a rolled-back instance does not replay its partitions from 0):
+a checkpoint without ``a_res_warn`` (written before the router sent its warning instants) loads
+with every instant UNSET, i.e. the at-risk estimate those tickets were counted with.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .aggregates import FlowWindow, Histogram
-from .columns import F_RECEIVED
+from .columns import F_RECEIVED, UNSET
 from .config import BacklogConfig
 from .keyindex import SlotIndex
 from .labels import LabelInterner
@@ -43,6 +49,7 @@ _COLUMNS = (
     "a_rev",
     "free",
 )
+_ADDED_COLUMNS = ("a_res_warn",)  # int64, absent from older checkpoints (see above)
 _LISTS = (
     "g_open",
     "g_overdue",
@@ -64,7 +71,7 @@ def capture(state: BacklogState) -> bytes:
     caller can release the state's lock before :func:`seal` compresses it (at 1M open tickets the
     copy is a few tens of MB of memcpy, the compression several times longer)."""
     hashes, slots = state.index.dump()
-    blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS]
+    blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS + _ADDED_COLUMNS]
     blobs += [
         ("index_hashes", hashes),
         ("index_slots", slots),
@@ -121,6 +128,8 @@ def load(data: bytes) -> BacklogState:
     state = BacklogState(config)
     for name in _COLUMNS:
         setattr(state, name, arrays[name])
+    for name in _ADDED_COLUMNS:
+        setattr(state, name, arrays[name] if name in arrays else array("q", [UNSET]) * len(state.a_flags))
     for name, values in header["lists"].items():
         setattr(state, name, list(values))
     state.index = SlotIndex.load(arrays["index_hashes"], arrays["index_slots"])

@@ -162,7 +162,8 @@ def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> 
     )
     g_risk = gauge(
         "ticket_sla_at_risk",
-        "Open tickets past the warning share of their resolution target, not yet overdue.",
+        "Open tickets past the router's resolution warning instant (else the warning share of the "
+        "target), not paused, not yet overdue.",
         ["team", "priority"],
     )
     for team, t in teams:

@@ -20,8 +20,8 @@ NO_CATEGORY = "none"
 class BacklogConfig:
     # Disjoint age buckets by upper bound (seconds); exposed cumulatively with a final +Inf.
     age_buckets_seconds: tuple[float, ...] = (3600, 4 * 3600, 8 * 3600, 24 * 3600, 72 * 3600, 168 * 3600)
-    # A ticket is "at risk" once this share of its resolution target (created_at -> resolution_due)
-    # has elapsed, until it is overdue.
+    # A ticket is "at risk" from the router's resolution warning instant until it is overdue; for
+    # states without that instant (older routers), once this share of created_at -> resolution_due.
     warning_share: float = 0.75
     # Label caps: at most this many distinct values per label (reserved values included); the
     # rest is reported as "other" so a misbehaving source cannot blow up series cardinality.

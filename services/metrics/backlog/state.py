@@ -1,6 +1,6 @@
 """In-memory live backlog of the metrics service: storage and event-driven updates.
 
-Per ticket, fields live in parallel ``array`` columns indexed by a slot number (~47 bytes, see
+Per ticket, fields live in parallel ``array`` columns indexed by a slot number (~55 bytes, see
 :mod:`.columns`), the key is a 64-bit digest in a flat hash table (:mod:`.keyindex`), and every
 series is an aggregate list updated when a ticket enters or leaves a classification, so a scrape
 costs O(label combinations). Where each part is computed:
@@ -79,6 +79,7 @@ class BacklogState:
         self.a_team, self.a_cat, self.a_src, self.a_flags = array("H"), array("H"), array("H"), array("H")
         self.a_prio, self.a_status, self.a_bucket = array("B"), array("B"), array("B")
         self.a_created, self.a_fr_due, self.a_res_due, self.a_next = (array("q") for _ in range(4))
+        self.a_res_warn = array("q")  # the router's resolution warning instant (see .columns)
         self.a_rev = array("I")  # TicketState.revision: older states are ignored
         self.free = array("I")
         self.index = SlotIndex()
@@ -135,6 +136,7 @@ class BacklogState:
                 to_ms(s.get("resolved_at")),
                 to_ms(sla.get("first_response_due")),
                 to_ms(sla.get("resolution_due")),
+                to_ms(sla.get("resolution_warning_at")),
                 to_ms(sla.get("first_responded_at")),
                 bool(sla.get("paused")),
                 to_ms(envelope.occurred_at),
@@ -169,6 +171,7 @@ class BacklogState:
                 to_ms(state.resolved_at),
                 to_ms(sla.first_response_due),
                 to_ms(sla.resolution_due),
+                to_ms(sla.resolution_warning_at),
                 to_ms(sla.first_responded_at),
                 sla.paused,
                 to_ms(occurred_at or now),
@@ -202,6 +205,7 @@ class BacklogState:
             self.index.put(h, slot)
             self.a_flags[slot], self.a_rev[slot], self.a_next[slot] = F_RECEIVED | F_NO_STATE, 0, NEVER
             self.a_created[slot] = self.a_fr_due[slot] = self.a_res_due[slot] = UNSET
+            self.a_res_warn[slot] = UNSET
             self.n_stateless += 1
             fifo = self.received_fifo
             fifo.append(h)
@@ -236,6 +240,7 @@ class BacklogState:
         resolved: int,
         fr_due: int,
         res_due: int,
+        res_warn: int,
         responded: int,
         paused: bool,
         event_ms: int,
@@ -272,7 +277,7 @@ class BacklogState:
             else:
                 self.n_stateless -= 1  # known from its ticket.created: its first state
             f = self.a_flags[slot] & F_RECEIVED  # 0 for a new slot (see _alloc_slot)
-            self.a_fr_due[slot] = self.a_res_due[slot] = UNSET
+            self.a_fr_due[slot] = self.a_res_due[slot] = self.a_res_warn[slot] = UNSET
             prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False
         self.a_team[slot], self.a_prio[slot], self.a_status[slot] = team, prio, status
         self.a_rev[slot] = revision
@@ -282,7 +287,7 @@ class BacklogState:
         if fr_due != UNSET:
             self.a_fr_due[slot] = fr_due
         if res_due != UNSET:
-            self.a_res_due[slot] = res_due
+            self.a_res_due[slot], self.a_res_warn[slot] = res_due, res_warn
         f &= ~(F_OPEN | F_PAUSED | F_RESPONDED | F_FR_DUE_OFF | F_RES_DUE_OFF)
         f |= F_OPEN if new_open else 0
         f |= (F_PAUSED if paused else 0) | (F_RESPONDED if responded != UNSET else 0)
@@ -348,7 +353,7 @@ class BacklogState:
             self.a_rev,
         ):
             column.append(0)
-        for column in (self.a_created, self.a_fr_due, self.a_res_due):
+        for column in (self.a_created, self.a_fr_due, self.a_res_due, self.a_res_warn):
             column.append(UNSET)
         self.a_next.append(NEVER)
         return len(self.a_flags) - 1

@@ -85,7 +85,8 @@ def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
                     f |= F_RES_BREACHED
                     st.c_breach[team * 2 + 1] += 1
             else:
-                warn = warn_at(st.config.warning_share, created, due)
+                warn = st.a_res_warn[slot]  # the instant the router's scanner warns at
+                warn = warn_at(st.config.warning_share, created, due) if warn == UNSET else min(warn, due)
                 if now >= warn:
                     f |= F_AT_RISK
                     nxt = min(nxt, due)
@@ -138,7 +139,9 @@ def remove_open(st: BacklogState, slot: int) -> None:
 
 
 def warn_at(warning_share: float, created: int, due: int) -> int:
-    """First millisecond at which ``warning_share`` of the resolution target has elapsed."""
+    """First millisecond at which ``warning_share`` of the resolution target has elapsed: the
+    estimate of the warning instant for states from routers that do not send theirs (wall clock,
+    ignoring business hours, pauses and the policy's own share)."""
     return min(due, created + math.ceil(warning_share * (due - created)))
 
 

@@ -286,11 +286,15 @@ class SlaClock(BaseModel):
         return {"first_response": clock.first_response.consumed, "resolution": clock.resolution.consumed}
 
     def to_sla_state(self, calendar: BusinessCalendar) -> SlaState:
+        # The warning instants are the ones the escalation scanner fires at (both come from
+        # :meth:`deadlines`), so consumers such as the metrics' at-risk gauge agree with it.
         deadlines = self.deadlines(calendar)
         return SlaState(
             policy=self.policy,
             first_response_due=deadlines.first_response_due,
+            first_response_warning_at=deadlines.first_response_warning_at,
             resolution_due=deadlines.resolution_due,
+            resolution_warning_at=deadlines.resolution_warning_at,
             first_responded_at=self.first_responded_at,
             warning_sent=self.warning_sent,
             breached=self.breached,

@@ -30,6 +30,7 @@ def make_state(
     routed: float | None = None,
     fr_due: float | None = None,
     res_due: float | None = None,
+    res_warn: float | None = None,
     responded: float | None = None,
     paused: bool = False,
     source: str = "zendesk",
@@ -47,6 +48,7 @@ def make_state(
         sla=SlaState(
             first_response_due=None if fr_due is None else at(fr_due),
             resolution_due=None if res_due is None else at(res_due),
+            resolution_warning_at=None if res_warn is None else at(res_warn),
             first_responded_at=None if responded is None else at(responded),
             paused=paused,
         ),

@@ -71,9 +71,16 @@ class Model:
             oldest[team] = min(oldest.get(team, created), created)
             due = _ms(st.sla.resolution_due)
             if due is not None and not st.sla.paused:
+                # The router's warning instant when the state has one, else the wall-clock share.
+                warn = _ms(st.sla.resolution_warning_at)
+                risk = (
+                    now_ms >= min(warn, due)
+                    if warn is not None
+                    else now_ms - created >= share * (due - created)
+                )
                 if now_ms >= due:
                     exp[("ticket_backlog_overdue", (("priority", prio), ("team", team)))] += 1
-                elif now_ms - created >= share * (due - created):
+                elif risk:
                     exp[("ticket_sla_at_risk", (("priority", prio), ("team", team)))] += 1
             if team == "triage":
                 exp[("ticket_triage_open", ())] += 1
@@ -136,6 +143,10 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
     sent: list[EventEnvelope] = []
     check_counters = config.resolved_retention >= steps
 
+    def warning(start: float, due: float | None) -> float | None:
+        """A router's warning instant (anywhere from ``start`` to ``due``), or none: an older router."""
+        return None if due is None or rng.random() < 0.4 else start + rng.uniform(0, due - start)
+
     def deliver(new: TicketState, etype: EventType = EventType.TICKET_STATE_CHANGED) -> None:
         known = state.index.get(key_hash(new.ticket_key)) >= 0
         if rng.random() < 0.3:
@@ -154,6 +165,7 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
             created = now - rng.uniform(0, 9 * 24 * H)
             created = float(int(created))
             team = rng.choice([None, *TEAMS])
+            res_due = created + rng.uniform(H, 6 * 24 * H) if rng.random() < 0.8 else None
             deliver(
                 make_state(
                     key,
@@ -163,7 +175,8 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
                     status=rng.choice(["new", "open"]),
                     routed=None if team is None else now,
                     fr_due=created + rng.choice([1800, 4 * H, 30 * H]) if rng.random() < 0.8 else None,
-                    res_due=created + rng.uniform(H, 6 * 24 * H) if rng.random() < 0.8 else None,
+                    res_due=res_due,
+                    res_warn=warning(created, res_due),
                 ),
                 EventType.TICKET_ROUTED,
             )
@@ -174,7 +187,7 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
         elif roll < 0.35 and sent:
             env = rng.choice(sent)  # redelivery: must be a no-op
             state.apply(env, at(now))
-        elif roll < 0.38 and check_counters:
+        elif roll < 0.38 and check_counters and sent:
             # Re-published older decision under a new event id: the revision makes it a no-op.
             old_state = TicketState.model_validate(rng.choice(sent).payload["state"])
             deliver(old_state)
@@ -200,12 +213,16 @@ def run_stream(seed: int, steps: int, config: BacklogConfig, checkpoint_at: int 
                 etype = EventType.TICKET_RESOLVED
             elif action == "reopen":
                 upd["status"], upd["resolved_at"] = "open", None
-                sla["resolution_due"] = at(now + rng.uniform(0, 48 * H))
+                due = now + rng.uniform(0, 48 * H)
+                sla["resolution_due"], warn = at(due), warning(now - H, due)
+                sla["resolution_warning_at"] = None if warn is None else at(warn)
                 etype = EventType.TICKET_REOPENED
             elif action == "respond" and old.sla.first_responded_at is None:
                 sla["first_responded_at"] = at(now)
             elif action == "deadline":
-                sla["resolution_due"] = at(now + rng.uniform(-H, 24 * H))
+                due = now + rng.uniform(-H, 24 * H)
+                sla["resolution_due"], warn = at(due), warning(now - 2 * H, due)
+                sla["resolution_warning_at"] = None if warn is None else at(warn)
             new_sla = {**old.sla.model_dump(), **sla}
             deliver(
                 TicketState.model_validate(
