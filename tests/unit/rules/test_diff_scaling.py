@@ -1,7 +1,8 @@
 """The rule-set diff at scale: same output as the textbook LCS it replaced, in O(n log n).
 
-``textbook_diff`` below is the diff as it was (an O(n^2) longest-common-subsequence table, walked
-from the front), kept as the reference: "moved" must name exactly the rules it named.
+``textbook_diff`` below is the diff with the table it had (an O(n^2) longest-common-subsequence
+table, walked from the front) in place of the new one, kept as the reference: "moved" must name
+exactly the rules it named.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.rules import RuleChange, RuleSet, RuleSetDiff, diff_rulesets, parse_ruleset
-from services.router.rules.diff import _changed_keys
+from services.router.rules import RuleSet, RuleSetDiff, diff_rulesets, parse_ruleset
+from services.router.rules import diff as diff_module
 
 
 def textbook_kept(a: list[str], b: list[str]) -> set[str]:
@@ -39,28 +41,9 @@ def textbook_kept(a: list[str], b: list[str]) -> set[str]:
 
 
 def textbook_diff(old: RuleSet, new: RuleSet) -> RuleSetDiff:
-    old_rules = {r.id: r for r in old.rules}
-    new_rules = {r.id: r for r in new.rules}
-    common_old = [r.id for r in old.rules if r.id in new_rules]
-    common_new = [r.id for r in new.rules if r.id in old_rules]
-    stayed = textbook_kept(common_old, common_new)
-    changed = []
-    for rule_id in common_new:
-        keys = _changed_keys(old_rules[rule_id], new_rules[rule_id])
-        if keys:
-            changed.append(RuleChange(rule_id, keys))
-    settings = {
-        name: (getattr(old, name), getattr(new, name))
-        for name in ("default_team", "timezone")
-        if getattr(old, name) != getattr(new, name)
-    }
-    return RuleSetDiff(
-        added=tuple(r.id for r in new.rules if r.id not in old_rules),
-        removed=tuple(r.id for r in old.rules if r.id not in new_rules),
-        changed=tuple(changed),
-        moved=tuple(rule_id for rule_id in common_new if rule_id not in stayed),
-        settings=settings,
-    )
+    """The whole diff with the textbook table choosing the rules that stayed."""
+    with mock.patch.object(diff_module, "_lcs", textbook_kept):
+        return diff_rulesets(old, new)
 
 
 def rules(ids: list[str], team: Callable[[str], str] = lambda _: "desk", **settings: Any) -> RuleSet:

@@ -15,6 +15,7 @@ from services.router.sla.calendar import (
     business_time_between,
     wall_to_utc,
 )
+from tests.unit.sla.oracles import day_walk
 
 H = timedelta(hours=1)
 
@@ -210,26 +211,13 @@ def test_between_matches_minute_oracle_around_dst(cal: BusinessCalendar, start: 
     assert business_time_between(cal, start, end) == _wall_clock_oracle(cal, start, end)
 
 
-def _day_walk(cal: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
-    """Reference without week skipping."""
-    remaining, day = duration, start.astimezone(cal.tz).date()
-    while True:
-        for s, e in cal.intervals_on(day):
-            s = max(s, start)
-            if e > s:
-                if e - s >= remaining:
-                    return s + remaining
-                remaining -= e - s
-        day += timedelta(days=1)
-
-
 class TestLongDurations:
     @pytest.mark.parametrize("cal", [NY, TALLINN, KOLKATA, TALLINN_24X7])
     def test_week_skipping_matches_day_walk_across_dst_and_holidays(self, cal: BusinessCalendar) -> None:
         start = datetime(2024, 2, 14, 13, 17, tzinfo=UTC)
         for days in (1, 7, 30, 90, 200):
             d = timedelta(days=days, minutes=7)
-            assert add_business_time(cal, start, d) == _day_walk(cal, start, d)
+            assert add_business_time(cal, start, d) == day_walk(cal, start, d)
 
     def test_30_day_target_does_not_walk_every_day(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls = 0

@@ -18,6 +18,7 @@ from services.router.sla.calendar import BusinessCalendar, add_business_time, bu
 from services.router.sla.clock import SlaClock
 from services.router.sla.policy import SlaPolicy
 from shared.events import Priority
+from tests.unit.sla.oracles import day_walk
 
 HORIZON = timedelta(days=3653)  # ten years of calendar time, as the README documents
 YEAR = timedelta(days=365)  # the largest target a policy may have
@@ -66,19 +67,6 @@ def _fresh_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calendar_module, "_reported", set(), raising=False)
 
 
-def _day_walk(cal: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
-    """Reference without week skipping and without a horizon (only for durations that end)."""
-    remaining, day = duration, start.astimezone(cal.tz).date()
-    while True:
-        for s, e in cal.intervals_on(day):
-            s = max(s, start)
-            if e > s:
-                if e - s >= remaining:
-                    return s + remaining
-                remaining -= e - s
-        day += timedelta(days=1)
-
-
 def test_the_horizon_is_ten_years() -> None:
     assert calendar_module.DEADLINE_HORIZON == HORIZON
     assert calendar_module.DEADLINE_HORIZON_YEARS == 10
@@ -101,7 +89,7 @@ def test_a_year_on_one_hour_a_week_is_capped_at_the_horizon(day_starts: list[dat
 def test_a_deadline_within_the_horizon_is_exact() -> None:
     """500 open hours on one hour a week: ~9.6 years, inside the horizon, to the minute."""
     target = timedelta(hours=500, minutes=17)
-    expected = _day_walk(HOUR_A_WEEK, START, target)
+    expected = day_walk(HOUR_A_WEEK, START, target)
     assert START + timedelta(days=9 * 365) < expected < START + HORIZON
     assert add_business_time(HOUR_A_WEEK, START, target) == expected
     assert calendar_module.business_deadline(HOUR_A_WEEK, START, target) == expected
