@@ -103,6 +103,7 @@ def metrics(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
         rows += [
             Row("metrics", f"ingest, {n} open", figures["ingest_events_per_cpu_second"], "events/cpu-s"),
             Row("metrics", f"scrape, {n} open", figures["scrape_ms_median"], "ms"),
+            Row("metrics", f"scrape, {n} open, 6 partitions", figures["scrape_6_partitions_ms_median"], "ms"),
             Row("metrics", f"memory, {n} open", figures["rss_delta_bytes_per_open_ticket"], "B/ticket"),
             # Ingest and scrapes wait while the state is locked; the rest runs beside them.
             Row("metrics", f"checkpoint, {n} open", figures["checkpoint_dump_seconds"], "s"),

@@ -7,6 +7,9 @@ Per size it builds a state with that many open tickets through ``BacklogState.ap
 4 priorities, ages up to 10 days, mixed deadlines), then measures:
 
 * scrape: ``generate_latest`` over a registry holding only the ``BacklogCollector`` (median);
+* partitioned scrape: the same tickets spread over ``PARTITIONS`` shards by key, exposed as the
+  service exposes them (``ShardsCollector`` and ``FlowCollector`` over a ``BacklogIngest``): the
+  merged gauges plus counters and histograms per partition (median, and the size of the text);
 * build: the state is filled through ``BacklogState.apply`` with timestamps handed over as
   datetimes (setup speed only; the honest per-event costs are the ingest figures below);
 * memory: VmRSS delta (``/proc/self/status``) from before the state existed to after the build,
@@ -38,15 +41,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.metrics.backlog import BacklogCollector, BacklogState
+from services.metrics.app import ShardsCollector
+from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
 from services.metrics.backlog.checkpoint import capture, seal
+from services.metrics.ingest.consumer import BacklogIngest, Shard
 from shared.events import EventEnvelope, EventType
 
 TEAMS = [f"team-{i:02d}" for i in range(20)]
 PRIOS = ["P1", "P2", "P3", "P4"]
 START = datetime(2024, 6, 1, tzinfo=UTC)
 DAY = 86_400.0
+PARTITIONS = 6  # the product's default partition count per topic (TOPIC_PARTITIONS)
 
 
 def rss_bytes() -> int:
@@ -145,6 +152,33 @@ def mixed_stream(
         yield envelope(etype, state, now), now
 
 
+def median_scrape_ms(registry: CollectorRegistry) -> tuple[float, int]:
+    """Median of nine ``generate_latest`` after a warm-up, and the size of the text."""
+    generate_latest(registry)
+    times = []
+    for _ in range(9):
+        t = time.perf_counter()
+        text = generate_latest(registry)
+        times.append(time.perf_counter() - t)
+    return round(statistics.median(times) * 1000, 3), len(text)
+
+
+def partitioned_scrape(size: int, now: float) -> tuple[float, int]:
+    """The service's scrape of ``size`` open tickets over ``PARTITIONS`` caught-up shards."""
+    at = stamp(now)
+    ingest = BacklogIngest(async_sessionmaker(), clock=lambda: at)
+    for p in range(PARTITIONS):
+        ingest.shards[p] = Shard(p, BacklogState(), {}, live=True)
+    for i in range(size):
+        shard = ingest.shards[i % PARTITIONS]  # keys spread evenly, as Kafka's hash spreads them
+        shard.state.apply(envelope(EventType.TICKET_ROUTED, ticket(i, now, 1, when=stamp), now), at)
+    collector = ShardsCollector(ingest)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    registry.register(FlowCollector(collector))  # as the app registers them, flows after
+    return median_scrape_ms(registry)
+
+
 def run_one(size: int) -> dict[str, Any]:
     gc.collect()
     rss0 = rss_bytes()
@@ -169,14 +203,7 @@ def run_one(size: int) -> dict[str, Any]:
 
     registry = CollectorRegistry()
     registry.register(BacklogCollector(state, clock=None))
-    generate_latest(registry)
-    times = []
-    for _ in range(9):
-        t = time.perf_counter()
-        text = generate_latest(registry)
-        times.append(time.perf_counter() - t)
-    result["scrape_ms_median"] = round(statistics.median(times) * 1000, 3)
-    result["scrape_bytes"] = len(text)
+    result["scrape_ms_median"], result["scrape_bytes"] = median_scrape_ms(registry)
 
     count = min(200_000, max(20_000, size // 5))
     events = list(mixed_stream(size, count, now, size))
@@ -210,6 +237,11 @@ def run_one(size: int) -> dict[str, Any]:
     BacklogState.from_checkpoint(blob)
     result["checkpoint_load_seconds"] = round(time.perf_counter() - t, 3)
     result["open_tickets_after_mix"] = state.n_open
+    del state, blob
+    gc.collect()
+    scrape_ms, scrape_bytes = partitioned_scrape(size, 10 * DAY)
+    result[f"scrape_{PARTITIONS}_partitions_ms_median"] = scrape_ms
+    result[f"scrape_{PARTITIONS}_partitions_bytes"] = scrape_bytes
     return result
 
 
