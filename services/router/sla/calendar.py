@@ -320,9 +320,16 @@ def _walk(
 ) -> datetime | None:
     week = timedelta(days=7)
     day = cursor.astimezone(calendar.tz).date()
-    while (day_start := calendar.day_start(day)) <= limit:
+    # Bounded by the local date, so that a day's start (two zone conversions) is worked out only
+    # where a whole week may be skipped: the walk runs for every deadline of every routing event.
+    last = limit.astimezone(calendar.tz).date()
+    while day <= last:
         # Skip whole regular weeks; strictly greater keeps the final instant inside the walk below.
-        if remaining > calendar.week_total and day_start >= cursor and calendar.week_is_regular(day):
+        if (
+            remaining > calendar.week_total
+            and calendar.day_start(day) >= cursor
+            and calendar.week_is_regular(day)
+        ):
             remaining -= calendar.week_total
             day += week
             continue

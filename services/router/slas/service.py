@@ -369,7 +369,6 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
     }
     policies = []
-    now, open_time = utc_now(), dict[str, timedelta]()
     for row in await live_rows(session, "policy"):
         try:
             policy = StoredPolicy.model_validate(row.document)
@@ -382,17 +381,10 @@ async def load_config(session: AsyncSession) -> SlaConfig:
                 extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
             )
             continue
-        # Saved before targets were checked against their calendar: left out the same way.
-        calendar = calendars.get(policy.calendar)
-        if calendar is not None and _targets(policy) and policy.calendar not in open_time:
-            open_time[policy.calendar] = open_time_within_horizon(calendar, now)
-        errors = horizon_errors(policy, calendar, now, open_time.get(policy.calendar))
-        if errors:
-            log.error(
-                "stored SLA policy is invalid and not applied; save it again to fix it",
-                extra={"policy": row.name, "version": row.version, "errors": errors},
-            )
-            continue
+        # Targets beyond the deadline horizon of their calendar (saved before the API checked
+        # them) are not re-checked here: the horizon's open time depends on the weekday the check
+        # starts, so a router reloading on another day could drop a policy the API accepted, and
+        # the routers cap such deadlines anyway (add_business_time).
         policies.append(policy)
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version)

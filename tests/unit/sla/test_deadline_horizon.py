@@ -49,15 +49,16 @@ CLOSED_FOR_YEARS = BusinessCalendar(
 
 @pytest.fixture
 def day_starts(monkeypatch: pytest.MonkeyPatch) -> list[date]:
-    """Every local day the walk looks at (each step of it computes that day's start)."""
+    """Every local day the walk looks into (each step that does not skip a week reads that day's
+    open intervals)."""
     seen: list[date] = []
-    original = calendar_module.BusinessCalendar.day_start
+    original = calendar_module.BusinessCalendar.intervals_on
 
-    def counting(self: BusinessCalendar, day: date) -> datetime:
+    def counting(self: BusinessCalendar, day: date) -> list[tuple[datetime, datetime]]:
         seen.append(day)
         return original(self, day)
 
-    monkeypatch.setattr(calendar_module.BusinessCalendar, "day_start", counting)
+    monkeypatch.setattr(calendar_module.BusinessCalendar, "intervals_on", counting)
     return seen
 
 
