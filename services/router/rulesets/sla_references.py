@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.rules import RuleSet
-from services.router.rulesets.store import latest, ruleset_of
+from services.router.rulesets.store import latest
 from services.router.slas.models import SlaConfigVersion
 
 POLICY = "policy"  # SlaConfigVersion.kind of SLA policies
@@ -60,17 +61,35 @@ def policy_references(ruleset: RuleSet) -> dict[str, list[tuple[str, str]]]:
     return refs
 
 
+def stored_policy_references(document: Any) -> dict[str, list[tuple[str, str]]]:
+    """``policy_references`` of a stored rule-set document, read as JSON rather than as a
+    :class:`RuleSet`: a version stored by an earlier release may be one today's model refuses
+    (a pool weight out of bounds, say), and its policies must not stop being found (or a policy
+    deletion turn into a 500) for that. Entries of an unexpected shape name no policy."""
+    refs: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    rules = document.get("rules") if isinstance(document, dict) else None
+    for index, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if not isinstance(rule, dict):
+            continue
+        actions = rule.get("actions")
+        policy = actions.get("sla_policy") if isinstance(actions, dict) else None
+        if isinstance(policy, str):
+            rule_id = rule.get("id")
+            name = rule_id if isinstance(rule_id, str) else f"/rules/{index}"
+            refs[policy].append((f"/rules/{index}/actions/sla_policy", name))
+    return refs
+
+
 async def policy_in_use(session: AsyncSession, policy: str) -> str | None:
     """Why ``policy`` cannot be deleted (the live rules that name it), or None."""
     row = await latest(session)
     if row is None:
         return None
-    ruleset = ruleset_of(row)
-    places = policy_references(ruleset).get(policy)
+    places = stored_policy_references(row.document).get(policy)
     if not places:
         return None
     ids = ", ".join(sorted({rule_id for _, rule_id in places}))
     return (
-        f"SLA policy {policy!r} is used by the live rule set (version {ruleset.version}): {ids}"
+        f"SLA policy {policy!r} is used by the live rule set (version {row.version}): {ids}"
         "; change those rules first"
     )

@@ -1,5 +1,6 @@
 """Migration 0007 repairs rule-set versions stored with null pool weights (infinity, as orjson
-writes it), which no longer loaded: not the live set, nor its history, diffs or rollbacks."""
+writes it) or weights above today's maximum, which no longer loaded: not the live set, nor its
+history, diffs or rollbacks."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ BROKEN: dict[str, Any] = {
     "timezone": "UTC",
     "default_team": "a",
 }
-# Valid, and has "null" in its text: left exactly as it is.
+# Valid, with weights and "null" in its text: left exactly as it is.
 VALID: dict[str, Any] = {
     "rules": [
         {
@@ -142,3 +143,55 @@ def test_null_weights_become_the_largest_weight(
     assert asyncio.run(stored(url)) == [expected, VALID, expected]
     upgrade(url)
     assert asyncio.run(stored(url)) == [expected, VALID, expected]
+
+
+# Stored by the same earlier version: finite weights above today's maximum (1,000,000), which
+# the model it ran (weights checked only for w > 0) accepted and today's refuses.
+ABOVE: dict[str, Any] = {
+    "rules": [
+        pool_rule(
+            "big", {"teams": ["a", "b"], "strategy": "weighted", "weights": {"a": 5_000_000.0, "b": 1.0}}
+        ),
+        pool_rule("mixed", {"teams": ["a", "b"], "strategy": "weighted", "weights": {"a": None, "b": 2e12}}),
+    ],
+    "timezone": "UTC",
+}
+# Weights at both ends of what today's schema accepts: left exactly as they are.
+BOUNDS: dict[str, Any] = {
+    "rules": [
+        pool_rule(
+            "bounds", {"teams": ["a", "b"], "strategy": "weighted", "weights": {"a": 1_000_000.0, "b": 1e-9}}
+        )
+    ],
+    "timezone": "UTC",
+}
+
+
+@pytest.mark.parametrize("kind", database_params())
+def test_weights_above_the_maximum_become_the_largest_weight(
+    kind: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = fresh_url(kind, tmp_path)
+    upgrade(url, BEFORE)
+    asyncio.run(insert(url, [BOUNDS, ABOVE]))
+    assert [readable(d) for d in asyncio.run(stored(url))] == [True, False]
+
+    with caplog.at_level(logging.WARNING, logger="migrations.ruleset_null_weights"):
+        upgrade(url)
+    assert [r.getMessage() for r in caplog.records if r.name == "migrations.ruleset_null_weights"] == [
+        "rule set version 2: null pool weights set to 1000000.0 at /rules/1/actions/assign_pool/weights/a",
+        "rule set version 2: pool weights above the maximum set to 1000000.0 at "
+        "/rules/0/actions/assign_pool/weights/a (was 5000000.0), "
+        "/rules/1/actions/assign_pool/weights/b (was 2000000000000.0)",
+    ]
+
+    expected = copy.deepcopy(ABOVE)
+    expected["rules"][0]["actions"]["assign_pool"]["weights"] = {"a": 1_000_000.0, "b": 1.0}
+    expected["rules"][1]["actions"]["assign_pool"]["weights"] = {"a": 1_000_000.0, "b": 1_000_000.0}
+    documents = asyncio.run(stored(url))
+    assert documents == [BOUNDS, expected]
+    assert all(readable(d) for d in documents)
+    assert asyncio.run(live_weights(url)) == [
+        {"a": 1_000_000.0, "b": 1.0},
+        {"a": 1_000_000.0, "b": 1_000_000.0},
+    ]

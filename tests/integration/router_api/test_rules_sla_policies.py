@@ -10,7 +10,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
+from services.router.models import RuleSetVersion
+from services.router.rulesets.service import live
+from services.router.rulesets.store import latest_version_number, save_version
 from tests.integration.router_api.helpers import Router, rule
 
 # Applies to no ticket: the database, and so its live policies, is shared with later tests.
@@ -145,6 +150,47 @@ async def test_a_policy_the_live_rules_name_cannot_be_deleted(router_api: Router
         "/rules/0/actions/sla_policy": f"rule 'uses-policy': deleted SLA policy {policy!r}",
         "/rules/2/actions/sla_policy": f"rule 'also': deleted SLA policy {policy!r}",
     }
+
+
+async def test_policies_can_be_deleted_while_the_live_rule_set_is_unreadable(router_api: Router) -> None:
+    """A live rule set today's schema cannot read (here a pool weight above 1,000,000, which an
+    earlier version accepted) still says which policies it names: a delete is not a 500."""
+    c, editor = router_api.client, router_api.editor
+    team = await router_api.add_team("slaold")
+    used, used_etag = await add_policy(router_api)
+    unused, unused_etag = await add_policy(router_api)
+    pool = {"teams": [team], "strategy": "weighted", "weights": {team: 5_000_000.0}}
+    document = {
+        "rules": [
+            {"id": "big", "name": "big", "actions": {"assign_pool": pool, "sla_policy": used}},
+            "not a rule",
+            {"id": "odd", "name": "odd", "actions": ["sla_policy", unused]},
+            {"id": "bad", "name": "bad", "actions": {"assign_team": team, "sla_policy": [unused]}},
+        ],
+        "timezone": "UTC",
+    }
+    sessions = router_api.app.state.sessions
+    async with sessions() as session, session.begin():
+        before = await live(session)
+        version = await latest_version_number(session) + 1
+        session.add(RuleSetVersion(version=version, document=document, author="an earlier version"))
+    try:
+        async with sessions() as session:
+            with pytest.raises(ValidationError):  # unreadable indeed
+                await live(session)
+
+        refused = await c.delete(f"/v1/sla/policies/{used}", headers={**editor, "If-Match": used_etag})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (
+            f"SLA policy {used!r} is used by the live rule set (version {version}): big"
+            "; change those rules first"
+        )
+        gone = await c.delete(f"/v1/sla/policies/{unused}", headers={**editor, "If-Match": unused_etag})
+        assert gone.status_code == 204, gone.text
+    finally:
+        async with sessions() as session, session.begin():  # a readable live set for later tests
+            base = before.model_copy(update={"version": version})
+            await save_version(session, before.model_copy(update={"version": None}), "tests", base=base)
 
 
 async def test_drafts_are_simulated_with_a_warning(router_api: Router) -> None:
