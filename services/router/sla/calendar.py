@@ -28,13 +28,15 @@ targets that do not end within it (:func:`open_time_within_horizon`); past it,
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from itertools import pairwise
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,6 +176,30 @@ class Holiday(BaseModel):
         return {"day": data} if isinstance(data, str | date) else data
 
 
+_MEMO_DAYS = 4096
+_T = TypeVar("_T")
+
+
+class _DayMemo:
+    """What a calendar worked out per local date, remembered: the router works out each ticket's
+    deadlines on every event, walking mostly the same few days as the tickets before it. Each
+    table is emptied when it grows past ~11 years of days."""
+
+    def __init__(self) -> None:
+        self.intervals: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+        self.starts: dict[date, datetime] = {}
+        self.regular: dict[date, bool] = {}
+
+    @staticmethod
+    def recall(table: dict[date, _T], day: date, compute: Callable[[date], _T]) -> _T:
+        found = table.get(day)
+        if found is None:
+            if len(table) >= _MEMO_DAYS:
+                table.clear()
+            found = table[day] = compute(day)
+        return found
+
+
 class BusinessCalendar(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -198,7 +224,7 @@ class BusinessCalendar(BaseModel):
 
     @classmethod
     def always_open(cls, name: str = ALWAYS_OPEN, timezone: str = "UTC") -> BusinessCalendar:
-        return cls(name=name, timezone=timezone, weekly_hours={"daily": ["00:00-24:00"]})
+        return _always_open(name, timezone)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -231,12 +257,28 @@ class BusinessCalendar(BaseModel):
         return i < len(self.holiday_dates) and self.holiday_dates[i] < end
 
     def day_start(self, day: date) -> datetime:
+        return self._memo.recall(self._memo.starts, day, self._start_of)
+
+    def _start_of(self, day: date) -> datetime:
         return wall_to_utc(self.tz, datetime.combine(day, time()))
 
-    def intervals_on(self, day: date) -> list[tuple[datetime, datetime]]:
+    @cached_property
+    def open_around_the_clock(self) -> bool:
+        """Every local day open 00:00-24:00 and no holidays: business time is wall-clock time, so
+        deadlines need no walk (the default 24x7 calendar; offset changes do not matter)."""
+        return not self.holidays and all(day == ((0, 1440),) for day in self.minutes_by_weekday)
+
+    @cached_property
+    def _memo(self) -> _DayMemo:
+        return _DayMemo()
+
+    def intervals_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The UTC ``[start, end)`` business intervals of one local date (empty ones dropped)."""
+        return self._memo.recall(self._memo.intervals, day, self._intervals_of)
+
+    def _intervals_of(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         if self.is_holiday(day):
-            return []
+            return ()
         tz, midnight = self.tz, datetime.combine(day, time())
         out: list[tuple[datetime, datetime]] = []
         for start_min, end_min in self.minutes_by_weekday[day.weekday()]:
@@ -244,7 +286,7 @@ class BusinessCalendar(BaseModel):
             end = wall_to_utc(tz, midnight + timedelta(minutes=end_min))
             if end > start:
                 out.append((start, end))
-        return out
+        return tuple(out)
 
     def is_open(self, at: datetime) -> bool:
         at = as_utc(at)
@@ -256,6 +298,9 @@ class BusinessCalendar(BaseModel):
         Assumes a zone changes its offset at most once a week (true of every real zone), so
         equal offsets at both ends mean no transition inside.
         """
+        return self._memo.recall(self._memo.regular, first, self._is_regular)
+
+    def _is_regular(self, first: date) -> bool:
         if self.has_holiday_between(first, first + timedelta(days=7)):
             return False
         tz = self.tz
@@ -263,6 +308,12 @@ class BusinessCalendar(BaseModel):
             self.day_start(first).astimezone(tz).utcoffset()
             == self.day_start(first + timedelta(days=7)).astimezone(tz).utcoffset()
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _always_open(name: str, timezone: str) -> BusinessCalendar:
+    # One instance per name: the routers ask for the 24x7 calendar for every ticket on it.
+    return BusinessCalendar(name=name, timezone=timezone, weekly_hours={"daily": ["00:00-24:00"]})
 
 
 def as_utc(value: datetime) -> datetime:
@@ -308,6 +359,8 @@ def business_deadline(
     if duration == _ZERO:
         return cursor
     limit = _horizon_end(cursor, horizon)
+    if calendar.open_around_the_clock:
+        return cursor + duration if duration <= limit - cursor else None
     try:
         found = _walk(calendar, cursor, duration, limit)
     except OverflowError:  # the walk reached the end of datetime's range (a start near year 9999)
@@ -400,6 +453,8 @@ def business_time_between(calendar: BusinessCalendar, a: datetime, b: datetime) 
     a, b = as_utc(a), as_utc(b)
     if b < a:
         return -business_time_between(calendar, b, a)
+    if calendar.open_around_the_clock:
+        return b - a
     total = _ZERO
     week = timedelta(days=7)
     day = a.astimezone(calendar.tz).date()

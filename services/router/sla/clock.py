@@ -285,10 +285,13 @@ class SlaClock(BaseModel):
         clock, _ = self._checkpoint(calendar, now)
         return {"first_response": clock.first_response.consumed, "resolution": clock.resolution.consumed}
 
-    def to_sla_state(self, calendar: BusinessCalendar) -> SlaState:
-        # The warning instants are the ones the escalation scanner fires at (both come from
-        # :meth:`deadlines`), so consumers such as the metrics' at-risk gauge agree with it.
-        deadlines = self.deadlines(calendar)
+    def to_sla_state(self, calendar: BusinessCalendar, deadlines: Deadlines | None = None) -> SlaState:
+        """``deadlines``: this clock's on ``calendar``, when the caller already has them.
+
+        The warning instants are the ones the escalation scanner fires at (both come from
+        :meth:`deadlines`), so consumers such as the metrics' at-risk gauge agree with it."""
+        if deadlines is None:
+            deadlines = self.deadlines(calendar)
         return SlaState(
             policy=self.policy,
             first_response_due=deadlines.first_response_due,

@@ -17,6 +17,7 @@ from services.router.rules import Actions, CompiledRuleSet, Condition, Rule, Rul
 from services.router.rules.facts import facts_from_ticket
 from services.router.sla import BusinessCalendar, SlaClock, SlaPolicy, next_escalation_at
 from services.router.sla.calendar import ALWAYS_OPEN
+from services.router.sla.clock import Deadlines
 from shared.events import SlaState, TicketSnapshot, TicketState
 
 
@@ -84,6 +85,7 @@ class SlaTracker:
         self.at = at
         self.clock = SlaClock.model_validate(stored["clock"]) if stored and stored.get("clock") else None
         self.fired: set[str] = set(stored.get("fired", [])) if stored else set()
+        self._known: tuple[SlaClock, BusinessCalendar, Deadlines] | None = None
 
     def __call__(self, state: TicketState) -> None:
         policy = self.config.policy_named(state.sla.policy) or self.config.select(
@@ -119,13 +121,22 @@ class SlaTracker:
 
     def refresh(self, state: TicketState) -> None:
         if self.clock is not None:
-            state.sla = self.clock.to_sla_state(self.config.calendar(self.clock.calendar))
+            calendar = self.config.calendar(self.clock.calendar)
+            state.sla = self.clock.to_sla_state(calendar, self._deadlines(self.clock, calendar))
 
     def next_due(self) -> datetime | None:
         if self.clock is None:
             return None
-        deadlines = self.clock.deadlines(self.config.calendar(self.clock.calendar))
+        deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
         return next_escalation_at(self.clock, deadlines, self.fired)
+
+    def _deadlines(self, clock: SlaClock, calendar: BusinessCalendar) -> Deadlines:
+        """The clock's deadlines, worked out once per clock (clocks are frozen: a change is a new
+        one): the state's due instants and the next timer both need them, each a calendar walk."""
+        known = self._known
+        if known is None or known[0] is not clock or known[1] is not calendar:
+            known = self._known = (clock, calendar, clock.deadlines(calendar))
+        return known[2]
 
     def stored(self) -> dict[str, Any] | None:
         if self.clock is None:

@@ -170,15 +170,15 @@ class TestDst:
 
     def test_interval_starting_in_skipped_hour_starts_at_transition(self) -> None:
         ny = NY_ODD.intervals_on(date(2024, 3, 10))  # 02:00-03:00 does not exist
-        assert ny == [(datetime(2024, 3, 10, 6, 30, tzinfo=UTC), datetime(2024, 3, 10, 7, tzinfo=UTC))]
+        assert ny == ((datetime(2024, 3, 10, 6, 30, tzinfo=UTC), datetime(2024, 3, 10, 7, tzinfo=UTC)),)
         tln = TALLINN_ODD.intervals_on(date(2024, 3, 31))  # 03:00-04:00 does not exist
-        assert tln == [(datetime(2024, 3, 31, 1, tzinfo=UTC), datetime(2024, 3, 31, 2, tzinfo=UTC))]
+        assert tln == ((datetime(2024, 3, 31, 1, tzinfo=UTC), datetime(2024, 3, 31, 2, tzinfo=UTC)),)
 
     def test_bounds_in_repeated_hour_use_first_occurrence(self) -> None:
         ny = NY_ODD.intervals_on(date(2024, 11, 3))  # 01:00-02:00 happens twice
-        assert ny == [(datetime(2024, 11, 3, 5, 30, tzinfo=UTC), datetime(2024, 11, 3, 7, 30, tzinfo=UTC))]
+        assert ny == ((datetime(2024, 11, 3, 5, 30, tzinfo=UTC), datetime(2024, 11, 3, 7, 30, tzinfo=UTC)),)
         tln = TALLINN_ODD.intervals_on(date(2024, 10, 27))  # 03:00-04:00 happens twice
-        assert tln == [(datetime(2024, 10, 27, 0, 30, tzinfo=UTC), datetime(2024, 10, 27, 3, tzinfo=UTC))]
+        assert tln == ((datetime(2024, 10, 27, 0, 30, tzinfo=UTC), datetime(2024, 10, 27, 3, tzinfo=UTC)),)
 
     def test_wall_to_utc_gap_maps_to_transition(self) -> None:
         tz = ZoneInfo("America/New_York")
@@ -223,7 +223,7 @@ class TestLongDurations:
         calls = 0
         original = calendar_module.BusinessCalendar.intervals_on
 
-        def counting(self: BusinessCalendar, day: date) -> list:
+        def counting(self: BusinessCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
             nonlocal calls
             calls += 1
             return original(self, day)

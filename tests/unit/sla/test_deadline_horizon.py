@@ -54,7 +54,7 @@ def day_starts(monkeypatch: pytest.MonkeyPatch) -> list[date]:
     seen: list[date] = []
     original = calendar_module.BusinessCalendar.intervals_on
 
-    def counting(self: BusinessCalendar, day: date) -> list[tuple[datetime, datetime]]:
+    def counting(self: BusinessCalendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
         seen.append(day)
         return original(self, day)
 
