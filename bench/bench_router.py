@@ -4,14 +4,16 @@ an active category classifier.
     .venv/bin/python -m bench --only router [--quick]
 
 Per database (SQLite; PostgreSQL when BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set): store a
-200-rule rule set (bench_rules.make_ruleset) as a version and an active category model trained
+200-rule rule set (bench_rules.make_ruleset) as a version, an active category model trained
 on generated tickets (language and urgency detection run on every ticket anyway), pre-load N
 ticket events onto the tickets topic, then start one router and count the routing events
 appearing on the routing topic. The rate is the slope of the routing events' arrival count
 over their producer timestamps (``arrival_rate``), so start-up and the group join are not
 counted, and the batch size does not bias it. In the same run, the bare loop
 (bench/harness/bare_router.py: getmany -> send -> acks -> commit, same settings) forwards the
-same N events, measured the same way.
+same N events, measured the same way. A second run per database adds an SLA policy on a
+business-hours calendar that every ticket falls under (each event then works out its deadlines
+and warning instants by walking the calendar's days), on a fresh database and topics.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from services.router.classifiers.enrichment import ticket_text
 from services.router.classifiers.schemas import LabelKind
 from services.router.classifiers.service import activate, store_model
 from services.router.rulesets.store import save_version
+from services.router.slas import service as sla_service
 from shared.db.engine import create_engine, session_factory
 from shared.events import EventType, Requester, TicketSnapshot, ticket_event
 from shared.kafka.topics import ensure_topics
@@ -46,6 +49,36 @@ async def store_rules(database_url: str, count: int) -> None:
     try:
         async with session_factory(engine)() as session, session.begin():
             await save_version(session, make_ruleset(count), "bench", f"{count} generated rules")
+    finally:
+        await engine.dispose()
+
+
+# Every ticket runs an SLA clock on business hours, as a support desk's would: its deadlines and
+# warning instants are worked out on each event, by walking the calendar's days.
+OFFICE = {
+    "name": "office",
+    "timezone": "Europe/Berlin",
+    "weekly_hours": {"mon-fri": ["09:00-17:00"]},
+    "holidays": ["2026-12-24", "2026-12-25", "2026-12-31", "2027-01-01"],
+}
+STANDARD = {
+    "name": "standard",
+    "calendar": "office",
+    "targets": {
+        "P1": {"first_response": 30, "resolution": 240},
+        "P2": {"first_response": 60, "resolution": 480},
+        "P3": {"first_response": 240, "resolution": 1440},
+        "P4": {"first_response": 480, "resolution": 2400},
+    },
+}
+
+
+async def store_sla_policy(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await sla_service.save(session, "calendar", "office", OFFICE, "bench", previous=None)
+            await sla_service.save(session, "policy", "standard", STANDARD, "bench", previous=None)
     finally:
         await engine.dispose()
 
@@ -139,7 +172,7 @@ async def count_arrivals(
         enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
     )  # fmt: skip
     await consumer.start()
-    seen = 0
+    seen = with_sla = 0  # with_sla: messages whose ticket state carries a resolution deadline
     # Rates come from the records' own timestamps (set when the producer sent them), so they do
     # not depend on when this reader caught up: it may start after the bare loop has finished.
     stamps: list[int] = []
@@ -153,6 +186,7 @@ async def count_arrivals(
             for records in batch.values():
                 seen += len(records)
                 stamps += [record.timestamp for record in records]
+                with_sla += sum(b'"resolution_due":"' in (record.value or b"") for record in records)
             if batch and cpu_seconds is not None:
                 cpu_last = cpu_seconds()
                 if not seen_first:
@@ -162,10 +196,52 @@ async def count_arrivals(
     rate = arrival_rate(stamps)
     return {
         "events": seen,
+        "with_resolution_due": with_sla,
         "expected": expected,
         "per_second": None if rate is None else round(rate, 1),
         "cpu_us_per_event": cpu_us_per_item(cpu_first, cpu_last, seen - seen_first),
     }
+
+
+def run_router(
+    bootstrap: str, kind: str, workdir: Path, count: int, timeout_s: float, *, sla: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One router on a fresh database and fresh topics holding ``count`` ticket events, next to
+    the bare loop forwarding the same events: (bare figures, router figures). ``sla``: also an
+    SLA policy on a business-hours calendar that every ticket falls under."""
+    with database(kind, workdir) as url:
+        env = base_env(bootstrap, url)
+        settings = CommonSettings(
+            kafka_bootstrap_servers=bootstrap, topic_partitions=int(env["TOPIC_PARTITIONS"]),
+            topic_ticket_events=env["TOPIC_TICKET_EVENTS"],
+            topic_routing_events=env["TOPIC_ROUTING_EVENTS"],
+            topic_dead_letter=env["TOPIC_DEAD_LETTER"],
+        )  # fmt: skip
+        asyncio.run(store_rules(url, 200))
+        asyncio.run(store_classifier(url))
+        if sla:
+            asyncio.run(store_sla_policy(url))
+        asyncio.run(preload(settings, count))
+
+        bare_topic = f"{settings.topic_routing_events}-bare"
+        bare = bare_router(
+            env, workdir, bootstrap, settings.topic_ticket_events, bare_topic, count, timeout_s
+        )
+        try:
+            baseline = asyncio.run(count_arrivals(bootstrap, bare_topic, count, timeout_s, bare.cpu_seconds))
+        finally:
+            bare.stop()
+
+        router, _port = service(
+            "router", {**env, "ROUTER_GROUP_ID": f"router-{uuid.uuid4().hex[:6]}"}, workdir
+        )
+        try:
+            routed = asyncio.run(
+                count_arrivals(bootstrap, settings.topic_routing_events, count, timeout_s, router.cpu_seconds)
+            )
+        finally:
+            router.stop()
+    return baseline, routed
 
 
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
@@ -173,53 +249,22 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     # first and the last arrival) span more than the four batch intervals that 10,000 gave.
     count = 3000 if quick else 30_000
     timeout_s = 60.0 if quick else 240.0
-    results: dict[str, Any] = {"events": count, "rules": 200, "classifier": "category model, active"}
+    results: dict[str, Any] = {
+        "events": count,
+        "rules": 200,
+        "classifier": "category model, active",
+        "router_with_sla": "also policy 'standard' on a business-hours calendar, every ticket",
+    }
     rows: list[Row] = []
     with broker(workdir) as kafka:
         for kind in databases():
-            with database(kind, workdir) as url:
-                env = base_env(kafka.bootstrap, url)
-                settings = CommonSettings(
-                    kafka_bootstrap_servers=kafka.bootstrap, topic_partitions=int(env["TOPIC_PARTITIONS"]),
-                    topic_ticket_events=env["TOPIC_TICKET_EVENTS"],
-                    topic_routing_events=env["TOPIC_ROUTING_EVENTS"],
-                    topic_dead_letter=env["TOPIC_DEAD_LETTER"],
-                )  # fmt: skip
-                asyncio.run(store_rules(url, 200))
-                asyncio.run(store_classifier(url))
-                asyncio.run(preload(settings, count))
-
-                bare_topic = f"{settings.topic_routing_events}-bare"
-                bare = bare_router(
-                    env, workdir, kafka.bootstrap, settings.topic_ticket_events, bare_topic, count, timeout_s
-                )
-                try:
-                    baseline = asyncio.run(
-                        count_arrivals(kafka.bootstrap, bare_topic, count, timeout_s, bare.cpu_seconds)
-                    )
-                finally:
-                    bare.stop()
-
-                router, _port = service(
-                    "router", {**env, "ROUTER_GROUP_ID": f"router-{uuid.uuid4().hex[:6]}"}, workdir
-                )
-                try:
-                    routed = asyncio.run(
-                        count_arrivals(
-                            kafka.bootstrap,
-                            settings.topic_routing_events,
-                            count,
-                            timeout_s,
-                            router.cpu_seconds,
-                        )
-                    )
-                finally:
-                    router.stop()
-            results[kind] = {"bare": baseline, "router": routed}
-            if routed["events"] < count:
-                print(
-                    f"router ({kind}): only {routed['events']} of {count} routing events within {timeout_s}s"
-                )
+            baseline, routed = run_router(kafka.bootstrap, kind, workdir, count, timeout_s, sla=False)
+            _, with_sla = run_router(kafka.bootstrap, kind, workdir, count, timeout_s, sla=True)
+            results[kind] = {"bare": baseline, "router": routed, "router_with_sla": with_sla}
+            for figures in (routed, with_sla):
+                if figures["events"] < count:
+                    seen = figures["events"]
+                    print(f"router ({kind}): only {seen} of {count} routing events within {timeout_s}s")
             rate = routed["per_second"]
             on_postgres = kind == "postgres"
             rows += [
@@ -232,8 +277,23 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     f">= {TARGET:,.0f}" if on_postgres else "",
                     (rate is not None and rate >= TARGET) if on_postgres else None,
                 ),
+                Row(
+                    "router",
+                    f"routed, also an SLA clock on every ticket ({kind})",
+                    with_sla["per_second"],
+                    "tickets/s",
+                ),
                 # What the router's process spent per ticket: at 100 % of a core it is 1e6 / rate.
                 Row("router", f"bare CPU per event ({kind})", baseline["cpu_us_per_event"], "µs"),
                 Row("router", f"router CPU per ticket ({kind})", routed["cpu_us_per_event"], "µs"),
+                Row(
+                    "router", f"router CPU per ticket, SLA clock ({kind})", with_sla["cpu_us_per_event"], "µs"
+                ),
+                Row(
+                    "router",
+                    f"with an SLA deadline, SLA run ({kind})",
+                    with_sla["with_resolution_due"],
+                    "events",
+                ),
             ]
     return results, rows
