@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router.escalation.scanner import EscalationScanner
 from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.routing.lifecycle import RouteResult
 from services.router.sla import BusinessCalendar
@@ -86,6 +88,40 @@ def sla_handler(
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+@dataclass
+class SlaRig:
+    """A routing handler and escalation scanners under one config and one fake clock."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    topic: str
+    clock: Clock
+    cfg: SlaConfig
+    handler: RoutingHandler
+
+    async def create(self, at: datetime) -> str:
+        """Route a new ticket created at ``at``; its key."""
+        ext = new_id()
+        await self.handler([event(ext, at)])
+        return f"api:{ext}"
+
+    def scanner(self) -> EscalationScanner:
+        return EscalationScanner(self.sessions, self.producer, self.topic, lambda: self.cfg, self.clock)
+
+
+@asynccontextmanager
+async def sla_rig(
+    sessions: async_sessionmaker[AsyncSession],
+    settings_kwargs: dict[str, object],
+    cfg: SlaConfig,
+    now: datetime,
+) -> AsyncIterator[SlaRig]:
+    clock = Clock(now)
+    async with producer_for(settings_kwargs) as (producer, topic):
+        handler = sla_handler(sessions, producer, topic, clock, cfg)
+        yield SlaRig(sessions, producer, topic, clock, cfg, handler)
 
 
 @asynccontextmanager

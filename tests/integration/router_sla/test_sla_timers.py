@@ -9,12 +9,17 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.router.escalation.models import FiredTimer
-from services.router.escalation.scanner import EscalationScanner
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
 from shared.events import EventType, Priority, TicketStatus
-from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, sla_handler, utc
+from tests.integration.router_sla.helpers import (
+    config,
+    event,
+    new_id,
+    sla_rig,
+    utc,
+)
 
 
 async def ticket(sessions, key: str) -> RouterTicket:
@@ -35,9 +40,8 @@ async def kinds(sessions, key: str) -> list[str]:
 async def test_friday_evening_ticket_gets_monday_deadlines_and_pending_pauses(sessions, settings_kwargs):
     cfg = config()
     friday_evening = utc(2026, 6, 5, 17, 30)  # 19:30 in Berlin, after hours
-    clock = Clock(friday_evening)
-    async with producer_for(settings_kwargs) as (producer, topic):
-        handler = sla_handler(sessions, producer, topic, clock, cfg)
+    async with sla_rig(sessions, settings_kwargs, cfg, friday_evening) as rig:
+        handler = rig.handler
         ext = new_id()
         await handler([event(ext, friday_evening)])
         row = await ticket(sessions, f"api:{ext}")
@@ -76,13 +80,10 @@ async def test_friday_evening_ticket_gets_monday_deadlines_and_pending_pauses(se
 async def test_warning_and_breach_fire_once_with_two_concurrent_scanners(sessions, settings_kwargs):
     cfg = config(on_breach=[{"action": "raise_priority"}, {"action": "add_tag", "tag": "sla-breached"}])
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
-    clock = Clock(start)
-    async with producer_for(settings_kwargs) as (producer, topic):
-        handler = sla_handler(sessions, producer, topic, clock, cfg)
-        ext = new_id()
-        key = f"api:{ext}"
-        await handler([event(ext, start)])
-        scanners = [EscalationScanner(sessions, producer, topic, lambda: cfg, clock) for _ in range(2)]
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        clock = rig.clock
+        key = await rig.create(start)
+        scanners = [rig.scanner() for _ in range(2)]
 
         clock.now = utc(2026, 6, 8, 8, 31)  # past the first-response warning (1 h 30 of 2 h)
         fired = await asyncio.gather(*(s.scan_once() for s in scanners))
@@ -128,14 +129,10 @@ async def test_escalations_reassign_only_to_active_teams(sessions, settings_kwar
     async with sessions() as session, session.begin():  # after the policy was saved
         await teams.update_team(session, retired, {"active": False}, expected=None, actor="test")
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
-    clock = Clock(start)
-    async with producer_for(settings_kwargs) as (producer, topic):
-        handler = sla_handler(sessions, producer, topic, clock, cfg)
-        ext = new_id()
-        key = f"api:{ext}"
-        await handler([event(ext, start)])
-        clock.now = utc(2026, 6, 8, 9, 5)  # past the first-response warning and deadline
-        assert await EscalationScanner(sessions, producer, topic, lambda: cfg, clock).scan_once() == 2
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        key = await rig.create(start)
+        rig.clock.now = utc(2026, 6, 8, 9, 5)  # past the first-response warning and deadline
+        assert await rig.scanner().scan_once() == 2
     row = await ticket(sessions, key)
     assert (row.team, row.priority, row.sla["breached"]) == (active, Priority.P2.value, True)
     async with sessions() as session:
@@ -166,20 +163,18 @@ async def test_a_ticket_row_the_scanner_cannot_read_does_not_hold_up_the_others(
     counted and logged; the rest fire."""
     cfg = config()
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
-    clock = Clock(start)
-    async with producer_for(settings_kwargs) as (producer, topic):
-        handler = sla_handler(sessions, producer, topic, clock, cfg)
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
         broken, healthy = new_id(), new_id()
-        await handler([event(broken, start)])
-        await handler([event(healthy, start + timedelta(minutes=1))])
+        await rig.handler([event(broken, start)])
+        await rig.handler([event(healthy, start + timedelta(minutes=1))])
         async with sessions() as session, session.begin():
             row = await session.get(RouterTicket, f"api:{broken}")
             assert row is not None and row.sla_next_due_at is not None
             row.snapshot = {"subject": "stored by hand", "no_such_field": 1}  # and no external_id
 
         before = REGISTRY.get_sample_value("router_sla_unreadable_tickets_total") or 0.0
-        clock.now = utc(2026, 6, 8, 8, 40)  # past both tickets' first-response warnings
-        assert await EscalationScanner(sessions, producer, topic, lambda: cfg, clock).scan_once() == 1
+        rig.clock.now = utc(2026, 6, 8, 8, 40)  # past both tickets' first-response warnings
+        assert await rig.scanner().scan_once() == 1
         assert await kinds(sessions, f"api:{healthy}") == [
             EventType.TICKET_ROUTED.value,
             EventType.SLA_WARNING.value,

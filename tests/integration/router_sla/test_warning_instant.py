@@ -14,9 +14,8 @@ from sqlalchemy import select
 
 from services.metrics.backlog import BacklogState
 from services.router.escalation.models import FiredTimer
-from services.router.escalation.scanner import EscalationScanner
 from shared.events import EventEnvelope, EventType, TicketStatus
-from tests.integration.router_sla.helpers import Clock, config, event, new_id, producer_for, sla_handler, utc
+from tests.integration.router_sla.helpers import config, event, sla_rig, utc
 from tests.kafka_reading import read_records
 
 
@@ -32,12 +31,10 @@ async def test_events_carry_the_scanners_warning_instant_and_metrics_follow_it(s
     start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
     # 1 h used on Monday, paused until Tuesday 09:00 Berlin: the warning (6 of 8 h) comes 5 h later.
     warn, due = utc(2026, 6, 9, 12, 0), utc(2026, 6, 9, 14, 0)
-    clock = Clock(start)
-    async with producer_for(settings_kwargs) as (producer, topic):
-        handler = sla_handler(sessions, producer, topic, clock, cfg)
-        ext = new_id()
-        key = f"api:{ext}"
-        await handler([event(ext, start)])
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        clock, handler, topic = rig.clock, rig.handler, rig.topic
+        key = await rig.create(start)
+        ext = key.removeprefix("api:")
         await handler(
             [event(ext, utc(2026, 6, 8, 8, 0), TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED)]
         )
@@ -45,7 +42,7 @@ async def test_events_carry_the_scanners_warning_instant_and_metrics_follow_it(s
 
         # The database is shared with the other tests: their due timers fire too, so only this
         # ticket's timers and events are looked at.
-        scanner = EscalationScanner(sessions, producer, topic, lambda: cfg, clock)
+        scanner = rig.scanner()
         clock.now = warn - timedelta(milliseconds=1)
         await scanner.scan_once()
         timers = {f"{key}:first_response:warning:0", f"{key}:first_response:breach:0"}
