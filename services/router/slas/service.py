@@ -109,18 +109,16 @@ def _targets(policy: SlaPolicy) -> list[tuple[str, timedelta]]:
 
 
 def horizon_errors(
-    policy: SlaPolicy, calendar: BusinessCalendar | None, now: datetime, open_time: timedelta | None = None
+    policy: SlaPolicy, calendar: BusinessCalendar | None, now: datetime
 ) -> list[dict[str, Any]]:
     """Targets whose deadline, from ``now``, lies beyond the deadline horizon of ``calendar``
-    (``None``: always open, where a year's target fits); ``open_time``: the calendar's, if known.
+    (``None``: always open, where a year's target fits).
 
     Past the horizon the routers would cap each such deadline (see ``add_business_time``)."""
     targets = _targets(policy)
     if calendar is None or not targets:
         return []
-    if open_time is None:
-        open_time = open_time_within_horizon(calendar, now)
-    years = DEADLINE_HORIZON_YEARS
+    years, open_time = DEADLINE_HORIZON_YEARS, open_time_within_horizon(calendar, now)
     if open_time <= timedelta(0):
         return [
             {
@@ -183,16 +181,16 @@ def validate_document(
     kind: str,
     name: str,
     document: dict[str, Any],
-    calendars: Mapping[str, BusinessCalendar] | AbstractSet[str],
+    calendars: LiveCalendars,
     teams: Mapping[str, bool],
     *,
     now: datetime | None = None,
 ) -> BaseModel:
     """Parse ``document`` (its ``name`` defaults to ``name``); errors name the field at fault.
 
-    ``calendars``: the live calendars (:func:`live_calendars`; a set of names skips the checks
-    against calendars' hours); ``teams``: every team's name -> active, as the rules check theirs
-    (a reassignment to a missing team would fail or misroute at escalation). A policy's targets
+    ``calendars``: the live calendars and policies (:func:`live_calendars`); ``teams``: every
+    team's name -> active, as the rules check theirs (a reassignment to a missing team would fail
+    or misroute at escalation). A policy's targets
     must end within the deadline horizon of its calendar from ``now`` (default: the current time),
     and a calendar must have open time, enough for the live policies on it."""
     now = now or utc_now()
@@ -219,13 +217,11 @@ def validate_document(
                 problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
                 if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
-        if isinstance(calendars, Mapping):
-            errors += horizon_errors(model, calendars.get(model.calendar), now)
+        errors += horizon_errors(model, calendars.get(model.calendar), now)
         if errors:
             raise ConfigInvalid(errors)
     if isinstance(model, BusinessCalendar):
-        live = calendars if isinstance(calendars, LiveCalendars) else LiveCalendars({})
-        errors = _calendar_horizon_errors(model, live.get(name), live.policies, now)
+        errors = _calendar_horizon_errors(model, calendars.get(name), calendars.policies, now)
         if errors:
             raise ConfigInvalid(errors)
     return model
@@ -369,9 +365,13 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
     }
     policies = []
+    # Targets beyond the deadline horizon of their calendar (saved before the API checked them)
+    # are not re-checked here: the horizon's open time depends on the weekday it is counted from,
+    # so a router reloading on another day could drop a policy the API accepted; the routers cap
+    # such deadlines anyway (add_business_time).
     for row in await live_rows(session, "policy"):
         try:
-            policy = StoredPolicy.model_validate(row.document)
+            policies.append(StoredPolicy.model_validate(row.document))
         except ValidationError as exc:
             # Saved under looser checks by an earlier version (a target over a year, say). Failing
             # here would stop every router, and the admin API with them, so the policy is left out
@@ -380,11 +380,5 @@ async def load_config(session: AsyncSession) -> SlaConfig:
                 "stored SLA policy is invalid and not applied; save it again to fix it",
                 extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
             )
-            continue
-        # Targets beyond the deadline horizon of their calendar (saved before the API checked
-        # them) are not re-checked here: the horizon's open time depends on the weekday the check
-        # starts, so a router reloading on another day could drop a policy the API accepted, and
-        # the routers cap such deadlines anyway (add_business_time).
-        policies.append(policy)
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version)

@@ -209,7 +209,9 @@ async def test_a_writer_that_committed_after_our_read_makes_our_save_fail(sessio
         # whose router would refuse to start on a calendar it cannot read.
         raw = {"timezone": "Europe/Berlin", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
         raw["holidays"] = holidays
-        return service.validate_document("calendar", cal, raw, set(), {}).model_dump(mode="json")
+        return service.validate_document("calendar", cal, raw, service.LiveCalendars({}), {}).model_dump(
+            mode="json"
+        )
 
     async with sessions() as session, session.begin():
         await service.save(session, "calendar", cal, stored([]), "setup", previous=None)
