@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.rules import RuleSet
 from services.router.rulesets.store import latest
 from services.router.slas.models import SlaConfigVersion
+from services.router.slas.service import newest_versions
 
 POLICY = "policy"  # SlaConfigVersion.kind of SLA policies
 
@@ -27,20 +27,8 @@ async def policy_states(session: AsyncSession) -> dict[str, bool]:
 
     A live policy that an earlier version stored and today's checks refuse still exists: the
     routers leave it out (and log it) until it is saved again, and saving it again is the fix."""
-    newest = (
-        select(SlaConfigVersion.name, func.max(SlaConfigVersion.version).label("version"))
-        .where(SlaConfigVersion.kind == POLICY)
-        .group_by(SlaConfigVersion.name)
-        .subquery()
-    )
     rows = await session.execute(
-        select(SlaConfigVersion.name, SlaConfigVersion.deleted)
-        .join(
-            newest,
-            (SlaConfigVersion.name == newest.c.name) & (SlaConfigVersion.version == newest.c.version),
-        )
-        # The join alone would also match a calendar's row of the same name and version.
-        .where(SlaConfigVersion.kind == POLICY)
+        newest_versions(POLICY).with_only_columns(SlaConfigVersion.name, SlaConfigVersion.deleted)
     )
     return {name: not deleted for name, deleted in rows}
 

@@ -15,7 +15,7 @@ from typing import Any, get_args
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -251,18 +251,25 @@ async def latest(session: AsyncSession, kind: str, name: str) -> SlaConfigVersio
     )
 
 
-async def live_rows(session: AsyncSession, kind: str) -> list[SlaConfigVersion]:
+def newest_versions(kind: str) -> Select[SlaConfigVersion]:
+    """The newest version of each name of ``kind``, deletions included."""
     newest = (
         select(SlaConfigVersion.name, func.max(SlaConfigVersion.version).label("v"))
         .where(SlaConfigVersion.kind == kind)
         .group_by(SlaConfigVersion.name)
         .subquery()
     )
-    rows = await session.scalars(
+    return (
         select(SlaConfigVersion)
         .join(newest, (SlaConfigVersion.name == newest.c.name) & (SlaConfigVersion.version == newest.c.v))
-        .where(SlaConfigVersion.kind == kind, SlaConfigVersion.deleted.is_(False))
-        .order_by(SlaConfigVersion.name)
+        # The join alone would also match another kind's row of the same name and version.
+        .where(SlaConfigVersion.kind == kind)
+    )
+
+
+async def live_rows(session: AsyncSession, kind: str) -> list[SlaConfigVersion]:
+    rows = await session.scalars(
+        newest_versions(kind).where(SlaConfigVersion.deleted.is_(False)).order_by(SlaConfigVersion.name)
     )
     return list(rows.all())
 
