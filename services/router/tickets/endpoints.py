@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.openapi import problems
+from services.router.sla import BusinessCalendar, SlaClock
+from services.router.slas.service import latest
+from services.router.slas.tracking import SlaConfig
 from shared.auth import Role, require_role
+from shared.events import SlaState
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -45,8 +49,42 @@ class TicketOut(BaseModel):
     created_at: datetime
     routed_at: datetime | None
     resolved_at: datetime | None
-    sla: dict[str, Any]
+    sla: SlaState
     decisions: list[DecisionOut]
+
+
+async def live_calendar(session: AsyncSession, name: str) -> BusinessCalendar:
+    """The calendar ``name`` as the routers' live SLA configuration holds it (``load_config``).
+
+    Read from the database per request: the app keeps no SLA configuration on ``app.state`` for
+    the API, and one calendar's newest version is a single indexed query, cheaper than loading
+    (and compiling) the whole configuration. It is also what every router converges to."""
+    row = await latest(session, "calendar", name)
+    calendars = {} if row is None or row.deleted else {name: BusinessCalendar.model_validate(row.document)}
+    # SlaConfig.calendar: the routers' fallback (always open) for "24x7" or a deleted calendar.
+    return SlaConfig(calendars=calendars).calendar(name)
+
+
+async def current_sla(session: AsyncSession, row: RouterTicket) -> SlaState:
+    """The ticket's SLA state as the router emits it, warning instants included.
+
+    The stored ``sla`` leaves the warning instants out (see ``RECOMPUTED_SLA_FIELDS``), so they
+    are worked out from the stored clock, as ``SlaTracker.refresh`` does for every event."""
+    # Fields of a newer release's row are dropped rather than failing the read (extra="forbid").
+    stored = SlaState.model_validate({k: v for k, v in (row.sla or {}).items() if k in SlaState.model_fields})
+    doc = (row.sla_clock or {}).get("clock")
+    if not doc:
+        return stored
+    try:
+        clock = SlaClock.model_validate(doc)
+        calendar = await live_calendar(session, clock.calendar)
+        deadlines = clock.deadlines(calendar)
+    except ValueError:  # pydantic's ValidationError too
+        # A clock this release cannot read (the scanner switches its timers off) or a calendar
+        # document that no longer validates (the routers keep their previous configuration): the
+        # stored state, the last one emitted less its warning instants, is the best answer.
+        return stored
+    return clock.to_sla_state(calendar, deadlines)
 
 
 @router.get(
@@ -69,6 +107,7 @@ async def get_ticket(
                 .order_by(RoutingDecision.id)
             )
         ).all()
+        sla = await current_sla(session, row)
     return TicketOut(
         ticket_key=row.ticket_key,
         source=row.source,
@@ -84,6 +123,6 @@ async def get_ticket(
         created_at=row.created_at,
         routed_at=row.routed_at,
         resolved_at=row.resolved_at,
-        sla=row.sla,
+        sla=sla,
         decisions=[DecisionOut.model_validate(d, from_attributes=True) for d in decisions],
     )
