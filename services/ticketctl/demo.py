@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.config_lock import lock_config
 from services.router.models import Team
 from services.router.rules import RuleSet
 from services.router.rulesets.store import save_version
@@ -96,6 +97,7 @@ DEMO_RULES = {
 
 async def seed_demo(session: AsyncSession) -> bool:
     """Insert the demo teams and rules when no team exists yet; True when it seeded."""
+    await lock_config(session)  # a configuration write: before its "no team yet" check
     if await session.scalar(select(func.count()).select_from(Team)):
         return False
     session.add_all(

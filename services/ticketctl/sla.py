@@ -64,6 +64,8 @@ def sla_apply(
         raise typer.Exit(2)
 
     async def apply(session: Any) -> Any:
+        # Lock first: the checks below must see what concurrent writers committed.
+        previous = await service.begin_change(session, kind, document["name"])
         model = service.validate_document(
             kind,
             document["name"],
@@ -71,7 +73,6 @@ def sla_apply(
             await service.live_calendars(session),
             await team_states(session),
         )
-        previous = await service.latest(session, kind, document["name"])
         return await service.save(
             session, kind, document["name"], model.model_dump(mode="json"), author, comment, previous=previous
         )

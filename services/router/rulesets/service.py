@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.config_lock import lock_config
 from services.router.errors import Conflict, Invalid, NotFound, get_or_404
 from services.router.models import RuleSetVersion
 from services.router.rules import Rule, RuleSet, diff_rulesets
@@ -153,7 +154,11 @@ async def save(
 
 
 async def _base(session: AsyncSession, expected: int | None) -> RuleSet:
-    """The live set, after checking the caller edited this version (before any other check)."""
+    """The live set, after checking the caller edited this version (before any other check).
+
+    The first read of every change: it takes the configuration lock, so the checks that follow
+    see what concurrent team and SLA writers committed (no-op when this transaction holds it)."""
+    await lock_config(session)
     current = await live(session)
     assert current.version is not None
     check_expected(expected, current.version, ruleset_etag(current.version))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.config_lock import lock_config
 from services.router.models import RuleSetVersion
 from services.router.rules import RuleSet, diff_rulesets
 from shared.events import utc_now
@@ -39,6 +40,8 @@ async def save_version(
     newest version here instead would, under READ COMMITTED, silently save on top of that writer.
     Without ``base`` (seeding tools) the newest version is read.
     """
+    # For callers that skip the service (seeding, tests); the service took it already.
+    await lock_config(session)
     if base is None:
         previous = await latest(session)
         old = ruleset_of(previous) if previous is not None else RuleSet()

@@ -113,7 +113,7 @@ async def put_config(
 ) -> ConfigOut:
     kind = KIND[plural]
     async with transaction(request) as session:
-        current = await service.latest(session, kind, name)
+        current = await service.begin_change(session, kind, name)
         check_if_match(kind, name, current, if_match)
         calendars, teams = await service.live_calendars(session), await team_states(session)
         try:
@@ -148,7 +148,7 @@ async def delete_config(
 ) -> Response:
     kind = KIND[plural]
     async with transaction(request) as session:
-        current = await service.latest(session, kind, name)
+        current = await service.begin_change(session, kind, name)
         if current is None or current.deleted:
             raise NotFound(f"no {kind} {name!r}")
         check_if_match(kind, name, current, if_match)

@@ -19,6 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.config_lock import lock_config
 from services.router.sla import BusinessCalendar
 from services.router.sla.calendar import ALWAYS_OPEN, DEADLINE_HORIZON_YEARS, open_time_within_horizon
 from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
@@ -284,6 +285,14 @@ async def history(session: AsyncSession, kind: str, name: str) -> Sequence[SlaCo
     ).all()
 
 
+async def begin_change(session: AsyncSession, kind: str, name: str) -> SlaConfigVersion | None:
+    """The start of every change (save or delete): take the configuration lock, then read the
+    newest version (``previous`` of :func:`save`), so the checks that follow see what concurrent
+    rule-set and team writers committed."""
+    await lock_config(session)
+    return await latest(session, kind, name)
+
+
 async def save(
     session: AsyncSession,
     kind: str,
@@ -298,7 +307,9 @@ async def save(
 
     ``previous`` is the version the caller read and checked against If-Match; numbering from it
     (not from a fresh read) lets the UNIQUE (kind, name, version) constraint reject a writer that
-    committed in between, which READ COMMITTED would otherwise let us silently save on top of."""
+    committed in between, which READ COMMITTED would otherwise let us silently save on top of.
+    Callers that validate start with :func:`begin_change`."""
+    await lock_config(session)  # for callers that validate nothing (seeding); else held already
     old = None if previous is None or previous.deleted else previous.document
     row = SlaConfigVersion(
         kind=kind,

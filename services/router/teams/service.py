@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.config_lock import lock_config
 from services.router.errors import Conflict, get_or_404
 from services.router.models import RouterTicket, RoutingDecision, Team
 from services.router.rulesets.service import live, team_references
@@ -46,6 +47,7 @@ async def get_team(session: AsyncSession, name: str) -> Team:
 
 
 async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Team:
+    await lock_config(session)  # every team change, like the rule-set and SLA writers
     if await session.get(Team, data.name) is not None:
         raise Conflict(f"team {data.name!r} exists", [{"field": "/name", "message": "already exists"}])
     now = utc_now()
@@ -109,6 +111,7 @@ async def update_team(
     session: AsyncSession, name: str, changes: dict[str, Any], *, expected: int | None, actor: str
 ) -> Team:
     """Apply ``changes`` (a subset of the team's fields); a no-op keeps the revision."""
+    await lock_config(session)  # before reading the references a deactivation checks
     row = await get_team(session, name)
     _check_revision(row, expected)
     diff = {k: {"old": getattr(row, k), "new": v} for k, v in changes.items() if getattr(row, k) != v}
@@ -125,6 +128,7 @@ async def update_team(
 
 async def delete_team(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> str:
     """'deleted', or 'deactivated' when tickets were routed to the team."""
+    await lock_config(session)  # before reading the references that keep the team
     row = await get_team(session, name)
     _check_revision(row, expected)
     using = await _references(session, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
@@ -181,12 +182,13 @@ async def test_service_level_race_on_the_primary_key(router_api: Router) -> None
     assert version_of(await router_api.rules_etag()) == live + 1
 
 
-async def test_writer_that_commits_after_the_check_wins(
+async def test_a_concurrent_writer_waits_then_fails_its_if_match(
     router_api: Router, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race CI once hit: the other writer commits between our If-Match check and our insert.
-
-    Our save must fail (Stale) instead of landing as version N+2 on top of theirs."""
+    """The race CI once hit: another writer committed between our If-Match check and our insert,
+    and one save had to fail (Stale) rather than land as version N+2 on top of the other. The
+    configuration lock (services/router/config_lock.py) now rules the race out: the second writer
+    waits for the first to commit, then fails its own If-Match check."""
     sessions = router_api.app.state.sessions
     team = await router_api.add_team()
     live = version_of(await router_api.rules_etag())
@@ -197,7 +199,10 @@ async def test_writer_that_commits_after_the_check_wins(
         errors = await check_references(session, ruleset)
         if ruleset.rules[0].id == "slow":
             checked.set()
-            await other_committed.wait()
+            # The other writer must not get past the lock while we hold it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(other_committed.wait(), 0.5)
+            assert not other_committed.is_set()
         return errors
 
     monkeypatch.setattr(service, "check_references", check_then_wait)
@@ -215,11 +220,11 @@ async def test_writer_that_commits_after_the_check_wins(
         other_committed.set()
 
     slow, fast = await asyncio.gather(slow_writer(), fast_writer(), return_exceptions=True)
-    assert fast is None
-    assert isinstance(slow, Stale), repr(slow)
+    assert slow is None, repr(slow)
+    assert isinstance(fast, Stale), repr(fast)
     assert version_of(await router_api.rules_etag()) == live + 1
     async with sessions() as session:
-        assert [r.id for r in (await service.live(session)).rules] == ["fast"]
+        assert [r.id for r in (await service.live(session)).rules] == ["slow"]
 
 
 async def test_revoked_key_stops_working(router_api: Router) -> None:
