@@ -21,8 +21,10 @@ calendar with one open minute a week would otherwise turn a year's target into a
 years (and an OverflowError past year 9999) for every deadline of every ticket. The walk steps a
 whole week at a time where the week is regular (no holiday, no UTC offset change) and a day at a
 time otherwise, so its cost is bounded by the horizon whatever the calendar. The admin API refuses
-targets that do not end within it (:func:`open_time_within_horizon`); past it,
-:func:`business_deadline` says ``None`` and :func:`add_business_time` caps (and logs).
+targets that do not end within it from every start (:func:`least_open_time_within_horizon`); past
+it, :func:`business_deadline` says ``None`` and :func:`add_business_time` caps (and logs).
+:func:`business_time_between` counts at most the horizon too: a longer span (a ticket time
+centuries off) is clamped to its first ten years, and logged.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ DEADLINE_HORIZON_YEARS = 10
 # Calendar time a deadline may lie after the instant it is computed from (leap days included).
 DEADLINE_HORIZON = timedelta(days=365 * DEADLINE_HORIZON_YEARS + 3)
 # The latest instant a capped deadline may be: two days short of datetime's end, so that it still
-# converts to the local time of any zone.
+# converts to the local time of any zone (and the earliest instant business time is counted from).
 _LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
 
 
 def parse_hhmm(value: str) -> int:
@@ -176,6 +179,11 @@ class Holiday(BaseModel):
         return {"day": data} if isinstance(data, str | date) else data
 
 
+# As for team schedules: decades of holidays; a longer list is a mistake (or an attack) that every
+# config reload and every save check would pay for.
+MAX_HOLIDAYS = 1_000
+# Open intervals per weekday: half-hour slots at the finest. Days are walked interval by interval.
+MAX_DAY_INTERVALS = 48
 _MEMO_DAYS = 4096
 _T = TypeVar("_T")
 
@@ -206,6 +214,8 @@ class BusinessCalendar(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     timezone: IanaTimezone = "UTC"
     weekly_hours: WeeklyHours = Field(default_factory=dict)
+    # At most MAX_HOLIDAYS, checked on save (slas/service.validate_document) rather than here, so
+    # that a longer list stored before the check still loads: refusing it would stop the routers.
     holidays: list[Holiday] = Field(default_factory=list)
 
     @field_validator("weekly_hours", mode="before")
@@ -413,19 +423,26 @@ def add_business_time(calendar: BusinessCalendar, start: datetime, duration: tim
     return capped
 
 
-# Calendars (by their definition) whose capped deadlines were logged; bounded, see _report_capped.
+# What was logged, per calendar (by its definition); bounded, see _first_report.
 _reported: set[tuple[object, ...]] = set()
+
+
+def _first_report(calendar: BusinessCalendar, what: str) -> bool:
+    """True the first time ``what`` happens on ``calendar``: logged once, not for every ticket."""
+    key = (what, calendar.name, calendar.timezone, calendar.minutes_by_weekday, calendar.holiday_dates)
+    if key in _reported:
+        return False
+    if len(_reported) >= 1_000:
+        _reported.clear()
+    _reported.add(key)
+    return True
 
 
 def _report_capped(
     calendar: BusinessCalendar, start: datetime, duration: timedelta, capped: datetime
 ) -> None:
-    key = (calendar.name, calendar.timezone, calendar.minutes_by_weekday, calendar.holiday_dates)
-    if key in _reported:
+    if not _first_report(calendar, "capped"):
         return
-    if len(_reported) >= 1_000:
-        _reported.clear()
-    _reported.add(key)
     log.error(
         f"SLA deadline more than {DEADLINE_HORIZON_YEARS} years ahead on business calendar "
         f"{calendar.name!r} (too few open hours for the target, or a start near year 9999): capped at "
@@ -439,6 +456,20 @@ def _report_capped(
     )
 
 
+def _report_clamped(
+    calendar: BusinessCalendar, a: datetime, b: datetime, first: datetime, last: datetime
+) -> None:
+    if not _first_report(calendar, "clamped"):
+        return
+    log.warning(
+        f"business time over more than {DEADLINE_HORIZON_YEARS} years (or at an end of datetime's range) "
+        f"asked for on business calendar {calendar.name!r}: counted from {first.isoformat()} to "
+        f"{last.isoformat()} instead of from {a.isoformat()} to {b.isoformat()}; is a ticket time far "
+        "in the past or future?",
+        extra={"calendar": calendar.name, "from": a.isoformat(), "to": b.isoformat()},
+    )
+
+
 def open_time_within_horizon(
     calendar: BusinessCalendar, start: datetime, horizon: timedelta = DEADLINE_HORIZON
 ) -> timedelta:
@@ -448,19 +479,87 @@ def open_time_within_horizon(
     return business_time_between(calendar, cursor, _horizon_end(cursor, horizon))
 
 
+def least_open_time_within_horizon(
+    calendar: BusinessCalendar, start: datetime, horizon: timedelta = DEADLINE_HORIZON
+) -> timedelta:
+    """The least :func:`open_time_within_horizon` from any instant of the week from ``start``:
+    a duration of at most this ends within the horizon whatever the weekday and time of day it
+    starts at (the weekly hours repeat; holidays and offset changes further on aside).
+
+    From ``start`` alone the answer depends on the weekday: ten years are 521 weeks and 6 days,
+    so the one weekday they leave out differs, and a target accepted on a Monday could be refused
+    on a Tuesday. Exact and cheap: the open time of ``[s, s + horizon)`` changes with ``s`` only by
+    the open time ``s`` moves past at either end, so one horizon walk and two weeks do."""
+    first = as_utc(start)
+    end = _horizon_end(first, horizon)
+    total = business_time_between(calendar, first, end)
+    if calendar.open_around_the_clock:
+        return total  # every window of the same length holds the same time
+    span, week = end - first, timedelta(days=7)
+    # As s moves on, the window loses the open time s passes and gains what s + span passes:
+    # open time in [s, s + span) = total - (open in [first, s)) + (open in [end, s + span)),
+    # linear between these breakpoints, so least at one of them.
+    steps: list[tuple[datetime, int]] = []
+    for begin, stop in _open_intervals(calendar, first, _horizon_end(first, week)):
+        steps += [(begin, -1), (stop, 1)]
+    for begin, stop in _open_intervals(calendar, end, _horizon_end(end, week)):
+        steps += [(begin - span, 1), (stop - span, -1)]
+    least = value = total
+    rate, at = 0, first
+    for when, step in sorted(steps):
+        value += rate * (when - at)
+        least = min(least, value)
+        rate, at = rate + step, when
+    return least
+
+
+def _open_intervals(calendar: BusinessCalendar, a: datetime, b: datetime) -> list[tuple[datetime, datetime]]:
+    """The open intervals of the short span ``[a, b)``, clipped to it (a day walk: keep it short)."""
+    out: list[tuple[datetime, datetime]] = []
+    day = a.astimezone(calendar.tz).date()
+    while calendar.day_start(day) < b:
+        for begin, stop in calendar.intervals_on(day):
+            begin, stop = max(begin, a), min(stop, b)
+            if stop > begin:
+                out.append((begin, stop))
+        day += timedelta(days=1)
+    return out
+
+
 def business_time_between(calendar: BusinessCalendar, a: datetime, b: datetime) -> timedelta:
-    """Business time in ``[a, b)``; negative when ``b`` is before ``a``."""
+    """Business time in ``[a, b)``; negative when ``b`` is before ``a``.
+
+    Counted over at most :data:`DEADLINE_HORIZON` from the earlier instant (and inside datetime's
+    range): the business time of a longer span is that of its first ten years, logged once per
+    calendar. Exact for every shorter span, where deadlines lie (see :func:`add_business_time`);
+    a ticket time centuries off (a bogus ``created_at``) would otherwise be walked week by week
+    for every event, or fail with OverflowError near year 1 or 9999."""
     a, b = as_utc(a), as_utc(b)
     if b < a:
         return -business_time_between(calendar, b, a)
+    first = max(a, _EARLIEST)
+    last = min(b, _horizon_end(first, DEADLINE_HORIZON))
+    if (first, last) != (a, b):
+        _report_clamped(calendar, a, b, first, last)
+    if last <= first:
+        return _ZERO
     if calendar.open_around_the_clock:
-        return b - a
+        return last - first
+    return _between(calendar, first, last)
+
+
+# The last local date a week may be skipped from: the week after it would leave date's range.
+_LAST_WEEK_START = date.max - timedelta(days=7)
+
+
+def _between(calendar: BusinessCalendar, a: datetime, b: datetime) -> timedelta:
     total = _ZERO
     week = timedelta(days=7)
     day = a.astimezone(calendar.tz).date()
     while calendar.day_start(day) < b:
         if (
-            calendar.day_start(day) >= a
+            day <= _LAST_WEEK_START
+            and calendar.day_start(day) >= a
             and calendar.day_start(day + week) <= b
             and calendar.week_is_regular(day)
         ):

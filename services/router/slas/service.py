@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.config_lock import lock_config
 from services.router.sla import BusinessCalendar
-from services.router.sla.calendar import ALWAYS_OPEN, DEADLINE_HORIZON_YEARS, open_time_within_horizon
+from services.router.sla.calendar import (
+    ALWAYS_OPEN,
+    DEADLINE_HORIZON_YEARS,
+    MAX_DAY_INTERVALS,
+    MAX_HOLIDAYS,
+    least_open_time_within_horizon,
+)
 from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
@@ -112,19 +118,22 @@ def _targets(policy: SlaPolicy) -> list[tuple[str, timedelta]]:
 def horizon_errors(
     policy: SlaPolicy, calendar: BusinessCalendar | None, now: datetime
 ) -> list[dict[str, Any]]:
-    """Targets whose deadline, from ``now``, lies beyond the deadline horizon of ``calendar``
-    (``None``: always open, where a year's target fits).
+    """Targets whose deadline, from some instant of the week from ``now``, lies beyond the deadline
+    horizon of ``calendar`` (``None``: always open, where a year's target fits).
 
-    Past the horizon the routers would cap each such deadline (see ``add_business_time``)."""
+    Past the horizon the routers would cap each such deadline (see ``add_business_time``). Counted
+    from the week, not from ``now`` alone, so that the answer does not depend on the weekday (or
+    time of day) of the save: see ``least_open_time_within_horizon``."""
     targets = _targets(policy)
     if calendar is None or not targets:
         return []
-    years, open_time = DEADLINE_HORIZON_YEARS, open_time_within_horizon(calendar, now)
+    years, open_time = DEADLINE_HORIZON_YEARS, least_open_time_within_horizon(calendar, now)
     if open_time <= timedelta(0):
         return [
             {
                 "field": "/calendar",
-                "message": f"business calendar {calendar.name!r} has no open time in the next {years} years",
+                "message": f"business calendar {calendar.name!r} has no open time in the {years} years "
+                "from some time this week",
             }
         ]
     return [
@@ -132,7 +141,7 @@ def horizon_errors(
             "field": pointer,
             "message": f"{_minutes(target)} of business time end more than {years} years after they "
             f"start on business calendar {calendar.name!r}, which is open {_hours(open_time)} in the "
-            f"next {years} years; shorten the target or open the calendar longer",
+            f"{years} years from some time this week; shorten the target or open the calendar longer",
         }
         for pointer, target in targets
         if target > open_time
@@ -148,10 +157,10 @@ def _calendar_horizon_errors(
     """The calendar must have open time, and enough for the targets of the policies on it that
     ``previous`` (its live version) has enough for: a policy stored before this check, already left
     out of the routers' configuration, names itself when saved and does not block the calendar."""
-    years, open_time = DEADLINE_HORIZON_YEARS, open_time_within_horizon(calendar, now)
+    years, open_time = DEADLINE_HORIZON_YEARS, least_open_time_within_horizon(calendar, now)
     at_fault = "/holidays" if calendar.holidays else "/weekly_hours"
     if open_time <= timedelta(0):
-        return [{"field": at_fault, "message": f"no open time in the next {years} years"}]
+        return [{"field": at_fault, "message": f"no open time in the {years} years from some time this week"}]
     too_long = [
         (policy.name, pointer, target)
         for policy in policies
@@ -160,20 +169,21 @@ def _calendar_horizon_errors(
         if target > open_time
     ]
     if too_long and previous is not None:
-        had = open_time_within_horizon(previous, now)
+        had = least_open_time_within_horizon(previous, now)
         too_long = [(policy, pointer, target) for policy, pointer, target in too_long if target <= had]
     if not too_long:
         return []
     if calendar.holidays:  # the holidays are at fault when the hours alone would do
         hours_only = BusinessCalendar.model_validate(calendar.model_dump(exclude={"holidays"}))
-        enough = open_time_within_horizon(hours_only, now)
+        enough = least_open_time_within_horizon(hours_only, now)
         at_fault = "/holidays" if all(target <= enough for _, _, target in too_long) else "/weekly_hours"
     listed = ", ".join(f"{name!r} {pointer} ({_minutes(target)})" for name, pointer, target in too_long)
     return [
         {
             "field": at_fault,
-            "message": f"open {_hours(open_time)} in the next {years} years, too little for the targets "
-            f"of the SLA policies on this calendar (each must end within {years} years): {listed}",
+            "message": f"open {_hours(open_time)} in the {years} years from some time this week, too "
+            f"little for the targets of the SLA policies on this calendar (each must end within {years} "
+            f"years): {listed}",
         }
     ]
 
@@ -222,6 +232,18 @@ def validate_document(
         if errors:
             raise ConfigInvalid(errors)
     if isinstance(model, BusinessCalendar):
+        # Bounds on what every save check and every router walks; checked here, not in the model,
+        # so that a calendar stored before them still loads.
+        too_many = [
+            {"field": f"/weekly_hours/{day}", "message": f"at most {MAX_DAY_INTERVALS} intervals a day"}
+            for day, intervals in model.weekly_hours.items()
+            if len(intervals) > MAX_DAY_INTERVALS
+        ]
+        if len(model.holidays) > MAX_HOLIDAYS:
+            message = f"at most {MAX_HOLIDAYS} holidays, got {len(model.holidays)}"
+            too_many.append({"field": "/holidays", "message": message})
+        if too_many:
+            raise ConfigInvalid(too_many)
         errors = _calendar_horizon_errors(model, calendars.get(name), calendars.policies, now)
         if errors:
             raise ConfigInvalid(errors)

@@ -113,6 +113,27 @@ async def test_a_calendar_is_not_a_policy(router_api: Router) -> None:
     assert saved.status_code == 200, saved.text
 
 
+async def test_a_calendar_with_over_1000_holidays_is_refused(router_api: Router) -> None:
+    """As a team schedule's: an unbounded list was stored, then paid for by every save check."""
+    c, editor = router_api.client, router_api.editor
+    name = f"many-{uuid.uuid4().hex[:8]}"
+    days = [
+        f"{year}-{month:02d}-{day:02d}"
+        for year in range(2030, 2040)
+        for month in range(1, 13)
+        for day in range(1, 10)
+    ]
+    document = {"timezone": "UTC", "weekly_hours": {"mon-fri": "09:00-17:00"}, "holidays": days[:1_001]}
+    refused = await c.put(f"/v1/sla/calendars/{name}", json={"document": document}, headers=editor)
+    assert set(errors_of(refused)) == {"/document/holidays"}
+    assert (await c.get(f"/v1/sla/calendars/{name}", headers=editor)).status_code == 404
+    document["holidays"] = days[:1_000]
+    made = await c.put(f"/v1/sla/calendars/{name}", json={"document": document}, headers=editor)
+    assert made.status_code == 201, made.text
+    gone = await c.delete(f"/v1/sla/calendars/{name}", headers={**editor, "If-Match": made.headers["ETag"]})
+    assert gone.status_code == 204, gone.text
+
+
 async def test_a_policy_the_live_rules_name_cannot_be_deleted(router_api: Router) -> None:
     c, editor = router_api.client, router_api.editor
     team = await router_api.add_team("slause")

@@ -34,16 +34,17 @@ OFFICE = BusinessCalendar(
 )
 
 
-def _holidays(first: date, days: int) -> list[date]:
-    return [first + timedelta(days=i) for i in range(days)]
+def _mondays(first: date, weeks: int) -> list[date]:
+    return [first + timedelta(weeks=i) for i in range(weeks)]
 
 
-# Every day for eleven years from START is a holiday: no open time at all within the horizon.
+# Open on Mondays only, and every Monday for eleven years from START (a Monday) is a holiday: no
+# open time at all within the horizon (in fewer than the 1,000 holidays a calendar may have).
 CLOSED_FOR_YEARS = BusinessCalendar(
     name="closed",
     timezone="UTC",
-    weekly_hours={"mon-fri": "09:00-17:00"},
-    holidays=_holidays(START.date(), 4020),
+    weekly_hours={"mon": "09:00-17:00"},
+    holidays=_mondays(START.date(), 575),
 )
 
 
@@ -104,7 +105,7 @@ def test_a_deadline_exactly_at_the_horizon_is_not_capped() -> None:
 
 
 def test_holidays_over_the_whole_horizon_are_not_walked_past_it(day_starts: list[date]) -> None:
-    """Eleven years of holidays: the old walk went through all of them day by day, then on."""
+    """Eleven years of closed Mondays: the old walk went through all of them, then on."""
     assert add_business_time(CLOSED_FOR_YEARS, START, timedelta(hours=1)) == START + HORIZON
     assert max(day_starts) <= (START + HORIZON).date() + timedelta(days=1)
     assert calendar_module.business_deadline(CLOSED_FOR_YEARS, START, timedelta(minutes=1)) is None
@@ -161,3 +162,57 @@ def test_open_time_within_the_horizon() -> None:
         <= timedelta(hours=522)
     )
     assert calendar_module.open_time_within_horizon(BusinessCalendar.always_open(), START) == HORIZON
+
+
+@pytest.fixture
+def day_lookups(monkeypatch: pytest.MonkeyPatch) -> list[date]:
+    """Every local day whose start a walk works out or recalls: one or more per step, week skips
+    included (``day_starts`` above counts only the days looked into)."""
+    seen: list[date] = []
+    original = calendar_module.BusinessCalendar.day_start
+
+    def counting(self: BusinessCalendar, day: date) -> datetime:
+        seen.append(day)
+        return original(self, day)
+
+    monkeypatch.setattr(calendar_module.BusinessCalendar, "day_start", counting)
+    return seen
+
+
+def test_business_time_over_a_thousand_years_counts_the_first_ten(
+    day_lookups: list[date], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bogus created_at centuries off: the clock's catch-up walked every week (and every day of
+    the weeks with an offset change) between the two, for every event of the ticket."""
+    # A new instance: its own, empty day memo (a model_copy would share OFFICE's).
+    office = BusinessCalendar.model_validate({**OFFICE.model_dump(), "name": "office-fresh"})
+    far = START + timedelta(days=365_000)
+    with caplog.at_level(logging.WARNING, logger=calendar_module.__name__):
+        counted = business_time_between(office, START, far)
+        walked = len(day_lookups)
+        assert business_time_between(office, far, START) == -counted
+    # A few day starts a week over the horizon; the whole span has 52,000 weeks.
+    assert walked < 10 * 530
+    assert counted == business_time_between(office, START, START + HORIZON)
+    assert timedelta(hours=40 * 515) < counted < timedelta(hours=40 * 522)
+    reports = [r for r in caplog.records if r.name == calendar_module.__name__]
+    assert [(r.levelname, getattr(r, "calendar", None)) for r in reports] == [("WARNING", "office-fresh")]
+
+
+def test_business_time_from_year_one_or_to_year_9999_does_not_overflow() -> None:
+    """Go's zero time (0001-01-01T00:00:00Z) as created_at, or an instant at datetime's end: the
+    walk converted dates outside datetime's range and raised OverflowError."""
+    new_york = BusinessCalendar(
+        name="ny", timezone="America/New_York", weekly_hours={"mon-fri": "09:00-17:00"}
+    )
+    year_one = datetime(1, 1, 1, tzinfo=UTC)
+    earliest = datetime(1, 1, 3, tzinfo=UTC)  # two days in: still a date in every zone
+    assert business_time_between(new_york, year_one, START) == business_time_between(
+        new_york, earliest, earliest + HORIZON
+    )
+    late, end = datetime(9999, 12, 25, tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    for cal in (new_york, OFFICE):
+        days = [late.date() + timedelta(days=i) for i in range(5)]  # up to two days before the end
+        assert business_time_between(cal, late, end) == sum(
+            (e - s for day in days for s, e in cal.intervals_on(day)), timedelta(0)
+        )
