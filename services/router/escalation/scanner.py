@@ -12,8 +12,9 @@ scanner already fired it. Events are published after the commit, like the batch 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +31,8 @@ from services.router.models import RouterTicket, Team
 from services.router.routing.handler import apply_state, position, router_outbox, state_from_row
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
-from services.router.slas.tracking import SlaConfig, SlaTracker
+from services.router.slas.service import config_version
+from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message
@@ -59,6 +61,9 @@ class ScannerOptions:
     overflow_team: str | None = None
     writeback: bool = False
     batch: int = 200
+    # How long a scanner waits for its router to load a newer stored SLA configuration before it
+    # fires timers under the one it has (a configuration that fails to load must not stop them).
+    config_wait_s: float = 60.0
 
 
 async def claim_timer(session: AsyncSession, due: EscalationDue, now: datetime) -> bool:
@@ -81,11 +86,17 @@ class EscalationScanner:
         clock: Callable[[], datetime] = utc_now,
         options: ScannerOptions = ScannerOptions(),
         outbox: OutboxWriter | None = None,
+        sla_refresh: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``sla_refresh`` reloads what ``sla_provider`` returns when the stored configuration
+        changed (``LiveSla.refresh``); with it, tickets are never recomputed under an older
+        configuration than the stored one (see ``services/router/slas/recheck.py``)."""
         self.sessions = sessions
         self.producer = producer
         self.routing_topic = routing_topic
         self.sla_provider = sla_provider
+        self.sla_refresh = sla_refresh
+        self._behind_since: float | None = None  # monotonic time the loaded config fell behind
         self.clock = clock
         self.options = options
         # The batch handler's writer in a router (see router_outbox); its own one otherwise.
@@ -94,6 +105,8 @@ class EscalationScanner:
     async def scan_once(self) -> int:
         """Fire what is due now; returns the number of escalations fired."""
         await self.outbox.relay_leftovers()
+        if self.sla_refresh is not None:
+            await self.sla_refresh()  # one version query when nothing changed
         now = self.clock()
         fired: list[str] = []
         # A failed publish leaves the rows in the outbox; the next scan (or handler) relays them.
@@ -115,10 +128,12 @@ class EscalationScanner:
         rows = (await session.scalars(query)).all()
         if not rows:
             return []
+        config = self.sla_provider()
+        if self.sla_refresh is not None and not await self._config_current(session, config):
+            return []
         book = None
         if self.options.load is not None:
             book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
-        config = self.sla_provider()
         # A policy's reassign_to team may have gone since the policy was saved (or never have been
         # checked, if it was saved by an older version): such a reassignment is skipped, not made.
         teams = frozenset((await session.scalars(select(Team.name).where(Team.active))).all())
@@ -133,6 +148,24 @@ class EscalationScanner:
         await session.flush()  # the tickets' changes and decision rows
         await insert_outbox(session, outbox)
         return outbox
+
+    async def _config_current(self, session: AsyncSession, config: SlaConfig) -> bool:
+        """False while a newer stored configuration has not been loaded: a change committed after
+        this scan's refresh may have marked these rows for a recheck, and recomputed under the
+        older configuration they would lose the mark; the next scan refreshes first. After
+        ``config_wait_s`` (the newer one fails to load), True again, with an error logged."""
+        if await config_version(session) <= config.version:
+            self._behind_since = None
+            return True
+        if self._behind_since is None:
+            self._behind_since = time.monotonic()
+        if time.monotonic() - self._behind_since < self.options.config_wait_s:
+            return False
+        log.error(
+            "SLA timers fire under an older configuration: the stored one has not loaded",
+            extra={"loaded_version": config.version, "waited_s": self.options.config_wait_s},
+        )
+        return True
 
     async def _fire_ticket(
         self,
@@ -164,10 +197,37 @@ class EscalationScanner:
             row.sla_next_due_at = None
             return []
         initial = state.model_copy(deep=True)
-        policy = config.policy_named(tracker.clock.policy)
-        calendar = config.calendar(tracker.clock.calendar)
+        # The live policy and calendar, which may have changed since the clock's last event (a
+        # recheck, see slas/recheck.py); a no-op otherwise.
+        tracker(state)
         out: list[PendingMessage] = []
-        for due in due_escalations(tracker.clock, tracker.clock.deadlines(calendar), now, tracker.fired):
+        moves = sla_moves(initial.sla, state.sla)
+        if moves:
+            reasons = [f"SLA recomputed under configuration version {config.version}", *moves]
+            cause = derived_event_id("sla-recheck", f"{row.ticket_key}:{config.version}:{state.revision}")
+            out.append(
+                self._emit(
+                    session,
+                    EventType.TICKET_STATE_CHANGED,
+                    state,
+                    initial,
+                    reasons,
+                    cause,
+                    now,
+                    row,
+                    writeback,
+                    [],
+                )
+            )
+        clock = tracker.clock
+        policy = None if clock is None else config.policy_named(clock.policy)
+        deadlines = None if clock is None else clock.deadlines(config.calendar(clock.calendar))
+        escalations = (
+            []
+            if clock is None or deadlines is None
+            else due_escalations(clock, deadlines, now, tracker.fired)
+        )
+        for due in escalations:
             tracker.fired.add(due.timer_id)
             if not await claim_timer(session, due, now):
                 continue  # another scanner fired it

@@ -95,6 +95,15 @@ class NewTicket:
 TicketRow = RouterTicket | NewTicket
 
 
+def next_timer(stored: datetime | None, computed: datetime | None, now: datetime) -> datetime | None:
+    """When the scanner should look at the ticket next. A ticket already due stays due: the
+    scanner, which recomputes before it fires anything, may owe it a recheck after a policy or
+    calendar edit (slas/recheck.py) that this router's configuration does not show yet."""
+    if stored is not None and stored <= now and computed is not None:
+        return min(stored, computed)
+    return computed
+
+
 def state_from_row(row: TicketRow) -> TicketState:
     return TicketState(
         ticket_key=row.ticket_key,
@@ -371,7 +380,7 @@ class RoutingHandler:
             apply_state(row, decision.state, merged, now)
             if tracker is not None and decision.events:
                 row.sla_clock = tracker.stored()
-                row.sla_next_due_at = tracker.next_due()
+                row.sla_next_due_at = next_timer(row.sla_next_due_at, tracker.next_due(), now)
             if book is not None:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:

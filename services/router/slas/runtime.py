@@ -75,6 +75,7 @@ async def start_sla_runtime(
         lambda: live.config,
         options=ScannerOptions(load=load, overflow_team=settings.router_overflow_team, writeback=True),
         outbox=runtime.outbox,
+        sla_refresh=live.refresh,
     )
     runtime.client = httpx.AsyncClient(follow_redirects=False)
     sender = WritebackSender(

@@ -30,6 +30,7 @@ from services.router.sla.calendar import (
 )
 from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
 from services.router.slas.models import SlaConfigVersion
+from services.router.slas.recheck import recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from services.router.teams.states import team_problem
@@ -363,6 +364,8 @@ async def save(
             etag(etag_prefix(kind, name), number),
             f"version {number} was saved concurrently; re-read and retry",
         ) from exc
+    # Committed with the version: the open tickets on it are recomputed by the next scan.
+    await recheck_clocks_on(session, kind, name, row.created_at)
     return row
 
 

@@ -142,3 +142,25 @@ class SlaTracker:
         if self.clock is None:
             return None
         return {"clock": self.clock.model_dump(mode="json"), "fired": sorted(self.fired)}
+
+
+_MOVABLE = (
+    ("policy", "policy"),
+    ("first_response_due", "first response due"),
+    ("resolution_due", "resolution due"),
+)
+
+
+def sla_moves(before: SlaState, after: SlaState) -> list[str]:
+    """What a recomputation changed, one reason each: ``resolution due A -> B``."""
+
+    def shown(value: object) -> str:
+        if value is None:
+            return "none"
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    return [
+        f"{label} {shown(old)} -> {shown(new)}"
+        for attribute, label in _MOVABLE
+        if (old := getattr(before, attribute)) != (new := getattr(after, attribute))
+    ]

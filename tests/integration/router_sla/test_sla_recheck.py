@@ -1,0 +1,251 @@
+"""Editing a policy or a calendar moves the deadlines of the open tickets on it, without waiting for
+their next event: the change marks them due (slas/recheck.py), the scanner recomputes them under
+the new configuration and publishes the moved deadlines once, with the reason.
+
+Real handler and scanner on the real databases, a fake clock; office hours Mon-Fri 09-17 Berlin.
+The tests run a year after the other SLA tests' and solve their tickets at the end: the database is
+shared, and a scan fires every due timer in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.escalation.scanner import EscalationScanner, ScannerOptions
+from services.router.models import RouterTicket, RoutingDecision
+from services.router.sla import BusinessCalendar
+from services.router.slas import service as sla_service
+from services.router.slas.recheck import recheck_clocks_on
+from services.router.slas.tracking import SlaConfig
+from shared.events import EventType, TicketStatus
+from tests.integration.router_sla.helpers import OFFICE, SlaRig, config, event, new_id, sla_rig, utc
+
+MONDAY_9 = utc(2027, 6, 7, 7, 0)  # 09:00 Berlin (CEST)
+
+
+async def ticket(sessions: async_sessionmaker[AsyncSession], key: str) -> RouterTicket:
+    async with sessions() as session:
+        row = await session.get(RouterTicket, key)
+        assert row is not None
+        return row
+
+
+async def decisions(sessions: async_sessionmaker[AsyncSession], key: str) -> list[RoutingDecision]:
+    async with sessions() as session:
+        query = select(RoutingDecision).where(RoutingDecision.ticket_key == key).order_by(RoutingDecision.id)
+        return list((await session.scalars(query)).all())
+
+
+async def mark(sessions: async_sessionmaker[AsyncSession], kind: Any, name: str, at: datetime) -> None:
+    async with sessions() as session, session.begin():
+        await recheck_clocks_on(session, kind, name, at)
+
+
+async def solve(rig: SlaRig, key: str) -> None:
+    """Stop the ticket's timers, so that no later test's scan fires them."""
+    ext = key.removeprefix("api:")
+    await rig.handler([event(ext, rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+    assert (await ticket(rig.sessions, key)).sla_next_due_at is None
+
+
+def shorter(version: int) -> SlaConfig:
+    """The rig's policy with the P3 resolution target cut from 8 h to 4 h."""
+    cfg = config(targets={"P3": {"first_response": 120, "resolution": 240}})
+    return SlaConfig(cfg.policies, cfg.calendars, version=version)
+
+
+async def test_a_shortened_target_moves_the_deadline_of_open_tickets_once(sessions, settings_kwargs):
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        before = await ticket(sessions, key)
+        assert before.sla["resolution_due"] == "2027-06-07T15:00:00Z"  # 8 h: Monday 17:00 Berlin
+        first_timer = before.sla_next_due_at  # the first-response warning, 10:30 Berlin
+
+        now = utc(2027, 6, 7, 8, 0)  # 10:00 Berlin
+        rig.clock.now = now
+        await mark(sessions, "policy", "another-policy", now)
+        await mark(sessions, "calendar", "another-calendar", now)
+        assert (await ticket(sessions, key)).sla_next_due_at == first_timer  # not on those
+
+        rig.cfg = shorter(version=1)
+        await mark(sessions, "policy", "standard", now)
+        assert (await ticket(sessions, key)).sla_next_due_at == now
+        scanner = rig.scanner()
+        await scanner.scan_once()
+
+        after = await ticket(sessions, key)
+        assert after.sla["resolution_due"] == "2027-06-07T11:00:00Z"  # 4 h: Monday 13:00 Berlin
+        assert after.sla_next_due_at == first_timer  # the next timer again, not "now"
+        assert after.revision == before.revision + 1
+        recheck = (await decisions(sessions, key))[-1]
+        assert recheck.kind == EventType.TICKET_STATE_CHANGED.value
+        assert recheck.reasons == [
+            "SLA recomputed under configuration version 1",
+            "resolution due 2027-06-07T15:00:00+00:00 -> 2027-06-07T11:00:00+00:00",
+        ]
+
+        # Marked again with nothing changed (a second router's mark, a save of the same document):
+        # recomputed, nothing published.
+        await mark(sessions, "policy", "standard", now)
+        await scanner.scan_once()
+        assert len(await decisions(sessions, key)) == 2
+        assert (await ticket(sessions, key)).sla_next_due_at == first_timer
+        await solve(rig, key)
+
+
+async def test_a_new_holiday_moves_the_deadline_past_it(sessions, settings_kwargs):
+    friday_16 = utc(2027, 6, 4, 14, 0)  # 16:00 Berlin: 1 h on Friday, 7 h on Monday
+    async with sla_rig(sessions, settings_kwargs, config(), friday_16) as rig:
+        key = await rig.create(friday_16)
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T14:00:00Z"
+
+        now = utc(2027, 6, 4, 14, 30)
+        rig.clock.now = now
+        holiday = BusinessCalendar.model_validate({**OFFICE.model_dump(), "holidays": ["2027-06-07"]})
+        rig.cfg = SlaConfig(rig.cfg.policies, {"office": holiday}, version=2)
+        await mark(sessions, "calendar", "office", now)
+        await rig.scanner().scan_once()
+
+        after = await ticket(sessions, key)
+        assert after.sla["resolution_due"] == "2027-06-08T14:00:00Z"  # Tuesday 16:00 Berlin
+        assert (await decisions(sessions, key))[-1].reasons[-1] == (
+            "resolution due 2027-06-07T14:00:00+00:00 -> 2027-06-08T14:00:00+00:00"
+        )
+        await solve(rig, key)
+
+
+async def test_a_scanner_behind_the_stored_configuration_leaves_marked_tickets_due(sessions, settings_kwargs):
+    """The change commits its mark and its configuration version together. A scanner whose router
+    has not loaded that version yet must not recompute the ticket: under the old configuration
+    nothing would move, and the mark would be gone."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        now = utc(2027, 6, 7, 8, 0)
+        rig.clock.now = now
+        async with sessions() as session, session.begin():
+            # Any stored change raises the configuration version past the rig's (0).
+            name = f"recheck-{new_id()[:8]}"
+            document = {**OFFICE.model_dump(), "name": name}
+            await sla_service.save(session, "calendar", name, document, "t", previous=None)
+            await recheck_clocks_on(session, "policy", "standard", now)
+        refreshed: list[int] = []
+
+        async def stale_refresh() -> None:
+            refreshed.append(1)  # a refresh that failed, or has not happened yet
+
+        stale = EscalationScanner(
+            rig.sessions, rig.producer, rig.topic, lambda: rig.cfg, rig.clock, sla_refresh=stale_refresh
+        )
+        await stale.scan_once()
+        assert refreshed
+        assert (await ticket(sessions, key)).sla_next_due_at == now
+        assert len(await decisions(sessions, key)) == 1
+
+        async def refresh() -> None:
+            async with sessions() as session:
+                current = await sla_service.config_version(session)
+            cfg = shorter(version=current)
+            rig.cfg = cfg
+
+        current = EscalationScanner(
+            rig.sessions, rig.producer, rig.topic, lambda: rig.cfg, rig.clock, sla_refresh=refresh
+        )
+        await current.scan_once()
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
+        await solve(rig, key)
+
+
+async def test_an_event_routed_under_the_old_configuration_keeps_the_ticket_due(sessions, settings_kwargs):
+    """A router that has not loaded the change yet routes an event of a marked ticket: its
+    recomputation, under the old configuration, must not take the mark away."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        now = utc(2027, 6, 7, 8, 0)
+        rig.clock.now = now
+        await mark(sessions, "policy", "standard", now)
+        ext = key.removeprefix("api:")
+        await rig.handler([event(ext, now, TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)])  # old config
+        row = await ticket(sessions, key)
+        assert row.status == TicketStatus.OPEN.value and row.sla_next_due_at == now
+
+        rig.cfg = shorter(version=1)
+        await rig.scanner().scan_once()
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
+        await solve(rig, key)
+
+
+async def test_saving_or_deleting_a_policy_or_calendar_marks_its_open_tickets(sessions, settings_kwargs):
+    """The admin API's writes (PUT and DELETE) all go through ``save``: the mark commits with the
+    version. The rig's policy and calendar get names of their own, stored nowhere else."""
+    suffix = new_id()[:8]
+    policy, calendar = f"recheck-{suffix}", f"recheck-cal-{suffix}"
+    on_its_own = BusinessCalendar.model_validate({**OFFICE.model_dump(), "name": calendar})
+    cfg = config(name=policy, calendar=calendar)
+    cfg = SlaConfig(cfg.policies, {calendar: on_its_own})
+    async with sla_rig(sessions, settings_kwargs, cfg, MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        first_timer = (await ticket(sessions, key)).sla_next_due_at
+        assert first_timer is not None
+
+        async def saved(kind: str, name: str, document: dict[str, Any] | None) -> datetime | None:
+            async with sessions() as session, session.begin():
+                previous = await sla_service.latest(session, kind, name)
+                row = await sla_service.save(session, kind, name, document, "t", previous=previous)
+            return row.created_at
+
+        async def reset() -> None:  # as the scanner would leave it
+            async with sessions() as session, session.begin():
+                row = await session.get(RouterTicket, key)
+                assert row is not None
+                row.sla_next_due_at = first_timer
+
+        policy_doc = cfg.policies[0].model_dump(mode="json")
+        for kind, name, document in [
+            ("policy", policy, policy_doc),
+            ("calendar", calendar, on_its_own.model_dump(mode="json")),
+            ("policy", policy, None),  # deleted
+            ("calendar", calendar, None),
+        ]:
+            at = await saved(kind, name, document)
+            assert (await ticket(sessions, key)).sla_next_due_at == at, (kind, document is None)
+            await reset()
+        await saved("policy", f"other-{suffix}", policy_doc)
+        assert (await ticket(sessions, key)).sla_next_due_at == first_timer
+        await solve(rig, key)
+
+
+async def test_a_configuration_that_never_loads_does_not_stop_the_timers(sessions, settings_kwargs, caplog):
+    """Waiting for the newer configuration is bounded (``config_wait_s``): past it, the scanner
+    fires under the one it has, and says so."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        rig.clock.now = utc(2027, 6, 7, 8, 31)  # past the first-response warning (10:30 Berlin)
+        async with sessions() as session, session.begin():
+            name = f"recheck-{new_id()[:8]}"
+            await sla_service.save(
+                session, "calendar", name, {**OFFICE.model_dump(), "name": name}, "t", previous=None
+            )
+
+        async def failing_refresh() -> None:
+            return None  # LiveSla keeps the configuration it has when a load fails
+
+        options = ScannerOptions(config_wait_s=0)
+        scanner = EscalationScanner(
+            rig.sessions,
+            rig.producer,
+            rig.topic,
+            lambda: rig.cfg,
+            rig.clock,
+            options,
+            sla_refresh=failing_refresh,
+        )
+        with caplog.at_level(logging.ERROR):
+            assert await scanner.scan_once() >= 1
+        assert (await decisions(sessions, key))[-1].kind == EventType.SLA_WARNING.value
+        assert "SLA timers fire under an older configuration" in caplog.text
+        await solve(rig, key)
