@@ -10,7 +10,7 @@ the writers run one after another and each reads what the previous one committed
 
 On SQLite the database's write lock does the same: pysqlite begins a transaction only at its first
 write, so a no-op write makes the transaction a writer before its validation reads, as a routing
-batch does (``take_write_lock``); a second writer waits for the first to commit.
+batch does; a second writer waits for the first to commit.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.load.store import take_write_lock
 from shared.db.dialect import is_postgres
 
 # Arbitrary constant for pg_advisory_xact_lock, distinct from intake's relay lock (0x1A7A_4E01).
 CONFIG_LOCK_KEY = 0x1A7A_C0F1
+# SQLite: a no-op write makes the transaction a writer (as ``load.store.take_write_lock`` does for
+# routing batches), on a table of its own so that it reads as what it is.
+SQLITE_WRITE_LOCK = "DELETE FROM sla_config_versions WHERE 1 = 0"
 _HELD = "router.config_lock"  # session.info key: the transaction that holds the lock
 
 
@@ -37,6 +39,6 @@ async def lock_config(session: AsyncSession) -> None:
     if is_postgres(session):
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CONFIG_LOCK_KEY})
     else:
-        await take_write_lock(session)
+        await session.execute(text(SQLITE_WRITE_LOCK))
     # The root transaction (savepoints share its lock); a later transaction is another object.
     session.info[_HELD] = session.get_transaction()

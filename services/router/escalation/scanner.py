@@ -96,7 +96,10 @@ class EscalationScanner:
         self.routing_topic = routing_topic
         self.sla_provider = sla_provider
         self.sla_refresh = sla_refresh
-        self._behind_since: float | None = None  # monotonic time the loaded config fell behind
+        # (stored version, monotonic time) since when the loaded configuration is behind it
+        self._behind: tuple[int, float] | None = None
+        self.processed = 0  # due tickets the last scan looked at: a full batch means a backlog
+        self._refresh_failing = False
         self.clock = clock
         self.options = options
         # The batch handler's writer in a router (see router_outbox); its own one otherwise.
@@ -105,8 +108,15 @@ class EscalationScanner:
     async def scan_once(self) -> int:
         """Fire what is due now; returns the number of escalations fired."""
         await self.outbox.relay_leftovers()
+        self.processed = 0
         if self.sla_refresh is not None:
-            await self.sla_refresh()  # one version query when nothing changed
+            try:
+                await self.sla_refresh()  # one version query when nothing changed
+                self._refresh_failing = False
+            except Exception:  # a configuration that fails to load must not stop the timers
+                if not self._refresh_failing:  # once, not every scan (the watcher logs each poll)
+                    log.exception("SLA configuration refresh failed; the timers fire under the loaded one")
+                self._refresh_failing = True
         now = self.clock()
         fired: list[str] = []
         # A failed publish leaves the rows in the outbox; the next scan (or handler) relays them.
@@ -131,6 +141,7 @@ class EscalationScanner:
         config = self.sla_provider()
         if self.sla_refresh is not None and not await self._config_current(session, config):
             return []
+        self.processed = len(rows)
         book = None
         if self.options.load is not None:
             book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
@@ -154,12 +165,13 @@ class EscalationScanner:
         this scan's refresh may have marked these rows for a recheck, and recomputed under the
         older configuration they would lose the mark; the next scan refreshes first. After
         ``config_wait_s`` (the newer one fails to load), True again, with an error logged."""
-        if await config_version(session) <= config.version:
-            self._behind_since = None
+        stored = await config_version(session)
+        if stored <= config.version:
+            self._behind = None
             return True
-        if self._behind_since is None:
-            self._behind_since = time.monotonic()
-        if time.monotonic() - self._behind_since < self.options.config_wait_s:
+        if self._behind is None or self._behind[0] != stored:  # a newer change: wait for it anew
+            self._behind = (stored, time.monotonic())
+        if time.monotonic() - self._behind[1] < self.options.config_wait_s:
             return False
         log.error(
             "SLA timers fire under an older configuration: the stored one has not loaded",
@@ -326,10 +338,13 @@ class EscalationScanner:
             writeback.add(kind, envelope, payload, row.external_id, notify)
         return pending_message(OUTBOX_OWNER, self.routing_topic, envelope)
 
-    async def run_forever(self, poll_s: float) -> None:
-        async def scan_all_due() -> None:
-            while await self.scan_once() >= self.options.batch:
-                pass  # a backlog: keep going without sleeping
+    async def scan_all_due(self) -> None:
+        """Scan until a batch comes back short: a full one means a backlog (due timers, or tickets
+        marked for a recheck, which fire nothing), worked through without sleeping."""
+        await self.scan_once()
+        while self.processed >= self.options.batch:
+            await self.scan_once()
 
+    async def run_forever(self, poll_s: float) -> None:
         # Timers are durable: a failed scan is retried by the next one.
-        await repeat_forever(scan_all_due, poll_s, log, "SLA timer scan failed")
+        await repeat_forever(self.scan_all_due, poll_s, log, "SLA timer scan failed")

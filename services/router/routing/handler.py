@@ -95,13 +95,19 @@ class NewTicket:
 TicketRow = RouterTicket | NewTicket
 
 
-def next_timer(stored: datetime | None, computed: datetime | None, now: datetime) -> datetime | None:
-    """When the scanner should look at the ticket next. A ticket already due stays due: the
-    scanner, which recomputes before it fires anything, may owe it a recheck after a policy or
-    calendar edit (slas/recheck.py) that this router's configuration does not show yet."""
-    if stored is not None and stored <= now and computed is not None:
-        return min(stored, computed)
-    return computed
+def next_timer(
+    stored: datetime | None, computed: datetime | None, now: datetime, behind: bool = False
+) -> datetime | None:
+    """When the scanner should look at the ticket next. The scanner recomputes before it fires
+    anything, so a recheck after a policy or calendar edit (slas/recheck.py) that this router's
+    configuration does not show yet is kept: a ticket already due stays due, and one whose clock
+    a newer configuration computed (``behind``) becomes due now. A clock that stopped or paused
+    (``computed`` None) has no deadline to recompute."""
+    if computed is None:
+        return None
+    if behind:
+        return now
+    return min(stored, computed) if stored is not None and stored <= now else computed
 
 
 def state_from_row(row: TicketRow) -> TicketState:
@@ -380,7 +386,7 @@ class RoutingHandler:
             apply_state(row, decision.state, merged, now)
             if tracker is not None and decision.events:
                 row.sla_clock = tracker.stored()
-                row.sla_next_due_at = next_timer(row.sla_next_due_at, tracker.next_due(), now)
+                row.sla_next_due_at = next_timer(row.sla_next_due_at, tracker.next_due(), now, tracker.behind)
             if book is not None:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:

@@ -14,7 +14,10 @@ Semantics (common helpdesk behaviour):
   business time already consumed, it does not restart. A ticket reopened past its deadline is
   therefore overdue at once and its breach escalation fires again in the new cycle;
 * a priority (or policy) change keeps consumed time and swaps the targets; deadlines move.
-  If the new target is already exceeded, the ticket counts as overdue since the change;
+  If the new target is already exceeded, the ticket counts as overdue since the change, unless
+  that threshold had already been reached before it: then the earlier instant is kept (a real
+  crossing, already fired and counted; a recheck must not move a breach to the scan time). An
+  unchanged threshold keeps its instant as well;
 * ``breached`` is sticky across cycles (it is a fact about the ticket), ``warning_sent`` is
   per cycle;
 * events older than ``last_event_at`` are treated as happening at ``last_event_at``, so time
@@ -76,14 +79,21 @@ class TargetClock(BaseModel):
         thresholds = moved.thresholds(share)
         if thresholds is None:
             return moved
-        # Consumed time may already exceed the new target; it is overdue from the change on.
-        warn, due = thresholds
-        return moved.model_copy(
-            update={
-                "warning_reached_at": at if self.consumed >= warn else None,
-                "due_reached_at": at if self.consumed >= due else None,
-            }
-        )
+        old_thresholds = self.thresholds(old_share) or (None, None)
+        update: dict[str, Any] = {}
+        for field, threshold, old_threshold in zip(
+            ("warning_reached_at", "due_reached_at"), thresholds, old_thresholds, strict=True
+        ):
+            reached: datetime | None = getattr(self, field)
+            if threshold == old_threshold:
+                update[field] = reached  # nothing moved for this threshold
+            elif self.consumed < threshold:
+                update[field] = None
+            else:
+                # Already past the new threshold: an instant reached before the change is a real
+                # crossing (fired, counted by metrics) and stays; a newly exceeded one is the change.
+                update[field] = reached or at
+        return moved.model_copy(update=update)
 
     def due_times(
         self, calendar: BusinessCalendar, resume_at: datetime, share: float

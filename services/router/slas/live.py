@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,9 +19,12 @@ class LiveSla:
         self.sessions = sessions
         self.config = SlaConfig()
         self.version = -1
+        # The watcher and the escalation scanner both refresh: one load at a time, so that a slower,
+        # older load cannot finish last and put an older configuration back.
+        self._loading = asyncio.Lock()
 
     async def refresh(self) -> bool:
-        async with self.sessions() as session:
+        async with self._loading, self.sessions() as session:
             if await config_version(session) == self.version:
                 return False
             self.config = await load_config(session)

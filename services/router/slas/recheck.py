@@ -12,24 +12,51 @@ configuration than the one that marked the row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.models import RouterTicket
+from shared.db.dialect import is_postgres
+
+# What a clock is computed from: a change of anything else (a comment, the rank, applies_when,
+# the escalation actions) leaves every running clock as it is, and marks nothing.
+CLOCK_FIELDS = {
+    "policy": ("calendar", "targets", "warning_share", "pausing_statuses"),
+    "calendar": ("timezone", "weekly_hours", "holidays"),
+}
+_CHUNK = 5_000  # keys per UPDATE: bounded statements, whatever the backlog
+
+
+def moves_clocks(kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether replacing ``old`` by ``new`` (either ``None``: created or deleted) can move a
+    running clock's deadlines. A created one runs no clock yet: a new policy applies to a ticket
+    from its next event, as a new routing rule does."""
+    if old is None:
+        return False
+    if new is None:
+        return True
+    return any(old.get(name) != new.get(name) for name in CLOCK_FIELDS[kind])
 
 
 async def recheck_clocks_on(session: AsyncSession, kind: str, name: str, at: datetime) -> int:
     """Mark the open tickets whose clock runs on ``kind`` (``"policy"`` or ``"calendar"``, the
-    clock's field naming it) ``name`` as due at ``at``; returns how many. A new policy marks none:
-    policies are chosen when a clock starts, so a new one applies to tickets from their next
-    event, as a new routing rule does."""
+    clock's field naming it) ``name`` as due at ``at``; returns how many."""
     runs_on = RouterTicket.sla_clock[("clock", kind)].as_string() == name
-    result = await session.execute(
-        update(RouterTicket)
-        .where(RouterTicket.resolved_at.is_(None), runs_on)
-        .values(sla_next_due_at=at)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    keys = select(RouterTicket.ticket_key).where(RouterTicket.resolved_at.is_(None), runs_on)
+    if is_postgres(session):
+        # Lock the rows in key order, as routing batches do (handler._read): locked in the table's
+        # order instead, a batch holding one of them and waiting for another would deadlock us.
+        keys = keys.order_by(RouterTicket.ticket_key).with_for_update()
+    found = list((await session.scalars(keys)).all())
+    for start in range(0, len(found), _CHUNK):
+        await session.execute(
+            update(RouterTicket)
+            .where(RouterTicket.ticket_key.in_(found[start : start + _CHUNK]))
+            .values(sla_next_due_at=at)
+            .execution_options(synchronize_session=False)
+        )
+    return len(found)

@@ -30,7 +30,7 @@ from services.router.sla.calendar import (
 )
 from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
 from services.router.slas.models import SlaConfigVersion
-from services.router.slas.recheck import recheck_clocks_on
+from services.router.slas.recheck import moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from services.router.teams.states import team_problem
@@ -364,8 +364,9 @@ async def save(
             etag(etag_prefix(kind, name), number),
             f"version {number} was saved concurrently; re-read and retry",
         ) from exc
-    # Committed with the version: the open tickets on it are recomputed by the next scan.
-    await recheck_clocks_on(session, kind, name, row.created_at)
+    if moves_clocks(kind, old, document):
+        # Committed with the version: the open tickets on it are recomputed by the next scan.
+        await recheck_clocks_on(session, kind, name, row.created_at)
     return row
 
 
@@ -408,6 +409,7 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
     }
     policies = []
+    left_out: set[str] = set()  # live but invalid: see SlaConfig.left_out
     # Targets beyond the deadline horizon of their calendar (saved before the API checked them)
     # are not re-checked here: the horizon's open time depends on the weekday it is counted from,
     # so a router reloading on another day could drop a policy the API accepted; the routers cap
@@ -418,10 +420,12 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         except ValidationError as exc:
             # Saved under looser checks by an earlier version (a target over a year, say). Failing
             # here would stop every router, and the admin API with them, so the policy is left out
-            # until it is saved again (the API refuses it with the field at fault).
+            # until it is saved again (the API refuses it with the field at fault). Named in the
+            # configuration, so that the clocks running on it are kept meanwhile (SlaTracker).
+            left_out.add(row.name)
             log.error(
                 "stored SLA policy is invalid and not applied; save it again to fix it",
                 extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
             )
     policies.sort(key=lambda p: (p.rank, p.name))
-    return SlaConfig(policies=policies, calendars=calendars, version=version)
+    return SlaConfig(policies=policies, calendars=calendars, version=version, left_out=frozenset(left_out))

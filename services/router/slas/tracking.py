@@ -34,6 +34,9 @@ class SlaConfig:
     policies: Sequence[SlaPolicy] = ()
     calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
     version: int = 0  # max id of the config versions it was built from
+    # Live (stored, not deleted) policies left out of ``policies`` because their document no longer
+    # validates (see load_config): they still exist, so clocks on them are kept, not re-selected.
+    left_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         matchers = {
@@ -85,34 +88,46 @@ class SlaTracker:
         self.at = at
         self.clock = SlaClock.model_validate(stored["clock"]) if stored and stored.get("clock") else None
         self.fired: set[str] = set(stored.get("fired", [])) if stored else set()
+        # The newest configuration version the clock was computed under, by any router: one whose
+        # configuration is older must not be the last to compute it (see ``behind``).
+        self.computed_under: int = max(int(stored.get("config_version", 0)) if stored else 0, config.version)
         self._known: tuple[SlaClock, BusinessCalendar, Deadlines] | None = None
 
     def __call__(self, state: TicketState) -> None:
-        policy = self.config.policy_named(state.sla.policy) or self.config.select(
-            self.snapshot, state, self.at
-        )
-        if policy is None:
-            self.clock = None
-            state.sla = SlaState(first_responded_at=state.sla.first_responded_at)
-            return
         clock = self.clock
-        if clock is None:
-            clock = SlaClock.start(state.ticket_key, policy, state.priority, state.created_at, state.status)
+        policy = self.config.policy_named(state.sla.policy)
+        if clock is not None and policy is None and clock.policy in self.config.left_out:
+            # Its policy is stored but not loaded (it no longer validates): re-selecting would drop
+            # or swap the clock, losing consumed time and timers. It keeps its targets and calendar
+            # until the policy is saved again; status changes and responses still apply below.
+            pass
         else:
-            targets = policy.targets_for(state.priority)
-            if (
-                policy.name != clock.policy
-                or policy.calendar != clock.calendar
-                or state.priority != clock.priority
-                or policy.warning_share != clock.warning_share
-                or targets.first_response != clock.first_response.target
-                or targets.resolution != clock.resolution.target
-            ):
-                clock = clock.on_priority_change(
-                    state.priority, policy, self.at, self.config.calendar(clock.calendar)
+            policy = policy or self.config.select(self.snapshot, state, self.at)
+            if policy is None:
+                self.clock = None
+                state.sla = SlaState(first_responded_at=state.sla.first_responded_at)
+                return
+            if clock is None:
+                clock = SlaClock.start(
+                    state.ticket_key, policy, state.priority, state.created_at, state.status
                 )
-            if state.status != clock.status:
-                clock = clock.on_status(state.status, self.at, self.config.calendar(clock.calendar))
+            else:
+                targets = policy.targets_for(state.priority)
+                if (
+                    policy.name != clock.policy
+                    or policy.calendar != clock.calendar
+                    or state.priority != clock.priority
+                    or policy.warning_share != clock.warning_share
+                    # pausing_statuses too: an edit of them alone must reach running clocks
+                    or policy.pausing_statuses != clock.pausing_statuses
+                    or targets.first_response != clock.first_response.target
+                    or targets.resolution != clock.resolution.target
+                ):
+                    clock = clock.on_priority_change(
+                        state.priority, policy, self.at, self.config.calendar(clock.calendar)
+                    )
+        if state.status != clock.status:  # never for a clock just started (it has the status)
+            clock = clock.on_status(state.status, self.at, self.config.calendar(clock.calendar))
         responded = state.sla.first_responded_at
         if responded is not None and clock.first_responded_at is None:
             clock = clock.on_first_response(responded, self.config.calendar(clock.calendar))
@@ -138,10 +153,20 @@ class SlaTracker:
             known = self._known = (clock, calendar, clock.deadlines(calendar))
         return known[2]
 
+    @property
+    def behind(self) -> bool:
+        """The clock was computed under a newer configuration than this router has loaded (it
+        lags the watcher's poll): its deadlines may be the old ones; the scanner should recompute."""
+        return self.computed_under > self.config.version
+
     def stored(self) -> dict[str, Any] | None:
         if self.clock is None:
             return None
-        return {"clock": self.clock.model_dump(mode="json"), "fired": sorted(self.fired)}
+        return {
+            "clock": self.clock.model_dump(mode="json"),
+            "fired": sorted(self.fired),
+            "config_version": self.computed_under,
+        }
 
 
 _MOVABLE = (

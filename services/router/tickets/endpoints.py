@@ -71,7 +71,12 @@ async def current_sla(session: AsyncSession, row: RouterTicket) -> SlaState:
     The stored ``sla`` leaves the warning instants out (see ``RECOMPUTED_SLA_FIELDS``), so they
     are worked out from the stored clock, as ``SlaTracker.refresh`` does for every event."""
     # Fields of a newer release's row are dropped rather than failing the read (extra="forbid").
-    stored = SlaState.model_validate({k: v for k, v in (row.sla or {}).items() if k in SlaState.model_fields})
+    try:
+        stored = SlaState.model_validate(
+            {k: v for k, v in (row.sla or {}).items() if k in SlaState.model_fields}
+        )
+    except ValueError:  # a value edited by hand, say: show no SLA rather than fail the whole read
+        stored = SlaState()
     doc = (row.sla_clock or {}).get("clock")
     if not doc:
         return stored

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.router.config_lock import lock_config
+from services.router.config_lock import SQLITE_WRITE_LOCK, lock_config
 from services.router.rules import RuleSet
 from services.router.rulesets import service as rules
 from services.router.rulesets.sla_references import policy_in_use
@@ -34,11 +34,11 @@ BLOCKED_FOR_S = 0.5  # how long the second writer must still be waiting while th
 @contextmanager
 def lock_statements(engine: AsyncEngine) -> Iterator[list[str]]:
     """The lock statements ``engine`` runs inside the block: PostgreSQL's advisory lock, SQLite's
-    no-op write (``take_write_lock``)."""
+    no-op write (not the routing batches' and the scanner's, which run in the background)."""
     seen: list[str] = []
 
     def spy(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "pg_advisory_xact_lock" in statement or "WHERE 1 = 0" in statement:
+        if "pg_advisory_xact_lock" in statement or statement == SQLITE_WRITE_LOCK:
             seen.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", spy)

@@ -10,6 +10,7 @@ shared, and a scan fires every due timer in it.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,20 @@ async def solve(rig: SlaRig, key: str) -> None:
     ext = key.removeprefix("api:")
     await rig.handler([event(ext, rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
     assert (await ticket(rig.sessions, key)).sla_next_due_at is None
+
+
+async def raise_to_p2(rig: SlaRig, key: str, at: datetime) -> None:
+    """An event that changes the ticket's state (the source raised its priority), routed by the
+    rig's handler, whose configuration is the first one (version 0)."""
+    ext = key.removeprefix("api:")
+    await rig.handler([event(ext, at, TicketStatus.OPEN, EventType.TICKET_UPDATED, priority="P2")])
+    assert (await ticket(rig.sessions, key)).priority == "P2"
+
+
+P2_SHORTER = {
+    "P3": {"first_response": 120, "resolution": 240},
+    "P2": {"first_response": 60, "resolution": 120},
+}
 
 
 def shorter(version: int) -> SlaConfig:
@@ -168,20 +183,21 @@ async def test_an_event_routed_under_the_old_configuration_keeps_the_ticket_due(
         now = utc(2027, 6, 7, 8, 0)
         rig.clock.now = now
         await mark(sessions, "policy", "standard", now)
-        ext = key.removeprefix("api:")
-        await rig.handler([event(ext, now, TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)])  # old config
+        await raise_to_p2(rig, key, now)  # P2 on the old configuration: 4 h, due 11:00 UTC
         row = await ticket(sessions, key)
-        assert row.status == TicketStatus.OPEN.value and row.sla_next_due_at == now
+        assert row.sla["resolution_due"] == "2027-06-07T11:00:00Z" and row.sla_next_due_at == now
 
-        rig.cfg = shorter(version=1)
+        cfg = config(targets=P2_SHORTER)
+        rig.cfg = SlaConfig(cfg.policies, cfg.calendars, version=1)
         await rig.scanner().scan_once()
-        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T09:00:00Z"  # 2 h
         await solve(rig, key)
 
 
 async def test_saving_or_deleting_a_policy_or_calendar_marks_its_open_tickets(sessions, settings_kwargs):
     """The admin API's writes (PUT and DELETE) all go through ``save``: the mark commits with the
-    version. The rig's policy and calendar get names of their own, stored nowhere else."""
+    version, when the change can move a clock (not a creation, nor a rank or applies_when edit).
+    The rig's policy and calendar get names of their own, stored nowhere else."""
     suffix = new_id()[:8]
     policy, calendar = f"recheck-{suffix}", f"recheck-cal-{suffix}"
     on_its_own = BusinessCalendar.model_validate({**OFFICE.model_dump(), "name": calendar})
@@ -205,17 +221,23 @@ async def test_saving_or_deleting_a_policy_or_calendar_marks_its_open_tickets(se
                 row.sla_next_due_at = first_timer
 
         policy_doc = cfg.policies[0].model_dump(mode="json")
-        for kind, name, document in [
-            ("policy", policy, policy_doc),
-            ("calendar", calendar, on_its_own.model_dump(mode="json")),
-            ("policy", policy, None),  # deleted
-            ("calendar", calendar, None),
+        calendar_doc = on_its_own.model_dump(mode="json")
+        longer = {**policy_doc, "targets": {"P3": {"first_response": 240, "resolution": 960}}}
+        holiday = {**calendar_doc, "holidays": ["2027-06-08"]}
+        for kind, name, document, marks in [
+            ("policy", policy, policy_doc, False),  # created: runs no clock yet
+            ("calendar", calendar, calendar_doc, False),
+            ("policy", policy, {**policy_doc, "rank": 5, "applies_when": None}, False),  # not the clock's
+            ("policy", policy, longer, True),
+            ("calendar", calendar, holiday, True),
+            ("policy", f"other-{suffix}", policy_doc, False),
+            ("policy", policy, None, True),  # deleted
+            ("calendar", calendar, None, True),
         ]:
             at = await saved(kind, name, document)
-            assert (await ticket(sessions, key)).sla_next_due_at == at, (kind, document is None)
+            expected = at if marks else first_timer
+            assert (await ticket(sessions, key)).sla_next_due_at == expected, (kind, document)
             await reset()
-        await saved("policy", f"other-{suffix}", policy_doc)
-        assert (await ticket(sessions, key)).sla_next_due_at == first_timer
         await solve(rig, key)
 
 
@@ -232,7 +254,7 @@ async def test_a_configuration_that_never_loads_does_not_stop_the_timers(session
             )
 
         async def failing_refresh() -> None:
-            return None  # LiveSla keeps the configuration it has when a load fails
+            raise ValueError("a stored calendar no longer validates")  # as LiveSla.refresh would
 
         options = ScannerOptions(config_wait_s=0)
         scanner = EscalationScanner(
@@ -247,5 +269,80 @@ async def test_a_configuration_that_never_loads_does_not_stop_the_timers(session
         with caplog.at_level(logging.ERROR):
             assert await scanner.scan_once() >= 1
         assert (await decisions(sessions, key))[-1].kind == EventType.SLA_WARNING.value
+        assert "SLA configuration refresh failed" in caplog.text
         assert "SLA timers fire under an older configuration" in caplog.text
         await solve(rig, key)
+
+
+async def test_a_wait_for_a_newer_configuration_starts_anew_for_each_change(sessions, settings_kwargs):
+    """A scanner that waited for one change once must wait for the next one too, not take the
+    earlier wait as spent."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        now = utc(2027, 6, 7, 8, 0)
+        rig.clock.now = now
+
+        async def stale_refresh() -> None:
+            return None
+
+        scanner = EscalationScanner(
+            rig.sessions, rig.producer, rig.topic, lambda: rig.cfg, rig.clock, sla_refresh=stale_refresh
+        )
+        async with sessions() as session:
+            version = await sla_service.config_version(session)
+        scanner._behind = (version, time.monotonic() - 3600)  # behind an hour ago, on an older change
+        async with sessions() as session, session.begin():
+            name = f"recheck-{new_id()[:8]}"
+            await sla_service.save(
+                session, "calendar", name, {**OFFICE.model_dump(), "name": name}, "t", previous=None
+            )
+            await recheck_clocks_on(session, "policy", "standard", now)
+        await scanner.scan_once()
+        assert scanner.processed == 0
+        assert (await ticket(sessions, key)).sla_next_due_at == now
+        rig.cfg = shorter(version=version + 1)
+        await scanner.scan_once()
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
+        await solve(rig, key)
+
+
+async def test_a_lagging_router_cannot_undo_a_recheck(sessions, settings_kwargs):
+    """After the scanner recomputed a ticket under the new configuration, a router that has not
+    loaded it yet routes the ticket's next event: its old deadlines are published, but the ticket is
+    due again at once, and the next scan puts the new ones back."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        key = await rig.create(MONDAY_9)
+        now = utc(2027, 6, 7, 8, 0)
+        rig.clock.now = now
+        cfg = config(targets=P2_SHORTER)
+        rig.cfg = SlaConfig(cfg.policies, cfg.calendars, version=1)
+        await mark(sessions, "policy", "standard", now)
+        await rig.scanner().scan_once()
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"  # P3: 4 h
+
+        later = utc(2027, 6, 7, 8, 5)
+        rig.clock.now = later
+        await raise_to_p2(rig, key, later)  # P2 on the old configuration: 4 h, due 11:00 UTC
+        row = await ticket(sessions, key)
+        assert row.sla["resolution_due"] == "2027-06-07T11:00:00Z" and row.sla_next_due_at == later
+        await rig.scanner().scan_once()
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T09:00:00Z"  # P2: 2 h
+        await solve(rig, key)
+
+
+async def test_a_recheck_backlog_is_worked_through_without_sleeping(sessions, settings_kwargs):
+    """Rechecks fire nothing; the scanner must still go on while its batches come back full, or a
+    backlog of them would hold back real timers by one batch per poll."""
+    async with sla_rig(sessions, settings_kwargs, config(), MONDAY_9) as rig:
+        keys = [await rig.create(MONDAY_9) for _ in range(5)]
+        now = utc(2027, 6, 7, 8, 0)
+        rig.clock.now = now
+        rig.cfg = shorter(version=1)
+        await mark(sessions, "policy", "standard", now)
+        scanner = EscalationScanner(
+            rig.sessions, rig.producer, rig.topic, lambda: rig.cfg, rig.clock, options=ScannerOptions(batch=2)
+        )
+        await scanner.scan_all_due()
+        for key in keys:
+            assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
+            await solve(rig, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.router.models import RouterTicket
 from services.router.sla import ALWAYS_OPEN
 from services.router.slas import service
 from services.router.slas.schemas import StoredPolicy
@@ -77,3 +78,13 @@ async def test_ticket_without_an_sla_clock_shows_the_stored_state(sessions, sett
         emitted = await emitted_sla(settings_kwargs, rig.topic, key, expected=1)
     assert emitted == SlaState()
     assert await shown_sla(sessions, key) == emitted
+
+
+async def test_an_unreadable_stored_sla_shows_none_rather_than_failing_the_read(sessions, settings_kwargs):
+    async with sla_rig(sessions, settings_kwargs, SlaConfig(), START) as rig:
+        key = await rig.create(START)
+    async with sessions() as session, session.begin():
+        row = await session.get(RouterTicket, key)
+        assert row is not None
+        row.sla = {"resolution_due": "next tuesday", "breached": "maybe"}  # edited by hand, say
+    assert await shown_sla(sessions, key) == SlaState()

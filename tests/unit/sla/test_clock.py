@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.router.sla.calendar import BusinessCalendar
-from services.router.sla.clock import SlaClock
+from services.router.sla.clock import SlaClock, TargetClock
 from services.router.sla.policy import (
     Notify,
     PriorityTargets,
@@ -185,6 +185,69 @@ class TestDeadlines:
         calendar = resolve_calendar(policy, {})
         clock = SlaClock.start("k:1", policy, Priority.P2, datetime(2024, 3, 9, 23, tzinfo=UTC))
         assert clock.deadlines(calendar).resolution_due == datetime(2024, 3, 10, 0, 30, tzinfo=UTC)
+
+
+def policy_with(resolution: int, share: float = 0.75) -> SlaPolicy:
+    """POLICY with another P1 resolution target (minutes) and warning share."""
+    targets = {Priority.P1: {"first_response": 60, "resolution": resolution}}
+    return SlaPolicy(name="standard", calendar="ny", targets=targets, warning_share=share)
+
+
+class TestRetarget:
+    """A recheck (same priority, edited policy) of a ticket past its thresholds: the instants the
+    thresholds were really reached stay; only a threshold the change itself exceeds is "now"."""
+
+    def test_overdue_ticket_keeps_its_breach_instant_when_the_target_shrinks(self) -> None:
+        # P1 from Monday 10:00: warning 13:00 (3 h), due 14:00 (4 h); rechecked at 16:00, 6 h used.
+        clock = started(Priority.P1).on_priority_change(Priority.P1, policy_with(180), ny(4, 16), NY)
+        d = clock.deadlines(NY)
+        assert d.resolution_due == ny(4, 14)  # not 16:00: the breach happened at 14:00
+        assert d.resolution_warning_at == ny(4, 13)
+        assert clock.to_sla_state(NY).resolution_due == ny(4, 14)
+        # Rechecked again later under the same policy: nothing moves.
+        again = clock.on_priority_change(Priority.P1, policy_with(180), ny(5, 10), NY)
+        assert again.deadlines(NY).resolution_due == ny(4, 14)
+
+    def test_a_longer_target_still_exceeded_keeps_the_instant(self) -> None:
+        clock = started(Priority.P1).on_priority_change(Priority.P1, policy_with(300), ny(4, 16), NY)
+        d = clock.deadlines(NY)
+        assert (d.resolution_warning_at, d.resolution_due) == (ny(4, 13), ny(4, 14))
+
+    def test_only_a_newly_exceeded_threshold_is_overdue_since_the_change(self) -> None:
+        # 13:30: 3.5 h used, the warning (3 h) reached at 13:00, the 4 h deadline not yet.
+        clock = started(Priority.P1).on_priority_change(Priority.P1, policy_with(200), ny(4, 13, 30), NY)
+        d = clock.deadlines(NY)
+        assert d.resolution_due == ny(4, 13, 30)  # 3 h 20 min exceeded by the change: from it on
+        assert d.resolution_warning_at == ny(4, 13)  # 2.5 h, already reached at 13:00: kept
+
+    def test_newly_exceeded_thresholds_of_a_shrunk_target_are_the_change(self) -> None:
+        # P3 (16 h) at Monday 16:00: 6 h used, nothing reached; 5 h now: overdue since the change.
+        shrunk = SlaPolicy.model_validate(
+            {**POLICY.model_dump(), "targets": {"P3": {"first_response": "PT4H", "resolution": 300}}}
+        )
+        d = started(Priority.P3).on_priority_change(Priority.P3, shrunk, ny(4, 16), NY).deadlines(NY)
+        assert (d.resolution_warning_at, d.resolution_due) == (ny(4, 16), ny(4, 16))
+
+    def test_a_share_change_keeps_the_unchanged_deadline(self) -> None:
+        clock = started(Priority.P1).on_priority_change(Priority.P1, policy_with(240, 0.5), ny(4, 16), NY)
+        d = clock.deadlines(NY)
+        assert d.resolution_due == ny(4, 14)  # the 4 h threshold did not change
+        assert d.resolution_warning_at == ny(4, 13)  # 2 h now, but reached (3 h) at 13:00 already
+        # A warning the new share puts behind the ticket: from the change on; the deadline stays.
+        p3 = SlaPolicy.model_validate({**POLICY.model_dump(), "warning_share": 0.25})
+        d = started(Priority.P3).on_priority_change(Priority.P3, p3, ny(4, 16), NY).deadlines(NY)
+        assert d.resolution_warning_at == ny(4, 16)  # 4 h of 16, 6 h used
+        assert d.resolution_due == ny(6, 10)
+
+    def test_target_clock_keeps_the_instant_of_an_unchanged_threshold(self) -> None:
+        reached = TargetClock(
+            target=4 * H, consumed=5 * H, warning_reached_at=ny(4, 13), due_reached_at=ny(4, 14)
+        )
+        same_due = reached.retarget(4 * H, 0.5, 0.75, ny(4, 16))
+        assert (same_due.warning_reached_at, same_due.due_reached_at) == (ny(4, 13), ny(4, 14))
+        # 4 h x 0.75 == 6 h x 0.5: the warning threshold is the same 3 h; the 6 h one is ahead.
+        same_warning = reached.retarget(6 * H, 0.5, 0.75, ny(4, 16))
+        assert (same_warning.warning_reached_at, same_warning.due_reached_at) == (ny(4, 13), None)
 
 
 class TestSlaState:
