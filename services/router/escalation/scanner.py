@@ -231,13 +231,11 @@ class EscalationScanner:
                     [],
                 )
             )
-        clock = tracker.clock
-        policy = None if clock is None else config.policy_named(clock.policy)
-        deadlines = None if clock is None else clock.deadlines(config.calendar(clock.calendar))
+        # The deadlines the recheck's refresh worked out already (None: no clock left).
+        deadlines = tracker.deadlines()
+        policy = None if tracker.clock is None else config.policy_named(tracker.clock.policy)
         escalations = (
-            []
-            if clock is None or deadlines is None
-            else due_escalations(clock, deadlines, now, tracker.fired)
+            [] if deadlines is None else due_escalations(tracker.clock, deadlines, now, tracker.fired)
         )
         for due in escalations:
             tracker.fired.add(due.timer_id)

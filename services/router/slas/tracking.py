@@ -96,12 +96,11 @@ class SlaTracker:
     def __call__(self, state: TicketState) -> None:
         clock = self.clock
         policy = self.config.policy_named(state.sla.policy)
-        if clock is not None and policy is None and clock.policy in self.config.left_out:
-            # Its policy is stored but not loaded (it no longer validates): re-selecting would drop
-            # or swap the clock, losing consumed time and timers. It keeps its targets and calendar
-            # until the policy is saved again; status changes and responses still apply below.
-            pass
-        else:
+        # Unless the clock's policy is stored but not loaded (it no longer validates): re-selecting
+        # would drop or swap the clock, losing consumed time and timers. Such a clock keeps its
+        # targets and calendar until the policy is saved again; status changes and responses
+        # still apply below.
+        if clock is None or policy is not None or clock.policy not in self.config.left_out:
             policy = policy or self.config.select(self.snapshot, state, self.at)
             if policy is None:
                 self.clock = None
@@ -145,9 +144,16 @@ class SlaTracker:
         deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
         return next_escalation_at(self.clock, deadlines, self.fired)
 
+    def deadlines(self) -> Deadlines | None:
+        """The clock's deadlines on its calendar (``None`` without a clock)."""
+        if self.clock is None:
+            return None
+        return self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
+
     def _deadlines(self, clock: SlaClock, calendar: BusinessCalendar) -> Deadlines:
         """The clock's deadlines, worked out once per clock (clocks are frozen: a change is a new
-        one): the state's due instants and the next timer both need them, each a calendar walk."""
+        one): the state's due instants, the next timer and the scanner's due escalations all need
+        them, each a calendar walk."""
         known = self._known
         if known is None or known[0] is not clock or known[1] is not calendar:
             known = self._known = (clock, calendar, clock.deadlines(calendar))
