@@ -19,6 +19,31 @@ from shared.db.engine import create_engine, session_factory
 from shared.kafka.embedded import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BIND_FAILED = b"address already in use"
+BIND_ATTEMPTS = 3
+LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port`` (Linux /proc; elsewhere the
+    question cannot be asked and the answer is yes). A /readyz answer on a port proves nothing
+    when another service got the same port and bound it first."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    inodes = set()
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == LISTEN_STATE and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd_dir / fd) in inodes for fd in os.listdir(fd_dir))
+    except OSError:  # the process is gone, or an fd closed while we looked
+        return False
 
 
 async def make_key(database_url: str, role: Role) -> str:
@@ -45,6 +70,8 @@ class Stack:
         }
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.extra_envs: dict[str, dict[str, str]] = {}
+        self.log_offsets: dict[str, int] = {}
         self.intake_key = asyncio.run(make_key(env["DATABASE_URL"], Role.INTAKE))
         self.admin_key = asyncio.run(make_key(env["DATABASE_URL"], Role.ADMIN))
 
@@ -55,7 +82,9 @@ class Stack:
         """Start ``service`` ("router"), or a replica of it named like "router-2" on its own port."""
         module = service.split("-", 1)[0]
         port = self.ports.setdefault(service, free_port())
+        self.extra_envs[service] = extra_env or {}
         log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.log_offsets[service] = log.tell()
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{module}"],
             cwd=REPO_ROOT,
@@ -73,18 +102,33 @@ class Stack:
             self.wait_ready(service)
 
     def wait_ready(self, service: str, timeout_s: float = 60) -> None:
+        """Until the process started for ``service`` answers /readyz itself. Another process may take
+        the port between ``free_port`` and the service's bind (uvicorn binds after the lifespan has
+        started): the service then exits, and is started again on a fresh port."""
         deadline = time.monotonic() + timeout_s
+        attempts = 1
         while time.monotonic() < deadline:
             process = self.processes[service]
             if process.poll() is not None:
+                if attempts < BIND_ATTEMPTS and BIND_FAILED in self.log_since_start(service):
+                    attempts += 1
+                    self.ports[service] = free_port()
+                    self.start(service, self.extra_envs[service], wait=False)
+                    continue
                 raise RuntimeError(f"{service} exited with {process.returncode}: {self.log_tail(service)}")
             try:
-                if httpx.get(self.url(service) + "/readyz", timeout=2).status_code == 200:
-                    return
+                answered = httpx.get(self.url(service) + "/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
+                answered = False
+            if answered and owns_listener(process.pid, self.ports[service]):
+                return
             time.sleep(0.1)
         raise TimeoutError(f"{service} not ready: {self.log_tail(service)}")
+
+    def log_since_start(self, service: str) -> bytes:
+        with open(self.log_dir / f"{service}.log", "rb") as log:
+            log.seek(self.log_offsets[service])
+            return log.read()
 
     def log_tail(self, service: str, lines: int = 30) -> str:
         path = self.log_dir / f"{service}.log"

@@ -5,8 +5,6 @@ the new rule, whichever router owns their partition."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,24 +13,10 @@ import httpx
 import pytest
 
 from shared.db.engine import create_engine, session_factory
-from shared.kafka.embedded import free_port
-from tests.e2e.stack import REPO_ROOT, Stack
+from tests.e2e.stack import Stack
 from tests.integration.router_api.helpers import live_rules, restore_live_rules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def start_second_router(stack: Stack) -> None:
-    stack.ports["router2"] = free_port()
-    log = open(stack.log_dir / "router2.log", "ab")  # noqa: SIM115 - lives as long as the process
-    stack.processes["router2"] = subprocess.Popen(
-        [sys.executable, "-m", "services.router"],
-        cwd=REPO_ROOT,
-        env={**stack.env, "ROUTER_PORT": str(stack.ports["router2"])},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    stack.wait_ready("router2")
 
 
 def post(stack: Stack, subject: str) -> str:
@@ -71,8 +55,8 @@ def restore_rules(stack: Stack, database_url: str) -> Iterator[None]:
 @pytest.mark.usefixtures("restore_rules")
 def test_rule_change_reaches_every_router_within_two_seconds(stack: Stack) -> None:
     stack.start_all()
-    start_second_router(stack)
-    routers = ("router", "router2")
+    stack.start("router-2")  # same consumer group, its own port
+    routers = ("router", "router-2")
     admin = {"Authorization": f"Bearer {stack.admin_key}"}
 
     # Until both routers decide tickets, the group has not settled on sharing the partitions.
