@@ -179,6 +179,17 @@ class RouterSettings(ConsumerSettings):
             raise ValueError('expected {urgency: {impact: "P1".."P4"}}')
         return value
 
+    router_dedup_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long applied event ids (the redelivery check) and delivered write-backs are "
+        "kept; keep it above the tickets topic's retention.",
+    )
+    router_prune_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often applied event ids and delivered write-backs are pruned.",
+    )
     router_writeback_poll_s: float = Field(default=1.0, gt=0, description="Write-back sender poll period.")
     router_writeback_max_attempts: int = Field(
         default=8, ge=1, description="Attempts before a write-back delivery is marked failed."

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import delete
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import WebhookDelivery
 from shared.db.dialect import conflict_insert
+from shared.db.pruning import delete_in_chunks
 from shared.events import utc_now
 from shared.runtime import repeat_forever
 
@@ -33,10 +35,8 @@ async def claim_delivery(session: AsyncSession, source: str, delivery_id: str, e
 
 
 async def prune_deliveries(sessions: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
-    cutoff = utc_now() - retention
-    async with sessions() as session, session.begin():
-        result = await session.execute(delete(WebhookDelivery).where(WebhookDelivery.received_at < cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    table = cast(Table, WebhookDelivery.__table__)
+    return await delete_in_chunks(sessions, table, WebhookDelivery.received_at < utc_now() - retention)
 
 
 async def prune_forever(

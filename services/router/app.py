@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -13,6 +14,7 @@ from services.router.admin_routes import admin_routers
 from services.router.classification import load_language_model
 from services.router.classifiers.endpoints import router as classifiers_router
 from services.router.classifiers.live import LiveClassifier
+from services.router.retention import prune_forever
 from services.router.routing.handler import RoutingHandler
 from services.router.routing.policy import LiveRules
 from services.router.slas.endpoints import router as slas_router
@@ -69,10 +71,20 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             "broker": broker_check(resources.producer),
             "consumer": consumer_check(runner),
         }
-        watcher = asyncio.create_task(rules.watch(settings.router_ruleset_poll_s), name="ruleset-watch")
-        classifier_watcher = asyncio.create_task(
-            classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
-        )
+        background = [
+            asyncio.create_task(rules.watch(settings.router_ruleset_poll_s), name="ruleset-watch"),
+            asyncio.create_task(
+                classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
+            ),
+            asyncio.create_task(
+                prune_forever(
+                    resources.sessions,
+                    timedelta(days=settings.router_dedup_retention_days),
+                    settings.router_prune_interval_s,
+                ),
+                name="router-pruner",
+            ),
+        ]
         # Load the language model now (about a second), not in the first batch of tickets.
         await asyncio.to_thread(load_language_model)
         freeze_startup_heap()
@@ -82,12 +94,10 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         finally:
             await runner.stop()
             await sla.stop()
-            watcher.cancel()
-            classifier_watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            with contextlib.suppress(asyncio.CancelledError):
-                await classifier_watcher
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await resources.close()
 
     app = FastAPI(

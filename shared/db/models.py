@@ -31,6 +31,8 @@ class ProcessedEvent(Base):
     """Event ids a consumer has applied; written in the same transaction as the effects."""
 
     __tablename__ = "processed_events"
+    # Pruning finds the old ids by age (services/router/retention.py); inserts append at its end.
+    __table_args__ = (Index("ix_processed_events_consumer_processed_at", "consumer", "processed_at"),)
 
     consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
