@@ -185,6 +185,12 @@ class RouterSettings(ConsumerSettings):
         description="How long applied event ids (the redelivery check) and delivered write-backs are "
         "kept; keep it above the tickets topic's retention.",
     )
+    router_resolved_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete resolved tickets (state, snapshot, decisions, fired timers) this long after "
+        "resolution; unset: keep them. A later event routes such a ticket as new.",
+    )
     router_prune_interval_s: float = Field(
         default=3600.0,
         gt=0,

@@ -14,11 +14,11 @@ from services.router.admin_routes import admin_routers
 from services.router.classification import load_language_model
 from services.router.classifiers.endpoints import router as classifiers_router
 from services.router.classifiers.live import LiveClassifier
-from services.router.retention import prune_forever
+from services.router.retention import Retention, prune_forever
 from services.router.routing.handler import RoutingHandler
 from services.router.routing.policy import LiveRules
 from services.router.slas.endpoints import router as slas_router
-from services.router.slas.runtime import priority_matrix, start_sla_runtime
+from services.router.slas.runtime import load_config, priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
 from shared.http.health import broker_check, database_check, health_router, install_timing
@@ -27,6 +27,15 @@ from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import RouterSettings
+
+
+def retention(settings: RouterSettings) -> Retention:
+    resolved = settings.router_resolved_retention_days
+    return Retention(
+        dedup=timedelta(days=settings.router_dedup_retention_days),
+        resolved=timedelta(days=resolved) if resolved is not None else None,
+        load_counted=load_config(settings).counted_statuses,
+    )
 
 
 def create_app(settings: RouterSettings | None = None) -> FastAPI:
@@ -77,11 +86,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
                 classifiers.watch(settings.router_classifier_poll_s), name="classifier-watch"
             ),
             asyncio.create_task(
-                prune_forever(
-                    resources.sessions,
-                    timedelta(days=settings.router_dedup_retention_days),
-                    settings.router_prune_interval_s,
-                ),
+                prune_forever(resources.sessions, retention(settings), settings.router_prune_interval_s),
                 name="router-pruner",
             ),
         ]

@@ -50,7 +50,16 @@ class RouterTicket(Base):
     """The router's current view of each ticket (the state it publishes after every decision)."""
 
     __tablename__ = "router_tickets"
-    __table_args__ = (Index("ix_router_tickets_team_status", "team", "status"),)
+    __table_args__ = (
+        Index("ix_router_tickets_team_status", "team", "status"),
+        # Pruning finds resolved tickets by age (services/router/retention.py); open ones stay out.
+        Index(
+            "ix_router_tickets_resolved_at",
+            "resolved_at",
+            postgresql_where=text("resolved_at IS NOT NULL"),
+            sqlite_where=text("resolved_at IS NOT NULL"),
+        ),
+    )
 
     ticket_key: Mapped[str] = mapped_column(String(300), primary_key=True)
     source: Mapped[str] = mapped_column(String(100))

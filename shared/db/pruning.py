@@ -34,7 +34,8 @@ async def delete_in_chunks(
                 "ctid" if session.get_bind().dialect.name == "postgresql" else "rowid"
             )
             victims = select(address).select_from(table).where(condition).limit(chunk)
-            result = await session.execute(delete(table).where(address.in_(victims)))
+            # The condition again: a row updated meanwhile is deleted only if it still matches.
+            result = await session.execute(delete(table).where(address.in_(victims), condition))
         deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
         total += deleted
         if deleted < chunk:
