@@ -188,8 +188,8 @@ class RouterSettings(ConsumerSettings):
     router_resolved_retention_days: float | None = Field(
         default=None,
         gt=0,
-        description="Delete resolved tickets (state, snapshot, decisions, fired timers) this long after "
-        "resolution; unset: keep them. A later event routes such a ticket as new.",
+        description="Cut resolved tickets down to stubs this long after resolution (their decisions, "
+        "fired timers and text go); unset: keep them whole.",
     )
     router_prune_interval_s: float = Field(
         default=3600.0,

@@ -46,6 +46,10 @@ class RuleSetVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
+# The tickets retention may prune: resolved, and not cut down to a stub already.
+PRUNABLE = "resolved_at IS NOT NULL AND pruned_at IS NULL"
+
+
 class RouterTicket(Base):
     """The router's current view of each ticket (the state it publishes after every decision)."""
 
@@ -56,8 +60,8 @@ class RouterTicket(Base):
         Index(
             "ix_router_tickets_resolved_at",
             "resolved_at",
-            postgresql_where=text("resolved_at IS NOT NULL"),
-            sqlite_where=text("resolved_at IS NOT NULL"),
+            postgresql_where=text(PRUNABLE),
+            sqlite_where=text(PRUNABLE),
         ),
     )
 
@@ -80,6 +84,9 @@ class RouterTicket(Base):
     # The SlaClock (+ fired timer ids) of the ticket, and when its next escalation is due.
     sla_clock: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, default=None)
     sla_next_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # When retention cut the ticket down to a stub (services/router/retention.py); any later event
+    # makes it a live ticket again (None).
+    pruned_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RoutingDecision(Base):

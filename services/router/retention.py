@@ -5,9 +5,9 @@
   again, so its id is not needed after that; the setting's default (30 days) is above the 14 days
   deploy/README.md suggests for the topics. Failed and pending write-backs are kept (they are the
   admin's to look at or retry).
-- Optionally (``ROUTER_RESOLVED_RETENTION_DAYS``), resolved tickets: their state, with the ticket
-  snapshot it holds, their routing decisions and their fired SLA timers. A later event for such a
-  ticket finds nothing and routes it as a new one.
+- Optionally (``ROUTER_RESOLVED_RETENTION_DAYS``), resolved tickets: their routing decisions,
+  their fired SLA timers and the text of their snapshot go; a stub of the ticket stays (see
+  :func:`prune_resolved_tickets`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.escalation.models import FiredTimer
 from services.router.load.store import take_write_lock
-from services.router.models import RouterTicket, RoutingDecision
+from services.router.models import PRUNABLE, RouterTicket, RoutingDecision
 from services.router.routing.handler import CONSUMER_NAME
 from services.router.writeback.models import WritebackDelivery
 from shared.db.bulk import among
@@ -34,6 +34,8 @@ from shared.events import TicketStatus, utc_now
 from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
+
+_TICKETS = cast(Table, RouterTicket.__table__)
 
 
 async def prune_router_tables(
@@ -57,6 +59,24 @@ async def prune_router_tables(
     return {"processed_events": processed, "writeback_deliveries": delivered}
 
 
+# What a stub keeps of the ticket's snapshot: its identity, lifecycle and routing labels. The
+# free text, the requester, links and custom fields (where personal data lives) go.
+STUB_SNAPSHOT_FIELDS = (
+    "external_id",
+    "status",
+    "priority",
+    "created_at",
+    "updated_at",
+    "channel",
+    "tags",
+    "external_assignee_group",
+)
+
+
+def stub_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {name: snapshot[name] for name in STUB_SNAPSHOT_FIELDS if name in snapshot}
+
+
 async def prune_resolved_tickets(
     sessions: async_sessionmaker[AsyncSession],
     retention: timedelta,
@@ -64,37 +84,52 @@ async def prune_resolved_tickets(
     now: datetime | None = None,
     chunk: int = PRUNE_CHUNK // 5,
 ) -> int:
-    """Delete the tickets resolved longer than ``retention`` ago, with their decisions and fired
-    timers, ``chunk`` tickets per transaction; returns how many tickets went.
+    """Cut the tickets resolved longer than ``retention`` ago down to stubs, ``chunk`` tickets per
+    transaction; returns how many.
+
+    Their routing decisions and fired timers are deleted and their snapshot keeps only
+    :data:`STUB_SNAPSHOT_FIELDS`. The row itself stays, with its revision, status, team and SLA
+    clock: consumers (the metrics service) order a ticket's states by revision and ignore an older
+    one, so a ticket that came back as new (revision 1) after being deleted would stay invisible to
+    them; and an old event replayed later is still recognised as older than the state held. A
+    later event makes the stub a live ticket again, with the next revision.
 
     A ticket in a status that counts towards team load is kept whatever its age (only if an admin
-    made a resolved status count): the load counter would go on counting it. On PostgreSQL the
-    tickets are locked with SKIP LOCKED: one a routing batch holds is left for the next run, and a
-    batch that waits for one this run deletes finds it gone and routes the event as a first
-    sight. SQLite serialises the two with the database write lock."""
-    cutoff = (now or utc_now()) - retention
+    made a resolved status count). On PostgreSQL the tickets are locked with SKIP LOCKED: one a
+    routing batch holds is left for the next run, and a batch that waits for one gets the stub.
+    SQLite serialises the two with the database write lock."""
+    at = now or utc_now()
+    cutoff = at - retention
     total = 0
     while True:
         async with sessions() as session, session.begin():
             await take_write_lock(session)
             query = (
-                select(RouterTicket.ticket_key)
-                .where(RouterTicket.resolved_at < cutoff, RouterTicket.status.not_in(list(load_counted)))
+                select(RouterTicket.ticket_key, RouterTicket.snapshot)
+                .where(
+                    text(PRUNABLE),
+                    RouterTicket.resolved_at < cutoff,
+                    RouterTicket.status.not_in(list(load_counted)),
+                )
                 .limit(chunk)
             )
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True)
-            keys = list(await session.scalars(query))
-            if keys:
+            rows = (await session.execute(query)).all()
+            if rows:
+                keys = [key for key, _ in rows]
                 await session.execute(
                     delete(RoutingDecision).where(among(RoutingDecision.ticket_key, keys, session))
                 )
                 await session.execute(delete(FiredTimer).where(among(FiredTimer.ticket_key, keys, session)))
                 await session.execute(
-                    delete(RouterTicket).where(among(RouterTicket.ticket_key, keys, session))
+                    update(_TICKETS)
+                    .where(_TICKETS.c.ticket_key == bindparam("key"))
+                    .values(snapshot=bindparam("stub"), pruned_at=at),
+                    [{"key": key, "stub": stub_snapshot(snapshot or {})} for key, snapshot in rows],
                 )
-        total += len(keys)
-        if len(keys) < chunk:
+        total += len(rows)
+        if len(rows) < chunk:
             return total
 
 

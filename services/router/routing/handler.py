@@ -90,6 +90,7 @@ class NewTicket:
     snapshot: dict[str, Any] = field(default_factory=dict)
     sla_clock: dict[str, Any] | None = None
     sla_next_due_at: datetime | None = None
+    pruned_at: datetime | None = None
 
 
 TicketRow = RouterTicket | NewTicket
@@ -148,6 +149,7 @@ def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], no
     row.sla = state.sla.model_dump(mode="json", exclude=RECOMPUTED_SLA_FIELDS)
     row.snapshot = snapshot
     row.updated_at = now
+    row.pruned_at = None  # a stub that gets an event is a live ticket again
 
 
 def _batch_key(batch: Sequence[ConsumedEvent]) -> tuple[str, int, int]:

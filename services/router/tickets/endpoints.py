@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +49,10 @@ class TicketOut(BaseModel):
     created_at: datetime
     routed_at: datetime | None
     resolved_at: datetime | None
+    pruned_at: datetime | None = Field(
+        description="Set when retention (ROUTER_RESOLVED_RETENTION_DAYS) removed the ticket's text and "
+        "decisions; a later event for the ticket clears it."
+    )
     sla: SlaState
     decisions: list[DecisionOut]
 
@@ -128,6 +132,7 @@ async def get_ticket(
         created_at=row.created_at,
         routed_at=row.routed_at,
         resolved_at=row.resolved_at,
+        pruned_at=row.pruned_at,
         sla=sla,
         decisions=[DecisionOut.model_validate(d, from_attributes=True) for d in decisions],
     )

@@ -17,7 +17,9 @@ from services.router.escalation.models import FiredTimer
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.retention import prune_resolved_tickets, prune_router_tables
 from services.router.routing.handler import CONSUMER_NAME, RoutingHandler
+from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.models import WritebackDelivery
+from shared.auth import Role
 from shared.db.dialect import is_postgres
 from shared.db.models import ProcessedEvent
 from shared.db.processed import claim_events
@@ -31,6 +33,7 @@ from shared.settings import CommonSettings
 from tests.conftest import unique_topics
 from tests.integration.foundation.test_router_handler import route
 from tests.integration.router_api.helpers import running_router
+from tests.integration.router_sla.helpers import api_client
 from tests.waiting import wait_until
 
 RETENTION = timedelta(days=30)
@@ -148,6 +151,15 @@ async def test_a_running_router_prunes_at_start_and_on_its_interval(
 
 LOAD_COUNTED = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 LONG_AGO = utc_now() - timedelta(days=40)
+SNAPSHOT = {
+    "external_id": "x-1",
+    "subject": "Invoice for Jane Doe",
+    "description": "call me on +49 170 0000000",
+    "requester": {"email": "jane@example.com"},
+    "tags": ["billing"],
+    "custom_fields": {"iban": "DE00"},
+    "updated_at": "2026-01-01T00:00:00+00:00",
+}
 
 
 def _ticket(key: str, status: TicketStatus, resolved_at: datetime | None) -> RouterTicket:
@@ -155,10 +167,12 @@ def _ticket(key: str, status: TicketStatus, resolved_at: datetime | None) -> Rou
         ticket_key=key,
         source="api",
         external_id=key,
+        revision=3,
         status=status.value,
         priority="P3",
         created_at=LONG_AGO - timedelta(days=1),
         resolved_at=resolved_at,
+        snapshot=SNAPSHOT,
     )
 
 
@@ -179,26 +193,28 @@ async def _seed_tickets(sessions: async_sessionmaker[AsyncSession], tickets: dic
             session.add(FiredTimer(timer_id=f"{key}:resolution:breach:0", ticket_key=key, kind="breach"))
 
 
-async def _left(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> dict[str, set[str]]:
+async def _with_history(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> set[str]:
+    """The tickets among ``keys`` that still have decisions and fired timers."""
     async with sessions() as session:
-        return {
-            "tickets": set(
-                await session.scalars(
-                    select(RouterTicket.ticket_key).where(RouterTicket.ticket_key.in_(keys))
-                )
-            ),
-            "decisions": set(
-                await session.scalars(
-                    select(RoutingDecision.ticket_key).where(RoutingDecision.ticket_key.in_(keys))
-                )
-            ),
-            "timers": set(
-                await session.scalars(select(FiredTimer.ticket_key).where(FiredTimer.ticket_key.in_(keys)))
-            ),
-        }
+        decided = set(
+            await session.scalars(
+                select(RoutingDecision.ticket_key).where(RoutingDecision.ticket_key.in_(keys))
+            )
+        )
+        timed = set(
+            await session.scalars(select(FiredTimer.ticket_key).where(FiredTimer.ticket_key.in_(keys)))
+        )
+    assert decided == timed
+    return decided
 
 
-async def test_resolved_tickets_past_the_retention_go_with_their_decisions_and_timers(
+async def _rows(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> dict[str, RouterTicket]:
+    async with sessions() as session:
+        rows = await session.scalars(select(RouterTicket).where(RouterTicket.ticket_key.in_(keys)))
+        return {row.ticket_key: row for row in rows}
+
+
+async def test_resolved_tickets_past_the_retention_become_stubs_without_history(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     prefix = f"prune-{uuid.uuid4().hex[:8]}"
@@ -211,12 +227,29 @@ async def test_resolved_tickets_past_the_retention_go_with_their_decisions_and_t
         f"{prefix}:counted": _ticket(f"{prefix}:counted", TicketStatus.ON_HOLD, LONG_AGO),
     }
     await _seed_tickets(sessions, tickets)
+    counted = LOAD_COUNTED | {TicketStatus.ON_HOLD}
 
-    pruned = await prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED | {TicketStatus.ON_HOLD}, chunk=1)
+    pruned = await prune_resolved_tickets(sessions, RETENTION, counted, chunk=1)
 
     assert pruned >= 2  # one ticket per transaction; earlier tests' old tickets may go too
-    kept = {f"{prefix}:solved-lately", f"{prefix}:open-for-long", f"{prefix}:counted"}
-    assert await _left(sessions, list(tickets)) == {"tickets": kept, "decisions": kept, "timers": kept}
+    stubs = {f"{prefix}:solved-long-ago", f"{prefix}:closed-long-ago"}
+    assert await _with_history(sessions, list(tickets)) == set(tickets) - stubs
+    rows = await _rows(sessions, list(tickets))
+    assert set(rows) == set(tickets)  # every ticket keeps its row
+    for key, row in rows.items():
+        if key in stubs:
+            assert row.pruned_at is not None and row.revision == 3 and row.status in ("solved", "closed")
+            assert row.snapshot == {
+                "external_id": "x-1",
+                "tags": ["billing"],
+                "updated_at": SNAPSHOT["updated_at"],
+            }
+        else:
+            assert row.pruned_at is None and row.snapshot == SNAPSHOT
+    # A stub is not pruned again.
+    first = {key: rows[key].pruned_at for key in stubs}
+    await prune_resolved_tickets(sessions, RETENTION, counted, now=utc_now() + timedelta(days=1))
+    assert {key: row.pruned_at for key, row in (await _rows(sessions, list(stubs))).items()} == first
 
 
 async def test_a_ticket_a_routing_batch_holds_is_left_for_the_next_run(
@@ -231,12 +264,12 @@ async def test_a_ticket_a_routing_batch_holds_is_left_for_the_next_run(
 
         await asyncio.wait_for(prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED), timeout=10)
 
-        assert (await _left(sessions, [key]))["tickets"] == {key}
+        assert await _with_history(sessions, [key]) == {key}
     await prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED)
-    assert (await _left(sessions, [key]))["tickets"] == set()
+    assert await _with_history(sessions, [key]) == set()
 
 
-async def test_an_event_for_a_pruned_ticket_routes_it_as_new(
+async def test_an_event_for_a_stub_continues_its_revisions_and_makes_it_live_again(
     sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
 ) -> None:
     settings = CommonSettings(**settings_kwargs)
@@ -252,24 +285,29 @@ async def test_an_event_for_a_pruned_ticket_routes_it_as_new(
         def event(kind: EventType, **fields: Any) -> EventEnvelope:
             return ticket_event(kind, "api", TicketSnapshot(external_id=external_id, **fields), LONG_AGO)
 
-        created = event(EventType.TICKET_CREATED, subject="vpn")
-        await handler([ConsumedEvent(created, "tickets", 0, 0)])
-        await handler(
-            [
-                ConsumedEvent(
-                    event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED), "tickets", 0, 1
-                )
-            ]
-        )
+        created = event(EventType.TICKET_CREATED, subject="vpn down for jane@example.com")
+        key = created.ticket_key
+        solved = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED)
+        await handler([ConsumedEvent(created, "tickets", 0, 0), ConsumedEvent(solved, "tickets", 0, 1)])
         assert await prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED) >= 1
-        assert (await _left(sessions, [created.ticket_key]))["tickets"] == set()
+        stub = (await _rows(sessions, [key]))[key]
+        assert stub.pruned_at is not None and "subject" not in stub.snapshot and stub.revision == 2
+        async with await api_client(sessions, tickets_router, Role.VIEWER, "stub viewer") as client:
+            shown = (await client.get(f"/v1/tickets/{key}")).json()
+        assert shown["pruned_at"] is not None and shown["status"] == "solved"
+        assert shown["subject"] == "" and shown["decisions"] == []
 
         reopened = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.OPEN)
         await handler([ConsumedEvent(reopened, "tickets", 0, 2)])
 
+        row = (await _rows(sessions, [key]))[key]
+        # Revision 3, not 1: consumers that hold revision 2 take it.
+        assert row.revision == 3 and row.status == TicketStatus.OPEN.value and row.resolved_at is None
+        assert row.pruned_at is None
         async with sessions() as session:
-            row = await session.get(RouterTicket, created.ticket_key)
-        assert row is not None and row.revision == 1 and row.status == TicketStatus.OPEN.value
-        assert row.resolved_at is None
+            kinds = list(
+                await session.scalars(select(RoutingDecision.kind).where(RoutingDecision.ticket_key == key))
+            )
+        assert kinds == [EventType.TICKET_REOPENED.value]  # the history before the stub is gone
     finally:
         await producer.stop()
