@@ -149,7 +149,8 @@ def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], no
     row.sla = state.sla.model_dump(mode="json", exclude=RECOMPUTED_SLA_FIELDS)
     row.snapshot = snapshot
     row.updated_at = now
-    row.pruned_at = None  # a stub that gets an event is a live ticket again
+    if row.pruned_at is not None:  # a stub that gets an event is a live ticket again
+        row.pruned_at = None
 
 
 def _batch_key(batch: Sequence[ConsumedEvent]) -> tuple[str, int, int]:
