@@ -194,7 +194,7 @@ class RouterSettings(ConsumerSettings):
     router_prune_interval_s: float = Field(
         default=3600.0,
         gt=0,
-        description="How often applied event ids and delivered write-backs are pruned.",
+        description="How often the router prunes what it keeps for a while (see Retention).",
     )
     router_writeback_poll_s: float = Field(default=1.0, gt=0, description="Write-back sender poll period.")
     router_writeback_max_attempts: int = Field(

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -22,13 +19,13 @@ from services.router.rulesets.store import save_version
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 from shared.events import EventType, TicketSnapshot, ticket_event
-from shared.kafka.embedded import EmbeddedBroker, free_port
+from shared.kafka.embedded import EmbeddedBroker
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import CommonSettings
 from tests.conftest import POSTGRES_URL, _create_postgres_database, unique_topics
+from tests.e2e.stack import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 POOL = ["cap-a", "cap-b", "cap-c"]
 CAPACITY = 5
 TICKETS = 60
@@ -110,31 +107,12 @@ def test_two_routers_never_overbook_a_pool(broker: EmbeddedBroker, tmp_path: Pat
         "CONSUMER_BATCH_MAX": "5",  # many small batches: many chances to race
         **{k.upper(): v for k, v in topics.items()},
     }
-    processes = []
+    stack = Stack(env, tmp_path)  # starts each router on a port of its own, restarts a failed bind
     try:
-        ports = [free_port(), free_port()]
-        for port in ports:
-            log = open(tmp_path / f"router-{port}.log", "wb")  # noqa: SIM115 - lives with the process
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "services.router"],
-                    cwd=REPO_ROOT,
-                    env={**env, "ROUTER_PORT": str(port)},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        for port in ports:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            else:
-                raise TimeoutError((tmp_path / f"router-{port}.log").read_text()[-3000:])
+        for name in ("router", "router-2"):
+            stack.start(name, wait=False)
+        for name in ("router", "router-2"):
+            stack.wait_ready(name)
         settings = CommonSettings.model_validate(
             {"kafka_bootstrap_servers": broker.bootstrap, "topic_partitions": 6, **topics}
         )
@@ -152,7 +130,4 @@ def test_two_routers_never_overbook_a_pool(broker: EmbeddedBroker, tmp_path: Pat
         assert {t: stored[t][0] for t in counted} == {t: c[0] for t, c in counted.items()}
         assert all(stored[t][0] == 0 for t in stored if t not in counted)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stack.stop_all()

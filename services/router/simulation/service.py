@@ -142,8 +142,14 @@ def facts_of(row: RouterTicket) -> TicketFacts | None:
 
 
 async def stored_tickets(session: AsyncSession, request: ReplayRequest) -> tuple[list[RouterTicket], bool]:
-    """The selected tickets, newest first, at most MAX_REPLAY; and whether the window held more."""
-    query = select(RouterTicket).order_by(RouterTicket.created_at.desc(), RouterTicket.ticket_key)
+    """The selected tickets, newest first, at most MAX_REPLAY; and whether the window held more.
+    Stubs left by retention are not among them."""
+    # A stub left by retention has lost the text rules read: replaying it would misreport.
+    query = (
+        select(RouterTicket)
+        .where(RouterTicket.pruned_at.is_(None))
+        .order_by(RouterTicket.created_at.desc(), RouterTicket.ticket_key)
+    )
     if request.last is not None:
         return list((await session.scalars(query.limit(request.last))).all()), False
     if request.since is not None:

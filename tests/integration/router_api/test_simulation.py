@@ -110,6 +110,21 @@ async def test_replay_reports_changes(router_api: Router) -> None:
                 snapshot={"subject": "no id"},
             )
         )
+        stub = uuid.uuid4().hex  # cut down by retention: its text is gone, so it is not replayed
+        session.add(
+            RouterTicket(
+                ticket_key=f"replay:{stub}",
+                source="replay",
+                external_id=stub,
+                status="solved",
+                team=old_team,
+                priority="P3",
+                created_at=window + timedelta(minutes=40),
+                resolved_at=window + timedelta(minutes=50),
+                pruned_at=window + timedelta(days=90),
+                snapshot={"external_id": stub, "tags": ["x"]},
+            )
+        )
     draft = {"rules": [rule("printers", new_team, "printer")], "default_team": old_team}
     response = await router_api.client.post(
         "/v1/routing/replay", json={"ruleset": draft, "last": 3}, headers=router_api.viewer
