@@ -18,7 +18,7 @@ from services.router.retention import Retention, prune_forever
 from services.router.routing.handler import RoutingHandler
 from services.router.routing.policy import LiveRules
 from services.router.slas.endpoints import router as slas_router
-from services.router.slas.runtime import load_config, priority_matrix, start_sla_runtime
+from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
 from shared.http.health import broker_check, database_check, health_router, install_timing
@@ -34,7 +34,6 @@ def retention(settings: RouterSettings) -> Retention:
     return Retention(
         dedup=timedelta(days=settings.router_dedup_retention_days),
         resolved=timedelta(days=resolved) if resolved is not None else None,
-        load_counted=load_config(settings).counted_statuses,
     )
 
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -29,8 +28,8 @@ from services.router.writeback.models import WritebackDelivery
 from shared.db.bulk import among
 from shared.db.dialect import is_postgres
 from shared.db.models import ProcessedEvent
-from shared.db.pruning import PRUNE_CHUNK, delete_in_chunks
-from shared.events import TicketStatus, utc_now
+from shared.db.pruning import delete_in_chunks
+from shared.events import utc_now
 from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,10 @@ STUB_SNAPSHOT_FIELDS = (
 )
 
 
+# Snapshots are loaded whole to cut them down (a description may be 200 kB): small chunks.
+RESOLVED_CHUNK = 200
+
+
 def stub_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
     return {name: snapshot[name] for name in STUB_SNAPSHOT_FIELDS if name in snapshot}
 
@@ -80,9 +83,8 @@ def stub_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
 async def prune_resolved_tickets(
     sessions: async_sessionmaker[AsyncSession],
     retention: timedelta,
-    load_counted: Collection[TicketStatus],
     now: datetime | None = None,
-    chunk: int = PRUNE_CHUNK // 5,
+    chunk: int = RESOLVED_CHUNK,
 ) -> int:
     """Cut the tickets resolved longer than ``retention`` ago down to stubs, ``chunk`` tickets per
     transaction; returns how many.
@@ -91,13 +93,15 @@ async def prune_resolved_tickets(
     :data:`STUB_SNAPSHOT_FIELDS`. The row itself stays, with its revision, status, team and SLA
     clock: consumers (the metrics service) order a ticket's states by revision and ignore an older
     one, so a ticket that came back as new (revision 1) after being deleted would stay invisible to
-    them; and an old event replayed later is still recognised as older than the state held. A
-    later event makes the stub a live ticket again, with the next revision.
+    them; its SLA clock would start again at its creation, weeks back; and an old event replayed
+    later is still recognised as older than the state held (the handler drops such an event for a
+    stub rather than fill the stub's gaps from it). A later event stores the ticket again and
+    clears ``pruned_at``; while the ticket stays resolved since long ago, the next run cuts it down
+    again.
 
-    A ticket in a status that counts towards team load is kept whatever its age (only if an admin
-    made a resolved status count). On PostgreSQL the tickets are locked with SKIP LOCKED: one a
-    routing batch holds is left for the next run, and a batch that waits for one gets the stub.
-    SQLite serialises the two with the database write lock."""
+    On PostgreSQL the tickets are locked with SKIP LOCKED: one a routing batch holds is left for
+    the next run, and a batch that waits for one gets the stub. SQLite serialises the two with the
+    database write lock."""
     at = now or utc_now()
     cutoff = at - retention
     total = 0
@@ -106,11 +110,7 @@ async def prune_resolved_tickets(
             await take_write_lock(session)
             query = (
                 select(RouterTicket.ticket_key, RouterTicket.snapshot)
-                .where(
-                    text(PRUNABLE),
-                    RouterTicket.resolved_at < cutoff,
-                    RouterTicket.status.not_in(list(load_counted)),
-                )
+                .where(text(PRUNABLE), RouterTicket.resolved_at < cutoff)
                 .limit(chunk)
             )
             if is_postgres(session):
@@ -136,8 +136,7 @@ async def prune_resolved_tickets(
 @dataclass(frozen=True)
 class Retention:
     dedup: timedelta
-    resolved: timedelta | None  # None: resolved tickets are kept
-    load_counted: frozenset[TicketStatus]
+    resolved: timedelta | None  # None: resolved tickets are kept whole
 
 
 async def prune_forever(
@@ -148,9 +147,7 @@ async def prune_forever(
     async def prune() -> None:
         pruned = await prune_router_tables(sessions, retention.dedup)
         if retention.resolved is not None:
-            pruned["resolved_tickets"] = await prune_resolved_tickets(
-                sessions, retention.resolved, retention.load_counted
-            )
+            pruned["resolved_tickets"] = await prune_resolved_tickets(sessions, retention.resolved)
         if any(pruned.values()):
             log.info("pruned old router bookkeeping", extra={"pruned": pruned})
 

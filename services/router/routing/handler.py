@@ -363,6 +363,8 @@ class RoutingHandler:
             if decision.stale:
                 STALE.inc()
                 assert row is not None and current is not None  # only what we hold can be newer
+                if row.pruned_at is not None:
+                    continue  # a retention stub lacks its text on purpose: an old event must not restore it
                 filled = fill_gaps(row.snapshot, envelope.payload)
                 if filled is None:
                     continue
@@ -395,8 +397,10 @@ class RoutingHandler:
             for kind, payload in decision.events:
                 emitted.append((kind, payload, event_id, row.external_id))
                 kinds.append(kind.value)
-                if is_team_correction(kind, payload):
-                    # A human moved the ticket: a labelled example for the next team model.
+                if is_team_correction(kind, payload) and (snapshot.subject or snapshot.description):
+                    # A human moved the ticket: a labelled example for the next team model (not
+                    # without text, as a retention stub that got a partial update has: an example
+                    # of nothing, which would replace the ticket's earlier one).
                     session.add(feedback_row(row.ticket_key, snapshot.subject, snapshot.description, payload))
         # The routing events are built while the tickets' state is written, then their outbox
         # messages serialized while their decision rows are inserted (see work_beside).

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router.classifiers.service import feedback_examples
 from services.router.escalation.models import FiredTimer
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.retention import prune_resolved_tickets, prune_router_tables
@@ -129,6 +130,8 @@ async def test_a_running_router_prunes_at_start_and_on_its_interval(
 ) -> None:
     old = _ids(2)
     await _claim(sessions, CONSUMER_NAME, old, timedelta(days=2))
+    resolved = f"prune-{uuid.uuid4().hex[:8]}:kept-whole"
+    await _seed_tickets(sessions, {resolved: _ticket(resolved, TicketStatus.SOLVED, LONG_AGO)})
 
     async with running_router(
         database_url=database_url,
@@ -147,9 +150,33 @@ async def test_a_running_router_prunes_at_start_and_on_its_interval(
         later = _ids(1)
         await _claim(sessions, CONSUMER_NAME, later, timedelta(days=2))
         await wait_until(lambda: all_gone(later), timeout_s=10)
+    # Without ROUTER_RESOLVED_RETENTION_DAYS resolved tickets stay whole.
+    assert (await _rows(sessions, [resolved]))[resolved].pruned_at is None
+    assert await _with_history(sessions, [resolved]) == {resolved}
 
 
-LOAD_COUNTED = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
+async def test_a_running_router_cuts_old_resolved_tickets_down_when_told_to(
+    broker: EmbeddedBroker, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key = f"prune-{uuid.uuid4().hex[:8]}:running"
+    await _seed_tickets(sessions, {key: _ticket(key, TicketStatus.SOLVED, LONG_AGO)})
+
+    async with running_router(
+        database_url=database_url,
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic_partitions=1,
+        router_resolved_retention_days=30,
+        router_prune_interval_s=0.2,
+        **unique_topics(),
+    ):
+
+        async def stubbed() -> bool:
+            return (await _rows(sessions, [key]))[key].pruned_at is not None
+
+        await wait_until(stubbed, timeout_s=10)
+    assert await _with_history(sessions, [key]) == set()
+
+
 LONG_AGO = utc_now() - timedelta(days=40)
 SNAPSHOT = {
     "external_id": "x-1",
@@ -223,13 +250,10 @@ async def test_resolved_tickets_past_the_retention_become_stubs_without_history(
         f"{prefix}:closed-long-ago": _ticket(f"{prefix}:closed-long-ago", TicketStatus.CLOSED, LONG_AGO),
         f"{prefix}:solved-lately": _ticket(f"{prefix}:solved-lately", TicketStatus.SOLVED, utc_now()),
         f"{prefix}:open-for-long": _ticket(f"{prefix}:open-for-long", TicketStatus.OPEN, None),
-        # Resolved long ago but counted towards load (an admin's choice): the counter needs it.
-        f"{prefix}:counted": _ticket(f"{prefix}:counted", TicketStatus.ON_HOLD, LONG_AGO),
     }
     await _seed_tickets(sessions, tickets)
-    counted = LOAD_COUNTED | {TicketStatus.ON_HOLD}
 
-    pruned = await prune_resolved_tickets(sessions, RETENTION, counted, chunk=1)
+    pruned = await prune_resolved_tickets(sessions, RETENTION, chunk=1)
 
     assert pruned >= 2  # one ticket per transaction; earlier tests' old tickets may go too
     stubs = {f"{prefix}:solved-long-ago", f"{prefix}:closed-long-ago"}
@@ -248,7 +272,7 @@ async def test_resolved_tickets_past_the_retention_become_stubs_without_history(
             assert row.pruned_at is None and row.snapshot == SNAPSHOT
     # A stub is not pruned again.
     first = {key: rows[key].pruned_at for key in stubs}
-    await prune_resolved_tickets(sessions, RETENTION, counted, now=utc_now() + timedelta(days=1))
+    await prune_resolved_tickets(sessions, RETENTION, now=utc_now() + timedelta(days=1))
     assert {key: row.pruned_at for key, row in (await _rows(sessions, list(stubs))).items()} == first
 
 
@@ -262,10 +286,10 @@ async def test_a_ticket_a_routing_batch_holds_is_left_for_the_next_run(
             pytest.skip("PostgreSQL row locks; SQLite serialises writers")
         await holder.execute(select(RouterTicket).where(RouterTicket.ticket_key == key).with_for_update())
 
-        await asyncio.wait_for(prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED), timeout=10)
+        await asyncio.wait_for(prune_resolved_tickets(sessions, RETENTION), timeout=10)
 
         assert await _with_history(sessions, [key]) == {key}
-    await prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED)
+    await prune_resolved_tickets(sessions, RETENTION)
     assert await _with_history(sessions, [key]) == set()
 
 
@@ -289,7 +313,7 @@ async def test_an_event_for_a_stub_continues_its_revisions_and_makes_it_live_aga
         key = created.ticket_key
         solved = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED)
         await handler([ConsumedEvent(created, "tickets", 0, 0), ConsumedEvent(solved, "tickets", 0, 1)])
-        assert await prune_resolved_tickets(sessions, RETENTION, LOAD_COUNTED) >= 1
+        assert await prune_resolved_tickets(sessions, RETENTION) >= 1
         stub = (await _rows(sessions, [key]))[key]
         assert stub.pruned_at is not None and "subject" not in stub.snapshot and stub.revision == 2
         async with await api_client(sessions, tickets_router, Role.VIEWER, "stub viewer") as client:
@@ -309,5 +333,91 @@ async def test_an_event_for_a_stub_continues_its_revisions_and_makes_it_live_aga
                 await session.scalars(select(RoutingDecision.kind).where(RoutingDecision.ticket_key == key))
             )
         assert kinds == [EventType.TICKET_REOPENED.value]  # the history before the stub is gone
+    finally:
+        await producer.stop()
+
+
+async def _stub_of_a_routed_ticket(
+    sessions: async_sessionmaker[AsyncSession],
+    handler: RoutingHandler,
+    first: EventEnvelope,
+    *later: EventEnvelope,
+) -> None:
+    solved = _event_of(
+        first, EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED, updated_at=LONG_AGO
+    )
+    events = [first, *later, solved]
+    await handler([ConsumedEvent(event, "tickets", 0, offset) for offset, event in enumerate(events)])
+    assert await prune_resolved_tickets(sessions, RETENTION) >= 1
+
+
+def _event_of(ticket: EventEnvelope, kind: EventType, **fields: Any) -> EventEnvelope:
+    snapshot = TicketSnapshot(external_id=ticket.ticket_key.split(":", 1)[1], **fields)
+    return ticket_event(kind, "api", snapshot, LONG_AGO)
+
+
+async def test_an_old_event_replayed_does_not_bring_a_stubs_text_back(
+    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+) -> None:
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
+        )
+        created = ticket_event(
+            EventType.TICKET_CREATED,
+            "api",
+            TicketSnapshot(
+                external_id=uuid.uuid4().hex,
+                subject="vpn down for jane@example.com",
+                requester={"email": "jane@example.com"},
+                updated_at=LONG_AGO - timedelta(hours=2),
+            ),
+            LONG_AGO - timedelta(hours=2),
+        )
+        await _stub_of_a_routed_ticket(sessions, handler, created)
+        key = created.ticket_key
+        before = (await _rows(sessions, [key]))[key]
+
+        # The same event again, past the applied-ids retention (a new id here): older than the stub.
+        await handler([ConsumedEvent(created.model_copy(update={"event_id": uuid.uuid4()}), "tickets", 0, 9)])
+
+        after = (await _rows(sessions, [key]))[key]
+        assert after.snapshot == before.snapshot and "subject" not in after.snapshot
+        assert after.pruned_at == before.pruned_at and after.revision == before.revision
+    finally:
+        await producer.stop()
+
+
+async def test_a_stub_moved_by_a_partial_update_gives_no_empty_training_example(
+    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+) -> None:
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
+        )
+        created = ticket_event(
+            EventType.TICKET_CREATED,
+            "api",
+            TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn down", description="tunnel drops"),
+            LONG_AGO,
+        )
+        moved = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="network")
+        await _stub_of_a_routed_ticket(sessions, handler, created, moved)
+
+        # A partial update (no text) moves the stub to another team: nothing to learn from.
+        again = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="billing")
+        await handler([ConsumedEvent(again, "tickets", 0, 9)])
+
+        async with sessions() as session:
+            examples = [e for e in await feedback_examples(session) if e.ticket_key == created.ticket_key]
+        assert [e.text.strip() for e in examples] == ["vpn down\ntunnel drops"]
     finally:
         await producer.stop()

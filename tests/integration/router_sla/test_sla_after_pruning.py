@@ -19,7 +19,6 @@ from tests.integration.router_sla.helpers import SlaRig, config, new_id, sla_rig
 
 START = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
 REOPENED = utc(2026, 6, 22, 7, 0)  # two weeks later
-LOAD_COUNTED = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 
 
 def consumed(external_id: str, at: Any, status: TicketStatus, kind: EventType) -> ConsumedEvent:
@@ -42,7 +41,7 @@ async def reopen_after(
     await rig.handler([consumed(external_id, solved, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
     if prune:
         later = solved + timedelta(days=10)
-        assert await prune_resolved_tickets(sessions, timedelta(days=7), LOAD_COUNTED, now=later) >= 1
+        assert await prune_resolved_tickets(sessions, timedelta(days=7), now=later) >= 1
     rig.clock.now = REOPENED
     await rig.handler([consumed(external_id, REOPENED, TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)])
     rig.clock.now = REOPENED + timedelta(minutes=1)
