@@ -93,6 +93,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,
+        # uvicorn's default (5 s) is below the idle timeout of common load balancers, which then
+        # send a request on a connection the service is closing: intermittent 502s for senders.
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
     uvicorn.Server(config).run()
 

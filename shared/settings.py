@@ -38,6 +38,12 @@ class CommonSettings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_json: bool = Field(default=True, description="JSON log lines (false: human readable).")
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="How long an idle HTTP connection is kept open; keep it above the idle timeout of "
+        "any load balancer or proxy in front (AWS ALB 60 s, nginx 60 s; Google Cloud LB needs 620).",
+    )
 
     @field_validator("log_level")
     @classmethod

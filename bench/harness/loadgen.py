@@ -32,9 +32,10 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-# uvicorn closes a keep-alive connection after 5 s idle; a request written into one it is closing
-# fails (IncompleteReadError) without the server ever seeing it. Like HTTP client pools, do not
-# reuse a connection idle for longer than this.
+# A service closes a keep-alive connection after HTTP_KEEP_ALIVE_S idle (75 s; the bare baselines
+# keep uvicorn's 5 s); a request written into one it is closing fails (IncompleteReadError) without
+# the server ever seeing it. Like HTTP client pools, do not reuse a connection idle for longer than
+# the shortest of them.
 MAX_IDLE_REUSE_S = 4.0
 
 
