@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -203,6 +204,23 @@ def _ticket(key: str, status: TicketStatus, resolved_at: datetime | None) -> Rou
     )
 
 
+@pytest.fixture
+async def handler(
+    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+) -> AsyncIterator[RoutingHandler]:
+    """The real batch handler on the test's database and broker, with a clock at LONG_AGO."""
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        yield RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
+        )
+    finally:
+        await producer.stop()
+
+
 async def _seed_tickets(sessions: async_sessionmaker[AsyncSession], tickets: dict[str, RouterTicket]) -> None:
     async with sessions() as session, session.begin():
         for key, ticket in tickets.items():
@@ -294,47 +312,37 @@ async def test_a_ticket_a_routing_batch_holds_is_left_for_the_next_run(
 
 
 async def test_an_event_for_a_stub_continues_its_revisions_and_makes_it_live_again(
-    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession], handler: RoutingHandler
 ) -> None:
-    settings = CommonSettings(**settings_kwargs)
-    await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        handler = RoutingHandler(
-            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
+    external_id = uuid.uuid4().hex
+
+    def event(kind: EventType, **fields: Any) -> EventEnvelope:
+        return ticket_event(kind, "api", TicketSnapshot(external_id=external_id, **fields), LONG_AGO)
+
+    created = event(EventType.TICKET_CREATED, subject="vpn down for jane@example.com")
+    key = created.ticket_key
+    solved = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED)
+    await handler([ConsumedEvent(created, "tickets", 0, 0), ConsumedEvent(solved, "tickets", 0, 1)])
+    assert await prune_resolved_tickets(sessions, RETENTION) >= 1
+    stub = (await _rows(sessions, [key]))[key]
+    assert stub.pruned_at is not None and "subject" not in stub.snapshot and stub.revision == 2
+    async with await api_client(sessions, tickets_router, Role.VIEWER, "stub viewer") as client:
+        shown = (await client.get(f"/v1/tickets/{key}")).json()
+    assert shown["pruned_at"] is not None and shown["status"] == "solved"
+    assert shown["subject"] == "" and shown["decisions"] == []
+
+    reopened = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.OPEN)
+    await handler([ConsumedEvent(reopened, "tickets", 0, 2)])
+
+    row = (await _rows(sessions, [key]))[key]
+    # Revision 3, not 1: consumers that hold revision 2 take it.
+    assert row.revision == 3 and row.status == TicketStatus.OPEN.value and row.resolved_at is None
+    assert row.pruned_at is None
+    async with sessions() as session:
+        kinds = list(
+            await session.scalars(select(RoutingDecision.kind).where(RoutingDecision.ticket_key == key))
         )
-        external_id = uuid.uuid4().hex
-
-        def event(kind: EventType, **fields: Any) -> EventEnvelope:
-            return ticket_event(kind, "api", TicketSnapshot(external_id=external_id, **fields), LONG_AGO)
-
-        created = event(EventType.TICKET_CREATED, subject="vpn down for jane@example.com")
-        key = created.ticket_key
-        solved = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.SOLVED)
-        await handler([ConsumedEvent(created, "tickets", 0, 0), ConsumedEvent(solved, "tickets", 0, 1)])
-        assert await prune_resolved_tickets(sessions, RETENTION) >= 1
-        stub = (await _rows(sessions, [key]))[key]
-        assert stub.pruned_at is not None and "subject" not in stub.snapshot and stub.revision == 2
-        async with await api_client(sessions, tickets_router, Role.VIEWER, "stub viewer") as client:
-            shown = (await client.get(f"/v1/tickets/{key}")).json()
-        assert shown["pruned_at"] is not None and shown["status"] == "solved"
-        assert shown["subject"] == "" and shown["decisions"] == []
-
-        reopened = event(EventType.TICKET_STATUS_CHANGED, status=TicketStatus.OPEN)
-        await handler([ConsumedEvent(reopened, "tickets", 0, 2)])
-
-        row = (await _rows(sessions, [key]))[key]
-        # Revision 3, not 1: consumers that hold revision 2 take it.
-        assert row.revision == 3 and row.status == TicketStatus.OPEN.value and row.resolved_at is None
-        assert row.pruned_at is None
-        async with sessions() as session:
-            kinds = list(
-                await session.scalars(select(RoutingDecision.kind).where(RoutingDecision.ticket_key == key))
-            )
-        assert kinds == [EventType.TICKET_REOPENED.value]  # the history before the stub is gone
-    finally:
-        await producer.stop()
+    assert kinds == [EventType.TICKET_REOPENED.value]  # the history before the stub is gone
 
 
 async def _stub_of_a_routed_ticket(
@@ -357,67 +365,47 @@ def _event_of(ticket: EventEnvelope, kind: EventType, **fields: Any) -> EventEnv
 
 
 async def test_an_old_event_replayed_does_not_bring_a_stubs_text_back(
-    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession], handler: RoutingHandler
 ) -> None:
-    settings = CommonSettings(**settings_kwargs)
-    await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        handler = RoutingHandler(
-            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
-        )
-        created = ticket_event(
-            EventType.TICKET_CREATED,
-            "api",
-            TicketSnapshot(
-                external_id=uuid.uuid4().hex,
-                subject="vpn down for jane@example.com",
-                requester={"email": "jane@example.com"},
-                updated_at=LONG_AGO - timedelta(hours=2),
-            ),
-            LONG_AGO - timedelta(hours=2),
-        )
-        await _stub_of_a_routed_ticket(sessions, handler, created)
-        key = created.ticket_key
-        before = (await _rows(sessions, [key]))[key]
+    created = ticket_event(
+        EventType.TICKET_CREATED,
+        "api",
+        TicketSnapshot(
+            external_id=uuid.uuid4().hex,
+            subject="vpn down for jane@example.com",
+            requester={"email": "jane@example.com"},
+            updated_at=LONG_AGO - timedelta(hours=2),
+        ),
+        LONG_AGO - timedelta(hours=2),
+    )
+    await _stub_of_a_routed_ticket(sessions, handler, created)
+    key = created.ticket_key
+    before = (await _rows(sessions, [key]))[key]
 
-        # The same event again, past the applied-ids retention (a new id here): older than the stub.
-        await handler([ConsumedEvent(created.model_copy(update={"event_id": uuid.uuid4()}), "tickets", 0, 9)])
+    # The same event again, past the applied-ids retention (a new id here): older than the stub.
+    await handler([ConsumedEvent(created.model_copy(update={"event_id": uuid.uuid4()}), "tickets", 0, 9)])
 
-        after = (await _rows(sessions, [key]))[key]
-        assert after.snapshot == before.snapshot and "subject" not in after.snapshot
-        assert after.pruned_at == before.pruned_at and after.revision == before.revision
-    finally:
-        await producer.stop()
+    after = (await _rows(sessions, [key]))[key]
+    assert after.snapshot == before.snapshot and "subject" not in after.snapshot
+    assert after.pruned_at == before.pruned_at and after.revision == before.revision
 
 
 async def test_a_stub_moved_by_a_partial_update_gives_no_empty_training_example(
-    sessions: async_sessionmaker[AsyncSession], settings_kwargs: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession], handler: RoutingHandler
 ) -> None:
-    settings = CommonSettings(**settings_kwargs)
-    await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        handler = RoutingHandler(
-            sessions, producer, settings.topic_routing_events, lambda: route, lambda: LONG_AGO
-        )
-        created = ticket_event(
-            EventType.TICKET_CREATED,
-            "api",
-            TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn down", description="tunnel drops"),
-            LONG_AGO,
-        )
-        moved = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="network")
-        await _stub_of_a_routed_ticket(sessions, handler, created, moved)
+    created = ticket_event(
+        EventType.TICKET_CREATED,
+        "api",
+        TicketSnapshot(external_id=uuid.uuid4().hex, subject="vpn down", description="tunnel drops"),
+        LONG_AGO,
+    )
+    moved = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="network")
+    await _stub_of_a_routed_ticket(sessions, handler, created, moved)
 
-        # A partial update (no text) moves the stub to another team: nothing to learn from.
-        again = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="billing")
-        await handler([ConsumedEvent(again, "tickets", 0, 9)])
+    # A partial update (no text) moves the stub to another team: nothing to learn from.
+    again = _event_of(created, EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="billing")
+    await handler([ConsumedEvent(again, "tickets", 0, 9)])
 
-        async with sessions() as session:
-            examples = [e for e in await feedback_examples(session) if e.ticket_key == created.ticket_key]
-        assert [e.text.strip() for e in examples] == ["vpn down\ntunnel drops"]
-    finally:
-        await producer.stop()
+    async with sessions() as session:
+        examples = [e for e in await feedback_examples(session) if e.ticket_key == created.ticket_key]
+    assert [e.text.strip() for e in examples] == ["vpn down\ntunnel drops"]
