@@ -41,12 +41,16 @@ INDEXES: list[tuple[str, str, list[str], dict[str, Any]]] = [
 
 def upgrade() -> None:
     # Nullable without a default: on both databases a metadata-only change, whatever the table's size.
-    with op.batch_alter_table("router_tickets") as batch:
-        batch.add_column(sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=True))
     if op.get_bind().dialect.name != "postgresql":
+        with op.batch_alter_table("router_tickets") as batch:
+            batch.add_column(sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=True))
         for name, table, columns, extra in INDEXES:
             op.create_index(name, table, columns, **extra)
         return
+    # The autocommit block below commits the column before the index builds, while alembic records
+    # this revision only after them: a run interrupted during a build is run again in full, so
+    # every step here must find its own earlier work done without failing.
+    op.execute("ALTER TABLE router_tickets ADD COLUMN IF NOT EXISTS pruned_at TIMESTAMP WITH TIME ZONE")
     with op.get_context().autocommit_block():
         for name, table, columns, extra in INDEXES:
             # A CONCURRENTLY build that was interrupted leaves an invalid index of this name behind.

@@ -4,7 +4,7 @@ on connections the service is closing, and webhook senders see intermittent 502s
 
 from __future__ import annotations
 
-import socket
+import http.client
 import time
 
 import pytest
@@ -13,27 +13,34 @@ from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REQUEST = b"GET /healthz HTTP/1.1\r\nHost: service\r\n\r\n"
-
 
 def answers_after_idling(port: int, idle_s: float) -> bool:
-    """One request, ``idle_s`` of silence, then another on the same connection: answered?"""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-        connection.sendall(REQUEST)
-        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    """One request, ``idle_s`` of silence, then another on the same connection: answered?
+    (http.client reads whole responses and never reconnects on its own.)"""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        assert first.status == 200 and first.read()
+        socket_before = connection.sock
         time.sleep(idle_s)
         try:
-            connection.sendall(REQUEST)
-            return connection.recv(65536).startswith(b"HTTP/1.1 200")
-        except OSError:  # reset by the peer
+            connection.request("GET", "/healthz")
+            again = connection.getresponse()
+            again.read()
+        except (http.client.RemoteDisconnected, ConnectionError):
             return False
+        assert connection.sock is socket_before  # the same connection, not a new one
+        return again.status == 200
+    finally:
+        connection.close()
 
 
 def test_idle_connections_outlive_uvicorns_default_and_follow_the_setting(stack: Stack) -> None:
     stack.start("intake", wait=False)
-    stack.start("intake-2", extra_env={"HTTP_KEEP_ALIVE_S": "2"}, wait=False)
+    stack.start("intake-2", extra_env={"HTTP_KEEP_ALIVE_S": "1"}, wait=False)
     stack.wait_ready("intake")
     stack.wait_ready("intake-2")
 
     assert answers_after_idling(stack.ports["intake"], idle_s=6)  # uvicorn alone closes after 5 s
-    assert not answers_after_idling(stack.ports["intake-2"], idle_s=3)
+    assert not answers_after_idling(stack.ports["intake-2"], idle_s=4)
