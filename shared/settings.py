@@ -194,8 +194,8 @@ class RouterSettings(ConsumerSettings):
     router_resolved_retention_days: float | None = Field(
         default=None,
         gt=0,
-        description="Cut resolved tickets down to stubs this long after resolution (their decisions, "
-        "fired timers and text go); unset: keep them whole.",
+        description="Cut resolved tickets down to stubs this long after resolution and their last event "
+        "(their decisions, fired timers and text go); unset: keep them whole.",
     )
     router_prune_interval_s: float = Field(
         default=3600.0,

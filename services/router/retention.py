@@ -86,8 +86,8 @@ async def prune_resolved_tickets(
     now: datetime | None = None,
     chunk: int = RESOLVED_CHUNK,
 ) -> int:
-    """Cut the tickets resolved longer than ``retention`` ago down to stubs, ``chunk`` tickets per
-    transaction; returns how many.
+    """Cut the tickets resolved, and last stored, longer than ``retention`` ago down to stubs,
+    ``chunk`` tickets per transaction; returns how many.
 
     Their routing decisions and fired timers are deleted and their snapshot keeps only
     :data:`STUB_SNAPSHOT_FIELDS`. The row itself stays, with its revision, status, team and SLA
@@ -96,8 +96,8 @@ async def prune_resolved_tickets(
     them; its SLA clock would start again at its creation, weeks back; and an old event replayed
     later is still recognised as older than the state held (the handler drops such an event for a
     stub rather than fill the stub's gaps from it). A later event stores the ticket again and
-    clears ``pruned_at``; while the ticket stays resolved since long ago, the next run cuts it down
-    again.
+    clears ``pruned_at``; the ticket is cut down again once nothing has been heard of it for the
+    retention.
 
     On PostgreSQL the tickets are locked with SKIP LOCKED: one a routing batch holds is left for
     the next run, and a batch that waits for one gets the stub. SQLite serialises the two with the
@@ -110,7 +110,9 @@ async def prune_resolved_tickets(
             await take_write_lock(session)
             query = (
                 select(RouterTicket.ticket_key, RouterTicket.snapshot)
-                .where(text(PRUNABLE), RouterTicket.resolved_at < cutoff)
+                # Not heard of for as long either: history imported as resolved long ago, or a
+                # comment on a long-closed ticket, is kept for the retention from then on.
+                .where(text(PRUNABLE), RouterTicket.resolved_at < cutoff, RouterTicket.updated_at < cutoff)
                 .limit(chunk)
             )
             if is_postgres(session):

@@ -190,7 +190,9 @@ SNAPSHOT = {
 }
 
 
-def _ticket(key: str, status: TicketStatus, resolved_at: datetime | None) -> RouterTicket:
+def _ticket(
+    key: str, status: TicketStatus, resolved_at: datetime | None, stored_at: datetime = LONG_AGO
+) -> RouterTicket:
     return RouterTicket(
         ticket_key=key,
         source="api",
@@ -200,6 +202,7 @@ def _ticket(key: str, status: TicketStatus, resolved_at: datetime | None) -> Rou
         priority="P3",
         created_at=LONG_AGO - timedelta(days=1),
         resolved_at=resolved_at,
+        updated_at=stored_at,
         snapshot=SNAPSHOT,
     )
 
@@ -266,7 +269,13 @@ async def test_resolved_tickets_past_the_retention_become_stubs_without_history(
     tickets = {
         f"{prefix}:solved-long-ago": _ticket(f"{prefix}:solved-long-ago", TicketStatus.SOLVED, LONG_AGO),
         f"{prefix}:closed-long-ago": _ticket(f"{prefix}:closed-long-ago", TicketStatus.CLOSED, LONG_AGO),
-        f"{prefix}:solved-lately": _ticket(f"{prefix}:solved-lately", TicketStatus.SOLVED, utc_now()),
+        f"{prefix}:solved-lately": _ticket(
+            f"{prefix}:solved-lately", TicketStatus.SOLVED, utc_now(), utc_now()
+        ),
+        # Resolved long ago, but the router stored it lately (imported history, a late comment).
+        f"{prefix}:heard-of-lately": _ticket(
+            f"{prefix}:heard-of-lately", TicketStatus.SOLVED, LONG_AGO, utc_now()
+        ),
         f"{prefix}:open-for-long": _ticket(f"{prefix}:open-for-long", TicketStatus.OPEN, None),
     }
     await _seed_tickets(sessions, tickets)
