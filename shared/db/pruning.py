@@ -11,6 +11,8 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Table, delete, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db.dialect import is_postgres
+
 PRUNE_CHUNK = 5_000
 
 
@@ -30,9 +32,7 @@ async def delete_in_chunks(
     total = 0
     while True:
         async with sessions() as session, session.begin():
-            address: ColumnElement[object] = literal_column(
-                "ctid" if session.get_bind().dialect.name == "postgresql" else "rowid"
-            )
+            address: ColumnElement[object] = literal_column("ctid" if is_postgres(session) else "rowid")
             victims = select(address).select_from(table).where(condition).limit(chunk)
             # The condition again: a row updated meanwhile is deleted only if it still matches.
             result = await session.execute(delete(table).where(address.in_(victims), condition))

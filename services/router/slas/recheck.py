@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.models import RouterTicket
+from shared.db.bulk import among
 from shared.db.dialect import is_postgres
 
 # What a clock is computed from: a change of anything else (a comment, the rank, applies_when,
@@ -55,7 +56,7 @@ async def recheck_clocks_on(session: AsyncSession, kind: str, name: str, at: dat
     for start in range(0, len(found), _CHUNK):
         await session.execute(
             update(RouterTicket)
-            .where(RouterTicket.ticket_key.in_(found[start : start + _CHUNK]))
+            .where(among(RouterTicket.ticket_key, found[start : start + _CHUNK], session))
             .values(sla_next_due_at=at)
             .execution_options(synchronize_session=False)
         )
