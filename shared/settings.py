@@ -142,7 +142,10 @@ class RouterSettings(ConsumerSettings):
     )
     router_timer_poll_s: float = Field(default=1.0, gt=0, description="SLA timer scan period.")
     router_sla_poll_s: float = Field(
-        default=1.0, gt=0, description="How often a router checks for changed SLA policies and calendars."
+        default=1.0,
+        gt=0,
+        description="How often a router checks for changed SLA policies and calendars, and for "
+        "the helpdesk groups of write-back targets.",
     )
     router_overflow_team: str | None = Field(
         default=None, description="Team for tickets whose assignment pool is full (unset: triage)."

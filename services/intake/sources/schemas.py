@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.intake.webhooks import AdapterName
+from shared.db.storable import reject_nul
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Secret = Field(
@@ -18,25 +19,11 @@ Secret = Field(
 )
 
 
-def _reject_nul(value: Any) -> None:
-    """PostgreSQL cannot store U+0000 in text or JSONB; refuse it here rather than fail later."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain U+0000")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key)
-            _reject_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _reject_nul(item)
-
-
 class _ChecksOptions(BaseModel):
     @field_validator("options", check_fields=False)
     @classmethod
     def _storable(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
-        _reject_nul(options)
+        reject_nul(options)
         return options
 
 

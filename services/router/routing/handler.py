@@ -177,13 +177,26 @@ class HandlerOptions:
 
     ``load``: keep ``team_load`` counters and pass the batch's loads to the route function as
     ``loads=`` (it must accept it); ``sla``: the live SLA configuration; ``writeback``: queue
-    outbound notifications.
+    outbound notifications; ``team_of_group``: which of our teams a helpdesk group a source
+    reports stands for (write-back connectors' ``groups``, read backwards), None when none does.
     """
 
     load: LoadConfig | None = None
     overflow_team: str | None = None
     sla: Callable[[], SlaConfig] | None = None
     writeback: bool = False
+    team_of_group: Callable[[str, str], str | None] | None = None
+
+
+def in_our_teams(
+    snapshot: TicketSnapshot, source: str, team_of_group: Callable[[str, str], str | None] | None
+) -> TicketSnapshot:
+    """``snapshot`` with the helpdesk group it reports named as the team it stands for, if any."""
+    group = snapshot.external_assignee_group
+    if team_of_group is None or not group:
+        return snapshot
+    team = team_of_group(source, group)
+    return snapshot if team is None else snapshot.model_copy(update={"external_assignee_group": team})
 
 
 def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Priority] | None:
@@ -342,6 +355,7 @@ class RoutingHandler:
             merged = {**(row.snapshot if row is not None else {}), **envelope.payload}
             # A new ticket's snapshot is its payload, validated already when it was decoded.
             snapshot = ticket if row is None and ticket is not None else TicketSnapshot.model_validate(merged)
+            snapshot = in_our_teams(snapshot, envelope.source, options.team_of_group)
             merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
             updated_at = row.snapshot.get("updated_at") if row is not None else None
@@ -371,6 +385,7 @@ class RoutingHandler:
                 # Its content fills what we lack (and a ticket in triage gets another chance);
                 # its state is older than ours, so it counts as an update that changes none.
                 merged, snapshot = filled, TicketSnapshot.model_validate(filled)
+                snapshot = in_our_teams(snapshot, envelope.source, options.team_of_group)
                 if sla_config is not None:
                     tracker = SlaTracker(sla_config, row.sla_clock, snapshot, envelope.occurred_at)
                 as_update = envelope.model_copy(update={"type": EventType.TICKET_UPDATED})

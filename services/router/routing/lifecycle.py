@@ -174,7 +174,9 @@ def decide(
         state.team = external_team
         reasons.append(f"reassigned in the source system to {external_team}")
     comment = snapshot.comment
-    if comment is not None and comment.from_agent and state.sla.first_responded_at is None:
+    # A first response is a reply the requester sees: an internal note (an agent's, or the note
+    # our own write-back adds to explain the routing) leaves the first-response clock running.
+    if comment is not None and comment.from_agent and comment.public and state.sla.first_responded_at is None:
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")
     if state.team is None and not state.status.is_resolved:

@@ -20,6 +20,7 @@ from services.router.escalation.scanner import EscalationScanner, ScannerOptions
 from services.router.routing.handler import HandlerOptions, router_outbox
 from services.router.sla import DEFAULT_MATRIX, PriorityMatrix
 from services.router.slas.live import LiveSla
+from services.router.writeback.groups import GroupDirectory
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.db.outbox import OutboxWriter
 from shared.events import TicketStatus
@@ -63,9 +64,15 @@ async def start_sla_runtime(
 ) -> SlaRuntime:
     live = LiveSla(sessions)
     await live.refresh()
+    groups = GroupDirectory(sessions)
+    await groups.refresh()
     load = load_config(settings)
     options = HandlerOptions(
-        load=load, overflow_team=settings.router_overflow_team, sla=lambda: live.config, writeback=True
+        load=load,
+        overflow_team=settings.router_overflow_team,
+        sla=lambda: live.config,
+        writeback=True,
+        team_of_group=groups.team_of,
     )
     runtime = SlaRuntime(live, options, priority_matrix(settings), router_outbox(sessions, producer))
     scanner = EscalationScanner(
@@ -90,6 +97,7 @@ async def start_sla_runtime(
     )
     runtime.tasks = [
         asyncio.create_task(live.watch(settings.router_sla_poll_s), name="sla-watch"),
+        asyncio.create_task(groups.watch(settings.router_sla_poll_s), name="writeback-groups-watch"),
         asyncio.create_task(scanner.run_forever(settings.router_timer_poll_s), name="sla-timers"),
         asyncio.create_task(sender.run_forever(settings.router_writeback_poll_s), name="writeback-sender"),
     ]

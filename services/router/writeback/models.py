@@ -1,8 +1,9 @@
-"""Write-back targets (signed webhooks per source) and their delivery queue."""
+"""Write-back targets (a signed webhook or a helpdesk's API, per source) and their delivery queue."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -18,8 +19,12 @@ class WritebackTarget(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)  # what `notify` actions refer to
     source: Mapped[str] = mapped_column(String(100), index=True)
+    # How a delivery is sent (connectors/): a signed POST, or the helpdesk's own API.
+    connector: Mapped[str] = mapped_column(String(20), default="webhook", server_default="webhook")
     url: Mapped[str] = mapped_column(String(2000))
-    secret: Mapped[str] = mapped_column(String(500))  # HMAC key; never returned by the API
+    # The webhook's HMAC key or the helpdesk's API token; never returned by the API.
+    secret: Mapped[str] = mapped_column(String(500))
+    options: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict, server_default="{}")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     event_kinds: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from services.router.writeback.connectors import check_options
 from services.router.writeback.queue import WRITEBACK_KINDS
+from shared.db.storable import reject_nul
+
+Connector = Literal["webhook", "zendesk", "freshdesk", "zammad", "jira", "github", "intercom"]
 
 
 class TargetIn(BaseModel):
@@ -18,10 +23,40 @@ class TargetIn(BaseModel):
         min_length=1, max_length=200, pattern=r"^\S(.*\S)?$", description="What `notify` actions name."
     )
     source: str = Field(min_length=1, max_length=100, description="Whose tickets' events it receives.")
+    connector: Connector = Field(
+        default="webhook",
+        description="webhook: a signed POST of the notification to `url`; a helpdesk's name: its "
+        "own REST API at `url` (the account's address), so the ticket there gets the team, the "
+        "priority and a note saying why.",
+    )
     url: AnyHttpUrl
-    secret: str = Field(min_length=16, max_length=500, description="HMAC key; write-only.")
+    secret: str = Field(
+        min_length=16,
+        max_length=500,
+        description="The webhook's HMAC key, or the helpdesk's API token; write-only.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The connector's settings, e.g. zendesk: {username, groups: {team: group id}, "
+        "note}; see the README's write-back section.",
+    )
     enabled: bool = True
     event_kinds: list[str] = Field(default_factory=list, description="Empty: every kind.")
+
+    @field_validator("name", "source", "secret")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        reject_nul(value)
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        reject_nul(options)
+        connector = info.data.get("connector")
+        if connector is None:  # the connector itself is invalid: that error is reported
+            return options
+        return check_options(connector, options)
 
     @field_validator("event_kinds")
     @classmethod
@@ -38,7 +73,9 @@ class TargetOut(BaseModel):
     id: int
     name: str
     source: str
+    connector: str
     url: str
+    options: dict[str, Any]
     enabled: bool
     event_kinds: list[str]
     revision: int = Field(description='The ETag is W/"writeback-target-<id>-<revision>".')

@@ -1,27 +1,32 @@
-"""The background sender: claims due deliveries, POSTs them signed, retries with backoff.
+"""The background sender: claims due deliveries, sends each as its target's connector renders it
+(a signed POST, or a helpdesk's API call), retries with backoff.
 
 Claiming sets a lease (``next_attempt_at`` in the future) in a short transaction, with
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several routers share the queue without sending a
 delivery twice at once; the HTTP call happens outside any transaction. A delivery that fails
-``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry.
+``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry; so is, at
+once, one its connector cannot address (a ticket id the helpdesk's API cannot take). A 429 or 503
+with ``Retry-After`` is not tried again before the receiver asked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import httpx
+import orjson
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.load.store import take_write_lock
+from services.router.writeback.connectors import RenderError, Target, render
+from services.router.writeback.connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, render_body, sign
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
@@ -29,20 +34,37 @@ from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Ticket-Router-Signature"
-TIMESTAMP_HEADER = "X-Ticket-Router-Timestamp"
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SenderConfig", "WritebackSender", "backoff", "sign"]
 DELIVERIES = Counter(
     "router_writeback_deliveries_total", "Write-back delivery attempts, by outcome", ["outcome"]
 )
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
     """Delay before attempt ``attempts + 1``: base, 2 x base, 4 x base ... capped."""
     return timedelta(seconds=min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
+
+
+def retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
+    """The wait a 429 or 503 asks for (``Retry-After``: seconds or an HTTP date), else None."""
+    value = response.headers.get("Retry-After")
+    if response.status_code not in (429, 503) or not value:
+        return None
+    if value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        return max(parsedate_to_datetime(value) - now, timedelta(0))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt: ``error`` None when delivered; ``permanent``: retrying cannot help."""
+
+    error: str | None = None
+    permanent: bool = False
+    wait: timedelta | None = None  # what the receiver asked for (Retry-After)
 
 
 @dataclass(frozen=True)
@@ -68,7 +90,7 @@ class WritebackSender:
         self.config = config
         self.clock = clock
 
-    async def _claim(self) -> list[tuple[int, str, str, str]]:
+    async def _claim(self) -> list[tuple[int, Target, str]]:
         now = self.clock()
         async with self.sessions() as session, session.begin():
             await take_write_lock(session)
@@ -84,52 +106,70 @@ class WritebackSender:
             claimed = []
             for delivery, target in (await session.execute(query)).all():
                 delivery.next_attempt_at = now + timedelta(seconds=self.config.lease_s)
-                claimed.append((delivery.id, target.url, target.secret, delivery.body))
+                to = Target(target.connector, target.url, target.secret, target.options)
+                claimed.append((delivery.id, to, delivery.body))
             return claimed
 
-    async def _send(self, url: str, secret: str, body: str) -> str | None:
-        raw = body.encode()
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(secret, raw),
-            TIMESTAMP_HEADER: str(int(self.clock().timestamp())),
-        }
+    async def _send(self, target: Target, body: str) -> Outcome:
         try:
-            response = await self.client.post(
-                url, content=raw, headers=headers, timeout=self.config.timeout_s
+            # The stored body is the exact JSON a webhook signs; other connectors re-shape it.
+            if target.connector == "webhook":
+                request = render_body(body.encode(), target, self.clock().timestamp())
+            else:
+                request = render(orjson.loads(body), target)
+        except (RenderError, ValueError) as exc:
+            return Outcome(f"cannot be sent to this {target.connector} target: {exc}"[:500], permanent=True)
+        try:
+            response = await self.client.request(
+                request.method,
+                request.url,
+                content=request.body,
+                headers=request.headers,
+                timeout=self.config.timeout_s,
             )
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:500]
+            return Outcome(f"{type(exc).__name__}: {exc}"[:500])
         if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+            return Outcome()
+        return Outcome(
+            f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:200]}"[:500],
+            wait=retry_after(response, self.clock()),
+        )
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""
         claimed = await self._claim()
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(url, secret, body) for _, url, secret, body in claimed))
+        results = await asyncio.gather(*(self._send(target, body) for _, target, body in claimed))
         now = self.clock()
         async with self.sessions() as session, session.begin():
-            for (delivery_id, *_), error in zip(claimed, results, strict=True):
+            for (delivery_id, target, _), outcome in zip(claimed, results, strict=True):
                 delivery = await session.get(WritebackDelivery, delivery_id)
                 if delivery is None or delivery.status != "pending":
                     continue
                 delivery.attempts += 1
-                if error is None:
+                if outcome.error is None:
                     delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
                     DELIVERIES.labels("delivered").inc()
                     continue
-                delivery.last_error = error
-                if delivery.attempts >= self.config.max_attempts:
+                delivery.last_error = outcome.error
+                if outcome.permanent or delivery.attempts >= self.config.max_attempts:
                     delivery.status = "failed"
                     DELIVERIES.labels("failed").inc()
-                    log.warning("write-back delivery failed for good", extra={"delivery": delivery_id})
-                else:
-                    delivery.next_attempt_at = now + backoff(
-                        delivery.attempts, self.config.backoff_base_s, self.config.backoff_cap_s
+                    log.warning(
+                        "write-back delivery failed for good",
+                        extra={
+                            "delivery": delivery_id,
+                            "connector": target.connector,
+                            "error": outcome.error,
+                        },
                     )
+                else:
+                    delay = backoff(delivery.attempts, self.config.backoff_base_s, self.config.backoff_cap_s)
+                    if outcome.wait is not None:  # as asked, within the cap
+                        delay = max(delay, min(outcome.wait, timedelta(seconds=self.config.backoff_cap_s)))
+                    delivery.next_attempt_at = now + delay
                     DELIVERIES.labels("retry").inc()
         return len(claimed)
 

@@ -70,5 +70,6 @@ def test_an_upgrade_killed_during_an_index_build_runs_again() -> None:
     asyncio.run(kill_upgrade_while_it_builds(url))
     assert asyncio.run(state(url)) == ("0007_ruleset_null_weights", 1)  # the half-done state
 
-    upgrade(url)
+    upgrade(url, "0008_pruning_indexes")
     assert asyncio.run(state(url)) == ("0008_pruning_indexes", 1)
+    upgrade(url)  # and on to the head

@@ -110,6 +110,17 @@ def test_first_agent_comment_is_the_first_response():
     assert d.state.sla.first_responded_at == T0
 
 
+def test_an_internal_note_is_not_the_first_response():
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0).state
+    note = Comment(body="Routed to a at P3. Why: ...", public=False, from_agent=True)
+    d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED, comment=note), route_to("a"), T0)
+    assert d.state.sla.first_responded_at is None and d.events == []
+    reply = Comment(body="on it", public=True, from_agent=True)
+    d = decide(d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=reply), route_to("a"), T0)
+    assert d.state.sla.first_responded_at == T0
+
+
 def test_first_sight_of_a_solved_ticket_is_routed_then_resolved():
     env, snap = event("closed")
     d = decide(None, None, env, snap, route_to("a"), T0)

@@ -1,0 +1,30 @@
+"""Write-back connectors: a target is a signed webhook or a helpdesk's own API
+
+Revision ID: 0009_writeback_connectors
+Revises: 0008_pruning_indexes
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0009_writeback_connectors"
+down_revision: str | None = "0008_pruning_indexes"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Server defaults: existing targets stay the signed webhooks they were, with no options.
+    json_doc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    with op.batch_alter_table("writeback_targets") as batch:
+        batch.add_column(sa.Column("connector", sa.String(20), nullable=False, server_default="webhook"))
+        batch.add_column(sa.Column("options", json_doc, nullable=False, server_default="{}"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("writeback_targets") as batch:
+        batch.drop_column("options")
+        batch.drop_column("connector")

@@ -1,0 +1,133 @@
+"""What every connector shares: the request it returns, the target it renders for, the note."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+USER_AGENT = "ticket-router-writeback"
+# The helpdesks' APIs carry the team as a group (or label), so the kinds that move a ticket set it;
+# an SLA warning or breach only tags and annotates the ticket.
+MOVES = frozenset({"assignment", "escalation"})
+SETS_PRIORITY = frozenset({"assignment", "escalation", "priority_change"})
+
+
+class RenderError(ValueError):
+    """The notification cannot be delivered to this target whatever we retry (a bad ticket id)."""
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a renderer needs of a write-back target. ``secret``: the HMAC key of a webhook, the
+    API token of a helpdesk connector."""
+
+    connector: str
+    url: str
+    secret: str = field(repr=False)
+    options: Any = None  # the raw mapping; the connector's parsed Options model once rendering
+
+    def with_options(self, options: BaseModel) -> Target:
+        return dataclasses.replace(self, options=options)
+
+
+class GroupOptions(BaseModel):
+    """Options of connectors that put the ticket into one of the helpdesk's groups (or teams)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="Our team -> the helpdesk's group (id or name). A team left out is not "
+        "written; the router reads the same mapping backwards when the helpdesk reports a group.",
+    )
+    note: bool = Field(default=True, description="Add an internal note saying why.")
+
+    @field_validator("groups")
+    @classmethod
+    def _one_team_per_group(cls, groups: dict[str, Any]) -> dict[str, Any]:
+        seen: dict[str, str] = {}
+        for team, group in groups.items():
+            if str(group) in seen:
+                raise ValueError(f"teams {seen[str(group)]!r} and {team!r} name the same group {group!r}")
+            seen[str(group)] = team
+        return groups
+
+    def group_of(self, team: str | None) -> str | int | None:
+        return None if team is None else self.groups.get(team)
+
+
+def json_body(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def api_url(base: str, path: str) -> str:
+    return base.rstrip("/") + path
+
+
+def json_headers(authorization: str, **extra: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+        "Authorization": authorization,
+        **extra,
+    }
+
+
+def external_id(notification: Mapping[str, Any]) -> str:
+    value = notification.get("external_id")
+    if not value:
+        raise RenderError("the ticket has no external id to address in the helpdesk")
+    return str(value)
+
+
+def numeric_id(notification: Mapping[str, Any]) -> str:
+    value = external_id(notification)
+    if not value.isdigit():
+        raise RenderError(f"external id {value!r} is not a numeric ticket id")
+    return value
+
+
+def headline(notification: Mapping[str, Any]) -> str:
+    """One line for a human reading the ticket in the helpdesk."""
+    kind = notification.get("kind")
+    team, priority = notification.get("team") or "triage", notification.get("priority")
+    if kind == "assignment":
+        return f"Routed to {team} at {priority}."
+    if kind == "escalation":
+        return f"Escalated: {team} at {priority}."
+    if kind == "priority_change":
+        return f"Priority {notification.get('previous_priority')} -> {priority}."
+    if kind == "sla_warning":
+        return f"SLA warning: {team} at {priority} is close to its deadline."
+    if kind == "sla_breach":
+        return f"SLA breached: {team} at {priority} is past its deadline."
+    return f"{kind}: {team} at {priority}."
+
+
+def note_text(notification: Mapping[str, Any]) -> str:
+    """The internal note: what was decided, and every reason the router recorded for it."""
+    lines = [headline(notification)]
+    reasons = [str(reason) for reason in notification.get("reasons") or []]
+    if reasons:
+        lines += ["", "Why:", *(f"- {reason}" for reason in reasons)]
+    lines += ["", f"(ticket router, event {notification.get('event_id')})"]
+    return "\n".join(lines)

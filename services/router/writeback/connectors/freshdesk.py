@@ -1,0 +1,57 @@
+"""Freshdesk: Update a Ticket (``PUT /api/v2/tickets/{id}``) for a move or a new priority, Create a
+Note (``POST /api/v2/tickets/{id}/notes``, private) for an SLA warning or breach.
+
+Freshdesk's ``tags`` on update replaces every tag, so SLA events become a private note instead.
+Authentication is the API key as the user of HTTP Basic (password ``X``); ``url`` is
+``https://<domain>.freshdesk.com``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from pydantic import Field
+
+from services.router.writeback.connectors.common import (
+    MOVES,
+    SETS_PRIORITY,
+    GroupOptions,
+    OutboundRequest,
+    Target,
+    api_url,
+    basic_auth,
+    headline,
+    json_body,
+    json_headers,
+    note_text,
+    numeric_id,
+)
+
+PRIORITIES = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}  # Urgent, High, Medium, Low
+
+
+class Options(GroupOptions):
+    groups: dict[str, int] = Field(default_factory=dict, description="Our team -> Freshdesk group id.")  # type: ignore[assignment]
+
+
+def _html(text: str) -> str:
+    return "<br>".join(escape(line) for line in text.split("\n"))
+
+
+def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+    options: Options = target.options
+    kind, ticket_id = notification["kind"], numeric_id(notification)
+    headers = json_headers(basic_auth(target.secret, "X"))
+    if kind not in SETS_PRIORITY:
+        text = note_text(notification) if options.note else headline(notification)
+        note = {"body": _html(text), "private": True}
+        url = api_url(target.url, f"/api/v2/tickets/{ticket_id}/notes")
+        return OutboundRequest("POST", url, headers, json_body(note))
+    fields: dict[str, Any] = {"priority": PRIORITIES[notification["priority"]]}
+    group = options.group_of(notification.get("team"))
+    if kind in MOVES and group is not None:
+        fields["group_id"] = group
+    url = api_url(target.url, f"/api/v2/tickets/{ticket_id}")
+    return OutboundRequest("PUT", url, headers, json_body(fields))

@@ -1,0 +1,43 @@
+"""The generic connector: the notification as JSON, POSTed to the target's URL and signed.
+
+Receivers check ``X-Ticket-Router-Signature: sha256=<HMAC-SHA256 of the raw body>`` with the
+shared secret, and may reject stale ``X-Ticket-Router-Timestamp`` values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.router.writeback.connectors.common import USER_AGENT, OutboundRequest, Target, json_body
+
+SIGNATURE_HEADER = "X-Ticket-Router-Signature"
+TIMESTAMP_HEADER = "X-Ticket-Router-Timestamp"
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a webhook has none
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+    return render_body(json_body(notification), target, time.time())
+
+
+def render_body(body: bytes, target: Target, now: float) -> OutboundRequest:
+    """``body`` as queued, byte for byte: the signature covers exactly what is sent."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign(target.secret, body),
+        TIMESTAMP_HEADER: str(int(now)),
+    }
+    return OutboundRequest("POST", target.url, headers, body)

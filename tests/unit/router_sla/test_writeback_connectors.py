@@ -1,0 +1,212 @@
+"""Write-back connectors: the exact request each helpdesk's API gets, per notification kind."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+import pytest
+
+from services.router.writeback.connectors import CONNECTORS, RenderError, Target, check_options, render
+from services.router.writeback.connectors.webhook import render_body
+
+TOKEN = "tok-0123456789abcdef"
+
+
+def notification(kind: str = "assignment", **changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": "4f1c0d8e-0000-4000-8000-000000000001",
+        "kind": kind,
+        "event_type": "ticket.routed",
+        "ticket_key": "helpdesk:4711",
+        "source": "helpdesk",
+        "external_id": "4711",
+        "occurred_at": "2026-12-05T10:00:00+00:00",
+        "team": "billing",
+        "previous_team": None,
+        "priority": "P2",
+        "previous_priority": None,
+        "status": "open",
+        "sla": {},
+        "reasons": ["rule 'invoices' matched", "billing has room (3 of 10)"],
+    }
+    return {**doc, **changes}
+
+
+def send(connector: str, options: dict[str, Any], doc: dict[str, Any], url: str = "https://desk.example"):
+    request = render(doc, Target(connector, url, TOKEN, check_options(connector, options)))
+    return request, orjson.loads(request.body)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+NOTE = (
+    "Routed to billing at P2.\n\nWhy:\n- rule 'invoices' matched\n- billing has room (3 of 10)\n\n"
+    "(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)"
+)
+
+
+def test_zendesk_assignment_sets_group_priority_and_a_private_comment():
+    request, body = send(
+        "zendesk", {"username": "bot@acme.com", "groups": {"billing": 360001}}, notification()
+    )
+    assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711.json")
+    assert request.headers["Authorization"] == basic("bot@acme.com/token", TOKEN)
+    assert body == {
+        "ticket": {"group_id": 360001, "priority": "high", "comment": {"body": NOTE, "public": False}}
+    }
+
+
+def test_zendesk_unmapped_team_keeps_the_group_and_sla_events_add_a_tag():
+    options = {"username": "bot@acme.com", "groups": {"access": 7}, "note": False}
+    _, body = send("zendesk", options, notification("priority_change", priority="P1", previous_priority="P3"))
+    assert body == {"ticket": {"priority": "urgent"}}
+    request, body = send("zendesk", options, notification("sla_breach"))
+    assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711/tags")
+    assert body == {"tags": ["router_sla_breach"]}
+
+
+def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
+    options = {"groups": {"billing": 42}}
+    request, body = send("freshdesk", options, notification("escalation", priority="P1"))
+    assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711")
+    assert request.headers["Authorization"] == basic(TOKEN, "X")
+    assert body == {"priority": 4, "group_id": 42}
+    request, body = send("freshdesk", options, notification("sla_warning"))
+    assert (request.method, request.url) == ("POST", "https://desk.example/api/v2/tickets/4711/notes")
+    assert body["private"] is True and body["body"].startswith("SLA warning: billing at P2")
+    assert "<br>- rule &#x27;invoices&#x27; matched" in body["body"]  # HTML, escaped
+
+
+def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
+    request, body = send("zammad", {"groups": {"billing": "Billing 2nd level"}}, notification())
+    assert (request.method, request.url) == ("PUT", "https://desk.example/api/v1/tickets/4711")
+    assert request.headers["Authorization"] == f"Token token={TOKEN}"
+    assert body["group"] == "Billing 2nd level" and body["priority"] == "3 high"
+    assert body["article"] == {
+        "subject": "Ticket router",
+        "body": NOTE,
+        "type": "note",
+        "internal": True,
+        "content_type": "text/plain",
+    }
+    _, body = send("zammad", {"note": False, "priorities": {"P4": "0 trivial"}}, notification(priority="P4"))
+    assert body == {"priority": "0 trivial"}
+    # A default Zammad has no priority that reads back as P1: none is written.
+    _, body = send("zammad", {"note": False, "groups": {"billing": "B"}}, notification(priority="P1"))
+    assert body == {"group": "B"}
+
+
+def test_jira_labels_the_team_sets_priority_and_comments():
+    doc = notification(external_id="SUP-42")
+    request, body = send("jira", {"username": "bot@acme.com"}, doc, "https://acme.atlassian.net/")
+    assert (request.method, request.url) == ("PUT", "https://acme.atlassian.net/rest/api/2/issue/SUP-42")
+    assert request.headers["Authorization"] == basic("bot@acme.com", TOKEN)
+    assert body == {
+        "fields": {"priority": {"name": "High"}},
+        "update": {"labels": [{"add": "team-billing"}], "comment": [{"add": {"body": NOTE}}]},
+    }
+    _, body = send("jira", {"username": "u", "note": False}, notification("sla_breach", external_id="SUP-42"))
+    assert body == {"update": {"labels": [{"add": "router-sla-breach"}]}}
+
+
+def test_github_adds_labels_never_an_empty_list():
+    request, body = send("github", {}, notification(external_id="acme/widgets#17"), "https://api.github.com")
+    assert (request.method, request.url) == (
+        "POST",
+        "https://api.github.com/repos/acme/widgets/issues/17/labels",
+    )
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Accept"] == "application/vnd.github+json"
+    assert request.headers["X-GitHub-Api-Version"] == "2022-11-28"
+    assert body == {"labels": ["team:billing", "P2"]}
+    _, body = send("github", {"team_label_prefix": "squad/"}, notification("escalation", external_id="a/b#1"))
+    assert body == {"labels": ["squad/billing", "P2", "escalated"]}
+    _, body = send("github", {}, notification("sla_warning", external_id="a/b#1"))
+    assert body == {"labels": ["sla:warning"]}
+
+
+def test_intercom_assigns_to_the_team_inbox_without_a_customer_visible_body():
+    options = {"admin_id": "814860", "groups": {"billing": "5017691"}}
+    request, body = send("intercom", options, notification(), "https://api.intercom.io")
+    assert (request.method, request.url) == ("POST", "https://api.intercom.io/conversations/4711/parts")
+    assert request.headers["Intercom-Version"] == "2.11"
+    assert body == {
+        "message_type": "assignment",
+        "type": "admin",
+        "admin_id": "814860",
+        "assignee_id": "5017691",
+    }
+    request, body = send("intercom", options, notification("sla_breach"), "https://api.intercom.io")
+    assert request.url == "https://api.intercom.io/conversations/4711/reply"
+    assert body["message_type"] == "note" and body["body"].startswith("SLA breached: billing at P2")
+
+
+@pytest.mark.parametrize(
+    ("connector", "options", "external_id", "problem"),
+    [
+        ("zendesk", {"username": "u@x"}, "ZD-1", "not a numeric ticket id"),
+        ("freshdesk", {}, None, "no external id"),
+        ("jira", {"username": "u"}, "42", "not a Jira issue key"),
+        ("github", {}, "widgets#17", "not <owner>/<repo>#<number>"),
+    ],
+)
+def test_a_ticket_the_api_cannot_address_is_a_render_error(connector, options, external_id, problem):
+    with pytest.raises(RenderError, match=problem):
+        send(connector, options, notification(external_id=external_id))
+
+
+@pytest.mark.parametrize(
+    ("connector", "options", "problem"),
+    [
+        ("zendesk", {}, "username: Field required"),
+        (
+            "zendesk",
+            {"username": "u@x", "groups": {"billing": "Billing"}},
+            "groups.billing: Input should be a valid integer",
+        ),
+        (
+            "freshdesk",
+            {"groups": {"billing": 1, "access": 1}},
+            "'billing' and 'access' name the same group 1",
+        ),
+        ("intercom", {"groups": {}}, "admin_id: Field required"),
+        ("webhook", {"username": "u"}, "username: Extra inputs are not permitted"),
+        ("github", {"labels": True}, "labels: Extra inputs are not permitted"),
+    ],
+)
+def test_options_are_checked_per_connector(connector, options, problem):
+    with pytest.raises(ValueError, match=problem.replace(".", r"\.").replace("(", r"\(")):
+        check_options(connector, options)
+
+
+def test_every_connector_renders_every_kind_or_says_why():
+    kinds = ("assignment", "escalation", "priority_change", "sla_warning", "sla_breach")
+    required = {"zendesk": {"username": "u@x"}, "jira": {"username": "u"}, "intercom": {"admin_id": "1"}}
+    ids = {"jira": "SUP-1", "github": "a/b#1"}
+    for connector in CONNECTORS:
+        for kind in kinds:
+            doc = notification(kind, external_id=ids.get(connector, "4711"), previous_priority="P3")
+            request, _ = send(connector, required.get(connector, {}), doc)
+            assert request.method in ("POST", "PUT") and request.url.startswith("https://desk.example")
+
+
+def test_webhook_signs_the_queued_bytes_as_they_are():
+    body = b'{"kind": "assignment",  "team":"billing"}'  # not orjson's spelling: sent byte for byte
+    request = render_body(body, Target("webhook", "https://hooks.example/in", TOKEN, {}), 1_700_000_000.9)
+    assert request.body == body and request.method == "POST" and request.url == "https://hooks.example/in"
+    assert (
+        request.headers["X-Ticket-Router-Signature"]
+        == "sha256=" + hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
+    )
+    assert request.headers["X-Ticket-Router-Timestamp"] == "1700000000"
+    assert "Authorization" not in request.headers
+
+
+def test_a_targets_repr_hides_its_token():
+    assert TOKEN not in repr(Target("zendesk", "https://x", TOKEN, {}))
