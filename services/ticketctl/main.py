@@ -23,6 +23,7 @@ app.add_typer(__import__("services.ticketctl.sources").ticketctl.sources.sources
 app.add_typer(__import__("services.ticketctl.rules", fromlist=["_"]).rules_app, name="rules")
 app.add_typer(__import__("services.ticketctl.teams", fromlist=["_"]).teams_app, name="teams")
 app.add_typer(__import__("services.ticketctl.classifier", fromlist=["_"]).classifier_app, name="classifier")
+app.add_typer(__import__("services.ticketctl.writeback", fromlist=["_"]).writeback_app, name="writeback")
 
 
 @app.command()

@@ -63,7 +63,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _validated(model: type[T], **fields: Any) -> T:
+def validated(model: type[T], **fields: Any) -> T:
     try:
         return model(**fields)
     except ValidationError as exc:
@@ -96,7 +96,7 @@ def add(
     disabled: bool = typer.Option(False, help="Create it disabled."),
 ) -> None:
     """Configure a webhook source."""
-    data = _validated(
+    data = validated(
         SourceCreate,
         name=name,
         type=type_,
@@ -136,7 +136,7 @@ def rotate(
     secret: str = typer.Option(..., help="The new secret.", prompt=True, hide_input=True),
 ) -> None:
     """Add a new secret; the previous one stays valid until the next rotation."""
-    data = _validated(SecretRotation, secret=secret)
+    data = validated(SecretRotation, secret=secret)
     _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, expected=None, actor=AUTHOR))))
 
 

@@ -1,0 +1,132 @@
+"""``ticketctl writeback``: write-back targets (a signed webhook or a helpdesk's API) and their
+delivery queue, through the router's service functions, audited under the CLI's author.
+
+Changes pass ``expected=None``: the CLI has no ETag to hold and changes whatever is current.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.router.errors import NotFound
+from services.router.writeback import service
+from services.router.writeback.models import WritebackTarget
+from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
+from services.ticketctl.output import console
+from services.ticketctl.rules import AUTHOR, run
+from services.ticketctl.sources import parse_options, validated
+
+writeback_app = typer.Typer(
+    help="Write-back targets: add, list, remove; deliveries, retry.", no_args_is_help=True
+)
+
+
+async def _by_name(session: AsyncSession, name: str) -> WritebackTarget:
+    for row in await service.list_targets(session):
+        if row.name == name:
+            return row
+    raise NotFound(f"no write-back target named {name!r}")
+
+
+@writeback_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="The target's name (what `notify` actions refer to)."),
+    source: str = typer.Option(..., help="The source whose tickets' decisions it receives."),
+    connector: str = typer.Option(
+        "webhook", help="webhook, zendesk, freshdesk, zammad, jira, github or intercom."
+    ),
+    url: str = typer.Option(..., help="The webhook's URL, or the helpdesk's address."),
+    secret: str = typer.Option(
+        ..., help="The webhook's HMAC key, or the helpdesk's API token.", prompt=True, hide_input=True
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", help="Connector option key=value (repeatable; groups.billing=360001 nests)."
+    ),
+    kind: list[str] = typer.Option([], "--kind", help="Event kinds to send (repeatable; none: all)."),
+    disabled: bool = typer.Option(False, help="Create it disabled."),
+) -> None:
+    """Add a write-back target."""
+    data = validated(
+        TargetIn,
+        name=name,
+        source=source,
+        connector=connector,
+        url=url,
+        secret=secret,
+        options=parse_options(option),
+        event_kinds=kind,
+        enabled=not disabled,
+    )
+
+    async def create(session: AsyncSession) -> TargetOut:
+        return service.to_out(await service.create_target(session, data, AUTHOR))
+
+    target = run(create)
+    console.print(f"added {target.name} (#{target.id}, {target.connector} for {target.source})")
+
+
+@writeback_app.command("list")
+def list_() -> None:
+    """List the targets (never their secrets)."""
+
+    async def rows(session: AsyncSession) -> list[TargetOut]:
+        return [service.to_out(row) for row in await service.list_targets(session)]
+
+    table = Table("id", "name", "source", "connector", "url", "enabled", "kinds", "options")
+    for target in run(rows):
+        table.add_row(
+            str(target.id),
+            target.name,
+            target.source,
+            target.connector,
+            target.url,
+            "yes" if target.enabled else "no",
+            ", ".join(target.event_kinds) or "all",
+            json.dumps(target.options, sort_keys=True),
+        )
+    console.print(table)
+
+
+@writeback_app.command("remove")
+def remove(name: str = typer.Argument(...)) -> None:
+    """Delete a target (its queued deliveries are no longer sent)."""
+
+    async def delete(session: AsyncSession) -> None:
+        row = await _by_name(session, name)
+        await service.delete_target(session, row.id, expected=None, actor=AUTHOR)
+
+    run(delete)
+    console.print(f"removed {name}")
+
+
+@writeback_app.command("deliveries")
+def deliveries(
+    status: str | None = typer.Option(None, help="pending, delivered or failed (default: all)."),
+    limit: int = typer.Option(50, min=1, max=1000),
+) -> None:
+    """The newest deliveries, with the last error of each."""
+    if status not in (None, "pending", "delivered", "failed"):
+        raise typer.BadParameter("pending, delivered or failed", param_hint="--status")
+
+    async def rows(session: AsyncSession) -> list[DeliveryOut]:
+        found = await service.list_deliveries(session, status, limit)
+        return [DeliveryOut.model_validate(row) for row in found]
+
+    table = Table("id", "target", "ticket", "kind", "status", "attempts", "last error")
+    for row in run(rows):
+        table.add_row(
+            str(row.id), str(row.target_id), row.ticket_key, row.kind, row.status, str(row.attempts),
+            row.last_error or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+@writeback_app.command("retry")
+def retry(delivery_id: int = typer.Argument(..., help="A failed delivery's id.")) -> None:
+    """Queue a failed delivery again, with fresh attempts."""
+    run(lambda session: service.retry_delivery(session, delivery_id, AUTHOR))
+    console.print(f"delivery {delivery_id} queued again")

@@ -1,0 +1,81 @@
+"""``ticketctl writeback``: a connector target added with its options checked like the API's,
+listed without its secret, its failed deliveries listed and queued again, and removed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.ticketctl import writeback as writeback_cli
+from services.ticketctl.database import in_transaction
+from services.ticketctl.main import app
+from shared.db.audit import list_entries
+from shared.events import utc_now
+
+TOKEN = "zd-api-token-0123456789"
+
+
+def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(writeback_cli.console, "width", 300)
+    cli, name = CliRunner(), f"zendesk-{uuid.uuid4().hex[:8]}"
+    add = ["writeback", "add", name, "--source", "zendesk-main", "--connector", "zendesk"]
+    add += ["--url", "https://acme.zendesk.com", "--secret", TOKEN, "--option", "groups.billing=360001"]
+
+    missing = cli.invoke(app, add)
+    assert missing.exit_code == 1 and "username: Field required" in missing.output
+
+    added = cli.invoke(app, [*add, "--option", "username=bot@acme.com", "--kind", "assignment"])
+    assert added.exit_code == 0 and f"added {name}" in added.output, added.output
+    listed = cli.invoke(app, ["writeback", "list"])
+    assert listed.exit_code == 0 and name in listed.output and "zendesk" in listed.output
+    assert '"billing": 360001' in listed.output and TOKEN not in listed.output
+
+    async def fail_one() -> int:
+        async def work(session) -> int:
+            target = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+            assert target is not None
+            delivery = WritebackDelivery(
+                target_id=target.id,
+                event_id=str(uuid.uuid4()),
+                kind="assignment",
+                ticket_key="zendesk-main:1",
+                body="{}",
+                status="failed",
+                attempts=8,
+                next_attempt_at=utc_now(),
+                last_error="HTTP 401",
+                created_at=utc_now(),
+            )
+            session.add(delivery)
+            await session.flush()
+            return delivery.id
+
+        return await in_transaction(work, database_url)
+
+    delivery_id = asyncio.run(fail_one())
+    failed = cli.invoke(app, ["writeback", "deliveries", "--status", "failed"])
+    assert failed.exit_code == 0 and "HTTP 401" in failed.output and str(delivery_id) in failed.output
+    assert cli.invoke(app, ["writeback", "deliveries", "--status", "lost"]).exit_code == 2
+    retried = cli.invoke(app, ["writeback", "retry", str(delivery_id)])
+    assert retried.exit_code == 0, retried.output
+    again = cli.invoke(app, ["writeback", "retry", str(delivery_id)])
+    assert again.exit_code == 1 and "only failed ones are retried" in again.output
+
+    assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
+    gone = cli.invoke(app, ["writeback", "remove", name])
+    assert gone.exit_code == 1 and f"no write-back target named '{name}'" in gone.output
+
+    async def audited() -> list[str]:
+        async def work(session) -> list[str]:
+            entries = await list_entries(session, entity="writeback_target", limit=1000)
+            return [e.action for e in entries if e.detail.get("target", {}).get("name") == name]
+
+        return await in_transaction(work, database_url)
+
+    assert sorted(asyncio.run(audited())) == ["writeback_target.create", "writeback_target.delete"]
