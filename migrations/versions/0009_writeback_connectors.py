@@ -1,4 +1,5 @@
-"""Write-back connectors: a target is a signed webhook or a helpdesk's own API
+"""Write-back connectors: a target is a signed webhook or a helpdesk's own API; deliveries of a
+ticket are sent in order
 
 Revision ID: 0009_writeback_connectors
 Revises: 0008_pruning_indexes
@@ -22,9 +23,14 @@ def upgrade() -> None:
     with op.batch_alter_table("writeback_targets") as batch:
         batch.add_column(sa.Column("connector", sa.String(20), nullable=False, server_default="webhook"))
         batch.add_column(sa.Column("options", json_doc, nullable=False, server_default="{}"))
+    # A queue table of a few rows per ticket: a plain build is short.
+    op.create_index(
+        "ix_writeback_deliveries_ticket", "writeback_deliveries", ["ticket_key", "target_id", "id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_writeback_deliveries_ticket", table_name="writeback_deliveries")
     with op.batch_alter_table("writeback_targets") as batch:
         batch.drop_column("options")
         batch.drop_column("connector")

@@ -98,7 +98,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         text = (triggered or "").lower()
         fields["comment"] = {
             "body": comment,
-            "public": True,  # the placeholder only ever renders public comments
+            # The placeholder renders the latest PUBLIC comment only: when a note triggered the
+            # webhook, that comment is an older one, not this event's, so it is no reply.
+            "public": "note" not in text,
             # Agents "send replies" and add notes; customers "reply". Default: the requester wrote it.
             "from_agent": any(word in text for word in ("agent", "reply_sent", "note")),
         }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from services.router.writeback.connectors.common import is_router_note
 from shared.events import (
     EventEnvelope,
     EventType,
@@ -175,8 +176,15 @@ def decide(
         reasons.append(f"reassigned in the source system to {external_team}")
     comment = snapshot.comment
     # A first response is a reply the requester sees: an internal note (an agent's, or the note
-    # our own write-back adds to explain the routing) leaves the first-response clock running.
-    if comment is not None and comment.from_agent and comment.public and state.sla.first_responded_at is None:
+    # our own write-back adds to explain the routing, whatever the helpdesk calls it) leaves the
+    # first-response clock running.
+    if (
+        comment is not None
+        and comment.from_agent
+        and comment.public
+        and not is_router_note(comment.body)
+        and state.sla.first_responded_at is None
+    ):
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")
     if state.team is None and not state.status.is_resolved:

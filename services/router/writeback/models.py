@@ -41,6 +41,8 @@ class WritebackDelivery(Base):
     __table_args__ = (
         UniqueConstraint("target_id", "event_id", name="uq_writeback_deliveries_target_event"),
         Index("ix_writeback_deliveries_due", "status", "next_attempt_at"),
+        # The sender's "an older delivery of this ticket to this target is pending" check.
+        Index("ix_writeback_deliveries_ticket", "ticket_key", "target_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -92,9 +92,10 @@ class WritebackQueue:
         for wb_kind, envelope, payload, external_id, named in self.items:
             body: str | None = None  # built once, and only for a ticket some target wants
             for target in targets:
-                by_kind = target.source == envelope.source and (
-                    not target.event_kinds or wb_kind in target.event_kinds
-                )
+                own = target.source == envelope.source
+                if not own and target.connector != "webhook":
+                    continue  # a helpdesk's API addresses its own tickets only, whoever names it
+                by_kind = own and (not target.event_kinds or wb_kind in target.event_kinds)
                 if by_kind or target.name in named:
                     if body is None:
                         body = body_for(wb_kind, envelope, payload, external_id)

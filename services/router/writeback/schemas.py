@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from services.router.writeback.connectors import check_options
 from services.router.writeback.queue import WRITEBACK_KINDS
 from shared.db.storable import reject_nul
 
+TOKEN = re.compile(r"[\x21-\x7e]+")
 Connector = Literal["webhook", "zendesk", "freshdesk", "zammad", "jira", "github", "intercom"]
 
 
@@ -48,6 +50,15 @@ class TargetIn(BaseModel):
     def _storable(cls, value: str) -> str:
         reject_nul(value)
         return value
+
+    @field_validator("secret")
+    @classmethod
+    def _header_safe(cls, secret: str, info: ValidationInfo) -> str:
+        # A helpdesk's token goes into a header: printable ASCII, no spaces (a pasted newline
+        # would make every request fail, quoting the token in the error).
+        if info.data.get("connector", "webhook") != "webhook" and not TOKEN.fullmatch(secret):
+            raise ValueError("an API token is printable ASCII without spaces")
+        return secret
 
     @field_validator("options")
     @classmethod

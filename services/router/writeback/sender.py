@@ -12,6 +12,7 @@ with ``Retry-After`` is not tried again before the receiver asked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 import orjson
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from services.router.load.store import take_write_lock
-from services.router.writeback.connectors import RenderError, Target, render
+from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, render_body, sign
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from shared.db.dialect import is_postgres
@@ -45,17 +47,29 @@ def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
     return timedelta(seconds=min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
 
 
-def retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
-    """The wait a 429 or 503 asks for (``Retry-After``: seconds or an HTTP date), else None."""
-    value = response.headers.get("Retry-After")
+def retry_after(response: httpx.Response, now: datetime, cap: timedelta) -> timedelta | None:
+    """The wait a 429 or 503 asks for (``Retry-After``: seconds or an HTTP date), at most ``cap``;
+    None when it asks for none, or for one that does not parse."""
+    value = response.headers.get("Retry-After", "").strip()
     if response.status_code not in (429, 503) or not value:
         return None
-    if value.strip().isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        return min(timedelta(seconds=min(int(value), 10**9)), cap)
     try:
-        return max(parsedate_to_datetime(value) - now, timedelta(0))
-    except (TypeError, ValueError):
+        return min(max(parsedate_to_datetime(value) - now, timedelta(0)), cap)
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
+    """``text`` without the target's secret or any credential a request carried (an HTTP library's
+    error may quote a header it refused)."""
+    secrets = {target.secret, *(r.headers.get("Authorization", "") for r in requests)}
+    # As given, trimmed, and as a repr quotes it (h11 shows a refused header as bytes).
+    variants = {v for s in secrets for v in (s, s.strip(), repr(s)[1:-1], repr(s.encode())[2:-1])}
+    for secret in sorted((v for v in variants if len(v) >= 8), key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 @dataclass(frozen=True)
@@ -91,13 +105,27 @@ class WritebackSender:
         self.clock = clock
 
     async def _claim(self) -> list[tuple[int, Target, str]]:
+        """Lease the due deliveries of enabled targets, each only once every older delivery of its
+        ticket to its target is done: a retried assignment must not land after the escalation
+        that followed it (the helpdesk would keep the older priority, and report it back)."""
         now = self.clock()
+        older = aliased(WritebackDelivery)
         async with self.sessions() as session, session.begin():
             await take_write_lock(session)
             query = (
                 select(WritebackDelivery, WritebackTarget)
                 .join(WritebackTarget, WritebackTarget.id == WritebackDelivery.target_id)
-                .where(WritebackDelivery.status == "pending", WritebackDelivery.next_attempt_at <= now)
+                .where(
+                    WritebackDelivery.status == "pending",
+                    WritebackDelivery.next_attempt_at <= now,
+                    WritebackTarget.enabled.is_(True),
+                    ~exists().where(
+                        older.target_id == WritebackDelivery.target_id,
+                        older.ticket_key == WritebackDelivery.ticket_key,
+                        older.status == "pending",
+                        older.id < WritebackDelivery.id,
+                    ),
+                )
                 .order_by(WritebackDelivery.next_attempt_at, WritebackDelivery.id)
                 .limit(self.config.batch)
             )
@@ -111,30 +139,48 @@ class WritebackSender:
             return claimed
 
     async def _send(self, target: Target, body: str) -> Outcome:
+        """Send one delivery; never raises (an error of one must not undo a pass's bookkeeping)."""
+        requests: list[OutboundRequest] = []
         try:
             # The stored body is the exact JSON a webhook signs; other connectors re-shape it.
             if target.connector == "webhook":
-                request = render_body(body.encode(), target, self.clock().timestamp())
+                requests = [render_body(body.encode(), target, self.clock().timestamp())]
             else:
-                request = render(orjson.loads(body), target)
-        except (RenderError, ValueError) as exc:
-            return Outcome(f"cannot be sent to this {target.connector} target: {exc}"[:500], permanent=True)
+                requests = render(orjson.loads(body), target)
+        except Exception as exc:  # RenderError, or a queued body that is not a notification
+            detail = exc if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
+            why = f"cannot be sent to this {target.connector} target: {detail}"
+            return Outcome(redact(why, target, requests)[:500], permanent=True)
         try:
-            response = await self.client.request(
-                request.method,
-                request.url,
-                content=request.body,
-                headers=request.headers,
-                timeout=self.config.timeout_s,
-            )
-        except httpx.HTTPError as exc:
-            return Outcome(f"{type(exc).__name__}: {exc}"[:500])
-        if 200 <= response.status_code < 300:
-            return Outcome()
-        return Outcome(
-            f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:200]}"[:500],
-            wait=retry_after(response, self.clock()),
-        )
+            outcome = await self._send_all(requests)
+        except Exception as exc:  # a header httpx refuses, an answer that does not parse...
+            outcome = Outcome(f"{type(exc).__name__}: {exc}")
+        if outcome.error is None:
+            return outcome
+        return dataclasses.replace(outcome, error=redact(outcome.error, target, requests)[:500])
+
+    async def _send_all(self, requests: list[OutboundRequest]) -> Outcome:
+        """The requests in order; the first that fails ends the attempt (all are sent again)."""
+        for request in requests:
+            try:
+                response = await self.client.request(
+                    request.method,
+                    request.url,
+                    content=request.body,
+                    headers=request.headers,
+                    timeout=self.config.timeout_s,
+                )
+            except httpx.HTTPError as exc:
+                return Outcome(f"{type(exc).__name__}: {exc}")
+            if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
+                cap = timedelta(seconds=self.config.backoff_cap_s)
+                return Outcome(
+                    f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:200]}"[
+                        :500
+                    ],
+                    wait=retry_after(response, self.clock(), cap),
+                )
+        return Outcome()
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""
@@ -167,8 +213,8 @@ class WritebackSender:
                     )
                 else:
                     delay = backoff(delivery.attempts, self.config.backoff_base_s, self.config.backoff_cap_s)
-                    if outcome.wait is not None:  # as asked, within the cap
-                        delay = max(delay, min(outcome.wait, timedelta(seconds=self.config.backoff_cap_s)))
+                    if outcome.wait is not None:  # no sooner than asked (capped by retry_after)
+                        delay = max(delay, outcome.wait)
                     delivery.next_attempt_at = now + delay
                     DELIVERIES.labels("retry").inc()
         return len(claimed)

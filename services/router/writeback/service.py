@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -123,6 +123,9 @@ async def delete_target(session: AsyncSession, target_id: int, *, expected: int 
     row = await get_target(session, target_id)
     check_expected(expected, row.revision, target_etag(row))
     seen, detail = row.revision, {"target": _fields(row), "revision": row.revision}
+    # Its deliveries go with it: none is sent to a target that is gone, and none waits to be
+    # taken for a later target's (SQLite may give a new row a deleted row's id).
+    await session.execute(delete(WritebackDelivery).where(WritebackDelivery.target_id == target_id))
     await session.delete(row)
     try:
         await session.flush()  # DELETE WHERE revision = seen: an edit since the check is not lost

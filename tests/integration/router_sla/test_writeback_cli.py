@@ -68,6 +68,14 @@ def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.Monkey
     assert again.exit_code == 1 and "only failed ones are retried" in again.output
 
     assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
+
+    async def left() -> WritebackDelivery | None:
+        async def work(session) -> WritebackDelivery | None:
+            return await session.get(WritebackDelivery, delivery_id)
+
+        return await in_transaction(work, database_url)
+
+    assert asyncio.run(left()) is None  # its queue went with it
     gone = cli.invoke(app, ["writeback", "remove", name])
     assert gone.exit_code == 1 and f"no write-back target named '{name}'" in gone.output
 

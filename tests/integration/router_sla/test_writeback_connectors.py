@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -24,9 +25,10 @@ from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.writeback.endpoints import router as writeback_api
 from services.router.writeback.groups import GroupDirectory
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.router.writeback.queue import WritebackQueue
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.auth import Role
-from shared.events import EventType
+from shared.events import EventType, Priority, RoutingPayload, TicketState, TicketStatus, routing_event
 from shared.http.problems import PROBLEM_JSON
 from shared.kafka.embedded import free_port
 from tests.integration.router_sla.helpers import Clock, api_client, event, new_id, producer_for, route, utc
@@ -229,6 +231,11 @@ async def test_the_helpdesks_echo_of_our_group_is_read_as_our_team(sessions, set
     assert [d.kind for d in await deliveries(sessions, key)] == ["assignment"]  # and no write-back loop
     assert await reassigned("360002") == "billing"  # an agent moved it to billing's group
     assert await reassigned("999") == "999"  # a group no target maps stays as the helpdesk names it
+    async with sessions() as session, session.begin():
+        for row in (
+            await session.scalars(select(WritebackDelivery).where(WritebackDelivery.ticket_key == key))
+        ).all():
+            row.status = "failed"  # not for the senders of other tests
 
 
 async def test_the_api_checks_a_connectors_options_and_shows_them(sessions):
@@ -260,3 +267,192 @@ async def test_the_api_checks_a_connectors_options_and_shows_them(sessions):
             "/v1/writeback/targets", json={**body, "name": name + "-2", "connector": "otrs"}
         )
         assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "/connector"
+
+
+def queued(
+    target_id: int, ticket_key: str, kind: str, priority: str, at, **fields: object
+) -> WritebackDelivery:
+    event_id = str(uuid.uuid4())
+    document = {
+        "event_id": event_id,
+        "kind": kind,
+        "ticket_key": ticket_key,
+        "external_id": ticket_key.split(":", 1)[1],
+        "team": "access",
+        "priority": priority,
+        "reasons": ["test"],
+        **fields,
+    }
+    return WritebackDelivery(
+        target_id=target_id,
+        event_id=event_id,
+        kind=kind,
+        ticket_key=ticket_key,
+        body=orjson.dumps(document).decode(),
+        status="pending",
+        attempts=0,
+        next_attempt_at=at,
+        created_at=at,
+    )
+
+
+async def test_a_tickets_deliveries_go_in_order_and_a_disabled_targets_wait(sessions, helpdesk):
+    source = f"zd-{new_id()[:8]}"
+    clock = Clock(utc(2026, 12, 7, 9, 0))
+    async with sessions() as session, session.begin():
+        target = zendesk_target(source, helpdesk.port, options={"username": "bot@acme.com", "note": False})
+        paused = zendesk_target(source, helpdesk.port, name=f"paused-{source}", enabled=False)
+        session.add_all([target, paused])
+        await session.flush()
+        key = f"{source}:429"  # the helpdesk answers its first request with 429, Retry-After 90
+        session.add(queued(target.id, key, "assignment", "P3", clock.now))
+        session.add(queued(target.id, key, "escalation", "P1", clock.now + timedelta(seconds=1)))
+        session.add(queued(paused.id, f"{source}:7", "assignment", "P3", clock.now))
+        paused_id = paused.id
+    async with httpx.AsyncClient() as client:
+        sender = WritebackSender(sessions, client, SenderConfig(), clock)
+        clock.now += timedelta(seconds=1)
+        assert await sender.run_once() == 1  # the assignment (429); the escalation waits behind it
+        assert await sender.run_once() == 0
+        clock.now += timedelta(seconds=90)
+        assert await sender.run_once() == 1  # the assignment again
+        assert await sender.run_once() == 1  # then the escalation
+        assert await sender.run_once() == 0  # and never the disabled target's
+    assert [body["ticket"]["priority"] for _, _, _, body in helpdesk.seen] == ["normal", "normal", "urgent"]
+    assert {d.status for d in await deliveries(sessions, key)} == {"delivered"}
+    [waiting] = await deliveries(sessions, f"{source}:7")
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    async with sessions() as session, session.begin():
+        row = await session.get(WritebackTarget, paused_id)
+        assert row is not None
+        row.enabled = True
+    async with httpx.AsyncClient() as client:
+        assert await WritebackSender(sessions, client, SenderConfig(), clock).run_once() == 1
+    [sent] = await deliveries(sessions, f"{source}:7")
+    assert sent.status == "delivered"
+
+
+@pytest.mark.parametrize("retry_after", ["99999999999999", "\u00b2", "Thu, 99 Foo 2026"])
+async def test_one_odd_answer_or_token_neither_stops_the_pass_nor_shows_the_token(sessions, retry_after):
+    source = f"zm-{new_id()[:8]}"
+    clock = Clock(utc(2026, 12, 7, 9, 0))
+    leaky = "zammad-token-0123456789\n"  # a pasted token's newline: h11 refuses the header, quoting it
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "odd.example":
+            return httpx.Response(429, headers=[(b"Retry-After", retry_after.encode("latin-1"))])
+        return httpx.Response(200, json={})
+
+    async with sessions() as session, session.begin():
+        odd = zendesk_target(source, 1, name=f"odd-{source}", url="https://odd.example")
+        token = zendesk_target(source, 1, name=f"tok-{source}", connector="zammad", secret=leaky, options={})
+        good = zendesk_target(source, 1, name=f"good-{source}", url="https://good.example")
+        garbled = zendesk_target(source, 1, name=f"garbled-{source}", url="https://good.example")
+        session.add_all([odd, token, good, garbled])
+        await session.flush()
+        for target in (odd, token, good, garbled):
+            session.add(queued(target.id, f"{source}:{target.id}", "assignment", "P2", clock.now))
+        broken = queued(garbled.id, f"{source}:broken", "assignment", "P2", clock.now)
+        broken.body = '{"external_id": "7"}'  # a body that is no notification (no kind)
+        session.add(broken)
+    # A real connection for the token's target: the HTTP/1.1 layer is what refuses the header.
+    server = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with sessions() as session, session.begin():
+        row = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == f"tok-{source}"))
+        assert row is not None
+        row.url = f"http://127.0.0.1:{port}"
+    real = httpx.AsyncHTTPTransport()
+    mock = httpx.MockTransport(answer)
+
+    class Mixed(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.host == "127.0.0.1":
+                return await real.handle_async_request(request)
+            return await mock.handle_async_request(request)
+
+    async with httpx.AsyncClient(transport=Mixed()) as client:
+        assert await WritebackSender(sessions, client, SenderConfig(max_attempts=5), clock).run_once() == 5
+    server.close()
+    rows = {
+        d.event_id: d
+        for key in [*(f"{source}:{t.id}" for t in (odd, token, good, garbled)), f"{source}:broken"]
+        for d in await deliveries(sessions, key)
+    }
+    by_target = {d.target_id: d for d in rows.values() if d.event_id != broken.event_id}
+    assert by_target[good.id].status == "delivered"  # recorded, not lost with the pass
+    odd_one = by_target[odd.id]
+    assert odd_one.status == "pending" and "HTTP 429" in (odd_one.last_error or "")
+    # A wait past the cap is capped (600 s); one that does not parse leaves the backoff (2 s).
+    waited = 600 if retry_after.isascii() and retry_after.isdigit() else 2
+    assert odd_one.next_attempt_at == clock.now + timedelta(seconds=waited)
+    garbled_one = rows[broken.event_id]
+    assert garbled_one.status == "failed" and "KeyError" in (garbled_one.last_error or "")  # at once
+    failed = by_target[token.id]
+    assert failed.status == "pending" and failed.last_error
+    assert "zammad-token-0123456789" not in failed.last_error and "<redacted>" in failed.last_error
+    async with sessions() as session, session.begin():
+        for delivery in (
+            await session.scalars(
+                select(WritebackDelivery).where(WritebackDelivery.id.in_([r.id for r in rows.values()]))
+            )
+        ).all():
+            delivery.status = "failed"  # not for other tests' senders
+
+
+async def test_a_notify_action_never_sends_a_helpdesk_another_sources_ticket(sessions, helpdesk):
+    source = f"zd-{new_id()[:8]}"
+    async with sessions() as session, session.begin():
+        session.add(zendesk_target(source, helpdesk.port))
+        session.add(
+            zendesk_target(
+                f"hooks-{source}", helpdesk.port, name=f"hook-{source}", connector="webhook", options={}
+            )
+        )
+    other = f"fd-{new_id()[:8]}"
+    state = TicketState(
+        ticket_key=f"{other}:42",
+        source=other,
+        revision=3,
+        status=TicketStatus.OPEN,
+        team="billing",
+        priority=Priority.P1,
+        created_at=utc(2026, 12, 7, 9, 0),
+    )
+    payload = RoutingPayload(state=state, reasons=["SLA breached"])
+    envelope = routing_event(EventType.SLA_BREACHED, payload, utc(2026, 12, 7, 9, 0), uuid.uuid4())
+    async with sessions() as session, session.begin():
+        queue = WritebackQueue()
+        # A policy's notify action names both: the signed webhook takes any ticket, Zendesk only its own.
+        queue.add(
+            EventType.SLA_BREACHED, envelope, payload, "42", named=(f"zendesk-{source}", f"hook-{source}")
+        )
+        assert await queue.flush(session) == 1
+    async with sessions() as session:
+        [row] = (
+            await session.scalars(
+                select(WritebackDelivery).where(WritebackDelivery.ticket_key == f"{other}:42")
+            )
+        ).all()
+        target = await session.get(WritebackTarget, row.target_id)
+        assert target is not None and target.connector == "webhook"
+        row.status = "failed"  # not for the sender of other tests
+        await session.commit()
+
+
+async def test_group_names_read_back_as_our_teams(sessions):
+    source = f"fd-{new_id()[:8]}"
+    async with sessions() as session, session.begin():
+        session.add(
+            zendesk_target(
+                source,
+                1,
+                connector="freshdesk",
+                options={"groups": {"billing": 42}, "group_names": {"billing": "Billing"}},
+            )
+        )
+    directory = GroupDirectory(sessions)
+    await directory.refresh()
+    assert directory.team_of(source, "42") == "billing"  # as the API names it
+    assert directory.team_of(source, "Billing") == "billing"  # as Freshdesk's webhooks do
+    assert directory.team_of(source, "Sales") is None and directory.team_of("elsewhere", "42") is None

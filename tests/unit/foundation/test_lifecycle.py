@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from services.router.routing.lifecycle import RouteResult, decide, fill_gaps
+from services.router.writeback.connectors.common import note_text
 from shared.events import (
     Comment,
     EventEnvelope,
@@ -116,6 +117,14 @@ def test_an_internal_note_is_not_the_first_response():
     note = Comment(body="Routed to a at P3. Why: ...", public=False, from_agent=True)
     d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED, comment=note), route_to("a"), T0)
     assert d.state.sla.first_responded_at is None and d.events == []
+    # Our own write-back note, reported back as a public agent comment (Jira outside Service
+    # Management has no internal comments): still not a first response.
+    ours = Comment(
+        body=note_text({"kind": "assignment", "team": "a", "priority": "P3", "event_id": "e"}),
+        from_agent=True,
+    )
+    d = decide(d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=ours), route_to("a"), T0)
+    assert d.state.sla.first_responded_at is None
     reply = Comment(body="on it", public=True, from_agent=True)
     d = decide(d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=reply), route_to("a"), T0)
     assert d.state.sla.first_responded_at == T0

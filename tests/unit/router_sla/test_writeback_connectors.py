@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from typing import Any
 
 import orjson
 import pytest
 
 from services.router.writeback.connectors import CONNECTORS, RenderError, Target, check_options, render
+from services.router.writeback.connectors.common import is_router_note
 from services.router.writeback.connectors.webhook import render_body
 
 TOKEN = "tok-0123456789abcdef"
@@ -36,9 +38,20 @@ def notification(kind: str = "assignment", **changes: Any) -> dict[str, Any]:
     return {**doc, **changes}
 
 
+def requests_for(
+    connector: str, options: dict[str, Any], doc: dict[str, Any], url: str = "https://desk.example"
+):
+    return render(doc, Target(connector, url, TOKEN, check_options(connector, options)))
+
+
 def send(connector: str, options: dict[str, Any], doc: dict[str, Any], url: str = "https://desk.example"):
-    request = render(doc, Target(connector, url, TOKEN, check_options(connector, options)))
-    return request, orjson.loads(request.body)
+    """The one request a notification takes (asserted), and its JSON body."""
+    [request] = requests_for(connector, options, doc, url)
+    return request, orjson.loads(request.body or b"null")
+
+
+def calls(requests) -> list[tuple[str, str, Any]]:
+    return [(r.method, r.url, None if r.body is None else orjson.loads(r.body)) for r in requests]
 
 
 def basic(user: str, password: str) -> str:
@@ -72,7 +85,7 @@ def test_zendesk_unmapped_team_keeps_the_group_and_sla_events_add_a_tag():
 
 
 def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
-    options = {"groups": {"billing": 42}}
+    options = {"groups": {"billing": 42}, "group_names": {"billing": "Billing"}}
     request, body = send("freshdesk", options, notification("escalation", priority="P1"))
     assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711")
     assert request.headers["Authorization"] == basic(TOKEN, "X")
@@ -102,49 +115,80 @@ def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
     assert body == {"group": "B"}
 
 
-def test_jira_labels_the_team_sets_priority_and_comments():
+def test_jira_labels_the_team_sets_priority_and_comments_internally():
     doc = notification(external_id="SUP-42")
-    request, body = send("jira", {"username": "bot@acme.com"}, doc, "https://acme.atlassian.net/")
-    assert (request.method, request.url) == ("PUT", "https://acme.atlassian.net/rest/api/2/issue/SUP-42")
-    assert request.headers["Authorization"] == basic("bot@acme.com", TOKEN)
-    assert body == {
-        "fields": {"priority": {"name": "High"}},
-        "update": {"labels": [{"add": "team-billing"}], "comment": [{"add": {"body": NOTE}}]},
-    }
-    _, body = send("jira", {"username": "u", "note": False}, notification("sla_breach", external_id="SUP-42"))
+    edit, comment = requests_for("jira", {"username": "bot@acme.com"}, doc, "https://acme.atlassian.net/")
+    issue = "https://acme.atlassian.net/rest/api/2/issue/SUP-42"
+    assert calls([edit, comment]) == [
+        (
+            "PUT",
+            issue,
+            {"fields": {"priority": {"name": "High"}}, "update": {"labels": [{"add": "team-billing"}]}},
+        ),
+        # Without the property a Service Management comment is public: the customer would get it.
+        (
+            "POST",
+            issue + "/comment",
+            {"body": NOTE, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]},
+        ),
+    ]
+    assert edit.headers["Authorization"] == basic("bot@acme.com", TOKEN)
+    options = {"username": "u", "note": False, "priorities": {"P1": "Blocker"}}
+    _, body = send("jira", options, notification("sla_breach", external_id="SUP-42"))
     assert body == {"update": {"labels": [{"add": "router-sla-breach"}]}}
+    _, body = send("jira", options, notification("priority_change", external_id="SUP-42", priority="P1"))
+    assert body == {"fields": {"priority": {"name": "Blocker"}}}  # the rest keep their defaults
+    _, body = send("jira", options, notification("priority_change", external_id="SUP-42", priority="P4"))
+    assert body == {"fields": {"priority": {"name": "Low"}}}
 
 
-def test_github_adds_labels_never_an_empty_list():
+def test_github_adds_labels_and_removes_the_ones_they_replace():
     request, body = send("github", {}, notification(external_id="acme/widgets#17"), "https://api.github.com")
-    assert (request.method, request.url) == (
-        "POST",
-        "https://api.github.com/repos/acme/widgets/issues/17/labels",
-    )
+    labels = "https://api.github.com/repos/acme/widgets/issues/17/labels"
+    assert (request.method, request.url) == ("POST", labels)
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Accept"] == "application/vnd.github+json"
     assert request.headers["X-GitHub-Api-Version"] == "2022-11-28"
     assert body == {"labels": ["team:billing", "P2"]}
-    _, body = send("github", {"team_label_prefix": "squad/"}, notification("escalation", external_id="a/b#1"))
-    assert body == {"labels": ["squad/billing", "P2", "escalated"]}
+    # Intake reads an issue's priority from its first priority label: the old one goes first.
+    doc = notification(
+        "escalation", external_id="acme/widgets#17", previous_team="access", previous_priority="P3"
+    )
+    requests = requests_for("github", {"team_label_prefix": "squad/"}, doc, "https://api.github.com")
+    assert calls(requests) == [
+        ("DELETE", labels + "/squad%2Faccess", None),
+        ("DELETE", labels + "/P3", None),
+        ("POST", labels, {"labels": ["squad/billing", "P2", "escalated"]}),
+    ]
+    assert requests[0].also_done == frozenset({404}) and requests[-1].also_done == frozenset()
     _, body = send("github", {}, notification("sla_warning", external_id="a/b#1"))
     assert body == {"labels": ["sla:warning"]}
 
 
-def test_intercom_assigns_to_the_team_inbox_without_a_customer_visible_body():
+def test_intercom_assigns_to_the_team_inbox_and_notes_why_internally():
     options = {"admin_id": "814860", "groups": {"billing": "5017691"}}
-    request, body = send("intercom", options, notification(), "https://api.intercom.io")
-    assert (request.method, request.url) == ("POST", "https://api.intercom.io/conversations/4711/parts")
-    assert request.headers["Intercom-Version"] == "2.11"
-    assert body == {
-        "message_type": "assignment",
-        "type": "admin",
-        "admin_id": "814860",
-        "assignee_id": "5017691",
-    }
+    requests = requests_for("intercom", options, notification(), "https://api.intercom.io")
+    assert calls(requests) == [
+        (
+            "POST",
+            "https://api.intercom.io/conversations/4711/parts",
+            # No body: an assignment's body may reach the customer.
+            {"message_type": "assignment", "type": "team", "admin_id": "814860", "assignee_id": "5017691"},
+        ),
+        (
+            "POST",
+            "https://api.intercom.io/conversations/4711/reply",
+            {"message_type": "note", "type": "admin", "admin_id": "814860", "body": NOTE},
+        ),
+    ]
+    assert requests[0].headers["Intercom-Version"] == "2.11"
     request, body = send("intercom", options, notification("sla_breach"), "https://api.intercom.io")
     assert request.url == "https://api.intercom.io/conversations/4711/reply"
     assert body["message_type"] == "note" and body["body"].startswith("SLA breached: billing at P2")
+    [request] = requests_for(
+        "intercom", {**options, "note": False}, notification(), "https://api.intercom.io"
+    )
+    assert request.url.endswith("/parts")
 
 
 @pytest.mark.parametrize(
@@ -175,25 +219,41 @@ def test_a_ticket_the_api_cannot_address_is_a_render_error(connector, options, e
             {"groups": {"billing": 1, "access": 1}},
             "'billing' and 'access' name the same group 1",
         ),
+        (
+            "freshdesk",
+            {"groups": {"billing": 1}},
+            "give the Freshdesk name of each group in groups (missing ['billing'])",
+        ),
+        (
+            "zammad",
+            {"groups": {"billing": "1"}, "group_names": {"access": "1"}},
+            "'billing' and 'access' name the same",
+        ),
+        ("jira", {"username": "u", "priorities": {"P0": "Blocker"}}, "unknown priorities ['P0']"),
         ("intercom", {"groups": {}}, "admin_id: Field required"),
         ("webhook", {"username": "u"}, "username: Extra inputs are not permitted"),
         ("github", {"labels": True}, "labels: Extra inputs are not permitted"),
     ],
 )
 def test_options_are_checked_per_connector(connector, options, problem):
-    with pytest.raises(ValueError, match=problem.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         check_options(connector, options)
 
 
-def test_every_connector_renders_every_kind_or_says_why():
+def test_every_connector_renders_every_kind():
     kinds = ("assignment", "escalation", "priority_change", "sla_warning", "sla_breach")
     required = {"zendesk": {"username": "u@x"}, "jira": {"username": "u"}, "intercom": {"admin_id": "1"}}
     ids = {"jira": "SUP-1", "github": "a/b#1"}
     for connector in CONNECTORS:
         for kind in kinds:
             doc = notification(kind, external_id=ids.get(connector, "4711"), previous_priority="P3")
-            request, _ = send(connector, required.get(connector, {}), doc)
-            assert request.method in ("POST", "PUT") and request.url.startswith("https://desk.example")
+            requests = requests_for(connector, required.get(connector, {}), doc)
+            assert requests and all(r.url.startswith("https://desk.example") for r in requests)
+            assert all(r.body is not None for r in requests if r.method != "DELETE")
+
+
+def test_every_note_carries_the_mark_the_router_knows_its_own_notes_by():
+    assert is_router_note(NOTE) and not is_router_note("on it, the ticket router is great")
 
 
 def test_webhook_signs_the_queued_bytes_as_they_are():

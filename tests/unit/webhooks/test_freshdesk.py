@@ -105,6 +105,17 @@ def test_agent_reply_comment() -> None:
         CFG, _body(triggered_event="{reply_sent:agent}", ticket_latest_public_comment="Refunded.")
     )
     assert result.snapshot.comment is not None and result.snapshot.comment.from_agent
+    assert result.snapshot.comment.public
+
+
+def test_a_note_is_no_reply() -> None:
+    # A note (ours, explaining an SLA warning, or an agent's) triggers the webhook, but the
+    # placeholder renders the latest PUBLIC comment: an older one, which must not meet the SLA.
+    result = adapt_one(
+        CFG, _body(triggered_event="{note_type:private}", ticket_latest_public_comment="Where is my refund?")
+    )
+    comment = result.snapshot.comment
+    assert comment is not None and comment.from_agent and not comment.public
 
 
 def test_unknown_status_names_wrapped_field() -> None:

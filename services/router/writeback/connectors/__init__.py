@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from services.router.writeback.connectors import freshdesk, github, intercom, jira, webhook, zammad, zendesk
 from services.router.writeback.connectors.common import OutboundRequest, RenderError, Target
 
-Render = Callable[[Mapping[str, Any], Target], OutboundRequest]
+# A notification may take several requests (a label removed, then the new ones added); they are
+# sent in order, and a failure sends the whole list again at the next attempt.
+Render = Callable[[Mapping[str, Any], Target], list[OutboundRequest]]
 
 # connector name -> (its options' model, its renderer)
 CONNECTORS: dict[str, tuple[type[BaseModel], Render]] = {
@@ -35,7 +37,15 @@ CONNECTORS: dict[str, tuple[type[BaseModel], Render]] = {
     "intercom": (intercom.Options, intercom.render),
 }
 
-__all__ = ["CONNECTORS", "OutboundRequest", "RenderError", "Target", "check_options", "group_map", "render"]
+__all__ = [
+    "CONNECTORS",
+    "OutboundRequest",
+    "RenderError",
+    "Target",
+    "check_options",
+    "render",
+    "teams_by_group",
+]
 
 
 def check_options(connector: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,15 +62,19 @@ def check_options(connector: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return parsed.model_dump(mode="json", exclude_defaults=True)
 
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
-    """The request that delivers ``notification`` to ``target`` (RenderError: it cannot be)."""
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
+    """The requests that deliver ``notification`` to ``target`` (RenderError: it cannot be)."""
     model, renderer = CONNECTORS[target.connector]
     return renderer(notification, target.with_options(model.model_validate(dict(target.options))))
 
 
-def group_map(options: Mapping[str, Any]) -> dict[str, str]:
-    """A target's ``groups`` (our team -> the helpdesk's group), as strings; {} without one."""
-    groups = options.get("groups")
-    if not isinstance(groups, Mapping):
-        return {}
-    return {str(team): str(group) for team, group in groups.items()}
+def teams_by_group(options: Mapping[str, Any]) -> dict[str, str]:
+    """The helpdesk's group (id or name, as its webhooks report it) -> our team, from a target's
+    ``groups`` and ``group_names``; {} without them."""
+    teams: dict[str, str] = {}
+    for key in ("groups", "group_names"):
+        mapping = options.get(key)
+        if isinstance(mapping, Mapping):
+            for team, group in mapping.items():
+                teams.setdefault(str(group), str(team))
+    return teams

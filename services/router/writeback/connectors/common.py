@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 USER_AGENT = "ticket-router-writeback"
 # The helpdesks' APIs carry the team as a group (or label), so the kinds that move a ticket set it;
@@ -27,7 +27,9 @@ class OutboundRequest:
     method: str
     url: str
     headers: dict[str, str]
-    body: bytes
+    body: bytes | None
+    # Answers besides 2xx that mean done: removing a label the issue no longer has (404).
+    also_done: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -54,20 +56,32 @@ class GroupOptions(BaseModel):
         description="Our team -> the helpdesk's group (id or name). A team left out is not "
         "written; the router reads the same mapping backwards when the helpdesk reports a group.",
     )
+    group_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our team -> the group's name, where the helpdesk's webhooks report groups by "
+        "name while its API takes ids (Freshdesk; Zendesk triggers): read back, never written.",
+    )
     note: bool = Field(default=True, description="Add an internal note saying why.")
 
-    @field_validator("groups")
-    @classmethod
-    def _one_team_per_group(cls, groups: dict[str, Any]) -> dict[str, Any]:
+    @model_validator(mode="after")
+    def _one_team_per_group(self) -> GroupOptions:
         seen: dict[str, str] = {}
-        for team, group in groups.items():
-            if str(group) in seen:
+        for team, group in [*self.groups.items(), *self.group_names.items()]:
+            if seen.setdefault(str(group), team) != team:
                 raise ValueError(f"teams {seen[str(group)]!r} and {team!r} name the same group {group!r}")
-            seen[str(group)] = team
-        return groups
+        return self
 
     def group_of(self, team: str | None) -> str | int | None:
         return None if team is None else self.groups.get(team)
+
+
+# Ends every note the connectors write, so that the router knows its own note when the helpdesk
+# reports it back as a comment (routing/lifecycle.py: our note is never the first response).
+NOTE_MARK = "(ticket router, event "
+
+
+def is_router_note(body: str) -> bool:
+    return NOTE_MARK in body
 
 
 def json_body(document: Any) -> bytes:
@@ -129,5 +143,5 @@ def note_text(notification: Mapping[str, Any]) -> str:
     reasons = [str(reason) for reason in notification.get("reasons") or []]
     if reasons:
         lines += ["", "Why:", *(f"- {reason}" for reason in reasons)]
-    lines += ["", f"(ticket router, event {notification.get('event_id')})"]
+    lines += ["", f"{NOTE_MARK}{notification.get('event_id')})"]
     return "\n".join(lines)

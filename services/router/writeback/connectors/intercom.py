@@ -1,7 +1,8 @@
 """Intercom: a move assigns the conversation to the team's inbox (``POST /conversations/{id}/parts``,
-``message_type: assignment``, without a body: an assignment's body may reach the customer); any
-other notification is an internal note with the reasons (``POST /conversations/{id}/reply``,
-``message_type: note``). Intercom conversations have no priority levels to set.
+``message_type: assignment``, ``type: team``, without a body: an assignment's body may reach the
+customer); the reasons, and any other notification, go in an internal note
+(``POST /conversations/{id}/reply``, ``message_type: note``). Intercom conversations have no
+priority levels to set.
 
 ``admin_id`` is the admin the parts are written as; ``groups`` maps our teams to Intercom team
 ids. Authentication is an access token (``Authorization: Bearer``); ``url`` is
@@ -35,27 +36,26 @@ class Options(GroupOptions):
     groups: dict[str, str] = Field(default_factory=dict, description="Our team -> Intercom team id.")  # type: ignore[assignment]
 
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
     options: Options = target.options
-    conversation = external_id(notification)
+    conversation = api_url(target.url, f"/conversations/{external_id(notification)}")
     headers = json_headers(f"Bearer {target.secret}", **{"Intercom-Version": API_VERSION})
+    requests = []
     group = options.group_of(notification.get("team"))
     if notification["kind"] in MOVES and group is not None:
-        part = {
+        assign = {
             "message_type": "assignment",
-            "type": "admin",
+            "type": "team",
             "admin_id": options.admin_id,
             "assignee_id": group,
         }
-        return OutboundRequest(
-            "POST", api_url(target.url, f"/conversations/{conversation}/parts"), headers, json_body(part)
-        )
-    note = {
-        "message_type": "note",
-        "type": "admin",
-        "admin_id": options.admin_id,
-        "body": note_text(notification),
-    }
-    return OutboundRequest(
-        "POST", api_url(target.url, f"/conversations/{conversation}/reply"), headers, json_body(note)
-    )
+        requests.append(OutboundRequest("POST", f"{conversation}/parts", headers, json_body(assign)))
+    if options.note or not requests:
+        note = {
+            "message_type": "note",
+            "type": "admin",
+            "admin_id": options.admin_id,
+            "body": note_text(notification),
+        }
+        requests.append(OutboundRequest("POST", f"{conversation}/reply", headers, json_body(note)))
+    return requests

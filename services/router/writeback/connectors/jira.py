@@ -1,10 +1,12 @@
 """Jira (Cloud or Data Center, Jira Service Management included): Edit issue
-(``PUT /rest/api/2/issue/{key}``, 204 on success).
+(``PUT /rest/api/2/issue/{key}``, 204) for the labels and the priority, then Add comment
+(``POST /rest/api/2/issue/{key}/comment``) for the reasons, marked internal.
 
 The team goes on as a label (``team-<name>``; Jira labels have no spaces), escalations and SLA
-events add one too, the priority is set by name, and a comment carries the reasons (API v2 takes
-plain text). Authentication is HTTP Basic with ``username`` (the account's email on Cloud) and the
-API token as the secret; ``url`` is the site (``https://acme.atlassian.net``).
+events add one too, the priority is set by name. The comment carries the property
+``sd.public.comment: {"internal": true}``: on a Service Management project a comment without it
+is public, sent to the customer. Authentication is HTTP Basic with ``username`` (the account's
+email on Cloud) and the API token as the secret; ``url`` is the site (``https://acme.atlassian.net``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.router.writeback.connectors.common import (
     MOVES,
@@ -35,6 +37,7 @@ LABELS = {
     "sla_breach": "router-sla-breach",
 }
 ISSUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[0-9]+$")
+INTERNAL = [{"key": "sd.public.comment", "value": {"internal": True}}]
 
 
 class Options(BaseModel):
@@ -42,36 +45,45 @@ class Options(BaseModel):
 
     username: str = Field(min_length=1, max_length=200, description="The API user (its email on Cloud).")
     priorities: dict[str, str] = Field(
-        default_factory=lambda: dict(PRIORITIES), description="P1..P4 -> Jira priority name."
+        default_factory=dict, description="P1..P4 -> Jira priority name, over the defaults."
     )
-    note: bool = Field(default=True, description="Add a comment saying why.")
+    note: bool = Field(default=True, description="Add an internal comment saying why.")
+
+    @field_validator("priorities")
+    @classmethod
+    def _over_defaults(cls, priorities: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(priorities) - set(PRIORITIES))
+        if unknown:
+            raise ValueError(f"unknown priorities {unknown}; use P1..P4")
+        return priorities
+
+    def priority(self, ours: str) -> str:
+        return self.priorities.get(ours) or PRIORITIES[ours]
 
 
 def label(text: str) -> str:
     return re.sub(r"\s+", "-", text.strip())[:255]
 
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
     options: Options = target.options
     kind, key = notification["kind"], str(notification.get("external_id") or "")
     if not ISSUE_KEY.match(key):
         raise RenderError(f"external id {key!r} is not a Jira issue key")
+    headers = json_headers(basic_auth(options.username, target.secret))
     labels = []
     if kind in MOVES and notification.get("team"):
         labels.append(label(f"team-{notification['team']}"))
     if kind in LABELS:
         labels.append(LABELS[kind])
-    document: dict[str, Any] = {}
-    if kind in SETS_PRIORITY and notification["priority"] in options.priorities:
-        document["fields"] = {"priority": {"name": options.priorities[notification["priority"]]}}
-    update: dict[str, Any] = {}
+    edit: dict[str, Any] = {}
+    if kind in SETS_PRIORITY:
+        edit["fields"] = {"priority": {"name": options.priority(notification["priority"])}}
     if labels:
-        update["labels"] = [{"add": value} for value in labels]
-    if options.note:
-        update["comment"] = [{"add": {"body": note_text(notification)}}]
-    if update:
-        document["update"] = update
-    url = api_url(target.url, f"/rest/api/2/issue/{key}")
-    return OutboundRequest(
-        "PUT", url, json_headers(basic_auth(options.username, target.secret)), json_body(document)
-    )
+        edit["update"] = {"labels": [{"add": value} for value in labels]}
+    issue = api_url(target.url, f"/rest/api/2/issue/{key}")
+    requests = [OutboundRequest("PUT", issue, headers, json_body(edit))] if edit else []
+    if options.note or not requests:
+        comment = {"body": note_text(notification), "properties": INTERNAL}
+        requests.append(OutboundRequest("POST", issue + "/comment", headers, json_body(comment)))
+    return requests

@@ -28,8 +28,8 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
-    return render_body(json_body(notification), target, time.time())
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
+    return [render_body(json_body(notification), target, time.time())]
 
 
 def render_body(body: bytes, target: Target, now: float) -> OutboundRequest:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.router.writeback.connectors.common import (
     MOVES,
@@ -34,19 +34,28 @@ PRIORITIES = {"P2": "3 high", "P3": "2 normal", "P4": "1 low"}
 class Options(GroupOptions):
     groups: dict[str, str] = Field(default_factory=dict, description="Our team -> Zammad group name.")  # type: ignore[assignment]
     priorities: dict[str, str] = Field(
-        default_factory=lambda: dict(PRIORITIES), description="P1..P4 -> Zammad priority name."
+        default_factory=dict, description="P1..P4 -> Zammad priority name, over the defaults."
     )
 
+    @field_validator("priorities")
+    @classmethod
+    def _known(cls, priorities: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(priorities) - {"P1", "P2", "P3", "P4"})
+        if unknown:
+            raise ValueError(f"unknown priorities {unknown}; use P1..P4")
+        return priorities
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
     options: Options = target.options
     kind = notification["kind"]
     ticket: dict[str, Any] = {}
     group = options.group_of(notification.get("team"))
     if kind in MOVES and group is not None:
         ticket["group"] = group
-    if kind in SETS_PRIORITY and notification["priority"] in options.priorities:
-        ticket["priority"] = options.priorities[notification["priority"]]
+    priority = options.priorities.get(notification["priority"]) or PRIORITIES.get(notification["priority"])
+    if kind in SETS_PRIORITY and priority is not None:
+        ticket["priority"] = priority
     if options.note or not ticket:
         ticket["article"] = {
             "subject": "Ticket router",
@@ -57,4 +66,4 @@ def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
         }
     url = api_url(target.url, f"/api/v1/tickets/{numeric_id(notification)}")
     headers = json_headers(f"Token token={target.secret}")
-    return OutboundRequest("PUT", url, headers, json_body(ticket))
+    return [OutboundRequest("PUT", url, headers, json_body(ticket))]

@@ -37,13 +37,13 @@ class Options(GroupOptions):
     groups: dict[str, int] = Field(default_factory=dict, description="Our team -> Zendesk group id.")  # type: ignore[assignment]
 
 
-def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
+def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
     options: Options = target.options
     kind, ticket_id = notification["kind"], numeric_id(notification)
     headers = json_headers(basic_auth(f"{options.username}/token", target.secret))
     if kind in TAGS:
         url = api_url(target.url, f"/api/v2/tickets/{ticket_id}/tags")
-        return OutboundRequest("PUT", url, headers, json_body({"tags": [TAGS[kind]]}))
+        return [OutboundRequest("PUT", url, headers, json_body({"tags": [TAGS[kind]]}))]
     ticket: dict[str, Any] = {}
     group = options.group_of(notification.get("team"))
     if kind in MOVES and group is not None:
@@ -53,4 +53,4 @@ def render(notification: Mapping[str, Any], target: Target) -> OutboundRequest:
     if options.note:
         ticket["comment"] = {"body": note_text(notification), "public": False}
     url = api_url(target.url, f"/api/v2/tickets/{ticket_id}.json")
-    return OutboundRequest("PUT", url, headers, json_body({"ticket": ticket}))
+    return [OutboundRequest("PUT", url, headers, json_body({"ticket": ticket}))]
