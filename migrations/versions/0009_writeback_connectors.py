@@ -23,6 +23,9 @@ def upgrade() -> None:
     with op.batch_alter_table("writeback_targets") as batch:
         batch.add_column(sa.Column("connector", sa.String(20), nullable=False, server_default="webhook"))
         batch.add_column(sa.Column("options", json_doc, nullable=False, server_default="{}"))
+    # Deliveries of targets deleted before this version: nothing would send them, and SQLite would
+    # hand a deleted target's id, with its deliveries, to the next target created.
+    op.execute("DELETE FROM writeback_deliveries WHERE target_id NOT IN (SELECT id FROM writeback_targets)")
     # A queue table of a few rows per ticket: a plain build is short.
     op.create_index(
         "ix_writeback_deliveries_ticket", "writeback_deliveries", ["ticket_key", "target_id", "id"]

@@ -64,7 +64,9 @@ def retry_after(response: httpx.Response, now: datetime, cap: timedelta) -> time
 def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
     """``text`` without the target's secret or any credential a request carried (an HTTP library's
     error may quote a header it refused)."""
-    secrets = {target.secret, *(r.headers.get("Authorization", "") for r in requests)}
+    headers = [r.headers.get("Authorization", "") for r in requests]
+    # The whole header, and its credential alone (``Basic <base64>``, ``Token token=<secret>``).
+    secrets = {target.secret, *headers, *(h.split(" ", 1)[-1] for h in headers)}
     # As given, trimmed, and as a repr quotes it (h11 shows a refused header as bytes).
     variants = {v for s in secrets for v in (s, s.strip(), repr(s)[1:-1], repr(s.encode())[2:-1])}
     for secret in sorted((v for v in variants if len(v) >= 8), key=len, reverse=True):
@@ -175,9 +177,9 @@ class WritebackSender:
             if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
                 cap = timedelta(seconds=self.config.backoff_cap_s)
                 return Outcome(
-                    f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:200]}"[
-                        :500
-                    ],
+                    # Cut after redaction (in _send): a token cut in two would no longer match.
+                    f"HTTP {response.status_code} from {request.method} {request.url}: "
+                    f"{response.text[:2000]}",
                     wait=retry_after(response, self.clock(), cap),
                 )
         return Outcome()

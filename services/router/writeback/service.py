@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.router.errors import Conflict, get_or_404
+from services.router.writeback.connectors import teams_by_group
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut
 from shared.db.audit import record
@@ -78,8 +79,29 @@ async def _check_name_free(session: AsyncSession, name: str, target_id: int | No
         raise _name_taken(name)
 
 
+async def _check_groups_agree(session: AsyncSession, data: TargetIn, target_id: int | None = None) -> None:
+    """The router reads a source's groups back as teams (groups.py): two targets of one source
+    must not name one helpdesk group for two teams, or one's own write-back would read back as
+    the other's team."""
+    mine = teams_by_group(data.options)
+    if not mine:
+        return
+    query = select(WritebackTarget).where(WritebackTarget.source == data.source)
+    if target_id is not None:
+        query = query.where(WritebackTarget.id != target_id)
+    for other in (await session.scalars(query)).all():
+        for group, team in teams_by_group(other.options).items():
+            if mine.get(group, team) != team:
+                raise Conflict(
+                    f"group {group!r} is team {mine[group]!r} here but {team!r} in target {other.name!r} "
+                    f"of the same source",
+                    [{"field": "/options", "message": f"group {group!r} is {team!r} in {other.name!r}"}],
+                )
+
+
 async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> WritebackTarget:
     await _check_name_free(session, data.name)
+    await _check_groups_agree(session, data)
     now = utc_now()
     row = WritebackTarget(**data.model_dump(mode="json"), created_at=now, updated_at=now)
     session.add(row)
@@ -104,6 +126,7 @@ async def update_target(
         return row
     if "name" in changes:
         await _check_name_free(session, data.name, target_id)
+    await _check_groups_agree(session, data, target_id)
     seen = row.revision
     for key, value in new.items():
         setattr(row, key, value)
@@ -146,6 +169,22 @@ async def retry_delivery(session: AsyncSession, delivery_id: int, actor: str) ->
     row = await get_or_404(session, WritebackDelivery, delivery_id, f"delivery {delivery_id}")
     if row.status != "failed":
         raise Conflict(f"delivery {delivery_id} is {row.status}, only failed ones are retried")
+    newer = await session.scalar(
+        select(WritebackDelivery.id)
+        .where(
+            WritebackDelivery.target_id == row.target_id,
+            WritebackDelivery.ticket_key == row.ticket_key,
+            WritebackDelivery.id > row.id,
+            WritebackDelivery.status != "failed",
+        )
+        .limit(1)
+    )
+    if newer is not None:
+        # Sent now, it would land after them and undo them (an old priority over an escalation).
+        raise Conflict(
+            f"delivery {delivery_id} is older than delivery {newer} of the same ticket to the same "
+            "target; retrying it would undo that one"
+        )
     detail = {
         "target_id": row.target_id,
         "ticket_key": row.ticket_key,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from migrations.metadata import metadata
 from shared.db.engine import create_engine
@@ -48,3 +49,41 @@ def test_one_head_and_models_match_migrations(tmp_path):
     assert len(heads) == 1, f"several migration heads {heads}: add a merge revision"
     command.upgrade(config, "heads")
     command.check(config)  # raises when the models need a migration that does not exist
+
+
+async def _rows(url: str, sql: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(sql), params or {})
+            return [tuple(row) for row in result.all()] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("kind", database_params())
+def test_0009_drops_the_deliveries_of_targets_deleted_before_it(kind, tmp_path):
+    # Earlier versions deleted a target and left its deliveries: nothing sent them, and SQLite gave
+    # the deleted target's id, with them, to the next target created.
+    url = fresh_url(kind, tmp_path)
+    upgrade(url, "0008_pruning_indexes")
+    insert = (
+        "INSERT INTO writeback_deliveries (target_id, event_id, kind, ticket_key, body, status, attempts, "
+        "next_attempt_at, created_at) VALUES (:target, :event, 'assignment', 'fd:42', '{}', 'pending', 0, "
+        ":at, :at)"
+    )
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    asyncio.run(
+        _rows(
+            url,
+            "INSERT INTO writeback_targets (name, source, url, secret, enabled, event_kinds, revision, "
+            "created_at, updated_at) "
+            "VALUES ('kept', 'fd', 'https://x.example', 'k', true, '[]', 1, :at, :at)",
+            {"at": at},
+        )
+    )
+    [(kept,)] = asyncio.run(_rows(url, "SELECT id FROM writeback_targets"))
+    asyncio.run(_rows(url, insert, {"target": kept, "event": "e-kept", "at": at}))
+    asyncio.run(_rows(url, insert, {"target": int(str(kept)) + 1, "event": "e-orphan", "at": at}))
+    upgrade(url)
+    assert asyncio.run(_rows(url, "SELECT event_id FROM writeback_deliveries")) == [("e-kept",)]

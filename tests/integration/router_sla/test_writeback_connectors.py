@@ -456,3 +456,42 @@ async def test_group_names_read_back_as_our_teams(sessions):
     assert directory.team_of(source, "42") == "billing"  # as the API names it
     assert directory.team_of(source, "Billing") == "billing"  # as Freshdesk's webhooks do
     assert directory.team_of(source, "Sales") is None and directory.team_of("elsewhere", "42") is None
+
+
+async def test_a_retry_that_would_undo_a_newer_delivery_and_a_group_two_targets_disagree_on_are_refused(
+    sessions,
+):
+    source = f"zd-{new_id()[:8]}"
+    at = utc(2026, 12, 7, 9, 0)
+    async with sessions() as session, session.begin():
+        target = zendesk_target(source, 1)
+        session.add(target)
+        await session.flush()
+        old = queued(target.id, f"{source}:5", "assignment", "P3", at)
+        new = queued(target.id, f"{source}:5", "escalation", "P1", at)
+        other = queued(target.id, f"{source}:6", "assignment", "P3", at)
+        old.status, new.status, other.status = "failed", "delivered", "failed"
+        session.add_all([old, new, other])
+    async with await api_client(sessions, writeback_api, Role.ADMIN, "connector admin") as client:
+        refused = await client.post(f"/v1/writeback/deliveries/{old.id}/retry")
+        assert refused.status_code == 409 and f"older than delivery {new.id}" in refused.json()["detail"]
+        retried = await client.post(f"/v1/writeback/deliveries/{other.id}/retry")  # nothing newer
+        assert retried.status_code == 200 and retried.json()["status"] == "pending"
+        body = {
+            "name": f"second-{source}",
+            "source": source,
+            "connector": "zendesk",
+            "url": "https://acme.zendesk.com",
+            "secret": TOKEN,
+            # The first target has access -> 360001: the same group cannot be billing here.
+            "options": {"username": "bot@acme.com", "groups": {"billing": 360001}},
+        }
+        clash = await client.post("/v1/writeback/targets", json=body)
+        assert clash.status_code == 409 and clash.json()["errors"][0]["field"] == "/options"
+        assert "'360001' is team 'billing' here but 'access'" in clash.json()["detail"]
+        body["options"] = {"username": "bot@acme.com", "groups": {"access": 360001, "sales": 360009}}
+        assert (await client.post("/v1/writeback/targets", json=body)).status_code == 201  # agreeing is fine
+    async with sessions() as session, session.begin():
+        row = await session.get(WritebackDelivery, other.id)
+        assert row is not None
+        row.status = "failed"  # not for other tests' senders

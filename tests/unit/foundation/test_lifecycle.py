@@ -1,5 +1,6 @@
 """The ticket lifecycle as a pure function: first sight, solve, reopen, changes, stale events."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.router.routing.lifecycle import RouteResult, decide, fill_gaps
@@ -114,17 +115,21 @@ def test_first_agent_comment_is_the_first_response():
 def test_an_internal_note_is_not_the_first_response():
     env, snap = event()
     routed = decide(None, None, env, snap, route_to("a"), T0).state
-    note = Comment(body="Routed to a at P3. Why: ...", public=False, from_agent=True)
-    d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED, comment=note), route_to("a"), T0)
+    internal = Comment(body="Routed to a at P3. Why: ...", public=False, from_agent=True)
+    d = decide(routed, None, *event("open", EventType.TICKET_COMMENTED, comment=internal), route_to("a"), T0)
     assert d.state.sla.first_responded_at is None and d.events == []
     # Our own write-back note, reported back as a public agent comment (Jira outside Service
     # Management has no internal comments): still not a first response.
-    ours = Comment(
-        body=note_text({"kind": "assignment", "team": "a", "priority": "P3", "event_id": "e"}),
-        from_agent=True,
-    )
+    note = note_text({"kind": "assignment", "team": "a", "priority": "P3", "event_id": str(uuid.uuid4())})
+    ours = Comment(body=note, from_agent=True)
     d = decide(d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=ours), route_to("a"), T0)
     assert d.state.sla.first_responded_at is None
+    # An agent's reply that quotes our note above its own words is a reply.
+    quoting = Comment(body=f"{{quote}}{note}{{quote}}\nOn it, refund issued.", from_agent=True)
+    replied = decide(
+        d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=quoting), route_to("a"), T0
+    )
+    assert replied.state.sla.first_responded_at == T0
     reply = Comment(body="on it", public=True, from_agent=True)
     d = decide(d.state, None, *event("open", EventType.TICKET_COMMENTED, comment=reply), route_to("a"), T0)
     assert d.state.sla.first_responded_at == T0

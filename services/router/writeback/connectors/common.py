@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,8 +81,14 @@ class GroupOptions(BaseModel):
 NOTE_MARK = "(ticket router, event "
 
 
+# At the very end of the comment, whatever markup the helpdesk wrapped it in: an agent's reply
+# that quotes our note above its own words is still a reply.
+_ENDS_WITH_MARK = re.compile(r"\(ticket router, event [0-9a-f-]{36}\)\s*$")
+_MARKUP = re.compile(r"<[^>]*>|&nbsp;")
+
+
 def is_router_note(body: str) -> bool:
-    return NOTE_MARK in body
+    return _ENDS_WITH_MARK.search(_MARKUP.sub("", body[-2000:])) is not None
 
 
 def json_body(document: Any) -> bytes:
