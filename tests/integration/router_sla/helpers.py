@@ -3,6 +3,7 @@ admin API client."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp
 
 from services.router.escalation.scanner import EscalationScanner
 from services.router.routing.handler import HandlerOptions, RoutingHandler
@@ -156,3 +159,17 @@ async def api_client(
         base_url="http://test",
         headers={"Authorization": f"Bearer {key}"},
     )
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp, port: int) -> AsyncIterator[None]:
+    """``app`` served by a real uvicorn on 127.0.0.1:``port`` for the duration of the block."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task

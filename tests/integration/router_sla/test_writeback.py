@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -10,7 +9,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,7 +19,7 @@ from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.kafka.embedded import free_port
-from tests.integration.router_sla.helpers import Clock, event, new_id, producer_for, route, utc
+from tests.integration.router_sla.helpers import Clock, event, new_id, producer_for, route, serving, utc
 
 SECRET = "s3cret-s3cret-s3cret"
 
@@ -47,13 +45,8 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver(fail_first=2)
     app = Starlette(routes=[Route("/{name}", rec.hook, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=rec.port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield rec
-    server.should_exit = True
-    await task
+    async with serving(app, rec.port):
+        yield rec
 
 
 async def test_delivery_retried_until_it_succeeds_and_a_broken_one_fails(sessions, settings_kwargs, receiver):

@@ -13,7 +13,6 @@ from datetime import timedelta
 import httpx
 import orjson
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,7 +30,16 @@ from shared.auth import Role
 from shared.events import EventType, Priority, RoutingPayload, TicketState, TicketStatus, routing_event
 from shared.http.problems import PROBLEM_JSON
 from shared.kafka.embedded import free_port
-from tests.integration.router_sla.helpers import Clock, api_client, event, new_id, producer_for, route, utc
+from tests.integration.router_sla.helpers import (
+    Clock,
+    api_client,
+    event,
+    new_id,
+    producer_for,
+    route,
+    serving,
+    utc,
+)
 
 TOKEN = "zd-api-token-0123456789"
 
@@ -73,13 +81,8 @@ class Helpdesk:
 @pytest.fixture
 async def helpdesk() -> AsyncIterator[Helpdesk]:
     desk = Helpdesk()
-    server = uvicorn.Server(uvicorn.Config(desk.app(), host="127.0.0.1", port=desk.port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield desk
-    server.should_exit = True
-    await task
+    async with serving(desk.app(), desk.port):
+        yield desk
 
 
 def zendesk_target(source: str, port: int, **changes: object) -> WritebackTarget:
