@@ -98,9 +98,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         text = (triggered or "").lower()
         fields["comment"] = {
             "body": comment,
-            # The placeholder renders the latest PUBLIC comment only: when a note triggered the
-            # webhook, that comment is an older one, not this event's, so it is no reply.
-            "public": "note" not in text,
+            # The placeholder renders the latest PUBLIC comment only: when a private note
+            # triggered the webhook, that comment is an older one, not this event's: no reply.
+            # A public note is the comment shown, and the requester sees it.
+            "public": "note" not in text or "public" in text,
             # Agents "send replies" and add notes; customers "reply". Default: the requester wrote it.
             "from_agent": any(word in text for word in ("agent", "reply_sent", "note")),
         }

@@ -116,6 +116,8 @@ def test_a_note_is_no_reply() -> None:
     )
     comment = result.snapshot.comment
     assert comment is not None and comment.from_agent and not comment.public
+    public = adapt_one(CFG, _body(triggered_event="{note_type:public}", ticket_latest_public_comment="Done."))
+    assert public.snapshot.comment is not None and public.snapshot.comment.public  # the requester sees it
 
 
 def test_unknown_status_names_wrapped_field() -> None:
