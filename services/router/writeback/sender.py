@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-import orjson
 from prometheus_client import Counter
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +27,6 @@ from sqlalchemy.orm import aliased
 
 from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
-from services.router.writeback.connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, render_body, sign
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
@@ -36,7 +34,6 @@ from shared.runtime import repeat_forever
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SenderConfig", "WritebackSender", "backoff", "sign"]
 DELIVERIES = Counter(
     "router_writeback_deliveries_total", "Write-back delivery attempts, by outcome", ["outcome"]
 )
@@ -144,11 +141,7 @@ class WritebackSender:
         """Send one delivery; never raises (an error of one must not undo a pass's bookkeeping)."""
         requests: list[OutboundRequest] = []
         try:
-            # The stored body is the exact JSON a webhook signs; other connectors re-shape it.
-            if target.connector == "webhook":
-                requests = [render_body(body.encode(), target, self.clock().timestamp())]
-            else:
-                requests = render(orjson.loads(body), target)
+            requests = render(body, target, self.clock().timestamp())
         except Exception as exc:  # RenderError, or a queued body that is not a notification
             detail = exc if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
             why = f"cannot be sent to this {target.connector} target: {detail}"

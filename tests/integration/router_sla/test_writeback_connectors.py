@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from services.router.models import RouterTicket
 from services.router.routing.handler import HandlerOptions, RoutingHandler
+from services.router.writeback.connectors import Target
 from services.router.writeback.endpoints import router as writeback_api
 from services.router.writeback.groups import GroupDirectory
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
@@ -498,3 +499,19 @@ async def test_a_retry_that_would_undo_a_newer_delivery_and_a_group_two_targets_
         row = await session.get(WritebackDelivery, other.id)
         assert row is not None
         row.status = "failed"  # not for other tests' senders
+
+
+async def test_an_answer_quoting_the_token_near_its_cut_is_stored_redacted(sessions):
+    token = "ghp_" + "Q" * 36
+    body = orjson.dumps(
+        {"kind": "assignment", "external_id": "a/b#1", "team": "t", "priority": "P2"}
+    ).decode()
+
+    def answer(request: httpx.Request) -> httpx.Response:  # the token straddles the 200th character
+        return httpx.Response(401, text="x" * 155 + " rejected credentials: Bearer " + token)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        sender = WritebackSender(sessions, client, SenderConfig())
+        outcome = await sender._send(Target("github", "https://api.github.com", token, {}), body)
+    assert outcome.error is not None and "HTTP 401" in outcome.error
+    assert "ghp_QQQQ" not in outcome.error and "<redacted>" in outcome.error

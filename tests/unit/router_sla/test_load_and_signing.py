@@ -5,7 +5,8 @@ from datetime import timedelta
 from services.router.assignment import LoadConfig
 from services.router.load.book import LoadBook
 from services.router.rules import PoolTarget
-from services.router.writeback.sender import backoff, sign
+from services.router.writeback.connectors.webhook import sign
+from services.router.writeback.sender import backoff
 from shared.events import Priority, TicketStatus
 
 OPEN, PENDING = TicketStatus.OPEN, TicketStatus.PENDING

@@ -6,14 +6,22 @@ import base64
 import hashlib
 import hmac
 import re
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 import pytest
 
-from services.router.writeback.connectors import CONNECTORS, RenderError, Target, check_options, render
+from services.router.writeback.connectors import (
+    CONNECTORS,
+    HELPDESKS,
+    RenderError,
+    Target,
+    check_options,
+    render,
+)
 from services.router.writeback.connectors.common import is_router_note
-from services.router.writeback.connectors.webhook import render_body
+from services.router.writeback.schemas import Connector
+from services.router.writeback.sender import redact
 
 TOKEN = "tok-0123456789abcdef"
 
@@ -41,7 +49,9 @@ def notification(kind: str = "assignment", **changes: Any) -> dict[str, Any]:
 def requests_for(
     connector: str, options: dict[str, Any], doc: dict[str, Any], url: str = "https://desk.example"
 ):
-    return render(doc, Target(connector, url, TOKEN, check_options(connector, options)))
+    return render(
+        orjson.dumps(doc).decode(), Target(connector, url, TOKEN, check_options(connector, options)), 0.0
+    )
 
 
 def send(connector: str, options: dict[str, Any], doc: dict[str, Any], url: str = "https://desk.example"):
@@ -241,6 +251,7 @@ def test_options_are_checked_per_connector(connector, options, problem):
 
 
 def test_every_connector_renders_every_kind():
+    assert set(get_args(Connector)) == set(CONNECTORS) == {"webhook", *HELPDESKS}  # the API's names
     kinds = ("assignment", "escalation", "priority_change", "sla_warning", "sla_breach")
     required = {"zendesk": {"username": "u@x"}, "jira": {"username": "u"}, "intercom": {"admin_id": "1"}}
     ids = {"jira": "SUP-1", "github": "a/b#1"}
@@ -252,13 +263,35 @@ def test_every_connector_renders_every_kind():
             assert all(r.body is not None for r in requests if r.method != "DELETE")
 
 
-def test_every_note_carries_the_mark_the_router_knows_its_own_notes_by():
+def test_every_note_ends_with_the_mark_the_router_knows_its_own_notes_by():
     assert is_router_note(NOTE) and not is_router_note("on it, the ticket router is great")
+    html = "<p>" + NOTE.replace("\n\n", "</p><p>").replace("\n", "<br>") + "</p>\n"  # as Intercom shows it
+    assert is_router_note(html)
+    assert not is_router_note(f"> {NOTE}\n\nThanks, refund issued.")  # a reply quoting it
+    assert not is_router_note("see (ticket router, event 1234)")
+
+
+def test_errors_are_redacted_whole_before_they_are_cut():
+    token = "ghp_" + "Q" * 36
+    [request] = requests_for("github", {}, notification(external_id="a/b#1"))
+    target = Target("github", "https://api.github.com", token, {})
+    echoed = "x" * 155 + " rejected: Authorization: Bearer " + token
+    assert token[:12] not in redact(echoed, target, [request])[:200]
+    basic_request, _ = send("zendesk", {"username": "bot@acme.com"}, notification())
+    credential = basic_request.headers["Authorization"].split(" ", 1)[1]  # base64 of user/token:secret
+    assert credential not in redact(
+        f"bad credential {credential}", Target("zendesk", "u", TOKEN, {}), [basic_request]
+    )
+    leaky = TOKEN + "\n"
+    quoted = f"Illegal header value {('Token token=' + leaky).encode()!r}"
+    assert TOKEN not in redact(quoted, Target("zammad", "u", leaky, {}), [])
 
 
 def test_webhook_signs_the_queued_bytes_as_they_are():
     body = b'{"kind": "assignment",  "team":"billing"}'  # not orjson's spelling: sent byte for byte
-    request = render_body(body, Target("webhook", "https://hooks.example/in", TOKEN, {}), 1_700_000_000.9)
+    [request] = render(
+        body.decode(), Target("webhook", "https://hooks.example/in", TOKEN, {}), 1_700_000_000.9
+    )
     assert request.body == body and request.method == "POST" and request.url == "https://hooks.example/in"
     assert (
         request.headers["X-Ticket-Router-Signature"]

@@ -1,4 +1,4 @@
-"""Write-back connectors: how one queued notification becomes one HTTP request to its target.
+"""Write-back connectors: how one queued notification becomes the HTTP requests to its target.
 
 A delivery row stores the notification (``queue.body_for``: the ticket's team, priority, SLA and
 the reasons); the target's ``connector`` decides, at send time, what request carries it:
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from services.router.writeback.connectors import freshdesk, github, intercom, jira, webhook, zammad, zendesk
@@ -26,19 +27,29 @@ from services.router.writeback.connectors.common import OutboundRequest, RenderE
 # sent in order, and a failure sends the whole list again at the next attempt.
 Render = Callable[[Mapping[str, Any], Target], list[OutboundRequest]]
 
-# connector name -> (its options' model, its renderer)
-CONNECTORS: dict[str, tuple[type[BaseModel], Render]] = {
-    "webhook": (webhook.Options, webhook.render),
-    "zendesk": (zendesk.Options, zendesk.render),
-    "freshdesk": (freshdesk.Options, freshdesk.render),
-    "zammad": (zammad.Options, zammad.render),
-    "jira": (jira.Options, jira.render),
-    "github": (github.Options, github.render),
-    "intercom": (intercom.Options, intercom.render),
+# connector name -> its options' model
+CONNECTORS: dict[str, type[BaseModel]] = {
+    "webhook": webhook.Options,
+    "zendesk": zendesk.Options,
+    "freshdesk": freshdesk.Options,
+    "zammad": zammad.Options,
+    "jira": jira.Options,
+    "github": github.Options,
+    "intercom": intercom.Options,
+}
+# helpdesk connector name -> how it shapes a notification into its API's requests
+HELPDESKS: dict[str, Render] = {
+    "zendesk": zendesk.render,
+    "freshdesk": freshdesk.render,
+    "zammad": zammad.render,
+    "jira": jira.render,
+    "github": github.render,
+    "intercom": intercom.render,
 }
 
 __all__ = [
     "CONNECTORS",
+    "HELPDESKS",
     "OutboundRequest",
     "RenderError",
     "Target",
@@ -50,9 +61,8 @@ __all__ = [
 
 def check_options(connector: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` validated for ``connector`` (ValueError naming each option at fault)."""
-    model, _ = CONNECTORS[connector]
     try:
-        parsed = model.model_validate(dict(options))
+        parsed = CONNECTORS[connector].model_validate(dict(options))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'options'}: {error['msg']}"
@@ -62,10 +72,14 @@ def check_options(connector: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return parsed.model_dump(mode="json", exclude_defaults=True)
 
 
-def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
-    """The requests that deliver ``notification`` to ``target`` (RenderError: it cannot be)."""
-    model, renderer = CONNECTORS[target.connector]
-    return renderer(notification, target.with_options(model.model_validate(dict(target.options))))
+def render(body: str, target: Target, now: float) -> list[OutboundRequest]:
+    """The requests that deliver the queued ``body`` to ``target`` at ``now`` (Unix seconds);
+    RenderError when it cannot be. A webhook sends the body byte for byte (its signature covers
+    exactly what was queued); a helpdesk's API gets the notification re-shaped."""
+    if target.connector == "webhook":
+        return [webhook.render(body.encode(), target, now)]
+    options = CONNECTORS[target.connector].model_validate(dict(target.options))
+    return HELPDESKS[target.connector](orjson.loads(body), target.with_options(options))
 
 
 def teams_by_group(options: Mapping[str, Any]) -> dict[str, str]:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Mapping
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from services.router.writeback.connectors.common import USER_AGENT, OutboundRequest, Target, json_body
+from services.router.writeback.connectors.common import USER_AGENT, OutboundRequest, Target
 
 SIGNATURE_HEADER = "X-Ticket-Router-Signature"
 TIMESTAMP_HEADER = "X-Ticket-Router-Timestamp"
@@ -28,11 +25,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
-    return [render_body(json_body(notification), target, time.time())]
-
-
-def render_body(body: bytes, target: Target, now: float) -> OutboundRequest:
+def render(body: bytes, target: Target, now: float) -> OutboundRequest:
     """``body`` as queued, byte for byte: the signature covers exactly what is sent."""
     headers = {
         "Content-Type": "application/json",
