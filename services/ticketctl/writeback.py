@@ -10,6 +10,7 @@ import json
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.errors import NotFound
@@ -26,10 +27,10 @@ writeback_app = typer.Typer(
 
 
 async def _by_name(session: AsyncSession, name: str) -> WritebackTarget:
-    for row in await service.list_targets(session):
-        if row.name == name:
-            return row
-    raise NotFound(f"no write-back target named {name!r}")
+    row = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+    if row is None:
+        raise NotFound(f"no write-back target named {name!r}")
+    return row
 
 
 @writeback_app.command("add")

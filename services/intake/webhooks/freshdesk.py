@@ -98,9 +98,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         text = (triggered or "").lower()
         fields["comment"] = {
             "body": comment,
-            # The placeholder renders the latest PUBLIC comment only: when a private note
-            # triggered the webhook, that comment is an older one, not this event's: no reply.
-            # A public note is the comment shown, and the requester sees it.
+            # Freshdesk's {{ticket.latest_public_comment}} template variable holds public comments
+            # only: when a private note triggered the webhook, it holds an older comment, not this
+            # event's, so no reply. A public note is the comment shown, and the requester sees it.
             "public": "note" not in text or "public" in text,
             # Agents "send replies" and add notes; customers "reply". Default: the requester wrote it.
             "from_agent": any(word in text for word in ("agent", "reply_sent", "note")),

@@ -26,15 +26,8 @@ from shared.http.preconditions import Stale, check_expected, etag
 
 ENTITY = "writeback_target"
 DELIVERY = "writeback_delivery"
-AUDITED = (
-    "name",
-    "source",
-    "connector",
-    "url",
-    "options",
-    "enabled",
-    "event_kinds",
-)  # every field but the secret
+# Every field but the secret.
+AUDITED = ("name", "source", "connector", "url", "options", "enabled", "event_kinds")
 
 
 def etag_prefix(target_id: int) -> str:

@@ -109,8 +109,8 @@ def test_agent_reply_comment() -> None:
 
 
 def test_a_note_is_no_reply() -> None:
-    # A note (ours, explaining an SLA warning, or an agent's) triggers the webhook, but the
-    # placeholder renders the latest PUBLIC comment: an older one, which must not meet the SLA.
+    # A private note (ours, explaining an SLA warning, or an agent's) triggers the webhook, but
+    # {{ticket.latest_public_comment}} holds an older, public comment, which must not meet the SLA.
     result = adapt_one(
         CFG, _body(triggered_event="{note_type:private}", ticket_latest_public_comment="Where is my refund?")
     )

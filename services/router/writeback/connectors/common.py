@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 USER_AGENT = "ticket-router-writeback"
 # The helpdesks' APIs carry the team as a group (or label), so the kinds that move a ticket set it;
@@ -76,6 +76,29 @@ class GroupOptions(BaseModel):
         return None if team is None else self.groups.get(team)
 
 
+class PriorityNames(BaseModel):
+    """Options of connectors that set a priority by the helpdesk's own names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priorities: dict[str, str] = Field(
+        default_factory=dict, description="P1..P4 -> the helpdesk's priority name, over the defaults."
+    )
+
+    @field_validator("priorities")
+    @classmethod
+    def _known(cls, priorities: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(priorities) - {"P1", "P2", "P3", "P4"})
+        if unknown:
+            raise ValueError(f"unknown priorities {unknown}; use P1..P4")
+        return priorities
+
+    def priority_name(self, ours: str, defaults: Mapping[str, str]) -> str | None:
+        """What ``ours`` (P1..P4) is called there; None when neither the options nor the
+        connector's defaults name it."""
+        return self.priorities.get(ours) or defaults.get(ours)
+
+
 # Ends every note the connectors write, so that the router knows its own note when the helpdesk
 # reports it back as a comment (routing/lifecycle.py: our note is never the first response).
 NOTE_MARK = "(ticket router, event "
@@ -83,7 +106,7 @@ NOTE_MARK = "(ticket router, event "
 
 # At the very end of the comment, whatever markup the helpdesk wrapped it in: an agent's reply
 # that quotes our note above its own words is still a reply.
-_ENDS_WITH_MARK = re.compile(r"\(ticket router, event [0-9a-f-]{36}\)\s*$")
+_ENDS_WITH_MARK = re.compile(re.escape(NOTE_MARK) + r"[0-9a-f-]{36}\)\s*$")
 _MARKUP = re.compile(r"<[^>]*>|&nbsp;")
 
 

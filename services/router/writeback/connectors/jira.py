@@ -15,12 +15,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from services.router.writeback.connectors.common import (
     MOVES,
     SETS_PRIORITY,
     OutboundRequest,
+    PriorityNames,
     RenderError,
     Target,
     api_url,
@@ -40,25 +41,9 @@ ISSUE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[0-9]+$")
 INTERNAL = [{"key": "sd.public.comment", "value": {"internal": True}}]
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Options(PriorityNames):
     username: str = Field(min_length=1, max_length=200, description="The API user (its email on Cloud).")
-    priorities: dict[str, str] = Field(
-        default_factory=dict, description="P1..P4 -> Jira priority name, over the defaults."
-    )
     note: bool = Field(default=True, description="Add an internal comment saying why.")
-
-    @field_validator("priorities")
-    @classmethod
-    def _over_defaults(cls, priorities: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(priorities) - set(PRIORITIES))
-        if unknown:
-            raise ValueError(f"unknown priorities {unknown}; use P1..P4")
-        return priorities
-
-    def priority(self, ours: str) -> str:
-        return self.priorities.get(ours) or PRIORITIES[ours]
 
 
 def label(text: str) -> str:
@@ -77,8 +62,9 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     if kind in LABELS:
         labels.append(LABELS[kind])
     edit: dict[str, Any] = {}
-    if kind in SETS_PRIORITY:
-        edit["fields"] = {"priority": {"name": options.priority(notification["priority"])}}
+    priority = options.priority_name(notification["priority"], PRIORITIES)
+    if kind in SETS_PRIORITY and priority is not None:
+        edit["fields"] = {"priority": {"name": priority}}
     if labels:
         edit["update"] = {"labels": [{"add": value} for value in labels]}
     issue = api_url(target.url, f"/rest/api/2/issue/{key}")

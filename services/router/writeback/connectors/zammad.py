@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from services.router.writeback.connectors.common import (
     MOVES,
     SETS_PRIORITY,
     GroupOptions,
     OutboundRequest,
+    PriorityNames,
     Target,
     api_url,
     json_body,
@@ -31,19 +32,8 @@ from services.router.writeback.connectors.common import (
 PRIORITIES = {"P2": "3 high", "P3": "2 normal", "P4": "1 low"}
 
 
-class Options(GroupOptions):
+class Options(GroupOptions, PriorityNames):
     groups: dict[str, str] = Field(default_factory=dict, description="Our team -> Zammad group name.")  # type: ignore[assignment]
-    priorities: dict[str, str] = Field(
-        default_factory=dict, description="P1..P4 -> Zammad priority name, over the defaults."
-    )
-
-    @field_validator("priorities")
-    @classmethod
-    def _known(cls, priorities: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(priorities) - {"P1", "P2", "P3", "P4"})
-        if unknown:
-            raise ValueError(f"unknown priorities {unknown}; use P1..P4")
-        return priorities
 
 
 def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
@@ -53,7 +43,7 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     group = options.group_of(notification.get("team"))
     if kind in MOVES and group is not None:
         ticket["group"] = group
-    priority = options.priorities.get(notification["priority"]) or PRIORITIES.get(notification["priority"])
+    priority = options.priority_name(notification["priority"], PRIORITIES)
     if kind in SETS_PRIORITY and priority is not None:
         ticket["priority"] = priority
     if options.note or not ticket:
