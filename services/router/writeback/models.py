@@ -55,5 +55,13 @@ class WritebackDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Digests of the requests an earlier attempt got through (sender.request_digest): a retry
+    # sends only the rest, so an Intercom assignment is not written twice when its note failed.
+    sent_requests: Mapped[list[str]] = mapped_column(JsonDoc, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def requests_sent(self) -> int:
+        """How many of its requests have got through (the API shows it)."""
+        return len(self.sent_requests or ())

@@ -104,6 +104,10 @@ class DeliveryOut(BaseModel):
     ticket_key: str
     status: str
     attempts: int
+    requests_sent: int = Field(
+        description="How many of the delivery's requests (an assignment, then a note, say) have got "
+        "through; a retry sends only the rest."
+    )
     next_attempt_at: datetime
     last_error: str | None
     created_at: datetime

@@ -7,14 +7,21 @@ delivery twice at once; the HTTP call happens outside any transaction. A deliver
 ``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry; so is, at
 once, one its connector cannot address (a ticket id the helpdesk's API cannot take). A 429 or 503
 with ``Retry-After`` is not tried again before the receiver asked.
+
+A delivery can take several requests (an assignment, then a note). The ones an attempt got through
+are remembered by digest, and a retry sends only the rest: an Intercom assignment is a new part of
+the conversation each time it is sent. What a crash interrupts before the attempt is recorded is
+sent again (at least once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
-from collections.abc import Callable
+from collections import Counter as Multiset
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -71,13 +78,37 @@ def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
     return text
 
 
+def request_digest(request: OutboundRequest) -> str:
+    """What names a request across attempts: its method, address and body. Not its headers, which
+    carry a fresh signature or date each time."""
+    digest = hashlib.sha256(f"{request.method} {request.url}\n".encode())
+    digest.update(request.body or b"")
+    return digest.hexdigest()[:32]
+
+
+def still_to_send(requests: list[OutboundRequest], sent: Iterable[str]) -> list[OutboundRequest]:
+    """``requests`` but those an earlier attempt got through (each digest counted once). A target
+    edited since renders other requests, which are sent."""
+    done = Multiset(sent)
+    rest = []
+    for request in requests:
+        digest = request_digest(request)
+        if done[digest] > 0:
+            done[digest] -= 1
+        else:
+            rest.append(request)
+    return rest
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """One attempt: ``error`` None when delivered; ``permanent``: retrying cannot help."""
+    """One attempt: ``error`` None when delivered; ``permanent``: retrying cannot help; ``sent``:
+    the digests of the requests it got through."""
 
     error: str | None = None
     permanent: bool = False
     wait: timedelta | None = None  # what the receiver asked for (Retry-After)
+    sent: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +134,7 @@ class WritebackSender:
         self.config = config
         self.clock = clock
 
-    async def _claim(self) -> list[tuple[int, Target, str]]:
+    async def _claim(self) -> list[tuple[int, Target, str, list[str]]]:
         """Lease the due deliveries of enabled targets, each only once every older delivery of its
         ticket to its target is done: a retried assignment must not land after the escalation
         that followed it (the helpdesk would keep the older priority, and report it back)."""
@@ -134,11 +165,12 @@ class WritebackSender:
             for delivery, target in (await session.execute(query)).all():
                 delivery.next_attempt_at = now + timedelta(seconds=self.config.lease_s)
                 to = Target(target.connector, target.url, target.secret, target.options)
-                claimed.append((delivery.id, to, delivery.body))
+                claimed.append((delivery.id, to, delivery.body, list(delivery.sent_requests or ())))
             return claimed
 
-    async def _send(self, target: Target, body: str) -> Outcome:
-        """Send one delivery; never raises (an error of one must not undo a pass's bookkeeping)."""
+    async def _send(self, target: Target, body: str, sent: Iterable[str] = ()) -> Outcome:
+        """Send one delivery, but the requests already ``sent``; never raises (an error of one
+        must not undo a pass's bookkeeping)."""
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -147,15 +179,17 @@ class WritebackSender:
             why = f"cannot be sent to this {target.connector} target: {detail}"
             return Outcome(redact(why, target, requests)[:500], permanent=True)
         try:
-            outcome = await self._send_all(requests)
-        except Exception as exc:  # a header httpx refuses, an answer that does not parse...
+            outcome = await self._send_all(still_to_send(requests, sent))
+        except Exception as exc:  # not from a request (those are caught there): a safety net
             outcome = Outcome(f"{type(exc).__name__}: {exc}")
         if outcome.error is None:
             return outcome
         return dataclasses.replace(outcome, error=redact(outcome.error, target, requests)[:500])
 
     async def _send_all(self, requests: list[OutboundRequest]) -> Outcome:
-        """The requests in order; the first that fails ends the attempt (all are sent again)."""
+        """The requests in order; the first that fails ends the attempt (the ones before it are
+        in ``sent``)."""
+        sent: list[str] = []
         for request in requests:
             try:
                 response = await self.client.request(
@@ -165,8 +199,8 @@ class WritebackSender:
                     headers=request.headers,
                     timeout=self.config.timeout_s,
                 )
-            except httpx.HTTPError as exc:
-                return Outcome(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # refused, timed out, a header httpx refuses, a bad answer...
+                return Outcome(f"{type(exc).__name__}: {exc}", sent=tuple(sent))
             if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
                 cap = timedelta(seconds=self.config.backoff_cap_s)
                 return Outcome(
@@ -174,22 +208,26 @@ class WritebackSender:
                     f"HTTP {response.status_code} from {request.method} {request.url}: "
                     f"{response.text[:2000]}",
                     wait=retry_after(response, self.clock(), cap),
+                    sent=tuple(sent),
                 )
-        return Outcome()
+            sent.append(request_digest(request))
+        return Outcome(sent=tuple(sent))
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""
         claimed = await self._claim()
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(target, body) for _, target, body in claimed))
+        results = await asyncio.gather(*(self._send(target, body, sent) for _, target, body, sent in claimed))
         now = self.clock()
         async with self.sessions() as session, session.begin():
-            for (delivery_id, target, _), outcome in zip(claimed, results, strict=True):
+            for (delivery_id, target, _, _), outcome in zip(claimed, results, strict=True):
                 delivery = await session.get(WritebackDelivery, delivery_id)
                 if delivery is None or delivery.status != "pending":
                     continue
                 delivery.attempts += 1
+                if outcome.sent:
+                    delivery.sent_requests = [*(delivery.sent_requests or ()), *outcome.sent]
                 if outcome.error is None:
                     delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
                     DELIVERIES.labels("delivered").inc()

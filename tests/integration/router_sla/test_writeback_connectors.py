@@ -70,11 +70,20 @@ class Helpdesk:
         )
         return JSONResponse([{"name": name} for name in orjson.loads(await request.body())["labels"]])
 
+    async def intercom(self, request: Request) -> Response:
+        """Parts and replies of a conversation; the first reply is refused (503, as under load)."""
+        body = orjson.loads(await request.body())
+        self.seen.append(("POST", request.url.path, dict(request.headers), body))
+        if request.url.path.endswith("/reply") and sum(p.endswith("/reply") for _, p, _, _ in self.seen) == 1:
+            return JSONResponse({"type": "error.list"}, status_code=503)
+        return JSONResponse({"type": "conversation", "id": request.path_params["conversation"]})
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/api/v2/tickets/{ticket}.json", self.zendesk, methods=["PUT"]),
                 Route("/repos/{owner}/{repo}/issues/{number}/labels", self.github, methods=["POST"]),
+                Route("/conversations/{conversation}/{part}", self.intercom, methods=["POST"]),
             ]
         )
 
@@ -153,6 +162,31 @@ async def test_zendesk_gets_the_group_priority_and_why_and_a_429_is_retried_when
     assert ticket["comment"]["public"] is False and ticket["comment"]["body"].startswith(
         "Routed to access at "
     )
+
+
+async def test_a_retry_sends_only_the_requests_an_earlier_attempt_did_not_get_through(
+    sessions, settings_kwargs, helpdesk
+):
+    # Intercom: the assignment is a new part of the conversation each time it is sent.
+    source = f"ic-{new_id()[:8]}"
+    clock = Clock(utc(2026, 12, 7, 9, 0))
+    options = {"admin_id": "814860", "groups": {"access": "5017691"}}
+    async with sessions() as session, session.begin():
+        session.add(zendesk_target(source, helpdesk.port, connector="intercom", options=options))
+    key = await route_one(sessions, settings_kwargs, source, "215467", clock)
+    async with httpx.AsyncClient() as client:
+        sender = WritebackSender(sessions, client, SenderConfig(backoff_base_s=1), clock)
+        assert await sender.run_once() == 1  # assigned; the note refused
+        [queued] = await deliveries(sessions, key)
+        assert (queued.status, queued.requests_sent) == ("pending", 1)
+        assert "HTTP 503 from POST" in (queued.last_error or "")
+        clock.now += timedelta(seconds=1)
+        assert await sender.run_once() == 1
+    [delivered] = await deliveries(sessions, key)
+    assert (delivered.status, delivered.attempts, delivered.requests_sent) == ("delivered", 2, 2)
+    paths = [path for _, path, _, _ in helpdesk.seen]
+    assert paths == [f"/conversations/215467/{p}" for p in ("parts", "reply", "reply")]
+    assert helpdesk.seen[0][3]["assignee_id"] == "5017691"
 
 
 async def test_a_ticket_the_connector_cannot_address_fails_at_once_and_a_fixed_target_applies_to_the_queue(

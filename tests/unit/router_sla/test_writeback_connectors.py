@@ -19,9 +19,9 @@ from services.router.writeback.connectors import (
     check_options,
     render,
 )
-from services.router.writeback.connectors.common import is_router_note
+from services.router.writeback.connectors.common import OutboundRequest, is_router_note
 from services.router.writeback.schemas import Connector
-from services.router.writeback.sender import redact
+from services.router.writeback.sender import redact, request_digest, still_to_send
 
 TOKEN = "tok-0123456789abcdef"
 
@@ -303,3 +303,20 @@ def test_webhook_signs_the_queued_bytes_as_they_are():
 
 def test_a_targets_repr_hides_its_token():
     assert TOKEN not in repr(Target("zendesk", "https://x", TOKEN, {}))
+
+
+def test_a_retry_skips_each_request_got_through_once_and_sends_what_an_edit_changed():
+    def post(path: str, body: bytes, signature: str = "a") -> OutboundRequest:
+        url = f"https://api.intercom.io/conversations/7/{path}"
+        return OutboundRequest("POST", url, {"X": signature}, body)
+
+    assign, note = post("parts", b'{"assignee_id":"1"}'), post("reply", b'{"body":"why"}')
+    sent = [request_digest(assign)]
+    # Headers (a fresh signature, a date) do not make a request another one.
+    assert still_to_send([post("parts", b'{"assignee_id":"1"}', "b"), note], sent) == [note]
+    # A target edited since renders another assignment: that one is sent.
+    reassign = post("parts", b'{"assignee_id":"2"}')
+    assert still_to_send([reassign, note], sent) == [reassign, note]
+    # Two equal requests, one got through: the other is still to send.
+    assert still_to_send([assign, assign, note], sent) == [assign, note]
+    assert still_to_send([assign, note], [request_digest(assign), request_digest(note)]) == []
