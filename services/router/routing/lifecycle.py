@@ -208,7 +208,11 @@ def _first_sight(
     envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime, sla: StateHook | None
 ) -> Decision:
     result = route(snapshot, envelope.source)
-    status = TicketStatus.OPEN if snapshot.status == TicketStatus.NEW else snapshot.status
+    # Seen first already solved (a history import): routed open, then resolved at the instant the
+    # source reports. A routed state that said solved, without that instant, was counted resolved
+    # at the moment it was read (a ticket solved in a day measured as its age at the import).
+    resolved = snapshot.status.is_resolved
+    status = TicketStatus.OPEN if resolved or snapshot.status == TicketStatus.NEW else snapshot.status
     # Built in one go: each field set on a model afterwards costs ~0.5 µs (the router's hot path).
     state = TicketState(
         ticket_key=envelope.ticket_key,
@@ -226,16 +230,16 @@ def _first_sight(
     routed = RoutingPayload(
         # The state changes after this event only to be resolved next; otherwise it is the
         # decision's final state, which the event may share (the copy was ~3 µs a ticket).
-        state=copy_state(state) if status.is_resolved else state,
+        state=copy_state(state) if resolved else state,
         rule=result.rule,
         ruleset_version=result.ruleset_version,
         reasons=result.reasons,
         caused_by=envelope.event_id,
     )
     events: list[tuple[EventType, RoutingPayload]] = [(EventType.TICKET_ROUTED, routed)]
-    if status.is_resolved:
-        # Seen for the first time already solved (e.g. history import): routed, then resolved.
+    if resolved:
         state.revision += 1
+        state.status = snapshot.status
         state.resolved_at = envelope.occurred_at
         if sla is not None:
             sla(state)
@@ -246,7 +250,7 @@ def _first_sight(
                     state=copy_state(state),
                     previous_team=state.team,
                     previous_status=TicketStatus.OPEN,
-                    reasons=[f"source marked the ticket {status.value}"],
+                    reasons=[f"source marked the ticket {snapshot.status.value}"],
                     caused_by=envelope.event_id,
                 ),
             )

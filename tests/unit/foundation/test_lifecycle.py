@@ -140,6 +140,14 @@ def test_first_sight_of_a_solved_ticket_is_routed_then_resolved():
     d = decide(None, None, env, snap, route_to("a"), T0)
     assert [k for k, _ in d.events] == [EventType.TICKET_ROUTED, EventType.TICKET_RESOLVED]
     assert [p.state.revision for _, p in d.events] == [1, 2]
+    # Routed open, then resolved when the source says: a routed state already closed, without
+    # that instant, made the metrics service count the resolution at the moment it read it.
+    assert [(p.state.status, p.state.resolved_at) for _, p in d.events] == [
+        (TicketStatus.OPEN, None),
+        (TicketStatus.CLOSED, env.occurred_at),
+    ]
+    assert d.events[1][1].previous_status == TicketStatus.OPEN
+    assert (d.state.status, d.state.resolved_at) == (TicketStatus.CLOSED, env.occurred_at)
 
 
 def test_older_snapshot_than_the_one_we_hold_is_ignored():
