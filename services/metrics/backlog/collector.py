@@ -86,7 +86,10 @@ class BacklogCollector(Collector):
         parts = self.snapshots()
         caps = LabelCaps(self.config)  # one mapping for the union and for each partition
         snap = merge((s for _, s in parts), self.config, caps)
-        snap.partitions = [(p, merge([s], self.config, caps)) for p, s in parts if p is not None]
+        snap.partitioned = any(p is not None for p, _ in parts)
+        snap.partitions = [
+            (p, merge([s], self.config, caps)) for p, s in parts if p is not None and s.counters_current
+        ]
         return snap
 
     def describe(self) -> Iterator[Metric]:
@@ -142,11 +145,11 @@ class FlowCollector(Collector):
 def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> Iterator[Metric]:
     """The metric families of ``snap`` (None: the families without samples); ``flows``: with
     those of :func:`render_flows`. Counters and histograms are those of ``snap.partitions``, with
-    a ``partition`` label, when it has them."""
+    a ``partition`` label, when it is partitioned."""
     teams = list(snap.teams.items()) if snap is not None else []
     by_part: list[tuple[list[str], Snapshot]] = [] if snap is None else [([], snap)]
     part_label: list[str] = []
-    if snap is not None and snap.partitions:
+    if snap is not None and snap.partitioned:
         by_part = [([str(p)], part_snap) for p, part_snap in snap.partitions]
         part_label = ["partition"]
 

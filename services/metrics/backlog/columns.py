@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pydantic import TypeAdapter
+
+from shared.events import UtcDatetime
+
 from .config import PRIORITIES, STATUSES
 
 UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
@@ -18,6 +22,8 @@ NEVER = 1 << 62  # "no pending time transition"
 MASK32 = 0xFFFFFFFF  # heap entries are ``instant << 32 | slot``
 # Heaps and FIFOs are compacted once stale entries outnumber live ones by this much.
 COMPACT_SLACK = 65_536
+
+_CONTRACT_DATETIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
 F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
 F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
@@ -30,12 +36,16 @@ NP, NS = len(PRIORITIES), len(STATUSES)
 
 
 def to_ms(value: object) -> int:
-    """ISO string or datetime (naive = UTC) -> epoch milliseconds; None -> UNSET."""
+    """A timestamp as the event contract accepts it (ISO string, datetime, Unix seconds or
+    milliseconds; naive = UTC) -> epoch milliseconds; None -> UNSET."""
     if value is None:
         return UNSET
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    try:
+        dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        dt = None
     if not isinstance(dt, datetime):
-        raise TypeError(f"not a timestamp: {value!r}")
+        dt = _CONTRACT_DATETIME.validate_python(value)  # what pydantic let through; raises if not
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return round(dt.timestamp() * 1000)

@@ -98,8 +98,13 @@ class Snapshot:
     teams: dict[str, TeamTotals]  # insertion order: triage first, then as first seen
     received: dict[str, int]  # by source
     time_to_route: Histogram
-    # When it merges partitions: each one's snapshot by partition number, labels capped alike.
+    # When it merges partitions: each one's snapshot by partition number, labels capped alike,
+    # but those whose counters are withheld (below).
     partitions: list[tuple[int, Snapshot]] = field(default_factory=list)
+    partitioned: bool = False  # counters and histograms come from ``partitions`` (maybe none)
+    # False while a restored shard replays: its counters are behind what this instance exported
+    # before a crash, and a lower value on the same series reads as a reset to Prometheus.
+    counters_current: bool = True
 
     @property
     def n_open(self) -> int:

@@ -113,17 +113,17 @@ class BacklogState:
         """Apply one decoded event (ticket or routing) observed at processing time ``now``."""
         with self.lock:
             advance_clock(self, now)  # the function, not the method: one call less per event
-            if not self._first_sight(envelope.event_id):
-                return
             if envelope.type in TICKET_EVENT_TYPES:
-                if envelope.type == EventType.TICKET_CREATED:
+                if self._first_sight(envelope.event_id) and envelope.type == EventType.TICKET_CREATED:
                     self._receive(envelope.ticket_key, envelope.source)
                 return
             # The envelope was validated by EventEnvelope.from_bytes; reading the raw dict here
-            # avoids a second pydantic pass, which would dominate the cost per event.
+            # avoids a second pydantic pass, which would dominate the cost per event. Read before
+            # the event id is recorded: an event that cannot be read must fail each retry (and
+            # reach the dead-letter topic), not pass as already seen.
             s = envelope.payload["state"]
             sla = s.get("sla") or {}
-            self._apply_values(
+            values = (
                 s["ticket_key"],
                 s.get("revision", 0),
                 s["source"],
@@ -142,6 +142,8 @@ class BacklogState:
                 to_ms(envelope.occurred_at),
                 envelope.type,
             )
+            if self._first_sight(envelope.event_id):
+                self._apply_values(*values)
 
     def apply_state(
         self,

@@ -15,7 +15,9 @@ The loop handles batches inline, so no batch is mid-flight while a rebalance cal
 A shard's clock (ages, overdue, deadlines passing) follows its events while it replays, and the
 wall clock once caught up (every topic of its partition read to its end once since assigned, as
 ``metrics_backlog_caught_up`` reports): events applied hours after they happened must not count a
-deadline as missed at the wall time, before the later events that met it are applied.
+deadline as missed at the wall time, before the later events that met it are applied. A replaying
+shard's counters and histograms are not exported: restored from a checkpoint older than a crash,
+they are below what the instance exported before it, on the same series.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class BacklogIngest:
             with shard.state.lock:
                 if shard.live:
                     shard.state.advance_clock(now)
-                out.append((p, shard.state.snapshot()))
+                snap = shard.state.snapshot()
+            snap.counters_current = shard.live
+            out.append((p, snap))
         return out
 
     # ---------------------------------------------------------------- rebalance hooks
@@ -133,8 +137,17 @@ class BacklogIngest:
                 "partitions not co-assigned across topics (use the range assignor)", extra={"tps": split}
             )
         async with self._lock:
+            # Shards still held were not revoked: their consumer was replaced after its loop
+            # failed, and closing one calls no listener. Another member may have owned them since:
+            # one is reused only if its checkpoint still describes it, as after a revocation, and
+            # one not assigned now is dropped (its owner replays from the checkpoint).
+            partitions = {tp.partition for tp in assigned}
+            for p in list(self.shards):
+                self._parked[p] = self.shards.pop(p)
+                if p not in partitions:
+                    _forget_checkpoint_gauges(p)
             restored: dict[int, Shard] = {}
-            for p in sorted({tp.partition for tp in assigned} - set(self.shards)):
+            for p in sorted(partitions):
                 restored[p] = await self._restore(p)
                 restored[p].caught_up.clear()
                 restored[p].live = False
@@ -201,9 +214,7 @@ class BacklogIngest:
                 except Exception as exc:
                     # The new owner replays from the previous checkpoint: nothing is lost.
                     log.warning("checkpoint at revocation failed", extra={"partition": p, "error": repr(exc)})
-                for gauge in (CHECKPOINT_BYTES, CHECKPOINT_TIME):
-                    with contextlib.suppress(KeyError):  # never checkpointed here
-                        gauge.remove(str(p))
+                _forget_checkpoint_gauges(p)
             SHARDS.set(len(self.shards))
 
     async def _restore(self, p: int) -> Shard:
@@ -232,8 +243,9 @@ class BacklogIngest:
             return Shard(p, BacklogState(), {})
         try:
             state = await asyncio.to_thread(load, row.state)
-        except (ValueError, KeyError) as exc:
-            # Unreadable (e.g. an older format): rebuild from the start of the partitions.
+        except Exception as exc:  # an older format, a damaged row (zlib.error, struct.error...)
+            # Unreadable: rebuild from the start of the partitions. Raising would leave every
+            # partition of the assignment without a shard, and their events skipped.
             log.error("checkpoint unreadable, replaying from 0", extra={"partition": p, "error": repr(exc)})
             return Shard(p, BacklogState(), {})
         offsets = {k: int(v) for k, v in row.offsets.items()}
@@ -258,8 +270,12 @@ class BacklogIngest:
                     key = _tp_key(event.topic, event.partition)
                     if event.offset < shard.next_offsets.get(key, 0):
                         continue  # already in the state (a redelivery): counting it twice would drift
-                    # A replayed event's instant, never past now (the contract's times are aware).
-                    at = now if shard.live else min(event.envelope.occurred_at, now)
+                    # A replayed event's instant, never past now (the contract's times are aware),
+                    # nor past when we produced it: a ticket event's occurred_at is the source's
+                    # clock, and one running ahead would move the shard's clock past deadlines the
+                    # events after it meet.
+                    envelope = event.envelope
+                    at = now if shard.live else min(envelope.occurred_at, envelope.produced_at, now)
                     shard.state.apply(event.envelope, at)
                     shard.next_offsets[key] = event.offset + 1
                     applied += 1
@@ -312,6 +328,12 @@ class BacklogIngest:
             if shard is not None and tp.partition not in behind:
                 shard.live = True
         return ready
+
+
+def _forget_checkpoint_gauges(partition: int) -> None:
+    for gauge in (CHECKPOINT_BYTES, CHECKPOINT_TIME):
+        with contextlib.suppress(KeyError):  # never checkpointed here
+            gauge.remove(str(partition))
 
 
 def _encode(shard: Shard) -> tuple[bytes, dict[str, int], int]:
