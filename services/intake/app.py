@@ -45,11 +45,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.rate_limits = TokenBuckets(
             settings.intake_rate_limit_per_s, settings.intake_rate_limit_burst
         )
-        app.state.checks = {
-            "database": database_check(resources.engine),
+        # Only the database gates readiness: with the broker away, intake still accepts tickets
+        # into its outbox (202 "queued"), and a load balancer that took it out of rotation would
+        # refuse them instead.
+        app.state.checks = {"database": database_check(resources.engine)}
+        app.state.degraded_checks = {
             "broker": broker_check(resources.producer),
+            "outbox": _outbox_check(publisher),
         }
-        app.state.degraded_checks = {"outbox": _outbox_check(publisher)}
         tasks = [
             asyncio.create_task(publisher.relay_forever(settings.intake_outbox_poll_s), name="outbox-relay"),
             asyncio.create_task(

@@ -59,7 +59,7 @@ def health_router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: broker and database reachable")
+    @router.get("/readyz", summary="Readiness: what the service cannot work without is reachable")
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Check] = getattr(request.app.state, "checks", {})
         degraded_checks: dict[str, Check] = getattr(request.app.state, "degraded_checks", {})
