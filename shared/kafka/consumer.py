@@ -300,6 +300,7 @@ class ConsumerLoop:
                         )
                     # Isolate the bad message so the rest of the batch goes through.
                     return await self._handle_one_by_one(events, batch)
+                await self._update_lag_behind(batch)
                 if await self._backoff(attempt):
                     return False
 
@@ -410,6 +411,28 @@ class ConsumerLoop:
             labels = (self.group_id, tp.topic, str(tp.partition))
             self.lag_labels.add(labels)
             self.lag[tp] = max(0, highwater - position)
+            CONSUMER_LAG.labels(*labels).set(self.lag[tp])
+
+    async def _update_lag_behind(self, batch: FetchedBatch) -> None:
+        """The lag behind a batch that keeps failing (a database outage retried without end).
+
+        The usual update runs between batches and reads the high watermarks of fetches, which
+        stop while the fetched records wait: lag would stay at its last value (0, often) while
+        messages pile up, and no lag alert would fire. The partitions' ends are asked for instead,
+        and the batch's own messages count as not done.
+        """
+        assignment = self.consumer.assignment()
+        try:
+            ends = await asyncio.wait_for(self.consumer.end_offsets(list(assignment)), timeout=5)
+            positions = {tp: await self.consumer.position(tp) for tp in assignment if tp not in batch.records}
+        except Exception as exc:  # the broker may be away too; the next attempt asks again
+            log.debug("lag unknown while retrying", extra={"group": self.group_id, "error": short_error(exc)})
+            return
+        behind = {tp: messages[0].offset for tp, messages in batch.records.items()}
+        for tp in assignment & ends.keys():
+            labels = (self.group_id, tp.topic, str(tp.partition))
+            self.lag_labels.add(labels)
+            self.lag[tp] = max(0, ends[tp] - behind.get(tp, positions.get(tp, ends[tp])))
             CONSUMER_LAG.labels(*labels).set(self.lag[tp])
 
     def total_lag(self) -> int:

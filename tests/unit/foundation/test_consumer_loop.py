@@ -71,6 +71,11 @@ class FakeConsumer:
     async def position(self, tp):
         return 10 - len(self.pending)
 
+    async def end_offsets(self, partitions):
+        return {tp: self.end for tp in partitions}
+
+    end = 10  # what the broker holds; the fetches' high watermark stays at 10
+
 
 class FakeProducer:
     def __init__(self) -> None:
@@ -157,6 +162,20 @@ async def test_transient_errors_are_retried_until_they_pass():
     assert attempts == 4  # transient: retried beyond max_attempts, never dead-lettered
     assert producer.sent == []
     assert consumer.committed == [{TP: 1}]
+
+
+async def test_lag_grows_while_a_batch_is_retried_and_includes_the_batch():
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    consumer.end = 2 + 300  # 300 more arrive while the database is down
+
+    async def handler(events):
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    loop = make_loop(consumer, producer, handler)
+    # Between batches lag reads the fetches' high watermark, frozen while the batch is retried:
+    # a database outage showed lag 0 and no lag alert could fire.
+    await run_until(loop, lambda: loop.total_lag() == 302)
+    assert consumer.committed == []
 
 
 async def test_a_message_that_keeps_failing_is_isolated_and_dead_lettered_the_rest_goes_through():
