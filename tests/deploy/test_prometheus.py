@@ -51,3 +51,45 @@ def test_every_service_is_scraped_on_its_port() -> None:
         (discovery,) = jobs[name]["dns_sd_configs"]
         assert discovery == {"names": [name], "type": "A", "port": port, "refresh_interval": "30s"}
         assert jobs[name].get("metrics_path", "/metrics") == "/metrics"
+
+
+needs_amtool = pytest.mark.skipif(
+    shutil.which("amtool") is None,
+    reason="amtool is not installed (Debian: apt-get install prometheus-alertmanager)",
+)
+ALERTMANAGER = DEPLOY / "alertmanager/alertmanager.yml"
+
+
+@needs_amtool
+def test_amtool_accepts_the_alertmanager_configuration() -> None:
+    result = subprocess.run(
+        ["amtool", "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_amtool
+def test_critical_alerts_go_to_oncall_and_the_rest_to_the_team() -> None:
+    def receiver(*labels: str) -> str:
+        result = subprocess.run(
+            ["amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip()
+
+    assert receiver("alertname=ServerErrors", "severity=critical") == "oncall"
+    assert receiver("alertname=BacklogGrowing", "severity=warning", "team=billing") == "team"
+
+
+def test_prometheus_sends_its_alerts_to_the_compose_alertmanager() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    service = compose["services"]["alertmanager"]
+    assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in service["volumes"]
+    assert any(str(port).endswith(":9093") for port in service["ports"])
+    assert "alertmanager" in compose["services"]["prometheus"]["depends_on"]
