@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from services.router.admin_routes import admin_routers
 from services.router.classification import load_language_model
@@ -22,6 +22,7 @@ from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
 from shared.http.health import broker_check, database_check, health_router, install_timing
+from shared.http.nul_guard import refuse_nul
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
@@ -109,6 +110,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Classifies and routes tickets, tracks SLAs, and exposes the admin API.",
         lifespan=lifespan,
+        # Before any operation's own checks: PostgreSQL stores no U+0000, in text or in JSONB.
+        dependencies=[Depends(refuse_nul)],
     )
     install_problem_handlers(app)
     install_timing(app, "router")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, AwareDatetime
+from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -37,6 +39,20 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+
+def convertible_to_utc(value: datetime) -> datetime:
+    """Refuse an aware datetime whose UTC instant lies outside datetime's range (year 1 at +14:00,
+    year 9999 at -14:00): :class:`UtcDateTime` would fail converting it, in the middle of a query."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
+        raise PydanticCustomError("datetime_out_of_range", message) from None
+    return value
+
+
+# An API's aware datetime that can be compared with (or stored in) a UtcDateTime column.
+UtcAwareDatetime = Annotated[AwareDatetime, AfterValidator(convertible_to_utc)]
 
 # JSONB on PostgreSQL, JSON text elsewhere.
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")

@@ -34,6 +34,9 @@ DEFAULT_PRIORITY_WEIGHTS: Mapping[Priority, float] = MappingProxyType(
 )
 # Pending/on-hold tickets wait on someone else and do not occupy an agent.
 DEFAULT_COUNTED_STATUSES: frozenset[TicketStatus] = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
+# Agents on one shift, as many as a team's fixed capacity allows tickets. Bounded so that every
+# stored schedule reads back: JSON numbers beyond a double fail the read of every team.
+MAX_AGENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class Shift(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     hours: WeeklyHours
-    agents: int = Field(ge=0)
+    agents: int = Field(ge=0, le=MAX_AGENTS)
 
     @field_validator("hours", mode="before")
     @classmethod

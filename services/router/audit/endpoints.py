@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.router.openapi import READ, problems
 from shared.auth import Role, require_role
 from shared.db import audit
+from shared.db.base import UtcAwareDatetime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(require_role(Role.VIEWER))])
 
@@ -32,7 +33,7 @@ async def list_audit(
         None, max_length=50, description="e.g. team, ruleset, sla_policy, writeback_target, source"
     ),
     entity_id: str | None = Query(None, max_length=200),
-    since: AwareDatetime | None = Query(None, description="Only entries at or after this instant"),
+    since: UtcAwareDatetime | None = Query(None, description="Only entries at or after this instant"),
     limit: int = Query(100, ge=1, le=audit.MAX_LIMIT),
 ) -> list[AuditOut]:
     async with request.app.state.sessions() as session:

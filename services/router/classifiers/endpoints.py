@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +13,7 @@ from services.router.classifiers import service
 from services.router.classifiers.enrichment import ActiveModel, compute_signals, ticket_text
 from services.router.classifiers.live import LiveClassifier
 from services.router.classifiers.schemas import (
+    MAX_VERSION,
     ClassifierList,
     ClassifierOut,
     LabelKind,
@@ -23,6 +24,7 @@ from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/classifiers", tags=["classifiers"])
+VersionPath = Path(ge=1, le=MAX_VERSION, description="The model's version (its id).")
 
 
 class DeactivateOut(BaseModel):
@@ -52,7 +54,7 @@ async def list_classifiers(
 
 @router.get("/{version}", response_model=ClassifierOut, summary="One stored model and its figures")
 async def get_classifier(
-    version: int, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
+    request: Request, version: int = VersionPath, _role: Role = Depends(require_role(Role.VIEWER))
 ) -> ClassifierOut:
     async with request.app.state.sessions() as session:
         row = await service.get_model(session, version)
@@ -65,7 +67,7 @@ async def get_classifier(
     "/{version}/activate", response_model=ClassifierOut, summary="Make a model the active one of its kind"
 )
 async def activate_classifier(
-    version: int, request: Request, caller: Caller = Depends(require_caller(Role.ADMIN))
+    request: Request, version: int = VersionPath, caller: Caller = Depends(require_caller(Role.ADMIN))
 ) -> ClassifierOut:
     try:
         async with request.app.state.sessions() as session, session.begin():

@@ -8,6 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Versions are the ids of classifier_models, an INTEGER column: a larger number matches no model,
+# and the database refuses it as a parameter (an overflow, not "not found").
+MAX_VERSION = 2**31 - 1
+
 
 class LabelKind(StrEnum):
     """What a model predicts. Only category and team models take part in routing."""
@@ -40,7 +44,10 @@ class PredictIn(BaseModel):
     description: str = Field(default="", max_length=200_000)
     label_kind: LabelKind = LabelKind.CATEGORY
     version: int | None = Field(
-        default=None, ge=1, description="Try this stored model instead of the active one of label_kind."
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Try this stored model instead of the active one of label_kind.",
     )
 
 

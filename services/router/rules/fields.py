@@ -81,6 +81,13 @@ NEGATIVE_OPS = frozenset({"not_equals", "not_in"})  # true when the fact is miss
 
 LEVEL_NAMES = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index == datetime.weekday()
+_FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# What a weekday condition accepts (any case), to the short name it stores. Exact names only: a
+# prefix of anything ("mon-fri", "thurs") would silently test a single other day.
+WEEKDAY_NAMES: dict[str, str] = {
+    **dict(zip(WEEKDAYS, WEEKDAYS, strict=True)),
+    **dict(zip(_FULL_WEEKDAYS, WEEKDAYS, strict=True)),
+}
 
 
 def field_kind(name: str) -> Kind | None:
@@ -180,9 +187,9 @@ def _scalar(kind: Kind, value: object) -> object:
         except ValueError:
             raise ValueError(f"expected one of {[s.value for s in TicketStatus]}, got {value!r}") from None
     if kind is Kind.WEEKDAY:
-        day = str(value).strip().lower()[:3]
-        if not isinstance(value, str) or day not in WEEKDAYS:
-            raise ValueError(f"expected a weekday mon..sun, got {value!r}")
+        day = WEEKDAY_NAMES.get(value.strip().lower()) if isinstance(value, str) else None
+        if day is None:
+            raise ValueError(f"expected a weekday mon..sun or monday..sunday, got {value!r}")
         return day
     if kind in (Kind.CUSTOM, Kind.TAGS):
         if kind is Kind.TAGS and not isinstance(value, str):

@@ -10,8 +10,18 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from services.router.sla.policy import MAX_POLICY_NAME
 from shared.events import Priority, parse_priority
 
 from .fields import ALL_OPS, OPS_BY_KIND, field_kind, normalise_value, parse_level
@@ -142,7 +152,7 @@ class Actions(BaseModel):
     set_urgency: int | None = None
     set_impact: int | None = None
     add_tags: list[str] = Field(default_factory=list, max_length=50)
-    sla_policy: str | None = Field(default=None, min_length=1, max_length=100)
+    sla_policy: str | None = Field(default=None, min_length=1, max_length=MAX_POLICY_NAME)
     # True: a matching rule ends evaluation. False lets later rules still add tags / assign.
     stop: bool = True
 
@@ -212,9 +222,15 @@ class RuleSet(BaseModel):
     @model_validator(mode="after")
     def _unique_ids(self) -> RuleSet:
         seen: dict[str, int] = {}
+        duplicates: list[InitErrorDetails] = []
         for index, rule in enumerate(self.rules):
             if rule.id in seen:
-                first = seen[rule.id]
-                raise ValueError(f"rules.{index}.id: duplicate rule id {rule.id!r} (also rules.{first})")
-            seen[rule.id] = index
+                message = f"duplicate rule id {rule.id!r} (also the id of rule {seen[rule.id]})"
+                error = PydanticCustomError("duplicate_rule_id", message)
+                duplicates.append(InitErrorDetails(type=error, loc=("rules", index, "id"), input=rule.id))
+            seen.setdefault(rule.id, index)
+        if duplicates:
+            # A ValidationError keeps each location (a ValueError would be reported at the rule
+            # set's root); pydantic prefixes them with where this rule set sits.
+            raise ValidationError.from_exception_data(type(self).__name__, duplicates)
         return self

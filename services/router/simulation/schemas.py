@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.router.rules import RuleSet
+from shared.db.base import UtcAwareDatetime
 from shared.events import TicketSnapshot
 
 MAX_REPLAY = 10_000
@@ -16,7 +17,9 @@ class SimulateRequest(BaseModel):
     ticket: TicketSnapshot
     source: str = Field(default="api", min_length=1, max_length=100)
     ruleset: RuleSet | None = Field(default=None, description="A draft to try instead of the live rule set")
-    now: AwareDatetime | None = Field(default=None, description="Evaluate as of this instant (default: now)")
+    now: UtcAwareDatetime | None = Field(
+        default=None, description="Evaluate as of this instant (default: now)"
+    )
     language: str | None = Field(
         default=None, max_length=16, description="As the language detector would say"
     )
@@ -81,8 +84,8 @@ class ReplayRequest(BaseModel):
         default=None, ge=1, le=2**31 - 1, description="A stored version; default: live"
     )
     last: int | None = Field(default=None, ge=1, le=MAX_REPLAY, description="The newest N stored tickets")
-    since: AwareDatetime | None = Field(default=None, description="Tickets created at or after")
-    until: AwareDatetime | None = Field(default=None, description="Tickets created before")
+    since: UtcAwareDatetime | None = Field(default=None, description="Tickets created at or after")
+    until: UtcAwareDatetime | None = Field(default=None, description="Tickets created before")
 
     @model_validator(mode="after")
     def _one_selection(self) -> ReplayRequest:

@@ -18,6 +18,9 @@ from services.router.sla.calendar import ALWAYS_OPEN, BusinessCalendar
 from shared.events import Priority, TicketStatus
 
 MAX_TARGET = timedelta(days=365)
+# The longest name of a new policy: what a rule's ``actions.sla_policy`` can name. The model allows
+# longer ones (up to 200), which earlier versions stored and the routers must still load.
+MAX_POLICY_NAME = 100
 _MAX_TARGET_MINUTES = MAX_TARGET // timedelta(minutes=1)
 
 

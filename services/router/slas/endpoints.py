@@ -46,6 +46,14 @@ def check_if_match(kind: str, name: str, current: SlaConfigVersion | None, if_ma
     check_expected(expected, current.version, service.config_etag(current))
 
 
+def _pointer(field: str, document: dict[str, Any]) -> str:
+    """A document error's place in the request: the name comes from the URL unless the document
+    repeats it."""
+    if field == "/name" and "name" not in document:
+        return "/path/name"
+    return "/document" + field
+
+
 def out(row: SlaConfigVersion) -> ConfigOut:
     return ConfigOut.model_validate(row, from_attributes=True)
 
@@ -119,12 +127,9 @@ async def put_config(
         try:
             model = service.validate_document(kind, name, body.document, calendars, teams)
         except service.ConfigInvalid as exc:
-            raise Problem(
-                422,
-                "Invalid SLA configuration",
-                str(exc),
-                errors=[{**e, "field": "/document" + e["field"]} for e in exc.errors],
-            ) from None
+            errors = [{**e, "field": _pointer(e["field"], body.document)} for e in exc.errors]
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            raise Problem(422, "Invalid SLA configuration", detail, errors=errors) from None
         document = model.model_dump(mode="json", exclude_defaults=False)
         row = await service.save(session, kind, name, document, caller.name, body.comment, previous=current)
     response.headers["ETag"] = service.config_etag(row)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
@@ -28,12 +29,13 @@ from services.router.sla.calendar import (
     MAX_HOLIDAYS,
     least_open_time_within_horizon,
 )
-from services.router.sla.policy import EscalationAction, ReassignTo, SlaPolicy
+from services.router.sla.policy import MAX_POLICY_NAME, EscalationAction, Notify, ReassignTo, SlaPolicy
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.recheck import moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from services.router.teams.states import team_problem
+from services.router.writeback.models import WritebackTarget
 from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Stale, etag
@@ -82,20 +84,53 @@ def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, An
 class LiveCalendars(dict[str, BusinessCalendar]):
     """The live calendars by name, and the live policies: what validation on save checks a
     policy's targets and a calendar's hours against. ``in`` tells a live calendar's name, also of
-    one whose stored document no longer validates (it has no model here, and is not checked)."""
+    one whose stored document no longer validates (it has no model here, and is not checked).
+
+    ``policy_names``: every live policy's name, also of one that no longer validates (saving it
+    again is no new name); ``notify_targets``: the write-back targets a ``notify`` may name."""
 
     def __init__(
         self,
         calendars: Mapping[str, BusinessCalendar],
         policies: Sequence[StoredPolicy] = (),
         unreadable: AbstractSet[str] = frozenset(),
+        *,
+        policy_names: AbstractSet[str] = frozenset(),
+        notify_targets: AbstractSet[str] = frozenset(),
     ) -> None:
         super().__init__(calendars)
         self.policies = list(policies)
         self.unreadable = frozenset(unreadable)
+        self.policy_names = frozenset(policy_names) | {p.name for p in self.policies}
+        self.notify_targets = frozenset(notify_targets)
 
     def __contains__(self, name: object) -> bool:
         return super().__contains__(name) or name in self.unreadable
+
+    def is_live(self, kind: str, name: str) -> bool:
+        return name in (self if kind == "calendar" else self.policy_names)
+
+
+# As team and rule names: no leading or trailing whitespace, so "gold" and "gold " are not two.
+_TRIMMED_NAME = re.compile(r"\S(.*\S)?")
+
+
+def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str, Any]]:
+    """Why ``name`` cannot be saved. Only new names are held to today's rules: a policy or
+    calendar stored earlier under a longer or untrimmed name can still be saved again, as the
+    routers still load it (the document models allow those names)."""
+    if kind == "calendar" and name == ALWAYS_OPEN:
+        message = f"{ALWAYS_OPEN!r} is the built-in always-open calendar of policies without one"
+        return [{"field": "/name", "message": f"{message}; choose another name"}]
+    if calendars.is_live(kind, name):
+        return []
+    errors = []
+    if not _TRIMMED_NAME.fullmatch(name):
+        errors.append({"field": "/name", "message": "must not start or end with whitespace"})
+    if kind == "policy" and len(name) > MAX_POLICY_NAME:
+        message = f"at most {MAX_POLICY_NAME} characters, as a rule's actions.sla_policy names it"
+        errors.append({"field": "/name", "message": message})
+    return errors
 
 
 def _minutes(value: timedelta) -> str:
@@ -202,13 +237,16 @@ def validate_document(
 
     ``calendars``: the live calendars and policies (:func:`live_calendars`); ``teams``: every
     team's name -> active, as the rules check theirs (a reassignment to a missing team would fail
-    or misroute at escalation). A policy's targets
+    or misroute at escalation); a ``notify`` must name a write-back target (``calendars``). A new
+    name is checked too (:func:`name_errors`). A policy's targets
     must end within the deadline horizon of its calendar from ``now`` (default: the current time),
     and a calendar must have open time, enough for the live policies on it."""
     now = now or utc_now()
     document = {**document, "name": document.get("name", name)}
     if document["name"] != name:
         raise ConfigInvalid([{"field": "/name", "message": f"must equal the name in the URL ({name!r})"}])
+    if errors := name_errors(kind, name, calendars):
+        raise ConfigInvalid(errors)
     try:
         model = MODELS[kind].model_validate(document)
     except ValidationError as exc:
@@ -229,6 +267,9 @@ def validate_document(
                 problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
                 if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
+                if isinstance(action, Notify) and action.target not in calendars.notify_targets:
+                    message = f"unknown write-back target {action.target!r}"
+                    errors.append({"field": f"/{key}/{index}/target", "message": message})
         errors += horizon_errors(model, calendars.get(model.calendar), now)
         if errors:
             raise ConfigInvalid(errors)
@@ -371,19 +412,28 @@ async def save(
 
 
 async def live_calendars(session: AsyncSession) -> LiveCalendars:
-    """The live calendars, with the live policies, for :func:`validate_document`."""
+    """The live calendars, with the live policies and the write-back targets, for
+    :func:`validate_document`."""
     calendars, unreadable, policies = {}, set(), []
     for row in await live_rows(session, "calendar"):
         try:
             calendars[row.name] = BusinessCalendar.model_validate(row.document)
         except ValidationError:
             unreadable.add(row.name)  # stored by an earlier version: saving it again fixes it
-    for row in await live_rows(session, "policy"):
+    policy_rows = await live_rows(session, "policy")
+    for row in policy_rows:
         try:
             policies.append(StoredPolicy.model_validate(row.document))
         except ValidationError:
             continue  # left out of the routers' configuration too (see load_config)
-    return LiveCalendars(calendars, policies, unreadable)
+    targets = (await session.scalars(select(WritebackTarget.name))).all()
+    return LiveCalendars(
+        calendars,
+        policies,
+        unreadable,
+        policy_names={row.name for row in policy_rows},
+        notify_targets=set(targets),
+    )
 
 
 async def policies_reassigning_to(session: AsyncSession, team: str) -> list[str]:

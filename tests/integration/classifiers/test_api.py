@@ -128,3 +128,19 @@ async def test_bad_input_is_problem_json_naming_the_field(router):
         "/v1/classifiers/predict", json={"subject": "x", "version": 999999}, headers=router.viewer
     )
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["field"] == "/version"
+
+
+async def test_versions_beyond_the_id_column_are_refused_naming_the_field(router):
+    """Numbers the INTEGER id cannot hold reached the database: 500s, not 422s."""
+    huge = 2**31
+    shown = await router.client.get(f"/v1/classifiers/{huge}", headers=router.viewer)
+    assert shown.status_code == 422 and shown.json()["errors"][0]["field"] == "/path/version"
+    activated = await router.client.post(f"/v1/classifiers/{10**20}/activate", headers=router.admin)
+    assert activated.status_code == 422 and activated.json()["errors"][0]["field"] == "/path/version"
+    predicted = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": "vpn", "version": 10**20}, headers=router.viewer
+    )
+    assert predicted.status_code == 422 and predicted.json()["errors"][0]["field"] == "/version"
+    assert predicted.headers["content-type"] == "application/problem+json"
+    largest = await router.client.get(f"/v1/classifiers/{huge - 1}", headers=router.viewer)
+    assert largest.status_code == 404

@@ -242,3 +242,22 @@ async def test_revoked_key_stops_working(router_api: Router) -> None:
     router_api.app.state.keys.ttl_s = 0.2  # keep the test short; the behaviour is the same
     router_api.app.state.keys._cache.clear()
     assert (await router_api.client.get("/v1/rules", headers=headers)).status_code == 401
+
+
+async def test_repeated_rule_ids_and_weekday_ranges_are_refused_naming_the_value(router_api: Router) -> None:
+    """Two rules with one id answered 422 naming "/" ("Value error, rules.1.id: ..."); a weekday
+    "mon-fri" was stored as "mon", and the rule then matched on Mondays only."""
+    team = await router_api.add_team("dup")
+    twice = await router_api.put_rules({"rules": [rule("dup", team), rule("other", team), rule("dup", team)]})
+    assert twice.status_code == 422 and twice.headers["content-type"] == "application/problem+json"
+    assert twice.json()["errors"] == [
+        {"field": "/rules/2/id", "message": "duplicate rule id 'dup' (also the id of rule 0)"}
+    ]
+    weekdays = rule("weekdays", team, when={"field": "weekday", "op": "in", "value": ["mon-fri"]})
+    ranged = await router_api.put_rules({"rules": [weekdays]})
+    assert ranged.status_code == 422, ranged.text
+    assert [e["field"] for e in ranged.json()["errors"]] == ["/rules/0/when/value"]
+    full = rule("weekdays", team, when={"field": "weekday", "op": "in", "value": ["Monday", "FRI"]})
+    saved = await router_api.put_rules({"rules": [full]})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["rules"][0]["when"]["value"] == ["mon", "fri"]

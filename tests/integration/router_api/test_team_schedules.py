@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+from services.router.assignment.capacity import MAX_AGENTS
 from tests.integration.router_api.helpers import Router
 
 SCHEDULE: dict[str, Any] = {
@@ -72,3 +74,26 @@ async def test_bad_schedule_is_422_naming_the_field(router_api: Router) -> None:
     )
     assert bad_patch.status_code == 422, bad_patch.text
     assert {e["field"] for e in bad_patch.json()["errors"]} == {"/schedule/tickets_per_agent"}
+
+
+async def test_agents_beyond_the_bound_are_refused_and_teams_stay_readable(router_api: Router) -> None:
+    """1 followed by 400 zeros was stored, and then no read of the teams (nor the routers' load
+    prefetch) could parse the JSON back: 500s for every team."""
+    c, editor = router_api.client, router_api.editor
+    name = f"shifts-{uuid.uuid4().hex[:8]}"
+    shift = {"name": "all", "hours": {"mon-sun": "00:00-24:00"}, "agents": 0}
+    template = json.dumps({"name": name, "schedule": {"tickets_per_agent": 1, "shifts": [shift]}})
+    for agents in ("1" + "0" * 400, str(MAX_AGENTS + 1)):  # as JSON text: no Python value is 1e400
+        body = template.replace('"agents": 0', f'"agents": {agents}')
+        headers = {**editor, "Content-Type": "application/json"}
+        refused = await c.post("/v1/teams", content=body, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]] == ["/schedule/shifts/0/agents"]
+    most = {
+        "tickets_per_agent": 1,
+        "shifts": [{"name": "all", "hours": {"mon": "09:00-17:00"}, "agents": MAX_AGENTS}],
+    }
+    created = await c.post("/v1/teams", json={"name": name, "schedule": most}, headers=editor)
+    assert created.status_code == 201, created.text
+    assert (await c.get("/v1/teams", headers=router_api.viewer)).status_code == 200

@@ -5,18 +5,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete
 
+from services.router.sla.policy import MAX_POLICY_NAME
 from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.service import load_config
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
+from services.router.writeback.models import WritebackTarget
 from shared.auth import Role
 from shared.db.audit import list_entries
 from shared.http.preconditions import Stale
@@ -343,3 +348,93 @@ def test_openapi_documents_etags_and_preconditions() -> None:
         assert {"412", "428"} <= set(responses)
         assert PROBLEM_JSON in responses["412"]["content"]
         assert any(p["name"] == "If-Match" for p in one[method]["parameters"])
+
+
+def fields_of(response: httpx.Response) -> list[str]:
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON, response.text
+    return [e["field"] for e in response.json()["errors"]]
+
+
+async def test_a_calendar_cannot_take_the_built_in_always_open_name(sessions):
+    """A calendar named 24x7 silently replaced the always-open calendar of every policy without one."""
+    hours = {"timezone": "UTC", "weekly_hours": {"mon-fri": "09:00-10:00"}}
+    async with await client_for(sessions) as client:
+        assert fields_of(await client.put("/v1/sla/calendars/24x7", json={"document": hours})) == [
+            "/path/name"
+        ]
+        named = await client.put("/v1/sla/calendars/24x7", json={"document": {**hours, "name": "24x7"}})
+        assert fields_of(named) == ["/document/name"]
+        assert "always-open" in named.json()["errors"][0]["message"]
+        assert (await client.get("/v1/sla/calendars/24x7")).status_code == 404
+    async with sessions() as session:
+        config = await load_config(session)
+    assert config.calendar("24x7").is_open(datetime(2026, 1, 10, 12, tzinfo=UTC))  # a Saturday noon
+
+
+async def test_notify_names_a_write_back_target(sessions):
+    """As a reassign_to names a team: an unknown target was accepted, and notified nobody."""
+    target, pol = f"hook-{new_id()[:8]}", f"pol-{new_id()[:8]}"
+    async with sessions() as session, session.begin():
+        session.add(
+            WritebackTarget(
+                name=target, source="api", url="https://hooks.invalid/x", secret="s", event_kinds=[]
+            )
+        )
+
+    def policy(*targets: str) -> dict[str, Any]:
+        notify = [{"action": "notify", "target": t} for t in targets]
+        return {"document": {"applies_when": NEVER, "on_breach": [{"action": "raise_priority"}, *notify]}}
+
+    try:
+        async with await client_for(sessions) as client:
+            bad = await client.put(f"/v1/sla/policies/{pol}", json=policy(target, "no-such-target"))
+            assert fields_of(bad) == ["/document/on_breach/2/target"]
+            assert bad.json()["errors"][0]["message"] == "unknown write-back target 'no-such-target'"
+            created = await client.put(f"/v1/sla/policies/{pol}", json=policy(target))
+            assert created.status_code == 201, created.text
+            deleted = await client.delete(
+                f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]}
+            )
+            assert deleted.status_code == 204
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(WritebackTarget).where(WritebackTarget.name == target))
+
+
+async def test_new_names_are_trimmed_and_short_enough_for_rules_yet_stored_ones_still_load(sessions):
+    """ "gold" and "gold " were two policies, and a policy name of 101 to 200 characters could be
+    saved but named by no rule. Names stored before these checks still load and can be saved again."""
+    base = f"gold-{new_id()[:8]}"
+    document = {"document": {"applies_when": NEVER}}
+    async with await client_for(sessions) as client:
+        for plural in ("policies", "calendars"):
+            body = document if plural == "policies" else {"document": CALENDAR}
+            for name in (f"{base}%20", f"%20{base}", f"{base}%0A"):
+                assert fields_of(await client.put(f"/v1/sla/{plural}/{name}", json=body)) == ["/path/name"]
+        longest = "p" * MAX_POLICY_NAME
+        assert fields_of(await client.put(f"/v1/sla/policies/{longest}x", json=document)) == ["/path/name"]
+        created = await client.put(f"/v1/sla/policies/{longest}", json=document)
+        assert created.status_code == 201, created.text
+        await client.delete(f"/v1/sla/policies/{longest}", headers={"If-Match": created.headers["etag"]})
+
+    stored = {"policy": [f"{base} ", "q" * 150], "calendar": [f" {base}"]}
+    async with sessions() as session, session.begin():
+        for kind, names in stored.items():
+            for name in names:
+                doc = {"name": name, **(CALENDAR if kind == "calendar" else {"applies_when": NEVER})}
+                session.add(SlaConfigVersion(kind=kind, name=name, version=1, document=doc, author="v1"))
+    async with sessions() as session:
+        config = await load_config(session)
+    assert all(config.policy_named(name) is not None for name in stored["policy"])
+    assert f" {base}" in config.calendars
+    async with await client_for(sessions) as client:
+        for kind, names in stored.items():
+            plural = "policies" if kind == "policy" else "calendars"
+            for name in names:
+                url = f"/v1/sla/{plural}/{quote(name)}"
+                tag = {"If-Match": f'W/"{service.etag_prefix(kind, name)}-1"'}
+                body = {"document": CALENDAR} if kind == "calendar" else document
+                saved = await client.put(url, json=body, headers=tag)
+                assert saved.status_code == 200, saved.text
+                deleted = await client.delete(url, headers={"If-Match": saved.headers["etag"]})
+                assert deleted.status_code == 204, deleted.text

@@ -87,7 +87,7 @@ def test_ruleset_level_errors():
     found = errors({"rules": [{**rule("r", assign_team="t"), "timezone": "Nowhere/Town"}]})
     assert found[0][0] == ("rules", 0, "timezone")
     found = errors({"rules": [rule("a", assign_team="t"), rule("a", assign_team="u")]})
-    assert "rules.1.id: duplicate rule id 'a'" in found[0][1]
+    assert found == [(("rules", 1, "id"), "duplicate rule id 'a' (also the id of rule 0)")]
     assert errors({"rules": [rule("Bad Id!", assign_team="t")]})[0][0] == ("rules", 0, "id")
 
 
@@ -196,3 +196,37 @@ rules:
         ruleset_from_yaml(text)
     assert info.value.problems[0].path == "rules[1] (id second).when.value"
     assert "HH:MM" in str(info.value)
+
+
+def test_every_repeated_rule_id_is_named_where_it_repeats() -> None:
+    """A ValueError at the rule set's root answered 422 naming "/" with a "Value error, " prefix."""
+    ids = ["a", "b", "a", "c", "b", "a"]
+    found = errors({"rules": [rule(i, assign_team="t") for i in ids]})
+    assert [(loc, msg.startswith("duplicate rule id")) for loc, msg in found] == [
+        (("rules", 2, "id"), True),
+        (("rules", 4, "id"), True),
+        (("rules", 5, "id"), True),
+    ]
+    assert "rule 1" in found[1][1]
+
+
+@pytest.mark.parametrize("day", ["mon-fri", "thurs", "mo", "sundays", "weekend", "monday1", 1])
+def test_a_weekday_is_an_exact_day_name(day: object) -> None:
+    """Any value was cut to its first three letters: "mon-fri" was stored as "mon"."""
+    loc, msg = one_error(leaf("weekday", "equals", day))
+    assert loc == ("rules", 0, "when", "all", 1, "value") and "mon..sun" in msg
+    loc, _ = one_error(leaf("weekday", "in", ["sat", day]))
+    assert loc == ("rules", 0, "when", "all", 1, "value")
+
+
+@pytest.mark.parametrize(
+    ("day", "stored"),
+    [("mon", "mon"), ("MON", "mon"), ("Monday", "mon"), (" thursday ", "thu"), ("SUN", "sun")],
+)
+def test_short_and_full_day_names_in_any_case_are_stored_short(day: str, stored: str) -> None:
+    ruleset = RuleSet.model_validate({"rules": [rule("r", leaf("weekday", "equals", day), assign_team="t")]})
+    condition = ruleset.rules[0].when
+    assert condition is not None and condition.value == stored
+    # What is stored loads again, unchanged.
+    again = RuleSet.model_validate(ruleset.model_dump(mode="json", by_alias=True, exclude_none=True))
+    assert again == ruleset

@@ -1,0 +1,82 @@
+"""Refuse U+0000 anywhere in a request: PostgreSQL stores it neither in text nor in JSONB, so a NUL
+that reached a query or an INSERT failed there (a 500) instead of being refused as bad input.
+
+One app-wide dependency (``FastAPI(dependencies=[Depends(refuse_nul)])``) rather than a check in
+every schema: it covers the JSON body, the query parameters and the path parameters of every
+operation, those added later included.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from shared.http.problems import Problem
+
+NUL = "\x00"
+_MESSAGE = "must not contain U+0000"
+# A JSON body holds U+0000 only as the escape \u0000 (a raw control character is invalid JSON), or
+# anywhere in a UTF-16/32 body, whose ASCII characters all have zero bytes.
+_ESCAPED_NUL = b"\\u0000"
+_ZERO_BYTE = b"\x00"
+
+
+def _escape_pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def nul_pointer(value: Any, pointer: str = "") -> str | None:
+    """The JSON pointer of the first string or object key in ``value`` that holds U+0000."""
+    if isinstance(value, str):
+        return (pointer or "/") if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            member = f"{pointer}/{_escape_pointer_token(str(key))}"
+            if NUL in str(key):
+                return member
+            found = nul_pointer(item, member)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_pointer(item, f"{pointer}/{index}")
+            if found is not None:
+                return found
+    return None
+
+
+def body_nul_pointer(body: bytes) -> str | None:
+    """Where a JSON body holds U+0000, if it does. The raw bytes only pre-filter: ``\\\\u0000`` is an
+    escaped backslash followed by ``u0000``, not a NUL, so only the parsed value decides."""
+    if _ESCAPED_NUL not in body and _ZERO_BYTE not in body:
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # what FastAPI's parser also reads: UTF-16/32, NaN, numbers beyond a double
+            value = json.loads(body)
+        except ValueError:
+            return None  # not JSON: the operation's own validation refuses it
+    return nul_pointer(value)
+
+
+def _refused(field: str) -> Problem:
+    return Problem(
+        422, "Invalid request", f"{field}: {_MESSAGE}", errors=[{"field": field, "message": _MESSAGE}]
+    )
+
+
+async def refuse_nul(request: Request) -> None:
+    """422 naming the path parameter, query parameter or JSON pointer that holds U+0000."""
+    for name, value in request.path_params.items():
+        if NUL in str(value):
+            raise _refused(f"/path/{name}")
+    for name, value in request.query_params.multi_items():
+        if NUL in name or NUL in value:
+            raise _refused(f"/query/{name}")
+    pointer = body_nul_pointer(await request.body())
+    if pointer is not None:
+        raise _refused(pointer)

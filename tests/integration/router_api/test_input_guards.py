@@ -1,0 +1,93 @@
+"""Input that used to pass validation and fail in the database (a 500): U+0000 anywhere in a
+request (PostgreSQL stores it in neither text nor JSONB), and aware datetimes whose UTC instant
+lies outside datetime's range. Each is a 422 problem naming the parameter or JSON pointer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.integration.router_api.helpers import Router, rule
+
+CALENDAR = {"timezone": "UTC", "weekly_hours": {"mon-fri": "09:00-17:00"}}
+NEVER = {"field": "customer_tier", "op": "equals", "value": "no tier has this name"}
+
+
+def refused_at(response: httpx.Response, field: str) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field], response.json()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_nul_anywhere_in_a_request_is_refused_naming_where(router_api: Router) -> None:
+    c, editor, admin = router_api.client, router_api.editor, router_api.admin
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", "/v1/teams", {"json": {"name": unique("nul"), "description": "a\x00b"}}, "/description"),
+        ("POST", "/v1/teams", {"json": {"name": unique("nul"), "skills": ["vpn", "a\x00"]}}, "/skills/1"),
+        ("POST", "/v1/teams", {"json": {"name": unique("nul"), "k\x00": 1}}, "/k\x00"),
+        (
+            "PUT",
+            f"/v1/sla/policies/{unique('nul')}",
+            {"json": {"document": {"applies_when": {**NEVER, "value": "gold\x00"}}}},
+            "/document/applies_when/value",
+        ),
+        (
+            "PUT",
+            f"/v1/sla/calendars/{unique('nul')}",
+            {"json": {"comment": "x\x00", "document": CALENDAR}},
+            "/comment",
+        ),
+        ("PUT", "/v1/sla/policies/a%00b", {"json": {"document": {}}}, "/path/name"),
+        ("GET", "/v1/sla/policies/a%00b", {}, "/path/name"),
+        ("GET", "/v1/tickets/a%00b", {}, "/path/ticket_key"),
+        ("GET", "/v1/audit", {"params": {"entity": "team\x00"}}, "/query/entity"),
+        ("POST", "/v1/api-keys", {"json": {"name": "a\x00b"}}, "/name"),
+    ]
+    for method, url, kwargs, field in cases:
+        headers = admin if url.startswith("/v1/api-keys") else editor
+        refused_at(await c.request(method, url, headers=headers, **kwargs), field)
+
+    team = await router_api.add_team("nul")
+    headers = {**editor, "If-Match": await router_api.rules_etag()}
+    added = await c.post("/v1/rules", json=rule("nul", team, "a\x00b"), headers=headers)
+    refused_at(added, "/when/value")
+    commented = await c.put("/v1/rules", json={"rules": []}, params={"comment": "x\x00"}, headers=headers)
+    refused_at(commented, "/query/comment")
+
+
+async def test_an_escaped_backslash_before_u0000_is_text_not_nul(router_api: Router) -> None:
+    name = unique("text")
+    body = json.dumps({"name": name, "description": "see \\u0000 in C"})  # an escaped backslash, then u0000
+    assert "\\\\u0000" in body
+    headers = {**router_api.editor, "Content-Type": "application/json"}
+    created = await router_api.client.post("/v1/teams", content=body, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["description"] == "see \\u0000 in C"
+
+
+async def test_instants_outside_utc_range_are_refused_naming_the_field(router_api: Router) -> None:
+    c, viewer = router_api.client, router_api.viewer
+    earliest, latest = "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"
+    draft: dict[str, Any] = {"rules": []}
+    since = await c.post("/v1/routing/replay", json={"ruleset": draft, "since": earliest}, headers=viewer)
+    refused_at(since, "/since")
+    until = await c.post("/v1/routing/replay", json={"ruleset": draft, "until": latest}, headers=viewer)
+    refused_at(until, "/until")
+    refused_at(await c.get("/v1/audit", params={"since": earliest}, headers=viewer), "/query/since")
+    ticket = {"external_id": "1", "subject": "vpn"}
+    now = await c.post("/v1/routing/simulate", json={"ticket": ticket, "now": latest}, headers=viewer)
+    refused_at(now, "/now")
+    # The ends of the range themselves, in UTC, are fine.
+    for window in (
+        {"since": "0001-01-01T00:00:00+00:00", "until": "0001-01-02T00:00:00+00:00"},
+        {"since": "9999-12-31T00:00:00+00:00", "until": "9999-12-31T23:59:59+00:00"},
+    ):
+        edge = await c.post("/v1/routing/replay", json={"ruleset": draft, **window}, headers=viewer)
+        assert edge.status_code == 200 and edge.json()["total"] == 0, edge.text
