@@ -20,7 +20,7 @@ from services.metrics.ingest.runner import ingest_runner
 from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
-from shared.kafka.checks import consumer_check
+from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
 from shared.settings import MetricsSettings
@@ -63,6 +63,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             "database": database_check(resources.engine),
             "broker": broker_check(resources.producer),
             "consumer": consumer_check(runner),
+            "partitions": same_partition_counts(
+                runner, [settings.topic_ticket_events, settings.topic_routing_events]
+            ),
             "caught_up": _caught_up_check(caught_up),
         }
         freeze_startup_heap()
