@@ -31,7 +31,14 @@ from services.router.classifiers.service import feedback_row, is_team_correction
 from services.router.load.book import LoadBook
 from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.lifecycle import EvaluatesAhead, PreparesBatch, RouteFn, decide, fill_gaps
+from services.router.routing.lifecycle import (
+    EvaluatesAhead,
+    PreparesBatch,
+    RouteFn,
+    decide,
+    fill_gaps,
+    is_first_response,
+)
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
 from services.router.routing.texts import EARLY_SLICE, prepare_while, texts_of_created, texts_to_route
 from services.router.slas.tracking import SlaConfig, SlaTracker
@@ -380,11 +387,15 @@ class RoutingHandler:
                 if row.pruned_at is not None:
                     continue  # a retention stub lacks its text on purpose: an old event must not restore it
                 filled = fill_gaps(row.snapshot, envelope.payload)
-                if filled is None:
+                # An agent's reply delivered after a newer update is still the first response
+                # (GitHub stamps a comment's webhook with the updated_at).
+                late_reply = snapshot.comment if is_first_response(snapshot.comment) else None
+                if filled is None and (late_reply is None or current.sla.first_responded_at is not None):
                     continue
                 # Its content fills what we lack (and a ticket in triage gets another chance);
                 # its state is older than ours, so it counts as an update that changes none.
-                merged, snapshot = filled, TicketSnapshot.model_validate(filled)
+                merged = filled if filled is not None else dict(row.snapshot)
+                snapshot = TicketSnapshot.model_validate({**merged, "comment": late_reply})
                 snapshot = in_our_teams(snapshot, envelope.source, options.team_of_group)
                 if sla_config is not None:
                     tracker = SlaTracker(sla_config, row.sla_clock, snapshot, envelope.occurred_at)

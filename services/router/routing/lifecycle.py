@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from services.router.writeback.connectors.common import is_router_note
 from shared.events import (
+    Comment,
     EventEnvelope,
     EventType,
     Priority,
@@ -81,6 +82,13 @@ class Decision:
 DEFAULT_PRIORITY = Priority.P3
 
 
+def is_first_response(comment: Comment | None) -> bool:
+    """A reply the requester sees: an internal note (an agent's, or the note our own write-back
+    adds to explain the routing, whatever the helpdesk calls it) leaves the first-response clock
+    running."""
+    return comment is not None and comment.from_agent and comment.public and not is_router_note(comment.body)
+
+
 def copy_state(state: TicketState) -> TicketState:
     """A copy as independent as ``model_copy(deep=True)``, at a fraction of its cost.
 
@@ -144,21 +152,49 @@ def decide(
     if status == TicketStatus.NEW and not was_resolved:
         status = current.status
 
+    # What the event says besides its status applies whatever the status does: a reply sent with
+    # "solve", a priority raised on reopening (the source would not say it again).
+    reasons = _apply_changes(state, current, envelope, snapshot, said_priority_before)
     if not was_resolved and status.is_resolved:
         state.status = status
         state.resolved_at = envelope.occurred_at
-        emit(EventType.TICKET_RESOLVED, [f"source marked the ticket {status.value}"])
+        emit(EventType.TICKET_RESOLVED, [f"source marked the ticket {status.value}", *reasons])
         return Decision(state, events)
     if was_resolved and not status.is_resolved:
         state.status = status if status != TicketStatus.NEW else TicketStatus.OPEN
         state.resolved_at = None
-        emit(EventType.TICKET_REOPENED, ["source reopened the ticket"])
+        emit(EventType.TICKET_REOPENED, ["source reopened the ticket", *reasons])
         return Decision(state, events)
 
-    reasons: list[str] = []
     if status != current.status:
         state.status = status
-        reasons.append(f"status {current.status.value} -> {status.value}")
+        reasons.insert(0, f"status {current.status.value} -> {status.value}")
+    if state.team is None and not state.status.is_resolved:
+        # Tickets waiting in triage get another chance at every update (rules may have changed).
+        result = route(snapshot, envelope.source)
+        if result.team is not None:
+            _apply_route(state, result, now)
+            emit(
+                EventType.TICKET_ROUTED,
+                [*reasons, *result.reasons],
+                rule=result.rule,
+                ruleset_version=result.ruleset_version,
+            )
+            return Decision(state, events)
+    if reasons:
+        emit(EventType.TICKET_STATE_CHANGED, reasons)
+    return Decision(state, events)
+
+
+def _apply_changes(
+    state: TicketState,
+    current: TicketState,
+    envelope: EventEnvelope,
+    snapshot: TicketSnapshot,
+    said_priority_before: str | None,
+) -> list[str]:
+    """The event's priority, team and first response onto ``state``; the reasons for each."""
+    reasons: list[str] = []
     if (
         snapshot.priority is not None
         and snapshot.priority != said_priority_before
@@ -174,34 +210,10 @@ def decide(
     ):
         state.team = external_team
         reasons.append(f"reassigned in the source system to {external_team}")
-    comment = snapshot.comment
-    # A first response is a reply the requester sees: an internal note (an agent's, or the note
-    # our own write-back adds to explain the routing, whatever the helpdesk calls it) leaves the
-    # first-response clock running.
-    if (
-        comment is not None
-        and comment.from_agent
-        and comment.public
-        and not is_router_note(comment.body)
-        and state.sla.first_responded_at is None
-    ):
+    if is_first_response(snapshot.comment) and state.sla.first_responded_at is None:
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")
-    if state.team is None and not state.status.is_resolved:
-        # Tickets waiting in triage get another chance at every update (rules may have changed).
-        result = route(snapshot, envelope.source)
-        if result.team is not None:
-            _apply_route(state, result, now)
-            emit(
-                EventType.TICKET_ROUTED,
-                result.reasons,
-                rule=result.rule,
-                ruleset_version=result.ruleset_version,
-            )
-            return Decision(state, events)
-    if reasons:
-        emit(EventType.TICKET_STATE_CHANGED, reasons)
-    return Decision(state, events)
+    return reasons
 
 
 def _first_sight(
@@ -223,6 +235,10 @@ def _first_sight(
         priority=_first(result.priority, snapshot.priority, DEFAULT_PRIORITY),
         **_route_fields(result, now),
     )
+    reasons = result.reasons
+    if is_first_response(snapshot.comment):  # the first we hear of it is an agent's reply
+        state.sla.first_responded_at = envelope.occurred_at
+        reasons = [*reasons, "first agent response"]
     if result.sla_policy:
         state.sla.policy = result.sla_policy
     if sla is not None:
@@ -233,7 +249,7 @@ def _first_sight(
         state=copy_state(state) if resolved else state,
         rule=result.rule,
         ruleset_version=result.ruleset_version,
-        reasons=result.reasons,
+        reasons=reasons,
         caused_by=envelope.event_id,
     )
     events: list[tuple[EventType, RoutingPayload]] = [(EventType.TICKET_ROUTED, routed)]

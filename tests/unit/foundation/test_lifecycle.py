@@ -187,3 +187,55 @@ def test_an_older_event_fills_only_the_content_we_lack():
         "requester": {"email": "a@x", "name": "Ada"},
     }
     assert fill_gaps({**stored, "subject": "newer"}, {"subject": "older", "status": "solved"}) is None
+
+
+REPLY = Comment(body="Fixed, please try again", from_agent=True, public=True)
+
+
+def test_a_reply_sent_with_solve_is_the_first_response_and_said_so():
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    later = T0 + timedelta(minutes=30)
+    env, snap = event("solved", EventType.TICKET_UPDATED, comment=REPLY)
+    env.occurred_at = later
+    d = decide(routed, None, env, snap, route_to("a"), later)
+    # The early return for "solved" skipped the comment: after a reopen the first-response clock
+    # ran again and breached, with its escalation actions, on a ticket already answered.
+    assert d.state.sla.first_responded_at == later and d.state.status == TicketStatus.SOLVED
+    [(kind, payload)] = d.events
+    assert kind == EventType.TICKET_RESOLVED
+    assert payload.reasons == ["source marked the ticket solved", "first agent response"]
+
+
+def test_a_priority_sent_with_reopen_applies_and_a_repeat_changes_nothing():
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    solved = decide(routed, None, *event("solved", EventType.TICKET_UPDATED), route_to("a"), T0).state
+    env, snap = event("open", EventType.TICKET_UPDATED, priority=Priority.P1)
+    reopened = decide(solved, None, env, snap, route_to("a"), T0, said_priority_before=None)
+    assert reopened.state.priority == Priority.P1 and reopened.state.status == TicketStatus.OPEN
+    assert reopened.events[0][1].reasons == ["source reopened the ticket", "source set priority P1"]
+    # The stored snapshot now says P1: the source saying it again is no news (and before this fix
+    # the P1 was lost for good, skipped on reopening and ignored as already said afterwards).
+    again = decide(reopened.state, None, env, snap, route_to("a"), T0, said_priority_before="P1")
+    assert again.events == [] and again.state.priority == Priority.P1
+
+
+def test_the_first_event_being_an_agents_reply_is_the_first_response():
+    env, snap = event("open", EventType.TICKET_COMMENTED, comment=REPLY)
+    d = decide(None, None, env, snap, route_to("a"), T0)
+    assert d.state.sla.first_responded_at == T0
+    assert d.events[0][1].reasons == ["to a", "first agent response"]
+
+
+def test_leaving_triage_says_what_else_the_event_changed():
+    in_triage = decide(None, None, *event(), route_to(None), T0).state
+    assert in_triage.team is None
+    env, snap = event("pending", EventType.TICKET_UPDATED, priority=Priority.P1, comment=REPLY)
+    d = decide(in_triage, None, env, snap, route_to("vpn"), T0)
+    [(kind, payload)] = d.events
+    assert kind == EventType.TICKET_ROUTED
+    assert payload.reasons == [
+        "status open -> pending",
+        "source set priority P1",
+        "first agent response",
+        "to vpn",
+    ]
