@@ -305,19 +305,17 @@ class BusinessCalendar(BaseModel):
     def week_is_regular(self, first: date) -> bool:
         """True when the 7 days from ``first`` hold exactly :attr:`week_total` of business time.
 
-        Assumes a zone changes its offset at most once a week (true of every real zone), so
-        equal offsets at both ends mean no transition inside.
+        A week holds its usual time when it lasts exactly 7 days from local midnight to local
+        midnight. Equal offsets at both ends are not enough: in a zone that springs forward at
+        midnight (America/Santiago, Asuncion, Havana) a week starting that day starts at 01:00
+        already on the new offset, one hour short.
         """
         return self._memo.recall(self._memo.regular, first, self._is_regular)
 
     def _is_regular(self, first: date) -> bool:
         if self.has_holiday_between(first, first + timedelta(days=7)):
             return False
-        tz = self.tz
-        return (
-            self.day_start(first).astimezone(tz).utcoffset()
-            == self.day_start(first + timedelta(days=7)).astimezone(tz).utcoffset()
-        )
+        return self.day_start(first + timedelta(days=7)) - self.day_start(first) == timedelta(days=7)
 
 
 @functools.lru_cache(maxsize=256)

@@ -81,3 +81,24 @@ def test_remembered_days_are_the_computed_ones_and_bounded() -> None:
     assert max(len(memo.intervals), len(memo.starts), len(memo.regular)) <= calendar_module._MEMO_DAYS
     assert cal.week_is_regular(date(2026, 12, 21)) is False  # a week with a holiday
     assert cal.intervals_on(date(2026, 12, 25)) == ()
+
+
+def test_a_week_starting_when_the_clocks_spring_forward_at_midnight_is_an_hour_short() -> None:
+    # Santiago, Asuncion and Havana change their clocks at local midnight: the week from that day
+    # starts at 01:00 on the new offset, so the offsets at both ends agree, yet it lasts 6d 23h.
+    for zone, day in (
+        ("America/Santiago", date(2026, 9, 6)),
+        ("America/Asuncion", date(2024, 10, 6)),
+        ("America/Havana", date(2026, 3, 8)),
+    ):
+        # Open all day but with a holiday: not the around-the-clock shortcut, the week skip.
+        cal = BusinessCalendar(
+            name="c", timezone=zone, weekly_hours={"daily": ["00:00-24:00"]}, holidays=["2020-01-01"]
+        )
+        start, end = cal.day_start(day), cal.day_start(day + timedelta(days=7))
+        assert not cal.week_is_regular(day), zone
+        assert business_time_between(cal, start, end) == end - start == timedelta(days=7, hours=-1), zone
+        before = start - timedelta(hours=1)
+        assert add_business_time(cal, before, timedelta(days=8)) == day_walk(
+            cal, before, timedelta(days=8)
+        ), zone
