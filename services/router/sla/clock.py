@@ -222,7 +222,9 @@ class SlaClock(BaseModel):
         update: dict[str, Any] = {"status": status}
         if clock.resolved_at is None and status.is_resolved:
             update["resolved_at"] = at
-            update["breached"] = clock.breached or clock.resolution.met_late
+            # Solved late, or solved with no reply after the first-response target ran out.
+            unanswered_late = clock.first_responded_at is None and clock.first_response.met_late
+            update["breached"] = clock.breached or clock.resolution.met_late or unanswered_late
         return clock.model_copy(update=update)
 
     def on_first_response(self, at: datetime, calendar: BusinessCalendar) -> SlaClock:

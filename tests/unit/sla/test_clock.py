@@ -119,6 +119,14 @@ class TestDeadlines:
         clock = started().on_first_response(ny(4, 15), NY)
         assert clock.breached and clock.to_sla_state(NY).breached
 
+    def test_solving_unanswered_past_the_first_response_target_is_a_breach(self) -> None:
+        # Within the resolution target, but nobody replied before the first response was due:
+        # the breach stands though the scanner may not have fired it before the solve.
+        assert started().on_status(TicketStatus.SOLVED, ny(4, 15), NY).breached
+        assert not started().on_status(TicketStatus.SOLVED, ny(4, 11), NY).breached  # solved in time
+        answered = started().on_first_response(ny(4, 11), NY)
+        assert not answered.on_status(TicketStatus.SOLVED, ny(4, 15), NY).breached
+
     def test_resolve_then_reopen_continues_resolution_time(self) -> None:
         clock = started().on_first_response(ny(4, 11), NY).on_status(TicketStatus.SOLVED, ny(5, 10), NY)
         assert clock.resolved_at == ny(5, 10)
