@@ -20,7 +20,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.assignment import LoadConfig
@@ -35,6 +35,7 @@ from services.router.slas.service import config_version
 from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
+from shared.db.models import OutboxMessage
 from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message
 from shared.events import (
     EventType,
@@ -127,15 +128,23 @@ class EscalationScanner:
 
     async def _process(self, session: AsyncSession, now: datetime, fired: list[str]) -> list[PendingMessage]:
         await take_write_lock(session)
+        # A ticket whose last change is committed but not yet published (by another router, in
+        # flight or left by a crash) waits: its next event must not reach the topic before it.
+        unpublished = exists().where(
+            OutboxMessage.owner == self.outbox.owner, OutboxMessage.key == RouterTicket.ticket_key
+        )
+        due = RouterTicket.sla_next_due_at <= now
         query = (
             select(RouterTicket)
-            .where(RouterTicket.sla_next_due_at <= now)
+            .where(due, ~unpublished)
             .order_by(RouterTicket.sla_next_due_at, RouterTicket.ticket_key)
             .limit(self.options.batch)
         )
         if is_postgres(session):
             query = query.with_for_update(skip_locked=True)
         rows = (await session.scalars(query)).all()
+        if await session.scalar(select(RouterTicket.ticket_key).where(due, unpublished).limit(1)):
+            self.outbox.dirty = True  # relayed before the next scan, if its writer has not yet
         if not rows:
             return []
         config = self.sla_provider()
