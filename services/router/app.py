@@ -44,8 +44,13 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
-        rules = LiveRules(resources.sessions, settings.router_default_team, priority_matrix(settings))
         sla = await start_sla_runtime(settings, resources.sessions, resources.producer)
+        rules = LiveRules(
+            resources.sessions,
+            settings.router_default_team,
+            priority_matrix(settings),
+            before_applying=sla.sla.refresh,  # the policies a new rule names are loaded first
+        )
         await rules.refresh()
         classifiers = LiveClassifier(resources.sessions, settings.router_classifier_below_threshold)
         await classifiers.refresh()

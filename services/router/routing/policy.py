@@ -8,7 +8,7 @@ without a restart, and no ticket pays for parsing rules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from prometheus_client import Gauge
@@ -203,10 +203,16 @@ class LiveRules:
         sessions: async_sessionmaker[AsyncSession],
         default_team: str | None = None,
         matrix: PriorityMatrix = DEFAULT_MATRIX,
+        before_applying: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``before_applying``: awaited before a new version routes anything. The router refreshes
+        its SLA configuration there: a rule may name a policy saved a moment before it, which the
+        SLA watcher (polling apart) has not loaded yet, and the tickets routed meanwhile would
+        keep the fallback policy for good."""
         self.sessions = sessions
         self.default_team = default_team
         self.matrix = matrix
+        self.before_applying = before_applying
         self.version = -1
         self.policy = self._build(RuleSet(default_team=default_team), 0)
 
@@ -223,6 +229,8 @@ class LiveRules:
             if number == self.version:
                 return False
             row = await latest(session)
+        if self.before_applying is not None:
+            await self.before_applying()
         if row is None:
             self.policy = self._build(RuleSet(default_team=self.default_team), 0)
             self.version = 0
