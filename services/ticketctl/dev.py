@@ -22,9 +22,23 @@ from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
 from shared.db.models import ApiKey
 from shared.kafka.embedded import EmbeddedBroker
-from shared.settings import DevSettings
+from shared.settings import DevSettings, IntakeSettings, MetricsSettings, RouterSettings
 
-SERVICES = [("intake", 8000), ("router", 8001), ("metrics", 8002)]
+
+def service_urls() -> list[tuple[str, str]]:
+    """Each service and where it listens, as its settings say (``INTAKE_PORT``...): the readiness
+    wait and the banner must look where the services are, not at the default ports."""
+
+    def url(host: str, port: int) -> str:
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # every address: loopback too
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    intake, router, metrics = IntakeSettings(), RouterSettings(), MetricsSettings()
+    return [
+        ("intake", url(intake.intake_host, intake.intake_port)),
+        ("router", url(router.router_host, router.router_port)),
+        ("metrics", url(metrics.metrics_host, metrics.metrics_port)),
+    ]
 
 
 def read_credentials(path: Path) -> dict[str, str]:
@@ -69,18 +83,18 @@ async def seed(database_url: str) -> bool:
     return await in_transaction(seed_demo, database_url)
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"service on :{port} exited with code {process.returncode}")
+            raise RuntimeError(f"service on {url} exited with code {process.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"service on :{port} not ready after {timeout_s}s")
+    raise TimeoutError(f"service on {url} not ready after {timeout_s}s")
 
 
 def run(embedded_broker: bool = True) -> int:
@@ -110,7 +124,8 @@ def run(embedded_broker: bool = True) -> int:
             console.print(Text.assemble(("demo", "bold"), " seeded teams and rules"))
         credentials_path = var / "dev-credentials.env"
         credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
-        for name, _port in SERVICES:
+        urls = service_urls()
+        for name, _url in urls:
             log = open(var / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             processes.append(
                 (
@@ -124,9 +139,9 @@ def run(embedded_broker: bool = True) -> int:
                     ),
                 )
             )
-        for (_name, process), (_, port) in zip(processes, SERVICES, strict=True):
-            wait_ready(port, process)
-        _print_banner(credentials, created, credentials_path)
+        for (_name, process), (_, url) in zip(processes, urls, strict=True):
+            wait_ready(url, process)
+        _print_banner(credentials, created, credentials_path, dict(urls))
         while not stop:
             for name, process in processes:
                 if process.poll() is not None:
@@ -152,22 +167,28 @@ def run(embedded_broker: bool = True) -> int:
         console.print("stopped.")
 
 
-def _print_banner(credentials: dict[str, str], created: bool, path: Path) -> None:
+def _print_banner(credentials: dict[str, str], created: bool, path: Path, urls: dict[str, str]) -> None:
     console.print()
     console.print("ticket router is running", style="bold green")
-    console.print("  intake   http://127.0.0.1:8000  (API docs: /docs)")
-    console.print("  router   http://127.0.0.1:8001  (API docs: /docs)")
-    console.print("  metrics  http://127.0.0.1:8002/metrics")
+    console.print(f"  intake   {urls['intake']}  (API docs: /docs)")
+    console.print(f"  router   {urls['router']}  (API docs: /docs)")
+    console.print(f"  metrics  {urls['metrics']}/metrics")
     console.print(f"  keys     {'created and ' if created else ''}stored in {path} (mode 600)")
     console.print(f"           INTAKE_API_KEY={credentials['INTAKE_API_KEY']}")
     console.print(f"           ADMIN_API_KEY={credentials['ADMIN_API_KEY']}")
     console.print("  logs     var/logs/")
     console.print()
+    # soft_wrap: lines to copy and paste are never cut at the terminal's (or a log's) width.
     console.print(
-        "Try:  source var/dev-credentials.env && curl -s -X POST http://127.0.0.1:8000/v1/tickets \\"
+        f"Try:  source var/dev-credentials.env && curl -s -X POST {urls['intake']}/v1/tickets \\",
+        soft_wrap=True,
     )
-    console.print('        -H "Authorization: Bearer $INTAKE_API_KEY" -H "Content-Type: application/json" \\')
     console.print(
-        """        -d '{"external_id": "1", "subject": "VPN down", "description": "cannot log in"}'"""
+        '        -H "Authorization: Bearer $INTAKE_API_KEY" -H "Content-Type: application/json" \\',
+        soft_wrap=True,
+    )
+    console.print(
+        """        -d '{"external_id": "1", "subject": "VPN down", "description": "cannot log in"}'""",
+        soft_wrap=True,
     )
     console.print("Press Ctrl-C to stop.")

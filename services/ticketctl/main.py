@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
+from rich.table import Column, Table
 
 from services.router.apikeys import service as key_service
 from services.router.apikeys.schemas import ApiKeyCreate
@@ -56,7 +56,9 @@ def keys_create(
 def keys_list() -> None:
     """List keys (never their secrets)."""
 
-    table = Table("id", "name", "role", "created", "revoked")
+    table = Table("name", "role", "created", "revoked")
+    # Whole on any terminal: `keys revoke` takes the id as listed (the other columns wrap instead).
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=36))
     for row in run(key_service.list_keys):
         table.add_row(
             row.id,

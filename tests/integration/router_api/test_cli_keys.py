@@ -45,6 +45,10 @@ def test_keys_are_created_listed_and_revoked_through_the_service(
         assert re.search(r"^tr_admin_\S{20,}$", created.output, re.MULTILINE)
     listed = cli.invoke(app, ["keys", "list"])
     assert all(key_id in listed.output for key_id in ids) and "tr_admin_" not in listed.output
+    monkeypatch.setattr(ticketctl.console, "width", 80)  # a usual terminal: ids are not cut to fit
+    narrow = cli.invoke(app, ["keys", "list"])
+    assert all(key_id in narrow.output for key_id in ids), narrow.output
+    monkeypatch.setattr(ticketctl.console, "width", 250)
     # A name that reads as Rich markup is printed as it is, and does not stop the listing.
     assert cli.invoke(app, ["keys", "create", "[/oops]", "--role", "viewer"]).exit_code == 0
     odd = cli.invoke(app, ["keys", "list"])
