@@ -23,7 +23,7 @@ from services.ticketctl.rules import AUTHOR
 from shared.http.preconditions import Stale
 
 sources_app = typer.Typer(
-    help="Webhook sources: add, list, rotate, enable, disable, remove.", no_args_is_help=True
+    help="Webhook sources: add, list, rotate, retire-secret, enable, disable, remove.", no_args_is_help=True
 )
 T = TypeVar("T")
 
@@ -135,9 +135,18 @@ def rotate(
     name: str = typer.Argument(...),
     secret: str = typer.Option(..., help="The new secret.", prompt=True, hide_input=True),
 ) -> None:
-    """Add a new secret; the previous one stays valid until the next rotation."""
+    """Add a new secret; the previous one stays valid until the next rotation or retire-secret."""
     data = validated(SecretRotation, secret=secret)
     _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, expected=None, actor=AUTHOR))))
+
+
+@sources_app.command("retire-secret")
+def retire_secret(
+    name: str = typer.Argument(...),
+    fingerprint: str = typer.Argument(..., help="The secret's fingerprint, as `sources list` shows it."),
+) -> None:
+    """Remove one secret: the old one once the sender signs with the new, or a leaked one at once."""
+    _show(_run(lambda s: _out(service.retire_secret(s, name, fingerprint, expected=None, actor=AUTHOR))))
 
 
 def _set_enabled(name: str, enabled: bool) -> None:

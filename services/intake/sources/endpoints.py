@@ -63,7 +63,8 @@ def _problem(exc: service.SourceError | Stale) -> Problem:
         return exc.problem()
     if isinstance(exc, service.SourceNotFound):
         return Problem(404, "Not found", exc.message)
-    status, title = (409, "Conflict") if isinstance(exc, service.SourceExists) else (422, "Invalid request")
+    conflict = isinstance(exc, service.SourceExists | service.LastSecret)
+    status, title = (409, "Conflict") if conflict else (422, "Invalid request")
     errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
     return Problem(status, title, exc.message, errors=errors)
 
@@ -175,6 +176,29 @@ async def rotate(
     async def work(session: AsyncSession) -> SourceOut:
         row = await service.rotate_secret(
             session, name, data.secret, expected=_expected(name, if_match), actor=caller.name
+        )
+        return service.to_out(row)
+
+    return _tagged(response, await _run(request, work, changed=name))
+
+
+@router.delete(
+    "/{name}/secrets/{fingerprint}",
+    response_model=SourceOut,
+    responses={**problems(*WRITE, 409), 200: {"description": "Retired", "headers": ETAG_HEADER}},
+    summary="Retire one secret, by the fingerprint listed (If-Match required; never the last)",
+)
+async def retire_secret(
+    request: Request,
+    response: Response,
+    name: str = NamePath,
+    fingerprint: str = Path(pattern="^[0-9a-f]{8}$", description="As in secret_fingerprints."),
+    if_match: str | None = IfMatch,
+    caller: Caller = _admin,
+) -> SourceOut:
+    async def work(session: AsyncSession) -> SourceOut:
+        row = await service.retire_secret(
+            session, name, fingerprint, expected=_expected(name, if_match), actor=caller.name
         )
         return service.to_out(row)
 

@@ -46,6 +46,10 @@ class InvalidSource(SourceError):
     pass
 
 
+class LastSecret(SourceError):
+    """Retiring it would leave the source without a secret, refusing every webhook."""
+
+
 def etag_prefix(name: str) -> str:
     return f"source-{name}"
 
@@ -195,6 +199,32 @@ async def rotate_secret(
     await _flush(session, name, seen)
     detail = {"secrets": [fingerprint(s) for s in row.secrets], "revision": row.revision}
     _audit(session, actor, "rotate", name, detail)
+    return row
+
+
+async def retire_secret(
+    session: AsyncSession, name: str, secret_fingerprint: str, *, expected: int | None, actor: str
+) -> Source:
+    """Remove the secret with ``secret_fingerprint`` (as listed): the end of a rotation once the
+    sender signs with the new one, or at once for a leaked secret. Never the last one."""
+    row = await get_source(session, name)
+    _check_revision(row, expected)
+    kept = [s for s in row.secrets if fingerprint(s) != secret_fingerprint]
+    if len(kept) == len(row.secrets):
+        listed = ", ".join(fingerprint(s) for s in row.secrets)
+        raise SourceNotFound(f"source {name!r} has no secret {secret_fingerprint!r} (it has {listed})")
+    if not kept:
+        raise LastSecret(f"{secret_fingerprint!r} is the only secret of source {name!r}: rotate first")
+    seen = row.revision
+    row.secrets = kept
+    row.updated_at = utc_now()
+    await _flush(session, name, seen)
+    detail = {
+        "retired": secret_fingerprint,
+        "secrets": [fingerprint(s) for s in kept],
+        "revision": row.revision,
+    }
+    _audit(session, actor, "retire_secret", name, detail)
     return row
 
 

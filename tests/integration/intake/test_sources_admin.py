@@ -238,6 +238,51 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
     )
 
 
+async def test_a_retired_secret_no_longer_signs_and_the_last_one_stays(
+    intake: Intake, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    name = f"native-{uuid.uuid4().hex[:8]}"
+    await intake.add_source(name, "native", SECRET)
+    url = f"/v1/sources/{name}"
+
+    async def post(secret: str) -> int:
+        body = json.dumps({"external_id": f"r-{uuid.uuid4().hex[:6]}"}).encode()
+        headers = {"Content-Type": "application/json", "Authorization": basic("x", secret)}
+        return (await intake.client.post(f"/v1/webhooks/{name}", content=body, headers=headers)).status_code
+
+    read = await intake.client.get(url, headers=intake.admin)
+    rotated = await intake.client.post(
+        f"{url}/rotate",
+        headers={**intake.admin, "If-Match": read.headers["etag"]},
+        json={"secret": NEW_SECRET},
+    )
+    assert (await post(SECRET), await post(NEW_SECRET)) == (202, 202)  # mid-rotation: both sign
+    # The sender signs with the new one now: the old one is retired (or a leaked one, at once).
+    old = fingerprint(SECRET)
+    unknown = await intake.client.delete(
+        f"{url}/secrets/0badf00d", headers={**intake.admin, "If-Match": rotated.headers["etag"]}
+    )
+    assert is_problem(unknown, 404) and old in unknown.json()["detail"]
+    retired = await intake.client.delete(
+        f"{url}/secrets/{old}", headers={**intake.admin, "If-Match": rotated.headers["etag"]}
+    )
+    assert retired.status_code == 200
+    assert retired.json()["secret_fingerprints"] == [fingerprint(NEW_SECRET)]
+    assert (await post(SECRET), await post(NEW_SECRET)) == (401, 202)
+    last = await intake.client.delete(
+        f"{url}/secrets/{fingerprint(NEW_SECRET)}",
+        headers={**intake.admin, "If-Match": retired.headers["etag"]},
+    )
+    assert is_problem(last, 409) and "rotate first" in last.json()["detail"]
+    async with sessions() as session:
+        entry = (await list_entries(session, entity="source", entity_id=name))[0]  # the newest
+    assert (
+        entry.action == "source.retire_secret"
+        and entry.detail["retired"] == old
+        and SECRET not in json.dumps(entry.detail)
+    )
+
+
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403
@@ -294,6 +339,8 @@ def test_ticketctl_sources(database_url: str, monkeypatch: pytest.MonkeyPatch) -
     assert name in run("list")
     rotated = run("rotate", name, "--secret", "cli-secret-0011")
     assert "2 secret(s)" in rotated and fingerprint("cli-secret-0011") in rotated
+    retired = run("retire-secret", name, fingerprint("cli-secret-0007"))
+    assert "1 secret(s)" in retired and fingerprint("cli-secret-0007") not in retired
     assert "disabled" in run("disable", name)
     assert "enabled" in run("enable", name)
     bad = runner.invoke(
