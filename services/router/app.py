@@ -22,6 +22,7 @@ from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
 from shared.http.health import broker_check, database_check, health_router, install_timing
+from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
@@ -116,7 +117,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         description="Classifies and routes tickets, tracks SLAs, and exposes the admin API.",
         lifespan=lifespan,
         # Before any operation's own checks: PostgreSQL stores no U+0000, in text or in JSONB.
-        dependencies=[Depends(refuse_nul)],
+        # A body that is not JSON is refused as such, not as a body of the wrong shape.
+        dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
     )
     install_problem_handlers(app)
     install_timing(app, "router")

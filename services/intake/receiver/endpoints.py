@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from services.intake.deliveries import MAX_DELIVERY_ID
 from services.intake.openapi import problems
 from services.intake.publisher import EventPublisher, Unavailable
-from services.intake.receiver.limits import TokenBuckets, is_json_media_type, read_body
+from services.intake.receiver.limits import TokenBuckets, read_body
 from services.intake.sources.cache import SourceCache
 from services.intake.webhooks import (
     IgnoredEvent,
@@ -32,6 +32,7 @@ from services.intake.webhooks import (
     verify_signature,
 )
 from shared.events import external_id_too_long, utc_now
+from shared.http.json_body import is_json_media_type
 from shared.http.problems import Problem
 
 log = logging.getLogger(__name__)

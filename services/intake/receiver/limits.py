@@ -29,11 +29,6 @@ class TokenBuckets:
         return (1.0 - tokens) / self.rate
 
 
-def is_json_media_type(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it exceeds ``limit`` (never buffered beyond it)."""
     declared = request.headers.get("content-length", "")

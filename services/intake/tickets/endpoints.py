@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from services.intake.openapi import problems
 from services.intake.publisher import EventPublisher, Unavailable
-from services.intake.receiver.limits import is_json_media_type
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
+from shared.http.json_body import is_json_media_type
 from shared.http.problems import Problem
 from shared.http.raw_route import RawRoute
 

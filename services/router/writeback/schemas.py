@@ -6,9 +6,18 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from services.router.writeback.connectors import check_options
+from services.router.writeback.connectors import OptionsInvalid, check_options
 from services.router.writeback.queue import WRITEBACK_KINDS
 from shared.db.storable import reject_nul
 
@@ -67,7 +76,17 @@ class TargetIn(BaseModel):
         connector = info.data.get("connector")
         if connector is None:  # the connector itself is invalid: that error is reported
             return options
-        return check_options(connector, options)
+        try:
+            return check_options(connector, options)
+        except OptionsInvalid as exc:
+            # One error per option, each at its path (pydantic puts /options in front).
+            details = [
+                InitErrorDetails(
+                    type=PydanticCustomError("option", "{message}", {"message": msg}), loc=loc, input=None
+                )
+                for loc, msg in exc.errors
+            ]
+            raise ValidationError.from_exception_data("options", details) from None
 
     @field_validator("event_kinds")
     @classmethod

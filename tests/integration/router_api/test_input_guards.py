@@ -91,3 +91,21 @@ async def test_instants_outside_utc_range_are_refused_naming_the_field(router_ap
     ):
         edge = await c.post("/v1/routing/replay", json={"ruleset": draft, **window}, headers=viewer)
         assert edge.status_code == 200 and edge.json()["total"] == 0, edge.text
+
+
+async def test_a_body_that_is_not_json_is_refused_as_such(router_api: Router) -> None:
+    c, editor = router_api.client, router_api.editor
+    body = json.dumps({"name": unique("form"), "capacity": 3})
+    # curl -d sends application/x-www-form-urlencoded: the answer was "Input should be a valid
+    # dictionary" at /, which says nothing of the header.
+    form = await c.post(
+        "/v1/teams", content=body, headers={**editor, "Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status_code == 415 and form.headers["content-type"] == "application/problem+json"
+    assert form.json()["errors"][0]["field"] == "/header/content-type"
+    assert "application/x-www-form-urlencoded" in form.json()["detail"]
+    bare = await c.post("/v1/teams", content=body, headers=editor)
+    assert bare.status_code == 415 and "none given" in bare.json()["detail"]
+    headers = {**editor, "Content-Type": "application/json; charset=utf-8"}
+    created = await c.post("/v1/teams", content=body, headers=headers)
+    assert created.status_code == 201, created.text

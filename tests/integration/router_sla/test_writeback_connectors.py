@@ -289,10 +289,17 @@ async def test_the_api_checks_a_connectors_options_and_shows_them(sessions):
     async with await api_client(sessions, writeback_api, Role.ADMIN, "connector admin") as client:
         refused = await client.post("/v1/writeback/targets", json=body)
         assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM_JSON
-        [error] = refused.json()["errors"]
-        assert error["field"] == "/options"
-        assert "groups.billing: Input should be a valid integer" in error["message"]
-        assert "username: Field required" in error["message"]
+        # One error per option, each at its place.
+        errors = {e["field"]: e["message"] for e in refused.json()["errors"]}
+        assert errors.keys() == {"/options/username", "/options/groups/billing"}, errors
+        assert errors["/options/username"] == "Field required"
+        assert errors["/options/groups/billing"].startswith("Input should be a valid integer")
+        clash = {**body, "connector": "freshdesk", "options": {"groups": {"billing": 1, "access": 1}}}
+        [across] = (await client.post("/v1/writeback/targets", json=clash)).json()["errors"]
+        assert (
+            across["field"] == "/options"
+            and "'billing' and 'access' name the same group 1" in across["message"]
+        )
         nul = await client.post("/v1/writeback/targets", json={**body, "secret": "x\u0000" * 10})
         assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "/secret"
         body["options"] = {"username": "bot@acme.com", "groups": {"billing": 360002}}

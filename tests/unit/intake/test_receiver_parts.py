@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 import typer
 
-from services.intake.receiver.limits import TokenBuckets, is_json_media_type
+from services.intake.receiver.limits import TokenBuckets
 from services.intake.sources.service import InvalidSource, validate_options
 from services.ticketctl.sources import parse_options
+from shared.http.json_body import is_json_media_type
 
 
 def test_token_bucket_burst_then_rate() -> None:

@@ -59,16 +59,23 @@ __all__ = [
 ]
 
 
+class OptionsInvalid(ValueError):
+    """Options a connector refuses: ``errors`` has each option's path and message."""
+
+    def __init__(self, errors: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, loc)) or 'options'}: {msg}" for loc, msg in errors))
+
+
 def check_options(connector: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` validated for ``connector`` (ValueError naming each option at fault)."""
+    """``options`` validated for ``connector`` (OptionsInvalid naming each option at fault)."""
     try:
         parsed = CONNECTORS[connector].model_validate(dict(options))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'options'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ValueError(problems) from None
+        # A check across options (two teams, one group) has no path: it is about them all.
+        raise OptionsInvalid(
+            [(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        ) from None
     return parsed.model_dump(mode="json", exclude_defaults=True)
 
 
