@@ -30,7 +30,7 @@ from services.router.load.store import persist, prefetch, take_write_lock
 from services.router.models import RouterTicket, Team
 from services.router.routing.handler import apply_state, position, router_outbox, state_from_row
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
-from services.router.sla import EscalationDue, apply_escalation_actions, due_escalations
+from services.router.sla import EscalationDue, EscalationEffects, apply_escalation_actions, due_escalations
 from services.router.slas.service import config_version
 from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
 from services.router.writeback.queue import WritebackQueue
@@ -246,6 +246,13 @@ class EscalationScanner:
         escalations = (
             [] if deadlines is None else due_escalations(tracker.clock, deadlines, now, tracker.fired)
         )
+        # And what fell due before an event that stopped or paused the clock (SlaTracker.owe_due).
+        found = {due.timer_id for due in escalations}
+        escalations += [
+            d for d in tracker.owed if d.timer_id not in tracker.fired and d.timer_id not in found
+        ]
+        escalations.sort(key=lambda d: (d.due_at, d.kind != "warning"))  # a warning before its breach
+        tracker.owed = []
         for due in escalations:
             tracker.fired.add(due.timer_id)
             if not await claim_timer(session, due, now):
@@ -264,6 +271,9 @@ class EscalationScanner:
                 if policy is None
                 else apply_escalation_actions(policy, due.kind, state.priority, state.team, teams)
             )
+            if effects is not None and state.status.is_resolved:
+                # Owed by a ticket solved since: not moved or re-prioritised for it; told still.
+                effects = EscalationEffects(state.priority, state.team, notifications=effects.notifications)
             if effects is not None and effects.skipped_teams:
                 skipped = ", ".join(effects.skipped_teams)
                 reasons.append(f"reassign_to {skipped} skipped: not an active team")

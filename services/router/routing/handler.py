@@ -371,6 +371,9 @@ class RoutingHandler:
             if sla_config is not None:
                 stored = row.sla_clock if row is not None else None
                 tracker = SlaTracker(sla_config, stored, snapshot, envelope.occurred_at)
+                due = row.sla_next_due_at if row is not None else None
+                if due is not None and due <= envelope.occurred_at:  # the scanner is behind
+                    tracker.owe_due()
             decision = decide(
                 current,
                 datetime.fromisoformat(updated_at) if updated_at else None,

@@ -15,7 +15,14 @@ from typing import Any
 
 from services.router.rules import Actions, CompiledRuleSet, Condition, Rule, RuleSet, compile_ruleset
 from services.router.rules.facts import facts_from_ticket
-from services.router.sla import BusinessCalendar, SlaClock, SlaPolicy, next_escalation_at
+from services.router.sla import (
+    BusinessCalendar,
+    EscalationDue,
+    SlaClock,
+    SlaPolicy,
+    due_escalations,
+    next_escalation_at,
+)
 from services.router.sla.calendar import ALWAYS_OPEN
 from services.router.sla.clock import Deadlines
 from shared.events import SlaState, TicketSnapshot, TicketState
@@ -91,7 +98,26 @@ class SlaTracker:
         # The newest configuration version the clock was computed under, by any router: one whose
         # configuration is older must not be the last to compute it (see ``behind``).
         self.computed_under: int = max(int(stored.get("config_version", 0)) if stored else 0, config.version)
+        # Escalations that fell due before an event that then stopped or paused the clock, the
+        # scanner not having fired them yet (see owe_due): still fired, at their due instant.
+        self.owed: list[EscalationDue] = [_owed_from(entry) for entry in (stored or {}).get("owed", [])]
         self._known: tuple[SlaClock, BusinessCalendar, Deadlines] | None = None
+
+    def owe_due(self) -> None:
+        """Keep what the stored clock had due by this event's instant, before the event changes it.
+
+        Called when the ticket's timer was due before the event happened: the scanner was behind
+        (a router down, a backlog) and the event, applied first, may stop or pause the clock (a
+        solve, a reply, pending), after which no deadline is left to fire; the warning or breach
+        that happened before it, and its actions, would be lost.
+        """
+        if self.clock is None:
+            return
+        owed = {due.timer_id for due in self.owed}
+        deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
+        for due in due_escalations(self.clock, deadlines, self.at, self.fired):
+            if due.timer_id not in owed:
+                self.owed.append(due)
 
     def __call__(self, state: TicketState) -> None:
         clock = self.clock
@@ -142,7 +168,9 @@ class SlaTracker:
         if self.clock is None:
             return None
         deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
-        return next_escalation_at(self.clock, deadlines, self.fired)
+        pending = next_escalation_at(self.clock, deadlines, self.fired)
+        owed = [due.due_at for due in self.owed if due.timer_id not in self.fired]
+        return min([*owed, *([pending] if pending is not None else [])], default=None)
 
     def deadlines(self) -> Deadlines | None:
         """The clock's deadlines on its calendar (``None`` without a clock)."""
@@ -168,11 +196,34 @@ class SlaTracker:
     def stored(self) -> dict[str, Any] | None:
         if self.clock is None:
             return None
-        return {
+        stored: dict[str, Any] = {
             "clock": self.clock.model_dump(mode="json"),
             "fired": sorted(self.fired),
             "config_version": self.computed_under,
         }
+        owed = [due for due in self.owed if due.timer_id not in self.fired]
+        if owed:
+            stored["owed"] = [
+                {
+                    "kind": d.kind,
+                    "target": d.target,
+                    "due_at": d.due_at.isoformat(),
+                    "ticket": d.ticket_key,
+                    "cycle": d.cycle,
+                }
+                for d in owed
+            ]
+        return stored
+
+
+def _owed_from(entry: Mapping[str, Any]) -> EscalationDue:
+    return EscalationDue(
+        entry["kind"],
+        entry["target"],
+        datetime.fromisoformat(entry["due_at"]),
+        entry["ticket"],
+        entry["cycle"],
+    )
 
 
 _MOVABLE = (

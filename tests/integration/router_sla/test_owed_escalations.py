@@ -1,0 +1,88 @@
+"""A warning or breach that fell due while the scanner was behind (a router down, a backlog) is
+still fired when the ticket's next event, applied first, stops or pauses its clock: the event
+happened after the deadline, so the escalation happened before it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from services.router.models import RouterTicket, RoutingDecision
+from shared.events import EventType, TicketStatus
+from tests.integration.router_sla.helpers import config, event, new_id, sla_rig, utc
+
+START = utc(2026, 6, 8, 7, 0)  # Monday 09:00 in Berlin: first response due 11:00 (09:00 UTC)
+
+
+async def decisions(rig, key: str) -> list[tuple[str, list[str]]]:
+    async with rig.sessions() as session:
+        query = select(RoutingDecision.kind, RoutingDecision.reasons).where(RoutingDecision.ticket_key == key)
+        return [
+            (kind, reasons)
+            for kind, reasons in (await session.execute(query.order_by(RoutingDecision.id))).all()
+        ]
+
+
+async def test_a_breach_due_before_the_solve_applied_first_is_still_fired(sessions, settings_kwargs):
+    cfg = config(on_breach=[{"action": "raise_priority"}])
+    async with sla_rig(sessions, settings_kwargs, cfg, START) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, START)])
+        # The router was down from 10:00 to 12:30 Berlin; queued: solved at 12:00, no reply sent.
+        rig.clock.now = utc(2026, 6, 8, 10, 30)
+        await rig.handler(
+            [event(external_id, utc(2026, 6, 8, 10, 0), TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)]
+        )
+        assert await rig.scanner().scan_once() == 2  # the warning and the breach it owed
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == ["ticket.routed", "ticket.resolved", "sla.warning", "sla.breached"]
+        breach_reasons = (await decisions(rig, key))[-1][1]
+        assert breach_reasons == [
+            "SLA first response breached: due 2026-06-08T09:00:00+00:00 (policy standard)"
+        ]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] and row.priority == "P3"  # solved: not raised
+            assert row.sla_next_due_at is None and "owed" not in row.sla_clock
+        # Reopened later: what was owed is not fired a second time.
+        await rig.handler(
+            [event(external_id, utc(2026, 6, 8, 11, 0), TicketStatus.OPEN, EventType.TICKET_STATUS_CHANGED)]
+        )
+        rig.clock.now = utc(2026, 6, 8, 11, 1)
+        await rig.scanner().scan_once()
+        # The reopened cycle fires the passed thresholds once, as any reopen does; the owed ones
+        # are not fired again on top.
+        assert [kind for kind, _ in await decisions(rig, key)][4:] == [
+            "ticket.reopened",
+            "sla.warning",
+            "sla.breached",
+            "ticket.escalated",
+        ]
+
+
+async def test_a_breach_due_before_a_pause_fires_with_its_actions(sessions, settings_kwargs):
+    cfg = config(on_breach=[{"action": "raise_priority"}])
+    async with sla_rig(sessions, settings_kwargs, cfg, START) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, START)])
+        rig.clock.now = utc(2026, 6, 8, 10, 30)
+        await rig.handler(
+            [
+                event(
+                    external_id, utc(2026, 6, 8, 10, 0), TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED
+                )
+            ]
+        )
+        assert await rig.scanner().scan_once() == 2
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == [
+            "ticket.routed",
+            "ticket.state_changed",
+            "sla.warning",
+            "sla.breached",
+            "ticket.escalated",
+        ]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.priority == "P2" and row.status == "pending"
