@@ -329,10 +329,23 @@ def ticket_event(
         ticket_key=ticket_key(source, snapshot.external_id),
         occurred_at=occurred_at or snapshot.updated_at or utc_now(),
         source=source,
-        # Only what the source actually said: consumers merge it onto what they know, so a
-        # partial webhook (a comment event without the subject, say) never blanks a field.
-        payload=snapshot.model_dump(mode="json", exclude_defaults=True),
+        payload=event_payload(snapshot),
     )
+
+
+# Said by a source even at their default value: a reopen to "new" (Jira's To Do), the last label
+# removed. Fields set when the snapshot was built (``model_fields_set``) count as said.
+_SAID_AT_DEFAULT = ("status", "tags")
+
+
+def event_payload(snapshot: TicketSnapshot) -> dict[str, Any]:
+    """Only what the source actually said: consumers merge it onto what they know, so a partial
+    webhook (a comment event without the subject, say) never blanks a field."""
+    payload = snapshot.model_dump(mode="json", exclude_defaults=True)
+    for name in _SAID_AT_DEFAULT:
+        if name in snapshot.model_fields_set and name not in payload:
+            payload[name] = snapshot.model_dump(mode="json", include={name})[name]
+    return payload
 
 
 def _routing_fields(

@@ -121,10 +121,11 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
     raise UnmappableError(field, "expected a timestamp")
 
 
-def as_tags(value: Any) -> list[str]:
-    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk)."""
+def as_tags(value: Any) -> list[str] | None:
+    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk).
+    None when the payload has none: the tags already known stay (an empty list clears them)."""
     if value is None:
-        return []
+        return None
     if isinstance(value, str):
         return [t for t in re.split(r"[,\s]+", value) if t]
     if isinstance(value, list):
@@ -211,16 +212,21 @@ def html_to_text(html: str) -> str:
 def build_snapshot(fields: dict[str, Any], origins: Mapping[str, str] | None = None) -> TicketSnapshot:
     """Validate the normalised fields; a contract violation becomes a 422 naming the field at fault:
     the vendor's field when ``origins`` says where a snapshot field came from (``{"status":
-    "/issue/state"}``), else the snapshot's own."""
+    "/issue/state"}``), else the snapshot's own. A field with an origin is required of the vendor."""
+    for name, vendor_field in (origins or {}).items():
+        if fields.get(name) is None:
+            raise UnmappableError(vendor_field, "required field is missing")
     try:
-        return TicketSnapshot.model_validate(fields)
+        # A None is a field the payload did not have: left unset, so that the event carries what
+        # the source said and nothing else (see shared.events.ticket_event).
+        return TicketSnapshot.model_validate(
+            {name: value for name, value in fields.items() if value is not None}
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = [str(part) for part in error["loc"]]
         origin = (origins or {}).get(loc[0]) if loc else None
-        if origin is not None and fields.get(loc[0]) is None:
-            raise UnmappableError(origin, "required field is missing") from exc
-        raise UnmappableError("/" + "/".join(loc), error["msg"]) from exc
+        raise UnmappableError(origin or "/" + "/".join(loc), error["msg"]) from exc
 
 
 # Words an admin may put in a hand-written payload's event field (Zendesk triggers, generic sources).

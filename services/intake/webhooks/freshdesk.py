@@ -28,11 +28,13 @@ from .common import (
     first,
     map_priority,
     map_status,
+    norm_word,
     opt_str,
     parse_datetime,
     parse_json_object,
     require_str,
 )
+from .errors import UnmappableError
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
 
 _STATUSES = {
@@ -40,12 +42,26 @@ _STATUSES = {
     "3": TicketStatus.PENDING,
     "4": TicketStatus.SOLVED,
     "5": TicketStatus.CLOSED,
+    # The two custom statuses every Freshdesk account starts with.
+    "6": TicketStatus.PENDING,  # Waiting on Customer
+    "7": TicketStatus.ON_HOLD,  # Waiting on Third Party
     "resolved": TicketStatus.SOLVED,
     "waiting on customer": TicketStatus.PENDING,
     "waiting on third party": TicketStatus.ON_HOLD,
 }
 # Freshdesk numbers priorities 1 (low) .. 4 (urgent), which the contract's digit aliases already follow.
 _PRIORITIES: dict[str, Priority] = {}
+
+
+def _status(value: Any, field: str, options: dict[str, Any]) -> TicketStatus | None:
+    """A custom status the admin has not mapped (``status_map``) is open: Freshdesk's custom
+    statuses are never its resolved or closed ones. Refusing it lost the ticket's events."""
+    try:
+        return map_status(value, _STATUSES, field, options)
+    except UnmappableError:
+        if norm_word(str(value)) in {norm_word(k) for k in options.get("status_map") or {}}:
+            raise  # the admin's own mapping is wrong: say so
+        return TicketStatus.OPEN
 
 
 def _classify(triggered: str | None, has_comment: bool) -> EventType:
@@ -76,7 +92,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "external_id": require_str(data, field("ticket_id")),
         "subject": opt_str(ticket.get("ticket_subject")) or "",
         "description": opt_str(first(ticket, "/ticket_description_text", "/ticket_description")) or "",
-        "status": map_status(ticket.get("ticket_status"), _STATUSES, field("ticket_status"), config.options),
+        "status": _status(ticket.get("ticket_status"), field("ticket_status"), config.options),
         "priority": map_priority(
             ticket.get("ticket_priority"), _PRIORITIES, field("ticket_priority"), config.options
         ),

@@ -155,19 +155,19 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     tags: list[str] = []
     if "tags" in mapping:
         for value in _values(data, mapping["tags"]):
-            tags.extend(as_tags(value if isinstance(value, list | str) else [value]))
+            tags.extend(as_tags(value if isinstance(value, list | str) else [value]) or [])
     fields: dict[str, Any] = {
         "external_id": opt_str(external_id),
         "subject": text("subject") or "",
         "description": text("description") or "",
-        "status": map_status(status, {}, status_expression, config.options) or TicketStatus.NEW,
+        "status": map_status(status, {}, status_expression, config.options),  # None: not said
         "priority": map_priority(priority, {}, priority_expression, config.options),
         "requester": {
             "email": text("requester_email"),
             "name": text("requester_name"),
             "organization": text("requester_organization"),
         },
-        "tags": tags,
+        "tags": tags if "tags" in mapping else None,
         "channel": text("channel"),
         "url": text("url"),
         "created_at": parse_datetime(*one("created_at")),

@@ -97,11 +97,20 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     if not topic.startswith(("ticket.", "conversation.")) or topic.startswith("conversation.rating"):
         raise IgnoredEvent(f"Intercom {topic[:60]} is not about a ticket")  # ping, contact.*, ...
     item = require_object(data, "/data/item")
-    item_id = require_str(data, "/data/item/id")
+    # A ticket's reply and note topics (ticket.contact.replied, ticket.note.created...) wrap the
+    # ticket and the new part: {"type": "ticket_ticket_part", "ticket": {...}, "ticket_part": {...}}.
+    wrapped_part, item_pointer = None, "/data/item"
+    if item.get("type") == "ticket_ticket_part":
+        item_pointer = "/data/item/ticket"
+        wrapped_part = as_object(item.get("ticket_part"))
+        item = require_object(data, "/data/item/ticket")
+        item_id = require_str(data, "/data/item/ticket/id")
+    else:
+        item_id = require_str(data, "/data/item/id")
     is_ticket = item.get("type") == "ticket"
     event_type = _event_type(topic)
     template = opt_str(config.options.get("url_template"))
-    tags = as_list(pointer_get(item, "/tags/tags"))
+    tags = pointer_get(item, "/tags/tags")
     fields: dict[str, Any] = {
         "external_id": item_id,
         "subject": html_to_text(
@@ -121,7 +130,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "status": _status(item, config.options),
         "priority": map_priority(item.get("priority"), _PRIORITIES, "/data/item/priority", config.options),
         "requester": _requester(item),
-        "tags": [str(t["name"]) for t in tags if isinstance(t, dict) and opt_str(t.get("name"))],
+        # None when the payload has no tag list: the tags we know stay (a list, even empty, is news).
+        "tags": [str(t["name"]) for t in as_list(tags) if isinstance(t, dict) and opt_str(t.get("name"))]
+        if tags is not None
+        else None,
         "channel": opt_str(first(item, "/source/delivered_as", "/source/type")) or "intercom",
         # str.replace, not format(): a stray brace in the admin's template must not become a 500.
         "url": template.replace("{app_id}", str(data.get("app_id", ""))).replace("{id}", item_id)
@@ -129,14 +141,17 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         else None,
         "created_at": parse_datetime(item.get("created_at"), "/data/item/created_at"),
         "updated_at": parse_datetime(item.get("updated_at"), "/data/item/updated_at"),
-        "external_assignee_group": opt_str(item.get("team_assignee_id")),
+        # "0" (or 0) is Intercom's "no team".
+        "external_assignee_group": None
+        if str(item.get("team_assignee_id")) == "0"
+        else opt_str(item.get("team_assignee_id")),
         "custom_fields": {"intercom_ticket_id": str(item["ticket_id"])}
         if is_ticket and opt_str(item.get("ticket_id"))
         else {},
     }
     if topic == "conversation.deleted":
         fields["status"] = TicketStatus.CLOSED
-    part = _last_part(item)
+    part = wrapped_part or _last_part(item)
     if event_type is EventType.TICKET_COMMENTED and part is not None and opt_str(part.get("body")):
         author = as_object(part.get("author"))
         fields["comment"] = {
@@ -150,7 +165,8 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         AdaptedEvent(
             event_type,
             build_snapshot(
-                fields, {"status": "/data/item/ticket_state" if is_ticket else "/data/item/state"}
+                fields,
+                {"status": f"{item_pointer}/ticket_state" if is_ticket else f"{item_pointer}/state"},
             ),
             occurred_at,
         )

@@ -25,7 +25,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     require_str(data, "/external_id")
     fields: dict[str, Any] = {k: v for k, v in data.items() if k != "source"}
     if "status" in fields:
-        fields["status"] = map_status(fields["status"], {}, "/status", config.options) or TicketStatus.NEW
+        fields["status"] = map_status(fields["status"], {}, "/status", config.options)
     if "priority" in fields:
         fields["priority"] = map_priority(fields["priority"], {}, "/priority", config.options)
     if isinstance(fields.get("external_id"), int) and not isinstance(fields["external_id"], bool):

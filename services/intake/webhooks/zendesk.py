@@ -169,7 +169,7 @@ def _adapt_trigger(config: SourceConfig, data: dict[str, Any], now: datetime) ->
         "external_id": require_str(data, id_field),
         "subject": opt_str(first(data, "/title", "/subject")) or "",
         "description": opt_str(data.get("description")) or "",
-        "status": map_status(status, _STATUSES, status_field, config.options) or TicketStatus.NEW,
+        "status": map_status(status, _STATUSES, status_field, config.options),
         "priority": map_priority(priority, _PRIORITIES, priority_field, config.options),
         "requester": {
             "email": opt_str(first(data, "/requester_email", "/requester/email")),

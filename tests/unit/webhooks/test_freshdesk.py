@@ -120,11 +120,30 @@ def test_a_note_is_no_reply() -> None:
     assert public.snapshot.comment is not None and public.snapshot.comment.public  # the requester sees it
 
 
-def test_unknown_status_names_wrapped_field() -> None:
+def _with_status(status: object) -> bytes:
     data = json.loads(fixture("freshdesk", "ticket_created.json"))
-    data["freshdesk_webhook"]["ticket_status"] = "Frozen"
+    data["freshdesk_webhook"]["ticket_status"] = status
+    return json.dumps(data).encode()
+
+
+def test_custom_statuses_are_read_and_an_unmapped_one_is_open() -> None:
+    # Every account starts with custom statuses 6 and 7; more are the admin's own. Refused, each
+    # lost the ticket's events; Freshdesk's custom statuses are never resolved ones.
+    assert adapt(CFG, WebhookRequest({}, _with_status(6)), NOW)[0].snapshot.status == TicketStatus.PENDING
+    assert adapt(CFG, WebhookRequest({}, _with_status("7")), NOW)[0].snapshot.status == TicketStatus.ON_HOLD
+    assert (
+        adapt(CFG, WebhookRequest({}, _with_status("In Progress")), NOW)[0].snapshot.status
+        == TicketStatus.OPEN
+    )
+    mapped = config("freshdesk", status_map={"Frozen": "on_hold"})
+    assert (
+        adapt(mapped, WebhookRequest({}, _with_status("Frozen")), NOW)[0].snapshot.status
+        == TicketStatus.ON_HOLD
+    )
+    # A mapping of the admin's that names no status is still refused, at the field.
+    wrong = config("freshdesk", status_map={"Frozen": "iced"})
     with pytest.raises(UnmappableError) as info:
-        adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+        adapt(wrong, WebhookRequest({}, _with_status("Frozen")), NOW)
     assert info.value.field == "/freshdesk_webhook/ticket_status"
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from services.intake.webhooks import IgnoredEvent, MalformedBodyError, UnmappableError, WebhookRequest, adapt
 from services.intake.webhooks.github import priority_from_labels
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import EventType, Priority, TicketStatus, event_payload
 
 from ._helpers import NOW, adapt_one, config, github_sample
 
@@ -148,3 +148,10 @@ def test_unmappable_names_the_field() -> None:
 def test_malformed_json() -> None:
     with pytest.raises(MalformedBodyError):
         adapt(CFG, WebhookRequest({"X-GitHub-Event": "issues"}, b'{"action": '), NOW)
+
+
+def test_the_last_label_removed_is_in_the_event_and_a_payload_without_tags_keeps_them() -> None:
+    # An empty label list is the snapshot's default: it was left out, and the old labels stayed.
+    body = _edit("issues.labeled.json", action="unlabeled", issue__labels=[])
+    result = adapt_one(CFG, body, {"X-GitHub-Event": "issues"})
+    assert event_payload(result.snapshot)["tags"] == []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 
@@ -144,3 +145,43 @@ def test_missing_item() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, b'{"topic": "ticket.created", "data": {}}'), NOW)
     assert info.value.field == "/data/item"
+
+
+def _ticket_part_event(topic: str, part: Mapping[str, object], **ticket_changes: object) -> bytes:
+    """A ticket's reply or note topic as Intercom sends it: the ticket and the new part, wrapped."""
+    created = json.loads(fixture("intercom", "ticket.created.json"))
+    ticket = {**created["data"]["item"], **ticket_changes}
+    created["topic"] = topic
+    created["data"]["item"] = {"type": "ticket_ticket_part", "ticket": ticket, "ticket_part": part}
+    return json.dumps(created).encode()
+
+
+def test_a_reply_or_note_on_a_ticket_is_a_comment_of_that_ticket() -> None:
+    # Read as the ticket itself (no /data/item/id), every reply and note was refused with a 422.
+    reply = {"type": "ticket_part", "part_type": "comment", "body": "<p>Still failing</p>",
+             "author": {"type": "user", "email": "kim@client.example"}}  # fmt: skip
+    result = adapt_one(CFG, _ticket_part_event("ticket.contact.replied", reply))
+    assert result.type is EventType.TICKET_COMMENTED and result.snapshot.external_id == "415"
+    comment = result.snapshot.comment
+    assert comment is not None and (comment.body, comment.public, comment.from_agent) == (
+        "Still failing",
+        True,
+        False,
+    )
+    note = {"type": "ticket_part", "part_type": "note", "body": "<p>Escalating</p>",
+            "author": {"type": "admin", "email": "agent@acme.example"}}  # fmt: skip
+    noted = adapt_one(CFG, _ticket_part_event("ticket.note.created", note)).snapshot.comment
+    assert noted is not None and (noted.public, noted.from_agent) == (False, True)
+    # Its status is the wrapped ticket's, named there when missing.
+    unstated = json.loads(_ticket_part_event("ticket.contact.replied", reply))
+    del unstated["data"]["item"]["ticket"]["ticket_state"]
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, json.dumps(unstated).encode()), NOW)
+    assert info.value.field == "/data/item/ticket/ticket_state"
+
+
+def test_team_zero_is_no_team() -> None:
+    reply = {"type": "ticket_part", "part_type": "comment", "body": "x", "author": {"type": "user"}}
+    for zero in ("0", 0):
+        event = adapt_one(CFG, _ticket_part_event("ticket.contact.replied", reply, team_assignee_id=zero))
+        assert event.snapshot.external_assignee_group is None

@@ -7,7 +7,7 @@ import pytest
 
 from services.intake.webhooks import IgnoredEvent, UnmappableError, WebhookRequest, adapt
 from services.intake.webhooks.jira import adf_to_text
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import EventType, Priority, TicketStatus, event_payload
 
 from ._helpers import NOW, adapt_one, config, fixture
 
@@ -190,3 +190,23 @@ def test_adf_to_text() -> None:
         ],
     }
     assert adf_to_text(doc).strip() == "Title\none\n@Sam"
+
+
+def test_a_reopen_to_a_new_status_is_in_the_event() -> None:
+    # Done -> To Do: status category "new", the snapshot's default, was left out of the event, and
+    # the router kept the ticket solved.
+    data = json.loads(_updated([{"field": "status", "fromString": "Done", "toString": "To Do"}]))
+    data["issue"]["fields"]["status"] = {"name": "To Do", "statusCategory": {"key": "new"}}
+    [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert event_payload(event.snapshot)["status"] == "new"
+
+
+def test_comment_created_without_the_reporter_tells_agents_by_account_type() -> None:
+    # comment_created carries the issue without its reporter: a public comment was taken for the
+    # customer's, so an agent's reply never counted as the first response.
+    data = json.loads(fixture("jira", "comment_created.json"))
+    data["comment"]["jsdPublic"] = True
+    for account, from_agent in (("atlassian", True), ("customer", False), (None, False)):
+        data["comment"]["author"]["accountType"] = account
+        comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+        assert comment is not None and (comment.public, comment.from_agent) == (True, from_agent), account

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from services.intake.webhooks import IgnoredEvent, MalformedBodyError, UnmappableError, WebhookRequest, adapt
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import EventType, Priority, TicketStatus, event_payload
 
 from ._helpers import NOW, adapt_one, config, fixture
 
@@ -207,3 +207,11 @@ def test_malformed() -> None:
         adapt(CFG, WebhookRequest({}, b"not json"), NOW)
     with pytest.raises(MalformedBodyError):
         adapt(CFG, WebhookRequest({}, b'["a list"]'), NOW)
+
+
+def test_a_trigger_payload_without_tags_or_status_says_neither() -> None:
+    # Only what the source said is in the event: absent tags must not clear the known ones, and an
+    # absent status must not read as "new" (which would reopen a solved ticket).
+    body = json.dumps({"id": "77", "title": "Printer jam", "updated_at": "2024-04-17T17:00:00Z"}).encode()
+    payload = event_payload(adapt_one(config("zendesk"), body).snapshot)
+    assert "tags" not in payload and "status" not in payload
