@@ -129,13 +129,15 @@ def train_command(
             figures=figures,
             trained_on=trained_on,
         )
-        if activate:
-            await service.activate(session, row.id, ACTOR)
         return row
 
     row = _db(store)
     _print_figures(row.id, figures)
-    console.print(f"stored model version {row.id} ({label_kind.value})" + (", active" if activate else ""))
+    if figures.get("duplicates_dropped"):
+        console.print(f"{figures['duplicates_dropped']} repeated (text, label) rows counted once")
+    console.print(f"stored model version {row.id} ({label_kind.value})")
+    if activate:  # after storing: a model that cannot be activated here is kept, not lost
+        _activate(row.id)
 
 
 def _print_figures(version: int, figures: dict[str, object]) -> None:
@@ -232,7 +234,14 @@ def list_command(
 @classifier_app.command("activate")
 def activate_command(version: int = typer.Argument(..., help="Model version.")) -> None:
     """Make a model the active one of its kind; routers switch within ROUTER_CLASSIFIER_POLL_S."""
-    row = _db(lambda session: service.activate(session, version, ACTOR))
+    _activate(version)
+
+
+def _activate(version: int) -> None:
+    try:
+        row = _db(lambda session: service.activate(session, version, ACTOR))
+    except service.ModelUnfit as exc:
+        raise _fail(f"not activated: {exc}") from exc
     if row is None:
         raise _fail(f"no model version {version}")
     console.print(f"model {version} is the active {row.label_kind} model")

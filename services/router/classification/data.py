@@ -9,11 +9,20 @@ from typing import IO
 
 import orjson
 
+# A pasted log in one ticket can be far beyond the csv module's default field limit (128 KiB).
+_MAX_FIELD = 64 * 1024 * 1024
+
 
 def _open_text(path: Path) -> IO[str]:
+    # utf-8-sig: a byte order mark, as spreadsheet exports write, is not part of the first column.
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open("r", encoding="utf-8-sig", newline="")
+
+
+def _delimiter(header_line: str) -> str:
+    """The header's separator: a comma, or the semicolon or tab of a regional spreadsheet export."""
+    return max(",;\t", key=header_line.count) if header_line.count(",") == 0 else ","
 
 
 def load_labelled_file(
@@ -40,19 +49,25 @@ def load_labelled_file(
 def _load_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts: list[str] = []
     labels: list[str] = []
+    csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))
     with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        for column in (text_column, label_column):
-            if column not in header:
-                raise ValueError(f"{path}: missing column {column!r}; columns are {header}")
-        for row in reader:
-            text, label = row.get(text_column), row.get(label_column)
-            if text is None or label is None:
-                raise ValueError(f"{path}: line {reader.line_num}: too few fields")
-            if label.strip():
-                texts.append(text)
-                labels.append(label.strip())
+        delimiter = _delimiter(fh.readline())
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        try:
+            header = reader.fieldnames or []
+            for column in (text_column, label_column):
+                if column not in header:
+                    raise ValueError(f"{path}: missing column {column!r}; columns are {header}")
+            for row in reader:
+                text, label = row.get(text_column), row.get(label_column)
+                if text is None or label is None:
+                    raise ValueError(f"{path}: line {reader.line_num}: too few fields")
+                if label.strip():
+                    texts.append(text)
+                    labels.append(label.strip())
+        except csv.Error as exc:  # a field past the limit, a stray NUL...
+            raise ValueError(f"{path}: line {reader.line_num}: {exc}") from exc
     return texts, labels
 
 

@@ -93,6 +93,10 @@ def fit_temperature(scores: np.ndarray, y: NDArray[np.int64]) -> float:
     return float(np.exp(res.x))
 
 
+# What a label can become: a ticket's category or team (columns of 100 characters).
+MAX_LABEL_CHARS = 100
+
+
 class TicketClassifier:
     """Predicts a label (category, team or priority: any string) with a calibrated confidence."""
 
@@ -132,6 +136,13 @@ class TicketClassifier:
         names = sorted(set(labels))
         if len(names) < 2:
             raise ValueError("need at least two distinct labels to train")
+        too_long = [name for name in names if len(name) > MAX_LABEL_CHARS]
+        if too_long:
+            # A ticket's category and team hold that much: on PostgreSQL a longer one was cut on
+            # insert and failed the whole routing batch on update.
+            raise ValueError(
+                f"labels longer than {MAX_LABEL_CHARS} characters: {[n[:40] + '...' for n in too_long]}"
+            )
         lookup = {n: i for i, n in enumerate(names)}
         y = np.fromiter((lookup[lab] for lab in labels), np.int64, len(labels))
         return self.featurizer.fit_transform(texts), y, names

@@ -75,6 +75,8 @@ async def activate_classifier(
             if row is None:
                 raise _not_found(version)
             out = service.summary(row)
+    except service.ModelUnfit as exc:
+        raise Problem(409, "Conflict", str(exc)) from exc
     except IntegrityError as exc:  # the partial unique index: another activation of this kind won
         raise Problem(
             409, "Conflict", "another model of this kind was activated at the same time; retry"

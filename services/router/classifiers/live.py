@@ -36,9 +36,16 @@ class LiveClassifier:
         # Versions whose blob would not load: not retried every poll, reported by the check.
         self.failed: dict[int, str] = {}
         self.wanted: dict[LabelKind, int] = {}
+        self._refreshing = asyncio.Lock()
 
     async def refresh(self) -> bool:
-        """Follow the active versions and team languages; True when the view changed."""
+        """Follow the active versions and team languages; True when the view changed. One at a
+        time: the poll's refresh, slower (it loads a blob), finishing after the activate endpoint's
+        would put the older model back."""
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         async with self.sessions() as session:
             wanted = await active_versions(session)
             languages = await team_languages(session)

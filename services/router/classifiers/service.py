@@ -22,6 +22,10 @@ from shared.events import EventType, RoutingPayload, utc_now
 # --- training -------------------------------------------------------------------------------
 
 
+class ModelUnfit(ValueError):
+    """A model that cannot do its job here (a team model naming no active team)."""
+
+
 def holdout_split(labels: Sequence[str], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """(train, holdout) indices, stratified by label. Every label keeps at least two training
     examples (cross-validation needs them), so rare labels may have none held out."""
@@ -62,7 +66,13 @@ def train_with_figures(
     seed: int = 0,
 ) -> tuple[TicketClassifier, dict[str, Any]]:
     """Train on all but a stratified holdout share; figures: cross-validated on the training
-    share (threshold, coverage, precision) plus per-class figures on the holdout it never saw."""
+    share (threshold, coverage, precision) plus per-class figures on the holdout it never saw.
+
+    A ticket given twice with its label counts once: copies in different folds (and on both sides
+    of the holdout) made the model look surer than it is, and the threshold chosen on that routed
+    nearly everything at a precision well below the target (templated or alert tickets repeat,
+    and feedback may repeat what the file has)."""
+    texts, labels, duplicates = without_duplicates(texts, labels)
     train_idx, held = holdout_split(labels, holdout, seed)
     model = train(
         [texts[i] for i in train_idx],
@@ -72,7 +82,22 @@ def train_with_figures(
         random_state=seed,
     )
     report = evaluate(model, [texts[i] for i in held], [labels[i] for i in held]) if held else None
-    return model, figures_of(model, report)
+    return model, {**figures_of(model, report), "duplicates_dropped": duplicates}
+
+
+def without_duplicates(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str], int]:
+    """The (text, label) pairs once each, text compared without case and spacing; and how many
+    were dropped."""
+    seen: set[tuple[str, str]] = set()
+    kept_texts: list[str] = []
+    kept_labels: list[str] = []
+    for text, label in zip(texts, labels, strict=True):
+        key = (" ".join(text.lower().split()), label)
+        if key not in seen:
+            seen.add(key)
+            kept_texts.append(text)
+            kept_labels.append(label)
+    return kept_texts, kept_labels, len(texts) - len(kept_texts)
 
 
 def figures_of(model: TicketClassifier, holdout: EvaluationReport | None) -> dict[str, Any]:
@@ -170,6 +195,14 @@ async def activate(session: AsyncSession, version: int, actor: str) -> Classifie
     row = await get_model(session, version)
     if row is None:
         return None
+    labels = row.figures.get("labels")  # None: stored without its figures, cannot tell
+    if row.label_kind == LabelKind.TEAM.value and labels:
+        active_teams = set((await session.scalars(select(Team.name).where(Team.active))).all())
+        if not active_teams & set(labels):
+            # Every prediction would fall through to triage or the default team, silently.
+            raise ModelUnfit(
+                f"none of model {version}'s labels is an active team: {row.figures.get('labels')}"
+            )
     previous = await active_model(session, LabelKind(row.label_kind))
     # Step down first: the partial unique index allows one active row per kind at any moment.
     await session.execute(
@@ -214,7 +247,8 @@ async def team_languages(session: AsyncSession) -> dict[str, frozenset[str]]:
 def is_team_correction(kind: EventType, payload: RoutingPayload) -> bool:
     """A state change that moved the ticket to another team: only the source system does that."""
     return (
-        kind == EventType.TICKET_STATE_CHANGED
+        # Also when the move came with a solve or a reopen (one webhook, one event).
+        kind in (EventType.TICKET_STATE_CHANGED, EventType.TICKET_RESOLVED, EventType.TICKET_REOPENED)
         and payload.state.team is not None
         and payload.state.team != payload.previous_team
     )

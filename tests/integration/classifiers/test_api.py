@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from services.router.classifiers.schemas import LabelKind
+from services.router.models import ClassifierModel
 from shared.db.models import AuditEntry
 from tests.conftest import unique_topics
 from tests.integration.classifiers.helpers import Router, running_router, stored
@@ -144,3 +145,14 @@ async def test_versions_beyond_the_id_column_are_refused_naming_the_field(router
     assert predicted.headers["content-type"] == "application/problem+json"
     largest = await router.client.get(f"/v1/classifiers/{huge - 1}", headers=router.viewer)
     assert largest.status_code == 404
+
+
+async def test_a_team_model_that_names_no_active_team_is_not_activated(router: Router, sessions) -> None:
+    version = await stored(sessions, LabelKind.TEAM)
+    async with sessions() as session, session.begin():
+        row = await session.get(ClassifierModel, version)
+        assert row is not None
+        row.figures = {**row.figures, "labels": ["no-such-team-a", "no-such-team-b"]}
+    refused = await router.client.post(f"/v1/classifiers/{version}/activate", headers=router.admin)
+    # Every prediction would have gone to triage or the default team, and nothing said so.
+    assert refused.status_code == 409 and "none of model" in refused.json()["detail"]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from services.router.classifiers.schemas import LabelKind
-from services.router.models import ClassifierFeedback, ClassifierModel
+from services.router.models import ClassifierFeedback, ClassifierModel, Team
 from services.ticketctl.main import app
 from tests.unit.classifiers.helpers import SURE_NETWORK, synthetic
 
@@ -42,6 +42,8 @@ async def test_train_evaluate_and_feedback(tmp_path, sessions, cli_env):
         )
         session.add(ClassifierFeedback(ticket_key="api:fb-2", text="dns " + SURE_NETWORK, label="netops"))
         session.add(ClassifierFeedback(ticket_key="api:fb-3", text="once", label="only-once"))
+        if await session.get(Team, "netops") is None:  # a team model is activated only for teams
+            session.add(Team(name="netops"))
 
     trained = await ticketctl(
         "classifier", "train", str(train_file), "--label", "team", "--label-kind", "team",

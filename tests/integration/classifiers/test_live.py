@@ -96,3 +96,31 @@ async def test_the_database_allows_one_active_model_per_kind(sessions):
             )
     async with sessions() as session:
         assert await service.active_versions(session) == {LabelKind.TEAM: first}
+
+
+async def test_a_slow_refresh_cannot_put_back_the_model_a_later_one_replaced(sessions):
+    first = await stored(sessions, seed=7)
+    second = await stored(sessions, seed=8)
+    async with sessions() as session, session.begin():
+        await service.activate(session, first, "test")
+    live = LiveClassifier(sessions)
+    load, gate = live._load, asyncio.Event()
+
+    async def slow_load(version: int):
+        if version == first:
+            await gate.wait()  # the poll deserialising a big model
+        return await load(version)
+
+    live._load = slow_load  # type: ignore[method-assign]
+    poll = asyncio.create_task(live.refresh())  # sees `first` active, loads it slowly
+    await asyncio.sleep(0.2)
+    async with sessions() as session, session.begin():
+        await service.activate(session, second, "test")
+    endpoint = asyncio.create_task(live.refresh())  # what the activate endpoint does
+    await asyncio.sleep(0.2)
+    gate.set()
+    await asyncio.gather(poll, endpoint)
+    # Unserialised, the poll finished last and put `first` back until the next poll.
+    assert version_of(live) == second
+    async with sessions() as session, session.begin():
+        await service.deactivate(session, LabelKind.TEAM, "test")

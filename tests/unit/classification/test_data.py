@@ -55,3 +55,17 @@ def test_bad_lines(tmp_path):
         load_labelled_file(short)
     with pytest.raises(ValueError, match="unsupported file type"):
         load_labelled_file(tmp_path / "t.xlsx")
+
+
+def test_spreadsheet_exports_load_bom_semicolons_and_long_fields(tmp_path):
+    # Excel's "CSV UTF-8" starts with a byte order mark, regional ones separate with semicolons,
+    # and a pasted log can be beyond the csv module's 128 KiB field limit.
+    path = tmp_path / "export.csv"
+    path.write_text('\ufefftext;team\n"vpn; broken";Network\n', encoding="utf-8")
+    assert load_labelled_file(path, label_column="team") == (["vpn; broken"], ["Network"])
+    long_log = "x" * 200_000
+    path.write_text(f'text,team\n"{long_log}",Network\n', encoding="utf-8")
+    assert load_labelled_file(path, label_column="team")[0] == [long_log]
+    jsonl = tmp_path / "export.jsonl"
+    jsonl.write_text('\ufeff{"text": "printer", "team": "Hardware"}\n', encoding="utf-8")
+    assert load_labelled_file(jsonl, label_column="team") == (["printer"], ["Hardware"])
