@@ -67,6 +67,7 @@ _STATUSES = {
     "on hold": TicketStatus.ON_HOLD,
     "solved": TicketStatus.SOLVED,
     "closed": TicketStatus.CLOSED,
+    "deleted": TicketStatus.CLOSED,  # a soft-deleted ticket's status (ticket.soft_deleted)
 }
 _PRIORITIES: dict[str, Priority] = {}  # urgent/high/normal/low are the contract's own aliases
 

@@ -87,6 +87,7 @@ def test_event_ignored(kind: str) -> None:
         ("On-hold", TicketStatus.ON_HOLD),
         ("SOLVED", TicketStatus.SOLVED),
         ("CLOSED", TicketStatus.CLOSED),
+        ("DELETED", TicketStatus.CLOSED),  # a soft-deleted ticket's status was refused (422)
     ],
 )
 def test_status_table(word: str, expected: TicketStatus) -> None:
