@@ -80,6 +80,8 @@ class Decision:
 
 
 DEFAULT_PRIORITY = Priority.P3
+# A ticket's team is stored in 100 characters (router_tickets.team, routing_decisions.team).
+TEAM_NAME_MAX = 100
 
 
 def is_first_response(comment: Comment | None) -> bool:
@@ -208,8 +210,14 @@ def _apply_changes(
         and external_team
         and external_team != current.team
     ):
-        state.team = external_team
-        reasons.append(f"reassigned in the source system to {external_team}")
+        if len(external_team) > TEAM_NAME_MAX:
+            # No team of ours has such a name, and storing it would fail the whole batch.
+            reasons.append(
+                f"reassigned in the source system to a group named {external_team[:40]!r}...: kept"
+            )
+        else:
+            state.team = external_team
+            reasons.append(f"reassigned in the source system to {external_team}")
     if is_first_response(snapshot.comment) and state.sla.first_responded_at is None:
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")

@@ -438,13 +438,22 @@ async def live_calendars(session: AsyncSession) -> LiveCalendars:
 
 async def policies_reassigning_to(session: AsyncSession, team: str) -> list[str]:
     """Names of the live policies whose escalations reassign to ``team``."""
+    return await _policies_with(session, "reassign_to", "team", team)
+
+
+async def policies_notifying(session: AsyncSession, target: str) -> list[str]:
+    """Names of the live policies whose escalations notify the write-back target ``target``."""
+    return await _policies_with(session, "notify", "target", target)
+
+
+async def _policies_with(session: AsyncSession, kind: str, key: str, value: str) -> list[str]:
     return [
         row.name
         for row in await live_rows(session, "policy")
         if any(
-            isinstance(action, dict) and action.get("action") == "reassign_to" and action.get("team") == team
-            for key in ESCALATIONS
-            for action in row.document.get(key) or ()
+            isinstance(action, dict) and action.get("action") == kind and action.get(key) == value
+            for escalation in ESCALATIONS
+            for action in row.document.get(escalation) or ()
         )
     ]
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.router.errors import Conflict, get_or_404
+from services.router.slas.service import policies_notifying
 from services.router.writeback.connectors import teams_by_group
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut
@@ -72,6 +73,15 @@ async def _check_name_free(session: AsyncSession, name: str, target_id: int | No
         raise _name_taken(name)
 
 
+async def _check_not_notified(session: AsyncSession, name: str, change: str) -> None:
+    """A policy's notify action names targets: one that goes away would never be told, silently
+    (as a team a policy reassigns to cannot be deleted)."""
+    policies = await policies_notifying(session, name)
+    if policies:
+        message = f"target {name!r} cannot be {change}: SLA policies {policies} notify it"
+        raise Conflict(message, [{"field": "/name", "message": message}])
+
+
 async def _check_groups_agree(session: AsyncSession, data: TargetIn, target_id: int | None = None) -> None:
     """The router reads a source's groups back as teams (groups.py): two targets of one source
     must not name one helpdesk group for two teams, or one's own write-back would read back as
@@ -119,6 +129,7 @@ async def update_target(
         return row
     if "name" in changes:
         await _check_name_free(session, data.name, target_id)
+        await _check_not_notified(session, row.name, "renamed")
     await _check_groups_agree(session, data, target_id)
     seen = row.revision
     for key, value in new.items():
@@ -138,6 +149,7 @@ async def update_target(
 async def delete_target(session: AsyncSession, target_id: int, *, expected: int | None, actor: str) -> None:
     row = await get_target(session, target_id)
     check_expected(expected, row.revision, target_etag(row))
+    await _check_not_notified(session, row.name, "deleted")
     seen, detail = row.revision, {"target": _fields(row), "revision": row.revision}
     # Its deliveries go with it: none is sent to a target that is gone, and none waits to be
     # taken for a later target's (SQLite may give a new row a deleted row's id).

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 from sqlalchemy.orm.exc import StaleDataError
 
+from services.router.slas import service as sla_service
 from services.router.writeback import service
 from services.router.writeback.endpoints import router
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
@@ -253,3 +254,27 @@ def test_openapi_documents_problems_and_etags():
     retry = paths["/v1/writeback/deliveries/{delivery_id}/retry"]["post"]["responses"]
     assert {"404", "409"} <= set(retry)
     assert PROBLEM_JSON in retry["409"]["content"]
+
+
+async def test_a_target_a_policy_notifies_cannot_be_deleted_or_renamed(sessions):
+    name, policy = f"target-{new_id()[:8]}", f"notifies-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        created = await client.post("/v1/writeback/targets", json=target(name))
+        url, etag = f"/v1/writeback/targets/{created.json()['id']}", created.headers["etag"]
+        document = {
+            "name": policy,
+            "targets": {"P3": {"first_response": 60, "resolution": 240}},
+            "applies_when": {"field": "customer_tier", "op": "equals", "value": policy},  # no one's
+            "on_breach": [{"action": "notify", "target": name}],
+        }
+        async with sessions() as session, session.begin():
+            await sla_service.save(session, "policy", policy, document, "t", previous=None)
+        # Gone or renamed, the policy's breaches would notify no one, and nothing would say so.
+        deleted = await client.delete(url, headers={"If-Match": etag})
+        assert is_problem(deleted, 409) and policy in deleted.json()["detail"]
+        renamed = await client.put(url, headers={"If-Match": etag}, json=target(f"{name}-2"))
+        assert is_problem(renamed, 409) and renamed.json()["errors"][0]["field"] == "/name"
+        async with sessions() as session, session.begin():
+            previous = await sla_service.latest(session, "policy", policy)
+            await sla_service.save(session, "policy", policy, None, "t", previous=previous)
+        assert (await client.delete(url, headers={"If-Match": etag})).status_code == 204

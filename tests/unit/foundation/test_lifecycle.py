@@ -239,3 +239,20 @@ def test_leaving_triage_says_what_else_the_event_changed():
         "first agent response",
         "to vpn",
     ]
+
+
+def test_a_helpdesk_group_name_longer_than_a_team_name_is_not_taken_for_a_team():
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    group = "Customer Support > EMEA > Enterprise accounts > " + "x" * 60
+    d = decide(
+        routed,
+        None,
+        *event("open", EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group=group),
+        route_to("a"),
+        T0,
+    )
+    # Stored as the ticket's team it failed the routing batch on PostgreSQL (100 characters).
+    assert d.state.team == "a"
+    assert d.events[0][1].reasons == [
+        f"reassigned in the source system to a group named {group[:40]!r}...: kept"
+    ]
