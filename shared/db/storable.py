@@ -4,17 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+NUL = "\x00"
+NUL_MESSAGE = "must not contain U+0000"
+
+
+def _escape_pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def nul_pointer(value: Any, pointer: str = "") -> str | None:
+    """The JSON pointer of the first string or object key in ``value`` (strings nested in dicts
+    and lists) that holds U+0000; None when none does."""
+    if isinstance(value, str):
+        return (pointer or "/") if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            member = f"{pointer}/{_escape_pointer_token(str(key))}"
+            if NUL in str(key):
+                return member
+            found = nul_pointer(item, member)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_pointer(item, f"{pointer}/{index}")
+            if found is not None:
+                return found
+    return None
+
 
 def reject_nul(value: Any) -> None:
-    """Raise ValueError when ``value`` (a string, or strings nested in dicts and lists) holds
-    U+0000: refused at validation, with the field named, rather than failing at the INSERT."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain U+0000")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key)
-            reject_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            reject_nul(item)
+    """Raise ValueError when ``value`` holds U+0000 (see :func:`nul_pointer`): refused at
+    validation, with the field named, rather than failing at the INSERT."""
+    if nul_pointer(value) is not None:
+        raise ValueError(NUL_MESSAGE)

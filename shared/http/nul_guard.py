@@ -9,43 +9,17 @@ operation, those added later included.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import orjson
 from fastapi import Request
 
+from shared.db.storable import NUL, NUL_MESSAGE, nul_pointer
 from shared.http.problems import Problem
 
-NUL = "\x00"
-_MESSAGE = "must not contain U+0000"
 # A JSON body holds U+0000 only as the escape \u0000 (a raw control character is invalid JSON), or
 # anywhere in a UTF-16/32 body, whose ASCII characters all have zero bytes.
 _ESCAPED_NUL = b"\\u0000"
 _ZERO_BYTE = b"\x00"
-
-
-def _escape_pointer_token(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def nul_pointer(value: Any, pointer: str = "") -> str | None:
-    """The JSON pointer of the first string or object key in ``value`` that holds U+0000."""
-    if isinstance(value, str):
-        return (pointer or "/") if NUL in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            member = f"{pointer}/{_escape_pointer_token(str(key))}"
-            if NUL in str(key):
-                return member
-            found = nul_pointer(item, member)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_pointer(item, f"{pointer}/{index}")
-            if found is not None:
-                return found
-    return None
 
 
 def body_nul_pointer(body: bytes) -> str | None:
@@ -65,7 +39,7 @@ def body_nul_pointer(body: bytes) -> str | None:
 
 def _refused(field: str) -> Problem:
     return Problem(
-        422, "Invalid request", f"{field}: {_MESSAGE}", errors=[{"field": field, "message": _MESSAGE}]
+        422, "Invalid request", f"{field}: {NUL_MESSAGE}", errors=[{"field": field, "message": NUL_MESSAGE}]
     )
 
 

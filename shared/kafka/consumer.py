@@ -408,10 +408,7 @@ class ConsumerLoop:
                 position = await self.consumer.position(tp)
             except KafkaError:
                 continue
-            labels = (self.group_id, tp.topic, str(tp.partition))
-            self.lag_labels.add(labels)
-            self.lag[tp] = max(0, highwater - position)
-            CONSUMER_LAG.labels(*labels).set(self.lag[tp])
+            self._set_lag(tp, highwater - position)
 
     async def _update_lag_behind(self, batch: FetchedBatch) -> None:
         """The lag behind a batch that keeps failing (a database outage retried without end).
@@ -430,10 +427,13 @@ class ConsumerLoop:
             return
         behind = {tp: messages[0].offset for tp, messages in batch.records.items()}
         for tp in assignment & ends.keys():
-            labels = (self.group_id, tp.topic, str(tp.partition))
-            self.lag_labels.add(labels)
-            self.lag[tp] = max(0, ends[tp] - behind.get(tp, positions.get(tp, ends[tp])))
-            CONSUMER_LAG.labels(*labels).set(self.lag[tp])
+            self._set_lag(tp, ends[tp] - behind.get(tp, positions.get(tp, ends[tp])))
+
+    def _set_lag(self, tp: TopicPartition, lag: int) -> None:
+        labels = (self.group_id, tp.topic, str(tp.partition))
+        self.lag_labels.add(labels)
+        self.lag[tp] = max(0, lag)
+        CONSUMER_LAG.labels(*labels).set(self.lag[tp])
 
     def total_lag(self) -> int:
         return sum(self.lag.values())

@@ -101,12 +101,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     # ticket and the new part: {"type": "ticket_ticket_part", "ticket": {...}, "ticket_part": {...}}.
     wrapped_part, item_pointer = None, "/data/item"
     if item.get("type") == "ticket_ticket_part":
-        item_pointer = "/data/item/ticket"
-        wrapped_part = as_object(item.get("ticket_part"))
-        item = require_object(data, "/data/item/ticket")
-        item_id = require_str(data, "/data/item/ticket/id")
-    else:
-        item_id = require_str(data, "/data/item/id")
+        wrapped_part, item_pointer = as_object(item.get("ticket_part")), "/data/item/ticket"
+        item = require_object(data, item_pointer)
+    item_id = require_str(data, f"{item_pointer}/id")
     is_ticket = item.get("type") == "ticket"
     event_type = _event_type(topic)
     template = opt_str(config.options.get("url_template"))

@@ -200,9 +200,7 @@ async def activate(session: AsyncSession, version: int, actor: str) -> Classifie
         active_teams = set((await session.scalars(select(Team.name).where(Team.active))).all())
         if not active_teams & set(labels):
             # Every prediction would fall through to triage or the default team, silently.
-            raise ModelUnfit(
-                f"none of model {version}'s labels is an active team: {row.figures.get('labels')}"
-            )
+            raise ModelUnfit(f"none of model {version}'s labels is an active team: {labels}")
     previous = await active_model(session, LabelKind(row.label_kind))
     # Step down first: the partial unique index allows one active row per kind at any moment.
     await session.execute(

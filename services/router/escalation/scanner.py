@@ -248,11 +248,8 @@ class EscalationScanner:
         )
         # And what fell due before an event that stopped or paused the clock (SlaTracker.owe_due).
         found = {due.timer_id for due in escalations}
-        escalations += [
-            d for d in tracker.owed if d.timer_id not in tracker.fired and d.timer_id not in found
-        ]
+        escalations += [due for due in tracker.take_owed() if due.timer_id not in found]
         escalations.sort(key=lambda d: (d.due_at, d.kind != "warning"))  # a warning before its breach
-        tracker.owed = []
         for due in escalations:
             tracker.fired.add(due.timer_id)
             if not await claim_timer(session, due, now):

@@ -119,6 +119,14 @@ class SlaTracker:
             if due.timer_id not in owed:
                 self.owed.append(due)
 
+    def take_owed(self) -> list[EscalationDue]:
+        """The owed escalations not fired yet, handed to the scanner (which fires them now)."""
+        owed, self.owed = self._unfired_owed(), []
+        return owed
+
+    def _unfired_owed(self) -> list[EscalationDue]:
+        return [due for due in self.owed if due.timer_id not in self.fired]
+
     def __call__(self, state: TicketState) -> None:
         clock = self.clock
         policy = self.config.policy_named(state.sla.policy)
@@ -169,7 +177,7 @@ class SlaTracker:
             return None
         deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
         pending = next_escalation_at(self.clock, deadlines, self.fired)
-        owed = [due.due_at for due in self.owed if due.timer_id not in self.fired]
+        owed = [due.due_at for due in self._unfired_owed()]
         return min([*owed, *([pending] if pending is not None else [])], default=None)
 
     def deadlines(self) -> Deadlines | None:
@@ -201,7 +209,7 @@ class SlaTracker:
             "fired": sorted(self.fired),
             "config_version": self.computed_under,
         }
-        owed = [due for due in self.owed if due.timer_id not in self.fired]
+        owed = self._unfired_owed()
         if owed:
             stored["owed"] = [
                 {

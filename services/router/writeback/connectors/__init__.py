@@ -24,7 +24,7 @@ from services.router.writeback.connectors import freshdesk, github, intercom, ji
 from services.router.writeback.connectors.common import OutboundRequest, RenderError, Target
 
 # A notification may take several requests (a label removed, then the new ones added); they are
-# sent in order, and a failure sends the whole list again at the next attempt.
+# sent in order, and the next attempt sends those the last one did not get through (sender.py).
 Render = Callable[[Mapping[str, Any], Target], list[OutboundRequest]]
 
 # connector name -> its options' model
