@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from enum import Enum
 from typing import cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import WebhookDelivery
@@ -20,18 +21,42 @@ log = logging.getLogger(__name__)
 MAX_DELIVERY_ID = 200  # the column's length
 
 
-async def claim_delivery(session: AsyncSession, source: str, delivery_id: str, events: int) -> bool:
-    """Insert the dedupe row inside the caller's transaction; False when it already exists.
+class Claim(Enum):
+    CLAIMED = "claimed"  # first time: go on
+    DUPLICATE = "duplicate"  # accepted before: acknowledge without publishing
+    KEY_REUSED = "key_reused"  # accepted before with a different request: refuse
+
+
+async def claim_delivery(
+    session: AsyncSession, source: str, delivery_id: str, events: int, request_digest: str | None = None
+) -> Claim:
+    """Insert the dedupe row inside the caller's transaction, or say why it already exists.
 
     ON CONFLICT DO NOTHING is race-free: on PostgreSQL a concurrent claim of the same key waits for
     the first transaction and then sees its row (or inserts, if the first rolled back); SQLite
-    serialises writers altogether.
+    serialises writers altogether. With ``request_digest``, a row claimed with another digest is
+    :attr:`Claim.KEY_REUSED` (a row without one, from before digests were kept, is a duplicate).
     """
-    values = {"source": source, "delivery_id": delivery_id, "received_at": utc_now(), "events": events}
+    values = {
+        "source": source,
+        "delivery_id": delivery_id,
+        "received_at": utc_now(),
+        "events": events,
+        "request_digest": request_digest,
+    }
     result = await session.execute(
         conflict_insert(session, WebhookDelivery).values(values).on_conflict_do_nothing()
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if result.rowcount:  # type: ignore[attr-defined]
+        return Claim.CLAIMED
+    if request_digest is None:
+        return Claim.DUPLICATE
+    stored = await session.scalar(
+        select(WebhookDelivery.request_digest).where(
+            WebhookDelivery.source == source, WebhookDelivery.delivery_id == delivery_id
+        )
+    )
+    return Claim.DUPLICATE if stored in (None, request_digest) else Claim.KEY_REUSED
 
 
 async def prune_deliveries(sessions: async_sessionmaker[AsyncSession], retention: timedelta) -> int:

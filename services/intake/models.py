@@ -39,3 +39,5 @@ class WebhookDelivery(Base):
     delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     events: Mapped[int] = mapped_column(Integer, default=0)
+    # sha256 of the request an ``Idempotency-Key`` was first used with; None for webhook deliveries.
+    request_digest: Mapped[str | None] = mapped_column(String(64), default=None)

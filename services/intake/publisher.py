@@ -3,7 +3,8 @@
 :meth:`EventPublisher.accept` with a delivery id (webhooks, ``Idempotency-Key``) runs ONE database
 transaction per request:
 
-1. claim the delivery id (dedupe row; a conflict means a redelivery: answer ``duplicate``);
+1. claim the delivery id (dedupe row; a conflict means a redelivery: answer ``duplicate``, or
+   refuse an ``Idempotency-Key`` first used with a different request);
 2. if the outbox is empty, send to the broker and wait (bounded, ``INTAKE_PUBLISH_TIMEOUT_S``) for
    the acks=all acknowledgement, then commit the dedupe row;
 3. otherwise (outbox not empty, broker down or slow) add the events to the outbox and commit them
@@ -44,7 +45,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.deliveries import claim_delivery
+from services.intake.deliveries import Claim, claim_delivery
 from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
@@ -87,6 +88,10 @@ class Unavailable(Exception):
     """Neither the broker nor the database took the events; nothing was recorded (answer 503)."""
 
 
+class KeyReused(Exception):
+    """The delivery id was first accepted with a different request; nothing was recorded."""
+
+
 Future = asyncio.Future[Any]
 
 
@@ -117,15 +122,24 @@ class EventPublisher:
     def degraded(self) -> bool:
         return self.outbox_pending > 0 or bool(self._limbo)
 
-    async def accept(self, events: list[EventEnvelope], dedupe: tuple[str, str] | None = None) -> Outcome:
+    async def accept(
+        self,
+        events: list[EventEnvelope],
+        dedupe: tuple[str, str] | None = None,
+        request_digest: str | None = None,
+    ) -> Outcome:
         """Return once the events are acknowledged by the broker or stored in the outbox (or were
-        already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`."""
+        already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`, or
+        :class:`KeyReused` when ``dedupe`` was first claimed with another ``request_digest``."""
         if dedupe is None:
             return await self._accept_fresh(events)
         async with self.sessions() as session:
             try:
-                if not await claim_delivery(session, *dedupe, len(events)):
+                claim = await claim_delivery(session, *dedupe, len(events), request_digest)
+                if claim is not Claim.CLAIMED:
                     await session.rollback()
+                    if claim is Claim.KEY_REUSED:
+                        raise KeyReused(dedupe[1])
                     DUPLICATES.inc()
                     return _DUPLICATE
                 if not events:
@@ -141,6 +155,8 @@ class EventPublisher:
                         PUBLISHED_TO_BROKER.inc(len(events))
                         return _PUBLISHED
                 rows = await self._park(session, events, unacked)
+            except KeyReused:
+                raise
             except Exception as exc:
                 log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
                 raise Unavailable("neither the broker nor the database accepted the events") from exc

@@ -8,6 +8,7 @@ orjson. The OpenAPI operation is declared by hand from the same :class:`TicketIn
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.intake.openapi import problems
-from services.intake.publisher import EventPublisher, Unavailable
+from services.intake.publisher import EventPublisher, KeyReused, Unavailable
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
@@ -53,7 +54,10 @@ def _openapi() -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": r"^[\x21-\x7e]+$"},
-                "description": "Retries with the same key are acknowledged once and published once.",
+                "description": (
+                    "Retries with the same key are acknowledged once and published once. A key "
+                    "reused with a different ticket is refused (422)."
+                ),
             }
         ],
         "requestBody": {
@@ -94,6 +98,13 @@ async def _ticket(request: Request) -> TicketIn:
     return ticket
 
 
+def _digest(ticket: TicketIn) -> str:
+    """The request as parsed, so a retry that only re-serialises the JSON (spacing, key order) still
+    matches the first use of its key."""
+    canonical = orjson.dumps(ticket.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
 @router.post(
     "/tickets",
     status_code=202,
@@ -116,7 +127,15 @@ async def submit_ticket(request: Request) -> Response:
     envelope = ticket_event(event_type, ticket.source, ticket.snapshot(), event_id=event_id)
     publisher: EventPublisher = request.app.state.publisher
     try:
-        outcome = await publisher.accept([envelope], dedupe=dedupe)
+        outcome = await publisher.accept(
+            [envelope], dedupe=dedupe, request_digest=_digest(ticket) if dedupe else None
+        )
+    except KeyReused as exc:
+        raise _invalid(
+            ("header", IDEMPOTENCY_HEADER),
+            "this key was already used with a different ticket; use a new key for a new request",
+            "idempotency_key_reused",
+        ) from exc
     except Unavailable as exc:
         raise Problem(503, "Service unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     body = {

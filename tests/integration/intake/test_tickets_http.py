@@ -82,6 +82,41 @@ async def test_idempotency_key_publishes_once(intake: Intake) -> None:
     assert [str(e.event_id) for e in events] == [first.json()["event_id"]]
 
 
+async def test_a_key_reused_with_another_ticket_is_refused(intake: Intake) -> None:
+    key = f"k-{uuid.uuid4().hex}"
+    headers = {**intake.intake, "Idempotency-Key": key}
+    first = await intake.client.post(
+        "/v1/tickets", headers=headers, json={"external_id": "idem-2", "custom_fields": {"a": 1, "b": 2}}
+    )
+    assert first.status_code == 202
+    # The same ticket written differently (key order, spacing) is the same request.
+    respelled = await intake.client.post(
+        "/v1/tickets",
+        headers={**headers, "Content-Type": "application/json"},
+        content=b'{ "custom_fields": {"b": 2, "a": 1},   "external_id": "idem-2" }',
+    )
+    assert respelled.status_code == 200 and respelled.json()["duplicate"] is True
+    other = await intake.client.post(
+        "/v1/tickets", headers=headers, json={"external_id": "idem-2", "subject": "something else"}
+    )
+    assert other.status_code == 422 and other.headers["content-type"] == PROBLEM
+    assert other.json()["errors"][0]["field"] == "/header/Idempotency-Key"
+    assert "different ticket" in other.json()["errors"][0]["message"]
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [str(e.event_id) for e in events] == [first.json()["event_id"]]
+    # A key claimed before digests were kept answers duplicate, whatever the body.
+    publisher: EventPublisher = intake.app.state.publisher
+    async with publisher.sessions() as session:
+        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        assert row is not None and row.request_digest is not None
+        row.request_digest = None
+        await session.commit()
+    legacy = await intake.client.post(
+        "/v1/tickets", headers=headers, json={"external_id": "idem-2", "subject": "something else"}
+    )
+    assert legacy.status_code == 200 and legacy.json()["duplicate"] is True
+
+
 async def test_without_a_key_no_dedupe_row_is_written(intake: Intake) -> None:
     publisher: EventPublisher = intake.app.state.publisher
     async with publisher.sessions() as session:
