@@ -154,18 +154,20 @@ class OutboxWriter:
         waits for the commit, the acknowledgements and the delete.
 
         Both transactions use one pooled connection: a checkout (and its liveness ping) is a round
-        trip and ~0.25 ms of CPU, which a batch of a few tickets feels. If publishing fails the
-        rows stay in the outbox and ``dirty`` is set: the next call relays them first.
+        trip and ~0.25 ms of CPU, which a batch of a few tickets feels. If anything fails, ``dirty``
+        is set and the next call relays what waits first: a failed publish leaves the rows, and so
+        may a failed commit (its answer lost after the server committed: a retry of the batch then
+        finds its events done and writes nothing) or a failed delete.
         """
-        async with self._engine.connect() as connection:
-            async with self.sessions(bind=connection) as session, session.begin():
-                rows = await store(session)
-                await during(idle, session.commit())
-            try:
+        try:
+            async with self._engine.connect() as connection:
+                async with self.sessions(bind=connection) as session, session.begin():
+                    rows = await store(session)
+                    await during(idle, session.commit())
                 await during(idle, publish_rows(self.producer, rows))
-            except Exception:
-                self.dirty = True
-                raise
-            async with self.sessions(bind=connection) as session, session.begin():
-                await during(idle, delete_rows(session, [row.id for row in rows]))
-                await during(idle, session.commit())
+                async with self.sessions(bind=connection) as session, session.begin():
+                    await during(idle, delete_rows(session, [row.id for row in rows]))
+                    await during(idle, session.commit())
+        except BaseException:
+            self.dirty = True
+            raise

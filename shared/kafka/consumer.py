@@ -25,10 +25,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
 from shared.overlap import IdleWork
@@ -75,7 +76,10 @@ _TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P0", "57014", "40001", "40P01", "
 
 def is_transient(exc: BaseException) -> bool:
     """Errors that a retry can cure: infrastructure being down rather than a bad message."""
-    if isinstance(exc, OperationalError | KafkaError | OSError | TimeoutError | ConnectionError):
+    # PoolTimeout: no pooled connection came free in time (a slow database, a busy API).
+    if isinstance(
+        exc, OperationalError | KafkaError | OSError | TimeoutError | ConnectionError | PoolTimeout
+    ):
         return True
     if not isinstance(exc, DBAPIError):
         return False
@@ -375,9 +379,21 @@ class ConsumerLoop:
             ("dlq.offset", str(message.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self.producer.send_and_wait(
-            self.dead_letter_topic, value=message.value or b"", key=message.key, headers=headers
-        )
+        try:
+            await self.producer.send_and_wait(
+                self.dead_letter_topic, value=message.value or b"", key=message.key, headers=headers
+            )
+        except MessageSizeTooLargeError:
+            # The copy (value plus these headers) is over the size limit the original just fit:
+            # retried as is, it would stall the partition for good. The headers still say where
+            # the original lies in its topic.
+            size = str(len(message.value or b"")).encode()
+            await self.producer.send_and_wait(
+                self.dead_letter_topic,
+                value=b"",
+                key=message.key,
+                headers=[*headers, ("dlq.value_dropped", size)],
+            )
         DEAD_LETTERS.labels(self.group_id, kind).inc()
         MESSAGES.labels(self.group_id, "dead_lettered").inc()
         log.error(

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaConnectionError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -473,6 +474,37 @@ async def test_a_dead_lettered_event_keeps_the_bytes_key_and_headers_it_was_cons
     assert sent.headers[0] == ("trace", b"t-1") and dict(sent.headers)["dlq.offset"] == b"0"
 
 
+class SizeLimitedProducer(FakeProducer):
+    """Refuses what is over ``limit`` bytes, as the producer does over ``max_request_size``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def send_and_wait(self, topic, value, key=None, headers=None):
+        if len(value) + sum(len(name) + len(data) for name, data in headers or ()) > self.limit:
+            raise MessageSizeTooLargeError("the message is too large")
+        await super().send_and_wait(topic, value, key, headers)
+
+
+async def test_a_poison_message_too_large_to_copy_is_dead_lettered_without_its_value():
+    # It fit the broker's limit; its copy, with the dlq.* headers, does not: resent as is, forever,
+    # the partition would stall behind it.
+    big = b"x" * 1000
+    consumer, producer = FakeConsumer([big, good(1)]), SizeLimitedProducer(limit=1100)
+    handled: list[str] = []
+
+    async def handler(events):
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    sent = producer.dead_lettered[0]
+    headers = dict(sent.headers)
+    assert sent.value == b"" and headers["dlq.value_dropped"] == b"1000"
+    assert headers["dlq.offset"] == b"0" and headers["dlq.reason"]
+    assert handled == ["api:1"] and consumer.committed == [{TP: 2}]
+
+
 class ShrinkingConsumer(FakeConsumer):
     """Loses the partition to another member while the batch is handled (aiokafka rebalances in
     the background), and refuses commits of partitions it does not own, as aiokafka does."""
@@ -558,3 +590,9 @@ def test_database_errors_are_transient_by_their_sqlstate(sqlstate: str, transien
             self.sqlstate = sqlstate
 
     assert is_transient(DBAPIError("SELECT 1", {}, ServerError())) is transient
+
+
+def test_a_pool_with_no_free_connection_is_transient() -> None:
+    # SQLAlchemy's "QueuePool limit ... reached, connection timed out": the database is slow or
+    # busy, not the message bad; dead-lettering would lose good tickets.
+    assert is_transient(sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"))
