@@ -16,6 +16,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:api[_-]?key|secret|password|token|signature)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{4,}"),
     re.compile(r"\b(tr_(?:intake|admin|editor|viewer)_)[A-Za-z0-9_-]{8,}"),
     re.compile(r"(://[^:/@\s]+:)[^@\s]+(?=@)"),  # passwords inside URLs (DATABASE_URL)
+    # SQLAlchemy's errors quote the statement's parameters: a source's secrets, a target's token.
+    re.compile(r"(\[parameters: )[^\n]+"),
 ]
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

@@ -28,6 +28,9 @@ def json_text(value: Any) -> str:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("json_serializer", json_text)
+    # A statement's parameters (a source's webhook secrets, a target's token) stay out of its
+    # errors' text, which tracebacks and logs carry.
+    kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if is_sqlite(url):
         database = make_url(url).database

@@ -37,7 +37,8 @@ def body_nul_pointer(body: bytes) -> str | None:
     return nul_pointer(value)
 
 
-def _refused(field: str) -> Problem:
+def nul_problem(field: str) -> Problem:
+    """The 422 for U+0000 at ``field`` (a JSON pointer, or /path/... and /query/...)."""
     return Problem(
         422, "Invalid request", f"{field}: {NUL_MESSAGE}", errors=[{"field": field, "message": NUL_MESSAGE}]
     )
@@ -47,10 +48,10 @@ async def refuse_nul(request: Request) -> None:
     """422 naming the path parameter, query parameter or JSON pointer that holds U+0000."""
     for name, value in request.path_params.items():
         if NUL in str(value):
-            raise _refused(f"/path/{name}")
+            raise nul_problem(f"/path/{name}")
     for name, value in request.query_params.multi_items():
         if NUL in name or NUL in value:
-            raise _refused(f"/query/{name}")
+            raise nul_problem(f"/query/{name}")
     pointer = body_nul_pointer(await request.body())
     if pointer is not None:
-        raise _refused(pointer)
+        raise nul_problem(pointer)

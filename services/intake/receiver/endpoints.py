@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from services.intake.deliveries import MAX_DELIVERY_ID
 from services.intake.openapi import problems
+from services.intake.publishable import refuse_unpublishable
 from services.intake.publisher import EventPublisher, Unavailable
 from services.intake.receiver.limits import TokenBuckets, read_body
 from services.intake.sources.cache import SourceCache
@@ -123,6 +124,7 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
                 422, "Unmappable webhook", too_long, errors=[{"field": "/external_id", "message": too_long}]
             )
     envelopes = to_envelopes(config, delivery, events)
+    refuse_unpublishable(envelopes)
     publisher: EventPublisher = state.publisher
     try:
         outcome = await publisher.accept(envelopes, dedupe=(config.name, delivery))

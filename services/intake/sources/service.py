@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -145,7 +146,10 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
         name=data.name, adapter=data.type, secrets=[data.secret], options=data.options, enabled=data.enabled
     )
     session.add(row)
-    await session.flush()  # revision 1
+    try:
+        await session.flush()  # revision 1
+    except IntegrityError as exc:  # created concurrently, after the check above
+        raise SourceExists(f"a source named {data.name!r} exists", "/name") from exc
     _audit(
         session,
         actor,

@@ -18,11 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from services.intake.openapi import problems
+from services.intake.publishable import refuse_unpublishable
 from services.intake.publisher import EventPublisher, KeyReused, Unavailable
+from services.intake.receiver.limits import read_body
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
 from shared.http.json_body import is_json_media_type
+from shared.http.nul_guard import body_nul_pointer, nul_problem
 from shared.http.problems import Problem
 from shared.http.raw_route import RawRoute
 
@@ -86,8 +89,12 @@ async def _ticket(request: Request) -> TicketIn:
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
         raise _invalid(("body",), "send the ticket as application/json", "model_attributes_type")
+    body = await read_body(request, request.app.state.settings.intake_max_body_bytes)
+    nul_at = body_nul_pointer(body)  # PostgreSQL stores no U+0000: the router could not keep it
+    if nul_at is not None:
+        raise nul_problem(nul_at)
     try:
-        ticket = TicketIn.model_validate_json(await request.body())
+        ticket = TicketIn.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
@@ -111,7 +118,7 @@ def _digest(ticket: TicketIn) -> str:
     response_model=Accepted,
     responses={
         200: {"model": Accepted, "description": "Same Idempotency-Key seen before: nothing published"},
-        **problems(400, 401, 403, 422, 503),
+        **problems(400, 401, 403, 413, 422, 503),
     },
     openapi_extra=_openapi(),
     summary="Submit a ticket (create, update, solve or reopen by external_id)",
@@ -125,6 +132,7 @@ async def submit_ticket(request: Request) -> Response:
     # With a key, the event id derives from it, so even a republished retry is one event downstream.
     event_id = derived_event_id(dedupe[0], dedupe[1], "0") if dedupe else None
     envelope = ticket_event(event_type, ticket.source, ticket.snapshot(), event_id=event_id)
+    refuse_unpublishable([envelope])
     publisher: EventPublisher = request.app.state.publisher
     try:
         outcome = await publisher.accept(

@@ -50,8 +50,21 @@ def zendesk_tolerance(options: Mapping[str, Any]) -> float:
     return float(value)
 
 
-def _matches_any(candidates: list[bytes], presented: str) -> bool:
-    given = presented.strip().encode("utf-8", "surrogateescape")
+def _as_sent(header_value: str) -> bytes:
+    """A header's bytes as sent: the server decodes header bytes as latin-1, so a secret with
+    non-ASCII characters arrives as its UTF-8 bytes read one character per byte."""
+    try:
+        return header_value.encode("latin-1")
+    except UnicodeEncodeError:  # not from the wire (built by hand): take it as text
+        return header_value.encode("utf-8", "surrogateescape")
+
+
+def _matches_any(candidates: list[bytes], presented: str | bytes) -> bool:
+    given = (
+        presented.strip()
+        if isinstance(presented, bytes)
+        else presented.strip().encode("utf-8", "surrogateescape")
+    )
     # No short-circuit: the time taken does not reveal which secret matched.
     results = [hmac.compare_digest(candidate, given) for candidate in candidates]
     return any(results)
@@ -118,7 +131,7 @@ def _verify_shared_secret(config: SourceConfig, request: WebhookRequest) -> None
     header = str(config.options.get("auth_header") or DEFAULT_AUTH_HEADER)
     secrets = [s.encode() for s in config.secrets]
     presented = request.header(header)
-    if presented is not None and _matches_any(secrets, presented):
+    if presented is not None and _matches_any(secrets, _as_sent(presented)):
         return
     authorization = request.header("Authorization")
     password = _basic_password(authorization) if authorization else None

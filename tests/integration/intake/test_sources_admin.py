@@ -283,6 +283,43 @@ async def test_a_retired_secret_no_longer_signs_and_the_last_one_stays(
     )
 
 
+async def test_concurrent_creates_of_one_name_are_conflicts_not_errors(intake: Intake) -> None:
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    answers = await asyncio.gather(
+        *(
+            intake.client.post(
+                "/v1/sources",
+                headers=intake.admin,
+                json={"name": name, "type": "github", "secret": f"whsec-race-{n}-0123456789"},
+            )
+            for n in range(4)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    assert all(a.json()["errors"][0]["field"] == "/name" for a in answers if a.status_code == 409)
+    deleted = await intake.client.delete(f"/v1/sources/{name}", headers={**intake.admin, "If-Match": "*"})
+    assert deleted.status_code == 204
+
+
+async def test_bodies_that_are_not_json_or_hold_u0000_are_refused_naming_where(intake: Intake) -> None:
+    form = await intake.client.post(
+        "/v1/sources", headers=intake.admin, data={"name": "x", "type": "github", "secret": SECRET}
+    )
+    assert form.status_code == 415 and form.headers["content-type"] == PROBLEM_JSON
+    assert form.json()["errors"][0]["field"] == "/header/content-type"
+    nul = await intake.client.post(
+        "/v1/sources",
+        headers=intake.admin,
+        json={
+            "name": "nul",
+            "type": "generic",
+            "secret": SECRET,
+            "options": {"mapping": {"subject": "/a\x00"}},
+        },
+    )
+    assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "/options/mapping/subject"
+
+
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403

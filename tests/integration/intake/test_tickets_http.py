@@ -117,6 +117,50 @@ async def test_a_key_reused_with_another_ticket_is_refused(intake: Intake) -> No
     assert legacy.status_code == 200 and legacy.json()["duplicate"] is True
 
 
+async def test_what_the_pipeline_cannot_carry_is_refused_and_blocks_nothing(intake: Intake) -> None:
+    """Accepted, an event the producer refuses as too large sat at the head of the outbox for good,
+    and every ticket after it waited behind it; U+0000 and deep nesting were dead-lettered by the
+    router. Each is refused naming the field, and the next ticket is published as usual."""
+    post = intake.client.post
+    big = await post(
+        "/v1/tickets",
+        headers=intake.intake,
+        json={"external_id": "big", "custom_fields": {"blob": "x" * 600_000}},
+    )
+    assert big.status_code == 413 and big.headers["content-type"] == PROBLEM
+    assert big.json()["errors"][0]["field"] == "/custom_fields"
+    deep: dict[str, object] = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    nested = await post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "deep", "custom_fields": deep}
+    )
+    assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "/custom_fields"
+    nul = await post("/v1/tickets", headers=intake.intake, json={"external_id": "nul", "subject": "a\x00b"})
+    assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "/subject"
+    limit = intake.settings.intake_max_body_bytes
+    huge = await post(
+        "/v1/tickets",
+        headers={**intake.intake, "Content-Type": "application/json"},
+        content=b'{"external_id": "huge", "subject": "' + b"x" * limit + b'"}',
+    )
+    assert huge.status_code == 413 and huge.headers["content-type"] == PROBLEM
+    after = await post("/v1/tickets", headers=intake.intake, json={"external_id": "after"})
+    assert after.status_code == 202 and after.json()["delivery"] == "published"
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [e.ticket_key for e in events] == ["api:after"]
+
+
+async def test_a_webhook_the_pipeline_cannot_carry_is_refused_naming_the_field(intake: Intake) -> None:
+    name = f"native-{uuid.uuid4().hex[:8]}"
+    await intake.add_source(name, "native", "whsec-size-0123456789")
+    body = {"external_id": "w-big", "custom_fields": {"blob": ["y" * 1000] * 600}}
+    answer = await intake.client.post(
+        f"/v1/webhooks/{name}", headers={"X-Webhook-Secret": "whsec-size-0123456789"}, json=body
+    )
+    assert answer.status_code == 413 and answer.json()["errors"][0]["field"] == "/custom_fields"
+
+
 async def test_without_a_key_no_dedupe_row_is_written(intake: Intake) -> None:
     publisher: EventPublisher = intake.app.state.publisher
     async with publisher.sessions() as session:

@@ -119,6 +119,31 @@ def test_poison_messages_are_rejected_at_decode(raw):
         EventEnvelope.from_bytes(raw)
 
 
+def test_u0000_in_a_vendors_ticket_is_read_as_the_replacement_character():
+    # PostgreSQL stores U+0000 neither in text nor in JSONB: kept, the router would fail on the
+    # event for good and dead-letter a ticket intake had acknowledged.
+    snapshot = TicketSnapshot(
+        external_id="1",
+        subject="VPN \x00 down",
+        custom_fields={"k\x00": ["v\x00", {"n": 2**70}]},
+        comment={"body": "\x00"},
+    )
+    raw = ticket_event(EventType.TICKET_CREATED, "jira", snapshot, occurred_at=NOW).to_bytes()
+    assert b"\\u0000" in raw
+    _, ticket = EventEnvelope.decode(raw)
+    assert ticket is not None and ticket.subject == "VPN \ufffd down"
+    assert ticket.custom_fields == {"k\ufffd": ["v\ufffd", {"n": 2**70}]}
+    assert ticket.comment is not None and ticket.comment.body == "\ufffd"
+    # An escaped backslash before "u0000" is no NUL, and stays as it was.
+    literal = ticket_event(
+        EventType.TICKET_CREATED,
+        "jira",
+        TicketSnapshot(external_id="2", subject="C:\\u0000"),
+        occurred_at=NOW,
+    )
+    assert EventEnvelope.from_bytes(literal.to_bytes()).payload["subject"] == "C:\\u0000"
+
+
 def test_routing_event_ids_are_derived_from_their_cause():
     cause = uuid.uuid4()
     state = TicketState(

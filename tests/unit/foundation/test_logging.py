@@ -4,7 +4,11 @@ import io
 import logging
 
 import orjson
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from shared.db.engine import create_engine
 from shared.logging import JsonFormatter, scrub
 
 
@@ -40,3 +44,27 @@ def test_json_formatter_scrubs_message_extras_and_tracebacks():
     assert entry["service"] == "test" and entry["level"] == "error"
     for secret in ("SECRETSECRET1", "SECRETSECRET2", "pw123456"):
         assert secret not in text
+
+
+def test_scrub_masks_the_parameters_sqlalchemy_quotes_in_its_errors():
+    line = scrub(
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: sources.name\n"
+        "[SQL: INSERT INTO sources (name, secrets) VALUES (?, ?)]\n"
+        "[parameters: ('github-main', '[\"whsec-LEAKME\"]')]\n"
+        "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
+    )
+    assert "whsec-LEAKME" not in line and "[SQL: INSERT INTO sources" in line and "Background" in line
+
+
+async def test_database_errors_do_not_carry_the_statements_parameters():
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE s (name TEXT PRIMARY KEY, secret TEXT)"))
+            insert = text("INSERT INTO s VALUES (:name, :secret)")
+            await connection.execute(insert, {"name": "a", "secret": "whsec-one"})
+            with pytest.raises(IntegrityError) as raised:
+                await connection.execute(insert, {"name": "a", "secret": "whsec-LEAKME"})
+    finally:
+        await engine.dispose()
+    assert "whsec-LEAKME" not in str(raised.value) and "UNIQUE" in str(raised.value)

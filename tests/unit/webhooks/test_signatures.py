@@ -188,6 +188,20 @@ class TestSharedSecret:
         with pytest.raises(SignatureError, match="missing"):
             verify_signature(config(adapter), WebhookRequest({}, BODY), NOW)
 
+    def test_a_non_ascii_secret_sent_in_the_header_as_utf8(self, adapter: str) -> None:
+        # The server reads header bytes as latin-1: "é" sent as UTF-8 arrives as "Ã©".
+        secret = "clé-secrète-42"
+        on_the_wire = secret.encode().decode("latin-1")
+        cfg = config(adapter, secrets=[secret])
+        verify_signature(cfg, WebhookRequest({"X-Webhook-Secret": on_the_wire}, BODY), NOW)
+        verify_signature(cfg, WebhookRequest({"Authorization": basic("u", secret)}, BODY), NOW)
+        with pytest.raises(SignatureError):
+            verify_signature(
+                cfg,
+                WebhookRequest({"X-Webhook-Secret": "clé-secrète-43".encode().decode("latin-1")}, BODY),
+                NOW,
+            )
+
 
 def test_source_config_requires_one_or_two_secrets() -> None:
     with pytest.raises(ValueError):
