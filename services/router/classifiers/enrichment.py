@@ -152,6 +152,13 @@ def compute_signals(
     )
 
 
+def detected_urgency(subject: str, description: str, tags: Iterable[str] = ()) -> str:
+    """The urgency level routing gives the rules for this text (no model needed): for dry runs and
+    replays, which must see the ``urgency`` fact as routing does."""
+    clipped = description[:CLASSIFY_CHARS]
+    return assess_urgency(subject, clipped, tags, scan_text(subject, clipped)).level
+
+
 def _pair(confidence: float, threshold: float) -> tuple[str, str]:
     """Two decimals, unless rounding would make a miss look like a tie."""
     a, b = f"{confidence:.2f}", f"{threshold:.2f}"

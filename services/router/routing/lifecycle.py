@@ -77,6 +77,15 @@ class Decision:
     state: TicketState
     events: list[tuple[EventType, RoutingPayload]] = field(default_factory=list)
     stale: bool = False  # the event was older than what we know; nothing changed
+    tags: list[str] = field(default_factory=list)  # what the rules added (add_tags), for the ticket
+
+
+def _added_tags(result: RouteResult, snapshot: TicketSnapshot) -> list[str]:
+    return [tag for tag in result.tags if tag not in snapshot.tags]
+
+
+def _tagged(reasons: list[str], added: list[str]) -> list[str]:
+    return [*reasons, f"tagged {', '.join(added)}"] if added else reasons
 
 
 DEFAULT_PRIORITY = Priority.P3
@@ -176,13 +185,14 @@ def decide(
         result = route(snapshot, envelope.source)
         if result.team is not None:
             _apply_route(state, result, now)
+            added = _added_tags(result, snapshot)
             emit(
                 EventType.TICKET_ROUTED,
-                [*reasons, *result.reasons],
+                _tagged([*reasons, *result.reasons], added),
                 rule=result.rule,
                 ruleset_version=result.ruleset_version,
             )
-            return Decision(state, events)
+            return Decision(state, events, tags=added)
     if reasons:
         emit(EventType.TICKET_STATE_CHANGED, reasons)
     return Decision(state, events)
@@ -243,7 +253,8 @@ def _first_sight(
         priority=_first(result.priority, snapshot.priority, DEFAULT_PRIORITY),
         **_route_fields(result, now),
     )
-    reasons = result.reasons
+    added = _added_tags(result, snapshot)
+    reasons = _tagged(result.reasons, added)
     if is_first_response(snapshot.comment):  # the first we hear of it is an agent's reply
         state.sla.first_responded_at = envelope.occurred_at
         reasons = [*reasons, "first agent response"]
@@ -279,7 +290,7 @@ def _first_sight(
                 ),
             )
         )
-    return Decision(state, events)
+    return Decision(state, events, tags=added)
 
 
 def _route_fields(result: RouteResult, now: datetime) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.router.classifiers.enrichment import detected_urgency
 from services.router.models import RouterTicket
 from services.router.rules import (
     CompiledRuleSet,
@@ -106,13 +107,15 @@ async def simulate(
         compiled = await asyncio.to_thread(compile_ruleset, draft)
     else:
         compiled = live  # compiled once per version by LiveRules; never re-parsed here
+    ticket = request.ticket
     facts = facts_from_ticket(
-        request.ticket,
+        ticket,
         request.source,
         request.now or utc_now(),
         language=request.language,
         category=request.category,
         category_confidence=request.category_confidence,
+        urgency=detected_urgency(ticket.subject, ticket.description, ticket.tags),
     )
     outcome = compiled.evaluate(facts, trace=True)
     return SimulateResponse(
@@ -138,6 +141,7 @@ def facts_of(row: RouterTicket) -> TicketFacts | None:
         language=row.language,
         category=row.category,
         category_confidence=row.category_confidence,
+        urgency=detected_urgency(snapshot.subject, snapshot.description, snapshot.tags),
     )
 
 

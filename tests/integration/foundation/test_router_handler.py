@@ -285,3 +285,50 @@ async def test_a_dead_peers_scanner_rows_go_out_at_the_survivors_next_tick_witho
     finally:
         await runtime.stop()
         await producer.stop()
+
+
+async def test_a_rules_tags_are_kept_with_the_ticket_and_said_in_its_reasons(sessions, settings_kwargs):
+    """A rule's add_tags had no effect at all: the simulation showed them, routing dropped them."""
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+
+    def tagging(snapshot, source):
+        if "vpn" not in snapshot.subject.lower():
+            return RouteResult(team=None)
+        return RouteResult(team="access", rule="vip", ruleset_version=1, reasons=["test rule"], tags=["vip"])
+
+    try:
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: tagging, lambda: NOW
+        )
+        snapshot = TicketSnapshot(external_id=uuid.uuid4().hex, subject="VPN broken", tags=["network", "vip"])
+        routed = ticket_event(EventType.TICKET_CREATED, "api", snapshot, NOW)
+        waiting = ticket_event(
+            EventType.TICKET_CREATED, "api", TicketSnapshot(external_id=uuid.uuid4().hex, subject="?"), NOW
+        )
+        await handler([consumed(routed), consumed(waiting, 1)])
+        # The ticket in triage is routed by a later update: the rule's tags come with that.
+        update = ticket_event(
+            EventType.TICKET_UPDATED,
+            "api",
+            TicketSnapshot(external_id=waiting.payload["external_id"], subject="vpn after all"),
+            NOW,
+        )
+        await handler([consumed(update, 2)])
+        async with sessions() as session:
+            first = await session.get(RouterTicket, routed.ticket_key)
+            later = await session.get(RouterTicket, waiting.ticket_key)
+            reasons = (
+                await session.scalars(
+                    select(RoutingDecision.reasons).where(
+                        RoutingDecision.ticket_key.in_([routed.ticket_key, waiting.ticket_key])
+                    )
+                )
+            ).all()
+        assert first is not None and first.snapshot["tags"] == ["network", "vip"]  # not twice
+        assert later is not None and later.snapshot["tags"] == ["vip"]
+        assert sum("tagged vip" in r for r in reasons) == 1  # the first had it already
+    finally:
+        await producer.stop()

@@ -69,6 +69,20 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
     assert body["decision"]["team"] == "nobody-yet"
     assert any("unknown team" in w for w in body["warnings"])
 
+    # A rule on urgency sees what routing's detector says of the text, as routing does.
+    critical = {
+        "rules": [
+            rule("outage", network, None, when={"field": "urgency", "op": "equals", "value": "critical"})
+        ]
+    }
+    outage = {"external_id": "s-2", "subject": "URGENT: production outage, everything is down"}
+    body = (
+        await router_api.client.post(
+            "/v1/routing/simulate", json={"ticket": outage, "ruleset": critical}, headers=router_api.viewer
+        )
+    ).json()
+    assert body["decision"]["team"] == network and body["decision"]["rule_id"] == "outage"
+
     bad = await router_api.client.post(
         "/v1/routing/simulate", json={"ticket": {"subject": "no id"}}, headers=router_api.viewer
     )
