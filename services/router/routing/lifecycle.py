@@ -80,6 +80,11 @@ class Decision:
     tags: list[str] = field(default_factory=list)  # what the rules added (add_tags), for the ticket
 
 
+def _policy_reason(policy: str, named_by_rule: str | None) -> str:
+    how = "named by the rule" if policy == named_by_rule else "the first policy whose applies_when holds"
+    return f"SLA policy {policy}: {how}"
+
+
 def _added_tags(result: RouteResult, snapshot: TicketSnapshot) -> list[str]:
     return [tag for tag in result.tags if tag not in snapshot.tags]
 
@@ -141,11 +146,14 @@ def decide(
     state = copy_state(current)
     events: list[tuple[EventType, RoutingPayload]] = []
     previous = (current.team, current.status, current.priority)
+    named_policy: str | None = None  # the SLA policy a rule named, when this event is routed
 
     def emit(kind: EventType, reasons: list[str], **extra: object) -> None:
         state.revision += 1
         if sla is not None:
             sla(state)
+        if state.sla.policy is not None and state.sla.policy != current.sla.policy:
+            reasons = [*reasons, _policy_reason(state.sla.policy, named_policy)]
         payload = RoutingPayload(
             state=copy_state(state),
             previous_team=previous[0],
@@ -184,6 +192,7 @@ def decide(
         # Tickets waiting in triage get another chance at every update (rules may have changed).
         result = route(snapshot, envelope.source)
         if result.team is not None:
+            named_policy = result.sla_policy
             _apply_route(state, result, now)
             added = _added_tags(result, snapshot)
             emit(
@@ -262,6 +271,8 @@ def _first_sight(
         state.sla.policy = result.sla_policy
     if sla is not None:
         sla(state)
+    if state.sla.policy is not None:
+        reasons = [*reasons, _policy_reason(state.sla.policy, result.sla_policy)]
     routed = RoutingPayload(
         # The state changes after this event only to be resolved next; otherwise it is the
         # decision's final state, which the event may share (the copy was ~3 µs a ticket).

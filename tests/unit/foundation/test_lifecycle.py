@@ -59,6 +59,28 @@ def test_source_priority_is_kept_unless_a_rule_sets_one():
     )
 
 
+def test_the_reasons_say_which_sla_policy_the_ticket_got_and_why():
+    def by_rank(state):  # the router's SLA tracker: the first policy whose applies_when holds
+        if state.sla.policy is None:
+            state.sla.policy = "standard" if state.priority != Priority.P1 else "urgent"
+
+    env, snap = event()
+    routed = decide(None, None, env, snap, route_to("a"), T0, sla=by_rank)
+    assert routed.events[0][1].reasons[-1] == "SLA policy standard: the first policy whose applies_when holds"
+
+    def rule_names_gold(snapshot, source):
+        return RouteResult(team="a", sla_policy="gold", reasons=["rule"])
+
+    named = decide(None, None, env, snap, rule_names_gold, T0, sla=by_rank)
+    assert named.events[0][1].reasons[-1] == "SLA policy gold: named by the rule"
+    # A ticket in triage routed by an update; then a change that keeps the policy says nothing of it.
+    triaged = decide(None, None, env, snap, route_to(None), T0).state
+    later = decide(triaged, None, *event(), rule_names_gold, T0, sla=by_rank)
+    assert later.events[0][1].reasons[-1] == "SLA policy gold: named by the rule"
+    pending = decide(later.state, None, *event("pending"), rule_names_gold, T0, sla=by_rank)
+    assert not any("SLA policy" in r for r in pending.events[0][1].reasons)
+
+
 def test_solve_then_reopen():
     env, snap = event()
     routed = decide(None, None, env, snap, route_to("access"), T0).state
