@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.db.engine import async_url
 from shared.events import TicketStatus
 
 DEFAULT_VAR_DIR = Path("var")
@@ -29,7 +30,8 @@ class CommonSettings(BaseSettings):
     )
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/ticket-router.db",
-        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user:password@host/db; "
+        "postgresql:// and postgres:// get asyncpg, and libpq's sslmode= becomes asyncpg's ssl=.",
     )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
     topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
@@ -44,6 +46,11 @@ class CommonSettings(BaseSettings):
         description="How long an idle HTTP connection is kept open; keep it above the idle timeout of "
         "any load balancer or proxy in front (AWS ALB 60 s, nginx 60 s; Google Cloud LB needs 620).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_url(value)  # postgres://... as platforms give it works as it is
 
     @field_validator("log_level")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +19,7 @@ from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
 from services.ticketctl.database import run_in_transaction
-from services.ticketctl.output import console
+from services.ticketctl.output import console, not_utf8
 
 classifier_app = typer.Typer(
     help="Classifier models: train, evaluate, list, activate, deactivate; feedback export.",
@@ -37,15 +38,22 @@ def _db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"{message}", style="red")
+    console.print(f"{message}", style="red", soft_wrap=True)  # one line, however long the path
     return typer.Exit(1)
 
 
 def _load(file: Path, text_column: str, label: str) -> tuple[list[str], list[str]]:
     try:
         texts, labels = load_labelled_file(file, text_column=text_column, label_column=label)
-    except (OSError, ValueError) as exc:
+    except UnicodeDecodeError as exc:  # a ValueError whose text does not name the file
+        raise _fail(not_utf8(file, exc, whole_file=False)) from exc
+    except ValueError as exc:  # the loader's own messages name the file and line
         raise _fail(str(exc)) from exc
+    except (EOFError, zlib.error) as exc:
+        # A truncated or damaged .gz; EOFError must not escape: click reports it as just "Aborted."
+        raise _fail(f"{file}: damaged or truncated gzip data ({exc})") from exc
+    except OSError as exc:  # missing, unreadable, or not gzip at all (BadGzipFile)
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from exc
     if not texts:
         raise _fail(f"{file}: no labelled rows in column {label!r}")
     return texts, labels

@@ -6,16 +6,51 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.engine import create_engine, session_factory
+from shared.db.engine import async_url, create_engine, session_factory
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
+# The engine (shared.db.engine, as every service uses it) drives these two only; another driver
+# named explicitly (postgresql+psycopg2://) failed deep inside SQLAlchemy with a page of traceback.
+ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+EXAMPLES = {
+    "asyncpg": "postgresql+asyncpg://user:password@host:5432/db",
+    "aiosqlite": "sqlite+aiosqlite:///path",
+}
+
+
+class DatabaseUrlError(ValueError):
+    """DATABASE_URL has a mistake the services would fail on too. The message quotes the scheme and
+    option names only, never the URL: it carries the password."""
+
+
+def checked_url(database_url: str | None = None) -> str:
+    """``database_url`` (default: DATABASE_URL) as the engine reads it (``async_url``, as the
+    services do), once it names a driver and options the engine can use."""
+    url = async_url(database_url or CommonSettings().database_url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ArgumentError's text quotes the URL, password and all
+        raise DatabaseUrlError(
+            "cannot be read as scheme://user:password@host:port/database (is the port a number, "
+            "are @ : / in the password %-encoded?)"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    wanted = ASYNC_DRIVERS.get(backend)
+    if wanted is not None and driver != wanted:
+        raise DatabaseUrlError(
+            f"{parsed.drivername}:// is not supported: use {EXAMPLES[wanted]} "
+            f"(ticketctl and the services connect with {wanted})"
+        )
+    return url
 
 
 async def in_transaction(work: Callable[[AsyncSession], Awaitable[T]], database_url: str | None = None) -> T:
-    engine = create_engine(database_url or CommonSettings().database_url)
+    engine = create_engine(checked_url(database_url))
     try:
         async with session_factory(engine)() as session, session.begin():
             return await work(session)

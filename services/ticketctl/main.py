@@ -8,10 +8,10 @@ from rich.table import Column, Table
 
 from services.router.apikeys import service as key_service
 from services.router.apikeys.schemas import ApiKeyCreate
+from services.ticketctl.database import DatabaseUrlError, checked_url
 from services.ticketctl.output import console, errors
 from services.ticketctl.rules import AUTHOR, invalid, run
 from shared.auth import Role
-from shared.settings import CommonSettings
 
 app = typer.Typer(help="Admin and ops commands for the ticket router.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def migrate(revision: str = typer.Argument("heads", help="Target revision.")) ->
     """Apply the database migrations (DATABASE_URL)."""
     from shared.db.migrate import upgrade
 
-    upgrade(CommonSettings().database_url, revision)
+    upgrade(checked_url(), revision)
     console.print("database is up to date")
 
 
@@ -94,11 +94,18 @@ def main() -> None:
     from alembic.util import CommandError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from shared.logging import scrub
+
     try:
         app()
+    except DatabaseUrlError as exc:  # its message names the mistake and the fix, not the URL
+        errors.print(f"ticketctl: DATABASE_URL: {exc}", style="red", soft_wrap=True)
+        raise SystemExit(1) from None
     except (CommandError, ArgumentError, DBAPIError, OSError) as exc:
-        # None of these carries the URL's password: SQLAlchemy's messages name no credentials.
-        errors.print(f"ticketctl: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", style="red")
+        # scrub: SQLAlchemy's URL parse error quotes the whole URL, password included. Scrubbed
+        # before cutting, which could leave a password without the "@" the scrubber looks for.
+        line = scrub(str(exc).splitlines()[0])[:300]
+        errors.print(f"ticketctl: {type(exc).__name__}: {line}", style="red", soft_wrap=True)
         raise SystemExit(1) from None
 
 

@@ -18,7 +18,7 @@ from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
 from services.ticketctl.database import run_in_transaction
-from services.ticketctl.output import console, errors
+from services.ticketctl.output import console, errors, read_text
 from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
 
@@ -65,11 +65,9 @@ def export() -> None:
 
 
 def _load(path: Path) -> RuleSet:
+    text = read_text(path)  # unreadable or not UTF-8: one line naming the file, exit 1
     try:
-        return ruleset_from_yaml(path.read_text())
-    except OSError as exc:
-        errors.print(f"cannot read {path}: {exc.strerror}", style="red")
-        raise typer.Exit(1) from exc
+        return ruleset_from_yaml(text)
     except RuleSetError as exc:
         errors.print(f"{path} is not a valid rule set:", style="red")
         for problem in exc.problems:

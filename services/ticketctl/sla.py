@@ -15,7 +15,7 @@ from rich.text import Text
 from services.router.slas import service
 from services.router.teams.states import team_states
 from services.ticketctl.database import in_transaction
-from services.ticketctl.output import console
+from services.ticketctl.output import console, load_yaml
 from shared.http.preconditions import Stale
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
@@ -58,7 +58,7 @@ def sla_apply(
     """Validate and store a document as the next version of its ``name``."""
     if kind not in KINDS:
         raise typer.BadParameter("use policy or calendar")
-    document = yaml.safe_load(path.read_text())
+    document = load_yaml(path)  # unreadable, not UTF-8 or not YAML: one line naming the file, exit 1
     if not isinstance(document, dict) or not isinstance(document.get("name"), str):
         console.print("/name: the document needs a name", style="red")
         raise typer.Exit(2)

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
 from services.router.teams import service
 from services.router.teams.schemas import TeamCreate, TeamPatch
-from services.ticketctl.output import console
-from services.ticketctl.rules import AUTHOR, errors, invalid, run
+from services.ticketctl.output import console, load_yaml
+from services.ticketctl.output import errors as errors  # re-exported: tests set its width
+from services.ticketctl.rules import AUTHOR, invalid, run
 
 teams_app = typer.Typer(help="Teams: list, add, update.", no_args_is_help=True)
 
@@ -22,11 +22,7 @@ def _schedule(path: Path | None) -> Any:
     """The schedule document in a JSON or YAML file (JSON is YAML); ``None`` when not given."""
     if path is None:
         return None
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        errors.print(f"--schedule: {exc}", style="red")
-        raise typer.Exit(1) from exc
+    return load_yaml(path, "--schedule")  # a bad file is one line naming it, exit 1
 
 
 SCHEDULE_HELP = "JSON/YAML file: timezone, tickets_per_agent, shifts [{name, hours, agents}], holidays."

@@ -9,7 +9,34 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# The engine drives asyncpg and aiosqlite. The URLs platforms hand out (Heroku, RDS, compose files)
+# name no driver and may carry libpq's sslmode, which SQLAlchemy would take for psycopg and asyncpg
+# would refuse as an unknown keyword.
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def async_url(url: str) -> str:
+    """``url`` with the async driver when it names none, and ``sslmode=`` as asyncpg's ``ssl=``
+    (same values: require, verify-ca, verify-full...). Anything else, unreadable included, as is."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # unreadable: whoever connects reports it
+        return url
+    driver = _DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername)
+    query = dict(parsed.query)
+    if driver == "postgresql+asyncpg" and "sslmode" in query:
+        query.setdefault("ssl", query["sslmode"])
+        del query["sslmode"]
+    if driver == parsed.drivername and query == dict(parsed.query):
+        return url
+    return parsed.set(drivername=driver, query=query).render_as_string(hide_password=False)
 
 
 def is_sqlite(url: str) -> bool:
@@ -27,6 +54,7 @@ def json_text(value: Any) -> str:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    url = async_url(url)
     kwargs.setdefault("json_serializer", json_text)
     # A statement's parameters (a source's webhook secrets, a target's token) stay out of its
     # errors' text, which tracebacks and logs carry.

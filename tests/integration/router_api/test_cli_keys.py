@@ -86,7 +86,7 @@ def test_database_and_migration_failures_are_one_line_not_a_traceback(
     url = (
         f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
         if argv[0] == "migrate"
-        else f"postgres://u:{password}@h/db"
+        else f"nosuchdb://u:{password}@h/db"  # postgres:// is named by ticketctl (test_ticketctl_errors)
     )
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setattr("sys.argv", ["ticketctl", *argv])

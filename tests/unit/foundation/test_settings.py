@@ -31,3 +31,20 @@ def test_good_values_are_read() -> None:
     )
     assert settings.router_load_counted_statuses == "new, open ,pending"
     assert CommonSettings(log_level="warning").log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgres://app:p%40ss@db:5432/x", "postgresql+asyncpg://app:p%40ss@db:5432/x"),
+        ("postgresql://app:pw@db/x?sslmode=verify-full", "postgresql+asyncpg://app:pw@db/x?ssl=verify-full"),
+        ("postgresql+asyncpg://app:pw@db/x?ssl=require", "postgresql+asyncpg://app:pw@db/x?ssl=require"),
+        ("sqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+        ("sqlite+aiosqlite:///var/x.db", "sqlite+aiosqlite:///var/x.db"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_database_urls_as_platforms_give_them_get_the_async_driver(given: str, used: str) -> None:
+    # Heroku's, RDS's and most compose files' URLs name no driver: SQLAlchemy then loads psycopg,
+    # which is not installed, and asyncpg refuses libpq's sslmode as an unknown keyword.
+    assert CommonSettings(database_url=given).database_url == used
