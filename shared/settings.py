@@ -222,7 +222,13 @@ class RouterSettings(ConsumerSettings):
     router_writeback_backoff_max_s: float = Field(
         default=600.0, gt=0, description="Cap of the write-back retry delay."
     )
-    router_writeback_timeout_s: float = Field(default=10.0, gt=0, description="Write-back HTTP timeout.")
+    router_writeback_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Write-back HTTP timeout: the whole of one request, however slowly its answer comes. "
+        "A claimed delivery is leased for this times the most requests a delivery of the pass still "
+        "sends, plus a minute, so no other router sends it meanwhile.",
+    )
     router_classifier_poll_s: float = Field(
         default=1.0, gt=0, description="How often a router checks which classifier models are active."
     )

@@ -1,7 +1,8 @@
 """Which routing events become write-back deliveries, and queueing them in the same transaction.
 
 A delivery row is written with the decision that caused it, so a notification is never lost
-nor sent for a decision that rolled back; the sender delivers it later, with retries.
+nor sent for a decision that rolled back; the sender delivers it later, with retries. A disabled
+target's deliveries are queued too: the sender leaves them until the target is enabled again.
 """
 
 from __future__ import annotations
@@ -83,8 +84,7 @@ class WritebackQueue:
         sources = {item[1].source for item in self.items}
         names = {n for item in self.items for n in item[4]}
         query = select(WritebackTarget).where(
-            WritebackTarget.enabled.is_(True),
-            WritebackTarget.source.in_(sources) | WritebackTarget.name.in_(names),
+            WritebackTarget.source.in_(sources) | WritebackTarget.name.in_(names)
         )
         targets: Sequence[WritebackTarget] = (await session.scalars(query)).all()
         now = now or utc_now()

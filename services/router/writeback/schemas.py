@@ -22,6 +22,8 @@ from services.router.writeback.queue import WRITEBACK_KINDS
 from shared.db.storable import reject_nul
 
 TOKEN = re.compile(r"[\x21-\x7e]+")
+URL_MAX = 2000  # the column's length
+USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
 Connector = Literal["webhook", "zendesk", "freshdesk", "zammad", "jira", "github", "intercom"]
 
 
@@ -59,6 +61,16 @@ class TargetIn(BaseModel):
     def _storable(cls, value: str) -> str:
         reject_nul(value)
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        # Credentials in the address would be shown to viewers and quoted in delivery errors.
+        if url.username is not None or url.password is not None:
+            raise ValueError("the URL must not carry credentials (user:password@); put the token in `secret`")
+        if len(str(url)) > URL_MAX:  # as stored (normalized): a longer one the column refuses
+            raise ValueError(f"the URL is longer than {URL_MAX} characters")
+        return url
 
     @field_validator("secret")
     @classmethod
@@ -111,6 +123,12 @@ class TargetOut(BaseModel):
     revision: int = Field(description='The ETag is W/"writeback-target-<id>-<revision>".')
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("url")
+    @classmethod
+    def _hide_userinfo(cls, url: str) -> str:
+        # A target saved before such URLs were refused: viewers must not read its credentials.
+        return USERINFO.sub(r"\1***@", url)
 
 
 class DeliveryOut(BaseModel):

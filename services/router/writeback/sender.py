@@ -5,8 +5,13 @@ Claiming sets a lease (``next_attempt_at`` in the future) in a short transaction
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several routers share the queue without sending a
 delivery twice at once; the HTTP call happens outside any transaction. A delivery that fails
 ``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry; so is, at
-once, one its connector cannot address (a ticket id the helpdesk's API cannot take). A 429 or 503
-with ``Retry-After`` is not tried again before the receiver asked.
+once, one its connector cannot address (a ticket id the helpdesk's API cannot take), or one the
+helpdesk answers with a final 4xx (FINAL). A 503 with ``Retry-After`` is not tried again before
+the receiver asked. A rate limit (ratelimit.py) pauses the whole target and costs no attempt.
+
+The lease covers the whole pass: the deliveries of a pass are sent at once and recorded together,
+so none may be claimed again before every request of the pass has had its full timeout (each
+request is cut at ``timeout_s``, however slowly its answer trickles in).
 
 A delivery can take several requests (an assignment, then a note). The ones an attempt got through
 are remembered by digest, and a retry sends only the rest: an Intercom assignment is a new part of
@@ -17,6 +22,7 @@ sent again (at least once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -24,7 +30,8 @@ from collections import Counter as Multiset
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter
@@ -35,6 +42,7 @@ from sqlalchemy.orm import aliased
 from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -44,25 +52,14 @@ log = logging.getLogger(__name__)
 DELIVERIES = Counter(
     "router_writeback_deliveries_total", "Write-back delivery attempts, by outcome", ["outcome"]
 )
+# Answers retrying cannot change: the request or the ticket is wrong (a GitHub label already gone,
+# a 404 its connector expects, is ``also_done``). 401/403, 408, 409, 425 may pass on a retry.
+FINAL = frozenset({400, 404, 410, 422})
 
 
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
     """Delay before attempt ``attempts + 1``: base, 2 x base, 4 x base ... capped."""
     return timedelta(seconds=min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
-
-
-def retry_after(response: httpx.Response, now: datetime, cap: timedelta) -> timedelta | None:
-    """The wait a 429 or 503 asks for (``Retry-After``: seconds or an HTTP date), at most ``cap``;
-    None when it asks for none, or for one that does not parse."""
-    value = response.headers.get("Retry-After", "").strip()
-    if response.status_code not in (429, 503) or not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return min(timedelta(seconds=min(int(value), 10**9)), cap)
-    try:
-        return min(max(parsedate_to_datetime(value) - now, timedelta(0)), cap)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
@@ -71,6 +68,9 @@ def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
     headers = [r.headers.get("Authorization", "") for r in requests]
     # The whole header, and its credential alone (``Basic <base64>``, ``Token token=<secret>``).
     secrets = {target.secret, *headers, *(h.split(" ", 1)[-1] for h in headers)}
+    # A password in the URL of a target saved before such URLs were refused.
+    with contextlib.suppress(ValueError):  # a URL that does not parse has none to hide
+        secrets.add(urlsplit(target.url).password or "")
     # As given, trimmed, and as a repr quotes it (h11 shows a refused header as bytes).
     variants = {v for s in secrets for v in (s, s.strip(), repr(s)[1:-1], repr(s.encode())[2:-1])}
     for secret in sorted((v for v in variants if len(v) >= 8), key=len, reverse=True):
@@ -103,12 +103,14 @@ def still_to_send(requests: list[OutboundRequest], sent: Iterable[str]) -> list[
 @dataclass(frozen=True)
 class Outcome:
     """One attempt: ``error`` None when delivered; ``permanent``: retrying cannot help; ``sent``:
-    the digests of the requests it got through."""
+    the digests of the requests it got through; ``paused_until``: a rate limit held it back (no
+    attempt used)."""
 
     error: str | None = None
     permanent: bool = False
     wait: timedelta | None = None  # what the receiver asked for (Retry-After)
     sent: tuple[str, ...] = ()
+    paused_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,17 @@ class SenderConfig:
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 600.0
     timeout_s: float = 10.0
-    lease_s: float = 60.0
+    # Added to the time the pass's requests may take: the recording transaction, clock skew.
+    lease_margin_s: float = 60.0
     batch: int = 50
+
+
+class Claim(NamedTuple):
+    delivery_id: int
+    target_id: int
+    target: Target
+    body: str
+    sent: list[str]
 
 
 class WritebackSender:
@@ -133,13 +144,22 @@ class WritebackSender:
         self.client = client
         self.config = config
         self.clock = clock
+        self.pauses = Pauses()
 
-    async def _claim(self) -> list[tuple[int, Target, str, list[str]]]:
-        """Lease the due deliveries of enabled targets, each only once every older delivery of its
-        ticket to its target is done: a retried assignment must not land after the escalation
-        that followed it (the helpdesk would keep the older priority, and report it back)."""
+    def _requests_left(self, claim: Claim, now: datetime) -> int:
+        try:
+            return len(still_to_send(render(claim.body, claim.target, now.timestamp()), claim.sent))
+        except Exception:  # it fails at once when sent: no request
+            return 0
+
+    async def _claim(self) -> list[Claim]:
+        """Lease the due deliveries of enabled targets not paused by a rate limit, each only once
+        every older delivery of its ticket to its target is done: a retried assignment must not
+        land after the escalation that followed it (the helpdesk would keep the older priority,
+        and report it back)."""
         now = self.clock()
         older = aliased(WritebackDelivery)
+        paused = self.pauses.paused(now)
         async with self.sessions() as session, session.begin():
             await take_write_lock(session)
             query = (
@@ -159,18 +179,34 @@ class WritebackSender:
                 .order_by(WritebackDelivery.next_attempt_at, WritebackDelivery.id)
                 .limit(self.config.batch)
             )
+            if paused:
+                query = query.where(WritebackDelivery.target_id.not_in(paused))
             if is_postgres(session):
                 query = query.with_for_update(of=WritebackDelivery, skip_locked=True)
-            claimed = []
-            for delivery, target in (await session.execute(query)).all():
-                delivery.next_attempt_at = now + timedelta(seconds=self.config.lease_s)
-                to = Target(target.connector, target.url, target.secret, target.options)
-                claimed.append((delivery.id, to, delivery.body, list(delivery.sent_requests or ())))
+            rows = (await session.execute(query)).all()
+            claimed = [
+                Claim(
+                    delivery.id,
+                    target.id,
+                    Target(target.connector, target.url, target.secret, target.options),
+                    delivery.body,
+                    list(delivery.sent_requests or ()),
+                )
+                for delivery, target in rows
+            ]
+            # The pass's deliveries are sent side by side, each its requests one after the other,
+            # and recorded together: the longest one bounds them all.
+            most = max((self._requests_left(claim, now) for claim in claimed), default=0)
+            lease = timedelta(seconds=self.config.lease_margin_s + max(most, 1) * self.config.timeout_s)
+            for delivery, _ in rows:
+                delivery.next_attempt_at = now + lease
             return claimed
 
-    async def _send(self, target: Target, body: str, sent: Iterable[str] = ()) -> Outcome:
+    async def _send(
+        self, target: Target, body: str, sent: Iterable[str] = (), target_id: int | None = None
+    ) -> Outcome:
         """Send one delivery, but the requests already ``sent``; never raises (an error of one
-        must not undo a pass's bookkeeping)."""
+        must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it."""
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -179,37 +215,58 @@ class WritebackSender:
             why = f"cannot be sent to this {target.connector} target: {detail}"
             return Outcome(redact(why, target, requests)[:500], permanent=True)
         try:
-            outcome = await self._send_all(still_to_send(requests, sent))
+            outcome = await self._send_all(still_to_send(requests, sent), target, requests, target_id)
         except Exception as exc:  # not from a request (those are caught there): a safety net
             outcome = Outcome(f"{type(exc).__name__}: {exc}")
         if outcome.error is None:
             return outcome
         return dataclasses.replace(outcome, error=redact(outcome.error, target, requests)[:500])
 
-    async def _send_all(self, requests: list[OutboundRequest]) -> Outcome:
+    async def _send_all(
+        self,
+        requests: list[OutboundRequest],
+        target: Target,
+        rendered: list[OutboundRequest],
+        target_id: int | None,
+    ) -> Outcome:
         """The requests in order; the first that fails ends the attempt (the ones before it are
-        in ``sent``)."""
+        in ``sent``). None starts while the target is paused by a rate limit."""
         sent: list[str] = []
+        timeout = self.config.timeout_s
         for request in requests:
+            pause = None if target_id is None else self.pauses.get(target_id, self.clock())
+            if pause is not None:
+                return Outcome(pause.why, sent=tuple(sent), paused_until=pause.until)
             try:
-                response = await self.client.request(
-                    request.method,
-                    request.url,
-                    content=request.body,
-                    headers=request.headers,
-                    timeout=self.config.timeout_s,
+                # httpx's timeouts are per read: a trickling answer could outlast the lease.
+                async with asyncio.timeout(timeout):
+                    response = await self.client.request(
+                        request.method,
+                        request.url,
+                        content=request.body,
+                        headers=request.headers,
+                        timeout=timeout,
+                    )
+            except TimeoutError:
+                return Outcome(
+                    f"no answer within {timeout:g} s from {request.method} {request.url}", sent=tuple(sent)
                 )
-            except Exception as exc:  # refused, timed out, a header httpx refuses, a bad answer...
+            except Exception as exc:  # refused, a header httpx refuses, a bad answer...
                 return Outcome(f"{type(exc).__name__}: {exc}", sent=tuple(sent))
             if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
-                cap = timedelta(seconds=self.config.backoff_cap_s)
-                return Outcome(
-                    # Cut after redaction (in _send): a token cut in two would no longer match.
-                    f"HTTP {response.status_code} from {request.method} {request.url}: "
-                    f"{response.text[:2000]}",
-                    wait=retry_after(response, self.clock(), cap),
-                    sent=tuple(sent),
+                # Cut after redaction (in _send): a token cut in two would no longer match.
+                error = (
+                    f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:2000]}"
                 )
+                now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
+                wait = rate_limit_wait(response, now, cap)
+                if wait is not None:
+                    if target_id is not None:
+                        why = redact(error, target, rendered)[:500]
+                        self.pauses.pause(target_id, now + wait, why)
+                    return Outcome(error, sent=tuple(sent), paused_until=now + wait)
+                permanent = response.status_code in FINAL
+                return Outcome(error, permanent, retry_after(response, now, cap), tuple(sent))
             sent.append(request_digest(request))
         return Outcome(sent=tuple(sent))
 
@@ -218,16 +275,22 @@ class WritebackSender:
         claimed = await self._claim()
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(target, body, sent) for _, target, body, sent in claimed))
+        results = await asyncio.gather(*(self._send(c.target, c.body, c.sent, c.target_id) for c in claimed))
         now = self.clock()
         async with self.sessions() as session, session.begin():
-            for (delivery_id, target, _, _), outcome in zip(claimed, results, strict=True):
-                delivery = await session.get(WritebackDelivery, delivery_id)
+            for claim, outcome in zip(claimed, results, strict=True):
+                delivery = await session.get(WritebackDelivery, claim.delivery_id)
                 if delivery is None or delivery.status != "pending":
                     continue
-                delivery.attempts += 1
                 if outcome.sent:
                     delivery.sent_requests = [*(delivery.sent_requests or ()), *outcome.sent]
+                if outcome.paused_until is not None:
+                    # The vendor's "later", not a failure: no attempt used, however long it lasts.
+                    delivery.last_error = outcome.error
+                    delivery.next_attempt_at = max(outcome.paused_until, now + MIN_WAIT)
+                    DELIVERIES.labels("rate_limited").inc()
+                    continue
+                delivery.attempts += 1
                 if outcome.error is None:
                     delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
                     DELIVERIES.labels("delivered").inc()
@@ -239,8 +302,8 @@ class WritebackSender:
                     log.warning(
                         "write-back delivery failed for good",
                         extra={
-                            "delivery": delivery_id,
-                            "connector": target.connector,
+                            "delivery": claim.delivery_id,
+                            "connector": claim.target.connector,
                             "error": outcome.error,
                         },
                     )

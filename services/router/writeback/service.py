@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+import orjson
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -131,6 +132,9 @@ async def update_target(
         await _check_name_free(session, data.name, target_id)
         await _check_not_notified(session, row.name, "renamed")
     await _check_groups_agree(session, data, target_id)
+    cancelled = 0
+    if "source" in changes:
+        cancelled = await _cancel_waiting(session, row, data.source)
     seen = row.revision
     for key, value in new.items():
         setattr(row, key, value)
@@ -141,9 +145,35 @@ async def update_target(
         raise _name_taken(data.name) from exc
     except StaleDataError as exc:
         raise _lost_race(target_id, seen) from exc
-    detail = {"changes": changes, "secret_changed": secret_changed, "revision": row.revision}
+    detail: dict[str, Any] = {"changes": changes, "secret_changed": secret_changed, "revision": row.revision}
+    if cancelled:
+        detail["cancelled_deliveries"] = cancelled
     record(session, actor, f"{ENTITY}.update", ENTITY, str(target_id), detail)
     return row
+
+
+async def _cancel_waiting(session: AsyncSession, row: WritebackTarget, source: str) -> int:
+    """Fail the deliveries ``row`` still holds when it is re-pointed to ``source``: they are the
+    old source's tickets, which a helpdesk would take by number as the new account's (its 42 is
+    not theirs). Listed as failed with the reason; a retry is refused (retry_delivery)."""
+    why = f"not sent: the target's source changed from {row.source!r} to {source!r}"
+    result = await session.execute(
+        update(WritebackDelivery)
+        .where(WritebackDelivery.target_id == row.id, WritebackDelivery.status == "pending")
+        .values(status="failed", last_error=why)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _ticket_source(delivery: WritebackDelivery) -> str:
+    """The source of the ticket ``delivery`` is about (as queued; the key's prefix for a body
+    without one)."""
+    try:
+        source = orjson.loads(delivery.body).get("source")
+    except (orjson.JSONDecodeError, AttributeError):
+        source = None
+    return source if isinstance(source, str) else delivery.ticket_key.split(":", 1)[0]
 
 
 async def delete_target(session: AsyncSession, target_id: int, *, expected: int | None, actor: str) -> None:
@@ -174,6 +204,14 @@ async def retry_delivery(session: AsyncSession, delivery_id: int, actor: str) ->
     row = await get_or_404(session, WritebackDelivery, delivery_id, f"delivery {delivery_id}")
     if row.status != "failed":
         raise Conflict(f"delivery {delivery_id} is {row.status}, only failed ones are retried")
+    target = await session.get(WritebackTarget, row.target_id)
+    source = _ticket_source(row)
+    if target is not None and target.connector != "webhook" and source != target.source:
+        # The target was re-pointed since: its helpdesk would take the ticket number as its own.
+        raise Conflict(
+            f"delivery {delivery_id} is for a ticket of source {source!r}, but its target now "
+            f"writes to source {target.source!r}'s helpdesk"
+        )
     newer = await session.scalar(
         select(WritebackDelivery.id)
         .where(
