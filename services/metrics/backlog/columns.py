@@ -31,6 +31,10 @@ F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
 # routing state yet. F_*_DUE_OFF: the deadline is withdrawn (paused, solved); its column keeps the
 # last one set, so that restoring the same deadline does not re-arm its breach.
 F_RECEIVED, F_NO_STATE, F_FR_DUE_OFF, F_RES_DUE_OFF = 512, 1024, 2048, 4096
+# F_*_PENDING: the deadline was already past when the state carrying it arrived; its breach counts
+# when the clock moves on, unless the ticket's next state at that instant settles it first (see
+# .transitions.add_open). An older release reading such a checkpoint counts it at its next tick.
+F_FR_PENDING, F_RES_PENDING = 8192, 16384
 
 NP, NS = len(PRIORITIES), len(STATUSES)
 

@@ -31,6 +31,7 @@ from .columns import (
     COMPACT_SLACK,
     F_FR_BREACHED,
     F_FR_DUE_OFF,
+    F_FR_PENDING,
     F_FR_SEEN,
     F_NO_STATE,
     F_OPEN,
@@ -38,6 +39,7 @@ from .columns import (
     F_RECEIVED,
     F_RES_BREACHED,
     F_RES_DUE_OFF,
+    F_RES_PENDING,
     F_RESPONDED,
     F_ROUTED,
     MASK32,
@@ -260,12 +262,31 @@ class BacklogState:
         prio, status = _PRIO[prio_name], _STATUS[status_name]
         new_open = status < FIRST_RESOLVED_STATUS
         existed = slot >= 0 and not self.a_flags[slot] & F_NO_STATE
+        fr_limit, res_limit = fr_due, res_due  # the deadlines a response / resolve is judged by
+        fr_pending = UNSET  # a pending first-response deadline this state is to settle
         if existed:
             f = self.a_flags[slot]
             prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
             prev_open = bool(f & F_OPEN)
             if prev_open:
                 remove_open(self, slot)
+            # A breach left pending by the previous state (its deadline was past when it arrived, see
+            # transitions.add_open) is settled by this one, decided at the same instant: judged by its
+            # response or resolved instant when it ends that deadline (the router sends no deadline
+            # with either: the pending one is used), counted as of the previous state otherwise.
+            if f & F_FR_PENDING:
+                if (responded != UNSET or not new_open) and fr_due in (UNSET, self.a_fr_due[slot]):
+                    fr_limit = fr_pending = self.a_fr_due[slot]
+                else:
+                    f |= F_FR_BREACHED
+                    self.c_breach[prev_team * 2] += 1
+            if f & F_RES_PENDING:
+                if not new_open and res_due in (UNSET, self.a_res_due[slot]):
+                    res_limit = self.a_res_due[slot]
+                else:
+                    f |= F_RES_BREACHED
+                    self.c_breach[prev_team * 2 + 1] += 1
+            f &= ~(F_FR_PENDING | F_RES_PENDING)
             # A different deadline is a new obligation that can be breached again; one withdrawn
             # (paused, solved: the router sends none) and restored is the same obligation.
             if fr_due != UNSET and self.a_fr_due[slot] != fr_due:
@@ -307,7 +328,7 @@ class BacklogState:
             self._hist(self.h_fr, team, len(self.config.first_response_buckets)).observe(
                 self.config.first_response_buckets, max(0, responded - created) / 1000
             )
-            if fr_due != UNSET and responded > fr_due and not f & F_FR_BREACHED:
+            if fr_limit != UNSET and responded > fr_limit and not f & F_FR_BREACHED:
                 f |= F_FR_BREACHED
                 self.c_breach[team * 2] += 1
         if not new_open and (prev_open or not existed):
@@ -318,9 +339,13 @@ class BacklogState:
                 self.config.resolution_buckets, seconds
             )
             self._recent(self.recent_handle, team).append(seconds)
-            if res_due != UNSET and end > res_due and not f & F_RES_BREACHED:
+            if res_limit != UNSET and end > res_limit and not f & F_RES_BREACHED:
                 f |= F_RES_BREACHED
                 self.c_breach[team * 2 + 1] += 1
+            # Solved with no reply after the pending first-response deadline (the router's rule).
+            if fr_pending != UNSET and responded == UNSET and end > fr_pending and not f & F_FR_BREACHED:
+                f |= F_FR_BREACHED
+                self.c_breach[team * 2] += 1
             self.resolved_fifo.append(h)
         reopened = (existed and not prev_open) or (not existed and event_type == EventType.TICKET_REOPENED)
         if new_open and reopened:
@@ -335,7 +360,7 @@ class BacklogState:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
         if new_open:
-            add_open(self, slot, not prev_open or team != prev_team or created != prev_created)
+            add_open(self, slot, not prev_open or team != prev_team or created != prev_created, arrived=True)
         else:
             self.a_next[slot] = NEVER
             self._evict_resolved()

@@ -32,11 +32,13 @@ from .columns import (
     F_AT_RISK,
     F_FR_BREACHED,
     F_FR_DUE_OFF,
+    F_FR_PENDING,
     F_OPEN,
     F_OVERDUE,
     F_PAUSED,
     F_RES_BREACHED,
     F_RES_DUE_OFF,
+    F_RES_PENDING,
     F_RESPONDED,
     MASK32,
     NEVER,
@@ -67,10 +69,18 @@ def advance_clock(st: BacklogState, now: datetime) -> None:
                 add_open(st, slot)
 
 
-def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
+def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = False) -> None:
     """Classify open ticket ``slot`` at the clock, count it into the gauges and schedule its next
     transition. ``joined``: it just entered its team's open set (or its creation time changed), so
-    it also joins that team's oldest-open heap."""
+    it also joins that team's oldest-open heap.
+
+    ``arrived``: an event just applied this state, at the clock. A deadline already past then is
+    overdue at once, but its breach is left pending (``F_*_PENDING``) until the clock moves on (the
+    next millisecond): the router may have decided the ticket's next state at the same instant, and
+    that state may end it. A history import is published open (deadlines from the original
+    creation, long past) and resolved at the source's solved instant in one decision;
+    :meth:`.BacklogState._apply_values` settles a pending breach by that state's instants.
+    """
     now, created, f = st.now_ms, st.a_created[slot], st.a_flags[slot] & ~(F_AT_RISK | F_OVERDUE)
     team, prio = st.a_team[slot], st.a_prio[slot]
     edges = st.edges_ms
@@ -81,8 +91,13 @@ def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
         if due != UNSET and not f & F_RES_DUE_OFF:
             if now >= due:
                 f |= F_OVERDUE
-                if not f & F_RES_BREACHED:
-                    f |= F_RES_BREACHED
+                if f & F_RES_BREACHED:
+                    pass
+                elif arrived:
+                    f |= F_RES_PENDING
+                    nxt = min(nxt, now + 1)
+                else:
+                    f = (f | F_RES_BREACHED) & ~F_RES_PENDING
                     st.c_breach[team * 2 + 1] += 1
             else:
                 warn = st.a_res_warn[slot]  # the instant the router's scanner warns at
@@ -94,8 +109,11 @@ def add_open(st: BacklogState, slot: int, joined: bool = False) -> None:
                     nxt = min(nxt, warn)
         due = st.a_fr_due[slot]
         if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
-            if now >= due:
-                f |= F_FR_BREACHED
+            if arrived and now >= due:
+                f |= F_FR_PENDING
+                nxt = min(nxt, now + 1)
+            elif now >= due:
+                f = (f | F_FR_BREACHED) & ~F_FR_PENDING
                 st.c_breach[team * 2] += 1
             else:
                 nxt = min(nxt, due)

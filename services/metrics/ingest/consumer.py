@@ -15,7 +15,11 @@ The loop handles batches inline, so no batch is mid-flight while a rebalance cal
 A shard's clock (ages, overdue, deadlines passing) follows its events while it replays, and the
 wall clock once caught up (every topic of its partition read to its end once since assigned, as
 ``metrics_backlog_caught_up`` reports): events applied hours after they happened must not count a
-deadline as missed at the wall time, before the later events that met it are applied. A replaying
+deadline as missed at the wall time, before the later events that met it are applied. The same
+holds whenever a live shard falls behind again (its consumer knows of records it has not applied,
+see :meth:`BacklogIngest.behind`): its clock then stays at its events' time until it has read up to
+the partition's end, and every event is applied at its own time, the wall clock only following the
+batch that leaves nothing unread. A replaying
 shard's counters and histograms are not exported: restored from a checkpoint older than a crash,
 they are below what the instance exported before it, on the same series.
 """
@@ -46,6 +50,9 @@ log = logging.getLogger(__name__)
 
 # The consumer's ``end_offsets``: the next offset to be written to each partition.
 EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+# The consumer's view of one partition, without a request: (high watermark of its last fetch, lag
+# after the last batch it handled, or None while a batch is in hand). See BacklogIngest.behind.
+PartitionView = Callable[[TopicPartition], tuple[int | None, int | None]]
 
 CHECKPOINT_SECONDS = Histogram(
     "metrics_checkpoint_seconds", "Time to encode and write one shard's checkpoint, in seconds"
@@ -72,6 +79,7 @@ class Shard:
     persisted: bool = False  # a checkpoint row describes this state
     caught_up: set[str] = field(default_factory=set)  # topics read to their end once since assigned
     live: bool = False  # all of them: the clock follows the wall clock, no longer the events
+    topics: set[str] = field(default_factory=set)  # of its partition, assigned or read
 
 
 class BacklogIngest:
@@ -93,6 +101,9 @@ class BacklogIngest:
         self._lock = asyncio.Lock()  # one checkpoint/restore/drop at a time
         # Set to the consumer's end_offsets by the app: restored offsets are checked against it.
         self.end_offsets: EndOffsets | None = None
+        # Set to the consumer's view of its partitions by the app: a live shard with records it
+        # has not applied yet keeps its events' time (see behind). None: never behind.
+        self.partition_view: PartitionView | None = None
 
     def row_name(self, partition: int) -> str:
         return f"{self.name}:{partition}"
@@ -100,11 +111,38 @@ class BacklogIngest:
     def states(self) -> list[BacklogState]:
         return [shard.state for shard in list(self.shards.values())]
 
+    def behind(self, shard: Shard) -> bool:
+        """Whether the consumer knows of records of the shard's partition that it has not applied.
+
+        Known: below the high watermark of the last fetch, at or past the shard's next offset. A
+        record the consumer loop handled without the shard (dead-lettered as undecodable) shows as
+        its lag being 0 once the batch is done, so it does not hold the clock until the next event.
+        Records written after the last fetch are not known: their wait is not covered.
+        """
+        view = self.partition_view
+        if view is None:
+            return False
+        for topic in shard.topics:
+            highwater, lag = view(TopicPartition(topic, shard.partition))
+            if (
+                highwater is not None
+                and highwater > shard.next_offsets.get(_tp_key(topic, shard.partition), 0)
+                and lag != 0
+            ):
+                return True
+        return False
+
+    def _follow_wall_clock(self, shard: Shard) -> bool:
+        # Live and nothing left to read: deadlines pass with the wall clock (quiet periods too);
+        # behind, the events still unread may meet them (resolved before due, read late).
+        return shard.live and not self.behind(shard)
+
     def advance_clocks(self) -> None:
-        """Move the clocks of the caught-up shards to now; a replaying one follows its events."""
+        """Move the clocks of the caught-up shards to now; a replaying one, or a live one behind
+        its partition's end, follows its events."""
         now = self.clock()
         for shard in list(self.shards.values()):
-            if shard.live:
+            if self._follow_wall_clock(shard):
                 shard.state.advance_clock(now)
 
     def snapshots(self) -> list[tuple[int, Snapshot]]:
@@ -113,7 +151,7 @@ class BacklogIngest:
         out = []
         for p, shard in sorted(list(self.shards.items()), key=lambda item: item[0]):
             with shard.state.lock:
-                if shard.live:
+                if self._follow_wall_clock(shard):
                     shard.state.advance_clock(now)
                 snap = shard.state.snapshot()
             snap.counters_current = shard.live
@@ -151,6 +189,7 @@ class BacklogIngest:
                 restored[p] = await self._restore(p)
                 restored[p].caught_up.clear()
                 restored[p].live = False
+                restored[p].topics |= topics
             await self._read_recreated_from_start(restored, assigned)
             self.shards.update(restored)
             self._parked.clear()
@@ -270,16 +309,19 @@ class BacklogIngest:
                     key = _tp_key(event.topic, event.partition)
                     if event.offset < shard.next_offsets.get(key, 0):
                         continue  # already in the state (a redelivery): counting it twice would drift
-                    # A replayed event's instant, never past now (the contract's times are aware),
-                    # nor past when we produced it: a ticket event's occurred_at is the source's
-                    # clock, and one running ahead would move the shard's clock past deadlines the
-                    # events after it meet.
+                    # The event's instant, never past now (the contract's times are aware), nor
+                    # past when we produced it: a ticket event's occurred_at is the source's clock,
+                    # and one running ahead would move the shard's clock past deadlines the events
+                    # after it meet. Live shards too: the events of a batch were all written
+                    # before it was read, so a deadline between two of them passes between them.
                     envelope = event.envelope
-                    at = now if shard.live else min(envelope.occurred_at, envelope.produced_at, now)
-                    shard.state.apply(event.envelope, at)
+                    shard.state.apply(envelope, min(envelope.occurred_at, envelope.produced_at, now))
                     shard.next_offsets[key] = event.offset + 1
+                    shard.topics.add(event.topic)
                     applied += 1
                 shard.pending += applied
+                if self._follow_wall_clock(shard):
+                    shard.state.advance_clock(now)  # the batch left nothing unread: back to now
 
     # ---------------------------------------------------------------- checkpoints
     async def checkpoint(self) -> None:

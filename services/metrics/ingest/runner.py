@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from services.metrics.ingest.consumer import BacklogIngest
@@ -28,4 +28,15 @@ def ingest_runner(
     )
     # Through the runner: a consumer replaced after a stuck rebalance is the one to ask.
     ingest.end_offsets = lambda partitions: runner.consumer.end_offsets(partitions)
+    ingest.partition_view = lambda tp: partition_view(runner, tp)
     return runner
+
+
+def partition_view(runner: ConsumerRunner, tp: TopicPartition) -> tuple[int | None, int | None]:
+    """The high watermark of ``tp``'s last fetch and its lag after the last batch the loop handled
+    (None while a batch is in hand: its records may be fetched and not applied yet); (None, None)
+    for a partition not assigned (the consumer asserts on it)."""
+    consumer, loop = runner.consumer, runner.loop
+    if tp not in consumer.assignment():
+        return None, None
+    return consumer.highwater(tp), None if loop.in_batch else loop.lag.get(tp)

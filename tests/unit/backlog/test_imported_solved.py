@@ -1,0 +1,87 @@
+"""A ticket first seen already solved (a history import): the router publishes it open, with the
+deadlines of its original creation (long past), then resolved at the source's solved instant, both
+decided at one instant. The deadlines are judged by that solved instant, each counted once."""
+
+from __future__ import annotations
+
+from services.metrics.backlog import BacklogState
+from shared.events import EventType
+from tests.unit.backlog.helpers import at, envelope, make_state, scrape
+
+H = 3600.0
+DAY = 24 * H
+NOW = 7 * DAY  # the import: created 7 days before it, first response due at 1 h, resolution at 4 h
+
+
+def breaches(state: BacklogState) -> tuple[float, float]:
+    s = scrape(state)
+    return tuple(  # type: ignore[return-value]
+        s.get(("sla_breaches_total", (("kind", kind), ("team", "billing"))), 0.0)
+        for kind in ("first_response", "resolution")
+    )
+
+
+def imported(state: BacklogState, solved: float, key: str = "api:1") -> None:
+    """What the router's first sight of a solved ticket publishes (lifecycle._first_sight)."""
+    opened = make_state(key, 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H, res_warn=3 * H)
+    opened.revision = 1
+    done = make_state(key, 0, team="billing", routed=NOW, status="solved", resolved=solved)
+    done.revision = 2  # a solved state carries no deadline (the router's clocks stopped)
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    state.apply(envelope(done, NOW, EventType.TICKET_RESOLVED), at(NOW))
+
+
+def test_an_import_solved_within_its_targets_counts_no_breach() -> None:
+    state = BacklogState()
+    for i in range(3):
+        imported(state, solved=600, key=f"api:{i}")
+    state.advance_clock(at(NOW + DAY))
+    assert breaches(state) == (0, 0)
+    s = scrape(state)
+    assert s[("tickets_resolved_total", (("team", "billing"),))] == 3
+    assert s[("ticket_backlog_open", (("priority", "P3"), ("team", "billing")))] == 0
+
+
+def test_an_import_solved_late_counts_each_missed_deadline_once() -> None:
+    state = BacklogState()
+    imported(state, solved=5 * H)  # past both targets, no reply
+    imported(state, solved=2 * H, key="api:2")  # unanswered past the first-response target only
+    assert breaches(state) == (2, 1)
+    state.advance_clock(at(NOW + DAY))
+    assert breaches(state) == (2, 1)
+
+
+def test_an_open_ticket_first_seen_past_its_deadlines_counts_them_once_the_clock_moves() -> None:
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H)
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    s = scrape(state)
+    assert s[("ticket_backlog_overdue", (("priority", "P3"), ("team", "billing")))] == 1
+    state.advance_clock(at(NOW + 0.001))
+    assert breaches(state) == (1, 1)
+    state.advance_clock(at(NOW + DAY))
+    assert breaches(state) == (1, 1)
+
+
+def test_a_pending_breach_followed_by_an_open_state_counts_for_the_previous_team() -> None:
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H)
+    opened.revision = 1
+    moved = make_state("api:1", 0, team="access", routed=NOW, fr_due=H, res_due=4 * H)
+    moved.revision = 2  # decided at the same instant, still open: the deadlines were missed
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    state.apply(envelope(moved, NOW, EventType.TICKET_ROUTED), at(NOW))
+    state.advance_clock(at(NOW + DAY))
+    assert breaches(state) == (1, 1)  # billing's, not access's
+
+
+def test_a_reply_in_time_at_the_same_instant_settles_the_first_response_deadline() -> None:
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H)
+    opened.revision = 1
+    answered = make_state("api:1", 0, team="billing", routed=NOW, res_due=4 * H, responded=600)
+    answered.revision = 2
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    state.apply(envelope(answered, NOW), at(NOW))
+    state.advance_clock(at(NOW + DAY))
+    assert breaches(state) == (0, 1)  # answered at 10 min; still open long past 4 h
