@@ -5,18 +5,41 @@
 Per database (SQLite; PostgreSQL when BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set): the bare
 endpoint (bench/harness/bare_intake.py) and the real intake service, each its own uvicorn process
 with uvloop on the embedded broker, each driven by the load generator process at a fixed
-concurrency of keep-alive connections. They take turns bare, intake, intake, bare, twice (a
-quarter of the duration each): the embedded broker gets slower as it fills, and this order puts
-neither side on the fuller broker. Reports accepted requests per second and p50 latency (medians
-of the turns), p99 (the worst turn), intake's rate as a fraction of the baseline's, and each
-server process's CPU time per answered request (median of the turns; steadier than the rates on
-a shared machine).
+concurrency of keep-alive connections, on two paths:
+
+* ``POST /v1/tickets`` without an Idempotency-Key (no database round trip per request); the bare
+  endpoint parses the same ticket and produces the same event.
+* ``POST /v1/webhooks/<source>`` with GitHub ``issues.opened`` deliveries (bench/harness/webhooks.py;
+  ``BENCH_INTAKE_WEBHOOKS=github,native`` adds the native adapter): intake looks the source up,
+  takes a rate-limit token, verifies the HMAC over the body, adapts the payload and claims the
+  delivery id in a database transaction per delivery before it produces. Its baseline is the bare
+  endpoint's webhook route, which receives the same request and produces the event intake would
+  produce for it (adapted with intake's own adapter) but verifies nothing and has no database: the
+  ratio prices the signature check, the source lookup, the rate limit and the per-delivery
+  transaction. The source (and its secret) is created in the database intake uses before the
+  turns; intake's per-source rate limit (200/s by default, a product setting per replica) is
+  raised for the run so that it is taken for every delivery but never refuses one.
+
+The contenders take turns in an order that is its own mirror image, twice (for the tickets path
+alone: bare, intake, intake, bare; each turn a quarter of the duration): the embedded broker gets
+slower as it fills, and this order puts no side on the fuller broker. Reports accepted requests per
+second and p50 latency (medians of the turns), p99 (the worst turn), intake's rate as a fraction
+of its baseline's, and each server process's CPU time per answered request (median of the turns;
+steadier than the rates on a shared machine).
+
+A verdict is met only if no request sent in the measured window (after each turn's warm-up) got an
+answer other than 2xx or a transport error; the ratio's verdict also needs a baseline without
+failures. For the webhook path the bench also counts the delivery ids intake claimed: one per 2xx
+answer, or some answers were not new tickets (duplicates, ignored events).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +47,84 @@ from bench.harness.procs import (
     bare_intake,
     base_env,
     broker,
+    count_deliveries,
     cpu_us_per_item,
     database,
     databases,
     make_key,
+    make_source,
     service,
 )
 from bench.harness.run import Row, loadgen
+from bench.harness.webhooks import MODES, SOURCES
 from shared.auth import Role
 
 CONCURRENCY = 32
-# Taking turns (ABBA, twice): the embedded broker slows as it fills, and one process of the same
-# code measured over a few seconds moves by +-15 % on this machine.
-TURNS = ("bare", "intake", "intake", "bare") * 2
+TARGET_RATE = 2000.0  # accepted per second
+TARGET_P99_MS = 50.0
+TARGET_RATIO = 0.8
+TICKETS = "tickets"
+WEBHOOKS = tuple(
+    mode.strip() for mode in os.environ.get("BENCH_INTAKE_WEBHOOKS", "github").split(",") if mode.strip()
+)
+# Taken for every delivery, never binding (the default is 200/s per source and replica).
+UNBOUNDED_RATE_LIMIT = {"INTAKE_RATE_LIMIT_PER_S": "1000000", "INTAKE_RATE_LIMIT_BURST": "1000000"}
+
+
+def turn_order(paths: tuple[str, ...], rounds: int = 2) -> list[tuple[str, str]]:
+    """(path, "bare" | "intake") turns: each path's pair in turn, then all of it mirrored, so every
+    contender's turns sit at the same mean position (one path: bare, intake, intake, bare).
+    One process of the same code measured over a few seconds moves by +-15 % on this machine."""
+    one = [(path, side) for path in paths for side in ("bare", "intake")]
+    return (one + one[::-1]) * rounds
+
+
+def failures(statuses: dict[str, int]) -> dict[str, int]:
+    """The answers other than 2xx, and transport errors (counted under the exception's name)."""
+    return {
+        status: count
+        for status, count in statuses.items()
+        if count and not (status.isdigit() and 200 <= int(status) < 300)
+    }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rate_met: bool
+    p99_met: bool
+    ratio: float | None
+    ratio_met: bool
+    failed: int  # intake's failed requests in the measured window
+    baseline_failed: int
+
+    @property
+    def met(self) -> bool:
+        return self.rate_met and self.p99_met and self.ratio_met
+
+
+def verdict(real: dict[str, Any], baseline: dict[str, Any]) -> Verdict:
+    """Intake against the targets and its baseline; any failure in the measured window fails it."""
+    failed = sum(failures(real["statuses_measured"]).values())
+    baseline_failed = sum(failures(baseline["statuses_measured"]).values())
+    rate, p99 = real["ok_per_second"], real["latency_ms_p99"]
+    ratio = rate / baseline["ok_per_second"] if baseline["ok_per_second"] else None
+    clean = failed == 0
+    return Verdict(
+        rate_met=clean and rate >= TARGET_RATE,
+        p99_met=clean and p99 is not None and p99 < TARGET_P99_MS,
+        ratio=ratio,
+        ratio_met=clean and baseline_failed == 0 and ratio is not None and ratio >= TARGET_RATIO,
+        failed=failed,
+        baseline_failed=baseline_failed,
+    )
+
+
+def _sum_statuses(turns: list[dict[str, Any]], key: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for turn in turns:
+        for status, count in turn.get(key, {}).items():
+            total[status] = total.get(status, 0) + count
+    return total
 
 
 def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -45,75 +133,143 @@ def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
     p50s = [turn["latency_ms_p50"] for turn in turns if turn["latency_ms_p50"] is not None]
     cpus = [turn["cpu_us_per_request"] for turn in turns if turn.get("cpu_us_per_request") is not None]
     p99s = [turn["latency_ms_p99"] for turn in turns if turn["latency_ms_p99"] is not None]
-    statuses: dict[str, int] = {}
-    for turn in turns:
-        for status, count in turn["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + count
     return {
         "ok_per_second": round(statistics.median(turn["ok_per_second"] for turn in turns), 1),
         "latency_ms_p50": round(statistics.median(p50s), 2) if p50s else None,
         "latency_ms_p99": max(p99s) if p99s else None,
         "cpu_us_per_request": round(statistics.median(cpus), 1) if cpus else None,
-        "statuses": statuses,
+        "ok": sum(turn["ok"] for turn in turns),
+        "statuses": _sum_statuses(turns, "statuses"),
+        "statuses_measured": _sum_statuses(turns, "statuses_measured"),
         "turns": turns,
     }
 
 
+def _labels(path: str) -> tuple[str, str]:
+    """(prefix of intake's rows, label of the baseline) for a path."""
+    if path == TICKETS:
+        return "", "bare baseline, /v1/tickets: parse + same event bytes"
+    return (
+        f"{path} webhook: ",
+        f"bare {path} webhook: adapt + the event intake produces, no signature/rate limit/DB",
+    )
+
+
+def path_rows(kind: str, path: str, baseline: dict[str, Any], real: dict[str, Any], v: Verdict) -> list[Row]:
+    prefix, bare_label = _labels(path)
+    unit = "req/s" if path == TICKETS else "webhooks/s"
+    rate_target = f">= {TARGET_RATE:,.0f}, no failures"
+    return [
+        Row("intake", f"{bare_label} ({kind})", baseline["ok_per_second"], unit),
+        Row("intake", f"{prefix}bare p99 ({kind})", baseline["latency_ms_p99"], "ms"),
+        Row("intake", f"{prefix}bare failures ({kind})", v.baseline_failed, "requests"),
+        Row("intake", f"{prefix}accepted ({kind})", real["ok_per_second"], unit, rate_target, v.rate_met),
+        Row("intake", f"{prefix}p50 ({kind})", real["latency_ms_p50"], "ms"),
+        Row(
+            "intake",
+            f"{prefix}p99 ({kind})",
+            real["latency_ms_p99"],
+            "ms",
+            f"< {TARGET_P99_MS:.0f}, no failures",
+            v.p99_met,
+        ),
+        Row(
+            "intake",
+            f"{prefix}ratio to bare ({kind})",
+            None if v.ratio is None else round(v.ratio, 3),
+            "x",
+            f">= {TARGET_RATIO}, no failures",
+            v.ratio_met,
+        ),
+        Row("intake", f"{prefix}failures ({kind})", v.failed, "requests", "0", v.failed == 0),
+        Row("intake", f"{prefix}bare CPU per request ({kind})", baseline["cpu_us_per_request"], "µs"),
+        Row("intake", f"{prefix}CPU per request ({kind})", real["cpu_us_per_request"], "µs"),
+    ]
+
+
+def _report_failures(kind: str, path: str, baseline: dict[str, Any], real: dict[str, Any]) -> None:
+    for side, result in (("bare", baseline), ("intake", real)):
+        measured, total = failures(result["statuses_measured"]), failures(result["statuses"])
+        if measured or total:
+            print(f"{side} {path} ({kind}): failed in the measured window {measured}; in all {total}")
+
+
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
-    duration, warmup = (3.0, 0.5) if quick else (10.0, 1.0)  # duration over all turns; warm-up per turn
-    results: dict[str, Any] = {"concurrency": CONCURRENCY, "duration_s": duration}
+    duration, warmup = (3.0, 0.5) if quick else (10.0, 1.0)  # per contender over its turns; warm-up per turn
+    unknown = [mode for mode in WEBHOOKS if mode not in MODES]
+    if unknown:
+        raise ValueError(f"BENCH_INTAKE_WEBHOOKS: unknown mode(s) {unknown}; choose from {MODES}")
+    paths = (TICKETS, *WEBHOOKS)
+    order = turn_order(paths)
+    turn_s = duration / order.count(order[0])  # each contender is measured for `duration` in all
+    results: dict[str, Any] = {
+        "concurrency": CONCURRENCY,
+        "duration_s": duration,
+        "paths": list(paths),
+        "order": [f"{side} {path}" for path, side in order],
+        "webhook_rate_limit": UNBOUNDED_RATE_LIMIT,
+    }
     rows: list[Row] = []
+    secret = secrets.token_urlsafe(24)
+    if WEBHOOKS:
+        limit = UNBOUNDED_RATE_LIMIT["INTAKE_RATE_LIMIT_PER_S"]
+        print(
+            f"intake: webhook sources {', '.join(SOURCES[m].name for m in WEBHOOKS)}; per-source rate "
+            f"limit raised to {limit}/s (taken per delivery, never binding)",
+            flush=True,
+        )
     with broker(workdir) as kafka:
         for kind in databases():
             with database(kind, workdir) as url:
-                env = base_env(kafka.bootstrap, url)
+                env = {**base_env(kafka.bootstrap, url), **UNBOUNDED_RATE_LIMIT}
                 token = asyncio.run(make_key(url, Role.INTAKE))
-                turns: dict[str, list[dict[str, Any]]] = {"bare": [], "intake": []}
-                for contender in TURNS:
-                    process, port = (
-                        bare_intake(env, workdir) if contender == "bare" else service("intake", env, workdir)
-                    )
+                for mode in WEBHOOKS:
+                    source = SOURCES[mode]
+                    asyncio.run(make_source(url, source.name, source.adapter, secret, source.options))
+                turns: dict[tuple[str, str], list[dict[str, Any]]] = {turn: [] for turn in order}
+                for path, side in order:
+                    start = bare_intake if side == "bare" else lambda env, log: service("intake", env, log)
+                    process, port = start(env, workdir)
                     try:
                         process.wait_ready(port)
-                        bearer = token if contender == "intake" else "none"
                         cpu_before = process.cpu_seconds()
-                        summary, _ = loadgen(port, bearer, workdir, duration=duration / 4, warmup=warmup)
+                        summary, _ = loadgen(
+                            port,
+                            token if side == "intake" else "none",
+                            workdir,
+                            duration=turn_s,
+                            warmup=warmup,
+                            concurrency=CONCURRENCY,
+                            webhook=None if path == TICKETS else path,
+                            secret=secret,
+                        )
                         # The server's CPU per answered request over the turn (warm-up included).
                         summary["cpu_us_per_request"] = cpu_us_per_item(
                             cpu_before, process.cpu_seconds(), summary["ok"]
                         )
                     finally:
                         process.stop()
-                    turns[contender].append(summary)
-            baseline, real = combine(turns["bare"]), combine(turns["intake"])
-            ratio = real["ok_per_second"] / baseline["ok_per_second"] if baseline["ok_per_second"] else None
-            results[kind] = {"bare": baseline, "intake": real, "ratio": ratio}
-            p99 = real["latency_ms_p99"]
-            rows += [
-                Row("intake", f"bare baseline ({kind})", baseline["ok_per_second"], "req/s"),
-                Row("intake", f"bare p99 ({kind})", baseline["latency_ms_p99"], "ms"),
-                Row(
-                    "intake",
-                    f"accepted ({kind})",
-                    real["ok_per_second"],
-                    "req/s",
-                    ">= 2000",
-                    real["ok_per_second"] >= 2000,
-                ),
-                Row("intake", f"p50 ({kind})", real["latency_ms_p50"], "ms"),
-                Row("intake", f"p99 ({kind})", p99, "ms", "< 50", p99 is not None and p99 < 50),
-                Row(
-                    "intake",
-                    f"ratio to bare ({kind})",
-                    None if ratio is None else round(ratio, 3),
-                    "x",
-                    ">= 0.8",
-                    ratio is not None and ratio >= 0.8,
-                ),
-                Row("intake", f"bare CPU per request ({kind})", baseline["cpu_us_per_request"], "µs"),
-                Row("intake", f"CPU per request ({kind})", real["cpu_us_per_request"], "µs"),
-            ]
-            non_2xx = {k: v for k, v in real["statuses"].items() if not k.startswith("2")}
-            if non_2xx:
-                print(f"intake ({kind}): answers other than 2xx: {non_2xx}")
+                    turns[(path, side)].append(summary)
+                claimed = {mode: asyncio.run(count_deliveries(url, SOURCES[mode].name)) for mode in WEBHOOKS}
+            results[kind] = {}
+            for path in paths:
+                baseline, real = combine(turns[(path, "bare")]), combine(turns[(path, "intake")])
+                v = verdict(real, baseline)
+                entry: dict[str, Any] = {"bare": baseline, "intake": real, "ratio": v.ratio, "met": v.met}
+                rows += path_rows(kind, path, baseline, real, v)
+                if path != TICKETS:
+                    # Every 2xx a new ticket: one claimed delivery id per accepted webhook.
+                    entry["deliveries_claimed"] = claimed[path]
+                    rows.append(
+                        Row(
+                            "intake",
+                            f"{path} webhook: delivery ids claimed / 2xx ({kind})",
+                            claimed[path],
+                            f"of {real['ok']:,}",
+                            "all",
+                            claimed[path] == real["ok"],
+                        )
+                    )
+                results[kind][path] = entry
+                _report_failures(kind, path, baseline, real)
     return results, rows

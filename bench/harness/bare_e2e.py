@@ -37,6 +37,15 @@ class ArrivalCounter(threading.Thread):
         self.base = 0
         self.samples: list[tuple[float, float]] = []
         self.stop_at = float("inf")
+        self._lock = threading.Lock()
+
+    def rebase(self) -> int:
+        """Start counting from what arrived so far (the warm-up's), dropping its samples: kept, they
+        led the measured run's samples with counts that were not its own."""
+        with self._lock:
+            self.base = self.count
+            self.samples.clear()
+            return self.base
 
     def run(self) -> None:
         asyncio.run(self._follow())
@@ -55,8 +64,9 @@ class ArrivalCounter(threading.Thread):
                 batch = await consumer.getmany(timeout_ms=50)
                 arrived = sum(len(records) for records in batch.values())
                 if arrived:
-                    self.count += arrived
-                    self.samples.append((time.monotonic(), float(self.count - self.base)))
+                    with self._lock:
+                        self.count += arrived
+                        self.samples.append((time.monotonic(), float(self.count - self.base)))
         finally:
             await consumer.stop()
 
@@ -111,7 +121,8 @@ def run_bare(
         try:
             intake.wait_ready(port)
             counter.start()
-            counter.base = int(warm_up(port, "none", lambda: float(counter.count)))
+            warm_up(port, "none", lambda: float(counter.count))
+            counter.rebase()
             summary, accepted = loadgen(
                 port, "none", workdir, duration=duration, warmup=0.0, rate=rate, times=True
             )

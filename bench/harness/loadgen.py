@@ -1,6 +1,8 @@
 """HTTP load generator, run as its own process: ``python -m bench.harness.loadgen --help``.
 
-It posts native tickets (unique external ids) to ``POST /v1/tickets`` over keep-alive
+It posts native tickets (unique external ids) to ``POST /v1/tickets``, or with ``--webhook
+github|native`` signed webhook deliveries (unique delivery and external ids) to ``POST
+/v1/webhooks/<bench source>`` (bench/harness/webhooks.py builds both), over keep-alive
 connections with a minimal HTTP/1.1 client (asyncio streams on uvloop), so the generator costs
 as little CPU as possible on a machine it shares with the services under test. Two modes:
 
@@ -9,8 +11,11 @@ as little CPU as possible on a machine it shares with the services under test. T
 * open loop (``--rate R``): request i is due at start + i/R whatever the answers do, on a pool
   of connections that grows up to ``--max-connections`` (a sustained arrival rate).
 
-Bounded by ``--duration`` and ``--max-requests``; stops by itself. Writes a JSON summary
-(and, with ``--times``, the monotonic time of every 2xx answer, for end-to-end attribution).
+Bounded by ``--duration`` and ``--max-requests``; stops by itself. Writes a JSON summary (answers
+by status, a transport error under its exception's name; ``statuses_measured`` counts those that
+came once the warm-up was over, whenever the request was sent: a request of the warm-up that timed
+out later is a failure of the measured window) and, with ``--times``, the monotonic time of every
+2xx answer, for end-to-end attribution. Latencies are those of the requests sent after the warm-up.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import uvloop
+
+from bench.harness.webhooks import MODES, Builder, ticket_request, webhook_request
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -78,18 +85,11 @@ class Connection:
         self.reader = self.writer = None
 
 
-def build_request(args: argparse.Namespace, index: int) -> bytes:
-    body = (
-        b'{"external_id":"%s-%d","subject":"Cannot log in to the VPN since this morning",'
-        b'"description":"The VPN client says my password is wrong, but it works for email.",'
-        b'"requester":{"email":"user%d@example.com"},"priority":"high","tags":["vpn"],"channel":"email"}'
-        % (args.prefix.encode(), index, index % 997)
-    )
-    return (
-        b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-        % (args.path.encode(), args.host.encode(), args.port, args.token.encode(), len(body), body)
-    )
+def request_builder(args: argparse.Namespace) -> Builder:
+    """What the run posts: request index -> raw HTTP request (everything fixed built once)."""
+    if args.webhook:
+        return webhook_request(args.webhook, args.host, args.port, args.secret, args.prefix)
+    return ticket_request(args.host, args.port, args.path, args.token, args.prefix)
 
 
 class Run:
@@ -99,6 +99,8 @@ class Run:
         self.latencies: list[float] = []
         self.ok_times: list[float] = []
         self.statuses: Counter[str] = Counter()
+        self.measured_statuses: Counter[str] = Counter()  # answers and errors after the warm-up
+        self.build = request_builder(args)
         self.started = 0.0
         self.measure_from = 0.0
         self.deadline = 0.0
@@ -110,15 +112,19 @@ class Run:
         return self.next_index - 1
 
     async def one(self, conn: Connection, index: int, due: float) -> None:
-        raw = build_request(self.args, index)
+        raw = self.build(index)
         try:
             status = await asyncio.wait_for(conn.request(raw), self.args.timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             conn.close()
             self.statuses[type(exc).__name__] += 1
+            if time.monotonic() >= self.measure_from:
+                self.measured_statuses[type(exc).__name__] += 1
             return
         done = time.monotonic()
         self.statuses[str(status)] += 1
+        if done >= self.measure_from:
+            self.measured_statuses[str(status)] += 1
         if 200 <= status < 300:
             self.ok_times.append(done)
             if due >= self.measure_from:
@@ -178,7 +184,9 @@ class Run:
             "concurrency": self.args.concurrency,
             "target_rate": self.args.rate or None,
             "sent": self.next_index,
+            "webhook": self.args.webhook,
             "statuses": dict(self.statuses),
+            "statuses_measured": dict(self.measured_statuses),
             "ok": len(self.ok_times),
             "measured_seconds": round(window, 3),
             "ok_per_second": round(len(measured) / window, 1),
@@ -200,7 +208,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/v1/tickets")
     parser.add_argument("--token", default="none")
-    parser.add_argument("--prefix", required=True, help="external ids are <prefix>-<n>")
+    parser.add_argument(
+        "--webhook", choices=MODES, help="post signed deliveries to this mode's bench source instead"
+    )
+    parser.add_argument("--secret", default="", help="the bench source's secret (with --webhook)")
+    parser.add_argument("--prefix", required=True, help="makes external and delivery ids unique per run")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s (open loop); 0: closed loop")
     parser.add_argument("--max-connections", type=int, default=256)
@@ -211,6 +223,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--times", type=Path, help="write the monotonic time of every 2xx answer here")
     args = parser.parse_args()
+    if args.webhook and not args.secret:
+        parser.error("--webhook needs the source's --secret")
     run = Run(args)
     summary = uvloop.run(run.main())
     args.out.write_text(json.dumps(summary, indent=2))

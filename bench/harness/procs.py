@@ -12,9 +12,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
+from services.intake.models import WebhookDelivery
+from services.intake.sources.schemas import SourceCreate
+from services.intake.sources.service import create_source
 from shared.auth import Role, create_api_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
@@ -53,6 +58,30 @@ async def make_key(database_url: str, role: Role) -> str:
         async with session_factory(engine)() as session, session.begin():
             _, plain = await create_api_key(session, f"bench {role.value}", role)
         return plain
+    finally:
+        await engine.dispose()
+
+
+async def make_source(
+    database_url: str, name: str, adapter: str, secret: str, options: dict[str, Any]
+) -> None:
+    """Configure a webhook source in the database, as ``ticketctl`` or the admin API would."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            data = {"name": name, "type": adapter, "secret": secret, "options": options}
+            await create_source(session, SourceCreate.model_validate(data), actor="bench")
+    finally:
+        await engine.dispose()
+
+
+async def count_deliveries(database_url: str, source: str) -> int:
+    """Delivery ids intake claimed for ``source`` (one per webhook it accepted as new)."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            query = select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.source == source)
+            return int(await session.scalar(query) or 0)
     finally:
         await engine.dispose()
 

@@ -38,8 +38,11 @@ def loadgen(
     concurrency: int = 32,
     rate: float = 0.0,
     times: bool = False,
+    webhook: str | None = None,
+    secret: str = "",
 ) -> tuple[dict[str, Any], list[float]]:
-    """Run the load generator in its own process; returns its summary and the 2xx times."""
+    """Run the load generator in its own process; returns its summary and the 2xx times. With
+    ``webhook`` (a mode of bench/harness/webhooks.py) it posts deliveries signed with ``secret``."""
     tag = uuid.uuid4().hex[:8]
     out, times_path = workdir / f"loadgen-{tag}.json", workdir / f"loadgen-{tag}-times.json"
     argv = [
@@ -49,6 +52,8 @@ def loadgen(
     ]  # fmt: skip
     if times:
         argv += ["--times", str(times_path)]
+    if webhook:
+        argv += ["--webhook", webhook, "--secret", secret]
     subprocess.run(argv, cwd=REPO_ROOT, check=True, timeout=duration + warmup + 120)
     summary = json.loads(out.read_text())
     return summary, (json.loads(times_path.read_text()) if times else [])
