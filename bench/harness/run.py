@@ -53,7 +53,7 @@ def loadgen(
     if times:
         argv += ["--times", str(times_path)]
     if webhook:
-        argv += ["--webhook", webhook, "--secret", secret]
+        argv += ["--webhook", webhook, f"--secret={secret}"]  # one argument: a secret may start with "-"
     subprocess.run(argv, cwd=REPO_ROOT, check=True, timeout=duration + warmup + 120)
     summary = json.loads(out.read_text())
     return summary, (json.loads(times_path.read_text()) if times else [])

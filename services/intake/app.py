@@ -85,7 +85,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     install_timing(app, "intake")
     # The hot path first and on the app itself: a ticket is not tried against the other routes.
     add_routes_first(app, tickets_router)
-    app.include_router(webhooks_router)
+    add_routes_first(app, webhooks_router)
     app.include_router(health_router())
     app.include_router(sources_router)
     return app

@@ -1,15 +1,20 @@
 """Accepting ticket events without ever losing an acknowledged one, and without reordering a ticket.
 
-:meth:`EventPublisher.accept` with a delivery id (webhooks, ``Idempotency-Key``) runs ONE database
-transaction per request:
+:meth:`EventPublisher.accept` with a delivery id (webhooks, ``Idempotency-Key``):
 
-1. claim the delivery id (dedupe row; a conflict means a redelivery: answer ``duplicate``, or
-   refuse an ``Idempotency-Key`` first used with a different request);
+1. read whether the delivery id was accepted before (answer ``duplicate``, or refuse an
+   ``Idempotency-Key`` first used with a different request);
 2. if the outbox is empty, send to the broker and wait (bounded, ``INTAKE_PUBLISH_TIMEOUT_S``) for
-   the acks=all acknowledgement, then commit the dedupe row;
-3. otherwise (outbox not empty, broker down or slow) add the events to the outbox and commit them
-   together with the dedupe row. If that commit fails nothing was recorded: the caller answers 503
-   and the sender retries. A crash anywhere before the commit also rolls the dedupe row back.
+   the acks=all acknowledgement, then claim the delivery id in a short transaction of its own. A
+   failure there is only logged: the broker has the events, and a lost claim only lets a
+   redelivery publish them again, under the same event ids;
+3. otherwise (outbox not empty, broker down or slow) claim the delivery id and add the events to
+   the outbox in one transaction. If that commit fails nothing was recorded: the caller answers
+   503 and the sender retries. A crash anywhere before the commit also leaves nothing recorded.
+
+No transaction is open, and no pooled connection held, while the broker answers. Two concurrent
+deliveries of one id may both read "not seen" and both publish: the same event ids (derived from
+the delivery id), which consumers absorb.
 
 Without a delivery id there is nothing to deduplicate (the event id is random), so steps 2 and 3
 run without a transaction; only a park writes to the database.
@@ -46,6 +51,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.deliveries import Claim, claim_delivery
+from services.intake.ledger import NOT_SEEN, DeliveryLedger
 from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
@@ -116,6 +122,7 @@ class EventPublisher:
         self._parks = 0  # parks so far: lets the relay tell a fresh park from a stale count
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
         self.gate = OutboxGate(sessions, owner)
+        self.ledger = DeliveryLedger(sessions)
         self._wake = asyncio.Event()  # set by parks: the relay should look now
 
     @property
@@ -133,10 +140,25 @@ class EventPublisher:
         :class:`KeyReused` when ``dedupe`` was first claimed with another ``request_digest``."""
         if dedupe is None:
             return await self._accept_fresh(events)
-        async with self.sessions() as session:
-            try:
+        unacked: dict[int, Future | None] = dict.fromkeys(range(len(events)))
+        try:
+            # No transaction or pooled connection is held while the broker answers: on SQLite one
+            # held its write lock (deliveries went one at a time), on PostgreSQL requests holding
+            # every connection waited for one more (the outbox check) until the pool timed out.
+            if await self._already_accepted(dedupe, request_digest):
+                DUPLICATES.inc()
+                return _DUPLICATE
+            if events and not self.degraded and await self.gate.outbox_empty():
+                unacked = await self._send(events)
+                if not unacked:
+                    await self._record_after_ack(dedupe, len(events), request_digest)
+                    PUBLISHED_TO_BROKER.inc(len(events))
+                    return _PUBLISHED
+            # Parked (or nothing to publish): the delivery id and the events commit together, or
+            # neither does and the sender retries.
+            async with self.sessions() as session:
                 claim = await claim_delivery(session, *dedupe, len(events), request_digest)
-                if claim is not Claim.CLAIMED:
+                if claim is not Claim.CLAIMED:  # accepted meanwhile by a concurrent request
                     await session.rollback()
                     if claim is Claim.KEY_REUSED:
                         raise KeyReused(dedupe[1])
@@ -145,22 +167,23 @@ class EventPublisher:
                 if not events:
                     await session.commit()
                     return _PUBLISHED
-                unacked: dict[int, Future | None]
-                if self.degraded or not await self.gate.outbox_empty():
-                    unacked = dict.fromkeys(range(len(events)))
-                else:
-                    unacked = await self._send(events)
-                    if not unacked:
-                        await self._commit_after_ack(session)
-                        PUBLISHED_TO_BROKER.inc(len(events))
-                        return _PUBLISHED
                 rows = await self._park(session, events, unacked)
-            except KeyReused:
-                raise
-            except Exception as exc:
-                log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
-                raise Unavailable("neither the broker nor the database accepted the events") from exc
+        except KeyReused:
+            raise
+        except Exception as exc:
+            log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
+            raise Unavailable("neither the broker nor the database accepted the events") from exc
         return await self._parked(events, rows, unacked)
+
+    async def _already_accepted(self, dedupe: tuple[str, str], request_digest: str | None) -> bool:
+        """Whether ``dedupe`` was accepted before; raises :class:`KeyReused` when it was, with
+        another ``request_digest``."""
+        stored = await self.ledger.accepted(*dedupe)
+        if stored is NOT_SEEN:
+            return False
+        if request_digest is not None and stored not in (None, request_digest):
+            raise KeyReused(dedupe[1])
+        return True
 
     async def _accept_fresh(self, events: list[EventEnvelope]) -> Outcome:
         """Without a delivery id there is nothing to deduplicate (event ids are random): no
@@ -215,9 +238,13 @@ class EventPublisher:
         )
         return found is not None
 
-    async def _commit_after_ack(self, session: AsyncSession) -> None:
+    async def _record_after_ack(
+        self, dedupe: tuple[str, str], events: int, request_digest: str | None
+    ) -> None:
+        """Claim the delivery id once the broker has the events. A concurrent duplicate (both read
+        "not seen") published them too: the same event ids, which consumers absorb."""
         try:
-            await session.commit()
+            await self.ledger.record(*dedupe, events, request_digest)
         except Exception as exc:  # the broker has the events; a lost dedupe row only allows a republish
             log.warning("dedupe row not stored after publish", extra={"error": repr(exc)})
 

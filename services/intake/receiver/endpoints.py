@@ -12,7 +12,9 @@ import logging
 import math
 from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from services.intake.deliveries import MAX_DELIVERY_ID
@@ -35,10 +37,14 @@ from services.intake.webhooks import (
 from shared.events import external_id_too_long, utc_now
 from shared.http.json_body import is_json_media_type
 from shared.http.problems import Problem
+from shared.http.raw_route import RawRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+# A raw route: FastAPI's per-request parameter solving and response wrapping cost ~100 µs of a
+# webhook's CPU (measured), the busiest path of the service. It checks its one parameter itself.
+router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=RawRoute)
+NAME_MAX = 100  # the sources.name column
 
 
 class WebhookAccepted(BaseModel):
@@ -51,11 +57,20 @@ class WebhookAccepted(BaseModel):
 
 
 _RAW_JSON_BODY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "maxLength": NAME_MAX},
+            "description": "The source's name",
+        }
+    ],
     "requestBody": {
         "required": True,
         "description": "The vendor's webhook payload, verbatim: the signature covers these exact bytes.",
         "content": {"application/json": {"schema": {"type": "object"}}},
-    }
+    },
 }
 
 
@@ -77,7 +92,19 @@ def _bounded_delivery_id(raw: str) -> str:
     openapi_extra=_RAW_JSON_BODY,
     summary="Receive a webhook from a configured source (signed by the vendor)",
 )
-async def receive_webhook(request: Request, name: str = Path(max_length=100)) -> Response:
+async def receive_webhook(request: Request) -> Response:
+    name: str = request.path_params["name"]
+    if len(name) > NAME_MAX:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("path", "name"),
+                    "msg": f"String should have at most {NAME_MAX} characters",
+                    "input": None,
+                }
+            ]
+        )
     state = request.app.state
     cache: SourceCache = state.source_cache
     config = await cache.get(name)
@@ -139,12 +166,13 @@ async def receive_webhook(request: Request, name: str = Path(max_length=100)) ->
             "duplicate": outcome.duplicate,
         },
     )
-    result = WebhookAccepted(
-        delivery_id=delivery,
-        duplicate=outcome.duplicate,
-        delivery=outcome.delivery.value if outcome.delivery else None,
-        event_ids=[str(e.event_id) for e in envelopes],
-        ticket_keys=sorted({e.ticket_key for e in envelopes}),
-    )
+    answer = {  # a WebhookAccepted, serialised directly
+        "delivery_id": delivery,
+        "duplicate": outcome.duplicate,
+        "ignored": False,
+        "delivery": outcome.delivery.value if outcome.delivery else None,
+        "event_ids": [str(e.event_id) for e in envelopes],
+        "ticket_keys": sorted({e.ticket_key for e in envelopes}),
+    }
     status = 200 if outcome.duplicate else 202
-    return Response(result.model_dump_json(), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(answer), status_code=status, media_type="application/json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -252,3 +253,25 @@ async def test_rate_limit_per_source(settings_kwargs: dict[str, object], databas
         assert (
             await _post(intake, other, json.dumps({"external_id": "x"}).encode(), auth)
         ).status_code == 202
+
+
+async def test_more_deliveries_in_flight_than_pooled_connections_are_all_accepted_once(
+    intake: Intake,
+) -> None:
+    """Each delivery held a pooled connection in its open transaction while the broker answered,
+    then asked for one more (the outbox check): with the pool (10 + 10 on PostgreSQL) taken, every
+    request waited the pool's 30 s timeout. Now none holds one meanwhile."""
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("native", SECRET)}
+    bodies = [json.dumps({"external_id": f"flood-{n}"}).encode() for n in range(60)]
+    answers = await asyncio.gather(*(_post(intake, name, body, auth) for n, body in enumerate(bodies)))
+    assert [a.status_code for a in answers] == [202] * 60, [a.text for a in answers if a.status_code != 202][
+        :2
+    ]
+    again = await asyncio.gather(*(_post(intake, name, body, auth) for n, body in enumerate(bodies[:5])))
+    assert all(a.status_code == 200 and a.json()["duplicate"] for a in again)
+    events = await read_topic(
+        intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 60
+    )
+    assert sorted(e.ticket().external_id for e in events) == sorted(f"flood-{n}" for n in range(60))

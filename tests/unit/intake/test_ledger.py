@@ -1,0 +1,67 @@
+"""The delivery ledger's batches: requests that ask while a batch is in flight share the next one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.intake.ledger import _Batcher
+
+
+async def test_concurrent_requests_share_a_batch_and_each_gets_its_own_answer() -> None:
+    batches: list[list[int]] = []
+
+    async def work(items: list[int]) -> list[int]:
+        batches.append(items)
+        await asyncio.sleep(0.01)  # a round trip
+        return [item * 10 for item in items]
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    first = [asyncio.ensure_future(batcher.submit(n)) for n in range(5)]
+    await asyncio.sleep(0.001)  # the first batch is in flight now
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in range(5, 20)]
+    assert await asyncio.gather(*first, *later) == [n * 10 for n in range(20)]
+    # Those that asked together went together; those that asked meanwhile, in the next batch.
+    assert batches == [list(range(5)), list(range(5, 20))]
+    assert await batcher.submit(7) == 70  # and a lone request later is served at once
+
+
+async def test_a_failed_batch_fails_each_of_its_requests_and_the_next_batch_runs() -> None:
+    calls = 0
+
+    async def work(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        if calls == 1:
+            raise ConnectionError("database away")
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)  # each learns it: a 503 each
+    assert await batcher.submit(5) == 5
+
+
+async def test_batches_are_bounded() -> None:
+    sizes: list[int] = []
+
+    async def work(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        await asyncio.sleep(0)
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    await asyncio.gather(*(batcher.submit(n) for n in range(1200)))
+    assert max(sizes) <= 500 and sum(sizes) == 1200
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_lone_request_waits_for_nobody(count: int) -> None:
+    async def work(items: list[int]) -> list[int]:
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    for n in range(count):
+        assert await asyncio.wait_for(batcher.submit(n), 1) == n
