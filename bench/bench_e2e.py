@@ -5,9 +5,13 @@
 The three services run as processes on the embedded broker and one database (PostgreSQL when
 BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set, else SQLite) with the 200-rule rule set. The
 load generator posts tickets at a sustained rate (500/s for 60 s; 10 s with --quick) and records
-when each 202 arrived; meanwhile this process polls the metrics service's /metrics every few
-milliseconds for the sum of ``tickets_routed_total``. Latency is attributed by counting: the
-i-th accepted ticket's latency is the time the sum first reached i+1 minus its 202 time. The run
+when each ticket's 202 arrived; meanwhile this process polls the metrics service's /metrics every
+few milliseconds for ``tickets_routed_total`` per partition. Latency is attributed by counting
+within each partition, whose order the pipeline keeps (intake produces a ticket to the partition of
+its key, the router answers on the same partition of its topic, and the metrics service counts it
+under that partition): the i-th ticket accepted for partition p is counted when p's count first
+reaches i. Counted over all partitions together, a ticket delayed in one partition would lend its
+delay to tickets of others and keep its own hidden. The run
 starts once a dozen warm-up tickets went all the way through (consumer groups joined), so it
 measures the pipeline in service, not its start-up; the warm-up time is reported beside it.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import re
 import threading
 import time
 import uuid
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.partitioner import murmur2
 
 from bench.bench_router import store_rules
 from bench.harness.bare_e2e import await_all, run_bare, warm_up
@@ -92,34 +98,51 @@ TARGET_P99_MS = 250.0
 # scrape that first saw it, so the pause can only make latencies look longer, never shorter.
 POLL_S = 0.01
 PROBE = "/metrics?name[]=tickets_routed_total"
+_PARTITION = re.compile(r'partition="(\d+)"')
+Counts = dict[str, float]  # per partition label ("" where the series has none)
+
+
+def routed_counts(text: str) -> Counts:
+    counts: Counts = {}
+    for line in text.splitlines():
+        if line.startswith("tickets_routed_total"):
+            found = _PARTITION.search(line)
+            part = found.group(1) if found else ""
+            counts[part] = counts.get(part, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def routed_sum(text: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("tickets_routed_total"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(routed_counts(text).values())
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition the producers' default partitioner gives ``key`` (murmur2, as Kafka's)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class Poller(threading.Thread):
-    """Samples (monotonic time, routed sum) whenever the sum changes, until stopped."""
+    """Samples (monotonic time, routed counts per partition) whenever they change, until stopped."""
 
-    def __init__(self, url: str, base: float = 0.0) -> None:
+    def __init__(self, url: str, base: Counts) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.base = base  # counted before the measured run (the warm-up): not attributed
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, Counts]] = []
         self.stop_at = float("inf")
         self.scrape_ms: list[float] = []
 
+    def total(self) -> float:
+        return sum(self.samples[-1][1].values()) if self.samples else 0.0
+
     def run(self) -> None:
-        last = -1.0
+        last: Counts = {}
         with httpx.Client(timeout=5) as client:
             while time.monotonic() < self.stop_at:
                 began = time.monotonic()
                 try:
-                    value = routed_sum(client.get(self.url).text) - self.base
+                    counted = routed_counts(client.get(self.url).text)
+                    value = {part: n - self.base.get(part, 0.0) for part, n in counted.items()}
                 except httpx.HTTPError:
                     time.sleep(POLL_S)
                     continue
@@ -132,26 +155,37 @@ class Poller(threading.Thread):
                 time.sleep(POLL_S)
 
 
-def attribute(accepted: list[float], samples: list[tuple[float, float]]) -> list[float]:
-    """Latency (s) of the i-th accepted ticket: first time the count reached i+1, minus its 202."""
-    counts = [count for _, count in samples]
-    latencies = []
-    for index, t202 in enumerate(sorted(accepted)):
-        position = bisect.bisect_left(counts, index + 1)
-        if position == len(counts):
-            break  # never counted within the wait
-        latencies.append(samples[position][0] - t202)
-    return latencies
+def attribute(
+    accepted: list[tuple[str, float]], samples: list[tuple[float, Counts]], partitions: int
+) -> list[tuple[float, float]]:
+    """(202 time, latency in s) of the accepted tickets that were counted: within each partition,
+    the i-th ticket accepted (by 202 time) is counted when the partition's count first reaches i.
+    Samples without partition labels (the metrics service's own partitions unknown) count all
+    tickets as one sequence."""
+    labelled = any(part for _, counts in samples for part in counts)
+    by_part: dict[str, list[float]] = {}
+    for key, t202 in accepted:
+        part = str(partition_of(key, partitions)) if labelled else ""
+        by_part.setdefault(part, []).append(t202)
+    attributed = []
+    for part, times in by_part.items():
+        counts = [c.get(part, 0.0) for _, c in samples]  # never decreasing: a counter
+        for index, t202 in enumerate(sorted(times)):
+            position = bisect.bisect_left(counts, index + 1)
+            if position == len(counts):
+                break  # never counted within the wait
+            attributed.append((t202, samples[position][0] - t202))
+    return sorted(attributed)
 
 
-def windows(accepted: list[float], latencies_ms: list[float], width_s: float = 10.0) -> list[dict[str, Any]]:
-    """p50/p99 per ``width_s`` of the run by 202 time: the embedded broker slows as its logs grow."""
-    if not latencies_ms:
+def windows(attributed: list[tuple[float, float]], width_s: float = 10.0) -> list[dict[str, Any]]:
+    """p50/p99 (ms) per ``width_s`` of the run by 202 time: the embedded broker slows as its logs grow."""
+    if not attributed:
         return []
-    start = min(accepted)
+    start = attributed[0][0]
     groups: dict[int, list[float]] = {}
-    for t202, latency in zip(sorted(accepted), latencies_ms, strict=False):
-        groups.setdefault(int((t202 - start) // width_s), []).append(latency)
+    for t202, latency in attributed:
+        groups.setdefault(int((t202 - start) // width_s), []).append(latency * 1000)
     return [
         {"from_s": k * width_s, "p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "n": len(v)}
         for k, v in sorted(groups.items())
@@ -195,7 +229,8 @@ def measure_one(
     workdir: Path, duration: float, kind: str, plan: Deployment
 ) -> tuple[dict[str, Any], list[Row]]:
     bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, plan.env())
-    bare_ms = [x * 1000 for x in attribute(bare_accepted, bare_samples)]
+    bare_attributed = attribute(bare_accepted, bare_samples, plan.partitions)
+    bare_ms = [latency * 1000 for _, latency in bare_attributed]
     with broker(workdir) as kafka, database(kind, workdir) as url:
         asyncio.run(store_rules(url, 200))
         token = asyncio.run(make_key(url, Role.INTAKE))
@@ -214,14 +249,15 @@ def measure_one(
             probe_url = f"http://127.0.0.1:{metrics_port}{PROBE}"
             warming = time.monotonic()
             with httpx.Client(timeout=5) as probe:
-                base = warm_up(intake_port, token, lambda: routed_sum(probe.get(probe_url).text))
+                warm_up(intake_port, token, lambda: routed_sum(probe.get(probe_url).text))
+                base = routed_counts(probe.get(probe_url).text)
             warm_up_s = time.monotonic() - warming
             poller = Poller(probe_url, base)
             poller.start()
             summary, accepted = loadgen(
                 intake_port, token, workdir, duration=duration, warmup=0.0, rate=RATE, times=True
             )
-            await_all(lambda: poller.samples, len(accepted))
+            await_all(poller.total, len(accepted))
             poller.stop_at = time.monotonic()
             poller.join()
             # Includes the warm-up's few batches: what each consumer's batches were like.
@@ -235,8 +271,9 @@ def measure_one(
         finally:
             for process, _ in reversed(started):
                 process.stop()
-    latencies_ms = [x * 1000 for x in attribute(accepted, poller.samples)]
-    counted = int(poller.samples[-1][1]) if poller.samples else 0
+    attributed = attribute(accepted, poller.samples, plan.partitions)
+    latencies_ms = [latency * 1000 for _, latency in attributed]
+    counted = int(poller.total())
     p50, p99 = percentile(latencies_ms, 0.5), percentile(latencies_ms, 0.99)
     bare_p50, bare_p99 = percentile(bare_ms, 0.5), percentile(bare_ms, 0.99)
     result = {
@@ -252,14 +289,14 @@ def measure_one(
         "latency_ms_max": max(latencies_ms) if latencies_ms else None,
         "scrape_ms_median": percentile(poller.scrape_ms, 0.5),
         "warm_up_s": round(warm_up_s, 1),
-        "by_10s": windows(accepted, latencies_ms),
+        "by_10s": windows(attributed),
         "bare": {
             "loadgen": bare_summary,
             "accepted": len(bare_accepted),
             "attributed": len(bare_ms),
             "latency_ms_p50": bare_p50,
             "latency_ms_p99": bare_p99,
-            "by_10s": windows(bare_accepted, bare_ms),
+            "by_10s": windows(bare_attributed),
         },
     }
     achieved = summary["ok_per_second"]

@@ -4,7 +4,8 @@ bare intake (bench/harness/bare_intake.py: parse, produce, 202 after the ack) ->
 bare router (bench/harness/bare_router.py: getmany, produce, acks, commit) -> output topic -> a
 reader in this process, all with the services' client settings, at the same offered rate and
 duration, on a broker of its own (the embedded broker slows down as its logs grow, so each
-pipeline gets a fresh one). Latency is attributed by counting arrivals, as for the real pipeline.
+pipeline gets a fresh one). Latency is attributed by counting arrivals per partition, as for the
+real pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from shared.settings import ConsumerSettings
 
 
 class ArrivalCounter(threading.Thread):
-    """Samples (monotonic time, messages arrived beyond ``base``) on one topic, until stopped."""
+    """Samples (monotonic time, messages arrived per partition beyond the warm-up's) on one topic,
+    until stopped."""
 
     def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
         super().__init__(daemon=True)
@@ -35,7 +37,8 @@ class ArrivalCounter(threading.Thread):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.count = 0
         self.base = 0
-        self.samples: list[tuple[float, float]] = []
+        self.by_partition: dict[str, float] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
         self.stop_at = float("inf")
         self._lock = threading.Lock()
 
@@ -44,8 +47,12 @@ class ArrivalCounter(threading.Thread):
         led the measured run's samples with counts that were not its own."""
         with self._lock:
             self.base = self.count
+            self.by_partition = {}
             self.samples.clear()
             return self.base
+
+    def total(self) -> float:
+        return float(self.count - self.base)
 
     def run(self) -> None:
         asyncio.run(self._follow())
@@ -66,7 +73,10 @@ class ArrivalCounter(threading.Thread):
                 if arrived:
                     with self._lock:
                         self.count += arrived
-                        self.samples.append((time.monotonic(), float(self.count - self.base)))
+                        for tp, records in batch.items():
+                            part = str(tp.partition)
+                            self.by_partition[part] = self.by_partition.get(part, 0.0) + len(records)
+                        self.samples.append((time.monotonic(), dict(self.by_partition)))
         finally:
             await consumer.stop()
 
@@ -92,19 +102,18 @@ def warm_up(
     raise RuntimeError(f"the pipeline did not count {tickets} warm-up tickets within {timeout_s:.0f} s")
 
 
-def await_all(
-    samples: Callable[[], list[tuple[float, float]]], expected: int, timeout_s: float = 30.0
-) -> None:
-    """Wait (bounded) until the last sample counts every accepted ticket."""
+def await_all(counted: Callable[[], float], expected: int, timeout_s: float = 30.0) -> None:
+    """Wait (bounded) until ``counted()`` reaches every accepted ticket."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (not samples() or samples()[-1][1] < expected):
+    while time.monotonic() < deadline and counted() < expected:
         time.sleep(0.05)
 
 
 def run_bare(
     workdir: Path, duration: float, rate: float, deployment: dict[str, str]
-) -> tuple[dict[str, Any], list[float], list[tuple[float, float]]]:
-    """(load generator summary, 202 times, arrival samples) of the bare pipeline; ``deployment``:
+) -> tuple[dict[str, Any], list[tuple[str, float]], list[tuple[float, dict[str, float]]]]:
+    """(load generator summary, (ticket key, 202 time) pairs, arrival samples per partition) of the
+    bare pipeline; ``deployment``:
     the environment both pipelines share (partitions, producer linger)."""
     with broker(workdir) as kafka:
         # The bare processes use no database.
@@ -126,7 +135,7 @@ def run_bare(
             summary, accepted = loadgen(
                 port, "none", workdir, duration=duration, warmup=0.0, rate=rate, times=True
             )
-            await_all(lambda: counter.samples, len(accepted))
+            await_all(counter.total, len(accepted))
         finally:
             counter.stop_at = time.monotonic()
             forwarder.stop()

@@ -98,6 +98,7 @@ class Run:
         self.next_index = 0
         self.latencies: list[float] = []
         self.ok_times: list[float] = []
+        self.ok_indexes: list[int] = []  # the request index of each 2xx: its ticket is <prefix>-<index>
         self.statuses: Counter[str] = Counter()
         self.measured_statuses: Counter[str] = Counter()  # answers and errors after the warm-up
         self.build = request_builder(args)
@@ -127,6 +128,7 @@ class Run:
             self.measured_statuses[str(status)] += 1
         if 200 <= status < 300:
             self.ok_times.append(done)
+            self.ok_indexes.append(index)
             if due >= self.measure_from:
                 self.latencies.append(done - due)
 
@@ -221,7 +223,9 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--timeout", type=float, default=30.0, help="per request")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--times", type=Path, help="write the monotonic time of every 2xx answer here")
+    parser.add_argument(
+        "--times", type=Path, help="write [request index, monotonic time] of every 2xx answer here"
+    )
     args = parser.parse_args()
     if args.webhook and not args.secret:
         parser.error("--webhook needs the source's --secret")
@@ -229,7 +233,7 @@ def main() -> None:
     summary = uvloop.run(run.main())
     args.out.write_text(json.dumps(summary, indent=2))
     if args.times:
-        args.times.write_text(json.dumps(run.ok_times))
+        args.times.write_text(json.dumps(list(zip(run.ok_indexes, run.ok_times, strict=True))))
 
 
 if __name__ == "__main__":

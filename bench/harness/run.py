@@ -40,9 +40,10 @@ def loadgen(
     times: bool = False,
     webhook: str | None = None,
     secret: str = "",
-) -> tuple[dict[str, Any], list[float]]:
-    """Run the load generator in its own process; returns its summary and the 2xx times. With
-    ``webhook`` (a mode of bench/harness/webhooks.py) it posts deliveries signed with ``secret``."""
+) -> tuple[dict[str, Any], list[tuple[str, float]]]:
+    """Run the load generator in its own process; returns its summary and, with ``times``, the
+    (ticket key, monotonic time) of every 2xx answer of ``POST /v1/tickets``. With ``webhook`` (a
+    mode of bench/harness/webhooks.py) it posts deliveries signed with ``secret``."""
     tag = uuid.uuid4().hex[:8]
     out, times_path = workdir / f"loadgen-{tag}.json", workdir / f"loadgen-{tag}-times.json"
     argv = [
@@ -56,4 +57,7 @@ def loadgen(
         argv += ["--webhook", webhook, f"--secret={secret}"]  # one argument: a secret may start with "-"
     subprocess.run(argv, cwd=REPO_ROOT, check=True, timeout=duration + warmup + 120)
     summary = json.loads(out.read_text())
-    return summary, (json.loads(times_path.read_text()) if times else [])
+    if not times:
+        return summary, []
+    # Native tickets of source "api", external ids <prefix>-<index> (loadgen.build_request).
+    return summary, [(f"api:bench-{tag}-{index}", at) for index, at in json.loads(times_path.read_text())]

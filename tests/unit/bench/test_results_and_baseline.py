@@ -36,6 +36,8 @@ def test_a_partial_run_keeps_the_other_benchmarks_with_when_they_ran(tmp_path: P
 
 def test_the_bare_counter_drops_the_warm_ups_samples() -> None:
     counter = ArrivalCounter("127.0.0.1:1", "routing", 10)
-    counter.count, counter.samples = 12, [(1.0, 4.0), (2.0, 12.0)]  # the warm-up's arrivals
+    counter.count, counter.samples = 12, [(1.0, {"0": 4.0}), (2.0, {"0": 12.0})]  # the warm-up's
+    counter.by_partition = {"0": 12.0}
     assert counter.rebase() == 12
-    assert counter.samples == [] and counter.base == 12
+    assert counter.samples == [] and counter.base == 12 and counter.by_partition == {}
+    assert counter.total() == 0
