@@ -17,9 +17,11 @@ import orjson
 from shared.events import EventEnvelope
 from shared.http.problems import Problem
 
-# Half the broker's default record limit (message.max.bytes, ~1 MiB): room for the dead-letter
-# headers, and a ticket of 200,000 characters of description still fits several times over.
-MAX_EVENT_BYTES = 512 * 1024
+# Under the producer's and the broker's default limit (1 MiB: max.request.size, message.max.bytes),
+# with room for the record's key and headers. A description at its 200,000 characters in a script
+# of three UTF-8 bytes a character (Japanese, Chinese) is ~600 kB as an event: it fits. A dead-letter
+# copy that no longer fits goes without its value (shared/kafka/consumer.py).
+MAX_EVENT_BYTES = 960 * 1024
 MAX_CUSTOM_FIELDS_DEPTH = 32
 
 

@@ -417,9 +417,6 @@ class RoutingHandler:
                 row = NewTicket(envelope.ticket_key, envelope.source, snapshot.external_id)
                 created.append(row)
                 tickets[envelope.ticket_key] = row
-            if decision.tags:  # a rule's add_tags: kept with the ticket, as an escalation's are
-                have = merged.get("tags") or []
-                merged["tags"] = [*have, *(tag for tag in decision.tags if tag not in have)]
             apply_state(row, decision.state, merged, now)
             if tracker is not None and decision.events:
                 row.sla_clock = tracker.stored()

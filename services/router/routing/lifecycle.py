@@ -77,7 +77,6 @@ class Decision:
     state: TicketState
     events: list[tuple[EventType, RoutingPayload]] = field(default_factory=list)
     stale: bool = False  # the event was older than what we know; nothing changed
-    tags: list[str] = field(default_factory=list)  # what the rules added (add_tags), for the ticket
 
 
 def _policy_reason(policy: str, named_by_rule: str | None) -> str:
@@ -201,7 +200,7 @@ def decide(
                 rule=result.rule,
                 ruleset_version=result.ruleset_version,
             )
-            return Decision(state, events, tags=added)
+            return Decision(state, events)
     if reasons:
         emit(EventType.TICKET_STATE_CHANGED, reasons)
     return Decision(state, events)
@@ -301,7 +300,7 @@ def _first_sight(
                 ),
             )
         )
-    return Decision(state, events, tags=added)
+    return Decision(state, events)
 
 
 def _route_fields(result: RouteResult, now: datetime) -> dict[str, Any]:

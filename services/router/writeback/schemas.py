@@ -24,6 +24,13 @@ from shared.db.storable import reject_nul
 TOKEN = re.compile(r"[\x21-\x7e]+")
 URL_MAX = 2000  # the column's length
 USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
+
+
+def hide_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` shown as ``***@``."""
+    return USERINFO.sub(r"\1***@", url)
+
+
 Connector = Literal["webhook", "zendesk", "freshdesk", "zammad", "jira", "github", "intercom"]
 
 
@@ -128,7 +135,7 @@ class TargetOut(BaseModel):
     @classmethod
     def _hide_userinfo(cls, url: str) -> str:
         # A target saved before such URLs were refused: viewers must not read its credentials.
-        return USERINFO.sub(r"\1***@", url)
+        return hide_userinfo(url)
 
 
 class DeliveryOut(BaseModel):

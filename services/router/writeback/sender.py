@@ -43,6 +43,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
+from services.router.writeback.schemas import hide_userinfo
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -249,14 +250,16 @@ class WritebackSender:
                     )
             except TimeoutError:
                 return Outcome(
-                    f"no answer within {timeout:g} s from {request.method} {request.url}", sent=tuple(sent)
+                    f"no answer within {timeout:g} s from {request.method} {hide_userinfo(request.url)}",
+                    sent=tuple(sent),
                 )
             except Exception as exc:  # refused, a header httpx refuses, a bad answer...
                 return Outcome(f"{type(exc).__name__}: {exc}", sent=tuple(sent))
             if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
                 # Cut after redaction (in _send): a token cut in two would no longer match.
                 error = (
-                    f"HTTP {response.status_code} from {request.method} {request.url}: {response.text[:2000]}"
+                    f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
+                    f"{response.text[:2000]}"
                 )
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)

@@ -21,7 +21,7 @@ from services.router.errors import Conflict, get_or_404
 from services.router.slas.service import policies_notifying
 from services.router.writeback.connectors import teams_by_group
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
-from services.router.writeback.schemas import TargetIn, TargetOut
+from services.router.writeback.schemas import TargetIn, TargetOut, hide_userinfo
 from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Stale, check_expected, etag
@@ -46,6 +46,16 @@ def to_out(row: WritebackTarget) -> TargetOut:
 
 def _fields(row: WritebackTarget) -> dict[str, Any]:
     return {key: getattr(row, key) for key in AUDITED}
+
+
+def _shown(value: Any) -> Any:
+    """A value as the audit log may show it: a URL saved before credentials in URLs were refused
+    keeps its password out of the log, which viewers read."""
+    return hide_userinfo(value) if isinstance(value, str) else value
+
+
+def _audited(row: WritebackTarget) -> dict[str, Any]:
+    return {key: _shown(value) for key, value in _fields(row).items()}
 
 
 def _name_taken(name: str) -> Conflict:
@@ -113,7 +123,7 @@ async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> Wr
         await session.flush()  # the id, and revision 1
     except IntegrityError as exc:  # the same name, created concurrently
         raise _name_taken(data.name) from exc
-    record(session, actor, f"{ENTITY}.create", ENTITY, str(row.id), {"target": _fields(row)})
+    record(session, actor, f"{ENTITY}.create", ENTITY, str(row.id), {"target": _audited(row)})
     return row
 
 
@@ -124,7 +134,9 @@ async def update_target(
     row = await get_target(session, target_id)
     check_expected(expected, row.revision, target_etag(row))
     new = data.model_dump(mode="json")
-    changes = {k: {"old": old, "new": new[k]} for k, old in _fields(row).items() if old != new[k]}
+    changes = {
+        k: {"old": _shown(old), "new": _shown(new[k])} for k, old in _fields(row).items() if old != new[k]
+    }
     secret_changed = row.secret != data.secret
     if not changes and not secret_changed:
         return row
@@ -180,7 +192,7 @@ async def delete_target(session: AsyncSession, target_id: int, *, expected: int 
     row = await get_target(session, target_id)
     check_expected(expected, row.revision, target_etag(row))
     await _check_not_notified(session, row.name, "deleted")
-    seen, detail = row.revision, {"target": _fields(row), "revision": row.revision}
+    seen, detail = row.revision, {"target": _audited(row), "revision": row.revision}
     # Its deliveries go with it: none is sent to a target that is gone, and none waits to be
     # taken for a later target's (SQLite may give a new row a deleted row's id).
     await session.execute(delete(WritebackDelivery).where(WritebackDelivery.target_id == target_id))

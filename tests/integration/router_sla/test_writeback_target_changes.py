@@ -4,6 +4,7 @@ a URL the column cannot hold, or that carries credentials, is refused naming ``/
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -184,3 +185,16 @@ async def test_credentials_of_a_url_saved_before_are_not_shown(sessions, names):
     async with await api_client(sessions, router, Role.VIEWER, f"viewer-{name}") as client:
         shown = await client.get(f"/v1/writeback/targets/{target_id}")
     assert shown.json()["url"] == "https://***@helpdesk.example/hook" and "hunter2" not in shown.text
+    # Fixed as the README asks (a clean URL, the token in the secret): the audit log, which viewers
+    # read, records the old URL without its password.
+    async with await api_client(sessions, router, Role.ADMIN, f"admin-{name}") as client:
+        fixed = await client.put(
+            f"/v1/writeback/targets/{target_id}",
+            json=zendesk(name, "zd", url="https://helpdesk.example/hook"),
+            headers={"If-Match": shown.headers["etag"]},
+        )
+        assert fixed.status_code == 200, fixed.text
+    async with sessions() as session:
+        entries = await list_entries(session, entity="writeback_target", entity_id=str(target_id))
+    logged = json.dumps([entry.detail for entry in entries])
+    assert "***@helpdesk.example" in logged and "hunter2" not in logged

@@ -9,6 +9,7 @@ import pytest
 
 from services.router.writeback.connectors import Target
 from services.router.writeback.ratelimit import Pauses, rate_limit_wait
+from services.router.writeback.schemas import hide_userinfo
 from services.router.writeback.sender import redact
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -65,5 +66,6 @@ def test_a_password_in_a_targets_url_is_redacted() -> None:
     target = Target("webhook", "https://bot:hunter2-hunter2@hooks.example/in", "s" * 20, {})
     text = "ConnectError: https://bot:hunter2-hunter2@hooks.example/in refused"
     assert "hunter2" not in redact(text, target, [])
+    assert hide_userinfo("https://bot:pw12@hooks.example/in?x=1") == "https://***@hooks.example/in?x=1"
     odd = Target("webhook", "https://[::1/in", "s" * 20, {})  # does not parse: nothing to hide
     assert redact("x", odd, []) == "x"
