@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .aggregates import FlowWindow, Histogram
-from .columns import F_RECEIVED, UNSET
+from .columns import F_FR_PENDING, F_RECEIVED, F_RES_PENDING, UNSET
 from .config import BacklogConfig
 from .keyindex import SlotIndex
 from .labels import LabelInterner
@@ -157,5 +157,8 @@ def load(data: bytes) -> BacklogState:
     if not header.get("received_per_key"):  # written while every ticket.created was counted
         for _, slot in state.index.items():
             state.a_flags[slot] |= F_RECEIVED
+    # Breaches left pending when the checkpoint was taken count at the next clock move.
+    pending_bits = F_FR_PENDING | F_RES_PENDING
+    state.pending = [(slot, state.now_ms - 1) for slot, f in enumerate(state.a_flags) if f & pending_bits]
     rebuild_heaps(state)
     return state

@@ -83,6 +83,9 @@ class BacklogState:
         self.a_created, self.a_fr_due, self.a_res_due, self.a_next = (array("q") for _ in range(4))
         self.a_res_warn = array("q")  # the router's resolution warning instant (see .columns)
         self.a_rev = array("I")  # TicketState.revision: older states are ignored
+        # (slot, instant) of breaches left pending by a state that arrived past its deadline; counted
+        # once the clock passes that instant, unless the ticket's next state settles them first.
+        self.pending: list[tuple[int, int]] = []
         self.free = array("I")
         self.index = SlotIndex()
         self.n_open = 0

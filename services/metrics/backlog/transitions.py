@@ -58,6 +58,8 @@ def advance_clock(st: BacklogState, now: datetime) -> None:
     with st.lock:
         if ms > st.now_ms:
             st.now_ms = ms
+        if st.pending and st.pending[0][1] < st.now_ms:
+            settle_pending(st)
         # A rebuild inside add_open replaces st.sched; entries still due stay in this list.
         heap, a_next, flags = st.sched, st.a_next, st.a_flags
         limit = (st.now_ms + 1) << 32
@@ -67,6 +69,30 @@ def advance_clock(st: BacklogState, now: datetime) -> None:
             if a_next[slot] == key >> 32 and flags[slot] & F_OPEN:
                 remove_open(st, slot)
                 add_open(st, slot)
+
+
+def settle_pending(st: BacklogState) -> None:
+    """Count the breaches left pending at an instant the clock has now passed: no state decided at
+    that instant settled them (see add_open). Nothing else about the ticket changes (it was counted
+    overdue when it arrived), so it is not reclassified: an event of an overdue ticket costs no more
+    than it did before breaches could be pending."""
+    keep = []
+    flags, team = st.a_flags, st.a_team
+    for slot, at in st.pending:
+        if at >= st.now_ms:
+            keep.append((slot, at))
+            continue
+        f = flags[slot]
+        if not f & F_OPEN:
+            continue  # solved meanwhile: its next state settled it (state._apply_values)
+        if f & F_RES_PENDING:
+            f = (f | F_RES_BREACHED) & ~F_RES_PENDING
+            st.c_breach[team[slot] * 2 + 1] += 1
+        if f & F_FR_PENDING:
+            f = (f | F_FR_BREACHED) & ~F_FR_PENDING
+            st.c_breach[team[slot] * 2] += 1
+        flags[slot] = f
+    st.pending = keep
 
 
 def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = False) -> None:
@@ -95,7 +121,7 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
                     pass
                 elif arrived:
                     f |= F_RES_PENDING
-                    nxt = min(nxt, now + 1)
+                    st.pending.append((slot, now))
                 else:
                     f = (f | F_RES_BREACHED) & ~F_RES_PENDING
                     st.c_breach[team * 2 + 1] += 1
@@ -111,7 +137,7 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
         if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
             if arrived and now >= due:
                 f |= F_FR_PENDING
-                nxt = min(nxt, now + 1)
+                st.pending.append((slot, now))
             elif now >= due:
                 f = (f | F_FR_BREACHED) & ~F_FR_PENDING
                 st.c_breach[team * 2] += 1

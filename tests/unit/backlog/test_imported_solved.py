@@ -85,3 +85,17 @@ def test_a_reply_in_time_at_the_same_instant_settles_the_first_response_deadline
     state.apply(envelope(answered, NOW), at(NOW))
     state.advance_clock(at(NOW + DAY))
     assert breaches(state) == (0, 1)  # answered at 10 min; still open long past 4 h
+
+
+def test_a_breach_pending_at_a_checkpoint_counts_once_after_the_restore() -> None:
+    from services.metrics.backlog.checkpoint import capture, load, seal
+
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H)
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    with state.lock:
+        body = capture(state)
+    restored = load(seal(body))
+    restored.advance_clock(at(NOW + 1))
+    restored.advance_clock(at(NOW + 2))
+    assert breaches(restored) == (1, 1)
