@@ -159,6 +159,7 @@ def load(data: bytes) -> BacklogState:
             state.a_flags[slot] |= F_RECEIVED
     # Breaches left pending when the checkpoint was taken count at the next clock move.
     pending_bits = F_FR_PENDING | F_RES_PENDING
-    state.pending = [(slot, state.now_ms - 1) for slot, f in enumerate(state.a_flags) if f & pending_bits]
+    state.pending_slots = array("I", (slot for slot, f in enumerate(state.a_flags) if f & pending_bits))
+    state.pending_at = state.now_ms - 1
     rebuild_heaps(state)
     return state

@@ -83,9 +83,11 @@ class BacklogState:
         self.a_created, self.a_fr_due, self.a_res_due, self.a_next = (array("q") for _ in range(4))
         self.a_res_warn = array("q")  # the router's resolution warning instant (see .columns)
         self.a_rev = array("I")  # TicketState.revision: older states are ignored
-        # (slot, instant) of breaches left pending by a state that arrived past its deadline; counted
-        # once the clock passes that instant, unless the ticket's next state settles them first.
-        self.pending: list[tuple[int, int]] = []
+        # Slots with a breach left pending by a state that arrived past its deadline (at instants up
+        # to pending_at): counted once the clock passes it, unless the ticket's next state settles
+        # them first. 4 bytes each: a replay or an import at one instant can leave one per ticket.
+        self.pending_slots = array("I")
+        self.pending_at = -1
         self.free = array("I")
         self.index = SlotIndex()
         self.n_open = 0

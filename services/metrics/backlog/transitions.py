@@ -58,7 +58,7 @@ def advance_clock(st: BacklogState, now: datetime) -> None:
     with st.lock:
         if ms > st.now_ms:
             st.now_ms = ms
-        if st.pending and st.pending[0][1] < st.now_ms:
+        if st.pending_slots and st.pending_at < st.now_ms:
             settle_pending(st)
         # A rebuild inside add_open replaces st.sched; entries still due stay in this list.
         heap, a_next, flags = st.sched, st.a_next, st.a_flags
@@ -72,16 +72,12 @@ def advance_clock(st: BacklogState, now: datetime) -> None:
 
 
 def settle_pending(st: BacklogState) -> None:
-    """Count the breaches left pending at an instant the clock has now passed: no state decided at
-    that instant settled them (see add_open). Nothing else about the ticket changes (it was counted
-    overdue when it arrived), so it is not reclassified: an event of an overdue ticket costs no more
-    than it did before breaches could be pending."""
-    keep = []
+    """Count the breaches left pending once the clock has passed the latest instant one was left at:
+    no state decided at their instant settled them (see add_open). Nothing else about the ticket
+    changes (it was counted overdue when it arrived), so it is not reclassified: an event of an
+    overdue ticket costs no more than it did before breaches could be pending."""
     flags, team = st.a_flags, st.a_team
-    for slot, at in st.pending:
-        if at >= st.now_ms:
-            keep.append((slot, at))
-            continue
+    for slot in st.pending_slots:
         f = flags[slot]
         if not f & F_OPEN:
             continue  # solved meanwhile: its next state settled it (state._apply_values)
@@ -92,7 +88,7 @@ def settle_pending(st: BacklogState) -> None:
             f = (f | F_FR_BREACHED) & ~F_FR_PENDING
             st.c_breach[team[slot] * 2] += 1
         flags[slot] = f
-    st.pending = keep
+    del st.pending_slots[:]
 
 
 def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = False) -> None:
@@ -121,7 +117,8 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
                     pass
                 elif arrived:
                     f |= F_RES_PENDING
-                    st.pending.append((slot, now))
+                    st.pending_slots.append(slot)
+                    st.pending_at = now
                 else:
                     f = (f | F_RES_BREACHED) & ~F_RES_PENDING
                     st.c_breach[team * 2 + 1] += 1
@@ -137,7 +134,8 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
         if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
             if arrived and now >= due:
                 f |= F_FR_PENDING
-                st.pending.append((slot, now))
+                st.pending_slots.append(slot)
+                st.pending_at = now
             elif now >= due:
                 f = (f | F_FR_BREACHED) & ~F_FR_PENDING
                 st.c_breach[team * 2] += 1
