@@ -12,9 +12,10 @@
    the outbox in one transaction. If that commit fails nothing was recorded: the caller answers
    503 and the sender retries. A crash anywhere before the commit also leaves nothing recorded.
 
-No transaction is open, and no pooled connection held, while the broker answers. Two concurrent
-deliveries of one id may both read "not seen" and both publish: the same event ids (derived from
-the delivery id), which consumers absorb.
+No transaction is open, and no pooled connection held, while the broker answers. A copy of a
+delivery this process is accepting at the moment waits for it and answers ``duplicate``; copies
+racing into two replicas at once may both publish: the same event ids (derived from the delivery
+id), which consumers absorb.
 
 Without a delivery id there is nothing to deduplicate (the event id is random), so steps 2 and 3
 run without a transaction; only a park writes to the database.
@@ -121,6 +122,8 @@ class EventPublisher:
         self.outbox_pending = 0  # rows we know are waiting; refreshed by the relay
         self._parks = 0  # parks so far: lets the relay tell a fresh park from a stale count
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
+        # Deliveries being accepted now: (the outcome, None if not accepted; the request digest).
+        self._accepting: dict[tuple[str, str], tuple[asyncio.Future[Outcome | None], str | None]] = {}
         self.gate = OutboxGate(sessions, owner)
         self.ledger = DeliveryLedger(sessions)
         self._wake = asyncio.Event()  # set by parks: the relay should look now
@@ -140,6 +143,30 @@ class EventPublisher:
         :class:`KeyReused` when ``dedupe`` was first claimed with another ``request_digest``."""
         if dedupe is None:
             return await self._accept_fresh(events)
+        # A copy of a delivery this process is accepting now waits for it and is its duplicate: two
+        # copies racing in (a vendor retrying a slow first attempt) are published once per process.
+        racing = self._accepting.get(dedupe)
+        if racing is not None:
+            first, first_digest = racing
+            if request_digest is not None and first_digest not in (None, request_digest):
+                raise KeyReused(dedupe[1])
+            if await asyncio.shield(first) is None:
+                raise Unavailable("the first copy of this delivery was not accepted; retry")
+            DUPLICATES.inc()
+            return _DUPLICATE
+        done: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._accepting[dedupe] = (done, request_digest)
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._accept_delivery(events, dedupe, request_digest)
+            return outcome
+        finally:
+            del self._accepting[dedupe]
+            done.set_result(outcome)
+
+    async def _accept_delivery(
+        self, events: list[EventEnvelope], dedupe: tuple[str, str], request_digest: str | None
+    ) -> Outcome:
         unacked: dict[int, Future | None] = dict.fromkeys(range(len(events)))
         try:
             # No transaction or pooled connection is held while the broker answers: on SQLite one

@@ -275,3 +275,16 @@ async def test_more_deliveries_in_flight_than_pooled_connections_are_all_accepte
         intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 60
     )
     assert sorted(e.ticket().external_id for e in events) == sorted(f"flood-{n}" for n in range(60))
+
+
+async def test_copies_of_one_delivery_racing_into_one_replica_are_published_once(intake: Intake) -> None:
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("native", SECRET)}
+    body = json.dumps({"external_id": "raced"}).encode()  # one body: one delivery id (its hash)
+    answers = await asyncio.gather(*(_post(intake, name, body, auth) for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [202]
+    assert len({a.json()["event_ids"][0] for a in answers}) == 1
+    settings = intake.settings
+    events = await read_topic(settings.kafka_bootstrap_servers, settings.topic_ticket_events, 1)
+    assert [e.ticket().external_id for e in events] == ["raced"]
