@@ -29,6 +29,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from shared.db.storable import ESCAPED_NUL, replace_nul
+
 SCHEMA_VERSION = 1
 
 # Namespace for deterministic event ids: an event derived from another one (a routing decision
@@ -291,7 +293,7 @@ class EventEnvelope(BaseModel):
     def decode(cls, raw: bytes) -> tuple[EventEnvelope, TicketSnapshot | None]:
         """``from_bytes``, with the snapshot a ticket event's payload validated to (None for a
         routing event), so that a consumer need not validate the payload a second time."""
-        if _ESCAPED_NUL in raw:  # JSON holds U+0000 only escaped; rare, so the fast path is one scan
+        if ESCAPED_NUL in raw:  # JSON holds U+0000 only escaped; rare, so the fast path is one scan
             raw = _without_nul(raw)
         envelope = cls.model_validate_json(raw)
         # Validate the payload against its type now, so a bad payload is poison here and
@@ -302,27 +304,13 @@ class EventEnvelope(BaseModel):
         return envelope, None
 
 
-_ESCAPED_NUL = b"\\u0000"
-_REPLACEMENT = "\ufffd"
-
-
-def _replace_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\0", _REPLACEMENT)
-    if isinstance(value, dict):
-        return {_replace_nul(key): _replace_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_replace_nul(item) for item in value]
-    return value
-
-
 def _without_nul(raw: bytes) -> bytes:
     """The event with every U+0000 replaced by U+FFFD. Vendors' tickets can hold one (binary pasted
     into a description) and intake passes their text on as it came, but PostgreSQL stores it neither
     in text nor in JSONB: a consumer that stores the ticket would fail on the event for good. The
     standard library reads what the model reads (integers beyond 64 bits included)."""
     try:
-        return json.dumps(_replace_nul(json.loads(raw)), ensure_ascii=False).encode()
+        return json.dumps(replace_nul(json.loads(raw)), ensure_ascii=False).encode()
     except (ValueError, RecursionError):
         return raw  # not JSON, or nested beyond what validation reads: validation says so
 

@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 MAX_DELIVERY_ID = 200  # the column's length
 
 
+def key_reused(stored: str | None, given: str | None) -> bool:
+    """Whether a delivery id stored with digest ``stored`` is reused by a request of digest
+    ``given``. Webhooks give none, and a row from before digests were kept has none: a duplicate."""
+    return given is not None and stored is not None and stored != given
+
+
 class Claim(Enum):
     CLAIMED = "claimed"  # first time: go on
     DUPLICATE = "duplicate"  # accepted before: acknowledge without publishing
@@ -56,7 +62,7 @@ async def claim_delivery(
             WebhookDelivery.source == source, WebhookDelivery.delivery_id == delivery_id
         )
     )
-    return Claim.DUPLICATE if stored in (None, request_digest) else Claim.KEY_REUSED
+    return Claim.KEY_REUSED if key_reused(stored, request_digest) else Claim.DUPLICATE
 
 
 async def prune_deliveries(sessions: async_sessionmaker[AsyncSession], retention: timedelta) -> int:

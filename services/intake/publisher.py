@@ -44,14 +44,14 @@ import logging
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.deliveries import Claim, claim_delivery
+from services.intake.deliveries import Claim, claim_delivery, key_reused
 from services.intake.ledger import NOT_SEEN, DeliveryLedger
 from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
@@ -148,7 +148,7 @@ class EventPublisher:
         racing = self._accepting.get(dedupe)
         if racing is not None:
             first, first_digest = racing
-            if request_digest is not None and first_digest not in (None, request_digest):
+            if key_reused(first_digest, request_digest):
                 raise KeyReused(dedupe[1])
             if await asyncio.shield(first) is None:
                 raise Unavailable("the first copy of this delivery was not accepted; retry")
@@ -208,7 +208,7 @@ class EventPublisher:
         stored = await self.ledger.accepted(*dedupe)
         if stored is NOT_SEEN:
             return False
-        if request_digest is not None and stored not in (None, request_digest):
+        if key_reused(cast(str | None, stored), request_digest):
             raise KeyReused(dedupe[1])
         return True
 

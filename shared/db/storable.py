@@ -6,6 +6,9 @@ from typing import Any
 
 NUL = "\x00"
 NUL_MESSAGE = "must not contain U+0000"
+# JSON holds U+0000 only as this escape (a raw control character is invalid JSON); a byte scan for
+# it decides cheaply that a document has none.
+ESCAPED_NUL = b"\\u0000"
 
 
 def _escape_pointer_token(token: str) -> str:
@@ -31,6 +34,17 @@ def nul_pointer(value: Any, pointer: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def replace_nul(value: Any) -> Any:
+    """``value`` (strings nested in dicts and lists) with every U+0000 replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(NUL, "\ufffd")
+    if isinstance(value, dict):
+        return {replace_nul(key): replace_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [replace_nul(item) for item in value]
+    return value
 
 
 def reject_nul(value: Any) -> None:

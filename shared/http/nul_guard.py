@@ -13,19 +13,18 @@ import json
 import orjson
 from fastapi import Request
 
-from shared.db.storable import NUL, NUL_MESSAGE, nul_pointer
+from shared.db.storable import ESCAPED_NUL, NUL, NUL_MESSAGE, nul_pointer
 from shared.http.problems import Problem
 
-# A JSON body holds U+0000 only as the escape \u0000 (a raw control character is invalid JSON), or
-# anywhere in a UTF-16/32 body, whose ASCII characters all have zero bytes.
-_ESCAPED_NUL = b"\\u0000"
+# Besides the escape (ESCAPED_NUL), a UTF-16/32 body may hold U+0000 anywhere: its ASCII
+# characters all have zero bytes.
 _ZERO_BYTE = b"\x00"
 
 
 def body_nul_pointer(body: bytes) -> str | None:
     """Where a JSON body holds U+0000, if it does. The raw bytes only pre-filter: ``\\\\u0000`` is an
     escaped backslash followed by ``u0000``, not a NUL, so only the parsed value decides."""
-    if _ESCAPED_NUL not in body and _ZERO_BYTE not in body:
+    if ESCAPED_NUL not in body and _ZERO_BYTE not in body:
         return None
     try:
         value = orjson.loads(body)

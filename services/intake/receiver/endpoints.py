@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from services.intake.deliveries import MAX_DELIVERY_ID
@@ -37,7 +36,7 @@ from services.intake.webhooks import (
 from shared.events import external_id_too_long, utc_now
 from shared.http.json_body import is_json_media_type
 from shared.http.problems import Problem
-from shared.http.raw_route import RawRoute
+from shared.http.raw_route import RawRoute, invalid
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +94,8 @@ def _bounded_delivery_id(raw: str) -> str:
 async def receive_webhook(request: Request) -> Response:
     name: str = request.path_params["name"]
     if len(name) > NAME_MAX:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "string_too_long",
-                    "loc": ("path", "name"),
-                    "msg": f"String should have at most {NAME_MAX} characters",
-                    "input": None,
-                }
-            ]
-        )
+        message = f"String should have at most {NAME_MAX} characters"
+        raise invalid(("path", "name"), message, "string_too_long")
     state = request.app.state
     cache: SourceCache = state.source_cache
     config = await cache.get(name)

@@ -27,7 +27,7 @@ from shared.events import EventType, derived_event_id, external_id_too_long, tic
 from shared.http.json_body import is_json_media_type
 from shared.http.nul_guard import body_nul_pointer, nul_problem
 from shared.http.problems import Problem
-from shared.http.raw_route import RawRoute
+from shared.http.raw_route import RawRoute, invalid
 
 router = APIRouter(prefix="/v1", tags=["tickets"], route_class=RawRoute)
 
@@ -70,14 +70,10 @@ def _openapi() -> dict[str, Any]:
     }
 
 
-def _invalid(loc: tuple[str | int, ...], message: str, kind: str) -> RequestValidationError:
-    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": None}])
-
-
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise _invalid(
+        raise invalid(
             ("header", IDEMPOTENCY_HEADER),
             "must be 1 to 150 printable ASCII characters without spaces",
             "string_pattern_mismatch",
@@ -88,7 +84,7 @@ def _idempotency_key(request: Request) -> str | None:
 async def _ticket(request: Request) -> TicketIn:
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
-        raise _invalid(("body",), "send the ticket as application/json", "model_attributes_type")
+        raise invalid(("body",), "send the ticket as application/json", "model_attributes_type")
     body = await read_body(request, request.app.state.settings.intake_max_body_bytes)
     nul_at = body_nul_pointer(body)  # PostgreSQL stores no U+0000: the router could not keep it
     if nul_at is not None:
@@ -101,7 +97,7 @@ async def _ticket(request: Request) -> TicketIn:
         ) from exc
     too_long = external_id_too_long(ticket.source, ticket.external_id)
     if too_long is not None:
-        raise _invalid(("body", "external_id"), too_long, "string_too_long")
+        raise invalid(("body", "external_id"), too_long, "string_too_long")
     return ticket
 
 
@@ -139,7 +135,7 @@ async def submit_ticket(request: Request) -> Response:
             [envelope], dedupe=dedupe, request_digest=_digest(ticket) if dedupe else None
         )
     except KeyReused as exc:
-        raise _invalid(
+        raise invalid(
             ("header", IDEMPOTENCY_HEADER),
             "this key was already used with a different ticket; use a new key for a new request",
             "idempotency_key_reused",
