@@ -107,6 +107,7 @@ class EventPublisher:
         self,
         producer: AIOKafkaProducer,
         sessions: async_sessionmaker[AsyncSession],
+        ledger: DeliveryLedger,
         topic: str,
         timeout_s: float,
         owner: str = OUTBOX_OWNER,
@@ -125,7 +126,7 @@ class EventPublisher:
         # Deliveries being accepted now: (the outcome, None if not accepted; the request digest).
         self._accepting: dict[tuple[str, str], tuple[asyncio.Future[Outcome | None], str | None]] = {}
         self.gate = OutboxGate(sessions, owner)
-        self.ledger = DeliveryLedger(sessions)
+        self.ledger = ledger
         self._wake = asyncio.Event()  # set by parks: the relay should look now
 
     @property
