@@ -31,8 +31,14 @@ POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_POST
 
 
 def databases() -> list[str]:
-    """The backends to measure: SQLite always, PostgreSQL when a server URL is configured."""
-    return ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+    """The backends to measure: SQLite always, PostgreSQL when a server URL is configured;
+    ``BENCH_DATABASES=postgres`` (or ``sqlite``) keeps only that one."""
+    available = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+    chosen = [kind.strip() for kind in os.environ.get("BENCH_DATABASES", "").split(",") if kind.strip()]
+    unknown = [kind for kind in chosen if kind not in available]
+    if unknown:
+        raise ValueError(f"BENCH_DATABASES: {unknown} not available here; choose from {available}")
+    return [kind for kind in available if kind in chosen] if chosen else available
 
 
 @contextmanager
@@ -167,21 +173,26 @@ class Process:
 def service(name: str, env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
     """Start ``services.<name>`` on a free port; returns the process and its port."""
     port = free_port()
-    argv = [sys.executable, "-m", f"services.{name}"]
-    if name in os.environ.get("BENCH_PROFILE", "").split(","):
-        # py-spy (pip install py-spy) samples the service; collapsed stacks land in bench/results.
-        out = REPO_ROOT / "bench" / "results" / f"profile-{name}-{uuid.uuid4().hex[:6]}.txt"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        py_spy = str(Path(sys.executable).parent / "py-spy")
-        argv = [py_spy, "record", "-r", "200", "-f", "raw", "-o", str(out), "--", *argv]
+    argv = profiled(name, [sys.executable, "-m", f"services.{name}"])
     process = Process(name, argv, {**env, f"{name.upper()}_PORT": str(port)}, log_dir)
     return process, port
+
+
+def profiled(name: str, argv: list[str]) -> list[str]:
+    """``argv`` under py-spy (pip install py-spy) when BENCH_PROFILE names ``name`` (``intake``,
+    ``bare_intake``...); the collapsed stacks land in bench/results."""
+    if name not in os.environ.get("BENCH_PROFILE", "").split(","):
+        return argv
+    out = REPO_ROOT / "bench" / "results" / f"profile-{name}-{uuid.uuid4().hex[:6]}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    return [py_spy, "record", "-r", "200", "-f", "raw", "-o", str(out), "--", *argv]
 
 
 def bare_intake(env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
     """Start the intake baseline (bench/harness/bare_intake.py) on a free port."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)]
+    argv = profiled("bare_intake", [sys.executable, "-m", "bench.harness.bare_intake", "--port", str(port)])
     return Process("bare_intake", argv, env, log_dir), port
 
 

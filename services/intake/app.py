@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.intake.deliveries import prune_forever
-from services.intake.ledger import DeliveryLedger, ledger_engine
+from services.intake.held import HeldConnections, held_engine
 from services.intake.publisher import EventPublisher
 from services.intake.receiver.endpoints import router as webhooks_router
 from services.intake.receiver.limits import TokenBuckets
@@ -31,11 +31,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings, linger_ms=settings.intake_producer_linger_ms)
-        ledger = DeliveryLedger(ledger_engine(settings.database_url))
+        held = HeldConnections(held_engine(settings.database_url))
         publisher = EventPublisher(
             resources.producer,
             resources.sessions,
-            ledger,
+            held,
             settings.topic_ticket_events,
             settings.intake_publish_timeout_s,
         )
@@ -75,7 +75,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await ledger.close()
+            await held.close()
             await resources.close()
 
     app = FastAPI(

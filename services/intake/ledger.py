@@ -6,31 +6,24 @@ database driver and connections opened beyond the pool. Here every request that 
 batch is in flight waits for the next one, which covers all of them with one statement on one
 connection: the batches grow with the load, and a lone request waits for nobody.
 
-The ledger keeps its own two connections checked out (:func:`ledger_engine`), in autocommit: a
-single statement is atomic by itself, so a batch is one round trip, with no pool checkout, ping,
-rollback or reset around it. Through the shared pool a batch had also paid the pre-ping (BEGIN,
-ping, ROLLBACK on PostgreSQL) and, on SQLite, seven to eight hand-offs to aiosqlite's thread; and
-SQLite scanned the whole table for each lookup (see :func:`sqlite_lookup`). Measured at 16
-deliveries per batch, a lookup and a record cost 74 µs (PostgreSQL) and 286 µs (SQLite) of CPU per
-delivery that way, 24 µs and 28 µs now. The statements go to the driver as they are: one array
-per column on PostgreSQL (``unnest``), one multi-row statement on SQLite. Instead of a ping, a
-batch that fails on PostgreSQL drops its connection and is tried once more on a new one (a
-restarted server leaves the held connections dead).
+A batch is one statement on one of intake's held connections (services/intake/held.py), which
+skip the pool's checkout, ping and reset; and SQLite had scanned the whole table for each lookup
+(see :func:`sqlite_lookup`). Measured at 16 deliveries per batch, a lookup and a record cost 74 µs
+(PostgreSQL) and 286 µs (SQLite) of CPU per delivery through the shared pool, 24 µs and 28 µs
+now. The statements go to the driver as they are: one array per column on PostgreSQL
+(``unnest``), one multi-row statement on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
+from services.intake.held import HeldConnections
 from services.intake.models import WebhookDelivery
-from shared.db.engine import create_engine
 from shared.events import utc_now
 
 log = logging.getLogger(__name__)
@@ -99,6 +92,11 @@ class _Batcher(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                except BaseException:  # cancelled (the loop is closing): no caller waits for good
+                    for _, future in [*batch, *self._queue]:
+                        future.cancel()
+                    self._queue = []
+                    raise
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
@@ -113,37 +111,15 @@ class Record:
     request_digest: str | None
 
 
-def ledger_engine(database_url: str) -> AsyncEngine:
-    """The ledger's own connections: one for lookups, one for records, both in autocommit."""
-    return create_engine(
-        database_url,
-        pool_size=2,
-        max_overflow=0,
-        pool_pre_ping=False,  # a failed batch is retried on a new connection instead
-        pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
-        isolation_level="AUTOCOMMIT",
-    )
-
-
 class DeliveryLedger:
-    def __init__(self, engine: AsyncEngine) -> None:
-        """``engine`` is the ledger's own (:func:`ledger_engine`); closed by :meth:`close`."""
-        self.engine = engine
-        self.dialect = engine.dialect
-        self._postgres = engine.dialect.name == "postgresql"
+    def __init__(self, held: HeldConnections) -> None:
+        self.held = held
+        dialect = held.engine.dialect
         # SQLite keeps datetimes as text: the column's own conversion, as the ORM writes them.
         received_at = WebhookDelivery.__table__.c.received_at.type
-        self._bind_time = received_at.dialect_impl(self.dialect).bind_processor(self.dialect)
-        # Connections kept checked out between batches: a checkout and check-in through the
-        # pool cost more CPU than the statement.
-        self._idle: list[tuple[AsyncConnection, Any]] = []  # with its driver connection
+        self._bind_time = received_at.dialect_impl(dialect).bind_processor(dialect)
         self._lookups: _Batcher[Key, object] = _Batcher(self._lookup_many)
         self._records: _Batcher[Record, None] = _Batcher(self._record_many)
-
-    async def close(self) -> None:
-        while self._idle:
-            await self._idle.pop()[0].close()
-        await self.engine.dispose()
 
     async def accepted(self, source: str, delivery_id: str) -> object:
         """The request digest stored with the delivery id (None: stored without one), or
@@ -156,20 +132,20 @@ class DeliveryLedger:
 
     async def _lookup_many(self, keys: list[Key]) -> list[object]:
         wanted = list(dict.fromkeys(keys))
-        if self._postgres:
+        if self.held.postgres:
             sources, ids = [k[0] for k in wanted], [k[1] for k in wanted]
-            rows = await self._driver_call(lambda driver: driver.fetch(_PG_LOOKUP, sources, ids))
+            rows = await self.held.call(lambda driver: driver.fetch(_PG_LOOKUP, sources, ids))
         else:
             query = sqlite_lookup(len(wanted))
             flat = [part for key in wanted for part in key]
-            rows = await self._driver_call(lambda driver: driver.execute_fetchall(query, flat))
+            rows = await self.held.call(lambda driver: driver.execute_fetchall(query, flat))
         found: dict[Key, object] = {(row[0], row[1]): row[2] for row in rows}
         return [found.get(key, NOT_SEEN) for key in keys]
 
     async def _record_many(self, records: list[Record]) -> list[None]:
         now = utc_now()
         first = list({record.key: record for record in reversed(records)}.values())  # first wins
-        if self._postgres:
+        if self.held.postgres:
             columns = (
                 [r.key[0] for r in first],
                 [r.key[1] for r in first],
@@ -177,43 +153,10 @@ class DeliveryLedger:
                 [r.events for r in first],
                 [r.request_digest for r in first],
             )
-            await self._driver_call(lambda driver: driver.execute(_PG_RECORD, *columns))
+            await self.held.call(lambda driver: driver.execute(_PG_RECORD, *columns))
         else:
             stamp = self._bind_time(now) if self._bind_time else now
             statement = sqlite_record(len(first))
             flat = [v for r in first for v in (r.key[0], r.key[1], stamp, r.events, r.request_digest)]
-            await self._driver_call(lambda driver: driver.execute_fetchall(statement, flat))
+            await self.held.call(lambda driver: driver.execute_fetchall(statement, flat))
         return [None] * len(records)
-
-    async def _driver_call(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
-        """``call`` with a driver connection (asyncpg's or aiosqlite's). A failed call drops its
-        connection; on PostgreSQL it is made once more on a new one."""
-        attempts = 2 if self._postgres else 1
-        for attempt in range(1, attempts + 1):
-            connection, driver = self._idle.pop() if self._idle else await self._connect()
-            try:
-                result = await call(driver)
-            except BaseException:
-                await _discard(connection)
-                if attempt == attempts:
-                    raise
-                log.info("delivery ledger: retrying a batch on a new connection")
-                continue
-            self._idle.append((connection, driver))
-            return result
-        raise AssertionError("unreachable")
-
-    async def _connect(self) -> tuple[AsyncConnection, Any]:
-        connection = await self.engine.connect()
-        try:
-            return connection, (await connection.get_raw_connection()).driver_connection
-        except BaseException:
-            await _discard(connection)
-            raise
-
-
-async def _discard(connection: AsyncConnection) -> None:
-    with contextlib.suppress(Exception):
-        await connection.invalidate()
-    with contextlib.suppress(Exception):
-        await connection.close()

@@ -52,6 +52,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.deliveries import Claim, claim_delivery, key_reused
+from services.intake.held import HeldConnections
 from services.intake.ledger import NOT_SEEN, DeliveryLedger
 from services.intake.outbox_gate import OutboxGate
 from shared.db.models import OutboxMessage
@@ -107,7 +108,7 @@ class EventPublisher:
         self,
         producer: AIOKafkaProducer,
         sessions: async_sessionmaker[AsyncSession],
-        ledger: DeliveryLedger,
+        held: HeldConnections,
         topic: str,
         timeout_s: float,
         owner: str = OUTBOX_OWNER,
@@ -125,8 +126,8 @@ class EventPublisher:
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
         # Deliveries being accepted now: (the outcome, None if not accepted; the request digest).
         self._accepting: dict[tuple[str, str], tuple[asyncio.Future[Outcome | None], str | None]] = {}
-        self.gate = OutboxGate(sessions, owner)
-        self.ledger = ledger
+        self.gate = OutboxGate(held, owner)
+        self.ledger = DeliveryLedger(held)
         self._wake = asyncio.Event()  # set by parks: the relay should look now
 
     @property

@@ -74,8 +74,9 @@ _RAW_JSON_BODY: dict[str, Any] = {
 
 
 def _bounded_delivery_id(raw: str) -> str:
-    # Vendor ids come from headers the signature does not cover: keep the column's bound.
-    if len(raw) <= MAX_DELIVERY_ID:
+    # Vendor ids come from headers the signature does not cover, or from the body: keep the
+    # column's bound, and no U+0000 (PostgreSQL refuses it in text, with the whole ledger batch).
+    if len(raw) <= MAX_DELIVERY_ID and "\x00" not in raw:
         return raw
     return "sha256id:" + hashlib.sha256(raw.encode()).hexdigest()
 

@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from asyncpg.exceptions import DivisionByZeroError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.intake.ledger import NOT_SEEN, DeliveryLedger, ledger_engine, sqlite_lookup
+from services.intake.held import HeldConnections, held_engine
+from services.intake.ledger import NOT_SEEN, DeliveryLedger, sqlite_lookup
 from services.intake.models import WebhookDelivery
 from shared.events import utc_now
 
 
 @pytest.fixture
 async def ledger(database_url: str) -> AsyncIterator[DeliveryLedger]:
-    opened = DeliveryLedger(ledger_engine(database_url))
-    yield opened
-    await opened.close()
+    held = HeldConnections(held_engine(database_url))
+    yield DeliveryLedger(held)
+    await held.close()
 
 
 @pytest.fixture
@@ -61,12 +64,39 @@ async def test_a_sqlite_lookup_goes_through_the_primary_key(database_url: str, e
     assert any(d.startswith("SEARCH d USING") for d in details), details
 
 
-async def test_a_connection_the_server_dropped_is_replaced(
-    database_url: str, ledger: DeliveryLedger, engine: AsyncEngine, unique: str
-) -> None:
+def _postgres_only(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL closes connections; a SQLite file has none to lose")
-    assert await ledger.accepted("ledger", unique) is NOT_SEEN  # the ledger now holds a connection
+
+
+@pytest.fixture
+async def held(database_url: str) -> AsyncIterator[HeldConnections]:
+    opened = HeldConnections(held_engine(database_url))
+    yield opened
+    await opened.close()
+
+
+async def _backend_pids(engine: AsyncEngine) -> set[int]:
+    async with engine.connect() as admin:
+        rows = await admin.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        return {row[0] for row in rows}
+
+
+async def test_connections_the_server_dropped_are_all_replaced(
+    database_url: str, ledger: DeliveryLedger, engine: AsyncEngine, unique: str
+) -> None:
+    _postgres_only(database_url)
+    # Three held connections (lookups, records and a third user at once), all dropped as a restart does.
+    await asyncio.gather(
+        ledger.accepted("ledger", unique),
+        ledger.record("ledger", f"{unique}-other", 1, None),
+        ledger.held.call(lambda driver: driver.fetch("SELECT pg_sleep(0.05)")),
+    )
     async with engine.connect() as admin:
         dropped = await admin.scalar(
             text(
@@ -74,6 +104,63 @@ async def test_a_connection_the_server_dropped_is_replaced(
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         )
-    assert dropped and dropped >= 1
-    await ledger.record("ledger", unique, 1, None)  # on a new connection, without an error
+    assert dropped and dropped >= 3
+    await ledger.record("ledger", unique, 1, None)  # on new connections, without an error
     assert await ledger.accepted("ledger", unique) is None
+    assert await ledger.accepted("ledger", f"{unique}-other") is None
+
+
+async def test_a_refused_statement_is_neither_retried_nor_costs_its_connection(
+    database_url: str, held: HeldConnections
+) -> None:
+    _postgres_only(database_url)
+    first = await held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid()"))
+    tried: list[int] = []
+
+    async def refused(driver: Any) -> None:
+        tried.append(1)
+        await driver.fetch("SELECT 1 / 0")
+
+    with pytest.raises(DivisionByZeroError):
+        await held.call(refused)
+    assert tried == [1]
+    assert await held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid()")) == first
+
+
+async def test_a_cancelled_statement_stays_cancelled_and_its_connection_is_closed(
+    database_url: str, held: HeldConnections, engine: AsyncEngine
+) -> None:
+    _postgres_only(database_url)
+    pids: list[int] = []
+
+    async def slow(driver: Any) -> None:
+        pids.append(await driver.fetchval("SELECT pg_backend_pid()"))
+        await driver.fetch("SELECT pg_sleep(5)")
+
+    task = asyncio.ensure_future(held.call(slow))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(pids) == 1  # not tried again
+    await _gone(engine, pids[0])
+
+
+async def test_closing_while_a_statement_runs_leaves_no_connection_open(
+    database_url: str, held: HeldConnections, engine: AsyncEngine
+) -> None:
+    _postgres_only(database_url)
+    pid = asyncio.ensure_future(
+        held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.3)"))
+    )
+    await asyncio.sleep(0.1)
+    await held.close()
+    await _gone(engine, await pid)
+
+
+async def _gone(engine: AsyncEngine, pid: int) -> None:
+    for _ in range(50):
+        if pid not in await _backend_pids(engine):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"backend {pid} still connected")

@@ -65,3 +65,24 @@ async def test_a_lone_request_waits_for_nobody(count: int) -> None:
     batcher: _Batcher[int, int] = _Batcher(work)
     for n in range(count):
         assert await asyncio.wait_for(batcher.submit(n), 1) == n
+
+
+async def test_a_cancelled_batch_cancels_its_callers_instead_of_leaving_them_waiting() -> None:
+    started = asyncio.Event()
+
+    async def work(items: list[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(10)
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await started.wait()
+    queued = asyncio.ensure_future(batcher.submit(2))  # waits for the next batch
+    await asyncio.sleep(0)
+    running = batcher._running
+    assert running is not None
+    running.cancel()  # as the event loop's shutdown does
+    done, _ = await asyncio.wait([first, queued], timeout=1)
+    assert done == {first, queued}
+    assert first.cancelled() and queued.cancelled()

@@ -1,0 +1,121 @@
+"""Intake's own database connections for its per-request statements, held between uses.
+
+The delivery ledger and the outbox gate run one small statement at a time, many times a second.
+Through the shared pool each use paid a checkout, the pool's pre-ping (BEGIN, ping, ROLLBACK on
+PostgreSQL), a rollback on check-in and, on SQLite, hand-offs to aiosqlite's thread for each of
+those: more CPU than the statement. These connections are in autocommit (one statement is atomic
+by itself), stay checked out between uses and are given to the caller as the driver's own
+connection (asyncpg's or aiosqlite's). Instead of a ping, a statement whose connection PostgreSQL
+dropped is tried once more on a new one: a restarted server leaves the held connections dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from asyncpg.exceptions import InterfaceError, OperatorInterventionError, PostgresConnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db.engine import create_engine
+
+log = logging.getLogger(__name__)
+
+USERS = 3  # the ledger's lookups and records, and the outbox gate: one statement in flight each
+# A server that hangs without closing its connections turns into 503s, not requests queued for good.
+STATEMENT_TIMEOUT_S = 10.0
+R = TypeVar("R")
+
+
+def held_engine(database_url: str) -> AsyncEngine:
+    return create_engine(
+        database_url,
+        pool_size=USERS,
+        max_overflow=USERS,
+        pool_pre_ping=False,  # a failed statement is retried on a new connection instead
+        pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
+        isolation_level="AUTOCOMMIT",
+    )
+
+
+class HeldConnections:
+    def __init__(self, engine: AsyncEngine) -> None:
+        """``engine`` comes from :func:`held_engine`; :meth:`close` disposes of it."""
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self._idle: list[tuple[AsyncConnection, Any]] = []  # each with its driver connection
+        self._closed = False
+
+    async def call(self, statement: Callable[[Any], Awaitable[R]]) -> R:
+        """``statement(driver connection)``, within :data:`STATEMENT_TIMEOUT_S`. When PostgreSQL
+        dropped the connection it is made once more, on a new one."""
+        connection, driver = self._idle.pop() if self._idle else await self._connect()
+        try:
+            return await self._run(connection, driver, statement)
+        except Exception as exc:
+            if not (self.postgres and _connection_lost(driver, exc)):
+                raise
+        # A restarted server dropped every connection: the held ones are dead too.
+        while self._idle:
+            await _discard(self._idle.pop()[0])
+        log.info("the database dropped a connection; trying the statement on a new one")
+        connection, driver = await self._connect()
+        return await self._run(connection, driver, statement)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            await _discard(self._idle.pop()[0])
+        await self.engine.dispose()
+
+    async def _run(
+        self, connection: AsyncConnection, driver: Any, statement: Callable[[Any], Awaitable[R]]
+    ) -> R:
+        try:
+            async with asyncio.timeout(STATEMENT_TIMEOUT_S):
+                result = await statement(driver)
+        except Exception as exc:
+            if self.postgres and not _connection_lost(driver, exc):  # a refused statement
+                await self._keep(connection, driver)
+            else:
+                await _discard(connection)
+            raise
+        except BaseException:  # cancelled mid-statement: the protocol's state is unknown
+            await _discard(connection)
+            raise
+        await self._keep(connection, driver)
+        return result
+
+    async def _keep(self, connection: AsyncConnection, driver: Any) -> None:
+        if self._closed or len(self._idle) >= USERS:  # closed meanwhile, or an overflow connection
+            await _discard(connection)
+        else:
+            self._idle.append((connection, driver))
+
+    async def _connect(self) -> tuple[AsyncConnection, Any]:
+        connection = await self.engine.connect()
+        try:
+            return connection, (await connection.get_raw_connection()).driver_connection
+        except BaseException:
+            await _discard(connection)
+            raise
+
+
+def _connection_lost(driver: Any, exc: Exception) -> bool:
+    """Whether asyncpg's connection is gone (closed, reset, or the server shutting down), as
+    opposed to one statement refused or timed out."""
+    if isinstance(exc, TimeoutError):
+        return False
+    return driver.is_closed() or isinstance(
+        exc, OSError | InterfaceError | PostgresConnectionError | OperatorInterventionError
+    )
+
+
+async def _discard(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await connection.invalidate()
+    with contextlib.suppress(Exception):
+        await connection.close()
