@@ -114,7 +114,12 @@ async def receive_webhook(request: Request) -> Response:
     if not is_json_media_type(request.headers.get("content-type")):
         raise Problem(415, "Unsupported media type", "send the payload as application/json")
     body = await read_body(request, state.settings.intake_max_body_bytes)
-    webhook = WebhookRequest(headers=dict(request.headers), body=body, query=dict(request.query_params))
+    scope = request.scope  # read directly: Starlette's Headers and QueryParams cost ~6 µs here
+    webhook = WebhookRequest(
+        headers={name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]},
+        body=body,
+        query=dict(request.query_params) if scope.get("query_string") else {},
+    )
     now = utc_now()
     try:
         verify_signature(config, webhook, now)
