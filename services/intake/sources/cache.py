@@ -1,7 +1,14 @@
-"""Sources as webhook requests see them: cached briefly so a webhook costs no DB read."""
+"""Sources as webhook requests see them: cached briefly so a webhook costs no DB read.
+
+A source is read once however many requests ask for it at once (a burst on a cold replica had
+opened a pooled connection per request), and re-read in the background once half its time is up,
+so that in steady traffic no request waits for the database here. An admin change made through
+this replica applies at once; one made through another replica, within ``ttl_s``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,28 +17,58 @@ from services.intake.models import Source
 from services.intake.sources.service import to_config
 from services.intake.webhooks import SourceConfig
 
+MAX_ENTRIES = 10_000  # bound memory against scans of random names
+
 
 class SourceCache:
-    """Caches enabled sources (and misses) for ``ttl_s``; admin changes elsewhere apply within it."""
+    """Caches enabled sources (and misses) for ``ttl_s``, counted from when their read started."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[SourceConfig | None, float]] = {}
+        self._entries: dict[str, tuple[SourceConfig | None, float]] = {}  # name -> (config, read at)
+        self._reading: dict[str, asyncio.Future[SourceConfig | None]] = {}
+        self._generation = 0  # bumped by invalidate(): a read started before it is not kept
 
     async def get(self, name: str) -> SourceConfig | None:
-        """The source's config, or None when it is unknown or disabled."""
-        now = time.monotonic()
+        """The source's config, or None when it is unknown or disabled. Raises when it must be
+        read and the database cannot be."""
         hit = self._entries.get(name)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None:
+            age = time.monotonic() - hit[1]
+            if age < self.ttl_s:
+                if age > self.ttl_s / 2:
+                    self._read(name)  # ahead of expiry; its failure leaves the entry as it is
+                return hit[0]
+        return await asyncio.shield(self._read(name))
+
+    def invalidate(self, name: str) -> None:
+        """Forget ``name``: the next request reads it again (a read in flight is not kept)."""
+        self._generation += 1
+        self._entries.pop(name, None)
+        self._reading.pop(name, None)
+
+    def _read(self, name: str) -> asyncio.Future[SourceConfig | None]:
+        """The read of ``name`` in flight, or a new one."""
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = self._reading[name] = asyncio.ensure_future(self._load(name))
+            reading.add_done_callback(lambda done: self._finished(name, done))
+        return reading
+
+    async def _load(self, name: str) -> SourceConfig | None:
+        generation, started = self._generation, time.monotonic()
         async with self.sessions() as session:
             row = await session.get(Source, name)
             config = to_config(row) if row is not None and row.enabled and row.secrets else None
-        if len(self._entries) > 10_000:  # bound memory against scans of random names
-            self._entries.clear()
-        self._entries[name] = (config, now + self.ttl_s)
+        if generation == self._generation:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[name] = (config, started)
         return config
 
-    def invalidate(self, name: str) -> None:
-        self._entries.pop(name, None)
+    def _finished(self, name: str, done: asyncio.Future[SourceConfig | None]) -> None:
+        if self._reading.get(name) is done:
+            del self._reading[name]
+        if not done.cancelled():
+            done.exception()  # retrieved here: a background read's failure is not an error to log
