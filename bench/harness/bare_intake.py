@@ -27,7 +27,7 @@ from services.intake.webhooks import WebhookRequest, adapt, delivery_id, to_enve
 from shared.events import EventType, ticket_event, utc_now
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
-from shared.runtime import freeze_startup_heap, start_producer
+from shared.runtime import freeze_startup_heap, start_producer, tune_collector_for_requests
 from shared.settings import IntakeSettings
 
 
@@ -39,6 +39,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         await start_producer(producer)
         app.state.producer = producer
         freeze_startup_heap()  # as the real services do
+        tune_collector_for_requests()  # as intake does
         try:
             yield
         finally:
