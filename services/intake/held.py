@@ -52,6 +52,8 @@ class HeldConnections:
     async def call(self, statement: Callable[[Any], Awaitable[R]]) -> R:
         """``statement(driver connection)``, within :data:`STATEMENT_TIMEOUT_S`. When PostgreSQL
         dropped the connection it is made once more, on a new one."""
+        if self._closed:  # a read ahead started during the shutdown: no connection opened for it
+            raise ConnectionError("intake's database connections are closed")
         connection, driver = self._idle.pop() if self._idle else await self._connect()
         try:
             return await self._run(connection, driver, statement)

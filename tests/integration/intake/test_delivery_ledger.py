@@ -164,3 +164,11 @@ async def _gone(engine: AsyncEngine, pid: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"backend {pid} still connected")
+
+
+async def test_after_closing_nothing_opens_a_connection(held: HeldConnections) -> None:
+    await held.call(lambda driver: asyncio.sleep(0))
+    await held.close()
+    with pytest.raises(ConnectionError):  # e.g. the outbox gate's read ahead during the shutdown
+        await held.call(lambda driver: asyncio.sleep(0))
+    assert held._idle == []
