@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 USERS = 3  # the ledger's lookups and records, and the outbox gate: one statement in flight each
 # A server that hangs without closing its connections turns into 503s, not requests queued for good.
+# On SQLite the statement still finishes in aiosqlite's thread (its busy_timeout bounds it), and
+# discarding the connection waits for that.
 STATEMENT_TIMEOUT_S = 10.0
 R = TypeVar("R")
 
@@ -80,9 +82,10 @@ class HeldConnections:
             async with asyncio.timeout(STATEMENT_TIMEOUT_S):
                 result = await statement(driver)
         except Exception as exc:
-            if self.postgres and not _connection_lost(driver, exc):  # a refused statement
+            refused = not isinstance(exc, TimeoutError) and not _connection_lost(driver, exc)
+            if self.postgres and refused:  # the server answered: the connection is fine
                 await self._keep(connection, driver)
-            else:
+            else:  # a silent path (a NAT's idle timeout) would time out every later statement too
                 await _discard(connection)
             raise
         except BaseException:  # cancelled mid-statement: the protocol's state is unknown

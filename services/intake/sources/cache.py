@@ -27,7 +27,7 @@ class SourceCache:
         self.sessions = sessions
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[SourceConfig | None, float]] = {}  # name -> (config, read at)
-        self._reading: dict[str, asyncio.Future[SourceConfig | None]] = {}
+        self._reading: dict[str, tuple[asyncio.Future[SourceConfig | None], float]] = {}  # with its start
         self._generation = 0  # bumped by invalidate(): a read started before it is not kept
 
     async def get(self, name: str) -> SourceConfig | None:
@@ -49,26 +49,32 @@ class SourceCache:
         self._reading.pop(name, None)
 
     def _read(self, name: str) -> asyncio.Future[SourceConfig | None]:
-        """The read of ``name`` in flight, or a new one."""
+        """The read of ``name`` in flight, or a new one: not one started ``ttl_s`` ago or more (a
+        hung read is not waited for, and a late one would answer with what is no longer current)."""
+        now = time.monotonic()
         reading = self._reading.get(name)
-        if reading is None:
-            reading = self._reading[name] = asyncio.ensure_future(self._load(name))
-            reading.add_done_callback(lambda done: self._finished(name, done))
-        return reading
+        if reading is not None and now - reading[1] < self.ttl_s:
+            return reading[0]
+        future = asyncio.ensure_future(self._load(name, now))
+        future.add_done_callback(lambda done: self._finished(name, done))
+        self._reading[name] = (future, now)
+        return future
 
-    async def _load(self, name: str) -> SourceConfig | None:
-        generation, started = self._generation, time.monotonic()
+    async def _load(self, name: str, started: float) -> SourceConfig | None:
+        generation = self._generation
         async with self.sessions() as session:
             row = await session.get(Source, name)
             config = to_config(row) if row is not None and row.enabled and row.secrets else None
-        if generation == self._generation:
+        kept = self._entries.get(name)
+        if generation == self._generation and (kept is None or kept[1] < started):  # never older
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[name] = (config, started)
         return config
 
     def _finished(self, name: str, done: asyncio.Future[SourceConfig | None]) -> None:
-        if self._reading.get(name) is done:
+        reading = self._reading.get(name)
+        if reading is not None and reading[0] is done:
             del self._reading[name]
         if not done.cancelled():
             done.exception()  # retrieved here: a background read's failure is not an error to log

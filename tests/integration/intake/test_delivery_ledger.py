@@ -172,3 +172,15 @@ async def test_after_closing_nothing_opens_a_connection(held: HeldConnections) -
     with pytest.raises(ConnectionError):  # e.g. the outbox gate's read ahead during the shutdown
         await held.call(lambda driver: asyncio.sleep(0))
     assert held._idle == []
+
+
+async def test_a_timed_out_statement_costs_its_connection(
+    database_url: str, held: HeldConnections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _postgres_only(database_url)
+    first = await held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid()"))
+    monkeypatch.setattr("services.intake.held.STATEMENT_TIMEOUT_S", 0.2)
+    with pytest.raises(TimeoutError):
+        await held.call(lambda driver: driver.fetch("SELECT pg_sleep(2)"))
+    # A silent network path would time out every later statement on it: the next one gets a new one.
+    assert await held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid()")) != first

@@ -125,3 +125,24 @@ async def test_a_failed_read_reaches_every_request_waiting_for_it_and_the_next_r
     assert all(isinstance(result, ConnectionError) for result in results)
     assert (await cache.get(source)) is not None
     assert counting.opened == 2
+
+
+async def test_a_read_that_started_a_ttl_ago_is_not_joined(
+    sessions: async_sessionmaker[AsyncSession], source: str
+) -> None:
+    class FirstHangs(CountingSessions):
+        @asynccontextmanager
+        async def __call__(self) -> AsyncIterator[AsyncSession]:
+            self.opened += 1
+            if self.opened == 1:
+                await asyncio.Event().wait()  # a read that never answers
+            async with self.sessions() as session:
+                yield session
+
+    counting = FirstHangs(sessions)
+    cache = _cache(counting, ttl_s=0.2)
+    hung = asyncio.ensure_future(cache.get(source))
+    await asyncio.sleep(0.3)
+    config = await asyncio.wait_for(cache.get(source), timeout=2)  # a new read, not the hung one
+    assert config is not None and config.name == source and counting.opened == 2
+    hung.cancel()

@@ -288,3 +288,8 @@ async def test_copies_of_one_delivery_racing_into_one_replica_are_published_once
     settings = intake.settings
     events = await read_topic(settings.kafka_bootstrap_servers, settings.topic_ticket_events, 1)
     assert [e.ticket().external_id for e in events] == ["raced"]
+
+
+async def test_a_source_name_with_u0000_is_not_found(intake: Intake) -> None:
+    answer = await _post(intake, "gh%00x", b"{}", {})
+    assert answer.status_code == 404 and answer.headers["content-type"] == PROBLEM
