@@ -69,6 +69,12 @@ class HeldConnections:
         connection, driver = await self._connect()
         return await self._run(connection, driver, statement)
 
+    async def fetch(self, sql: str, params: list[Any]) -> list[Any]:
+        """The rows of ``sql`` with ``params`` (asyncpg: one per ``$n``; SQLite: one per ``?``)."""
+        if self.postgres:
+            return await self.call(lambda driver: driver.fetch(sql, *params))
+        return list(await self.call(lambda driver: driver.execute_fetchall(sql, params)))
+
     async def close(self) -> None:
         self._closed = True
         while self._idle:

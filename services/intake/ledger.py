@@ -133,12 +133,9 @@ class DeliveryLedger:
     async def _lookup_many(self, keys: list[Key]) -> list[object]:
         wanted = list(dict.fromkeys(keys))
         if self.held.postgres:
-            sources, ids = [k[0] for k in wanted], [k[1] for k in wanted]
-            rows = await self.held.call(lambda driver: driver.fetch(_PG_LOOKUP, sources, ids))
+            rows = await self.held.fetch(_PG_LOOKUP, [[k[0] for k in wanted], [k[1] for k in wanted]])
         else:
-            query = sqlite_lookup(len(wanted))
-            flat = [part for key in wanted for part in key]
-            rows = await self.held.call(lambda driver: driver.execute_fetchall(query, flat))
+            rows = await self.held.fetch(sqlite_lookup(len(wanted)), [part for key in wanted for part in key])
         found: dict[Key, object] = {(row[0], row[1]): row[2] for row in rows}
         return [found.get(key, NOT_SEEN) for key in keys]
 
@@ -146,17 +143,16 @@ class DeliveryLedger:
         now = utc_now()
         first = list({record.key: record for record in reversed(records)}.values())  # first wins
         if self.held.postgres:
-            columns = (
+            columns = [
                 [r.key[0] for r in first],
                 [r.key[1] for r in first],
                 [now] * len(first),
                 [r.events for r in first],
                 [r.request_digest for r in first],
-            )
-            await self.held.call(lambda driver: driver.execute(_PG_RECORD, *columns))
+            ]
+            await self.held.fetch(_PG_RECORD, columns)
         else:
             stamp = self._bind_time(now) if self._bind_time else now
-            statement = sqlite_record(len(first))
             flat = [v for r in first for v in (r.key[0], r.key[1], stamp, r.events, r.request_digest)]
-            await self.held.call(lambda driver: driver.execute_fetchall(statement, flat))
+            await self.held.fetch(sqlite_record(len(first)), flat)
         return [None] * len(records)

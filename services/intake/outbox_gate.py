@@ -76,13 +76,9 @@ class OutboxGate:
 
     async def _read(self) -> tuple[float, bool]:
         started_at = time.monotonic()
-        if self.held.postgres:
-            found = await self.held.call(lambda driver: driver.fetch(_PG_ANY_ROW, self.owner))
-        else:
-            found = await self.held.call(
-                lambda driver: driver.execute_fetchall(_SQLITE_ANY_ROW, [self.owner])
-            )
-        empty = not found
+        empty = not await self.held.fetch(
+            _PG_ANY_ROW if self.held.postgres else _SQLITE_ANY_ROW, [self.owner]
+        )
         if started_at > self._started_at:
             self._started_at, self._empty = started_at, empty
         return started_at, empty

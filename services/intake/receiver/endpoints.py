@@ -33,6 +33,7 @@ from services.intake.webhooks import (
     to_envelopes,
     verify_signature,
 )
+from shared.db.storable import NUL
 from shared.events import external_id_too_long, utc_now
 from shared.http.json_body import is_json_media_type
 from shared.http.problems import Problem
@@ -76,7 +77,7 @@ _RAW_JSON_BODY: dict[str, Any] = {
 def _bounded_delivery_id(raw: str) -> str:
     # Vendor ids come from headers the signature does not cover, or from the body: keep the
     # column's bound, and no U+0000 (PostgreSQL refuses it in text, with the whole ledger batch).
-    if len(raw) <= MAX_DELIVERY_ID and "\x00" not in raw:
+    if len(raw) <= MAX_DELIVERY_ID and NUL not in raw:
         return raw
     return "sha256id:" + hashlib.sha256(raw.encode()).hexdigest()
 
@@ -100,7 +101,7 @@ async def receive_webhook(request: Request) -> Response:
     state = request.app.state
     cache: SourceCache = state.source_cache
     # No source has U+0000 in its name (PostgreSQL would refuse the read itself: a 500).
-    config = None if "\x00" in name else await cache.get(name)
+    config = None if NUL in name else await cache.get(name)
     if config is None:
         raise Problem(404, "Not found", f"no enabled source named {name!r}")
     limits: TokenBuckets = state.rate_limits
