@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,16 +18,24 @@ from services.intake.sources.cache import SourceCache
 
 
 class CountingSessions:
-    """A session factory that counts the sessions opened, and can hold each one back."""
+    """A session factory that counts the sessions opened, and can hold each one back; ``first``
+    runs before the first session is opened (to make that read fail or hang)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        first: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.first = first
         self.opened = 0
         self.gate: asyncio.Event | None = None
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[AsyncSession]:
         self.opened += 1
+        if self.opened == 1 and self.first is not None:
+            await self.first()
         if self.gate is not None:
             await self.gate.wait()
         async with self.sessions() as session:
@@ -109,17 +117,11 @@ async def test_an_invalidation_is_not_undone_by_a_read_that_started_before_it(
 async def test_a_failed_read_reaches_every_request_waiting_for_it_and_the_next_read_is_fresh(
     sessions: async_sessionmaker[AsyncSession], source: str
 ) -> None:
-    class Failing(CountingSessions):
-        @asynccontextmanager
-        async def __call__(self) -> AsyncIterator[AsyncSession]:
-            self.opened += 1
-            if self.opened == 1:
-                await asyncio.sleep(0.01)
-                raise ConnectionError("database away")
-            async with self.sessions() as session:
-                yield session
+    async def fails() -> None:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("database away")
 
-    counting = Failing(sessions)
+    counting = CountingSessions(sessions, first=fails)
     cache = _cache(counting, ttl_s=60)
     results = await asyncio.gather(*(cache.get(source) for _ in range(5)), return_exceptions=True)
     assert all(isinstance(result, ConnectionError) for result in results)
@@ -130,16 +132,7 @@ async def test_a_failed_read_reaches_every_request_waiting_for_it_and_the_next_r
 async def test_a_read_that_started_a_ttl_ago_is_not_joined(
     sessions: async_sessionmaker[AsyncSession], source: str
 ) -> None:
-    class FirstHangs(CountingSessions):
-        @asynccontextmanager
-        async def __call__(self) -> AsyncIterator[AsyncSession]:
-            self.opened += 1
-            if self.opened == 1:
-                await asyncio.Event().wait()  # a read that never answers
-            async with self.sessions() as session:
-                yield session
-
-    counting = FirstHangs(sessions)
+    counting = CountingSessions(sessions, first=asyncio.Event().wait)  # a read that never answers
     cache = _cache(counting, ttl_s=0.2)
     hung = asyncio.ensure_future(cache.get(source))
     await asyncio.sleep(0.3)
