@@ -11,12 +11,13 @@ concurrency of keep-alive connections, on two paths:
   endpoint parses the same ticket and produces the same event.
 * ``POST /v1/webhooks/<source>`` with GitHub ``issues.opened`` deliveries (bench/harness/webhooks.py;
   ``BENCH_INTAKE_WEBHOOKS=github,native`` adds the native adapter): intake looks the source up,
-  takes a rate-limit token, verifies the HMAC over the body, adapts the payload and claims the
-  delivery id in a database transaction per delivery before it produces. Its baseline is the bare
+  takes a rate-limit token, verifies the HMAC over the body, adapts the payload, looks the delivery
+  id up before it produces and records it once the broker acknowledged (in batches shared by the
+  requests in flight: services/intake/ledger.py). Its baseline is the bare
   endpoint's webhook route, which receives the same request and produces the event intake would
   produce for it (adapted with intake's own adapter) but verifies nothing and has no database: the
   ratio prices the signature check, the source lookup, the rate limit and the per-delivery
-  transaction. The source (and its secret) is created in the database intake uses before the
+  lookup and record. The source (and its secret) is created in the database intake uses before the
   turns; intake's per-source rate limit (200/s by default, a product setting per replica) is
   raised for the run so that it is taken for every delivery but never refuses one.
 
@@ -24,8 +25,10 @@ The contenders take turns in an order that is its own mirror image, twice (for t
 alone: bare, intake, intake, bare; each turn a quarter of the duration): the embedded broker gets
 slower as it fills, and this order puts no side on the fuller broker. Reports accepted requests per
 second and p50 latency (medians of the turns), p99 (the worst turn), intake's rate as a fraction
-of its baseline's, and each server process's CPU time per answered request (median of the turns;
-steadier than the rates on a shared machine).
+of its baseline's, and CPU time per answered request (median of the turns; steadier than the rates
+on a shared machine): the server process's, the broker's, the PostgreSQL server's and the whole
+machine's (the load generator included). The server process is the bottleneck of either side (one
+event loop on one core), so the ratio follows its CPU per request most closely.
 
 A verdict is met only if no request sent in the measured window (after each turn's warm-up) got an
 answer other than 2xx or a transport error; the ratio's verdict also needs a baseline without
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.procs import (
+    Process,
     bare_intake,
     base_env,
     broker,
@@ -51,19 +55,29 @@ from bench.harness.procs import (
     cpu_us_per_item,
     database,
     databases,
+    machine_busy_seconds,
     make_key,
     make_source,
+    pid_cpu_seconds,
+    postgres_cpu_seconds,
     service,
 )
 from bench.harness.run import Row, loadgen
 from bench.harness.webhooks import MODES, SOURCES
 from shared.auth import Role
+from shared.kafka.embedded import EmbeddedBroker
 
 CONCURRENCY = 32
 TARGET_RATE = 2000.0  # accepted per second
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 0.8
 TICKETS = "tickets"
+CPU_KEYS = {  # part of the stack -> its CPU per answered request in a turn's summary
+    "server": "cpu_us_per_request",
+    "broker": "broker_cpu_us_per_request",
+    "database": "database_cpu_us_per_request",
+    "machine": "machine_cpu_us_per_request",
+}
 WEBHOOKS = tuple(
     mode.strip() for mode in os.environ.get("BENCH_INTAKE_WEBHOOKS", "github").split(",") if mode.strip()
 )
@@ -127,17 +141,32 @@ def _sum_statuses(turns: list[dict[str, Any]], key: str) -> dict[str, int]:
     return total
 
 
+def _stack_cpu(server: Process, kafka: EmbeddedBroker, kind: str) -> dict[str, float | None]:
+    """CPU seconds so far of the server, the broker, the database server (SQLite runs inside the
+    server) and all cores."""
+    return {
+        "server": server.cpu_seconds(),
+        "broker": pid_cpu_seconds(kafka.process.pid) if kafka.process else None,
+        "database": postgres_cpu_seconds() if kind == "postgres" else None,
+        "machine": machine_busy_seconds(),
+    }
+
+
+def _median_of(turns: list[dict[str, Any]], key: str) -> float | None:
+    values = [turn[key] for turn in turns if turn.get(key) is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
 def combine(turns: list[dict[str, Any]]) -> dict[str, Any]:
     """One contender's turns as one result: the median rate and p50 (one disturbed turn does not
     set the figure, for either side), the worst p99, the answers summed; the turns are kept too."""
     p50s = [turn["latency_ms_p50"] for turn in turns if turn["latency_ms_p50"] is not None]
-    cpus = [turn["cpu_us_per_request"] for turn in turns if turn.get("cpu_us_per_request") is not None]
     p99s = [turn["latency_ms_p99"] for turn in turns if turn["latency_ms_p99"] is not None]
     return {
         "ok_per_second": round(statistics.median(turn["ok_per_second"] for turn in turns), 1),
         "latency_ms_p50": round(statistics.median(p50s), 2) if p50s else None,
         "latency_ms_p99": max(p99s) if p99s else None,
-        "cpu_us_per_request": round(statistics.median(cpus), 1) if cpus else None,
+        **{key: _median_of(turns, key) for key in CPU_KEYS.values()},
         "ok": sum(turn["ok"] for turn in turns),
         "statuses": _sum_statuses(turns, "statuses"),
         "statuses_measured": _sum_statuses(turns, "statuses_measured"),
@@ -182,9 +211,21 @@ def path_rows(kind: str, path: str, baseline: dict[str, Any], real: dict[str, An
             v.ratio_met,
         ),
         Row("intake", f"{prefix}failures ({kind})", v.failed, "requests", "0", v.failed == 0),
-        Row("intake", f"{prefix}bare CPU per request ({kind})", baseline["cpu_us_per_request"], "µs"),
-        Row("intake", f"{prefix}CPU per request ({kind})", real["cpu_us_per_request"], "µs"),
+        *cpu_rows(kind, prefix, baseline, real),
     ]
+
+
+def cpu_rows(kind: str, prefix: str, baseline: dict[str, Any], real: dict[str, Any]) -> list[Row]:
+    """Where each side's CPU went, per answered request (the ratio is set by the machine's total:
+    the load generator, broker and database share its cores)."""
+    rows = []
+    for part, key in CPU_KEYS.items():
+        if part == "database" and kind != "postgres":
+            continue
+        label = "" if part == "server" else f"{part} "
+        rows.append(Row("intake", f"{prefix}bare {label}CPU per request ({kind})", baseline[key], "µs"))
+        rows.append(Row("intake", f"{prefix}{label}CPU per request ({kind})", real[key], "µs"))
+    return rows
 
 
 def _report_failures(kind: str, path: str, baseline: dict[str, Any], real: dict[str, Any]) -> None:
@@ -232,7 +273,7 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                     process, port = start(env, workdir)
                     try:
                         process.wait_ready(port)
-                        cpu_before = process.cpu_seconds()
+                        before = _stack_cpu(process, kafka, kind)
                         summary, _ = loadgen(
                             port,
                             token if side == "intake" else "none",
@@ -243,10 +284,11 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
                             webhook=None if path == TICKETS else path,
                             secret=secret,
                         )
-                        # The server's CPU per answered request over the turn (warm-up included).
-                        summary["cpu_us_per_request"] = cpu_us_per_item(
-                            cpu_before, process.cpu_seconds(), summary["ok"]
-                        )
+                        # CPU per answered request over the turn (warm-up included): the server's,
+                        # and what it cost the broker, the database and the machine as a whole.
+                        after = _stack_cpu(process, kafka, kind)
+                        for part, key in CPU_KEYS.items():
+                            summary[key] = cpu_us_per_item(before[part], after[part], summary["ok"])
                     finally:
                         process.stop()
                     turns[(path, side)].append(summary)

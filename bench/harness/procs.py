@@ -118,6 +118,41 @@ def cpu_us_per_item(before: float | None, after: float | None, items: int) -> fl
     return round((after - before) / items * 1e6, 1)
 
 
+def pid_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc); None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time so far of every PostgreSQL server process on this machine (the backends serving
+    the bench's connections among them). Read before the connections close: an exited backend's
+    time leaves the sum."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _comm(entry) == "postgres":
+            total += pid_cpu_seconds(int(entry.name)) or 0.0
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by all cores so far, not idle or waiting for I/O (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle_and_iowait = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle_and_iowait) / os.sysconf("SC_CLK_TCK")
+
+
+def _comm(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 class Process:
     """One child process with its log file; ``ready`` polls ``/readyz`` when it serves HTTP."""
 
@@ -134,13 +169,7 @@ class Process:
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the process so far (Linux /proc); None when unknown or when
         py-spy wraps it (the pid would be py-spy's)."""
-        if self.profiled:
-            return None
-        try:
-            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None if self.profiled else pid_cpu_seconds(self.popen.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
