@@ -7,6 +7,14 @@ those: more CPU than the statement. These connections are in autocommit (one sta
 by itself), stay checked out between uses and are given to the caller as the driver's own
 connection (asyncpg's or aiosqlite's). Instead of a ping, a statement whose connection PostgreSQL
 dropped is tried once more on a new one: a restarted server leaves the held connections dead.
+
+Their commits on PostgreSQL are asynchronous (``synchronous_commit=off``): the server answers
+before the commit's WAL reaches the disk, and a crash of the server can forget the last fraction
+of a second of them. The one statement here that writes is the ledger's record of a delivery id,
+made after the broker acknowledged the events; a record lost that way only lets a redelivery
+publish the same event ids again, as a record that fails does (services/intake/publisher.py).
+Waiting for the flush had doubled the round trip of every batch, and lookups wait for records in
+the same statement. Parked events (the outbox) commit through the shared pool, synchronously.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any, TypeVar
 from asyncpg.exceptions import InterfaceError, OperatorInterventionError, PostgresConnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db.engine import create_engine
+from shared.db.engine import create_engine, is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +41,12 @@ R = TypeVar("R")
 
 
 def held_engine(database_url: str) -> AsyncEngine:
+    postgres: dict[str, Any] = {}
+    if not is_sqlite(database_url):
+        postgres["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
     return create_engine(
         database_url,
+        **postgres,
         pool_size=USERS,
         max_overflow=USERS,
         pool_pre_ping=False,  # a failed statement is retried on a new connection instead

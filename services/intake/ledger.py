@@ -3,15 +3,18 @@
 Per request, a lookup and a record each cost a pooled connection, a statement and a round trip:
 at 32 webhooks in flight the intake process spent ~2 ms of CPU per delivery, much of it in the
 database driver and connections opened beyond the pool. Here every request that asks while a
-batch is in flight waits for the next one, which covers all of them with one statement on one
-connection: the batches grow with the load, and a lone request waits for nobody.
+batch is in flight waits for the next one, which covers all of them: the batches grow with the
+load, and a lone request waits for nobody.
 
-A batch is one statement on one of intake's held connections (services/intake/held.py), which
-skip the pool's checkout, ping and reset; and SQLite had scanned the whole table for each lookup
-(see :func:`sqlite_lookup`). Measured at 16 deliveries per batch, a lookup and a record cost 74 µs
-(PostgreSQL) and 286 µs (SQLite) of CPU per delivery through the shared pool, 24 µs and 28 µs
-now. The statements go to the driver as they are: one array per column on PostgreSQL
-(``unnest``), one multi-row statement on SQLite.
+A batch holds the lookups and the records asked for meanwhile. On PostgreSQL it is one statement
+(the records in a data-modifying CTE, the lookups in its query), on one of intake's held
+connections (services/intake/held.py), which skip the pool's checkout, ping and reset: a statement
+of its own for each kind had cost the database server twice the CPU per delivery, and the client
+twice the round trips. The lookups of a batch do not see the records of the same batch (one
+snapshot), and need not: a copy of a delivery that arrives while it is being accepted waits for it
+in the process (``EventPublisher._accepting``), so its lookup is in a later batch than its record.
+On SQLite, which has no data-modifying CTE, the two kinds go to two held connections at once, each
+one multi-row statement, and a lookup is a join on the primary key (see :func:`sqlite_lookup`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from services.intake.held import HeldConnections
 from services.intake.models import WebhookDelivery
@@ -37,11 +40,21 @@ _PG_LOOKUP = (
     "SELECT source, delivery_id, request_digest FROM webhook_deliveries "
     "WHERE (source, delivery_id) IN (SELECT * FROM unnest($1::varchar[], $2::varchar[]))"
 )
-_PG_RECORD = (
-    f"INSERT INTO webhook_deliveries ({_COLUMNS}) "
-    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::int[], $5::varchar[]) "
-    "ON CONFLICT DO NOTHING"
-)
+
+
+def _pg_record(first: int) -> str:
+    """The insert of one array per column, from parameter ``$first`` on."""
+    arrays = ", ".join(
+        f"${first + n}::{kind}[]"
+        for n, kind in enumerate(("varchar", "varchar", "timestamptz", "int", "varchar"))
+    )
+    return (
+        f"INSERT INTO webhook_deliveries ({_COLUMNS}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+    )
+
+
+_PG_RECORD = _pg_record(1)
+_PG_RECORD_AND_LOOKUP = f"WITH recorded AS ({_pg_record(3)}) {_PG_LOOKUP}"
 
 
 def sqlite_lookup(keys: int) -> str:
@@ -118,41 +131,50 @@ class DeliveryLedger:
         # SQLite keeps datetimes as text: the column's own conversion, as the ORM writes them.
         received_at = WebhookDelivery.__table__.c.received_at.type
         self._bind_time = received_at.dialect_impl(dialect).bind_processor(dialect)
-        self._lookups: _Batcher[Key, object] = _Batcher(self._lookup_many)
-        self._records: _Batcher[Record, None] = _Batcher(self._record_many)
+        self._batches: _Batcher[Key | Record, object] = _Batcher(self._run)
 
     async def accepted(self, source: str, delivery_id: str) -> object:
         """The request digest stored with the delivery id (None: stored without one), or
         :data:`NOT_SEEN`. Raises when the database cannot be read."""
-        return await self._lookups.submit((source, delivery_id))
+        return await self._batches.submit((source, delivery_id))
 
     async def record(self, source: str, delivery_id: str, events: int, request_digest: str | None) -> None:
         """Store the delivery id (kept as it is when a concurrent request stored it first)."""
-        await self._records.submit(Record((source, delivery_id), events, request_digest))
+        await self._batches.submit(Record((source, delivery_id), events, request_digest))
 
-    async def _lookup_many(self, keys: list[Key]) -> list[object]:
-        wanted = list(dict.fromkeys(keys))
+    async def _run(self, items: list[Key | Record]) -> list[object]:
+        keys = list(dict.fromkeys(item for item in items if not isinstance(item, Record)))
+        # The first record of a delivery id wins, as against one stored earlier.
+        records = list({item.key: item for item in reversed(items) if isinstance(item, Record)}.values())
         if self.held.postgres:
-            rows = await self.held.fetch(_PG_LOOKUP, [[k[0] for k in wanted], [k[1] for k in wanted]])
+            rows = await self._postgres(keys, records)
         else:
-            rows = await self.held.fetch(sqlite_lookup(len(wanted)), [part for key in wanted for part in key])
+            rows = await self._sqlite(keys, records)
         found: dict[Key, object] = {(row[0], row[1]): row[2] for row in rows}
-        return [found.get(key, NOT_SEEN) for key in keys]
+        return [None if isinstance(item, Record) else found.get(item, NOT_SEEN) for item in items]
 
-    async def _record_many(self, records: list[Record]) -> list[None]:
-        now = utc_now()
-        first = list({record.key: record for record in reversed(records)}.values())  # first wins
-        if self.held.postgres:
-            columns = [
-                [r.key[0] for r in first],
-                [r.key[1] for r in first],
-                [now] * len(first),
-                [r.events for r in first],
-                [r.request_digest for r in first],
-            ]
-            await self.held.fetch(_PG_RECORD, columns)
-        else:
+    async def _postgres(self, keys: list[Key], records: list[Record]) -> list[Any]:
+        lookup = [[key[0] for key in keys], [key[1] for key in keys]]
+        if not records:
+            return await self.held.fetch(_PG_LOOKUP, lookup)
+        columns = [
+            [r.key[0] for r in records],
+            [r.key[1] for r in records],
+            [utc_now()] * len(records),
+            [r.events for r in records],
+            [r.request_digest for r in records],
+        ]
+        if not keys:
+            return await self.held.fetch(_PG_RECORD, columns)
+        return await self.held.fetch(_PG_RECORD_AND_LOOKUP, [*lookup, *columns])
+
+    async def _sqlite(self, keys: list[Key], records: list[Record]) -> list[Any]:
+        work = []
+        if records:
+            now = utc_now()
             stamp = self._bind_time(now) if self._bind_time else now
-            flat = [v for r in first for v in (r.key[0], r.key[1], stamp, r.events, r.request_digest)]
-            await self.held.fetch(sqlite_record(len(first)), flat)
-        return [None] * len(records)
+            flat = [v for r in records for v in (r.key[0], r.key[1], stamp, r.events, r.request_digest)]
+            work.append(self.held.fetch(sqlite_record(len(records)), flat))
+        if keys:
+            work.append(self.held.fetch(sqlite_lookup(len(keys)), [part for key in keys for part in key]))
+        return [row for rows in await asyncio.gather(*work) for row in rows]

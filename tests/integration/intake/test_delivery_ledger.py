@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.held import HeldConnections, held_engine
-from services.intake.ledger import NOT_SEEN, DeliveryLedger, sqlite_lookup
+from services.intake.ledger import _PG_LOOKUP, NOT_SEEN, DeliveryLedger, sqlite_lookup
 from services.intake.models import WebhookDelivery
 from shared.events import utc_now
 
@@ -91,11 +91,10 @@ async def test_connections_the_server_dropped_are_all_replaced(
     database_url: str, ledger: DeliveryLedger, engine: AsyncEngine, unique: str
 ) -> None:
     _postgres_only(database_url)
-    # Three held connections (lookups, records and a third user at once), all dropped as a restart does.
+    await ledger.record("ledger", f"{unique}-other", 1, None)
+    # Three held connections (three users at once), all dropped as a restart does.
     await asyncio.gather(
-        ledger.accepted("ledger", unique),
-        ledger.record("ledger", f"{unique}-other", 1, None),
-        ledger.held.call(lambda driver: driver.fetch("SELECT pg_sleep(0.05)")),
+        *(ledger.held.call(lambda driver: driver.fetch("SELECT pg_sleep(0.05)")) for _ in range(3))
     )
     async with engine.connect() as admin:
         dropped = await admin.scalar(
@@ -184,3 +183,64 @@ async def test_a_timed_out_statement_costs_its_connection(
         await held.call(lambda driver: driver.fetch("SELECT pg_sleep(2)"))
     # A silent network path would time out every later statement on it: the next one gets a new one.
     assert await held.call(lambda driver: driver.fetchval("SELECT pg_backend_pid()")) != first
+
+
+async def test_lookups_and_records_asked_together_share_a_batch(
+    ledger: DeliveryLedger, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ledger.record("ledger", f"{unique}-earlier", 1, "earlier")
+    statements: list[str] = []
+    fetch = ledger.held.fetch
+
+    async def counted(sql: str, params: list[Any]) -> list[Any]:
+        statements.append(sql)
+        return await fetch(sql, params)
+
+    monkeypatch.setattr(ledger.held, "fetch", counted)
+    answers = await asyncio.gather(
+        ledger.accepted("ledger", f"{unique}-earlier"),
+        ledger.accepted("ledger", f"{unique}-never"),
+        *(ledger.record("ledger", f"{unique}-{n}", n, None) for n in range(5)),
+    )
+    assert answers == ["earlier", NOT_SEEN] + [None] * 5
+    # One round trip on PostgreSQL; SQLite has no data-modifying CTE: two statements at once.
+    assert len(statements) == (1 if ledger.held.postgres else 2)
+    assert await asyncio.gather(*(ledger.accepted("ledger", f"{unique}-{n}") for n in range(5))) == [None] * 5
+
+
+async def test_only_the_held_connections_commit_asynchronously(
+    database_url: str, held: HeldConnections, engine: AsyncEngine
+) -> None:
+    _postgres_only(database_url)
+    # The ledger's records (a lost one allows a republish); parked events commit through the pool.
+    assert await held.call(lambda driver: driver.fetchval("SHOW synchronous_commit")) == "off"
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SHOW synchronous_commit")) == "on"
+
+
+async def test_a_delivery_id_is_found_only_under_its_own_source(ledger: DeliveryLedger, unique: str) -> None:
+    await asyncio.gather(
+        ledger.record("a", f"{unique}-x", 1, "ax"), ledger.record("b", f"{unique}-y", 1, "by")
+    )
+    found = await asyncio.gather(  # in one batch
+        ledger.accepted("a", f"{unique}-y"),
+        ledger.accepted("b", f"{unique}-x"),
+        ledger.accepted("a", f"{unique}-x"),
+        ledger.accepted("b", f"{unique}-y"),
+    )
+    assert found == [NOT_SEEN, NOT_SEEN, "ax", "by"]
+
+
+async def test_a_postgres_lookup_goes_through_the_primary_key(
+    database_url: str, ledger: DeliveryLedger, unique: str
+) -> None:
+    _postgres_only(database_url)
+    await asyncio.gather(*(ledger.record("plan", f"{unique}-{n}", 1, None) for n in range(3000)))
+    explain = _PG_LOOKUP.replace("$1::", "'{plan,plan,plan}'::").replace("$2::", "'{a,b,c}'::")
+    plan = await ledger.held.call(lambda driver: _analyzed_plan(driver, explain))
+    assert "Index Scan using pk_webhook_deliveries" in plan and "Seq Scan" not in plan, plan
+
+
+async def _analyzed_plan(driver: Any, query: str) -> str:
+    await driver.execute("ANALYZE webhook_deliveries")
+    return "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN {query}"))
