@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.intake.deliveries import prune_forever
-from services.intake.held import HeldConnections, held_engine
+from services.intake.held import gate_connections, ledger_connections
 from services.intake.publisher import EventPublisher
 from services.intake.receiver.endpoints import router as webhooks_router
 from services.intake.receiver.limits import TokenBuckets
@@ -31,11 +31,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings, linger_ms=settings.intake_producer_linger_ms)
-        held = HeldConnections(held_engine(settings.database_url))
+        ledger, gate = ledger_connections(settings.database_url), gate_connections(settings.database_url)
         publisher = EventPublisher(
             resources.producer,
             resources.sessions,
-            held,
+            ledger,
+            gate,
             settings.topic_ticket_events,
             settings.intake_publish_timeout_s,
         )
@@ -75,7 +76,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await held.close()
+            await ledger.close()
+            await gate.close()
             await resources.close()
 
     app = FastAPI(

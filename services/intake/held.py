@@ -15,6 +15,15 @@ made after the broker acknowledged the events; a record lost that way only lets 
 publish the same event ids again, as a record that fails does (services/intake/publisher.py).
 Waiting for the flush had doubled the round trip of every batch, and lookups wait for records in
 the same statement. Parked events (the outbox) commit through the shared pool, synchronously.
+
+The ledger's connections let PostgreSQL plan a statement once and keep the plan for a second
+(``plan_cache_mode=force_generic_plan``; asyncpg prepares a statement again once it is
+:data:`REPLAN_AFTER_S` old): planning the lookup at every execution had cost PostgreSQL about 100 µs
+a batch, more than running it. The rest of the services plan every execution (shared/db/engine.py)
+because a plan cached for the life of a connection keeps the statistics of its moment; a plan
+here is made again every second, for the table's size then (the first ones, on an empty table,
+read it whole: a few pages). The outbox gate plans every execution, as everywhere else: it reads
+the outbox, a queue table.
 """
 
 from __future__ import annotations
@@ -32,23 +41,38 @@ from shared.db.engine import create_engine, is_sqlite
 
 log = logging.getLogger(__name__)
 
-USERS = 3  # the ledger's lookups and records, and the outbox gate: one statement in flight each
 # A server that hangs without closing its connections turns into 503s, not requests queued for good.
 # On SQLite the statement still finishes in aiosqlite's thread (its busy_timeout bounds it), and
 # discarding the connection waits for that.
 STATEMENT_TIMEOUT_S = 10.0
+REPLAN_AFTER_S = 1.0
 R = TypeVar("R")
 
 
-def held_engine(database_url: str) -> AsyncEngine:
+def ledger_connections(database_url: str) -> HeldConnections:
+    """Two users at once on SQLite (a batch's records and lookups); on PostgreSQL one statement
+    holds both. Plans are kept for :data:`REPLAN_AFTER_S`."""
+    reuse_plans = {"plan_cache_mode": "force_generic_plan"}
+    return HeldConnections(
+        _held_engine(database_url, 2, reuse_plans, max_cached_statement_lifetime=REPLAN_AFTER_S), 2
+    )
+
+
+def gate_connections(database_url: str) -> HeldConnections:
+    """One read at a time (services/intake/outbox_gate.py)."""
+    return HeldConnections(_held_engine(database_url, 1, {}), 1)
+
+
+def _held_engine(database_url: str, users: int, settings: dict[str, str], **driver: Any) -> AsyncEngine:
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
-        postgres["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
+        server_settings = {"synchronous_commit": "off", **settings}
+        postgres["connect_args"] = {"server_settings": server_settings, **driver}
     return create_engine(
         database_url,
         **postgres,
-        pool_size=USERS,
-        max_overflow=USERS,
+        pool_size=users,
+        max_overflow=users,
         pool_pre_ping=False,  # a failed statement is retried on a new connection instead
         pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
         isolation_level="AUTOCOMMIT",
@@ -56,9 +80,12 @@ def held_engine(database_url: str) -> AsyncEngine:
 
 
 class HeldConnections:
-    def __init__(self, engine: AsyncEngine) -> None:
-        """``engine`` comes from :func:`held_engine`; :meth:`close` disposes of it."""
+    def __init__(self, engine: AsyncEngine, users: int) -> None:
+        """Made by :func:`ledger_connections` or :func:`gate_connections`; keeps up to ``users``
+        connections between uses (more are opened for a burst, then closed). :meth:`close` disposes
+        of ``engine``."""
         self.engine = engine
+        self.users = users
         self.postgres = engine.dialect.name == "postgresql"
         self._idle: list[tuple[AsyncConnection, Any]] = []  # each with its driver connection
         self._closed = False
@@ -113,7 +140,7 @@ class HeldConnections:
         return result
 
     async def _keep(self, connection: AsyncConnection, driver: Any) -> None:
-        if self._closed or len(self._idle) >= USERS:  # closed meanwhile, or an overflow connection
+        if self._closed or len(self._idle) >= self.users:  # closed meanwhile, or an overflow connection
             await _discard(connection)
         else:
             self._idle.append((connection, driver))

@@ -97,6 +97,11 @@ class _Batcher(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._queue:
+                # One more pass of the event loop: requests that reach the ledger in it (the rest of
+                # a burst, those an acknowledgement woke) join this batch instead of the next one.
+                # Batches that split a burst had split the broker's batches too: at 32 webhooks in
+                # flight this took a quarter of the produce requests and of the database's CPU.
+                await asyncio.sleep(0)
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
                     results = await self._work([item for item, _ in batch])

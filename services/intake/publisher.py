@@ -108,7 +108,8 @@ class EventPublisher:
         self,
         producer: AIOKafkaProducer,
         sessions: async_sessionmaker[AsyncSession],
-        held: HeldConnections,
+        ledger_connections: HeldConnections,
+        gate_connections: HeldConnections,
         topic: str,
         timeout_s: float,
         owner: str = OUTBOX_OWNER,
@@ -126,8 +127,8 @@ class EventPublisher:
         self._limbo: dict[int, Future] = {}  # outbox row id -> producer future of an unanswered send
         # Deliveries being accepted now: (the outcome, None if not accepted; the request digest).
         self._accepting: dict[tuple[str, str], tuple[asyncio.Future[Outcome | None], str | None]] = {}
-        self.gate = OutboxGate(held, owner)
-        self.ledger = DeliveryLedger(held)
+        self.gate = OutboxGate(gate_connections, owner)
+        self.ledger = DeliveryLedger(ledger_connections)
         self._wake = asyncio.Event()  # set by parks: the relay should look now
 
     @property

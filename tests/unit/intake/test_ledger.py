@@ -86,3 +86,18 @@ async def test_a_cancelled_batch_cancels_its_callers_instead_of_leaving_them_wai
     done, _ = await asyncio.wait([first, queued], timeout=1)
     assert done == {first, queued}
     assert first.cancelled() and queued.cancelled()
+
+
+async def test_requests_of_the_next_pass_of_the_event_loop_join_the_first_batch() -> None:
+    batches: list[list[int]] = []
+
+    async def work(items: list[int]) -> list[int]:
+        batches.append(items)
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)  # the rest of a burst, read from the sockets a pass later
+    second = asyncio.ensure_future(batcher.submit(2))
+    assert await asyncio.gather(first, second) == [1, 2]
+    assert batches == [[1, 2]]
