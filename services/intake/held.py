@@ -50,25 +50,27 @@ R = TypeVar("R")
 
 
 def ledger_connections(database_url: str) -> HeldConnections:
-    """Two users at once on SQLite (a batch's records and lookups); on PostgreSQL one statement
-    holds both. Plans are kept for :data:`REPLAN_AFTER_S`."""
+    """One batch at a time (services/intake/ledger.py), its statements kept planned for
+    :data:`REPLAN_AFTER_S` on PostgreSQL."""
     reuse_plans = {"plan_cache_mode": "force_generic_plan"}
-    return HeldConnections(
-        _held_engine(database_url, 2, reuse_plans, max_cached_statement_lifetime=REPLAN_AFTER_S), 2
-    )
+    return held_connections(database_url, 1, reuse_plans, max_cached_statement_lifetime=REPLAN_AFTER_S)
 
 
 def gate_connections(database_url: str) -> HeldConnections:
     """One read at a time (services/intake/outbox_gate.py)."""
-    return HeldConnections(_held_engine(database_url, 1, {}), 1)
+    return held_connections(database_url, 1, {})
 
 
-def _held_engine(database_url: str, users: int, settings: dict[str, str], **driver: Any) -> AsyncEngine:
+def held_connections(
+    database_url: str, users: int, settings: dict[str, str], **driver: Any
+) -> HeldConnections:
+    """Up to ``users`` connections kept, PostgreSQL ``settings`` on top of the services' own, and
+    keyword arguments for asyncpg's ``connect``."""
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
         server_settings = {"synchronous_commit": "off", **settings}
         postgres["connect_args"] = {"server_settings": server_settings, **driver}
-    return create_engine(
+    engine = create_engine(
         database_url,
         **postgres,
         pool_size=users,
@@ -77,11 +79,12 @@ def _held_engine(database_url: str, users: int, settings: dict[str, str], **driv
         pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
         isolation_level="AUTOCOMMIT",
     )
+    return HeldConnections(engine, users)
 
 
 class HeldConnections:
     def __init__(self, engine: AsyncEngine, users: int) -> None:
-        """Made by :func:`ledger_connections` or :func:`gate_connections`; keeps up to ``users``
+        """Made by :func:`held_connections`; keeps up to ``users``
         connections between uses (more are opened for a burst, then closed). :meth:`close` disposes
         of ``engine``."""
         self.engine = engine

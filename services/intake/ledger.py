@@ -13,14 +13,15 @@ of its own for each kind had cost the database server twice the CPU per delivery
 twice the round trips. The lookups of a batch do not see the records of the same batch (one
 snapshot), and need not: a copy of a delivery that arrives while it is being accepted waits for it
 in the process (``EventPublisher._accepting``), so its lookup is in a later batch than its record.
-On SQLite, which has no data-modifying CTE, the two kinds go to two held connections at once, each
-one multi-row statement, and a lookup is a join on the primary key (see :func:`sqlite_lookup`).
+SQLite has no data-modifying CTE: there a batch is a multi-row insert and a lookup (a join on the
+primary key, see :func:`sqlite_lookup`) in one trip to the connection's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -174,12 +175,23 @@ class DeliveryLedger:
         return await self.held.fetch(_PG_RECORD_AND_LOOKUP, [*lookup, *columns])
 
     async def _sqlite(self, keys: list[Key], records: list[Record]) -> list[Any]:
-        work = []
+        """The records, then the lookups, in one trip to the connection's thread: a trip (a
+        thread woken, the event loop woken when it is done) cost more CPU than the two statements
+        (measured: 72 µs of CPU for a trip with one statement, 92 µs for two such trips at once,
+        60 µs for one trip with both). aiosqlite has no public
+        call for it; ``_execute`` runs a function in that thread, as its own methods do."""
+        record = lookup = None
         if records:
             now = utc_now()
             stamp = self._bind_time(now) if self._bind_time else now
             flat = [v for r in records for v in (r.key[0], r.key[1], stamp, r.events, r.request_digest)]
-            work.append(self.held.fetch(sqlite_record(len(records)), flat))
+            record = (sqlite_record(len(records)), flat)
         if keys:
-            work.append(self.held.fetch(sqlite_lookup(len(keys)), [part for key in keys for part in key]))
-        return [row for rows in await asyncio.gather(*work) for row in rows]
+            lookup = (sqlite_lookup(len(keys)), [part for key in keys for part in key])
+
+        def both(connection: sqlite3.Connection) -> list[Any]:
+            if record:  # in autocommit: committed before the lookup reads
+                connection.execute(*record)
+            return connection.execute(*lookup).fetchall() if lookup else []
+
+        return await self.held.call(lambda driver: driver._execute(both, driver._conn))

@@ -13,7 +13,13 @@ from asyncpg.exceptions import DivisionByZeroError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.intake.held import REPLAN_AFTER_S, HeldConnections, gate_connections, ledger_connections
+from services.intake.held import (
+    REPLAN_AFTER_S,
+    HeldConnections,
+    gate_connections,
+    held_connections,
+    ledger_connections,
+)
 from services.intake.ledger import _PG_LOOKUP, NOT_SEEN, DeliveryLedger, sqlite_lookup
 from services.intake.models import WebhookDelivery
 from shared.events import utc_now
@@ -88,28 +94,30 @@ async def _backend_pids(engine: AsyncEngine) -> set[int]:
 
 
 async def test_connections_the_server_dropped_are_all_replaced(
-    database_url: str, ledger: DeliveryLedger, engine: AsyncEngine, unique: str
+    database_url: str, engine: AsyncEngine, unique: str
 ) -> None:
     _postgres_only(database_url)
-    await ledger.record("ledger", f"{unique}-other", 1, None)
-    # Both held connections (two users at once), all dropped as a restart does.
-    await asyncio.gather(
-        *(
-            ledger.held.call(lambda driver: driver.fetch("SELECT pg_sleep(0.05)"))
-            for _ in range(ledger.held.users)
+    held = held_connections(database_url, 3, {})
+    ledger = DeliveryLedger(held)
+    try:
+        await ledger.record("ledger", f"{unique}-other", 1, None)
+        # Three held connections (three users at once), all dropped as a restart does.
+        await asyncio.gather(
+            *(held.call(lambda driver: driver.fetch("SELECT pg_sleep(0.05)")) for _ in range(3))
         )
-    )
-    async with engine.connect() as admin:
-        dropped = await admin.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        async with engine.connect() as admin:
+            dropped = await admin.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
             )
-        )
-    assert dropped and dropped >= 2
-    await ledger.record("ledger", unique, 1, None)  # on new connections, without an error
-    assert await ledger.accepted("ledger", unique) is None
-    assert await ledger.accepted("ledger", f"{unique}-other") is None
+        assert dropped and dropped >= 3
+        await ledger.record("ledger", unique, 1, None)  # on new connections, without an error
+        assert await ledger.accepted("ledger", unique) is None
+        assert await ledger.accepted("ledger", f"{unique}-other") is None
+    finally:
+        await held.close()
 
 
 async def test_a_refused_statement_is_neither_retried_nor_costs_its_connection(
@@ -192,22 +200,22 @@ async def test_lookups_and_records_asked_together_share_a_batch(
     ledger: DeliveryLedger, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await ledger.record("ledger", f"{unique}-earlier", 1, "earlier")
-    statements: list[str] = []
-    fetch = ledger.held.fetch
+    trips: list[object] = []
+    call = ledger.held.call
 
-    async def counted(sql: str, params: list[Any]) -> list[Any]:
-        statements.append(sql)
-        return await fetch(sql, params)
+    async def counted(statement: Any) -> Any:
+        trips.append(statement)
+        return await call(statement)
 
-    monkeypatch.setattr(ledger.held, "fetch", counted)
+    monkeypatch.setattr(ledger.held, "call", counted)
     answers = await asyncio.gather(
         ledger.accepted("ledger", f"{unique}-earlier"),
         ledger.accepted("ledger", f"{unique}-never"),
         *(ledger.record("ledger", f"{unique}-{n}", n, None) for n in range(5)),
     )
     assert answers == ["earlier", NOT_SEEN] + [None] * 5
-    # One round trip on PostgreSQL; SQLite has no data-modifying CTE: two statements at once.
-    assert len(statements) == (1 if ledger.held.postgres else 2)
+    # One statement on PostgreSQL; on SQLite two, in one trip to the connection's thread.
+    assert len(trips) == 1
     assert await asyncio.gather(*(ledger.accepted("ledger", f"{unique}-{n}") for n in range(5))) == [None] * 5
 
 
