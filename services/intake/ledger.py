@@ -94,9 +94,11 @@ class _Batcher(Generic[T, R]):
         self._queue.append((item, future))
         if self._running is None:
             self._running = asyncio.create_task(self._drain())
+            self._running.add_done_callback(self._drain_ended)
         return await future
 
     async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 # One more pass of the event loop: requests that reach the ledger in it (the rest of
@@ -112,16 +114,24 @@ class _Batcher(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                except BaseException:  # cancelled (the loop is closing): no caller waits for good
-                    for _, future in [*batch, *self._queue]:
-                        future.cancel()
-                    self._queue = []
-                    raise
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
+        except BaseException:  # cancelled (the loop is closing): no caller waits for good
+            self._cancel_waiting(batch)
+            raise
         finally:
             self._running = None
+
+    def _drain_ended(self, task: asyncio.Task[None]) -> None:
+        if self._running is task:  # cancelled before its first step: its body never ran
+            self._running = None
+            self._cancel_waiting([])
+
+    def _cancel_waiting(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        for _, future in [*batch, *self._queue]:
+            future.cancel()
+        self._queue = []
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,9 @@ class DeliveryLedger:
         keys = list(dict.fromkeys(item for item in items if not isinstance(item, Record)))
         # The first record of a delivery id wins, as against one stored earlier.
         records = list({item.key: item for item in reversed(items) if isinstance(item, Record)}.values())
+        # In key order: replicas inserting the same ids in opposite orders would deadlock each
+        # other, failing the lookups that share the statement.
+        records.sort(key=lambda record: record.key)
         if self.held.postgres:
             rows = await self._postgres(keys, records)
         else:

@@ -101,3 +101,44 @@ async def test_requests_of_the_next_pass_of_the_event_loop_join_the_first_batch(
     second = asyncio.ensure_future(batcher.submit(2))
     assert await asyncio.gather(first, second) == [1, 2]
     assert batches == [[1, 2]]
+
+
+async def test_a_drain_cancelled_in_its_extra_pass_cancels_the_queued_callers() -> None:
+    release = asyncio.Event()
+    calls: list[list[int]] = []
+
+    async def work(items: list[int]) -> list[int]:
+        calls.append(items)
+        if len(calls) == 1:
+            await release.wait()  # the first batch in flight; the second request queues meanwhile
+            drain = batcher._running
+            assert drain is not None
+            asyncio.get_running_loop().call_soon(drain.cancel)  # lands in the drain's extra pass
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    first = asyncio.ensure_future(batcher.submit(1))
+    while not calls:
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(batcher.submit(2))
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == 1
+    done, _ = await asyncio.wait([second], timeout=1)
+    assert done == {second} and second.cancelled()
+    assert calls == [[1]]
+
+
+async def test_a_drain_cancelled_before_it_ran_leaves_the_batcher_serving() -> None:
+    async def work(items: list[int]) -> list[int]:
+        return items
+
+    batcher: _Batcher[int, int] = _Batcher(work)
+    caller = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)  # the caller queued its item and created the drain task, not yet run
+    drain = batcher._running
+    assert drain is not None
+    drain.cancel()
+    done, _ = await asyncio.wait([caller], timeout=1)
+    assert done == {caller} and caller.cancelled()  # not left waiting
+    assert await asyncio.wait_for(batcher.submit(2), 1) == 2  # and a later request is served
