@@ -216,8 +216,9 @@ def path_rows(kind: str, path: str, baseline: dict[str, Any], real: dict[str, An
 
 
 def cpu_rows(kind: str, prefix: str, baseline: dict[str, Any], real: dict[str, Any]) -> list[Row]:
-    """Where each side's CPU went, per answered request (the ratio is set by the machine's total:
-    the load generator, broker and database share its cores)."""
+    """Where each side's CPU went, per answered request: the server process (which sets the
+    ratio, see above), and the broker, the database and the whole machine, whose cores they share
+    with the load generator."""
     rows = []
     for part, key in CPU_KEYS.items():
         if part == "database" and kind != "postgres":

@@ -192,8 +192,8 @@ class DeliveryLedger:
         """The records, then the lookups, in one trip to the connection's thread: a trip (a
         thread woken, the event loop woken when it is done) cost more CPU than the two statements
         (measured: 72 µs of CPU for a trip with one statement, 92 µs for two such trips at once,
-        60 µs for one trip with both). aiosqlite has no public
-        call for it; ``_execute`` runs a function in that thread, as its own methods do."""
+        60 µs for one trip with both). aiosqlite has no public call for it; ``_execute`` runs a
+        function in that thread, as its own methods do."""
         record = lookup = None
         if records:
             now = utc_now()
