@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from asyncpg.exceptions import InterfaceError, OperatorInterventionError, PostgresConnectionError
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.engine import create_engine, is_sqlite
@@ -53,9 +54,15 @@ R = TypeVar("R")
 
 def ledger_connections(database_url: str) -> HeldConnections:
     """One batch at a time (services/intake/ledger.py), its statements kept planned for
-    :data:`REPLAN_AFTER_S` on PostgreSQL."""
+    :data:`REPLAN_AFTER_S` on PostgreSQL. On SQLite the ledger runs its statements on the event
+    loop's thread, where they must never wait: not for another connection's write lock (the batch
+    then goes to the connection's own thread and waits there) nor for a checkpoint's flush to disk
+    (the ledger checkpoints on that thread itself)."""
     reuse_plans = {"plan_cache_mode": "force_generic_plan"}
-    return held_connections(database_url, 1, reuse_plans, max_cached_statement_lifetime=REPLAN_AFTER_S)
+    never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0"}
+    return held_connections(
+        database_url, 1, reuse_plans, sqlite=never_wait, max_cached_statement_lifetime=REPLAN_AFTER_S
+    )
 
 
 def gate_connections(database_url: str) -> HeldConnections:
@@ -64,10 +71,15 @@ def gate_connections(database_url: str) -> HeldConnections:
 
 
 def held_connections(
-    database_url: str, users: int, settings: dict[str, str], **driver: Any
+    database_url: str,
+    users: int,
+    settings: dict[str, str],
+    *,
+    sqlite: dict[str, str] | None = None,
+    **driver: Any,
 ) -> HeldConnections:
-    """Up to ``users`` connections kept, PostgreSQL ``settings`` on top of the services' own, and
-    keyword arguments for asyncpg's ``connect``."""
+    """Up to ``users`` connections kept, PostgreSQL ``settings`` on top of the services' own,
+    SQLite pragmas (``sqlite``) on top of theirs, and keyword arguments for asyncpg's ``connect``."""
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
         server_settings = {"synchronous_commit": "off", **settings}
@@ -81,6 +93,16 @@ def held_connections(
         pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
         isolation_level="AUTOCOMMIT",
     )
+    if sqlite and is_sqlite(database_url):
+        pragmas = [f"PRAGMA {name}={value}" for name, value in sqlite.items()]
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _own_pragmas(dbapi_connection: Any, _record: Any) -> None:  # after the services' own
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(pragma)
+            cursor.close()
+
     return HeldConnections(engine, users)
 
 

@@ -18,23 +18,10 @@ from services.intake.held import (
     HeldConnections,
     gate_connections,
     held_connections,
-    ledger_connections,
 )
 from services.intake.ledger import _PG_LOOKUP, NOT_SEEN, DeliveryLedger, sqlite_lookup
 from services.intake.models import WebhookDelivery
 from shared.events import utc_now
-
-
-@pytest.fixture
-async def ledger(database_url: str) -> AsyncIterator[DeliveryLedger]:
-    held = ledger_connections(database_url)
-    yield DeliveryLedger(held)
-    await held.close()
-
-
-@pytest.fixture
-def unique(request: pytest.FixtureRequest) -> str:
-    return f"{request.node.name}-{id(request)}"
 
 
 async def test_concurrent_deliveries_are_recorded_and_found(
@@ -214,7 +201,7 @@ async def test_lookups_and_records_asked_together_share_a_batch(
         *(ledger.record("ledger", f"{unique}-{n}", n, None) for n in range(5)),
     )
     assert answers == ["earlier", NOT_SEEN] + [None] * 5
-    # One statement on PostgreSQL; on SQLite two, in one trip to the connection's thread.
+    # One statement on PostgreSQL; on SQLite two, on the event loop's thread.
     assert len(trips) == 1
     assert await asyncio.gather(*(ledger.accepted("ledger", f"{unique}-{n}") for n in range(5))) == [None] * 5
 
