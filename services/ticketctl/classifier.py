@@ -19,7 +19,7 @@ from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
 from services.ticketctl.database import run_in_transaction
-from services.ticketctl.output import console, not_utf8
+from services.ticketctl.output import console, fail, not_utf8
 
 classifier_app = typer.Typer(
     help="Classifier models: train, evaluate, list, activate, deactivate; feedback export.",
@@ -37,25 +37,20 @@ def _db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     return run_in_transaction(work)
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"{message}", style="red", soft_wrap=True)  # one line, however long the path
-    return typer.Exit(1)
-
-
 def _load(file: Path, text_column: str, label: str) -> tuple[list[str], list[str]]:
     try:
         texts, labels = load_labelled_file(file, text_column=text_column, label_column=label)
     except UnicodeDecodeError as exc:  # a ValueError whose text does not name the file
-        raise _fail(not_utf8(file, exc, whole_file=False)) from exc
+        raise fail(not_utf8(file, exc, whole_file=False)) from exc
     except ValueError as exc:  # the loader's own messages name the file and line
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except (EOFError, zlib.error) as exc:
         # A truncated or damaged .gz; EOFError must not escape: click reports it as just "Aborted."
-        raise _fail(f"{file}: damaged or truncated gzip data ({exc})") from exc
+        raise fail(f"{file}: damaged or truncated gzip data ({exc})") from exc
     except OSError as exc:  # missing, unreadable, or not gzip at all (BadGzipFile)
-        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from exc
+        raise fail(f"cannot read {file}: {exc.strerror or exc}") from exc
     if not texts:
-        raise _fail(f"{file}: no labelled rows in column {label!r}")
+        raise fail(f"{file}: no labelled rows in column {label!r}")
     return texts, labels
 
 
@@ -117,7 +112,7 @@ def train_command(
                 progress=lambda stage, fraction: bar.update(task, description=stage, completed=fraction),
             )
         except ValueError as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     trained_on = {
         "file": file.name,
         "rows": rows,
@@ -183,13 +178,13 @@ def evaluate_command(
 
     row = _db(fetch)
     if row is None:
-        raise _fail(
+        raise fail(
             f"no model version {model}" if model is not None else f"no active {label_kind.value} model"
         )
     try:
         report = evaluate(TicketClassifier.from_bytes(row.blob), texts, labels)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         out = {
             "version": row.id,
@@ -249,9 +244,9 @@ def _activate(version: int) -> None:
     try:
         row = _db(lambda session: service.activate(session, version, ACTOR))
     except service.ModelUnfit as exc:
-        raise _fail(f"not activated: {exc}") from exc
+        raise fail(f"not activated: {exc}") from exc
     if row is None:
-        raise _fail(f"no model version {version}")
+        raise fail(f"no model version {version}")
     console.print(f"model {version} is the active {row.label_kind} model")
 
 

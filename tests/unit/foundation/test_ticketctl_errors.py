@@ -83,6 +83,20 @@ def test_a_truncated_or_damaged_gzip_is_named_not_aborted(
     assert f"{damaged}: damaged or truncated gzip data" in printed, printed
 
 
+def test_a_classifier_command_reports_its_error_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # stdout is the command's result (evaluate --json is piped into other tools): never an error.
+    missing = tmp_path / "missing.csv"
+    monkeypatch.setattr("sys.argv", ["ticketctl", "classifier", "train", str(missing), "--label", "category"])
+    with pytest.raises(SystemExit) as exited:
+        ticketctl.main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 1
+    assert captured.out == ""
+    assert f"cannot read {missing}" in captured.err
+
+
 def test_a_labelled_file_that_is_not_utf8_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
