@@ -36,10 +36,9 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (source, delivery id)
 MAX_BATCH = 500  # SQLite: 5 parameters a row, far under its limit of 32,766
 NOT_SEEN = object()  # a delivery id never accepted (None is a stored row without a digest)
-# SQLite: a batch moves the WAL into the database file (on the connection's thread) once this many
-# records were written since the last time: SQLite's own automatic checkpoint comes every 1,000 pages,
-# and a record of a random id dirties a page of the primary key's index.
-CHECKPOINT_AFTER_ROWS = 1000
+# SQLite: a batch moves the WAL into the database file (on the connection's thread) once about this
+# many pages were written to it since the last time, as SQLite's own automatic checkpoint would.
+CHECKPOINT_AFTER_PAGES = 1000
 _COLUMNS = "source, delivery_id, received_at, events, request_digest"
 
 _PG_LOOKUP = (
@@ -153,7 +152,8 @@ class DeliveryLedger:
         received_at = WebhookDelivery.__table__.c.received_at.type
         self._bind_time = received_at.dialect_impl(dialect).bind_processor(dialect)
         self._batches: _Batcher[Key | Record, object] = _Batcher(self._run)
-        self._rows_since_checkpoint = 0
+        # The first batch checkpoints: its write may create the WAL, which flushes it to disk.
+        self._pages_since_checkpoint = CHECKPOINT_AFTER_PAGES
 
     async def accepted(self, source: str, delivery_id: str) -> object:
         """The request digest stored with the delivery id (None: stored without one), or
@@ -205,8 +205,11 @@ class DeliveryLedger:
         one in the commit that fills the WAL: 4-9 ms here, once every ~90 batches). The ledger's
         connection does neither (``busy_timeout=0``, ``wal_autocheckpoint=0``: services/intake/held.py).
         A batch that finds the database locked runs again on the connection's thread, waiting there
-        (the insert is atomic, and a repeated one changes nothing), and one batch in every
-        :data:`CHECKPOINT_AFTER_ROWS` records runs there too, with the checkpoint after it.
+        (the insert is atomic, and a repeated one changes nothing). Every
+        :data:`CHECKPOINT_AFTER_PAGES` pages written, a batch runs there too, after a checkpoint: its
+        write starts the emptied WAL over, which flushes the WAL's header to disk. (A checkpoint of
+        another connection that empties the WAL leaves that flush to the next write here: intake's
+        pool rarely writes, but in development the router and the metrics service share the file.)
         aiosqlite has no public call for that; ``_execute`` runs a function on that thread, as its
         own methods do."""
         record = lookup = None
@@ -223,8 +226,10 @@ class DeliveryLedger:
                 connection.execute(*record)
             return connection.execute(*lookup).fetchall() if lookup else []
 
-        self._rows_since_checkpoint += len(records)
-        checkpoint = self._rows_since_checkpoint >= CHECKPOINT_AFTER_ROWS
+        # A record of a random id dirties a page of the primary key's index; a commit, the table's
+        # last page and the received_at index's.
+        self._pages_since_checkpoint += (len(records) + 2) if records else 0
+        checkpoint = self._pages_since_checkpoint >= CHECKPOINT_AFTER_PAGES
 
         async def statements(driver: Any) -> list[Any]:
             if not checkpoint:
@@ -233,25 +238,31 @@ class DeliveryLedger:
                 except sqlite3.OperationalError as exc:
                     if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
                         raise
-            rows: list[Any] = await driver._execute(_on_own_thread, both, checkpoint, driver._conn)
-            if checkpoint:
-                self._rows_since_checkpoint = 0
-            return rows
+            rows, checkpointed = await driver._execute(_on_own_thread, both, checkpoint, driver._conn)
+            if checkpointed:
+                self._pages_since_checkpoint = 0
+            found: list[Any] = rows
+            return found
 
         return await self.held.call(statements)
 
 
 def _on_own_thread(
     both: Callable[[sqlite3.Connection], list[Any]], checkpoint: bool, connection: sqlite3.Connection
-) -> list[Any]:
-    """``both`` on the connection's thread, where it may wait for the write lock (as long as intake
-    waits for any statement), then a checkpoint if asked. A passive one: it copies what no reader
-    still needs, and never waits."""
+) -> tuple[list[Any], bool]:
+    """On the connection's thread: a checkpoint if asked, then ``both``, which may wait for the
+    write lock there (as long as intake waits for any statement). Returns ``both``'s rows and
+    whether the checkpoint ran. A passive checkpoint copies what no reader still needs and never
+    waits; one that fails (a disk error) is tried again by a later batch, and fails no request."""
+    checkpointed = False
+    if checkpoint:
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            checkpointed = True
+        except sqlite3.Error:
+            log.warning("the delivery ledger's checkpoint failed; a later batch tries again", exc_info=True)
     connection.execute(f"PRAGMA busy_timeout={int(STATEMENT_TIMEOUT_S * 1000)}")
     try:
-        rows = both(connection)
+        return both(connection), checkpointed
     finally:
         connection.execute("PRAGMA busy_timeout=0")
-    if checkpoint:
-        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    return rows

@@ -28,8 +28,9 @@ def sqlite_file(database_url: str) -> str:
     return database
 
 
-async def _traced(ledger: DeliveryLedger) -> tuple[Any, Traced]:
-    """The ledger's (only) connection, its statements traced with the thread that ran each."""
+async def _traced(ledger: DeliveryLedger, unique: str) -> tuple[Any, Traced]:
+    """The ledger's (only) connection, its statements traced with the thread that ran each, after
+    the ledger's first batch: that one runs on the connection's thread, after a checkpoint."""
     traced: Traced = []
 
     async def driver_of(driver: Any) -> Any:
@@ -37,6 +38,11 @@ async def _traced(ledger: DeliveryLedger) -> tuple[Any, Traced]:
 
     driver = await ledger.held.call(driver_of)
     driver._conn.set_trace_callback(lambda sql: traced.append((threading.get_ident(), sql)))
+    await ledger.record("ledger", f"{unique}-first", 1, None)
+    statements = [sql.split()[0:2] for _, sql in traced]
+    assert statements[0] == ["PRAGMA", "wal_checkpoint(PASSIVE)"] and ["INSERT", "INTO"] in statements
+    assert threading.get_ident() not in {thread for thread, _ in traced}
+    traced.clear()
     return driver, traced
 
 
@@ -55,7 +61,7 @@ def blocker(sqlite_file: str) -> Iterator[sqlite3.Connection]:
 async def test_a_batch_runs_on_the_event_loops_thread(
     sqlite_file: str, ledger: DeliveryLedger, unique: str
 ) -> None:
-    driver, traced = await _traced(ledger)
+    driver, traced = await _traced(ledger, unique)
     # Neither waits on that thread: not for a lock, not for SQLite's own checkpoint.
     assert await _pragma(driver, "busy_timeout") == 0
     assert await _pragma(driver, "wal_autocheckpoint") == 0
@@ -72,7 +78,7 @@ async def test_a_batch_runs_on_the_event_loops_thread(
 async def test_a_locked_database_makes_the_batch_wait_on_the_connections_thread(
     sqlite_file: str, ledger: DeliveryLedger, unique: str, blocker: sqlite3.Connection
 ) -> None:
-    driver, traced = await _traced(ledger)
+    driver, traced = await _traced(ledger, unique)
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
     blocker.execute(
         "INSERT INTO webhook_deliveries (source, delivery_id, received_at, events) "
@@ -96,21 +102,43 @@ async def test_a_locked_database_makes_the_batch_wait_on_the_connections_thread(
 async def test_the_ledger_checkpoints_the_wal_on_the_connections_thread(
     sqlite_file: str, ledger: DeliveryLedger, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_module, "CHECKPOINT_AFTER_ROWS", 5)
-    _, traced = await _traced(ledger)
-    checkpoints: list[int] = []
+    # A batch of 3 records counts 5 pages (one per record, two per commit).
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_AFTER_PAGES", 10)
+    _, traced = await _traced(ledger, unique)
+    loop_thread = threading.get_ident()
 
-    def record_checkpoints() -> None:
-        checkpoints[:] = [thread for thread, sql in traced if "wal_checkpoint" in sql]
+    async def batch(name: str) -> list[tuple[bool, str]]:
+        traced.clear()
+        await asyncio.gather(*(ledger.record("ledger", f"{unique}-{name}{n}", 1, None) for n in range(3)))
+        return [(thread == loop_thread, " ".join(sql.split()[:2])) for thread, sql in traced]
 
-    await asyncio.gather(*(ledger.record("ledger", f"{unique}-a{n}", 1, None) for n in range(3)))
-    record_checkpoints()
-    assert checkpoints == []
-    await asyncio.gather(*(ledger.record("ledger", f"{unique}-b{n}", 1, None) for n in range(3)))
-    record_checkpoints()
-    assert len(checkpoints) == 1 and checkpoints[0] != threading.get_ident()
-    # Counted again from there: the next batches run on the event loop's thread.
-    await asyncio.gather(*(ledger.record("ledger", f"{unique}-c{n}", 1, None) for n in range(3)))
-    record_checkpoints()
-    assert len(checkpoints) == 1
+    assert await batch("a") == [(True, "INSERT INTO")]
+    # The checkpoint first: the write after it starts the emptied WAL over, flushing its header.
+    checkpointed = await batch("b")
+    assert checkpointed[0] == (False, "PRAGMA wal_checkpoint(PASSIVE)")
+    assert (False, "INSERT INTO") in checkpointed and (True, "INSERT INTO") not in checkpointed
+    assert await batch("c") == [(True, "INSERT INTO")]  # counted again from there
     assert await asyncio.gather(*(ledger.accepted("ledger", f"{unique}-{k}2") for k in "abc")) == [None] * 3
+
+
+class _FailingCheckpoint:
+    """A connection whose checkpoint meets a disk error."""
+
+    def __init__(self) -> None:
+        self.executed: list[str] = []
+
+    def execute(self, sql: str, *args: Any) -> None:
+        self.executed.append(sql)
+        if "wal_checkpoint" in sql:
+            raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_failed_checkpoint_fails_no_batch_and_is_tried_again() -> None:
+    connection = _FailingCheckpoint()
+
+    def both(_: Any) -> list[Any]:
+        return [("s", "d", None)]
+
+    rows, checkpointed = ledger_module._on_own_thread(both, True, connection)  # type: ignore[arg-type]
+    assert rows == [("s", "d", None)] and not checkpointed  # not counted as done: a later batch tries
+    assert connection.executed[-1] == "PRAGMA busy_timeout=0"
