@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +31,11 @@ HTTP_SECONDS = Histogram(
     "HTTP request latency by route template (never the raw path, to bound cardinality)",
     ["service", "method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+# Exported from the moment the app exists, so the first scrape of an instance shows its service
+# (the ServiceAbsent alert): the request histogram has no series before a request was timed.
+SERVICE_INFO = Gauge(
+    "service_info", "1 per running service instance, and its version", ["service", "version"]
 )
 
 
@@ -121,4 +134,13 @@ class TimingMiddleware:
 
 
 def install_timing(app: FastAPI, service: str) -> None:
+    """Time the app's requests, and export ``service_info`` for ``service`` from now on."""
     app.add_middleware(TimingMiddleware, service=service)
+    SERVICE_INFO.labels(service, _version()).set(1)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ticket-router")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"

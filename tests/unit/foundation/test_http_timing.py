@@ -48,3 +48,21 @@ async def test_metrics_endpoint_can_return_only_the_named_series():
         only = (await client.get("/metrics", params={"name[]": "probe_wanted_total"})).text
     assert "probe_wanted_total 3.0" in everything and "probe_other_total 5.0" in everything
     assert "probe_wanted_total 3.0" in only and "probe_other" not in only
+
+
+def test_each_service_is_exported_from_the_moment_its_app_exists() -> None:
+    # ServiceAbsent looks for this series: an instance that has not served a request has no
+    # request series yet, and must not count as absent.
+    from importlib import metadata
+
+    from services.intake.app import create_app as intake_app
+    from services.metrics.app import create_app as metrics_app
+    from services.router.app import create_app as router_app
+
+    version = metadata.version("ticket-router")
+    install_timing(FastAPI(), "info-test")
+    assert REGISTRY.get_sample_value("service_info", {"service": "info-test", "version": version}) == 1
+    assert count("info-test", "unmatched", "404") == 0  # no request made
+    for service, create in (("intake", intake_app), ("router", router_app), ("metrics", metrics_app)):
+        create()
+        assert REGISTRY.get_sample_value("service_info", {"service": service, "version": version}) == 1
