@@ -198,7 +198,7 @@ class DeliveryLedger:
 
         On aiosqlite's thread the hand-offs cost intake more CPU than the statements: that thread
         takes the GIL back from the busy event loop at each step of SQLite's work. GitHub webhooks
-        at 32 in flight (the bench): 443 µs of intake's CPU per webhook that way, 369-408 µs this
+        at 32 in flight (the bench): 443 µs of intake's CPU per webhook that way, 360-398 µs this
         way; in-process at 6 in flight, 83 against 45 µs per delivery. The statements themselves
         take ~50 µs a batch. What may not happen on this thread, as it would stall every request:
         waiting for another connection's write lock, and a checkpoint's flush to disk (SQLite runs
