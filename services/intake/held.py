@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from asyncpg.exceptions import InterfaceError, OperatorInterventionError, PostgresConnectionError
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.engine import create_engine, is_sqlite
@@ -87,22 +86,13 @@ def held_connections(
     engine = create_engine(
         database_url,
         **postgres,
+        sqlite_pragmas=sqlite,
         pool_size=users,
         max_overflow=users,
         pool_pre_ping=False,  # a failed statement is retried on a new connection instead
         pool_reset_on_return=None,  # autocommit: there is never a transaction to roll back
         isolation_level="AUTOCOMMIT",
     )
-    if sqlite and is_sqlite(database_url):
-        pragmas = [f"PRAGMA {name}={value}" for name, value in sqlite.items()]
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _own_pragmas(dbapi_connection: Any, _record: Any) -> None:  # after the services' own
-            cursor = dbapi_connection.cursor()
-            for pragma in pragmas:
-                cursor.execute(pragma)
-            cursor.close()
-
     return HeldConnections(engine, users)
 
 

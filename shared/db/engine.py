@@ -53,7 +53,16 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+# Every SQLite connection's settings; create_engine's ``sqlite_pragmas`` overrides or adds to them.
+SQLITE_PRAGMAS = {
+    "journal_mode": "WAL",
+    "synchronous": "NORMAL",
+    "busy_timeout": "30000",
+    "foreign_keys": "ON",
+}
+
+
+def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     kwargs.setdefault("json_serializer", json_text)
     # A statement's parameters (a source's webhook secrets, a target's token) stay out of its
@@ -72,14 +81,15 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             kwargs.setdefault("pool_size", 20)
             kwargs.setdefault("max_overflow", 20)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        pragmas = [
+            f"PRAGMA {name}={value}" for name, value in {**SQLITE_PRAGMAS, **(sqlite_pragmas or {})}.items()
+        ]
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            for pragma in pragmas:
+                cursor.execute(pragma)
             cursor.close()
 
         return engine
