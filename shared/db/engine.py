@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from shared.db.liveness import ping_when_idle
+
 # The engine drives asyncpg and aiosqlite. The URLs platforms hand out (Heroku, RDS, compose files)
 # name no driver and may carry libpq's sslmode, which SQLAlchemy would take for psycopg and asyncpg
 # would refuse as an unknown keyword.
@@ -95,7 +97,8 @@ def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **k
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # Checked only after sitting idle (shared/db/liveness.py) unless the caller says otherwise.
+    pinged_when_idle = "pool_pre_ping" not in kwargs
     # Plan every execution for its parameters. asyncpg prepares each statement, and PostgreSQL then
     # switches to a cached generic plan, chosen with the statistics of that moment: the outbox (a
     # queue table: few live rows, thousands of dead ones between vacuums) and young tables kept a
@@ -104,7 +107,10 @@ def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **k
     connect_args = dict(kwargs.pop("connect_args", {}))
     server_settings = {"plan_cache_mode": "force_custom_plan", **connect_args.get("server_settings", {})}
     connect_args["server_settings"] = server_settings
-    return create_async_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+    if pinged_when_idle:
+        ping_when_idle(engine)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
