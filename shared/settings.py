@@ -207,6 +207,12 @@ class RouterSettings(ConsumerSettings):
         description="Cut resolved tickets down to stubs this long after resolution and their last event "
         "(their decisions, fired timers and text go); unset: keep them whole.",
     )
+    router_feedback_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete the classifier's feedback examples (a ticket's text and the team a human "
+        "moved it to) this long after they were recorded; unset: keep them as training data.",
+    )
     router_prune_interval_s: float = Field(
         default=3600.0,
         gt=0,

@@ -33,9 +33,11 @@ from shared.settings import RouterSettings
 
 def retention(settings: RouterSettings) -> Retention:
     resolved = settings.router_resolved_retention_days
+    feedback = settings.router_feedback_retention_days
     return Retention(
         dedup=timedelta(days=settings.router_dedup_retention_days),
         resolved=timedelta(days=resolved) if resolved is not None else None,
+        feedback=timedelta(days=feedback) if feedback is not None else None,
     )
 
 

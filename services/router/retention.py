@@ -8,6 +8,9 @@
 - Optionally (``ROUTER_RESOLVED_RETENTION_DAYS``), resolved tickets: their routing decisions,
   their fired SLA timers and the text of their snapshot go; a stub of the ticket stays (see
   :func:`prune_resolved_tickets`).
+- Optionally (``ROUTER_FEEDBACK_RETENTION_DAYS``), the classifier's feedback examples, by the age
+  of the example: they hold a ticket's text, kept apart from the ticket as training data, so the
+  tickets' retention does not reach them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.escalation.models import FiredTimer
 from services.router.load.store import take_write_lock
-from services.router.models import PRUNABLE, RouterTicket, RoutingDecision
+from services.router.models import PRUNABLE, ClassifierFeedback, RouterTicket, RoutingDecision
 from services.router.routing.handler import CONSUMER_NAME
 from services.router.writeback.models import WritebackDelivery
 from shared.db.bulk import among
@@ -135,10 +138,22 @@ async def prune_resolved_tickets(
             return total
 
 
+async def prune_feedback(
+    sessions: async_sessionmaker[AsyncSession], retention: timedelta, now: datetime | None = None
+) -> int:
+    """Delete the classifier feedback examples recorded longer than ``retention`` ago (the
+    ``created_at`` index serves the lookup); returns how many."""
+    cutoff = (now or utc_now()) - retention
+    return await delete_in_chunks(
+        sessions, cast(Table, ClassifierFeedback.__table__), ClassifierFeedback.created_at < cutoff
+    )
+
+
 @dataclass(frozen=True)
 class Retention:
     dedup: timedelta
     resolved: timedelta | None  # None: resolved tickets are kept whole
+    feedback: timedelta | None = None  # None: feedback examples are kept as training data
 
 
 async def prune_forever(
@@ -150,6 +165,8 @@ async def prune_forever(
         pruned = await prune_router_tables(sessions, retention.dedup)
         if retention.resolved is not None:
             pruned["resolved_tickets"] = await prune_resolved_tickets(sessions, retention.resolved)
+        if retention.feedback is not None:
+            pruned["classifier_feedback"] = await prune_feedback(sessions, retention.feedback)
         if any(pruned.values()):
             log.info("pruned old router bookkeeping", extra={"pruned": pruned})
 

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.classifiers.service import feedback_examples
 from services.router.escalation.models import FiredTimer
-from services.router.models import RouterTicket, RoutingDecision
-from services.router.retention import prune_resolved_tickets, prune_router_tables
+from services.router.models import ClassifierFeedback, RouterTicket, RoutingDecision
+from services.router.retention import prune_feedback, prune_resolved_tickets, prune_router_tables
 from services.router.routing.handler import CONSUMER_NAME, RoutingHandler
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.models import WritebackDelivery
@@ -133,6 +133,7 @@ async def test_a_running_router_prunes_at_start_and_on_its_interval(
     await _claim(sessions, CONSUMER_NAME, old, timedelta(days=2))
     resolved = f"prune-{uuid.uuid4().hex[:8]}:kept-whole"
     await _seed_tickets(sessions, {resolved: _ticket(resolved, TicketStatus.SOLVED, LONG_AGO)})
+    example = await _seed_feedback(sessions, f"{resolved}:feedback", LONG_AGO)
 
     async with running_router(
         database_url=database_url,
@@ -151,9 +152,11 @@ async def test_a_running_router_prunes_at_start_and_on_its_interval(
         later = _ids(1)
         await _claim(sessions, CONSUMER_NAME, later, timedelta(days=2))
         await wait_until(lambda: all_gone(later), timeout_s=10)
-    # Without ROUTER_RESOLVED_RETENTION_DAYS resolved tickets stay whole.
+    # Without ROUTER_RESOLVED_RETENTION_DAYS resolved tickets stay whole; without
+    # ROUTER_FEEDBACK_RETENTION_DAYS feedback examples stay, however old.
     assert (await _rows(sessions, [resolved]))[resolved].pruned_at is None
     assert await _with_history(sessions, [resolved]) == {resolved}
+    assert await _feedback_kept(sessions, [example]) == [example]
 
 
 async def test_a_running_router_cuts_old_resolved_tickets_down_when_told_to(
@@ -161,12 +164,15 @@ async def test_a_running_router_cuts_old_resolved_tickets_down_when_told_to(
 ) -> None:
     key = f"prune-{uuid.uuid4().hex[:8]}:running"
     await _seed_tickets(sessions, {key: _ticket(key, TicketStatus.SOLVED, LONG_AGO)})
+    old_example = await _seed_feedback(sessions, f"{key}:old-feedback", LONG_AGO)
+    new_example = await _seed_feedback(sessions, f"{key}:new-feedback", utc_now() - timedelta(days=29))
 
     async with running_router(
         database_url=database_url,
         kafka_bootstrap_servers=broker.bootstrap,
         topic_partitions=1,
         router_resolved_retention_days=30,
+        router_feedback_retention_days=30,
         router_prune_interval_s=0.2,
         **unique_topics(),
     ):
@@ -174,8 +180,30 @@ async def test_a_running_router_cuts_old_resolved_tickets_down_when_told_to(
         async def stubbed() -> bool:
             return (await _rows(sessions, [key]))[key].pruned_at is not None
 
+        async def feedback_pruned() -> bool:
+            return await _feedback_kept(sessions, [old_example, new_example]) == [new_example]
+
         await wait_until(stubbed, timeout_s=10)
+        await wait_until(feedback_pruned, timeout_s=10)
     assert await _with_history(sessions, [key]) == set()
+
+
+async def test_feedback_examples_past_their_retention_go_and_newer_ones_stay(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    run = f"prune-{uuid.uuid4().hex[:8]}"
+    now = utc_now()
+    old = [await _seed_feedback(sessions, f"{run}:old-{n}", now - timedelta(days=31 + n)) for n in range(3)]
+    new = [await _seed_feedback(sessions, f"{run}:new-{n}", now - timedelta(days=29 - n)) for n in range(2)]
+    assert await prune_feedback(sessions, timedelta(days=30), now=now) >= len(old)
+    assert await _feedback_kept(sessions, old + new) == new
+    # Training reads what is left.
+    async with sessions() as session:
+        examples = {
+            row.ticket_key for row in await feedback_examples(session) if row.ticket_key.startswith(run)
+        }
+    assert examples == set(new)
+    assert await prune_feedback(sessions, timedelta(days=30), now=now) == 0  # nothing more is old
 
 
 LONG_AGO = utc_now() - timedelta(days=40)
@@ -239,6 +267,24 @@ async def _seed_tickets(sessions: async_sessionmaker[AsyncSession], tickets: dic
                 )
             )
             session.add(FiredTimer(timer_id=f"{key}:resolution:breach:0", ticket_key=key, kind="breach"))
+
+
+async def _seed_feedback(sessions: async_sessionmaker[AsyncSession], key: str, at: datetime) -> str:
+    """A feedback example for ticket ``key`` recorded ``at``; returns the key."""
+    async with sessions() as session, session.begin():
+        session.add(ClassifierFeedback(ticket_key=key, text="VPN down", label="network", created_at=at))
+    return key
+
+
+async def _feedback_kept(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> list[str]:
+    """The keys among ``keys`` that still have a feedback example, in the order given."""
+    async with sessions() as session:
+        kept = set(
+            await session.scalars(
+                select(ClassifierFeedback.ticket_key).where(ClassifierFeedback.ticket_key.in_(keys))
+            )
+        )
+    return [key for key in keys if key in kept]
 
 
 async def _with_history(sessions: async_sessionmaker[AsyncSession], keys: list[str]) -> set[str]:
