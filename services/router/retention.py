@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -161,12 +163,29 @@ async def prune_forever(
 ) -> None:
     """For the life of the service: prune, then sleep ``interval_s``; a failure is retried then."""
 
+    async def resolved(timespan: timedelta) -> dict[str, int]:
+        return {"resolved_tickets": await prune_resolved_tickets(sessions, timespan)}
+
+    async def feedback(timespan: timedelta) -> dict[str, int]:
+        return {"classifier_feedback": await prune_feedback(sessions, timespan)}
+
+    steps: list[tuple[str, Callable[[timedelta], Awaitable[dict[str, int]]], timedelta | None]] = [
+        ("event ids and write-backs", functools.partial(prune_router_tables, sessions), retention.dedup),
+        ("resolved tickets", resolved, retention.resolved),
+        ("classifier feedback", feedback, retention.feedback),
+    ]
+
     async def prune() -> None:
-        pruned = await prune_router_tables(sessions, retention.dedup)
-        if retention.resolved is not None:
-            pruned["resolved_tickets"] = await prune_resolved_tickets(sessions, retention.resolved)
-        if retention.feedback is not None:
-            pruned["classifier_feedback"] = await prune_feedback(sessions, retention.feedback)
+        # Each step on its own: one that keeps failing must not keep the others' data (the ticket
+        # text that the resolved and feedback retentions exist to delete) from going.
+        pruned: dict[str, int] = {}
+        for name, step, timespan in steps:
+            if timespan is None:
+                continue
+            try:
+                pruned.update(await step(timespan))
+            except Exception as exc:
+                log.warning("pruning failed, will retry", extra={"step": name, "error": repr(exc)})
         if any(pruned.values()):
             log.info("pruned old router bookkeeping", extra={"pruned": pruned})
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db.errors import is_transient_database_error
+
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 class ProblemResponse(JSONResponse):
@@ -83,6 +89,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_database(request: Request, exc: Exception) -> ProblemResponse:
+        # The database away for a moment (a restart, a failover, a pool with no free connection):
+        # the client may retry. Any other database error is a bug, answered and logged as one.
+        if not is_transient_database_error(exc):
+            raise exc
+        log.warning(
+            "database unavailable, answered 503",
+            extra={"path": request.url.path, "error": type(exc).__name__},
+        )
+        problem = Problem(
+            503,
+            "Service unavailable",
+            "the database is unavailable for the moment; retry later",
+            headers={"Retry-After": "1"},
+        )
+        return problem_response(problem, request.url.path)
+
     async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
         # A bug, not bad input: no detail (it could carry data). Starlette re-raises the exception
         # after this answer, so the server logs it with its traceback.
@@ -91,6 +114,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(DBAPIError, on_database)
+    app.add_exception_handler(PoolTimeout, on_database)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 

@@ -28,9 +28,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shared.db.errors import is_transient_database_error
 from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
 from shared.overlap import IdleWork
 
@@ -68,26 +67,11 @@ class PoisonMessage(Exception):
     """A message that can never be processed; raised by handlers to dead-letter one event."""
 
 
-# SQLSTATEs a retry cures: connection trouble (08), insufficient resources such as too many
-# connections (53), a server shutting down or starting up (57P0x), a cancelled statement (57014),
-# serialization failures and deadlocks (40001, 40P01), a lock not available (55P03).
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P0", "57014", "40001", "40P01", "55P03")
-
-
 def is_transient(exc: BaseException) -> bool:
     """Errors that a retry can cure: infrastructure being down rather than a bad message."""
-    # PoolTimeout: no pooled connection came free in time (a slow database, a busy API).
-    if isinstance(
-        exc, OperationalError | KafkaError | OSError | TimeoutError | ConnectionError | PoolTimeout
-    ):
+    if isinstance(exc, KafkaError | OSError | TimeoutError | ConnectionError):
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    # asyncpg's server errors arrive as a plain DBAPIError (not OperationalError): read the code.
-    cause = exc.orig.__cause__ if exc.orig is not None else None
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
-    transient_code = isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)
-    return exc.connection_invalidated or transient_code
+    return is_transient_database_error(exc)
 
 
 class _Rebalance(ConsumerRebalanceListener):

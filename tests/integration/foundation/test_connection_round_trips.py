@@ -9,7 +9,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +21,7 @@ from shared.db.liveness import ping_when_idle
 from shared.db.models import OutboxMessage
 from shared.db.outbox import OutboxWriter, insert_outbox, pending_message
 from shared.events import EventType, TicketSnapshot, ticket_event
+from shared.http.problems import install_problem_handlers
 from tests.integration.foundation.test_router_batches import RecordingProducer
 
 PING = ["BEGIN", ";", "ROLLBACK"]  # SQLAlchemy's asyncpg ping, in a transaction for PgBouncer
@@ -109,6 +112,28 @@ async def test_a_connection_that_died_within_the_window_fails_once_then_the_pool
             await backend_pid(engine)
         assert failed.value.connection_invalidated
         assert await backend_pid(engine) != first
+    finally:
+        await engine.dispose()
+
+
+async def test_an_api_request_on_a_connection_that_died_within_the_window_is_answered_503(postgres_url: str):
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)  # the services' engine
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/pid")
+    async def pid() -> int:
+        return await backend_pid(engine)
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = (await client.get("/pid")).json()
+            await terminate(postgres_url, first)  # a restart, within the window: no ping
+            failed = await client.get("/pid")
+            assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+            retried = await client.get("/pid")
+            assert retried.status_code == 200 and retried.json() != first
     finally:
         await engine.dispose()
 

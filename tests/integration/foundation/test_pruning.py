@@ -5,6 +5,7 @@ redelivery of a kept event is still recognised."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -14,10 +15,17 @@ import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.router import retention
 from services.router.classifiers.service import feedback_examples
 from services.router.escalation.models import FiredTimer
 from services.router.models import ClassifierFeedback, RouterTicket, RoutingDecision
-from services.router.retention import prune_feedback, prune_resolved_tickets, prune_router_tables
+from services.router.retention import (
+    Retention,
+    prune_feedback,
+    prune_forever,
+    prune_resolved_tickets,
+    prune_router_tables,
+)
 from services.router.routing.handler import CONSUMER_NAME, RoutingHandler
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.models import WritebackDelivery
@@ -267,6 +275,30 @@ async def _seed_tickets(sessions: async_sessionmaker[AsyncSession], tickets: dic
                 )
             )
             session.add(FiredTimer(timer_id=f"{key}:resolution:breach:0", ticket_key=key, kind="breach"))
+
+
+async def test_a_pruning_step_that_keeps_failing_does_not_hold_the_others_back(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stuck(*_args: Any, **_kwargs: Any) -> int:
+        raise RuntimeError("one stub update keeps failing")
+
+    monkeypatch.setattr(retention, "prune_resolved_tickets", stuck)
+    old_ids = _ids(2)
+    await _claim(sessions, CONSUMER_NAME, old_ids, timedelta(days=2))
+    example = await _seed_feedback(sessions, f"prune-{uuid.uuid4().hex[:8]}:stuck", LONG_AGO)
+    every = Retention(dedup=timedelta(days=1), resolved=timedelta(days=30), feedback=timedelta(days=30))
+    task = asyncio.create_task(prune_forever(sessions, every, interval_s=0.05))
+    try:
+
+        async def both_pruned() -> bool:
+            return not await _kept(sessions, old_ids) and not await _feedback_kept(sessions, [example])
+
+        await wait_until(both_pruned, timeout_s=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _seed_feedback(sessions: async_sessionmaker[AsyncSession], key: str, at: datetime) -> str:
