@@ -83,6 +83,17 @@ class ConsumerSettings(CommonSettings):
         "waiting fetch when a message arrives but looks again after sleeping (about half the wait, "
         "measured), so each hop can add that much; Apache Kafka answers as soon as a message arrives.",
     )
+    # Committing after every batch cost a broker round trip per batch: at 500 tickets/s end to end
+    # (6 partitions) the metrics service spent ~5 of its ~6 ms per batch committing. arroyo commits
+    # once a second, Kafka's auto-commit every 5 s.
+    consumer_commit_interval_ms: int = Field(
+        default=500,
+        ge=0,
+        le=60_000,
+        description="Most often a consumer commits its handled offsets (0: after every batch). Never "
+        "before the batch's effects are durable; a crash replays at most this much more, which the "
+        "handlers recognise as redeliveries. Committed also on stop, at a rebalance and when idle.",
+    )
     consumer_retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Cap of the exponential backoff when a batch fails."
     )

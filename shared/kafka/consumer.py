@@ -81,6 +81,14 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         if self.loop.rebalance_started is None:
             self.loop.rebalance_started = time.monotonic()
+        # What was handled of them is committed now, while they are still ours: their next owner
+        # starts there instead of handling it again (if this fails, it does: a redelivery).
+        try:
+            await self.loop.commit_handled(set(revoked))
+        except Exception as exc:
+            log.warning(
+                "commit at revocation failed", extra={"group": self.loop.group_id, "error": short_error(exc)}
+            )
         for tp in revoked:
             labels = (self.loop.group_id, tp.topic, str(tp.partition))
             self.loop.lag.pop(tp, None)
@@ -125,12 +133,19 @@ class ConsumerLoop:
         max_attempts: int = 8,
         on_assign: AssignHandler | None = None,
         pause_before_commit_s: float = 0.0,
+        commit_interval_s: float = 0.0,
         on_revoke: RevokeHandler | None = None,
         on_next_batch: AheadHandler | None = None,
         idle: IdleWork | None = None,
     ) -> None:
         """``idle``: the handler's queue of work for its waits (it runs it while its statements
-        and acknowledgements are in flight); the next batch's decoding is queued there."""
+        and acknowledgements are in flight); the next batch's decoding is queued there.
+
+        ``commit_interval_s``: handled offsets are committed at most this often (0: after every
+        batch), as arroyo's commit policy and Kafka's auto-commit interval do. Committing later
+        never commits anything unhandled; a crash replays at most that much more, which the
+        handlers take as redeliveries. What is handled is committed when the loop stops, before
+        its partitions are revoked, and whenever a poll finds nothing new."""
         self.consumer = consumer
         self.producer = producer
         self.topics = topics
@@ -146,6 +161,12 @@ class ConsumerLoop:
         self.on_next_batch = on_next_batch
         self.idle = idle
         self.pause_before_commit_s = pause_before_commit_s
+        self.commit_interval_s = commit_interval_s
+        # Next offset per partition handled but not committed yet. None outlives a revocation
+        # (committed or forgotten then), so none can move a partition's commit back after it was
+        # away with another member.
+        self._handled: dict[TopicPartition, int] = {}
+        self._commit_after = 0.0  # monotonic time from which the handled offsets are due
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}
         self.assigned_once = False
@@ -179,12 +200,15 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         self.rebalance_started = time.monotonic()  # joining the group
+        self._handled.clear()  # a new membership (a replaced consumer): nothing of the old one
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: FetchedBatch | None = None
         while not self.stopping:
             batch, ahead = ahead, None
             if batch is None:
                 batch = await self._fetch(self.poll_timeout_ms)
+                if batch is None:  # nothing new: a good time to commit what is handled
+                    await self.commit_handled()
             if batch is not None:
                 if self.idle is not None:
                     self.idle.discard(batch)
@@ -204,6 +228,7 @@ class ConsumerLoop:
                 finally:
                     self.in_batch = False
             await self._update_lag()
+        await self.commit_handled()  # stopping: the batches handled are not delivered again
 
     def _look_ahead(self, ahead: FetchedBatch, announce: AheadHandler) -> None:
         """Announce the next batch: decoded now, or with an idle queue once decoded in the waits."""
@@ -246,7 +271,10 @@ class ConsumerLoop:
                 "handled batch, pausing before commit", extra={"group": self.group_id, "size": len(events)}
             )
             await asyncio.sleep(self.pause_before_commit_s)
-        await self._commit({tp: messages[-1].offset + 1 for tp, messages in batch.records.items()})
+        for tp, messages in batch.records.items():
+            self._handled[tp] = messages[-1].offset + 1
+        if time.monotonic() >= self._commit_after:
+            await self.commit_handled()
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
@@ -314,6 +342,16 @@ class ConsumerLoop:
         except TimeoutError:
             return False
         return True
+
+    async def commit_handled(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Commit the handled offsets (of ``partitions`` only, if given) and forget them; the next
+        periodic commit is due ``commit_interval_s`` later."""
+        chosen = self._handled.keys() if partitions is None else partitions & self._handled.keys()
+        offsets = {tp: self._handled.pop(tp) for tp in list(chosen)}
+        if partitions is None:
+            self._commit_after = time.monotonic() + self.commit_interval_s
+        if offsets:
+            await self._commit(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # aiokafka rebalances in the background, even while a batch is handled: partitions taken

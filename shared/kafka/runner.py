@@ -87,6 +87,7 @@ class ConsumerRunner:
             on_assign=on_assign,
             max_attempts=settings.consumer_max_attempts,
             pause_before_commit_s=settings.fault_pause_before_commit_s,
+            commit_interval_s=settings.consumer_commit_interval_ms / 1000,
             on_revoke=on_revoke,
             on_next_batch=on_next_batch,
             idle=idle,

@@ -596,3 +596,45 @@ def test_a_pool_with_no_free_connection_is_transient() -> None:
     # SQLAlchemy's "QueuePool limit ... reached, connection timed out": the database is slow or
     # busy, not the message bad; dead-lettering would lose good tickets.
     assert is_transient(sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"))
+
+
+async def test_with_an_interval_offsets_are_committed_at_most_that_often_and_when_idle():
+    consumer, producer = FakeConsumer([good(i) for i in range(5)]), FakeProducer()
+    handled: list[int] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.append(len(events))
+
+    loop = make_loop(consumer, producer, handler, batch_max=1, commit_interval_s=60.0)
+    await run_until(loop, lambda: sum(handled) == 5 and consumer.committed[-1:] == [{TP: 5}])
+    # The first batch at once; the next four not before the interval, but as soon as a poll
+    # found nothing new.
+    assert consumer.committed == [{TP: 1}, {TP: 5}]
+
+
+async def test_with_an_interval_stopping_commits_what_was_handled():
+    consumer, producer = FakeConsumer([good(i) for i in range(5)]), FakeProducer()
+    loop: ConsumerLoop
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        if events[0].offset == 2:
+            loop.stop()  # the third batch is the last one handled
+
+    loop = make_loop(consumer, producer, handler, batch_max=1, commit_interval_s=60.0)
+    await asyncio.wait_for(loop.run(), 2)
+    assert consumer.committed == [{TP: 1}, {TP: 3}]
+
+
+async def test_with_an_interval_a_revocation_commits_what_was_handled_first():
+    consumer, producer = FakeConsumer([good(i) for i in range(4)]), FakeProducer()
+    at_revocation: list[list[dict[TopicPartition, int]]] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        if events[0].offset == 2:  # batches 0 and 1 handled, 1 not committed yet
+            await consumer.listener.on_partitions_revoked({TP})
+            at_revocation.append(list(consumer.committed))
+
+    loop = make_loop(consumer, producer, handler, batch_max=1, commit_interval_s=60.0)
+    await run_until(loop, lambda: consumer.committed[-1:] == [{TP: 4}])
+    assert at_revocation == [[{TP: 1}, {TP: 2}]]  # the revoked partition's next owner starts at 2
+    assert consumer.committed == [{TP: 1}, {TP: 2}, {TP: 4}]
