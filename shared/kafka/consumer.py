@@ -253,8 +253,9 @@ class ConsumerLoop:
         return FetchedBatch(records, self.assignment_epoch, seek_marks)
 
     async def _process(self, batch: FetchedBatch) -> None:
-        """Handle one batch and commit past it, unless it is dropped instead (stopping, or
-        reassigned since it was fetched): then it is not committed and is delivered again."""
+        """Handle one batch and mark its offsets handled (committed at the interval, see
+        ``commit_handled``), unless it is dropped instead (stopping, or reassigned since it was
+        fetched): then it is not committed and is delivered again."""
         started = time.perf_counter() - batch.decode_s  # the batch's time includes its decoding
         await self.assigning.wait()
         if self._stale(batch):
