@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -9,6 +11,7 @@ from services.router.config_lock import lock_config
 from services.router.models import Team
 from services.router.rules import RuleSet
 from services.router.rulesets.store import save_version
+from services.router.slas import service as sla_service
 
 DEMO_TEAMS = [
     Team(
@@ -95,8 +98,26 @@ DEMO_RULES = {
 }
 
 
-async def seed_demo(session: AsyncSession) -> bool:
-    """Insert the demo teams and rules when no team exists yet; True when it seeded."""
+# Deadlines for every demo ticket, on the built-in always-open calendar (business minutes), so that
+# the ticket API, the SLA gauges and the escalation scanner have something to show from the first
+# ticket on. A breach raises the priority one step.
+DEMO_SLA_POLICY: dict[str, Any] = {
+    "name": "standard",
+    "targets": {
+        "P1": {"first_response": 15, "resolution": 240},
+        "P2": {"first_response": 60, "resolution": 480},
+        "P3": {"first_response": 240, "resolution": 1440},
+        "P4": {"first_response": 480, "resolution": 4320},
+    },
+    "on_breach": [{"action": "raise_priority"}],
+}
+
+AUTHOR = "make run (demo seed)"
+
+
+async def seed_demo(session: AsyncSession, *, sla: bool = True) -> bool:
+    """Insert the demo teams and rules, and with ``sla`` the demo SLA policy, when no team exists
+    yet; True when it seeded."""
     await lock_config(session)  # a configuration write: before its "no team yet" check
     if await session.scalar(select(func.count()).select_from(Team)):
         return False
@@ -105,9 +126,27 @@ async def seed_demo(session: AsyncSession) -> bool:
         for t in DEMO_TEAMS
     )
     await save_version(
-        session,
-        RuleSet.model_validate(DEMO_RULES),
-        author="make run (demo seed)",
-        comment="demo configuration",
+        session, RuleSet.model_validate(DEMO_RULES), author=AUTHOR, comment="demo configuration"
     )
+    if sla:
+        await _save_sla_policy(session, DEMO_SLA_POLICY)
     return True
+
+
+async def _save_sla_policy(session: AsyncSession, document: dict[str, Any]) -> None:
+    """Through the checks an API or ``ticketctl sla apply`` save passes."""
+    name = document["name"]
+    previous = await sla_service.begin_change(session, "policy", name)
+    teams = {team.name: True for team in DEMO_TEAMS}
+    model = sla_service.validate_document(
+        "policy", name, document, await sla_service.live_calendars(session), teams
+    )
+    await sla_service.save(
+        session,
+        "policy",
+        name,
+        model.model_dump(mode="json"),
+        AUTHOR,
+        "demo configuration",
+        previous=previous,
+    )

@@ -79,8 +79,8 @@ async def ensure_credentials(database_url: str, path: Path) -> tuple[dict[str, s
         await engine.dispose()
 
 
-async def seed(database_url: str) -> bool:
-    return await in_transaction(seed_demo, database_url)
+async def seed(database_url: str, *, sla: bool = True) -> bool:
+    return await in_transaction(lambda session: seed_demo(session, sla=sla), database_url)
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -121,7 +121,7 @@ def run(embedded_broker: bool = True) -> int:
         upgrade(settings.database_url)
         console.print(Text.assemble(("database", "bold"), " migrated"))
         if asyncio.run(seed(settings.database_url)):
-            console.print(Text.assemble(("demo", "bold"), " seeded teams and rules"))
+            console.print(Text.assemble(("demo", "bold"), " seeded teams, rules and an SLA policy"))
         credentials_path = var / "dev-credentials.env"
         credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
         urls = service_urls()

@@ -63,8 +63,9 @@ def rule(rule_id: str, team: str, subject: str | None = None, **extra: Any) -> d
 async def running_router(**settings: Any) -> AsyncIterator[Router]:
     config = RouterSettings(**settings)
     # The demo teams and rules first, as the e2e stack does: seeding only happens while no team
-    # exists, and the e2e tests that share this database rely on the demo rules.
-    await seed(config.database_url)
+    # exists, and the e2e tests that share this database rely on the demo rules. Not the demo SLA
+    # policy: the shared database's tickets run no clock unless a test saves a policy.
+    await seed(config.database_url, sla=False)
     app = create_app(config)
     url = config.database_url
     admin = {"Authorization": f"Bearer {await make_key(url, Role.ADMIN)}"}

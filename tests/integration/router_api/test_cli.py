@@ -35,7 +35,7 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunne
         finally:
             await engine.dispose()
 
-    asyncio.run(seed(database_url))  # see running_router
+    asyncio.run(seed(database_url, sla=False))  # see running_router
     before = asyncio.run(on_database(live_rules))
     yield CliRunner()
     asyncio.run(on_database(lambda sessions: restore_live_rules(sessions, before)))
