@@ -40,7 +40,12 @@ from services.router.routing.lifecycle import (
     is_first_response,
 )
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
-from services.router.routing.texts import EARLY_SLICE, prepare_while, texts_of_created, texts_to_route
+from services.router.routing.texts import (
+    IDLE_SLICE,
+    prepare_while,
+    texts_of_created,
+    texts_to_route,
+)
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
@@ -264,7 +269,7 @@ class RoutingHandler:
             del self._routes_ahead[next(iter(self._routes_ahead))]
         if isinstance(route, PreparesBatch):
             texts = texts_of_created([e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES])
-            steps = in_slices(route.prepare, texts, EARLY_SLICE)
+            steps = in_slices(route.prepare, texts, IDLE_SLICE)
             if isinstance(route, EvaluatesAhead):
                 # Then the new tickets' rules: they route these very snapshots (see _process).
                 created = [
@@ -272,7 +277,7 @@ class RoutingHandler:
                     for e in batch
                     if e.envelope.type == EventType.TICKET_CREATED and e.ticket is not None
                 ]
-                steps += in_slices(route.evaluate_ahead, created, EARLY_SLICE)
+                steps += in_slices(route.evaluate_ahead, created, IDLE_SLICE)
             self.idle.replace(key, steps)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
