@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
+from shared.kafka.partitioner import partition_of
 from shared.settings import CommonSettings
 
 # Longer than the broker stalls we ride out: a request that times out is retried by the client, and
@@ -19,8 +19,6 @@ REQUEST_TIMEOUT_MS = 30_000
 # lingering: no send yields, so a batch's messages are all appended before the sender task runs.
 # A linger only delayed the acknowledgement: 20 routing events took 3.0 ms with 2 ms, 0.8 with 0.
 LINGER_MS = 0
-# What ``send`` uses unless a producer is given another partitioner (``make_producer`` gives none).
-_PARTITION_OF = DefaultPartitioner()
 
 
 def make_producer(
@@ -34,6 +32,7 @@ def make_producer(
         request_timeout_ms=request_timeout_ms,
         # One in-flight request per connection keeps per-partition order even when a send is retried.
         max_batch_size=256 * 1024,
+        partitioner=partition_of,  # Kafka's default placement, computed in half the time
     )
 
 
@@ -45,8 +44,8 @@ async def send_keyed(
 
     The router publishes a batch's routing events at once: a ``send`` per message costs a future,
     a size check and an accumulator lookup each, ~9 µs; 500 events took 4.5 ms of CPU one by one
-    and 2.3 ms in batches. Each message goes to the partition ``send`` would choose (the default
-    partitioner's murmur2 of the key over the topic's partitions, as listed by the client), and
+    and 2.3 ms in batches. Each message goes to the partition ``send`` would choose (Kafka's
+    default placement, the key's murmur2 over the topic's partitions as listed by the client), and
     a partition's messages keep their order.
     """
     partitions: dict[str, list[int]] = {}
@@ -56,7 +55,7 @@ async def send_keyed(
         listed = partitions.get(topic)
         if listed is None:
             listed = partitions[topic] = list(await producer.partitions_for(topic))
-        partition = _PARTITION_OF(key, listed, listed)
+        partition = partition_of(key, listed, listed)
         batch = open_batches.get((topic, partition))
         if batch is None:
             batch = open_batches[topic, partition] = producer.create_batch()
