@@ -283,7 +283,7 @@ class RoutingHandler:
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
         await self.outbox.relay_leftovers()
         key = _batch_key(batch) if batch else None
-        self.idle.discard(key)  # its text work's turn has come: done below, in bigger slices
+        self.idle.discard(key)  # its text work's turn has come: done below (the rest in one call)
         route = self._routes_ahead.pop(key, None) if key is not None else None
         if route is None:
             route = self.route_provider()

@@ -15,10 +15,13 @@ from shared.overlap import IdleWork, in_slices, work_while
 # most of the batching's gain (one language walk and one matrix product per slice).
 EARLY_SLICE = 64
 
-# Texts per slice of the next batch's text work, done as idle work while this batch's writes,
-# commit and publish are in flight. Nothing waits on these slices but those round trips' replies,
-# so they are bigger: a slice of 64 costs ~58 µs a text, one of 256 ~50 (language walk, matrix
-# product and urgency scan per call), ~13 ms a slice. A batch of fewer texts is one slice anyway.
+# Texts (and new tickets' rule evaluations) per slice of the next batch's work, done as idle work
+# in this batch's waits: its reads once its own early texts are done, its writes, commit, publish
+# and outbox delete. Bigger than the early slices for throughput: a call of 64 texts costs ~58 µs
+# a text, one of 256 ~50 (one language walk, matrix product and urgency scan per call). The price
+# is latency under saturation: each of this batch's round trips may wait up to a slice (~13 ms,
+# against ~3.5 ms) for its reply to be taken up, with the batch's ticket rows locked until its
+# commit. At a few hundred tickets a second a batch's look-ahead is one small slice either way.
 IDLE_SLICE = 256
 
 T = TypeVar("T")
