@@ -99,7 +99,7 @@ DEMO_RULES = {
 
 
 # Deadlines for every demo ticket, on the built-in always-open calendar (business minutes), so that
-# the ticket API, the SLA gauges and the escalation scanner have something to show from the first
+# the ticket API, the SLA metrics and the escalation scanner have something to show from the first
 # ticket on. A breach raises the priority one step.
 DEMO_SLA_POLICY: dict[str, Any] = {
     "name": "standard",
