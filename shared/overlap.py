@@ -17,7 +17,8 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,26 @@ def in_slices(work: Callable[[Sequence[Item]], object], items: Sequence[Item], s
     return [functools.partial(work, items[at : at + size]) for at in range(0, len(items), size)]
 
 
+@dataclass
+class Sliced:
+    """``work`` over ``items`` as idle work, ``size`` items a step, or ``wide`` in a wide wait.
+
+    Fewer, bigger calls cost less per item, but a step delays the reply it fills the wait for. A
+    wait whose delay holds nothing up (after a commit: no row is locked any more) is wide."""
+
+    work: Callable[[Sequence[Any]], object]
+    items: Sequence[Any]
+    size: int
+    wide: int
+
+    def run_part(self, wide: bool) -> bool:
+        """Work on the next part; True when nothing is left."""
+        count = self.wide if wide else self.size
+        part, self.items = self.items[:count], self.items[count:]
+        self.work(part)
+        return not self.items
+
+
 class IdleWork:
     """Steps to run while this process would otherwise wait on I/O, each at most once.
 
@@ -41,12 +62,12 @@ class IdleWork:
     """
 
     def __init__(self) -> None:
-        self._steps: deque[Step] = deque()
+        self._steps: deque[Step | Sliced] = deque()
         self.owner: Hashable | None = None
 
-    def replace(self, owner: Hashable, steps: Iterable[Step]) -> None:
+    def replace(self, owner: Hashable, steps: Iterable[Step | Sliced]) -> None:
         """Queue ``steps`` for ``owner`` instead of whatever was queued."""
-        self._steps = deque(steps)
+        self._steps = deque(step for step in steps if not isinstance(step, Sliced) or step.items)
         self.owner = owner
 
     def discard(self, owner: Hashable) -> None:
@@ -58,17 +79,27 @@ class IdleWork:
     def __len__(self) -> int:
         return len(self._steps)
 
-    def run_one(self) -> None:
-        step = self._steps.popleft()
+    def run_one(self, wide: bool = False) -> None:
+        """Run the next step (of a :class:`Sliced`, the next part: wider in a ``wide`` wait)."""
+        step = self._steps[0]
         try:
-            step()
+            if not isinstance(step, Sliced):
+                self._steps.popleft()
+                step()
+            elif step.run_part(wide):
+                self._steps.popleft()
         except Exception:
             log.debug("idle work failed; its owner will do it in its turn", exc_info=True)
             self._steps.clear()
 
 
 async def work_while(
-    steps: Iterable[Step], io: Awaitable[T], *, until_done: bool = False, idle: IdleWork | None = None
+    steps: Iterable[Step],
+    io: Awaitable[T],
+    *,
+    until_done: bool = False,
+    idle: IdleWork | None = None,
+    wide: bool = False,
 ) -> T:
     """Run ``io`` (statements on the batch's session) and meanwhile call ``steps``, each one slice
     of CPU work; return what ``io`` returned.
@@ -80,7 +111,7 @@ async def work_while(
     ``until_done`` makes the steps optional: none is called once ``io`` has finished, and the
     caller does what is left in one go (batched work costs less per item in one big call than in
     slices, which only pay while there is a wait to fill). Once the steps are done, ``idle`` work
-    fills the rest of the wait.
+    fills the rest of the wait, in its wide parts when ``wide`` (see :class:`Sliced`).
     """
     running = asyncio.ensure_future(io)
     try:
@@ -92,7 +123,7 @@ async def work_while(
         while idle and not running.done():
             await asyncio.sleep(0)
             if not running.done():
-                idle.run_one()
+                idle.run_one(wide)
     except BaseException:
         running.cancel()
         await asyncio.wait([running])
@@ -100,11 +131,11 @@ async def work_while(
     return await running
 
 
-async def during(idle: IdleWork | None, io: Awaitable[T]) -> T:
-    """Await ``io``, doing ``idle`` work while it is in flight."""
+async def during(idle: IdleWork | None, io: Awaitable[T], *, wide: bool = False) -> T:
+    """Await ``io``, doing ``idle`` work while it is in flight; ``wide``: see :class:`Sliced`."""
     if not idle:
         return await io
-    return await work_while((), io, idle=idle)
+    return await work_while((), io, idle=idle, wide=wide)
 
 
 async def work_beside(

@@ -165,14 +165,15 @@ class OutboxWriter:
                 async with self.sessions(bind=connection) as session, session.begin():
                     rows = await store(session)
                     await during(idle, session.commit())
-                await during(idle, publish_rows(self.producer, rows))
+                # Committed: no row is locked any more, a later reply delays only this batch.
+                await during(idle, publish_rows(self.producer, rows), wide=True)
                 if connection.dialect.name == "postgresql":
                     # One round trip: the delete commits itself, with no BEGIN and COMMIT around
                     # it (the pool restores the isolation level when the connection goes back).
                     connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 async with self.sessions(bind=connection) as session, session.begin():
-                    await during(idle, delete_rows(session, [row.id for row in rows]))
-                    await during(idle, session.commit())
+                    await during(idle, delete_rows(session, [row.id for row in rows]), wide=True)
+                    await during(idle, session.commit(), wide=True)
         except BaseException:
             self.dirty = True
             raise

@@ -41,6 +41,7 @@ from services.router.routing.lifecycle import (
 )
 from services.router.routing.messages import BUILD_SLICE, OUTBOX_OWNER, Emitted, RoutingMessages
 from services.router.routing.texts import (
+    EARLY_SLICE,
     IDLE_SLICE,
     prepare_while,
     texts_of_created,
@@ -65,7 +66,7 @@ from shared.events import (
     utc_now,
 )
 from shared.kafka.consumer import ConsumedEvent
-from shared.overlap import IdleWork, during, in_slices, work_beside
+from shared.overlap import IdleWork, Sliced, during, in_slices, work_beside
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class RoutingHandler:
             del self._routes_ahead[next(iter(self._routes_ahead))]
         if isinstance(route, PreparesBatch):
             texts = texts_of_created([e.envelope for e in batch if e.envelope.type in TICKET_EVENT_TYPES])
-            steps = in_slices(route.prepare, texts, IDLE_SLICE)
+            steps: list[Sliced] = [Sliced(route.prepare, texts, EARLY_SLICE, IDLE_SLICE)]
             if isinstance(route, EvaluatesAhead):
                 # Then the new tickets' rules: they route these very snapshots (see _process).
                 created = [
@@ -277,7 +278,7 @@ class RoutingHandler:
                     for e in batch
                     if e.envelope.type == EventType.TICKET_CREATED and e.ticket is not None
                 ]
-                steps += in_slices(route.evaluate_ahead, created, IDLE_SLICE)
+                steps.append(Sliced(route.evaluate_ahead, created, EARLY_SLICE, IDLE_SLICE))
             self.idle.replace(key, steps)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:

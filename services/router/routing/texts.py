@@ -16,12 +16,11 @@ from shared.overlap import IdleWork, in_slices, work_while
 EARLY_SLICE = 64
 
 # Texts (and new tickets' rule evaluations) per slice of the next batch's work, done as idle work
-# in this batch's waits: its reads once its own early texts are done, its writes, commit, publish
-# and outbox delete. Bigger than the early slices for throughput: a call of 64 texts costs ~58 µs
-# a text, one of 256 ~50 (one language walk, matrix product and urgency scan per call). The price
-# is latency under saturation: each of this batch's round trips may wait up to a slice (~13 ms,
-# against ~3.5 ms) for its reply to be taken up, with the batch's ticket rows locked until its
-# commit. At a few hundred tickets a second a batch's look-ahead is one small slice either way.
+# in this batch's waits once it has committed (its publish and outbox delete: shared.overlap's
+# wide waits). Until then its ticket rows are locked, and its reads, writes and commit take idle
+# slices of EARLY_SLICE: a slice delays the reply it fills the wait for. After the commit only
+# this batch waits, and bigger calls cost less: ~58 µs a text in calls of 64, ~50 in calls of 256
+# (one language walk, matrix product and urgency scan per call), ~13 ms a slice.
 IDLE_SLICE = 256
 
 T = TypeVar("T")

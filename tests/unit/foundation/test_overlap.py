@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
 
-from shared.overlap import IdleWork, during, in_slices, work_beside, work_while
+from shared.overlap import IdleWork, Sliced, during, in_slices, work_beside, work_while
 
 
 def recorder() -> tuple[list[str], Callable[[], Coroutine[Any, Any, str]]]:
@@ -117,3 +117,34 @@ def test_idle_work_is_discarded_only_by_its_owner():
     assert len(idle) == 2
     idle.discard("batch 2")
     assert len(idle) == 0
+
+
+async def test_sliced_idle_work_takes_narrow_parts_unless_the_wait_is_wide():
+    parts: list[Sequence[int]] = []
+    idle = IdleWork()
+    idle.replace(
+        "next", [Sliced(parts.append, list(range(10)), size=2, wide=5), Sliced(parts.append, [], 2, 5)]
+    )
+    assert len(idle) == 1  # nothing to do for an empty one
+    idle.run_one()
+    idle.run_one(wide=True)
+    assert parts == [[0, 1], [2, 3, 4, 5, 6]]
+    assert len(idle) == 1  # the rest stays queued
+    idle.run_one(wide=True)
+    assert parts[-1] == [7, 8, 9] and len(idle) == 0
+
+
+async def test_during_a_wide_wait_takes_wide_parts():
+    parts: list[Sequence[int]] = []
+
+    def slow(part: Sequence[int]) -> None:
+        parts.append(part)
+        time.sleep(0.004)
+
+    for wide, size in ((False, 2), (True, 8)):
+        parts.clear()
+        _, io = recorder()
+        idle = IdleWork()
+        idle.replace("next", [Sliced(slow, list(range(1000)), size=2, wide=8)])
+        assert await during(idle, io(), wide=wide) == "rows"
+        assert parts and all(len(part) == size for part in parts)
