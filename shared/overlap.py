@@ -80,17 +80,21 @@ class IdleWork:
         return len(self._steps)
 
     def run_one(self, wide: bool = False) -> None:
-        """Run the next step (of a :class:`Sliced`, the next part: wider in a ``wide`` wait)."""
-        step = self._steps[0]
+        """Run the next step (of a :class:`Sliced`, the next part: wider in a ``wide`` wait).
+
+        A step may queue another owner's work (``replace``, as the consumer loop's last decoding
+        step does): what is popped, or dropped on failure, is the step's own queue only."""
+        steps = self._steps
+        step = steps[0]
         try:
             if not isinstance(step, Sliced):
-                self._steps.popleft()
+                steps.popleft()
                 step()
-            elif step.run_part(wide):
-                self._steps.popleft()
+            elif step.run_part(wide) and steps and steps[0] is step:
+                steps.popleft()
         except Exception:
             log.debug("idle work failed; its owner will do it in its turn", exc_info=True)
-            self._steps.clear()
+            steps.clear()
 
 
 async def work_while(

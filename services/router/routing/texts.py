@@ -17,10 +17,11 @@ EARLY_SLICE = 64
 
 # Texts (and new tickets' rule evaluations) per slice of the next batch's work, done as idle work
 # in this batch's waits once it has committed (its publish and outbox delete: shared.overlap's
-# wide waits). Until then its ticket rows are locked, and its reads, writes and commit take idle
-# slices of EARLY_SLICE: a slice delays the reply it fills the wait for. After the commit only
-# this batch waits, and bigger calls cost less: ~58 µs a text in calls of 64, ~50 in calls of 256
-# (one language walk, matrix product and urgency scan per call), ~13 ms a slice.
+# wide waits). A slice delays the reply whose wait it fills: until the COMMIT reaches the server
+# the batch's ticket rows are locked, so its reads, writes and commit (which may flush first) take
+# idle slices of EARLY_SLICE. After it only this batch waits, and bigger calls cost less: ~58 µs a
+# text in calls of 64, ~50 in calls of 256 (one language walk, matrix product and urgency scan per
+# call), ~13 ms a slice. The look-ahead starts only for a full batch (the consumer loop's).
 IDLE_SLICE = 256
 
 T = TypeVar("T")

@@ -148,3 +148,24 @@ async def test_during_a_wide_wait_takes_wide_parts():
         idle.replace("next", [Sliced(slow, list(range(1000)), size=2, wide=8)])
         assert await during(idle, io(), wide=wide) == "rows"
         assert parts and all(len(part) == size for part in parts)
+
+
+def test_a_step_that_queues_another_owners_work_keeps_it_queued():
+    idle = IdleWork()
+    ran: list[str] = []
+
+    def hand_over(part: Sequence[int]) -> None:
+        idle.replace("batch 3", [lambda: ran.append("batch 3's first"), lambda: None])
+
+    def hand_over_then_fail() -> None:
+        idle.replace("batch 4", [lambda: ran.append("batch 4's first")])
+        raise ValueError("a bad record")
+
+    idle.replace("batch 2", [Sliced(hand_over, [1], size=1, wide=1)])
+    idle.run_one()
+    assert idle.owner == "batch 3" and len(idle) == 2
+    idle.run_one()
+    assert ran == ["batch 3's first"]
+    idle.replace("batch 3", [hand_over_then_fail])
+    idle.run_one()  # its own queue is dropped, not the one it handed over to
+    assert idle.owner == "batch 4" and len(idle) == 1
