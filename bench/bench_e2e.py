@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka.partitioner import murmur2
 
 from bench.bench_router import store_rules
 from bench.harness.bare_e2e import await_all, run_bare, warm_up
@@ -42,6 +41,7 @@ from bench.harness.loadgen import percentile
 from bench.harness.procs import base_env, broker, database, databases, make_key, service
 from bench.harness.run import Row, loadgen
 from shared.auth import Role
+from shared.kafka.partitioner import partition_of as producer_partition
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
 
@@ -117,8 +117,8 @@ def routed_sum(text: str) -> float:
 
 
 def partition_of(key: str, partitions: int) -> int:
-    """The partition the producers' default partitioner gives ``key`` (murmur2, as Kafka's)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """The partition the services' producers give ``key`` (murmur2, as Kafka's)."""
+    return producer_partition(key.encode(), range(partitions), ())
 
 
 class Poller(threading.Thread):

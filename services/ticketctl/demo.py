@@ -128,25 +128,7 @@ async def seed_demo(session: AsyncSession, *, sla: bool = True) -> bool:
     await save_version(
         session, RuleSet.model_validate(DEMO_RULES), author=AUTHOR, comment="demo configuration"
     )
-    if sla:
-        await _save_sla_policy(session, DEMO_SLA_POLICY)
+    if sla:  # through the checks an API save passes
+        name = DEMO_SLA_POLICY["name"]
+        await sla_service.save_checked(session, "policy", name, DEMO_SLA_POLICY, AUTHOR, "demo configuration")
     return True
-
-
-async def _save_sla_policy(session: AsyncSession, document: dict[str, Any]) -> None:
-    """Through the checks an API or ``ticketctl sla apply`` save passes."""
-    name = document["name"]
-    previous = await sla_service.begin_change(session, "policy", name)
-    teams = {team.name: True for team in DEMO_TEAMS}
-    model = sla_service.validate_document(
-        "policy", name, document, await sla_service.live_calendars(session), teams
-    )
-    await sla_service.save(
-        session,
-        "policy",
-        name,
-        model.model_dump(mode="json"),
-        AUTHOR,
-        "demo configuration",
-        previous=previous,
-    )

@@ -13,7 +13,6 @@ from rich.table import Table
 from rich.text import Text
 
 from services.router.slas import service
-from services.router.teams.states import team_states
 from services.ticketctl.database import in_transaction
 from services.ticketctl.output import console, load_yaml
 from shared.http.preconditions import Stale
@@ -64,18 +63,7 @@ def sla_apply(
         raise typer.Exit(2)
 
     async def apply(session: Any) -> Any:
-        # Lock first: the checks below must see what concurrent writers committed.
-        previous = await service.begin_change(session, kind, document["name"])
-        model = service.validate_document(
-            kind,
-            document["name"],
-            document,
-            await service.live_calendars(session),
-            await team_states(session),
-        )
-        return await service.save(
-            session, kind, document["name"], model.model_dump(mode="json"), author, comment, previous=previous
-        )
+        return await service.save_checked(session, kind, document["name"], document, author, comment)
 
     try:
         row = asyncio.run(_with_session(apply))

@@ -34,7 +34,7 @@ from services.router.slas.models import SlaConfigVersion
 from services.router.slas.recheck import moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
-from services.router.teams.states import team_problem
+from services.router.teams.states import team_problem, team_states
 from services.router.writeback.models import WritebackTarget
 from shared.db.audit import record
 from shared.events import utc_now
@@ -409,6 +409,19 @@ async def save(
         # Committed with the version: the open tickets on it are recomputed by the next scan.
         await recheck_clocks_on(session, kind, name, row.created_at)
     return row
+
+
+async def save_checked(
+    session: AsyncSession, kind: str, name: str, document: dict[str, Any], author: str, comment: str = ""
+) -> SlaConfigVersion:
+    """Check ``document`` against the live configuration and teams, as an API save does, and store
+    it as ``name``'s next version: the way in for callers without an ``If-Match`` (the CLI, the
+    demo seed). Raises :class:`ConfigInvalid`."""
+    # Lock first: the checks must see what concurrent writers committed.
+    previous = await begin_change(session, kind, name)
+    calendars, teams = await live_calendars(session), await team_states(session)
+    model = validate_document(kind, name, document, calendars, teams)
+    return await save(session, kind, name, model.model_dump(mode="json"), author, comment, previous=previous)
 
 
 async def live_calendars(session: AsyncSession) -> LiveCalendars:
