@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.db.errors import is_transient_database_error
+from shared.kafka.continuity import OffsetContinuity
 from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
 from shared.overlap import IdleWork
 
@@ -104,6 +105,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop.rebalance_started = None
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
+        self.loop.continuity.forget()  # positions come from commits and seeks again
         if self.loop.on_assign is None or not tps:
             return
         self.loop.assigning.clear()
@@ -176,6 +178,8 @@ class ConsumerLoop:
         # Seeks per partition: a batch holding records of a partition sought since it was fetched
         # is dropped (the seek moved the position back: it is fetched again, in order).
         self.seeks: dict[TopicPartition, int] = {}
+        # The next offset expected of each partition: a fetch that skips one is read again.
+        self.continuity = OffsetContinuity(group_id)
         # Clear while ``on_assign`` runs (the rebalance runs beside the loop): a batch waits for it.
         self.assigning = asyncio.Event()
         self.assigning.set()
@@ -201,6 +205,7 @@ class ConsumerLoop:
     async def run(self) -> None:
         self.rebalance_started = time.monotonic()  # joining the group
         self._handled.clear()  # a new membership (a replaced consumer): nothing of the old one
+        self.continuity.forget()
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: FetchedBatch | None = None
         while not self.stopping:
@@ -244,13 +249,43 @@ class ConsumerLoop:
             self.idle.replace(ahead, ahead.decode_steps(then=announce_decoded))
 
     async def _fetch(self, timeout_ms: int) -> FetchedBatch | None:
-        """The next records, not decoded yet (see FetchedBatch.decode)."""
+        """The next records, not decoded yet (see FetchedBatch.decode), up to the first offset
+        the fetch skipped in each partition (see shared/kafka/continuity.py)."""
+        await self._learn_positions(timeout_ms)
         records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
         self.last_poll_monotonic = time.monotonic()
         if not records:
             return None
         seek_marks = {tp: self.seeks.get(tp, 0) for tp in records}
-        return FetchedBatch(records, self.assignment_epoch, seek_marks)
+        epoch = self.assignment_epoch
+        holes = self.continuity.cut(records)
+        if holes:
+            for tp, offset in holes.items():
+                # Forward of every record handed on: no batch in hand is affected (no seek mark).
+                self.consumer.seek(tp, offset)
+            if delay := self.continuity.retry_delay():
+                await asyncio.sleep(delay)
+            if not records:
+                return None
+        return FetchedBatch(records, epoch, seek_marks)
+
+    async def _learn_positions(self, timeout_ms: int) -> None:
+        """Where the next fetch of each partition starts, for those not known since the last
+        assignment: after ``on_assign``'s seeks, so it waits for them. A position that takes
+        longer than the poll (the broker away) is left to be learned at the next fetch; that
+        fetch's first records are then taken as the start."""
+        await self.assigning.wait()
+        epoch = self.assignment_epoch
+        for tp in self.consumer.assignment():
+            if self.continuity.knows(tp):
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), max(timeout_ms, 1) / 1000)
+            except (TimeoutError, KafkaError):  # IllegalStateError too: taken away meanwhile
+                return
+            if epoch != self.assignment_epoch or self.stopping:
+                return  # reassigned while asking: the new assignment's positions are learned next
+            self.continuity.start_at(tp, position)
 
     async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and mark its offsets handled (committed at the interval, see
