@@ -36,6 +36,8 @@ from shared.overlap import IdleWork
 
 log = logging.getLogger(__name__)
 
+LEARN_RETRY_S = 5.0  # after a position that could not be learned within a poll
+
 CONSUMER_LAG = Gauge(
     "consumer_lag_messages", "Messages behind the partition end", ["group", "topic", "partition"]
 )
@@ -48,6 +50,7 @@ BATCH_SECONDS = Histogram(
 MESSAGES = Counter("consumer_messages_total", "Messages consumed, by outcome", ["group", "outcome"])
 DEAD_LETTERS = Counter("dead_letters_total", "Messages sent to the dead-letter topic", ["group", "reason"])
 HANDLER_FAILURES = Counter("consumer_handler_failures_total", "Failed batch attempts", ["group", "kind"])
+DEAD_LETTER_KINDS = ("undecodable", "rejected", "handler_error")
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
@@ -112,6 +115,7 @@ class _Rebalance(ConsumerRebalanceListener):
         try:
             for tp, offset in (await self.loop.on_assign(tps)).items():
                 self.loop.consumer.seek(tp, offset)
+                self.loop.continuity.start_at(tp, offset)  # not what a batch dropped for it taught
                 # A batch of tp fetched while ``on_assign`` ran (from the committed offset) must
                 # not be handled now: it would move a restored state past its checkpoint.
                 self.loop.seeks[tp] = self.loop.seeks.get(tp, 0) + 1
@@ -180,6 +184,9 @@ class ConsumerLoop:
         self.seeks: dict[TopicPartition, int] = {}
         # The next offset expected of each partition: a fetch that skips one is read again.
         self.continuity = OffsetContinuity(group_id)
+        self._learn_after = 0.0  # monotonic time before which no position is asked again
+        for kind in DEAD_LETTER_KINDS:  # from 0: an alert on increase() sees the first one
+            DEAD_LETTERS.labels(group_id, kind)
         # Clear while ``on_assign`` runs (the rebalance runs beside the loop): a batch waits for it.
         self.assigning = asyncio.Event()
         self.assigning.set()
@@ -258,6 +265,11 @@ class ConsumerLoop:
             return None
         seek_marks = {tp: self.seeks.get(tp, 0) for tp in records}
         epoch = self.assignment_epoch
+        if leading := self.continuity.leading_holes(records):
+            await self._skip_deleted(leading)
+            sought = any(self.seeks.get(tp, 0) != mark for tp, mark in seek_marks.items())
+            if sought or epoch != self.assignment_epoch:  # moved while asking: dropped, fetched again
+                return FetchedBatch(records, epoch, seek_marks)
         holes = self.continuity.cut(records)
         if holes:
             for tp, offset in holes.items():
@@ -271,21 +283,39 @@ class ConsumerLoop:
 
     async def _learn_positions(self, timeout_ms: int) -> None:
         """Where the next fetch of each partition starts, for those not known since the last
-        assignment: after ``on_assign``'s seeks, so it waits for them. A position that takes
-        longer than the poll (the broker away) is left to be learned at the next fetch; that
-        fetch's first records are then taken as the start."""
-        await self.assigning.wait()
+        assignment, once ``on_assign`` has sought them (waited for a poll at most: the loop must
+        still see a stop). A position not known within the poll (the broker away) is asked again
+        after ``LEARN_RETRY_S``; meanwhile the next fetch's first records are taken as the start."""
+        wait_s = max(timeout_ms, 1) / 1000
+        try:
+            await asyncio.wait_for(self.assigning.wait(), wait_s)
+        except TimeoutError:
+            return  # its batches are dropped until it has sought; it is waited for again next poll
+        if time.monotonic() < self._learn_after:
+            return
         epoch = self.assignment_epoch
-        for tp in self.consumer.assignment():
-            if self.continuity.knows(tp):
-                continue
-            try:
-                position = await asyncio.wait_for(self.consumer.position(tp), max(timeout_ms, 1) / 1000)
-            except (TimeoutError, KafkaError):  # IllegalStateError too: taken away meanwhile
-                return
-            if epoch != self.assignment_epoch or self.stopping:
-                return  # reassigned while asking: the new assignment's positions are learned next
-            self.continuity.start_at(tp, position)
+        try:
+            for tp in self.consumer.assignment():
+                if self.continuity.knows(tp):
+                    continue
+                position = await asyncio.wait_for(self.consumer.position(tp), wait_s)
+                if epoch != self.assignment_epoch or self.stopping:
+                    return  # reassigned while asking: the new assignment's positions come next
+                self.continuity.start_at(tp, position)
+        except TimeoutError:
+            self._learn_after = time.monotonic() + LEARN_RETRY_S
+        except KafkaError:  # IllegalStateError too: taken away while asking
+            pass
+
+    async def _skip_deleted(self, leading: dict[TopicPartition, int]) -> None:
+        """Partitions whose fetch starts past the offset expected: where that offset lies below
+        the log's start, retention deleted it (the consumer was reset to the start), not a hole."""
+        try:
+            starts = await asyncio.wait_for(self.consumer.beginning_offsets(list(leading)), 5)
+        except (TimeoutError, KafkaError):  # unknown: taken as a hole, read again
+            return
+        for tp, log_start in starts.items():
+            self.continuity.deleted_below(tp, log_start)
 
     async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and mark its offsets handled (committed at the interval, see

@@ -5,14 +5,16 @@ A fetch can still skip one: the embedded broker (tansu, memory storage) fixes a 
 offset before it stores the batch, and a fetch in between returns the batches after it. aiokafka
 takes the records as they come (a compacted topic has gaps too), so the consumer's position moves
 past an offset it never saw: the record is lost to this consumer group for good, with a lag of 0.
-Two intakes writing one partition at once made the metrics service miss a ticket that way, in one
-CI run of the scale-out test.
+Two intakes writing one partition at once made the metrics service miss a ticket that way, in two
+CI runs of the scale-out test.
 
-:class:`OffsetContinuity` keeps the next offset expected of every partition: from the consumer's
-position before a fetch, then past each record handed on. A fetch that starts beyond it, or skips
-one inside, is cut at the hole and its partition sought back there; the next fetch gets the record
-once the broker has stored it. A hole still there after ``grace_s`` and ``min_fetches`` fetches is
-real (a topic someone else compacted, records deleted under us): it is accepted, logged and counted.
+:class:`OffsetContinuity` keeps the next offset expected of every partition: the consumer's
+position before a fetch, or the offset a rebalance sought it to, then past each record handed on.
+A fetch that starts beyond it, or skips one inside, is cut at the hole and its partition sought back
+there; the next fetch gets the record once the broker has stored it. A fetch that starts past it
+because retention deleted the records below the log's start is no hole (:meth:`deleted_below`). A
+hole still there after ``grace_s`` and ``min_fetches`` fetches is real (a topic someone else
+compacted): it is accepted, logged and counted.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ log = logging.getLogger(__name__)
 
 OFFSET_HOLES = Counter(
     "consumer_offset_holes_total",
-    "Fetches that skipped an offset: read again from the hole, or accepted once it persisted",
+    "Holes in fetched offsets: read again from the hole (refetched, once a hole), gone on past once "
+    "it persisted (accepted), or below the partition's log start (deleted: removed by retention)",
     ["group", "outcome"],
 )
+OUTCOMES = ("refetched", "accepted", "deleted")
 
 Records = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -59,6 +63,8 @@ class OffsetContinuity:
         self.clock = clock
         self._expected: dict[TopicPartition, int] = {}
         self._holes: dict[TopicPartition, _Hole] = {}
+        for outcome in OUTCOMES:  # from 0: an alert on increase() sees the first accepted hole
+            OFFSET_HOLES.labels(group, outcome)
 
     def forget(self) -> None:
         """A new assignment: positions start again from commits and seeks, learned anew."""
@@ -71,6 +77,27 @@ class OffsetContinuity:
     def start_at(self, tp: TopicPartition, position: int) -> None:
         """The consumer's position of ``tp`` before a fetch: where its records must begin."""
         self._expected[tp] = position
+
+    def leading_holes(self, records: Records) -> dict[TopicPartition, int]:
+        """The partitions whose fetch starts past the offset expected, with that offset."""
+        out: dict[TopicPartition, int] = {}
+        for tp, messages in records.items():
+            expected = self._expected.get(tp)
+            if expected is not None and messages[0].offset > expected:
+                out[tp] = expected
+        return out
+
+    def deleted_below(self, tp: TopicPartition, log_start: int) -> None:
+        """The partition's log starts at ``log_start``, past the offset expected: what lay below
+        was deleted (retention), and the consumer was reset to the start. Not a hole."""
+        expected = self._expected.get(tp)
+        if expected is not None and expected < log_start:
+            self._expected[tp] = log_start
+            OFFSET_HOLES.labels(self.group, "deleted").inc()
+            log.info(
+                "offsets below the partition's log start were deleted, reading from its start",
+                extra={"group": self.group, "tp": str(tp), "missing": f"{expected}-{log_start - 1}"},
+            )
 
     def retry_delay(self) -> float:
         """How long to wait before fetching again after a cut: none for a first sight (the broker

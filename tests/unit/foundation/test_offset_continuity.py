@@ -6,8 +6,9 @@ import asyncio
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
-from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.consumer import ConsumedEvent, ConsumerLoop
 from shared.kafka.continuity import OffsetContinuity
 from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good, make_loop, record
 
@@ -112,7 +113,8 @@ class StoredLateConsumer(FakeConsumer):
         self.sought: list[int] = []
 
     async def getmany(self, timeout_ms: int, max_records: int):
-        visible = [m for m in self.log[self.position_ :] if m.offset not in self.stored_late]
+        self.position_ = max(self.position_, self.log_start)  # aiokafka's reset to the earliest
+        visible = [m for m in self.log if m.offset >= self.position_ and m.offset not in self.stored_late]
         self.stored_late.clear()  # stored by the next fetch
         batch = visible[:max_records]
         if not batch:
@@ -124,9 +126,14 @@ class StoredLateConsumer(FakeConsumer):
     async def position(self, tp):
         return self.position_
 
+    async def beginning_offsets(self, partitions):
+        return {tp: self.log_start for tp in partitions}
+
+    log_start = 0
+
     def seek(self, tp, offset):
         self.sought.append(offset)
-        self.position_ = offset
+        self.position_ = max(offset, self.log_start)  # below the log's start: reset to it
 
 
 async def test_the_loop_reads_again_a_record_the_broker_skipped_and_hands_on_every_offset_in_order():
@@ -146,3 +153,139 @@ async def test_the_loop_reads_again_a_record_the_broker_skipped_and_hands_on_eve
     await task
     assert handled == [1, 2, 3]  # without the cut: [2, 3], and 1 committed past
     assert consumer.sought == [1]
+
+
+async def test_a_hole_in_the_batch_taken_ahead_is_read_again_after_the_batch_in_hand():
+    consumer, producer = StoredLateConsumer([good(i) for i in range(6)]), FakeProducer()
+    consumer.stored_late = set()
+    fetches = 0
+    original = consumer.getmany
+
+    async def getmany(timeout_ms: int, max_records: int):
+        nonlocal fetches
+        fetches += 1
+        if fetches == 2:  # the look-ahead, taken while [0, 1] is in hand: 3 not stored yet
+            consumer.stored_late = {3}
+        return await original(timeout_ms, max_records)
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    handled: list[int] = []
+    ahead: list[list[int]] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.extend(e.offset for e in events)
+
+    loop = make_loop(
+        consumer,
+        producer,
+        handler,
+        batch_max=2,
+        on_next_batch=lambda events: ahead.append([e.offset for e in events]),
+    )
+    task = asyncio.create_task(loop.run())
+    async with asyncio.timeout(5):
+        while not consumer.committed or consumer.committed[-1] != {TP: 6}:
+            await asyncio.sleep(0.01)
+    loop.stop()
+    await task
+    assert ahead[0] == [2]  # cut at the hole: 4 is not taken ahead of 3
+    assert handled == [0, 1, 2, 3, 4, 5]
+    assert consumer.sought == [3]
+
+
+async def test_records_deleted_below_the_log_start_are_no_hole():
+    group = "deleted-below-start"
+    consumer, producer = StoredLateConsumer([good(i) for i in range(6)]), FakeProducer()
+    consumer.stored_late = set()
+    consumer.log_start = 3  # retention deleted 0-2; the group's position is still 0
+    consumer.log = consumer.log[3:]
+    handled: list[int] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.extend(e.offset for e in events)
+
+    loop = ConsumerLoop(
+        consumer=consumer,
+        producer=producer,
+        topics=["tickets"],
+        group_id=group,
+        handler=handler,
+        dead_letter_topic="dlq",
+        poll_timeout_ms=10,
+    )
+    task = asyncio.create_task(loop.run())
+    async with asyncio.timeout(5):
+        while not consumer.committed or consumer.committed[-1] != {TP: 6}:
+            await asyncio.sleep(0.01)
+    loop.stop()
+    await task
+    assert handled == [3, 4, 5]
+    assert consumer.sought == []  # not sought back to 0 over and over
+    sample = REGISTRY.get_sample_value
+    assert sample("consumer_offset_holes_total", {"group": group, "outcome": "deleted"}) == 1
+    assert sample("consumer_offset_holes_total", {"group": group, "outcome": "accepted"}) == 0
+
+
+class AssignedWhileFetching(StoredLateConsumer):
+    """The fetcher hands records from the committed offset while ``on_assign`` is still loading
+    the checkpoint it then seeks to (the metrics service's restore)."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__(values)
+        self.stored_late = set()
+        self.in_getmany, self.release = asyncio.Event(), asyncio.Event()
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        if not self.in_getmany.is_set():
+            self.in_getmany.set()
+            await self.release.wait()
+        return await super().getmany(timeout_ms, max_records)
+
+
+async def test_a_checkpoint_seek_sets_where_the_partition_continues():
+    consumer, producer = AssignedWhileFetching([good(i) for i in range(30)]), FakeProducer()
+    consumer.position_ = 5  # the committed offset; the checkpoint is at 20
+    loaded = asyncio.Event()
+    handled: list[int] = []
+
+    async def on_assign(tps):
+        await loaded.wait()
+        return {TP: 20}
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.extend(e.offset for e in events)
+
+    loop = make_loop(consumer, producer, handler, batch_max=3, on_assign=on_assign)
+    task = asyncio.create_task(loop.run())
+    await consumer.in_getmany.wait()
+    assigning = asyncio.create_task(consumer.listener.on_partitions_assigned({TP}))
+    await asyncio.sleep(0)
+    consumer.release.set()  # records from 5 arrive while the checkpoint loads: dropped at its seek
+    await asyncio.sleep(0.05)
+    loaded.set()
+    await assigning
+    async with asyncio.timeout(5):
+        while not handled or handled[-1] != 29:
+            await asyncio.sleep(0.01)
+    loop.stop()
+    await task
+    assert handled == list(range(20, 30))  # not 8-19 again, as a hole before the checkpoint
+    assert consumer.sought == [20]
+
+
+def test_the_hole_and_dead_letter_series_start_at_zero():
+    """An alert on increase() never fires for a series that first appears at 1."""
+    OffsetContinuity("zero-start")
+    ConsumerLoop(
+        consumer=FakeConsumer([]),
+        producer=FakeProducer(),
+        topics=["tickets"],
+        group_id="zero-start",
+        handler=lambda events: asyncio.sleep(0),
+        dead_letter_topic="dlq",
+    )
+    sample = REGISTRY.get_sample_value
+    for outcome in ("refetched", "accepted", "deleted"):
+        assert sample("consumer_offset_holes_total", {"group": "zero-start", "outcome": outcome}) == 0
+    for kind in ("undecodable", "rejected", "handler_error"):
+        assert sample("dead_letters_total", {"group": "zero-start", "reason": kind}) == 0
