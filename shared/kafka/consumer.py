@@ -109,6 +109,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
         self.loop.continuity.forget()  # positions come from commits and seeks again
+        self.loop.learn_after = 0.0
         if self.loop.on_assign is None or not tps:
             return
         self.loop.assigning.clear()
@@ -184,7 +185,7 @@ class ConsumerLoop:
         self.seeks: dict[TopicPartition, int] = {}
         # The next offset expected of each partition: a fetch that skips one is read again.
         self.continuity = OffsetContinuity(group_id)
-        self._learn_after = 0.0  # monotonic time before which no position is asked again
+        self.learn_after = 0.0  # monotonic time before which no position is asked again
         for kind in DEAD_LETTER_KINDS:  # from 0: an alert on increase() sees the first one
             DEAD_LETTERS.labels(group_id, kind)
         # Clear while ``on_assign`` runs (the rebalance runs beside the loop): a batch waits for it.
@@ -257,8 +258,10 @@ class ConsumerLoop:
 
     async def _fetch(self, timeout_ms: int) -> FetchedBatch | None:
         """The next records, not decoded yet (see FetchedBatch.decode), up to the first offset
-        the fetch skipped in each partition (see shared/kafka/continuity.py)."""
-        await self._learn_positions(timeout_ms)
+        the fetch skipped in each partition (see shared/kafka/continuity.py). The fetch ahead
+        (``timeout_ms`` 0) is not taken while a position is still to be learned."""
+        if not await self._learn_positions(timeout_ms) and timeout_ms == 0:
+            return None
         records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
         self.last_poll_monotonic = time.monotonic()
         if not records:
@@ -268,8 +271,8 @@ class ConsumerLoop:
         if leading := self.continuity.leading_holes(records):
             await self._skip_deleted(leading)
             sought = any(self.seeks.get(tp, 0) != mark for tp, mark in seek_marks.items())
-            if sought or epoch != self.assignment_epoch:  # moved while asking: dropped, fetched again
-                return FetchedBatch(records, epoch, seek_marks)
+            if sought or epoch != self.assignment_epoch:
+                return None  # moved while asking (positions reset by it): dropped, fetched again
         holes = self.continuity.cut(records)
         if holes:
             for tp, offset in holes.items():
@@ -281,18 +284,23 @@ class ConsumerLoop:
                 return None
         return FetchedBatch(records, epoch, seek_marks)
 
-    async def _learn_positions(self, timeout_ms: int) -> None:
+    async def _learn_positions(self, timeout_ms: int) -> bool:
         """Where the next fetch of each partition starts, for those not known since the last
         assignment, once ``on_assign`` has sought them (waited for a poll at most: the loop must
-        still see a stop). A position not known within the poll (the broker away) is asked again
-        after ``LEARN_RETRY_S``; meanwhile the next fetch's first records are taken as the start."""
-        wait_s = max(timeout_ms, 1) / 1000
+        still see a stop); True when every position is known. With ``timeout_ms`` 0 nothing is
+        asked. A position not known within the poll (the broker away) is asked again after
+        ``LEARN_RETRY_S`` or the next assignment; meanwhile that partition's next fetch is taken
+        to start where its first record is."""
+        unknown = [tp for tp in self.consumer.assignment() if not self.continuity.knows(tp)]
+        if not unknown:
+            return True
+        if timeout_ms == 0 or time.monotonic() < self.learn_after:
+            return False
+        wait_s = timeout_ms / 1000
         try:
             await asyncio.wait_for(self.assigning.wait(), wait_s)
         except TimeoutError:
-            return  # its batches are dropped until it has sought; it is waited for again next poll
-        if time.monotonic() < self._learn_after:
-            return
+            return False  # its batches are dropped until it has sought; waited for again next poll
         epoch = self.assignment_epoch
         try:
             for tp in self.consumer.assignment():
@@ -300,18 +308,21 @@ class ConsumerLoop:
                     continue
                 position = await asyncio.wait_for(self.consumer.position(tp), wait_s)
                 if epoch != self.assignment_epoch or self.stopping:
-                    return  # reassigned while asking: the new assignment's positions come next
+                    return False  # reassigned while asking: the new assignment's positions next
                 self.continuity.start_at(tp, position)
         except TimeoutError:
-            self._learn_after = time.monotonic() + LEARN_RETRY_S
+            self.learn_after = time.monotonic() + LEARN_RETRY_S
+            return False
         except KafkaError:  # IllegalStateError too: taken away while asking
-            pass
+            return False
+        return True
 
     async def _skip_deleted(self, leading: dict[TopicPartition, int]) -> None:
         """Partitions whose fetch starts past the offset expected: where that offset lies below
         the log's start, retention deleted it (the consumer was reset to the start), not a hole."""
-        try:
-            starts = await asyncio.wait_for(self.consumer.beginning_offsets(list(leading)), 5)
+        try:  # within a poll: the loop must still see a stop
+            wait_s = max(self.poll_timeout_ms, 100) / 1000
+            starts = await asyncio.wait_for(self.consumer.beginning_offsets(list(leading)), wait_s)
         except (TimeoutError, KafkaError):  # unknown: taken as a hole, read again
             return
         for tp, log_start in starts.items():

@@ -94,7 +94,7 @@ class OffsetContinuity:
         if expected is not None and expected < log_start:
             self._expected[tp] = log_start
             OFFSET_HOLES.labels(self.group, "deleted").inc()
-            log.info(
+            log.warning(
                 "offsets below the partition's log start were deleted, reading from its start",
                 extra={"group": self.group, "tp": str(tp), "missing": f"{expected}-{log_start - 1}"},
             )

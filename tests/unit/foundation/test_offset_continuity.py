@@ -289,3 +289,22 @@ def test_the_hole_and_dead_letter_series_start_at_zero():
         assert sample("consumer_offset_holes_total", {"group": "zero-start", "outcome": outcome}) == 0
     for kind in ("undecodable", "rejected", "handler_error"):
         assert sample("dead_letters_total", {"group": "zero-start", "reason": kind}) == 0
+
+
+async def test_the_fetch_ahead_neither_asks_positions_nor_keeps_them_from_being_learned():
+    consumer = StoredLateConsumer([good(i) for i in range(4)])
+    consumer.stored_late = set()
+    asked: list[TopicPartition] = []
+    position = consumer.position
+
+    async def counted_position(tp: TopicPartition) -> int:
+        asked.append(tp)
+        return await position(tp)
+
+    consumer.position = counted_position  # type: ignore[method-assign]
+    loop = make_loop(consumer, FakeProducer(), lambda events: asyncio.sleep(0))
+    assert await loop._fetch(0) is None  # right after an assignment: no fetch ahead, nothing asked
+    assert asked == [] and loop.learn_after == 0
+    batch = await loop._fetch(10)
+    assert asked == [TP]
+    assert batch is not None and [m.offset for m in batch.records[TP]] == [0, 1, 2, 3]
