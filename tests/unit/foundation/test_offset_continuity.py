@@ -10,7 +10,15 @@ from prometheus_client import REGISTRY
 
 from shared.kafka.consumer import ConsumedEvent, ConsumerLoop
 from shared.kafka.continuity import OffsetContinuity
-from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good, make_loop, record
+from tests.unit.foundation.test_consumer_loop import (
+    TP,
+    FakeConsumer,
+    FakeProducer,
+    good,
+    make_loop,
+    record,
+    run_until,
+)
 
 OTHER = TopicPartition("tickets", 1)
 
@@ -145,12 +153,7 @@ async def test_the_loop_reads_again_a_record_the_broker_skipped_and_hands_on_eve
         handled.extend(e.offset for e in events)
 
     loop = make_loop(consumer, producer, handler)
-    task = asyncio.create_task(loop.run())
-    async with asyncio.timeout(5):
-        while not consumer.committed or consumer.committed[-1] != {TP: 4}:
-            await asyncio.sleep(0.01)
-    loop.stop()
-    await task
+    await run_until(loop, lambda: consumer.committed[-1:] == [{TP: 4}])
     assert handled == [1, 2, 3]  # without the cut: [2, 3], and 1 committed past
     assert consumer.sought == [1]
 
@@ -182,12 +185,7 @@ async def test_a_hole_in_the_batch_taken_ahead_is_read_again_after_the_batch_in_
         batch_max=2,
         on_next_batch=lambda events: ahead.append([e.offset for e in events]),
     )
-    task = asyncio.create_task(loop.run())
-    async with asyncio.timeout(5):
-        while not consumer.committed or consumer.committed[-1] != {TP: 6}:
-            await asyncio.sleep(0.01)
-    loop.stop()
-    await task
+    await run_until(loop, lambda: consumer.committed[-1:] == [{TP: 6}])
     assert ahead[0] == [2]  # cut at the hole: 4 is not taken ahead of 3
     assert handled == [0, 1, 2, 3, 4, 5]
     assert consumer.sought == [3]
@@ -213,12 +211,7 @@ async def test_records_deleted_below_the_log_start_are_no_hole():
         dead_letter_topic="dlq",
         poll_timeout_ms=10,
     )
-    task = asyncio.create_task(loop.run())
-    async with asyncio.timeout(5):
-        while not consumer.committed or consumer.committed[-1] != {TP: 6}:
-            await asyncio.sleep(0.01)
-    loop.stop()
-    await task
+    await run_until(loop, lambda: consumer.committed[-1:] == [{TP: 6}])
     assert handled == [3, 4, 5]
     assert consumer.sought == []  # not sought back to 0 over and over
     sample = REGISTRY.get_sample_value
