@@ -270,8 +270,7 @@ class ConsumerLoop:
         epoch = self.assignment_epoch
         if leading := self.continuity.leading_holes(records):
             await self._skip_deleted(leading)
-            sought = any(self.seeks.get(tp, 0) != mark for tp, mark in seek_marks.items())
-            if sought or epoch != self.assignment_epoch:
+            if self._moved_since(epoch, seek_marks):
                 return None  # moved while asking (positions reset by it): dropped, fetched again
         holes = self.continuity.cut(records)
         if holes:
@@ -397,10 +396,14 @@ class ConsumerLoop:
                 if await self._backoff(attempt):
                     return False
 
+    def _moved_since(self, epoch: int, seek_marks: dict[TopicPartition, int]) -> bool:
+        """Reassigned since ``epoch``, or one of the partitions sought since its mark."""
+        sought = any(self.seeks.get(tp, 0) != mark for tp, mark in seek_marks.items())
+        return sought or epoch != self.assignment_epoch
+
     def _stale(self, batch: FetchedBatch) -> bool:
         """Reassigned since ``batch`` was fetched, or one of its partitions sought since."""
-        sought = any(self.seeks.get(tp, 0) != mark for tp, mark in batch.seek_marks.items())
-        if batch.epoch == self.assignment_epoch and not sought:
+        if not self._moved_since(batch.epoch, batch.seek_marks):
             return False
         log.info("dropping a batch fetched before a rebalance or a seek", extra={"group": self.group_id})
         return True
