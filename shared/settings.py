@@ -263,6 +263,15 @@ class MetricsSettings(ConsumerSettings):
         default=5.0, gt=0, description="How often the backlog state is checkpointed."
     )
     metrics_clock_tick_s: float = Field(default=5.0, gt=0, description="Age/overdue recompute period.")
+    metrics_ticket_events_fetch_interval_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=60_000,
+        description=(
+            "Once caught up, the ticket topic (read only to count tickets received) is fetched at most"
+            " this often; the gauges follow the routing topic, fetched with every poll. 0: every poll."
+        ),
+    )
 
 
 class DevSettings(CommonSettings):

@@ -32,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from shared.db.errors import is_transient_database_error
 from shared.kafka.continuity import OffsetContinuity
 from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
+from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
         self.loop.continuity.forget()  # positions come from commits and seeks again
+        if self.loop.throttle is not None:
+            self.loop.throttle.forget()  # the new partition states are not paused
         self.loop.learn_after = 0.0
         if self.loop.on_assign is None or not tps:
             return
@@ -144,9 +147,12 @@ class ConsumerLoop:
         on_revoke: RevokeHandler | None = None,
         on_next_batch: AheadHandler | None = None,
         idle: IdleWork | None = None,
+        throttle: FetchThrottle | None = None,
     ) -> None:
         """``idle``: the handler's queue of work for its waits (it runs it while its statements
         and acknowledgements are in flight); the next batch's decoding is queued there.
+
+        ``throttle``: topics fetched at most every so often once caught up (shared/kafka/throttle.py).
 
         ``commit_interval_s``: handled offsets are committed at most this often (0: after every
         batch), as arroyo's commit policy and Kafka's auto-commit interval do. Committing later
@@ -167,6 +173,7 @@ class ConsumerLoop:
         self.on_revoke = on_revoke
         self.on_next_batch = on_next_batch
         self.idle = idle
+        self.throttle = throttle if throttle is not None and throttle.enabled else None
         self.pause_before_commit_s = pause_before_commit_s
         self.commit_interval_s = commit_interval_s
         # Next offset per partition handled but not committed yet. None outlives a revocation
@@ -214,6 +221,8 @@ class ConsumerLoop:
         self.rebalance_started = time.monotonic()  # joining the group
         self._handled.clear()  # a new membership (a replaced consumer): nothing of the old one
         self.continuity.forget()
+        if self.throttle is not None:
+            self.throttle.forget()
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: FetchedBatch | None = None
         while not self.stopping:
@@ -262,6 +271,9 @@ class ConsumerLoop:
         (``timeout_ms`` 0) is not taken while a position is still to be learned."""
         if not await self._learn_positions(timeout_ms) and timeout_ms == 0:
             return None
+        if throttle := self.throttle:
+            throttle.resume_due(self.consumer)
+            timeout_ms = throttle.wait_ms(timeout_ms)
         records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
         self.last_poll_monotonic = time.monotonic()
         if not records:
@@ -277,6 +289,9 @@ class ConsumerLoop:
             for tp, offset in holes.items():
                 # Forward of every record handed on: no batch in hand is affected (no seek mark).
                 self.consumer.seek(tp, offset)
+        if throttle:  # before any await: the fetcher's next request must leave them out
+            throttle.after_fetch(self.consumer, records)
+        if holes:
             if delay := self.continuity.retry_delay():
                 await asyncio.sleep(delay)
             if not records:

@@ -148,7 +148,10 @@ class OffsetContinuity:
         if hole is None or hole.offset != missing:
             self._holes[tp] = _Hole(missing, now)
             OFFSET_HOLES.labels(self.group, "refetched").inc()
-            log.debug("fetch skipped an offset, reading again", extra={"tp": str(tp), "offset": missing})
+            log.debug(
+                "fetch skipped an offset, reading again",
+                extra={"group": self.group, "tp": str(tp), "offset": missing},
+            )
             return False
         hole.fetches += 1
         if hole.fetches < self.min_fetches or now - hole.since < self.grace_s:
@@ -159,7 +162,7 @@ class OffsetContinuity:
             "offsets missing from a partition, going on past them",
             extra={
                 "group": self.group,
-                "partition": str(tp),
+                "tp": str(tp),
                 "missing": f"{missing}-{next_offset - 1}",
                 "seconds": round(now - hole.since, 1),
                 "fetches": hole.fetches,

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
+from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
 from shared.settings import ConsumerSettings
 
@@ -65,6 +66,7 @@ class ConsumerRunner:
         on_revoke: RevokeHandler | None = None,
         on_next_batch: AheadHandler | None = None,
         idle: IdleWork | None = None,
+        throttle: FetchThrottle | None = None,
         # RangePartitionAssignor keeps partition p of every topic on one member (co-partitioning).
         assignor: type[AbstractPartitionAssignor] = RoundRobinPartitionAssignor,
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
@@ -91,6 +93,7 @@ class ConsumerRunner:
             on_revoke=on_revoke,
             on_next_batch=on_next_batch,
             idle=idle,
+            throttle=throttle,
         )
         self.task: asyncio.Task[None] | None = None
         self.watchdog: asyncio.Task[None] | None = None

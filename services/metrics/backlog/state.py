@@ -120,9 +120,13 @@ class BacklogState:
         """Apply one decoded event (ticket or routing) observed at processing time ``now``."""
         with self.lock:
             advance_clock(self, now)  # the function, not the method: one call less per event
+            seen = _event_key(envelope.event_id)
+            if seen in self.seen:
+                return
             if envelope.type in TICKET_EVENT_TYPES:
-                if self._first_sight(envelope.event_id) and envelope.type == EventType.TICKET_CREATED:
+                if envelope.type == EventType.TICKET_CREATED:
                     self._receive(envelope.ticket_key, envelope.source)
+                self._remember(seen)
                 return
             # The envelope was validated by EventEnvelope.from_bytes; reading the raw dict here
             # avoids a second pydantic pass, which would dominate the cost per event. Read before
@@ -149,8 +153,8 @@ class BacklogState:
                 to_ms(envelope.occurred_at),
                 envelope.type,
             )
-            if self._first_sight(envelope.event_id):
-                self._apply_values(*values)
+            self._apply_values(*values)
+            self._remember(seen)  # only once applied: an event that failed is applied on its retry
 
     def apply_state(
         self,
@@ -164,7 +168,8 @@ class BacklogState:
         """Typed variant of :meth:`apply` for a decoded routing payload's state."""
         with self.lock:
             advance_clock(self, now)
-            if event_id is not None and not self._first_sight(event_id):
+            seen = None if event_id is None else _event_key(event_id)
+            if seen is not None and seen in self.seen:
                 return
             sla = state.sla
             self._apply_values(
@@ -186,13 +191,18 @@ class BacklogState:
                 to_ms(occurred_at or now),
                 event_type,
             )
+            if seen is not None:
+                self._remember(seen)
 
     def record_received(self, source: str, now: datetime, event_id: uuid.UUID | None = None) -> None:
         """Count one ticket received by intake (``tickets_received_total{source}``)."""
         with self.lock:
             advance_clock(self, now)
-            if event_id is None or self._first_sight(event_id):
+            seen = None if event_id is None else _event_key(event_id)
+            if seen is None or seen not in self.seen:
                 self.c_received[self.sources.intern(source)] += 1
+                if seen is not None:
+                    self._remember(seen)
 
     def advance_clock(self, now: datetime) -> None:
         """Move the clock forward (never back) and apply the time transitions now due."""
@@ -225,15 +235,12 @@ class BacklogState:
                     self.n_stateless -= 1
         self.c_received[self.sources.intern(source)] += 1
 
-    def _first_sight(self, event_id: uuid.UUID) -> bool:
-        key = _event_key(event_id)
-        if key in self.seen:
-            return False
+    def _remember(self, key: int) -> None:
+        """Record an event as applied (after its effects: a retry of one that raised applies it)."""
         self.seen.add(key)
         self.seen_order.append(key)
         if len(self.seen_order) > self.config.seen_event_ids:
             self.seen.discard(self.seen_order.popleft())
-        return True
 
     def _apply_values(
         self,

@@ -7,6 +7,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from services.metrics.ingest.consumer import BacklogIngest
 from shared.kafka.runner import ConsumerRunner
+from shared.kafka.throttle import FetchThrottle
 from shared.settings import MetricsSettings
 
 
@@ -25,6 +26,10 @@ def ingest_runner(
         on_assign=ingest.on_assign,
         on_revoke=ingest.on_revoke,
         assignor=RangePartitionAssignor,
+        # Read only to count tickets received: fewer, fuller fetches (shared/kafka/throttle.py).
+        throttle=FetchThrottle(
+            [settings.topic_ticket_events], settings.metrics_ticket_events_fetch_interval_ms / 1000
+        ),
     )
     # Through the runner: a consumer replaced after a stuck rebalance is the one to ask.
     ingest.end_offsets = lambda partitions: runner.consumer.end_offsets(partitions)

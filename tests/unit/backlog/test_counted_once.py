@@ -139,3 +139,29 @@ def test_a_checkpoint_of_the_previous_release_does_not_count_its_tickets_again()
     )
     old.apply(created("1", 60), at(60))
     assert received(old) == 1
+
+
+def test_an_event_whose_application_failed_is_applied_when_redelivered(monkeypatch) -> None:
+    """The consumer retries a batch that raised (and dead-letters it in the end): the event must
+    not pass as already seen on that retry."""
+    state = BacklogState()
+    event = envelope(make_state("z:1", 0, team="billing"), 0)
+    apply_values = BacklogState._apply_values
+    calls = 0
+
+    def fail_once(self: BacklogState, *values: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a failure inside the application")
+        apply_values(self, *values)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BacklogState, "_apply_values", fail_once)
+    try:
+        state.apply(event, at(0))
+    except RuntimeError:
+        pass
+    state.apply(event, at(0))  # the redelivery
+    state.apply(event, at(0))  # and one more: counted once
+    routed = scrape(state)[("tickets_routed_total", (("team", "billing"),))]
+    assert (calls, routed) == (2, 1)
