@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -59,16 +59,16 @@ class FetchThrottle:
         if not self.enabled:
             return
         until = self.clock() + self.interval_s
+        assigned = consumer.assignment()
         for tp, batch in records.items():
             if tp.topic not in self.topics or not batch or tp in self._resume_at:
+                continue
+            if tp not in assigned:  # taken away while the fetch was checked (highwater asserts)
                 continue
             highwater = consumer.highwater(tp)
             if highwater is None or batch[-1].offset + 1 < highwater:
                 continue  # behind: fetched at full speed until caught up
-            try:
-                consumer.pause(tp)
-            except IllegalStateError:  # taken away meanwhile
-                continue
+            consumer.pause(tp)
             self._resume_at[tp] = until
 
     def resume_due(self, consumer: AIOKafkaConsumer) -> None:
@@ -76,10 +76,12 @@ class FetchThrottle:
         if not self._resume_at:
             return
         now = self.clock()
-        due = [tp for tp, at in self._resume_at.items() if at <= now]
-        for tp in due:
+        for tp in [tp for tp, at in self._resume_at.items() if at <= now]:
             del self._resume_at[tp]
-        _resume(consumer, due)
+            try:
+                consumer.resume(tp)
+            except IllegalStateError:  # no longer assigned: nothing to resume
+                continue
 
     def wait_ms(self, timeout_ms: int) -> int:
         """``timeout_ms`` shortened to the next resumption, so that a quiet poll cannot hold a
@@ -88,11 +90,3 @@ class FetchThrottle:
             return timeout_ms
         left = min(self._resume_at.values()) - self.clock()
         return max(1, min(timeout_ms, math.ceil(left * 1000)))
-
-
-def _resume(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
-    for tp in partitions:
-        try:
-            consumer.resume(tp)
-        except IllegalStateError:  # no longer assigned: nothing to resume
-            continue

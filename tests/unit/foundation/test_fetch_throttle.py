@@ -89,6 +89,7 @@ class PausingConsumer:
         return out
 
     def highwater(self, tp):
+        assert tp in self.log, "Partition is not assigned"  # as aiokafka's
         return self.seen_highwater.get(tp)
 
     async def position(self, tp):
@@ -151,8 +152,8 @@ def test_a_partition_taken_away_is_neither_paused_nor_resumed_and_forget_drops_a
     clock = Clock()
     throttle = FetchThrottle(["tickets"], 0.5, clock=clock)
     consumer.seen_highwater[gone] = 1
-    throttle.after_fetch(consumer, {gone: [record(gone, 0)]})  # revoked between fetch and pause
-    assert throttle.paused() == set()
+    throttle.after_fetch(consumer, {gone: [record(gone, 0)]})  # revoked between fetch and check
+    assert throttle.paused() == set() and consumer.paused_tps == set()
 
     consumer.log[gone] = [record(gone, 0)]
     consumer.positions[gone] = 1
