@@ -21,10 +21,10 @@ from shared.overlap import IdleWork
 TP = TopicPartition("tickets", 0)
 
 
-def record(offset: int, value: bytes) -> ConsumerRecord:
+def record(offset: int, value: bytes, tp: TopicPartition = TP) -> ConsumerRecord:
     return ConsumerRecord(
-        topic=TP.topic,
-        partition=0,
+        topic=tp.topic,
+        partition=tp.partition,
         offset=offset,
         timestamp=0,
         timestamp_type=0,

@@ -12,26 +12,10 @@ from aiokafka.structs import ConsumerRecord
 
 from shared.kafka.consumer import ConsumedEvent, ConsumerLoop
 from shared.kafka.throttle import FetchThrottle
-from tests.unit.foundation.test_consumer_loop import FakeProducer, good
+from tests.unit.foundation.test_consumer_loop import FakeProducer, good, record
 
 TICKETS = TopicPartition("tickets", 0)
 ROUTING = TopicPartition("routing", 0)
-
-
-def record(tp: TopicPartition, offset: int, value: bytes = b"{}") -> ConsumerRecord:
-    return ConsumerRecord(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=value,
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=len(value),
-        headers=(),
-    )
 
 
 class PausingConsumer:
@@ -47,7 +31,7 @@ class PausingConsumer:
         self.seen_highwater: dict[TopicPartition, int] = {}
 
     def write(self, tp: TopicPartition, value: bytes) -> None:
-        self.log[tp].append(record(tp, len(self.log[tp]), value))
+        self.log[tp].append(record(len(self.log[tp]), value, tp))
 
     def subscribe(self, topics, listener=None):
         self.listener = listener
@@ -152,10 +136,10 @@ def test_a_partition_taken_away_is_neither_paused_nor_resumed_and_forget_drops_a
     clock = Clock()
     throttle = FetchThrottle(["tickets"], 0.5, clock=clock)
     consumer.seen_highwater[gone] = 1
-    throttle.after_fetch(consumer, {gone: [record(gone, 0)]})  # revoked between fetch and check
+    throttle.after_fetch(consumer, {gone: [record(0, b"{}", gone)]})  # revoked between fetch and check
     assert throttle.paused() == set() and consumer.paused_tps == set()
 
-    consumer.log[gone] = [record(gone, 0)]
+    consumer.log[gone] = [record(0, b"{}", gone)]
     consumer.positions[gone] = 1
     throttle.after_fetch(consumer, {gone: consumer.log[gone]})
     assert throttle.paused() == {gone}
@@ -164,25 +148,32 @@ def test_a_partition_taken_away_is_neither_paused_nor_resumed_and_forget_drops_a
     throttle.resume_due(consumer)  # no IllegalStateError
     assert throttle.paused() == set()
 
-    consumer.log[gone] = [record(gone, 0)]
+    consumer.log[gone] = [record(0, b"{}", gone)]
     throttle.after_fetch(consumer, {gone: consumer.log[gone]})
     throttle.forget()
     assert throttle.paused() == set() and throttle.wait_ms(200) == 200
 
 
+def throttled_loop(
+    consumer: PausingConsumer, handler: Any, throttle: FetchThrottle | None, poll_timeout_ms: int = 200
+) -> ConsumerLoop:
+    return ConsumerLoop(
+        consumer=consumer,
+        producer=FakeProducer(),
+        topics=sorted({tp.topic for tp in consumer.log}),
+        group_id="test",
+        handler=handler,
+        dead_letter_topic="dlq",
+        poll_timeout_ms=poll_timeout_ms,
+        throttle=throttle,
+    )
+
+
 def test_an_interval_of_zero_switches_the_throttle_off():
     assert not FetchThrottle(["tickets"], 0).enabled
     assert not FetchThrottle([], 1).enabled
-    loop = ConsumerLoop(
-        consumer=PausingConsumer([TICKETS]),
-        producer=FakeProducer(),
-        topics=["tickets"],
-        group_id="test",
-        handler=lambda events: asyncio.sleep(0),
-        dead_letter_topic="dlq",
-        throttle=FetchThrottle(["tickets"], 0),
-    )
-    assert loop.throttle is None
+    off = FetchThrottle(["tickets"], 0)
+    assert throttled_loop(PausingConsumer([TICKETS]), lambda events: asyncio.sleep(0), off).throttle is None
 
 
 async def run_writing(throttle: FetchThrottle | None, seconds: float) -> tuple[PausingConsumer, list]:
@@ -193,16 +184,7 @@ async def run_writing(throttle: FetchThrottle | None, seconds: float) -> tuple[P
     async def handler(events: list[ConsumedEvent]) -> None:
         handled.extend((event.topic, event.offset) for event in events)
 
-    loop = ConsumerLoop(
-        consumer=consumer,
-        producer=FakeProducer(),
-        topics=["tickets", "routing"],
-        group_id="test",
-        handler=handler,
-        dead_letter_topic="dlq",
-        poll_timeout_ms=200,
-        throttle=throttle,
-    )
+    loop = throttled_loop(consumer, handler, throttle, poll_timeout_ms=200)
     task = asyncio.create_task(loop.run())
     n = 0
     async with asyncio.timeout(10):
@@ -251,16 +233,7 @@ async def test_an_assignment_forgets_what_was_paused():
         handled.extend(event.offset for event in events)
 
     throttle = FetchThrottle(["tickets"], 30.0)
-    loop = ConsumerLoop(
-        consumer=consumer,
-        producer=FakeProducer(),
-        topics=["tickets"],
-        group_id="test",
-        handler=handler,
-        dead_letter_topic="dlq",
-        poll_timeout_ms=10,
-        throttle=throttle,
-    )
+    loop = throttled_loop(consumer, handler, throttle, poll_timeout_ms=10)
     task = asyncio.create_task(loop.run())
     try:
         async with asyncio.timeout(5):
