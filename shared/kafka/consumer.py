@@ -109,10 +109,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop.rebalance_started = None
         self.loop.assigned_once = True
         self.loop.assignment_epoch += 1
-        self.loop.continuity.forget()  # positions come from commits and seeks again
-        if self.loop.throttle is not None:
-            self.loop.throttle.forget()  # the new partition states are not paused
-        self.loop.learn_after = 0.0
+        self.loop.forget_positions()
         if self.loop.on_assign is None or not tps:
             return
         self.loop.assigning.clear()
@@ -204,6 +201,14 @@ class ConsumerLoop:
         self.last_poll_monotonic = 0.0
         self._stopping = asyncio.Event()
 
+    def forget_positions(self) -> None:
+        """A new assignment or consumer: positions come from commits and seeks again (learned
+        anew, at once), and aiokafka's new partition states are not paused."""
+        self.continuity.forget()
+        if self.throttle is not None:
+            self.throttle.forget()
+        self.learn_after = 0.0
+
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit, and return."""
         self._stopping.set()
@@ -220,9 +225,7 @@ class ConsumerLoop:
     async def run(self) -> None:
         self.rebalance_started = time.monotonic()  # joining the group
         self._handled.clear()  # a new membership (a replaced consumer): nothing of the old one
-        self.continuity.forget()
-        if self.throttle is not None:
-            self.throttle.forget()
+        self.forget_positions()
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: FetchedBatch | None = None
         while not self.stopping:
@@ -285,13 +288,12 @@ class ConsumerLoop:
             if self._moved_since(epoch, seek_marks):
                 return None  # moved while asking (positions reset by it): dropped, fetched again
         holes = self.continuity.cut(records)
+        if throttle:  # before any await: the fetcher's next request must leave them out
+            throttle.after_fetch(self.consumer, records)  # (a partition cut at a hole is behind)
         if holes:
             for tp, offset in holes.items():
                 # Forward of every record handed on: no batch in hand is affected (no seek mark).
                 self.consumer.seek(tp, offset)
-        if throttle:  # before any await: the fetcher's next request must leave them out
-            throttle.after_fetch(self.consumer, records)
-        if holes:
             if delay := self.continuity.retry_delay():
                 await asyncio.sleep(delay)
             if not records:
