@@ -215,7 +215,9 @@ def profiled(name: str, argv: list[str]) -> list[str]:
     out = REPO_ROOT / "bench" / "results" / f"profile-{name}-{uuid.uuid4().hex[:6]}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    return [py_spy, "record", "-r", "200", "-f", "raw", "-o", str(out), "--", *argv]
+    # BENCH_PROFILE_GIL=1 samples only the thread holding the GIL: CPU in Python, not waits.
+    gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") == "1" else []
+    return [py_spy, "record", "-r", "200", *gil, "-f", "raw", "-o", str(out), "--", *argv]
 
 
 def bare_intake(env: dict[str, str], log_dir: Path) -> tuple[Process, int]:
