@@ -29,6 +29,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,19 @@ import httpx
 from bench.bench_router import store_rules
 from bench.harness.bare_e2e import await_all, run_bare, warm_up
 from bench.harness.loadgen import percentile
-from bench.harness.procs import base_env, broker, database, databases, make_key, service
+from bench.harness.procs import (
+    Process,
+    base_env,
+    broker,
+    database,
+    databases,
+    make_key,
+    pid_cpu_seconds,
+    postgres_cpu_seconds,
+    service,
+)
 from bench.harness.run import Row, loadgen
+from bench.harness.stages import StageSampler, batch_totals, describe
 from shared.auth import Role
 from shared.kafka.partitioner import partition_of as producer_partition
 
@@ -194,23 +206,36 @@ def windows(attributed: list[tuple[float, float]], width_s: float = 10.0) -> lis
 
 def batch_figures(metrics_text: str, group: str) -> dict[str, float | None]:
     """Mean batch size and time of one consumer group, from its service's /metrics."""
-    values: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        if f'group="{group}"' not in line:
-            continue
-        name = line.split("{", 1)[0]
-        if name in ("consumer_batch_seconds_sum", "consumer_batch_seconds_count") or (
-            name == "consumer_messages_total" and 'outcome="processed"' in line
-        ):
-            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    batches = values.get("consumer_batch_seconds_count", 0.0)
+    totals = batch_totals(metrics_text, group)
+    batches = totals["batches"]
     if not batches:
         return {"batches": 0, "mean_events": None, "mean_ms": None}
     return {
         "batches": batches,
-        "mean_events": values.get("consumer_messages_total", 0.0) / batches,
-        "mean_ms": 1000 * values.get("consumer_batch_seconds_sum", 0.0) / batches,
+        "mean_events": totals["events"] / batches,
+        "mean_ms": 1000 * totals["seconds"] / batches,
     }
+
+
+def stage_sampler(
+    started: list[tuple[Process, int]], env: dict[str, str], broker_pid: int | None, kind: str
+) -> StageSampler:
+    """Every 10 s: the router's and metrics' batches and each process's CPU (see stages.py)."""
+    (router, router_port), (metrics, metrics_port), (intake, _) = started
+    cpu: dict[str, Callable[[], float | None]] = {
+        "router": router.cpu_seconds,
+        "metrics": metrics.cpu_seconds,
+        "intake": intake.cpu_seconds,
+    }
+    if broker_pid is not None:
+        cpu["broker"] = lambda: pid_cpu_seconds(broker_pid)
+    if kind == "postgres":
+        cpu["postgres"] = postgres_cpu_seconds
+    consumers = {
+        "router": (f"http://127.0.0.1:{router_port}/metrics", env["ROUTER_GROUP_ID"]),
+        "metrics": (f"http://127.0.0.1:{metrics_port}/metrics", env["METRICS_GROUP_ID"]),
+    }
+    return StageSampler(consumers, cpu)
 
 
 def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
@@ -253,13 +278,16 @@ def measure_one(
                 base = routed_counts(probe.get(probe_url).text)
             warm_up_s = time.monotonic() - warming
             poller = Poller(probe_url, base)
+            sampler = stage_sampler(started, env, kafka.process.pid if kafka.process else None, kind)
             poller.start()
+            sampler.start()
             summary, accepted = loadgen(
                 intake_port, token, workdir, duration=duration, warmup=0.0, rate=RATE, times=True
             )
             await_all(poller.total, len(accepted))
-            poller.stop_at = time.monotonic()
+            poller.stop_at = sampler.stop_at = time.monotonic()
             poller.join()
+            sampler.join()
             # Includes the warm-up's few batches: what each consumer's batches were like.
             stages = {
                 name: batch_figures(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text, group)
@@ -271,6 +299,7 @@ def measure_one(
         finally:
             for process, _ in reversed(started):
                 process.stop()
+    stages_by_10s = sampler.windows()
     attributed = attribute(accepted, poller.samples, plan.partitions)
     latencies_ms = [latency * 1000 for _, latency in attributed]
     counted = int(poller.total())
@@ -290,6 +319,7 @@ def measure_one(
         "scrape_ms_median": percentile(poller.scrape_ms, 0.5),
         "warm_up_s": round(warm_up_s, 1),
         "by_10s": windows(attributed),
+        "stages_by_10s": stages_by_10s,
         "bare": {
             "loadgen": bare_summary,
             "accepted": len(bare_accepted),
@@ -349,4 +379,7 @@ def measure_one(
             )
             size = round(figures["mean_events"], 1)
             rows.append(Row("e2e", f"{name} batch size, mean ({kind}; {plan.label})", size, "events"))
+    print(f"stages by 10 s ({plan.label}):", flush=True)
+    for window in stages_by_10s:
+        print(describe(window), flush=True)
     return result, rows
