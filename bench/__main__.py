@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): run every benchmark, print a table, write the results.
 
-    .venv/bin/python -m bench [--only intake,router,e2e,rules,classifier,metrics] [--quick]
+    .venv/bin/python -m bench [--only intake,router,batches,e2e,rules,classifier,metrics] [--quick]
 
 The service benchmarks (intake, router, e2e) start the broker, a database and the services as
 separate processes on loopback; the script benchmarks (rules, classifier, metrics) run as
@@ -29,7 +29,7 @@ from bench.harness.run import Row
 
 RESULTS = REPO_ROOT / "bench" / "results"
 CLASSIFIER_DATA = REPO_ROOT.parent / "shared" / "datasets" / "it_tickets.csv.gz"
-ALL = ["intake", "router", "e2e", "rules", "classifier", "metrics"]
+ALL = ["intake", "router", "batches", "e2e", "rules", "classifier", "metrics"]
 
 Measure = Callable[[Path, bool], tuple[dict[str, Any], list[Row]]]
 
@@ -94,6 +94,21 @@ def classifier(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     ]
 
 
+def batches(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
+    result = _script("batches", ["--batches", "40" if quick else "200"], workdir, 900)
+    label = result["database"]
+    rows = [
+        Row("batches", f"router CPU per batch of {size} ({label})", figures["cpu_ms_per_batch"], "ms")
+        for size, figures in result["by_size"].items()
+    ]
+    fixed, marginal = result["fixed_cpu_ms_per_batch"], result["marginal_cpu_us_per_ticket"]
+    rows += [
+        Row("batches", f"router CPU per batch before its tickets ({label})", fixed, "ms"),
+        Row("batches", f"router CPU per ticket in small batches ({label})", marginal, "µs"),
+    ]
+    return result, rows
+
+
 def metrics(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
     sizes = "10000,100000" if quick else "10000,100000,1000000"
     result = _script("metrics", ["--sizes", sizes], workdir, 900)
@@ -138,6 +153,7 @@ def _service(name: str) -> Measure:
 BENCHES: dict[str, Measure] = {
     "intake": _service("intake"),
     "router": _service("router"),
+    "batches": batches,
     "e2e": _service("e2e"),
     "rules": rules,
     "classifier": classifier,
