@@ -3,7 +3,7 @@ one statement each and add up across batches."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from services.router.assignment import LoadConfig
 from services.router.load.models import AssignmentCursor, TeamLoadRow
@@ -75,3 +75,57 @@ async def test_rows_appear_for_a_new_team_and_for_a_team_without_a_teams_row(ses
             )
         }
     assert rows == {known: 0, added: 1, unlisted: 1}
+
+
+async def test_one_round_trip_on_postgresql_reads_what_the_statements_read(sessions):
+    """On PostgreSQL a batch's load book comes from one statement (team loads locked, teams,
+    cursors); it holds what the three separate reads give, schedules, inactive teams and cursors
+    included. On SQLite the reads stay apart."""
+    run = new_id()[:8]
+    day, night, off = (f"{name}-{run}" for name in ("day", "night", "off"))
+    hours = {"mon": "09:00-17:00"}
+    shift = {
+        "timezone": "Europe/Berlin",
+        "tickets_per_agent": 3,
+        "shifts": [{"name": "m", "hours": hours, "agents": 2}],
+    }
+    async with sessions() as session, session.begin():
+        session.add_all(
+            [
+                Team(name=day, capacity=7, schedule=shift),
+                Team(name=night, capacity=4),
+                Team(name=off, active=False),
+            ]
+        )
+        session.add(AssignmentCursor(pool=f"pool-{run}", last_team=night))
+    config = LoadConfig()
+    async with sessions() as session, session.begin():
+        book = await prefetch(session, config, None)  # creates the team_load rows
+        book.move(None, (night, TicketStatus.NEW, Priority.P1))
+        await persist(session, book)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with sessions() as session, session.begin():
+            one = await prefetch(session, config, f"spill-{run}", lock=True)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    async with sessions() as session, session.begin():
+        apart = await prefetch(session, config, f"spill-{run}", lock=False)
+    postgres = engine.dialect.name == "postgresql"
+    # The spill team had no row: created, then read again.
+    assert len(statements) == (3 if postgres else 7), statements
+    for book in (one, apart):
+        assert book.counts[night] == 1 and book.weighted[night] == config.priority_weights[Priority.P1]
+        assert book.capacities[night] == 4.0 and off in book.inactive and day not in book.inactive
+        assert book.cursors[f"pool-{run}"] == night
+        assert book.stored is not None and {day, night, off, f"spill-{run}"} <= book.stored
+    assert (
+        one.capacities == apart.capacities and one.counts == apart.counts and one.weighted == apart.weighted
+    )
+    assert one.cursors == apart.cursors and one.inactive == apart.inactive and one.stored == apart.stored
