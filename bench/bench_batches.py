@@ -18,7 +18,6 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,7 @@ import uvloop
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_router import store_classifier, store_rules
-from bench.bench_rules import make_tickets
+from bench.bench_router import created_tickets, store_classifier, store_rules
 from bench.harness.procs import database, databases
 from services.router.classification import load_language_model
 from services.router.classifiers.live import LiveClassifier
@@ -36,7 +34,7 @@ from services.router.routing.handler import RoutingHandler
 from services.router.routing.policy import LiveRules
 from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from shared.db.engine import create_engine, session_factory
-from shared.events import EventEnvelope, EventType, Requester, TicketSnapshot, ticket_event
+from shared.events import EventEnvelope
 from shared.kafka.consumer import ConsumedEvent
 from shared.runtime import freeze_startup_heap, tune_collector_for_batches
 from shared.settings import RouterSettings
@@ -72,20 +70,8 @@ class AckingProducer:
 
 def created_events(count: int) -> list[ConsumedEvent]:
     """``count`` ticket-created events with the bench's realistic texts, decoded as the loop does."""
-    run = uuid.uuid4().hex[:6]
     events = []
-    for index, spec in enumerate(make_tickets(count)):
-        snapshot = TicketSnapshot(
-            external_id=f"{run}-{index}",
-            subject=spec["subject"],
-            description=spec["description"],
-            tags=spec["tags"],
-            channel=spec["channel"],
-            requester=Requester(email=spec["requester_email"], customer_tier=spec["customer_tier"]),
-            priority=spec["priority"],
-            custom_fields=spec["custom"],
-        )
-        event = ticket_event(EventType.TICKET_CREATED, spec["source"], snapshot)
+    for index, event in enumerate(created_tickets(count)):
         envelope, ticket = EventEnvelope.decode(event.to_bytes())
         events.append(ConsumedEvent(envelope, "tickets", index % 6, index, ticket))
     return events

@@ -37,7 +37,7 @@ from services.router.classifiers.service import activate, store_model
 from services.router.rulesets.store import save_version
 from services.router.slas import service as sla_service
 from shared.db.engine import create_engine, session_factory
-from shared.events import EventType, Requester, TicketSnapshot, ticket_event
+from shared.events import EventEnvelope, EventType, Requester, TicketSnapshot, ticket_event
 from shared.kafka.topics import ensure_topics
 from shared.settings import CommonSettings
 
@@ -106,26 +106,33 @@ async def store_classifier(database_url: str, count: int = 2000) -> None:
         await engine.dispose()
 
 
+def created_tickets(count: int) -> list[EventEnvelope]:
+    """``count`` ticket-created events with the generator's varied, realistic texts."""
+    run = uuid.uuid4().hex[:6]
+    events = []
+    for index, spec in enumerate(make_tickets(count)):
+        snapshot = TicketSnapshot(
+            external_id=f"{run}-{index}",
+            subject=spec["subject"],
+            description=spec["description"],
+            tags=spec["tags"],
+            channel=spec["channel"],
+            requester=Requester(email=spec["requester_email"], customer_tier=spec["customer_tier"]),
+            priority=spec["priority"],
+            custom_fields=spec["custom"],
+        )
+        events.append(ticket_event(EventType.TICKET_CREATED, spec["source"], snapshot))
+    return events
+
+
 async def preload(settings: CommonSettings, count: int) -> None:
     """Put ``count`` ticket-created events with varied text on the tickets topic."""
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=20)
     await producer.start()
     try:
-        run = uuid.uuid4().hex[:6]
         futures = []
-        for index, spec in enumerate(make_tickets(count)):
-            snapshot = TicketSnapshot(
-                external_id=f"{run}-{index}",
-                subject=spec["subject"],
-                description=spec["description"],
-                tags=spec["tags"],
-                channel=spec["channel"],
-                requester=Requester(email=spec["requester_email"], customer_tier=spec["customer_tier"]),
-                priority=spec["priority"],
-                custom_fields=spec["custom"],
-            )
-            envelope = ticket_event(EventType.TICKET_CREATED, spec["source"], snapshot)
+        for envelope in created_tickets(count):
             futures.append(
                 await producer.send(
                     settings.topic_ticket_events, value=envelope.to_bytes(), key=envelope.ticket_key.encode()

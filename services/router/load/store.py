@@ -47,19 +47,19 @@ async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str
     await session.execute(conflict_insert(session, table).values(rows).on_conflict_do_nothing())
 
 
-# On PostgreSQL one round trip reads what a batch's load book needs: the team_load rows, locked in
-# name order (MATERIALIZED: the CTE runs once, whether or not anything else reads it), the teams'
-# capacities and the round-robin cursors. Three statements cost a batch two more round trips, each
-# with its wait for a core and ~0.3 ms of client CPU; at 500 tickets/s a batch holds ~15 tickets.
-_PREFETCH_LOCKED = text(
+# On PostgreSQL one round trip locks the team_load rows in name order and reads them with the
+# teams' capacities (MATERIALIZED: the CTE runs once, whether or not anything else reads it); three
+# statements became two. The teams come from the statement's snapshot, taken before any wait for
+# the locks, as the separate read before the lock did. The cursors stay a statement of their own,
+# after the locks: only a snapshot taken then sees what the router that held them last wrote.
+_LOCK_LOADS_AND_READ_TEAMS = text(
     """
     WITH locked AS MATERIALIZED (
         SELECT team, open_count, open_weighted FROM team_load ORDER BY team FOR UPDATE
     )
     SELECT
         (SELECT json_agg(json_build_array(team, open_count, open_weighted)) FROM locked),
-        (SELECT json_agg(json_build_array(name, active, capacity, schedule)) FROM teams),
-        (SELECT json_agg(json_build_array(pool, last_team)) FROM assignment_cursors)
+        (SELECT json_agg(json_build_array(name, active, capacity, schedule)) FROM teams)
     """
 )
 
@@ -74,36 +74,27 @@ class TeamCapacity:
     schedule: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
-class _Read:
-    teams: dict[str, TeamCapacity]
-    loads: dict[str, tuple[int, float]]
-    cursors: dict[str, str]
+Loads = dict[str, tuple[int, float]]
+Teams = dict[str, TeamCapacity]
 
 
-async def _read_locked(session: AsyncSession) -> _Read:
-    row = (await session.execute(_PREFETCH_LOCKED)).one()
-    loads, teams, cursors = (orjson.loads(v) if isinstance(v, str | bytes) else (v or []) for v in row)
-    return _Read(
-        teams={
-            name: TeamCapacity(name, active, capacity, schedule) for name, active, capacity, schedule in teams
-        },
-        loads={team: (int(count), float(weighted)) for team, count, weighted in loads},
-        cursors={pool: last for pool, last in cursors},
+async def _lock_loads_and_read_teams(session: AsyncSession) -> tuple[Loads, Teams]:
+    row = (await session.execute(_LOCK_LOADS_AND_READ_TEAMS)).one()
+    loads, teams = (orjson.loads(v) if isinstance(v, str | bytes) else (v or []) for v in row)
+    return (
+        {team: (int(count), float(weighted)) for team, count, weighted in loads},
+        {team[0]: TeamCapacity(*team) for team in teams},
     )
 
 
-async def _read_each(session: AsyncSession, lock: bool) -> _Read:
-    query = select(TeamLoadRow).order_by(TeamLoadRow.team)
+async def _read_loads_and_teams(session: AsyncSession, lock: bool) -> tuple[Loads, Teams]:
     if lock and is_postgres(session):
-        query = query.with_for_update()
+        return await _lock_loads_and_read_teams(session)
     teams = (await session.scalars(select(Team))).all()
-    rows = (await session.execute(query)).scalars().all()
-    cursors = (await session.scalars(select(AssignmentCursor))).all()
-    return _Read(
-        teams={t.name: TeamCapacity(t.name, t.active, t.capacity, t.schedule) for t in teams},
-        loads={r.team: (r.open_count, r.open_weighted) for r in rows},
-        cursors={c.pool: c.last_team for c in cursors},
+    rows = (await session.scalars(select(TeamLoadRow).order_by(TeamLoadRow.team))).all()
+    return (
+        {r.team: (r.open_count, r.open_weighted) for r in rows},
+        {t.name: TeamCapacity(t.name, t.active, t.capacity, t.schedule) for t in teams},
     )
 
 
@@ -116,11 +107,10 @@ async def prefetch(
     at: datetime | None = None,
 ) -> LoadBook:
     """``at``: when scheduled teams' capacities are taken (default: now), once for the batch."""
-    one_trip = lock and is_postgres(session)
-    read = await (_read_locked(session) if one_trip else _read_each(session, lock))
-    names = set(read.teams) | set(extra_teams) | ({overflow_team} if overflow_team else set())
+    loads, teams = await _read_loads_and_teams(session, lock)
+    names = set(teams) | set(extra_teams) | ({overflow_team} if overflow_team else set())
     now = utc_now()
-    missing = names - set(read.loads)
+    missing = names - set(loads)
     if missing:
         # Rare (a new team): create its row and lock again. Every existing row is locked already,
         # so a second router waits on those first: the global lock order still holds.
@@ -129,17 +119,17 @@ async def prefetch(
             TeamLoadRow.__table__,  # type: ignore[arg-type]
             [{"team": n, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for n in sorted(missing)],
         )
-        read = await (_read_locked(session) if one_trip else _read_each(session, lock))
-    teams = read.teams
+        loads, teams = await _read_loads_and_teams(session, lock)
+    cursors = {c.pool: c.last_team for c in (await session.scalars(select(AssignmentCursor))).all()}
     return LoadBook(
         config=config,
         capacities={name: capacity(team, at or now) for name, team in teams.items()},
         inactive=frozenset(name for name, team in teams.items() if not team.active),
-        counts={team: count for team, (count, _) in read.loads.items()},
-        weighted={team: weighted for team, (_, weighted) in read.loads.items()},
-        cursors=read.cursors,
+        counts={team: count for team, (count, _) in loads.items()},
+        weighted={team: weighted for team, (_, weighted) in loads.items()},
+        cursors=cursors,
         overflow_team=overflow_team,
-        stored=frozenset(read.loads),
+        stored=frozenset(loads),
     )
 
 

@@ -3,6 +3,9 @@ one statement each and add up across batches."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlalchemy import event, select
 
 from services.router.assignment import LoadConfig
@@ -77,9 +80,9 @@ async def test_rows_appear_for_a_new_team_and_for_a_team_without_a_teams_row(ses
     assert rows == {known: 0, added: 1, unlisted: 1}
 
 
-async def test_one_round_trip_on_postgresql_reads_what_the_statements_read(sessions):
-    """On PostgreSQL a batch's load book comes from one statement (team loads locked, teams,
-    cursors); it holds what the three separate reads give, schedules, inactive teams and cursors
+async def test_on_postgresql_the_loads_are_locked_and_read_with_the_teams_in_one_statement(sessions):
+    """On PostgreSQL the team loads are locked and read with the teams in one statement, then the
+    cursors; the book holds what the separate reads give, schedules, inactive teams and cursors
     included. On SQLite the reads stay apart."""
     run = new_id()[:8]
     day, night, off = (f"{name}-{run}" for name in ("day", "night", "off"))
@@ -118,8 +121,8 @@ async def test_one_round_trip_on_postgresql_reads_what_the_statements_read(sessi
     async with sessions() as session, session.begin():
         apart = await prefetch(session, config, f"spill-{run}", lock=False)
     postgres = engine.dialect.name == "postgresql"
-    # The spill team had no row: created, then read again.
-    assert len(statements) == (3 if postgres else 7), statements
+    # The spill team had no row: created, then locked and read again; the cursors last.
+    assert len(statements) == (4 if postgres else 6), statements
     for book in (one, apart):
         assert book.counts[night] == 1 and book.weighted[night] == config.priority_weights[Priority.P1]
         assert book.capacities[night] == 4.0 and off in book.inactive and day not in book.inactive
@@ -129,3 +132,37 @@ async def test_one_round_trip_on_postgresql_reads_what_the_statements_read(sessi
         one.capacities == apart.capacities and one.counts == apart.counts and one.weighted == apart.weighted
     )
     assert one.cursors == apart.cursors and one.inactive == apart.inactive and one.stored == apart.stored
+
+
+async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wrote(sessions):
+    """Two routers: the second's batch waits for the team_load locks the first holds, and then
+    reads the round-robin cursor the first wrote, so the pool's next ticket goes to the next team.
+    Read in the same statement as the locks, the cursor came from before the wait: the same team
+    twice."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite serialises whole batches)")
+    run = new_id()[:8]
+    a, b, c = (f"{name}-{run}" for name in ("a", "b", "c"))
+    pool = PoolTarget(teams=(a, b, c), strategy="round_robin")
+    async with sessions() as session, session.begin():
+        session.add_all(Team(name=t, capacity=10) for t in (a, b, c))
+    config = LoadConfig()
+    async with sessions() as session, session.begin():
+        await prefetch(session, config, None)  # the team_load rows exist from here on
+
+    async def second_router() -> str | None:
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, config, None)
+            return book.choose(pool, f"{run}-second").team
+
+    async with sessions() as session, session.begin():
+        book = await prefetch(session, config, None)
+        first = book.choose(pool, f"{run}-first").team
+        book.move(None, (first, TicketStatus.NEW, Priority.P2))
+        await persist(session, book)
+        waiting = asyncio.create_task(second_router())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # blocked on the locks this transaction holds
+    second = await asyncio.wait_for(waiting, timeout=10)
+    assert (first, second) == (a, b)
