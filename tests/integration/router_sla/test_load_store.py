@@ -136,7 +136,8 @@ async def test_on_postgresql_the_loads_are_locked_and_read_with_the_teams_in_one
 
 async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wrote(sessions):
     """Two routers: the second's batch waits for the team_load locks the first holds, and then
-    reads the round-robin cursor the first wrote, so the pool's next ticket goes to the next team.
+    reads the loads and the round-robin cursor the first wrote, so the pool's next ticket goes to
+    the next team.
     Read in the same statement as the locks, the cursor came from before the wait: the same team
     twice."""
     engine = sessions.kw["bind"]
@@ -151,10 +152,10 @@ async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wr
     async with sessions() as session, session.begin():
         await prefetch(session, config, None)  # the team_load rows exist from here on
 
-    async def second_router() -> str | None:
+    async def second_router() -> tuple[str | None, int]:
         async with sessions() as session, session.begin():
             book = await prefetch(session, config, None)
-            return book.choose(pool, f"{run}-second").team
+            return book.choose(pool, f"{run}-second").team, book.counts[a]
 
     async with sessions() as session, session.begin():
         book = await prefetch(session, config, None)
@@ -164,5 +165,6 @@ async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wr
         waiting = asyncio.create_task(second_router())
         await asyncio.sleep(0.3)
         assert not waiting.done()  # blocked on the locks this transaction holds
-    second = await asyncio.wait_for(waiting, timeout=10)
+    second, load_of_first = await asyncio.wait_for(waiting, timeout=10)
     assert (first, second) == (a, b)
+    assert load_of_first == 1  # the locked rows as the holder left them, too
