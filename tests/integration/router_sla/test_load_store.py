@@ -17,12 +17,18 @@ from shared.events import Priority, TicketStatus
 from tests.integration.router_sla.helpers import new_id
 
 
-async def test_deltas_and_cursors_add_up_over_batches(sessions):
+async def round_robin_pool(sessions) -> tuple[str, PoolTarget]:
+    """A run id, and a round-robin pool of three new teams of capacity 10."""
     run = new_id()[:8]
-    a, b, c = (f"{name}-{run}" for name in ("a", "b", "c"))
-    pool = PoolTarget(teams=(a, b, c), strategy="round_robin")
+    teams = tuple(f"{name}-{run}" for name in ("a", "b", "c"))
     async with sessions() as session, session.begin():
-        session.add_all(Team(name=t, capacity=10) for t in (a, b, c))
+        session.add_all(Team(name=t, capacity=10) for t in teams)
+    return run, PoolTarget(teams=teams, strategy="round_robin")
+
+
+async def test_deltas_and_cursors_add_up_over_batches(sessions):
+    run, pool = await round_robin_pool(sessions)
+    a, b, c = pool.teams
     config = LoadConfig()
     chosen: list[str] = []
     for batch in range(2):
@@ -143,11 +149,8 @@ async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wr
     engine = sessions.kw["bind"]
     if engine.dialect.name != "postgresql":
         pytest.skip("row locks: PostgreSQL (SQLite serialises whole batches)")
-    run = new_id()[:8]
-    a, b, c = (f"{name}-{run}" for name in ("a", "b", "c"))
-    pool = PoolTarget(teams=(a, b, c), strategy="round_robin")
-    async with sessions() as session, session.begin():
-        session.add_all(Team(name=t, capacity=10) for t in (a, b, c))
+    run, pool = await round_robin_pool(sessions)
+    a, b, _ = pool.teams
     config = LoadConfig()
     async with sessions() as session, session.begin():
         await prefetch(session, config, None)  # the team_load rows exist from here on
