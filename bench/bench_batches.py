@@ -121,9 +121,9 @@ async def measure(url: str, batches: int) -> dict[str, Any]:
     finally:
         await sla.stop()
         await engine.dispose()
-    sizes = [float(s) for s in by_size]
-    costs = [by_size[s]["cpu_ms_per_batch"] for s in by_size]
-    per_ticket, fixed = least_squares(sizes, costs)
+    per_ticket, fixed = least_squares(
+        [float(size) for size in SIZES], [by_size[str(size)]["cpu_ms_per_batch"] for size in SIZES]
+    )
     return {
         "batches_per_size": batches,
         "by_size": by_size,
