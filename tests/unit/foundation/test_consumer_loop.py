@@ -196,6 +196,52 @@ async def test_a_message_that_keeps_failing_is_isolated_and_dead_lettered_the_re
     assert consumer.committed == [{TP: 3}]
 
 
+async def test_a_batch_failing_on_one_message_is_split_at_once_not_retried_whole():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    calls: list[list[int]] = []
+    done: list[int] = []
+
+    async def handler(events):
+        numbers = [int(e.envelope.ticket_key.removeprefix("api:")) for e in events]
+        calls.append(numbers)
+        if 5 in numbers:
+            raise RuntimeError("bug triggered by ticket 5")
+        done.extend(numbers)
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=3), lambda: consumer.committed)
+    # Each batch holding the bad message is tried once, then halved; alone it gets its attempts.
+    assert calls == [
+        [1, 2, 3, 4, 5, 6, 7, 8],
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+        [5, 6],
+        [5],
+        [5],
+        [5],
+        [6],
+        [7, 8],
+    ]
+    assert done == [1, 2, 3, 4, 6, 7, 8]  # in order, the bad one left out
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:5"]
+    assert "handler failed 3 times" in dict(producer.sent[0][2])["dlq.reason"].decode()
+    assert consumer.committed == [{TP: 8}]
+
+
+async def test_a_poison_message_in_a_batch_is_found_by_halving_and_dead_lettered_alone():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 5)]), FakeProducer()
+    calls: list[int] = []
+
+    async def handler(events):
+        calls.append(len(events))
+        if any(e.envelope.ticket_key == "api:1" for e in events):
+            raise PoisonMessage("unknown source")
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    assert calls == [4, 2, 1, 1, 2]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:1"]
+    assert consumer.committed == [{TP: 4}]
+
+
 async def test_poison_message_raised_by_the_handler_is_dead_lettered_once():
     consumer, producer = FakeConsumer([good(1)]), FakeProducer()
 
