@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.procs import REPO_ROOT
+from bench.harness.reference import reference_ms
 from bench.harness.run import Row
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -212,6 +213,37 @@ def with_earlier(report: dict[str, Any], path: Path) -> dict[str, Any]:
     return {**report, "benchmarks": {**kept, **report["benchmarks"]}}
 
 
+def run_benchmark(
+    name: str,
+    measure: Measure,
+    workdir: Path,
+    quick: bool,
+    reference: Callable[[], dict[str, float]] = reference_ms,
+) -> tuple[dict[str, Any], list[Row], bool]:
+    """One benchmark's result and rows, and whether it ran through; the machine's reference time
+    (see bench/harness/reference.py) is taken just before it and kept with its figures."""
+    machine = reference()
+    print(f"== {name} == (machine reference: {machine['wall_ms']} ms)", flush=True)
+    started = time.perf_counter()
+    ok = True
+    try:
+        result, rows = measure(workdir, quick)
+    except Exception as exc:
+        traceback.print_exc()
+        ok = False
+        result, rows = {"error": repr(exc)}, []
+        for log in sorted(workdir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {log.name} (tail)\n" + "\n".join(tail))
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    result["machine_reference_ms"] = machine
+    if ok:
+        rows.append(
+            Row(name, "machine reference workload, before it (lower: faster)", machine["wall_ms"], "ms")
+        )
+    return result, rows, ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,18 +274,9 @@ def main() -> int:
         for name in selected:
             workdir = Path(tmp) / name
             workdir.mkdir()
-            print(f"== {name} ==", flush=True)
-            started = time.perf_counter()
-            try:
-                result, new_rows = BENCHES[name](workdir, args.quick)
-            except Exception as exc:
-                traceback.print_exc()
+            result, new_rows, ok = run_benchmark(name, BENCHES[name], workdir, args.quick)
+            if not ok:
                 failed.append(name)
-                result, new_rows = {"error": repr(exc)}, []
-                for log in sorted(workdir.glob("*.log")):
-                    tail = log.read_text(errors="replace").splitlines()[-15:]
-                    print(f"--- {log.name} (tail)\n" + "\n".join(tail))
-            result["elapsed_s"] = round(time.perf_counter() - started, 1)
             when = {"started_at": report["started_at"], "quick": args.quick}
             report["benchmarks"][name] = {**when, **result, "rows": [r.as_dict() for r in new_rows]}
             rows += new_rows
