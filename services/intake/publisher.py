@@ -25,7 +25,9 @@ A was either acknowledged by the broker (then anything B produces lands after it
 the outbox before its 2xx. Then B sees the outbox non-empty and parks B with a larger id: "is the
 outbox empty" is a read of the shared database, shared for up to 100 ms per replica, and a
 park holds its 2xx until every such cached read started after its commit (the proof is in
-services/intake/outbox_gate.py), so this holds across replicas. The relay sends
+services/intake/outbox_gate.py), so this holds across replicas. A copy of A answered ``duplicate``
+from the database is held the same way: A may be a park of another replica's, committed a moment
+ago. The relay sends
 rows in id order and never sends a ticket's next row before the previous one was acknowledged
 ("waves"), so even concurrent relays (several replicas) can only duplicate, never reorder. Requests
 that overlap in time have no order to keep.
@@ -176,8 +178,7 @@ class EventPublisher:
             # held its write lock (deliveries went one at a time), on PostgreSQL requests holding
             # every connection waited for one more (the outbox check) until the pool timed out.
             if await self._already_accepted(dedupe, request_digest):
-                DUPLICATES.inc()
-                return _DUPLICATE
+                return await self._duplicate_found()
             if events and not self.degraded and await self.gate.outbox_empty():
                 unacked = await self._send(events)
                 if not unacked:
@@ -188,22 +189,33 @@ class EventPublisher:
             # neither does and the sender retries.
             async with self.sessions() as session:
                 claim = await claim_delivery(session, *dedupe, len(events), request_digest)
-                if claim is not Claim.CLAIMED:  # accepted meanwhile by a concurrent request
+                if claim is Claim.CLAIMED:
+                    if not events:
+                        await session.commit()
+                        return _PUBLISHED
+                    rows = await self._park(session, events, unacked)
+                else:  # accepted meanwhile by a concurrent request
                     await session.rollback()
-                    if claim is Claim.KEY_REUSED:
-                        raise KeyReused(dedupe[1])
-                    DUPLICATES.inc()
-                    return _DUPLICATE
-                if not events:
-                    await session.commit()
-                    return _PUBLISHED
-                rows = await self._park(session, events, unacked)
+            if claim is Claim.KEY_REUSED:
+                raise KeyReused(dedupe[1])
+            if claim is not Claim.CLAIMED:
+                return await self._duplicate_found()  # with the connection back in the pool
         except KeyReused:
             raise
         except Exception as exc:
             log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
             raise Unavailable("neither the broker nor the database accepted the events") from exc
         return await self._parked(events, rows, unacked)
+
+    async def _duplicate_found(self) -> Outcome:
+        """Answer a copy of a delivery found accepted in the database. Another replica may have
+        parked its first copy a moment ago, its own 2xx still held (``hold_after_park``): this
+        answer is held the same way, or the sender's next update could pass a replica's cached
+        "outbox empty" read from before that park and reach the broker ahead of it."""
+        found_at = time.monotonic()  # the claim it found had committed before this
+        DUPLICATES.inc()
+        await self.gate.hold_after_park(found_at)
+        return _DUPLICATE
 
     async def _already_accepted(self, dedupe: tuple[str, str], request_digest: str | None) -> bool:
         """Whether ``dedupe`` was accepted before; raises :class:`KeyReused` when it was, with
@@ -331,7 +343,8 @@ class EventPublisher:
     async def relay_once(self) -> int:
         """One relay round: settle limbo sends, then publish what is left in order. Returns the
         number of rows taken out of the outbox."""
-        settled, done = await self._settle_limbo()
+        delivered, done = await self._settle_limbo()
+        settled = len(delivered)
         if not done:
             await self._refresh_depth()
             return settled
@@ -389,32 +402,35 @@ class EventPublisher:
                         )
             except Exception as exc:  # what was handed over is in limbo and settled below
                 log.warning("outbox relay: broker not taking messages", extra={"error": repr(exc)})
-                settled, _ = await self._settle_limbo()
-                return sent + settled, False
-            settled, done = await self._settle_limbo()
-            sent += settled
-            if not done or settled < len(wave):
+                delivered, _ = await self._settle_limbo()
+                return sent + len(delivered), False
+            delivered, done = await self._settle_limbo()
+            sent += len(delivered)
+            # Every row of the wave, by id: limbo also holds the sends of requests that timed out
+            # meanwhile, and their deliveries must not stand in for a failed row of the wave.
+            if not done or any(row.id not in delivered for row in wave):
                 return sent, False
         return sent, True
 
-    async def _settle_limbo(self) -> tuple[int, bool]:
+    async def _settle_limbo(self) -> tuple[set[int], bool]:
         """Wait (bounded) for unanswered sends; delete rows that were delivered, forget failed sends
-        (their rows stay for the relay). Returns (rows deleted, whether nothing is pending)."""
+        (their rows stay for the relay). Returns (the ids of the rows deleted, whether nothing is
+        pending)."""
         if not self._limbo:
-            return 0, True
+            return set(), True
         await asyncio.wait(list(self._limbo.values()), timeout=self.relay_wait_s)
-        delivered: list[int] = []
+        delivered: set[int] = set()
         for row_id, future in list(self._limbo.items()):
             if not future.done():
                 continue
             del self._limbo[row_id]
             if not future.cancelled() and future.exception() is None:
-                delivered.append(row_id)
+                delivered.add(row_id)
         if delivered:
             async with self.sessions() as session, session.begin():
                 await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(delivered)))
             self.gate.forget()  # the outbox may be empty now: look again rather than park
-        return len(delivered), not self._limbo
+        return delivered, not self._limbo
 
     async def _outbox_rows_exist(self) -> bool:
         async with self.sessions() as session:
