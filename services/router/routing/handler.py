@@ -110,18 +110,26 @@ TicketRow = RouterTicket | NewTicket
 
 
 def next_timer(
-    stored: datetime | None, computed: datetime | None, now: datetime, behind: bool = False
+    stored: datetime | None,
+    computed: datetime | None,
+    now: datetime,
+    behind: bool = False,
+    paused: bool = False,
 ) -> datetime | None:
     """When the scanner should look at the ticket next. The scanner recomputes before it fires
     anything, so a recheck after a policy or calendar edit (slas/recheck.py) that this router's
     configuration does not show yet is kept: a ticket already due stays due, and one whose clock
-    a newer configuration computed (``behind``) becomes due now. A clock that stopped or paused
-    (``computed`` None) has no deadline to recompute."""
-    if computed is None:
+    a newer configuration computed (``behind``) becomes due now. That holds for a clock this
+    router's configuration pauses (``paused``, ``computed`` None) as well: a newer one may not pause
+    it, and the scanner, once it recomputes, clears the timer if it does. A stopped clock (the
+    ticket resolved, ``computed`` None) has no deadline under any configuration."""
+    if computed is None and not paused:
         return None
     if behind:
         return now
-    return min(stored, computed) if stored is not None and stored <= now else computed
+    if stored is not None and stored <= now:
+        return stored if computed is None else min(stored, computed)
+    return computed
 
 
 def state_from_row(row: TicketRow) -> TicketState:
@@ -408,6 +416,8 @@ class RoutingHandler:
                 snapshot = in_our_teams(snapshot, envelope.source, options.team_of_group)
                 if sla_config is not None:
                     tracker = SlaTracker(sla_config, row.sla_clock, snapshot, envelope.occurred_at)
+                    if row.sla_next_due_at is not None and row.sla_next_due_at <= envelope.occurred_at:
+                        tracker.owe_due()
                 as_update = envelope.model_copy(update={"type": EventType.TICKET_UPDATED})
                 decision = decide(
                     current,
@@ -426,7 +436,10 @@ class RoutingHandler:
             apply_state(row, decision.state, merged, now)
             if tracker is not None and decision.events:
                 row.sla_clock = tracker.stored()
-                row.sla_next_due_at = next_timer(row.sla_next_due_at, tracker.next_due(), now, tracker.behind)
+                paused = tracker.clock is not None and tracker.clock.paused
+                row.sla_next_due_at = next_timer(
+                    row.sla_next_due_at, tracker.next_due(), now, tracker.behind, paused
+                )
             if book is not None:
                 book.move(position(current), position(decision.state))
             for kind, payload in decision.events:

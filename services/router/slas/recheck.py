@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.models import RouterTicket
@@ -45,7 +45,9 @@ def moves_clocks(kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any
 
 async def recheck_clocks_on(session: AsyncSession, kind: str, name: str, at: datetime) -> int:
     """Mark the open tickets whose clock runs on ``kind`` (``"policy"`` or ``"calendar"``, the
-    clock's field naming it) ``name`` as due at ``at``; returns how many."""
+    clock's field naming it) ``name`` as due at ``at``; returns how many. A ticket already due
+    earlier keeps its earlier instant: the router owes an event what fell due before it (see
+    ``SlaTracker.owe_due``), and a timer moved past that instant would no longer be owed."""
     runs_on = RouterTicket.sla_clock[("clock", kind)].as_string() == name
     keys = select(RouterTicket.ticket_key).where(RouterTicket.resolved_at.is_(None), runs_on)
     if is_postgres(session):
@@ -57,7 +59,11 @@ async def recheck_clocks_on(session: AsyncSession, kind: str, name: str, at: dat
         await session.execute(
             update(RouterTicket)
             .where(among(RouterTicket.ticket_key, found[start : start + _CHUNK], session))
-            .values(sla_next_due_at=at)
+            .values(
+                sla_next_due_at=case(
+                    (RouterTicket.sla_next_due_at < at, RouterTicket.sla_next_due_at), else_=at
+                )
+            )
             .execution_options(synchronize_session=False)
         )
     return len(found)

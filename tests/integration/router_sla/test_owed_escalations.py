@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from services.router.models import RouterTicket, RoutingDecision
-from shared.events import EventType, TicketStatus
+from shared.events import Comment, EventType, TicketStatus
 from tests.integration.router_sla.helpers import config, event, new_id, sla_rig, utc
 
 START = utc(2026, 6, 8, 7, 0)  # Monday 09:00 in Berlin: first response due 11:00 (09:00 UTC)
@@ -86,3 +86,32 @@ async def test_a_breach_due_before_a_pause_fires_with_its_actions(sessions, sett
         async with rig.sessions() as session:
             row = await session.get(RouterTicket, key)
             assert row is not None and row.priority == "P2" and row.status == "pending"
+
+
+async def test_a_late_first_reply_after_an_event_that_changed_nothing_still_owes_its_breach(
+    sessions, settings_kwargs
+):
+    """The scanner is behind. An update of 11:15 that changes nothing is routed (it emits nothing, so
+    what it owed is not kept); then the agent's reply of 11:10 comes in late, older than that
+    update. The first response's warning (10:30) and breach (11:00) fell due before the reply."""
+    start = utc(2026, 6, 15, 7, 0)  # Monday 09:00 Berlin
+    async with sla_rig(sessions, settings_kwargs, config(), start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        rig.clock.now = utc(2026, 6, 15, 9, 30)
+        await rig.handler(
+            [event(external_id, utc(2026, 6, 15, 9, 15), TicketStatus.OPEN, EventType.TICKET_UPDATED)]
+        )
+        reply = Comment(body="hello", from_agent=True, public=True)
+        late = event(
+            external_id, utc(2026, 6, 15, 9, 10), TicketStatus.OPEN, EventType.TICKET_COMMENTED, comment=reply
+        )
+        await rig.handler([late])
+        await rig.scanner().scan_once()
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None
+        assert row.sla["first_responded_at"] is not None and row.sla["breached"] is True
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds.count("sla.warning") == 1 and kinds.count("sla.breached") == 1, kinds

@@ -330,6 +330,49 @@ async def test_a_lagging_router_cannot_undo_a_recheck(sessions, settings_kwargs)
         await solve(rig, key)
 
 
+async def test_a_lagging_router_pausing_a_marked_ticket_leaves_it_due(sessions, settings_kwargs):
+    """An edit stops pending from pausing the clock and marks the ticket; a router still on the old
+    configuration routes its move to pending, which pauses the clock there. The mark must stay (the
+    new configuration runs the clock), or the breach under it never fires."""
+    old = config(targets={"P3": {"resolution": 480}})  # version 0: pending pauses
+    edited = config(targets={"P3": {"resolution": 480}}, pausing_statuses=["on_hold"])
+    async with sla_rig(sessions, settings_kwargs, old, utc(2027, 6, 14, 7, 0)) as rig:
+        key = await rig.create(utc(2027, 6, 14, 7, 0))  # Monday 09:00 Berlin: due 17:00
+        rig.clock.now = utc(2027, 6, 14, 8, 0)
+        await mark(sessions, "policy", "standard", rig.clock.now)
+        rig.clock.now = utc(2027, 6, 14, 8, 1)
+        ext = key.removeprefix("api:")
+        await rig.handler([event(ext, rig.clock.now, TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED)])
+        assert (await ticket(sessions, key)).sla_next_due_at == utc(2027, 6, 14, 8, 0)  # still due
+        rig.cfg = SlaConfig(edited.policies, edited.calendars, version=1)
+        rig.clock.now = utc(2027, 6, 14, 8, 2)
+        await rig.scanner().scan_once()  # recomputed: pending runs the clock now (the minute it
+        # was paused under the old configuration stays paused: due Tuesday 09:01 Berlin)
+        assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-15T07:01:00Z"
+        rig.clock.now = utc(2027, 6, 15, 7, 2)
+        await rig.scanner().scan_once()
+        assert "sla.breached" in [d.kind for d in await decisions(sessions, key)]
+        await solve(rig, key)
+
+
+async def test_a_mark_does_not_postpone_a_timer_already_due(sessions, settings_kwargs):
+    """The first-response warning and breach fell due while the scanners were behind; an edit then
+    marks the ticket due at its own, later instant. A solve that happened between the breach and the
+    edit still owes both: the mark must not move the ticket's timer past them."""
+    async with sla_rig(sessions, settings_kwargs, config(), utc(2027, 6, 21, 7, 0)) as rig:
+        key = await rig.create(utc(2027, 6, 21, 7, 0))  # Monday 09:00 Berlin: first response by 11:00
+        rig.clock.now = utc(2027, 6, 21, 9, 30)
+        await mark(sessions, "policy", "standard", rig.clock.now)
+        assert (await ticket(sessions, key)).sla_next_due_at == utc(2027, 6, 21, 8, 30)  # the warning's
+        rig.clock.now = utc(2027, 6, 21, 9, 31)
+        ext = key.removeprefix("api:")
+        solved_at = utc(2027, 6, 21, 9, 15)  # after both thresholds, before the edit
+        await rig.handler([event(ext, solved_at, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        await rig.scanner().scan_once()
+        kinds = [d.kind for d in await decisions(sessions, key)]
+        assert kinds.count("sla.warning") == 1 and kinds.count("sla.breached") == 1, kinds
+
+
 async def test_a_recheck_backlog_is_worked_through_without_sleeping(sessions, settings_kwargs):
     """Rechecks fire nothing; the scanner must still go on while its batches come back full, or a
     backlog of them would hold back real timers by one batch per poll."""
