@@ -111,11 +111,13 @@ class SlaTracker:
         solve, a reply, pending), after which no deadline is left to fire; the warning or breach
         that happened before it, and its actions, would be lost.
         """
-        if self.clock is None:
-            return
+        if self.clock is not None:
+            self._owe_due_on(self.clock)
+
+    def _owe_due_on(self, clock: SlaClock) -> None:
         owed = {due.timer_id for due in self.owed}
-        deadlines = self._deadlines(self.clock, self.config.calendar(self.clock.calendar))
-        for due in due_escalations(self.clock, deadlines, self.at, self.fired):
+        deadlines = self._deadlines(clock, self.config.calendar(clock.calendar))
+        for due in due_escalations(clock, deadlines, self.at, self.fired):
             if due.timer_id not in owed:
                 self.owed.append(due)
 
@@ -159,6 +161,10 @@ class SlaTracker:
                     clock = clock.on_priority_change(
                         state.priority, policy, self.at, self.config.calendar(clock.calendar)
                     )
+                    # New targets can put a deadline before this very event (a raised priority,
+                    # a shortened target, the time used already past it); the same event may then
+                    # stop or pause the clock below, which leaves no deadline for the scanner.
+                    self._owe_due_on(clock)
         if state.status != clock.status:  # never for a clock just started (it has the status)
             clock = clock.on_status(state.status, self.at, self.config.calendar(clock.calendar))
         responded = state.sla.first_responded_at

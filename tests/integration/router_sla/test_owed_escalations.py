@@ -115,3 +115,28 @@ async def test_a_late_first_reply_after_an_event_that_changed_nothing_still_owes
         assert row.sla["first_responded_at"] is not None and row.sla["breached"] is True
         kinds = [kind for kind, _ in await decisions(rig, key)]
         assert kinds.count("sla.warning") == 1 and kinds.count("sla.breached") == 1, kinds
+
+
+async def test_a_priority_raised_past_its_target_by_the_event_that_solves_the_ticket_is_a_breach(
+    sessions, settings_kwargs
+):
+    """One update raises the priority (its target already used up) and solves the ticket: the new
+    deadline lies before the solve, so the breach happened; no scan can see it after the solve."""
+    cfg = config(targets={"P3": {"resolution": 480}, "P2": {"resolution": 120}})
+    start = utc(2026, 6, 22, 7, 0)  # Monday 09:00 Berlin
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        rig.clock.now = utc(2026, 6, 22, 10, 0)  # 3 h used; P2 allows 2 h
+        solve = event(
+            external_id, rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_UPDATED, priority="P2"
+        )
+        await rig.handler([solve])
+        await rig.scanner().scan_once()
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None
+        assert row.sla["breached"] is True
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds.count("sla.breached") == 1, kinds

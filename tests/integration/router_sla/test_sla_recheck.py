@@ -24,7 +24,16 @@ from services.router.slas import service as sla_service
 from services.router.slas.recheck import recheck_clocks_on
 from services.router.slas.tracking import SlaConfig
 from shared.events import EventType, TicketStatus
-from tests.integration.router_sla.helpers import OFFICE, SlaRig, config, event, new_id, sla_rig, utc
+from tests.integration.router_sla.helpers import (
+    OFFICE,
+    SlaRig,
+    config,
+    event,
+    new_id,
+    sla_handler,
+    sla_rig,
+    utc,
+)
 
 MONDAY_9 = utc(2027, 6, 7, 7, 0)  # 09:00 Berlin (CEST)
 
@@ -369,6 +378,33 @@ async def test_a_mark_does_not_postpone_a_timer_already_due(sessions, settings_k
         solved_at = utc(2027, 6, 21, 9, 15)  # after both thresholds, before the edit
         await rig.handler([event(ext, solved_at, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
         await rig.scanner().scan_once()
+        kinds = [d.kind for d in await decisions(sessions, key)]
+        assert kinds.count("sla.warning") == 1 and kinds.count("sla.breached") == 1, kinds
+
+
+async def test_a_target_shortened_past_the_time_used_is_breached_by_a_solve_before_the_scan(
+    sessions, settings_kwargs
+):
+    """The resolution target goes from 8 h to 2 h with 3 h used; a router that loaded the edit
+    routes the solve before any scan. The breach and the warning happened at the edit."""
+
+    def resolution(minutes: int, version: int) -> SlaConfig:
+        cfg = config(targets={"P3": {"resolution": minutes}})
+        return SlaConfig(cfg.policies, cfg.calendars, version=version)
+
+    async with sla_rig(sessions, settings_kwargs, resolution(480, 0), utc(2027, 6, 28, 7, 0)) as rig:
+        key = await rig.create(utc(2027, 6, 28, 7, 0))  # Monday 09:00 Berlin
+        noon = utc(2027, 6, 28, 10, 0)
+        rig.clock.now = noon
+        rig.cfg = resolution(120, 1)
+        await mark(sessions, "policy", "standard", noon)
+        updated = sla_handler(sessions, rig.producer, rig.topic, rig.clock, rig.cfg)
+        rig.clock.now = utc(2027, 6, 28, 10, 0, 30)
+        ext = key.removeprefix("api:")
+        await updated([event(ext, rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        await rig.scanner().scan_once()
+        row = await ticket(sessions, key)
+        assert row.sla["breached"] is True and row.sla_next_due_at is None
         kinds = [d.kind for d in await decisions(sessions, key)]
         assert kinds.count("sla.warning") == 1 and kinds.count("sla.breached") == 1, kinds
 
