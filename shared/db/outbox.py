@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -72,6 +72,22 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[Stored]) -> No
 async def delete_rows(session: AsyncSession, ids: Sequence[int]) -> None:
     if ids:
         await session.execute(delete(OutboxMessage).where(among(OutboxMessage.id, ids, session)))
+
+
+async def unpublished_of(session: AsyncSession, owner: str, keys: Collection[str]) -> list[PendingMessage]:
+    """``owner``'s rows still in the outbox for these message keys, in id order (their order)."""
+    if not keys:
+        return []
+    table = cast(Table, OutboxMessage.__table__)
+    query = (
+        select(table.c.id, table.c.topic, table.c.key, table.c.value)
+        .where(table.c.owner == owner, among(table.c.key, keys, session))
+        .order_by(table.c.id)
+    )
+    return [
+        PendingMessage(owner, topic, key, value, row_id)
+        for row_id, topic, key, value in (await session.execute(query)).all()
+    ]
 
 
 async def outbox_depth(sessions: async_sessionmaker[AsyncSession], owner: str) -> int:

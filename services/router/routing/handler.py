@@ -52,7 +52,7 @@ from services.router.writeback.queue import WritebackQueue
 from shared.db.base import Base
 from shared.db.bulk import among, insert_rows
 from shared.db.dialect import is_postgres
-from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox
+from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, unpublished_of
 from shared.db.processed import claim_events
 from shared.events import (
     TICKET_EVENT_TYPES,
@@ -318,9 +318,10 @@ class RoutingHandler:
 
     async def _read(
         self, session: AsyncSession, events: Sequence[EventEnvelope], ids: Sequence[str], now: datetime
-    ) -> tuple[set[str], dict[str, TicketRow], LoadBook | None]:
+    ) -> tuple[set[str], dict[str, TicketRow], LoadBook | None, list[PendingMessage]]:
         """The batch's reads: claim its event ids (``ids``, as text), lock and load its tickets,
-        then the team loads."""
+        then the team loads; and, with SLA clocks, the events of these tickets another router's
+        escalation scanner committed and has not published yet."""
         # Claimed in this transaction: a rollback un-claims them, a redelivery finds them taken.
         fresh = await claim_events(session, CONSUMER_NAME, ids, now)
         keys = {e.ticket_key for e in events}
@@ -336,7 +337,16 @@ class RoutingHandler:
         book = None
         if options.load is not None:
             book = await prefetch(session, options.load, options.overflow_team, at=now)
-        return fresh, tickets, book
+        ahead: list[PendingMessage] = []
+        if options.sla is not None and tickets:
+            # The scanner is bound to no partition: another router's may have fired on one of these
+            # tickets and not published yet (in flight, or its process died). Published before
+            # this batch's events, they keep the ticket's order; its own publish, if it comes,
+            # repeats them under the same ids. Read after the locks, in a statement of its own: a
+            # statement sees what was committed when it started, and the lock may have been
+            # waited for.
+            ahead = await unpublished_of(session, OUTBOX_OWNER, list(tickets))
+        return fresh, tickets, book, ahead
 
     async def _process(
         self,
@@ -354,11 +364,13 @@ class RoutingHandler:
         if isinstance(route, PreparesBatch) and is_postgres(session):
             # The created tickets' text work runs while the reads wait on the database; the rest
             # of it, and what the reads show is still to route (a triaged ticket's update), after.
-            fresh, tickets, book = await prepare_while(route, texts_of_created(events), reads, self.idle)
+            fresh, tickets, book, ahead = await prepare_while(
+                route, texts_of_created(events), reads, self.idle
+            )
         else:
             # Not on SQLite: its statements wait on no other process, they run on aiosqlite's
             # thread, which needs the GIL that the text work holds; there is nothing to overlap.
-            fresh, tickets, book = await reads
+            fresh, tickets, book, ahead = await reads
         if isinstance(route, PreparesBatch):
             route.prepare(texts_to_route(events, tickets))
         if book is not None:
@@ -463,7 +475,7 @@ class RoutingHandler:
         decisions = insert_rows(session, _table(RoutingDecision), messages.decisions)
         await work_beside(serialize, decisions, overlap=overlap, idle=self.idle)
         await during(self.idle, insert_outbox(session, messages.outbox))
-        return messages.outbox
+        return ahead + messages.outbox
 
     async def _write_state(
         self, session: AsyncSession, book: LoadBook | None, created: list[NewTicket]
