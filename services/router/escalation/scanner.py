@@ -36,7 +36,7 @@ from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
-from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message
+from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message, unpublished_of
 from shared.events import (
     EventType,
     RoutingPayload,
@@ -151,6 +151,11 @@ class EscalationScanner:
         if self.sla_refresh is not None and not await self._config_current(session, config):
             return []
         self.processed = len(rows)
+        # The filter above reads the outbox as of the statement's start: a batch that committed a
+        # ticket's change (and unlocked it) while the statement ran is not in it. Its rows, read
+        # now that the tickets are locked, go out before this scan's events (a repeat of them by
+        # their writer carries the same ids).
+        ahead = await unpublished_of(session, self.outbox.owner, [row.ticket_key for row in rows])
         book = None
         if self.options.load is not None:
             book = await prefetch(session, self.options.load, self.options.overflow_team, at=now)
@@ -167,7 +172,7 @@ class EscalationScanner:
             await writeback.flush(session, now)
         await session.flush()  # the tickets' changes and decision rows
         await insert_outbox(session, outbox)
-        return outbox
+        return ahead + outbox
 
     async def _config_current(self, session: AsyncSession, config: SlaConfig) -> bool:
         """False while a newer stored configuration has not been loaded: a change committed after
