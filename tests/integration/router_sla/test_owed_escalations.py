@@ -96,9 +96,8 @@ async def test_a_late_first_reply_after_an_event_that_changed_nothing_still_owes
     update. The first response's warning (10:30) and breach (11:00) fell due before the reply."""
     start = utc(2026, 6, 15, 7, 0)  # Monday 09:00 Berlin
     async with sla_rig(sessions, settings_kwargs, config(), start) as rig:
-        external_id = new_id()
-        key = f"api:{external_id}"
-        await rig.handler([event(external_id, start)])
+        key = await rig.create(start)
+        external_id = key.removeprefix("api:")
         rig.clock.now = utc(2026, 6, 15, 9, 30)
         await rig.handler(
             [event(external_id, utc(2026, 6, 15, 9, 15), TicketStatus.OPEN, EventType.TICKET_UPDATED)]
@@ -125,9 +124,8 @@ async def test_a_priority_raised_past_its_target_by_the_event_that_solves_the_ti
     cfg = config(targets={"P3": {"resolution": 480}, "P2": {"resolution": 120}})
     start = utc(2026, 6, 22, 7, 0)  # Monday 09:00 Berlin
     async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
-        external_id = new_id()
-        key = f"api:{external_id}"
-        await rig.handler([event(external_id, start)])
+        key = await rig.create(start)
+        external_id = key.removeprefix("api:")
         rig.clock.now = utc(2026, 6, 22, 10, 0)  # 3 h used; P2 allows 2 h
         solve = event(
             external_id, rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_UPDATED, priority="P2"
