@@ -6,6 +6,7 @@ and retry failed deliveries; every change is audited with the API key's name.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -136,5 +137,6 @@ async def retry_delivery(
     request: Request, delivery_id: int = DeliveryPath, caller: Caller = _admin
 ) -> DeliveryOut:
     async with transaction(request) as session:
-        row = await service.retry_delivery(session, delivery_id, caller.name)
+        retention = timedelta(days=request.app.state.settings.router_dedup_retention_days)
+        row = await service.retry_delivery(session, delivery_id, caller.name, retention)
     return DeliveryOut.model_validate(row)

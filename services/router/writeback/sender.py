@@ -60,7 +60,8 @@ FINAL = frozenset({400, 404, 410, 422})
 
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
     """Delay before attempt ``attempts + 1``: base, 2 x base, 4 x base ... capped."""
-    return timedelta(seconds=min(cap_s, base_s * 2 ** max(attempts - 1, 0)))
+    # The exponent capped: 2 ** 1024 overflows a float, and any setting this large means "the cap".
+    return timedelta(seconds=min(cap_s, base_s * 2 ** min(max(attempts - 1, 0), 60)))
 
 
 def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
@@ -189,7 +190,7 @@ class WritebackSender:
                 Claim(
                     delivery.id,
                     target.id,
-                    Target(target.connector, target.url, target.secret, target.options),
+                    Target(target.connector, target.url, target.secret, target.options, target.source),
                     delivery.body,
                     list(delivery.sent_requests or ()),
                 )
@@ -256,10 +257,12 @@ class WritebackSender:
             except Exception as exc:  # refused, a header httpx refuses, a bad answer...
                 return Outcome(f"{type(exc).__name__}: {exc}", sent=tuple(sent))
             if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
-                # Cut after redaction (in _send): a token cut in two would no longer match.
+                # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
+                # leave a prefix no longer recognised, pulled into the stored part as copies before
+                # it shrink to <redacted>.
                 error = (
                     f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
-                    f"{response.text[:2000]}"
+                    f"{response.text}"
                 )
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)

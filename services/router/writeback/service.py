@@ -9,6 +9,7 @@ in between makes the flush fail (StaleDataError) instead of being overwritten.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -17,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from services.router.config_lock import lock_config
 from services.router.errors import Conflict, get_or_404
 from services.router.slas.service import policies_notifying
-from services.router.writeback.connectors import teams_by_group
+from services.router.writeback.connectors import teams_by_group, ticket_source
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut, hide_userinfo
 from shared.db.audit import record
@@ -140,13 +142,16 @@ async def update_target(
     secret_changed = row.secret != data.secret
     if not changes and not secret_changed:
         return row
+    # Before the checks against the SLA policies that notify targets by name: a policy saved
+    # meanwhile (it takes the same lock) could name a target this change renames.
+    await lock_config(session)
     if "name" in changes:
         await _check_name_free(session, data.name, target_id)
         await _check_not_notified(session, row.name, "renamed")
     await _check_groups_agree(session, data, target_id)
     cancelled = 0
-    if "source" in changes:
-        cancelled = await _cancel_waiting(session, row, data.source)
+    if "source" in changes or ("connector" in changes and data.connector != "webhook"):
+        cancelled = await _cancel_waiting(session, row, data.source, data.connector)
     seen = row.revision
     for key, value in new.items():
         setattr(row, key, value)
@@ -164,11 +169,16 @@ async def update_target(
     return row
 
 
-async def _cancel_waiting(session: AsyncSession, row: WritebackTarget, source: str) -> int:
-    """Fail the deliveries ``row`` still holds when it is re-pointed to ``source``: they are the
-    old source's tickets, which a helpdesk would take by number as the new account's (its 42 is
-    not theirs). Listed as failed with the reason; a retry is refused (retry_delivery)."""
-    why = f"not sent: the target's source changed from {row.source!r} to {source!r}"
+async def _cancel_waiting(session: AsyncSession, row: WritebackTarget, source: str, connector: str) -> int:
+    """Fail the deliveries ``row`` still holds when it is re-pointed to ``source`` or turned into
+    a helpdesk connector: they are the old source's tickets (or, a webhook's, any source's), which
+    a helpdesk would take by number as its own (its 42 is not theirs). Listed as failed with the
+    reason; a retry is refused (retry_delivery). The sender checks the source again (a delivery
+    queued by a batch that read the target before this change committed is not seen here)."""
+    if source != row.source:
+        why = f"not sent: the target's source changed from {row.source!r} to {source!r}"
+    else:
+        why = f"not sent: the target changed from a {row.connector} to a {connector} connector"
     result = await session.execute(
         update(WritebackDelivery)
         .where(WritebackDelivery.target_id == row.id, WritebackDelivery.status == "pending")
@@ -182,15 +192,16 @@ def _ticket_source(delivery: WritebackDelivery) -> str:
     """The source of the ticket ``delivery`` is about (as queued; the key's prefix for a body
     without one)."""
     try:
-        source = orjson.loads(delivery.body).get("source")
-    except (orjson.JSONDecodeError, AttributeError):
-        source = None
-    return source if isinstance(source, str) else delivery.ticket_key.split(":", 1)[0]
+        document = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError:
+        document = None
+    return ticket_source(document) or delivery.ticket_key.split(":", 1)[0]
 
 
 async def delete_target(session: AsyncSession, target_id: int, *, expected: int | None, actor: str) -> None:
     row = await get_target(session, target_id)
     check_expected(expected, row.revision, target_etag(row))
+    await lock_config(session)  # a policy naming it may be being saved (see update_target)
     await _check_not_notified(session, row.name, "deleted")
     seen, detail = row.revision, {"target": _audited(row), "revision": row.revision}
     # Its deliveries go with it: none is sent to a target that is gone, and none waits to be
@@ -211,8 +222,12 @@ async def list_deliveries(session: AsyncSession, status: str | None, limit: int)
     return list((await session.scalars(query)).all())
 
 
-async def retry_delivery(session: AsyncSession, delivery_id: int, actor: str) -> WritebackDelivery:
-    """Re-queue a failed delivery with fresh attempts; 409 for one that is not failed."""
+async def retry_delivery(
+    session: AsyncSession, delivery_id: int, actor: str, retention: timedelta | None = None
+) -> WritebackDelivery:
+    """Re-queue a failed delivery with fresh attempts; 409 for one that is not failed, or that is
+    older than ``retention`` (delivered rows are pruned after it, so a newer delivery of its ticket
+    that it would undo may no longer be there to show it)."""
     row = await get_or_404(session, WritebackDelivery, delivery_id, f"delivery {delivery_id}")
     if row.status != "failed":
         raise Conflict(f"delivery {delivery_id} is {row.status}, only failed ones are retried")
@@ -239,6 +254,11 @@ async def retry_delivery(session: AsyncSession, delivery_id: int, actor: str) ->
         raise Conflict(
             f"delivery {delivery_id} is older than delivery {newer} of the same ticket to the same "
             "target; retrying it would undo that one"
+        )
+    if retention is not None and row.created_at < utc_now() - retention:
+        raise Conflict(
+            f"delivery {delivery_id} is older than the {retention.days}-day retention of delivered "
+            "ones: a newer delivery of its ticket that retrying it would undo may have been pruned"
         )
     detail = {
         "target_id": row.target_id,

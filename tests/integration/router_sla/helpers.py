@@ -29,7 +29,7 @@ from shared.http.problems import install_problem_handlers
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, RouterSettings
 
 
 class Clock:
@@ -152,6 +152,7 @@ async def api_client(
     app.include_router(router)
     app.state.sessions = sessions
     app.state.keys = KeyCache(sessions)
+    app.state.settings = RouterSettings()
     async with sessions() as session, session.begin():
         _, key = await create_api_key(session, key_name, role)
     return httpx.AsyncClient(

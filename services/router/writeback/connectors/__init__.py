@@ -86,7 +86,27 @@ def render(body: str, target: Target, now: float) -> list[OutboundRequest]:
     if target.connector == "webhook":
         return [webhook.render(body.encode(), target, now)]
     options = CONNECTORS[target.connector].model_validate(dict(target.options))
-    return HELPDESKS[target.connector](orjson.loads(body), target.with_options(options))
+    notification = orjson.loads(body)
+    source = ticket_source(notification)
+    if target.source is not None and source is not None and source != target.source:
+        # A helpdesk takes a ticket number as its own: another source's 42 is not its 42. Queued
+        # for a webhook target that was turned into this helpdesk since, or routed while the
+        # target's source was changed (the change's cancellation did not see it yet).
+        raise RenderError(
+            f"the ticket is source {source!r}'s; this target writes to source {target.source!r}'s helpdesk"
+        )
+    return HELPDESKS[target.connector](notification, target.with_options(options))
+
+
+def ticket_source(notification: Any) -> str | None:
+    """The source of the ticket a queued notification is about: its ``source``, else its key's
+    prefix (a body without one)."""
+    if not isinstance(notification, Mapping):
+        return None
+    source, key = notification.get("source"), notification.get("ticket_key")
+    if isinstance(source, str):
+        return source
+    return key.split(":", 1)[0] if isinstance(key, str) else None
 
 
 def teams_by_group(options: Mapping[str, Any]) -> dict[str, str]:

@@ -42,6 +42,7 @@ class Target:
     url: str
     secret: str = field(repr=False)
     options: Any = None  # the raw mapping; the connector's parsed Options model once rendering
+    source: str | None = None  # the source whose helpdesk it writes to (None: not checked)
 
     def with_options(self, options: BaseModel) -> Target:
         return dataclasses.replace(self, options=options)
