@@ -376,7 +376,7 @@ class ConsumerLoop:
     async def _handle_with_retry(self, events: list[ConsumedEvent], batch: FetchedBatch) -> bool:
         """True once every event is handled or dead-lettered; False when asked to stop first or
         when a rebalance happened since the batch was fetched (it is fetched again)."""
-        attempt = 0
+        attempt = failed = 0  # failed: the attempts that failed with a non-transient error
         while True:
             if self._stale(batch):
                 return False
@@ -391,6 +391,7 @@ class ConsumerLoop:
             except Exception as exc:
                 attempt += 1
                 transient = is_transient(exc)
+                failed += not transient
                 HANDLER_FAILURES.labels(self.group_id, "transient" if transient else "error").inc()
                 split = not transient and len(events) > 1
                 log.warning(
@@ -410,8 +411,10 @@ class ConsumerLoop:
                     # twice over once isolated. The halves that pass go through at once; a race
                     # between routers (a non-transient constraint error) passes on the halves' try.
                     return await self._handle_halves(events, batch)
-                if not transient and attempt >= self.max_attempts:
-                    reason = f"handler failed {attempt} times: {short_error(exc)}"
+                # Only the message's own failures count: a database outage before it is no reason to
+                # give up on it as soon as it is back (a race a retry cures, say).
+                if not transient and failed >= self.max_attempts:
+                    reason = f"handler failed {failed} times: {short_error(exc)}"
                     record = events[0].as_record()
                     return await self._dead_letter_until_sent(record, reason, "handler_error", batch)
                 await self._update_lag_behind(batch)
@@ -435,7 +438,8 @@ class ConsumerLoop:
         the one message at fault, which alone gets ``max_attempts``."""
         middle = len(events) // 2
         for half in (events[:middle], events[middle:]):
-            if not await self._handle_with_retry(half, batch):
+            # Stopping: the batch is dropped (delivered again), as a whole batch's backoff would.
+            if self.stopping or not await self._handle_with_retry(half, batch):
                 return False
         return True
 

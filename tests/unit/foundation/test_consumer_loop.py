@@ -242,6 +242,41 @@ async def test_a_poison_message_in_a_batch_is_found_by_halving_and_dead_lettered
     assert consumer.committed == [{TP: 4}]
 
 
+async def test_a_stop_while_a_batch_is_halved_drops_it_without_more_handler_calls():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    calls: list[int] = []
+    loop: ConsumerLoop | None = None
+
+    async def handler(events):
+        calls.append(len(events))
+        assert loop is not None
+        loop.stop()  # SIGTERM while the batch is in the handler
+        if any(e.envelope.ticket_key == "api:8" for e in events):
+            raise RuntimeError("bug triggered by ticket 8")
+
+    loop = make_loop(consumer, producer, handler, max_attempts=3)
+    await asyncio.wait_for(loop.run(), 3)
+    assert calls == [8]  # not halved down to the bad one: dropped, to be delivered again
+    assert consumer.committed == [] and producer.sent == []
+
+
+async def test_an_outage_before_a_failure_does_not_use_up_the_messages_attempts():
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
+
+    async def handler(events):
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+        if calls == 5:
+            raise RuntimeError("duplicate key: a race the next try does not meet")
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
+    assert calls == 6 and producer.sent == []  # 1 failure of its own out of 2: tried again, passed
+    assert consumer.committed == [{TP: 1}]
+
+
 async def test_poison_message_raised_by_the_handler_is_dead_lettered_once():
     consumer, producer = FakeConsumer([good(1)]), FakeProducer()
 
