@@ -100,7 +100,7 @@ class ConsumerSettings(CommonSettings):
     consumer_max_attempts: int = Field(
         default=8,
         ge=1,
-        description="Non-transient failures of a message before it is dead-lettered (an outage's do not count).",
+        description="Non-transient failures of a message before it is dead-lettered (outages do not count).",
     )
     fault_pause_before_commit_s: float = Field(
         default=0.0,
