@@ -227,6 +227,7 @@ class ConsumerLoop:
     async def run(self) -> None:
         self.rebalance_started = time.monotonic()  # joining the group
         self._handled.clear()  # a new membership (a replaced consumer): nothing of the old one
+        self._forget_lag()  # the old consumer's says nothing of the new one's positions
         self.forget_positions()
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         ahead: FetchedBatch | None = None
@@ -537,6 +538,14 @@ class ConsumerLoop:
                 "reason": reason,
             },
         )
+
+    def _forget_lag(self) -> None:
+        """No lag known: a reader of it (metrics' caught_up, /readyz) must not take an old 0 for
+        the new consumer's, which may be restored from a checkpoint, far behind."""
+        for labels in self.lag_labels:
+            CONSUMER_LAG.remove(*labels)
+        self.lag_labels.clear()
+        self.lag.clear()
 
     async def _update_lag(self) -> None:
         assignment = self.consumer.assignment()

@@ -83,6 +83,7 @@ def capture(state: BacklogState) -> bytes:
         "byteorder": sys.byteorder,
         "config": state.config.to_json(),
         "now_ms": state.now_ms,
+        "pending_at": state.pending_at,
         "n_open": state.n_open,
         "received_per_key": True,
         "n_stateless": state.n_stateless,
@@ -157,9 +158,11 @@ def load(data: bytes) -> BacklogState:
     if not header.get("received_per_key"):  # written while every ticket.created was counted
         for _, slot in state.index.items():
             state.a_flags[slot] |= F_RECEIVED
-    # Breaches left pending when the checkpoint was taken count at the next clock move.
+    # Breaches left pending when the checkpoint was taken count once the clock moves past the
+    # instant they were left pending at: a state applied at that same instant may still settle
+    # them, as it would have without the checkpoint (older checkpoints did not keep the instant).
     pending_bits = F_FR_PENDING | F_RES_PENDING
     state.pending_slots = array("I", (slot for slot, f in enumerate(state.a_flags) if f & pending_bits))
-    state.pending_at = state.now_ms - 1
+    state.pending_at = header.get("pending_at", state.now_ms - 1)
     rebuild_heaps(state)
     return state

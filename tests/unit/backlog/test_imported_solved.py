@@ -99,3 +99,22 @@ def test_a_breach_pending_at_a_checkpoint_counts_once_after_the_restore() -> Non
     restored.advance_clock(at(NOW + 1))
     restored.advance_clock(at(NOW + 2))
     assert breaches(restored) == (1, 1)
+
+
+def test_a_checkpoint_between_the_open_and_the_solved_state_of_one_instant_changes_nothing() -> None:
+    """The import's two states at one instant, a checkpoint taken between them (a periodic one, a
+    revocation): restored, the solved state still settles the pending breaches, as straight on."""
+    from services.metrics.backlog.checkpoint import capture, load, seal
+
+    opened = make_state("api:1", 0, team="billing", routed=NOW, fr_due=H, res_due=4 * H)
+    opened.revision = 1
+    done = make_state("api:1", 0, team="billing", routed=NOW, status="solved", resolved=600, responded=300)
+    done.revision = 2
+    state = BacklogState()
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    with state.lock:
+        body = capture(state)
+    restored = load(seal(body))
+    restored.apply(envelope(done, NOW, EventType.TICKET_RESOLVED), at(NOW))
+    restored.advance_clock(at(NOW + DAY))
+    assert breaches(restored) == (0, 0)

@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.events import EventType, TicketSnapshot, ticket_event
-from shared.kafka.consumer import ConsumedEvent, ConsumerLoop, PoisonMessage, is_transient
+from shared.kafka.consumer import CONSUMER_LAG, ConsumedEvent, ConsumerLoop, PoisonMessage, is_transient
 from shared.kafka.fetched import DECODE_SLICE, FetchedBatch
 from shared.overlap import IdleWork
 
@@ -719,3 +719,47 @@ async def test_with_an_interval_a_revocation_commits_what_was_handled_first():
     await run_until(loop, lambda: consumer.committed[-1:] == [{TP: 4}])
     assert at_revocation == [[{TP: 1}, {TP: 2}]]  # the revoked partition's next owner starts at 2
     assert consumer.committed == [{TP: 1}, {TP: 2}, {TP: 4}]
+
+
+class NewMember(FakeConsumer):
+    """A replacement consumer: assigned at its first poll, nothing fetched yet (no high watermark)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.joined = False
+
+    def highwater(self, tp):
+        return None
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        if not self.joined:
+            self.joined = True
+            await self.listener.on_partitions_assigned({TP})
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+
+async def test_a_replaced_consumer_starts_with_no_lag_known():
+    """The runner replaces a stuck consumer in the same loop. The old one's lag (0: caught up) must
+    not stand for the new one's, which may be far behind (the metrics service restores its shards
+    from a checkpoint at the assignment, and takes a lag of 0 as caught up)."""
+
+    async def handler(events):
+        pass
+
+    loop = make_loop(FakeConsumer([good(1), good(2)]), FakeProducer(), handler)
+    await run_until(loop, lambda: loop.lag.get(TP) == 0)
+    loop.consumer = NewMember()
+    loop._stopping.clear()
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.sleep(0.1)
+        assert loop.lag == {}
+        labels = ("test", TP.topic, str(TP.partition))
+        series = [
+            tuple(sample.labels.values()) for family in CONSUMER_LAG.collect() for sample in family.samples
+        ]
+        assert labels not in series  # the old consumer's series gone with it
+    finally:
+        loop.stop()
+        await task

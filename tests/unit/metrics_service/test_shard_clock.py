@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.metrics.app import ShardsCollector
 from services.metrics.backlog import BacklogState
 from services.metrics.ingest.consumer import BacklogIngest, Shard
-from shared.events import EventEnvelope, EventType
+from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
-from tests.unit.backlog.helpers import at, envelope, make_state
+from tests.unit.backlog.helpers import at, envelope, make_state, scrape
 
 H = 3600.0
 ROUTING = "routing"
@@ -114,3 +114,27 @@ async def test_a_shard_assigned_again_replays_until_caught_up_again(monkeypatch:
     monkeypatch.setattr(ingest, "_load_shard", reuse)
     await ingest.on_assign({tp})
     assert ingest.shards[0] is shard and not shard.live
+
+
+async def test_a_ticket_event_read_ahead_of_the_routing_topic_does_not_move_a_replaying_clock() -> None:
+    """The two topics of a shard are fetched apart: in a replay a batch may hold ticket events hours
+    ahead of its routing events. Solved 5 minutes before its resolution deadline, the ticket must
+    not count as breached because a later ticket.created came first."""
+    ingest = BacklogIngest(cast(Any, None), clock=Clock(10 * H))
+    ingest.shards[0] = Shard(0, BacklogState(), {})  # replaying (not live)
+    opened = make_state("z:1", 0, team="billing", res_due=4 * H, res_warn=3 * H)
+    opened.revision = 1
+    solved = make_state("z:1", 0, team="billing", status="solved", resolved=4 * H - 300)
+    solved.revision = 2
+    later = ticket_event(EventType.TICKET_CREATED, "api", TicketSnapshot(external_id="9"), at(5 * H))
+    await ingest([ConsumedEvent(envelope(opened, 0, EventType.TICKET_ROUTED), "routing", 0, 0)])
+    await ingest(
+        [
+            ConsumedEvent(later, "tickets", 0, 0),
+            ConsumedEvent(envelope(solved, 4 * H - 300, EventType.TICKET_RESOLVED), "routing", 0, 1),
+        ]
+    )
+    breached = scrape(ingest.shards[0].state)[
+        ("sla_breaches_total", (("kind", "resolution"), ("team", "billing")))
+    ]
+    assert breached == 0
