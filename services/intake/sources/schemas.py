@@ -14,8 +14,10 @@ SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Secret = Field(
     min_length=8,
     max_length=500,
-    pattern=r"^[^\x00]+$",
-    description="Shared secret or HMAC key (never returned).",
+    # No NUL, and no white space at either end: a shared secret is compared as a header carries it,
+    # trimmed, so a stored " secret" would never match.
+    pattern=r"^[^\x00\s](?:[^\x00]*[^\x00\s])?$",
+    description="Shared secret or HMAC key (never returned); no white space at either end.",
 )
 
 

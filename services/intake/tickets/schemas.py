@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import Priority, Requester, TicketSnapshot, TicketStatus, parse_priority
+from shared.events import Requester, TicketSnapshot, TicketStatus, parse_priority
 
 NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
 
@@ -79,22 +79,30 @@ class TicketIn(BaseModel):
         return value
 
     def snapshot(self) -> TicketSnapshot:
-        status = TicketStatus.OPEN if self.status == "reopened" else TicketStatus(self.status)
-        priority: Priority | None = parse_priority(self.priority)
-        return TicketSnapshot(
-            external_id=self.external_id,
-            subject=self.subject,
-            description=self.description,
-            status=status,
-            priority=priority,
-            requester=self.requester,
-            tags=self.tags,
-            channel=self.channel,
-            url=self.url,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            custom_fields=self.custom_fields,
-        )
+        """The ticket as this request says it, and only what it says: the event carries the fields
+        the request set (an update of the status alone keeps the ticket's subject and tags; an
+        empty list sent clears the tags; no status sent keeps the ticket's, solved or not)."""
+        said = self.model_fields_set
+        fields: dict[str, Any] = {name: getattr(self, name) for name in _SNAPSHOT_FIELDS if name in said}
+        if "status" in said:
+            fields["status"] = TicketStatus.OPEN if self.status == "reopened" else TicketStatus(self.status)
+        if "priority" in said:
+            fields["priority"] = parse_priority(self.priority)
+        return TicketSnapshot(external_id=self.external_id, **fields)
+
+
+# Copied as they are when the request sets them (status and priority are parsed).
+_SNAPSHOT_FIELDS = (
+    "subject",
+    "description",
+    "requester",
+    "tags",
+    "channel",
+    "url",
+    "created_at",
+    "updated_at",
+    "custom_fields",
+)
 
 
 class Accepted(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from html.parser import HTMLParser
+from html import unescape
 from typing import Any
 
 import orjson
@@ -104,14 +104,18 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
     if isinstance(value, bool):
         raise UnmappableError(field, "expected a timestamp")
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 100_000_000_000 else value  # Jira sends milliseconds
         try:
+            seconds = value / 1000 if value > 100_000_000_000 else value  # Jira sends milliseconds
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise UnmappableError(field, "timestamp out of range") from exc
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and few of them: an int
+        # of thousands of digits is refused by int() itself, and any this long is out of range.
+        if text.isascii() and text.isdigit():
+            if len(text) > 20:
+                raise UnmappableError(field, "timestamp out of range")
             return parse_datetime(int(text), field)
         try:
             parsed = datetime.fromisoformat(text)
@@ -183,29 +187,25 @@ def map_priority(
         raise UnmappableError(field, f"unknown priority {text[:50]!r}") from exc
 
 
-class _TextExtractor(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+_BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+# A tag, a comment or a declaration: no "<" or ">" inside, so a failed match stops at the next "<"
+# and the scan stays linear (html.parser takes quadratic time on some malformed input: a body of
+# 36 KB took 12 s of the event loop, CVE-2025-6069 in the Python of the day).
+_TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9]*)?[^<>]*>")
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+def _tag_to_text(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return "\n" if name is not None and name.lower() in _BREAKS else ""  # a block's start or end
 
 
 def html_to_text(html: str) -> str:
-    """Plain text for the classifier: Intercom and Zammad send message bodies as HTML."""
+    """Plain text for the classifier: Intercom and Zammad send message bodies as HTML. Tags go,
+    block-level ones leave a line break, entities are decoded; a lone "<" is text."""
     if "<" not in html and "&" not in html:
         return html.strip()
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    text = unescape(_TAG.sub(_tag_to_text, html))
+    lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
 

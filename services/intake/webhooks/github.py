@@ -117,11 +117,15 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         if action != "created":
             raise IgnoredEvent(f"issue_comment.{action[:30]} changes no ticket")
         comment = require_object(data, "/comment")
+        author = opt_str(pointer_get(comment, "/user/login"))
         fields["comment"] = {
             "body": comment.get("body") or "",
-            "author": opt_str(pointer_get(comment, "/user/login")),
+            "author": author,
             "public": True,
-            "from_agent": opt_str(comment.get("author_association")) in _AGENT_ASSOCIATIONS,
+            # A member answering someone; not the requester commenting on their own issue (a
+            # maintainer's own issue too), which would meet the first-response target unanswered.
+            "from_agent": opt_str(comment.get("author_association")) in _AGENT_ASSOCIATIONS
+            and author != opt_str(pointer_get(issue, "/user/login")),
         }
         occurred_at = parse_datetime(comment.get("created_at"), "/comment/created_at") or occurred_at
         return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields, _ORIGINS), occurred_at)]

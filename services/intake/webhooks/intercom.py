@@ -110,13 +110,12 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     tags = pointer_get(item, "/tags/tags")
     fields: dict[str, Any] = {
         "external_id": item_id,
-        "subject": html_to_text(
-            str(
-                (first(item, "/ticket_attributes/_default_title_") if is_ticket else None)
-                or first(item, "/title", "/source/subject")
-                or ""
-            )
-        ),
+        # Titles are plain text ("a<b and c>d" is not a tag); descriptions and bodies are HTML.
+        "subject": str(
+            (first(item, "/ticket_attributes/_default_title_") if is_ticket else None)
+            or first(item, "/title", "/source/subject")
+            or ""
+        ).strip(),
         "description": html_to_text(
             str(
                 (first(item, "/ticket_attributes/_default_description_") if is_ticket else None)

@@ -52,10 +52,17 @@ _CATEGORIES = {"new": TicketStatus.NEW, "indeterminate": TicketStatus.OPEN, "don
 _STATUS_FIELDS = frozenset({"status", "resolution"})
 
 
-def adf_to_text(node: Any) -> str:
+# Deeper than any document Jira's editor makes (lists in tables in panels nest a dozen levels): the
+# rest is left out rather than recursed into, which a crafted body of a few KB would overflow.
+ADF_MAX_DEPTH = 100
+
+
+def adf_to_text(node: Any, depth: int = 0) -> str:
     """Plain text of an Atlassian Document Format tree (Jira Cloud REST v3 descriptions/comments)."""
+    if depth > ADF_MAX_DEPTH:
+        return ""
     if isinstance(node, list):
-        return "".join(adf_to_text(child) for child in node)
+        return "".join(adf_to_text(child, depth + 1) for child in node)
     if not isinstance(node, dict):
         return ""
     kind = node.get("type")
@@ -66,7 +73,7 @@ def adf_to_text(node: Any) -> str:
         return "\n"
     if kind in ("mention", "emoji", "inlineCard"):
         return str(attrs.get("text") or attrs.get("shortName") or attrs.get("url") or "")
-    text = adf_to_text(node.get("content") or [])
+    text = adf_to_text(node.get("content") or [], depth + 1)
     if kind in ("paragraph", "heading", "listItem", "codeBlock", "blockquote", "rule", "tableRow"):
         return text.rstrip("\n") + "\n"
     return text

@@ -53,7 +53,11 @@ def test_comment_fields() -> None:
     comment = result.snapshot.comment
     assert comment is not None
     assert comment.body == "You are totally right! I'll get this fixed right away."
-    assert comment.author == "Codertocat" and comment.public and comment.from_agent  # OWNER answers
+    # The OWNER comments on its own issue: the requester, not an agent answering it.
+    assert comment.author == "Codertocat" and comment.public and not comment.from_agent
+    member = _edit("issue_comment.created.json", comment__user__login="maintainer")
+    answered = adapt_one(CFG, member, {"X-GitHub-Event": "issue_comment"}).snapshot.comment
+    assert answered is not None and answered.from_agent  # another member answering
 
 
 def _edit(sample: str, **changes: object) -> bytes:

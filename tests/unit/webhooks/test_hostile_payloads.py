@@ -1,0 +1,93 @@
+"""Payloads built to hurt: each is refused with a 422 naming its field, or read in time linear in
+its size, never a 500 or a blocked event loop; and plain-text fields are not read as HTML."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from services.intake.sources.schemas import SourceCreate
+from services.intake.tickets.schemas import TicketIn
+from services.intake.webhooks import UnmappableError, WebhookRequest, adapt
+from services.intake.webhooks.common import html_to_text, parse_datetime
+from services.intake.webhooks.jira import ADF_MAX_DEPTH, adf_to_text
+from shared.events import EventType, ticket_event
+
+from ._helpers import NOW, config
+
+
+@pytest.mark.parametrize("stamp", ["²", "9" * 400, "9" * 5_000])
+def test_a_timestamp_of_digits_no_clock_can_hold_is_refused_naming_its_field(stamp: str) -> None:
+    with pytest.raises(UnmappableError) as raised:
+        parse_datetime(stamp, "/issue/created_at")
+    assert raised.value.field == "/issue/created_at"
+
+
+def test_malformed_html_is_read_in_linear_time() -> None:
+    """html.parser took 12 s of the event loop for 36 KB of "<x " (quadratic, CVE-2025-6069); the
+    bound here is a hundred times what a linear reading of 400 KB takes."""
+    hostile = "<x " * 130_000 + "<p>the end</p>"
+    started = time.process_time()
+    text = html_to_text(hostile)
+    assert time.process_time() - started < 2.0
+    assert text.endswith("the end")
+
+
+def test_html_to_text_keeps_the_text_and_the_line_breaks() -> None:
+    html = "<div>Hello&nbsp;<b>Ann</b>,</div><p>line two &amp; more</p>a < b<br/>c"
+    assert html_to_text(html) == "Hello Ann,\nline two & more\na < b\nc"
+
+
+def test_a_description_nested_past_any_editors_depth_is_cut_not_a_crash() -> None:
+    node: dict[str, object] = {"type": "text", "text": "deep"}
+    for _ in range(ADF_MAX_DEPTH * 5):
+        node = {"type": "paragraph", "content": [node]}
+    document = {
+        "type": "doc",
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "top"}]}, node],
+    }
+    assert adf_to_text(document).startswith("top")
+
+
+def test_an_intercom_title_is_plain_text() -> None:
+    payload = {
+        "type": "notification_event",
+        "id": "notif_2",
+        "topic": "conversation.user.created",
+        "data": {
+            "item": {
+                "type": "conversation",
+                "id": "8",
+                "state": "open",
+                "title": "Export fails when a<b and c>d",
+                "source": {"body": "<p>Export <b>fails</b></p>"},
+            }
+        },
+    }
+    request = WebhookRequest(headers={}, body=json.dumps(payload).encode())
+    snapshot = adapt(config("intercom"), request, NOW)[0].snapshot
+    assert snapshot.subject == "Export fails when a<b and c>d"
+    assert snapshot.description == "Export fails"  # the message body is HTML
+
+
+def test_a_status_update_by_the_api_keeps_what_it_does_not_say() -> None:
+    """README's own example: created with tags, then `{"external_id": "4711", "status": "solved"}`.
+    The router merges the event's payload onto what it stored: an absent field keeps its value."""
+    created = TicketIn.model_validate({"external_id": "4711", "subject": "VPN", "tags": ["vpn"]})
+    solved = TicketIn.model_validate({"external_id": "4711", "status": "solved"})
+    stored = ticket_event(EventType.TICKET_CREATED, "api", created.snapshot()).payload
+    update = ticket_event(EventType.TICKET_STATUS_CHANGED, "api", solved.snapshot()).payload
+    merged = {**stored, **update}
+    assert merged["tags"] == ["vpn"] and merged["subject"] == "VPN" and merged["status"] == "solved"
+    priority_only = TicketIn.model_validate({"external_id": "4711", "priority": "low"})
+    assert "status" not in ticket_event(EventType.TICKET_CREATED, "api", priority_only.snapshot()).payload
+    cleared = TicketIn.model_validate({"external_id": "4711", "tags": []})
+    assert ticket_event(EventType.TICKET_CREATED, "api", cleared.snapshot()).payload["tags"] == []
+
+
+@pytest.mark.parametrize("secret", [" leading-space", "trailing-space ", "newline-at-end\n"])
+def test_a_secret_with_white_space_at_an_end_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError):
+        SourceCreate.model_validate({"name": "fd", "type": "freshdesk", "secret": secret})
