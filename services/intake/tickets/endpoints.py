@@ -25,7 +25,7 @@ from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
 from shared.http.json_body import is_json_media_type
-from shared.http.nul_guard import body_nul_pointer, nul_problem
+from shared.http.nul_guard import body_unstorable, nul_problem
 from shared.http.problems import Problem
 from shared.http.raw_route import RawRoute, invalid
 
@@ -86,9 +86,9 @@ async def _ticket(request: Request) -> TicketIn:
     if content_type is not None and not is_json_media_type(content_type):
         raise invalid(("body",), "send the ticket as application/json", "model_attributes_type")
     body = await read_body(request, request.app.state.settings.intake_max_body_bytes)
-    nul_at = body_nul_pointer(body)  # PostgreSQL stores no U+0000: the router could not keep it
-    if nul_at is not None:
-        raise nul_problem(nul_at)
+    unstorable = body_unstorable(body)  # PostgreSQL stores no U+0000: the router could not keep it
+    if unstorable is not None:
+        raise nul_problem(*unstorable)
     try:
         ticket = TicketIn.model_validate_json(body)
     except ValidationError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,7 +54,13 @@ class TicketOut(BaseModel):
         "decisions; a later event for the ticket clears it."
     )
     sla: SlaState
-    decisions: list[DecisionOut]
+    decisions: list[DecisionOut] = Field(
+        description="The newest ``decisions`` of them (the query), oldest first."
+    )
+    decisions_omitted: bool = Field(
+        default=False,
+        description="Older decisions exist than those listed (ask for more with ``decisions``).",
+    )
 
 
 async def live_calendar(session: AsyncSession, name: str) -> BusinessCalendar:
@@ -103,19 +109,27 @@ async def current_sla(session: AsyncSession, row: RouterTicket) -> SlaState:
     summary="Routing state and decision history",
 )
 async def get_ticket(
-    ticket_key: str, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
+    ticket_key: str,
+    request: Request,
+    decisions_limit: int = Query(
+        200, alias="decisions", ge=1, le=1000, description="How many of the newest decisions to list."
+    ),
+    _role: Role = Depends(require_role(Role.VIEWER)),
 ) -> TicketOut:
     async with request.app.state.sessions() as session:
         row = await session.get(RouterTicket, ticket_key)
         if row is None:
             raise Problem(404, "Not found", f"no ticket {ticket_key!r}")
-        decisions = (
+        # Bounded: every routing event of a long-lived ticket adds one (the newest are what explains it).
+        newest = (
             await session.scalars(
                 select(RoutingDecision)
                 .where(RoutingDecision.ticket_key == ticket_key)
-                .order_by(RoutingDecision.id)
+                .order_by(RoutingDecision.id.desc())
+                .limit(decisions_limit + 1)
             )
         ).all()
+        decisions = list(reversed(newest[:decisions_limit]))
         sla = await current_sla(session, row)
     return TicketOut(
         ticket_key=row.ticket_key,
@@ -135,4 +149,5 @@ async def get_ticket(
         pruned_at=row.pruned_at,
         sla=sla,
         decisions=[DecisionOut.model_validate(d, from_attributes=True) for d in decisions],
+        decisions_omitted=len(newest) > decisions_limit,
     )

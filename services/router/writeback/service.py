@@ -116,6 +116,7 @@ async def _check_groups_agree(session: AsyncSession, data: TargetIn, target_id: 
 
 
 async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> WritebackTarget:
+    await lock_config(session)  # a target created meanwhile could map the same group to another team
     await _check_name_free(session, data.name)
     await _check_groups_agree(session, data)
     now = utc_now()

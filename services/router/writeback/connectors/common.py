@@ -66,6 +66,15 @@ class GroupOptions(BaseModel):
     note: bool = Field(default=True, description="Add an internal note saying why.")
 
     @model_validator(mode="after")
+    def _ids_fit_in_64_bits(self) -> GroupOptions:
+        # The JSON column's reader (orjson) takes 64-bit integers only: a larger id was stored, and
+        # then every read of the targets failed.
+        for team, group in self.groups.items():
+            if isinstance(group, int) and not -(2**63) <= group < 2**63:
+                raise ValueError(f"groups.{team}: a group id must fit in 64 bits")
+        return self
+
+    @model_validator(mode="after")
     def _one_team_per_group(self) -> GroupOptions:
         seen: dict[str, str] = {}
         for team, group in [*self.groups.items(), *self.group_names.items()]:
