@@ -56,6 +56,16 @@ async def cleanup(sessions, names: list[str]) -> None:
         await session.execute(delete(WritebackTarget).where(WritebackTarget.id.in_(ids)))
 
 
+async def stored_target(session, name: str, source: str, at, **fields: object) -> int:
+    """A target row as an older version may have saved it (no API checks); its id."""
+    row = WritebackTarget(
+        name=name, source=source, secret=SECRET, event_kinds=[], created_at=at, updated_at=at, **fields
+    )
+    session.add(row)
+    await session.flush()
+    return int(row.id)
+
+
 def recording_sender(sessions, clock, tag: str, seen: list[tuple[str, str, str]], **config):
     def answer(request: httpx.Request) -> httpx.Response:
         if tag in request.url.host:
@@ -69,9 +79,9 @@ def recording_sender(sessions, clock, tag: str, seen: list[tuple[str, str, str]]
 async def test_a_webhook_turned_helpdesk_does_not_send_another_sources_queued_ticket_to_the_helpdesk(
     sessions,
 ):
-    """README: "A helpdesk connector only gets its own source's tickets". A webhook target takes any
-    source's ticket via `notify`; a PUT that turns it into a Zendesk target (same source) keeps
-    those queued deliveries and the sender writes Freshdesk's ticket 42 into Zendesk's ticket 42."""
+    """A helpdesk connector only gets its own source's tickets. A webhook target takes any source's
+    ticket via `notify`; a PUT that turns it into a Zendesk target (same source) cancels what it
+    holds, and the sender would not write Freshdesk's ticket 42 into Zendesk's 42 anyway."""
     tag = new_id()[:8]
     source, other, name = f"zd-{tag}", f"fd-{tag}", f"hook-{tag}"
     clock = Clock(utc(2026, 12, 7, 9, 0))
@@ -113,7 +123,7 @@ async def test_a_webhook_turned_helpdesk_does_not_send_another_sources_queued_ti
 
 
 async def test_a_decision_routed_while_a_put_changes_the_source_is_not_sent_to_the_new_account(sessions):
-    """README: a target whose source a PUT changes cancels the deliveries it still holds, since the
+    """A target whose source a PUT changes cancels the deliveries it still holds, since the
     new account would take the old source's ticket numbers as its own. A routing transaction that
     read the targets before the PUT committed inserts its delivery after `_cancel_waiting` ran: it
     stays pending and the sender writes old:42 into the new account's ticket 42."""
@@ -158,32 +168,26 @@ async def test_a_decision_routed_while_a_put_changes_the_source_is_not_sent_to_t
 
 
 async def test_a_very_large_max_attempts_backs_off_at_the_cap_and_the_pass_is_recorded(sessions):
-    """ROUTER_WRITEBACK_MAX_ATTEMPTS has no upper bound (ge=1). Past ~1024 attempts backoff() computes
-    base * 2**n as a float and raises OverflowError in run_once's recording transaction: the whole
-    pass rolls back, so the other deliveries of the pass (sent fine) stay pending and are sent again
-    after every lease, forever."""
+    """ROUTER_WRITEBACK_MAX_ATTEMPTS has no upper bound. Past ~1024 attempts the backoff, computed as
+    a float, overflowed in run_once's recording transaction: the whole pass rolled back, and the
+    deliveries it had sent were sent again after every lease, forever."""
     tag = new_id()[:8]
     name_bad, name_good = f"bad-{tag}", f"good-{tag}"
     clock = Clock(utc(2026, 12, 7, 9, 0))
     try:
         async with sessions() as session, session.begin():
-            ids = []
-            for name in (name_bad, name_good):
-                target = WritebackTarget(
-                    name=name,
-                    source=f"src-{tag}",
+            ids = [
+                await stored_target(
+                    session,
+                    name,
+                    f"src-{tag}",
+                    clock.now,
                     connector="zendesk",
                     url=f"https://{name}.example",
-                    secret=SECRET,
                     options={"username": "bot@acme.com"},
-                    enabled=True,
-                    event_kinds=[],
-                    created_at=clock.now,
-                    updated_at=clock.now,
                 )
-                session.add(target)
-                await session.flush()
-                ids.append(target.id)
+                for name in (name_bad, name_good)
+            ]
             bad = queued(ids[0], f"src-{tag}:1", "assignment", "P3", clock.now)
             bad.attempts = 1100
             good = queued(ids[1], f"src-{tag}:2", "assignment", "P3", clock.now)
@@ -208,9 +212,9 @@ async def test_a_very_large_max_attempts_backs_off_at_the_cap_and_the_pass_is_re
 
 
 async def test_a_token_echoed_past_the_2000th_character_of_an_answer_is_redacted(sessions):
-    """sender.py cuts the answer at 2000 characters before redacting (the comment says the cut is
-    after redaction): a token straddling character 2000 is no longer matched, and once earlier
-    copies shrink to <redacted>, its prefix lands inside the stored 500 characters."""
+    """The answer was cut at 2000 characters before redaction: a token straddling character 2000 was
+    no longer matched, and once earlier copies shrank to <redacted>, its prefix landed inside the
+    stored 500 characters."""
     token = "ghp_" + "Q" * 396  # a 400-character token (the schema allows 500)
     body = orjson.dumps(
         {"kind": "assignment", "external_id": "a/b#1", "team": "t", "priority": "P2"}
@@ -227,9 +231,9 @@ async def test_a_token_echoed_past_the_2000th_character_of_an_answer_is_redacted
 
 
 async def test_a_stale_failed_delivery_is_not_retried_once_the_newer_delivered_one_may_be_pruned(sessions):
-    """README: a retry is refused (409) when a newer delivery of its ticket to its target went out
-    since, as it would undo it. retention.py prunes delivered rows after ROUTER_DEDUP_RETENTION_DAYS
-    but keeps failed ones forever: after the prune the stale assignment is re-queued and sent."""
+    """A retry is refused (409) when a newer delivery of its ticket to its target went out
+    since, as it would undo it. Delivered rows are pruned after ROUTER_DEDUP_RETENTION_DAYS and failed
+    ones kept: after the prune the stale assignment was re-queued and sent over the escalation."""
     from services.router.retention import prune_router_tables
 
     tag = new_id()[:8]
@@ -237,22 +241,17 @@ async def test_a_stale_failed_delivery_is_not_retried_once_the_newer_delivered_o
     at = utc_now() - timedelta(days=31)  # the retry below runs now, past the 30-day retention
     try:
         async with sessions() as session, session.begin():
-            target = WritebackTarget(
-                name=name,
-                source=f"src-{tag}",
+            target_id = await stored_target(
+                session,
+                name,
+                f"src-{tag}",
+                at,
                 connector="zendesk",
                 url=f"https://{name}.example",
-                secret=SECRET,
                 options={"username": "bot@acme.com"},
-                enabled=True,
-                event_kinds=[],
-                created_at=at,
-                updated_at=at,
             )
-            session.add(target)
-            await session.flush()
-            old = queued(target.id, f"src-{tag}:5", "assignment", "P4", at)
-            new = queued(target.id, f"src-{tag}:5", "escalation", "P1", at)
+            old = queued(target_id, f"src-{tag}:5", "assignment", "P4", at)
+            new = queued(target_id, f"src-{tag}:5", "escalation", "P1", at)
             old.status, new.status = "failed", "delivered"
             session.add_all([old, new])
         async with await api_client(sessions, router, Role.ADMIN, f"admin-{tag}") as client:
@@ -281,18 +280,7 @@ async def test_a_policy_naming_a_target_waits_for_its_deletion_and_is_refused(se
     at = utc(2026, 12, 7, 9, 0)
     try:
         async with sessions() as session, session.begin():
-            row = WritebackTarget(
-                name=name,
-                source="api",
-                url="https://hooks.invalid/x",
-                secret=SECRET,
-                event_kinds=[],
-                created_at=at,
-                updated_at=at,
-            )
-            session.add(row)
-            await session.flush()
-            target_id = row.id
+            target_id = await stored_target(session, name, "api", at, url="https://hooks.invalid/x")
         document = {
             "document": {
                 "applies_when": {"field": "customer_tier", "op": "equals", "value": "no tier has this name"},
