@@ -150,6 +150,11 @@ class IntakeSettings(CommonSettings):
 
 class RouterSettings(ConsumerSettings):
     router_host: str = Field(default="127.0.0.1", description="Router bind address.")
+    router_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the router reads (413 beyond), before any key check.",
+    )
     router_port: int = Field(default=8001, description="Router HTTP port.")
     router_group_id: str = Field(default="router", description="Router consumer group.")
     router_default_team: str | None = Field(

@@ -21,6 +21,7 @@ from services.router.slas.endpoints import router as slas_router
 from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
+from shared.http.body_limit import BodyLimit
 from shared.http.health import broker_check, database_check, health_router, install_timing
 from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
@@ -123,6 +124,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
     )
     install_problem_handlers(app)
+    # Before any operation: FastAPI parses a body before the key check.
+    app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)
     install_timing(app, "router")
     app.include_router(health_router())
     app.include_router(tickets_router)

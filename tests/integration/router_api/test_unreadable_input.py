@@ -180,3 +180,12 @@ async def test_a_tickets_view_lists_its_newest_decisions_bounded(router_api: Rou
         async with router_api.app.state.sessions() as session, session.begin():
             await session.execute(delete(RoutingDecision).where(RoutingDecision.ticket_key == key))
             await session.execute(delete(RouterTicket).where(RouterTicket.ticket_key == key))
+
+
+async def test_a_body_over_the_cap_is_refused_before_the_key_check(router_api: Router) -> None:
+    """FastAPI parses a body before the key check: uncapped, an anonymous client made the router
+    buffer and parse any amount of JSON."""
+    body = b'{"name": "' + b"x" * (router_api.settings.router_max_body_bytes + 1) + b'"}'
+    async with _client(router_api) as client:
+        answer = await client.post("/v1/teams", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text  # not 401 after parsing it, nor a parse error
