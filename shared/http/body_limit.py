@@ -30,7 +30,7 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            await problem_response(_too_large(self.max_bytes), scope["path"])(scope, receive, send)
+            await self._refuse(scope, receive, send)
             return
         if length:  # announced within the cap; the server holds the client to what it announced
             await self.app(scope, receive, send)
@@ -46,7 +46,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                await problem_response(_too_large(self.max_bytes), scope["path"])(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -62,3 +62,6 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem_response(_too_large(self.max_bytes), scope["path"])(scope, receive, send)

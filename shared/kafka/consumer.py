@@ -97,11 +97,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 "commit at revocation failed", extra={"group": self.loop.group_id, "error": short_error(exc)}
             )
         for tp in revoked:
-            labels = (self.loop.group_id, tp.topic, str(tp.partition))
-            self.loop.lag.pop(tp, None)
-            if labels in self.loop.lag_labels:
-                self.loop.lag_labels.discard(labels)
-                CONSUMER_LAG.remove(*labels)
+            self.loop.drop_lag(tp)
         tps = set(revoked)
         if self.loop.on_revoke is not None and tps:
             await self.loop.on_revoke(tps)
@@ -542,20 +538,14 @@ class ConsumerLoop:
     def _forget_lag(self) -> None:
         """No lag known: a reader of it (metrics' caught_up, /readyz) must not take an old 0 for
         the new consumer's, which may be restored from a checkpoint, far behind."""
-        for labels in self.lag_labels:
-            CONSUMER_LAG.remove(*labels)
-        self.lag_labels.clear()
-        self.lag.clear()
+        for tp in list(self.lag):
+            self.drop_lag(tp)
 
     async def _update_lag(self) -> None:
         assignment = self.consumer.assignment()
         for tp in [tp for tp in self.lag if tp not in assignment]:
             # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
-            self.lag.pop(tp, None)
-            labels = (self.group_id, tp.topic, str(tp.partition))
-            if labels in self.lag_labels:
-                self.lag_labels.discard(labels)
-                CONSUMER_LAG.remove(*labels)
+            self.drop_lag(tp)
         for tp in assignment:
             highwater = self.consumer.highwater(tp)
             if highwater is None:
@@ -590,6 +580,14 @@ class ConsumerLoop:
         self.lag_labels.add(labels)
         self.lag[tp] = max(0, lag)
         CONSUMER_LAG.labels(*labels).set(self.lag[tp])
+
+    def drop_lag(self, tp: TopicPartition) -> None:
+        """Forget ``tp``'s lag and its series (set together by ``_set_lag``)."""
+        self.lag.pop(tp, None)
+        labels = (self.group_id, tp.topic, str(tp.partition))
+        if labels in self.lag_labels:
+            self.lag_labels.discard(labels)
+            CONSUMER_LAG.remove(*labels)
 
     def total_lag(self) -> int:
         return sum(self.lag.values())

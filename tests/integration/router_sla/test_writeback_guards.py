@@ -126,7 +126,7 @@ async def test_a_decision_routed_while_a_put_changes_the_source_is_not_sent_to_t
     """A target whose source a PUT changes cancels the deliveries it still holds, since the
     new account would take the old source's ticket numbers as its own. A routing transaction that
     read the targets before the PUT committed inserts its delivery after `_cancel_waiting` ran: it
-    stays pending and the sender writes old:42 into the new account's ticket 42."""
+    stays pending, and the sender must not write old:42 into the new account's ticket 42."""
     if sessions.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite serializes writers")
     tag = new_id()[:8]
