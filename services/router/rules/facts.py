@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -109,10 +109,21 @@ def _tag_set(tags: frozenset[str] | list[str] | tuple[str, ...]) -> frozenset[st
     return found
 
 
+# 400 Gregorian years: the calendar repeats, weekdays included (146,097 days are 20,871 weeks).
+_CALENDAR_CYCLE = timedelta(days=146_097)
+
+
 @functools.lru_cache(maxsize=256)
 def _local_time(now: datetime, timezone: str) -> tuple[int, str]:
     # Per instant and zone: the tickets of a batch share one instant (see BoundRoute).
-    local = now.astimezone(ZoneInfo(timezone))
+    zone = ZoneInfo(timezone)
+    try:
+        local = now.astimezone(zone)
+    except OverflowError:
+        # Within a day of datetime's range (a simulated `now`, an event's time): the local date
+        # lies beyond it. The same instant 400 years nearer has the same wall clock and weekday
+        # (zones keep their earliest offset before their history and their rule after it).
+        local = (now - _CALENDAR_CYCLE if now.year > 5_000 else now + _CALENDAR_CYCLE).astimezone(zone)
     return local.hour * 60 + local.minute, WEEKDAYS[local.weekday()]
 
 

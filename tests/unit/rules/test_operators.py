@@ -219,3 +219,28 @@ def test_naive_datetimes_are_utc():
 def test_nesting(condition, expected):
     kwargs: dict[str, Any] = {"channel": "web", "tags": ["vip"], "urgency": 3, "impact": 1, "status": "open"}
     assert holds(condition, **kwargs) is expected
+
+
+@pytest.mark.parametrize(
+    ("condition", "timezone", "now"),
+    [
+        # 9999-12-31 23:00 UTC is 08:00 on a Saturday in Tokyo, a year datetime cannot hold.
+        (
+            L("time_of_day", "between", ["07:59", "08:01"]),
+            "Asia/Tokyo",
+            datetime(9999, 12, 31, 23, 0, tzinfo=UTC),
+        ),
+        (L("weekday", "equals", "sat"), "Asia/Tokyo", datetime(9999, 12, 31, 23, 0, tzinfo=UTC)),
+        # 0001-01-01 01:00 UTC is 20:00 on a Sunday in New York, the year before year 1.
+        (
+            L("time_of_day", "between", ["19:55", "20:05"]),
+            "America/New_York",
+            datetime(1, 1, 1, 1, 0, tzinfo=UTC),
+        ),
+        (L("weekday", "equals", "sun"), "America/New_York", datetime(1, 1, 1, 1, 0, tzinfo=UTC)),
+    ],
+)
+def test_time_fields_at_the_ends_of_the_calendar_hold_instead_of_raising(condition, timezone, now):
+    # A simulated `now` or an event time near the ends of datetime's range: the local wall clock
+    # lies outside it. Evaluating raised OverflowError (a 500 on POST /v1/routing/simulate).
+    assert holds(condition, timezone, now=now) is True
