@@ -8,7 +8,9 @@ Semantics worth knowing (the reference tests encode the same):
   ``between [a, b]`` is ``a <= v <= b`` for numbers and ``a <= t < b`` for times of day,
   wrapping past midnight when ``a > b``;
 * string operators compare lower-cased text unless ``case_sensitive``;
-* a list-valued custom field matches equals / in / contains when any element does.
+* a list-valued custom field matches equals / in / contains when any element does;
+* a custom field's string that reads as a number equals a number constant of that value (equals,
+  in and their negations), as the order operators compare it; a string constant stays text.
 """
 
 from __future__ import annotations
@@ -352,15 +354,23 @@ def _custom_operator(op: str, c: Any, cs: bool, k: str) -> Test:
         want = c is not False
         return lambda f: present(f.lookup[k]) is want
     if op in ("equals", "not_equals", "in", "not_in", "contains"):
-        keys = frozenset(_custom_key(v) for v in (c if isinstance(c, list) else [c]))
+        consts = c if isinstance(c, list) else [c]
+        keys = frozenset(_custom_key(v) for v in consts)
+        # A number constant also equals a string that reads as that number, as gt / lt see it.
+        numeric = any(is_number(v) for v in consts)
+
+        def member(x: object) -> bool:
+            if _custom_key(x) in keys:
+                return True
+            return numeric and isinstance(x, str) and (n := _as_number(x)) is not None and (False, n) in keys
 
         def hit(f: TicketFacts) -> bool:
             v = f.lookup[k]
             if isinstance(v, tuple):  # multi-select fields: any element
-                return any(_custom_key(x) in keys for x in v)
+                return any(member(x) for x in v)
             if op == "contains":
                 return isinstance(v, str) and isinstance(c, str) and c in v
-            return v is not None and _custom_key(v) in keys
+            return v is not None and member(v)
 
         if op in ("not_equals", "not_in"):
             return lambda f: not hit(f)

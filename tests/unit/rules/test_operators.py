@@ -118,6 +118,16 @@ CASES = [
     (L("custom.seats", "gt", 100), {"custom": {"seats": "150"}}, True),  # numeric strings compare
     (L("custom.seats", "gt", 100), {"custom": {"seats": "many"}}, False),
     (L("custom.seats", "between", [1, 10]), {"custom": {"seats": 10}}, True),
+    # ... and equal as numbers, as the order operators see them (gte 150 and lte 150 held)
+    (L("custom.seats", "equals", 150), {"custom": {"seats": "150"}}, True),
+    (L("custom.seats", "equals", 150), {"custom": {"seats": "150.0"}}, True),
+    (L("custom.seats", "equals", 150), {"custom": {"seats": "151"}}, False),
+    (L("custom.seats", "not_equals", 150), {"custom": {"seats": "150"}}, False),
+    (L("custom.seats", "in", [100, 150]), {"custom": {"seats": "150"}}, True),
+    (L("custom.seats", "not_in", [100, 150]), {"custom": {"seats": "150"}}, False),
+    (L("custom.seats", "equals", 150), {"custom": {"seats": ["90", "150"]}}, True),
+    (L("custom.seats", "equals", 150), {"custom": {"seats": "many"}}, False),
+    (L("custom.seats", "equals", "150"), {"custom": {"seats": "150.0"}}, False),  # strings stay text
     (L("custom.flag", "equals", True), {"custom": {"flag": True}}, True),
     (L("custom.flag", "equals", 1), {"custom": {"flag": True}}, False),  # booleans are not numbers
     (L("custom.products", "contains", "API"), {"custom": {"products": ["api", "web"]}}, True),
