@@ -7,6 +7,7 @@ without a restart, and no ticket pays for parsing rules.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -215,6 +216,9 @@ class LiveRules:
         self.before_applying = before_applying
         self.version = -1
         self.policy = self._build(RuleSet(default_team=default_team), 0)
+        # The watcher and the dry runs refresh: one at a time, or one that read an older version
+        # and awaited ``before_applying`` would apply it over the newer one the other applied.
+        self._refreshing = asyncio.Lock()
 
     def _build(self, ruleset: RuleSet, version: int) -> RoutingPolicy:
         if ruleset.default_team is None and self.default_team is not None:
@@ -224,6 +228,10 @@ class LiveRules:
 
     async def refresh(self) -> bool:
         """Load and compile the newest version if it changed; True when it did."""
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         async with self.sessions() as session:
             number = await latest_version_number(session)
             if number == self.version:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -65,3 +66,36 @@ async def test_each_version_is_compiled_once(
     assert await live.refresh()
     assert live.version == newer.version and calls == {"compile": 2, "parse": 2}
     await restore_live_rules(sessions, before)
+
+
+async def test_a_refresh_never_applies_an_older_version_over_a_newer_one(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The watcher and a dry run (POST /v1/routing/simulate refreshes first) may refresh at once:
+    the one that read an older version, still waiting on its ``before_applying``, put that older
+    version back over the newer one the other had applied (until the next poll)."""
+    before = await live_rules(sessions)
+    async with sessions() as session, session.begin():
+        older = await save_version(session, RuleSet.model_validate({"rules": []}), author="test")
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def before_applying() -> None:
+        if not held.is_set():  # the first refresh: the SLA refresh it awaits is slow
+            held.set()
+            await release.wait()
+
+    live = policy.LiveRules(sessions, before_applying=before_applying)
+    try:
+        slow = asyncio.create_task(live.refresh())
+        await held.wait()  # it read `older` and waits before applying it
+        async with sessions() as session, session.begin():
+            newer = await save_version(session, RuleSet.model_validate({"rules": []}), author="test")
+        fast = asyncio.create_task(live.refresh())
+        await asyncio.sleep(0.2)
+        release.set()
+        await asyncio.gather(slow, fast)
+        assert newer.version > older.version
+        assert live.version == newer.version and live.policy.version == newer.version
+    finally:
+        release.set()
+        await restore_live_rules(sessions, before)
