@@ -175,3 +175,18 @@ async def test_replay_reports_changes(router_api: Router) -> None:
         "/v1/routing/replay", json={"ruleset": draft}, headers=router_api.viewer
     )
     assert neither.status_code == 422
+
+
+async def test_a_time_rule_is_simulated_at_the_end_of_the_calendar(router_api: Router) -> None:
+    """9999-12-31T23:00Z is already year 10000 in Tokyo: evaluating a time rule there was a 500."""
+    team = await router_api.add_team("tokyo")
+    morning = {"field": "time_of_day", "op": "between", "value": ["07:00", "09:00"]}
+    draft = {"timezone": "Asia/Tokyo", "rules": [rule("morning", team, None, when=morning)]}
+    ticket = {"external_id": "end-1", "subject": "late"}
+    response = await router_api.client.post(
+        "/v1/routing/simulate",
+        json={"ticket": ticket, "ruleset": draft, "now": "9999-12-31T23:00:00Z"},
+        headers=router_api.viewer,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"]["team"] == team
