@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.router.rules import RuleSet
 from shared.db.base import UtcAwareDatetime
@@ -91,10 +92,18 @@ class ReplayRequest(BaseModel):
     def _one_selection(self) -> ReplayRequest:
         window = self.since is not None or self.until is not None
         if (self.last is None) == (not window):
-            raise ValueError("give either last, or a window (since and/or until), not both")
+            _refuse("last", "give either last, or a window (since and/or until), not both", self.last)
         if self.since is not None and self.until is not None and self.until <= self.since:
-            raise ValueError("until must be after since")
+            _refuse("until", "until must be after since", self.until)
         return self
+
+
+def _refuse(field: str, message: str, value: object) -> None:
+    """A ValidationError at ``field``: a ValueError here would be reported at the body's root."""
+    error = PydanticCustomError("replay_selection", message)
+    raise ValidationError.from_exception_data(
+        ReplayRequest.__name__, [InitErrorDetails(type=error, loc=(field,), input=value)]
+    )
 
 
 class Transition(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from services.router.models import RouterTicket
 from tests.integration.router_api.helpers import Router, rule
@@ -175,6 +176,27 @@ async def test_replay_reports_changes(router_api: Router) -> None:
         "/v1/routing/replay", json={"ruleset": draft}, headers=router_api.viewer
     )
     assert neither.status_code == 422
+
+
+async def test_replay_selection_errors_name_the_field(router_api: Router) -> None:
+    """Errors in choosing the tickets named no field (``/``, the whole body)."""
+    draft: dict[str, Any] = {"rules": []}
+    since, until = "2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z"
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"last": 5, "since": since}, "/last", "not both"),
+        ({}, "/last", "either last"),
+        ({"since": since, "until": until}, "/until", "after since"),
+        ({"since": since, "until": since}, "/until", "after since"),
+    ]
+    for selection, field, message in cases:
+        response = await router_api.client.post(
+            "/v1/routing/replay", json={"ruleset": draft, **selection}, headers=router_api.viewer
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        errors = response.json()["errors"]
+        assert [e["field"] for e in errors] == [field], errors
+        assert message in errors[0]["message"] and not errors[0]["message"].startswith("Value error")
 
 
 async def test_a_time_rule_is_simulated_at_the_end_of_the_calendar(router_api: Router) -> None:
