@@ -7,7 +7,8 @@ Semantics worth knowing (the reference tests encode the same):
 * ``before X`` is ``< X`` and ``after X`` is ``>= X``, so the two split the timeline;
   ``between [a, b]`` is ``a <= v <= b`` for numbers and ``a <= t < b`` for times of day,
   wrapping past midnight when ``a > b``;
-* string operators compare lower-cased text unless ``case_sensitive``;
+* string operators compare case-folded text unless ``case_sensitive`` (``str.casefold``: "ß"
+  is "SS"; regexes use RE2's own, simpler folding);
 * a list-valued custom field matches equals / in / contains when any element does;
 * a custom field's string that reads as a number equals a number constant of that value (equals,
   in and their negations), as the order operators compare it; a string constant stays text.
@@ -188,7 +189,7 @@ def _leaf(cond: Condition, timezone: str, path: str, groups: RegexGroups | None)
     assert name is not None and op is not None
     kind = field_kind(name)
     assert kind is not None
-    # Regexes run on the raw text with RE2's own case folding: lower-casing a pattern would
+    # Regexes run on the raw text with RE2's own case folding: case-folding a pattern would
     # change its meaning (\S is not \s).
     fold = not cs and kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches"
     const: Any = _fold(value) if fold else value

@@ -217,7 +217,10 @@ class CompiledRuleSet:
         # loop, as FactLookup would on each one's first read, without a __missing__ call per key.
         for key, name in self._folds:
             if key not in values and (raw := values.get(name)) is not None:
-                values[key] = raw.lower() if type(raw) is str else _fold(raw)
+                if type(raw) is str:  # fold_text, inlined: one call fewer per key and ticket
+                    values[key] = raw.lower() if raw.isascii() else raw.casefold()
+                else:
+                    values[key] = _fold(raw)
         for key, table in self._eq_index:
             value = values[key]
             if value is None:

@@ -1,9 +1,9 @@
 """TicketFacts: a flat view of one ticket, built once and evaluated by many rules.
 
-Everything a rule might need repeatedly (lower-cased text, the tag set, the email domain, the
+Everything a rule might need repeatedly (case-folded text, the tag set, the email domain, the
 ticket's age) is computed at most once per ticket, so the per-rule work in the engine is a dict
 lookup and a comparison. Strings are cut to ``MAX_MATCH_CHARS`` so no operator ever scans more
-than that. What a rule set may never read is computed lazily, on first read: the lower-cased
+than that. What a rule set may never read is computed lazily, on first read: the case-folded
 variants (a rule set folds a handful of the ~20 fields) and the ticket's age.
 """
 
@@ -20,7 +20,7 @@ from shared.events import Priority, TicketSnapshot, TicketStatus
 from .fields import CUSTOM_PREFIX, LEVEL_NAMES, MAX_MATCH_CHARS, WEEKDAYS, parse_level
 
 Fact = str | int | float | bool | datetime | frozenset[str] | tuple[Any, ...] | None
-FOLDED = "~"  # values[FOLDED + name] is the lower-cased variant of values[name]
+FOLDED = "~"  # values[FOLDED + name] is the case-folded variant of values[name]
 AGE = "age_minutes"
 MEMO = "\0"  # lookup keys starting with it hold per-ticket results of costly tests, never facts
 # The built-in facts in the order ``values`` lists them (custom fields follow, then the folded).
@@ -55,13 +55,19 @@ def fact_key(name: str, folded: bool) -> str:
     return FOLDED + name if folded else name
 
 
+def fold_text(text: str) -> str:
+    """Case folding, not lower-casing: "STRASSE" is "Straße" and a final ς is Σ, which ``lower``
+    keeps apart. On ASCII the two agree, and ``lower`` is the cheaper (isascii costs nothing)."""
+    return text.lower() if text.isascii() else text.casefold()
+
+
 def _fold(value: Any) -> Any:
     if isinstance(value, str):
-        return value.lower()
+        return fold_text(value)
     if isinstance(value, frozenset):
-        return frozenset(map(str.lower, value))
+        return frozenset(map(fold_text, value))
     if isinstance(value, tuple):
-        return tuple(v.lower() if isinstance(v, str) else v for v in value)
+        return tuple(fold_text(v) if isinstance(v, str) else v for v in value)
     return value
 
 
@@ -152,7 +158,7 @@ class FactLookup(dict[str, Fact]):
 
 
 class TicketFacts:
-    """Field name -> value in ``values``; ``values["~" + name]`` holds the lower-cased variant.
+    """Field name -> value in ``values``; ``values["~" + name]`` holds the case-folded variant.
 
     One dict for both flavours keeps a compiled condition to one lookup with a constant key.
     ``now`` is the evaluation instant (time_of_day, weekday, age_minutes derive from it) so a

@@ -30,7 +30,7 @@ from .test_properties import conditions, ticket_kwargs
 
 
 def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
-    """Every fact and its lower-cased variant, computed up front: the definition of ``values``."""
+    """Every fact and its case-folded variant, computed up front: the definition of ``values``."""
     now = kw.get("now", NOW)
     created = kw.get("created_at")
     if created is not None and created.tzinfo is None:
@@ -85,11 +85,11 @@ def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
 
     def fold(value: Any) -> Any:
         if isinstance(value, str):
-            return value.lower()
+            return value.casefold()
         if isinstance(value, frozenset):
-            return frozenset(v.lower() for v in value)
+            return frozenset(v.casefold() for v in value)
         if isinstance(value, tuple):
-            return tuple(v.lower() if isinstance(v, str) else v for v in value)
+            return tuple(v.casefold() if isinstance(v, str) else v for v in value)
         return value
 
     return raw | {"~" + name: fold(value) for name, value in raw.items()}

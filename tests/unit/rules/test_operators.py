@@ -40,6 +40,15 @@ CASES = [
     (L("text", "contains", "invoice"), {"subject": "x", "description": "the invoice"}, True),
     (L("text", "contains", "invoice"), {"subject": "x", "description": "y"}, False),
     (L("text", "contains", "end\nstart"), {"subject": "the end", "description": "start here"}, True),
+    # --- case-insensitive is Unicode case folding, not lower-casing: ß is SS, final ς is Σ
+    (L("subject", "contains", "Straße"), {"subject": "STRASSE GESPERRT"}, True),
+    (L("subject", "contains", "STRASSE"), {"subject": "die Straße ist gesperrt"}, True),
+    (L("subject", "contains", "ΟΔΟΣ"), {"subject": "ΟΔΟΣΗΜΑΝΣΗ"}, True),  # lower: οδος, οδοσημανση
+    (L("subject", "contains", "café"), {"subject": "CAFE"}, False),  # accents still count
+    (L("channel", "in", ["Straße"]), {"channel": "STRASSE"}, True),
+    (L("tags", "contains", "straße"), {"tags": ["STRASSE"]}, True),
+    (L("custom.street", "equals", "Straße"), {"custom": {"street": "STRASSE"}}, True),
+    (L("subject", "contains", "Straße", case_sensitive=True), {"subject": "STRASSE"}, False),
     # --- regex (RE2), case-insensitive by default, raw pattern never lower-cased
     (L("subject", "matches", r"order\s*#?\d{5}"), {"subject": "ORDER #12345"}, True),
     (L("subject", "matches", r"order\s*#?\d{5}"), {"subject": "order #12"}, False),

@@ -13,7 +13,7 @@ from services.router.rules.conditions import compile_condition
 
 from .helpers import facts
 
-WORDS = ["refund", "Refund", "order", "é", "x", "ab", "Ab"]
+WORDS = ["refund", "Refund", "order", "é", "x", "ab", "Ab", "ß", "SS", "ΟΣ", "ς"]
 CHANNELS = ["web", "Web", "chat", "email"]
 TAGS = ["vip", "beta", "Ops"]
 PLANS: list[Any] = ["gold", "Gold", "silver", 3, True]
@@ -145,7 +145,7 @@ def reference(cond: dict[str, Any], kw: dict[str, Any]) -> bool:
     v = _fact(field, kw)
 
     def f(x: Any) -> Any:
-        return x.lower() if isinstance(x, str) and not sensitive else x
+        return x.casefold() if isinstance(x, str) and not sensitive else x
 
     if op == "exists":
         return v is not None and v != "" and v != []
