@@ -210,7 +210,11 @@ class TicketFacts:
         raw: dict[str, Fact] = {
             "subject": subject,
             "description": description,
-            "text": f"{subject}\n{description}"[:cut],
+            # What the ticket says: both parts a line apart, or the one there is (a chat has no
+            # subject), so that starts_with, ends_with, ^, $ and exists read the text itself.
+            "text": (f"{subject}\n{description}" if subject and description else subject or description)[
+                :cut
+            ],
             "tags": _tag_set(tags),
             "channel": None if channel is None else channel[:cut],
             "source": None if source is None else source[:cut],

@@ -61,7 +61,9 @@ def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "subject": subject,
         "description": description,
-        "text": f"{subject}\n{description}"[:MAX_MATCH_CHARS],
+        "text": (f"{subject}\n{description}" if subject and description else subject or description)[
+            :MAX_MATCH_CHARS
+        ],
         "tags": frozenset(t[:MAX_MATCH_CHARS] for t in kw.get("tags", ())),
         "channel": cut("channel"),
         "source": cut("source"),

@@ -40,6 +40,13 @@ CASES = [
     (L("text", "contains", "invoice"), {"subject": "x", "description": "the invoice"}, True),
     (L("text", "contains", "invoice"), {"subject": "x", "description": "y"}, False),
     (L("text", "contains", "end\nstart"), {"subject": "the end", "description": "start here"}, True),
+    # text is what the ticket says: without a subject (chats) or a description, the other alone
+    (L("text", "starts_with", "[alert]"), {"description": "[ALERT] disk full"}, True),
+    (L("text", "matches", "^\\[alert\\]"), {"description": "[ALERT] disk full"}, True),
+    (L("text", "ends_with", "broken"), {"subject": "Printer broken"}, True),
+    (L("text", "equals", "printer broken"), {"subject": "Printer broken"}, True),
+    (L("text", "exists"), {"subject": "", "description": ""}, False),
+    (L("text", "exists", False), {}, True),
     # --- case-insensitive is Unicode case folding, not lower-casing: ß is SS, final ς is Σ
     (L("subject", "contains", "Straße"), {"subject": "STRASSE GESPERRT"}, True),
     (L("subject", "contains", "STRASSE"), {"subject": "die Straße ist gesperrt"}, True),

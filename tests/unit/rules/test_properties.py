@@ -118,7 +118,8 @@ conditions = st.recursive(
 
 def _fact(field: str, kw: dict[str, Any]) -> Any:
     if field == "text":
-        return f"{kw.get('subject', '')}\n{kw.get('description', '')}"
+        subject, description = kw.get("subject", ""), kw.get("description", "")
+        return f"{subject}\n{description}" if subject and description else subject or description
     if field == "requester.domain":
         email = kw.get("requester_email") or ""
         return email.rsplit("@", 1)[1].lower() if "@" in email else None

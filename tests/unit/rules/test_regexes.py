@@ -59,7 +59,8 @@ specs = st.lists(
 @given(specs, texts, texts)
 def test_grouped_patterns_decide_like_each_pattern_alone(specs, subject, description):
     rs = compiled(*(tagging(f"t{i}", *spec) for i, spec in enumerate(specs)), default_team="d")
-    fact = {"subject": subject, "description": description, "text": f"{subject}\n{description}"}
+    text = f"{subject}\n{description}" if subject and description else subject or description
+    fact = {"subject": subject, "description": description, "text": text}
     expected = tuple(
         f"t{i}"
         for i, (field, pattern, cs) in enumerate(specs)
