@@ -198,6 +198,23 @@ rules:
     assert "HH:MM" in str(info.value)
 
 
+def test_a_key_repeated_in_a_yaml_mapping_is_refused_naming_its_line() -> None:
+    """YAML mapping keys are unique; PyYAML kept the last of two silently. A rule pasted with a
+    second `when` lost its first condition without a word, and matched far more tickets."""
+    text = """
+rules:
+  - id: invoices
+    name: Invoices
+    when: {field: subject, op: contains, value: invoice}
+    actions: {assign_team: billing}
+    when: {field: channel, op: equals, value: email}
+"""
+    with pytest.raises(RuleSetError) as info:
+        ruleset_from_yaml(text)
+    problem = info.value.problems[0]
+    assert problem.path == "line 7, column 5" and "duplicate key 'when'" in problem.message
+
+
 def test_every_repeated_rule_id_is_named_where_it_repeats() -> None:
     """A ValueError at the rule set's root answered 422 naming "/" with a "Value error, " prefix."""
     ids = ["a", "b", "a", "c", "b", "a"]
