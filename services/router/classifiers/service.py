@@ -50,8 +50,11 @@ def drop_rare(
     texts: Sequence[str], labels: Sequence[str], minimum: int = 2
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """Without labels seen fewer than ``minimum`` times (cross-validation cannot place them), e.g.
-    a team that so far appears in one correction only; returns the dropped labels and counts."""
-    counts = Counter(labels)
+    a team that so far appears in one correction only; returns the dropped labels and counts.
+
+    Examples are counted as training counts them, a repeated ticket once (``without_duplicates``):
+    a label whose rows are one ticket twice has one example, and kept it failed the whole training."""
+    counts = Counter(without_duplicates(texts, labels)[1])
     rare = {label: n for label, n in counts.items() if n < minimum}
     keep = [i for i, label in enumerate(labels) if label not in rare]
     return [texts[i] for i in keep], [labels[i] for i in keep], rare
