@@ -205,7 +205,9 @@ class TicketClassifier:
         proba = self.predict_proba(texts)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
-        above = confidence >= self._meta().threshold
+        # In float64: against a float32 array numpy rounds the threshold to float32, which let a
+        # confidence just below it count as above (and disagree with ``predict``).
+        above = confidence.astype(np.float64) >= self._meta().threshold
         labels = self._labels
         return [
             Prediction(labels[b], c, a)

@@ -256,3 +256,21 @@ def test_a_few_texts_take_the_single_path_with_the_batch_answers(trained, synthe
         assert [p.label for p in few] == [p.label for p in batch[:n]]
         assert [p.confidence for p in few] == pytest.approx([p.confidence for p in batch[:n]], abs=1e-5)
     assert model.predict_many([]) == []
+
+
+def test_a_batch_flags_above_threshold_only_at_or_above_the_threshold(trained, synthetic):
+    # Batch confidences are float32: compared with the threshold they rounded it to float32 too,
+    # so a confidence just below it (or, target not reached, the threshold just above every
+    # cross-validated confidence) was flagged above it and routed, and the single path disagreed.
+    model, _ = trained
+    texts = synthetic[0][:20]
+    first = model.predict_many(texts)[0].confidence
+    original = model.metadata
+    assert original is not None
+    model.metadata = original.model_copy(update={"threshold": float(np.nextafter(first, 2.0))})
+    try:
+        batch = model.predict_many(texts)
+        assert [p.above_threshold for p in batch] == [p.confidence >= model.threshold for p in batch]
+        assert not batch[0].above_threshold
+    finally:
+        model.metadata = original
