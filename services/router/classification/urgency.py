@@ -26,7 +26,9 @@ from shared.frozen import frozen
 Level = Literal["low", "medium", "high", "critical"]
 LEVELS: tuple[Level, ...] = ("low", "medium", "high", "critical")
 
-# Languages: en, de, et, fr, es, nl, fi, sv.
+# Languages: en, de, et, fr, es, nl, fi, sv. A phrase that is also a common English word is
+# given in forms English does not have: Dutch "storing" (outage) as "een storing" or a compound,
+# not "*storing" (English "storing", "restoring"); French "lent" (slow) as "très lent".
 _CRITICAL = """
 outage*|data loss|lost data|lost all data|security breach|data breach|security incident|ransomware|hacked|
 compromised|production down|prod down|production is down|major incident|sev1|sev 1|
@@ -34,7 +36,9 @@ compromised|production down|prod down|production is down|major incident|sev1|sev
 katkestus*|rike|rikke*|andmekadu|andmed kadunud|turvaintsident|turvarikkumine|häkitud|tootmine seisab|
 panne générale|perte de données|faille de sécurité|piratage|piraté*|production arrêtée|
 caída del servicio|pérdida de datos|brecha de seguridad|hackeado|producción caída|
-*storing|datalek|gegevensverlies|dataverlies|beveiligingsincident|productie ligt plat|
+een storing|de storing|storing bij|storingen|*netwerkstoring|*stroomstoring|*internetstoring|
+*serverstoring|*systeemstoring|*mailstoring|*telefoonstoring|
+datalek|gegevensverlies|dataverlies|beveiligingsincident|productie ligt plat|
 *katko*|tietovuoto|tietojen menetys|tietoturvaloukkaus|hakkeroitu|tuotanto seis*|
 *avbrott|dataförlust|dataintrång|säkerhetsincident|hackad|produktionen står
 """
@@ -66,7 +70,8 @@ alla användare|ingen kan
 """
 _MEDIUM = """
 error*|failed|failing|broken|crash*|slow|stuck|fehler*|langsam|abgestürzt|viga|tõrge|aeglane|
-erreur|lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|felmeddelande|långsam
+erreur|lenteur|est lent|très lent|trop lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|
+felmeddelande|långsam
 """
 # Tags are single words: vendor priority words and a few urgency labels.
 _TAG_LEVELS: dict[str, Level] = {

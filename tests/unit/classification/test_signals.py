@@ -93,3 +93,20 @@ def test_urgency_is_fast_on_pasted_blobs_and_many_exclamation_marks():
 
 def test_many_users_with_a_critical_problem_is_critical():
     assert assess_urgency("Outage", "all users affected").level == "critical"
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level"),
+    [
+        # English words spelt like a Dutch or French phrase: "storing" (nl: outage) made these critical.
+        ("Backup", "Please help restoring the snapshot taken Saturday morning", "low"),
+        ("Shared folder", "We intend storing video recordings on the shared drive", "low"),
+        ("Laptop", "The laptop lent to our intern needs to be returned", "low"),
+        # The Dutch and French they were there for still count.
+        ("Mail", "Er is een storing bij de mailserver", "critical"),
+        ("Netwerkstoring", "op kantoor", "critical"),
+        ("Réseau", "Le réseau est très lent", "medium"),
+    ],
+)
+def test_english_words_spelt_like_another_languages_phrase_are_not_signals(subject, description, level):
+    assert assess_urgency(subject, description).level == level, assess_urgency(subject, description).signals
