@@ -123,7 +123,15 @@ async def predict(
                 f"no classifier model version {body.version}",
                 errors=[{"field": "/version", "message": "unknown model version"}],
             )
-        model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+        try:
+            model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+        except ValueError as exc:  # damaged, or of a format this code does not read
+            raise Problem(
+                409,
+                "Conflict",
+                f"classifier model version {body.version} does not load: {exc}",
+                errors=[{"field": "/version", "message": "model does not load"}],
+            ) from exc
         chosen = ActiveModel(row.id, row.name, LabelKind(row.label_kind), model)
     # Language and urgency exactly as the router computes them; the prediction from the chosen model.
     signals = compute_signals(body.subject, body.description)
