@@ -160,10 +160,16 @@ def detected_urgency(subject: str, description: str, tags: Iterable[str] = ()) -
 
 
 def _pair(confidence: float, threshold: float) -> tuple[str, str]:
-    """Two decimals, unless rounding would make a miss look like a tie."""
+    """Two decimals, unless rounding would make a miss look like a tie: then as many as tell them
+    apart (four at least; four alone still showed 0.80999 against 0.81 as "0.8100 < 0.8100")."""
     a, b = f"{confidence:.2f}", f"{threshold:.2f}"
     if a == b and math.isfinite(threshold) and confidence != threshold:
-        a, b = f"{confidence:.4f}", f"{threshold:.4f}"
+        for digits in range(4, 18):
+            a, b = f"{confidence:.{digits}f}", f"{threshold:.{digits}f}"
+            if a != b:
+                break
+        else:
+            a, b = repr(confidence), repr(threshold)
     return a, b
 
 

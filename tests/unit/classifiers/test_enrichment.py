@@ -187,6 +187,9 @@ def test_no_models_means_rules_only():
         (0.97, 0.81, "network", "(confidence 0.97 >= threshold 0.81)"),
         (0.42, 0.81, None, "(confidence 0.42 < threshold 0.81): triage"),
         (0.8099, 0.81, None, "(confidence 0.8099 < threshold 0.8100)"),  # no misleading tie
+        (0.80999, 0.81, None, "(confidence 0.80999 < threshold 0.81000)"),  # not 0.8100 < 0.8100
+        # Target precision not reached: the threshold lies just above the surest out-of-fold confidence.
+        (0.99996, 0.999984, None, "(confidence 0.99996 < threshold 0.99998)"),
     ],
 )
 def test_classifier_team_reasons(confidence, threshold, team, fragment):
