@@ -110,3 +110,24 @@ def test_many_users_with_a_critical_problem_is_critical():
 )
 def test_english_words_spelt_like_another_languages_phrase_are_not_signals(subject, description, level):
     assert assess_urgency(subject, description).level == level, assess_urgency(subject, description).signals
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level"),
+    [
+        # A high-urgency word where the text says the opposite, or where it names no problem.
+        ("New monitor", "Not urgent, whenever you have time", "low"),
+        ("Report", "This is not critical, next week is fine", "low"),
+        ("Bericht", "Nicht dringend, bitte bis Freitag", "low"),
+        ("Form", "Please add a drop down list of cost centres", "low"),
+        ("Drop-down menu", "has the wrong entries", "low"),
+        ("Guide", "Scroll down to find file sharing", "low"),
+        ("Site", "The site was transferred, please close down the old one", "low"),
+        # The words themselves still count.
+        ("Email down", "Not urgent? It is down for everyone", "critical"),
+        ("Urgent", "not working", "high"),
+    ],
+)
+def test_a_high_urgency_word_read_in_a_phrase_that_is_no_problem_is_no_signal(subject, description, level):
+    result = assess_urgency(subject, description)
+    assert result.level == level, result.signals
