@@ -244,8 +244,12 @@ def activate_command(version: int = typer.Argument(..., help="Model version.")) 
 
 
 def _activate(version: int) -> None:
+    async def work(session: AsyncSession) -> ClassifierModel | None:
+        await service.ensure_loads(session, version)
+        return await service.activate(session, version, ACTOR)
+
     try:
-        row = _db(lambda session: service.activate(session, version, ACTOR))
+        row = _db(work)
     except service.ModelUnfit as exc:
         raise fail(f"not activated: {exc}") from exc
     if row is None:

@@ -71,12 +71,15 @@ async def activate_classifier(
 ) -> ClassifierOut:
     try:
         async with request.app.state.sessions() as session, session.begin():
+            await service.ensure_loads(session, version)
             row = await service.activate(session, version, caller.name)
             if row is None:
                 raise _not_found(version)
             out = service.summary(row)
     except service.ModelUnfit as exc:
-        raise Problem(409, "Conflict", str(exc)) from exc
+        raise Problem(
+            409, "Conflict", str(exc), errors=[{"field": "/path/version", "message": "not activated"}]
+        ) from exc
     except IntegrityError as exc:  # the partial unique index: another activation of this kind won
         raise Problem(
             409, "Conflict", "another model of this kind was activated at the same time; retry"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -191,6 +192,19 @@ async def active_versions(session: AsyncSession) -> dict[LabelKind, int]:
         select(ClassifierModel.label_kind, ClassifierModel.id).where(ClassifierModel.active)
     )
     return {LabelKind(kind): version for kind, version in rows.all()}
+
+
+async def ensure_loads(session: AsyncSession, version: int) -> None:
+    """Raise ModelUnfit when the stored blob of ``version`` does not load (damaged, or of a format
+    this code does not read): activated, it would step the working model of its kind down and
+    leave every router without one. An unknown version passes (``activate`` says so)."""
+    row = await get_model(session, version, with_blob=True)
+    if row is None:
+        return
+    try:
+        await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+    except ValueError as exc:
+        raise ModelUnfit(f"model {version} does not load: {exc}") from exc
 
 
 async def activate(session: AsyncSession, version: int, actor: str) -> ClassifierModel | None:

@@ -117,3 +117,14 @@ async def test_a_name_longer_than_the_column_is_refused_before_training(tmp_path
     async with sessions() as session:
         row = await session.scalar(select(ClassifierModel).order_by(ClassifierModel.id.desc()).limit(1))
     assert row is not None and row.name == ("category-" + "h" * 220)[:200]
+
+
+async def test_a_model_that_does_not_load_is_not_activated(sessions, cli_env):
+    async with sessions() as session, session.begin():
+        row = ClassifierModel(name="broken", label_kind="category", blob=b"junk", figures={}, trained_on={})
+        session.add(row)
+    refused = await ticketctl("classifier", "activate", str(row.id))
+    assert refused.exit_code == 1 and "does not load" in refused.output
+    async with sessions() as session:
+        stored = await session.get(ClassifierModel, row.id)
+        assert stored is not None and not stored.active
