@@ -29,6 +29,7 @@ from shared.frozen import frozen
 LANGUAGE_CHARS = 1_000  # enough for a confident guess; longer text only costs time
 CLASSIFY_CHARS = 10_000  # descriptions may be 200 kB (pasted logs); the opening carries the topic
 
+URGENCY_EVIDENCE = 3  # urgency signals quoted in a decision's reasons
 BelowThreshold = Literal["triage", "rules"]
 
 
@@ -77,7 +78,12 @@ class Signals:
         }
 
     def summary(self) -> str:
-        parts = [f"language {self.language or 'unknown'}", f"urgency {self.urgency.level}"]
+        urgency = f"urgency {self.urgency.level}"
+        if self.urgency.signals:  # the evidence: a priority derived from it says only "urgency high"
+            shown = self.urgency.signals[:URGENCY_EVIDENCE]
+            more = len(self.urgency.signals) - len(shown)
+            urgency += " (" + "; ".join(shown) + (f"; {more} more" if more else "") + ")"
+        parts = [f"language {self.language or 'unknown'}", urgency]
         if self.category is not None:
             parts.append(f"category {self.category.label} (confidence {self.category.confidence:.2f})")
         return "detected: " + ", ".join(parts)
