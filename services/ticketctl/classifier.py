@@ -29,6 +29,7 @@ feedback_app = typer.Typer(help="Corrections captured when the source system rea
 classifier_app.add_typer(feedback_app, name="feedback")
 T = TypeVar("T")
 ACTOR = "ticketctl"
+MAX_NAME = 200  # classifier_models.name is String(200): PostgreSQL refuses longer ones on insert
 
 
 def _db(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -83,6 +84,8 @@ def train_command(
         raise typer.BadParameter(
             "feedback examples are team labels: use --label-kind team", param_hint="--include-feedback"
         )
+    if name is not None and len(name) > MAX_NAME:  # refused before the training, not after it
+        raise typer.BadParameter(f"at most {MAX_NAME} characters", param_hint="--name")
     texts, labels = _load(file, text_column, label)
     rows = len(texts)
     feedback = 0
@@ -127,7 +130,7 @@ def train_command(
         row = await service.store_model(
             session,
             model,
-            name=name or f"{label_kind.value}-{file.name}",
+            name=name or f"{label_kind.value}-{file.name}"[:MAX_NAME],
             label_kind=label_kind,
             figures=figures,
             trained_on=trained_on,
@@ -241,8 +244,12 @@ def activate_command(version: int = typer.Argument(..., help="Model version.")) 
 
 
 def _activate(version: int) -> None:
+    async def work(session: AsyncSession) -> ClassifierModel | None:
+        await service.ensure_loads(session, version)
+        return await service.activate(session, version, ACTOR)
+
     try:
-        row = _db(lambda session: service.activate(session, version, ACTOR))
+        row = _db(work)
     except service.ModelUnfit as exc:
         raise fail(f"not activated: {exc}") from exc
     if row is None:

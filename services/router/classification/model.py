@@ -205,7 +205,9 @@ class TicketClassifier:
         proba = self.predict_proba(texts)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
-        above = confidence >= self._meta().threshold
+        # In float64: against a float32 array numpy rounds the threshold to float32, which let a
+        # confidence just below it count as above (and disagree with ``predict``).
+        above = confidence.astype(np.float64) >= self._meta().threshold
         labels = self._labels
         return [
             Prediction(labels[b], c, a)
@@ -246,14 +248,20 @@ class TicketClassifier:
             raise ValueError(f"not a serialised ticket classifier: {exc}") from exc
         if not isinstance(header, dict) or header.get("magic") != _MAGIC:
             raise ValueError("not a serialised ticket classifier")
-        version = header["metadata"].get("format_version")
+        metadata = header.get("metadata")
+        version = metadata.get("format_version") if isinstance(metadata, dict) else None
         if version != FORMAT_VERSION:
             raise ValueError(f"unsupported model format version {version}; this code reads {FORMAT_VERSION}")
-        meta = ModelMetadata.model_validate(header["metadata"])
-        model = cls(c=meta.c, features=FeatureConfig(**meta.features))
-        model.featurizer = TextFeaturizer.from_arrays(model.featurizer.config, arrays)
-        model._weights = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
-        model._intercept = arrays["intercept"].astype(np.float32)
+        meta = ModelMetadata.model_validate(metadata)
+        try:
+            model = cls(c=meta.c, features=FeatureConfig(**meta.features))
+            model.featurizer = TextFeaturizer.from_arrays(model.featurizer.config, arrays)
+            model._weights = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
+            model._intercept = arrays["intercept"].astype(np.float32)
+        except (KeyError, TypeError) as exc:
+            # A missing array or feature setting: callers (the routers' reload, the dry run) expect
+            # ValueError for a blob that is not a usable model, and a KeyError failed a whole reload.
+            raise ValueError(f"corrupt model: {exc!r}") from exc
         model._labels = list(meta.labels)
         model.metadata = meta
         if model._weights.shape != (model.featurizer.n_features, len(meta.labels)):

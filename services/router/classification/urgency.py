@@ -1,7 +1,9 @@
 """Urgency signals from a multilingual phrase lexicon plus cheap tone and scope cues.
 
 Phrases are matched on word boundaries, case-insensitively: per level, the leftmost-first
-matches of one regex alternation of its phrases, longest first. In a phrase, a leading ``*``
+matches of one regex alternation of its phrases, longest first. The high level's alternation
+also has neutral phrases (``_HIGH_NEUTRAL``: "not urgent", "drop down"), whose matches are no
+signal but keep their words from matching a shorter phrase. In a phrase, a leading ``*``
 lets it end a compound word (German "Systemausfall"), a trailing ``*`` lets it take an
 inflection or continue into a compound (Estonian "katkestuse").
 
@@ -26,7 +28,9 @@ from shared.frozen import frozen
 Level = Literal["low", "medium", "high", "critical"]
 LEVELS: tuple[Level, ...] = ("low", "medium", "high", "critical")
 
-# Languages: en, de, et, fr, es, nl, fi, sv.
+# Languages: en, de, et, fr, es, nl, fi, sv. A phrase that is also a common English word is
+# given in forms English does not have: Dutch "storing" (outage) as "een storing" or a compound,
+# not "*storing" (English "storing", "restoring"); French "lent" (slow) as "très lent".
 _CRITICAL = """
 outage*|data loss|lost data|lost all data|security breach|data breach|security incident|ransomware|hacked|
 compromised|production down|prod down|production is down|major incident|sev1|sev 1|
@@ -34,7 +38,9 @@ compromised|production down|prod down|production is down|major incident|sev1|sev
 katkestus*|rike|rikke*|andmekadu|andmed kadunud|turvaintsident|turvarikkumine|häkitud|tootmine seisab|
 panne générale|perte de données|faille de sécurité|piratage|piraté*|production arrêtée|
 caída del servicio|pérdida de datos|brecha de seguridad|hackeado|producción caída|
-*storing|datalek|gegevensverlies|dataverlies|beveiligingsincident|productie ligt plat|
+een storing|de storing|storing bij|storingen|*netwerkstoring|*stroomstoring|*internetstoring|
+*serverstoring|*systeemstoring|*mailstoring|*telefoonstoring|
+datalek|gegevensverlies|dataverlies|beveiligingsincident|productie ligt plat|
 *katko*|tietovuoto|tietojen menetys|tietoturvaloukkaus|hakkeroitu|tuotanto seis*|
 *avbrott|dataförlust|dataintrång|säkerhetsincident|hackad|produktionen står
 """
@@ -56,6 +62,15 @@ ei pysty kirjautumaan|estetty|lukittu|kriittinen|tuotanto*|alhaalla|nurin|
 brådskande|akut|snarast|omedelbart|så snart som möjligt|fungerar inte|funkar inte|kan inte logga in|
 blockerad|utelåst|kritisk|nere|produktion*
 """
+# Read with the high phrases but no signal: where the text says the opposite ("not urgent") or the
+# word names no problem ("drop down menu", "scroll down"). The alternation takes the longest phrase
+# at a position, so their words are not matched again as a shorter phrase.
+_HIGH_NEUTRAL = """
+not urgent|not very urgent|not critical|nicht dringend|kein notfall|pole kiire|ei ole kiire|pas urgent|
+no es urgente|no urgente|niet dringend|geen spoed|ei kiireellinen|ei kiire|inte brådskande|
+drop down|drop-down|scroll down|scrolling down|close down|closing down|scale down|step down|break down|
+narrow down|write down|count down|turn down|top down|top-down|down payment
+"""
 # Scope: many people affected. Alone it means "high"; with a high phrase it means "critical".
 _SCOPE = """
 all users|everyone|everybody|nobody can|no one can|whole team|whole company|entire company|all employees|
@@ -66,7 +81,8 @@ alla användare|ingen kan
 """
 _MEDIUM = """
 error*|failed|failing|broken|crash*|slow|stuck|fehler*|langsam|abgestürzt|viga|tõrge|aeglane|
-erreur|lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|felmeddelande|långsam
+erreur|lenteur|est lent|très lent|trop lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|
+felmeddelande|långsam
 """
 # Tags are single words: vendor priority words and a few urgency labels.
 _TAG_LEVELS: dict[str, Level] = {
@@ -107,21 +123,26 @@ _WORD_RUN = re.compile(r"\w+")
 _ASCII_WORDS = str.maketrans({chr(c): chr(c).lower() if _WORD_RUN.match(chr(c)) else " " for c in range(128)})
 
 
+def _split(phrases: str) -> set[str]:
+    return {p.strip() for p in phrases.split("|") if p.strip()}
+
+
 @dataclass(frozen=True)
 class _Lexicon:
     kind: str  # the signal's name
     level: Level
     raws: tuple[str, ...]  # the phrases, longest first: the order of the alternation
+    neutral: frozenset[str] = frozenset()  # of raws: matched, but no signal (their folded text)
 
     @classmethod
-    def of(cls, kind: str, level: Level, phrases: str) -> _Lexicon:
-        raws = sorted({p.strip() for p in phrases.split("|") if p.strip()}, key=len, reverse=True)
-        return cls(kind, level, tuple(raws))
+    def of(cls, kind: str, level: Level, phrases: str, neutral: str = "") -> _Lexicon:
+        raws = sorted(_split(phrases) | _split(neutral), key=len, reverse=True)
+        return cls(kind, level, tuple(raws), frozenset(_fold(p) for p in _split(neutral)))
 
 
 _LEXICON: tuple[_Lexicon, ...] = (
     _Lexicon.of("critical", "critical", _CRITICAL),
-    _Lexicon.of("high", "high", _HIGH),
+    _Lexicon.of("high", "high", _HIGH, _HIGH_NEUTRAL),
     _Lexicon.of("scope", "high", _SCOPE),
     _Lexicon.of("medium", "medium", _MEDIUM),
 )
@@ -242,7 +263,9 @@ def _phrases(text: str) -> list[list[str]]:
             text = _LONG_TOKEN.sub(" ", text)
         folded = text.lower()  # = _fold(text) for ASCII: the matches are the text's, lower-cased
         return [
-            _pattern(i, tuple(sorted(chosen[i]))).findall(folded) if i in chosen else []
+            [m for m in _pattern(i, tuple(sorted(chosen[i]))).findall(folded) if _signal(i, m)]
+            if i in chosen
+            else []
             for i in range(len(_LEXICON))
         ]
     text = _blank_long_tokens(text)
@@ -250,11 +273,21 @@ def _phrases(text: str) -> list[list[str]]:
     words = _WORD_RUN.findall(folded)
     chosen = _candidates(words, f" {' '.join(words)} ")
     return [
-        [text[m.start() : m.end()] for m in _pattern(i, tuple(sorted(chosen[i]))).finditer(folded)]
+        [
+            text[m.start() : m.end()]
+            for m in _pattern(i, tuple(sorted(chosen[i]))).finditer(folded)
+            if _signal(i, m.group())
+        ]
         if i in chosen
         else []
         for i in range(len(_LEXICON))
     ]
+
+
+def _signal(lexicon: int, folded_match: str) -> bool:
+    """Whether a match (of the folded text) is a signal: not one of its lexicon's neutral phrases."""
+    neutral = _LEXICON[lexicon].neutral
+    return not neutral or " ".join(folded_match.split()) not in neutral
 
 
 _CAPS_WORD = re.compile(r"(?<!\w)[^\W\d_]{3,}(?!\w)")

@@ -71,12 +71,15 @@ async def activate_classifier(
 ) -> ClassifierOut:
     try:
         async with request.app.state.sessions() as session, session.begin():
+            await service.ensure_loads(session, version)
             row = await service.activate(session, version, caller.name)
             if row is None:
                 raise _not_found(version)
             out = service.summary(row)
     except service.ModelUnfit as exc:
-        raise Problem(409, "Conflict", str(exc)) from exc
+        raise Problem(
+            409, "Conflict", str(exc), errors=[{"field": "/path/version", "message": "not activated"}]
+        ) from exc
     except IntegrityError as exc:  # the partial unique index: another activation of this kind won
         raise Problem(
             409, "Conflict", "another model of this kind was activated at the same time; retry"
@@ -123,7 +126,15 @@ async def predict(
                 f"no classifier model version {body.version}",
                 errors=[{"field": "/version", "message": "unknown model version"}],
             )
-        model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+        try:
+            model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+        except ValueError as exc:  # damaged, or of a format this code does not read
+            raise Problem(
+                409,
+                "Conflict",
+                f"classifier model version {body.version} does not load: {exc}",
+                errors=[{"field": "/version", "message": "model does not load"}],
+            ) from exc
         chosen = ActiveModel(row.id, row.name, LabelKind(row.label_kind), model)
     # Language and urgency exactly as the router computes them; the prediction from the chosen model.
     signals = compute_signals(body.subject, body.description)

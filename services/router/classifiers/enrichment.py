@@ -29,6 +29,7 @@ from shared.frozen import frozen
 LANGUAGE_CHARS = 1_000  # enough for a confident guess; longer text only costs time
 CLASSIFY_CHARS = 10_000  # descriptions may be 200 kB (pasted logs); the opening carries the topic
 
+URGENCY_EVIDENCE = 3  # urgency signals quoted in a decision's reasons
 BelowThreshold = Literal["triage", "rules"]
 
 
@@ -77,7 +78,12 @@ class Signals:
         }
 
     def summary(self) -> str:
-        parts = [f"language {self.language or 'unknown'}", f"urgency {self.urgency.level}"]
+        urgency = f"urgency {self.urgency.level}"
+        if self.urgency.signals:  # the evidence: a priority derived from it says only "urgency high"
+            shown = self.urgency.signals[:URGENCY_EVIDENCE]
+            more = len(self.urgency.signals) - len(shown)
+            urgency += " (" + "; ".join(shown) + (f"; {more} more" if more else "") + ")"
+        parts = [f"language {self.language or 'unknown'}", urgency]
         if self.category is not None:
             parts.append(f"category {self.category.label} (confidence {self.category.confidence:.2f})")
         return "detected: " + ", ".join(parts)
@@ -160,10 +166,16 @@ def detected_urgency(subject: str, description: str, tags: Iterable[str] = ()) -
 
 
 def _pair(confidence: float, threshold: float) -> tuple[str, str]:
-    """Two decimals, unless rounding would make a miss look like a tie."""
+    """Two decimals, unless rounding would make a miss look like a tie: then as many as tell them
+    apart (four at least; four alone still showed 0.80999 against 0.81 as "0.8100 < 0.8100")."""
     a, b = f"{confidence:.2f}", f"{threshold:.2f}"
     if a == b and math.isfinite(threshold) and confidence != threshold:
-        a, b = f"{confidence:.4f}", f"{threshold:.4f}"
+        for digits in range(4, 18):
+            a, b = f"{confidence:.{digits}f}", f"{threshold:.{digits}f}"
+            if a != b:
+                break
+        else:
+            a, b = repr(confidence), repr(threshold)
     return a, b
 
 

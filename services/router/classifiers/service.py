@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -50,8 +51,11 @@ def drop_rare(
     texts: Sequence[str], labels: Sequence[str], minimum: int = 2
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """Without labels seen fewer than ``minimum`` times (cross-validation cannot place them), e.g.
-    a team that so far appears in one correction only; returns the dropped labels and counts."""
-    counts = Counter(labels)
+    a team that so far appears in one correction only; returns the dropped labels and counts.
+
+    Examples are counted as training counts them, a repeated ticket once (``without_duplicates``):
+    a label whose rows are one ticket twice has one example, and kept it failed the whole training."""
+    counts = Counter(without_duplicates(texts, labels)[1])
     rare = {label: n for label, n in counts.items() if n < minimum}
     keep = [i for i, label in enumerate(labels) if label not in rare]
     return [texts[i] for i in keep], [labels[i] for i in keep], rare
@@ -188,6 +192,19 @@ async def active_versions(session: AsyncSession) -> dict[LabelKind, int]:
         select(ClassifierModel.label_kind, ClassifierModel.id).where(ClassifierModel.active)
     )
     return {LabelKind(kind): version for kind, version in rows.all()}
+
+
+async def ensure_loads(session: AsyncSession, version: int) -> None:
+    """Raise ModelUnfit when the stored blob of ``version`` does not load (damaged, or of a format
+    this code does not read): activated, it would step the working model of its kind down and
+    leave every router without one. An unknown version passes (``activate`` says so)."""
+    row = await get_model(session, version, with_blob=True)
+    if row is None:
+        return
+    try:
+        await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+    except ValueError as exc:
+        raise ModelUnfit(f"model {version} does not load: {exc}") from exc
 
 
 async def activate(session: AsyncSession, version: int, actor: str) -> ClassifierModel | None:

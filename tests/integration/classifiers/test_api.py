@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
 from shared.db.models import AuditEntry
@@ -156,3 +157,35 @@ async def test_a_team_model_that_names_no_active_team_is_not_activated(router: R
     refused = await router.client.post(f"/v1/classifiers/{version}/activate", headers=router.admin)
     # Every prediction would have gone to triage or the default team, and nothing said so.
     assert refused.status_code == 409 and "none of model" in refused.json()["detail"]
+
+
+async def test_trying_a_stored_model_that_does_not_load_is_a_problem_naming_the_version(router, sessions):
+    """A damaged blob, or one of a newer format (trained by a newer ticketctl): a 500 before."""
+    version = await stored(sessions, LabelKind.CATEGORY)
+    async with sessions() as session, session.begin():
+        row = await session.get(ClassifierModel, version)
+        assert row is not None
+        row.blob = b"junk"
+    tried = await router.client.post(
+        "/v1/classifiers/predict", json={"subject": SURE_NETWORK, "version": version}, headers=router.viewer
+    )
+    assert tried.status_code == 409, tried.text
+    assert tried.headers["content-type"] == "application/problem+json"
+    assert tried.json()["errors"][0]["field"] == "/version" and str(version) in tried.json()["detail"]
+
+
+async def test_a_model_that_does_not_load_is_not_activated_and_the_active_one_stays(router, sessions):
+    """Activated, it stepped the working model down: every router ran without a model of its kind."""
+    working = await stored(sessions, LabelKind.CATEGORY)
+    broken = await stored(sessions, LabelKind.CATEGORY)
+    async with sessions() as session, session.begin():
+        row = await session.get(ClassifierModel, broken)
+        assert row is not None
+        row.blob = b"junk"
+    assert (await router.client.post(f"/v1/classifiers/{working}/activate", headers=router.admin)).is_success
+    refused = await router.client.post(f"/v1/classifiers/{broken}/activate", headers=router.admin)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["errors"][0]["field"] == "/path/version"
+    assert router.app.state.classifiers.view.models[LabelKind.CATEGORY].version == working
+    async with sessions() as session:
+        assert (await service.active_versions(session))[LabelKind.CATEGORY] == working

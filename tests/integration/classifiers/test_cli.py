@@ -99,3 +99,32 @@ async def test_bad_input_ends_with_a_message(tmp_path, cli_env):
         "classifier", "evaluate", str(data), "--label", "team", "--label-kind", "priority"
     )
     assert none_active.exit_code == 1 and f"no active {LabelKind.PRIORITY.value} model" in none_active.output
+
+
+async def test_a_name_longer_than_the_column_is_refused_before_training(tmp_path, sessions, cli_env):
+    """PostgreSQL refused it on insert, after the training, with a traceback; SQLite stored it."""
+    texts, labels = synthetic(n=10, seed=4)
+    data = tmp_path / "history.csv"
+    write_csv(data, texts, labels)
+    refused = await ticketctl("classifier", "train", str(data), "--label", "team", "--name", "n" * 201)
+    assert refused.exit_code == 2 and "--name" in refused.output
+    assert "stored model version" not in refused.output
+    # A default name from a long file name is cut to fit.
+    long_file = tmp_path / ("h" * 220 + ".csv")
+    write_csv(long_file, texts, labels)
+    trained = await ticketctl("classifier", "train", str(long_file), "--label", "team", "--holdout", "0")
+    assert trained.exit_code == 0, trained.output
+    async with sessions() as session:
+        row = await session.scalar(select(ClassifierModel).order_by(ClassifierModel.id.desc()).limit(1))
+    assert row is not None and row.name == ("category-" + "h" * 220)[:200]
+
+
+async def test_a_model_that_does_not_load_is_not_activated(sessions, cli_env):
+    async with sessions() as session, session.begin():
+        row = ClassifierModel(name="broken", label_kind="category", blob=b"junk", figures={}, trained_on={})
+        session.add(row)
+    refused = await ticketctl("classifier", "activate", str(row.id))
+    assert refused.exit_code == 1 and "does not load" in refused.output
+    async with sessions() as session:
+        stored = await session.get(ClassifierModel, row.id)
+        assert stored is not None and not stored.active

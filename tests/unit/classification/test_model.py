@@ -256,3 +256,50 @@ def test_a_few_texts_take_the_single_path_with_the_batch_answers(trained, synthe
         assert [p.label for p in few] == [p.label for p in batch[:n]]
         assert [p.confidence for p in few] == pytest.approx([p.confidence for p in batch[:n]], abs=1e-5)
     assert model.predict_many([]) == []
+
+
+def test_a_batch_flags_above_threshold_only_at_or_above_the_threshold(trained, synthetic):
+    # Batch confidences are float32: compared with the threshold they rounded it to float32 too,
+    # so a confidence just below it (or, target not reached, the threshold just above every
+    # cross-validated confidence) was flagged above it and routed, and the single path disagreed.
+    model, _ = trained
+    texts = synthetic[0][:20]
+    first = model.predict_many(texts)[0].confidence
+    original = model.metadata
+    assert original is not None
+    model.metadata = original.model_copy(update={"threshold": float(np.nextafter(first, 2.0))})
+    try:
+        batch = model.predict_many(texts)
+        assert [p.above_threshold for p in batch] == [p.confidence >= model.threshold for p in batch]
+        assert not batch[0].above_threshold
+    finally:
+        model.metadata = original
+
+
+def test_a_blob_missing_an_array_or_its_metadata_is_a_value_error(trained):
+    # A KeyError or AttributeError escaped: the routers' reload (which skips a model that does not
+    # load on ValueError) failed as a whole every poll, and the dry run answered 500.
+    import io
+
+    import orjson
+
+    model, _ = trained
+    with np.load(io.BytesIO(model.to_bytes())) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+
+    def blob(**changes: np.ndarray | None) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: v for k, v in {**arrays, **changes}.items() if v is not None})
+        return buf.getvalue()
+
+    def header(value: object) -> np.ndarray:
+        return np.frombuffer(orjson.dumps(value), dtype=np.uint8)
+
+    for raw in (
+        blob(weights=None),
+        blob(word_terms=None),
+        blob(header=header({"magic": "ticket-classifier"})),
+        blob(header=header({"magic": "ticket-classifier", "metadata": []})),
+    ):
+        with pytest.raises(ValueError):
+            TicketClassifier.from_bytes(raw)

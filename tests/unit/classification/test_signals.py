@@ -93,3 +93,41 @@ def test_urgency_is_fast_on_pasted_blobs_and_many_exclamation_marks():
 
 def test_many_users_with_a_critical_problem_is_critical():
     assert assess_urgency("Outage", "all users affected").level == "critical"
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level"),
+    [
+        # English words spelt like a Dutch or French phrase: "storing" (nl: outage) made these critical.
+        ("Backup", "Please help restoring the snapshot taken Saturday morning", "low"),
+        ("Shared folder", "We intend storing video recordings on the shared drive", "low"),
+        ("Laptop", "The laptop lent to our intern needs to be returned", "low"),
+        # The Dutch and French they were there for still count.
+        ("Mail", "Er is een storing bij de mailserver", "critical"),
+        ("Netwerkstoring", "op kantoor", "critical"),
+        ("Réseau", "Le réseau est très lent", "medium"),
+    ],
+)
+def test_english_words_spelt_like_another_languages_phrase_are_not_signals(subject, description, level):
+    assert assess_urgency(subject, description).level == level, assess_urgency(subject, description).signals
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level"),
+    [
+        # A high-urgency word where the text says the opposite, or where it names no problem.
+        ("New monitor", "Not urgent, whenever you have time", "low"),
+        ("Report", "This is not critical, next week is fine", "low"),
+        ("Bericht", "Nicht dringend, bitte bis Freitag", "low"),
+        ("Form", "Please add a drop down list of cost centres", "low"),
+        ("Drop-down menu", "has the wrong entries", "low"),
+        ("Guide", "Scroll down to find file sharing", "low"),
+        ("Site", "The site was transferred, please close down the old one", "low"),
+        # The words themselves still count.
+        ("Email down", "Not urgent? It is down for everyone", "critical"),
+        ("Urgent", "not working", "high"),
+    ],
+)
+def test_a_high_urgency_word_read_in_a_phrase_that_is_no_problem_is_no_signal(subject, description, level):
+    result = assess_urgency(subject, description)
+    assert result.level == level, result.signals

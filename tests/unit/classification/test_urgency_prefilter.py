@@ -22,6 +22,7 @@ from services.router.classification import urgency
 from services.router.classification.urgency import (
     _CRITICAL,
     _HIGH,
+    _HIGH_NEUTRAL,
     _MEDIUM,
     _SCOPE,
     _TAG_LEVELS,
@@ -46,7 +47,23 @@ def reference_pattern(phrases: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")", re.IGNORECASE)
 
 
-REFERENCE = [(kind, level, reference_pattern(phrases)) for kind, level, phrases in KINDS]
+NEUTRAL = {"high": _HIGH_NEUTRAL}  # read with the level's phrases, but a match of one is no signal
+REFERENCE = [
+    (kind, level, reference_pattern(phrases + "|" + NEUTRAL.get(kind, ""))) for kind, level, phrases in KINDS
+]
+NEUTRAL_MATCH = {
+    kind: re.compile(
+        "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in phrases.split("|") if p.strip()),
+        re.IGNORECASE,
+    )
+    for kind, phrases in NEUTRAL.items()
+}
+
+
+def signals_of(kind: str, pattern: re.Pattern[str], text: str) -> list[str]:
+    neutral = NEUTRAL_MATCH.get(kind)
+    found = (m.group(0) for m in pattern.finditer(text))
+    return [norm(m) for m in found if neutral is None or not neutral.fullmatch(m)]
 
 
 def phrases() -> list[str]:
@@ -64,7 +81,7 @@ def matches(text: str) -> list[list[str]]:
 
 def reference_matches(text: str) -> list[list[str]]:
     blanked = LONG_TOKEN.sub(" ", text)
-    return [[norm(m.group(0)) for m in pattern.finditer(blanked)] for _, _, pattern in REFERENCE]
+    return [signals_of(kind, pattern, blanked) for kind, _, pattern in REFERENCE]
 
 
 def reference_shouting(text: str) -> bool:
@@ -79,7 +96,7 @@ def reference_assess(subject: str, description: str, tags: list[str]) -> tuple[s
     rank = 1
     found: set[str] = set()
     for kind, level, pattern in REFERENCE:
-        found_here = sorted({norm(m.group(0)) for m in pattern.finditer(text)})
+        found_here = sorted(set(signals_of(kind, pattern, text)))
         if found_here:
             found.add(kind)
             rank = max(rank, LEVEL_NAMES.index(level) + 1)
@@ -162,7 +179,8 @@ def test_folding_keeps_every_character_in_place_and_of_its_class() -> None:
 
 def test_folding_equals_ignorecase_on_every_lexicon_character() -> None:
     folded = urgency._fold(ALL_CHARS)
-    lexicon_chars = {c for _, _, level in KINDS for c in level if c not in "|*\n "}
+    levels = [level for _, _, level in KINDS] + list(NEUTRAL.values())
+    lexicon_chars = {c for level in levels for c in level if c not in "|*\n "}
     assert lexicon_chars == {urgency._fold(c) for c in lexicon_chars}  # the lexicon is folded already
     by_fold: dict[str, set[str]] = {p: set() for p in lexicon_chars}
     for c, f in zip(ALL_CHARS, folded, strict=True):
@@ -234,6 +252,8 @@ EDGE_CASES = [
     ("tuotanto\u00a0seis", "data\u00a0loss, data\u2003loss"),
     ("e\u0301rror", "error\u0301 down\u0301"),
     ("VPN SAP", "HELP NOW ² ²²² ⅫⅫⅫ"),
+    ("Not urgent", "NOT  URGENT, nicht\ndringend; drop-down, Drop Down menu, scroll down, not urgently"),
+    ("clos\u0130ng down", "not cr\u0131t\u0131cal, NOT CRITICALLY down, drop downs, top-down down"),
 ]
 
 

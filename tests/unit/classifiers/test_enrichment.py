@@ -187,6 +187,9 @@ def test_no_models_means_rules_only():
         (0.97, 0.81, "network", "(confidence 0.97 >= threshold 0.81)"),
         (0.42, 0.81, None, "(confidence 0.42 < threshold 0.81): triage"),
         (0.8099, 0.81, None, "(confidence 0.8099 < threshold 0.8100)"),  # no misleading tie
+        (0.80999, 0.81, None, "(confidence 0.80999 < threshold 0.81000)"),  # not 0.8100 < 0.8100
+        # Target precision not reached: the threshold lies just above the surest out-of-fold confidence.
+        (0.99996, 0.999984, None, "(confidence 0.99996 < threshold 0.99998)"),
     ],
 )
 def test_classifier_team_reasons(confidence, threshold, team, fragment):
@@ -358,3 +361,16 @@ def test_tickets_evaluated_ahead_route_as_without_and_only_their_own_snapshots_r
     assert other(tickets[1], "email").reasons == rules.route(tickets[1], "email", now=NOW).reasons
     # Ahead, then the copy and "email" anew, then the plain route.
     assert evaluated[1:] == [tickets[1].subject] * 4
+
+
+def test_the_reasons_say_what_made_the_detected_urgency():
+    # "priority P2 from urgency high x impact medium" said neither which words nor which tone made
+    # the urgency high: the evidence is in the reasons now, a few signals at most.
+    result = policy(ESTONIAN_RULE).route(ticket("VPN not working", "Urgent, please!!!"), "api")
+    detected = next(r for r in result.reasons if r.startswith("detected: "))
+    assert "urgency high (high: 'not working'; high: 'urgent'; tone: exclamation marks)" in detected
+    calm = policy(ESTONIAN_RULE).route(ticket("Mouse", "The mouse squeaks"), "api")
+    assert "urgency low" in next(r for r in calm.reasons if r.startswith("detected: "))
+    many = policy(ESTONIAN_RULE).route(ticket("Outage", "data loss, hacked, urgent, asap, crash"), "api")
+    detected = next(r for r in many.reasons if r.startswith("detected: "))
+    assert "urgency critical (critical: 'data loss'; " in detected and " more)" in detected

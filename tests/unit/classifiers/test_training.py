@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from services.router.classification import TicketClassifier, load_labelled_file
-from services.router.classifiers.service import holdout_split, is_team_correction, train_with_figures
+from services.router.classifiers.service import (
+    drop_rare,
+    holdout_split,
+    is_team_correction,
+    train_with_figures,
+)
 from shared.events import EventType, RoutingPayload, TicketState
 from tests.unit.classifiers.helpers import synthetic
 
@@ -93,3 +98,16 @@ def test_a_move_sent_with_a_solve_or_reopen_is_a_correction_too():
     assert not is_team_correction(
         EventType.TICKET_ESCALATED, RoutingPayload(state=state, previous_team="network")
     )
+
+
+def test_a_label_whose_examples_are_all_one_repeated_ticket_is_left_out_not_fatal():
+    # Counted before the repeats were dropped, the label passed as learnable and training then
+    # failed on it: "every label needs at least 2 examples" instead of leaving it out.
+    texts, labels = synthetic(n=20, seed=5)
+    texts += ["Printer on fire", "printer  on FIRE", "fan noise"]
+    labels += ["facilities", "facilities", "hardware"]
+    kept_texts, kept_labels, rare = drop_rare(texts, labels)
+    assert rare == {"facilities": 1}
+    assert "facilities" not in kept_labels and len(kept_texts) == len(texts) - 2
+    model, _ = train_with_figures(kept_texts, kept_labels, target_precision=0.9, holdout=0.2)
+    assert model.labels == ["access", "hardware", "network"]
