@@ -21,6 +21,7 @@ from services.intake.openapi import problems
 from services.intake.publishable import refuse_unpublishable
 from services.intake.publisher import EventPublisher, KeyReused, Unavailable
 from services.intake.receiver.limits import read_body
+from services.intake.sources.cache import SourceCache
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
@@ -98,6 +99,15 @@ async def _ticket(request: Request) -> TicketIn:
     too_long = external_id_too_long(ticket.source, ticket.external_id)
     if too_long is not None:
         raise invalid(("body", "external_id"), too_long, "string_too_long")
+    # A configured webhook source's tickets come through its webhook, signed with its secret: an
+    # intake key posting under its name could forge or overwrite them (and their write-backs).
+    sources: SourceCache = request.app.state.source_cache
+    if await sources.configured(ticket.source):
+        message = (
+            f"{ticket.source!r} is a configured webhook source: its tickets come only through "
+            f"POST /v1/webhooks/{ticket.source}, signed with its secret"
+        )
+        raise invalid(("body", "source"), message, "source_reserved")
     return ticket
 
 

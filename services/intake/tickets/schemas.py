@@ -12,6 +12,9 @@ from shared.events import Requester, TicketSnapshot, TicketStatus, parse_priorit
 NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
 
 
+# The source of the tickets posted without one; no webhook source may take the name.
+NATIVE_SOURCE = "api"
+
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
@@ -48,7 +51,13 @@ class TicketIn(BaseModel):
     external_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")
     subject: str = Field(default="", max_length=2_000)
     description: str = Field(default="", max_length=200_000)
-    source: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(
+        default=NATIVE_SOURCE,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The ticket's system; not the name of a configured webhook source (422).",
+    )
     requester: Requester = Field(default_factory=Requester)
     priority: str | None = Field(default=None, description="P1-P4 or urgent/high/normal/low")
     tags: list[str] = Field(default_factory=list, max_length=200)

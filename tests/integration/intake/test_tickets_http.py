@@ -216,3 +216,42 @@ async def test_rows_parked_by_another_replica_keep_the_ticket_in_order(intake: I
             break
         assert asyncio.get_running_loop().time() < deadline, f"{left} rows still in the outbox"
         await asyncio.sleep(0.1)
+
+
+async def test_an_intake_key_cannot_post_under_a_webhook_sources_name(intake: Intake) -> None:
+    """The generic intake key posted under any source name, a signed Zendesk source's too, and so
+    created or overwrote that source's tickets without its signature. A configured source's name
+    (enabled or not) is refused naming the field, to admin keys too; other names go through."""
+    name = f"zd-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+    created = await intake.add_source(name, "zendesk", "whsec-zendesk-0123456789")
+    for headers in (intake.intake, intake.admin):
+        forged = await intake.client.post(
+            "/v1/tickets", headers=headers, json={"external_id": "77", "source": name, "status": "solved"}
+        )
+        assert forged.status_code == 422 and forged.headers["content-type"] == PROBLEM
+        assert forged.json()["errors"][0]["field"] == "/source"
+        assert f"/v1/webhooks/{name}" in forged.json()["errors"][0]["message"]
+    disabled = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": created.headers["etag"]}, json={"enabled": False}
+    )
+    assert disabled.status_code == 200
+    still = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "77", "source": name}
+    )
+    assert still.status_code == 422 and still.json()["errors"][0]["field"] == "/source"
+    removed = await intake.client.delete(url, headers={**intake.admin, "If-Match": disabled.headers["etag"]})
+    assert removed.status_code == 204
+    other = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "77", "source": f"web-{name}"}
+    )
+    assert other.status_code == 202, other.text
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [e.ticket_key for e in events] == [f"web-{name}:77"]
+    # The tickets posted without a source are "api"'s: no webhook source may take that name.
+    api = await intake.client.post(
+        "/v1/sources",
+        headers=intake.admin,
+        json={"name": "api", "type": "native", "secret": "whsec-0123456789"},
+    )
+    assert api.status_code == 422 and api.json()["errors"][0]["field"] == "/name"
