@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.db.base import convertible_to_utc
 from shared.events import Requester, TicketSnapshot, TicketStatus, parse_priority
 
 NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
@@ -85,7 +86,8 @@ class TicketIn(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamp needs a time zone offset, e.g. 2026-01-01T10:00:00Z")
-        return value
+        # Year 1 at +01:00 has no UTC instant: the router could not store it, on any attempt.
+        return None if value is None else convertible_to_utc(value)
 
     def snapshot(self) -> TicketSnapshot:
         """The ticket as this request says it, and only what it says: the event carries the fields

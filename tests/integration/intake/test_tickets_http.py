@@ -255,3 +255,24 @@ async def test_an_intake_key_cannot_post_under_a_webhook_sources_name(intake: In
         json={"name": "api", "type": "native", "secret": "whsec-0123456789"},
     )
     assert api.status_code == 422 and api.json()["errors"][0]["field"] == "/name"
+
+
+async def test_an_instant_no_utc_clock_holds_is_refused_naming_the_field(intake: Intake) -> None:
+    """Year 1 at +01:00 (or 9999 at -01:00) is a valid aware timestamp, but its UTC instant lies
+    outside datetime's range: accepted, the router failed storing it on every attempt and the
+    ticket ended in the dead-letter topic. Refused up front, naming the field."""
+    for field, value in (
+        ("created_at", "0001-01-01T00:00:00+01:00"),
+        ("updated_at", "9999-12-31T23:59:59-01:00"),
+    ):
+        answer = await intake.client.post(
+            "/v1/tickets", headers=intake.intake, json={"external_id": "far-off", field: value}
+        )
+        assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM, answer.text
+        assert answer.json()["errors"][0]["field"] == f"/{field}"
+    edge = await intake.client.post(
+        "/v1/tickets",
+        headers=intake.intake,
+        json={"external_id": "edge", "created_at": "0001-01-01T00:00:00Z"},
+    )
+    assert edge.status_code == 202, edge.text
