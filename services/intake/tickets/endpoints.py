@@ -111,10 +111,26 @@ async def _ticket(request: Request) -> TicketIn:
     return ticket
 
 
+# Fields whose value said at its default changes what the request does: ``"status": "new"`` reopens
+# a ticket, ``"tags": []`` clears them; left out, the ticket keeps its own.
+_SAID_AT_DEFAULT = ("status", "tags")
+
+
 def _digest(ticket: TicketIn) -> str:
     """The request as parsed, so a retry that only re-serialises the JSON (spacing, key order) still
-    matches the first use of its key."""
-    canonical = orjson.dumps(ticket.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    matches the first use of its key. A request that leaves out a field and one that says it at its
+    default differ (see :data:`_SAID_AT_DEFAULT`); a request that says none of them has the digest
+    it had before this was told apart, so a key claimed then still matches its retries."""
+    document = ticket.model_dump(mode="json")
+    said = [
+        name
+        for name in _SAID_AT_DEFAULT
+        if name in ticket.model_fields_set
+        and getattr(ticket, name) == TicketIn.model_fields[name].get_default(call_default_factory=True)
+    ]
+    if said:
+        document["$said_at_default"] = said
+    canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -4,12 +4,15 @@ cached "outbox empty" check keeping a ticket's order behind rows another replica
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
+import orjson
 from sqlalchemy import func, select
 
 from services.intake.models import WebhookDelivery
 from services.intake.publisher import EventPublisher
+from services.intake.tickets.endpoints import _digest
 from services.intake.tickets.schemas import TicketIn
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_row
@@ -276,3 +279,33 @@ async def test_an_instant_no_utc_clock_holds_is_refused_naming_the_field(intake:
         json={"external_id": "edge", "created_at": "0001-01-01T00:00:00Z"},
     )
     assert edge.status_code == 202, edge.text
+
+
+async def test_a_key_reused_with_a_status_or_tags_said_at_their_default_is_refused(intake: Intake) -> None:
+    """``"status": "new"`` reopens a ticket and ``"tags": []`` clears its tags, where leaving them
+    out keeps what the ticket has; the digest compared both requests as the same (defaults filled
+    in), so the second was acknowledged as a duplicate and its change silently dropped."""
+    for said in ({"status": "new"}, {"tags": []}):
+        headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert first.status_code == 202, first.text
+        again = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert other.status_code == 422, (said, other.text)
+        assert other.json()["errors"][0]["field"] == "/header/Idempotency-Key"
+        # And the other way round: the first said it, the second does not.
+        headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert first.status_code == 202, first.text
+        same = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert same.status_code == 200 and same.json()["duplicate"] is True
+        other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert other.status_code == 422, (said, other.text)
+
+
+def test_the_digest_of_a_request_without_defaults_said_is_unchanged() -> None:
+    """Keys claimed before the digest told said defaults apart still match their retries."""
+    ticket = TicketIn.model_validate({"external_id": "4711", "subject": "VPN", "tags": ["vpn"]})
+    canonical = orjson.dumps(ticket.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    assert _digest(ticket) == hashlib.sha256(canonical).hexdigest()
