@@ -1,8 +1,8 @@
 """``POST /v1/webhooks/{name}``: verify over the raw bytes, adapt, deduplicate, publish durably.
 
-Order of checks: unknown/disabled source 404, rate limit 429, content type 415, size 413,
-signature 401 (before any parsing), body 400/422, ignored event 202; then the delivery is claimed
-and published (or parked in the outbox) by :meth:`EventPublisher.accept`.
+Order of checks: unknown/disabled source 404, content type 415, size 413, signature 401 (before
+any parsing), rate limit 429 (signed requests only), body 400/422, ignored event 202; then the
+delivery is claimed and published (or parked in the outbox) by :meth:`EventPublisher.accept`.
 """
 
 from __future__ import annotations
@@ -104,15 +104,6 @@ async def receive_webhook(request: Request) -> Response:
     config = None if NUL in name else await cache.get(name)
     if config is None:
         raise Problem(404, "Not found", f"no enabled source named {name!r}")
-    limits: TokenBuckets = state.rate_limits
-    wait_s = limits.take(config.name)
-    if wait_s:
-        raise Problem(
-            429,
-            "Too many requests",
-            f"rate limit of source {config.name!r} exceeded",
-            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-        )
     if not is_json_media_type(request.headers.get("content-type")):
         raise Problem(415, "Unsupported media type", "send the payload as application/json")
     body = await read_body(request, state.settings.intake_max_body_bytes)
@@ -128,6 +119,17 @@ async def receive_webhook(request: Request) -> Response:
     except SignatureError as exc:
         log.info("webhook signature rejected", extra={"source": config.name, "reason": exc.message})
         raise Problem(401, "Unauthorized", exc.message) from exc
+    # Only signed requests count: unsigned ones, from anyone who knows the webhook's URL, must not
+    # use up the source's budget and have the vendor's own deliveries refused.
+    limits: TokenBuckets = state.rate_limits
+    wait_s = limits.take(config.name)
+    if wait_s:
+        raise Problem(
+            429,
+            "Too many requests",
+            f"rate limit of source {config.name!r} exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
     delivery = _bounded_delivery_id(delivery_id(config, webhook))
     try:
         events = adapt(config, webhook, now)
