@@ -285,7 +285,8 @@ async def test_a_key_reused_with_a_status_or_tags_said_at_their_default_is_refus
     """``"status": "new"`` reopens a ticket and ``"tags": []`` clears its tags, where leaving them
     out keeps what the ticket has; the digest compared both requests as the same (defaults filled
     in), so the second was acknowledged as a duplicate and its change silently dropped."""
-    for said in ({"status": "new"}, {"tags": []}):
+    saids: list[dict[str, object]] = [{"status": "new"}, {"tags": []}]
+    for said in saids:
         headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
         first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
         assert first.status_code == 202, first.text

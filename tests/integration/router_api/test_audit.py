@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from shared.db.audit import record
 from tests.integration.router_api.helpers import Router
@@ -33,7 +34,7 @@ async def test_pages_follow_the_link_and_stay_stable_while_entries_are_added(rou
     entity_id = f"paged-{uuid.uuid4().hex[:8]}"
     await _record(router_api, entity_id, 25, "old")
     url: str | None = f"/v1/audit?entity=paging&entity_id={entity_id}&limit=10"
-    seen: list[dict[str, object]] = []
+    seen: list[dict[str, Any]] = []
     pages = 0
     while url is not None:
         page = await router_api.client.get(url, headers=router_api.viewer)
@@ -43,7 +44,7 @@ async def test_pages_follow_the_link_and_stay_stable_while_entries_are_added(rou
         await _record(router_api, entity_id, 3, "new")  # newer than everything listed: not on later pages
         url = _next(page.headers.get("link"))
         assert pages <= 4
-    assert [e["detail"]["n"] for e in seen] == list(range(24, -1, -1))  # type: ignore[index]
+    assert [e["detail"]["n"] for e in seen] == list(range(24, -1, -1))
     assert {e["action"] for e in seen} == {"old"}
     ids = [e["id"] for e in seen]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 25

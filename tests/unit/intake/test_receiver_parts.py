@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import typer
 from starlette.requests import Request
@@ -73,7 +75,7 @@ def test_cli_options_nest_and_parse_json() -> None:
 async def test_a_client_gone_mid_body_is_a_client_error_not_a_500() -> None:
     """A sender that closed the connection halfway through its body made the raw routes raise
     Starlette's ClientDisconnect: a 500 with a traceback, counted by the 5xx alert."""
-    messages = iter(
+    messages: Iterator[Message] = iter(
         [
             {"type": "http.request", "body": b'{"external_id": ', "more_body": True},
             {"type": "http.disconnect"},
