@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from datetime import UTC
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +24,7 @@ from services.intake.publisher import EventPublisher, Unavailable
 from services.intake.receiver.limits import TokenBuckets, read_body
 from services.intake.sources.cache import SourceCache
 from services.intake.webhooks import (
+    AdaptedEvent,
     IgnoredEvent,
     SignatureError,
     UnmappableError,
@@ -80,6 +82,22 @@ def _bounded_delivery_id(raw: str) -> str:
     if len(raw) <= MAX_DELIVERY_ID and NUL not in raw:
         return raw
     return "sha256id:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _without_utc_instant(event: AdaptedEvent) -> str | None:
+    """The field of ``event`` holding a time with no UTC instant (year 1 at +01:00, 9999 at -01:00),
+    if any: the router could not store it, on any attempt, and the ticket would be dead-lettered."""
+    for field, value in (
+        ("/created_at", event.snapshot.created_at),
+        ("/updated_at", event.snapshot.updated_at),
+        ("/occurred_at", event.occurred_at),
+    ):
+        try:
+            if value is not None:
+                value.astimezone(UTC)
+        except OverflowError:
+            return field
+    return None
 
 
 @router.post(
@@ -146,6 +164,12 @@ async def receive_webhook(request: Request) -> Response:
     except WebhookError as exc:
         raise Problem(exc.status_code, "Bad request", exc.message) from exc
     for event in events:
+        no_instant = _without_utc_instant(event)
+        if no_instant is not None:
+            message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
+            raise Problem(
+                422, "Unmappable webhook", message, errors=[{"field": no_instant, "message": message}]
+            )
         too_long = external_id_too_long(config.name, event.snapshot.external_id)
         if too_long is not None:
             raise Problem(
