@@ -131,7 +131,12 @@ class IntakeSettings(CommonSettings):
         "linger.ms); every request waits for its batch's acknowledgement. The router and metrics "
         "send whole batches at once and do not linger.",
     )
-    intake_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Max webhook body size.")
+    intake_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest body of a webhook, a ticket or an admin request (413 beyond); an admin "
+        "request's before its key is checked.",
+    )
     intake_rate_limit_per_s: float = Field(
         default=200.0, gt=0, description="Per-source sustained webhook rate (token bucket)."
     )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from services.intake.deliveries import prune_forever
 from services.intake.held import gate_connections, ledger_connections
@@ -18,6 +19,7 @@ from services.intake.receiver.limits import TokenBuckets
 from services.intake.sources.cache import SourceCache
 from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
+from shared.http.body_limit import BodyLimit
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
 from shared.http.raw_route import add_routes_first
@@ -94,7 +96,24 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     add_routes_first(app, webhooks_router)
     app.include_router(health_router())
     app.include_router(sources_router)
+    app.add_middleware(AdminBodyLimit, max_bytes=settings.intake_max_body_bytes)
     return app
+
+
+class AdminBodyLimit(BodyLimit):
+    """:class:`BodyLimit` for the admin API only: FastAPI parses its bodies before the key check,
+    so without a cap anyone could make the intake buffer and parse any amount. The webhook and
+    ticket routes read their bodies themselves, capped at the same size, after their own checks
+    (a webhook's unknown source is a 404 before its size)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(_OWN_READERS):
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+_OWN_READERS = ("/v1/tickets", "/v1/webhooks/")
 
 
 def _outbox_check(publisher: EventPublisher) -> Check:

@@ -13,6 +13,7 @@ from shared.db.models import AuditEntry
 from shared.events import utc_now
 
 MAX_LIMIT = 1_000
+MAX_ID = 2**63 - 1  # the id column is a BIGINT on PostgreSQL
 
 
 def record(
@@ -32,10 +33,14 @@ async def list_entries(
     entity: str | None = None,
     entity_id: str | None = None,
     since: datetime | None = None,
+    before_id: int | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """Newest first."""
+    """Newest first; with ``before_id``, only the entries older than that one (a keyset page: the
+    next page of a listing starts below the last id it showed, whatever was added since)."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(min(limit, MAX_LIMIT))
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
     if entity is not None:
         query = query.where(AuditEntry.entity == entity)
     if entity_id is not None:

@@ -1,8 +1,8 @@
 """``POST /v1/webhooks/{name}``: verify over the raw bytes, adapt, deduplicate, publish durably.
 
-Order of checks: unknown/disabled source 404, rate limit 429, content type 415, size 413,
-signature 401 (before any parsing), body 400/422, ignored event 202; then the delivery is claimed
-and published (or parked in the outbox) by :meth:`EventPublisher.accept`.
+Order of checks: unknown/disabled source 404, content type 415, size 413, signature 401 (before
+any parsing), rate limit 429 (signed requests only), body 400/422, ignored event 202; then the
+delivery is claimed and published (or parked in the outbox) by :meth:`EventPublisher.accept`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from datetime import UTC
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +24,7 @@ from services.intake.publisher import EventPublisher, Unavailable
 from services.intake.receiver.limits import TokenBuckets, read_body
 from services.intake.sources.cache import SourceCache
 from services.intake.webhooks import (
+    AdaptedEvent,
     IgnoredEvent,
     SignatureError,
     UnmappableError,
@@ -82,6 +84,22 @@ def _bounded_delivery_id(raw: str) -> str:
     return "sha256id:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _without_utc_instant(event: AdaptedEvent) -> str | None:
+    """The field of ``event`` holding a time with no UTC instant (year 1 at +01:00, 9999 at -01:00),
+    if any: the router could not store it, on any attempt, and the ticket would be dead-lettered."""
+    for field, value in (
+        ("/created_at", event.snapshot.created_at),
+        ("/updated_at", event.snapshot.updated_at),
+        ("/occurred_at", event.occurred_at),
+    ):
+        try:
+            if value is not None:
+                value.astimezone(UTC)
+        except OverflowError:
+            return field
+    return None
+
+
 @router.post(
     "/webhooks/{name}",
     status_code=202,
@@ -104,15 +122,6 @@ async def receive_webhook(request: Request) -> Response:
     config = None if NUL in name else await cache.get(name)
     if config is None:
         raise Problem(404, "Not found", f"no enabled source named {name!r}")
-    limits: TokenBuckets = state.rate_limits
-    wait_s = limits.take(config.name)
-    if wait_s:
-        raise Problem(
-            429,
-            "Too many requests",
-            f"rate limit of source {config.name!r} exceeded",
-            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-        )
     if not is_json_media_type(request.headers.get("content-type")):
         raise Problem(415, "Unsupported media type", "send the payload as application/json")
     body = await read_body(request, state.settings.intake_max_body_bytes)
@@ -128,6 +137,17 @@ async def receive_webhook(request: Request) -> Response:
     except SignatureError as exc:
         log.info("webhook signature rejected", extra={"source": config.name, "reason": exc.message})
         raise Problem(401, "Unauthorized", exc.message) from exc
+    # Only signed requests count: unsigned ones, from anyone who knows the webhook's URL, must not
+    # use up the source's budget and have the vendor's own deliveries refused.
+    limits: TokenBuckets = state.rate_limits
+    wait_s = limits.take(config.name)
+    if wait_s:
+        raise Problem(
+            429,
+            "Too many requests",
+            f"rate limit of source {config.name!r} exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
     delivery = _bounded_delivery_id(delivery_id(config, webhook))
     try:
         events = adapt(config, webhook, now)
@@ -144,6 +164,12 @@ async def receive_webhook(request: Request) -> Response:
     except WebhookError as exc:
         raise Problem(exc.status_code, "Bad request", exc.message) from exc
     for event in events:
+        no_instant = _without_utc_instant(event)
+        if no_instant is not None:
+            message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
+            raise Problem(
+                422, "Unmappable webhook", message, errors=[{"field": no_instant, "message": message}]
+            )
         too_long = external_id_too_long(config.name, event.snapshot.external_id)
         if too_long is not None:
             raise Problem(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from shared.http.problems import Problem
 
@@ -30,15 +31,19 @@ class TokenBuckets:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it exceeds ``limit`` (never buffered beyond it)."""
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` (never buffered beyond it), and
+    with 400 when the client goes away before it is complete."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise Problem(413, "Payload too large", f"body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "Payload too large", f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, "Payload too large", f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # the sender's doing, not a server error (nobody reads the answer)
+        raise Problem(400, "Bad request", "the connection closed before the whole body came") from exc
     return b"".join(chunks)

@@ -1,5 +1,8 @@
 """Sources as webhook requests see them: cached briefly so a webhook costs no DB read.
 
+``POST /v1/tickets`` asks the same cache whether a name is a configured source's (enabled or not):
+an intake key may not post under it (the source's tickets come signed through its webhook).
+
 A source is read once however many requests ask for it at once (a burst on a cold replica had
 opened a pooled connection per request), and re-read in the background once half its time is up,
 so that in steady traffic no request waits for the database here. An admin change made through
@@ -20,19 +23,32 @@ from services.intake.webhooks import SourceConfig
 MAX_ENTRIES = 10_000  # bound memory against scans of random names
 
 
+# What a read found: the config of an enabled source with a secret (else None), and whether a
+# source of that name exists at all (enabled or not).
+_Found = tuple[SourceConfig | None, bool]
+
+
 class SourceCache:
     """Caches enabled sources (and misses) for ``ttl_s``, counted from when their read started."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl_s: float) -> None:
         self.sessions = sessions
         self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[SourceConfig | None, float]] = {}  # name -> (config, read at)
-        self._reading: dict[str, tuple[asyncio.Future[SourceConfig | None], float]] = {}  # with its start
+        self._entries: dict[str, tuple[_Found, float]] = {}  # name -> (found, read at)
+        self._reading: dict[str, tuple[asyncio.Future[_Found], float]] = {}  # with its start
         self._generation = 0  # bumped by invalidate(): a read started before it is not kept
 
     async def get(self, name: str) -> SourceConfig | None:
         """The source's config, or None when it is unknown or disabled. Raises when it must be
         read and the database cannot be."""
+        return (await self._found(name))[0]
+
+    async def configured(self, name: str) -> bool:
+        """Whether a source named ``name`` exists, enabled or not. Raises when it must be read and
+        the database cannot be."""
+        return (await self._found(name))[1]
+
+    async def _found(self, name: str) -> _Found:
         hit = self._entries.get(name)
         if hit is not None:
             age = time.monotonic() - hit[1]
@@ -48,7 +64,7 @@ class SourceCache:
         self._entries.pop(name, None)
         self._reading.pop(name, None)
 
-    def _read(self, name: str) -> asyncio.Future[SourceConfig | None]:
+    def _read(self, name: str) -> asyncio.Future[_Found]:
         """The read of ``name`` in flight, or a new one: not one started ``ttl_s`` ago or more (a
         hung read is not waited for, and a late one would answer with what is no longer current)."""
         now = time.monotonic()
@@ -60,19 +76,20 @@ class SourceCache:
         self._reading[name] = (future, now)
         return future
 
-    async def _load(self, name: str, started: float) -> SourceConfig | None:
+    async def _load(self, name: str, started: float) -> _Found:
         generation = self._generation
         async with self.sessions() as session:
             row = await session.get(Source, name)
             config = to_config(row) if row is not None and row.enabled and row.secrets else None
+        found = (config, row is not None)
         kept = self._entries.get(name)
         if generation == self._generation and (kept is None or kept[1] < started):  # never older
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[name] = (config, started)
-        return config
+            self._entries[name] = (found, started)
+        return found
 
-    def _finished(self, name: str, done: asyncio.Future[SourceConfig | None]) -> None:
+    def _finished(self, name: str, done: asyncio.Future[_Found]) -> None:
         reading = self._reading.get(name)
         if reading is not None and reading[0] is done:
             del self._reading[name]

@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from services.intake.models import Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
+from services.intake.tickets.schemas import NATIVE_SOURCE
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
 from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
@@ -139,6 +140,10 @@ def _audit(session: AsyncSession, actor: str, action: str, name: str, detail: di
 
 
 async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -> Source:
+    if data.name == NATIVE_SOURCE:  # a source's name is refused to POST /v1/tickets
+        raise InvalidSource(
+            f"{NATIVE_SOURCE!r} is the source of the tickets posted to POST /v1/tickets", "/name"
+        )
     validate_options(data.type, data.options)
     if await session.get(Source, data.name) is not None:
         raise SourceExists(f"a source named {data.name!r} exists", "/name")

@@ -21,6 +21,7 @@ from services.intake.openapi import problems
 from services.intake.publishable import refuse_unpublishable
 from services.intake.publisher import EventPublisher, KeyReused, Unavailable
 from services.intake.receiver.limits import read_body
+from services.intake.sources.cache import SourceCache
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
@@ -98,13 +99,38 @@ async def _ticket(request: Request) -> TicketIn:
     too_long = external_id_too_long(ticket.source, ticket.external_id)
     if too_long is not None:
         raise invalid(("body", "external_id"), too_long, "string_too_long")
+    # A configured webhook source's tickets come through its webhook, signed with its secret: an
+    # intake key posting under its name could forge or overwrite them (and their write-backs).
+    sources: SourceCache = request.app.state.source_cache
+    if await sources.configured(ticket.source):
+        message = (
+            f"{ticket.source!r} is a configured webhook source: its tickets come only through "
+            f"POST /v1/webhooks/{ticket.source}, signed with its secret"
+        )
+        raise invalid(("body", "source"), message, "source_reserved")
     return ticket
+
+
+# Fields whose value said at its default changes what the request does: ``"status": "new"`` reopens
+# a ticket, ``"tags": []`` clears them; left out, the ticket keeps its own.
+_SAID_AT_DEFAULT = ("status", "tags")
 
 
 def _digest(ticket: TicketIn) -> str:
     """The request as parsed, so a retry that only re-serialises the JSON (spacing, key order) still
-    matches the first use of its key."""
-    canonical = orjson.dumps(ticket.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    matches the first use of its key. A request that leaves out a field and one that says it at its
+    default differ (see :data:`_SAID_AT_DEFAULT`); a request that says none of them has the digest
+    it had before this was told apart, so a key claimed then still matches its retries."""
+    document = ticket.model_dump(mode="json")
+    said = [
+        name
+        for name in _SAID_AT_DEFAULT
+        if name in ticket.model_fields_set
+        and getattr(ticket, name) == TicketIn.model_fields[name].get_default(call_default_factory=True)
+    ]
+    if said:
+        document["$said_at_default"] = said
+    canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -7,10 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.db.base import convertible_to_utc
 from shared.events import Requester, TicketSnapshot, TicketStatus, parse_priority
 
 NativeStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed", "reopened"]
 
+
+# The source of the tickets posted without one; no webhook source may take the name.
+NATIVE_SOURCE = "api"
 
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
@@ -48,7 +52,13 @@ class TicketIn(BaseModel):
     external_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")
     subject: str = Field(default="", max_length=2_000)
     description: str = Field(default="", max_length=200_000)
-    source: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(
+        default=NATIVE_SOURCE,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The ticket's system; not the name of a configured webhook source (422).",
+    )
     requester: Requester = Field(default_factory=Requester)
     priority: str | None = Field(default=None, description="P1-P4 or urgent/high/normal/low")
     tags: list[str] = Field(default_factory=list, max_length=200)
@@ -76,7 +86,8 @@ class TicketIn(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamp needs a time zone offset, e.g. 2026-01-01T10:00:00Z")
-        return value
+        # Year 1 at +01:00 has no UTC instant: the router could not store it, on any attempt.
+        return None if value is None else convertible_to_utc(value)
 
     def snapshot(self) -> TicketSnapshot:
         """The ticket as this request says it, and only what it says: the event carries the fields

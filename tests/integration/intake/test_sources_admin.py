@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 
 import httpx
@@ -323,6 +323,36 @@ async def test_bodies_that_are_not_json_or_hold_u0000_are_refused_naming_where(i
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403
+
+
+async def test_an_anonymous_body_over_the_cap_is_refused_unread(intake: Intake) -> None:
+    """FastAPI reads and parses a body before the key check: without a cap, anyone could make the
+    intake (the service facing the internet) buffer and parse any amount sent to /v1/sources. A
+    body over INTAKE_MAX_BODY_BYTES is refused with 413 before the key check, and not read on."""
+    limit = intake.settings.intake_max_body_bytes
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:  # no Content-Length: read until the cap passes
+        nonlocal sent
+        yield b'{"name": "big", "type": "github", "secret": "' + b"s" * 1000
+        for _ in range(20 * limit // 65536):
+            sent += 65536
+            yield b"x" * 65536
+        yield b'"}'
+
+    streamed = await intake.client.post(
+        "/v1/sources", headers={"Content-Type": "application/json"}, content=stream()
+    )
+    assert streamed.status_code == 413 and streamed.headers["content-type"] == PROBLEM_JSON
+    assert sent <= 2 * limit
+    announced = await intake.client.post(
+        "/v1/sources",
+        headers={"Content-Type": "application/json", "Content-Length": str(limit + 1)},
+        content=b"{" + b" " * limit,
+    )
+    assert announced.status_code == 413 and announced.headers["content-type"] == PROBLEM_JSON
+    within = await intake.client.post("/v1/sources", headers=intake.admin, json={"name": "x" * 101})
+    assert within.status_code == 422  # under the cap: checked as before
 
 
 async def test_cache_picks_up_changes_made_elsewhere_within_ttl(

@@ -4,12 +4,15 @@ cached "outbox empty" check keeping a ticket's order behind rows another replica
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
+import orjson
 from sqlalchemy import func, select
 
 from services.intake.models import WebhookDelivery
 from services.intake.publisher import EventPublisher
+from services.intake.tickets.endpoints import _digest
 from services.intake.tickets.schemas import TicketIn
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_row
@@ -216,3 +219,94 @@ async def test_rows_parked_by_another_replica_keep_the_ticket_in_order(intake: I
             break
         assert asyncio.get_running_loop().time() < deadline, f"{left} rows still in the outbox"
         await asyncio.sleep(0.1)
+
+
+async def test_an_intake_key_cannot_post_under_a_webhook_sources_name(intake: Intake) -> None:
+    """The generic intake key posted under any source name, a signed Zendesk source's too, and so
+    created or overwrote that source's tickets without its signature. A configured source's name
+    (enabled or not) is refused naming the field, to admin keys too; other names go through."""
+    name = f"zd-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+    created = await intake.add_source(name, "zendesk", "whsec-zendesk-0123456789")
+    for headers in (intake.intake, intake.admin):
+        forged = await intake.client.post(
+            "/v1/tickets", headers=headers, json={"external_id": "77", "source": name, "status": "solved"}
+        )
+        assert forged.status_code == 422 and forged.headers["content-type"] == PROBLEM
+        assert forged.json()["errors"][0]["field"] == "/source"
+        assert f"/v1/webhooks/{name}" in forged.json()["errors"][0]["message"]
+    disabled = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": created.headers["etag"]}, json={"enabled": False}
+    )
+    assert disabled.status_code == 200
+    still = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "77", "source": name}
+    )
+    assert still.status_code == 422 and still.json()["errors"][0]["field"] == "/source"
+    removed = await intake.client.delete(url, headers={**intake.admin, "If-Match": disabled.headers["etag"]})
+    assert removed.status_code == 204
+    other = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "77", "source": f"web-{name}"}
+    )
+    assert other.status_code == 202, other.text
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [e.ticket_key for e in events] == [f"web-{name}:77"]
+    # The tickets posted without a source are "api"'s: no webhook source may take that name.
+    api = await intake.client.post(
+        "/v1/sources",
+        headers=intake.admin,
+        json={"name": "api", "type": "native", "secret": "whsec-0123456789"},
+    )
+    assert api.status_code == 422 and api.json()["errors"][0]["field"] == "/name"
+
+
+async def test_an_instant_no_utc_clock_holds_is_refused_naming_the_field(intake: Intake) -> None:
+    """Year 1 at +01:00 (or 9999 at -01:00) is a valid aware timestamp, but its UTC instant lies
+    outside datetime's range: accepted, the router failed storing it on every attempt and the
+    ticket ended in the dead-letter topic. Refused up front, naming the field."""
+    for field, value in (
+        ("created_at", "0001-01-01T00:00:00+01:00"),
+        ("updated_at", "9999-12-31T23:59:59-01:00"),
+    ):
+        answer = await intake.client.post(
+            "/v1/tickets", headers=intake.intake, json={"external_id": "far-off", field: value}
+        )
+        assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM, answer.text
+        assert answer.json()["errors"][0]["field"] == f"/{field}"
+    edge = await intake.client.post(
+        "/v1/tickets",
+        headers=intake.intake,
+        json={"external_id": "edge", "created_at": "0001-01-01T00:00:00Z"},
+    )
+    assert edge.status_code == 202, edge.text
+
+
+async def test_a_key_reused_with_a_status_or_tags_said_at_their_default_is_refused(intake: Intake) -> None:
+    """``"status": "new"`` reopens a ticket and ``"tags": []`` clears its tags, where leaving them
+    out keeps what the ticket has; the digest compared both requests as the same (defaults filled
+    in), so the second was acknowledged as a duplicate and its change silently dropped."""
+    saids: list[dict[str, object]] = [{"status": "new"}, {"tags": []}]
+    for said in saids:
+        headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert first.status_code == 202, first.text
+        again = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert other.status_code == 422, (said, other.text)
+        assert other.json()["errors"][0]["field"] == "/header/Idempotency-Key"
+        # And the other way round: the first said it, the second does not.
+        headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert first.status_code == 202, first.text
+        same = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said", **said})
+        assert same.status_code == 200 and same.json()["duplicate"] is True
+        other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "said"})
+        assert other.status_code == 422, (said, other.text)
+
+
+def test_the_digest_of_a_request_without_defaults_said_is_unchanged() -> None:
+    """Keys claimed before the digest told said defaults apart still match their retries."""
+    ticket = TicketIn.model_validate({"external_id": "4711", "subject": "VPN", "tags": ["vpn"]})
+    canonical = orjson.dumps(ticket.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    assert _digest(ticket) == hashlib.sha256(canonical).hexdigest()

@@ -255,6 +255,46 @@ async def test_rate_limit_per_source(settings_kwargs: dict[str, object], databas
         ).status_code == 202
 
 
+async def test_a_webhook_instant_no_utc_clock_holds_is_refused_naming_the_field(intake: Intake) -> None:
+    """Year 1 at +01:00 is a valid aware timestamp without a UTC instant: acknowledged, the router
+    failed storing it on every attempt and the ticket was dead-lettered. Refused, naming the field."""
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("x", SECRET)}
+    for said, value in (
+        ("created_at", "0001-01-01T00:00:00+01:00"),
+        ("updated_at", "9999-12-31T23:59:59-01:00"),
+    ):
+        body = json.dumps({"external_id": "far-off", said: value}).encode()
+        answer = await _post(intake, name, body, auth)
+        assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM, answer.text
+        assert answer.json()["errors"][0]["field"] == f"/{said}"
+
+
+async def test_unsigned_requests_do_not_use_up_a_sources_rate_limit(
+    settings_kwargs: dict[str, object], database_url: str
+) -> None:
+    """The bucket was taken before the signature was checked: anyone who knew a source's name (its
+    webhook URL) could send unsigned junk and have the vendor's own deliveries refused with 429 (a
+    GitHub delivery is not retried). Only signed requests count now; they are still limited."""
+    async with running_intake(
+        database_url=database_url, intake_rate_limit_per_s=0.01, intake_rate_limit_burst=2, **settings_kwargs
+    ) as intake:
+        name = _name("native")
+        await intake.add_source(name, "native", SECRET)
+        for _ in range(5):
+            forged = await _post(
+                intake, name, b'{"external_id": "junk"}', {"Authorization": basic("x", "nope")}
+            )
+            assert forged.status_code == 401
+        auth = {"Authorization": basic("x", SECRET)}
+        statuses = [
+            (await _post(intake, name, json.dumps({"external_id": f"signed-{i}"}).encode(), auth)).status_code
+            for i in range(3)
+        ]
+        assert statuses == [202, 202, 429]
+
+
 async def test_more_deliveries_in_flight_than_pooled_connections_are_all_accepted_once(
     intake: Intake,
 ) -> None:

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import typer
+from starlette.requests import Request
+from starlette.types import Message
 
-from services.intake.receiver.limits import TokenBuckets
+from services.intake.receiver.limits import TokenBuckets, read_body
 from services.intake.sources.service import InvalidSource, validate_options
 from services.ticketctl.sources import parse_options
 from shared.http.json_body import is_json_media_type
+from shared.http.problems import Problem
 
 
 def test_token_bucket_burst_then_rate() -> None:
@@ -65,3 +70,22 @@ def test_cli_options_nest_and_parse_json() -> None:
     }
     with pytest.raises(typer.BadParameter):
         parse_options(["no-equals-sign"])
+
+
+async def test_a_client_gone_mid_body_is_a_client_error_not_a_500() -> None:
+    """A sender that closed the connection halfway through its body made the raw routes raise
+    Starlette's ClientDisconnect: a 500 with a traceback, counted by the 5xx alert."""
+    messages: Iterator[Message] = iter(
+        [
+            {"type": "http.request", "body": b'{"external_id": ', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> Message:
+        return next(messages)
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/tickets", "headers": []}, receive)
+    with pytest.raises(Problem) as caught:
+        await read_body(request, 1024)
+    assert caught.value.status == 400
