@@ -28,10 +28,21 @@ app.add_typer(__import__("services.ticketctl.writeback", fromlist=["_"]).writeba
 
 @app.command()
 def migrate(revision: str = typer.Argument("heads", help="Target revision.")) -> None:
-    """Apply the database migrations (DATABASE_URL)."""
-    from shared.db.migrate import upgrade
+    """Apply the database migrations (DATABASE_URL). A schema a newer version migrated is left as
+    it is: this version runs on it (rolling back is deploying the previous image)."""
+    import asyncio
 
-    upgrade(checked_url(), revision)
+    from shared.db.migrate import current_heads, unknown_revisions, upgrade
+
+    url = checked_url()
+    if revision == "heads" and (newer := unknown_revisions(url, asyncio.run(current_heads(url)))):
+        console.print(
+            f"database schema is at {', '.join(sorted(newer))}, newer than this version's migrations: "
+            "left as it is",
+            soft_wrap=True,
+        )
+        return
+    upgrade(url, revision)
     console.print("database is up to date")
 
 

@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
 from tests.deploy.conftest import DEPLOY, REPO_ROOT, load_script
 
@@ -156,3 +158,23 @@ def test_wait_for_schema_until_migrated(tmp_path: Path) -> None:
     upgrade(url)
     assert asyncio.run(wait.wait_for_schema(url, timeout_s=5, interval_s=0.1)) is None
     assert wait.expected_heads(url) == asyncio.run(wait.current_heads(url))
+
+
+def test_wait_for_schema_lets_an_older_image_run_on_a_newer_schema(tmp_path: Path) -> None:
+    # deploy/README.md: migrations are expand/contract, so "a rollback is just deploying the
+    # previous image; the schema stays". The previous image's pods must then start on a schema
+    # migrated by a newer version (a revision it does not know) instead of waiting until killed.
+    wait = load_script("wait_for_schema")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
+    upgrade(url)
+    asyncio.run(_set_revision(url, "9999_from_a_newer_version"))
+    assert asyncio.run(wait.wait_for_schema(url, timeout_s=0.3, interval_s=0.1)) is None
+
+
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        await engine.dispose()
