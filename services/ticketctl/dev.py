@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from services.ticketctl.database import in_transaction
 from services.ticketctl.demo import seed_demo
-from services.ticketctl.output import console
+from services.ticketctl.output import console, fail
 from shared.auth import Role, create_api_key, hash_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
@@ -97,15 +97,27 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
     raise TimeoutError(f"service on {url} not ready after {timeout_s}s")
 
 
+def embedded_port(settings: DevSettings) -> int:
+    """The port of the first of KAFKA_BOOTSTRAP_SERVERS: where the embedded broker listens."""
+    servers = settings.kafka_servers()
+    port = servers[0].rpartition(":")[2] if servers else ""
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise fail(
+            "ticketctl: KAFKA_BOOTSTRAP_SERVERS: expected host:port, e.g. 127.0.0.1:9092 (the "
+            "embedded broker listens on the port it names)"
+        )
+    return int(port)
+
+
 def run(embedded_broker: bool = True) -> int:
     settings = DevSettings()
+    urls = service_urls()  # every service's settings read, so that a mistake stops us before anything starts
     var = settings.var_dir
     (var / "logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     broker: EmbeddedBroker | None = None
     if embedded_broker:
-        port = int(settings.kafka_servers()[0].rsplit(":", 1)[1])
-        broker = EmbeddedBroker(port=port, log_path=var / "logs" / "broker.log")
+        broker = EmbeddedBroker(port=embedded_port(settings), log_path=var / "logs" / "broker.log")
         console.print(Text.assemble(("broker", "bold"), f" tansu (in memory) on {broker.start()}"))
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -124,7 +136,6 @@ def run(embedded_broker: bool = True) -> int:
             console.print(Text.assemble(("demo", "bold"), " seeded teams, rules and an SLA policy"))
         credentials_path = var / "dev-credentials.env"
         credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
-        urls = service_urls()
         for name, _url in urls:
             log = open(var / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             processes.append(

@@ -112,6 +112,15 @@ def main() -> None:
     except DatabaseUrlError as exc:  # its message names the mistake and the fix, not the URL
         errors.print(f"ticketctl: DATABASE_URL: {exc}", style="red", soft_wrap=True)
         raise SystemExit(1) from None
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):  # shared/settings.py: a variable the environment set
+            raise
+        # Each variable and what is wrong with it; never its value, which may be a secret.
+        for error in exc.errors():
+            variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            errors.print(f"ticketctl: {variable}: {message}", style="red", soft_wrap=True)
+        raise SystemExit(1) from None
     except (CommandError, ArgumentError, DBAPIError, OSError) as exc:
         # scrub: SQLAlchemy's URL parse error quotes the whole URL, password included. Scrubbed
         # before cutting, which could leave a password without the "@" the scrubber looks for.

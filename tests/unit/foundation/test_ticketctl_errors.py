@@ -167,3 +167,29 @@ def test_the_check_reads_database_url_as_the_services_do(monkeypatch: pytest.Mon
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://app:pw@db/x")
     with pytest.raises(DatabaseUrlError):
         checked_url()
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "says"),
+    [
+        (["migrate"], "LOG_LEVEL", "chatty", "ticketctl: LOG_LEVEL: expected DEBUG, INFO"),
+        (["keys", "list"], "TOPIC_PARTITIONS", "six", "ticketctl: TOPIC_PARTITIONS: Input should be a valid"),
+        (["dev", "run"], "ROUTER_LOAD_COUNTED_STATUSES", "new,opne", "unknown status 'opne'"),
+        # The embedded broker listens on the port this names (README: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT).
+        (["dev", "run"], "KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS: expected host"),
+        (["dev", "run"], "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:kafka", "KAFKA_BOOTSTRAP_SERVERS: expected"),
+    ],
+)
+def test_a_mistaken_setting_is_one_line_naming_the_variable(
+    command: list[str],
+    variable: str,
+    value: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv(variable, value)
+    printed = run_main(command, monkeypatch, capsys)
+    assert says in printed, printed
