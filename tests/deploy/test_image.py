@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
-from tests.deploy.conftest import DEPLOY, REPO_ROOT, load_script
+from tests.deploy.conftest import DEPLOY, REPO_ROOT, SERVICES, load_script
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
@@ -60,6 +60,15 @@ def test_multi_stage_non_root_with_healthcheck() -> None:
     (health,) = [line for line in runtime if line.startswith("HEALTHCHECK ")]
     assert "ticket-router-healthcheck" in health
     assert "[dev]" not in DOCKERFILE.read_text(), "no development extras in the image"
+
+
+def test_the_services_listen_on_every_address_of_the_container() -> None:
+    # `docker run -p 8000:8000 IMAGE intake` (the Dockerfile's own example, with its EXPOSE): a
+    # service bound to the container's loopback, the settings' default, takes no published traffic.
+    _, runtime = stages()
+    env = " ".join(line for line in runtime if line.startswith("ENV "))
+    for name in SERVICES:
+        assert f"{name.upper()}_HOST=0.0.0.0" in env, f"{name} listens on the container's loopback only"
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
