@@ -88,8 +88,11 @@ def update(
     active: bool | None = typer.Option(None, "--active/--inactive", help="Activate or deactivate."),
     schedule: Path | None = typer.Option(None, help=SCHEDULE_HELP),
     no_schedule: bool = typer.Option(False, "--no-schedule", help="Drop the schedule (use capacity)."),
+    no_calendar: bool = typer.Option(False, "--no-calendar", help="Drop the business-hours calendar."),
 ) -> None:
     """Change some of a team's fields (only the options given)."""
+    if no_calendar and calendar is not None:
+        raise typer.BadParameter("give --calendar or --no-calendar, not both", param_hint="--no-calendar")
     given: dict[str, Any] = {
         "description": description,
         "capacity": capacity,
@@ -101,6 +104,8 @@ def update(
     }
     try:
         given = {k: v for k, v in given.items() if v is not None}
+        if no_calendar:
+            given["calendar"] = None
         if no_schedule or schedule is not None:
             given["schedule"] = None if no_schedule else _schedule(schedule)
         patch = TeamPatch(**given)
