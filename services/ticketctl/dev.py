@@ -157,7 +157,8 @@ def run(embedded_broker: bool = True) -> int:
             for name, process in processes:
                 if process.poll() is not None:
                     console.print(
-                        f"{name} exited with code {process.returncode}; see var/logs/{name}.log", style="red"
+                        f"{name} exited with code {process.returncode}; see {var / 'logs' / name}.log",
+                        style="red",
                     )
                     return 1
             time.sleep(0.5)
@@ -187,11 +188,11 @@ def _print_banner(credentials: dict[str, str], created: bool, path: Path, urls: 
     console.print(f"  keys     {'created and ' if created else ''}stored in {path} (mode 600)")
     console.print(f"           INTAKE_API_KEY={credentials['INTAKE_API_KEY']}")
     console.print(f"           ADMIN_API_KEY={credentials['ADMIN_API_KEY']}")
-    console.print("  logs     var/logs/")
+    console.print(f"  logs     {path.parent / 'logs'}/")
     console.print()
     # soft_wrap: lines to copy and paste are never cut at the terminal's (or a log's) width.
     console.print(
-        f"Try:  source var/dev-credentials.env && curl -s -X POST {urls['intake']}/v1/tickets \\",
+        f"Try:  source {path} && curl -s -X POST {urls['intake']}/v1/tickets \\",
         soft_wrap=True,
     )
     console.print(
