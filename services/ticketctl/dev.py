@@ -14,7 +14,7 @@ import httpx
 from rich.text import Text
 from sqlalchemy import select
 
-from services.ticketctl.database import in_transaction
+from services.ticketctl.database import checked_url, in_transaction
 from services.ticketctl.demo import seed_demo
 from services.ticketctl.output import console, fail
 from shared.auth import Role, create_api_key, hash_key
@@ -112,6 +112,7 @@ def embedded_port(settings: DevSettings) -> int:
 def run(embedded_broker: bool = True) -> int:
     settings = DevSettings()
     urls = service_urls()  # every service's settings read, so that a mistake stops us before anything starts
+    database_url = checked_url(settings.database_url)  # a driver the services lack is named, as by migrate
     var = settings.var_dir
     (var / "logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -130,12 +131,12 @@ def run(embedded_broker: bool = True) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        upgrade(settings.database_url)
+        upgrade(database_url)
         console.print(Text.assemble(("database", "bold"), " migrated"))
-        if asyncio.run(seed(settings.database_url)):
+        if asyncio.run(seed(database_url)):
             console.print(Text.assemble(("demo", "bold"), " seeded teams, rules and an SLA policy"))
         credentials_path = var / "dev-credentials.env"
-        credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
+        credentials, created = asyncio.run(ensure_credentials(database_url, credentials_path))
         for name, _url in urls:
             log = open(var / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             processes.append(

@@ -35,6 +35,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 def _local_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The file checks come before any query; a local URL keeps a mistake from reaching a server.
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))  # dev run's, never the working directory's
 
 
 COMMANDS = {
@@ -106,7 +107,7 @@ def test_a_labelled_file_that_is_not_utf8_is_named(
     assert f"{latin1} is not UTF-8 text" in printed, printed
 
 
-@pytest.mark.parametrize("command", [["teams", "list"], ["migrate"]])
+@pytest.mark.parametrize("command", [["teams", "list"], ["migrate"], ["dev", "run"]])
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -189,7 +190,6 @@ def test_a_mistaken_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv(variable, value)
     printed = run_main(command, monkeypatch, capsys)
     assert says in printed, printed
