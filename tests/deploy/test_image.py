@@ -158,6 +158,28 @@ def test_healthcheck_follows_readyz(readyz_server: tuple[int, list[int]], monkey
     assert healthcheck.main() == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "service"),
+    [
+        (["python", "-m", "services.metrics"], "metrics"),  # the entrypoint exec'd the service
+        (
+            ["/sbin/docker-init", "--", "/usr/local/bin/ticket-router", "router"],
+            "router",
+        ),  # docker run --init
+        (["tini", "--", "ticket-router", "intake"], "intake"),
+        (["tini", "--", "ticket-router", "ticketctl", "keys", "list"], None),
+    ],
+)
+def test_healthcheck_finds_the_service_pid_1_runs(
+    argv: list[str], service: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthcheck = load_script("healthcheck")
+    monkeypatch.delenv("SERVICE", raising=False)
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes("\0".join(argv).encode() + b"\0")
+    assert healthcheck.running_service(str(cmdline)) == service
+
+
 def test_wait_for_schema_until_migrated(tmp_path: Path) -> None:
     # Synchronous on purpose: Alembic's async env runs its own event loop.
     wait = load_script("wait_for_schema")
