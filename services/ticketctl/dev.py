@@ -83,14 +83,15 @@ async def seed(database_url: str, *, sla: bool = True) -> bool:
     return await in_transaction(lambda session: seed_demo(session, sla=sla), database_url)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> bool:
+    """True once ``process`` answers ready on ``url``; False when it exited first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"service on {url} exited with code {process.returncode}")
+            return False
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -151,17 +152,14 @@ def run(embedded_broker: bool = True) -> int:
                     ),
                 )
             )
-        for (_name, process), (_, url) in zip(processes, urls, strict=True):
-            wait_ready(url, process)
+        for (name, process), (_, url) in zip(processes, urls, strict=True):
+            if not wait_ready(url, process):  # its port taken, say: its log says why
+                return exited(name, process, var)
         _print_banner(credentials, created, credentials_path, dict(urls))
         while not stop:
             for name, process in processes:
                 if process.poll() is not None:
-                    console.print(
-                        f"{name} exited with code {process.returncode}; see {var / 'logs' / name}.log",
-                        style="red",
-                    )
-                    return 1
+                    return exited(name, process, var)
             time.sleep(0.5)
         return 0
     finally:
@@ -178,6 +176,13 @@ def run(embedded_broker: bool = True) -> int:
         if broker is not None:
             broker.stop()
         console.print("stopped.")
+
+
+def exited(name: str, process: subprocess.Popen[bytes], var: Path) -> int:
+    """Report a service that stopped on its own; dev run's exit status."""
+    message = f"{name} exited with code {process.returncode}; see {var / 'logs' / name}.log"
+    console.print(message, style="red", soft_wrap=True)
+    return 1
 
 
 def _print_banner(credentials: dict[str, str], created: bool, path: Path, urls: dict[str, str]) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.ticketctl import dev
+from services.ticketctl import main as ticketctl
+from shared.kafka.embedded import free_port
 
 
 def test_the_banner_names_the_var_dir_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -21,3 +26,28 @@ def test_the_banner_names_the_var_dir_in_use(tmp_path: Path, monkeypatch: pytest
     assert f"source {var / 'dev-credentials.env'} && curl" in out, out
     assert f"logs     {var / 'logs'}/" in out, out
     assert "var/" not in out.replace(str(var), ""), out
+
+
+def test_a_service_that_exits_at_start_is_named_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Its port taken by another program, say: the service exits while dev run waits for it to be
+    # ready. That was a RuntimeError traceback; the log that says why was not named.
+    real_popen = subprocess.Popen
+
+    def exits_at_once(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return real_popen([sys.executable, "-c", "raise SystemExit(3)"], **kwargs)
+
+    monkeypatch.setattr(dev.subprocess, "Popen", exits_at_once)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    for port in ("INTAKE_PORT", "ROUTER_PORT", "METRICS_PORT"):  # nothing else answers there
+        monkeypatch.setenv(port, str(free_port()))
+    monkeypatch.setattr("sys.argv", ["ticketctl", "dev", "run", "--no-embedded-broker"])
+    with pytest.raises(SystemExit) as exited:
+        ticketctl.main()
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert exited.value.code == 1, printed
+    assert "Traceback" not in printed and "RuntimeError" not in printed, printed
+    assert f"intake exited with code 3; see {tmp_path / 'var' / 'logs' / 'intake'}.log" in printed, printed
