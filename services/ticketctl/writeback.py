@@ -58,7 +58,9 @@ def add(
         connector=connector,
         url=url,
         secret=secret,
-        options=parse_options(option),
+        # Digits as text: the connector's schema stores an int where it wants one (Zendesk's group
+        # ids) and a string where it wants that (Intercom's admin and team ids).
+        options=parse_options(option, numbers=False),
         event_kinds=kind,
         enabled=not disabled,
     )
