@@ -17,6 +17,7 @@ from services.router.errors import NotFound
 from services.router.writeback import service
 from services.router.writeback.models import WritebackTarget
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
+from services.ticketctl.database import ROW_ID_MAX
 from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR, run
 from services.ticketctl.sources import parse_options, validated
@@ -129,7 +130,9 @@ def deliveries(
 
 
 @writeback_app.command("retry")
-def retry(delivery_id: int = typer.Argument(..., help="A failed delivery's id.")) -> None:
+def retry(
+    delivery_id: int = typer.Argument(..., min=1, max=ROW_ID_MAX, help="A failed delivery's id."),
+) -> None:
     """Queue a failed delivery again, with fresh attempts."""
     run(lambda session: service.retry_delivery(session, delivery_id, AUTHOR))
     console.print(f"delivery {delivery_id} queued again")

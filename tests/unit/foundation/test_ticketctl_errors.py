@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.ticketctl import main as ticketctl
 from services.ticketctl.database import DatabaseUrlError, checked_url
+from shared.db.migrate import upgrade
 
 PASSWORD = "s3cret-pass"
 BAD_YAML = b"name: gold\ntargets: {P1: [unclosed\n"
@@ -193,3 +194,25 @@ def test_a_mistaken_setting_is_one_line_naming_the_variable(
     monkeypatch.setenv(variable, value)
     printed = run_main(command, monkeypatch, capsys)
     assert says in printed, printed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["writeback", "retry", "99999999999999999999"],
+        ["rules", "rollback", "99999999999999999999", "--yes"],
+        ["classifier", "activate", "99999999999999999999"],
+    ],
+)
+def test_an_id_beyond_any_row_is_a_usage_error_not_an_overflow(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLite's driver raised OverflowError binding it: a traceback, not "no delivery ...".
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.setattr("sys.argv", ["ticketctl", *command])
+    with pytest.raises(SystemExit) as exited:
+        ticketctl.main()
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert exited.value.code in (1, 2), printed
+    assert "Traceback" not in printed and "OverflowError" not in printed, printed
