@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from pydantic import ValidationError
 from rich.table import Column, Table
@@ -99,6 +101,18 @@ def dev_run(
     raise typer.Exit(run(embedded_broker))
 
 
+def not_utf8_argument() -> str | None:
+    """Which command-line argument is not UTF-8 text, and its first such byte."""
+    for position, argument in enumerate(sys.argv[1:], start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            char = ord(argument[exc.start])
+            what = f" (byte 0x{char - 0xDC00:02x})" if 0xDC80 <= char <= 0xDCFF else ""
+            return f"argument {position} is not UTF-8 text{what}; type it in a UTF-8 terminal"
+    return None
+
+
 def main() -> None:
     """The ``ticketctl`` command: a database that cannot be reached or a migration that cannot be
     found is one line on stderr and exit status 1, not a page of traceback."""
@@ -112,6 +126,11 @@ def main() -> None:
     except DatabaseUrlError as exc:  # its message names the mistake and the fix, not the URL
         errors.print(f"ticketctl: DATABASE_URL: {exc}", style="red", soft_wrap=True)
         raise SystemExit(1) from None
+    except UnicodeEncodeError as exc:
+        # A name typed in a Latin-1 terminal reaches Python as a lone surrogate, which the database
+        # drivers cannot encode (a file name may hold one: it is only refused where it is stored).
+        errors.print(f"ticketctl: {not_utf8_argument() or exc.reason}", style="red", soft_wrap=True)
+        raise SystemExit(1) from None
     except ValidationError as exc:
         if not exc.title.endswith("Settings"):  # shared/settings.py: a variable the environment set
             raise
@@ -122,6 +141,9 @@ def main() -> None:
             errors.print(f"ticketctl: {variable}: {message}", style="red", soft_wrap=True)
         raise SystemExit(1) from None
     except (CommandError, ArgumentError, DBAPIError, OSError) as exc:
+        if "surrogates not allowed" in str(exc) and (argument := not_utf8_argument()):
+            errors.print(f"ticketctl: {argument}", style="red", soft_wrap=True)  # asyncpg's, as above
+            raise SystemExit(1) from None
         # scrub: SQLAlchemy's URL parse error quotes the whole URL, password included. Scrubbed
         # before cutting, which could leave a password without the "@" the scrubber looks for.
         line = scrub(str(exc).splitlines()[0])[:300]

@@ -216,3 +216,18 @@ def test_an_id_beyond_any_row_is_a_usage_error_not_an_overflow(
     printed = captured.out + captured.err
     assert exited.value.code in (1, 2), printed
     assert "Traceback" not in printed and "OverflowError" not in printed, printed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["keys", "revoke"], ["teams", "update"], ["sources", "remove"], ["sla", "history", "policy"]],
+)
+def test_an_argument_that_is_not_utf8_is_named(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name typed in a Latin-1 terminal: Python hands the byte over as a lone surrogate, which
+    # every database driver refused with a UnicodeEncodeError traceback.
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    printed = run_main([*command, name], monkeypatch, capsys)
+    assert printed.startswith("ticketctl: ") and "is not UTF-8 text (byte 0xe9)" in printed, printed
