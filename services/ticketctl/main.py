@@ -37,7 +37,7 @@ def migrate(revision: str = typer.Argument("heads", help="Target revision.")) ->
     from shared.db.migrate import current_heads, unknown_revisions, upgrade
 
     url = checked_url()
-    if revision == "heads" and (newer := unknown_revisions(url, asyncio.run(current_heads(url)))):
+    if revision in ("head", "heads") and (newer := unknown_revisions(url, asyncio.run(current_heads(url)))):
         console.print(
             f"database schema is at {', '.join(sorted(newer))}, newer than this version's migrations: "
             "left as it is",
