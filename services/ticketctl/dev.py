@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -83,11 +84,17 @@ async def seed(database_url: str, *, sla: bool = True) -> bool:
     return await in_transaction(lambda session: seed_demo(session, sla=sla), database_url)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> bool:
-    """True once ``process`` answers ready on ``url``; False when it exited first."""
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 60,
+    stopping: Callable[[], bool] = lambda: False,
+) -> bool:
+    """True once ``process`` answers ready on ``url``; False when it exited first, or when
+    ``stopping`` (Ctrl-C) says to give up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process.poll() is not None or stopping():
             return False
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
@@ -153,8 +160,9 @@ def run(embedded_broker: bool = True) -> int:
                 )
             )
         for (name, process), (_, url) in zip(processes, urls, strict=True):
-            if not wait_ready(url, process):  # its port taken, say: its log says why
-                return exited(name, process, var)
+            if not wait_ready(url, process, stopping=lambda: stop):
+                # Ctrl-C while it starts stops all now; else it exited (its port taken, say)
+                return 0 if stop else exited(name, process, var)
         _print_banner(credentials, created, credentials_path, dict(urls))
         while not stop:
             for name, process in processes:
