@@ -29,11 +29,16 @@ LABEL org.opencontainers.image.title="ticket-router" \
       org.opencontainers.image.licenses="Apache-2.0"
 # /app first on the path: migrations locate alembic.ini relative to the source tree, so the code runs
 # from /app (the copy installed in the venv only provides the console script's entry point).
+# The services listen on every address of the container (the settings' default is loopback, which
+# `docker run -p` cannot reach); the healthcheck asks on 127.0.0.1.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    LOG_JSON=true
+    LOG_JSON=true \
+    INTAKE_HOST=0.0.0.0 \
+    ROUTER_HOST=0.0.0.0 \
+    METRICS_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv

@@ -15,18 +15,22 @@ import urllib.request
 DEFAULT_PORTS = {"intake": 8000, "router": 8001, "metrics": 8002}
 
 
-def running_service() -> str | None:
+def running_service(cmdline: str = "/proc/1/cmdline") -> str | None:
     if os.environ.get("SERVICE") in DEFAULT_PORTS:
         return os.environ["SERVICE"]
     try:
-        with open("/proc/1/cmdline", "rb") as handle:
+        with open(cmdline, "rb") as handle:
             argv = handle.read().decode(errors="replace").split("\0")
     except OSError:
         return None
-    for arg in argv:
+    for previous, arg in zip(["", *argv], argv, strict=False):
         name = arg.removeprefix("services.")
         if arg.startswith("services.") and name in DEFAULT_PORTS:
             return name
+        # Under an init process (docker run --init, tini), PID 1 is that process and the
+        # entrypoint's own argument names the service: docker-init -- /usr/local/bin/ticket-router intake
+        if previous.endswith("ticket-router") and arg in DEFAULT_PORTS:
+            return arg
     return None
 
 

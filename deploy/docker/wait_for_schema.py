@@ -3,6 +3,7 @@
 
 Kubernetes runs it as an init container of every Deployment: the migration Job upgrades the schema
 once, and pods of a new version start only after it did (exit 1 on timeout; the pod then restarts).
+A schema a newer version migrated is ready too: rolling back is deploying the previous image.
 Usage: ticket-router-wait-for-schema [--timeout SECONDS] [--interval SECONDS]  (DATABASE_URL)
 """
 
@@ -12,41 +13,23 @@ import argparse
 import asyncio
 import sys
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
-
-from shared.db.engine import create_engine
-from shared.db.migrate import alembic_config
+from shared.db.migrate import current_heads, expected_heads, unknown_revisions
 from shared.settings import CommonSettings
 
-
-def expected_heads(database_url: str) -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
-
-
-async def current_heads(database_url: str) -> set[str]:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-
-            def heads(sync_conn: Connection) -> set[str]:
-                return set(MigrationContext.configure(sync_conn).get_current_heads())
-
-            return await conn.run_sync(heads)
-    finally:
-        await engine.dispose()
+__all__ = ["current_heads", "expected_heads", "main", "wait_for_schema"]
 
 
 async def wait_for_schema(database_url: str, timeout_s: float, interval_s: float) -> str | None:
-    """None once the schema is at the expected heads, else why not (after ``timeout_s``)."""
+    """None once the schema is at the expected heads, or at a revision of a newer version (this
+    image's code runs on it: a rollback), else why not (after ``timeout_s``)."""
     wanted = expected_heads(database_url)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         try:
             found = await current_heads(database_url)
-            reason = None if found == wanted else f"schema at {sorted(found)}, waiting for {sorted(wanted)}"
+            ready = found == wanted or bool(unknown_revisions(database_url, found))
+            reason = None if ready else f"schema at {sorted(found)}, waiting for {sorted(wanted)}"
         except Exception as exc:  # the database may still be starting: keep waiting
             reason = f"database unreachable: {type(exc).__name__}"
         if reason is None or loop.time() >= deadline:
@@ -63,7 +46,7 @@ def main() -> int:
     if reason is not None:
         print(f"schema not ready: {reason}", file=sys.stderr)
         return 1
-    print("schema is at the expected migration heads")
+    print("schema is at the expected migration heads, or newer")
     return 0
 
 

@@ -18,7 +18,7 @@ from services.router.classification import EvaluationReport, TicketClassifier, e
 from services.router.classifiers import service
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
-from services.ticketctl.database import run_in_transaction
+from services.ticketctl.database import ROW_ID_MAX, run_in_transaction
 from services.ticketctl.output import console, fail, not_utf8
 
 classifier_app = typer.Typer(
@@ -167,7 +167,9 @@ def evaluate_command(
     file: Path = typer.Argument(..., help="Labelled tickets the model has not seen."),
     label: str = typer.Option(..., "--label", help="Column holding the label."),
     text_column: str = typer.Option("text", help="Column holding the ticket text."),
-    model: int | None = typer.Option(None, "--model", help="Model version (default: the active one)."),
+    model: int | None = typer.Option(
+        None, "--model", min=1, max=ROW_ID_MAX, help="Model version (default: the active one)."
+    ),
     label_kind: LabelKind = typer.Option(LabelKind.CATEGORY, help="Kind of the active model to use."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -238,7 +240,9 @@ def list_command(
 
 
 @classifier_app.command("activate")
-def activate_command(version: int = typer.Argument(..., help="Model version.")) -> None:
+def activate_command(
+    version: int = typer.Argument(..., min=1, max=ROW_ID_MAX, help="Model version."),
+) -> None:
     """Make a model the active one of its kind; routers switch within ROUTER_CLASSIFIER_POLL_S."""
     _activate(version)
 

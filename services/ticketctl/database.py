@@ -14,6 +14,9 @@ from shared.db.engine import async_url, create_engine, session_factory
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
+# The largest id or version a row can have (BIGINT; SQLite's INTEGER): a command's numeric argument
+# beyond it is a usage error, not an OverflowError from the driver binding it.
+ROW_ID_MAX = 2**63 - 1
 # The engine (shared.db.engine, as every service uses it) drives these two only; another driver
 # named explicitly (postgresql+psycopg2://) failed deep inside SQLAlchemy with a page of traceback.
 ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}

@@ -8,15 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from rich.text import Text
 from sqlalchemy import select
 
-from services.ticketctl.database import in_transaction
+from services.ticketctl.database import checked_url, in_transaction
 from services.ticketctl.demo import seed_demo
-from services.ticketctl.output import console
+from services.ticketctl.output import console, fail
 from shared.auth import Role, create_api_key, hash_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
@@ -83,29 +84,49 @@ async def seed(database_url: str, *, sla: bool = True) -> bool:
     return await in_transaction(lambda session: seed_demo(session, sla=sla), database_url)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 60,
+    stopping: Callable[[], bool] = lambda: False,
+) -> bool:
+    """True once ``process`` answers ready on ``url``; False when it exited first, or when
+    ``stopping`` (Ctrl-C) says to give up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"service on {url} exited with code {process.returncode}")
+        if process.poll() is not None or stopping():
+            return False
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"service on {url} not ready after {timeout_s}s")
 
 
+def embedded_port(settings: DevSettings) -> int:
+    """The port of the first of KAFKA_BOOTSTRAP_SERVERS: where the embedded broker listens."""
+    servers = settings.kafka_servers()
+    port = servers[0].rpartition(":")[2] if servers else ""
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise fail(
+            "ticketctl: KAFKA_BOOTSTRAP_SERVERS: expected host:port, e.g. 127.0.0.1:9092 (the "
+            "embedded broker listens on the port it names)"
+        )
+    return int(port)
+
+
 def run(embedded_broker: bool = True) -> int:
     settings = DevSettings()
+    urls = service_urls()  # every service's settings read, so that a mistake stops us before anything starts
+    database_url = checked_url(settings.database_url)  # a driver the services lack is named, as by migrate
     var = settings.var_dir
     (var / "logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     broker: EmbeddedBroker | None = None
     if embedded_broker:
-        port = int(settings.kafka_servers()[0].rsplit(":", 1)[1])
-        broker = EmbeddedBroker(port=port, log_path=var / "logs" / "broker.log")
+        broker = EmbeddedBroker(port=embedded_port(settings), log_path=var / "logs" / "broker.log")
         console.print(Text.assemble(("broker", "bold"), f" tansu (in memory) on {broker.start()}"))
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -118,13 +139,12 @@ def run(embedded_broker: bool = True) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        upgrade(settings.database_url)
+        upgrade(database_url)
         console.print(Text.assemble(("database", "bold"), " migrated"))
-        if asyncio.run(seed(settings.database_url)):
+        if asyncio.run(seed(database_url)):
             console.print(Text.assemble(("demo", "bold"), " seeded teams, rules and an SLA policy"))
         credentials_path = var / "dev-credentials.env"
-        credentials, created = asyncio.run(ensure_credentials(settings.database_url, credentials_path))
-        urls = service_urls()
+        credentials, created = asyncio.run(ensure_credentials(database_url, credentials_path))
         for name, _url in urls:
             log = open(var / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             processes.append(
@@ -139,16 +159,15 @@ def run(embedded_broker: bool = True) -> int:
                     ),
                 )
             )
-        for (_name, process), (_, url) in zip(processes, urls, strict=True):
-            wait_ready(url, process)
+        for (name, process), (_, url) in zip(processes, urls, strict=True):
+            if not wait_ready(url, process, stopping=lambda: stop):
+                # Ctrl-C while it starts stops all now; else it exited (its port taken, say)
+                return 0 if stop else exited(name, process, var)
         _print_banner(credentials, created, credentials_path, dict(urls))
         while not stop:
             for name, process in processes:
                 if process.poll() is not None:
-                    console.print(
-                        f"{name} exited with code {process.returncode}; see var/logs/{name}.log", style="red"
-                    )
-                    return 1
+                    return exited(name, process, var)
             time.sleep(0.5)
         return 0
     finally:
@@ -167,6 +186,13 @@ def run(embedded_broker: bool = True) -> int:
         console.print("stopped.")
 
 
+def exited(name: str, process: subprocess.Popen[bytes], var: Path) -> int:
+    """Report a service that stopped on its own; dev run's exit status."""
+    message = f"{name} exited with code {process.returncode}; see {var / 'logs' / name}.log"
+    console.print(message, style="red", soft_wrap=True)
+    return 1
+
+
 def _print_banner(credentials: dict[str, str], created: bool, path: Path, urls: dict[str, str]) -> None:
     console.print()
     console.print("ticket router is running", style="bold green")
@@ -176,11 +202,11 @@ def _print_banner(credentials: dict[str, str], created: bool, path: Path, urls: 
     console.print(f"  keys     {'created and ' if created else ''}stored in {path} (mode 600)")
     console.print(f"           INTAKE_API_KEY={credentials['INTAKE_API_KEY']}")
     console.print(f"           ADMIN_API_KEY={credentials['ADMIN_API_KEY']}")
-    console.print("  logs     var/logs/")
+    console.print(f"  logs     {path.parent / 'logs'}/")
     console.print()
     # soft_wrap: lines to copy and paste are never cut at the terminal's (or a log's) width.
     console.print(
-        f"Try:  source var/dev-credentials.env && curl -s -X POST {urls['intake']}/v1/tickets \\",
+        f"Try:  source {path} && curl -s -X POST {urls['intake']}/v1/tickets \\",
         soft_wrap=True,
     )
     console.print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from pydantic import ValidationError
 from rich.table import Column, Table
@@ -28,10 +30,21 @@ app.add_typer(__import__("services.ticketctl.writeback", fromlist=["_"]).writeba
 
 @app.command()
 def migrate(revision: str = typer.Argument("heads", help="Target revision.")) -> None:
-    """Apply the database migrations (DATABASE_URL)."""
-    from shared.db.migrate import upgrade
+    """Apply the database migrations (DATABASE_URL). A schema a newer version migrated is left as
+    it is: this version runs on it (rolling back is deploying the previous image)."""
+    import asyncio
 
-    upgrade(checked_url(), revision)
+    from shared.db.migrate import current_heads, unknown_revisions, upgrade
+
+    url = checked_url()
+    if revision in ("head", "heads") and (newer := unknown_revisions(url, asyncio.run(current_heads(url)))):
+        console.print(
+            f"database schema is at {', '.join(sorted(newer))}, newer than this version's migrations: "
+            "left as it is",
+            soft_wrap=True,
+        )
+        return
+    upgrade(url, revision)
     console.print("database is up to date")
 
 
@@ -88,6 +101,18 @@ def dev_run(
     raise typer.Exit(run(embedded_broker))
 
 
+def not_utf8_argument() -> str | None:
+    """Which command-line argument is not UTF-8 text, and its first such byte."""
+    for position, argument in enumerate(sys.argv[1:], start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            char = ord(argument[exc.start])
+            what = f" (byte 0x{char - 0xDC00:02x})" if 0xDC80 <= char <= 0xDCFF else ""
+            return f"argument {position} is not UTF-8 text{what}; type it in a UTF-8 terminal"
+    return None
+
+
 def main() -> None:
     """The ``ticketctl`` command: a database that cannot be reached or a migration that cannot be
     found is one line on stderr and exit status 1, not a page of traceback."""
@@ -101,7 +126,24 @@ def main() -> None:
     except DatabaseUrlError as exc:  # its message names the mistake and the fix, not the URL
         errors.print(f"ticketctl: DATABASE_URL: {exc}", style="red", soft_wrap=True)
         raise SystemExit(1) from None
+    except UnicodeEncodeError as exc:
+        # A name typed in a Latin-1 terminal reaches Python as a lone surrogate, which the database
+        # drivers cannot encode (a file name may hold one: it is only refused where it is stored).
+        errors.print(f"ticketctl: {not_utf8_argument() or exc.reason}", style="red", soft_wrap=True)
+        raise SystemExit(1) from None
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):  # shared/settings.py: a variable the environment set
+            raise
+        # Each variable and what is wrong with it; never its value, which may be a secret.
+        for error in exc.errors():
+            variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            errors.print(f"ticketctl: {variable}: {message}", style="red", soft_wrap=True)
+        raise SystemExit(1) from None
     except (CommandError, ArgumentError, DBAPIError, OSError) as exc:
+        if "surrogates not allowed" in str(exc) and (argument := not_utf8_argument()):
+            errors.print(f"ticketctl: {argument}", style="red", soft_wrap=True)  # asyncpg's, as above
+            raise SystemExit(1) from None
         # scrub: SQLAlchemy's URL parse error quotes the whole URL, password included. Scrubbed
         # before cutting, which could leave a password without the "@" the scrubber looks for.
         line = scrub(str(exc).splitlines()[0])[:300]

@@ -17,7 +17,7 @@ from services.router.errors import AdminError, Invalid
 from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_from_yaml, ruleset_to_yaml
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
-from services.ticketctl.database import run_in_transaction
+from services.ticketctl.database import ROW_ID_MAX, run_in_transaction
 from services.ticketctl.output import console, errors, read_text
 from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
@@ -122,7 +122,9 @@ def versions(limit: int = typer.Option(20, min=1, max=1000, help="How many, newe
 
 @rules_app.command("rollback")
 def rollback(
-    version: int = typer.Argument(..., min=1, help="The version to restore (as a new version)."),
+    version: int = typer.Argument(
+        ..., min=1, max=ROW_ID_MAX, help="The version to restore (as a new version)."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Save a new version equal to VERSION."""

@@ -38,8 +38,12 @@ def sla_list(kind: str = typer.Argument(..., help="policy or calendar")) -> None
 
 
 @sla_app.command("show")
-def sla_show(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+def sla_show(
+    kind: str = typer.Argument(..., help="policy or calendar"), name: str = typer.Argument(...)
+) -> None:
     """Print the live document of one policy or calendar as YAML."""
+    if kind not in KINDS:
+        raise typer.BadParameter("use policy or calendar")
     row = asyncio.run(_with_session(lambda s: service.latest(s, kind, name)))
     if row is None or row.deleted:
         console.print(f"no {kind} {name!r}", style="red")
@@ -78,9 +82,16 @@ def sla_apply(
 
 
 @sla_app.command("history")
-def sla_history(kind: str = typer.Argument(...), name: str = typer.Argument(...)) -> None:
+def sla_history(
+    kind: str = typer.Argument(..., help="policy or calendar"), name: str = typer.Argument(...)
+) -> None:
     """Every version with author, comment and diff."""
+    if kind not in KINDS:
+        raise typer.BadParameter("use policy or calendar")
     rows = asyncio.run(_with_session(lambda s: service.history(s, kind, name)))
+    if not rows:
+        console.print(f"no {kind} {name!r}", style="red")
+        raise typer.Exit(1)
     for row in rows:
         flag = " (deleted)" if row.deleted else ""
         console.print(

@@ -38,15 +38,20 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
 
-def _option_value(raw: str) -> Any:
-    """``key=value``: the value is JSON when it parses (numbers, objects), else the plain string."""
+def _option_value(raw: str, numbers: bool) -> Any:
+    """``key=value``: the value is JSON when it parses (numbers, objects), else the plain string.
+    Without ``numbers`` a bare number stays its text: the schema it meets makes it a number where
+    it wants one, and an id that is a string of digits (Intercom's) stays one."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError:
         return raw
+    if not numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        return raw
+    return value
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str], *, numbers: bool = True) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -59,7 +64,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise typer.BadParameter(f"{key}: {part} is not an object", param_hint="--option")
-        target[leaf] = _option_value(value)
+        target[leaf] = _option_value(value, numbers)
     return options
 
 

@@ -88,8 +88,18 @@ def update(
     active: bool | None = typer.Option(None, "--active/--inactive", help="Activate or deactivate."),
     schedule: Path | None = typer.Option(None, help=SCHEDULE_HELP),
     no_schedule: bool = typer.Option(False, "--no-schedule", help="Drop the schedule (use capacity)."),
+    no_calendar: bool = typer.Option(False, "--no-calendar", help="Drop the business-hours calendar."),
+    no_skills: bool = typer.Option(False, "--no-skills", help="Clear the skills."),
+    no_languages: bool = typer.Option(False, "--no-languages", help="Clear the languages."),
 ) -> None:
     """Change some of a team's fields (only the options given)."""
+    for cleared, value, option, clear in (
+        (no_calendar, calendar, "--calendar", "--no-calendar"),
+        (no_skills, skill, "--skill", "--no-skills"),
+        (no_languages, language, "--language", "--no-languages"),
+    ):
+        if cleared and value:
+            raise typer.BadParameter(f"give {option} or {clear}, not both", param_hint=clear)
     given: dict[str, Any] = {
         "description": description,
         "capacity": capacity,
@@ -101,6 +111,12 @@ def update(
     }
     try:
         given = {k: v for k, v in given.items() if v is not None}
+        if no_calendar:
+            given["calendar"] = None
+        if no_skills:
+            given["skills"] = []
+        if no_languages:
+            given["languages"] = []
         if no_schedule or schedule is not None:
             given["schedule"] = None if no_schedule else _schedule(schedule)
         patch = TeamPatch(**given)

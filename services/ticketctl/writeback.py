@@ -17,6 +17,7 @@ from services.router.errors import NotFound
 from services.router.writeback import service
 from services.router.writeback.models import WritebackTarget
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
+from services.ticketctl.database import ROW_ID_MAX
 from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR, run
 from services.ticketctl.sources import parse_options, validated
@@ -58,7 +59,9 @@ def add(
         connector=connector,
         url=url,
         secret=secret,
-        options=parse_options(option),
+        # Digits as text: the connector's schema stores an int where it wants one (Zendesk's group
+        # ids) and a string where it wants that (Intercom's admin and team ids).
+        options=parse_options(option, numbers=False),
         event_kinds=kind,
         enabled=not disabled,
     )
@@ -127,7 +130,9 @@ def deliveries(
 
 
 @writeback_app.command("retry")
-def retry(delivery_id: int = typer.Argument(..., help="A failed delivery's id.")) -> None:
+def retry(
+    delivery_id: int = typer.Argument(..., min=1, max=ROW_ID_MAX, help="A failed delivery's id."),
+) -> None:
     """Queue a failed delivery again, with fresh attempts."""
     run(lambda session: service.retry_delivery(session, delivery_id, AUTHOR))
     console.print(f"delivery {delivery_id} queued again")

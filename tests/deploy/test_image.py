@@ -14,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
-from tests.deploy.conftest import DEPLOY, REPO_ROOT, load_script
+from tests.deploy.conftest import DEPLOY, REPO_ROOT, SERVICES, load_script
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
@@ -58,6 +60,15 @@ def test_multi_stage_non_root_with_healthcheck() -> None:
     (health,) = [line for line in runtime if line.startswith("HEALTHCHECK ")]
     assert "ticket-router-healthcheck" in health
     assert "[dev]" not in DOCKERFILE.read_text(), "no development extras in the image"
+
+
+def test_the_services_listen_on_every_address_of_the_container() -> None:
+    # `docker run -p 8000:8000 IMAGE intake` (the Dockerfile's own example, with its EXPOSE): a
+    # service bound to the container's loopback, the settings' default, takes no published traffic.
+    _, runtime = stages()
+    env = " ".join(line for line in runtime if line.startswith("ENV "))
+    for name in SERVICES:
+        assert f"{name.upper()}_HOST=0.0.0.0" in env, f"{name} listens on the container's loopback only"
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -147,6 +158,28 @@ def test_healthcheck_follows_readyz(readyz_server: tuple[int, list[int]], monkey
     assert healthcheck.main() == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "service"),
+    [
+        (["python", "-m", "services.metrics"], "metrics"),  # the entrypoint exec'd the service
+        (
+            ["/sbin/docker-init", "--", "/usr/local/bin/ticket-router", "router"],
+            "router",
+        ),  # docker run --init
+        (["tini", "--", "ticket-router", "intake"], "intake"),
+        (["tini", "--", "ticket-router", "ticketctl", "keys", "list"], None),
+    ],
+)
+def test_healthcheck_finds_the_service_pid_1_runs(
+    argv: list[str], service: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthcheck = load_script("healthcheck")
+    monkeypatch.delenv("SERVICE", raising=False)
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_bytes("\0".join(argv).encode() + b"\0")
+    assert healthcheck.running_service(str(cmdline)) == service
+
+
 def test_wait_for_schema_until_migrated(tmp_path: Path) -> None:
     # Synchronous on purpose: Alembic's async env runs its own event loop.
     wait = load_script("wait_for_schema")
@@ -156,3 +189,23 @@ def test_wait_for_schema_until_migrated(tmp_path: Path) -> None:
     upgrade(url)
     assert asyncio.run(wait.wait_for_schema(url, timeout_s=5, interval_s=0.1)) is None
     assert wait.expected_heads(url) == asyncio.run(wait.current_heads(url))
+
+
+def test_wait_for_schema_lets_an_older_image_run_on_a_newer_schema(tmp_path: Path) -> None:
+    # deploy/README.md: migrations are expand/contract, so "a rollback is just deploying the
+    # previous image; the schema stays". The previous image's pods must then start on a schema
+    # migrated by a newer version (a revision it does not know) instead of waiting until killed.
+    wait = load_script("wait_for_schema")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
+    upgrade(url)
+    asyncio.run(_set_revision(url, "9999_from_a_newer_version"))
+    assert asyncio.run(wait.wait_for_schema(url, timeout_s=0.3, interval_s=0.1)) is None
+
+
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        await engine.dispose()

@@ -138,6 +138,32 @@ def test_team_schedule_from_a_file(cli: CliRunner, tmp_path: Path) -> None:
     assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output
 
 
+def test_a_team_calendar_set_on_the_command_line_can_be_dropped(cli: CliRunner) -> None:
+    # The API clears it with "calendar": null; `--calendar ""` is refused (at least 1 character).
+    team = f"cli-{uuid.uuid4().hex[:8]}"
+    assert cli.invoke(app, ["teams", "add", team, "--calendar", "office"]).exit_code == 0
+    dropped = cli.invoke(app, ["teams", "update", team, "--no-calendar"])
+    assert dropped.exit_code == 0 and "revision 2" in dropped.output, dropped.output
+    listed = cli.invoke(app, ["teams", "list"])
+    (row,) = [line for line in listed.output.splitlines() if f" {team} " in line]
+    assert "office" not in row
+    both = cli.invoke(app, ["teams", "update", team, "--calendar", "office", "--no-calendar"])
+    assert both.exit_code != 0 and "--no-calendar" in both.output
+
+
+def test_a_team_skills_and_languages_can_be_cleared(cli: CliRunner) -> None:
+    # The API sets "skills": []; on the command line --skill replaces them, and none given left them.
+    team = f"cli-{uuid.uuid4().hex[:8]}"
+    assert cli.invoke(app, ["teams", "add", team, "--skill", "vpn", "--language", "et"]).exit_code == 0
+    cleared = cli.invoke(app, ["teams", "update", team, "--no-skills", "--no-languages"])
+    assert cleared.exit_code == 0 and "revision 2" in cleared.output, cleared.output
+    listed = cli.invoke(app, ["teams", "list"])
+    (row,) = [line for line in listed.output.splitlines() if f" {team} " in line]
+    assert "vpn" not in row and " et " not in row, row
+    both = cli.invoke(app, ["teams", "update", team, "--skill", "vpn", "--no-skills"])
+    assert both.exit_code != 0 and "--no-skills" in both.output
+
+
 def test_rules_apply_checks_the_sla_policies_rules_name(
     cli: CliRunner, database_url: str, tmp_path: Path
 ) -> None:

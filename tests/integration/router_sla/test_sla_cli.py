@@ -38,3 +38,17 @@ def test_apply_show_and_history(database_url: str, monkeypatch: pytest.MonkeyPat
     history = cli.invoke(app, ["sla", "history", "calendar", name])
     assert "v1" in history.output and '"office hours"' in history.output
     assert "v2" in history.output and "ops" in history.output
+
+
+def test_show_and_history_name_what_they_cannot_find(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `sla history policy gold` of a name never saved, or a kind that is neither policy nor
+    # calendar, printed nothing and exited 0, as for a name without history.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    cli, name = CliRunner(), f"none-{uuid.uuid4().hex[:8]}"
+    missing = cli.invoke(app, ["sla", "history", "policy", name])
+    assert missing.exit_code == 1 and f"no policy {name!r}" in missing.output, missing.output
+    for command in ("history", "show"):
+        wrong = cli.invoke(app, ["sla", command, "polciy", name])
+        assert wrong.exit_code == 2 and "use policy or calendar" in wrong.output, wrong.output

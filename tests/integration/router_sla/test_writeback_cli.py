@@ -87,3 +87,21 @@ def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.Monkey
         return await in_transaction(work, database_url)
 
     assert sorted(asyncio.run(audited())) == ["writeback_target.create", "writeback_target.delete"]
+
+
+def test_numeric_ids_are_taken_as_the_connector_wants_them(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Intercom's admin and team ids are numeric strings; Zendesk's group ids are numbers. The
+    # CLI read every digit string as a JSON number, so `--option admin_id=814860` was refused as
+    # "Input should be a valid string" for Intercom (the API's JSON says which it is).
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(writeback_cli.console, "width", 300)
+    cli, name = CliRunner(), f"intercom-{uuid.uuid4().hex[:8]}"
+    add = ["writeback", "add", name, "--source", "intercom-main", "--connector", "intercom"]
+    add += ["--url", "https://api.intercom.io", "--secret", TOKEN]
+    added = cli.invoke(app, [*add, "--option", "admin_id=814860", "--option", "groups.billing=5017691"])
+    assert added.exit_code == 0 and f"added {name}" in added.output, added.output
+    listed = cli.invoke(app, ["writeback", "list"])
+    assert '"admin_id": "814860"' in listed.output and '"billing": "5017691"' in listed.output, listed.output
+    assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0

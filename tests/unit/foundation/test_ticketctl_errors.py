@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.ticketctl import main as ticketctl
 from services.ticketctl.database import DatabaseUrlError, checked_url
+from shared.db.migrate import upgrade
 
 PASSWORD = "s3cret-pass"
 BAD_YAML = b"name: gold\ntargets: {P1: [unclosed\n"
@@ -35,6 +36,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 def _local_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The file checks come before any query; a local URL keeps a mistake from reaching a server.
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))  # dev run's, never the working directory's
 
 
 COMMANDS = {
@@ -106,7 +108,7 @@ def test_a_labelled_file_that_is_not_utf8_is_named(
     assert f"{latin1} is not UTF-8 text" in printed, printed
 
 
-@pytest.mark.parametrize("command", [["teams", "list"], ["migrate"]])
+@pytest.mark.parametrize("command", [["teams", "list"], ["migrate"], ["dev", "run"]])
 @pytest.mark.parametrize(
     ("url", "says"),
     [
@@ -167,3 +169,65 @@ def test_the_check_reads_database_url_as_the_services_do(monkeypatch: pytest.Mon
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://app:pw@db/x")
     with pytest.raises(DatabaseUrlError):
         checked_url()
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "says"),
+    [
+        (["migrate"], "LOG_LEVEL", "chatty", "ticketctl: LOG_LEVEL: expected DEBUG, INFO"),
+        (["keys", "list"], "TOPIC_PARTITIONS", "six", "ticketctl: TOPIC_PARTITIONS: Input should be a valid"),
+        (["dev", "run"], "ROUTER_LOAD_COUNTED_STATUSES", "new,opne", "unknown status 'opne'"),
+        # The embedded broker listens on the port this names (README: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT).
+        (["dev", "run"], "KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS: expected host"),
+        (["dev", "run"], "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:kafka", "KAFKA_BOOTSTRAP_SERVERS: expected"),
+    ],
+)
+def test_a_mistaken_setting_is_one_line_naming_the_variable(
+    command: list[str],
+    variable: str,
+    value: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    printed = run_main(command, monkeypatch, capsys)
+    assert says in printed, printed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["writeback", "retry", "99999999999999999999"],
+        ["rules", "rollback", "99999999999999999999", "--yes"],
+        ["classifier", "activate", "99999999999999999999"],
+    ],
+)
+def test_an_id_beyond_any_row_is_a_usage_error_not_an_overflow(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLite's driver raised OverflowError binding it: a traceback, not "no delivery ...".
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.setattr("sys.argv", ["ticketctl", *command])
+    with pytest.raises(SystemExit) as exited:
+        ticketctl.main()
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert exited.value.code in (1, 2), printed
+    assert "Traceback" not in printed and "OverflowError" not in printed, printed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["keys", "revoke"], ["teams", "update"], ["sources", "remove"], ["sla", "history", "policy"]],
+)
+def test_an_argument_that_is_not_utf8_is_named(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name typed in a Latin-1 terminal: Python hands the byte over as a lone surrogate, which
+    # every database driver refused with a UnicodeEncodeError traceback.
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    printed = run_main([*command, name], monkeypatch, capsys)
+    assert printed.startswith("ticketctl: ") and "is not UTF-8 text (byte 0xe9)" in printed, printed
