@@ -89,6 +89,7 @@ class KeyCache:
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
+        self._forgets = 0  # a lookup that saw a forget happen while it read caches nothing
 
     async def caller_of(self, plain: str) -> Caller | None:
         digest = hash_key(plain)
@@ -102,7 +103,7 @@ class KeyCache:
         return await asyncio.shield(lookup)
 
     async def _lookup(self, digest: str, hit: tuple[Caller | None, float] | None) -> Caller | None:
-        now = time.monotonic()
+        now, forgets = time.monotonic(), self._forgets
         try:
             async with self.sessions() as session:
                 row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
@@ -118,10 +119,20 @@ class KeyCache:
         caller = None
         if row is not None and row.revoked_at is None:
             caller = Caller(row.id, row.name, Role(row.role))
+        if forgets != self._forgets:  # read before a revocation committed, perhaps
+            return caller
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (caller, now + self.ttl_s)
         return caller
+
+    def forget(self, key_id: str) -> None:
+        """Drop the cached answers for ``key_id``: the replica that revoked a key refuses it at once
+        (the others within ``ttl_s``). A lookup in flight keeps its answer uncached, since it may
+        have read the row before the revocation committed."""
+        self._forgets += 1
+        for digest in [d for d, (caller, _) in self._cache.items() if caller and caller.key_id == key_id]:
+            del self._cache[digest]
 
     def _lookup_done(self, digest: str, done: asyncio.Future[Caller | None]) -> None:
         if self._lookups.get(digest) is done:

@@ -1,6 +1,6 @@
 """``/v1/api-keys``: admins list, create and revoke API keys. A new key is shown once, in the
-creation response (``Cache-Control: no-store``); services stop accepting a revoked key within the
-5 s their key cache holds a lookup."""
+creation response (``Cache-Control: no-store``). The router that revoked a key refuses it from the
+next request on; other replicas and services within the 5 s their key cache holds a lookup."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.router.apikeys import service
 from services.router.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from services.router.errors import transaction
 from services.router.openapi import READ, problems
-from shared.auth import Caller, Role, require_caller
+from shared.auth import Caller, KeyCache, Role, require_caller
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 _admin = Depends(require_caller(Role.ADMIN))
@@ -65,4 +65,6 @@ async def get_key(request: Request, key_id: uuid.UUID = KeyPath, _caller: Caller
 async def revoke_key(request: Request, key_id: uuid.UUID = KeyPath, caller: Caller = _admin) -> Response:
     async with transaction(request) as session:
         revoked = await service.revoke_key(session, str(key_id), caller.name)
+    keys: KeyCache = request.app.state.keys
+    keys.forget(str(key_id))  # after the commit: this replica refuses it from the next request on
     return Response(status_code=204, headers={"X-Outcome": "revoked" if revoked else "unchanged"})

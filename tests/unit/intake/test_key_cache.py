@@ -56,3 +56,44 @@ async def test_concurrent_requests_share_one_lookup() -> None:
     results = await asyncio.gather(*(keys.caller_of("tr_intake_y") for _ in range(20)))
     assert results == [caller] * 20
     assert sessions.calls == 1
+
+
+class GatedSessions:
+    """Sessions whose key lookup answers the row it is given once ``gate`` opens."""
+
+    def __init__(self, row: object) -> None:
+        self.row, self.gate, self.calls = row, asyncio.Event(), 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        return self
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def scalar(self, _statement: object) -> object:
+        await self.gate.wait()
+        return self.row
+
+
+class KeyRow:
+    id, name, role, revoked_at = "id-3", "loader", "intake", None
+
+
+async def test_a_forgotten_key_is_looked_up_again_and_a_read_in_flight_is_not_cached() -> None:
+    sessions = GatedSessions(KeyRow())
+    keys = KeyCache(sessions, ttl_s=5.0)  # type: ignore[arg-type]
+    sessions.gate.set()
+    assert await keys.caller_of("tr_intake_z") == Caller("id-3", "loader", Role.INTAKE)
+    keys.forget("id-3")  # revoked here: the cached answer goes
+    sessions.gate.clear()
+    in_flight = asyncio.ensure_future(keys.caller_of("tr_intake_z"))
+    while sessions.calls < 2:
+        await asyncio.sleep(0)
+    keys.forget("id-3")  # revoked again while that read waits: its answer may predate it
+    sessions.gate.set()
+    await in_flight
+    assert hash_key("tr_intake_z") not in keys._cache
