@@ -154,7 +154,15 @@ def check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
     return hours
 
 
+# IANA zone names are short ("America/Argentina/ComodRivadavia", 32, is among the longest). Checked
+# before ZoneInfo looks one up: it imports ``tzdata.zoneinfo.<a>.<b>...`` a package per segment, and
+# a few hundred segments raised RecursionError (a 500) instead of a validation error.
+MAX_TIMEZONE_LENGTH = 64
+
+
 def check_timezone(value: str) -> str:
+    if len(value) > MAX_TIMEZONE_LENGTH:
+        raise ValueError(f"unknown IANA time zone {value[:MAX_TIMEZONE_LENGTH]!r}...: too long")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -438,3 +438,16 @@ async def test_new_names_are_trimmed_and_short_enough_for_rules_yet_stored_ones_
                 assert saved.status_code == 200, saved.text
                 deleted = await client.delete(url, headers={"If-Match": saved.headers["etag"]})
                 assert deleted.status_code == 204, deleted.text
+
+
+async def test_a_time_zone_of_many_path_segments_is_a_422_naming_it(sessions):
+    """ZoneInfo imports ``tzdata.zoneinfo.<segments>`` one package per segment, so a "zone" of a
+    few hundred ``a/`` segments raised RecursionError out of the validator: a 500, not a 422."""
+    zone = "a/" * 2_000 + "b"
+    async with await client_for(sessions) as client:
+        response = await client.put(
+            f"/v1/sla/calendars/cal-{new_id()[:8]}",
+            json={"document": {"timezone": zone, "weekly_hours": {"mon-fri": "09:00-17:00"}}},
+        )
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON
+    assert fields_of(response) == ["/document/timezone"]
