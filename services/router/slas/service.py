@@ -477,9 +477,21 @@ async def config_version(session: AsyncSession) -> int:
 
 async def load_config(session: AsyncSession) -> SlaConfig:
     version = await config_version(session)
-    calendars = {
-        r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
-    }
+    calendars: dict[str, BusinessCalendar] = {}
+    unreadable: set[str] = set()
+    for row in await live_rows(session, "calendar"):
+        try:
+            calendars[row.name] = BusinessCalendar.model_validate(row.document)
+        except ValidationError as exc:
+            # Saved under looser checks, or its zone gone from the system's time zone database
+            # (Debian moved US/Eastern and the like to tzdata-legacy): as for a policy, failing here
+            # would stop every router. Left out, with the policies on it, until it is saved again.
+            unreadable.add(row.name)
+            log.error(
+                "stored business calendar is invalid and not applied, nor the SLA policies on it; "
+                "save it again to fix it",
+                extra={"calendar": row.name, "version": row.version, "errors": field_errors(exc.errors())},
+            )
     policies = []
     left_out: set[str] = set()  # live but invalid: see SlaConfig.left_out
     # Targets beyond the deadline horizon of their calendar (saved before the API checked them)
@@ -487,6 +499,10 @@ async def load_config(session: AsyncSession) -> SlaConfig:
     # so a router reloading on another day could drop a policy the API accepted; the routers cap
     # such deadlines anyway (add_business_time).
     for row in await live_rows(session, "policy"):
+        on = row.document.get("calendar")
+        if isinstance(on, str) and on in unreadable:
+            left_out.add(row.name)  # its clocks are kept, on the always-open stand-in (SlaConfig)
+            continue
         try:
             policies.append(StoredPolicy.model_validate(row.document))
         except ValidationError as exc:

@@ -172,6 +172,32 @@ async def test_a_stored_policy_that_newer_checks_refuse_is_left_out_not_fatal(se
             )
 
 
+async def test_a_stored_calendar_that_no_longer_validates_is_left_out_not_fatal(sessions, caplog):
+    """A calendar whose zone the system's time zone database no longer has (Debian moved US/Eastern
+    and the like to tzdata-legacy), or one saved under looser checks: loading the configuration
+    raised, so every router failed to start or reload. Now the calendar is skipped and logged, and
+    the policies on it are left out (their clocks kept) until it is saved again."""
+    cal, pol = f"cal-{new_id()[:8]}", f"pol-{new_id()[:8]}"
+    calendar = {"name": cal, "timezone": "Mars/Olympus", "weekly_hours": {"mon": [["09:00", "17:00"]]}}
+    policy = {"name": pol, "calendar": cal, "applies_when": NEVER}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="calendar", name=cal, version=1, document=calendar, author="v1"))
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=policy, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert cal not in config.calendars
+        assert config.policy_named(pol) is None and pol in config.left_out
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert any(getattr(r, "calendar", None) == cal for r in errors)
+    finally:
+        async with sessions() as session, session.begin():
+            for kind, name, doc in (("policy", pol, policy), ("calendar", cal, calendar)):
+                session.add(
+                    SlaConfigVersion(kind=kind, name=name, version=2, document=doc, deleted=True, author="t")
+                )
+
+
 async def test_reassign_to_names_an_active_team(sessions):
     """Unchecked, a policy could name a team that does not exist (or one longer than the teams
     column, which on PostgreSQL rolled back every escalation scan)."""
