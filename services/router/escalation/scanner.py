@@ -11,6 +11,7 @@ scanner already fired it. Events are published after the commit, like the batch 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -38,6 +39,7 @@ from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
 from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message, unpublished_of
 from shared.events import (
+    MAX_TAGS,
     EventType,
     RoutingPayload,
     TicketSnapshot,
@@ -283,6 +285,14 @@ class EscalationScanner:
                     "SLA escalation: reassign_to skipped, not an active team",
                     extra={"ticket_key": row.ticket_key, "policy": tracker.clock.policy, "teams": skipped},
                 )
+            if effects is not None:
+                # A tag past the most a snapshot holds would leave one that no longer validates.
+                tags_now = snapshot_doc.get("tags", [])
+                fresh = [t for t in effects.tags if t not in tags_now]
+                over = fresh[max(MAX_TAGS - len(tags_now), 0) :]
+                if over:
+                    reasons.append(f"add_tag {', '.join(over)} skipped: the ticket has {MAX_TAGS} tags")
+                    effects = dataclasses.replace(effects, tags=[t for t in effects.tags if t not in over])
             changes_anything = effects is not None and (
                 effects.priority != state.priority
                 or effects.team != state.team
