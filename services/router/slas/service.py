@@ -29,7 +29,14 @@ from services.router.sla.calendar import (
     MAX_HOLIDAYS,
     least_open_time_within_horizon,
 )
-from services.router.sla.policy import MAX_POLICY_NAME, EscalationAction, Notify, ReassignTo, SlaPolicy
+from services.router.sla.policy import (
+    MAX_POLICY_NAME,
+    AddTag,
+    EscalationAction,
+    Notify,
+    ReassignTo,
+    SlaPolicy,
+)
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.recheck import moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
@@ -267,6 +274,8 @@ def validate_document(
                 problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
                 if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
+                if isinstance(action, AddTag) and not action.tag.strip():
+                    errors.append({"field": f"/{key}/{index}/tag", "message": "must not be blank"})
                 if isinstance(action, Notify) and action.target not in calendars.notify_targets:
                     message = f"unknown write-back target {action.target!r}"
                     errors.append({"field": f"/{key}/{index}/target", "message": message})

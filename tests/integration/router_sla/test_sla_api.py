@@ -477,3 +477,15 @@ async def test_a_time_zone_of_many_path_segments_is_a_422_naming_it(sessions):
         )
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON
     assert fields_of(response) == ["/document/timezone"]
+
+
+async def test_a_blank_tag_is_refused_naming_it(sessions):
+    """add_tag " " was saved, and at a breach tagged the ticket with nothing: a ticket.escalated
+    event (and its write-back) that changed nothing."""
+    document = {
+        "applies_when": NEVER,
+        "on_breach": [{"action": "raise_priority"}, {"action": "add_tag", "tag": " "}],
+    }
+    async with await client_for(sessions) as client:
+        response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
+    assert response.status_code == 422 and fields_of(response) == ["/document/on_breach/1/tag"]
