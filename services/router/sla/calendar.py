@@ -139,6 +139,28 @@ def normalise_weekly_hours(raw: Any) -> Any:
     return out
 
 
+def weekly_hours_origins(raw: Any) -> dict[tuple[str, int], tuple[str | int, ...]]:
+    """Where each interval of the expanded hours, by ``(day, index)``, was given in ``raw``: its
+    key, and its index under that key unless it was the key's only value. Errors then name the
+    field that was sent (``mon-fri``), not the days it stands for. Empty when a key is no day."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[tuple[str, int], tuple[str | int, ...]] = {}
+    counts: dict[str, int] = {}
+    for key, value in raw.items():
+        many = isinstance(value, list) and not _is_pair(value)
+        items = value if many else [value]
+        try:
+            days = _expand_days(str(key))
+        except ValueError:
+            return {}
+        for day in days:
+            for index in range(len(items)):
+                out[(day, counts.get(day, 0) + index)] = (key, index) if many else (key,)
+            counts[day] = counts.get(day, 0) + len(items)
+    return out
+
+
 def _is_pair(value: list[Any]) -> bool:
     # ["09:00", "17:00"] is one interval, ["09:00-12:00", "13:00-17:00"] is two.
     return len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value)

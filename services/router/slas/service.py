@@ -28,6 +28,7 @@ from services.router.sla.calendar import (
     MAX_DAY_INTERVALS,
     MAX_HOLIDAYS,
     least_open_time_within_horizon,
+    weekly_hours_origins,
 )
 from services.router.sla.policy import (
     MAX_POLICY_NAME,
@@ -76,7 +77,13 @@ ESCALATIONS = ("on_warning", "on_breach")
 _ACTION_TAGS = frozenset(m.model_fields["action"].default for m in get_args(get_args(EscalationAction)[0]))
 
 
-def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+def _pointer_errors(
+    exc: ValidationError, prefix: str = "", document: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """``document``: a calendar's, whose shorthands (day ranges, single intervals, dates) the
+    errors are pointed back into."""
+    hours = weekly_hours_origins(document.get("weekly_hours")) if document is not None else {}
+    holidays = document.get("holidays") if document is not None else None
     errors = []
     for error in exc.errors():
         loc = list(error["loc"])
@@ -84,8 +91,27 @@ def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, An
         # so that the pointer points into the document.
         if len(loc) > 2 and loc[0] in ESCALATIONS and isinstance(loc[1], int) and loc[2] in _ACTION_TAGS:
             del loc[2]
+        if (
+            len(loc) > 2
+            and loc[0] == "weekly_hours"
+            and isinstance(loc[1], str)
+            and isinstance(loc[2], int)
+            and (origin := hours.get((loc[1], loc[2])))
+        ):
+            loc[1:3] = origin  # mon-fri's interval, not mon's, tue's, ...
+        if (
+            len(loc) == 3
+            and loc[0] == "holidays"
+            and loc[2] == "day"
+            and isinstance(holidays, list)
+            and isinstance(loc[1], int)
+            and loc[1] < len(holidays)
+            and isinstance(holidays[loc[1]], str)
+        ):
+            del loc[2]  # given as a date alone
         errors.append({**error, "loc": tuple(loc)})
-    return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
+    found = [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
+    return [dict(t) for t in dict.fromkeys(tuple(e.items()) for e in found)]  # one per field and message
 
 
 class LiveCalendars(dict[str, BusinessCalendar]):
@@ -257,7 +283,7 @@ def validate_document(
     try:
         model = MODELS[kind].model_validate(document)
     except ValidationError as exc:
-        raise ConfigInvalid(_pointer_errors(exc)) from None
+        raise ConfigInvalid(_pointer_errors(exc, document=document if kind == "calendar" else None)) from None
     if isinstance(model, StoredPolicy):
         errors = []
         if model.calendar != ALWAYS_OPEN and model.calendar not in calendars:

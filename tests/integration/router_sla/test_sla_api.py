@@ -489,3 +489,32 @@ async def test_a_blank_tag_is_refused_naming_it(sessions):
     async with await client_for(sessions) as client:
         response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
     assert response.status_code == 422 and fields_of(response) == ["/document/on_breach/1/tag"]
+
+
+async def test_calendar_errors_name_the_fields_of_the_document_sent(sessions):
+    """Day ranges and shorthands are expanded before validation, so one bad interval under
+    "mon-fri" was five errors naming /weekly_hours/mon/0 .. /fri/0, none of them in the document;
+    a bad holiday given as a date named /holidays/0/day, a string has no "day"."""
+
+    async def fields(document: dict[str, Any]) -> list[str]:
+        async with await client_for(sessions) as client:
+            response = await client.put(f"/v1/sla/calendars/cal-{new_id()[:8]}", json={"document": document})
+        assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON
+        return fields_of(response)
+
+    assert await fields({"weekly_hours": {"mon-fri": "17:00-09:00"}}) == ["/document/weekly_hours/mon-fri"]
+    assert await fields(
+        {"weekly_hours": {"sat": "10:00-12:00", "mon-fri": ["09:00-12:00", "13:00-25:00"]}}
+    ) == ["/document/weekly_hours/mon-fri/1"]
+    assert await fields({"weekly_hours": {"daily": {"start": "09:00"}}}) == [
+        "/document/weekly_hours/daily/end"
+    ]
+    assert await fields({"weekly_hours": {"mon": [["09:00", "17:00"], ["18:00", "x"]]}}) == [
+        "/document/weekly_hours/mon/1"
+    ]
+    assert await fields(
+        {"weekly_hours": {"mon": "09:00-17:00"}, "holidays": ["2026-12-25", "2026-02-30"]}
+    ) == ["/document/holidays/1"]
+    assert await fields(
+        {"weekly_hours": {"mon": "09:00-17:00"}, "holidays": [{"day": "2026-02-30", "name": "x"}]}
+    ) == ["/document/holidays/0/day"]
