@@ -441,9 +441,20 @@ async def save(
             f"version {number} was saved concurrently; re-read and retry",
         ) from exc
     if moves_clocks(kind, old, document):
-        # Committed with the version: the open tickets on it are recomputed by the next scan.
-        await recheck_clocks_on(session, kind, name, row.created_at)
+        # Committed with the version: the open tickets on it are recomputed by the next scan, the
+        # time before the edit counted on the calendar as it was.
+        await recheck_clocks_on(session, kind, name, row.created_at, _calendar_or_none(kind, old))
     return row
+
+
+def _calendar_or_none(kind: str, document: dict[str, Any] | None) -> BusinessCalendar | None:
+    """``document`` as a calendar, when it is a readable one."""
+    if kind != "calendar" or document is None:
+        return None
+    try:
+        return BusinessCalendar.model_validate(document)
+    except ValidationError:
+        return None
 
 
 async def save_checked(
