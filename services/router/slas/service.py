@@ -91,6 +91,8 @@ def _pointer_errors(
         # so that the pointer points into the document.
         if len(loc) > 2 and loc[0] in ESCALATIONS and isinstance(loc[1], int) and loc[2] in _ACTION_TAGS:
             del loc[2]
+        if loc and loc[-1] == "[key]":  # pydantic's marker of a bad key (targets.p1): the key names it
+            del loc[-1]
         if (
             len(loc) > 2
             and loc[0] == "weekly_hours"

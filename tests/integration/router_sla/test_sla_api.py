@@ -518,3 +518,12 @@ async def test_calendar_errors_name_the_fields_of_the_document_sent(sessions):
     assert await fields(
         {"weekly_hours": {"mon": "09:00-17:00"}, "holidays": [{"day": "2026-02-30", "name": "x"}]}
     ) == ["/document/holidays/0/day"]
+
+
+async def test_an_unknown_priority_in_targets_names_its_key(sessions):
+    """A bad key of ``targets`` was named /document/targets/p1/[key]: pydantic's marker for a key,
+    which is no JSON pointer into the document."""
+    document = {"applies_when": NEVER, "targets": {"p1": {"resolution": 60}}}
+    async with await client_for(sessions) as client:
+        response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
+    assert response.status_code == 422 and fields_of(response) == ["/document/targets/p1"]
