@@ -161,6 +161,24 @@ def weekly_hours_origins(raw: Any) -> dict[tuple[str, int], tuple[str | int, ...
     return out
 
 
+def intervals_by_key(raw: Any) -> dict[Weekday, dict[str, int]]:
+    """Per weekday, how many intervals each key of ``raw`` (weekly hours as sent) gives it, counted
+    without parsing one: bounds are checked on this before a flood is built. Keys that are no day
+    are left out (validation names them)."""
+    out: dict[Weekday, dict[str, int]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for key, value in raw.items():
+        try:
+            days = _expand_days(str(key))
+        except ValueError:
+            continue
+        count = len(value) if isinstance(value, list) and not _is_pair(value) else 1
+        for day in days:
+            out.setdefault(day, {})[key] = count
+    return out
+
+
 def _is_pair(value: list[Any]) -> bool:
     # ["09:00", "17:00"] is one interval, ["09:00-12:00", "13:00-17:00"] is two.
     return len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value)
