@@ -310,6 +310,9 @@ def validate_document(
         errors = []
         if model.calendar != ALWAYS_OPEN and model.calendar not in calendars:
             errors.append({"field": "/calendar", "message": f"unknown business calendar {model.calendar!r}"})
+        elif model.calendar in calendars.unreadable:  # the routers leave its policies out (load_config)
+            message = f"business calendar {model.calendar!r} no longer validates; save it again first"
+            errors.append({"field": "/calendar", "message": message})
         if model.applies_when is not None:
             try:
                 compile_condition_set(name, model.applies_when)

@@ -198,6 +198,33 @@ async def test_a_stored_calendar_that_no_longer_validates_is_left_out_not_fatal(
                 )
 
 
+async def test_a_policy_cannot_be_saved_onto_a_calendar_that_no_longer_validates(sessions):
+    """Such a policy was accepted (201) and then left out of every router's configuration, as the
+    policies on that calendar are: saved, never applied, and nothing said so. Saving the calendar
+    again brings it back, and its policies with it."""
+    cal, pol = f"cal-{new_id()[:8]}", f"pol-{new_id()[:8]}"
+    calendar = {"name": cal, "timezone": "Mars/Olympus", "weekly_hours": {"mon": [["09:00", "17:00"]]}}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="calendar", name=cal, version=1, document=calendar, author="v1"))
+    async with await client_for(sessions) as client:
+        body = {"document": {"calendar": cal, "applies_when": NEVER}}
+        refused = await client.put(f"/v1/sla/policies/{pol}", json=body)
+        assert refused.status_code == 422 and fields_of(refused) == ["/document/calendar"]
+        fixed = await client.put(
+            f"/v1/sla/calendars/{cal}",
+            json={"document": {**calendar, "timezone": "Europe/Berlin"}},
+            headers={"If-Match": f'W/"sla-calendar-{cal}-1"'},
+        )
+        assert fixed.status_code == 200, fixed.text
+        created = await client.put(f"/v1/sla/policies/{pol}", json=body)
+        assert created.status_code == 201, created.text
+        async with sessions() as session:
+            config = await load_config(session)
+        assert cal in config.calendars and config.policy_named(pol) is not None
+        await client.delete(f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]})
+        await client.delete(f"/v1/sla/calendars/{cal}", headers={"If-Match": fixed.headers["etag"]})
+
+
 async def test_reassign_to_names_an_active_team(sessions):
     """Unchecked, a policy could name a team that does not exist (or one longer than the teams
     column, which on PostgreSQL rolled back every escalation scan)."""
