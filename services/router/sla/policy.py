@@ -22,6 +22,9 @@ MAX_TARGET = timedelta(days=365)
 # longer ones (up to 200), which earlier versions stored and the routers must still load.
 MAX_POLICY_NAME = 100
 _MAX_TARGET_MINUTES = MAX_TARGET // timedelta(minutes=1)
+# Actions per escalation (on_warning, on_breach): checked on save (slas/service.validate_document),
+# not in the model, so that a longer list stored before the check still loads.
+MAX_ESCALATION_ACTIONS = 100
 
 
 def _minutes_if_number(value: Any) -> Any:

@@ -32,6 +32,7 @@ from services.router.sla.calendar import (
     weekly_hours_origins,
 )
 from services.router.sla.policy import (
+    MAX_ESCALATION_ACTIONS,
     MAX_POLICY_NAME,
     AddTag,
     EscalationAction,
@@ -277,6 +278,15 @@ def _calendar_size_errors(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     return errors
 
 
+def _policy_size_errors(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """As :func:`_calendar_size_errors`, for a policy's escalation actions."""
+    return [
+        {"field": f"/{key}", "message": f"at most {MAX_ESCALATION_ACTIONS} actions"}
+        for key in ESCALATIONS
+        if isinstance(actions := document.get(key), list) and len(actions) > MAX_ESCALATION_ACTIONS
+    ]
+
+
 def validate_document(
     kind: str,
     name: str,
@@ -301,6 +311,8 @@ def validate_document(
     if errors := name_errors(kind, name, calendars):
         raise ConfigInvalid(errors)
     if kind == "calendar" and (too_many := _calendar_size_errors(document)):
+        raise ConfigInvalid(too_many)
+    if kind == "policy" and (too_many := _policy_size_errors(document)):
         raise ConfigInvalid(too_many)
     try:
         model = MODELS[kind].model_validate(document)
