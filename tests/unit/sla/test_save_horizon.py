@@ -132,12 +132,12 @@ def test_too_many_intervals_or_holidays_are_refused_before_a_calendar_is_built()
 def test_a_policy_has_at_most_100_actions_per_escalation() -> None:
     """150,000 raise_priority actions (4 MB) were built for 1.7 s of the event loop, saved, and
     loaded by every router; 100,000 unknown notify targets answered with 100,000 errors."""
-    ok = {"name": "pol", "on_breach": [{"action": "raise_priority"}] * 100}
-    assert validate_document("policy", "pol", ok, LiveCalendars({}), {})
+    raises = [{"action": "raise_priority"}] * 100
+    assert validate_document("policy", "pol", {"name": "pol", "on_breach": raises}, LiveCalendars({}), {})
     flood = {"name": "pol", "on_warning": [{"action": "notify", "target": "x"}] * 100_000}
     started = time.perf_counter()
     with pytest.raises(ConfigInvalid) as refused:
-        validate_document("policy", "pol", {**flood, "on_breach": ok["on_breach"] * 2}, LiveCalendars({}), {})
+        validate_document("policy", "pol", {**flood, "on_breach": raises * 2}, LiveCalendars({}), {})
     assert fields(refused) == ["/on_warning", "/on_breach"]
     assert "at most 100" in refused.value.errors[0]["message"]
     assert time.perf_counter() - started < 1
