@@ -41,7 +41,18 @@ def moves_clocks(kind: str, old: Mapping[str, Any] | None, new: Mapping[str, Any
         return False
     if new is None:
         return True
-    return any(old.get(name) != new.get(name) for name in CLOCK_FIELDS[kind])
+    return any(differs(name, old.get(name), new.get(name)) for name in CLOCK_FIELDS[kind])
+
+
+# A set stored as a list: in any order, the same (stored earlier in a process's hash order).
+SET_FIELDS = frozenset({"pausing_statuses"})
+
+
+def differs(name: str, old: Any, new: Any) -> bool:
+    """Whether field ``name`` of a stored document changed from ``old`` to ``new``."""
+    if name in SET_FIELDS and isinstance(old, list) and isinstance(new, list):
+        return sorted(map(str, old)) != sorted(map(str, new))
+    return bool(old != new)
 
 
 async def recheck_clocks_on(

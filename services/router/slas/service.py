@@ -41,7 +41,7 @@ from services.router.sla.policy import (
     SlaPolicy,
 )
 from services.router.slas.models import SlaConfigVersion
-from services.router.slas.recheck import moves_clocks, recheck_clocks_on
+from services.router.slas.recheck import differs, moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from services.router.teams.states import team_problem, team_states
@@ -361,7 +361,7 @@ def render_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
         return "deleted"
     lines = []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
+        if differs(key, old.get(key), new.get(key)):
             before, after = json.dumps(old.get(key), sort_keys=True), json.dumps(new.get(key), sort_keys=True)
             lines.append(f"~ {key}: {before} -> {after}")
     return "\n".join(lines) or "no changes"
