@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.models import RouterTicket
@@ -67,9 +67,9 @@ async def recheck_clocks_on(
     up to ``at`` first (consumed time, and the instants thresholds were passed at): a clock holds
     the time up to its last event only, and the scanner would count the rest on the new hours."""
     runs_on = RouterTicket.sla_clock[("clock", kind)].as_string() == name
-    keys = select(RouterTicket.ticket_key, RouterTicket.sla_clock).where(
-        RouterTicket.resolved_at.is_(None), runs_on
-    )
+    # The stored clocks only when they are to be counted up to the edit.
+    clocks = RouterTicket.sla_clock if old_calendar is not None else null()
+    keys = select(RouterTicket.ticket_key, clocks).where(RouterTicket.resolved_at.is_(None), runs_on)
     if is_postgres(session):
         # Lock the rows in key order, as routing batches do (handler._read): locked in the table's
         # order instead, a batch holding one of them and waiting for another would deadlock us.
