@@ -33,7 +33,7 @@ from services.router.routing.handler import apply_state, position, router_outbox
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, EscalationEffects, apply_escalation_actions, due_escalations
 from services.router.slas.service import config_version
-from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
+from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves, with_warnings
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
@@ -225,11 +225,13 @@ class EscalationScanner:
             row.sla_next_due_at = None
             return []
         initial = state.model_copy(deep=True)
+        # The stored clock's own warning instants (its targets and share), which the row leaves out.
+        stored_sla = with_warnings(initial.sla, tracker.deadlines())
         # The live policy and calendar, which may have changed since the clock's last event (a
         # recheck, see slas/recheck.py); a no-op otherwise.
         tracker(state)
         out: list[PendingMessage] = []
-        moves = sla_moves(initial.sla, state.sla)
+        moves = sla_moves(stored_sla, state.sla)
         if moves:
             reasons = [f"SLA recomputed under configuration version {config.version}", *moves]
             cause = derived_event_id("sla-recheck", f"{row.ticket_key}:{config.version}:{state.revision}")

@@ -111,6 +111,7 @@ async def test_a_shortened_target_moves_the_deadline_of_open_tickets_once(sessio
         assert recheck.reasons == [
             "SLA recomputed under configuration version 1",
             "resolution due 2027-06-07T15:00:00+00:00 -> 2027-06-07T11:00:00+00:00",
+            "resolution warning 2027-06-07T13:00:00+00:00 -> 2027-06-07T10:00:00+00:00",
         ]
 
         # Marked again with nothing changed (a second router's mark, a save of the same document):
@@ -465,4 +466,30 @@ async def test_a_calendar_edit_counts_the_time_before_it_on_the_old_hours(
         # 2.5 h used on the old hours and 5.5 h left on the new ones: 17:00 Berlin, not 18:00.
         assert row.sla["first_response_due"] == "2027-07-05T09:00:00Z"
         assert row.sla["resolution_due"] == "2027-07-05T15:00:00Z"
+        await solve(rig, key)
+
+
+async def test_a_new_warning_share_is_published_by_the_recheck(sessions, settings_kwargs):
+    """Only moved due instants were published: a warning share edited from 75 % to 50 % moved the
+    warning timers but no event said so, and the metrics' at-risk gauge (the state's
+    resolution_warning_at) kept the old instant until the ticket's next event."""
+
+    def share(value: float, version: int) -> SlaConfig:
+        cfg = config(warning_share=value)
+        return SlaConfig(cfg.policies, cfg.calendars, version=version)
+
+    monday_9 = utc(2027, 7, 12, 7, 0)  # 09:00 Berlin: first response by 11:00, resolution by 17:00
+    async with sla_rig(sessions, settings_kwargs, share(0.75, 0), monday_9) as rig:
+        key = await rig.create(monday_9)
+        now = utc(2027, 7, 12, 7, 30)
+        rig.clock.now = now
+        rig.cfg = share(0.5, 1)
+        await mark(sessions, "policy", "standard", now)
+        await rig.scanner().scan_once()
+        recheck = (await decisions(sessions, key))[-1]
+        assert recheck.kind == EventType.TICKET_STATE_CHANGED.value
+        assert recheck.reasons[1:] == [
+            "first response warning 2027-07-12T08:30:00+00:00 -> 2027-07-12T08:00:00+00:00",
+            "resolution warning 2027-07-12T13:00:00+00:00 -> 2027-07-12T11:00:00+00:00",
+        ]
         await solve(rig, key)
