@@ -575,16 +575,22 @@ async def load_config(session: AsyncSession) -> SlaConfig:
             left_out.add(row.name)  # its clocks are kept, on the always-open stand-in (SlaConfig)
             continue
         try:
-            policies.append(StoredPolicy.model_validate(row.document))
-        except ValidationError as exc:
-            # Saved under looser checks by an earlier version (a target over a year, say). Failing
-            # here would stop every router, and the admin API with them, so the policy is left out
-            # until it is saved again (the API refuses it with the field at fault). Named in the
-            # configuration, so that the clocks running on it are kept meanwhile (SlaTracker).
+            policy = StoredPolicy.model_validate(row.document)
+            if policy.applies_when is not None:  # SlaConfig compiles it: a rule engine's checks
+                compile_condition_set(policy.name, policy.applies_when)
+        except ValueError as exc:  # pydantic's ValidationError too
+            # Saved under looser checks by an earlier version (a target over a year, a condition on
+            # a field the rule engine no longer has, say). Failing here would stop every router,
+            # and the admin API with them, so the policy is left out until it is saved again (the
+            # API refuses it with the field at fault). Named in the configuration, so that the
+            # clocks running on it are kept meanwhile (SlaTracker).
             left_out.add(row.name)
+            errors = field_errors(exc.errors()) if isinstance(exc, ValidationError) else [str(exc)]
             log.error(
                 "stored SLA policy is invalid and not applied; save it again to fix it",
-                extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
+                extra={"policy": row.name, "version": row.version, "errors": errors},
             )
+            continue
+        policies.append(policy)
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version, left_out=frozenset(left_out))

@@ -172,6 +172,26 @@ async def test_a_stored_policy_that_newer_checks_refuse_is_left_out_not_fatal(se
             )
 
 
+async def test_a_stored_policy_whose_condition_no_longer_compiles_is_left_out_not_fatal(sessions, caplog):
+    """Its document validated, so it was loaded, and compiling its applies_when (a field a newer
+    rule engine no longer knows) then raised out of load_config: every router failed to start or
+    reload. It is left out and logged, like any stored policy today's checks refuse."""
+    pol = f"pol-{new_id()[:8]}"
+    old = {"name": pol, "applies_when": {"field": "no_such_field_any_more", "op": "equals", "value": 1}}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=old, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert config.policy_named(pol) is None and pol in config.left_out
+        assert any(getattr(r, "policy", None) == pol for r in caplog.records if r.levelname == "ERROR")
+    finally:
+        async with sessions() as session, session.begin():
+            session.add(
+                SlaConfigVersion(kind="policy", name=pol, version=2, document=old, deleted=True, author="t")
+            )
+
+
 async def test_a_stored_calendar_that_no_longer_validates_is_left_out_not_fatal(sessions, caplog):
     """A calendar whose zone the system's time zone database no longer has (Debian moved US/Eastern
     and the like to tzdata-legacy), or one saved under looser checks: loading the configuration
