@@ -172,6 +172,10 @@ class Comment(BaseModel):
     from_agent: bool = False
 
 
+# The most tags a ticket holds (an escalation's add_tag adds none past it).
+MAX_TAGS = 200
+
+
 class TicketSnapshot(BaseModel):
     """A ticket as its source system describes it right now (normalised)."""
 
@@ -183,7 +187,7 @@ class TicketSnapshot(BaseModel):
     status: TicketStatus = TicketStatus.NEW
     priority: Priority | None = None
     requester: Requester = Field(default_factory=Requester)
-    tags: list[str] = Field(default_factory=list, max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
     channel: str | None = Field(default=None, max_length=100)
     url: str | None = Field(default=None, max_length=2_000)
     created_at: UtcDatetime | None = None

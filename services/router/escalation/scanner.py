@@ -11,6 +11,7 @@ scanner already fired it. Events are published after the commit, like the batch 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -32,12 +33,13 @@ from services.router.routing.handler import apply_state, position, router_outbox
 from services.router.routing.messages import OUTBOX_OWNER, decision_row
 from services.router.sla import EscalationDue, EscalationEffects, apply_escalation_actions, due_escalations
 from services.router.slas.service import config_version
-from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves
+from services.router.slas.tracking import SlaConfig, SlaTracker, sla_moves, with_warnings
 from services.router.writeback.queue import WritebackQueue
 from shared.db.dialect import conflict_insert, is_postgres
 from shared.db.models import OutboxMessage
 from shared.db.outbox import OutboxWriter, PendingMessage, insert_outbox, pending_message, unpublished_of
 from shared.events import (
+    MAX_TAGS,
     EventType,
     RoutingPayload,
     TicketSnapshot,
@@ -223,11 +225,13 @@ class EscalationScanner:
             row.sla_next_due_at = None
             return []
         initial = state.model_copy(deep=True)
+        # The stored clock's own warning instants (its targets and share), which the row leaves out.
+        stored_sla = with_warnings(initial.sla, tracker.deadlines())
         # The live policy and calendar, which may have changed since the clock's last event (a
         # recheck, see slas/recheck.py); a no-op otherwise.
         tracker(state)
         out: list[PendingMessage] = []
-        moves = sla_moves(initial.sla, state.sla)
+        moves = sla_moves(stored_sla, state.sla)
         if moves:
             reasons = [f"SLA recomputed under configuration version {config.version}", *moves]
             cause = derived_event_id("sla-recheck", f"{row.ticket_key}:{config.version}:{state.revision}")
@@ -283,6 +287,14 @@ class EscalationScanner:
                     "SLA escalation: reassign_to skipped, not an active team",
                     extra={"ticket_key": row.ticket_key, "policy": tracker.clock.policy, "teams": skipped},
                 )
+            if effects is not None:
+                # A tag past the most a snapshot holds would leave one that no longer validates.
+                tags_now = snapshot_doc.get("tags", [])
+                fresh = [t for t in effects.tags if t not in tags_now]
+                over = fresh[max(MAX_TAGS - len(tags_now), 0) :]
+                if over:
+                    reasons.append(f"add_tag {', '.join(over)} skipped: the ticket has {MAX_TAGS} tags")
+                    effects = dataclasses.replace(effects, tags=[t for t in effects.tags if t not in over])
             changes_anything = effects is not None and (
                 effects.priority != state.priority
                 or effects.team != state.team

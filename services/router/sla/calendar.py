@@ -139,6 +139,46 @@ def normalise_weekly_hours(raw: Any) -> Any:
     return out
 
 
+def weekly_hours_origins(raw: Any) -> dict[tuple[str, int], tuple[str | int, ...]]:
+    """Where each interval of the expanded hours, by ``(day, index)``, was given in ``raw``: its
+    key, and its index under that key unless it was the key's only value. Errors then name the
+    field that was sent (``mon-fri``), not the days it stands for. Empty when a key is no day."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[tuple[str, int], tuple[str | int, ...]] = {}
+    counts: dict[str, int] = {}
+    for key, value in raw.items():
+        many = isinstance(value, list) and not _is_pair(value)
+        items = value if many else [value]
+        try:
+            days = _expand_days(str(key))
+        except ValueError:
+            return {}
+        for day in days:
+            for index in range(len(items)):
+                out[(day, counts.get(day, 0) + index)] = (key, index) if many else (key,)
+            counts[day] = counts.get(day, 0) + len(items)
+    return out
+
+
+def intervals_by_key(raw: Any) -> dict[Weekday, dict[str, int]]:
+    """Per weekday, how many intervals each key of ``raw`` (weekly hours as sent) gives it, counted
+    without parsing one: bounds are checked on this before a flood is built. Keys that are no day
+    are left out (validation names them)."""
+    out: dict[Weekday, dict[str, int]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for key, value in raw.items():
+        try:
+            days = _expand_days(str(key))
+        except ValueError:
+            continue
+        count = len(value) if isinstance(value, list) and not _is_pair(value) else 1
+        for day in days:
+            out.setdefault(day, {})[key] = count
+    return out
+
+
 def _is_pair(value: list[Any]) -> bool:
     # ["09:00", "17:00"] is one interval, ["09:00-12:00", "13:00-17:00"] is two.
     return len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value)
@@ -154,7 +194,15 @@ def check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
     return hours
 
 
+# IANA zone names are short ("America/Argentina/ComodRivadavia", 32, is among the longest). Checked
+# before ZoneInfo looks one up: it imports ``tzdata.zoneinfo.<a>.<b>...`` a package per segment, and
+# a few hundred segments raised RecursionError (a 500) instead of a validation error.
+MAX_TIMEZONE_LENGTH = 64
+
+
 def check_timezone(value: str) -> str:
+    if len(value) > MAX_TIMEZONE_LENGTH:
+        raise ValueError(f"unknown IANA time zone {value[:MAX_TIMEZONE_LENGTH]!r}...: too long")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:

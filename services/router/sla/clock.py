@@ -215,6 +215,12 @@ class SlaClock(BaseModel):
             )
         return self.model_copy(update=update), at
 
+    def checkpoint(self, calendar: BusinessCalendar, at: datetime) -> SlaClock:
+        """The clock with the business time up to ``at`` counted on ``calendar``, nothing else
+        changed: before the calendar it runs on is edited, so that the time before the edit is
+        not counted on the new hours."""
+        return self._checkpoint(calendar, at)[0]
+
     def on_status(self, status: TicketStatus, at: datetime, calendar: BusinessCalendar) -> SlaClock:
         clock, at = self._checkpoint(calendar, at)
         if clock.resolved_at is not None and not status.is_resolved:

@@ -113,8 +113,9 @@ def apply_escalation_actions(
             case ReassignTo(team=new_team):
                 team = new_team
             case AddTag(tag=tag):
-                if tag.strip().lower() not in tags:
-                    tags.append(tag.strip().lower())  # normalised like TicketSnapshot tags
+                tag = tag.strip().lower()  # normalised like TicketSnapshot tags
+                if tag and tag not in tags:  # blank: stored before the admin API refused it
+                    tags.append(tag)
             case Notify(target=target):
                 if target not in notifications:
                     notifications.append(target)

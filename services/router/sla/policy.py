@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
 
 from services.router.sla.calendar import ALWAYS_OPEN, BusinessCalendar
 from shared.events import Priority, TicketStatus
@@ -22,6 +22,9 @@ MAX_TARGET = timedelta(days=365)
 # longer ones (up to 200), which earlier versions stored and the routers must still load.
 MAX_POLICY_NAME = 100
 _MAX_TARGET_MINUTES = MAX_TARGET // timedelta(minutes=1)
+# Actions per escalation (on_warning, on_breach): checked on save (slas/service.validate_document),
+# not in the model, so that a longer list stored before the check still loads.
+MAX_ESCALATION_ACTIONS = 100
 
 
 def _minutes_if_number(value: Any) -> Any:
@@ -116,6 +119,12 @@ class SlaPolicy(BaseModel):
         if any(s.is_resolved for s in statuses):
             raise ValueError("solved/closed stop the clock and cannot be pausing statuses")
         return statuses
+
+    @field_serializer("pausing_statuses", when_used="json")
+    def _in_status_order(self, statuses: frozenset[TicketStatus]) -> list[str]:
+        # A frozenset iterates in hash order, which differs per process (str hashes are salted):
+        # the same policy saved by two processes would differ (a diff, a recheck of its tickets).
+        return [status.value for status in TicketStatus if status in statuses]
 
     def targets_for(self, priority: Priority) -> PriorityTargets:
         return self.targets.get(priority, PriorityTargets())

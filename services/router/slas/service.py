@@ -27,11 +27,21 @@ from services.router.sla.calendar import (
     DEADLINE_HORIZON_YEARS,
     MAX_DAY_INTERVALS,
     MAX_HOLIDAYS,
+    intervals_by_key,
     least_open_time_within_horizon,
+    weekly_hours_origins,
 )
-from services.router.sla.policy import MAX_POLICY_NAME, EscalationAction, Notify, ReassignTo, SlaPolicy
+from services.router.sla.policy import (
+    MAX_ESCALATION_ACTIONS,
+    MAX_POLICY_NAME,
+    AddTag,
+    EscalationAction,
+    Notify,
+    ReassignTo,
+    SlaPolicy,
+)
 from services.router.slas.models import SlaConfigVersion
-from services.router.slas.recheck import moves_clocks, recheck_clocks_on
+from services.router.slas.recheck import differs, moves_clocks, recheck_clocks_on
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig, compile_condition_set
 from services.router.teams.states import team_problem, team_states
@@ -69,7 +79,13 @@ ESCALATIONS = ("on_warning", "on_breach")
 _ACTION_TAGS = frozenset(m.model_fields["action"].default for m in get_args(get_args(EscalationAction)[0]))
 
 
-def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+def _pointer_errors(
+    exc: ValidationError, prefix: str = "", document: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """``document``: a calendar's, whose shorthands (day ranges, single intervals, dates) the
+    errors are pointed back into."""
+    hours = weekly_hours_origins(document.get("weekly_hours")) if document is not None else {}
+    holidays = document.get("holidays") if document is not None else None
     errors = []
     for error in exc.errors():
         loc = list(error["loc"])
@@ -77,8 +93,29 @@ def _pointer_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, An
         # so that the pointer points into the document.
         if len(loc) > 2 and loc[0] in ESCALATIONS and isinstance(loc[1], int) and loc[2] in _ACTION_TAGS:
             del loc[2]
+        if loc and loc[-1] == "[key]":  # pydantic's marker of a bad key (targets.p1): the key names it
+            del loc[-1]
+        if (
+            len(loc) > 2
+            and loc[0] == "weekly_hours"
+            and isinstance(loc[1], str)
+            and isinstance(loc[2], int)
+            and (origin := hours.get((loc[1], loc[2])))
+        ):
+            loc[1:3] = origin  # mon-fri's interval, not mon's, tue's, ...
+        if (
+            len(loc) == 3
+            and loc[0] == "holidays"
+            and loc[2] == "day"
+            and isinstance(holidays, list)
+            and isinstance(loc[1], int)
+            and loc[1] < len(holidays)
+            and isinstance(holidays[loc[1]], str)
+        ):
+            del loc[2]  # given as a date alone
         errors.append({**error, "loc": tuple(loc)})
-    return [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
+    found = [{"field": prefix + e["field"], "message": e["message"]} for e in field_errors(errors)]
+    return [dict(t) for t in dict.fromkeys(tuple(e.items()) for e in found)]  # one per field and message
 
 
 class LiveCalendars(dict[str, BusinessCalendar]):
@@ -224,6 +261,32 @@ def _calendar_horizon_errors(
     ]
 
 
+def _calendar_size_errors(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Bounds on what every save check and every router walks; checked here, not in the model, so
+    that a calendar stored before them still loads. Counted on the document, before a calendar is
+    built from it: 250,000 intervals under "daily" took 27 s of the event loop to build."""
+    fields: dict[str, None] = {}
+    for day, keys in intervals_by_key(document.get("weekly_hours")).items():
+        if sum(keys.values()) > MAX_DAY_INTERVALS:
+            # The key that gives them all ("daily"), else the day that several keys add up on.
+            fields[f"/weekly_hours/{next(iter(keys)) if len(keys) == 1 else day}"] = None
+    errors = [{"field": field, "message": f"at most {MAX_DAY_INTERVALS} intervals a day"} for field in fields]
+    holidays = document.get("holidays")
+    if isinstance(holidays, list) and len(holidays) > MAX_HOLIDAYS:
+        message = f"at most {MAX_HOLIDAYS} holidays, got {len(holidays)}"
+        errors.append({"field": "/holidays", "message": message})
+    return errors
+
+
+def _policy_size_errors(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """As :func:`_calendar_size_errors`, for a policy's escalation actions."""
+    return [
+        {"field": f"/{key}", "message": f"at most {MAX_ESCALATION_ACTIONS} actions"}
+        for key in ESCALATIONS
+        if isinstance(actions := document.get(key), list) and len(actions) > MAX_ESCALATION_ACTIONS
+    ]
+
+
 def validate_document(
     kind: str,
     name: str,
@@ -247,14 +310,21 @@ def validate_document(
         raise ConfigInvalid([{"field": "/name", "message": f"must equal the name in the URL ({name!r})"}])
     if errors := name_errors(kind, name, calendars):
         raise ConfigInvalid(errors)
+    if kind == "calendar" and (too_many := _calendar_size_errors(document)):
+        raise ConfigInvalid(too_many)
+    if kind == "policy" and (too_many := _policy_size_errors(document)):
+        raise ConfigInvalid(too_many)
     try:
         model = MODELS[kind].model_validate(document)
     except ValidationError as exc:
-        raise ConfigInvalid(_pointer_errors(exc)) from None
+        raise ConfigInvalid(_pointer_errors(exc, document=document if kind == "calendar" else None)) from None
     if isinstance(model, StoredPolicy):
         errors = []
         if model.calendar != ALWAYS_OPEN and model.calendar not in calendars:
             errors.append({"field": "/calendar", "message": f"unknown business calendar {model.calendar!r}"})
+        elif model.calendar in calendars.unreadable:  # the routers leave its policies out (load_config)
+            message = f"business calendar {model.calendar!r} no longer validates; save it again first"
+            errors.append({"field": "/calendar", "message": message})
         if model.applies_when is not None:
             try:
                 compile_condition_set(name, model.applies_when)
@@ -267,6 +337,8 @@ def validate_document(
                 problem = team_problem(teams, action.team) if isinstance(action, ReassignTo) else None
                 if problem is not None:
                     errors.append({"field": f"/{key}/{index}/team", "message": f"{problem} {action.team!r}"})
+                if isinstance(action, AddTag) and not action.tag.strip():
+                    errors.append({"field": f"/{key}/{index}/tag", "message": "must not be blank"})
                 if isinstance(action, Notify) and action.target not in calendars.notify_targets:
                     message = f"unknown write-back target {action.target!r}"
                     errors.append({"field": f"/{key}/{index}/target", "message": message})
@@ -274,18 +346,6 @@ def validate_document(
         if errors:
             raise ConfigInvalid(errors)
     if isinstance(model, BusinessCalendar):
-        # Bounds on what every save check and every router walks; checked here, not in the model,
-        # so that a calendar stored before them still loads.
-        too_many = [
-            {"field": f"/weekly_hours/{day}", "message": f"at most {MAX_DAY_INTERVALS} intervals a day"}
-            for day, intervals in model.weekly_hours.items()
-            if len(intervals) > MAX_DAY_INTERVALS
-        ]
-        if len(model.holidays) > MAX_HOLIDAYS:
-            message = f"at most {MAX_HOLIDAYS} holidays, got {len(model.holidays)}"
-            too_many.append({"field": "/holidays", "message": message})
-        if too_many:
-            raise ConfigInvalid(too_many)
         errors = _calendar_horizon_errors(model, calendars.get(name), calendars.policies, now)
         if errors:
             raise ConfigInvalid(errors)
@@ -301,7 +361,7 @@ def render_diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
         return "deleted"
     lines = []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
+        if differs(key, old.get(key), new.get(key)):
             before, after = json.dumps(old.get(key), sort_keys=True), json.dumps(new.get(key), sort_keys=True)
             lines.append(f"~ {key}: {before} -> {after}")
     return "\n".join(lines) or "no changes"
@@ -406,9 +466,20 @@ async def save(
             f"version {number} was saved concurrently; re-read and retry",
         ) from exc
     if moves_clocks(kind, old, document):
-        # Committed with the version: the open tickets on it are recomputed by the next scan.
-        await recheck_clocks_on(session, kind, name, row.created_at)
+        # Committed with the version: the open tickets on it are recomputed by the next scan, the
+        # time before the edit counted on the calendar as it was.
+        await recheck_clocks_on(session, kind, name, row.created_at, _calendar_or_none(kind, old))
     return row
+
+
+def _calendar_or_none(kind: str, document: dict[str, Any] | None) -> BusinessCalendar | None:
+    """``document`` as a calendar, when it is a readable one."""
+    if kind != "calendar" or document is None:
+        return None
+    try:
+        return BusinessCalendar.model_validate(document)
+    except ValidationError:
+        return None
 
 
 async def save_checked(
@@ -477,9 +548,21 @@ async def config_version(session: AsyncSession) -> int:
 
 async def load_config(session: AsyncSession) -> SlaConfig:
     version = await config_version(session)
-    calendars = {
-        r.name: BusinessCalendar.model_validate(r.document) for r in await live_rows(session, "calendar")
-    }
+    calendars: dict[str, BusinessCalendar] = {}
+    unreadable: set[str] = set()
+    for row in await live_rows(session, "calendar"):
+        try:
+            calendars[row.name] = BusinessCalendar.model_validate(row.document)
+        except ValidationError as exc:
+            # Saved under looser checks, or its zone gone from the system's time zone database
+            # (Debian moved US/Eastern and the like to tzdata-legacy): as for a policy, failing here
+            # would stop every router. Left out, with the policies on it, until it is saved again.
+            unreadable.add(row.name)
+            log.error(
+                "stored business calendar is invalid and not applied, nor the SLA policies on it; "
+                "save it again to fix it",
+                extra={"calendar": row.name, "version": row.version, "errors": field_errors(exc.errors())},
+            )
     policies = []
     left_out: set[str] = set()  # live but invalid: see SlaConfig.left_out
     # Targets beyond the deadline horizon of their calendar (saved before the API checked them)
@@ -487,17 +570,27 @@ async def load_config(session: AsyncSession) -> SlaConfig:
     # so a router reloading on another day could drop a policy the API accepted; the routers cap
     # such deadlines anyway (add_business_time).
     for row in await live_rows(session, "policy"):
+        on = row.document.get("calendar")
+        if isinstance(on, str) and on in unreadable:
+            left_out.add(row.name)  # its clocks are kept, on the always-open stand-in (SlaConfig)
+            continue
         try:
-            policies.append(StoredPolicy.model_validate(row.document))
-        except ValidationError as exc:
-            # Saved under looser checks by an earlier version (a target over a year, say). Failing
-            # here would stop every router, and the admin API with them, so the policy is left out
-            # until it is saved again (the API refuses it with the field at fault). Named in the
-            # configuration, so that the clocks running on it are kept meanwhile (SlaTracker).
+            policy = StoredPolicy.model_validate(row.document)
+            if policy.applies_when is not None:  # SlaConfig compiles it: a rule engine's checks
+                compile_condition_set(policy.name, policy.applies_when)
+        except ValueError as exc:  # pydantic's ValidationError too
+            # Saved under looser checks by an earlier version (a target over a year, a condition on
+            # a field the rule engine no longer has, say). Failing here would stop every router,
+            # and the admin API with them, so the policy is left out until it is saved again (the
+            # API refuses it with the field at fault). Named in the configuration, so that the
+            # clocks running on it are kept meanwhile (SlaTracker).
             left_out.add(row.name)
+            errors = field_errors(exc.errors()) if isinstance(exc, ValidationError) else [str(exc)]
             log.error(
                 "stored SLA policy is invalid and not applied; save it again to fix it",
-                extra={"policy": row.name, "version": row.version, "errors": field_errors(exc.errors())},
+                extra={"policy": row.name, "version": row.version, "errors": errors},
             )
+            continue
+        policies.append(policy)
     policies.sort(key=lambda p: (p.rank, p.name))
     return SlaConfig(policies=policies, calendars=calendars, version=version, left_out=frozenset(left_out))

@@ -244,7 +244,23 @@ _MOVABLE = (
     ("policy", "policy"),
     ("first_response_due", "first response due"),
     ("resolution_due", "resolution due"),
+    # The stored state leaves these out: the caller sets them on ``before`` (see with_warnings).
+    ("first_response_warning_at", "first response warning"),
+    ("resolution_warning_at", "resolution warning"),
 )
+
+
+def with_warnings(state: SlaState, deadlines: Deadlines | None) -> SlaState:
+    """``state`` with the warning instants of ``deadlines`` (a stored state leaves them out, as
+    they are recomputed for every event): what :func:`sla_moves` compares a recomputation with."""
+    if deadlines is None:
+        return state
+    return state.model_copy(
+        update={
+            "first_response_warning_at": deadlines.first_response_warning_at,
+            "resolution_warning_at": deadlines.resolution_warning_at,
+        }
+    )
 
 
 def sla_moves(before: SlaState, after: SlaState) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -70,8 +71,12 @@ async def live_calendar(session: AsyncSession, name: str) -> BusinessCalendar:
     the API, and one calendar's newest version is a single indexed query, cheaper than loading
     (and compiling) the whole configuration. It is also what every router converges to."""
     row = await latest(session, "calendar", name)
-    calendars = {} if row is None or row.deleted else {name: BusinessCalendar.model_validate(row.document)}
-    # SlaConfig.calendar: the routers' fallback (always open) for "24x7" or a deleted calendar.
+    calendars = {}
+    if row is not None and not row.deleted:
+        with contextlib.suppress(ValueError):  # no longer validates: load_config leaves it out too
+            calendars[name] = BusinessCalendar.model_validate(row.document)
+    # SlaConfig.calendar: the routers' fallback (always open) for "24x7" or a deleted or unreadable
+    # calendar.
     return SlaConfig(calendars=calendars).calendar(name)
 
 
@@ -95,9 +100,8 @@ async def current_sla(session: AsyncSession, row: RouterTicket) -> SlaState:
         calendar = await live_calendar(session, clock.calendar)
         deadlines = clock.deadlines(calendar)
     except ValueError:  # pydantic's ValidationError too
-        # A clock this release cannot read (the scanner switches its timers off) or a calendar
-        # document that no longer validates (the routers keep their previous configuration): the
-        # stored state, the last one emitted less its warning instants, is the best answer.
+        # A clock this release cannot read (the scanner switches its timers off): the stored
+        # state, the last one emitted less its warning instants, is the best answer.
         return stored
     return clock.to_sla_state(calendar, deadlines)
 

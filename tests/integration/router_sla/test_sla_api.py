@@ -172,6 +172,79 @@ async def test_a_stored_policy_that_newer_checks_refuse_is_left_out_not_fatal(se
             )
 
 
+async def test_a_stored_policy_whose_condition_no_longer_compiles_is_left_out_not_fatal(sessions, caplog):
+    """Its document validated, so it was loaded, and compiling its applies_when (a field a newer
+    rule engine no longer knows) then raised out of load_config: every router failed to start or
+    reload. It is left out and logged, like any stored policy today's checks refuse."""
+    pol = f"pol-{new_id()[:8]}"
+    old = {"name": pol, "applies_when": {"field": "no_such_field_any_more", "op": "equals", "value": 1}}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=old, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert config.policy_named(pol) is None and pol in config.left_out
+        assert any(getattr(r, "policy", None) == pol for r in caplog.records if r.levelname == "ERROR")
+    finally:
+        async with sessions() as session, session.begin():
+            session.add(
+                SlaConfigVersion(kind="policy", name=pol, version=2, document=old, deleted=True, author="t")
+            )
+
+
+async def test_a_stored_calendar_that_no_longer_validates_is_left_out_not_fatal(sessions, caplog):
+    """A calendar whose zone the system's time zone database no longer has (Debian moved US/Eastern
+    and the like to tzdata-legacy), or one saved under looser checks: loading the configuration
+    raised, so every router failed to start or reload. Now the calendar is skipped and logged, and
+    the policies on it are left out (their clocks kept) until it is saved again."""
+    cal, pol = f"cal-{new_id()[:8]}", f"pol-{new_id()[:8]}"
+    calendar = {"name": cal, "timezone": "Mars/Olympus", "weekly_hours": {"mon": [["09:00", "17:00"]]}}
+    policy = {"name": pol, "calendar": cal, "applies_when": NEVER}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="calendar", name=cal, version=1, document=calendar, author="v1"))
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=policy, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert cal not in config.calendars
+        assert config.policy_named(pol) is None and pol in config.left_out
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert any(getattr(r, "calendar", None) == cal for r in errors)
+    finally:
+        async with sessions() as session, session.begin():
+            for kind, name, doc in (("policy", pol, policy), ("calendar", cal, calendar)):
+                session.add(
+                    SlaConfigVersion(kind=kind, name=name, version=2, document=doc, deleted=True, author="t")
+                )
+
+
+async def test_a_policy_cannot_be_saved_onto_a_calendar_that_no_longer_validates(sessions):
+    """Such a policy was accepted (201) and then left out of every router's configuration, as the
+    policies on that calendar are: saved, never applied, and nothing said so. Saving the calendar
+    again brings it back, and its policies with it."""
+    cal, pol = f"cal-{new_id()[:8]}", f"pol-{new_id()[:8]}"
+    calendar = {"name": cal, "timezone": "Mars/Olympus", "weekly_hours": {"mon": [["09:00", "17:00"]]}}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="calendar", name=cal, version=1, document=calendar, author="v1"))
+    async with await client_for(sessions) as client:
+        body = {"document": {"calendar": cal, "applies_when": NEVER}}
+        refused = await client.put(f"/v1/sla/policies/{pol}", json=body)
+        assert refused.status_code == 422 and fields_of(refused) == ["/document/calendar"]
+        fixed = await client.put(
+            f"/v1/sla/calendars/{cal}",
+            json={"document": {**calendar, "timezone": "Europe/Berlin"}},
+            headers={"If-Match": f'W/"sla-calendar-{cal}-1"'},
+        )
+        assert fixed.status_code == 200, fixed.text
+        created = await client.put(f"/v1/sla/policies/{pol}", json=body)
+        assert created.status_code == 201, created.text
+        async with sessions() as session:
+            config = await load_config(session)
+        assert cal in config.calendars and config.policy_named(pol) is not None
+        await client.delete(f"/v1/sla/policies/{pol}", headers={"If-Match": created.headers["etag"]})
+        await client.delete(f"/v1/sla/calendars/{cal}", headers={"If-Match": fixed.headers["etag"]})
+
+
 async def test_reassign_to_names_an_active_team(sessions):
     """Unchecked, a policy could name a team that does not exist (or one longer than the teams
     column, which on PostgreSQL rolled back every escalation scan)."""
@@ -438,3 +511,66 @@ async def test_new_names_are_trimmed_and_short_enough_for_rules_yet_stored_ones_
                 assert saved.status_code == 200, saved.text
                 deleted = await client.delete(url, headers={"If-Match": saved.headers["etag"]})
                 assert deleted.status_code == 204, deleted.text
+
+
+async def test_a_time_zone_of_many_path_segments_is_a_422_naming_it(sessions):
+    """ZoneInfo imports ``tzdata.zoneinfo.<segments>`` one package per segment, so a "zone" of a
+    few hundred ``a/`` segments raised RecursionError out of the validator: a 500, not a 422."""
+    zone = "a/" * 2_000 + "b"
+    async with await client_for(sessions) as client:
+        response = await client.put(
+            f"/v1/sla/calendars/cal-{new_id()[:8]}",
+            json={"document": {"timezone": zone, "weekly_hours": {"mon-fri": "09:00-17:00"}}},
+        )
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON
+    assert fields_of(response) == ["/document/timezone"]
+
+
+async def test_a_blank_tag_is_refused_naming_it(sessions):
+    """add_tag " " was saved, and at a breach tagged the ticket with nothing: a ticket.escalated
+    event (and its write-back) that changed nothing."""
+    document = {
+        "applies_when": NEVER,
+        "on_breach": [{"action": "raise_priority"}, {"action": "add_tag", "tag": " "}],
+    }
+    async with await client_for(sessions) as client:
+        response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
+    assert response.status_code == 422 and fields_of(response) == ["/document/on_breach/1/tag"]
+
+
+async def test_calendar_errors_name_the_fields_of_the_document_sent(sessions):
+    """Day ranges and shorthands are expanded before validation, so one bad interval under
+    "mon-fri" was five errors naming /weekly_hours/mon/0 .. /fri/0, none of them in the document;
+    a bad holiday given as a date named /holidays/0/day, a string has no "day"."""
+
+    async def fields(document: dict[str, Any]) -> list[str]:
+        async with await client_for(sessions) as client:
+            response = await client.put(f"/v1/sla/calendars/cal-{new_id()[:8]}", json={"document": document})
+        assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON
+        return fields_of(response)
+
+    assert await fields({"weekly_hours": {"mon-fri": "17:00-09:00"}}) == ["/document/weekly_hours/mon-fri"]
+    assert await fields(
+        {"weekly_hours": {"sat": "10:00-12:00", "mon-fri": ["09:00-12:00", "13:00-25:00"]}}
+    ) == ["/document/weekly_hours/mon-fri/1"]
+    assert await fields({"weekly_hours": {"daily": {"start": "09:00"}}}) == [
+        "/document/weekly_hours/daily/end"
+    ]
+    assert await fields({"weekly_hours": {"mon": [["09:00", "17:00"], ["18:00", "x"]]}}) == [
+        "/document/weekly_hours/mon/1"
+    ]
+    assert await fields(
+        {"weekly_hours": {"mon": "09:00-17:00"}, "holidays": ["2026-12-25", "2026-02-30"]}
+    ) == ["/document/holidays/1"]
+    assert await fields(
+        {"weekly_hours": {"mon": "09:00-17:00"}, "holidays": [{"day": "2026-02-30", "name": "x"}]}
+    ) == ["/document/holidays/0/day"]
+
+
+async def test_an_unknown_priority_in_targets_names_its_key(sessions):
+    """A bad key of ``targets`` was named /document/targets/p1/[key]: pydantic's marker for a key,
+    which is no JSON pointer into the document."""
+    document = {"applies_when": NEVER, "targets": {"p1": {"resolution": 60}}}
+    async with await client_for(sessions) as client:
+        response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
+    assert response.status_code == 422 and fields_of(response) == ["/document/targets/p1"]

@@ -111,6 +111,7 @@ async def test_a_shortened_target_moves_the_deadline_of_open_tickets_once(sessio
         assert recheck.reasons == [
             "SLA recomputed under configuration version 1",
             "resolution due 2027-06-07T15:00:00+00:00 -> 2027-06-07T11:00:00+00:00",
+            "resolution warning 2027-06-07T13:00:00+00:00 -> 2027-06-07T10:00:00+00:00",
         ]
 
         # Marked again with nothing changed (a second router's mark, a save of the same document):
@@ -425,3 +426,70 @@ async def test_a_recheck_backlog_is_worked_through_without_sleeping(sessions, se
         for key in keys:
             assert (await ticket(sessions, key)).sla["resolution_due"] == "2027-06-07T11:00:00Z"
             await solve(rig, key)
+
+
+async def test_a_calendar_edit_counts_the_time_before_it_on_the_old_hours(
+    sessions, settings_kwargs, monkeypatch
+):
+    """A calendar edited in place left the clocks on it counted up to their last event only: the
+    scanner then counted the time since (hours before the edit) on the new hours, so a first-response
+    breach that had fired moved into the future and the resolution deadline moved by the hours the
+    office was open or closed before the edit. Now the edit counts that time on the old hours."""
+    suffix = new_id()[:8]
+    policy, calendar = f"recheck-{suffix}", f"recheck-cal-{suffix}"
+    old = BusinessCalendar.model_validate({**OFFICE.model_dump(), "name": calendar})
+    new = BusinessCalendar.model_validate({**old.model_dump(), "weekly_hours": {"mon-fri": ["10:00-18:00"]}})
+    cfg = config(name=policy, calendar=calendar)
+    monday_9 = utc(2027, 7, 5, 7, 0)  # 09:00 Berlin
+    async with sessions() as session, session.begin():
+        await sla_service.save(session, "calendar", calendar, old.model_dump(mode="json"), "t", previous=None)
+    async with sla_rig(sessions, settings_kwargs, SlaConfig(cfg.policies, {calendar: old}), monday_9) as rig:
+        key = await rig.create(monday_9)
+        rig.clock.now = utc(2027, 7, 5, 9, 5)  # 11:05 Berlin: the first-response warning and breach
+        await rig.scanner().scan_once()
+        row = await ticket(sessions, key)
+        assert row.sla["breached"] is True and row.sla["first_response_due"] == "2027-07-05T09:00:00Z"
+
+        now = utc(2027, 7, 5, 9, 30)  # 11:30 Berlin: from now on the office opens 10:00-18:00
+        rig.clock.now = now
+        monkeypatch.setattr(sla_service, "utc_now", lambda: now)
+        async with sessions() as session, session.begin():
+            previous = await sla_service.latest(session, "calendar", calendar)
+            await sla_service.save(
+                session, "calendar", calendar, new.model_dump(mode="json"), "t", previous=previous
+            )
+            version = await sla_service.config_version(session)
+        rig.cfg = SlaConfig(cfg.policies, {calendar: new}, version=version)
+        await rig.scanner().scan_once()
+        row = await ticket(sessions, key)
+        # The threshold passed (and fired) at 11:00 keeps its instant; the resolution target has
+        # 2.5 h used on the old hours and 5.5 h left on the new ones: 17:00 Berlin, not 18:00.
+        assert row.sla["first_response_due"] == "2027-07-05T09:00:00Z"
+        assert row.sla["resolution_due"] == "2027-07-05T15:00:00Z"
+        await solve(rig, key)
+
+
+async def test_a_new_warning_share_is_published_by_the_recheck(sessions, settings_kwargs):
+    """Only moved due instants were published: a warning share edited from 75 % to 50 % moved the
+    warning timers but no event said so, and the metrics' at-risk gauge (the state's
+    resolution_warning_at) kept the old instant until the ticket's next event."""
+
+    def share(value: float, version: int) -> SlaConfig:
+        cfg = config(warning_share=value)
+        return SlaConfig(cfg.policies, cfg.calendars, version=version)
+
+    monday_9 = utc(2027, 7, 12, 7, 0)  # 09:00 Berlin: first response by 11:00, resolution by 17:00
+    async with sla_rig(sessions, settings_kwargs, share(0.75, 0), monday_9) as rig:
+        key = await rig.create(monday_9)
+        now = utc(2027, 7, 12, 7, 30)
+        rig.clock.now = now
+        rig.cfg = share(0.5, 1)
+        await mark(sessions, "policy", "standard", now)
+        await rig.scanner().scan_once()
+        recheck = (await decisions(sessions, key))[-1]
+        assert recheck.kind == EventType.TICKET_STATE_CHANGED.value
+        assert recheck.reasons[1:] == [
+            "first response warning 2027-07-12T08:30:00+00:00 -> 2027-07-12T08:00:00+00:00",
+            "resolution warning 2027-07-12T13:00:00+00:00 -> 2027-07-12T11:00:00+00:00",
+        ]
+        await solve(rig, key)

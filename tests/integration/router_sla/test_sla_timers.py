@@ -12,7 +12,7 @@ from services.router.escalation.models import FiredTimer
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import EventType, Priority, TicketSnapshot, TicketStatus
 from tests.integration.router_sla.helpers import (
     config,
     event,
@@ -185,3 +185,33 @@ async def test_a_ticket_row_the_scanner_cannot_read_does_not_hold_up_the_others(
         assert await kinds(sessions, f"api:{broken}") == [EventType.TICKET_ROUTED.value]
         assert (await ticket(sessions, f"api:{broken}")).sla_next_due_at is None  # not picked again
         assert REGISTRY.get_sample_value("router_sla_unreadable_tickets_total") == before + 1
+
+
+async def test_a_breach_tag_does_not_push_a_ticket_past_the_most_tags_a_snapshot_holds(
+    sessions, settings_kwargs
+):
+    """A ticket may hold 200 tags; a breach's add_tag made it 201, a snapshot that no longer
+    validates: the scanner then switched the ticket's timers off as unreadable (its resolution
+    breach never fired) and its next partial update failed to route. The tag is skipped, and said."""
+    cfg = config(on_breach=[{"action": "raise_priority"}, {"action": "add_tag", "tag": "sla-breached"}])
+    start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        ext = new_id()
+        key = f"api:{ext}"
+        await rig.handler([event(ext, start, tags=[f"t{i}" for i in range(200)])])
+        rig.clock.now = utc(2026, 6, 8, 9, 5)  # past the first-response warning and deadline
+        await rig.scanner().scan_once()
+        row = await ticket(sessions, key)
+        assert TicketSnapshot.model_validate(row.snapshot).tags == [f"t{i}" for i in range(200)]
+        assert row.priority == Priority.P2.value  # the other action applies
+        async with sessions() as session:
+            breached = await session.scalar(
+                select(RoutingDecision).where(
+                    RoutingDecision.ticket_key == key, RoutingDecision.kind == EventType.SLA_BREACHED.value
+                )
+            )
+        assert breached is not None
+        assert any("sla-breached" in reason and "skipped" in reason for reason in breached.reasons)
+        rig.clock.now = utc(2026, 6, 8, 11, 5)  # past the P2 resolution deadline (4 h from 09:00)
+        await rig.scanner().scan_once()
+        assert (await kinds(sessions, key)).count(EventType.SLA_BREACHED.value) == 2

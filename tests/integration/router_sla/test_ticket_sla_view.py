@@ -13,9 +13,10 @@ import pytest
 from services.router.models import RouterTicket
 from services.router.sla import ALWAYS_OPEN
 from services.router.slas import service
+from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import StoredPolicy
 from services.router.slas.tracking import SlaConfig
-from services.router.tickets.endpoints import router
+from services.router.tickets.endpoints import live_calendar, router
 from shared.auth import Role
 from shared.events import EventEnvelope, EventType, SlaState, TicketStatus
 from tests.integration.router_sla.helpers import OFFICE, api_client, event, new_id, sla_rig, utc
@@ -88,3 +89,19 @@ async def test_an_unreadable_stored_sla_shows_none_rather_than_failing_the_read(
         assert row is not None
         row.sla = {"resolution_due": "next tuesday", "breached": "maybe"}  # edited by hand, say
     assert await shown_sla(sessions, key) == SlaState()
+
+
+async def test_a_calendar_that_no_longer_validates_is_counted_as_the_routers_count_it(sessions):
+    """The routers leave such a calendar out and count every hour on it (load_config); the view
+    showed the stored state instead, without the warning instants the events carry."""
+    name = f"office-{new_id()[:8]}"
+    document = {**OFFICE.model_dump(mode="json"), "name": name, "timezone": "Mars/Olympus"}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="calendar", name=name, version=1, document=document, author="v1"))
+    async with sessions() as session:
+        shown = await live_calendar(session, name)
+        config = await service.load_config(session)
+    assert shown == config.calendar(name) and shown.open_around_the_clock
+    async with sessions() as session, session.begin():
+        deleted = {"kind": "calendar", "name": name, "version": 2, "document": document, "deleted": True}
+        session.add(SlaConfigVersion(**deleted, author="t"))

@@ -152,6 +152,12 @@ class TestActions:
             SlaPolicy.model_validate({"name": "x", "targets": {"P1": {"resolution": minutes}}})
         assert [e["loc"] for e in info.value.errors()] == [("targets", "P1", "resolution")]
 
+    def test_a_blank_tag_adds_nothing(self) -> None:
+        # Normalised like a snapshot's tags it was "": a ticket.escalated event "tagged " that
+        # changed nothing (a policy stored before the save check refused it).
+        policy = SlaPolicy.model_validate({"name": "x", "on_breach": [{"action": "add_tag", "tag": "  "}]})
+        assert apply_escalation_actions(policy, "breach", Priority.P3, "a").tags == []
+
     def test_warning_actions_leave_priority_and_team(self) -> None:
         effects = apply_escalation_actions(POLICY, "warning", Priority.P4, None)
         assert (effects.priority, effects.team, effects.tags) == (Priority.P4, None, [])

@@ -5,6 +5,7 @@ different weekday depending on the day of the save, so a target within about a w
 horizon was accepted on a Monday and refused on a Tuesday (or the other way round).
 """
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -104,3 +105,39 @@ def test_a_calendar_may_have_at_most_48_intervals_a_day() -> None:
     with pytest.raises(ConfigInvalid) as refused:
         validate_document("calendar", "hour", many, LiveCalendars({}), {})
     assert fields(refused) == ["/weekly_hours/mon", "/weekly_hours/wed"]
+
+
+def test_too_many_intervals_or_holidays_are_refused_before_a_calendar_is_built() -> None:
+    """The bounds were checked on the built calendar: a 3.5 MB body of 250,000 intervals under
+    "daily" built 1.75 million of them and held the router's event loop for 27 s (its consumer's
+    heartbeats included) before failing on an overlap; 250,000 holidays took 3 s. Counted on the
+    document sent, the refusal names its key."""
+    flood = {**HOUR_A_WEEK, "weekly_hours": {"daily": ["00:00-00:01"] * 250_000}}
+    started = time.perf_counter()
+    with pytest.raises(ConfigInvalid) as refused:
+        validate_document("calendar", "hour", flood, LiveCalendars({}), {})
+    assert fields(refused) == ["/weekly_hours/daily"]
+    holidays = {**HOUR_A_WEEK, "holidays": ["2026-12-25"] * 250_000}
+    with pytest.raises(ConfigInvalid) as refused:
+        validate_document("calendar", "hour", holidays, LiveCalendars({}), {})
+    assert fields(refused) == ["/holidays"]
+    assert time.perf_counter() - started < 5
+    # Keys that differ only in case or spaces still count against the same day.
+    spread = {f"{' ' * i}mon": ["09:00-09:01"] for i in range(49)}
+    with pytest.raises(ConfigInvalid) as refused:
+        validate_document("calendar", "hour", {**HOUR_A_WEEK, "weekly_hours": spread}, LiveCalendars({}), {})
+    assert "/weekly_hours/mon" in fields(refused)
+
+
+def test_a_policy_has_at_most_100_actions_per_escalation() -> None:
+    """150,000 raise_priority actions (4 MB) were built for 1.7 s of the event loop, saved, and
+    loaded by every router; 100,000 unknown notify targets answered with 100,000 errors."""
+    raises = [{"action": "raise_priority"}] * 100
+    assert validate_document("policy", "pol", {"name": "pol", "on_breach": raises}, LiveCalendars({}), {})
+    flood = {"name": "pol", "on_warning": [{"action": "notify", "target": "x"}] * 100_000}
+    started = time.perf_counter()
+    with pytest.raises(ConfigInvalid) as refused:
+        validate_document("policy", "pol", {**flood, "on_breach": raises * 2}, LiveCalendars({}), {})
+    assert fields(refused) == ["/on_warning", "/on_breach"]
+    assert "at most 100" in refused.value.errors[0]["message"]
+    assert time.perf_counter() - started < 1

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from services.router.sla import BusinessCalendar, SlaPolicy
+from services.router.slas.recheck import moves_clocks
+from services.router.slas.service import render_diff
 from services.router.slas.tracking import SlaConfig, SlaTracker
 from shared.events import Priority, TicketSnapshot, TicketState, TicketStatus
 
@@ -125,3 +127,21 @@ class TestPausingStatusesEdit:
         assert tracker.clock is not None and tracker.clock.paused
         assert tracker.clock.resolution.consumed == 2 * H
         assert t.state.sla.resolution_due is None
+
+
+def test_pausing_statuses_in_another_order_are_no_change() -> None:
+    """A frozenset dumps in hash order, and str hashes differ per process: the same policy saved
+    by another API process listed its pausing statuses in another order, so its version showed a
+    change of them and every open ticket on it was marked for a recheck. Dumped in the statuses'
+    own order, and an order stored earlier is no change either."""
+    statuses = ["pending", "on_hold", "new"]
+    dumps = {
+        tuple(SlaPolicy(name="x", pausing_statuses=order).model_dump(mode="json")["pausing_statuses"])
+        for order in (statuses, statuses[::-1], statuses[1:] + statuses[:1])
+    }
+    assert dumps == {("new", "pending", "on_hold")}
+    old = {**POLICY.model_dump(mode="json"), "pausing_statuses": ["on_hold", "pending"]}
+    new = {**POLICY.model_dump(mode="json"), "pausing_statuses": ["pending", "on_hold"]}
+    assert not moves_clocks("policy", old, new)
+    assert render_diff(old, new) == "no changes"
+    assert moves_clocks("policy", old, {**new, "pausing_statuses": ["pending"]})
