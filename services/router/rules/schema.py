@@ -8,7 +8,6 @@ its tag into every error location, while here ``loc`` mirrors the document exact
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -21,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from services.router.sla.calendar import check_timezone
 from services.router.sla.policy import MAX_POLICY_NAME
 from shared.events import Priority, parse_priority
 
@@ -35,13 +35,7 @@ Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 
 def validate_timezone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {value!r}") from None
-    return value
+    return None if value is None else check_timezone(value)
 
 
 class Condition(BaseModel):

@@ -261,3 +261,23 @@ async def test_repeated_rule_ids_and_weekday_ranges_are_refused_naming_the_value
     saved = await router_api.put_rules({"rules": [full]})
     assert saved.status_code == 200, saved.text
     assert saved.json()["rules"][0]["when"]["value"] == ["mon", "fri"]
+
+
+async def test_a_time_zone_of_many_path_segments_is_a_422_naming_it(router_api: Router) -> None:
+    """ZoneInfo imports ``tzdata.zoneinfo.<segments>`` one package per segment: a "zone" of a few
+    hundred ``a/`` segments raised RecursionError out of the validator, a 500 instead of a 422."""
+    team = await router_api.add_team("zones")
+    zone = "a/" * 2_000 + "b"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"rules": [], "timezone": zone}, "/timezone"),
+        ({"rules": [{**rule("r", team), "timezone": zone}]}, "/rules/0/timezone"),
+    ]
+    for document, field in cases:
+        response = await router_api.put_rules(document)
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    team_reply = await router_api.client.post(
+        "/v1/teams", json={"name": "zoned", "timezone": zone}, headers=router_api.admin
+    )
+    assert team_reply.status_code == 422, team_reply.text
+    assert [e["field"] for e in team_reply.json()["errors"]] == ["/timezone"]
