@@ -14,6 +14,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from services.router.rules.serialization import load_core_yaml
+
 console = Console(markup=False)
 errors = Console(stderr=True, markup=False)
 
@@ -49,7 +51,7 @@ def load_yaml(path: Path, label: str = "") -> Any:
     problem and where it is (line and column count from 1, as editors do)."""
     text = read_text(path, label)
     try:
-        return yaml.safe_load(text)
+        return load_core_yaml(text)  # "10:30" stays a string, a repeated key is an error
     except yaml.YAMLError as exc:
         prefix = f"{label}: " if label else ""
         mark = getattr(exc, "problem_mark", None)

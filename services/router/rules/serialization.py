@@ -116,9 +116,16 @@ def parse_ruleset(data: Any) -> RuleSet:
         raise RuleSetError(problems_from_validation(exc, data)) from exc
 
 
+def load_core_yaml(text: str) -> Any:
+    """The document in ``text`` with YAML's core types only and unique mapping keys (the module's
+    docstring says why); ``yaml.YAMLError`` when it is not YAML. Every hand-written file goes
+    through it: rule sets, SLA documents, team schedules."""
+    return yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: no object tags
+
+
 def ruleset_from_yaml(text: str) -> RuleSet:
     try:
-        data = yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: no object tags
+        data = load_core_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -52,3 +52,21 @@ def test_show_and_history_name_what_they_cannot_find(
     for command in ("history", "show"):
         wrong = cli.invoke(app, ["sla", command, "polciy", name])
         assert wrong.exit_code == 2 and "use policy or calendar" in wrong.output, wrong.output
+
+
+def test_a_document_is_read_as_written(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SLA documents were read with YAML 1.1's implicit types, as rule sets no longer are: a key
+    written twice kept the second silently, and an unquoted ``17:00`` was the integer 1020."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    cli, name, path = CliRunner(), f"cal-{uuid.uuid4().hex[:8]}", tmp_path / "calendar.yaml"
+    lines = [f"name: {name}", "timezone: Europe/Tallinn", "weekly_hours: {mon-fri: [09:00-17:00]}"]
+    path.write_text("\n".join([*lines, "timezone: UTC", ""]))
+    twice = cli.invoke(app, ["sla", "apply", "calendar", str(path)])
+    assert twice.exit_code == 1 and "line 4, column 1: duplicate key 'timezone'" in twice.output, twice.output
+    path.write_text("\n".join([*lines, "holidays: [2026-12-24]", ""]))
+    applied = cli.invoke(app, ["sla", "apply", "calendar", str(path)])
+    assert applied.exit_code == 0, applied.output
+    shown = yaml.safe_load(cli.invoke(app, ["sla", "show", "calendar", name]).output)
+    assert shown["timezone"] == "Europe/Tallinn" and [h["day"] for h in shown["holidays"]] == ["2026-12-24"]
