@@ -133,6 +133,9 @@ class TeamOut(BaseModel):
     timezone: str
     calendar: str | None
     schedule: ScheduleDoc | None
-    revision: int = Field(description='The ETag is W/"team-<name>-<revision>".')
+    revision: int = Field(
+        description='The ETag is W/"team-<name>-<revision>.<generation>"; the generation is drawn '
+        "when the team is created, so no ETag of a deleted team matches one created after it."
+    )
     created_at: datetime
     updated_at: datetime
