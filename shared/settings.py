@@ -171,7 +171,8 @@ class RouterSettings(ConsumerSettings):
         "the helpdesk groups of write-back targets.",
     )
     router_overflow_team: str | None = Field(
-        default=None, description="Team for tickets whose assignment pool is full (unset: triage)."
+        default=None,
+        description="Team for tickets whose assignment pool is full (unset, unknown or inactive: triage).",
     )
     router_load_counted_statuses: str = Field(
         default="new,open", description="Ticket statuses that count towards a team's load (comma separated)."

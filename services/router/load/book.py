@@ -8,7 +8,7 @@ ticket's move between (team, status, priority) with :meth:`move`, and persists :
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from services.router.assignment import AssignmentChoice, LoadConfig, Strategy, TeamLoad, choose_team
 from services.router.rules import PoolTarget
@@ -36,15 +36,31 @@ class LoadBook:
         used = self.weighted.get(team, 0.0) if self.config.weighted else float(self.counts.get(team, 0))
         return TeamLoad(team, used, float(self.capacities.get(team, 0)), team not in self.inactive)
 
+    def overflow_problem(self) -> str | None:
+        """Why the overflow team cannot take tickets ("unknown", "inactive"), or None. As a rule
+        cannot name such a team, a full pool does not give it tickets that nobody would see."""
+        team = self.overflow_team
+        if team is None:
+            return None
+        if team not in self.capacities:
+            return "unknown"
+        return "inactive" if team in self.inactive else None
+
     def choose(self, pool: PoolTarget, ticket_key: str) -> AssignmentChoice:
+        problem = self.overflow_problem()
         choice = choose_team(
             Strategy(pool.strategy),
             [self.load(t) for t in pool.teams],
             ticket_key=ticket_key,
             weights=pool.weights,
             last_assigned=self.cursors.get(pool.label),
-            overflow_team=self.overflow_team,
+            overflow_team=None if problem else self.overflow_team,
         )
+        if choice.team is None and problem:
+            why = choice.reason.removesuffix("; no overflow team, to triage")
+            choice = replace(
+                choice, reason=f"{why}; overflow team {self.overflow_team} is {problem}; to triage"
+            )
         if pool.strategy == Strategy.ROUND_ROBIN and choice.team in pool.teams:
             self.cursors[pool.label] = self.cursor_updates[pool.label] = choice.team
         return choice

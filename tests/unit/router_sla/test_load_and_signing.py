@@ -13,7 +13,8 @@ OPEN, PENDING = TicketStatus.OPEN, TicketStatus.PENDING
 
 
 def book(**counts: int) -> LoadBook:
-    return LoadBook(LoadConfig(weighted=False), {"a": 2, "b": 2}, counts=dict(counts), overflow_team="spill")
+    capacities = {"a": 2, "b": 2, "spill": 100}
+    return LoadBook(LoadConfig(weighted=False), capacities, counts=dict(counts), overflow_team="spill")
 
 
 def test_choices_see_the_increments_of_the_same_batch_and_overflow_when_full():
@@ -46,3 +47,23 @@ def test_round_robin_cursor_advances_within_the_batch():
 def test_signature_and_backoff():
     assert sign("k", b"{}") == "sha256=" + __import__("hmac").new(b"k", b"{}", "sha256").hexdigest()
     assert [backoff(n, 2, 10) for n in (1, 2, 3, 4)] == [timedelta(seconds=s) for s in (2, 4, 8, 10)]
+
+
+def test_an_inactive_or_unknown_overflow_team_gets_nothing():
+    """A full pool's tickets went to the overflow team even when it had been deactivated (or never
+    created): tickets assigned to a team nobody works, while triage would have shown them."""
+    pool = PoolTarget(("a", "b"), "least_loaded")
+    for capacities, inactive, why in (
+        ({"a": 1, "b": 1, "spill": 10}, frozenset({"spill"}), "inactive"),
+        ({"a": 1, "b": 1}, frozenset(), "unknown"),
+    ):
+        loads = LoadBook(
+            LoadConfig(weighted=False), capacities, inactive, counts={"a": 1, "b": 1}, overflow_team="spill"
+        )
+        choice = loads.choose(pool, "k")
+        assert choice.team is None, choice
+        assert choice.reason.endswith(f"overflow team spill is {why}; to triage"), choice.reason
+    active = LoadBook(
+        LoadConfig(weighted=False), {"a": 1, "spill": 10}, counts={"a": 1}, overflow_team="spill"
+    )
+    assert active.choose(PoolTarget(("a",), "least_loaded"), "k").team == "spill"
