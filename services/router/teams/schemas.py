@@ -120,7 +120,7 @@ class TeamFields(BaseModel):
     @classmethod
     def _languages(cls, languages: list[str]) -> list[str]:
         for code in languages:
-            if not re.match(LANGUAGE, code):
+            if not re.fullmatch(LANGUAGE, code):
                 raise ValueError(f"{code!r} is not an ISO 639 language code (e.g. en, de, pt-BR)")
         return list(dict.fromkeys(languages))
 

@@ -196,3 +196,21 @@ async def test_etag_of_a_deleted_team_does_not_match_its_successor(router_api: R
         f"/v1/teams/{name}", json={"capacity": 41}, headers={**editor, "If-Match": new.headers["ETag"]}
     )
     assert fresh.status_code == 200, fresh.text
+
+
+async def test_a_language_with_a_trailing_newline_is_refused(router_api: Router) -> None:
+    """``$`` matched before a final newline: "en\\n" was stored, and no ticket in English ever
+    matched the team's language."""
+    c, editor = router_api.client, router_api.editor
+    for languages in (["en\n"], ["de", "pt-BR\n"]):
+        bad = await c.post(
+            "/v1/teams", json={"name": f"lang-{uuid.uuid4().hex[:8]}", "languages": languages}, headers=editor
+        )
+        assert bad.status_code == 422, bad.text
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in bad.json()["errors"]] == ["/languages"]
+    name = await router_api.add_team(languages=["en"])
+    patched = await c.patch(
+        f"/v1/teams/{name}", json={"languages": ["en\n"]}, headers={**editor, "If-Match": "*"}
+    )
+    assert patched.status_code == 422, patched.text
