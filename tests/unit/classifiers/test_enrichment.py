@@ -358,3 +358,12 @@ def test_tickets_evaluated_ahead_route_as_without_and_only_their_own_snapshots_r
     assert other(tickets[1], "email").reasons == rules.route(tickets[1], "email", now=NOW).reasons
     # Ahead, then the copy and "email" anew, then the plain route.
     assert evaluated[1:] == [tickets[1].subject] * 4
+
+
+def test_a_team_speaking_a_regional_variant_speaks_the_language():
+    """Teams may list ``pt-BR`` (the teams API takes a region); the detector says ``pt``. Such a
+    team was never preferred for a ticket in Portuguese."""
+    speaks = {"a": frozenset({"en"}), "b": frozenset({"pt-br"}), "c": frozenset({"es-419", "de"})}
+    assert filter_pool_by_language(["a", "b", "c"], "pt", speaks) == ("b",)
+    assert filter_pool_by_language(["a", "b", "c"], "es", speaks) == ("c",)
+    assert filter_pool_by_language(["a", "b", "c"], "p", speaks) == ("a", "b", "c")  # no prefix match
