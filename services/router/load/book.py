@@ -36,15 +36,16 @@ class LoadBook:
         used = self.weighted.get(team, 0.0) if self.config.weighted else float(self.counts.get(team, 0))
         return TeamLoad(team, used, float(self.capacities.get(team, 0)), team not in self.inactive)
 
-    def overflow_problem(self) -> str | None:
-        """Why the overflow team cannot take tickets ("unknown", "inactive"), or None. As a rule
-        cannot name such a team, a full pool does not give it tickets that nobody would see."""
-        team = self.overflow_team
-        if team is None:
-            return None
+    def team_problem(self, team: str) -> str | None:
+        """Why ``team`` cannot take tickets ("unknown": no ``teams`` row, "inactive"), or None."""
         if team not in self.capacities:
             return "unknown"
         return "inactive" if team in self.inactive else None
+
+    def overflow_problem(self) -> str | None:
+        """Why the overflow team cannot take tickets, or None. As a rule cannot name such a team,
+        a full pool does not give it tickets that nobody would see."""
+        return None if self.overflow_team is None else self.team_problem(self.overflow_team)
 
     def choose(self, pool: PoolTarget, ticket_key: str) -> AssignmentChoice:
         problem = self.overflow_problem()

@@ -110,6 +110,13 @@ class RoutingPolicy:
                 choice = loads.choose(target, f"{source}:{snapshot.external_id}")
                 team = choice.team
                 reasons.append(choice.reason)
+        elif loads is not None and team is not None:
+            # The rules this router loaded may be a poll period old: the team a rule or the default
+            # names may have gone, or been deactivated, once a newer rule set stopped naming it.
+            problem = loads.team_problem(team)
+            if problem is not None:
+                reasons.append(f"team {team} is {problem}; to triage")
+                team = None
         if outcome.triage:
             team = None
         if outcome.rule_id is None and signals.team is not None and signals.team_model is not None:
