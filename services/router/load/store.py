@@ -124,7 +124,7 @@ async def prefetch(
     cursors, basis = await _cursors_and_basis(session)
     wanted = basis_of(config)
     if lock and basis != wanted:
-        loads = await _recount_loads(session, config, loads, wanted, now)
+        loads = await _recount_loads(session, config, loads, wanted, now, first=basis is None)
     return LoadBook(
         config=config,
         capacities={name: capacity(team, at or now) for name, team in teams.items()},
@@ -161,14 +161,17 @@ def basis_of(config: LoadConfig) -> str:
 
 
 async def _recount_loads(
-    session: AsyncSession, config: LoadConfig, loads: Loads, basis: str, now: datetime
+    session: AsyncSession, config: LoadConfig, loads: Loads, basis: str, now: datetime, first: bool
 ) -> Loads:
     """Set every team's counters to a recount under ``config`` and record its basis: the first
     batch after ROUTER_LOAD_COUNTED_STATUSES changed (or after the upgrade that added the basis).
     The team_load rows are locked, so no batch is changing tickets meanwhile; a router still on
     the old statuses (a rolling deploy) recounts back for its own batches, exactly each time."""
     counted = await recount(session, config)
-    log.warning("team loads recounted: what they count changed", extra={"basis": basis})
+    why = "the first count of their basis" if first else "what they count changed"
+    log.log(
+        logging.INFO if first else logging.WARNING, "team loads recounted: %s", why, extra={"basis": basis}
+    )
     load = cast(Table, TeamLoadRow.__table__)
     zero = {"open_count": 0, "open_weighted": 0.0, "updated_at": now}
     await insert_ignore(session, load, [{"team": t, **zero} for t in sorted(set(counted) - set(loads))])
