@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import Gauge
@@ -107,7 +108,16 @@ class RoutingPolicy:
                 target = outcome.pool
                 if tuple(pool) != target.teams:
                     target = PoolTarget(tuple(pool), target.strategy, target.weights)
-                choice = loads.choose(target, f"{source}:{snapshot.external_id}")
+                key = f"{source}:{snapshot.external_id}"
+                choice = loads.choose(target, key)
+                if target is not outcome.pool and choice.team not in target.teams:
+                    # Speakers are preferred, not required: as when no team speaks the language,
+                    # the rest of the pool takes the ticket before the overflow team or triage.
+                    wider = loads.choose(outcome.pool, key)
+                    if wider.team in outcome.pool.teams:
+                        speakers = ", ".join(f"{c.team}: {c.note}" for c in choice.considered)
+                        why = f"no team speaking {signals.language} has room ({speakers})"
+                        choice = replace(wider, reason=f"{why}; {wider.reason}")
                 team = choice.team
                 reasons.append(choice.reason)
         elif loads is not None and team is not None:
