@@ -7,6 +7,7 @@ ticket's move between (team, status, priority) with :meth:`move`, and persists :
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -15,6 +16,17 @@ from services.router.rules import PoolTarget
 from shared.events import Priority, TicketStatus
 
 Position = tuple[str | None, TicketStatus, Priority]  # (team, status, priority) of a ticket
+# The width of assignment_cursors.pool: a longer label (100 teams of up to 100 characters) is
+# stored by its digest, or the cursor's upsert would fail every batch that assigns from the pool.
+MAX_CURSOR_KEY = 1000
+
+
+def cursor_key(pool: PoolTarget) -> str:
+    """Where a round-robin pool's cursor is stored: its label, or a digest of a long one."""
+    label = pool.label
+    if len(label) <= MAX_CURSOR_KEY:
+        return label
+    return "pool-sha256:" + hashlib.sha256(label.encode()).hexdigest()
 
 
 @dataclass
@@ -54,7 +66,7 @@ class LoadBook:
             [self.load(t) for t in pool.teams],
             ticket_key=ticket_key,
             weights=pool.weights,
-            last_assigned=self.cursors.get(pool.label),
+            last_assigned=self.cursors.get(cursor_key(pool)),
             overflow_team=None if problem else self.overflow_team,
         )
         if choice.team is None and problem:
@@ -63,7 +75,8 @@ class LoadBook:
                 choice, reason=f"{why}; overflow team {self.overflow_team} is {problem}; to triage"
             )
         if pool.strategy == Strategy.ROUND_ROBIN and choice.team in pool.teams:
-            self.cursors[pool.label] = self.cursor_updates[pool.label] = choice.team
+            key = cursor_key(pool)
+            self.cursors[key] = self.cursor_updates[key] = choice.team
         return choice
 
     def _add(self, position: Position | None, sign: int) -> None:

@@ -216,3 +216,25 @@ async def test_changing_the_counted_statuses_recounts_the_loads(sessions):
         async with sessions() as session, session.begin():
             book = await prefetch(session, before, None)  # back to the default for the other tests
             assert book.counts[team] == 1
+
+
+async def test_a_round_robin_pool_of_long_team_names_keeps_its_cursor(sessions):
+    """A pool's cursor is stored under its label ("pool:" and the team names): ten teams of 100
+    characters made a label longer than the column, and on PostgreSQL every batch that assigned
+    from the pool failed (the events redelivered, and failing, for good)."""
+    run = new_id()[:8]
+    teams = tuple(f"{n}-{run}-".ljust(100, "x") for n in range(10))
+    assert all(len(t) == 100 for t in teams)
+    pool = PoolTarget(teams=teams, strategy="round_robin")
+    async with sessions() as session, session.begin():
+        session.add_all(Team(name=t, capacity=10) for t in teams)
+    chosen = []
+    for batch in range(2):
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, LoadConfig(), None)
+            team = book.choose(pool, f"{run}-{batch}").team
+            assert team is not None
+            chosen.append(team)
+            book.move(None, (team, TicketStatus.NEW, Priority.P3))
+            await persist(session, book)
+    assert chosen == list(teams[:2])  # the cursor carried over
