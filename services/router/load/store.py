@@ -211,9 +211,11 @@ def capacity(team: TeamCapacity, at: datetime) -> float:
 @functools.lru_cache(maxsize=1024)
 def _parsed_schedule(name: str, active: bool, document: str) -> TeamSchedule | None:
     try:
-        return ScheduleDoc.model_validate(orjson.loads(document)).for_team(name, active)
+        schedule = ScheduleDoc.model_validate(orjson.loads(document)).for_team(name, active)
+        schedule.shift_calendars  # noqa: B018  # built here, where a failure is caught, not per batch
     except ValidationError:
         return None
+    return schedule
 
 
 async def persist(session: AsyncSession, book: LoadBook) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from services.router.assignment import LoadConfig
 from services.router.assignment.capacity import MAX_AGENTS
+from services.router.load.store import prefetch
 from tests.integration.router_api.helpers import Router
 
 SCHEDULE: dict[str, Any] = {
@@ -125,3 +128,19 @@ async def test_a_schedule_with_more_intervals_than_a_calendar_may_have_is_refuse
     )
     assert too_many.status_code == 422, too_many.text
     assert [e["field"] for e in too_many.json()["errors"]] == ["/schedule"]
+
+
+async def test_a_long_team_and_shift_name_do_not_stop_the_routers(router_api: Router) -> None:
+    """Each shift became a business calendar named "<team>/<shift>", at most 200 characters: a
+    team of 100 and a shift of 150 were accepted, and then every routing batch of every router
+    failed reading the team's capacity (a ValidationError: redelivered, and failing, for good)."""
+    c, editor = router_api.client, router_api.editor
+    name = f"long-{uuid.uuid4().hex[:8]}-".ljust(100, "x")
+    shift = {"name": "s" * 150, "hours": {"daily": "00:00-24:00"}, "agents": 2}
+    schedule = {"tickets_per_agent": 3, "shifts": [shift]}
+    created = await c.post("/v1/teams", json={"name": name, "schedule": schedule}, headers=editor)
+    assert created.status_code == 201, created.text
+    async with router_api.app.state.sessions() as session, session.begin():
+        book = await prefetch(session, LoadConfig(), None, at=datetime(2026, 6, 1, 12, tzinfo=UTC))
+        assert book.capacities[name] == 6
+        await session.rollback()
