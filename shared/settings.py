@@ -163,7 +163,9 @@ class RouterSettings(ConsumerSettings):
     router_port: int = Field(default=8001, description="Router HTTP port.")
     router_group_id: str = Field(default="router", description="Router consumer group.")
     router_default_team: str | None = Field(
-        default=None, description="Team used when no rule matches and the rule set names none."
+        default=None,
+        max_length=100,  # a team name's width in the tables
+        description="Team used when no rule matches and the rule set names none.",
     )
     router_ruleset_poll_s: float = Field(
         default=0.5, gt=0, description="How often a router checks for a new rule set version."
@@ -176,7 +178,9 @@ class RouterSettings(ConsumerSettings):
         "the helpdesk groups of write-back targets.",
     )
     router_overflow_team: str | None = Field(
-        default=None, description="Team for tickets whose assignment pool is full (unset: triage)."
+        default=None,
+        max_length=100,
+        description="Team for tickets whose assignment pool is full (unset, unknown or inactive: triage).",
     )
     router_load_counted_statuses: str = Field(
         default="new,open", description="Ticket statuses that count towards a team's load (comma separated)."

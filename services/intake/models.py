@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, JsonDoc
 from shared.events import utc_now
+from shared.http.preconditions import GENERATION_LENGTH, new_generation
 
 
 class Source(Base):
@@ -22,6 +23,8 @@ class Source(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    # In the ETag too: a source created again under a deleted one's name starts at revision 1.
+    generation: Mapped[str] = mapped_column(String(GENERATION_LENGTH), default=new_generation)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.db.base import Base, JsonDoc
 from shared.db.models import BigId
 from shared.events import utc_now
+from shared.http.preconditions import GENERATION_LENGTH, new_generation
 
 
 class Team(Base):
@@ -29,6 +30,9 @@ class Team(Base):
     # Shift schedule (teams.schemas.ScheduleDoc as JSON); when set, it gives the capacity instead.
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, default=None)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    # Drawn when the row is created; in the ETag, so one read from a deleted team of the same name
+    # (whose revisions also started at 1) never matches this one.
+    generation: Mapped[str] = mapped_column(String(GENERATION_LENGTH), default=new_generation)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 

@@ -1,6 +1,7 @@
 """``/v1/sources``: the admin API for webhook sources (admin API key).
 
-Optimistic concurrency as in the router's admin APIs: ETag ``W/"source-<name>-<revision>"``,
+Optimistic concurrency as in the router's admin APIs: ETag
+``W/"source-<name>-<revision>.<generation>"`` (the generation drawn when the source is created),
 If-Match required on PATCH, DELETE and rotate (428 without, 412 when stale, both naming the
 current ETag).
 """
@@ -21,7 +22,7 @@ from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceC
 from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
-from shared.http.preconditions import Stale, expected_revision
+from shared.http.preconditions import Expected, Stale, expected_version
 from shared.http.problems import Problem
 
 # PostgreSQL stores no U+0000 (a secret or an option holding one failed as a 500), and a body
@@ -35,7 +36,9 @@ _admin = Depends(require_caller(Role.ADMIN))
 
 NamePath = Path(min_length=1, max_length=100, pattern=SOURCE_NAME)
 IfMatch = Header(
-    None, alias="If-Match", description='The ETag you read, e.g. W/"source-github-main-3" (or *).'
+    None,
+    alias="If-Match",
+    description='The ETag you read, e.g. W/"source-github-main-3.5f1c09e2a4b7d3c8" (or *).',
 )
 WRITE = (400, 401, 403, 404, 412, 422, 428)
 
@@ -75,12 +78,12 @@ def _problem(exc: service.SourceError | Stale) -> Problem:
     return Problem(status, title, exc.message, errors=errors)
 
 
-def _expected(name: str, if_match: str | None) -> int | None:
-    return expected_revision(if_match, service.etag_prefix(name))
+def _expected(name: str, if_match: str | None) -> Expected:
+    return expected_version(if_match, service.etag_prefix(name))
 
 
 def _tagged(response: Response, source: SourceOut) -> SourceOut:
-    response.headers["ETag"] = service.source_etag(source.name, source.revision)
+    response.headers["ETag"] = service.source_etag(source.name, source.revision, source._generation)
     return source
 
 

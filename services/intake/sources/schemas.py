@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from services.intake.webhooks import AdapterName
 from shared.db.storable import reject_nul
@@ -61,7 +61,13 @@ class SourceOut(BaseModel):
     secret_fingerprints: list[str] = Field(
         description="sha256 prefixes, oldest first, to tell secrets apart."
     )
-    revision: int = Field(description='Bumped by every change; the ETag is W/"source-<name>-<revision>".')
+    revision: int = Field(
+        description='Bumped by every change; the ETag is W/"source-<name>-<revision>.<generation>", '
+        "the generation drawn when the source is created (no ETag of a deleted source matches a "
+        "source created after it under the same name)."
+    )
     created_at: datetime
     updated_at: datetime
     webhook_path: str
+    # For the ETag only (not in the body).
+    _generation: str = PrivateAttr(default="")

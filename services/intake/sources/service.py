@@ -24,7 +24,7 @@ from services.intake.webhooks import SourceConfig, validate_generic_mapping
 from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import Stale, check_expected, etag
+from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
 MAX_SECRETS = 2
 
@@ -56,22 +56,27 @@ def etag_prefix(name: str) -> str:
     return f"source-{name}"
 
 
-def source_etag(name: str, revision: int) -> str:
-    return etag(etag_prefix(name), revision)
+def source_etag(name: str, revision: int, generation: str) -> str:
+    return etag(etag_prefix(name), revision, generation)
 
 
-def _check_revision(row: Source, expected: int | None) -> None:
-    check_expected(expected, row.revision, source_etag(row.name, row.revision))
+def _check_revision(row: Source, expected: Expected) -> None:
+    check_expected(
+        expected, row.revision, source_etag(row.name, row.revision, row.generation), row.generation
+    )
 
 
-async def _flush(session: AsyncSession, name: str, seen: int) -> None:
-    """Flush the change ``WHERE revision = seen``; a concurrent writer's commit makes it fail."""
+async def _flush(session: AsyncSession, row: Source) -> None:
+    """Flush the change to ``row`` ``WHERE revision = <read>``; a concurrent writer's commit makes
+    it fail."""
+    name, seen, generation = row.name, row.revision, row.generation  # a failed flush expires them
     try:
         await session.flush()
     except StaleDataError as exc:
         # The winner bumped the revision to seen + 1: name its ETag (had it deleted the source,
         # the client's re-read gets 404).
-        raise Stale(source_etag(name, seen + 1), "changed concurrently; re-read and retry") from exc
+        current = source_etag(name, seen + 1, generation)
+        raise Stale(current, "changed concurrently; re-read and retry") from exc
 
 
 def _options_pointer(message: str) -> str:
@@ -105,7 +110,7 @@ def fingerprint(secret: str) -> str:
 
 
 def to_out(row: Source) -> SourceOut:
-    return SourceOut(
+    out = SourceOut(
         name=row.name,
         type=row.adapter,
         enabled=row.enabled,
@@ -117,6 +122,8 @@ def to_out(row: Source) -> SourceOut:
         updated_at=row.updated_at,
         webhook_path=f"/v1/webhooks/{row.name}",
     )
+    out._generation = row.generation
+    return out
 
 
 def to_config(row: Source) -> SourceConfig:
@@ -148,7 +155,12 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
     if await session.get(Source, data.name) is not None:
         raise SourceExists(f"a source named {data.name!r} exists", "/name")
     row = Source(
-        name=data.name, adapter=data.type, secrets=[data.secret], options=data.options, enabled=data.enabled
+        name=data.name,
+        adapter=data.type,
+        secrets=[data.secret],
+        options=data.options,
+        enabled=data.enabled,
+        generation=new_generation(),
     )
     session.add(row)
     try:
@@ -172,7 +184,7 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
 
 
 async def update_source(
-    session: AsyncSession, name: str, data: SourceUpdate, *, expected: int | None, actor: str
+    session: AsyncSession, name: str, data: SourceUpdate, *, expected: Expected, actor: str
 ) -> Source:
     """Apply the given fields; a no-op keeps the revision (and the ETag clients hold), as for teams."""
     row = await get_source(session, name)
@@ -186,33 +198,31 @@ async def update_source(
         changes["enabled"] = {"old": row.enabled, "new": data.enabled}
     if not changes:
         return row
-    seen = row.revision
     for key, change in changes.items():
         setattr(row, key, change["new"])
     row.updated_at = utc_now()
-    await _flush(session, name, seen)  # bumps ``revision``
+    await _flush(session, row)  # bumps ``revision``
     _audit(session, actor, "update", name, {"changes": changes, "revision": row.revision})
     return row
 
 
 async def rotate_secret(
-    session: AsyncSession, name: str, secret: str, *, expected: int | None, actor: str
+    session: AsyncSession, name: str, secret: str, *, expected: Expected, actor: str
 ) -> Source:
     """Add ``secret``; keep the newest two so signatures under the previous one still pass."""
     row = await get_source(session, name)
     _check_revision(row, expected)
-    seen = row.revision
     # A new list (not an in-place append) so the JSON column is seen as changed.
     row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
     row.updated_at = utc_now()
-    await _flush(session, name, seen)
+    await _flush(session, row)
     detail = {"secrets": [fingerprint(s) for s in row.secrets], "revision": row.revision}
     _audit(session, actor, "rotate", name, detail)
     return row
 
 
 async def retire_secret(
-    session: AsyncSession, name: str, secret_fingerprint: str, *, expected: int | None, actor: str
+    session: AsyncSession, name: str, secret_fingerprint: str, *, expected: Expected, actor: str
 ) -> Source:
     """Remove the secret with ``secret_fingerprint`` (as listed): the end of a rotation once the
     sender signs with the new one, or at once for a leaked secret. Never the last one."""
@@ -224,10 +234,9 @@ async def retire_secret(
         raise SourceNotFound(f"source {name!r} has no secret {secret_fingerprint!r} (it has {listed})")
     if not kept:
         raise LastSecret(f"{secret_fingerprint!r} is the only secret of source {name!r}: rotate first")
-    seen = row.revision
     row.secrets = kept
     row.updated_at = utc_now()
-    await _flush(session, name, seen)
+    await _flush(session, row)
     detail = {
         "retired": secret_fingerprint,
         "secrets": [fingerprint(s) for s in kept],
@@ -237,11 +246,11 @@ async def retire_secret(
     return row
 
 
-async def delete_source(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> None:
+async def delete_source(session: AsyncSession, name: str, *, expected: Expected, actor: str) -> None:
     row = await get_source(session, name)
     _check_revision(row, expected)
     seen = row.revision
     detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets], "revision": seen}
     await session.delete(row)
-    await _flush(session, name, seen)  # DELETE WHERE revision = seen: an edit since the check is not lost
+    await _flush(session, row)  # DELETE WHERE revision = seen: an edit since the check is not lost
     _audit(session, actor, "delete", name, detail)

@@ -88,7 +88,8 @@ class TeamSchedule(BaseModel):
         return tuple(
             (
                 BusinessCalendar(
-                    name=f"{self.team}/{s.name}",
+                    # A label (a calendar's name is at most 200 characters; team and shift: 300).
+                    name=f"{self.team}/{s.name}"[:200],
                     timezone=self.timezone,
                     weekly_hours=s.hours,
                     holidays=self.holidays,

@@ -211,9 +211,14 @@ def filter_pool_by_language(
 ) -> tuple[str, ...]:
     """The pool's teams that speak ``language``, in pool order; the whole pool when none does.
 
-    Teams without listed languages are not assumed to speak anything in particular.
+    Teams without listed languages are not assumed to speak anything in particular. A team that
+    lists a regional variant (``pt-br``) speaks the language the detector names (``pt``).
     """
     if language is None:
         return tuple(teams)
-    speaking = tuple(t for t in teams if language in team_languages.get(t, ()))
+    speaking = tuple(t for t in teams if _speaks(team_languages.get(t, ()), language))
     return speaking or tuple(teams)
+
+
+def _speaks(languages: Iterable[str], language: str) -> bool:
+    return any(code == language or code.partition("-")[0] == language for code in languages)

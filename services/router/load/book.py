@@ -7,14 +7,26 @@ ticket's move between (team, status, priority) with :meth:`move`, and persists :
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from services.router.assignment import AssignmentChoice, LoadConfig, Strategy, TeamLoad, choose_team
 from services.router.rules import PoolTarget
 from shared.events import Priority, TicketStatus
 
 Position = tuple[str | None, TicketStatus, Priority]  # (team, status, priority) of a ticket
+# The width of assignment_cursors.pool: a longer label (100 teams of up to 100 characters) is
+# stored by its digest, or the cursor's upsert would fail every batch that assigns from the pool.
+MAX_CURSOR_KEY = 1000
+
+
+def cursor_key(pool: PoolTarget) -> str:
+    """Where a round-robin pool's cursor is stored: its label, or a digest of a long one."""
+    label = pool.label
+    if len(label) <= MAX_CURSOR_KEY:
+        return label
+    return "pool-sha256:" + hashlib.sha256(label.encode()).hexdigest()
 
 
 @dataclass
@@ -36,17 +48,35 @@ class LoadBook:
         used = self.weighted.get(team, 0.0) if self.config.weighted else float(self.counts.get(team, 0))
         return TeamLoad(team, used, float(self.capacities.get(team, 0)), team not in self.inactive)
 
+    def team_problem(self, team: str) -> str | None:
+        """Why ``team`` cannot take tickets ("unknown": no ``teams`` row, "inactive"), or None."""
+        if team not in self.capacities:
+            return "unknown"
+        return "inactive" if team in self.inactive else None
+
+    def overflow_problem(self) -> str | None:
+        """Why the overflow team cannot take tickets, or None. As a rule cannot name such a team,
+        a full pool does not give it tickets that nobody would see."""
+        return None if self.overflow_team is None else self.team_problem(self.overflow_team)
+
     def choose(self, pool: PoolTarget, ticket_key: str) -> AssignmentChoice:
+        problem = self.overflow_problem()
         choice = choose_team(
             Strategy(pool.strategy),
             [self.load(t) for t in pool.teams],
             ticket_key=ticket_key,
             weights=pool.weights,
-            last_assigned=self.cursors.get(pool.label),
-            overflow_team=self.overflow_team,
+            last_assigned=self.cursors.get(cursor_key(pool)),
+            overflow_team=None if problem else self.overflow_team,
         )
+        if choice.team is None and problem:
+            why = choice.reason.removesuffix("; no overflow team, to triage")
+            choice = replace(
+                choice, reason=f"{why}; overflow team {self.overflow_team} is {problem}; to triage"
+            )
         if pool.strategy == Strategy.ROUND_ROBIN and choice.team in pool.teams:
-            self.cursors[pool.label] = self.cursor_updates[pool.label] = choice.team
+            key = cursor_key(pool)
+            self.cursors[key] = self.cursor_updates[key] = choice.team
         return choice
 
     def _add(self, position: Position | None, sign: int) -> None:

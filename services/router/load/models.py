@@ -1,7 +1,8 @@
 """Authoritative team load counters and round-robin cursors.
 
 ``team_load`` is updated in the same transaction as the ticket state that changes it, so it
-always equals a recount of ``router_tickets`` (see :func:`services.router.load.store.recount`).
+always equals a recount of ``router_tickets`` (see :func:`services.router.load.store.recount`)
+under the counted statuses and weights ``team_load_basis`` names; a batch under others recounts.
 """
 
 from __future__ import annotations
@@ -31,3 +32,14 @@ class AssignmentCursor(Base):
 
     pool: Mapped[str] = mapped_column(String(1000), primary_key=True)
     last_team: Mapped[str] = mapped_column(String(100))
+
+
+class TeamLoadBasis(Base):
+    """What ``team_load`` counts (the counted statuses and priority weights, see
+    :func:`services.router.load.store.basis_of`): one row. Changed, the counters are recounted."""
+
+    __tablename__ = "team_load_basis"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    basis: Mapped[str] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -9,6 +9,7 @@ take the database write lock up front (see :func:`take_write_lock`), which seria
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ from typing import Any, cast
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy import Table, bindparam, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.router.assignment import LoadConfig
+from services.router.assignment import LoadConfig, TeamSchedule
 from services.router.load.book import LoadBook
-from services.router.load.models import AssignmentCursor, TeamLoadRow
+from services.router.load.models import AssignmentCursor, TeamLoadBasis, TeamLoadRow
 from services.router.models import RouterTicket, Team
 from services.router.teams.schemas import ScheduleDoc
 from shared.db.dialect import conflict_insert, is_postgres
@@ -120,7 +121,10 @@ async def prefetch(
             [{"team": n, "open_count": 0, "open_weighted": 0.0, "updated_at": now} for n in sorted(missing)],
         )
         loads, teams = await _read_loads_and_teams(session, lock)
-    cursors = {c.pool: c.last_team for c in (await session.scalars(select(AssignmentCursor))).all()}
+    cursors, basis = await _cursors_and_basis(session)
+    wanted = basis_of(config)
+    if lock and basis != wanted:
+        loads = await _recount_loads(session, config, loads, wanted, now, first=basis is None)
     return LoadBook(
         config=config,
         capacities={name: capacity(team, at or now) for name, team in teams.items()},
@@ -133,19 +137,85 @@ async def prefetch(
     )
 
 
+# The cursors' statement also reads the basis, under a key no pool label is (they start "pool:").
+_BASIS_KEY = ""
+
+
+async def _cursors_and_basis(session: AsyncSession) -> tuple[dict[str, str], str | None]:
+    """The round-robin cursors and what ``team_load`` counts, in one statement after the locks: a
+    router that recounted under other statuses held them, so what it wrote is seen here."""
+    rows = await session.execute(
+        select(AssignmentCursor.pool, AssignmentCursor.last_team).union_all(
+            select(literal(_BASIS_KEY), TeamLoadBasis.basis).where(TeamLoadBasis.id == 1)
+        )
+    )
+    cursors: dict[str, str] = {pool: team for pool, team in rows.all()}
+    return cursors, cursors.pop(_BASIS_KEY, None)
+
+
+def basis_of(config: LoadConfig) -> str:
+    """What counters kept under ``config`` count: its statuses and priority weights."""
+    statuses = ",".join(sorted(status.value for status in config.counted_statuses))
+    weights = ",".join(f"{p.value}={config.priority_weights.get(p, 1.0):g}" for p in Priority)
+    return f"counted={statuses};weights={weights}"
+
+
+async def _recount_loads(
+    session: AsyncSession, config: LoadConfig, loads: Loads, basis: str, now: datetime, first: bool
+) -> Loads:
+    """Set every team's counters to a recount under ``config`` and record its basis: the first
+    batch after ROUTER_LOAD_COUNTED_STATUSES changed (or after the upgrade that added the basis).
+    The team_load rows are locked, so no batch is changing tickets meanwhile; a router still on
+    the old statuses (a rolling deploy) recounts back for its own batches, exactly each time."""
+    counted = await recount(session, config)
+    why = "the first count of their basis" if first else "what they count changed"
+    log.log(
+        logging.INFO if first else logging.WARNING, "team loads recounted: %s", why, extra={"basis": basis}
+    )
+    load = cast(Table, TeamLoadRow.__table__)
+    zero = {"open_count": 0, "open_weighted": 0.0, "updated_at": now}
+    await insert_ignore(session, load, [{"team": t, **zero} for t in sorted(set(counted) - set(loads))])
+    fresh = {team: counted.get(team, (0, 0.0)) for team in sorted(set(loads) | set(counted))}
+    await session.execute(
+        update(load)
+        .where(load.c.team == bindparam("b_team"))
+        .values(open_count=bindparam("b_count"), open_weighted=bindparam("b_weighted"), updated_at=now),
+        [{"b_team": t, "b_count": count, "b_weighted": weighted} for t, (count, weighted) in fresh.items()],
+    )
+    upsert = conflict_insert(session, TeamLoadBasis).values(id=1, basis=basis, updated_at=now)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["id"], set_={"basis": upsert.excluded.basis, "updated_at": now}
+        )
+    )
+    return fresh
+
+
 def capacity(team: TeamCapacity, at: datetime) -> float:
     """Agents on shift x tickets per agent when the team has a schedule, else its fixed capacity.
 
-    Evaluated once per team per batch, so a ticket only reads a number.
+    Evaluated once per team per batch, so a ticket only reads a number. The schedule is parsed
+    once per stored document, not per batch (with its calendars' memory of the days they worked
+    out): parsing was ~1 ms a batch for a team of three shifts, seconds for a large one.
     """
     if team.schedule is None:
         return float(team.capacity)
-    try:
-        schedule = ScheduleDoc.model_validate(team.schedule).for_team(team.name, team.active)
-    except ValidationError:  # written around the API; the fixed number beats failing every batch
+    document = orjson.dumps(team.schedule, option=orjson.OPT_SORT_KEYS).decode()
+    schedule = _parsed_schedule(team.name, team.active, document)
+    if schedule is None:  # written around the API; the fixed number beats failing every batch
         log.warning("team %s: invalid stored schedule, using capacity %d", team.name, team.capacity)
         return float(team.capacity)
     return schedule.capacity_at(at)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_schedule(name: str, active: bool, document: str) -> TeamSchedule | None:
+    try:
+        schedule = ScheduleDoc.model_validate(orjson.loads(document)).for_team(name, active)
+        schedule.shift_calendars  # noqa: B018  # built here, where a failure is caught, not per batch
+    except ValidationError:
+        return None
+    return schedule
 
 
 async def persist(session: AsyncSession, book: LoadBook) -> None:

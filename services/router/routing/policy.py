@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import Gauge
@@ -108,9 +109,25 @@ class RoutingPolicy:
                 target = outcome.pool
                 if tuple(pool) != target.teams:
                     target = PoolTarget(tuple(pool), target.strategy, target.weights)
-                choice = loads.choose(target, f"{source}:{snapshot.external_id}")
+                key = f"{source}:{snapshot.external_id}"
+                choice = loads.choose(target, key)
+                if target is not outcome.pool and choice.team not in target.teams:
+                    # Speakers are preferred, not required: as when no team speaks the language,
+                    # the rest of the pool takes the ticket before the overflow team or triage.
+                    wider = loads.choose(outcome.pool, key)
+                    if wider.team in outcome.pool.teams:
+                        speakers = ", ".join(f"{c.team}: {c.note}" for c in choice.considered)
+                        why = f"no team speaking {signals.language} has room ({speakers})"
+                        choice = replace(wider, reason=f"{why}; {wider.reason}")
                 team = choice.team
                 reasons.append(choice.reason)
+        elif loads is not None and team is not None:
+            # The rules this router loaded may be a poll period old: the team a rule or the default
+            # names may have gone, or been deactivated, once a newer rule set stopped naming it.
+            problem = loads.team_problem(team)
+            if problem is not None:
+                reasons.append(f"team {team} is {problem}; to triage")
+                team = None
         if outcome.triage:
             team = None
         if outcome.rule_id is None and signals.team is not None and signals.team_model is not None:

@@ -9,17 +9,19 @@ from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.teams import service
 from services.router.teams.schemas import TEAM_NAME, TeamCreate, TeamFields, TeamOut, TeamPatch
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import expected_revision
+from shared.http.preconditions import Expected, expected_version
 
 router = APIRouter(prefix="/v1/teams", tags=["teams"])
 NamePath = Path(min_length=1, max_length=100, pattern=TEAM_NAME)
-IfMatch = Header(None, alias="If-Match", description='The ETag you read, e.g. W/"team-access-3" (or *).')
+IfMatch = Header(
+    None, alias="If-Match", description='The ETag you read, e.g. W/"team-access-3.5f1c09e2a4b7d3c8" (or *).'
+)
 _viewer = Depends(require_role(Role.VIEWER))
 _editor = Depends(require_caller(Role.EDITOR))
 
 
-def _expected(name: str, if_match: str | None) -> int | None:
-    return expected_revision(if_match, f"team-{name}")
+def _expected(name: str, if_match: str | None) -> Expected:
+    return expected_version(if_match, f"team-{name}")
 
 
 @router.get("", response_model=list[TeamOut], responses=problems(*READ), summary="List teams")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.router.assignment.capacity import Shift, TeamSchedule
 from services.router.errors import Invalid
 from services.router.rules.schema import validate_timezone
-from services.router.sla.calendar import Holiday, IanaTimezone
+from services.router.sla.calendar import MAX_DAY_INTERVALS, Holiday, IanaTimezone, normalise_weekly_hours
 from shared.http.problems import field_errors
 
 TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -40,6 +49,43 @@ class ScheduleDoc(BaseModel):
         return TeamSchedule(team=team, active=active, **self.model_dump())
 
 
+# Intervals a schedule's shifts may hold in all: 100 shifts of two intervals every day, and more.
+# Each router reads every schedule for every batch, so the bound is on what a batch pays.
+MAX_SCHEDULE_INTERVALS = 2_000
+
+
+def _bounded(raw: Any) -> Any:
+    """Refuse a schedule with more intervals than a day or a schedule may hold (as a business
+    calendar may), counted on the request before it is parsed: parsing a few hundred thousand
+    intervals took seconds. Only what is given is bounded: a stored schedule still reads back.
+    Anything malformed is left to the model, which names the field."""
+    shifts = raw.get("shifts") if isinstance(raw, dict) else None
+    if not isinstance(shifts, list):
+        return raw
+    total = 0
+    for index, shift in enumerate(shifts):
+        try:
+            hours = normalise_weekly_hours(shift.get("hours") if isinstance(shift, dict) else None)
+        except ValueError:
+            continue
+        if not isinstance(hours, dict):
+            continue
+        for day, intervals in hours.items():
+            if len(intervals) > MAX_DAY_INTERVALS:
+                many = f"at most {MAX_DAY_INTERVALS} intervals a day, got {len(intervals)}"
+                raise ValueError(f"shifts/{index}/hours/{day}: {many}")
+            total += len(intervals)
+    if total > MAX_SCHEDULE_INTERVALS:
+        raise ValueError(
+            f"at most {MAX_SCHEDULE_INTERVALS} intervals in all shifts (days expanded), got {total}"
+        )
+    return raw
+
+
+# A schedule as a request gives it (bounded); responses use ScheduleDoc as stored.
+GivenSchedule = Annotated[ScheduleDoc | None, BeforeValidator(_bounded)]
+
+
 class TeamFields(BaseModel):
     """Everything about a team except its name (a PUT replaces all of these)."""
 
@@ -58,7 +104,7 @@ class TeamFields(BaseModel):
     calendar: str | None = Field(
         default=None, min_length=1, max_length=100, description="Business-hours calendar"
     )
-    schedule: ScheduleDoc | None = Field(
+    schedule: GivenSchedule = Field(
         default=None, description="Shift schedule; when set, capacity comes from the agents on shift."
     )
 
@@ -74,7 +120,7 @@ class TeamFields(BaseModel):
     @classmethod
     def _languages(cls, languages: list[str]) -> list[str]:
         for code in languages:
-            if not re.match(LANGUAGE, code):
+            if not re.fullmatch(LANGUAGE, code):
                 raise ValueError(f"{code!r} is not an ISO 639 language code (e.g. en, de, pt-BR)")
         return list(dict.fromkeys(languages))
 
@@ -104,7 +150,7 @@ class TeamPatch(BaseModel):
     languages: list[str] | None = Field(default=None, max_length=50)
     timezone: str | None = Field(default=None, max_length=64)
     calendar: str | None = Field(default=None, min_length=1, max_length=100)
-    schedule: ScheduleDoc | None = None
+    schedule: GivenSchedule = None
 
     def changes(self) -> dict[str, object]:
         """The given keys, validated with TeamFields' rules (``calendar``/``schedule: null`` clear)."""
@@ -133,6 +179,9 @@ class TeamOut(BaseModel):
     timezone: str
     calendar: str | None
     schedule: ScheduleDoc | None
-    revision: int = Field(description='The ETag is W/"team-<name>-<revision>".')
+    revision: int = Field(
+        description='The ETag is W/"team-<name>-<revision>.<generation>"; the generation is drawn '
+        "when the team is created, so no ETag of a deleted team matches one created after it."
+    )
     created_at: datetime
     updated_at: datetime

@@ -22,13 +22,13 @@ from services.router.slas.service import policies_reassigning_to
 from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import Stale, check_expected, etag
+from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
 FIELDS = tuple(TeamFields.model_fields)
 
 
 def team_etag(row: Team) -> str:
-    return etag(f"team-{row.name}", row.revision)
+    return etag(f"team-{row.name}", row.revision, row.generation)
 
 
 def to_out(row: Team) -> TeamOut:
@@ -54,6 +54,7 @@ async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Te
     row = Team(
         name=data.name,
         revision=1,
+        generation=new_generation(),
         created_at=now,
         updated_at=now,
         **data.model_dump(mode="json", include=set(FIELDS)),
@@ -89,15 +90,15 @@ async def _references(session: AsyncSession, name: str) -> str | None:
     return "; ".join(found) or None
 
 
-def _check_revision(row: Team, expected: int | None) -> None:
-    check_expected(expected, row.revision, team_etag(row))
+def _check_revision(row: Team, expected: Expected) -> None:
+    check_expected(expected, row.revision, team_etag(row), row.generation)
 
 
 async def _guarded_update(session: AsyncSession, row: Team, values: dict[str, Any]) -> None:
     """UPDATE ... WHERE revision = seen: a concurrent writer makes it match no row."""
     result = await session.execute(
         update(Team)
-        .where(Team.name == row.name, Team.revision == row.revision)
+        .where(Team.name == row.name, Team.generation == row.generation, Team.revision == row.revision)
         .values(**values, revision=row.revision + 1, updated_at=utc_now())
         .execution_options(synchronize_session=False)
     )
@@ -108,7 +109,7 @@ async def _guarded_update(session: AsyncSession, row: Team, values: dict[str, An
 
 
 async def update_team(
-    session: AsyncSession, name: str, changes: dict[str, Any], *, expected: int | None, actor: str
+    session: AsyncSession, name: str, changes: dict[str, Any], *, expected: Expected, actor: str
 ) -> Team:
     """Apply ``changes`` (a subset of the team's fields); a no-op keeps the revision."""
     await lock_config(session)  # before reading the references a deactivation checks
@@ -126,7 +127,7 @@ async def update_team(
     return row
 
 
-async def delete_team(session: AsyncSession, name: str, *, expected: int | None, actor: str) -> str:
+async def delete_team(session: AsyncSession, name: str, *, expected: Expected, actor: str) -> str:
     """'deleted', or 'deactivated' when tickets were routed to the team."""
     await lock_config(session)  # before reading the references that keep the team
     row = await get_team(session, name)
@@ -149,7 +150,7 @@ async def delete_team(session: AsyncSession, name: str, *, expected: int | None,
     else:
         result = await session.execute(
             delete(Team)
-            .where(Team.name == name, Team.revision == row.revision)
+            .where(Team.name == name, Team.generation == row.generation, Team.revision == row.revision)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """``/v1/writeback``: write-back targets (CRUD, secrets write-only) and the delivery queue.
 
-Viewers read; admins change (If-Match on PUT and DELETE, ETag ``W/"writeback-target-<id>-<rev>"``)
+Viewers read; admins change (If-Match on PUT and DELETE, ETag
+``W/"writeback-target-<id>-<rev>.<generation>"``)
 and retry failed deliveries; every change is audited with the API key's name.
 """
 
@@ -16,21 +17,23 @@ from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.writeback import service
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import expected_revision
+from shared.http.preconditions import Expected, expected_version
 
 router = APIRouter(prefix="/v1/writeback", tags=["writeback"])
 MAX_ID = 2**63 - 1  # BIGINT: a larger id is a 422, not a database error
 TargetPath = Path(ge=1, le=MAX_ID, description="The target's id.")
 DeliveryPath = Path(ge=1, le=MAX_ID, description="The delivery's id.")
 IfMatch = Header(
-    None, alias="If-Match", description='The ETag you read, e.g. W/"writeback-target-7-3" (or *).'
+    None,
+    alias="If-Match",
+    description='The ETag you read, e.g. W/"writeback-target-7-3.5f1c09e2a4b7d3c8" (or *).',
 )
 _viewer = Depends(require_role(Role.VIEWER))
 _admin = Depends(require_caller(Role.ADMIN))
 
 
-def _expected(target_id: int, if_match: str | None) -> int | None:
-    return expected_revision(if_match, service.etag_prefix(target_id))
+def _expected(target_id: int, if_match: str | None) -> Expected:
+    return expected_version(if_match, service.etag_prefix(target_id))
 
 
 @router.get(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.db.base import Base, JsonDoc
 from shared.db.models import BigId
 from shared.events import utc_now
+from shared.http.preconditions import GENERATION_LENGTH, new_generation
 
 
 class WritebackTarget(Base):
@@ -28,6 +29,8 @@ class WritebackTarget(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     event_kinds: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     revision: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    # In the ETag too: SQLite may give a new target a deleted one's id (revisions start at 1 again).
+    generation: Mapped[str] = mapped_column(String(GENERATION_LENGTH), default=new_generation)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 

@@ -127,7 +127,10 @@ class TargetOut(BaseModel):
     options: dict[str, Any]
     enabled: bool
     event_kinds: list[str]
-    revision: int = Field(description='The ETag is W/"writeback-target-<id>-<revision>".')
+    revision: int = Field(
+        description='The ETag is W/"writeback-target-<id>-<revision>.<generation>"; the generation is '
+        "drawn when the target is created, so no ETag of a deleted target matches a later one."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -26,7 +26,7 @@ from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut, hide_userinfo
 from shared.db.audit import record
 from shared.events import utc_now
-from shared.http.preconditions import Stale, check_expected, etag
+from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
 ENTITY = "writeback_target"
 DELIVERY = "writeback_delivery"
@@ -39,7 +39,7 @@ def etag_prefix(target_id: int) -> str:
 
 
 def target_etag(row: WritebackTarget) -> str:
-    return etag(etag_prefix(row.id), row.revision)
+    return etag(etag_prefix(row.id), row.revision, row.generation)
 
 
 def to_out(row: WritebackTarget) -> TargetOut:
@@ -64,10 +64,11 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"a target named {name!r} exists", [{"field": "/name", "message": "already exists"}])
 
 
-def _lost_race(target_id: int, seen: int) -> Stale:
+def _lost_race(target_id: int, generation: str, seen: int) -> Stale:
     # The winner bumped the revision to seen + 1: name its ETag, as rule sets' and SLA configs'
     # races do. Had it deleted the target, the client's re-read gets 404.
-    return Stale(etag(etag_prefix(target_id), seen + 1), "changed concurrently; re-read and retry")
+    current = etag(etag_prefix(target_id), seen + 1, generation)
+    return Stale(current, "changed concurrently; re-read and retry")
 
 
 async def list_targets(session: AsyncSession) -> list[WritebackTarget]:
@@ -120,7 +121,9 @@ async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> Wr
     await _check_name_free(session, data.name)
     await _check_groups_agree(session, data)
     now = utc_now()
-    row = WritebackTarget(**data.model_dump(mode="json"), created_at=now, updated_at=now)
+    row = WritebackTarget(
+        **data.model_dump(mode="json"), generation=new_generation(), created_at=now, updated_at=now
+    )
     session.add(row)
     try:
         await session.flush()  # the id, and revision 1
@@ -131,11 +134,11 @@ async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> Wr
 
 
 async def update_target(
-    session: AsyncSession, target_id: int, data: TargetIn, *, expected: int | None, actor: str
+    session: AsyncSession, target_id: int, data: TargetIn, *, expected: Expected, actor: str
 ) -> WritebackTarget:
     """Replace every field; a no-op keeps the revision (and the ETag clients hold), as for teams."""
     row = await get_target(session, target_id)
-    check_expected(expected, row.revision, target_etag(row))
+    check_expected(expected, row.revision, target_etag(row), row.generation)
     new = data.model_dump(mode="json")
     changes = {
         k: {"old": _shown(old), "new": _shown(new[k])} for k, old in _fields(row).items() if old != new[k]
@@ -153,7 +156,7 @@ async def update_target(
     cancelled = 0
     if "source" in changes or ("connector" in changes and data.connector != "webhook"):
         cancelled = await _cancel_waiting(session, row, data.source, data.connector)
-    seen = row.revision
+    seen, generation = row.revision, row.generation
     for key, value in new.items():
         setattr(row, key, value)
     row.updated_at = utc_now()
@@ -162,7 +165,7 @@ async def update_target(
     except IntegrityError as exc:  # renamed to a name taken concurrently
         raise _name_taken(data.name) from exc
     except StaleDataError as exc:
-        raise _lost_race(target_id, seen) from exc
+        raise _lost_race(target_id, generation, seen) from exc
     detail: dict[str, Any] = {"changes": changes, "secret_changed": secret_changed, "revision": row.revision}
     if cancelled:
         detail["cancelled_deliveries"] = cancelled
@@ -199,12 +202,13 @@ def _ticket_source(delivery: WritebackDelivery) -> str:
     return ticket_source(document) or delivery.ticket_key.split(":", 1)[0]
 
 
-async def delete_target(session: AsyncSession, target_id: int, *, expected: int | None, actor: str) -> None:
+async def delete_target(session: AsyncSession, target_id: int, *, expected: Expected, actor: str) -> None:
     row = await get_target(session, target_id)
-    check_expected(expected, row.revision, target_etag(row))
+    check_expected(expected, row.revision, target_etag(row), row.generation)
     await lock_config(session)  # a policy naming it may be being saved (see update_target)
     await _check_not_notified(session, row.name, "deleted")
-    seen, detail = row.revision, {"target": _audited(row), "revision": row.revision}
+    seen, generation = row.revision, row.generation
+    detail = {"target": _audited(row), "revision": seen}
     # Its deliveries go with it: none is sent to a target that is gone, and none waits to be
     # taken for a later target's (SQLite may give a new row a deleted row's id).
     await session.execute(delete(WritebackDelivery).where(WritebackDelivery.target_id == target_id))
@@ -212,7 +216,7 @@ async def delete_target(session: AsyncSession, target_id: int, *, expected: int 
     try:
         await session.flush()  # DELETE WHERE revision = seen: an edit since the check is not lost
     except StaleDataError as exc:
-        raise _lost_race(target_id, seen) from exc
+        raise _lost_race(target_id, generation, seen) from exc
     record(session, actor, f"{ENTITY}.delete", ENTITY, str(target_id), detail)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
@@ -92,12 +93,48 @@ async def test_crud_never_returns_secrets_and_is_audited(
     assert SECRET not in logged and NEW_SECRET not in logged
 
 
-def tag(name: str, revision: int) -> str:
-    return f'W/"source-{name}-{revision}"'
+def tag(name: str, revision: int, generation: str) -> str:
+    return f'W/"source-{name}-{revision}.{generation}"'
+
+
+def generation_of(etag: str) -> str:
+    """The generation an ETag carries (drawn when its source was created)."""
+    found = re.fullmatch(r'W/"source-.+-\d+\.([0-9a-f]{16})"', etag)
+    assert found, etag
+    return found.group(1)
 
 
 def is_problem(response: httpx.Response, status: int) -> bool:
     return response.status_code == status and response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_etag_of_a_deleted_source_does_not_match_its_successor(intake: Intake) -> None:
+    """A source created again under a deleted one's name starts at revision 1 again: an If-Match
+    read from the deleted source must not change, rotate or delete the new one."""
+    name = f"reborn-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+    old = await intake.add_source(name, "native", SECRET)
+    old_etag = old.headers["etag"]
+    assert (
+        await intake.client.delete(url, headers={**intake.admin, "If-Match": old_etag})
+    ).status_code == 204
+    new = await intake.add_source(name, "native", NEW_SECRET)
+    assert new.status_code == 201, new.text
+    assert new.headers["etag"] != old_etag
+    headers = {**intake.admin, "If-Match": old_etag}
+    for response in [
+        await intake.client.patch(url, headers=headers, json={"enabled": False}),
+        await intake.client.post(f"{url}/rotate", headers=headers, json={"secret": SECRET}),
+        await intake.client.delete(url, headers=headers),
+    ]:
+        assert is_problem(response, 412), response.text
+        assert response.headers["etag"] == new.headers["etag"]
+    kept = await intake.client.get(url, headers=intake.admin)
+    assert kept.json()["enabled"] is True and kept.json()["secret_fingerprints"] == [fingerprint(NEW_SECRET)]
+    patched = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": new.headers["etag"]}, json={"enabled": False}
+    )
+    assert patched.status_code == 200, patched.text
 
 
 async def test_changes_need_the_current_etag(intake: Intake) -> None:
@@ -105,10 +142,11 @@ async def test_changes_need_the_current_etag(intake: Intake) -> None:
     name = f"etag-{uuid.uuid4().hex[:8]}"
     url = f"/v1/sources/{name}"
     created = await intake.add_source(name, "native", SECRET)
-    assert created.headers["etag"] == tag(name, 1) and created.headers["location"] == url
+    gen = generation_of(created.headers["etag"])
+    assert created.headers["etag"] == tag(name, 1, gen) and created.headers["location"] == url
     assert created.json()["revision"] == 1
     one = await intake.client.get(url, headers=intake.admin)
-    assert one.headers["etag"] == tag(name, 1) and one.json()["revision"] == 1
+    assert one.headers["etag"] == tag(name, 1, gen) and one.json()["revision"] == 1
 
     def changes(if_match: str | None) -> list[Awaitable[httpx.Response]]:
         headers = intake.admin if if_match is None else {**intake.admin, "If-Match": if_match}
@@ -120,35 +158,42 @@ async def test_changes_need_the_current_etag(intake: Intake) -> None:
 
     for response in [await change for change in changes(None)]:
         assert is_problem(response, 428), response.text
-        assert response.headers["etag"] == tag(name, 1) and tag(name, 1) in response.json()["detail"]
+        assert (
+            response.headers["etag"] == tag(name, 1, gen) and tag(name, 1, gen) in response.json()["detail"]
+        )
     patched = await intake.client.patch(
-        url, headers={**intake.admin, "If-Match": tag(name, 1)}, json={"enabled": False}
+        url, headers={**intake.admin, "If-Match": tag(name, 1, gen)}, json={"enabled": False}
     )
-    assert patched.status_code == 200 and patched.headers["etag"] == tag(name, 2)
+    assert patched.status_code == 200 and patched.headers["etag"] == tag(name, 2, gen)
     assert patched.json()["revision"] == 2 and patched.json()["enabled"] is False
 
     # A stale ETag, another source's, or a malformed one: 412 naming the current ETag; nothing changes.
-    for stale_tag in (tag(name, 1), tag(f"{name}-x", 2), "W/garbage"):
+    for stale_tag in (tag(name, 1, gen), tag(f"{name}-x", 2, gen), f'W/"source-{name}-2"', "W/garbage"):
         for response in [await change for change in changes(stale_tag)]:
             assert is_problem(response, 412), response.text
-            assert response.headers["etag"] == tag(name, 2) and tag(name, 2) in response.json()["detail"]
+            assert (
+                response.headers["etag"] == tag(name, 2, gen)
+                and tag(name, 2, gen) in response.json()["detail"]
+            )
 
     # A no-op keeps the revision; the list form and `*` are accepted, each change bumps it.
     noop = await intake.client.patch(
-        url, headers={**intake.admin, "If-Match": tag(name, 2)}, json={"enabled": False}
+        url, headers={**intake.admin, "If-Match": tag(name, 2, gen)}, json={"enabled": False}
     )
-    assert noop.status_code == 200 and noop.headers["etag"] == tag(name, 2)
-    listed = f'W/"source-other-9", {tag(name, 2)}'
+    assert noop.status_code == 200 and noop.headers["etag"] == tag(name, 2, gen)
+    listed = f'W/"source-other-9", {tag(name, 2, gen)}'
     rotated = await intake.client.post(
         f"{url}/rotate", headers={**intake.admin, "If-Match": listed}, json={"secret": NEW_SECRET}
     )
-    assert rotated.status_code == 200 and rotated.headers["etag"] == tag(name, 3)
+    assert rotated.status_code == 200 and rotated.headers["etag"] == tag(name, 3, gen)
     assert rotated.json()["revision"] == 3
     enabled = await intake.client.patch(
         url, headers={**intake.admin, "If-Match": "*"}, json={"enabled": True}
     )
-    assert enabled.status_code == 200 and enabled.headers["etag"] == tag(name, 4)
-    deleted = await intake.client.delete(url, headers={**intake.admin, "If-Match": f'"source-{name}-4"'})
+    assert enabled.status_code == 200 and enabled.headers["etag"] == tag(name, 4, gen)
+    deleted = await intake.client.delete(
+        url, headers={**intake.admin, "If-Match": f'"source-{name}-4.{gen}"'}
+    )
     assert deleted.status_code == 204
     assert is_problem(await intake.client.get(url, headers=intake.admin), 404)
     # An unknown source is a 404 whether or not If-Match was sent.
@@ -187,6 +232,7 @@ async def test_a_change_checked_against_a_stale_read_is_refused(
         await slow.begin()
         seen = await slow.get(Source, name)  # what the slow admin's check will see
         assert seen is not None and seen.revision == 1
+        generation = seen.generation
         async with sessions() as fast, fast.begin():
             await service.update_source(fast, name, SourceUpdate(enabled=False), expected=1, actor="b")
         with pytest.raises(Stale) as refused:
@@ -198,7 +244,7 @@ async def test_a_change_checked_against_a_stale_read_is_refused(
                 await service.rotate_secret(slow, name, NEW_SECRET, expected=1, actor="c")
             else:
                 await service.delete_source(slow, name, expected=1, actor="c")
-        assert refused.value.current_etag == tag(name, 2)
+        assert refused.value.current_etag == tag(name, 2, generation)
         assert isinstance(refused.value.__cause__, StaleDataError)
         await slow.rollback()
     async with sessions() as session:

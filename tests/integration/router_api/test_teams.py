@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from tests.integration.router_api.helpers import Router, rule
@@ -21,34 +22,36 @@ async def test_team_crud_with_etags_and_audit(router_api: Router) -> None:
     }
     created = await c.post("/v1/teams", json=body, headers=editor)
     assert created.status_code == 201, created.text
-    assert created.headers["ETag"] == f'W/"team-{name}-1"'
+    found = re.fullmatch(rf'W/"team-{name}-1\.([0-9a-f]{{16}})"', created.headers["ETag"])
+    assert found, created.headers["ETag"]
+    gen = found.group(1)  # drawn when the team was created
     assert created.json()["timezone"] == "Europe/Berlin"
     assert (await c.post("/v1/teams", json=body, headers=editor)).status_code == 409
 
     listed = await c.get("/v1/teams", headers=router_api.viewer)
     assert name in {t["name"] for t in listed.json()}
     one = await c.get(f"/v1/teams/{name}", headers=router_api.viewer)
-    assert one.json()["capacity"] == 12 and one.headers["ETag"] == f'W/"team-{name}-1"'
+    assert one.json()["capacity"] == 12 and one.headers["ETag"] == f'W/"team-{name}-1.{gen}"'
 
     # Mutations need If-Match: missing -> 428, stale -> 412 naming the current ETag.
     missing = await c.patch(f"/v1/teams/{name}", json={"capacity": 20}, headers=editor)
     assert missing.status_code == 428
     assert missing.headers["content-type"] == "application/problem+json"
     patched = await c.patch(
-        f"/v1/teams/{name}", json={"capacity": 20}, headers={**editor, "If-Match": f'W/"team-{name}-1"'}
+        f"/v1/teams/{name}", json={"capacity": 20}, headers={**editor, "If-Match": f'W/"team-{name}-1.{gen}"'}
     )
     assert patched.status_code == 200, patched.text
-    assert patched.json()["capacity"] == 20 and patched.headers["ETag"] == f'W/"team-{name}-2"'
+    assert patched.json()["capacity"] == 20 and patched.headers["ETag"] == f'W/"team-{name}-2.{gen}"'
     stale = await c.patch(
-        f"/v1/teams/{name}", json={"capacity": 30}, headers={**editor, "If-Match": f'W/"team-{name}-1"'}
+        f"/v1/teams/{name}", json={"capacity": 30}, headers={**editor, "If-Match": f'W/"team-{name}-1.{gen}"'}
     )
     assert stale.status_code == 412
-    assert f'W/"team-{name}-2"' in stale.json()["detail"]
+    assert f'W/"team-{name}-2.{gen}"' in stale.json()["detail"]
 
     replaced = await c.put(
         f"/v1/teams/{name}",
         json={"description": "All money", "capacity": 5},
-        headers={**editor, "If-Match": f'W/"team-{name}-2"'},
+        headers={**editor, "If-Match": f'W/"team-{name}-2.{gen}"'},
     )
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["skills"] == [] and replaced.json()["timezone"] == "UTC"
@@ -164,3 +167,50 @@ async def test_roles_and_keys(router_api: Router) -> None:
     assert (await c.get("/v1/audit", headers=router_api.viewer)).status_code == 200
     admin = await c.post("/v1/teams", json={"name": f"adm-{uuid.uuid4().hex[:6]}"}, headers=router_api.admin)
     assert admin.status_code == 201
+
+
+async def test_etag_of_a_deleted_team_does_not_match_its_successor(router_api: Router) -> None:
+    """Revisions restart at 1 for a team created again under a deleted one's name: an If-Match
+    written against the old team must not change (or delete) the new one."""
+    c, editor = router_api.client, router_api.editor
+    name = f"reborn-{uuid.uuid4().hex[:8]}"
+    old = await c.post("/v1/teams", json={"name": name, "capacity": 3}, headers=editor)
+    assert old.status_code == 201, old.text
+    old_etag = old.headers["ETag"]
+    deleted = await c.delete(f"/v1/teams/{name}", headers={**editor, "If-Match": old_etag})
+    assert deleted.status_code == 204 and deleted.headers["X-Outcome"] == "deleted"
+    new = await c.post("/v1/teams", json={"name": name, "capacity": 40}, headers=editor)
+    assert new.status_code == 201, new.text
+    assert new.headers["ETag"] != old_etag
+
+    stale = await c.patch(f"/v1/teams/{name}", json={"capacity": 1}, headers={**editor, "If-Match": old_etag})
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["ETag"] == new.headers["ETag"]
+    assert (
+        await c.put(f"/v1/teams/{name}", json={}, headers={**editor, "If-Match": old_etag})
+    ).status_code == 412
+    assert (await c.delete(f"/v1/teams/{name}", headers={**editor, "If-Match": old_etag})).status_code == 412
+    kept = await c.get(f"/v1/teams/{name}", headers=router_api.viewer)
+    assert kept.json()["capacity"] == 40 and kept.headers["ETag"] == new.headers["ETag"]
+    fresh = await c.patch(
+        f"/v1/teams/{name}", json={"capacity": 41}, headers={**editor, "If-Match": new.headers["ETag"]}
+    )
+    assert fresh.status_code == 200, fresh.text
+
+
+async def test_a_language_with_a_trailing_newline_is_refused(router_api: Router) -> None:
+    """``$`` matched before a final newline: "en\\n" was stored, and no ticket in English ever
+    matched the team's language."""
+    c, editor = router_api.client, router_api.editor
+    for languages in (["en\n"], ["de", "pt-BR\n"]):
+        bad = await c.post(
+            "/v1/teams", json={"name": f"lang-{uuid.uuid4().hex[:8]}", "languages": languages}, headers=editor
+        )
+        assert bad.status_code == 422, bad.text
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in bad.json()["errors"]] == ["/languages"]
+    name = await router_api.add_team(languages=["en"])
+    patched = await c.patch(
+        f"/v1/teams/{name}", json={"languages": ["en\n"]}, headers={**editor, "If-Match": "*"}
+    )
+    assert patched.status_code == 422, patched.text

@@ -10,10 +10,10 @@ from sqlalchemy import event, select
 
 from services.router.assignment import LoadConfig
 from services.router.load.models import AssignmentCursor, TeamLoadRow
-from services.router.load.store import persist, prefetch
-from services.router.models import Team
+from services.router.load.store import persist, prefetch, recount, stored_loads
+from services.router.models import RouterTicket, Team
 from services.router.rules import PoolTarget
-from shared.events import Priority, TicketStatus
+from shared.events import Priority, TicketStatus, utc_now
 from tests.integration.router_sla.helpers import new_id
 
 
@@ -171,3 +171,70 @@ async def test_a_batch_that_waited_for_the_locks_sees_the_cursor_their_holder_wr
     second, load_of_first = await asyncio.wait_for(waiting, timeout=10)
     assert (first, second) == (a, b)
     assert load_of_first == 1  # the locked rows as the holder left them, too
+
+
+async def test_changing_the_counted_statuses_recounts_the_loads(sessions):
+    """``team_load`` was kept by deltas under whatever ROUTER_LOAD_COUNTED_STATUSES said when each
+    was applied: after a change, a ticket pending before it and solved after it took one from a
+    team it never counted in (its load fell short of the tickets it holds, for good). The first
+    batch under other counted statuses recounts the loads from the tickets."""
+    run = new_id()[:8]
+    team = f"recount-{run}"
+    before, after = LoadConfig(), LoadConfig(counted_statuses=frozenset(TicketStatus) - {TicketStatus.SOLVED})
+    async with sessions() as session, session.begin():
+        session.add(Team(name=team, capacity=10))
+        book = await prefetch(session, before, None)
+        now = utc_now()
+        for n, status in enumerate((TicketStatus.OPEN, TicketStatus.PENDING)):
+            session.add(
+                RouterTicket(
+                    ticket_key=f"api:{run}-{n}",
+                    source="api",
+                    external_id=f"{run}-{n}",
+                    status=status.value,
+                    team=team,
+                    priority=Priority.P3.value,
+                    created_at=now,
+                )
+            )
+            book.move(None, (team, status, Priority.P3))
+        await persist(session, book)
+    async with sessions() as session:
+        assert (await stored_loads(session))[team][0] == 1  # pending did not count
+    try:
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, after, None)
+            assert book.counts[team] == 2  # pending counts now
+            pending = await session.get(RouterTicket, f"api:{run}-1")
+            assert pending is not None
+            pending.status = TicketStatus.SOLVED.value
+            book.move((team, TicketStatus.PENDING, Priority.P3), (team, TicketStatus.SOLVED, Priority.P3))
+            await persist(session, book)
+        async with sessions() as session:
+            assert (await stored_loads(session))[team] == (await recount(session, after))[team] == (1, 1.0)
+    finally:
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, before, None)  # back to the default for the other tests
+            assert book.counts[team] == 1
+
+
+async def test_a_round_robin_pool_of_long_team_names_keeps_its_cursor(sessions):
+    """A pool's cursor is stored under its label ("pool:" and the team names): ten teams of 100
+    characters made a label longer than the column, and on PostgreSQL every batch that assigned
+    from the pool failed (the events redelivered, and failing, for good)."""
+    run = new_id()[:8]
+    teams = tuple(f"{n}-{run}-".ljust(100, "x") for n in range(10))
+    assert all(len(t) == 100 for t in teams)
+    pool = PoolTarget(teams=teams, strategy="round_robin")
+    async with sessions() as session, session.begin():
+        session.add_all(Team(name=t, capacity=10) for t in teams)
+    chosen = []
+    for batch in range(2):
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, LoadConfig(), None)
+            team = book.choose(pool, f"{run}-{batch}").team
+            assert team is not None
+            chosen.append(team)
+            book.move(None, (team, TicketStatus.NEW, Priority.P3))
+            await persist(session, book)
+    assert chosen == list(teams[:2])  # the cursor carried over

@@ -1,11 +1,13 @@
-"""Write-back targets API, with the admin API's conventions: weak ``W/"writeback-target-<id>-<rev>"``
-ETags, If-Match required on PUT and DELETE (428/412 problems naming the current ETag), one winner
-among concurrent edits, secrets write-only and never audited, every change audited by key name."""
+"""Write-back targets API, with the admin API's conventions: weak
+``W/"writeback-target-<id>-<rev>.<generation>"`` ETags, If-Match required on PUT and DELETE
+(428/412 problems naming the current ETag), one winner among concurrent edits, secrets write-only
+and never audited, every change audited by key name."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import httpx
 import pytest
@@ -43,8 +45,15 @@ def target(name: str, **changes: object) -> dict[str, object]:
     }
 
 
-def tag(target_id: int, revision: int) -> str:
-    return f'W/"writeback-target-{target_id}-{revision}"'
+def tag(target_id: int, revision: int, generation: str) -> str:
+    return f'W/"writeback-target-{target_id}-{revision}.{generation}"'
+
+
+def generation_of(etag: str) -> str:
+    """The generation an ETag carries (drawn when its target was created)."""
+    found = re.fullmatch(r'W/"writeback-target-\d+-\d+\.([0-9a-f]{16})"', etag)
+    assert found, etag
+    return found.group(1)
 
 
 def is_problem(response: httpx.Response, status: int) -> bool:
@@ -55,8 +64,8 @@ async def test_update_and_delete_need_the_current_etag_and_never_return_the_secr
     name = f"target-{new_id()[:8]}"
     async with await client_for(sessions) as client:
         created = await client.post("/v1/writeback/targets", json=target(name))
-        target_id = created.json()["id"]
-        v1, url = tag(target_id, 1), f"/v1/writeback/targets/{target_id}"
+        target_id, gen = created.json()["id"], generation_of(created.headers["etag"])
+        v1, url = tag(target_id, 1, gen), f"/v1/writeback/targets/{target_id}"
         assert created.status_code == 201 and created.headers["etag"] == v1
         assert created.headers["location"] == url
         assert "secret" not in created.json() and SECRET not in created.text
@@ -66,41 +75,65 @@ async def test_update_and_delete_need_the_current_etag_and_never_return_the_secr
         assert is_problem(missing, 428) and missing.headers["etag"] == v1
         old_form = await client.put(url, json=target(name, enabled=False), headers={"If-Match": '"1"'})
         assert is_problem(old_form, 412) and old_form.headers["etag"] == v1
-        other = await client.put(url, json=target(name), headers={"If-Match": tag(target_id + 1, 1)})
+        other = await client.put(url, json=target(name), headers={"If-Match": tag(target_id + 1, 1, gen)})
         assert is_problem(other, 412)
         updated = await client.put(url, json=target(name, enabled=False), headers={"If-Match": v1})
-        assert updated.status_code == 200 and updated.headers["etag"] == tag(target_id, 2)
+        assert updated.status_code == 200 and updated.headers["etag"] == tag(target_id, 2, gen)
         assert updated.json()["enabled"] is False and updated.json()["revision"] == 2
         stale = await client.put(url, json=target(name), headers={"If-Match": v1})
-        assert is_problem(stale, 412) and stale.headers["etag"] == tag(target_id, 2)
+        assert is_problem(stale, 412) and stale.headers["etag"] == tag(target_id, 2, gen)
         assert (await client.get(url)).json()["enabled"] is False
         listed = await client.get("/v1/writeback/targets")
         assert target_id in {t["id"] for t in listed.json()} and SECRET not in listed.text
 
         no_match = await client.delete(url)
-        assert is_problem(no_match, 428) and no_match.headers["etag"] == tag(target_id, 2)
+        assert is_problem(no_match, 428) and no_match.headers["etag"] == tag(target_id, 2, gen)
         stale_delete = await client.delete(url, headers={"If-Match": v1})
-        assert is_problem(stale_delete, 412) and stale_delete.headers["etag"] == tag(target_id, 2)
+        assert is_problem(stale_delete, 412) and stale_delete.headers["etag"] == tag(target_id, 2, gen)
         assert (await client.get(url)).status_code == 200  # neither deleted it
-        deleted = await client.delete(url, headers={"If-Match": f'W/"x-1", {tag(target_id, 2)}'})
+        deleted = await client.delete(url, headers={"If-Match": f'W/"x-1", {tag(target_id, 2, gen)}'})
         assert deleted.status_code == 204
         assert is_problem(await client.get(url), 404)
         assert is_problem(await client.delete(url, headers={"If-Match": "*"}), 404)
+
+
+async def test_etag_of_a_deleted_target_does_not_match_one_created_after_it(sessions):
+    """SQLite gives a new target the id of the newest deleted one, and revisions start at 1: an
+    If-Match read from the deleted target must not change or delete the new one."""
+    name = f"target-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        old = await client.post("/v1/writeback/targets", json=target(name))
+        old_etag = old.headers["etag"]
+        old_url = f"/v1/writeback/targets/{old.json()['id']}"
+        assert (await client.delete(old_url, headers={"If-Match": old_etag})).status_code == 204
+        new = await client.post("/v1/writeback/targets", json=target(name, enabled=False))
+        assert new.status_code == 201, new.text
+        url = f"/v1/writeback/targets/{new.json()['id']}"
+        assert new.headers["etag"] != old_etag
+        stale = await client.put(url, json=target(name), headers={"If-Match": old_etag})
+        assert is_problem(stale, 412) and stale.headers["etag"] == new.headers["etag"]
+        assert is_problem(await client.delete(url, headers={"If-Match": old_etag}), 412)
+        assert (await client.get(url)).json()["enabled"] is False
+        changed = await client.put(url, json=target(name), headers={"If-Match": new.headers["etag"]})
+        assert changed.status_code == 200, changed.text
+        assert (await client.delete(url, headers={"If-Match": changed.headers["etag"]})).status_code == 204
 
 
 async def test_changes_are_audited_by_key_name_without_the_secret(sessions):
     name, new_secret, start = f"target-{new_id()[:8]}", f"rotated-{new_id()}", utc_now()
     async with await client_for(sessions) as client:
         created = await client.post("/v1/writeback/targets", json=target(name))
-        target_id = created.json()["id"]
+        target_id, gen = created.json()["id"], generation_of(created.headers["etag"])
         url = f"/v1/writeback/targets/{target_id}"
         moved = target(name, url="https://elsewhere.example.com/hook", secret=new_secret)
-        assert (await client.put(url, json=moved, headers={"If-Match": tag(target_id, 1)})).status_code == 200
-        same = await client.put(url, json=moved, headers={"If-Match": tag(target_id, 2)})
-        assert same.status_code == 200 and same.headers["etag"] == tag(target_id, 2)  # a no-op
+        assert (
+            await client.put(url, json=moved, headers={"If-Match": tag(target_id, 1, gen)})
+        ).status_code == 200
+        same = await client.put(url, json=moved, headers={"If-Match": tag(target_id, 2, gen)})
+        assert same.status_code == 200 and same.headers["etag"] == tag(target_id, 2, gen)  # a no-op
         rotated = target(name, url="https://elsewhere.example.com/hook", secret=SECRET)
         assert (await client.put(url, json=rotated, headers={"If-Match": "*"})).status_code == 200
-        assert (await client.delete(url, headers={"If-Match": tag(target_id, 3)})).status_code == 204
+        assert (await client.delete(url, headers={"If-Match": tag(target_id, 3, gen)})).status_code == 204
     async with sessions() as session:
         # Since the start: SQLite reuses the id of a target another test deleted.
         audited = await list_entries(
@@ -196,9 +229,9 @@ async def test_concurrent_updates_with_one_etag_have_one_winner(sessions):
     name = f"target-{new_id()[:8]}"
     async with await client_for(sessions) as client:
         created = await client.post("/v1/writeback/targets", json=target(name))
-        target_id = created.json()["id"]
+        target_id, gen = created.json()["id"], generation_of(created.headers["etag"])
         url = f"/v1/writeback/targets/{target_id}"
-        v1 = {"If-Match": tag(target_id, 1)}
+        v1 = {"If-Match": tag(target_id, 1, gen)}
         responses = await asyncio.gather(
             *(client.put(url, json=target(name, source=f"source-{i}"), headers=v1) for i in range(4))
         )
@@ -207,7 +240,7 @@ async def test_concurrent_updates_with_one_etag_have_one_winner(sessions):
         final = (await client.get(url)).json()
     winner = next(r.json() for r in responses if r.status_code == 200)
     assert final["revision"] == 2 and final["source"] == winner["source"]
-    assert {r.headers["etag"] for r in responses} == {tag(target_id, 2)}  # the losers learn it too
+    assert {r.headers["etag"] for r in responses} == {tag(target_id, 2, gen)}  # the losers learn it too
 
 
 @pytest.mark.parametrize("change", ["update", "delete"])
@@ -230,7 +263,7 @@ async def test_a_change_checked_against_a_stale_read_is_refused(sessions, change
                 await service.update_target(slow, row.id, body, expected=1, actor="c")
             else:
                 await service.delete_target(slow, row.id, expected=1, actor="c")
-        assert refused.value.current_etag == tag(row.id, 2)
+        assert refused.value.current_etag == tag(row.id, 2, row.generation)
         assert isinstance(refused.value.__cause__, StaleDataError)
         await slow.rollback()
     async with sessions() as session:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.router.assignment import LoadConfig
 from services.router.classification import Prediction, urgency
 from services.router.classifiers import enrichment
 from services.router.classifiers.enrichment import (
@@ -21,6 +22,7 @@ from services.router.classifiers.enrichment import (
     text_signals_many,
 )
 from services.router.classifiers.schemas import LabelKind
+from services.router.load.book import LoadBook
 from services.router.routing.policy import RoutingPolicy
 from services.router.rules import compile_ruleset, parse_ruleset
 from shared.events import TicketSnapshot
@@ -218,6 +220,39 @@ def test_pools_prefer_teams_speaking_the_ticket_language():
     ).team == ("desk-en")
 
 
+def test_when_no_speaker_of_the_language_has_room_the_rest_of_the_pool_is_used():
+    """Speakers are preferred, not required: with no Estonian speaker in the pool a ticket in
+    Estonian goes to any team with room, but with one that was full or off shift it went to the
+    overflow team (or triage) although the rest of the pool had room."""
+    rules = {
+        "rules": [{"id": "all", "name": "All", "actions": {"assign_pool": {"teams": ["desk-en", "desk-et"]}}}]
+    }
+    speaks = {"desk-en": frozenset({"en"}), "desk-et": frozenset({"et"})}
+    languages = view(team_languages=speaks)
+    for et_capacity in (1, 0):  # full, then nobody on shift
+        loads = LoadBook(
+            LoadConfig(weighted=False),
+            {"desk-en": 5, "desk-et": et_capacity, "spill": 100},
+            counts={"desk-et": 1},
+            overflow_team="spill",
+        )
+        routed = policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages, loads=loads)
+        assert routed.team == "desk-en", routed.reasons
+        note = "full (1/1)" if et_capacity else "no capacity (nobody on shift)"
+        assert f"no team speaking et has room (desk-et: {note}); least loaded: desk-en at 0% of capacity" in (
+            routed.reasons
+        ), routed.reasons
+    loads = LoadBook(LoadConfig(weighted=False), {"desk-en": 5, "desk-et": 5, "spill": 100})
+    assert policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages, loads=loads).team == "desk-et"
+    full = LoadBook(
+        LoadConfig(weighted=False),
+        {"desk-en": 1, "desk-et": 1, "spill": 100},
+        counts={"desk-en": 1, "desk-et": 1},
+    )
+    full.overflow_team = "spill"
+    assert policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages, loads=full).team == "spill"
+
+
 def test_model_helper_is_trained():
     assert model().threshold > 0
 
@@ -374,3 +409,12 @@ def test_the_reasons_say_what_made_the_detected_urgency():
     many = policy(ESTONIAN_RULE).route(ticket("Outage", "data loss, hacked, urgent, asap, crash"), "api")
     detected = next(r for r in many.reasons if r.startswith("detected: "))
     assert "urgency critical (critical: 'data loss'; " in detected and " more)" in detected
+
+
+def test_a_team_speaking_a_regional_variant_speaks_the_language():
+    """Teams may list ``pt-BR`` (the teams API takes a region); the detector says ``pt``. Such a
+    team was never preferred for a ticket in Portuguese."""
+    speaks = {"a": frozenset({"en"}), "b": frozenset({"pt-br"}), "c": frozenset({"es-419", "de"})}
+    assert filter_pool_by_language(["a", "b", "c"], "pt", speaks) == ("b",)
+    assert filter_pool_by_language(["a", "b", "c"], "es", speaks) == ("c",)
+    assert filter_pool_by_language(["a", "b", "c"], "p", speaks) == ("a", "b", "c")  # no prefix match

@@ -16,6 +16,10 @@ from shared.settings import CommonSettings, RouterSettings
         ("router_priority_matrix", '{"1": "P1"}', "urgency"),
         ("router_load_counted_statuses", "new,bogus", "'bogus'"),
         ("log_level", "verbose", "DEBUG"),
+        # A team name is at most 100 characters (the columns that hold one): a longer overflow team
+        # failed every routing batch on PostgreSQL (its team_load row could not be inserted).
+        ("router_overflow_team", "x" * 101, "100 characters"),
+        ("router_default_team", "x" * 101, "100 characters"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(field: str, value: str, says: str) -> None:

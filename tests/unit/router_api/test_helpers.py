@@ -12,10 +12,13 @@ from shared.http.preconditions import (
     MISSING,
     NO_MATCH,
     PreconditionRequired,
+    Seen,
     Stale,
     check_expected,
     etag,
     expected_revision,
+    expected_version,
+    new_generation,
 )
 
 
@@ -30,6 +33,30 @@ def test_if_match_parsing() -> None:
     assert expected_revision('W/"team-access-2"', "ruleset") == NO_MATCH
     assert expected_revision('W/"team-access-2"', "team-access") == 2
     assert expected_revision('W/"team-access-x-2"', "team-access") == NO_MATCH
+
+
+def test_if_match_with_generations() -> None:
+    """Resources that can be deleted and created again carry a generation: an ETag without one,
+    or with another one, never matches."""
+    gen, other = new_generation(), new_generation()
+    assert gen != other and len(gen) == 16
+    assert etag("team-access", 2, gen) == f'W/"team-access-2.{gen}"'
+    assert expected_version(f'W/"team-access-2.{gen}"', "team-access") == Seen(2, gen)
+    assert expected_version(f'"team-access-2.{gen}"', "team-access") == Seen(2, gen)
+    assert expected_version('W/"team-access-2"', "team-access") == NO_MATCH  # from before generations
+    assert expected_version(f'W/"team-access-2.{gen}x"', "team-access") == NO_MATCH
+    assert expected_version(f'W/"team-access-x-2.{gen}"', "team-access") == NO_MATCH
+    assert expected_version(f'W/"x-1", W/"team-access-2.{gen}"', "team-access") == Seen(2, gen)
+    assert expected_version("*", "team-access") is ANY
+    assert expected_version(None, "team-access") == MISSING
+    current = etag("team-access", 2, gen)
+    check_expected(Seen(2, gen), 2, current, gen)
+    check_expected(ANY, 2, current, gen)
+    for seen in (Seen(2, other), Seen(1, gen), NO_MATCH):
+        with pytest.raises(Stale):
+            check_expected(seen, 2, current, gen)
+    with pytest.raises(PreconditionRequired):
+        check_expected(MISSING, 2, current, gen)
 
 
 def test_check_expected() -> None:
