@@ -47,13 +47,34 @@ async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None
             await asyncio.sleep(0.5)
 
 
-async def open_resources(settings: CommonSettings, *, linger_ms: int = LINGER_MS) -> Resources:
+async def open_resources(
+    settings: CommonSettings, *, linger_ms: int = LINGER_MS, broker_required: bool = True
+) -> Resources:
+    """The database engine, the producer and the key cache. With ``broker_required=False`` the
+    producer is returned unstarted: the caller runs :func:`connect_when_reachable`."""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    await ensure_topics(settings)
     producer = make_producer(settings, linger_ms=linger_ms)
-    await start_producer(producer)
+    if broker_required:
+        await ensure_topics(settings)
+        await start_producer(producer)
     return Resources(engine=engine, sessions=sessions, producer=producer, keys=KeyCache(sessions))
+
+
+async def connect_when_reachable(settings: CommonSettings, producer: AIOKafkaProducer) -> None:
+    """Create the topics and start ``producer`` once the broker answers, however long that takes.
+    Intake starts without the broker (it needs only its database): until then a send waits for
+    metadata that never comes, times out, and the ticket is kept in the outbox."""
+    while True:
+        try:
+            await ensure_topics(settings)
+            await start_producer(producer)
+        except (RuntimeError, KafkaError, OSError) as exc:
+            log.warning("broker not reachable yet; tickets wait in the outbox", extra={"error": repr(exc)})
+            await asyncio.sleep(1.0)
+        else:
+            log.info("connected to the broker")
+            return
 
 
 def freeze_startup_heap() -> None:

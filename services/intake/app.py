@@ -23,8 +23,10 @@ from shared.http.body_limit import BodyLimit
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.problems import install_problem_handlers
 from shared.http.raw_route import add_routes_first
-from shared.runtime import freeze_startup_heap, open_resources
+from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources
 from shared.settings import IntakeSettings
+
+BROKER_WAIT_AT_START_S = 5.0
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -32,7 +34,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = await open_resources(settings, linger_ms=settings.intake_producer_linger_ms)
+        # The broker is not waited for: tickets are accepted into the outbox until it answers.
+        resources = await open_resources(
+            settings, linger_ms=settings.intake_producer_linger_ms, broker_required=False
+        )
         ledger, gate = ledger_connections(settings.database_url), gate_connections(settings.database_url)
         publisher = EventPublisher(
             resources.producer,
@@ -59,7 +64,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             "broker": broker_check(resources.producer),
             "outbox": _outbox_check(publisher),
         }
+        connecting = asyncio.create_task(
+            connect_when_reachable(settings, resources.producer), name="broker-connect"
+        )
+        # A broker that answers is connected before the first request, as it always was; one that
+        # does not is waited for this long, then tickets go to the outbox until it answers.
+        await asyncio.wait({connecting}, timeout=BROKER_WAIT_AT_START_S)
         tasks = [
+            connecting,
             asyncio.create_task(publisher.relay_forever(settings.intake_outbox_poll_s), name="outbox-relay"),
             asyncio.create_task(
                 prune_forever(
