@@ -27,7 +27,7 @@ _CONTRACT_DATETIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
 F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
 F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
-# F_RECEIVED: counted in tickets_received_total; F_NO_STATE: known from ticket.created only, no
+# F_RECEIVED: counted in tickets_received_total; F_NO_STATE: known from ticket events only, no
 # routing state yet. F_*_DUE_OFF: the deadline is withdrawn (paused, solved); its column keeps the
 # last one set, so that restoring the same deadline does not re-arm its breach.
 F_RECEIVED, F_NO_STATE, F_FR_DUE_OFF, F_RES_DUE_OFF = 512, 1024, 2048, 4096

@@ -108,7 +108,7 @@ class BacklogState:
         self.seen: set[int] = set()
         self.seen_order: deque[int] = deque()
         self.resolved_fifo: deque[int] = deque()
-        self.received_fifo: deque[int] = deque()  # keys known from ticket.created only, when first seen
+        self.received_fifo: deque[int] = deque()  # keys known from ticket events only, when first seen
         self.n_stateless = 0  # slots of those still without a state (F_NO_STATE)
         # Lazily deleted heaps, maintained by .transitions (not checkpointed: rebuilt on load).
         self.sched: list[int] = []  # next transition instant per open ticket
@@ -124,9 +124,10 @@ class BacklogState:
                 # Counted as received, and no clock move: the ticket topic is read at its own pace
                 # (a fetch of it may run hours ahead of the routing topic's in a replay), and a
                 # clock moved to its time would count deadlines the routing events met as missed.
+                # Whatever its type: the router creates a ticket from its first event, and intake
+                # publishes a new ticket given a status as ticket.status_changed.
                 if seen not in self.seen:
-                    if envelope.type == EventType.TICKET_CREATED:
-                        self._receive(envelope.ticket_key, envelope.source)
+                    self._receive(envelope.ticket_key, envelope.source)
                     self._remember(seen)
                 return
             advance_clock(self, now)  # the function, not the method: one call less per event
@@ -214,8 +215,9 @@ class BacklogState:
 
     # ---------------------------------------------------------------- event-driven transitions
     def _receive(self, key: str, source: str) -> None:
-        """Count a ticket received once per key: intake also emits ticket.created for an update
-        of an existing ticket (one without a status). A key seen before its routing state gets a
+        """Count a ticket received once per key, at its first ticket event of any type: intake
+        also emits ticket.created for an update of an existing ticket (one without a status), and a
+        new ticket can come as any other type. A key seen before its routing state gets a
         stateless slot; beyond ``resolved_retention`` of them, the oldest are forgotten."""
         h = key_hash(key)
         slot = self.index.get(h)
@@ -314,7 +316,7 @@ class BacklogState:
                 slot = self._alloc_slot()
                 self.index.put(h, slot)
             else:
-                self.n_stateless -= 1  # known from its ticket.created: its first state
+                self.n_stateless -= 1  # known from its ticket events: its first state
             f = self.a_flags[slot] & F_RECEIVED  # 0 for a new slot (see _alloc_slot)
             self.a_fr_due[slot] = self.a_res_due[slot] = self.a_res_warn[slot] = UNSET
             prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from services.metrics.backlog import BacklogConfig, agents_needed
 from shared.events import (
+    TICKET_EVENT_TYPES,
     EventEnvelope,
     EventType,
     RoutingPayload,
@@ -70,7 +71,7 @@ class Truth:
     teams: set[str] = field(default_factory=lambda: {"triage", "other"})
     sources: set[str] = field(default_factory=lambda: {"other"})  # label values seen (zeros exported)
     received: Counter[str] = field(default_factory=Counter)
-    received_keys: set[str] = field(default_factory=set)  # ticket.created counts once per ticket
+    received_keys: set[str] = field(default_factory=set)  # its first ticket event counts a ticket, once
     clock_ms: int = 0  # the service's clock: the latest instant it was given
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, team)
     breaches: Counter[tuple[str, str]] = field(default_factory=Counter)  # (team, kind)
@@ -88,7 +89,7 @@ class Truth:
         if env.event_id in self.seen:
             return
         self.seen.add(env.event_id)
-        if env.type == EventType.TICKET_CREATED and env.ticket_key not in self.received_keys:
+        if env.type in TICKET_EVENT_TYPES and env.ticket_key not in self.received_keys:
             self.received_keys.add(env.ticket_key)
             self.received[env.source] += 1
             self.sources.add(env.source)
@@ -355,7 +356,7 @@ class Stream:
                 caused_by=uuid.uuid4(),
             )
             return [env]
-        if roll < 0.36:  # a ticket event that is not a creation (counted nowhere)
+        if roll < 0.36:  # a later ticket event that is not a creation (counted nowhere)
             key = rng.choice(list(self.latest))
             source, external = key.split(":", 1)
             snap = TicketSnapshot(external_id=external, subject="update")
