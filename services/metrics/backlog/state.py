@@ -47,6 +47,8 @@ from .columns import (
     NP,
     NS,
     UNSET,
+    to_bool,
+    to_int,
     to_ms,
 )
 from .config import FIRST_RESOLVED_STATUS, NO_CATEGORY, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
@@ -141,7 +143,7 @@ class BacklogState:
             sla = s.get("sla") or {}
             values = (
                 s["ticket_key"],
-                s.get("revision", 0),
+                to_int(s.get("revision", 0)),
                 s["source"],
                 s["status"],
                 s.get("team"),
@@ -154,7 +156,7 @@ class BacklogState:
                 to_ms(sla.get("resolution_due")),
                 to_ms(sla.get("resolution_warning_at")),
                 to_ms(sla.get("first_responded_at")),
-                bool(sla.get("paused")),
+                to_bool(sla.get("paused")),
                 to_ms(envelope.occurred_at),
                 envelope.type,
             )
