@@ -84,6 +84,7 @@ def capture(state: BacklogState) -> bytes:
         "config": state.config.to_json(),
         "now_ms": state.now_ms,
         "pending_at": state.pending_at,
+        "entered": [state.entered_at, list(state.entered.items())],
         "n_open": state.n_open,
         "received_per_key": True,
         "n_stateless": state.n_stateless,
@@ -164,5 +165,9 @@ def load(data: bytes) -> BacklogState:
     pending_bits = F_FR_PENDING | F_RES_PENDING
     state.pending_slots = array("I", (slot for slot, f in enumerate(state.a_flags) if f & pending_bits))
     state.pending_at = header.get("pending_at", state.now_ms - 1)
+    # The same for an import's open state before its resolved one: no flow (older checkpoints:
+    # counted in and out, as they were).
+    state.entered_at, entered = header.get("entered", (UNSET, []))
+    state.entered = {int(slot): int(minute) for slot, minute in entered}
     rebuild_heaps(state)
     return state

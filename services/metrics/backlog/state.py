@@ -90,6 +90,12 @@ class BacklogState:
         # them first. 4 bytes each: a replay or an import at one instant can leave one per ticket.
         self.pending_slots = array("I")
         self.pending_at = -1
+        # Slots that entered a team's open set by an event of the instant entered_at (a router
+        # decision's), with the minute their inflow was counted at: one leaving it by an event of
+        # that same instant (a history import, published open and resolved in one decision) waited
+        # in no queue, and is no flow in or out.
+        self.entered: dict[int, int] = {}
+        self.entered_at = UNSET
         self.free = array("I")
         self.index = SlotIndex()
         self.n_open = 0
@@ -372,10 +378,18 @@ class BacklogState:
             self.c_reopened[team] += 1
         if event_type == EventType.TICKET_ESCALATED or (existed and prio < prev_prio):
             self.c_escalated[team] += 1
+        if self.entered_at != event_ms:
+            self.entered.clear()
+            self.entered_at = event_ms
         if prev_open and (not new_open or team != prev_team):
-            self.outflow.add(prev_team, minute, now_minute)
+            entered = self.entered.pop(slot, None)
+            if entered is None:
+                self.outflow.add(prev_team, minute, now_minute)
+            else:  # in and out at one instant: no flow at all
+                self.inflow.remove(prev_team, entered)
         if new_open and (not prev_open or team != prev_team):
-            self.inflow.add(team, minute, now_minute)
+            if self.inflow.add(team, minute, now_minute):
+                self.entered[slot] = minute
             if fr_due != UNSET:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
