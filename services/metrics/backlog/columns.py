@@ -37,6 +37,9 @@ F_RECEIVED, F_NO_STATE, F_FR_DUE_OFF, F_RES_DUE_OFF = 512, 1024, 2048, 4096
 # when the clock moves on, unless the ticket's next state at that instant settles it first (see
 # .transitions.add_open). An older release reading such a checkpoint counts it at its next tick.
 F_FR_PENDING, F_RES_PENDING = 8192, 16384
+# F_ENTERED: entered a team's open set by a state of the event instant the state is at (listed in
+# its entered_slots): leaving that set by another state of that instant, it is no flow in or out.
+F_ENTERED = 32768
 
 NP, NS = len(PRIORITIES), len(STATUSES)
 

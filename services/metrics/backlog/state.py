@@ -29,6 +29,7 @@ from . import views
 from .aggregates import FlowWindow, Histogram
 from .columns import (
     COMPACT_SLACK,
+    F_ENTERED,
     F_FR_BREACHED,
     F_FR_DUE_OFF,
     F_FR_PENDING,
@@ -90,12 +91,13 @@ class BacklogState:
         # them first. 4 bytes each: a replay or an import at one instant can leave one per ticket.
         self.pending_slots = array("I")
         self.pending_at = -1
-        # Slots that entered a team's open set by an event of the instant entered_at (a router
-        # decision's), with the minute their inflow was counted at: one leaving it by an event of
-        # that same instant (a history import, published open and resolved in one decision) waited
-        # in no queue, and is no flow in or out.
-        self.entered: dict[int, int] = {}
+        # Slots (F_ENTERED) that entered a team's open set by a state of the event instant
+        # entered_at (a router decision's), their inflow counted at entered_minute: one leaving it
+        # by a state of that same instant (a history import, published open and resolved in one
+        # decision) waited in no queue, and is no flow in or out. 4 bytes each, as pending_slots.
+        self.entered_slots = array("I")
         self.entered_at = UNSET
+        self.entered_minute = 0
         self.free = array("I")
         self.index = SlotIndex()
         self.n_open = 0
@@ -284,6 +286,8 @@ class BacklogState:
         revision = min(max(revision, 0), MASK32)
         if slot >= 0 and revision < self.a_rev[slot]:
             return  # an older decision re-published after a newer one: never move backwards
+        if event_ms != self.entered_at:  # before the flags are read: the entries of an instant end
+            self._end_instant(event_ms)
         team = 0 if team_name is None else self.teams.intern(team_name)
         prio, status = _PRIO[prio_name], _STATUS[status_name]
         new_open = status < FIRST_RESOLVED_STATUS
@@ -378,18 +382,18 @@ class BacklogState:
             self.c_reopened[team] += 1
         if event_type == EventType.TICKET_ESCALATED or (existed and prio < prev_prio):
             self.c_escalated[team] += 1
-        if self.entered_at != event_ms:
-            self.entered.clear()
-            self.entered_at = event_ms
         if prev_open and (not new_open or team != prev_team):
-            entered = self.entered.pop(slot, None)
-            if entered is None:
+            if f & F_ENTERED:  # in and out at one instant: no flow at all
+                self.inflow.remove(prev_team, self.entered_minute)
+                f &= ~F_ENTERED
+            else:
                 self.outflow.add(prev_team, minute, now_minute)
-            else:  # in and out at one instant: no flow at all
-                self.inflow.remove(prev_team, entered)
         if new_open and (not prev_open or team != prev_team):
-            if self.inflow.add(team, minute, now_minute):
-                self.entered[slot] = minute
+            counted = self.inflow.add(team, minute, now_minute)
+            if counted and (minute == self.entered_minute or not self.entered_slots):
+                self.entered_minute = minute
+                self.entered_slots.append(slot)
+                f |= F_ENTERED
             if fr_due != UNSET:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
@@ -398,6 +402,14 @@ class BacklogState:
         else:
             self.a_next[slot] = NEVER
             self._evict_resolved()
+
+    def _end_instant(self, event_ms: int) -> None:
+        """A state of another event instant: the entries of the previous one are no longer."""
+        flags = self.a_flags
+        for slot in self.entered_slots:
+            flags[slot] &= ~F_ENTERED
+        del self.entered_slots[:]
+        self.entered_at = event_ms
 
     # ---------------------------------------------------------------- storage helpers
     def _alloc_slot(self) -> int:
