@@ -16,11 +16,12 @@ class FlowWindow:
         self._counts: dict[int, list[int]] = {}
         self._marks: dict[int, list[int]] = {}
 
-    def add(self, team: int, minute: int, now_minute: int) -> None:
+    def add(self, team: int, minute: int, now_minute: int) -> bool:
+        """Count one event of ``team`` at ``minute``; False when it is older than the window."""
         if minute > now_minute:  # clock skew: count it now rather than in the future
             minute = now_minute
         if minute <= now_minute - self.minutes:
-            return
+            return False
         counts = self._counts.get(team)
         if counts is None:
             counts = self._counts[team] = [0] * self.minutes
@@ -31,6 +32,14 @@ class FlowWindow:
             counts[r] += 1
         elif marks[r] < minute:
             marks[r], counts[r] = minute, 1
+        return True
+
+    def remove(self, team: int, minute: int) -> None:
+        """Take back one event :meth:`add` counted at ``minute`` (<= the clock's minute then)."""
+        counts = self._counts.get(team)
+        r = minute % self.minutes
+        if counts is not None and self._marks[team][r] == minute and counts[r] > 0:
+            counts[r] -= 1
 
     def count(self, team: int, now_minute: int) -> int:
         """Events of ``team`` within the window ending at ``now_minute``."""

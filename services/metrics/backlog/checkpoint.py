@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .aggregates import FlowWindow, Histogram
-from .columns import F_FR_PENDING, F_RECEIVED, F_RES_PENDING, UNSET
+from .columns import F_ENTERED, F_FR_PENDING, F_RECEIVED, F_RES_PENDING, UNSET
 from .config import BacklogConfig
 from .keyindex import SlotIndex
 from .labels import LabelInterner
@@ -84,6 +84,7 @@ def capture(state: BacklogState) -> bytes:
         "config": state.config.to_json(),
         "now_ms": state.now_ms,
         "pending_at": state.pending_at,
+        "entered": [state.entered_at, state.entered_minute],
         "n_open": state.n_open,
         "received_per_key": True,
         "n_stateless": state.n_stateless,
@@ -164,5 +165,14 @@ def load(data: bytes) -> BacklogState:
     pending_bits = F_FR_PENDING | F_RES_PENDING
     state.pending_slots = array("I", (slot for slot, f in enumerate(state.a_flags) if f & pending_bits))
     state.pending_at = header.get("pending_at", state.now_ms - 1)
+    # The same for an import's open state before its resolved one: no flow. A checkpoint without
+    # the instant (an older release's, which may have kept marks it did not know) counts both.
+    if "entered" in header:
+        state.entered_at, state.entered_minute = header["entered"]
+        state.entered_slots = array("I", (slot for slot, f in enumerate(state.a_flags) if f & F_ENTERED))
+    else:
+        for slot, f in enumerate(state.a_flags):
+            if f & F_ENTERED:
+                state.a_flags[slot] = f & ~F_ENTERED
     rebuild_heaps(state)
     return state

@@ -24,10 +24,12 @@ MASK32 = 0xFFFFFFFF  # heap entries are ``instant << 32 | slot``
 COMPACT_SLACK = 65_536
 
 _CONTRACT_DATETIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+_CONTRACT_INT: TypeAdapter[int] = TypeAdapter(int)
+_CONTRACT_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
 
 F_OPEN, F_RESPONDED, F_PAUSED, F_AT_RISK, F_OVERDUE = 1, 2, 4, 8, 16
 F_FR_BREACHED, F_RES_BREACHED, F_ROUTED, F_FR_SEEN = 32, 64, 128, 256
-# F_RECEIVED: counted in tickets_received_total; F_NO_STATE: known from ticket.created only, no
+# F_RECEIVED: counted in tickets_received_total; F_NO_STATE: known from ticket events only, no
 # routing state yet. F_*_DUE_OFF: the deadline is withdrawn (paused, solved); its column keeps the
 # last one set, so that restoring the same deadline does not re-arm its breach.
 F_RECEIVED, F_NO_STATE, F_FR_DUE_OFF, F_RES_DUE_OFF = 512, 1024, 2048, 4096
@@ -35,6 +37,9 @@ F_RECEIVED, F_NO_STATE, F_FR_DUE_OFF, F_RES_DUE_OFF = 512, 1024, 2048, 4096
 # when the clock moves on, unless the ticket's next state at that instant settles it first (see
 # .transitions.add_open). An older release reading such a checkpoint counts it at its next tick.
 F_FR_PENDING, F_RES_PENDING = 8192, 16384
+# F_ENTERED: entered a team's open set by a state of the event instant the state is at (listed in
+# its entered_slots): leaving that set by another state of that instant, it is no flow in or out.
+F_ENTERED = 32768
 
 NP, NS = len(PRIORITIES), len(STATUSES)
 
@@ -44,8 +49,10 @@ def to_ms(value: object) -> int:
     milliseconds; naive = UTC) -> epoch milliseconds; None -> UNSET."""
     if value is None:
         return UNSET
+    # Only the extended ISO form is read directly: to the contract, digits are Unix time
+    # ("20240101" is 1970-08-23), which fromisoformat would read as the basic form of a date.
     try:
-        dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+        dt = datetime.fromisoformat(value) if isinstance(value, str) and value[4:5] == "-" else value
     except ValueError:
         dt = None
     if not isinstance(dt, datetime):
@@ -53,3 +60,15 @@ def to_ms(value: object) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return round(dt.timestamp() * 1000)
+
+
+def to_int(value: object) -> int:
+    """An integer as the event contract accepts it (pydantic's lax mode: ``"3"``, ``3.0``)."""
+    return value if type(value) is int else _CONTRACT_INT.validate_python(value)
+
+
+def to_bool(value: object) -> bool:
+    """A bool as the event contract accepts it (``"false"``, ``0``...); None (absent) -> False."""
+    if value is None or type(value) is bool:
+        return bool(value)
+    return _CONTRACT_BOOL.validate_python(value)

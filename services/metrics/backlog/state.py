@@ -29,6 +29,7 @@ from . import views
 from .aggregates import FlowWindow, Histogram
 from .columns import (
     COMPACT_SLACK,
+    F_ENTERED,
     F_FR_BREACHED,
     F_FR_DUE_OFF,
     F_FR_PENDING,
@@ -47,6 +48,8 @@ from .columns import (
     NP,
     NS,
     UNSET,
+    to_bool,
+    to_int,
     to_ms,
 )
 from .config import FIRST_RESOLVED_STATUS, NO_CATEGORY, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
@@ -88,6 +91,13 @@ class BacklogState:
         # them first. 4 bytes each: a replay or an import at one instant can leave one per ticket.
         self.pending_slots = array("I")
         self.pending_at = -1
+        # Slots (F_ENTERED) that entered a team's open set by a state of the event instant
+        # entered_at (a router decision's), their inflow counted at entered_minute: one leaving it
+        # by a state of that same instant (a history import, published open and resolved in one
+        # decision) waited in no queue, and is no flow in or out. 4 bytes each, as pending_slots.
+        self.entered_slots = array("I")
+        self.entered_at = UNSET
+        self.entered_minute = 0
         self.free = array("I")
         self.index = SlotIndex()
         self.n_open = 0
@@ -108,7 +118,7 @@ class BacklogState:
         self.seen: set[int] = set()
         self.seen_order: deque[int] = deque()
         self.resolved_fifo: deque[int] = deque()
-        self.received_fifo: deque[int] = deque()  # keys known from ticket.created only, when first seen
+        self.received_fifo: deque[int] = deque()  # keys known from ticket events only, when first seen
         self.n_stateless = 0  # slots of those still without a state (F_NO_STATE)
         # Lazily deleted heaps, maintained by .transitions (not checkpointed: rebuilt on load).
         self.sched: list[int] = []  # next transition instant per open ticket
@@ -124,9 +134,10 @@ class BacklogState:
                 # Counted as received, and no clock move: the ticket topic is read at its own pace
                 # (a fetch of it may run hours ahead of the routing topic's in a replay), and a
                 # clock moved to its time would count deadlines the routing events met as missed.
+                # Whatever its type: the router creates a ticket from its first event, and intake
+                # publishes a new ticket given a status as ticket.status_changed.
                 if seen not in self.seen:
-                    if envelope.type == EventType.TICKET_CREATED:
-                        self._receive(envelope.ticket_key, envelope.source)
+                    self._receive(envelope.ticket_key, envelope.source)
                     self._remember(seen)
                 return
             advance_clock(self, now)  # the function, not the method: one call less per event
@@ -140,7 +151,7 @@ class BacklogState:
             sla = s.get("sla") or {}
             values = (
                 s["ticket_key"],
-                s.get("revision", 0),
+                to_int(s.get("revision", 0)),
                 s["source"],
                 s["status"],
                 s.get("team"),
@@ -153,7 +164,7 @@ class BacklogState:
                 to_ms(sla.get("resolution_due")),
                 to_ms(sla.get("resolution_warning_at")),
                 to_ms(sla.get("first_responded_at")),
-                bool(sla.get("paused")),
+                to_bool(sla.get("paused")),
                 to_ms(envelope.occurred_at),
                 envelope.type,
             )
@@ -214,8 +225,9 @@ class BacklogState:
 
     # ---------------------------------------------------------------- event-driven transitions
     def _receive(self, key: str, source: str) -> None:
-        """Count a ticket received once per key: intake also emits ticket.created for an update
-        of an existing ticket (one without a status). A key seen before its routing state gets a
+        """Count a ticket received once per key, at its first ticket event of any type: intake
+        also emits ticket.created for an update of an existing ticket (one without a status), and a
+        new ticket can come as any other type. A key seen before its routing state gets a
         stateless slot; beyond ``resolved_retention`` of them, the oldest are forgotten."""
         h = key_hash(key)
         slot = self.index.get(h)
@@ -274,6 +286,8 @@ class BacklogState:
         revision = min(max(revision, 0), MASK32)
         if slot >= 0 and revision < self.a_rev[slot]:
             return  # an older decision re-published after a newer one: never move backwards
+        if event_ms != self.entered_at:  # before the flags are read: the entries of an instant end
+            self._end_instant(event_ms)
         team = 0 if team_name is None else self.teams.intern(team_name)
         prio, status = _PRIO[prio_name], _STATUS[status_name]
         new_open = status < FIRST_RESOLVED_STATUS
@@ -314,7 +328,7 @@ class BacklogState:
                 slot = self._alloc_slot()
                 self.index.put(h, slot)
             else:
-                self.n_stateless -= 1  # known from its ticket.created: its first state
+                self.n_stateless -= 1  # known from its ticket events: its first state
             f = self.a_flags[slot] & F_RECEIVED  # 0 for a new slot (see _alloc_slot)
             self.a_fr_due[slot] = self.a_res_due[slot] = self.a_res_warn[slot] = UNSET
             prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False
@@ -369,9 +383,17 @@ class BacklogState:
         if event_type == EventType.TICKET_ESCALATED or (existed and prio < prev_prio):
             self.c_escalated[team] += 1
         if prev_open and (not new_open or team != prev_team):
-            self.outflow.add(prev_team, minute, now_minute)
+            if f & F_ENTERED:  # in and out at one instant: no flow at all
+                self.inflow.remove(prev_team, self.entered_minute)
+                f &= ~F_ENTERED
+            else:
+                self.outflow.add(prev_team, minute, now_minute)
         if new_open and (not prev_open or team != prev_team):
-            self.inflow.add(team, minute, now_minute)
+            counted = self.inflow.add(team, minute, now_minute)
+            if counted and (minute == self.entered_minute or not self.entered_slots):
+                self.entered_minute = minute
+                self.entered_slots.append(slot)
+                f |= F_ENTERED
             if fr_due != UNSET:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
@@ -380,6 +402,14 @@ class BacklogState:
         else:
             self.a_next[slot] = NEVER
             self._evict_resolved()
+
+    def _end_instant(self, event_ms: int) -> None:
+        """A state of another event instant: the entries of the previous one are no longer."""
+        flags = self.a_flags
+        for slot in self.entered_slots:
+            flags[slot] &= ~F_ENTERED
+        del self.entered_slots[:]
+        self.entered_at = event_ms
 
     # ---------------------------------------------------------------- storage helpers
     def _alloc_slot(self) -> int:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from services.metrics.backlog import BacklogConfig, agents_needed
 from shared.events import (
+    TICKET_EVENT_TYPES,
     EventEnvelope,
     EventType,
     RoutingPayload,
@@ -70,7 +71,7 @@ class Truth:
     teams: set[str] = field(default_factory=lambda: {"triage", "other"})
     sources: set[str] = field(default_factory=lambda: {"other"})  # label values seen (zeros exported)
     received: Counter[str] = field(default_factory=Counter)
-    received_keys: set[str] = field(default_factory=set)  # ticket.created counts once per ticket
+    received_keys: set[str] = field(default_factory=set)  # its first ticket event counts a ticket, once
     clock_ms: int = 0  # the service's clock: the latest instant it was given
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, team)
     breaches: Counter[tuple[str, str]] = field(default_factory=Counter)  # (team, kind)
@@ -79,7 +80,10 @@ class Truth:
     res: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     handle: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     target: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    flow: list[tuple[int, str, str]] = field(default_factory=list)  # (minute, team, in/out)
+    flow: list[tuple[int, str, str]] = field(default_factory=list)  # (minute, team, in/out/none)
+    # Tickets that entered a team's open set by an event of the instant entered_at: that flow's index.
+    entered: dict[str, int] = field(default_factory=dict)
+    entered_at: int | None = None
 
     def apply(self, env: EventEnvelope, now_ms: int) -> None:
         """Apply one event as processed at ``now_ms`` (wall time, or its own time in a replay)."""
@@ -88,7 +92,7 @@ class Truth:
         if env.event_id in self.seen:
             return
         self.seen.add(env.event_id)
-        if env.type == EventType.TICKET_CREATED and env.ticket_key not in self.received_keys:
+        if env.type in TICKET_EVENT_TYPES and env.ticket_key not in self.received_keys:
             self.received_keys.add(env.ticket_key)
             self.received[env.source] += 1
             self.sources.add(env.source)
@@ -142,9 +146,16 @@ class Truth:
         if env.type == EventType.TICKET_ESCALATED or raised:
             self.counters[("escalated", team)] += 1
         minute = min(_ms(env.occurred_at) or now_ms, now_ms) // 60_000
+        if _ms(env.occurred_at) != self.entered_at:
+            self.entered, self.entered_at = {}, _ms(env.occurred_at)
         if prev_open and (not new_open or team != prev_team):
-            self.flow.append((minute, prev_team or "", "out"))
+            entered = self.entered.pop(new.ticket_key, None)
+            if entered is None:
+                self.flow.append((minute, prev_team or "", "out"))
+            else:  # in and out by events of one instant (an import): no flow
+                self.flow[entered] = (minute, team, "none")
         if new_open and (not prev_open or team != prev_team):
+            self.entered[new.ticket_key] = len(self.flow)
             self.flow.append((minute, team, "in"))
             if fr_due is not None:
                 self.target[team].append(max(0, fr_due - created) / 1000)
@@ -238,7 +249,7 @@ class Truth:
         now_minute = now_ms // 60_000
         inflow, outflow = Counter[str](), Counter[str]()
         for minute, team, kind in self.flow:
-            if now_minute - cfg.flow_window_minutes < minute <= now_minute:
+            if now_minute - cfg.flow_window_minutes < minute <= now_minute and kind != "none":
                 (inflow if kind == "in" else outflow)[team] += 1
         per_hour = 60.0 / cfg.flow_window_minutes
         for team in teams:
@@ -355,7 +366,7 @@ class Stream:
                 caused_by=uuid.uuid4(),
             )
             return [env]
-        if roll < 0.36:  # a ticket event that is not a creation (counted nowhere)
+        if roll < 0.36:  # a later ticket event that is not a creation (counted nowhere)
             key = rng.choice(list(self.latest))
             source, external = key.split(":", 1)
             snap = TicketSnapshot(external_id=external, subject="update")

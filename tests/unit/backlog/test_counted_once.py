@@ -85,6 +85,24 @@ def test_ticket_created_for_an_update_is_not_another_received_ticket() -> None:
     assert received(restored) == 3
 
 
+def test_a_ticket_first_received_by_another_ticket_event_is_counted_once() -> None:
+    """Intake publishes a new ticket as ticket.status_changed when POST /v1/tickets gives it a status
+    (and a webhook installed after a ticket was opened first sends its update or comment): the
+    router creates the ticket from that event, so it is a received ticket, once."""
+    state = BacklogState()
+    first = ticket_event(
+        EventType.TICKET_STATUS_CHANGED, "api", TicketSnapshot(external_id="1", status="open"), at(0)
+    )
+    state.apply(first, at(0))
+    state.apply(envelope(make_state("api:1", 0, team="billing", source="api"), 1), at(1))
+    comment = ticket_event(EventType.TICKET_COMMENTED, "api", TicketSnapshot(external_id="1"), at(30))
+    state.apply(comment, at(30))
+    state.apply(created("1", 60), at(60))  # a status-less update through POST /v1/tickets
+    state.apply(envelope(make_state("api:2", 0, team="billing", source="api"), 1), at(1))
+    state.apply(ticket_event(EventType.TICKET_UPDATED, "api", TicketSnapshot(external_id="2"), at(2)), at(2))
+    assert received(state) == 2
+
+
 def test_a_ticket_first_known_from_its_creation_gets_its_state_as_a_new_ticket() -> None:
     state = BacklogState()
     state.apply(created("1"), at(0))

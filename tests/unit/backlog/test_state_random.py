@@ -31,6 +31,9 @@ class Model:
         self.latest: dict[str, TicketState] = {}
         self.flow: list[tuple[int, str, str]] = []  # (minute, team, "in"/"out")
         self.counts: Counter[tuple[str, str]] = Counter()
+        # Tickets that entered a team's open set at the instant entered_at: the index of that flow.
+        self.entered: dict[str, int] = {}
+        self.entered_at = -1
 
     def record(self, new: TicketState, now_ms: int, known: bool) -> None:
         old = self.latest.get(new.ticket_key) if known else None
@@ -40,9 +43,16 @@ class Model:
         new_open = not new.status.is_resolved
         old_team, new_team = (old.team or "triage") if old else None, new.team or "triage"
         minute = now_ms // 60_000
+        if now_ms != self.entered_at:
+            self.entered, self.entered_at = {}, now_ms
         if old_open and (not new_open or old_team != new_team):
-            self.flow.append((minute, old_team or "", "out"))
+            entered = self.entered.pop(new.ticket_key, None)
+            if entered is None:
+                self.flow.append((minute, old_team or "", "out"))
+            else:  # in and out by events of one instant (an import): no flow
+                self.flow[entered] = (minute, new_team, "none")
         if new_open and (not old_open or old_team != new_team):
+            self.entered[new.ticket_key] = len(self.flow)
             self.flow.append((minute, new_team, "in"))
         if new_open and new.team is not None and new_team != old_team:
             self.counts[("routed", new_team)] += 1
@@ -90,7 +100,7 @@ class Model:
         inflow: Counter[str] = Counter()
         outflow: Counter[str] = Counter()
         for minute, team, kind in self.flow:
-            if now_minute - 60 < minute <= now_minute:
+            if now_minute - 60 < minute <= now_minute and kind != "none":
                 (inflow if kind == "in" else outflow)[team] += 1
         for team in set(inflow) | set(outflow) | {k[1][-1][1] for k in exp if k[0] == "ticket_backlog_open"}:
             exp[("ticket_inflow_per_hour", (("team", team),))] = inflow[team]

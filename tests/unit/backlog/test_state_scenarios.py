@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import uuid
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.metrics.backlog import BacklogCollector, BacklogConfig, BacklogState
-from shared.events import EventType, TicketSnapshot, TicketStatus, ticket_event
+from services.metrics.backlog.keyindex import key_hash
+from shared.events import EventEnvelope, EventType, TicketSnapshot, TicketStatus, ticket_event
 
 from .helpers import at, envelope, make_state, scrape
 
@@ -242,3 +244,42 @@ def test_checkpoint_round_trip_is_exact_and_compact() -> None:
     assert len(raw) < 500 * 100
     with pytest.raises(ValueError):
         BacklogState.from_checkpoint(b"nope")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("revision", "1"), ("revision", 1.0), ("paused", "false"), ("paused", 0), ("created_at", "1704067200")],
+)
+def test_a_state_is_read_as_the_contract_reads_it(field: str, value: object) -> None:
+    """The state reads the routing payload as published, without a second validation: a value the
+    contract accepts in another form than the router writes (pydantic's lax mode: numbers as text,
+    a bool as text or 0/1, a time as Unix seconds in text) must mean what it means to the contract,
+    not crash every attempt (and be dead-lettered) nor read as something else."""
+    st = make_state("z:1", 0, team="billing", res_due=H)
+    raw = envelope(st, 60).model_dump(mode="json")
+    state_doc = raw["payload"]["state"]
+    (state_doc["sla"] if field == "paused" else state_doc)[field] = value
+    decoded = EventEnvelope.decode(orjson.dumps(raw))[0]
+    expected = decoded.routing().state  # what the contract reads
+    assert expected.created_at == at(0) and not expected.sla.paused
+
+    state = BacklogState()
+    state.apply(decoded, at(60))
+    state.advance_clock(at(2 * H))
+    m = scrape(state)
+    assert gauge(m, "ticket_backlog_overdue", team="billing", priority="P3") == 1
+    assert gauge(m, "ticket_oldest_open_age_seconds", team="billing") == 2 * H
+    assert state.a_rev[state.index.get(key_hash("z:1"))] == expected.revision
+
+
+def test_a_time_in_digits_is_unix_time_as_in_the_contract() -> None:
+    """A time in digits ("20240101") is Unix seconds to the contract (1970-08-23), not a date."""
+    st = make_state("z:1", 0, team="billing")
+    raw = envelope(st, 60).model_dump(mode="json")
+    raw["payload"]["state"]["created_at"] = "20240101"
+    decoded = EventEnvelope.decode(orjson.dumps(raw))[0]
+    created = decoded.routing().state.created_at
+    state = BacklogState()
+    state.apply(decoded, at(60))
+    m = scrape(state)
+    assert gauge(m, "ticket_oldest_open_age_seconds", team="billing") == (at(60) - created).total_seconds()
