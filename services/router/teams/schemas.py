@@ -131,8 +131,23 @@ class TeamFields(BaseModel):
         return value
 
 
+# Label values the metrics service gives a meaning of its own (``services/metrics/backlog/config.py``):
+# a team so named would be counted as the triage queue or as the bucket beyond the label cap.
+RESERVED_TEAM_NAMES = frozenset({"triage", "other"})
+
+
 class TeamCreate(TeamFields):
     name: str = Field(min_length=1, max_length=100, pattern=TEAM_NAME)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_TEAM_NAMES:
+            raise ValueError(
+                f"{name!r} is reserved: the metrics count tickets without a team (triage) "
+                "and beyond their label cap (other) under that name"
+            )
+        return name
 
 
 NULLABLE = frozenset({"calendar", "schedule"})

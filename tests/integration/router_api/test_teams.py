@@ -85,6 +85,9 @@ async def test_validation_errors_name_the_field(router_api: Router) -> None:
     assert {e["field"] for e in bad_patch.json()["errors"]} == {"/capacity"}
     bad_name = await c.post("/v1/teams", json={"name": "has space"}, headers=editor)
     assert bad_name.status_code == 422 and bad_name.json()["errors"][0]["field"] == "/name"
+    for reserved in ("triage", "other"):  # the metrics' label values for no team and beyond the cap
+        taken = await c.post("/v1/teams", json={"name": reserved}, headers=editor)
+        assert taken.status_code == 422 and [e["field"] for e in taken.json()["errors"]] == ["/name"]
 
 
 async def test_rules_must_name_known_active_teams(router_api: Router) -> None:
