@@ -272,7 +272,10 @@ class RouterSettings(ConsumerSettings):
 class MetricsSettings(ConsumerSettings):
     metrics_host: str = Field(default="127.0.0.1", description="Metrics bind address.")
     metrics_port: int = Field(default=8002, description="Metrics HTTP port.")
-    metrics_group_id: str = Field(default="metrics", description="Metrics consumer group.")
+    # Its checkpoint rows are named "<group>:<partition>" in a column of 100 characters.
+    metrics_group_id: str = Field(
+        default="metrics", min_length=1, max_length=90, description="Metrics consumer group."
+    )
     metrics_checkpoint_interval_s: float = Field(
         default=5.0, gt=0, description="How often the backlog state is checkpointed."
     )

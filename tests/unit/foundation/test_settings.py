@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import CommonSettings, RouterSettings
+from shared.settings import CommonSettings, MetricsSettings, RouterSettings
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,15 @@ def test_a_bad_value_is_refused_naming_the_variable(field: str, value: str, says
         RouterSettings(**{field: value})  # type: ignore[arg-type]
     error = caught.value.errors()[0]
     assert error["loc"] == (field,) and says in error["msg"]
+
+
+def test_a_metrics_group_id_leaves_room_for_its_checkpoint_names() -> None:
+    """Checkpoint rows are named ``<group>:<partition>`` in a column of 100 characters: a longer
+    group id failed every checkpoint on PostgreSQL."""
+    with pytest.raises(ValidationError) as caught:
+        MetricsSettings(metrics_group_id="m" * 91)
+    assert caught.value.errors()[0]["loc"] == ("metrics_group_id",)
+    assert MetricsSettings(metrics_group_id="m" * 90).metrics_group_id == "m" * 90
 
 
 def test_good_values_are_read() -> None:
