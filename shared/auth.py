@@ -21,11 +21,14 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.caches import make_room
 from shared.db.models import ApiKey
 from shared.events import utc_now
 from shared.http.problems import Problem
 
 log = logging.getLogger(__name__)
+
+MAX_CACHED_KEYS = 10_000  # bounds memory against a scan of random bearer tokens
 
 
 class Role(StrEnum):
@@ -121,8 +124,7 @@ class KeyCache:
             caller = Caller(row.id, row.name, Role(row.role))
         if forgets != self._forgets:  # read before a revocation committed, perhaps
             return caller
-        if len(self._cache) > 10_000:
-            self._cache.clear()
+        make_room(self._cache, MAX_CACHED_KEYS, lambda entry: entry[0] is not None)
         self._cache[digest] = (caller, now + self.ttl_s)
         return caller
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.models import Source
 from services.intake.sources.service import to_config
 from services.intake.webhooks import SourceConfig
+from shared.caches import make_room
 
 MAX_ENTRIES = 10_000  # bound memory against scans of random names
 
@@ -84,8 +85,7 @@ class SourceCache:
         found = (config, row is not None)
         kept = self._entries.get(name)
         if generation == self._generation and (kept is None or kept[1] < started):  # never older
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
+            make_room(self._entries, MAX_ENTRIES, lambda entry: entry[0][1])  # keep sources that exist
             self._entries[name] = (found, started)
         return found
 

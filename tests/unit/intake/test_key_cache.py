@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.auth import Caller, KeyCache, Role, hash_key
+from shared.auth import MAX_CACHED_KEYS, Caller, KeyCache, Role, hash_key
 from shared.http.problems import Problem
 
 
@@ -97,3 +97,15 @@ async def test_a_forgotten_key_is_looked_up_again_and_a_read_in_flight_is_not_ca
     sessions.gate.set()
     await in_flight
     assert hash_key("tr_intake_z") not in keys._cache
+
+
+async def test_a_flood_of_unknown_keys_does_not_evict_a_valid_one() -> None:
+    sessions = GatedSessions(None)  # every key looked up is unknown
+    sessions.gate.set()
+    keys = KeyCache(sessions, ttl_s=5.0)  # type: ignore[arg-type]
+    valid = Caller("id-4", "loader", Role.INTAKE)
+    keys._cache[hash_key("tr_intake_valid")] = (valid, float("inf"))
+    for i in range(MAX_CACHED_KEYS + 10):
+        assert await keys.caller_of(f"tr_random_{i}") is None
+    assert await keys.caller_of("tr_intake_valid") == valid
+    assert sessions.calls == MAX_CACHED_KEYS + 10  # the valid key was still cached: no read for it
