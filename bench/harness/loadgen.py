@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,10 +34,14 @@ from bench.harness.webhooks import MODES, Builder, ticket_request, webhook_reque
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """Nearest rank: the ceil(q * n)-th smallest of the n values (p99 of 100 is the 99th, not the
+    slowest; the median of an even count the lower middle one). q * n is rounded to 9 places first,
+    so that 0.07 * 100 (7.000000000000001 in floating point) is rank 7."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    rank = math.ceil(round(q * len(ordered), 9))
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 # A service closes a keep-alive connection after HTTP_KEEP_ALIVE_S idle (75 s; the bare baselines
