@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.fault, pytest.mark.e2e, pytest.mark.slow]
 
 BROKER_PAUSE_S = float(os.environ.get("FAULT_BROKER_PAUSE_S", "30"))
 DATABASE_STOP_S = float(os.environ.get("FAULT_DATABASE_STOP_S", "10"))
+HUNG_SETTLE_S = min(5.0, BROKER_PAUSE_S / 2)
 
 
 @pytest.mark.parametrize("service", ["intake", "router", "metrics"])
@@ -59,10 +60,15 @@ def test_hung_broker_intake_keeps_accepting_via_outbox(
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        outbox_before = fault_stack.metric_sum("intake_events_total", "intake", path="outbox")
         own_broker.pause()  # SIGSTOP: sockets open, nobody answering
         paused_at = time.monotonic()
         try:
-            time.sleep(BROKER_PAUSE_S)
+            time.sleep(HUNG_SETTLE_S)  # what was fetched before the pause is counted by then
+            counted_in_hang = fault_stack.metric_sum("tickets_routed_total")
+            time.sleep(max(0.0, BROKER_PAUSE_S - HUNG_SETTLE_S))
+            counted_at_resume = fault_stack.metric_sum("tickets_routed_total")
+            outbox_at_resume = fault_stack.metric_sum("intake_events_total", "intake", path="outbox")
         finally:
             own_broker.resume()
         resumed_at = time.monotonic()
@@ -74,6 +80,11 @@ def test_hung_broker_intake_keeps_accepting_via_outbox(
     finally:
         load.finish()
     assert not load.refused and not load.unknown, (dict(list(load.refused.items())[:5]), load.unknown)
+    # The broker did hang: nothing reached the metrics service through it, and intake could not
+    # publish, so it parked tickets in its outbox (without these, a pause that silently did nothing
+    # passed every assertion below).
+    assert counted_at_resume == counted_in_hang, (counted_in_hang, counted_at_resume)
+    assert outbox_at_resume > outbox_before, (outbox_before, outbox_at_resume)
     # Intake kept answering 2xx throughout the hang (through its outbox); how fast is the benchmarks'
     # business, so this only asks for steady acceptance (at least one ticket per second of hang).
     assert accepted_while_hung >= BROKER_PAUSE_S, accepted_while_hung
