@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -24,6 +26,15 @@ pytestmark = [pytest.mark.fault, pytest.mark.e2e, pytest.mark.slow]
 BROKER_PAUSE_S = float(os.environ.get("FAULT_BROKER_PAUSE_S", "30"))
 DATABASE_STOP_S = float(os.environ.get("FAULT_DATABASE_STOP_S", "10"))
 HUNG_SETTLE_S = min(5.0, BROKER_PAUSE_S / 2)
+FLOWING = 20  # tickets counted by the metrics service before a fault: the pipeline is in service
+
+
+def counted(stack: Stack) -> float:
+    """Tickets the metrics service counted as routed so far (0 while it does not answer)."""
+    try:
+        return stack.metric_sum("tickets_routed_total")
+    except httpx.HTTPError:
+        return 0.0
 
 
 @pytest.mark.parametrize("service", ["intake", "router", "metrics"])
@@ -33,7 +44,13 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(fault_stack: Stack, ser
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 100, timeout_s=30, what="load under way")
+        # Mid-stream: tickets flow through the router to the metrics service. 100 accepted is not
+        # that: the consumer groups were often still joining, and the kill hit an idle consumer.
+        fault_stack.wait_for(
+            lambda: counted(fault_stack) >= FLOWING, timeout_s=60, what="tickets routed and counted"
+        )
         fault_stack.kill(service)  # SIGKILL: no shutdown, no flush, no commit
+        assert fault_stack.processes[service].returncode == -signal.SIGKILL
         time.sleep(1)
         fault_stack.start(service)
         started = len(load.acked)
@@ -60,6 +77,9 @@ def test_hung_broker_intake_keeps_accepting_via_outbox(
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        fault_stack.wait_for(
+            lambda: counted(fault_stack) >= FLOWING, timeout_s=60, what="tickets routed and counted"
+        )
         outbox_before = fault_stack.metric_sum("intake_events_total", "intake", path="outbox")
         own_broker.pause()  # SIGSTOP: sockets open, nobody answering
         paused_at = time.monotonic()
