@@ -15,7 +15,8 @@ Bounded by ``--duration`` and ``--max-requests``; stops by itself. Writes a JSON
 by status, a transport error under its exception's name; ``statuses_measured`` counts those that
 came once the warm-up was over, whenever the request was sent: a request of the warm-up that timed
 out later is a failure of the measured window) and, with ``--times``, the monotonic time of every
-2xx answer, for end-to-end attribution. Latencies are those of the requests sent after the warm-up.
+2xx answer, for end-to-end attribution. Latencies are those of the requests sent after the warm-up;
+the rate counts the 2xx answers that came between the end of the warm-up and the deadline.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,10 +35,14 @@ from bench.harness.webhooks import MODES, Builder, ticket_request, webhook_reque
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    """Nearest rank: the ceil(q * n)-th smallest of the n values (p99 of 100 is the 99th, not the
+    slowest; the median of an even count the lower middle one). q * n is rounded to 9 places first,
+    so that 0.07 * 100 (7.000000000000001 in floating point) is rank 7."""
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    rank = math.ceil(round(q * len(ordered), 9))
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 # A service closes a keep-alive connection after HTTP_KEEP_ALIVE_S idle (75 s; the bare baselines
@@ -178,7 +184,8 @@ class Run:
         else:
             await asyncio.gather(*(self.closed_worker() for _ in range(self.args.concurrency)))
         finished = time.monotonic()
-        measured = [t for t in self.ok_times if t >= self.measure_from]
+        # The window ends at the deadline: answers to requests still in flight then came after it.
+        measured = [t for t in self.ok_times if self.measure_from <= t <= self.deadline]
         window = max(1e-9, min(finished, self.deadline) - self.measure_from)
         ms = [x * 1000 for x in self.latencies]
         return {

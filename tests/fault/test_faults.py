@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -23,6 +25,16 @@ pytestmark = [pytest.mark.fault, pytest.mark.e2e, pytest.mark.slow]
 
 BROKER_PAUSE_S = float(os.environ.get("FAULT_BROKER_PAUSE_S", "30"))
 DATABASE_STOP_S = float(os.environ.get("FAULT_DATABASE_STOP_S", "10"))
+HUNG_SETTLE_S = min(5.0, BROKER_PAUSE_S / 2)
+FLOWING = 20  # tickets counted by the metrics service before a fault: the pipeline is in service
+
+
+def counted(stack: Stack) -> float:
+    """Tickets the metrics service counted as routed so far (0 while it does not answer)."""
+    try:
+        return stack.metric_sum("tickets_routed_total")
+    except httpx.HTTPError:
+        return 0.0
 
 
 @pytest.mark.parametrize("service", ["intake", "router", "metrics"])
@@ -32,7 +44,13 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(fault_stack: Stack, ser
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 100, timeout_s=30, what="load under way")
+        # Mid-stream: tickets flow through the router to the metrics service. 100 accepted is not
+        # that: the consumer groups were often still joining, and the kill hit an idle consumer.
+        fault_stack.wait_for(
+            lambda: counted(fault_stack) >= FLOWING, timeout_s=60, what="tickets routed and counted"
+        )
         fault_stack.kill(service)  # SIGKILL: no shutdown, no flush, no commit
+        assert fault_stack.processes[service].returncode == -signal.SIGKILL
         time.sleep(1)
         fault_stack.start(service)
         started = len(load.acked)
@@ -59,10 +77,18 @@ def test_hung_broker_intake_keeps_accepting_via_outbox(
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        fault_stack.wait_for(
+            lambda: counted(fault_stack) >= FLOWING, timeout_s=60, what="tickets routed and counted"
+        )
+        outbox_before = fault_stack.metric_sum("intake_events_total", "intake", path="outbox")
         own_broker.pause()  # SIGSTOP: sockets open, nobody answering
         paused_at = time.monotonic()
         try:
-            time.sleep(BROKER_PAUSE_S)
+            time.sleep(HUNG_SETTLE_S)  # what was fetched before the pause is counted by then
+            counted_in_hang = fault_stack.metric_sum("tickets_routed_total")
+            time.sleep(max(0.0, BROKER_PAUSE_S - HUNG_SETTLE_S))
+            counted_at_resume = fault_stack.metric_sum("tickets_routed_total")
+            outbox_at_resume = fault_stack.metric_sum("intake_events_total", "intake", path="outbox")
         finally:
             own_broker.resume()
         resumed_at = time.monotonic()
@@ -74,6 +100,11 @@ def test_hung_broker_intake_keeps_accepting_via_outbox(
     finally:
         load.finish()
     assert not load.refused and not load.unknown, (dict(list(load.refused.items())[:5]), load.unknown)
+    # The broker did hang: nothing reached the metrics service through it, and intake could not
+    # publish, so it parked tickets in its outbox (without these, a pause that silently did nothing
+    # passed every assertion below).
+    assert counted_at_resume == counted_in_hang, (counted_in_hang, counted_at_resume)
+    assert outbox_at_resume > outbox_before, (outbox_before, outbox_at_resume)
     # Intake kept answering 2xx throughout the hang (through its outbox); how fast is the benchmarks'
     # business, so this only asks for steady acceptance (at least one ticket per second of hang).
     assert accepted_while_hung >= BROKER_PAUSE_S, accepted_while_hung

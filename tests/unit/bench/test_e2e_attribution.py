@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import random
 
-from bench.bench_e2e import attribute, partition_of, routed_counts, windows
+import pytest
+
+from bench.bench_e2e import attribute, partition_of, routed_counts, tail_ms, windows
 from bench.harness.loadgen import percentile
 
 PARTITIONS = 6
@@ -82,3 +84,16 @@ def test_partition_of_matches_the_producers_partitioner() -> None:
     partitioner = DefaultPartitioner()
     for key in random.Random(7).sample(keys_by_partition(1000), 50):
         assert partition_of(key, PARTITIONS) == partitioner(key.encode(), list(range(6)), list(range(6)))
+
+
+def test_tickets_never_counted_rank_above_the_counted_ones_in_the_percentiles() -> None:
+    # 100 tickets, 20 ms each, but 2 of them never counted within the wait (lost or stuck).
+    accepted = [(f"api:k-{n}", float(n)) for n in range(100)]
+    samples = [(n + 0.02, {"": float(n + 1)}) for n in range(98)]
+    attributed = attribute(accepted, samples, 6)
+    assert len(attributed) == 98
+    # Over the counted ones alone the p99 looked 20 ms: the two slowest tickets were left out.
+    assert tail_ms(attributed, len(accepted), 0.99) is None
+    assert tail_ms(attributed, len(accepted), 0.98) == pytest.approx(20.0)
+    assert tail_ms(attributed, len(accepted), 0.5) == pytest.approx(20.0)
+    assert tail_ms(attributed, len(attributed), 0.99) == pytest.approx(20.0)  # all counted
