@@ -8,7 +8,7 @@ lifecycle can be tested with any routing function.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -242,10 +242,32 @@ def _apply_changes(
     return reasons
 
 
+def _reassigned_to(envelope: EventEnvelope, snapshot: TicketSnapshot) -> str | None:
+    """The team a ``ticket.reassigned_externally`` event moves the ticket to, if it names one we
+    can store."""
+    group = snapshot.external_assignee_group
+    if envelope.type != EventType.TICKET_REASSIGNED_EXTERNALLY or not group or len(group) > TEAM_NAME_MAX:
+        return None
+    return group
+
+
 def _first_sight(
     envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime, sla: StateHook | None
 ) -> Decision:
     result = route(snapshot, envelope.source)
+    moved_to = _reassigned_to(envelope, snapshot)
+    if moved_to is not None and moved_to != result.team:
+        # First heard of as a human's move in the helpdesk (a ticket older than the router, a
+        # created event lost or late): the move stands; the rules still give what else they set.
+        chose = f"team {result.team}" if result.team is not None else "triage"
+        result = replace(
+            result,
+            team=moved_to,
+            reasons=[
+                *result.reasons,
+                f"reassigned in the source system to {moved_to}: kept over the rules' {chose}",
+            ],
+        )
     # Seen first already solved (a history import): routed open, then resolved at the instant the
     # source reports. A routed state that said solved, without that instant, was counted resolved
     # at the moment it was read (a ticket solved in a day measured as its age at the import).

@@ -278,3 +278,18 @@ def test_a_helpdesk_group_name_longer_than_a_team_name_is_not_taken_for_a_team()
     assert d.events[0][1].reasons == [
         f"reassigned in the source system to a group named {group[:40]!r}...: kept"
     ]
+
+
+def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_put_it():
+    env, snap = event("open", EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="billing")
+    d = decide(None, None, env, snap, route_to("access"), T0)
+    # Routed by the rules it went to "access", and write-back undid the agent's move.
+    [(kind, payload)] = d.events
+    assert kind == EventType.TICKET_ROUTED and d.state.team == "billing"
+    assert payload.reasons == [
+        "to access",
+        "reassigned in the source system to billing: kept over the rules' team access",
+    ]
+    # Any other first event is routed by the rules, whatever group the source reports.
+    env, snap = event("open", EventType.TICKET_UPDATED, external_assignee_group="billing")
+    assert decide(None, None, env, snap, route_to("access"), T0).state.team == "access"
