@@ -312,7 +312,15 @@ class EventEnvelope(BaseModel):
         # Validate the payload against its type now, so a bad payload is poison here and
         # never a crash deep inside a handler.
         if envelope.type in TICKET_EVENT_TYPES:
-            return envelope, envelope.ticket()
+            snapshot = envelope.ticket()
+            # The router stores the ticket under the key and writes back to the payload's id: apart,
+            # a decision would go to another ticket of the helpdesk than the one it was made for.
+            if envelope.ticket_key != ticket_key(envelope.source, snapshot.external_id):
+                raise ValueError(
+                    f"ticket_key {envelope.ticket_key[:100]!r} is not source:external_id "
+                    f"({envelope.source[:40]!r}, {snapshot.external_id[:100]!r})"
+                )
+            return envelope, snapshot
         envelope.routing()
         return envelope, None
 

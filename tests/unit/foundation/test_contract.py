@@ -234,3 +234,21 @@ def test_a_time_without_a_utc_instant_is_poison_at_decode(field, value):
     (body if field == "occurred_at" else body["payload"])[field] = value
     with pytest.raises(ValidationError, match="outside the range of UTC datetimes"):
         EventEnvelope.decode(orjson.dumps(body))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ticket_key", "api:2"), ("source", "zendesk"), ("external_id", "2")],
+)
+def test_a_ticket_event_whose_key_is_not_its_source_and_id_is_poison_at_decode(field, value):
+    """The router stored such a ticket under its key and wrote its decisions back to the payload's
+    external_id in the envelope's source: to another ticket of the helpdesk."""
+    body = orjson.loads(
+        ticket_event(EventType.TICKET_CREATED, "api", TicketSnapshot(external_id="1"), NOW).to_bytes()
+    )
+    (body["payload"] if field == "external_id" else body)[field] = value
+    with pytest.raises(ValueError, match="is not source:external_id"):
+        EventEnvelope.decode(orjson.dumps(body))
+    # A key whose source part holds a colon is still its source and id.
+    colon = ticket_event(EventType.TICKET_CREATED, "a:b", TicketSnapshot(external_id="c:d"), NOW)
+    assert EventEnvelope.decode(colon.to_bytes())[0].ticket_key == "a:b:c:d"
