@@ -164,6 +164,23 @@ def decide(
         )
         events.append((kind, payload))
 
+    def leave_triage(reasons: list[str]) -> bool:
+        """Route a ticket waiting in triage again (rules may have changed); True when it got a team."""
+        nonlocal named_policy
+        result = route(snapshot, envelope.source)
+        if result.team is None:
+            return False
+        named_policy = result.sla_policy
+        _apply_route(state, result, now)
+        added = _added_tags(result, snapshot)
+        emit(
+            EventType.TICKET_ROUTED,
+            _tagged([*reasons, *result.reasons], added),
+            rule=result.rule,
+            ruleset_version=result.ruleset_version,
+        )
+        return True
+
     was_resolved = current.status.is_resolved
     status = snapshot.status
     # A "new" status on an update says nothing new; keep what we have unless it is resolved.
@@ -182,25 +199,18 @@ def decide(
         state.status = status if status != TicketStatus.NEW else TicketStatus.OPEN
         state.resolved_at = None
         emit(EventType.TICKET_REOPENED, ["source reopened the ticket", *reasons])
+        if state.team is None:
+            # Reopened in triage: another chance, as at every update (then routed from the reopened state).
+            previous = (state.team, state.status, state.priority)
+            leave_triage([])
         return Decision(state, events)
 
     if status != current.status:
         state.status = status
         reasons.insert(0, f"status {current.status.value} -> {status.value}")
-    if state.team is None and not state.status.is_resolved:
-        # Tickets waiting in triage get another chance at every update (rules may have changed).
-        result = route(snapshot, envelope.source)
-        if result.team is not None:
-            named_policy = result.sla_policy
-            _apply_route(state, result, now)
-            added = _added_tags(result, snapshot)
-            emit(
-                EventType.TICKET_ROUTED,
-                _tagged([*reasons, *result.reasons], added),
-                rule=result.rule,
-                ruleset_version=result.ruleset_version,
-            )
-            return Decision(state, events)
+    # Tickets waiting in triage get another chance at every update (rules may have changed).
+    if state.team is None and not state.status.is_resolved and leave_triage(reasons):
+        return Decision(state, events)
     if reasons:
         emit(EventType.TICKET_STATE_CHANGED, reasons)
     return Decision(state, events)

@@ -293,3 +293,22 @@ def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_pu
     # Any other first event is routed by the rules, whatever group the source reports.
     env, snap = event("open", EventType.TICKET_UPDATED, external_assignee_group="billing")
     assert decide(None, None, env, snap, route_to("access"), T0).state.team == "access"
+
+
+def test_a_ticket_reopened_in_triage_gets_another_chance_at_a_team():
+    in_triage = decide(None, None, *event(), route_to(None), T0).state
+    solved = decide(in_triage, None, *event("solved", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
+    assert solved.state.team is None
+    # The rules changed meanwhile: a reopen is an update like any other, which routes a triaged ticket
+    # (it stayed in triage until the source's next event, however long that took).
+    d = decide(solved.state, None, *event("open", EventType.TICKET_STATUS_CHANGED), route_to("vpn"), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_REOPENED, EventType.TICKET_ROUTED]
+    assert d.state.team == "vpn" and d.state.status == TicketStatus.OPEN
+    assert [p.state.revision for _, p in d.events] == [3, 4]
+    reopened, routed = (p for _, p in d.events)
+    assert reopened.state.team is None and reopened.reasons == ["source reopened the ticket"]
+    assert (routed.previous_team, routed.previous_status) == (None, TicketStatus.OPEN)
+    assert routed.reasons == ["to vpn"] and routed.rule == "r1"
+    # Still no team: the reopen alone.
+    d = decide(solved.state, None, *event("open", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_REOPENED] and d.state.team is None
