@@ -385,6 +385,8 @@ def fill_gaps(stored: dict[str, Any], older: dict[str, Any]) -> dict[str, Any] |
             combined = {**offered, **have}  # what we hold wins, key by key
             if combined != have:
                 filled[name] = combined
-        elif have in (None, "", [], {}):
+        elif have in (None, "", [], {}) and name not in stored:
+            # Absent, the field was never said; said empty, it was cleared (the last label removed,
+            # see shared.events._SAID_AT_DEFAULT), after what the older event says.
             filled[name] = offered
     return {**stored, **filled} if filled else None

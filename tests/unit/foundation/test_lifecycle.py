@@ -312,3 +312,12 @@ def test_a_ticket_reopened_in_triage_gets_another_chance_at_a_team():
     # Still no team: the reopen alone.
     d = decide(solved.state, None, *event("open", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
     assert [k for k, _ in d.events] == [EventType.TICKET_REOPENED] and d.state.team is None
+
+
+def test_an_older_event_does_not_bring_back_tags_a_newer_one_cleared():
+    # The source removed the last label (tags said empty: cleared), then an older update came late.
+    stored = {"external_id": "7", "subject": "VPN", "tags": [], "updated_at": "2026-05-04T10:00:00Z"}
+    older = {"external_id": "7", "subject": "VPN", "tags": ["vip"], "updated_at": "2026-05-04T09:00:00Z"}
+    assert fill_gaps(stored, older) is None
+    # Never said, they are content the older event gives.
+    assert fill_gaps({"external_id": "7"}, older) == {"external_id": "7", "subject": "VPN", "tags": ["vip"]}
