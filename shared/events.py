@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from shared.db.storable import ESCAPED_NUL, replace_nul
 
@@ -58,9 +59,21 @@ def assume_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def utc_instant(value: datetime) -> datetime:
+    """``assume_utc``, refusing a time whose UTC instant lies outside datetime's range (year 1 at
+    +14:00, year 9999 at -14:00): a consumer storing it fails converting it, on every attempt."""
+    value = assume_utc(value)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
+        raise PydanticCustomError("datetime_out_of_range", message) from None
+    return value
+
+
 # A naive time compared with an aware one raises, which would make every later event of the
-# ticket fail: the contract's times are all aware.
-UtcDatetime = Annotated[datetime, AfterValidator(assume_utc)]
+# ticket fail: the contract's times are all aware, and each has a UTC instant.
+UtcDatetime = Annotated[datetime, AfterValidator(utc_instant)]
 
 
 class TicketStatus(StrEnum):
@@ -303,7 +316,15 @@ class EventEnvelope(BaseModel):
         # Validate the payload against its type now, so a bad payload is poison here and
         # never a crash deep inside a handler.
         if envelope.type in TICKET_EVENT_TYPES:
-            return envelope, envelope.ticket()
+            snapshot = envelope.ticket()
+            # The router stores the ticket under the key and writes back to the payload's id: apart,
+            # a decision would go to another ticket of the helpdesk than the one it was made for.
+            if envelope.ticket_key != ticket_key(envelope.source, snapshot.external_id):
+                raise ValueError(
+                    f"ticket_key {envelope.ticket_key[:100]!r} is not source:external_id "
+                    f"({envelope.source[:40]!r}, {snapshot.external_id[:100]!r})"
+                )
+            return envelope, snapshot
         envelope.routing()
         return envelope, None
 

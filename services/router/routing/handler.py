@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
+from pydantic import TypeAdapter
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,6 +64,7 @@ from shared.events import (
     TicketSnapshot,
     TicketState,
     TicketStatus,
+    UtcDatetime,
     utc_now,
 )
 from shared.kafka.consumer import ConsumedEvent
@@ -130,6 +132,23 @@ def next_timer(
     if stored is not None and stored <= now:
         return stored if computed is None else min(stored, computed)
     return computed
+
+
+_SAID_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+
+
+def said_updated_at(snapshot: dict[str, Any]) -> datetime | None:
+    """The ``updated_at`` of a stored snapshot, which holds it as the source's event said it: any
+    time the contract reads (Unix seconds too), not only the ISO text ``fromisoformat`` reads."""
+    value = snapshot.get("updated_at")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)  # what intake writes: the fast path
+        except ValueError:
+            pass
+    return _SAID_TIME.validate_python(value)
 
 
 def state_from_row(row: TicketRow) -> TicketState:
@@ -391,7 +410,7 @@ class RoutingHandler:
             snapshot = in_our_teams(snapshot, envelope.source, options.team_of_group)
             merged.pop("comment", None)
             current = state_from_row(row) if row is not None else None
-            updated_at = row.snapshot.get("updated_at") if row is not None else None
+            updated_at = said_updated_at(row.snapshot) if row is not None else None
             said_priority = row.snapshot.get("priority") if row is not None else None
             tracker = None
             if sla_config is not None:
@@ -402,7 +421,7 @@ class RoutingHandler:
                     tracker.owe_due()
             decision = decide(
                 current,
-                datetime.fromisoformat(updated_at) if updated_at else None,
+                updated_at,
                 envelope,
                 snapshot,
                 route,

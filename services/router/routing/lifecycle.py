@@ -8,7 +8,7 @@ lifecycle can be tested with any routing function.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -164,6 +164,23 @@ def decide(
         )
         events.append((kind, payload))
 
+    def leave_triage(reasons: list[str]) -> bool:
+        """Route a ticket waiting in triage again (rules may have changed); True when it got a team."""
+        nonlocal named_policy
+        result = route(snapshot, envelope.source)
+        if result.team is None:
+            return False
+        named_policy = result.sla_policy
+        _apply_route(state, result, now)
+        added = _added_tags(result, snapshot)
+        emit(
+            EventType.TICKET_ROUTED,
+            _tagged([*reasons, *result.reasons], added),
+            rule=result.rule,
+            ruleset_version=result.ruleset_version,
+        )
+        return True
+
     was_resolved = current.status.is_resolved
     status = snapshot.status
     # A "new" status on an update says nothing new; keep what we have unless it is resolved.
@@ -182,25 +199,18 @@ def decide(
         state.status = status if status != TicketStatus.NEW else TicketStatus.OPEN
         state.resolved_at = None
         emit(EventType.TICKET_REOPENED, ["source reopened the ticket", *reasons])
+        if state.team is None:
+            # Reopened in triage: another chance, as at every update (then routed from the reopened state).
+            previous = (state.team, state.status, state.priority)
+            leave_triage([])
         return Decision(state, events)
 
     if status != current.status:
         state.status = status
         reasons.insert(0, f"status {current.status.value} -> {status.value}")
-    if state.team is None and not state.status.is_resolved:
-        # Tickets waiting in triage get another chance at every update (rules may have changed).
-        result = route(snapshot, envelope.source)
-        if result.team is not None:
-            named_policy = result.sla_policy
-            _apply_route(state, result, now)
-            added = _added_tags(result, snapshot)
-            emit(
-                EventType.TICKET_ROUTED,
-                _tagged([*reasons, *result.reasons], added),
-                rule=result.rule,
-                ruleset_version=result.ruleset_version,
-            )
-            return Decision(state, events)
+    # Tickets waiting in triage get another chance at every update (rules may have changed).
+    if state.team is None and not state.status.is_resolved and leave_triage(reasons):
+        return Decision(state, events)
     if reasons:
         emit(EventType.TICKET_STATE_CHANGED, reasons)
     return Decision(state, events)
@@ -242,10 +252,32 @@ def _apply_changes(
     return reasons
 
 
+def _reassigned_to(envelope: EventEnvelope, snapshot: TicketSnapshot) -> str | None:
+    """The team a ``ticket.reassigned_externally`` event moves the ticket to, if it names one we
+    can store."""
+    group = snapshot.external_assignee_group
+    if envelope.type != EventType.TICKET_REASSIGNED_EXTERNALLY or not group or len(group) > TEAM_NAME_MAX:
+        return None
+    return group
+
+
 def _first_sight(
     envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime, sla: StateHook | None
 ) -> Decision:
     result = route(snapshot, envelope.source)
+    moved_to = _reassigned_to(envelope, snapshot)
+    if moved_to is not None and moved_to != result.team:
+        # First heard of as a human's move in the helpdesk (a ticket older than the router, a
+        # created event lost or late): the move stands; the rules still give what else they set.
+        chose = f"team {result.team}" if result.team is not None else "triage"
+        result = replace(
+            result,
+            team=moved_to,
+            reasons=[
+                *result.reasons,
+                f"reassigned in the source system to {moved_to}: kept over the rules' {chose}",
+            ],
+        )
     # Seen first already solved (a history import): routed open, then resolved at the instant the
     # source reports. A routed state that said solved, without that instant, was counted resolved
     # at the moment it was read (a ticket solved in a day measured as its age at the import).
@@ -353,6 +385,8 @@ def fill_gaps(stored: dict[str, Any], older: dict[str, Any]) -> dict[str, Any] |
             combined = {**offered, **have}  # what we hold wins, key by key
             if combined != have:
                 filled[name] = combined
-        elif have in (None, "", [], {}):
+        elif have in (None, "", [], {}) and name not in stored:
+            # Absent, the field was never said; said empty, it was cleared (the last label removed,
+            # see shared.events._SAID_AT_DEFAULT), after what the older event says.
             filled[name] = offered
     return {**stored, **filled} if filled else None

@@ -104,6 +104,8 @@ class RoutingPolicy:
         team = outcome.team
         if outcome.pool is not None:
             pool = filter_pool_by_language(outcome.pool.teams, signals.language, classifiers.team_languages)
+            if len(pool) < len(outcome.pool.teams):  # the rest were not considered: say why
+                reasons.append(f"pool narrowed to the teams speaking {signals.language}: {', '.join(pool)}")
             team = pool[0]
             if loads is not None and pool:
                 target = outcome.pool

@@ -117,3 +117,26 @@ async def test_a_created_delivered_after_a_newer_comment_still_gives_its_content
         row = await session.get(RouterTicket, f"api:{ext}")
     assert row is not None and row.team == "access" and row.snapshot["subject"] == "VPN broken"
     assert row.snapshot["updated_at"] == comment.payload["updated_at"]  # the newer state stays
+
+
+async def test_an_updated_at_in_unix_seconds_does_not_break_the_tickets_later_events(
+    sessions: Sessions,
+) -> None:
+    """The contract reads Unix seconds as a time; stored as said, the next event of the ticket read
+    it back with ``fromisoformat`` and failed (TypeError), that event and every later one."""
+    ext = uuid.uuid4().hex
+    created = said(EventType.TICKET_CREATED, ext, subject="vpn")
+    created.payload["updated_at"] = int((NOW - timedelta(hours=1)).timestamp())
+    text = said(EventType.TICKET_CREATED, f"{ext}-text", subject="vpn")
+    text.payload["updated_at"] = str(int((NOW - timedelta(hours=1)).timestamp()))
+    await handle(sessions, [created, text])
+    newer = [
+        said(EventType.TICKET_UPDATED, e, priority=Priority.P2, updated_at=NOW) for e in (ext, f"{ext}-text")
+    ]
+    older = said(EventType.TICKET_UPDATED, ext, priority=Priority.P1)
+    older.payload["updated_at"] = int((NOW - timedelta(hours=2)).timestamp())
+    await handle(sessions, newer, [older])
+    async with sessions() as session:
+        for key in (f"api:{ext}", f"api:{ext}-text"):
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.priority == Priority.P2.value  # the older P1 was stale

@@ -253,6 +253,28 @@ def test_when_no_speaker_of_the_language_has_room_the_rest_of_the_pool_is_used()
     assert policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages, loads=full).team == "spill"
 
 
+def test_a_pool_narrowed_to_the_tickets_language_says_so_in_the_reasons():
+    rules = {
+        "rules": [
+            {
+                "id": "all",
+                "name": "All",
+                "actions": {"assign_pool": {"teams": ["desk-en", "desk-et"], "strategy": "least_loaded"}},
+            }
+        ]
+    }
+    languages = view(team_languages={"desk-en": frozenset({"en"}), "desk-et": frozenset({"et"})})
+    routed = policy(rules).route(ticket("Arvuti", ESTONIAN), "api", languages)
+    # Only the rule and the detected language were said: nothing told why the pool's other team,
+    # maybe far less loaded, was not considered ("least loaded: desk-et" when loads are given).
+    assert routed.team == "desk-et"
+    assert "pool narrowed to the teams speaking et: desk-et" in routed.reasons
+    english = policy(rules).route(ticket("Laptop", "My laptop does not start at all"), "api", languages)
+    assert "pool narrowed to the teams speaking en: desk-en" in english.reasons
+    unknown = policy(rules).route(ticket("", ""), "api", languages)  # no language: the whole pool
+    assert not any("pool narrowed" in reason for reason in unknown.reasons)
+
+
 def test_model_helper_is_trained():
     assert model().threshold > 0
 

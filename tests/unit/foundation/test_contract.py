@@ -215,3 +215,40 @@ def test_unknown_priority_names_the_value():
 def test_status_resolution():
     assert TicketStatus.SOLVED.is_resolved and TicketStatus.CLOSED.is_resolved
     assert not TicketStatus.PENDING.is_resolved
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created_at", "0001-01-01T00:00:00+14:00"),
+        ("updated_at", "9999-12-31T23:59:59-14:00"),
+        ("occurred_at", "0001-01-01T01:00:00+02:00"),
+    ],
+)
+def test_a_time_without_a_utc_instant_is_poison_at_decode(field, value):
+    """Decoded, the router failed storing the ticket (OverflowError converting it to UTC) on every
+    attempt: the partition waited out the retries before the event was dead-lettered."""
+    body = orjson.loads(
+        ticket_event(EventType.TICKET_CREATED, "api", TicketSnapshot(external_id="1"), NOW).to_bytes()
+    )
+    (body if field == "occurred_at" else body["payload"])[field] = value
+    with pytest.raises(ValidationError, match="outside the range of UTC datetimes"):
+        EventEnvelope.decode(orjson.dumps(body))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ticket_key", "api:2"), ("source", "zendesk"), ("external_id", "2")],
+)
+def test_a_ticket_event_whose_key_is_not_its_source_and_id_is_poison_at_decode(field, value):
+    """The router stored such a ticket under its key and wrote its decisions back to the payload's
+    external_id in the envelope's source: to another ticket of the helpdesk."""
+    body = orjson.loads(
+        ticket_event(EventType.TICKET_CREATED, "api", TicketSnapshot(external_id="1"), NOW).to_bytes()
+    )
+    (body["payload"] if field == "external_id" else body)[field] = value
+    with pytest.raises(ValueError, match="is not source:external_id"):
+        EventEnvelope.decode(orjson.dumps(body))
+    # A key whose source part holds a colon is still its source and id.
+    colon = ticket_event(EventType.TICKET_CREATED, "a:b", TicketSnapshot(external_id="c:d"), NOW)
+    assert EventEnvelope.decode(colon.to_bytes())[0].ticket_key == "a:b:c:d"

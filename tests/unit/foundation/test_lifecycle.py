@@ -278,3 +278,46 @@ def test_a_helpdesk_group_name_longer_than_a_team_name_is_not_taken_for_a_team()
     assert d.events[0][1].reasons == [
         f"reassigned in the source system to a group named {group[:40]!r}...: kept"
     ]
+
+
+def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_put_it():
+    env, snap = event("open", EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group="billing")
+    d = decide(None, None, env, snap, route_to("access"), T0)
+    # Routed by the rules it went to "access", and write-back undid the agent's move.
+    [(kind, payload)] = d.events
+    assert kind == EventType.TICKET_ROUTED and d.state.team == "billing"
+    assert payload.reasons == [
+        "to access",
+        "reassigned in the source system to billing: kept over the rules' team access",
+    ]
+    # Any other first event is routed by the rules, whatever group the source reports.
+    env, snap = event("open", EventType.TICKET_UPDATED, external_assignee_group="billing")
+    assert decide(None, None, env, snap, route_to("access"), T0).state.team == "access"
+
+
+def test_a_ticket_reopened_in_triage_gets_another_chance_at_a_team():
+    in_triage = decide(None, None, *event(), route_to(None), T0).state
+    solved = decide(in_triage, None, *event("solved", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
+    assert solved.state.team is None
+    # The rules changed meanwhile: a reopen is an update like any other, which routes a triaged ticket
+    # (it stayed in triage until the source's next event, however long that took).
+    d = decide(solved.state, None, *event("open", EventType.TICKET_STATUS_CHANGED), route_to("vpn"), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_REOPENED, EventType.TICKET_ROUTED]
+    assert d.state.team == "vpn" and d.state.status == TicketStatus.OPEN
+    assert [p.state.revision for _, p in d.events] == [3, 4]
+    reopened, routed = (p for _, p in d.events)
+    assert reopened.state.team is None and reopened.reasons == ["source reopened the ticket"]
+    assert (routed.previous_team, routed.previous_status) == (None, TicketStatus.OPEN)
+    assert routed.reasons == ["to vpn"] and routed.rule == "r1"
+    # Still no team: the reopen alone.
+    d = decide(solved.state, None, *event("open", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
+    assert [k for k, _ in d.events] == [EventType.TICKET_REOPENED] and d.state.team is None
+
+
+def test_an_older_event_does_not_bring_back_tags_a_newer_one_cleared():
+    # The source removed the last label (tags said empty: cleared), then an older update came late.
+    stored = {"external_id": "7", "subject": "VPN", "tags": [], "updated_at": "2026-05-04T10:00:00Z"}
+    older = {"external_id": "7", "subject": "VPN", "tags": ["vip"], "updated_at": "2026-05-04T09:00:00Z"}
+    assert fill_gaps(stored, older) is None
+    # Never said, they are content the older event gives.
+    assert fill_gaps({"external_id": "7"}, older) == {"external_id": "7", "subject": "VPN", "tags": ["vip"]}
