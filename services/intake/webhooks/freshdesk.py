@@ -68,11 +68,12 @@ def _classify(triggered: str | None, has_comment: bool) -> EventType:
     text = (triggered or "").lower()
     if "created" in text or "ticket_action:new" in text:
         return EventType.TICKET_CREATED
-    if "status" in text:
+    moved = any(word in text for word in ("group", "agent", "responder", "assign"))
+    if "status" in text and not moved:  # a move wins: the router moves a ticket only on one
         return EventType.TICKET_STATUS_CHANGED
     if any(word in text for word in ("reply", "note", "comment")) or (has_comment and not text):
         return EventType.TICKET_COMMENTED
-    if any(word in text for word in ("group", "agent", "responder", "assign")):
+    if moved:
         return EventType.TICKET_REASSIGNED_EXTERNALLY
     return EventType.TICKET_UPDATED
 

@@ -191,10 +191,12 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     changed = {str(i.get("field", "")).lower() for i in items if isinstance(i, dict)}
     group_field = opt_str(config.options.get("group_field"))
     event_type = EventType.TICKET_UPDATED
-    if changed & _STATUS_FIELDS:
-        event_type = EventType.TICKET_STATUS_CHANGED
-    elif "assignee" in changed or (group_field and group_field.lower() in changed):
+    # A move wins over a status change made with it: the router moves a ticket only on a
+    # reassignment, and reads the status from the snapshot whatever the type.
+    if "assignee" in changed or (group_field and group_field.lower() in changed):
         event_type = EventType.TICKET_REASSIGNED_EXTERNALLY
+    elif changed & _STATUS_FIELDS:
+        event_type = EventType.TICKET_STATUS_CHANGED
     events = []
     if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
         events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))

@@ -83,6 +83,9 @@ def test_priority_table(value: object, expected: Priority) -> None:
     [
         ("{note_type:public}", EventType.TICKET_COMMENTED),
         ("{group_id:{from:1,to:2}}", EventType.TICKET_REASSIGNED_EXTERNALLY),
+        ("{status:{from:2,to:3}}", EventType.TICKET_STATUS_CHANGED),
+        # A move made with a status change: the router moves a ticket only on a reassignment.
+        ("{status:{from:2,to:3},group_id:{from:1,to:2}}", EventType.TICKET_REASSIGNED_EXTERNALLY),
         ("{priority:{from:Low,to:High}}", EventType.TICKET_UPDATED),
         (None, EventType.TICKET_UPDATED),
     ],

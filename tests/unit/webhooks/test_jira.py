@@ -58,6 +58,15 @@ def test_assignee_change_is_reassignment() -> None:
     )
 
 
+def test_a_move_made_with_a_status_change_is_a_reassignment() -> None:
+    """The router moves a ticket only on a reassignment (and reads the status from the snapshot
+    whatever the type): a status change was said instead, and the agent's move was lost."""
+    both = _updated([{"field": "status", "toString": "In Progress"}, {"field": "customfield_10050"}])
+    event = adapt_one(CFG, both)
+    assert event.type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    assert event.snapshot.status == adapt_one(CFG, _updated([{"field": "status"}])).snapshot.status
+
+
 def test_issue_commented_via_issue_updated() -> None:
     comment = {
         "id": "1",
