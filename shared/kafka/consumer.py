@@ -196,6 +196,8 @@ class ConsumerLoop:
         # When the current rebalance (or the first join) began; None once partitions are assigned.
         self.rebalance_started: float | None = None
         self.in_batch = False
+        # Inside the consumer's poll; during a rebalance aiokafka's waits for the assignment.
+        self.polling = False
         self.last_poll_monotonic = 0.0
         self._stopping = asyncio.Event()
 
@@ -276,7 +278,11 @@ class ConsumerLoop:
         if throttle := self.throttle:
             throttle.resume_due(self.consumer)
             timeout_ms = throttle.wait_ms(timeout_ms)
-        records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
+        self.polling = True
+        try:
+            records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
+        finally:
+            self.polling = False
         self.last_poll_monotonic = time.monotonic()
         if not records:
             return None
