@@ -513,9 +513,11 @@ class ConsumerLoop:
             ("dlq.offset", str(message.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
+        # A record with neither key nor value goes with an empty value: the producer sends none such.
+        value = b"" if message.value is None and message.key is None else message.value
         try:
             await self.producer.send_and_wait(
-                self.dead_letter_topic, value=message.value or b"", key=message.key, headers=headers
+                self.dead_letter_topic, value=value, key=message.key, headers=headers
             )
         except MessageSizeTooLargeError:
             # The copy (value plus these headers) is over the size limit the original just fit:
