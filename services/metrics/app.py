@@ -80,9 +80,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             # Finish the batch in hand, checkpoint every shard while the partitions are still ours
             # (closing the consumer does not call on_revoke), then leave the group: the next owner
             # or a restart replays nothing.
-            runner.loop.stop()
-            if runner.task is not None:
-                await asyncio.wait({runner.task}, timeout=15)
+            await runner.drain()
             try:
                 await ingest.checkpoint()
             except Exception as exc:  # the next owner replays from the previous checkpoint

@@ -127,7 +127,11 @@ def run(embedded_broker: bool = True) -> int:
     broker: EmbeddedBroker | None = None
     if embedded_broker:
         broker = EmbeddedBroker(port=embedded_port(settings), log_path=var / "logs" / "broker.log")
-        console.print(Text.assemble(("broker", "bold"), f" tansu (in memory) on {broker.start()}"))
+        try:
+            bootstrap = broker.start()
+        except (RuntimeError, TimeoutError) as exc:  # its port taken (another broker), say
+            raise fail(f"ticketctl: embedded broker: {exc}") from None
+        console.print(Text.assemble(("broker", "bold"), f" tansu (in memory) on {bootstrap}"))
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     stop = False

@@ -196,6 +196,8 @@ class ConsumerLoop:
         # When the current rebalance (or the first join) began; None once partitions are assigned.
         self.rebalance_started: float | None = None
         self.in_batch = False
+        # Inside the consumer's poll; during a rebalance aiokafka's waits for the assignment.
+        self.polling = False
         self.last_poll_monotonic = 0.0
         self._stopping = asyncio.Event()
 
@@ -276,7 +278,11 @@ class ConsumerLoop:
         if throttle := self.throttle:
             throttle.resume_due(self.consumer)
             timeout_ms = throttle.wait_ms(timeout_ms)
-        records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
+        self.polling = True
+        try:
+            records = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
+        finally:
+            self.polling = False
         self.last_poll_monotonic = time.monotonic()
         if not records:
             return None
@@ -507,9 +513,11 @@ class ConsumerLoop:
             ("dlq.offset", str(message.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
+        # A record with neither key nor value goes with an empty value: the producer sends none such.
+        value = b"" if message.value is None and message.key is None else message.value
         try:
             await self.producer.send_and_wait(
-                self.dead_letter_topic, value=message.value or b"", key=message.key, headers=headers
+                self.dead_letter_topic, value=value, key=message.key, headers=headers
             )
         except MessageSizeTooLargeError:
             # The copy (value plus these headers) is over the size limit the original just fit:

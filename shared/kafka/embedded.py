@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -37,13 +38,27 @@ def free_port() -> int:
             return port
 
 
-def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on ``host:port`` (connections of a closed listener in TIME_WAIT do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``host:port`` accepts a connection; return early once ``alive`` says the process
+    that should listen there has exited."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+    if alive():
+        raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
 
 
 class EmbeddedBroker:
@@ -59,9 +74,14 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> str:
+        """Start the broker and wait until it listens. A port something else listens on already
+        fails at once: tansu could not bind it and would exit, and a wait for the port would find
+        the other listener (a broker left running, say) and take it for ours."""
+        if not port_is_free(self.port):
+            raise RuntimeError(f"127.0.0.1:{self.port} is in use: the embedded broker cannot listen there")
         url = f"tcp://127.0.0.1:{self.port}"
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
+        process = self.process = subprocess.Popen(
             [
                 broker_binary(),
                 "broker",
@@ -78,10 +98,15 @@ class EmbeddedBroker:
             start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor, which stops us in order
         )
         try:
-            wait_for_port("127.0.0.1", self.port, timeout_s)
+            wait_for_port("127.0.0.1", self.port, timeout_s, alive=lambda: process.poll() is None)
         except TimeoutError:
             self.stop()
             raise
+        if process.poll() is not None:  # it exited: whatever answered on the port is not ours
+            raise RuntimeError(
+                f"the embedded broker exited with code {process.returncode} on start"
+                + (f"; see {self.log_path}" if self.log_path else "")
+            )
         return self.bootstrap
 
     def pause(self) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -28,6 +29,7 @@ CONSUMER_RESTARTS = Counter(
     ["group"],
 )
 WATCH_PERIOD_S = 1.0
+DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits on a rebalance
 
 
 def make_consumer(
@@ -161,24 +163,31 @@ class ConsumerRunner:
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
 
+    async def drain(self, timeout_s: float = 15.0) -> None:
+        """Ask the loop to stop and wait until it has finished the batch in hand and committed
+        (cancelled after ``timeout_s``). A loop waiting in its poll for a rebalance to end has
+        nothing to finish (what it handled was committed when its partitions were revoked), and
+        aiokafka's poll waits for the assignment without limit: it is cancelled at once."""
+        self.loop.stop()
+        task = self.task
+        if task is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not task.done():
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.loop.polling and self.loop.rebalance_started is not None):
+                task.cancel()
+                break
+            await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
+        await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
+
     async def stop(self, timeout_s: float = 15.0) -> None:
         """Drain: finish the batch in hand, commit it, leave the group."""
         if self.watchdog is not None:
             self.watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watchdog
-        self.loop.stop()
-        if self.task is not None:
-            try:
-                await asyncio.wait_for(self.task, timeout_s)
-            except TimeoutError:
-                self.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.task
-            except asyncio.CancelledError:
-                _raise_if_cancelled()  # else a replacement that stopping interrupted had cancelled it
-            except Exception:
-                pass  # already logged in _run
+        await self.drain(timeout_s)
         await self.consumer.stop()
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from shared.settings import CommonSettings
 
@@ -30,10 +30,15 @@ async def ensure_topics(settings: CommonSettings, attempts: int = 30) -> None:
                 new = [
                     NewTopic(t, settings.topic_partitions, settings.topic_replication_factor) for t in missing
                 ]
-                try:
-                    await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
+                response = await admin.create_topics(new)
+                # The broker answers per topic, and aiokafka raises none of its errors.
+                refused = [
+                    f"{topic}: {for_code(code).__name__}: {(rest and rest[0]) or for_code(code).description}"
+                    for topic, code, *rest in response.topic_errors  # (v1 on: and a message)
+                    if code not in (0, TopicAlreadyExistsError.errno)  # created by another service: fine
+                ]
+                if refused:
+                    raise TopicNotCreatedError("; ".join(refused))
                 log.info("created topics", extra={"topics": missing})
             return
         except (KafkaError, OSError) as exc:
@@ -41,4 +46,10 @@ async def ensure_topics(settings: CommonSettings, attempts: int = 30) -> None:
             await asyncio.sleep(min(0.2 * (attempt + 1), 2.0))
         finally:
             await admin.close()
+    if isinstance(last_error, TopicNotCreatedError):
+        raise RuntimeError(f"Kafka did not create our topics: {last_error}")
     raise RuntimeError(f"could not reach Kafka to create topics: {last_error}")
+
+
+class TopicNotCreatedError(KafkaError):
+    """The broker refused to create a topic (retried: a cluster may still be gathering its brokers)."""

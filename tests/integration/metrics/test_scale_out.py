@@ -38,9 +38,7 @@ class Instance:
 
     async def stop(self) -> None:
         """What the lifespan does: finish the batch, checkpoint every shard, leave the group."""
-        self.runner.loop.stop()
-        if self.runner.task is not None:
-            await asyncio.wait({self.runner.task}, timeout=15)
+        await self.runner.drain()
         await self.ingest.checkpoint()
         await self.runner.stop()
         await self.producer.stop()

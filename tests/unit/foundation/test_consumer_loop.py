@@ -21,7 +21,7 @@ from shared.overlap import IdleWork
 TP = TopicPartition("tickets", 0)
 
 
-def record(offset: int, value: bytes, tp: TopicPartition = TP) -> ConsumerRecord:
+def record(offset: int, value: bytes | None, tp: TopicPartition = TP) -> ConsumerRecord:
     return ConsumerRecord(
         topic=tp.topic,
         partition=tp.partition,
@@ -32,7 +32,7 @@ def record(offset: int, value: bytes, tp: TopicPartition = TP) -> ConsumerRecord
         value=value,
         checksum=None,
         serialized_key_size=1,
-        serialized_value_size=len(value),
+        serialized_value_size=-1 if value is None else len(value),
         headers=(),
     )
 
@@ -553,6 +553,23 @@ async def test_a_dead_lettered_event_keeps_the_bytes_key_and_headers_it_was_cons
     sent = producer.dead_lettered[0]
     assert (sent.value, sent.key) == (consumed.encode(), b"vendor-key")
     assert sent.headers[0] == ("trace", b"t-1") and dict(sent.headers)["dlq.offset"] == b"0"
+
+
+async def test_a_record_without_a_value_is_dead_lettered_without_one():
+    # A tombstone (a key and no value) is undecodable; its copy had an empty value instead (README:
+    # "as they were consumed (same value, key and headers)").
+    consumer, producer = FakeConsumer([]), FakeProducer()
+    consumer.pending = [record(0, None), record(1, good(1))]
+    handled: list[str] = []
+
+    async def handler(events):
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    sent = producer.dead_lettered[0]
+    assert (sent.value, sent.key) == (None, b"k")
+    assert dict(sent.headers)["dlq.reason"].startswith(b"undecodable:")
+    assert handled == ["api:1"] and consumer.committed == [{TP: 2}]
 
 
 class SizeLimitedProducer(FakeProducer):

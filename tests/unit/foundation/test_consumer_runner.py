@@ -4,6 +4,7 @@ member looping in JoinGroup/SyncGroup after another member was killed), and only
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -129,3 +130,30 @@ async def test_stopping_while_a_stuck_consumer_is_being_replaced_still_shuts_dow
     # Stuck from 0.3 s, so at 0.4 s the watchdog is closing the stuck consumer (1 s) to replace it.
     runner = await run_runner([SlowToLeave(), SlowToLeave()], "slow-group", [], seconds=0.4)
     assert runner.watchdog is not None and runner.watchdog.done()  # stop returned: SIGTERM goes on
+
+
+async def test_stopping_while_waiting_for_a_rebalance_to_end_does_not_wait_for_it():
+    # aiokafka's poll waits for the next assignment without limit: SIGTERM during a rebalance (the
+    # others of a rolling deploy going) held the shutdown for the whole drain timeout (15 s, twice
+    # in the metrics service) though the loop had nothing to drain: what it handled was committed
+    # when its partitions were revoked.
+    settings = ConsumerSettings(consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10)
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        raise AssertionError("no assignment, no batch")
+
+    consumer = StuckConsumer()
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="rebalancing-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: consumer,
+    )
+    await runner.start()
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await runner.stop(timeout_s=5)
+    assert time.monotonic() - started < 1
+    assert consumer.stopped and not runner.alive  # it left the group

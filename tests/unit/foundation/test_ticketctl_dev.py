@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -89,3 +90,29 @@ def test_ctrl_c_while_a_service_starts_stops_all_at_once(
     assert exited.value.code == 0, printed
     assert time.monotonic() - started < 20, printed
     assert printed.rstrip().endswith("stopped."), printed
+
+
+def test_a_broker_port_in_use_is_said_and_nothing_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # A broker left running (or a Kafka in a container) on KAFKA_BOOTSTRAP_SERVERS' port: tansu
+    # could not listen and exited, yet dev run said "tansu (in memory) on ..." and pointed every
+    # service at the other broker.
+    started: list[object] = []
+    monkeypatch.setattr(dev.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+        monkeypatch.setattr("sys.argv", ["ticketctl", "dev", "run"])
+        with pytest.raises(SystemExit) as exited:
+            ticketctl.main()
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert exited.value.code == 1, printed
+    assert "Traceback" not in printed and "tansu (in memory)" not in printed, printed
+    assert f"127.0.0.1:{port} is in use" in printed, printed
+    assert not started  # neither the broker nor a service
