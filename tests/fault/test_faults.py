@@ -137,6 +137,9 @@ def test_database_stopped_router_holds_the_batch(fault_stack: Stack) -> None:
     load.start()
     try:
         fault_stack.wait_for(lambda: len(load.acked) >= 50, timeout_s=30, what="load under way")
+        fault_stack.wait_for(  # the router and the metrics service at work, not still joining
+            lambda: counted(fault_stack) >= FLOWING, timeout_s=60, what="tickets routed and counted"
+        )
         subprocess.run(["pg_ctlcluster", version, name, "stop", "-m", "fast"], check=True, timeout=60)
         try:
             time.sleep(DATABASE_STOP_S)
