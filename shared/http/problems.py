@@ -68,6 +68,23 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def not_json(errors: Any) -> str | None:
+    """The detail for a body that is not JSON at all (a 400, as for a webhook), else None.
+
+    FastAPI reports the syntax error at ``("body", <character offset>)`` and pydantic's
+    ``model_validate_json`` at ``()``: neither location is a field of the body."""
+    for error in errors:
+        if error.get("type") != "json_invalid":
+            continue
+        reason = str((error.get("ctx") or {}).get("error") or error.get("msg") or "")
+        reason = reason.removeprefix("Invalid JSON: ")
+        loc = error.get("loc", ())
+        if loc and isinstance(loc[-1], int):
+            reason = f"{reason} at character {loc[-1]}"
+        return f"the body is not valid JSON: {reason}" if reason else "the body is not valid JSON"
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, Problem)
@@ -75,6 +92,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, RequestValidationError)
+        malformed = not_json(exc.errors())
+        if malformed is not None:
+            return problem_response(Problem(400, "Bad request", malformed), request.url.path)
         errors = field_errors(exc.errors())
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(Problem(422, "Invalid request", detail, errors=errors), request.url.path)

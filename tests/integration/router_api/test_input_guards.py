@@ -109,3 +109,20 @@ async def test_a_body_that_is_not_json_is_refused_as_such(router_api: Router) ->
     headers = {**editor, "Content-Type": "application/json; charset=utf-8"}
     created = await c.post("/v1/teams", content=body, headers=headers)
     assert created.status_code == 201, created.text
+
+
+async def test_a_body_that_is_not_valid_json_is_a_400_naming_no_false_field(router_api: Router) -> None:
+    """FastAPI reports a JSON syntax error at ("body", <character offset>): answered as a 422 whose
+    "field" was that offset as a JSON pointer ("/1", a field the body does not have), where the
+    OpenAPI document promises 400 for a body that is not JSON."""
+    headers = {**router_api.editor, "Content-Type": "application/json"}
+    for broken in (b"{bad", b'{"name": "x",}', b"[1, 2"):
+        answer = await router_api.client.post("/v1/teams", content=broken, headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        problem = answer.json()
+        assert problem["title"] == "Bad request"
+        assert problem["detail"].startswith("the body is not valid JSON"), problem
+        assert "errors" not in problem
+    spec = (await router_api.client.get("/openapi.json")).json()
+    assert "400" in spec["paths"]["/v1/teams"]["post"]["responses"]
