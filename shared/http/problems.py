@@ -59,12 +59,17 @@ def problem_response(problem: Problem, instance: str | None = None) -> ProblemRe
     return ProblemResponse(body, status_code=problem.status, headers=problem.headers)
 
 
-def field_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic errors as ``{"field": "/a/0/b", "message": ...}`` (a JSON pointer to the culprit)."""
+def field_errors(errors: Any, *, in_request: bool = False) -> list[dict[str, Any]]:
+    """Pydantic errors as ``{"field": "/a/0/b", "message": ...}`` (an RFC 6901 JSON pointer to the
+    culprit). ``in_request``: FastAPI's locations, which start with where in the request (``body``,
+    dropped: the pointer is into the body; ``query``, ``path``, ``header``, kept)."""
     out = []
     for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
-        out.append({"field": "/" + "/".join(loc), "message": error.get("msg", "invalid")})
+        loc = list(error.get("loc", ()))
+        if in_request and loc[:1] == ["body"]:
+            loc = loc[1:]
+        pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc)
+        out.append({"field": pointer or "/", "message": error.get("msg", "invalid")})
     return out
 
 
@@ -95,7 +100,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         malformed = not_json(exc.errors())
         if malformed is not None:
             return problem_response(Problem(400, "Bad request", malformed), request.url.path)
-        errors = field_errors(exc.errors())
+        errors = field_errors(exc.errors(), in_request=True)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(Problem(422, "Invalid request", detail, errors=errors), request.url.path)
 

@@ -31,6 +31,21 @@ async def test_auth_comes_before_validation(intake: Intake) -> None:
     assert viewer.status_code == 401
 
 
+async def test_a_field_named_like_a_location_is_pointed_at(intake: Intake) -> None:
+    """errors[].field is an RFC 6901 pointer into the body: a field the client called "body" (or
+    "query") is that field, not the body's root, and "/" or "~" in a key are escaped."""
+    for key, pointer in (("body", "/body"), ("query", "/query"), ("a/b", "/a~1b"), ("x~y", "/x~0y")):
+        extra = await intake.client.post(
+            "/v1/tickets", headers=intake.intake, json={"external_id": "1", key: 1}
+        )
+        assert extra.status_code == 422 and extra.headers["content-type"] == PROBLEM
+        assert [e["field"] for e in extra.json()["errors"]] == [pointer], extra.text
+    nested = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "1", "requester": {"body": "x"}}
+    )
+    assert [e["field"] for e in nested.json()["errors"]] == ["/requester/body"], nested.text
+
+
 async def test_bad_input_names_the_field(intake: Intake) -> None:
     bad = await intake.client.post(
         "/v1/tickets", headers=intake.intake, json={"external_id": "1", "priority": "whenever"}
