@@ -68,3 +68,47 @@ async def test_database_errors_do_not_carry_the_statements_parameters():
     finally:
         await engine.dispose()
     assert "whsec-LEAKME" not in str(raised.value) and "UNIQUE" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("Authorization: Basic dXNlcjpodW50ZXIy", "dXNlcjpodW50ZXIy"),  # a Zendesk write-back's
+        ("{'authorization': 'Token abcdef123456'}", "abcdef123456"),
+        ('"Authorization": "tr_admin_abcdefghijklmnop"', "abcdefghijklmnop"),
+        ("Proxy-Authorization: Basic cHJveHk6cGFzcw==", "cHJveHk6cGFzcw=="),
+        ("{'X-Hub-Signature-256': 'sha256=abcdef0123456789'}", "abcdef0123456789"),
+        ("postgresql://:nouserpw@db/x", "nouserpw"),
+    ],
+)
+def test_scrub_masks_any_authorization_scheme_and_signature_headers(line: str, secret: str) -> None:
+    assert secret not in scrub(line), scrub(line)
+
+
+def test_json_formatter_scrubs_structured_extras_too():
+    """An extra that is a dict, a list or an exception was written as it was: only str extras were
+    scrubbed."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("test"))
+    logger = logging.getLogger("scrub-structured-test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning(
+            "request failed",
+            extra={
+                "headers": {"Authorization": "Bearer tr_admin_SECRETSECRET3", "X-Count": 2},
+                "urls": ["postgresql://app:pw7654321@db/x"],
+                "error": ValueError("cannot connect to postgresql://app:pw1234567@db/x"),
+                "attempt": 3,
+            },
+        )
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    entry = orjson.loads(text)
+    for secret in ("SECRETSECRET3", "pw7654321", "pw1234567"):
+        assert secret not in text
+    assert entry["headers"]["X-Count"] == 2 and entry["attempt"] == 3
+    assert entry["urls"] == ["postgresql://app:***@db/x"]
