@@ -19,6 +19,7 @@ from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.ingest.runner import ingest_runner
 from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
+from shared.http.openapi import document_problems, problem_responses
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
@@ -33,7 +34,13 @@ CAUGHT_UP = Gauge(
 )
 
 
-@backlog_router.get("/backlog", summary="Backlog summary per team (JSON)")
+@backlog_router.get(
+    "/backlog",
+    summary="Backlog summary per team (JSON)",
+    responses=problem_responses(
+        {401: "Missing, unknown or revoked API key", 403: "The API key lacks the viewer role"}, (401, 403)
+    ),
+)
 async def backlog(request: Request, _role: Role = Depends(require_role(Role.VIEWER))) -> dict[str, Any]:
     collector: BacklogCollector = request.app.state.collector
     return summary(collector.snapshot())  # the union of this instance's partitions
@@ -97,6 +104,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    document_problems(app)
     install_timing(app, "metrics")
     app.include_router(health_router())
     app.include_router(backlog_router)

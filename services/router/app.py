@@ -25,6 +25,7 @@ from shared.http.body_limit import BodyLimit
 from shared.http.health import broker_check, database_check, health_router, install_timing
 from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
+from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
@@ -124,6 +125,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
     )
     install_problem_handlers(app)
+    document_problems(app, json_checked=("/",))  # refuse_non_json_body is app-wide
     # Before any operation: FastAPI parses a body before the key check.
     app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)
     install_timing(app, "router")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+from fastapi import FastAPI
+
 from shared.http.problems import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -44,3 +47,39 @@ def problem_responses(
             response["headers"] = headers[code]
         responses[code] = response
     return responses
+
+
+# What the shared layer answers before any operation runs, for every operation taking a body.
+_BODY_PROBLEMS = {
+    413: "Body too large (over the service's body limit)",
+    415: "Body is not JSON: send it with Content-Type: application/json",
+}
+_FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+
+
+def document_problems(app: FastAPI, json_checked: tuple[str, ...] = ()) -> None:
+    """Make ``app``'s OpenAPI document say what its errors are: problem+json, not FastAPI's default
+    422 (``HTTPValidationError`` as application/json, which no response carries), the 413 of the
+    body limit for every operation that takes a body, and the 415 of ``refuse_non_json_body`` for
+    those under ``json_checked`` (path prefixes). Operations declaring these keep their wording."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI; what follows changes nothing the second time
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                responses = operation.get("responses", {})
+                for response in responses.values():
+                    if _FASTAPI_VALIDATION in orjson.dumps(response.get("content", {})).decode():
+                        response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+                if "requestBody" not in operation:
+                    continue
+                codes = (413, 415) if path.startswith(json_checked) else (413,)
+                for code, response in problem_responses(_BODY_PROBLEMS, codes).items():
+                    responses.setdefault(str(code), response)
+        if _FASTAPI_VALIDATION not in orjson.dumps(schema.get("paths", {})).decode():
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

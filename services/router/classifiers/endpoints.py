@@ -20,6 +20,7 @@ from services.router.classifiers.schemas import (
     PredictIn,
     PredictOut,
 )
+from services.router.openapi import READ, problems
 from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.problems import Problem
 
@@ -41,7 +42,12 @@ def _not_found(version: int) -> Problem:
     )
 
 
-@router.get("", response_model=ClassifierList, summary="Stored models with their figures (no blobs)")
+@router.get(
+    "",
+    response_model=ClassifierList,
+    responses=problems(*READ),
+    summary="Stored models with their figures (no blobs)",
+)
 async def list_classifiers(
     request: Request,
     label_kind: LabelKind | None = Query(default=None, description="Only models of this kind."),
@@ -52,7 +58,12 @@ async def list_classifiers(
     return ClassifierList(items=[service.summary(row) for row in rows])
 
 
-@router.get("/{version}", response_model=ClassifierOut, summary="One stored model and its figures")
+@router.get(
+    "/{version}",
+    response_model=ClassifierOut,
+    responses=problems(*READ, 404),
+    summary="One stored model and its figures",
+)
 async def get_classifier(
     request: Request, version: int = VersionPath, _role: Role = Depends(require_role(Role.VIEWER))
 ) -> ClassifierOut:
@@ -64,7 +75,10 @@ async def get_classifier(
 
 
 @router.post(
-    "/{version}/activate", response_model=ClassifierOut, summary="Make a model the active one of its kind"
+    "/{version}/activate",
+    response_model=ClassifierOut,
+    responses=problems(*READ, 404, 409),
+    summary="Make a model the active one of its kind",
 )
 async def activate_classifier(
     request: Request, version: int = VersionPath, caller: Caller = Depends(require_caller(Role.ADMIN))
@@ -89,7 +103,12 @@ async def activate_classifier(
     return out
 
 
-@router.post("/deactivate", response_model=DeactivateOut, summary="Stop using any model of a kind")
+@router.post(
+    "/deactivate",
+    response_model=DeactivateOut,
+    responses=problems(*READ),
+    summary="Stop using any model of a kind",
+)
 async def deactivate_classifier(
     request: Request,
     label_kind: LabelKind = Query(description="category, team or priority."),
@@ -101,7 +120,12 @@ async def deactivate_classifier(
     return DeactivateOut(label_kind=label_kind, deactivated=version)
 
 
-@router.post("/predict", response_model=PredictOut, summary="Dry run: what the router would detect")
+@router.post(
+    "/predict",
+    response_model=PredictOut,
+    responses=problems(*READ, 404, 409),
+    summary="Dry run: what the router would detect",
+)
 async def predict(
     body: PredictIn, request: Request, _role: Role = Depends(require_role(Role.VIEWER))
 ) -> PredictOut:

@@ -1,0 +1,63 @@
+"""Every service's OpenAPI document says what its errors are: problem+json bodies, and the 413 and
+415 its shared guards answer before an operation taking a body runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from services.intake.app import create_app as intake_app
+from services.metrics.app import create_app as metrics_app
+from services.router.app import create_app as router_app
+from shared.http.problems import PROBLEM_JSON
+from shared.settings import IntakeSettings, MetricsSettings, RouterSettings
+
+APPS = {
+    "router": lambda: router_app(RouterSettings()),
+    "intake": lambda: intake_app(IntakeSettings()),
+    "metrics": lambda: metrics_app(MetricsSettings()),
+}
+
+
+def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    paths = app.openapi()["paths"]
+    return [(method.upper(), path, op) for path, item in paths.items() for method, op in item.items()]
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_declared_error_is_problem_json(service: str) -> None:
+    app = APPS[service]()
+    wrong = [
+        (method, path, code)
+        for method, path, op in operations(app)
+        for code, response in op["responses"].items()
+        if code[0] in "45" and list(response.get("content", {})) != [PROBLEM_JSON]
+    ]
+    assert wrong == [], "FastAPI's default 422 (application/json HTTPValidationError) is never sent"
+    assert "HTTPValidationError" not in app.openapi().get("components", {}).get("schemas", {})
+
+
+def test_operations_taking_a_body_declare_the_guards_answers() -> None:
+    router = APPS["router"]()
+    for method, path, op in operations(router):
+        if "requestBody" in op:
+            assert {"413", "415"} <= set(op["responses"]), (method, path, sorted(op["responses"]))
+    intake = dict(((m, p), op) for m, p, op in operations(APPS["intake"]()))
+    for key in (("POST", "/v1/sources"), ("PATCH", "/v1/sources/{name}")):
+        assert {"413", "415"} <= set(intake[key]["responses"]), key
+    # POST /v1/tickets answers a wrong Content-Type with 422, not 415: nothing is made up.
+    tickets = intake[("POST", "/v1/tickets")]["responses"]
+    assert "413" in tickets and "415" not in tickets
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_keyed_operation_declares_its_401_and_403(service: str) -> None:
+    undeclared = [
+        (method, path)
+        for method, path, op in operations(APPS[service]())
+        if path.startswith("/v1/") and not path.startswith("/v1/webhooks/")  # signed, not keyed
+        if not {"401", "403"} <= set(op["responses"])
+    ]
+    assert undeclared == []
