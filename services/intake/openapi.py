@@ -27,6 +27,7 @@ ETAG_HEADER: dict[str, Any] = {
 # The 412 and 428 problems name the current ETag in the header too.
 _HEADERS: dict[int, dict[str, Any]] = {
     429: {"Retry-After": {"schema": {"type": "integer"}}},
+    503: {"Retry-After": {"schema": {"type": "integer"}}},
     412: ETAG_HEADER,
     428: ETAG_HEADER,
 }

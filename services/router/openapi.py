@@ -24,5 +24,9 @@ READ = (400, 401, 403, 422)
 WRITE = (400, 401, 403, 409, 412, 422, 428)
 
 
+# The 412 and 428 problems name the current ETag in the header too.
+_HEADERS = {412: ETAG_HEADER, 428: ETAG_HEADER}
+
+
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return problem_responses(_DESCRIPTIONS, codes)
+    return problem_responses(_DESCRIPTIONS, codes, _HEADERS)

@@ -55,13 +55,19 @@ _BODY_PROBLEMS = {
     415: "Body is not JSON: send it with Content-Type: application/json",
 }
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+# Any operation that reads the database or checks an API key (install_problem_handlers, KeyCache).
+_UNAVAILABLE = {
+    503: "The database is unavailable for the moment (a restart, a failover); retry after Retry-After"
+}
+_RETRY_AFTER = {503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}}
 
 
 def document_problems(app: FastAPI, json_checked: tuple[str, ...] = ()) -> None:
     """Make ``app``'s OpenAPI document say what its errors are: problem+json, not FastAPI's default
     422 (``HTTPValidationError`` as application/json, which no response carries), the 413 of the
     body limit for every operation that takes a body, and the 415 of ``refuse_non_json_body`` for
-    those under ``json_checked`` (path prefixes). Operations declaring these keep their wording."""
+    those under ``json_checked`` (path prefixes), and the 503 (Retry-After) of a database away for a
+    moment for every ``/v1/`` operation. Operations declaring these keep their wording."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -72,6 +78,9 @@ def document_problems(app: FastAPI, json_checked: tuple[str, ...] = ()) -> None:
                 for response in responses.values():
                     if _FASTAPI_VALIDATION in orjson.dumps(response.get("content", {})).decode():
                         response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+                if path.startswith("/v1/"):
+                    for code, response in problem_responses(_UNAVAILABLE, (503,), _RETRY_AFTER).items():
+                        responses.setdefault(str(code), response)
                 if "requestBody" not in operation:
                     continue
                 codes = (413, 415) if path.startswith(json_checked) else (413,)

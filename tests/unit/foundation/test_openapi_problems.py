@@ -61,3 +61,14 @@ def test_every_keyed_operation_declares_its_401_and_403(service: str) -> None:
         if not {"401", "403"} <= set(op["responses"])
     ]
     assert undeclared == []
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_preconditions_declare_the_etag_and_unavailability_its_retry_after(service: str) -> None:
+    for method, path, op in operations(APPS[service]()):
+        responses = op["responses"]
+        for code in ("412", "428"):
+            if code in responses:
+                assert "ETag" in responses[code].get("headers", {}), (method, path, code)
+        if path.startswith("/v1/"):
+            assert "Retry-After" in responses.get("503", {}).get("headers", {}), (method, path)
