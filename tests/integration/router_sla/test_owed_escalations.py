@@ -138,3 +138,27 @@ async def test_a_priority_raised_past_its_target_by_the_event_that_solves_the_ti
         assert row.sla["breached"] is True
         kinds = [kind for kind, _ in await decisions(rig, key)]
         assert kinds.count("sla.breached") == 1, kinds
+
+
+async def test_a_ticket_solved_at_the_instant_its_target_runs_out_is_not_breached(sessions, settings_kwargs):
+    """Solved unanswered at the very instant its first response was due: on time, as the clock
+    (breached only past the target) and the metrics (a breach is a solve after the deadline) say.
+    The scanner was behind, so the solve owed what fell due by its instant, the breach included:
+    an sla.breached (and its notifications) for a ticket solved in time, its state then breached."""
+    cfg = config(on_breach=[{"action": "raise_priority"}])
+    async with sla_rig(sessions, settings_kwargs, cfg, START) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, START)])
+        rig.clock.now = utc(2026, 6, 8, 9, 30)
+        due = utc(2026, 6, 8, 9, 0)  # 11:00 Berlin: the first response's deadline
+        await rig.handler([event(external_id, due, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] is False
+        assert await rig.scanner().scan_once() == 1  # the warning (10:30 Berlin) only
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == ["ticket.routed", "ticket.resolved", "sla.warning"]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] is False and row.sla_next_due_at is None
