@@ -268,8 +268,13 @@ class EscalationScanner:
             assert tracker.clock is not None
             tracker.clock = tracker.clock.on_escalation_fired(due.kind)
             tracker.refresh(state)
-            what = f"{due.target.replace('_', ' ')} {'breached' if due.kind == 'breach' else 'at risk'}"
-            reasons = [f"SLA {what}: due {due.due_at.isoformat()} (policy {tracker.clock.policy})"]
+            target = due.target.replace("_", " ")
+            if due.kind == "breach":
+                what = f"{target} breached: due {due.due_at.isoformat()}"
+            else:  # the instant the warning fell due is not the target's deadline
+                deadline = "" if due.deadline is None else f", due {due.deadline.isoformat()}"
+                what = f"{target} at risk: warning at {due.due_at.isoformat()}{deadline}"
+            reasons = [f"SLA {what} (policy {tracker.clock.policy})"]
             kind = EventType.SLA_BREACHED if due.kind == "breach" else EventType.SLA_WARNING
             cause = derived_event_id("sla-timer", due.timer_id)
             effects = (

@@ -228,6 +228,7 @@ class SlaTracker:
                     "due_at": d.due_at.isoformat(),
                     "ticket": d.ticket_key,
                     "cycle": d.cycle,
+                    **({"deadline": d.deadline.isoformat()} if d.deadline is not None else {}),
                 }
                 for d in owed
             ]
@@ -241,6 +242,7 @@ def _owed_from(entry: Mapping[str, Any]) -> EscalationDue:
         datetime.fromisoformat(entry["due_at"]),
         entry["ticket"],
         entry["cycle"],
+        datetime.fromisoformat(entry["deadline"]) if entry.get("deadline") else None,
     )
 
 
