@@ -265,16 +265,20 @@ class EscalationScanner:
                 continue  # another scanner fired it
             fired.append(due.kind)
             before = state.model_copy(deep=True)
-            assert tracker.clock is not None
-            tracker.clock = tracker.clock.on_escalation_fired(due.kind)
-            tracker.refresh(state)
+            # No clock left: its policy was deleted (no other applies) after this owed escalation
+            # fell due under it; it still fires, naming that policy, with no actions.
+            policy_name = stored_sla.policy
+            if tracker.clock is not None:
+                tracker.clock = tracker.clock.on_escalation_fired(due.kind)
+                tracker.refresh(state)
+                policy_name = tracker.clock.policy
             target = due.target.replace("_", " ")
             if due.kind == "breach":
                 what = f"{target} breached: due {due.due_at.isoformat()}"
             else:  # the instant the warning fell due is not the target's deadline
                 deadline = "" if due.deadline is None else f", due {due.deadline.isoformat()}"
                 what = f"{target} at risk: warning at {due.due_at.isoformat()}{deadline}"
-            reasons = [f"SLA {what} (policy {tracker.clock.policy})"]
+            reasons = [f"SLA {what} (policy {policy_name})"]
             kind = EventType.SLA_BREACHED if due.kind == "breach" else EventType.SLA_WARNING
             cause = derived_event_id("sla-timer", due.timer_id)
             effects = (
@@ -290,7 +294,7 @@ class EscalationScanner:
                 reasons.append(f"reassign_to {skipped} skipped: not an active team")
                 log.warning(
                     "SLA escalation: reassign_to skipped, not an active team",
-                    extra={"ticket_key": row.ticket_key, "policy": tracker.clock.policy, "teams": skipped},
+                    extra={"ticket_key": row.ticket_key, "policy": policy_name, "teams": skipped},
                 )
             if effects is not None:
                 # A tag past the most a snapshot holds would leave one that no longer validates.

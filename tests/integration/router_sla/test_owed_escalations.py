@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from services.router.models import RouterTicket, RoutingDecision
+from services.router.slas.tracking import SlaConfig
 from shared.events import Comment, EventType, TicketStatus
 from tests.integration.router_sla.helpers import config, event, new_id, sla_rig, utc
 
@@ -162,3 +163,39 @@ async def test_a_ticket_solved_at_the_instant_its_target_runs_out_is_not_breache
         async with rig.sessions() as session:
             row = await session.get(RouterTicket, key)
             assert row is not None and row.sla["breached"] is False and row.sla_next_due_at is None
+
+
+async def test_an_owed_warning_of_a_ticket_whose_policy_was_deleted_does_not_stop_the_scanner(
+    sessions, settings_kwargs
+):
+    """The warning fell due, the ticket was paused before the scanner fired it (owed), then its
+    policy was deleted and no other applies: the recomputation drops the clock, and the owed warning
+    hit ``assert tracker.clock is not None``. The scan failed, and every scan after it on that ticket,
+    the first due: no timer of any ticket fired again. The warning, a fact from before the deletion,
+    fires (naming the policy it fell due under); the ticket then has no SLA and no timer."""
+    start = utc(2026, 3, 2, 8, 0)  # Monday 09:00 Berlin (a date no other test's scan reaches first)
+    async with sla_rig(sessions, settings_kwargs, config(), start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        pending = event(
+            external_id, utc(2026, 3, 2, 9, 40), TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED
+        )
+        await rig.handler([pending])  # after the first response's warning (10:30 Berlin)
+        rig.cfg = SlaConfig(calendars=rig.cfg.calendars, version=rig.cfg.version + 1)  # the policy deleted
+        rig.clock.now = utc(2026, 3, 2, 9, 45)
+        await rig.scanner().scan_once()
+        kinds = await decisions(rig, key)
+        assert [kind for kind, _ in kinds] == [
+            "ticket.routed",
+            "ticket.state_changed",
+            "ticket.state_changed",
+            "sla.warning",
+        ]
+        assert kinds[-1][1] == [
+            "SLA first response at risk: warning at 2026-03-02T09:30:00+00:00, "
+            "due 2026-03-02T10:00:00+00:00 (policy standard)"
+        ]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla_clock is None and row.sla_next_due_at is None
