@@ -287,8 +287,11 @@ class EscalationScanner:
                 else apply_escalation_actions(policy, due.kind, state.priority, state.team, teams)
             )
             if effects is not None and state.status.is_resolved:
-                # Owed by a ticket solved since: not moved or re-prioritised for it; told still.
-                effects = EscalationEffects(state.priority, state.team, notifications=effects.notifications)
+                # Owed by a ticket solved since: not moved or re-prioritised for it; told and tagged
+                # still (a breach tag marks the tickets that breached, whatever the scanner's lag).
+                effects = EscalationEffects(
+                    state.priority, state.team, tags=effects.tags, notifications=effects.notifications
+                )
             if effects is not None and effects.skipped_teams:
                 skipped = ", ".join(effects.skipped_teams)
                 reasons.append(f"reassign_to {skipped} skipped: not an active team")

@@ -199,3 +199,36 @@ async def test_an_owed_warning_of_a_ticket_whose_policy_was_deleted_does_not_sto
         async with rig.sessions() as session:
             row = await session.get(RouterTicket, key)
             assert row is not None and row.sla_clock is None and row.sla_next_due_at is None
+
+
+async def test_a_breach_owed_by_a_solved_ticket_still_tags_it(sessions, settings_kwargs):
+    """A breach tag marks the tickets that breached (for the helpdesk's own reports). Owed by a
+    ticket solved since (the scanner behind), the breach dropped it with the priority and team
+    changes: the same late ticket was tagged or not depending on the scanner's lag. The tag is
+    added; the priority and team still are not changed for a solved ticket."""
+    cfg = config(on_breach=[{"action": "raise_priority"}, {"action": "add_tag", "tag": "sla-breached"}])
+    start = utc(2026, 3, 9, 8, 0)  # Monday 09:00 Berlin: first response due 11:00 (10:00 UTC)
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        rig.clock.now = utc(2026, 3, 9, 11, 30)
+        solved = event(
+            external_id, utc(2026, 3, 9, 11, 0), TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED
+        )
+        await rig.handler([solved])
+        await rig.scanner().scan_once()
+        kinds = await decisions(rig, key)
+        assert [kind for kind, _ in kinds] == [
+            "ticket.routed",
+            "ticket.resolved",
+            "sla.warning",
+            "sla.breached",
+            "ticket.escalated",
+        ]
+        assert kinds[-1][1] == ["escalation on SLA breach", "tagged sla-breached"]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None
+        assert "sla-breached" in row.snapshot["tags"]
+        assert (row.priority, row.status, row.sla_next_due_at) == ("P3", "solved", None)
