@@ -265,11 +265,20 @@ class EscalationScanner:
                 continue  # another scanner fired it
             fired.append(due.kind)
             before = state.model_copy(deep=True)
-            assert tracker.clock is not None
-            tracker.clock = tracker.clock.on_escalation_fired(due.kind)
-            tracker.refresh(state)
-            what = f"{due.target.replace('_', ' ')} {'breached' if due.kind == 'breach' else 'at risk'}"
-            reasons = [f"SLA {what}: due {due.due_at.isoformat()} (policy {tracker.clock.policy})"]
+            # No clock left: its policy was deleted (no other applies) after this owed escalation
+            # fell due under it; it still fires, naming that policy, with no actions.
+            policy_name = stored_sla.policy
+            if tracker.clock is not None:
+                tracker.clock = tracker.clock.on_escalation_fired(due.kind)
+                tracker.refresh(state)
+                policy_name = tracker.clock.policy
+            target = due.target.replace("_", " ")
+            if due.kind == "breach":
+                what = f"{target} breached: due {due.due_at.isoformat()}"
+            else:  # the instant the warning fell due is not the target's deadline
+                deadline = "" if due.deadline is None else f", due {due.deadline.isoformat()}"
+                what = f"{target} at risk: warning at {due.due_at.isoformat()}{deadline}"
+            reasons = [f"SLA {what} (policy {policy_name})"]
             kind = EventType.SLA_BREACHED if due.kind == "breach" else EventType.SLA_WARNING
             cause = derived_event_id("sla-timer", due.timer_id)
             effects = (
@@ -278,14 +287,17 @@ class EscalationScanner:
                 else apply_escalation_actions(policy, due.kind, state.priority, state.team, teams)
             )
             if effects is not None and state.status.is_resolved:
-                # Owed by a ticket solved since: not moved or re-prioritised for it; told still.
-                effects = EscalationEffects(state.priority, state.team, notifications=effects.notifications)
+                # Owed by a ticket solved since: not moved or re-prioritised for it; told and tagged
+                # still (a breach tag marks the tickets that breached, whatever the scanner's lag).
+                effects = EscalationEffects(
+                    state.priority, state.team, tags=effects.tags, notifications=effects.notifications
+                )
             if effects is not None and effects.skipped_teams:
                 skipped = ", ".join(effects.skipped_teams)
                 reasons.append(f"reassign_to {skipped} skipped: not an active team")
                 log.warning(
                     "SLA escalation: reassign_to skipped, not an active team",
-                    extra={"ticket_key": row.ticket_key, "policy": tracker.clock.policy, "teams": skipped},
+                    extra={"ticket_key": row.ticket_key, "policy": policy_name, "teams": skipped},
                 )
             if effects is not None:
                 # A tag past the most a snapshot holds would leave one that no longer validates.

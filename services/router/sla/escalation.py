@@ -32,6 +32,8 @@ class EscalationDue:
     due_at: datetime
     ticket_key: str
     cycle: int
+    # A warning's target deadline (when its clock had one): what the warning warns of.
+    deadline: datetime | None = None
 
     @property
     def timer_id(self) -> str:
@@ -45,7 +47,8 @@ def _pending(clock: SlaClock, deadlines: Deadlines, already_fired: set[str]) -> 
             due_at = deadlines.due(target, kind)
             if due_at is None or timer_id(clock.ticket_key, target, kind, clock.cycle) in already_fired:
                 continue
-            out.append(EscalationDue(kind, target, due_at, clock.ticket_key, clock.cycle))
+            deadline = deadlines.due(target, "breach") if kind == "warning" else None
+            out.append(EscalationDue(kind, target, due_at, clock.ticket_key, clock.cycle, deadline))
     # Chronological; at equal instants a warning precedes its breach.
     out.sort(key=lambda d: (d.due_at, _KINDS.index(d.kind), TARGETS.index(d.target)))
     return out

@@ -23,7 +23,7 @@ from services.router.sla import (
     due_escalations,
     next_escalation_at,
 )
-from services.router.sla.calendar import ALWAYS_OPEN
+from services.router.sla.calendar import ALWAYS_OPEN, as_utc
 from services.router.sla.clock import Deadlines
 from shared.events import SlaState, TicketSnapshot, TicketState
 
@@ -104,7 +104,7 @@ class SlaTracker:
         self._known: tuple[SlaClock, BusinessCalendar, Deadlines] | None = None
 
     def owe_due(self) -> None:
-        """Keep what the stored clock had due by this event's instant, before the event changes it.
+        """Keep what the stored clock had due before this event's instant, before the event changes it.
 
         Called when the ticket's timer was due before the event happened: the scanner was behind
         (a router down, a backlog) and the event, applied first, may stop or pause the clock (a
@@ -112,13 +112,17 @@ class SlaTracker:
         that happened before it, and its actions, would be lost.
         """
         if self.clock is not None:
-            self._owe_due_on(self.clock)
+            # Before the event's instant only: a target the event answers or solves at the very
+            # instant it runs out is met, as the clock (late only past the target) and the metrics
+            # count it; an event that leaves the clock running leaves such a timer to the scanner.
+            self._owe_due_on(self.clock, before_event=True)
 
-    def _owe_due_on(self, clock: SlaClock) -> None:
+    def _owe_due_on(self, clock: SlaClock, before_event: bool = False) -> None:
         owed = {due.timer_id for due in self.owed}
         deadlines = self._deadlines(clock, self.config.calendar(clock.calendar))
-        for due in due_escalations(clock, deadlines, self.at, self.fired):
-            if due.timer_id not in owed:
+        at = as_utc(self.at)
+        for due in due_escalations(clock, deadlines, at, self.fired):
+            if due.timer_id not in owed and not (before_event and due.due_at >= at):
                 self.owed.append(due)
 
     def take_owed(self) -> list[EscalationDue]:
@@ -224,6 +228,7 @@ class SlaTracker:
                     "due_at": d.due_at.isoformat(),
                     "ticket": d.ticket_key,
                     "cycle": d.cycle,
+                    **({"deadline": d.deadline.isoformat()} if d.deadline is not None else {}),
                 }
                 for d in owed
             ]
@@ -237,6 +242,7 @@ def _owed_from(entry: Mapping[str, Any]) -> EscalationDue:
         datetime.fromisoformat(entry["due_at"]),
         entry["ticket"],
         entry["cycle"],
+        datetime.fromisoformat(entry["deadline"]) if entry.get("deadline") else None,
     )
 
 

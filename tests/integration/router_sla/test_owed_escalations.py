@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from services.router.models import RouterTicket, RoutingDecision
+from services.router.slas.tracking import SlaConfig
 from shared.events import Comment, EventType, TicketStatus
 from tests.integration.router_sla.helpers import config, event, new_id, sla_rig, utc
 
@@ -138,3 +139,96 @@ async def test_a_priority_raised_past_its_target_by_the_event_that_solves_the_ti
         assert row.sla["breached"] is True
         kinds = [kind for kind, _ in await decisions(rig, key)]
         assert kinds.count("sla.breached") == 1, kinds
+
+
+async def test_a_ticket_solved_at_the_instant_its_target_runs_out_is_not_breached(sessions, settings_kwargs):
+    """Solved unanswered at the very instant its first response was due: on time, as the clock
+    (breached only past the target) and the metrics (a breach is a solve after the deadline) say.
+    The scanner was behind, so the solve owed what fell due by its instant, the breach included:
+    an sla.breached (and its notifications) for a ticket solved in time, its state then breached."""
+    cfg = config(on_breach=[{"action": "raise_priority"}])
+    async with sla_rig(sessions, settings_kwargs, cfg, START) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, START)])
+        rig.clock.now = utc(2026, 6, 8, 9, 30)
+        due = utc(2026, 6, 8, 9, 0)  # 11:00 Berlin: the first response's deadline
+        await rig.handler([event(external_id, due, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] is False
+        assert await rig.scanner().scan_once() == 1  # the warning (10:30 Berlin) only
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == ["ticket.routed", "ticket.resolved", "sla.warning"]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] is False and row.sla_next_due_at is None
+
+
+async def test_an_owed_warning_of_a_ticket_whose_policy_was_deleted_does_not_stop_the_scanner(
+    sessions, settings_kwargs
+):
+    """The warning fell due, the ticket was paused before the scanner fired it (owed), then its
+    policy was deleted and no other applies: the recomputation drops the clock, and the owed warning
+    hit ``assert tracker.clock is not None``. The scan failed, and every scan after it on that ticket,
+    the first due: no timer of any ticket fired again. The warning, a fact from before the deletion,
+    fires (naming the policy it fell due under); the ticket then has no SLA and no timer."""
+    start = utc(2026, 3, 2, 8, 0)  # Monday 09:00 Berlin (a date no other test's scan reaches first)
+    async with sla_rig(sessions, settings_kwargs, config(), start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        pending = event(
+            external_id, utc(2026, 3, 2, 9, 40), TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED
+        )
+        await rig.handler([pending])  # after the first response's warning (10:30 Berlin)
+        rig.cfg = SlaConfig(calendars=rig.cfg.calendars, version=rig.cfg.version + 1)  # the policy deleted
+        rig.clock.now = utc(2026, 3, 2, 9, 45)
+        await rig.scanner().scan_once()
+        kinds = await decisions(rig, key)
+        assert [kind for kind, _ in kinds] == [
+            "ticket.routed",
+            "ticket.state_changed",
+            "ticket.state_changed",
+            "sla.warning",
+        ]
+        assert kinds[-1][1] == [
+            "SLA first response at risk: warning at 2026-03-02T09:30:00+00:00, "
+            "due 2026-03-02T10:00:00+00:00 (policy standard)"
+        ]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla_clock is None and row.sla_next_due_at is None
+
+
+async def test_a_breach_owed_by_a_solved_ticket_still_tags_it(sessions, settings_kwargs):
+    """A breach tag marks the tickets that breached (for the helpdesk's own reports). Owed by a
+    ticket solved since (the scanner behind), the breach dropped it with the priority and team
+    changes: the same late ticket was tagged or not depending on the scanner's lag. The tag is
+    added; the priority and team still are not changed for a solved ticket."""
+    cfg = config(on_breach=[{"action": "raise_priority"}, {"action": "add_tag", "tag": "sla-breached"}])
+    start = utc(2026, 3, 9, 8, 0)  # Monday 09:00 Berlin: first response due 11:00 (10:00 UTC)
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        rig.clock.now = utc(2026, 3, 9, 11, 30)
+        solved = event(
+            external_id, utc(2026, 3, 9, 11, 0), TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED
+        )
+        await rig.handler([solved])
+        await rig.scanner().scan_once()
+        kinds = await decisions(rig, key)
+        assert [kind for kind, _ in kinds] == [
+            "ticket.routed",
+            "ticket.resolved",
+            "sla.warning",
+            "sla.breached",
+            "ticket.escalated",
+        ]
+        assert kinds[-1][1] == ["escalation on SLA breach", "tagged sla-breached"]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None
+        assert "sla-breached" in row.snapshot["tags"]
+        assert (row.priority, row.status, row.sla_next_due_at) == ("P3", "solved", None)

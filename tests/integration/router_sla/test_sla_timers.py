@@ -215,3 +215,38 @@ async def test_a_breach_tag_does_not_push_a_ticket_past_the_most_tags_a_snapshot
         rig.clock.now = utc(2026, 6, 8, 11, 5)  # past the P2 resolution deadline (4 h from 09:00)
         await rig.scanner().scan_once()
         assert (await kinds(sessions, key)).count(EventType.SLA_BREACHED.value) == 2
+
+
+async def test_a_warning_names_the_deadline_it_warns_of(sessions, settings_kwargs):
+    """A warning's reasons (the note a helpdesk gets) said 'first response at risk: due 10:30' in
+    Berlin, the instant the warning fell due at 75 %, while the first response was due at 11:00."""
+    start = utc(2026, 6, 8, 7, 0)  # Monday 09:00 Berlin: first response due 11:00, warned at 10:30
+    async with sla_rig(sessions, settings_kwargs, config(), start) as rig:
+        key = await rig.create(start)
+        owed_ext = new_id()
+        await rig.handler([event(owed_ext, start)])
+        # Another one paused after its warning fell due, the scanner behind: the warning is owed.
+        await rig.handler(
+            [event(owed_ext, utc(2026, 6, 8, 8, 40), TicketStatus.PENDING, EventType.TICKET_STATUS_CHANGED)]
+        )
+        rig.clock.now = utc(2026, 6, 8, 8, 45)
+        await rig.scanner().scan_once()
+        for ticket_key in (key, f"api:{owed_ext}"):
+            async with sessions() as session:
+                warning = await session.scalar(
+                    select(RoutingDecision).where(
+                        RoutingDecision.ticket_key == ticket_key,
+                        RoutingDecision.kind == EventType.SLA_WARNING.value,
+                    )
+                )
+            assert warning is not None
+            assert warning.reasons == [
+                "SLA first response at risk: warning at 2026-06-08T08:30:00+00:00, "
+                "due 2026-06-08T09:00:00+00:00 (policy standard)"
+            ]
+        # Solved in time: no timer left for the other tests' scans of this shared database.
+        solved = event(
+            key.removeprefix("api:"), rig.clock.now, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED
+        )
+        await rig.handler([solved])
+        assert (await ticket(sessions, key)).sla_next_due_at is None

@@ -69,7 +69,8 @@ async def test_events_carry_the_scanners_warning_instant_and_metrics_follow_it(s
     assert [s.resolution_warning_at for s in states[2:]] == [warn] * 4
     assert [s.resolution_due for s in states[2:]] == [due] * 4
     assert states[2].first_response_warning_at == utc(2026, 6, 9, 7, 30)  # 1.5 of 2 h
-    assert f"due {warn.isoformat()}" in events[-1].routing().reasons[0]  # the timer that fired
+    # The timer that fired, and the deadline it warns of.
+    assert f"warning at {warn.isoformat()}, due {due.isoformat()}" in events[-1].routing().reasons[0]
 
     metrics = BacklogState()
     for e in events[:3]:
