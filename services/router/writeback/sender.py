@@ -205,10 +205,17 @@ class WritebackSender:
             return claimed
 
     async def _send(
-        self, target: Target, body: str, sent: Iterable[str] = (), target_id: int | None = None
+        self,
+        target: Target,
+        body: str,
+        sent: Iterable[str] = (),
+        target_id: int | None = None,
+        progress: list[str] | None = None,
     ) -> Outcome:
         """Send one delivery, but the requests already ``sent``; never raises (an error of one
-        must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it."""
+        must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it;
+        ``progress``: gets the digest of each request as it gets through (what a pass cancelled
+        at shutdown records)."""
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -217,7 +224,9 @@ class WritebackSender:
             why = f"cannot be sent to this {target.connector} target: {detail}"
             return Outcome(redact(why, target, requests)[:500], permanent=True)
         try:
-            outcome = await self._send_all(still_to_send(requests, sent), target, requests, target_id)
+            outcome = await self._send_all(
+                still_to_send(requests, sent), target, requests, target_id, progress
+            )
         except Exception as exc:  # not from a request (those are caught there): a safety net
             outcome = Outcome(f"{type(exc).__name__}: {exc}")
         if outcome.error is None:
@@ -230,10 +239,11 @@ class WritebackSender:
         target: Target,
         rendered: list[OutboundRequest],
         target_id: int | None,
+        progress: list[str] | None = None,
     ) -> Outcome:
         """The requests in order; the first that fails ends the attempt (the ones before it are
         in ``sent``). None starts while the target is paused by a rate limit."""
-        sent: list[str] = []
+        sent: list[str] = [] if progress is None else progress
         timeout = self.config.timeout_s
         for request in requests:
             pause = None if target_id is None else self.pauses.get(target_id, self.clock())
@@ -281,7 +291,22 @@ class WritebackSender:
         claimed = await self._claim()
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(c.target, c.body, c.sent, c.target_id) for c in claimed))
+        progress: list[list[str]] = [[] for _ in claimed]
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._send(c.target, c.body, c.sent, c.target_id, p)
+                    for c, p in zip(claimed, progress, strict=True)
+                )
+            )
+        except asyncio.CancelledError:
+            # Shutting down mid-pass: what got through is not sent again, and the rest is due at
+            # once (for another router, or this one restarted), not after the lease.
+            try:
+                await asyncio.shield(self._release(claimed, progress))
+            except Exception as exc:  # the lease ends them anyway, later
+                log.warning("recording an interrupted write-back pass failed", extra={"error": repr(exc)})
+            raise
         now = self.clock()
         async with self.sessions() as session, session.begin():
             for claim, outcome in zip(claimed, results, strict=True):
@@ -320,6 +345,19 @@ class WritebackSender:
                     delivery.next_attempt_at = now + delay
                     DELIVERIES.labels("retry").inc()
         return len(claimed)
+
+    async def _release(self, claimed: list[Claim], progress: list[list[str]]) -> None:
+        """Record the requests a cancelled pass got through and end its lease; no attempt used."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            for claim, sent in zip(claimed, progress, strict=True):
+                delivery = await session.get(WritebackDelivery, claim.delivery_id)
+                if delivery is None or delivery.status != "pending":
+                    continue
+                if sent:
+                    delivery.sent_requests = [*(delivery.sent_requests or ()), *sent]
+                delivery.next_attempt_at = now
+        log.info("write-back pass interrupted: its deliveries are due again", extra={"count": len(claimed)})
 
     async def run_forever(self, poll_s: float) -> None:
         async def send_all_due() -> None:

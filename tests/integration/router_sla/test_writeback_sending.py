@@ -288,3 +288,31 @@ async def test_a_request_is_cut_at_its_timeout_however_its_answer_trickles(rig):
     row = await rig.row(delivery)
     assert (row.status, row.attempts) == ("pending", 1)
     assert "no answer within 0.3 s from PUT" in (row.last_error or "")
+
+
+async def test_a_shutdown_mid_pass_records_what_got_through_and_frees_the_rest(rig):
+    # Intercom: the assignment got through, the note is under way when the router stops. The
+    # assignment must not be written into the conversation again, and the note must not wait out
+    # a lease nobody holds any more.
+    target = await rig.target("ic", "intercom", options=INTERCOM)
+    delivery = await rig.queue(target, "9")
+    noting = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/reply"):
+            noting.set()
+            await asyncio.sleep(30)
+        return httpx.Response(200, json={})
+
+    running = asyncio.create_task(rig.sender(answer).run_once())
+    await asyncio.wait_for(noting.wait(), 5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts, row.requests_sent) == ("pending", 0, 1)
+    assert row.next_attempt_at == rig.clock.now  # due again at once, for any router
+    rig.seen.clear()
+    await rig.sender(lambda request: httpx.Response(200, json={})).run_once()
+    assert rig.seen == [("ic", "/conversations/9/reply")]
+    assert (await rig.row(delivery)).status == "delivered"
