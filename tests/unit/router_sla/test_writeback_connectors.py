@@ -152,6 +152,18 @@ def test_jira_labels_the_team_sets_priority_and_comments_internally():
     assert body == {"fields": {"priority": {"name": "Low"}}}
 
 
+def test_jira_removes_the_team_label_a_move_replaces():
+    # A ticket moved from access to billing is no longer in access's filters (labels = team-access).
+    doc = notification("escalation", external_id="SUP-42", previous_team="access")
+    _, body = send("jira", {"username": "u", "note": False}, doc)
+    assert body["update"] == {
+        "labels": [{"remove": "team-access"}, {"add": "team-billing"}, {"add": "router-escalated"}]
+    }
+    doc = notification("assignment", external_id="SUP-42", previous_team="billing")
+    _, body = send("jira", {"username": "u", "note": False}, doc)
+    assert body["update"] == {"labels": [{"add": "team-billing"}]}  # the same team: kept
+
+
 def test_github_adds_labels_and_removes_the_ones_they_replace():
     request, body = send("github", {}, notification(external_id="acme/widgets#17"), "https://api.github.com")
     labels = "https://api.github.com/repos/acme/widgets/issues/17/labels"

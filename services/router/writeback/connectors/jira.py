@@ -2,11 +2,12 @@
 (``PUT /rest/api/2/issue/{key}``, 204) for the labels and the priority, then Add comment
 (``POST /rest/api/2/issue/{key}/comment``) for the reasons, marked internal.
 
-The team goes on as a label (``team-<name>``; Jira labels have no spaces), escalations and SLA
-events add one too, the priority is set by name. The comment carries the property
-``sd.public.comment: {"internal": true}``: on a Service Management project a comment without it
-is public, sent to the customer. Authentication is HTTP Basic with ``username`` (the account's
-email on Cloud) and the API token as the secret; ``url`` is the site (``https://acme.atlassian.net``).
+The team goes on as a label (``team-<name>``; Jira labels have no spaces; a move removes the
+label of the team it leaves), escalations and SLA events add one too, the priority is set by
+name. The comment carries the property ``sd.public.comment: {"internal": true}``: on a Service
+Management project a comment without it is public, sent to the customer. Authentication is HTTP
+Basic with ``username`` (the account's email on Cloud) and the API token as the secret; ``url``
+is the site (``https://acme.atlassian.net``).
 """
 
 from __future__ import annotations
@@ -56,9 +57,13 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     if not ISSUE_KEY.match(key):
         raise RenderError(f"external id {key!r} is not a Jira issue key")
     headers = json_headers(basic_auth(options.username, target.secret))
-    labels = []
-    if kind in MOVES and notification.get("team"):
-        labels.append(label(f"team-{notification['team']}"))
+    labels, removed = [], []
+    team, previous_team = notification.get("team"), notification.get("previous_team")
+    if kind in MOVES and team:
+        labels.append(label(f"team-{team}"))
+        # The team it leaves: a ticket moved on must not stay in that team's filters.
+        if previous_team and label(f"team-{previous_team}") != labels[0]:
+            removed.append(label(f"team-{previous_team}"))
     if kind in LABELS:
         labels.append(LABELS[kind])
     edit: dict[str, Any] = {}
@@ -66,7 +71,9 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     if kind in SETS_PRIORITY and priority is not None:
         edit["fields"] = {"priority": {"name": priority}}
     if labels:
-        edit["update"] = {"labels": [{"add": value} for value in labels]}
+        edit["update"] = {
+            "labels": [*({"remove": value} for value in removed), *({"add": value} for value in labels)]
+        }
     issue = api_url(target.url, f"/rest/api/2/issue/{key}")
     requests = [OutboundRequest("PUT", issue, headers, json_body(edit))] if edit else []
     if options.note or not requests:
