@@ -283,6 +283,20 @@ def test_every_note_ends_with_the_mark_the_router_knows_its_own_notes_by():
     assert not is_router_note("see (ticket router, event 1234)")
 
 
+def test_a_note_with_many_reasons_fits_the_helpdesks_limit_and_keeps_its_mark():
+    # 5,000 rules may match one ticket: Jira refuses a comment over 32,767 characters (400, a
+    # final answer), and the delivery would fail after its edit went through.
+    reasons = [f'rule "tag-{n}" matched: {"subject contains x or " * 12}x' for n in range(200)]
+    doc = notification(external_id="SUP-42", reasons=reasons)
+    _, comment = requests_for("jira", {"username": "u"}, doc)
+    body = orjson.loads(comment.body or b"")["body"]
+    assert len(body) <= 32_767 and is_router_note(body)
+    assert reasons[0] in body and "more reasons" in body
+    for connector, options in (("zendesk", {"username": "u@x"}), ("intercom", {"admin_id": "1"})):
+        for request in requests_for(connector, options, {**doc, "external_id": "4711"}):
+            assert len(request.body or b"") < 32_767
+
+
 def test_errors_are_redacted_whole_before_they_are_cut():
     token = "ghp_" + "Q" * 36
     [request] = requests_for("github", {}, notification(external_id="a/b#1"))

@@ -177,11 +177,26 @@ def headline(notification: Mapping[str, Any]) -> str:
     return f"{kind}: {team} at {priority}."
 
 
+# The longest note written, in characters: below the smallest helpdesk limit (Jira's 32,767 for a
+# comment; a longer one is a 400 that fails the delivery), with room for markup or JSON escaping.
+NOTE_MAX = 20_000
+REASON_MAX = 1_000  # one reason's line, cut: it is a sentence, not a document
+
+
 def note_text(notification: Mapping[str, Any]) -> str:
-    """The internal note: what was decided, and every reason the router recorded for it."""
+    """The internal note: what was decided, and the reasons the router recorded for it, as many
+    as fit in ``NOTE_MAX`` (the rest counted)."""
+    end = ["", f"{NOTE_MARK}{notification.get('event_id')})"]
     lines = [headline(notification)]
     reasons = [str(reason) for reason in notification.get("reasons") or []]
     if reasons:
-        lines += ["", "Why:", *(f"- {reason}" for reason in reasons)]
-    lines += ["", f"{NOTE_MARK}{notification.get('event_id')})"]
-    return "\n".join(lines)
+        lines += ["", "Why:"]
+        room = NOTE_MAX - sum(len(line) + 1 for line in [*lines, *end]) - 40  # the "more" line
+        for shown, reason in enumerate(reasons):
+            line = f"- {reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 1] + '…'}"
+            if len(line) + 1 > room:
+                lines.append(f"- ... and {len(reasons) - shown} more reasons")
+                break
+            lines.append(line)
+            room -= len(line) + 1
+    return "\n".join([*lines, *end])
