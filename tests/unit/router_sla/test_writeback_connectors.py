@@ -187,6 +187,12 @@ def test_github_adds_labels_and_removes_the_ones_they_replace():
     assert body == {"labels": ["sla:warning"]}
 
 
+NOTE_HTML = (
+    "<p>Routed to billing at P2.</p><p>Why:<br>- rule &#x27;invoices&#x27; matched<br>"
+    "- billing has room (3 of 10)</p><p>(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)</p>"
+)
+
+
 def test_intercom_assigns_to_the_team_inbox_and_notes_why_internally():
     options = {"admin_id": "814860", "groups": {"billing": "5017691"}}
     requests = requests_for("intercom", options, notification(), "https://api.intercom.io")
@@ -200,17 +206,31 @@ def test_intercom_assigns_to_the_team_inbox_and_notes_why_internally():
         (
             "POST",
             "https://api.intercom.io/conversations/4711/reply",
-            {"message_type": "note", "type": "admin", "admin_id": "814860", "body": NOTE},
+            {"message_type": "note", "type": "admin", "admin_id": "814860", "body": NOTE_HTML},
         ),
     ]
     assert requests[0].headers["Intercom-Version"] == "2.11"
     request, body = send("intercom", options, notification("sla_breach"), "https://api.intercom.io")
     assert request.url == "https://api.intercom.io/conversations/4711/reply"
-    assert body["message_type"] == "note" and body["body"].startswith("SLA breached: billing at P2")
+    assert body["message_type"] == "note" and body["body"].startswith("<p>SLA breached: billing at P2")
     [request] = requests_for(
         "intercom", {**options, "note": False}, notification(), "https://api.intercom.io"
     )
     assert request.url.endswith("/parts")
+
+
+def test_intercoms_note_is_html_its_reasons_escaped():
+    # Intercom reads a note's body as HTML: a reason quoting "<b>" or "a<b" would vanish or
+    # become markup, and the lines would run together.
+    doc = notification("sla_warning", reasons=['rule "vip" matched: subject contains "<b>urgent"', "a & b"])
+    _, body = send("intercom", {"admin_id": "1"}, doc, "https://api.intercom.io")
+    assert body["body"] == (
+        "<p>SLA warning: billing at P2 is close to its deadline.</p>"
+        "<p>Why:<br>- rule &quot;vip&quot; matched: subject contains &quot;&lt;b&gt;urgent&quot;"
+        "<br>- a &amp; b</p>"
+        "<p>(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)</p>"
+    )
+    assert is_router_note(body["body"])
 
 
 @pytest.mark.parametrize(

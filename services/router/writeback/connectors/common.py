@@ -7,6 +7,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 import orjson
@@ -200,3 +201,12 @@ def note_text(notification: Mapping[str, Any]) -> str:
             lines.append(line)
             room -= len(line) + 1
     return "\n".join([*lines, *end])
+
+
+def note_html(notification: Mapping[str, Any]) -> str:
+    """The note for a helpdesk that reads it as HTML: its paragraphs, its lines, its text escaped
+    (a reason quoting ``<b>`` is shown, not taken as markup)."""
+    return "".join(
+        "<p>" + "<br>".join(escape(line) for line in block.split("\n")) + "</p>"
+        for block in note_text(notification).split("\n\n")
+    )
