@@ -125,6 +125,25 @@ def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
     assert body == {"group": "B"}
 
 
+JIRA_NOTE = (
+    "{noformat}\nRouted to billing at P2.\n\nWhy:\n- rule 'invoices' matched\n- billing has room (3 of 10)\n"
+    "{noformat}\n\n(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)"
+)
+
+
+def test_jiras_comment_shows_the_reasons_as_they_are_not_as_wiki_markup():
+    # API v2 reads a comment as wiki markup: a rule's regex would show as a link ([A-Z]), an
+    # "Unknown macro: {4}" and bold text (*).
+    reason = 'rule "refs" matched: subject matches "[A-Z]{3}-\\d{4}" and *vip*'
+    doc = notification(external_id="SUP-42", reasons=[reason, "no {noformat} escape"])
+    _, comment = requests_for("jira", {"username": "u"}, doc)
+    body = orjson.loads(comment.body or b"")["body"]
+    assert body.startswith("{noformat}\nRouted to billing at P2.") and f"- {reason}\n" in body
+    assert body.count("{noformat}") == 2 and "- no (noformat} escape" in body
+    assert body.endswith("{noformat}\n\n(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)")
+    assert is_router_note(body)
+
+
 def test_jira_labels_the_team_sets_priority_and_comments_internally():
     doc = notification(external_id="SUP-42")
     edit, comment = requests_for("jira", {"username": "bot@acme.com"}, doc, "https://acme.atlassian.net/")
@@ -139,7 +158,7 @@ def test_jira_labels_the_team_sets_priority_and_comments_internally():
         (
             "POST",
             issue + "/comment",
-            {"body": NOTE, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]},
+            {"body": JIRA_NOTE, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]},
         ),
     ]
     assert edit.headers["Authorization"] == basic("bot@acme.com", TOKEN)

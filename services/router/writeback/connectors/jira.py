@@ -1,6 +1,7 @@
 """Jira (Cloud or Data Center, Jira Service Management included): Edit issue
 (``PUT /rest/api/2/issue/{key}``, 204) for the labels and the priority, then Add comment
-(``POST /rest/api/2/issue/{key}/comment``) for the reasons, marked internal.
+(``POST /rest/api/2/issue/{key}/comment``) for the reasons, marked internal, in a ``{noformat}``
+block (v2 reads a comment as wiki markup).
 
 The team goes on as a label (``team-<name>``; Jira labels have no spaces; a move removes the
 label of the team it leaves), escalations and SLA events add one too, the priority is set by
@@ -47,6 +48,16 @@ class Options(PriorityNames):
     note: bool = Field(default=True, description="Add an internal comment saying why.")
 
 
+_NOFORMAT = re.compile(r"\{noformat", re.IGNORECASE)
+
+
+def wiki_note(notification: Mapping[str, Any]) -> str:
+    """The note as API v2's wiki markup shows it as written: the text in a ``{noformat}`` block
+    (a reason's regex is not a link, a macro or bold text), the mark after it."""
+    text, mark = note_text(notification).rsplit("\n\n", 1)
+    return "{noformat}\n" + _NOFORMAT.sub("(noformat", text) + "\n{noformat}\n\n" + mark
+
+
 def label(text: str) -> str:
     return re.sub(r"\s+", "-", text.strip())[:255]
 
@@ -77,6 +88,6 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     issue = api_url(target.url, f"/rest/api/2/issue/{key}")
     requests = [OutboundRequest("PUT", issue, headers, json_body(edit))] if edit else []
     if options.note or not requests:
-        comment = {"body": note_text(notification), "properties": INTERNAL}
+        comment = {"body": wiki_note(notification), "properties": INTERNAL}
         requests.append(OutboundRequest("POST", issue + "/comment", headers, json_body(comment)))
     return requests
