@@ -56,6 +56,9 @@ DELIVERIES = Counter(
 # Answers retrying cannot change: the request or the ticket is wrong (a GitHub label already gone,
 # a 404 its connector expects, is ``also_done``). 401/403, 408, 409, 425 may pass on a retry.
 FINAL = frozenset({400, 404, 410, 422})
+# Redirects are not followed (another origin would not get the token; a 301 turns a POST into a
+# GET): a permanent one means the target's url is to be fixed, which no retry does.
+MOVED = frozenset({301, 308})
 
 
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
@@ -270,10 +273,11 @@ class WritebackSender:
                 # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
                 # leave a prefix no longer recognised, pulled into the stored part as copies before
                 # it shrink to <redacted>.
-                error = (
-                    f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
-                    f"{response.text}"
-                )
+                error = f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
+                if response.is_redirect:  # where to: its body is mostly empty
+                    where = hide_userinfo(response.headers.get("Location", ""))
+                    error += f"redirected to {where} (not followed: fix the target's url) "
+                error += response.text
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)
                 if wait is not None:
@@ -281,7 +285,7 @@ class WritebackSender:
                         why = redact(error, target, rendered)[:500]
                         self.pauses.pause(target_id, now + wait, why)
                     return Outcome(error, sent=tuple(sent), paused_until=now + wait)
-                permanent = response.status_code in FINAL
+                permanent = response.status_code in FINAL or response.status_code in MOVED
                 return Outcome(error, permanent, retry_after(response, now, cap), tuple(sent))
             sent.append(request_digest(request))
         return Outcome(sent=tuple(sent))
