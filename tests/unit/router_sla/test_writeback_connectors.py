@@ -96,7 +96,7 @@ def test_zendesk_unmapped_team_keeps_the_group_and_sla_events_add_a_tag():
 
 def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
     options = {"groups": {"billing": 42}, "group_names": {"billing": "Billing"}}
-    request, body = send("freshdesk", options, notification("escalation", priority="P1"))
+    request, body = send("freshdesk", {**options, "note": False}, notification("escalation", priority="P1"))
     assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711")
     assert request.headers["Authorization"] == basic(TOKEN, "X")
     assert body == {"priority": 4, "group_id": 42}
@@ -104,6 +104,19 @@ def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
     assert (request.method, request.url) == ("POST", "https://desk.example/api/v2/tickets/4711/notes")
     assert body["private"] is True and body["body"].startswith("SLA warning: billing at P2")
     assert "<br>- rule &#x27;invoices&#x27; matched" in body["body"]  # HTML, escaped
+
+
+def test_freshdesk_says_why_it_moved_a_ticket_in_a_private_note():
+    # ``note`` (on by default) is "add an internal note saying why": a move is what most needs it.
+    options = {"groups": {"billing": 42}, "group_names": {"billing": "Billing"}}
+    requests = requests_for("freshdesk", options, notification())
+    assert [(r.method, r.url) for r in requests] == [
+        ("PUT", "https://desk.example/api/v2/tickets/4711"),
+        ("POST", "https://desk.example/api/v2/tickets/4711/notes"),
+    ]
+    note = orjson.loads(requests[1].body or b"")
+    assert note["private"] is True and note["body"].startswith("Routed to billing at P2.<br><br>Why:")
+    assert is_router_note(note["body"])
 
 
 def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
