@@ -303,6 +303,12 @@ def test_a_ticket_the_api_cannot_address_is_a_render_error(connector, options, e
             {"groups": {"billing": "1"}, "group_names": {"access": "1"}},
             "'billing' and 'access' name the same",
         ),
+        # A group the helpdesk cannot have: every move would be refused, delivery after delivery.
+        ("zendesk", {"username": "u@x", "groups": {"billing": 0}}, "groups.billing: no group"),
+        ("freshdesk", {"groups": {"billing": -4}, "group_names": {"billing": "B"}}, "groups.billing: no"),
+        ("zammad", {"groups": {"billing": " "}}, "groups.billing: no group"),
+        ("intercom", {"admin_id": "1", "groups": {"billing": ""}}, "groups.billing: no group"),
+        ("zendesk", {"username": "u@x", "group_names": {"billing": ""}}, "group_names.billing: no group"),
         ("jira", {"username": "u", "priorities": {"P0": "Blocker"}}, "unknown priorities ['P0']"),
         ("intercom", {"groups": {}}, "admin_id: Field required"),
         ("webhook", {"username": "u"}, "username: Extra inputs are not permitted"),

@@ -76,6 +76,16 @@ class GroupOptions(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _groups_that_can_be(self) -> GroupOptions:
+        # An id below 1 or a blank name: the helpdesk would refuse every move to it, one delivery
+        # after another, instead of the target being refused once.
+        for key, mapping in (("groups", self.groups), ("group_names", self.group_names)):
+            for team, group in mapping.items():
+                if (group < 1) if isinstance(group, int) else not group.strip():
+                    raise ValueError(f"{key}.{team}: no group can be {group!r}")
+        return self
+
+    @model_validator(mode="after")
     def _one_team_per_group(self) -> GroupOptions:
         seen: dict[str, str] = {}
         for team, group in [*self.groups.items(), *self.group_names.items()]:
