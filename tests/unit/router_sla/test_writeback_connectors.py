@@ -385,6 +385,17 @@ def test_webhook_signs_the_queued_bytes_as_they_are():
     assert "Authorization" not in request.headers
 
 
+def test_webhook_signs_its_timestamp_too_so_a_replay_cannot_pass_as_fresh():
+    # The body's signature alone holds for any timestamp: a captured request replayed later with
+    # a new X-Ticket-Router-Timestamp passed a receiver's staleness check.
+    body = b'{"kind": "assignment"}'
+    [request] = render(
+        body.decode(), Target("webhook", "https://hooks.example/in", TOKEN, {}), 1_700_000_000.9
+    )
+    expected = hmac.new(TOKEN.encode(), b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Ticket-Router-Timestamp-Signature"] == f"sha256={expected}"
+
+
 def test_a_targets_repr_hides_its_token():
     assert TOKEN not in repr(Target("zendesk", "https://x", TOKEN, {}))
 
