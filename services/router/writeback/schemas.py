@@ -71,10 +71,14 @@ class TargetIn(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+    def _url(cls, url: AnyHttpUrl, info: ValidationInfo) -> AnyHttpUrl:
         # Credentials in the address would be shown to viewers and quoted in delivery errors.
         if url.username is not None or url.password is not None:
             raise ValueError("the URL must not carry credentials (user:password@); put the token in `secret`")
+        # A helpdesk's API paths are appended to its address: after a query or a fragment they
+        # would not be paths, and every request would go to the front page.
+        if info.data.get("connector", "webhook") != "webhook" and (url.query or url.fragment):
+            raise ValueError("a helpdesk's address takes no query or fragment: its API paths are added to it")
         if len(str(url)) > URL_MAX:  # as stored (normalized): a longer one the column refuses
             raise ValueError(f"the URL is longer than {URL_MAX} characters")
         return url

@@ -56,6 +56,9 @@ DELIVERIES = Counter(
 # Answers retrying cannot change: the request or the ticket is wrong (a GitHub label already gone,
 # a 404 its connector expects, is ``also_done``). 401/403, 408, 409, 425 may pass on a retry.
 FINAL = frozenset({400, 404, 410, 422})
+# Redirects are not followed (another origin would not get the token; a 301 turns a POST into a
+# GET): a permanent one means the target's url is to be fixed, which no retry does.
+MOVED = frozenset({301, 308})
 
 
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
@@ -205,10 +208,17 @@ class WritebackSender:
             return claimed
 
     async def _send(
-        self, target: Target, body: str, sent: Iterable[str] = (), target_id: int | None = None
+        self,
+        target: Target,
+        body: str,
+        sent: Iterable[str] = (),
+        target_id: int | None = None,
+        progress: list[str] | None = None,
     ) -> Outcome:
         """Send one delivery, but the requests already ``sent``; never raises (an error of one
-        must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it."""
+        must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it;
+        ``progress``: gets the digest of each request as it gets through (what a pass cancelled
+        at shutdown records)."""
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -217,7 +227,9 @@ class WritebackSender:
             why = f"cannot be sent to this {target.connector} target: {detail}"
             return Outcome(redact(why, target, requests)[:500], permanent=True)
         try:
-            outcome = await self._send_all(still_to_send(requests, sent), target, requests, target_id)
+            outcome = await self._send_all(
+                still_to_send(requests, sent), target, requests, target_id, progress
+            )
         except Exception as exc:  # not from a request (those are caught there): a safety net
             outcome = Outcome(f"{type(exc).__name__}: {exc}")
         if outcome.error is None:
@@ -230,10 +242,11 @@ class WritebackSender:
         target: Target,
         rendered: list[OutboundRequest],
         target_id: int | None,
+        progress: list[str] | None = None,
     ) -> Outcome:
         """The requests in order; the first that fails ends the attempt (the ones before it are
         in ``sent``). None starts while the target is paused by a rate limit."""
-        sent: list[str] = []
+        sent: list[str] = [] if progress is None else progress
         timeout = self.config.timeout_s
         for request in requests:
             pause = None if target_id is None else self.pauses.get(target_id, self.clock())
@@ -260,10 +273,11 @@ class WritebackSender:
                 # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
                 # leave a prefix no longer recognised, pulled into the stored part as copies before
                 # it shrink to <redacted>.
-                error = (
-                    f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
-                    f"{response.text}"
-                )
+                error = f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
+                if response.is_redirect:  # where to: its body is mostly empty
+                    where = hide_userinfo(response.headers.get("Location", ""))
+                    error += f"redirected to {where} (not followed: fix the target's url) "
+                error += response.text
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)
                 if wait is not None:
@@ -271,7 +285,7 @@ class WritebackSender:
                         why = redact(error, target, rendered)[:500]
                         self.pauses.pause(target_id, now + wait, why)
                     return Outcome(error, sent=tuple(sent), paused_until=now + wait)
-                permanent = response.status_code in FINAL
+                permanent = response.status_code in FINAL or response.status_code in MOVED
                 return Outcome(error, permanent, retry_after(response, now, cap), tuple(sent))
             sent.append(request_digest(request))
         return Outcome(sent=tuple(sent))
@@ -281,7 +295,22 @@ class WritebackSender:
         claimed = await self._claim()
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(c.target, c.body, c.sent, c.target_id) for c in claimed))
+        progress: list[list[str]] = [[] for _ in claimed]
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._send(c.target, c.body, c.sent, c.target_id, p)
+                    for c, p in zip(claimed, progress, strict=True)
+                )
+            )
+        except asyncio.CancelledError:
+            # Shutting down mid-pass: what got through is not sent again, and the rest is due at
+            # once (for another router, or this one restarted), not after the lease.
+            try:
+                await asyncio.shield(self._release(claimed, progress))
+            except Exception as exc:  # the lease ends them anyway, later
+                log.warning("recording an interrupted write-back pass failed", extra={"error": repr(exc)})
+            raise
         now = self.clock()
         async with self.sessions() as session, session.begin():
             for claim, outcome in zip(claimed, results, strict=True):
@@ -320,6 +349,19 @@ class WritebackSender:
                     delivery.next_attempt_at = now + delay
                     DELIVERIES.labels("retry").inc()
         return len(claimed)
+
+    async def _release(self, claimed: list[Claim], progress: list[list[str]]) -> None:
+        """Record the requests a cancelled pass got through and end its lease; no attempt used."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            for claim, sent in zip(claimed, progress, strict=True):
+                delivery = await session.get(WritebackDelivery, claim.delivery_id)
+                if delivery is None or delivery.status != "pending":
+                    continue
+                if sent:
+                    delivery.sent_requests = [*(delivery.sent_requests or ()), *sent]
+                delivery.next_attempt_at = now
+        log.info("write-back pass interrupted: its deliveries are due again", extra={"count": len(claimed)})
 
     async def run_forever(self, poll_s: float) -> None:
         async def send_all_due() -> None:

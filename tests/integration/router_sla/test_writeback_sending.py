@@ -288,3 +288,48 @@ async def test_a_request_is_cut_at_its_timeout_however_its_answer_trickles(rig):
     row = await rig.row(delivery)
     assert (row.status, row.attempts) == ("pending", 1)
     assert "no answer within 0.3 s from PUT" in (row.last_error or "")
+
+
+async def test_a_shutdown_mid_pass_records_what_got_through_and_frees_the_rest(rig):
+    # Intercom: the assignment got through, the note is under way when the router stops. The
+    # assignment must not be written into the conversation again, and the note must not wait out
+    # a lease nobody holds any more.
+    target = await rig.target("ic", "intercom", options=INTERCOM)
+    delivery = await rig.queue(target, "9")
+    noting = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/reply"):
+            noting.set()
+            await asyncio.sleep(30)
+        return httpx.Response(200, json={})
+
+    running = asyncio.create_task(rig.sender(answer).run_once())
+    await asyncio.wait_for(noting.wait(), 5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts, row.requests_sent) == ("pending", 0, 1)
+    assert row.next_attempt_at == rig.clock.now  # due again at once, for any router
+    rig.seen.clear()
+    await rig.sender(lambda request: httpx.Response(200, json={})).run_once()
+    assert rig.seen == [("ic", "/conversations/9/reply")]
+    assert (await rig.row(delivery)).status == "delivered"
+
+
+@pytest.mark.parametrize(("status", "final"), [(301, True), (308, True), (302, False), (307, False)])
+async def test_a_redirect_is_not_followed_and_says_where_it_points(rig, status, final):
+    # An http:// address the helpdesk moves to https://: following it would drop the token (another
+    # origin) or turn the PUT into a GET. A permanent one fails at once, naming the new address.
+    target = await rig.target("zd")
+    delivery = await rig.queue(target, "10")
+    moved = f"https://{rig.host('zd')}/api/v2/tickets/10.json"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": moved}, text="")
+
+    await rig.sender(answer).run_once()
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts) == ("failed" if final else "pending", 1)
+    assert f"HTTP {status} from PUT" in (row.last_error or "") and moved in (row.last_error or "")

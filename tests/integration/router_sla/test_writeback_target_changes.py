@@ -148,6 +148,10 @@ async def test_a_target_repointed_to_another_source_cancels_what_it_held(session
         ("https://helpdesk.example/" + "a" * 2000, "longer than 2000 characters"),
         ("https://bot:hunter2-hunter2@helpdesk.example/", "put the token in `secret`"),
         ("https://bot@helpdesk.example/", "must not carry credentials"),
+        # The API's paths go after it: the query (or fragment) would swallow them, and every
+        # request would go to the helpdesk's front page.
+        ("https://helpdesk.example/?locale=en", "no query or fragment"),
+        ("https://helpdesk.example/agent/#/tickets", "no query or fragment"),
     ],
 )
 async def test_a_url_too_long_or_with_credentials_is_refused_naming_it(sessions, names, url, message):

@@ -96,7 +96,7 @@ def test_zendesk_unmapped_team_keeps_the_group_and_sla_events_add_a_tag():
 
 def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
     options = {"groups": {"billing": 42}, "group_names": {"billing": "Billing"}}
-    request, body = send("freshdesk", options, notification("escalation", priority="P1"))
+    request, body = send("freshdesk", {**options, "note": False}, notification("escalation", priority="P1"))
     assert (request.method, request.url) == ("PUT", "https://desk.example/api/v2/tickets/4711")
     assert request.headers["Authorization"] == basic(TOKEN, "X")
     assert body == {"priority": 4, "group_id": 42}
@@ -104,6 +104,19 @@ def test_freshdesk_moves_with_an_update_and_notes_sla_events_privately():
     assert (request.method, request.url) == ("POST", "https://desk.example/api/v2/tickets/4711/notes")
     assert body["private"] is True and body["body"].startswith("SLA warning: billing at P2")
     assert "<br>- rule &#x27;invoices&#x27; matched" in body["body"]  # HTML, escaped
+
+
+def test_freshdesk_says_why_it_moved_a_ticket_in_a_private_note():
+    # ``note`` (on by default) is "add an internal note saying why": a move is what most needs it.
+    options = {"groups": {"billing": 42}, "group_names": {"billing": "Billing"}}
+    requests = requests_for("freshdesk", options, notification())
+    assert [(r.method, r.url) for r in requests] == [
+        ("PUT", "https://desk.example/api/v2/tickets/4711"),
+        ("POST", "https://desk.example/api/v2/tickets/4711/notes"),
+    ]
+    note = orjson.loads(requests[1].body or b"")
+    assert note["private"] is True and note["body"].startswith("Routed to billing at P2.<br><br>Why:")
+    assert is_router_note(note["body"])
 
 
 def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
@@ -125,6 +138,25 @@ def test_zammad_sets_group_by_name_and_priority_with_an_internal_note():
     assert body == {"group": "B"}
 
 
+JIRA_NOTE = (
+    "{noformat}\nRouted to billing at P2.\n\nWhy:\n- rule 'invoices' matched\n- billing has room (3 of 10)\n"
+    "{noformat}\n\n(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)"
+)
+
+
+def test_jiras_comment_shows_the_reasons_as_they_are_not_as_wiki_markup():
+    # API v2 reads a comment as wiki markup: a rule's regex would show as a link ([A-Z]), an
+    # "Unknown macro: {4}" and bold text (*).
+    reason = 'rule "refs" matched: subject matches "[A-Z]{3}-\\d{4}" and *vip*'
+    doc = notification(external_id="SUP-42", reasons=[reason, "no {noformat} escape"])
+    _, comment = requests_for("jira", {"username": "u"}, doc)
+    body = orjson.loads(comment.body or b"")["body"]
+    assert body.startswith("{noformat}\nRouted to billing at P2.") and f"- {reason}\n" in body
+    assert body.count("{noformat}") == 2 and "- no (noformat} escape" in body
+    assert body.endswith("{noformat}\n\n(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)")
+    assert is_router_note(body)
+
+
 def test_jira_labels_the_team_sets_priority_and_comments_internally():
     doc = notification(external_id="SUP-42")
     edit, comment = requests_for("jira", {"username": "bot@acme.com"}, doc, "https://acme.atlassian.net/")
@@ -139,7 +171,7 @@ def test_jira_labels_the_team_sets_priority_and_comments_internally():
         (
             "POST",
             issue + "/comment",
-            {"body": NOTE, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]},
+            {"body": JIRA_NOTE, "properties": [{"key": "sd.public.comment", "value": {"internal": True}}]},
         ),
     ]
     assert edit.headers["Authorization"] == basic("bot@acme.com", TOKEN)
@@ -150,6 +182,18 @@ def test_jira_labels_the_team_sets_priority_and_comments_internally():
     assert body == {"fields": {"priority": {"name": "Blocker"}}}  # the rest keep their defaults
     _, body = send("jira", options, notification("priority_change", external_id="SUP-42", priority="P4"))
     assert body == {"fields": {"priority": {"name": "Low"}}}
+
+
+def test_jira_removes_the_team_label_a_move_replaces():
+    # A ticket moved from access to billing is no longer in access's filters (labels = team-access).
+    doc = notification("escalation", external_id="SUP-42", previous_team="access")
+    _, body = send("jira", {"username": "u", "note": False}, doc)
+    assert body["update"] == {
+        "labels": [{"remove": "team-access"}, {"add": "team-billing"}, {"add": "router-escalated"}]
+    }
+    doc = notification("assignment", external_id="SUP-42", previous_team="billing")
+    _, body = send("jira", {"username": "u", "note": False}, doc)
+    assert body["update"] == {"labels": [{"add": "team-billing"}]}  # the same team: kept
 
 
 def test_github_adds_labels_and_removes_the_ones_they_replace():
@@ -175,6 +219,12 @@ def test_github_adds_labels_and_removes_the_ones_they_replace():
     assert body == {"labels": ["sla:warning"]}
 
 
+NOTE_HTML = (
+    "<p>Routed to billing at P2.</p><p>Why:<br>- rule &#x27;invoices&#x27; matched<br>"
+    "- billing has room (3 of 10)</p><p>(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)</p>"
+)
+
+
 def test_intercom_assigns_to_the_team_inbox_and_notes_why_internally():
     options = {"admin_id": "814860", "groups": {"billing": "5017691"}}
     requests = requests_for("intercom", options, notification(), "https://api.intercom.io")
@@ -188,17 +238,31 @@ def test_intercom_assigns_to_the_team_inbox_and_notes_why_internally():
         (
             "POST",
             "https://api.intercom.io/conversations/4711/reply",
-            {"message_type": "note", "type": "admin", "admin_id": "814860", "body": NOTE},
+            {"message_type": "note", "type": "admin", "admin_id": "814860", "body": NOTE_HTML},
         ),
     ]
     assert requests[0].headers["Intercom-Version"] == "2.11"
     request, body = send("intercom", options, notification("sla_breach"), "https://api.intercom.io")
     assert request.url == "https://api.intercom.io/conversations/4711/reply"
-    assert body["message_type"] == "note" and body["body"].startswith("SLA breached: billing at P2")
+    assert body["message_type"] == "note" and body["body"].startswith("<p>SLA breached: billing at P2")
     [request] = requests_for(
         "intercom", {**options, "note": False}, notification(), "https://api.intercom.io"
     )
     assert request.url.endswith("/parts")
+
+
+def test_intercoms_note_is_html_its_reasons_escaped():
+    # Intercom reads a note's body as HTML: a reason quoting "<b>" or "a<b" would vanish or
+    # become markup, and the lines would run together.
+    doc = notification("sla_warning", reasons=['rule "vip" matched: subject contains "<b>urgent"', "a & b"])
+    _, body = send("intercom", {"admin_id": "1"}, doc, "https://api.intercom.io")
+    assert body["body"] == (
+        "<p>SLA warning: billing at P2 is close to its deadline.</p>"
+        "<p>Why:<br>- rule &quot;vip&quot; matched: subject contains &quot;&lt;b&gt;urgent&quot;"
+        "<br>- a &amp; b</p>"
+        "<p>(ticket router, event 4f1c0d8e-0000-4000-8000-000000000001)</p>"
+    )
+    assert is_router_note(body["body"])
 
 
 @pytest.mark.parametrize(
@@ -239,6 +303,12 @@ def test_a_ticket_the_api_cannot_address_is_a_render_error(connector, options, e
             {"groups": {"billing": "1"}, "group_names": {"access": "1"}},
             "'billing' and 'access' name the same",
         ),
+        # A group the helpdesk cannot have: every move would be refused, delivery after delivery.
+        ("zendesk", {"username": "u@x", "groups": {"billing": 0}}, "groups.billing: no group"),
+        ("freshdesk", {"groups": {"billing": -4}, "group_names": {"billing": "B"}}, "groups.billing: no"),
+        ("zammad", {"groups": {"billing": " "}}, "groups.billing: no group"),
+        ("intercom", {"admin_id": "1", "groups": {"billing": ""}}, "groups.billing: no group"),
+        ("zendesk", {"username": "u@x", "group_names": {"billing": ""}}, "group_names.billing: no group"),
         ("jira", {"username": "u", "priorities": {"P0": "Blocker"}}, "unknown priorities ['P0']"),
         ("intercom", {"groups": {}}, "admin_id: Field required"),
         ("webhook", {"username": "u"}, "username: Extra inputs are not permitted"),
@@ -271,6 +341,20 @@ def test_every_note_ends_with_the_mark_the_router_knows_its_own_notes_by():
     assert not is_router_note("see (ticket router, event 1234)")
 
 
+def test_a_note_with_many_reasons_fits_the_helpdesks_limit_and_keeps_its_mark():
+    # 5,000 rules may match one ticket: Jira refuses a comment over 32,767 characters (400, a
+    # final answer), and the delivery would fail after its edit went through.
+    reasons = [f'rule "tag-{n}" matched: {"subject contains x or " * 12}x' for n in range(200)]
+    doc = notification(external_id="SUP-42", reasons=reasons)
+    _, comment = requests_for("jira", {"username": "u"}, doc)
+    body = orjson.loads(comment.body or b"")["body"]
+    assert len(body) <= 32_767 and is_router_note(body)
+    assert reasons[0] in body and "more reasons" in body
+    for connector, options in (("zendesk", {"username": "u@x"}), ("intercom", {"admin_id": "1"})):
+        for request in requests_for(connector, options, {**doc, "external_id": "4711"}):
+            assert len(request.body or b"") < 32_767
+
+
 def test_errors_are_redacted_whole_before_they_are_cut():
     token = "ghp_" + "Q" * 36
     [request] = requests_for("github", {}, notification(external_id="a/b#1"))
@@ -299,6 +383,17 @@ def test_webhook_signs_the_queued_bytes_as_they_are():
     )
     assert request.headers["X-Ticket-Router-Timestamp"] == "1700000000"
     assert "Authorization" not in request.headers
+
+
+def test_webhook_signs_its_timestamp_too_so_a_replay_cannot_pass_as_fresh():
+    # The body's signature alone holds for any timestamp: a captured request replayed later with
+    # a new X-Ticket-Router-Timestamp passed a receiver's staleness check.
+    body = b'{"kind": "assignment"}'
+    [request] = render(
+        body.decode(), Target("webhook", "https://hooks.example/in", TOKEN, {}), 1_700_000_000.9
+    )
+    expected = hmac.new(TOKEN.encode(), b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Ticket-Router-Timestamp-Signature"] == f"sha256={expected}"
 
 
 def test_a_targets_repr_hides_its_token():

@@ -7,6 +7,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 import orjson
@@ -72,6 +73,16 @@ class GroupOptions(BaseModel):
         for team, group in self.groups.items():
             if isinstance(group, int) and not -(2**63) <= group < 2**63:
                 raise ValueError(f"groups.{team}: a group id must fit in 64 bits")
+        return self
+
+    @model_validator(mode="after")
+    def _groups_that_can_be(self) -> GroupOptions:
+        # An id below 1 or a blank name: the helpdesk would refuse every move to it, one delivery
+        # after another, instead of the target being refused once.
+        for key, mapping in (("groups", self.groups), ("group_names", self.group_names)):
+            for team, group in mapping.items():
+                if (group < 1) if isinstance(group, int) else not group.strip():
+                    raise ValueError(f"{key}.{team}: no group can be {group!r}")
         return self
 
     @model_validator(mode="after")
@@ -177,11 +188,35 @@ def headline(notification: Mapping[str, Any]) -> str:
     return f"{kind}: {team} at {priority}."
 
 
+# The longest note written, in characters: below the smallest helpdesk limit (Jira's 32,767 for a
+# comment; a longer one is a 400 that fails the delivery), with room for markup or JSON escaping.
+NOTE_MAX = 20_000
+REASON_MAX = 1_000  # one reason's line, cut: it is a sentence, not a document
+
+
 def note_text(notification: Mapping[str, Any]) -> str:
-    """The internal note: what was decided, and every reason the router recorded for it."""
+    """The internal note: what was decided, and the reasons the router recorded for it, as many
+    as fit in ``NOTE_MAX`` (the rest counted)."""
+    end = ["", f"{NOTE_MARK}{notification.get('event_id')})"]
     lines = [headline(notification)]
     reasons = [str(reason) for reason in notification.get("reasons") or []]
     if reasons:
-        lines += ["", "Why:", *(f"- {reason}" for reason in reasons)]
-    lines += ["", f"{NOTE_MARK}{notification.get('event_id')})"]
-    return "\n".join(lines)
+        lines += ["", "Why:"]
+        room = NOTE_MAX - sum(len(line) + 1 for line in [*lines, *end]) - 40  # the "more" line
+        for shown, reason in enumerate(reasons):
+            line = f"- {reason if len(reason) <= REASON_MAX else reason[: REASON_MAX - 1] + '…'}"
+            if len(line) + 1 > room:
+                lines.append(f"- ... and {len(reasons) - shown} more reasons")
+                break
+            lines.append(line)
+            room -= len(line) + 1
+    return "\n".join([*lines, *end])
+
+
+def note_html(notification: Mapping[str, Any]) -> str:
+    """The note for a helpdesk that reads it as HTML: its paragraphs, its lines, its text escaped
+    (a reason quoting ``<b>`` is shown, not taken as markup)."""
+    return "".join(
+        "<p>" + "<br>".join(escape(line) for line in block.split("\n")) + "</p>"
+        for block in note_text(notification).split("\n\n")
+    )

@@ -1,5 +1,6 @@
-"""Freshdesk: Update a Ticket (``PUT /api/v2/tickets/{id}``) for a move or a new priority, Create a
-Note (``POST /api/v2/tickets/{id}/notes``, private) for an SLA warning or breach.
+"""Freshdesk: Update a Ticket (``PUT /api/v2/tickets/{id}``) for a move or a new priority, then
+Create a Note (``POST /api/v2/tickets/{id}/notes``, private) saying why; for an SLA warning or
+breach, the note alone.
 
 Freshdesk's ``tags`` on update replaces every tag, so SLA events become a private note instead.
 Authentication is the API key as the user of HTTP Basic (password ``X``); ``url`` is
@@ -56,14 +57,18 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
     options: Options = target.options
     kind, ticket_id = notification["kind"], numeric_id(notification)
     headers = json_headers(basic_auth(target.secret, "X"))
+    notes = api_url(target.url, f"/api/v2/tickets/{ticket_id}/notes")
     if kind not in SETS_PRIORITY:
         text = note_text(notification) if options.note else headline(notification)
         note = {"body": _html(text), "private": True}
-        url = api_url(target.url, f"/api/v2/tickets/{ticket_id}/notes")
-        return [OutboundRequest("POST", url, headers, json_body(note))]
+        return [OutboundRequest("POST", notes, headers, json_body(note))]
     fields: dict[str, Any] = {"priority": PRIORITIES[notification["priority"]]}
     group = options.group_of(notification.get("team"))
     if kind in MOVES and group is not None:
         fields["group_id"] = group
     url = api_url(target.url, f"/api/v2/tickets/{ticket_id}")
-    return [OutboundRequest("PUT", url, headers, json_body(fields))]
+    requests = [OutboundRequest("PUT", url, headers, json_body(fields))]
+    if options.note:  # why, after the update (Update a Ticket takes no note)
+        note = {"body": _html(note_text(notification)), "private": True}
+        requests.append(OutboundRequest("POST", notes, headers, json_body(note)))
+    return requests

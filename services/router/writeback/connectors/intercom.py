@@ -1,8 +1,8 @@
 """Intercom: a move assigns the conversation to the team's inbox (``POST /conversations/{id}/parts``,
 ``message_type: assignment``, ``type: team``, without a body: an assignment's body may reach the
 customer); the reasons, and any other notification, go in an internal note
-(``POST /conversations/{id}/reply``, ``message_type: note``). Intercom conversations have no
-priority levels to set.
+(``POST /conversations/{id}/reply``, ``message_type: note``, whose body is HTML). Intercom
+conversations have no priority levels to set.
 
 ``admin_id`` is the admin the parts are written as; ``groups`` maps our teams to Intercom team
 ids. Authentication is an access token (``Authorization: Bearer``); ``url`` is
@@ -25,7 +25,7 @@ from services.router.writeback.connectors.common import (
     external_id,
     json_body,
     json_headers,
-    note_text,
+    note_html,
 )
 
 API_VERSION = "2.11"
@@ -55,7 +55,7 @@ def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequ
             "message_type": "note",
             "type": "admin",
             "admin_id": options.admin_id,
-            "body": note_text(notification),
+            "body": note_html(notification),  # Intercom reads notes as HTML
         }
         requests.append(OutboundRequest("POST", f"{conversation}/reply", headers, json_body(note)))
     return requests
