@@ -188,7 +188,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         return [AdaptedEvent(EventType.TICKET_CREATED, build_snapshot(fields, _ORIGINS), occurred_at)]
 
     items = as_list(pointer_get(data, "/changelog/items"))
-    changed = {str(i.get("field", "")).lower() for i in items if isinstance(i, dict)}
+    # "field" is the field's name ("Team" for a custom field), "fieldId" its id ("customfield_10001").
+    changed = {
+        str(i.get(key) or "").lower() for i in items if isinstance(i, dict) for key in ("field", "fieldId")
+    }
     group_field = opt_str(config.options.get("group_field"))
     event_type = EventType.TICKET_UPDATED
     # A move wins over a status change made with it: the router moves a ticket only on a

@@ -219,3 +219,14 @@ def test_comment_created_without_the_reporter_tells_agents_by_account_type() -> 
         data["comment"]["author"]["accountType"] = account
         comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
         assert comment is not None and (comment.public, comment.from_agent) == (True, from_agent), account
+
+
+def test_a_team_change_is_named_by_its_field_id_in_the_changelog() -> None:
+    # Jira's changelog names a custom field by its display name in "field" and by its id in
+    # "fieldId": a team moved in the helpdesk was an update, and the router kept the ticket where it was.
+    item = {"field": "Team", "fieldtype": "custom", "fieldId": "customfield_10050", "toString": "Network"}
+    assert adapt_one(CFG, _updated([item])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    status = {"field": "status", "fieldtype": "jira", "fieldId": "status", "toString": "In Progress"}
+    assert adapt_one(CFG, _updated([status, item])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    other = {"field": "Region", "fieldtype": "custom", "fieldId": "customfield_10099"}
+    assert adapt_one(CFG, _updated([other])).type is EventType.TICKET_UPDATED
