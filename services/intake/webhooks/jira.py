@@ -50,6 +50,7 @@ _STATUS_NAMES = {
 }
 _CATEGORIES = {"new": TicketStatus.NEW, "indeterminate": TicketStatus.OPEN, "done": TicketStatus.SOLVED}
 _STATUS_FIELDS = frozenset({"status", "resolution"})
+_COMMENT_CHANGES = frozenset({"issue_comment_edited", "issue_comment_deleted"})
 
 
 # Deeper than any document Jira's editor makes (lists in tables in panels nest a dozen levels): the
@@ -200,10 +201,17 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         event_type = EventType.TICKET_REASSIGNED_EXTERNALLY
     elif changed & _STATUS_FIELDS:
         event_type = EventType.TICKET_STATUS_CHANGED
+    # "issue_commented" arrives as jira:issue_updated with the comment; so do an edit and a deletion
+    # of one ("issue_comment_edited", "_deleted"), which are no new response (as comment_updated).
+    comment_event = str(data.get("issue_event_type_name") or "")
+    edited = comment_event in _COMMENT_CHANGES
+    new_comment = isinstance(data.get("comment"), dict) and not edited
+    if edited and event_type is EventType.TICKET_UPDATED and not changed:
+        raise IgnoredEvent(f"Jira {comment_event} changes no ticket")
     events = []
-    if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
+    if event_type is not EventType.TICKET_UPDATED or not new_comment:
         events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))
-    if isinstance(data.get("comment"), dict):  # "issue_commented" arrives as jira:issue_updated
+    if new_comment:
         events.append(
             AdaptedEvent(
                 EventType.TICKET_COMMENTED,

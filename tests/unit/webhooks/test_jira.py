@@ -230,3 +230,18 @@ def test_a_team_change_is_named_by_its_field_id_in_the_changelog() -> None:
     assert adapt_one(CFG, _updated([status, item])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
     other = {"field": "Region", "fieldtype": "custom", "fieldId": "customfield_10099"}
     assert adapt_one(CFG, _updated([other])).type is EventType.TICKET_UPDATED
+
+
+@pytest.mark.parametrize("kind", ["issue_comment_edited", "issue_comment_deleted"])
+def test_an_edited_or_deleted_comment_is_no_new_comment(kind: str) -> None:
+    # Jira sends an edit or a deletion of a comment as jira:issue_updated with the comment in it:
+    # it was published as a new comment (a customer's edit reopened the wait for an answer).
+    comment = {"id": "1", "body": "Any news? (edited)", "author": {"accountId": "5b10a2844c20165700ede21g"}}
+    body = _updated([], comment=comment, issue_event_type_name=kind)
+    with pytest.raises(IgnoredEvent):
+        adapt(CFG, WebhookRequest({}, body), NOW)
+    status = [{"field": "status", "fieldId": "status", "toString": "In Progress"}]
+    body = _updated(status, comment=comment, issue_event_type_name=kind)
+    events = adapt(CFG, WebhookRequest({}, body), NOW)
+    assert [e.type for e in events] == [EventType.TICKET_STATUS_CHANGED]
+    assert events[0].snapshot.comment is None
