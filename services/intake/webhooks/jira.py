@@ -148,13 +148,14 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     public = comment.get("jsdPublic") is not False
     author_id = opt_str(pointer_get(comment, "/author/accountId"))
     reporter_id = opt_str(pointer_get(issue, "/fields/reporter/accountId"))
-    # Only agents can write internal notes; otherwise anyone but the reporter answers for support.
+    # Only agents can write internal notes; otherwise anyone but the reporter answers for support,
+    # unless a portal customer (account type "customer": a request participant) who cannot be an agent.
     # comment_created carries the issue without its reporter: then the author's account type
     # says it (a portal customer's is "customer"; an agent's "atlassian", an app's "app").
+    account = opt_str(pointer_get(comment, "/author/accountType"))
     if reporter_id is not None:
-        from_agent = not public or author_id != reporter_id
+        from_agent = not public or (author_id != reporter_id and account != "customer")
     else:
-        account = opt_str(pointer_get(comment, "/author/accountType"))
         from_agent = not public or account in ("atlassian", "app")
     return {
         "body": _text(comment.get("body")) or " ",

@@ -245,3 +245,15 @@ def test_an_edited_or_deleted_comment_is_no_new_comment(kind: str) -> None:
     events = adapt(CFG, WebhookRequest({}, body), NOW)
     assert [e.type for e in events] == [EventType.TICKET_STATUS_CHANGED]
     assert events[0].snapshot.comment is None
+
+
+def test_a_request_participant_answering_is_no_agent() -> None:
+    # In Service Management other customers (request participants) comment too: anyone but the
+    # reporter was taken for an agent, so a participant's "me too" met the first-response target.
+    participant = {"accountId": "qm:participant", "accountType": "customer", "displayName": "Bo Colleague"}
+    comment = {"id": "2", "body": "Same here.", "jsdPublic": True, "author": participant}
+    events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment)), NOW)
+    assert events[0].snapshot.comment is not None and not events[0].snapshot.comment.from_agent
+    agent = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "displayName": "Sam Agent"}
+    events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment | {"author": agent})), NOW)
+    assert events[0].snapshot.comment is not None and events[0].snapshot.comment.from_agent
