@@ -143,11 +143,17 @@ def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, A
     }
 
 
+def _user_id(user: Any) -> str | None:
+    """Cloud names a user by ``accountId``; Data Center by ``key`` (and ``name``, the login)."""
+    user = as_object(user)
+    return opt_str(user.get("accountId")) or opt_str(user.get("key")) or opt_str(user.get("name"))
+
+
 def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     comment = require_object(data, "/comment")
     public = comment.get("jsdPublic") is not False
-    author_id = opt_str(pointer_get(comment, "/author/accountId"))
-    reporter_id = opt_str(pointer_get(issue, "/fields/reporter/accountId"))
+    author_id = _user_id(pointer_get(comment, "/author"))
+    reporter_id = _user_id(pointer_get(issue, "/fields/reporter"))
     # Only agents can write internal notes; otherwise anyone but the reporter answers for support,
     # unless a portal customer (account type "customer": a request participant) who cannot be an agent.
     # comment_created carries the issue without its reporter: then the author's account type

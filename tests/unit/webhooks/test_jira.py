@@ -257,3 +257,17 @@ def test_a_request_participant_answering_is_no_agent() -> None:
     agent = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "displayName": "Sam Agent"}
     events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment | {"author": agent})), NOW)
     assert events[0].snapshot.comment is not None and events[0].snapshot.comment.from_agent
+
+
+def test_data_center_users_are_told_apart_by_key_or_name() -> None:
+    # Jira Data Center names users by "key" and "name" (no accountId): every public comment was
+    # taken for the reporter's, so an agent's answer never met the first-response target.
+    data = json.loads(_updated([]))
+    data["issue"]["fields"]["reporter"] = {"key": "JIRAUSER10100", "name": "ana", "displayName": "Ana"}
+    agent = {"key": "JIRAUSER10200", "name": "sam", "displayName": "Sam Agent"}
+    data["comment"] = {"id": "3", "body": "Restart the client, please.", "author": agent}
+    [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert event.snapshot.comment is not None and event.snapshot.comment.from_agent
+    data["comment"]["author"] = {"key": "JIRAUSER10100", "name": "ana", "displayName": "Ana"}
+    [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert event.snapshot.comment is not None and not event.snapshot.comment.from_agent
