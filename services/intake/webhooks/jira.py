@@ -1,6 +1,7 @@
 """Jira Cloud / Jira Service Management webhooks (``webhookEvent`` in the body).
 
-``external_id`` is the issue key (``SUP-42``), ``url`` is ``<site>/browse/<key>``. Statuses are custom
+``external_id`` is the issue key (``SUP-42``), ``url`` is ``<site>/browse/<key>``; an issue moved to
+another project (a new key) is closed under its old key and goes on under the new one. Statuses are custom
 per workflow, so the status *name* is looked up first (``options["status_map"]``, then the JSM
 defaults below) and the status *category* (new / indeterminate / done), which every status has, is
 the fallback. ``options["group_field"]`` names the field holding the team (e.g. ``customfield_10001``).
@@ -174,6 +175,26 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
 _ORIGINS = {"status": "/issue/fields/status"}
 
 
+def _moved_away(fields: dict[str, Any], items: list[Any], occurred_at: datetime) -> list[AdaptedEvent]:
+    """A move to another project gives the issue a new key (SUP-42 -> OPS-7), and the key is the
+    ticket's identity: the ticket under the old key is closed, as an issue moved out of a
+    GitHub repository is, and the issue goes on under its new key."""
+    old_keys = {
+        opt_str(item.get("fromString"))
+        for item in items
+        if isinstance(item, dict)
+        and (str(item.get("field") or "").lower() == "key" or item.get("fieldId") == "issuekey")
+    } - {None, fields["external_id"]}
+    events = []
+    for old in sorted(key for key in old_keys if key is not None):
+        url = fields["url"].rsplit("/browse/", 1)[0] + f"/browse/{old}" if fields["url"] else None
+        closed = fields | {"external_id": old, "status": TicketStatus.CLOSED, "url": url}
+        events.append(
+            AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(closed, _ORIGINS), occurred_at)
+        )
+    return events
+
+
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
     data = parse_json_object(request.body)
     kind = require_str(data, "/webhookEvent")
@@ -215,7 +236,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     new_comment = isinstance(data.get("comment"), dict) and not edited
     if edited and event_type is EventType.TICKET_UPDATED and not changed:
         raise IgnoredEvent(f"Jira {comment_event} changes no ticket")
-    events = []
+    events = _moved_away(fields, items, occurred_at)
     if event_type is not EventType.TICKET_UPDATED or not new_comment:
         events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))
     if new_comment:

@@ -271,3 +271,20 @@ def test_data_center_users_are_told_apart_by_key_or_name() -> None:
     data["comment"]["author"] = {"key": "JIRAUSER10100", "name": "ana", "displayName": "Ana"}
     [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
     assert event.snapshot.comment is not None and not event.snapshot.comment.from_agent
+
+
+def test_an_issue_moved_to_another_project_is_closed_under_its_old_key() -> None:
+    # A move to another project gives the issue a new key (SUP-42 -> OPS-7), which is its
+    # external_id: the new key became a second ticket and the old one stayed open, its SLA running.
+    moved = [
+        {"field": "Key", "fieldtype": "jira", "fromString": "SUP-42", "toString": "OPS-7"},
+        {"field": "project", "fieldtype": "jira", "fromString": "Support", "toString": "Operations"},
+    ]
+    data = json.loads(_updated(moved))
+    data["issue"]["key"] = "OPS-7"
+    events = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert [(e.type, e.snapshot.external_id, e.snapshot.status) for e in events] == [
+        (EventType.TICKET_STATUS_CHANGED, "SUP-42", TicketStatus.CLOSED),
+        (EventType.TICKET_UPDATED, "OPS-7", TicketStatus.PENDING),
+    ]
+    assert events[0].snapshot.url == "https://acme.atlassian.net/browse/SUP-42"
