@@ -236,7 +236,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     new_comment = isinstance(data.get("comment"), dict) and not edited
     if edited and event_type is EventType.TICKET_UPDATED and not changed:
         raise IgnoredEvent(f"Jira {comment_event} changes no ticket")
-    events = _moved_away(fields, items, occurred_at)
+    events = []
     if event_type is not EventType.TICKET_UPDATED or not new_comment:
         events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))
     if new_comment:
@@ -247,4 +247,5 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
                 occurred_at,
             )
         )
-    return events
+    # Last: the events above keep the ids (derived from their index) they had before.
+    return events + _moved_away(fields, items, occurred_at)

@@ -284,7 +284,7 @@ def test_an_issue_moved_to_another_project_is_closed_under_its_old_key() -> None
     data["issue"]["key"] = "OPS-7"
     events = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
     assert [(e.type, e.snapshot.external_id, e.snapshot.status) for e in events] == [
-        (EventType.TICKET_STATUS_CHANGED, "SUP-42", TicketStatus.CLOSED),
         (EventType.TICKET_UPDATED, "OPS-7", TicketStatus.PENDING),
+        (EventType.TICKET_STATUS_CHANGED, "SUP-42", TicketStatus.CLOSED),
     ]
-    assert events[0].snapshot.url == "https://acme.atlassian.net/browse/SUP-42"
+    assert events[1].snapshot.url == "https://acme.atlassian.net/browse/SUP-42"
