@@ -25,7 +25,7 @@ from shared.events import EventType, Priority, TicketStatus
 from .common import (
     as_tags,
     build_snapshot,
-    first,
+    html_to_text,
     map_priority,
     map_status,
     norm_word,
@@ -92,7 +92,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     fields: dict[str, Any] = {
         "external_id": require_str(data, field("ticket_id")),
         "subject": opt_str(ticket.get("ticket_subject")) or "",
-        "description": opt_str(first(ticket, "/ticket_description_text", "/ticket_description")) or "",
+        # {{ticket.description}} is HTML; {{ticket.description_text}} its plain text.
+        "description": opt_str(ticket.get("ticket_description_text"))
+        or html_to_text(opt_str(ticket.get("ticket_description")) or ""),
         "status": _status(ticket.get("ticket_status"), field("ticket_status"), config.options),
         "priority": map_priority(
             ticket.get("ticket_priority"), _PRIORITIES, field("ticket_priority"), config.options

@@ -46,6 +46,7 @@ _CONVERSATION_STATES = {
 _PRIORITIES = {"priority": Priority.P2, "not priority": Priority.P3}
 _AGENT_AUTHORS = frozenset({"admin", "bot", "team"})
 _STATUS_VERBS = ("state.updated", ".closed", ".opened", ".snoozed", ".unsnoozed")
+_STATUS_PARTS = frozenset({"close", "open", "snoozed"})  # parts that may carry a reply
 
 
 def _event_type(topic: str) -> EventType:
@@ -148,7 +149,14 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     if topic == "conversation.deleted":
         fields["status"] = TicketStatus.CLOSED
     part = wrapped_part or _last_part(item)
-    if event_type is EventType.TICKET_COMMENTED and part is not None and opt_str(part.get("body")):
+    # "Reply and close" (or snooze, or reopen) puts the reply the customer sees in the close part:
+    # a response made with the update that solves the ticket.
+    replied = event_type is EventType.TICKET_COMMENTED or (
+        event_type is EventType.TICKET_STATUS_CHANGED
+        and part is not None
+        and opt_str(part.get("part_type")) in _STATUS_PARTS
+    )
+    if replied and part is not None and opt_str(part.get("body")):
         author = as_object(part.get("author"))
         fields["comment"] = {
             "body": html_to_text(str(part["body"])),

@@ -1,6 +1,7 @@
 """Jira Cloud / Jira Service Management webhooks (``webhookEvent`` in the body).
 
-``external_id`` is the issue key (``SUP-42``), ``url`` is ``<site>/browse/<key>``. Statuses are custom
+``external_id`` is the issue key (``SUP-42``), ``url`` is ``<site>/browse/<key>``; an issue moved to
+another project (a new key) is closed under its old key and goes on under the new one. Statuses are custom
 per workflow, so the status *name* is looked up first (``options["status_map"]``, then the JSM
 defaults below) and the status *category* (new / indeterminate / done), which every status has, is
 the fallback. ``options["group_field"]`` names the field holding the team (e.g. ``customfield_10001``).
@@ -50,6 +51,7 @@ _STATUS_NAMES = {
 }
 _CATEGORIES = {"new": TicketStatus.NEW, "indeterminate": TicketStatus.OPEN, "done": TicketStatus.SOLVED}
 _STATUS_FIELDS = frozenset({"status", "resolution"})
+_COMMENT_CHANGES = frozenset({"issue_comment_edited", "issue_comment_deleted"})
 
 
 # Deeper than any document Jira's editor makes (lists in tables in panels nest a dozen levels): the
@@ -142,18 +144,25 @@ def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, A
     }
 
 
+def _user_id(user: Any) -> str | None:
+    """Cloud names a user by ``accountId``; Data Center by ``key`` (and ``name``, the login)."""
+    user = as_object(user)
+    return opt_str(user.get("accountId")) or opt_str(user.get("key")) or opt_str(user.get("name"))
+
+
 def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     comment = require_object(data, "/comment")
     public = comment.get("jsdPublic") is not False
-    author_id = opt_str(pointer_get(comment, "/author/accountId"))
-    reporter_id = opt_str(pointer_get(issue, "/fields/reporter/accountId"))
-    # Only agents can write internal notes; otherwise anyone but the reporter answers for support.
+    author_id = _user_id(pointer_get(comment, "/author"))
+    reporter_id = _user_id(pointer_get(issue, "/fields/reporter"))
+    # Only agents can write internal notes; otherwise anyone but the reporter answers for support,
+    # unless a portal customer (account type "customer": a request participant) who cannot be an agent.
     # comment_created carries the issue without its reporter: then the author's account type
     # says it (a portal customer's is "customer"; an agent's "atlassian", an app's "app").
+    account = opt_str(pointer_get(comment, "/author/accountType"))
     if reporter_id is not None:
-        from_agent = not public or author_id != reporter_id
+        from_agent = not public or (author_id != reporter_id and account != "customer")
     else:
-        account = opt_str(pointer_get(comment, "/author/accountType"))
         from_agent = not public or account in ("atlassian", "app")
     return {
         "body": _text(comment.get("body")) or " ",
@@ -164,6 +173,26 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
 
 
 _ORIGINS = {"status": "/issue/fields/status"}
+
+
+def _moved_away(fields: dict[str, Any], items: list[Any], occurred_at: datetime) -> list[AdaptedEvent]:
+    """A move to another project gives the issue a new key (SUP-42 -> OPS-7), and the key is the
+    ticket's identity: the ticket under the old key is closed, as an issue moved out of a
+    GitHub repository is, and the issue goes on under its new key."""
+    old_keys = {
+        opt_str(item.get("fromString"))
+        for item in items
+        if isinstance(item, dict)
+        and (str(item.get("field") or "").lower() == "key" or item.get("fieldId") == "issuekey")
+    } - {None, fields["external_id"]}
+    events = []
+    for old in sorted(key for key in old_keys if key is not None):
+        url = fields["url"].rsplit("/browse/", 1)[0] + f"/browse/{old}" if fields["url"] else None
+        closed = fields | {"external_id": old, "status": TicketStatus.CLOSED, "url": url}
+        events.append(
+            AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(closed, _ORIGINS), occurred_at)
+        )
+    return events
 
 
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
@@ -188,7 +217,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         return [AdaptedEvent(EventType.TICKET_CREATED, build_snapshot(fields, _ORIGINS), occurred_at)]
 
     items = as_list(pointer_get(data, "/changelog/items"))
-    changed = {str(i.get("field", "")).lower() for i in items if isinstance(i, dict)}
+    # "field" is the field's name ("Team" for a custom field), "fieldId" its id ("customfield_10001").
+    changed = {
+        str(i.get(key) or "").lower() for i in items if isinstance(i, dict) for key in ("field", "fieldId")
+    }
     group_field = opt_str(config.options.get("group_field"))
     event_type = EventType.TICKET_UPDATED
     # A move wins over a status change made with it: the router moves a ticket only on a
@@ -197,10 +229,17 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         event_type = EventType.TICKET_REASSIGNED_EXTERNALLY
     elif changed & _STATUS_FIELDS:
         event_type = EventType.TICKET_STATUS_CHANGED
+    # "issue_commented" arrives as jira:issue_updated with the comment; so do an edit and a deletion
+    # of one ("issue_comment_edited", "_deleted"), which are no new response (as comment_updated).
+    comment_event = str(data.get("issue_event_type_name") or "")
+    edited = comment_event in _COMMENT_CHANGES
+    new_comment = isinstance(data.get("comment"), dict) and not edited
+    if edited and event_type is EventType.TICKET_UPDATED and not changed:
+        raise IgnoredEvent(f"Jira {comment_event} changes no ticket")
     events = []
-    if event_type is not EventType.TICKET_UPDATED or not isinstance(data.get("comment"), dict):
+    if event_type is not EventType.TICKET_UPDATED or not new_comment:
         events.append(AdaptedEvent(event_type, build_snapshot(fields, _ORIGINS), occurred_at))
-    if isinstance(data.get("comment"), dict):  # "issue_commented" arrives as jira:issue_updated
+    if new_comment:
         events.append(
             AdaptedEvent(
                 EventType.TICKET_COMMENTED,
@@ -208,4 +247,5 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
                 occurred_at,
             )
         )
-    return events
+    # Last: the events above keep the ids (derived from their index) they had before.
+    return events + _moved_away(fields, items, occurred_at)

@@ -154,3 +154,13 @@ def test_missing_id() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, _body(ticket_id=None)), NOW)
     assert info.value.field == "/ticket_id"
+
+
+def test_an_html_description_is_read_as_text() -> None:
+    # {{ticket.description}} is HTML (its plain text is {{ticket.description_text}}): without the
+    # latter, the classifier and the reasons got the tags.
+    html = "<div>The box was <b>crushed</b> &amp; wet.</div><div>The mug is broken.</div>"
+    snap = adapt_one(CFG, _body(ticket_description=html)).snapshot
+    assert snap.description == "The box was crushed & wet.\nThe mug is broken."
+    text = adapt_one(CFG, _body(ticket_description=html, ticket_description_text="Plain.")).snapshot
+    assert text.description == "Plain."

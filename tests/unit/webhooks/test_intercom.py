@@ -185,3 +185,20 @@ def test_team_zero_is_no_team() -> None:
     for zero in ("0", 0):
         event = adapt_one(CFG, _ticket_part_event("ticket.contact.replied", reply, team_assignee_id=zero))
         assert event.snapshot.external_assignee_group is None
+
+
+def test_a_reply_made_with_the_close_is_in_the_event() -> None:
+    # "Reply and close" puts the reply the customer sees in the close part: it was left out, so the
+    # answer that solved the ticket never counted as its first response.
+    data = json.loads(fixture("intercom", "conversation.admin.closed.json"))
+    part = data["data"]["item"]["conversation_parts"]["conversation_parts"][0]
+    part["body"] = "<p>The corrected invoice is sent. Closing this.</p>"
+    result = adapt_one(CFG, json.dumps(data).encode())
+    assert (result.type, result.snapshot.status) == (EventType.TICKET_STATUS_CHANGED, TicketStatus.CLOSED)
+    comment = result.snapshot.comment
+    assert comment is not None
+    assert (comment.body, comment.public, comment.from_agent) == (
+        "The corrected invoice is sent. Closing this.",
+        True,
+        True,
+    )

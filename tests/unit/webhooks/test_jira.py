@@ -219,3 +219,72 @@ def test_comment_created_without_the_reporter_tells_agents_by_account_type() -> 
         data["comment"]["author"]["accountType"] = account
         comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
         assert comment is not None and (comment.public, comment.from_agent) == (True, from_agent), account
+
+
+def test_a_team_change_is_named_by_its_field_id_in_the_changelog() -> None:
+    # Jira's changelog names a custom field by its display name in "field" and by its id in
+    # "fieldId": a team moved in the helpdesk was an update, and the router kept the ticket where it was.
+    item = {"field": "Team", "fieldtype": "custom", "fieldId": "customfield_10050", "toString": "Network"}
+    assert adapt_one(CFG, _updated([item])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    status = {"field": "status", "fieldtype": "jira", "fieldId": "status", "toString": "In Progress"}
+    assert adapt_one(CFG, _updated([status, item])).type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    other = {"field": "Region", "fieldtype": "custom", "fieldId": "customfield_10099"}
+    assert adapt_one(CFG, _updated([other])).type is EventType.TICKET_UPDATED
+
+
+@pytest.mark.parametrize("kind", ["issue_comment_edited", "issue_comment_deleted"])
+def test_an_edited_or_deleted_comment_is_no_new_comment(kind: str) -> None:
+    # Jira sends an edit or a deletion of a comment as jira:issue_updated with the comment in it:
+    # it was published as a new comment (a customer's edit reopened the wait for an answer).
+    comment = {"id": "1", "body": "Any news? (edited)", "author": {"accountId": "5b10a2844c20165700ede21g"}}
+    body = _updated([], comment=comment, issue_event_type_name=kind)
+    with pytest.raises(IgnoredEvent):
+        adapt(CFG, WebhookRequest({}, body), NOW)
+    status = [{"field": "status", "fieldId": "status", "toString": "In Progress"}]
+    body = _updated(status, comment=comment, issue_event_type_name=kind)
+    events = adapt(CFG, WebhookRequest({}, body), NOW)
+    assert [e.type for e in events] == [EventType.TICKET_STATUS_CHANGED]
+    assert events[0].snapshot.comment is None
+
+
+def test_a_request_participant_answering_is_no_agent() -> None:
+    # In Service Management other customers (request participants) comment too: anyone but the
+    # reporter was taken for an agent, so a participant's "me too" met the first-response target.
+    participant = {"accountId": "qm:participant", "accountType": "customer", "displayName": "Bo Colleague"}
+    comment = {"id": "2", "body": "Same here.", "jsdPublic": True, "author": participant}
+    events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment)), NOW)
+    assert events[0].snapshot.comment is not None and not events[0].snapshot.comment.from_agent
+    agent = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "displayName": "Sam Agent"}
+    events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment | {"author": agent})), NOW)
+    assert events[0].snapshot.comment is not None and events[0].snapshot.comment.from_agent
+
+
+def test_data_center_users_are_told_apart_by_key_or_name() -> None:
+    # Jira Data Center names users by "key" and "name" (no accountId): every public comment was
+    # taken for the reporter's, so an agent's answer never met the first-response target.
+    data = json.loads(_updated([]))
+    data["issue"]["fields"]["reporter"] = {"key": "JIRAUSER10100", "name": "ana", "displayName": "Ana"}
+    agent = {"key": "JIRAUSER10200", "name": "sam", "displayName": "Sam Agent"}
+    data["comment"] = {"id": "3", "body": "Restart the client, please.", "author": agent}
+    [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert event.snapshot.comment is not None and event.snapshot.comment.from_agent
+    data["comment"]["author"] = {"key": "JIRAUSER10100", "name": "ana", "displayName": "Ana"}
+    [event] = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert event.snapshot.comment is not None and not event.snapshot.comment.from_agent
+
+
+def test_an_issue_moved_to_another_project_is_closed_under_its_old_key() -> None:
+    # A move to another project gives the issue a new key (SUP-42 -> OPS-7), which is its
+    # external_id: the new key became a second ticket and the old one stayed open, its SLA running.
+    moved = [
+        {"field": "Key", "fieldtype": "jira", "fromString": "SUP-42", "toString": "OPS-7"},
+        {"field": "project", "fieldtype": "jira", "fromString": "Support", "toString": "Operations"},
+    ]
+    data = json.loads(_updated(moved))
+    data["issue"]["key"] = "OPS-7"
+    events = adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert [(e.type, e.snapshot.external_id, e.snapshot.status) for e in events] == [
+        (EventType.TICKET_UPDATED, "OPS-7", TicketStatus.PENDING),
+        (EventType.TICKET_STATUS_CHANGED, "SUP-42", TicketStatus.CLOSED),
+    ]
+    assert events[1].snapshot.url == "https://acme.atlassian.net/browse/SUP-42"
