@@ -27,7 +27,7 @@ from services.router.load.models import AssignmentCursor, TeamLoadBasis, TeamLoa
 from services.router.models import RouterTicket, Team
 from services.router.teams.schemas import ScheduleDoc
 from shared.db.dialect import conflict_insert, is_postgres
-from shared.events import Priority, TicketStatus, utc_now
+from shared.events import Priority, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +276,16 @@ async def recount(session: AsyncSession, config: LoadConfig) -> dict[str, tuple[
         .where(RouterTicket.team.is_not(None))
         .group_by(RouterTicket.team, RouterTicket.status, RouterTicket.priority)
     )
+    # Compared as text: a row written around the router (an import, an older release) with a
+    # status or priority no member names must not fail the recount, and with it every batch.
+    counted = {status.value for status in config.counted_statuses}
+    weights = {priority.value: weight for priority, weight in config.priority_weights.items()}
     out: dict[str, tuple[int, float]] = {}
     for team, status, priority, n in rows.all():
-        if team is None or TicketStatus(status) not in config.counted_statuses:
+        if team is None or status not in counted:
             continue
         count, weighted = out.get(team, (0, 0.0))
-        out[team] = (count + n, weighted + n * config.priority_weights.get(Priority(priority), 1.0))
+        out[team] = (count + n, weighted + n * weights.get(priority, 1.0))
     return out
 
 

@@ -106,7 +106,7 @@ async def test_replay_reports_changes(router_api: Router) -> None:
                         ticket_key=f"replay:{external}",
                         source="replay",
                         external_id=external,
-                        status="assigned",
+                        status="open",
                         team=old_team,
                         priority="P3",
                         language="en",

@@ -218,6 +218,42 @@ async def test_changing_the_counted_statuses_recounts_the_loads(sessions):
             assert book.counts[team] == 1
 
 
+async def test_a_recount_passes_over_rows_no_status_or_priority_names(sessions):
+    """A row written around the router (an import, an older release) with a status or priority
+    no member names failed the recount (ValueError), and with it every batch after a change of
+    the counted statuses: it is not counted, and the rest is."""
+    run = new_id()[:8]
+    team = f"odd-{run}"
+    now = utc_now()
+    async with sessions() as session, session.begin():
+        session.add(Team(name=team, capacity=10))
+        for n, (status, priority) in enumerate([("assigned", "P3"), ("open", "P9"), ("open", "P1")]):
+            session.add(
+                RouterTicket(
+                    ticket_key=f"api:{run}-{n}",
+                    source="api",
+                    external_id=f"{run}-{n}",
+                    status=status,
+                    team=team,
+                    priority=priority,
+                    created_at=now,
+                )
+            )
+    weighted = LoadConfig(priority_weights={Priority.P1: 3.0})
+    async with sessions() as session:
+        assert (await recount(session, weighted))[team] == (
+            2,
+            4.0,
+        )  # "P9" weighs 1, "assigned" is not open
+    try:
+        async with sessions() as session, session.begin():
+            book = await prefetch(session, weighted, None)  # another basis: every team recounted
+            assert book.counts[team] == 2
+    finally:
+        async with sessions() as session, session.begin():
+            await prefetch(session, LoadConfig(), None)  # back to the default for the other tests
+
+
 async def test_a_round_robin_pool_of_long_team_names_keeps_its_cursor(sessions):
     """A pool's cursor is stored under its label ("pool:" and the team names): ten teams of 100
     characters made a label longer than the column, and on PostgreSQL every batch that assigned
