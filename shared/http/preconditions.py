@@ -18,11 +18,14 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Header, Request
 
 from shared.http.problems import Problem
 
 ANY = None  # ``If-Match: *``: the client accepts whatever the current state is
-NO_MATCH = -1  # an ETag of another resource or a malformed one: never matches a revision
+NO_MATCH = -1  # an ETag of another resource or a malformed header: never matches a revision
 MISSING = -2  # no If-Match: the service answers 428 naming the current ETag
 
 
@@ -44,47 +47,82 @@ class Seen:
     generation: str
 
 
-Expected = int | Seen | None
+# What the client expects (from :func:`expected_revision` or :func:`expected_version`): :data:`ANY`,
+# :data:`MISSING`, one revision or :class:`Seen` (or :data:`NO_MATCH`), or several of them, any of
+# which may be the current state (RFC 9110 13.1.1).
+Expected = int | Seen | frozenset[int] | frozenset[Seen] | None
+
+# RFC 9110 8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[^"\x00-\x20\x7f]*"')
+# A list of them (RFC 9110 5.6.1: empty elements allowed, a comma between any two tags).
+_ENTITY_TAGS = re.compile(rf"[ \t,]*{_ENTITY_TAG.pattern}(?:[ \t]*,[ \t,]*{_ENTITY_TAG.pattern})*[ \t,]*")
+
+
+def if_match_header(description: str) -> Any:
+    """A parameter default (``if_match: str | None = if_match_header(...)``): the request's
+    ``If-Match`` as one list, however many field lines carried it (RFC 9110 5.3: they are one
+    comma-separated list; a plain ``Header`` parameter sees the first line only). The header is
+    still documented in the OpenAPI document, with ``description``."""
+
+    def if_match(
+        request: Request, _documented: str | None = Header(None, alias="If-Match", description=description)
+    ) -> str | None:
+        lines = request.headers.getlist("if-match")
+        return ", ".join(lines) if lines else None
+
+    return Depends(if_match)
 
 
 def etag(prefix: str, revision: int, generation: str | None = None) -> str:
     return f'W/"{prefix}-{revision}"' if generation is None else f'W/"{prefix}-{revision}.{generation}"'
 
 
-def expected_revision(if_match: str | None, prefix: str) -> int | None:
-    """The revision the client saw, from ``If-Match``.
+def _listed(if_match: str | None) -> list[str] | int | None:
+    """The entity-tags ``If-Match`` lists, or :data:`MISSING`, :data:`ANY` (``*``, only ever the
+    whole header) or :data:`NO_MATCH` (not a list of entity-tags: an unquoted or unterminated tag,
+    a ``*`` in a list, two tags without a comma)."""
+    if if_match is None or not if_match.strip():
+        return MISSING
+    if if_match.strip() == "*":
+        return ANY
+    if not _ENTITY_TAGS.fullmatch(if_match):
+        return NO_MATCH
+    return _ENTITY_TAG.findall(if_match)
+
+
+def expected_revision(if_match: str | None, prefix: str) -> int | frozenset[int] | None:
+    """The revision(s) the client saw, from ``If-Match``.
 
     Returns :data:`ANY` for ``*``, :data:`MISSING` without the header (the service, which knows
-    the current revision, answers 428) and :data:`NO_MATCH` when no ETag belongs to ``prefix``.
+    the current revision, answers 428), the revision of each listed ETag of ``prefix`` (one as
+    a number, several as a set: the precondition holds when any of them is current) and
+    :data:`NO_MATCH` when none belongs to ``prefix`` or the header is malformed.
     """
-    if if_match is None or not if_match.strip():
-        return MISSING
-    pattern = re.compile(r'^(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})"$')
-    for part in if_match.split(","):
-        tag = part.strip()
-        if tag == "*":
-            return ANY
-        found = pattern.match(tag)
-        if found:
-            return int(found.group(1))
-    return NO_MATCH
+    tags = _listed(if_match)
+    if not isinstance(tags, list):
+        return tags
+    pattern = re.compile(r'(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})"')
+    revisions = frozenset(int(found.group(1)) for tag in tags if (found := pattern.fullmatch(tag)))
+    if not revisions:
+        return NO_MATCH
+    return next(iter(revisions)) if len(revisions) == 1 else revisions
 
 
-def expected_version(if_match: str | None, prefix: str) -> int | Seen | None:
-    """:func:`expected_revision` for resources whose ETags carry a generation: a :class:`Seen`,
-    or :data:`ANY`, :data:`MISSING`, :data:`NO_MATCH` (an ETag without a generation, as from
-    before generations, matches nothing)."""
-    if if_match is None or not if_match.strip():
-        return MISSING
-    pattern = re.compile(r'^(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})\.([0-9a-f]{16})"$')
-    for part in if_match.split(","):
-        tag = part.strip()
-        if tag == "*":
-            return ANY
-        found = pattern.match(tag)
-        if found:
-            return Seen(int(found.group(1)), found.group(2))
-    return NO_MATCH
+def expected_version(if_match: str | None, prefix: str) -> int | Seen | frozenset[Seen] | None:
+    """:func:`expected_revision` for resources whose ETags carry a generation: a :class:`Seen`
+    (several as a set, any of which may be current), or :data:`ANY`, :data:`MISSING`,
+    :data:`NO_MATCH` (a malformed header, or no ETag of ``prefix`` with a generation: one without,
+    as from before generations, matches nothing)."""
+    tags = _listed(if_match)
+    if not isinstance(tags, list):
+        return tags
+    pattern = re.compile(r'(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})\.([0-9a-f]{16})"')
+    seen = frozenset(
+        Seen(int(found.group(1)), found.group(2)) for tag in tags if (found := pattern.fullmatch(tag))
+    )
+    if not seen:
+        return NO_MATCH
+    return next(iter(seen)) if len(seen) == 1 else seen
 
 
 def required(current: str) -> Problem:
@@ -129,18 +167,27 @@ class PreconditionRequired(Stale):
         return required(self.current_etag)
 
 
+def _matches(expected: int | Seen, current: int, generation: str | None) -> bool:
+    if isinstance(expected, Seen):
+        return expected.revision == current and expected.generation == generation
+    return expected == current
+
+
 def check_expected(
     expected: Expected, current: int, current_etag: str, generation: str | None = None
 ) -> None:
     """``expected`` from :func:`expected_revision` or :func:`expected_version` (None: any)
-    against the ``current`` revision and, for a :class:`Seen`, the row's ``generation``.
+    against the ``current`` revision and, for a :class:`Seen`, the row's ``generation``; a set
+    holds when any of its members does.
 
     A plain number (callers in-process, such as tests) is a revision of whatever row is current.
     """
     if expected == MISSING:
         raise PreconditionRequired(current_etag, f"send If-Match; the current ETag is {current_etag}")
-    if isinstance(expected, Seen):
-        if expected.revision != current or expected.generation != generation:
-            raise Stale(current_etag)
-    elif expected is not None and expected != current:
+    if expected is None:
+        return
+    members: frozenset[int] | frozenset[Seen] | tuple[int | Seen] = (
+        expected if isinstance(expected, frozenset) else (expected,)
+    )
+    if not any(_matches(one, current, generation) for one in members):
         raise Stale(current_etag)

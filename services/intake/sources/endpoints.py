@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.openapi import ETAG_HEADER, problems
@@ -22,7 +22,7 @@ from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceC
 from shared.auth import Caller, Role, require_caller, require_role
 from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
-from shared.http.preconditions import Expected, Stale, expected_version
+from shared.http.preconditions import Expected, Stale, expected_version, if_match_header
 from shared.http.problems import Problem
 
 # PostgreSQL stores no U+0000 (a secret or an option holding one failed as a 500), and a body
@@ -35,11 +35,7 @@ _admin_role = Depends(require_role(Role.ADMIN))
 _admin = Depends(require_caller(Role.ADMIN))
 
 NamePath = Path(min_length=1, max_length=100, pattern=SOURCE_NAME)
-IfMatch = Header(
-    None,
-    alias="If-Match",
-    description='The ETag you read, e.g. W/"source-github-main-3.5f1c09e2a4b7d3c8" (or *).',
-)
+IfMatch = if_match_header('The ETag you read, e.g. W/"source-github-main-3.5f1c09e2a4b7d3c8" (or *).')
 WRITE = (400, 401, 403, 404, 412, 422, 428)
 
 

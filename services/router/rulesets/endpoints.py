@@ -6,7 +6,7 @@ need ``If-Match`` with the rule set's ETag ``W/"ruleset-<version>"``: missing ->
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from services.router.errors import NotFound, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
@@ -15,12 +15,12 @@ from services.router.rulesets import service
 from services.router.rulesets.schemas import RulePatch, VersionDiff, VersionDocument, VersionOut
 from services.router.rulesets.store import ruleset_of
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import expected_revision
+from shared.http.preconditions import expected_revision, if_match_header
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 RuleIdPath = Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VersionPath = Path(ge=1, le=2**31 - 1)
-IfMatch = Header(None, alias="If-Match", description='The rule set ETag you read, e.g. W/"ruleset-7" (or *).')
+IfMatch = if_match_header('The rule set ETag you read, e.g. W/"ruleset-7" (or *).')
 Comment = Query("", max_length=500, description="Why: stored with the version and in the audit log")
 _viewer = Depends(require_role(Role.VIEWER))
 _editor = Depends(require_caller(Role.EDITOR))

@@ -25,7 +25,7 @@ from services.router.rulesets.sla_references import policy_problem, policy_refer
 from services.router.rulesets.store import latest, ruleset_of, save_version
 from services.router.teams.states import team_problem, team_states
 from shared.db.audit import record
-from shared.http.preconditions import Stale, check_expected, etag
+from shared.http.preconditions import Expected, Stale, check_expected, etag
 from shared.http.problems import field_errors
 
 RESERVED_RULE_IDS = frozenset({"versions"})  # /v1/rules/versions is the history, not a rule
@@ -38,7 +38,7 @@ class Edit:
     ``expected`` is the version the author edited (the REST API's If-Match; None: whatever is
     live), checked before anything else; ``comment`` is stored with the version and audited."""
 
-    expected: int | None
+    expected: Expected
     author: str
     comment: str = ""
 
@@ -153,7 +153,7 @@ async def save(
     return ruleset_of(row)
 
 
-async def _base(session: AsyncSession, expected: int | None) -> RuleSet:
+async def _base(session: AsyncSession, expected: Expected) -> RuleSet:
     """The live set, after checking the caller edited this version (before any other check).
 
     The first read of every change: it takes the configuration lock, so the checks that follow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from services.router.errors import Conflict, NotFound, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
@@ -19,14 +19,14 @@ from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
 from services.router.teams.states import team_states
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import ANY, MISSING, check_expected, expected_revision
+from shared.http.preconditions import ANY, MISSING, check_expected, expected_revision, if_match_header
 from shared.http.problems import Problem
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
 
 Plural = Literal["policies", "calendars"]
 KIND: dict[str, str] = {"policies": "policy", "calendars": "calendar"}
-IfMatch = Header(None, alias="If-Match", description='The ETag you read, e.g. W/"sla-policy-gold-3" (or *).')
+IfMatch = if_match_header('The ETag you read, e.g. W/"sla-policy-gold-3" (or *).')
 _viewer = Depends(require_role(Role.VIEWER))
 _editor = Depends(require_caller(Role.EDITOR))
 

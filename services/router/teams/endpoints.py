@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from services.router.errors import transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.teams import service
 from services.router.teams.schemas import TEAM_NAME, TeamCreate, TeamFields, TeamOut, TeamPatch
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import Expected, expected_version
+from shared.http.preconditions import Expected, expected_version, if_match_header
 
 router = APIRouter(prefix="/v1/teams", tags=["teams"])
 NamePath = Path(min_length=1, max_length=100, pattern=TEAM_NAME)
-IfMatch = Header(
-    None, alias="If-Match", description='The ETag you read, e.g. W/"team-access-3.5f1c09e2a4b7d3c8" (or *).'
-)
+IfMatch = if_match_header('The ETag you read, e.g. W/"team-access-3.5f1c09e2a4b7d3c8" (or *).')
 _viewer = Depends(require_role(Role.VIEWER))
 _editor = Depends(require_caller(Role.EDITOR))
 

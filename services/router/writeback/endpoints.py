@@ -10,24 +10,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from services.router.errors import transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.writeback import service
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.preconditions import Expected, expected_version
+from shared.http.preconditions import Expected, expected_version, if_match_header
 
 router = APIRouter(prefix="/v1/writeback", tags=["writeback"])
 MAX_ID = 2**63 - 1  # BIGINT: a larger id is a 422, not a database error
 TargetPath = Path(ge=1, le=MAX_ID, description="The target's id.")
 DeliveryPath = Path(ge=1, le=MAX_ID, description="The delivery's id.")
-IfMatch = Header(
-    None,
-    alias="If-Match",
-    description='The ETag you read, e.g. W/"writeback-target-7-3.5f1c09e2a4b7d3c8" (or *).',
-)
+IfMatch = if_match_header('The ETag you read, e.g. W/"writeback-target-7-3.5f1c09e2a4b7d3c8" (or *).')
 _viewer = Depends(require_role(Role.VIEWER))
 _admin = Depends(require_caller(Role.ADMIN))
 

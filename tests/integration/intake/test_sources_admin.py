@@ -200,6 +200,27 @@ async def test_changes_need_the_current_etag(intake: Intake) -> None:
     assert is_problem(await intake.client.delete(url, headers=intake.admin), 404)
 
 
+async def test_if_match_lists_and_field_lines(intake: Intake) -> None:
+    """A list holds when any tag in it is current, also only a later one (RFC 9110 13.1.1); several
+    If-Match field lines are one list (RFC 9110 5.3); '*' inside a list is malformed: 412."""
+    name = f"lists-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+    gen = generation_of((await intake.add_source(name, "native", SECRET)).headers["etag"])
+    other = "0" * 16 if gen != "0" * 16 else "1" * 16
+    listed = f"{tag(name, 2, gen)}, {tag(name, 1, other)}, {tag(name, 1, gen)}"
+    patched = await intake.client.patch(
+        url, headers={**intake.admin, "If-Match": listed}, json={"enabled": False}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.headers["etag"] == tag(name, 2, gen)
+    lines = [*intake.admin.items(), ("If-Match", tag(name, 1, gen)), ("If-Match", tag(name, 2, gen))]
+    rotated = await intake.client.post(f"{url}/rotate", headers=lines, json={"secret": NEW_SECRET})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["etag"] == tag(name, 3, gen)
+    starred = await intake.client.delete(url, headers={**intake.admin, "If-Match": f"*, {tag(name, 3, gen)}"})
+    assert is_problem(starred, 412) and starred.headers["etag"] == tag(name, 3, gen)
+
+
 async def test_openapi_documents_if_match_and_etags(intake: Intake) -> None:
     paths = intake.app.openapi()["paths"]
     for path, method in (

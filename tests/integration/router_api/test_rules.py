@@ -108,6 +108,28 @@ async def test_preconditions(router_api: Router) -> None:
     assert foreign.status_code == 412
 
 
+async def test_if_match_lists_of_rule_set_etags(router_api: Router) -> None:
+    """Rule set ETags carry no generation: a listed one that is current, even after stale ones,
+    holds (RFC 9110 13.1.1), as does one on a second If-Match line; a malformed list is a 412."""
+    c, editor = router_api.client, router_api.editor
+    current = await router_api.rules_etag()
+    version = version_of(current)
+    listed = await c.put(
+        "/v1/rules",
+        json={"rules": []},
+        headers={**editor, "If-Match": f'W/"ruleset-{version + 5}", W/"team-x-{version}", {current}'},
+    )
+    assert listed.status_code == 200, listed.text
+    now = listed.headers["ETag"]
+    assert version_of(now) == version + 1
+    malformed = await c.put("/v1/rules", json={"rules": []}, headers={**editor, "If-Match": f"*, {now}"})
+    assert malformed.status_code == 412 and malformed.headers["ETag"] == now
+    lines = [*editor.items(), ("If-Match", current), ("If-Match", now)]
+    combined = await c.put("/v1/rules", json={"rules": []}, headers=lines)
+    assert combined.status_code == 200, combined.text
+    assert version_of(combined.headers["ETag"]) == version + 2
+
+
 async def test_weights_and_numbers_json_cannot_store_are_refused(router_api: Router) -> None:
     """A weight of 1e999 / Infinity passed `w > 0` and was stored as null: every later read of the
     live rule set failed (500s, and routers could not start). A huge integer in a condition was

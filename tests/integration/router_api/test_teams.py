@@ -67,6 +67,55 @@ async def test_team_crud_with_etags_and_audit(router_api: Router) -> None:
     assert audit.json()[2]["detail"]["changes"]["capacity"] == {"old": 12, "new": 20}
 
 
+async def test_if_match_holds_when_any_listed_etag_is_current(router_api: Router) -> None:
+    """RFC 9110 13.1.1: If-Match lists ETags; the precondition holds when any of them is current,
+    also when only a later one is. A malformed header is a 412 problem naming the current ETag,
+    never a 500; several If-Match field lines are one list (RFC 9110 5.3)."""
+    c, editor = router_api.client, router_api.editor
+    name = await router_api.add_team("listed")
+    first = (await c.get(f"/v1/teams/{name}", headers=router_api.viewer)).headers["ETag"]
+    gen = re.fullmatch(rf'W/"team-{name}-1\.([0-9a-f]{{16}})"', first)
+    assert gen, first
+    other = "0" * 16 if gen.group(1) != "0" * 16 else "1" * 16  # a deleted team's generation
+
+    def at(revision: int, generation: str = gen.group(1)) -> str:
+        return f'W/"team-{name}-{revision}.{generation}"'
+
+    listed = await c.patch(
+        f"/v1/teams/{name}",
+        json={"capacity": 7},
+        headers={**editor, "If-Match": f"{at(9)}, {at(1, other)}, {at(1)}"},
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["ETag"] == at(2)
+    stale = await c.patch(
+        f"/v1/teams/{name}", json={"capacity": 8}, headers={**editor, "If-Match": f"{at(1)}, {at(2, other)}"}
+    )
+    assert stale.status_code == 412 and stale.headers["ETag"] == at(2)
+    for malformed in (
+        at(2)[:-1],
+        f"team-{name}-2.{gen.group(1)}",
+        f"*, {at(2)}",
+        f"{at(2)} {at(2)}",
+        '"',
+        ",",
+    ):
+        refused = await c.patch(
+            f"/v1/teams/{name}", json={"capacity": 8}, headers={**editor, "If-Match": malformed}
+        )
+        assert refused.status_code == 412, (malformed, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["ETag"] == at(2)
+        assert at(2) in refused.json()["detail"]
+    # Several If-Match field lines are one list: the second line counts too.
+    lines = [*editor.items(), ("If-Match", at(1)), ("If-Match", at(2))]
+    combined = await c.patch(f"/v1/teams/{name}", json={"capacity": 9}, headers=lines)
+    assert combined.status_code == 200, combined.text
+    assert combined.headers["ETag"] == at(3)
+    missing = await c.patch(f"/v1/teams/{name}", json={"capacity": 10}, headers=editor)
+    assert missing.status_code == 428 and missing.headers["ETag"] == at(3)
+
+
 async def test_validation_errors_name_the_field(router_api: Router) -> None:
     c, editor = router_api.client, router_api.editor
     bad = await c.post(

@@ -359,6 +359,8 @@ async def test_if_match_forms_and_problems_follow_the_admin_api(sessions):
             (await put([]), 428),
             (await put([], if_match='"4"'), 412),  # the old, unprefixed form names no SLA version
             (await put([], if_match=f"{tag(2)}, {tag(3, weak=False)}"), 412),
+            (await put([], if_match=f"*, {tag(4)}"), 412),  # '*' inside a list: malformed
+            (await put([], if_match=f"{tag(4)} {tag(4)}"), 412),  # no comma between the tags
             (await client.delete(url), 428),
             (await client.delete(url, headers={"If-Match": tag(3)}), 412),
         ]:
@@ -366,10 +368,13 @@ async def test_if_match_forms_and_problems_follow_the_admin_api(sessions):
             assert answer.headers["content-type"] == PROBLEM_JSON
             assert answer.headers["etag"] == tag(4) and tag(4) in answer.json()["detail"]
 
-        assert (await client.delete(url, headers={"If-Match": tag(4, weak=False)})).status_code == 204
+        # Several If-Match lines are one list; only the later tag is current, and it holds.
+        lines = [("If-Match", tag(3)), ("If-Match", tag(4, weak=False))]
+        assert (await client.delete(url, headers=lines)).status_code == 204
         assert (await client.delete(url, headers={"If-Match": tag(4)})).status_code == 404
         # A deleted one is absent: an ETag from before the deletion cannot (re)create it.
         assert (await put([], if_match=tag(4))).status_code == 412
+        assert (await put([], if_match=f"*, {tag(4)}")).status_code == 412  # not '*': malformed
         again = await put([], if_match="*")
         assert again.status_code == 201 and again.headers["etag"] == tag(6)
         history = (await client.get(f"{url}/versions")).json()

@@ -119,6 +119,30 @@ async def test_etag_of_a_deleted_target_does_not_match_one_created_after_it(sess
         assert (await client.delete(url, headers={"If-Match": changed.headers["etag"]})).status_code == 204
 
 
+async def test_a_listed_current_etag_holds_after_a_deleted_targets(sessions):
+    """If-Match lists ETags (RFC 9110 13.1.1), on one field line or several (5.3): the current one
+    holds when listed after a deleted target's (on SQLite the same id and revision, another
+    generation) and nothing else in the list matches."""
+    name = f"target-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        old = await client.post("/v1/writeback/targets", json=target(name))
+        old_etag = old.headers["etag"]
+        old_url = f"/v1/writeback/targets/{old.json()['id']}"
+        assert (await client.delete(old_url, headers={"If-Match": old_etag})).status_code == 204
+        new = await client.post("/v1/writeback/targets", json=target(name))
+        url, current = f"/v1/writeback/targets/{new.json()['id']}", new.headers["etag"]
+        gen = generation_of(current)
+        listed = await client.put(
+            url, json=target(name, enabled=False), headers={"If-Match": f"{old_etag}, {current}"}
+        )
+        assert listed.status_code == 200, listed.text
+        assert listed.headers["etag"] == tag(new.json()["id"], 2, gen)
+        stale = await client.put(url, json=target(name), headers={"If-Match": f"{old_etag}, {current}"})
+        assert is_problem(stale, 412) and stale.headers["etag"] == listed.headers["etag"]
+        lines = [("If-Match", old_etag), ("If-Match", listed.headers["etag"])]
+        assert (await client.delete(url, headers=lines)).status_code == 204
+
+
 async def test_changes_are_audited_by_key_name_without_the_secret(sessions):
     name, new_secret, start = f"target-{new_id()[:8]}", f"rotated-{new_id()}", utc_now()
     async with await client_for(sessions) as client:

@@ -71,6 +71,81 @@ def test_check_expected() -> None:
         check_expected(NO_MATCH, 3, 'W/"ruleset-3"')
 
 
+@pytest.mark.parametrize(
+    ("if_match", "holds"),
+    [
+        ('W/"ruleset-2", W/"ruleset-3"', True),  # any listed ETag may match (RFC 9110 13.1.1)
+        ('W/"ruleset-3", W/"ruleset-2"', True),
+        ('W/"team-a-3",W/"ruleset-1" ,  "ruleset-3"', True),
+        (', W/"ruleset-1",, W/"ruleset-3" ,', True),  # empty list elements are allowed
+        ('W/"ruleset-1", W/"ruleset-2"', False),
+        ("*", True),
+        (" * ", True),
+        ('W/"ruleset-1", *', False),  # "*" is the whole value or nothing: malformed, no match
+        ('*, W/"ruleset-1"', False),
+        ('*, W/"ruleset-3"', False),
+        ('W/"ruleset-3', False),  # unterminated
+        ("ruleset-3", False),  # unquoted
+        ('W/"ruleset-3" W/"ruleset-3"', False),  # no comma between them
+        ('W/"ruleset-3", garbage', False),
+        ('"', False),
+        (",", False),
+        ('"ruleset-99999999999999999999999"', False),
+    ],
+)
+def test_if_match_lists(if_match: str, holds: bool) -> None:
+    """Rule sets (and SLA configurations): plain revision ETags, listed."""
+    expected = expected_revision(if_match, "ruleset")
+    if holds:
+        check_expected(expected, 3, 'W/"ruleset-3"')
+    else:
+        with pytest.raises(Stale) as stale:
+            check_expected(expected, 3, 'W/"ruleset-3"')
+        assert not isinstance(stale.value, PreconditionRequired)
+        assert stale.value.current_etag == 'W/"ruleset-3"'
+
+
+GEN, OLD = "5f1c09e2a4b7d3c8", "0b7e41d29c3a8f56"  # the current row's generation; a deleted one's
+
+
+@pytest.mark.parametrize(
+    ("if_match", "holds"),
+    [
+        # Only a later tag of the list is current: a stale revision, then the deleted row's.
+        (f'W/"team-a-2.{GEN}", W/"team-a-3.{OLD}", W/"team-a-3.{GEN}"', True),
+        (f'W/"team-a-3.{GEN}", W/"team-a-2.{GEN}"', True),
+        (f'W/"ruleset-3", "team-a-3.{GEN}"', True),
+        (f'W/"team-a-2.{GEN}", W/"team-a-3.{OLD}"', False),  # revision or generation wrong in each
+        ('W/"team-a-2", W/"team-a-3"', False),  # from before generations: no generation, no match
+        ("*", True),
+        (f'*, W/"team-a-3.{GEN}"', False),  # malformed: "*" inside a list
+        (f'W/"team-a-3.{GEN}" W/"team-a-3.{GEN}"', False),  # no comma
+        (f'W/"team-a-3.{GEN}', False),  # unterminated
+        (f"team-a-3.{GEN}", False),  # unquoted
+    ],
+)
+def test_if_match_lists_with_generations(if_match: str, holds: bool) -> None:
+    """Teams, write-back targets and sources: ETags with a generation, listed."""
+    expected = expected_version(if_match, "team-a")
+    current = f'W/"team-a-3.{GEN}"'
+    if holds:
+        check_expected(expected, 3, current, GEN)
+    else:
+        with pytest.raises(Stale) as stale:
+            check_expected(expected, 3, current, GEN)
+        assert not isinstance(stale.value, PreconditionRequired)
+        assert stale.value.current_etag == current
+
+
+def test_if_match_list_values() -> None:
+    assert expected_revision('W/"ruleset-2", W/"ruleset-3"', "ruleset") == frozenset({2, 3})
+    assert expected_revision('W/"ruleset-3", W/"ruleset-3"', "ruleset") == 3
+    assert expected_version(f'W/"team-a-2.{GEN}", W/"team-a-3.{OLD}"', "team-a") == frozenset(
+        {Seen(2, GEN), Seen(3, OLD)}
+    )
+    assert expected_version('*, W/"x-1"', "x") == NO_MATCH
+
+
 def test_merge_patch_follows_rfc_7396() -> None:
     target = {"a": "b", "c": {"d": "e", "f": "g"}, "keep": 1}
     assert merge_patch(target, {"a": "z", "c": {"f": None}}) == {"a": "z", "c": {"d": "e"}, "keep": 1}
