@@ -52,7 +52,7 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.deliveries import Claim, claim_delivery, key_reused
@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX_OWNER = "intake"
 RELAY_BATCH = 500
+# Also at most this many bytes of events at once (read, and sent before their acknowledgements): 500
+# events near their limit (services/intake/publishable.py) are ~470 MB, above intake's memory limit.
+RELAY_BATCH_BYTES = 32 * 1024 * 1024
 RELAY_MIN_GAP_S = 0.05
 # How long a request that finds rows in the outbox, with the broker answering, waits for the relay to
 # empty it before parking (see ``EventPublisher._may_send``).
@@ -400,15 +403,29 @@ class EventPublisher:
         sent = 0
         while True:
             async with self.sessions() as session:
+                sizes = (
+                    await session.execute(
+                        select(OutboxMessage.id, func.length(OutboxMessage.value))
+                        .where(OutboxMessage.owner == self.owner)
+                        .order_by(OutboxMessage.id)
+                        .limit(RELAY_BATCH)
+                    )
+                ).all()
+                ids: list[int] = []
+                total = 0
+                for row_id, size in sizes:  # the first rows, up to RELAY_BATCH_BYTES (at least one)
+                    total += size or 0
+                    if ids and total > RELAY_BATCH_BYTES:
+                        break
+                    ids.append(row_id)
                 rows = list(
                     (
                         await session.scalars(
-                            select(OutboxMessage)
-                            .where(OutboxMessage.owner == self.owner)
-                            .order_by(OutboxMessage.id)
-                            .limit(RELAY_BATCH)
+                            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
                         )
                     ).all()
+                    if ids
+                    else []
                 )
             if not rows:
                 return sent

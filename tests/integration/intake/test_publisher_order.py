@@ -216,3 +216,51 @@ async def test_a_steady_stream_goes_back_to_the_broker_once_the_outbox_drained(
     last_second = outcomes[-250:]
     assert last_second.count(Delivery.PUBLISHED) > 240, last_second.count(Delivery.QUEUED)
     assert broker.sequence(f"ord:{unique}-blip") == list(range(20))
+
+
+async def test_the_relay_holds_a_bounded_amount_of_events_however_large_they_are(
+    make_publisher: Callable[[ScriptedProducer], EventPublisher],
+    sessions: async_sessionmaker[AsyncSession],
+    unique: str,
+) -> None:
+    """The relay read 500 rows at a time and sent them all before the first acknowledgement:
+    with events near their limit of 960 KiB (a long description in three-byte characters is
+    ~600 kB), ~470 MB in rows and as much again in the producer, above intake's memory limit (512
+    MiB, deploy/k8s): killed while draining, it would start over with the same rows. What it
+    reads and has in flight at once is bounded in bytes, and the outbox still drains in order."""
+    broker = Broker()
+    in_flight = [0, 0]  # bytes sent and not yet answered; the most at any time
+
+    def answer(envelope: EventEnvelope) -> Answer:
+        return 0.001, None
+
+    producer = ScriptedProducer(broker, answer)
+    send = producer.send
+
+    async def counted(topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        future = await send(topic, value, key)
+        in_flight[0] += len(value)
+        in_flight[1] = max(in_flight)
+
+        def answered(_: object) -> None:
+            in_flight[0] -= len(value)
+
+        future.add_done_callback(answered)
+        return future
+
+    producer.send = counted  # type: ignore[method-assign]
+    publisher = make_publisher(producer)
+    padding = "語" * 200_000  # ~600 kB as an event
+    async with sessions() as session, session.begin():
+        for n in range(100):  # 60 MB: tickets 0-79, the first 20 of them twice, in order
+            snapshot = TicketSnapshot(
+                external_id=f"{unique}-{n % 80}", subject="s", description=padding, custom_fields={"seq": n}
+            )
+            event = ticket_event(EventType.TICKET_UPDATED, "ord", snapshot, event_id=uuid.uuid4())
+            session.add(outbox_row(publisher.owner, "t", event))
+    for _ in range(10):
+        await publisher.relay_once()
+    assert await outbox_left(sessions, publisher.owner) == []
+    assert in_flight[1] <= 32 * 1024 * 1024, in_flight[1]
+    for t in range(20):
+        assert broker.sequence(f"ord:{unique}-{t}") == [t, t + 80]
