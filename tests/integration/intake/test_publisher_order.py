@@ -264,3 +264,29 @@ async def test_the_relay_holds_a_bounded_amount_of_events_however_large_they_are
     assert in_flight[1] <= 32 * 1024 * 1024, in_flight[1]
     for t in range(20):
         assert broker.sequence(f"ord:{unique}-{t}") == [t, t + 80]
+
+
+async def test_a_late_delivery_deletes_only_its_own_row_when_another_replica_relayed_it(
+    make_publisher: Callable[[ScriptedProducer], EventPublisher],
+    sessions: async_sessionmaker[AsyncSession],
+    unique: str,
+) -> None:
+    """X's send times out and X parks the event, its send in limbo; Y's relay publishes the row and
+    deletes it. On SQLite a row id was the largest id left plus one, so the next park took the
+    deleted row's id, and X, learning that its late send was delivered, deleted that row by id: a
+    ticket answered 202 queued, never published. Row ids are never used twice."""
+    broker = Broker()
+    x = make_publisher(ScriptedProducer(broker, lambda e: (0.3, None)))  # past X's timeout of 0.2 s
+    y_producer = ScriptedProducer(broker, lambda e: (0.001, None))
+    y = make_publisher(y_producer)
+    assert (await x.accept([update(f"{unique}-a", 1, f"{unique}-a")])).delivery is Delivery.QUEUED
+    assert x._limbo  # its send is still unanswered
+    await y.relay_once()  # Y publishes X's row and deletes it
+    assert await outbox_left(sessions, x.owner) == []
+    y_producer.refuse = ConnectionError("Y cannot reach the broker")
+    assert (await y.accept([update(f"{unique}-b", 1, f"{unique}-b")])).delivery is Delivery.QUEUED
+    await x.relay_once()  # X's late send was delivered: X deletes its row, and only its row
+    y_producer.refuse = None
+    for _ in range(3):
+        await y.relay_once()
+    assert broker.sequence(f"ord:{unique}-b") == [1]
