@@ -43,7 +43,9 @@ class OutboxMessage(Base):
     """A message to publish, stored in the same transaction as the state that produced it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_owner_id", "owner", "id"),)
+    # AUTOINCREMENT on SQLite: ids are never used twice (rows are deleted by id once published;
+    # migrations/versions/0014_outbox_ids_never_reused.py).
+    __table_args__ = (Index("ix_outbox_owner_id", "owner", "id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(50))

@@ -151,15 +151,16 @@ async def submit_ticket(request: Request) -> Response:
     ticket = await _ticket(request)
     event_type = EventType.TICKET_CREATED if ticket.status == "new" else EventType.TICKET_STATUS_CHANGED
     dedupe = (ticket.source, IDEMPOTENCY_PREFIX + idempotency_key) if idempotency_key else None
-    # With a key, the event id derives from it, so even a republished retry is one event downstream.
-    event_id = derived_event_id(dedupe[0], dedupe[1], "0") if dedupe else None
+    digest = _digest(ticket) if dedupe else None
+    # With a key, the event id derives from it and the request, so even a republished retry is one
+    # event downstream, and a key reused with another ticket once the ledger has pruned it (then no
+    # longer refused) is a new event, not one the router, which keeps event ids longer, would skip.
+    event_id = derived_event_id(dedupe[0], dedupe[1], digest) if dedupe and digest else None
     envelope = ticket_event(event_type, ticket.source, ticket.snapshot(), event_id=event_id)
     refuse_unpublishable([envelope])
     publisher: EventPublisher = request.app.state.publisher
     try:
-        outcome = await publisher.accept(
-            [envelope], dedupe=dedupe, request_digest=_digest(ticket) if dedupe else None
-        )
+        outcome = await publisher.accept([envelope], dedupe=dedupe, request_digest=digest)
     except KeyReused as exc:
         raise invalid(
             ("header", IDEMPOTENCY_HEADER),

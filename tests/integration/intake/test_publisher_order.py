@@ -5,6 +5,7 @@ on the real database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -177,3 +178,115 @@ async def test_a_duplicate_answer_is_held_like_the_park_it_found_so_the_next_upd
         await x.relay_once()
     # B went through Y's gate after A's park was visible: parked behind A, not published ahead.
     assert broker.sequence(f"ord:{unique}") == [1, 2]
+
+
+async def test_a_steady_stream_goes_back_to_the_broker_once_the_outbox_drained(
+    make_publisher: Callable[[ScriptedProducer], EventPublisher], unique: str
+) -> None:
+    """After a blip, requests that kept coming at a steady rate (250 a second) found the outbox
+    holding the rows parked a moment before and parked too: the outbox was never empty at a gate
+    read again, so intake stayed on the outbox path (each ticket held, written and relayed, /readyz
+    degraded) for as long as the traffic lasted. With the broker back, the stream is published
+    directly again once the relay has caught up."""
+    broker = Broker()
+    producer = ScriptedProducer(broker, lambda e: (0.002, None))
+    publisher = make_publisher(producer)
+    await publisher.gate.outbox_empty()  # connections opened before the scenario
+    relay = asyncio.create_task(publisher.relay_forever(0.2))
+    outcomes: list[Delivery | None] = []
+
+    async def one(n: int) -> None:
+        outcomes.append((await publisher.accept([update(f"{unique}-{n}", 0, f"{unique}-{n}")])).delivery)
+
+    try:
+        producer.refuse = ConnectionError("broker away")
+        for n in range(20):  # the blip: parked
+            outcome = await publisher.accept([update(f"{unique}-blip", n, f"blip-{n}")])
+            assert outcome.delivery is Delivery.QUEUED
+        producer.refuse = None
+        sending: list[asyncio.Task[None]] = []
+        for n in range(750):  # ~250 tickets a second for 3 s
+            sending.append(asyncio.create_task(one(n)))
+            await asyncio.sleep(0.004)
+        await asyncio.gather(*sending)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+    last_second = outcomes[-250:]
+    assert last_second.count(Delivery.PUBLISHED) > 240, last_second.count(Delivery.QUEUED)
+    assert broker.sequence(f"ord:{unique}-blip") == list(range(20))
+
+
+async def test_the_relay_holds_a_bounded_amount_of_events_however_large_they_are(
+    make_publisher: Callable[[ScriptedProducer], EventPublisher],
+    sessions: async_sessionmaker[AsyncSession],
+    unique: str,
+) -> None:
+    """The relay read 500 rows at a time and sent them all before the first acknowledgement:
+    with events near their limit of 960 KiB (a long description in three-byte characters is
+    ~600 kB), ~470 MB in rows and as much again in the producer, above intake's memory limit (512
+    MiB, deploy/k8s): killed while draining, it would start over with the same rows. What it
+    reads and has in flight at once is bounded in bytes, and the outbox still drains in order."""
+    broker = Broker()
+    in_flight = [0, 0]  # bytes sent and not yet answered; the most at any time
+
+    def answer(envelope: EventEnvelope) -> Answer:
+        return 0.001, None
+
+    producer = ScriptedProducer(broker, answer)
+    send = producer.send
+
+    async def counted(topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        future = await send(topic, value, key)
+        in_flight[0] += len(value)
+        in_flight[1] = max(in_flight)
+
+        def answered(_: object) -> None:
+            in_flight[0] -= len(value)
+
+        future.add_done_callback(answered)
+        return future
+
+    producer.send = counted  # type: ignore[method-assign]
+    publisher = make_publisher(producer)
+    padding = "語" * 200_000  # ~600 kB as an event
+    async with sessions() as session, session.begin():
+        for n in range(100):  # 60 MB: tickets 0-79, the first 20 of them twice, in order
+            snapshot = TicketSnapshot(
+                external_id=f"{unique}-{n % 80}", subject="s", description=padding, custom_fields={"seq": n}
+            )
+            event = ticket_event(EventType.TICKET_UPDATED, "ord", snapshot, event_id=uuid.uuid4())
+            session.add(outbox_row(publisher.owner, "t", event))
+    for _ in range(10):
+        await publisher.relay_once()
+    assert await outbox_left(sessions, publisher.owner) == []
+    assert in_flight[1] <= 32 * 1024 * 1024, in_flight[1]
+    for t in range(20):
+        assert broker.sequence(f"ord:{unique}-{t}") == [t, t + 80]
+
+
+async def test_a_late_delivery_deletes_only_its_own_row_when_another_replica_relayed_it(
+    make_publisher: Callable[[ScriptedProducer], EventPublisher],
+    sessions: async_sessionmaker[AsyncSession],
+    unique: str,
+) -> None:
+    """X's send times out and X parks the event, its send in limbo; Y's relay publishes the row and
+    deletes it. On SQLite a row id was the largest id left plus one, so the next park took the
+    deleted row's id, and X, learning that its late send was delivered, deleted that row by id: a
+    ticket answered 202 queued, never published. Row ids are never used twice."""
+    broker = Broker()
+    x = make_publisher(ScriptedProducer(broker, lambda e: (0.3, None)))  # past X's timeout of 0.2 s
+    y_producer = ScriptedProducer(broker, lambda e: (0.001, None))
+    y = make_publisher(y_producer)
+    assert (await x.accept([update(f"{unique}-a", 1, f"{unique}-a")])).delivery is Delivery.QUEUED
+    assert x._limbo  # its send is still unanswered
+    await y.relay_once()  # Y publishes X's row and deletes it
+    assert await outbox_left(sessions, x.owner) == []
+    y_producer.refuse = ConnectionError("Y cannot reach the broker")
+    assert (await y.accept([update(f"{unique}-b", 1, f"{unique}-b")])).delivery is Delivery.QUEUED
+    await x.relay_once()  # X's late send was delivered: X deletes its row, and only its row
+    y_producer.refuse = None
+    for _ in range(3):
+        await y.relay_once()
+    assert broker.sequence(f"ord:{unique}-b") == [1]

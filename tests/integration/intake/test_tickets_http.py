@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from datetime import timedelta
 
 import orjson
 from sqlalchemy import func, select
 
+from services.intake.deliveries import prune_deliveries
 from services.intake.models import WebhookDelivery
 from services.intake.publisher import EventPublisher
 from services.intake.tickets.endpoints import _digest
 from services.intake.tickets.schemas import TicketIn
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_row
-from shared.events import EventType, ticket_event
+from shared.events import EventType, ticket_event, utc_now
 from tests.integration.intake.helpers import Intake, read_topic
 
 PROBLEM = "application/problem+json"
@@ -134,6 +136,34 @@ async def test_a_key_reused_with_another_ticket_is_refused(intake: Intake) -> No
         "/v1/tickets", headers=headers, json={"external_id": "idem-2", "subject": "something else"}
     )
     assert legacy.status_code == 200 and legacy.json()["duplicate"] is True
+
+
+async def test_a_key_reused_after_its_record_was_pruned_is_a_new_event(intake: Intake) -> None:
+    """Once the ledger pruned a key (``INTAKE_DELIVERY_RETENTION_DAYS``), a reuse with another ticket
+    is no longer refused: it is accepted, and must not carry the first request's event id, which the
+    router keeps longer (``ROUTER_DEDUP_RETENTION_DAYS``) and would skip as a redelivery, losing a
+    ticket answered 202. A retry of the first request itself still has the first event id."""
+    key = f"k-{uuid.uuid4().hex}"
+    headers = {**intake.intake, "Idempotency-Key": key}
+    first = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "pruned-1"})
+    assert first.status_code == 202, first.text
+    publisher: EventPublisher = intake.app.state.publisher
+    async with publisher.sessions() as session:
+        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        assert row is not None
+        row.received_at = utc_now() - timedelta(days=8)
+        await session.commit()
+    assert await prune_deliveries(publisher.sessions, timedelta(days=7)) >= 1
+    other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "pruned-2"})
+    assert other.status_code == 202, other.text
+    assert other.json()["event_id"] != first.json()["event_id"]
+    async with publisher.sessions() as session:
+        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        assert row is not None
+        await session.delete(row)
+        await session.commit()
+    retry = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "pruned-1"})
+    assert retry.status_code == 202 and retry.json()["event_id"] == first.json()["event_id"]
 
 
 async def test_what_the_pipeline_cannot_carry_is_refused_and_blocks_nothing(intake: Intake) -> None:
