@@ -28,8 +28,8 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
 
+from shared.db.base import convertible_to_utc
 from shared.db.storable import ESCAPED_NUL, replace_nul
 
 SCHEMA_VERSION = 1
@@ -62,13 +62,7 @@ def assume_utc(value: datetime) -> datetime:
 def utc_instant(value: datetime) -> datetime:
     """``assume_utc``, refusing a time whose UTC instant lies outside datetime's range (year 1 at
     +14:00, year 9999 at -14:00): a consumer storing it fails converting it, on every attempt."""
-    value = assume_utc(value)
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
-        raise PydanticCustomError("datetime_out_of_range", message) from None
-    return value
+    return convertible_to_utc(assume_utc(value))
 
 
 # A naive time compared with an aware one raises, which would make every later event of the
