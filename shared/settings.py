@@ -119,7 +119,7 @@ class ConsumerSettings(CommonSettings):
 
 class IntakeSettings(CommonSettings):
     intake_host: str = Field(default="127.0.0.1", description="Intake bind address.")
-    intake_port: int = Field(default=8000, description="Intake HTTP port.")
+    intake_port: int = Field(default=8000, ge=0, le=65535, description="Intake HTTP port.")
     intake_publish_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a request waits for the broker before the outbox."
     )
@@ -160,7 +160,7 @@ class RouterSettings(ConsumerSettings):
         ge=1024,
         description="Largest request body the router reads (413 beyond), before any key check.",
     )
-    router_port: int = Field(default=8001, description="Router HTTP port.")
+    router_port: int = Field(default=8001, ge=0, le=65535, description="Router HTTP port.")
     router_group_id: str = Field(default="router", description="Router consumer group.")
     router_default_team: str | None = Field(
         default=None,
@@ -271,7 +271,7 @@ class RouterSettings(ConsumerSettings):
 
 class MetricsSettings(ConsumerSettings):
     metrics_host: str = Field(default="127.0.0.1", description="Metrics bind address.")
-    metrics_port: int = Field(default=8002, description="Metrics HTTP port.")
+    metrics_port: int = Field(default=8002, ge=0, le=65535, description="Metrics HTTP port.")
     # Its checkpoint rows are named "<group>:<partition>" in a column of 100 characters.
     metrics_group_id: str = Field(
         default="metrics", min_length=1, max_length=90, description="Metrics consumer group."

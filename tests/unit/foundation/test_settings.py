@@ -38,6 +38,13 @@ def test_a_metrics_group_id_leaves_room_for_its_checkpoint_names() -> None:
     assert MetricsSettings(metrics_group_id="m" * 90).metrics_group_id == "m" * 90
 
 
+@pytest.mark.parametrize("port", [-1, 65536, 70000])
+def test_a_port_no_socket_can_have_is_refused_naming_it(port: int) -> None:
+    with pytest.raises(ValidationError) as caught:
+        MetricsSettings(metrics_port=port)
+    assert caught.value.errors()[0]["loc"] == ("metrics_port",)
+
+
 def test_good_values_are_read() -> None:
     settings = RouterSettings(
         router_priority_matrix='{"1": {"1": "P1"}}', router_load_counted_statuses="new, open ,pending"
