@@ -54,8 +54,9 @@ DELIVERIES = Counter(
     "router_writeback_deliveries_total", "Write-back delivery attempts, by outcome", ["outcome"]
 )
 # Answers retrying cannot change: the request or the ticket is wrong (a GitHub label already gone,
-# a 404 its connector expects, is ``also_done``). 401/403, 408, 409, 425 may pass on a retry.
-FINAL = frozenset({400, 404, 410, 422})
+# a 404 its connector expects, is ``also_done``), or the endpoint does not take its method, size or
+# media type (405, 413, 415). 401/403, 408, 409, 425 may pass on a retry.
+FINAL = frozenset({400, 404, 405, 410, 413, 415, 422})
 # Redirects are not followed (another origin would not get the token; a 301 turns a POST into a
 # GET): a permanent one means the target's url is to be fixed, which no retry does.
 MOVED = frozenset({301, 308})

@@ -207,7 +207,7 @@ async def test_githubs_403_rate_limit_waits_for_the_reset(rig, headers, waited):
         assert (row.attempts, row.next_attempt_at) == (0, start + waited)
 
 
-@pytest.mark.parametrize("status", [400, 404, 410, 422])
+@pytest.mark.parametrize("status", [400, 404, 405, 410, 413, 415, 422])
 async def test_a_final_4xx_fails_at_once_and_lets_the_tickets_next_delivery_go(rig, sessions, status):
     target = await rig.target("zd")
     older = await rig.queue(target, "5")
