@@ -44,7 +44,10 @@ _CONVERSATION_STATES = {
 }
 # Intercom's only priority is a flag on conversations.
 _PRIORITIES = {"priority": Priority.P2, "not priority": Priority.P3}
-_AGENT_AUTHORS = frozenset({"admin", "bot", "team"})
+_AGENT_AUTHORS = frozenset({"admin", "bot", "team"})  # never the requester
+# A response counts toward first response when a person gave it: Fin's or an Operator's automatic
+# message (author type "bot"), a close message included, is no agent's answer.
+_RESPONDING_AUTHORS = frozenset({"admin", "team"})
 _STATUS_VERBS = ("state.updated", ".closed", ".opened", ".snoozed", ".unsnoozed")
 _STATUS_PARTS = frozenset({"close", "open", "snoozed"})  # parts that may carry a reply
 
@@ -162,7 +165,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "body": html_to_text(str(part["body"])),
             "author": opt_str(author.get("email") or author.get("name")),
             "public": part.get("part_type") not in ("note", "note_and_reopen"),
-            "from_agent": opt_str(author.get("type")) in _AGENT_AUTHORS,
+            "from_agent": opt_str(author.get("type")) in _RESPONDING_AUTHORS,
         }
     occurred_at = parse_datetime(data.get("created_at"), "/created_at") or fields["updated_at"] or now
     return [

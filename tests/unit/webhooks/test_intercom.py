@@ -202,3 +202,14 @@ def test_a_reply_made_with_the_close_is_in_the_event() -> None:
         True,
         True,
     )
+
+
+def test_a_bots_reply_is_no_agents_response() -> None:
+    """Fin's or an Operator's automatic message (author type bot), an automatic close included,
+    met the first-response target as if a person had answered."""
+    data = json.loads(fixture("intercom", "conversation.admin.closed.json"))
+    part = data["data"]["item"]["conversation_parts"]["conversation_parts"][0]
+    part["body"] = "<p>This conversation was closed automatically.</p>"
+    part["author"] = {"type": "bot", "id": "814860", "name": "Fin"}
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None and comment.public and not comment.from_agent
