@@ -104,12 +104,25 @@ class BacklogIngest:
         # Set to the consumer's view of its partitions by the app: a live shard with records it
         # has not applied yet keeps its events' time (see behind). None: never behind.
         self.partition_view: PartitionView | None = None
+        # Set to the consumer's assignment by the app. A consumer replaced after its loop failed
+        # was closed without a revocation: its shards are held until the new one's assignment,
+        # while their partitions may be another instance's. Held so, a shard is neither exported
+        # nor counted ready (two instances would add up its tickets). None: every shard is owned.
+        self.assignment: Callable[[], set[TopicPartition]] | None = None
 
     def row_name(self, partition: int) -> str:
         return f"{self.name}:{partition}"
 
     def states(self) -> list[BacklogState]:
-        return [shard.state for shard in list(self.shards.values())]
+        return [shard.state for _, shard in self._assigned()]
+
+    def _assigned(self) -> list[tuple[int, Shard]]:
+        """The shards of the partitions the consumer is assigned (see ``assignment``)."""
+        shards = list(self.shards.items())
+        if self.assignment is None:
+            return shards
+        partitions = {tp.partition for tp in self.assignment()}
+        return [(p, shard) for p, shard in shards if p in partitions]
 
     def behind(self, shard: Shard) -> bool:
         """Whether the consumer knows of records of the shard's partition that it has not applied.
@@ -149,7 +162,7 @@ class BacklogIngest:
         """Each owned shard's aggregates by partition, the caught-up ones as of now."""
         now = self.clock()
         out = []
-        for p, shard in sorted(list(self.shards.items()), key=lambda item: item[0]):
+        for p, shard in sorted(self._assigned(), key=lambda item: item[0]):
             with shard.state.lock:
                 if self._follow_wall_clock(shard):
                     shard.state.advance_clock(now)
@@ -369,7 +382,8 @@ class BacklogIngest:
             shard = self.shards.get(tp.partition)
             if shard is not None and tp.partition not in behind:
                 shard.live = True
-        return ready
+        # Shards held over a replaced consumer, not assigned (again) yet: not ours to serve.
+        return ready and set(self.shards) <= {tp.partition for tp in assignment}
 
 
 def _forget_checkpoint_gauges(partition: int) -> None:

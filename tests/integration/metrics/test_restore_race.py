@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.metrics.app import _caught_up
 from services.metrics.ingest.consumer import BacklogIngest, Shard
 from services.metrics.ingest.runner import ingest_runner
 from shared.events import EventType, TicketSnapshot, ticket_event
@@ -130,3 +131,46 @@ async def until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_shards_held_over_a_failed_loop_are_not_exported_while_the_new_consumer_joins(
+    settings_kwargs: dict[str, Any], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A consumer loop that fails is replaced without a revocation: its shards stay in hand until
+    the new consumer's assignment, while their partitions may already be another instance's.
+    Exported (or counted ready) meanwhile, two instances would add up the same tickets."""
+    settings = MetricsSettings(
+        **{**settings_kwargs, "topic_partitions": 2}, metrics_group_id=f"held-{uuid.uuid4().hex[:8]}"
+    )
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    ingest = BacklogIngest(sessions, name=settings.metrics_group_id)
+    runner = ingest_runner(settings, producer, ingest)
+    ready = _caught_up(runner, ingest)
+    await runner.start()
+    try:
+        await until(lambda: sorted(ingest.shards) == [0, 1] and ready(), timeout_s=60)
+        update_lag = runner.loop._update_lag
+
+        async def fail_once() -> None:
+            runner.loop._update_lag = update_lag  # type: ignore[method-assign]
+            raise RuntimeError("an error nobody foresaw")
+
+        runner.loop._update_lag = fail_once  # type: ignore[method-assign]
+        old = runner.consumer
+        await until(lambda: runner.consumer is not old)
+        seen_unassigned = False
+        while not (runner.consumer.assignment() and ready()):
+            assigned = {tp.partition for tp in runner.consumer.assignment()}
+            exported = {p for p, _ in ingest.snapshots()}
+            assert exported <= assigned, (exported, assigned)
+            if not assigned:
+                seen_unassigned = True
+                assert not ready()
+            await asyncio.sleep(0.01)
+        assert seen_unassigned
+        assert {p for p, _ in ingest.snapshots()} == {0, 1}
+    finally:
+        await runner.stop()
+        await producer.stop()
