@@ -141,16 +141,23 @@ def _caught_up_check(caught_up: Callable[[], bool]) -> Check:
 async def _checkpoint_and_tick(
     ingest: BacklogIngest, settings: MetricsSettings, caught_up: Callable[[], bool]
 ) -> None:
+    """Every ``metrics_clock_tick_s`` move the live shards' clocks, and every
+    ``metrics_checkpoint_interval_s`` checkpoint the shards that changed: each on its own period
+    (a checkpoint waits for no tick). A failed checkpoint is tried again an interval later."""
     loop = asyncio.get_running_loop()
-    last_checkpoint = loop.time()
+    next_tick = loop.time() + settings.metrics_clock_tick_s
+    next_checkpoint = loop.time() + settings.metrics_checkpoint_interval_s
     while True:
-        await asyncio.sleep(settings.metrics_clock_tick_s)
+        await asyncio.sleep(max(0.0, min(next_tick, next_checkpoint) - loop.time()))
+        now = loop.time()
         try:
-            caught_up()  # shards read to their end go live, even with no event since (quiet topics)
-            ingest.advance_clocks()
-            if loop.time() - last_checkpoint >= settings.metrics_checkpoint_interval_s:
+            if now >= next_tick:
+                next_tick = now + settings.metrics_clock_tick_s
+                caught_up()  # shards read to their end go live, even with no event since (quiet topics)
+                ingest.advance_clocks()
+            if now >= next_checkpoint:
+                next_checkpoint = now + settings.metrics_checkpoint_interval_s
                 await ingest.checkpoint()
-                last_checkpoint = loop.time()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

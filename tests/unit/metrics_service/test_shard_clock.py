@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any, cast
 
@@ -10,11 +12,12 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics.app import ShardsCollector
+from services.metrics.app import ShardsCollector, _checkpoint_and_tick
 from services.metrics.backlog import BacklogState
 from services.metrics.ingest.consumer import BacklogIngest, Shard
 from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
+from shared.settings import MetricsSettings
 from tests.unit.backlog.helpers import at, envelope, make_state, scrape
 
 H = 3600.0
@@ -138,3 +141,26 @@ async def test_a_ticket_event_read_ahead_of_the_routing_topic_does_not_move_a_re
         ("sla_breaches_total", (("kind", "resolution"), ("team", "billing")))
     ]
     assert breached == 0
+
+
+async def test_checkpoints_keep_their_interval_under_a_longer_clock_tick() -> None:
+    """METRICS_CHECKPOINT_INTERVAL_S is how often shards are checkpointed, whatever the clock's
+    tick: a checkpoint waited for the next tick (every 5 s by default), so an interval below it
+    (less to replay after a crash) was not kept, and a longer tick stretched every interval."""
+    checkpoints = 0
+
+    class Ingest:
+        def advance_clocks(self) -> None:
+            pass
+
+        async def checkpoint(self) -> None:
+            nonlocal checkpoints
+            checkpoints += 1
+
+    settings = MetricsSettings(metrics_clock_tick_s=60.0, metrics_checkpoint_interval_s=0.05)
+    task = asyncio.create_task(_checkpoint_and_tick(cast(Any, Ingest()), settings, lambda: True))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert 5 <= checkpoints <= 11
