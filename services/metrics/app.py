@@ -122,11 +122,15 @@ class ShardsCollector(BacklogCollector):
 
 def _caught_up(runner: ConsumerRunner, ingest: BacklogIngest) -> Callable[[], bool]:
     """Every assigned partition has its shard restored and was replayed to its end once since it
-    was assigned (a rebalance that brings new partitions makes the instance unready until then)."""
+    was assigned (a rebalance that brings new partitions makes the instance unready until then).
+    Not while the consumer (re)joins the group: a consumer replaced after a stuck rebalance has no
+    partitions until it is assigned some, and an empty assignment is caught up only when settled."""
 
     def caught_up() -> bool:
         loop = runner.loop
-        return loop.assigned_once and ingest.caught_up(runner.consumer.assignment(), loop.lag)
+        if not loop.assigned_once or loop.rebalance_started is not None:
+            return False
+        return ingest.caught_up(runner.consumer.assignment(), loop.lag)
 
     return caught_up
 

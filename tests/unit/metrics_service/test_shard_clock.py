@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -12,7 +13,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics.app import ShardsCollector, _checkpoint_and_tick
+from services.metrics.app import ShardsCollector, _caught_up, _checkpoint_and_tick
 from services.metrics.backlog import BacklogState
 from services.metrics.ingest.consumer import BacklogIngest, Shard
 from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
@@ -164,3 +165,16 @@ async def test_checkpoints_keep_their_interval_under_a_longer_clock_tick() -> No
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert 5 <= checkpoints <= 11
+
+
+def test_a_consumer_joining_the_group_again_is_not_caught_up() -> None:
+    """A consumer replaced after a stuck rebalance joins as a new member with no partitions yet
+    (the old one's shards were revoked): until it is assigned, the instance serves nothing, and
+    ``metrics_backlog_caught_up`` and /readyz must not say it is caught up."""
+    ingest = ingest_of(Clock(5 * H))
+    loop = SimpleNamespace(assigned_once=True, rebalance_started=None, lag={})
+    runner = cast(Any, SimpleNamespace(consumer=SimpleNamespace(assignment=set), loop=loop))
+    caught_up = _caught_up(runner, ingest)
+    assert caught_up()  # assigned nothing in a settled group (more instances than partitions)
+    loop.rebalance_started = 1.0  # the new consumer's run() began joining
+    assert not caught_up()
