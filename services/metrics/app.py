@@ -130,7 +130,9 @@ def _caught_up(runner: ConsumerRunner, ingest: BacklogIngest) -> Callable[[], bo
         loop = runner.loop
         if not loop.assigned_once or loop.rebalance_started is not None:
             return False
-        return ingest.caught_up(runner.consumer.assignment(), loop.lag)
+        assignment = runner.consumer.assignment()
+        ingest.drop_unassigned(assignment)  # settled: shards held over a replaced consumer go
+        return ingest.caught_up(assignment, loop.lag)
 
     return caught_up
 

@@ -362,6 +362,17 @@ class BacklogIngest:
         CHECKPOINT_BYTES.labels(str(shard.partition)).set(len(data))
         CHECKPOINT_TIME.labels(str(shard.partition)).set(time.time())
 
+    def drop_unassigned(self, assignment: set[TopicPartition]) -> None:
+        """Drop the shards of partitions not in ``assignment``, the consumer's settled one: shards
+        held over a consumer replaced without a revocation (see ``assignment``) whose new one was
+        assigned other partitions or none (``on_assign``, which drops them otherwise, is not
+        called for an empty assignment). Parked: reused if assigned again, as after a revocation."""
+        partitions = {tp.partition for tp in assignment}
+        for p in [p for p in self.shards if p not in partitions]:
+            self._parked[p] = self.shards.pop(p)
+            _forget_checkpoint_gauges(p)
+        SHARDS.set(len(self.shards))
+
     # ---------------------------------------------------------------- readiness
     def caught_up(self, assignment: set[TopicPartition], lag: dict[TopicPartition, int]) -> bool:
         """Every assigned partition has a restored shard and was read to its end once since;
