@@ -318,21 +318,23 @@ class BacklogIngest:
                 continue
             applied = 0
             with shard.state.lock:  # state and offsets move together (see checkpoint)
-                for event in events:
-                    key = _tp_key(event.topic, event.partition)
-                    if event.offset < shard.next_offsets.get(key, 0):
-                        continue  # already in the state (a redelivery): counting it twice would drift
-                    # The event's instant, never past now (the contract's times are aware), nor
-                    # past when we produced it: a ticket event's occurred_at is the source's clock,
-                    # and one running ahead would move the shard's clock past deadlines the events
-                    # after it meet. Live shards too: the events of a batch were all written
-                    # before it was read, so a deadline between two of them passes between them.
-                    envelope = event.envelope
-                    shard.state.apply(envelope, min(envelope.occurred_at, envelope.produced_at, now))
-                    shard.next_offsets[key] = event.offset + 1
-                    shard.topics.add(event.topic)
-                    applied += 1
-                shard.pending += applied
+                try:
+                    for event in events:
+                        key = _tp_key(event.topic, event.partition)
+                        if event.offset < shard.next_offsets.get(key, 0):
+                            continue  # already in the state (a redelivery): counting it twice would drift
+                        # The event's instant, never past now (the contract's times are aware), nor
+                        # past when we produced it: a ticket event's occurred_at is the source's clock,
+                        # and one running ahead would move the shard's clock past deadlines the events
+                        # after it meet. Live shards too: the events of a batch were all written
+                        # before it was read, so a deadline between two of them passes between them.
+                        envelope = event.envelope
+                        shard.state.apply(envelope, min(envelope.occurred_at, envelope.produced_at, now))
+                        shard.next_offsets[key] = event.offset + 1
+                        shard.topics.add(event.topic)
+                        applied += 1
+                finally:  # an event that fails leaves those before it applied: to checkpoint
+                    shard.pending += applied
                 if self._follow_wall_clock(shard):
                     shard.state.advance_clock(now)  # the batch left nothing unread: back to now
 

@@ -194,3 +194,24 @@ async def test_shards_held_over_a_replaced_consumer_assigned_nothing_are_dropped
     caught_up = _caught_up(runner, ingest)
     assert caught_up()  # settled with nothing to serve: ready, not held unready for good
     assert ingest.shards == {} and ingest.snapshots() == []  # nor exported, checkpointed, kept
+
+
+async def test_events_applied_before_one_that_fails_are_checkpointed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    name = f"partial-{uuid.uuid4().hex[:8]}"
+    ingest = BacklogIngest(sessions, name=name, clock=lambda: T0 + timedelta(hours=1))
+    await ingest.on_assign({TopicPartition("routing", 0)})
+    events = routed_then_resolved(2)
+    await ingest(events[:1])
+    await ingest.checkpoint()
+    # The batch's second event cannot be applied: the loop retries it, then dead-letters it. The
+    # first is in the state; the next checkpoint must say so (or a restart reads the bad one again).
+    bad = routing(EventType.TICKET_ROUTED, state("z:9", 1, "open"), T0, 2)
+    bad.envelope.payload["state"]["created_at"] = [1, 2]
+    with pytest.raises(ValidationError):
+        await ingest([events[1], bad])
+    await ingest.checkpoint()
+    async with sessions() as session:
+        row = await session.get(MetricsCheckpoint, f"{name}:0")
+    assert row is not None and row.offsets == {"routing:0": 2}
