@@ -130,11 +130,17 @@ class ShardsCollector(BacklogCollector):
 
 def _caught_up(runner: ConsumerRunner, ingest: BacklogIngest) -> Callable[[], bool]:
     """Every assigned partition has its shard restored and was replayed to its end once since it
-    was assigned (a rebalance that brings new partitions makes the instance unready until then)."""
+    was assigned (a rebalance that brings new partitions makes the instance unready until then).
+    Not while the consumer (re)joins the group: a consumer replaced after a stuck rebalance has no
+    partitions until it is assigned some, and an empty assignment is caught up only when settled."""
 
     def caught_up() -> bool:
         loop = runner.loop
-        return loop.assigned_once and ingest.caught_up(runner.consumer.assignment(), loop.lag)
+        if not loop.assigned_once or loop.rebalance_started is not None:
+            return False
+        assignment = runner.consumer.assignment()
+        ingest.drop_unassigned(assignment)  # settled: shards held over a replaced consumer go
+        return ingest.caught_up(assignment, loop.lag)
 
     return caught_up
 
@@ -149,16 +155,23 @@ def _caught_up_check(caught_up: Callable[[], bool]) -> Check:
 async def _checkpoint_and_tick(
     ingest: BacklogIngest, settings: MetricsSettings, caught_up: Callable[[], bool]
 ) -> None:
+    """Every ``metrics_clock_tick_s`` move the live shards' clocks, and every
+    ``metrics_checkpoint_interval_s`` checkpoint the shards that changed: each on its own period
+    (a checkpoint waits for no tick). A failed checkpoint is tried again an interval later."""
     loop = asyncio.get_running_loop()
-    last_checkpoint = loop.time()
+    next_tick = loop.time() + settings.metrics_clock_tick_s
+    next_checkpoint = loop.time() + settings.metrics_checkpoint_interval_s
     while True:
-        await asyncio.sleep(settings.metrics_clock_tick_s)
+        await asyncio.sleep(max(0.0, min(next_tick, next_checkpoint) - loop.time()))
+        now = loop.time()
         try:
-            caught_up()  # shards read to their end go live, even with no event since (quiet topics)
-            ingest.advance_clocks()
-            if loop.time() - last_checkpoint >= settings.metrics_checkpoint_interval_s:
+            if now >= next_tick:
+                next_tick = now + settings.metrics_clock_tick_s
+                caught_up()  # shards read to their end go live, even with no event since (quiet topics)
+                ingest.advance_clocks()
+            if now >= next_checkpoint:
+                next_checkpoint = now + settings.metrics_checkpoint_interval_s
                 await ingest.checkpoint()
-                last_checkpoint = loop.time()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -118,6 +118,10 @@ class _Rebalance(ConsumerRebalanceListener):
                 # A batch of tp fetched while ``on_assign`` ran (from the committed offset) must
                 # not be handled now: it would move a restored state past its checkpoint.
                 self.loop.seeks[tp] = self.loop.seeks.get(tp, 0) + 1
+                # A lag the loop measured while ``on_assign`` ran is from the committed offset,
+                # not from where it was sought: a 0 there would pass a restored shard as caught
+                # up before its replay. Unknown until the next update.
+                self.loop.drop_lag(tp)
         finally:
             self.loop.assigning.set()
 

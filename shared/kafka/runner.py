@@ -140,6 +140,9 @@ class ConsumerRunner:
             extra={"group": self.loop.group_id, "seconds": round(self.loop.rebalancing_for(), 1)},
         )
         CONSUMER_RESTARTS.labels(self.loop.group_id).inc()
+        # A new member joins from now: until it is assigned, readers of the loop (the metrics
+        # service's readiness) must not take the closed consumer's empty assignment as settled.
+        self.loop.rebalance_started = time.monotonic()
         if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
             self.task.cancel()
             await _wait_ended(self.task)

@@ -104,12 +104,25 @@ class BacklogIngest:
         # Set to the consumer's view of its partitions by the app: a live shard with records it
         # has not applied yet keeps its events' time (see behind). None: never behind.
         self.partition_view: PartitionView | None = None
+        # Set to the consumer's assignment by the app. A consumer replaced after its loop failed
+        # was closed without a revocation: its shards are held until the new one's assignment,
+        # while their partitions may be another instance's. Held so, a shard is neither exported
+        # nor counted ready (two instances would add up its tickets). None: every shard is owned.
+        self.assignment: Callable[[], set[TopicPartition]] | None = None
 
     def row_name(self, partition: int) -> str:
         return f"{self.name}:{partition}"
 
     def states(self) -> list[BacklogState]:
-        return [shard.state for shard in list(self.shards.values())]
+        return [shard.state for _, shard in self._assigned()]
+
+    def _assigned(self) -> list[tuple[int, Shard]]:
+        """The shards of the partitions the consumer is assigned (see ``assignment``)."""
+        shards = list(self.shards.items())
+        if self.assignment is None:
+            return shards
+        partitions = {tp.partition for tp in self.assignment()}
+        return [(p, shard) for p, shard in shards if p in partitions]
 
     def behind(self, shard: Shard) -> bool:
         """Whether the consumer knows of records of the shard's partition that it has not applied.
@@ -149,7 +162,7 @@ class BacklogIngest:
         """Each owned shard's aggregates by partition, the caught-up ones as of now."""
         now = self.clock()
         out = []
-        for p, shard in sorted(list(self.shards.items()), key=lambda item: item[0]):
+        for p, shard in sorted(self._assigned(), key=lambda item: item[0]):
             with shard.state.lock:
                 if self._follow_wall_clock(shard):
                     shard.state.advance_clock(now)
@@ -305,21 +318,23 @@ class BacklogIngest:
                 continue
             applied = 0
             with shard.state.lock:  # state and offsets move together (see checkpoint)
-                for event in events:
-                    key = _tp_key(event.topic, event.partition)
-                    if event.offset < shard.next_offsets.get(key, 0):
-                        continue  # already in the state (a redelivery): counting it twice would drift
-                    # The event's instant, never past now (the contract's times are aware), nor
-                    # past when we produced it: a ticket event's occurred_at is the source's clock,
-                    # and one running ahead would move the shard's clock past deadlines the events
-                    # after it meet. Live shards too: the events of a batch were all written
-                    # before it was read, so a deadline between two of them passes between them.
-                    envelope = event.envelope
-                    shard.state.apply(envelope, min(envelope.occurred_at, envelope.produced_at, now))
-                    shard.next_offsets[key] = event.offset + 1
-                    shard.topics.add(event.topic)
-                    applied += 1
-                shard.pending += applied
+                try:
+                    for event in events:
+                        key = _tp_key(event.topic, event.partition)
+                        if event.offset < shard.next_offsets.get(key, 0):
+                            continue  # already in the state (a redelivery): counting it twice would drift
+                        # The event's instant, never past now (the contract's times are aware), nor
+                        # past when we produced it: a ticket event's occurred_at is the source's clock,
+                        # and one running ahead would move the shard's clock past deadlines the events
+                        # after it meet. Live shards too: the events of a batch were all written
+                        # before it was read, so a deadline between two of them passes between them.
+                        envelope = event.envelope
+                        shard.state.apply(envelope, min(envelope.occurred_at, envelope.produced_at, now))
+                        shard.next_offsets[key] = event.offset + 1
+                        shard.topics.add(event.topic)
+                        applied += 1
+                finally:  # an event that fails leaves those before it applied: to checkpoint
+                    shard.pending += applied
                 if self._follow_wall_clock(shard):
                     shard.state.advance_clock(now)  # the batch left nothing unread: back to now
 
@@ -349,6 +364,17 @@ class BacklogIngest:
         CHECKPOINT_BYTES.labels(str(shard.partition)).set(len(data))
         CHECKPOINT_TIME.labels(str(shard.partition)).set(time.time())
 
+    def drop_unassigned(self, assignment: set[TopicPartition]) -> None:
+        """Drop the shards of partitions not in ``assignment``, the consumer's settled one: shards
+        held over a consumer replaced without a revocation (see ``assignment``) whose new one was
+        assigned other partitions or none (``on_assign``, which drops them otherwise, is not
+        called for an empty assignment). Parked: reused if assigned again, as after a revocation."""
+        partitions = {tp.partition for tp in assignment}
+        for p in [p for p in self.shards if p not in partitions]:
+            self._parked[p] = self.shards.pop(p)
+            _forget_checkpoint_gauges(p)
+        SHARDS.set(len(self.shards))
+
     # ---------------------------------------------------------------- readiness
     def caught_up(self, assignment: set[TopicPartition], lag: dict[TopicPartition, int]) -> bool:
         """Every assigned partition has a restored shard and was read to its end once since;
@@ -369,7 +395,8 @@ class BacklogIngest:
             shard = self.shards.get(tp.partition)
             if shard is not None and tp.partition not in behind:
                 shard.live = True
-        return ready
+        # Shards held over a replaced consumer, not assigned (again) yet: not ours to serve.
+        return ready and set(self.shards) <= {tp.partition for tp in assignment}
 
 
 def _forget_checkpoint_gauges(partition: int) -> None:

@@ -34,6 +34,7 @@ def ingest_runner(
     # Through the runner: a consumer replaced after a stuck rebalance is the one to ask.
     ingest.end_offsets = lambda partitions: runner.consumer.end_offsets(partitions)
     ingest.partition_view = lambda tp: partition_view(runner, tp)
+    ingest.assignment = lambda: runner.consumer.assignment()
     return runner
 
 

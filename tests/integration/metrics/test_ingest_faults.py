@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.metrics.app import _caught_up
 from services.metrics.backlog import BacklogState
 from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.models import MetricsCheckpoint
@@ -175,3 +178,40 @@ async def test_a_source_clock_running_ahead_does_not_move_a_replaying_shard_past
     await ingest([routed, ConsumedEvent(skewed, "tickets", 0, 0), resolved])
     snap = ingest.shards[0].state.snapshot()
     assert snap.teams["billing"].breaches == [0, 0]  # resolved in 5 minutes of a 2-hour target
+
+
+async def test_shards_held_over_a_replaced_consumer_assigned_nothing_are_dropped(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    name = f"held-{uuid.uuid4().hex[:8]}"
+    ingest = BacklogIngest(sessions, name=name, clock=lambda: T0 + timedelta(hours=1))
+    await ingest.on_assign({TopicPartition("routing", 0), TopicPartition("routing", 1)})
+    # The loop failed; its replacement joined a group that had no partition left for it (another
+    # instance took both): no on_assign comes for an empty assignment to drop the shards held.
+    loop = SimpleNamespace(assigned_once=True, rebalance_started=None, lag={})
+    runner = cast(Any, SimpleNamespace(consumer=SimpleNamespace(assignment=set), loop=loop))
+    ingest.assignment = runner.consumer.assignment  # as ingest_runner wires it
+    caught_up = _caught_up(runner, ingest)
+    assert caught_up()  # settled with nothing to serve: ready, not held unready for good
+    assert ingest.shards == {} and ingest.snapshots() == []  # nor exported, checkpointed, kept
+
+
+async def test_events_applied_before_one_that_fails_are_checkpointed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    name = f"partial-{uuid.uuid4().hex[:8]}"
+    ingest = BacklogIngest(sessions, name=name, clock=lambda: T0 + timedelta(hours=1))
+    await ingest.on_assign({TopicPartition("routing", 0)})
+    events = routed_then_resolved(2)
+    await ingest(events[:1])
+    await ingest.checkpoint()
+    # The batch's second event cannot be applied: the loop retries it, then dead-letters it. The
+    # first is in the state; the next checkpoint must say so (or a restart reads the bad one again).
+    bad = routing(EventType.TICKET_ROUTED, state("z:9", 1, "open"), T0, 2)
+    bad.envelope.payload["state"]["created_at"] = [1, 2]
+    with pytest.raises(ValidationError):
+        await ingest([events[1], bad])
+    await ingest.checkpoint()
+    async with sessions() as session:
+        row = await session.get(MetricsCheckpoint, f"{name}:0")
+    assert row is not None and row.offsets == {"routing:0": 2}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -10,11 +13,12 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics.app import ShardsCollector
+from services.metrics.app import ShardsCollector, _caught_up, _checkpoint_and_tick
 from services.metrics.backlog import BacklogState
 from services.metrics.ingest.consumer import BacklogIngest, Shard
 from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
+from shared.settings import MetricsSettings
 from tests.unit.backlog.helpers import at, envelope, make_state, scrape
 
 H = 3600.0
@@ -138,3 +142,39 @@ async def test_a_ticket_event_read_ahead_of_the_routing_topic_does_not_move_a_re
         ("sla_breaches_total", (("kind", "resolution"), ("team", "billing")))
     ]
     assert breached == 0
+
+
+async def test_checkpoints_keep_their_interval_under_a_longer_clock_tick() -> None:
+    """METRICS_CHECKPOINT_INTERVAL_S is how often shards are checkpointed, whatever the clock's
+    tick: a checkpoint waited for the next tick (every 5 s by default), so an interval below it
+    (less to replay after a crash) was not kept, and a longer tick stretched every interval."""
+    checkpoints = 0
+
+    class Ingest:
+        def advance_clocks(self) -> None:
+            pass
+
+        async def checkpoint(self) -> None:
+            nonlocal checkpoints
+            checkpoints += 1
+
+    settings = MetricsSettings(metrics_clock_tick_s=60.0, metrics_checkpoint_interval_s=0.05)
+    task = asyncio.create_task(_checkpoint_and_tick(cast(Any, Ingest()), settings, lambda: True))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert 5 <= checkpoints <= 11
+
+
+def test_a_consumer_joining_the_group_again_is_not_caught_up() -> None:
+    """A consumer replaced after a stuck rebalance joins as a new member with no partitions yet
+    (the old one's shards were revoked): until it is assigned, the instance serves nothing, and
+    ``metrics_backlog_caught_up`` and /readyz must not say it is caught up."""
+    ingest = ingest_of(Clock(5 * H))
+    loop = SimpleNamespace(assigned_once=True, rebalance_started=None, lag={})
+    runner = cast(Any, SimpleNamespace(consumer=SimpleNamespace(assignment=set), loop=loop))
+    caught_up = _caught_up(runner, ingest)
+    assert caught_up()  # assigned nothing in a settled group (more instances than partitions)
+    loop.rebalance_started = 1.0  # the new consumer's run() began joining
+    assert not caught_up()
