@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint migrate bench install clean help
+.PHONY: run test lint migrate bench docs install clean help
 
 help:
 	@echo "make run      start broker, migrations, demo seed and the three services (Ctrl-C stops)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint     ruff and mypy"
 	@echo "make migrate  apply the database migrations (DATABASE_URL)"
 	@echo "make bench    run the benchmarks; writes bench/results/latest.json"
+	@echo "make docs     regenerate the README's settings table from shared/settings.py"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
