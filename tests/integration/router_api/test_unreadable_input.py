@@ -73,6 +73,8 @@ async def test_a_lone_surrogate_in_an_sla_policy_is_refused(router_api: Router) 
                 headers={**router_api.editor, "Content-Type": "application/json"},
             )
             assert saved.status_code == 422, saved.text
+            [error] = saved.json()["errors"]  # the same document without the surrogate is saved
+            assert error["field"] == "/document/applies_when/value" and "surrogate" in error["message"]
             assert (await client.get("/v1/sla/policies", headers=router_api.viewer)).status_code == 200
         finally:
             async with router_api.app.state.sessions() as session, session.begin():
@@ -95,6 +97,8 @@ async def test_a_group_id_past_64_bits_is_refused(router_api: Router) -> None:
                 headers={**router_api.admin, "Content-Type": "application/json"},
             )
             assert created.status_code == 422, created.text
+            [error] = created.json()["errors"]  # the same target with group 7 is created
+            assert error["field"] == "/options" and "must fit in 64 bits" in error["message"]
             assert (await client.get("/v1/writeback/targets", headers=router_api.viewer)).status_code == 200
         finally:
             async with router_api.app.state.sessions() as session, session.begin():

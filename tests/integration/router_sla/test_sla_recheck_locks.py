@@ -77,7 +77,10 @@ async def test_a_policy_edit_and_a_routing_batch_do_not_deadlock(
         for session in (holder, admin, batch):
             await session.close()
     async with sessions() as session:
-        marked = await session.scalars(
-            select(RouterTicket.sla_next_due_at).where(RouterTicket.ticket_key.in_(keys))
+        marked = list(
+            await session.scalars(
+                select(RouterTicket.sla_next_due_at).where(RouterTicket.ticket_key.in_(keys))
+            )
         )
-        assert all(due is not None for due in marked)
+    # Every ticket on the policy is marked for a recheck (no rows at all would check nothing).
+    assert len(marked) == len(keys) and None not in marked, marked

@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 
 import orjson
+import pytest
 
 from services.metrics.backlog import BacklogConfig, BacklogState
 from services.metrics.backlog.checkpoint import MAGIC
@@ -175,10 +176,8 @@ def test_an_event_whose_application_failed_is_applied_when_redelivered(monkeypat
         apply_values(self, *values)  # type: ignore[arg-type]
 
     monkeypatch.setattr(BacklogState, "_apply_values", fail_once)
-    try:
-        state.apply(event, at(0))
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="a failure inside the application"):
+        state.apply(event, at(0))  # raised to the consumer, which retries the batch
     state.apply(event, at(0))  # the redelivery
     state.apply(event, at(0))  # and one more: counted once
     routed = scrape(state)[("tickets_routed_total", (("team", "billing"),))]

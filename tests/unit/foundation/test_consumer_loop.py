@@ -279,12 +279,20 @@ async def test_an_outage_before_a_failure_does_not_use_up_the_messages_attempts(
 
 async def test_poison_message_raised_by_the_handler_is_dead_lettered_once():
     consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
 
     async def handler(events):
+        nonlocal calls
+        calls += 1
         raise PoisonMessage("unknown source")
 
-    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    await run_until(make_loop(consumer, producer, handler, max_attempts=3), lambda: consumer.committed)
+    assert calls == 1  # a rejection is not tried again
+    assert [(topic, json.loads(value)["ticket_key"]) for topic, value, _ in producer.sent] == [
+        ("dlq", "api:1")
+    ]
     assert dict(producer.sent[0][2])["dlq.reason"].decode() == "rejected: PoisonMessage: unknown source"
+    assert consumer.committed == [{TP: 1}]
 
 
 async def test_stop_during_retries_commits_nothing():

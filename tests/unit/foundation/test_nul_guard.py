@@ -3,8 +3,6 @@ the character is."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from shared.db.storable import NUL_MESSAGE, SURROGATE_MESSAGE
@@ -38,10 +36,6 @@ def test_a_nul_is_found_where_it_is(body: bytes, pointer: str) -> None:
 )
 def test_no_nul_no_finding(body: bytes) -> None:
     assert body_unstorable(body) is None
-
-
-def test_the_escaped_backslash_really_is_text() -> None:
-    assert json.loads(b'{"a": "\\\\u0000"}') == {"a": "\\u0000"}
 
 
 @pytest.mark.parametrize(
