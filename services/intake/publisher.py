@@ -8,8 +8,6 @@
    the acks=all acknowledgement, then claim the delivery id in a short transaction of its own. A
    failure there is only logged: the broker has the events, and a lost claim only lets a
    redelivery publish them again, under the same event ids;
-   (When the outbox has rows and the broker answers, the request first waits, bounded, for the
-   relay to empty it: ``_may_send``.)
 3. otherwise (outbox not empty, broker down or slow) claim the delivery id and add the events to
    the outbox in one transaction. If that commit fails nothing was recorded: the caller answers
    503 and the sender retries. A crash anywhere before the commit also leaves nothing recorded.
@@ -72,9 +70,6 @@ RELAY_BATCH = 500
 # events near their limit (services/intake/publishable.py) are ~470 MB, above intake's memory limit.
 RELAY_BATCH_BYTES = 32 * 1024 * 1024
 RELAY_MIN_GAP_S = 0.05
-# How long a request that finds rows in the outbox, with the broker answering, waits for the relay to
-# empty it before parking (see ``EventPublisher._may_send``).
-DRAIN_WAIT_S = 0.5
 # Arbitrary constant for pg_try_advisory_lock: one relay at a time per database (an optimisation:
 # concurrent relays would only duplicate).
 _RELAY_LOCK_KEY = 0x1A7A_4E01
@@ -140,9 +135,6 @@ class EventPublisher:
         self.gate = OutboxGate(gate_connections, owner)
         self.ledger = DeliveryLedger(ledger_connections)
         self._wake = asyncio.Event()  # set by parks: the relay should look now
-        # The relay's last look: the broker did not answer, or a wave failed. Requests park at once.
-        self._broker_away = False
-        self._relayed = asyncio.Event()  # set (and replaced) once the relay deleted rows
 
     @property
     def degraded(self) -> bool:
@@ -190,7 +182,7 @@ class EventPublisher:
             # every connection waited for one more (the outbox check) until the pool timed out.
             if await self._already_accepted(dedupe, request_digest):
                 return await self._duplicate_found()
-            if events and await self._may_send():
+            if events and not self.degraded and await self.gate.outbox_empty():
                 unacked = await self._send(events)
                 if not unacked:
                     await self._record_after_ack(dedupe, len(events), request_digest)
@@ -217,27 +209,6 @@ class EventPublisher:
             log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
             raise Unavailable("neither the broker nor the database accepted the events") from exc
         return await self._parked(events, rows, unacked)
-
-    async def _may_send(self) -> bool:
-        """Whether events may go to the broker directly: only when the outbox is empty (the gate).
-
-        Rows in the outbox with the broker answering are rows the relay is about to send: the
-        request waits (up to :data:`DRAIN_WAIT_S`) for it to empty the outbox rather than park. A
-        steady stream of parks had kept the outbox from ever being empty at a gate read after a
-        blip, so every later request parked too, for as long as the traffic lasted. With the broker
-        away (the relay's last look, or sends of ours unanswered) the request parks at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_WAIT_S
-        while not (self._limbo or self._broker_away):
-            if await self.gate.outbox_empty():
-                return True
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._relayed.wait(), min(left, self.gate.ttl_s))
-        return False
 
     async def _duplicate_found(self) -> Outcome:
         """Answer a copy of a delivery found accepted in the database. Another replica may have
@@ -266,7 +237,7 @@ class EventPublisher:
             return _PUBLISHED
         unacked: dict[int, Future | None]
         try:
-            if not await self._may_send():
+            if self.degraded or not await self.gate.outbox_empty():
                 unacked = dict.fromkeys(range(len(events)))
             else:
                 unacked = await self._send(events)
@@ -380,19 +351,12 @@ class EventPublisher:
         if not done:
             await self._refresh_depth()
             return settled
-        if not await self._outbox_rows_exist():
-            self._broker_away = False  # nothing to tell: requests try the broker again
-        else:
-            self._broker_away = not await self._broker_reachable()
-        if self._broker_away:
-            await self._refresh_depth()
-            return settled
         async with self.sessions() as lock_session:
             if not await self._try_relay_lock(lock_session):
                 await self._refresh_depth()
                 return settled
             try:
-                if await self._outbox_rows_exist():
+                if await self._outbox_rows_exist() and await self._broker_reachable():
                     settled += await self._drain()
             finally:
                 await self._release_relay_lock(lock_session)
@@ -455,7 +419,6 @@ class EventPublisher:
                         )
             except Exception as exc:  # what was handed over is in limbo and settled below
                 log.warning("outbox relay: broker not taking messages", extra={"error": repr(exc)})
-                self._broker_away = True
                 delivered, _ = await self._settle_limbo()
                 return sent + len(delivered), False
             delivered, done = await self._settle_limbo()
@@ -463,7 +426,6 @@ class EventPublisher:
             # Every row of the wave, by id: limbo also holds the sends of requests that timed out
             # meanwhile, and their deliveries must not stand in for a failed row of the wave.
             if not done or any(row.id not in delivered for row in wave):
-                self._broker_away = True
                 return sent, False
         return sent, True
 
@@ -485,8 +447,6 @@ class EventPublisher:
             async with self.sessions() as session, session.begin():
                 await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(delivered)))
             self.gate.forget()  # the outbox may be empty now: look again rather than park
-            self._relayed.set()  # requests waiting for the outbox to empty look again
-            self._relayed = asyncio.Event()
         return delivered, not self._limbo
 
     async def _outbox_rows_exist(self) -> bool:
