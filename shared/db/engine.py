@@ -110,7 +110,20 @@ def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **k
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if pinged_when_idle:
         ping_when_idle(engine)
+    event.listen(engine.sync_engine, "do_connect", _unreachable_as_operational_error)
     return engine
+
+
+def _unreachable_as_operational_error(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect; a server that cannot be reached (refused, reset, unresolvable, timed out) fails as
+    the driver's OperationalError. asyncpg raises OSError or TimeoutError there, which SQLAlchemy
+    passes on unwrapped: an API request that met PostgreSQL stopped or restarting was answered 500
+    (a bug) instead of the 503 and Retry-After of any other moment the database is away
+    (shared/http/problems.py, shared/db/errors.py)."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise dialect.loaded_dbapi.OperationalError(f"cannot reach the database: {exc!r}") from exc
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
