@@ -143,8 +143,12 @@ class HeldConnections:
             async with asyncio.timeout(STATEMENT_TIMEOUT_S):
                 result = await statement(driver)
         except Exception as exc:
-            refused = not isinstance(exc, TimeoutError) and not _connection_lost(driver, exc)
-            if self.postgres and refused:  # the server answered: the connection is fine
+            # Asked on PostgreSQL only: aiosqlite's connection has no is_closed (the AttributeError
+            # left the connection checked out, and two of them emptied the pool).
+            refused = (
+                self.postgres and not isinstance(exc, TimeoutError) and not _connection_lost(driver, exc)
+            )
+            if refused:  # the server answered: the connection is fine
                 await self._keep(connection, driver)
             else:  # a silent path (a NAT's idle timeout) would time out every later statement too
                 await _discard(connection)
