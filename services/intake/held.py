@@ -58,7 +58,10 @@ def ledger_connections(database_url: str) -> HeldConnections:
     then goes to the connection's own thread and waits there) nor for a checkpoint's flush to disk
     (the ledger checkpoints on that thread itself)."""
     reuse_plans = {"plan_cache_mode": "force_generic_plan"}
-    never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0"}
+    # synchronous=NORMAL: no flush to disk at a commit, on that thread. A record the broker's
+    # acknowledgement preceded may be lost to a power loss, as to a crash of PostgreSQL (its
+    # asynchronous commit): a redelivery is then published again, under the same event ids.
+    never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0", "synchronous": "NORMAL"}
     return held_connections(
         database_url, 1, reuse_plans, sqlite=never_wait, max_cached_statement_lifetime=REPLAN_AFTER_S
     )

@@ -56,9 +56,12 @@ def json_text(value: Any) -> str:
 
 
 # Every SQLite connection's settings; create_engine's ``sqlite_pragmas`` overrides or adds to them.
+# synchronous=FULL: in WAL mode NORMAL flushes the WAL only at checkpoints, so a power loss or an OS
+# crash could roll back a commit that was acknowledged (a ticket parked in intake's outbox) or whose
+# offsets were committed (a routing batch). FULL flushes the WAL at each commit.
 SQLITE_PRAGMAS = {
     "journal_mode": "WAL",
-    "synchronous": "NORMAL",
+    "synchronous": "FULL",
     "busy_timeout": "30000",
     "foreign_keys": "ON",
 }
