@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import WebhookDelivery
 from shared.db.dialect import conflict_insert
-from shared.db.pruning import delete_in_chunks
+from shared.db.pruning import cutoff, delete_in_chunks
 from shared.events import utc_now
 from shared.runtime import repeat_forever
 
@@ -67,7 +67,7 @@ async def claim_delivery(
 
 async def prune_deliveries(sessions: async_sessionmaker[AsyncSession], retention: timedelta) -> int:
     table = cast(Table, WebhookDelivery.__table__)
-    return await delete_in_chunks(sessions, table, WebhookDelivery.received_at < utc_now() - retention)
+    return await delete_in_chunks(sessions, table, WebhookDelivery.received_at < cutoff(utc_now(), retention))
 
 
 async def prune_forever(

@@ -58,7 +58,10 @@ def ledger_connections(database_url: str) -> HeldConnections:
     then goes to the connection's own thread and waits there) nor for a checkpoint's flush to disk
     (the ledger checkpoints on that thread itself)."""
     reuse_plans = {"plan_cache_mode": "force_generic_plan"}
-    never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0"}
+    # synchronous=NORMAL: no flush to disk at a commit, on that thread. A record the broker's
+    # acknowledgement preceded may be lost to a power loss, as to a crash of PostgreSQL (its
+    # asynchronous commit): a redelivery is then published again, under the same event ids.
+    never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0", "synchronous": "NORMAL"}
     return held_connections(
         database_url, 1, reuse_plans, sqlite=never_wait, max_cached_statement_lifetime=REPLAN_AFTER_S
     )
@@ -143,8 +146,12 @@ class HeldConnections:
             async with asyncio.timeout(STATEMENT_TIMEOUT_S):
                 result = await statement(driver)
         except Exception as exc:
-            refused = not isinstance(exc, TimeoutError) and not _connection_lost(driver, exc)
-            if self.postgres and refused:  # the server answered: the connection is fine
+            # Asked on PostgreSQL only: aiosqlite's connection has no is_closed (the AttributeError
+            # left the connection checked out, and two of them emptied the pool).
+            refused = (
+                self.postgres and not isinstance(exc, TimeoutError) and not _connection_lost(driver, exc)
+            )
+            if refused:  # the server answered: the connection is fine
                 await self._keep(connection, driver)
             else:  # a silent path (a NAT's idle timeout) would time out every later statement too
                 await _discard(connection)

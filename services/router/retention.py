@@ -33,7 +33,7 @@ from services.router.writeback.models import WritebackDelivery
 from shared.db.bulk import among
 from shared.db.dialect import is_postgres
 from shared.db.models import ProcessedEvent
-from shared.db.pruning import delete_in_chunks
+from shared.db.pruning import cutoff, delete_in_chunks
 from shared.events import utc_now
 from shared.runtime import repeat_forever
 
@@ -47,18 +47,18 @@ async def prune_router_tables(
 ) -> dict[str, int]:
     """Delete the applied-event ids and delivered write-backs older than ``retention``; returns the
     count per table. Idempotent: replicas may run it at the same time."""
-    cutoff = (now or utc_now()) - retention
+    older = cutoff(now or utc_now(), retention)
     processed = await delete_in_chunks(
         sessions,
         cast(Table, ProcessedEvent.__table__),
-        (ProcessedEvent.consumer == CONSUMER_NAME) & (ProcessedEvent.processed_at < cutoff),
+        (ProcessedEvent.consumer == CONSUMER_NAME) & (ProcessedEvent.processed_at < older),
     )
     # A delivered row's next_attempt_at is its last lease, taken just before the successful attempt:
     # the (status, next_attempt_at) index serves the lookup.
     delivered = await delete_in_chunks(
         sessions,
         cast(Table, WritebackDelivery.__table__),
-        (WritebackDelivery.status == "delivered") & (WritebackDelivery.next_attempt_at < cutoff),
+        (WritebackDelivery.status == "delivered") & (WritebackDelivery.next_attempt_at < older),
     )
     return {"processed_events": processed, "writeback_deliveries": delivered}
 
@@ -108,7 +108,7 @@ async def prune_resolved_tickets(
     the next run, and a batch that waits for one gets the stub. SQLite serialises the two with the
     database write lock."""
     at = now or utc_now()
-    cutoff = at - retention
+    older = cutoff(at, retention)
     total = 0
     while True:
         async with sessions() as session, session.begin():
@@ -117,7 +117,7 @@ async def prune_resolved_tickets(
                 select(RouterTicket.ticket_key, RouterTicket.snapshot)
                 # Not heard of for as long either: history imported as resolved long ago, or a
                 # comment on a long-closed ticket, is kept for the retention from then on.
-                .where(text(PRUNABLE), RouterTicket.resolved_at < cutoff, RouterTicket.updated_at < cutoff)
+                .where(text(PRUNABLE), RouterTicket.resolved_at < older, RouterTicket.updated_at < older)
                 .limit(chunk)
             )
             if is_postgres(session):
@@ -145,9 +145,9 @@ async def prune_feedback(
 ) -> int:
     """Delete the classifier feedback examples recorded longer than ``retention`` ago (the
     ``created_at`` index serves the lookup); returns how many."""
-    cutoff = (now or utc_now()) - retention
+    older = cutoff(now or utc_now(), retention)
     return await delete_in_chunks(
-        sessions, cast(Table, ClassifierFeedback.__table__), ClassifierFeedback.created_at < cutoff
+        sessions, cast(Table, ClassifierFeedback.__table__), ClassifierFeedback.created_at < older
     )
 
 

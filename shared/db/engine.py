@@ -56,9 +56,12 @@ def json_text(value: Any) -> str:
 
 
 # Every SQLite connection's settings; create_engine's ``sqlite_pragmas`` overrides or adds to them.
+# synchronous=FULL: in WAL mode NORMAL flushes the WAL only at checkpoints, so a power loss or an OS
+# crash could roll back a commit that was acknowledged (a ticket parked in intake's outbox) or whose
+# offsets were committed (a routing batch). FULL flushes the WAL at each commit.
 SQLITE_PRAGMAS = {
     "journal_mode": "WAL",
-    "synchronous": "NORMAL",
+    "synchronous": "FULL",
     "busy_timeout": "30000",
     "foreign_keys": "ON",
 }
@@ -110,7 +113,20 @@ def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **k
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if pinged_when_idle:
         ping_when_idle(engine)
+    event.listen(engine.sync_engine, "do_connect", _unreachable_as_operational_error)
     return engine
+
+
+def _unreachable_as_operational_error(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect; a server that cannot be reached (refused, reset, unresolvable, timed out) fails as
+    the driver's OperationalError. asyncpg raises OSError or TimeoutError there, which SQLAlchemy
+    passes on unwrapped: an API request that met PostgreSQL stopped or restarting was answered 500
+    (a bug) instead of the 503 and Retry-After of any other moment the database is away
+    (shared/http/problems.py, shared/db/errors.py)."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise dialect.loaded_dbapi.OperationalError(f"cannot reach the database: {exc!r}") from exc
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

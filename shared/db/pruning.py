@@ -8,12 +8,25 @@ every stall short; a replica pruning the same rows at the same time only finds f
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import ColumnElement, Table, delete, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.dialect import is_postgres
 
 PRUNE_CHUNK = 5_000
+# Earlier than anything stored: nothing is older.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def cutoff(now: datetime, retention: timedelta) -> datetime:
+    """``now - retention``: what is older goes. A retention reaching past year 1 (one set to keep
+    things for good) gives the earliest instant, where the subtraction would raise OverflowError."""
+    try:
+        return now - retention
+    except OverflowError:
+        return _EARLIEST
 
 
 async def delete_in_chunks(

@@ -25,6 +25,7 @@ from services.router.writeback.connectors import teams_by_group, ticket_source
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import TargetIn, TargetOut, hide_userinfo
 from shared.db.audit import record
+from shared.db.pruning import cutoff
 from shared.events import utc_now
 from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
@@ -260,7 +261,7 @@ async def retry_delivery(
             f"delivery {delivery_id} is older than delivery {newer} of the same ticket to the same "
             "target; retrying it would undo that one"
         )
-    if retention is not None and row.created_at < utc_now() - retention:
+    if retention is not None and row.created_at < cutoff(utc_now(), retention):
         raise Conflict(
             f"delivery {delivery_id} is older than the {retention.days}-day retention of delivered "
             "ones: a newer delivery of its ticket that retrying it would undo may have been pruned"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -120,3 +122,20 @@ def test_migrate_leaves_a_schema_a_newer_version_migrated(kind, tmp_path, monkey
     with pytest.raises(SystemExit) as exited:
         ticketctl.main()
     assert exited.value.code == 1
+
+
+@pytest.mark.parametrize("kind", database_params())
+def test_migrations_run_twice_at_once_both_succeed(kind, tmp_path):
+    # Two deploy jobs (or `make migrate` beside `make run`) migrating one database at once: the
+    # second failed on the first's tables ("relation alembic_version already exists"). Now each run
+    # waits for the other and finds nothing left to do.
+    url = fresh_url(kind, tmp_path)
+    code = f"from shared.db.migrate import upgrade; upgrade({url!r})"
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    errors = [run.communicate(timeout=300)[1].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [error[-600:] for error in errors]
+    heads = ScriptDirectory.from_config(alembic_config(url)).get_heads()
+    assert asyncio.run(_rows(url, "SELECT version_num FROM alembic_version")) == [(heads[0],)]

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.intake.held import ledger_connections
 from shared.db.processed import claim_events
 from shared.events import utc_now
 
@@ -44,3 +45,20 @@ async def test_postgres_sessions_plan_each_statement_for_its_parameters(engine: 
         pytest.skip("a PostgreSQL setting")
     async with engine.connect() as connection:
         assert (await connection.scalar(text("SHOW plan_cache_mode"))) == "force_custom_plan"
+
+
+async def test_sqlite_commits_survive_a_power_loss(engine: AsyncEngine, database_url: str) -> None:
+    # In WAL mode synchronous=NORMAL flushes the WAL only at checkpoints: a commit (an acknowledged
+    # ticket parked in intake's outbox, a routing batch whose offsets are then committed) could be
+    # rolled back by a power loss or an OS crash. FULL flushes the WAL at every commit. The delivery
+    # ledger's own connection keeps NORMAL: its record after the broker's acknowledgement may be
+    # forgotten (a redelivery is then published again), as on PostgreSQL (asynchronous commit).
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("PRAGMA synchronous")) == 2  # FULL
+    held = ledger_connections(database_url)
+    try:
+        assert await held.fetch("PRAGMA synchronous", []) == [(1,)]  # NORMAL
+    finally:
+        await held.close()

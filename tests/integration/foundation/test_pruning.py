@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.intake.deliveries import prune_deliveries
 from services.router import retention
 from services.router.classifiers.service import feedback_examples
 from services.router.escalation.models import FiredTimer
@@ -496,3 +497,19 @@ async def test_a_stub_moved_by_a_partial_update_gives_no_empty_training_example(
     async with sessions() as session:
         examples = [e for e in await feedback_examples(session) if e.ticket_key == created.ticket_key]
     assert [e.text.strip() for e in examples] == ["vpn down\ntunnel drops"]
+
+
+async def test_a_retention_reaching_past_year_one_keeps_everything_and_fails_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # A retention meant as "for good" (ROUTER_DEDUP_RETENTION_DAYS=1000000, 2,700 years): its
+    # cutoff lies before year 1. Each run failed with OverflowError, logged as a failure every hour.
+    forever = timedelta(days=1_000_000)
+    ids = _ids(2)
+    await _claim(sessions, CONSUMER_NAME, ids, timedelta(days=400))
+
+    assert await prune_router_tables(sessions, forever) == {"processed_events": 0, "writeback_deliveries": 0}
+    assert await prune_resolved_tickets(sessions, forever) == 0
+    assert await prune_feedback(sessions, forever) == 0
+    assert await prune_deliveries(sessions, forever) == 0
+    assert await _kept(sessions, ids) == set(ids)
