@@ -176,12 +176,13 @@ async def _recount_loads(
     zero = {"open_count": 0, "open_weighted": 0.0, "updated_at": now}
     await insert_ignore(session, load, [{"team": t, **zero} for t in sorted(set(counted) - set(loads))])
     fresh = {team: counted.get(team, (0, 0.0)) for team in sorted(set(loads) | set(counted))}
-    await session.execute(
-        update(load)
-        .where(load.c.team == bindparam("b_team"))
-        .values(open_count=bindparam("b_count"), open_weighted=bindparam("b_weighted"), updated_at=now),
-        [{"b_team": t, "b_count": count, "b_weighted": weighted} for t, (count, weighted) in fresh.items()],
-    )
+    if fresh:  # none yet (no team, no ticket of one): an executemany of no rows is a bind error
+        await session.execute(
+            update(load)
+            .where(load.c.team == bindparam("b_team"))
+            .values(open_count=bindparam("b_count"), open_weighted=bindparam("b_weighted"), updated_at=now),
+            [{"b_team": t, "b_count": n, "b_weighted": weighted} for t, (n, weighted) in fresh.items()],
+        )
     upsert = conflict_insert(session, TeamLoadBasis).values(id=1, basis=basis, updated_at=now)
     await session.execute(
         upsert.on_conflict_do_update(

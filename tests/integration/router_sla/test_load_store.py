@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import event, select
 
 from services.router.assignment import LoadConfig
-from services.router.load.models import AssignmentCursor, TeamLoadRow
-from services.router.load.store import persist, prefetch, recount, stored_loads
+from services.router.load.models import AssignmentCursor, TeamLoadBasis, TeamLoadRow
+from services.router.load.store import basis_of, persist, prefetch, recount, stored_loads
 from services.router.models import RouterTicket, Team
 from services.router.rules import PoolTarget
+from shared.db.engine import create_engine, session_factory
+from shared.db.migrate import upgrade
 from shared.events import Priority, TicketStatus, utc_now
 from tests.integration.router_sla.helpers import new_id
 
@@ -252,6 +254,24 @@ async def test_a_recount_passes_over_rows_no_status_or_priority_names(sessions):
     finally:
         async with sessions() as session, session.begin():
             await prefetch(session, LoadConfig(), None)  # back to the default for the other tests
+
+
+async def test_the_first_batch_of_a_database_without_teams_records_its_basis(tmp_path):
+    """The first count of a basis on a database with no team yet (a new deployment, rules naming
+    teams not created) updated no rows with an executemany of none: SQLAlchemy's bind error, so
+    every routing batch failed until the ticket was dead-lettered. Found by the end-to-end bench."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    await asyncio.to_thread(upgrade, url)  # it runs an event loop of its own
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            book = await prefetch(session, LoadConfig(), None)
+            assert book.counts == {}
+        async with session_factory(engine)() as session:
+            basis = await session.scalar(select(TeamLoadBasis.basis))
+            assert basis == basis_of(LoadConfig())
+    finally:
+        await engine.dispose()
 
 
 async def test_a_round_robin_pool_of_long_team_names_keeps_its_cursor(sessions):
