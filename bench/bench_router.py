@@ -27,13 +27,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.bench_rules import make_ruleset, make_tickets
+from bench.bench_rules import TEAMS, make_ruleset, make_tickets
 from bench.harness.procs import bare_router, base_env, broker, cpu_us_per_item, database, databases, service
 from bench.harness.run import Row
 from services.router.classification import train
 from services.router.classifiers.enrichment import ticket_text
 from services.router.classifiers.schemas import LabelKind
 from services.router.classifiers.service import activate, store_model
+from services.router.models import Team
 from services.router.rulesets.store import save_version
 from services.router.slas import service as sla_service
 from shared.db.engine import create_engine, session_factory
@@ -45,9 +46,13 @@ TARGET = 5000.0  # tickets/s per router process on PostgreSQL
 
 
 async def store_rules(database_url: str, count: int) -> None:
+    """The rule set and the teams it names: a team a rule names that does not exist sends its
+    tickets to triage (no routing counted), as it would in a deployment."""
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session, session.begin():
+            session.add_all(Team(name=name, capacity=1_000_000) for name in [*TEAMS, "team-general"])
+            await session.flush()
             await save_version(session, make_ruleset(count), "bench", f"{count} generated rules")
     finally:
         await engine.dispose()
