@@ -40,14 +40,17 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Why :func:`convertible_to_utc` refuses a time (also what intake answers for a webhook's time).
+OUTSIDE_UTC_RANGE = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
+
+
 def convertible_to_utc(value: datetime) -> datetime:
     """Refuse an aware datetime whose UTC instant lies outside datetime's range (year 1 at +14:00,
     year 9999 at -14:00): :class:`UtcDateTime` would fail converting it, in the middle of a query."""
     try:
         value.astimezone(UTC)
     except OverflowError:
-        message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
-        raise PydanticCustomError("datetime_out_of_range", message) from None
+        raise PydanticCustomError("datetime_out_of_range", OUTSIDE_UTC_RANGE) from None
     return value
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from datetime import UTC
 from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from pydantic_core import PydanticCustomError
 
 from services.intake.deliveries import MAX_DELIVERY_ID
 from services.intake.openapi import problems
@@ -35,6 +35,7 @@ from services.intake.webhooks import (
     to_envelopes,
     verify_signature,
 )
+from shared.db.base import OUTSIDE_UTC_RANGE, convertible_to_utc
 from shared.db.storable import NUL
 from shared.events import external_id_too_long, utc_now
 from shared.http.json_body import is_json_media_type
@@ -94,8 +95,8 @@ def _without_utc_instant(event: AdaptedEvent) -> str | None:
     ):
         try:
             if value is not None:
-                value.astimezone(UTC)
-        except OverflowError:
+                convertible_to_utc(value)
+        except PydanticCustomError:
             return field
     return None
 
@@ -166,9 +167,11 @@ async def receive_webhook(request: Request) -> Response:
     for event in events:
         no_instant = _without_utc_instant(event)
         if no_instant is not None:
-            message = "the instant lies outside the range of UTC datetimes (years 1 to 9999)"
             raise Problem(
-                422, "Unmappable webhook", message, errors=[{"field": no_instant, "message": message}]
+                422,
+                "Unmappable webhook",
+                OUTSIDE_UTC_RANGE,
+                errors=[{"field": no_instant, "message": OUTSIDE_UTC_RANGE}],
             )
         too_long = external_id_too_long(config.name, event.snapshot.external_id)
         if too_long is not None:
