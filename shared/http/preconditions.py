@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
@@ -32,6 +33,8 @@ MISSING = -2  # no If-Match: the service answers 428 naming the current ETag
 # A generation: 64 random bits as 16 hex digits (the width of its column; expected_version's
 # pattern).
 GENERATION_LENGTH = 16
+
+_T = TypeVar("_T")
 
 
 def new_generation() -> str:
@@ -90,6 +93,21 @@ def _listed(if_match: str | None) -> list[str] | int | None:
     return _ENTITY_TAG.findall(if_match)
 
 
+def _expected(
+    if_match: str | None, pattern: re.Pattern[str], build: Callable[[re.Match[str]], _T]
+) -> int | _T | frozenset[_T] | None:
+    """What ``If-Match`` expects: :data:`ANY`, :data:`MISSING`, or ``build`` of each listed tag
+    ``pattern`` matches in full (one as itself, several as a set), :data:`NO_MATCH` when none does
+    or the header is malformed."""
+    tags = _listed(if_match)
+    if not isinstance(tags, list):
+        return tags
+    found = frozenset(build(match) for tag in tags if (match := pattern.fullmatch(tag)))
+    if not found:
+        return NO_MATCH
+    return next(iter(found)) if len(found) == 1 else found
+
+
 def expected_revision(if_match: str | None, prefix: str) -> int | frozenset[int] | None:
     """The revision(s) the client saw, from ``If-Match``.
 
@@ -98,14 +116,8 @@ def expected_revision(if_match: str | None, prefix: str) -> int | frozenset[int]
     a number, several as a set: the precondition holds when any of them is current) and
     :data:`NO_MATCH` when none belongs to ``prefix`` or the header is malformed.
     """
-    tags = _listed(if_match)
-    if not isinstance(tags, list):
-        return tags
     pattern = re.compile(r'(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})"')
-    revisions = frozenset(int(found.group(1)) for tag in tags if (found := pattern.fullmatch(tag)))
-    if not revisions:
-        return NO_MATCH
-    return next(iter(revisions)) if len(revisions) == 1 else revisions
+    return _expected(if_match, pattern, lambda found: int(found.group(1)))
 
 
 def expected_version(if_match: str | None, prefix: str) -> int | Seen | frozenset[Seen] | None:
@@ -113,16 +125,8 @@ def expected_version(if_match: str | None, prefix: str) -> int | Seen | frozense
     (several as a set, any of which may be current), or :data:`ANY`, :data:`MISSING`,
     :data:`NO_MATCH` (a malformed header, or no ETag of ``prefix`` with a generation: one without,
     as from before generations, matches nothing)."""
-    tags = _listed(if_match)
-    if not isinstance(tags, list):
-        return tags
     pattern = re.compile(r'(?:W/)?"' + re.escape(prefix) + r'-(\d{1,18})\.([0-9a-f]{16})"')
-    seen = frozenset(
-        Seen(int(found.group(1)), found.group(2)) for tag in tags if (found := pattern.fullmatch(tag))
-    )
-    if not seen:
-        return NO_MATCH
-    return next(iter(seen)) if len(seen) == 1 else seen
+    return _expected(if_match, pattern, lambda found: Seen(int(found.group(1)), found.group(2)))
 
 
 def required(current: str) -> Problem:
