@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import logging
 from collections import Counter as Multiset
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -136,6 +136,17 @@ class Claim(NamedTuple):
     target: Target
     body: str
     sent: list[str]
+
+
+async def _record_sent(session: AsyncSession, claim: Claim, sent: Sequence[str]) -> WritebackDelivery | None:
+    """``claim``'s delivery with the digests of the requests a pass got through (``sent``) added,
+    or None (and nothing recorded) when it is gone or no longer pending."""
+    delivery = await session.get(WritebackDelivery, claim.delivery_id)
+    if delivery is None or delivery.status != "pending":
+        return None
+    if sent:
+        delivery.sent_requests = [*(delivery.sent_requests or ()), *sent]
+    return delivery
 
 
 class WritebackSender:
@@ -315,11 +326,9 @@ class WritebackSender:
         now = self.clock()
         async with self.sessions() as session, session.begin():
             for claim, outcome in zip(claimed, results, strict=True):
-                delivery = await session.get(WritebackDelivery, claim.delivery_id)
-                if delivery is None or delivery.status != "pending":
+                delivery = await _record_sent(session, claim, outcome.sent)
+                if delivery is None:
                     continue
-                if outcome.sent:
-                    delivery.sent_requests = [*(delivery.sent_requests or ()), *outcome.sent]
                 if outcome.paused_until is not None:
                     # The vendor's "later", not a failure: no attempt used, however long it lasts.
                     delivery.last_error = outcome.error
@@ -356,12 +365,9 @@ class WritebackSender:
         now = self.clock()
         async with self.sessions() as session, session.begin():
             for claim, sent in zip(claimed, progress, strict=True):
-                delivery = await session.get(WritebackDelivery, claim.delivery_id)
-                if delivery is None or delivery.status != "pending":
-                    continue
-                if sent:
-                    delivery.sent_requests = [*(delivery.sent_requests or ()), *sent]
-                delivery.next_attempt_at = now
+                delivery = await _record_sent(session, claim, sent)
+                if delivery is not None:
+                    delivery.next_attempt_at = now
         log.info("write-back pass interrupted: its deliveries are due again", extra={"count": len(claimed)})
 
     async def run_forever(self, poll_s: float) -> None:
