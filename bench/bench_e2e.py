@@ -4,18 +4,21 @@
 
 The three services run as processes on the embedded broker and one database (PostgreSQL when
 BENCH_POSTGRES_URL or TEST_POSTGRES_URL is set, else SQLite) with the 200-rule rule set. The
-load generator posts tickets at a sustained rate (500/s for 60 s; 10 s with --quick) and records
-when each ticket's 202 arrived; meanwhile this process polls the metrics service's /metrics every
-few milliseconds for ``tickets_routed_total`` per partition. Latency is attributed by counting
-within each partition, whose order the pipeline keeps (intake produces a ticket to the partition of
-its key, the router answers on the same partition of its topic, and the metrics service counts it
-under that partition): the i-th ticket accepted for partition p is counted when p's count first
-reaches i. Counted over all partitions together, a ticket delayed in one partition would lend its
-delay to tickets of others and keep its own hidden. A ticket accepted but never counted within the
-wait ranks above every counted one: a percentile that falls among those is reported as unknown
-(None, target not met), not taken over the counted tickets alone. The run
-starts once a dozen warm-up tickets went all the way through (consumer groups joined), so it
-measures the pipeline in service, not its start-up; the warm-up time is reported beside it.
+load generator posts signed webhook deliveries (GitHub ``issues.opened``, the real payload; intake
+verifies, deduplicates and adapts each) at a sustained rate (500/s for 60 s; 10 s with --quick)
+and records when each delivery's 202 arrived (BENCH_E2E_WEBHOOK=native posts the native adapter's
+deliveries, ``none`` native tickets to ``POST /v1/tickets``); meanwhile this process polls the
+metrics service's /metrics every few milliseconds for ``tickets_routed_total`` per partition.
+Latency is attributed by counting within each partition, whose order the pipeline keeps (intake
+produces a ticket to the partition of its key, the router answers on the same partition of its
+topic, and the metrics service counts it under that partition): the i-th ticket accepted for
+partition p is counted when p's count first reaches i. Counted over all partitions together, a
+ticket delayed in one partition would lend its delay to tickets of others and keep its own hidden.
+A ticket accepted but never counted within the wait ranks above every counted one: a percentile
+that falls among those is reported as unknown (None, target not met), not taken over the counted
+tickets alone. The run starts once a dozen warm-up tickets went all the way through (consumer
+groups joined), so it measures the pipeline in service, not its start-up; the warm-up time is
+reported beside it.
 
 Both pipelines run twice: with the product's defaults, and with one partition per topic, a 10 ms
 linger on intake's producer and a 10 ms consumer fetch wait (:data:`DEPLOYMENTS`;
@@ -29,6 +32,7 @@ import bisect
 import math
 import os
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -39,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from bench.bench_intake import UNBOUNDED_RATE_LIMIT
 from bench.bench_router import store_rules
 from bench.harness.bare_e2e import await_all, run_bare, warm_up
 from bench.harness.loadgen import percentile
@@ -49,16 +54,30 @@ from bench.harness.procs import (
     database,
     databases,
     make_key,
+    make_source,
     pid_cpu_seconds,
     postgres_cpu_seconds,
     service,
 )
 from bench.harness.run import Row, loadgen
 from bench.harness.stages import StageSampler, batch_totals, describe
+from bench.harness.webhooks import MODES, SOURCES
 from shared.auth import Role
 from shared.kafka.partitioner import partition_of as producer_partition
 
 RATE = float(os.environ.get("BENCH_E2E_RATE", "500"))
+
+
+def webhook_mode() -> str | None:
+    """What the load generator posts (BENCH_E2E_WEBHOOK): a webhook mode of
+    bench/harness/webhooks.py, or ``none`` for native tickets. The issue's clock starts at a
+    webhook accepted, so GitHub deliveries by default."""
+    mode = os.environ.get("BENCH_E2E_WEBHOOK", "github").strip().lower()
+    if mode == "none":
+        return None
+    if mode not in MODES:
+        raise ValueError(f"BENCH_E2E_WEBHOOK: unknown mode {mode!r}; choose from {', '.join(MODES)} or none")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -267,15 +286,23 @@ def measure(workdir: Path, quick: bool) -> tuple[dict[str, Any], list[Row]]:
 def measure_one(
     workdir: Path, duration: float, kind: str, plan: Deployment
 ) -> tuple[dict[str, Any], list[Row]]:
-    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, plan.env())
+    mode = webhook_mode()
+    bare_summary, bare_accepted, bare_samples = run_bare(workdir, duration, RATE, plan.env(), mode)
     bare_attributed = attribute(bare_accepted, bare_samples, plan.partitions)
     bare_ms = [latency * 1000 for _, latency in bare_attributed]
+    secret = secrets.token_urlsafe(24)
     with broker(workdir) as kafka, database(kind, workdir) as url:
         asyncio.run(store_rules(url, 200))
         token = asyncio.run(make_key(url, Role.INTAKE))
+        if mode is not None:
+            source = SOURCES[mode]
+            asyncio.run(make_source(url, source.name, source.adapter, secret, source.options))
         suffix = uuid.uuid4().hex[:6]
         env = {
             **base_env(kafka.bootstrap, url),
+            # One source posting 500 deliveries a second: intake's per-source limit (200/s per
+            # replica by default) is raised as an operator would; it is still taken per delivery.
+            **UNBOUNDED_RATE_LIMIT,
             **plan.env(),
             "ROUTER_GROUP_ID": f"router-{suffix}",
             "METRICS_GROUP_ID": f"metrics-{suffix}",
@@ -296,8 +323,9 @@ def measure_one(
             poller.start()
             sampler.start()
             summary, accepted = loadgen(
-                intake_port, token, workdir, duration=duration, warmup=0.0, rate=RATE, times=True
-            )
+                intake_port, token, workdir, duration=duration, warmup=0.0, rate=RATE, times=True,
+                webhook=mode, secret=secret,
+            )  # fmt: skip
             await_all(poller.total, len(accepted))
             poller.stop_at = sampler.stop_at = time.monotonic()
             poller.join()
@@ -322,6 +350,7 @@ def measure_one(
     bare_p99 = tail_ms(bare_attributed, len(bare_accepted), 0.99)
     result = {
         "deployment": plan.label,
+        "posted": mode or "tickets",
         "env": plan.env(),
         "batches": stages,
         "loadgen": summary,
@@ -347,6 +376,7 @@ def measure_one(
         },
     }
     achieved = summary["ok_per_second"]
+    posted = f"{mode} webhooks" if mode else "native tickets"
     rows = [
         Row(
             "e2e",
@@ -377,11 +407,14 @@ def measure_one(
             counted == len(accepted),
         ),
         Row(
-            "e2e", f"202 -> counted p50 ({kind}; {plan.label})", None if p50 is None else round(p50, 1), "ms"
+            "e2e",
+            f"202 -> counted p50 ({kind}; {posted}; {plan.label})",
+            None if p50 is None else round(p50, 1),
+            "ms",
         ),
         Row(
             "e2e",
-            f"202 -> counted p99 ({kind}; {plan.label})",
+            f"202 -> counted p99 ({kind}; {posted}; {plan.label})",
             None if p99 is None else round(p99, 1),
             "ms",
             f"< {TARGET_P99_MS:.0f}",

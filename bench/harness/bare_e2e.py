@@ -110,11 +110,11 @@ def await_all(counted: Callable[[], float], expected: int, timeout_s: float = 30
 
 
 def run_bare(
-    workdir: Path, duration: float, rate: float, deployment: dict[str, str]
+    workdir: Path, duration: float, rate: float, deployment: dict[str, str], webhook: str | None = None
 ) -> tuple[dict[str, Any], list[tuple[str, float]], list[tuple[float, dict[str, float]]]]:
     """(load generator summary, (ticket key, 202 time) pairs, arrival samples per partition) of the
-    bare pipeline; ``deployment``:
-    the environment both pipelines share (partitions, producer linger)."""
+    bare pipeline; ``deployment``: the environment both pipelines share (partitions, producer
+    linger); ``webhook``: the webhook mode both post (None: native tickets)."""
     with broker(workdir) as kafka:
         # The bare processes use no database.
         env = {**base_env(kafka.bootstrap, "sqlite+aiosqlite:///:memory:"), **deployment}
@@ -133,8 +133,9 @@ def run_bare(
             warm_up(port, "none", lambda: float(counter.count))
             counter.rebase()
             summary, accepted = loadgen(
-                port, "none", workdir, duration=duration, warmup=0.0, rate=rate, times=True
-            )
+                port, "none", workdir, duration=duration, warmup=0.0, rate=rate, times=True,
+                webhook=webhook, secret="unchecked",
+            )  # fmt: skip
             await_all(counter.total, len(accepted))
         finally:
             counter.stop_at = time.monotonic()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.procs import REPO_ROOT
+from bench.harness.webhooks import ticket_key_of
 
 
 @dataclass
@@ -42,13 +43,15 @@ def loadgen(
     secret: str = "",
 ) -> tuple[dict[str, Any], list[tuple[str, float]]]:
     """Run the load generator in its own process; returns its summary and, with ``times``, the
-    (ticket key, monotonic time) of every 2xx answer of ``POST /v1/tickets``. With ``webhook`` (a
-    mode of bench/harness/webhooks.py) it posts deliveries signed with ``secret``."""
+    (ticket key, monotonic time) of every 2xx answer. It posts native tickets to
+    ``POST /v1/tickets``, or with ``webhook`` (a mode of bench/harness/webhooks.py) deliveries
+    signed with ``secret``."""
     tag = uuid.uuid4().hex[:8]
+    prefix = f"bench-{tag}"
     out, times_path = workdir / f"loadgen-{tag}.json", workdir / f"loadgen-{tag}-times.json"
     argv = [
         sys.executable, "-m", "bench.harness.loadgen", "--port", str(port), "--token", token,
-        "--prefix", f"bench-{tag}", "--duration", str(duration), "--warmup", str(warmup),
+        "--prefix", prefix, "--duration", str(duration), "--warmup", str(warmup),
         "--concurrency", str(concurrency), "--rate", str(rate), "--out", str(out),
     ]  # fmt: skip
     if times:
@@ -59,5 +62,5 @@ def loadgen(
     summary = json.loads(out.read_text())
     if not times:
         return summary, []
-    # Native tickets of source "api", external ids <prefix>-<index> (loadgen.build_request).
-    return summary, [(f"api:bench-{tag}-{index}", at) for index, at in json.loads(times_path.read_text())]
+    pairs = json.loads(times_path.read_text())
+    return summary, [(ticket_key_of(webhook, prefix, index), at) for index, at in pairs]

@@ -158,6 +158,18 @@ def native_request(host: str, port: int, path: str, secret: str, prefix: str) ->
     return build
 
 
+def ticket_key_of(mode: str | None, prefix: str, index: int) -> str:
+    """The ticket key intake gives request ``index`` of a run (``mode`` None: a native ticket of
+    ``POST /v1/tickets``, source ``api``), as ``source:external_id``."""
+    if mode is None:
+        return f"api:{prefix}-{index}"
+    if mode == "github":
+        return f"{SOURCES[mode].name}:{github_external_id(prefix, index)}"
+    if mode == "native":
+        return f"{SOURCES[mode].name}:{prefix}-{index}"
+    raise ValueError(f"unknown webhook mode {mode!r}; choose from {', '.join(MODES)}")
+
+
 def webhook_request(mode: str, host: str, port: int, secret: str, prefix: str) -> Builder:
     """The request builder of a webhook mode, posting to that mode's bench source."""
     path = SOURCES[mode].path

@@ -15,7 +15,14 @@ import pytest
 from bench.bench_intake import failures, turn_order, verdict
 from bench.harness.bare_intake import create_app
 from bench.harness.loadgen import Run
-from bench.harness.webhooks import SOURCES, github_external_id, parse_request, ticket_request, webhook_request
+from bench.harness.webhooks import (
+    SOURCES,
+    github_external_id,
+    parse_request,
+    ticket_key_of,
+    ticket_request,
+    webhook_request,
+)
 from services.intake.receiver.endpoints import _bounded_delivery_id
 from services.intake.tickets.schemas import TicketIn
 from services.intake.webhooks import (
@@ -26,7 +33,7 @@ from services.intake.webhooks import (
     to_envelopes,
     verify_signature,
 )
-from shared.events import EventEnvelope, EventType, utc_now
+from shared.events import EventEnvelope, EventType, ticket_event, utc_now
 from shared.settings import IntakeSettings
 
 SECRET = "bench-secret-0123456789"
@@ -125,6 +132,23 @@ async def test_the_bare_webhook_route_produces_the_event_intake_would() -> None:
     ignore = {"produced_at"}
     assert produced.model_dump(exclude=ignore) == expected.model_dump(exclude=ignore)
     assert produced.ticket_key == f"bench-github:Codertocat/Hello-World-{PREFIX}#4"
+
+
+@pytest.mark.parametrize("mode", ["github", "native"])
+def test_the_key_the_e2e_bench_matches_is_the_key_intake_gives(mode: str) -> None:
+    """The end-to-end bench attributes a ticket to the partition of the key it computes for it."""
+    config = SOURCES[mode].config(SECRET)
+    for index in (0, 41):
+        _, request = received(mode, index)
+        [envelope] = to_envelopes(config, delivery_id(config, request), adapt(config, request))
+        assert ticket_key_of(mode, PREFIX, index) == envelope.ticket_key
+
+
+def test_the_key_of_a_native_ticket_is_under_source_api() -> None:
+    _, _, body = parse_request(ticket_request("127.0.0.1", 8000, "/v1/tickets", "tok", PREFIX)(9))
+    ticket = TicketIn.model_validate_json(body)
+    envelope = ticket_event(EventType.TICKET_CREATED, ticket.source, ticket.snapshot())
+    assert ticket_key_of(None, PREFIX, 9) == envelope.ticket_key
 
 
 def result(rate: float, p99: float | None, measured: dict[str, int], **kw: Any) -> dict[str, Any]:
