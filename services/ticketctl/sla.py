@@ -57,17 +57,34 @@ def sla_apply(
     path: Path = typer.Argument(..., exists=True, readable=True, help="YAML or JSON document"),
     author: str = typer.Option("ticketctl", help="Recorded as the author of the version."),
     comment: str = typer.Option("", help="Change comment."),
+    name: str | None = typer.Option(
+        None, help="Save it under this name (the file's `name:` may be left out; if given, it must be this)."
+    ),
 ) -> None:
-    """Validate and store a document as the next version of its ``name``."""
+    """Validate and store a document as the next version of its ``name`` (or ``--name``)."""
     if kind not in KINDS:
         raise typer.BadParameter("use policy or calendar")
     document = load_yaml(path)  # unreadable, not UTF-8 or not YAML: one line naming the file, exit 1
-    if not isinstance(document, dict) or not isinstance(document.get("name"), str):
-        console.print("/name: the document needs a name", style="red")
+    if not isinstance(document, dict):
+        console.print(f"{path}: expected a {kind} document (a mapping of fields)", style="red")
         raise typer.Exit(2)
+    if name is not None and "name" in document and document["name"] != name:
+        # One file applied under several names leaves `name:` out; one naming another is a mistake.
+        console.print(
+            f"/name: the file names {document['name']!r}, --name says {name!r}; give one, or the same",
+            style="red",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    name = name if name is not None else document.get("name")
+    if not isinstance(name, str):
+        console.print("/name: the document needs a name (or give --name)", style="red")
+        raise typer.Exit(2)
+    saved_as: str = name
 
     async def apply(session: Any) -> Any:
-        return await service.save_checked(session, kind, document["name"], document, author, comment)
+        document_named = {**document, "name": saved_as}
+        return await service.save_checked(session, kind, saved_as, document_named, author, comment)
 
     try:
         row = asyncio.run(_with_session(apply))

@@ -70,3 +70,34 @@ def test_a_document_is_read_as_written(
     assert applied.exit_code == 0, applied.output
     shown = yaml.safe_load(cli.invoke(app, ["sla", "show", "calendar", name]).output)
     assert shown["timezone"] == "Europe/Tallinn" and [h["day"] for h in shown["holidays"]] == ["2026-12-24"]
+
+
+def test_one_file_applies_under_several_names(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--name`` names the version: one file without a ``name:`` (or with the same one) is
+    applied under several names; a file naming another is refused, naming both."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(sla_cli.console, "width", 250)
+    cli, tag = CliRunner(), uuid.uuid4().hex[:8]
+    path = tmp_path / "office.yaml"
+    office = {"timezone": "Europe/Tallinn", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
+    path.write_text(yaml.safe_dump(office))
+
+    nameless = cli.invoke(app, ["sla", "apply", "calendar", str(path)])
+    assert nameless.exit_code == 2 and "--name" in nameless.output, nameless.output
+    for name in (f"eu-{tag}", f"ee-{tag}"):
+        applied = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", name])
+        assert f"calendar {name} is now version 1" in applied.output, applied.output
+        shown = yaml.safe_load(cli.invoke(app, ["sla", "show", "calendar", name]).output)
+        assert shown["name"] == name and shown["timezone"] == "Europe/Tallinn"
+
+    path.write_text(yaml.safe_dump({**office, "name": f"eu-{tag}", "timezone": "UTC"}))
+    same = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", f"eu-{tag}"])
+    assert same.exit_code == 0 and "version 2" in same.output, same.output
+    differ = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", f"ee-{tag}"])
+    assert differ.exit_code == 2, differ.output
+    assert f"'eu-{tag}'" in differ.output and f"'ee-{tag}'" in differ.output
+    assert len(differ.output.strip().splitlines()) == 1, differ.output
+    history = cli.invoke(app, ["sla", "history", "calendar", f"ee-{tag}"]).output
+    assert "v1" in history and "v2" not in history, history
