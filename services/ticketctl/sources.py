@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from services.ticketctl.database import run_in_transaction
-from services.ticketctl.output import console
+from services.ticketctl.output import console, fail
 from services.ticketctl.rules import AUTHOR
 from shared.http.preconditions import Stale
 
 sources_app = typer.Typer(
-    help="Webhook sources: add, list, rotate, retire-secret, enable, disable, remove.", no_args_is_help=True
+    help="Webhook sources: add, list, update, rotate, retire-secret, enable, disable, remove.",
+    no_args_is_help=True,
 )
 T = TypeVar("T")
 
@@ -133,6 +134,69 @@ def list_() -> None:
             json.dumps(source.options, sort_keys=True),
         )
     console.print(table)
+
+
+def merge_options(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with ``given`` laid over it: objects in both merge key by key (so
+    ``mapping.subject=/title`` keeps ``mapping.external_id``); anything else is replaced."""
+    merged = dict(stored)
+    for key, value in given.items():
+        old = merged.get(key)
+        merged[key] = (
+            merge_options(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def unset_option(options: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """``options`` without the (dotted) key; a key it does not hold is a mistake, one line."""
+    *parents, leaf = dotted.split(".")
+    copy = dict(options)
+    target = copy
+    for part in parents:
+        inner = target.get(part)
+        if not isinstance(inner, dict):
+            raise fail(f"--unset {dotted}: no such option")
+        target[part] = target = dict(inner)
+    if leaf not in target:
+        raise fail(f"--unset {dotted}: no such option")
+    del target[leaf]
+    return copy
+
+
+@sources_app.command("update")
+def update(
+    name: str = typer.Argument(...),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        help="Adapter option key=value (repeatable; dotted keys nest, JSON values allowed); merged into "
+        "the stored options.",
+    ),
+    unset: list[str] = typer.Option([], "--unset", help="Drop an option (repeatable; dotted keys reach in)."),
+    replace: bool = typer.Option(False, "--replace", help="Store only the --option pairs given."),
+) -> None:
+    """Change a source's adapter options (checked as when it was added)."""
+    if not option and not unset and not replace:
+        raise typer.BadParameter("nothing to change: give --option, --unset or --replace")
+    if replace and unset:
+        raise typer.BadParameter("give --unset or --replace, not both", param_hint="--unset")
+    given = parse_options(option)
+
+    async def change(session: AsyncSession) -> tuple[SourceOut, bool]:
+        row = await service.get_source(session, name)
+        options = {} if replace else dict(row.options)
+        for dotted in unset:  # first: `--unset mapping --option mapping=...` replaces an object
+            options = unset_option(options, dotted)
+        data = validated(SourceUpdate, options=merge_options(options, given))
+        seen = row.revision
+        row = await service.update_source(session, name, data, expected=None, actor=AUTHOR)
+        return service.to_out(row), row.revision != seen
+
+    source, changed = _run(change)
+    what = "updated" if changed else "unchanged"
+    options = json.dumps(source.options, sort_keys=True)
+    console.print(f"{source.name} {what}: revision {source.revision}; options {options}", soft_wrap=True)
 
 
 @sources_app.command("rotate")

@@ -508,6 +508,66 @@ def test_ticketctl_sources(database_url: str, monkeypatch: pytest.MonkeyPatch) -
     assert asyncio.run(stored()) is None
 
 
+def test_ticketctl_sources_update_changes_options(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sources update``: options given are merged into the stored ones (dotted keys nest),
+    ``--unset`` drops one, ``--replace`` stores only those given; each mistake is one line."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    runner = CliRunner()
+    name = f"upd-{uuid.uuid4().hex[:8]}"
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(ticketctl, ["sources", *args])
+        return result.exit_code, result.output
+
+    async def options() -> dict[str, object]:
+        from shared.db.engine import create_engine, session_factory
+
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                row = await session.get(Source, name)
+                assert row is not None
+                return dict(row.options)
+        finally:
+            await engine.dispose()
+
+    add = ["add", name, "--type", "generic", "--secret", "cli-secret-0007"]
+    assert invoke(*add, "--option", "mapping.external_id=/id", "--option", "auth_header=X-Key")[0] == 0
+
+    code, out = invoke(
+        "update", name, "--option", "mapping.subject=/title", "--option", 'status_map={"New": "open"}'
+    )
+    assert code == 0 and "revision 2" in out, out
+    assert asyncio.run(options()) == {
+        "mapping": {"external_id": "/id", "subject": "/title"},
+        "auth_header": "X-Key",
+        "status_map": {"New": "open"},
+    }
+    code, out = invoke("update", name, "--unset", "status_map", "--unset", "mapping.subject")
+    assert code == 0 and "revision 3" in out, out
+    assert asyncio.run(options()) == {"mapping": {"external_id": "/id"}, "auth_header": "X-Key"}
+    code, out = invoke("update", name, "--option", "auth_header=X-Key")
+    assert code == 0 and "unchanged" in out and "revision 3" in out, out
+    code, out = invoke("update", name, "--replace", "--option", "mapping.external_id=/ticket/id")
+    assert code == 0 and "revision 4" in out, out
+    assert asyncio.run(options()) == {"mapping": {"external_id": "/ticket/id"}}
+
+    # Mistakes: one line each, nothing stored.
+    for args, said in (
+        (["--unset", "mapping.external_id"], "mapping: expected an object"),  # the adapter's check
+        (["--unset", "nope"], "--unset nope: no such option"),
+        (["--unset", "mapping.external_id.deeper"], "--unset mapping.external_id.deeper: no such option"),
+    ):
+        code, out = invoke("update", name, *args)
+        assert code == 1 and said in out and len(out.strip().splitlines()) == 1, out
+    code, out = invoke("update", f"{name}-missing", "--option", "auth_header=X")
+    assert code == 1 and out.strip() == f"no source named '{name}-missing'", out
+    for mistake in ([], ["--replace", "--unset", "mapping"]):
+        assert invoke("update", name, *mistake)[0] == 2  # usage errors, as typer reports them
+    assert asyncio.run(options()) == {"mapping": {"external_id": "/ticket/id"}}
+    assert invoke("remove", name)[0] == 0
+
+
 async def test_prune_removes_only_old_deliveries(sessions: async_sessionmaker[AsyncSession]) -> None:
     source = f"prune-{uuid.uuid4().hex[:8]}"
     async with sessions() as session, session.begin():
