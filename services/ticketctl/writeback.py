@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,11 +20,11 @@ from services.router.writeback.models import WritebackTarget
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
 from services.ticketctl.database import ROW_ID_MAX
 from services.ticketctl.output import console
-from services.ticketctl.rules import AUTHOR, run
+from services.ticketctl.rules import AUTHOR, invalid, run
 from services.ticketctl.sources import parse_options, validated
 
 writeback_app = typer.Typer(
-    help="Write-back targets: add, list, remove; deliveries, retry.", no_args_is_help=True
+    help="Write-back targets: add, list, enable, disable, remove; deliveries, retry.", no_args_is_help=True
 )
 
 
@@ -93,6 +94,41 @@ def list_() -> None:
             json.dumps(target.options, sort_keys=True),
         )
     console.print(table)
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    """The API's PUT (it has no PATCH) with every field as stored but ``enabled``: the secret is kept,
+    and the fields are checked as any save checks them."""
+
+    async def change(session: AsyncSession) -> tuple[TargetOut, bool]:
+        row = await _by_name(session, name)
+        fields = {key: getattr(row, key) for key in service.AUDITED}
+        try:
+            data = TargetIn(**{**fields, "secret": row.secret, "enabled": enabled})
+        except ValidationError as exc:  # saved before a check it now fails: `writeback add` it anew
+            raise invalid(exc) from exc
+        seen = row.revision
+        row = await service.update_target(session, row.id, data, expected=None, actor=AUTHOR)
+        return service.to_out(row), row.revision != seen
+
+    target, changed = run(change)
+    state = "enabled" if enabled else "disabled"
+    if changed:
+        console.print(f"{target.name} {state} (revision {target.revision})")
+    else:
+        console.print(f"{target.name} was {state} already")
+
+
+@writeback_app.command("enable")
+def enable(name: str = typer.Argument(..., help="The target's name.")) -> None:
+    """Send the target's deliveries again, those queued while it was disabled included."""
+    _set_enabled(name, True)
+
+
+@writeback_app.command("disable")
+def disable(name: str = typer.Argument(..., help="The target's name.")) -> None:
+    """Stop sending to the target; its deliveries are still queued and wait until it is enabled."""
+    _set_enabled(name, False)
 
 
 @writeback_app.command("remove")

@@ -105,3 +105,51 @@ def test_numeric_ids_are_taken_as_the_connector_wants_them(
     listed = cli.invoke(app, ["writeback", "list"])
     assert '"admin_id": "814860"' in listed.output and '"billing": "5017691"' in listed.output, listed.output
     assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
+
+
+def test_disable_and_enable_a_target(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``writeback disable|enable NAME``: the API's PUT with only ``enabled`` changed (the secret and
+    every other field kept), audited; a name that is not a target is one line."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(writeback_cli.console, "width", 300)
+    cli, name = CliRunner(), f"hook-{uuid.uuid4().hex[:8]}"
+    add = ["writeback", "add", name, "--source", "github-main", "--url", "https://hooks.example.com/t"]
+    added = cli.invoke(app, [*add, "--secret", TOKEN, "--kind", "assignment"])
+    assert added.exit_code == 0, added.output
+
+    async def stored() -> tuple[bool, str, list[str], int]:
+        async def work(session) -> tuple[bool, str, list[str], int]:
+            row = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+            assert row is not None
+            return row.enabled, row.secret, row.event_kinds, row.revision
+
+        return await in_transaction(work, database_url)
+
+    disabled = cli.invoke(app, ["writeback", "disable", name])
+    assert disabled.exit_code == 0 and f"{name} disabled (revision 2)" in disabled.output, disabled.output
+    assert asyncio.run(stored()) == (False, TOKEN, ["assignment"], 2)
+    again = cli.invoke(app, ["writeback", "disable", name])
+    assert again.exit_code == 0 and f"{name} was disabled already" in again.output, again.output
+    listed = cli.invoke(app, ["writeback", "list"])
+    assert [line for line in listed.output.splitlines() if name in line and " no " in line], listed.output
+    enabled = cli.invoke(app, ["writeback", "enable", name])
+    assert enabled.exit_code == 0 and f"{name} enabled (revision 3)" in enabled.output, enabled.output
+    assert asyncio.run(stored()) == (True, TOKEN, ["assignment"], 3)
+
+    for command in ("enable", "disable"):
+        missing = cli.invoke(app, ["writeback", command, f"{name}-x"])
+        assert missing.exit_code == 1, missing.output
+        assert missing.output.strip() == f"no write-back target named '{name}-x'", missing.output
+
+    async def audited() -> list[object]:
+        async def work(session) -> list[object]:
+            row = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+            entries = await list_entries(session, entity="writeback_target", entity_id=str(row.id), limit=100)
+            return [e.detail["changes"] for e in entries if e.action == "writeback_target.update"]
+
+        return await in_transaction(work, database_url)
+
+    changes = asyncio.run(audited())
+    assert {"enabled": {"old": True, "new": False}} in changes, changes
+    assert {"enabled": {"old": False, "new": True}} in changes, changes
+    assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
