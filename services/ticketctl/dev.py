@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from services.ticketctl.database import checked_url, in_transaction
 from services.ticketctl.demo import seed_demo
-from services.ticketctl.output import console, fail
+from services.ticketctl.output import console, errors, fail
 from shared.auth import Role, create_api_key, hash_key
 from shared.db.engine import create_engine, session_factory
 from shared.db.migrate import upgrade
@@ -193,7 +193,7 @@ def run(embedded_broker: bool = True) -> int:
 def exited(name: str, process: subprocess.Popen[bytes], var: Path) -> int:
     """Report a service that stopped on its own; dev run's exit status."""
     message = f"{name} exited with code {process.returncode}; see {var / 'logs' / name}.log"
-    console.print(message, style="red", soft_wrap=True)
+    errors.print(message, style="red", soft_wrap=True)
     return 1
 
 

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from services.router.slas import service
 from services.ticketctl.database import in_transaction
-from services.ticketctl.output import console, load_yaml
+from services.ticketctl.output import console, errors, fail, load_yaml
 from shared.http.preconditions import Stale
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
@@ -46,8 +46,7 @@ def sla_show(
         raise typer.BadParameter("use policy or calendar")
     row = asyncio.run(_with_session(lambda s: service.latest(s, kind, name)))
     if row is None or row.deleted:
-        console.print(f"no {kind} {name!r}", style="red")
-        raise typer.Exit(1)
+        raise fail(f"no {kind} {name!r}")
     print(yaml.safe_dump(row.document, sort_keys=False), end="")
 
 
@@ -66,20 +65,13 @@ def sla_apply(
         raise typer.BadParameter("use policy or calendar")
     document = load_yaml(path)  # unreadable, not UTF-8 or not YAML: one line naming the file, exit 1
     if not isinstance(document, dict):
-        console.print(f"{path}: expected a {kind} document (a mapping of fields)", style="red")
-        raise typer.Exit(2)
+        raise fail(f"{path}: expected a {kind} document (a mapping of fields)")
     if name is not None and "name" in document and document["name"] != name:
         # One file applied under several names leaves `name:` out; one naming another is a mistake.
-        console.print(
-            f"/name: the file names {document['name']!r}, --name says {name!r}; give one, or the same",
-            style="red",
-            soft_wrap=True,
-        )
-        raise typer.Exit(2)
+        raise fail(f"/name: the file names {document['name']!r}, --name says {name!r}; give one, or the same")
     name = name if name is not None else document.get("name")
     if not isinstance(name, str):
-        console.print("/name: the document needs a name (or give --name)", style="red")
-        raise typer.Exit(2)
+        raise fail("/name: the document needs a name (or give --name)")
     saved_as: str = name
 
     async def apply(session: Any) -> Any:
@@ -90,11 +82,10 @@ def sla_apply(
         row = asyncio.run(_with_session(apply))
     except service.ConfigInvalid as exc:
         for error in exc.errors:
-            console.print(f"{error['field']}: {error['message']}", style="red")
-        raise typer.Exit(2) from None
-    except Stale as exc:  # another writer saved the same version first
-        console.print(f"{exc.message}", style="red")
+            errors.print(f"{error['field']}: {error['message']}", style="red", soft_wrap=True)
         raise typer.Exit(1) from None
+    except Stale as exc:  # another writer saved the same version first
+        raise fail(exc.message) from None
     console.print(f"{kind} {row.name} is now version {row.version}\n{row.diff}")
 
 
@@ -107,8 +98,7 @@ def sla_history(
         raise typer.BadParameter("use policy or calendar")
     rows = asyncio.run(_with_session(lambda s: service.history(s, kind, name)))
     if not rows:
-        console.print(f"no {kind} {name!r}", style="red")
-        raise typer.Exit(1)
+        raise fail(f"no {kind} {name!r}")
     for row in rows:
         flag = " (deleted)" if row.deleted else ""
         console.print(

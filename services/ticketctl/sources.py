@@ -35,8 +35,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return run_in_transaction(work)
     except (service.SourceError, Stale) as exc:  # Stale: a concurrent change was flushed first
-        console.print(f"{exc.message}", style="red")
-        raise typer.Exit(1) from exc
+        raise fail(exc.message) from exc
 
 
 def _option_value(raw: str, numbers: bool) -> Any:
@@ -75,8 +74,7 @@ def validated(model: type[T], **fields: Any) -> T:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
-        console.print(f"{field}: {error['msg']}", style="red")
-        raise typer.Exit(1) from exc
+        raise fail(f"{field}: {error['msg']}") from exc
 
 
 def _show(source: SourceOut) -> None:

@@ -491,9 +491,10 @@ def test_ticketctl_sources(database_url: str, monkeypatch: pytest.MonkeyPatch) -
             "mapping.subject=/s",
         ],
     )
-    assert bad.exit_code == 1 and "mapping.external_id" in bad.output
+    assert bad.exit_code == 1 and "mapping.external_id" in bad.stderr and not bad.stdout
     run("remove", name)
-    assert runner.invoke(ticketctl, ["sources", "remove", name]).exit_code == 1
+    gone = runner.invoke(ticketctl, ["sources", "remove", name])
+    assert gone.exit_code == 1 and name in gone.stderr and not gone.stdout, gone.output
 
     async def stored() -> Source | None:
         from shared.db.engine import create_engine, session_factory
