@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +25,18 @@ from shared.db.storable import reject_nul
 TOKEN = re.compile(r"[\x21-\x7e]+")
 URL_MAX = 2000  # the column's length
 USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (as pydantic gives it: IPv6 in brackets) names this machine."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: only "localhost" is known not to leave the machine
+        return False
 
 
 def hide_userinfo(url: str) -> str:
@@ -79,6 +92,15 @@ class TargetIn(BaseModel):
         # would not be paths, and every request would go to the front page.
         if info.data.get("connector", "webhook") != "webhook" and (url.query or url.fragment):
             raise ValueError("a helpdesk's address takes no query or fragment: its API paths are added to it")
+        # A helpdesk's API token is sent in a header with every request: over http anyone on the
+        # path reads it. Loopback never leaves the machine (local mock helpdesks, the tests). A
+        # webhook's secret is an HMAC key that is never sent, so its scheme is left to its owner.
+        if (
+            info.data.get("connector", "webhook") != "webhook"
+            and url.scheme != "https"
+            and not is_loopback(url.host)
+        ):
+            raise ValueError("a helpdesk's address must be https (its API token is sent with every request)")
         if len(str(url)) > URL_MAX:  # as stored (normalized): a longer one the column refuses
             raise ValueError(f"the URL is longer than {URL_MAX} characters")
         return url

@@ -152,6 +152,10 @@ async def test_a_target_repointed_to_another_source_cancels_what_it_held(session
         # request would go to the helpdesk's front page.
         ("https://helpdesk.example/?locale=en", "no query or fragment"),
         ("https://helpdesk.example/agent/#/tickets", "no query or fragment"),
+        # The API token goes in a header: over http anyone on the path reads it.
+        ("http://helpdesk.example/", "must be https"),
+        ("http://127.0.0.1.example/", "must be https"),
+        ("http://10.0.0.7:8080/", "must be https"),
     ],
 )
 async def test_a_url_too_long_or_with_credentials_is_refused_naming_it(sessions, names, url, message):
@@ -167,6 +171,29 @@ async def test_a_url_too_long_or_with_credentials_is_refused_naming_it(sessions,
             "/v1/writeback/targets", json=zendesk(name, "zd", url="https://a.example/" + "a" * 1900)
         )
         assert fine.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("connector", "url"),
+    [
+        # A helpdesk on loopback (a local mock, the tests' own) is not on any network path.
+        ("zendesk", "http://127.0.0.1:8080"),
+        ("zendesk", "http://127.9.9.9"),
+        ("zendesk", "http://localhost:9000/"),
+        ("zendesk", "http://[::1]:9000"),
+        # A webhook's secret is an HMAC key, never sent: http is its owner's choice.
+        ("webhook", "http://hooks.example/in"),
+    ],
+)
+async def test_http_is_taken_on_loopback_and_for_webhooks(sessions, names, connector, url):
+    name = f"t-{new_id()[:8]}"
+    names.append(name)
+    doc = zendesk(name, "zd", url=url)
+    if connector == "webhook":
+        doc |= {"connector": "webhook", "options": {}}
+    async with await api_client(sessions, router, Role.ADMIN, f"admin-{name}") as client:
+        made = await client.post("/v1/writeback/targets", json=doc)
+    assert made.status_code == 201, made.text
 
 
 async def test_credentials_of_a_url_saved_before_are_not_shown(sessions, names):
