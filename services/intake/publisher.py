@@ -145,10 +145,14 @@ class EventPublisher:
         events: list[EventEnvelope],
         dedupe: tuple[str, str] | None = None,
         request_digest: str | None = None,
+        unscoped: str | None = None,
     ) -> Outcome:
         """Return once the events are acknowledged by the broker or stored in the outbox (or were
         already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`, or
-        :class:`KeyReused` when ``dedupe`` was first claimed with another ``request_digest``."""
+        :class:`KeyReused` when ``dedupe`` was first claimed with another ``request_digest``.
+        ``unscoped``: the delivery id an older version recorded the same Idempotency-Key under
+        (not per API key); a record there with the same digest is a duplicate too, one with another
+        is ignored (it may be another client's)."""
         if dedupe is None:
             return await self._accept_fresh(events)
         # A copy of a delivery this process is accepting now waits for it and is its duplicate: two
@@ -166,21 +170,25 @@ class EventPublisher:
         self._accepting[dedupe] = (done, request_digest)
         outcome: Outcome | None = None
         try:
-            outcome = await self._accept_delivery(events, dedupe, request_digest)
+            outcome = await self._accept_delivery(events, dedupe, request_digest, unscoped)
             return outcome
         finally:
             del self._accepting[dedupe]
             done.set_result(outcome)
 
     async def _accept_delivery(
-        self, events: list[EventEnvelope], dedupe: tuple[str, str], request_digest: str | None
+        self,
+        events: list[EventEnvelope],
+        dedupe: tuple[str, str],
+        request_digest: str | None,
+        unscoped: str | None = None,
     ) -> Outcome:
         unacked: dict[int, Future | None] = dict.fromkeys(range(len(events)))
         try:
             # No transaction or pooled connection is held while the broker answers: on SQLite one
             # held its write lock (deliveries went one at a time), on PostgreSQL requests holding
             # every connection waited for one more (the outbox check) until the pool timed out.
-            if await self._already_accepted(dedupe, request_digest):
+            if await self._already_accepted(dedupe, request_digest, unscoped):
                 return await self._duplicate_found()
             if events and not self.degraded and await self.gate.outbox_empty():
                 unacked = await self._send(events)
@@ -220,10 +228,19 @@ class EventPublisher:
         await self.gate.hold_after_park(found_at)
         return _DUPLICATE
 
-    async def _already_accepted(self, dedupe: tuple[str, str], request_digest: str | None) -> bool:
+    async def _already_accepted(
+        self, dedupe: tuple[str, str], request_digest: str | None, unscoped: str | None = None
+    ) -> bool:
         """Whether ``dedupe`` was accepted before; raises :class:`KeyReused` when it was, with
-        another ``request_digest``."""
-        stored = await self.ledger.accepted(*dedupe)
+        another ``request_digest``. A record under ``unscoped`` counts only with no other digest."""
+        if unscoped is None:
+            stored = await self.ledger.accepted(*dedupe)
+        else:  # both lookups in one of the ledger's batches
+            stored, old = await asyncio.gather(
+                self.ledger.accepted(*dedupe), self.ledger.accepted(dedupe[0], unscoped)
+            )
+            if stored is NOT_SEEN and old is not NOT_SEEN:
+                return not key_reused(cast(str | None, old), request_digest)
         if stored is NOT_SEEN:
             return False
         if key_reused(cast(str | None, stored), request_digest):

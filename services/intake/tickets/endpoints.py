@@ -32,9 +32,20 @@ from shared.http.raw_route import RawRoute, invalid
 
 router = APIRouter(prefix="/v1", tags=["tickets"], route_class=RawRoute)
 
+# What an Idempotency-Key was recorded under (webhook_deliveries.delivery_id) before keys were
+# scoped per API key: such a record still answers its request's retry (see submit_ticket).
 IDEMPOTENCY_PREFIX = "idempotency:"
+SCOPED_IDEMPOTENCY_PREFIX = "idempotency/"  # not a prefix of the above: no record reads as the other
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,150}")
+
+
+def idempotency_delivery_id(api_key_id: str, key: str) -> str:
+    """The delivery id an Idempotency-Key is recorded under: scoped per API key, as at Stripe, so
+    two clients that happen to choose the same key are two requests, not a reuse (422) or a
+    duplicate (never published). At most 12 + 36 (the key's id) + 1 + 150 characters: the column
+    holds 200."""
+    return f"{SCOPED_IDEMPOTENCY_PREFIX}{api_key_id}/{key}"
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -59,8 +70,9 @@ def _openapi() -> dict[str, Any]:
                 "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": r"^[\x21-\x7e]+$"},
                 "description": (
-                    "Retries with the same key are acknowledged once and published once. A key "
-                    "reused with a different ticket is refused (422)."
+                    "Retries with the same key (from the same API key: keys are scoped per API "
+                    "key) are acknowledged once and published once. A key reused with a different "
+                    "ticket is refused (422)."
                 ),
             }
         ],
@@ -146,11 +158,17 @@ def _digest(ticket: TicketIn) -> str:
     summary="Submit a ticket (create, update, solve or reopen by external_id)",
 )
 async def submit_ticket(request: Request) -> Response:
-    await authenticate(request, Role.INTAKE)
+    caller = await authenticate(request, Role.INTAKE)
     idempotency_key = _idempotency_key(request)
     ticket = await _ticket(request)
     event_type = EventType.TICKET_CREATED if ticket.status == "new" else EventType.TICKET_STATUS_CHANGED
-    dedupe = (ticket.source, IDEMPOTENCY_PREFIX + idempotency_key) if idempotency_key else None
+    dedupe = (
+        (ticket.source, idempotency_delivery_id(caller.key_id, idempotency_key)) if idempotency_key else None
+    )
+    # Recorded before keys were scoped (kept INTAKE_DELIVERY_RETENTION_DAYS): a retry of that
+    # request is still its duplicate, but another request is not refused for it (whose it was is
+    # not known).
+    unscoped = IDEMPOTENCY_PREFIX + idempotency_key if idempotency_key else None
     digest = _digest(ticket) if dedupe else None
     # With a key, the event id derives from it and the request, so even a republished retry is one
     # event downstream, and a key reused with another ticket once the ledger has pruned it (then no
@@ -160,7 +178,7 @@ async def submit_ticket(request: Request) -> Response:
     refuse_unpublishable([envelope])
     publisher: EventPublisher = request.app.state.publisher
     try:
-        outcome = await publisher.accept([envelope], dedupe=dedupe, request_digest=digest)
+        outcome = await publisher.accept([envelope], dedupe=dedupe, request_digest=digest, unscoped=unscoped)
     except KeyReused as exc:
         raise invalid(
             ("header", IDEMPOTENCY_HEADER),

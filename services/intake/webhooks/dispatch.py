@@ -36,14 +36,19 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime | None = 
 
 def to_envelopes(config: SourceConfig, delivery: str, events: list[AdaptedEvent]) -> list[EventEnvelope]:
     """Envelopes whose ids derive from the delivery id, so a redelivery republishes the same ids and
-    consumers' idempotency on ``event_id`` absorbs it."""
+    consumers' idempotency on ``event_id`` absorbs it; an event with an ``identity`` derives it from
+    that instead, so another delivery reporting the same change is absorbed too."""
     return [
         ticket_event(
             event.type,
             config.name,
             event.snapshot,
             event.occurred_at,
-            event_id=derived_event_id(config.name, delivery, str(index)),
+            # "change" keeps these ids apart from any delivery's (a delivery id "change" would
+            # otherwise give index ids the same inputs).
+            event_id=derived_event_id(config.name, "change", event.identity)
+            if event.identity is not None
+            else derived_event_id(config.name, delivery, str(index)),
         )
         for index, event in enumerate(events)
     ]

@@ -175,6 +175,14 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
 _ORIGINS = {"status": "/issue/fields/status"}
 
 
+def _comment_identity(data: dict[str, Any]) -> str | None:
+    """A webhook subscribed to comment and issue events reports a new comment twice (comment_created,
+    and jira:issue_updated as issue_commented), each delivery with its own id: the comment's id
+    names it in both, so both publish one event id. Comment ids are unique on a Jira site."""
+    comment_id = opt_str(pointer_get(data, "/comment/id"))
+    return f"jira-comment:{comment_id}" if comment_id is not None else None
+
+
 def _moved_away(fields: dict[str, Any], items: list[Any], occurred_at: datetime) -> list[AdaptedEvent]:
     """A move to another project gives the issue a new key (SUP-42 -> OPS-7), and the key is the
     ticket's identity: the ticket under the old key is closed, as an issue moved out of a
@@ -207,7 +215,8 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
 
     if kind == "comment_created":
         fields["comment"] = _comment(data, issue)
-        return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields, _ORIGINS), occurred_at)]
+        snapshot = build_snapshot(fields, _ORIGINS)
+        return [AdaptedEvent(EventType.TICKET_COMMENTED, snapshot, occurred_at, _comment_identity(data))]
     if kind == "jira:issue_deleted":
         fields["status"] = TicketStatus.CLOSED
         return [AdaptedEvent(EventType.TICKET_STATUS_CHANGED, build_snapshot(fields, _ORIGINS), occurred_at)]
@@ -245,6 +254,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
                 EventType.TICKET_COMMENTED,
                 build_snapshot(fields | {"comment": _comment(data, issue)}, _ORIGINS),
                 occurred_at,
+                _comment_identity(data),
             )
         )
     # Last: the events above keep the ids (derived from their index) they had before.

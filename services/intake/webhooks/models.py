@@ -52,3 +52,8 @@ class AdaptedEvent:
     type: EventType
     snapshot: TicketSnapshot
     occurred_at: datetime
+    # What names the change whichever delivery reports it (a Jira comment's id): its event id is
+    # derived from it, not from the delivery, so that two webhooks reporting the same change (a
+    # comment event and an issue event carrying it) publish one event id, which consumers' idempotency
+    # keeps once. None: the delivery and the event's index name it.
+    identity: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -26,9 +27,49 @@ URL_MAX = 2000  # the column's length
 USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
 
 
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (as pydantic gives it: IPv6 in brackets) names this machine."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: only "localhost" is known not to leave the machine
+        return False
+
+
 def hide_userinfo(url: str) -> str:
     """``url`` with any ``user:password@`` shown as ``***@``."""
     return USERINFO.sub(r"\1***@", url)
+
+
+HIDDEN = "***"
+
+
+def _hide_value(part: str) -> str:
+    key, eq, _value = part.partition("=")
+    if not part:
+        return part
+    # A part with no "=" may be the token itself (``?<token>``): all of it is hidden.
+    return f"{key}={HIDDEN}" if eq else HIDDEN
+
+
+def query_values(query: str) -> list[str]:
+    """Each part's value (a part with no "=" is its own value): what a URL's query may hide."""
+    return [part.partition("=")[2] if "=" in part else part for part in query.split("&") if part]
+
+
+def hide_url_secrets(url: str) -> str:
+    """``url`` as answers and the audit log show it: credentials hidden, and every query value
+    (a webhook receiver's ``?token=...``, which viewers must not read), keys kept."""
+    url = hide_userinfo(url)
+    base, hash_, fragment = url.partition("#")  # the fragment is never sent: nothing to hide
+    path, question, query = base.partition("?")
+    if not query:
+        return url
+    hidden = "&".join(_hide_value(part) for part in query.split("&"))
+    return f"{path}{question}{hidden}{hash_}{fragment}"
 
 
 Connector = Literal["webhook", "zendesk", "freshdesk", "zammad", "jira", "github", "intercom"]
@@ -79,6 +120,18 @@ class TargetIn(BaseModel):
         # would not be paths, and every request would go to the front page.
         if info.data.get("connector", "webhook") != "webhook" and (url.query or url.fragment):
             raise ValueError("a helpdesk's address takes no query or fragment: its API paths are added to it")
+        # A helpdesk's API token is sent in a header with every request: over http anyone on the
+        # path reads it. Loopback never leaves the machine (local mock helpdesks, the tests). A
+        # webhook's secret is an HMAC key that is never sent, so its scheme is left to its owner.
+        if (
+            info.data.get("connector", "webhook") != "webhook"
+            and url.scheme != "https"
+            and not is_loopback(url.host)
+        ):
+            raise ValueError("a helpdesk's address must be https (its API token is sent with every request)")
+        # A URL as answers show it: saved, the hidden value would replace the token.
+        if url.query and HIDDEN in query_values(url.query):
+            raise ValueError(f"{HIDDEN} is how answers hide a query's value: give the real value")
         if len(str(url)) > URL_MAX:  # as stored (normalized): a longer one the column refuses
             raise ValueError(f"the URL is longer than {URL_MAX} characters")
         return url
@@ -140,9 +193,11 @@ class TargetOut(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _hide_userinfo(cls, url: str) -> str:
-        # A target saved before such URLs were refused: viewers must not read its credentials.
-        return hide_userinfo(url)
+    def _hide_secrets(cls, url: str) -> str:
+        # Viewers must not read a token in the query (a webhook's ``?token=``), nor the
+        # credentials of a target saved before such URLs were refused. Stored whole: deliveries
+        # go to the URL as given. Admins too see it hidden, as the secret is write-only.
+        return hide_url_secrets(url)
 
 
 class DeliveryOut(BaseModel):

@@ -43,7 +43,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
-from services.router.writeback.schemas import hide_userinfo
+from services.router.writeback.schemas import hide_userinfo, query_values
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -76,7 +76,10 @@ def redact(text: str, target: Target, requests: list[OutboundRequest]) -> str:
     secrets = {target.secret, *headers, *(h.split(" ", 1)[-1] for h in headers)}
     # A password in the URL of a target saved before such URLs were refused.
     with contextlib.suppress(ValueError):  # a URL that does not parse has none to hide
-        secrets.add(urlsplit(target.url).password or "")
+        parts = urlsplit(target.url)
+        secrets.add(parts.password or "")
+        # A token in a webhook's query (``?token=...``): errors quote the URL, viewers read them.
+        secrets.update(query_values(parts.query))
     # As given, trimmed, and as a repr quotes it (h11 shows a refused header as bytes).
     variants = {v for s in secrets for v in (s, s.strip(), repr(s)[1:-1], repr(s.encode())[2:-1])}
     for secret in sorted((v for v in variants if len(v) >= 8), key=len, reverse=True):

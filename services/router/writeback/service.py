@@ -23,7 +23,7 @@ from services.router.errors import Conflict, get_or_404
 from services.router.slas.service import policies_notifying
 from services.router.writeback.connectors import teams_by_group, ticket_source
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
-from services.router.writeback.schemas import TargetIn, TargetOut, hide_userinfo
+from services.router.writeback.schemas import TargetIn, TargetOut, hide_url_secrets, hide_userinfo
 from shared.db.audit import record
 from shared.db.pruning import cutoff
 from shared.events import utc_now
@@ -51,14 +51,17 @@ def _fields(row: WritebackTarget) -> dict[str, Any]:
     return {key: getattr(row, key) for key in AUDITED}
 
 
-def _shown(value: Any) -> Any:
+def _shown(key: str, value: Any) -> Any:
     """A value as the audit log may show it: a URL saved before credentials in URLs were refused
-    keeps its password out of the log, which viewers read."""
+    keeps its password out of the log, which viewers read, and any URL its query's values (a
+    webhook's ``?token=``), as answers show it."""
+    if key == "url" and isinstance(value, str):
+        return hide_url_secrets(value)
     return hide_userinfo(value) if isinstance(value, str) else value
 
 
 def _audited(row: WritebackTarget) -> dict[str, Any]:
-    return {key: _shown(value) for key, value in _fields(row).items()}
+    return {key: _shown(key, value) for key, value in _fields(row).items()}
 
 
 def _name_taken(name: str) -> Conflict:
@@ -142,7 +145,9 @@ async def update_target(
     check_expected(expected, row.revision, target_etag(row), row.generation)
     new = data.model_dump(mode="json")
     changes = {
-        k: {"old": _shown(old), "new": _shown(new[k])} for k, old in _fields(row).items() if old != new[k]
+        k: {"old": _shown(k, old), "new": _shown(k, new[k])}
+        for k, old in _fields(row).items()
+        if old != new[k]
     }
     secret_changed = row.secret != data.secret
     if not changes and not secret_changed:

@@ -14,14 +14,23 @@ from sqlalchemy import func, select
 from services.intake.deliveries import prune_deliveries
 from services.intake.models import WebhookDelivery
 from services.intake.publisher import EventPublisher
-from services.intake.tickets.endpoints import _digest
+from services.intake.tickets.endpoints import _digest, idempotency_delivery_id
 from services.intake.tickets.schemas import TicketIn
+from shared.auth import Role
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_row
 from shared.events import EventType, ticket_event, utc_now
+from tests.e2e.stack import make_key
 from tests.integration.intake.helpers import Intake, read_topic
 
 PROBLEM = "application/problem+json"
+
+
+async def scoped(intake: Intake, key: str) -> str:
+    """The delivery id ``key`` is recorded under for the test's intake API key."""
+    caller = await intake.app.state.keys.caller_of(intake.intake["Authorization"].removeprefix("Bearer "))
+    assert caller is not None
+    return idempotency_delivery_id(caller.key_id, key)
 
 
 async def test_auth_comes_before_validation(intake: Intake) -> None:
@@ -128,7 +137,7 @@ async def test_a_key_reused_with_another_ticket_is_refused(intake: Intake) -> No
     # A key claimed before digests were kept answers duplicate, whatever the body.
     publisher: EventPublisher = intake.app.state.publisher
     async with publisher.sessions() as session:
-        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        row = await session.get(WebhookDelivery, ("api", await scoped(intake, key)))
         assert row is not None and row.request_digest is not None
         row.request_digest = None
         await session.commit()
@@ -136,6 +145,61 @@ async def test_a_key_reused_with_another_ticket_is_refused(intake: Intake) -> No
         "/v1/tickets", headers=headers, json={"external_id": "idem-2", "subject": "something else"}
     )
     assert legacy.status_code == 200 and legacy.json()["duplicate"] is True
+
+
+async def test_keys_are_scoped_per_api_key(intake: Intake) -> None:
+    """Two clients (API keys) choosing the same Idempotency-Key are two requests, as at Stripe: the
+    second client's ticket was refused as a reuse (422), or, the same ticket, acknowledged as a
+    duplicate and never published."""
+    other_client = {"Authorization": f"Bearer {await make_key(intake.settings.database_url, Role.INTAKE)}"}
+    key = f"k-{uuid.uuid4().hex}"
+    first = await intake.client.post(
+        "/v1/tickets", headers={**intake.intake, "Idempotency-Key": key}, json={"external_id": "scoped-1"}
+    )
+    other = await intake.client.post(
+        "/v1/tickets", headers={**other_client, "Idempotency-Key": key}, json={"external_id": "scoped-2"}
+    )
+    same = await intake.client.post(
+        "/v1/tickets", headers={**other_client, "Idempotency-Key": f"{key}-b"}, json={"external_id": "s-3"}
+    )
+    mine = await intake.client.post(
+        "/v1/tickets", headers={**intake.intake, "Idempotency-Key": f"{key}-b"}, json={"external_id": "s-3"}
+    )
+    assert [r.status_code for r in (first, other, same, mine)] == [202, 202, 202, 202], other.text
+    ids = {r.json()["event_id"] for r in (first, other, same, mine)}
+    assert len(ids) == 4
+    # Each client's retry is still its own duplicate.
+    retry = await intake.client.post(
+        "/v1/tickets", headers={**other_client, "Idempotency-Key": key}, json={"external_id": "scoped-2"}
+    )
+    assert retry.status_code == 200 and retry.json()["event_id"] == other.json()["event_id"]
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 4)
+    assert sorted(str(e.event_id) for e in events) == sorted(ids)
+    # The longest key, with the API key's id before it, fits the column (200).
+    longest = {**other_client, "Idempotency-Key": "k" * 150}
+    made = await intake.client.post("/v1/tickets", headers=longest, json={"external_id": "scoped-4"})
+    again = await intake.client.post("/v1/tickets", headers=longest, json={"external_id": "scoped-4"})
+    assert (made.status_code, again.status_code) == (202, 200), made.text
+
+
+async def test_a_key_recorded_before_keys_were_scoped_still_answers_its_retry(intake: Intake) -> None:
+    """A record of the unscoped shape (``idempotency:<key>``, written before the upgrade) still
+    acknowledges a retry of its request; another request under that key is not refused for it (it
+    may be another client's), and is published."""
+    publisher: EventPublisher = intake.app.state.publisher
+    key = f"k-{uuid.uuid4().hex}"
+    ticket = {"external_id": "legacy-1"}
+    digest = _digest(TicketIn.model_validate(ticket))
+    async with publisher.sessions() as session:
+        session.add(WebhookDelivery(source="api", delivery_id="idempotency:" + key, request_digest=digest))
+        await session.commit()
+    headers = {**intake.intake, "Idempotency-Key": key}
+    retry = await intake.client.post("/v1/tickets", headers=headers, json=ticket)
+    assert retry.status_code == 200 and retry.json()["duplicate"] is True, retry.text
+    other = await intake.client.post("/v1/tickets", headers=headers, json={"external_id": "legacy-2"})
+    assert other.status_code == 202, other.text
+    events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
+    assert [str(e.event_id) for e in events] == [other.json()["event_id"]]
 
 
 async def test_a_key_reused_after_its_record_was_pruned_is_a_new_event(intake: Intake) -> None:
@@ -149,7 +213,7 @@ async def test_a_key_reused_after_its_record_was_pruned_is_a_new_event(intake: I
     assert first.status_code == 202, first.text
     publisher: EventPublisher = intake.app.state.publisher
     async with publisher.sessions() as session:
-        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        row = await session.get(WebhookDelivery, ("api", await scoped(intake, key)))
         assert row is not None
         row.received_at = utc_now() - timedelta(days=8)
         await session.commit()
@@ -158,7 +222,7 @@ async def test_a_key_reused_after_its_record_was_pruned_is_a_new_event(intake: I
     assert other.status_code == 202, other.text
     assert other.json()["event_id"] != first.json()["event_id"]
     async with publisher.sessions() as session:
-        row = await session.get(WebhookDelivery, ("api", "idempotency:" + key))
+        row = await session.get(WebhookDelivery, ("api", await scoped(intake, key)))
         assert row is not None
         await session.delete(row)
         await session.commit()

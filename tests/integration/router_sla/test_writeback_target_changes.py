@@ -152,6 +152,10 @@ async def test_a_target_repointed_to_another_source_cancels_what_it_held(session
         # request would go to the helpdesk's front page.
         ("https://helpdesk.example/?locale=en", "no query or fragment"),
         ("https://helpdesk.example/agent/#/tickets", "no query or fragment"),
+        # The API token goes in a header: over http anyone on the path reads it.
+        ("http://helpdesk.example/", "must be https"),
+        ("http://127.0.0.1.example/", "must be https"),
+        ("http://10.0.0.7:8080/", "must be https"),
     ],
 )
 async def test_a_url_too_long_or_with_credentials_is_refused_naming_it(sessions, names, url, message):
@@ -167,6 +171,29 @@ async def test_a_url_too_long_or_with_credentials_is_refused_naming_it(sessions,
             "/v1/writeback/targets", json=zendesk(name, "zd", url="https://a.example/" + "a" * 1900)
         )
         assert fine.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("connector", "url"),
+    [
+        # A helpdesk on loopback (a local mock, the tests' own) is not on any network path.
+        ("zendesk", "http://127.0.0.1:8080"),
+        ("zendesk", "http://127.9.9.9"),
+        ("zendesk", "http://localhost:9000/"),
+        ("zendesk", "http://[::1]:9000"),
+        # A webhook's secret is an HMAC key, never sent: http is its owner's choice.
+        ("webhook", "http://hooks.example/in"),
+    ],
+)
+async def test_http_is_taken_on_loopback_and_for_webhooks(sessions, names, connector, url):
+    name = f"t-{new_id()[:8]}"
+    names.append(name)
+    doc = zendesk(name, "zd", url=url)
+    if connector == "webhook":
+        doc |= {"connector": "webhook", "options": {}}
+    async with await api_client(sessions, router, Role.ADMIN, f"admin-{name}") as client:
+        made = await client.post("/v1/writeback/targets", json=doc)
+    assert made.status_code == 201, made.text
 
 
 async def test_credentials_of_a_url_saved_before_are_not_shown(sessions, names):
@@ -202,3 +229,43 @@ async def test_credentials_of_a_url_saved_before_are_not_shown(sessions, names):
         entries = await list_entries(session, entity="writeback_target", entity_id=str(target_id))
     logged = json.dumps([entry.detail for entry in entries])
     assert "***@helpdesk.example" in logged and "hunter2" not in logged
+
+
+async def test_a_token_in_a_webhook_urls_query_is_shown_to_no_one(sessions, names):
+    name = f"t-{new_id()[:8]}"
+    names.append(name)
+    url = "https://hooks.example/in?token=q-t0ken-0123456789&team=ops"
+    doc = {"name": name, "source": "zd", "url": url, "secret": SECRET}
+    async with await api_client(sessions, router, Role.ADMIN, f"admin-{name}") as client:
+        made = await client.post("/v1/writeback/targets", json=doc)
+        assert made.status_code == 201, made.text
+        target_id = made.json()["id"]
+        shown = [made, await client.get(f"/v1/writeback/targets/{target_id}")]
+        # Sent back as read, the hidden values would be stored in place of the token: refused.
+        as_read = await client.put(
+            f"/v1/writeback/targets/{target_id}",
+            json=doc | {"url": made.json()["url"]},
+            headers={"If-Match": made.headers["etag"]},
+        )
+        assert as_read.status_code == 422
+        [error] = as_read.json()["errors"]
+        assert error["field"] == "/url" and "***" in error["message"]
+        moved = await client.put(
+            f"/v1/writeback/targets/{target_id}",
+            json=doc | {"url": url.replace("ops", "it")},
+            headers={"If-Match": made.headers["etag"]},
+        )
+        assert moved.status_code == 200, moved.text
+    async with await api_client(sessions, router, Role.VIEWER, f"viewer-{name}") as client:
+        shown.append(await client.get(f"/v1/writeback/targets/{target_id}"))
+        shown.append(await client.get("/v1/writeback/targets"))
+    for answer in shown:
+        assert "q-t0ken" not in answer.text
+    assert shown[1].json()["url"] == "https://hooks.example/in?token=***&team=***"
+    # Stored whole: deliveries go to the URL as given.
+    async with sessions() as session:
+        row = await session.get(WritebackTarget, target_id)
+        assert row is not None and row.url == url.replace("ops", "it")
+        entries = await list_entries(session, entity="writeback_target", entity_id=str(target_id))
+    logged = json.dumps([entry.detail for entry in entries])
+    assert "token=***" in logged and "q-t0ken" not in logged

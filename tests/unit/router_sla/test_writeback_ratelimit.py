@@ -9,7 +9,7 @@ import pytest
 
 from services.router.writeback.connectors import Target
 from services.router.writeback.ratelimit import Pauses, rate_limit_wait
-from services.router.writeback.schemas import hide_userinfo
+from services.router.writeback.schemas import hide_url_secrets, hide_userinfo
 from services.router.writeback.sender import redact
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -69,3 +69,16 @@ def test_a_password_in_a_targets_url_is_redacted() -> None:
     assert hide_userinfo("https://bot:pw12@hooks.example/in?x=1") == "https://***@hooks.example/in?x=1"
     odd = Target("webhook", "https://[::1/in", "s" * 20, {})  # does not parse: nothing to hide
     assert redact("x", odd, []) == "x"
+
+
+def test_a_token_in_a_webhook_urls_query_is_redacted() -> None:
+    # The delivery's last error, which viewers read, quotes the URL it was sent to.
+    target = Target("webhook", "https://hooks.example/in?token=q-t0ken-0123456789&v=2", "s" * 20, {})
+    text = "HTTP 500 from POST https://hooks.example/in?token=q-t0ken-0123456789&v=2: oops"
+    assert "q-t0ken" not in redact(text, target, [])
+    assert (
+        hide_url_secrets("https://bot:pw12@hooks.example/in?token=abc&flag&=x#top")
+        == "https://***@hooks.example/in?token=***&***&=***#top"
+    )
+    assert hide_url_secrets("https://hooks.example/in") == "https://hooks.example/in"
+    assert hide_url_secrets("https://hooks.example/in?") == "https://hooks.example/in?"

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.intake.webhooks import IgnoredEvent, UnmappableError, WebhookRequest, adapt
+from services.intake.webhooks import IgnoredEvent, UnmappableError, WebhookRequest, adapt, to_envelopes
 from services.intake.webhooks.jira import adf_to_text
 from shared.events import EventType, Priority, TicketStatus, event_payload
 
@@ -82,6 +82,34 @@ def test_status_change_with_comment_yields_both() -> None:
     comment = {"id": "1", "body": "Resolving.", "author": {"accountId": "agent"}}
     events = adapt(CFG, WebhookRequest({}, _updated([{"field": "status"}], comment=comment)), NOW)
     assert [e.type for e in events] == [EventType.TICKET_STATUS_CHANGED, EventType.TICKET_COMMENTED]
+
+
+def test_a_comment_reported_by_both_subscriptions_is_one_event() -> None:
+    """A webhook subscribed to comment events and to issue events gets the same comment twice: as
+    comment_created and as jira:issue_updated (issue_commented). Each delivery has its own id, so
+    the comment was published twice (the router counted two responses)."""
+    created = json.loads(fixture("jira", "comment_created.json"))
+    updated = json.loads(_updated([{"field": "status"}], comment=created["comment"]))
+    updated["issue_event_type_name"] = "issue_commented"
+    first = to_envelopes(CFG, "delivery-a", adapt(CFG, WebhookRequest({}, json.dumps(created).encode()), NOW))
+    second = to_envelopes(
+        CFG, "delivery-b", adapt(CFG, WebhookRequest({}, json.dumps(updated).encode()), NOW)
+    )
+    [comment_a] = [e for e in first if e.type is EventType.TICKET_COMMENTED]
+    [comment_b] = [e for e in second if e.type is EventType.TICKET_COMMENTED]
+    assert comment_a.event_id == comment_b.event_id  # the router's idempotency on it keeps one
+    # The issue event's other change is its own event, under the delivery's id: not lost.
+    assert [e.type for e in second] == [EventType.TICKET_STATUS_CHANGED, EventType.TICKET_COMMENTED]
+    assert second[0].event_id not in {comment_a.event_id}
+    # Another comment, or the same comment id at another source, is another event.
+    other = json.loads(json.dumps(created))
+    other["comment"]["id"] = "10201"
+    [third] = to_envelopes(CFG, "delivery-c", adapt(CFG, WebhookRequest({}, json.dumps(other).encode()), NOW))
+    elsewhere = CFG.model_copy(update={"name": "jira-2"})
+    [fourth] = to_envelopes(
+        elsewhere, "delivery-a", adapt(elsewhere, WebhookRequest({}, json.dumps(created).encode()), NOW)
+    )
+    assert len({comment_a.event_id, third.event_id, fourth.event_id}) == 3
 
 
 def test_comment_created_internal_note() -> None:
