@@ -17,6 +17,7 @@ from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.ingest.runner import ingest_runner
+from services.metrics.schemas import BacklogSummary
 from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.openapi import document_problems, problem_responses
@@ -37,6 +38,7 @@ CAUGHT_UP = Gauge(
 @backlog_router.get(
     "/backlog",
     summary="Backlog summary per team (JSON)",
+    response_model=BacklogSummary,
     responses=problem_responses(
         {401: "Missing, unknown or revoked API key", 403: "The API key lacks the viewer role"}, (401, 403)
     ),
