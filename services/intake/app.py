@@ -20,6 +20,7 @@ from services.intake.sources.cache import SourceCache
 from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.body_limit import BodyLimit
+from shared.http.conditional import install_conditional_get
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
@@ -104,6 +105,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     document_problems(app, json_checked=("/v1/sources",))  # the admin API's refuse_non_json_body
+    install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")
     # The hot path first and on the app itself: a ticket is not tried against the other routes.
     add_routes_first(app, tickets_router)
