@@ -25,6 +25,7 @@ from shared.http.health import Check, broker_check, database_check, health_route
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
 from shared.http.raw_route import add_routes_first
+from shared.http.slashes import install_strict_slashes
 from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources
 from shared.settings import IntakeSettings
 
@@ -104,6 +105,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app, json_checked=("/v1/sources",))  # the admin API's refuse_non_json_body
     install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")

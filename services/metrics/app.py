@@ -22,6 +22,7 @@ from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.openapi import document_problems, problem_responses
 from shared.http.problems import install_problem_handlers
+from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
@@ -106,6 +107,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app)
     install_timing(app, "metrics")
     app.include_router(health_router())

@@ -28,6 +28,7 @@ from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
+from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
@@ -126,6 +127,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app, json_checked=("/",))  # refuse_non_json_body is app-wide
     # Before any operation: FastAPI parses a body before the key check.
     app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)
