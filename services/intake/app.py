@@ -20,10 +20,12 @@ from services.intake.sources.cache import SourceCache
 from services.intake.sources.endpoints import router as sources_router
 from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.body_limit import BodyLimit
+from shared.http.conditional import install_conditional_get
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
 from shared.http.raw_route import add_routes_first
+from shared.http.slashes import install_strict_slashes
 from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources
 from shared.settings import IntakeSettings
 
@@ -103,7 +105,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app, json_checked=("/v1/sources",))  # the admin API's refuse_non_json_body
+    install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")
     # The hot path first and on the app itself: a ticket is not tried against the other routes.
     add_routes_first(app, tickets_router)

@@ -17,10 +17,12 @@ from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.ingest.runner import ingest_runner
+from services.metrics.schemas import BacklogSummary
 from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.openapi import document_problems, problem_responses
 from shared.http.problems import install_problem_handlers
+from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
@@ -37,6 +39,7 @@ CAUGHT_UP = Gauge(
 @backlog_router.get(
     "/backlog",
     summary="Backlog summary per team (JSON)",
+    response_model=BacklogSummary,
     responses=problem_responses(
         {401: "Missing, unknown or revoked API key", 403: "The API key lacks the viewer role"}, (401, 403)
     ),
@@ -104,6 +107,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app)
     install_timing(app, "metrics")
     app.include_router(health_router())

@@ -22,11 +22,13 @@ from services.router.slas.runtime import priority_matrix, start_sla_runtime
 from services.router.tickets.endpoints import router as tickets_router
 from services.router.writeback.endpoints import router as writeback_router
 from shared.http.body_limit import BodyLimit
+from shared.http.conditional import install_conditional_get
 from shared.http.health import broker_check, database_check, health_router, install_timing
 from shared.http.json_body import refuse_non_json_body
 from shared.http.nul_guard import refuse_nul
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
+from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
 from shared.runtime import freeze_startup_heap, open_resources
@@ -125,9 +127,11 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
     )
     install_problem_handlers(app)
+    install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     document_problems(app, json_checked=("/",))  # refuse_non_json_body is app-wide
     # Before any operation: FastAPI parses a body before the key check.
     app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)
+    install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "router")
     app.include_router(health_router())
     app.include_router(tickets_router)

@@ -1,4 +1,5 @@
-"""Optimistic concurrency over HTTP: ETags out, ``If-Match`` required on every mutation.
+"""Optimistic concurrency over HTTP: ETags out, ``If-Match`` required on every mutation, and
+``If-None-Match`` on reads (:func:`none_match`, applied by :mod:`shared.http.conditional`).
 
 ETags here are weak and carry a revision number (``W/"ruleset-7"``), so the check is a number
 comparison the service layer can repeat inside its transaction. A resource that can be deleted
@@ -106,6 +107,19 @@ def _expected(
     if not found:
         return NO_MATCH
     return next(iter(found)) if len(found) == 1 else found
+
+
+def none_match(if_none_match: str | None, current: str) -> bool:
+    """Whether ``If-None-Match`` names ``current`` or is ``*`` (RFC 9110 13.1.2): weak comparison,
+    the opaque tags equal whether or not either is marked ``W/`` (ours all are; a client or cache
+    may have dropped the mark). A malformed header names nothing: the full answer is the safe one."""
+    tags = _listed(if_none_match)
+    if tags is ANY:
+        return True
+    if not isinstance(tags, list):
+        return False
+    opaque = current.removeprefix("W/")
+    return any(tag.removeprefix("W/") == opaque for tag in tags)
 
 
 def expected_revision(if_match: str | None, prefix: str) -> int | frozenset[int] | None:

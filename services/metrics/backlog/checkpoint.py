@@ -10,7 +10,8 @@ Versions: ``MAGIC`` changes only for a layout an older loader would misread. Add
 recognised by what the header lists, and a loader skips blobs it does not know, so checkpoints
 stay readable in both directions (a rolled-back instance does not replay its partitions from 0):
 a checkpoint without ``a_res_warn`` (written before the router sent its warning instants) loads
-with every instant UNSET, i.e. the at-risk estimate those tickets were counted with.
+with every instant UNSET, i.e. the at-risk estimate those tickets were counted with; one without
+``unaged`` has its tickets created ahead of the clock found and marked on load.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ _LISTS = (
     "c_escalated",
     "c_breach",
     "s_created",
+    "n_unaged",
+    "u_created",
 )
 
 
@@ -78,6 +81,7 @@ def capture(state: BacklogState) -> bytes:
         ("seen", array("Q", state.seen_order)),
         ("resolved_fifo", array("Q", state.resolved_fifo)),
         ("received_fifo", array("Q", state.received_fifo)),
+        ("unaged", array("I", sorted(state.unaged))),
     ]
     header: dict[str, Any] = {
         "byteorder": sys.byteorder,
@@ -156,6 +160,10 @@ def load(data: bytes) -> BacklogState:
     if "s_created" not in header["lists"]:  # checkpoint written before the age sums existed
         for slot in state.open_slots():
             state.s_created[state.a_team[slot]] += state.a_created[slot]
+    if "unaged" in arrays:
+        state.unaged = set(arrays["unaged"])
+    else:  # written before tickets ahead of the clock were aged 0: mark them, due at creation
+        _mark_unaged(state)
     if not header.get("received_per_key"):  # written while every ticket.created was counted
         for _, slot in state.index.items():
             state.a_flags[slot] |= F_RECEIVED
@@ -176,3 +184,15 @@ def load(data: bytes) -> BacklogState:
                 state.a_flags[slot] = f & ~F_ENTERED
     rebuild_heaps(state)
     return state
+
+
+def _mark_unaged(state: BacklogState) -> None:
+    """Mark the open tickets created ahead of the clock as :func:`.transitions.add_open` does (their
+    lists absent, all zero) and schedule each at its creation instant (rebuild_heaps follows)."""
+    now, created, team, a_next = state.now_ms, state.a_created, state.a_team, state.a_next
+    for slot in state.open_slots():
+        if created[slot] > now:
+            state.unaged.add(slot)
+            state.n_unaged[team[slot]] += 1
+            state.u_created[team[slot]] += created[slot]
+            a_next[slot] = min(a_next[slot], created[slot])

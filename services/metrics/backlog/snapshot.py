@@ -111,7 +111,10 @@ class Snapshot:
         return sum(t.open_total for t in self.teams.values())
 
     def oldest_age_seconds(self, team: TeamTotals) -> float:
-        return 0.0 if team.oldest_created_ms is None else (self.now_ms - team.oldest_created_ms) / 1000
+        # Never negative: every open ticket may have been created ahead of the clock (clock skew).
+        if team.oldest_created_ms is None:
+            return 0.0
+        return max(0, self.now_ms - team.oldest_created_ms) / 1000
 
     def forecast(self, team: TeamTotals) -> dict[str, float]:
         """Flow per hour over the sliding window, hours to clear the open backlog at the current
@@ -156,7 +159,9 @@ def take(state: BacklogState) -> Snapshot:
             at_risk=state.g_risk[p : p + NP],
             status=state.g_status[s : s + NS],
             age=state.g_age[b : b + nb],
-            age_sum_ms=state.team_open(t) * state.now_ms - state.s_created[t],
+            # Tickets created ahead of the clock add 0 (see BacklogState.unaged), not a negative age.
+            age_sum_ms=(state.team_open(t) - state.n_unaged[t]) * state.now_ms
+            - (state.s_created[t] - state.u_created[t]),
             oldest_created_ms=oldest,
             routed=state.c_routed[t],
             resolved=state.c_resolved[t],

@@ -105,6 +105,11 @@ class BacklogState:
         self.g_open, self.g_overdue, self.g_risk = [0] * (t * NP), [0] * (t * NP), [0] * (t * NP)
         self.g_status, self.g_age = [0] * (t * NS), [0] * (t * self.nb)
         self.s_created = [0] * t  # per team: sum of the open tickets' created_ms (-> sum of ages)
+        # Open tickets created ahead of the clock (a helpdesk's clock running fast) are aged 0 until
+        # their creation instant: their slots, and per team their count and sum of created_ms, taken
+        # out of the age sum (s_created keeps them, so an older release reading a checkpoint agrees).
+        self.unaged: set[int] = set()  # few: a set costs nothing per ticket on time
+        self.n_unaged, self.u_created = [0] * t, [0] * t
         self.c_received = [0] * cfg.max_sources
         self.c_routed, self.c_resolved, self.c_reopened, self.c_escalated = ([0] * t for _ in range(4))
         self.c_breach = [0] * (t * 2)  # team*2 + kind (0 first_response, 1 resolution)

@@ -4,7 +4,8 @@ An open ticket changes age bucket, becomes at risk, overdue, or breaches a first
 as time passes, with no event. :func:`add_open` classifies one open ticket at the state's clock,
 counts it into the open-ticket gauges of its :class:`.BacklogState` (open, overdue, at risk, by
 status, age buckets, age sum; breach counters when a deadline has passed) and schedules the next
-instant at which that classification can change; :func:`remove_open` uncounts it.
+instant at which that classification can change; :func:`remove_open` uncounts it. A ticket created
+ahead of the clock (a helpdesk's clock running fast) is aged 0 until its creation instant.
 :func:`advance_clock` moves the clock and re-classifies every ticket whose instant has come.
 Event-driven changes (counters, histograms, flows) are in :meth:`.BacklogState._apply_values`.
 
@@ -106,8 +107,11 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
     now, created, f = st.now_ms, st.a_created[slot], st.a_flags[slot] & ~(F_AT_RISK | F_OVERDUE)
     team, prio = st.a_team[slot], st.a_prio[slot]
     edges = st.edges_ms
-    bucket = bisect_left(edges, now - created)  # age <= edge -> that bucket
+    bucket = bisect_left(edges, max(0, now - created))  # age <= edge -> that bucket
     nxt = created + edges[bucket] + 1 if bucket < len(edges) else NEVER
+    ahead = created > now  # created ahead of the clock (a skewed helpdesk clock): age 0 until then
+    if ahead:
+        nxt = created  # then it joins the age sum
     if not f & F_PAUSED:
         due = st.a_res_due[slot]
         if due != UNSET and not f & F_RES_DUE_OFF:
@@ -147,6 +151,10 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
     st.g_status[team * NS + st.a_status[slot]] += 1
     st.g_age[team * st.nb + bucket] += 1
     st.s_created[team] += created
+    if ahead:
+        st.unaged.add(slot)
+        st.n_unaged[team] += 1
+        st.u_created[team] += created
     if f & F_OVERDUE:
         st.g_overdue[tp] += 1
     elif f & F_AT_RISK:
@@ -173,6 +181,10 @@ def remove_open(st: BacklogState, slot: int) -> None:
     st.g_status[team * NS + st.a_status[slot]] -= 1
     st.g_age[team * st.nb + st.a_bucket[slot]] -= 1
     st.s_created[team] -= st.a_created[slot]
+    if slot in st.unaged:
+        st.unaged.discard(slot)
+        st.n_unaged[team] -= 1
+        st.u_created[team] -= st.a_created[slot]
     if f & F_OVERDUE:
         st.g_overdue[tp] -= 1
     elif f & F_AT_RISK:

@@ -11,7 +11,8 @@ from .snapshot import Snapshot
 
 
 def summary(snap: Snapshot) -> dict[str, Any]:
-    """Per-team JSON summary; an infinite ``hours_to_clear`` becomes null (JSON has no Inf)."""
+    """Per-team JSON summary (documented by :class:`services.metrics.schemas.BacklogSummary`); an
+    infinite ``hours_to_clear`` becomes null (JSON has no Inf), and ``as_of`` is null with no clock."""
     teams: dict[str, Any] = {}
     for name, team in snap.teams.items():
         flow = snap.forecast(team)
@@ -28,8 +29,11 @@ def summary(snap: Snapshot) -> dict[str, Any]:
             "agents_needed": int(flow["agents_needed"]),
         }
     triage = snap.teams.get(TRIAGE)
+    # A clock of 0 is no clock: a merge of no shard (no partition assigned) or of shards neither
+    # fed an event nor caught up. 1970 would read as a real, very stale instant.
+    as_of = None if snap.now_ms <= 0 else datetime.fromtimestamp(snap.now_ms / 1000, UTC).isoformat()
     return {
-        "as_of": datetime.fromtimestamp(snap.now_ms / 1000, UTC).isoformat(),
+        "as_of": as_of,
         "open": snap.n_open,
         "triage_open": 0 if triage is None else triage.open_total,
         "teams": teams,

@@ -213,7 +213,7 @@ class Truth:
             assert created is not None
             exp[("ticket_backlog_open", (("priority", prio), ("team", team)))] += 1
             exp[("ticket_open_by_status", (("status", st.status.value), ("team", team)))] += 1
-            age = now_ms - created
+            age = max(0, now_ms - created)  # created ahead of the clock: aged 0
             for edge in edges:
                 if age <= edge * 1000:
                     exp[("ticket_open_age_bucket", (("le", _le(edge)), ("team", team)))] += 1
@@ -230,7 +230,7 @@ class Truth:
             if team == "triage":
                 exp[("ticket_triage_open", ())] += 1
         for team, created in oldest.items():
-            exp[("ticket_oldest_open_age_seconds", (("team", team),))] = (now_ms - created) / 1000
+            exp[("ticket_oldest_open_age_seconds", (("team", team),))] = max(0, now_ms - created) / 1000
         for source in self.sources:
             exp[("tickets_received_total", (("source", source),))] = self.received[source]
         self._histogram(exp, "ticket_time_to_route_seconds", (), self.ttr, cfg.time_to_route_buckets)
