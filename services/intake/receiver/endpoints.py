@@ -101,6 +101,9 @@ def _without_utc_instant(event: AdaptedEvent) -> str | None:
     return None
 
 
+# A helpdesk admin pasting the URL with a trailing slash gets it delivered, not a 404 every time the
+# helpdesk sends (the services answer no other path with a trailing slash: shared/http/slashes.py).
+@router.post("/webhooks/{name}/", status_code=202, include_in_schema=False)
 @router.post(
     "/webhooks/{name}",
     status_code=202,

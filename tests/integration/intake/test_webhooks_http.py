@@ -330,6 +330,17 @@ async def test_copies_of_one_delivery_racing_into_one_replica_are_published_once
     assert [e.ticket().external_id for e in events] == ["raced"]
 
 
+async def test_a_webhook_url_pasted_with_a_trailing_slash_is_delivered(intake: Intake) -> None:
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("native", SECRET)}
+    answer = await _post(intake, f"{name}/", json.dumps({"external_id": "slash"}).encode(), auth)
+    assert answer.status_code == 202, answer.text
+    settings = intake.settings
+    events = await read_topic(settings.kafka_bootstrap_servers, settings.topic_ticket_events, 1)
+    assert [(e.source, e.ticket().external_id) for e in events] == [(name, "slash")]
+
+
 async def test_a_source_name_with_u0000_is_not_found(intake: Intake) -> None:
     answer = await _post(intake, "gh%00x", b"{}", {})
     assert answer.status_code == 404 and answer.headers["content-type"] == PROBLEM
