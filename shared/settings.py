@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,10 @@ from shared.db.engine import async_url
 from shared.events import TicketStatus
 
 DEFAULT_VAR_DIR = Path("var")
+# A retention (days) becomes a timedelta, which holds at most this many days: beyond it the service
+# died at start (or at a write-back retry) of an OverflowError naming no setting. Anything past
+# ~2,000 years already keeps everything (shared/db/pruning.py ``cutoff``).
+MAX_RETENTION_DAYS = timedelta.max.days
 
 
 class CommonSettings(BaseSettings):
@@ -146,7 +151,10 @@ class IntakeSettings(CommonSettings):
         default=2.0, ge=0, description="How long a replica caches a webhook source before re-reading it."
     )
     intake_delivery_retention_days: float = Field(
-        default=7.0, gt=0, description="How long webhook delivery ids are kept to recognise redeliveries."
+        default=7.0,
+        gt=0,
+        le=MAX_RETENTION_DAYS,
+        description="How long webhook delivery ids are kept to recognise redeliveries.",
     )
     intake_delivery_prune_interval_s: float = Field(
         default=3600.0, gt=0, description="How often old webhook delivery ids are pruned."
@@ -223,18 +231,21 @@ class RouterSettings(ConsumerSettings):
     router_dedup_retention_days: float = Field(
         default=30.0,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="How long applied event ids (the redelivery check) and delivered write-backs are "
         "kept; keep it above the tickets topic's retention.",
     )
     router_resolved_retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="Cut resolved tickets down to stubs this long after resolution and their last event "
         "(their decisions, fired timers and text go); unset: keep them whole.",
     )
     router_feedback_retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="Delete the classifier's feedback examples (a ticket's text and the team a human "
         "moved it to) this long after they were recorded; unset: keep them as training data.",
     )
