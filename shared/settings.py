@@ -38,6 +38,17 @@ class CommonSettings(BaseSettings):
         description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user:password@host/db; "
         "postgresql:// and postgres:// get asyncpg, and libpq's sslmode= becomes asyncpg's ssl=.",
     )
+    # A black-holed database link otherwise held a statement (a whole consumer batch, an API
+    # request) for the kernel's TCP timeout, ~15 min. 30 s is far beyond any statement of the
+    # services (a routing batch's take milliseconds), so only a stuck one meets it.
+    database_statement_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL: longest a service's statement may run (the server's statement_timeout; "
+        "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
+        "ticketctl have none.",
+    )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
     topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
     topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
