@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,10 @@ from shared.db.engine import async_url
 from shared.events import TicketStatus
 
 DEFAULT_VAR_DIR = Path("var")
+# A retention (days) becomes a timedelta, which holds at most this many days: beyond it the service
+# died at start (or at a write-back retry) of an OverflowError naming no setting. Anything past
+# ~2,000 years already keeps everything (shared/db/pruning.py ``cutoff``).
+MAX_RETENTION_DAYS = timedelta.max.days
 
 
 class CommonSettings(BaseSettings):
@@ -32,6 +37,17 @@ class CommonSettings(BaseSettings):
         default="sqlite+aiosqlite:///var/ticket-router.db",
         description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user:password@host/db; "
         "postgresql:// and postgres:// get asyncpg, and libpq's sslmode= becomes asyncpg's ssl=.",
+    )
+    # A black-holed database link otherwise held a statement (a whole consumer batch, an API
+    # request) for the kernel's TCP timeout, ~15 min. 30 s is far beyond any statement of the
+    # services (a routing batch's take milliseconds), so only a stuck one meets it.
+    database_statement_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL: longest a service's statement may run (the server's statement_timeout; "
+        "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
+        "ticketctl have none.",
     )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
     topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
@@ -146,7 +162,10 @@ class IntakeSettings(CommonSettings):
         default=2.0, ge=0, description="How long a replica caches a webhook source before re-reading it."
     )
     intake_delivery_retention_days: float = Field(
-        default=7.0, gt=0, description="How long webhook delivery ids are kept to recognise redeliveries."
+        default=7.0,
+        gt=0,
+        le=MAX_RETENTION_DAYS,
+        description="How long webhook delivery ids are kept to recognise redeliveries.",
     )
     intake_delivery_prune_interval_s: float = Field(
         default=3600.0, gt=0, description="How often old webhook delivery ids are pruned."
@@ -223,18 +242,21 @@ class RouterSettings(ConsumerSettings):
     router_dedup_retention_days: float = Field(
         default=30.0,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="How long applied event ids (the redelivery check) and delivered write-backs are "
         "kept; keep it above the tickets topic's retention.",
     )
     router_resolved_retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="Cut resolved tickets down to stubs this long after resolution and their last event "
         "(their decisions, fired timers and text go); unset: keep them whole.",
     )
     router_feedback_retention_days: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RETENTION_DAYS,
         description="Delete the classifier's feedback examples (a ticket's text and the team a human "
         "moved it to) this long after they were recorded; unset: keep them as training data.",
     )

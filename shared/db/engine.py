@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.db.liveness import ping_when_idle
@@ -67,7 +67,23 @@ SQLITE_PRAGMAS = {
 }
 
 
-def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **kwargs: Any) -> AsyncEngine:
+# How much later than the server's statement_timeout the client gives up on a statement. The server
+# cancels at its next interrupt check (milliseconds) and its error must arrive first: a statement
+# that timed out is the statement's failure (shared/db/errors.py), a silent server is an outage.
+COMMAND_TIMEOUT_MARGIN_S = 5.0
+
+
+def create_engine(
+    url: str,
+    *,
+    sqlite_pragmas: dict[str, str] | None = None,
+    statement_timeout_s: float | None = None,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """The engine of ``url``. ``statement_timeout_s`` (PostgreSQL; None or 0: no limit) bounds
+    each statement: the server cancels it then, and asyncpg gives up on a server that has not
+    answered :data:`COMMAND_TIMEOUT_MARGIN_S` later. Only the services pass one: migrations run
+    long DDL and wait for each other's advisory lock."""
     url = async_url(url)
     kwargs.setdefault("json_serializer", json_text)
     # A statement's parameters (a source's webhook secrets, a target's token) stay out of its
@@ -108,12 +124,16 @@ def create_engine(url: str, *, sqlite_pragmas: dict[str, str] | None = None, **k
     # sequential scan that grew with every row (a delete of 20 outbox rows reached 2-5 ms). Our
     # statements are simple, so planning each costs tens of microseconds.
     connect_args = dict(kwargs.pop("connect_args", {}))
-    server_settings = {"plan_cache_mode": "force_custom_plan", **connect_args.get("server_settings", {})}
-    connect_args["server_settings"] = server_settings
+    server_settings: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
+    if statement_timeout_s:
+        server_settings["statement_timeout"] = str(max(1, round(statement_timeout_s * 1000)))  # ms
+        connect_args.setdefault("command_timeout", statement_timeout_s + COMMAND_TIMEOUT_MARGIN_S)
+    connect_args["server_settings"] = {**server_settings, **connect_args.get("server_settings", {})}
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if pinged_when_idle:
         ping_when_idle(engine)
     event.listen(engine.sync_engine, "do_connect", _unreachable_as_operational_error)
+    event.listen(engine.sync_engine, "handle_error", _no_answer_as_disconnect)
     return engine
 
 
@@ -127,6 +147,26 @@ def _unreachable_as_operational_error(dialect: Any, _record: Any, cargs: Any, cp
         return dialect.connect(*cargs, **cparams)
     except (OSError, TimeoutError) as exc:
         raise dialect.loaded_dbapi.OperationalError(f"cannot reach the database: {exc!r}") from exc
+
+
+def _no_answer_as_disconnect(context: ExceptionContext) -> BaseException | None:
+    """A statement asyncpg gave up on (``command_timeout``: the server did not answer) fails as the
+    driver's OperationalError, its connection invalidated (its statement may still run, its link
+    may be dead). asyncpg raises TimeoutError, which SQLAlchemy passes on unwrapped: an API request
+    was answered 500 (a bug) instead of the 503 of any other moment the database is away."""
+    if not isinstance(context.original_exception, TimeoutError):
+        return None
+    context.is_disconnect = True
+    driver_error = context.dialect.loaded_dbapi.OperationalError(
+        f"no answer from the database in time: {context.original_exception!r}"
+    )
+    return OperationalError(
+        context.statement,
+        context.parameters,
+        driver_error,
+        hide_parameters=True,
+        connection_invalidated=True,
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db.errors import is_transient_database_error
+from shared.db.errors import is_statement_timeout, is_transient_database_error
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -116,11 +116,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_database(request: Request, exc: Exception) -> ProblemResponse:
         # The database away for a moment (a restart, a failover, a pool with no free connection):
-        # the client may retry. Any other database error is a bug, answered and logged as one.
-        if not is_transient_database_error(exc):
+        # the client may retry. So may it after a statement timeout (DATABASE_STATEMENT_TIMEOUT_S):
+        # most likely the database is overloaded, and the client's own retries are bounded (a
+        # consumer's message is another matter: shared/db/errors.py). Any other database error is
+        # a bug, answered and logged as one.
+        timed_out = is_statement_timeout(exc)
+        if not (timed_out or is_transient_database_error(exc)):
             raise exc
         log.warning(
-            "database unavailable, answered 503",
+            "database statement timed out, answered 503"
+            if timed_out
+            else "database unavailable, answered 503",
             extra={"path": request.url.path, "error": type(exc).__name__},
         )
         problem = Problem(

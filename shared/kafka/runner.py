@@ -30,6 +30,13 @@ CONSUMER_RESTARTS = Counter(
 )
 WATCH_PERIOD_S = 1.0
 DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits on a rebalance
+# Longest a stopping runner waits for its consumer to leave the group and close. A broker that
+# answers takes milliseconds; a black-holed one would hold aiokafka's LeaveGroup for its request
+# timeout (40 s), past the pod's grace period (40 s, up to 20 s of it for HTTP requests and 15 of
+# it draining), and the process would be killed before closing its pool and producer. Cut short,
+# the handled offsets are already committed (drain) and the coordinator drops the member after
+# its session timeout (10 s): its partitions move that much later, nothing is read twice.
+CONSUMER_CLOSE_TIMEOUT_S = 5.0
 
 
 def make_consumer(
@@ -185,13 +192,20 @@ class ConsumerRunner:
         await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
 
     async def stop(self, timeout_s: float = 15.0) -> None:
-        """Drain: finish the batch in hand, commit it, leave the group."""
+        """Drain: finish the batch in hand, commit it, leave the group (given up after
+        ``CONSUMER_CLOSE_TIMEOUT_S``)."""
         if self.watchdog is not None:
             self.watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watchdog
         await self.drain(timeout_s)
-        await self.consumer.stop()
+        try:
+            await asyncio.wait_for(self.consumer.stop(), timeout=CONSUMER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "consumer did not stop in time; left to the group's session timeout",
+                extra={"group": self.loop.group_id, "seconds": CONSUMER_CLOSE_TIMEOUT_S},
+            )
 
 
 def _raise_if_cancelled() -> None:

@@ -43,6 +43,7 @@ from services.metrics.backlog import BacklogState
 from services.metrics.backlog.checkpoint import capture, load, seal
 from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.models import MetricsCheckpoint
+from shared.db.errors import is_statement_timeout
 from shared.events import utc_now
 from shared.kafka.consumer import ConsumedEvent, is_transient
 
@@ -275,7 +276,9 @@ class BacklogIngest:
             try:
                 return await self._load_shard(p)
             except Exception as exc:
-                if not is_transient(exc):
+                # A statement timeout is a message's failure in the consumer loop; this read of
+                # one row has no message to give up on: the database is busy, read again.
+                if not (is_transient(exc) or is_statement_timeout(exc)):
                     raise
                 log.warning("shard restore failed, will retry", extra={"partition": p, "error": repr(exc)})
                 await asyncio.sleep(delay)

@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import json
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -687,7 +688,15 @@ async def test_a_batch_fetched_before_on_assign_seeks_its_partition_is_dropped_a
 
 @pytest.mark.parametrize(
     ("sqlstate", "transient"),
-    [("53300", True), ("57P03", True), ("08006", True), ("40P01", True), ("23505", False), ("22P02", False)],
+    [
+        ("53300", True),
+        ("57P03", True),
+        ("08006", True),
+        ("40P01", True),
+        ("23505", False),
+        ("22P02", False),
+        ("57014", False),  # a statement timeout: the statement's failure, dead-lettered in the end
+    ],
 )
 def test_database_errors_are_transient_by_their_sqlstate(sqlstate: str, transient: bool) -> None:
     class ServerError(Exception):
@@ -788,3 +797,49 @@ async def test_a_replaced_consumer_starts_with_no_lag_known():
     finally:
         loop.stop()
         await task
+
+
+class _ServerError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__("canceling statement due to statement timeout")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DBAPIError("SELECT ...", {}, _ServerError("57014")),
+        OperationalError("SELECT ...", {}, sqlite3.OperationalError("no such column: tickets.nothing")),
+        OperationalError("INSERT ...", {}, sqlite3.OperationalError("too many SQL variables")),
+    ],
+    ids=["statement-timeout", "sqlite-no-such-column", "sqlite-too-many-variables"],
+)
+async def test_a_message_whose_statement_always_fails_so_is_dead_lettered_with_the_reason(error: Exception):
+    # Counted as transient, these were retried without limit: the partition stopped for good.
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    done: list[str] = []
+
+    async def handler(events):
+        if any(e.envelope.ticket_key == "api:1" for e in events):
+            raise error
+        done.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=3), lambda: consumer.committed)
+    assert done == ["api:2"]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:1"]
+    reason = dict(producer.sent[0][2])["dlq.reason"].decode()
+    assert "handler failed 3 times" in reason and str(error.orig) in reason  # type: ignore[attr-defined]
+
+
+async def test_sqlite_locked_is_retried_until_it_passes():
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    attempts = 0
+
+    async def handler(events):
+        nonlocal attempts
+        attempts += 1
+        if attempts < 5:
+            raise OperationalError("UPDATE ...", {}, sqlite3.OperationalError("database is locked"))
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
+    assert attempts == 5 and producer.sent == []  # beyond max_attempts, never dead-lettered

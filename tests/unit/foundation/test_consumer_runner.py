@@ -157,3 +157,41 @@ async def test_stopping_while_waiting_for_a_rebalance_to_end_does_not_wait_for_i
     await runner.stop(timeout_s=5)
     assert time.monotonic() - started < 1
     assert consumer.stopped and not runner.alive  # it left the group
+
+
+class HungOnLeaving(JoiningConsumer):
+    """Assigned and consuming, then its broker stops answering: leaving the group never returns."""
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_consumer_whose_stop_hangs_does_not_hold_the_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # A black-holed broker: aiokafka's LeaveGroup waits for its request timeout (40 s) and more,
+    # past the pod's grace period (40 s, most of it spent draining), and the process is killed
+    # before it closes its database pool and producer.
+    monkeypatch.setattr(runner_module, "CONSUMER_CLOSE_TIMEOUT_S", 0.2)
+    settings = ConsumerSettings(consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10)
+    handled: list[str] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    consumer = HungOnLeaving()
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="hung-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: consumer,
+    )
+    await runner.start()
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await asyncio.wait_for(runner.stop(timeout_s=1), timeout=5)
+    assert time.monotonic() - started < 1
+    assert handled == ["api:1"] and consumer.committed == [{TP: 1}]  # drained before leaving
+    assert "consumer did not stop" in caplog.text

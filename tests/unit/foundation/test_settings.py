@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import CommonSettings, MetricsSettings, RouterSettings
+from services.router.app import retention
+from shared.db.pruning import cutoff
+from shared.settings import (
+    MAX_RETENTION_DAYS,
+    CommonSettings,
+    IntakeSettings,
+    MetricsSettings,
+    RouterSettings,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +78,40 @@ def test_database_urls_as_platforms_give_them_get_the_async_driver(given: str, u
     # Heroku's, RDS's and most compose files' URLs name no driver: SQLAlchemy then loads psycopg,
     # which is not installed, and asyncpg refuses libpq's sslmode as an unknown keyword.
     assert CommonSettings(database_url=given).database_url == used
+
+
+RETENTIONS = [
+    (RouterSettings, "router_dedup_retention_days"),
+    (RouterSettings, "router_resolved_retention_days"),
+    (RouterSettings, "router_feedback_retention_days"),
+    (IntakeSettings, "intake_delivery_retention_days"),
+]
+
+
+@pytest.mark.parametrize(("settings", "field"), RETENTIONS)
+@pytest.mark.parametrize("days", [1e9, float("inf")])
+def test_a_retention_beyond_what_a_timedelta_holds_is_refused_naming_it(
+    settings: type[CommonSettings], field: str, days: float
+) -> None:
+    # timedelta(days=1e9) raises OverflowError: the service died at start (router, intake) or
+    # at the first write-back retry, with a traceback that named no setting.
+    with pytest.raises(ValidationError) as caught:
+        settings(**{field: days})  # type: ignore[arg-type]
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(("settings", "field"), RETENTIONS)
+def test_the_longest_retention_allowed_is_used_as_keeping_everything(
+    settings: type[CommonSettings], field: str
+) -> None:
+    days = getattr(settings(**{field: MAX_RETENTION_DAYS}), field)  # type: ignore[arg-type]
+    assert cutoff(datetime.now(UTC), timedelta(days=days)) == datetime.min.replace(tzinfo=UTC)
+
+
+def test_the_router_builds_its_retention_from_the_longest_allowed() -> None:
+    longest = RouterSettings(
+        router_dedup_retention_days=MAX_RETENTION_DAYS,
+        router_resolved_retention_days=MAX_RETENTION_DAYS,
+        router_feedback_retention_days=MAX_RETENTION_DAYS,
+    )
+    assert retention(longest).dedup == timedelta(days=MAX_RETENTION_DAYS)
