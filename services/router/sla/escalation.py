@@ -3,7 +3,9 @@
 Firing exactly once is the caller's job, made easy: every due escalation carries a
 deterministic ``timer_id`` (``ticket:target:kind:cycle``). The router inserts it under a unique
 constraint before acting, so with several router instances only the one whose insert succeeds
-applies the actions. A reopen bumps the cycle, so the same thresholds may fire again.
+applies the actions. A reopen bumps the cycle, so the same thresholds may fire again; so does a
+clock started again after its policy was deleted (``SlaTracker.next_cycle``), whose ids would
+otherwise be those fired under the old policy.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ async def test_an_owed_warning_of_a_ticket_whose_policy_was_deleted_does_not_sto
         ]
         async with rig.sessions() as session:
             row = await session.get(RouterTicket, key)
-            assert row is not None and row.sla_clock is None and row.sla_next_due_at is None
+            assert row is not None and (row.sla_clock or {}).get("clock") is None
+            assert row.sla_next_due_at is None
 
 
 async def test_a_breach_owed_by_a_solved_ticket_still_tags_it(sessions, settings_kwargs):
