@@ -20,8 +20,8 @@ from services.router.sla import (
     EscalationDue,
     SlaClock,
     SlaPolicy,
-    due_escalations,
     next_escalation_at,
+    pending_escalations,
 )
 from services.router.sla.calendar import ALWAYS_OPEN, as_utc
 from services.router.sla.clock import Deadlines
@@ -126,9 +126,17 @@ class SlaTracker:
         owed = {due.timer_id for due in self.owed}
         deadlines = self._deadlines(clock, self.config.calendar(clock.calendar))
         at = as_utc(self.at)
-        for due in due_escalations(clock, deadlines, at, self.fired):
-            if due.timer_id not in owed and not (before_event and due.due_at >= at):
-                self.owed.append(due)
+        for due in pending_escalations(clock, deadlines, self.fired):
+            if due.timer_id in owed or due.due_at > at:
+                continue
+            if due.due_at == at and (
+                before_event or (due.kind == "breach" and not getattr(clock, due.target).met_late)
+            ):
+                # At the event's instant: met if the event answers or solves it then. Not so a
+                # deadline new targets put there because the time used is already past them (a
+                # retarget dates such a crossing at the change): that breach happened.
+                continue
+            self.owed.append(due)
 
     def take_owed(self) -> list[EscalationDue]:
         """The owed escalations not fired yet, handed to the scanner (which fires them now)."""
