@@ -112,10 +112,14 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
     ahead = created > now  # created ahead of the clock (a skewed helpdesk clock): age 0 until then
     if ahead:
         nxt = created  # then it joins the age sum
+    # A deadline is missed once the clock is past it, not at it (``now > due``; the next
+    # classification is at ``due + 1``): the router's rule, and ours for a reply or a resolution
+    # (later than the deadline). Counted at the instant, a ticket solved at it was a breach here
+    # whenever a scrape or another event of that instant came before its solve.
     if not f & F_PAUSED:
         due = st.a_res_due[slot]
         if due != UNSET and not f & F_RES_DUE_OFF:
-            if now >= due:
+            if now > due:
                 f |= F_OVERDUE
                 if f & F_RES_BREACHED:
                     pass
@@ -131,20 +135,20 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
                 warn = warn_at(st.config.warning_share, created, due) if warn == UNSET else min(warn, due)
                 if now >= warn:
                     f |= F_AT_RISK
-                    nxt = min(nxt, due)
+                    nxt = min(nxt, due + 1)
                 else:
                     nxt = min(nxt, warn)
         due = st.a_fr_due[slot]
         if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
-            if arrived and now >= due:
+            if arrived and now > due:
                 f |= F_FR_PENDING
                 st.pending_slots.append(slot)
                 st.pending_at = now
-            elif now >= due:
+            elif now > due:
                 f = (f | F_FR_BREACHED) & ~F_FR_PENDING
                 st.c_breach[team * 2] += 1
             else:
-                nxt = min(nxt, due)
+                nxt = min(nxt, due + 1)
     st.a_flags[slot], st.a_bucket[slot] = f, bucket
     tp = team * NP + prio
     st.g_open[tp] += 1

@@ -15,6 +15,7 @@ from services.router.sla.escalation import (
     apply_escalation_actions,
     due_escalations,
     next_escalation_at,
+    pending_escalations,
 )
 from services.router.sla.policy import PriorityTargets, SlaPolicy, resolve_calendar, select_policy
 from services.router.sla.priority import DEFAULT_MATRIX, Level, PriorityMatrix, priority_for
@@ -39,6 +40,7 @@ __all__ = [
     "business_time_between",
     "due_escalations",
     "next_escalation_at",
+    "pending_escalations",
     "priority_for",
     "resolve_calendar",
     "select_policy",

@@ -18,6 +18,9 @@ Semantics (common helpdesk behaviour):
   that threshold had already been reached before it: then the earlier instant is kept (a real
   crossing, already fired and counted; a recheck must not move a breach to the scan time). An
   unchanged threshold keeps its instant as well;
+* a clock started again for a ticket whose clock was dropped (its policy deleted, then created
+  again under the same name) starts at the cycle after the dropped one's, so its thresholds fire
+  again (timer ids carry the cycle);
 * ``breached`` is sticky across cycles (it is a fact about the ticket), ``warning_sent`` is
   per cycle;
 * events older than ``last_event_at`` are treated as happening at ``last_event_at``, so time
@@ -170,7 +173,10 @@ class SlaClock(BaseModel):
         priority: Priority,
         at: datetime,
         status: TicketStatus = TicketStatus.NEW,
+        cycle: int = 0,
     ) -> SlaClock:
+        """``cycle``: above 0 for a ticket that had a clock before (its policy deleted), so that
+        this one's timer ids differ from those fired under the old one."""
         at = as_utc(at)
         targets = policy.targets_for(priority)
         return cls(
@@ -183,6 +189,7 @@ class SlaClock(BaseModel):
             status=status,
             started_at=at,
             last_event_at=at,
+            cycle=cycle,
             first_response=TargetClock(target=targets.first_response),
             resolution=TargetClock(target=targets.resolution),
             resolved_at=at if status.is_resolved else None,

@@ -3,7 +3,9 @@
 Firing exactly once is the caller's job, made easy: every due escalation carries a
 deterministic ``timer_id`` (``ticket:target:kind:cycle``). The router inserts it under a unique
 constraint before acting, so with several router instances only the one whose insert succeeds
-applies the actions. A reopen bumps the cycle, so the same thresholds may fire again.
+applies the actions. A reopen bumps the cycle, so the same thresholds may fire again; so does a
+clock started again after its policy was deleted (``SlaTracker.next_cycle``), whose ids would
+otherwise be those fired under the old policy.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class EscalationDue:
         return timer_id(self.ticket_key, self.target, self.kind, self.cycle)
 
 
-def _pending(clock: SlaClock, deadlines: Deadlines, already_fired: set[str]) -> list[EscalationDue]:
+def pending_escalations(
+    clock: SlaClock, deadlines: Deadlines, already_fired: set[str]
+) -> list[EscalationDue]:
+    """Every escalation of the clock's deadlines not fired yet, due or not, in firing order."""
     out = []
     for target in TARGETS:
         for kind in _KINDS:
@@ -60,14 +65,22 @@ def due_escalations(
     """Escalations due at ``now`` and not yet fired (ids in ``already_fired``).
 
     A late run (router down past both thresholds) returns the warning and the breach together.
+    A breach is due once its instant has passed, not at it: a target answered or solved at the very
+    instant it runs out is met (the clock is late only past the target, and so the metrics count
+    it), and a breach fired at that instant, before such a solve was routed, would stay on the
+    ticket. A warning is due at its instant (the metrics' at-risk gauge turns then too).
     """
     now = as_utc(now)
-    return [d for d in _pending(clock, deadlines, already_fired) if d.due_at <= now]
+    return [
+        d
+        for d in pending_escalations(clock, deadlines, already_fired)
+        if d.due_at < now or (d.due_at == now and d.kind == "warning")
+    ]
 
 
 def next_escalation_at(clock: SlaClock, deadlines: Deadlines, already_fired: set[str]) -> datetime | None:
     """When to wake up next for this ticket (may be in the past: fire at once)."""
-    pending = _pending(clock, deadlines, already_fired)
+    pending = pending_escalations(clock, deadlines, already_fired)
     return pending[0].due_at if pending else None
 
 

@@ -20,8 +20,8 @@ from services.router.sla import (
     EscalationDue,
     SlaClock,
     SlaPolicy,
-    due_escalations,
     next_escalation_at,
+    pending_escalations,
 )
 from services.router.sla.calendar import ALWAYS_OPEN, as_utc
 from services.router.sla.clock import Deadlines
@@ -101,6 +101,11 @@ class SlaTracker:
         # Escalations that fell due before an event that then stopped or paused the clock, the
         # scanner not having fired them yet (see owe_due): still fired, at their due instant.
         self.owed: list[EscalationDue] = [_owed_from(entry) for entry in (stored or {}).get("owed", [])]
+        # The cycle a clock started from now on takes: past every cycle of a clock this ticket had
+        # and lost (its policy deleted, none other applying). Timer ids are ``ticket:target:kind:
+        # cycle`` and stay in ``sla_fired_timers`` for good: a policy created again under the same
+        # name, starting at cycle 0, would find its timers' ids taken, and never warn or breach.
+        self.next_cycle: int = int(stored.get("next_cycle", 0)) if stored else 0
         self._known: tuple[SlaClock, BusinessCalendar, Deadlines] | None = None
 
     def owe_due(self) -> None:
@@ -121,9 +126,17 @@ class SlaTracker:
         owed = {due.timer_id for due in self.owed}
         deadlines = self._deadlines(clock, self.config.calendar(clock.calendar))
         at = as_utc(self.at)
-        for due in due_escalations(clock, deadlines, at, self.fired):
-            if due.timer_id not in owed and not (before_event and due.due_at >= at):
-                self.owed.append(due)
+        for due in pending_escalations(clock, deadlines, self.fired):
+            if due.timer_id in owed or due.due_at > at:
+                continue
+            if due.due_at == at and (
+                before_event or (due.kind == "breach" and not getattr(clock, due.target).met_late)
+            ):
+                # At the event's instant: met if the event answers or solves it then. Not so a
+                # deadline new targets put there because the time used is already past them (a
+                # retarget dates such a crossing at the change): that breach happened.
+                continue
+            self.owed.append(due)
 
     def take_owed(self) -> list[EscalationDue]:
         """The owed escalations not fired yet, handed to the scanner (which fires them now)."""
@@ -143,12 +156,14 @@ class SlaTracker:
         if clock is None or policy is not None or clock.policy not in self.config.left_out:
             policy = policy or self.config.select(self.snapshot, state, self.at)
             if policy is None:
+                if clock is not None:
+                    self.next_cycle = max(self.next_cycle, clock.cycle + 1)
                 self.clock = None
                 state.sla = SlaState(first_responded_at=state.sla.first_responded_at)
                 return
             if clock is None:
                 clock = SlaClock.start(
-                    state.ticket_key, policy, state.priority, state.created_at, state.status
+                    state.ticket_key, policy, state.priority, state.created_at, state.status, self.next_cycle
                 )
             else:
                 targets = policy.targets_for(state.priority)
@@ -213,7 +228,9 @@ class SlaTracker:
 
     def stored(self) -> dict[str, Any] | None:
         if self.clock is None:
-            return None
+            # No clock, but the cycles a lost one used are remembered (see ``next_cycle``). Readers
+            # take a row without "clock" as a ticket without one (the previous release's too).
+            return {"next_cycle": self.next_cycle} if self.next_cycle else None
         stored: dict[str, Any] = {
             "clock": self.clock.model_dump(mode="json"),
             "fired": sorted(self.fired),

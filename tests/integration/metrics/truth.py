@@ -169,13 +169,13 @@ class Truth:
                 continue
             flags, team = self.flags[key], st.team or "triage"
             res_due, fr_due = _ms(st.sla.resolution_due), _ms(st.sla.first_response_due)
-            if res_due is not None and now_ms >= res_due and not flags.res_breached:
+            if res_due is not None and now_ms > res_due and not flags.res_breached:  # past it
                 flags.res_breached = True
                 self.breaches[(team, "resolution")] += 1
             if (
                 fr_due is not None
                 and st.sla.first_responded_at is None
-                and now_ms >= fr_due
+                and now_ms > fr_due
                 and not flags.fr_breached
             ):
                 flags.fr_breached = True
@@ -223,7 +223,7 @@ class Truth:
             due = _ms(st.sla.resolution_due)
             if due is not None and not st.sla.paused:
                 warn = min(due, created + math.ceil(cfg.warning_share * (due - created)))
-                if now_ms >= due:
+                if now_ms > due:
                     exp[("ticket_backlog_overdue", (("priority", prio), ("team", team)))] += 1
                 elif now_ms >= warn:
                     exp[("ticket_sla_at_risk", (("priority", prio), ("team", team)))] += 1

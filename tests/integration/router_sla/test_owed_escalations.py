@@ -198,7 +198,8 @@ async def test_an_owed_warning_of_a_ticket_whose_policy_was_deleted_does_not_sto
         ]
         async with rig.sessions() as session:
             row = await session.get(RouterTicket, key)
-            assert row is not None and row.sla_clock is None and row.sla_next_due_at is None
+            assert row is not None and (row.sla_clock or {}).get("clock") is None
+            assert row.sla_next_due_at is None
 
 
 async def test_a_breach_owed_by_a_solved_ticket_still_tags_it(sessions, settings_kwargs):
@@ -232,3 +233,33 @@ async def test_a_breach_owed_by_a_solved_ticket_still_tags_it(sessions, settings
             assert row is not None
         assert "sla-breached" in row.snapshot["tags"]
         assert (row.priority, row.status, row.sla_next_due_at) == ("P3", "solved", None)
+
+
+async def test_a_ticket_solved_at_its_deadline_is_met_when_the_scanner_ran_at_that_instant(
+    sessions, settings_kwargs
+):
+    """The scanner fired a breach at its due instant itself (due <= now). A ticket solved at that
+    very instant, its solve routed after that scan, was then left breached (the flag is sticky) with
+    sla.breached published, though the clock (late only past the target), the owed rule above and
+    the metrics (a resolution at the due instant is on time) all count it met. A breach fires once
+    its instant has passed."""
+    cfg = config(targets={"P3": {"resolution": 480}})
+    start = utc(2026, 2, 9, 8, 0)  # Monday 09:00 Berlin (CET): resolution due 17:00 Berlin
+    due = utc(2026, 2, 9, 16, 0)
+    async with sla_rig(sessions, settings_kwargs, cfg, start) as rig:
+        external_id = new_id()
+        key = f"api:{external_id}"
+        await rig.handler([event(external_id, start)])
+        rig.clock.now = due
+        await rig.scanner().scan_once()
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == ["ticket.routed", "sla.warning"]  # the breach is not due until past 17:00
+
+        rig.clock.now = utc(2026, 2, 9, 16, 5)
+        await rig.handler([event(external_id, due, TicketStatus.SOLVED, EventType.TICKET_STATUS_CHANGED)])
+        await rig.scanner().scan_once()
+        kinds = [kind for kind, _ in await decisions(rig, key)]
+        assert kinds == ["ticket.routed", "sla.warning", "ticket.resolved"]
+        async with rig.sessions() as session:
+            row = await session.get(RouterTicket, key)
+            assert row is not None and row.sla["breached"] is False and row.sla_next_due_at is None

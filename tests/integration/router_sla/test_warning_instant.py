@@ -83,4 +83,5 @@ async def test_events_carry_the_scanners_warning_instant_and_metrics_follow_it(s
     assert at_risk(start + (due - start) * 0.75) == 0  # Tuesday 06:15 UTC by the wall clock
     assert at_risk(warn - timedelta(milliseconds=1)) == 0
     assert at_risk(warn) == 1
-    assert at_risk(due) == 0
+    assert at_risk(due) == 1  # at the deadline still at risk: overdue only past it
+    assert at_risk(due + timedelta(milliseconds=1)) == 0

@@ -85,7 +85,8 @@ def test_business_hours_the_gauge_waits_for_the_routers_warning() -> None:
     assert at_risk(state, warn - MS) == 0
     assert at_risk(state, warn) == 1
     assert at_risk(state, due - MS) == 1
-    assert at_risk(state, due) == 0 and overdue(state) == 1
+    assert at_risk(state, due) == 1 and overdue(state) == 0  # overdue past the deadline, not at it
+    assert at_risk(state, due + MS) == 0 and overdue(state) == 1
 
 
 def test_business_hours_the_gauge_follows_a_warning_before_the_wall_clock_share() -> None:
@@ -122,7 +123,8 @@ def test_paused_then_resumed_the_gauge_follows_the_moved_warning() -> None:
     assert at_risk(state, hours[9]) == 0  # 75 % of created -> due: at risk by the old estimate
     assert at_risk(state, hours[10] - MS) == 0
     assert at_risk(state, hours[10]) == 1
-    assert at_risk(state, hours[12]) == 0 and overdue(state) == 1
+    assert at_risk(state, hours[12]) == 1 and overdue(state) == 0
+    assert at_risk(state, hours[12] + MS) == 0 and overdue(state) == 1
 
 
 def test_the_policys_own_warning_share_counts() -> None:
@@ -174,7 +176,8 @@ def test_a_checkpoint_from_before_the_warning_column_loads() -> None:
     assert list(state.a_res_warn) == [UNSET] * 3
     assert state.now_ms == to_ms(at(7 * H))
     assert at_risk(state) == 1 and at_risk(state, priority="P3") == 0  # z:a, as counted when written
-    assert at_risk(state, at(8 * H)) == 1 and overdue(state) == 1  # z:b by the estimate, z:a overdue
+    # z:b by the estimate, z:a overdue (past its 8 h)
+    assert at_risk(state, at(8 * H) + MS) == 1 and overdue(state) == 1
     # The next state of z:b from a router that sends its instant takes over.
     b = make_state("z:b", 2 * H, team="billing", priority="P2", res_due=10 * H, res_warn=9.5 * H)
     state.apply(envelope(b.model_copy(update={"revision": 2}), 8 * H), at(8 * H))

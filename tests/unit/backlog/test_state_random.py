@@ -88,7 +88,7 @@ class Model:
                     if warn is not None
                     else now_ms - created >= share * (due - created)
                 )
-                if now_ms >= due:
+                if now_ms > due:  # past it, not at it
                     exp[("ticket_backlog_overdue", (("priority", prio), ("team", team)))] += 1
                 elif risk:
                     exp[("ticket_sla_at_risk", (("priority", prio), ("team", team)))] += 1

@@ -44,7 +44,12 @@ def test_time_transitions_at_exact_boundaries() -> None:
     assert gauge(scrape(state), "ticket_sla_at_risk", team="billing", priority="P2") == 0
     state.advance_clock(at(6 * H))  # 75 % of the 8 h target
     assert gauge(scrape(state), "ticket_sla_at_risk", team="billing", priority="P2") == 1
-    state.advance_clock(at(8 * H))
+    state.advance_clock(at(8 * H))  # the deadline itself: not missed yet
+    m = scrape(state)
+    assert gauge(m, "ticket_sla_at_risk", team="billing", priority="P2") == 1
+    assert gauge(m, "ticket_backlog_overdue", team="billing", priority="P2") == 0
+    assert gauge(m, "sla_breaches_total", team="billing", kind="resolution") == 0
+    state.advance_clock(at(8 * H + 0.001))
     m = scrape(state)
     assert gauge(m, "ticket_sla_at_risk", team="billing", priority="P2") == 0
     assert gauge(m, "ticket_backlog_overdue", team="billing", priority="P2") == 1

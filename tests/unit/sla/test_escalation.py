@@ -58,9 +58,13 @@ def test_warning_then_breach_with_deterministic_ids() -> None:
     warn = due_escalations(c, d, ny(4, 10, 45), set())
     assert ids(warn) == ["jira:ABC-1:first_response:warning:0"]
     assert warn[0].due_at == ny(4, 10, 45)
-    both = due_escalations(c, d, ny(4, 11), set())
+    # At the deadline itself nothing is breached yet (an answer at that instant is on time).
+    assert ids(due_escalations(c, d, ny(4, 11), set())) == ["jira:ABC-1:first_response:warning:0"]
+    past = ny(4, 11) + timedelta(microseconds=1)
+    both = due_escalations(c, d, past, set())
     assert ids(both) == ["jira:ABC-1:first_response:warning:0", "jira:ABC-1:first_response:breach:0"]
-    assert ids(due_escalations(c, d, ny(4, 11), set(ids(warn)))) == ["jira:ABC-1:first_response:breach:0"]
+    assert both[1].due_at == ny(4, 11)
+    assert ids(due_escalations(c, d, past, set(ids(warn)))) == ["jira:ABC-1:first_response:breach:0"]
 
 
 def test_each_fires_exactly_once_when_polled() -> None:
@@ -76,9 +80,9 @@ def test_each_fires_exactly_once_when_polled() -> None:
         now += timedelta(minutes=5)
     assert log == [
         ("jira:ABC-1:first_response:warning:0", ny(4, 10, 45)),
-        ("jira:ABC-1:first_response:breach:0", ny(4, 11)),
+        ("jira:ABC-1:first_response:breach:0", ny(4, 11, 5)),  # the first poll past its deadline
         ("jira:ABC-1:resolution:warning:0", ny(4, 13)),
-        ("jira:ABC-1:resolution:breach:0", ny(4, 14)),
+        ("jira:ABC-1:resolution:breach:0", ny(4, 14, 5)),
     ]
     assert due_escalations(c, c.deadlines(NY), ny(9, 0), fired) == []
     assert next_escalation_at(c, c.deadlines(NY), fired) is None

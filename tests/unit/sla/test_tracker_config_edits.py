@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.router.sla import BusinessCalendar, SlaPolicy
+from services.router.sla import BusinessCalendar, SlaPolicy, due_escalations
 from services.router.slas.recheck import moves_clocks
 from services.router.slas.service import render_diff
 from services.router.slas.tracking import SlaConfig, SlaTracker
@@ -102,8 +102,33 @@ class TestLeftOutPolicy:
         assert tracker.clock is not None and tracker.clock.policy == "fallback"
         t = Ticket(config(POLICY))
         tracker = t.step(config(left_out=frozenset({"another"})), utc(1, 10))
-        assert tracker.clock is None and tracker.stored() is None
-        assert t.state.sla.resolution_due is None
+        assert tracker.clock is None and t.state.sla.resolution_due is None
+        # Only the cycle a next clock starts at is kept (see TestRecreatedPolicy).
+        assert tracker.stored() == {"next_cycle": 1}
+
+
+class TestRecreatedPolicy:
+    """A policy deleted and created again under the same name: the new clock's timers are its own."""
+
+    def test_the_new_clock_starts_past_the_dropped_clocks_cycles(self) -> None:
+        t = Ticket(config(POLICY))
+        tracker = t.step(config(POLICY), utc(1, 18))  # past both deadlines (17:00)
+        deadlines = tracker.deadlines()
+        assert tracker.clock is not None and deadlines is not None
+        fired_before = {d.timer_id for d in due_escalations(tracker.clock, deadlines, utc(1, 18), set())}
+        assert len(fired_before) == 4
+        t.stored = {**(t.stored or {}), "fired": sorted(fired_before)}  # as the scanner records them
+        t.step(config(), utc(1, 18, 30))  # deleted; nothing else applies
+        tracker = t.step(config(POLICY), utc(2, 9))  # created again; the ticket's next event
+        deadlines = tracker.deadlines()
+        assert tracker.clock is not None and deadlines is not None and tracker.clock.cycle == 1
+        due = due_escalations(tracker.clock, deadlines, utc(2, 9), tracker.fired)
+        assert len(due) == 4 and not {d.timer_id for d in due} & fired_before
+        # A drop again after a reopen (cycle 2) carries the cycles on from there.
+        t.step(config(POLICY), utc(2, 10), status=TicketStatus.SOLVED)
+        tracker = t.step(config(POLICY), utc(2, 11), status=TicketStatus.OPEN)
+        assert tracker.clock is not None and tracker.clock.cycle == 2
+        assert t.step(config(), utc(2, 12)).stored() == {"next_cycle": 3}
 
 
 class TestPausingStatusesEdit:
