@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.caches import make_room
+from shared.db import audit
 from shared.db.models import ApiKey
 from shared.events import utc_now
 from shared.http.problems import Problem
@@ -170,6 +171,7 @@ async def authenticate(request: Request, required: Role) -> Caller:
         )
     if caller.role not in _GRANTS[required]:
         raise Problem(403, "Forbidden", f"this endpoint needs the {required.value} role")
+    audit.acting_key(caller.name, caller.key_id)  # what the request changes is audited with the key's id
     return caller
 
 

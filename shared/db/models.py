@@ -63,6 +63,9 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utc_now)
     actor: Mapped[str] = mapped_column(String(200))
+    # The API key's id (api_keys.id) behind ``actor``: key names are not unique. None for changes
+    # made without a key (ticketctl on the database) and for entries older than the column.
+    actor_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
     action: Mapped[str] = mapped_column(String(50))
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(200))

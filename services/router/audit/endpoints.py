@@ -31,7 +31,8 @@ NEXT_LINK = {
 class AuditOut(BaseModel):
     id: int
     at: datetime
-    actor: str
+    actor: str  # the API key's name, which is not unique
+    actor_key_id: str | None  # that key's id; null without a key (ticketctl) and before it was recorded
     action: str
     entity: str
     entity_id: str

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from services.router.classification import TicketClassifier
 from services.router.classifiers import service
 from services.router.classifiers.enrichment import ActiveModel, compute_signals, ticket_text
 from services.router.classifiers.live import LiveClassifier
@@ -141,17 +138,9 @@ async def predict(
     if body.version is None:
         chosen = live.view.models.get(body.label_kind)
     else:
-        async with request.app.state.sessions() as session:
-            row = await service.get_model(session, body.version, with_blob=True)
-        if row is None:
-            raise Problem(
-                404,
-                "Not found",
-                f"no classifier model version {body.version}",
-                errors=[{"field": "/version", "message": "unknown model version"}],
-            )
         try:
-            model = await asyncio.to_thread(TicketClassifier.from_bytes, row.blob)
+            async with request.app.state.sessions() as session:
+                chosen = await live.dry_runs.get(session, body.version)  # loaded once, then kept
         except ValueError as exc:  # damaged, or of a format this code does not read
             raise Problem(
                 409,
@@ -159,7 +148,13 @@ async def predict(
                 f"classifier model version {body.version} does not load: {exc}",
                 errors=[{"field": "/version", "message": "model does not load"}],
             ) from exc
-        chosen = ActiveModel(row.id, row.name, LabelKind(row.label_kind), model)
+        if chosen is None:
+            raise Problem(
+                404,
+                "Not found",
+                f"no classifier model version {body.version}",
+                errors=[{"field": "/version", "message": "unknown model version"}],
+            )
     # Language and urgency exactly as the router computes them; the prediction from the chosen model.
     signals = compute_signals(body.subject, body.description)
     prediction = None if chosen is None else chosen.model.predict(ticket_text(body.subject, body.description))

@@ -67,7 +67,7 @@ from shared.events import (
     UtcDatetime,
     utc_now,
 )
-from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.consumer import ConsumedEvent, PoisonMessage
 from shared.overlap import IdleWork, Sliced, during, in_slices, work_beside
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,17 @@ class RoutingHandler:
             self.idle.replace(key, steps)
 
     async def __call__(self, batch: list[ConsumedEvent]) -> None:
+        # The router consumes the tickets topic only, so any other event in it (a routing event
+        # published there by mistake) is one it can never act on. Skipping it would commit past
+        # it unseen; as poison the consumer loop dead-letters it with this reason, counted and
+        # logged like any rejected message, and routes the batch's other events (it halves the
+        # batch down to the one at fault). Checked before any work: those tries cost nothing.
+        for event in batch:
+            if event.envelope.type not in TICKET_EVENT_TYPES:
+                raise PoisonMessage(
+                    f"{event.envelope.type.value} is a routing event, not a ticket event: the router "
+                    "acts on ticket events only (was it published to the tickets topic by mistake?)"
+                )
         await self.outbox.relay_leftovers()
         key = _batch_key(batch) if batch else None
         self.idle.discard(key)  # its text work's turn has come: done below (the rest in one call)
@@ -375,7 +386,7 @@ class RoutingHandler:
         now: datetime,
         kinds: list[str],
     ) -> list[PendingMessage]:
-        decoded = [(e.envelope, e.ticket) for e in batch if e.envelope.type in TICKET_EVENT_TYPES]
+        decoded = [(e.envelope, e.ticket) for e in batch]  # ticket events only: see __call__
         events = [envelope for envelope, _ in decoded]
         ids = [str(envelope.event_id) for envelope in events]
         options = self.options

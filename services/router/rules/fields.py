@@ -16,6 +16,14 @@ import re2
 from shared.events import TicketStatus, parse_priority
 
 MAX_PATTERN_CHARS = 1_000  # longest accepted regex
+# Largest RE2 program (instructions, forward or reverse) a saved regex may compile to. RE2 is
+# linear in the text, but its DFA's states are sets of instructions: a counted repetition of
+# something ambiguous (``(?:\w+\s*){1000}$``: 14,000 instructions) makes states without end,
+# RE2's DFA cache thrashes, and a 10 KB ticket took 100-400 ms a search, on every ticket. Measured
+# on 10 KB texts: up to ~3,000 instructions a search stays about a millisecond, ~4,000 some,
+# 7,000+ tens of milliseconds. Unicode classes are large programs yet cheap (``\p{L}`` is 1,200
+# instructions, but a UTF-8 byte picks one branch), so the bound leaves room for ``\p{L}{3,}``.
+MAX_REGEX_PROGRAM = 4_000
 MAX_MATCH_CHARS = 10_000  # string facts are cut to this before any operator sees them
 MAX_STRING_VALUE_CHARS = 1_000  # longest constant accepted in a condition
 MAX_LIST_VALUES = 10_000  # longest list accepted by in / not_in
@@ -160,6 +168,22 @@ def compile_regex(pattern: str, case_sensitive: bool) -> Any:
         raise ValueError(f"regex not supported by RE2: {detail}") from None
 
 
+def check_regex_cost(pattern: str, case_sensitive: bool) -> None:
+    """Refuse a pattern whose RE2 program is too large to search every ticket quickly.
+
+    Only where a pattern is saved (see ``normalise_value``): ``compile_regex`` itself stays
+    lenient, so rule sets stored before this bound still load and route.
+    """
+    rx = compile_regex(pattern, case_sensitive)
+    size = max(rx.programsize, rx.reverseprogramsize)  # an end-anchored search runs the reverse one
+    if size > MAX_REGEX_PROGRAM:
+        raise ValueError(
+            f"regex too costly to search on every ticket: it compiles to {size} RE2 instructions, "
+            f"at most {MAX_REGEX_PROGRAM}; use smaller counted repetitions ({{n}}, {{n,m}}), "
+            "above all of groups or of Unicode classes such as \\p{L}"
+        )
+
+
 def _scalar(kind: Kind, value: object) -> object:
     """One comparable constant for equals / in, normalised for its field kind."""
     if kind is Kind.STR:
@@ -202,8 +226,14 @@ def _scalar(kind: Kind, value: object) -> object:
     raise ValueError(f"{kind.value} fields do not support this operator")
 
 
-def normalise_value(kind: Kind, op: str, value: object, case_sensitive: bool) -> object:
-    """Validate ``value`` for ``op`` on a field of ``kind``; return the canonical (JSON-able) form."""
+def normalise_value(
+    kind: Kind, op: str, value: object, case_sensitive: bool, *, stored: bool = False
+) -> object:
+    """Validate ``value`` for ``op`` on a field of ``kind``; return the canonical (JSON-able) form.
+
+    ``stored``: the value is read back from a saved document, not being saved; bounds added
+    after it was saved (the regex cost) must not make it unreadable.
+    """
     if op == "exists":
         if value is not None and not isinstance(value, bool):
             raise ValueError("exists takes no value (or true/false)")
@@ -221,7 +251,10 @@ def normalise_value(kind: Kind, op: str, value: object, case_sensitive: bool) ->
     if op == "matches":
         if not isinstance(value, str):
             raise ValueError("matches needs a regex string")
-        compile_regex(value, case_sensitive)
+        if stored:
+            compile_regex(value, case_sensitive)
+        else:
+            check_regex_cost(value, case_sensitive)
         return value
     if op in ("contains", "starts_with", "ends_with"):
         if kind is Kind.CUSTOM and op == "contains":

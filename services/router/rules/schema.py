@@ -34,6 +34,12 @@ MAX_WEIGHT = 1_000_000  # weights are relative shares; bounded so that a pool's 
 Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 
+# Validation context for documents read back from the database (``RuleSet.model_validate(doc,
+# context=STORED)``): checks added after a version was saved must not make it unreadable, or
+# routers could no longer load the live rule set. Only saving applies them.
+STORED: dict[str, Any] = {"stored": True}
+
+
 def validate_timezone(value: str | None) -> str | None:
     return None if value is None else check_timezone(value)
 
@@ -80,7 +86,8 @@ class Condition(BaseModel):
         op = info.data.get("op")
         if kind is None or op is None:
             return value  # the missing/invalid field or op is reported on its own key
-        return normalise_value(kind, op, value, bool(info.data.get("case_sensitive")))
+        stored = bool(info.context and info.context.get("stored"))
+        return normalise_value(kind, op, value, bool(info.data.get("case_sensitive")), stored=stored)
 
     @model_validator(mode="after")
     def _one_shape(self) -> Condition:

@@ -8,11 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.router.config_lock import lock_config
 from services.router.models import RuleSetVersion
 from services.router.rules import RuleSet, diff_rulesets
+from services.router.rules.schema import STORED
 from shared.events import utc_now
 
 
 def ruleset_of(row: RuleSetVersion) -> RuleSet:
-    ruleset = RuleSet.model_validate(row.document)
+    ruleset = RuleSet.model_validate(row.document, context=STORED)  # saved: read as saved
     ruleset.version = row.version
     return ruleset
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from services.router.classification import TicketClassifier
 from services.router.classifiers import service
+from services.router.classifiers.live import LoadedVersions
 from services.router.classifiers.schemas import LabelKind
 from services.router.models import ClassifierModel
 from shared.db.models import AuditEntry
 from tests.conftest import unique_topics
 from tests.integration.classifiers.helpers import Router, running_router, stored
-from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE
+from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE, model
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +192,61 @@ async def test_a_model_that_does_not_load_is_not_activated_and_the_active_one_st
     assert router.app.state.classifiers.view.models[LabelKind.CATEGORY].version == working
     async with sessions() as session:
         assert (await service.active_versions(session))[LabelKind.CATEGORY] == working
+
+
+async def test_a_dry_run_of_a_version_loads_it_once_and_never_serves_a_deleted_or_replaced_one(
+    router: Router, sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each dry run with ``version`` read the blob and deserialised the model (~100 ms for a big
+    one), every request. Loaded versions are now kept (a few); each request still asks the
+    database whether the version is the same row, so a deleted one is a 404 and a row stored
+    again under the same id (SQLite reuses the highest id) is loaded anew."""
+    loads: list[int] = []
+    real = TicketClassifier.from_bytes
+
+    def counting(blob: bytes) -> TicketClassifier:
+        loads.append(len(blob))
+        return real(blob)
+
+    monkeypatch.setattr(TicketClassifier, "from_bytes", staticmethod(counting))
+    version = await stored(sessions, LabelKind.TEAM)
+
+    async def dry_run() -> httpx.Response:
+        return await router.client.post(
+            "/v1/classifiers/predict",
+            json={"subject": SURE_NETWORK, "version": version},
+            headers=router.viewer,
+        )
+
+    first, second = await dry_run(), await dry_run()
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json() == second.json() and first.json()["label"] == "network"
+    assert len(loads) == 1  # the second request used the model loaded by the first
+
+    async with sessions() as session, session.begin():
+        row = await session.get(ClassifierModel, version)
+        assert row is not None
+        replacement = {c: getattr(row, c) for c in ("label_kind", "trained_on", "figures", "active")}
+        await session.delete(row)
+    gone = await dry_run()
+    assert gone.status_code == 404 and gone.json()["errors"][0]["field"] == "/version"
+
+    async with sessions() as session, session.begin():
+        other = model(11)  # another model under the same version
+        session.add(ClassifierModel(id=version, name="replacement", blob=other.to_bytes(), **replacement))
+    again = await dry_run()
+    assert again.status_code == 200 and len(loads) == 2
+    assert again.json()["threshold"] == other.threshold
+
+
+async def test_dry_run_models_are_bounded_least_recently_used_first_out(sessions) -> None:
+    cache = LoadedVersions(size=2)
+    a, b, c = [await stored(sessions, LabelKind.CATEGORY, seed=s) for s in (7, 8, 9)]
+    async with sessions() as session:
+        first = await cache.get(session, a)
+        assert first is not None and first.version == a
+        await cache.get(session, b)
+        assert await cache.get(session, a) is first  # kept; now b is the least recently used
+        await cache.get(session, c)
+        assert await cache.get(session, a) is first
+        assert cache.cached() == [c, a]  # b made room

@@ -8,6 +8,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import func, select
 
@@ -29,11 +30,12 @@ from shared.events import (
     routing_event,
     ticket_event,
 )
-from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.consumer import ConsumedEvent, PoisonMessage
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import CommonSettings, RouterSettings
 from tests.kafka_reading import read_records
+from tests.unit.foundation.test_consumer_loop import FakeConsumer, FakeProducer, make_loop, run_until
 from tests.waiting import wait_for
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -332,5 +334,43 @@ async def test_a_rules_tags_are_said_in_its_reasons_and_not_added_to_the_ticket(
         assert first is not None and first.snapshot["tags"] == ["network", "vip"]
         assert later is not None and later.snapshot.get("tags", []) == []
         assert sum("tagged vip" in r for r in reasons) == 1  # the first had it already
+    finally:
+        await producer.stop()
+
+
+async def test_a_routing_event_on_the_tickets_topic_is_dead_lettered_with_the_reason(
+    sessions, settings_kwargs
+):
+    """The handler kept ticket events only and dropped the rest of a batch without a trace: a
+    routing event published to the tickets topic by mistake was committed past, seen by no one.
+    The router consumes the tickets topic only and can never act on one, so it is poison: the
+    consumer loop dead-letters it with the reason and the ticket events beside it are routed."""
+    settings = CommonSettings(**settings_kwargs)
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        handler = RoutingHandler(
+            sessions, producer, settings.topic_routing_events, lambda: route, lambda: NOW
+        )
+        first, second = vpn_ticket(), vpn_ticket()
+        payload = RoutingPayload(
+            state=TicketState(
+                ticket_key=first.ticket_key, source="api", revision=1, status=TicketStatus.OPEN,
+                team="access", priority=Priority.P3, created_at=NOW,
+            ),
+        )  # fmt: skip
+        stray = routing_event(EventType.TICKET_ROUTED, payload, NOW, uuid.uuid4())
+
+        with pytest.raises(PoisonMessage, match=r"ticket\.routed is a routing event"):
+            await handler([consumed(stray)])
+
+        consumer, dead = FakeConsumer([first.to_bytes(), stray.to_bytes(), second.to_bytes()]), FakeProducer()
+        await run_until(make_loop(consumer, dead, handler), lambda: consumer.committed, timeout=20)
+        assert [EventEnvelope.from_bytes(value).event_id for _, value, _ in dead.sent] == [stray.event_id]
+        reason = dict(dead.sent[0][2])["dlq.reason"].decode()
+        assert "rejected" in reason and "routing event" in reason and "ticket.routed" in reason
+        assert await decisions_for(sessions, first.ticket_key) == 1
+        assert await decisions_for(sessions, second.ticket_key) == 1
     finally:
         await producer.stop()

@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+from shared.auth import Role, create_api_key
 from shared.db.audit import record
 from tests.integration.router_api.helpers import Router
 
@@ -64,3 +65,32 @@ async def test_bad_cursors_name_the_parameter(router_api: Router) -> None:
     spec = (await c.get("/openapi.json")).json()["paths"]["/v1/audit"]["get"]
     assert "before_id" in {p["name"] for p in spec["parameters"]}
     assert "Link" in spec["responses"]["200"]["headers"]
+
+
+async def test_entries_name_the_api_key_by_id_as_well_as_by_its_name(router_api: Router) -> None:
+    """The actor was the key's name only, and names are not unique: two keys both called
+    "deploy bot" could not be told apart in the audit. Each entry made over the API now carries
+    the key's id too; one made without a key (ticketctl on the database) has none."""
+    keys = []
+    async with router_api.app.state.sessions() as session, session.begin():
+        for _ in range(2):
+            row, plain = await create_api_key(session, "deploy bot", Role.EDITOR)
+            keys.append((row.id, {"Authorization": f"Bearer {plain}"}))
+    teams = []
+    for _, headers in keys:
+        name = f"audited-{uuid.uuid4().hex[:8]}"
+        created = await router_api.client.post("/v1/teams", json={"name": name}, headers=headers)
+        assert created.status_code == 201, created.text
+        teams.append(name)
+    cli_entity = f"cli-{uuid.uuid4().hex[:8]}"
+    await _record(router_api, cli_entity, 1, "by the cli")
+
+    listed = await router_api.client.get("/v1/audit", params={"entity": "team"}, headers=router_api.viewer)
+    assert listed.status_code == 200, listed.text
+    by_team = {e["entity_id"]: e for e in listed.json() if e["entity_id"] in teams}
+    assert [(by_team[t]["actor"], by_team[t]["actor_key_id"]) for t in teams] == [
+        ("deploy bot", key_id) for key_id, _ in keys
+    ]
+    by_cli = {"entity_id": cli_entity}
+    cli = await router_api.client.get("/v1/audit", params=by_cli, headers=router_api.viewer)
+    assert [(e["actor"], e["actor_key_id"]) for e in cli.json()] == [("test", None)]

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from services.router.rules import RuleSet
+from services.router.rules.schema import STORED
 from services.router.rulesets import service
+from services.router.rulesets.store import save_version
 from shared.auth import Role, create_api_key, revoke_api_key
 from shared.db.engine import create_engine, session_factory
 from shared.http.preconditions import Stale
@@ -303,3 +305,29 @@ async def test_a_time_zone_of_many_path_segments_is_a_422_naming_it(router_api: 
     )
     assert team_reply.status_code == 422, team_reply.text
     assert [e["field"] for e in team_reply.json()["errors"]] == ["/timezone"]
+
+
+async def test_a_regex_too_costly_to_search_is_a_422_and_a_stored_one_still_loads(router_api: Router) -> None:
+    """``(?:\\w+\\s*){1000}$`` was saved, and the router searched it on every ticket at ~300 ms a
+    10 KB text. Saving it is now refused naming the value; a version saved before the bound
+    still reads back (the live set, its version document) rather than breaking every read."""
+    slow = r"(?:\w+\s*){1000}$"
+    team = await router_api.add_team("rx")
+    costly = rule("costly", team, when={"field": "description", "op": "matches", "value": slow})
+    refused = await router_api.put_rules({"rules": [costly]})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    [error] = refused.json()["errors"]
+    assert error["field"] == "/rules/0/when/value" and "too costly" in error["message"]
+    ordinary = rule(
+        "ordinary", team, when={"field": "description", "op": "matches", "value": r"\border \d{6}\b"}
+    )
+    assert (await router_api.put_rules({"rules": [ordinary]})).status_code == 200
+
+    old = RuleSet.model_validate({"rules": [costly]}, context=STORED)  # as saved before the bound
+    async with router_api.app.state.sessions() as session, session.begin():
+        row = await save_version(session, old, "tests", "saved before the regex cost bound")
+    live = await router_api.client.get("/v1/rules", headers=router_api.viewer)
+    assert live.status_code == 200 and live.json()["rules"][0]["when"]["value"] == slow
+    stored = await router_api.client.get(f"/v1/rules/versions/{row.version}", headers=router_api.viewer)
+    assert stored.status_code == 200, stored.text

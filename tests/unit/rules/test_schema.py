@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.router.rules import RuleSet, RuleSetError, parse_ruleset, ruleset_from_yaml
+from services.router.rules import RuleSet, RuleSetError, compile_ruleset, parse_ruleset, ruleset_from_yaml
 from services.router.rules.fields import MAX_PATTERN_CHARS
 from services.router.rules.schema import MAX_WEIGHT
 
@@ -247,3 +247,53 @@ def test_short_and_full_day_names_in_any_case_are_stored_short(day: str, stored:
     # What is stored loads again, unchanged.
     again = RuleSet.model_validate(ruleset.model_dump(mode="json", by_alias=True, exclude_none=True))
     assert again == ruleset
+
+
+# Measured on 10 KB texts: this one costs ~100-400 ms a search (its DFA outgrows RE2's cache),
+# and the router searches every rule's pattern on every ticket.
+SLOW_PATTERN = r"(?:\w+\s*){1000}$"
+
+
+@pytest.mark.parametrize("case_sensitive", [False, True])
+@pytest.mark.parametrize("field", ["subject", "tags", "custom.note"])
+def test_a_regex_too_costly_to_search_is_refused_naming_the_value(field: str, case_sensitive: bool) -> None:
+    loc, msg = one_error({**leaf(field, "matches", SLOW_PATTERN), "case_sensitive": case_sensitive})
+    assert loc == ("rules", 0, "when", "all", 1, "value")
+    assert "too costly" in msg and "{n}" in msg
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"\b(?:refund|chargeback|dispute|invoice)\b",
+        r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}",
+        r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+        r"[0-9a-f]{64}",
+        r"(?s).{0,200}refund",
+        r"\p{L}{3,}",  # Unicode classes are large programs but cheap to search: still fine
+        r"[\p{L}\p{N}]+\s+\p{Lu}{2,}",
+        "(?:" + "|".join(f"produkt{i}" for i in range(100)) + ")",  # ~1,000 characters
+    ],
+)
+def test_ordinary_regexes_are_accepted(pattern: str) -> None:
+    for cs in (False, True):
+        parse_ruleset(
+            {
+                "rules": [
+                    rule("r", {**leaf("text", "matches", pattern), "case_sensitive": cs}, assign_team="t")
+                ]
+            }
+        )
+
+
+def test_a_stored_version_saved_before_the_cost_bound_still_loads() -> None:
+    """The bound is checked on saving only: a version saved before it must still load (routers
+    read the live set through ``ruleset_of``), else no router could load the rules at all."""
+    from services.router.models import RuleSetVersion
+    from services.router.rulesets.store import ruleset_of
+
+    when = {"any": [{"not": leaf("subject", "matches", SLOW_PATTERN)}]}  # nested: context reaches it
+    document = {"rules": [rule("old", when, assign_team="t")]}
+    loaded = ruleset_of(RuleSetVersion(version=7, document=document))
+    assert loaded.version == 7 and loaded.rules[0].when is not None
+    compile_ruleset(loaded)  # and it compiles: the router routes with it
