@@ -577,7 +577,7 @@ async def load_config(session: AsyncSession) -> SlaConfig:
         try:
             policy = StoredPolicy.model_validate(row.document)
             if policy.applies_when is not None:  # SlaConfig compiles it: a rule engine's checks
-                compile_condition_set(policy.name, policy.applies_when)
+                compile_condition_set(policy.name, policy.applies_when, stored=True)
         except ValueError as exc:  # pydantic's ValidationError too
             # Saved under looser checks by an earlier version (a target over a year, a condition on
             # a field the rule engine no longer has, say). Failing here would stop every router,

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.router.rules import Actions, CompiledRuleSet, Condition, Rule, RuleSet, compile_ruleset
 from services.router.rules.facts import facts_from_ticket
+from services.router.rules.schema import STORED
 from services.router.sla import (
     BusinessCalendar,
     EscalationDue,
@@ -28,11 +29,14 @@ from services.router.sla.clock import Deadlines
 from shared.events import SlaState, TicketSnapshot, TicketState
 
 
-def compile_condition_set(name: str, condition: Mapping[str, Any]) -> CompiledRuleSet:
-    """``applies_when`` as a one-rule rule set (raises pydantic's ValidationError when invalid)."""
-    rule = Rule(
-        id="applies-when", name=name, when=Condition.model_validate(condition), actions=Actions(stop=True)
-    )
+def compile_condition_set(
+    name: str, condition: Mapping[str, Any], *, stored: bool = False
+) -> CompiledRuleSet:
+    """``applies_when`` as a one-rule rule set (raises pydantic's ValidationError when invalid).
+    ``stored``: read back from a saved policy, so bounds added since (a regex's cost) do not leave
+    it out of every router; saving applies them."""
+    when = Condition.model_validate(condition, context=STORED if stored else None)
+    rule = Rule(id="applies-when", name=name, when=when, actions=Actions(stop=True))
     return compile_ruleset(RuleSet(rules=[rule]))
 
 
@@ -47,7 +51,9 @@ class SlaConfig:
 
     def __post_init__(self) -> None:
         matchers = {
-            p.name: compile_condition_set(p.name, p.applies_when) for p in self.policies if p.applies_when
+            p.name: compile_condition_set(p.name, p.applies_when, stored=True)
+            for p in self.policies
+            if p.applies_when
         }
         object.__setattr__(self, "_matchers", matchers)
         object.__setattr__(self, "_by_name", {p.name: p for p in self.policies})

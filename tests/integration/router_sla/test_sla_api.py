@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy import delete
 
 from services.router.sla.policy import MAX_POLICY_NAME
@@ -19,6 +20,7 @@ from services.router.slas import service
 from services.router.slas.endpoints import router
 from services.router.slas.models import SlaConfigVersion
 from services.router.slas.service import load_config
+from services.router.slas.tracking import compile_condition_set
 from services.router.teams import service as teams
 from services.router.teams.schemas import TeamCreate
 from services.router.writeback.models import WritebackTarget
@@ -185,6 +187,27 @@ async def test_a_stored_policy_whose_condition_no_longer_compiles_is_left_out_no
             config = await load_config(session)
         assert config.policy_named(pol) is None and pol in config.left_out
         assert any(getattr(r, "policy", None) == pol for r in caplog.records if r.levelname == "ERROR")
+    finally:
+        async with sessions() as session, session.begin():
+            session.add(
+                SlaConfigVersion(kind="policy", name=pol, version=2, document=old, deleted=True, author="t")
+            )
+
+
+async def test_a_stored_policy_with_a_regex_saved_before_the_cost_bound_still_applies(sessions):
+    """Saving refuses a regex over the RE2 program bound; a policy saved before that bound existed
+    is read as saved (as a stored rule set is), not left out of every router."""
+    pol = f"pol-{new_id()[:8]}"
+    costly = r"(?:\w+\s*){1000}$"
+    old = {"name": pol, "applies_when": {"field": "text", "op": "matches", "value": costly}}
+    async with sessions() as session, session.begin():
+        session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=old, author="v1"))
+    try:
+        async with sessions() as session:
+            config = await load_config(session)
+        assert config.policy_named(pol) is not None and pol not in config.left_out
+        with pytest.raises(ValidationError, match="too costly"):
+            compile_condition_set(pol, old["applies_when"])  # what saving it today checks
     finally:
         async with sessions() as session, session.begin():
             session.add(
