@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db.engine import async_url
@@ -50,8 +50,10 @@ class CommonSettings(BaseSettings):
         "ticketctl have none.",
     )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
-    topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
-    topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
+    topic_routing_events: str = Field(
+        default="routing", description="Topic of routing events (another than the ticket events')."
+    )
+    topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic (a third one).")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics we create.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor for new topics.")
     log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
@@ -62,6 +64,16 @@ class CommonSettings(BaseSettings):
         description="How long an idle HTTP connection is kept open; keep it above the idle timeout of "
         "any load balancer or proxy in front (AWS ALB 60 s, nginx 60 s; Google Cloud LB needs 620).",
     )
+
+    @field_validator("topic_routing_events", "topic_dead_letter")
+    @classmethod
+    def _distinct_topics(cls, value: str, info: ValidationInfo) -> str:
+        # One topic for two purposes mixes what the consumers read: the router would take the
+        # routing events it publishes for poison and dead-letter each one.
+        for earlier in ("topic_ticket_events", "topic_routing_events"):
+            if earlier != info.field_name and info.data.get(earlier) == value:
+                raise ValueError(f"must name another topic than {earlier.upper()} ({value!r})")
+        return value
 
     @field_validator("database_url")
     @classmethod

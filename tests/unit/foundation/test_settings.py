@@ -48,6 +48,24 @@ def test_a_metrics_group_id_leaves_room_for_its_checkpoint_names() -> None:
     assert MetricsSettings(metrics_group_id="m" * 90).metrics_group_id == "m" * 90
 
 
+@pytest.mark.parametrize(
+    ("values", "at_fault"),
+    [
+        ({"topic_routing_events": "tickets"}, "topic_routing_events"),
+        ({"topic_dead_letter": "tickets"}, "topic_dead_letter"),
+        ({"topic_routing_events": "events", "topic_dead_letter": "events"}, "topic_dead_letter"),
+    ],
+)
+def test_one_topic_for_two_purposes_is_refused_naming_the_variable(
+    values: dict[str, str], at_fault: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        CommonSettings(**values)  # type: ignore[arg-type]
+    [error] = caught.value.errors()
+    assert error["loc"] == (at_fault,) and "another topic" in error["msg"]
+    assert CommonSettings(topic_routing_events="routed", topic_dead_letter="dlq").topic_dead_letter == "dlq"
+
+
 @pytest.mark.parametrize("port", [-1, 65536, 70000])
 def test_a_port_no_socket_can_have_is_refused_naming_it(port: int) -> None:
     with pytest.raises(ValidationError) as caught:
