@@ -6,6 +6,7 @@ exact place in the vendor's payload that was missing or wrong.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,15 +28,60 @@ from shared.events import (
 
 from .errors import MalformedBodyError, UnmappableError
 
+# orjson reads an integer outside -2**63 .. 2**64 - 1 as a float: two tickets whose ids differ past
+# a double's 17 digits would get one key, and a value would change. Every such integer has at least
+# 19 digits (-9223372036854775809), so a body without a run of 19 cannot hold one. The run is found
+# by mapping every digit to "0" and everything else to " " (bytes.translate and a substring search,
+# C loops at ~1 ns a byte; a regular expression for [0-9]{19} took ten times as long).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+# Integers in this range are what orjson reads exactly, and what the router's JSON columns
+# (read by orjson) can give back.
+INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _may_hold_a_long_integer(body: bytes) -> bool:
+    return _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS)
+
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, its integers exact whatever their size. orjson reads it (the
+    fast path, and the judge of what is valid JSON); a body that may hold an integer orjson reads
+    as a float (a run of 19 digits anywhere, strings included) is read again by the standard
+    library, exact for integers of any size and the same as orjson for everything else."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBodyError("body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise MalformedBodyError("body must be a JSON object")
+    if _may_hold_a_long_integer(body):
+        try:
+            exact = json.loads(body)
+        except RecursionError as exc:  # orjson reads 1024 levels, the standard library ~1000 or less
+            raise MalformedBodyError("body is nested too deeply") from exc
+        except ValueError as exc:  # cannot happen for what orjson read, but must not become a 500
+            raise MalformedBodyError("body is not valid JSON") from exc
+        if isinstance(exact, dict):
+            data = exact
     return data
+
+
+def int_beyond_64_bits(value: Any) -> str | None:
+    """The JSON pointer (relative to ``value``) of the first integer outside :data:`INT_RANGE` in
+    ``value``, None when there is none. Iterative: ``value`` may nest deeply."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, pointer = stack.pop()
+        if isinstance(node, int) and not isinstance(node, bool):
+            if not INT_RANGE[0] <= node <= INT_RANGE[1]:
+                return pointer
+        elif isinstance(node, dict):
+            escaped = ((str(k).replace("~", "~0").replace("/", "~1"), v) for k, v in node.items())
+            stack.extend((child, f"{pointer}/{key}") for key, child in reversed(list(escaped)))
+        elif isinstance(node, list):
+            stack.extend((child, f"{pointer}/{i}") for i, child in reversed(list(enumerate(node))))
+    return None
 
 
 def _unescape(token: str) -> str:
@@ -216,6 +262,11 @@ def build_snapshot(fields: dict[str, Any], origins: Mapping[str, str] | None = N
     for name, vendor_field in (origins or {}).items():
         if fields.get(name) is None:
             raise UnmappableError(vendor_field, "required field is missing")
+    # Read exactly (parse_json_object), such an integer would still come back from the router's
+    # JSON columns (read by orjson) as a float: refused, as POST /v1/tickets refuses it.
+    beyond = int_beyond_64_bits(fields.get("custom_fields"))
+    if beyond is not None:
+        raise UnmappableError("/custom_fields" + beyond, "integers must fit in 64 bits")
     try:
         # A None is a field the payload did not have: left unset, so that the event carries what
         # the source said and nothing else (see shared.events.ticket_event).

@@ -1,7 +1,9 @@
 """GitHub Issues webhooks (``X-GitHub-Event: issues`` and ``issue_comment``).
 
 ``external_id`` is ``<owner>/<repo>#<number>``, stable across renames of the title and unique across
-repositories. Priority comes from labels such as ``priority: high``, ``priority/P2`` or ``P1``.
+repositories, but not stable across a rename of the repository: its issues go on under new keys
+(the README says how to close the old ones; changing the form would split existing tickets).
+Priority comes from labels such as ``priority: high``, ``priority/P2`` or ``P1``.
 Pull requests share the issue-comment event; they are not tickets and are ignored.
 """
 

@@ -616,3 +616,52 @@ async def test_broker_and_outbox_both_failing_is_503_and_forgets_the_delivery(
     )  # the dedupe row was rolled back
     events = await read_topic(intake.settings.kafka_bootstrap_servers, intake.settings.topic_ticket_events, 1)
     assert [str(e.event_id) for e in events] == retried.json()["event_ids"]
+
+
+async def test_a_deleted_source_is_refused_at_once_where_deleted_and_within_the_ttl_elsewhere(
+    settings_kwargs: dict[str, object], database_url: str
+) -> None:
+    """The replica that served the DELETE forgets its cached source after the commit (as for every
+    change through the API); another replica refuses the name once its cached copy expires."""
+    ttl = 0.5
+    replica = lambda: running_intake(  # noqa: E731
+        database_url=database_url, intake_source_cache_ttl_s=ttl, **settings_kwargs
+    )
+    async with replica() as one, replica() as two:
+        name = f"native-{uuid.uuid4().hex[:8]}"
+        await one.add_source(name, "native", SECRET)
+
+        def post(to: Intake, i: int) -> Awaitable[httpx.Response]:
+            return to.client.post(
+                f"/v1/webhooks/{name}",
+                content=json.dumps({"external_id": f"d-{i}"}).encode(),
+                headers={"Content-Type": "application/json", "Authorization": basic("x", SECRET)},
+            )
+
+        assert [(await post(one, 1)).status_code, (await post(two, 2)).status_code] == [202, 202]
+        deleted = await one.client.delete(f"/v1/sources/{name}", headers={**one.admin, "If-Match": "*"})
+        assert deleted.status_code == 204
+        assert is_problem(await post(one, 3), 404)
+        await asyncio.sleep(ttl + 0.1)
+        assert is_problem(await post(two, 4), 404)
+
+
+async def test_a_source_created_again_under_a_deleted_ones_name_continues_its_deliveries(
+    intake: Intake,
+) -> None:
+    """The name is the identity: ticket keys (name:external_id), event ids and delivery ids derive
+    from it, so a vendor's retry of a delivery the deleted source accepted is a duplicate for the
+    new one too (README: use a new name for another system)."""
+    name = f"generic-{uuid.uuid4().hex[:8]}"
+    options = {"mapping": {"external_id": "/id"}, "delivery_header": "X-Request-Id"}
+    headers = {"Content-Type": "application/json", "Authorization": basic("x", SECRET), "X-Request-Id": "7"}
+    url = f"/v1/webhooks/{name}"
+    await intake.add_source(name, "generic", SECRET, **options)
+    first = await intake.client.post(url, content=b'{"id": "A"}', headers=headers)
+    assert first.status_code == 202 and first.json()["ticket_keys"] == [f"{name}:A"]
+    deleted = await intake.client.delete(f"/v1/sources/{name}", headers={**intake.admin, "If-Match": "*"})
+    assert deleted.status_code == 204
+    await intake.add_source(name, "generic", SECRET, **options)
+    again = await intake.client.post(url, content=b'{"id": "A"}', headers=headers)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["event_ids"] == first.json()["event_ids"]

@@ -134,3 +134,25 @@ def test_invalid_stored_mapping_is_unmappable_not_a_crash() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(config("generic", mapping={"subject": "/t"}), WebhookRequest({}, b"{}"), NOW)
     assert info.value.field == "options"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (123456789012345678901234567890, 123456789012345678901234567891),
+        (18446744073709551616, 18446744073709551617),  # just past orjson's largest integer, 2**64 - 1
+        (-9223372036854775809, -9223372036854775810),  # just past its smallest, -2**63
+    ],
+)
+def test_integers_beyond_64_bits_are_read_exactly(first: int, second: int) -> None:
+    """orjson reads an integer beyond 64 bits as a float: two tickets whose ids differ only past a
+    double's 17 digits got one key (and a tag or an id its float spelling, "1.2345678901234568e+29")."""
+    cfg = config("generic", mapping={"external_id": "/ticket/id", "tags": "$.ticket.labels[*]"})
+    ids = []
+    for number in (first, second):
+        body = json.dumps({"ticket": {"id": number, "labels": [number, "x"]}}).encode()
+        snap = adapt_one(cfg, body).snapshot
+        assert snap.external_id == str(number)
+        assert snap.tags == [str(number), "x"]
+        ids.append(snap.external_id)
+    assert ids[0] != ids[1]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
 import pytest
 
 from services.intake.sources.schemas import SourceCreate
 from services.intake.tickets.schemas import TicketIn
-from services.intake.webhooks import UnmappableError, WebhookRequest, adapt
-from services.intake.webhooks.common import html_to_text, parse_datetime
+from services.intake.webhooks import MalformedBodyError, UnmappableError, WebhookRequest, adapt
+from services.intake.webhooks.common import html_to_text, parse_datetime, parse_json_object
 from services.intake.webhooks.jira import ADF_MAX_DEPTH, adf_to_text
 from shared.events import EventType, ticket_event
 
@@ -91,3 +92,22 @@ def test_a_status_update_by_the_api_keeps_what_it_does_not_say() -> None:
 def test_a_secret_with_white_space_at_an_end_is_refused(secret: str) -> None:
     with pytest.raises(ValueError):
         SourceCreate.model_validate({"name": "fd", "type": "freshdesk", "secret": secret})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "12345678901234567890123", "n": 1}',  # a long run of digits in a string
+        b'{"x": 0.12345678901234567890123, "y": -1.5e300, "z": [1, true, null, "\\u00e9"]}',
+        b'{"big": 18446744073709551615, "small": -9223372036854775808}',  # orjson's own bounds
+    ],
+)
+def test_a_body_read_again_exactly_reads_as_orjson_reads_it(body: bytes) -> None:
+    assert parse_json_object(body) == orjson.loads(body)
+
+
+def test_a_body_too_deep_to_read_again_exactly_is_malformed_not_a_crash() -> None:
+    depth = 1020  # orjson reads it; the standard library's recursion limit does not
+    body = b'{"a":' + b"[" * depth + b"12345678901234567890" + b"]" * depth + b"}"
+    with pytest.raises(MalformedBodyError):
+        parse_json_object(body)

@@ -76,3 +76,24 @@ def test_unmappable(changes: dict[str, object], field: str) -> None:
 def test_malformed() -> None:
     with pytest.raises(MalformedBodyError):
         adapt(CFG, WebhookRequest({}, b"\xff\xfe"), NOW)
+
+
+def test_an_integer_external_id_beyond_64_bits_is_read_exactly() -> None:
+    number = 123456789012345678901234567890  # orjson reads it as 1.2345678901234568e+29
+    assert adapt_one(CFG, _body(external_id=number)).snapshot.external_id == str(number)
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**40])
+def test_a_custom_field_integer_beyond_64_bits_is_refused_naming_it(number: int) -> None:
+    """It was read as a float, a value the sender never sent. Read exactly, the router still could
+    not keep it (its JSON columns are read by orjson): refused, as POST /v1/tickets does."""
+    body = _body(custom_fields={"order_id": "A-1", "serials": [1, {"big": number}]})
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, body), NOW)
+    assert info.value.field == "/custom_fields/serials/1/big"
+    assert "64 bits" in info.value.reason
+
+
+def test_custom_field_integers_at_64_bits_pass() -> None:
+    fields = {"low": -(2**63), "high": 2**64 - 1, "text": "12345678901234567890123"}
+    assert adapt_one(CFG, _body(custom_fields=fields)).snapshot.custom_fields == fields
