@@ -199,7 +199,7 @@ async def test_a_stored_policy_with_a_regex_saved_before_the_cost_bound_still_ap
     is read as saved (as a stored rule set is), not left out of every router."""
     pol = f"pol-{new_id()[:8]}"
     costly = r"(?:\w+\s*){1000}$"
-    old = {"name": pol, "applies_when": {"field": "text", "op": "matches", "value": costly}}
+    old: dict[str, Any] = {"name": pol, "applies_when": {"field": "text", "op": "matches", "value": costly}}
     async with sessions() as session, session.begin():
         session.add(SlaConfigVersion(kind="policy", name=pol, version=1, document=old, author="v1"))
     try:
