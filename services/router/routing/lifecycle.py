@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import TypeAdapter
+
 from services.router.writeback.connectors.common import is_router_note
 from shared.events import (
     Comment,
@@ -22,6 +24,7 @@ from shared.events import (
     TicketSnapshot,
     TicketState,
     TicketStatus,
+    UtcDatetime,
     assume_utc,
 )
 from shared.frozen import frozen
@@ -247,6 +250,14 @@ def _apply_changes(
         else:
             state.team = external_team
             reasons.append(f"reassigned in the source system to {external_team}")
+    created = snapshot.created_at
+    if created is not None and created < assume_utc(current.created_at):
+        # The helpdesk's earliest stated creation wins: the ticket was first heard of through an
+        # event that stated none (created when heard of), or one stating a later instant. Ages
+        # and a clock nothing has moved yet run from it (see SlaTracker); a later instant is no
+        # correction (a re-sent created event, a clock running fast: it existed before).
+        state.created_at = created
+        reasons.append(f"source says the ticket was created at {created.isoformat()}")
     if is_first_response(snapshot.comment) and state.sla.first_responded_at is None:
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")
@@ -390,15 +401,24 @@ _CONTENT_FIELDS = (
 )
 
 
+# A stored snapshot holds times as the source said them (ISO text, Unix seconds): read as the contract does.
+_SAID_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+
+
 def fill_gaps(stored: dict[str, Any], older: dict[str, Any]) -> dict[str, Any] | None:
     """The stored snapshot with the content an older event has and it lacks (a ``created``
-    delivered after a newer comment: its subject and description); None when it adds nothing."""
+    delivered after a newer comment: its subject and description), and its creation instant when
+    earlier than the one held; None when it adds nothing."""
     filled: dict[str, Any] = {}
     for name in _CONTENT_FIELDS:
         have, offered = stored.get(name), older.get(name)
         if offered in (None, "", [], {}):
             continue
-        if isinstance(have, dict) and isinstance(offered, dict):
+        if name == "created_at" and have not in (None, ""):
+            # Not what we hold but the earliest stated: the ticket existed at either instant.
+            if _SAID_TIME.validate_python(offered) < _SAID_TIME.validate_python(have):
+                filled[name] = offered
+        elif isinstance(have, dict) and isinstance(offered, dict):
             combined = {**offered, **have}  # what we hold wins, key by key
             if combined != have:
                 filled[name] = combined

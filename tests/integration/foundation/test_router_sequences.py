@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.router.models import RouterTicket, RoutingDecision
 from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.routing.lifecycle import RouteResult
-from shared.events import EventEnvelope, EventType, Priority, TicketSnapshot, ticket_event
+from shared.events import EventEnvelope, EventType, Priority, TicketSnapshot, assume_utc, ticket_event
 from shared.kafka.consumer import ConsumedEvent
 from tests.integration.foundation.test_router_batches import RecordingProducer
 
@@ -192,3 +192,31 @@ async def test_an_update_that_changes_the_helpdesk_group_moves_the_ticket_and_ou
     assert await update("G-billing") == ("billing", moved)
     # The next full snapshot repeats that group: no news.
     assert await update("G-billing") == ("billing", moved)
+
+
+async def test_a_created_delivered_after_a_reply_gives_the_ticket_its_creation(sessions: Sessions) -> None:
+    """The reply made the ticket, created when it was heard of (the reply says no creation); the
+    late created event's creation instant filled the snapshot and not the ticket's ``created_at``,
+    so its age and SLA clock ran from the reply."""
+    ext = uuid.uuid4().hex
+    t0 = NOW - timedelta(hours=2)
+    reply = said(
+        EventType.TICKET_COMMENTED,
+        ext,
+        updated_at=t0 + timedelta(minutes=5),
+        comment={"body": "any news?", "from_agent": False},
+    )
+    created = said(EventType.TICKET_CREATED, ext, subject="VPN", status="open", updated_at=t0, created_at=t0)
+    await handle(sessions, [reply], [created])
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+        assert row is not None
+        decisions = (
+            await session.scalars(
+                select(RoutingDecision)
+                .where(RoutingDecision.ticket_key == f"api:{ext}")
+                .order_by(RoutingDecision.id)
+            )
+        ).all()
+    assert assume_utc(row.created_at) == t0
+    assert decisions[-1].reasons == [f"source says the ticket was created at {t0.isoformat()}"]
