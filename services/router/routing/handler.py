@@ -228,15 +228,22 @@ class HandlerOptions:
     team_of_group: Callable[[str, str], str | None] | None = None
 
 
+def as_our_team(
+    group: str | None, source: str, team_of_group: Callable[[str, str], str | None] | None
+) -> str | None:
+    """A helpdesk group named as the team it stands for, if any; else as the helpdesk names it."""
+    if team_of_group is None or not group:
+        return group
+    return team_of_group(source, group) or group
+
+
 def in_our_teams(
     snapshot: TicketSnapshot, source: str, team_of_group: Callable[[str, str], str | None] | None
 ) -> TicketSnapshot:
     """``snapshot`` with the helpdesk group it reports named as the team it stands for, if any."""
     group = snapshot.external_assignee_group
-    if team_of_group is None or not group:
-        return snapshot
-    team = team_of_group(source, group)
-    return snapshot if team is None else snapshot.model_copy(update={"external_assignee_group": team})
+    team = as_our_team(group, source, team_of_group)
+    return snapshot if team == group else snapshot.model_copy(update={"external_assignee_group": team})
 
 
 def position(state: TicketState | None) -> tuple[str | None, TicketStatus, Priority] | None:
@@ -423,6 +430,12 @@ class RoutingHandler:
             current = state_from_row(row) if row is not None else None
             updated_at = said_updated_at(row.snapshot) if row is not None else None
             said_priority = row.snapshot.get("priority") if row is not None else None
+            # The group the source said before, named by the same mapping as the event's: a mapping
+            # reloaded in between must not make a repeated group look like a move.
+            said_group = None
+            if row is not None:
+                said = row.snapshot.get("external_assignee_group")
+                said_group = as_our_team(said, envelope.source, options.team_of_group)
             tracker = None
             if sla_config is not None:
                 stored = row.sla_clock if row is not None else None
@@ -439,6 +452,7 @@ class RoutingHandler:
                 now,
                 sla=tracker,
                 said_priority_before=said_priority,
+                said_group_before=said_group,
             )
             if decision.stale:
                 STALE.inc()
@@ -470,6 +484,7 @@ class RoutingHandler:
                     now,
                     sla=tracker,
                     said_priority_before=said_priority,
+                    said_group_before=said_group,
                 )
             if row is None:
                 row = NewTicket(envelope.ticket_key, envelope.source, snapshot.external_id)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import TypeAdapter
+
 from services.router.writeback.connectors.common import is_router_note
 from shared.events import (
     Comment,
@@ -22,6 +24,7 @@ from shared.events import (
     TicketSnapshot,
     TicketState,
     TicketStatus,
+    UtcDatetime,
     assume_utc,
 )
 from shared.frozen import frozen
@@ -125,9 +128,13 @@ def decide(
     now: datetime,
     sla: StateHook | None = None,
     said_priority_before: str | None = None,
+    said_group_before: str | None = None,
 ) -> Decision:
     """``said_priority_before``: the priority the source gave in its previous events (the stored
-    snapshot's), so that a source repeating it does not undo a priority the router chose."""
+    snapshot's), so that a source repeating it does not undo a priority the router chose.
+    ``said_group_before``: likewise the helpdesk group its previous events reported (named as our
+    team where it stands for one), so that an event of any type whose group differs is read as a
+    move in the helpdesk, and one repeating it (the group before our write-back landed) is not."""
     # Sources can deliver out of order; never let an older snapshot overwrite a newer one.
     if current_updated_at is not None:
         current_updated_at = assume_utc(current_updated_at)  # may be stored naive by older versions
@@ -189,7 +196,7 @@ def decide(
 
     # What the event says besides its status applies whatever the status does: a reply sent with
     # "solve", a priority raised on reopening (the source would not say it again).
-    reasons = _apply_changes(state, current, envelope, snapshot, said_priority_before)
+    reasons = _apply_changes(state, current, envelope, snapshot, said_priority_before, said_group_before)
     if not was_resolved and status.is_resolved:
         state.status = status
         state.resolved_at = envelope.occurred_at
@@ -222,6 +229,7 @@ def _apply_changes(
     envelope: EventEnvelope,
     snapshot: TicketSnapshot,
     said_priority_before: str | None,
+    said_group_before: str | None = None,
 ) -> list[str]:
     """The event's priority, team and first response onto ``state``; the reasons for each."""
     reasons: list[str] = []
@@ -233,11 +241,7 @@ def _apply_changes(
         state.priority = snapshot.priority
         reasons.append(f"source set priority {snapshot.priority.value}")
     external_team = snapshot.external_assignee_group
-    if (
-        envelope.type == EventType.TICKET_REASSIGNED_EXTERNALLY
-        and external_team
-        and external_team != current.team
-    ):
+    if external_team and external_team != current.team and _moved(envelope, external_team, said_group_before):
         if len(external_team) > TEAM_NAME_MAX:
             # No team of ours has such a name, and storing it would fail the whole batch.
             reasons.append(
@@ -246,10 +250,34 @@ def _apply_changes(
         else:
             state.team = external_team
             reasons.append(f"reassigned in the source system to {external_team}")
+    created = snapshot.created_at
+    if created is not None and created < assume_utc(current.created_at):
+        # The helpdesk's earliest stated creation wins: the ticket was first heard of through an
+        # event that stated none (created when heard of), or one stating a later instant. Ages
+        # and a clock nothing has moved yet run from it (see SlaTracker); a later instant is no
+        # correction (a re-sent created event, a clock running fast: it existed before).
+        state.created_at = created
+        reasons.append(f"source says the ticket was created at {created.isoformat()}")
     if is_first_response(snapshot.comment) and state.sla.first_responded_at is None:
         state.sla.first_responded_at = envelope.occurred_at
         reasons.append("first agent response")
     return reasons
+
+
+def _moved(envelope: EventEnvelope, group: str, said_before: str | None) -> bool:
+    """Whether an event that reports the ticket in ``group`` (not its team) says a human moved it.
+
+    A reassignment says so by its type. Any other event, from a helpdesk that sends every change
+    as an update, says so when its group differs from the one the source said before: a full
+    snapshot repeats the group the ticket had before our write-back landed, which is no move, and
+    our write-back's echo reports the group standing for the team we chose, which equals it. A
+    group said for the first time is no move either (a partial webhook's source may never have
+    named the group before), nor is a ``ticket.created``: it tells the group the ticket was
+    created in, and one redelivered late would move the ticket back.
+    """
+    if envelope.type == EventType.TICKET_REASSIGNED_EXTERNALLY:
+        return True
+    return envelope.type != EventType.TICKET_CREATED and said_before is not None and group != said_before
 
 
 def _reassigned_to(envelope: EventEnvelope, snapshot: TicketSnapshot) -> str | None:
@@ -373,15 +401,24 @@ _CONTENT_FIELDS = (
 )
 
 
+# A stored snapshot holds times as the source said them (ISO text, Unix seconds): read as the contract does.
+_SAID_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+
+
 def fill_gaps(stored: dict[str, Any], older: dict[str, Any]) -> dict[str, Any] | None:
     """The stored snapshot with the content an older event has and it lacks (a ``created``
-    delivered after a newer comment: its subject and description); None when it adds nothing."""
+    delivered after a newer comment: its subject and description), and its creation instant when
+    earlier than the one held; None when it adds nothing."""
     filled: dict[str, Any] = {}
     for name in _CONTENT_FIELDS:
         have, offered = stored.get(name), older.get(name)
         if offered in (None, "", [], {}):
             continue
-        if isinstance(have, dict) and isinstance(offered, dict):
+        if name == "created_at" and have not in (None, ""):
+            # Not what we hold but the earliest stated: the ticket existed at either instant.
+            if _SAID_TIME.validate_python(offered) < _SAID_TIME.validate_python(have):
+                filled[name] = offered
+        elif isinstance(have, dict) and isinstance(offered, dict):
             combined = {**offered, **have}  # what we hold wins, key by key
             if combined != have:
                 filled[name] = combined

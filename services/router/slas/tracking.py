@@ -167,6 +167,14 @@ class SlaTracker:
                 self.clock = None
                 state.sla = SlaState(first_responded_at=state.sla.first_responded_at)
                 return
+            if clock is not None and self._restartable(clock, policy, state.created_at):
+                # The source stated an earlier creation than the clock's start (the ticket first
+                # heard of through an event stating none): the targets ran from it. Started again
+                # there, in the status and priority it started with, so that what this event
+                # changes applies below at the event's instant.
+                clock = SlaClock.start(
+                    state.ticket_key, policy, clock.priority, state.created_at, clock.status, clock.cycle
+                )
             if clock is None:
                 clock = SlaClock.start(
                     state.ticket_key, policy, state.priority, state.created_at, state.status, self.next_cycle
@@ -197,6 +205,21 @@ class SlaTracker:
             clock = clock.on_first_response(responded, self.config.calendar(clock.calendar))
         self.clock = clock
         self.refresh(state)
+
+    def _restartable(self, clock: SlaClock, policy: SlaPolicy, created_at: datetime) -> bool:
+        """Whether ``clock`` can start again at an earlier ``created_at``: only while nothing has
+        moved it since its start (no status change, response or resolution: what it measured from
+        then on would be lost) and the scanner has fired nothing on it (a warning or breach sent
+        stands), under the policy it runs on."""
+        return (
+            as_utc(created_at) < clock.started_at
+            and clock.last_event_at == clock.started_at
+            and clock.first_responded_at is None
+            and clock.resolved_at is None
+            and policy.name == clock.policy
+            and not self.fired
+            and not self.owed
+        )
 
     def refresh(self, state: TicketState) -> None:
         if self.clock is not None:

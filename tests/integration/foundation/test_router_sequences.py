@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.router.models import RouterTicket, RoutingDecision
-from services.router.routing.handler import RoutingHandler
+from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.routing.lifecycle import RouteResult
-from shared.events import EventEnvelope, EventType, Priority, TicketSnapshot, ticket_event
+from shared.events import EventEnvelope, EventType, Priority, TicketSnapshot, assume_utc, ticket_event
 from shared.kafka.consumer import ConsumedEvent
 from tests.integration.foundation.test_router_batches import RecordingProducer
 
@@ -140,3 +140,83 @@ async def test_an_updated_at_in_unix_seconds_does_not_break_the_tickets_later_ev
         for key in (f"api:{ext}", f"api:{ext}-text"):
             row = await session.get(RouterTicket, key)
             assert row is not None and row.priority == Priority.P2.value  # the older P1 was stale
+
+
+async def test_an_update_that_changes_the_helpdesk_group_moves_the_ticket_and_our_echo_does_not(
+    sessions: Sessions,
+) -> None:
+    """A helpdesk that sends every change as ``ticket.updated`` (a Zendesk trigger, a generic
+    source): an agent's move came as an update and was ignored, while the same move sent as
+    ``ticket.reassigned_externally`` stood. The group the source said before tells them apart
+    from a full snapshot repeating the group it had before our write-back landed."""
+    ext = uuid.uuid4().hex
+    key = f"api:{ext}"
+    groups = {"G-access": "access", "G-billing": "billing"}
+    handler = RoutingHandler(
+        sessions,
+        RecordingProducer(),
+        "routing",
+        lambda: route,
+        lambda: NOW,
+        HandlerOptions(team_of_group=lambda source, group: groups.get(group)),
+    )
+    offset = 0
+
+    async def update(group: str, kind: EventType = EventType.TICKET_UPDATED) -> tuple[str | None, list[str]]:
+        nonlocal offset
+        sent = said(kind, ext, subject="VPN down", status="open", external_assignee_group=group)
+        envelope, ticket = EventEnvelope.decode(sent.to_bytes())
+        await handler([ConsumedEvent(envelope, "tickets", 0, offset, ticket)])
+        offset += 1
+        async with sessions() as session:
+            row = await session.get(RouterTicket, key)
+            kinds = (
+                await session.scalars(
+                    select(RoutingDecision.kind)
+                    .where(RoutingDecision.ticket_key == key)
+                    .order_by(RoutingDecision.id)
+                )
+            ).all()
+        assert row is not None
+        return row.team, list(kinds)
+
+    routed = [EventType.TICKET_ROUTED.value]
+    # Created in the helpdesk's general group; the rules route it to access.
+    assert await update("G-general", EventType.TICKET_CREATED) == ("access", routed)
+    # A full snapshot before our write-back landed still says the old group: no move.
+    assert await update("G-general") == ("access", routed)
+    # Our write-back's echo: the group standing for the team we chose. Nothing moves.
+    assert await update("G-access") == ("access", routed)
+    # An agent moves it to billing's group, reported as an update: the move stands.
+    moved = [*routed, EventType.TICKET_STATE_CHANGED.value]
+    assert await update("G-billing") == ("billing", moved)
+    # The next full snapshot repeats that group: no news.
+    assert await update("G-billing") == ("billing", moved)
+
+
+async def test_a_created_delivered_after_a_reply_gives_the_ticket_its_creation(sessions: Sessions) -> None:
+    """The reply made the ticket, created when it was heard of (the reply says no creation); the
+    late created event's creation instant filled the snapshot and not the ticket's ``created_at``,
+    so its age and SLA clock ran from the reply."""
+    ext = uuid.uuid4().hex
+    t0 = NOW - timedelta(hours=2)
+    reply = said(
+        EventType.TICKET_COMMENTED,
+        ext,
+        updated_at=t0 + timedelta(minutes=5),
+        comment={"body": "any news?", "from_agent": False},
+    )
+    created = said(EventType.TICKET_CREATED, ext, subject="VPN", status="open", updated_at=t0, created_at=t0)
+    await handle(sessions, [reply], [created])
+    async with sessions() as session:
+        row = await session.get(RouterTicket, f"api:{ext}")
+        assert row is not None
+        decisions = (
+            await session.scalars(
+                select(RoutingDecision)
+                .where(RoutingDecision.ticket_key == f"api:{ext}")
+                .order_by(RoutingDecision.id)
+            )
+        ).all()
+    assert assume_utc(row.created_at) == t0
+    assert decisions[-1].reasons == [f"source says the ticket was created at {t0.isoformat()}"]

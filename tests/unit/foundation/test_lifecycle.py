@@ -321,3 +321,31 @@ def test_an_older_event_does_not_bring_back_tags_a_newer_one_cleared():
     assert fill_gaps(stored, older) is None
     # Never said, they are content the older event gives.
     assert fill_gaps({"external_id": "7"}, older) == {"external_id": "7", "subject": "VPN", "tags": ["vip"]}
+
+
+def test_an_earlier_creation_the_source_states_corrects_the_tickets_and_a_later_one_does_not():
+    # First heard of through a reply, which says no creation instant: created when it was heard of.
+    env, snap = event("open", EventType.TICKET_COMMENTED, comment=Comment(body="any news?"))
+    first = decide(None, None, env, snap, route_to("a"), T0).state
+    assert first.created_at == T0
+    # The helpdesk then states the creation: its ages and SLA clock run from it, not from T0.
+    created = T0 - timedelta(hours=3)
+    d = decide(first, None, *event("open", EventType.TICKET_UPDATED, created_at=created), route_to("a"), T0)
+    assert d.state.created_at == created
+    [(kind, payload)] = d.events
+    assert kind == EventType.TICKET_STATE_CHANGED
+    assert payload.reasons == [f"source says the ticket was created at {created.isoformat()}"]
+    # A later instant (a re-sent created event, a clock running fast) is not the ticket's creation.
+    later = T0 + timedelta(hours=1)
+    resent = event("open", EventType.TICKET_CREATED, created_at=later)
+    again = decide(d.state, None, *resent, route_to("a"), T0)
+    assert again.events == [] and again.state.created_at == created
+
+
+def test_an_older_event_gives_an_earlier_creation_than_the_one_held():
+    stored = {"external_id": "7", "created_at": "2026-05-04T09:00:00Z", "subject": "s"}
+    assert fill_gaps(stored, {"created_at": "2026-05-04T08:00:00+00:00"}) == {
+        **stored,
+        "created_at": "2026-05-04T08:00:00+00:00",
+    }
+    assert fill_gaps(stored, {"created_at": "2026-05-04T10:00:00Z"}) is None

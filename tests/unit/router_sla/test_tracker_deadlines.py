@@ -3,7 +3,7 @@ timer come from the same calendar walk, and a changed clock (a new object) gets 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -53,3 +53,30 @@ def test_state_and_next_timer_share_one_walk_per_clock(walks: list[SlaClock]) ->
     assert len(walks) == 2 and walks[1] is tracker.clock
     assert paused.sla.resolution_due is None and tracker.next_due() is None
     assert len(walks) == 2
+
+
+def test_a_clock_nothing_has_moved_yet_restarts_at_an_earlier_creation() -> None:
+    """The ticket was first heard of after its creation (a reply before the created event): its
+    clock started then. The creation the helpdesk states later is when its targets began."""
+    config = SlaConfig(policies=[POLICY], calendars={"office": OFFICE})
+    snapshot = TicketSnapshot(external_id="1", subject="s")
+    first = SlaTracker(config, None, snapshot, AT)
+    first(state())
+    stored = first.stored()
+    earlier = AT - timedelta(hours=1)  # 15:00 in Berlin: an hour of the first-response target used
+    corrected = state()
+    corrected.created_at = earlier
+    tracker = SlaTracker(config, stored, snapshot, AT)
+    tracker(corrected)
+    assert tracker.clock is not None and tracker.clock.started_at == earlier
+    assert corrected.sla.first_response_due == earlier + timedelta(hours=2)
+    # A clock an event has moved since its start (time used, a pause) keeps its start: what it
+    # measured stands, and the scanner may have fired on it.
+    paused = SlaTracker(config, stored, snapshot, AT + timedelta(minutes=10))
+    paused(state(TicketStatus.PENDING))
+    moved = paused.stored()
+    later = SlaTracker(config, moved, snapshot, AT + timedelta(minutes=20))
+    kept = state(TicketStatus.PENDING)
+    kept.created_at = earlier
+    later(kept)
+    assert later.clock is not None and later.clock.started_at == AT
