@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -73,6 +74,13 @@ RELAY_MIN_GAP_S = 0.05
 # Arbitrary constant for pg_try_advisory_lock: one relay at a time per database (an optimisation:
 # concurrent relays would only duplicate).
 _RELAY_LOCK_KEY = 0x1A7A_4E01
+# pg_settings gives the limit in milliseconds whatever unit it was set in (SHOW says "1min").
+_TAKE_RELAY_LOCK = text(
+    "SELECT pg_try_advisory_lock(:k), (SELECT setting FROM pg_settings"
+    " WHERE name = 'idle_in_transaction_session_timeout')"
+)
+# The lock session runs a statement this often within the session's idle-in-transaction limit.
+KEEP_ACTIVE_FRACTION = 1 / 3
 
 EVENTS_PUBLISHED = Counter("intake_events_total", "Ticket events accepted, by path", ["path"])
 PUBLISHED_TO_BROKER = EVENTS_PUBLISHED.labels("broker")  # resolved once: labels() takes a lock
@@ -369,20 +377,25 @@ class EventPublisher:
             await self._refresh_depth()
             return settled
         async with self.sessions() as lock_session:
-            if not await self._try_relay_lock(lock_session):
+            taken, idle_limit_s = await self._try_relay_lock(lock_session)
+            if not taken:
                 await self._refresh_depth()
                 return settled
             try:
-                if await self._outbox_rows_exist() and await self._broker_reachable():
-                    settled += await self._drain()
+                async with _kept_active(lock_session, idle_limit_s) as holding:
+                    if await self._outbox_rows_exist() and await self._broker_reachable():
+                        settled += await self._drain(holding)
             finally:
                 await self._release_relay_lock(lock_session)
         await self._refresh_depth()
         return settled
 
-    async def _drain(self) -> int:
+    async def _drain(self, holding: Callable[[], bool]) -> int:
+        """Publish the outbox in order while ``holding()`` says the relay lock is still ours."""
         sent = 0
         while True:
+            if not holding():  # lost (see _kept_active): another replica may drain now; the round fails
+                return sent
             async with self.sessions() as session:
                 sizes = (
                     await session.execute(
@@ -480,10 +493,13 @@ class EventPublisher:
             return False
         return True
 
-    async def _try_relay_lock(self, session: AsyncSession) -> bool:
+    async def _try_relay_lock(self, session: AsyncSession) -> tuple[bool, float]:
+        """Whether the lock was taken, and the session's ``idle_in_transaction_session_timeout``
+        in seconds (0: none), read in the same round trip: the services' own or a DBA's."""
         if session.get_bind().dialect.name != "postgresql":
-            return True  # SQLite: replicas share a host-local file; concurrent relays only duplicate
-        return bool(await session.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _RELAY_LOCK_KEY}))
+            return True, 0.0  # SQLite: replicas share a host-local file; concurrent relays only duplicate
+        taken, idle_limit_ms = (await session.execute(_TAKE_RELAY_LOCK, {"k": _RELAY_LOCK_KEY})).one()
+        return bool(taken), int(idle_limit_ms) / 1000
 
     async def _release_relay_lock(self, session: AsyncSession) -> None:
         if session.get_bind().dialect.name == "postgresql":
@@ -496,6 +512,46 @@ class EventPublisher:
         # A park that committed while we counted may be missing from ``depth``: keep our count then.
         self.outbox_pending = depth if parks == self._parks else max(depth, self.outbox_pending)
         OUTBOX_DEPTH.set(self.outbox_pending)
+
+
+@contextlib.asynccontextmanager
+async def _kept_active(session: AsyncSession, idle_limit_s: float) -> AsyncIterator[Callable[[], bool]]:
+    """Keep ``session`` (the relay lock's) from sitting idle in its transaction past
+    ``idle_limit_s`` while the relay drains on other sessions. The lock is a session lock, but the
+    session's statement opened a transaction, which pins its pooled connection (committing would
+    give the connection, and the lock with it, back to the pool). A drain waits for the broker's
+    acknowledgements wave after wave, longer than any limit, and PostgreSQL ending the session
+    mid-drain would hand the lock to another replica. A replica frozen mid-drain runs nothing, so
+    its session is still ended then and the lock freed: what the limit is for.
+
+    Yields whether the lock is still held: a statement that failed means the session was lost."""
+    if idle_limit_s <= 0:  # no limit: nothing ends the session
+        yield lambda: True
+        return
+    stop = asyncio.Event()
+
+    async def keep() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle_limit_s * KEEP_ACTIVE_FRACTION)
+            if stop.is_set():
+                return
+            await session.execute(text("SELECT 1"))
+
+    keeper = asyncio.create_task(keep(), name="outbox-relay-lock-keeper")
+    try:
+        yield lambda: not keeper.done()
+    finally:
+        # Let a statement in flight finish rather than cancel it: the lock is released next on
+        # the same session, which a cancelled statement would leave in an unknown state.
+        stop.set()
+        try:
+            await keeper
+        except asyncio.CancelledError:
+            keeper.cancel()
+            raise
+        except Exception as exc:  # the session is gone: releasing the lock fails too and says so
+            log.warning("outbox relay lost its lock session", extra={"error": repr(exc)})
 
 
 async def wait_done_or_deadline(
