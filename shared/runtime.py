@@ -52,7 +52,11 @@ async def open_resources(
 ) -> Resources:
     """The database engine, the producer and the key cache. With ``broker_required=False`` the
     producer is returned unstarted: the caller runs :func:`connect_when_reachable`."""
-    engine = create_engine(settings.database_url, statement_timeout_s=settings.database_statement_timeout_s)
+    engine = create_engine(
+        settings.database_url,
+        statement_timeout_s=settings.database_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.database_idle_in_transaction_timeout_s,
+    )
     sessions = session_factory(engine)
     producer = make_producer(settings, linger_ms=linger_ms)
     if broker_required:

@@ -49,6 +49,21 @@ class CommonSettings(BaseSettings):
         "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
         "ticketctl have none.",
     )
+    # A replica frozen with a transaction open (SIGSTOP, a hung VM) otherwise kept its locks
+    # (intake's outbox relay lock, a routing batch's rows) until its TCP connection died. The
+    # services' longest legitimate pause inside a transaction is CPU work of seconds (an API rule
+    # replay of 10,000 tickets, a classifier model's load check, a routing batch); the relay's lock
+    # session, idle for a whole drain, runs a statement every third of this (services/intake/
+    # publisher.py). Waits for the broker (INTAKE_PUBLISH_TIMEOUT_S, the producer's 30 s request
+    # timeout) happen outside any transaction.
+    database_idle_in_transaction_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL: a service's session idle inside a transaction this long is ended by the "
+        "server (idle_in_transaction_session_timeout), freeing its locks (a frozen replica's); 0: never. "
+        "Migrations and ticketctl have none.",
+    )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
     topic_routing_events: str = Field(default="routing", description="Topic of routing events.")
     topic_dead_letter: str = Field(default="dead-letter", description="Dead-letter topic.")
