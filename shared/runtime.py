@@ -56,6 +56,7 @@ async def open_resources(
         settings.database_url,
         statement_timeout_s=settings.database_statement_timeout_s,
         idle_in_transaction_timeout_s=settings.database_idle_in_transaction_timeout_s,
+        connect_timeout_s=settings.database_connect_timeout_s,
     )
     sessions = session_factory(engine)
     producer = make_producer(settings, linger_ms=linger_ms)

@@ -49,6 +49,16 @@ class CommonSettings(BaseSettings):
         "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
         "ticketctl have none.",
     )
+    # asyncpg's own bound is 60 s: against a black-holed database each checkout that had to connect
+    # (the pool's first, one after an invalidation, intake's ledger connections) held its request
+    # or batch that long. A reachable server completes the handshake in milliseconds, TLS included.
+    database_connect_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="PostgreSQL: longest a service waits for a new database connection (TCP, TLS and "
+        "authentication) before failing as an outage (503, a batch retried).",
+    )
     # A replica frozen with a transaction open (SIGSTOP, a hung VM) otherwise kept its locks
     # (intake's outbox relay lock, a routing batch's rows) until its TCP connection died. The
     # services' longest legitimate pause inside a transaction is CPU work of seconds (an API rule
