@@ -23,6 +23,15 @@ from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
+# Longest a closing service waits for its producer to flush and close. A broker that answers takes
+# milliseconds; a black-holed one held ``stop`` for a request timeout (30 s) per batch it still
+# held, past the pod's grace period (40 s), and the process was killed before closing its pool.
+# Cut short, nothing is lost: the services count a send as done only once the broker acknowledged
+# it. Until then its outbox row stays (intake's sends in limbo, the router's and the SLA scanner's
+# rows) or the offset of the message it dead-letters is not committed, so whatever the stopped
+# producer still held is sent again after the restart.
+PRODUCER_CLOSE_TIMEOUT_S = 5.0
+
 
 @dataclass
 class Resources:
@@ -32,7 +41,14 @@ class Resources:
     keys: KeyCache
 
     async def close(self) -> None:
-        await self.producer.stop()
+        """Stop the producer (given up after :data:`PRODUCER_CLOSE_TIMEOUT_S`), then the pool."""
+        try:
+            await asyncio.wait_for(self.producer.stop(), timeout=PRODUCER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "producer did not stop in time; what it held stays in the outbox",
+                extra={"seconds": PRODUCER_CLOSE_TIMEOUT_S},
+            )
         await self.engine.dispose()
 
 
