@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
@@ -381,20 +380,22 @@ class EventPublisher:
             if not taken:
                 await self._refresh_depth()
                 return settled
+            keeper = _LockKeeper(lock_session, idle_limit_s)
             try:
-                async with _kept_active(lock_session, idle_limit_s) as holding:
+                async with keeper:
                     if await self._outbox_rows_exist() and await self._broker_reachable():
-                        settled += await self._drain(holding)
+                        settled += await self._drain(keeper)
             finally:
-                await self._release_relay_lock(lock_session)
+                if keeper.holding:  # else the lock went with its session: nothing to release
+                    await self._release_relay_lock(lock_session)
         await self._refresh_depth()
         return settled
 
-    async def _drain(self, holding: Callable[[], bool]) -> int:
-        """Publish the outbox in order while ``holding()`` says the relay lock is still ours."""
+    async def _drain(self, lock: _LockKeeper) -> int:
+        """Publish the outbox in order while the relay lock is still ours."""
         sent = 0
         while True:
-            if not holding():  # lost (see _kept_active): another replica may drain now; the round fails
+            if not lock.holding:  # its session was lost: another replica may be draining now
                 return sent
             async with self.sessions() as session:
                 sizes = (
@@ -514,44 +515,61 @@ class EventPublisher:
         OUTBOX_DEPTH.set(self.outbox_pending)
 
 
-@contextlib.asynccontextmanager
-async def _kept_active(session: AsyncSession, idle_limit_s: float) -> AsyncIterator[Callable[[], bool]]:
-    """Keep ``session`` (the relay lock's) from sitting idle in its transaction past
-    ``idle_limit_s`` while the relay drains on other sessions. The lock is a session lock, but the
-    session's statement opened a transaction, which pins its pooled connection (committing would
-    give the connection, and the lock with it, back to the pool). A drain waits for the broker's
-    acknowledgements wave after wave, longer than any limit, and PostgreSQL ending the session
-    mid-drain would hand the lock to another replica. A replica frozen mid-drain runs nothing, so
-    its session is still ended then and the lock freed: what the limit is for.
+class _LockKeeper:
+    """Keeps the relay lock's session from sitting idle in its transaction past ``idle_limit_s``
+    (its ``idle_in_transaction_session_timeout``, 0: none) while the relay drains on other
+    sessions. The lock is a session lock, but the statement that took it opened a transaction,
+    which pins the pooled connection (committing would give the connection, and the lock with it,
+    back to the pool). A drain waits for the broker's acknowledgements wave after wave, longer than
+    any limit, and PostgreSQL ending the session mid-drain handed the lock to another replica. A
+    replica frozen mid-drain runs nothing, so its session is still ended then and the lock freed:
+    what the limit is for."""
 
-    Yields whether the lock is still held: a statement that failed means the session was lost."""
-    if idle_limit_s <= 0:  # no limit: nothing ends the session
-        yield lambda: True
-        return
-    stop = asyncio.Event()
+    def __init__(self, session: AsyncSession, idle_limit_s: float) -> None:
+        self.session = session
+        self.period_s = idle_limit_s * KEEP_ACTIVE_FRACTION
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.lost: Exception | None = None  # why a statement on the session failed
 
-    async def keep() -> None:
+    @property
+    def holding(self) -> bool:
+        """False once a statement on the lock's session failed: the session, and the lock, are gone."""
+        task = self._task
+        if self.lost is not None:
+            return False
+        # A keeper cancelled by a second cancellation of a stopping relay lost nothing.
+        return not (
+            task is not None and task.done() and not task.cancelled() and task.exception() is not None
+        )
+
+    async def __aenter__(self) -> _LockKeeper:
+        if self.period_s > 0:  # no limit: nothing ends the session
+            self._task = asyncio.create_task(self._keep(), name="outbox-relay-lock-keeper")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._task is None:
+            return
+        # Let a statement in flight finish rather than cancel it: the lock is released next on the
+        # same session, which a cancelled statement would leave in an unknown state.
+        self._stop.set()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            self._task.cancel()
+            raise
+        except Exception as exc:
+            self.lost = exc
+            log.warning("outbox relay lost its lock's session", extra={"error": repr(exc)})
+
+    async def _keep(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), idle_limit_s * KEEP_ACTIVE_FRACTION)
-            if stop.is_set():
+                await asyncio.wait_for(self._stop.wait(), self.period_s)
+            if self._stop.is_set():
                 return
-            await session.execute(text("SELECT 1"))
-
-    keeper = asyncio.create_task(keep(), name="outbox-relay-lock-keeper")
-    try:
-        yield lambda: not keeper.done()
-    finally:
-        # Let a statement in flight finish rather than cancel it: the lock is released next on
-        # the same session, which a cancelled statement would leave in an unknown state.
-        stop.set()
-        try:
-            await keeper
-        except asyncio.CancelledError:
-            keeper.cancel()
-            raise
-        except Exception as exc:  # the session is gone: releasing the lock fails too and says so
-            log.warning("outbox relay lost its lock session", extra={"error": repr(exc)})
+            await self.session.execute(text("SELECT 1"))
 
 
 async def wait_done_or_deadline(

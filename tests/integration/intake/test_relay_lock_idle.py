@@ -102,3 +102,49 @@ async def test_a_drain_longer_than_the_idle_limit_keeps_the_relay_lock(
     finally:
         await ledger.close()
         await gate.close()
+
+
+async def test_a_relay_that_lost_its_lock_session_stops_draining(
+    database_url: str,
+    limited: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One row per batch: the relay looks whether it still holds the lock before each.
+    monkeypatch.setattr(publisher_module, "RELAY_BATCH", 1)
+    sessions = session_factory(limited)
+    owner = "lost-" + uuid.uuid4().hex[:12]
+    async with sessions() as session, session.begin():
+        session.add_all(
+            outbox_row(
+                owner,
+                "t",
+                ticket_event(
+                    EventType.TICKET_UPDATED, "idle", TicketSnapshot(external_id=f"{owner}-{n}", subject="s")
+                ),
+            )
+            for n in range(4)
+        )
+    ledger, gate = ledger_connections(database_url), gate_connections(database_url)
+    broker = SlowBroker()
+    publisher = EventPublisher(broker, sessions, ledger, gate, "t", 5.0, owner=owner)
+    try:
+        relaying = asyncio.create_task(publisher.relay_once())
+        await asyncio.sleep(ACK_AFTER_S * 1.5)  # the second row is being sent
+        # The lock's session is ended under it (what the limit does to a session it deems idle).
+        async with limited.connect() as connection:
+            ended = await connection.scalar(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND objid = :k AND granted"
+                ),
+                {"k": publisher_module._RELAY_LOCK_KEY},
+            )
+        assert ended
+        sent = await relaying  # the round ends, the rows left for a later one
+        assert sent == broker.sent < 4  # it stopped: another replica may be draining now
+        assert "lost its lock's session" in caplog.text
+        assert await _lock_free(limited)
+    finally:
+        await ledger.close()
+        await gate.close()
