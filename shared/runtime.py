@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # rows) or the offset of the message it dead-letters is not committed, so whatever the stopped
 # producer still held is sent again after the restart.
 PRODUCER_CLOSE_TIMEOUT_S = 5.0
+# Likewise the database pool: on a black-holed database asyncpg's close of each pooled connection
+# waits out its command timeout (DATABASE_STATEMENT_TIMEOUT_S + 5 s), one after the other; 10 of
+# them held shutdown for minutes. Cut short, the process exits and the kernel drops the sockets.
+ENGINE_CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -41,15 +45,25 @@ class Resources:
     keys: KeyCache
 
     async def close(self) -> None:
-        """Stop the producer (given up after :data:`PRODUCER_CLOSE_TIMEOUT_S`), then the pool."""
+        """Stop the producer and close the pool, each given up after its bound. Both at once:
+        neither needs the other, and a network partition can take the broker and the database
+        away together."""
+        await asyncio.gather(self._stop_producer(), self._close_pool())
+
+    async def _stop_producer(self) -> None:
         try:
             await asyncio.wait_for(self.producer.stop(), timeout=PRODUCER_CLOSE_TIMEOUT_S)
         except TimeoutError:
             log.warning(
-                "producer did not stop in time; what it held stays in the outbox",
+                "producer did not stop in time; what it still held is published again after the restart",
                 extra={"seconds": PRODUCER_CLOSE_TIMEOUT_S},
             )
-        await self.engine.dispose()
+
+    async def _close_pool(self) -> None:
+        try:
+            await asyncio.wait_for(self.engine.dispose(), timeout=ENGINE_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("database pool did not close in time", extra={"seconds": ENGINE_CLOSE_TIMEOUT_S})
 
 
 async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None:

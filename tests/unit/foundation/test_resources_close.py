@@ -76,3 +76,40 @@ async def test_a_producer_that_stops_is_waited_for() -> None:
     )
     await resources.close()
     assert stopped == [True]
+
+
+class HungEngine:
+    """A black-holed database: closing each pooled connection waits out asyncpg's command timeout
+    (35 s by default, one connection after the other; measured through a frozen proxy)."""
+
+    def __init__(self) -> None:
+        self.disposing = False
+
+    async def dispose(self) -> None:
+        self.disposing = True
+        await asyncio.Event().wait()
+
+
+async def test_a_pool_whose_dispose_hangs_does_not_hold_the_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime_module, "PRODUCER_CLOSE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(runtime_module, "ENGINE_CLOSE_TIMEOUT_S", 0.3)
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    sessions = session_factory(engine)
+    hung_engine, producer = HungEngine(), HungProducer()
+    resources = Resources(
+        engine=cast(Any, hung_engine),
+        sessions=sessions,
+        producer=cast(AIOKafkaProducer, producer),
+        keys=KeyCache(sessions),
+    )
+    try:
+        started = time.monotonic()
+        await asyncio.wait_for(resources.close(), timeout=5)
+        # Both at once: the broker and the database may be away together (a network partition).
+        assert time.monotonic() - started < 0.3 * 2
+        assert hung_engine.disposing and producer.stopping
+        assert "database pool did not close" in caplog.text
+    finally:
+        await engine.dispose()
