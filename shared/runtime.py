@@ -23,6 +23,19 @@ from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
+# Longest a closing service waits for its producer to flush and close. A broker that answers takes
+# milliseconds; a black-holed one held ``stop`` for a request timeout (30 s) per batch it still
+# held, past the pod's grace period (40 s), and the process was killed before closing its pool.
+# Cut short, nothing is lost: the services count a send as done only once the broker acknowledged
+# it. Until then its outbox row stays (intake's sends in limbo, the router's and the SLA scanner's
+# rows) or the offset of the message it dead-letters is not committed, so whatever the stopped
+# producer still held is sent again after the restart.
+PRODUCER_CLOSE_TIMEOUT_S = 5.0
+# Likewise the database pool: on a black-holed database asyncpg's close of each pooled connection
+# waits out its command timeout (DATABASE_STATEMENT_TIMEOUT_S + 5 s), one after the other; 10 of
+# them held shutdown for minutes. Cut short, the process exits and the kernel drops the sockets.
+ENGINE_CLOSE_TIMEOUT_S = 5.0
+
 
 @dataclass
 class Resources:
@@ -32,8 +45,25 @@ class Resources:
     keys: KeyCache
 
     async def close(self) -> None:
-        await self.producer.stop()
-        await self.engine.dispose()
+        """Stop the producer and close the pool, each given up after its bound. Both at once:
+        neither needs the other, and a network partition can take the broker and the database
+        away together."""
+        await asyncio.gather(self._stop_producer(), self._close_pool())
+
+    async def _stop_producer(self) -> None:
+        try:
+            await asyncio.wait_for(self.producer.stop(), timeout=PRODUCER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "producer did not stop in time; what it still held is published again after the restart",
+                extra={"seconds": PRODUCER_CLOSE_TIMEOUT_S},
+            )
+
+    async def _close_pool(self) -> None:
+        try:
+            await asyncio.wait_for(self.engine.dispose(), timeout=ENGINE_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("database pool did not close in time", extra={"seconds": ENGINE_CLOSE_TIMEOUT_S})
 
 
 async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None:
@@ -52,7 +82,12 @@ async def open_resources(
 ) -> Resources:
     """The database engine, the producer and the key cache. With ``broker_required=False`` the
     producer is returned unstarted: the caller runs :func:`connect_when_reachable`."""
-    engine = create_engine(settings.database_url, statement_timeout_s=settings.database_statement_timeout_s)
+    engine = create_engine(
+        settings.database_url,
+        statement_timeout_s=settings.database_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.database_idle_in_transaction_timeout_s,
+        connect_timeout_s=settings.database_connect_timeout_s,
+    )
     sessions = session_factory(engine)
     producer = make_producer(settings, linger_ms=linger_ms)
     if broker_required:

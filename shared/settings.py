@@ -49,6 +49,31 @@ class CommonSettings(BaseSettings):
         "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
         "ticketctl have none.",
     )
+    # asyncpg's own bound is 60 s: against a black-holed database each checkout that had to connect
+    # (the pool's first, one after an invalidation, intake's ledger connections) held its request
+    # or batch that long. A reachable server completes the handshake in milliseconds, TLS included.
+    database_connect_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="PostgreSQL: longest a service waits for a new database connection (TCP, TLS and "
+        "authentication) before failing as an outage (503, a batch retried).",
+    )
+    # A replica frozen with a transaction open (SIGSTOP, a hung VM) otherwise kept its locks
+    # (intake's outbox relay lock, a routing batch's rows) until its TCP connection died. The
+    # services' longest legitimate pause inside a transaction is CPU work of seconds (an API rule
+    # replay of 10,000 tickets, a classifier model's load check, a routing batch); the relay's lock
+    # session, idle for a whole drain, runs a statement every third of this (services/intake/
+    # publisher.py). Waits for the broker (INTAKE_PUBLISH_TIMEOUT_S, the producer's 30 s request
+    # timeout) happen outside any transaction.
+    database_idle_in_transaction_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="PostgreSQL: a service's session idle inside a transaction this long is ended by the "
+        "server (idle_in_transaction_session_timeout), freeing its locks (a frozen replica's); 0: never. "
+        "Migrations and ticketctl have none.",
+    )
     topic_ticket_events: str = Field(default="tickets", description="Topic of ticket events.")
     topic_routing_events: str = Field(
         default="routing", description="Topic of routing events (another than the ticket events')."

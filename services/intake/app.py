@@ -41,7 +41,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         resources = await open_resources(
             settings, linger_ms=settings.intake_producer_linger_ms, broker_required=False
         )
-        ledger, gate = ledger_connections(settings.database_url), gate_connections(settings.database_url)
+        bound = settings.database_connect_timeout_s
+        ledger = ledger_connections(settings.database_url, connect_timeout_s=bound)
+        gate = gate_connections(settings.database_url, connect_timeout_s=bound)
         publisher = EventPublisher(
             resources.producer,
             resources.sessions,

@@ -51,7 +51,7 @@ REPLAN_AFTER_S = 1.0
 R = TypeVar("R")
 
 
-def ledger_connections(database_url: str) -> HeldConnections:
+def ledger_connections(database_url: str, *, connect_timeout_s: float | None = None) -> HeldConnections:
     """One batch at a time (services/intake/ledger.py), its statements kept planned for
     :data:`REPLAN_AFTER_S` on PostgreSQL. On SQLite the ledger runs its statements on the event
     loop's thread, where they must never wait: not for another connection's write lock (the batch
@@ -63,13 +63,18 @@ def ledger_connections(database_url: str) -> HeldConnections:
     # asynchronous commit): a redelivery is then published again, under the same event ids.
     never_wait = {"busy_timeout": "0", "wal_autocheckpoint": "0", "synchronous": "NORMAL"}
     return held_connections(
-        database_url, 1, reuse_plans, sqlite=never_wait, max_cached_statement_lifetime=REPLAN_AFTER_S
+        database_url,
+        1,
+        reuse_plans,
+        sqlite=never_wait,
+        connect_timeout_s=connect_timeout_s,
+        max_cached_statement_lifetime=REPLAN_AFTER_S,
     )
 
 
-def gate_connections(database_url: str) -> HeldConnections:
+def gate_connections(database_url: str, *, connect_timeout_s: float | None = None) -> HeldConnections:
     """One read at a time (services/intake/outbox_gate.py)."""
-    return held_connections(database_url, 1, {})
+    return held_connections(database_url, 1, {}, connect_timeout_s=connect_timeout_s)
 
 
 def held_connections(
@@ -78,10 +83,13 @@ def held_connections(
     settings: dict[str, str],
     *,
     sqlite: dict[str, str] | None = None,
+    connect_timeout_s: float | None = None,
     **driver: Any,
 ) -> HeldConnections:
     """Up to ``users`` connections kept, PostgreSQL ``settings`` on top of the services' own,
-    SQLite pragmas (``sqlite``) on top of theirs, and keyword arguments for asyncpg's ``connect``."""
+    SQLite pragmas (``sqlite``) on top of theirs, and keyword arguments for asyncpg's ``connect``.
+    ``connect_timeout_s`` bounds opening one (PostgreSQL): a statement's own bound
+    (:data:`STATEMENT_TIMEOUT_S`) starts only once it has a connection."""
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
         server_settings = {"synchronous_commit": "off", **settings}
@@ -90,6 +98,7 @@ def held_connections(
         database_url,
         **postgres,
         sqlite_pragmas=sqlite,
+        connect_timeout_s=connect_timeout_s,
         pool_size=users,
         max_overflow=users,
         pool_pre_ping=False,  # a failed statement is retried on a new connection instead

@@ -73,6 +73,13 @@ RELAY_MIN_GAP_S = 0.05
 # Arbitrary constant for pg_try_advisory_lock: one relay at a time per database (an optimisation:
 # concurrent relays would only duplicate).
 _RELAY_LOCK_KEY = 0x1A7A_4E01
+# pg_settings gives the limit in milliseconds whatever unit it was set in (SHOW says "1min").
+_TAKE_RELAY_LOCK = text(
+    "SELECT pg_try_advisory_lock(:k), (SELECT setting FROM pg_settings"
+    " WHERE name = 'idle_in_transaction_session_timeout')"
+)
+# The lock session runs a statement this often within the session's idle-in-transaction limit.
+KEEP_ACTIVE_FRACTION = 1 / 3
 
 EVENTS_PUBLISHED = Counter("intake_events_total", "Ticket events accepted, by path", ["path"])
 PUBLISHED_TO_BROKER = EVENTS_PUBLISHED.labels("broker")  # resolved once: labels() takes a lock
@@ -369,20 +376,27 @@ class EventPublisher:
             await self._refresh_depth()
             return settled
         async with self.sessions() as lock_session:
-            if not await self._try_relay_lock(lock_session):
+            taken, idle_limit_s = await self._try_relay_lock(lock_session)
+            if not taken:
                 await self._refresh_depth()
                 return settled
+            keeper = _LockKeeper(lock_session, idle_limit_s)
             try:
-                if await self._outbox_rows_exist() and await self._broker_reachable():
-                    settled += await self._drain()
+                async with keeper:
+                    if await self._outbox_rows_exist() and await self._broker_reachable():
+                        settled += await self._drain(keeper)
             finally:
-                await self._release_relay_lock(lock_session)
+                if keeper.holding:  # else the lock went with its session: nothing to release
+                    await self._release_relay_lock(lock_session)
         await self._refresh_depth()
         return settled
 
-    async def _drain(self) -> int:
+    async def _drain(self, lock: _LockKeeper) -> int:
+        """Publish the outbox in order while the relay lock is still ours."""
         sent = 0
         while True:
+            if not lock.holding:  # its session was lost: another replica may be draining now
+                return sent
             async with self.sessions() as session:
                 sizes = (
                     await session.execute(
@@ -480,10 +494,13 @@ class EventPublisher:
             return False
         return True
 
-    async def _try_relay_lock(self, session: AsyncSession) -> bool:
+    async def _try_relay_lock(self, session: AsyncSession) -> tuple[bool, float]:
+        """Whether the lock was taken, and the session's ``idle_in_transaction_session_timeout``
+        in seconds (0: none), read in the same round trip: the services' own or a DBA's."""
         if session.get_bind().dialect.name != "postgresql":
-            return True  # SQLite: replicas share a host-local file; concurrent relays only duplicate
-        return bool(await session.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _RELAY_LOCK_KEY}))
+            return True, 0.0  # SQLite: replicas share a host-local file; concurrent relays only duplicate
+        taken, idle_limit_ms = (await session.execute(_TAKE_RELAY_LOCK, {"k": _RELAY_LOCK_KEY})).one()
+        return bool(taken), int(idle_limit_ms) / 1000
 
     async def _release_relay_lock(self, session: AsyncSession) -> None:
         if session.get_bind().dialect.name == "postgresql":
@@ -496,6 +513,63 @@ class EventPublisher:
         # A park that committed while we counted may be missing from ``depth``: keep our count then.
         self.outbox_pending = depth if parks == self._parks else max(depth, self.outbox_pending)
         OUTBOX_DEPTH.set(self.outbox_pending)
+
+
+class _LockKeeper:
+    """Keeps the relay lock's session from sitting idle in its transaction past ``idle_limit_s``
+    (its ``idle_in_transaction_session_timeout``, 0: none) while the relay drains on other
+    sessions. The lock is a session lock, but the statement that took it opened a transaction,
+    which pins the pooled connection (committing would give the connection, and the lock with it,
+    back to the pool). A drain waits for the broker's acknowledgements wave after wave, longer than
+    any limit, and PostgreSQL ending the session mid-drain handed the lock to another replica. A
+    replica frozen mid-drain runs nothing, so its session is still ended then and the lock freed:
+    what the limit is for."""
+
+    def __init__(self, session: AsyncSession, idle_limit_s: float) -> None:
+        self.session = session
+        self.period_s = idle_limit_s * KEEP_ACTIVE_FRACTION
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.lost: Exception | None = None  # why a statement on the session failed
+
+    @property
+    def holding(self) -> bool:
+        """False once a statement on the lock's session failed: the session, and the lock, are gone."""
+        task = self._task
+        if self.lost is not None:
+            return False
+        # A keeper cancelled by a second cancellation of a stopping relay lost nothing.
+        return not (
+            task is not None and task.done() and not task.cancelled() and task.exception() is not None
+        )
+
+    async def __aenter__(self) -> _LockKeeper:
+        if self.period_s > 0:  # no limit: nothing ends the session
+            self._task = asyncio.create_task(self._keep(), name="outbox-relay-lock-keeper")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._task is None:
+            return
+        # Let a statement in flight finish rather than cancel it: the lock is released next on the
+        # same session, which a cancelled statement would leave in an unknown state.
+        self._stop.set()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            self._task.cancel()
+            raise
+        except Exception as exc:
+            self.lost = exc
+            log.warning("outbox relay lost its lock's session", extra={"error": repr(exc)})
+
+    async def _keep(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.period_s)
+            if self._stop.is_set():
+                return
+            await self.session.execute(text("SELECT 1"))
 
 
 async def wait_done_or_deadline(

@@ -78,12 +78,17 @@ def create_engine(
     *,
     sqlite_pragmas: dict[str, str] | None = None,
     statement_timeout_s: float | None = None,
+    idle_in_transaction_timeout_s: float | None = None,
+    connect_timeout_s: float | None = None,
     **kwargs: Any,
 ) -> AsyncEngine:
     """The engine of ``url``. ``statement_timeout_s`` (PostgreSQL; None or 0: no limit) bounds
     each statement: the server cancels it then, and asyncpg gives up on a server that has not
-    answered :data:`COMMAND_TIMEOUT_MARGIN_S` later. Only the services pass one: migrations run
-    long DDL and wait for each other's advisory lock."""
+    answered :data:`COMMAND_TIMEOUT_MARGIN_S` later. ``idle_in_transaction_timeout_s``
+    (PostgreSQL; None or 0: no limit): the server ends a session idle inside a transaction that
+    long, and its locks go with it. Only the services pass them: migrations run long DDL and wait
+    for each other's advisory lock. ``connect_timeout_s`` (PostgreSQL; None: asyncpg's 60 s) bounds
+    opening a connection."""
     url = async_url(url)
     kwargs.setdefault("json_serializer", json_text)
     # A statement's parameters (a source's webhook secrets, a target's token) stay out of its
@@ -128,6 +133,12 @@ def create_engine(
     if statement_timeout_s:
         server_settings["statement_timeout"] = str(max(1, round(statement_timeout_s * 1000)))  # ms
         connect_args.setdefault("command_timeout", statement_timeout_s + COMMAND_TIMEOUT_MARGIN_S)
+    if connect_timeout_s:
+        connect_args.setdefault("timeout", connect_timeout_s)
+    if idle_in_transaction_timeout_s:
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            max(1, round(idle_in_transaction_timeout_s * 1000))  # ms
+        )
     connect_args["server_settings"] = {**server_settings, **connect_args.get("server_settings", {})}
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if pinged_when_idle:
