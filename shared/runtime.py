@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # Longest a closing service waits for its producer to flush and close. A broker that answers takes
 # milliseconds; a black-holed one held ``stop`` for a request timeout (30 s) per batch it still
-# held, past the pod's grace period (40 s), and the process was killed before closing its pool.
+# held, past the pod's grace period (60 s), and the process was killed before closing its pool.
 # Cut short, nothing is lost: the services count a send as done only once the broker acknowledged
 # it. Until then its outbox row stays (intake's sends in limbo, the router's and the SLA scanner's
 # rows) or the offset of the message it dead-letters is not committed, so whatever the stopped
@@ -35,6 +35,8 @@ PRODUCER_CLOSE_TIMEOUT_S = 5.0
 # waits out its command timeout (DATABASE_STATEMENT_TIMEOUT_S + 5 s), one after the other; 10 of
 # them held shutdown for minutes. Cut short, the process exits and the kernel drops the sockets.
 ENGINE_CLOSE_TIMEOUT_S = 5.0
+# Longest uvicorn lets requests in flight finish after SIGTERM before the lifespan shutdown starts.
+HTTP_SHUTDOWN_TIMEOUT_S = 20
 
 
 @dataclass
@@ -161,7 +163,7 @@ def serve(
         http="httptools",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT_S,
         # uvicorn's default (5 s) is below the idle timeout of common load balancers, which then
         # send a request on a connection the service is closing: intermittent 502s for senders.
         timeout_keep_alive=settings.http_keep_alive_s,

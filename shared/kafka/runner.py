@@ -32,11 +32,12 @@ WATCH_PERIOD_S = 1.0
 DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits on a rebalance
 # Longest a stopping runner waits for its consumer to leave the group and close. A broker that
 # answers takes milliseconds; a black-holed one would hold aiokafka's LeaveGroup for its request
-# timeout (40 s), past the pod's grace period (40 s, up to 20 s of it for HTTP requests and 15 of
+# timeout (40 s), past the pod's grace period (60 s, up to 20 s of it for HTTP requests and 15 of
 # it draining), and the process would be killed before closing its pool and producer. Cut short,
 # the handled offsets are already committed (drain) and the coordinator drops the member after
 # its session timeout (10 s): its partitions move that much later, nothing is read twice.
 CONSUMER_CLOSE_TIMEOUT_S = 5.0
+DRAIN_TIMEOUT_S = 15.0  # longest a stopping runner lets the batch in hand finish and commit
 
 
 def make_consumer(
@@ -173,7 +174,7 @@ class ConsumerRunner:
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    async def drain(self, timeout_s: float = 15.0) -> None:
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Ask the loop to stop and wait until it has finished the batch in hand and committed
         (cancelled after ``timeout_s``). A loop waiting in its poll for a rebalance to end has
         nothing to finish (what it handled was committed when its partitions were revoked), and
@@ -191,7 +192,7 @@ class ConsumerRunner:
             await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
         await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
 
-    async def stop(self, timeout_s: float = 15.0) -> None:
+    async def stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Drain: finish the batch in hand, commit it, leave the group (given up after
         ``CONSUMER_CLOSE_TIMEOUT_S``)."""
         if self.watchdog is not None:

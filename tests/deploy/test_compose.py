@@ -22,6 +22,7 @@ from tests.deploy.conftest import (
     env_names,
     read_env_file,
 )
+from tests.deploy.test_k8s import SHUTDOWN_BUDGET_S
 
 COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
@@ -152,6 +153,12 @@ def test_service_environment_and_healthcheck(name: str) -> None:
     assert service["healthcheck"]["test"] == ["CMD", "python", "/usr/local/bin/ticket-router-healthcheck"]
     assert any(str(p).endswith(f":{port}") for p in service["ports"])
     assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_the_stop_grace_period_covers_the_worst_case_shutdown(name: str) -> None:
+    grace = services()[name]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= SHUTDOWN_BUDGET_S, f"{name}: {grace}"
 
 
 def test_prometheus_and_grafana_mount_the_provisioned_files() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.kafka.runner import CONSUMER_CLOSE_TIMEOUT_S, DRAIN_TIMEOUT_S
+from shared.runtime import ENGINE_CLOSE_TIMEOUT_S, HTTP_SHUTDOWN_TIMEOUT_S, PRODUCER_CLOSE_TIMEOUT_S
 from tests.deploy.conftest import K8S, SERVICES, Manifest, env_names, find, one, read_env_file
 
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor we support; newer ones accept these manifests too
@@ -110,6 +112,35 @@ def test_deployment_probes_security_and_settings(render: Render, name: str) -> N
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     budget = one(manifests, "PodDisruptionBudget", name)
     assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+
+
+# The longest a service takes to stop after SIGTERM, each step bounded in the code: requests in
+# flight, the consumer's batch in hand and its commit, leaving the group, then the producer and the
+# pool closed side by side. A grace period below it kills a service mid-close in the worst case.
+SHUTDOWN_BUDGET_S = (
+    HTTP_SHUTDOWN_TIMEOUT_S
+    + DRAIN_TIMEOUT_S
+    + CONSUMER_CLOSE_TIMEOUT_S
+    + max(PRODUCER_CLOSE_TIMEOUT_S, ENGINE_CLOSE_TIMEOUT_S)
+)
+
+
+def pre_stop_seconds(container: Manifest) -> float:
+    """The preStop hook's sleep (the grace period counts it): ``time.sleep(N)`` in its command."""
+    hook = container.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    command = " ".join(hook["exec"]["command"])
+    start = command.index("time.sleep(") + len("time.sleep(")
+    return float(command[start : command.index(")", start)])
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_the_grace_period_covers_the_worst_case_shutdown(render: Render, name: str) -> None:
+    spec = one(render("base"), "Deployment", name)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    needed = pre_stop_seconds(container) + SHUTDOWN_BUDGET_S
+    assert spec["terminationGracePeriodSeconds"] >= needed, f"{name}: needs {needed:.0f} s to stop"
 
 
 def test_migration_job_runs_ticketctl_migrate(render: Render) -> None:
