@@ -1,4 +1,5 @@
-"""Intake's tables: configured webhook sources and the deliveries already accepted."""
+"""Intake's tables: configured webhook sources, the names of deleted ones, and the deliveries
+already accepted."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ class Source(Base):
     # The ORM bumps ``revision`` on every UPDATE and adds ``WHERE revision = <read>`` (DELETE too):
     # of two admins who both passed the If-Match check, the second one's flush matches no row.
     __mapper_args__ = {"version_id_col": revision}
+
+
+class RetiredSourceName(Base):
+    """The name of a deleted webhook source, refused to ``POST /v1/tickets`` as a configured one's
+    is: the source's tickets are still in the router (their keys are ``name:external_id``) and its
+    helpdesk still gets their write-backs, so an intake key posting under the name would update
+    them unsigned. Added in the deletion's transaction; removed when a source takes the name again
+    (then it is a configured source's)."""
+
+    __tablename__ = "retired_source_names"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
 class WebhookDelivery(Base):

@@ -1,7 +1,9 @@
 """Sources as webhook requests see them: cached briefly so a webhook costs no DB read.
 
-``POST /v1/tickets`` asks the same cache whether a name is a configured source's (enabled or not):
-an intake key may not post under it (the source's tickets come signed through its webhook).
+``POST /v1/tickets`` asks the same cache whether a name is a configured source's (enabled or not)
+or a deleted one's: an intake key may post under neither (a source's tickets come signed through
+its webhook, and a deleted one's are still in the router, written back to its helpdesk). One read
+answers both, so that check costs nothing more than the webhooks' lookup.
 
 A source is read once however many requests ask for it at once (a burst on a cold replica had
 opened a pooled connection per request), and re-read in the background once half its time is up,
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Literal
 
+from sqlalchemy import Select, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.models import Source
+from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.service import to_config
 from services.intake.webhooks import SourceConfig
 from shared.caches import make_room
@@ -24,9 +28,12 @@ from shared.caches import make_room
 MAX_ENTRIES = 10_000  # bound memory against scans of random names
 
 
-# What a read found: the config of an enabled source with a secret (else None), and whether a
-# source of that name exists at all (enabled or not).
-_Found = tuple[SourceConfig | None, bool]
+# Why POST /v1/tickets may not use a name: a source has it (enabled or not), or had it (deleted).
+Reserved = Literal["configured", "retired"]
+
+# What a read found: the config of an enabled source with a secret (else None), and why the name
+# is reserved (None: it is free).
+_Found = tuple[SourceConfig | None, Reserved | None]
 
 
 class SourceCache:
@@ -44,9 +51,10 @@ class SourceCache:
         read and the database cannot be."""
         return (await self._found(name))[0]
 
-    async def configured(self, name: str) -> bool:
-        """Whether a source named ``name`` exists, enabled or not. Raises when it must be read and
-        the database cannot be."""
+    async def reserved(self, name: str) -> Reserved | None:
+        """``"configured"`` when a source named ``name`` exists (enabled or not), ``"retired"``
+        when one was deleted and none has the name since, else None. Raises when it must be read
+        and the database cannot be."""
         return (await self._found(name))[1]
 
     async def _found(self, name: str) -> _Found:
@@ -80,12 +88,17 @@ class SourceCache:
     async def _load(self, name: str, started: float) -> _Found:
         generation = self._generation
         async with self.sessions() as session:
-            row = await session.get(Source, name)
+            found_row = (await session.execute(_lookup(name))).one()
+            # Outer-joined: either is None when absent, which the typed row does not say.
+            row: Source | None = found_row[0]
+            retired: str | None = found_row[1]
             config = to_config(row) if row is not None and row.enabled and row.secrets else None
-        found = (config, row is not None)
+        reserved: Reserved | None = "configured" if row is not None else "retired" if retired else None
+        found = (config, reserved)
         kept = self._entries.get(name)
         if generation == self._generation and (kept is None or kept[1] < started):  # never older
-            make_room(self._entries, MAX_ENTRIES, lambda entry: entry[0][1])  # keep sources that exist
+            # Keep the names in use or retired (few): a flood of random ones fills it with misses.
+            make_room(self._entries, MAX_ENTRIES, lambda entry: entry[0][1] is not None)
             self._entries[name] = (found, started)
         return found
 
@@ -95,3 +108,16 @@ class SourceCache:
             del self._reading[name]
         if not done.cancelled():
             done.exception()  # retrieved here: a background read's failure is not an error to log
+
+
+def _lookup(name: str) -> Select[Source, str]:
+    """The source named ``name`` and its retired name, each None when absent, in one statement (one
+    round trip, as the source alone was): both are outer-joined to a one-row anchor, so the answer
+    is one row whatever exists."""
+    anchor = select(literal_column("1").label("one")).subquery("anchor")
+    return (
+        select(Source, RetiredSourceName.name)
+        .select_from(anchor)
+        .outerjoin(Source, Source.name == name)
+        .outerjoin(RetiredSourceName, RetiredSourceName.name == name)
+    )

@@ -12,12 +12,12 @@ import hashlib
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from services.intake.models import Source
+from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.tickets.schemas import NATIVE_SOURCE
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
@@ -167,6 +167,9 @@ async def create_source(session: AsyncSession, data: SourceCreate, actor: str) -
         await session.flush()  # revision 1
     except IntegrityError as exc:  # created concurrently, after the check above
         raise SourceExists(f"a source named {data.name!r} exists", "/name") from exc
+    # A deleted source's name taken again (the way to change a source's type): a configured
+    # source's now, refused to POST /v1/tickets as such, and retired anew when this one is deleted.
+    await session.execute(delete(RetiredSourceName).where(RetiredSourceName.name == data.name))
     _audit(
         session,
         actor,
@@ -253,4 +256,9 @@ async def delete_source(session: AsyncSession, name: str, *, expected: Expected,
     detail = {"type": row.adapter, "secrets": [fingerprint(s) for s in row.secrets], "revision": seen}
     await session.delete(row)
     await _flush(session, row)  # DELETE WHERE revision = seen: an edit since the check is not lost
+    # The source's tickets stay in the router and its helpdesk still gets their write-backs, so
+    # the name stays refused to POST /v1/tickets (see SourceCache). In this same commit, so every
+    # read finds the name either configured or retired. A merge, not an add: a name already listed
+    # (put there by hand while the source existed) only gets this time.
+    await session.merge(RetiredSourceName(name=name, retired_at=utc_now()))
     _audit(session, actor, "delete", name, detail)

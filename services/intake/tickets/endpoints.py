@@ -112,12 +112,21 @@ async def _ticket(request: Request) -> TicketIn:
     if too_long is not None:
         raise invalid(("body", "external_id"), too_long, "string_too_long")
     # A configured webhook source's tickets come through its webhook, signed with its secret: an
-    # intake key posting under its name could forge or overwrite them (and their write-backs).
+    # intake key posting under its name could forge or overwrite them (and their write-backs). A
+    # deleted source's tickets are still in the router, written back to its helpdesk: its name is
+    # refused alike.
     sources: SourceCache = request.app.state.source_cache
-    if await sources.configured(ticket.source):
+    reserved = await sources.reserved(ticket.source)
+    if reserved == "configured":
         message = (
             f"{ticket.source!r} is a configured webhook source: its tickets come only through "
             f"POST /v1/webhooks/{ticket.source}, signed with its secret"
+        )
+        raise invalid(("body", "source"), message, "source_reserved")
+    if reserved == "retired":
+        message = (
+            f"{ticket.source!r} belonged to a webhook source, since deleted: its tickets are still "
+            "the router's, written back to that source's helpdesk; post under another name"
         )
         raise invalid(("body", "source"), message, "source_reserved")
     return ticket

@@ -57,7 +57,7 @@ class TicketIn(BaseModel):
         min_length=1,
         max_length=100,
         pattern=r"^[A-Za-z0-9_.-]+$",
-        description="The ticket's system; not the name of a configured webhook source (422).",
+        description="The ticket's system; not the name of a webhook source, configured or deleted (422).",
     )
     requester: Requester = Field(default_factory=Requester)
     priority: str | None = Field(default=None, description="P1-P4 or urgent/high/normal/low")

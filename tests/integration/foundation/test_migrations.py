@@ -94,6 +94,45 @@ def test_0009_drops_the_deliveries_of_targets_deleted_before_it(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", database_params())
+def test_0016_retires_the_names_of_sources_deleted_before_it(kind, tmp_path):
+    # POST /v1/tickets refuses a deleted webhook source's name from 0016 on; the sources deleted
+    # before it are known from the audit log (every deletion is there, in its transaction). A name
+    # in use again (deleted, then created again) is a configured source, not a retired one.
+    url = fresh_url(kind, tmp_path)
+    upgrade(url, "0015_audit_actor_key_id")
+    first, last = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    asyncio.run(
+        _rows(
+            url,
+            "INSERT INTO sources (name, adapter, secrets, options, enabled, revision, generation, "
+            "created_at, updated_at) VALUES ('back', 'github', '[]', '{}', true, 1, 'g', :at, :at)",
+            {"at": last},
+        )
+    )
+    for entity, name, action, at in (
+        ("source", "gone", "source.delete", first),
+        ("source", "gone", "source.delete", last),
+        ("source", "back", "source.delete", first),
+        ("source", "kept", "source.update", first),
+        ("team", "team-gone", "team.delete", first),
+    ):
+        asyncio.run(
+            _rows(
+                url,
+                "INSERT INTO audit_log (at, actor, action, entity, entity_id, detail) "
+                "VALUES (:at, 'admin', :action, :entity, :name, '{}')",
+                {"at": at, "action": action, "entity": entity, "name": name},
+            )
+        )
+    upgrade(url)
+    [(retired, retired_at)] = asyncio.run(_rows(url, "SELECT name, retired_at FROM retired_source_names"))
+    assert retired == "gone"
+    assert datetime.fromisoformat(str(retired_at)).replace(tzinfo=UTC) == last  # naive on SQLite
+    downgrade(url, "0015_audit_actor_key_id")
+    assert "retired_source_names" not in asyncio.run(table_names(url))
+
+
+@pytest.mark.parametrize("kind", database_params())
 def test_migrate_leaves_a_schema_a_newer_version_migrated(kind, tmp_path, monkeypatch, capsys):
     # Rolling back is deploying the previous image (deploy/README.md, "Upgrades and rollbacks"):
     # its `ticketctl migrate` (compose's migrate service, the Kubernetes Job) runs first and finds a

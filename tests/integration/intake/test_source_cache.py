@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.intake.models import Source
+from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.cache import SourceCache
 
 
@@ -139,3 +139,30 @@ async def test_a_read_that_started_a_ttl_ago_is_not_joined(
     config = await asyncio.wait_for(cache.get(source), timeout=2)  # a new read, not the hung one
     assert config is not None and config.name == source and counting.opened == 2
     hung.cancel()
+
+
+async def test_a_source_and_whether_its_name_is_retired_are_one_statement(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], source: str
+) -> None:
+    """POST /v1/tickets refuses a deleted source's name too: the read that finds a source also
+    finds its retired name, so neither the webhooks nor the tickets pay a second round trip."""
+    retired = f"{source}-retired"
+    async with sessions() as session:
+        session.add(RetiredSourceName(name=retired))
+        await session.commit()
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])  # (conn, cursor, statement, ...)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        cache = SourceCache(sessions, ttl_s=60)
+        names = (source, retired, f"{source}-free")
+        assert [await cache.reserved(name) for name in names] == ["configured", "retired", None]
+        config = await cache.get(source)
+        assert config is not None and config.name == source
+        assert await cache.get(retired) is None
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == len(names), statements

@@ -509,6 +509,27 @@ def test_ticketctl_sources(database_url: str, monkeypatch: pytest.MonkeyPatch) -
     assert asyncio.run(stored()) is None
 
 
+async def test_ticketctl_sources_remove_retires_the_name(
+    intake: Intake, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sources remove`` deletes through the same service function as the API, so the name is
+    remembered as a webhook source's: POST /v1/tickets refuses it (it was free after a removal)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    runner = CliRunner()
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    for args in (["add", name, "--type", "native", "--secret", "cli-secret-0009"], ["remove", name]):
+        # In a thread: the command runs its own event loop.
+        result = await asyncio.to_thread(runner.invoke, ticketctl, ["sources", *args])
+        assert result.exit_code == 0, result.output
+    # This replica never read the name: its first read finds the retired name.
+    answer = await intake.client.post(
+        "/v1/tickets", headers=intake.intake, json={"external_id": "1", "source": name}
+    )
+    assert answer.status_code == 422, answer.text
+    [error] = answer.json()["errors"]
+    assert error["field"] == "/source" and "belonged to a webhook source" in error["message"]
+
+
 def test_ticketctl_sources_update_changes_options(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``sources update``: options given are merged into the stored ones (dotted keys nest),
     ``--unset`` drops one, ``--replace`` stores only those given; each mistake is one line."""

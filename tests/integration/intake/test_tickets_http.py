@@ -370,6 +370,38 @@ async def test_an_intake_key_cannot_post_under_a_webhook_sources_name(intake: In
     assert api.status_code == 422 and api.json()["errors"][0]["field"] == "/name"
 
 
+async def test_a_deleted_webhook_sources_name_stays_refused(intake: Intake) -> None:
+    """Once a webhook source was deleted its name was free: an intake key could post under it,
+    update the old source's tickets still in the router and trigger write-backs to its helpdesk.
+    The name is now remembered and refused (422 naming /source, saying whose it was); a source
+    created again under it takes it back, and deleting that one retires it again."""
+    name = f"zd-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/sources/{name}"
+
+    async def post() -> dict[str, object]:
+        answer = await intake.client.post(
+            "/v1/tickets",
+            headers=intake.intake,
+            json={"external_id": "77", "source": name, "status": "solved"},
+        )
+        assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM, answer.text
+        [error] = answer.json()["errors"]
+        assert error["field"] == "/source"
+        return dict(error)
+
+    for _ in range(2):  # created again under the retired name: a configured source again
+        await intake.add_source(name, "zendesk", "whsec-zendesk-0123456789")
+        assert f"/v1/webhooks/{name}" in str((await post())["message"])
+        removed = await intake.client.delete(url, headers={**intake.admin, "If-Match": "*"})
+        assert removed.status_code == 204
+        retired = await post()
+        assert "belonged to a webhook source" in str(retired["message"]), retired
+    admin = await intake.client.post(
+        "/v1/tickets", headers=intake.admin, json={"external_id": "77", "source": name}
+    )
+    assert admin.status_code == 422 and admin.json()["errors"][0]["field"] == "/source"
+
+
 async def test_an_instant_no_utc_clock_holds_is_refused_naming_the_field(intake: Intake) -> None:
     """Year 1 at +01:00 (or 9999 at -01:00) is a valid aware timestamp, but its UTC instant lies
     outside datetime's range: accepted, the router failed storing it on every attempt and the
