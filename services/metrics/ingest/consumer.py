@@ -237,11 +237,24 @@ class BacklogIngest:
         ]
         if self.end_offsets is None or not checked:
             return
-        try:
-            ends = await self.end_offsets(checked)
-        except Exception as exc:  # the check is a safeguard: never let it fail an assignment
-            log.warning("could not compare checkpoints with the partitions' ends", extra={"error": repr(exc)})
-            return
+        delay = self.retry_s
+        while True:
+            try:
+                ends = await self.end_offsets(checked)
+                break
+            except Exception as exc:
+                # A broker briefly away is asked again, as _restore reads its row again: skipped,
+                # the check would let a checkpoint of an earlier incarnation through, its shard
+                # skipping every new event as applied already and soon counted caught up. Until
+                # then no shard is published, so the instance is not ready.
+                if not is_transient(exc):  # the check is a safeguard: never fail an assignment
+                    log.warning(
+                        "could not compare checkpoints with the partitions' ends", extra={"error": repr(exc)}
+                    )
+                    return
+                log.warning("partitions' ends unknown, will ask again", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
         for tp in checked:
             shard, key = restored[tp.partition], _tp_key(tp.topic, tp.partition)
             end = ends.get(tp)
