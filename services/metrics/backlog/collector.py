@@ -264,14 +264,17 @@ def render_flows(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
         ),
         (
             "ticket_agents_needed",
-            "Erlang C agents for the service-level target at the measured arrival rate.",
+            "Erlang C agents for the service-level target (80 % taken within the mean first-response"
+            " target) at the arrival rate this instance measures (its partitions' share of the team's),"
+            " each ticket taking the configured handle time (agent work, METRICS_HANDLE_SECONDS), not"
+            " its time open.",
         ),
     )
     scale = {"hours_to_clear": 3600.0}
     flows = [GaugeMetricFamily(n, d, labels=["team"]) for n, d in families]
     for team, t in teams:
         assert snap is not None
-        forecast = snap.forecast(t)
+        forecast = snap.forecast(team, t)
         for flow, name in zip(flows, names, strict=True):
             flow.add_metric([team], forecast[name] * scale.get(name, 1.0))
     yield from flows
