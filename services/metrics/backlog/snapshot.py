@@ -123,9 +123,10 @@ class Snapshot:
         outflow = team.outflow * 60.0 / cfg.flow_window_minutes
         open_count = team.open_total
         hours = open_count / outflow if outflow > 0 else (0.0 if open_count == 0 else math.inf)
+        handle = cfg.handle_seconds(name)
         agents = _agents_cached(
             inflow,
-            cfg.handle_seconds(name),
+            handle,
             team.target_sum / team.target_n if team.target_n else cfg.default_answer_target_seconds,
             cfg.service_level_target,
             cfg.max_agents,
@@ -136,6 +137,9 @@ class Snapshot:
             "net_flow_per_hour": inflow - outflow,
             "hours_to_clear": hours,
             "agents_needed": float(agents),
+            # Offered load: agents kept busy full time. Unlike agents_needed (each instance's Erlang
+            # C margin and rounding for its share), it adds up across instances.
+            "agent_workload": inflow * handle / 3600.0,
         }
 
 

@@ -270,6 +270,7 @@ class Truth:
             exp[("ticket_net_flow_per_hour", label)] = i - o
             exp[("ticket_backlog_time_to_clear_seconds", label)] = hours * 3600
             exp[("ticket_agents_needed", label)] = float(agents)
+            exp[("ticket_agent_workload_erlangs", label)] = i * cfg.handle_seconds(team) / 3600.0
         return dict(exp)
 
     @staticmethod
