@@ -348,6 +348,19 @@ class MetricsSettings(ConsumerSettings):
             " this often; the gauges follow the routing topic, fetched with every poll. 0: every poll."
         ),
     )
+    # Configured: the events carry no agent work time (see BacklogConfig.default_handle_seconds).
+    metrics_handle_seconds: float = Field(
+        default=1200.0,
+        gt=0,
+        description=(
+            "Average agent work per ticket (handle time, seconds) for `ticket_agents_needed` (Erlang C):"
+            " time spent working it, not the time it stays open."
+        ),
+    )
+    metrics_team_handle_seconds: dict[str, float] = Field(
+        default={},
+        description='Per-team handle times overriding `METRICS_HANDLE_SECONDS`, JSON: `{"billing": 900}`.',
+    )
 
 
 class DevSettings(CommonSettings):

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY, Gauge
 
-from services.metrics.backlog import BacklogCollector, BacklogState, FlowCollector
+from services.metrics.backlog import BacklogCollector, BacklogConfig, BacklogState, FlowCollector
 from services.metrics.backlog.snapshot import Snapshot
 from services.metrics.backlog.views import summary
 from services.metrics.ingest.consumer import BacklogIngest
@@ -57,7 +57,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         resources = await open_resources(settings)
         # Shards are restored from their checkpoints as partitions are assigned (on_assign).
         ingest = BacklogIngest(resources.sessions, name=settings.metrics_group_id)
-        collector = ShardsCollector(ingest)
+        collector = ShardsCollector(ingest, backlog_config(settings))
         flows = FlowCollector(collector)
         REGISTRY.register(collector)
         REGISTRY.register(flows)  # after it: a scrape's flows reuse its snapshot (see handoff)
@@ -115,14 +115,24 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     return app
 
 
+def backlog_config(settings: MetricsSettings) -> BacklogConfig:
+    """The backlog configuration of ``settings``: the Erlang C handle times."""
+    return BacklogConfig(
+        default_handle_seconds=settings.metrics_handle_seconds,
+        team_handle_seconds=tuple(sorted(settings.metrics_team_handle_seconds.items())),
+    )
+
+
 class ShardsCollector(BacklogCollector):
     """Exposes the union of the instance's shards (one state per owned partition), merged, with
     counters and histograms per partition."""
 
-    def __init__(self, ingest: BacklogIngest) -> None:
+    def __init__(self, ingest: BacklogIngest, config: BacklogConfig | None = None) -> None:
         # The template state only provides the configuration; FlowCollector exposes the flows.
+        # Its configuration is the merge's, so the forecast's handle times are the settings', not
+        # those of whichever checkpoint a shard was restored from.
         # No clock: the ingest moves only the caught-up shards' clocks (replaying ones follow events).
-        super().__init__(BacklogState(), clock=None, include_flows=False)
+        super().__init__(BacklogState(config), clock=None, include_flows=False)
         self.ingest = ingest
 
     def states(self) -> list[BacklogState]:

@@ -99,7 +99,9 @@ def capture(state: BacklogState) -> bytes:
         "h_res": {str(k): v.to_json() for k, v in state.h_res.items()},
         "inflow": state.inflow.to_json(),
         "outflow": state.outflow.to_json(),
-        "recent_handle": {str(k): list(v) for k, v in state.recent_handle.items()},
+        # Older releases read their Erlang C handle-time samples (resolution times) here: none, so
+        # they fall back to their default handle time rather than to a queue time taken as work.
+        "recent_handle": {},
         "recent_target": {str(k): list(v) for k, v in state.recent_target.items()},
         "blobs": [[name, arr.typecode, len(arr) * arr.itemsize] for name, arr in blobs],
     }
@@ -155,7 +157,7 @@ def load(data: bytes) -> BacklogState:
     state.inflow = FlowWindow.from_json(config.flow_window_minutes, header["inflow"])
     state.outflow = FlowWindow.from_json(config.flow_window_minutes, header["outflow"])
     n = config.recent_samples
-    state.recent_handle = {int(k): deque(v, maxlen=n) for k, v in header["recent_handle"].items()}
+    # header["recent_handle"] (resolution times, the old handle time) is not read: see capture.
     state.recent_target = {int(k): deque(v, maxlen=n) for k, v in header["recent_target"].items()}
     if "s_created" not in header["lists"]:  # checkpoint written before the age sums existed
         for slot in state.open_slots():

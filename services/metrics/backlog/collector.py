@@ -246,10 +246,18 @@ def render(snap: Snapshot | None, cfg: BacklogConfig, *, flows: bool = True) -> 
 
 
 def render_flows(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
-    """Per team: inflow, outflow and net flow per hour, time to clear, Erlang C agents needed."""
+    """Per team: inflow, outflow and net flow per hour, time to clear, Erlang C agents needed and
+    the workload they serve."""
     teams = list(snap.teams.items()) if snap is not None else []
 
-    names = ("inflow_per_hour", "outflow_per_hour", "net_flow_per_hour", "hours_to_clear", "agents_needed")
+    names = (
+        "inflow_per_hour",
+        "outflow_per_hour",
+        "net_flow_per_hour",
+        "hours_to_clear",
+        "agents_needed",
+        "agent_workload",
+    )
     families = (
         ("ticket_inflow_per_hour", "Tickets entering the team's open set per hour (sliding window)."),
         (
@@ -264,14 +272,23 @@ def render_flows(snap: Snapshot | None, cfg: BacklogConfig) -> Iterator[Metric]:
         ),
         (
             "ticket_agents_needed",
-            "Erlang C agents for the service-level target at the measured arrival rate.",
+            "Erlang C agents for the service-level target (80 % taken within the mean first-response"
+            " target) at the arrival rate this instance measures (its partitions' share of the team's),"
+            " each ticket taking the configured handle time (agent work, METRICS_HANDLE_SECONDS), not"
+            " its time open. Per instance: summed over instances, an upper bound (Erlang C is not"
+            " additive); sum ticket_agent_workload_erlangs for the team's exact lower bound.",
+        ),
+        (
+            "ticket_agent_workload_erlangs",
+            "Agents kept busy full time by the team's arrivals: inflow per hour x handle time / 1 h"
+            " (offered load, erlangs). Adds up across instances; the agents needed exceed it.",
         ),
     )
     scale = {"hours_to_clear": 3600.0}
     flows = [GaugeMetricFamily(n, d, labels=["team"]) for n, d in families]
     for team, t in teams:
         assert snap is not None
-        forecast = snap.forecast(t)
+        forecast = snap.forecast(team, t)
         for flow, name in zip(flows, names, strict=True):
             flow.add_metric([team], forecast[name] * scale.get(name, 1.0))
     yield from flows

@@ -34,11 +34,15 @@ class BacklogConfig:
     # transition; the oldest beyond this many are forgotten.
     resolved_retention: int = 200_000
     flow_window_minutes: int = 60
-    # Erlang C inputs: mean handle time = mean resolution time of the last N resolutions of the
-    # team (else the default); answer target = mean first-response target of the team's last N
-    # routed tickets (else the default).
+    # Erlang C inputs. Handle time: the agents' work per ticket, configured (per team by name, else
+    # the default), never measured: the events carry calendar instants only (created, routed, first
+    # reply, resolved), and every interval between them includes queueing, waits on the requester
+    # and other tickets worked meanwhile (a ticket a day in the queue is not a day of work).
+    # Answer target = mean first-response target of the team's last N routed tickets (else the
+    # default): the wait Erlang C bounds, from entering the team's queue to an agent taking it.
     recent_samples: int = 100
-    default_handle_seconds: float = 4 * 3600
+    default_handle_seconds: float = 1200
+    team_handle_seconds: tuple[tuple[str, float], ...] = ()
     default_answer_target_seconds: float = 3600
     service_level_target: float = 0.8
     max_agents: int = 100_000
@@ -72,6 +76,15 @@ class BacklogConfig:
             raise ValueError("age_buckets_seconds must be strictly increasing")
         if min(self.max_teams, self.max_sources, self.max_categories) < 3:
             raise ValueError("label caps must leave room for the reserved values")
+        if self.default_handle_seconds <= 0 or any(s <= 0 for _, s in self.team_handle_seconds):
+            raise ValueError("handle times must be positive")
+
+    def handle_seconds(self, team: str) -> float:
+        """The configured agent work per ticket of ``team`` (see ``team_handle_seconds``)."""
+        for name, seconds in self.team_handle_seconds:
+            if name == team:
+                return seconds
+        return self.default_handle_seconds
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -79,5 +92,10 @@ class BacklogConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BacklogConfig:
         known = {f.name for f in fields(cls)}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
-        return cls(**values)  # type: ignore[arg-type]
+        # JSON has lists only: back to (nested) tuples, so the frozen config stays hashable.
+        values = {k: _tuples(v) for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

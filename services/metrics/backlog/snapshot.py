@@ -5,7 +5,8 @@ state interns team names on its own, so aggregates are merged by label value, ne
 the label caps are applied again to the union (:class:`LabelCaps`).
 Counts, counters, histograms, flow counts and age sums add up; the oldest open ticket is the
 minimum creation time; the derived forecast (hours to clear, Erlang C agents) is recomputed
-from the merged inputs, never added. Taking a snapshot costs O(teams x label values).
+from the merged inputs, never added, with the configuration of the merge (its handle times).
+Taking a snapshot costs O(teams x label values).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ class TeamTotals:
     resolution: dict[int, Histogram] = field(default_factory=dict)  # by priority code
     inflow: int = 0  # transitions into the open set within the flow window
     outflow: int = 0
-    handle_sum: float = 0.0  # recent resolution times (seconds), for Erlang C
-    handle_n: int = 0
     target_sum: float = 0.0  # recent first-response targets (seconds)
     target_n: int = 0
 
@@ -81,8 +80,6 @@ class TeamTotals:
             self.resolution[prio] = _add_hist(self.resolution.get(prio), hist)
         self.inflow += other.inflow
         self.outflow += other.outflow
-        self.handle_sum += other.handle_sum
-        self.handle_n += other.handle_n
         self.target_sum += other.target_sum
         self.target_n += other.target_n
 
@@ -116,18 +113,20 @@ class Snapshot:
             return 0.0
         return max(0, self.now_ms - team.oldest_created_ms) / 1000
 
-    def forecast(self, team: TeamTotals) -> dict[str, float]:
+    def forecast(self, name: str, team: TeamTotals) -> dict[str, float]:
         """Flow per hour over the sliding window, hours to clear the open backlog at the current
         outflow (+Inf if tickets are open and nothing flows out, 0 if none are open) and the
-        Erlang C agents needed at the measured arrival rate."""
+        Erlang C agents needed at the measured arrival rate, each ticket taking the configured
+        handle time of team ``name`` (:meth:`BacklogConfig.handle_seconds`)."""
         cfg = self.config
         inflow = team.inflow * 60.0 / cfg.flow_window_minutes
         outflow = team.outflow * 60.0 / cfg.flow_window_minutes
         open_count = team.open_total
         hours = open_count / outflow if outflow > 0 else (0.0 if open_count == 0 else math.inf)
+        handle = cfg.handle_seconds(name)
         agents = _agents_cached(
             inflow,
-            team.handle_sum / team.handle_n if team.handle_n else cfg.default_handle_seconds,
+            handle,
             team.target_sum / team.target_n if team.target_n else cfg.default_answer_target_seconds,
             cfg.service_level_target,
             cfg.max_agents,
@@ -138,6 +137,9 @@ class Snapshot:
             "net_flow_per_hour": inflow - outflow,
             "hours_to_clear": hours,
             "agents_needed": float(agents),
+            # Offered load: agents kept busy full time. Unlike agents_needed (each instance's Erlang
+            # C margin and rounding for its share), it adds up across instances.
+            "agent_workload": inflow * handle / 3600.0,
         }
 
 
@@ -149,7 +151,6 @@ def take(state: BacklogState) -> Snapshot:
     for t, name in enumerate(state.teams.values):
         p, s, b = t * NP, t * NS, t * nb
         oldest = oldest_created(state, t)
-        handle = state.recent_handle.get(t, ())
         target = state.recent_target.get(t, ())
         fr = state.h_fr.get(t)
         res = {prio: _copy_hist(h) for prio in range(NP) if (h := state.h_res.get(p + prio)) is not None}
@@ -172,8 +173,6 @@ def take(state: BacklogState) -> Snapshot:
             resolution=res,
             inflow=state.inflow.count(t, now_minute),
             outflow=state.outflow.count(t, now_minute),
-            handle_sum=sum(handle),
-            handle_n=len(handle),
             target_sum=sum(target),
             target_n=len(target),
         )

@@ -118,7 +118,6 @@ class BacklogState:
         self.h_res: dict[int, Histogram] = {}  # team*NP + priority
         self.inflow = FlowWindow(cfg.flow_window_minutes)
         self.outflow = FlowWindow(cfg.flow_window_minutes)
-        self.recent_handle: dict[int, deque[float]] = {}
         self.recent_target: dict[int, deque[float]] = {}
         self.seen: set[int] = set()
         self.seen_order: deque[int] = deque()
@@ -373,7 +372,6 @@ class BacklogState:
             self._hist(self.h_res, team * NP + prio, len(self.config.resolution_buckets)).observe(
                 self.config.resolution_buckets, seconds
             )
-            self._recent(self.recent_handle, team).append(seconds)
             if res_limit != UNSET and end > res_limit and not f & F_RES_BREACHED:
                 f |= F_RES_BREACHED
                 self.c_breach[team * 2 + 1] += 1
@@ -487,7 +485,8 @@ class BacklogState:
     def forecast(self, team: int) -> dict[str, float]:
         """Flow per hour, hours to clear and Erlang C agents of one team (see :mod:`.snapshot`)."""
         snap = self.snapshot()
-        return snap.forecast(snap.teams[self.teams.values[team]])
+        name = self.teams.values[team]
+        return snap.forecast(name, snap.teams[name])
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready per-team view for ``GET /v1/backlog`` (see :mod:`.views`)."""

@@ -15,7 +15,7 @@ def summary(snap: Snapshot) -> dict[str, Any]:
     infinite ``hours_to_clear`` becomes null (JSON has no Inf), and ``as_of`` is null with no clock."""
     teams: dict[str, Any] = {}
     for name, team in snap.teams.items():
-        flow = snap.forecast(team)
+        flow = snap.forecast(name, team)
         hours = flow["hours_to_clear"]
         teams[name] = {
             "open": team.open_total,

@@ -90,11 +90,16 @@ class BacklogIngest:
         name: str = "metrics",
         clock: Callable[[], datetime] = utc_now,
         retry_s: float = 1.0,
+        revoke_budget_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.name = name
         self.clock = clock
         self.retry_s = retry_s
+        # on_revoke's time for its checkpoints: the group's rebalance timeout is aiokafka's default,
+        # the session timeout (10 s, shared/kafka/runner.py), and a member whose listener outlives
+        # it is thrown out of the group. Half of it leaves the commit and the rejoin room.
+        self.revoke_budget_s = revoke_budget_s
         self.shards: dict[int, Shard] = {}
         # Shards checkpointed at revocation, reused if we get the partition back and nobody
         # checkpointed it meanwhile (an eager rebalance revokes everything, then reassigns).
@@ -237,11 +242,24 @@ class BacklogIngest:
         ]
         if self.end_offsets is None or not checked:
             return
-        try:
-            ends = await self.end_offsets(checked)
-        except Exception as exc:  # the check is a safeguard: never let it fail an assignment
-            log.warning("could not compare checkpoints with the partitions' ends", extra={"error": repr(exc)})
-            return
+        delay = self.retry_s
+        while True:
+            try:
+                ends = await self.end_offsets(checked)
+                break
+            except Exception as exc:
+                # A broker briefly away is asked again, as _restore reads its row again: skipped,
+                # the check would let a checkpoint of an earlier incarnation through, its shard
+                # skipping every new event as applied already and soon counted caught up. Until
+                # then no shard is published, so the instance is not ready.
+                if not is_transient(exc):  # the check is a safeguard: never fail an assignment
+                    log.warning(
+                        "could not compare checkpoints with the partitions' ends", extra={"error": repr(exc)}
+                    )
+                    return
+                log.warning("partitions' ends unknown, will ask again", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
         for tp in checked:
             shard, key = restored[tp.partition], _tp_key(tp.topic, tp.partition)
             end = ends.get(tp)
@@ -254,21 +272,40 @@ class BacklogIngest:
                 shard.persisted = False  # the next checkpoint records the new offsets
 
     async def on_revoke(self, revoked: set[TopicPartition]) -> None:
-        """Checkpoint and drop the shards of the revoked partitions, before they move."""
+        """Checkpoint and drop the shards of the revoked partitions, before they move, within
+        ``revoke_budget_s``: a shard not written by then is dropped unwritten (its new owner
+        replays from its previous checkpoint: nothing is lost but replay time)."""
         log.info("partitions revoked", extra={"partitions": sorted({tp.partition for tp in revoked})})
-        async with self._lock:
-            for p in sorted({tp.partition for tp in revoked}):
-                shard = self.shards.pop(p, None)
-                if shard is None:
-                    continue
-                try:
-                    await self._checkpoint(shard)
-                    self._parked[p] = shard
-                except Exception as exc:
-                    # The new owner replays from the previous checkpoint: nothing is lost.
-                    log.warning("checkpoint at revocation failed", extra={"partition": p, "error": repr(exc)})
-                _forget_checkpoint_gauges(p)
-            SHARDS.set(len(self.shards))
+        # Out of the exposition, the handler and the periodic checkpoint at once, before any wait.
+        shards = [
+            (p, s)
+            for p in sorted({tp.partition for tp in revoked})
+            if (s := self.shards.pop(p, None)) is not None
+        ]
+        SHARDS.set(len(self.shards))
+        try:
+            async with asyncio.timeout(self.revoke_budget_s):
+                # Waits for one shard's write at most: checkpoint() takes the lock shard by shard.
+                async with self._lock:
+                    for p, shard in shards:
+                        try:
+                            await self._checkpoint(shard)
+                            self._parked[p] = shard
+                        except Exception as exc:
+                            # The new owner replays from the previous checkpoint: nothing is lost.
+                            log.warning(
+                                "checkpoint at revocation failed", extra={"partition": p, "error": repr(exc)}
+                            )
+        except TimeoutError:
+            log.warning(
+                "checkpoints at revocation out of time, their new owner replays from the previous ones",
+                extra={
+                    "partitions": [p for p, _ in shards if p not in self._parked],
+                    "budget_s": self.revoke_budget_s,
+                },
+            )
+        for p, _ in shards:
+            _forget_checkpoint_gauges(p)
 
     async def _restore(self, p: int) -> Shard:
         delay = self.retry_s
@@ -344,9 +381,11 @@ class BacklogIngest:
     # ---------------------------------------------------------------- checkpoints
     async def checkpoint(self) -> None:
         """Checkpoint every owned shard that changed since its last checkpoint."""
-        async with self._lock:
-            for shard in list(self.shards.values()):
-                await self._checkpoint(shard)
+        for shard in list(self.shards.values()):
+            # The lock shard by shard: a revocation waits for the write in hand, not for them all.
+            async with self._lock:
+                if self.shards.get(shard.partition) is shard:  # not revoked or replaced meanwhile
+                    await self._checkpoint(shard)
 
     async def _checkpoint(self, shard: Shard) -> None:
         if shard.pending == 0 and shard.persisted:

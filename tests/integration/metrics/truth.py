@@ -78,7 +78,6 @@ class Truth:
     ttr: list[float] = field(default_factory=list)
     fr: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     res: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
-    handle: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     target: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     flow: list[tuple[int, str, str]] = field(default_factory=list)  # (minute, team, in/out/none)
     # Tickets that entered a team's open set by an event of the instant entered_at: that flow's index.
@@ -133,7 +132,6 @@ class Truth:
             end = _ms(new.resolved_at) or now_ms
             seconds = max(0, end - created) / 1000
             self.res[(team, new.priority.value)].append(seconds)
-            self.handle[team].append(seconds)
             if res_due is not None and end > res_due and not flags.res_breached:
                 flags.res_breached = True
                 self.breaches[(team, "resolution")] += 1
@@ -258,10 +256,10 @@ class Truth:
                 1 for s in self.latest.values() if not s.status.is_resolved and (s.team or "triage") == team
             )
             hours = open_count / o if o else (math.inf if open_count else 0.0)
-            handle, target = self.handle.get(team), self.target.get(team)
+            target = self.target.get(team)
             agents = agents_needed(
                 i,
-                sum(handle) / len(handle) if handle else cfg.default_handle_seconds,
+                cfg.handle_seconds(team),  # configured: the events carry no agent work time
                 sum(target) / len(target) if target else cfg.default_answer_target_seconds,
                 cfg.service_level_target,
                 cfg.max_agents,
@@ -272,6 +270,7 @@ class Truth:
             exp[("ticket_net_flow_per_hour", label)] = i - o
             exp[("ticket_backlog_time_to_clear_seconds", label)] = hours * 3600
             exp[("ticket_agents_needed", label)] = float(agents)
+            exp[("ticket_agent_workload_erlangs", label)] = i * cfg.handle_seconds(team) / 3600.0
         return dict(exp)
 
     @staticmethod
@@ -290,7 +289,7 @@ class Truth:
 
     def recent_sample_counts(self) -> int:
         """The most samples of one team (the service keeps the last 100 per partition)."""
-        return max([len(v) for v in (*self.handle.values(), *self.target.values())] or [0])
+        return max([len(v) for v in self.target.values()] or [0])
 
 
 # ------------------------------------------------------------------ the random stream
