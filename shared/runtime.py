@@ -53,19 +53,25 @@ class Resources:
         await asyncio.gather(self._stop_producer(), self._close_pool())
 
     async def _stop_producer(self) -> None:
-        try:
-            await asyncio.wait_for(self.producer.stop(), timeout=PRODUCER_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "producer did not stop in time; what it still held is published again after the restart",
-                extra={"seconds": PRODUCER_CLOSE_TIMEOUT_S},
-            )
+        await close_within(
+            self.producer.stop(),
+            PRODUCER_CLOSE_TIMEOUT_S,
+            "producer did not stop in time; what it still held is published again after the restart",
+        )
 
     async def _close_pool(self) -> None:
-        try:
-            await asyncio.wait_for(self.engine.dispose(), timeout=ENGINE_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("database pool did not close in time", extra={"seconds": ENGINE_CLOSE_TIMEOUT_S})
+        await close_within(
+            self.engine.dispose(), ENGINE_CLOSE_TIMEOUT_S, "database pool did not close in time"
+        )
+
+
+async def close_within(closing: Awaitable[object], seconds: float, warning: str, **extra: object) -> None:
+    """Await ``closing`` for at most ``seconds``; past that, give it up and log ``warning`` (a stop
+    that waits on a black-holed broker or database must not outlast the grace period)."""
+    try:
+        await asyncio.wait_for(closing, timeout=seconds)
+    except TimeoutError:
+        log.warning(warning, extra={**extra, "seconds": seconds})
 
 
 async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None:

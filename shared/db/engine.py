@@ -131,14 +131,12 @@ def create_engine(
     connect_args = dict(kwargs.pop("connect_args", {}))
     server_settings: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
     if statement_timeout_s:
-        server_settings["statement_timeout"] = str(max(1, round(statement_timeout_s * 1000)))  # ms
+        server_settings["statement_timeout"] = _milliseconds(statement_timeout_s)
         connect_args.setdefault("command_timeout", statement_timeout_s + COMMAND_TIMEOUT_MARGIN_S)
     if connect_timeout_s:
         connect_args.setdefault("timeout", connect_timeout_s)
     if idle_in_transaction_timeout_s:
-        server_settings["idle_in_transaction_session_timeout"] = str(
-            max(1, round(idle_in_transaction_timeout_s * 1000))  # ms
-        )
+        server_settings["idle_in_transaction_session_timeout"] = _milliseconds(idle_in_transaction_timeout_s)
     connect_args["server_settings"] = {**server_settings, **connect_args.get("server_settings", {})}
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if pinged_when_idle:
@@ -146,6 +144,12 @@ def create_engine(
     event.listen(engine.sync_engine, "do_connect", _unreachable_as_operational_error)
     event.listen(engine.sync_engine, "handle_error", _no_answer_as_disconnect)
     return engine
+
+
+def _milliseconds(seconds: float) -> str:
+    """A PostgreSQL time setting in milliseconds (its unit when none is given), at least 1: 0 means
+    no limit there."""
+    return str(max(1, round(seconds * 1000)))
 
 
 def _unreachable_as_operational_error(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:

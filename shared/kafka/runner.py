@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
+from shared.runtime import close_within
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -200,13 +201,12 @@ class ConsumerRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watchdog
         await self.drain(timeout_s)
-        try:
-            await asyncio.wait_for(self.consumer.stop(), timeout=CONSUMER_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "consumer did not stop in time; left to the group's session timeout",
-                extra={"group": self.loop.group_id, "seconds": CONSUMER_CLOSE_TIMEOUT_S},
-            )
+        await close_within(
+            self.consumer.stop(),
+            CONSUMER_CLOSE_TIMEOUT_S,
+            "consumer did not stop in time; left to the group's session timeout",
+            group=self.loop.group_id,
+        )
 
 
 def _raise_if_cancelled() -> None:
