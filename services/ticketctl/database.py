@@ -10,7 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.ticketctl.output import fail
 from shared.db.engine import async_url, create_engine, session_factory
+from shared.http.preconditions import Stale
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
@@ -64,3 +66,22 @@ async def in_transaction(work: Callable[[AsyncSession], Awaitable[T]], database_
 def run_in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """For synchronous (typer) commands."""
     return asyncio.run(in_transaction(work))
+
+
+def read_modify_write(
+    what: str, work: Callable[[AsyncSession], Awaitable[T]]
+) -> Callable[[AsyncSession], Awaitable[T]]:
+    """``work`` for a command that reads ``what`` and writes it back changed.
+
+    The services check the write against what the command read (``WHERE revision = <read>``
+    when the read and the write share ``work``'s transaction, or the base version it passes), so
+    another admin's change committed in between fails it (:class:`Stale`) instead of being
+    overwritten. That is one line on stderr naming ``what``, exit status 1; nothing is written."""
+
+    async def checked(session: AsyncSession) -> T:
+        try:
+            return await work(session)
+        except Stale as exc:  # the service's message speaks HTTP (ETags, re-read): say it for a shell
+            raise fail(f"{what} changed by someone else since it was read; run the command again") from exc
+
+    return checked

@@ -17,12 +17,13 @@ from services.router.errors import AdminError, Invalid
 from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_from_yaml, ruleset_to_yaml
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
-from services.ticketctl.database import ROW_ID_MAX, run_in_transaction
+from services.ticketctl.database import ROW_ID_MAX, read_modify_write, run_in_transaction
 from services.ticketctl.output import console, errors, read_text
 from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
 
 AUTHOR = "ticketctl"
+LIVE = "the rule set"  # what `apply` and `rollback` replace, in their message when it changed meanwhile
 rules_app = typer.Typer(help="Rules as code: export, apply, versions, rollback.", no_args_is_help=True)
 T = TypeVar("T")
 
@@ -105,7 +106,7 @@ def apply(
         edit = service.Edit(live.version, AUTHOR, comment or f"applied {path.name}")
         return await service.replace_ruleset(session, draft, edit)
 
-    console.print(f"saved version {run(save).version}")
+    console.print(f"saved version {run(read_modify_write(LIVE, save)).version}")
 
 
 @rules_app.command("versions")
@@ -136,5 +137,6 @@ def rollback(
     console.print(diff_rulesets(live, target).render(), markup=False)
     if not yes and not typer.confirm(f"roll back to version {version}?"):
         raise typer.Exit(1)
-    saved = run(lambda session: service.rollback(session, version, service.Edit(live.version, AUTHOR)))
+    edit = service.Edit(live.version, AUTHOR)  # the version the diff was shown against, as for apply
+    saved = run(read_modify_write(LIVE, lambda session: service.rollback(session, version, edit)))
     console.print(f"saved version {saved.version} (equal to version {version})")

@@ -1,7 +1,8 @@
 """``ticketctl sources``: manage webhook sources in the database, through the intake's service functions.
 
-Changes pass ``expected=None``: the CLI has no ETag to hold and changes whatever is current (a
-concurrent change flushed first still fails it, as for the REST API).
+Changes pass ``expected=None`` (the CLI holds no ETag): each command reads the source and writes
+it in one transaction, and the write is checked against the revision read (``WHERE revision =
+<read>``), so another admin's change in between fails the command (see ``read_modify_write``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.sources import service
 from services.intake.sources.schemas import SecretRotation, SourceCreate, SourceOut, SourceUpdate
-from services.ticketctl.database import run_in_transaction
+from services.ticketctl.database import read_modify_write, run_in_transaction
 from services.ticketctl.output import console, fail
 from services.ticketctl.rules import AUTHOR
-from shared.http.preconditions import Stale
 
 sources_app = typer.Typer(
     help="Webhook sources: add, list, update, rotate, retire-secret, enable, disable, remove.",
@@ -34,8 +34,13 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
     try:
         return run_in_transaction(work)
-    except (service.SourceError, Stale) as exc:  # Stale: a concurrent change was flushed first
+    except service.SourceError as exc:
         raise fail(exc.message) from exc
+
+
+def _change(name: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """:func:`_run` for a change to source ``name``: one changed since it was read fails it."""
+    return _run(read_modify_write(f"source {name!r}", work))
 
 
 def _option_value(raw: str, numbers: bool) -> Any:
@@ -191,7 +196,7 @@ def update(
         row = await service.update_source(session, name, data, expected=None, actor=AUTHOR)
         return service.to_out(row), row.revision != seen
 
-    source, changed = _run(change)
+    source, changed = _change(name, change)
     what = "updated" if changed else "unchanged"
     options = json.dumps(source.options, sort_keys=True)
     console.print(f"{source.name} {what}: revision {source.revision}; options {options}", soft_wrap=True)
@@ -204,7 +209,11 @@ def rotate(
 ) -> None:
     """Add a new secret; the previous one stays valid until the next rotation or retire-secret."""
     data = validated(SecretRotation, secret=secret)
-    _show(_run(lambda s: _out(service.rotate_secret(s, name, data.secret, expected=None, actor=AUTHOR))))
+    _show(
+        _change(
+            name, lambda s: _out(service.rotate_secret(s, name, data.secret, expected=None, actor=AUTHOR))
+        )
+    )
 
 
 @sources_app.command("retire-secret")
@@ -213,12 +222,16 @@ def retire_secret(
     fingerprint: str = typer.Argument(..., help="The secret's fingerprint, as `sources list` shows it."),
 ) -> None:
     """Remove one secret: the old one once the sender signs with the new, or a leaked one at once."""
-    _show(_run(lambda s: _out(service.retire_secret(s, name, fingerprint, expected=None, actor=AUTHOR))))
+    _show(
+        _change(
+            name, lambda s: _out(service.retire_secret(s, name, fingerprint, expected=None, actor=AUTHOR))
+        )
+    )
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
     data = SourceUpdate(enabled=enabled)
-    _show(_run(lambda s: _out(service.update_source(s, name, data, expected=None, actor=AUTHOR))))
+    _show(_change(name, lambda s: _out(service.update_source(s, name, data, expected=None, actor=AUTHOR))))
 
 
 @sources_app.command("disable")
@@ -236,5 +249,5 @@ def enable(name: str = typer.Argument(...)) -> None:
 @sources_app.command("remove")
 def remove(name: str = typer.Argument(...)) -> None:
     """Delete a source and its secrets."""
-    _run(lambda s: service.delete_source(s, name, expected=None, actor=AUTHOR))
+    _change(name, lambda s: service.delete_source(s, name, expected=None, actor=AUTHOR))
     console.print(f"removed {name}")

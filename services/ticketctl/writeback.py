@@ -1,7 +1,9 @@
 """``ticketctl writeback``: write-back targets (a signed webhook or a helpdesk's API) and their
 delivery queue, through the router's service functions, audited under the CLI's author.
 
-Changes pass ``expected=None``: the CLI has no ETag to hold and changes whatever is current.
+Changes pass ``expected=None`` (the CLI holds no ETag): each command reads the target and writes
+it in one transaction, and the write is checked against the revision read (``WHERE revision =
+<read>``), so another admin's change in between fails the command (see ``read_modify_write``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from services.router.errors import NotFound
 from services.router.writeback import service
 from services.router.writeback.models import WritebackTarget
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
-from services.ticketctl.database import ROW_ID_MAX
+from services.ticketctl.database import ROW_ID_MAX, read_modify_write
 from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR, invalid, run
 from services.ticketctl.sources import parse_options, validated
@@ -111,7 +113,7 @@ def _set_enabled(name: str, enabled: bool) -> None:
         row = await service.update_target(session, row.id, data, expected=None, actor=AUTHOR)
         return service.to_out(row), row.revision != seen
 
-    target, changed = run(change)
+    target, changed = run(read_modify_write(f"write-back target {name!r}", change))
     state = "enabled" if enabled else "disabled"
     if changed:
         console.print(f"{target.name} {state} (revision {target.revision})")
@@ -139,7 +141,7 @@ def remove(name: str = typer.Argument(...)) -> None:
         row = await _by_name(session, name)
         await service.delete_target(session, row.id, expected=None, actor=AUTHOR)
 
-    run(delete)
+    run(read_modify_write(f"write-back target {name!r}", delete))
     console.print(f"removed {name}")
 
 
