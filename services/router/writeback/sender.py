@@ -5,9 +5,11 @@ Claiming sets a lease (``next_attempt_at`` in the future) in a short transaction
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several routers share the queue without sending a
 delivery twice at once; the HTTP call happens outside any transaction. A delivery that fails
 ``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry; so is, at
-once, one its connector cannot address (a ticket id the helpdesk's API cannot take), or one the
-helpdesk answers with a final 4xx (FINAL). A 503 with ``Retry-After`` is not tried again before
-the receiver asked. A rate limit (ratelimit.py) pauses the whole target and costs no attempt.
+once, one its connector cannot address (a ticket id the helpdesk's API cannot take), one the
+helpdesk answers with a final 4xx (FINAL), or one whose target would send its API token in clear
+text (an http:// helpdesk address stored before the save refused it: no request is made). A 503
+with ``Retry-After`` is not tried again before the receiver asked. A rate limit (ratelimit.py)
+pauses the whole target and costs no attempt.
 
 The lease covers the whole pass: the deliveries of a pass are sent at once and recorded together,
 so none may be claimed again before every request of the pass has had its full timeout (each
@@ -43,7 +45,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
-from services.router.writeback.schemas import hide_userinfo, query_values
+from services.router.writeback.schemas import clear_text_refusal, hide_userinfo, query_values
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -234,6 +236,9 @@ class WritebackSender:
         must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it;
         ``progress``: gets the digest of each request as it gets through (what a pass cancelled
         at shutdown records)."""
+        refusal = clear_text_refusal(target.connector, target.url)
+        if refusal is not None:  # stored before the save refused it: no request, the token stays
+            return Outcome(refusal, permanent=True)
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -351,6 +356,7 @@ class WritebackSender:
                         "write-back delivery failed for good",
                         extra={
                             "delivery": claim.delivery_id,
+                            "target": claim.target_id,
                             "connector": claim.target.connector,
                             "error": outcome.error,
                         },
