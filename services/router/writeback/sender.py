@@ -45,7 +45,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
-from services.router.writeback.schemas import clear_text_refusal, hide_userinfo, query_values
+from services.router.writeback.schemas import clear_text_refusal, hide_url_secrets, query_values
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -284,7 +284,7 @@ class WritebackSender:
                     )
             except TimeoutError:
                 return Outcome(
-                    f"no answer within {timeout:g} s from {request.method} {hide_userinfo(request.url)}",
+                    f"no answer within {timeout:g} s from {request.method} {hide_url_secrets(request.url)}",
                     sent=tuple(sent),
                 )
             except Exception as exc:  # refused, a header httpx refuses, a bad answer...
@@ -293,9 +293,9 @@ class WritebackSender:
                 # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
                 # leave a prefix no longer recognised, pulled into the stored part as copies before
                 # it shrink to <redacted>.
-                error = f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
+                error = f"HTTP {response.status_code} from {request.method} {hide_url_secrets(request.url)}: "
                 if response.is_redirect:  # where to: its body is mostly empty
-                    where = hide_userinfo(response.headers.get("Location", ""))
+                    where = hide_url_secrets(response.headers.get("Location", ""))
                     error += f"redirected to {where} (not followed: fix the target's url) "
                 error += response.text
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)

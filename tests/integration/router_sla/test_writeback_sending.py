@@ -333,3 +333,26 @@ async def test_a_redirect_is_not_followed_and_says_where_it_points(rig, status, 
     row = await rig.row(delivery)
     assert (row.status, row.attempts) == ("failed" if final else "pending", 1)
     assert f"HTTP {status} from PUT" in (row.last_error or "") and moved in (row.last_error or "")
+
+
+@pytest.mark.parametrize("status", [500, 301])
+async def test_a_short_query_value_is_kept_out_of_the_error_as_answers_hide_it(rig, caplog, status):
+    # Viewers read a delivery's error: the URL it quotes hides every query value, as a target's
+    # answers show it, however short the value (redact() leaves strings under 8 characters alone).
+    target = await rig.target("hook", "webhook", options={})
+    async with rig.sessions() as session, session.begin():
+        row = await session.get(WritebackTarget, target)
+        assert row is not None
+        row.url = f"https://{rig.host('hook')}/in?key=k3y4x&team=ops"
+    delivery = await rig.queue(target, "11")
+    moved = f"https://{rig.host('hook')}/v2/in?key=k3y4x"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": moved}, text="")
+
+    with caplog.at_level("WARNING", logger="services.router.writeback.sender"):
+        await rig.sender(answer, max_attempts=1).run_once()
+    error = (await rig.row(delivery)).last_error or ""
+    assert f"POST https://{rig.host('hook')}/in?key=***&team=***" in error, error
+    logged = " ".join(str(getattr(r, "error", "")) for r in caplog.records)
+    assert "k3y4x" not in error and "k3y4x" not in logged and error in logged
