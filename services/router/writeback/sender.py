@@ -64,6 +64,24 @@ FINAL = frozenset({400, 404, 405, 410, 413, 415, 422})
 MOVED = frozenset({301, 308})
 
 
+# How much of an answer is read (bytes): the error keeps 500 characters; the rest is read only to
+# be redacted (an endless body is not held in memory until the timeout). A token split by this cut
+# cannot reach the stored 500: each copy redacted before it (8,000 bytes at most, a 500-character
+# token escaped) leaves 10 characters, so over 1,300 stay in front of it.
+ANSWER_MAX = 2**20
+
+
+async def read_answer(response: httpx.Response, limit: int = ANSWER_MAX) -> str:
+    """The start of a streamed ``response``'s body as text, ``limit`` bytes at most (decoded, so a
+    compressed one cannot swell past it); the rest is not read."""
+    content = bytearray()
+    async for chunk in response.aiter_bytes():
+        content += chunk[: limit - len(content)]
+        if len(content) >= limit:
+            break
+    return content.decode(response.encoding or "utf-8", errors="replace")
+
+
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
     """Delay before attempt ``attempts + 1``: base, 2 x base, 4 x base ... capped."""
     # The exponent capped: 2 ** 1024 overflows a float, and any setting this large means "the cap".
@@ -274,14 +292,17 @@ class WritebackSender:
                 return Outcome(pause.why, sent=tuple(sent), paused_until=pause.until)
             try:
                 # httpx's timeouts are per read: a trickling answer could outlast the lease.
-                async with asyncio.timeout(timeout):
-                    response = await self.client.request(
+                async with (
+                    asyncio.timeout(timeout),
+                    self.client.stream(
                         request.method,
                         request.url,
                         content=request.body,
                         headers=request.headers,
                         timeout=timeout,
-                    )
+                    ) as response,
+                ):
+                    answer = await read_answer(response)
             except TimeoutError:
                 return Outcome(
                     f"no answer within {timeout:g} s from {request.method} {hide_url_secrets(request.url)}",
@@ -297,7 +318,7 @@ class WritebackSender:
                 if response.is_redirect:  # where to: its body is mostly empty
                     where = hide_url_secrets(response.headers.get("Location", ""))
                     error += f"redirected to {where} (not followed: fix the target's url) "
-                error += response.text
+                error += answer
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)
                 if wait is not None:
