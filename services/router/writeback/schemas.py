@@ -42,28 +42,33 @@ def is_loopback(host: str | None) -> bool:
 
 
 def sends_token_in_clear(connector: str, url: str) -> bool:
-    """Whether a target would send its API token over the network unencrypted: a helpdesk's
-    address that is not https, on a host other than this machine (loopback: local mock helpdesks,
-    the tests). A webhook's secret is an HMAC key that is never sent, so its scheme is left to its
-    owner. Checked on save and again at send time (a target stored before the save refused it)."""
-    if connector == "webhook":
-        return False
+    """Whether a target would send a credential over the network unencrypted: to an address that
+    is not https, on a host other than this machine (loopback: local mock helpdesks, the tests),
+    a helpdesk's API token (sent with every request) or the ``user:password@`` of a URL (sent as
+    Basic auth; refused on save, but a target stored before may have them). A webhook's secret is
+    an HMAC key that is never sent, so its scheme is left to its owner. Checked on save and again
+    at send time (a target stored before the save refused it)."""
     try:
         parts = urlsplit(url)
-        return parts.scheme.lower() != "https" and not is_loopback(parts.hostname)
+        in_clear = parts.scheme.lower() != "https" and not is_loopback(parts.hostname)
+        credentials = parts.username is not None or parts.password is not None
     except ValueError:  # an address that does not parse (a stored one): not known to be safe
-        return True
+        return connector != "webhook"
+    return in_clear and (connector != "webhook" or credentials)
 
 
 def clear_text_refusal(connector: str, url: str) -> str | None:
-    """Why a target is not sent to (sends_token_in_clear), or None. Names neither the URL nor the
-    token: it is stored with the delivery, logged and shown to viewers."""
+    """Why a target is not sent to (sends_token_in_clear), or None. Names neither the URL nor a
+    credential: it is stored with the delivery, logged and shown to viewers."""
     if not sends_token_in_clear(connector, url):
         return None
+    if connector == "webhook":
+        what, fix = "the credentials in its url (user:password@)", "remove them from its url"
+    else:
+        what, fix = "its API token", "change its url to https (http is taken for loopback only)"
     return (
-        f"not sent: this {connector} target's address is not https, so its API token would cross "
-        "the network in clear text; change its url to https (http is taken for loopback only), "
-        "then retry its failed deliveries"
+        f"not sent: this {connector} target's address is not https, so {what} would cross the "
+        f"network in clear text; {fix}, then retry its failed deliveries"
     )
 
 

@@ -141,6 +141,25 @@ async def test_an_http_webhook_is_sent_to_as_its_save_allows(rig, sessions):
         assert (await client.get(f"/v1/writeback/targets/{target}")).json()["problem"] is None
 
 
+async def test_an_http_webhook_with_credentials_in_its_url_is_refused(rig, sessions, caplog):
+    # Stored before URL credentials were refused on save: httpx sends them as Basic auth, in clear.
+    host = rig.host("hook")
+    target = await stored(rig, "webhook", f"http://bot:{PASSWORD}@{host}/hook", {})
+    delivery = await rig.queue(target, "24")
+    wire = Wire()
+    with caplog.at_level(logging.WARNING, logger="services.router.writeback.sender"):
+        await sender(rig, wire).run_once()
+    assert wire.to(host) == []
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "credentials" in (row.last_error or "") and "clear text" in (row.last_error or "")
+    logged = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+    assert not any(PASSWORD in text for text in [row.last_error or "", *logged])
+    async with await api_client(sessions, writeback_api, Role.VIEWER, f"viewer-{rig.tag}") as client:
+        shown = (await client.get(f"/v1/writeback/targets/{target}")).json()
+    assert shown["problem"] == row.last_error and PASSWORD not in str(shown)
+
+
 async def test_a_target_fixed_to_https_sends_its_retried_deliveries(rig, sessions):
     host = rig.host("zd")
     target = await stored(rig, "zendesk", f"http://{host}", {"username": "bot@acme.com"})
