@@ -6,6 +6,7 @@ import ipaddress
 import re
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -14,6 +15,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    computed_field,
     field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -37,6 +39,37 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a name: only "localhost" is known not to leave the machine
         return False
+
+
+def sends_token_in_clear(connector: str, url: str) -> bool:
+    """Whether a target would send a credential over the network unencrypted: to an address that
+    is not https, on a host other than this machine (loopback: local mock helpdesks, the tests),
+    a helpdesk's API token (sent with every request) or the ``user:password@`` of a URL (sent as
+    Basic auth; refused on save, but a target stored before may have them). A webhook's secret is
+    an HMAC key that is never sent, so its scheme is left to its owner. Checked on save and again
+    at send time (a target stored before the save refused it)."""
+    try:
+        parts = urlsplit(url)
+        in_clear = parts.scheme.lower() != "https" and not is_loopback(parts.hostname)
+        credentials = parts.username is not None or parts.password is not None
+    except ValueError:  # an address that does not parse (a stored one): not known to be safe
+        return connector != "webhook"
+    return in_clear and (connector != "webhook" or credentials)
+
+
+def clear_text_refusal(connector: str, url: str) -> str | None:
+    """Why a target is not sent to (sends_token_in_clear), or None. Names neither the URL nor a
+    credential: it is stored with the delivery, logged and shown to viewers."""
+    if not sends_token_in_clear(connector, url):
+        return None
+    if connector == "webhook":
+        what, fix = "the credentials in its url (user:password@)", "remove them from its url"
+    else:
+        what, fix = "its API token", "change its url to https (http is taken for loopback only)"
+    return (
+        f"not sent: this {connector} target's address is not https, so {what} would cross the "
+        f"network in clear text; {fix}, then retry its failed deliveries"
+    )
 
 
 def hide_userinfo(url: str) -> str:
@@ -123,11 +156,7 @@ class TargetIn(BaseModel):
         # A helpdesk's API token is sent in a header with every request: over http anyone on the
         # path reads it. Loopback never leaves the machine (local mock helpdesks, the tests). A
         # webhook's secret is an HMAC key that is never sent, so its scheme is left to its owner.
-        if (
-            info.data.get("connector", "webhook") != "webhook"
-            and url.scheme != "https"
-            and not is_loopback(url.host)
-        ):
+        if sends_token_in_clear(info.data.get("connector", "webhook"), str(url)):
             raise ValueError("a helpdesk's address must be https (its API token is sent with every request)")
         # A URL as answers show it: saved, the hidden value would replace the token.
         if url.query and HIDDEN in query_values(url.query):
@@ -198,6 +227,15 @@ class TargetOut(BaseModel):
         # credentials of a target saved before such URLs were refused. Stored whole: deliveries
         # go to the URL as given. Admins too see it hidden, as the secret is write-only.
         return hide_url_secrets(url)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Why the sender refuses every delivery to this target, failing each at once "
+        "(a helpdesk's http:// address stored before such addresses were refused); null when none."
+    )
+    @property
+    def problem(self) -> str | None:
+        # Hiding the URL's secrets keeps its scheme and host, all the check reads.
+        return clear_text_refusal(self.connector, self.url)
 
 
 class DeliveryOut(BaseModel):

@@ -5,9 +5,11 @@ Claiming sets a lease (``next_attempt_at`` in the future) in a short transaction
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several routers share the queue without sending a
 delivery twice at once; the HTTP call happens outside any transaction. A delivery that fails
 ``max_attempts`` times is marked ``failed`` and listed by the API for a manual retry; so is, at
-once, one its connector cannot address (a ticket id the helpdesk's API cannot take), or one the
-helpdesk answers with a final 4xx (FINAL). A 503 with ``Retry-After`` is not tried again before
-the receiver asked. A rate limit (ratelimit.py) pauses the whole target and costs no attempt.
+once, one its connector cannot address (a ticket id the helpdesk's API cannot take), one the
+helpdesk answers with a final 4xx (FINAL), or one whose target would send its API token in clear
+text (an http:// helpdesk address stored before the save refused it: no request is made). A 503
+with ``Retry-After`` is not tried again before the receiver asked. A rate limit (ratelimit.py)
+pauses the whole target and costs no attempt.
 
 The lease covers the whole pass: the deliveries of a pass are sent at once and recorded together,
 so none may be claimed again before every request of the pass has had its full timeout (each
@@ -43,7 +45,7 @@ from services.router.load.store import take_write_lock
 from services.router.writeback.connectors import OutboundRequest, RenderError, Target, render
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.ratelimit import MIN_WAIT, Pauses, rate_limit_wait, retry_after
-from services.router.writeback.schemas import hide_userinfo, query_values
+from services.router.writeback.schemas import clear_text_refusal, hide_url_secrets, query_values
 from shared.db.dialect import is_postgres
 from shared.events import utc_now
 from shared.runtime import repeat_forever
@@ -60,6 +62,24 @@ FINAL = frozenset({400, 404, 405, 410, 413, 415, 422})
 # Redirects are not followed (another origin would not get the token; a 301 turns a POST into a
 # GET): a permanent one means the target's url is to be fixed, which no retry does.
 MOVED = frozenset({301, 308})
+
+
+# How much of an answer is read (bytes): the error keeps 500 characters; the rest is read only to
+# be redacted (an endless body is not held in memory until the timeout). A token split by this cut
+# cannot reach the stored 500: each copy redacted before it (8,000 bytes at most, a 500-character
+# token escaped) leaves 10 characters, so over 1,300 stay in front of it.
+ANSWER_MAX = 2**20
+
+
+async def read_answer(response: httpx.Response, limit: int = ANSWER_MAX) -> str:
+    """The start of a streamed ``response``'s body as text, ``limit`` bytes at most (decoded, so a
+    compressed one cannot swell past it); the rest is not read."""
+    content = bytearray()
+    async for chunk in response.aiter_bytes():
+        content += chunk[: limit - len(content)]
+        if len(content) >= limit:
+            break
+    return content.decode(response.encoding or "utf-8", errors="replace")
 
 
 def backoff(attempts: int, base_s: float, cap_s: float) -> timedelta:
@@ -234,6 +254,9 @@ class WritebackSender:
         must not undo a pass's bookkeeping). ``target_id``: whose rate limits pause it;
         ``progress``: gets the digest of each request as it gets through (what a pass cancelled
         at shutdown records)."""
+        refusal = clear_text_refusal(target.connector, target.url)
+        if refusal is not None:  # stored before the save refused it: no request, the token stays
+            return Outcome(refusal, permanent=True)
         requests: list[OutboundRequest] = []
         try:
             requests = render(body, target, self.clock().timestamp())
@@ -269,17 +292,20 @@ class WritebackSender:
                 return Outcome(pause.why, sent=tuple(sent), paused_until=pause.until)
             try:
                 # httpx's timeouts are per read: a trickling answer could outlast the lease.
-                async with asyncio.timeout(timeout):
-                    response = await self.client.request(
+                async with (
+                    asyncio.timeout(timeout),
+                    self.client.stream(
                         request.method,
                         request.url,
                         content=request.body,
                         headers=request.headers,
                         timeout=timeout,
-                    )
+                    ) as response,
+                ):
+                    answer = await read_answer(response)
             except TimeoutError:
                 return Outcome(
-                    f"no answer within {timeout:g} s from {request.method} {hide_userinfo(request.url)}",
+                    f"no answer within {timeout:g} s from {request.method} {hide_url_secrets(request.url)}",
                     sent=tuple(sent),
                 )
             except Exception as exc:  # refused, a header httpx refuses, a bad answer...
@@ -288,11 +314,11 @@ class WritebackSender:
                 # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
                 # leave a prefix no longer recognised, pulled into the stored part as copies before
                 # it shrink to <redacted>.
-                error = f"HTTP {response.status_code} from {request.method} {hide_userinfo(request.url)}: "
+                error = f"HTTP {response.status_code} from {request.method} {hide_url_secrets(request.url)}: "
                 if response.is_redirect:  # where to: its body is mostly empty
-                    where = hide_userinfo(response.headers.get("Location", ""))
+                    where = hide_url_secrets(response.headers.get("Location", ""))
                     error += f"redirected to {where} (not followed: fix the target's url) "
-                error += response.text
+                error += answer
                 now, cap = self.clock(), timedelta(seconds=self.config.backoff_cap_s)
                 wait = rate_limit_wait(response, now, cap)
                 if wait is not None:
@@ -351,6 +377,7 @@ class WritebackSender:
                         "write-back delivery failed for good",
                         extra={
                             "delivery": claim.delivery_id,
+                            "target": claim.target_id,
                             "connector": claim.target.connector,
                             "error": outcome.error,
                         },

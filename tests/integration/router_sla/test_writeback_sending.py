@@ -333,3 +333,52 @@ async def test_a_redirect_is_not_followed_and_says_where_it_points(rig, status, 
     row = await rig.row(delivery)
     assert (row.status, row.attempts) == ("failed" if final else "pending", 1)
     assert f"HTTP {status} from PUT" in (row.last_error or "") and moved in (row.last_error or "")
+
+
+@pytest.mark.parametrize("status", [500, 301])
+async def test_a_short_query_value_is_kept_out_of_the_error_as_answers_hide_it(rig, caplog, status):
+    # Viewers read a delivery's error: the URL it quotes hides every query value, as a target's
+    # answers show it, however short the value (redact() leaves strings under 8 characters alone).
+    target = await rig.target("hook", "webhook", options={})
+    async with rig.sessions() as session, session.begin():
+        row = await session.get(WritebackTarget, target)
+        assert row is not None
+        row.url = f"https://{rig.host('hook')}/in?key=k3y4x&team=ops"
+    delivery = await rig.queue(target, "11")
+    moved = f"https://{rig.host('hook')}/v2/in?key=k3y4x"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": moved}, text="")
+
+    with caplog.at_level("WARNING", logger="services.router.writeback.sender"):
+        await rig.sender(answer, max_attempts=1).run_once()
+    error = (await rig.row(delivery)).last_error or ""
+    assert f"POST https://{rig.host('hook')}/in?key=***&team=***" in error, error
+    logged = " ".join(str(getattr(r, "error", "")) for r in caplog.records)
+    assert "k3y4x" not in error and "k3y4x" not in logged and error in logged
+
+
+async def test_an_endless_answer_is_read_no_further_than_the_error_needs(rig):
+    # A receiver that answers with a body without end (a misrouted URL serving a download, a broken
+    # proxy): the sender held all of it in memory until the timeout, and recorded a timeout instead
+    # of the answer's status.
+    target = await rig.target("zd")
+    delivery = await rig.queue(target, "12")
+    pulled = 0
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            nonlocal pulled
+            while pulled < 64 * 2**20:  # bounded only to keep a failing run's memory in check
+                pulled += 2**16
+                yield b"x" * 2**16
+                await asyncio.sleep(0)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, stream=Endless())
+
+    await rig.sender(answer, timeout_s=30).run_once()
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert (row.last_error or "").startswith("HTTP 500 from PUT"), (row.last_error or "")[:200]
+    assert pulled <= 2 * 2**20, pulled
