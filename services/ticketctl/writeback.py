@@ -83,7 +83,7 @@ def list_() -> None:
     async def rows(session: AsyncSession) -> list[TargetOut]:
         return [service.to_out(row) for row in await service.list_targets(session)]
 
-    table = Table("id", "name", "source", "connector", "url", "enabled", "kinds", "options")
+    table = Table("id", "name", "source", "connector", "url", "enabled", "kinds", "options", "problem")
     for target in run(rows):
         table.add_row(
             str(target.id),
@@ -94,6 +94,7 @@ def list_() -> None:
             "yes" if target.enabled else "no",
             ", ".join(target.event_kinds) or "all",
             json.dumps(target.options, sort_keys=True),
+            target.problem or "",
         )
     console.print(table)
 

@@ -11,7 +11,8 @@ a deletion included, so their numbers never repeat.)
 
 The check and its two exceptions live here, not in a service, because the router's admin APIs,
 the intake's sources and ``ticketctl`` (over both) raise them: the HTTP layers answer with
-:meth:`Stale.problem`, the CLI prints :attr:`Stale.message`.
+:meth:`Stale.problem`; ``ticketctl`` names the resource and asks to run the command again
+(``services/ticketctl/database.read_modify_write``).
 """
 
 from __future__ import annotations

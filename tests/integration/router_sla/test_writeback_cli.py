@@ -153,3 +153,33 @@ def test_disable_and_enable_a_target(database_url: str, monkeypatch: pytest.Monk
     assert {"enabled": {"old": True, "new": False}} in changes, changes
     assert {"enabled": {"old": False, "new": True}} in changes, changes
     assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
+
+
+def test_list_shows_why_a_stored_target_is_not_sent_to(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helpdesk target stored with an http:// address (before saving refused it) is refused at
+    send time; ``writeback list`` shows the reason the API's ``problem`` gives, not an empty cell."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(writeback_cli.console, "width", 400)
+    cli, name = CliRunner(), f"zendesk-{uuid.uuid4().hex[:8]}"
+    add = ["writeback", "add", name, "--source", "zendesk-main", "--connector", "zendesk"]
+    add += ["--url", "https://acme.zendesk.com", "--secret", TOKEN, "--option", "username=bot@acme.com"]
+    assert cli.invoke(app, add).exit_code == 0
+    listed = cli.invoke(app, ["writeback", "list"])
+    assert "not sent" not in listed.output, listed.output
+
+    async def downgrade() -> None:
+        async def work(session) -> None:
+            row = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+            assert row is not None
+            row.url = "http://acme.zendesk.com"
+
+        await in_transaction(work, database_url)
+
+    asyncio.run(downgrade())
+    listed = cli.invoke(app, ["writeback", "list"])
+    line = [line for line in listed.output.splitlines() if name in line]
+    assert line and "not sent: this zendesk target's address is not https" in line[0], listed.output
+    assert TOKEN not in listed.output
+    assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
