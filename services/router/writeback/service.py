@@ -23,7 +23,13 @@ from services.router.errors import Conflict, get_or_404
 from services.router.slas.service import policies_notifying
 from services.router.writeback.connectors import teams_by_group, ticket_source
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
-from services.router.writeback.schemas import TargetIn, TargetOut, hide_url_secrets, hide_userinfo
+from services.router.writeback.schemas import (
+    TargetIn,
+    TargetOut,
+    clear_text_refusal,
+    hide_url_secrets,
+    hide_userinfo,
+)
 from shared.db.audit import record
 from shared.db.pruning import cutoff
 from shared.events import utc_now
@@ -236,13 +242,18 @@ async def list_deliveries(session: AsyncSession, status: str | None, limit: int)
 async def retry_delivery(
     session: AsyncSession, delivery_id: int, actor: str, retention: timedelta | None = None
 ) -> WritebackDelivery:
-    """Re-queue a failed delivery with fresh attempts; 409 for one that is not failed, or that is
+    """Re-queue a failed delivery with fresh attempts; 409 for one that is not failed, whose target
+    the sender refuses (an http:// helpdesk address), or that is
     older than ``retention`` (delivered rows are pruned after it, so a newer delivery of its ticket
     that it would undo may no longer be there to show it)."""
     row = await get_or_404(session, WritebackDelivery, delivery_id, f"delivery {delivery_id}")
     if row.status != "failed":
         raise Conflict(f"delivery {delivery_id} is {row.status}, only failed ones are retried")
     target = await session.get(WritebackTarget, row.target_id)
+    refusal = None if target is None else clear_text_refusal(target.connector, target.url)
+    if refusal is not None:
+        # Queued again, it would fail at once for the same reason: say so now instead.
+        raise Conflict(f"delivery {delivery_id} would be {refusal}")
     source = _ticket_source(row)
     if target is not None and target.connector != "webhook" and source != target.source:
         # The target was re-pointed since: its helpdesk would take the ticket number as its own.

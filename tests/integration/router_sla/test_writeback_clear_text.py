@@ -167,6 +167,11 @@ async def test_a_target_fixed_to_https_sends_its_retried_deliveries(rig, session
     wire = Wire()
     await sender(rig, wire).run_once()
     assert (await rig.row(delivery)).status == "failed" and wire.to(host) == []
+    async with await api_client(sessions, writeback_api, Role.ADMIN, f"admin-{rig.tag}") as client:
+        refused = await client.post(f"/v1/writeback/deliveries/{delivery}/retry")
+    # Queued again while the address is still http, it would only fail again at once.
+    assert refused.status_code == 409 and "address is not https" in refused.json()["detail"]
+    assert (await rig.row(delivery)).status == "failed"
     async with rig.sessions() as session, session.begin():
         row = await session.get(WritebackTarget, target)
         assert row is not None
