@@ -302,19 +302,23 @@ class RouterSettings(ConsumerSettings):
         gt=0,
         description="How often the router prunes what it keeps for a while (see Retention).",
     )
-    router_writeback_poll_s: float = Field(default=1.0, gt=0, description="Write-back sender poll period.")
+    router_writeback_poll_s: float = Field(
+        default=1.0, gt=0, le=3_600, description="Write-back sender poll period."
+    )
     router_writeback_max_attempts: int = Field(
         default=8, ge=1, description="Attempts before a write-back delivery is marked failed."
     )
+    # Upper bounds: beyond them the sender's time arithmetic overflows and every pass fails.
     router_writeback_backoff_base_s: float = Field(
-        default=2.0, gt=0, description="First write-back retry delay; doubles with every attempt."
+        default=2.0, gt=0, le=86_400, description="First write-back retry delay; doubles with every attempt."
     )
     router_writeback_backoff_max_s: float = Field(
-        default=600.0, gt=0, description="Cap of the write-back retry delay."
+        default=600.0, gt=0, le=86_400, description="Cap of the write-back retry delay."
     )
     router_writeback_timeout_s: float = Field(
         default=10.0,
         gt=0,
+        le=3_600,
         description="Write-back HTTP timeout: the whole of one request, however slowly its answer comes. "
         "A claimed delivery is leased for this times the most requests a delivery of the pass still "
         "sends, plus a minute, so no other router sends it meanwhile.",

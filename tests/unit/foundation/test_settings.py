@@ -30,6 +30,12 @@ from shared.settings import (
         # failed every routing batch on PostgreSQL (its team_load row could not be inserted).
         ("router_overflow_team", "x" * 101, "100 characters"),
         ("router_default_team", "x" * 101, "100 characters"),
+        # Beyond a day (an hour for one request) the write-back sender's time arithmetic overflowed
+        # at ~8.6e13 s and every pass failed; such a value is a typo, refused at start.
+        ("router_writeback_backoff_max_s", "1e14", "less than or equal to 86400"),
+        ("router_writeback_backoff_base_s", "1e14", "less than or equal to 86400"),
+        ("router_writeback_timeout_s", "1e14", "less than or equal to 3600"),
+        ("router_writeback_poll_s", "1e14", "less than or equal to 3600"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(field: str, value: str, says: str) -> None:
