@@ -240,6 +240,35 @@ _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "bloc
 _TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9]*)?[^<>]*>")
 
 
+# What a browser shows nothing of: a comment (mail clients wrap style sheets and conditional markup
+# in them, and ">" inside one ended the tag above early), a style sheet, a script. Each is found by
+# a search from where the last one ended, and an unclosed one runs to the end (as in a browser), so
+# the scan stays linear.
+_HIDDEN_START = re.compile(r"<!--|<(style|script)(?=[\s/>])", re.IGNORECASE)
+_HIDDEN_END = {
+    "style": re.compile(r"</style\s*>", re.IGNORECASE),
+    "script": re.compile(r"</script\s*>", re.IGNORECASE),
+}
+
+
+def _without_hidden(html: str) -> str:
+    kept: list[str] = []
+    pos = 0
+    while (start := _HIDDEN_START.search(html, pos)) is not None:
+        kept.append(html[pos : start.start()])
+        name = start.group(1)
+        if name is None:
+            end = html.find("-->", start.end())
+            pos = -1 if end < 0 else end + 3
+        else:
+            closing = _HIDDEN_END[name.lower()].search(html, start.end())
+            pos = -1 if closing is None else closing.end()
+        if pos < 0:
+            return "".join(kept)
+    kept.append(html[pos:])
+    return "".join(kept)
+
+
 def _tag_to_text(match: re.Match[str]) -> str:
     name = match.group(1)
     return "\n" if name is not None and name.lower() in _BREAKS else ""  # a block's start or end
@@ -247,10 +276,11 @@ def _tag_to_text(match: re.Match[str]) -> str:
 
 def html_to_text(html: str) -> str:
     """Plain text for the classifier: Intercom and Zammad send message bodies as HTML. Tags go,
-    block-level ones leave a line break, entities are decoded; a lone "<" is text."""
+    block-level ones leave a line break, entities are decoded; comments, style sheets and scripts go
+    with their content; a lone "<" is text."""
     if "<" not in html and "&" not in html:
         return html.strip()
-    text = unescape(_TAG.sub(_tag_to_text, html))
+    text = unescape(_TAG.sub(_tag_to_text, _without_hidden(html)))
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 

@@ -117,3 +117,13 @@ def test_a_body_too_deep_to_read_again_exactly_is_malformed_not_a_crash() -> Non
             parse_json_object(body)
     finally:
         sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("opener", ["<style>", "<!--", "<script x=1>"])
+def test_unclosed_style_sheets_and_comments_are_read_in_linear_time(opener: str) -> None:
+    hostile = ("text " + opener) * 60_000 + "<p>the end</p>"
+    started = time.process_time()
+    text = html_to_text(hostile)
+    assert time.process_time() - started < 2.0
+    assert text == "text"  # what follows an unclosed one is its content, as in a browser
+    assert html_to_text(f"a{opener}b") == "a"

@@ -90,3 +90,19 @@ def test_missing_ticket() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, b'{"article": {}}'), NOW)
     assert info.value.field == "/ticket"
+
+
+def test_an_email_articles_style_sheet_and_comments_are_no_text() -> None:
+    # Mail clients put a style sheet (often inside an HTML comment) and conditional comments in the
+    # HTML of an e-mail: their CSS was kept as text, the first lines of the ticket's description
+    # that the classifier and the language detection read.
+    data = json.loads(fixture("zammad", "ticket_created.json"))
+    data["article"]["body"] = (
+        '<html><head><STYLE type="text/css"><!-- /* Font Definitions */ @font-face {font-family:Calibri;}'
+        " p.MsoNormal {margin:0cm; font-size:11.0pt} --></STYLE></head><body>"
+        '<!--[if gte mso 9]><xml><o:shapedefaults v:ext="edit" spidmax="1026" /></xml><![endif]-->'
+        "<p class=MsoNormal>The printer jams on every second page.</p><div>Model: HP 4000</div>"
+        "<script>track('open')</script></body></html>"
+    )
+    snap = adapt_one(CFG, json.dumps(data).encode()).snapshot
+    assert snap.description == "The printer jams on every second page.\nModel: HP 4000"
