@@ -44,15 +44,30 @@ def _may_hold_a_long_integer(body: bytes) -> bool:
     return _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS)
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _not_json(body: bytes) -> str:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8, the only encoding JSON between systems may use (RFC 8259)"
+    return "body is not valid JSON"
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, its integers exact whatever their size. orjson reads it (the
     fast path, and the judge of what is valid JSON); a body that may hold an integer orjson reads
     as a float (a run of 19 digits anywhere, strings included) is read again by the standard
-    library, exact for integers of any size and the same as orjson for everything else."""
+    library, exact for integers of any size and the same as orjson for everything else. A UTF-8
+    byte order mark before the JSON (.NET and Windows PowerShell senders write one) is skipped,
+    as RFC 8259 allows; signatures are checked before, over the bytes as received."""
+    if body.startswith(_UTF8_BOM):
+        body = body[len(_UTF8_BOM) :]
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBodyError("body is not valid JSON") from exc
+        raise MalformedBodyError(_not_json(body)) from exc
     if not isinstance(data, dict):
         raise MalformedBodyError("body must be a JSON object")
     if _may_hold_a_long_integer(body):
