@@ -106,3 +106,26 @@ def test_an_email_articles_style_sheet_and_comments_are_no_text() -> None:
     )
     snap = adapt_one(CFG, json.dumps(data).encode()).snapshot
     assert snap.description == "The printer jams on every second page.\nModel: HP 4000"
+
+
+@pytest.mark.parametrize(
+    ("priority", "expected"),
+    [
+        ("2 medium", Priority.P3),
+        ("4 critical", Priority.P1),
+        ("5 blocker", Priority.P1),
+        ("0 lowest", Priority.P4),
+    ],
+)
+def test_a_priority_of_the_admins_is_read_by_the_word_after_its_number(
+    priority: str, expected: Priority
+) -> None:
+    # Zammad admins add and rename priorities ("4 critical"); only the four defaults were known, so
+    # every event of a ticket with another priority was refused (422) and lost.
+    assert adapt_one(CFG, _no_article("open", priority)).snapshot.priority is expected
+
+
+def test_a_priority_whose_word_is_unknown_is_refused_naming_the_field() -> None:
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, _no_article("open", "3 sometime")), NOW)
+    assert info.value.field == "/ticket/priority/name"
