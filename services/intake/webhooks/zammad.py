@@ -27,7 +27,6 @@ from .common import (
     opt_str,
     parse_datetime,
     parse_json_object,
-    pointer_get,
     require_object,
     require_str,
 )
@@ -58,6 +57,16 @@ def _priority(name: str | None, field: str, options: dict[str, Any]) -> Priority
         if not number.isdigit() or found is None or norm_word(name or "") in mapped:
             raise  # no word we know, or the admin's own mapping is wrong: say so
         return found
+
+
+def _author(article: dict[str, Any]) -> str | None:
+    """Who wrote the article: ``origin_by`` when an agent (``created_by``) took it down for someone
+    (a phone call), a login string or a user object; else its creator; else its From."""
+    origin = article.get("origin_by")
+    if isinstance(origin, dict):
+        origin = origin.get("email") or origin.get("login")
+    created = as_object(article.get("created_by"))
+    return opt_str(origin) or opt_str(created.get("email")) or opt_str(article.get("from"))
 
 
 def _name(value: Any) -> str | None:
@@ -126,7 +135,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     elif event_type is EventType.TICKET_COMMENTED and body:
         fields["comment"] = {
             "body": body,
-            "author": opt_str(pointer_get(article, "/created_by/email") or article.get("from")),
+            "author": _author(article),
             "public": article.get("internal") is not True,
             "from_agent": article.get("sender") == "Agent",
         }

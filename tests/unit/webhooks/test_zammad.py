@@ -129,3 +129,26 @@ def test_a_priority_whose_word_is_unknown_is_refused_naming_the_field() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, _no_article("open", "3 sometime")), NOW)
     assert info.value.field == "/ticket/priority/name"
+
+
+def test_an_article_taken_down_by_an_agent_for_the_customer_is_the_customers() -> None:
+    # Zammad's documented payload: a phone article an agent (created_by) typed for the customer
+    # (origin_by, sender "Customer"). Its author was given as the agent who typed it.
+    data = json.loads(fixture("zammad", "article_added.json"))
+    data["article"].update(
+        {
+            "sender": "Customer",
+            "type": "phone",
+            "internal": False,
+            "from": "Emily Adams <emily@example.com>",
+            "created_by": {"id": 3, "email": "chris@chrispresso.com", "login": "chris@chrispresso.com"},
+            "origin_by": "emily@example.com",
+            "origin_by_id": 8,
+        }
+    )
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None
+    assert (comment.author, comment.public, comment.from_agent) == ("emily@example.com", True, False)
+    data["article"]["origin_by"] = {"id": 8, "email": "emily@example.com", "login": "emily"}  # as an object
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None and comment.author == "emily@example.com"
