@@ -186,13 +186,18 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
     raise UnmappableError(field, "expected a timestamp")
 
 
-def as_tags(value: Any) -> list[str] | None:
-    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk).
-    None when the payload has none: the tags already known stay (an empty list clears them)."""
+SPACES_OR_COMMAS = re.compile(r"[,\s]+")
+COMMAS = re.compile(r"\s*,\s*")  # Freshdesk's tags may hold spaces ("needs review")
+
+
+def as_tags(value: Any, separators: re.Pattern[str] = SPACES_OR_COMMAS) -> list[str] | None:
+    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk:
+    ``separators=COMMAS``). None when the payload has none: the tags already known stay (an empty
+    list clears them)."""
     if value is None:
         return None
     if isinstance(value, str):
-        return [t for t in re.split(r"[,\s]+", value) if t]
+        return [t for t in separators.split(value.strip()) if t]
     if isinstance(value, list):
         return [str(t) for t in value if isinstance(t, str | int) and not isinstance(t, bool)]
     return []

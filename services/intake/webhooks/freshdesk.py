@@ -23,6 +23,7 @@ from typing import Any
 from shared.events import EventType, Priority, TicketStatus
 
 from .common import (
+    COMMAS,
     as_tags,
     build_snapshot,
     html_to_text,
@@ -109,7 +110,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "name": opt_str(ticket.get("ticket_requester_name")),
             "organization": opt_str(ticket.get("ticket_company_name")),
         },
-        "tags": as_tags(ticket.get("ticket_tags")),
+        "tags": as_tags(ticket.get("ticket_tags"), COMMAS),
         "channel": opt_str(ticket.get("ticket_source")),
         "url": opt_str(ticket.get("ticket_url")),
         "created_at": parse_datetime(ticket.get("ticket_created_at"), field("ticket_created_at")),

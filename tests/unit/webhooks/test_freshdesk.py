@@ -191,3 +191,10 @@ def test_a_reply_sent_with_a_status_change_is_in_the_event(triggered: str, expec
         CFG, _body(triggered_event="{status:{from:2,to:4}}", ticket_latest_public_comment="Old.")
     )
     assert plain.snapshot.comment is None  # no reply named: the comment shown is an older one
+
+
+def test_a_tag_of_several_words_is_one_tag() -> None:
+    # Freshdesk tags may hold spaces ("needs review"), and {{ticket.tags}} separates them by commas:
+    # split on spaces as well, one tag became several (and rules on it never matched).
+    snap = adapt_one(CFG, _body(ticket_tags="shipping, needs review,Product Feedback")).snapshot
+    assert snap.tags == ["shipping", "needs review", "product feedback"]
