@@ -44,15 +44,30 @@ def _may_hold_a_long_integer(body: bytes) -> bool:
     return _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS)
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _not_json(body: bytes) -> str:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8, the only encoding JSON between systems may use (RFC 8259)"
+    return "body is not valid JSON"
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, its integers exact whatever their size. orjson reads it (the
     fast path, and the judge of what is valid JSON); a body that may hold an integer orjson reads
     as a float (a run of 19 digits anywhere, strings included) is read again by the standard
-    library, exact for integers of any size and the same as orjson for everything else."""
+    library, exact for integers of any size and the same as orjson for everything else. A UTF-8
+    byte order mark before the JSON (.NET and Windows PowerShell senders write one) is skipped,
+    as RFC 8259 allows; signatures are checked before, over the bytes as received."""
+    if body.startswith(_UTF8_BOM):
+        body = body[len(_UTF8_BOM) :]
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedBodyError("body is not valid JSON") from exc
+        raise MalformedBodyError(_not_json(body)) from exc
     if not isinstance(data, dict):
         raise MalformedBodyError("body must be a JSON object")
     if _may_hold_a_long_integer(body):
@@ -171,13 +186,18 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
     raise UnmappableError(field, "expected a timestamp")
 
 
-def as_tags(value: Any) -> list[str] | None:
-    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk).
-    None when the payload has none: the tags already known stay (an empty list clears them)."""
+SPACES_OR_COMMAS = re.compile(r"[,\s]+")
+COMMAS = re.compile(r"\s*,\s*")  # Freshdesk's tags may hold spaces ("needs review")
+
+
+def as_tags(value: Any, separators: re.Pattern[str] = SPACES_OR_COMMAS) -> list[str] | None:
+    """Tags arrive as lists, or as one string separated by spaces (Zendesk) or commas (Freshdesk:
+    ``separators=COMMAS``). None when the payload has none: the tags already known stay (an empty
+    list clears them)."""
     if value is None:
         return None
     if isinstance(value, str):
-        return [t for t in re.split(r"[,\s]+", value) if t]
+        return [t for t in separators.split(value.strip()) if t]
     if isinstance(value, list):
         return [str(t) for t in value if isinstance(t, str | int) and not isinstance(t, bool)]
     return []
@@ -240,6 +260,35 @@ _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "bloc
 _TAG = re.compile(r"</?([a-zA-Z][a-zA-Z0-9]*)?[^<>]*>")
 
 
+# What a browser shows nothing of: a comment (mail clients wrap style sheets and conditional markup
+# in them, and ">" inside one ended the tag above early), a style sheet, a script. Each is found by
+# a search from where the last one ended, and an unclosed one runs to the end (as in a browser), so
+# the scan stays linear.
+_HIDDEN_START = re.compile(r"<!--|<(style|script)(?=[\s/>])", re.IGNORECASE)
+_HIDDEN_END = {
+    "style": re.compile(r"</style\s*>", re.IGNORECASE),
+    "script": re.compile(r"</script\s*>", re.IGNORECASE),
+}
+
+
+def _without_hidden(html: str) -> str:
+    kept: list[str] = []
+    pos = 0
+    while (start := _HIDDEN_START.search(html, pos)) is not None:
+        kept.append(html[pos : start.start()])
+        name = start.group(1)
+        if name is None:
+            end = html.find("-->", start.end())
+            pos = -1 if end < 0 else end + 3
+        else:
+            closing = _HIDDEN_END[name.lower()].search(html, start.end())
+            pos = -1 if closing is None else closing.end()
+        if pos < 0:
+            return "".join(kept)
+    kept.append(html[pos:])
+    return "".join(kept)
+
+
 def _tag_to_text(match: re.Match[str]) -> str:
     name = match.group(1)
     return "\n" if name is not None and name.lower() in _BREAKS else ""  # a block's start or end
@@ -247,10 +296,11 @@ def _tag_to_text(match: re.Match[str]) -> str:
 
 def html_to_text(html: str) -> str:
     """Plain text for the classifier: Intercom and Zammad send message bodies as HTML. Tags go,
-    block-level ones leave a line break, entities are decoded; a lone "<" is text."""
+    block-level ones leave a line break, entities are decoded; comments, style sheets and scripts go
+    with their content; a lone "<" is text."""
     if "<" not in html and "&" not in html:
         return html.strip()
-    text = unescape(_TAG.sub(_tag_to_text, html))
+    text = unescape(_TAG.sub(_tag_to_text, _without_hidden(html)))
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 

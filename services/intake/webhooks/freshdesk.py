@@ -23,6 +23,7 @@ from typing import Any
 from shared.events import EventType, Priority, TicketStatus
 
 from .common import (
+    COMMAS,
     as_tags,
     build_snapshot,
     html_to_text,
@@ -64,6 +65,11 @@ def _status(value: Any, field: str, options: dict[str, Any]) -> TicketStatus | N
         return TicketStatus.OPEN
 
 
+def _says_comment(text: str, has_comment: bool) -> bool:
+    """Whether the rule fired on a reply or a note (or names nothing and carries a comment)."""
+    return any(word in text for word in ("reply", "note", "comment")) or (has_comment and not text)
+
+
 def _classify(triggered: str | None, has_comment: bool) -> EventType:
     text = (triggered or "").lower()
     if "created" in text or "ticket_action:new" in text:
@@ -71,7 +77,7 @@ def _classify(triggered: str | None, has_comment: bool) -> EventType:
     moved = any(word in text for word in ("group", "agent", "responder", "assign"))
     if "status" in text and not moved:  # a move wins: the router moves a ticket only on one
         return EventType.TICKET_STATUS_CHANGED
-    if any(word in text for word in ("reply", "note", "comment")) or (has_comment and not text):
+    if _says_comment(text, has_comment):
         return EventType.TICKET_COMMENTED
     if moved:
         return EventType.TICKET_REASSIGNED_EXTERNALLY
@@ -104,7 +110,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "name": opt_str(ticket.get("ticket_requester_name")),
             "organization": opt_str(ticket.get("ticket_company_name")),
         },
-        "tags": as_tags(ticket.get("ticket_tags")),
+        "tags": as_tags(ticket.get("ticket_tags"), COMMAS),
         "channel": opt_str(ticket.get("ticket_source")),
         "url": opt_str(ticket.get("ticket_url")),
         "created_at": parse_datetime(ticket.get("ticket_created_at"), field("ticket_created_at")),
@@ -113,8 +119,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     }
     if fields["status"] is None:
         fields["status"] = TicketStatus.NEW if event_type is EventType.TICKET_CREATED else TicketStatus.OPEN
-    if event_type is EventType.TICKET_COMMENTED and comment is not None:
-        text = (triggered or "").lower()
+    text = (triggered or "").lower()
+    # Whatever the type: a reply sent with a status change ("Send and set as Resolved") is the
+    # ticket's response all the same, and the router reads the comment of any event.
+    if comment is not None and event_type is not EventType.TICKET_CREATED and _says_comment(text, True):
         fields["comment"] = {
             "body": comment,
             # Freshdesk's {{ticket.latest_public_comment}} template variable holds public comments

@@ -7,7 +7,8 @@
         "external_id": "/ticket/id",     # the only required field
         "subject": ..., "description": ..., "status": ..., "priority": ...,
         "requester_email": ..., "requester_name": ..., "requester_organization": ...,
-        "tags": ...,                     # all matches are collected; strings are split on commas/spaces
+        "tags": ...,                     # all matches are collected; a string outside any array is
+                                         # split on commas/spaces, one in an array is one tag
         "channel": ..., "url": ..., "created_at": ..., "updated_at": ..., "assignee_group": ...,
         "comment_body": ..., "comment_author": ..., "comment_public": ..., "comment_from_agent": ...,
         "event_type": ..., "occurred_at": ...
@@ -28,7 +29,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from jsonpath_ng import JSONPath
+from jsonpath_ng import DatumInContext, JSONPath
 from jsonpath_ng.ext import parse as parse_jsonpath
 
 from shared.events import EventType, TicketStatus, parse_priority
@@ -128,6 +129,29 @@ def _values(data: Any, expression: str) -> list[Any]:
     return [match.value for match in _compile(expression).find(data) if match.value is not None]
 
 
+def _in_array(match: DatumInContext) -> bool:
+    context = match.context
+    while context is not None:
+        if isinstance(context.value, list):
+            return True
+        context = context.context
+    return False
+
+
+def _tags(data: Any, expression: str) -> list[str]:
+    """A string outside any array is a delimited list ("vip, login"); one found in an array (a
+    label's name, an element) is one tag, as the array reached by a pointer keeps it."""
+    if expression.startswith("/"):
+        found = [(value, False) for value in _values(data, expression)]
+    else:
+        found = [(m.value, _in_array(m)) for m in _compile(expression).find(data) if m.value is not None]
+    tags: list[str] = []
+    for value, in_array in found:
+        delimited = isinstance(value, str) and not in_array
+        tags.extend(as_tags(value if delimited or isinstance(value, list) else [value]) or [])
+    return tags
+
+
 def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[AdaptedEvent]:
     try:
         validate_generic_mapping(config.options)
@@ -152,10 +176,6 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         raise UnmappableError(id_expression, "required field is missing")
     status, status_expression = one("status")
     priority, priority_expression = one("priority")
-    tags: list[str] = []
-    if "tags" in mapping:
-        for value in _values(data, mapping["tags"]):
-            tags.extend(as_tags(value if isinstance(value, list | str) else [value]) or [])
     fields: dict[str, Any] = {
         "external_id": opt_str(external_id),
         "subject": text("subject") or "",
@@ -167,7 +187,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "name": text("requester_name"),
             "organization": text("requester_organization"),
         },
-        "tags": tags if "tags" in mapping else None,
+        "tags": _tags(data, mapping["tags"]) if "tags" in mapping else None,
         "channel": text("channel"),
         "url": text("url"),
         "created_at": parse_datetime(*one("created_at")),

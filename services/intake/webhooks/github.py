@@ -75,6 +75,24 @@ def priority_from_labels(labels: list[str]) -> Priority | None:
     return None
 
 
+def visible_markdown(markdown: str) -> str:
+    """``markdown`` without its HTML comments, which GitHub does not show: issue templates guide
+    the reporter with them, and they are no part of what was said. A ``<!--`` never closed is text
+    (as GitHub shows it inline). Each search starts where the last comment ended: linear."""
+    kept: list[str] = []
+    pos = 0
+    while (start := markdown.find("<!--", pos)) >= 0 and (end := markdown.find("-->", start + 4)) >= 0:
+        kept.append(markdown[pos:start])
+        pos = end + 3
+    kept.append(markdown[pos:])
+    return "".join(kept).strip() if pos else markdown
+
+
+def _text(body: Any) -> Any:
+    """A body as shown; anything but text as it came, for the snapshot's check to name."""
+    return visible_markdown(body) if isinstance(body, str) else body or ""
+
+
 def _label_names(issue: dict[str, Any]) -> list[str]:
     labels = as_list(issue.get("labels"))
     return [str(lb["name"]) for lb in labels if isinstance(lb, dict) and opt_str(lb.get("name"))]
@@ -103,7 +121,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     fields: dict[str, Any] = {
         "external_id": f"{repo}#{number}",
         "subject": opt_str(require(data, "/issue/title")) or "",
-        "description": issue.get("body") or "",
+        "description": _text(issue.get("body")),
         "status": map_status(issue.get("state"), _STATUSES, "/issue/state", config.options),
         "priority": priority_from_labels(labels),
         "requester": {"name": opt_str(pointer_get(data, "/issue/user/login"))},
@@ -121,7 +139,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         comment = require_object(data, "/comment")
         author = opt_str(pointer_get(comment, "/user/login"))
         fields["comment"] = {
-            "body": comment.get("body") or "",
+            "body": _text(comment.get("body")),
             "author": author,
             "public": True,
             # A member answering someone; not the requester commenting on their own issue (a

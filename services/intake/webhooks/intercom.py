@@ -134,7 +134,9 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "tags": [str(t["name"]) for t in as_list(tags) if isinstance(t, dict) and opt_str(t.get("name"))]
         if tags is not None
         else None,
-        "channel": opt_str(first(item, "/source/delivered_as", "/source/type")) or "intercom",
+        # source.type is where (conversation: the Messenger, email, whatsapp...); delivered_as is who
+        # started it (customer_initiated, admin_initiated...), no channel.
+        "channel": opt_str(pointer_get(item, "/source/type")) or "intercom",
         # str.replace, not format(): a stray brace in the admin's template must not become a 500.
         "url": template.replace("{app_id}", str(data.get("app_id", ""))).replace("{id}", item_id)
         if template

@@ -152,7 +152,9 @@ def _user_id(user: Any) -> str | None:
 
 def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     comment = require_object(data, "/comment")
-    public = comment.get("jsdPublic") is not False
+    # Internal in Service Management (jsdPublic false), or restricted to a project role or a group
+    # (any Jira): either way the reporter does not see it.
+    public = comment.get("jsdPublic") is not False and not as_object(comment.get("visibility"))
     author_id = _user_id(pointer_get(comment, "/author"))
     reporter_id = _user_id(pointer_get(issue, "/fields/reporter"))
     # Only agents can write internal notes; otherwise anyone but the reporter answers for support,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import PRIORITY_ALIASES, EventType, Priority, TicketStatus
 
 from .common import (
     as_list,
@@ -23,13 +23,14 @@ from .common import (
     map_event_word,
     map_priority,
     map_status,
+    norm_word,
     opt_str,
     parse_datetime,
     parse_json_object,
-    pointer_get,
     require_object,
     require_str,
 )
+from .errors import UnmappableError
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
 
 _STATES = {
@@ -43,6 +44,29 @@ _STATES = {
 }
 # "1 low", "2 normal", "3 high" (and an admin's "4 urgent"): the word after the number decides.
 _PRIORITIES = {"1 low": Priority.P4, "2 normal": Priority.P3, "3 high": Priority.P2, "4 urgent": Priority.P1}
+
+
+def _priority(name: str | None, field: str, options: dict[str, Any]) -> Priority | None:
+    """The defaults by name, then any "<number> <word>" of the admin's by its word ("4 critical")."""
+    try:
+        return map_priority(name, _PRIORITIES, field, options)
+    except UnmappableError:
+        number, _, word = (name or "").strip().partition(" ")
+        mapped = {norm_word(k) for k in options.get("priority_map") or {}}
+        found = None if word.strip().isdigit() else PRIORITY_ALIASES.get(norm_word(word))
+        if not number.isdigit() or found is None or norm_word(name or "") in mapped:
+            raise  # no word we know, or the admin's own mapping is wrong: say so
+        return found
+
+
+def _author(article: dict[str, Any]) -> str | None:
+    """Who wrote the article: ``origin_by`` when an agent (``created_by``) took it down for someone
+    (a phone call), a login string or a user object; else its creator; else its From."""
+    origin = article.get("origin_by")
+    if isinstance(origin, dict):
+        origin = origin.get("email") or origin.get("login")
+    created = as_object(article.get("created_by"))
+    return opt_str(origin) or opt_str(created.get("email")) or opt_str(article.get("from"))
 
 
 def _name(value: Any) -> str | None:
@@ -88,7 +112,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "external_id": ticket_id,
         "subject": opt_str(ticket.get("title")) or "",
         "status": map_status(_name(ticket.get("state")), _STATES, state_field, config.options),
-        "priority": map_priority(_name(ticket.get("priority")), _PRIORITIES, priority_field, config.options),
+        "priority": _priority(_name(ticket.get("priority")), priority_field, config.options),
         "requester": {
             "email": opt_str(customer.get("email")),
             "name": name or None,
@@ -111,7 +135,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     elif event_type is EventType.TICKET_COMMENTED and body:
         fields["comment"] = {
             "body": body,
-            "author": opt_str(pointer_get(article, "/created_by/email") or article.get("from")),
+            "author": _author(article),
             "public": article.get("internal") is not True,
             "from_agent": article.get("sender") == "Agent",
         }

@@ -105,10 +105,12 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
         if kind == "ticket.status_changed" and isinstance(current, str)
         else (detail.get("status"), "/detail/status")
     )
+    # Event payloads send an absent id as "0".
+    present = {key: text for key, value in detail.items() if (text := opt_str(value)) not in (None, "0")}
     custom = {
-        key: str(detail[key])
+        key: present[key]
         for key in ("requester_id", "organization_id", "assignee_id", "brand_id", "form_id", "type")
-        if opt_str(detail.get(key)) not in (None, "0")
+        if key in present
     }
     fields: dict[str, Any] = {
         "external_id": ticket_id,
@@ -121,7 +123,7 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
         "url": _ticket_url(config, ticket_id),
         "created_at": parse_datetime(detail.get("created_at"), "/detail/created_at"),
         "updated_at": parse_datetime(detail.get("updated_at"), "/detail/updated_at"),
-        "external_assignee_group": opt_str(detail.get("group_id")),
+        "external_assignee_group": present.get("group_id"),
         "custom_fields": custom,
     }
     event_type = EventType.TICKET_UPDATED

@@ -164,3 +164,37 @@ def test_an_html_description_is_read_as_text() -> None:
     assert snap.description == "The box was crushed & wet.\nThe mug is broken."
     text = adapt_one(CFG, _body(ticket_description=html, ticket_description_text="Plain.")).snapshot
     assert text.description == "Plain."
+
+
+@pytest.mark.parametrize(
+    ("triggered", "expected_type"),
+    [
+        ("{status:{from:Open,to:Resolved},reply_sent:sent}", EventType.TICKET_STATUS_CHANGED),
+        ("{status:{from:2,to:3},reply_sent:sent}", EventType.TICKET_STATUS_CHANGED),
+        # A reply naming a move: a comment, whose group the router compares with the one said before.
+        ("{reply_sent:sent,group_id:{from:1,to:2}}", EventType.TICKET_COMMENTED),
+    ],
+)
+def test_a_reply_sent_with_a_status_change_is_in_the_event(triggered: str, expected_type: EventType) -> None:
+    # "Send and set as Resolved" is one update: classified as the status change, the event left the
+    # reply out, and the ticket's first response was never met. The router reads the status (and
+    # the group) of any event, and the reply with it.
+    result = adapt_one(CFG, _body(triggered_event=triggered, ticket_latest_public_comment="Refunded."))
+    assert result.type is expected_type
+    comment = result.snapshot.comment
+    assert comment is not None and (comment.body, comment.public, comment.from_agent) == (
+        "Refunded.",
+        True,
+        True,
+    )
+    plain = adapt_one(
+        CFG, _body(triggered_event="{status:{from:2,to:4}}", ticket_latest_public_comment="Old.")
+    )
+    assert plain.snapshot.comment is None  # no reply named: the comment shown is an older one
+
+
+def test_a_tag_of_several_words_is_one_tag() -> None:
+    # Freshdesk tags may hold spaces ("needs review"), and {{ticket.tags}} separates them by commas:
+    # split on spaces as well, one tag became several (and rules on it never matched).
+    snap = adapt_one(CFG, _body(ticket_tags="shipping, needs review,Product Feedback")).snapshot
+    assert snap.tags == ["shipping", "needs review", "product feedback"]

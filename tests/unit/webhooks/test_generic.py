@@ -156,3 +156,22 @@ def test_integers_beyond_64_bits_are_read_exactly(first: int, second: int) -> No
         assert snap.tags == [str(number), "x"]
         ids.append(snap.external_id)
     assert ids[0] != ids[1]
+
+
+@pytest.mark.parametrize(
+    "expression", ["$.ticket.labels[*].name", "$.ticket.names[*]", "/ticket/names", "$.ticket.names"]
+)
+def test_a_label_in_an_array_is_one_tag_however_it_is_reached(expression: str) -> None:
+    # A string a JSONPath found in an array was split on spaces like a delimited list, so the label
+    # "needs review" became two tags, where the pointer to the same array kept it whole.
+    cfg = config("generic", mapping={"external_id": "/ticket/id", "tags": expression})
+    labels = [{"name": "needs review"}, {"name": "Billing"}]
+    body = json.dumps({"ticket": {"id": 1, "labels": labels, "names": ["needs review", "Billing"]}})
+    assert adapt_one(cfg, body.encode()).snapshot.tags == ["needs review", "billing"]
+
+
+@pytest.mark.parametrize("expression", ["/ticket/tags", "$.ticket.tags"])
+def test_a_string_of_tags_outside_an_array_is_split(expression: str) -> None:
+    cfg = config("generic", mapping={"external_id": "/ticket/id", "tags": expression})
+    body = json.dumps({"ticket": {"id": 1, "tags": "vip, login locked"}}).encode()
+    assert adapt_one(cfg, body).snapshot.tags == ["vip", "login", "locked"]

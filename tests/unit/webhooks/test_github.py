@@ -159,3 +159,25 @@ def test_the_last_label_removed_is_in_the_event_and_a_payload_without_tags_keeps
     body = _edit("issues.labeled.json", action="unlabeled", issue__labels=[])
     result = adapt_one(CFG, body, {"X-GitHub-Event": "issues"})
     assert event_payload(result.snapshot)["tags"] == []
+
+
+def test_an_issue_templates_hidden_comments_are_no_text() -> None:
+    # Issue templates guide the reporter with HTML comments, which GitHub does not show: they were
+    # the description's text (every issue of a repository read alike to the classifier), and a
+    # comment answering with the template's leftovers read as its instructions.
+    template = (
+        "<!-- Thanks for reporting! Please fill in the sections below. -->\n"
+        "### What happened\n"
+        "It looks like you accidently spelled 'commit' with two 't's.\n"
+        "<!--\nSteps to reproduce: list them here (1. ... 2. ...)\n-->\n"
+        "`a <!-- b` is text: a comment never closed is none"
+    )
+    opened = _edit("issues.opened.json", issue__body=template)
+    description = adapt_one(CFG, opened, {"X-GitHub-Event": "issues"}).snapshot.description
+    assert description == (
+        "### What happened\nIt looks like you accidently spelled 'commit' with two 't's.\n\n"
+        "`a <!-- b` is text: a comment never closed is none"
+    )
+    reply = _edit("issue_comment.created.json", comment__body="<!-- reply template -->\nFixed in #2.")
+    comment = adapt_one(CFG, reply, {"X-GitHub-Event": "issue_comment"}).snapshot.comment
+    assert comment is not None and comment.body == "Fixed in #2."

@@ -117,3 +117,36 @@ def test_a_body_too_deep_to_read_again_exactly_is_malformed_not_a_crash() -> Non
             parse_json_object(body)
     finally:
         sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("opener", ["<style>", "<!--", "<script x=1>"])
+def test_unclosed_style_sheets_and_comments_are_read_in_linear_time(opener: str) -> None:
+    hostile = ("text " + opener) * 60_000 + "<p>the end</p>"
+    started = time.process_time()
+    text = html_to_text(hostile)
+    assert time.process_time() - started < 2.0
+    assert text == "text"  # what follows an unclosed one is its content, as in a browser
+    assert html_to_text(f"a{opener}b") == "a"
+
+
+def test_a_utf8_byte_order_mark_before_the_json_is_skipped() -> None:
+    # Senders on .NET (StreamWriter with Encoding.UTF8) or Windows PowerShell put a BOM before the
+    # JSON; RFC 8259 lets a reader ignore it, and the standard library does. It was a 400, every time.
+    generic = config("generic", mapping={"external_id": "/id", "subject": "/title"})
+    body = "\ufeff".encode() + json.dumps({"id": 12345678901234567890123, "title": "Drucker läuft"}).encode()
+    [event] = adapt(generic, WebhookRequest({}, body), NOW)
+    assert (event.snapshot.external_id, event.snapshot.subject) == (
+        "12345678901234567890123",
+        "Drucker läuft",
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"id": 1, "title": "Drucker läuft"}'.encode("latin-1"), '{"id": 1}'.encode("utf-16")],
+)
+def test_a_body_not_in_utf8_is_refused_saying_so(body: bytes) -> None:
+    generic = config("generic", mapping={"external_id": "/id"})
+    with pytest.raises(MalformedBodyError) as raised:
+        adapt(generic, WebhookRequest({}, body), NOW)
+    assert "UTF-8" in raised.value.message

@@ -41,8 +41,20 @@ def test_conversation_created() -> None:
     assert snap.description == "Hi, my invoice shows the wrong VAT number.\nCan you fix it?"
     assert (snap.requester.email, snap.requester.name) == ("pat@buyer.example", "Pat Buyer")
     assert snap.tags == ["billing"]
-    assert snap.channel == "customer_initiated"
+    assert snap.channel == "conversation"  # the Messenger
     assert snap.url is None
+
+
+@pytest.mark.parametrize("source_type", ["email", "whatsapp", "phone_call"])
+def test_the_channel_is_the_source_type_not_who_started_the_conversation(source_type: str) -> None:
+    # source.delivered_as says who started it (customer_initiated, admin_initiated, automated...),
+    # source.type where (conversation, email, whatsapp...): every conversation a customer started had
+    # channel "customer_initiated", so a rule on "channel equals email" never matched.
+    data = json.loads(fixture("intercom", "conversation.user.created.json"))
+    data["data"]["item"]["source"]["type"] = source_type
+    assert adapt_one(CFG, json.dumps(data).encode()).snapshot.channel == source_type
+    del data["data"]["item"]["source"]["type"]
+    assert adapt_one(CFG, json.dumps(data).encode()).snapshot.channel == "intercom"
 
 
 def test_admin_reply_is_agent_comment() -> None:

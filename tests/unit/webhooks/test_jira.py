@@ -316,3 +316,23 @@ def test_an_issue_moved_to_another_project_is_closed_under_its_old_key() -> None
         (EventType.TICKET_STATUS_CHANGED, "SUP-42", TicketStatus.CLOSED),
     ]
     assert events[1].snapshot.url == "https://acme.atlassian.net/browse/SUP-42"
+
+
+@pytest.mark.parametrize(
+    "restriction", [{"type": "role", "value": "Developers"}, {"type": "group", "value": "jira-staff"}]
+)
+def test_a_comment_restricted_to_a_role_or_group_is_no_reply_the_requester_sees(
+    restriction: dict[str, str],
+) -> None:
+    # Jira Software has no jsdPublic: an agent hides a comment from the reporter by restricting it
+    # to a project role or a group ("visibility"). It was taken for a public answer, so an internal
+    # remark met the first-response target.
+    data = json.loads(fixture("jira", "comment_created.json"))
+    del data["comment"]["jsdPublic"]
+    data["comment"]["author"]["accountType"] = "atlassian"
+    data["comment"]["visibility"] = restriction | {"identifier": restriction["value"]}
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None and (comment.public, comment.from_agent) == (False, True)
+    data["comment"]["visibility"] = None  # what Jira sends for a comment anyone may read
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None and (comment.public, comment.from_agent) == (True, True)

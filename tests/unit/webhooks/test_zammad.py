@@ -90,3 +90,65 @@ def test_missing_ticket() -> None:
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, b'{"article": {}}'), NOW)
     assert info.value.field == "/ticket"
+
+
+def test_an_email_articles_style_sheet_and_comments_are_no_text() -> None:
+    # Mail clients put a style sheet (often inside an HTML comment) and conditional comments in the
+    # HTML of an e-mail: their CSS was kept as text, the first lines of the ticket's description
+    # that the classifier and the language detection read.
+    data = json.loads(fixture("zammad", "ticket_created.json"))
+    data["article"]["body"] = (
+        '<html><head><STYLE type="text/css"><!-- /* Font Definitions */ @font-face {font-family:Calibri;}'
+        " p.MsoNormal {margin:0cm; font-size:11.0pt} --></STYLE></head><body>"
+        '<!--[if gte mso 9]><xml><o:shapedefaults v:ext="edit" spidmax="1026" /></xml><![endif]-->'
+        "<p class=MsoNormal>The printer jams on every second page.</p><div>Model: HP 4000</div>"
+        "<script>track('open')</script></body></html>"
+    )
+    snap = adapt_one(CFG, json.dumps(data).encode()).snapshot
+    assert snap.description == "The printer jams on every second page.\nModel: HP 4000"
+
+
+@pytest.mark.parametrize(
+    ("priority", "expected"),
+    [
+        ("2 medium", Priority.P3),
+        ("4 critical", Priority.P1),
+        ("5 blocker", Priority.P1),
+        ("0 lowest", Priority.P4),
+    ],
+)
+def test_a_priority_of_the_admins_is_read_by_the_word_after_its_number(
+    priority: str, expected: Priority
+) -> None:
+    # Zammad admins add and rename priorities ("4 critical"); only the four defaults were known, so
+    # every event of a ticket with another priority was refused (422) and lost.
+    assert adapt_one(CFG, _no_article("open", priority)).snapshot.priority is expected
+
+
+def test_a_priority_whose_word_is_unknown_is_refused_naming_the_field() -> None:
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, _no_article("open", "3 sometime")), NOW)
+    assert info.value.field == "/ticket/priority/name"
+
+
+def test_an_article_taken_down_by_an_agent_for_the_customer_is_the_customers() -> None:
+    # Zammad's documented payload: a phone article an agent (created_by) typed for the customer
+    # (origin_by, sender "Customer"). Its author was given as the agent who typed it.
+    data = json.loads(fixture("zammad", "article_added.json"))
+    data["article"].update(
+        {
+            "sender": "Customer",
+            "type": "phone",
+            "internal": False,
+            "from": "Emily Adams <emily@example.com>",
+            "created_by": {"id": 3, "email": "chris@chrispresso.com", "login": "chris@chrispresso.com"},
+            "origin_by": "emily@example.com",
+            "origin_by_id": 8,
+        }
+    )
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None
+    assert (comment.author, comment.public, comment.from_agent) == ("emily@example.com", True, False)
+    data["article"]["origin_by"] = {"id": 8, "email": "emily@example.com", "login": "emily"}  # as an object
+    comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
+    assert comment is not None and comment.author == "emily@example.com"

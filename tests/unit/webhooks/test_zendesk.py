@@ -216,3 +216,18 @@ def test_a_trigger_payload_without_tags_or_status_says_neither() -> None:
     body = json.dumps({"id": "77", "title": "Printer jam", "updated_at": "2024-04-17T17:00:00Z"}).encode()
     payload = event_payload(adapt_one(config("zendesk"), body).snapshot)
     assert "tags" not in payload and "status" not in payload
+
+
+@pytest.mark.parametrize("no_group", ["0", 0, None])
+def test_group_id_zero_is_no_group(no_group: object) -> None:
+    # Event payloads send an absent id as "0" (as organization_id, assignee_id): a ticket taken out
+    # of its group was reported as moved to a group named "0", which became its team.
+    result = adapt_one(CFG, _event("ticket.group_assignment_changed", group_id=no_group))
+    assert result.type is EventType.TICKET_REASSIGNED_EXTERNALLY
+    assert result.snapshot.external_assignee_group is None
+    assert (
+        adapt_one(
+            CFG, _event("ticket.group_assignment_changed", group_id="77")
+        ).snapshot.external_assignee_group
+        == "77"
+    )
