@@ -2,23 +2,21 @@
 
 The router decides with each event's own instant: an agent reply or a solve that happened before
 the deadline meets it, however late its webhook arrives, unless the escalation scanner fired the
-breach first (that breach stands). The live metrics service counts ``sla_breaches_total`` when its
-own clock passes the deadline while the ticket is open. When the helpdesk delivers such a reply or
-solve after the deadline and the router routes it before its scanner's next scan, the router says
-"met" and the metrics have already counted a breach (a counter cannot go down).
+breach first (that breach stands). The live metrics service used to count ``sla_breaches_total``
+when its own clock passed the deadline while the ticket was open: a reply or solve made in time,
+delivered after the deadline and routed before the scanner's next scan, was met to the router and
+a breach to the metrics (a counter cannot go down). The counter now counts the router's verdicts
+(``state.sla.*_breached``); the overdue gauge still follows the clock.
 
 Real handler and scanner (fake clock, real database and broker); the routing events they publish
 are applied to a live metrics shard at the instant the router published them, and the shard is
-scraped in between, as Prometheus does. The two late-delivery cases are strict xfails (they fail
-on the disagreement only, ``Disagreement``) until ``sla_breaches_total`` counts the router's
-verdicts; the case the scanner breached first agrees already and must keep agreeing.
+scraped in between, as Prometheus does.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from services.metrics.backlog import BacklogState
@@ -68,7 +66,7 @@ async def router_breaches(rig, key: str) -> dict[str, float]:
 
 
 class Disagreement(AssertionError):
-    """The metrics' count is not the router's verdicts (the xfails below expect this, nothing else)."""
+    """The metrics' count is not the router's verdicts."""
 
 
 class Pipeline:
@@ -144,12 +142,6 @@ async def test_a_reply_before_its_deadline_the_scanner_breached_first_both_say_b
         await flow.agree()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Disagreement,
-    reason="sla_breaches_total counts the metrics' clock passing the deadline; the router judges "
-    "by the reply's instant (sla_breaches_total {'first_response': 1.0}, the router's breaches {})",
-)
 async def test_a_reply_before_its_deadline_delivered_after_it_is_met_on_both_sides(sessions, settings_kwargs):
     async with sla_rig(sessions, settings_kwargs, config(), START) as rig:
         flow = Pipeline(rig, settings_kwargs)
@@ -165,12 +157,6 @@ async def test_a_reply_before_its_deadline_delivered_after_it_is_met_on_both_sid
         await flow.agree()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Disagreement,
-    reason="sla_breaches_total counts the metrics' clock passing the deadline; the router judges "
-    "by the solve's instant (sla_breaches_total {'resolution': 1.0}, the router's breaches {})",
-)
 async def test_a_solve_before_its_deadline_delivered_after_it_is_met_on_both_sides(sessions, settings_kwargs):
     async with sla_rig(sessions, settings_kwargs, config(), START) as rig:
         flow = Pipeline(rig, settings_kwargs)
@@ -186,4 +172,23 @@ async def test_a_solve_before_its_deadline_delivered_after_it_is_met_on_both_sid
         assert overdue(flow.metrics) == 0
         assert await router_breaches(rig, flow.key) == {}
         assert flow.events[-1].routing().state.sla.breached is False
+        await flow.agree()
+
+
+async def test_a_reply_after_its_deadline_routed_before_the_scan_is_one_breach_on_both_sides(
+    sessions, settings_kwargs
+):
+    """Replied late, and routed before the scanner fired: the reply's state says breached, and the
+    breach the scanner then fires for it (owed) is the same one."""
+    async with sla_rig(sessions, settings_kwargs, config(), START) as rig:
+        flow = Pipeline(rig, settings_kwargs)
+        await flow.route(START, START)
+        await flow.scan(FR_WARN, fires=1)
+        await flow.route(FR_DUE + 30 * S, FR_DUE + 20 * S, OPEN, COMMENTED, REPLY)
+        assert flow.events[-1].routing().state.sla.first_response_breached is True
+        assert breaches(flow.metrics) == {"first_response": 1}
+        await flow.scan(FR_DUE + 60 * S, fires=1)  # the owed sla.breached
+        assert flow.events[-1].type == EventType.SLA_BREACHED
+        flow.scrape_at(FR_DUE + 90 * S)
+        assert await router_breaches(rig, flow.key) == {"first_response": 1}
         await flow.agree()
