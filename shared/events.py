@@ -228,7 +228,12 @@ class SlaState(BaseModel):
     resolution_warning_at: UtcDatetime | None = None
     first_responded_at: datetime | None = None
     warning_sent: bool = False
-    breached: bool = False
+    breached: bool = False  # either target, in any cycle (sticky)
+    # The router's verdict on each target: past its deadline while its clock ran (a reply or solve
+    # judged by its own instant), or its breach fired. Sticky for the ticket, like ``breached``;
+    # the metrics' breach counter counts these. None from routers older than these fields.
+    first_response_breached: bool | None = None
+    resolution_breached: bool | None = None
     paused: bool = False
 
 

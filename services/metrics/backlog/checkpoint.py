@@ -11,6 +11,8 @@ recognised by what the header lists, and a loader skips blobs it does not know, 
 stay readable in both directions (a rolled-back instance does not replay its partitions from 0):
 a checkpoint without ``a_res_warn`` (written before the router sent its warning instants) loads
 with every instant UNSET, i.e. the at-risk estimate those tickets were counted with; one without
+``a_verdict`` (written before the router sent its verdicts) has every ticket's breaches counted on
+the clock until a state with verdicts comes (an older release skips the column: the same); one without
 ``unaged`` has its tickets created ahead of the clock found and marked on load.
 """
 
@@ -50,7 +52,8 @@ _COLUMNS = (
     "a_rev",
     "free",
 )
-_ADDED_COLUMNS = ("a_res_warn",)  # int64, absent from older checkpoints (see above)
+# Absent from older checkpoints (see above): each loads filled with its value for "not known".
+_ADDED_COLUMNS = {"a_res_warn": ("q", UNSET), "a_verdict": ("B", 0)}
 _LISTS = (
     "g_open",
     "g_overdue",
@@ -74,7 +77,9 @@ def capture(state: BacklogState) -> bytes:
     caller can release the state's lock before :func:`seal` compresses it (at 1M open tickets the
     copy is a few tens of MB of memcpy, the compression several times longer)."""
     hashes, slots = state.index.dump()
-    blobs: list[tuple[str, array[int]]] = [(name, getattr(state, name)) for name in _COLUMNS + _ADDED_COLUMNS]
+    blobs: list[tuple[str, array[int]]] = [
+        (name, getattr(state, name)) for name in (*_COLUMNS, *_ADDED_COLUMNS)
+    ]
     blobs += [
         ("index_hashes", hashes),
         ("index_slots", slots),
@@ -136,8 +141,10 @@ def load(data: bytes) -> BacklogState:
     state = BacklogState(config)
     for name in _COLUMNS:
         setattr(state, name, arrays[name])
-    for name in _ADDED_COLUMNS:
-        setattr(state, name, arrays[name] if name in arrays else array("q", [UNSET]) * len(state.a_flags))
+    for name, (typecode, unknown) in _ADDED_COLUMNS.items():
+        setattr(
+            state, name, arrays[name] if name in arrays else array(typecode, [unknown]) * len(state.a_flags)
+        )
     for name, values in header["lists"].items():
         setattr(state, name, list(values))
     state.index = SlotIndex.load(arrays["index_hashes"], arrays["index_slots"])

@@ -4,7 +4,8 @@ Timestamps are int64 epoch milliseconds; flags are bits of the ``a_flags`` colum
 status are codes into :data:`.config.PRIORITIES` / :data:`.config.STATUSES`, so a per-team list
 of gauges is indexed ``team * NP + priority`` or ``team * NS + status``. ``a_res_warn`` is the
 router's resolution warning instant, stored with ``a_res_due``; UNSET from a router older than
-that field, and the at-risk gauge then estimates it (see :func:`.transitions.warn_at`).
+that field, and the at-risk gauge then estimates it (see :func:`.transitions.warn_at`). ``a_verdict``
+is 1 for a ticket whose breaches follow the router's verdicts (``state.sla.*_breached``).
 """
 
 from __future__ import annotations

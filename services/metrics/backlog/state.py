@@ -63,6 +63,11 @@ _PRIO = {p: i for i, p in enumerate(PRIORITIES)}
 _STATUS = {s: i for i, s in enumerate(STATUSES)}
 
 
+def _verdict(value: object) -> bool | None:
+    """A target's verdict as the event contract accepts it; None (absent: an older router) stays."""
+    return None if value is None else to_bool(value)
+
+
 def _event_key(event_id: uuid.UUID | str) -> int:
     value = (event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))).int
     return (value >> 64) ^ (value & _MASK64)
@@ -86,6 +91,9 @@ class BacklogState:
         self.a_created, self.a_fr_due, self.a_res_due, self.a_next = (array("q") for _ in range(4))
         self.a_res_warn = array("q")  # the router's resolution warning instant (see .columns)
         self.a_rev = array("I")  # TicketState.revision: older states are ignored
+        # 1: the ticket's states carry the router's verdict on each target (state.sla.*_breached),
+        # which its breach counts follow from then on instead of this clock (see _apply_values).
+        self.a_verdict = array("B")
         # Slots with a breach left pending by a state that arrived past its deadline (at instants up
         # to pending_at): counted once the clock passes it, unless the ticket's next state settles
         # them first. 4 bytes each: a replay or an import at one instant can leave one per ticket.
@@ -171,6 +179,8 @@ class BacklogState:
                 to_bool(sla.get("paused")),
                 to_ms(envelope.occurred_at),
                 envelope.type,
+                _verdict(sla.get("first_response_breached")),
+                _verdict(sla.get("resolution_breached")),
             )
             self._apply_values(*values)
             self._remember(seen)  # only once applied: an event that failed is applied on its retry
@@ -209,6 +219,8 @@ class BacklogState:
                 sla.paused,
                 to_ms(occurred_at or now),
                 event_type,
+                sla.first_response_breached,
+                sla.resolution_breached,
             )
             if seen is not None:
                 self._remember(seen)
@@ -281,10 +293,18 @@ class BacklogState:
         paused: bool,
         event_ms: int,
         event_type: EventType | None,
+        fr_verdict: bool | None = None,
+        res_verdict: bool | None = None,
     ) -> None:
         """Store a ticket's latest state and count its event-driven transitions (routed, resolved,
-        reopened, escalated, breaches at response/resolution, histograms, flows); the open-ticket
-        gauges follow through :func:`.transitions.remove_open` / :func:`.transitions.add_open`."""
+        reopened, escalated, breaches, histograms, flows); the open-ticket gauges follow through
+        :func:`.transitions.remove_open` / :func:`.transitions.add_open`.
+
+        Breaches: from a ticket's first state carrying the router's verdicts (``*_verdict`` not
+        None), each target counts once, when the router first says it breached: the router judges a
+        reply or solve by its own instant, however late it is delivered, and fires the breach once
+        the deadline passed (``sla.breached``). States of older routers are judged here: on this
+        clock, and by the response and resolved instants."""
         h = key_hash(key)
         slot = self.index.get(h)
         revision = min(max(revision, 0), MASK32)
@@ -298,12 +318,20 @@ class BacklogState:
         existed = slot >= 0 and not self.a_flags[slot] & F_NO_STATE
         fr_limit, res_limit = fr_due, res_due  # the deadlines a response / resolve is judged by
         fr_pending = UNSET  # a pending first-response deadline this state is to settle
+        # The router's verdicts count from the ticket's first state carrying them, and a state of an
+        # older router after it (a rolling deploy) does not give the count back to this clock.
+        verdicts = (
+            fr_verdict is not None or res_verdict is not None or (existed and self.a_verdict[slot] == 1)
+        )
         if existed:
             f = self.a_flags[slot]
             prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
             prev_open = bool(f & F_OPEN)
             if prev_open:
                 remove_open(self, slot)
+        if existed and verdicts:
+            f &= ~(F_FR_PENDING | F_RES_PENDING)  # the verdicts settle what this clock left pending
+        elif existed:
             # A breach left pending by the previous state (its deadline was past when it arrived, see
             # transitions.add_open) is settled by this one, decided at the same instant: judged by its
             # response or resolved instant when it ends that deadline (the router sends no deadline
@@ -338,6 +366,7 @@ class BacklogState:
             prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False
         self.a_team[slot], self.a_prio[slot], self.a_status[slot] = team, prio, status
         self.a_rev[slot] = revision
+        self.a_verdict[slot] = 1 if verdicts else 0
         self.a_cat[slot] = self.categories.intern(category) if category else 0
         self.a_src[slot] = self.sources.intern(source)
         self.a_created[slot] = created
@@ -362,7 +391,7 @@ class BacklogState:
             self._hist(self.h_fr, team, len(self.config.first_response_buckets)).observe(
                 self.config.first_response_buckets, max(0, responded - created) / 1000
             )
-            if fr_limit != UNSET and responded > fr_limit and not f & F_FR_BREACHED:
+            if not verdicts and fr_limit != UNSET and responded > fr_limit and not f & F_FR_BREACHED:
                 f |= F_FR_BREACHED
                 self.c_breach[team * 2] += 1
         if not new_open and (prev_open or not existed):
@@ -372,7 +401,7 @@ class BacklogState:
             self._hist(self.h_res, team * NP + prio, len(self.config.resolution_buckets)).observe(
                 self.config.resolution_buckets, seconds
             )
-            if res_limit != UNSET and end > res_limit and not f & F_RES_BREACHED:
+            if not verdicts and res_limit != UNSET and end > res_limit and not f & F_RES_BREACHED:
                 f |= F_RES_BREACHED
                 self.c_breach[team * 2 + 1] += 1
             # Solved with no reply after the pending first-response deadline (the router's rule).
@@ -380,6 +409,12 @@ class BacklogState:
                 f |= F_FR_BREACHED
                 self.c_breach[team * 2] += 1
             self.resolved_fifo.append(h)
+        if fr_verdict and not f & F_FR_BREACHED:
+            f |= F_FR_BREACHED
+            self.c_breach[team * 2] += 1
+        if res_verdict and not f & F_RES_BREACHED:
+            f |= F_RES_BREACHED
+            self.c_breach[team * 2 + 1] += 1
         reopened = (existed and not prev_open) or (not existed and event_type == EventType.TICKET_REOPENED)
         if new_open and reopened:
             self.c_reopened[team] += 1
@@ -427,6 +462,7 @@ class BacklogState:
             self.a_status,
             self.a_bucket,
             self.a_rev,
+            self.a_verdict,
         ):
             column.append(0)
         for column in (self.a_created, self.a_fr_due, self.a_res_due, self.a_res_warn):

@@ -3,7 +3,8 @@
 An open ticket changes age bucket, becomes at risk, overdue, or breaches a first-response target
 as time passes, with no event. :func:`add_open` classifies one open ticket at the state's clock,
 counts it into the open-ticket gauges of its :class:`.BacklogState` (open, overdue, at risk, by
-status, age buckets, age sum; breach counters when a deadline has passed) and schedules the next
+status, age buckets, age sum; breach counters when a deadline has passed, for tickets whose states
+carry no router verdicts: see ``BacklogState._apply_values``) and schedules the next
 instant at which that classification can change; :func:`remove_open` uncounts it. A ticket created
 ahead of the clock (a helpdesk's clock running fast) is aged 0 until its creation instant.
 :func:`advance_clock` moves the clock and re-classifies every ticket whose instant has come.
@@ -115,13 +116,15 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
     # A deadline is missed once the clock is past it, not at it (``now > due``; the next
     # classification is at ``due + 1``): the router's rule, and ours for a reply or a resolution
     # (later than the deadline). Counted at the instant, a ticket solved at it was a breach here
-    # whenever a scrape or another event of that instant came before its solve.
+    # whenever a scrape or another event of that instant came before its solve. A ticket counted by
+    # the router's verdicts (a_verdict) is only classified here: its breaches come with its states.
+    judged = st.a_verdict[slot]
     if not f & F_PAUSED:
         due = st.a_res_due[slot]
         if due != UNSET and not f & F_RES_DUE_OFF:
             if now > due:
                 f |= F_OVERDUE
-                if f & F_RES_BREACHED:
+                if f & F_RES_BREACHED or judged:
                     pass
                 elif arrived:
                     f |= F_RES_PENDING
@@ -139,7 +142,7 @@ def add_open(st: BacklogState, slot: int, joined: bool = False, arrived: bool = 
                 else:
                     nxt = min(nxt, warn)
         due = st.a_fr_due[slot]
-        if due != UNSET and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
+        if due != UNSET and not judged and not f & (F_RESPONDED | F_FR_BREACHED | F_FR_DUE_OFF):
             if arrived and now > due:
                 f |= F_FR_PENDING
                 st.pending_slots.append(slot)

@@ -169,7 +169,12 @@ def state_from_row(row: TicketRow) -> TicketState:
     )
 
 
-RECOMPUTED_SLA_FIELDS: set[str] = {"first_response_warning_at", "resolution_warning_at"}
+RECOMPUTED_SLA_FIELDS: set[str] = {
+    "first_response_warning_at",
+    "resolution_warning_at",
+    "first_response_breached",
+    "resolution_breached",
+}
 
 
 def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], now: datetime) -> None:
@@ -183,7 +188,7 @@ def apply_state(row: TicketRow, state: TicketState, snapshot: dict[str, Any], no
     row.created_at = state.created_at
     row.routed_at = state.routed_at
     row.resolved_at = state.resolved_at
-    # The warning instants are recomputed for every emitted state; leaving them out of the row
+    # The warning instants and verdicts are recomputed for every emitted state; leaving them out of the row
     # keeps it readable by a router of the previous release (its SlaState forbids unknown
     # fields) during a rolling deploy or a rollback.
     row.sla = state.sla.model_dump(mode="json", exclude=RECOMPUTED_SLA_FIELDS)

@@ -29,6 +29,7 @@ Semantics (common helpdesk behaviour):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -310,13 +311,21 @@ class SlaClock(BaseModel):
         clock, _ = self._checkpoint(calendar, now)
         return {"first_response": clock.first_response.consumed, "resolution": clock.resolution.consumed}
 
-    def to_sla_state(self, calendar: BusinessCalendar, deadlines: Deadlines | None = None) -> SlaState:
-        """``deadlines``: this clock's on ``calendar``, when the caller already has them.
+    def to_sla_state(
+        self, calendar: BusinessCalendar, deadlines: Deadlines | None = None, fired: Collection[str] = ()
+    ) -> SlaState:
+        """``deadlines``: this clock's on ``calendar``, when the caller already has them; ``fired``:
+        the ticket's fired timer ids (``ticket:target:kind:cycle``).
 
         The warning instants are the ones the escalation scanner fires at (both come from
-        :meth:`deadlines`), so consumers such as the metrics' at-risk gauge agree with it."""
+        :meth:`deadlines`), so consumers such as the metrics' at-risk gauge agree with it. Each
+        target's verdict is breached once its time used passed the target (at an event's own
+        instant) or its breach fired (in any cycle; a target moved later since keeps it): what the
+        router tells and acts on, and so what the metrics count."""
         if deadlines is None:
             deadlines = self.deadlines(calendar)
+        ids = (timer.rsplit(":", 3) for timer in fired)
+        fired_breaches = {parts[1] for parts in ids if len(parts) == 4 and parts[2] == "breach"}
         return SlaState(
             policy=self.policy,
             first_response_due=deadlines.first_response_due,
@@ -326,5 +335,7 @@ class SlaClock(BaseModel):
             first_responded_at=self.first_responded_at,
             warning_sent=self.warning_sent,
             breached=self.breached,
+            first_response_breached=self.first_response.met_late or "first_response" in fired_breaches,
+            resolution_breached=self.resolution.met_late or "resolution" in fired_breaches,
             paused=self.paused,
         )

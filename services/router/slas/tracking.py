@@ -224,7 +224,7 @@ class SlaTracker:
     def refresh(self, state: TicketState) -> None:
         if self.clock is not None:
             calendar = self.config.calendar(self.clock.calendar)
-            state.sla = self.clock.to_sla_state(calendar, self._deadlines(self.clock, calendar))
+            state.sla = self.clock.to_sla_state(calendar, self._deadlines(self.clock, calendar), self.fired)
 
     def next_due(self) -> datetime | None:
         if self.clock is None:

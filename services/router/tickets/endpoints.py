@@ -103,7 +103,7 @@ async def current_sla(session: AsyncSession, row: RouterTicket) -> SlaState:
         # A clock this release cannot read (the scanner switches its timers off): the stored
         # state, the last one emitted less its warning instants, is the best answer.
         return stored
-    return clock.to_sla_state(calendar, deadlines)
+    return clock.to_sla_state(calendar, deadlines, (row.sla_clock or {}).get("fired", ()))
 
 
 @router.get(

@@ -1,0 +1,72 @@
+"""The router's verdict on each SLA target (``state.sla.*_breached``), which the metrics' breach
+counter counts: breached once the time used passed the target at an event's own instant, or once
+its breach fired; sticky for the ticket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.router.sla import BusinessCalendar, SlaClock, SlaPolicy
+from services.router.sla.escalation import timer_id
+from shared.events import Priority, TicketStatus
+
+ALWAYS = BusinessCalendar.always_open()
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+H, MS = timedelta(hours=1), timedelta(milliseconds=1)
+POLICY = SlaPolicy.model_validate(
+    {
+        "name": "p",
+        "calendar": ALWAYS.name,
+        "targets": {"P2": {"first_response": 60, "resolution": 240}, "P4": {"resolution": 2400}},
+    }
+)
+KEY = "api:1"
+
+
+def started() -> SlaClock:
+    return SlaClock.start(KEY, POLICY, Priority.P2, T0, TicketStatus.OPEN)
+
+
+def verdicts(clock: SlaClock, fired: set[str] = frozenset()) -> tuple[bool | None, bool | None]:  # type: ignore[assignment]
+    sla = clock.to_sla_state(ALWAYS, fired=fired)
+    return sla.first_response_breached, sla.resolution_breached
+
+
+def test_a_reply_and_a_solve_are_judged_by_their_own_instant() -> None:
+    clock = started()
+    assert verdicts(clock) == (False, False)
+    clock = clock.on_first_response(T0 + H, ALWAYS)  # at the very instant: met
+    clock = clock.on_status(TicketStatus.SOLVED, T0 + 4 * H - MS, ALWAYS)
+    assert verdicts(clock) == (False, False)
+
+
+def test_a_reply_or_solve_past_the_target_is_breached() -> None:
+    clock = started().on_first_response(T0 + H + MS, ALWAYS)
+    assert verdicts(clock) == (True, False)
+    clock = clock.on_status(TicketStatus.SOLVED, T0 + 4 * H + MS, ALWAYS)
+    assert verdicts(clock) == (True, True)
+
+
+def test_solved_unanswered_past_the_first_response_target_breaches_it() -> None:
+    clock = started().on_status(TicketStatus.SOLVED, T0 + 2 * H, ALWAYS)
+    assert verdicts(clock) == (True, False)
+
+
+def test_a_fired_breach_stands_against_a_solve_in_time_routed_after_it() -> None:
+    clock = started().on_first_response(T0 + 0.5 * H, ALWAYS)
+    fired = {timer_id(KEY, "resolution", "breach", 0), timer_id(KEY, "first_response", "warning", 0)}
+    clock = clock.on_escalation_fired("breach")
+    clock = clock.on_status(TicketStatus.SOLVED, T0 + 3 * H, ALWAYS)  # delivered after the scan
+    assert verdicts(clock, fired) == (False, True)
+
+
+def test_a_breach_stays_when_the_target_moves_later_or_a_new_cycle_starts() -> None:
+    clock = started().on_status(TicketStatus.SOLVED, T0 + 5 * H, ALWAYS)
+    assert verdicts(clock) == (True, True)
+    clock = clock.on_status(TicketStatus.OPEN, T0 + 6 * H, ALWAYS)  # reopened: a new cycle
+    assert verdicts(clock) == (True, True)
+    # Lowered to P4 (40 h, no first-response target) with 5 h used: its own clock no longer says
+    # late, the breach fired (owed by the router, the change being past the deadline) stands.
+    lowered = started().on_priority_change(Priority.P4, POLICY, T0 + 5 * H, ALWAYS)
+    assert verdicts(lowered) == (False, False)
+    assert verdicts(lowered, {timer_id(KEY, "resolution", "breach", 0)}) == (False, True)
