@@ -39,6 +39,10 @@ DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits 
 # its session timeout (10 s): its partitions move that much later, nothing is read twice.
 CONSUMER_CLOSE_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 15.0  # longest a stopping runner lets the batch in hand finish and commit
+# Longest the watchdog waits for a stuck consumer to leave before replacing it: the group's
+# session timeout (make_consumer), after which the coordinator drops the member whether or not it
+# left. Not on the shutdown path (a stop cancels the replacement), so not in the grace period.
+STUCK_CONSUMER_CLOSE_TIMEOUT_S = 10.0
 
 
 def make_consumer(
@@ -155,8 +159,16 @@ class ConsumerRunner:
         if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
             self.task.cancel()
             await _wait_ended(self.task)
-        with contextlib.suppress(Exception):  # closing waits for the stuck coordination: bounded
-            await asyncio.wait_for(self.consumer.stop(), timeout=10)
+        # Closing waits for the stuck coordination: bounded, and quiet (the warning above says
+        # why; a failed or cut-short leave is expected of a stuck member).
+        with contextlib.suppress(Exception):
+            await close_within(
+                self.consumer.stop(),
+                STUCK_CONSUMER_CLOSE_TIMEOUT_S,
+                "replaced consumer did not stop in time; left to the group's session timeout",
+                level=logging.INFO,
+                group=self.loop.group_id,
+            )
         self.consumer = self.loop.consumer = self.new_consumer()
         delay = 0.5
         while True:  # the broker may be down as well: the loop resumes once it is back

@@ -195,3 +195,38 @@ async def test_a_consumer_whose_stop_hangs_does_not_hold_the_shutdown(
     assert time.monotonic() - started < 1
     assert handled == ["api:1"] and consumer.committed == [{TP: 1}]  # drained before leaving
     assert "consumer did not stop" in caplog.text
+
+
+class StuckAndHungOnLeaving(StuckConsumer):
+    """Stuck in its rebalance, and leaving the group never returns either."""
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_stuck_consumer_whose_stop_hangs_is_replaced_after_the_bound_quietly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    monkeypatch.setattr(runner_module, "STUCK_CONSUMER_CLOSE_TIMEOUT_S", 0.2)
+    caplog.set_level("INFO", logger=runner_module.__name__)
+    caplog.set_level("INFO", logger="shared.runtime")
+    fresh = JoiningConsumer()
+    handled: list[str] = []
+    await run_runner([StuckAndHungOnLeaving(), fresh], "hung-stuck-group", handled, seconds=1.2)
+    assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
+    gave_up = [r for r in caplog.records if r.getMessage().startswith("replaced consumer did not stop")]
+    assert [r.levelname for r in gave_up] == ["INFO"]  # expected of a stuck member: no warning
+
+
+class StuckAndFailingToLeave(StuckConsumer):
+    async def stop(self) -> None:
+        raise RuntimeError("the coordinator is gone")
+
+
+async def test_a_stuck_consumer_whose_stop_fails_is_replaced_all_the_same(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    fresh = JoiningConsumer()
+    handled: list[str] = []
+    await run_runner([StuckAndFailingToLeave(), fresh], "failing-stuck-group", handled, seconds=1.0)
+    assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
