@@ -66,7 +66,8 @@ BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
 AheadHandler = Callable[[list[ConsumedEvent]], None]
 # Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
 AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
-# Called with partitions about to move away (no batch is in flight: batches are handled inline).
+# Called with partitions about to move away. aiokafka calls it beside the loop: a batch may be in
+# the handler meanwhile (it is handled to its end, not committed, and read again).
 RevokeHandler = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
@@ -86,6 +87,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.loop.revocations += 1
         if self.loop.rebalance_started is None:
             self.loop.rebalance_started = time.monotonic()
         # What was handled of them is committed now, while they are still ours: their next owner
@@ -186,6 +188,8 @@ class ConsumerLoop:
         # Bumped on every assignment: a batch fetched before it may come from positions that the
         # assignment has since moved (a seek to a checkpoint), so it is dropped, not handled.
         self.assignment_epoch = 0
+        # Bumped on every revocation: a batch in hand at one is not marked handled (see _process).
+        self.revocations = 0
         # Seeks per partition: a batch holding records of a partition sought since it was fetched
         # is dropped (the seek moved the position back: it is fetched again, in order).
         self.seeks: dict[TopicPartition, int] = {}
@@ -291,7 +295,7 @@ class ConsumerLoop:
         if not records:
             return None
         seek_marks = {tp: self.seeks.get(tp, 0) for tp in records}
-        epoch = self.assignment_epoch
+        epoch, revocations = self.assignment_epoch, self.revocations
         if leading := self.continuity.leading_holes(records):
             await self._skip_deleted(leading)
             if self._moved_since(epoch, seek_marks):
@@ -307,7 +311,7 @@ class ConsumerLoop:
                 await asyncio.sleep(delay)
             if not records:
                 return None
-        return FetchedBatch(records, epoch, seek_marks)
+        return FetchedBatch(records, epoch, seek_marks, revocations)
 
     async def _learn_positions(self, timeout_ms: int) -> bool:
         """Where the next fetch of each partition starts, for those not known since the last
@@ -373,8 +377,13 @@ class ConsumerLoop:
                 "handled batch, pausing before commit", extra={"group": self.group_id, "size": len(events)}
             )
             await asyncio.sleep(self.pause_before_commit_s)
-        for tp, messages in batch.records.items():
-            self._handled[tp] = messages[-1].offset + 1
+        # Revoked while it was handled (aiokafka rebalances beside the loop), its partitions may have
+        # been another member's since, and back: marked now, the group's commit would move back
+        # behind what that member committed. What was handled before is committed at revocation,
+        # and the positions of a new assignment start from the group's commit: the batch comes again.
+        if batch.revocations == self.revocations:
+            for tp, messages in batch.records.items():
+                self._handled[tp] = messages[-1].offset + 1
         if time.monotonic() >= self._commit_after:
             await self.commit_handled()
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)

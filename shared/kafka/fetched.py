@@ -60,6 +60,7 @@ class FetchedBatch:
     records: dict[TopicPartition, list[ConsumerRecord]]
     epoch: int  # the assignment it was fetched under
     seek_marks: dict[TopicPartition, int] = field(default_factory=dict)  # its partitions' seeks then
+    revocations: int = 0  # the loop's revocations then
     events: list[ConsumedEvent] = field(default_factory=list)
     undecodable: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
     decode_s: float = 0.0  # time spent decoding it, wherever that happened

@@ -843,3 +843,28 @@ async def test_sqlite_locked_is_retried_until_it_passes():
 
     await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
     assert attempts == 5 and producer.sent == []  # beyond max_attempts, never dead-lettered
+
+
+async def test_a_batch_whose_partition_moved_away_while_handled_is_not_committed_when_it_comes_back():
+    # aiokafka rebalances beside the loop. Handled while its partition went to another member
+    # (which read on and committed past it) and came back, the batch's offset was committed once it
+    # returned: the group's commit moved back, and everything between was delivered again.
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    moved = False
+
+    async def handler(events):
+        nonlocal moved
+        if not moved:
+            moved = True
+            await consumer.listener.on_partitions_revoked({TP})
+            await consumer.listener.on_partitions_assigned(set())
+            consumer.committed.append({TP: 7})  # the other member's commit
+            await consumer.listener.on_partitions_revoked(set())
+            await consumer.listener.on_partitions_assigned({TP})
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.2)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    assert consumer.committed == [{TP: 7}]  # read again from there after the assignment
