@@ -360,7 +360,8 @@ class ConsumerLoop:
     async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and mark its offsets handled (committed at the interval, see
         ``commit_handled``), unless it is dropped instead (stopping, or reassigned since it was
-        fetched): then it is not committed and is delivered again."""
+        fetched): then only what went through of it first is (see ``_went_through``), and the
+        rest is delivered again."""
         started = time.perf_counter() - batch.decode_s  # the batch's time includes its decoding
         await self.assigning.wait()
         if self._stale(batch):
@@ -368,6 +369,7 @@ class ConsumerLoop:
         for message, reason in batch.undecodable:
             if not await self._dead_letter_until_sent(message, reason, "undecodable", batch):
                 return
+            self._went_through(batch, [(message.topic, message.partition, message.offset)])
         events = batch.events
         if events and not await self._handle_with_retry(events, batch):
             return
@@ -389,20 +391,25 @@ class ConsumerLoop:
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
-    async def _handle_with_retry(self, events: list[ConsumedEvent], batch: FetchedBatch) -> bool:
+    async def _handle_with_retry(
+        self, events: list[ConsumedEvent], batch: FetchedBatch, *, whole: bool = True
+    ) -> bool:
         """True once every event is handled or dead-lettered; False when asked to stop first or
-        when a rebalance happened since the batch was fetched (it is fetched again)."""
+        when a rebalance happened since the batch was fetched (it is fetched again). ``whole``:
+        ``events`` are the batch's, marked handled by the caller; a part's are marked here."""
         attempt = failed = 0  # failed: the attempts that failed with a non-transient error
         while True:
             if self._stale(batch):
                 return False
             try:
                 await self.handler(events)
+                if not whole:
+                    self._went_through(batch, [(e.topic, e.partition, e.offset) for e in events])
                 return True
             except PoisonMessage as exc:
                 if len(events) == 1:
                     record, reason = events[0].as_record(), f"rejected: {short_error(exc)}"
-                    return await self._dead_letter_until_sent(record, reason, "rejected", batch)
+                    return await self._dead_letter_event(record, reason, "rejected", batch)
                 return await self._handle_halves(events, batch)
             except Exception as exc:
                 attempt += 1
@@ -432,7 +439,7 @@ class ConsumerLoop:
                 if not transient and failed >= self.max_attempts:
                     reason = f"handler failed {failed} times: {short_error(exc)}"
                     record = events[0].as_record()
-                    return await self._dead_letter_until_sent(record, reason, "handler_error", batch)
+                    return await self._dead_letter_event(record, reason, "handler_error", batch)
                 await self._update_lag_behind(batch)
                 if await self._backoff(attempt):
                     return False
@@ -455,9 +462,35 @@ class ConsumerLoop:
         middle = len(events) // 2
         for half in (events[:middle], events[middle:]):
             # Stopping: the batch is dropped (delivered again), as a whole batch's backoff would.
-            if self.stopping or not await self._handle_with_retry(half, batch):
+            if self.stopping or not await self._handle_with_retry(half, batch, whole=False):
                 return False
         return True
+
+    async def _dead_letter_event(
+        self, record: ConsumerRecord, reason: str, kind: str, batch: FetchedBatch
+    ) -> bool:
+        """Dead-letter the event of ``record`` (see ``_dead_letter_until_sent``), gone through once sent."""
+        if not await self._dead_letter_until_sent(record, reason, kind, batch):
+            return False
+        self._went_through(batch, [(record.topic, record.partition, record.offset)])
+        return True
+
+    def _went_through(self, batch: FetchedBatch, done: list[tuple[str, int, int]]) -> None:
+        """Record messages of ``batch`` (topic, partition, offset) handled or dead-lettered while
+        the rest of it waits (its dead letters are sent first; a failing batch is halved), and mark
+        each partition handled up to its first message not through yet. A stop or a revocation
+        before the rest is through then commits them: after it they are neither handled nor,
+        above all, dead-lettered again. Not once revoked since fetched (see ``_process``)."""
+        batch.done.update(done)
+        if batch.revocations != self.revocations:
+            return
+        for topic, partition in {(topic, partition) for topic, partition, _ in done}:
+            messages = batch.records[TopicPartition(topic, partition)]
+            through = 0
+            while through < len(messages) and (topic, partition, messages[through].offset) in batch.done:
+                through += 1
+            if through:
+                self._handled[TopicPartition(topic, partition)] = messages[through - 1].offset + 1
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before the next attempt; True when stop was requested meanwhile."""

@@ -845,6 +845,68 @@ async def test_sqlite_locked_is_retried_until_it_passes():
     assert attempts == 5 and producer.sent == []  # beyond max_attempts, never dead-lettered
 
 
+async def test_a_stop_after_a_dead_letter_commits_past_it_so_it_is_not_dead_lettered_again():
+    # The batch is dropped (delivered again) when the stop comes during the backoff of a later
+    # message; the message dead-lettered before it was not committed past, so after the restart it
+    # went to the dead-letter topic a second time.
+    consumer, producer = FakeConsumer([b"not json", good(1), good(2)]), FakeProducer()
+    loop: ConsumerLoop
+
+    async def handler(events):
+        loop.stop()  # SIGTERM while the database is away
+        raise OperationalError("x", {}, ConnectionRefusedError())
+
+    loop = make_loop(consumer, producer, handler)
+    await asyncio.wait_for(loop.run(), 2)
+    assert [value for _, value, _ in producer.sent] == [b"not json"]
+    assert consumer.committed == [{TP: 1}]  # past the dead letter, not past the events unhandled
+
+
+async def test_a_stop_while_a_batch_is_halved_commits_what_went_through_before_the_message_at_fault():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    loop: ConsumerLoop
+    done: list[int] = []
+
+    async def handler(events):
+        numbers = [int(e.envelope.ticket_key.removeprefix("api:")) for e in events]
+        if numbers == [6]:
+            loop.stop()  # SIGTERM while the second bad message is isolated
+        if 3 in numbers or 6 in numbers:
+            raise RuntimeError("bug triggered by tickets 3 and 6")
+        done.extend(numbers)
+
+    loop = make_loop(consumer, producer, handler, max_attempts=2)
+    await asyncio.wait_for(loop.run(), 3)
+    assert done == [1, 2, 4, 5]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:3"]
+    # Offsets 0-4 (tickets 1-5) handled or dead-lettered: the restart starts at ticket 6, and
+    # neither hands ticket 3 to the dead-letter topic again nor handles 1-5 again.
+    assert consumer.committed == [{TP: 5}]
+
+
+async def test_a_revocation_while_a_batch_is_halved_commits_what_went_through_first():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    at_revocation: list[list[dict[TopicPartition, int]]] = []
+
+    async def handler(events):
+        numbers = [int(e.envelope.ticket_key.removeprefix("api:")) for e in events]
+        if numbers == [6] and not at_revocation:  # the partition moves while 6 is isolated
+            await consumer.listener.on_partitions_revoked({TP})
+            at_revocation.append(list(consumer.committed))
+            await consumer.listener.on_partitions_assigned({TP})
+        if 3 in numbers or 6 in numbers:
+            raise RuntimeError("bug triggered by tickets 3 and 6")
+
+    loop = make_loop(consumer, producer, handler, max_attempts=2)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.3)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    # Its next owner starts at ticket 6: ticket 3 is not dead-lettered a second time.
+    assert at_revocation == [[{TP: 5}]]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:3"]
+
+
 async def test_a_batch_whose_partition_moved_away_while_handled_is_not_committed_when_it_comes_back():
     # aiokafka rebalances beside the loop. Handled while its partition went to another member
     # (which read on and committed past it) and came back, the batch's offset was committed once it
