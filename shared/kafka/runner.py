@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
+from shared.kafka.fetched import short_error
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
 from shared.runtime import close_within
@@ -39,6 +40,10 @@ DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits 
 # its session timeout (10 s): its partitions move that much later, nothing is read twice.
 CONSUMER_CLOSE_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 15.0  # longest a stopping runner lets the batch in hand finish and commit
+# Of a drain cut short, the time kept for committing what the loop handled before the batch in
+# hand (its own final commit is cancelled with it). Inside the drain's bound: the grace period
+# counts on that. A broker that answers commits in milliseconds.
+DRAIN_COMMIT_S = 2.0
 # Longest the watchdog waits for a stuck consumer to leave before replacing it: the group's
 # session timeout (make_consumer), after which the coordinator drops the member whether or not it
 # left. Not on the shutdown path (a stop cancels the replacement), so not in the grace period.
@@ -189,21 +194,42 @@ class ConsumerRunner:
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Ask the loop to stop and wait until it has finished the batch in hand and committed
-        (cancelled after ``timeout_s``). A loop waiting in its poll for a rebalance to end has
+        (cancelled ``DRAIN_COMMIT_S`` before ``timeout_s``, to commit what it handled before that
+        batch in the time left). A loop waiting in its poll for a rebalance to end has
         nothing to finish (what it handled was committed when its partitions were revoked), and
         aiokafka's poll waits for the assignment without limit: it is cancelled at once."""
         self.loop.stop()
         task = self.task
         if task is None:
             return
-        deadline = time.monotonic() + timeout_s
+        commit_s = min(DRAIN_COMMIT_S, timeout_s / 4)
+        deadline = time.monotonic() + timeout_s - commit_s
+        cancelled = False
         while not task.done():
             left = deadline - time.monotonic()
             if left <= 0 or (self.loop.polling and self.loop.rebalance_started is not None):
                 task.cancel()
+                cancelled = True
                 break
             await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
         await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
+        if cancelled:
+            await self._commit_handled(commit_s)
+
+    async def _commit_handled(self, seconds: float) -> None:
+        """Commit what the loop handled (its batches before the one cut short, and what went
+        through of that one), given up after ``seconds``: else it is delivered again."""
+        try:
+            await close_within(
+                self.loop.commit_handled(),
+                seconds,
+                "handled offsets not committed in time; delivered again after the restart",
+                group=self.loop.group_id,
+            )
+        except Exception as exc:  # the same: delivered again; the stop goes on
+            log.warning(
+                "commit at stop failed", extra={"group": self.loop.group_id, "error": short_error(exc)}
+            )
 
     async def stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Drain: finish the batch in hand, commit it, leave the group (given up after

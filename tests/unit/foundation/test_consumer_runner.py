@@ -14,7 +14,7 @@ from shared.kafka import runner as runner_module
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.runner import CONSUMER_RESTARTS, ConsumerRunner
 from shared.settings import ConsumerSettings
-from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good
+from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good, record
 
 
 class StuckConsumer(FakeConsumer):
@@ -230,3 +230,39 @@ async def test_a_stuck_consumer_whose_stop_fails_is_replaced_all_the_same(monkey
     handled: list[str] = []
     await run_runner([StuckAndFailingToLeave(), fresh], "failing-stuck-group", handled, seconds=1.0)
     assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
+
+
+async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_one_in_hand():
+    # A batch whose handler outlives the drain timeout (a statement waiting out a 30 s timeout
+    # on a stalled database) was cancelled, and with it the loop's final commit: the batches
+    # handled before it but not committed yet (the commit interval) were delivered again.
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60,
+        consumer_poll_timeout_ms=10,
+        consumer_batch_max=1,
+        consumer_commit_interval_ms=60_000,
+    )
+    consumer = JoiningConsumer()
+    consumer.pending = [record(i, good(i)) for i in range(3)]
+    handled: list[int] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        if events[0].offset == 2:
+            await asyncio.Event().wait()  # the database stopped answering
+        handled.extend(e.offset for e in events)
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="cut-short-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: consumer,
+    )
+    await runner.start()
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await runner.stop(timeout_s=1)
+    assert time.monotonic() - started < 1.5  # within the drain's bound
+    assert handled == [0, 1]
+    assert consumer.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second at the stop
