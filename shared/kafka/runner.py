@@ -40,10 +40,10 @@ DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits 
 # its session timeout (10 s): its partitions move that much later, nothing is read twice.
 CONSUMER_CLOSE_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 15.0  # longest a stopping runner lets the batch in hand finish and commit
-# Of a drain cut short, the time kept for committing what the loop handled before the batch in
-# hand (its own final commit is cancelled with it). Inside the drain's bound: the grace period
-# counts on that. A broker that answers commits in milliseconds.
-DRAIN_COMMIT_S = 2.0
+# Time to commit what a loop handled when its task ends without its own final commit: a drain
+# cut short (kept inside the drain's bound, which the grace period counts on), a failed loop
+# replaced. A broker that answers commits in milliseconds.
+FINAL_COMMIT_S = 2.0
 # Longest the watchdog waits for a stuck consumer to leave before replacing it: the group's
 # session timeout (make_consumer), after which the coordinator drops the member whether or not it
 # left. Not on the shutdown path (a stop cancels the replacement), so not in the grace period.
@@ -164,6 +164,10 @@ class ConsumerRunner:
         if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
             self.task.cancel()
             await _wait_ended(self.task)
+        # A failed loop may hold handled offsets not committed yet (the commit interval, what went
+        # through of its last batch): committed while the old member still owns its partitions,
+        # the new one does not handle them again. A stuck one holds none (revoked: committed).
+        await self._commit_handled(FINAL_COMMIT_S)
         # Closing waits for the stuck coordination: bounded, and quiet (the warning above says
         # why; a failed or cut-short leave is expected of a stuck member).
         with contextlib.suppress(Exception):
@@ -194,7 +198,7 @@ class ConsumerRunner:
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Ask the loop to stop and wait until it has finished the batch in hand and committed
-        (cancelled ``DRAIN_COMMIT_S`` before ``timeout_s``, to commit what it handled before that
+        (cancelled ``FINAL_COMMIT_S`` before ``timeout_s``, to commit what it handled before that
         batch in the time left). A loop waiting in its poll for a rebalance to end has
         nothing to finish (what it handled was committed when its partitions were revoked), and
         aiokafka's poll waits for the assignment without limit: it is cancelled at once."""
@@ -202,7 +206,7 @@ class ConsumerRunner:
         task = self.task
         if task is None:
             return
-        commit_s = min(DRAIN_COMMIT_S, timeout_s / 4)
+        commit_s = min(FINAL_COMMIT_S, timeout_s / 4)
         deadline = time.monotonic() + timeout_s - commit_s
         cancelled = False
         while not task.done():
@@ -223,12 +227,13 @@ class ConsumerRunner:
             await close_within(
                 self.loop.commit_handled(),
                 seconds,
-                "handled offsets not committed in time; delivered again after the restart",
+                "handled offsets not committed in time; they are delivered again",
                 group=self.loop.group_id,
             )
         except Exception as exc:  # the same: delivered again; the stop goes on
             log.warning(
-                "commit at stop failed", extra={"group": self.loop.group_id, "error": short_error(exc)}
+                "commit of the handled offsets failed",
+                extra={"group": self.loop.group_id, "error": short_error(exc)},
             )
 
     async def stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:

@@ -266,3 +266,44 @@ async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_on
     assert time.monotonic() - started < 1.5  # within the drain's bound
     assert handled == [0, 1]
     assert consumer.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second at the stop
+
+
+class FailingAfterTwo(JoiningConsumer):
+    """Serves two records, one a poll, then its poll fails on an error nobody foresaw."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[ConsumerRecord]]:
+        if not self.pending and getattr(self, "joined", False):
+            raise RuntimeError("a bug in a library")
+        return await super().getmany(timeout_ms, 1)
+
+
+async def test_a_consumer_whose_loop_failed_commits_what_it_handled_before_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The new member starts from the group's commit: what the failed loop handled after its last
+    # commit (the commit interval) was handled again, its dead letters sent again.
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    failing, fresh = FailingAfterTwo(), JoiningConsumer()
+    failing.pending = [record(0, good(0)), record(1, good(1))]
+    fresh.pending = []
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10, consumer_commit_interval_ms=60_000
+    )
+    made = iter([failing, fresh])
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="failed-handled-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: next(made),
+    )
+    await runner.start()
+    await asyncio.sleep(0.5)
+    await runner.stop(timeout_s=1)
+    assert runner.consumer is fresh and failing.stopped
+    assert failing.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second before leaving
