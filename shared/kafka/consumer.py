@@ -261,7 +261,7 @@ class ConsumerLoop:
                     await self._process(batch)
                 finally:
                     self.in_batch = False
-            await self._update_lag()
+            await self._update_lag(ahead)
         await self.commit_handled()  # stopping: the batches handled are not delivered again
 
     def _look_ahead(self, ahead: FetchedBatch, announce: AheadHandler) -> None:
@@ -595,7 +595,9 @@ class ConsumerLoop:
         for tp in list(self.lag):
             self.drop_lag(tp)
 
-    async def _update_lag(self) -> None:
+    async def _update_lag(self, ahead: FetchedBatch | None = None) -> None:
+        """Each partition's lag from its high watermark and position; the records of the batch
+        taken ``ahead`` (fetched, so behind the position, not handled yet) count as not done."""
         assignment = self.consumer.assignment()
         for tp in [tp for tp in self.lag if tp not in assignment]:
             # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
@@ -608,7 +610,8 @@ class ConsumerLoop:
                 position = await self.consumer.position(tp)
             except KafkaError:
                 continue
-            self._set_lag(tp, highwater - position)
+            fetched = len(ahead.records.get(tp, ())) if ahead is not None else 0
+            self._set_lag(tp, highwater - position + fetched)
 
     async def _update_lag_behind(self, batch: FetchedBatch) -> None:
         """The lag behind a batch that keeps failing (a database outage retried without end).

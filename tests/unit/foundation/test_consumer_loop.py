@@ -930,3 +930,20 @@ async def test_a_batch_whose_partition_moved_away_while_handled_is_not_committed
     loop.stop()
     await asyncio.wait_for(task, 2)
     assert consumer.committed == [{TP: 7}]  # read again from there after the assignment
+
+
+async def test_lag_counts_the_batch_taken_ahead_as_not_done():
+    # Under a backlog the next batch is fetched before the current one is handled: the consumer's
+    # position is past it, and the lag measured from the position left it out (0 while the last
+    # batch of a backlog was still to be handled).
+    consumer, producer = FakeConsumer([good(i) for i in range(10)]), FakeProducer()
+    lag_seen: list[int | None] = []
+    loop: ConsumerLoop
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        lag_seen.append(loop.lag.get(TP))  # as measured after the previous batch
+
+    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=lambda events: None)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 10})
+    assert lag_seen == [None, 8, 6, 4, 2]  # the messages after each batch handled
+    assert loop.lag[TP] == 0
