@@ -628,6 +628,10 @@ class ConsumerLoop:
         except Exception as exc:  # the broker may be away too; the next attempt asks again
             log.debug("lag unknown while retrying", extra={"group": self.group_id, "error": short_error(exc)})
             return
+        if batch.revocations != self.revocations:
+            # Revoked (their lag dropped), and aiokafka's assignment is the old one until the next:
+            # set again, the moving partitions' series would stand until then. Not ours to tell.
+            return
         behind = {tp: messages[0].offset for tp, messages in batch.records.items()}
         for tp in assignment & ends.keys():
             self._set_lag(tp, ends[tp] - behind.get(tp, positions.get(tp, ends[tp])))

@@ -947,3 +947,25 @@ async def test_lag_counts_the_batch_taken_ahead_as_not_done():
     await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 10})
     assert lag_seen == [None, 8, 6, 4, 2]  # the messages after each batch handled
     assert loop.lag[TP] == 0
+
+
+async def test_a_revoked_partitions_lag_is_not_set_again_while_its_batch_is_retried():
+    # aiokafka keeps the old assignment until the new one comes: the retries' lag update set the
+    # revoked partition's lag (and series) again, which on_partitions_revoked had just dropped.
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
+    lag_after_revocation: list[int | None] = []
+    loop: ConsumerLoop
+
+    async def handler(events):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await consumer.listener.on_partitions_revoked({TP})  # the rebalance takes seconds
+        else:
+            lag_after_revocation.append(loop.lag.get(TP))
+        raise OperationalError("x", {}, ConnectionRefusedError("db down"))
+
+    loop = make_loop(consumer, producer, handler)
+    await run_until(loop, lambda: calls >= 3)
+    assert lag_after_revocation[:2] == [None, None]
