@@ -208,17 +208,16 @@ class ConsumerRunner:
             return
         commit_s = min(FINAL_COMMIT_S, timeout_s / 4)
         deadline = time.monotonic() + timeout_s - commit_s
-        cancelled = False
         while not task.done():
             left = deadline - time.monotonic()
             if left <= 0 or (self.loop.polling and self.loop.rebalance_started is not None):
                 task.cancel()
-                cancelled = True
                 break
             await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
         await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
-        if cancelled:
-            await self._commit_handled(commit_s)
+        # A loop cut short (or failed before) did not commit what it handled: done here. One that
+        # ended as asked did, and left nothing to commit (no request then).
+        await self._commit_handled(commit_s)
 
     async def _commit_handled(self, seconds: float) -> None:
         """Commit what the loop handled (its batches before the one cut short, and what went

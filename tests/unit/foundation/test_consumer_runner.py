@@ -307,3 +307,30 @@ async def test_a_consumer_whose_loop_failed_commits_what_it_handled_before_it_is
     await runner.stop(timeout_s=1)
     assert runner.consumer is fresh and failing.stopped
     assert failing.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second before leaving
+
+
+async def test_a_stop_after_the_loop_failed_commits_what_it_handled(monkeypatch: pytest.MonkeyPatch):
+    # SIGTERM before the watchdog replaced the failed loop: nobody committed what it handled.
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 60)
+    failing = FailingAfterTwo()
+    failing.pending = [record(0, good(0)), record(1, good(1))]
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10, consumer_commit_interval_ms=60_000
+    )
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="failed-then-stopped-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: failing,
+    )
+    await runner.start()
+    await asyncio.sleep(0.3)
+    assert not runner.alive
+    await runner.stop(timeout_s=1)
+    assert failing.committed == [{TP: 1}, {TP: 2}] and failing.stopped
