@@ -65,13 +65,16 @@ class Resources:
         )
 
 
-async def close_within(closing: Awaitable[object], seconds: float, warning: str, **extra: object) -> None:
-    """Await ``closing`` for at most ``seconds``; past that, give it up and log ``warning`` (a stop
-    that waits on a black-holed broker or database must not outlast the grace period)."""
+async def close_within(
+    closing: Awaitable[object], seconds: float, message: str, *, level: int = logging.WARNING, **extra: object
+) -> None:
+    """Await ``closing`` for at most ``seconds``; past that, give it up and log ``message`` at
+    ``level`` (a stop that waits on a black-holed broker or database must not outlast the grace
+    period)."""
     try:
         await asyncio.wait_for(closing, timeout=seconds)
     except TimeoutError:
-        log.warning(warning, extra={**extra, "seconds": seconds})
+        log.log(level, message, extra={**extra, "seconds": seconds})
 
 
 async def start_producer(producer: AIOKafkaProducer, attempts: int = 60) -> None:

@@ -66,7 +66,8 @@ BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
 AheadHandler = Callable[[list[ConsumedEvent]], None]
 # Called with newly assigned partitions; returns offsets to seek to (e.g. from a checkpoint).
 AssignHandler = Callable[[set[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
-# Called with partitions about to move away (no batch is in flight: batches are handled inline).
+# Called with partitions about to move away. aiokafka calls it beside the loop: a batch may be in
+# the handler meanwhile (it is handled to its end, not committed, and read again).
 RevokeHandler = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
@@ -86,6 +87,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.loop.revocations += 1
         if self.loop.rebalance_started is None:
             self.loop.rebalance_started = time.monotonic()
         # What was handled of them is committed now, while they are still ours: their next owner
@@ -186,6 +188,8 @@ class ConsumerLoop:
         # Bumped on every assignment: a batch fetched before it may come from positions that the
         # assignment has since moved (a seek to a checkpoint), so it is dropped, not handled.
         self.assignment_epoch = 0
+        # Bumped on every revocation: a batch in hand at one is not marked handled (see _process).
+        self.revocations = 0
         # Seeks per partition: a batch holding records of a partition sought since it was fetched
         # is dropped (the seek moved the position back: it is fetched again, in order).
         self.seeks: dict[TopicPartition, int] = {}
@@ -257,7 +261,7 @@ class ConsumerLoop:
                     await self._process(batch)
                 finally:
                     self.in_batch = False
-            await self._update_lag()
+            await self._update_lag(ahead)
         await self.commit_handled()  # stopping: the batches handled are not delivered again
 
     def _look_ahead(self, ahead: FetchedBatch, announce: AheadHandler) -> None:
@@ -291,7 +295,7 @@ class ConsumerLoop:
         if not records:
             return None
         seek_marks = {tp: self.seeks.get(tp, 0) for tp in records}
-        epoch = self.assignment_epoch
+        epoch, revocations = self.assignment_epoch, self.revocations
         if leading := self.continuity.leading_holes(records):
             await self._skip_deleted(leading)
             if self._moved_since(epoch, seek_marks):
@@ -307,7 +311,7 @@ class ConsumerLoop:
                 await asyncio.sleep(delay)
             if not records:
                 return None
-        return FetchedBatch(records, epoch, seek_marks)
+        return FetchedBatch(records, epoch, seek_marks, revocations)
 
     async def _learn_positions(self, timeout_ms: int) -> bool:
         """Where the next fetch of each partition starts, for those not known since the last
@@ -356,7 +360,8 @@ class ConsumerLoop:
     async def _process(self, batch: FetchedBatch) -> None:
         """Handle one batch and mark its offsets handled (committed at the interval, see
         ``commit_handled``), unless it is dropped instead (stopping, or reassigned since it was
-        fetched): then it is not committed and is delivered again."""
+        fetched): then only what went through of it first is (see ``_went_through``), and the
+        rest is delivered again."""
         started = time.perf_counter() - batch.decode_s  # the batch's time includes its decoding
         await self.assigning.wait()
         if self._stale(batch):
@@ -364,6 +369,7 @@ class ConsumerLoop:
         for message, reason in batch.undecodable:
             if not await self._dead_letter_until_sent(message, reason, "undecodable", batch):
                 return
+            self._went_through(batch, [(message.topic, message.partition, message.offset)])
         events = batch.events
         if events and not await self._handle_with_retry(events, batch):
             return
@@ -373,27 +379,37 @@ class ConsumerLoop:
                 "handled batch, pausing before commit", extra={"group": self.group_id, "size": len(events)}
             )
             await asyncio.sleep(self.pause_before_commit_s)
-        for tp, messages in batch.records.items():
-            self._handled[tp] = messages[-1].offset + 1
+        # Revoked while it was handled (aiokafka rebalances beside the loop), its partitions may have
+        # been another member's since, and back: marked now, the group's commit would move back
+        # behind what that member committed. What was handled before is committed at revocation,
+        # and the positions of a new assignment start from the group's commit: the batch comes again.
+        if batch.revocations == self.revocations:
+            for tp, messages in batch.records.items():
+                self._handled[tp] = messages[-1].offset + 1
         if time.monotonic() >= self._commit_after:
             await self.commit_handled()
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
         MESSAGES.labels(self.group_id, "processed").inc(len(events))
 
-    async def _handle_with_retry(self, events: list[ConsumedEvent], batch: FetchedBatch) -> bool:
+    async def _handle_with_retry(
+        self, events: list[ConsumedEvent], batch: FetchedBatch, *, whole: bool = True
+    ) -> bool:
         """True once every event is handled or dead-lettered; False when asked to stop first or
-        when a rebalance happened since the batch was fetched (it is fetched again)."""
+        when a rebalance happened since the batch was fetched (it is fetched again). ``whole``:
+        ``events`` are the batch's, marked handled by the caller; a part's are marked here."""
         attempt = failed = 0  # failed: the attempts that failed with a non-transient error
         while True:
             if self._stale(batch):
                 return False
             try:
                 await self.handler(events)
+                if not whole:
+                    self._went_through(batch, [(e.topic, e.partition, e.offset) for e in events])
                 return True
             except PoisonMessage as exc:
                 if len(events) == 1:
                     record, reason = events[0].as_record(), f"rejected: {short_error(exc)}"
-                    return await self._dead_letter_until_sent(record, reason, "rejected", batch)
+                    return await self._dead_letter_event(record, reason, "rejected", batch)
                 return await self._handle_halves(events, batch)
             except Exception as exc:
                 attempt += 1
@@ -423,7 +439,7 @@ class ConsumerLoop:
                 if not transient and failed >= self.max_attempts:
                     reason = f"handler failed {failed} times: {short_error(exc)}"
                     record = events[0].as_record()
-                    return await self._dead_letter_until_sent(record, reason, "handler_error", batch)
+                    return await self._dead_letter_event(record, reason, "handler_error", batch)
                 await self._update_lag_behind(batch)
                 if await self._backoff(attempt):
                     return False
@@ -446,9 +462,35 @@ class ConsumerLoop:
         middle = len(events) // 2
         for half in (events[:middle], events[middle:]):
             # Stopping: the batch is dropped (delivered again), as a whole batch's backoff would.
-            if self.stopping or not await self._handle_with_retry(half, batch):
+            if self.stopping or not await self._handle_with_retry(half, batch, whole=False):
                 return False
         return True
+
+    async def _dead_letter_event(
+        self, record: ConsumerRecord, reason: str, kind: str, batch: FetchedBatch
+    ) -> bool:
+        """Dead-letter the event of ``record`` (see ``_dead_letter_until_sent``), gone through once sent."""
+        if not await self._dead_letter_until_sent(record, reason, kind, batch):
+            return False
+        self._went_through(batch, [(record.topic, record.partition, record.offset)])
+        return True
+
+    def _went_through(self, batch: FetchedBatch, done: list[tuple[str, int, int]]) -> None:
+        """Record messages of ``batch`` (topic, partition, offset) handled or dead-lettered while
+        the rest of it waits (its dead letters are sent first; a failing batch is halved), and mark
+        each partition handled up to its first message not through yet. A stop or a revocation
+        before the rest is through then commits them: after it they are neither handled nor,
+        above all, dead-lettered again. Not once revoked since fetched (see ``_process``)."""
+        batch.done.update(done)
+        if batch.revocations != self.revocations:
+            return
+        for topic, partition in {(topic, partition) for topic, partition, _ in done}:
+            messages = batch.records[TopicPartition(topic, partition)]
+            through = 0
+            while through < len(messages) and (topic, partition, messages[through].offset) in batch.done:
+                through += 1
+            if through:
+                self._handled[TopicPartition(topic, partition)] = messages[through - 1].offset + 1
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before the next attempt; True when stop was requested meanwhile."""
@@ -553,7 +595,9 @@ class ConsumerLoop:
         for tp in list(self.lag):
             self.drop_lag(tp)
 
-    async def _update_lag(self) -> None:
+    async def _update_lag(self, ahead: FetchedBatch | None = None) -> None:
+        """Each partition's lag from its high watermark and position; the records of the batch
+        taken ``ahead`` (fetched, so behind the position, not handled yet) count as not done."""
         assignment = self.consumer.assignment()
         for tp in [tp for tp in self.lag if tp not in assignment]:
             # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
@@ -566,7 +610,8 @@ class ConsumerLoop:
                 position = await self.consumer.position(tp)
             except KafkaError:
                 continue
-            self._set_lag(tp, highwater - position)
+            fetched = len(ahead.records.get(tp, ())) if ahead is not None else 0
+            self._set_lag(tp, highwater - position + fetched)
 
     async def _update_lag_behind(self, batch: FetchedBatch) -> None:
         """The lag behind a batch that keeps failing (a database outage retried without end).
@@ -582,6 +627,10 @@ class ConsumerLoop:
             positions = {tp: await self.consumer.position(tp) for tp in assignment if tp not in batch.records}
         except Exception as exc:  # the broker may be away too; the next attempt asks again
             log.debug("lag unknown while retrying", extra={"group": self.group_id, "error": short_error(exc)})
+            return
+        if batch.revocations != self.revocations:
+            # Revoked (their lag dropped), and aiokafka's assignment is the old one until the next:
+            # set again, the moving partitions' series would stand until then. Not ours to tell.
             return
         behind = {tp: messages[0].offset for tp, messages in batch.records.items()}
         for tp in assignment & ends.keys():

@@ -60,6 +60,10 @@ class FetchedBatch:
     records: dict[TopicPartition, list[ConsumerRecord]]
     epoch: int  # the assignment it was fetched under
     seek_marks: dict[TopicPartition, int] = field(default_factory=dict)  # its partitions' seeks then
+    revocations: int = 0  # the loop's revocations then
+    # (topic, partition, offset) of the records through (handled or dead-lettered) while the rest
+    # waits; only a batch handled in parts keeps any.
+    done: set[tuple[str, int, int]] = field(default_factory=set)
     events: list[ConsumedEvent] = field(default_factory=list)
     undecodable: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
     decode_s: float = 0.0  # time spent decoding it, wherever that happened

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
+from shared.kafka.fetched import short_error
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
 from shared.runtime import close_within
@@ -39,6 +40,14 @@ DRAIN_CHECK_S = 0.1  # how often a stopping runner looks whether its loop waits 
 # its session timeout (10 s): its partitions move that much later, nothing is read twice.
 CONSUMER_CLOSE_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 15.0  # longest a stopping runner lets the batch in hand finish and commit
+# Time to commit what a loop handled when its task ends without its own final commit: a drain
+# cut short (kept inside the drain's bound, which the grace period counts on), a failed loop
+# replaced. A broker that answers commits in milliseconds.
+FINAL_COMMIT_S = 2.0
+# Longest the watchdog waits for a stuck consumer to leave before replacing it: the group's
+# session timeout (make_consumer), after which the coordinator drops the member whether or not it
+# left. Not on the shutdown path (a stop cancels the replacement), so not in the grace period.
+STUCK_CONSUMER_CLOSE_TIMEOUT_S = 10.0
 
 
 def make_consumer(
@@ -155,8 +164,20 @@ class ConsumerRunner:
         if self.task is not None:  # waiting for an assignment inside getmany: no batch in hand
             self.task.cancel()
             await _wait_ended(self.task)
-        with contextlib.suppress(Exception):  # closing waits for the stuck coordination: bounded
-            await asyncio.wait_for(self.consumer.stop(), timeout=10)
+        # A failed loop may hold handled offsets not committed yet (the commit interval, what went
+        # through of its last batch): committed while the old member still owns its partitions,
+        # the new one does not handle them again. A stuck one holds none (revoked: committed).
+        await self._commit_handled(FINAL_COMMIT_S)
+        # Closing waits for the stuck coordination: bounded, and quiet (the warning above says
+        # why; a failed or cut-short leave is expected of a stuck member).
+        with contextlib.suppress(Exception):
+            await close_within(
+                self.consumer.stop(),
+                STUCK_CONSUMER_CLOSE_TIMEOUT_S,
+                "replaced consumer did not stop in time; left to the group's session timeout",
+                level=logging.INFO,
+                group=self.loop.group_id,
+            )
         self.consumer = self.loop.consumer = self.new_consumer()
         delay = 0.5
         while True:  # the broker may be down as well: the loop resumes once it is back
@@ -177,14 +198,16 @@ class ConsumerRunner:
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Ask the loop to stop and wait until it has finished the batch in hand and committed
-        (cancelled after ``timeout_s``). A loop waiting in its poll for a rebalance to end has
+        (cancelled ``FINAL_COMMIT_S`` before ``timeout_s``, to commit what it handled before that
+        batch in the time left). A loop waiting in its poll for a rebalance to end has
         nothing to finish (what it handled was committed when its partitions were revoked), and
         aiokafka's poll waits for the assignment without limit: it is cancelled at once."""
         self.loop.stop()
         task = self.task
         if task is None:
             return
-        deadline = time.monotonic() + timeout_s
+        commit_s = min(FINAL_COMMIT_S, timeout_s / 4)
+        deadline = time.monotonic() + timeout_s - commit_s
         while not task.done():
             left = deadline - time.monotonic()
             if left <= 0 or (self.loop.polling and self.loop.rebalance_started is not None):
@@ -192,6 +215,25 @@ class ConsumerRunner:
                 break
             await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
         await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
+        # A loop cut short (or failed before) did not commit what it handled: done here. One that
+        # ended as asked did, and left nothing to commit (no request then).
+        await self._commit_handled(commit_s)
+
+    async def _commit_handled(self, seconds: float) -> None:
+        """Commit what the loop handled (its batches before the one cut short, and what went
+        through of that one), given up after ``seconds``: else it is delivered again."""
+        try:
+            await close_within(
+                self.loop.commit_handled(),
+                seconds,
+                "handled offsets not committed in time; they are delivered again",
+                group=self.loop.group_id,
+            )
+        except Exception as exc:  # the same: delivered again; the stop goes on
+            log.warning(
+                "commit of the handled offsets failed",
+                extra={"group": self.loop.group_id, "error": short_error(exc)},
+            )
 
     async def stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Drain: finish the batch in hand, commit it, leave the group (given up after

@@ -17,6 +17,7 @@ from services.metrics.ingest.consumer import BacklogIngest, Shard
 from services.metrics.ingest.runner import ingest_runner
 from shared.events import EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
+from shared.kafka.fetched import FetchedBatch
 from shared.kafka.producer import make_producer
 from shared.kafka.topics import ensure_topics
 from shared.settings import MetricsSettings
@@ -153,7 +154,7 @@ async def test_shards_held_over_a_failed_loop_are_not_exported_while_the_new_con
         await until(lambda: sorted(ingest.shards) == [0, 1] and ready(), timeout_s=60)
         update_lag = runner.loop._update_lag
 
-        async def fail_once() -> None:
+        async def fail_once(ahead: FetchedBatch | None = None) -> None:
             runner.loop._update_lag = update_lag  # type: ignore[method-assign]
             raise RuntimeError("an error nobody foresaw")
 

@@ -843,3 +843,129 @@ async def test_sqlite_locked_is_retried_until_it_passes():
 
     await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
     assert attempts == 5 and producer.sent == []  # beyond max_attempts, never dead-lettered
+
+
+async def test_a_stop_after_a_dead_letter_commits_past_it_so_it_is_not_dead_lettered_again():
+    # The batch is dropped (delivered again) when the stop comes during the backoff of a later
+    # message; the message dead-lettered before it was not committed past, so after the restart it
+    # went to the dead-letter topic a second time.
+    consumer, producer = FakeConsumer([b"not json", good(1), good(2)]), FakeProducer()
+    loop: ConsumerLoop
+
+    async def handler(events):
+        loop.stop()  # SIGTERM while the database is away
+        raise OperationalError("x", {}, ConnectionRefusedError())
+
+    loop = make_loop(consumer, producer, handler)
+    await asyncio.wait_for(loop.run(), 2)
+    assert [value for _, value, _ in producer.sent] == [b"not json"]
+    assert consumer.committed == [{TP: 1}]  # past the dead letter, not past the events unhandled
+
+
+async def test_a_stop_while_a_batch_is_halved_commits_what_went_through_before_the_message_at_fault():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    loop: ConsumerLoop
+    done: list[int] = []
+
+    async def handler(events):
+        numbers = [int(e.envelope.ticket_key.removeprefix("api:")) for e in events]
+        if numbers == [6]:
+            loop.stop()  # SIGTERM while the second bad message is isolated
+        if 3 in numbers or 6 in numbers:
+            raise RuntimeError("bug triggered by tickets 3 and 6")
+        done.extend(numbers)
+
+    loop = make_loop(consumer, producer, handler, max_attempts=2)
+    await asyncio.wait_for(loop.run(), 3)
+    assert done == [1, 2, 4, 5]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:3"]
+    # Offsets 0-4 (tickets 1-5) handled or dead-lettered: the restart starts at ticket 6, and
+    # neither hands ticket 3 to the dead-letter topic again nor handles 1-5 again.
+    assert consumer.committed == [{TP: 5}]
+
+
+async def test_a_revocation_while_a_batch_is_halved_commits_what_went_through_first():
+    consumer, producer = FakeConsumer([good(n) for n in range(1, 9)]), FakeProducer()
+    at_revocation: list[list[dict[TopicPartition, int]]] = []
+
+    async def handler(events):
+        numbers = [int(e.envelope.ticket_key.removeprefix("api:")) for e in events]
+        if numbers == [6] and not at_revocation:  # the partition moves while 6 is isolated
+            await consumer.listener.on_partitions_revoked({TP})
+            at_revocation.append(list(consumer.committed))
+            await consumer.listener.on_partitions_assigned({TP})
+        if 3 in numbers or 6 in numbers:
+            raise RuntimeError("bug triggered by tickets 3 and 6")
+
+    loop = make_loop(consumer, producer, handler, max_attempts=2)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.3)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    # Its next owner starts at ticket 6: ticket 3 is not dead-lettered a second time.
+    assert at_revocation == [[{TP: 5}]]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:3"]
+
+
+async def test_a_batch_whose_partition_moved_away_while_handled_is_not_committed_when_it_comes_back():
+    # aiokafka rebalances beside the loop. Handled while its partition went to another member
+    # (which read on and committed past it) and came back, the batch's offset was committed once it
+    # returned: the group's commit moved back, and everything between was delivered again.
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    moved = False
+
+    async def handler(events):
+        nonlocal moved
+        if not moved:
+            moved = True
+            await consumer.listener.on_partitions_revoked({TP})
+            await consumer.listener.on_partitions_assigned(set())
+            consumer.committed.append({TP: 7})  # the other member's commit
+            await consumer.listener.on_partitions_revoked(set())
+            await consumer.listener.on_partitions_assigned({TP})
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.2)
+    loop.stop()
+    await asyncio.wait_for(task, 2)
+    assert consumer.committed == [{TP: 7}]  # read again from there after the assignment
+
+
+async def test_lag_counts_the_batch_taken_ahead_as_not_done():
+    # Under a backlog the next batch is fetched before the current one is handled: the consumer's
+    # position is past it, and the lag measured from the position left it out (0 while the last
+    # batch of a backlog was still to be handled).
+    consumer, producer = FakeConsumer([good(i) for i in range(10)]), FakeProducer()
+    lag_seen: list[int | None] = []
+    loop: ConsumerLoop
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        lag_seen.append(loop.lag.get(TP))  # as measured after the previous batch
+
+    loop = make_loop(consumer, producer, handler, batch_max=2, on_next_batch=lambda events: None)
+    await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 10})
+    assert lag_seen == [None, 8, 6, 4, 2]  # the messages after each batch handled
+    assert loop.lag[TP] == 0
+
+
+async def test_a_revoked_partitions_lag_is_not_set_again_while_its_batch_is_retried():
+    # aiokafka keeps the old assignment until the new one comes: the retries' lag update set the
+    # revoked partition's lag (and series) again, which on_partitions_revoked had just dropped.
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    calls = 0
+    lag_after_revocation: list[int | None] = []
+    loop: ConsumerLoop
+
+    async def handler(events):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await consumer.listener.on_partitions_revoked({TP})  # the rebalance takes seconds
+        else:
+            lag_after_revocation.append(loop.lag.get(TP))
+        raise OperationalError("x", {}, ConnectionRefusedError("db down"))
+
+    loop = make_loop(consumer, producer, handler)
+    await run_until(loop, lambda: calls >= 3)
+    assert lag_after_revocation[:2] == [None, None]

@@ -14,7 +14,7 @@ from shared.kafka import runner as runner_module
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.runner import CONSUMER_RESTARTS, ConsumerRunner
 from shared.settings import ConsumerSettings
-from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good
+from tests.unit.foundation.test_consumer_loop import TP, FakeConsumer, FakeProducer, good, record
 
 
 class StuckConsumer(FakeConsumer):
@@ -195,3 +195,142 @@ async def test_a_consumer_whose_stop_hangs_does_not_hold_the_shutdown(
     assert time.monotonic() - started < 1
     assert handled == ["api:1"] and consumer.committed == [{TP: 1}]  # drained before leaving
     assert "consumer did not stop" in caplog.text
+
+
+class StuckAndHungOnLeaving(StuckConsumer):
+    """Stuck in its rebalance, and leaving the group never returns either."""
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_stuck_consumer_whose_stop_hangs_is_replaced_after_the_bound_quietly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    monkeypatch.setattr(runner_module, "STUCK_CONSUMER_CLOSE_TIMEOUT_S", 0.2)
+    caplog.set_level("INFO", logger=runner_module.__name__)
+    caplog.set_level("INFO", logger="shared.runtime")
+    fresh = JoiningConsumer()
+    handled: list[str] = []
+    await run_runner([StuckAndHungOnLeaving(), fresh], "hung-stuck-group", handled, seconds=1.2)
+    assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
+    gave_up = [r for r in caplog.records if r.getMessage().startswith("replaced consumer did not stop")]
+    assert [r.levelname for r in gave_up] == ["INFO"]  # expected of a stuck member: no warning
+
+
+class StuckAndFailingToLeave(StuckConsumer):
+    async def stop(self) -> None:
+        raise RuntimeError("the coordinator is gone")
+
+
+async def test_a_stuck_consumer_whose_stop_fails_is_replaced_all_the_same(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    fresh = JoiningConsumer()
+    handled: list[str] = []
+    await run_runner([StuckAndFailingToLeave(), fresh], "failing-stuck-group", handled, seconds=1.0)
+    assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
+
+
+async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_one_in_hand():
+    # A batch whose handler outlives the drain timeout (a statement waiting out a 30 s timeout
+    # on a stalled database) was cancelled, and with it the loop's final commit: the batches
+    # handled before it but not committed yet (the commit interval) were delivered again.
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60,
+        consumer_poll_timeout_ms=10,
+        consumer_batch_max=1,
+        consumer_commit_interval_ms=60_000,
+    )
+    consumer = JoiningConsumer()
+    consumer.pending = [record(i, good(i)) for i in range(3)]
+    handled: list[int] = []
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        if events[0].offset == 2:
+            await asyncio.Event().wait()  # the database stopped answering
+        handled.extend(e.offset for e in events)
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="cut-short-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: consumer,
+    )
+    await runner.start()
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await runner.stop(timeout_s=1)
+    assert time.monotonic() - started < 1.5  # within the drain's bound
+    assert handled == [0, 1]
+    assert consumer.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second at the stop
+
+
+class FailingAfterTwo(JoiningConsumer):
+    """Serves two records, one a poll, then its poll fails on an error nobody foresaw."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[ConsumerRecord]]:
+        if not self.pending and getattr(self, "joined", False):
+            raise RuntimeError("a bug in a library")
+        return await super().getmany(timeout_ms, 1)
+
+
+async def test_a_consumer_whose_loop_failed_commits_what_it_handled_before_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The new member starts from the group's commit: what the failed loop handled after its last
+    # commit (the commit interval) was handled again, its dead letters sent again.
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 0.05)
+    failing, fresh = FailingAfterTwo(), JoiningConsumer()
+    failing.pending = [record(0, good(0)), record(1, good(1))]
+    fresh.pending = []
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10, consumer_commit_interval_ms=60_000
+    )
+    made = iter([failing, fresh])
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="failed-handled-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: next(made),
+    )
+    await runner.start()
+    await asyncio.sleep(0.5)
+    await runner.stop(timeout_s=1)
+    assert runner.consumer is fresh and failing.stopped
+    assert failing.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second before leaving
+
+
+async def test_a_stop_after_the_loop_failed_commits_what_it_handled(monkeypatch: pytest.MonkeyPatch):
+    # SIGTERM before the watchdog replaced the failed loop: nobody committed what it handled.
+    monkeypatch.setattr(runner_module, "WATCH_PERIOD_S", 60)
+    failing = FailingAfterTwo()
+    failing.pending = [record(0, good(0)), record(1, good(1))]
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10, consumer_commit_interval_ms=60_000
+    )
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    runner = ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id="failed-then-stopped-group",
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=lambda: failing,
+    )
+    await runner.start()
+    await asyncio.sleep(0.3)
+    assert not runner.alive
+    await runner.stop(timeout_s=1)
+    assert failing.committed == [{TP: 1}, {TP: 2}] and failing.stopped
