@@ -10,7 +10,7 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,7 @@ DEFAULT_VAR_DIR = Path("var")
 # died at start (or at a write-back retry) of an OverflowError naming no setting. Anything past
 # ~2,000 years already keeps everything (shared/db/pruning.py ``cutoff``).
 MAX_RETENTION_DAYS = timedelta.max.days
+MAX_HANDLE_SECONDS = 7 * 86_400.0  # the metrics' Erlang C handle time (agent work per ticket)
 
 
 class CommonSettings(BaseSettings):
@@ -353,17 +354,24 @@ class MetricsSettings(ConsumerSettings):
         ),
     )
     # Configured: the events carry no agent work time (see BacklogConfig.default_handle_seconds).
+    # At most a week of work per ticket, finite: an infinite (or NaN, which JSON lets through) one
+    # failed every scrape once the team had arrivals and exported a NaN workload before that.
     metrics_handle_seconds: float = Field(
         default=1200.0,
         gt=0,
+        le=MAX_HANDLE_SECONDS,
+        allow_inf_nan=False,
         description=(
-            "Average agent work per ticket (handle time, seconds) for `ticket_agents_needed` (Erlang C):"
-            " time spent working it, not the time it stays open."
+            "Average agent work per ticket (handle time, seconds, at most a week) for"
+            " `ticket_agents_needed` (Erlang C): time spent working it, not the time it stays open."
         ),
     )
-    metrics_team_handle_seconds: dict[str, float] = Field(
+    metrics_team_handle_seconds: dict[
+        str, Annotated[float, Field(gt=0, le=MAX_HANDLE_SECONDS, allow_inf_nan=False)]
+    ] = Field(
         default={},
-        description='Per-team handle times overriding `METRICS_HANDLE_SECONDS`, JSON: `{"billing": 900}`.',
+        description="Per-team handle times (same bounds) overriding `METRICS_HANDLE_SECONDS`, JSON:"
+        ' `{"billing": 900}`.',
     )
 
 

@@ -21,6 +21,12 @@ from .config import PRIORITIES, STATUSES
 UNSET = -(1 << 62)  # "no timestamp" in the int64 millisecond columns
 NEVER = 1 << 62  # "no pending time transition"
 MASK32 = 0xFFFFFFFF  # heap entries are ``instant << 32 | slot``
+# A creation instant is kept within +-2^42 ms of 1970 (1830 to 2109): the per-team sums of open
+# tickets' creation instants go into the checkpoint's JSON, which holds 64-bit integers, and a
+# source stating year 9999 overflowed them with 73k tickets (no checkpoint of the shard after
+# that). Within the bound it takes 2M open tickets of one team in one partition; a ticket created
+# past 2109 is aged 0 until then all the same.
+CREATED_BOUND = 1 << 42  # as stored; intervals (histograms, first-response target) use the stated one
 # Heaps and FIFOs are compacted once stale entries outnumber live ones by this much.
 COMPACT_SLACK = 65_536
 

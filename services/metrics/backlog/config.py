@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -76,8 +77,9 @@ class BacklogConfig:
             raise ValueError("age_buckets_seconds must be strictly increasing")
         if min(self.max_teams, self.max_sources, self.max_categories) < 3:
             raise ValueError("label caps must leave room for the reserved values")
-        if self.default_handle_seconds <= 0 or any(s <= 0 for _, s in self.team_handle_seconds):
-            raise ValueError("handle times must be positive")
+        handles = (self.default_handle_seconds, *(s for _, s in self.team_handle_seconds))
+        if not all(0 < s < math.inf for s in handles):  # NaN fails too: an inf or NaN load fails a scrape
+            raise ValueError("handle times must be positive and finite")
 
     def handle_seconds(self, team: str) -> float:
         """The configured agent work per ticket of ``team`` (see ``team_handle_seconds``)."""

@@ -29,6 +29,7 @@ from . import views
 from .aggregates import FlowWindow, Histogram
 from .columns import (
     COMPACT_SLACK,
+    CREATED_BOUND,
     F_ENTERED,
     F_FR_BREACHED,
     F_FR_DUE_OFF,
@@ -308,6 +309,7 @@ class BacklogState:
         h = key_hash(key)
         slot = self.index.get(h)
         revision = min(max(revision, 0), MASK32)
+        kept = min(max(created, -CREATED_BOUND), CREATED_BOUND)  # stored (see CREATED_BOUND)
         if slot >= 0 and revision < self.a_rev[slot]:
             return  # an older decision re-published after a newer one: never move backwards
         if event_ms != self.entered_at:  # before the flags are read: the entries of an instant end
@@ -369,7 +371,7 @@ class BacklogState:
         self.a_verdict[slot] = 1 if verdicts else 0
         self.a_cat[slot] = self.categories.intern(category) if category else 0
         self.a_src[slot] = self.sources.intern(source)
-        self.a_created[slot] = created
+        self.a_created[slot] = kept
         if fr_due != UNSET:
             self.a_fr_due[slot] = fr_due
         if res_due != UNSET:
@@ -436,7 +438,7 @@ class BacklogState:
                 self._recent(self.recent_target, team).append(max(0, fr_due - created) / 1000)
         self.a_flags[slot] = f
         if new_open:
-            add_open(self, slot, not prev_open or team != prev_team or created != prev_created, arrived=True)
+            add_open(self, slot, not prev_open or team != prev_team or kept != prev_created, arrived=True)
         else:
             self.a_next[slot] = NEVER
             self._evict_resolved()

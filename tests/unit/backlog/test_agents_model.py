@@ -4,6 +4,11 @@ tickets worked meanwhile), so it is configured, per team if need be; never a res
 
 from __future__ import annotations
 
+import math
+
+import pytest
+from pydantic import ValidationError
+
 from services.metrics.backlog import BacklogConfig, BacklogState, agents_needed
 from shared.events import EventType
 
@@ -66,3 +71,37 @@ def test_the_settings_handle_times_reach_the_service_s_forecast() -> None:
     # written with other handle times does not bring them back.
     assert collector.config.handle_seconds("billing") == 900
     assert collector.config.handle_seconds("sales") == 600
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"METRICS_HANDLE_SECONDS": "inf"}, "metrics_handle_seconds"),
+        ({"METRICS_HANDLE_SECONDS": "1e300"}, "metrics_handle_seconds"),
+        ({"METRICS_TEAM_HANDLE_SECONDS": '{"billing": NaN}'}, "metrics_team_handle_seconds"),
+        ({"METRICS_TEAM_HANDLE_SECONDS": '{"billing": Infinity}'}, "metrics_team_handle_seconds"),
+        ({"METRICS_TEAM_HANDLE_SECONDS": '{"billing": 0}'}, "metrics_team_handle_seconds"),
+        ({"METRICS_TEAM_HANDLE_SECONDS": '{"billing": -5}'}, "metrics_team_handle_seconds"),
+    ],
+)
+def test_a_handle_time_that_is_not_a_positive_finite_duration_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    from shared.settings import MetricsSettings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # Accepted, an infinite handle time made every scrape fail (math.floor of an infinite load) once
+    # the team had arrivals, and before that exported ticket_agent_workload_erlangs NaN (0 x inf);
+    # a NaN one passed the config's "positive" check; 0 or less failed only at start, naming nothing.
+    with pytest.raises(ValidationError) as raised:
+        MetricsSettings()
+    assert raised.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan])
+def test_the_backlog_config_refuses_a_handle_time_that_is_not_finite(seconds: float) -> None:
+    with pytest.raises(ValueError, match="handle times"):
+        BacklogConfig(default_handle_seconds=seconds)
+    with pytest.raises(ValueError, match="handle times"):
+        BacklogConfig(team_handle_seconds=(("billing", seconds),))

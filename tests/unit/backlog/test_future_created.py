@@ -5,6 +5,7 @@ deadlines as usual."""
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 
 import orjson
 
@@ -123,3 +124,22 @@ def _without_unaged(data: bytes) -> bytes:
     rest = body[4 + n : len(body) - length]
     head = orjson.dumps(header)
     return MAGIC + zlib.compress(len(head).to_bytes(4, "little") + head + rest)
+
+
+def test_a_source_stating_far_future_creations_does_not_stop_the_checkpoints() -> None:
+    # The per-team sum of open tickets' creation instants goes into the checkpoint's JSON header,
+    # which holds 64-bit integers: 72,797 open tickets a source says were created on 9999-12-31
+    # (2.5e14 ms each) passed it, and every checkpoint of the shard failed from then on (each
+    # restart or revocation replaying from further back).
+    state = BacklogState()
+    far = make_state("z:0", 0, team="billing", routed=0).model_copy(
+        update={"created_at": datetime(9999, 12, 31, tzinfo=UTC)}
+    )
+    for n in range(72_800):
+        state.apply_state(far.model_copy(update={"ticket_key": f"z:{n}"}), at(0))
+    state.apply(envelope(make_state("z:now", 0, team="billing", routed=0), 0), at(0))
+    state.advance_clock(at(H))
+    before = scrape(state)
+    assert gauge(before, "ticket_open_age_gsum", team="billing") == H  # the far ones are aged 0
+    assert gauge(before, "ticket_oldest_open_age_seconds", team="billing") == H
+    assert scrape(BacklogState.from_checkpoint(state.to_checkpoint())) == before
