@@ -16,7 +16,10 @@ ESCAPED_NUL = b"\\u0000"
 
 
 def _escape_pointer_token(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
+    """A key as a JSON-pointer token (RFC 6901), a lone surrogate in it spelled as its escape
+    (``\\ud800``, six characters): the pointer goes into a UTF-8 answer, which cannot hold it."""
+    token = token.replace("~", "~0").replace("/", "~1")
+    return _SURROGATES.sub(lambda found: f"\\u{ord(found.group()):04x}", token)
 
 
 def _fault(text: str) -> str | None:
