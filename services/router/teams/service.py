@@ -128,7 +128,8 @@ async def update_team(
 
 
 async def delete_team(session: AsyncSession, name: str, *, expected: Expected, actor: str) -> str:
-    """'deleted', or 'deactivated' when tickets were routed to the team."""
+    """'deleted', or 'deactivated' when tickets were routed to the team ('unchanged', and nothing
+    audited, when it was inactive already)."""
     await lock_config(session)  # before reading the references that keep the team
     row = await get_team(session, name)
     _check_revision(row, expected)
@@ -144,8 +145,9 @@ async def delete_team(session: AsyncSession, name: str, *, expected: Expected, a
         )
     )
     if routed:
-        if row.active:
-            await _guarded_update(session, row, {"active": False})
+        if not row.active:
+            return "unchanged"  # as a key revoked already: no change, no audit entry claiming one
+        await _guarded_update(session, row, {"active": False})
         outcome = "deactivated"
     else:
         result = await session.execute(
