@@ -313,3 +313,41 @@ async def test_deleting_a_deactivated_team_again_changes_nothing_and_audits_noth
         assert again.status_code == 204 and again.headers["X-Outcome"] == "unchanged"
     audit = await c.get("/v1/audit", params={"entity": "team", "entity_id": team}, headers=router_api.viewer)
     assert [e["action"] for e in audit.json()] == ["team.deactivate", "team.create"]
+
+
+async def test_a_team_deletion_audits_what_the_team_was(router_api: Router) -> None:
+    """The audit keeps what a deletion removed (as a write-back target's deletion does), and a
+    deactivation its change and revision (as team.update does)."""
+    c, editor = router_api.client, router_api.editor
+    gone = await router_api.add_team("gone", description="Night shift", capacity=7, skills=["vpn"])
+    deleted = await c.delete(f"/v1/teams/{gone}", headers={**editor, "If-Match": "*"})
+    assert deleted.headers["X-Outcome"] == "deleted"
+    kept = await router_api.add_team("kept")
+    async with routed_to(router_api, kept):
+        deactivated = await c.delete(f"/v1/teams/{kept}", headers={**editor, "If-Match": "*"})
+    assert deactivated.headers["X-Outcome"] == "deactivated"
+
+    params: dict[str, str | int] = {"entity": "team", "limit": 50}
+    entries = (await c.get("/v1/audit", params=params, headers=router_api.viewer)).json()
+
+    def last(team: str) -> dict[str, object]:
+        return next(e["detail"] for e in entries if e["entity_id"] == team)
+
+    removed = last(gone)
+    assert removed["outcome"] == "deleted" and removed["revision"] == 1
+    assert removed["team"] == {
+        "name": gone,
+        "description": "Night shift",
+        "active": True,
+        "capacity": 7,
+        "skills": ["vpn"],
+        "languages": [],
+        "timezone": "UTC",
+        "calendar": None,
+        "schedule": None,
+    }
+    assert last(kept) == {
+        "outcome": "deactivated",
+        "changes": {"active": {"old": True, "new": False}},
+        "revision": 2,
+    }
