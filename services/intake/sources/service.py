@@ -21,6 +21,7 @@ from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.tickets.schemas import NATIVE_SOURCE
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
+from services.intake.webhooks.generic import is_header_name
 from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
 from shared.events import utc_now
@@ -101,7 +102,7 @@ def validate_options(adapter: str, options: dict[str, Any]) -> None:
         except ValueError as exc:
             raise InvalidSource(str(exc), "/options/timestamp_tolerance") from exc
     header = options.get("auth_header")
-    if header is not None and not (isinstance(header, str) and header.strip()):
+    if header is not None and not is_header_name(header):
         raise InvalidSource("auth_header: expected a header name", "/options/auth_header")
 
 

@@ -305,6 +305,32 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("adapter", "option", "value"),
+    [
+        ("generic", "auth_header", "X-Webhook-Secret "),  # pasted with a space: never a header's name
+        ("generic", "auth_header", "X Webhook Secret"),
+        ("generic", "delivery_header", "X-Request-Id:"),
+        ("freshdesk", "auth_header", "X-Secret\t"),
+        ("freshdesk", "auth_header", "X-Geheimnis-\u00e4"),
+    ],
+)
+async def test_a_header_option_must_be_a_header_name(
+    intake: Intake, adapter: str, option: str, value: str
+) -> None:
+    """A webhook's header is looked up by that exact name: one that is no header name (RFC 9110
+    token) matched no request, so every delivery was refused as missing its secret."""
+    options: dict[str, object] = {option: value}
+    if adapter == "generic":
+        options["mapping"] = {"external_id": "/id"}
+    body = {"name": f"hdr-{uuid.uuid4().hex[:8]}", "type": adapter, "secret": SECRET, "options": options}
+    refused = await intake.client.post("/v1/sources", headers=intake.admin, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": f"/options/{option}", "message": f"{option}: expected a header name"}
+    ]
+
+
 async def test_a_retired_secret_no_longer_signs_and_the_last_one_stays(
     intake: Intake, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
