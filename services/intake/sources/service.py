@@ -217,7 +217,10 @@ async def rotate_secret(
     row = await get_source(session, name)
     _check_revision(row, expected)
     # A new list (not an in-place append) so the JSON column is seen as changed.
-    row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
+    secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
+    if secrets == row.secrets:  # the newest already: a no-op keeps the revision, as update's does
+        return row
+    row.secrets = secrets
     row.updated_at = utc_now()
     await _flush(session, row)
     detail = {"secrets": [fingerprint(s) for s in row.secrets], "revision": row.revision}

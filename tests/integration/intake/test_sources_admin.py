@@ -200,6 +200,25 @@ async def test_changes_need_the_current_etag(intake: Intake) -> None:
     assert is_problem(await intake.client.delete(url, headers=intake.admin), 404)
 
 
+async def test_rotating_to_the_newest_secret_again_is_a_no_op(
+    intake: Intake, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The secrets stay as they were: the revision (and the ETag other clients hold) stays and
+    nothing is audited, as for a PATCH that changes nothing."""
+    name = f"rot-{uuid.uuid4().hex[:8]}"
+    created = await intake.add_source(name, "native", SECRET)
+    again = await intake.client.post(
+        f"/v1/sources/{name}/rotate",
+        headers={**intake.admin, "If-Match": created.headers["etag"]},
+        json={"secret": SECRET},
+    )
+    assert again.status_code == 200, again.text
+    assert again.headers["etag"] == created.headers["etag"] and again.json()["revision"] == 1
+    async with sessions() as session:
+        audited = await list_entries(session, entity="source", entity_id=name)
+    assert [entry.action for entry in audited] == ["source.create"]
+
+
 async def test_if_match_lists_and_field_lines(intake: Intake) -> None:
     """A list holds when any tag in it is current, also only a later one (RFC 9110 13.1.1); several
     If-Match field lines are one list (RFC 9110 5.3); '*' inside a list is malformed: 412."""
