@@ -731,3 +731,14 @@ async def test_a_source_created_again_under_a_deleted_ones_name_continues_its_de
     again = await intake.client.post(url, content=b'{"id": "A"}', headers=headers)
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert again.json()["event_ids"] == first.json()["event_ids"]
+
+
+async def test_a_key_given_twice_is_refused_naming_it(intake: Intake) -> None:
+    """As on the router's admin API: the last of a repeated key is not silently what counts."""
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    body = f'{{"name": "{name}", "type": "github", "secret": "{SECRET}", "secret": "{NEW_SECRET}"}}'
+    refused = await intake.client.post(
+        "/v1/sources", content=body, headers={**intake.admin, "Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "/secret", "message": "given twice in one object"}]

@@ -126,3 +126,21 @@ async def test_a_body_that_is_not_valid_json_is_a_400_naming_no_false_field(rout
         assert "errors" not in problem
     spec = (await router_api.client.get("/openapi.json")).json()
     assert "400" in spec["paths"]["/v1/teams"]["post"]["responses"]
+
+
+async def test_a_key_given_twice_in_one_object_is_refused_naming_it(router_api: Router) -> None:
+    """JSON parsers keep the last of a repeated key: a rule written with "when" twice lost the
+    first condition without a word. Refused as the CLI refuses a repeated YAML key."""
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    body = f'{{"name": "{name}", "capacity": 5, "capacity": 50}}'
+    headers = {**router_api.editor, "Content-Type": "application/json"}
+    refused = await router_api.client.post("/v1/teams", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "/capacity", "message": "given twice in one object"}]
+    nested = '{"rules": [{"id": "a", "name": "a", "when": {"field": "subject", "op": "exists"}, '
+    nested += '"when": {"field": "description", "op": "exists"}, "actions": {"set_priority": "P4"}}]}'
+    put = await router_api.client.put(
+        "/v1/rules", content=nested, headers={**headers, "If-Match": await router_api.rules_etag()}
+    )
+    assert put.status_code == 422 and put.json()["errors"][0]["field"] == "/rules/0/when", put.text
+    assert (await router_api.client.get(f"/v1/teams/{name}", headers=router_api.viewer)).status_code == 404
