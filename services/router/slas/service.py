@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
@@ -150,6 +151,7 @@ class LiveCalendars(dict[str, BusinessCalendar]):
 
 # As team and rule names: no leading or trailing whitespace, so "gold" and "gold " are not two.
 _TRIMMED_NAME = re.compile(r"\S(.*\S)?")
+_INVISIBLE = frozenset({"Cc", "Cf"})  # control and format characters (U+200B, U+202E...)
 
 
 def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str, Any]]:
@@ -162,8 +164,14 @@ def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str
     if calendars.is_live(kind, name):
         return []
     errors = []
+    # No two names may look alike: "gold" and "gold ", "café" composed and decomposed, "gold" with
+    # a zero-width space or a bidi override would be two policies no one can tell apart.
     if not _TRIMMED_NAME.fullmatch(name):
         errors.append({"field": "/name", "message": "must not start or end with whitespace"})
+    elif unicodedata.normalize("NFC", name) != name:
+        errors.append({"field": "/name", "message": "must be in Unicode normal form NFC"})
+    elif any(unicodedata.category(char) in _INVISIBLE for char in name):
+        errors.append({"field": "/name", "message": "must not hold control or format characters"})
     if kind == "policy" and len(name) > MAX_POLICY_NAME:
         message = f"at most {MAX_POLICY_NAME} characters, as a rule's actions.sla_policy names it"
         errors.append({"field": "/name", "message": message})
