@@ -55,7 +55,7 @@ class HeadAsGet:
         if scope["type"] != "http" or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
-        if "GET" in served_methods(self.routed, scope):
+        if _serves(self.routed, scope, "GET"):
             scope = {**scope, "method": "GET"}
 
         async def without_content(message: Message) -> None:
@@ -69,11 +69,11 @@ class HeadAsGet:
 
 
 def served_methods(app: FastAPI, scope: Any) -> list[str]:
-    """The methods with a route at the scope's path (asked of each route as it would be routed),
-    HEAD wherever GET is (see :class:`HeadAsGet`)."""
-    served = []
-    for method in _METHODS:
-        asked = {**scope, "method": "GET" if method == "HEAD" else method}
-        if any(route.matches(asked)[0] == Match.FULL for route in app.router.routes):
-            served.append(method)
-    return served
+    """The methods with a route at the scope's path, HEAD wherever GET is (see :class:`HeadAsGet`)."""
+    return [method for method in _METHODS if _serves(app, scope, "GET" if method == "HEAD" else method)]
+
+
+def _serves(app: FastAPI, scope: Any, method: str) -> bool:
+    """Whether a route serves ``method`` at the scope's path (asked of each route as routing would)."""
+    asked = {**scope, "method": method}
+    return any(route.matches(asked)[0] == Match.FULL for route in app.router.routes)
