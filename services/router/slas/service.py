@@ -28,6 +28,7 @@ from services.router.sla.calendar import (
     DEADLINE_HORIZON_YEARS,
     MAX_DAY_INTERVALS,
     MAX_HOLIDAYS,
+    check_new_timezone,
     intervals_by_key,
     least_open_time_within_horizon,
     weekly_hours_origins,
@@ -354,6 +355,10 @@ def validate_document(
         if errors:
             raise ConfigInvalid(errors)
     if isinstance(model, BusinessCalendar):
+        try:
+            check_new_timezone(model.timezone)
+        except ValueError as exc:
+            raise ConfigInvalid([{"field": "/timezone", "message": str(exc)}]) from None
         errors = _calendar_horizon_errors(model, calendars.get(name), calendars.policies, now)
         if errors:
             raise ConfigInvalid(errors)
