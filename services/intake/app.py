@@ -22,6 +22,7 @@ from services.intake.tickets.endpoints import router as tickets_router
 from shared.http.body_limit import BodyLimit
 from shared.http.conditional import install_conditional_get
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
+from shared.http.methods import install_method_not_allowed
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
 from shared.http.raw_route import add_routes_first
@@ -108,6 +109,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
+    install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
     document_problems(app, json_checked=("/v1/sources",))  # the admin API's refuse_non_json_body
     install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")

@@ -20,6 +20,7 @@ from services.metrics.ingest.runner import ingest_runner
 from services.metrics.schemas import BacklogSummary
 from shared.auth import Role, require_role
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
+from shared.http.methods import install_method_not_allowed
 from shared.http.openapi import document_problems, problem_responses
 from shared.http.problems import install_problem_handlers
 from shared.http.slashes import install_strict_slashes
@@ -108,6 +109,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
+    install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
     document_problems(app)
     install_timing(app, "metrics")
     app.include_router(health_router())

@@ -24,7 +24,8 @@ from services.router.writeback.endpoints import router as writeback_router
 from shared.http.body_limit import BodyLimit
 from shared.http.conditional import install_conditional_get
 from shared.http.health import broker_check, database_check, health_router, install_timing
-from shared.http.json_body import refuse_non_json_body
+from shared.http.json_body import refuse_non_json_body, refuse_repeated_keys
+from shared.http.methods import install_method_not_allowed
 from shared.http.nul_guard import refuse_nul
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
@@ -123,11 +124,13 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         description="Classifies and routes tickets, tracks SLAs, and exposes the admin API.",
         lifespan=lifespan,
         # Before any operation's own checks: PostgreSQL stores no U+0000, in text or in JSONB.
-        # A body that is not JSON is refused as such, not as a body of the wrong shape.
-        dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)],
+        # A body that is not JSON is refused as such, not as a body of the wrong shape; one that
+        # gives a key twice as such, not as whatever its last value says.
+        dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul), Depends(refuse_repeated_keys)],
     )
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
+    install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
     document_problems(app, json_checked=("/",))  # refuse_non_json_body is app-wide
     # Before any operation: FastAPI parses a body before the key check.
     app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)

@@ -15,8 +15,11 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 ESCAPED_NUL = b"\\u0000"
 
 
-def _escape_pointer_token(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
+def pointer_token(token: str) -> str:
+    """A key as a JSON-pointer token (RFC 6901), a lone surrogate in it spelled as its escape
+    (``\\ud800``, six characters): the pointer goes into a UTF-8 answer, which cannot hold it."""
+    token = token.replace("~", "~0").replace("/", "~1")
+    return _SURROGATES.sub(lambda found: f"\\u{ord(found.group()):04x}", token)
 
 
 def _fault(text: str) -> str | None:
@@ -39,7 +42,7 @@ def unstorable(value: Any) -> tuple[str, str] | None:
         elif isinstance(item, dict):
             children = []
             for key, child in item.items():
-                member = f"{pointer}/{_escape_pointer_token(str(key))}"
+                member = f"{pointer}/{pointer_token(str(key))}"
                 message = _fault(str(key))
                 if message is not None:
                     return member, message

@@ -20,15 +20,17 @@ from services.intake.sources import service
 from services.intake.sources.cache import SourceCache
 from services.intake.sources.schemas import SOURCE_NAME, SecretRotation, SourceCreate, SourceOut, SourceUpdate
 from shared.auth import Caller, Role, require_caller, require_role
-from shared.http.json_body import refuse_non_json_body
+from shared.http.json_body import refuse_non_json_body, refuse_repeated_keys
 from shared.http.nul_guard import refuse_nul
 from shared.http.preconditions import Expected, Stale, expected_version, if_match_header
 from shared.http.problems import Problem
 
 # PostgreSQL stores no U+0000 (a secret or an option holding one failed as a 500), and a body
-# without a JSON Content-Type is refused as such, as on the router's admin API.
+# without a JSON Content-Type, or giving a key twice, is refused as such, as on the router's admin API.
 router = APIRouter(
-    prefix="/v1/sources", tags=["sources"], dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul)]
+    prefix="/v1/sources",
+    tags=["sources"],
+    dependencies=[Depends(refuse_non_json_body), Depends(refuse_nul), Depends(refuse_repeated_keys)],
 )
 # Every endpoint needs an admin key; changes also take its name, their author in the audit log.
 _admin_role = Depends(require_role(Role.ADMIN))

@@ -21,6 +21,7 @@ from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.tickets.schemas import NATIVE_SOURCE
 from services.intake.webhooks import SourceConfig, validate_generic_mapping
+from services.intake.webhooks.generic import is_header_name
 from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
 from shared.events import utc_now
@@ -101,7 +102,7 @@ def validate_options(adapter: str, options: dict[str, Any]) -> None:
         except ValueError as exc:
             raise InvalidSource(str(exc), "/options/timestamp_tolerance") from exc
     header = options.get("auth_header")
-    if header is not None and not (isinstance(header, str) and header.strip()):
+    if header is not None and not is_header_name(header):
         raise InvalidSource("auth_header: expected a header name", "/options/auth_header")
 
 
@@ -216,7 +217,10 @@ async def rotate_secret(
     row = await get_source(session, name)
     _check_revision(row, expected)
     # A new list (not an in-place append) so the JSON column is seen as changed.
-    row.secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
+    secrets = [*(s for s in row.secrets if s != secret), secret][-MAX_SECRETS:]
+    if secrets == row.secrets:  # the newest already: a no-op keeps the revision, as update's does
+        return row
+    row.secrets = secrets
     row.updated_at = utc_now()
     await _flush(session, row)
     detail = {"secrets": [fingerprint(s) for s in row.secrets], "revision": row.revision}

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -75,6 +76,15 @@ MAPPABLE_FIELDS = frozenset(
 )
 
 
+# RFC 9110 5.1: a field name is a token. A header option holding anything else (a pasted trailing
+# space, a colon) names no header a request can carry, so every delivery would be refused.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def is_header_name(value: Any) -> bool:
+    return isinstance(value, str) and _HEADER_NAME.fullmatch(value) is not None
+
+
 @lru_cache(maxsize=512)
 def _compile(expression: str) -> JSONPath:
     return parse_jsonpath(expression)
@@ -118,7 +128,7 @@ def validate_generic_mapping(options: dict[str, Any]) -> None:
         except UnmappableError as exc:
             raise ValueError(exc.message) from exc
     for header in ("auth_header", "delivery_header"):
-        if header in options and not (isinstance(options[header], str) and options[header].strip()):
+        if header in options and not is_header_name(options[header]):
             raise ValueError(f"{header}: expected a header name")
 
 

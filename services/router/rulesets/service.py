@@ -23,6 +23,7 @@ from services.router.models import RuleSetVersion
 from services.router.rules import Rule, RuleSet, diff_rulesets
 from services.router.rulesets.sla_references import policy_problem, policy_references, policy_states
 from services.router.rulesets.store import latest, ruleset_of, save_version
+from services.router.sla.calendar import check_new_timezone
 from services.router.teams.states import team_problem, team_states
 from shared.db.audit import record
 from shared.http.preconditions import Expected, Stale, check_expected, etag
@@ -113,6 +114,13 @@ async def check_references(session: AsyncSession, ruleset: RuleSet) -> list[dict
     for index, rule in enumerate(ruleset.rules):
         if rule.id in RESERVED_RULE_IDS:
             errors.append({"field": f"/rules/{index}/id", "message": f"rule id {rule.id!r} is reserved"})
+    zones = [("/timezone", ruleset.timezone)]
+    zones += [(f"/rules/{i}/timezone", r.timezone) for i, r in enumerate(ruleset.rules) if r.timezone]
+    for pointer, zone in zones:
+        try:
+            check_new_timezone(zone)
+        except ValueError as exc:
+            errors.append({"field": pointer, "message": str(exc)})
     return sorted(errors, key=lambda e: e["field"])
 
 

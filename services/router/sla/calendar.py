@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from itertools import pairwise
 from typing import Annotated, Any, Literal, TypeVar, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -211,6 +211,26 @@ def check_timezone(value: str) -> str:
 
 
 IanaTimezone = Annotated[str, AfterValidator(check_timezone)]
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    # What tzdata lists. ZoneInfo also opens any other file of the zone directory: "localtime" (the
+    # host's own setting: another replica's may differ or be missing, and a calendar that no
+    # longer loads drops its policies), "posix/..." and "right/..." (leap seconds counted: 27 s off).
+    return frozenset(available_timezones()) - {"localtime"}
+
+
+def check_new_timezone(value: str) -> str:
+    """:func:`check_timezone` for a zone being saved: an IANA name, not a file of this host. Only
+    on save: a zone stored earlier still loads where ZoneInfo opens it."""
+    check_timezone(value)
+    if value not in _iana_names():
+        raise ValueError(f"{value!r} is no IANA time zone name (e.g. Europe/Berlin, UTC)")
+    return value
+
+
+NewIanaTimezone = Annotated[str, AfterValidator(check_new_timezone)]
 
 
 class Holiday(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from services.router.sla.calendar import (
     DEADLINE_HORIZON_YEARS,
     MAX_DAY_INTERVALS,
     MAX_HOLIDAYS,
+    check_new_timezone,
     intervals_by_key,
     least_open_time_within_horizon,
     weekly_hours_origins,
@@ -150,6 +152,7 @@ class LiveCalendars(dict[str, BusinessCalendar]):
 
 # As team and rule names: no leading or trailing whitespace, so "gold" and "gold " are not two.
 _TRIMMED_NAME = re.compile(r"\S(.*\S)?")
+_INVISIBLE = frozenset({"Cc", "Cf"})  # control and format characters (U+200B, U+202E...)
 
 
 def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str, Any]]:
@@ -162,8 +165,14 @@ def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str
     if calendars.is_live(kind, name):
         return []
     errors = []
+    # No two names may look alike: "gold" and "gold ", "café" composed and decomposed, "gold" with
+    # a zero-width space or a bidi override would be two policies no one can tell apart.
     if not _TRIMMED_NAME.fullmatch(name):
         errors.append({"field": "/name", "message": "must not start or end with whitespace"})
+    elif unicodedata.normalize("NFC", name) != name:
+        errors.append({"field": "/name", "message": "must be in Unicode normal form NFC"})
+    elif any(unicodedata.category(char) in _INVISIBLE for char in name):
+        errors.append({"field": "/name", "message": "must not hold control or format characters"})
     if kind == "policy" and len(name) > MAX_POLICY_NAME:
         message = f"at most {MAX_POLICY_NAME} characters, as a rule's actions.sla_policy names it"
         errors.append({"field": "/name", "message": message})
@@ -346,6 +355,10 @@ def validate_document(
         if errors:
             raise ConfigInvalid(errors)
     if isinstance(model, BusinessCalendar):
+        try:
+            check_new_timezone(model.timezone)
+        except ValueError as exc:
+            raise ConfigInvalid([{"field": "/timezone", "message": str(exc)}]) from None
         errors = _calendar_horizon_errors(model, calendars.get(name), calendars.policies, now)
         if errors:
             raise ConfigInvalid(errors)

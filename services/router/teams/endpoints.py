@@ -114,7 +114,10 @@ async def put_team(
     response_class=Response,
     responses={
         **problems(*WRITE, 404),
-        204: {"description": "Deleted, or deactivated if tickets were routed to it"},
+        204: {
+            "description": "Deleted, or deactivated if tickets were routed to it (`X-Outcome`: "
+            "deleted, deactivated, or unchanged for a team inactive already)"
+        },
     },
     summary="Delete a team (deactivate it if tickets were routed to it); 409 while rules use it",
 )

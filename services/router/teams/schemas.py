@@ -18,8 +18,14 @@ from pydantic import (
 
 from services.router.assignment.capacity import Shift, TeamSchedule
 from services.router.errors import Invalid
-from services.router.rules.schema import validate_timezone
-from services.router.sla.calendar import MAX_DAY_INTERVALS, Holiday, IanaTimezone, normalise_weekly_hours
+from services.router.sla.calendar import (
+    MAX_DAY_INTERVALS,
+    Holiday,
+    IanaTimezone,
+    NewIanaTimezone,
+    check_new_timezone,
+    normalise_weekly_hours,
+)
 from shared.http.problems import field_errors
 
 TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -82,8 +88,14 @@ def _bounded(raw: Any) -> Any:
     return raw
 
 
+class GivenScheduleDoc(ScheduleDoc):
+    """A schedule as a request gives it: its zone an IANA name (a stored one still reads back)."""
+
+    timezone: NewIanaTimezone = "UTC"
+
+
 # A schedule as a request gives it (bounded); responses use ScheduleDoc as stored.
-GivenSchedule = Annotated[ScheduleDoc | None, BeforeValidator(_bounded)]
+GivenSchedule = Annotated[GivenScheduleDoc | None, BeforeValidator(_bounded)]
 
 
 class TeamFields(BaseModel):
@@ -127,8 +139,7 @@ class TeamFields(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        validate_timezone(value)
-        return value
+        return check_new_timezone(value)
 
 
 # Label values the metrics service gives a meaning of its own (``services/metrics/backlog/config.py``):

@@ -128,7 +128,8 @@ async def update_team(
 
 
 async def delete_team(session: AsyncSession, name: str, *, expected: Expected, actor: str) -> str:
-    """'deleted', or 'deactivated' when tickets were routed to the team."""
+    """'deleted', or 'deactivated' when tickets were routed to the team ('unchanged', and nothing
+    audited, when it was inactive already)."""
     await lock_config(session)  # before reading the references that keep the team
     row = await get_team(session, name)
     _check_revision(row, expected)
@@ -143,11 +144,15 @@ async def delete_team(session: AsyncSession, name: str, *, expected: Expected, a
             )
         )
     )
+    detail: dict[str, Any]  # the audit's: what changed, or what the deletion removed
     if routed:
-        if row.active:
-            await _guarded_update(session, row, {"active": False})
+        if not row.active:
+            return "unchanged"  # as a key revoked already: no change, no audit entry claiming one
+        await _guarded_update(session, row, {"active": False})
         outcome = "deactivated"
+        detail = {"changes": {"active": {"old": True, "new": False}}, "revision": row.revision}
     else:
+        detail = {"team": {"name": name, **{k: getattr(row, k) for k in FIELDS}}, "revision": row.revision}
         result = await session.execute(
             delete(Team)
             .where(Team.name == name, Team.generation == row.generation, Team.revision == row.revision)
@@ -158,5 +163,5 @@ async def delete_team(session: AsyncSession, name: str, *, expected: Expected, a
         session.expunge(row)
         outcome = "deleted"
     action = "team.delete" if outcome == "deleted" else "team.deactivate"
-    record(session, actor, action, "team", name, {"outcome": outcome})
+    record(session, actor, action, "team", name, {"outcome": outcome, **detail})
     return outcome

@@ -200,6 +200,25 @@ async def test_changes_need_the_current_etag(intake: Intake) -> None:
     assert is_problem(await intake.client.delete(url, headers=intake.admin), 404)
 
 
+async def test_rotating_to_the_newest_secret_again_is_a_no_op(
+    intake: Intake, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The secrets stay as they were: the revision (and the ETag other clients hold) stays and
+    nothing is audited, as for a PATCH that changes nothing."""
+    name = f"rot-{uuid.uuid4().hex[:8]}"
+    created = await intake.add_source(name, "native", SECRET)
+    again = await intake.client.post(
+        f"/v1/sources/{name}/rotate",
+        headers={**intake.admin, "If-Match": created.headers["etag"]},
+        json={"secret": SECRET},
+    )
+    assert again.status_code == 200, again.text
+    assert again.headers["etag"] == created.headers["etag"] and again.json()["revision"] == 1
+    async with sessions() as session:
+        audited = await list_entries(session, entity="source", entity_id=name)
+    assert [entry.action for entry in audited] == ["source.create"]
+
+
 async def test_if_match_lists_and_field_lines(intake: Intake) -> None:
     """A list holds when any tag in it is current, also only a later one (RFC 9110 13.1.1); several
     If-Match field lines are one list (RFC 9110 5.3); '*' inside a list is malformed: 412."""
@@ -303,6 +322,32 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
         bad_path.status_code == 422
         and bad_path.json()["errors"][0]["field"] == "/options/mapping/external_id"
     )
+
+
+@pytest.mark.parametrize(
+    ("adapter", "option", "value"),
+    [
+        ("generic", "auth_header", "X-Webhook-Secret "),  # pasted with a space: never a header's name
+        ("generic", "auth_header", "X Webhook Secret"),
+        ("generic", "delivery_header", "X-Request-Id:"),
+        ("freshdesk", "auth_header", "X-Secret\t"),
+        ("freshdesk", "auth_header", "X-Geheimnis-\u00e4"),
+    ],
+)
+async def test_a_header_option_must_be_a_header_name(
+    intake: Intake, adapter: str, option: str, value: str
+) -> None:
+    """A webhook's header is looked up by that exact name: one that is no header name (RFC 9110
+    token) matched no request, so every delivery was refused as missing its secret."""
+    options: dict[str, object] = {option: value}
+    if adapter == "generic":
+        options["mapping"] = {"external_id": "/id"}
+    body = {"name": f"hdr-{uuid.uuid4().hex[:8]}", "type": adapter, "secret": SECRET, "options": options}
+    refused = await intake.client.post("/v1/sources", headers=intake.admin, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": f"/options/{option}", "message": f"{option}: expected a header name"}
+    ]
 
 
 async def test_a_retired_secret_no_longer_signs_and_the_last_one_stays(
@@ -686,3 +731,14 @@ async def test_a_source_created_again_under_a_deleted_ones_name_continues_its_de
     again = await intake.client.post(url, content=b'{"id": "A"}', headers=headers)
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert again.json()["event_ids"] == first.json()["event_ids"]
+
+
+async def test_a_key_given_twice_is_refused_naming_it(intake: Intake) -> None:
+    """As on the router's admin API: the last of a repeated key is not silently what counts."""
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    body = f'{{"name": "{name}", "type": "github", "secret": "{SECRET}", "secret": "{NEW_SECRET}"}}'
+    refused = await intake.client.post(
+        "/v1/sources", content=body, headers={**intake.admin, "Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "/secret", "message": "given twice in one object"}]

@@ -33,3 +33,21 @@ async def test_tagged_gets_answer_not_modified(router_api: Router) -> None:
     assert put.status_code == 201, put.text
     for path in (f"/v1/teams/{team}", "/v1/rules", f"/v1/sla/policies/{policy}"):
         await assert_conditional(router_api, path)
+
+
+async def test_head_answers_as_get_without_the_body(router_api: Router) -> None:
+    """RFC 9110 9.3.2: HEAD is GET without the content (``curl -I`` for an ETag), not a 405."""
+    c, path = router_api.client, f"/v1/teams/{await router_api.add_team()}"
+    got = await c.get(path, headers=router_api.viewer)
+    head = await c.head(path, headers=router_api.viewer)
+    assert head.status_code == 200 and head.content == b"", head.text
+    assert head.headers["ETag"] == got.headers["ETag"]
+    assert head.headers["content-length"] == str(len(got.content))
+    tagged = await c.head(path, headers={**router_api.viewer, "If-None-Match": got.headers["ETag"]})
+    assert tagged.status_code == 304 and tagged.content == b""
+    anonymous = await c.head(path)
+    assert anonymous.status_code == 401 and anonymous.content == b""
+    missing = await c.head("/v1/teams/no-such-team-x", headers=router_api.viewer)
+    assert missing.status_code == 404 and missing.content == b""
+    post_only = await c.head("/v1/routing/simulate", headers=router_api.viewer)
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"

@@ -126,3 +126,62 @@ async def test_a_body_that_is_not_valid_json_is_a_400_naming_no_false_field(rout
         assert "errors" not in problem
     spec = (await router_api.client.get("/openapi.json")).json()
     assert "400" in spec["paths"]["/v1/teams"]["post"]["responses"]
+
+
+async def test_a_key_given_twice_in_one_object_is_refused_naming_it(router_api: Router) -> None:
+    """JSON parsers keep the last of a repeated key: a rule written with "when" twice lost the
+    first condition without a word. Refused as the CLI refuses a repeated YAML key."""
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    body = f'{{"name": "{name}", "capacity": 5, "capacity": 50}}'
+    headers = {**router_api.editor, "Content-Type": "application/json"}
+    refused = await router_api.client.post("/v1/teams", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "/capacity", "message": "given twice in one object"}]
+    nested = '{"rules": [{"id": "a", "name": "a", "when": {"field": "subject", "op": "exists"}, '
+    nested += '"when": {"field": "description", "op": "exists"}, "actions": {"set_priority": "P4"}}]}'
+    put = await router_api.client.put(
+        "/v1/rules", content=nested, headers={**headers, "If-Match": await router_api.rules_etag()}
+    )
+    assert put.status_code == 422 and put.json()["errors"][0]["field"] == "/rules/0/when", put.text
+    assert (await router_api.client.get(f"/v1/teams/{name}", headers=router_api.viewer)).status_code == 404
+
+
+HOST_ZONES = ["localtime", "posix/Europe/Berlin", "right/UTC"]
+
+
+async def test_a_time_zone_must_be_an_iana_name_not_a_file_of_this_host(router_api: Router) -> None:
+    """ZoneInfo opens any file of the zone directory: "localtime" is the host's own setting (another
+    replica's may differ, or lack it, and a calendar that no longer loads drops its policies),
+    "right/..." counts leap seconds (27 s off). New configuration takes IANA names only."""
+    c, editor = router_api.client, router_api.editor
+    for zone in HOST_ZONES:
+        team = await c.post(
+            "/v1/teams", json={"name": f"tz-{uuid.uuid4().hex[:8]}", "timezone": zone}, headers=editor
+        )
+        refused_at(team, "/timezone")
+        shifts = [{"name": "day", "hours": {"mon-fri": "09:00-17:00"}, "agents": 2}]
+        schedule = {"timezone": zone, "tickets_per_agent": 5, "shifts": shifts}
+        team = await c.post(
+            "/v1/teams", json={"name": f"tz-{uuid.uuid4().hex[:8]}", "schedule": schedule}, headers=editor
+        )
+        refused_at(team, "/schedule/timezone")
+        calendar = {"timezone": zone, "weekly_hours": {"mon-fri": "09:00-17:00"}}
+        saved = await c.put(
+            f"/v1/sla/calendars/tz-{uuid.uuid4().hex[:8]}", json={"document": calendar}, headers=editor
+        )
+        refused_at(saved, "/document/timezone")
+        live = (await c.get("/v1/rules", headers=router_api.viewer)).json()
+        ruleset = {"rules": live["rules"], "timezone": zone}
+        if "default_team" in live:
+            ruleset["default_team"] = live["default_team"]
+        refused_at(await router_api.put_rules(ruleset), "/timezone")
+        ruleset = {
+            **ruleset,
+            "timezone": "UTC",
+            "rules": [{**live["rules"][0], "timezone": zone}, *live["rules"][1:]],
+        }
+        refused_at(await router_api.put_rules(ruleset), "/rules/0/timezone")
+    named = await c.post(
+        "/v1/teams", json={"name": f"tz-{uuid.uuid4().hex[:8]}", "timezone": "Europe/Berlin"}, headers=editor
+    )
+    assert named.status_code == 201, named.text

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from sqlalchemy import delete
+
+from services.router.models import RouterTicket
+from shared.events import utc_now
 from tests.integration.router_api.helpers import Router, rule
 
 
@@ -266,3 +272,82 @@ async def test_a_language_with_a_trailing_newline_is_refused(router_api: Router)
         f"/v1/teams/{name}", json={"languages": ["en\n"]}, headers={**editor, "If-Match": "*"}
     )
     assert patched.status_code == 422, patched.text
+
+
+@asynccontextmanager
+async def routed_to(router_api: Router, team: str) -> AsyncIterator[None]:
+    """A (solved) ticket routed to ``team`` while the block runs: the team is deactivated, not
+    deleted."""
+    key = f"api:routed-{uuid.uuid4().hex[:8]}"
+    ticket = RouterTicket(
+        ticket_key=key,
+        source="api",
+        external_id=key,
+        status="solved",
+        priority="P3",
+        team=team,
+        created_at=utc_now(),
+    )
+    async with router_api.app.state.sessions() as session, session.begin():
+        session.add(ticket)
+    try:
+        yield
+    finally:
+        async with router_api.app.state.sessions() as session, session.begin():
+            await session.execute(delete(RouterTicket).where(RouterTicket.ticket_key == key))
+
+
+async def test_deleting_a_deactivated_team_again_changes_nothing_and_audits_nothing(
+    router_api: Router,
+) -> None:
+    """A team tickets were routed to is deactivated by DELETE; a second DELETE finds it inactive
+    already: 204 unchanged, as for a revoked key, with no second "team.deactivate" in the audit."""
+    c, editor = router_api.client, router_api.editor
+    team = await router_api.add_team("deact")
+    async with routed_to(router_api, team):
+        first = await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": "*"})
+        assert first.status_code == 204 and first.headers["X-Outcome"] == "deactivated"
+        shown = await c.get(f"/v1/teams/{team}", headers=router_api.viewer)
+        assert shown.json()["active"] is False and shown.json()["revision"] == 2
+        again = await c.delete(f"/v1/teams/{team}", headers={**editor, "If-Match": shown.headers["ETag"]})
+        assert again.status_code == 204 and again.headers["X-Outcome"] == "unchanged"
+    audit = await c.get("/v1/audit", params={"entity": "team", "entity_id": team}, headers=router_api.viewer)
+    assert [e["action"] for e in audit.json()] == ["team.deactivate", "team.create"]
+
+
+async def test_a_team_deletion_audits_what_the_team_was(router_api: Router) -> None:
+    """The audit keeps what a deletion removed (as a write-back target's deletion does), and a
+    deactivation its change and revision (as team.update does)."""
+    c, editor = router_api.client, router_api.editor
+    gone = await router_api.add_team("gone", description="Night shift", capacity=7, skills=["vpn"])
+    deleted = await c.delete(f"/v1/teams/{gone}", headers={**editor, "If-Match": "*"})
+    assert deleted.headers["X-Outcome"] == "deleted"
+    kept = await router_api.add_team("kept")
+    async with routed_to(router_api, kept):
+        deactivated = await c.delete(f"/v1/teams/{kept}", headers={**editor, "If-Match": "*"})
+    assert deactivated.headers["X-Outcome"] == "deactivated"
+
+    params: dict[str, str | int] = {"entity": "team", "limit": 50}
+    entries = (await c.get("/v1/audit", params=params, headers=router_api.viewer)).json()
+
+    def last(team: str) -> dict[str, object]:
+        return next(e["detail"] for e in entries if e["entity_id"] == team)
+
+    removed = last(gone)
+    assert removed["outcome"] == "deleted" and removed["revision"] == 1
+    assert removed["team"] == {
+        "name": gone,
+        "description": "Night shift",
+        "active": True,
+        "capacity": 7,
+        "skills": ["vpn"],
+        "languages": [],
+        "timezone": "UTC",
+        "calendar": None,
+        "schedule": None,
+    }
+    assert last(kept) == {
+        "outcome": "deactivated",
+        "changes": {"active": {"old": True, "new": False}},
+        "revision": 2,
+    }

@@ -16,6 +16,7 @@ from services.router.models import RouterTicket, RoutingDecision
 from services.router.writeback import service as writeback
 from services.router.writeback.models import WritebackTarget
 from services.router.writeback.schemas import TargetIn
+from shared.db.storable import SURROGATE_MESSAGE
 from tests.integration.router_api.helpers import Router
 
 LONE = "\\ud800"  # the JSON escape of a lone high surrogate
@@ -81,6 +82,18 @@ async def test_a_lone_surrogate_in_an_sla_policy_is_refused(router_api: Router) 
                 await session.execute(
                     text("DELETE FROM sla_config_versions WHERE name LIKE :p"), {"p": f"{name}%"}
                 )
+
+
+async def test_a_lone_surrogate_in_a_key_is_refused_naming_it_escaped(router_api: Router) -> None:
+    """The key itself cannot be written in the UTF-8 answer: the pointer spells its surrogate as
+    the six characters of its escape (an answer holding it raw failed to render: a 500)."""
+    body = json.dumps({"name": "x", "a": {"k@": 1}}).replace("k@", "k" + LONE)
+    headers = {**router_api.editor, "Content-Type": "application/json"}
+    async with _client(router_api) as client:
+        refused = await client.post("/v1/teams", content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error == {"field": "/a/k\\ud800", "message": SURROGATE_MESSAGE}
 
 
 async def test_a_group_id_past_64_bits_is_refused(router_api: Router) -> None:

@@ -502,6 +502,26 @@ async def test_notify_names_a_write_back_target(sessions):
             await session.execute(delete(WritebackTarget).where(WritebackTarget.name == target))
 
 
+async def test_a_new_name_cannot_look_like_another(sessions):
+    """ "café" composed and decomposed, or "gold" and "gold" with an invisible character (a zero
+    width space, a right-to-left override), would be two policies no one can tell apart, and a rule
+    naming what it sees refused as unknown: a new name is NFC and holds no control or format
+    character (422 naming /path/name)."""
+    base = f"gold-{new_id()[:8]}"
+    composed_name = f"caf\u00e9-{base}"
+    document = {"document": {"applies_when": NEVER}}
+    async with await client_for(sessions) as client:
+        for plural in ("policies", "calendars"):
+            body = document if plural == "policies" else {"document": CALENDAR}
+            for name in (f"cafe\u0301-{base}", f"{base}\u200b", f"\u202e{base}", f"{base}\x07x"):
+                refused = await client.put(f"/v1/sla/{plural}/{quote(name)}", json=body)
+                assert fields_of(refused) == ["/path/name"], (name, refused.text)
+            url = f"/v1/sla/{plural}/{quote(composed_name)}"
+            composed = await client.put(url, json=body)
+            assert composed.status_code == 201, composed.text
+            await client.delete(url, headers={"If-Match": composed.headers["etag"]})
+
+
 async def test_new_names_are_trimmed_and_short_enough_for_rules_yet_stored_ones_still_load(sessions):
     """ "gold" and "gold " were two policies, and a policy name of 101 to 200 characters could be
     saved but named by no rule. Names stored before these checks still load and can be saved again."""
