@@ -119,6 +119,16 @@ class TargetClock(BaseModel):
     def met_late(self) -> bool:
         return self.target is not None and self.consumed > self.target
 
+    def missed_by(self, at: datetime) -> bool:
+        """Whether an answer or solve at ``at`` misses the target: more time used than it gives,
+        or all of it used up at an instant before ``at``. On business hours the time used stops
+        when the calendar closes, so a solve after a deadline that fell at closing time has used
+        exactly the target: it is late all the same, as the scanner (which fires on the wall
+        clock, past the deadline) and an owed breach say."""
+        if self.target is None or self.consumed < self.target:
+            return False
+        return self.consumed > self.target or (self.due_reached_at is not None and at > self.due_reached_at)
+
 
 @dataclass(frozen=True, slots=True)
 class Deadlines:
@@ -237,8 +247,8 @@ class SlaClock(BaseModel):
         if clock.resolved_at is None and status.is_resolved:
             update["resolved_at"] = at
             # Solved late, or solved with no reply after the first-response target ran out.
-            unanswered_late = clock.first_responded_at is None and clock.first_response.met_late
-            update["breached"] = clock.breached or clock.resolution.met_late or unanswered_late
+            unanswered_late = clock.first_responded_at is None and clock.first_response.missed_by(at)
+            update["breached"] = clock.breached or clock.resolution.missed_by(at) or unanswered_late
         return clock.model_copy(update=update)
 
     def on_first_response(self, at: datetime, calendar: BusinessCalendar) -> SlaClock:
@@ -246,7 +256,10 @@ class SlaClock(BaseModel):
             return self
         clock, at = self._checkpoint(calendar, at)
         return clock.model_copy(
-            update={"first_responded_at": at, "breached": clock.breached or clock.first_response.met_late}
+            update={
+                "first_responded_at": at,
+                "breached": clock.breached or clock.first_response.missed_by(at),
+            }
         )
 
     def on_priority_change(
@@ -324,6 +337,10 @@ class SlaClock(BaseModel):
         router tells and acts on, and so what the metrics count."""
         if deadlines is None:
             deadlines = self.deadlines(calendar)
+        # Each target judged at the instant its clock stopped (answered, solved), else at the last
+        # event: a later event (a comment on a solved ticket) does not make a met target late.
+        resolution_stopped = self.resolved_at or self.last_event_at
+        first_response_stopped = self.first_responded_at or resolution_stopped
         ids = (timer.rsplit(":", 3) for timer in fired)
         fired_breaches = {parts[1] for parts in ids if len(parts) == 4 and parts[2] == "breach"}
         return SlaState(
@@ -335,7 +352,9 @@ class SlaClock(BaseModel):
             first_responded_at=self.first_responded_at,
             warning_sent=self.warning_sent,
             breached=self.breached,
-            first_response_breached=self.first_response.met_late or "first_response" in fired_breaches,
-            resolution_breached=self.resolution.met_late or "resolution" in fired_breaches,
+            first_response_breached=self.first_response.missed_by(first_response_stopped)
+            or "first_response" in fired_breaches,
+            resolution_breached=self.resolution.missed_by(resolution_stopped)
+            or "resolution" in fired_breaches,
             paused=self.paused,
         )

@@ -70,3 +70,40 @@ def test_a_breach_stays_when_the_target_moves_later_or_a_new_cycle_starts() -> N
     lowered = started().on_priority_change(Priority.P4, POLICY, T0 + 5 * H, ALWAYS)
     assert verdicts(lowered) == (False, False)
     assert verdicts(lowered, {timer_id(KEY, "resolution", "breach", 0)}) == (False, True)
+
+
+OFFICE = BusinessCalendar(name="office", timezone="UTC", weekly_hours={"mon-fri": "09:00-17:00"})
+OFFICE_POLICY = SlaPolicy.model_validate(
+    {"name": "o", "calendar": OFFICE.name, "targets": {"P2": {"first_response": 480, "resolution": 480}}}
+)
+MONDAY_9 = datetime(2026, 6, 1, 9, tzinfo=UTC)  # a Monday: both targets run out at 17:00
+
+
+def test_a_deadline_at_closing_time_is_missed_by_a_solve_after_it() -> None:
+    # The time used stops at 17:00 when the office closes, so a reply or solve at 17:00:20 (or
+    # overnight) has used exactly the target, not more: it was judged met, while the scanner fires
+    # the breach on the wall clock past 17:00, and the router owes that breach when it routes the
+    # event late. Met or breached hung on which came first; missed it is, as the deadline passed.
+    late = MONDAY_9 + 8 * H + timedelta(seconds=20)
+    clock = SlaClock.start(KEY, OFFICE_POLICY, Priority.P2, MONDAY_9, TicketStatus.OPEN)
+    answered = clock.on_first_response(late, OFFICE)
+    assert answered.breached and answered.to_sla_state(OFFICE).first_response_breached is True
+    solved = clock.on_status(TicketStatus.SOLVED, late + 14 * H, OFFICE)  # Tuesday 07:00
+    sla = solved.to_sla_state(OFFICE)
+    assert solved.breached and (sla.first_response_breached, sla.resolution_breached) == (True, True)
+
+
+def test_a_solve_at_the_closing_deadline_itself_is_met_and_stays_met() -> None:
+    clock = SlaClock.start(KEY, OFFICE_POLICY, Priority.P2, MONDAY_9, TicketStatus.OPEN)
+    clock = clock.on_first_response(MONDAY_9 + 8 * H, OFFICE)
+    clock = clock.on_status(TicketStatus.SOLVED, MONDAY_9 + 8 * H, OFFICE)
+    assert not clock.breached and verdicts_on(clock) == (False, False)
+    # A comment on the solved ticket the next morning moves the clock's last event, not the
+    # instants its targets were judged at.
+    commented = clock.on_status(TicketStatus.SOLVED, MONDAY_9 + 24 * H, OFFICE)
+    assert not commented.breached and verdicts_on(commented) == (False, False)
+
+
+def verdicts_on(clock: SlaClock) -> tuple[bool | None, bool | None]:
+    sla = clock.to_sla_state(OFFICE)
+    return sla.first_response_breached, sla.resolution_breached
