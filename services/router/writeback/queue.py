@@ -11,13 +11,20 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from shared.events import EventEnvelope, EventType, RoutingPayload, utc_now
 
 WRITEBACK_KINDS = ("assignment", "priority_change", "escalation", "sla_warning", "sla_breach")
+
+# The targets of the sources (``sources``) and names (``names``) a transaction's notifications go
+# to. Built once: a router batch runs it, and building it and its cache key cost more than running it.
+_TARGETS = select(WritebackTarget).where(
+    WritebackTarget.source.in_(bindparam("sources", expanding=True))
+    | WritebackTarget.name.in_(bindparam("names", expanding=True))
+)
 
 
 def writeback_kind(kind: EventType, payload: RoutingPayload) -> str | None:
@@ -83,10 +90,8 @@ class WritebackQueue:
             return 0
         sources = {item[1].source for item in self.items}
         names = {n for item in self.items for n in item[4]}
-        query = select(WritebackTarget).where(
-            WritebackTarget.source.in_(sources) | WritebackTarget.name.in_(names)
-        )
-        targets: Sequence[WritebackTarget] = (await session.scalars(query)).all()
+        found = await session.scalars(_TARGETS, {"sources": list(sources), "names": list(names)})
+        targets: Sequence[WritebackTarget] = found.all()
         now = now or utc_now()
         added = 0
         for wb_kind, envelope, payload, external_id, named in self.items:
