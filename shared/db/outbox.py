@@ -196,13 +196,19 @@ class OutboxWriter:
                     await during(idle, session.commit())
                 # Committed: no row is locked any more, a later reply delays only this batch.
                 await during(idle, publish_rows(self.producer, rows), wide=True)
-                if connection.dialect.name == "postgresql":
+                if not rows:
+                    return
+                postgres = connection.dialect.name == "postgresql"
+                if postgres:
                     # One round trip: the delete commits itself, with no BEGIN and COMMIT around
                     # it (the pool restores the isolation level when the connection goes back).
                     connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                async with self.sessions(bind=connection) as session, session.begin():
-                    await during(idle, delete_rows(session, [row.id for row in rows]), wide=True)
-                    await during(idle, session.commit(), wide=True)
+                # On the connection: a session of its own for one Core statement cost ~0.2 ms.
+                delete_published = _delete_by_ids(postgres)
+                await during(
+                    idle, connection.execute(delete_published, {"ids": [row.id for row in rows]}), wide=True
+                )
+                await during(idle, connection.commit(), wide=True)
         except BaseException:
             self.dirty = True
             raise
