@@ -177,3 +177,14 @@ def among(
     if is_postgres(session):
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def among_parameter(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], name: str, postgres: bool
+) -> ColumnElement[bool]:
+    """:func:`among` for a statement built once and run many times: the values come at execution,
+    as the list parameter ``name``. Building a statement and its cache key on every execution cost
+    a router batch ~0.1-0.3 ms of CPU per statement, more than running it."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))

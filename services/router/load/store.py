@@ -139,16 +139,19 @@ async def prefetch(
 
 # The cursors' statement also reads the basis, under a key no pool label is (they start "pool:").
 _BASIS_KEY = ""
+_CURSORS = cast(Table, AssignmentCursor.__table__)
+_BASIS = cast(Table, TeamLoadBasis.__table__)
+# Core statements built once (every batch runs them): building a statement and its cache key cost
+# more CPU than running it, and the ORM's execution path adds as much for rows read as tuples.
+_CURSORS_AND_BASIS = select(_CURSORS.c.pool, _CURSORS.c.last_team).union_all(
+    select(literal(_BASIS_KEY), _BASIS.c.basis).where(_BASIS.c.id == 1)
+)
 
 
 async def _cursors_and_basis(session: AsyncSession) -> tuple[dict[str, str], str | None]:
     """The round-robin cursors and what ``team_load`` counts, in one statement after the locks: a
     router that recounted under other statuses held them, so what it wrote is seen here."""
-    rows = await session.execute(
-        select(AssignmentCursor.pool, AssignmentCursor.last_team).union_all(
-            select(literal(_BASIS_KEY), TeamLoadBasis.basis).where(TeamLoadBasis.id == 1)
-        )
-    )
+    rows = await session.execute(_CURSORS_AND_BASIS)
     cursors: dict[str, str] = {pool: team for pool, team in rows.all()}
     return cursors, cursors.pop(_BASIS_KEY, None)
 
@@ -219,6 +222,18 @@ def _parsed_schedule(name: str, active: bool, document: str) -> TeamSchedule | N
     return schedule
 
 
+_LOAD = cast(Table, TeamLoadRow.__table__)
+_ADD_TO_LOADS = (
+    update(_LOAD)
+    .where(_LOAD.c.team == bindparam("b_team"))
+    .values(
+        open_count=_LOAD.c.open_count + bindparam("b_count"),
+        open_weighted=_LOAD.c.open_weighted + bindparam("b_weighted"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
 async def persist(session: AsyncSession, book: LoadBook) -> None:
     """Apply the batch's deltas atomically (``x = x + d``): one executemany for every touched team
     (pipelined by the driver: a round trip per batch, not per team) and one upsert for the cursors.
@@ -226,12 +241,11 @@ async def persist(session: AsyncSession, book: LoadBook) -> None:
     touched = book.touched
     if touched:
         now = utc_now()
-        load = cast(Table, TeamLoadRow.__table__)
         # Rows prefetch saw exist; a team it did not know (a rule naming a team that has no
         # ``teams`` row) gets its row now.
         await insert_ignore(
             session,
-            load,
+            _LOAD,
             [
                 {"team": t, "open_count": 0, "open_weighted": 0.0, "updated_at": now}
                 for t in touched
@@ -240,18 +254,13 @@ async def persist(session: AsyncSession, book: LoadBook) -> None:
         )
         # A Core table, not the entity: a list of parameters is then a plain executemany.
         await session.execute(
-            update(load)
-            .where(load.c.team == bindparam("b_team"))
-            .values(
-                open_count=load.c.open_count + bindparam("b_count"),
-                open_weighted=load.c.open_weighted + bindparam("b_weighted"),
-                updated_at=now,
-            ),
+            _ADD_TO_LOADS,
             [
                 {
                     "b_team": team,
                     "b_count": book.count_deltas.get(team, 0),
                     "b_weighted": book.weight_deltas.get(team, 0.0),
+                    "b_now": now,
                 }
                 for team in touched
             ],
