@@ -27,7 +27,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -54,6 +62,16 @@ MESSAGES = Counter("consumer_messages_total", "Messages consumed, by outcome", [
 DEAD_LETTERS = Counter("dead_letters_total", "Messages sent to the dead-letter topic", ["group", "reason"])
 HANDLER_FAILURES = Counter("consumer_handler_failures_total", "Failed batch attempts", ["group", "kind"])
 DEAD_LETTER_KINDS = ("undecodable", "rejected", "handler_error")
+# A commit refused because the partitions may be another member's now (aiokafka wraps the group
+# errors in CommitFailedError; IllegalStateError: not assigned). Never retried later: it could
+# move the group's commit back behind the new owner's.
+NOT_OURS_ANYMORE = (
+    CommitFailedError,
+    IllegalStateError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 
 
 BatchHandler = Callable[[list[ConsumedEvent]], Awaitable[None]]
@@ -503,13 +521,33 @@ class ConsumerLoop:
 
     async def commit_handled(self, partitions: set[TopicPartition] | None = None) -> None:
         """Commit the handled offsets (of ``partitions`` only, if given) and forget them; the next
-        periodic commit is due ``commit_interval_s`` later."""
+        periodic commit is due ``commit_interval_s`` later.
+
+        A commit of them all that fails otherwise than as the group moved on (the coordinator
+        away past aiokafka's retries, an authorization refused) keeps them for the next commit:
+        the loop goes on rather than die of it, be replaced (the whole group rebalancing) and
+        have them delivered again. Not when a revocation came meanwhile (see ``_handled``). A
+        revocation's commit (``partitions`` given) is their last: its failure is raised."""
         chosen = self._handled.keys() if partitions is None else partitions & self._handled.keys()
         offsets = {tp: self._handled.pop(tp) for tp in list(chosen)}
         if partitions is None:
             self._commit_after = time.monotonic() + self.commit_interval_s
-        if offsets:
+        if not offsets:
+            return
+        revocations = self.revocations
+        try:
             await self._commit(offsets)
+        except (KafkaError, OSError) as exc:
+            if partitions is not None:
+                raise
+            kept = revocations == self.revocations
+            log.warning(
+                "commit failed, kept for the next one" if kept else "commit failed, delivered again",
+                extra={"group": self.group_id, "error": short_error(exc)},
+            )
+            if kept:  # nothing newer can be there (only the loop marks them), but never go back
+                for tp, offset in offsets.items():
+                    self._handled[tp] = max(offset, self._handled.get(tp, offset))
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # aiokafka rebalances in the background, even while a batch is handled: partitions taken
@@ -521,7 +559,7 @@ class ConsumerLoop:
             return
         try:
             await self.consumer.commit(owned)
-        except (CommitFailedError, IllegalStateError) as exc:
+        except NOT_OURS_ANYMORE as exc:
             log.warning(
                 "commit failed after rebalance", extra={"group": self.group_id, "error": short_error(exc)}
             )

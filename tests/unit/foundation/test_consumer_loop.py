@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import sqlalchemy.exc
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownError,
+)
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -969,3 +978,84 @@ async def test_a_revoked_partitions_lag_is_not_set_again_while_its_batch_is_retr
     loop = make_loop(consumer, producer, handler)
     await run_until(loop, lambda: calls >= 3)
     assert lag_after_revocation[:2] == [None, None]
+
+
+class RefusingConsumer(FakeConsumer):
+    """Refuses its first ``refusals`` commits with ``error``, as the group coordinator's answer."""
+
+    def __init__(self, values: list[bytes], error: Exception, refusals: int = 1) -> None:
+        super().__init__(values)
+        self.error, self.refusals, self.attempts = error, refusals, 0
+
+    async def commit(self, offsets):
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            raise self.error
+        await super().commit(offsets)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        GroupAuthorizationFailedError("test"),
+        TopicAuthorizationFailedError({"tickets"}),
+        UnknownError(),
+        KafkaTimeoutError(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_failed_commit_keeps_the_handled_offsets_for_the_next_one_and_the_loop_goes_on(
+    error: Exception,
+):
+    # It killed the loop: the watchdog replaced the consumer (a rebalance of the whole group) and
+    # the batch, handled, was delivered again.
+    consumer, producer = RefusingConsumer([good(1), good(2)], error), FakeProducer()
+    handled: list[str] = []
+
+    async def handler(events):
+        handled.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler), lambda: consumer.committed)
+    assert handled == ["api:1", "api:2"]  # once: no redelivery
+    assert consumer.attempts == 2 and consumer.committed == [{TP: 2}]  # at the next (idle) poll
+
+
+async def test_a_commit_refused_as_the_group_moved_on_is_not_retried():
+    # The partition may be another member's now: its offsets are dropped (it is read again from
+    # the group's commit), never committed later over what that member committed.
+    consumer, producer = RefusingConsumer([good(1)], CommitFailedError()), FakeProducer()
+
+    async def handler(events):
+        pass
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.2)  # the batch, its refused commit, idle polls (each a commit opportunity)
+    loop.stop()
+    await task
+    assert consumer.attempts == 1 and consumer.committed == []
+
+
+class RevokedWhileCommitting(RefusingConsumer):
+    """The partition is revoked (beside the loop) while the commit is in flight, which then fails."""
+
+    async def commit(self, offsets):
+        if self.attempts == 0:
+            await self.listener.on_partitions_revoked({TP})
+        await super().commit(offsets)
+
+
+async def test_a_failed_commit_revoked_meanwhile_is_not_kept_for_later():
+    # Kept, the offsets would be committed once the partition is back, maybe behind what another
+    # member committed meanwhile: the revocation's own commit was the last chance.
+    consumer, producer = RevokedWhileCommitting([good(1)], UnknownError()), FakeProducer()
+
+    async def handler(events):
+        pass
+
+    loop = make_loop(consumer, producer, handler)
+    task = asyncio.create_task(loop.run())
+    await asyncio.sleep(0.2)
+    loop.stop()
+    await task
+    assert consumer.attempts == 1 and consumer.committed == []
