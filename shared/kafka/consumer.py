@@ -32,7 +32,9 @@ from aiokafka.errors import (
     IllegalGenerationError,
     IllegalStateError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
+    ProducerClosed,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
@@ -93,9 +95,21 @@ class PoisonMessage(Exception):
     """A message that can never be processed; raised by handlers to dead-letter one event."""
 
 
+# Kafka errors a retry cures that aiokafka does not flag ``retriable``: its own timeout (a send not
+# acknowledged within the request timeout, the broker away) and a producer closed (shutting down).
+_TRANSIENT_KAFKA_ERRORS = (KafkaTimeoutError, ProducerClosed)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Errors that a retry can cure: infrastructure being down rather than a bad message."""
-    if isinstance(exc, KafkaError | OSError | TimeoutError | ConnectionError):
+    """Errors that a retry can cure: infrastructure being down rather than a bad message.
+
+    Of Kafka's, those aiokafka flags ``retriable`` (the broker or a leader away or moving, the
+    connection lost, a request timed out) and ``_TRANSIENT_KAFKA_ERRORS``. Not a refusal that comes
+    back every time (a message too large, an invalid topic, no authorization): retried without
+    limit, it held its partition for good; it counts against the message's attempts instead."""
+    if isinstance(exc, KafkaError):
+        return exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return True
     return is_transient_database_error(exc)
 

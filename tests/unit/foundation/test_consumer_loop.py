@@ -14,9 +14,15 @@ from aiokafka.errors import (
     CommitFailedError,
     GroupAuthorizationFailedError,
     IllegalStateError,
+    InvalidTopicError,
     KafkaConnectionError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
+    NoBrokersAvailable,
+    NotLeaderForPartitionError,
+    ProducerClosed,
+    RecordTooLargeError,
+    RequestTimedOutError,
     TopicAuthorizationFailedError,
     UnknownError,
 )
@@ -1059,3 +1065,59 @@ async def test_a_failed_commit_revoked_meanwhile_is_not_kept_for_later():
     loop.stop()
     await task
     assert consumer.attempts == 1 and consumer.committed == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MessageSizeTooLargeError(),
+        RecordTooLargeError("the record is 2000000 bytes"),
+        InvalidTopicError(),
+        TopicAuthorizationFailedError({"routing"}),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_message_whose_produce_the_broker_always_refuses_is_dead_lettered_with_the_reason(
+    error: Exception,
+):
+    # Counted as transient as every Kafka error was, these were retried without limit: the
+    # partition stopped for good behind a message that can never be produced.
+    consumer, producer = FakeConsumer([good(1), good(2)]), FakeProducer()
+    done: list[str] = []
+
+    async def handler(events):
+        if any(e.envelope.ticket_key == "api:1" for e in events):
+            raise error
+        done.extend(e.envelope.ticket_key for e in events)
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=3), lambda: consumer.committed)
+    assert done == ["api:2"]
+    assert [json.loads(value)["ticket_key"] for _, value, _ in producer.sent] == ["api:1"]
+    reason = dict(producer.sent[0][2])["dlq.reason"].decode()
+    assert "handler failed 3 times" in reason and type(error).__name__ in reason
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaConnectionError("broker unreachable"),
+        NotLeaderForPartitionError(),
+        RequestTimedOutError(),
+        KafkaTimeoutError(),  # aiokafka's own timeout (a send not acknowledged in time): not flagged
+        NoBrokersAvailable(),
+        ProducerClosed(),  # shutting down: the message is not at fault
+    ],
+    ids=lambda error: type(error).__name__,
+)
+async def test_a_broker_away_is_retried_beyond_the_attempts(error: Exception):
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    attempts = 0
+
+    async def handler(events):
+        nonlocal attempts
+        attempts += 1
+        if attempts < 4:
+            raise error
+
+    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
+    assert attempts == 4 and producer.sent == [] and consumer.committed == [{TP: 1}]
