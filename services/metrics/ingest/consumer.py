@@ -10,7 +10,12 @@ add up in PromQL.
 On assignment a shard is restored from its row and both partitions are sought to the offsets it
 covers (exactly the events after it are replayed: no double counting, no full-history replay).
 On revocation the shard is checkpointed and dropped; the new owner restores that checkpoint.
-The loop handles batches inline, so no batch is mid-flight while a rebalance callback runs.
+aiokafka runs both callbacks beside the consumer loop, so a batch may be in the loop meanwhile
+(retried, halved, being committed). The batch handler never awaits: a callback sees a batch
+applied wholly or not at all. A revocation pops its shards before its first await, so a batch
+handled after it skips their events (not committed: the new owner replays them from the
+revocation checkpoint), and a batch fetched before an assignment is dropped by the loop, not
+applied to a restored shard.
 
 A shard's clock (ages, overdue, deadlines passing) follows its events while it replays, and the
 wall clock once caught up (every topic of its partition read to its end once since assigned, as
