@@ -29,13 +29,15 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
+    CorruptRecordException,
     IllegalGenerationError,
     IllegalStateError,
+    InvalidTimestampError,
     KafkaError,
-    KafkaTimeoutError,
     MessageSizeTooLargeError,
-    ProducerClosed,
     RebalanceInProgressError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
     UnknownMemberIdError,
 )
 from aiokafka.structs import ConsumerRecord
@@ -95,20 +97,26 @@ class PoisonMessage(Exception):
     """A message that can never be processed; raised by handlers to dead-letter one event."""
 
 
-# Kafka errors a retry cures that aiokafka does not flag ``retriable``: its own timeout (a send not
-# acknowledged within the request timeout, the broker away) and a producer closed (shutting down).
-_TRANSIENT_KAFKA_ERRORS = (KafkaTimeoutError, ProducerClosed)
+# Kafka's refusals of one message, which come back for it every time: retried without limit, such
+# a message held its partition for good. Every other Kafka error is the cluster's (a broker or
+# leader away, a timeout, no authorization on a topic, a topic misnamed in the settings): the same
+# for every message, so it holds the partition (lag and logs show it) until fixed, rather than
+# dead-lettering every message in turn.
+_MESSAGE_REFUSALS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors that a retry can cure: infrastructure being down rather than a bad message.
-
-    Of Kafka's, those aiokafka flags ``retriable`` (the broker or a leader away or moving, the
-    connection lost, a request timed out) and ``_TRANSIENT_KAFKA_ERRORS``. Not a refusal that comes
-    back every time (a message too large, an invalid topic, no authorization): retried without
-    limit, it held its partition for good; it counts against the message's attempts instead."""
+    """Errors that a retry can cure, or that are not the message's: infrastructure down or
+    misconfigured rather than a bad message. Kafka's refusals of the message itself (too large,
+    corrupt, a timestamp out of range) count against its attempts instead."""
     if isinstance(exc, KafkaError):
-        return exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)
+        return not isinstance(exc, _MESSAGE_REFUSALS)
     if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return True
     return is_transient_database_error(exc)

@@ -1072,8 +1072,6 @@ async def test_a_failed_commit_revoked_meanwhile_is_not_kept_for_later():
     [
         MessageSizeTooLargeError(),
         RecordTooLargeError("the record is 2000000 bytes"),
-        InvalidTopicError(),
-        TopicAuthorizationFailedError({"routing"}),
     ],
     ids=lambda error: type(error).__name__,
 )
@@ -1106,10 +1104,14 @@ async def test_a_message_whose_produce_the_broker_always_refuses_is_dead_lettere
         KafkaTimeoutError(),  # aiokafka's own timeout (a send not acknowledged in time): not flagged
         NoBrokersAvailable(),
         ProducerClosed(),  # shutting down: the message is not at fault
+        # The cluster's refusals, the same for every message: held until fixed, not dead-lettered
+        # message after message.
+        InvalidTopicError(),
+        TopicAuthorizationFailedError({"routing"}),
     ],
     ids=lambda error: type(error).__name__,
 )
-async def test_a_broker_away_is_retried_beyond_the_attempts(error: Exception):
+async def test_a_broker_away_or_refusing_every_message_is_retried_beyond_the_attempts(error: Exception):
     consumer, producer = FakeConsumer([good(1)]), FakeProducer()
     attempts = 0
 
