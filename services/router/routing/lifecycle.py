@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import TypeAdapter
 
+from services.router.teams.schemas import RESERVED_TEAM_NAMES
 from services.router.writeback.connectors.common import is_router_note
 from shared.events import (
     Comment,
@@ -242,11 +243,9 @@ def _apply_changes(
         reasons.append(f"source set priority {snapshot.priority.value}")
     external_team = snapshot.external_assignee_group
     if external_team and external_team != current.team and _moved(envelope, external_team, said_group_before):
-        if len(external_team) > TEAM_NAME_MAX:
-            # No team of ours has such a name, and storing it would fail the whole batch.
-            reasons.append(
-                f"reassigned in the source system to a group named {external_team[:40]!r}...: kept"
-            )
+        refused = _not_a_team(external_team)
+        if refused is not None:
+            reasons.append(refused)
         else:
             state.team = external_team
             reasons.append(f"reassigned in the source system to {external_team}")
@@ -280,20 +279,40 @@ def _moved(envelope: EventEnvelope, group: str, said_before: str | None) -> bool
     return envelope.type != EventType.TICKET_CREATED and said_before is not None and group != said_before
 
 
-def _reassigned_to(envelope: EventEnvelope, snapshot: TicketSnapshot) -> str | None:
+def _not_a_team(group: str) -> str | None:
+    """Why a group a human moved the ticket to is not taken as its team (the reason the decision
+    records, the ticket staying where it was), or None. A group no mapping names is otherwise
+    taken by its name, as the helpdesk's own team."""
+    if len(group) > TEAM_NAME_MAX:
+        # No team of ours has such a name, and storing it would fail the whole batch.
+        return f"reassigned in the source system to a group named {group[:40]!r}...: kept"
+    if group in RESERVED_TEAM_NAMES:
+        # The metrics count tickets without a team, and those beyond their label cap, under these
+        # names: a ticket "in" one would be counted there (and one in "triage" never routed again).
+        return (
+            f"reassigned in the source system to a group named {group!r}, "
+            "a name reserved for the metrics' labels: kept"
+        )
+    return None
+
+
+def _reassigned_to(envelope: EventEnvelope, snapshot: TicketSnapshot) -> tuple[str | None, str | None]:
     """The team a ``ticket.reassigned_externally`` event moves the ticket to, if it names one we
-    can store."""
+    can take; else why the group it names is not taken (None for any other event)."""
     group = snapshot.external_assignee_group
-    if envelope.type != EventType.TICKET_REASSIGNED_EXTERNALLY or not group or len(group) > TEAM_NAME_MAX:
-        return None
-    return group
+    if envelope.type != EventType.TICKET_REASSIGNED_EXTERNALLY or not group:
+        return None, None
+    refused = _not_a_team(group)
+    return (None, refused) if refused is not None else (group, None)
 
 
 def _first_sight(
     envelope: EventEnvelope, snapshot: TicketSnapshot, route: RouteFn, now: datetime, sla: StateHook | None
 ) -> Decision:
     result = route(snapshot, envelope.source)
-    moved_to = _reassigned_to(envelope, snapshot)
+    moved_to, refused = _reassigned_to(envelope, snapshot)
+    if refused is not None:
+        result = replace(result, reasons=[*result.reasons, refused])
     if moved_to is not None and moved_to != result.team:
         # First heard of as a human's move in the helpdesk (a ticket older than the router, a
         # created event lost or late): the move stands; the rules still give what else they set.

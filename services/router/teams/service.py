@@ -1,7 +1,8 @@
 """Teams: create, read, change, deactivate or delete; every change audited, revision-checked.
 
-A team the live rule set or a live SLA policy's escalation names can be neither deactivated nor
-deleted (409 naming the rules or policies): routing or escalating to it would silently fail. A
+A team the live rule set, a live SLA policy's escalation or a write-back target's ``groups`` names
+can be neither deactivated nor deleted (409 naming the rules, policies or targets): routing,
+escalating or reading a helpdesk's move back to it would silently fail. A
 team that tickets were routed to is deactivated rather than deleted, so the history keeps
 pointing at a real row.
 """
@@ -20,6 +21,7 @@ from services.router.models import RouterTicket, RoutingDecision, Team
 from services.router.rulesets.service import live, team_references
 from services.router.slas.service import policies_reassigning_to
 from services.router.teams.schemas import TeamCreate, TeamFields, TeamOut
+from services.router.writeback.service import targets_mapping
 from shared.db.audit import record
 from shared.events import utc_now
 from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
@@ -71,7 +73,7 @@ async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Te
 
 
 async def _references(session: AsyncSession, name: str) -> str | None:
-    """Why the team cannot go (the live rules or SLA policies that name it), or None."""
+    """Why the team cannot go (the live rules, SLA policies or write-back targets that name it), or None."""
     found = []
     ruleset = await live(session)
     places = team_references(ruleset).get(name)
@@ -86,6 +88,12 @@ async def _references(session: AsyncSession, name: str) -> str | None:
         found.append(
             f"team {name!r} is the reassign_to team of SLA policies {', '.join(policies)}"
             "; change those policies first"
+        )
+    targets = await targets_mapping(session, name)
+    if targets:
+        found.append(
+            f"team {name!r} is mapped to a helpdesk group by write-back targets "
+            f"{', '.join(map(repr, targets))}; change their groups first"
         )
     return "; ".join(found) or None
 

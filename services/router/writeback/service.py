@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.router.config_lock import lock_config
-from services.router.errors import Conflict, get_or_404
+from services.router.errors import Conflict, Invalid, get_or_404
 from services.router.slas.service import policies_notifying
+from services.router.teams.states import team_problem, team_states
 from services.router.writeback.connectors import teams_by_group, ticket_source
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.schemas import (
@@ -32,6 +33,7 @@ from services.router.writeback.schemas import (
 )
 from shared.db.audit import record
 from shared.db.pruning import cutoff
+from shared.db.storable import pointer_token
 from shared.events import utc_now
 from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
@@ -39,6 +41,7 @@ ENTITY = "writeback_target"
 DELIVERY = "writeback_delivery"
 # Every field but the secret.
 AUDITED = ("name", "source", "connector", "url", "options", "enabled", "event_kinds")
+TEAM_MAPPINGS = ("groups", "group_names")  # the options naming our teams (teams_by_group reads them)
 
 
 def etag_prefix(target_id: int) -> str:
@@ -126,9 +129,45 @@ async def _check_groups_agree(session: AsyncSession, data: TargetIn, target_id: 
                 )
 
 
+def _mapped(options: Any) -> set[tuple[str, str, str]]:
+    """(option, team, group) for each team ``options`` maps (TEAM_MAPPINGS)."""
+    found = set()
+    for key in TEAM_MAPPINGS:
+        mapping = options.get(key) if isinstance(options, dict) else None
+        if isinstance(mapping, dict):
+            found |= {(key, str(team), str(group)) for team, group in mapping.items()}
+    return found
+
+
+async def _check_teams(session: AsyncSession, data: TargetIn, stored: Any = None) -> None:
+    """422 for each team the options map that is unknown or inactive, as rules naming one are:
+    the helpdesk's moves to its group would read back as a team that takes no tickets. Entries
+    the target has as ``stored`` are not checked again: one saved before this check can still be
+    disabled or get a new token."""
+    named = sorted(_mapped(data.options) - _mapped(stored))
+    if not named:
+        return
+    teams = await team_states(session)
+    errors = [
+        {"field": f"/options/{key}/{pointer_token(team)}", "message": f"{problem} {team!r}"}
+        for key, team, _ in named
+        if (problem := team_problem(teams, team)) is not None
+    ]
+    if errors:
+        raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors)
+
+
+async def targets_mapping(session: AsyncSession, team: str) -> list[str]:
+    """The names of the targets whose groups map ``team`` (disabled ones too: GroupDirectory reads
+    them back)."""
+    rows = (await session.execute(select(WritebackTarget.name, WritebackTarget.options))).all()
+    return sorted(name for name, options in rows if any(t == team for _, t, _ in _mapped(options)))
+
+
 async def create_target(session: AsyncSession, data: TargetIn, actor: str) -> WritebackTarget:
     await lock_config(session)  # a target created meanwhile could map the same group to another team
     await _check_name_free(session, data.name)
+    await _check_teams(session, data)
     await _check_groups_agree(session, data)
     now = utc_now()
     row = WritebackTarget(
@@ -164,6 +203,7 @@ async def update_target(
     if "name" in changes:
         await _check_name_free(session, data.name, target_id)
         await _check_not_notified(session, row.name, "renamed")
+    await _check_teams(session, data, row.options)
     await _check_groups_agree(session, data, target_id)
     cancelled = 0
     if "source" in changes or ("connector" in changes and data.connector != "webhook"):

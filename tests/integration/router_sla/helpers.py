@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
 from services.router.escalation.scanner import EscalationScanner
+from services.router.models import Team
 from services.router.routing.handler import HandlerOptions, RoutingHandler
 from services.router.routing.lifecycle import RouteResult
 from services.router.sla import BusinessCalendar
@@ -141,6 +142,14 @@ async def producer_for(settings_kwargs: dict[str, object]) -> AsyncIterator[tupl
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+async def add_teams(session: AsyncSession, *names: str) -> None:
+    """The teams ``names`` that do not exist yet (a write-back target's groups may map only teams)."""
+    for name in names:
+        if await session.get(Team, name) is None:
+            session.add(Team(name=name))
+    await session.flush()
 
 
 async def api_client(

@@ -16,6 +16,7 @@ from services.ticketctl.database import in_transaction
 from services.ticketctl.main import app
 from shared.db.audit import list_entries
 from shared.events import utc_now
+from tests.integration.router_sla.helpers import add_teams
 
 TOKEN = "zd-api-token-0123456789"
 
@@ -29,6 +30,12 @@ def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.Monkey
 
     missing = cli.invoke(app, add)
     assert missing.exit_code == 1 and "username: Field required" in missing.output
+    # groups map our teams: one that does not exist is refused, naming the option.
+    unknown = cli.invoke(app, [*add, "--option", "username=bot@acme.com", "--option", "groups.nosuchteam=9"])
+    assert unknown.exit_code == 1 and "/options/groups/nosuchteam: unknown team" in unknown.output, (
+        unknown.output
+    )
+    asyncio.run(in_transaction(lambda session: add_teams(session, "billing"), database_url))
 
     added = cli.invoke(app, [*add, "--option", "username=bot@acme.com", "--kind", "assignment"])
     assert added.exit_code == 0 and f"added {name}" in added.output, added.output
@@ -100,6 +107,7 @@ def test_numeric_ids_are_taken_as_the_connector_wants_them(
     cli, name = CliRunner(), f"intercom-{uuid.uuid4().hex[:8]}"
     add = ["writeback", "add", name, "--source", "intercom-main", "--connector", "intercom"]
     add += ["--url", "https://api.intercom.io", "--secret", TOKEN]
+    asyncio.run(in_transaction(lambda session: add_teams(session, "billing"), database_url))
     added = cli.invoke(app, [*add, "--option", "admin_id=814860", "--option", "groups.billing=5017691"])
     assert added.exit_code == 0 and f"added {name}" in added.output, added.output
     listed = cli.invoke(app, ["writeback", "list"])

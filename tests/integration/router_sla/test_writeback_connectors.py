@@ -33,6 +33,7 @@ from shared.http.problems import PROBLEM_JSON
 from shared.kafka.embedded import free_port
 from tests.integration.router_sla.helpers import (
     Clock,
+    add_teams,
     api_client,
     event,
     new_id,
@@ -286,6 +287,8 @@ async def test_the_api_checks_a_connectors_options_and_shows_them(sessions):
         "secret": TOKEN,
         "options": {"groups": {"billing": "Billing"}},
     }
+    async with sessions() as session, session.begin():
+        await add_teams(session, "billing", "access")
     async with await api_client(sessions, writeback_api, Role.ADMIN, "connector admin") as client:
         refused = await client.post("/v1/writeback/targets", json=body)
         assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM_JSON
@@ -509,6 +512,7 @@ async def test_a_retry_that_would_undo_a_newer_delivery_and_a_group_two_targets_
     source = f"zd-{new_id()[:8]}"
     at = utc(2026, 12, 7, 9, 0)
     async with sessions() as session, session.begin():
+        await add_teams(session, "billing", "access", "sales")
         target = zendesk_target(source, 1)
         session.add(target)
         await session.flush()

@@ -3,6 +3,8 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from services.router.routing.lifecycle import RouteResult, decide, fill_gaps
 from services.router.writeback.connectors.common import note_text
 from shared.events import (
@@ -278,6 +280,29 @@ def test_a_helpdesk_group_name_longer_than_a_team_name_is_not_taken_for_a_team()
     assert d.events[0][1].reasons == [
         f"reassigned in the source system to a group named {group[:40]!r}...: kept"
     ]
+
+
+@pytest.mark.parametrize("group", ["triage", "other"])
+def test_a_helpdesk_group_named_as_a_reserved_label_is_not_taken_for_a_team(group):
+    """No team may be named "triage" or "other" (the metrics count tickets without a team and
+    those beyond their label cap under them): a ticket in such a team would be counted there."""
+    kept = (
+        f"reassigned in the source system to a group named {group!r}, "
+        "a name reserved for the metrics' labels: kept"
+    )
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    moved = event("open", EventType.TICKET_REASSIGNED_EXTERNALLY, external_assignee_group=group)
+    d = decide(routed, None, *moved, route_to("a"), T0)
+    assert d.state.team == "a" and d.events[0][1].reasons == [kept]
+    # A ticket in triage stays there, and gets its other chance at a team.
+    waiting = decide(None, None, *event(), route_to(None), T0).state
+    d = decide(waiting, None, *moved, route_to(None), T0)
+    assert d.state.team is None and d.events[0][1].reasons == [kept]
+    d = decide(waiting, None, *moved, route_to("b"), T0)
+    assert d.state.team == "b" and d.events[0][1].reasons == [kept, "to b"]
+    # First heard of as moved there: the rules' team stands.
+    d = decide(None, None, *moved, route_to("access"), T0)
+    assert d.state.team == "access" and d.events[0][1].reasons == ["to access", kept]
 
 
 def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_put_it():
