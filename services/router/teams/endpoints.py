@@ -119,7 +119,8 @@ async def put_team(
             "deleted, deactivated, or unchanged for a team inactive already)"
         },
     },
-    summary="Delete a team (deactivate it if tickets were routed to it); 409 while rules use it",
+    summary="Delete a team (deactivate it if tickets were routed to it); "
+    "409 while rules, SLA policies or write-back targets name it",
 )
 async def delete_team(
     request: Request, name: str = NamePath, if_match: str | None = IfMatch, caller: Caller = _editor
