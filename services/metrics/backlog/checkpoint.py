@@ -153,10 +153,10 @@ def load(data: bytes) -> BacklogState:
     state.resolved_fifo = deque(arrays["resolved_fifo"])
     state.received_fifo = deque(arrays.get("received_fifo", ()))
     state.n_stateless = header.get("n_stateless", 0)
-    teams, sources, categories = header["labels"]
-    state.teams = LabelInterner.restore(config.max_teams, teams)
-    state.sources = LabelInterner.restore(config.max_sources, sources)
-    state.categories = LabelInterner.restore(config.max_categories, categories)
+    teams, sources, categories = header["labels"]  # reserved values: those of the fresh state's
+    state.teams = LabelInterner.restore(config.max_teams, teams, state.teams.values)
+    state.sources = LabelInterner.restore(config.max_sources, sources, state.sources.values)
+    state.categories = LabelInterner.restore(config.max_categories, categories, state.categories.values)
     state.now_ms, state.n_open = header["now_ms"], header["n_open"]
     state.h_ttr = Histogram.from_json(header["h_ttr"])
     state.h_fr = {int(k): Histogram.from_json(v) for k, v in header["h_fr"].items()}

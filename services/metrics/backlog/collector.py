@@ -14,6 +14,9 @@ value (:func:`.snapshot.merge`), so one instance exports the union of its partit
 are partitions (:meth:`BacklogCollector.snapshots` names them), the counters and histograms are
 exported per partition (label ``partition``): they travel with their partition between instances,
 and only then is a moved partition a new series on its new owner rather than a counter reset.
+Their ``team`` and ``source`` values are the partition's own (each state caps its labels, in the
+order it first saw them, and checkpoints that choice), so a series' count never depends on the
+other partitions the instance owns; the gauges are capped again for the union (:class:`LabelCaps`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from prometheus_client.registry import Collector
 from shared.events import utc_now
 
 from .config import BREACH_KINDS, PRIORITIES, STATUSES, TRIAGE, BacklogConfig
-from .snapshot import LabelCaps, Snapshot, merge
+from .snapshot import Snapshot, merge
 from .state import BacklogState
 
 # A state's partition number, None when the states exposed are not partitions.
@@ -84,11 +87,13 @@ class BacklogCollector(Collector):
     def snapshot(self) -> Snapshot:
         """The merged aggregates of :meth:`snapshots`, with those of each named partition."""
         parts = self.snapshots()
-        caps = LabelCaps(self.config)  # one mapping for the union and for each partition
-        snap = merge((s for _, s in parts), self.config, caps)
+        snap = merge((s for _, s in parts), self.config)
         snap.partitioned = any(p is not None for p, _ in parts)
+        # Each partition's counters keep the labels its own state chose (its cap, checkpointed with
+        # it), never the instance's: capped with the union, a series' count would depend on which
+        # other partitions the instance owns, and fall when one is revoked (a reset to Prometheus).
         snap.partitions = [
-            (p, merge([s], self.config, caps)) for p, s in parts if p is not None and s.counters_current
+            (p, merge([s], self.config)) for p, s in parts if p is not None and s.counters_current
         ]
         return snap
 

@@ -182,10 +182,10 @@ def take(state: BacklogState) -> Snapshot:
 
 
 class LabelCaps:
-    """The team and source caps of one exposition. Each state caps its own labels, but together
-    its states know more names: the first ``max_teams`` (``max_sources``) names in merge order
-    keep theirs, later ones are counted as ``other``. Reuse one instance to map several merges
-    alike."""
+    """The team and source caps of one merge. Each state caps its own labels, but together its
+    states know more names: the first ``max_teams`` (``max_sources``) names in merge order keep
+    theirs, later ones are counted as ``other``. Which names those are depends on the states
+    merged, so counters are never merged with it (see :meth:`.BacklogCollector.snapshot`)."""
 
     def __init__(self, config: BacklogConfig) -> None:
         self.teams = LabelInterner(config.max_teams, (TRIAGE,))
@@ -198,10 +198,10 @@ class LabelCaps:
         return self.sources.values[self.sources.intern(name)]
 
 
-def merge(snapshots: Iterable[Snapshot], config: BacklogConfig, caps: LabelCaps | None = None) -> Snapshot:
-    """Sum of ``snapshots`` by label value, within the label caps of ``config`` (``caps``: the
-    mapping to share with other merges); with none, an empty snapshot of ``config``."""
-    caps = caps or LabelCaps(config)
+def merge(snapshots: Iterable[Snapshot], config: BacklogConfig) -> Snapshot:
+    """Sum of ``snapshots`` by label value, within the label caps of ``config``; with none, an
+    empty snapshot of ``config``. One snapshot keeps its labels: its state capped them alike."""
+    caps = LabelCaps(config)
     nb = len(config.age_buckets_seconds) + 1
     out = Snapshot(config, 0, {}, {}, Histogram(len(config.time_to_route_buckets)))
     for snap in snapshots:

@@ -232,7 +232,7 @@ class BacklogState:
             advance_clock(self, now)
             seen = None if event_id is None else _event_key(event_id)
             if seen is None or seen not in self.seen:
-                self.c_received[self.sources.intern(source)] += 1
+                self.c_received[self.sources.intern_name(source)] += 1
                 if seen is not None:
                     self._remember(seen)
 
@@ -266,7 +266,7 @@ class BacklogState:
                 if (s := self.index.get(old)) >= 0 and self.a_flags[s] & F_NO_STATE:
                     self._forget(old, s)
                     self.n_stateless -= 1
-        self.c_received[self.sources.intern(source)] += 1
+        self.c_received[self.sources.intern_name(source)] += 1
 
     def _remember(self, key: int) -> None:
         """Record an event as applied (after its effects: a retry of one that raised applies it)."""
@@ -314,7 +314,7 @@ class BacklogState:
             return  # an older decision re-published after a newer one: never move backwards
         if event_ms != self.entered_at:  # before the flags are read: the entries of an instant end
             self._end_instant(event_ms)
-        team = 0 if team_name is None else self.teams.intern(team_name)
+        team = 0 if team_name is None else self.teams.intern_name(team_name)
         prio, status = _PRIO[prio_name], _STATUS[status_name]
         new_open = status < FIRST_RESOLVED_STATUS
         existed = slot >= 0 and not self.a_flags[slot] & F_NO_STATE
@@ -370,7 +370,7 @@ class BacklogState:
         self.a_rev[slot] = revision
         self.a_verdict[slot] = 1 if verdicts else 0
         self.a_cat[slot] = self.categories.intern(category) if category else 0
-        self.a_src[slot] = self.sources.intern(source)
+        self.a_src[slot] = self.sources.intern_name(source)
         self.a_created[slot] = kept
         if fr_due != UNSET:
             self.a_fr_due[slot] = fr_due

@@ -150,6 +150,34 @@ def test_label_cap_maps_overflow_to_other() -> None:
     assert len(sources) <= 3 and len(state.categories) <= 3
 
 
+def test_a_team_or_source_named_as_a_reserved_label_value_is_not_counted_as_it() -> None:
+    # A helpdesk group (any name, unlike our teams) named "triage" is no unassigned ticket, one
+    # named "other" no overflow: each gets the mark "~", as does a name already starting with it.
+    state = BacklogState()
+    tickets = [("z:0", None, "zendesk"), ("z:1", "triage", "zendesk"), ("z:2", "other", "other")]
+    tickets += [("z:3", "~triage", "zendesk")]
+    for key, team, source in tickets:
+        state.apply(ticket_event(EventType.TICKET_CREATED, source, TicketSnapshot(external_id=key)), at(0))
+        state.apply(
+            envelope(make_state(key, 0, team=team, source=source), 10, EventType.TICKET_ROUTED), at(10)
+        )
+    m = scrape(state)
+    assert gauge(m, "ticket_triage_open") == 1
+    assert state.summary()["triage_open"] == 1
+    for label, expected in (("triage", 1), ("other", 0), ("~triage", 1), ("~other", 1), ("~~triage", 1)):
+        assert gauge(m, "ticket_backlog_open", team=label, priority="P3") == expected, label
+    assert gauge(m, "tickets_routed_total", team="~triage") == 1
+    assert gauge(m, "tickets_routed_total", team="triage") == 0
+    assert gauge(m, "tickets_received_total", source="~other") == 1
+    assert gauge(m, "tickets_received_total", source="other") == 0
+    restored = BacklogState.from_checkpoint(state.to_checkpoint())
+    assert scrape(restored) == m
+    restored.apply(envelope(make_state("z:4", 0, team="triage"), 20, EventType.TICKET_ROUTED), at(20))
+    m = scrape(restored)
+    assert gauge(m, "ticket_triage_open") == 1  # the restored state keeps them apart too
+    assert gauge(m, "ticket_backlog_open", team="~triage", priority="P3") == 2
+
+
 def test_flow_forecast_and_summary() -> None:
     state = BacklogState(BacklogConfig(default_handle_seconds=1800, default_answer_target_seconds=600))
     for i in range(30):

@@ -1,5 +1,6 @@
 """An instance's exposition of its shards: counters per partition, so that a partition moving to
-another instance never looks like a counter reset; label caps that hold for the instance."""
+another instance never looks like a counter reset; the gauges' label caps hold for the instance,
+the counters' for their partition, whichever other partitions the instance owns."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_a_moved_partition_is_a_new_series_on_its_new_instance_not_a_reset() -> 
     assert not any("partition" in dict(labels) for _, labels in after[1][0])
 
 
-def test_the_team_and_source_caps_hold_for_the_instance_not_per_shard() -> None:
+def test_the_gauges_are_capped_for_the_instance_the_counters_per_partition() -> None:
     cap = BacklogConfig().max_teams
     states = {p: BacklogState() for p in range(6)}
     for i in range(cap + 100):  # more names than the cap, each shard within its own cap
@@ -114,10 +115,55 @@ def test_the_team_and_source_caps_hold_for_the_instance_not_per_shard() -> None:
         if name == "ticket_backlog_open" and ("team", "other") in labels
     )
     assert other == cap + 100 - (cap - 2)
-    # The counters use the same team values; the sources are capped alike.
-    assert {dict(labels)["team"] for name, labels in counters if name == "tickets_routed_total"} <= teams
-    sources = {dict(labels)["source"] for name, labels in counters if name == "tickets_received_total"}
-    assert len(sources) <= BacklogConfig().max_sources
+    # The counters keep each partition's own labels, within the cap per partition (sources alike).
+    for p, state in states.items():
+        part = ("partition", str(p))
+        routed_teams = {
+            dict(k)["team"] for name, k in counters if name == "tickets_routed_total" and part in k
+        }
+        assert routed_teams == set(state.teams.values) and len(routed_teams) <= cap
+        sources = {
+            dict(k)["source"] for name, k in counters if name == "tickets_received_total" and part in k
+        }
+        assert sources == set(state.sources.values)
+    all_teams = {dict(k)["team"] for name, k in counters if name == "tickets_routed_total"}
+    assert len(all_teams) == cap + 100 + 2  # the groups, triage, other: at most cap x partitions
     routed = sum(v for (name, _), v in counters.items() if name == "tickets_routed_total")
     received = sum(v for (name, _), v in counters.items() if name == "tickets_received_total")
     assert routed == received == cap + 100
+
+
+def routed_shard(p: int, teams: list[str]) -> BacklogState:
+    """Partition p: one ticket routed to each of ``teams``, received from a source of its own."""
+    state = BacklogState()
+    for i, team in enumerate(teams):
+        key, source = f"z:{p}-{i}", f"src-{p}-{i}"
+        state.apply(
+            ticket_event(EventType.TICKET_CREATED, source, TicketSnapshot(external_id=key[2:])), at(0)
+        )
+        st = make_state(key, 0, team=team, routed=60, source=source)
+        state.apply(envelope(st, 60, EventType.TICKET_ROUTED), at(60))
+    return state
+
+
+def test_a_partitions_counters_keep_their_labels_whichever_other_partitions_the_instance_owns() -> None:
+    # Partition 0 names as many teams (sources) as the cap leaves; partition 1 a team of its own.
+    cap = BacklogConfig().max_teams
+    p0 = routed_shard(0, [f"team-{i}" for i in range(cap - 2)])
+    p1 = routed_shard(1, ["late"])
+
+    def of_partition_1(counters: dict[Key, float]) -> dict[Key, float]:
+        return {k: v for k, v in counters.items() if ("partition", "1") in k[1]}
+
+    m = instance({0: p0, 1: p1})
+    before = of_partition_1(scrape(m)[1])
+    m.shards.pop(0)  # partition 0 revoked ...
+    alone = of_partition_1(scrape(m)[1])
+    m.shards[0] = Shard(0, BacklogState.from_checkpoint(p0.to_checkpoint()), {}, live=True)  # ... back
+    again = of_partition_1(scrape(m)[1])
+    # Partition 1 restored on another instance beside partition 0: the same series, the same counts.
+    moved = instance({0: p0, 1: BacklogState.from_checkpoint(p1.to_checkpoint())})
+    assert before == alone == again == of_partition_1(scrape(moved)[1])
+    labels = (("partition", "1"), ("team", "late"))
+    assert before[("tickets_routed_total", labels)] == 1
+    assert before[("tickets_received_total", (("partition", "1"), ("source", "src-1-0")))] == 1
