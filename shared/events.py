@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -270,6 +271,12 @@ class RoutingPayload(BaseModel):
     rule: str | None = None
     reasons: list[str] = Field(default_factory=list)
     caused_by: uuid.UUID | None = None  # the ticket event this decision answers
+    # True on both events of a ticket first seen already solved (a history import, a helpdesk's
+    # backfill): routed open, then resolved at the source's solved instant, in one decision. It was
+    # routed by no one while it waited: consumers count no routing and no time to route for it (the
+    # routed state alone looks like a live routing). Written only when true, so that the events of
+    # every other decision stay readable by consumers older than the field; False when absent.
+    history_import: bool = Field(default=False, exclude_if=operator.not_)
 
 
 TICKET_KEY_MAX = 300  # the ticket_key columns are varchar(300)

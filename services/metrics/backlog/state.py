@@ -182,6 +182,7 @@ class BacklogState:
                 envelope.type,
                 _verdict(sla.get("first_response_breached")),
                 _verdict(sla.get("resolution_breached")),
+                to_bool(envelope.payload.get("history_import", False)),
             )
             self._apply_values(*values)
             self._remember(seen)  # only once applied: an event that failed is applied on its retry
@@ -194,8 +195,10 @@ class BacklogState:
         event_id: uuid.UUID | None = None,
         event_type: EventType | None = None,
         occurred_at: datetime | None = None,
+        history_import: bool = False,
     ) -> None:
-        """Typed variant of :meth:`apply` for a decoded routing payload's state."""
+        """Typed variant of :meth:`apply` for a decoded routing payload's state (``history_import``:
+        the payload's)."""
         with self.lock:
             advance_clock(self, now)
             seen = None if event_id is None else _event_key(event_id)
@@ -222,6 +225,7 @@ class BacklogState:
                 event_type,
                 sla.first_response_breached,
                 sla.resolution_breached,
+                history_import,
             )
             if seen is not None:
                 self._remember(seen)
@@ -296,6 +300,7 @@ class BacklogState:
         event_type: EventType | None,
         fr_verdict: bool | None = None,
         res_verdict: bool | None = None,
+        history_import: bool = False,
     ) -> None:
         """Store a ticket's latest state and count its event-driven transitions (routed, resolved,
         reopened, escalated, breaches, histograms, flows); the open-ticket gauges follow through
@@ -305,7 +310,13 @@ class BacklogState:
         None), each target counts once, when the router first says it breached: the router judges a
         reply or solve by its own instant, however late it is delivered, and fires the breach once
         the deadline passed (``sla.breached``). States of older routers are judged here: on this
-        clock, and by the response and resolved instants."""
+        clock, and by the response and resolved instants.
+
+        ``history_import``: the state is one of a ticket first seen already solved (routed open and
+        resolved in one decision, see ``RoutingPayload.history_import``). Nobody routed it while it
+        waited: it is no routing, and its creation -> import instant (months for a backfill) no time
+        to route; its resolution counts, on the source's instants. The routed state alone looks like
+        a live routing, and a counter cannot give back what it counted, hence the router's word."""
         h = key_hash(key)
         slot = self.index.get(h)
         revision = min(max(revision, 0), MASK32)
@@ -382,11 +393,11 @@ class BacklogState:
         f |= (F_FR_DUE_OFF if fr_due == UNSET else 0) | (F_RES_DUE_OFF if res_due == UNSET else 0)
         minute, now_minute = min(event_ms, self.now_ms) // 60_000, self.now_ms // 60_000
 
-        if new_open and team != 0 and team != prev_team:
+        if new_open and team != 0 and team != prev_team and not history_import:
             self.c_routed[team] += 1
         if team != 0 and not f & F_ROUTED:
             f |= F_ROUTED
-            if routed != UNSET:
+            if routed != UNSET and not history_import:
                 self.h_ttr.observe(self.config.time_to_route_buckets, max(0, routed - created) / 1000)
         if responded != UNSET and not f & F_FR_SEEN:
             f |= F_FR_SEEN

@@ -359,6 +359,7 @@ def _first_sight(
         ruleset_version=result.ruleset_version,
         reasons=reasons,
         caused_by=envelope.event_id,
+        history_import=resolved,  # no live routing: consumers count no routing or time to route
     )
     events: list[tuple[EventType, RoutingPayload]] = [(EventType.TICKET_ROUTED, routed)]
     if resolved:
@@ -376,6 +377,7 @@ def _first_sight(
                     previous_status=TicketStatus.OPEN,
                     reasons=[f"source marked the ticket {snapshot.status.value}"],
                     caused_by=envelope.event_id,
+                    history_import=True,
                 ),
             )
         )

@@ -115,11 +115,12 @@ class Truth:
             flags.fr_breached, flags.fr_due = False, fr_due
         if res_due is not None and res_due != flags.res_due:
             flags.res_breached, flags.res_due = False, res_due
-        if new_open and team != "triage" and team != prev_team:
+        imported = bool(env.payload.get("history_import"))  # routed by no one: no routing
+        if new_open and team != "triage" and team != prev_team and not imported:
             self.counters[("routed", team)] += 1
         if team != "triage" and not flags.routed:
             flags.routed = True
-            if new.routed_at is not None:
+            if new.routed_at is not None and not imported:
                 self.ttr.append(max(0, (_ms(new.routed_at) or 0) - created) / 1000)
         if responded is not None and not flags.fr_seen:
             flags.fr_seen = True

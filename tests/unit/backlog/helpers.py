@@ -56,9 +56,13 @@ def make_state(
 
 
 def envelope(
-    state: TicketState, now: float, event_type: EventType = EventType.TICKET_STATE_CHANGED
+    state: TicketState,
+    now: float,
+    event_type: EventType = EventType.TICKET_STATE_CHANGED,
+    history_import: bool = False,
 ) -> EventEnvelope:
-    return routing_event(event_type, RoutingPayload(state=state), at(now), caused_by=uuid.uuid4())
+    payload = RoutingPayload(state=state, history_import=history_import)
+    return routing_event(event_type, payload, at(now), caused_by=uuid.uuid4())
 
 
 def scrape(state: BacklogState) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,8 +4,11 @@ decided at one instant. The deadlines are judged by that solved instant, each co
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.metrics.backlog import BacklogState
-from shared.events import EventType
+from services.router.routing.lifecycle import RouteResult, decide
+from shared.events import EventType, TicketSnapshot, routing_event, ticket_event
 from tests.unit.backlog.helpers import at, envelope, make_state, scrape
 
 H = 3600.0
@@ -27,8 +30,8 @@ def imported(state: BacklogState, solved: float, key: str = "api:1") -> None:
     opened.revision = 1
     done = make_state(key, 0, team="billing", routed=NOW, status="solved", resolved=solved)
     done.revision = 2  # a solved state carries no deadline (the router's clocks stopped)
-    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
-    state.apply(envelope(done, NOW, EventType.TICKET_RESOLVED), at(NOW))
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED, history_import=True), at(NOW))
+    state.apply(envelope(done, NOW, EventType.TICKET_RESOLVED, history_import=True), at(NOW))
 
 
 def test_an_import_solved_within_its_targets_counts_no_breach() -> None:
@@ -195,3 +198,76 @@ def test_marks_of_an_instant_in_a_checkpoint_without_it_are_dropped() -> None:
     done.revision = 1
     old.apply(envelope(done, NOW, EventType.TICKET_RESOLVED), at(NOW))
     assert flows(old)[:2] == (1, 1)
+
+
+def _decided_import(state: BacklogState, created: datetime, solved: datetime, now: datetime) -> None:
+    """The router's own decision on a ticket first seen solved, published as its batch does."""
+    snapshot = TicketSnapshot(external_id="9", status="solved", created_at=created, updated_at=solved)
+    event = ticket_event(EventType.TICKET_STATUS_CHANGED, "api", snapshot, occurred_at=solved)
+    decision = decide(None, None, event, snapshot, lambda _snapshot, _source: RouteResult("billing"), now)
+    assert [kind for kind, _ in decision.events] == [EventType.TICKET_ROUTED, EventType.TICKET_RESOLVED]
+    for kind, payload in decision.events:
+        state.apply(routing_event(kind, payload, now, event.event_id), now)
+
+
+def test_an_import_is_no_routing_and_no_time_to_route() -> None:
+    """Old tickets backfilled months after they were solved: each counted routed, and observed as a
+    routing taking months, pushed the time-to-route quantiles to the top bucket for the rate window."""
+    state = BacklogState()
+    _decided_import(state, created=at(0), solved=at(DAY), now=at(90 * DAY))
+    s = scrape(state)
+    assert s.get(("tickets_routed_total", (("team", "billing"),)), 0.0) == 0
+    assert s[("ticket_time_to_route_seconds_count", ())] == 0
+    # Still a resolution, measured on the source's instants (created -> solved: one day).
+    assert s[("tickets_resolved_total", (("team", "billing"),))] == 1
+    assert s[("ticket_resolution_seconds_sum", (("priority", "P3"), ("team", "billing")))] == DAY
+
+
+def test_a_ticket_first_seen_open_long_after_its_creation_is_a_routing() -> None:
+    """Only the router's word makes an import: a ticket older than the router, first heard of by a
+    comment and routed now, waited unrouted all that time (counted, observed as it is)."""
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW)
+    state.apply(envelope(opened, NOW, EventType.TICKET_ROUTED), at(NOW))
+    s = scrape(state)
+    assert s[("tickets_routed_total", (("team", "billing"),))] == 1
+    assert s[("ticket_time_to_route_seconds_sum", ())] == NOW
+
+
+def test_an_import_applied_as_typed_states_is_no_routing() -> None:
+    state = BacklogState()
+    opened = make_state("api:1", 0, team="billing", routed=NOW)
+    opened.revision = 1
+    done = make_state("api:1", 0, team="billing", routed=NOW, status="solved", resolved=600)
+    done.revision = 2
+    for st, kind in ((opened, EventType.TICKET_ROUTED), (done, EventType.TICKET_RESOLVED)):
+        state.apply_state(st, at(NOW), event_type=kind, occurred_at=at(NOW), history_import=True)
+    s = scrape(state)
+    assert s.get(("tickets_routed_total", (("team", "billing"),)), 0.0) == 0
+    assert s[("ticket_time_to_route_seconds_count", ())] == 0
+    assert s[("tickets_resolved_total", (("team", "billing"),))] == 1
+
+
+def test_an_import_whose_routed_event_is_missing_is_no_time_to_route() -> None:
+    """Its solved state first (the routed one dead-lettered, or not yet checkpointed): still none."""
+    state = BacklogState()
+    done = make_state("api:1", 0, team="billing", routed=NOW, status="solved", resolved=600)
+    done.revision = 2
+    state.apply(envelope(done, NOW, EventType.TICKET_RESOLVED, history_import=True), at(NOW))
+    s = scrape(state)
+    assert s[("ticket_time_to_route_seconds_count", ())] == 0
+    assert s[("tickets_resolved_total", (("team", "billing"),))] == 1
+
+
+def test_a_reopened_import_moved_to_another_team_is_a_routing() -> None:
+    """After the import, the ticket lives: a reopen routed to another team is counted (no time to
+    route: its first assignment was the import's)."""
+    state = BacklogState()
+    imported(state, solved=600)
+    moved = make_state("api:1", 0, team="access", routed=NOW + H)
+    moved.revision = 3
+    state.apply(envelope(moved, NOW + H, EventType.TICKET_REOPENED), at(NOW + H))
+    s = scrape(state)
+    assert s[("tickets_routed_total", (("team", "access"),))] == 1
+    assert s.get(("tickets_routed_total", (("team", "billing"),)), 0.0) == 0
+    assert s[("ticket_time_to_route_seconds_count", ())] == 0

@@ -193,6 +193,22 @@ def test_an_outgoing_routing_event_is_written_as_the_routing_event_is():
         assert outgoing_routing_event(kind, payload, NOW, str(cause)).event_id == plain.event_id
 
 
+def test_history_import_is_written_only_when_true():
+    """A consumer older than the field refuses it (the contract forbids unknown fields): every other
+    decision's events leave it out, and an event without it reads as no import."""
+    state = TicketState(
+        ticket_key="a:1", source="a", status=TicketStatus.OPEN, team="x", priority=Priority.P3,
+        created_at=NOW,
+    )  # fmt: skip
+    live = routing_event(EventType.TICKET_ROUTED, RoutingPayload(state=state), NOW, uuid.uuid4())
+    assert b"history_import" not in live.to_bytes()
+    assert EventEnvelope.from_bytes(live.to_bytes()).routing().history_import is False
+    payload = RoutingPayload(state=state, history_import=True)
+    imported = outgoing_routing_event(EventType.TICKET_ROUTED, payload, NOW, uuid.uuid4())
+    assert b'"history_import":true' in imported.to_bytes()
+    assert EventEnvelope.from_bytes(imported.to_bytes()).routing().history_import is True
+
+
 @pytest.mark.parametrize(
     ("word", "expected"),
     [

@@ -172,6 +172,16 @@ def test_first_sight_of_a_solved_ticket_is_routed_then_resolved():
     ]
     assert d.events[1][1].previous_status == TicketStatus.OPEN
     assert (d.state.status, d.state.resolved_at) == (TicketStatus.CLOSED, env.occurred_at)
+    # Both say so: the routed state alone is a live routing's, which the metrics would count.
+    assert [p.history_import for _, p in d.events] == [True, True]
+
+
+def test_only_a_ticket_first_seen_solved_is_a_history_import():
+    env, snap = event("open")
+    first = decide(None, None, env, snap, route_to("a"), T0)
+    env2, snap2 = event("solved", EventType.TICKET_STATUS_CHANGED)
+    solved = decide(first.state, None, env2, snap2, route_to("a"), T0)
+    assert [p.history_import for _, p in [*first.events, *solved.events]] == [False, False]
 
 
 def test_older_snapshot_than_the_one_we_hold_is_ignored():
