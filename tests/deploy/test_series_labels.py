@@ -1,4 +1,5 @@
-"""The labels the alerts and the dashboard select, group by and print exist on their series.
+"""The labels the alerts and the dashboard select, group by and print exist on their series, and
+the values they match (services, route templates, scrape jobs, fixed vocabularies) can occur.
 
 tests/unit/metrics_service/test_deploy_files.py checks the metric names; a label no service
 exports passes that check, and PromQL does not complain either: a matcher on it selects nothing,
@@ -16,14 +17,22 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 # The services' apps import every module that registers a metric family.
 import services.intake.app
 import services.metrics.app
 import services.router.app  # noqa: F401
+from services.intake.app import create_app as intake_app
+from services.metrics.app import create_app as metrics_app
 from services.metrics.backlog import BacklogState
 from services.metrics.backlog.collector import render
+from services.metrics.backlog.config import BREACH_KINDS
+from services.router.app import create_app as router_app
+from shared.http.health import HTTP_SECONDS, SERVICE_INFO
+from shared.kafka.consumer import DEAD_LETTER_KINDS
+from shared.kafka.continuity import OUTCOMES
 from tests.deploy.conftest import DEPLOY
 from tests.unit.backlog.helpers import at, envelope, make_state
 
@@ -131,6 +140,60 @@ def output_labels(expr: str) -> set[str]:
 KNOWN = known_labels()
 
 
+def route_templates(routes: list[Any]) -> set[str]:
+    """The path templates of ``routes``, those of included routers among them (FastAPI resolves
+    those lazily: they have no ``path`` of their own)."""
+    paths = set()
+    for route in routes:
+        if hasattr(route, "path"):
+            paths.add(str(route.path))
+        elif hasattr(route, "effective_route_contexts"):
+            paths |= {str(context.path) for context in route.effective_route_contexts()}
+        else:
+            raise AssertionError(f"cannot tell the path of {route!r}")
+    return paths
+
+
+def known_values() -> dict[str, set[str]]:
+    """The values some labels can take, by label (or series:label where the label's values depend
+    on the series): the services, their route templates, the scrape jobs, fixed vocabularies."""
+    apps = [intake_app(), router_app(), metrics_app()]  # each exports service_info when created
+    routes = {path for app in apps for path in route_templates(app.routes)} | {"unmatched"}
+    scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    return {
+        "service": {labels[0] for labels in SERVICE_INFO._metrics},
+        "route": routes - {""},
+        "job": {job["job_name"] for job in scrape["scrape_configs"]},
+        "consumer_offset_holes_total:outcome": set(OUTCOMES),
+        "sla_breaches_total:kind": set(BREACH_KINDS),
+        "dead_letters_total:reason": set(DEAD_LETTER_KINDS),
+    }
+
+
+VALUES = known_values()
+VALUE_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def value_problems(expr: str) -> list[str]:
+    """Matchers on a label of known values that can match none of them (a typo selects nothing;
+    each alternative of a negative regex must name a real value, or it excludes nothing)."""
+    problems = []
+    for name, matchers in SELECTOR.findall(expr):
+        for label, op, raw in VALUE_MATCHER.findall(matchers):
+            known = VALUES.get(f"{name}:{label}", VALUES.get(label))
+            if known is None:
+                continue
+            value = raw.encode().decode("unicode_escape")  # PromQL's string escapes
+            if op in {"=", "!="}:
+                dead = [] if value in known else [value]
+            elif op == "=~":
+                dead = [] if any(re.fullmatch(value, v) for v in known) else [value]
+            else:
+                dead = [alt for alt in value.split("|") if not any(re.fullmatch(alt, v) for v in known)]
+            problems += [f"{name}{{{label}{op}...}}: {alt!r} matches no {label}" for alt in dead]
+    return problems
+
+
 def rules() -> list[dict[str, Any]]:
     return [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
 
@@ -150,11 +213,27 @@ def test_the_checker_sees_labels_of_both_kinds_of_family() -> None:
     assert label_problems('max(intake_outbox_depth{service="intake"})') == [
         "intake_outbox_depth has no label 'service'"
     ]
+    assert {"intake", "router", "metrics"} <= VALUES["service"] and "/v1/webhooks/{name}/" in VALUES["route"]
+    assert value_problems('rate(x{service="intake", route!~"/healthz|/readyz"}[5m])') == []
+    assert value_problems('rate(x{service="intak", route!~"/health|/readyz"}[5m])') == [
+        "x{service=...}: 'intak' matches no service",
+        "x{route!~...}: '/health' matches no route",
+    ]
+
+
+def test_route_values_are_the_labels_the_timing_middleware_sets() -> None:
+    # The label is the matched route's template, as the running app records it.
+    client = TestClient(metrics_app())
+    for path in ("/healthz", "/readyz", "/metrics", "/no-such-path"):
+        client.get(path)
+    recorded = {labels[2] for labels in HTTP_SECONDS._metrics if labels[0] == "metrics"}
+    assert {"/healthz", "/readyz", "/metrics", "unmatched"} <= recorded <= VALUES["route"]
 
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
 def test_alert_labels_exist(rule: dict[str, Any]) -> None:
     assert not label_problems(rule["expr"]), label_problems(rule["expr"])
+    assert not value_problems(rule["expr"]), value_problems(rule["expr"])
     kept = output_labels(rule["expr"])
     for text in rule["annotations"].values():
         for label in re.findall(r"\$labels\.(\w+)", text):
@@ -166,6 +245,7 @@ def test_dashboard_labels_exist(panel: dict[str, Any]) -> None:
     for target in panel["targets"]:
         expr = target["expr"]
         assert not label_problems(expr), label_problems(expr)
+        assert not value_problems(expr), value_problems(expr)
         kept = output_labels(expr.replace("$team", "x"))
         for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")):
             assert label in kept, f"legend {{{{{label}}}}} is not a label of {sorted(kept)} in {expr}"
