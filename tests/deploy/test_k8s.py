@@ -72,6 +72,16 @@ def test_servicemonitor_is_an_optional_component(render: Render, k8s_tree: Path)
         service = one(manifests, "Service", name)
         assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
         assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+        # Scraped once: a Prometheus that also keeps annotated pods would see every series twice
+        # (two jobs), and each sum by (team) would count the backlog double.
+        annotations = one(manifests, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "false", name
+        assert (
+            one(render("overlays/production"), "Deployment", name)["spec"]["template"]["metadata"][
+                "annotations"
+            ]["prometheus.io/scrape"]
+            == "true"
+        )
 
 
 @pytest.mark.parametrize("name", list(SERVICES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -93,3 +94,22 @@ def test_prometheus_sends_its_alerts_to_the_compose_alertmanager() -> None:
     assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in service["volumes"]
     assert any(str(port).endswith(":9093") for port in service["ports"])
     assert "alertmanager" in compose["services"]["prometheus"]["depends_on"]
+
+
+def test_webhook_rejections_cover_every_route_of_the_webhook_handler() -> None:
+    from services.intake.app import create_app
+    from services.intake.receiver.endpoints import receive_webhook
+
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "WebhooksRejected"]
+    matcher = re.search(r'route\s*(=~|=)\s*"([^"]*)"', rule["expr"])
+    assert matcher is not None, rule["expr"]
+    op, value = matcher.groups()
+    # PromQL string escapes (\\ -> \), then its regexes are anchored at both ends.
+    pattern = value.encode().decode("unicode_escape") if op == "=~" else re.escape(value)
+    paths = [
+        getattr(r, "path", "") for r in create_app().routes if getattr(r, "endpoint", None) is receive_webhook
+    ]
+    assert len(paths) >= 2  # with and without the trailing slash
+    for path in paths:
+        assert re.fullmatch(pattern, path), f"{path} is not counted by route{op}{value!r}"
