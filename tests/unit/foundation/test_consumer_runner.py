@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -49,6 +50,23 @@ def restarts(group: str) -> float:
     return CONSUMER_RESTARTS.labels(group)._value.get()
 
 
+def tickets_runner(
+    settings: ConsumerSettings,
+    group: str,
+    handler: Callable[[list[ConsumedEvent]], Awaitable[None]],
+    factory: Callable[[], Any],
+) -> ConsumerRunner:
+    """A runner of ``group`` on the tickets topic, its consumers made by ``factory``."""
+    return ConsumerRunner(
+        settings,
+        FakeProducer(),
+        group_id=group,
+        topics=["tickets"],
+        handler=handler,
+        consumer_factory=factory,
+    )
+
+
 async def run_runner(
     consumers: list[StuckConsumer], group: str, handled: list[str], seconds: float
 ) -> ConsumerRunner:
@@ -58,14 +76,7 @@ async def run_runner(
     async def handler(events: list[ConsumedEvent]) -> None:
         handled.extend(e.envelope.ticket_key for e in events)
 
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id=group,
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: next(made),
-    )
+    runner = tickets_runner(settings, group, handler, lambda: next(made))
     await runner.start()
     await asyncio.sleep(seconds)
     await runner.stop(timeout_s=1)
@@ -143,14 +154,7 @@ async def test_stopping_while_waiting_for_a_rebalance_to_end_does_not_wait_for_i
         raise AssertionError("no assignment, no batch")
 
     consumer = StuckConsumer()
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="rebalancing-group",
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: consumer,
-    )
+    runner = tickets_runner(settings, "rebalancing-group", handler, lambda: consumer)
     await runner.start()
     await asyncio.sleep(0.1)
     started = time.monotonic()
@@ -180,14 +184,7 @@ async def test_a_consumer_whose_stop_hangs_does_not_hold_the_shutdown(
         handled.extend(e.envelope.ticket_key for e in events)
 
     consumer = HungOnLeaving()
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="hung-group",
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: consumer,
-    )
+    runner = tickets_runner(settings, "hung-group", handler, lambda: consumer)
     await runner.start()
     await asyncio.sleep(0.2)
     started = time.monotonic()
@@ -251,14 +248,7 @@ async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_on
             await asyncio.Event().wait()  # the database stopped answering
         handled.extend(e.offset for e in events)
 
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="cut-short-group",
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: consumer,
-    )
+    runner = tickets_runner(settings, "cut-short-group", handler, lambda: consumer)
     await runner.start()
     await asyncio.sleep(0.2)
     started = time.monotonic()
@@ -294,14 +284,7 @@ async def test_a_consumer_whose_loop_failed_commits_what_it_handled_before_it_is
     async def handler(events: list[ConsumedEvent]) -> None:
         pass
 
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="failed-handled-group",
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: next(made),
-    )
+    runner = tickets_runner(settings, "failed-handled-group", handler, lambda: next(made))
     await runner.start()
     await asyncio.sleep(0.5)
     await runner.stop(timeout_s=1)
@@ -321,14 +304,7 @@ async def test_a_stop_after_the_loop_failed_commits_what_it_handled(monkeypatch:
     async def handler(events: list[ConsumedEvent]) -> None:
         pass
 
-    runner = ConsumerRunner(
-        settings,
-        FakeProducer(),
-        group_id="failed-then-stopped-group",
-        topics=["tickets"],
-        handler=handler,
-        consumer_factory=lambda: failing,
-    )
+    runner = tickets_runner(settings, "failed-then-stopped-group", handler, lambda: failing)
     await runner.start()
     await asyncio.sleep(0.3)
     assert not runner.alive
