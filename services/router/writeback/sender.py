@@ -302,7 +302,10 @@ class WritebackSender:
                         timeout=timeout,
                     ) as response,
                 ):
-                    answer = await read_answer(response)
+                    done = 200 <= response.status_code < 300 or response.status_code in request.also_done
+                    # A success's body is not needed, and one that does not decode (a proxy's broken
+                    # gzip) must not make a change the helpdesk applied a failed attempt, sent again.
+                    answer = "" if done else await read_answer(response)
             except TimeoutError:
                 return Outcome(
                     f"no answer within {timeout:g} s from {request.method} {hide_url_secrets(request.url)}",
@@ -310,7 +313,7 @@ class WritebackSender:
                 )
             except Exception as exc:  # refused, a header httpx refuses, a bad answer...
                 return Outcome(f"{type(exc).__name__}: {exc}", sent=tuple(sent))
-            if not (200 <= response.status_code < 300 or response.status_code in request.also_done):
+            if not done:
                 # Whole until redacted, cut after (in _send): a cut inside a token it echoes would
                 # leave a prefix no longer recognised, pulled into the stored part as copies before
                 # it shrink to <redacted>.

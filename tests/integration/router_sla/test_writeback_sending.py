@@ -382,3 +382,25 @@ async def test_an_endless_answer_is_read_no_further_than_the_error_needs(rig):
     assert (row.status, row.attempts) == ("pending", 1)
     assert (row.last_error or "").startswith("HTTP 500 from PUT"), (row.last_error or "")[:200]
     assert pulled <= 2 * 2**20, pulled
+
+
+async def test_a_success_whose_body_does_not_decode_is_delivered_not_failed(rig):
+    # The helpdesk applied the change and said 200, with a body a broken proxy mangled (gzip
+    # promised, not gzip): the sender read the body first and counted the request failed, so the
+    # delivery was sent again (and again) for a change already made.
+    target = await rig.target("zd")
+    delivery = await rig.queue(target, "13")
+    requests: list[httpx.Request] = []
+
+    class Raw(httpx.AsyncByteStream):  # as the wire gives it (bytes content would be decoded here)
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"not gzip at all"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=Raw())
+
+    await rig.sender(answer).run_once()
+    row = await rig.row(delivery)
+    assert (row.status, row.attempts) == ("delivered", 1), row.last_error
+    assert len(requests) >= 1
