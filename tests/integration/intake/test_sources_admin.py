@@ -432,6 +432,26 @@ async def test_bodies_that_are_not_json_or_hold_u0000_are_refused_naming_where(i
     assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "/options/mapping/subject"
 
 
+async def test_an_undeclared_query_parameter_is_refused_but_not_on_webhooks(intake: Intake) -> None:
+    """The admin API refuses a query parameter it does not declare (400 naming ``/query/<name>``);
+    a webhook takes whatever the vendor adds, and so do the probes."""
+    name = f"native-{uuid.uuid4().hex[:8]}"
+    await intake.add_source(name, "native", SECRET)
+    typo = await intake.client.get(f"/v1/sources/{name}", params={"verbose": "1"}, headers=intake.admin)
+    assert is_problem(typo, 400) and [e["field"] for e in typo.json()["errors"]] == ["/query/verbose"]
+    assert "verbose" in typo.json()["detail"]
+    listed = await intake.client.get("/v1/sources", params={"type": "zendesk"}, headers=intake.admin)
+    assert is_problem(listed, 400) and listed.json()["errors"][0]["field"] == "/query/type"
+    body = json.dumps({"external_id": f"q-{uuid.uuid4().hex[:6]}"}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": basic("x", SECRET)}
+    delivered = await intake.client.post(
+        f"/v1/webhooks/{name}", params={"vendor_token": "abc"}, content=body, headers=headers
+    )
+    assert delivered.status_code == 202, delivered.text
+    assert (await intake.client.get("/healthz", params={"probe": "1"})).status_code == 200
+    assert (await intake.client.get("/metrics", params={"probe": "1"})).status_code == 200
+
+
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403
