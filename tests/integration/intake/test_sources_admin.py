@@ -452,6 +452,29 @@ async def test_an_undeclared_query_parameter_is_refused_but_not_on_webhooks(inta
     assert (await intake.client.get("/metrics", params={"probe": "1"})).status_code == 200
 
 
+async def test_enabled_is_true_or_false_not_a_string_or_number(intake: Intake) -> None:
+    """Lax mode took "yes", "1" or 0 for ``enabled``: a JSON boolean is true or false."""
+    body = {"type": "native", "secret": SECRET}
+    for value in ("yes", "1", 0):
+        refused = await intake.client.post(
+            "/v1/sources",
+            headers=intake.admin,
+            json={**body, "name": f"b-{uuid.uuid4().hex[:8]}", "enabled": value},
+        )
+        assert is_problem(refused, 422) and [e["field"] for e in refused.json()["errors"]] == ["/enabled"]
+    name = f"b-{uuid.uuid4().hex[:8]}"
+    created = await intake.client.post(
+        "/v1/sources", headers=intake.admin, json={**body, "name": name, "enabled": False}
+    )
+    assert created.status_code == 201 and created.json()["enabled"] is False
+    patched = await intake.client.patch(
+        f"/v1/sources/{name}",
+        headers={**intake.admin, "If-Match": created.headers["etag"]},
+        json={"enabled": "true"},
+    )
+    assert is_problem(patched, 422) and patched.json()["errors"][0]["field"] == "/enabled"
+
+
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403
