@@ -252,6 +252,7 @@ async def test_a_boolean_is_no_number_and_a_string_no_boolean(router_api: Router
     policies: list[tuple[dict[str, Any], str]] = [
         ({**policy, "targets": {"P1": {"resolution": True}}}, "/document/targets/P1/resolution"),
         ({**policy, "warning_share": True}, "/document/warning_share"),
+        ({**policy, "rank": True}, "/document/rank"),
     ]
     for document, field in policies:
         refused_at(
