@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from services.intake.deliveries import prune_forever
@@ -25,6 +25,7 @@ from shared.http.health import Check, broker_check, database_check, health_route
 from shared.http.methods import install_method_not_allowed
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
+from shared.http.query_params import refuse_unknown_query
 from shared.http.raw_route import add_routes_first
 from shared.http.slashes import install_strict_slashes
 from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources
@@ -110,14 +111,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
-    document_problems(app, json_checked=("/v1/sources",))  # the admin API's refuse_non_json_body
+    # The admin API's refuse_non_json_body and refuse_unknown_query.
+    document_problems(app, json_checked=("/v1/sources",), query_checked=("/v1/sources",))
     install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")
     # The hot path first and on the app itself: a ticket is not tried against the other routes.
     add_routes_first(app, tickets_router)
     add_routes_first(app, webhooks_router)
     app.include_router(health_router())
-    app.include_router(sources_router)
+    # The admin API refuses a query parameter it does not declare; webhooks take the vendors'.
+    app.include_router(sources_router, dependencies=[Depends(refuse_unknown_query)])
     app.add_middleware(AdminBodyLimit, max_bytes=settings.intake_max_body_bytes)
     return app
 

@@ -29,6 +29,7 @@ from shared.http.methods import install_method_not_allowed
 from shared.http.nul_guard import refuse_nul
 from shared.http.openapi import document_problems
 from shared.http.problems import install_problem_handlers
+from shared.http.query_params import refuse_unknown_query
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
@@ -131,16 +132,14 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
-    document_problems(app, json_checked=("/",))  # refuse_non_json_body is app-wide
+    # refuse_non_json_body is app-wide; refuse_unknown_query is on every /v1/ operation.
+    document_problems(app, json_checked=("/",), query_checked=("/v1/",))
     # Before any operation: FastAPI parses a body before the key check.
     app.add_middleware(BodyLimit, max_bytes=settings.router_max_body_bytes)
     install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "router")
-    app.include_router(health_router())
-    app.include_router(tickets_router)
-    for admin_router in admin_routers():  # teams, rules, dry runs, audit
-        app.include_router(admin_router)
-    app.include_router(slas_router)
-    app.include_router(writeback_router)
-    app.include_router(classifiers_router)
+    app.include_router(health_router())  # probes and scrapers add query strings of their own
+    # Every other operation refuses a query parameter it does not declare (a typo filtered nothing).
+    for api_router in (tickets_router, *admin_routers(), slas_router, writeback_router, classifiers_router):
+        app.include_router(api_router, dependencies=[Depends(refuse_unknown_query)])
     return app

@@ -54,6 +54,8 @@ _BODY_PROBLEMS = {
     413: "Body too large (over the service's body limit)",
     415: "Body is not JSON: send it with Content-Type: application/json",
 }
+# refuse_unknown_query's answer, for every operation under ``query_checked``.
+_QUERY_PROBLEMS = {400: "A query parameter the operation does not take (errors name /query/<name>)"}
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 # Any operation that reads the database or checks an API key (install_problem_handlers, KeyCache).
 _UNAVAILABLE = {
@@ -62,11 +64,14 @@ _UNAVAILABLE = {
 _RETRY_AFTER = {503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}}
 
 
-def document_problems(app: FastAPI, json_checked: tuple[str, ...] = ()) -> None:
+def document_problems(
+    app: FastAPI, json_checked: tuple[str, ...] = (), query_checked: tuple[str, ...] = ()
+) -> None:
     """Make ``app``'s OpenAPI document say what its errors are: problem+json, not FastAPI's default
     422 (``HTTPValidationError`` as application/json, which no response carries), the 413 of the
     body limit for every operation that takes a body, and the 415 of ``refuse_non_json_body`` for
-    those under ``json_checked`` (path prefixes), and the 503 (Retry-After) of a database away for a
+    those under ``json_checked`` (path prefixes), the 400 of ``refuse_unknown_query`` for those under
+    ``query_checked``, and the 503 (Retry-After) of a database away for a
     moment for every ``/v1/`` operation. Operations declaring these keep their wording."""
     generate = app.openapi
 
@@ -80,6 +85,9 @@ def document_problems(app: FastAPI, json_checked: tuple[str, ...] = ()) -> None:
                         response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
                 if path.startswith("/v1/"):
                     for code, response in problem_responses(_UNAVAILABLE, (503,), _RETRY_AFTER).items():
+                        responses.setdefault(str(code), response)
+                if path.startswith(query_checked):
+                    for code, response in problem_responses(_QUERY_PROBLEMS, (400,)).items():
                         responses.setdefault(str(code), response)
                 if "requestBody" not in operation:
                     continue

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from services.intake.webhooks import AdapterName
 from shared.db.storable import reject_nul
+from shared.http.json_types import JsonBool
 
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Secret = Field(
@@ -36,14 +37,14 @@ class SourceCreate(_ChecksOptions):
     type: AdapterName = Field(description="The adapter: which vendor's webhooks this source sends.")
     secret: str = Secret
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter configuration.")
-    enabled: bool = True
+    enabled: JsonBool = True
 
 
 class SourceUpdate(_ChecksOptions):
     model_config = ConfigDict(extra="forbid")
 
     options: dict[str, Any] | None = Field(default=None, description="Replaces the adapter configuration.")
-    enabled: bool | None = None
+    enabled: JsonBool | None = None
 
 
 class SecretRotation(BaseModel):

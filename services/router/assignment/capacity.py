@@ -23,6 +23,7 @@ from services.router.sla.calendar import (
     normalise_weekly_hours,
 )
 from shared.events import Priority, TicketStatus
+from shared.http.json_types import JsonInt
 
 DEFAULT_PRIORITY_WEIGHTS: Mapping[Priority, float] = MappingProxyType(
     {
@@ -60,7 +61,7 @@ class Shift(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     hours: WeeklyHours
-    agents: int = Field(ge=0, le=MAX_AGENTS)
+    agents: JsonInt = Field(ge=0, le=MAX_AGENTS)
 
     @field_validator("hours", mode="before")
     @classmethod

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
@@ -17,15 +16,11 @@ from services.router.openapi import READ, problems
 from shared.auth import Role, require_role
 from shared.db import audit
 from shared.db.base import UtcAwareDatetime
+from shared.http.pages import link_next, next_link_header
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(require_role(Role.VIEWER))])
 
-NEXT_LINK = {
-    "Link": {
-        "description": 'On a full page: `</v1/audit?...&before_id=N>; rel="next"`, the next (older) page.',
-        "schema": {"type": "string"},
-    }
-}
+NEXT_LINK = next_link_header("/v1/audit?...&before_id=N")
 
 
 class AuditOut(BaseModel):
@@ -66,7 +61,5 @@ async def list_audit(
             session, entity=entity, entity_id=entity_id, since=since, before_id=before_id, limit=limit
         )
     if len(rows) == limit:  # maybe more: the next page starts below this one's last entry
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "before_id"]
-        query = urlencode([*params, ("before_id", str(rows[-1].id))])
-        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+        link_next(request, response, "before_id", rows[-1].id)
     return [AuditOut.model_validate(row, from_attributes=True) for row in rows]

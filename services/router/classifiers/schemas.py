@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.http.json_types import JsonInt
+
 # Versions are the ids of classifier_models, an INTEGER column: a larger number matches no model,
 # and the database refuses it as a parameter (an overflow, not "not found").
 MAX_VERSION = 2**31 - 1
@@ -43,7 +45,7 @@ class PredictIn(BaseModel):
     subject: str = Field(default="", max_length=2_000)
     description: str = Field(default="", max_length=200_000)
     label_kind: LabelKind = LabelKind.CATEGORY
-    version: int | None = Field(
+    version: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_VERSION,

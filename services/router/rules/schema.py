@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -23,6 +24,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from services.router.sla.calendar import check_timezone
 from services.router.sla.policy import MAX_POLICY_NAME
 from shared.events import Priority, parse_priority
+from shared.http.json_types import JsonBool, refuse_bool
 
 from .fields import ALL_OPS, OPS_BY_KIND, field_kind, normalise_value, parse_level
 
@@ -31,7 +33,8 @@ TeamName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S
 MAX_DEPTH = 16  # nesting deeper than this is a mistake and would make evaluation recursive-heavy
 MAX_WEIGHT = 1_000_000  # weights are relative shares; bounded so that a pool's sum stays finite
 # Finite: JSON has no infinity, so one would be stored as null and the stored set would not load.
-Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+# The boolean check wraps the constraints, so an infinity is still told it is not finite.
+Weight = Annotated[float, Field(gt=0, le=MAX_WEIGHT, allow_inf_nan=False), BeforeValidator(refuse_bool)]
 
 
 # Validation context for documents read back from the database (``RuleSet.model_validate(doc,
@@ -55,7 +58,7 @@ class Condition(BaseModel):
     field: str | None = None
     op: str | None = None
     # Before value: validators see earlier fields only, and a regex compiles per case mode.
-    case_sensitive: bool = False
+    case_sensitive: JsonBool = False
     value: Any = None
 
     @field_validator("field")
@@ -148,14 +151,14 @@ class Actions(BaseModel):
 
     assign_team: TeamName | None = None
     assign_pool: Pool | None = None
-    route_to_triage: bool = False
+    route_to_triage: JsonBool = False
     set_priority: Priority | None = None
     set_urgency: int | None = None
     set_impact: int | None = None
     add_tags: list[str] = Field(default_factory=list, max_length=50)
     sla_policy: str | None = Field(default=None, min_length=1, max_length=MAX_POLICY_NAME)
     # True: a matching rule ends evaluation. False lets later rules still add tags / assign.
-    stop: bool = True
+    stop: JsonBool = True
 
     @field_validator("set_priority", mode="before")
     @classmethod
@@ -195,7 +198,7 @@ class Rule(BaseModel):
     id: RuleId
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2_000)
-    enabled: bool = True
+    enabled: JsonBool = True
     timezone: str | None = None  # overrides the rule set's for time_of_day / weekday
     when: Condition | None = None  # absent: the rule always matches
     actions: Actions

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.rules import RuleSet
+from shared.http.json_types import JsonBool
 
 
 class RulePatch(BaseModel):
@@ -17,7 +18,7 @@ class RulePatch(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2_000)
-    enabled: bool | None = None
+    enabled: JsonBool | None = None
     timezone: str | None = None
     when: dict[str, Any] | None = Field(default=None, description="A condition; null: always matches")
     actions: dict[str, Any] | None = Field(default=None, description="Merged into the rule's actions")

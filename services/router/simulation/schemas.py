@@ -8,6 +8,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from services.router.rules import RuleSet
 from shared.db.base import UtcAwareDatetime
 from shared.events import TicketSnapshot
+from shared.http.json_types import JsonFloat, JsonInt
 
 MAX_REPLAY = 10_000
 
@@ -25,7 +26,7 @@ class SimulateRequest(BaseModel):
         default=None, max_length=16, description="As the language detector would say"
     )
     category: str | None = Field(default=None, max_length=100, description="As the classifier would say")
-    category_confidence: float | None = Field(default=None, ge=0, le=1)
+    category_confidence: JsonFloat | None = Field(default=None, ge=0, le=1)
 
 
 class ConditionFailureOut(BaseModel):
@@ -81,10 +82,10 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ruleset: RuleSet = Field(description="The draft to compare with the live rule set (or `against`)")
-    against: int | None = Field(
+    against: JsonInt | None = Field(
         default=None, ge=1, le=2**31 - 1, description="A stored version; default: live"
     )
-    last: int | None = Field(default=None, ge=1, le=MAX_REPLAY, description="The newest N stored tickets")
+    last: JsonInt | None = Field(default=None, ge=1, le=MAX_REPLAY, description="The newest N stored tickets")
     since: UtcAwareDatetime | None = Field(default=None, description="Tickets created at or after")
     until: UtcAwareDatetime | None = Field(default=None, description="Tickets created before")
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serial
 
 from services.router.sla.calendar import ALWAYS_OPEN, BusinessCalendar
 from shared.events import Priority, TicketStatus
+from shared.http.json_types import JsonFloat, refuse_bool
 
 MAX_TARGET = timedelta(days=365)
 # The longest name of a new policy: what a rule's ``actions.sla_policy`` can name. The model allows
@@ -28,7 +29,9 @@ MAX_ESCALATION_ACTIONS = 100
 
 
 def _minutes_if_number(value: Any) -> Any:
-    # Pydantic reads a bare number as seconds; policies are written in minutes.
+    # Pydantic reads a bare number as seconds; policies are written in minutes. A boolean is no
+    # number: lax mode read ``true`` as one second.
+    refuse_bool(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         # Checked before converting: timedelta raises OverflowError (not a validation error) on
         # infinity and on anything beyond ~2.7 million years. An int is finite (and isfinite
@@ -107,7 +110,7 @@ class SlaPolicy(BaseModel):
     targets: dict[Priority, PriorityTargets] = Field(default_factory=dict)
     # Rule-engine condition tree (plain JSON); None matches every ticket.
     applies_when: dict[str, Any] | None = None
-    warning_share: float = Field(default=0.75, gt=0, lt=1)
+    warning_share: JsonFloat = Field(default=0.75, gt=0, lt=1)
     pausing_statuses: frozenset[TicketStatus] = DEFAULT_PAUSING_STATUSES
     on_warning: list[EscalationAction] = Field(default_factory=list)
     on_breach: list[EscalationAction] = Field(default_factory=list)

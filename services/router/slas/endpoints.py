@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.router.errors import Conflict, NotFound, transaction
 from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
@@ -19,6 +19,7 @@ from services.router.slas.models import SlaConfigVersion
 from services.router.slas.schemas import ConfigOut, VersionOut, WriteIn
 from services.router.teams.states import team_states
 from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.pages import link_next, next_link_header
 from shared.http.preconditions import ANY, MISSING, check_expected, expected_revision, if_match_header
 from shared.http.problems import Problem
 
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/v1/sla", tags=["sla"])
 Plural = Literal["policies", "calendars"]
 KIND: dict[str, str] = {"policies": "policy", "calendars": "calendar"}
 IfMatch = if_match_header('The ETag you read, e.g. W/"sla-policy-gold-3" (or *).')
+MAX_PAGE = 1_000  # versions a page, as for the rule set's versions and the audit log
 _viewer = Depends(require_role(Role.VIEWER))
 _editor = Depends(require_caller(Role.EDITOR))
 
@@ -89,14 +91,33 @@ async def get_config(
 @router.get(
     "/{plural}/{name}/versions",
     response_model=list[VersionOut],
-    responses=problems(*READ, 404),
-    summary="Change history",
+    responses={
+        **problems(*READ, 404),
+        200: {
+            "description": "Versions, newest first",
+            "headers": next_link_header("/v1/sla/policies/gold/versions?...&before=N"),
+        },
+    },
+    summary="Change history, newest first",
 )
-async def versions(plural: Plural, name: str, request: Request, _role: Role = _viewer) -> list[VersionOut]:
+async def versions(
+    plural: Plural,
+    name: str,
+    request: Request,
+    response: Response,
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
+    before: int | None = Query(
+        None, ge=1, le=2**31 - 1, description="Only versions older than this: the next page's cursor"
+    ),
+    _role: Role = _viewer,
+) -> list[VersionOut]:
     async with request.app.state.sessions() as session:
-        rows = await service.history(session, KIND[plural], name)
-    if not rows:
-        raise Problem(404, "Not found", f"no {KIND[plural]} {name!r}")
+        rows = await service.history_page(session, KIND[plural], name, limit, before)
+        # An empty page past the first version is a page; a name never saved is a 404.
+        if not rows and await service.latest(session, KIND[plural], name) is None:
+            raise Problem(404, "Not found", f"no {KIND[plural]} {name!r}")
+    if len(rows) == limit:  # maybe more: the next page starts below this one's last version
+        link_next(request, response, "before", rows[-1].version)
     return [VersionOut.model_validate(r, from_attributes=True) for r in rows]
 
 

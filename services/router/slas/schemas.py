@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.router.sla import SlaPolicy
+from shared.http.json_types import JsonInt
 
 KINDS = ("policy", "calendar")
 
@@ -15,7 +16,7 @@ KINDS = ("policy", "calendar")
 class StoredPolicy(SlaPolicy):
     """An SLA policy as stored: ``rank`` orders selection (lowest first, then name)."""
 
-    rank: int = Field(default=100, ge=0, le=1_000_000)
+    rank: JsonInt = Field(default=100, ge=0, le=1_000_000)
 
 
 class ConfigOut(BaseModel):

@@ -422,6 +422,21 @@ async def history(session: AsyncSession, kind: str, name: str) -> Sequence[SlaCo
     ).all()
 
 
+async def history_page(
+    session: AsyncSession, kind: str, name: str, limit: int, before: int | None
+) -> Sequence[SlaConfigVersion]:
+    """A page of the history, newest first: the versions below ``before``."""
+    query = (
+        select(SlaConfigVersion)
+        .where(SlaConfigVersion.kind == kind, SlaConfigVersion.name == name)
+        .order_by(SlaConfigVersion.version.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(SlaConfigVersion.version < before)
+    return (await session.scalars(query)).all()
+
+
 async def begin_change(session: AsyncSession, kind: str, name: str) -> SlaConfigVersion | None:
     """The start of every change (save or delete): take the configuration lock, then read the
     newest version (``previous`` of :func:`save`), so the checks that follow see what concurrent

@@ -26,6 +26,7 @@ from services.router.sla.calendar import (
     check_new_timezone,
     normalise_weekly_hours,
 )
+from shared.http.json_types import JsonBool, JsonFloat, JsonInt
 from shared.http.problems import field_errors
 
 TEAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -42,7 +43,7 @@ class ScheduleDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: IanaTimezone = "UTC"
-    tickets_per_agent: float = Field(gt=0, le=10_000, description="Open tickets one agent carries.")
+    tickets_per_agent: JsonFloat = Field(gt=0, le=10_000, description="Open tickets one agent carries.")
     shifts: list[Shift] = Field(min_length=1, max_length=100)
     holidays: list[Holiday] = Field(default_factory=list, max_length=1_000)
 
@@ -104,8 +105,8 @@ class TeamFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str = Field(default="", max_length=2_000)
-    active: bool = True
-    capacity: int = Field(
+    active: JsonBool = True
+    capacity: JsonInt = Field(
         default=50, ge=0, le=100_000, description="Open tickets the team can carry at once."
     )
     skills: list[str] = Field(default_factory=list, max_length=100)
@@ -170,8 +171,8 @@ class TeamPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=2_000)
-    active: bool | None = None
-    capacity: int | None = Field(default=None, ge=0, le=100_000)
+    active: JsonBool | None = None
+    capacity: JsonInt | None = Field(default=None, ge=0, le=100_000)
     skills: list[str] | None = Field(default=None, max_length=100)
     languages: list[str] | None = Field(default=None, max_length=50)
     timezone: str | None = Field(default=None, max_length=64)

@@ -23,6 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from services.router.writeback.connectors import OptionsInvalid, check_options
 from services.router.writeback.queue import WRITEBACK_KINDS
 from shared.db.storable import reject_nul
+from shared.http.json_types import JsonBool
 
 TOKEN = re.compile(r"[\x21-\x7e]+")
 URL_MAX = 2000  # the column's length
@@ -134,7 +135,7 @@ class TargetIn(BaseModel):
         description="The connector's settings, e.g. zendesk: {username, groups: {team: group id}, "
         "note}; see the README's write-back section.",
     )
-    enabled: bool = True
+    enabled: JsonBool = True
     event_kinds: list[str] = Field(default_factory=list, description="Empty: every kind.")
 
     @field_validator("name", "source", "secret")

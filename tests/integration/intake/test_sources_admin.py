@@ -432,6 +432,49 @@ async def test_bodies_that_are_not_json_or_hold_u0000_are_refused_naming_where(i
     assert nul.status_code == 422 and nul.json()["errors"][0]["field"] == "/options/mapping/subject"
 
 
+async def test_an_undeclared_query_parameter_is_refused_but_not_on_webhooks(intake: Intake) -> None:
+    """The admin API refuses a query parameter it does not declare (400 naming ``/query/<name>``);
+    a webhook takes whatever the vendor adds, and so do the probes."""
+    name = f"native-{uuid.uuid4().hex[:8]}"
+    await intake.add_source(name, "native", SECRET)
+    typo = await intake.client.get(f"/v1/sources/{name}", params={"verbose": "1"}, headers=intake.admin)
+    assert is_problem(typo, 400) and [e["field"] for e in typo.json()["errors"]] == ["/query/verbose"]
+    assert "verbose" in typo.json()["detail"]
+    listed = await intake.client.get("/v1/sources", params={"type": "zendesk"}, headers=intake.admin)
+    assert is_problem(listed, 400) and listed.json()["errors"][0]["field"] == "/query/type"
+    body = json.dumps({"external_id": f"q-{uuid.uuid4().hex[:6]}"}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": basic("x", SECRET)}
+    delivered = await intake.client.post(
+        f"/v1/webhooks/{name}", params={"vendor_token": "abc"}, content=body, headers=headers
+    )
+    assert delivered.status_code == 202, delivered.text
+    assert (await intake.client.get("/healthz", params={"probe": "1"})).status_code == 200
+    assert (await intake.client.get("/metrics", params={"probe": "1"})).status_code == 200
+
+
+async def test_enabled_is_true_or_false_not_a_string_or_number(intake: Intake) -> None:
+    """Lax mode took "yes", "1" or 0 for ``enabled``: a JSON boolean is true or false."""
+    body = {"type": "native", "secret": SECRET}
+    for value in ("yes", "1", 0):
+        refused = await intake.client.post(
+            "/v1/sources",
+            headers=intake.admin,
+            json={**body, "name": f"b-{uuid.uuid4().hex[:8]}", "enabled": value},
+        )
+        assert is_problem(refused, 422) and [e["field"] for e in refused.json()["errors"]] == ["/enabled"]
+    name = f"b-{uuid.uuid4().hex[:8]}"
+    created = await intake.client.post(
+        "/v1/sources", headers=intake.admin, json={**body, "name": name, "enabled": False}
+    )
+    assert created.status_code == 201 and created.json()["enabled"] is False
+    patched = await intake.client.patch(
+        f"/v1/sources/{name}",
+        headers={**intake.admin, "If-Match": created.headers["etag"]},
+        json={"enabled": "true"},
+    )
+    assert is_problem(patched, 422) and patched.json()["errors"][0]["field"] == "/enabled"
+
+
 async def test_admin_role_required(intake: Intake) -> None:
     assert (await intake.client.get("/v1/sources")).status_code == 401
     assert (await intake.client.get("/v1/sources", headers=intake.intake)).status_code == 403

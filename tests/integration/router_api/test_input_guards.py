@@ -185,3 +185,88 @@ async def test_a_time_zone_must_be_an_iana_name_not_a_file_of_this_host(router_a
         "/v1/teams", json={"name": f"tz-{uuid.uuid4().hex[:8]}", "timezone": "Europe/Berlin"}, headers=editor
     )
     assert named.status_code == 201, named.text
+
+
+async def test_a_boolean_is_no_number_and_a_string_no_boolean(router_api: Router) -> None:
+    """Pydantic's lax mode stored ``"capacity": true`` as 1, a Zendesk group id ``true`` as group 1
+    and an SLA target ``true`` as one second, and took ``"yes"`` or ``1`` for a boolean. Each is a
+    422 naming the field; a number given as a numeric string is still that number."""
+    c, editor, admin, viewer = router_api.client, router_api.editor, router_api.admin, router_api.viewer
+    team = await router_api.add_team("bool")
+    shift = {"name": "day", "hours": {"mon-fri": "09:00-17:00"}, "agents": 2}
+    schedule = {"tickets_per_agent": 5, "shifts": [shift]}
+    teams: list[tuple[dict[str, Any], str]] = [
+        ({"capacity": True}, "/capacity"),
+        ({"capacity": False}, "/capacity"),
+        ({"active": "yes"}, "/active"),
+        ({"active": 1}, "/active"),
+        ({"schedule": {**schedule, "tickets_per_agent": True}}, "/schedule/tickets_per_agent"),
+        ({"schedule": {**schedule, "shifts": [{**shift, "agents": True}]}}, "/schedule/shifts/0/agents"),
+    ]
+    for fields, field in teams:
+        refused_at(await c.post("/v1/teams", json={"name": unique("bool"), **fields}, headers=editor), field)
+    lax = await c.post("/v1/teams", json={"name": unique("bool"), "capacity": "5"}, headers=editor)
+    assert lax.status_code == 201 and lax.json()["capacity"] == 5, lax.text
+
+    pool = {"teams": [team], "strategy": "weighted", "weights": {team: True}}
+    rules: list[tuple[dict[str, Any], str]] = [
+        (rule(unique("r"), team, enabled="yes"), "/enabled"),
+        ({**rule(unique("r"), team), "actions": {"assign_team": team, "stop": "no"}}, "/actions/stop"),
+        (
+            {**rule(unique("r"), team), "actions": {"assign_pool": pool}},
+            f"/actions/assign_pool/weights/{team}",
+        ),
+        (
+            {
+                **rule(unique("r"), team),
+                "when": {"field": "subject", "op": "contains", "value": "x", "case_sensitive": 1},
+            },
+            "/when/case_sensitive",
+        ),
+    ]
+    for body, field in rules:
+        headers = {**editor, "If-Match": await router_api.rules_etag()}
+        refused_at(await c.post("/v1/rules", json=body, headers=headers), field)
+
+    target = {
+        "name": unique("wb"),
+        "source": "zendesk",
+        "connector": "zendesk",
+        "url": "https://x.example.com",
+    }
+    target["secret"] = "s" * 20
+    options = {"username": "bot@example.com", "groups": {team: 7}}
+    targets: list[tuple[dict[str, Any], str]] = [
+        ({"options": {**options, "groups": {team: True}}}, f"/options/groups/{team}"),
+        ({"options": {**options, "note": "yes"}}, "/options/note"),
+        ({"options": options, "enabled": "yes"}, "/enabled"),
+    ]
+    for fields, field in targets:
+        refused_at(await c.post("/v1/writeback/targets", json={**target, **fields}, headers=admin), field)
+
+    calendar = unique("cal")
+    assert (
+        await c.put(f"/v1/sla/calendars/{calendar}", json={"document": CALENDAR}, headers=editor)
+    ).status_code == 201
+    policy = {"calendar": calendar, "applies_when": NEVER, "targets": {"P1": {"resolution": 60}}}
+    policies: list[tuple[dict[str, Any], str]] = [
+        ({**policy, "targets": {"P1": {"resolution": True}}}, "/document/targets/P1/resolution"),
+        ({**policy, "warning_share": True}, "/document/warning_share"),
+        ({**policy, "rank": True}, "/document/rank"),
+    ]
+    for document, field in policies:
+        refused_at(
+            await c.put(f"/v1/sla/policies/{unique('pol')}", json={"document": document}, headers=editor),
+            field,
+        )
+
+    ticket = {"external_id": "1", "subject": "vpn"}
+    simulated = await c.post(
+        "/v1/routing/simulate", json={"ticket": ticket, "category_confidence": True}, headers=viewer
+    )
+    refused_at(simulated, "/category_confidence")
+    replayed = await c.post(
+        "/v1/routing/replay", json={"ruleset": {"rules": []}, "last": True}, headers=viewer
+    )
+    refused_at(replayed, "/last")
+    refused_at(await c.post("/v1/classifiers/predict", json={"version": True}, headers=viewer), "/version")

@@ -96,10 +96,10 @@ async def test_policy_lifecycle_with_validation_and_etags(sessions):
         assert (await client.get(f"/v1/sla/policies/{pol}")).headers["etag"] == f'W/"sla-policy-{pol}-2"'
 
         history = (await client.get(f"/v1/sla/policies/{pol}/versions")).json()
-        assert [v["version"] for v in history] == [1, 2]
+        assert [v["version"] for v in history] == [2, 1]  # newest first
         # The key's name, as rule set versions and the audit log record it.
         assert [v["author"] for v in history] == ["sla editor", "sla editor"]
-        assert "targets" in history[1]["diff"]
+        assert "targets" in history[0]["diff"]
         in_use = await client.delete(
             f"/v1/sla/calendars/{cal}", headers={"If-Match": f'W/"sla-calendar-{cal}-1"'}
         )
@@ -352,7 +352,7 @@ async def test_concurrent_puts_with_one_etag_save_one_version(sessions):
         winner = f'W/"sla-calendar-{pol_calendar}-2"'
         assert {r.headers["etag"] for r in responses} == {winner}
         history = (await client.get(f"/v1/sla/calendars/{pol_calendar}/versions")).json()
-    assert [v["version"] for v in history] == [1, 2]
+    assert [v["version"] for v in history] == [2, 1]
 
 
 async def test_if_match_forms_and_problems_follow_the_admin_api(sessions):
@@ -400,7 +400,7 @@ async def test_if_match_forms_and_problems_follow_the_admin_api(sessions):
         assert (await put([], if_match=f"*, {tag(4)}")).status_code == 412  # not '*': malformed
         again = await put([], if_match="*")
         assert again.status_code == 201 and again.headers["etag"] == tag(6)
-        history = (await client.get(f"{url}/versions")).json()
+        history = (await client.get(f"{url}/versions")).json()[::-1]  # oldest first
     assert [(v["version"], v["deleted"], v["author"]) for v in history] == [
         (1, False, "sla editor"),
         (2, False, "sla editor"),
@@ -622,3 +622,37 @@ async def test_an_unknown_priority_in_targets_names_its_key(sessions):
     async with await client_for(sessions) as client:
         response = await client.put(f"/v1/sla/policies/pol-{new_id()[:8]}", json={"document": document})
     assert response.status_code == 422 and fields_of(response) == ["/document/targets/p1"]
+
+
+async def test_history_is_paged_newest_first_with_a_next_link(sessions):
+    """``/versions`` pages as the rule set's versions and the audit log do: newest first,
+    ``limit`` a page, ``before`` the cursor, and a full page's ``Link`` names the next one."""
+    cal = f"cal-{new_id()[:8]}"
+    url = f"/v1/sla/calendars/{cal}"
+    async with await client_for(sessions) as client:
+        assert (await client.put(url, json={"document": CALENDAR})).status_code == 201
+        for version in range(1, 5):
+            saved = await client.put(
+                url,
+                json={"document": {**CALENDAR, "holidays": [f"2026-12-{version:02d}"]}},
+                headers={"If-Match": f'W/"sla-calendar-{cal}-{version}"'},
+            )
+            assert saved.status_code == 200, saved.text
+        first = await client.get(f"{url}/versions", params={"limit": 2})
+        assert first.status_code == 200
+        assert [v["version"] for v in first.json()] == [5, 4]
+        assert first.headers["link"] == f'<{url}/versions?limit=2&before=4>; rel="next"'
+        second = await client.get(f"{url}/versions", params={"limit": 2, "before": 4})
+        assert [v["version"] for v in second.json()] == [3, 2]
+        last = await client.get(f"{url}/versions", params={"limit": 2, "before": 2})
+        assert [v["version"] for v in last.json()] == [1] and "link" not in last.headers
+        everything = await client.get(f"{url}/versions")
+        assert [v["version"] for v in everything.json()] == [5, 4, 3, 2, 1]
+        too_many = await client.get(f"{url}/versions", params={"limit": 1001})
+        assert too_many.status_code == 422
+        assert too_many.json()["errors"][0]["field"] == "/query/limit"
+        # A cursor below the first version is an empty page, not a 404: the history exists.
+        empty = await client.get(f"{url}/versions", params={"before": 1})
+        assert empty.status_code == 200 and empty.json() == []
+        missing = await client.get(f"/v1/sla/calendars/{cal}-none/versions")
+        assert missing.status_code == 404

@@ -8,10 +8,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from shared.http.json_types import JsonBool, refuse_bool
 
 USER_AGENT = "ticket-router-writeback"
 # The helpdesks' APIs carry the team as a group (or label), so the kinds that move a ticket set it;
@@ -49,12 +51,16 @@ class Target:
         return dataclasses.replace(self, options=options)
 
 
+# The helpdesk's group: an id or a name, never a boolean (lax mode read true as group 1).
+GroupId = Annotated[str | int, BeforeValidator(refuse_bool)]
+
+
 class GroupOptions(BaseModel):
     """Options of connectors that put the ticket into one of the helpdesk's groups (or teams)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    groups: dict[str, str | int] = Field(
+    groups: dict[str, GroupId] = Field(
         default_factory=dict,
         description="Our team -> the helpdesk's group (id or name). A team left out is not "
         "written; the router reads the same mapping backwards when the helpdesk reports a group.",
@@ -64,7 +70,7 @@ class GroupOptions(BaseModel):
         description="Our team -> the group's name, where the helpdesk's webhooks report groups by "
         "name while its API takes ids (Freshdesk; Zendesk triggers): read back, never written.",
     )
-    note: bool = Field(default=True, description="Add an internal note saying why.")
+    note: JsonBool = Field(default=True, description="Add an internal note saying why.")
 
     @model_validator(mode="after")
     def _ids_fit_in_64_bits(self) -> GroupOptions:

@@ -30,12 +30,13 @@ from services.router.writeback.connectors.common import (
     note_text,
     numeric_id,
 )
+from shared.http.json_types import JsonInt
 
 PRIORITIES = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}  # Urgent, High, Medium, Low
 
 
 class Options(GroupOptions):
-    groups: dict[str, int] = Field(default_factory=dict, description="Our team -> Freshdesk group id.")  # type: ignore[assignment]
+    groups: dict[str, JsonInt] = Field(default_factory=dict, description="Our team -> Freshdesk group id.")  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _names_to_read_back(self) -> Options:

@@ -32,6 +32,7 @@ from services.router.writeback.connectors.common import (
     json_headers,
     note_text,
 )
+from shared.http.json_types import JsonBool
 
 PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
 LABELS = {
@@ -45,7 +46,7 @@ INTERNAL = [{"key": "sd.public.comment", "value": {"internal": True}}]
 
 class Options(PriorityNames):
     username: str = Field(min_length=1, max_length=200, description="The API user (its email on Cloud).")
-    note: bool = Field(default=True, description="Add an internal comment saying why.")
+    note: JsonBool = Field(default=True, description="Add an internal comment saying why.")
 
 
 _NOFORMAT = re.compile(r"\{noformat", re.IGNORECASE)

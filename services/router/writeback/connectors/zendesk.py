@@ -27,6 +27,7 @@ from services.router.writeback.connectors.common import (
     note_text,
     numeric_id,
 )
+from shared.http.json_types import JsonInt
 
 PRIORITIES = {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
 TAGS = {"sla_warning": "router_sla_warning", "sla_breach": "router_sla_breach"}
@@ -34,7 +35,7 @@ TAGS = {"sla_warning": "router_sla_warning", "sla_breach": "router_sla_breach"}
 
 class Options(GroupOptions):
     username: str = Field(min_length=3, max_length=200, description="The API user's email address.")
-    groups: dict[str, int] = Field(default_factory=dict, description="Our team -> Zendesk group id.")  # type: ignore[assignment]
+    groups: dict[str, JsonInt] = Field(default_factory=dict, description="Our team -> Zendesk group id.")  # type: ignore[assignment]
 
 
 def render(notification: Mapping[str, Any], target: Target) -> list[OutboundRequest]:
