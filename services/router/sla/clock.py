@@ -115,10 +115,6 @@ class TargetClock(BaseModel):
                 out.append(add_business_time(calendar, resume_at, threshold - self.consumed))
         return out[0], out[1]
 
-    @property
-    def met_late(self) -> bool:
-        return self.target is not None and self.consumed > self.target
-
     def missed_by(self, at: datetime) -> bool:
         """Whether an answer or solve at ``at`` misses the target: more time used than it gives,
         or all of it used up at an instant before ``at``. On business hours the time used stops
@@ -128,6 +124,17 @@ class TargetClock(BaseModel):
         if self.target is None or self.consumed < self.target:
             return False
         return self.consumed > self.target or (self.due_reached_at is not None and at > self.due_reached_at)
+
+
+def timer_id(ticket_key: str, target: TargetName, kind: EscalationKind, cycle: int) -> str:
+    """The id a fired escalation is remembered by (``ticket:target:kind:cycle``)."""
+    return f"{ticket_key}:{target}:{kind}:{cycle}"
+
+
+def breached_targets(fired: Collection[str]) -> set[str]:
+    """The targets whose breach fired, in any cycle, among the :func:`timer_id` ids ``fired``."""
+    parts = (timer.rsplit(":", 3) for timer in fired)
+    return {p[1] for p in parts if len(p) == 4 and p[2] == "breach"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,8 +348,7 @@ class SlaClock(BaseModel):
         # event: a later event (a comment on a solved ticket) does not make a met target late.
         resolution_stopped = self.resolved_at or self.last_event_at
         first_response_stopped = self.first_responded_at or resolution_stopped
-        ids = (timer.rsplit(":", 3) for timer in fired)
-        fired_breaches = {parts[1] for parts in ids if len(parts) == 4 and parts[2] == "breach"}
+        fired_breaches = breached_targets(fired)
         return SlaState(
             policy=self.policy,
             first_response_due=deadlines.first_response_due,

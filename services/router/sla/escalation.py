@@ -16,15 +16,11 @@ from datetime import datetime
 from typing import Literal
 
 from services.router.sla.calendar import as_utc
-from services.router.sla.clock import TARGETS, Deadlines, EscalationKind, SlaClock, TargetName
+from services.router.sla.clock import TARGETS, Deadlines, EscalationKind, SlaClock, TargetName, timer_id
 from services.router.sla.policy import AddTag, Notify, RaisePriority, ReassignTo, SlaPolicy
 from shared.events import Priority
 
 _KINDS: tuple[EscalationKind, ...] = ("warning", "breach")
-
-
-def timer_id(ticket_key: str, target: TargetName, kind: EscalationKind, cycle: int) -> str:
-    return f"{ticket_key}:{target}:{kind}:{cycle}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,7 @@ class SlaTracker:
             if due.timer_id in owed or due.due_at > at:
                 continue
             if due.due_at == at and (
-                before_event or (due.kind == "breach" and not getattr(clock, due.target).met_late)
+                before_event or (due.kind == "breach" and not getattr(clock, due.target).missed_by(at))
             ):
                 # At the event's instant: met if the event answers or solves it then. Not so a
                 # deadline new targets put there because the time used is already past them (a
