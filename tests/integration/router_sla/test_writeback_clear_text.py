@@ -5,18 +5,16 @@ its API token never crosses the network in clear text. Loopback http is still se
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import delete
 
 from services.router.writeback.endpoints import router as writeback_api
-from services.router.writeback.models import WritebackDelivery, WritebackTarget
+from services.router.writeback.models import WritebackTarget
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.auth import Role
 from tests.integration.router_sla.helpers import api_client
-from tests.integration.router_sla.test_writeback_connectors import TOKEN, zendesk_target
+from tests.integration.router_sla.test_writeback_connectors import TOKEN
 from tests.integration.router_sla.test_writeback_sending import INTERCOM, Rig
 
 PASSWORD = "legacy-password-4711"
@@ -48,29 +46,9 @@ class Wire:
         return [r for r in self.requests if r.url.host == host]
 
 
-@pytest.fixture
-async def rig(sessions) -> AsyncIterator[Rig]:
-    made = Rig(sessions)
-    try:
-        yield made
-    finally:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                delete(WritebackDelivery).where(WritebackDelivery.target_id.in_(made.target_ids))
-            )
-            await session.execute(delete(WritebackTarget).where(WritebackTarget.id.in_(made.target_ids)))
-
-
 async def stored(rig: Rig, connector: str, url: str, options: dict[str, object]) -> int:
     """A target row written as an older version or a migration did: no save-time check."""
-    async with rig.sessions() as session, session.begin():
-        row = zendesk_target(
-            f"src-{rig.tag}", 1, name=f"{connector}-{rig.tag}", connector=connector, url=url, options=options
-        )
-        session.add(row)
-        await session.flush()
-        rig.target_ids.append(row.id)
-        return row.id
+    return await rig.target(connector, connector, url=url, options=options)
 
 
 def sender(rig: Rig, wire: Wire) -> WritebackSender:

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from services.router.writeback.connectors import Target, render
 from services.router.writeback.endpoints import router as writeback_api
@@ -39,14 +39,16 @@ class Rig:
         return f"{name}-{self.tag}.example"
 
     async def target(self, name: str, connector: str = "zendesk", **changes: object) -> int:
+        """A target row as stored (no save-time check: also one an older version saved)."""
         async with self.sessions() as session, session.begin():
             options = changes.pop("options", {"username": "bot@acme.com"})
+            url = changes.pop("url", f"https://{self.host(name)}")
             row = zendesk_target(
                 f"src-{self.tag}",
                 1,
                 name=f"{name}-{self.tag}",
                 connector=connector,
-                url=f"https://{self.host(name)}",
+                url=url,
                 options=options,
                 **changes,
             )
@@ -81,19 +83,6 @@ class Rig:
 
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         return WritebackSender(self.sessions, client, SenderConfig(**config), self.clock)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def rig(sessions) -> AsyncIterator[Rig]:
-    made = Rig(sessions)
-    try:
-        yield made
-    finally:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                delete(WritebackDelivery).where(WritebackDelivery.target_id.in_(made.target_ids))
-            )
-            await session.execute(delete(WritebackTarget).where(WritebackTarget.id.in_(made.target_ids)))
 
 
 async def test_a_rate_limit_pauses_the_whole_target_and_uses_no_attempt(rig):
