@@ -157,6 +157,7 @@ async def test_a_target_fixed_to_https_sends_its_retried_deliveries(rig, session
     async with await api_client(sessions, writeback_api, Role.ADMIN, f"admin-{rig.tag}") as client:
         assert (await client.get(f"/v1/writeback/targets/{target}")).json()["problem"] is None
         assert (await client.post(f"/v1/writeback/deliveries/{delivery}/retry")).status_code == 200
+    rig.clock.catch_up()
     await sender(rig, wire).run_once()
     assert [r.url.scheme for r in wire.to(host)] == ["https"]
     assert (await rig.row(delivery)).status == "delivered"

@@ -219,6 +219,7 @@ async def test_a_final_4xx_fails_at_once_and_lets_the_tickets_next_delivery_go(r
             moot.status = "failed"
         retried = await client.post(f"/v1/writeback/deliveries/{older}/retry")
         assert retried.status_code == 200 and retried.json()["status"] == "pending"
+    rig.clock.catch_up()
     await sender.run_once()
     assert (await rig.row(older)).status == "delivered"
 
