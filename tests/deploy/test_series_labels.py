@@ -101,7 +101,7 @@ def series(expr: str) -> list[str]:
     """The series names an expression selects (label values, durations and groupings removed)."""
     bare = re.sub(r'"[^"]*"', '""', expr)
     bare = re.sub(r"\[[^\]]*\]", "", bare)
-    bare = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
     words = re.findall(rf"({NAME})\s*(?=[{{)\[\s]|$)", bare)
     return [w for w in words if w in KNOWN]
 
@@ -257,3 +257,19 @@ def test_team_variable_reads_an_existing_label() -> None:
     query = re.fullmatch(rf"label_values\(({NAME}),\s*(\w+)\)", team["definition"])
     assert query is not None, team["definition"]
     assert query.group(2) in KNOWN[query.group(1)]
+
+
+def test_no_query_selects_our_services_by_scrape_job() -> None:
+    # The job label is the scrape configuration's, not ours: the compose Prometheus names its jobs
+    # after the services, but annotation-based Kubernetes scraping puts every pod under the
+    # cluster's own job (kubernetes-pods, say), where `up{job=~"intake|router|metrics"}` showed
+    # nothing. Our services are told apart by their own label (service_info's `service`).
+    queries = [(rule["alert"], rule["expr"]) for rule in rules()]
+    queries += [(panel["title"], target["expr"]) for panel in panels() for target in panel["targets"]]
+    by_job = [
+        f"{where}: {name}{{{matchers}}}"
+        for where, expr in queries
+        for name, matchers in SELECTOR.findall(expr)
+        if "job" in MATCHER.findall(re.sub(r'"[^"]*"', '""', matchers))
+    ]
+    assert by_job == []
