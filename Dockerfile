@@ -56,6 +56,8 @@ RUN python -m compileall -q /app \
         /usr/local/bin/ticket-router-wait-for-schema
 USER 10001:10001
 EXPOSE 8000 8001 8002
+# Liveness (/healthz), not readiness: a metrics instance replaying its backlog is not ready for
+# minutes, and restarted as unhealthy it would start its replay again.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/bin/ticket-router-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/ticket-router"]

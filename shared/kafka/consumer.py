@@ -44,6 +44,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.db.errors import is_transient_database_error
+from shared.kafka.commit_failures import CommitFailureLog
 from shared.kafka.continuity import OffsetContinuity
 from shared.kafka.fetched import ConsumedEvent, FetchedBatch, short_error
 from shared.kafka.throttle import FetchThrottle
@@ -189,6 +190,7 @@ class ConsumerLoop:
         on_next_batch: AheadHandler | None = None,
         idle: IdleWork | None = None,
         throttle: FetchThrottle | None = None,
+        commit_failures: CommitFailureLog | None = None,
     ) -> None:
         """``idle``: the handler's queue of work for its waits (it runs it while its statements
         and acknowledgements are in flight); the next batch's decoding is queued there.
@@ -199,7 +201,9 @@ class ConsumerLoop:
         batch), as arroyo's commit policy and Kafka's auto-commit interval do. Committing later
         never commits anything unhandled; a crash replays at most that much more, which the
         handlers take as redeliveries. What is handled is committed when the loop stops, before
-        its partitions are revoked, and whenever a poll finds nothing new."""
+        its partitions are revoked, and whenever a poll finds nothing new.
+
+        ``commit_failures``: counts and logs failed commits (a default one per loop)."""
         self.consumer = consumer
         self.producer = producer
         self.topics = topics
@@ -222,6 +226,8 @@ class ConsumerLoop:
         # away with another member.
         self._handled: dict[TopicPartition, int] = {}
         self._commit_after = 0.0  # monotonic time from which the handled offsets are due
+        # A commit refused for good fails at every idle poll: logged at a bounded rate.
+        self.commit_failures = commit_failures or CommitFailureLog(group_id)
         self.lag_labels: set[tuple[str, str, str]] = set()
         self.lag: dict[TopicPartition, int] = {}
         self.assigned_once = False
@@ -561,11 +567,11 @@ class ConsumerLoop:
             await self._commit(offsets)
         except (KafkaError, OSError) as exc:
             if partitions is not None:
+                self.commit_failures.counted()  # logged by the revocation, once
                 raise
             kept = revocations == self.revocations
-            log.warning(
-                "commit failed, kept for the next one" if kept else "commit failed, delivered again",
-                extra={"group": self.group_id, "error": short_error(exc)},
+            self.commit_failures.failed(
+                "commit failed, kept for the next one" if kept else "commit failed, delivered again", exc
             )
             if kept:  # nothing newer can be there (only the loop marks them), but never go back
                 for tp, offset in offsets.items():
@@ -581,10 +587,13 @@ class ConsumerLoop:
             return
         try:
             await self.consumer.commit(owned)
-        except NOT_OURS_ANYMORE as exc:
+        except NOT_OURS_ANYMORE as exc:  # once per rebalance: the offsets are dropped, not retried
+            self.commit_failures.counted()
             log.warning(
                 "commit failed after rebalance", extra={"group": self.group_id, "error": short_error(exc)}
             )
+            return
+        self.commit_failures.succeeded()
 
     async def _dead_letter_until_sent(
         self, message: ConsumerRecord, reason: str, kind: str, batch: FetchedBatch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 import shutil
 import stat
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from shared.db.engine import create_engine
@@ -127,12 +129,13 @@ def test_entrypoint_without_a_service_explains_itself(fake_bin: Path) -> None:
 
 
 @pytest.fixture
-def readyz_server() -> Iterator[tuple[int, list[int]]]:
-    status = [200]
+def service_server() -> Iterator[tuple[int, dict[str, int]]]:
+    """A service's operations endpoints: the status each path answers with (404 for the rest)."""
+    statuses = {"/healthz": 200, "/readyz": 200}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(status[0] if self.path == "/readyz" else 404)
+            self.send_response(statuses.get(self.path, 404))
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -141,21 +144,39 @@ def readyz_server() -> Iterator[tuple[int, list[int]]]:
     server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[1], status
+    yield server.server_address[1], statuses
     server.shutdown()
     server.server_close()
 
 
-def test_healthcheck_follows_readyz(readyz_server: tuple[int, list[int]], monkeypatch) -> None:
-    port, status = readyz_server
+def test_healthcheck_follows_liveness_not_readiness(
+    service_server: tuple[int, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A metrics instance replaying its backlog answers /readyz with 503 for as long as the replay
+    # takes: healthy all the same. Taken as unhealthy, Swarm or an autoheal sidecar restarted it,
+    # and the replay began again from its last checkpoint, in a loop.
+    port, statuses = service_server
     healthcheck = load_script("healthcheck")
-    monkeypatch.setenv("SERVICE", "router")
-    monkeypatch.setenv("ROUTER_PORT", str(port))
+    monkeypatch.setenv("SERVICE", "metrics")
+    monkeypatch.setenv("METRICS_PORT", str(port))
     assert healthcheck.main() == 0
-    status[0] = 503
+    statuses["/readyz"] = 503  # replaying, or a dependency away: not ready, still alive
+    assert healthcheck.main() == 0
+    statuses["/healthz"] = 500
     assert healthcheck.main() == 1
-    monkeypatch.setenv("ROUTER_PORT", "1")  # nothing listens there
+    monkeypatch.setenv("METRICS_PORT", "1")  # nothing listens there
     assert healthcheck.main() == 1
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_healthcheck_probes_the_liveness_route_of_every_service(name: str) -> None:
+    # The route Kubernetes' livenessProbe uses too (tests/deploy/test_k8s.py); it answers without
+    # the database or the broker (no lifespan here), as liveness must.
+    healthcheck = load_script("healthcheck")
+    assert healthcheck.LIVENESS_PATH == "/healthz"
+    assert healthcheck.DEFAULT_PORTS[name] == SERVICES[name][1]
+    app = importlib.import_module(f"services.{name}.app").create_app()
+    assert TestClient(app).get(healthcheck.LIVENESS_PATH).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,29 @@ def series(expr: str) -> list[str]:
     """The series names an expression selects (label values, durations and groupings removed)."""
     bare = re.sub(r'"[^"]*"', '""', expr)
     bare = re.sub(r"\[[^\]]*\]", "", bare)
-    bare = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
     words = re.findall(rf"({NAME})\s*(?=[{{)\[\s]|$)", bare)
     return [w for w in words if w in KNOWN]
+
+
+OPERAND = re.compile(rf"{NAME}\s*(?:\{{[^}}]*\}})?\s*(?:\[[^\]]*\])?")
+
+
+def left_operands(expr: str) -> str:
+    """``expr`` without the right operands of its set filters (`unless`, `and`): the result has
+    the left operand's labels only, the right one just says which of its series to keep."""
+    out, i = [], 0
+    for match in re.finditer(r"\b(?:unless|and)\b(?:\s*(?:on|ignoring)\s*\([^)]*\))?\s*", expr):
+        if match.start() < i:
+            continue  # inside a right operand already dropped
+        out.append(expr[i : match.start()])
+        i = match.end()
+        operand = OPERAND.match(expr, i)
+        if expr.startswith("(", i):
+            i += len(argument(expr, i)) + 2
+        elif operand is not None:
+            i = operand.end()
+    return "".join(out) + expr[i:]
 
 
 def label_problems(expr: str) -> list[str]:
@@ -114,7 +134,7 @@ def label_problems(expr: str) -> list[str]:
             if label not in KNOWN.get(name, {label}):
                 problems.append(f"{name} has no label {label!r}")
     for match in GROUPING.finditer(expr):
-        inner = series(argument(expr, match.end() - 1))
+        inner = series(left_operands(argument(expr, match.end() - 1)))
         for label in (word.strip() for word in match.group(2).split(",") if word.strip()):
             allowed = set.intersection(
                 *(KNOWN[n] | ({"le"} if n.endswith("_bucket") else set()) for n in inner)
@@ -213,6 +233,12 @@ def test_the_checker_sees_labels_of_both_kinds_of_family() -> None:
     assert label_problems('max(intake_outbox_depth{service="intake"})') == [
         "intake_outbox_depth has no label 'service'"
     ]
+    # A set filter's right operand only selects: the left one's labels are what is grouped.
+    lag = "consumer_lag_messages unless on (job, instance) (metrics_backlog_caught_up == 0)"
+    assert label_problems(f"sum by (group) ({lag}) > 1000") == []
+    assert label_problems("sum by (group) (metrics_backlog_caught_up and consumer_lag_messages)") == [
+        "by (group) over ['metrics_backlog_caught_up']: not a label of all of them"
+    ]
     assert {"intake", "router", "metrics"} <= VALUES["service"] and "/v1/webhooks/{name}/" in VALUES["route"]
     assert value_problems('rate(x{service="intake", route!~"/healthz|/readyz"}[5m])') == []
     assert value_problems('rate(x{service="intak", route!~"/health|/readyz"}[5m])') == [
@@ -257,3 +283,19 @@ def test_team_variable_reads_an_existing_label() -> None:
     query = re.fullmatch(rf"label_values\(({NAME}),\s*(\w+)\)", team["definition"])
     assert query is not None, team["definition"]
     assert query.group(2) in KNOWN[query.group(1)]
+
+
+def test_no_query_selects_our_services_by_scrape_job() -> None:
+    # The job label is the scrape configuration's, not ours: the compose Prometheus names its jobs
+    # after the services, but annotation-based Kubernetes scraping puts every pod under the
+    # cluster's own job (kubernetes-pods, say), where `up{job=~"intake|router|metrics"}` showed
+    # nothing. Our services are told apart by their own label (service_info's `service`).
+    queries = [(rule["alert"], rule["expr"]) for rule in rules()]
+    queries += [(panel["title"], target["expr"]) for panel in panels() for target in panel["targets"]]
+    by_job = [
+        f"{where}: {name}{{{matchers}}}"
+        for where, expr in queries
+        for name, matchers in SELECTOR.findall(expr)
+        if "job" in MATCHER.findall(re.sub(r'"[^"]*"', '""', matchers))
+    ]
+    assert by_job == []

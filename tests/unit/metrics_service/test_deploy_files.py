@@ -50,6 +50,7 @@ PROMQL = {
     "absent",
     "histogram_quantile",
     "avg_over_time",
+    "last_over_time",
     "time",
     "le",
     "bool",
@@ -86,7 +87,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r'"[^"]*"', "", expr)  # strings (label values)
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # range durations
-    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)  # grouping labels
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)  # labels
     return {w for w in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr) if w not in PROMQL}
 
 
