@@ -4,6 +4,7 @@ FastAPI ignores any other: ``GET /v1/audit?entitty=team`` answered every entry, 
 unfiltered, and a misspelt ``?coment=`` was lost. The names an operation takes are read once from
 its dependant (its own parameters and those of its dependencies). Not for webhooks, whose vendors
 add query strings of their own, nor for the health and metrics endpoints (probes and scrapers).
+A raw route (shared/http/raw_route.py) solves no dependencies: its endpoint calls this itself.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def declared_query(dependant: Dependant) -> frozenset[str]:
 
 async def refuse_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not request.query_params:
-        return
+    if not request.scope.get("query_string") or not isinstance(route, APIRoute):
+        return  # the scope's bytes, not query_params: a raw hot route calls this on every request
     declared: frozenset[str] | None = getattr(route, _CACHE, None)
     if declared is None:
         declared = declared_query(route.dependant)
