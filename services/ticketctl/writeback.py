@@ -150,22 +150,28 @@ def remove(name: str = typer.Argument(...)) -> None:
 def deliveries(
     status: str | None = typer.Option(None, help="pending, delivered or failed (default: all)."),
     limit: int = typer.Option(50, min=1, max=1000),
+    before: int | None = typer.Option(
+        None, min=1, max=ROW_ID_MAX, help="Only deliveries older than this id (the next page's cursor)."
+    ),
 ) -> None:
-    """The newest deliveries, with the last error of each."""
+    """The newest deliveries, with the last error of each, a page at a time."""
     if status not in (None, "pending", "delivered", "failed"):
         raise typer.BadParameter("pending, delivered or failed", param_hint="--status")
 
     async def rows(session: AsyncSession) -> list[DeliveryOut]:
-        found = await service.list_deliveries(session, status, limit)
+        found = await service.list_deliveries(session, status, limit, before)
         return [DeliveryOut.model_validate(row) for row in found]
 
+    page = run(rows)
     table = Table("id", "target", "ticket", "kind", "status", "attempts", "last error")
-    for row in run(rows):
+    for row in page:
         table.add_row(
             str(row.id), str(row.target_id), row.ticket_key, row.kind, row.status, str(row.attempts),
             row.last_error or "",
         )  # fmt: skip
     console.print(table)
+    if len(page) == limit:  # maybe more, as the API's Link header says
+        console.print(f"older deliveries: the same command with --before {page[-1].id}")
 
 
 @writeback_app.command("retry")

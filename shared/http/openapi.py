@@ -55,7 +55,9 @@ _BODY_PROBLEMS = {
     415: "Body is not JSON: send it with Content-Type: application/json",
 }
 # refuse_unknown_query's answer, for every operation under ``query_checked``.
-_QUERY_PROBLEMS = {400: "A query parameter the operation does not take (errors name /query/<name>)"}
+_QUERY_PROBLEMS = {
+    400: "A query parameter the operation does not take, or one given twice (errors name /query/<name>)"
+}
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 # Any operation that reads the database or checks an API key (install_problem_handlers, KeyCache).
 _UNAVAILABLE = {

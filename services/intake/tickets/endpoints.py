@@ -27,7 +27,9 @@ from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
 from shared.http.json_body import is_json_media_type
 from shared.http.nul_guard import body_unstorable, nul_problem
+from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
+from shared.http.query_params import refuse_unknown_query
 from shared.http.raw_route import RawRoute, invalid
 
 router = APIRouter(prefix="/v1", tags=["tickets"], route_class=RawRoute)
@@ -132,6 +134,11 @@ async def _ticket(request: Request) -> TicketIn:
     return ticket
 
 
+_BAD_REQUEST = {
+    400: "Malformed body, or a query parameter: the operation takes none (errors name /query/<name>)"
+}
+
+
 # Fields whose value said at its default changes what the request does: ``"status": "new"`` reopens
 # a ticket, ``"tags": []`` clears them; left out, the ticket keeps its own.
 _SAID_AT_DEFAULT = ("status", "tags")
@@ -161,12 +168,15 @@ def _digest(ticket: TicketIn) -> str:
     response_model=Accepted,
     responses={
         200: {"model": Accepted, "description": "Same Idempotency-Key seen before: nothing published"},
-        **problems(400, 401, 403, 413, 422, 503),
+        **problems(401, 403, 413, 422, 503),
+        **problem_responses(_BAD_REQUEST, (400,)),
     },
     openapi_extra=_openapi(),
     summary="Submit a ticket (create, update, solve or reopen by external_id)",
 )
 async def submit_ticket(request: Request) -> Response:
+    # Called here: a raw route solves no dependencies. First, as the routers' dependency runs.
+    await refuse_unknown_query(request)
     caller = await authenticate(request, Role.INTAKE)
     idempotency_key = _idempotency_key(request)
     ticket = await _ticket(request)

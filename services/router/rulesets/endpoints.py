@@ -15,6 +15,7 @@ from services.router.rulesets import service
 from services.router.rulesets.schemas import RulePatch, VersionDiff, VersionDocument, VersionOut
 from services.router.rulesets.store import ruleset_of
 from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.pages import link_next, next_link_header
 from shared.http.preconditions import expected_revision, if_match_header
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
@@ -99,17 +100,29 @@ async def post_rule(
 @router.get(
     "/versions",
     response_model=list[VersionOut],
-    responses=problems(*READ),
+    responses={
+        **problems(*READ),
+        200: {
+            "description": "Versions, newest first",
+            "headers": next_link_header("/v1/rules/versions?...&before=N"),
+        },
+    },
     summary="Rule set versions, newest first",
 )
 async def list_versions(
     request: Request,
+    response: Response,
     limit: int = Query(50, ge=1, le=1_000),
-    before: int | None = Query(None, ge=1, le=2**31 - 1, description="Only versions older than this"),
+    before: int | None = Query(
+        None, ge=1, le=2**31 - 1, description="Only versions older than this: the next page's cursor"
+    ),
     _role: Role = _viewer,
 ) -> list[VersionOut]:
     async with transaction(request) as session:
-        return [_version_out(row) for row in await service.list_versions(session, limit, before)]
+        versions = [_version_out(row) for row in await service.list_versions(session, limit, before)]
+    if len(versions) == limit:  # maybe more: the next page starts below this one's last version
+        link_next(request, response, "before", versions[-1].version)
+    return versions
 
 
 @router.get(

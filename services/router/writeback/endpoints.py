@@ -17,6 +17,7 @@ from services.router.openapi import ETAG_HEADER, READ, WRITE, problems
 from services.router.writeback import service
 from services.router.writeback.schemas import DeliveryOut, TargetIn, TargetOut
 from shared.auth import Caller, Role, require_caller, require_role
+from shared.http.pages import link_next, next_link_header
 from shared.http.preconditions import Expected, expected_version, if_match_header
 
 router = APIRouter(prefix="/v1/writeback", tags=["writeback"])
@@ -112,17 +113,32 @@ async def delete_target(
 @router.get(
     "/deliveries",
     response_model=list[DeliveryOut],
-    responses=problems(*READ),
+    responses={
+        **problems(*READ),
+        200: {
+            "description": "Deliveries, newest first",
+            "headers": next_link_header("/v1/writeback/deliveries?...&before=N"),
+        },
+    },
     summary="Write-back deliveries, newest first",
 )
 async def list_deliveries(
     request: Request,
+    response: Response,
     status: Literal["pending", "delivered", "failed"] | None = Query(default=None),
     limit: int = Query(default=100, ge=1, le=1000),
+    before: int | None = Query(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="Only deliveries older than this one: the cursor of the next page (see the Link header)",
+    ),
     _role: Role = _viewer,
 ) -> list[DeliveryOut]:
     async with request.app.state.sessions() as session:
-        rows = await service.list_deliveries(session, status, limit)
+        rows = await service.list_deliveries(session, status, limit, before)
+    if len(rows) == limit:  # maybe more: the next page starts below this one's last delivery
+        link_next(request, response, "before", rows[-1].id)
     return [DeliveryOut.model_validate(row) for row in rows]
 
 

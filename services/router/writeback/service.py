@@ -272,10 +272,15 @@ async def delete_target(session: AsyncSession, target_id: int, *, expected: Expe
     record(session, actor, f"{ENTITY}.delete", ENTITY, str(target_id), detail)
 
 
-async def list_deliveries(session: AsyncSession, status: str | None, limit: int) -> list[WritebackDelivery]:
+async def list_deliveries(
+    session: AsyncSession, status: str | None, limit: int, before: int | None = None
+) -> list[WritebackDelivery]:
+    """Newest first, a keyset page: those older than the delivery ``before`` (ids only grow)."""
     query = select(WritebackDelivery).order_by(WritebackDelivery.id.desc()).limit(limit)
     if status is not None:
         query = query.where(WritebackDelivery.status == status)
+    if before is not None:
+        query = query.where(WritebackDelivery.id < before)
     return list((await session.scalars(query)).all())
 
 

@@ -42,6 +42,24 @@ async def test_auth_comes_before_validation(intake: Intake) -> None:
     assert viewer.status_code == 401
 
 
+async def test_an_undeclared_query_parameter_is_refused_naming_it(intake: Intake) -> None:
+    """``POST /v1/tickets`` takes no query parameter: one given (``?dry_run=1``, which a client may
+    believe a preview) is a 400 naming ``/query/<name>``, as on the admin APIs, before the key is
+    checked, and nothing is accepted. Webhooks keep whatever query the vendor adds."""
+    headers = {**intake.intake, "Idempotency-Key": f"q-{uuid.uuid4().hex}"}
+    ticket = {"external_id": f"q-{uuid.uuid4().hex[:8]}", "subject": "query"}
+    refused = await intake.client.post("/v1/tickets", params={"dry_run": "1"}, headers=headers, json=ticket)
+    assert refused.status_code == 400 and refused.headers["content-type"] == PROBLEM, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["/query/dry_run"]
+    assert "dry_run" in refused.json()["detail"] and "takes none" in refused.json()["detail"]
+    anonymous = await intake.client.post("/v1/tickets", params={"a/b": ""}, json=ticket)
+    assert anonymous.status_code == 400 and anonymous.json()["errors"][0]["field"] == "/query/a~1b"
+    accepted = await intake.client.post("/v1/tickets", headers=headers, json=ticket)
+    assert accepted.status_code == 202 and accepted.json()["duplicate"] is False  # none was recorded
+    operation = intake.app.openapi()["paths"]["/v1/tickets"]["post"]
+    assert "/query/<name>" in operation["responses"]["400"]["description"]
+
+
 async def test_a_field_named_like_a_location_is_pointed_at(intake: Intake) -> None:
     """errors[].field is an RFC 6901 pointer into the body: a field the client called "body" (or
     "query") is that field, not the body's root, and "/" or "~" in a key are escaped."""

@@ -96,6 +96,27 @@ async def test_single_rule_crud_makes_versions(router_api: Router) -> None:
     assert "first" in audit[-1]["detail"]["diff"]["added"] and audit[-1]["actor"] == "test editor"
 
 
+async def test_versions_are_paged_with_a_next_link(router_api: Router) -> None:
+    """``/v1/rules/versions`` took ``limit`` and ``before`` but a full page said nothing of the next:
+    it now links to it as the audit log and the SLA histories do, other parameters kept."""
+    c, viewer = router_api.client, router_api.viewer
+    team = await router_api.add_team("paged")
+    for n in range(3):
+        saved = await router_api.put_rules({"rules": [rule(f"r{n}", team, str(n))], "default_team": team})
+        assert saved.status_code == 200, saved.text
+    newest = version_of(saved.headers["ETag"])
+    first = await c.get("/v1/rules/versions", params={"limit": 2}, headers=viewer)
+    assert [v["version"] for v in first.json()] == [newest, newest - 1]
+    assert first.headers["link"] == f'</v1/rules/versions?limit=2&before={newest - 1}>; rel="next"'
+    second = await c.get(first.headers["link"][1:].split(">")[0], headers=viewer)
+    assert [v["version"] for v in second.json()] == [newest - 2, newest - 3]
+    assert second.headers["link"].endswith(f'before={newest - 3}>; rel="next"')
+    last = await c.get("/v1/rules/versions", params={"limit": 5, "before": 2}, headers=viewer)
+    assert [v["version"] for v in last.json()] == [1] and "link" not in last.headers
+    spec = (await c.get("/openapi.json")).json()["paths"]["/v1/rules/versions"]["get"]
+    assert "Link" in spec["responses"]["200"]["headers"]
+
+
 async def test_preconditions(router_api: Router) -> None:
     c, editor = router_api.client, router_api.editor
     current = await router_api.rules_etag()

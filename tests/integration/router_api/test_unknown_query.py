@@ -47,3 +47,19 @@ async def test_an_undeclared_query_parameter_is_refused_naming_it(router_api: Ro
     assert (await c.get("/healthz", params={"probe": "1"})).status_code == 200
     assert (await c.get("/readyz", params={"probe": "1"})).status_code == 200
     assert (await c.get("/metrics", params={"probe": "1"})).status_code == 200
+
+
+async def test_a_parameter_given_twice_is_refused_naming_it(router_api: Router) -> None:
+    """``?limit=5&limit=10`` took one of them silently, and ``?entity=team&entity=ruleset`` answered
+    the entries of one entity only. Every query parameter of these APIs is single-valued."""
+    c, editor, admin = router_api.client, router_api.editor, router_api.admin
+    refused_at(await c.get("/v1/audit?limit=5&limit=10", headers=editor), "/query/limit")
+    refused_at(await c.get("/v1/audit?entity=team&entity=ruleset", headers=editor), "/query/entity")
+    refused_at(await c.get("/v1/rules/versions?before=3&before=9", headers=editor), "/query/before")
+    refused_at(await c.get("/v1/teams?active=true&active=false", headers=editor), "/query/active")
+    refused_at(await c.get("/v1/writeback/deliveries?limit=1&limit=1", headers=admin), "/query/limit")
+    refused_at(
+        await c.put("/v1/rules?comment=a&comment=b", json={"rules": []}, headers=editor), "/query/comment"
+    )
+    assert (await c.get("/v1/audit?limit=5", headers=editor)).status_code == 200
+    assert (await c.get("/metrics?name[]=a&name[]=b")).status_code == 200  # a scraper's list

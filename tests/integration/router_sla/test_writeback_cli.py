@@ -191,3 +191,54 @@ def test_list_shows_why_a_stored_target_is_not_sent_to(
     assert line and "not sent: this zendesk target's address is not https" in line[0], listed.output
     assert TOKEN not in listed.output
     assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0
+
+
+def test_deliveries_are_listed_a_page_at_a_time(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``writeback deliveries`` showed the newest ``--limit`` and nothing past them: ``--before ID``
+    lists those older than ID, and a full page ends with the option that shows the next one."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(writeback_cli.console, "width", 300)
+    cli = CliRunner()
+
+    async def failed_three() -> list[int]:
+        async def work(session) -> list[int]:
+            rows = [
+                WritebackDelivery(
+                    target_id=0,  # no such target: the sender never claims them
+                    event_id=str(uuid.uuid4()),
+                    kind="assignment",
+                    ticket_key=f"api:page-{n}",
+                    body="{}",
+                    status="failed",
+                    attempts=8,
+                    last_error=f"HTTP 50{n}",
+                )
+                for n in range(3)
+            ]
+            session.add_all(rows)
+            await session.flush()
+            return [row.id for row in rows]
+
+        return await in_transaction(work, database_url)
+
+    async def remove() -> None:
+        async def work(session) -> None:
+            for delivery_id in ids:
+                await session.delete(await session.get(WritebackDelivery, delivery_id))
+
+        await in_transaction(work, database_url)
+
+    ids = asyncio.run(failed_three())
+    try:
+        listing = ["writeback", "deliveries", "--status", "failed", "--limit", "2"]
+        first = cli.invoke(app, [*listing, "--before", str(ids[2] + 1)])
+        assert first.exit_code == 0, first.output
+        assert "HTTP 502" in first.output and "HTTP 501" in first.output and "HTTP 500" not in first.output
+        assert f"--before {ids[1]}" in first.output, first.output  # the next page's option
+        second = cli.invoke(app, [*listing, "--before", str(ids[1])])
+        assert second.exit_code == 0 and "HTTP 500" in second.output and "HTTP 501" not in second.output
+        assert cli.invoke(app, [*listing, "--before", "0"]).exit_code == 2
+        everything = cli.invoke(app, ["writeback", "deliveries", "--limit", "1000"])
+        assert everything.exit_code == 0 and "--before" not in everything.output  # a short page
+    finally:
+        asyncio.run(remove())

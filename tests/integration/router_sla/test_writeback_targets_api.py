@@ -220,6 +220,49 @@ async def test_retrying_a_failed_delivery_is_audited(sessions):
             await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id == failed.id))
 
 
+async def test_deliveries_are_paged_newest_first_with_a_next_link(sessions):
+    """The queue was listed up to ``limit`` (1,000 at most) with no way past it: ``before`` is now
+    the cursor, and a full page's ``Link`` names the next, older one, the filter kept."""
+    async with sessions() as session, session.begin():
+        rows = [
+            WritebackDelivery(
+                target_id=0,  # no such target: the sender never claims them
+                event_id=new_id()[:36],
+                kind="assignment",
+                ticket_key=f"api:{new_id()[:8]}",
+                body="{}",
+                status="delivered" if n == 2 else "failed",
+                attempts=1,
+            )
+            for n in range(6)
+        ]
+        session.add_all(rows)
+        await session.flush()
+    ids = [row.id for row in rows]
+    failed = [i for i in reversed(ids) if i != ids[2]]  # newest first
+    try:
+        async with await client_for(sessions) as client:
+            url = "/v1/writeback/deliveries"
+            first = await client.get(url, params={"status": "failed", "limit": 2, "before": ids[-1] + 1})
+            assert [d["id"] for d in first.json()] == failed[:2]
+            assert first.headers["link"] == f'<{url}?status=failed&limit=2&before={failed[1]}>; rel="next"'
+            second = await client.get(first.headers["link"][1:].split(">")[0])
+            assert [d["id"] for d in second.json()] == failed[2:4]  # the delivered one is left out
+            third = await client.get(url, params={"status": "failed", "limit": 2, "before": failed[3]})
+            assert [d["id"] for d in third.json()][:1] == failed[4:]
+            short = await client.get(url, params={"limit": 1000, "before": ids[0]})
+            assert len(short.json()) < 1000 and "link" not in short.headers
+            for bad in ("0", str(2**63), "x"):
+                refused = await client.get(url, params={"before": bad})
+                assert is_problem(refused, 422) and refused.json()["errors"][0]["field"] == "/query/before"
+            spec = (await client.get("/openapi.json")).json()["paths"][url]["get"]
+            assert "before" in {p["name"] for p in spec["parameters"]}
+            assert "Link" in spec["responses"]["200"]["headers"]
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id.in_(ids)))
+
+
 async def test_problems_name_the_field_and_viewers_only_read(sessions):
     taken, name = f"taken-{new_id()[:8]}", f"target-{new_id()[:8]}"
     async with await client_for(sessions) as client:
