@@ -12,11 +12,13 @@ calls this itself.
 
 from __future__ import annotations
 
-from collections import Counter
+import types
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Union, get_args, get_origin
 
 from fastapi import Request
-from fastapi._compat import field_annotation_is_sequence  # FastAPI's own test for a list parameter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -27,7 +29,21 @@ from shared.http.problems import Problem
 UNKNOWN_MESSAGE = "not a query parameter of this operation"
 REPEATED_MESSAGE = "given more than once: this parameter takes one value"
 
+_SEVERAL = (list, set, frozenset, tuple, deque, Sequence)  # what FastAPI reads as repeated values
+
 _CACHE = "_declared_query"  # an attribute of the route (routes compare by value: no dict key)
+
+
+def takes_several(annotation: object) -> bool:
+    """Whether a parameter of this type takes each of its repeated values (``list[str] | None``),
+    as FastAPI decides: a sequence type, optional or annotated, other than str and bytes."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return takes_several(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(takes_several(arg) for arg in get_args(annotation) if arg is not type(None))
+    kind = origin or annotation
+    return isinstance(kind, type) and issubclass(kind, _SEVERAL) and not issubclass(kind, (str, bytes))
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ def declared_query(dependant: Dependant) -> DeclaredQuery:
                 fields = [(field.alias, model)]
             for name, annotation in fields:
                 names.add(name)
-                if field_annotation_is_sequence(annotation):
+                if takes_several(annotation):
                     lists.add(name)
         stack.extend(current.dependencies)
     return DeclaredQuery(frozenset(names), frozenset(lists))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import httpx
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from pydantic import BaseModel
 
 from shared.http.problems import PROBLEM_JSON, install_problem_handlers
-from shared.http.query_params import refuse_unknown_query
+from shared.http.query_params import refuse_unknown_query, takes_several
 
 
 class Filters(BaseModel):
@@ -69,3 +70,18 @@ async def test_a_list_parameter_takes_each_value_given() -> None:
     tagged = await get("/v1/filtered?tag=a&tag=b&status=open")
     assert tagged.status_code == 200 and tagged.json() == {"status": "open", "tag": ["a", "b"]}
     assert (await get("/v1/rows?limit=3")).status_code == 200
+
+
+def test_list_types_take_several_values_and_others_one() -> None:
+    several = [
+        list[str],
+        list[int] | None,
+        Annotated[list[str], "x"],
+        set[str],
+        tuple[int, ...],
+        Sequence[str],
+    ]
+    assert all(takes_several(kind) for kind in several)
+    assert not any(
+        takes_several(kind) for kind in [str, int, bytes, str | None, Annotated[int, "x"], dict[str, str]]
+    )
