@@ -23,6 +23,7 @@ from shared.http.health import Check, broker_check, database_check, health_route
 from shared.http.methods import install_method_not_allowed
 from shared.http.openapi import document_problems, problem_responses
 from shared.http.problems import install_problem_handlers
+from shared.http.query_params import refuse_unknown_query
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
@@ -110,10 +111,11 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
-    document_problems(app)
+    document_problems(app, query_checked=("/v1/",))
     install_timing(app, "metrics")
     app.include_router(health_router())
-    app.include_router(backlog_router)
+    # As on the other services' APIs: ?as_of=... or a misspelt filter is refused, not ignored.
+    app.include_router(backlog_router, dependencies=[Depends(refuse_unknown_query)])
     return app
 
 
