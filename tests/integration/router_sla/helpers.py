@@ -37,6 +37,13 @@ class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
 
+    @classmethod
+    def at_wall_clock(cls) -> Clock:
+        """Started at the real time (whole seconds): for rows that the product also compares with
+        the wall clock, as a retry does with the delivered retention; a fixed date falls out of
+        that window some day after it."""
+        return cls(datetime.now(UTC).replace(microsecond=0))
+
     def __call__(self) -> datetime:
         return self.now
 
