@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import httpx
 import uvicorn
@@ -59,6 +59,14 @@ OFFICE = BusinessCalendar(
     weekly_hours={"mon-fri": ["09:00-17:00"]},
     holidays=["2026-12-25"],
 )
+
+
+def office_monday_after(instant: datetime) -> datetime:
+    """09:00 Berlin (OFFICE's opening) on the first Monday after ``instant``'s day: for a ticket
+    whose timers must still be ahead of the wall clock, whatever day the tests run on."""
+    day = (instant + timedelta(days=1)).date()
+    day += timedelta(days=-day.weekday() % 7)
+    return datetime.combine(day, time(9), OFFICE.tz).astimezone(UTC)
 
 
 def config(**policy: object) -> SlaConfig:
