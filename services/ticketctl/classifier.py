@@ -274,7 +274,8 @@ def feedback_export(
 ) -> None:
     """Write the corrections as JSONL: ticket_key, text, team, previous_team, created_at."""
     examples = _db(service.feedback_examples)
-    with gzip.open(file, "wb") if file.suffix == ".gz" else file.open("wb") as handle:
+    # mtime=0: the header's 32-bit time field cannot hold the wall clock from 2106 on.
+    with gzip.GzipFile(file, "wb", mtime=0) if file.suffix == ".gz" else file.open("wb") as handle:
         for e in examples:
             record = {
                 "ticket_key": e.ticket_key,

@@ -6,6 +6,8 @@ import asyncio
 import csv
 import gzip
 import json
+import time
+import uuid
 
 import orjson
 from sqlalchemy import select
@@ -32,9 +34,11 @@ async def test_train_evaluate_and_feedback(tmp_path, sessions, cli_env):
     texts, labels = synthetic(n=60, seed=3)
     train_file, test_file = tmp_path / "history.csv", tmp_path / "fresh.jsonl.gz"
     write_csv(train_file, texts[:150], labels[:150])
-    with gzip.open(test_file, "wt") as fh:
-        for text, label in zip(texts[150:], labels[150:], strict=True):
-            fh.write(json.dumps({"text": text, "team": label}) + "\n")
+    fresh = "".join(
+        json.dumps({"text": text, "team": label}) + "\n"
+        for text, label in zip(texts[150:], labels[150:], strict=True)
+    )
+    test_file.write_bytes(gzip.compress(fresh.encode(), mtime=0))  # the wall clock overflows it from 2106
     async with sessions() as session, session.begin():
         session.add(ClassifierFeedback(ticket_key="api:fb-1", text=SURE_NETWORK, label="network"))
         session.add(
@@ -128,3 +132,18 @@ async def test_a_model_that_does_not_load_is_not_activated(sessions, cli_env):
     async with sessions() as session:
         stored = await session.get(ClassifierModel, row.id)
         assert stored is not None and not stored.active
+
+
+async def test_feedback_exports_to_gzip_after_2106(tmp_path, sessions, cli_env, monkeypatch):
+    """A gzip header holds its mtime in 32 bits, and gzip stamps the wall clock by default: from
+    2106-02-07 every .gz export failed (struct.error)."""
+    key = f"api:gz-{uuid.uuid4().hex[:8]}"
+    async with sessions() as session, session.begin():
+        session.add(ClassifierFeedback(ticket_key=key, text=SURE_NETWORK, label="netops", previous_label="x"))
+    exported = tmp_path / "feedback.jsonl.gz"
+    with monkeypatch.context() as later:
+        later.setattr(time, "time", lambda: float(2**32))  # 2106-02-07 06:28:16 UTC, as gzip reads it
+        out = await ticketctl("classifier", "feedback", "export", str(exported))
+    assert out.exit_code == 0, out.output
+    records = [orjson.loads(line) for line in gzip.decompress(exported.read_bytes()).splitlines()]
+    assert [(r["team"], r["previous_team"]) for r in records if r["ticket_key"] == key] == [("netops", "x")]

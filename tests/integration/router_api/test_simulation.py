@@ -93,8 +93,9 @@ async def test_simulate_traces_every_rule(router_api: Router) -> None:
 async def test_replay_reports_changes(router_api: Router) -> None:
     old_team, new_team = await router_api.add_team("old"), await router_api.add_team("new")
     assert (await router_api.put_rules({"rules": [rule("printers", old_team, "printer")]})).status_code == 200
-    # Tickets far in the future are the newest; a random old window isolates the window query.
-    newest = datetime(2099, 1, 1, tzinfo=UTC) + timedelta(days=random.randint(0, 10_000))
+    # Tickets a century ahead of the wall clock are the newest (other tests' tickets are stamped
+    # with the real time); a random old window isolates the window query.
+    newest = datetime.now(UTC) + timedelta(days=36_525 + random.randint(0, 10_000))
     window = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=random.randint(0, 3_000))
     subjects = ["printer jam", "printer offline", "laptop broken"]
     async with router_api.app.state.sessions() as session, session.begin():

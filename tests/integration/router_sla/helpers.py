@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
 import httpx
 import uvicorn
@@ -37,6 +37,13 @@ class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
 
+    @classmethod
+    def at_wall_clock(cls) -> Clock:
+        """Started at the real time (whole seconds): for rows that the product also compares with
+        the wall clock, as a retry does with the delivered retention; a fixed date falls out of
+        that window some day after it."""
+        return cls(datetime.now(UTC).replace(microsecond=0))
+
     def __call__(self) -> datetime:
         return self.now
 
@@ -52,6 +59,14 @@ OFFICE = BusinessCalendar(
     weekly_hours={"mon-fri": ["09:00-17:00"]},
     holidays=["2026-12-25"],
 )
+
+
+def office_monday_after(instant: datetime) -> datetime:
+    """09:00 Berlin (OFFICE's opening) on the first Monday after ``instant``'s day: for a ticket
+    whose timers must still be ahead of the wall clock, whatever day the tests run on."""
+    day = (instant + timedelta(days=1)).date()
+    day += timedelta(days=-day.weekday() % 7)
+    return datetime.combine(day, time(9), OFFICE.tz).astimezone(UTC)
 
 
 def config(**policy: object) -> SlaConfig:

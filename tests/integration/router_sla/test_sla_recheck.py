@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,13 +23,14 @@ from services.router.sla import BusinessCalendar
 from services.router.slas import service as sla_service
 from services.router.slas.recheck import recheck_clocks_on
 from services.router.slas.tracking import SlaConfig
-from shared.events import EventType, TicketStatus
+from shared.events import EventType, TicketStatus, utc_now
 from tests.integration.router_sla.helpers import (
     OFFICE,
     SlaRig,
     config,
     event,
     new_id,
+    office_monday_after,
     sla_handler,
     sla_rig,
     utc,
@@ -207,14 +208,18 @@ async def test_an_event_routed_under_the_old_configuration_keeps_the_ticket_due(
 async def test_saving_or_deleting_a_policy_or_calendar_marks_its_open_tickets(sessions, settings_kwargs):
     """The admin API's writes (PUT and DELETE) all go through ``save``: the mark commits with the
     version, when the change can move a clock (not a creation, nor a rank or applies_when edit).
-    The rig's policy and calendar get names of their own, stored nowhere else."""
+    The rig's policy and calendar get names of their own, stored nowhere else.
+
+    ``save`` marks at the wall clock's now, and a ticket already due earlier keeps its instant: the
+    ticket's first timer must be ahead of the real time, so the rig runs on the next Monday."""
+    monday_9 = office_monday_after(utc_now())
     suffix = new_id()[:8]
     policy, calendar = f"recheck-{suffix}", f"recheck-cal-{suffix}"
     on_its_own = BusinessCalendar.model_validate({**OFFICE.model_dump(), "name": calendar})
     cfg = config(name=policy, calendar=calendar)
     cfg = SlaConfig(cfg.policies, {calendar: on_its_own})
-    async with sla_rig(sessions, settings_kwargs, cfg, MONDAY_9) as rig:
-        key = await rig.create(MONDAY_9)
+    async with sla_rig(sessions, settings_kwargs, cfg, monday_9) as rig:
+        key = await rig.create(monday_9)
         first_timer = (await ticket(sessions, key)).sla_next_due_at
         assert first_timer is not None
 
@@ -233,7 +238,7 @@ async def test_saving_or_deleting_a_policy_or_calendar_marks_its_open_tickets(se
         policy_doc = cfg.policies[0].model_dump(mode="json")
         calendar_doc = on_its_own.model_dump(mode="json")
         longer = {**policy_doc, "targets": {"P3": {"first_response": 240, "resolution": 960}}}
-        holiday = {**calendar_doc, "holidays": ["2027-06-08"]}
+        holiday = {**calendar_doc, "holidays": [(monday_9 + timedelta(days=1)).date().isoformat()]}
         for kind, name, document, marks in [
             ("policy", policy, policy_doc, False),  # created: runs no clock yet
             ("calendar", calendar, calendar_doc, False),

@@ -18,7 +18,7 @@ from services.router.writeback.endpoints import router as writeback_api
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.auth import Role
-from tests.integration.router_sla.helpers import Clock, api_client, new_id, utc
+from tests.integration.router_sla.helpers import Clock, api_client, new_id
 from tests.integration.router_sla.test_writeback_connectors import queued, zendesk_target
 
 INTERCOM = {"admin_id": "814860", "groups": {"access": "5017691"}}
@@ -30,7 +30,7 @@ class Rig:
 
     def __init__(self, sessions) -> None:
         self.sessions = sessions
-        self.clock = Clock(utc(2026, 12, 7, 9, 0))
+        self.clock = Clock.at_wall_clock()
         self.tag = new_id()[:8]
         self.target_ids: list[int] = []
         self.seen: list[tuple[str, str]] = []  # (host, path) of this test's targets' requests

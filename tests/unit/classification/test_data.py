@@ -12,7 +12,7 @@ def test_csv_and_gzip(tmp_path):
     plain = tmp_path / "t.csv"
     plain.write_text(content)
     packed = tmp_path / "t.csv.gz"
-    packed.write_bytes(gzip.compress(content.encode()))
+    packed.write_bytes(gzip.compress(content.encode(), mtime=0))
     for path in (plain, packed):
         assert load_labelled_file(path, label_column="team") == (
             ["printer jammed", "vpn, broken"],
@@ -23,7 +23,7 @@ def test_csv_and_gzip(tmp_path):
 def test_jsonl_with_numeric_priority(tmp_path):
     path = tmp_path / "t.jsonl.gz"
     lines = b'{"body": "server down", "priority": 1}\n\n{"body": "typo", "priority": "P4"}\n'
-    path.write_bytes(gzip.compress(lines))
+    path.write_bytes(gzip.compress(lines, mtime=0))
     assert load_labelled_file(path, text_column="body", label_column="priority") == (
         ["server down", "typo"],
         ["1", "P4"],

@@ -73,7 +73,7 @@ def test_a_bad_document_file_is_one_line_naming_it(
 def test_a_truncated_or_damaged_gzip_is_named_not_aborted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    whole = gzip.compress(b"text,category\nprinter on fire,hardware\n" * 50)
+    whole = gzip.compress(b"text,category\nprinter on fire,hardware\n" * 50, mtime=0)
     truncated = tmp_path / "history.csv.gz"
     truncated.write_bytes(whole[: len(whole) // 2])  # EOFError, which click turns into "Aborted."
     printed = run_main(["classifier", "train", str(truncated), "--label", "category"], monkeypatch, capsys)
