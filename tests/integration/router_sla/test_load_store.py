@@ -120,14 +120,15 @@ async def test_on_postgresql_the_loads_are_locked_and_read_with_the_teams_in_one
         statements.append(statement)
 
     engine = sessions.kw["bind"]
+    at = utc_now()  # both read the shift's capacity at one instant, even across a shift's edge
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         async with sessions() as session, session.begin():
-            one = await prefetch(session, config, f"spill-{run}", lock=True)
+            one = await prefetch(session, config, f"spill-{run}", lock=True, at=at)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     async with sessions() as session, session.begin():
-        apart = await prefetch(session, config, f"spill-{run}", lock=False)
+        apart = await prefetch(session, config, f"spill-{run}", lock=False, at=at)
     postgres = engine.dialect.name == "postgresql"
     # The spill team had no row: created, then locked and read again; the cursors last.
     assert len(statements) == (4 if postgres else 6), statements
