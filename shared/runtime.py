@@ -180,6 +180,28 @@ def serve(
     uvicorn.Server(config).run()
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise when the current task is being cancelled (not just a task it awaited). A
+    cancellation can be lost on its way: forwarded to an awaited task that then ends otherwise,
+    swallowed by Python 3.11's ``wait_for`` as its result arrives, or replaced by the error of a
+    driver's cleanup in a ``finally`` (a rollback on a database that went away). A loop that takes
+    that for an ordinary outcome runs on, and a shutdown awaiting it never ends."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``event`` was set within ``timeout_s``. Not ``asyncio.wait_for``: on Python 3.11 it
+    returns normally when its task is cancelled as the event is set, and the cancellation is lost."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def repeat_forever(
     step: Callable[[], Awaitable[object]], period_s: float, logger: logging.Logger, failure: str
 ) -> None:
@@ -194,5 +216,6 @@ async def repeat_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()  # the error may stand for a cancellation (see there)
             logger.warning(failure, extra={"error": repr(exc)})
         await asyncio.sleep(period_s)
