@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
@@ -35,6 +36,11 @@ PRODUCER_CLOSE_TIMEOUT_S = 5.0
 # waits out its command timeout (DATABASE_STATEMENT_TIMEOUT_S + 5 s), one after the other; 10 of
 # them held shutdown for minutes. Cut short, the process exits and the kernel drops the sockets.
 ENGINE_CLOSE_TIMEOUT_S = 5.0
+# Longest a closing service waits for its background tasks (the outbox relay, pruners, refreshes)
+# once cancelled. Each ends at its next await; one still running has lost its cancellation (a bug:
+# see raise_if_cancelled) and would hold the shutdown for good: it is left behind, so the producer
+# and the pool are still closed and the process exits.
+TASK_STOP_TIMEOUT_S = 5.0
 # Longest uvicorn lets requests in flight finish after SIGTERM before the lifespan shutdown starts.
 HTTP_SHUTDOWN_TIMEOUT_S = 20
 
@@ -178,6 +184,29 @@ def serve(
         timeout_keep_alive=settings.http_keep_alive_s,
     )
     uvicorn.Server(config).run()
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], seconds: float | None = None) -> None:
+    """Cancel ``tasks`` and wait, at most ``seconds`` (:data:`TASK_STOP_TIMEOUT_S`), for them to
+    end. One still running then is logged (an error) and left behind; one that had failed is
+    logged, not raised."""
+    seconds = TASK_STOP_TIMEOUT_S if seconds is None else seconds
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in pending:
+        log.error(
+            "background task did not end when cancelled; shutting down without it",
+            extra={"task": task.get_name(), "seconds": seconds},
+        )
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "background task had failed", extra={"task": task.get_name(), "error": repr(task.exception())}
+            )
 
 
 def raise_if_cancelled() -> None:

@@ -4,11 +4,13 @@ forwarded to the task that keeps the lock's session active, which could end norm
 (Python 3.11's ``wait_for`` returns a result that arrives with a cancellation); a park waking the
 relay as it was cancelled did the same to its own ``wait_for``; and a round whose statement turned
 the cancellation into a database error (a rollback in a ``finally`` while the database is away)
-was taken for a failed round."""
+was taken for a failed round. Whatever the cause, a background task that does not end is left
+behind after a bound, so the shutdown still closes the producer and the pool."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.held import gate_connections, ledger_connections
 from services.intake.publisher import EventPublisher, _LockKeeper
+from shared import runtime
+from tests.integration.intake.helpers import running_intake
 from tests.integration.intake.test_relay_lock_idle import SlowBroker
 
 STEPS = range(12)  # loop iterations before the cancellation: the race is a few of them wide
@@ -120,3 +124,29 @@ async def test_a_relay_whose_round_turns_its_cancellation_into_an_error_ends(
     relay = asyncio.create_task(publisher.relay_forever(0.2))
     await asyncio.wait_for(in_round.wait(), ENDS_WITHIN_S)
     assert await _cancelled_in_time(relay), f"the relay ran on after its cancellation ({rounds} rounds)"
+
+
+async def test_intake_stops_in_bounded_time_even_past_a_relay_that_does_not_end(
+    settings_kwargs: dict[str, object], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+
+    async def relay_losing_its_cancellations(_self: EventPublisher, _poll_s: float) -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass
+
+    monkeypatch.setattr(EventPublisher, "relay_forever", relay_losing_its_cancellations)
+    monkeypatch.setattr(runtime, "TASK_STOP_TIMEOUT_S", 0.5)
+    running = running_intake(database_url=database_url, **settings_kwargs)
+    await running.__aenter__()
+    began = time.monotonic()
+    stopping = asyncio.create_task(running.__aexit__(None, None, None))
+    done, _ = await asyncio.wait({stopping}, timeout=15)
+    took = time.monotonic() - began
+    release.set()  # let a shutdown that waits for it end: the test fails rather than hangs
+    await stopping
+    assert done, "the shutdown waited for the relay"
+    assert took < 4  # the bound (0.5 s here), the ledger, gate, producer and pool closed
