@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +25,7 @@ from shared.http.problems import install_problem_handlers
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import freeze_startup_heap, open_resources
+from shared.runtime import freeze_startup_heap, open_resources, raise_if_cancelled, stop_tasks
 from shared.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -85,9 +84,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await stop_tasks([ticker])  # bounded: one that lost its cancellation is left behind
             # Finish the batch in hand, checkpoint every shard while the partitions are still ours
             # (closing the consumer does not call on_revoke), then leave the group: the next owner
             # or a restart replays nothing.
@@ -191,4 +188,5 @@ async def _checkpoint_and_tick(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()  # the error may stand for a cancellation: the shutdown awaits us
             log.warning("checkpoint failed, will retry", extra={"error": repr(exc)})
