@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
@@ -35,6 +36,11 @@ PRODUCER_CLOSE_TIMEOUT_S = 5.0
 # waits out its command timeout (DATABASE_STATEMENT_TIMEOUT_S + 5 s), one after the other; 10 of
 # them held shutdown for minutes. Cut short, the process exits and the kernel drops the sockets.
 ENGINE_CLOSE_TIMEOUT_S = 5.0
+# Longest a closing service waits for its background tasks (the outbox relay, pruners, refreshes)
+# once cancelled. Each ends at its next await; one still running has lost its cancellation (a bug:
+# see raise_if_cancelled) and would hold the shutdown for good: it is left behind, so the producer
+# and the pool are still closed and the process exits.
+TASK_STOP_TIMEOUT_S = 5.0
 # Longest uvicorn lets requests in flight finish after SIGTERM before the lifespan shutdown starts.
 HTTP_SHUTDOWN_TIMEOUT_S = 20
 
@@ -180,6 +186,51 @@ def serve(
     uvicorn.Server(config).run()
 
 
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], seconds: float | None = None) -> None:
+    """Cancel ``tasks`` and wait, at most ``seconds`` (:data:`TASK_STOP_TIMEOUT_S`), for them to
+    end. One still running then is logged (an error) and left behind; one that had failed is
+    logged, not raised."""
+    seconds = TASK_STOP_TIMEOUT_S if seconds is None else seconds
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in pending:
+        log.error(
+            "background task did not end when cancelled; shutting down without it",
+            extra={"task": task.get_name(), "seconds": seconds},
+        )
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "background task had failed", extra={"task": task.get_name(), "error": repr(task.exception())}
+            )
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise when the current task is being cancelled (not just a task it awaited). A
+    cancellation can be lost on its way: forwarded to an awaited task that then ends otherwise,
+    swallowed by Python 3.11's ``wait_for`` as its result arrives, or replaced by the error of a
+    driver's cleanup in a ``finally`` (a rollback on a database that went away). A loop that takes
+    that for an ordinary outcome runs on, and a shutdown awaiting it never ends."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``event`` was set within ``timeout_s``. Not ``asyncio.wait_for``: on Python 3.11 it
+    returns normally when its task is cancelled as the event is set, and the cancellation is lost."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def repeat_forever(
     step: Callable[[], Awaitable[object]], period_s: float, logger: logging.Logger, failure: str
 ) -> None:
@@ -194,5 +245,6 @@ async def repeat_forever(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()  # the error may stand for a cancellation (see there)
             logger.warning(failure, extra={"error": repr(exc)})
         await asyncio.sleep(period_s)

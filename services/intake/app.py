@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -28,7 +27,7 @@ from shared.http.problems import install_problem_handlers
 from shared.http.query_params import refuse_unknown_query
 from shared.http.raw_route import add_routes_first
 from shared.http.slashes import install_strict_slashes
-from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources
+from shared.runtime import connect_when_reachable, freeze_startup_heap, open_resources, stop_tasks
 from shared.settings import IntakeSettings
 
 BROKER_WAIT_AT_START_S = 5.0
@@ -93,10 +92,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)  # bounded: a task that lost its cancellation is left behind
             await ledger.close()
             await gate.close()
             await resources.close()

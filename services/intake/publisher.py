@@ -41,7 +41,6 @@ event ids derive from delivery ids, so any duplicate that slips through is harml
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
 from shared.events import EventEnvelope
 from shared.kafka.producer import REQUEST_TIMEOUT_MS
+from shared.runtime import raise_if_cancelled, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -359,12 +359,15 @@ class EventPublisher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                raise_if_cancelled()  # the error may stand for a cancellation: not a failed round
                 log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
+            # A round may end normally with its cancellation lost on the way: the shutdown awaiting
+            # the relay waited for good.
+            raise_if_cancelled()
             # A park wakes the relay early (so ``degraded`` does not outlive a blip by a whole
             # poll period), but at most every RELAY_MIN_GAP_S.
             await asyncio.sleep(min(poll_s, RELAY_MIN_GAP_S))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, poll_s - RELAY_MIN_GAP_S))
+            await wait_event(self._wake, max(0.0, poll_s - RELAY_MIN_GAP_S))
             self._wake.clear()
 
     async def relay_once(self) -> int:
@@ -562,11 +565,13 @@ class _LockKeeper:
         except Exception as exc:
             self.lost = exc
             log.warning("outbox relay lost its lock's session", extra={"error": repr(exc)})
+        # Awaiting the keeper handed a cancellation of the relay to it, and the keeper may have ended
+        # otherwise (its statement finishing as the cancellation came): still the relay's.
+        raise_if_cancelled()
 
     async def _keep(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.period_s)
+            await wait_event(self._stop, self.period_s)
             if self._stop.is_set():
                 return
             await self.session.execute(text("SELECT 1"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from shared.http.query_params import refuse_unknown_query
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import freeze_startup_heap, open_resources
+from shared.runtime import freeze_startup_heap, open_resources, raise_if_cancelled, stop_tasks
 from shared.settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -86,9 +85,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await stop_tasks([ticker])  # bounded: one that lost its cancellation is left behind
             # Finish the batch in hand, checkpoint every shard while the partitions are still ours
             # (closing the consumer does not call on_revoke), then leave the group: the next owner
             # or a restart replays nothing.
@@ -193,4 +190,5 @@ async def _checkpoint_and_tick(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            raise_if_cancelled()  # the error may stand for a cancellation: the shutdown awaits us
             log.warning("checkpoint failed, will retry", extra={"error": repr(exc)})

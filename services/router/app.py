@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -33,7 +32,7 @@ from shared.http.query_params import refuse_unknown_query
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import freeze_startup_heap, open_resources
+from shared.runtime import freeze_startup_heap, open_resources, stop_tasks
 from shared.settings import RouterSettings
 
 
@@ -112,11 +111,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             yield
         finally:
             await runner.stop()
-            await sla.stop()
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Side by side, each bounded: a task that lost its cancellation is left behind.
+            await asyncio.gather(sla.stop(), stop_tasks(background))
             await resources.close()
 
     app = FastAPI(

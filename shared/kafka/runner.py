@@ -20,7 +20,7 @@ from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, Con
 from shared.kafka.fetched import short_error
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
-from shared.runtime import close_within
+from shared.runtime import close_within, raise_if_cancelled
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -251,18 +251,11 @@ class ConsumerRunner:
         )
 
 
-def _raise_if_cancelled() -> None:
-    """Re-raise when the current task is being cancelled (not just a task it awaited)."""
-    current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        raise asyncio.CancelledError
-
-
 async def _wait_ended(task: asyncio.Task[None]) -> None:
     """Wait for ``task`` to end however it ends, without swallowing our own cancellation."""
     try:
         await task
     except asyncio.CancelledError:
-        _raise_if_cancelled()
+        raise_if_cancelled()
     except Exception:
         pass  # a failed loop was logged in _run

@@ -7,7 +7,6 @@ scanner and the write-back sender as background tasks; :meth:`SlaRuntime.stop` e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from services.router.writeback.groups import GroupDirectory
 from services.router.writeback.sender import SenderConfig, WritebackSender
 from shared.db.outbox import OutboxWriter
 from shared.events import TicketStatus
+from shared.runtime import stop_tasks
 from shared.settings import RouterSettings
 
 
@@ -50,11 +50,7 @@ class SlaRuntime:
     client: httpx.AsyncClient | None = None
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self.tasks)  # bounded: one that lost its cancellation is left behind
         if self.client is not None:
             await self.client.aclose()
 

@@ -167,6 +167,38 @@ async def test_checkpoints_keep_their_interval_under_a_longer_clock_tick() -> No
     assert 5 <= checkpoints <= 11
 
 
+async def test_the_checkpoint_loop_ends_when_a_checkpoint_turns_its_cancellation_into_an_error() -> None:
+    """A checkpoint cancelled while the database is away may fail with the error of the driver's
+    cleanup (a rollback in a ``finally``) instead of the cancellation: taken for a failed
+    checkpoint, the loop ran on and the service's shutdown, awaiting it, never ended."""
+    started = asyncio.Event()
+    calls = 0
+
+    class Ingest:
+        def advance_clocks(self) -> None:
+            pass
+
+        async def checkpoint(self) -> None:
+            nonlocal calls
+            calls += 1
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            finally:
+                if calls == 1:  # once: a second cancellation ends a loop that ran on
+                    raise ConnectionError("connection is closed")
+
+    settings = MetricsSettings(metrics_clock_tick_s=60.0, metrics_checkpoint_interval_s=0.01)
+    task = asyncio.create_task(_checkpoint_and_tick(cast(Any, Ingest()), settings, lambda: True))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    if not done:
+        task.cancel()
+    assert done, f"still running after its cancellation ({calls} checkpoints)"
+    assert task.cancelled()
+
+
 def test_a_consumer_joining_the_group_again_is_not_caught_up() -> None:
     """A consumer replaced after a stuck rebalance joins as a new member with no partitions yet
     (the old one's shards were revoked): until it is assigned, the instance serves nothing, and
