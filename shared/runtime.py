@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import KeyCache
+from shared.cancellation import raise_if_cancelled
 from shared.db.engine import create_engine, session_factory
 from shared.kafka.producer import LINGER_MS, make_producer
 from shared.kafka.topics import ensure_topics
@@ -207,28 +208,6 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], seconds: float | None =
             log.warning(
                 "background task had failed", extra={"task": task.get_name(), "error": repr(task.exception())}
             )
-
-
-def raise_if_cancelled() -> None:
-    """Re-raise when the current task is being cancelled (not just a task it awaited). A
-    cancellation can be lost on its way: forwarded to an awaited task that then ends otherwise,
-    swallowed by Python 3.11's ``wait_for`` as its result arrives, or replaced by the error of a
-    driver's cleanup in a ``finally`` (a rollback on a database that went away). A loop that takes
-    that for an ordinary outcome runs on, and a shutdown awaiting it never ends."""
-    current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        raise asyncio.CancelledError
-
-
-async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
-    """Whether ``event`` was set within ``timeout_s``. Not ``asyncio.wait_for``: on Python 3.11 it
-    returns normally when its task is cancelled as the event is set, and the cancellation is lost."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
 
 
 async def repeat_forever(

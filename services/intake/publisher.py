@@ -56,11 +56,11 @@ from services.intake.deliveries import Claim, claim_delivery, key_reused
 from services.intake.held import HeldConnections
 from services.intake.ledger import NOT_SEEN, DeliveryLedger
 from services.intake.outbox_gate import OutboxGate
+from shared.cancellation import raise_if_cancelled, wait_event
 from shared.db.models import OutboxMessage
 from shared.db.outbox import outbox_depth, outbox_row
 from shared.events import EventEnvelope
 from shared.kafka.producer import REQUEST_TIMEOUT_MS
-from shared.runtime import raise_if_cancelled, wait_event
 
 log = logging.getLogger(__name__)
 

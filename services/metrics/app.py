@@ -18,6 +18,7 @@ from services.metrics.ingest.consumer import BacklogIngest
 from services.metrics.ingest.runner import ingest_runner
 from services.metrics.schemas import BacklogSummary
 from shared.auth import Role, require_role
+from shared.cancellation import raise_if_cancelled
 from shared.http.health import Check, broker_check, database_check, health_router, install_timing
 from shared.http.methods import install_method_not_allowed
 from shared.http.openapi import document_problems, problem_responses
@@ -26,7 +27,7 @@ from shared.http.query_params import refuse_unknown_query
 from shared.http.slashes import install_strict_slashes
 from shared.kafka.checks import consumer_check, same_partition_counts
 from shared.kafka.runner import ConsumerRunner
-from shared.runtime import freeze_startup_heap, open_resources, raise_if_cancelled, stop_tasks
+from shared.runtime import freeze_startup_heap, open_resources, stop_tasks
 from shared.settings import MetricsSettings
 
 log = logging.getLogger(__name__)

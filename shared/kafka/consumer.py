@@ -43,6 +43,7 @@ from aiokafka.errors import (
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.cancellation import wait_event
 from shared.db.errors import is_transient_database_error
 from shared.kafka.commit_failures import CommitFailureLog
 from shared.kafka.continuity import OffsetContinuity
@@ -372,9 +373,7 @@ class ConsumerLoop:
         if timeout_ms == 0 or time.monotonic() < self.learn_after:
             return False
         wait_s = timeout_ms / 1000
-        try:
-            await asyncio.wait_for(self.assigning.wait(), wait_s)
-        except TimeoutError:
+        if not await wait_event(self.assigning, wait_s):
             return False  # its batches are dropped until it has sought; waited for again next poll
         epoch = self.assignment_epoch
         try:
@@ -541,11 +540,7 @@ class ConsumerLoop:
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before the next attempt; True when stop was requested meanwhile."""
         delay = min(0.1 * 2 ** (attempt - 1), self.backoff_max_s)
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._stopping, delay)
 
     async def commit_handled(self, partitions: set[TopicPartition] | None = None) -> None:
         """Commit the handled offsets (of ``partitions`` only, if given) and forget them; the next

@@ -16,11 +16,12 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
+from shared.cancellation import raise_if_cancelled
 from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, ConsumerLoop, RevokeHandler
 from shared.kafka.fetched import short_error
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
-from shared.runtime import close_within, raise_if_cancelled
+from shared.runtime import close_within
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
