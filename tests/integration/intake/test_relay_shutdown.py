@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.held import gate_connections, ledger_connections
 from services.intake.publisher import EventPublisher, _LockKeeper
 from shared import runtime
+from tests.cancelling import CancellationTurnedIntoError, ends_when_cancelled
 from tests.integration.intake.helpers import running_intake
 from tests.integration.intake.test_relay_lock_idle import SlowBroker
 
@@ -28,12 +29,7 @@ ENDS_WITHIN_S = 5.0
 
 
 async def _cancelled_in_time(task: asyncio.Task[None]) -> bool:
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=ENDS_WITHIN_S)
-    if not done:  # cancelled again: the test fails instead of hanging in its teardown
-        task.cancel()
-        await asyncio.wait({task}, timeout=ENDS_WITHIN_S)
-    return bool(done) and task.cancelled()
+    return await ends_when_cancelled(task, ENDS_WITHIN_S)
 
 
 async def test_a_relay_cancelled_while_it_stops_its_lock_keeper_ends(
@@ -106,24 +102,13 @@ async def test_a_relay_cancelled_as_a_park_wakes_it_ends(
 async def test_a_relay_whose_round_turns_its_cancellation_into_an_error_ends(
     publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    in_round = asyncio.Event()
-    rounds = 0
-
-    async def round_on_a_database_going_away() -> int:
-        nonlocal rounds
-        rounds += 1
-        in_round.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            if rounds == 1:  # once: a second cancellation ends a relay that ran on
-                raise ConnectionError("connection is closed")
-        return 0
-
+    round_on_a_database_going_away = CancellationTurnedIntoError()
     monkeypatch.setattr(publisher, "relay_once", round_on_a_database_going_away)
     relay = asyncio.create_task(publisher.relay_forever(0.2))
-    await asyncio.wait_for(in_round.wait(), ENDS_WITHIN_S)
-    assert await _cancelled_in_time(relay), f"the relay ran on after its cancellation ({rounds} rounds)"
+    await asyncio.wait_for(round_on_a_database_going_away.started.wait(), ENDS_WITHIN_S)
+    assert await _cancelled_in_time(relay), (
+        f"the relay ran on after its cancellation ({round_on_a_database_going_away.calls} rounds)"
+    )
 
 
 async def test_intake_stops_in_bounded_time_even_past_a_relay_that_does_not_end(

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from shared.runtime import repeat_forever
+from tests.cancelling import CancellationTurnedIntoError, ends_when_cancelled
 
 log = logging.getLogger("tests.repeat_forever")
 
@@ -54,24 +55,9 @@ async def test_cancelling_ends_it_when_the_step_turns_the_cancellation_into_an_e
     # SQLAlchemy's ping on checkout rolls back in a ``finally``: cancelled while the database is
     # away, that rollback fails and its error replaces the CancelledError. The loop took it for a
     # failed step and ran on, and the shutdown awaiting it never ended.
-    started = asyncio.Event()
-    calls = 0
-
-    async def step() -> None:
-        nonlocal calls
-        calls += 1
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            if calls == 1:  # once: a second cancellation ends a loop that ran on
-                raise ConnectionError("connection is closed")
-
+    step = CancellationTurnedIntoError()
     job = asyncio.create_task(repeat_forever(step, 0.01, log, "refresh failed"))
-    await asyncio.wait_for(started.wait(), 5)
-    job.cancel()
-    done, _ = await asyncio.wait({job}, timeout=2)
-    if not done:
-        job.cancel()
-    assert done, f"still running after its cancellation (step called {calls} times)"
-    assert job.cancelled()
+    await asyncio.wait_for(step.started.wait(), 5)
+    assert await ends_when_cancelled(job), (
+        f"still running after its cancellation (step called {step.calls} times)"
+    )

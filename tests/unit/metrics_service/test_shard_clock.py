@@ -19,6 +19,7 @@ from services.metrics.ingest.consumer import BacklogIngest, Shard
 from shared.events import EventEnvelope, EventType, TicketSnapshot, ticket_event
 from shared.kafka.consumer import ConsumedEvent
 from shared.settings import MetricsSettings
+from tests.cancelling import CancellationTurnedIntoError, ends_when_cancelled
 from tests.unit.backlog.helpers import at, envelope, make_state, scrape
 
 H = 3600.0
@@ -171,32 +172,20 @@ async def test_the_checkpoint_loop_ends_when_a_checkpoint_turns_its_cancellation
     """A checkpoint cancelled while the database is away may fail with the error of the driver's
     cleanup (a rollback in a ``finally``) instead of the cancellation: taken for a failed
     checkpoint, the loop ran on and the service's shutdown, awaiting it, never ended."""
-    started = asyncio.Event()
-    calls = 0
+    checkpoint = CancellationTurnedIntoError()
 
     class Ingest:
         def advance_clocks(self) -> None:
             pass
 
-        async def checkpoint(self) -> None:
-            nonlocal calls
-            calls += 1
-            started.set()
-            try:
-                await asyncio.sleep(60)
-            finally:
-                if calls == 1:  # once: a second cancellation ends a loop that ran on
-                    raise ConnectionError("connection is closed")
-
+    ingest = Ingest()
+    ingest.checkpoint = checkpoint  # type: ignore[attr-defined]
     settings = MetricsSettings(metrics_clock_tick_s=60.0, metrics_checkpoint_interval_s=0.01)
-    task = asyncio.create_task(_checkpoint_and_tick(cast(Any, Ingest()), settings, lambda: True))
-    await asyncio.wait_for(started.wait(), 5)
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=2)
-    if not done:
-        task.cancel()
-    assert done, f"still running after its cancellation ({calls} checkpoints)"
-    assert task.cancelled()
+    task = asyncio.create_task(_checkpoint_and_tick(cast(Any, ingest), settings, lambda: True))
+    await asyncio.wait_for(checkpoint.started.wait(), 5)
+    assert await ends_when_cancelled(task), (
+        f"still running after its cancellation ({checkpoint.calls} checkpoints)"
+    )
 
 
 def test_a_consumer_joining_the_group_again_is_not_caught_up() -> None:
