@@ -151,6 +151,7 @@ class ConsumerRunner:
                 try:
                     await self._replace_consumer("consumer loop failed" if failed else "rebalance not done")
                 except Exception:  # logged; the next period looks again (the clock keeps running)
+                    raise_if_cancelled()  # the error may stand for a cancellation: stop awaits us
                     log.exception("replacing the consumer failed", extra={"group": loop.group_id})
 
     async def _replace_consumer(self, why: str) -> None:
