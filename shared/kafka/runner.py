@@ -21,7 +21,7 @@ from shared.kafka.consumer import AheadHandler, AssignHandler, BatchHandler, Con
 from shared.kafka.fetched import short_error
 from shared.kafka.throttle import FetchThrottle
 from shared.overlap import IdleWork
-from shared.runtime import close_within
+from shared.runtime import close_within, stop_tasks
 from shared.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -240,10 +240,8 @@ class ConsumerRunner:
     async def stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Drain: finish the batch in hand, commit it, leave the group (given up after
         ``CONSUMER_CLOSE_TIMEOUT_S``)."""
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.watchdog
+        if self.watchdog is not None:  # bounded: one that lost its cancellation is left behind
+            await stop_tasks([self.watchdog])
         await self.drain(timeout_s)
         await close_within(
             self.consumer.stop(),

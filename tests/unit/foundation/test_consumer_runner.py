@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from shared import runtime
 from shared.kafka import runner as runner_module
 from shared.kafka.consumer import ConsumedEvent
 from shared.kafka.runner import CONSUMER_RESTARTS, ConsumerRunner
@@ -310,3 +311,39 @@ async def test_a_stop_after_the_loop_failed_commits_what_it_handled(monkeypatch:
     assert not runner.alive
     await runner.stop(timeout_s=1)
     assert failing.committed == [{TP: 1}, {TP: 2}] and failing.stopped
+
+
+async def test_a_watchdog_that_lost_its_cancellation_does_not_hold_the_stop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # A cancellation lost on its way (a driver's cleanup error replacing it, see
+    # shared.cancellation) let the watchdog run on, and the stop awaiting it never returned: the
+    # process was killed at the end of its grace period without closing its pool and producer.
+    monkeypatch.setattr(runtime, "TASK_STOP_TIMEOUT_S", 0.2)
+    settings = ConsumerSettings(consumer_stuck_rebalance_s=60, consumer_poll_timeout_ms=10)
+    consumer = JoiningConsumer()
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        pass
+
+    async def watch_losing_its_cancellation() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            pass  # lost: runs on (a second cancellation ends it, so the test fails, not hangs)
+        await asyncio.sleep(60)
+
+    runner = tickets_runner(settings, "lost-cancel-group", handler, lambda: consumer)
+    monkeypatch.setattr(runner, "_watch", watch_losing_its_cancellation)
+    await runner.start()
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(runner.stop(timeout_s=1), timeout=3)
+        took = time.monotonic() - started
+    finally:
+        assert runner.watchdog is not None
+        runner.watchdog.cancel()
+    assert took < 1.5
+    assert consumer.stopped  # the stop went on: drained and left the group
+    assert "did not end when cancelled" in caplog.text
