@@ -46,6 +46,8 @@ class WritebackDelivery(Base):
         Index("ix_writeback_deliveries_due", "status", "next_attempt_at"),
         # The sender's "an older delivery of this ticket to this target is pending" check.
         Index("ix_writeback_deliveries_ticket", "ticket_key", "target_id", "id"),
+        # GET /v1/writeback/deliveries?status=...: a page, newest first, of one status.
+        Index("ix_writeback_deliveries_status_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

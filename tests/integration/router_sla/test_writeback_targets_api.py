@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.router.slas import service as sla_service
@@ -258,6 +258,56 @@ async def test_deliveries_are_paged_newest_first_with_a_next_link(sessions):
             spec = (await client.get("/openapi.json")).json()["paths"][url]["get"]
             assert "before" in {p["name"] for p in spec["parameters"]}
             assert "Link" in spec["responses"]["200"]["headers"]
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id.in_(ids)))
+
+
+async def test_a_page_of_failed_deliveries_is_read_from_the_status_index(database_url, engine, sessions):
+    """``?status=failed&before=N`` fetched every failed delivery and sorted them for each page
+    (or read the queue backwards by id, filtering on the status): failed deliveries are never
+    pruned. An index on (status, id) reads just the page, already in order."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's query plan")
+    async with sessions() as session, session.begin():
+        rows = [
+            WritebackDelivery(
+                target_id=0,  # no such target: the sender never claims them
+                event_id=new_id()[:36],
+                kind="assignment",
+                ticket_key=f"api:{new_id()[:8]}",
+                body="{}",
+                status="failed" if n % 40 == 0 else "delivered",
+                attempts=1,
+            )
+            for n in range(4000)
+        ]
+        session.add_all(rows)
+    ids = [row.id for row in rows]
+    ran: list[tuple[str, object]] = []
+
+    def capture(
+        conn: object, cursor: object, statement: str, parameters: object, context: object, many: bool
+    ) -> None:
+        if "FROM writeback_deliveries" in statement:
+            ran.append((statement, parameters))
+
+    try:
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            async with sessions() as session:
+                page = await service.list_deliveries(session, "failed", 50, before=ids[-1])
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        assert [row.status for row in page] == ["failed"] * 50
+        [(statement, parameters)] = ran  # what the endpoint runs, as it runs it
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("ANALYZE writeback_deliveries")
+            plan = "\n".join(
+                row[0] for row in await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            )
+        assert "Index Scan Backward using ix_writeback_deliveries_status_id" in plan, plan
+        assert "Sort" not in plan and "Filter" not in plan, plan
     finally:
         async with sessions() as session, session.begin():
             await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id.in_(ids)))
