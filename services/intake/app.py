@@ -42,9 +42,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         resources = await open_resources(
             settings, linger_ms=settings.intake_producer_linger_ms, broker_required=False
         )
-        bound = settings.database_connect_timeout_s
-        ledger = ledger_connections(settings.database_url, connect_timeout_s=bound)
-        gate = gate_connections(settings.database_url, connect_timeout_s=bound)
+        # The bounds of the pool's connections (open_resources).
+        connect_s, statement_s = settings.database_connect_timeout_s, settings.database_statement_timeout_s
+        ledger = ledger_connections(
+            settings.database_url, connect_timeout_s=connect_s, statement_timeout_s=statement_s
+        )
+        gate = gate_connections(
+            settings.database_url, connect_timeout_s=connect_s, statement_timeout_s=statement_s
+        )
         publisher = EventPublisher(
             resources.producer,
             resources.sessions,

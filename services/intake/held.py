@@ -36,7 +36,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from asyncpg.exceptions import InterfaceError, OperatorInterventionError, PostgresConnectionError
+from asyncpg.exceptions import (
+    InterfaceError,
+    OperatorInterventionError,
+    PostgresConnectionError,
+    QueryCanceledError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db.engine import create_engine, is_sqlite
@@ -45,13 +50,16 @@ log = logging.getLogger(__name__)
 
 # A server that hangs without closing its connections turns into 503s, not requests queued for good.
 # On SQLite the statement still finishes in aiosqlite's thread (its busy_timeout bounds it), and
-# discarding the connection waits for that.
+# discarding the connection waits for that. On PostgreSQL a statement given up on runs on in the
+# server: the services' own bound (``statement_timeout_s``, DATABASE_STATEMENT_TIMEOUT_S) ends it.
 STATEMENT_TIMEOUT_S = 10.0
 REPLAN_AFTER_S = 1.0
 R = TypeVar("R")
 
 
-def ledger_connections(database_url: str, *, connect_timeout_s: float | None = None) -> HeldConnections:
+def ledger_connections(
+    database_url: str, *, connect_timeout_s: float | None = None, statement_timeout_s: float | None = None
+) -> HeldConnections:
     """One batch at a time (services/intake/ledger.py), its statements kept planned for
     :data:`REPLAN_AFTER_S` on PostgreSQL. On SQLite the ledger runs its statements on the event
     loop's thread, where they must never wait: not for another connection's write lock (the batch
@@ -68,13 +76,18 @@ def ledger_connections(database_url: str, *, connect_timeout_s: float | None = N
         reuse_plans,
         sqlite=never_wait,
         connect_timeout_s=connect_timeout_s,
+        statement_timeout_s=statement_timeout_s,
         max_cached_statement_lifetime=REPLAN_AFTER_S,
     )
 
 
-def gate_connections(database_url: str, *, connect_timeout_s: float | None = None) -> HeldConnections:
+def gate_connections(
+    database_url: str, *, connect_timeout_s: float | None = None, statement_timeout_s: float | None = None
+) -> HeldConnections:
     """One read at a time (services/intake/outbox_gate.py)."""
-    return held_connections(database_url, 1, {}, connect_timeout_s=connect_timeout_s)
+    return held_connections(
+        database_url, 1, {}, connect_timeout_s=connect_timeout_s, statement_timeout_s=statement_timeout_s
+    )
 
 
 def held_connections(
@@ -84,12 +97,14 @@ def held_connections(
     *,
     sqlite: dict[str, str] | None = None,
     connect_timeout_s: float | None = None,
+    statement_timeout_s: float | None = None,
     **driver: Any,
 ) -> HeldConnections:
     """Up to ``users`` connections kept, PostgreSQL ``settings`` on top of the services' own,
     SQLite pragmas (``sqlite``) on top of theirs, and keyword arguments for asyncpg's ``connect``.
     ``connect_timeout_s`` bounds opening one (PostgreSQL): a statement's own bound
-    (:data:`STATEMENT_TIMEOUT_S`) starts only once it has a connection."""
+    (:data:`STATEMENT_TIMEOUT_S`) starts only once it has a connection. ``statement_timeout_s``
+    is the services' bound on a statement in the server (shared.db.engine.create_engine)."""
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
         server_settings = {"synchronous_commit": "off", **settings}
@@ -99,6 +114,7 @@ def held_connections(
         **postgres,
         sqlite_pragmas=sqlite,
         connect_timeout_s=connect_timeout_s,
+        statement_timeout_s=statement_timeout_s,
         pool_size=users,
         max_overflow=users,
         pool_pre_ping=False,  # a failed statement is retried on a new connection instead
@@ -188,8 +204,9 @@ class HeldConnections:
 
 def _connection_lost(driver: Any, exc: Exception) -> bool:
     """Whether asyncpg's connection is gone (closed, reset, or the server shutting down), as
-    opposed to one statement refused or timed out."""
-    if isinstance(exc, TimeoutError):
+    opposed to one statement refused or timed out (a QueryCanceledError, of the server-shutdown
+    class, is the server's statement_timeout: retried, it would wait out its bound twice)."""
+    if isinstance(exc, TimeoutError | QueryCanceledError):
         return False
     return driver.is_closed() or isinstance(
         exc, OSError | InterfaceError | PostgresConnectionError | OperatorInterventionError
