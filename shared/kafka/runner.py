@@ -203,7 +203,8 @@ class ConsumerRunner:
         (cancelled ``FINAL_COMMIT_S`` before ``timeout_s``, to commit what it handled before that
         batch in the time left). A loop waiting in its poll for a rebalance to end has
         nothing to finish (what it handled was committed when its partitions were revoked), and
-        aiokafka's poll waits for the assignment without limit: it is cancelled at once."""
+        aiokafka's poll waits for the assignment without limit: it is cancelled at once. A
+        cancelled loop is awaited at most ``TASK_STOP_TIMEOUT_S`` (see stop_tasks)."""
         self.loop.stop()
         task = self.task
         if task is None:
@@ -216,9 +217,12 @@ class ConsumerRunner:
                 task.cancel()
                 break
             await asyncio.wait({task}, timeout=min(left, DRAIN_CHECK_S))
-        await _wait_ended(task)  # else a replacement that stopping interrupted had cancelled it
+        # Bounded (else a replacement that stopping interrupted had cancelled it): a loop that lost
+        # its cancellation is logged and left behind, and the stop goes on to leave the group.
+        await stop_tasks([task])
         # A loop cut short (or failed before) did not commit what it handled: done here. One that
-        # ended as asked did, and left nothing to commit (no request then).
+        # ended as asked did, and left nothing to commit (no request then). One left behind only
+        # marks an offset once its batch is handled: what it marked so far is safe to commit.
         await self._commit_handled(commit_s)
 
     async def _commit_handled(self, seconds: float) -> None:

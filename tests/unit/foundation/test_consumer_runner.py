@@ -347,3 +347,44 @@ async def test_a_watchdog_that_lost_its_cancellation_does_not_hold_the_stop(
     assert took < 1.5
     assert consumer.stopped  # the stop went on: drained and left the group
     assert "did not end when cancelled" in caplog.text
+
+
+async def test_a_loop_that_lost_its_cancellation_does_not_hold_the_stop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # The drain cancels a batch that outlasts its bound, then waited for the loop without one: a
+    # handler whose cancellation was lost (a driver's cleanup error replacing it) held the stop
+    # until the pod was killed, without committing what was handled nor leaving the group.
+    monkeypatch.setattr(runtime, "TASK_STOP_TIMEOUT_S", 0.2)
+    settings = ConsumerSettings(
+        consumer_stuck_rebalance_s=60,
+        consumer_poll_timeout_ms=10,
+        consumer_batch_max=1,
+        consumer_commit_interval_ms=60_000,
+    )
+    consumer = JoiningConsumer()
+    consumer.pending = [record(i, good(i)) for i in range(3)]
+
+    async def handler(events: list[ConsumedEvent]) -> None:
+        if events[0].offset == 2:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                pass  # lost: runs on (a second cancellation ends it, so the test fails, not hangs)
+            await asyncio.sleep(60)
+
+    runner = tickets_runner(settings, "lost-cancel-loop-group", handler, lambda: consumer)
+    await runner.start()
+    await asyncio.sleep(0.2)
+    loop_task = runner.task
+    assert loop_task is not None
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(runner.stop(timeout_s=1), timeout=3)
+        took = time.monotonic() - started
+    finally:
+        loop_task.cancel()
+    assert took < 1.5  # the drain's bound and the loop's stop bound
+    assert consumer.committed == [{TP: 1}, {TP: 2}]  # what was handled, at the stop
+    assert consumer.stopped  # it left the group
+    assert "did not end when cancelled" in caplog.text
