@@ -220,22 +220,27 @@ async def test_retrying_a_failed_delivery_is_audited(sessions):
             await session.execute(delete(WritebackDelivery).where(WritebackDelivery.id == failed.id))
 
 
+def unclaimed_deliveries(statuses: list[str]) -> list[WritebackDelivery]:
+    """One delivery per status, for a target that does not exist: the sender never claims them."""
+    return [
+        WritebackDelivery(
+            target_id=0,
+            event_id=new_id()[:36],
+            kind="assignment",
+            ticket_key=f"api:{new_id()[:8]}",
+            body="{}",
+            status=status,
+            attempts=1,
+        )
+        for status in statuses
+    ]
+
+
 async def test_deliveries_are_paged_newest_first_with_a_next_link(sessions):
     """The queue was listed up to ``limit`` (1,000 at most) with no way past it: ``before`` is now
     the cursor, and a full page's ``Link`` names the next, older one, the filter kept."""
     async with sessions() as session, session.begin():
-        rows = [
-            WritebackDelivery(
-                target_id=0,  # no such target: the sender never claims them
-                event_id=new_id()[:36],
-                kind="assignment",
-                ticket_key=f"api:{new_id()[:8]}",
-                body="{}",
-                status="delivered" if n == 2 else "failed",
-                attempts=1,
-            )
-            for n in range(6)
-        ]
+        rows = unclaimed_deliveries(["delivered" if n == 2 else "failed" for n in range(6)])
         session.add_all(rows)
         await session.flush()
     ids = [row.id for row in rows]
@@ -270,18 +275,7 @@ async def test_a_page_of_failed_deliveries_is_read_from_the_status_index(databas
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's query plan")
     async with sessions() as session, session.begin():
-        rows = [
-            WritebackDelivery(
-                target_id=0,  # no such target: the sender never claims them
-                event_id=new_id()[:36],
-                kind="assignment",
-                ticket_key=f"api:{new_id()[:8]}",
-                body="{}",
-                status="failed" if n % 40 == 0 else "delivered",
-                attempts=1,
-            )
-            for n in range(4000)
-        ]
+        rows = unclaimed_deliveries(["failed" if n % 40 == 0 else "delivered" for n in range(4000)])
         session.add_all(rows)
     ids = [row.id for row in rows]
     ran: list[tuple[str, object]] = []
