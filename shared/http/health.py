@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -19,6 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +38,18 @@ HTTP_SECONDS = Histogram(
 SERVICE_INFO = Gauge(
     "service_info", "1 per running service instance, and its version", ["service", "version"]
 )
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """``ready``; ``degraded`` when only a check readiness does not need failed (still 200);
+    ``unavailable`` (503) when one it needs failed, or there is none yet (still starting)."""
+
+    status: Literal["ready", "degraded", "unavailable"]
+    checks: dict[str, str] = Field(description='By check: "ok", or why it failed')
 
 
 def database_check(engine: AsyncEngine) -> Check:
@@ -68,11 +81,19 @@ def health_router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
     """Mounted at app creation; the checks come from ``app.state.checks`` set in the lifespan."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness: the process is up")
+    @router.get("/healthz", summary="Liveness: the process is up", response_model=Liveness)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: what the service cannot work without is reachable")
+    @router.get(
+        "/readyz",
+        summary="Readiness: what the service cannot work without is reachable",
+        response_model=Readiness,
+        # A probe's report, not a problem: the same document as the 200's, for probes and people.
+        responses={
+            503: {"model": Readiness, "description": "Not ready: a check that readiness needs failed"}
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Check] = getattr(request.app.state, "checks", {})
         degraded_checks: dict[str, Check] = getattr(request.app.state, "degraded_checks", {})
@@ -90,6 +111,7 @@ def health_router(registry: CollectorRegistry = REGISTRY) -> APIRouter:
         description="All series, or with `name[]=` (repeatable) only the named series, as "
         "prometheus_client's own handlers do: a cheap probe for one value.",
         response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
     )
     async def metrics(
         names: Annotated[list[str] | None, Query(alias="name[]", description="series names to keep")] = None,

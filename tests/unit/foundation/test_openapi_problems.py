@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.intake.app import create_app as intake_app
 from services.metrics.app import create_app as metrics_app
@@ -34,6 +35,7 @@ def test_every_declared_error_is_problem_json(service: str) -> None:
         for method, path, op in operations(app)
         for code, response in op["responses"].items()
         if code[0] in "45" and list(response.get("content", {})) != [PROBLEM_JSON]
+        if (method, path, code) != ("GET", "/readyz", "503")  # a probe's report: below
     ]
     assert wrong == [], "FastAPI's default 422 (application/json HTTPValidationError) is never sent"
     assert "HTTPValidationError" not in app.openapi().get("components", {}).get("schemas", {})
@@ -72,3 +74,20 @@ def test_preconditions_declare_the_etag_and_unavailability_its_retry_after(servi
                 assert "ETag" in responses[code].get("headers", {}), (method, path, code)
         if path.startswith("/v1/"):
             assert "Retry-After" in responses.get("503", {}).get("headers", {}), (method, path)
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_probes_and_the_exposition_declare_what_they_answer(service: str) -> None:
+    # /readyz's 503 (not ready) was undocumented, its 200 and /healthz's bodies had no schema, and
+    # /metrics declared JSON for Prometheus' text: a client generated from the document, or a
+    # fuzzer checking answers against it, read them wrong.
+    spec = APPS[service]().openapi()
+    ops = {path: spec["paths"][path]["get"]["responses"] for path in ("/readyz", "/healthz", "/metrics")}
+    for code in ("200", "503"):
+        schema = ops["/readyz"][code]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Readiness"}
+    readiness = spec["components"]["schemas"]["Readiness"]
+    assert set(readiness["required"]) == {"status", "checks"}
+    assert readiness["properties"]["status"]["enum"] == ["ready", "degraded", "unavailable"]
+    assert "Liveness" in ops["/healthz"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert list(ops["/metrics"]["200"]["content"]) == [CONTENT_TYPE_LATEST]
