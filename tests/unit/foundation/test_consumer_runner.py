@@ -230,10 +230,9 @@ async def test_a_stuck_consumer_whose_stop_fails_is_replaced_all_the_same(monkey
     assert handled == ["api:1"] and fresh.committed == [{TP: 1}]
 
 
-async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_one_in_hand():
-    # A batch whose handler outlives the drain timeout (a statement waiting out a 30 s timeout
-    # on a stalled database) was cancelled, and with it the loop's final commit: the batches
-    # handled before it but not committed yet (the commit interval) were delivered again.
+def three_single_event_batches() -> tuple[ConsumerSettings, JoiningConsumer]:
+    """A consumer holding three events, taken one per batch; the commit interval is so long that
+    only the first batch is committed before the stop (at once), the rest at the stop."""
     settings = ConsumerSettings(
         consumer_stuck_rebalance_s=60,
         consumer_poll_timeout_ms=10,
@@ -242,6 +241,14 @@ async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_on
     )
     consumer = JoiningConsumer()
     consumer.pending = [record(i, good(i)) for i in range(3)]
+    return settings, consumer
+
+
+async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_one_in_hand():
+    # A batch whose handler outlives the drain timeout (a statement waiting out a 30 s timeout
+    # on a stalled database) was cancelled, and with it the loop's final commit: the batches
+    # handled before it but not committed yet (the commit interval) were delivered again.
+    settings, consumer = three_single_event_batches()
     handled: list[int] = []
 
     async def handler(events: list[ConsumedEvent]) -> None:
@@ -356,14 +363,7 @@ async def test_a_loop_that_lost_its_cancellation_does_not_hold_the_stop(
     # handler whose cancellation was lost (a driver's cleanup error replacing it) held the stop
     # until the pod was killed, without committing what was handled nor leaving the group.
     monkeypatch.setattr(runtime, "TASK_STOP_TIMEOUT_S", 0.2)
-    settings = ConsumerSettings(
-        consumer_stuck_rebalance_s=60,
-        consumer_poll_timeout_ms=10,
-        consumer_batch_max=1,
-        consumer_commit_interval_ms=60_000,
-    )
-    consumer = JoiningConsumer()
-    consumer.pending = [record(i, good(i)) for i in range(3)]
+    settings, consumer = three_single_event_batches()
 
     async def handler(events: list[ConsumedEvent]) -> None:
         if events[0].offset == 2:
