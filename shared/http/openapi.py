@@ -67,14 +67,21 @@ _RETRY_AFTER = {503: {"Retry-After": {"description": "Seconds to wait", "schema"
 
 
 def document_problems(
-    app: FastAPI, json_checked: tuple[str, ...] = (), query_checked: tuple[str, ...] = ()
+    app: FastAPI,
+    json_checked: tuple[str, ...] = (),
+    query_checked: tuple[str, ...] = (),
+    never_invalid: tuple[str, ...] = (),
 ) -> None:
     """Make ``app``'s OpenAPI document say what its errors are: problem+json, not FastAPI's default
     422 (``HTTPValidationError`` as application/json, which no response carries), the 413 of the
     body limit for every operation that takes a body, and the 415 of ``refuse_non_json_body`` for
     those under ``json_checked`` (path prefixes), the 400 of ``refuse_unknown_query`` for those under
     ``query_checked``, and the 503 (Retry-After) of a database away for a
-    moment for every ``/v1/`` operation. Operations declaring these keep their wording."""
+    moment for every ``/v1/`` operation. Operations declaring these keep their wording.
+
+    FastAPI declares a 422 for every operation with a parameter; the operations at ``never_invalid``
+    (exact paths) have none that a request can fail, and no app-wide guard of ``app`` refuses one
+    (the router's ``refuse_nul`` does), so their 422 is left out."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -82,6 +89,8 @@ def document_problems(
         for path, item in schema.get("paths", {}).items():
             for operation in item.values():
                 responses = operation.get("responses", {})
+                if path in never_invalid:
+                    responses.pop("422", None)
                 for response in responses.values():
                     if _FASTAPI_VALIDATION in orjson.dumps(response.get("content", {})).decode():
                         response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
