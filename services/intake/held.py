@@ -51,9 +51,12 @@ log = logging.getLogger(__name__)
 # A server that hangs without closing its connections turns into 503s, not requests queued for good.
 # On SQLite the statement still finishes in aiosqlite's thread (its busy_timeout bounds it), and
 # discarding the connection waits for that. On PostgreSQL a statement given up on would run on in
-# the server, holding its locks: the server's statement_timeout on these connections is this bound
-# too (or the services' own, DATABASE_STATEMENT_TIMEOUT_S, when that is shorter).
+# the server, holding its locks: the server's statement_timeout on these connections is a second
+# shorter (or the services' own, DATABASE_STATEMENT_TIMEOUT_S, when that is shorter still), so
+# that a slow statement ends with the server's cancel, which keeps the connection, and the
+# client's bound is left for a server that does not answer at all.
 STATEMENT_TIMEOUT_S = 10.0
+SERVER_STATEMENT_TIMEOUT_S = STATEMENT_TIMEOUT_S - 1.0
 REPLAN_AFTER_S = 1.0
 R = TypeVar("R")
 
@@ -106,11 +109,11 @@ def held_connections(
     ``connect_timeout_s`` bounds opening one (PostgreSQL): a statement's own bound
     (:data:`STATEMENT_TIMEOUT_S`) starts only once it has a connection. ``statement_timeout_s``
     is the services' bound on a statement in the server (shared.db.engine.create_engine; None or
-    0: none); these connections' is the shorter of it and :data:`STATEMENT_TIMEOUT_S`."""
-    # The server ends a statement no later than :meth:`HeldConnections.call` gives up on it: with
-    # the services' 30 s, one given up on ran on in PostgreSQL for up to 20 s more, holding the
-    # locks it took (a ledger record's), its connection already discarded.
-    statement_timeout_s = min(statement_timeout_s or STATEMENT_TIMEOUT_S, STATEMENT_TIMEOUT_S)
+    0: none); these connections' is the shorter of it and :data:`SERVER_STATEMENT_TIMEOUT_S`."""
+    # The server ends a statement before :meth:`HeldConnections.call` gives up on it: with the
+    # services' 30 s, one given up on ran on in PostgreSQL for up to 20 s more, holding the locks
+    # it took (a ledger record's), its connection already discarded.
+    statement_timeout_s = min(statement_timeout_s or SERVER_STATEMENT_TIMEOUT_S, SERVER_STATEMENT_TIMEOUT_S)
     postgres: dict[str, Any] = {}
     if not is_sqlite(database_url):
         server_settings = {"synchronous_commit": "off", **settings}

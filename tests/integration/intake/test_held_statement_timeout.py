@@ -3,7 +3,8 @@ statement bound, as its pool does. Before, they had only the client's own bound
 (``services.intake.held.STATEMENT_TIMEOUT_S``): a statement given up on there (its connection
 discarded) ran on in PostgreSQL, a record holding the row locks it took, for as long as it took.
 Then they had the services' (``DATABASE_STATEMENT_TIMEOUT_S``, 30 s by default), which still let it
-run on for 20 s after the client's 10: the server's bound is now the shorter of the two."""
+run on for 20 s after the client's 10: the server's bound is now the shorter of the services' and
+a second less than the client's, so that the server's cancel (which keeps the connection) comes first."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from sqlalchemy import text
 
 from services.intake import app as intake_app
 from services.intake.app import create_app
-from services.intake.held import STATEMENT_TIMEOUT_S, gate_connections, ledger_connections
+from services.intake.held import (
+    SERVER_STATEMENT_TIMEOUT_S,
+    STATEMENT_TIMEOUT_S,
+    gate_connections,
+    ledger_connections,
+)
 from shared.settings import IntakeSettings
 
 
@@ -28,14 +34,14 @@ def _postgres_only(database_url: str) -> None:
     ("setting", "pools", "helds"),
     [
         (1.5, "1500ms", "1500ms"),  # shorter than the client's bound: kept
-        (30.0, "30s", "10s"),  # the default: the held connections' is the client's (STATEMENT_TIMEOUT_S)
+        (30.0, "30s", "9s"),  # the default: the held connections' is a second under the client's
     ],
 )
 async def test_intakes_connections_take_the_shorter_of_the_services_and_their_own_timeout(
     database_url: str, monkeypatch: pytest.MonkeyPatch, setting: float, pools: str, helds: str
 ) -> None:
     _postgres_only(database_url)
-    assert STATEMENT_TIMEOUT_S == 10.0  # the expected "10s" above
+    assert (STATEMENT_TIMEOUT_S, SERVER_STATEMENT_TIMEOUT_S) == (10.0, 9.0)  # the expected "9s" above
     monkeypatch.setattr(intake_app, "BROKER_WAIT_AT_START_S", 0)  # no broker needed: its port is shut
     settings = IntakeSettings(
         database_url=database_url,
@@ -54,7 +60,7 @@ async def test_intakes_connections_take_the_shorter_of_the_services_and_their_ow
 @pytest.mark.parametrize("make", [ledger_connections, gate_connections])
 @pytest.mark.parametrize(
     ("setting", "shown"),
-    [(30.0, "10s"), (10.0, "10s"), (2.5, "2500ms"), (None, "10s"), (0.0, "10s")],
+    [(30.0, "9s"), (10.0, "9s"), (2.5, "2500ms"), (None, "9s"), (0.0, "9s")],
 )
 async def test_held_connections_are_never_bounded_later_than_the_client_gives_up(
     database_url: str, make, setting: float | None, shown: str
