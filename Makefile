@@ -3,8 +3,8 @@ SHELL := /bin/bash
 # The interpreter the venv is made from: the system's (Debian's /usr/bin/python3) when it is 3.11 or
 # newer and can make a venv, else the first python3 on PATH. Distribution builds, like the
 # production image's python:3.11-slim, are compiled with profile-guided optimisation; a plain
-# source build (pyenv's default) ran the router ~11 % and the bare loops ~40 % slower here
-# (README, Performance). Override with `make PYTHON=... install` (into a new .venv).
+# source build (pyenv's default) ran the router ~15 % and the bare loops ~40 % slower here
+# (README, Performance). Another: `make clean install PYTHON=/path/to/python3`.
 PYTHON ?= $(or $(shell for p in /usr/bin/python3 python3; do $$p -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done),python3)
 VENV := .venv
 BIN := $(VENV)/bin
