@@ -47,8 +47,9 @@ class CommonSettings(BaseSettings):
         ge=0,
         le=86_400,
         description="PostgreSQL: longest a service's statement may run (the server's statement_timeout; "
-        "the client gives up on a silent server a few seconds later); 0: no limit. Migrations and "
-        "ticketctl have none.",
+        "the client gives up on a silent server a few seconds later); 0: no limit. Intake's "
+        "per-request statements (delivery ids, the outbox check) run at most 9 s, even when this "
+        "allows more or sets no limit. Migrations and ticketctl have none.",
     )
     # asyncpg's own bound is 60 s: against a black-holed database each checkout that had to connect
     # (the pool's first, one after an invalidation, intake's ledger connections) held its request

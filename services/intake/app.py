@@ -113,10 +113,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
     # The admin API's refuse_non_json_body and refuse_unknown_query.
-    # GET /metrics takes only name[] (any strings) and intake refuses no NUL app-wide: no 422.
-    document_problems(
-        app, json_checked=("/v1/sources",), query_checked=("/v1/sources",), never_invalid=("/metrics",)
-    )
+    document_problems(app, json_checked=("/v1/sources",), query_checked=("/v1/sources",))
     install_conditional_get(app)  # inside the timing: its status label says 304
     install_timing(app, "intake")
     # The hot path first and on the app itself: a ticket is not tried against the other routes.

@@ -109,9 +109,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_strict_slashes(app)  # a trailing-slash mismatch is a 404 problem, not a bare 307
     install_method_not_allowed(app)  # a 405's Allow lists every method the path serves
-    # GET /metrics takes only name[] (any strings, any number of them) and this app refuses no
-    # NUL app-wide: FastAPI's 422 for it could never be answered.
-    document_problems(app, query_checked=("/v1/",), never_invalid=("/metrics",))
+    document_problems(app, query_checked=("/v1/",))
     install_timing(app, "metrics")
     app.include_router(health_router())
     # As on the other services' APIs: ?as_of=... or a misspelt filter is refused, not ignored.

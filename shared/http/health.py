@@ -27,6 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # A check returns None when fine, or a short reason; "degraded" checks do not fail readiness.
 Check = Callable[[], Awaitable[str | None]]
 
+# Every service's probes and Prometheus exposition (health_router): they answer whatever query
+# string a probe or a scraper adds (shared/http/nul_guard.py).
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
 HTTP_SECONDS = Histogram(
     "http_request_duration_seconds",
     "HTTP request latency by route template (never the raw path, to bound cardinality)",

@@ -5,7 +5,9 @@ rule or policy holding one broke every later read of the configuration.
 
 One app-wide dependency (``FastAPI(dependencies=[Depends(refuse_nul)])``) rather than a check in
 every schema: it covers the JSON body, the query parameters and the path parameters of every
-operation, those added later included.
+operation, those added later included. Except the probes and the exposition
+(``PROBE_PATHS``): they read nothing of a request that could reach the database, and a probe or a
+scraper adding a query of its own gets its answer, not a 422.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import orjson
 from fastapi import Request
 
 from shared.db.storable import ESCAPED_NUL, NUL, NUL_MESSAGE, unstorable
+from shared.http.health import PROBE_PATHS
 from shared.http.problems import Problem
 
 # Besides the escape (ESCAPED_NUL), a UTF-16/32 body may hold U+0000 anywhere: its ASCII
@@ -51,6 +54,8 @@ def nul_problem(field: str, message: str = NUL_MESSAGE) -> Problem:
 
 async def refuse_nul(request: Request) -> None:
     """422 naming the path parameter, query parameter or JSON pointer that holds U+0000."""
+    if request.scope["path"] in PROBE_PATHS:
+        return
     for name, value in request.path_params.items():
         if NUL in str(value):
             raise nul_problem(f"/path/{name}")

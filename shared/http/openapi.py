@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
+from shared.http.health import PROBE_PATHS
 from shared.http.problems import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -70,7 +71,6 @@ def document_problems(
     app: FastAPI,
     json_checked: tuple[str, ...] = (),
     query_checked: tuple[str, ...] = (),
-    never_invalid: tuple[str, ...] = (),
 ) -> None:
     """Make ``app``'s OpenAPI document say what its errors are: problem+json, not FastAPI's default
     422 (``HTTPValidationError`` as application/json, which no response carries), the 413 of the
@@ -79,9 +79,9 @@ def document_problems(
     ``query_checked``, and the 503 (Retry-After) of a database away for a
     moment for every ``/v1/`` operation. Operations declaring these keep their wording.
 
-    FastAPI declares a 422 for every operation with a parameter; the operations at ``never_invalid``
-    (exact paths) have none that a request can fail, and no app-wide guard of ``app`` refuses one
-    (the router's ``refuse_nul`` does), so their 422 is left out."""
+    FastAPI declares a 422 for every operation with a parameter; the probes and the exposition
+    (``PROBE_PATHS``) have none that a request can fail, and the app-wide guards pass them by
+    (``refuse_nul``), so their 422 is left out."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -89,7 +89,7 @@ def document_problems(
         for path, item in schema.get("paths", {}).items():
             for operation in item.values():
                 responses = operation.get("responses", {})
-                if path in never_invalid:
+                if path in PROBE_PATHS:
                     responses.pop("422", None)
                 for response in responses.values():
                     if _FASTAPI_VALIDATION in orjson.dumps(response.get("content", {})).decode():

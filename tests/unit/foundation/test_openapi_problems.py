@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +15,7 @@ from starlette.types import Message, Scope
 from services.intake.app import create_app as intake_app
 from services.metrics.app import create_app as metrics_app
 from services.router.app import create_app as router_app
+from shared.db.storable import NUL_MESSAGE
 from shared.http.problems import PROBLEM_JSON
 from shared.settings import IntakeSettings, MetricsSettings, RouterSettings
 
@@ -97,18 +99,16 @@ def test_probes_and_the_exposition_declare_what_they_answer(service: str) -> Non
 
 def test_only_an_operation_that_can_answer_422_declares_it() -> None:
     # FastAPI declares a 422 for every operation with a parameter. GET /metrics takes only name[],
-    # any strings, and neither the metrics service nor intake refuses a NUL app-wide: its 422 could
-    # never be answered there. The router's refuse_nul (app-wide) answers it, on /metrics too.
+    # any strings, and no app-wide guard refuses a probe's or a scraper's query (the router's
+    # refuse_nul passes them by): its 422 could never be answered.
     declared = {
         (service, method, path): "422" in op["responses"]
         for service, make in APPS.items()
         for method, path, op in operations(make())
         if op.get("parameters") or "requestBody" in op
     }
-    assert declared.pop(("metrics", "GET", "/metrics")) is False
-    assert declared.pop(("intake", "GET", "/metrics")) is False
-    assert declared[("router", "GET", "/metrics")] is True
-    assert asyncio.run(_get_status(router_app(RouterSettings()), "/metrics", b"name[]=%00")) == 422
+    for service in APPS:
+        assert declared.pop((service, "GET", "/metrics")) is False
     assert [operation for operation, has_422 in declared.items() if not has_422] == []
 
 
@@ -124,22 +124,47 @@ def test_only_an_operation_that_can_answer_422_declares_it() -> None:
         b"name[][]=1",
         b"name[]=\xff",
         b"name=1",
+        b"%00=%00",
     ],
 )
-@pytest.mark.parametrize("service", ["metrics", "intake"])
+@pytest.mark.parametrize("service", sorted(APPS))
 def test_the_exposition_takes_any_query(service: str, query: bytes) -> None:
     # What the document's missing 422 stands for: no name[] value is refused (no lifespan needed:
     # the exposition reads the process's registry).
     assert asyncio.run(_get_status(APPS[service](), "/metrics", query)) == 200
 
 
-async def _get_status(app: FastAPI, path: str, query: bytes) -> int:
+@pytest.mark.parametrize("body", [b"", b'{"a": "\\u0000"}', b"\x00"])
+@pytest.mark.parametrize("query", [b"", b"probe=%00", b"%00"])
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_probes_answer_whatever_the_probe_sends(service: str, query: bytes, body: bytes) -> None:
+    # The router's app-wide refuse_nul had answered its probes 422 for a NUL in the query or body,
+    # which they do not document: a probe gets the process's state. Without the lifespan nothing is
+    # checked, so /readyz says unavailable.
+    app = APPS[service]()
+    assert asyncio.run(_get_status(app, "/healthz", query, body)) == 200
+    assert asyncio.run(_get_status(app, "/readyz", query, body)) == 503
+
+
+def test_the_router_still_refuses_a_nul_elsewhere() -> None:
+    # The probes' exemption is theirs alone: an API operation's query still gets the 422 it declares.
+    sent = asyncio.run(_get(router_app(RouterSettings()), "/v1/teams", b"limit=%00", b""))
+    assert sent[0]["status"] == 422
+    assert orjson.loads(sent[1]["body"])["errors"] == [{"field": "/query/limit", "message": NUL_MESSAGE}]
+
+
+async def _get_status(app: FastAPI, path: str, query: bytes, body: bytes = b"") -> int:
     """The status ``app`` answers GET ``path`` with the raw ``query`` (bytes an HTTP client would
-    escape or refuse included)."""
+    escape or refuse included) and ``body``."""
+    return int((await _get(app, path, query, body))[0]["status"])
+
+
+async def _get(app: FastAPI, path: str, query: bytes, body: bytes) -> list[Message]:
+    """What ``app`` sends for GET ``path`` with the raw ``query`` and ``body``."""
     sent: list[Message] = []
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -159,4 +184,4 @@ async def _get_status(app: FastAPI, path: str, query: bytes) -> int:
         "server": ("127.0.0.1", 80),
     }
     await app(scope, receive, send)
-    return int(sent[0]["status"])
+    return sent
