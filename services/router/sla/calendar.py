@@ -18,11 +18,14 @@ Intervals must lie within one local day; a night shift is ``22:00-24:00`` on one
 
 Deadlines are walked at most :data:`DEADLINE_HORIZON` (ten years) of calendar time ahead: a
 calendar with one open minute a week would otherwise turn a year's target into a walk of 10,000
-years (and an OverflowError past year 9999) for every deadline of every ticket. The walk steps a
-whole week at a time where the week is regular (no holiday, no UTC offset change) and a day at a
-time otherwise, so its cost is bounded by the horizon whatever the calendar. The admin API refuses
-targets that do not end within it from every start (:func:`least_open_time_within_horizon`); past
-it, :func:`business_deadline` says ``None`` and :func:`add_business_time` caps (and logs).
+years (and an OverflowError past year 9999) for every deadline of every ticket. A deadline is
+searched in the calendar's :class:`~services.router.sla.timeline.Timeline` (its intervals end to
+end, in blocks of four weeks built once), so a search looks into each day of the horizon at most
+once whatever the calendar. Business time between two instants is walked, a whole week at a time
+where the week is regular (no holiday, no UTC offset change) and a day at a time otherwise. The
+admin API refuses targets that do not end within it from every start
+(:func:`least_open_time_within_horizon`); past it, :func:`business_deadline` says ``None`` and
+:func:`add_business_time` caps (and logs).
 :func:`business_time_between` counts at most the horizon too: a longer span (a ticket time
 centuries off) is clamped to its first ten years, and logged.
 """
@@ -42,6 +45,8 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.router.sla.timeline import Timeline
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
@@ -350,6 +355,11 @@ class BusinessCalendar(BaseModel):
     def _memo(self) -> _DayMemo:
         return _DayMemo()
 
+    @cached_property
+    def timeline(self) -> Timeline:
+        """The business intervals end to end, for deadlines (services/router/sla/timeline.py)."""
+        return Timeline(self)
+
     def intervals_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The UTC ``[start, end)`` business intervals of one local date (empty ones dropped)."""
         return self._memo.recall(self._memo.intervals, day, self._intervals_of)
@@ -438,39 +448,10 @@ def business_deadline(
     if calendar.open_around_the_clock:
         return cursor + duration if duration <= limit - cursor else None
     try:
-        found = _walk(calendar, cursor, duration, limit)
-    except OverflowError:  # the walk reached the end of datetime's range (a start near year 9999)
+        found = calendar.timeline.deadline(cursor, duration, limit)
+    except OverflowError:  # the search reached the end of datetime's range (a start near year 9999)
         return None
     return found if found is not None and found <= limit else None
-
-
-def _walk(
-    calendar: BusinessCalendar, cursor: datetime, remaining: timedelta, limit: datetime
-) -> datetime | None:
-    week = timedelta(days=7)
-    day = cursor.astimezone(calendar.tz).date()
-    # Bounded by the local date, so that a day's start (two zone conversions) is worked out only
-    # where a whole week may be skipped: the walk runs for every deadline of every routing event.
-    last = limit.astimezone(calendar.tz).date()
-    while day <= last:
-        # Skip whole regular weeks; strictly greater keeps the final instant inside the walk below.
-        if (
-            remaining > calendar.week_total
-            and calendar.day_start(day) >= cursor
-            and calendar.week_is_regular(day)
-        ):
-            remaining -= calendar.week_total
-            day += week
-            continue
-        for begin, end in calendar.intervals_on(day):
-            if end <= cursor:
-                continue
-            begin = max(begin, cursor)
-            if end - begin >= remaining:
-                return begin + remaining
-            remaining -= end - begin
-        day += timedelta(days=1)
-    return None
 
 
 def add_business_time(calendar: BusinessCalendar, start: datetime, duration: timedelta) -> datetime:
