@@ -13,7 +13,7 @@ counted, and the batch size does not bias it. In the same run, the bare loop
 (bench/harness/bare_router.py: getmany -> send -> acks -> commit, same settings) forwards the
 same N events, measured the same way. A second run per database adds an SLA policy on a
 business-hours calendar that every ticket falls under (each event then works out its deadlines
-and warning instants by walking the calendar's days), on a fresh database and topics.
+and warning instants on the calendar's open intervals), on a fresh database and topics.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def store_rules(database_url: str, count: int) -> None:
 
 
 # Every ticket runs an SLA clock on business hours, as a support desk's would: its deadlines and
-# warning instants are worked out on each event, by walking the calendar's days.
+# warning instants are worked out on each event, on the calendar's open intervals.
 OFFICE = {
     "name": "office",
     "timezone": "Europe/Berlin",
