@@ -3,7 +3,7 @@ threshold, evaluation, language detection and urgency signals. Pure Python, no I
 
 from services.router.classification.data import load_labelled_file
 from services.router.classification.evaluation import ClassFigures, EvaluationReport, evaluate
-from services.router.classification.features import FeatureConfig
+from services.router.classification.features import FeatureConfig, batch_tokens
 from services.router.classification.language import (
     DEFAULT_LANGUAGES,
     LanguageGuess,
@@ -36,6 +36,7 @@ __all__ = [
     "TrainingFigures",
     "UrgencyAssessment",
     "assess_urgency",
+    "batch_tokens",
     "choose_threshold",
     "detect_language",
     "detect_languages",

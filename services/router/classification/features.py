@@ -109,6 +109,20 @@ def _word_runs(lowered: str, words: list[str]) -> list[str]:
     return words if blanked == lowered else blanked.split()
 
 
+# A batch's tokens as the batch path reads them, per text: its lower-cased whitespace-separated
+# words (for char n-grams) and ``_word_runs`` (for word terms; in ASCII text, its runs of word
+# characters).
+BatchTokens = tuple[list[list[str]], list[list[str]]]
+
+
+def batch_tokens(texts: Sequence[str]) -> BatchTokens:
+    """The tokens ``transform_stacked`` reads of the texts: computed once, they serve every model
+    of a batch and the urgency scan (``scan_text``'s ``ascii_words``)."""
+    lowered = [t.lower() for t in texts]
+    words = [d.split() for d in lowered]
+    return words, list(map(_word_runs, lowered, words))
+
+
 def _normalise_rows(m: sp.csr_matrix, row_norms: FloatArray) -> None:
     """Scales each non-empty row of ``m`` in place to the given L2 norm."""
     lengths = np.diff(m.indptr)
@@ -215,7 +229,7 @@ class TextFeaturizer:
         within a row are not sorted (that would add a third); ``sort_indices()`` where it matters."""
         return _side_by_side(self.transform_stacked(texts))
 
-    def transform_stacked(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def transform_stacked(self, texts: Sequence[str], tokens: BatchTokens | None = None) -> sp.csr_matrix:
         """``transform`` with each text's blocks on two rows: row i holds the word block of text i
         and row n + i its weighted char block, in the same columns. ``x @ w`` then scores a text as
         the sum of its two rows' products, with no joining of the blocks.
@@ -223,11 +237,11 @@ class TextFeaturizer:
         The whole batch is counted at once, in C loops: each token is looked up once, bigrams are
         found by the ids of their words (``BigramTable``), and one sparse product turns the word
         terms and whitespace words met in each text into both blocks' counts (``FeatureRows``).
+        ``tokens``: ``batch_tokens(texts)``, when the caller has them.
         """
-        lowered = [t.lower() for t in texts]
-        n = len(lowered)
-        words = [d.split() for d in lowered]
-        terms, term_ptr = self._term_occurrences(list(map(_word_runs, lowered, words)))
+        words, runs = batch_tokens(texts) if tokens is None else tokens
+        n = len(words)
+        terms, term_ptr = self._term_occurrences(runs)
         word_ptr = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(np.fromiter(map(len, words), np.int32, n), out=word_ptr[1:])
         table = self._feature_rows()

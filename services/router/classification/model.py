@@ -17,7 +17,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 from sklearn.model_selection import StratifiedKFold
 
-from services.router.classification.features import FeatureConfig, TextFeaturizer
+from services.router.classification.features import BatchTokens, FeatureConfig, TextFeaturizer
 from services.router.classification.stacking import (
     Blocks,
     Meta,
@@ -190,19 +190,21 @@ class TicketClassifier:
         """The word and char blocks of this classifier's feature rows, as the stack's bases see them."""
         return Blocks.of(x, len(self.featurizer.word_idf), self.featurizer.config.char_weight)
 
-    def decision_scores(self, texts: Sequence[str]) -> np.ndarray:
+    def decision_scores(self, texts: Sequence[str], tokens: BatchTokens | None = None) -> np.ndarray:
+        """``tokens``: ``batch_tokens(texts)``, when the caller has them."""
         self._meta()
         # A text's word and char blocks are two rows here: adding their products saves joining them.
-        scores = np.asarray(self.featurizer.transform_stacked(texts) @ self._weights)
+        scores = np.asarray(self.featurizer.transform_stacked(texts, tokens) @ self._weights)
         return scores[: len(texts)] + scores[len(texts) :] + self._intercept
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return softmax(self.decision_scores(texts), self._meta().temperature)
+    def predict_proba(self, texts: Sequence[str], tokens: BatchTokens | None = None) -> np.ndarray:
+        return softmax(self.decision_scores(texts, tokens), self._meta().temperature)
 
-    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict_many(self, texts: Sequence[str], tokens: BatchTokens | None = None) -> list[Prediction]:
+        """``tokens``: ``batch_tokens(texts)``, when the caller has them (a batch's models share them)."""
         if len(texts) < BATCH_FROM:
             return [self.predict(text) for text in texts]
-        proba = self.predict_proba(texts)
+        proba = self.predict_proba(texts, tokens)
         best = proba.argmax(axis=1)
         confidence = proba[np.arange(len(best)), best]
         # In float64: against a float32 array numpy rounds the threshold to float32, which let a

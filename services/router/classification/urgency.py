@@ -218,6 +218,14 @@ _STARTS = sorted({p.parts[0] for p in _STARTING}, key=len, reverse=True)
 _START_RE = re.compile(" (?:" + "|".join(re.escape(s[1:]) for s in _STARTS) + ")")
 _BY_START = {s: [p for p in _STARTING if s.startswith(p.parts[0])] for s in _STARTS}
 _INSIDE = [p for p in _PHRASES if not p.words and not p.parts[0].startswith(" ")]  # substring tests
+# Those grouped by their first part's last few characters, a substring of it: 7 of the 10 end in
+# "storing ". A text without a group's key skips the group; the rest are tested in full below.
+# Four tests instead of ten: 2.6 -> 0.7 µs a text on the bench's tickets.
+_INSIDE_KEY = 5
+_INSIDE_BY_KEY: tuple[tuple[str, tuple[_Phrase, ...]], ...] = tuple(
+    (key, tuple(p for p in _INSIDE if p.parts[0][-_INSIDE_KEY:] == key))
+    for key in dict.fromkeys(p.parts[0][-_INSIDE_KEY:] for p in _INSIDE)
+)
 
 
 def _candidates(words: Iterable[str], spaced: str) -> dict[int, set[int]]:
@@ -225,7 +233,7 @@ def _candidates(words: Iterable[str], spaced: str) -> dict[int, set[int]]:
     present = _WORDS.intersection(words)
     maybe = [p for word in present for p in _BY_WORD.get(word, ()) if p.words <= present]
     maybe += [p for start in set(_START_RE.findall(spaced)) for p in _BY_START[start]]
-    maybe += [p for p in _INSIDE if p.parts[0] in spaced]
+    maybe += [p for key, group in _INSIDE_BY_KEY if key in spaced for p in group]
     chosen: dict[int, set[int]] = {}
     for p in maybe:
         if all(part in spaced for part in p.parts):
@@ -247,15 +255,20 @@ def _blank_long_tokens(text: str) -> str:
     return _LONG_TOKEN.sub(" ", text)
 
 
-def _phrases(text: str) -> list[list[str]]:
+def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]:
     """By lexicon, the phrases matched in ``text`` once long tokens are blanked, in order.
 
-    Matches in ASCII text come out lower-cased.
+    Matches in ASCII text come out lower-cased. ``ascii_words``: see ``scan_text``.
     """
     if text.isascii():
         # Words from before the blanking: the long ones only let more phrases through, still sound.
-        spaced = f" {text.translate(_ASCII_WORDS)} "
-        words: list[str] = spaced.split()
+        if ascii_words is None:
+            spaced = f" {text.translate(_ASCII_WORDS)} "
+            words: list[str] = spaced.split()
+        else:
+            # Single spaces between the words: the same substring tests, as no part has an inner space.
+            words = ascii_words
+            spaced = f" {' '.join(words)} "
         chosen = _candidates(words, spaced)
         if not chosen:
             return [[] for _ in _LEXICON]  # the usual ticket: nothing to match, nothing to blank
@@ -333,10 +346,21 @@ class TextUrgency:
     shouts: bool
 
 
-def scan_text(subject: str, description: str) -> TextUrgency:
+# What most tickets match: no phrase of any lexicon (immutable, so shared).
+_NO_PHRASES: tuple[tuple[str, ...], ...] = tuple(() for _ in _LEXICON)
+
+
+def scan_text(subject: str, description: str, ascii_words: list[str] | None = None) -> TextUrgency:
+    """``ascii_words``: when the text is ASCII, its runs of word characters, lower-cased, if the
+    caller has them (the classifier's ``batch_tokens`` of the same text): read for ASCII text only,
+    they save splitting it again (~3 µs of a bench ticket's ~14)."""
     text = f"{subject}\n{description}"
+    found = _phrases(text, ascii_words)
     return TextUrgency(
-        tuple(tuple(sorted({" ".join(m.lower().split()) for m in matches})) for matches in _phrases(text)),
+        # Without a match, no sets to sort: ~0.8 µs of a bench ticket's ~14.
+        tuple(tuple(sorted({" ".join(m.lower().split()) for m in matches})) for matches in found)
+        if any(found)
+        else _NO_PHRASES,
         # Blanking long tokens changes no "!" (and _shouting blanks for itself).
         "!!" in text or text.count("!") >= 3,
         _shouting(text),

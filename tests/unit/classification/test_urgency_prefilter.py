@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.bench_rules import make_tickets
-from services.router.classification import urgency
+from services.router.classification import batch_tokens, urgency
 from services.router.classification.urgency import (
     _CRITICAL,
     _HIGH,
@@ -208,6 +208,23 @@ def test_prefilter_matches_the_full_alternation(special: bool) -> None:
         ascii_texts += text.isascii()
         assert matches(text) == reference_matches(text), text
     assert ascii_texts > (1000 if not special else 0)  # the ASCII path was exercised
+
+
+@pytest.mark.parametrize("special", [True, False], ids=["unicode", "ascii"])
+def test_the_classifiers_word_runs_give_the_same_scan(special: bool) -> None:
+    # The router's batch hands the scan the classifier's batch_tokens (ASCII text only reads them).
+    rng = random.Random(11)
+    vocabulary = phrases() if special else [p for p in phrases() if p.isascii()]
+    punctuated = 0
+    for _ in range(3000):
+        text = random_text(rng, vocabulary, special) + rng.choice(["", ", x.", "(see: log)", "_a-b_"])
+        punctuated += text.isascii() and batch_tokens([text])[1][0] != text.lower().split()
+        assert urgency._phrases(text, batch_tokens([text])[1][0]) == urgency._phrases(text), text
+        subject, _, description = text.partition("\n")
+        if "\n" in text:
+            with_runs = urgency.scan_text(subject, description, batch_tokens([text])[1][0])
+            assert with_runs == urgency.scan_text(subject, description), text
+    assert special or punctuated > 500  # runs that differ from the whitespace words were exercised
 
 
 def test_every_phrase_is_found_in_any_case() -> None:
