@@ -187,6 +187,10 @@ INT32_KEYS_BELOW = 2**31
 # Fewer texts than this are guessed one by one: the batch's array set-up costs ~0.25 ms a call,
 # more than py3langid's own walk (~70 µs a ticket) below about six texts.
 BATCH_FROM = 6
+# More texts than this are guessed in parts of this many: the walk's arrays (a row per byte step,
+# a column per segment) outgrow the CPU's caches. Bench tickets, per text: 13.0 µs in calls of 500,
+# 13.3 of 1,000, 18.8 of 2,000 (the router's call for a backlog's batch).
+CHUNK_TEXTS = 512
 
 
 def detect_languages(
@@ -203,6 +207,12 @@ def detect_languages(
     """
     if len(texts) < BATCH_FROM:
         return [detect_language(text, languages, min_confidence) for text in texts]
+    if len(texts) > CHUNK_TEXTS:
+        return [
+            guess
+            for at in range(0, len(texts), CHUNK_TEXTS)
+            for guess in detect_languages(texts[at : at + CHUNK_TEXTS], languages, min_confidence)
+        ]
     guesses = [LanguageGuess(None, 0.0)] * len(texts)
     chosen = [i for i, text in enumerate(texts) if _has_letters(text, MIN_LETTERS)]
     if not chosen:

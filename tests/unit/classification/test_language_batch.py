@@ -83,6 +83,35 @@ def test_cutting_texts_into_segments_changes_no_guess(monkeypatch: pytest.Monkey
     _same([" ".join(rng.choices(words, k=rng.randint(5, 60))) for _ in range(40)])
 
 
+@pytest.mark.parametrize("chunk", [6, 7, 50])
+def test_a_batch_guessed_in_parts_gives_the_same_guesses_in_order(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+):
+    # Parts of 7 out of 13 texts leave 6 for the last walk; of 6 out of 200, a last part of 2 that
+    # is guessed one by one.
+    monkeypatch.setattr(language, "CHUNK_TEXTS", chunk)
+    _same(MIXED)
+    rng = random.Random(chunk)
+    words = " ".join(MIXED).split()
+    _same([" ".join(rng.choices(words, k=rng.randint(0, 60))) for _ in range(200)])
+
+
+def test_a_backlogs_batch_is_walked_in_parts(monkeypatch: pytest.MonkeyPatch):
+    walks: list[frozenset[str] | None] = []
+    automaton = language._automaton
+
+    def counted(languages: frozenset[str] | None) -> object:
+        walks.append(languages)
+        return automaton(languages)
+
+    monkeypatch.setattr(language, "_automaton", counted)
+    texts = MIXED * 100  # 1,300 texts
+    assert [g.language for g in detect_languages(texts)] == [
+        g.language for g in detect_languages(MIXED)
+    ] * 100
+    assert len(walks) == 3 + 1  # 512 + 512 + 276, then MIXED's own
+
+
 def test_keys_of_64_bits_for_batches_too_big_for_32_give_the_same_guesses(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(language, "INT32_KEYS_BELOW", 0)
     _same(MIXED)
