@@ -16,7 +16,7 @@ the local clock shows that time or later. Consequences, all deliberate:
 Intervals must lie within one local day; a night shift is ``22:00-24:00`` on one day plus
 ``00:00-06:00`` on the next.
 
-Deadlines are walked at most :data:`DEADLINE_HORIZON` (ten years) of calendar time ahead: a
+Deadlines are searched at most :data:`DEADLINE_HORIZON` (ten years) of calendar time ahead: a
 calendar with one open minute a week would otherwise turn a year's target into a walk of 10,000
 years (and an OverflowError past year 9999) for every deadline of every ticket. A deadline is
 searched in the calendar's :class:`~services.router.sla.timeline.Timeline` (its intervals end to

@@ -3,7 +3,7 @@ is two binary searches instead of a walk over the days.
 
 The router works out four deadlines per ticket on every event (warning and due, first response and
 resolution). Walking the days cost ~3.6 µs a deadline on a weekday calendar (7 % of a routed
-ticket's CPU in the bench); a search in :class:`Timeline`'s blocks ~1.5 µs. The intervals come in
+ticket's CPU in the bench); a search in :class:`Timeline`'s blocks ~1.6 µs. The intervals come in
 blocks of :data:`BLOCK_DAYS` local dates, built on first use and remembered: tickets' deadlines
 fall on the same few weeks.
 
