@@ -44,8 +44,9 @@ def _largest_field(payload: dict[str, Any]) -> str:
     return max(sizes, key=sizes.__getitem__)
 
 
-def refusal(envelope: EventEnvelope) -> Problem | None:
-    """Why ``envelope`` cannot be published (None when it can), as the problem to answer."""
+def refusal(envelope: EventEnvelope, value: bytes) -> Problem | None:
+    """Why ``envelope`` (whose bytes are ``value``) cannot be published (None when it can), as the
+    problem to answer."""
     custom_fields = envelope.payload.get("custom_fields")
     if custom_fields and _deeper_than(custom_fields, MAX_CUSTOM_FIELDS_DEPTH):
         message = f"nested more than {MAX_CUSTOM_FIELDS_DEPTH} levels deep"
@@ -55,7 +56,7 @@ def refusal(envelope: EventEnvelope) -> Problem | None:
             f"/custom_fields: {message}",
             errors=[{"field": "/custom_fields", "message": message}],
         )
-    size = len(envelope.to_bytes())
+    size = len(value)
     if size <= MAX_EVENT_BYTES:
         return None
     field = "/" + _largest_field(envelope.payload)
@@ -68,9 +69,12 @@ def refusal(envelope: EventEnvelope) -> Problem | None:
     )
 
 
-def refuse_unpublishable(envelopes: list[EventEnvelope]) -> None:
-    """Raise the :func:`refusal` of the first envelope that has one."""
-    for envelope in envelopes:
-        problem = refusal(envelope)
+def refuse_unpublishable(envelopes: list[EventEnvelope]) -> list[bytes]:
+    """Each envelope's bytes, for ``EventPublisher.accept`` (encoded once per request); raises the
+    :func:`refusal` of the first envelope that has one."""
+    values = [envelope.to_bytes() for envelope in envelopes]
+    for envelope, value in zip(envelopes, values, strict=True):
+        problem = refusal(envelope, value)
         if problem is not None:
             raise problem
+    return values

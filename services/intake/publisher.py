@@ -153,6 +153,7 @@ class EventPublisher:
         dedupe: tuple[str, str] | None = None,
         request_digest: str | None = None,
         unscoped: str | None = None,
+        encoded: list[bytes] | None = None,
     ) -> Outcome:
         """Return once the events are acknowledged by the broker or stored in the outbox (or were
         already accepted under ``dedupe`` = (source, delivery id)). Raises :class:`Unavailable`, or
@@ -160,8 +161,11 @@ class EventPublisher:
         ``unscoped``: the delivery id an older version recorded the same Idempotency-Key under
         (not per API key); a record there with the same digest is a duplicate too, one with another
         is ignored (it may be another client's)."""
+        # Each event's bytes, for the broker or the outbox: the caller's (``refuse_unpublishable``
+        # encoded them to check their size) or made here, once either way.
+        values = [event.to_bytes() for event in events] if encoded is None else encoded
         if dedupe is None:
-            return await self._accept_fresh(events)
+            return await self._accept_fresh(events, values)
         # A copy of a delivery this process is accepting now waits for it and is its duplicate: two
         # copies racing in (a vendor retrying a slow first attempt) are published once per process.
         racing = self._accepting.get(dedupe)
@@ -177,7 +181,7 @@ class EventPublisher:
         self._accepting[dedupe] = (done, request_digest)
         outcome: Outcome | None = None
         try:
-            outcome = await self._accept_delivery(events, dedupe, request_digest, unscoped)
+            outcome = await self._accept_delivery(events, values, dedupe, request_digest, unscoped)
             return outcome
         finally:
             del self._accepting[dedupe]
@@ -186,6 +190,7 @@ class EventPublisher:
     async def _accept_delivery(
         self,
         events: list[EventEnvelope],
+        values: list[bytes],
         dedupe: tuple[str, str],
         request_digest: str | None,
         unscoped: str | None = None,
@@ -198,7 +203,7 @@ class EventPublisher:
             if await self._already_accepted(dedupe, request_digest, unscoped):
                 return await self._duplicate_found()
             if events and not self.degraded and await self.gate.outbox_empty():
-                unacked = await self._send(events)
+                unacked = await self._send(events, values)
                 if not unacked:
                     await self._record_after_ack(dedupe, len(events), request_digest)
                     PUBLISHED_TO_BROKER.inc(len(events))
@@ -211,7 +216,7 @@ class EventPublisher:
                     if not events:
                         await session.commit()
                         return _PUBLISHED
-                    rows = await self._park(session, events, unacked)
+                    rows = await self._park(session, events, values, unacked)
                 else:  # accepted meanwhile by a concurrent request
                     await session.rollback()
             if claim is Claim.KEY_REUSED:
@@ -254,7 +259,7 @@ class EventPublisher:
             raise KeyReused(dedupe[1])
         return True
 
-    async def _accept_fresh(self, events: list[EventEnvelope]) -> Outcome:
+    async def _accept_fresh(self, events: list[EventEnvelope], values: list[bytes]) -> Outcome:
         """Without a delivery id there is nothing to deduplicate (event ids are random): no
         transaction unless the events must be parked."""
         if not events:
@@ -264,21 +269,25 @@ class EventPublisher:
             if self.degraded or not await self.gate.outbox_empty():
                 unacked = dict.fromkeys(range(len(events)))
             else:
-                unacked = await self._send(events)
+                unacked = await self._send(events, values)
                 if not unacked:
                     PUBLISHED_TO_BROKER.inc(len(events))
                     return _PUBLISHED
             async with self.sessions() as session:
-                rows = await self._park(session, events, unacked)
+                rows = await self._park(session, events, values, unacked)
         except Exception as exc:
             log.error("could not record events; the sender must retry", extra={"error": repr(exc)})
             raise Unavailable("neither the broker nor the database accepted the events") from exc
         return await self._parked(events, rows, unacked)
 
     async def _park(
-        self, session: AsyncSession, events: list[EventEnvelope], unacked: dict[int, Future | None]
+        self,
+        session: AsyncSession,
+        events: list[EventEnvelope],
+        values: list[bytes],
+        unacked: dict[int, Future | None],
     ) -> list[OutboxMessage]:
-        rows = [outbox_row(self.owner, self.topic, events[i]) for i in unacked]
+        rows = [outbox_row(self.owner, self.topic, events[i], values[i]) for i in unacked]
         session.add_all(rows)
         await session.flush()
         await session.commit()
@@ -317,7 +326,7 @@ class EventPublisher:
         except Exception as exc:  # the broker has the events; a lost dedupe row only allows a republish
             log.warning("dedupe row not stored after publish", extra={"error": repr(exc)})
 
-    async def _send(self, events: list[EventEnvelope]) -> dict[int, Future | None]:
+    async def _send(self, events: list[EventEnvelope], values: list[bytes]) -> dict[int, Future | None]:
         """Send with a bounded wait; returns the events not acknowledged, with their producer futures
         (None when never handed to the producer or failed). Futures are never cancelled: a timed-out
         send may still be delivered, and the relay must learn whether it was."""
@@ -326,11 +335,9 @@ class EventPublisher:
         deadline = loop.time() + self.timeout_s
         try:
             async with asyncio.timeout_at(deadline):
-                for event in events:
+                for event, value in zip(events, values, strict=True):
                     futures.append(
-                        await self.producer.send(
-                            self.topic, value=event.to_bytes(), key=event.ticket_key.encode()
-                        )
+                        await self.producer.send(self.topic, value=value, key=event.ticket_key.encode())
                     )
         except Exception as exc:  # timeout (e.g. waiting for metadata) or producer error
             log.warning("broker unavailable, parking events in the outbox", extra={"error": repr(exc)})

@@ -29,8 +29,10 @@ from shared.overlap import IdleWork, during
 log = logging.getLogger(__name__)
 
 
-def outbox_row(owner: str, topic: str, envelope: EventEnvelope) -> OutboxMessage:
-    return OutboxMessage(owner=owner, topic=topic, key=envelope.ticket_key, value=envelope.to_bytes())
+def outbox_row(owner: str, topic: str, envelope: EventEnvelope, value: bytes | None = None) -> OutboxMessage:
+    """``value``: the envelope's bytes, when the caller has them."""
+    value = envelope.to_bytes() if value is None else value
+    return OutboxMessage(owner=owner, topic=topic, key=envelope.ticket_key, value=value)
 
 
 @dataclass(slots=True)

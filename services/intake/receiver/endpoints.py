@@ -182,10 +182,10 @@ async def receive_webhook(request: Request) -> Response:
                 422, "Unmappable webhook", too_long, errors=[{"field": "/external_id", "message": too_long}]
             )
     envelopes = to_envelopes(config, delivery, events)
-    refuse_unpublishable(envelopes)
+    encoded = refuse_unpublishable(envelopes)
     publisher: EventPublisher = state.publisher
     try:
-        outcome = await publisher.accept(envelopes, dedupe=(config.name, delivery))
+        outcome = await publisher.accept(envelopes, dedupe=(config.name, delivery), encoded=encoded)
     except Unavailable as exc:
         raise Problem(503, "Service unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     log.info(

@@ -194,10 +194,12 @@ async def submit_ticket(request: Request) -> Response:
     # longer refused) is a new event, not one the router, which keeps event ids longer, would skip.
     event_id = derived_event_id(dedupe[0], dedupe[1], digest) if dedupe and digest else None
     envelope = ticket_event(event_type, ticket.source, ticket.snapshot(), event_id=event_id)
-    refuse_unpublishable([envelope])
+    encoded = refuse_unpublishable([envelope])
     publisher: EventPublisher = request.app.state.publisher
     try:
-        outcome = await publisher.accept([envelope], dedupe=dedupe, request_digest=digest, unscoped=unscoped)
+        outcome = await publisher.accept(
+            [envelope], dedupe=dedupe, request_digest=digest, unscoped=unscoped, encoded=encoded
+        )
     except KeyReused as exc:
         raise invalid(
             ("header", IDEMPOTENCY_HEADER),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.events import utc_now
+from shared.events import EventEnvelope, utc_now
 from tests.integration.intake.helpers import Intake, read_topic, running_intake
 from tests.unit.webhooks._helpers import basic, fixture, github_sample, hub, zendesk_signature
 
@@ -344,3 +344,25 @@ async def test_a_webhook_url_pasted_with_a_trailing_slash_is_delivered(intake: I
 async def test_a_source_name_with_u0000_is_not_found(intake: Intake) -> None:
     answer = await _post(intake, "gh%00x", b"{}", {})
     assert answer.status_code == 404 and answer.headers["content-type"] == PROBLEM
+
+
+async def test_an_accepted_delivery_is_encoded_once(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The size check encodes the event; the producer sends those bytes, not a second encoding.
+    encodings: list[bytes] = []
+    to_bytes = EventEnvelope.to_bytes
+
+    def counted(envelope: EventEnvelope) -> bytes:
+        encodings.append(to_bytes(envelope))
+        return encodings[-1]
+
+    monkeypatch.setattr(EventEnvelope, "to_bytes", counted)
+    name = _name("native")
+    await intake.add_source(name, "native", SECRET)
+    auth = {"Authorization": basic("native", SECRET)}
+    answer = await _post(intake, name, json.dumps({"external_id": "once", "subject": "é"}).encode(), auth)
+    assert answer.status_code == 202, answer.text
+    assert len(encodings) == 1
+    settings = intake.settings
+    events = await read_topic(settings.kafka_bootstrap_servers, settings.topic_ticket_events, 1)
+    assert [str(e.event_id) for e in events] == answer.json()["event_ids"]
+    assert to_bytes(events[0]) == encodings[0]  # what was sent is what was checked
