@@ -51,15 +51,21 @@ def test_batch_matches_on_random_word_salad_of_varied_length():
     _same(texts)
 
 
-def test_a_few_texts_are_guessed_one_by_one_with_the_same_answers(monkeypatch: pytest.MonkeyPatch):
-    walks: list[frozenset[str] | None] = []
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str] | None]:
+    """The language sets of the batched walks taken (each takes the automaton once)."""
+    taken: list[frozenset[str] | None] = []
     automaton = language._automaton
 
     def counted(languages: frozenset[str] | None) -> object:
-        walks.append(languages)
+        taken.append(languages)
         return automaton(languages)
 
     monkeypatch.setattr(language, "_automaton", counted)
+    return taken
+
+
+def test_a_few_texts_are_guessed_one_by_one_with_the_same_answers(walks: list[frozenset[str] | None]):
     for n in range(1, language.BATCH_FROM + 1):
         _same(MIXED[:n])
     # Only the call with BATCH_FROM texts took the batched walk.
@@ -96,15 +102,7 @@ def test_a_batch_guessed_in_parts_gives_the_same_guesses_in_order(
     _same([" ".join(rng.choices(words, k=rng.randint(0, 60))) for _ in range(200)])
 
 
-def test_a_backlogs_batch_is_walked_in_parts(monkeypatch: pytest.MonkeyPatch):
-    walks: list[frozenset[str] | None] = []
-    automaton = language._automaton
-
-    def counted(languages: frozenset[str] | None) -> object:
-        walks.append(languages)
-        return automaton(languages)
-
-    monkeypatch.setattr(language, "_automaton", counted)
+def test_a_backlogs_batch_is_walked_in_parts(walks: list[frozenset[str] | None]):
     texts = MIXED * 100  # 1,300 texts
     assert [g.language for g in detect_languages(texts)] == [
         g.language for g in detect_languages(MIXED)
