@@ -358,7 +358,7 @@ class BusinessCalendar(BaseModel):
     @cached_property
     def timeline(self) -> Timeline:
         """The business intervals end to end, for deadlines (services/router/sla/timeline.py)."""
-        return Timeline(self)
+        return Timeline(self, _MEMO_DAYS)
 
     def intervals_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The UTC ``[start, end)`` business intervals of one local date (empty ones dropped)."""

@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 BLOCK_DAYS = 28
-MAX_BLOCKS = 4096 // BLOCK_DAYS  # ~11 years of blocks, as the calendar's per-day memo
 _ZERO = timedelta(0)
 _FIRST_ORDINAL = date.min.toordinal()
 _LAST_ORDINAL = date.max.toordinal()
@@ -66,14 +65,16 @@ def build_block(calendar: HasIntervals, index: int) -> Block:
 
 
 class Timeline:
-    def __init__(self, calendar: HasIntervals) -> None:
+    def __init__(self, calendar: HasIntervals, max_days: int) -> None:
+        """Remembers blocks of at most ``max_days`` dates (the calendar's per-day memo's bound)."""
         self._calendar = calendar
+        self._max_blocks = max_days // BLOCK_DAYS
         self._blocks: dict[int, Block] = {}
 
     def block(self, index: int) -> Block:
         found = self._blocks.get(index)
         if found is None:
-            if len(self._blocks) >= MAX_BLOCKS:
+            if len(self._blocks) >= self._max_blocks:
                 self._blocks.clear()
             found = self._blocks[index] = build_block(self._calendar, index)
         return found

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.router.sla import calendar as calendar_module
 from services.router.sla.calendar import BusinessCalendar, add_business_time, business_deadline
-from services.router.sla.timeline import BLOCK_DAYS, MAX_BLOCKS, Timeline
+from services.router.sla.timeline import BLOCK_DAYS, Timeline
 from tests.unit.sla.oracles import day_walk
 
 ZONES = [
@@ -68,9 +69,9 @@ def test_remembered_blocks_give_what_fresh_ones_do(
     # Later searches reuse the blocks the first built; a fresh timeline builds its own.
     for duration in durations:
         limit = start + timedelta(days=3700)
-        assert calendar.timeline.deadline(start, duration, limit) == Timeline(calendar).deadline(
-            start, duration, limit
-        )
+        assert calendar.timeline.deadline(start, duration, limit) == Timeline(
+            calendar, calendar_module._MEMO_DAYS
+        ).deadline(start, duration, limit)
 
 
 def test_a_block_holds_its_dates_intervals_with_the_time_before_each() -> None:
@@ -89,9 +90,10 @@ def test_a_block_holds_its_dates_intervals_with_the_time_before_each() -> None:
 
 def test_blocks_are_bounded() -> None:
     office = BusinessCalendar(name="office", timezone="UTC", weekly_hours={"mon-fri": "09:00-17:00"})
-    for index in range(MAX_BLOCKS * 2):
+    max_blocks = calendar_module._MEMO_DAYS // BLOCK_DAYS  # ~11 years, as the per-day memo
+    for index in range(max_blocks * 2):
         office.timeline.block(20_000 + index)
-    assert len(office.timeline._blocks) <= MAX_BLOCKS
+    assert len(office.timeline._blocks) <= max_blocks
 
 
 @pytest.mark.parametrize(
