@@ -24,8 +24,11 @@ The ledger's connections let PostgreSQL plan a statement once and keep the plan 
 a batch, as much CPU as running the whole statement. The rest of the services plan every
 execution (shared/db/engine.py) because a plan cached for the life of a connection keeps the
 statistics of its moment; a plan here is made again every second, for the table's size then (the
-first ones, on an empty table, read it whole: a few pages). The outbox gate plans every
-execution, as everywhere else: it reads the outbox, a queue table.
+first ones, on an empty table, would read it whole: a few pages). They also rule out scanning the
+table (``enable_seqscan=off``): a lookup is by the primary key whatever the statistics say. A plan
+made while the table was new (a new install) hashed the whole table for every batch and was kept
+for that second, as thousands of deliveries went in: three times the statement's CPU then. The
+outbox gate plans every execution, as everywhere else: it reads the outbox, a queue table.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def ledger_connections(
     loop's thread, where they must never wait: not for another connection's write lock (the batch
     then goes to the connection's own thread and waits there) nor for a checkpoint's flush to disk
     (the ledger checkpoints on that thread itself)."""
-    reuse_plans = {"plan_cache_mode": "force_generic_plan"}
+    reuse_plans = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
     # synchronous=NORMAL: no flush to disk at a commit, on that thread. A record the broker's
     # acknowledgement preceded may be lost to a power loss, as to a crash of PostgreSQL (its
     # asynchronous commit): a redelivery is then published again, under the same event ids.
