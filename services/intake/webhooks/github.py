@@ -143,9 +143,11 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
             "author": author,
             "public": True,
             # A member answering someone; not the requester commenting on their own issue (a
-            # maintainer's own issue too), which would meet the first-response target unanswered.
+            # maintainer's own issue too), which would meet the first-response target unanswered,
+            # nor a bot (an app's or an Action's comment, a triage bot's greeting): no person's answer.
             "from_agent": opt_str(comment.get("author_association")) in _AGENT_ASSOCIATIONS
-            and author != opt_str(pointer_get(issue, "/user/login")),
+            and author != opt_str(pointer_get(issue, "/user/login"))
+            and opt_str(pointer_get(comment, "/user/type")) != "Bot",
         }
         occurred_at = parse_datetime(comment.get("created_at"), "/comment/created_at") or occurred_at
         return [AdaptedEvent(EventType.TICKET_COMMENTED, build_snapshot(fields, _ORIGINS), occurred_at)]

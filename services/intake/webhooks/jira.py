@@ -158,14 +158,16 @@ def _comment(data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
     author_id = _user_id(pointer_get(comment, "/author"))
     reporter_id = _user_id(pointer_get(issue, "/fields/reporter"))
     # Only agents can write internal notes; otherwise anyone but the reporter answers for support,
-    # unless a portal customer (account type "customer": a request participant) who cannot be an agent.
+    # unless a portal customer (account type "customer": a request participant) who cannot be an agent,
+    # or an app (account type "app": an automation rule's acknowledgement, a bot's reply), which is
+    # no person's answer: it met the first-response target at once (Intercom's bots count as little).
     # comment_created carries the issue without its reporter: then the author's account type
-    # says it (a portal customer's is "customer"; an agent's "atlassian", an app's "app").
+    # says it (an agent's is "atlassian").
     account = opt_str(pointer_get(comment, "/author/accountType"))
     if reporter_id is not None:
-        from_agent = not public or (author_id != reporter_id and account != "customer")
+        from_agent = not public or (author_id != reporter_id and account not in ("customer", "app"))
     else:
-        from_agent = not public or account in ("atlassian", "app")
+        from_agent = not public or account == "atlassian"
     return {
         "body": _text(comment.get("body")) or " ",
         "author": opt_str(pointer_get(comment, "/author/displayName")),

@@ -77,6 +77,19 @@ def test_comment_by_outsider_is_not_from_agent() -> None:
     assert result.snapshot.comment is not None and not result.snapshot.comment.from_agent
 
 
+def test_a_bots_comment_is_no_agents_answer() -> None:
+    # A GitHub App's or an Action's comment (a triage bot's greeting, a stale bot's notice) comes
+    # from a bot account, which may be a member: it was taken for a person's answer and met the
+    # first-response target at once.
+    changes = {"comment__user__login": "triage[bot]", "comment__author_association": "MEMBER"}
+    bot = _edit("issue_comment.created.json", comment__user__type="Bot", **changes)
+    comment = adapt_one(CFG, bot, {"X-GitHub-Event": "issue_comment"}).snapshot.comment
+    assert comment is not None and comment.public and not comment.from_agent
+    person = _edit("issue_comment.created.json", comment__user__type="User", **changes)
+    comment = adapt_one(CFG, person, {"X-GitHub-Event": "issue_comment"}).snapshot.comment
+    assert comment is not None and comment.from_agent
+
+
 def test_closed_action() -> None:
     body = _edit("issues.opened.json", action="closed", issue__state="closed")
     result = adapt_one(CFG, body, {"X-GitHub-Event": "issues"})

@@ -243,7 +243,7 @@ def test_comment_created_without_the_reporter_tells_agents_by_account_type() -> 
     # customer's, so an agent's reply never counted as the first response.
     data = json.loads(fixture("jira", "comment_created.json"))
     data["comment"]["jsdPublic"] = True
-    for account, from_agent in (("atlassian", True), ("customer", False), (None, False)):
+    for account, from_agent in (("atlassian", True), ("customer", False), ("app", False), (None, False)):
         data["comment"]["author"]["accountType"] = account
         comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
         assert comment is not None and (comment.public, comment.from_agent) == (True, from_agent), account
@@ -285,6 +285,20 @@ def test_a_request_participant_answering_is_no_agent() -> None:
     agent = {"accountId": "5b10ac8d82e05b22cc7d4ef5", "accountType": "atlassian", "displayName": "Sam Agent"}
     events = adapt(CFG, WebhookRequest({}, _updated([], comment=comment | {"author": agent})), NOW)
     assert events[0].snapshot.comment is not None and events[0].snapshot.comment.from_agent
+
+
+def test_an_apps_public_comment_is_no_agents_answer() -> None:
+    # An automation rule's acknowledgement ("We got your request") or a bot's reply is written by an
+    # app account: it was taken for an agent's, and met the first-response target at once.
+    app = {"accountId": "557058:automation", "accountType": "app", "displayName": "Automation for Jira"}
+    comment = {"id": "4", "body": "Thanks, we received your request.", "jsdPublic": True, "author": app}
+    [event] = adapt(CFG, WebhookRequest({}, _updated([], comment=comment)), NOW)
+    assert event.snapshot.comment is not None
+    assert (event.snapshot.comment.public, event.snapshot.comment.from_agent) == (True, False)
+    # Its internal note is still support's own (no reply the requester sees, so no first response).
+    [event] = adapt(CFG, WebhookRequest({}, _updated([], comment=comment | {"jsdPublic": False})), NOW)
+    assert event.snapshot.comment is not None
+    assert (event.snapshot.comment.public, event.snapshot.comment.from_agent) == (False, True)
 
 
 def test_data_center_users_are_told_apart_by_key_or_name() -> None:
