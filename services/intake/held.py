@@ -23,12 +23,12 @@ The ledger's connections let PostgreSQL plan a statement once and keep the plan 
 :data:`REPLAN_AFTER_S` old): planning the lookup at every execution had cost PostgreSQL about 100 µs
 a batch, as much CPU as running the whole statement. The rest of the services plan every
 execution (shared/db/engine.py) because a plan cached for the life of a connection keeps the
-statistics of its moment; a plan here is made again every second, for the table's size then (the
-first ones, on an empty table, would read it whole: a few pages). They also rule out scanning the
-table (``enable_seqscan=off``): a lookup is by the primary key whatever the statistics say. A plan
-made while the table was new (a new install) hashed the whole table for every batch and was kept
-for that second, as thousands of deliveries went in: three times the statement's CPU then. The
-outbox gate plans every execution, as everywhere else: it reads the outbox, a queue table.
+statistics of its moment; a plan here is made again every second, for the table's size then.
+They also rule out scanning the table (``enable_seqscan=off``): a lookup is by the primary key
+whatever the statistics say. A plan made while the table was new (a new install) hashed the whole
+table for every batch and was kept for that second, as thousands of deliveries went in: three times
+the statement's CPU then. The outbox gate plans every execution, as everywhere else: it reads the
+outbox, a queue table.
 """
 
 from __future__ import annotations
