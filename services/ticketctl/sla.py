@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.router.slas import service
-from services.ticketctl.database import in_transaction
+from services.ticketctl.database import ROW_ID_MAX, in_transaction
 from services.ticketctl.output import console, errors, fail, load_yaml
 from shared.http.preconditions import Stale
 
@@ -47,6 +47,9 @@ def sla_show(
     row = asyncio.run(_with_session(lambda s: service.latest(s, kind, name)))
     if row is None or row.deleted:
         raise fail(f"no {kind} {name!r}")
+    # A YAML comment, so the output is still the document: the version an edit of it starts from.
+    print(f"# {kind} {name} version {row.version}; save an edit of it with:")
+    print(f"# ticketctl sla apply {kind} <file> --base-version {row.version}")
     print(yaml.safe_dump(row.document, sort_keys=False), end="")
 
 
@@ -59,6 +62,14 @@ def sla_apply(
     name: str | None = typer.Option(
         None, help="Save it under this name (the file's `name:` may be left out; if given, it must be this)."
     ),
+    base_version: int | None = typer.Option(
+        None,
+        min=0,
+        max=ROW_ID_MAX,
+        help="Save only over this version (the one `sla show` printed; 0: a new name): "
+        "a change saved since fails the command instead of being overwritten.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the diff; save nothing."),
 ) -> None:
     """Validate and store a document as the next version of its ``name`` (or ``--name``)."""
     if kind not in KINDS:
@@ -73,19 +84,43 @@ def sla_apply(
     if not isinstance(name, str):
         raise fail("/name: the document needs a name (or give --name)")
     saved_as: str = name
+    document_named = {**document, "name": saved_as}
 
-    async def apply(session: Any) -> Any:
-        document_named = {**document, "name": saved_as}
-        return await service.save_checked(session, kind, saved_as, document_named, author, comment)
+    async def apply(session: Any) -> tuple[Any, bool]:
+        """The version saved, or the live one when it already is this document (saved: False)."""
+        live = await service.begin_change(session, kind, saved_as)  # the lock, then the live version
+        service.check_base_version(kind, saved_as, live, base_version)
+        checked = await service.checked_document(session, kind, saved_as, document_named)
+        if live is not None and not live.deleted and live.document == checked:
+            return live, False  # applying a file twice (a deploy re-run) adds no version
+        return await service.save(session, kind, saved_as, checked, author, comment, previous=live), True
+
+    async def preview(session: Any) -> str:
+        live = await service.latest(session, kind, saved_as)
+        service.check_base_version(kind, saved_as, live, base_version)
+        checked = await service.checked_document(session, kind, saved_as, document_named)
+        if live is None or live.deleted:
+            return f"would create {kind} {saved_as} (version {service.version_of(live) + 1})"
+        return (
+            f"changes against the live version {live.version}:\n{service.render_diff(live.document, checked)}"
+        )
 
     try:
-        row = asyncio.run(_with_session(apply))
+        if dry_run:
+            console.print(asyncio.run(_with_session(preview)))
+            return
+        row, saved = asyncio.run(_with_session(apply))
     except service.ConfigInvalid as exc:
         for error in exc.errors:
             errors.print(f"{error['field']}: {error['message']}", style="red", soft_wrap=True)
         raise typer.Exit(1) from None
-    except Stale as exc:  # another writer saved the same version first
-        raise fail(exc.message) from None
+    except Stale as exc:  # a version saved since --base-version, or by a concurrent writer
+        raise fail(
+            f"{exc.message}; nothing saved (`ticketctl sla show {kind} {saved_as}` shows it)"
+        ) from None
+    if not saved:
+        console.print(f"{kind} {row.name} is version {row.version} already: no changes, nothing saved")
+        return
     console.print(f"{kind} {row.name} is now version {row.version}\n{row.diff}")
 
 

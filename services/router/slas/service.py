@@ -514,13 +514,35 @@ async def save_checked(
     session: AsyncSession, kind: str, name: str, document: dict[str, Any], author: str, comment: str = ""
 ) -> SlaConfigVersion:
     """Check ``document`` against the live configuration and teams, as an API save does, and store
-    it as ``name``'s next version: the way in for callers without an ``If-Match`` (the CLI, the
-    demo seed). Raises :class:`ConfigInvalid`."""
+    it as ``name``'s next version: the way in for callers without an ``If-Match`` (the demo seed;
+    the CLI composes the same steps with its base version). Raises :class:`ConfigInvalid`."""
     # Lock first: the checks must see what concurrent writers committed.
     previous = await begin_change(session, kind, name)
+    checked = await checked_document(session, kind, name, document)
+    return await save(session, kind, name, checked, author, comment, previous=previous)
+
+
+async def checked_document(
+    session: AsyncSession, kind: str, name: str, document: dict[str, Any]
+) -> dict[str, Any]:
+    """``document`` as it would be stored, once valid against the live calendars and teams."""
     calendars, teams = await live_calendars(session), await team_states(session)
-    model = validate_document(kind, name, document, calendars, teams)
-    return await save(session, kind, name, model.model_dump(mode="json"), author, comment, previous=previous)
+    return validate_document(kind, name, document, calendars, teams).model_dump(mode="json")
+
+
+def version_of(row: SlaConfigVersion | None) -> int:
+    """The number the next version is counted from (a deletion is a version too; 0: none yet)."""
+    return row.version if row is not None else 0
+
+
+def check_base_version(kind: str, name: str, live: SlaConfigVersion | None, base_version: int | None) -> None:
+    """Raise :class:`Stale` when ``base_version`` is given and ``live`` is another version."""
+    current = version_of(live)
+    if base_version is not None and base_version != current:
+        raise Stale(
+            etag(etag_prefix(kind, name), current),
+            f"{kind} {name} is at version {current}, not {base_version}: it changed since that was read",
+        )
 
 
 async def live_calendars(session: AsyncSession) -> LiveCalendars:

@@ -103,3 +103,68 @@ def test_one_file_applies_under_several_names(
     assert len(differ.output.strip().splitlines()) == 1, differ.output
     history = cli.invoke(app, ["sla", "history", "calendar", f"ee-{tag}"]).output
     assert "v1" in history and "v2" not in history, history
+
+
+def test_apply_saves_only_over_the_base_version_it_names(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``sla show`` names the version it printed; ``apply --base-version N`` saves only over N, so an
+    edit of an old copy fails instead of silently overwriting what another admin saved since."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(sla_cli.console, "width", 250)
+    cli, name, path = CliRunner(), f"cal-{uuid.uuid4().hex[:8]}", tmp_path / "calendar.yaml"
+    document = {"name": name, "timezone": "Europe/Tallinn", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
+    path.write_text(yaml.safe_dump(document))
+
+    taken = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--base-version", "1"])
+    assert taken.exit_code == 1 and f"calendar {name} is at version 0, not 1" in taken.stderr, taken.output
+    created = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--base-version", "0"])
+    assert created.exit_code == 0 and f"calendar {name} is now version 1" in created.output, created.output
+
+    shown = cli.invoke(app, ["sla", "show", "calendar", name])
+    assert "--base-version 1" in shown.output.splitlines()[1], shown.output
+    edited = {**yaml.safe_load(shown.output), "timezone": "UTC"}  # the comments are YAML comments
+    path.write_text(yaml.safe_dump(edited))
+    # Another admin saves version 2 meanwhile.
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**document, "holidays": ["2026-12-24"]}))
+    assert cli.invoke(app, ["sla", "apply", "calendar", str(other)]).exit_code == 0
+
+    stale = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--base-version", "1"])
+    assert stale.exit_code == 1 and f"calendar {name} is at version 2, not 1" in stale.stderr, stale.output
+    assert "nothing saved" in stale.stderr and stale.stdout == ""
+    live = yaml.safe_load(cli.invoke(app, ["sla", "show", "calendar", name]).output)
+    assert live["timezone"] == "Europe/Tallinn" and live["holidays"], live  # version 2 stands
+    rebased = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--base-version", "2"])
+    assert rebased.exit_code == 0 and "version 3" in rebased.output, rebased.output
+
+
+def test_dry_run_shows_the_diff_and_a_file_applied_again_adds_no_version(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr(sla_cli.console, "width", 250)
+    cli, name, path = CliRunner(), f"cal-{uuid.uuid4().hex[:8]}", tmp_path / "calendar.yaml"
+    document = {"name": name, "timezone": "Europe/Tallinn", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}
+    path.write_text(yaml.safe_dump(document))
+
+    new = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--dry-run"])
+    assert new.exit_code == 0 and f"would create calendar {name} (version 1)" in new.output, new.output
+    assert cli.invoke(app, ["sla", "show", "calendar", name]).exit_code == 1  # nothing saved
+    assert cli.invoke(app, ["sla", "apply", "calendar", str(path)]).exit_code == 0
+
+    path.write_text(yaml.safe_dump({**document, "timezone": "UTC"}))
+    preview = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--dry-run"])
+    assert preview.exit_code == 0, preview.output
+    assert "changes against the live version 1:" in preview.output
+    assert '~ timezone: "Europe/Tallinn" -> "UTC"' in preview.output, preview.output
+    path.write_text(yaml.safe_dump({**document, "timezone": "Mars/Olympus"}))
+    invalid = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--dry-run"])
+    assert invalid.exit_code == 1 and "/timezone" in invalid.stderr, invalid.output
+
+    path.write_text(yaml.safe_dump(document))  # what version 1 already is
+    again = cli.invoke(app, ["sla", "apply", "calendar", str(path)])
+    assert again.exit_code == 0, again.output
+    assert f"calendar {name} is version 1 already: no changes, nothing saved" in again.output
+    history = cli.invoke(app, ["sla", "history", "calendar", name]).output
+    assert "v1" in history and "v2" not in history, history
