@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +52,14 @@ async def create_team(session: AsyncSession, data: TeamCreate, actor: str) -> Te
     await lock_config(session)  # every team change, like the rule-set and SLA writers
     if await session.get(Team, data.name) is not None:
         raise Conflict(f"team {data.name!r} exists", [{"field": "/name", "message": "already exists"}])
+    # "Billing" beside "billing" would be two queues, two sets of gauges and rules naming either:
+    # a typo, not a new team. Names are ASCII, which SQL's lower() folds as Python's does.
+    twin = await session.scalar(select(Team.name).where(func.lower(Team.name) == data.name.lower()).limit(1))
+    if twin is not None:
+        raise Conflict(
+            f"team {twin!r} exists; names that differ only in case are one team",
+            [{"field": "/name", "message": f"differs from team {twin!r} only in case"}],
+        )
     now = utc_now()
     row = Team(
         name=data.name,

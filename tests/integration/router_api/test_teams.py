@@ -351,3 +351,22 @@ async def test_a_team_deletion_audits_what_the_team_was(router_api: Router) -> N
         "changes": {"active": {"old": True, "new": False}},
         "revision": 2,
     }
+
+
+async def test_a_name_differing_only_in_case_is_refused(router_api: Router) -> None:
+    """A team "Billing" beside "billing" would be two queues and two sets of gauges: refused, naming the
+    team it collides with; the team's own name again is the plain 'already exists'."""
+    c, editor = router_api.client, router_api.editor
+    name = f"Billing-{uuid.uuid4().hex[:8]}"
+    assert (await c.post("/v1/teams", json={"name": name}, headers=editor)).status_code == 201
+    for twin in (name.lower(), name.upper()):
+        refused = await c.post("/v1/teams", json={"name": twin}, headers=editor)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"] == [
+            {"field": "/name", "message": f"differs from team {name!r} only in case"}
+        ], refused.text
+    again = await c.post("/v1/teams", json={"name": name}, headers=editor)
+    assert again.status_code == 409 and again.json()["errors"][0]["message"] == "already exists"
+    names = {team["name"] for team in (await c.get("/v1/teams", headers=router_api.viewer)).json()}
+    assert name in names and name.lower() not in names and name.upper() not in names
