@@ -23,7 +23,7 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from shared.events import TICKET_EVENT_TYPES, EventEnvelope, EventType, TicketState
+from shared.events import TICKET_EVENT_TYPES, EventEnvelope, EventType, TicketState, TicketStatus
 
 from . import views
 from .aggregates import FlowWindow, Histogram
@@ -62,6 +62,7 @@ from .transitions import add_open, advance_clock, remove_open
 _MASK64 = (1 << 64) - 1
 _PRIO = {p: i for i, p in enumerate(PRIORITIES)}
 _STATUS = {s: i for i, s in enumerate(STATUSES)}
+_RESOLVED = frozenset(STATUSES[FIRST_RESOLVED_STATUS:])
 
 
 def _verdict(value: object) -> bool | None:
@@ -183,6 +184,7 @@ class BacklogState:
                 _verdict(sla.get("first_response_breached")),
                 _verdict(sla.get("resolution_breached")),
                 to_bool(envelope.payload.get("history_import", False)),
+                envelope.payload.get("previous_status") in _RESOLVED,
             )
             self._apply_values(*values)
             self._remember(seen)  # only once applied: an event that failed is applied on its retry
@@ -196,9 +198,10 @@ class BacklogState:
         event_type: EventType | None = None,
         occurred_at: datetime | None = None,
         history_import: bool = False,
+        previous_status: TicketStatus | None = None,
     ) -> None:
-        """Typed variant of :meth:`apply` for a decoded routing payload's state (``history_import``:
-        the payload's)."""
+        """Typed variant of :meth:`apply` for a decoded routing payload's state (``history_import``,
+        ``previous_status``: the payload's)."""
         with self.lock:
             advance_clock(self, now)
             seen = None if event_id is None else _event_key(event_id)
@@ -226,6 +229,7 @@ class BacklogState:
                 sla.first_response_breached,
                 sla.resolution_breached,
                 history_import,
+                previous_status is not None and previous_status.is_resolved,
             )
             if seen is not None:
                 self._remember(seen)
@@ -301,6 +305,7 @@ class BacklogState:
         fr_verdict: bool | None = None,
         res_verdict: bool | None = None,
         history_import: bool = False,
+        was_resolved: bool = False,
     ) -> None:
         """Store a ticket's latest state and count its event-driven transitions (routed, resolved,
         reopened, escalated, breaches, histograms, flows); the open-ticket gauges follow through
@@ -336,6 +341,7 @@ class BacklogState:
         verdicts = (
             fr_verdict is not None or res_verdict is not None or (existed and self.a_verdict[slot] == 1)
         )
+        late = False  # see the first state below
         if existed:
             f = self.a_flags[slot]
             prev_team, prev_prio, prev_created = self.a_team[slot], self.a_prio[slot], self.a_created[slot]
@@ -375,6 +381,15 @@ class BacklogState:
             else:
                 self.n_stateless -= 1  # known from its ticket events: its first state
             f = self.a_flags[slot] & F_RECEIVED  # 0 for a new slot (see _alloc_slot)
+            # A ticket the router held resolved before this state, unknown here (forgotten, see
+            # resolved_retention, or resolved before the stream began): a helpdesk's solved ->
+            # closed days later, a reopen (in the team it had). Its routing, resolution, time to
+            # route, first response and the breaches its verdicts say were counted back then, if
+            # ever: not again now.
+            late = was_resolved
+            if late:
+                f |= F_ROUTED | F_FR_SEEN
+                f |= (F_FR_BREACHED if fr_verdict else 0) | (F_RES_BREACHED if res_verdict else 0)
             self.a_fr_due[slot] = self.a_res_due[slot] = self.a_res_warn[slot] = UNSET
             prev_team, prev_prio, prev_created, prev_open = -1, prio, UNSET, False
         self.a_team[slot], self.a_prio[slot], self.a_status[slot] = team, prio, status
@@ -393,7 +408,7 @@ class BacklogState:
         f |= (F_FR_DUE_OFF if fr_due == UNSET else 0) | (F_RES_DUE_OFF if res_due == UNSET else 0)
         minute, now_minute = min(event_ms, self.now_ms) // 60_000, self.now_ms // 60_000
 
-        if new_open and team != 0 and team != prev_team and not history_import:
+        if new_open and team != 0 and team != prev_team and not history_import and not late:
             self.c_routed[team] += 1
         if team != 0 and not f & F_ROUTED:
             f |= F_ROUTED
@@ -407,7 +422,7 @@ class BacklogState:
             if not verdicts and fr_limit != UNSET and responded > fr_limit and not f & F_FR_BREACHED:
                 f |= F_FR_BREACHED
                 self.c_breach[team * 2] += 1
-        if not new_open and (prev_open or not existed):
+        if not new_open and (prev_open or not existed) and not late:
             self.c_resolved[team] += 1
             end = resolved if resolved != UNSET else self.now_ms
             seconds = max(0, end - created) / 1000
@@ -422,6 +437,8 @@ class BacklogState:
                 f |= F_FR_BREACHED
                 self.c_breach[team * 2] += 1
             self.resolved_fifo.append(h)
+        elif late and not new_open:
+            self.resolved_fifo.append(h)  # forgettable all the same
         if fr_verdict and not f & F_FR_BREACHED:
             f |= F_FR_BREACHED
             self.c_breach[team * 2] += 1
