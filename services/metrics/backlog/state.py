@@ -325,8 +325,9 @@ class BacklogState:
         h = key_hash(key)
         slot = self.index.get(h)
         revision = min(max(revision, 0), MASK32)
+        prev_rev = self.a_rev[slot] if slot >= 0 else 0
         kept = min(max(created, -CREATED_BOUND), CREATED_BOUND)  # stored (see CREATED_BOUND)
-        if slot >= 0 and revision < self.a_rev[slot]:
+        if revision < prev_rev:
             return  # an older decision re-published after a newer one: never move backwards
         if event_ms != self.entered_at:  # before the flags are read: the entries of an instant end
             self._end_instant(event_ms)
@@ -448,7 +449,11 @@ class BacklogState:
         reopened = (existed and not prev_open) or (not existed and event_type == EventType.TICKET_REOPENED)
         if new_open and reopened:
             self.c_reopened[team] += 1
-        if event_type == EventType.TICKET_ESCALATED or (existed and prio < prev_prio):
+        # The revision held again (> 0: routers number from 1) is the state applied already, re-
+        # published (the outbox after a crash) once its event id left the seen window: the one
+        # count an identical state would otherwise repeat is its escalation event's.
+        repeated = existed and 0 < revision == prev_rev
+        if (event_type == EventType.TICKET_ESCALATED and not repeated) or (existed and prio < prev_prio):
             self.c_escalated[team] += 1
         if prev_open and (not new_open or team != prev_team):
             if f & F_ENTERED:  # in and out at one instant: no flow at all
