@@ -414,7 +414,11 @@ class BacklogState:
         if team != 0 and not f & F_ROUTED:
             f |= F_ROUTED
             if routed != UNSET and not history_import:
-                self.h_ttr.observe(self.config.time_to_route_buckets, max(0, routed - created) / 1000)
+                # Known in triage here, it got its team by this decision, whose instant routed_at
+                # misses when an agent moved it in the helpdesk: the router keeps the routed_at of
+                # its entry into triage then (and routes at its decision's instant otherwise).
+                end = max(routed, event_ms) if existed else routed
+                self.h_ttr.observe(self.config.time_to_route_buckets, max(0, end - created) / 1000)
         if responded != UNSET and not f & F_FR_SEEN:
             f |= F_FR_SEEN
             self._hist(self.h_fr, team, len(self.config.first_response_buckets)).observe(
