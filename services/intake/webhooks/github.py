@@ -62,7 +62,9 @@ def priority_from_labels(labels: list[str]) -> Priority | None:
         if match is None:
             continue
         word = match[1] or match[2]
-        if word.isdigit():  # in label names "priority 1" means P1, not Freshdesk's "1 = low"
+        # ASCII digits only: \w and str.isdigit take "²" and "①", which int() refuses, and "١",
+        # which int() reads but no Priority is named with (a label of either was a 500).
+        if word.isascii() and word.isdigit():  # "priority 1" means P1, not Freshdesk's "1 = low"
             if 1 <= int(word) <= 4:
                 return Priority(f"P{word}")
             continue

@@ -121,6 +121,15 @@ def test_priority_from_labels(labels: list[str], expected: Priority | None) -> N
     assert priority_from_labels(labels) is expected
 
 
+@pytest.mark.parametrize("label", ["priority ²", "priority ①", "prio-١", "pri_𝟙"])
+def test_a_label_with_a_digit_that_is_not_ascii_is_no_priority_not_a_crash(label: str) -> None:
+    # GitHub labels are any Unicode text; each of these was a ValueError, a 500 for the delivery.
+    assert priority_from_labels([label, "P3"]) is Priority.P3
+    labels = [{"name": label}]
+    result = adapt_one(CFG, _edit("issues.labeled.json", issue__labels=labels), {"X-GitHub-Event": "issues"})
+    assert result.snapshot.priority is None and result.snapshot.tags == [label]
+
+
 @pytest.mark.parametrize(
     ("event", "body"),
     [("ping", b'{"zen": "Design for failure."}'), ("push", b"{}"), ("issues", None), ("issue_comment", None)],
