@@ -253,7 +253,14 @@ def map_priority(
         raise UnmappableError(field, f"unknown priority {text[:50]!r}") from exc
 
 
-_BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+# Block-level elements: a browser starts a line at each, so the words on either side stay apart.
+_BREAKS = frozenset(
+    {"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "hr", "pre"}
+    | {"ul", "ol", "dl", "dt", "dd", "table", "section", "article", "header", "footer", "address"}
+)
+# Table cells sit side by side: a space between them (HTML mail lays out in tables, often with no
+# white space between the tags, and "<td>Order</td><td>5521</td>" read as "Order5521").
+_CELLS = frozenset({"td", "th"})
 # A tag, a comment or a declaration: no "<" or ">" inside, so a failed match stops at the next "<"
 # and the scan stays linear (html.parser takes quadratic time on some malformed input: a body of
 # 36 KB took 12 s of the event loop, CVE-2025-6069 in the Python of the day).
@@ -291,7 +298,12 @@ def _without_hidden(html: str) -> str:
 
 def _tag_to_text(match: re.Match[str]) -> str:
     name = match.group(1)
-    return "\n" if name is not None and name.lower() in _BREAKS else ""  # a block's start or end
+    if name is None:
+        return ""
+    name = name.lower()
+    if name in _BREAKS:  # a block's start or end
+        return "\n"
+    return " " if name in _CELLS else ""
 
 
 def html_to_text(html: str) -> str:

@@ -42,6 +42,16 @@ def test_html_to_text_keeps_the_text_and_the_line_breaks() -> None:
     assert html_to_text(html) == "Hello Ann,\nline two & more\na < b\nc"
 
 
+def test_html_to_text_keeps_words_of_adjacent_blocks_and_cells_apart() -> None:
+    # HTML mail (Zammad, Freshdesk) lays out in tables, its tags often with no white space between.
+    table = "<table><tr><td>Order</td><td>5521</td></tr><tr><th>State</th><TD>broken</TD></tr></table>"
+    assert html_to_text(table) == "Order 5521\nState broken"
+    assert html_to_text("<h5>Title</h5>Body<hr>end<dl><dt>Name</dt><dd>Ann</dd></dl>") == (
+        "Title\nBody\nend\nName\nAnn"
+    )
+    assert html_to_text("<b>bold</b><i>italic</i>") == "bolditalic"  # inline elements join, as shown
+
+
 def test_a_description_nested_past_any_editors_depth_is_cut_not_a_crash() -> None:
     node: dict[str, object] = {"type": "text", "text": "deep"}
     for _ in range(ADF_MAX_DEPTH * 5):
