@@ -114,7 +114,8 @@ def pointer_get(doc: Any, pointer: str, default: Any = None) -> Any:
             if token not in current:
                 return default
             current = current[token]
-        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
+        # ASCII digits: "²" is a digit to str.isdigit, not to int() (a ValueError, a 500).
+        elif isinstance(current, list) and token.isascii() and token.isdigit() and int(token) < len(current):
             current = current[int(token)]
         else:
             return default

@@ -13,7 +13,7 @@ import pytest
 from services.intake.sources.schemas import SourceCreate
 from services.intake.tickets.schemas import TicketIn
 from services.intake.webhooks import MalformedBodyError, UnmappableError, WebhookRequest, adapt
-from services.intake.webhooks.common import html_to_text, parse_datetime, parse_json_object
+from services.intake.webhooks.common import html_to_text, parse_datetime, parse_json_object, pointer_get
 from services.intake.webhooks.jira import ADF_MAX_DEPTH, adf_to_text
 from shared.events import EventType, ticket_event
 
@@ -160,3 +160,13 @@ def test_a_body_not_in_utf8_is_refused_saying_so(body: bytes) -> None:
     with pytest.raises(MalformedBodyError) as raised:
         adapt(generic, WebhookRequest({}, body), NOW)
     assert "UTF-8" in raised.value.message
+
+
+def test_a_pointer_token_of_digits_that_are_not_ascii_finds_no_array_item() -> None:
+    # A generic mapping "/labels/²" names a key "²" of an object; a sender's array there was
+    # int("²"), a ValueError, and a 500 for every such delivery.
+    assert pointer_get({"labels": ["a", "b"]}, "/labels/²") is None
+    assert pointer_get({"labels": {"²": "a"}}, "/labels/²") == "a"
+    generic = config("generic", mapping={"external_id": "/id", "subject": "/labels/²"})
+    [event] = adapt(generic, WebhookRequest({}, b'{"id": 1, "labels": ["a", "b"]}'), NOW)
+    assert event.snapshot.subject == ""
