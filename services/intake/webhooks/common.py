@@ -175,7 +175,9 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
         text = value.strip()
         # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and few of them: an int
         # of thousands of digits is refused by int() itself, and any this long is out of range.
-        if text.isascii() and text.isdigit():
+        # Eight are ISO 8601's basic date ("20240419"), not Unix seconds of 1971: read as seconds,
+        # a sender's date became 1970-08-23, and a ticket 54 years old.
+        if text.isascii() and text.isdigit() and len(text) != 8:
             if len(text) > 20:
                 raise UnmappableError(field, "timestamp out of range")
             return parse_datetime(int(text), field)

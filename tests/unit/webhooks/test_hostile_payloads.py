@@ -27,6 +27,22 @@ def test_a_timestamp_of_digits_no_clock_can_hold_is_refused_naming_its_field(sta
     assert raised.value.field == "/issue/created_at"
 
 
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("20240419", "2024-04-19T00:00:00+00:00"),  # ISO 8601's basic date, not 1970-08-23
+        ("1713514500", "2024-04-19T08:15:00+00:00"),  # Unix seconds
+        ("1713514500000", "2024-04-19T08:15:00+00:00"),  # and milliseconds
+    ],
+)
+def test_a_timestamp_of_digits_is_a_basic_date_or_unix_time(stamp: str, expected: str) -> None:
+    parsed = parse_datetime(stamp, "/created_at")
+    assert parsed is not None and parsed.isoformat() == expected
+    with pytest.raises(UnmappableError) as raised:
+        parse_datetime("20241319", "/created_at")  # no month 13
+    assert raised.value.field == "/created_at"
+
+
 def test_malformed_html_is_read_in_linear_time() -> None:
     """html.parser took 12 s of the event loop for 36 KB of "<x " (quadratic, CVE-2025-6069); the
     bound here is a hundred times what a linear reading of 400 KB takes."""
