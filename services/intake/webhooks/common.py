@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from shared.db.storable import pointer_token
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventType,
@@ -340,7 +341,9 @@ def build_snapshot(fields: dict[str, Any], origins: Mapping[str, str] | None = N
         )
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = [str(part) for part in error["loc"]]
+        # Escaped (RFC 6901): a key "a/b" the contract does not know is "/a~1b", not "/a/b", as
+        # POST /v1/tickets names it.
+        loc = [pointer_token(str(part)) for part in error["loc"]]
         origin = (origins or {}).get(loc[0]) if loc else None
         raise UnmappableError(origin or "/" + "/".join(loc), error["msg"]) from exc
 
