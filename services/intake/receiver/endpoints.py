@@ -126,8 +126,19 @@ async def receive_webhook(request: Request) -> Response:
     config = None if NUL in name else await cache.get(name)
     if config is None:
         raise Problem(404, "Not found", f"no enabled source named {name!r}")
-    if not is_json_media_type(request.headers.get("content-type")):
-        raise Problem(415, "Unsupported media type", "send the payload as application/json")
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        # Named as the rest of the API names it (shared/http/json_body.py): the vendor's admin sees
+        # which setting of the webhook to change (GitHub's default content type is a form).
+        media = (content_type or "").split(";", 1)[0].strip()
+        said = f"it says {media[:100]!r}" if media else "none given"
+        message = f"send the payload with Content-Type: application/json ({said})"
+        raise Problem(
+            415,
+            "Unsupported media type",
+            message,
+            errors=[{"field": "/header/content-type", "message": message}],
+        )
     body = await read_body(request, state.settings.intake_max_body_bytes)
     scope = request.scope  # read directly: Starlette's Headers and QueryParams cost ~6 µs here
     webhook = WebhookRequest(

@@ -40,6 +40,7 @@ IDEMPOTENCY_PREFIX = "idempotency:"
 SCOPED_IDEMPOTENCY_PREFIX = "idempotency/"  # not a prefix of the above: no record reads as the other
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,150}")
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def idempotency_delivery_id(api_key_id: str, key: str) -> str:
@@ -101,6 +102,9 @@ async def _ticket(request: Request) -> TicketIn:
     if content_type is not None and not is_json_media_type(content_type):
         raise invalid(("body",), "send the ticket as application/json", "model_attributes_type")
     body = await read_body(request, request.app.state.settings.intake_max_body_bytes)
+    # A UTF-8 byte order mark before the JSON (a file saved by Notepad, Windows PowerShell's
+    # Out-File) is skipped, as RFC 8259 allows and webhooks do; it was a 400, every time.
+    body = body.removeprefix(_UTF8_BOM)
     unstorable = body_unstorable(body)  # PostgreSQL stores no U+0000: the router could not keep it
     if unstorable is not None:
         raise nul_problem(*unstorable)

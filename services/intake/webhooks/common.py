@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from shared.db.storable import pointer_token
 from shared.events import (
     TICKET_EVENT_TYPES,
     EventType,
@@ -114,7 +115,8 @@ def pointer_get(doc: Any, pointer: str, default: Any = None) -> Any:
             if token not in current:
                 return default
             current = current[token]
-        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
+        # ASCII digits: "²" is a digit to str.isdigit, not to int() (a ValueError, a 500).
+        elif isinstance(current, list) and token.isascii() and token.isdigit() and int(token) < len(current):
             current = current[int(token)]
         else:
             return default
@@ -174,7 +176,9 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
         text = value.strip()
         # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and few of them: an int
         # of thousands of digits is refused by int() itself, and any this long is out of range.
-        if text.isascii() and text.isdigit():
+        # Eight are ISO 8601's basic date ("20240419"), not Unix seconds of 1971: read as seconds,
+        # a sender's date became 1970-08-23, and a ticket 54 years old.
+        if text.isascii() and text.isdigit() and len(text) != 8:
             if len(text) > 20:
                 raise UnmappableError(field, "timestamp out of range")
             return parse_datetime(int(text), field)
@@ -253,7 +257,14 @@ def map_priority(
         raise UnmappableError(field, f"unknown priority {text[:50]!r}") from exc
 
 
-_BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+# Block-level elements: a browser starts a line at each, so the words on either side stay apart.
+_BREAKS = frozenset(
+    {"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "hr", "pre"}
+    | {"ul", "ol", "dl", "dt", "dd", "table", "section", "article", "header", "footer", "address"}
+)
+# Table cells sit side by side: a space between them (HTML mail lays out in tables, often with no
+# white space between the tags, and "<td>Order</td><td>5521</td>" read as "Order5521").
+_CELLS = frozenset({"td", "th"})
 # A tag, a comment or a declaration: no "<" or ">" inside, so a failed match stops at the next "<"
 # and the scan stays linear (html.parser takes quadratic time on some malformed input: a body of
 # 36 KB took 12 s of the event loop, CVE-2025-6069 in the Python of the day).
@@ -291,7 +302,12 @@ def _without_hidden(html: str) -> str:
 
 def _tag_to_text(match: re.Match[str]) -> str:
     name = match.group(1)
-    return "\n" if name is not None and name.lower() in _BREAKS else ""  # a block's start or end
+    if name is None:
+        return ""
+    name = name.lower()
+    if name in _BREAKS:  # a block's start or end
+        return "\n"
+    return " " if name in _CELLS else ""
 
 
 def html_to_text(html: str) -> str:
@@ -325,7 +341,9 @@ def build_snapshot(fields: dict[str, Any], origins: Mapping[str, str] | None = N
         )
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = [str(part) for part in error["loc"]]
+        # Escaped (RFC 6901): a key "a/b" the contract does not know is "/a~1b", not "/a/b", as
+        # POST /v1/tickets names it.
+        loc = [pointer_token(str(part)) for part in error["loc"]]
         origin = (origins or {}).get(loc[0]) if loc else None
         raise UnmappableError(origin or "/" + "/".join(loc), error["msg"]) from exc
 

@@ -117,8 +117,10 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         "updated_at": parse_datetime(ticket.get("ticket_updated_at"), field("ticket_updated_at")),
         "external_assignee_group": opt_str(ticket.get("ticket_group_name")),
     }
-    if fields["status"] is None:
-        fields["status"] = TicketStatus.NEW if event_type is EventType.TICKET_CREATED else TicketStatus.OPEN
+    # A rule's payload without {{ticket.status}} says nothing of the status: left out, the router
+    # keeps the ticket's own. Said "open", every note or priority change reopened a solved ticket.
+    if fields["status"] is None and event_type is EventType.TICKET_CREATED:
+        fields["status"] = TicketStatus.NEW
     text = (triggered or "").lower()
     # Whatever the type: a reply sent with a status change ("Send and set as Resolved") is the
     # ticket's response all the same, and the router reads the comment of any event.

@@ -132,11 +132,23 @@ def validate_generic_mapping(options: dict[str, Any]) -> None:
             raise ValueError(f"{header}: expected a header name")
 
 
+def _find(data: Any, expression: str) -> list[DatumInContext]:
+    """The JSONPath's matches. The extensions jsonpath-ng offers (`sub`, `sorted`, ...) assume their
+    input's type: a sender's number or null where the admin expected a string raised a TypeError,
+    a 500 for every delivery of its kind; it is a 422 naming the expression the payload does not fit."""
+    try:
+        return [match for match in _compile(expression).find(data) if match.value is not None]
+    except Exception as exc:  # jsonpath-ng raises whatever the operation on the value raised
+        raise UnmappableError(
+            expression, f"cannot be evaluated on this payload ({type(exc).__name__})"
+        ) from exc
+
+
 def _values(data: Any, expression: str) -> list[Any]:
     if expression.startswith("/"):
         value = pointer_get(data, expression)
         return [] if value is None else [value]
-    return [match.value for match in _compile(expression).find(data) if match.value is not None]
+    return [match.value for match in _find(data, expression)]
 
 
 def _in_array(match: DatumInContext) -> bool:
@@ -154,7 +166,7 @@ def _tags(data: Any, expression: str) -> list[str]:
     if expression.startswith("/"):
         found = [(value, False) for value in _values(data, expression)]
     else:
-        found = [(m.value, _in_array(m)) for m in _compile(expression).find(data) if m.value is not None]
+        found = [(m.value, _in_array(m)) for m in _find(data, expression)]
     tags: list[str] = []
     for value, in_array in found:
         delimited = isinstance(value, str) and not in_array

@@ -62,7 +62,9 @@ def priority_from_labels(labels: list[str]) -> Priority | None:
         if match is None:
             continue
         word = match[1] or match[2]
-        if word.isdigit():  # in label names "priority 1" means P1, not Freshdesk's "1 = low"
+        # ASCII digits only: \w and str.isdigit take "²" and "①", which int() refuses, and "١",
+        # which int() reads but no Priority is named with (a label of either was a 500).
+        if word.isascii() and word.isdigit():  # "priority 1" means P1, not Freshdesk's "1 = low"
             if 1 <= int(word) <= 4:
                 return Priority(f"P{word}")
             continue
@@ -88,9 +90,14 @@ def visible_markdown(markdown: str) -> str:
     return "".join(kept).strip() if pos else markdown
 
 
-def _text(body: Any) -> Any:
-    """A body as shown; anything but text as it came, for the snapshot's check to name."""
-    return visible_markdown(body) if isinstance(body, str) else body or ""
+def _text(body: Any, field: str) -> str:
+    """A body as shown; anything but text (or null: none) is refused at ``field``, the payload's
+    own pointer (the snapshot's check named "/description", which no GitHub payload has)."""
+    if body is None:
+        return ""
+    if not isinstance(body, str):
+        raise UnmappableError(field, "expected a string")
+    return visible_markdown(body)
 
 
 def _label_names(issue: dict[str, Any]) -> list[str]:
@@ -121,7 +128,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     fields: dict[str, Any] = {
         "external_id": f"{repo}#{number}",
         "subject": opt_str(require(data, "/issue/title")) or "",
-        "description": _text(issue.get("body")),
+        "description": _text(issue.get("body"), "/issue/body"),
         "status": map_status(issue.get("state"), _STATUSES, "/issue/state", config.options),
         "priority": priority_from_labels(labels),
         "requester": {"name": opt_str(pointer_get(data, "/issue/user/login"))},
@@ -139,7 +146,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         comment = require_object(data, "/comment")
         author = opt_str(pointer_get(comment, "/user/login"))
         fields["comment"] = {
-            "body": _text(comment.get("body")),
+            "body": _text(comment.get("body"), "/comment/body"),
             "author": author,
             "public": True,
             # A member answering someone; not the requester commenting on their own issue (a

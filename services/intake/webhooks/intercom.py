@@ -115,17 +115,18 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     fields: dict[str, Any] = {
         "external_id": item_id,
         # Titles are plain text ("a<b and c>d" is not a tag); descriptions and bodies are HTML.
-        "subject": str(
+        # opt_str: an object or a list is no text (str() made its Python repr the ticket's text).
+        "subject": opt_str(
             (first(item, "/ticket_attributes/_default_title_") if is_ticket else None)
             or first(item, "/title", "/source/subject")
-            or ""
-        ).strip(),
+        )
+        or "",
         "description": html_to_text(
-            str(
+            opt_str(
                 (first(item, "/ticket_attributes/_default_description_") if is_ticket else None)
                 or first(item, "/source/body")
-                or ""
             )
+            or ""
         ),
         "status": _status(item, config.options),
         "priority": map_priority(item.get("priority"), _PRIORITIES, "/data/item/priority", config.options),
@@ -138,7 +139,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         # started it (customer_initiated, admin_initiated...), no channel.
         "channel": opt_str(pointer_get(item, "/source/type")) or "intercom",
         # str.replace, not format(): a stray brace in the admin's template must not become a 500.
-        "url": template.replace("{app_id}", str(data.get("app_id", ""))).replace("{id}", item_id)
+        "url": template.replace("{app_id}", opt_str(data.get("app_id")) or "").replace("{id}", item_id)
         if template
         else None,
         "created_at": parse_datetime(item.get("created_at"), "/data/item/created_at"),

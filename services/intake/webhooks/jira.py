@@ -111,8 +111,8 @@ def _group(fields: dict[str, Any], options: dict[str, Any]) -> str | None:
     return opt_str(value)
 
 
-def _snapshot_fields(config: SourceConfig, issue: dict[str, Any]) -> dict[str, Any]:
-    key = require_str(issue, "/key")
+def _snapshot_fields(config: SourceConfig, data: dict[str, Any], issue: dict[str, Any]) -> dict[str, Any]:
+    key = require_str(data, "/issue/key")  # from the body's root: the error names /issue/key, not /key
     fields = as_object(issue.get("fields"))
     site = _site(issue)
     return {
@@ -214,7 +214,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         # comment_updated/_deleted: an edit is not a new response; worklogs, links, sprints: no ticket.
         raise IgnoredEvent(f"Jira {kind[:60]} changes no ticket")
     issue = require_object(data, "/issue")
-    fields = _snapshot_fields(config, issue)
+    fields = _snapshot_fields(config, data, issue)
     occurred_at = parse_datetime(data.get("timestamp"), "/timestamp") or fields["updated_at"] or now
 
     if kind == "comment_created":

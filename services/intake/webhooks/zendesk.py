@@ -56,7 +56,7 @@ from .common import (
     pointer_get,
     require_str,
 )
-from .errors import IgnoredEvent
+from .errors import IgnoredEvent, UnmappableError
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
 
 _STATUSES = {
@@ -92,6 +92,16 @@ def _ticket_url(config: SourceConfig, ticket_id: str) -> str | None:
     return f"{base.rstrip('/')}/agent/tickets/{ticket_id}" if base else None
 
 
+def _description(value: Any) -> str:
+    """Text as it came (null: none); anything else is refused at the payload's own pointer (the
+    snapshot's check named "/description", which no Zendesk payload has)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UnmappableError("/detail/description", "expected a string")
+    return value
+
+
 def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: datetime) -> AdaptedEvent:
     if not kind.startswith("ticket."):
         raise IgnoredEvent(f"Zendesk {kind[:60]} is not a ticket event")
@@ -115,7 +125,7 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
     fields: dict[str, Any] = {
         "external_id": ticket_id,
         "subject": opt_str(detail.get("subject")) or "",
-        "description": detail.get("description") or "",
+        "description": _description(detail.get("description")),
         "status": map_status(status_source, _STATUSES, status_field, config.options),
         "priority": map_priority(detail.get("priority"), _PRIORITIES, "/detail/priority", config.options),
         "tags": as_tags(detail.get("tags")),

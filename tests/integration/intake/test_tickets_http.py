@@ -118,6 +118,18 @@ async def test_bad_input_names_the_field(intake: Intake) -> None:
     assert fits.status_code == 202 and fits.json()["ticket_key"] == "s" * 100 + ":" + "x" * 199
 
 
+async def test_a_utf8_byte_order_mark_before_the_ticket_is_skipped(intake: Intake) -> None:
+    # A file saved by Notepad or Windows PowerShell (curl --data-binary @ticket.json) starts with
+    # one; RFC 8259 lets a reader ignore it, and the webhooks do. It was a 400, every time.
+    body = "\ufeff".encode() + orjson.dumps({"external_id": "bom-1", "subject": "Drucker läuft"})
+    headers = {**intake.intake, "Content-Type": "application/json"}
+    accepted = await intake.client.post("/v1/tickets", headers=headers, content=body)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["ticket_key"] == "api:bom-1"
+    twice = await intake.client.post("/v1/tickets", headers=headers, content=b"\xef\xbb\xbf" + body)
+    assert twice.status_code == 400 and twice.headers["content-type"] == PROBLEM  # one mark, not two
+
+
 async def test_idempotency_key_publishes_once(intake: Intake) -> None:
     headers = {**intake.intake, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     ticket = {"external_id": "idem-1", "subject": "once"}

@@ -187,6 +187,13 @@ async def test_error_statuses_are_problem_json(intake: Intake) -> None:
 
     wrong_type = await _post(intake, name, good, auth, content_type="text/plain")
     assert wrong_type.status_code == 415 and wrong_type.headers["content-type"] == PROBLEM
+    # Named like every other 415 of the API: the header, and what it said.
+    assert [e["field"] for e in wrong_type.json()["errors"]] == ["/header/content-type"]
+    assert "'text/plain'" in wrong_type.json()["detail"]
+    form = await _post(
+        intake, name, b"payload=%7B%7D", auth, content_type="application/x-www-form-urlencoded"
+    )
+    assert form.status_code == 415 and "x-www-form-urlencoded" in form.json()["errors"][0]["message"]
     vendor_json = await _post(
         intake,
         name,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from services.intake.webhooks import UnmappableError, WebhookRequest, adapt
-from shared.events import EventType, Priority, TicketStatus
+from shared.events import EventType, Priority, TicketStatus, event_payload
 
 from ._helpers import NOW, adapt_one, config, fixture
 
@@ -198,3 +198,18 @@ def test_a_tag_of_several_words_is_one_tag() -> None:
     # split on spaces as well, one tag became several (and rules on it never matched).
     snap = adapt_one(CFG, _body(ticket_tags="shipping, needs review,Product Feedback")).snapshot
     assert snap.tags == ["shipping", "needs review", "product feedback"]
+
+
+@pytest.mark.parametrize(
+    "triggered", ["{priority:{from:Low,to:High}}", "{note_type:private}", "{group_id:{from:1,to:2}}", None]
+)
+def test_a_payload_without_the_status_says_none(triggered: str | None) -> None:
+    # The rule's JSON is the admin's: without {{ticket.status}} the event said "open", and the
+    # router reopened a solved ticket at its next note or priority change.
+    body = {"ticket_id": 1234, "ticket_priority": "High", "triggered_event": triggered}
+    result = adapt_one(CFG, json.dumps({"freshdesk_webhook": body}).encode())
+    assert result.type is not EventType.TICKET_CREATED
+    assert "status" not in event_payload(result.snapshot)
+    assert event_payload(result.snapshot)["priority"] == "P2"
+    created = {"ticket_id": 1234, "triggered_event": "{ticket_action:created}"}
+    assert event_payload(adapt_one(CFG, json.dumps(created).encode()).snapshot)["status"] == "new"

@@ -175,3 +175,27 @@ def test_a_string_of_tags_outside_an_array_is_split(expression: str) -> None:
     cfg = config("generic", mapping={"external_id": "/ticket/id", "tags": expression})
     body = json.dumps({"ticket": {"id": 1, "tags": "vip, login locked"}}).encode()
     assert adapt_one(cfg, body).snapshot.tags == ["vip", "login", "locked"]
+
+
+@pytest.mark.parametrize(
+    ("field", "expression", "value"),
+    [
+        ("subject", "$.ticket.title.`sub(/Checkout/, Cart)`", 404),  # sub takes strings only
+        ("subject", "$.ticket.title.`sub(/Checkout/, Cart)`", None),
+        ("tags", "$.ticket.labels.`sorted`", [1, "a"]),  # sorted compares the items
+    ],
+)
+def test_a_jsonpath_extension_the_payload_does_not_fit_is_a_422_naming_it(
+    field: str, expression: str, value: object
+) -> None:
+    # jsonpath-ng's extensions assume their input's type: a number or a null where the admin
+    # expected a string was a TypeError, a 500 for every such delivery (the sender retries them).
+    options: dict[str, Any] = {"mapping": {"external_id": "/ticket/id", field: expression}}
+    validate_generic_mapping(options)  # accepted when the source is configured
+    cfg = config("generic", **options)
+    key = "title" if field == "subject" else "labels"
+    with pytest.raises(UnmappableError) as info:
+        adapt(cfg, WebhookRequest({}, _body(**{key: value})), NOW)
+    assert info.value.field == expression
+    fitting = adapt_one(cfg, _body(title="Checkout slow", labels=["b", "a"])).snapshot
+    assert fitting.subject == "Cart slow" if field == "subject" else fitting.tags == ["a", "b"]

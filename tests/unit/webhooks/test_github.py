@@ -121,6 +121,15 @@ def test_priority_from_labels(labels: list[str], expected: Priority | None) -> N
     assert priority_from_labels(labels) is expected
 
 
+@pytest.mark.parametrize("label", ["priority ²", "priority ①", "prio-١", "pri_𝟙"])
+def test_a_label_with_a_digit_that_is_not_ascii_is_no_priority_not_a_crash(label: str) -> None:
+    # GitHub labels are any Unicode text; each of these was a ValueError, a 500 for the delivery.
+    assert priority_from_labels([label, "P3"]) is Priority.P3
+    labels = [{"name": label}]
+    result = adapt_one(CFG, _edit("issues.labeled.json", issue__labels=labels), {"X-GitHub-Event": "issues"})
+    assert result.snapshot.priority is None and result.snapshot.tags == [label]
+
+
 @pytest.mark.parametrize(
     ("event", "body"),
     [("ping", b'{"zen": "Design for failure."}'), ("push", b"{}"), ("issues", None), ("issue_comment", None)],
@@ -194,3 +203,18 @@ def test_an_issue_templates_hidden_comments_are_no_text() -> None:
     reply = _edit("issue_comment.created.json", comment__body="<!-- reply template -->\nFixed in #2.")
     comment = adapt_one(CFG, reply, {"X-GitHub-Event": "issue_comment"}).snapshot.comment
     assert comment is not None and comment.body == "Fixed in #2."
+
+
+@pytest.mark.parametrize("body", [5, ["text"], {"text": "x"}, True])
+def test_a_body_that_is_not_text_is_named_by_githubs_field(body: object) -> None:
+    # It was named "/description", which no GitHub payload has.
+    data = json.loads(github_sample("issues.opened.json"))
+    data["issue"]["body"] = body
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({"X-GitHub-Event": "issues"}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/issue/body"
+    comment = json.loads(github_sample("issue_comment.created.json"))
+    comment["comment"]["body"] = body
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({"X-GitHub-Event": "issue_comment"}, json.dumps(comment).encode()), NOW)
+    assert info.value.field == "/comment/body"

@@ -13,7 +13,7 @@ import pytest
 from services.intake.sources.schemas import SourceCreate
 from services.intake.tickets.schemas import TicketIn
 from services.intake.webhooks import MalformedBodyError, UnmappableError, WebhookRequest, adapt
-from services.intake.webhooks.common import html_to_text, parse_datetime, parse_json_object
+from services.intake.webhooks.common import html_to_text, parse_datetime, parse_json_object, pointer_get
 from services.intake.webhooks.jira import ADF_MAX_DEPTH, adf_to_text
 from shared.events import EventType, ticket_event
 
@@ -25,6 +25,22 @@ def test_a_timestamp_of_digits_no_clock_can_hold_is_refused_naming_its_field(sta
     with pytest.raises(UnmappableError) as raised:
         parse_datetime(stamp, "/issue/created_at")
     assert raised.value.field == "/issue/created_at"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("20240419", "2024-04-19T00:00:00+00:00"),  # ISO 8601's basic date, not 1970-08-23
+        ("1713514500", "2024-04-19T08:15:00+00:00"),  # Unix seconds
+        ("1713514500000", "2024-04-19T08:15:00+00:00"),  # and milliseconds
+    ],
+)
+def test_a_timestamp_of_digits_is_a_basic_date_or_unix_time(stamp: str, expected: str) -> None:
+    parsed = parse_datetime(stamp, "/created_at")
+    assert parsed is not None and parsed.isoformat() == expected
+    with pytest.raises(UnmappableError) as raised:
+        parse_datetime("20241319", "/created_at")  # no month 13
+    assert raised.value.field == "/created_at"
 
 
 def test_malformed_html_is_read_in_linear_time() -> None:
@@ -40,6 +56,16 @@ def test_malformed_html_is_read_in_linear_time() -> None:
 def test_html_to_text_keeps_the_text_and_the_line_breaks() -> None:
     html = "<div>Hello&nbsp;<b>Ann</b>,</div><p>line two &amp; more</p>a < b<br/>c"
     assert html_to_text(html) == "Hello Ann,\nline two & more\na < b\nc"
+
+
+def test_html_to_text_keeps_words_of_adjacent_blocks_and_cells_apart() -> None:
+    # HTML mail (Zammad, Freshdesk) lays out in tables, its tags often with no white space between.
+    table = "<table><tr><td>Order</td><td>5521</td></tr><tr><th>State</th><TD>broken</TD></tr></table>"
+    assert html_to_text(table) == "Order 5521\nState broken"
+    assert html_to_text("<h5>Title</h5>Body<hr>end<dl><dt>Name</dt><dd>Ann</dd></dl>") == (
+        "Title\nBody\nend\nName\nAnn"
+    )
+    assert html_to_text("<b>bold</b><i>italic</i>") == "bolditalic"  # inline elements join, as shown
 
 
 def test_a_description_nested_past_any_editors_depth_is_cut_not_a_crash() -> None:
@@ -150,3 +176,13 @@ def test_a_body_not_in_utf8_is_refused_saying_so(body: bytes) -> None:
     with pytest.raises(MalformedBodyError) as raised:
         adapt(generic, WebhookRequest({}, body), NOW)
     assert "UTF-8" in raised.value.message
+
+
+def test_a_pointer_token_of_digits_that_are_not_ascii_finds_no_array_item() -> None:
+    # A generic mapping "/labels/²" names a key "²" of an object; a sender's array there was
+    # int("²"), a ValueError, and a 500 for every such delivery.
+    assert pointer_get({"labels": ["a", "b"]}, "/labels/²") is None
+    assert pointer_get({"labels": {"²": "a"}}, "/labels/²") == "a"
+    generic = config("generic", mapping={"external_id": "/id", "subject": "/labels/²"})
+    [event] = adapt(generic, WebhookRequest({}, b'{"id": 1, "labels": ["a", "b"]}'), NOW)
+    assert event.snapshot.subject == ""

@@ -225,3 +225,17 @@ def test_a_bots_reply_is_no_agents_response() -> None:
     part["author"] = {"type": "bot", "id": "814860", "name": "Fin"}
     comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
     assert comment is not None and comment.public and not comment.from_agent
+
+
+@pytest.mark.parametrize("value", [{"x": 1}, ["<p>a</p>"], True])
+def test_a_title_or_body_that_is_not_text_is_no_text(value: object) -> None:
+    # str() made the value's Python repr ("{'x': 1}", "True") the ticket's subject or description.
+    data = json.loads(fixture("intercom", "conversation.user.created.json"))
+    data["data"]["item"]["title"] = value
+    data["data"]["item"]["source"]["subject"] = value
+    data["data"]["item"]["source"]["body"] = value
+    data["app_id"] = None
+    template = "https://app.intercom.com/a/inbox/{app_id}/inbox/conversation/{id}"
+    snap = adapt_one(config("intercom", url_template=template), json.dumps(data).encode()).snapshot
+    assert (snap.subject, snap.description) == ("", "")
+    assert snap.url == "https://app.intercom.com/a/inbox//inbox/conversation/147"  # not ".../None/..."

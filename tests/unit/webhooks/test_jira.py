@@ -198,7 +198,7 @@ def test_missing_key_names_field() -> None:
     del data["issue"]["key"]
     with pytest.raises(UnmappableError) as info:
         adapt(CFG, WebhookRequest({}, json.dumps(data).encode()), NOW)
-    assert info.value.field == "/key"  # relative to the issue object
+    assert info.value.field == "/issue/key"  # from the body's root, as every other field is named
 
 
 def test_adf_to_text() -> None:
@@ -350,3 +350,13 @@ def test_a_comment_restricted_to_a_role_or_group_is_no_reply_the_requester_sees(
     data["comment"]["visibility"] = None  # what Jira sends for a comment anyone may read
     comment = adapt_one(CFG, json.dumps(data).encode()).snapshot.comment
     assert comment is not None and (comment.public, comment.from_agent) == (True, True)
+
+
+@pytest.mark.parametrize("key", [None, "", 1.5, ["SUP-42"], True])
+def test_an_issue_without_a_usable_key_names_issue_key(key: object) -> None:
+    # It named "/key", which no Jira payload has at its root.
+    data = json.loads(fixture("jira", "issue_created.json"))
+    data["issue"]["key"] = key
+    with pytest.raises(UnmappableError) as info:
+        adapt(config("jira"), WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/issue/key"

@@ -97,3 +97,18 @@ def test_a_custom_field_integer_beyond_64_bits_is_refused_naming_it(number: int)
 def test_custom_field_integers_at_64_bits_pass() -> None:
     fields = {"low": -(2**63), "high": 2**64 - 1, "text": "12345678901234567890123"}
     assert adapt_one(CFG, _body(custom_fields=fields)).snapshot.custom_fields == fields
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"external_id": "1", "a/b": 1}, "/a~1b"),
+        ({"external_id": "1", "requester": {"x~y": 1}}, "/requester/x~0y"),
+        ({"external_id": "1", "tags": ["ok", 5]}, "/tags/1"),
+    ],
+)
+def test_the_field_at_fault_is_an_escaped_pointer(body: dict[str, object], pointer: str) -> None:
+    # As POST /v1/tickets names it: "/a/b" pointed at a key "b" inside "a", which the body has not.
+    with pytest.raises(UnmappableError) as info:
+        adapt(CFG, WebhookRequest({}, json.dumps(body).encode()), NOW)
+    assert info.value.field == pointer

@@ -231,3 +231,13 @@ def test_group_id_zero_is_no_group(no_group: object) -> None:
         ).snapshot.external_assignee_group
         == "77"
     )
+
+
+@pytest.mark.parametrize("description", [5, ["text"], {"text": "x"}, True])
+def test_a_description_that_is_not_text_is_named_by_zendesks_field(description: object) -> None:
+    # It was named "/description", which no Zendesk payload has.
+    data = json.loads(fixture("zendesk", "ticket.created.json"))
+    data["detail"]["description"] = description
+    with pytest.raises(UnmappableError) as info:
+        adapt(config("zendesk"), WebhookRequest({}, json.dumps(data).encode()), NOW)
+    assert info.value.field == "/detail/description"
