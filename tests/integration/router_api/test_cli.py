@@ -136,6 +136,12 @@ def test_team_schedule_from_a_file(cli: CliRunner, tmp_path: Path) -> None:
     assert again.exit_code == 0 and "revision 3" in again.output
     rejected = cli.invoke(app, ["teams", "update", team, "--schedule", str(bad)])
     assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output
+    # Both at once is a usage error, as for --calendar and --no-calendar: --no-schedule won, and the
+    # file given beside it was dropped along with the schedule the team had, without a word.
+    both = cli.invoke(app, ["teams", "update", team, "--schedule", str(good), "--no-schedule"])
+    assert both.exit_code != 0 and "--no-schedule" in both.output, both.output
+    kept = cli.invoke(app, ["teams", "update", team, "--description", "kept"])
+    assert kept.exit_code == 0 and "revision 4" in kept.output, kept.output
 
 
 def test_a_team_calendar_set_on_the_command_line_can_be_dropped(cli: CliRunner) -> None:
