@@ -229,3 +229,19 @@ def test_u0000_in_a_file_is_refused_naming_where(cli: CliRunner, database_url: s
     assert live_version(database_url) == before
     assert team not in cli.invoke(app, ["teams", "list", "--all"]).output
     assert cli.invoke(app, ["sla", "history", "calendar", team]).exit_code == 1
+
+
+def test_a_file_nested_too_deeply_is_one_line_not_a_traceback(cli: CliRunner, tmp_path: Path) -> None:
+    """PyYAML composes a document recursively: a file nesting a few hundred ``[`` (YAML or JSON)
+    ended `rules apply`, `sla apply` and `teams --schedule` in a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"rules": ' + "[" * 5_000 + "]" * 5_000 + "}")
+    cases = [
+        ["rules", "apply", str(deep), "--dry-run"],
+        ["sla", "apply", "calendar", str(deep), "--name", f"deep-{uuid.uuid4().hex[:8]}"],
+        ["teams", "add", f"deep-{uuid.uuid4().hex[:8]}", "--schedule", str(deep)],
+    ]
+    for argv in cases:
+        refused = cli.invoke(app, argv)
+        assert refused.exit_code == 1 and not isinstance(refused.exception, RecursionError), argv
+        assert "nested too deeply" in refused.stderr, refused.output
