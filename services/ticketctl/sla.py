@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from shared.http.preconditions import Stale
 
 sla_app = typer.Typer(help="SLA policies and business calendars.", no_args_is_help=True)
 KINDS = {"policy": "policy", "calendar": "calendar"}
+MAX_AUTHOR = 200  # SlaConfigVersion.author, AuditEntry.actor: an API key's name at most
 
 
 async def _with_session(work: Any) -> Any:
@@ -74,6 +76,10 @@ def sla_apply(
     """Validate and store a document as the next version of its ``name`` (or ``--name``)."""
     if kind not in KINDS:
         raise typer.BadParameter("use policy or calendar")
+    # The version's author and the audit entry's actor, as an API key's name is (ApiKeyCreate):
+    # a blank one audited a change by nobody, a longer one PostgreSQL refused with a driver error.
+    if not re.fullmatch(r"\S(.*\S)?", author) or len(author) > MAX_AUTHOR:
+        raise fail(f"--author: 1 to {MAX_AUTHOR} characters, without leading or trailing space")
     document = load_yaml(path)  # unreadable, not UTF-8 or not YAML: one line naming the file, exit 1
     if not isinstance(document, dict):
         raise fail(f"{path}: expected a {kind} document (a mapping of fields)")

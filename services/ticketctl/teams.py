@@ -97,6 +97,7 @@ def update(
         (no_calendar, calendar, "--calendar", "--no-calendar"),
         (no_skills, skill, "--skill", "--no-skills"),
         (no_languages, language, "--language", "--no-languages"),
+        (no_schedule, schedule, "--schedule", "--no-schedule"),  # else the file was silently dropped
     ):
         if cleared and value:
             raise typer.BadParameter(f"give {option} or {clear}, not both", param_hint=clear)

@@ -9,6 +9,7 @@ it in one transaction, and the write is checked against the revision read (``WHE
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import typer
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from services.ticketctl.database import ROW_ID_MAX, read_modify_write
 from services.ticketctl.output import console
 from services.ticketctl.rules import AUTHOR, invalid, run
 from services.ticketctl.sources import parse_options, validated
+from shared.settings import RouterSettings
 
 writeback_app = typer.Typer(
     help="Write-back targets: add, list, enable, disable, remove; deliveries, retry.", no_args_is_help=True
@@ -178,6 +180,8 @@ def deliveries(
 def retry(
     delivery_id: int = typer.Argument(..., min=1, max=ROW_ID_MAX, help="A failed delivery's id."),
 ) -> None:
-    """Queue a failed delivery again, with fresh attempts."""
-    run(lambda session: service.retry_delivery(session, delivery_id, AUTHOR))
+    """Queue a failed delivery again, with fresh attempts (not one older than
+    ROUTER_DEDUP_RETENTION_DAYS, as over the API: a newer delivery it would undo may be pruned)."""
+    retention = timedelta(days=RouterSettings().router_dedup_retention_days)
+    run(lambda session: service.retry_delivery(session, delivery_id, AUTHOR, retention))
     console.print(f"delivery {delivery_id} queued again")

@@ -69,7 +69,7 @@ async def revoke_key(session: AsyncSession, key_id: str, actor: str) -> bool:
             return False  # revoked concurrently
         raise Conflict(
             "this is the last active admin key: create another admin key before revoking it",
-            [{"field": "/key_id", "message": "the last active admin key"}],
+            [{"field": "/path/key_id", "message": "the last active admin key"}],
         )
     record(session, actor, "revoke", ENTITY, row.id, {"name": row.name, "role": row.role})
     return True

@@ -212,6 +212,8 @@ async def activate(session: AsyncSession, version: int, actor: str) -> Classifie
     row = await get_model(session, version)
     if row is None:
         return None
+    if row.active:  # nothing steps down or up: no audit entry naming it its own predecessor
+        return row
     labels = row.figures.get("labels")  # None: stored without its figures, cannot tell
     if row.label_kind == LabelKind.TEAM.value and labels:
         active_teams = set((await session.scalars(select(Team.name).where(Team.active))).all())

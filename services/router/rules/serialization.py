@@ -120,7 +120,12 @@ def load_core_yaml(text: str) -> Any:
     """The document in ``text`` with YAML's core types only and unique mapping keys (the module's
     docstring says why); ``yaml.YAMLError`` when it is not YAML. Every hand-written file goes
     through it: rule sets, SLA documents, team schedules."""
-    return yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: no object tags
+    try:
+        return yaml.load(text, Loader=_CoreLoader)  # a SafeLoader subclass: no object tags
+    except RecursionError:
+        # PyYAML composes nodes recursively: a few hundred nested [ or { ended a command in a
+        # RecursionError traceback. Every caller reports a YAMLError as the file's mistake.
+        raise yaml.YAMLError("nested too deeply (a few hundred levels at most)") from None
 
 
 def ruleset_from_yaml(text: str) -> RuleSet:

@@ -191,6 +191,25 @@ def _check_position(position: int | None, size: int) -> int:
     return position
 
 
+async def _save_rule(
+    session: AsyncSession, ruleset: RuleSet, index: int, edit: Edit, *, action: str, detail: dict[str, Any]
+) -> RuleSet:
+    """:func:`save` for the endpoints whose body is one rule (at ``index`` of ``ruleset``): an error
+    in it points into that body (``/actions/assign_team``), as its schema errors do, rather than at
+    its place in the whole set (``/rules/4/actions/assign_team``), which the client never sent."""
+    try:
+        return await save(session, ruleset, edit, action=action, detail=detail)
+    except Invalid as exc:
+        prefix = f"/rules/{index}"
+        errors = [
+            {**e, "field": e["field"].removeprefix(prefix) or "/"}
+            if e["field"] == prefix or e["field"].startswith(prefix + "/")
+            else e
+            for e in exc.errors
+        ]
+        raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
+
+
 def _with_rules(ruleset: RuleSet, rules: list[Rule]) -> RuleSet:
     data = ruleset.model_dump(mode="json", by_alias=True, exclude={"version"}, exclude_none=True)
     data["rules"] = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in rules]
@@ -208,13 +227,10 @@ async def add_rule(session: AsyncSession, rule: Rule, position: int | None, edit
             f"a rule with id {rule.id!r} exists", [{"field": "/id", "message": "duplicate rule id"}]
         )
     rules = list(current.rules)
-    rules.insert(_check_position(position, len(rules)), rule)
-    return await save(
-        session,
-        _with_rules(current, rules),
-        edit,
-        action="rule.create",
-        detail={"rule_id": rule.id},
+    index = _check_position(position, len(rules))
+    rules.insert(index, rule)
+    return await _save_rule(
+        session, _with_rules(current, rules), index, edit, action="rule.create", detail={"rule_id": rule.id}
     )
 
 
@@ -227,12 +243,8 @@ async def replace_rule(session: AsyncSession, rule_id: str, rule: Rule, edit: Ed
         )
     rules = list(current.rules)
     rules[index] = rule
-    return await save(
-        session,
-        _with_rules(current, rules),
-        edit,
-        action="rule.update",
-        detail={"rule_id": rule_id},
+    return await _save_rule(
+        session, _with_rules(current, rules), index, edit, action="rule.update", detail={"rule_id": rule_id}
     )
 
 
@@ -267,9 +279,10 @@ async def patch_rule(session: AsyncSession, rule_id: str, patch: dict[str, Any],
         raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]), errors) from exc
     rules = list(current.rules)
     rules[index] = rule
-    return await save(
+    return await _save_rule(
         session,
         _with_rules(current, rules),
+        index,
         edit,
         action="rule.update",
         detail={"rule_id": rule_id, "patch": patch},

@@ -173,6 +173,11 @@ def name_errors(kind: str, name: str, calendars: LiveCalendars) -> list[dict[str
         errors.append({"field": "/name", "message": "must be in Unicode normal form NFC"})
     elif any(unicodedata.category(char) in _INVISIBLE for char in name):
         errors.append({"field": "/name", "message": "must not hold control or format characters"})
+    # The URL /v1/sla/<kind>s/<name> must reach it: the server decodes %2F before routing, and
+    # clients drop "." and ".." segments, so such a name (saved by `ticketctl sla apply`) could
+    # never be read, changed or deleted over the API ("gold/versions" read gold's history).
+    if "/" in name or name in (".", ".."):
+        errors.append({"field": "/name", "message": "must not hold '/' nor be '.' or '..'"})
     if kind == "policy" and len(name) > MAX_POLICY_NAME:
         message = f"at most {MAX_POLICY_NAME} characters, as a rule's actions.sla_policy names it"
         errors.append({"field": "/name", "message": message})

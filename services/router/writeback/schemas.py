@@ -200,7 +200,7 @@ class TargetIn(BaseModel):
         unknown = sorted(set(kinds) - set(WRITEBACK_KINDS))
         if unknown:
             raise ValueError(f"unknown event kinds {unknown}; use {list(WRITEBACK_KINDS)}")
-        return kinds
+        return list(dict.fromkeys(kinds))  # a set of kinds: a repeat is kept once, in its first place
 
 
 class TargetOut(BaseModel):

@@ -250,3 +250,27 @@ async def test_dry_run_models_are_bounded_least_recently_used_first_out(sessions
         await cache.get(session, c)
         assert await cache.get(session, a) is first
         assert cache.cached() == [c, a]  # b made room
+
+
+async def test_activating_the_active_model_again_changes_nothing_and_audits_nothing(sessions, router):
+    """A second activation of the active model (a retried request, a script run twice) recorded
+    another "activate" entry naming the model as its own predecessor: a change that was not made.
+    As for a team or a key, a no-op is not audited."""
+    version = await stored(sessions, LabelKind.TEAM)
+    for _ in range(2):
+        activated = await router.client.post(f"/v1/classifiers/{version}/activate", headers=router.admin)
+        assert activated.status_code == 200 and activated.json()["active"] is True, activated.text
+    async with sessions() as session:
+        audit = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity == "classifier_model", AuditEntry.entity_id == str(version)
+                )
+            )
+        ).all()
+    assert [(a.action, a.detail["previous"]) for a in audit] == [("activate", audit[0].detail["previous"])]
+    assert audit[0].detail["previous"] != version
+    gone = await router.client.post(
+        "/v1/classifiers/deactivate", params={"label_kind": "team"}, headers=router.admin
+    )
+    assert gone.json()["deactivated"] == version

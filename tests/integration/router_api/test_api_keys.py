@@ -91,8 +91,11 @@ async def test_the_last_active_admin_key_cannot_be_revoked(tmp_path: Path) -> No
         async with sessions() as session, session.begin():
             assert await service.revoke_key(session, first.id, "t")
         async with sessions() as session, session.begin():
-            with pytest.raises(Conflict, match="last active admin key"):
+            with pytest.raises(Conflict, match="last active admin key") as refused:
                 await service.revoke_key(session, second.id, "t")
+            # The key's id is the URL's (DELETE /v1/api-keys/{key_id}), named as every path
+            # parameter is: "/key_id" pointed into a request body the DELETE has none of.
+            assert [e["field"] for e in refused.value.errors] == ["/path/key_id"]
             assert await service.revoke_key(session, viewer.id, "t")  # other roles do not count
         async with sessions() as session:
             assert [k.name for k in await service.list_keys(session, active=True)] == ["second"]

@@ -136,6 +136,12 @@ def test_team_schedule_from_a_file(cli: CliRunner, tmp_path: Path) -> None:
     assert again.exit_code == 0 and "revision 3" in again.output
     rejected = cli.invoke(app, ["teams", "update", team, "--schedule", str(bad)])
     assert rejected.exit_code == 1 and "/schedule/shifts/0/agents" in rejected.output
+    # Both at once is a usage error, as for --calendar and --no-calendar: --no-schedule won, and the
+    # file given beside it was dropped along with the schedule the team had, without a word.
+    both = cli.invoke(app, ["teams", "update", team, "--schedule", str(good), "--no-schedule"])
+    assert both.exit_code != 0 and "--no-schedule" in both.output, both.output
+    kept = cli.invoke(app, ["teams", "update", team, "--description", "kept"])
+    assert kept.exit_code == 0 and "revision 4" in kept.output, kept.output
 
 
 def test_a_team_calendar_set_on_the_command_line_can_be_dropped(cli: CliRunner) -> None:
@@ -193,3 +199,49 @@ def test_rules_apply_checks_the_sla_policies_rules_name(
     applied = cli.invoke(app, ["rules", "apply", str(rules_naming(policy)), "--yes"])
     assert applied.exit_code == 0, applied.output
     assert live_version(database_url) == before + 1
+
+
+def test_u0000_in_a_file_is_refused_naming_where(cli: CliRunner, database_url: str, tmp_path: Path) -> None:
+    """The API refuses U+0000 anywhere (PostgreSQL stores it in no text). A file's ``"\\0"`` (YAML)
+    or ``"\\u0000"`` (JSON) was stored on SQLite, and on PostgreSQL failed the INSERT with a driver
+    error naming no field: now each command refuses it naming the file and where in it, and saves
+    nothing."""
+    team = f"cli-{uuid.uuid4().hex[:8]}"
+    before = live_version(database_url)
+    rules_file, schedule, calendar = tmp_path / "rules.yaml", tmp_path / "shifts.yaml", tmp_path / "c.json"
+    rules_file.write_text('rules:\n  - id: nul\n    name: "a\\0b"\n    actions: {route_to_triage: true}\n')
+    schedule.write_text(
+        'tickets_per_agent: 5\nshifts:\n  - {name: "d\\0y", hours: {mon-fri: "09:00-17:00"}, agents: 2}\n'
+    )
+    calendar.write_text(
+        '{"timezone": "UTC", "weekly_hours": {"mon-fri": "09:00-17:00"}, '
+        '"holidays": [{"day": "2026-12-24", "name": "x\\u0000"}]}'
+    )
+    cases = [
+        (["rules", "apply", str(rules_file), "--yes"], "/rules/0/name: must not contain U+0000"),
+        (["teams", "add", team, "--schedule", str(schedule)], "/shifts/0/name: must not contain U+0000"),
+        (["sla", "apply", "calendar", str(calendar), "--name", team], "/holidays/0/name: must not contain"),
+    ]
+    for argv, says in cases:
+        refused = cli.invoke(app, argv)
+        assert refused.exit_code == 1, (argv, refused.output, refused.exception)
+        assert says in refused.stderr, refused.output
+    assert live_version(database_url) == before
+    assert team not in cli.invoke(app, ["teams", "list", "--all"]).output
+    assert cli.invoke(app, ["sla", "history", "calendar", team]).exit_code == 1
+
+
+def test_a_file_nested_too_deeply_is_one_line_not_a_traceback(cli: CliRunner, tmp_path: Path) -> None:
+    """PyYAML composes a document recursively: a file nesting a few hundred ``[`` (YAML or JSON)
+    ended `rules apply`, `sla apply` and `teams --schedule` in a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"rules": ' + "[" * 5_000 + "]" * 5_000 + "}")
+    cases = [
+        ["rules", "apply", str(deep), "--dry-run"],
+        ["sla", "apply", "calendar", str(deep), "--name", f"deep-{uuid.uuid4().hex[:8]}"],
+        ["teams", "add", f"deep-{uuid.uuid4().hex[:8]}", "--schedule", str(deep)],
+    ]
+    for argv in cases:
+        refused = cli.invoke(app, argv)
+        assert refused.exit_code == 1 and not isinstance(refused.exception, RecursionError), argv
+        assert "nested too deeply" in refused.stderr, refused.output

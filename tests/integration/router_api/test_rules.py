@@ -352,3 +352,42 @@ async def test_a_regex_too_costly_to_search_is_a_422_and_a_stored_one_still_load
     assert live.status_code == 200 and live.json()["rules"][0]["when"]["value"] == slow
     stored = await router_api.client.get(f"/v1/rules/versions/{row.version}", headers=router_api.viewer)
     assert stored.status_code == 200, stored.text
+
+
+async def test_a_single_rule_s_reference_errors_point_into_the_body_sent(router_api: Router) -> None:
+    """POST /v1/rules, PUT and PATCH /v1/rules/{id} take one rule: an unknown team or SLA policy in
+    it was named by its place in the whole set (``/rules/4/actions/assign_team``), a pointer into
+    no body the client sent, while a schema error in the same body was ``/when/op``."""
+    c, editor = router_api.client, router_api.editor
+    team = await router_api.add_team("ref")
+    seeded = await router_api.put_rules({"rules": [rule("first", team), rule("second", team)]})
+    assert seeded.status_code == 200, seeded.text
+
+    def at(etag: str) -> dict[str, str]:
+        return {**editor, "If-Match": etag}
+
+    async def fields(response: Any) -> list[str]:
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        return [e["field"] for e in response.json()["errors"]]
+
+    etag = seeded.headers["ETag"]
+    added = await c.post("/v1/rules", json=rule("third", "no-such-team"), headers=at(etag))
+    assert await fields(added) == ["/actions/assign_team"]
+    placed = await c.post(
+        "/v1/rules",
+        params={"position": 1},
+        json={**rule("third", team), "actions": {"sla_policy": "no-such-policy"}},
+        headers=at(etag),
+    )
+    assert await fields(placed) == ["/actions/sla_policy"]
+    replaced = await c.put("/v1/rules/second", json=rule("second", "no-such-team"), headers=at(etag))
+    assert await fields(replaced) == ["/actions/assign_team"]
+    patched = await c.patch(
+        "/v1/rules/second", json={"actions": {"assign_team": "no-such-team"}}, headers=at(etag)
+    )
+    assert await fields(patched) == ["/actions/assign_team"]
+    assert "/actions/assign_team: rule 'second': unknown team" in patched.json()["detail"]
+    # The whole set's own endpoint still names the rule's place in it.
+    whole = await router_api.put_rules({"rules": [rule("first", team), rule("second", "no-such-team")]})
+    assert await fields(whole) == ["/rules/1/actions/assign_team"]

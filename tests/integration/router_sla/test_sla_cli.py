@@ -168,3 +168,40 @@ def test_dry_run_shows_the_diff_and_a_file_applied_again_adds_no_version(
     assert f"calendar {name} is version 1 already: no changes, nothing saved" in again.output
     history = cli.invoke(app, ["sla", "history", "calendar", name]).output
     assert "v1" in history and "v2" not in history, history
+
+
+def test_a_name_no_url_can_reach_is_refused(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The API's URL ``/v1/sla/calendars/<name>`` cannot carry a ``/`` (the server decodes ``%2F``
+    before routing) nor a ``.`` or ``..`` segment (clients drop them): a calendar the CLI saved
+    under such a name could never be read, changed or deleted over the API."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    cli, tag, path = CliRunner(), uuid.uuid4().hex[:8], tmp_path / "office.yaml"
+    path.write_text(yaml.safe_dump({"timezone": "UTC", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}))
+    for name in (f"eu/{tag}", f"{tag}/versions", ".", ".."):
+        refused = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", name])
+        assert refused.exit_code == 1, refused.output
+        assert "/name: must not hold '/'" in refused.stderr, refused.output
+        assert cli.invoke(app, ["sla", "history", "calendar", name]).exit_code == 1  # nothing saved
+    dotted = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", f"eu.{tag}"])
+    assert dotted.exit_code == 0, dotted.output
+
+
+def test_apply_refuses_an_author_no_api_key_could_be(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--author`` is the version's author and the audit entry's actor, as an API key's name is
+    over the API: a blank one was saved (a change audited as made by nobody), and one longer than
+    the 200 characters of those columns was saved on SQLite but failed PostgreSQL's INSERT with a
+    driver error."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    cli, name, path = CliRunner(), f"cal-{uuid.uuid4().hex[:8]}", tmp_path / "calendar.yaml"
+    path.write_text(yaml.safe_dump({"timezone": "UTC", "weekly_hours": {"mon-fri": ["09:00-17:00"]}}))
+    for author in ("", " ", " ops", "a" * 201):
+        refused = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", name, "--author", author])
+        assert refused.exit_code == 1, (author, refused.output, refused.exception)
+        assert "--author: 1 to 200 characters" in refused.stderr, refused.output
+        assert cli.invoke(app, ["sla", "history", "calendar", name]).exit_code == 1  # nothing saved
+    longest = cli.invoke(app, ["sla", "apply", "calendar", str(path), "--name", name, "--author", "a" * 200])
+    assert longest.exit_code == 0, longest.output

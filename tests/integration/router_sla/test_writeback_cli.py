@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -242,3 +243,44 @@ def test_deliveries_are_listed_a_page_at_a_time(database_url: str, monkeypatch: 
         assert everything.exit_code == 0 and "--before" not in everything.output  # a short page
     finally:
         asyncio.run(remove())
+
+
+def test_retry_refuses_a_delivery_older_than_the_retention_as_the_api_does(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API refuses to retry a delivery older than ROUTER_DEDUP_RETENTION_DAYS (409: a newer
+    delivery of its ticket that retrying would undo may have been pruned); `writeback retry` called
+    the same service without the retention and re-queued it."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("ROUTER_DEDUP_RETENTION_DAYS", raising=False)
+    cli, name = CliRunner(), f"hook-{uuid.uuid4().hex[:8]}"
+    add = ["writeback", "add", name, "--source", "zendesk-main", "--url", "https://hooks.example/x"]
+    assert cli.invoke(app, [*add, "--secret", "s" * 32]).exit_code == 0
+
+    async def old_failure(session) -> int:
+        target = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
+        assert target is not None
+        delivery = WritebackDelivery(
+            target_id=target.id,
+            event_id=str(uuid.uuid4()),
+            kind="assignment",
+            ticket_key="zendesk-main:7",
+            body="{}",
+            status="failed",
+            attempts=8,
+            next_attempt_at=utc_now(),
+            last_error="HTTP 500",
+            created_at=utc_now() - timedelta(days=31),
+        )
+        session.add(delivery)
+        await session.flush()
+        return delivery.id
+
+    delivery_id = asyncio.run(in_transaction(old_failure, database_url))
+    refused = cli.invoke(app, ["writeback", "retry", str(delivery_id)])
+    assert refused.exit_code == 1, refused.output
+    assert "older than the 30-day retention" in refused.output, refused.output
+    monkeypatch.setenv("ROUTER_DEDUP_RETENTION_DAYS", "60")  # the routers keep it longer: retried
+    retried = cli.invoke(app, ["writeback", "retry", str(delivery_id)])
+    assert retried.exit_code == 0, retried.output
+    assert cli.invoke(app, ["writeback", "remove", name]).exit_code == 0

@@ -422,3 +422,22 @@ async def test_a_target_a_policy_notifies_cannot_be_deleted_or_renamed(sessions)
             previous = await sla_service.latest(session, "policy", policy)
             await sla_service.save(session, "policy", policy, None, "t", previous=previous)
         assert (await client.delete(url, headers={"If-Match": etag})).status_code == 204
+
+
+async def test_a_repeated_event_kind_is_kept_once(sessions):
+    """``event_kinds`` is a set of kinds: a repeat was stored (and searched, for every event the
+    target might take) as given, and saving the same kinds without it counted as a change."""
+    name = f"target-{new_id()[:8]}"
+    async with await client_for(sessions) as client:
+        kinds = ["assignment", "sla_breach", "assignment", "sla_breach"]
+        created = await client.post("/v1/writeback/targets", json=target(name, event_kinds=kinds))
+        assert created.status_code == 201, created.text
+        assert created.json()["event_kinds"] == ["assignment", "sla_breach"]
+        url = f"/v1/writeback/targets/{created.json()['id']}"
+        same = await client.put(
+            url,
+            json=target(name, event_kinds=["assignment", "sla_breach"]),
+            headers={"If-Match": created.headers["etag"]},
+        )
+        assert same.status_code == 200 and same.headers["etag"] == created.headers["etag"]  # no change
+        assert (await client.delete(url, headers={"If-Match": "*"})).status_code == 204
