@@ -113,3 +113,19 @@ def test_webhook_rejections_cover_every_route_of_the_webhook_handler() -> None:
     assert len(paths) >= 2  # with and without the trailing slash
     for path in paths:
         assert re.fullmatch(pattern, path), f"{path} is not counted by route{op}{value!r}"
+
+
+def test_webhook_rejections_cover_every_refusal_the_webhook_handler_documents() -> None:
+    # Each 4xx of the webhook operation refuses the vendor's delivery (the vendor retries, then
+    # gives up): 400 among them, a signed body that is not a JSON object, which the alert missed.
+    from services.intake.app import create_app
+
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "WebhooksRejected"]
+    matcher = re.search(r'status\s*=~\s*"([^"]*)"', rule["expr"])
+    assert matcher is not None, rule["expr"]
+    responses = create_app().openapi()["paths"]["/v1/webhooks/{name}"]["post"]["responses"]
+    refusals = sorted(code for code in responses if code.startswith("4"))
+    assert "400" in refusals and "401" in refusals
+    missed = [code for code in refusals if not re.fullmatch(matcher.group(1), code)]
+    assert missed == [], f"WebhooksRejected does not count {missed}"
