@@ -66,8 +66,13 @@ CHECKPOINT_SECONDS = Histogram(
 CHECKPOINT_BYTES = Gauge(
     "metrics_checkpoint_bytes", "Size of the last checkpoint of the shard, in bytes", ["partition"]
 )
+# When the shard's checkpoint row last held everything the shard applied: written then, or found
+# with nothing new to write. A quiet shard's row stays current without a write; its age must not
+# grow as if its checkpoints failed (a crash would replay nothing of it).
 CHECKPOINT_TIME = Gauge(
-    "metrics_checkpoint_timestamp_seconds", "Unix time of the last checkpoint of the shard", ["partition"]
+    "metrics_checkpoint_timestamp_seconds",
+    "Unix time the shard's checkpoint last held all it applied (written, or nothing new since)",
+    ["partition"],
 )
 SHARDS = Gauge("metrics_partitions_owned", "Partitions (backlog shards) this instance owns")
 
@@ -394,6 +399,7 @@ class BacklogIngest:
 
     async def _checkpoint(self, shard: Shard) -> None:
         if shard.pending == 0 and shard.persisted:
+            CHECKPOINT_TIME.labels(str(shard.partition)).set(time.time())  # its row is current
             return
         started = time.perf_counter()
         data, offsets, pending = await asyncio.to_thread(_encode, shard)
