@@ -97,6 +97,7 @@ def _tagged(reasons: list[str], added: list[str]) -> list[str]:
 
 
 DEFAULT_PRIORITY = Priority.P3
+_WAITING = frozenset({TicketStatus.PENDING, TicketStatus.ON_HOLD})
 # A ticket's team is stored in 100 characters (router_tickets.team, routing_decisions.team).
 TEAM_NAME_MAX = 100
 
@@ -191,9 +192,13 @@ def decide(
 
     was_resolved = current.status.is_resolved
     status = snapshot.status
-    # A "new" status on an update says nothing new; keep what we have unless it is resolved.
+    # A "new" status on an update says nothing new; keep what we have unless it is resolved, or
+    # waiting: "new" again after pending or on hold (Jira's To Do, the API's "new") is the ticket
+    # back on support's side, open, or its SLA clock stayed paused and no team's load counted it.
+    # Not from a ticket.created: one delivered late would take the ticket out of waiting.
     if status == TicketStatus.NEW and not was_resolved:
-        status = current.status
+        waiting = current.status in _WAITING and envelope.type != EventType.TICKET_CREATED
+        status = TicketStatus.OPEN if waiting else current.status
 
     # What the event says besides its status applies whatever the status does: a reply sent with
     # "solve", a priority raised on reopening (the source would not say it again).

@@ -115,6 +115,25 @@ def test_pending_and_priority_changes_are_state_changes():
     assert "status open -> pending" in d.events[0][1].reasons
 
 
+@pytest.mark.parametrize("waiting", ["pending", "on_hold"])
+def test_new_again_after_waiting_is_open_again(waiting):
+    """Jira's To Do after Waiting for customer, the API's "new": the ticket waits on support again
+    (its SLA clock and its team's load count it). "new" on an open ticket still says nothing new,
+    and a ticket.created (one redelivered late) moves no ticket back."""
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    held = decide(routed, None, *event(waiting, EventType.TICKET_STATUS_CHANGED), route_to("a"), T0).state
+    back = decide(held, None, *event("new", EventType.TICKET_STATUS_CHANGED), route_to("a"), T0)
+    assert back.state.status == TicketStatus.OPEN and back.state.team == "a"
+    assert [k for k, _ in back.events] == [EventType.TICKET_STATE_CHANGED]
+    assert back.events[0][1].reasons == [f"status {waiting} -> open"]
+    updated = decide(held, None, *event("new", EventType.TICKET_UPDATED), route_to("a"), T0)
+    assert updated.state.status == TicketStatus.OPEN
+    late_created = decide(held, None, *event("new"), route_to("a"), T0)
+    assert late_created.state.status == TicketStatus(waiting) and late_created.events == []
+    again = decide(routed, None, *event("new", EventType.TICKET_UPDATED), route_to("a"), T0)
+    assert again.state.status == TicketStatus.OPEN and again.events == []
+
+
 def test_triage_ticket_is_routed_again_on_update():
     env, snap = event()
     triaged = decide(None, None, env, snap, route_to(None), T0).state
