@@ -47,6 +47,8 @@ class RouteResult:
     tags: list[str] = field(default_factory=list)
     urgency: int | None = None  # 1-4, 4 the most severe (rules or classifier)
     impact: int | None = None
+    # ``priority`` came from urgency x impact (no rule set one): a fallback, see _apply_route.
+    priority_derived: bool = False
 
 
 RouteFn = Callable[[TicketSnapshot, str], RouteResult]
@@ -180,11 +182,11 @@ def decide(
         if result.team is None:
             return False
         named_policy = result.sla_policy
-        _apply_route(state, result, now)
+        kept = _apply_route(state, result, now)
         added = _added_tags(result, snapshot)
         emit(
             EventType.TICKET_ROUTED,
-            _tagged([*reasons, *result.reasons], added),
+            _tagged([*reasons, *result.reasons, *kept], added),
             rule=result.rule,
             ruleset_version=result.ruleset_version,
         )
@@ -400,13 +402,24 @@ def _route_fields(result: RouteResult, now: datetime) -> dict[str, Any]:
     }
 
 
-def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> None:
+def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> list[str]:
+    """A routing of a ticket that has a priority already (it left triage); why a priority the
+    route derived was not taken, if so."""
     for name, value in _route_fields(result, now).items():
         setattr(state, name, value)
+    kept: list[str] = []
     if result.priority is not None:
-        state.priority = result.priority
+        # Urgency x impact is the fallback for a ticket nothing gave a priority: it does not lower
+        # the one it has (an SLA escalation raised it while in triage, the source set it before).
+        if result.priority_derived and result.priority.value > state.priority.value:
+            kept.append(
+                f"priority {state.priority.value} kept: higher than the derived {result.priority.value}"
+            )
+        else:
+            state.priority = result.priority
     if result.sla_policy:
         state.sla.policy = result.sla_policy
+    return kept
 
 
 def _first(*values: Priority | None) -> Priority:

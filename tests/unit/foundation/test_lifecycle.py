@@ -349,6 +349,29 @@ def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_pu
     assert decide(None, None, env, snap, route_to("access"), T0).state.team == "access"
 
 
+def test_a_priority_derived_when_leaving_triage_does_not_lower_the_tickets():
+    """Urgency x impact is the fallback for a ticket nothing gave a priority. A ticket in triage whose
+    SLA escalation raised it (P3 -> P2) keeps P2 when an update routes it and the route derives P3
+    from the text again; a derived P1, or a rule's priority, still applies."""
+    triaged = decide(None, None, *event(), route_to(None), T0).state
+    escalated = triaged.model_copy(update={"priority": Priority.P2})
+
+    def derived(priority, from_rule=False):
+        def route(snapshot, source):
+            why = f"priority {priority.value} from urgency medium x impact medium"
+            return RouteResult(team="a", priority=priority, priority_derived=not from_rule, reasons=[why])
+
+        return route
+
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P3), T0)
+    assert d.state.team == "a" and d.state.priority == Priority.P2
+    assert d.events[0][1].reasons[-1] == "priority P2 kept: higher than the derived P3"
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P1), T0)
+    assert d.state.priority == Priority.P1
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P3, True), T0)
+    assert d.state.priority == Priority.P3
+
+
 def test_a_ticket_reopened_in_triage_gets_another_chance_at_a_team():
     in_triage = decide(None, None, *event(), route_to(None), T0).state
     solved = decide(in_triage, None, *event("solved", EventType.TICKET_STATUS_CHANGED), route_to(None), T0)
