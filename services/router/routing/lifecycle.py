@@ -47,6 +47,8 @@ class RouteResult:
     tags: list[str] = field(default_factory=list)
     urgency: int | None = None  # 1-4, 4 the most severe (rules or classifier)
     impact: int | None = None
+    # ``priority`` came from urgency x impact (no rule set one): a fallback, see _apply_route.
+    priority_derived: bool = False
 
 
 RouteFn = Callable[[TicketSnapshot, str], RouteResult]
@@ -97,6 +99,7 @@ def _tagged(reasons: list[str], added: list[str]) -> list[str]:
 
 
 DEFAULT_PRIORITY = Priority.P3
+_WAITING = frozenset({TicketStatus.PENDING, TicketStatus.ON_HOLD})
 # A ticket's team is stored in 100 characters (router_tickets.team, routing_decisions.team).
 TEAM_NAME_MAX = 100
 
@@ -179,11 +182,11 @@ def decide(
         if result.team is None:
             return False
         named_policy = result.sla_policy
-        _apply_route(state, result, now)
+        kept = _apply_route(state, result, now)
         added = _added_tags(result, snapshot)
         emit(
             EventType.TICKET_ROUTED,
-            _tagged([*reasons, *result.reasons], added),
+            _tagged([*reasons, *result.reasons, *kept], added),
             rule=result.rule,
             ruleset_version=result.ruleset_version,
         )
@@ -191,9 +194,13 @@ def decide(
 
     was_resolved = current.status.is_resolved
     status = snapshot.status
-    # A "new" status on an update says nothing new; keep what we have unless it is resolved.
+    # A "new" status on an update says nothing new; keep what we have unless it is resolved, or
+    # waiting: "new" again after pending or on hold (Jira's To Do, the API's "new") is the ticket
+    # back on support's side, open, or its SLA clock stayed paused and no team's load counted it.
+    # Not from a ticket.created: one delivered late would take the ticket out of waiting.
     if status == TicketStatus.NEW and not was_resolved:
-        status = current.status
+        waiting = current.status in _WAITING and envelope.type != EventType.TICKET_CREATED
+        status = TicketStatus.OPEN if waiting else current.status
 
     # What the event says besides its status applies whatever the status does: a reply sent with
     # "solve", a priority raised on reopening (the source would not say it again).
@@ -395,13 +402,24 @@ def _route_fields(result: RouteResult, now: datetime) -> dict[str, Any]:
     }
 
 
-def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> None:
+def _apply_route(state: TicketState, result: RouteResult, now: datetime) -> list[str]:
+    """A routing of a ticket that has a priority already (it left triage); why a priority the
+    route derived was not taken, if so."""
     for name, value in _route_fields(result, now).items():
         setattr(state, name, value)
+    kept: list[str] = []
     if result.priority is not None:
-        state.priority = result.priority
+        # Urgency x impact is the fallback for a ticket nothing gave a priority: it does not lower
+        # the one it has (an SLA escalation raised it while in triage, the source set it before).
+        if result.priority_derived and result.priority.value > state.priority.value:
+            kept.append(
+                f"priority {state.priority.value} kept: higher than the derived {result.priority.value}"
+            )
+        else:
+            state.priority = result.priority
     if result.sla_policy:
         state.sla.policy = result.sla_policy
+    return kept
 
 
 def _first(*values: Priority | None) -> Priority:

@@ -142,19 +142,20 @@ class RoutingPolicy:
                 classifiers.active_teams,
             )
             reasons.append(why)
-        priority = outcome.priority
+        priority, derived = outcome.priority, False
         # Text urgency counts only when the detector found evidence (no signal is no opinion).
         detected = signals.urgency.rank if signals.urgency.signals else None
         urgency, impact = outcome.urgency or detected, outcome.impact
         if priority is None and snapshot.priority is None and (urgency or impact):
             # Neither a rule nor the source set a priority: derive it from urgency x impact.
             u, i = Level(urgency or Level.MEDIUM), Level(impact or Level.MEDIUM)
-            priority = self.matrix.priority_for(u, i)
+            priority, derived = self.matrix.priority_for(u, i), True
             why = f"urgency {u.name.lower()} x impact {i.name.lower()}"
             reasons.append(f"priority {priority.value} from {why}")
         return RouteResult(
             team=team,
             priority=priority,
+            priority_derived=derived,
             urgency=urgency,
             impact=impact,
             rule=outcome.rule_name,

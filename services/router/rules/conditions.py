@@ -22,7 +22,7 @@ from typing import Any
 
 import re2
 
-from .facts import Fact, TicketFacts, _fold, fact_key
+from .facts import Fact, TicketFacts, _fold, fact_key, nfc
 from .fields import Kind, compile_regex, field_kind, is_number, parse_datetime, parse_time_of_day
 from .regexes import RegexGroups, regex_test
 from .schema import Condition
@@ -192,7 +192,12 @@ def _leaf(cond: Condition, timezone: str, path: str, groups: RegexGroups | None)
     # Regexes run on the raw text with RE2's own case folding: case-folding a pattern would
     # change its meaning (\S is not \s).
     fold = not cs and kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches"
-    const: Any = _fold(value) if fold else value
+    const: Any = value
+    if kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches":
+        # In NFC, as the facts are: the same text typed composed or decomposed is one constant.
+        const = [nfc(v) if isinstance(v, str) else v for v in const] if isinstance(const, list) else const
+        const = nfc(const) if isinstance(const, str) else const
+    const = _fold(const) if fold else const
     if isinstance(const, list):
         const = [_fold(v) if fold else v for v in const]
     key = fact_key(name, fold)

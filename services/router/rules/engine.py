@@ -29,7 +29,7 @@ from shared.events import Priority
 from shared.frozen import frozen
 
 from .conditions import Guards, Node, Test, compile_condition, display, present
-from .facts import FOLDED, TicketFacts, _fold, fact_key
+from .facts import FOLDED, TicketFacts, _fold, fact_key, fold_text
 from .regexes import RegexGroups
 from .schema import Rule, RuleSet
 
@@ -217,8 +217,8 @@ class CompiledRuleSet:
         # loop, as FactLookup would on each one's first read, without a __missing__ call per key.
         for key, name in self._folds:
             if key not in values and (raw := values.get(name)) is not None:
-                if type(raw) is str:  # fold_text, inlined: one call fewer per key and ticket
-                    values[key] = raw.lower() if raw.isascii() else raw.casefold()
+                if type(raw) is str:  # fold_text, inlined on ASCII: one call fewer per key and ticket
+                    values[key] = raw.lower() if raw.isascii() else fold_text(raw)
                 else:
                     values[key] = _fold(raw)
         for key, table in self._eq_index:

@@ -10,6 +10,7 @@ variants (a rule set folds a handful of the ~20 fields) and the ticket's age.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,10 +56,28 @@ def fact_key(name: str, folded: bool) -> str:
     return FOLDED + name if folded else name
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form NFC: "café" typed with a combining accent (macOS, text
+    pasted from a PDF) is the same text as the precomposed "café" a rule names, and only one
+    form can match the other. ASCII is NFC already (isascii costs nothing)."""
+    if text.isascii() or unicodedata.is_normalized("NFC", text):
+        return text
+    return unicodedata.normalize("NFC", text)
+
+
+def _nfc_cut(text: str) -> str:
+    """``text`` cut to MAX_MATCH_CHARS, in NFC; the usual ASCII in one test (the hot path)."""
+    if len(text) <= MAX_MATCH_CHARS and text.isascii():
+        return text
+    return nfc(text[:MAX_MATCH_CHARS])
+
+
 def fold_text(text: str) -> str:
     """Case folding, not lower-casing: "STRASSE" is "Straße" and a final ς is Σ, which ``lower``
-    keeps apart. On ASCII the two agree, and ``lower`` is the cheaper (isascii costs nothing)."""
-    return text.lower() if text.isascii() else text.casefold()
+    keeps apart. On ASCII the two agree, and ``lower`` is the cheaper (isascii costs nothing).
+    Folding can decompose ("ΐ" folds to ι and two combining marks), so the result is put back in
+    NFC, as the facts and the rules' constants are before folding."""
+    return text.lower() if text.isascii() else nfc(text.casefold())
 
 
 def _fold(value: Any) -> Any:
@@ -74,12 +93,12 @@ def _fold(value: Any) -> Any:
 def _custom_value(value: Any) -> Fact:
     """Custom fields arrive as arbitrary JSON: keep scalars, freeze lists, drop objects."""
     if isinstance(value, str):
-        return value[:MAX_MATCH_CHARS]
+        return _nfc_cut(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
         return tuple(
-            v[:MAX_MATCH_CHARS] if isinstance(v, str) else v
+            _nfc_cut(v) if isinstance(v, str) else v
             for v in value
             if v is None or isinstance(v, str | bool | int | float)
         )
@@ -112,6 +131,8 @@ def _tag_set(tags: frozenset[str] | list[str] | tuple[str, ...]) -> frozenset[st
     found = frozenset(tags)
     if found and max(map(len, found)) > MAX_MATCH_CHARS:
         found = frozenset(t[:MAX_MATCH_CHARS] for t in tags)
+    if not all(map(str.isascii, found)):
+        found = frozenset(map(nfc, found))
     return found
 
 
@@ -201,11 +222,20 @@ class TicketFacts:
             created_at = created_at.replace(tzinfo=UTC)  # sources without offsets mean UTC
         self.now = now
         self.ticket_key = ticket_key
-        domain = None
-        if requester_email and "@" in requester_email:
-            domain = requester_email.rsplit("@", 1)[1].lower()[:MAX_MATCH_CHARS]
         cut = MAX_MATCH_CHARS
+        # Text is compared in NFC, as the rules' constants are (see nfc): cut first, so that no
+        # more than the cut is normalised.
         subject, description = subject[:cut], description[:cut]
+        if not subject.isascii():
+            subject = nfc(subject)
+        if not description.isascii():
+            description = nfc(description)
+        email = requester_email
+        if email is not None and not email.isascii():
+            email = nfc(email)
+        domain = None
+        if email and "@" in email:
+            domain = email.rsplit("@", 1)[1].lower()[:cut]
         # Written out rather than through helpers: this runs once per ticket on the hot path.
         raw: dict[str, Fact] = {
             "subject": subject,
@@ -216,14 +246,14 @@ class TicketFacts:
                 :cut
             ],
             "tags": _tag_set(tags),
-            "channel": None if channel is None else channel[:cut],
-            "source": None if source is None else source[:cut],
+            "channel": None if channel is None else _nfc_cut(channel),
+            "source": None if source is None else _nfc_cut(source),
             "status": None if status is None else _status(status),
-            "requester.email": None if requester_email is None else requester_email[:cut],
+            "requester.email": None if email is None else email[:cut],
             "requester.domain": domain,
-            "requester.name": None if requester_name is None else requester_name[:cut],
-            "organization": None if organization is None else organization[:cut],
-            "customer_tier": None if customer_tier is None else customer_tier[:cut],
+            "requester.name": None if requester_name is None else _nfc_cut(requester_name),
+            "organization": None if organization is None else _nfc_cut(organization),
+            "customer_tier": None if customer_tier is None else _nfc_cut(customer_tier),
             "language": None if language is None else language[:cut],
             "category": None if category is None else category[:cut],
             "category_confidence": category_confidence,
@@ -235,7 +265,7 @@ class TicketFacts:
         if custom:
             for name, value in custom.items():
                 key = CUSTOM_PREFIX + (name if type(name) is str else str(name))
-                raw[key] = value[:cut] if type(value) is str else _custom_value(value)
+                raw[key] = _nfc_cut(value) if type(value) is str else _custom_value(value)
         lookup = self.lookup = FactLookup(raw)
         lookup.now = now
         self._values: dict[str, Fact] | None = None

@@ -25,7 +25,7 @@ from services.router.classifiers.schemas import LabelKind
 from services.router.load.book import LoadBook
 from services.router.routing.policy import RoutingPolicy
 from services.router.rules import compile_ruleset, parse_ruleset
-from shared.events import TicketSnapshot
+from shared.events import Priority, TicketSnapshot
 from tests.unit.classifiers.helpers import SURE_NETWORK, UNSURE, model, view
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -431,6 +431,17 @@ def test_the_reasons_say_what_made_the_detected_urgency():
     many = policy(ESTONIAN_RULE).route(ticket("Outage", "data loss, hacked, urgent, asap, crash"), "api")
     detected = next(r for r in many.reasons if r.startswith("detected: "))
     assert "urgency critical (critical: 'data loss'; " in detected and " more)" in detected
+
+
+def test_a_derived_priority_is_marked_so_a_rules_is_not():
+    """The lifecycle takes a priority derived from urgency x impact as a fallback (it does not lower
+    the priority of a ticket leaving triage), a rule's as said."""
+    urgent = ticket("VPN not working", "Urgent, please!!!")
+    derived = policy(ESTONIAN_RULE).route(urgent, "api")
+    assert derived.priority == Priority.P2 and derived.priority_derived
+    sets_p4 = {"rules": [{"id": "low", "name": "Low", "actions": {"set_priority": "P4", "assign_team": "a"}}]}
+    ruled = policy(sets_p4).route(urgent, "api")
+    assert ruled.priority == Priority.P4 and not ruled.priority_derived
 
 
 def test_a_team_speaking_a_regional_variant_speaks_the_language():

@@ -115,6 +115,25 @@ def test_pending_and_priority_changes_are_state_changes():
     assert "status open -> pending" in d.events[0][1].reasons
 
 
+@pytest.mark.parametrize("waiting", ["pending", "on_hold"])
+def test_new_again_after_waiting_is_open_again(waiting):
+    """Jira's To Do after Waiting for customer, the API's "new": the ticket waits on support again
+    (its SLA clock and its team's load count it). "new" on an open ticket still says nothing new,
+    and a ticket.created (one redelivered late) moves no ticket back."""
+    routed = decide(None, None, *event(), route_to("a"), T0).state
+    held = decide(routed, None, *event(waiting, EventType.TICKET_STATUS_CHANGED), route_to("a"), T0).state
+    back = decide(held, None, *event("new", EventType.TICKET_STATUS_CHANGED), route_to("a"), T0)
+    assert back.state.status == TicketStatus.OPEN and back.state.team == "a"
+    assert [k for k, _ in back.events] == [EventType.TICKET_STATE_CHANGED]
+    assert back.events[0][1].reasons == [f"status {waiting} -> open"]
+    updated = decide(held, None, *event("new", EventType.TICKET_UPDATED), route_to("a"), T0)
+    assert updated.state.status == TicketStatus.OPEN
+    late_created = decide(held, None, *event("new"), route_to("a"), T0)
+    assert late_created.state.status == TicketStatus(waiting) and late_created.events == []
+    again = decide(routed, None, *event("new", EventType.TICKET_UPDATED), route_to("a"), T0)
+    assert again.state.status == TicketStatus.OPEN and again.events == []
+
+
 def test_triage_ticket_is_routed_again_on_update():
     env, snap = event()
     triaged = decide(None, None, env, snap, route_to(None), T0).state
@@ -328,6 +347,29 @@ def test_a_ticket_first_heard_of_as_moved_in_the_helpdesk_stays_where_a_human_pu
     # Any other first event is routed by the rules, whatever group the source reports.
     env, snap = event("open", EventType.TICKET_UPDATED, external_assignee_group="billing")
     assert decide(None, None, env, snap, route_to("access"), T0).state.team == "access"
+
+
+def test_a_priority_derived_when_leaving_triage_does_not_lower_the_tickets():
+    """Urgency x impact is the fallback for a ticket nothing gave a priority. A ticket in triage whose
+    SLA escalation raised it (P3 -> P2) keeps P2 when an update routes it and the route derives P3
+    from the text again; a derived P1, or a rule's priority, still applies."""
+    triaged = decide(None, None, *event(), route_to(None), T0).state
+    escalated = triaged.model_copy(update={"priority": Priority.P2})
+
+    def derived(priority, from_rule=False):
+        def route(snapshot, source):
+            why = f"priority {priority.value} from urgency medium x impact medium"
+            return RouteResult(team="a", priority=priority, priority_derived=not from_rule, reasons=[why])
+
+        return route
+
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P3), T0)
+    assert d.state.team == "a" and d.state.priority == Priority.P2
+    assert d.events[0][1].reasons[-1] == "priority P2 kept: higher than the derived P3"
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P1), T0)
+    assert d.state.priority == Priority.P1
+    d = decide(escalated, None, *event("open", EventType.TICKET_UPDATED), derived(Priority.P3, True), T0)
+    assert d.state.priority == Priority.P3
 
 
 def test_a_ticket_reopened_in_triage_gets_another_chance_at_a_team():

@@ -7,6 +7,7 @@ computation: ``values`` holds every fact, and reading each through ``lookup`` co
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,23 +37,27 @@ def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
     if created is not None and created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     email = kw.get("requester_email")
+
+    def nfc(text: str) -> str:  # text facts are in NFC, whoever typed them how
+        return unicodedata.normalize("NFC", text)
+
     subject, description = (
-        kw.get("subject", "")[:MAX_MATCH_CHARS],
-        kw.get("description", "")[:MAX_MATCH_CHARS],
+        nfc(kw.get("subject", "")[:MAX_MATCH_CHARS]),
+        nfc(kw.get("description", "")[:MAX_MATCH_CHARS]),
     )
 
     def cut(name: str) -> Any:
         value = kw.get(name)
-        return None if value is None else value[:MAX_MATCH_CHARS]
+        return None if value is None else nfc(value[:MAX_MATCH_CHARS])
 
     def custom(value: Any) -> Any:
         if isinstance(value, str):
-            return value[:MAX_MATCH_CHARS]
+            return nfc(value[:MAX_MATCH_CHARS])
         if value is None or isinstance(value, bool | int | float):
             return value
         if isinstance(value, list | tuple):
             kept = [v for v in value if v is None or isinstance(v, str | bool | int | float)]
-            return tuple(v[:MAX_MATCH_CHARS] if isinstance(v, str) else v for v in kept)
+            return tuple(nfc(v[:MAX_MATCH_CHARS]) if isinstance(v, str) else v for v in kept)
         return None
 
     def level(name: str) -> Any:
@@ -64,7 +69,7 @@ def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
         "text": (f"{subject}\n{description}" if subject and description else subject or description)[
             :MAX_MATCH_CHARS
         ],
-        "tags": frozenset(t[:MAX_MATCH_CHARS] for t in kw.get("tags", ())),
+        "tags": frozenset(nfc(t[:MAX_MATCH_CHARS]) for t in kw.get("tags", ())),
         "channel": cut("channel"),
         "source": cut("source"),
         "status": None if kw.get("status") is None else TicketStatus(kw["status"]).value,
@@ -87,11 +92,11 @@ def eager_values(kw: dict[str, Any]) -> dict[str, Any]:
 
     def fold(value: Any) -> Any:
         if isinstance(value, str):
-            return value.casefold()
+            return nfc(value.casefold())
         if isinstance(value, frozenset):
-            return frozenset(v.casefold() for v in value)
+            return frozenset(nfc(v.casefold()) for v in value)
         if isinstance(value, tuple):
-            return tuple(v.casefold() if isinstance(v, str) else v for v in value)
+            return tuple(nfc(v.casefold()) if isinstance(v, str) else v for v in value)
         return value
 
     return raw | {"~" + name: fold(value) for name, value in raw.items()}
@@ -104,12 +109,15 @@ extra_kwargs = st.fixed_dictionaries(
         "impact": st.sampled_from([1, 4, "low", "critical"]),
         "urgency": st.sampled_from([2, "high", "Medium "]),
         "created_at": st.sampled_from([NOW - timedelta(minutes=95), datetime(2024, 5, 6, 9, 0)]),
-        "organization": st.sampled_from(["Acme", "ÉCOLE"]),
-        "tags": st.lists(st.sampled_from(["Vip", "x" * (MAX_MATCH_CHARS + 3), "beta"]), max_size=3),
+        "organization": st.sampled_from(["Acme", "ÉCOLE", "E\u0301COLE"]),
+        "tags": st.lists(
+            st.sampled_from(["Vip", "x" * (MAX_MATCH_CHARS + 3), "beta", "cafe\u0301"]), max_size=3
+        ),
         "custom": st.dictionaries(
             st.sampled_from(["plan", "Seats", "meta"]),
             st.one_of(
-                st.sampled_from(["Gold", 5, 2.5, True, None, {"x": 1}]), st.lists(st.sampled_from(["A", 1]))
+                st.sampled_from(["Gold", "Malmo\u0308", 5, 2.5, True, None, {"x": 1}]),
+                st.lists(st.sampled_from(["A", 1, "O\u0308"])),
             ),
             max_size=3,
         ),

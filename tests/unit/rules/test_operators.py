@@ -56,6 +56,20 @@ CASES = [
     (L("tags", "contains", "straße"), {"tags": ["STRASSE"]}, True),
     (L("custom.street", "equals", "Straße"), {"custom": {"street": "STRASSE"}}, True),
     (L("subject", "contains", "Straße", case_sensitive=True), {"subject": "STRASSE"}, False),
+    # --- text is compared in Unicode NFC: é typed as e + U+0301 (macOS, a PDF) is the é a rule names
+    (L("subject", "contains", "café"), {"subject": "Le cafe\u0301 est froid"}, True),
+    (L("subject", "contains", "cafe\u0301"), {"subject": "Le café est froid"}, True),
+    (L("subject", "contains", "CAFÉ", case_sensitive=True), {"subject": "CAFE\u0301"}, True),
+    (L("subject", "equals", "Zoë"), {"subject": "ZOE\u0308"}, True),
+    (L("subject", "starts_with", "cafe"), {"subject": "cafe\u0301"}, False),  # é is not e
+    (L("subject", "matches", "^café$"), {"subject": "cafe\u0301"}, True),
+    (L("text", "contains", "résumé"), {"description": "my re\u0301sume\u0301"}, True),
+    (L("requester.name", "in", ["José"]), {"requester_name": "Jose\u0301"}, True),
+    (L("organization", "ends_with", "señor"), {"organization": "Casa Sen\u0303or"}, True),
+    (L("tags", "contains", "café"), {"tags": ["cafe\u0301"]}, True),
+    (L("custom.city", "equals", "Malmö"), {"custom": {"city": "Malmo\u0308"}}, True),
+    (L("custom.city", "in", ["Malmö"]), {"custom": {"city": ["Malmo\u0308"]}}, True),
+    (L("subject", "contains", "ι"), {"subject": "ΐ"}, False),  # folding decomposes ΐ: recomposed
     # --- regex (RE2), case-insensitive by default, raw pattern never lower-cased
     (L("subject", "matches", r"order\s*#?\d{5}"), {"subject": "ORDER #12345"}, True),
     (L("subject", "matches", r"order\s*#?\d{5}"), {"subject": "order #12"}, False),

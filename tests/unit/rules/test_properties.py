@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,8 @@ from services.router.rules.conditions import compile_condition
 
 from .helpers import facts
 
-WORDS = ["refund", "Refund", "order", "é", "x", "ab", "Ab", "ß", "SS", "ΟΣ", "ς"]
+# "e\u0301" is "é" decomposed: the same text, which a rule must match either way (NFC).
+WORDS = ["refund", "Refund", "order", "é", "e\u0301", "É", "x", "ab", "Ab", "ß", "SS", "ΟΣ", "ς"]
 CHANNELS = ["web", "Web", "chat", "email"]
 TAGS = ["vip", "beta", "Ops"]
 PLANS: list[Any] = ["gold", "Gold", "silver", 3, True]
@@ -144,9 +146,14 @@ def reference(cond: dict[str, Any], kw: dict[str, Any]) -> bool:
     c: Any = cond.get("value")
     sensitive = cond.get("case_sensitive", False)
     v = _fact(field, kw)
+    if isinstance(v, str):  # text is compared in NFC, whoever typed it how
+        v = unicodedata.normalize("NFC", v)
 
     def f(x: Any) -> Any:
-        return x.casefold() if isinstance(x, str) and not sensitive else x
+        if not isinstance(x, str):
+            return x
+        x = unicodedata.normalize("NFC", x)
+        return x if sensitive else unicodedata.normalize("NFC", x.casefold())
 
     if op == "exists":
         return v is not None and v != "" and v != []
