@@ -188,7 +188,12 @@ class SlaTracker:
                     or policy.warning_share != clock.warning_share
                     # pausing_statuses too: an edit of them alone must reach running clocks
                     or policy.pausing_statuses != clock.pausing_statuses
-                    or targets.first_response != clock.first_response.target
+                    # An answered first response keeps its target (SlaClock.on_priority_change):
+                    # compared, it would retarget the clock at every later event.
+                    or (
+                        clock.first_responded_at is None
+                        and targets.first_response != clock.first_response.target
+                    )
                     or targets.resolution != clock.resolution.target
                 ):
                     clock = clock.on_priority_change(

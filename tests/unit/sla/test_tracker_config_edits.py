@@ -170,3 +170,19 @@ def test_pausing_statuses_in_another_order_are_no_change() -> None:
     assert not moves_clocks("policy", old, new)
     assert render_diff(old, new) == "no changes"
     assert moves_clocks("policy", old, {**new, "pausing_statuses": ["pending"]})
+
+
+class TestAnsweredFirstResponse:
+    def test_a_target_edit_after_the_answer_leaves_its_verdict_and_the_clock(self) -> None:
+        t = Ticket(config(POLICY))
+        answered = t.state.sla.model_copy(update={"first_responded_at": utc(1, 10, 30)})
+        t.step(config(POLICY), utc(1, 10, 30), sla=answered)  # 90 min of the 120
+        assert t.state.sla.first_response_breached is False
+        # The first-response target shortened to 60 min afterwards: the answer was in time.
+        targets = POLICY.targets[Priority.P3].model_copy(update={"first_response": timedelta(minutes=60)})
+        edited = POLICY.model_copy(update={"targets": {Priority.P3: targets}})
+        for at in (utc(1, 11), utc(1, 12)):
+            tracker = t.step(config(edited), at)
+            assert t.state.sla.first_response_breached is False and not t.state.sla.breached
+            # Nothing else changed: the clock is left alone, not retargeted at every event.
+            assert tracker.clock is not None and tracker.clock.last_event_at == utc(1, 10, 30)
