@@ -179,7 +179,10 @@ class SlaTracker:
                 clock = SlaClock.start(
                     state.ticket_key, policy, state.priority, state.created_at, state.status, self.next_cycle
                 )
-            else:
+            elif clock.resolved_at is None or not state.status.is_resolved:
+                # A solved ticket that stays solved keeps the targets it was solved under: an edit
+                # or a priority change since (seen at its close, say) would make a solve in time
+                # late. A reopen takes the new ones, at its instant.
                 targets = policy.targets_for(state.priority)
                 if (
                     policy.name != clock.policy
