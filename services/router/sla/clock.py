@@ -17,7 +17,8 @@ Semantics (common helpdesk behaviour):
   If the new target is already exceeded, the ticket counts as overdue since the change, unless
   that threshold had already been reached before it: then the earlier instant is kept (a real
   crossing, already fired and counted; a recheck must not move a breach to the scan time). An
-  unchanged threshold keeps its instant as well;
+  unchanged threshold keeps its instant as well. An answered first response keeps the target
+  it was answered under: its verdict stands;
 * a clock started again for a ticket whose clock was dropped (its policy deleted, then created
   again under the same name) starts at the cycle after the dropped one's, so its thresholds fire
   again (timer ids carry the cycle);
@@ -280,6 +281,13 @@ class SlaClock(BaseModel):
         clock, at = self._checkpoint(calendar, at)
         targets = policy.targets_for(priority)
         share = policy.warning_share
+        # An answered first response stopped for good under the target then in force: judged by
+        # a target set afterwards, a reply in time turned breached when the priority was raised.
+        first_response = (
+            clock.first_response
+            if clock.first_responded_at is not None
+            else clock.first_response.retarget(targets.first_response, share, clock.warning_share, at)
+        )
         return clock.model_copy(
             update={
                 "priority": priority,
@@ -287,9 +295,7 @@ class SlaClock(BaseModel):
                 "calendar": policy.calendar,
                 "warning_share": share,
                 "pausing_statuses": policy.pausing_statuses,
-                "first_response": clock.first_response.retarget(
-                    targets.first_response, share, clock.warning_share, at
-                ),
+                "first_response": first_response,
                 "resolution": clock.resolution.retarget(targets.resolution, share, clock.warning_share, at),
             }
         )

@@ -179,7 +179,10 @@ class SlaTracker:
                 clock = SlaClock.start(
                     state.ticket_key, policy, state.priority, state.created_at, state.status, self.next_cycle
                 )
-            else:
+            elif clock.resolved_at is None or not state.status.is_resolved:
+                # A solved ticket that stays solved keeps the targets it was solved under: an edit
+                # or a priority change since (seen at its close, say) would make a solve in time
+                # late. A reopen takes the new ones, at its instant.
                 targets = policy.targets_for(state.priority)
                 if (
                     policy.name != clock.policy
@@ -188,7 +191,12 @@ class SlaTracker:
                     or policy.warning_share != clock.warning_share
                     # pausing_statuses too: an edit of them alone must reach running clocks
                     or policy.pausing_statuses != clock.pausing_statuses
-                    or targets.first_response != clock.first_response.target
+                    # An answered first response keeps its target (SlaClock.on_priority_change):
+                    # compared, it would retarget the clock at every later event.
+                    or (
+                        clock.first_responded_at is None
+                        and targets.first_response != clock.first_response.target
+                    )
                     or targets.resolution != clock.resolution.target
                 ):
                     clock = clock.on_priority_change(

@@ -170,3 +170,56 @@ def test_pausing_statuses_in_another_order_are_no_change() -> None:
     assert not moves_clocks("policy", old, new)
     assert render_diff(old, new) == "no changes"
     assert moves_clocks("policy", old, {**new, "pausing_statuses": ["pending"]})
+
+
+class TestAnsweredFirstResponse:
+    def test_a_target_edit_after_the_answer_leaves_its_verdict_and_the_clock(self) -> None:
+        t = Ticket(config(POLICY))
+        answered = t.state.sla.model_copy(update={"first_responded_at": utc(1, 10, 30)})
+        t.step(config(POLICY), utc(1, 10, 30), sla=answered)  # 90 min of the 120
+        assert t.state.sla.first_response_breached is False
+        # The first-response target shortened to 60 min afterwards: the answer was in time.
+        targets = POLICY.targets[Priority.P3].model_copy(update={"first_response": timedelta(minutes=60)})
+        edited = POLICY.model_copy(update={"targets": {Priority.P3: targets}})
+        for at in (utc(1, 11), utc(1, 12)):
+            tracker = t.step(config(edited), at)
+            assert t.state.sla.first_response_breached is False and not t.state.sla.breached
+            # Nothing else changed: the clock is left alone, not retargeted at every event.
+            assert tracker.clock is not None and tracker.clock.last_event_at == utc(1, 10, 30)
+
+
+class TestSolvedTicket:
+    def shortened(self) -> SlaPolicy:
+        targets = POLICY.targets[Priority.P3].model_copy(update={"resolution": timedelta(hours=4)})
+        return POLICY.model_copy(update={"targets": {Priority.P3: targets}})
+
+    def solved_in_time(self) -> Ticket:
+        t = Ticket(config(POLICY))
+        answered = t.state.sla.model_copy(update={"first_responded_at": utc(1, 10)})
+        t.step(config(POLICY), utc(1, 10), sla=answered)
+        t.step(config(POLICY), utc(1, 15), status=TicketStatus.SOLVED)  # 6 h of the 8
+        assert t.state.sla.resolution_breached is False
+        return t
+
+    def test_an_edit_since_the_solve_leaves_its_verdict_at_the_close(self) -> None:
+        # The resolution target shortened to 4 h days later; the helpdesk then closes the ticket.
+        t = self.solved_in_time()
+        tracker = t.step(config(self.shortened()), utc(5, 9), status=TicketStatus.CLOSED)
+        assert t.state.sla.resolution_breached is False and not t.state.sla.breached
+        assert tracker.clock is not None and tracker.clock.resolution.target == 8 * H
+
+    def test_a_priority_change_on_the_solved_ticket_leaves_its_verdict(self) -> None:
+        targets = {"P3": {"first_response": 120, "resolution": 480}, "P1": {"resolution": 240}}
+        policy = SlaPolicy.model_validate({"name": "standard", "calendar": "office", "targets": targets})
+        t = Ticket(config(policy))
+        t.step(config(policy), utc(1, 15), status=TicketStatus.SOLVED)
+        assert t.state.sla.resolution_breached is False
+        t.step(config(policy), utc(2, 9), priority=Priority.P1)
+        assert t.state.sla.resolution_breached is False
+
+    def test_a_reopen_takes_the_new_targets(self) -> None:
+        t = self.solved_in_time()
+        tracker = t.step(config(self.shortened()), utc(5, 9), status=TicketStatus.OPEN)
+        # 6 h used of the 4 now: overdue since the reopen, as the clock counts a changed target.
+        assert tracker.clock is not None and tracker.clock.resolution.target == 4 * H
+        assert t.state.sla.resolution_due == utc(5, 9) and t.state.sla.resolution_breached is True

@@ -107,3 +107,26 @@ def test_a_solve_at_the_closing_deadline_itself_is_met_and_stays_met() -> None:
 def verdicts_on(clock: SlaClock) -> tuple[bool | None, bool | None]:
     sla = clock.to_sla_state(OFFICE)
     return sla.first_response_breached, sla.resolution_breached
+
+
+def test_an_answer_in_time_stays_met_when_the_priority_is_raised_after_it() -> None:
+    # Answered after 90 min against P4's 120; raised to P2 (60) afterwards. The answer was in
+    # time: judged against the raised target it turned breached, though nothing had breached.
+    policy = SlaPolicy.model_validate(
+        {
+            "name": "p",
+            "targets": {"P2": {"first_response": 60, "resolution": 240}, "P4": {"first_response": 120}},
+        }
+    )
+    clock = SlaClock.start(KEY, policy, Priority.P4, T0, TicketStatus.OPEN)
+    clock = clock.on_first_response(T0 + 1.5 * H, ALWAYS)
+    raised = clock.on_priority_change(Priority.P2, policy, T0 + 2 * H, ALWAYS)
+    assert not raised.breached and verdicts(raised) == (False, False)
+    assert raised.first_response == clock.first_response
+    assert raised.deadlines(ALWAYS).resolution_due == T0 + 4 * H  # the running target does move
+    # Answered late stays late when lowered afterwards too.
+    late = SlaClock.start(KEY, policy, Priority.P2, T0, TicketStatus.OPEN).on_first_response(
+        T0 + 1.5 * H, ALWAYS
+    )
+    lowered = late.on_priority_change(Priority.P4, policy, T0 + 2 * H, ALWAYS)
+    assert lowered.breached and verdicts(lowered) == (True, False)
