@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from services.router.writeback.models import WritebackDelivery, WritebackTarget
@@ -20,6 +21,31 @@ from shared.events import utc_now
 from tests.integration.router_sla.helpers import add_teams
 
 TOKEN = "zd-api-token-0123456789"
+
+
+def failed_delivery(database_url: str, target: str, ticket_key: str, error: str, created_at: datetime) -> int:
+    """The id of a delivery to ``target`` that failed for good (8 attempts) with ``error``."""
+
+    async def work(session: AsyncSession) -> int:
+        target_id = await session.scalar(select(WritebackTarget.id).where(WritebackTarget.name == target))
+        assert target_id is not None
+        delivery = WritebackDelivery(
+            target_id=target_id,
+            event_id=str(uuid.uuid4()),
+            kind="assignment",
+            ticket_key=ticket_key,
+            body="{}",
+            status="failed",
+            attempts=8,
+            next_attempt_at=utc_now(),
+            last_error=error,
+            created_at=created_at,
+        )
+        session.add(delivery)
+        await session.flush()
+        return delivery.id
+
+    return asyncio.run(in_transaction(work, database_url))
 
 
 def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,29 +70,7 @@ def test_add_list_retry_and_remove(database_url: str, monkeypatch: pytest.Monkey
     assert listed.exit_code == 0 and name in listed.output and "zendesk" in listed.output
     assert '"billing": 360001' in listed.output and TOKEN not in listed.output
 
-    async def fail_one() -> int:
-        async def work(session) -> int:
-            target = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
-            assert target is not None
-            delivery = WritebackDelivery(
-                target_id=target.id,
-                event_id=str(uuid.uuid4()),
-                kind="assignment",
-                ticket_key="zendesk-main:1",
-                body="{}",
-                status="failed",
-                attempts=8,
-                next_attempt_at=utc_now(),
-                last_error="HTTP 401",
-                created_at=utc_now(),
-            )
-            session.add(delivery)
-            await session.flush()
-            return delivery.id
-
-        return await in_transaction(work, database_url)
-
-    delivery_id = asyncio.run(fail_one())
+    delivery_id = failed_delivery(database_url, name, "zendesk-main:1", "HTTP 401", utc_now())
     failed = cli.invoke(app, ["writeback", "deliveries", "--status", "failed"])
     assert failed.exit_code == 0 and "HTTP 401" in failed.output and str(delivery_id) in failed.output
     assert cli.invoke(app, ["writeback", "deliveries", "--status", "lost"]).exit_code == 2
@@ -257,26 +261,8 @@ def test_retry_refuses_a_delivery_older_than_the_retention_as_the_api_does(
     add = ["writeback", "add", name, "--source", "zendesk-main", "--url", "https://hooks.example/x"]
     assert cli.invoke(app, [*add, "--secret", "s" * 32]).exit_code == 0
 
-    async def old_failure(session) -> int:
-        target = await session.scalar(select(WritebackTarget).where(WritebackTarget.name == name))
-        assert target is not None
-        delivery = WritebackDelivery(
-            target_id=target.id,
-            event_id=str(uuid.uuid4()),
-            kind="assignment",
-            ticket_key="zendesk-main:7",
-            body="{}",
-            status="failed",
-            attempts=8,
-            next_attempt_at=utc_now(),
-            last_error="HTTP 500",
-            created_at=utc_now() - timedelta(days=31),
-        )
-        session.add(delivery)
-        await session.flush()
-        return delivery.id
-
-    delivery_id = asyncio.run(in_transaction(old_failure, database_url))
+    old = utc_now() - timedelta(days=31)
+    delivery_id = failed_delivery(database_url, name, "zendesk-main:7", "HTTP 500", old)
     refused = cli.invoke(app, ["writeback", "retry", str(delivery_id)])
     assert refused.exit_code == 1, refused.output
     assert "older than the 30-day retention" in refused.output, refused.output
