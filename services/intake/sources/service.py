@@ -101,9 +101,13 @@ def validate_options(adapter: str, options: dict[str, Any]) -> None:
             zendesk_tolerance(options)
         except ValueError as exc:
             raise InvalidSource(str(exc), "/options/timestamp_tolerance") from exc
-    header = options.get("auth_header")
-    if header is not None and not is_header_name(header):
-        raise InvalidSource("auth_header: expected a header name", "/options/auth_header")
+    # Every adapter's: native sources take their delivery id from delivery_header as generic ones
+    # do (services/intake/webhooks/signatures.py), and one that is no header name matches no
+    # request, so each delivery was deduplicated by its body's hash instead.
+    for option in ("auth_header", "delivery_header"):
+        header = options.get(option)
+        if header is not None and not is_header_name(header):
+            raise InvalidSource(f"{option}: expected a header name", f"/options/{option}")
 
 
 def fingerprint(secret: str) -> str:

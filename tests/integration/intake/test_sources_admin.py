@@ -332,6 +332,10 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
         ("generic", "delivery_header", "X-Request-Id:"),
         ("freshdesk", "auth_header", "X-Secret\t"),
         ("freshdesk", "auth_header", "X-Geheimnis-\u00e4"),
+        # A native source takes its delivery id from delivery_header too: one that is no header
+        # name was stored, and its deliveries were deduplicated by their bodies' hash instead.
+        ("native", "delivery_header", "X-Request-Id "),
+        ("native", "delivery_header", "X Request Id"),
     ],
 )
 async def test_a_header_option_must_be_a_header_name(
