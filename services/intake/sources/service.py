@@ -20,11 +20,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from services.intake.models import RetiredSourceName, Source
 from services.intake.sources.schemas import SourceCreate, SourceOut, SourceUpdate
 from services.intake.tickets.schemas import NATIVE_SOURCE
-from services.intake.webhooks import SourceConfig, validate_generic_mapping
+from services.intake.webhooks import SourceConfig, UnmappableError, validate_generic_mapping
+from services.intake.webhooks.common import map_event_word
 from services.intake.webhooks.generic import is_header_name
 from services.intake.webhooks.signatures import zendesk_tolerance
 from shared.db.audit import record
-from shared.events import utc_now
+from shared.db.storable import pointer_token
+from shared.events import TicketStatus, parse_priority, utc_now
 from shared.http.preconditions import Expected, Stale, check_expected, etag, new_generation
 
 MAX_SECRETS = 2
@@ -87,23 +89,61 @@ def _options_pointer(message: str) -> str:
     return "/" + "/".join(["options", *path])
 
 
+def _word_problem(table: str, value: Any) -> str | None:
+    """Why ``value`` of word table ``table`` is no status, priority or event word, as a delivery
+    reads it (``map_status``, ``map_priority``, ``map_event_word``), else None."""
+    if table == "status_map":
+        if isinstance(value, str) and value in TicketStatus.__members__.values():
+            return None
+        return f"{value!r} is not one of {[s.value for s in TicketStatus]}"
+    try:
+        if table == "priority_map":
+            parse_priority(value)
+        else:
+            map_event_word(value, table)
+    except ValueError as exc:
+        return str(exc)
+    except UnmappableError as exc:
+        return exc.reason
+    return None
+
+
+def _check_word_tables(adapter: str, options: dict[str, Any]) -> None:
+    """Every adapter's word tables (zammad's trigger_events too), checked as generic's were: a word
+    sent to no status, priority or event was stored, and every delivery carrying it was refused (422)."""
+    tables = ("status_map", "priority_map", *(("trigger_events",) if adapter == "zammad" else ()))
+    for table in tables:
+        if table not in options:
+            continue
+        words = options[table]
+        if not isinstance(words, dict):
+            raise InvalidSource(f"{table}: expected an object of word -> word", f"/options/{table}")
+        for word, value in words.items():
+            problem = _word_problem(table, value)
+            if problem is not None:
+                field = f"/options/{table}/{pointer_token(word)}"
+                raise InvalidSource(f"{table}.{word}: {problem}", field)
+
+
 def validate_options(adapter: str, options: dict[str, Any]) -> None:
+    _check_word_tables(adapter, options)  # first: it names a word holding a space, generic's did not
     if adapter == "generic":
         try:
             validate_generic_mapping(options)
         except ValueError as exc:
             raise InvalidSource(str(exc), _options_pointer(str(exc))) from exc
-    for table in ("status_map", "priority_map"):
-        if table in options and not isinstance(options[table], dict):
-            raise InvalidSource(f"{table}: expected an object of word -> word", f"/options/{table}")
     if adapter == "zendesk" and "timestamp_tolerance" in options:
         try:
             zendesk_tolerance(options)
         except ValueError as exc:
             raise InvalidSource(str(exc), "/options/timestamp_tolerance") from exc
-    header = options.get("auth_header")
-    if header is not None and not is_header_name(header):
-        raise InvalidSource("auth_header: expected a header name", "/options/auth_header")
+    # Every adapter's: native sources take their delivery id from delivery_header as generic ones
+    # do (services/intake/webhooks/signatures.py), and one that is no header name matches no
+    # request, so each delivery was deduplicated by its body's hash instead.
+    for option in ("auth_header", "delivery_header"):
+        header = options.get(option)
+        if header is not None and not is_header_name(header):
+            raise InvalidSource(f"{option}: expected a header name", f"/options/{option}")
 
 
 def fingerprint(secret: str) -> str:

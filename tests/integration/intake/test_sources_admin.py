@@ -324,6 +324,27 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
     )
 
 
+async def test_every_adapters_word_tables_are_checked_naming_the_word(intake: Intake) -> None:
+    """A Jira source's status_map sending a word to no status was stored (201), and every delivery
+    of an issue in that workflow state was refused (422): Jira does not retry those."""
+    name = f"jira-{uuid.uuid4().hex[:8]}"
+    bad = {"status_map": {"Waiting for support": "pendng"}}
+    body = {"name": name, "type": "jira", "secret": SECRET, "options": bad}
+    refused = await intake.client.post("/v1/sources", headers=intake.admin, json=body)
+    assert is_problem(refused, 422), refused.text
+    assert refused.json()["errors"][0]["field"] == "/options/status_map/Waiting for support"
+    created = await intake.add_source(name, "jira", SECRET, status_map={"Waiting for support": "pending"})
+    patched = await intake.client.patch(
+        f"/v1/sources/{name}",
+        headers={**intake.admin, "If-Match": created.headers["etag"]},
+        json={"options": {"priority_map": {"Sev1": "P0"}}},
+    )
+    assert is_problem(patched, 422), patched.text
+    assert patched.json()["errors"][0]["field"] == "/options/priority_map/Sev1"
+    kept = await intake.client.get(f"/v1/sources/{name}", headers=intake.admin)
+    assert kept.json()["options"] == {"status_map": {"Waiting for support": "pending"}}
+
+
 @pytest.mark.parametrize(
     ("adapter", "option", "value"),
     [
@@ -332,6 +353,10 @@ async def test_generic_mapping_is_validated_naming_the_field(intake: Intake) -> 
         ("generic", "delivery_header", "X-Request-Id:"),
         ("freshdesk", "auth_header", "X-Secret\t"),
         ("freshdesk", "auth_header", "X-Geheimnis-\u00e4"),
+        # A native source takes its delivery id from delivery_header too: one that is no header
+        # name was stored, and its deliveries were deduplicated by their bodies' hash instead.
+        ("native", "delivery_header", "X-Request-Id "),
+        ("native", "delivery_header", "X Request Id"),
     ],
 )
 async def test_a_header_option_must_be_a_header_name(

@@ -55,6 +55,46 @@ def test_generic_options_error_points_at_the_field() -> None:
         assert caught.value.field == "/options/timestamp_tolerance"
 
 
+@pytest.mark.parametrize(
+    ("adapter", "options", "field"),
+    [
+        (
+            "jira",
+            {"status_map": {"Waiting for support": "pendng"}},
+            "/options/status_map/Waiting for support",
+        ),
+        ("zendesk", {"status_map": {"hold": None}}, "/options/status_map/hold"),
+        ("freshdesk", {"priority_map": {"Sev1": "P0"}}, "/options/priority_map/Sev1"),
+        ("native", {"priority_map": {"a/b": {"p": 1}}}, "/options/priority_map/a~1b"),
+        ("zammad", {"trigger_events": {"Escalate": "ticket.exploded"}}, "/options/trigger_events/Escalate"),
+        ("zammad", {"trigger_events": ["Escalate"]}, "/options/trigger_events"),
+        # Generic's own check named no word with a space in it: /options.
+        (
+            "generic",
+            {"mapping": {"external_id": "/id"}, "status_map": {"On hold": "held"}},
+            "/options/status_map/On hold",
+        ),
+    ],
+)
+def test_word_tables_are_checked_for_every_adapter(
+    adapter: str, options: dict[str, object], field: str
+) -> None:
+    """A word sent to no status, priority or event was stored for any adapter but generic, and every
+    delivery carrying the word was then refused (422) instead of the source's configuration."""
+    with pytest.raises(InvalidSource) as caught:
+        validate_options(adapter, options)
+    assert caught.value.field == field
+
+
+def test_word_tables_that_map_to_known_words_are_accepted() -> None:
+    validate_options(
+        "jira", {"status_map": {"Waiting for support": "pending"}, "priority_map": {"Sev1": "P1"}}
+    )
+    validate_options("zendesk", {"priority_map": {"whenever": None}})  # no priority
+    validate_options("zammad", {"trigger_events": {"Escalate": "updated", "Note": "ticket.commented"}})
+    validate_options("github", {"trigger_events": ["ignored: zammad's option only"]})
+
+
 def test_cli_options_nest_and_parse_json() -> None:
     assert parse_options(
         [
