@@ -539,7 +539,9 @@ class ConsumerLoop:
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before the next attempt; True when stop was requested meanwhile."""
-        delay = min(0.1 * 2 ** (attempt - 1), self.backoff_max_s)
+        # The exponent capped: past ~1,024 attempts (an outage of ~8.5 h at 30 s) the float
+        # overflowed, and the OverflowError killed the loop (its consumer replaced, a rebalance).
+        delay = min(0.1 * 2 ** min(attempt - 1, 32), self.backoff_max_s)
         return await wait_event(self._stopping, delay)
 
     async def commit_handled(self, partitions: set[TopicPartition] | None = None) -> None:

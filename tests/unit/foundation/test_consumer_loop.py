@@ -125,7 +125,7 @@ def make_loop(consumer, producer, handler, **kwargs) -> ConsumerLoop:
         dead_letter_topic="dlq",
         batch_max=kwargs.pop("batch_max", 100),
         poll_timeout_ms=10,
-        backoff_max_s=0.02,
+        backoff_max_s=kwargs.pop("backoff_max_s", 0.02),
         **kwargs,
     )
 
@@ -179,6 +179,22 @@ async def test_transient_errors_are_retried_until_they_pass():
     assert attempts == 4  # transient: retried beyond max_attempts, never dead-lettered
     assert producer.sent == []
     assert consumer.committed == [{TP: 1}]
+
+
+async def test_an_outage_of_more_than_a_thousand_attempts_is_still_retried_not_a_crash():
+    # ~8.5 h of a database outage at the default 30 s backoff: the delay's float overflowed.
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    attempts = 0
+
+    async def handler(events):
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 1100:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    loop = make_loop(consumer, producer, handler, backoff_max_s=0)
+    await run_until(loop, lambda: consumer.committed, timeout=10)
+    assert attempts == 1101 and consumer.committed == [{TP: 1}]
 
 
 async def test_lag_grows_while_a_batch_is_retried_and_includes_the_batch():
