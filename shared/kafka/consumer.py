@@ -562,6 +562,13 @@ class ConsumerLoop:
         revocations = self.revocations
         try:
             await self._commit(offsets)
+        except asyncio.CancelledError:
+            # Cut short (a drain's deadline, a replaced consumer): kept for the final commit that
+            # follows, else its messages came again and its dead letters were sent twice.
+            if partitions is None and revocations == self.revocations:
+                for tp, offset in offsets.items():
+                    self._handled[tp] = max(offset, self._handled.get(tp, offset))
+            raise
         except (KafkaError, OSError) as exc:
             if partitions is not None:
                 self.commit_failures.counted()  # logged by the revocation, once
