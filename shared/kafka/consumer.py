@@ -676,6 +676,11 @@ class ConsumerLoop:
             # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
             self.drop_lag(tp)
         for tp in assignment:
+            # Taken away while a position below was awaited (one reset after an assignment waits
+            # for the broker): aiokafka's highwater asserts, and the loop died of it (replaced,
+            # the whole group rebalanced again).
+            if tp not in self.consumer.assignment():
+                continue
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue

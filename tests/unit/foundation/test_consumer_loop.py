@@ -986,6 +986,49 @@ async def test_lag_counts_the_batch_taken_ahead_as_not_done():
     assert loop.lag[TP] == 0
 
 
+class LosesAPartitionWhileLagIsRead(FakeConsumer):
+    """Assigned two partitions; a rebalance takes one away while the lag update waits for the
+    other's position (one being reset after an assignment), so the one taken away is always the
+    one the update reads next. aiokafka's ``highwater`` asserts."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__(values)
+        self.assigned = {TP, TP2}
+        self.take_away = False
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def highwater(self, tp):
+        assert tp in self.assigned, "Partition is not assigned"
+        return 10
+
+    async def position(self, tp):
+        if self.take_away:
+            self.take_away = False
+            (other,) = self.assigned - {tp}
+            await self.listener.on_partitions_revoked({other})
+            self.assigned.discard(other)
+            await asyncio.sleep(0)
+        return await super().position(tp)
+
+
+TP2 = TopicPartition("tickets", 1)
+
+
+async def test_a_partition_taken_away_while_the_lag_is_read_does_not_kill_the_loop():
+    consumer = LosesAPartitionWhileLagIsRead([good(1), good(2)])
+    handled: list[int] = []
+
+    async def handler(events):
+        handled.extend(e.offset for e in events)
+        consumer.take_away = len(handled) == 1  # in the lag update after the first batch
+
+    loop = make_loop(consumer, FakeProducer(), handler, batch_max=1)
+    await run_until(loop, lambda: handled == [0, 1])  # the loop went on (a crash is raised here)
+    assert len(consumer.assigned) == 1 and set(loop.lag) <= consumer.assigned
+
+
 async def test_a_revoked_partitions_lag_is_not_set_again_while_its_batch_is_retried():
     # aiokafka keeps the old assignment until the new one comes: the retries' lag update set the
     # revoked partition's lag (and series) again, which on_partitions_revoked had just dropped.
