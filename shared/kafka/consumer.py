@@ -539,7 +539,9 @@ class ConsumerLoop:
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before the next attempt; True when stop was requested meanwhile."""
-        delay = min(0.1 * 2 ** (attempt - 1), self.backoff_max_s)
+        # The exponent capped: past ~1,024 attempts (an outage of ~8.5 h at 30 s) the float
+        # overflowed, and the OverflowError killed the loop (its consumer replaced, a rebalance).
+        delay = min(0.1 * 2 ** min(attempt - 1, 32), self.backoff_max_s)
         return await wait_event(self._stopping, delay)
 
     async def commit_handled(self, partitions: set[TopicPartition] | None = None) -> None:
@@ -560,6 +562,13 @@ class ConsumerLoop:
         revocations = self.revocations
         try:
             await self._commit(offsets)
+        except asyncio.CancelledError:
+            # Cut short (a drain's deadline, a replaced consumer): kept for the final commit that
+            # follows, else its messages came again and its dead letters were sent twice.
+            if partitions is None and revocations == self.revocations:
+                for tp, offset in offsets.items():
+                    self._handled[tp] = max(offset, self._handled.get(tp, offset))
+            raise
         except (KafkaError, OSError) as exc:
             if partitions is not None:
                 self.commit_failures.counted()  # logged by the revocation, once
@@ -667,6 +676,11 @@ class ConsumerLoop:
             # Set by a lag update that raced a rebalance: never leave a series for a moved partition.
             self.drop_lag(tp)
         for tp in assignment:
+            # Taken away while a position below was awaited (one reset after an assignment waits
+            # for the broker): aiokafka's highwater asserts, and the loop died of it (replaced,
+            # the whole group rebalanced again).
+            if tp not in self.consumer.assignment():
+                continue
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue

@@ -125,7 +125,7 @@ def make_loop(consumer, producer, handler, **kwargs) -> ConsumerLoop:
         dead_letter_topic="dlq",
         batch_max=kwargs.pop("batch_max", 100),
         poll_timeout_ms=10,
-        backoff_max_s=0.02,
+        backoff_max_s=kwargs.pop("backoff_max_s", 0.02),
         **kwargs,
     )
 
@@ -179,6 +179,22 @@ async def test_transient_errors_are_retried_until_they_pass():
     assert attempts == 4  # transient: retried beyond max_attempts, never dead-lettered
     assert producer.sent == []
     assert consumer.committed == [{TP: 1}]
+
+
+async def test_an_outage_of_more_than_a_thousand_attempts_is_still_retried_not_a_crash():
+    # ~8.5 h of a database outage at the default 30 s backoff: the delay's float overflowed.
+    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
+    attempts = 0
+
+    async def handler(events):
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 1100:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    loop = make_loop(consumer, producer, handler, backoff_max_s=0)
+    await run_until(loop, lambda: consumer.committed, timeout=10)
+    assert attempts == 1101 and consumer.committed == [{TP: 1}]
 
 
 async def test_lag_grows_while_a_batch_is_retried_and_includes_the_batch():
@@ -968,6 +984,49 @@ async def test_lag_counts_the_batch_taken_ahead_as_not_done():
     await run_until(loop, lambda: consumer.committed and consumer.committed[-1] == {TP: 10})
     assert lag_seen == [None, 8, 6, 4, 2]  # the messages after each batch handled
     assert loop.lag[TP] == 0
+
+
+class LosesAPartitionWhileLagIsRead(FakeConsumer):
+    """Assigned two partitions; a rebalance takes one away while the lag update waits for the
+    other's position (one being reset after an assignment), so the one taken away is always the
+    one the update reads next. aiokafka's ``highwater`` asserts."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__(values)
+        self.assigned = {TP, TP2}
+        self.take_away = False
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def highwater(self, tp):
+        assert tp in self.assigned, "Partition is not assigned"
+        return 10
+
+    async def position(self, tp):
+        if self.take_away:
+            self.take_away = False
+            (other,) = self.assigned - {tp}
+            await self.listener.on_partitions_revoked({other})
+            self.assigned.discard(other)
+            await asyncio.sleep(0)
+        return await super().position(tp)
+
+
+TP2 = TopicPartition("tickets", 1)
+
+
+async def test_a_partition_taken_away_while_the_lag_is_read_does_not_kill_the_loop():
+    consumer = LosesAPartitionWhileLagIsRead([good(1), good(2)])
+    handled: list[int] = []
+
+    async def handler(events):
+        handled.extend(e.offset for e in events)
+        consumer.take_away = len(handled) == 1  # in the lag update after the first batch
+
+    loop = make_loop(consumer, FakeProducer(), handler, batch_max=1)
+    await run_until(loop, lambda: handled == [0, 1])  # the loop went on (a crash is raised here)
+    assert len(consumer.assigned) == 1 and set(loop.lag) <= consumer.assigned
 
 
 async def test_a_revoked_partitions_lag_is_not_set_again_while_its_batch_is_retried():

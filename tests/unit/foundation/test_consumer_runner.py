@@ -266,6 +266,47 @@ async def test_a_drain_cut_short_still_commits_the_batches_handled_before_the_on
     assert consumer.committed == [{TP: 1}, {TP: 2}]  # the first at once, the second at the stop
 
 
+class FirstCommitHangs(FakeConsumer):
+    """Its first commit never gets an answer (the group's coordinator moving); later ones do."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__(values)
+        self.commit_started = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        if not self.commit_started.is_set():
+            self.commit_started.set()
+            await asyncio.Event().wait()
+        await super().commit(offsets)
+
+
+async def test_a_drain_that_cuts_a_commit_short_still_commits_its_offsets():
+    # The loop's commit in flight when the drain's deadline cancelled it had taken the offsets
+    # with it: the final commit found none, and the batch came again, its dead letter sent twice.
+    consumer = FirstCommitHangs([b"not json", good(1)])
+    settings = ConsumerSettings(consumer_poll_timeout_ms=10, consumer_commit_interval_ms=0)
+    producer = FakeProducer()
+    runner = ConsumerRunner(
+        settings,
+        producer,
+        group_id="commit-cut-short-group",
+        topics=["tickets"],
+        handler=lambda events: asyncio.sleep(0),
+        consumer_factory=lambda: consumer,
+    )
+    await runner.start()
+    await asyncio.wait_for(consumer.commit_started.wait(), 5)
+    await runner.stop(timeout_s=1)
+    assert len(producer.sent) == 1
+    assert consumer.committed == [{TP: 2}]  # by the final commit, past the dead letter
+
+
 class FailingAfterTwo(JoiningConsumer):
     """Serves two records, one a poll, then its poll fails on an error nobody foresaw."""
 
