@@ -68,6 +68,14 @@ blockerad|utelåst|kritisk|nere|produktion*
 _HIGH_NEUTRAL = """
 not urgent|not very urgent|not critical|nicht dringend|kein notfall|pole kiire|ei ole kiire|pas urgent|
 no es urgente|no urgente|niet dringend|geen spoed|ei kiireellinen|ei kiire|inte brådskande|
+not urgently|not too urgent|not that urgent|not so urgent|not super urgent|isn't urgent|isn’t urgent|
+nothing urgent|not too critical|isn't critical|isn’t critical|not an emergency|no emergency|
+nicht so dringend|nicht sehr dringend|eilt nicht|nicht kritisch|
+ei ole kiireloomuline|pole kiireloomuline|ei ole kriitiline|pole kriitiline|
+pas très urgent|pas urgente|rien d'urgent|rien d’urgent|pas critique|pas une urgence|
+nada urgente|no es tan urgente|no es crítico|
+niet urgent|niet zo urgent|niet zo dringend|niet kritiek|niet kritisch|
+ei ole kiireellinen|ei kriittinen|ei ole kriittinen|inte akut|inte kritisk|inte så brådskande|
 drop down|drop-down|scroll down|scrolling down|close down|closing down|scale down|step down|break down|
 narrow down|write down|count down|turn down|top down|top-down|down payment
 """

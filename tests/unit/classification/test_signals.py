@@ -131,3 +131,36 @@ def test_english_words_spelt_like_another_languages_phrase_are_not_signals(subje
 def test_a_high_urgency_word_read_in_a_phrase_that_is_no_problem_is_no_signal(subject, description, level):
     result = assess_urgency(subject, description)
     assert result.level == level, result.signals
+
+
+@pytest.mark.parametrize(
+    ("subject", "description"),
+    [
+        # Negated urgency words read as a signal: each of these was "high" and jumped the queue.
+        ("Toner", "It isn't urgent, whenever you can"),
+        ("Toner", "It isn’t urgent"),
+        ("Toner", "Not too urgent, next week is fine"),
+        ("Toner", "Not an emergency, just a question"),
+        ("Toner", "no emergency, but please have a look"),
+        ("Toner", "Nothing urgent"),
+        ("Toner", "This is not urgently needed"),
+        ("Drucker", "Eilt nicht, bitte bis Freitag"),
+        ("Drucker", "Nicht kritisch"),
+        ("Printer", "Het is niet urgent"),
+        ("Printer", "Niet kritiek"),
+        ("Skrivare", "Det är inte akut"),
+        ("Tulostin", "Ei kriittinen"),
+        ("Printer", "Ei ole kiireloomuline"),
+        ("Imprimante", "Rien d'urgent, ce n'est pas critique"),
+        ("Imprimante", "Ce n'est pas une urgence"),
+        ("Impresora", "Nada urgente, no es crítico"),
+    ],
+)
+def test_negated_urgency_in_each_supported_language_is_no_signal(subject, description):
+    result = assess_urgency(subject, description)
+    assert result.level == "low", result.signals
+
+
+def test_the_urgency_word_still_counts_outside_its_negation():
+    assert assess_urgency("Urgent", "the printer isn't urgent but the server is down").level == "high"
+    assert assess_urgency("Niet urgent", "maar de server werkt niet").level == "high"
