@@ -164,3 +164,29 @@ def test_negated_urgency_in_each_supported_language_is_no_signal(subject, descri
 def test_the_urgency_word_still_counts_outside_its_negation():
     assert assess_urgency("Urgent", "the printer isn't urgent but the server is down").level == "high"
     assert assess_urgency("Niet urgent", "maar de server werkt niet").level == "high"
+
+
+LINK = (
+    "https://portal.example.com/sharepoint/sites/finance/Shared%20Documents/Forms/AllItems.aspx?id=%2Fsites"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # py3langid read the link's and the sign-off's letters as words: unknown, and English.
+        (f"Tere, link ei avane. Palun aidake {LINK}", "et"),
+        ("Tere, palun lisage ligipääs\n\nSent from my iPhone", "et"),
+        ("Bonjour, imprimante en panne.\n\nSent from my iPhone", "fr"),
+        # Addresses and a sign-off alone are too few letters to guess from.
+        (LINK, None),
+        ("Tere!\n\nSent from my iPhone", None),
+        ("john.smith@example.com; mary.jones@example.com; support@example.com", None),
+    ],
+)
+def test_addresses_and_mobile_sign_offs_do_not_decide_the_language(text, expected):
+    from services.router.classification import detect_languages
+
+    assert detect_language(text).language == expected
+    batch = detect_languages([text] * 8)  # the batched walk reads the same text
+    assert {guess.language for guess in batch} == {expected}
