@@ -60,7 +60,13 @@ spoed|zo snel mogelijk|werkt niet|kan niet inloggen|geblokkeerd|kritiek|ligt pla
 kiireellinen|pikaisesti|heti|mahdollisimman pian|ei toimi|en pääse kirjautumaan|
 ei pysty kirjautumaan|estetty|lukittu|kriittinen|tuotanto*|alhaalla|nurin|
 brådskande|akut|snarast|omedelbart|så snart som möjligt|fungerar inte|funkar inte|kan inte logga in|
-blockerad|utelåst|kritisk|nere|produktion*
+blockerad|utelåst|kritisk|nere|produktion*|
+isn't working|isn’t working|is not working|does not work|stopped working|can't work|cannot work|
+unable to work|cannot access|can't access|unable to access|unreachable|high priority|
+*störung*|ausgefallen|nicht erreichbar|kann nicht arbeiten|eilig|
+ei saa tööd teha|en panne|ne fonctionne plus|ne marche plus|bloquant|hors service|
+impossible de travailler|no puedo trabajar|se cayó|kan niet werken|ligt eruit|zsm|
+en pysty työskentelemään|kan inte jobba|kan inte arbeta
 """
 # Read with the high phrases but no signal: where the text says the opposite ("not urgent") or the
 # word names no problem ("drop down menu", "scroll down"). The alternation takes the longest phrase
@@ -75,7 +81,7 @@ ei ole kiireloomuline|pole kiireloomuline|ei ole kriitiline|pole kriitiline|
 pas très urgent|pas urgente|rien d'urgent|rien d’urgent|pas critique|pas une urgence|
 nada urgente|no es tan urgente|no es crítico|
 niet urgent|niet zo urgent|niet zo dringend|niet kritiek|niet kritisch|
-ei ole kiireellinen|ei kriittinen|ei ole kriittinen|inte akut|inte kritisk|inte så brådskande|
+nicht eilig|ei ole kiireellinen|ei kriittinen|ei ole kriittinen|inte akut|inte kritisk|inte så brådskande|
 drop down|drop-down|scroll down|scrolling down|close down|closing down|scale down|step down|break down|
 narrow down|write down|count down|turn down|top down|top-down|down payment
 """
@@ -90,7 +96,7 @@ alla användare|ingen kan
 _MEDIUM = """
 error*|failed|failing|broken|crash*|slow|stuck|fehler*|langsam|abgestürzt|viga|tõrge|aeglane|
 erreur|lenteur|est lent|très lent|trop lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|
-felmeddelande|långsam
+felmeddelande|långsam|katki|kaatunut|kaatui|averiad*
 """
 # Tags are single words: vendor priority words and a few urgency labels.
 _TAG_LEVELS: dict[str, Level] = {

@@ -190,3 +190,40 @@ def test_addresses_and_mobile_sign_offs_do_not_decide_the_language(text, expecte
     assert detect_language(text).language == expected
     batch = detect_languages([text] * 8)  # the batched walk reads the same text
     assert {guess.language for guess in batch} == {expected}
+
+
+@pytest.mark.parametrize(
+    ("subject", "description", "level"),
+    [
+        # Everyday ways of saying it is broken or blocks work, in the lexicon's languages: all "low"
+        # before ("doesn't work" and "not working" were there, "does not work" and "isn't working" not).
+        ("Outlook", "Outlook isn't working since the update", "high"),
+        ("App", "The app does not work", "high"),
+        ("Outlook", "Outlook stopped working", "high"),
+        ("Laptop", "I can't work, the laptop is dead", "high"),
+        ("Share", "I cannot access the finance share", "high"),
+        ("Site", "The intranet is unreachable", "high"),
+        ("VPN", "Please treat with high priority", "high"),
+        ("Drucker", "Störung seit heute früh", "high"),
+        ("Netzwerkstörung", "im Büro", "high"),
+        ("Server", "Der Server ist ausgefallen, ich kann nicht arbeiten", "high"),
+        ("Portal", "Server nicht erreichbar", "high"),
+        ("Serveur", "Le serveur est en panne", "high"),
+        ("Outlook", "Outlook ne fonctionne plus", "high"),
+        ("Serveur", "Le serveur est hors service", "high"),
+        ("Servidor", "El servidor se cayó, no puedo trabajar", "high"),
+        ("Server", "Server ligt eruit, ik kan niet werken", "high"),
+        ("Server", "Graag zsm oplossen", "high"),
+        ("Palvelin", "En pysty työskentelemään", "high"),
+        ("Server", "Jag kan inte jobba", "high"),
+        ("Arvuti", "Ma ei saa tööd teha", "high"),
+        ("Arvuti", "Arvuti on katki", "medium"),
+        ("Palvelin", "Palvelin on kaatunut", "medium"),
+        ("Impresora", "La impresora está averiada", "medium"),
+        # Negated, still no signal.
+        ("Drucker", "Nicht eilig", "low"),
+    ],
+)
+def test_common_ways_of_saying_it_is_broken_are_signals(subject, description, level):
+    result = assess_urgency(subject, description)
+    assert result.level == level, result.signals
