@@ -364,11 +364,27 @@ class TextUrgency:
 _NO_PHRASES: tuple[tuple[str, ...], ...] = tuple(() for _ in _LEXICON)
 
 
+# Lines quoted from an earlier mail ("> URGENT: the server is down" under "thanks, it works now"):
+# what was said before, not this ticket's urgency. A reply quoting an alarm was read as the alarm.
+_QUOTED_LINE = re.compile(r"^>[^\n]*", re.MULTILINE)
+
+
+def _unquoted(description: str) -> str:
+    """``description`` without its quoted lines (starting with ">"), as the urgency scan reads it."""
+    # Two substring tests first: most tickets quote nothing and skip the regex.
+    if description.startswith(">") or "\n>" in description:
+        return _QUOTED_LINE.sub("", description)
+    return description
+
+
 def scan_text(subject: str, description: str, ascii_words: list[str] | None = None) -> TextUrgency:
     """``ascii_words``: when the text is ASCII, its runs of word characters, lower-cased, if the
     caller has them (the classifier's ``batch_tokens`` of the same text): read for ASCII text only,
     they save splitting it again (~3 µs of a bench ticket's ~14)."""
-    text = f"{subject}\n{description}"
+    read = _unquoted(description)
+    if read is not description:
+        ascii_words = None  # the words of the whole text, whose quoted lines may not be ASCII
+    text = f"{subject}\n{read}"
     found = _phrases(text, ascii_words)
     return TextUrgency(
         # Without a match, no sets to sort: ~0.8 µs of a bench ticket's ~14.

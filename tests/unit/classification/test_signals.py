@@ -227,3 +227,22 @@ def test_addresses_and_mobile_sign_offs_do_not_decide_the_language(text, expecte
 def test_common_ways_of_saying_it_is_broken_are_signals(subject, description, level):
     result = assess_urgency(subject, description)
     assert result.level == level, result.signals
+
+
+def test_lines_quoted_from_an_earlier_mail_are_not_this_tickets_urgency():
+    reply = "Thanks, it works now.\n\n> On Monday Bob wrote:\n> URGENT: the server is down for everyone!!!"
+    assert assess_urgency("Re: server", reply).level == "low"
+    # What the ticket says itself still counts, above or below the quote.
+    assert assess_urgency("Re: server", f"{reply}\nStill not working").level == "high"
+    assert assess_urgency("Re: server", "> fixed?\nNo, it is down for everyone").level == "critical"
+
+
+def test_a_batch_scans_a_quoting_ticket_as_a_single_one():
+    # The batch hands the scan the classifier's words of the whole text; with a non-ASCII quoted line
+    # those lack 1-letter runs ("can't" -> "can", "t"), which the rest, ASCII, needs.
+    from services.router.classification import batch_tokens, scan_text
+
+    subject, description = "VPN", "I can't log in\n> Grüße, Jürgen"
+    runs = batch_tokens([f"{subject}\n{description}"])[1][0]
+    assert scan_text(subject, description, runs) == scan_text(subject, description)
+    assert assess_urgency(subject, description).level == "high"

@@ -91,7 +91,8 @@ def reference_shouting(text: str) -> bool:
 
 
 def reference_assess(subject: str, description: str, tags: list[str]) -> tuple[str, list[str]]:
-    text = LONG_TOKEN.sub(" ", f"{subject}\n{description}")
+    unquoted = "\n".join(line for line in description.split("\n") if not line.startswith(">"))
+    text = LONG_TOKEN.sub(" ", f"{subject}\n{unquoted}")
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
@@ -272,6 +273,7 @@ EDGE_CASES = [
     ("VPN SAP", "HELP NOW ² ²²² ⅫⅫⅫ"),
     ("Not urgent", "NOT  URGENT, nicht\ndringend; drop-down, Drop Down menu, scroll down, not urgently"),
     ("clos\u0130ng down", "not cr\u0131t\u0131cal, NOT CRITICALLY down, drop downs, top-down down"),
+    ("Re: printer", "> URGENT: server down\nthanks, fixed\n>> all users\n > not a quote: urgent\n>"),
 ]
 
 
