@@ -269,6 +269,41 @@ def _blank_long_tokens(text: str) -> str:
     return _LONG_TOKEN.sub(" ", text)
 
 
+# A closing and the lines under it up to a blank line: the sender's name, title and company
+# ("Production Manager", "Emergency Department", "Critical Systems Ltd"), which made every ticket of
+# theirs urgent. Matched on folded text; blanked with spaces, so positions stay the text's. The
+# closing starts a line after the first (the subject's).
+_SIGN_OFF = re.compile(
+    r"(?<=\n)[ \t]*(?:(?:best|kind|warm|many)\s+regards|regards|mit freundlichen grüßen|freundliche grüße|"
+    r"viele grüße|beste grüße|lugupidamisega|parimate soovidega|bien cordialement|cordialement|"
+    r"saludos cordiales|saludos|atentamente|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|"
+    r"ystävällisin terveisin|terveisin|med vänlig(?:a)? hälsning(?:ar)?|vänliga hälsningar)(?!\w)"
+    # At most 8 lines under it, and not into a mail quoted below ("-----Original Message-----",
+    # "From: ..."), which has the ticket's problem when it was forwarded.
+    r"[ \t]*[,.!]?[ \t]*\r?(?:\n(?![ \t]*(?:--|__|from:|von:|de:|van:|från:|lähettäjä:|saatja:))"
+    r"[ \t]*\S[^\n]*){0,8}"
+)
+
+
+def _without_sign_off(folded: str) -> str:
+    # Read only for texts with a candidate phrase. A closing line with one under it needs two line
+    # breaks, and a word of a closing: most texts skip the regex.
+    if folded.count("\n") < 2 or not (
+        "regards" in folded
+        or "grüße" in folded
+        or "lugupidamisega" in folded
+        or "soovidega" in folded
+        or "cordialement" in folded
+        or "saludos" in folded
+        or "atentamente" in folded
+        or "groet" in folded
+        or "terveisin" in folded
+        or "hälsning" in folded
+    ):
+        return folded
+    return _SIGN_OFF.sub(lambda m: " " * len(m.group()), folded)
+
+
 def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]:
     """By lexicon, the phrases matched in ``text`` once long tokens are blanked, in order.
 
@@ -288,7 +323,8 @@ def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]
             return [[] for _ in _LEXICON]  # the usual ticket: nothing to match, nothing to blank
         if max(map(len, words)) >= _LONG:
             text = _LONG_TOKEN.sub(" ", text)
-        folded = text.lower()  # = _fold(text) for ASCII: the matches are the text's, lower-cased
+        # = _fold(text) for ASCII: the matches are the text's, lower-cased
+        folded = _without_sign_off(text.lower())
         return [
             [m for m in _pattern(i, tuple(sorted(chosen[i]))).findall(folded) if _signal(i, m)]
             if i in chosen
@@ -299,6 +335,8 @@ def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]
     folded = _fold(text)
     words = _WORD_RUN.findall(folded)
     chosen = _candidates(words, f" {' '.join(words)} ")
+    if chosen:
+        folded = _without_sign_off(folded)
     return [
         [
             text[m.start() : m.end()]

@@ -246,3 +246,26 @@ def test_a_batch_scans_a_quoting_ticket_as_a_single_one():
     runs = batch_tokens([f"{subject}\n{description}"])[1][0]
     assert scan_text(subject, description, runs) == scan_text(subject, description)
     assert assess_urgency(subject, description).level == "high"
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        # The sender's title or department under a closing made every ticket of theirs urgent.
+        "Please order toner.\n\nBest regards,\nJohn Smith\nProduction Manager",
+        "Please order toner.\r\n\r\nKind regards,\r\nMaria\r\nEmergency Department, City Hospital\r\n",
+        "Bitte Toner bestellen.\n\nMit freundlichen Grüßen\nHans Meier\nLeiter Produktion",
+        "Palun toonerit tellida.\n\nLugupidamisega\nJaan Tamm\nTootmisjuht, Kriitiline Taristu OÜ",
+    ],
+)
+def test_a_signature_under_a_closing_is_not_the_tickets_urgency(description):
+    result = assess_urgency("Toner", description)
+    assert result.level == "low", result.signals
+
+
+def test_what_the_ticket_says_around_a_signature_still_counts():
+    assert assess_urgency("Server", "It is down.\n\nBest regards,\nJohn").level == "high"
+    assert assess_urgency("Re", "Regards,\nJohn\n\nP.S. the server is down").level == "high"
+    # A forwarded mail right under the closing is the ticket's problem.
+    forwarded = "See below.\nRegards,\nJohn\n-----Original Message-----\nFrom: Bob\nSubject: URGENT"
+    assert assess_urgency("Fwd", forwarded).level == "high"
