@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -71,6 +72,38 @@ def _identifier(languages: frozenset[str] | None) -> LanguageIdentifier:
     return identifier
 
 
+# Web and mail addresses and mobile mail apps' English sign-offs say nothing of the writer's
+# language, yet py3langid reads their letters as words: an Estonian sentence with a SharePoint link
+# or "Sent from my iPhone" under it came out unknown or English. They are blanked before the guess:
+# a sign-off line, and each whitespace-separated token holding "://", "@" or "www.".
+_SIGN_OFF = re.compile(r"^[ \t]*(?:Sent from my|Get Outlook for)\b[^\n]*", re.MULTILINE)
+_ADDRESS_MARK = re.compile(r"://|@|www\.")
+_TOKEN_REST = re.compile(r"\S*")
+
+
+def _language_part(text: str) -> str:
+    """``text`` without web and mail addresses and mobile sign-offs."""
+    # Substring tests first: most tickets have none and pay ~1 µs. Markers found by one literal
+    # search and tokens widened around them (a regex for whole tokens cost ~30 µs a ticket).
+    if "Sent from my" in text or "Get Outlook for" in text:
+        text = _SIGN_OFF.sub(" ", text)
+    if "://" not in text and "@" not in text and "www." not in text:
+        return text
+    pieces: list[str] = []
+    done = 0
+    for mark in _ADDRESS_MARK.finditer(text):
+        start = mark.start()
+        if start < done:  # in the token just blanked
+            continue
+        while start > done and not text[start - 1].isspace():
+            start -= 1
+        pieces += (text[done:start], " ")
+        rest = _TOKEN_REST.match(text, mark.end())
+        done = mark.end() if rest is None else rest.end()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def _has_letters(text: str, count: int) -> bool:
     """At least ``count`` letters; stops at the count (a full scan cost as much as the guess)."""
     for ch in text:
@@ -84,7 +117,10 @@ def _has_letters(text: str, count: int) -> bool:
 def detect_language(
     text: str, languages: Iterable[str] | None = DEFAULT_LANGUAGES, min_confidence: float = 0.5
 ) -> LanguageGuess:
-    """Guess the language of ``text`` among ``languages`` (None: every language the model knows)."""
+    """Guess the language of ``text`` among ``languages`` (None: every language the model knows).
+
+    Web and mail addresses and mobile sign-offs are left out (see ``_language_part``)."""
+    text = _language_part(text)
     if not _has_letters(text, MIN_LETTERS):
         return LanguageGuess(None, 0.0)
     identifier = _identifier(None if languages is None else frozenset(languages))
@@ -213,6 +249,7 @@ def detect_languages(
             for at in range(0, len(texts), CHUNK_TEXTS)
             for guess in detect_languages(texts[at : at + CHUNK_TEXTS], languages, min_confidence)
         ]
+    texts = [_language_part(text) for text in texts]
     guesses = [LanguageGuess(None, 0.0)] * len(texts)
     chosen = [i for i, text in enumerate(texts) if _has_letters(text, MIN_LETTERS)]
     if not chosen:

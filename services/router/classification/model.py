@@ -266,6 +266,17 @@ class TicketClassifier:
             raise ValueError(f"corrupt model: {exc!r}") from exc
         model._labels = list(meta.labels)
         model.metadata = meta
-        if model._weights.shape != (model.featurizer.n_features, len(meta.labels)):
+        n_labels = len(meta.labels)
+        # An intercept of another length loaded and then failed every prediction (or, of length 1,
+        # broadcast into wrong scores); repeated labels named two classes alike.
+        shapes = (model._weights.shape, model._intercept.shape)
+        if shapes != ((model.featurizer.n_features, n_labels), (n_labels,)):
             raise ValueError("corrupt model: weight matrix does not match features and labels")
+        if len(set(meta.labels)) != n_labels:
+            raise ValueError("corrupt model: repeated labels")
+        # A NaN or infinite number, or a temperature that is not positive, made every confidence NaN
+        # (or the softmax reversed): the model loaded and never routed, silently.
+        numbers = (model._weights, model._intercept, model.featurizer.word_idf, model.featurizer.char_idf)
+        if not 0 < meta.temperature < np.inf or not all(np.isfinite(a).all() for a in numbers):
+            raise ValueError("corrupt model: a weight, an idf or the temperature is not a finite number > 0")
         return model

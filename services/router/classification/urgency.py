@@ -60,7 +60,13 @@ spoed|zo snel mogelijk|werkt niet|kan niet inloggen|geblokkeerd|kritiek|ligt pla
 kiireellinen|pikaisesti|heti|mahdollisimman pian|ei toimi|en pääse kirjautumaan|
 ei pysty kirjautumaan|estetty|lukittu|kriittinen|tuotanto*|alhaalla|nurin|
 brådskande|akut|snarast|omedelbart|så snart som möjligt|fungerar inte|funkar inte|kan inte logga in|
-blockerad|utelåst|kritisk|nere|produktion*
+blockerad|utelåst|kritisk|nere|produktion*|
+isn't working|isn’t working|is not working|does not work|stopped working|can't work|cannot work|
+unable to work|cannot access|can't access|unable to access|unreachable|high priority|
+*störung*|ausgefallen|nicht erreichbar|kann nicht arbeiten|eilig|
+ei saa tööd teha|en panne|ne fonctionne plus|ne marche plus|bloquant|hors service|
+impossible de travailler|no puedo trabajar|se cayó|kan niet werken|ligt eruit|zsm|
+en pysty työskentelemään|kan inte jobba|kan inte arbeta
 """
 # Read with the high phrases but no signal: where the text says the opposite ("not urgent") or the
 # word names no problem ("drop down menu", "scroll down"). The alternation takes the longest phrase
@@ -68,6 +74,14 @@ blockerad|utelåst|kritisk|nere|produktion*
 _HIGH_NEUTRAL = """
 not urgent|not very urgent|not critical|nicht dringend|kein notfall|pole kiire|ei ole kiire|pas urgent|
 no es urgente|no urgente|niet dringend|geen spoed|ei kiireellinen|ei kiire|inte brådskande|
+not urgently|not too urgent|not that urgent|not so urgent|not super urgent|isn't urgent|isn’t urgent|
+nothing urgent|not too critical|isn't critical|isn’t critical|not an emergency|no emergency|
+nicht so dringend|nicht sehr dringend|eilt nicht|nicht kritisch|
+ei ole kiireloomuline|pole kiireloomuline|ei ole kriitiline|pole kriitiline|
+pas très urgent|pas urgente|rien d'urgent|rien d’urgent|pas critique|pas une urgence|
+nada urgente|no es tan urgente|no es crítico|
+niet urgent|niet zo urgent|niet zo dringend|niet kritiek|niet kritisch|
+nicht eilig|ei ole kiireellinen|ei kriittinen|ei ole kriittinen|inte akut|inte kritisk|inte så brådskande|
 drop down|drop-down|scroll down|scrolling down|close down|closing down|scale down|step down|break down|
 narrow down|write down|count down|turn down|top down|top-down|down payment
 """
@@ -82,7 +96,7 @@ alla användare|ingen kan
 _MEDIUM = """
 error*|failed|failing|broken|crash*|slow|stuck|fehler*|langsam|abgestürzt|viga|tõrge|aeglane|
 erreur|lenteur|est lent|très lent|trop lent|plantage|lento|fout*|foutmelding|traag|virhe*|hidas|
-felmeddelande|långsam
+felmeddelande|långsam|katki|kaatunut|kaatui|averiad*
 """
 # Tags are single words: vendor priority words and a few urgency labels.
 _TAG_LEVELS: dict[str, Level] = {
@@ -255,6 +269,41 @@ def _blank_long_tokens(text: str) -> str:
     return _LONG_TOKEN.sub(" ", text)
 
 
+# A closing and the lines under it up to a blank line: the sender's name, title and company
+# ("Production Manager", "Emergency Department", "Critical Systems Ltd"), which made every ticket of
+# theirs urgent. Matched on folded text; blanked with spaces, so positions stay the text's. The
+# closing starts a line after the first (the subject's).
+_SIGN_OFF = re.compile(
+    r"(?<=\n)[ \t]*(?:(?:best|kind|warm|many)\s+regards|regards|mit freundlichen grüßen|freundliche grüße|"
+    r"viele grüße|beste grüße|lugupidamisega|parimate soovidega|bien cordialement|cordialement|"
+    r"saludos cordiales|saludos|atentamente|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|"
+    r"ystävällisin terveisin|terveisin|med vänlig(?:a)? hälsning(?:ar)?|vänliga hälsningar)(?!\w)"
+    # At most 8 lines under it, and not into a mail quoted below ("-----Original Message-----",
+    # "From: ..."), which has the ticket's problem when it was forwarded.
+    r"[ \t]*[,.!]?[ \t]*\r?(?:\n(?![ \t]*(?:--|__|from:|von:|de:|van:|från:|lähettäjä:|saatja:))"
+    r"[ \t]*\S[^\n]*){0,8}"
+)
+
+
+def _without_sign_off(folded: str) -> str:
+    # Read only for texts with a candidate phrase. A closing line with one under it needs two line
+    # breaks, and a word of a closing: most texts skip the regex.
+    if folded.count("\n") < 2 or not (
+        "regards" in folded
+        or "grüße" in folded
+        or "lugupidamisega" in folded
+        or "soovidega" in folded
+        or "cordialement" in folded
+        or "saludos" in folded
+        or "atentamente" in folded
+        or "groet" in folded
+        or "terveisin" in folded
+        or "hälsning" in folded
+    ):
+        return folded
+    return _SIGN_OFF.sub(lambda m: " " * len(m.group()), folded)
+
+
 def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]:
     """By lexicon, the phrases matched in ``text`` once long tokens are blanked, in order.
 
@@ -274,7 +323,8 @@ def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]
             return [[] for _ in _LEXICON]  # the usual ticket: nothing to match, nothing to blank
         if max(map(len, words)) >= _LONG:
             text = _LONG_TOKEN.sub(" ", text)
-        folded = text.lower()  # = _fold(text) for ASCII: the matches are the text's, lower-cased
+        # = _fold(text) for ASCII: the matches are the text's, lower-cased
+        folded = _without_sign_off(text.lower())
         return [
             [m for m in _pattern(i, tuple(sorted(chosen[i]))).findall(folded) if _signal(i, m)]
             if i in chosen
@@ -285,6 +335,8 @@ def _phrases(text: str, ascii_words: list[str] | None = None) -> list[list[str]]
     folded = _fold(text)
     words = _WORD_RUN.findall(folded)
     chosen = _candidates(words, f" {' '.join(words)} ")
+    if chosen:
+        folded = _without_sign_off(folded)
     return [
         [
             text[m.start() : m.end()]
@@ -350,11 +402,27 @@ class TextUrgency:
 _NO_PHRASES: tuple[tuple[str, ...], ...] = tuple(() for _ in _LEXICON)
 
 
+# Lines quoted from an earlier mail ("> URGENT: the server is down" under "thanks, it works now"):
+# what was said before, not this ticket's urgency. A reply quoting an alarm was read as the alarm.
+_QUOTED_LINE = re.compile(r"^>[^\n]*", re.MULTILINE)
+
+
+def _unquoted(description: str) -> str:
+    """``description`` without its quoted lines (starting with ">"), as the urgency scan reads it."""
+    # Two substring tests first: most tickets quote nothing and skip the regex.
+    if description.startswith(">") or "\n>" in description:
+        return _QUOTED_LINE.sub("", description)
+    return description
+
+
 def scan_text(subject: str, description: str, ascii_words: list[str] | None = None) -> TextUrgency:
     """``ascii_words``: when the text is ASCII, its runs of word characters, lower-cased, if the
     caller has them (the classifier's ``batch_tokens`` of the same text): read for ASCII text only,
     they save splitting it again (~3 µs of a bench ticket's ~14)."""
-    text = f"{subject}\n{description}"
+    read = _unquoted(description)
+    if read is not description:
+        ascii_words = None  # the words of the whole text, whose quoted lines may not be ASCII
+    text = f"{subject}\n{read}"
     found = _phrases(text, ascii_words)
     return TextUrgency(
         # Without a match, no sets to sort: ~0.8 µs of a bench ticket's ~14.

@@ -303,3 +303,42 @@ def test_a_blob_missing_an_array_or_its_metadata_is_a_value_error(trained):
     ):
         with pytest.raises(ValueError):
             TicketClassifier.from_bytes(raw)
+
+
+def test_a_blob_whose_numbers_do_not_fit_together_is_refused_not_loaded(trained):
+    # Each of these loaded: an intercept of another length then failed every prediction on the
+    # router's hot path (or, of length 1, broadcast into wrong scores); NaN weights or a temperature
+    # of 0 gave every ticket a NaN confidence, a negative one the least likely label.
+    import io
+
+    import orjson
+
+    model, _ = trained
+    with np.load(io.BytesIO(model.to_bytes())) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = orjson.loads(arrays["header"].tobytes())
+
+    def blob(metadata: dict[str, object] | None = None, **changes: np.ndarray) -> bytes:
+        if metadata is not None:
+            raw = orjson.dumps({**header, "metadata": {**header["metadata"], **metadata}})
+            changes["header"] = np.frombuffer(raw, dtype=np.uint8)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{**arrays, **changes})
+        return buf.getvalue()
+
+    weights, intercept = arrays["weights"], arrays["intercept"]
+    nan_weights = weights.copy()
+    nan_weights[0, 0] = np.nan
+    labels = header["metadata"]["labels"]
+    for raw in (
+        blob(intercept=intercept[:1]),
+        blob(intercept=intercept[:-1]),
+        blob(weights=nan_weights),
+        blob(word_idf=np.full_like(arrays["word_idf"], np.inf)),
+        blob({"temperature": 0.0}),
+        blob({"temperature": -1.0}),
+        blob({"labels": [labels[0], *labels[:-1]]}),
+    ):
+        with pytest.raises(ValueError, match="corrupt model"):
+            TicketClassifier.from_bytes(raw)
+    assert TicketClassifier.from_bytes(blob()).labels == labels  # the blob itself loads

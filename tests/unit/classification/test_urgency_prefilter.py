@@ -79,8 +79,16 @@ def matches(text: str) -> list[list[str]]:
     return [[norm(m) for m in found] for found in urgency._phrases(text)]
 
 
+def unsigned(text: str) -> str:
+    """``text`` with its sign-off blocks (``urgency._SIGN_OFF`` on the folded text) blanked."""
+    chars = list(text)
+    for m in urgency._SIGN_OFF.finditer(urgency._fold(text)):
+        chars[m.start() : m.end()] = " " * (m.end() - m.start())
+    return "".join(chars)
+
+
 def reference_matches(text: str) -> list[list[str]]:
-    blanked = LONG_TOKEN.sub(" ", text)
+    blanked = unsigned(LONG_TOKEN.sub(" ", text))
     return [signals_of(kind, pattern, blanked) for kind, _, pattern in REFERENCE]
 
 
@@ -91,12 +99,13 @@ def reference_shouting(text: str) -> bool:
 
 
 def reference_assess(subject: str, description: str, tags: list[str]) -> tuple[str, list[str]]:
-    text = LONG_TOKEN.sub(" ", f"{subject}\n{description}")
+    unquoted = "\n".join(line for line in description.split("\n") if not line.startswith(">"))
+    text = LONG_TOKEN.sub(" ", f"{subject}\n{unquoted}")
     signals: list[str] = []
     rank = 1
     found: set[str] = set()
     for kind, level, pattern in REFERENCE:
-        found_here = sorted(set(signals_of(kind, pattern, text)))
+        found_here = sorted(set(signals_of(kind, pattern, unsigned(text))))
         if found_here:
             found.add(kind)
             rank = max(rank, LEVEL_NAMES.index(level) + 1)
@@ -272,6 +281,10 @@ EDGE_CASES = [
     ("VPN SAP", "HELP NOW ² ²²² ⅫⅫⅫ"),
     ("Not urgent", "NOT  URGENT, nicht\ndringend; drop-down, Drop Down menu, scroll down, not urgently"),
     ("clos\u0130ng down", "not cr\u0131t\u0131cal, NOT CRITICALLY down, drop downs, top-down down"),
+    ("Re: printer", "> URGENT: server down\nthanks, fixed\n>> all users\n > not a quote: urgent\n>"),
+    ("Toner", "please\n\nBest  Regards,\nJohn\nPRODUCTION manager\n\nnot working\nregards to all: urgent"),
+    ("Toner", "bitte\r\nMit freundlichen GRÜSSEN\r\nLeiter Produktion\r\n" + "x" * 50 + "\nKritisch"),
+    ("\u0130T", "d\u0131e\nKind regards\nEmergency \u0130T\nFrom: Bob\nurgent\nregardsless down"),
 ]
 
 
