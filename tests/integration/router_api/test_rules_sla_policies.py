@@ -72,16 +72,16 @@ async def test_rule_sets_naming_unknown_or_deleted_policies_are_refused(router_a
     }
     assert typo in refused.json()["detail"]
 
-    # The single-rule endpoints point into the rule set they would save, as for teams.
+    # The single-rule endpoints point into the one rule sent, as for a team it names.
     etag = await router_api.rules_etag()
     added = await c.post(
         "/v1/rules", json=with_policy("extra", team, typo), headers={**editor, "If-Match": etag}
     )
-    assert set(errors_of(added)) == {"/rules/1/actions/sla_policy"}
+    assert set(errors_of(added)) == {"/actions/sla_policy"}
     patched = await c.patch(
         "/v1/rules/named", json={"actions": {"sla_policy": typo}}, headers={**editor, "If-Match": etag}
     )
-    assert set(errors_of(patched)) == {"/rules/0/actions/sla_policy"}
+    assert set(errors_of(patched)) == {"/actions/sla_policy"}
     assert await router_api.rules_etag() == etag  # nothing was saved
 
 
