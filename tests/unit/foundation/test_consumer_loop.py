@@ -165,36 +165,30 @@ async def test_poison_goes_to_the_dead_letter_topic_with_a_reason_and_is_committ
     assert consumer.committed == [{TP: 2}]
 
 
-async def test_transient_errors_are_retried_until_they_pass():
+@pytest.mark.parametrize(
+    ("failures", "backoff_max_s"),
+    [
+        (3, None),  # beyond max_attempts: transient, never dead-lettered
+        # ~8.5 h of a database outage at the default 30 s backoff: the delay's float overflowed.
+        (1100, 0.0),
+    ],
+)
+async def test_transient_errors_are_retried_until_they_pass(failures: int, backoff_max_s: float | None):
     consumer, producer = FakeConsumer([good(1)]), FakeProducer()
     attempts = 0
 
     async def handler(events):
         nonlocal attempts
         attempts += 1
-        if attempts < 4:
+        if attempts <= failures:
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
 
-    await run_until(make_loop(consumer, producer, handler, max_attempts=2), lambda: consumer.committed)
-    assert attempts == 4  # transient: retried beyond max_attempts, never dead-lettered
+    options = {} if backoff_max_s is None else {"backoff_max_s": backoff_max_s}
+    loop = make_loop(consumer, producer, handler, max_attempts=2, **options)
+    await run_until(loop, lambda: consumer.committed, timeout=10)
+    assert attempts == failures + 1
     assert producer.sent == []
     assert consumer.committed == [{TP: 1}]
-
-
-async def test_an_outage_of_more_than_a_thousand_attempts_is_still_retried_not_a_crash():
-    # ~8.5 h of a database outage at the default 30 s backoff: the delay's float overflowed.
-    consumer, producer = FakeConsumer([good(1)]), FakeProducer()
-    attempts = 0
-
-    async def handler(events):
-        nonlocal attempts
-        attempts += 1
-        if attempts <= 1100:
-            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
-
-    loop = make_loop(consumer, producer, handler, backoff_max_s=0)
-    await run_until(loop, lambda: consumer.committed, timeout=10)
-    assert attempts == 1101 and consumer.committed == [{TP: 1}]
 
 
 async def test_lag_grows_while_a_batch_is_retried_and_includes_the_batch():
