@@ -23,6 +23,15 @@ REPEATED_MESSAGE = "given twice in one object"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_utf8_bom(body: bytes) -> bytes:
+    """``body`` without a UTF-8 byte order mark before the JSON (Notepad, .NET and Windows
+    PowerShell write one), which RFC 8259 lets a parser skip."""
+    return body.removeprefix(_UTF8_BOM)
+
+
 def is_json_media_type(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))

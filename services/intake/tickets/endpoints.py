@@ -25,7 +25,7 @@ from services.intake.sources.cache import SourceCache
 from services.intake.tickets.schemas import Accepted, TicketIn
 from shared.auth import Role, authenticate
 from shared.events import EventType, derived_event_id, external_id_too_long, ticket_event
-from shared.http.json_body import is_json_media_type
+from shared.http.json_body import is_json_media_type, without_utf8_bom
 from shared.http.nul_guard import body_unstorable, nul_problem
 from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
@@ -40,7 +40,6 @@ IDEMPOTENCY_PREFIX = "idempotency:"
 SCOPED_IDEMPOTENCY_PREFIX = "idempotency/"  # not a prefix of the above: no record reads as the other
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,150}")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def idempotency_delivery_id(api_key_id: str, key: str) -> str:
@@ -104,7 +103,7 @@ async def _ticket(request: Request) -> TicketIn:
     body = await read_body(request, request.app.state.settings.intake_max_body_bytes)
     # A UTF-8 byte order mark before the JSON (a file saved by Notepad, Windows PowerShell's
     # Out-File) is skipped, as RFC 8259 allows and webhooks do; it was a 400, every time.
-    body = body.removeprefix(_UTF8_BOM)
+    body = without_utf8_bom(body)
     unstorable = body_unstorable(body)  # PostgreSQL stores no U+0000: the router could not keep it
     if unstorable is not None:
         raise nul_problem(*unstorable)

@@ -26,6 +26,7 @@ from shared.events import (
     assume_utc,
     parse_priority,
 )
+from shared.http.json_body import without_utf8_bom
 
 from .errors import MalformedBodyError, UnmappableError
 
@@ -45,9 +46,6 @@ def _may_hold_a_long_integer(body: bytes) -> bool:
     return _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZEROS)
 
 
-_UTF8_BOM = b"\xef\xbb\xbf"
-
-
 def _not_json(body: bytes) -> str:
     try:
         body.decode("utf-8")
@@ -63,8 +61,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     library, exact for integers of any size and the same as orjson for everything else. A UTF-8
     byte order mark before the JSON (.NET and Windows PowerShell senders write one) is skipped,
     as RFC 8259 allows; signatures are checked before, over the bytes as received."""
-    if body.startswith(_UTF8_BOM):
-        body = body[len(_UTF8_BOM) :]
+    body = without_utf8_bom(body)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
