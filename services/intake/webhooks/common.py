@@ -150,6 +150,16 @@ def opt_str(value: Any) -> str | None:
     return text or None
 
 
+def text_or_empty(value: Any, pointer: str) -> str:
+    """A body or description as it came (null: none); anything but text is refused at ``pointer``,
+    the payload's own field (the snapshot's check named "/description", which no vendor sends)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UnmappableError(pointer, "expected a string")
+    return value
+
+
 def require_object(doc: Any, pointer: str) -> dict[str, Any]:
     value = pointer_get(doc, pointer)
     if not isinstance(value, dict):

@@ -26,6 +26,7 @@ from .common import (
     require,
     require_object,
     require_str,
+    text_or_empty,
 )
 from .errors import IgnoredEvent, UnmappableError
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
@@ -90,16 +91,6 @@ def visible_markdown(markdown: str) -> str:
     return "".join(kept).strip() if pos else markdown
 
 
-def _text(body: Any, field: str) -> str:
-    """A body as shown; anything but text (or null: none) is refused at ``field``, the payload's
-    own pointer (the snapshot's check named "/description", which no GitHub payload has)."""
-    if body is None:
-        return ""
-    if not isinstance(body, str):
-        raise UnmappableError(field, "expected a string")
-    return visible_markdown(body)
-
-
 def _label_names(issue: dict[str, Any]) -> list[str]:
     labels = as_list(issue.get("labels"))
     return [str(lb["name"]) for lb in labels if isinstance(lb, dict) and opt_str(lb.get("name"))]
@@ -128,7 +119,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
     fields: dict[str, Any] = {
         "external_id": f"{repo}#{number}",
         "subject": opt_str(require(data, "/issue/title")) or "",
-        "description": _text(issue.get("body"), "/issue/body"),
+        "description": visible_markdown(text_or_empty(issue.get("body"), "/issue/body")),
         "status": map_status(issue.get("state"), _STATUSES, "/issue/state", config.options),
         "priority": priority_from_labels(labels),
         "requester": {"name": opt_str(pointer_get(data, "/issue/user/login"))},
@@ -146,7 +137,7 @@ def adapt(config: SourceConfig, request: WebhookRequest, now: datetime) -> list[
         comment = require_object(data, "/comment")
         author = opt_str(pointer_get(comment, "/user/login"))
         fields["comment"] = {
-            "body": _text(comment.get("body"), "/comment/body"),
+            "body": visible_markdown(text_or_empty(comment.get("body"), "/comment/body")),
             "author": author,
             "public": True,
             # A member answering someone; not the requester commenting on their own issue (a

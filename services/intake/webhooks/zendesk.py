@@ -55,8 +55,9 @@ from .common import (
     parse_json_object,
     pointer_get,
     require_str,
+    text_or_empty,
 )
-from .errors import IgnoredEvent, UnmappableError
+from .errors import IgnoredEvent
 from .models import AdaptedEvent, SourceConfig, WebhookRequest
 
 _STATUSES = {
@@ -92,16 +93,6 @@ def _ticket_url(config: SourceConfig, ticket_id: str) -> str | None:
     return f"{base.rstrip('/')}/agent/tickets/{ticket_id}" if base else None
 
 
-def _description(value: Any) -> str:
-    """Text as it came (null: none); anything else is refused at the payload's own pointer (the
-    snapshot's check named "/description", which no Zendesk payload has)."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise UnmappableError("/detail/description", "expected a string")
-    return value
-
-
 def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: datetime) -> AdaptedEvent:
     if not kind.startswith("ticket."):
         raise IgnoredEvent(f"Zendesk {kind[:60]} is not a ticket event")
@@ -125,7 +116,7 @@ def _adapt_event(config: SourceConfig, data: dict[str, Any], kind: str, now: dat
     fields: dict[str, Any] = {
         "external_id": ticket_id,
         "subject": opt_str(detail.get("subject")) or "",
-        "description": _description(detail.get("description")),
+        "description": text_or_empty(detail.get("description"), "/detail/description"),
         "status": map_status(status_source, _STATUSES, status_field, config.options),
         "priority": map_priority(detail.get("priority"), _PRIORITIES, "/detail/priority", config.options),
         "tags": as_tags(detail.get("tags")),
