@@ -51,17 +51,23 @@ def load_yaml(path: Path, label: str = "") -> Any:
     """The YAML (or JSON) document in ``path``; errors as :func:`read_text`, plus YAML's own
     problem and where it is (line and column count from 1, as editors do)."""
     text = read_text(path, label)
-    prefix = f"{label}: " if label else ""
     try:
         document = load_core_yaml(text)  # "10:30" stays a string, a repeated key is an error
     except yaml.YAMLError as exc:
+        prefix = f"{label}: " if label else ""
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise fail(f"{prefix}{path} is not valid YAML{where}: {problem}") from exc
-    # YAML's "\0" (or JSON's "\u0000"): refused as the API refuses it, naming where. SQLite stored
-    # it where PostgreSQL failed the INSERT with a driver error naming no field.
+    refuse_unstorable(path, document, label)
+    return document
+
+
+def refuse_unstorable(path: Path, document: Any, label: str = "") -> None:
+    """Fail naming the file and the JSON pointer when ``document`` holds what no database column
+    keeps: YAML's "\\0" (JSON's "\\u0000"), refused as the API refuses it. SQLite stored it where
+    PostgreSQL failed the INSERT with a driver error naming no field."""
     found = unstorable(document)
     if found is not None:
+        prefix = f"{label}: " if label else ""
         raise fail(f"{prefix}{path}: {found[0]}: {found[1]}")
-    return document

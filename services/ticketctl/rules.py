@@ -18,8 +18,7 @@ from services.router.rules import RuleSet, RuleSetError, diff_rulesets, ruleset_
 from services.router.rulesets import service
 from services.router.rulesets.store import ruleset_of
 from services.ticketctl.database import ROW_ID_MAX, read_modify_write, run_in_transaction
-from services.ticketctl.output import console, errors, fail, read_text
-from shared.db.storable import unstorable
+from services.ticketctl.output import console, errors, read_text, refuse_unstorable
 from shared.http.preconditions import Stale
 from shared.http.problems import field_errors
 
@@ -75,11 +74,7 @@ def _load(path: Path) -> RuleSet:
         for problem in exc.problems:
             errors.print(f"  {problem.path or '(document)'}: {problem.message}")
         raise typer.Exit(1) from exc
-    # YAML's "\0" (JSON's "\u0000"): refused as the API refuses it, naming where. SQLite stored
-    # it where PostgreSQL failed the INSERT with a driver error naming no rule.
-    found = unstorable(draft.model_dump(mode="json", by_alias=True, exclude_none=True))
-    if found is not None:
-        raise fail(f"{path}: {found[0]}: {found[1]}")
+    refuse_unstorable(path, draft.model_dump(mode="json", by_alias=True, exclude_none=True))
     return draft
 
 
