@@ -191,15 +191,16 @@ def _leaf(cond: Condition, timezone: str, path: str, groups: RegexGroups | None)
     assert kind is not None
     # Regexes run on the raw text with RE2's own case folding: case-folding a pattern would
     # change its meaning (\S is not \s).
-    fold = not cs and kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches"
-    const: Any = value
-    if kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches":
+    textual = kind in (Kind.STR, Kind.TAGS, Kind.CUSTOM) and op != "matches"
+    fold = textual and not cs
+
+    def prepared(item: Any) -> Any:
         # In NFC, as the facts are: the same text typed composed or decomposed is one constant.
-        const = [nfc(v) if isinstance(v, str) else v for v in const] if isinstance(const, list) else const
-        const = nfc(const) if isinstance(const, str) else const
-    const = _fold(const) if fold else const
-    if isinstance(const, list):
-        const = [_fold(v) if fold else v for v in const]
+        if textual and isinstance(item, str):
+            item = nfc(item)
+        return _fold(item) if fold else item
+
+    const: Any = [prepared(v) for v in value] if isinstance(value, list) else prepared(value)
     key = fact_key(name, fold)
 
     if kind in (Kind.TIME_OF_DAY, Kind.WEEKDAY):
